@@ -1,0 +1,445 @@
+/*
+ * core/config: the SUPERIMAP_* table, parsing, --help and the README rows.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/redis_url.h"
+
+#define OFF(field) offsetof(struct config, field)
+
+#define API   CONFIG_ROLE_API
+#define WAT   CONFIG_ROLE_WATCHER
+#define DIS   CONFIG_ROLE_DISPATCHER
+#define NODES CONFIG_ROLE_NODES
+
+static int check_redis_url(const char *v, char *err, size_t errlen)
+{
+    struct redis_addr a;
+    return redis_url_parse(v, NULL, &a, err, errlen) < 0 ? -1 : 0;
+}
+
+static int is_hex_key(const char *v, size_t n)
+{
+    if (n != 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f') ||
+              (v[i] >= 'A' && v[i] <= 'F')))
+            return 0;
+    return 1;
+}
+
+static int check_key(const char *v, char *err, size_t errlen)
+{
+    if (is_hex_key(v, strlen(v)))
+        return 0;
+    snprintf(err, errlen, "must be 64 hexadecimal digits (32 bytes; `openssl rand -hex 32`)");
+    return -1;
+}
+
+static int check_key_list(const char *v, char *err, size_t errlen)
+{
+    while (*v) {
+        const char *comma = strchr(v, ',');
+        size_t n = comma ? (size_t)(comma - v) : strlen(v);
+        if (!is_hex_key(v, n)) {
+            snprintf(err, errlen, "must be a comma-separated list of 64-hex-digit keys");
+            return -1;
+        }
+        v += n + (comma != NULL);
+    }
+    return 0;
+}
+
+static int check_addr(const char *v, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (config_split_addr(v, host, sizeof host, &port) == 0)
+        return 0;
+    snprintf(err, errlen, "must be host:port (port 0 to 65535; 0 picks a free port)");
+    return -1;
+}
+
+static int check_node_id(const char *v, char *err, size_t errlen)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 100) {
+        snprintf(err, errlen, "must be 1 to 100 characters");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.')) {
+            snprintf(err, errlen, "may use only letters, digits, '-', '_' and '.'");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_url(const char *v, char *err, size_t errlen)
+{
+    if (strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0)
+        return 0;
+    snprintf(err, errlen, "must be an http:// or https:// URL");
+    return -1;
+}
+
+static int check_token(const char *v, char *err, size_t errlen)
+{
+    if (strlen(v) >= 16)
+        return 0;
+    snprintf(err, errlen, "must be at least 16 characters");
+    return -1;
+}
+
+/* clang-format off */
+const struct config_var config_vars[] = {
+    {"SUPERIMAP_REDIS_URL", CONFIG_STR, NODES, "redis://127.0.0.1:6379/0", 0, 0, NULL, 0,
+     OFF(redis_url), check_redis_url,
+     "Redis to use: redis://[:password@]host:port/db or unix:///path/redis.sock[?db=N]"},
+    {"SUPERIMAP_REDIS_PASSWORD", CONFIG_STR, NODES, NULL, 0, 0, NULL, CONFIG_SECRET,
+     OFF(redis_password), NULL, "Redis AUTH password; overrides one given in the URL"},
+    {"SUPERIMAP_REDIS_TIMEOUT_MS", CONFIG_INT, NODES, "5000", 100, 600000, NULL, 0,
+     OFF(redis_timeout_ms), NULL, "Redis connect timeout and per-command timeout"},
+    {"SUPERIMAP_ENCRYPTION_KEY", CONFIG_STR, NODES, NULL, 0, 0, NULL,
+     CONFIG_SECRET | CONFIG_REQUIRED, OFF(encryption_key), check_key,
+     "AES-256-GCM key for secrets at rest, 64 hex digits; the same on every node"},
+    {"SUPERIMAP_ENCRYPTION_OLD_KEYS", CONFIG_STR, NODES, NULL, 0, 0, NULL, CONFIG_SECRET,
+     OFF(encryption_old_keys), check_key_list,
+     "Previous encryption keys, comma-separated, still accepted for decryption during a rotation"},
+    {"SUPERIMAP_NODE_ID", CONFIG_STR, NODES, NULL, 0, 0, NULL, 0, OFF(node_id), check_node_id,
+     "Unique name of this process in the fleet (default: <hostname>-<pid>)"},
+    {"SUPERIMAP_LOG_LEVEL", CONFIG_ENUM, NODES, "info", 0, 0, "debug|info|warn|error", 0,
+     OFF(log_level), NULL, "Lowest level written"},
+    {"SUPERIMAP_LOG_FORMAT", CONFIG_ENUM, NODES, "text", 0, 0, "text|json", 0, OFF(log_format),
+     NULL, "Log lines as key=value text or as one JSON object per line"},
+    {"SUPERIMAP_LOG_COMPONENTS", CONFIG_STR, NODES, NULL, 0, 0, NULL, 0, OFF(log_components),
+     NULL, "Comma-separated components with debug lines on at any level (redis,http,imap,...)"},
+    {"SUPERIMAP_LOG_FILE", CONFIG_STR, NODES, NULL, 0, 0, NULL, 0, OFF(log_file), NULL,
+     "Append logs to this file instead of stderr; SIGHUP reopens it"},
+    {"SUPERIMAP_HTTP_ADDR", CONFIG_STR, API, "127.0.0.1:8080", 0, 0, NULL, 0, OFF(http_addr),
+     check_addr, "host:port of the REST API, dashboard and /healthz, /readyz, /metrics"},
+    {"SUPERIMAP_HTTP_ADDR", CONFIG_STR, WAT, "127.0.0.1:9101", 0, 0, NULL, 0, OFF(http_addr),
+     check_addr, "host:port of /healthz, /readyz and /metrics (port 0 picks a free port)"},
+    {"SUPERIMAP_HTTP_ADDR", CONFIG_STR, DIS, "127.0.0.1:9102", 0, 0, NULL, 0, OFF(http_addr),
+     check_addr, "host:port of /healthz, /readyz and /metrics (port 0 picks a free port)"},
+    {"SUPERIMAP_PUBLIC_URL", CONFIG_STR, API, "http://127.0.0.1:8080", 0, 0, NULL, 0,
+     OFF(public_url), check_url, "Base URL at which partners and browsers reach the api"},
+    {"SUPERIMAP_ADMIN_TOKEN", CONFIG_STR, API, NULL, 0, 0, NULL, CONFIG_SECRET, OFF(admin_token),
+     check_token, "Bearer token for /admin/api (16+ characters); unset: admin API refused"},
+    {"SUPERIMAP_WEB_ROOT", CONFIG_STR, API, "web", 0, 0, NULL, 0, OFF(web_root), NULL,
+     "Directory of the dashboard's static files"},
+    {"SUPERIMAP_API_THREADS", CONFIG_INT, API, "16", 1, 256, NULL, 0, OFF(api_threads), NULL,
+     "HTTP worker threads, each with its own Redis connection"},
+    {"SUPERIMAP_SHARDS", CONFIG_INT, NODES, "64", 1, 16384, NULL, 0, OFF(shards), NULL,
+     "Number of Redis shards; fixed at the first start, every node must agree"},
+    {"SUPERIMAP_MAX_USERS", CONFIG_INT, WAT, "10000", 1, 10000000, NULL, 0, OFF(max_users), NULL,
+     "Most users this watcher takes (capped further by its file-descriptor limit)"},
+    {"SUPERIMAP_SHUTDOWN_TIMEOUT_SEC", CONFIG_INT, NODES, "30", 1, 3600, NULL, 0,
+     OFF(shutdown_timeout_sec), NULL, "Longest graceful drain on SIGTERM before exiting anyway"},
+    {NULL, CONFIG_STR, 0, NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+/* clang-format on */
+
+/* ---- Parsing ---- */
+
+static int parse_int(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, yes[i]) == 0)
+            return 1;
+        if (strcmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Returns the index of s in "a|b|c", or -1. */
+static int enum_index(const char *allowed, const char *s)
+{
+    size_t n = strlen(s);
+    int i = 0;
+    for (const char *p = allowed; *p; i++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, s, n) == 0)
+            return i;
+        p += len + (bar != NULL);
+    }
+    return -1;
+}
+
+static int store(struct config *cfg, const struct config_var *v, const char *s, struct buf *errors)
+{
+    char *field = (char *)cfg + v->offset;
+    char why[256] = "";
+    long long n;
+    int b;
+    switch (v->type) {
+    case CONFIG_STR:
+        if (v->check != NULL && v->check(s, why, sizeof why) != 0)
+            break;
+        memcpy(field, &s, sizeof s);
+        return 0;
+    case CONFIG_INT:
+        if (parse_int(s, &n) < 0 || n < v->min || n > v->max) {
+            snprintf(why, sizeof why, "must be an integer from %lld to %lld", v->min, v->max);
+            break;
+        }
+        *(int *)(void *)field = (int)n;
+        return 0;
+    case CONFIG_BOOL:
+        if ((b = parse_bool(s)) < 0) {
+            snprintf(why, sizeof why, "must be 1/0, true/false, yes/no or on/off");
+            break;
+        }
+        *(int *)(void *)field = b;
+        return 0;
+    case CONFIG_ENUM:
+        if ((b = enum_index(v->allowed, s)) < 0) {
+            snprintf(why, sizeof why, "must be one of %s", v->allowed);
+            break;
+        }
+        *(int *)(void *)field = b;
+        return 0;
+    }
+    if (v->flags & CONFIG_SECRET)
+        buf_printf(errors, "%s: invalid value: %s\n", v->name, why);
+    else
+        buf_printf(errors, "%s=\"%s\": invalid value: %s\n", v->name, s, why);
+    return -1;
+}
+
+int config_load(struct config *cfg, unsigned role, struct buf *errors)
+{
+    memset(cfg, 0, sizeof *cfg);
+    int nerr = 0;
+    for (const struct config_var *v = config_vars; v->name != NULL; v++) {
+        if (!(v->roles & role))
+            continue;
+        const char *s = getenv(v->name);
+        if (s == NULL || *s == '\0') {
+            if (v->flags & CONFIG_REQUIRED) {
+                buf_printf(errors, "%s: required but not set\n", v->name);
+                nerr++;
+                continue;
+            }
+            s = v->def;
+        }
+        if (s != NULL && store(cfg, v, s, errors) < 0)
+            nerr++;
+    }
+    if ((role & CONFIG_ROLE_NODES) && cfg->node_id == NULL) {
+        char host[64] = "node";
+        if (gethostname(host, sizeof host) != 0)
+            strcpy(host, "node");
+        host[sizeof host - 1] = '\0';
+        for (char *p = host; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+                *p = '-';
+        snprintf(cfg->node_id_buf, sizeof cfg->node_id_buf, "%s-%ld", host, (long)getpid());
+        cfg->node_id = cfg->node_id_buf;
+    }
+    return nerr;
+}
+
+int config_split_addr(const char *addr, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr)
+        return -SIMAP_EINVAL;
+    const char *h = addr;
+    size_t n = (size_t)(colon - addr);
+    if (h[0] == '[') {
+        if (n < 2 || h[n - 1] != ']')
+            return -SIMAP_EINVAL;
+        h++;
+        n -= 2;
+    }
+    long long p;
+    if (n == 0 || n >= hostlen || parse_int(colon + 1, &p) < 0 || p < 0 || p > 65535)
+        return -SIMAP_EINVAL;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* ---- Help, Markdown, effective config ---- */
+
+static void describe_range(const struct config_var *v, char *out, size_t outlen)
+{
+    switch (v->type) {
+    case CONFIG_INT:
+        snprintf(out, outlen, "%lld..%lld", v->min, v->max);
+        break;
+    case CONFIG_BOOL:
+        snprintf(out, outlen, "0|1");
+        break;
+    case CONFIG_ENUM:
+        snprintf(out, outlen, "%s", v->allowed);
+        break;
+    case CONFIG_STR:
+        snprintf(out, outlen, "%s", (v->flags & CONFIG_SECRET) ? "secret" : "text");
+        break;
+    }
+}
+
+static const char *default_text(const struct config_var *v)
+{
+    if (v->flags & CONFIG_REQUIRED)
+        return "(required)";
+    if (v->def == NULL)
+        return "(unset)";
+    return v->def;
+}
+
+void config_print_help(unsigned role, const char *program, const char *summary, int fd)
+{
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    buf_printf(&b,
+               "Usage: %s [--help] [--version] [--config-markdown]\n\n%s\n\n"
+               "Configured only by environment variables:\n\n",
+               program, summary);
+    for (const struct config_var *v = config_vars; v->name != NULL; v++) {
+        if (!(v->roles & role))
+            continue;
+        char range[128];
+        describe_range(v, range, sizeof range);
+        buf_printf(&b, "  %s\n      %s\n      default: %s   allowed: %s\n", v->name, v->help,
+                   default_text(v), range);
+    }
+    buf_puts(&b, "\nExit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.\n");
+    ssize_t w = write(fd, b.data, b.len);
+    (void)w;
+    buf_free(&b);
+}
+
+void config_print_markdown(unsigned role, int fd)
+{
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    for (const struct config_var *v = config_vars; v->name != NULL; v++) {
+        if (!(v->roles & role))
+            continue;
+        char range[128];
+        describe_range(v, range, sizeof range);
+        buf_printf(&b, "| `%s` | %s | `%s` | %s |\n", v->name, default_text(v), range, v->help);
+    }
+    ssize_t w = write(fd, b.data, b.len);
+    (void)w;
+    buf_free(&b);
+}
+
+void config_main(struct config *cfg, unsigned role, const char *program, const char *summary,
+                 int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            config_print_help(role, program, summary, 1);
+            exit(0);
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("%s %s (%s)\n", program, SUPERIMAP_VERSION, SUPERIMAP_GIT_REV);
+            exit(0);
+        } else if (strcmp(argv[i], "--config-markdown") == 0) {
+            config_print_markdown(role, 1);
+            exit(0);
+        } else {
+            fprintf(stderr,
+                    "%s: unknown argument '%s' (configuration is by environment; see --help)\n",
+                    program, argv[i]);
+            exit(2);
+        }
+    }
+    struct buf errors;
+    buf_init(&errors, 1 << 16);
+    if (config_load(cfg, role, &errors) > 0) {
+        fprintf(stderr, "%s: bad configuration, not starting:\n%s(see %s --help)\n", program,
+                errors.data, program);
+        buf_free(&errors);
+        exit(2);
+    }
+    buf_free(&errors);
+}
+
+/* Registers every secret value, and a password inside the Redis URL, with the
+ * logger before anything is printed. */
+static void register_secrets(const struct config *cfg, unsigned role)
+{
+    for (const struct config_var *v = config_vars; v->name != NULL; v++) {
+        if (!(v->roles & role) || v->type != CONFIG_STR || !(v->flags & CONFIG_SECRET))
+            continue;
+        const char *s;
+        memcpy(&s, (const char *)cfg + v->offset, sizeof s);
+        log_add_secret(s);
+    }
+    struct redis_addr a;
+    char err[128];
+    if (cfg->redis_url != NULL && redis_url_parse(cfg->redis_url, NULL, &a, err, sizeof err) == 0)
+        log_add_secret(a.password);
+}
+
+void config_log(const struct config *cfg, unsigned role)
+{
+    register_secrets(cfg, role);
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    for (const struct config_var *v = config_vars; v->name != NULL; v++) {
+        if (!(v->roles & role))
+            continue;
+        const char *field = (const char *)cfg + v->offset;
+        buf_printf(&b, " %s=", v->name + 10); /* drop SUPERIMAP_ */
+        if (v->type == CONFIG_STR) {
+            const char *s;
+            memcpy(&s, field, sizeof s);
+            if (s == NULL)
+                buf_puts(&b, "\"\"");
+            else if (v->flags & CONFIG_SECRET)
+                buf_puts(&b, "***");
+            else
+                buf_printf(&b, "\"%s\"", s);
+        } else if (v->type == CONFIG_ENUM) {
+            int idx = *(const int *)(const void *)field;
+            const char *p = v->allowed;
+            for (int i = 0; i < idx && p != NULL; i++) {
+                p = strchr(p, '|');
+                p = p ? p + 1 : NULL;
+            }
+            size_t len = p ? strcspn(p, "|") : 0;
+            buf_printf(&b, "%.*s", (int)len, p ? p : "");
+        } else {
+            buf_printf(&b, "%d", *(const int *)(const void *)field);
+        }
+    }
+    log_info("configuration%s", b.data ? b.data : "");
+    buf_free(&b);
+}

@@ -1,0 +1,104 @@
+/*
+ * core/config: every SUPERIMAP_* environment variable, in one table.
+ *
+ * Each row names a variable, its type, default, range or allowed values,
+ * whether it is secret or required, which binaries read it, and its help. The
+ * table drives parsing, --help, the effective-config log line and the README
+ * table, so they cannot drift apart. config_load() is the only getenv() in
+ * superimap; it collects every error before reporting, so an operator fixes a
+ * bad deployment in one round.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CORE_CONFIG_H
+#define CORE_CONFIG_H
+
+#include <stddef.h>
+
+struct buf;
+
+/* Which binary reads a variable (a row may serve several). */
+enum config_role {
+    CONFIG_ROLE_API = 1 << 0,
+    CONFIG_ROLE_WATCHER = 1 << 1,
+    CONFIG_ROLE_DISPATCHER = 1 << 2,
+    CONFIG_ROLE_FAKE_IMAPD = 1 << 3,
+    CONFIG_ROLE_NODES = CONFIG_ROLE_API | CONFIG_ROLE_WATCHER | CONFIG_ROLE_DISPATCHER,
+};
+
+/* The effective configuration. Strings point into the environment or into
+ * static defaults and stay valid for the life of the process. */
+struct config {
+    const char *redis_url;           /* redis://[:password@]host:port[/db] or unix:///path */
+    const char *redis_password;      /* overrides one in the URL; NULL when unset */
+    int redis_timeout_ms;            /* connect and per-command timeout */
+    const char *encryption_key;      /* 64 hex digits (AES-256) */
+    const char *encryption_old_keys; /* comma-separated old keys, decrypt only */
+    const char *node_id;             /* unique per process: host-pid by default */
+    int log_level;                   /* enum log_level */
+    int log_format;                  /* enum log_format */
+    const char *log_components;      /* comma-separated debug components */
+    const char *log_file;            /* NULL: stderr */
+    const char *http_addr;           /* host:port of the node's HTTP listener; port 0 picks one */
+    const char *public_url;          /* base URL partners and browsers reach the api at */
+    const char *admin_token;         /* bearer token of the admin API; NULL: admin API off */
+    const char *web_root;            /* directory of the dashboard's static files */
+    int api_threads;                 /* civetweb worker threads */
+    int shards;                      /* shard count; must match si:meta */
+    int max_users;                   /* watcher capacity before the fd limit */
+    int shutdown_timeout_sec;        /* bound on a graceful drain */
+
+    char node_id_buf[128]; /* storage for the default node id */
+};
+
+enum config_type { CONFIG_STR, CONFIG_INT, CONFIG_BOOL, CONFIG_ENUM };
+
+/* config_var.flags */
+#define CONFIG_SECRET   (1u << 0) /* value never printed, masked in logs */
+#define CONFIG_REQUIRED (1u << 1) /* no default: the binary refuses to start without it */
+
+/* One row of the table. */
+struct config_var {
+    const char *name; /* SUPERIMAP_... */
+    enum config_type type;
+    unsigned roles;      /* enum config_role bits */
+    const char *def;     /* default as text; NULL: unset */
+    long long min, max;  /* CONFIG_INT range, inclusive */
+    const char *allowed; /* CONFIG_ENUM choices, "a|b|c"; the value stored is the index */
+    unsigned flags;
+    size_t offset; /* of the field in struct config */
+    /* Optional extra check for strings: returns 0, or writes why into err. */
+    int (*check)(const char *value, char *err, size_t errlen);
+    const char *help;
+};
+
+/* The whole table, terminated by a row with name NULL. */
+extern const struct config_var config_vars[];
+
+/*
+ * Fills cfg for the binary with role from the environment. Every problem is
+ * appended to errors as one line naming the variable and what is allowed.
+ * Returns the number of problems (0: cfg is complete).
+ */
+int config_load(struct config *cfg, unsigned role, struct buf *errors);
+
+/*
+ * The start of every main(): handles --help, --version and --config-markdown
+ * (printing and exiting 0), rejects unknown arguments, loads the config and on
+ * any problem prints them all to stderr and exits 2.
+ */
+void config_main(struct config *cfg, unsigned role, const char *program, const char *summary,
+                 int argc, char **argv);
+
+/* Writes the variables of role as a --help table, or as Markdown rows. */
+void config_print_help(unsigned role, const char *program, const char *summary, int fd);
+void config_print_markdown(unsigned role, int fd);
+
+/* Logs the effective configuration at info, secrets as ***, and registers the
+ * secrets with log_add_secret(). */
+void config_log(const struct config *cfg, unsigned role);
+
+/* Splits "host:port" (host may be [v6]) into host and port; 0 or -SIMAP_EINVAL. */
+int config_split_addr(const char *addr, char *host, size_t hostlen, int *port);
+
+#endif
