@@ -1,0 +1,187 @@
+/*
+ * core/http: civetweb listener wrapper.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/http.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <yajl/yajl_gen.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+
+struct http_server {
+    struct mg_context *ctx;
+    struct http_opts opts;
+    int port;
+};
+
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+
+static void init_library(void)
+{
+    mg_init_library(0);
+}
+
+static int on_civetweb_log(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    size_t n = strcspn(message, "\r\n");
+    log_warn("http server message msg=\"%.*s\"", (int)n, message);
+    return 1;
+}
+
+static void *on_thread_start(const struct mg_context *ctx, int thread_type)
+{
+    struct http_server *srv = mg_get_user_data(ctx);
+    if (thread_type != 1 || srv->opts.thread_init == NULL) /* 1: worker thread */
+        return NULL;
+    return srv->opts.thread_init(srv->opts.data);
+}
+
+static void on_thread_stop(const struct mg_context *ctx, int thread_type, void *thread_data)
+{
+    struct http_server *srv = mg_get_user_data(ctx);
+    if (thread_type == 1 && srv->opts.thread_exit != NULL)
+        srv->opts.thread_exit(thread_data, srv->opts.data);
+}
+
+struct http_server *http_start(const struct http_opts *opts, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (config_split_addr(opts->addr, host, sizeof host, &port) < 0) {
+        snprintf(err, errlen, "bad listen address '%s' (want host:port)", opts->addr);
+        return NULL;
+    }
+    pthread_once(&library_once, init_library);
+
+    struct http_server *srv = xcalloc(1, sizeof *srv);
+    srv->opts = *opts;
+    char ports[300], threads[16];
+    if (strchr(host, ':') != NULL)
+        snprintf(ports, sizeof ports, "[%s]:%d", host, port);
+    else
+        snprintf(ports, sizeof ports, "%s:%d", host, port);
+    snprintf(threads, sizeof threads, "%d", opts->threads > 0 ? opts->threads : 2);
+
+    const char *options[20];
+    int i = 0;
+    options[i++] = "listening_ports";
+    options[i++] = ports;
+    options[i++] = "num_threads";
+    options[i++] = threads;
+    options[i++] = "enable_directory_listing";
+    options[i++] = "no";
+    options[i++] = "request_timeout_ms";
+    options[i++] = "30000";
+    options[i++] = "enable_keep_alive";
+    options[i++] = "yes";
+    if (opts->document_root != NULL) {
+        options[i++] = "document_root";
+        options[i++] = opts->document_root;
+    }
+    options[i] = NULL;
+
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.log_message = on_civetweb_log;
+    cb.init_thread = on_thread_start;
+    cb.exit_thread = on_thread_stop;
+
+    struct mg_init_data init = {
+        .callbacks = &cb, .user_data = srv, .configuration_options = options};
+    struct mg_error_data error;
+    char errbuf[256] = "";
+    memset(&error, 0, sizeof error);
+    error.text = errbuf;
+    error.text_buffer_size = sizeof errbuf;
+    srv->ctx = mg_start2(&init, &error);
+    if (srv->ctx == NULL) {
+        snprintf(err, errlen, "cannot listen on %s: %s", opts->addr,
+                 errbuf[0] ? errbuf : "civetweb failed to start");
+        xfree(srv);
+        return NULL;
+    }
+    struct mg_server_port sp[4];
+    int n = mg_get_server_ports(srv->ctx, 4, sp);
+    srv->port = n > 0 ? sp[0].port : port;
+    return srv;
+}
+
+void http_stop(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    mg_stop(srv->ctx);
+    xfree(srv);
+}
+
+int http_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_route(struct http_server *srv, const char *uri, mg_request_handler h, void *cbdata)
+{
+    mg_set_request_handler(srv->ctx, uri, h, cbdata);
+}
+
+void *http_thread_data(const struct mg_connection *conn)
+{
+    return mg_get_thread_pointer(conn);
+}
+
+static const char *reason(int status)
+{
+    const char *r = mg_get_response_code_text(NULL, status);
+    return r ? r : "";
+}
+
+int http_reply(struct mg_connection *conn, int status, const char *content_type, const char *body,
+               size_t len)
+{
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\n"
+              "Content-Type: %s\r\n"
+              "Content-Length: %zu\r\n"
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "\r\n",
+              status, reason(status), content_type, len);
+    if (len > 0)
+        mg_write(conn, body, len);
+    return status;
+}
+
+int http_reply_json(struct mg_connection *conn, int status, const char *json, size_t len)
+{
+    return http_reply(conn, status, "application/json", json, len);
+}
+
+int http_reply_error(struct mg_connection *conn, int status, const char *code, const char *message)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (const unsigned char *)"error", 5);
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (const unsigned char *)"code", 4);
+    yajl_gen_string(g, (const unsigned char *)code, strlen(code));
+    yajl_gen_string(g, (const unsigned char *)"message", 7);
+    if (yajl_gen_string(g, (const unsigned char *)message, strlen(message)) != yajl_gen_status_ok)
+        yajl_gen_string(g, (const unsigned char *)"(invalid UTF-8)", 15);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    const unsigned char *out;
+    size_t len;
+    yajl_gen_get_buf(g, &out, &len);
+    int rc = http_reply_json(conn, status, (const char *)out, len);
+    yajl_gen_free(g);
+    return rc;
+}
