@@ -66,7 +66,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(O)/bench/%)
 
-.PHONY: all deps run test tests check-asan valgrind fuzz bench format format-check clean demo
+.PHONY: all deps run test tests check-asan valgrind fuzz bench format format-check clean readme-config
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -160,3 +160,9 @@ clean:
 	rm -rf build
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+
+readme-config: $(O)/bin/superimap-api
+	@$(O)/bin/superimap-api --config-markdown > $(O)/config.md
+	@awk -v table="$(O)/config.md" \
+		'/^<!-- BEGIN config/ { print; while ((getline line < table) > 0) print line; skip = 1; next } \
+		 /^<!-- END config/ { skip = 0 } !skip' README.md > README.md.tmp && mv README.md.tmp README.md

@@ -344,16 +344,27 @@ void config_print_help(unsigned role, const char *program, const char *summary, 
     buf_free(&b);
 }
 
-void config_print_markdown(unsigned role, int fd)
+static void describe_roles(unsigned roles, char *out, size_t outlen)
+{
+    static const char *const names[] = {"api", "watcher", "dispatcher", "fake-imapd"};
+    out[0] = '\0';
+    for (int i = 0; i < 4; i++)
+        if (roles & (1u << i))
+            snprintf(out + strlen(out), outlen - strlen(out), "%s%s", out[0] ? ", " : "", names[i]);
+}
+
+void config_print_markdown(int fd)
 {
     struct buf b;
     buf_init(&b, 1 << 20);
+    buf_puts(&b, "| variable | used by | default | allowed | meaning |\n"
+                 "|---|---|---|---|---|\n");
     for (const struct config_var *v = config_vars; v->name != NULL; v++) {
-        if (!(v->roles & role))
-            continue;
-        char range[128];
+        char range[128], roles[64];
         describe_range(v, range, sizeof range);
-        buf_printf(&b, "| `%s` | %s | `%s` | %s |\n", v->name, default_text(v), range, v->help);
+        describe_roles(v->roles, roles, sizeof roles);
+        buf_printf(&b, "| `%s` | %s | %s | `%s` | %s |\n", v->name, roles, default_text(v), range,
+                   v->help);
     }
     ssize_t w = write(fd, b.data, b.len);
     (void)w;
@@ -371,7 +382,7 @@ void config_main(struct config *cfg, unsigned role, const char *program, const c
             printf("%s %s (%s)\n", program, SUPERIMAP_VERSION, SUPERIMAP_GIT_REV);
             exit(0);
         } else if (strcmp(argv[i], "--config-markdown") == 0) {
-            config_print_markdown(role, 1);
+            config_print_markdown(1);
             exit(0);
         } else {
             fprintf(stderr,

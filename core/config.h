@@ -90,9 +90,12 @@ int config_load(struct config *cfg, unsigned role, struct buf *errors);
 void config_main(struct config *cfg, unsigned role, const char *program, const char *summary,
                  int argc, char **argv);
 
-/* Writes the variables of role as a --help table, or as Markdown rows. */
+/* Writes the variables of role as --help text to fd. */
 void config_print_help(unsigned role, const char *program, const char *summary, int fd);
-void config_print_markdown(unsigned role, int fd);
+
+/* Writes the whole table, every binary's variables, as the Markdown table of
+ * README.md to fd. */
+void config_print_markdown(int fd);
 
 /* Logs the effective configuration at info, secrets as ***, and registers the
  * secrets with log_add_secret(). */

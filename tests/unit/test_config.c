@@ -102,13 +102,12 @@ static void test_every_error_reported_with_name_and_allowed(void **state)
     buf_free(&errors);
 }
 
-static void test_help_and_markdown_list_role_variables_only(void **state)
+static void test_help_lists_role_variables_only(void **state)
 {
     (void)state;
     char tmpl[] = "/tmp/superimap-help-XXXXXX";
     int fd = mkstemp(tmpl);
     assert_true(fd >= 0);
-    config_print_markdown(CONFIG_ROLE_WATCHER, fd);
     config_print_help(CONFIG_ROLE_WATCHER, "superimap-watcher", "Summary.", fd);
     char text[32768];
     ssize_t n = pread(fd, text, sizeof text - 1, 0);
@@ -116,12 +115,34 @@ static void test_help_and_markdown_list_role_variables_only(void **state)
     text[n] = '\0';
     close(fd);
     unlink(tmpl);
-    assert_non_null(strstr(text, "| `SUPERIMAP_MAX_USERS` | 10000 | `1..10000000` |"));
-    assert_non_null(strstr(text, "| `SUPERIMAP_ENCRYPTION_KEY` | (required) | `secret` |"));
+    assert_non_null(strstr(text, "  SUPERIMAP_MAX_USERS\n"));
+    assert_non_null(strstr(text, "default: 10000   allowed: 1..10000000"));
     assert_non_null(strstr(text, "127.0.0.1:9101"));
     assert_null(strstr(text, "127.0.0.1:8080")); /* the api's default, not the watcher's */
     assert_null(strstr(text, "SUPERIMAP_ADMIN_TOKEN"));
     assert_non_null(strstr(text, "Usage: superimap-watcher"));
+}
+
+static void test_markdown_lists_every_variable_with_its_binaries(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/superimap-md-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    config_print_markdown(fd);
+    char text[32768];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    assert_true(n > 0);
+    text[n] = '\0';
+    close(fd);
+    unlink(tmpl);
+    assert_non_null(strstr(text, "| `SUPERIMAP_MAX_USERS` | watcher | 10000 | `1..10000000` |"));
+    assert_non_null(strstr(text, "| `SUPERIMAP_ENCRYPTION_KEY` | api, watcher, dispatcher | "
+                                 "(required) | `secret` |"));
+    assert_non_null(strstr(text, "| `SUPERIMAP_HTTP_ADDR` | api | 127.0.0.1:8080 |"));
+    assert_non_null(strstr(text, "| `SUPERIMAP_HTTP_ADDR` | dispatcher | 127.0.0.1:9102 |"));
+    for (const struct config_var *v = config_vars; v->name != NULL; v++)
+        assert_non_null(strstr(text, v->name));
 }
 
 static void test_split_addr(void **state)
@@ -201,7 +222,8 @@ int main(void)
         cmocka_unit_test_setup(test_defaults_fill_every_field, clear_env),
         cmocka_unit_test_setup(test_values_parsed_and_per_role_defaults, clear_env),
         cmocka_unit_test_setup(test_every_error_reported_with_name_and_allowed, clear_env),
-        cmocka_unit_test(test_help_and_markdown_list_role_variables_only),
+        cmocka_unit_test(test_help_lists_role_variables_only),
+        cmocka_unit_test(test_markdown_lists_every_variable_with_its_binaries),
         cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_redis_url_forms),
         cmocka_unit_test(test_redis_url_rejects),

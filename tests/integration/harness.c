@@ -1,0 +1,410 @@
+/*
+ * Integration test harness (see harness.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "tests/integration/harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+extern char **environ;
+
+#define TEST_KEY "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+long long harness_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Polling interval: a short pause between checks of a condition that has a
+ * deadline, never a wait for something by itself. */
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void harness_poll_pause(void)
+{
+    pause_ms(20);
+}
+
+const char *harness_bin(const char *binary, char *out, size_t outlen)
+{
+    const char *dir = getenv("SUPERIMAP_BIN_DIR");
+    snprintf(out, outlen, "%s/%s", dir ? dir : "build/bin", binary);
+    return out;
+}
+
+/* ---- Redis ---- */
+
+static int redis_spawn(struct redis_srv *r)
+{
+    char logpath[320];
+    snprintf(logpath, sizeof logpath, "%s/redis.log", r->dir);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock,
+               "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", r->dir,
+               (char *)NULL);
+        _exit(127);
+    }
+    r->pid = pid;
+    long long deadline = harness_now_ms() + 5000;
+    while (harness_now_ms() < deadline) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr,
+                    "redis-server exited at start (is the redis-server package "
+                    "installed? see %s)\n",
+                    logpath);
+            r->pid = 0;
+            return -1;
+        }
+        redisContext *c = redisConnectUnix(r->sock);
+        if (c != NULL && !c->err) {
+            redisReply *rep = redisCommand(c, "PING");
+            int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+            freeReplyObject(rep);
+            redisFree(c);
+            if (ok)
+                return 0;
+        } else if (c != NULL) {
+            redisFree(c);
+        }
+        pause_ms(20);
+    }
+    fprintf(stderr, "redis-server did not answer PING within 5 s\n");
+    return -1;
+}
+
+int harness_redis_start(struct redis_srv *r)
+{
+    memset(r, 0, sizeof *r);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(r->dir, sizeof r->dir, "%s/superimap-test-XXXXXX", tmp ? tmp : "/tmp");
+    if (mkdtemp(r->dir) == NULL) {
+        perror("mkdtemp");
+        return -1;
+    }
+    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
+    snprintf(r->url, sizeof r->url, "unix://%s", r->sock);
+    return redis_spawn(r);
+}
+
+void harness_redis_kill(struct redis_srv *r, int hard)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, hard ? SIGKILL : SIGTERM);
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+    unlink(r->sock);
+}
+
+int harness_redis_restart(struct redis_srv *r)
+{
+    return redis_spawn(r);
+}
+
+void harness_redis_stop(struct redis_srv *r)
+{
+    harness_redis_kill(r, 0);
+    if (r->dir[0] != '\0') {
+        char *argv[] = {"rm", "-rf", r->dir, NULL};
+        pid_t pid = fork();
+        if (pid == 0) {
+            execvp("rm", argv);
+            _exit(127);
+        }
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        r->dir[0] = '\0';
+    }
+}
+
+redisContext *harness_redis_connect(const struct redis_srv *r)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectUnixWithTimeout(r->sock, tv);
+    if (c == NULL || c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+int harness_redis_get(const struct redis_srv *r, char *out, size_t outlen, const char *fmt, ...)
+{
+    redisContext *c = harness_redis_connect(r);
+    if (c == NULL)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    int rc = 0;
+    out[0] = '\0';
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+        rc = -1;
+    else if (rep->type == REDIS_REPLY_INTEGER)
+        snprintf(out, outlen, "%lld", rep->integer);
+    else if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)
+        snprintf(out, outlen, "%s", rep->str);
+    freeReplyObject(rep);
+    redisFree(c);
+    return rc;
+}
+
+/* ---- Processes ---- */
+
+int harness_spawn(struct proc *p, const char *const *argv, const char *const *env)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execve(argv[0], (char *const *)argv, env ? (char *const *)env : environ);
+        _exit(127);
+    }
+    p->pid = pid;
+    p->exited = 0;
+    return 0;
+}
+
+int harness_proc_wait(struct proc *p, int ms)
+{
+    if (p->exited)
+        return 0;
+    long long deadline = harness_now_ms() + ms;
+    for (;;) {
+        int status;
+        pid_t w = waitpid(p->pid, &status, WNOHANG);
+        if (w == p->pid) {
+            p->exited = 1;
+            p->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            return 0;
+        }
+        if (harness_now_ms() >= deadline)
+            return -1;
+        pause_ms(10);
+    }
+}
+
+void harness_proc_signal(struct proc *p, int sig)
+{
+    if (p->pid > 0 && !p->exited)
+        kill(p->pid, sig);
+}
+
+void harness_proc_stop(struct proc *p)
+{
+    if (p->pid <= 0 || p->exited)
+        return;
+    kill(p->pid, SIGKILL);
+    harness_proc_wait(p, 5000);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *s = malloc(cap);
+    size_t n;
+    while (s != NULL && (n = fread(s + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            cap *= 2;
+            char *t = realloc(s, cap);
+            if (t == NULL) {
+                free(s);
+                s = NULL;
+            }
+            s = t;
+        }
+    }
+    fclose(f);
+    if (s != NULL)
+        s[len] = '\0';
+    return s;
+}
+
+int harness_log_contains(const struct proc *p, const char *needle)
+{
+    return harness_log_count(p, needle) > 0;
+}
+
+int harness_log_count(const struct proc *p, const char *needle)
+{
+    char *s = read_file(p->log);
+    if (s == NULL)
+        return 0;
+    int count = 0;
+    for (char *line = strtok(s, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        if (strstr(line, needle) != NULL)
+            count++;
+    free(s);
+    return count;
+}
+
+int harness_wait_log(const struct proc *p, const char *needle, int ms)
+{
+    long long deadline = harness_now_ms() + ms;
+    do {
+        if (harness_log_contains(p, needle))
+            return 0;
+        pause_ms(20);
+    } while (harness_now_ms() < deadline);
+    return -1;
+}
+
+int harness_node_start(struct proc *p, const struct redis_srv *r, const char *binary,
+                       const char *node_id, const char *const *extra)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->log, sizeof p->log, "%s/%s.log", r->dir, node_id);
+
+    static char vars[16][512];
+    const char *env[256];
+    int n = 0;
+    snprintf(vars[0], sizeof vars[0], "SUPERIMAP_REDIS_URL=%s", r->url);
+    snprintf(vars[1], sizeof vars[1], "SUPERIMAP_NODE_ID=%s", node_id);
+    const char *src = getenv("SUPERIMAP_SRC_DIR");
+    snprintf(vars[2], sizeof vars[2], "SUPERIMAP_WEB_ROOT=%s/web", src ? src : ".");
+    const char *base[] = {vars[0],
+                          vars[1],
+                          vars[2],
+                          "SUPERIMAP_ENCRYPTION_KEY=" TEST_KEY,
+                          "SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
+                          "SUPERIMAP_SHUTDOWN_TIMEOUT_SEC=10",
+                          "SUPERIMAP_API_THREADS=4",
+                          "SUPERIMAP_REDIS_TIMEOUT_MS=2000"};
+    for (char **e = environ; *e != NULL && n < 200; e++)
+        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
+            env[n++] = *e;
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+        const char *eq = strchr(base[i], '=');
+        int overridden = 0;
+        for (const char *const *x = extra; x != NULL && *x != NULL; x++)
+            if (strncmp(*x, base[i], (size_t)(eq - base[i]) + 1) == 0)
+                overridden = 1;
+        if (!overridden)
+            env[n++] = base[i];
+    }
+    for (const char *const *x = extra; x != NULL && *x != NULL && n < 254; x++)
+        env[n++] = *x;
+    env[n] = NULL;
+
+    char path[512];
+    harness_bin(binary, path, sizeof path);
+    const char *argv[] = {path, NULL};
+    if (harness_spawn(p, argv, env) < 0)
+        return -1;
+
+    long long deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline) {
+        char *s = read_file(p->log);
+        const char *line = s ? strstr(s, "http listening") : NULL;
+        const char *port = line ? strstr(line, "port=") : NULL;
+        if (port != NULL) {
+            p->port = atoi(port + 5);
+            free(s);
+            return p->port > 0 ? 0 : -1;
+        }
+        free(s);
+        if (harness_proc_wait(p, 0) == 0) {
+            fprintf(stderr, "%s exited with %d before listening; log %s\n", binary, p->exit_code,
+                    p->log);
+            return -1;
+        }
+        pause_ms(20);
+    }
+    fprintf(stderr, "%s did not report its HTTP port within 10 s; log %s\n", binary, p->log);
+    return -1;
+}
+
+/* ---- HTTP ---- */
+
+struct sink {
+    char *buf;
+    size_t cap, len;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct sink *s = userdata;
+    size_t n = size * nmemb;
+    if (s->buf != NULL && s->len + 1 < s->cap) {
+        size_t room = s->cap - s->len - 1;
+        size_t k = n < room ? n : room;
+        memcpy(s->buf + s->len, data, k);
+        s->len += k;
+        s->buf[s->len] = '\0';
+    }
+    return n;
+}
+
+int harness_http_get(int port, const char *path, char *body, size_t bodylen)
+{
+    static int initialised;
+    if (!initialised) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        initialised = 1;
+    }
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *c = curl_easy_init();
+    struct sink s = {body, bodylen, 0};
+    if (body != NULL && bodylen > 0)
+        body[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    return (int)status;
+}
+
+int harness_wait_http(int port, const char *path, int status, int ms)
+{
+    long long deadline = harness_now_ms() + ms;
+    do {
+        if (harness_http_get(port, path, NULL, 0) == status)
+            return 0;
+        pause_ms(50);
+    } while (harness_now_ms() < deadline);
+    return -1;
+}
