@@ -1,0 +1,636 @@
+/*
+ * core/crypto: AES-256-GCM envelopes under a rotating key ring, SHA-1,
+ * SHA-256, HMAC-SHA256 (RFC 2104), base64 and base64url (RFC 4648), hex,
+ * randomness and constant-time comparison. Everything cryptographic goes
+ * through OpenSSL 3's EVP functions; only hex and input validation are ours.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/crypto.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "core/err.h"
+
+#define ENVELOPE_VERSION   "v1:"
+#define NONCE_B64_LEN      16 /* base64 of 12 bytes: no padding needed */
+#define B64_LEN(n)         (((n) + 2) / 3 * 4)
+#define MAX_CIPHER_B64_LEN B64_LEN(CRYPTO_MAX_PLAIN + CRYPTO_TAG_LEN)
+
+/* ---- Hex ---- */
+
+static const char hex_digits[] = "0123456789abcdef";
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+void crypto_hex_encode(const void *data, size_t n, char *out)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex_digits[p[i] >> 4];
+        out[2 * i + 1] = hex_digits[p[i] & 0x0f];
+    }
+    out[2 * n] = '\0';
+}
+
+int crypto_hex_decode(const char *hex, size_t len, void *out, size_t cap, size_t *outlen)
+{
+    unsigned char *o = out;
+    if (hex == NULL || (out == NULL && cap > 0) || len % 2 != 0)
+        return -SIMAP_EINVAL;
+    if (cap < len / 2)
+        return -SIMAP_ETOOBIG;
+    for (size_t i = 0; i < len; i += 2) {
+        int hi = hex_value((unsigned char)hex[i]);
+        int lo = hex_value((unsigned char)hex[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -SIMAP_EINVAL;
+        o[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    if (outlen != NULL)
+        *outlen = len / 2;
+    return 0;
+}
+
+/* ---- Randomness and comparison ---- */
+
+void crypto_random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        int chunk = n > INT_MAX ? INT_MAX : (int)n;
+        if (RAND_bytes(p, chunk) != 1) {
+            fprintf(stderr, "superimap: RAND_bytes failed: no usable random source\n");
+            fflush(stderr);
+            abort();
+        }
+        p += chunk;
+        n -= (size_t)chunk;
+    }
+}
+
+int crypto_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    if (alen == 0)
+        return 1;
+    return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+void crypto_wipe(void *p, size_t n)
+{
+    if (p != NULL && n > 0)
+        OPENSSL_cleanse(p, n);
+}
+
+/* ---- Hashes and MACs ---- */
+
+/* EVP wants a valid pointer even for zero bytes. */
+static const unsigned char empty_input[1];
+
+static int digest(const EVP_MD *md, const void *data, size_t n, unsigned char *out)
+{
+    unsigned int len = 0;
+    if (n == 0)
+        data = empty_input;
+    if (md == NULL || EVP_Digest(data, n, out, &len, md, NULL) != 1)
+        return -SIMAP_ECRYPTO;
+    return 0;
+}
+
+int crypto_sha1_hex(const void *data, size_t n, char *out)
+{
+    unsigned char md[CRYPTO_SHA1_LEN];
+    int rc = digest(EVP_sha1(), data, n, md);
+    if (rc == 0)
+        crypto_hex_encode(md, sizeof(md), out);
+    return rc;
+}
+
+int crypto_sha256(const void *data, size_t n, unsigned char *out)
+{
+    return digest(EVP_sha256(), data, n, out);
+}
+
+int crypto_sha256_hex(const void *data, size_t n, char *out)
+{
+    unsigned char md[CRYPTO_SHA256_LEN];
+    int rc = digest(EVP_sha256(), data, n, md);
+    if (rc == 0)
+        crypto_hex_encode(md, sizeof(md), out);
+    return rc;
+}
+
+int crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
+                       unsigned char *out)
+{
+    size_t len = 0;
+    /* A NULL key would make the provider reuse a previous key (there is none)
+     * and fail; an empty key is legal HMAC, so pass a valid empty one. */
+    if (keylen == 0)
+        key = empty_input;
+    if (n == 0)
+        data = empty_input;
+    if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, keylen, data, n, out, CRYPTO_SHA256_LEN,
+                  &len) == NULL ||
+        len != CRYPTO_SHA256_LEN)
+        return -SIMAP_ECRYPTO;
+    return 0;
+}
+
+int crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t n, char *out)
+{
+    unsigned char mac[CRYPTO_SHA256_LEN];
+    int rc = crypto_hmac_sha256(key, keylen, data, n, mac);
+    if (rc == 0)
+        crypto_hex_encode(mac, sizeof(mac), out);
+    return rc;
+}
+
+/* ---- Base64 ---- */
+
+/*
+ * EVP_EncodeBlock() and EVP_DecodeBlock() take int lengths and work on whole
+ * groups, so both sides go in chunks of whole groups. EVP_DecodeBlock() is
+ * lax: it skips leading whitespace, decodes '=' as if it were 'A' anywhere
+ * and returns 3 bytes per group whatever the padding. We therefore strip the
+ * padding bytes ourselves and re-encode each decoded chunk: the input is
+ * accepted only if it is exactly the canonical encoding of what it decoded
+ * to, which rejects bad characters, misplaced '=', whitespace and non-zero
+ * unused bits in one rule.
+ */
+#define B64_CHUNK_BYTES 3072 /* 4096 characters */
+#define B64_CHUNK_CHARS (B64_CHUNK_BYTES / 3 * 4)
+
+char *crypto_b64_encode(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    if (n > (SIZE_MAX - 3) / 4 * 3) { /* no such buffer can exist: a caller bug */
+        fprintf(stderr, "superimap: base64 of %zu bytes does not fit in memory\n", n);
+        abort();
+    }
+    char *out = xmalloc(B64_LEN(n) + 1);
+    size_t o = 0;
+    out[0] = '\0';
+    while (n > 0) {
+        size_t chunk = n > B64_CHUNK_BYTES ? B64_CHUNK_BYTES : n;
+        o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p, (int)chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *crypto_b64url_encode(const void *data, size_t n)
+{
+    char *s = crypto_b64_encode(data, n);
+    size_t len = strlen(s);
+    while (len > 0 && s[len - 1] == '=')
+        len--;
+    s[len] = '\0';
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+')
+            s[i] = '-';
+        else if (s[i] == '/')
+            s[i] = '_';
+    }
+    return s;
+}
+
+int crypto_b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || out == NULL || outlen == NULL)
+        return -SIMAP_EINVAL;
+    if (len % 4 != 0)
+        return -SIMAP_EINVAL;
+    size_t pad = 0;
+    if (len > 0 && s[len - 1] == '=')
+        pad = (len > 1 && s[len - 2] == '=') ? 2 : 1;
+
+    unsigned char *buf = xmalloc(len / 4 * 3 + 1);
+    char check[B64_CHUNK_CHARS + 1];
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += B64_CHUNK_CHARS) {
+        size_t chunk = len - i > B64_CHUNK_CHARS ? B64_CHUNK_CHARS : len - i;
+        int r = EVP_DecodeBlock(buf + o, (const unsigned char *)s + i, (int)chunk);
+        if (r < 0 || (size_t)r != chunk / 4 * 3)
+            goto bad;
+        size_t got = (size_t)r;
+        if (i + chunk == len)
+            got -= pad;
+        int e = EVP_EncodeBlock((unsigned char *)check, buf + o, (int)got);
+        if (e < 0 || (size_t)e != chunk || memcmp(check, s + i, chunk) != 0)
+            goto bad;
+        o += got;
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *outlen = o;
+    return 0;
+bad:
+    xfree(buf);
+    return -SIMAP_EINVAL;
+}
+
+int crypto_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || out == NULL || outlen == NULL)
+        return -SIMAP_EINVAL;
+    size_t padded = len;
+    if (len % 4 == 1)
+        return -SIMAP_EINVAL;
+    if (len % 4 != 0) {
+        if (s[len - 1] == '=') /* partly padded: neither form */
+            return -SIMAP_EINVAL;
+        padded = len + (4 - len % 4);
+    }
+    char *t = xmalloc(padded + 1);
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '+' || c == '/') { /* standard alphabet: not ours */
+            xfree(t);
+            return -SIMAP_EINVAL;
+        }
+        t[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    for (size_t i = len; i < padded; i++)
+        t[i] = '=';
+    t[padded] = '\0';
+    int rc = crypto_b64_decode(t, padded, out, outlen);
+    xfree(t);
+    return rc;
+}
+
+char *crypto_token(size_t nbytes)
+{
+    unsigned char stackbuf[64];
+    unsigned char *raw = nbytes <= sizeof(stackbuf) ? stackbuf : xmalloc(nbytes);
+    crypto_random(raw, nbytes);
+    char *s = crypto_b64url_encode(raw, nbytes);
+    crypto_wipe(raw, nbytes);
+    if (raw != stackbuf)
+        xfree(raw);
+    return s;
+}
+
+/* ---- Key ring ---- */
+
+struct crypto_key {
+    unsigned char raw[CRYPTO_KEY_LEN];
+    char id[CRYPTO_KEY_ID_LEN + 1]; /* first 8 hex digits of SHA-256(raw) */
+};
+
+/* Invariant: ids are unique across cur and old[]; no old key equals cur. */
+struct crypto_keys {
+    struct crypto_key cur;
+    size_t nold;
+    struct crypto_key old[]; /* decrypt only */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Parses [p, p+len) after trimming blanks into k. Returns 0 or -SIMAP_EINVAL. */
+static int parse_key(const char *p, size_t len, struct crypto_key *k)
+{
+    unsigned char md[CRYPTO_SHA256_LEN];
+    char idhex[CRYPTO_SHA256_HEX_LEN + 1];
+    while (len > 0 && is_space(*p)) {
+        p++;
+        len--;
+    }
+    while (len > 0 && is_space(p[len - 1]))
+        len--;
+    if (len != CRYPTO_KEY_HEX_LEN || crypto_hex_decode(p, len, k->raw, sizeof(k->raw), NULL) != 0)
+        return -SIMAP_EINVAL;
+    if (crypto_sha256(k->raw, sizeof(k->raw), md) != 0)
+        return -SIMAP_EINVAL;
+    crypto_hex_encode(md, CRYPTO_KEY_ID_LEN / 2, idhex);
+    memcpy(k->id, idhex, CRYPTO_KEY_ID_LEN + 1);
+    return 0;
+}
+
+static int is_blank(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!is_space(p[i]))
+            return 0;
+    return 1;
+}
+
+int crypto_keys_init(struct crypto_keys **out, const char *current_hex, const char *old_hex_list,
+                     char *err, size_t errlen)
+{
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (out == NULL) {
+        set_err(err, errlen, "no output pointer");
+        return -SIMAP_EINVAL;
+    }
+    *out = NULL;
+    if (current_hex == NULL) {
+        set_err(err, errlen, "no current key");
+        return -SIMAP_EINVAL;
+    }
+
+    size_t maxold = 0;
+    if (old_hex_list != NULL && old_hex_list[0] != '\0') {
+        maxold = 1;
+        for (const char *c = old_hex_list; *c; c++)
+            maxold += *c == ',';
+    }
+    struct crypto_keys *keys = xcalloc(1, sizeof(*keys) + maxold * sizeof(keys->old[0]));
+    if (parse_key(current_hex, strlen(current_hex), &keys->cur) != 0) {
+        set_err(err, errlen,
+                "current key must be %zu hex digits (32 bytes, e.g. from openssl rand -hex 32)",
+                (size_t)CRYPTO_KEY_HEX_LEN);
+        goto fail;
+    }
+
+    const char *p = old_hex_list;
+    for (size_t entry = 1; p != NULL && *p != '\0'; entry++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!is_blank(p, len)) {
+            struct crypto_key *k = &keys->old[keys->nold];
+            if (parse_key(p, len, k) != 0) {
+                set_err(err, errlen, "old key %zu must be 64 hex digits (32 bytes)", entry);
+                goto fail;
+            }
+            if (CRYPTO_memcmp(k->raw, keys->cur.raw, CRYPTO_KEY_LEN) == 0) {
+                crypto_wipe(k, sizeof(*k)); /* the current key is not also old */
+            } else {
+                int clash = strcmp(k->id, keys->cur.id) == 0;
+                for (size_t j = 0; j < keys->nold && !clash; j++)
+                    clash = strcmp(k->id, keys->old[j].id) == 0;
+                if (clash) {
+                    set_err(err, errlen,
+                            "old key %zu repeats another key or shares its key id: remove it",
+                            entry);
+                    goto fail;
+                }
+                keys->nold++;
+            }
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    *out = keys;
+    return 0;
+fail:
+    crypto_wipe(keys, sizeof(*keys) + maxold * sizeof(keys->old[0]));
+    xfree(keys);
+    return -SIMAP_EINVAL;
+}
+
+void crypto_keys_free(struct crypto_keys *keys)
+{
+    if (keys == NULL)
+        return;
+    crypto_wipe(keys, sizeof(*keys) + keys->nold * sizeof(keys->old[0]));
+    xfree(keys);
+}
+
+const char *crypto_keys_current_id(const struct crypto_keys *keys)
+{
+    return keys->cur.id;
+}
+
+/* Returns the key called id (len bytes, not NUL-terminated), or NULL. */
+static const struct crypto_key *find_key(const struct crypto_keys *keys, const char *id, size_t len,
+                                         int *is_old)
+{
+    if (len != CRYPTO_KEY_ID_LEN)
+        return NULL;
+    if (memcmp(keys->cur.id, id, len) == 0) {
+        *is_old = 0;
+        return &keys->cur;
+    }
+    for (size_t i = 0; i < keys->nold; i++) {
+        if (memcmp(keys->old[i].id, id, len) == 0) {
+            *is_old = 1;
+            return &keys->old[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- AES-256-GCM ---- */
+
+/* Feeds aad to ctx in int-sized pieces. Returns 1 on success (OpenSSL style). */
+static int feed_aad(EVP_CIPHER_CTX *ctx, const char *aad, int encrypting)
+{
+    size_t n = aad ? strlen(aad) : 0;
+    const unsigned char *p = (const unsigned char *)aad;
+    while (n > 0) {
+        int chunk = n > INT_MAX ? INT_MAX : (int)n, len = 0;
+        int ok = encrypting ? EVP_EncryptUpdate(ctx, NULL, &len, p, chunk)
+                            : EVP_DecryptUpdate(ctx, NULL, &len, p, chunk);
+        if (ok != 1)
+            return 0;
+        p += chunk;
+        n -= (size_t)chunk;
+    }
+    return 1;
+}
+
+/* Encrypts n bytes (n <= CRYPTO_MAX_PLAIN < INT_MAX) into out and writes the
+ * tag; GCM is a stream mode, so out has n bytes too. */
+static int gcm_seal(const struct crypto_key *k, const unsigned char *nonce, const char *aad,
+                    const unsigned char *in, size_t n, unsigned char *out, unsigned char *tag)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len = 0, fin = 0, ok;
+    if (ctx == NULL)
+        return -SIMAP_ECRYPTO;
+    ok = EVP_EncryptInit_ex2(ctx, EVP_aes_256_gcm(), k->raw, nonce, NULL) == 1 &&
+         feed_aad(ctx, aad, 1) && (n == 0 || EVP_EncryptUpdate(ctx, out, &len, in, (int)n) == 1) &&
+         (size_t)len == n && EVP_EncryptFinal_ex(ctx, out + len, &fin) == 1 && fin == 0 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN, tag) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? 0 : -SIMAP_ECRYPTO;
+}
+
+/* Decrypts n bytes and checks the tag. Returns 0 or -SIMAP_ECRYPTO. */
+static int gcm_open(const struct crypto_key *k, const unsigned char *nonce, const char *aad,
+                    const unsigned char *in, size_t n, const unsigned char *tag, unsigned char *out)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    unsigned char tagbuf[CRYPTO_TAG_LEN];
+    int len = 0, fin = 0, ok;
+    if (ctx == NULL)
+        return -SIMAP_ECRYPTO;
+    memcpy(tagbuf, tag, sizeof(tagbuf)); /* the ctrl takes a non-const pointer */
+    ok = EVP_DecryptInit_ex2(ctx, EVP_aes_256_gcm(), k->raw, nonce, NULL) == 1 &&
+         feed_aad(ctx, aad, 0) && (n == 0 || EVP_DecryptUpdate(ctx, out, &len, in, (int)n) == 1) &&
+         (size_t)len == n &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN, tagbuf) == 1 &&
+         EVP_DecryptFinal_ex(ctx, out + len, &fin) == 1 && fin == 0;
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? 0 : -SIMAP_ECRYPTO;
+}
+
+/* ---- Envelopes ---- */
+
+int crypto_encrypt(const struct crypto_keys *keys, const void *plain, size_t n, const char *aad,
+                   char **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (keys == NULL || out == NULL || (plain == NULL && n > 0))
+        return -SIMAP_EINVAL;
+    if (n > CRYPTO_MAX_PLAIN)
+        return -SIMAP_ETOOBIG;
+
+    unsigned char nonce[CRYPTO_NONCE_LEN];
+    crypto_random(nonce, sizeof(nonce));
+    unsigned char *ct = xmalloc(n + CRYPTO_TAG_LEN);
+    if (gcm_seal(&keys->cur, nonce, aad, plain, n, ct, ct + n) != 0) {
+        crypto_wipe(ct, n + CRYPTO_TAG_LEN); /* may hold partial plaintext state */
+        xfree(ct);
+        return -SIMAP_ECRYPTO;
+    }
+    char *nonce64 = crypto_b64_encode(nonce, sizeof(nonce));
+    char *ct64 = crypto_b64_encode(ct, n + CRYPTO_TAG_LEN);
+    xfree(ct);
+
+    size_t vlen = strlen(ENVELOPE_VERSION), nlen = strlen(nonce64), clen = strlen(ct64);
+    char *env = xmalloc(vlen + CRYPTO_KEY_ID_LEN + 1 + nlen + 1 + clen + 1);
+    char *p = env;
+    memcpy(p, ENVELOPE_VERSION, vlen);
+    p += vlen;
+    memcpy(p, keys->cur.id, CRYPTO_KEY_ID_LEN);
+    p += CRYPTO_KEY_ID_LEN;
+    *p++ = ':';
+    memcpy(p, nonce64, nlen);
+    p += nlen;
+    *p++ = ':';
+    memcpy(p, ct64, clen + 1);
+    xfree(nonce64);
+    xfree(ct64);
+    *out = env;
+    return 0;
+}
+
+/* The three fields of an envelope, pointing into it. */
+struct envelope {
+    const char *id;
+    size_t idlen;
+    const char *nonce;
+    size_t noncelen;
+    const char *ct;
+    size_t ctlen;
+};
+
+/* Splits "v1:<id>:<nonce>:<ct>" without decoding. Returns 0 or -SIMAP_ECRYPTO. */
+static int split_envelope(const char *s, struct envelope *e)
+{
+    size_t vlen = strlen(ENVELOPE_VERSION);
+    if (strncmp(s, ENVELOPE_VERSION, vlen) != 0)
+        return -SIMAP_ECRYPTO;
+    e->id = s + vlen;
+    const char *c1 = strchr(e->id, ':');
+    if (c1 == NULL)
+        return -SIMAP_ECRYPTO;
+    e->idlen = (size_t)(c1 - e->id);
+    e->nonce = c1 + 1;
+    const char *c2 = strchr(e->nonce, ':');
+    if (c2 == NULL)
+        return -SIMAP_ECRYPTO;
+    e->noncelen = (size_t)(c2 - e->nonce);
+    e->ct = c2 + 1;
+    e->ctlen = strlen(e->ct);
+    return 0;
+}
+
+int crypto_decrypt(const struct crypto_keys *keys, const char *envelope, const char *aad,
+                   char **out, size_t *outlen)
+{
+    struct envelope e;
+    const struct crypto_key *k;
+    unsigned char *nonce = NULL, *ct = NULL, *plain;
+    size_t nn = 0, cn = 0, n;
+    int is_old = 0, rc = -SIMAP_ECRYPTO;
+
+    if (out != NULL)
+        *out = NULL;
+    if (outlen != NULL)
+        *outlen = 0;
+    if (keys == NULL || envelope == NULL || out == NULL)
+        return -SIMAP_EINVAL;
+    if (split_envelope(envelope, &e) != 0)
+        return -SIMAP_ECRYPTO;
+    k = find_key(keys, e.id, e.idlen, &is_old);
+    /* Bound the sizes before decoding allocates anything. */
+    if (k == NULL || e.noncelen != NONCE_B64_LEN || e.ctlen > MAX_CIPHER_B64_LEN)
+        return -SIMAP_ECRYPTO;
+    if (crypto_b64_decode(e.nonce, e.noncelen, &nonce, &nn) != 0 || nn != CRYPTO_NONCE_LEN)
+        goto done;
+    if (crypto_b64_decode(e.ct, e.ctlen, &ct, &cn) != 0 || cn < CRYPTO_TAG_LEN)
+        goto done;
+
+    n = cn - CRYPTO_TAG_LEN;
+    plain = xmalloc(n + 1);
+    if (gcm_open(k, nonce, aad, ct, n, ct + n, plain) != 0) {
+        crypto_wipe(plain, n + 1); /* unauthenticated plaintext must not leak */
+        xfree(plain);
+        goto done;
+    }
+    plain[n] = '\0';
+    *out = (char *)plain;
+    if (outlen != NULL)
+        *outlen = n;
+    rc = 0;
+done:
+    xfree(nonce);
+    xfree(ct);
+    return rc;
+}
+
+int crypto_needs_rotation(const struct crypto_keys *keys, const char *envelope)
+{
+    struct envelope e;
+    int is_old = 0;
+    if (keys == NULL || envelope == NULL || split_envelope(envelope, &e) != 0 ||
+        find_key(keys, e.id, e.idlen, &is_old) == NULL)
+        return -SIMAP_ECRYPTO;
+    return is_old;
+}
