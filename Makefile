@@ -95,7 +95,8 @@ $(O)/libsuperimap.a: $(LIB_OBJ)
 
 # Each binary is every .c in cmd/<name>/ plus the library.
 .SECONDEXPANSION:
-$(O)/bin/superimap-%: $$(patsubst %.c,$(O)/obj/%.o,$$(wildcard cmd/$$*/*.c)) $(O)/libsuperimap.a
+$(O)/bin/superimap-%: $$(addprefix $(O)/obj/,$$(addsuffix .o,$$(basename $$(wildcard cmd/$$*/*.c)))) \
+                      $(O)/libsuperimap.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

@@ -132,10 +132,9 @@ void harness_redis_stop(struct redis_srv *r)
 {
     harness_redis_kill(r, 0);
     if (r->dir[0] != '\0') {
-        char *argv[] = {"rm", "-rf", r->dir, NULL};
         pid_t pid = fork();
         if (pid == 0) {
-            execvp("rm", argv);
+            execlp("rm", "rm", "-rf", r->dir, (char *)NULL);
             _exit(127);
         }
         if (pid > 0)
@@ -182,6 +181,7 @@ int harness_redis_get(const struct redis_srv *r, char *out, size_t outlen, const
 
 int harness_spawn(struct proc *p, const char *const *argv, const char *const *env)
 {
+    unlink(p->log); /* so nothing reads an earlier run's lines before the child truncates it */
     pid_t pid = fork();
     if (pid < 0)
         return -1;

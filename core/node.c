@@ -1,0 +1,603 @@
+/*
+ * core/node: process lifecycle shared by every superimap node.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/node.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/rconn.h"
+#include "core/scripts.h"
+#include "core/time.h"
+
+#define NODE_HASH_TTL_MS  60000   /* a silent node's hash outlives its death by this */
+#define NODE_ZSET_KEEP_MS 3600000 /* a dead node stays in the role's zset this long */
+#define NODE_MAX_DESCRIBE 16      /* field/value pairs a role may add */
+
+struct node {
+    struct ev_loop *loop;
+    struct node_opts opts;
+    const struct config *cfg;
+    struct rconn *redis;
+    struct metrics *metrics;
+    struct http_server *http;
+
+    ev_timer beat;     /* heartbeat every NODE_HEARTBEAT_MS */
+    ev_timer deadline; /* bound on the graceful stop */
+    ev_signal sigterm, sigint, sighup;
+
+    atomic_int redis_up;
+    atomic_int ready;            /* Redis up, meta checked, scripts loaded */
+    atomic_int draining;         /* stop requested */
+    atomic_llong last_beat_mono; /* 0 before the first heartbeat */
+    int64_t started_mono;
+
+    unsigned setup_seq; /* bumps on every (dis)connect; stale setup replies are ignored */
+    int beat_in_flight;
+    int beat_failing;
+    int was_connected;
+    int removing;
+    int exit_code;
+
+    struct metric *m_reconnects;
+    struct metric *m_redis_latency;
+
+    char role_key[48];  /* si:<role>s */
+    char node_key[160]; /* si:node:<id> */
+    char host[64];
+    char pid[16];
+    char started_at[24];
+};
+
+/* ---- Redis setup: meta, scripts, readiness ---- */
+
+static void set_ready(struct node *n, int ready)
+{
+    int was = atomic_exchange(&n->ready, ready);
+    if (was == ready)
+        return;
+    if (ready) {
+        log_info("node ready role=%s", n->opts.role);
+        if (n->opts.hooks.on_ready != NULL)
+            n->opts.hooks.on_ready(n, n->opts.hooks.data);
+    } else if (n->opts.hooks.on_unready != NULL) {
+        n->opts.hooks.on_unready(n, n->opts.hooks.data);
+    }
+}
+
+static void send_heartbeat(struct node *n);
+
+/* Tags a setup callback with the connection it belongs to. */
+struct setup_req {
+    struct node *n;
+    unsigned seq;
+};
+
+static struct setup_req *setup_req_new(struct node *n)
+{
+    struct setup_req *r = xmalloc(sizeof *r);
+    r->n = n;
+    r->seq = n->setup_seq;
+    return r;
+}
+
+static void on_scripts_loaded(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    (void)reply;
+    struct setup_req *r = privdata;
+    struct node *n = r->n;
+    int stale = r->seq != n->setup_seq;
+    xfree(r);
+    if (stale || err == -SIMAP_ESHUTDOWN)
+        return;
+    if (err < 0) {
+        log_error("cannot load Redis scripts err=\"%s\"", err_str(err));
+        return; /* the next reconnect retries; /readyz stays 503 meanwhile */
+    }
+    set_ready(n, 1);
+    send_heartbeat(n);
+}
+
+static void on_meta(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    struct setup_req *r = privdata;
+    struct node *n = r->n;
+    int stale = r->seq != n->setup_seq;
+    xfree(r);
+    if (stale || err == -SIMAP_ESHUTDOWN)
+        return;
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+        log_warn("cannot read si:meta err=\"%s\"",
+                 err < 0 ? err_str(err) : (reply && reply->str ? reply->str : "bad reply"));
+        return;
+    }
+    const char *schema = reply->element[0]->str ? reply->element[0]->str : "";
+    const char *shards = reply->element[1]->str ? reply->element[1]->str : "";
+    if (reply->element[3]->integer == 1)
+        log_info("initialised si:meta schema_version=%s shards=%s", schema, shards);
+    if (atoi(schema) != NODE_SCHEMA_VERSION) {
+        log_error("Redis holds schema version %s but this binary speaks version %d; "
+                  "not starting schema_redis=%s schema_binary=%d",
+                  schema, NODE_SCHEMA_VERSION, schema, NODE_SCHEMA_VERSION);
+        n->exit_code = 2;
+        ev_break(n->loop, EVBREAK_ALL);
+        return;
+    }
+    if (atoi(shards) != n->cfg->shards) {
+        log_error("SUPERIMAP_SHARDS=%d but this Redis was created with %s shards; set "
+                  "SUPERIMAP_SHARDS=%s on every node shards_redis=%s shards_config=%d",
+                  n->cfg->shards, shards, shards, shards, n->cfg->shards);
+        n->exit_code = 2;
+        ev_break(n->loop, EVBREAK_ALL);
+        return;
+    }
+    if (rconn_load_scripts(rc, on_scripts_loaded, setup_req_new(n)) < 0)
+        log_warn("cannot queue SCRIPT LOAD");
+}
+
+static void start_setup(struct node *n)
+{
+    char shards[16];
+    snprintf(shards, sizeof shards, "%d", n->cfg->shards);
+    char schema[16];
+    snprintf(schema, sizeof schema, "%d", NODE_SCHEMA_VERSION);
+    const char *argv[] = {"si:meta", schema, shards, SUPERIMAP_VERSION};
+    struct setup_req *r = setup_req_new(n);
+    if (rconn_script(n->redis, on_meta, r, "meta_init", 1, 4, argv, NULL) < 0) {
+        xfree(r);
+        log_warn("cannot queue meta_init");
+    }
+}
+
+static void on_redis_state(struct rconn *rc, int connected, void *data)
+{
+    (void)rc;
+    struct node *n = data;
+    n->setup_seq++;
+    atomic_store(&n->redis_up, connected);
+    if (connected) {
+        if (n->was_connected)
+            metric_inc(n->m_reconnects);
+        n->was_connected = 1;
+        start_setup(n);
+    } else {
+        set_ready(n, 0);
+    }
+}
+
+static void on_redis_latency(double seconds, void *data)
+{
+    struct node *n = data;
+    metric_observe(n->m_redis_latency, seconds);
+}
+
+/* ---- Heartbeat ---- */
+
+static void on_heartbeat(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    (void)reply;
+    struct node *n = privdata;
+    n->beat_in_flight = 0;
+    if (err == -SIMAP_ESHUTDOWN)
+        return;
+    if (err < 0) {
+        if (!n->beat_failing)
+            log_warn("heartbeat failed err=\"%s\" detail=\"%s\"", err_str(err),
+                     reply && reply->str ? reply->str : "");
+        n->beat_failing = 1;
+        return;
+    }
+    if (n->beat_failing)
+        log_info("heartbeat restored");
+    n->beat_failing = 0;
+    atomic_store(&n->last_beat_mono, time_mono_ms());
+}
+
+static void send_heartbeat(struct node *n)
+{
+    if (n->beat_in_flight || n->removing || !atomic_load(&n->ready))
+        return;
+    char dead_ms[16], keep_ms[16];
+    snprintf(dead_ms, sizeof dead_ms, "%d", NODE_HASH_TTL_MS);
+    snprintf(keep_ms, sizeof keep_ms, "%d", NODE_ZSET_KEEP_MS);
+    const char *argv[8 + 12 + 2 * NODE_MAX_DESCRIBE];
+    int argc = 0;
+    argv[argc++] = n->role_key;
+    argv[argc++] = n->node_key;
+    argv[argc++] = n->cfg->node_id;
+    argv[argc++] = dead_ms;
+    argv[argc++] = keep_ms;
+    argv[argc++] = "role";
+    argv[argc++] = n->opts.role;
+    argv[argc++] = "host";
+    argv[argc++] = n->host;
+    argv[argc++] = "pid";
+    argv[argc++] = n->pid;
+    argv[argc++] = "version";
+    argv[argc++] = SUPERIMAP_VERSION;
+    argv[argc++] = "started_at";
+    argv[argc++] = n->started_at;
+    argv[argc++] = "state";
+    argv[argc++] = atomic_load(&n->draining) ? "draining" : "active";
+    if (n->opts.hooks.describe != NULL) {
+        int extra = 0;
+        n->opts.hooks.describe(n, argv + argc, &extra, n->opts.hooks.data);
+        if (extra > 2 * NODE_MAX_DESCRIBE)
+            extra = 2 * NODE_MAX_DESCRIBE;
+        argc += extra & ~1;
+    }
+    if (rconn_script(n->redis, on_heartbeat, n, "node_heartbeat", 2, argc, argv, NULL) == 0)
+        n->beat_in_flight = 1;
+}
+
+static void on_beat_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    send_heartbeat(w->data);
+}
+
+/* ---- Stop ---- */
+
+static void on_removed(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    (void)reply;
+    struct node *n = privdata;
+    if (err < 0 && err != -SIMAP_ESHUTDOWN)
+        log_warn("cannot remove heartbeat err=\"%s\"; it expires by itself", err_str(err));
+    ev_break(n->loop, EVBREAK_ALL);
+}
+
+void node_drained(struct node *n)
+{
+    if (n->removing)
+        return;
+    n->removing = 1;
+    ev_timer_stop(n->loop, &n->beat);
+    const char *argv[] = {n->role_key, n->node_key, n->cfg->node_id};
+    if (rconn_script(n->redis, on_removed, n, "node_remove", 2, 3, argv, NULL) < 0)
+        ev_break(n->loop, EVBREAK_ALL);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct node *n = w->data;
+    log_warn("graceful stop exceeded its deadline; exiting timeout_sec=%d",
+             n->cfg->shutdown_timeout_sec);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+void node_stop(struct node *n)
+{
+    if (atomic_exchange(&n->draining, 1)) {
+        log_warn("second stop request; exiting without waiting for the drain");
+        node_drained(n);
+        return;
+    }
+    log_info("stopping: draining role=%s timeout_sec=%d", n->opts.role,
+             n->cfg->shutdown_timeout_sec);
+    ev_timer_init(&n->deadline, on_deadline, n->cfg->shutdown_timeout_sec, 0.);
+    n->deadline.data = n;
+    ev_timer_start(n->loop, &n->deadline);
+    send_heartbeat(n); /* publish state=draining so placement skips us */
+    if (n->opts.hooks.drain != NULL)
+        n->opts.hooks.drain(n, n->opts.hooks.data);
+    else
+        node_drained(n);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct node *n = w->data;
+    if (w->signum == SIGHUP) {
+        if (log_reopen() < 0)
+            log_error("cannot reopen the log file");
+        else
+            log_info("log reopened on SIGHUP");
+        return;
+    }
+    log_info("signal received signal=%s", w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    node_stop(n);
+}
+
+/* ---- HTTP: /healthz, /readyz, /metrics ---- */
+
+static int on_healthz(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    static const char body[] = "{\"status\":\"ok\"}";
+    return http_reply_json(conn, 200, body, sizeof body - 1);
+}
+
+static int on_readyz(struct mg_connection *conn, void *cbdata)
+{
+    struct node *n = cbdata;
+    int up = atomic_load(&n->redis_up);
+    int ready = atomic_load(&n->ready);
+    int draining = atomic_load(&n->draining);
+    char body[160];
+    int len = snprintf(body, sizeof body, "{\"status\":\"%s\",\"redis\":\"%s\",\"draining\":%s}",
+                       ready && !draining ? "ready" : "unavailable", up ? "up" : "down",
+                       draining ? "true" : "false");
+    return http_reply_json(conn, ready && !draining ? 200 : 503, body, (size_t)len);
+}
+
+static int on_metrics(struct mg_connection *conn, void *cbdata)
+{
+    struct node *n = cbdata;
+    struct buf out;
+    buf_init(&out, 16 << 20);
+    int rc = metrics_render(n->metrics, &out);
+    if (rc < 0) {
+        buf_free(&out);
+        return http_reply_error(conn, 500, "internal", "cannot render metrics");
+    }
+    rc = http_reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.data ? out.data : "",
+                    out.len);
+    buf_free(&out);
+    return rc;
+}
+
+static int on_not_found(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    return http_reply_error(conn, 404, "not_found", "no such route");
+}
+
+/* ---- Metrics of every node ---- */
+
+static double uptime_seconds(void *data)
+{
+    struct node *n = data;
+    return (double)(time_mono_ms() - n->started_mono) / 1000.0;
+}
+
+static double heartbeat_age_seconds(void *data)
+{
+    struct node *n = data;
+    int64_t last = atomic_load(&n->last_beat_mono);
+    if (last == 0)
+        last = n->started_mono;
+    return (double)(time_mono_ms() - last) / 1000.0;
+}
+
+static double redis_connected(void *data)
+{
+    struct node *n = data;
+    return atomic_load(&n->redis_up);
+}
+
+static double node_ready(void *data)
+{
+    struct node *n = data;
+    return atomic_load(&n->ready) && !atomic_load(&n->draining);
+}
+
+static void register_metrics(struct node *n)
+{
+    char labels[256];
+    snprintf(labels, sizeof labels, "version=\"%s\",revision=\"%s\",role=\"%s\"", SUPERIMAP_VERSION,
+             SUPERIMAP_GIT_REV, n->opts.role);
+    struct metric *info = metrics_gauge(n->metrics, "superimap_build_info",
+                                        "Build of this process (always 1)", labels);
+    metric_set(info, 1);
+    metrics_gauge_fn(n->metrics, "superimap_uptime_seconds", "Seconds since the process started",
+                     NULL, uptime_seconds, n);
+    metrics_gauge_fn(n->metrics, "superimap_heartbeat_age_seconds",
+                     "Seconds since the last successful heartbeat", NULL, heartbeat_age_seconds, n);
+    metrics_gauge_fn(n->metrics, "superimap_redis_connected", "1 while Redis is connected", NULL,
+                     redis_connected, n);
+    metrics_gauge_fn(n->metrics, "superimap_ready", "1 while /readyz answers 200", NULL, node_ready,
+                     n);
+    n->m_reconnects = metrics_counter(n->metrics, "superimap_redis_reconnects_total",
+                                      "Redis connections re-established after a loss", NULL);
+    n->m_redis_latency = metrics_histogram(n->metrics, "superimap_redis_command_duration_seconds",
+                                           "Round trip of Redis commands from this node", NULL,
+                                           metrics_latency_bounds, metrics_latency_nbounds);
+}
+
+/* ---- Construction ---- */
+
+struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *err, size_t errlen)
+{
+    struct node *n = xcalloc(1, sizeof *n);
+    n->loop = loop;
+    n->opts = *opts;
+    n->cfg = opts->cfg;
+    n->started_mono = time_mono_ms();
+    snprintf(n->role_key, sizeof n->role_key, "si:%ss", opts->role);
+    snprintf(n->node_key, sizeof n->node_key, "si:node:%s", n->cfg->node_id);
+    if (gethostname(n->host, sizeof n->host) != 0)
+        strcpy(n->host, "unknown");
+    n->host[sizeof n->host - 1] = '\0';
+    snprintf(n->pid, sizeof n->pid, "%ld", (long)getpid());
+    snprintf(n->started_at, sizeof n->started_at, "%lld", (long long)time_now_ms());
+
+    n->metrics = metrics_new();
+    register_metrics(n);
+
+    /* Worker threads inherit this mask, so the signals reach only the loop. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct http_opts ho = {
+        .addr = n->cfg->http_addr,
+        .threads = opts->http_threads,
+        .document_root = opts->document_root,
+        .thread_init = opts->http_thread_init,
+        .thread_exit = opts->http_thread_exit,
+        .data = opts->hooks.data,
+    };
+    n->http = http_start(&ho, err, errlen);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (n->http == NULL) {
+        metrics_free(n->metrics);
+        xfree(n);
+        return NULL;
+    }
+    http_route(n->http, "/healthz$", on_healthz, n);
+    http_route(n->http, "/readyz$", on_readyz, n);
+    http_route(n->http, "/metrics$", on_metrics, n);
+    if (opts->document_root == NULL)
+        http_route(n->http, "/", on_not_found, n);
+    log_info("http listening addr=%s port=%d", n->cfg->http_addr, http_port(n->http));
+
+    struct rconn_opts ro = {
+        .url = n->cfg->redis_url,
+        .password = n->cfg->redis_password,
+        .connect_timeout_ms = n->cfg->redis_timeout_ms,
+        .command_timeout_ms = n->cfg->redis_timeout_ms,
+        .max_pending = 100000,
+        .name = "redis",
+    };
+    n->redis = rconn_new(loop, &ro);
+    rconn_on_state(n->redis, on_redis_state, n);
+    rconn_on_latency(n->redis, on_redis_latency, n);
+
+    ev_timer_init(&n->beat, on_beat_timer, NODE_HEARTBEAT_MS / 1000.0, NODE_HEARTBEAT_MS / 1000.0);
+    n->beat.data = n;
+    ev_timer_start(loop, &n->beat);
+
+    ev_signal_init(&n->sigterm, on_signal, SIGTERM);
+    ev_signal_init(&n->sigint, on_signal, SIGINT);
+    ev_signal_init(&n->sighup, on_signal, SIGHUP);
+    n->sigterm.data = n->sigint.data = n->sighup.data = n;
+    ev_signal_start(loop, &n->sigterm);
+    ev_signal_start(loop, &n->sigint);
+    ev_signal_start(loop, &n->sighup);
+    return n;
+}
+
+int node_run(struct node *n)
+{
+    ev_run(n->loop, 0);
+    return n->exit_code;
+}
+
+void node_free(struct node *n)
+{
+    if (n == NULL)
+        return;
+    ev_timer_stop(n->loop, &n->beat);
+    ev_timer_stop(n->loop, &n->deadline);
+    ev_signal_stop(n->loop, &n->sigterm);
+    ev_signal_stop(n->loop, &n->sigint);
+    ev_signal_stop(n->loop, &n->sighup);
+    http_stop(n->http); /* before Redis: handlers read the node */
+    rconn_free(n->redis);
+    metrics_free(n->metrics);
+    xfree(n);
+}
+
+struct rconn *node_redis(struct node *n)
+{
+    return n->redis;
+}
+
+struct metrics *node_metrics(struct node *n)
+{
+    return n->metrics;
+}
+
+struct http_server *node_http(struct node *n)
+{
+    return n->http;
+}
+
+const struct config *node_config(const struct node *n)
+{
+    return n->cfg;
+}
+
+const char *node_id(const struct node *n)
+{
+    return n->cfg->node_id;
+}
+
+int node_is_ready(const struct node *n)
+{
+    return atomic_load(&n->ready);
+}
+
+int node_is_draining(const struct node *n)
+{
+    return atomic_load(&n->draining);
+}
+
+/* ---- main() ---- */
+
+int node_main(int argc, char **argv, const struct node_main_spec *spec)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct config cfg;
+    config_main(&cfg, spec->config_role, spec->program, spec->summary, argc, argv);
+    if (log_init(spec->program, cfg.node_id, cfg.log_level, cfg.log_format, cfg.log_components,
+                 cfg.log_file) < 0) {
+        fprintf(stderr, "%s: cannot open SUPERIMAP_LOG_FILE '%s'\n", spec->program, cfg.log_file);
+        return 2;
+    }
+    log_info("starting version=%s revision=%s role=%s pid=%ld", SUPERIMAP_VERSION,
+             SUPERIMAP_GIT_REV, spec->role, (long)getpid());
+    config_log(&cfg, spec->config_role);
+    if (scripts_init() < 0) {
+        log_error("cannot hash the embedded Redis scripts (OpenSSL failure)");
+        log_shutdown();
+        return 1;
+    }
+
+    struct node_opts opts;
+    memset(&opts, 0, sizeof opts);
+    opts.cfg = &cfg;
+    opts.role = spec->role;
+    opts.program = spec->program;
+    opts.http_threads = 2;
+    int rc = spec->prepare != NULL ? spec->prepare(&cfg, &opts) : 0;
+    if (rc != 0) {
+        scripts_shutdown();
+        log_shutdown();
+        return rc;
+    }
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    char err[256];
+    struct node *n = node_new(loop, &opts, err, sizeof err);
+    if (n == NULL) {
+        log_error("cannot start err=\"%s\"", err);
+        rc = 1;
+    } else {
+        rc = spec->start != NULL ? spec->start(n, opts.hooks.data) : 0;
+        if (rc == 0)
+            rc = node_run(n);
+        if (spec->finish != NULL)
+            spec->finish(n, opts.hooks.data);
+        log_info("stopped exit_code=%d", rc);
+    }
+    node_free(n);
+    ev_loop_destroy(loop);
+    scripts_shutdown();
+    log_shutdown();
+    return rc;
+}
