@@ -86,6 +86,10 @@ struct http_server *http_start(const struct http_opts *opts, char *err, size_t e
         options[i++] = "document_root";
         options[i++] = opts->document_root;
     }
+    if (mg_check_feature(8)) { /* CGI compiled in (Debian's is not): never run a file */
+        options[i++] = "cgi_pattern";
+        options[i++] = "**.superimap-never-cgi$";
+    }
     options[i] = NULL;
 
     struct mg_callbacks cb;
