@@ -1,16 +1,78 @@
 /*
- * core/scripts: lookup of the embedded Lua scripts.
+ * core/scripts: lookup of the embedded Lua scripts and their SHA-1 cache.
  *
  * SPDX-License-Identifier: MIT
  */
 #include "core/scripts.h"
 
+#include <stdint.h>
 #include <string.h>
+
+#include <openssl/evp.h>
+
+#include "core/err.h"
+
+/* shas[i] is the digest of script_sources[i]; NULL until scripts_init(). */
+static char (*shas)[SCRIPT_SHA_HEX_LEN + 1];
 
 const struct script_source *script_find(const char *name)
 {
+    if (name == NULL)
+        return NULL;
     for (size_t i = 0; i < script_source_count; i++)
         if (strcmp(script_sources[i].name, name) == 0)
             return &script_sources[i];
     return NULL;
+}
+
+int script_sha1_hex(const char *body, char out[SCRIPT_SHA_HEX_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    out[0] = '\0';
+    if (!EVP_Digest(body, strlen(body), md, &mdlen, EVP_sha1(), NULL) ||
+        mdlen * 2 != SCRIPT_SHA_HEX_LEN)
+        return -SIMAP_ECRYPTO;
+    for (unsigned int i = 0; i < mdlen; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+    out[SCRIPT_SHA_HEX_LEN] = '\0';
+    return 0;
+}
+
+int scripts_init(void)
+{
+    if (shas != NULL)
+        return 0;
+    /* One spare element, so a table with no scripts still allocates. */
+    char(*tab)[SCRIPT_SHA_HEX_LEN + 1] = xcalloc(script_source_count + 1, sizeof *tab);
+    for (size_t i = 0; i < script_source_count; i++) {
+        if (script_sha1_hex(script_sources[i].body, tab[i]) < 0) {
+            xfree(tab);
+            return -SIMAP_ECRYPTO;
+        }
+    }
+    shas = tab;
+    return 0;
+}
+
+void scripts_shutdown(void)
+{
+    xfree(shas);
+    shas = NULL;
+}
+
+const char *script_sha(const struct script_source *s)
+{
+    if (shas == NULL || s == NULL)
+        return NULL;
+    /* Compare addresses as integers: relational operators on pointers into
+     * different arrays are undefined. */
+    uintptr_t p = (uintptr_t)s, lo = (uintptr_t)&script_sources[0];
+    if (p < lo || p >= lo + script_source_count * sizeof *s || (p - lo) % sizeof *s != 0)
+        return NULL;
+    return shas[(p - lo) / sizeof *s];
 }

@@ -1,0 +1,861 @@
+/*
+ * core/rconn: asynchronous Redis on libev with hiredis 0.14.1, plus the
+ * timeouts, reconnects and command queue that hiredis 0.14 does not have.
+ *
+ * hiredis facts this file relies on (async.c of v0.14.1):
+ * - A failed connect calls onConnect(REDIS_ERR) and then frees the context
+ *   itself; onDisconnect is not called, as the context never connected.
+ * - Any other end (I/O error, EOF, redisAsyncFree()) first calls every
+ *   pending reply callback with a NULL reply, then onDisconnect when the
+ *   context had connected, then frees the context.
+ * - redisAsyncFree() inside a reply callback only sets REDIS_FREEING; the
+ *   free happens when the callback returns. Inside onConnect or onDisconnect
+ *   it would free the context under hiredis' feet, so it is never called there.
+ * - After an I/O error the context carries REDIS_DISCONNECTING and refuses
+ *   new commands while it runs the NULL callbacks.
+ *
+ * Each command is one struct rcmd in rc's FIFO from submission until its
+ * callback has run. hiredis' privdata for it is the rcmd itself; an rcmd whose
+ * callback has run (timeout, shutdown) but which hiredis still references is
+ * freed when hiredis lets go of it (NULL reply on free of the context).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/rconn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libev.h>
+
+#include "core/backoff.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/redis_url.h"
+#include "core/scripts.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define DEFAULT_COMMAND_TIMEOUT_MS 5000
+#define DEFAULT_MAX_PENDING        100000
+#define DEFAULT_RECONNECT_MIN_MS   100
+#define DEFAULT_RECONNECT_MAX_MS   5000
+
+enum rconn_state {
+    RCONN_DISCONNECTED, /* waiting for the retry timer */
+    RCONN_CONNECTING,   /* connect(2) in progress; connect deadline armed */
+    RCONN_HANDSHAKE,    /* AUTH / SELECT / PING sent; connect deadline armed */
+    RCONN_CONNECTED,    /* user commands flow */
+};
+
+static const char *const state_names[] = {"DISCONNECTED", "CONNECTING", "HANDSHAKE", "CONNECTED"};
+
+struct rcmd {
+    struct rcmd *prev, *next; /* rc's FIFO, while !is_done */
+    struct rconn *rc;
+    rconn_cb *cb;
+    void *privdata;
+    char *cmd; /* formatted RESP; freed once sent, except for scripts */
+    size_t len;
+    const char *body;        /* script body for the NOSCRIPT fallback, or NULL */
+    size_t rest;             /* scripts: offset in cmd of what follows the SHA */
+    double submitted;        /* monotonic seconds */
+    double deadline;         /* monotonic seconds */
+    unsigned is_ours : 1;    /* cmd came from xmalloc(), not from hiredis */
+    unsigned is_sent : 1;    /* handed to the current connection */
+    unsigned in_hiredis : 1; /* hiredis holds a callback pointing here */
+    unsigned is_done : 1;    /* callback has run; off the FIFO */
+    unsigned tried_eval : 1; /* NOSCRIPT fallback already sent */
+};
+
+struct rconn {
+    struct ev_loop *loop;
+    redisAsyncContext *ac; /* NULL in DISCONNECTED */
+    enum rconn_state state;
+    struct redis_addr addr;
+    char *name;
+    char desc[300];                          /* address without the password, for logs */
+    double connect_timeout, command_timeout; /* seconds */
+    size_t max_pending;
+    size_t npending; /* rcmds on the FIFO */
+    size_t nunsent;  /* of those, not handed to a connection */
+    struct rcmd *head, *tail;
+    int handshake_left; /* replies still expected before CONNECTED */
+    struct backoff backoff;
+    ev_timer conn_timer; /* connect deadline, or the retry delay */
+    ev_timer cmd_timer;  /* deadline of the FIFO's head (lazily re-armed) */
+    ev_timer free_timer; /* rconn_free() from inside a callback */
+    int in_cb;           /* depth of user callbacks running now */
+    int is_closing;
+    int ever_connected;
+    int is_down_logged; /* the current outage has been logged... */
+    int last_fail;      /* ...with this cause */
+    void (*state_cb)(struct rconn *, int, void *);
+    void *state_data;
+    void (*latency_cb)(double, void *);
+    void *latency_data;
+    struct rconn_stats stats;
+};
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+static void schedule_retry(struct rconn *rc);
+static void on_free_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Copies s for a quoted log value: no quotes, backslashes or line breaks. */
+static const char *log_safe(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++)
+        out[i] = (s[i] == '"' || s[i] == '\\' || s[i] == '\r' || s[i] == '\n') ? '\'' : s[i];
+    out[i] = '\0';
+    return out;
+}
+
+/* ---- State and logging ---- */
+
+static void set_state(struct rconn *rc, enum rconn_state st)
+{
+    if (rc->state == st)
+        return;
+    log_debugc("redis", "redis state name=%s from=%s to=%s", rc->name, state_names[rc->state],
+               state_names[st]);
+    rc->state = st;
+}
+
+static void notify_state(struct rconn *rc, int connected)
+{
+    if (rc->state_cb == NULL || rc->is_closing)
+        return;
+    rc->in_cb++;
+    rc->state_cb(rc, connected, rc->state_data);
+    rc->in_cb--;
+}
+
+/* Logs a failed attempt once per outage and cause, not once per retry. */
+static void note_failure(struct rconn *rc, int code, const char *why)
+{
+    char safe[256];
+    log_safe(why, safe, sizeof safe);
+    if (rc->is_down_logged && rc->last_fail == code) {
+        log_debugc("redis", "redis connect failed again name=%s addr=%s err=\"%s\"", rc->name,
+                   rc->desc, safe);
+        return;
+    }
+    rc->is_down_logged = 1;
+    rc->last_fail = code;
+    if (code == -SIMAP_EAUTH)
+        log_error("redis authentication failed, wrong or missing password; retrying name=%s "
+                  "addr=%s err=\"%s\"",
+                  rc->name, rc->desc, safe);
+    else
+        log_warn("redis connect failed, retrying name=%s addr=%s err=\"%s\"", rc->name, rc->desc,
+                 safe);
+}
+
+/* ---- Command FIFO ---- */
+
+static void free_rcmd(struct rcmd *c)
+{
+    if (c->cmd != NULL) {
+        if (c->is_ours)
+            xfree(c->cmd);
+        else
+            redisFreeCommand(c->cmd);
+    }
+    xfree(c);
+}
+
+static void arm_cmd_timer(struct rconn *rc)
+{
+    if (rc->head == NULL || ev_is_active(&rc->cmd_timer))
+        return;
+    double after = rc->head->deadline - mono_now();
+    ev_timer_set(&rc->cmd_timer, after > 0.001 ? after : 0.001, 0.);
+    ev_timer_start(rc->loop, &rc->cmd_timer);
+}
+
+static void unlink_rcmd(struct rconn *rc, struct rcmd *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        rc->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        rc->tail = c->prev;
+    c->prev = c->next = NULL;
+    rc->npending--;
+    if (!c->is_sent)
+        rc->nunsent--;
+}
+
+/* Takes c off the FIFO and runs its callback, the one time it runs. */
+static void finish(struct rconn *rc, struct rcmd *c, redisReply *reply, int err)
+{
+    unlink_rcmd(rc, c);
+    c->is_done = 1;
+    if (err == -SIMAP_ETIMEDOUT)
+        rc->stats.timeouts++;
+    else if (err < 0)
+        rc->stats.errors++;
+    if (c->cb != NULL) {
+        rc->in_cb++;
+        c->cb(rc, reply, err, c->privdata);
+        rc->in_cb--;
+    }
+    if (!c->in_hiredis)
+        free_rcmd(c);
+}
+
+static int can_send(const struct rconn *rc)
+{
+    return rc->state == RCONN_CONNECTED && rc->ac != NULL &&
+           !(rc->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
+}
+
+/* Hands c to hiredis. Returns 0, or -1 when the link cannot take it now (c
+ * then stays queued for the next connection). */
+static int send_rcmd(struct rconn *rc, struct rcmd *c)
+{
+    if (!can_send(rc))
+        return -1;
+    if (redisAsyncFormattedCommand(rc->ac, on_reply, c, c->cmd, c->len) != REDIS_OK)
+        return -1;
+    c->is_sent = 1;
+    c->in_hiredis = 1;
+    rc->nunsent--;
+    if (c->body == NULL || c->tried_eval) { /* a script keeps it for the fallback */
+        if (c->is_ours)
+            xfree(c->cmd);
+        else
+            redisFreeCommand(c->cmd);
+        c->cmd = NULL;
+    }
+    return 0;
+}
+
+/* Sends every queued command, in submission order. */
+static void flush_queue(struct rconn *rc)
+{
+    for (struct rcmd *c = rc->head; c != NULL && rc->nunsent > 0; c = c->next)
+        if (!c->is_sent && send_rcmd(rc, c) < 0)
+            return;
+}
+
+/* Queues a formatted command (taken over, freed on every path). */
+static int submit(struct rconn *rc, rconn_cb *cb, void *privdata, char *cmd, size_t len,
+                  int is_ours, const char *body, size_t rest)
+{
+    struct rcmd *c = xcalloc(1, sizeof *c);
+    c->rc = rc;
+    c->cb = cb;
+    c->privdata = privdata;
+    c->cmd = cmd;
+    c->len = len;
+    c->is_ours = is_ours ? 1 : 0;
+    c->body = body;
+    c->rest = rest;
+    c->submitted = mono_now();
+    c->deadline = c->submitted + rc->command_timeout;
+
+    c->prev = rc->tail;
+    if (rc->tail != NULL)
+        rc->tail->next = c;
+    else
+        rc->head = c;
+    rc->tail = c;
+    rc->npending++;
+    rc->nunsent++;
+    rc->stats.commands++;
+    arm_cmd_timer(rc);
+
+    if (rc->nunsent == 1)
+        send_rcmd(rc, c);
+    else if (can_send(rc))
+        flush_queue(rc);
+    return 0;
+}
+
+static int check_submit(const struct rconn *rc, size_t n)
+{
+    if (rc->is_closing)
+        return -SIMAP_ESHUTDOWN;
+    if (rc->npending + n > rc->max_pending)
+        return -SIMAP_ETOOBIG;
+    return 0;
+}
+
+/* ---- Connection life cycle ---- */
+
+/* Drops the current link, if any. Sent commands get -SIMAP_ECONN (or
+ * -SIMAP_ESHUTDOWN when closing) from on_reply(), now or, inside a reply
+ * callback, as soon as it returns. */
+static void drop_link(struct rconn *rc)
+{
+    redisAsyncContext *ac = rc->ac;
+    rc->ac = NULL; /* from here on every hiredis callback of ac is stale */
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    if (ac != NULL)
+        redisAsyncFree(ac);
+}
+
+static void connect_failed(struct rconn *rc, int code, const char *why)
+{
+    note_failure(rc, code, why);
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    set_state(rc, RCONN_DISCONNECTED);
+    schedule_retry(rc);
+}
+
+/* A link that was CONNECTED went away: log once, tell the owner, retry. */
+static void link_lost(struct rconn *rc, int code, const char *why)
+{
+    char safe[256];
+    log_warn("redis connection lost, reconnecting name=%s addr=%s err=\"%s\"", rc->name, rc->desc,
+             log_safe(why, safe, sizeof safe));
+    rc->is_down_logged = 1;
+    rc->last_fail = code;
+    set_state(rc, RCONN_DISCONNECTED);
+    schedule_retry(rc);
+    notify_state(rc, 0);
+}
+
+static void on_ready(struct rconn *rc)
+{
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    backoff_reset(&rc->backoff);
+    rc->stats.connects++;
+    if (rc->ever_connected)
+        rc->stats.reconnects++;
+    if (rc->is_down_logged || !rc->ever_connected)
+        log_info("redis connected name=%s addr=%s", rc->name, rc->desc);
+    rc->ever_connected = 1;
+    rc->is_down_logged = 0;
+    rc->last_fail = 0;
+    set_state(rc, RCONN_CONNECTED);
+    flush_queue(rc);
+    notify_state(rc, 1);
+}
+
+static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct rconn *rc = privdata;
+    redisReply *reply = r;
+    if (rc->ac != ac || reply == NULL)
+        return; /* stale link, or dying: on_disconnect() handles it */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        int code = -SIMAP_EREPLY;
+        if (rc->addr.password[0] != '\0' && rc->handshake_left == 1 + (rc->addr.db != 0))
+            code = -SIMAP_EAUTH; /* the reply to AUTH */
+        if (strncmp(reply->str, "NOAUTH", 6) == 0 || strncmp(reply->str, "WRONGPASS", 9) == 0)
+            code = -SIMAP_EAUTH;
+        char why[256];
+        snprintf(why, sizeof why, "%s", reply->str);
+        drop_link(rc); /* deferred by hiredis until this callback returns */
+        connect_failed(rc, code, why);
+        return;
+    }
+    if (--rc->handshake_left == 0)
+        on_ready(rc);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    struct rconn *rc = cac->data;
+    if (rc->ac != cac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context when this returns. */
+        char why[256];
+        snprintf(why, sizeof why, "%s", cac->errstr ? cac->errstr : "connect failed");
+        rc->ac = NULL;
+        connect_failed(rc, -SIMAP_ECONN, why);
+        return;
+    }
+    redisAsyncContext *ac = rc->ac;
+    set_state(rc, RCONN_HANDSHAKE);
+    rc->handshake_left = 0;
+    if (rc->addr.password[0] != '\0') {
+        redisAsyncCommand(ac, on_handshake_reply, rc, "AUTH %s", rc->addr.password);
+        rc->handshake_left++;
+    }
+    if (rc->addr.db != 0) {
+        redisAsyncCommand(ac, on_handshake_reply, rc, "SELECT %d", rc->addr.db);
+        rc->handshake_left++;
+    }
+    if (rc->handshake_left == 0) {
+        redisAsyncCommand(ac, on_handshake_reply, rc, "PING");
+        rc->handshake_left++;
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct rconn *rc = cac->data;
+    if (rc->ac != cac)
+        return; /* a link we dropped ourselves */
+    char why[256];
+    snprintf(why, sizeof why, "%s",
+             status == REDIS_OK ? "closed" : (cac->errstr ? cac->errstr : "I/O error"));
+    rc->ac = NULL; /* hiredis frees it when this returns */
+    if (rc->state == RCONN_CONNECTED)
+        link_lost(rc, -SIMAP_ECONN, why);
+    else
+        connect_failed(rc, -SIMAP_ECONN, why);
+}
+
+static void start_connect(struct rconn *rc)
+{
+    redisAsyncContext *ac = rc->addr.is_unix ? redisAsyncConnectUnix(rc->addr.path)
+                                             : redisAsyncConnect(rc->addr.host, rc->addr.port);
+    if (ac == NULL) {
+        connect_failed(rc, -SIMAP_ENOMEM, "cannot allocate a hiredis context");
+        return;
+    }
+    if (ac->err) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", ac->errstr);
+        redisAsyncFree(ac);
+        connect_failed(rc, -SIMAP_ECONN, why);
+        return;
+    }
+    ac->data = rc;
+    if (redisLibevAttach(rc->loop, ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        connect_failed(rc, -SIMAP_EIO, "cannot attach to the event loop");
+        return;
+    }
+    rc->ac = ac;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    set_state(rc, RCONN_CONNECTING);
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    ev_timer_set(&rc->conn_timer, rc->connect_timeout, 0.);
+    ev_timer_start(rc->loop, &rc->conn_timer);
+}
+
+static void schedule_retry(struct rconn *rc)
+{
+    if (rc->is_closing)
+        return;
+    double delay = (double)backoff_next_rand(&rc->backoff) / 1000.0;
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    ev_timer_set(&rc->conn_timer, delay, 0.);
+    ev_timer_start(rc->loop, &rc->conn_timer);
+}
+
+static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct rconn *rc = w->data;
+    if (rc->is_closing)
+        return;
+    if (rc->state == RCONN_DISCONNECTED) {
+        start_connect(rc);
+        return;
+    }
+    /* CONNECTING or HANDSHAKE took too long: a black hole or a stuck server. */
+    drop_link(rc);
+    connect_failed(rc, -SIMAP_ETIMEDOUT, "connect timed out");
+}
+
+static void on_cmd_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct rconn *rc = w->data;
+    double now = mono_now();
+    int is_hung = 0;
+    while (rc->head != NULL && rc->head->deadline <= now + 0.0005) {
+        if (rc->head->is_sent)
+            is_hung = 1;
+        finish(rc, rc->head, NULL, -SIMAP_ETIMEDOUT);
+    }
+    if (is_hung && !rc->is_closing && rc->state == RCONN_CONNECTED) {
+        /* A reply that does not come means a hung link or server: its late
+         * reply must not be matched to a later command, so drop the link. */
+        drop_link(rc);
+        link_lost(rc, -SIMAP_ETIMEDOUT, "command timed out");
+    }
+    arm_cmd_timer(rc);
+}
+
+/* ---- Replies and scripts ---- */
+
+/* Replaces c's EVALSHA <sha> by EVAL <body>, keeping the other arguments. */
+static void make_eval(struct rcmd *c)
+{
+    /* c->cmd is "*<n>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n<rest>". */
+    const char *crlf = strchr(c->cmd, '\r');
+    size_t head = (size_t)(crlf - c->cmd) + 2;
+    size_t blen = strlen(c->body);
+    char lenbuf[32];
+    int ln = snprintf(lenbuf, sizeof lenbuf, "$%zu\r\n", blen);
+    static const char verb[] = "$4\r\nEVAL\r\n";
+    size_t n = head + (sizeof verb - 1) + (size_t)ln + blen + 2 + (c->len - c->rest);
+    char *out = xmalloc(n + 1);
+    char *p = out;
+    memcpy(p, c->cmd, head);
+    p += head;
+    memcpy(p, verb, sizeof verb - 1);
+    p += sizeof verb - 1;
+    memcpy(p, lenbuf, (size_t)ln);
+    p += ln;
+    memcpy(p, c->body, blen);
+    p += blen;
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    memcpy(p, c->cmd + c->rest, c->len - c->rest);
+    out[n] = '\0';
+    if (c->is_ours)
+        xfree(c->cmd);
+    else
+        redisFreeCommand(c->cmd);
+    c->cmd = out;
+    c->len = n;
+    c->is_ours = 1;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct rcmd *c = privdata;
+    struct rconn *rc = c->rc;
+    redisReply *reply = r;
+    c->in_hiredis = 0;
+    if (c->is_done) { /* timed out or shut down already: drop the late news */
+        free_rcmd(c);
+        return;
+    }
+    if (reply == NULL) { /* link gone after the command was handed to it */
+        finish(rc, c, NULL, rc->is_closing ? -SIMAP_ESHUTDOWN : -SIMAP_ECONN);
+        return;
+    }
+    if (c->body != NULL && !c->tried_eval && reply->type == REDIS_REPLY_ERROR &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        /* Redis never ran it, so sending EVAL now (or on the next link) is
+         * safe; it also puts the script back in Redis' cache. */
+        c->tried_eval = 1;
+        make_eval(c);
+        c->is_sent = 0;
+        rc->nunsent++;
+        if (rc->nunsent == 1)
+            send_rcmd(rc, c);
+        return;
+    }
+    if (rc->latency_cb != NULL) {
+        rc->in_cb++;
+        rc->latency_cb(mono_now() - c->submitted, rc->latency_data);
+        rc->in_cb--;
+    }
+    finish(rc, c, reply, reply->type == REDIS_REPLY_ERROR ? -SIMAP_EREPLY : 0);
+}
+
+/* ---- Public API ---- */
+
+struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
+{
+    if (loop == NULL || opts == NULL || opts->url == NULL)
+        return NULL;
+    const char *name = opts->name ? opts->name : "redis";
+    struct redis_addr addr;
+    char err[160];
+    if (redis_url_parse(opts->url, opts->password, &addr, err, sizeof err) < 0) {
+        log_error("bad redis url name=%s err=\"%s\"", name, err);
+        return NULL;
+    }
+    struct rconn *rc = xcalloc(1, sizeof *rc);
+    rc->loop = loop;
+    rc->addr = addr;
+    rc->name = xstrdup(name);
+    redis_addr_describe(&rc->addr, rc->desc, sizeof rc->desc);
+    rc->connect_timeout =
+        (opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS) /
+        1000.0;
+    rc->command_timeout =
+        (opts->command_timeout_ms > 0 ? opts->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS) /
+        1000.0;
+    rc->max_pending = (size_t)(opts->max_pending > 0 ? opts->max_pending : DEFAULT_MAX_PENDING);
+    backoff_init(&rc->backoff,
+                 opts->reconnect_min_ms > 0 ? opts->reconnect_min_ms : DEFAULT_RECONNECT_MIN_MS,
+                 opts->reconnect_max_ms > 0 ? opts->reconnect_max_ms : DEFAULT_RECONNECT_MAX_MS);
+    ev_timer_init(&rc->conn_timer, on_conn_timer, 0., 0.);
+    rc->conn_timer.data = rc;
+    ev_timer_init(&rc->cmd_timer, on_cmd_timer, 0., 0.);
+    rc->cmd_timer.data = rc;
+    ev_timer_init(&rc->free_timer, on_free_timer, 0., 0.);
+    rc->free_timer.data = rc;
+    rc->state = RCONN_DISCONNECTED;
+    start_connect(rc);
+    return rc;
+}
+
+static void release(struct rconn *rc)
+{
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    ev_timer_stop(rc->loop, &rc->cmd_timer);
+    ev_timer_stop(rc->loop, &rc->free_timer);
+    /* In submission order; callbacks cannot add more (is_closing). Commands
+     * that hiredis still references are freed by the drop below. */
+    while (rc->head != NULL)
+        finish(rc, rc->head, NULL, -SIMAP_ESHUTDOWN);
+    drop_link(rc);
+    xfree(rc->name);
+    xfree(rc);
+}
+
+static void on_free_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    release(w->data);
+}
+
+void rconn_free(struct rconn *rc)
+{
+    if (rc == NULL || rc->is_closing)
+        return;
+    rc->is_closing = 1;
+    if (rc->in_cb > 0) {
+        ev_timer_start(rc->loop, &rc->free_timer);
+        return;
+    }
+    release(rc);
+}
+
+int rconn_is_connected(const struct rconn *rc)
+{
+    return rc != NULL && rc->state == RCONN_CONNECTED && !rc->is_closing;
+}
+
+void rconn_on_state(struct rconn *rc, void (*cb)(struct rconn *, int, void *), void *data)
+{
+    if (rc == NULL)
+        return;
+    rc->state_cb = cb;
+    rc->state_data = data;
+}
+
+void rconn_on_latency(struct rconn *rc, void (*cb)(double, void *), void *data)
+{
+    if (rc == NULL)
+        return;
+    rc->latency_cb = cb;
+    rc->latency_data = data;
+}
+
+void rconn_stats(const struct rconn *rc, struct rconn_stats *out)
+{
+    *out = rc->stats;
+    out->pending = rc->npending;
+}
+
+int rconn_command(struct rconn *rc, rconn_cb *cb, void *privdata, const char *fmt, ...)
+{
+    if (rc == NULL || fmt == NULL)
+        return -SIMAP_EINVAL;
+    int ret = check_submit(rc, 1);
+    if (ret < 0)
+        return ret;
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len <= 0) {
+        if (cmd != NULL)
+            redisFreeCommand(cmd);
+        return -SIMAP_EINVAL;
+    }
+    return submit(rc, cb, privdata, cmd, (size_t)len, 0, NULL, 0);
+}
+
+int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc, const char **argv,
+                       const size_t *argvlen)
+{
+    if (rc == NULL || argc <= 0 || argv == NULL)
+        return -SIMAP_EINVAL;
+    int ret = check_submit(rc, 1);
+    if (ret < 0)
+        return ret;
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len <= 0) {
+        if (cmd != NULL)
+            redisFreeCommand(cmd);
+        return -SIMAP_EINVAL;
+    }
+    return submit(rc, cb, privdata, cmd, (size_t)len, 0, NULL, 0);
+}
+
+int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
+                        const struct script_source *src, int nkeys, int argc, const char **argv,
+                        const size_t *argvlen)
+{
+    if (rc == NULL || src == NULL || src->body == NULL || argc < 0 || nkeys < 0 || nkeys > argc ||
+        (argc > 0 && argv == NULL))
+        return -SIMAP_EINVAL;
+    int ret = check_submit(rc, 1);
+    if (ret < 0)
+        return ret;
+    char shabuf[SCRIPT_SHA_HEX_LEN + 1];
+    const char *sha = script_sha(src);
+    if (sha == NULL) {
+        if (script_sha1_hex(src->body, shabuf) < 0)
+            return -SIMAP_ECRYPTO;
+        sha = shabuf;
+    }
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    int n = argc + 3;
+    const char **av = xmalloc((size_t)n * sizeof *av);
+    size_t *al = xmalloc((size_t)n * sizeof *al);
+    av[0] = "EVALSHA";
+    av[1] = sha;
+    av[2] = nk;
+    for (int i = 0; i < 3; i++)
+        al[i] = strlen(av[i]);
+    for (int i = 0; i < argc; i++) {
+        av[3 + i] = argv[i];
+        al[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, n, av, al);
+    xfree(av);
+    xfree(al);
+    if (len <= 0) {
+        if (cmd != NULL)
+            redisFreeCommand(cmd);
+        return -SIMAP_EINVAL;
+    }
+    /* Offset of what follows the SHA: "*<n>\r\n" "$7\r\nEVALSHA\r\n" "$40\r\n<sha>\r\n". */
+    size_t rest = (size_t)(strchr(cmd, '\r') - cmd) + 2 + 13 + 5 + SCRIPT_SHA_HEX_LEN + 2;
+    return submit(rc, cb, privdata, cmd, (size_t)len, 0, src->body, rest);
+}
+
+int rconn_script(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name, int nkeys,
+                 int argc, const char **argv, const size_t *argvlen)
+{
+    if (rc == NULL || script_name == NULL)
+        return -SIMAP_EINVAL;
+    const struct script_source *src = script_find(script_name);
+    if (src == NULL)
+        return -SIMAP_ENOTFOUND;
+    return rconn_script_source(rc, cb, privdata, src, nkeys, argc, argv, argvlen);
+}
+
+/* ---- Loading scripts ---- */
+
+struct load_batch;
+
+struct load_item {
+    struct load_batch *batch;
+    const struct script_source *src; /* NULL: the PING of an empty batch */
+    char sha[SCRIPT_SHA_HEX_LEN + 1];
+};
+
+struct load_batch {
+    rconn_cb *cb;
+    void *privdata;
+    size_t left;
+    int err; /* first failure */
+    char errmsg[512];
+    struct load_item *items;
+};
+
+static void on_load_reply(struct rconn *rc, redisReply *reply, int err, void *privdata)
+{
+    struct load_item *it = privdata;
+    struct load_batch *b = it->batch;
+    const char *name = it->src ? it->src->name : "(none)";
+    if (b->err == 0) {
+        if (err == -SIMAP_EREPLY) {
+            b->err = err;
+            snprintf(b->errmsg, sizeof b->errmsg, "ERR script %s: %s", name, reply->str);
+        } else if (err < 0) {
+            b->err = err;
+        } else if (it->src != NULL &&
+                   (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, it->sha) != 0)) {
+            b->err = -SIMAP_EREPLY;
+            snprintf(b->errmsg, sizeof b->errmsg,
+                     "ERR script %s: SCRIPT LOAD returned %s, expected digest %s", name,
+                     reply->type == REDIS_REPLY_STRING ? reply->str : "a non-string", it->sha);
+        }
+    }
+    if (--b->left > 0)
+        return;
+    char ok[] = "OK";
+    redisReply r;
+    memset(&r, 0, sizeof r);
+    if (b->err == 0) {
+        r.type = REDIS_REPLY_STATUS;
+        r.str = ok;
+        r.len = 2;
+    } else if (b->err == -SIMAP_EREPLY) {
+        r.type = REDIS_REPLY_ERROR;
+        r.str = b->errmsg;
+        r.len = strlen(b->errmsg);
+    }
+    if (b->cb != NULL)
+        b->cb(rc, b->err == 0 || b->err == -SIMAP_EREPLY ? &r : NULL, b->err, b->privdata);
+    xfree(b->items);
+    xfree(b);
+}
+
+int rconn_load_script_sources(struct rconn *rc, rconn_cb *cb, void *privdata,
+                              const struct script_source *srcs, size_t n)
+{
+    if (rc == NULL || (n > 0 && srcs == NULL))
+        return -SIMAP_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (srcs[i].name == NULL || srcs[i].body == NULL)
+            return -SIMAP_EINVAL;
+    int ret = check_submit(rc, n > 0 ? n : 1);
+    if (ret < 0)
+        return ret;
+    struct load_batch *b = xcalloc(1, sizeof *b);
+    b->cb = cb;
+    b->privdata = privdata;
+    b->left = n > 0 ? n : 1;
+    b->items = xcalloc(b->left, sizeof *b->items);
+    for (size_t i = 0; i < b->left; i++) {
+        struct load_item *it = &b->items[i];
+        it->batch = b;
+        char *cmd = NULL;
+        int len;
+        if (n == 0) {
+            len = redisFormatCommand(&cmd, "PING");
+        } else {
+            it->src = &srcs[i];
+            const char *sha = script_sha(it->src);
+            if (sha != NULL)
+                memcpy(it->sha, sha, sizeof it->sha);
+            else
+                script_sha1_hex(it->src->body, it->sha);
+            len = redisFormatCommand(&cmd, "SCRIPT LOAD %s", it->src->body);
+        }
+        if (len <= 0)
+            abort(); /* only fails on out-of-memory */
+        submit(rc, on_load_reply, it, cmd, (size_t)len, 0, NULL, 0);
+    }
+    return 0;
+}
+
+int rconn_load_scripts(struct rconn *rc, rconn_cb *cb, void *privdata)
+{
+    return rconn_load_script_sources(rc, cb, privdata, script_sources, script_source_count);
+}
