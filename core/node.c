@@ -474,6 +474,13 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
         .name = "redis",
     };
     n->redis = rconn_new(loop, &ro);
+    if (n->redis == NULL) { /* config_load() checked the URL; only a bug gets here */
+        snprintf(err, errlen, "cannot use SUPERIMAP_REDIS_URL");
+        http_stop(n->http);
+        metrics_free(n->metrics);
+        xfree(n);
+        return NULL;
+    }
     rconn_on_state(n->redis, on_redis_state, n);
     rconn_on_latency(n->redis, on_redis_latency, n);
 
