@@ -116,6 +116,9 @@ $(O)/bench/%: $(O)/obj/tests/bench/%.o $(O)/libsuperimap.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# Objects of binaries and tests are made by chained rules: keep them.
+.SECONDARY:
+
 tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 
 # ---- Set-up, run, test ----

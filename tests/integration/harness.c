@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -60,6 +61,7 @@ static int redis_spawn(struct redis_srv *r)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -179,6 +181,36 @@ int harness_redis_get(const struct redis_srv *r, char *out, size_t outlen, const
 
 /* ---- Processes ---- */
 
+/* The PIDs of every process started and not yet reaped, so a failed
+ * assertion (which leaves the test function early) cannot leave one running. */
+#define MAX_PROCS 64
+static pid_t live[MAX_PROCS];
+
+static void track(pid_t pid, int add)
+{
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (add && live[i] == 0) {
+            live[i] = pid;
+            return;
+        }
+        if (!add && live[i] == pid) {
+            live[i] = 0;
+            return;
+        }
+    }
+}
+
+void harness_stop_all(void)
+{
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (live[i] > 0) {
+            kill(live[i], SIGKILL);
+            waitpid(live[i], NULL, 0);
+        }
+        live[i] = 0;
+    }
+}
+
 int harness_spawn(struct proc *p, const char *const *argv, const char *const *env)
 {
     unlink(p->log); /* so nothing reads an earlier run's lines before the child truncates it */
@@ -186,6 +218,7 @@ int harness_spawn(struct proc *p, const char *const *argv, const char *const *en
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
         int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -196,7 +229,22 @@ int harness_spawn(struct proc *p, const char *const *argv, const char *const *en
     }
     p->pid = pid;
     p->exited = 0;
+    track(pid, 1);
     return 0;
+}
+
+static char *read_file(const char *path);
+
+/* Copies a sanitizer report from p's log to our stderr, where
+ * tests/run-tests.sh finds it and fails the run. (Under valgrind a node that
+ * exits on its own exits 99 on an error, which the tests' exit-code checks see.) */
+static void report_sanitizer(const struct proc *p)
+{
+    char *s = read_file(p->log);
+    if (s != NULL && (strstr(s, "AddressSanitizer") || strstr(s, "LeakSanitizer") ||
+                      strstr(s, "runtime error:")))
+        fprintf(stderr, "---- sanitizer report in %s:\n%s\n", p->log, s);
+    free(s);
 }
 
 int harness_proc_wait(struct proc *p, int ms)
@@ -208,8 +256,10 @@ int harness_proc_wait(struct proc *p, int ms)
         int status;
         pid_t w = waitpid(p->pid, &status, WNOHANG);
         if (w == p->pid) {
+            track(p->pid, 0);
             p->exited = 1;
             p->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            report_sanitizer(p);
             return 0;
         }
         if (harness_now_ms() >= deadline)
@@ -324,13 +374,27 @@ int harness_node_start(struct proc *p, const struct redis_srv *r, const char *bi
         env[n++] = *x;
     env[n] = NULL;
 
+    /* Under `make valgrind` the nodes run under valgrind too (TEST_PREFIX). */
     char path[512];
     harness_bin(binary, path, sizeof path);
-    const char *argv[] = {path, NULL};
+    const char *argv[32];
+    int argc = 0;
+    static char prefix[1024];
+    const char *tp = getenv("TEST_PREFIX");
+    snprintf(prefix, sizeof prefix, "%s", tp ? tp : "");
+    for (char *tok = strtok(prefix, " "); tok != NULL && argc < 30; tok = strtok(NULL, " "))
+        argv[argc++] = tok;
+    if (argc > 0 && argv[0][0] != '/') { /* execve needs a path */
+        static char which[512];
+        snprintf(which, sizeof which, "/usr/bin/%s", argv[0]);
+        argv[0] = which;
+    }
+    argv[argc++] = path;
+    argv[argc] = NULL;
     if (harness_spawn(p, argv, env) < 0)
         return -1;
 
-    long long deadline = harness_now_ms() + 10000;
+    long long deadline = harness_now_ms() + (argc > 1 ? 60000 : 10000);
     while (harness_now_ms() < deadline) {
         char *s = read_file(p->log);
         const char *line = s ? strstr(s, "http listening") : NULL;

@@ -69,6 +69,11 @@ void harness_proc_signal(struct proc *p, int sig);
 /* Kills p (SIGKILL) if still running and reaps it. */
 void harness_proc_stop(struct proc *p);
 
+/* Kills (SIGKILL) and reaps every process this harness started that is still
+ * running. Call it from each test's teardown, so that a failed assertion
+ * leaves nothing behind. */
+void harness_stop_all(void);
+
 /* 1 when p's log contains needle. */
 int harness_log_contains(const struct proc *p, const char *needle);
 

@@ -35,6 +35,7 @@ static int suite_setup(void **state)
 static int suite_teardown(void **state)
 {
     (void)state;
+    harness_stop_all();
     harness_redis_stop(&redis);
     return 0;
 }
@@ -44,6 +45,13 @@ static int flush(void **state)
     (void)state;
     char out[64];
     return harness_redis_get(&redis, out, sizeof out, "FLUSHALL");
+}
+
+static int stop_all(void **state)
+{
+    (void)state;
+    harness_stop_all();
+    return 0;
 }
 
 static long long hash_field(const char *key, const char *field)
@@ -277,14 +285,17 @@ static void test_shard_count_mismatch_refuses_to_start(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_three_binaries_register_and_heartbeat, flush),
-        cmocka_unit_test_setup(test_http_endpoints_answer, flush),
-        cmocka_unit_test_setup(test_sigterm_removes_heartbeat_and_exits_zero, flush),
-        cmocka_unit_test_setup(test_redis_restart_under_running_node, flush),
-        cmocka_unit_test_setup(test_redis_down_at_start_then_up, flush),
-        cmocka_unit_test(test_bad_config_exits_2_naming_the_variable),
-        cmocka_unit_test(test_help_lists_every_variable),
-        cmocka_unit_test_setup(test_shard_count_mismatch_refuses_to_start, flush),
+        cmocka_unit_test_setup_teardown(test_three_binaries_register_and_heartbeat, flush,
+                                        stop_all),
+        cmocka_unit_test_setup_teardown(test_http_endpoints_answer, flush, stop_all),
+        cmocka_unit_test_setup_teardown(test_sigterm_removes_heartbeat_and_exits_zero, flush,
+                                        stop_all),
+        cmocka_unit_test_setup_teardown(test_redis_restart_under_running_node, flush, stop_all),
+        cmocka_unit_test_setup_teardown(test_redis_down_at_start_then_up, flush, stop_all),
+        cmocka_unit_test_teardown(test_bad_config_exits_2_naming_the_variable, stop_all),
+        cmocka_unit_test_teardown(test_help_lists_every_variable, stop_all),
+        cmocka_unit_test_setup_teardown(test_shard_count_mismatch_refuses_to_start, flush,
+                                        stop_all),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
