@@ -1,0 +1,95 @@
+/*
+ * core/schema: the Redis data model every binary shares (DESIGN.md section 2):
+ * key names, hash fields and the formats of events and of the delivery log.
+ * Scripts in scripts/lua/ and C code both follow this file; change them
+ * together. NODE_SCHEMA_VERSION (core/node.h) changes when this file does in
+ * a way that old nodes would misread.
+ *
+ * Ids. Partner ids are decimal integers from INCR si:seq:partner. User ids are
+ * 24 lowercase hex digits (random, crypto_random), so guessing one gives
+ * nothing; a user's shard is k = hrw_shard(uid, S) and never changes. Event
+ * ids are deterministic (a replay carries the same webhook-id):
+ *   new_mail            <uid>.<uidvalidity>.<message UID>
+ *   user_connected      <uid>.connected.<connected_at ms>
+ *   user_disconnected   <uid>.disconnected.<ms>
+ *   webhook_test        test.<pid>.<ms>.<random hex>
+ * An event id starts with its user id, so its shard is known from the id alone
+ * (webhook_test events live in shard 0).
+ *
+ * Keys (k = shard, {k} is the Redis Cluster hash tag):
+ *
+ *   si:meta                         hash   schema_version, shards, created_at, created_by
+ *   si:seq:partner                  string INCR counter of partner ids
+ *   si:provider:<code>              hash   see "Provider fields"
+ *   si:providers                    set    provider codes
+ *   si:partner:<pid>                hash   see "Partner fields"
+ *   si:partners                     zset   pid -> created_at ms
+ *   si:apikey:<sha256 hex of key>   string pid (the key itself is never stored in clear)
+ *   si:partner:<pid>:conns          set    provider codes of this partner's connections
+ *   si:conn:<pid>:<code>            hash   oauth2_client_id, oauth2_client_secret (encrypted),
+ *                                          users_count, created_at, updated_at
+ *   si:conn:<pid>:<code>:users      zset   "<lower tag>\x1f<uid>" -> 0: every user, archived
+ *                                          too, in tag order (tags hold no control characters)
+ *   si:tag:<pid>:<code>:<lower tag> string uid of the live (non-archived) user with that tag
+ *   si:email:<pid>:<code>:<lower email> string uid of the live user with that email
+ *   si:{k}:user:<uid>               hash   see "User fields"
+ *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
+ *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid
+ *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
+ *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
+ *   si:{k}:owner                    string <node>:<g> of the dispatcher owning shard k
+ *   si:gen                          string INCR counter of node incarnations
+ *   si:{k}:ready:<pid>              list   event ids ready to deliver (LPUSH in, RPOP out)
+ *   si:{k}:ready_partners           list   pids with a non-empty ready list (round robin)
+ *   si:{k}:inflight                 zset   event id -> lease deadline ms
+ *   si:{k}:retry                    zset   event id -> due ms
+ *   si:{k}:dead                     zset   event id -> died ms (capped)
+ *   si:{k}:evt:<eid>                hash   see "Event fields"
+ *   si:watchers, si:dispatchers, si:apis  zset  node id -> heartbeat ms (Redis TIME)
+ *   si:node:<id>                    hash   role, host, pid, version, started_at, state, ...
+ *   si:log:<pid>                    stream delivery log, see "Delivery log"
+ *   si:changes                      stream user changes for watchers: uid, k, op
+ *                                          (create|update|archive|restore|delete)
+ *
+ * Provider fields: code, imap_host, imap_port, tls (implicit|starttls|none),
+ * auth (plain|oauth2), idle_renew_s, max_connections, oauth2_authorize_url,
+ * oauth2_token_url, oauth2_scope, created_at, updated_at.
+ *
+ * Partner fields: name; api_key (encrypted, AAD "si:partner:<pid>:api_key");
+ * api_key_old + api_key_old_until (ms) during a rotation's grace period;
+ * webhook_secret ("whsec_" + base64 of 32 random bytes, encrypted, AAD
+ * "si:partner:<pid>:webhook_secret"); webhook_secret_old + _old_until;
+ * new_mail_webhook_url, user_connected_webhook_url,
+ * user_disconnected_webhook_url (empty: that event is not sent);
+ * <type>_webhook_disabled (non-empty reason: the URL answered 410 and is off
+ * until the partner sets it again); success_url, failure_url;
+ * retry_schedule (comma-separated seconds; empty: the default of DESIGN.md);
+ * webhook_concurrency (default 8); created_at, updated_at.
+ *
+ * User fields: uid, pid, code, tag, email, username, secret (encrypted
+ * password or refresh token, AAD "si:user:<uid>:secret"), connected_at (ms,
+ * empty when not connected), archived (0|1), state (idle|connecting|
+ * watching|auth_failed|throttled|error|archived), last_error, last_login_at,
+ * last_email_at, created_at, updated_at, enable_tracer (0|1).
+ *
+ * Event fields: id, type (new_mail|user_connected|user_disconnected|
+ * webhook_test), pid, uid (empty for webhook_test), code, tag, sha1 (hex, as
+ * in the body), payload (encrypted with AAD "si:evt:<eid>": the JSON object of
+ * the body WITHOUT timestamp and signature, which the dispatcher adds at each
+ * attempt), attempts, state (ready|inflight|retry|dead|delivered), last_status
+ * (HTTP status or 0), last_error, created_at, next_at (ms of the next retry).
+ * A delivered event loses its payload and expires 7 days later.
+ *
+ * Delivery log (XADD si:log:<pid> MAXLEN ~ 100000 *): one entry per attempt
+ * with fields id, type, uid, tag, code, attempt, status (HTTP status, 0 when
+ * no response), result (delivered|retry|dead|refused|gone|archived),
+ * latency_ms, error (text, empty on success), next_at (ms, empty unless retry).
+ */
+#ifndef CORE_SCHEMA_H
+#define CORE_SCHEMA_H
+
+/* Upper bound of the ids above, for fixed buffers. */
+#define SCHEMA_UID_LEN 24
+#define SCHEMA_KEY_MAX 512
+
+#endif
