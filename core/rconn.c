@@ -720,19 +720,9 @@ int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
         sha = shabuf;
     }
     char nk[16];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    int n = argc + 3;
-    const char **av = xmalloc((size_t)n * sizeof *av);
-    size_t *al = xmalloc((size_t)n * sizeof *al);
-    av[0] = "EVALSHA";
-    av[1] = sha;
-    av[2] = nk;
-    for (int i = 0; i < 3; i++)
-        al[i] = strlen(av[i]);
-    for (int i = 0; i < argc; i++) {
-        av[3 + i] = argv[i];
-        al[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
-    }
+    const char **av;
+    size_t *al;
+    int n = script_eval_argv("EVALSHA", sha, nkeys, argc, argv, argvlen, nk, &av, &al);
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, n, av, al);
     xfree(av);

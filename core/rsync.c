@@ -239,19 +239,9 @@ static redisReply *eval(struct rsync *rs, const char *verb, const char *script, 
                         const char **argv, const size_t *argvlen)
 {
     char nk[16];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    int n = argc + 3;
-    const char **av = xmalloc((size_t)n * sizeof *av);
-    size_t *al = xmalloc((size_t)n * sizeof *al);
-    av[0] = verb;
-    av[1] = script;
-    av[2] = nk;
-    for (int i = 0; i < 3; i++)
-        al[i] = strlen(av[i]);
-    for (int i = 0; i < argc; i++) {
-        av[3 + i] = argv[i];
-        al[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
-    }
+    const char **av;
+    size_t *al;
+    int n = script_eval_argv(verb, script, nkeys, argc, argv, argvlen, nk, &av, &al);
     redisReply *r = redisCommandArgv(rs->c, n, av, al);
     int saved = errno;
     xfree(av);

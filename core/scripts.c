@@ -6,6 +6,7 @@
 #include "core/scripts.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -75,4 +76,25 @@ const char *script_sha(const struct script_source *s)
     if (p < lo || p >= lo + script_source_count * sizeof *s || (p - lo) % sizeof *s != 0)
         return NULL;
     return shas[(p - lo) / sizeof *s];
+}
+
+int script_eval_argv(const char *verb, const char *script, int nkeys, int argc, const char **argv,
+                     const size_t *argvlen, char nk[16], const char ***av, size_t **al)
+{
+    snprintf(nk, 16, "%d", nkeys);
+    int n = argc + 3;
+    const char **v = xmalloc((size_t)n * sizeof *v);
+    size_t *l = xmalloc((size_t)n * sizeof *l);
+    v[0] = verb;
+    v[1] = script;
+    v[2] = nk;
+    for (int i = 0; i < 3; i++)
+        l[i] = strlen(v[i]);
+    for (int i = 0; i < argc; i++) {
+        v[3 + i] = argv[i];
+        l[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    *av = v;
+    *al = l;
+    return n;
 }

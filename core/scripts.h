@@ -50,4 +50,14 @@ const char *script_sha(const struct script_source *s);
  * -SIMAP_ECRYPTO if OpenSSL fails (out is then the empty string). */
 int script_sha1_hex(const char *body, char out[SCRIPT_SHA_HEX_LEN + 1]);
 
+/*
+ * Builds the argument vector of `<verb> <script> <nkeys> <argv...>` (verb is
+ * EVALSHA with a SHA, or EVAL with a body) for hiredis' *Argv functions into
+ * new arrays *av and *al; the caller xfree()s both. nk is the caller's storage
+ * for the key count's text and must outlive the arrays. argvlen may be NULL
+ * (then every argument is a C string). Returns the number of elements.
+ */
+int script_eval_argv(const char *verb, const char *script, int nkeys, int argc, const char **argv,
+                     const size_t *argvlen, char nk[16], const char ***av, size_t **al);
+
 #endif
