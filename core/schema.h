@@ -50,6 +50,15 @@
  *   si:log:<pid>                    stream delivery log, see "Delivery log"
  *   si:changes                      stream user changes for watchers: uid, k, op
  *                                          (create|update|archive|restore|delete)
+ *   si:wake                         pub/sub channel, message k: shard k just got its
+ *                                          first ready partner (dispatchers claim at once)
+ *
+ * Queue invariant of a shard: a pid is in ready_partners exactly when its
+ * ready:<pid> list is non-empty. Every producer enqueues through
+ * scripts/lua/event_enqueue.lua or does what it does, atomically: HSET the
+ * event hash (unless it exists: ids are deterministic), LPUSH the id onto
+ * ready:<pid>, RPUSH pid onto ready_partners when that LPUSH returned 1, and
+ * PUBLISH si:wake k when that RPUSH returned 1.
  *
  * Provider fields: code, imap_host, imap_port, tls (implicit|starttls|none),
  * auth (plain|oauth2), idle_renew_s, max_connections, oauth2_authorize_url,
