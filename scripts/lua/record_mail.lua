@@ -1,0 +1,75 @@
+-- record_mail: turns one new message into exactly one queued event.
+--
+-- KEYS[1]  si:{k}:lease:<uid>
+-- KEYS[2]  si:{k}:alive:<node>:<g>   the caller's alive key
+-- KEYS[3]  si:{k}:cur:<uid>
+-- KEYS[4]  si:{k}:evt:<eid>          eid = <uid>.<uidvalidity>.<message UID>
+-- KEYS[5]  si:{k}:ready:<pid>
+-- KEYS[6]  si:{k}:ready_partners
+-- KEYS[7]  si:{k}:user:<uid>
+-- ARGV[1]  <node>:<g>, the caller's token
+-- ARGV[2]  UIDVALIDITY
+-- ARGV[3]  message UID
+-- ARGV[4]  event id
+-- ARGV[5]  partner id
+-- ARGV[6..] field, value pairs of the event hash (core/schema.h "Event
+--          fields": type, uid, code, tag, sha1, payload, created_at)
+-- Returns  {1, 'recorded'}, or {0, reason} with nothing written:
+--          'stale' the caller does not hold the lease or its alive key is
+--          gone (it must drop its sessions), 'uidvalidity' the cursor has
+--          another UIDVALIDITY (re-baseline with cursor_baseline), 'old' the
+--          UID is not above the cursor (already recorded), 'nocursor'
+--
+-- Atomic so that the lease check, the cursor check, the event, its place in
+-- the queue and the cursor's advance happen together: a stale watcher can
+-- never publish, and each (user, UIDVALIDITY, UID) is enqueued exactly once.
+-- If Redis loses its last second of writes, the cursor and the event vanish
+-- together and the watcher fetches the message again: at least once, never
+-- lost. The queueing mirrors event_enqueue.lua; keep the two alike.
+if #ARGV < 5 or (#ARGV - 5) % 2 ~= 0 then
+    return redis.error_reply('ERR record_mail: want token, uidvalidity, uid, eid, pid, pairs')
+end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 0 then
+    return {0, 'stale'}
+end
+local cur = redis.call('HMGET', KEYS[3], 'uidvalidity', 'last_uid')
+if not cur[1] or not cur[2] then
+    return {0, 'nocursor'}
+end
+if cur[1] ~= ARGV[2] then
+    return {0, 'uidvalidity'}
+end
+local uid = tonumber(ARGV[3])
+if not uid or uid <= tonumber(cur[2]) then
+    return {0, 'old'}
+end
+redis.call('HSET', KEYS[3], 'last_uid', ARGV[3])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+    return {0, 'old'}
+end
+local t = redis.call('TIME')
+local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local fields = {'id', ARGV[4], 'pid', ARGV[5], 'attempts', '0', 'state', 'ready'}
+local has_created = false
+for i = 6, #ARGV, 2 do
+    local name = ARGV[i]
+    if name ~= 'id' and name ~= 'pid' and name ~= 'attempts' and name ~= 'state' then
+        fields[#fields + 1] = name
+        fields[#fields + 1] = ARGV[i + 1]
+        if name == 'created_at' then
+            has_created = true
+        end
+    end
+end
+if not has_created then
+    fields[#fields + 1] = 'created_at'
+    fields[#fields + 1] = now
+end
+redis.call('HSET', KEYS[4], unpack(fields))
+if redis.call('LPUSH', KEYS[5], ARGV[4]) == 1 then
+    if redis.call('RPUSH', KEYS[6], ARGV[5]) == 1 then
+        redis.call('PUBLISH', 'si:wake', string.match(KEYS[6], '{([^}]*)}') or '')
+    end
+end
+redis.call('HSET', KEYS[7], 'last_email_at', now)
+return {1, 'recorded'}

@@ -1,0 +1,302 @@
+/*
+ * The watcher's Redis scripts against a real redis-server: leases fenced by
+ * per-shard alive keys, cursor baselines, exactly-once record_mail, and
+ * lease-checked user state.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "core/rsync.h"
+#include "core/scripts.h"
+#include "tests/unit/redis_fixture.h"
+
+static struct redis_fixture fx;
+static struct rsync *rs;
+
+static int suite_setup(void **state)
+{
+    (void)state;
+    if (scripts_init() < 0 || redis_fixture_start(&fx, NULL) < 0)
+        return -1;
+    struct rsync_opts o = {.url = fx.url, .timeout_ms = 5000};
+    rs = rsync_new(&o);
+    return rs ? 0 : -1;
+}
+
+static int suite_teardown(void **state)
+{
+    (void)state;
+    rsync_free(rs);
+    redis_fixture_stop(&fx);
+    scripts_shutdown();
+    return 0;
+}
+
+static int flush(void **state)
+{
+    (void)state;
+    redisReply *r = rsync_command(rs, "FLUSHALL");
+    int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* Runs a script and returns its integer reply (or element 0 of an array). */
+static long long run(const char *name, int nkeys, int argc, const char **argv, char *text,
+                     size_t textlen)
+{
+    redisReply *r = rsync_script(rs, name, nkeys, argc, argv, NULL);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", name, r->str);
+    long long v;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        assert_true(r->elements >= 2);
+        v = r->element[0]->integer;
+        if (text != NULL)
+            snprintf(text, textlen, "%s", r->element[1]->str ? r->element[1]->str : "");
+    } else {
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        v = r->integer;
+    }
+    freeReplyObject(r);
+    return v;
+}
+
+static void set_alive(const char *token)
+{
+    redisReply *r = rsync_command(rs, "SET si:{3}:alive:%s 1 PX 15000", token);
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+static void kill_alive(const char *token)
+{
+    redisReply *r = rsync_command(rs, "DEL si:{3}:alive:%s", token);
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+static long long acquire(const char *token)
+{
+    char alive[128];
+    snprintf(alive, sizeof alive, "si:{3}:alive:%s", token);
+    const char *argv[] = {"si:{3}:lease:u1", alive, token};
+    return run("lease_acquire", 2, 3, argv, NULL, 0);
+}
+
+static void test_lease_goes_to_first_live_holder_only(void **state)
+{
+    (void)state;
+    set_alive("w1:1");
+    set_alive("w2:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(acquire("w1:1"), 1); /* re-acquiring one's own lease */
+    assert_int_equal(acquire("w2:1"), 0);
+    char out[64];
+    redisReply *r = rsync_command(rs, "GET si:{3}:lease:u1");
+    snprintf(out, sizeof out, "%s", r->str);
+    freeReplyObject(r);
+    assert_string_equal(out, "w1:1");
+}
+
+static void test_lease_taken_over_when_holder_dies(void **state)
+{
+    (void)state;
+    set_alive("w1:1");
+    set_alive("w2:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    kill_alive("w1:1");
+    assert_int_equal(acquire("w2:1"), 1);
+    /* The old incarnation, revived with a new generation, cannot take it back. */
+    set_alive("w1:2");
+    assert_int_equal(acquire("w1:2"), 0);
+}
+
+static void test_fenced_caller_cannot_acquire(void **state)
+{
+    (void)state;
+    assert_int_equal(acquire("w9:1"), -1); /* no alive key of its own */
+    redisReply *r = rsync_command(rs, "EXISTS si:{3}:lease:u1");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+}
+
+static void test_release_only_own_lease(void **state)
+{
+    (void)state;
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    const char *other[] = {"si:{3}:lease:u1", "w2:1"};
+    assert_int_equal(run("lease_release", 1, 2, other, NULL, 0), 0);
+    const char *own[] = {"si:{3}:lease:u1", "w1:1"};
+    assert_int_equal(run("lease_release", 1, 2, own, NULL, 0), 1);
+    assert_int_equal(run("lease_release", 1, 2, own, NULL, 0), 0);
+}
+
+static long long baseline(const char *token, const char *uidvalidity, const char *last,
+                          char *got_last)
+{
+    char alive[128];
+    snprintf(alive, sizeof alive, "si:{3}:alive:%s", token);
+    const char *argv[] = {"si:{3}:lease:u1", alive, "si:{3}:cur:u1", token, uidvalidity, last};
+    redisReply *r = rsync_script(rs, "cursor_baseline", 3, 6, argv, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    long long v = r->element[0]->integer;
+    if (got_last != NULL)
+        strcpy(got_last, r->element[2]->str);
+    freeReplyObject(r);
+    return v;
+}
+
+static long long record(const char *token, const char *uidvalidity, const char *uid, char *why)
+{
+    char alive[128], evt[128], eid[96];
+    snprintf(alive, sizeof alive, "si:{3}:alive:%s", token);
+    snprintf(eid, sizeof eid, "u1.%s.%s", uidvalidity, uid);
+    snprintf(evt, sizeof evt, "si:{3}:evt:%s", eid);
+    const char *argv[] = {"si:{3}:lease:u1",
+                          alive,
+                          "si:{3}:cur:u1",
+                          evt,
+                          "si:{3}:ready:p7",
+                          "si:{3}:ready_partners",
+                          "si:{3}:user:u1",
+                          token,
+                          uidvalidity,
+                          uid,
+                          eid,
+                          "p7",
+                          "type",
+                          "new_mail",
+                          "uid",
+                          "u1",
+                          "payload",
+                          "v1:x"};
+    return run("record_mail", 7, 18, argv, why, 32);
+}
+
+static void test_record_mail_exactly_once_in_uid_order(void **state)
+{
+    (void)state;
+    char why[32], last[32];
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(record("w1:1", "100", "5", why), 0);
+    assert_string_equal(why, "nocursor");
+    assert_int_equal(baseline("w1:1", "100", "4", last), 1);
+    assert_int_equal(baseline("w1:1", "100", "9", last), 0); /* kept: returns the cursor */
+    assert_string_equal(last, "4");
+    assert_int_equal(record("w1:1", "100", "4", why), 0); /* old mail never announced */
+    assert_string_equal(why, "old");
+    assert_int_equal(record("w1:1", "100", "5", why), 1);
+    assert_int_equal(record("w1:1", "100", "5", why), 0); /* a second time: nothing */
+    assert_string_equal(why, "old");
+    assert_int_equal(record("w1:1", "100", "7", why), 1);
+    assert_int_equal(record("w1:1", "100", "6", why), 0); /* below the cursor */
+
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 2);
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready_partners"), 1);
+    redisReply *r = rsync_command(rs, "HGET si:{3}:evt:u1.100.5 state");
+    assert_string_equal(r->str, "ready");
+    freeReplyObject(r);
+    r = rsync_command(rs, "HGET si:{3}:cur:u1 last_uid");
+    assert_string_equal(r->str, "7");
+    freeReplyObject(r);
+    r = rsync_command(rs, "HGET si:{3}:user:u1 last_email_at");
+    assert_true(r->type == REDIS_REPLY_STRING && atoll(r->str) > 0);
+    freeReplyObject(r);
+}
+
+static void test_stale_holder_cannot_record(void **state)
+{
+    (void)state;
+    char why[32];
+    set_alive("w1:1");
+    set_alive("w2:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(baseline("w1:1", "100", "0", NULL), 1);
+    kill_alive("w1:1"); /* w1 froze past its alive key */
+    assert_int_equal(acquire("w2:1"), 1);
+    set_alive("w1:1"); /* even if its key came back, the lease is w2's */
+    assert_int_equal(record("w1:1", "100", "1", why), 0);
+    assert_string_equal(why, "stale");
+    assert_int_equal(baseline("w1:1", "200", "0", NULL), -1);
+    assert_int_equal(record("w2:1", "100", "1", why), 1);
+    kill_alive("w2:1"); /* a holder whose own alive key expired is stale too */
+    assert_int_equal(record("w2:1", "100", "2", why), 0);
+    assert_string_equal(why, "stale");
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 1);
+}
+
+static void test_uidvalidity_change_needs_new_baseline(void **state)
+{
+    (void)state;
+    char why[32], last[32];
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(baseline("w1:1", "100", "10", NULL), 1);
+    assert_int_equal(record("w1:1", "100", "11", why), 1);
+    assert_int_equal(record("w1:1", "200", "12", why), 0);
+    assert_string_equal(why, "uidvalidity");
+    assert_int_equal(baseline("w1:1", "200", "3", last), 1);
+    assert_string_equal(last, "3");
+    assert_int_equal(record("w1:1", "200", "3", why), 0);
+    assert_int_equal(record("w1:1", "200", "4", why), 1);
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 2);
+}
+
+static void test_user_state_written_by_holder_only(void **state)
+{
+    (void)state;
+    redisReply *r = rsync_command(rs, "HSET si:{3}:user:u1 state idle tag t");
+    freeReplyObject(r);
+    set_alive("w1:1");
+    set_alive("w2:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    const char *mine[] = {"si:{3}:lease:u1",
+                          "si:{3}:alive:w1:1",
+                          "si:{3}:user:u1",
+                          "w1:1",
+                          "state",
+                          "watching",
+                          "tag",
+                          "hijack"};
+    assert_int_equal(run("user_state", 3, 8, mine, NULL, 0), 1);
+    const char *theirs[] = {
+        "si:{3}:lease:u1", "si:{3}:alive:w2:1", "si:{3}:user:u1", "w2:1", "state", "error"};
+    assert_int_equal(run("user_state", 3, 6, theirs, NULL, 0), 0);
+    r = rsync_command(rs, "HMGET si:{3}:user:u1 state tag");
+    assert_string_equal(r->element[0]->str, "watching");
+    assert_string_equal(r->element[1]->str, "t"); /* only session fields are writable */
+    freeReplyObject(r);
+    r = rsync_command(rs, "DEL si:{3}:user:u1");
+    freeReplyObject(r);
+    assert_int_equal(run("user_state", 3, 8, mine, NULL, 0), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_lease_goes_to_first_live_holder_only, flush),
+        cmocka_unit_test_setup(test_lease_taken_over_when_holder_dies, flush),
+        cmocka_unit_test_setup(test_fenced_caller_cannot_acquire, flush),
+        cmocka_unit_test_setup(test_release_only_own_lease, flush),
+        cmocka_unit_test_setup(test_record_mail_exactly_once_in_uid_order, flush),
+        cmocka_unit_test_setup(test_stale_holder_cannot_record, flush),
+        cmocka_unit_test_setup(test_uidvalidity_change_needs_new_baseline, flush),
+        cmocka_unit_test_setup(test_user_state_written_by_holder_only, flush),
+    };
+    return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
+}
