@@ -44,6 +44,9 @@ struct config {
     const char *admin_token;         /* bearer token of the admin API; NULL: admin API off */
     const char *web_root;            /* directory of the dashboard's static files */
     int api_threads;                 /* civetweb worker threads */
+    int api_rate_limit;              /* api: partner requests per second per API key; 0: off */
+    int api_rate_burst;              /* api: requests a key may save up beyond the rate */
+    int key_rotation_grace_sec;      /* api: old API key / webhook secret validity after rotation */
     int shards;                      /* shard count; must match si:meta */
     int max_users;                   /* watcher capacity before the fd limit */
     int shutdown_timeout_sec;        /* bound on a graceful drain */

@@ -82,6 +82,11 @@ struct http_server *http_start(const struct http_opts *opts, char *err, size_t e
     options[i++] = "30000";
     options[i++] = "enable_keep_alive";
     options[i++] = "yes";
+    /* Handlers get the path still percent-encoded: civetweb would decode it in
+     * place, so "%2F" inside an API path segment (a tag) would split it and
+     * "%00" would silently cut it short. The api splits, then decodes. */
+    options[i++] = "decode_url";
+    options[i++] = "no";
     if (opts->document_root != NULL) {
         options[i++] = "document_root";
         options[i++] = opts->document_root;

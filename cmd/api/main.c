@@ -4,21 +4,29 @@
  *
  * Each civetweb worker thread owns one blocking Redis connection (core/rsync),
  * made when the thread starts and found again with http_thread_data(); the
- * libev loop of core/node keeps the heartbeat and readiness.
+ * libev loop of core/node keeps the heartbeat and readiness. Requests under
+ * /api/ and /admin/api/ go to cmd/api/router.c; everything else is the
+ * static files of SUPERIMAP_WEB_ROOT (the dashboard, openapi.json).
  *
  * SPDX-License-Identifier: MIT
  */
+#include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
+#include "cmd/api/api.h"
 #include "core/config.h"
+#include "core/crypto.h"
+#include "core/err.h"
 #include "core/http.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/node.h"
 #include "core/rsync.h"
 
-static struct api {
-    const struct config *cfg;
-} api;
+#define OPENAPI_MAX (4u << 20)
+
+static struct api api;
 
 static void *on_thread_start(void *data)
 {
@@ -37,21 +45,78 @@ static void on_thread_stop(void *thread_data, void *data)
     rsync_free(thread_data);
 }
 
-static int on_api_not_found(struct mg_connection *conn, void *cbdata)
+/* Reads web/openapi.json once; the API serves it at /api/v1/openapi.json. */
+static void load_openapi(struct api *a, const char *root)
 {
-    (void)cbdata;
-    return http_reply_error(conn, 404, "not_found", "no such API route");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/openapi.json", root);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        log_warn("openapi.json not found; /api/v1/openapi.json answers 404 path=%s", path);
+        return;
+    }
+    char *text = xmalloc(OPENAPI_MAX + 1);
+    size_t n = fread(text, 1, OPENAPI_MAX + 1, f);
+    fclose(f);
+    if (n > OPENAPI_MAX) {
+        log_warn("openapi.json is too large; not served path=%s", path);
+        xfree(text);
+        return;
+    }
+    text[n] = '\0';
+    a->openapi = text;
+    a->openapi_len = n;
+}
+
+/* Keys derived from SUPERIMAP_ENCRYPTION_KEY: the connect links' HMAC key,
+ * and an encrypted key nobody has for unknown API keys (auth.c). */
+static int derive_keys(struct api *a, const struct config *cfg)
+{
+    unsigned char raw[CRYPTO_KEY_LEN];
+    size_t n;
+    if (crypto_hex_decode(cfg->encryption_key, strlen(cfg->encryption_key), raw, sizeof raw, &n) <
+            0 ||
+        n != sizeof raw)
+        return -SIMAP_EINVAL;
+    static const char label[] = "superimap connect links v1";
+    int rc = crypto_hmac_sha256(raw, sizeof raw, label, sizeof label - 1, a->link_key);
+    crypto_wipe(raw, sizeof raw);
+    if (rc < 0)
+        return rc;
+    char *nobody = crypto_token(32);
+    rc =
+        crypto_encrypt(a->keys, nobody, strlen(nobody), "si:partner:0:api_key", &a->dummy_envelope);
+    crypto_wipe(nobody, strlen(nobody));
+    xfree(nobody);
+    return rc;
 }
 
 static int prepare(const struct config *cfg, struct node_opts *opts)
 {
     api.cfg = cfg;
+    api.shards = (uint32_t)cfg->shards;
+    api.rate_per_sec = cfg->api_rate_limit;
+    api.rate_burst = cfg->api_rate_burst;
+    api.key_grace_sec = cfg->key_rotation_grace_sec;
+    char err[256];
+    if (crypto_keys_init(&api.keys, cfg->encryption_key, cfg->encryption_old_keys, err,
+                         sizeof err) < 0) {
+        log_error("bad encryption key err=\"%s\"", err);
+        return 2;
+    }
+    if (derive_keys(&api, cfg) < 0) {
+        log_error("cannot derive keys from SUPERIMAP_ENCRYPTION_KEY");
+        crypto_keys_free(api.keys);
+        return 1;
+    }
     struct stat st;
-    if (stat(cfg->web_root, &st) == 0 && S_ISDIR(st.st_mode))
+    if (stat(cfg->web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
         opts->document_root = cfg->web_root;
-    else
+        load_openapi(&api, cfg->web_root);
+    } else {
         log_warn("SUPERIMAP_WEB_ROOT is not a directory; serving no static files web_root=%s",
                  cfg->web_root);
+    }
     opts->http_threads = cfg->api_threads;
     opts->http_thread_init = on_thread_start;
     opts->http_thread_exit = on_thread_stop;
@@ -61,10 +126,34 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
 
 static int start(struct node *n, void *data)
 {
-    (void)data;
-    http_route(node_http(n), "/api/", on_api_not_found, NULL);
-    http_route(node_http(n), "/admin/api/", on_api_not_found, NULL);
+    struct api *a = data;
+    struct metrics *m = node_metrics(n);
+    static const char *const classes[] = {NULL, "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int i = 1; i <= 5; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "class=\"%s\"", classes[i]);
+        a->m_status[i] = metrics_counter(m, "superimap_api_responses_total",
+                                         "API responses by status class", labels);
+    }
+    a->m_latency = metrics_histogram(m, "superimap_api_request_duration_seconds",
+                                     "Time to handle an API request", NULL, metrics_latency_bounds,
+                                     metrics_latency_nbounds);
+    a->m_rate_limited = metrics_counter(m, "superimap_api_rate_limited_total",
+                                        "Partner API requests refused with 429", NULL);
+    http_route(node_http(n), "/api/", router_handle, a);
+    http_route(node_http(n), "/admin/api/", router_handle, a);
     return 0;
+}
+
+static void finish(struct node *n, void *data)
+{
+    (void)n;
+    struct api *a = data;
+    crypto_wipe(a->link_key, sizeof a->link_key);
+    xfree(a->dummy_envelope);
+    xfree(a->openapi);
+    crypto_keys_free(a->keys);
+    memset(a, 0, sizeof *a);
 }
 
 int main(int argc, char **argv)
@@ -77,6 +166,7 @@ int main(int argc, char **argv)
         .config_role = CONFIG_ROLE_API,
         .prepare = prepare,
         .start = start,
+        .finish = finish,
     };
     return node_main(argc, argv, &spec);
 }

@@ -1,0 +1,199 @@
+/*
+ * cmd/api/auth: who is calling. Partners by API key (x-api-key header or
+ * api_key parameter, as the original), the admin by bearer token.
+ *
+ * An API key is 32 random bytes, base64url (43 characters). Redis never holds
+ * it in clear: si:apikey:<sha256 hex> names the partner, and the partner hash
+ * keeps the key encrypted (AAD "si:partner:<pid>:api_key"). A request's key
+ * is hashed, looked up and rate limited in one script (scripts/lua/
+ * rate_limit.lua), then compared in constant time with the decrypted stored
+ * key. An unknown key goes through the same decryption and comparison
+ * (against a key nobody has), so a wrong key and an unknown key take the same
+ * path and the same time; the Redis lookup itself depends only on a SHA-256
+ * digest, never on how much of a real key a guess shares.
+ *
+ * After a rotation the previous key stays valid until api_key_old_until
+ * (SUPERIMAP_KEY_ROTATION_GRACE_SEC), its lookup key expiring with it.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/api/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <hiredis/hiredis.h>
+
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/time.h"
+
+#define API_KEY_MAX 256 /* longer presented keys are unknown without hashing */
+
+int auth_lookup_key(const char *api_key, char *lookup, size_t lookuplen)
+{
+    char hex[CRYPTO_SHA256_HEX_LEN + 1];
+    if (crypto_sha256_hex(api_key, strlen(api_key), hex) < 0)
+        return -SIMAP_ECRYPTO;
+    snprintf(lookup, lookuplen, "si:apikey:%s", hex);
+    return 0;
+}
+
+char *auth_new_api_key(char *lookup, size_t lookuplen)
+{
+    char *key = crypto_token(32);
+    if (auth_lookup_key(key, lookup, lookuplen) < 0)
+        lookup[0] = '\0';
+    return key;
+}
+
+char *auth_new_webhook_secret(void)
+{
+    unsigned char raw[32];
+    crypto_random(raw, sizeof raw);
+    char *b64 = crypto_b64_encode(raw, sizeof raw);
+    crypto_wipe(raw, sizeof raw);
+    size_t n = strlen(b64);
+    char *s = xmalloc(n + 7);
+    memcpy(s, "whsec_", 6);
+    memcpy(s + 6, b64, n + 1);
+    crypto_wipe(b64, n);
+    xfree(b64);
+    return s;
+}
+
+char *auth_partner_secret(const struct api *a, const char *pid, const char *field,
+                          const char *envelope)
+{
+    if (envelope == NULL || *envelope == '\0')
+        return NULL;
+    char aad[128];
+    snprintf(aad, sizeof aad, "si:partner:%s:%s", pid, field);
+    char *plain = NULL;
+    if (crypto_decrypt(a->keys, envelope, aad, &plain, NULL) < 0)
+        return NULL;
+    return plain;
+}
+
+/* 1 when envelope (for pid's field) opens to exactly key; constant time in
+ * the key's contents. */
+static int key_matches(const struct api *a, const char *pid, const char *field,
+                       const char *envelope, const char *key)
+{
+    char *stored = auth_partner_secret(a, pid, field, envelope);
+    if (stored == NULL)
+        return 0;
+    int eq = crypto_equal(stored, strlen(stored), key, strlen(key));
+    crypto_wipe(stored, strlen(stored));
+    xfree(stored);
+    return eq;
+}
+
+static const char *presented_key(struct req *r)
+{
+    const char *h = mg_get_header(r->conn, "x-api-key");
+    if (h != NULL && *h != '\0')
+        return h;
+    const char *p;
+    if (param_text(params_get(&r->params, "api_key"), &p) == 0 && *p != '\0')
+        return p;
+    return NULL;
+}
+
+static int unauthorized(struct req *r, const char *why)
+{
+    return reply_error(r, 401, "unauthorized", NULL, "%s", why);
+}
+
+int auth_partner(struct req *r)
+{
+    const struct api *a = r->api;
+    const char *key = presented_key(r);
+    if (key == NULL)
+        return unauthorized(r, "missing API key: send the x-api-key header or the api_key "
+                               "parameter");
+    int known = 0, allowed = 1;
+    long long retry_ms = 0;
+    char pid[24] = "";
+    if (strlen(key) <= API_KEY_MAX) {
+        char lookup[128], bucket[128];
+        if (auth_lookup_key(key, lookup, sizeof lookup) < 0)
+            return reply_error(r, 500, "internal", NULL, "hashing failed");
+        snprintf(bucket, sizeof bucket, "si:rl:%s", lookup + strlen("si:apikey:"));
+        char rate[16], burst[16];
+        snprintf(rate, sizeof rate, "%d", a->rate_per_sec);
+        snprintf(burst, sizeof burst, "%d", a->rate_burst);
+        const char *argv[] = {lookup, bucket, rate, burst};
+        redisReply *rep = store_script(r, "rate_limit", 2, 4, argv, NULL);
+        if (rep == NULL)
+            return reply_unavailable(r);
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+            rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof pid) {
+            known = 1;
+            memcpy(pid, rep->element[0]->str, rep->element[0]->len + 1);
+            allowed = rep->element[1]->integer == 1;
+            retry_ms = rep->element[2]->integer;
+        }
+        freeReplyObject(rep);
+    }
+    int ok = 0;
+    if (known) {
+        char pkey[64];
+        snprintf(pkey, sizeof pkey, "si:partner:%s", pid);
+        redisReply *rep = store_cmd(r, "HMGET %s api_key api_key_old api_key_old_until", pkey);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+            freeReplyObject(rep);
+            return reply_unavailable(r);
+        }
+        const char *cur = rep->element[0]->str, *old = rep->element[1]->str;
+        long long until = rep->element[2]->str ? atoll(rep->element[2]->str) : 0;
+        ok = key_matches(a, pid, "api_key", cur, key);
+        if (!ok && old != NULL && until > time_now_ms())
+            ok = key_matches(a, pid, "api_key_old", old, key);
+        freeReplyObject(rep);
+    } else {
+        /* The same work as a known key, whose result is thrown away. */
+        (void)key_matches(a, "0", "api_key", a->dummy_envelope, key);
+    }
+    if (!ok)
+        return unauthorized(r, "invalid API key");
+    if (!allowed) {
+        metric_inc(a->m_rate_limited);
+        char headers[64];
+        snprintf(headers, sizeof headers, "Retry-After: %lld\r\n", (retry_ms + 999) / 1000);
+        char body[160];
+        int n = snprintf(body, sizeof body,
+                         "{\"error\":{\"code\":\"rate_limited\",\"message\":\"too many requests "
+                         "for this API key; retry in %lld ms\"}}",
+                         retry_ms);
+        return reply_json(r, 429, body, (size_t)n, headers);
+    }
+    snprintf(r->partner.pid, sizeof r->partner.pid, "%s", pid);
+    r->partner.api_key = xstrdup(key);
+    return 0;
+}
+
+int auth_admin(struct req *r)
+{
+    const char *token = r->api->cfg->admin_token;
+    if (token == NULL || *token == '\0')
+        return unauthorized(r, "the admin API is disabled: SUPERIMAP_ADMIN_TOKEN is not set");
+    const char *h = mg_get_header(r->conn, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return unauthorized(r, "missing admin token: send Authorization: Bearer <token>");
+    const char *given = h + 7;
+    while (*given == ' ')
+        given++;
+    /* Compare digests, so the time depends on neither length nor contents. */
+    unsigned char d1[CRYPTO_SHA256_LEN], d2[CRYPTO_SHA256_LEN];
+    if (crypto_sha256(given, strlen(given), d1) < 0 || crypto_sha256(token, strlen(token), d2) < 0)
+        return reply_error(r, 500, "internal", NULL, "hashing failed");
+    if (!crypto_equal(d1, sizeof d1, d2, sizeof d2))
+        return unauthorized(r, "invalid admin token");
+    return 0;
+}

@@ -1,0 +1,202 @@
+/*
+ * cmd/api/views: the JSON shapes of the API's objects (web/openapi.json
+ * describes the same), and the signed links of the connect pages.
+ *
+ * Times are stored as milliseconds since the epoch and shown as ISO 8601 UTC
+ * text ("2025-01-31T12:00:00.123Z", what Rails wrote), null when unset.
+ * Credentials (passwords, refresh tokens, client secrets, keys) are never
+ * written by any view.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/api/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/time.h"
+
+void view_time(struct json_gen *g, const char *key, const char *ms)
+{
+    if (ms == NULL || *ms == '\0') {
+        json_gen_key_null(g, key);
+        return;
+    }
+    char iso[TIME_ISO_LEN];
+    json_gen_key_str(g, key, time_format_iso(strtoll(ms, NULL, 10), iso));
+}
+
+/* A stored string, or null when empty. */
+static void str_or_null(struct json_gen *g, const char *key, const char *v)
+{
+    if (v == NULL || *v == '\0')
+        json_gen_key_null(g, key);
+    else
+        json_gen_key_str(g, key, v);
+}
+
+static void int_field(struct json_gen *g, const char *key, const char *v)
+{
+    json_gen_key_int(g, key, v && *v ? strtoll(v, NULL, 10) : 0);
+}
+
+void view_link_sig(const struct api *a, const char *kind, const char *uid, int64_t ts, char out[44])
+{
+    char msg[128];
+    int n = snprintf(msg, sizeof msg, "%s\n%s\n%lld", kind, uid, (long long)ts);
+    unsigned char mac[CRYPTO_SHA256_LEN];
+    if (crypto_hmac_sha256(a->link_key, sizeof a->link_key, msg, (size_t)n, mac) < 0) {
+        out[0] = '\0';
+        return;
+    }
+    char *b64 = crypto_b64url_encode(mac, sizeof mac);
+    snprintf(out, 44, "%s", b64);
+    xfree(b64);
+}
+
+char *view_link(const struct api *a, const char *kind, const char *uid, int64_t ts)
+{
+    char sig[44];
+    view_link_sig(a, kind, uid, ts, sig);
+    const char *base = a->cfg->public_url;
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--;
+    size_t n = blen + strlen(kind) + strlen(uid) + 128;
+    char *url = xmalloc(n);
+    snprintf(url, n, "%.*s/users/%s/new?user_id=%s&ts=%lld&sig=%s", (int)blen, base, kind, uid,
+             (long long)ts, sig);
+    return url;
+}
+
+void view_user(struct json_gen *g, const struct api *a, const struct rec *u, const char *api_key)
+{
+    (void)api_key;
+    const char *uid = rec_get(u, "uid");
+    int64_t ts = time_now_ms() / 1000;
+    json_gen_object_open(g);
+    json_gen_key_str(g, "tag", rec_get(u, "tag"));
+    str_or_null(g, "email", rec_get(u, "email"));
+    char *connect = view_link(a, "connect", uid, ts);
+    char *disconnect = view_link(a, "disconnect", uid, ts);
+    json_gen_key_str(g, "connect_url", connect);
+    json_gen_key_str(g, "disconnect_url", disconnect);
+    xfree(connect);
+    xfree(disconnect);
+    view_time(g, "connected_at", rec_get(u, "connected_at"));
+    json_gen_key_bool(g, "archived", strcmp(rec_get(u, "archived"), "1") == 0);
+    json_gen_key_str(g, "state", *rec_get(u, "state") ? rec_get(u, "state") : "idle");
+    str_or_null(g, "last_error", rec_get(u, "last_error"));
+    view_time(g, "last_login_at", rec_get(u, "last_login_at"));
+    view_time(g, "last_email_at", rec_get(u, "last_email_at"));
+    json_gen_key_str(g, "imap_provider_code", rec_get(u, "code"));
+    str_or_null(g, "login_username", rec_get(u, "username"));
+    json_gen_key_bool(g, "enable_tracer", strcmp(rec_get(u, "enable_tracer"), "1") == 0);
+    view_time(g, "created_at", rec_get(u, "created_at"));
+    view_time(g, "updated_at", rec_get(u, "updated_at"));
+    json_gen_object_close(g);
+}
+
+void view_user_brief(struct json_gen *g, const struct rec *u)
+{
+    json_gen_object_open(g);
+    json_gen_key_str(g, "tag", rec_get(u, "tag"));
+    str_or_null(g, "email", rec_get(u, "email"));
+    json_gen_key_bool(g, "archived", strcmp(rec_get(u, "archived"), "1") == 0);
+    view_time(g, "connected_at", rec_get(u, "connected_at"));
+    json_gen_key_str(g, "state", *rec_get(u, "state") ? rec_get(u, "state") : "idle");
+    json_gen_object_close(g);
+}
+
+void view_connection(struct json_gen *g, const char *code, const struct rec *c, const char *auth)
+{
+    json_gen_object_open(g);
+    json_gen_key_str(g, "imap_provider_code", code);
+    int_field(g, "users_count", rec_get(c, "users_count"));
+    json_gen_key_str(g, "auth", auth);
+    str_or_null(g, "oauth2_client_id", rec_get(c, "oauth2_client_id"));
+    json_gen_key_bool(g, "oauth2_client_secret_set", *rec_get(c, "oauth2_client_secret") != '\0');
+    view_time(g, "created_at", rec_get(c, "created_at"));
+    view_time(g, "updated_at", rec_get(c, "updated_at"));
+    json_gen_object_close(g);
+}
+
+void view_provider(struct json_gen *g, const struct rec *p)
+{
+    json_gen_object_open(g);
+    json_gen_key_str(g, "code", rec_get(p, "code"));
+    json_gen_key_str(g, "imap_host", rec_get(p, "imap_host"));
+    int_field(g, "imap_port", rec_get(p, "imap_port"));
+    json_gen_key_str(g, "tls", rec_get(p, "tls"));
+    json_gen_key_str(g, "auth", rec_get(p, "auth"));
+    int_field(g, "idle_renew_s", rec_get(p, "idle_renew_s"));
+    int_field(g, "max_connections", rec_get(p, "max_connections"));
+    str_or_null(g, "oauth2_authorize_url", rec_get(p, "oauth2_authorize_url"));
+    str_or_null(g, "oauth2_token_url", rec_get(p, "oauth2_token_url"));
+    str_or_null(g, "oauth2_scope", rec_get(p, "oauth2_scope"));
+    int_field(g, "connections_count", rec_get(p, "connections_count"));
+    view_time(g, "created_at", rec_get(p, "created_at"));
+    view_time(g, "updated_at", rec_get(p, "updated_at"));
+    json_gen_object_close(g);
+}
+
+void view_partner(struct json_gen *g, const char *pid, const struct rec *p)
+{
+    static const char *const urls[] = {"new_mail_webhook_url", "user_connected_webhook_url",
+                                       "user_disconnected_webhook_url", "success_url",
+                                       "failure_url"};
+    static const char *const disabled[] = {"new_mail_webhook_disabled",
+                                           "user_connected_webhook_disabled",
+                                           "user_disconnected_webhook_disabled"};
+    json_gen_object_open(g);
+    json_gen_key_int(g, "id", strtoll(pid, NULL, 10));
+    json_gen_key_str(g, "name", rec_get(p, "name"));
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++)
+        str_or_null(g, urls[i], rec_get(p, urls[i]));
+    for (size_t i = 0; i < sizeof disabled / sizeof disabled[0]; i++)
+        str_or_null(g, disabled[i], rec_get(p, disabled[i]));
+    str_or_null(g, "retry_schedule", rec_get(p, "retry_schedule"));
+    json_gen_key_int(g, "webhook_concurrency",
+                     *rec_get(p, "webhook_concurrency")
+                         ? strtoll(rec_get(p, "webhook_concurrency"), NULL, 10)
+                         : 8);
+    int64_t now = time_now_ms();
+    const char *ku = rec_get(p, "api_key_old_until");
+    const char *su = rec_get(p, "webhook_secret_old_until");
+    if (*ku && strtoll(ku, NULL, 10) > now)
+        view_time(g, "previous_api_key_valid_until", ku);
+    else
+        json_gen_key_null(g, "previous_api_key_valid_until");
+    if (*su && strtoll(su, NULL, 10) > now)
+        view_time(g, "previous_webhook_secret_valid_until", su);
+    else
+        json_gen_key_null(g, "previous_webhook_secret_valid_until");
+    view_time(g, "created_at", rec_get(p, "created_at"));
+    view_time(g, "updated_at", rec_get(p, "updated_at"));
+    json_gen_object_close(g);
+}
+
+void view_event(struct json_gen *g, const struct rec *e)
+{
+    json_gen_object_open(g);
+    json_gen_key_str(g, "id", rec_get(e, "id"));
+    json_gen_key_str(g, "type", rec_get(e, "type"));
+    str_or_null(g, "user_tag", rec_get(e, "tag"));
+    str_or_null(g, "imap_provider_code", rec_get(e, "code"));
+    json_gen_key_str(g, "state", rec_get(e, "state"));
+    int_field(g, "attempts", rec_get(e, "attempts"));
+    const char *st = rec_get(e, "last_status");
+    if (*st && strcmp(st, "0") != 0)
+        json_gen_key_int(g, "last_status", strtoll(st, NULL, 10));
+    else
+        json_gen_key_null(g, "last_status");
+    str_or_null(g, "last_error", rec_get(e, "last_error"));
+    view_time(g, "created_at", rec_get(e, "created_at"));
+    view_time(g, "next_at", rec_get(e, "next_at"));
+    json_gen_object_close(g);
+}

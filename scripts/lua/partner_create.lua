@@ -1,0 +1,27 @@
+-- partner_create: a new partner with its API key lookup.
+--
+-- KEYS[1]  si:partner:<pid>  (pid from INCR si:seq:partner, made by the api
+--          first because the encrypted fields' AAD names it)
+-- KEYS[2]  si:partners
+-- KEYS[3]  si:apikey:<sha256 hex of the new API key>
+-- ARGV[1]  pid
+-- ARGV[2..] field, value pairs (name, encrypted api_key and webhook_secret,
+--          webhook URLs, ...)
+-- Returns  'ok' or 'exists'
+--
+-- Atomic so that a partner never exists without the lookup of its key, nor
+-- the lookup without the partner.
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+    return 'exists'
+end
+local t = redis.call('TIME')
+local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local fields = {'created_at', now, 'updated_at', now}
+for i = 2, #ARGV, 2 do
+    fields[#fields + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i + 1]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('SET', KEYS[3], ARGV[1])
+return 'ok'

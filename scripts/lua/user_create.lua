@@ -1,0 +1,68 @@
+-- user_create: a new user of a partner's connection.
+--
+-- KEYS[1]  si:conn:<pid>:<code>
+-- KEYS[2]  si:conn:<pid>:<code>:users
+-- KEYS[3]  si:tag:<pid>:<code>:<lower tag>
+-- KEYS[4]  si:email:<pid>:<code>:<lower email> (any key when there is no email)
+-- KEYS[5]  si:{k}:user:<uid>
+-- KEYS[6]  si:{k}:users
+-- KEYS[7]  si:changes
+-- ARGV[1]  uid (new, random)      ARGV[2]  k
+-- ARGV[3]  kind: plain | oauth2 (the provider's auth)
+-- ARGV[4]  tag                    ARGV[5]  email ('' for none)
+-- ARGV[6]  login username         ARGV[7]  secret (encrypted password or refresh token, or '')
+-- ARGV[8]  archived (0|1)         ARGV[9]  enable_tracer (0|1)
+-- ARGV[10] lower tag              ARGV[11] pid      ARGV[12] code
+-- Returns  {'ok', connected_at ms or ''}, {'conflict', 'tag'|'email'}, or
+--          {'missing'} when the connection is gone or being deleted
+--
+-- Uniqueness as the original: tag and email unique per connection,
+-- case-insensitive, among non-archived users. Atomic so that of many
+-- parallel creates of one tag exactly one wins, and a user never exists
+-- without its index entries, its shard set entry and the watchers' record.
+-- Connected on save when the credentials are complete (PLAIN: username and
+-- password; OAuth2: email and refresh token), as the original.
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'deleting') == '1' then
+    return {'missing'}
+end
+local uid, k, kind = ARGV[1], ARGV[2], ARGV[3]
+local email, username, secret = ARGV[5], ARGV[6], ARGV[7]
+local archived = ARGV[8]
+if archived ~= '1' then
+    if redis.call('EXISTS', KEYS[3]) == 1 then
+        return {'conflict', 'tag'}
+    end
+    if email ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+        return {'conflict', 'email'}
+    end
+end
+local t = redis.call('TIME')
+local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local complete = secret ~= '' and ((kind == 'plain' and username ~= '') or
+    (kind == 'oauth2' and email ~= ''))
+local connected_at = ''
+if complete then
+    connected_at = now
+end
+local state = 'idle'
+if archived == '1' then
+    state = 'archived'
+end
+redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[11], 'code', ARGV[12], 'tag', ARGV[4],
+           'email', email, 'username', username, 'secret', secret, 'connected_at',
+           connected_at, 'archived', archived, 'state', state, 'last_error', '',
+           'last_login_at', '', 'last_email_at', '', 'created_at', now, 'updated_at', now,
+           'enable_tracer', ARGV[9])
+redis.call('ZADD', KEYS[2], 0, ARGV[10] .. '\31' .. uid)
+redis.call('HINCRBY', KEYS[1], 'users_count', 1)
+if archived ~= '1' then
+    redis.call('SET', KEYS[3], uid)
+    if email ~= '' then
+        redis.call('SET', KEYS[4], uid)
+    end
+    if complete then
+        redis.call('SADD', KEYS[6], uid)
+    end
+end
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', k, 'op', 'create')
+return {'ok', connected_at}
