@@ -22,6 +22,7 @@
 #define WAT   CONFIG_ROLE_WATCHER
 #define DIS   CONFIG_ROLE_DISPATCHER
 #define NODES CONFIG_ROLE_NODES
+#define FAKE  CONFIG_ROLE_FAKE_IMAPD
 
 static int check_redis_url(const char *v, char *err, size_t errlen)
 {
@@ -106,6 +107,61 @@ static int check_token(const char *v, char *err, size_t errlen)
     return -1;
 }
 
+/* SUPERIMAP_FAKE_ADDRS: IPv4 or IPv6 addresses, comma-separated; "a.b.c.d-e"
+ * stands for a.b.c.d to a.b.c.e. */
+static int check_addr_list(const char *v, char *err, size_t errlen)
+{
+    int n = 0;
+    while (*v) {
+        const char *comma = strchr(v, ',');
+        size_t len = comma ? (size_t)(comma - v) : strlen(v);
+        if (len == 0 || len >= 64 || strspn(v, "0123456789abcdefABCDEF.:-") < len) {
+            snprintf(err, errlen, "must be IP addresses, comma-separated (127.0.0.1-8 is a range)");
+            return -1;
+        }
+        n++;
+        v += len + (comma != NULL);
+    }
+    if (n > 0)
+        return 0;
+    snprintf(err, errlen, "must name at least one address");
+    return -1;
+}
+
+/* SUPERIMAP_FAKE_FAULTS: the kinds of cmd/fake-imapd/faults.c. */
+static int check_fault_list(const char *v, char *err, size_t errlen)
+{
+    static const char kinds[] =
+        ",bad,no,gibberish,bye,drop,halfopen,noinbox,uidshift,trickle,authfail,limit,all,none,";
+    while (*v) {
+        const char *comma = strchr(v, ',');
+        size_t len = comma ? (size_t)(comma - v) : strlen(v);
+        char word[32];
+        if (len == 0 || len + 3 > sizeof word) {
+            snprintf(err, errlen, "must be fault kinds, comma-separated: %s", kinds);
+            return -1;
+        }
+        snprintf(word, sizeof word, ",%.*s,", (int)len, v);
+        if (strstr(kinds, word) == NULL) {
+            snprintf(err, errlen, "unknown fault '%.*s'; kinds: %s", (int)len, v, kinds);
+            return -1;
+        }
+        v += len + (comma != NULL);
+    }
+    return 0;
+}
+
+static int check_probability(const char *v, char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno == 0 && end != v && *end == '\0' && d >= 0.0 && d <= 1.0)
+        return 0;
+    snprintf(err, errlen, "must be a number from 0 to 1");
+    return -1;
+}
+
 /* clang-format off */
 const struct config_var config_vars[] = {
     {"SUPERIMAP_REDIS_URL", CONFIG_STR, NODES, "redis://127.0.0.1:6379/0", 0, 0, NULL, 0,
@@ -123,13 +179,13 @@ const struct config_var config_vars[] = {
      "Previous encryption keys, comma-separated, still accepted for decryption during a rotation"},
     {"SUPERIMAP_NODE_ID", CONFIG_STR, NODES, NULL, 0, 0, NULL, 0, OFF(node_id), check_node_id,
      "Unique name of this process in the fleet (default: <hostname>-<pid>)"},
-    {"SUPERIMAP_LOG_LEVEL", CONFIG_ENUM, NODES, "info", 0, 0, "debug|info|warn|error", 0,
+    {"SUPERIMAP_LOG_LEVEL", CONFIG_ENUM, NODES | FAKE, "info", 0, 0, "debug|info|warn|error", 0,
      OFF(log_level), NULL, "Lowest level written"},
-    {"SUPERIMAP_LOG_FORMAT", CONFIG_ENUM, NODES, "text", 0, 0, "text|json", 0, OFF(log_format),
+    {"SUPERIMAP_LOG_FORMAT", CONFIG_ENUM, NODES | FAKE, "text", 0, 0, "text|json", 0, OFF(log_format),
      NULL, "Log lines as key=value text or as one JSON object per line"},
-    {"SUPERIMAP_LOG_COMPONENTS", CONFIG_STR, NODES, NULL, 0, 0, NULL, 0, OFF(log_components),
+    {"SUPERIMAP_LOG_COMPONENTS", CONFIG_STR, NODES | FAKE, NULL, 0, 0, NULL, 0, OFF(log_components),
      NULL, "Comma-separated components with debug lines on at any level (redis,http,imap,...)"},
-    {"SUPERIMAP_LOG_FILE", CONFIG_STR, NODES, NULL, 0, 0, NULL, 0, OFF(log_file), NULL,
+    {"SUPERIMAP_LOG_FILE", CONFIG_STR, NODES | FAKE, NULL, 0, 0, NULL, 0, OFF(log_file), NULL,
      "Append logs to this file instead of stderr; SIGHUP reopens it"},
     {"SUPERIMAP_HTTP_ADDR", CONFIG_STR, API, "127.0.0.1:8080", 0, 0, NULL, 0, OFF(http_addr),
      check_addr, "host:port of the REST API, dashboard and /healthz, /readyz, /metrics"},
@@ -159,6 +215,35 @@ const struct config_var config_vars[] = {
      "Most users this watcher takes (capped further by its file-descriptor limit)"},
     {"SUPERIMAP_SHUTDOWN_TIMEOUT_SEC", CONFIG_INT, NODES, "30", 1, 3600, NULL, 0,
      OFF(shutdown_timeout_sec), NULL, "Longest graceful drain on SIGTERM before exiting anyway"},
+    {"SUPERIMAP_FAKE_ADDRS", CONFIG_STR, FAKE, "127.0.0.1", 0, 0, NULL, 0, OFF(fake_addrs),
+     check_addr_list, "Addresses to listen on, comma-separated; 127.0.0.1-8 is 127.0.0.1 to .8"},
+    {"SUPERIMAP_FAKE_PORT", CONFIG_INT, FAKE, "0", -1, 65535, NULL, 0, OFF(fake_port), NULL,
+     "Plain IMAP (and STARTTLS) port on each address; 0 picks a free one per address, -1 none"},
+    {"SUPERIMAP_FAKE_TLS_PORT", CONFIG_INT, FAKE, "-1", -1, 65535, NULL, 0, OFF(fake_tls_port),
+     NULL, "Implicit-TLS IMAP port on each address; 0 picks a free one, -1 none"},
+    {"SUPERIMAP_FAKE_CERT", CONFIG_STR, FAKE, NULL, 0, 0, NULL, 0, OFF(fake_cert), NULL,
+     "PEM certificate chain file; with SUPERIMAP_FAKE_KEY enables STARTTLS and implicit TLS"},
+    {"SUPERIMAP_FAKE_KEY", CONFIG_STR, FAKE, NULL, 0, 0, NULL, 0, OFF(fake_key), NULL,
+     "PEM private key file of SUPERIMAP_FAKE_CERT"},
+    {"SUPERIMAP_FAKE_REQUIRE_TLS", CONFIG_BOOL, FAKE, "0", 0, 0, NULL, 0, OFF(fake_require_tls),
+     NULL, "Advertise LOGINDISABLED and refuse authentication before STARTTLS"},
+    {"SUPERIMAP_FAKE_CONTROL", CONFIG_STR, FAKE, NULL, 0, 0, NULL, 0, OFF(fake_control), NULL,
+     "Unix socket path of the control channel (append mail, faults, counters); unset: none"},
+    {"SUPERIMAP_FAKE_USERS", CONFIG_INT, FAKE, "1000", 0, 10000000, NULL, 0, OFF(fake_users),
+     NULL, "Users user1..userN exist with passwords pass1..passN"},
+    {"SUPERIMAP_FAKE_MAX_SESSIONS_PER_USER", CONFIG_INT, FAKE, "0", 0, 1000000, NULL, 0,
+     OFF(fake_max_sessions_per_user), NULL,
+     "Logins of a user past this many concurrent sessions get NO [LIMIT]; 0: unlimited"},
+    {"SUPERIMAP_FAKE_MAX_MESSAGE", CONFIG_INT, FAKE, "67108864", 1, 1073741824, NULL, 0,
+     OFF(fake_max_message), NULL, "Largest message the control channel appends, in bytes"},
+    {"SUPERIMAP_FAKE_FAULTS", CONFIG_STR, FAKE, NULL, 0, 0, NULL, 0, OFF(fake_faults),
+     check_fault_list,
+     "Faults to inject, comma-separated: bad,no,gibberish,bye,drop,halfopen,noinbox,uidshift,"
+     "trickle,authfail,limit (or all)"},
+    {"SUPERIMAP_FAKE_FAULT_RATE", CONFIG_STR, FAKE, "0", 0, 0, NULL, 0, OFF(fake_fault_rate),
+     check_probability, "Probability (0 to 1) that a command meets one of the faults"},
+    {"SUPERIMAP_FAKE_FAULT_SEED", CONFIG_INT, FAKE, "1", 0, 2147483647, NULL, 0,
+     OFF(fake_fault_seed), NULL, "Seed of the fault generator: the same seed, the same faults"},
     {NULL, CONFIG_STR, 0, NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 /* clang-format on */
