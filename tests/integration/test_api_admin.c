@@ -1,0 +1,460 @@
+/*
+ * The admin API (/admin/api/) against a real redis-server and superimap-api:
+ * bearer-token authentication, providers, partners with API key and webhook
+ * secret issue and rotation (the old ones working for the grace period),
+ * partner deletion with everything it owns, the fleet, queue depths and
+ * dead letters with replay. Every answer is checked against web/openapi.json.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "tests/integration/test_api_client.h"
+
+#include "core/hrw.h"
+
+static struct redis_srv redis;
+static struct proc api;
+
+static int suite_setup(void **state)
+{
+    (void)state;
+    if (harness_redis_start(&redis) < 0)
+        return -1;
+    if (harness_node_start(&api, &redis, "superimap-api", "api-admin", api_test_env) < 0)
+        return -1;
+    return harness_wait_http(api.port, "/readyz", 200, 10000);
+}
+
+static int suite_teardown(void **state)
+{
+    (void)state;
+    harness_stop_all();
+    harness_redis_stop(&redis);
+    json_free(openapi_spec);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    freeReplyObject(rcmd(&redis, "FLUSHALL"));
+    return 0;
+}
+
+#define PROVS "/admin/api/providers"
+#define PROV  "/admin/api/providers/{code}"
+#define PARTS "/admin/api/partners"
+#define PART  "/admin/api/partners/{id}"
+
+static void test_admin_api_needs_the_bearer_token(void **state)
+{
+    (void)state;
+    struct api_resp r = {0};
+    api_call(&r, api.port, "GET", "/admin/api/providers", NULL, NULL, 0, NULL);
+    EXPECT(&r, 401, "GET", PROVS);
+    assert_string_equal(err_code(&r), "unauthorized");
+    const char *wrong[] = {"Authorization: Bearer test-admin-token-0123456789abcdeX", NULL};
+    api_call(&r, api.port, "GET", "/admin/api/fleet", NULL, NULL, 0, wrong);
+    EXPECT(&r, 401, "GET", "/admin/api/fleet");
+    const char *basic[] = {"Authorization: Basic " TEST_ADMIN_TOKEN, NULL};
+    api_call(&r, api.port, "GET", "/admin/api/fleet", NULL, NULL, 0, basic);
+    EXPECT(&r, 401, "GET", "/admin/api/fleet");
+    /* A partner key is not an admin credential. */
+    api_json(&r, api.port, "GET", "/admin/api/partners", TEST_ADMIN_TOKEN, NULL);
+    EXPECT(&r, 401, "GET", PARTS);
+    admin_json(&r, api.port, "GET", "/admin/api/partners", NULL);
+    EXPECT(&r, 200, "GET", PARTS);
+
+    /* Without SUPERIMAP_ADMIN_TOKEN the admin API refuses everyone. */
+    struct proc bare;
+    const char *env[] = {"SUPERIMAP_API_RATE_LIMIT=0", NULL};
+    start_api(&bare, &redis, "api-no-token", env);
+    admin_json(&r, bare.port, "GET", "/admin/api/partners", NULL);
+    EXPECT(&r, 401, "GET", PARTS);
+    assert_non_null(strstr(r.body, "SUPERIMAP_ADMIN_TOKEN"));
+    harness_proc_stop(&bare);
+    api_resp_free(&r);
+}
+
+static void test_providers_are_created_validated_updated_and_deleted(void **state)
+{
+    (void)state;
+    struct api_resp r = {0};
+    admin_json(&r, api.port, "POST", PROVS,
+               "{\"code\":\"IMAPX\",\"imap_host\":\"imap.example.com\",\"imap_port\":993,"
+               "\"tls\":\"implicit\",\"auth\":\"plain\",\"idle_renew_s\":600,"
+               "\"max_connections\":15}");
+    EXPECT(&r, 201, "POST", PROVS);
+    int64_t v = 0;
+    json_get_int(r.json, "imap_port", &v);
+    assert_int_equal(v, 993);
+    json_get_int(r.json, "max_connections", &v);
+    assert_int_equal(v, 15);
+    admin_json(&r, api.port, "POST", PROVS,
+               "{\"code\":\"IMAPX\",\"imap_host\":\"h\",\"imap_port\":1}");
+    EXPECT(&r, 409, "POST", PROVS);
+
+    static const char *const bad[][2] = {
+        {"{\"imap_host\":\"h\",\"imap_port\":1}", "code"},
+        {"{\"code\":\"a:b\",\"imap_host\":\"h\",\"imap_port\":1}", "code"},
+        {"{\"code\":\"B\",\"imap_port\":1}", "imap_host"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\"}", "imap_port"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":70000}", "imap_port"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":\"x\"}", "imap_port"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"tls\":\"ssl\"}", "tls"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"auth\":\"xoauth\"}", "auth"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"auth\":\"oauth2\"}",
+         "oauth2_authorize_url"},
+        {"{\"code\":\"B\",\"imap_host\":\"h h\",\"imap_port\":1}", "imap_host"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"colour\":\"red\"}", "colour"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"idle_renew_s\":5}", "idle_renew_s"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        admin_json(&r, api.port, "POST", PROVS, bad[i][0]);
+        EXPECT(&r, 400, "POST", PROVS);
+        const char *field = json_get_str(json_get(r.json, "error"), "field");
+        if (field == NULL || strcmp(field, bad[i][1]) != 0)
+            fail_msg("%s: want field %s, got %s", bad[i][0], bad[i][1], r.body);
+    }
+    redisReply *n = rcmd(&redis, "SCARD si:providers");
+    assert_int_equal(n->integer, 1); /* nothing half-written */
+    freeReplyObject(n);
+
+    admin_json(&r, api.port, "GET", PROVS, NULL);
+    EXPECT(&r, 200, "GET", PROVS);
+    assert_int_equal(r.json->u.array.len, 1);
+    admin_json(&r, api.port, "GET", "/admin/api/providers/IMAPX", NULL);
+    EXPECT(&r, 200, "GET", PROV);
+    admin_json(&r, api.port, "GET", "/admin/api/providers/NOPE", NULL);
+    EXPECT(&r, 404, "GET", PROV);
+    admin_json(&r, api.port, "PUT", "/admin/api/providers/IMAPX",
+               "{\"imap_port\":143,\"tls\":\"starttls\"}");
+    EXPECT(&r, 200, "PUT", PROV);
+    assert_string_equal(jstr(&r, "tls"), "starttls");
+    assert_string_equal(jstr(&r, "imap_host"), "imap.example.com");
+    admin_json(&r, api.port, "PATCH", "/admin/api/providers/IMAPX", "{\"code\":\"OTHER\"}");
+    EXPECT(&r, 400, "PATCH", PROV);
+
+    /* In use: auth cannot change, and the provider cannot go. */
+    char *key = make_partner(api.port, "P", NULL);
+    make_connection(api.port, key, "IMAPX");
+    admin_json(&r, api.port, "PUT", "/admin/api/providers/IMAPX",
+               "{\"auth\":\"oauth2\",\"oauth2_authorize_url\":\"https://a/x\","
+               "\"oauth2_token_url\":\"https://a/t\"}");
+    EXPECT(&r, 409, "PUT", PROV);
+    admin_json(&r, api.port, "DELETE", "/admin/api/providers/IMAPX", NULL);
+    EXPECT(&r, 409, "DELETE", PROV);
+    api_json(&r, api.port, "DELETE", "/api/v1/connections/IMAPX", key, NULL);
+    assert_int_equal(r.status, 204);
+    admin_json(&r, api.port, "DELETE", "/admin/api/providers/IMAPX", NULL);
+    EXPECT(&r, 204, "DELETE", PROV);
+    admin_json(&r, api.port, "DELETE", "/admin/api/providers/IMAPX", NULL);
+    EXPECT(&r, 404, "DELETE", PROV);
+    free(key);
+    api_resp_free(&r);
+}
+
+static void test_partner_key_and_secret_are_shown_once_and_stored_encrypted(void **state)
+{
+    (void)state;
+    struct api_resp r = {0};
+    admin_json(&r, api.port, "POST", PARTS,
+               "{\"name\":\"Acme\",\"new_mail_webhook_url\":\"https://acme.example/new\","
+               "\"success_url\":\"/success.html\",\"retry_schedule\":\"5,30,120\","
+               "\"webhook_concurrency\":4}");
+    EXPECT(&r, 201, "POST", PARTS);
+    char *key = strdup(jstr(&r, "api_key"));
+    char *secret = strdup(jstr(&r, "webhook_secret"));
+    int64_t id = 0;
+    json_get_int(r.json, "id", &id);
+    assert_int_equal(strlen(key), 43); /* base64url of 32 bytes */
+    assert_true(strncmp(secret, "whsec_", 6) == 0);
+    assert_int_equal(strlen(secret), 6 + 44);
+
+    char path[64];
+    snprintf(path, sizeof path, "/admin/api/partners/%lld", (long long)id);
+    admin_json(&r, api.port, "GET", path, NULL);
+    EXPECT(&r, 200, "GET", PART);
+    assert_null(strstr(r.body, key));
+    assert_null(strstr(r.body, secret + 6));
+    assert_null(json_get(r.json, "api_key"));
+    assert_string_equal(jstr(&r, "retry_schedule"), "5,30,120");
+    admin_json(&r, api.port, "GET", PARTS, NULL);
+    EXPECT(&r, 200, "GET", PARTS);
+    assert_null(strstr(r.body, key));
+
+    /* The key works on the partner API. */
+    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    assert_int_equal(r.status, 200);
+
+    char pkey[64];
+    snprintf(pkey, sizeof pkey, "si:partner:%lld", (long long)id);
+    redisReply *h = rcmd(&redis, "HMGET %s api_key webhook_secret", pkey);
+    assert_true(strncmp(h->element[0]->str, "v1:", 3) == 0);
+    assert_true(strncmp(h->element[1]->str, "v1:", 3) == 0);
+    freeReplyObject(h);
+
+    static const char *const bad[][2] = {
+        {"{\"new_mail_webhook_url\":\"https://x/\"}", "name"},
+        {"{\"name\":\"n\"}", "new_mail_webhook_url"},
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"ftp://x/\"}", "new_mail_webhook_url"},
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"https://x/\",\"retry_schedule\":\"5,x\"}",
+         "retry_schedule"},
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"https://x/\",\"webhook_concurrency\":0}",
+         "webhook_concurrency"},
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"https://x/\",\"failure_url\":\"x\"}",
+         "failure_url"},
+        {"{\"name\":[],\"new_mail_webhook_url\":\"https://x/\"}", "name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        admin_json(&r, api.port, "POST", PARTS, bad[i][0]);
+        EXPECT(&r, 400, "POST", PARTS);
+        const char *field = json_get_str(json_get(r.json, "error"), "field");
+        if (field == NULL || strcmp(field, bad[i][1]) != 0)
+            fail_msg("%s: want field %s, got %s", bad[i][0], bad[i][1], r.body);
+    }
+    redisReply *n = rcmd(&redis, "ZCARD si:partners");
+    assert_int_equal(n->integer, 1);
+    freeReplyObject(n);
+
+    /* Update; setting a URL again clears its 410 disabling. */
+    freeReplyObject(rcmd(&redis, "HSET %s new_mail_webhook_disabled %s", pkey, "410 Gone"));
+    admin_json(&r, api.port, "PATCH", path,
+               "{\"name\":\"Acme 2\",\"new_mail_webhook_url\":\"https://acme.example/v2\"}");
+    EXPECT(&r, 200, "PATCH", PART);
+    assert_string_equal(jstr(&r, "name"), "Acme 2");
+    assert_true(YAJL_IS_NULL(json_get(r.json, "new_mail_webhook_disabled")));
+    admin_json(&r, api.port, "PUT", "/admin/api/partners/999", "{\"name\":\"x\"}");
+    EXPECT(&r, 404, "PUT", PART);
+    admin_json(&r, api.port, "GET", "/admin/api/partners/abc", NULL);
+    EXPECT(&r, 404, "GET", PART);
+    free(key);
+    free(secret);
+    api_resp_free(&r);
+}
+
+static void test_key_rotation_keeps_the_old_key_for_the_grace_period(void **state)
+{
+    (void)state;
+    long long id;
+    char *old = make_partner(api.port, "Rot", &id);
+    struct api_resp r = {0};
+    char path[96];
+    snprintf(path, sizeof path, "/admin/api/partners/%lld/rotate-key", id);
+    admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":3600}");
+    EXPECT(&r, 200, "POST", "/admin/api/partners/{id}/rotate-key");
+    char *fresh = strdup(jstr(&r, "api_key"));
+    assert_string_not_equal(fresh, old);
+    assert_non_null(jstr(&r, "previous_api_key_valid_until"));
+    api_json(&r, api.port, "GET", "/api/v1/connections", old, NULL);
+    assert_int_equal(r.status, 200);
+    api_json(&r, api.port, "GET", "/api/v1/connections", fresh, NULL);
+    assert_int_equal(r.status, 200);
+
+    /* A second rotation without grace: only the newest works. */
+    admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":0}");
+    EXPECT(&r, 200, "POST", "/admin/api/partners/{id}/rotate-key");
+    char *newest = strdup(jstr(&r, "api_key"));
+    api_json(&r, api.port, "GET", "/api/v1/connections", old, NULL);
+    assert_int_equal(r.status, 401);
+    api_json(&r, api.port, "GET", "/api/v1/connections", fresh, NULL);
+    assert_int_equal(r.status, 401);
+    api_json(&r, api.port, "GET", "/api/v1/connections", newest, NULL);
+    assert_int_equal(r.status, 200);
+    redisReply *keys = rcmd(&redis, "KEYS si:apikey:*");
+    assert_int_equal(keys->elements, 1);
+    freeReplyObject(keys);
+
+    /* The previous key is refused once its time is over, even if its lookup
+     * key were still there. */
+    admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":3600}");
+    char *after = strdup(jstr(&r, "api_key"));
+    char pkey[64];
+    snprintf(pkey, sizeof pkey, "si:partner:%lld", id);
+    freeReplyObject(rcmd(&redis, "HSET %s api_key_old_until 1", pkey));
+    api_json(&r, api.port, "GET", "/api/v1/connections", newest, NULL);
+    assert_int_equal(r.status, 401);
+    api_json(&r, api.port, "GET", "/api/v1/connections", after, NULL);
+    assert_int_equal(r.status, 200);
+
+    admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":-1}");
+    EXPECT(&r, 400, "POST", "/admin/api/partners/{id}/rotate-key");
+    admin_json(&r, api.port, "POST", "/admin/api/partners/77/rotate-key", NULL);
+    EXPECT(&r, 404, "POST", "/admin/api/partners/{id}/rotate-key");
+
+    /* Webhook secret: new one returned, old one kept encrypted for the grace. */
+    snprintf(path, sizeof path, "/admin/api/partners/%lld/rotate-webhook-secret", id);
+    admin_json(&r, api.port, "POST", path, NULL);
+    EXPECT(&r, 200, "POST", "/admin/api/partners/{id}/rotate-webhook-secret");
+    assert_true(strncmp(jstr(&r, "webhook_secret"), "whsec_", 6) == 0);
+    redisReply *h = rcmd(&redis, "HMGET %s webhook_secret_old webhook_secret_old_until", pkey);
+    assert_true(strncmp(h->element[0]->str, "v1:", 3) == 0);
+    assert_true(atoll(h->element[1]->str) > 0);
+    freeReplyObject(h);
+    snprintf(path, sizeof path, "/admin/api/partners/%lld", id);
+    admin_json(&r, api.port, "GET", path, NULL);
+    assert_non_null(jstr(&r, "previous_webhook_secret_valid_until"));
+    free(old);
+    free(fresh);
+    free(newest);
+    free(after);
+    api_resp_free(&r);
+}
+
+static void test_partner_delete_takes_everything_it_owns(void **state)
+{
+    (void)state;
+    make_provider(api.port, "PLAIN", "plain");
+    long long id, other_id;
+    char *key = make_partner(api.port, "Gone", &id);
+    char *other = make_partner(api.port, "Stays", &other_id);
+    make_connection(api.port, key, "PLAIN");
+    make_connection(api.port, other, "PLAIN");
+    struct api_resp r = {0};
+    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+             "tag=a&login_username=a&login_password=b");
+    assert_int_equal(r.status, 201);
+    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", other, "tag=a");
+    assert_int_equal(r.status, 201);
+    api_json(&r, api.port, "POST", "/api/v1/webhook-test", key, "{\"wait_ms\":0}");
+    assert_int_equal(r.status, 202);
+    char log[64];
+    snprintf(log, sizeof log, "si:log:%lld", id);
+    freeReplyObject(rcmd(&redis, "XADD %s * id x type new_mail", log));
+
+    char path[64];
+    snprintf(path, sizeof path, "/admin/api/partners/%lld", id);
+    admin_json(&r, api.port, "DELETE", path, NULL);
+    EXPECT(&r, 204, "DELETE", PART);
+    admin_json(&r, api.port, "DELETE", path, NULL);
+    EXPECT(&r, 404, "DELETE", PART);
+    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    assert_int_equal(r.status, 401);
+    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/a", other, NULL);
+    assert_int_equal(r.status, 200);
+
+    /* Nothing of the deleted partner is left. */
+    redisReply *all = rcmd(&redis, "KEYS *");
+    char needle1[32], needle2[32];
+    snprintf(needle1, sizeof needle1, ":%lld:", id);
+    snprintf(needle2, sizeof needle2, ":%lld", id);
+    for (size_t i = 0; i < all->elements; i++) {
+        const char *k = all->element[i]->str;
+        size_t kl = strlen(k), nl = strlen(needle2);
+        if (strstr(k, needle1) != NULL || (kl > nl && strcmp(k + kl - nl, needle2) == 0))
+            fail_msg("key %s of the deleted partner is left", k);
+        if (strstr(k, ":evt:test.") != NULL)
+            fail_msg("test event %s of the deleted partner is left", k);
+        if (strstr(k, ":user:") != NULL) {
+            redisReply *p = rcmd(&redis, "HGET %s pid", k);
+            assert_int_equal(atoll(p->str), other_id);
+            freeReplyObject(p);
+        }
+    }
+    freeReplyObject(all);
+    redisReply *c = rcmd(&redis, "HGET si:provider:PLAIN connections_count");
+    assert_string_equal(c->str, "1");
+    freeReplyObject(c);
+    free(key);
+    free(other);
+    api_resp_free(&r);
+}
+
+static void test_fleet_queues_and_dead_letters(void **state)
+{
+    (void)state;
+    struct api_resp r = {0};
+    /* The running api beats every 5 s: wait for its row to be back. */
+    long long deadline = harness_now_ms() + 8000;
+    int nodes = 0;
+    while (nodes == 0 && harness_now_ms() < deadline) {
+        admin_json(&r, api.port, "GET", "/admin/api/fleet", NULL);
+        EXPECT(&r, 200, "GET", "/admin/api/fleet");
+        nodes = (int)json_get(r.json, "nodes")->u.array.len;
+        if (nodes == 0)
+            harness_poll_pause();
+    }
+    assert_int_equal(nodes, 1);
+    yajl_val node = json_get(r.json, "nodes")->u.array.values[0];
+    assert_string_equal(json_get_str(node, "id"), "api-admin");
+    assert_string_equal(json_get_str(node, "role"), "api");
+    int64_t age = -1;
+    assert_int_equal(json_get_int(node, "heartbeat_age_ms", &age), 0);
+    assert_true(age >= 0 && age < 20000);
+
+    make_provider(api.port, "PLAIN", "plain");
+    long long id;
+    char *key = make_partner(api.port, "Q", &id);
+    make_connection(api.port, key, "PLAIN");
+    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+             "tag=q&login_username=a&login_password=b");
+    assert_int_equal(r.status, 201); /* queues a user_connected event */
+    admin_json(&r, api.port, "GET", "/admin/api/queues", NULL);
+    EXPECT(&r, 200, "GET", "/admin/api/queues");
+    int64_t ready = 0;
+    json_get_int(json_get(r.json, "totals"), "ready", &ready);
+    assert_int_equal(ready, 1);
+    yajl_val shard = json_get(r.json, "shards")->u.array.values[0];
+    char pids[24];
+    snprintf(pids, sizeof pids, "%lld", id);
+    int64_t mine = 0;
+    json_get_int(json_get(shard, "ready_by_partner"), pids, &mine);
+    assert_int_equal(mine, 1);
+
+    /* A dead letter, as the dispatcher leaves one: listed, then replayed. */
+    const char *eid = "0123456789abcdef01234567.1.9";
+    unsigned k = hrw_shard("0123456789abcdef01234567", 64);
+    freeReplyObject(rcmd(&redis,
+                         "HSET si:{%u}:evt:%s id %s type new_mail pid %lld state dead "
+                         "attempts 9 last_status 500 last_error boom tag q code PLAIN",
+                         k, eid, eid, id));
+    freeReplyObject(rcmd(&redis, "ZADD si:{%u}:dead 1000 %s", k, eid));
+    admin_json(&r, api.port, "GET", "/admin/api/dead-letters?limit=10", NULL);
+    EXPECT(&r, 200, "GET", "/admin/api/dead-letters");
+    yajl_val list = json_get(r.json, "dead_letters");
+    assert_int_equal(list->u.array.len, 1);
+    assert_string_equal(json_get_str(json_get(list->u.array.values[0], "event"), "id"), eid);
+    char q[96];
+    snprintf(q, sizeof q, "/admin/api/dead-letters?partner_id=%lld", id + 1);
+    admin_json(&r, api.port, "GET", q, NULL);
+    EXPECT(&r, 200, "GET", "/admin/api/dead-letters");
+    assert_int_equal(json_get(r.json, "dead_letters")->u.array.len, 0);
+    admin_json(&r, api.port, "GET", "/admin/api/dead-letters?limit=x", NULL);
+    EXPECT(&r, 400, "GET", "/admin/api/dead-letters");
+
+    char path[128];
+    snprintf(path, sizeof path, "/admin/api/dead-letters/%s/replay", eid);
+    admin_json(&r, api.port, "POST", path, NULL);
+    EXPECT(&r, 202, "POST", "/admin/api/dead-letters/{id}/replay");
+    assert_string_equal(jstr(&r, "state"), "ready");
+    int64_t attempts = -1;
+    json_get_int(r.json, "attempts", &attempts);
+    assert_int_equal(attempts, 0);
+    admin_json(&r, api.port, "POST", path, NULL);
+    EXPECT(&r, 409, "POST", "/admin/api/dead-letters/{id}/replay");
+    admin_json(&r, api.port, "POST", "/admin/api/dead-letters/nope.1.1/replay", NULL);
+    EXPECT(&r, 404, "POST", "/admin/api/dead-letters/{id}/replay");
+    char ready_key[64];
+    snprintf(ready_key, sizeof ready_key, "si:{%u}:ready:%lld", k, id);
+    redisReply *l = rcmd(&redis, "LRANGE %s 0 -1", ready_key);
+    int found = 0;
+    for (size_t i = 0; i < l->elements; i++)
+        found |= strcmp(l->element[i]->str, eid) == 0;
+    assert_true(found);
+    freeReplyObject(l);
+    free(key);
+    api_resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_admin_api_needs_the_bearer_token, setup),
+        cmocka_unit_test_setup(test_providers_are_created_validated_updated_and_deleted, setup),
+        cmocka_unit_test_setup(test_partner_key_and_secret_are_shown_once_and_stored_encrypted,
+                               setup),
+        cmocka_unit_test_setup(test_key_rotation_keeps_the_old_key_for_the_grace_period, setup),
+        cmocka_unit_test_setup(test_partner_delete_takes_everything_it_owns, setup),
+        cmocka_unit_test_setup(test_fleet_queues_and_dead_letters, setup),
+    };
+    return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
+}
