@@ -1,0 +1,145 @@
+/*
+ * proto/imap_cmd: builds the IMAP commands superimap's watcher sends
+ * (RFC 3501 section 6, RFC 2177 IDLE, RFC 4959 SASL-IR, RFC 4616 PLAIN,
+ * Google's and Microsoft's XOAUTH2, RFC 7888 LITERAL+ / LITERAL-), each a
+ * complete command with its CRLF appended to a bounded struct buf. Pure: no
+ * I/O, no logging, no global state (safe from any thread).
+ *
+ * Every builder appends all of its command or nothing: on failure out is
+ * unchanged. They return 0, -SIMAP_EINVAL (a bad argument: invalid tag, a
+ * UID of 0, a string an IMAP command cannot carry) or -SIMAP_ETOOBIG (out
+ * would pass its maximum).
+ *
+ * Strings (user names, passwords, mailbox names) go as quoted strings when
+ * they are 7-bit without CR, LF or NUL (" and \ escaped), otherwise as
+ * literals. A synchronising literal "{n}" makes the client stop after it and
+ * wait for the server's "+" continuation; a command that needs such stops
+ * says where in a struct imap_cmd_sync:
+ *
+ *   A0003 LOGIN {11}\r\n      <- stop at[0]: send this, wait for "+ ..."
+ *   joe@example {8}\r\n       <- stop at[1]: send up to here, wait for "+"
+ *   p\"ss\xc3\xa9\r\n         <- then the rest
+ *
+ * Offsets count from the start of the command (out->len before the call).
+ * If the server answers a stop with a tagged NO or BAD instead of "+", the
+ * command is over: send nothing more of it. When the server advertised
+ * LITERAL+ (IMAP_CMD_LITERAL_PLUS) literals are "{n+}" and need no stop;
+ * with LITERAL- only literals up to 4096 bytes may be.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef PROTO_IMAP_CMD_H
+#define PROTO_IMAP_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+/* ---- Tags ---- */
+
+/* A tag's size with its NUL: "A" and up to 10 digits. */
+#define IMAP_TAG_SIZE 16
+
+/* Tag generator: zero it; tags are then A0001, A0002, ... A9999, A10000,
+ * ..., up to A4294967295, then A0001 again (never A0000). */
+struct imap_tagger {
+    uint32_t last; /* number of the last tag given, 0 before the first */
+};
+
+/* Writes the next tag into tag (NUL-terminated) and advances t. */
+void imap_tag_next(struct imap_tagger *t, char tag[IMAP_TAG_SIZE]);
+
+/* ---- Literals ---- */
+
+/* Flags for commands that carry strings, from the server's capabilities. */
+#define IMAP_CMD_LITERAL_PLUS  0x1u /* "LITERAL+": any literal may be non-synchronising */
+#define IMAP_CMD_LITERAL_MINUS 0x2u /* "LITERAL-": literals up to 4096 bytes may be */
+
+/* Largest literal LITERAL- lets a client send without a stop. */
+#define IMAP_LITERAL_MINUS_MAX 4096
+
+/* Most stops one command may need. */
+#define IMAP_CMD_MAX_SYNC 4
+
+/* Where to stop and wait for "+": n offsets, increasing (see above).
+ * Builders taking one set n (0 when no stop is needed). They accept a NULL
+ * sync when the caller cannot stop; a string that would need a stop then
+ * fails with -SIMAP_EINVAL. */
+struct imap_cmd_sync {
+    size_t n;
+    size_t at[IMAP_CMD_MAX_SYNC];
+};
+
+/* Longest user name, password or token accepted, in bytes. */
+#define IMAP_CMD_MAX_CREDENTIAL 16384
+
+/* ---- Commands ---- */
+
+/* "<tag> CAPABILITY", "<tag> STARTTLS", "<tag> NOOP", "<tag> LOGOUT",
+ * "<tag> IDLE" (RFC 2177; the server answers "+ idling"), each with CRLF.
+ * tag: 1 to IMAP_TAG_SIZE - 1 letters, digits or "." (borrowed). */
+int imap_cmd_capability(struct buf *out, const char *tag);
+int imap_cmd_starttls(struct buf *out, const char *tag);
+int imap_cmd_noop(struct buf *out, const char *tag);
+int imap_cmd_logout(struct buf *out, const char *tag);
+int imap_cmd_idle(struct buf *out, const char *tag);
+
+/* "DONE" CRLF: ends IDLE (no tag; the IDLE command's tag completes). */
+int imap_cmd_done(struct buf *out);
+
+/*
+ * "<tag> LOGIN <user> <pass>": user and pass (NUL-terminated, borrowed, up
+ * to IMAP_CMD_MAX_CREDENTIAL bytes, any other bytes allowed) as quoted
+ * strings or literals per flags (IMAP_CMD_LITERAL_*). Sets *sync to the
+ * stops (n = 0 when none). The caller must not log out's contents.
+ */
+int imap_cmd_login(struct buf *out, struct imap_cmd_sync *sync, const char *tag, const char *user,
+                   const char *pass, unsigned flags);
+
+/*
+ * "<tag> AUTHENTICATE PLAIN" (RFC 4616) with the base64 of "\0user\0pass".
+ * With sasl_ir (the server advertised SASL-IR, RFC 4959) the response rides
+ * on the command line and *sync->n is 0; without, *sync has one stop after
+ * the command line: wait for "+" before sending the base64 line.
+ */
+int imap_cmd_authenticate_plain(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                                const char *user, const char *pass, int sasl_ir);
+
+/*
+ * "<tag> AUTHENTICATE XOAUTH2" with the base64 of
+ * "user=" user "\x01auth=Bearer " token "\x01\x01" (Gmail, Outlook).
+ * sasl_ir and *sync as for PLAIN. user and token must not hold \x01, CR or
+ * LF (-SIMAP_EINVAL). On failure the server sends a "+ <base64 JSON>"
+ * challenge: answer it with imap_cmd_sasl_empty(), then the tagged NO comes.
+ */
+int imap_cmd_authenticate_xoauth2(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                                  const char *user, const char *token, int sasl_ir);
+
+/* An empty SASL response (CRLF alone): the answer to an XOAUTH2 error
+ * challenge. */
+int imap_cmd_sasl_empty(struct buf *out);
+
+/* "*" CRLF: cancels a SASL exchange (RFC 3501 section 6.2.2). */
+int imap_cmd_sasl_cancel(struct buf *out);
+
+/* "<tag> EXAMINE <mailbox>" (read-only SELECT: never sets \Seen); mailbox
+ * borrowed, quoted or a literal per flags, stops in *sync. */
+int imap_cmd_examine(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                     const char *mailbox, unsigned flags);
+
+/* "<tag> STATUS <mailbox> (UIDNEXT UIDVALIDITY MESSAGES)": the poll of a
+ * server without IDLE. Arguments as for imap_cmd_examine(). */
+int imap_cmd_status(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                    const char *mailbox, unsigned flags);
+
+/* "<tag> UID FETCH <first>:* (UID RFC822.SIZE ENVELOPE)". first must be
+ * non-zero. The server answers for the highest UID even when it is below
+ * first ("n:*" is a range): the caller filters. */
+int imap_cmd_uid_fetch_envelopes(struct buf *out, const char *tag, uint32_t first);
+
+/* "<tag> UID FETCH <uid> BODY.PEEK[]": the raw message without setting
+ * \Seen. uid must be non-zero. */
+int imap_cmd_uid_fetch_body(struct buf *out, const char *tag, uint32_t uid);
+
+#endif

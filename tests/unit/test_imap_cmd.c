@@ -1,0 +1,398 @@
+/*
+ * Unit tests of proto/imap_cmd: tags, exact command bytes, quoting versus
+ * literals (with the stops a synchronising literal needs, LITERAL+ and
+ * LITERAL-), SASL PLAIN and XOAUTH2 against RFC 4616's and Google's
+ * published examples, bounded output, and a round trip of every tricky
+ * credential through proto/imap_parse.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "proto/imap_cmd.h"
+#include "proto/imap_parse.h"
+
+#define OUT_MAX 65536
+
+static void assert_buf(const struct buf *b, const char *want)
+{
+    assert_non_null(b->data);
+    assert_int_equal(b->len, strlen(want));
+    assert_memory_equal(b->data, want, b->len);
+}
+
+static void test_tags_count_up_from_a0001_and_never_give_a0000(void **state)
+{
+    (void)state;
+    struct imap_tagger t = {0};
+    char tag[IMAP_TAG_SIZE];
+    imap_tag_next(&t, tag);
+    assert_string_equal(tag, "A0001");
+    imap_tag_next(&t, tag);
+    assert_string_equal(tag, "A0002");
+    t.last = 9999;
+    imap_tag_next(&t, tag);
+    assert_string_equal(tag, "A10000");
+    t.last = UINT32_MAX - 1;
+    imap_tag_next(&t, tag);
+    assert_string_equal(tag, "A4294967295");
+    imap_tag_next(&t, tag);
+    assert_string_equal(tag, "A0001");
+}
+
+static void test_simple_commands_are_exact(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    assert_int_equal(imap_cmd_capability(&b, "A0001"), 0);
+    assert_int_equal(imap_cmd_starttls(&b, "A0002"), 0);
+    assert_int_equal(imap_cmd_noop(&b, "A0003"), 0);
+    assert_int_equal(imap_cmd_idle(&b, "A0004"), 0);
+    assert_int_equal(imap_cmd_done(&b), 0);
+    assert_int_equal(imap_cmd_logout(&b, "A0005"), 0);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes(&b, "A0006", 4294967295u), 0);
+    assert_int_equal(imap_cmd_uid_fetch_body(&b, "A0007", 17), 0);
+    assert_int_equal(imap_cmd_sasl_empty(&b), 0);
+    assert_int_equal(imap_cmd_sasl_cancel(&b), 0);
+    assert_buf(&b, "A0001 CAPABILITY\r\n"
+                   "A0002 STARTTLS\r\n"
+                   "A0003 NOOP\r\n"
+                   "A0004 IDLE\r\n"
+                   "DONE\r\n"
+                   "A0005 LOGOUT\r\n"
+                   "A0006 UID FETCH 4294967295:* (UID RFC822.SIZE ENVELOPE)\r\n"
+                   "A0007 UID FETCH 17 BODY.PEEK[]\r\n"
+                   "\r\n"
+                   "*\r\n");
+    buf_free(&b);
+}
+
+static void test_examine_and_status_quote_the_mailbox(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync = {7, {0}};
+    assert_int_equal(imap_cmd_examine(&b, &sync, "A0001", "INBOX", 0), 0);
+    assert_int_equal(sync.n, 0);
+    assert_int_equal(imap_cmd_status(&b, NULL, "A0002", "INBOX", 0), 0);
+    assert_int_equal(imap_cmd_examine(&b, NULL, "A0003", "Boîte", IMAP_CMD_LITERAL_PLUS), 0);
+    assert_buf(&b, "A0001 EXAMINE \"INBOX\"\r\n"
+                   "A0002 STATUS \"INBOX\" (UIDNEXT UIDVALIDITY MESSAGES)\r\n"
+                   "A0003 EXAMINE {6+}\r\nBoîte\r\n");
+    /* a literal that needs a stop cannot be built without a sync */
+    size_t len = b.len;
+    assert_int_equal(imap_cmd_examine(&b, NULL, "A0004", "Boîte", 0), -SIMAP_EINVAL);
+    assert_int_equal(b.len, len);
+    buf_free(&b);
+}
+
+static void test_invalid_arguments_are_refused_and_write_nothing(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_noop(&b, ""), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_noop(&b, "A 1"), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_noop(&b, "A+1"), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_noop(&b, "A\r\n1"), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_noop(&b, "A123456789012345"), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_noop(&b, NULL), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_noop(NULL, "A1"), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes(&b, "A1", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_body(&b, "A1", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_login(&b, &sync, "A1", NULL, "x", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_examine(&b, &sync, "A1", NULL, 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_authenticate_plain(&b, NULL, "A1", "u", "p", 0), -SIMAP_EINVAL);
+    assert_int_equal(b.len, 0);
+    buf_free(&b);
+}
+
+static void test_login_quotes_plain_ascii(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync = {3, {0}};
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0001", "joe@example.com", "s3cret pass", 0), 0);
+    assert_int_equal(sync.n, 0);
+    assert_buf(&b, "A0001 LOGIN \"joe@example.com\" \"s3cret pass\"\r\n");
+    buf_reset(&b);
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0002", "", "", 0), 0);
+    assert_buf(&b, "A0002 LOGIN \"\" \"\"\r\n");
+    buf_free(&b);
+}
+
+static void test_login_escapes_quote_and_backslash(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0001", "jo\"e", "p\\a\"ss\\", 0), 0);
+    assert_int_equal(sync.n, 0);
+    assert_buf(&b, "A0001 LOGIN \"jo\\\"e\" \"p\\\\a\\\"ss\\\\\"\r\n");
+    buf_free(&b);
+}
+
+static void test_login_non_ascii_password_waits_for_continuation(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    assert_int_equal(buf_puts(&b, "already queued\r\n"), 0);
+    size_t start = b.len;
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0001", "user", "pässwörd", 0), 0);
+    static const char first[] = "A0001 LOGIN \"user\" {10}\r\n";
+    assert_int_equal(sync.n, 1);
+    assert_int_equal(sync.at[0], sizeof first - 1); /* counted from the command's start */
+    assert_memory_equal(b.data + start, first, sizeof first - 1);
+    assert_string_equal(b.data + start + sync.at[0], "pässwörd\r\n");
+    buf_free(&b);
+}
+
+static void test_login_crlf_or_8bit_in_both_gives_two_stops(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0001", "us\xe9r", "a\r\nb", 0), 0);
+    assert_int_equal(sync.n, 2);
+    assert_buf(&b, "A0001 LOGIN {4}\r\nus\xe9r {4}\r\na\r\nb\r\n");
+    assert_int_equal(sync.at[0], strlen("A0001 LOGIN {4}\r\n"));
+    assert_int_equal(sync.at[1], strlen("A0001 LOGIN {4}\r\nus\xe9r {4}\r\n"));
+    buf_free(&b);
+}
+
+static void test_login_literal_plus_and_minus_need_no_stop(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0001", "u", "ü", IMAP_CMD_LITERAL_PLUS), 0);
+    assert_int_equal(sync.n, 0);
+    assert_buf(&b, "A0001 LOGIN \"u\" {2+}\r\nü\r\n");
+    buf_reset(&b);
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0002", "u", "ü", IMAP_CMD_LITERAL_MINUS), 0);
+    assert_int_equal(sync.n, 0);
+    assert_buf(&b, "A0002 LOGIN \"u\" {2+}\r\nü\r\n");
+
+    /* LITERAL- allows non-synchronising literals only up to 4096 bytes */
+    char big[IMAP_LITERAL_MINUS_MAX + 2];
+    memset(big, 0xe9, sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    buf_reset(&b);
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0003", "u", big, IMAP_CMD_LITERAL_MINUS), 0);
+    assert_int_equal(sync.n, 1);
+    assert_memory_equal(b.data, "A0003 LOGIN \"u\" {4097}\r\n", sync.at[0]);
+    big[IMAP_LITERAL_MINUS_MAX] = '\0';
+    buf_reset(&b);
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0004", "u", big, IMAP_CMD_LITERAL_MINUS), 0);
+    assert_int_equal(sync.n, 0);
+    assert_memory_equal(b.data, "A0004 LOGIN \"u\" {4096+}\r\n", 25);
+    buf_free(&b);
+}
+
+/* Feeds "* LOGIN <args>" (the command with its tag replaced) to the parser:
+ * the two values must come back as user and pass, byte for byte. */
+static void assert_login_round_trips(const char *user, const char *pass, unsigned flags)
+{
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0001", user, pass, flags), 0);
+    b.data[4] = '*'; /* "A0001 LOGIN ..." -> "A000* LOGIN ..." */
+    struct imap_parser *p = imap_parser_new(OUT_MAX, OUT_MAX);
+    size_t used;
+    struct imap_response *r;
+    assert_int_equal(imap_parse_feed(p, b.data + 4, b.len - 4, &used, &r), 0);
+    assert_int_equal(used, b.len - 4);
+    assert_int_equal(r->kind, IMAP_RESP_OTHER);
+    assert_int_equal(r->nvalues, 2);
+    assert_int_equal(r->values[0].type, IMAP_VALUE_STRING);
+    assert_int_equal(r->values[0].str.len, strlen(user));
+    assert_memory_equal(r->values[0].str.data, user, strlen(user));
+    assert_int_equal(r->values[1].str.len, strlen(pass));
+    assert_memory_equal(r->values[1].str.data, pass, strlen(pass));
+    imap_response_free(r);
+    imap_parser_free(p);
+    buf_free(&b);
+}
+
+static void test_login_credentials_round_trip_through_the_parser(void **state)
+{
+    (void)state;
+    static const char *const values[] = {
+        "plain",    "",          "with space",   "q\"uote",  "back\\slash",
+        "\\\"\\\"", "{5}",       "NIL",          "pässwörd", "crlf\r\ninside",
+        "lone\rcr", "tab\there", "\xff\xfe\x80", "\"\r\n\\",
+    };
+    size_t n = sizeof values / sizeof values[0];
+    for (size_t i = 0; i < n; i++) {
+        assert_login_round_trips(values[i], values[n - 1 - i], 0);
+        assert_login_round_trips(values[i], values[i], IMAP_CMD_LITERAL_PLUS);
+    }
+}
+
+static void test_authenticate_plain_matches_rfc4616_example(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync = {5, {0}};
+    assert_int_equal(imap_cmd_authenticate_plain(&b, &sync, "a002", "tim", "tanstaaftanstaaf", 1),
+                     0);
+    assert_int_equal(sync.n, 0);
+    assert_buf(&b, "a002 AUTHENTICATE PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+    buf_free(&b);
+}
+
+static void test_authenticate_plain_without_sasl_ir_waits_for_continuation(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_authenticate_plain(&b, &sync, "A0002", "tim", "tanstaaftanstaaf", 0),
+                     0);
+    assert_int_equal(sync.n, 1);
+    assert_int_equal(sync.at[0], strlen("A0002 AUTHENTICATE PLAIN\r\n"));
+    assert_buf(&b, "A0002 AUTHENTICATE PLAIN\r\nAHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+    buf_free(&b);
+}
+
+static void test_authenticate_plain_encodes_any_password_bytes(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    static const char pass[] = "p\"\\\r\nässw\xff";
+    assert_int_equal(imap_cmd_authenticate_plain(&b, &sync, "A1", "us\"er", pass, 1), 0);
+    static const char prefix[] = "A1 AUTHENTICATE PLAIN ";
+    assert_memory_equal(b.data, prefix, sizeof prefix - 1);
+    const char *b64 = b.data + sizeof prefix - 1;
+    size_t b64len = b.len - (sizeof prefix - 1) - 2;
+    assert_memory_equal(b64 + b64len, "\r\n", 2);
+    unsigned char raw[128];
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)b64len);
+    static const char want[] = "\0us\"er\0p\"\\\r\nässw\xff";
+    assert_true(n >= (int)sizeof want - 1);
+    assert_memory_equal(raw, want, sizeof want - 1); /* n includes base64 padding as zeros */
+    buf_free(&b);
+}
+
+static void test_xoauth2_matches_googles_documented_example(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_authenticate_xoauth2(&b, &sync, "A0001", "someuser@example.com",
+                                                   "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg",
+                                                   1),
+                     0);
+    assert_int_equal(sync.n, 0);
+    assert_buf(&b, "A0001 AUTHENTICATE XOAUTH2 "
+                   "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52"
+                   "YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==\r\n");
+    buf_reset(&b);
+    assert_int_equal(imap_cmd_authenticate_xoauth2(&b, &sync, "A0002", "u", "t", 0), 0);
+    assert_int_equal(sync.n, 1);
+    assert_int_equal(sync.at[0], strlen("A0002 AUTHENTICATE XOAUTH2\r\n"));
+    buf_free(&b);
+}
+
+static void test_xoauth2_refuses_separator_and_line_bytes(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_authenticate_xoauth2(&b, &sync, "A1", "u\x01x", "t", 1),
+                     -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_authenticate_xoauth2(&b, &sync, "A1", "u", "t\x01", 1),
+                     -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_authenticate_xoauth2(&b, &sync, "A1", "u", "t\r\n", 1),
+                     -SIMAP_EINVAL);
+    assert_int_equal(b.len, 0);
+    buf_free(&b);
+}
+
+static void test_full_buffer_gives_toobig_and_keeps_contents(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 40);
+    assert_int_equal(buf_puts(&b, "0123456789"), 0);
+    struct imap_cmd_sync sync = {0, {0}};
+    assert_int_equal(imap_cmd_login(&b, &sync, "A0001", "user", "pässwörd-long", 0),
+                     -SIMAP_ETOOBIG);
+    assert_int_equal(sync.n, 0);
+    assert_int_equal(imap_cmd_authenticate_plain(&b, &sync, "A0001", "user", "password", 1),
+                     -SIMAP_ETOOBIG);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes(&b, "A0001", 1), -SIMAP_ETOOBIG);
+    assert_int_equal(imap_cmd_status(&b, &sync, "A0001", "INBOX", 0), -SIMAP_ETOOBIG);
+    assert_buf(&b, "0123456789");
+    assert_int_equal(imap_cmd_noop(&b, "A0001"), 0); /* what fits still goes */
+    assert_buf(&b, "0123456789A0001 NOOP\r\n");
+    buf_free(&b);
+}
+
+static void test_overlong_credentials_are_refused(void **state)
+{
+    (void)state;
+    char *big = malloc(IMAP_CMD_MAX_CREDENTIAL + 2);
+    assert_non_null(big);
+    memset(big, 'a', IMAP_CMD_MAX_CREDENTIAL + 1);
+    big[IMAP_CMD_MAX_CREDENTIAL + 1] = '\0';
+    struct buf b;
+    buf_init(&b, (size_t)1 << 20);
+    struct imap_cmd_sync sync;
+    assert_int_equal(imap_cmd_login(&b, &sync, "A1", "u", big, 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_authenticate_xoauth2(&b, &sync, "A1", "u", big, 1), -SIMAP_EINVAL);
+    big[IMAP_CMD_MAX_CREDENTIAL] = '\0';
+    assert_int_equal(imap_cmd_authenticate_xoauth2(&b, &sync, "A1", "u", big, 1), 0);
+    buf_free(&b);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tags_count_up_from_a0001_and_never_give_a0000),
+        cmocka_unit_test(test_simple_commands_are_exact),
+        cmocka_unit_test(test_examine_and_status_quote_the_mailbox),
+        cmocka_unit_test(test_invalid_arguments_are_refused_and_write_nothing),
+        cmocka_unit_test(test_login_quotes_plain_ascii),
+        cmocka_unit_test(test_login_escapes_quote_and_backslash),
+        cmocka_unit_test(test_login_non_ascii_password_waits_for_continuation),
+        cmocka_unit_test(test_login_crlf_or_8bit_in_both_gives_two_stops),
+        cmocka_unit_test(test_login_literal_plus_and_minus_need_no_stop),
+        cmocka_unit_test(test_login_credentials_round_trip_through_the_parser),
+        cmocka_unit_test(test_authenticate_plain_matches_rfc4616_example),
+        cmocka_unit_test(test_authenticate_plain_without_sasl_ir_waits_for_continuation),
+        cmocka_unit_test(test_authenticate_plain_encodes_any_password_bytes),
+        cmocka_unit_test(test_xoauth2_matches_googles_documented_example),
+        cmocka_unit_test(test_xoauth2_refuses_separator_and_line_bytes),
+        cmocka_unit_test(test_full_buffer_gives_toobig_and_keeps_contents),
+        cmocka_unit_test(test_overlong_credentials_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
