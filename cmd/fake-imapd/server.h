@@ -1,0 +1,114 @@
+/*
+ * The IMAP side of superimap-fake-imapd: listeners on several addresses,
+ * plain and implicit TLS, and one session per connection, all on one libev
+ * loop (RFC 3501 IMAP4rev1, RFC 2177 IDLE, RFC 2595 STARTTLS, RFC 4959
+ * SASL-IR, RFC 4616 PLAIN, Google's XOAUTH2, RFC 7888 LITERAL+).
+ *
+ * Commands: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE
+ * PLAIN|XOAUTH2, SELECT, EXAMINE, STATUS, LIST, LSUB, IDLE, CHECK, CLOSE,
+ * UNSELECT, FETCH and UID FETCH (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE
+ * BODY[] BODY.PEEK[] BODY[HEADER] BODY[TEXT] RFC822 RFC822.HEADER RFC822.TEXT
+ * ALL FAST). Anything else is answered BAD.
+ *
+ * An idle session holds no buffers: the read and write buffers are allocated
+ * while bytes are in flight and freed when empty, and TLS sessions run with
+ * SSL_MODE_RELEASE_BUFFERS.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_FAKE_IMAPD_SERVER_H
+#define CMD_FAKE_IMAPD_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct buf;
+struct faults;
+struct mbox_store;
+struct server;
+
+struct server_opts {
+    const char *cert;          /* PEM certificate chain file; NULL: no TLS at all */
+    const char *key;           /* PEM private key file */
+    int require_tls;           /* LOGINDISABLED and no authentication before TLS */
+    int users;                 /* user1..userN exist */
+    int max_sessions_per_user; /* 0: unlimited */
+    size_t max_message;        /* largest message appended; bounds the write buffer */
+};
+
+/* Counters; "since reset" ones restart at server_reset_stats(). */
+struct server_stats {
+    unsigned long long connections;    /* accepted, since reset */
+    unsigned long long logins;         /* successful LOGIN or AUTHENTICATE, since reset */
+    unsigned long long login_failures; /* refused credentials, since reset */
+    unsigned long long commands;       /* commands read, since reset */
+    unsigned long long fetches;        /* FETCH and UID FETCH commands, since reset */
+    unsigned long long bodies;         /* messages whose body (or part) was sent, since reset */
+    unsigned long long nonpeek;        /* bodies asked without .PEEK, since reset */
+    unsigned long long seen_sets;      /* times a message gained \Seen, since reset */
+    unsigned long long appends;        /* messages appended, since reset */
+    unsigned long long faults;         /* faults injected, since reset */
+    long sessions;                     /* connections open now */
+    long authenticated;                /* of which logged in */
+    int max_sessions_per_user;         /* most concurrent sessions of one user, since reset */
+};
+
+/*
+ * Makes a server on loop with no listener yet. Loads the certificate and key
+ * when given. Returns NULL with a reason in err on failure (TLS files).
+ * Faults start disabled; configure them through server_faults().
+ */
+struct server *server_new(struct ev_loop *loop, const struct server_opts *opts, char *err,
+                          size_t errlen);
+
+/*
+ * Listens on host (IPv4 or IPv6 literal) and port (0: the kernel picks),
+ * speaking TLS from the first byte when tls is set. Logs
+ * "listening addr=host:port tls=none|implicit" and returns the bound port, or
+ * -1 with a reason in err.
+ */
+int server_listen(struct server *srv, const char *host, int port, int tls, char *err,
+                  size_t errlen);
+
+/* Appends "host:port/none host:port/implicit ..." (every listener) to out. */
+void server_ports(const struct server *srv, struct buf *out);
+
+/* Fills st. */
+void server_stats(const struct server *srv, struct server_stats *st);
+
+/* Restarts the "since reset" counters (the per-user maxima become the
+ * current session counts). */
+void server_reset_stats(struct server *srv);
+
+/*
+ * Appends data[0..n) to user's INBOX (making the user if needed) and tells
+ * every session that has it selected "* n EXISTS", IDLE or not (the sessions
+ * are written to from the loop, after this returns). Returns 0 with *uid, or
+ * -SIMAP_EINVAL (bad user name), -SIMAP_ETOOBIG (UIDs exhausted).
+ */
+int server_append(struct server *srv, const char *user, const void *data, size_t n, uint32_t *uid);
+
+/*
+ * Changes user's UIDVALIDITY to v and renumbers its messages; sessions with
+ * the INBOX selected get "* BYE [UNAVAILABLE]" and are closed. Returns 0,
+ * -SIMAP_EINVAL (bad name or v == 0) or -SIMAP_ENOTFOUND (no such user).
+ */
+int server_set_uidvalidity(struct server *srv, const char *user, uint32_t v);
+
+/* Closes every session logged in as user, after "* BYE [UNAVAILABLE]";
+ * returns how many. */
+int server_kick(struct server *srv, const char *user);
+
+/* The store and the fault settings, owned by the server. */
+struct mbox_store *server_store(struct server *srv);
+struct faults *server_faults(struct server *srv);
+
+/* Stops accepting and closes every session at once. Sessions are freed
+ * before this returns; call it from outside any session callback. */
+void server_shutdown(struct server *srv);
+
+/* Shuts down if needed and frees everything. Accepts NULL. */
+void server_free(struct server *srv);
+
+#endif
