@@ -50,6 +50,12 @@ struct config {
     int shards;                      /* shard count; must match si:meta */
     int max_users;                   /* watcher capacity before the fd limit */
     int shutdown_timeout_sec;        /* bound on a graceful drain */
+    int webhook_allow_private;       /* dispatcher: SSRF guard lets non-public addresses through */
+    int webhook_max_inflight;        /* dispatcher: events delivered at once */
+    int webhook_host_connections;    /* dispatcher: connections per receiver host */
+    int webhook_timeout_ms;          /* dispatcher: whole webhook request */
+    int webhook_connect_timeout_ms;  /* dispatcher: TCP (and TLS) connect of a webhook */
+    int webhook_time_divisor;        /* dispatcher, tests only: divides retry delays */
 
     /* superimap-fake-imapd only */
     const char *fake_addrs;         /* listen addresses, comma-separated; a.b.c.d-e is a range */

@@ -1,0 +1,460 @@
+/*
+ * cmd/dispatcher/queue: typed Redis calls of the dispatcher (see queue.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/dispatcher/queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "core/err.h"
+#include "core/rconn.h"
+#include "core/schema.h"
+
+enum op_kind { OP_CLAIM, OP_INT, OP_TRACER, OP_PAIR, OP_STATS, OP_REPLY, OP_NONE };
+
+/* One call in flight; the privdata of its rconn callback. */
+struct op {
+    struct queue *q; /* NULL once orphaned by queue_free() */
+    struct op *prev, *next;
+    enum op_kind kind;
+    union {
+        queue_claim_cb *claim;
+        queue_int_cb *i;
+        queue_pair_cb *pair;
+        queue_stats_cb *stats;
+        queue_reply_cb *reply;
+    } cb;
+    void *data;
+};
+
+struct queue {
+    struct rconn *rc;
+    struct op *ops; /* pending, newest first */
+    int pending;
+};
+
+void queue_shard_init(struct queue_shard *s, int k)
+{
+    s->k = k;
+    snprintf(s->prefix, sizeof s->prefix, "si:{%d}:", k);
+    snprintf(s->ready_partners, sizeof s->ready_partners, "si:{%d}:ready_partners", k);
+    snprintf(s->inflight, sizeof s->inflight, "si:{%d}:inflight", k);
+    snprintf(s->retry, sizeof s->retry, "si:{%d}:retry", k);
+    snprintf(s->dead, sizeof s->dead, "si:{%d}:dead", k);
+}
+
+struct queue *queue_new(struct rconn *rc)
+{
+    struct queue *q = xcalloc(1, sizeof *q);
+    q->rc = rc;
+    return q;
+}
+
+void queue_free(struct queue *q)
+{
+    if (q == NULL)
+        return;
+    for (struct op *o = q->ops; o != NULL; o = o->next)
+        o->q = NULL; /* rconn still owns it and frees it on its reply */
+    xfree(q);
+}
+
+int queue_pending(const struct queue *q)
+{
+    return q->pending;
+}
+
+/* ---- Tracking ---- */
+
+static struct op *op_new(struct queue *q, enum op_kind kind, void *data)
+{
+    struct op *o = xcalloc(1, sizeof *o);
+    o->q = q;
+    o->kind = kind;
+    o->data = data;
+    return o;
+}
+
+static void op_link(struct op *o)
+{
+    struct queue *q = o->q;
+    o->next = q->ops;
+    if (q->ops != NULL)
+        q->ops->prev = o;
+    q->ops = o;
+    q->pending++;
+}
+
+/* Unlinks o; returns 0 when it was orphaned (the caller only frees it). */
+static int op_unlink(struct op *o)
+{
+    struct queue *q = o->q;
+    if (q == NULL)
+        return 0;
+    if (o->prev != NULL)
+        o->prev->next = o->next;
+    else
+        q->ops = o->next;
+    if (o->next != NULL)
+        o->next->prev = o->prev;
+    q->pending--;
+    return 1;
+}
+
+static long long as_int(const redisReply *r, int *ok)
+{
+    if (r == NULL) {
+        *ok = 0;
+        return 0;
+    }
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING) {
+        char *end;
+        long long v = strtoll(r->str, &end, 10);
+        if (end != r->str && *end == '\0')
+            return v;
+    }
+    *ok = 0;
+    return 0;
+}
+
+static const char *as_str(const redisReply *r)
+{
+    return r != NULL && r->type == REDIS_REPLY_STRING ? r->str : "";
+}
+
+static void deliver_claim(struct op *o, redisReply *reply, int err)
+{
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        o->cb.claim(NULL, err < 0 ? err : -SIMAP_EREPLY, o->data);
+        return;
+    }
+    int ok = 1;
+    struct queue_claimed c = {.more = as_int(reply->element[0], &ok) != 0};
+    redisReply *sk = reply->element[1];
+    const char **skipped = xcalloc(sk->elements + 1, sizeof *skipped);
+    for (size_t i = 0; i < sk->elements; i++)
+        skipped[c.nskipped++] = as_str(sk->element[i]);
+    size_t n = reply->elements - 2;
+    struct queue_event *ev = xcalloc(n + 1, sizeof *ev);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *e = reply->element[i + 2];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 10) {
+            ok = 0;
+            break;
+        }
+        struct queue_event *x = &ev[c.nevents++];
+        x->id = as_str(e->element[0]);
+        x->pid = as_str(e->element[1]);
+        x->type = as_str(e->element[2]);
+        x->uid = as_str(e->element[3]);
+        x->code = as_str(e->element[4]);
+        x->tag = as_str(e->element[5]);
+        x->sha1 = as_str(e->element[6]);
+        x->payload = as_str(e->element[7]);
+        int aok = 1;
+        x->attempt = (int)as_int(e->element[8], &aok);
+        int cok = 1;
+        x->created_at = as_int(e->element[9], &cok);
+        if (!cok)
+            x->created_at = 0;
+        if (!aok || x->id[0] == '\0' || x->pid[0] == '\0')
+            ok = 0;
+    }
+    c.skipped = skipped;
+    c.events = ev;
+    /* A malformed reply still hands over what parsed: those events are
+     * leased, and dropping them would only delay them to their lease end. */
+    o->cb.claim(&c, ok ? 0 : -SIMAP_EREPLY, o->data);
+    xfree(skipped);
+    xfree(ev);
+}
+
+static void on_reply(struct rconn *rc, redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct op *o = privdata;
+    if (!op_unlink(o)) {
+        xfree(o);
+        return;
+    }
+    int ok = 1;
+    switch (o->kind) {
+    case OP_CLAIM:
+        deliver_claim(o, reply, err);
+        break;
+    case OP_INT: {
+        long long v = err < 0 ? 0 : as_int(reply, &ok);
+        o->cb.i(v, err < 0 ? err : (ok ? 0 : -SIMAP_EREPLY), o->data);
+        break;
+    }
+    case OP_TRACER: /* HGET: "1" is a tracer; nil, "" or "0" are not */
+        o->cb.i(err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING &&
+                    strcmp(reply->str, "1") == 0,
+                err, o->data);
+        break;
+    case OP_PAIR: {
+        long long a = 0, b = -1;
+        if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+            a = as_int(reply->element[0], &ok);
+            b = as_int(reply->element[1], &ok);
+        } else {
+            ok = 0;
+        }
+        o->cb.pair(a, b, err < 0 ? err : (ok ? 0 : -SIMAP_EREPLY), o->data);
+        break;
+    }
+    case OP_STATS: {
+        struct queue_stats st = {0};
+        if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
+            st.ready = as_int(reply->element[0], &ok);
+            st.inflight = as_int(reply->element[1], &ok);
+            st.retry = as_int(reply->element[2], &ok);
+            st.dead = as_int(reply->element[3], &ok);
+            st.oldest_ready_ms = as_int(reply->element[4], &ok);
+        } else {
+            ok = 0;
+        }
+        o->cb.stats(ok ? &st : NULL, err < 0 ? err : (ok ? 0 : -SIMAP_EREPLY), o->data);
+        break;
+    }
+    case OP_REPLY:
+        o->cb.reply(reply, err, o->data);
+        break;
+    case OP_NONE:
+        break;
+    }
+    xfree(o);
+}
+
+/* Sends a script call tracked by o; frees o when it cannot start. */
+static int send_script(struct queue *q, struct op *o, const char *name, int nkeys, int argc,
+                       const char **argv, const size_t *argvlen)
+{
+    int rc = rconn_script(q->rc, on_reply, o, name, nkeys, argc, argv, argvlen);
+    if (rc < 0) {
+        xfree(o);
+        return rc;
+    }
+    op_link(o);
+    return 0;
+}
+
+static int send_argv(struct queue *q, struct op *o, int argc, const char **argv,
+                     const size_t *argvlen)
+{
+    int rc = rconn_command_argv(q->rc, on_reply, o, argc, argv, argvlen);
+    if (rc < 0) {
+        xfree(o);
+        return rc;
+    }
+    op_link(o);
+    return 0;
+}
+
+static int evt_key(char *out, size_t n, const struct queue_shard *s, const char *eid)
+{
+    int len = snprintf(out, n, "%sevt:%s", s->prefix, eid);
+    return len < 0 || (size_t)len >= n ? -SIMAP_EINVAL : 0;
+}
+
+/* ---- Claim ---- */
+
+int queue_claim(struct queue *q, const struct queue_shard *s, int64_t lease_ms, int max,
+                int default_free, size_t npairs, const char *const *pids, const int *free,
+                queue_claim_cb *cb, void *data)
+{
+    char lease[24], maxs[16], def[16];
+    snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
+    snprintf(maxs, sizeof maxs, "%d", max);
+    snprintf(def, sizeof def, "%d", default_free);
+    size_t argc = 7 + 2 * npairs;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    char(*frees)[12] = xcalloc(npairs + 1, sizeof *frees);
+    argv[0] = s->ready_partners;
+    argv[1] = s->inflight;
+    argv[2] = s->prefix;
+    argv[3] = "";
+    argv[4] = lease;
+    argv[5] = maxs;
+    argv[6] = def;
+    for (size_t i = 0; i < npairs; i++) {
+        snprintf(frees[i], sizeof frees[i], "%d", free[i] < 0 ? 0 : free[i]);
+        argv[7 + 2 * i] = pids[i];
+        argv[8 + 2 * i] = frees[i];
+    }
+    struct op *o = op_new(q, OP_CLAIM, data);
+    o->cb.claim = cb;
+    int rc = send_script(q, o, "event_claim", 2, (int)argc, argv, NULL);
+    xfree(frees);
+    xfree(argv);
+    return rc;
+}
+
+/* ---- Results ---- */
+
+int queue_ack(struct queue *q, const struct queue_shard *s, const char *eid, int attempt,
+              int64_t keep_ms, long status, queue_int_cb *cb, void *data)
+{
+    char key[SCHEMA_KEY_MAX], att[16], keep[24], st[16];
+    if (evt_key(key, sizeof key, s, eid) < 0)
+        return -SIMAP_EINVAL;
+    snprintf(att, sizeof att, "%d", attempt);
+    snprintf(keep, sizeof keep, "%lld", (long long)keep_ms);
+    snprintf(st, sizeof st, "%ld", status);
+    const char *argv[] = {key, s->inflight, eid, att, keep, st};
+    struct op *o = op_new(q, OP_INT, data);
+    o->cb.i = cb;
+    return send_script(q, o, "event_ack", 2, 6, argv, NULL);
+}
+
+int queue_retry(struct queue *q, const struct queue_shard *s, const char *eid, int attempt,
+                int64_t delay_ms, long status, const char *error, int counted, queue_int_cb *cb,
+                void *data)
+{
+    char key[SCHEMA_KEY_MAX], att[16], delay[24], st[16];
+    if (evt_key(key, sizeof key, s, eid) < 0)
+        return -SIMAP_EINVAL;
+    snprintf(att, sizeof att, "%d", attempt);
+    snprintf(delay, sizeof delay, "%lld", (long long)(delay_ms < 0 ? 0 : delay_ms));
+    snprintf(st, sizeof st, "%ld", status);
+    const char *argv[] = {key,   s->inflight,         s->retry, eid, att, delay, st,
+                          error, counted ? "1" : "0", ""};
+    struct op *o = op_new(q, OP_INT, data);
+    o->cb.i = cb;
+    return send_script(q, o, "event_retry", 3, 10, argv, NULL);
+}
+
+int queue_dead(struct queue *q, const struct queue_shard *s, const char *eid, int attempt,
+               long status, const char *error, int cap, int64_t keep_ms, queue_int_cb *cb,
+               void *data)
+{
+    char key[SCHEMA_KEY_MAX], att[16], st[16], caps[16], keep[24];
+    if (evt_key(key, sizeof key, s, eid) < 0)
+        return -SIMAP_EINVAL;
+    snprintf(att, sizeof att, "%d", attempt);
+    snprintf(st, sizeof st, "%ld", status);
+    snprintf(caps, sizeof caps, "%d", cap);
+    snprintf(keep, sizeof keep, "%lld", (long long)keep_ms);
+    const char *argv[] = {key,   s->inflight, s->dead, eid,       att, st,
+                          error, caps,        keep,    s->prefix, ""};
+    struct op *o = op_new(q, OP_INT, data);
+    o->cb.i = cb;
+    return send_script(q, o, "event_dead", 3, 11, argv, NULL);
+}
+
+/* ---- Maintenance ---- */
+
+int queue_requeue(struct queue *q, const struct queue_shard *s, int batch, queue_pair_cb *cb,
+                  void *data)
+{
+    char b[16];
+    snprintf(b, sizeof b, "%d", batch);
+    const char *argv[] = {s->inflight, s->ready_partners, s->prefix, "", b};
+    struct op *o = op_new(q, OP_PAIR, data);
+    o->cb.pair = cb;
+    return send_script(q, o, "requeue_expired", 2, 5, argv, NULL);
+}
+
+int queue_promote(struct queue *q, const struct queue_shard *s, int batch, int64_t dead_keep_ms,
+                  queue_pair_cb *cb, void *data)
+{
+    char b[16], keep[24];
+    snprintf(b, sizeof b, "%d", batch);
+    snprintf(keep, sizeof keep, "%lld", (long long)dead_keep_ms);
+    const char *argv[] = {s->retry, s->ready_partners, s->dead, s->prefix, "", b, keep};
+    struct op *o = op_new(q, OP_PAIR, data);
+    o->cb.pair = cb;
+    return send_script(q, o, "promote_due", 3, 7, argv, NULL);
+}
+
+int queue_stats(struct queue *q, const struct queue_shard *s, queue_stats_cb *cb, void *data)
+{
+    const char *argv[] = {s->ready_partners, s->inflight, s->retry, s->dead, s->prefix, ""};
+    struct op *o = op_new(q, OP_STATS, data);
+    o->cb.stats = cb;
+    return send_script(q, o, "event_stats", 4, 6, argv, NULL);
+}
+
+/* ---- Partners, users, log ---- */
+
+int queue_partner(struct queue *q, const char *pid, queue_reply_cb *cb, void *data)
+{
+    char key[SCHEMA_KEY_MAX];
+    int n = snprintf(key, sizeof key, "si:partner:%s", pid);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return -SIMAP_EINVAL;
+    const char *argv[] = {"HGETALL", key};
+    struct op *o = op_new(q, OP_REPLY, data);
+    o->cb.reply = cb;
+    return send_argv(q, o, 2, argv, NULL);
+}
+
+int queue_user_is_tracer(struct queue *q, int k, const char *uid, queue_int_cb *cb, void *data)
+{
+    char key[SCHEMA_KEY_MAX];
+    int n = snprintf(key, sizeof key, "si:{%d}:user:%s", k, uid);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return -SIMAP_EINVAL;
+    const char *argv[] = {"HGET", key, "enable_tracer"};
+    struct op *o = op_new(q, OP_TRACER, data);
+    o->cb.i = cb;
+    return send_argv(q, o, 3, argv, NULL);
+}
+
+int queue_archive_user(struct queue *q, int k, const char *uid, const char *reason,
+                       queue_int_cb *cb, void *data)
+{
+    char user[SCHEMA_KEY_MAX], users[48], ks[16];
+    int n = snprintf(user, sizeof user, "si:{%d}:user:%s", k, uid);
+    if (n < 0 || (size_t)n >= sizeof user)
+        return -SIMAP_EINVAL;
+    snprintf(users, sizeof users, "si:{%d}:users", k);
+    snprintf(ks, sizeof ks, "%d", k);
+    const char *argv[] = {user, users, "si:changes", uid, ks, reason};
+    struct op *o = op_new(q, OP_INT, data);
+    o->cb.i = cb;
+    return send_script(q, o, "user_archive", 3, 6, argv, NULL);
+}
+
+int queue_disable_url(struct queue *q, const char *pid, const char *url_field, const char *url,
+                      const char *disabled_field, const char *reason, queue_int_cb *cb, void *data)
+{
+    char key[SCHEMA_KEY_MAX];
+    int n = snprintf(key, sizeof key, "si:partner:%s", pid);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return -SIMAP_EINVAL;
+    const char *argv[] = {key, url_field, url, disabled_field, reason};
+    struct op *o = op_new(q, OP_INT, data);
+    o->cb.i = cb;
+    return send_script(q, o, "event_gone", 1, 5, argv, NULL);
+}
+
+int queue_log(struct queue *q, const struct queue_log_entry *e)
+{
+    char key[SCHEMA_KEY_MAX], att[16], st[16], lat[24], next[24];
+    int n = snprintf(key, sizeof key, "si:log:%s", e->pid);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return -SIMAP_EINVAL;
+    snprintf(att, sizeof att, "%d", e->attempt);
+    snprintf(st, sizeof st, "%ld", e->status);
+    snprintf(lat, sizeof lat, "%lld", (long long)e->latency_ms);
+    if (e->next_at > 0)
+        snprintf(next, sizeof next, "%lld", (long long)e->next_at);
+    else
+        next[0] = '\0';
+    const char *argv[] = {"XADD",   key,      "MAXLEN",  "~",       "100000",     "*",
+                          "id",     e->id,    "type",    e->type,   "uid",        e->uid,
+                          "tag",    e->tag,   "code",    e->code,   "attempt",    att,
+                          "status", st,       "result",  e->result, "latency_ms", lat,
+                          "error",  e->error, "next_at", next};
+    struct op *o = op_new(q, OP_NONE, NULL);
+    return send_argv(q, o, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+}
