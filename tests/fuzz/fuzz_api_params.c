@@ -1,0 +1,63 @@
+/*
+ * libFuzzer driver of cmd/api/params: the parameter parsers of superimap-api
+ * (form/query, JSON body, raw path), fed the same bytes. The first byte picks
+ * which; the rest is the input. Checks that whatever they accept holds only
+ * strict UTF-8 without NUL bytes, as params.h promises.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/api/params.c"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_clean(const char *s, size_t n)
+{
+    if (memchr(s, '\0', n) != NULL || !json_utf8_valid(s, n))
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0 || size > 70000)
+        return 0;
+    const char *in = (const char *)data + 1;
+    size_t n = size - 1;
+    char err[256];
+    struct params p;
+    params_init(&p);
+    switch (data[0] % 3) {
+    case 0:
+        params_parse_form(&p, in, n, err, sizeof err);
+        break;
+    case 1:
+        params_parse_json(&p, in, n, err, sizeof err);
+        break;
+    default: {
+        struct path path;
+        if (path_split(&path, in, n, err, sizeof err) == 0)
+            for (size_t i = 0; i < path.n; i++)
+                check_clean(path.seg[i], path.len[i]);
+        path_free(&path);
+        break;
+    }
+    }
+    for (size_t i = 0; i < p.n; i++) {
+        check_clean(p.v[i].name, strlen(p.v[i].name));
+        check_clean(p.v[i].value, p.v[i].len);
+        if (strlen(p.v[i].value) != p.v[i].len)
+            abort();
+        const char *t;
+        int b;
+        int64_t v;
+        (void)param_text(&p.v[i], &t);
+        (void)param_bool(&p.v[i], &b);
+        (void)param_int(&p.v[i], INT64_MIN + 1, INT64_MAX, &v);
+    }
+    params_free(&p);
+    return 0;
+}
