@@ -25,9 +25,15 @@
  *   si:partner:<pid>                hash   see "Partner fields"
  *   si:partners                     zset   pid -> created_at ms
  *   si:apikey:<sha256 hex of key>   string pid (the key itself is never stored in clear)
+ *   si:rl:<sha256 hex of key>       hash   the key's rate-limit bucket: tokens, ts (ms);
+ *                                          expires once full again (scripts/lua/rate_limit.lua)
  *   si:partner:<pid>:conns          set    provider codes of this partner's connections
- *   si:conn:<pid>:<code>            hash   oauth2_client_id, oauth2_client_secret (encrypted),
- *                                          users_count, created_at, updated_at
+ *   si:conn:<pid>:<code>            hash   oauth2_client_id, oauth2_client_secret (encrypted,
+ *                                          AAD "si:conn:<pid>:<code>:oauth2_client_secret"),
+ *                                          users_count (archived users too, as the original),
+ *                                          created_at, updated_at, deleting (1 while
+ *                                          connection_delete runs: the connection is gone
+ *                                          for the API and takes no new users)
  *   si:conn:<pid>:<code>:users      zset   "<lower tag>\x1f<uid>" -> 0: every user, archived
  *                                          too, in tag order (tags hold no control characters)
  *   si:tag:<pid>:<code>:<lower tag> string uid of the live (non-archived) user with that tag
@@ -62,12 +68,15 @@
  *
  * Provider fields: code, imap_host, imap_port, tls (implicit|starttls|none),
  * auth (plain|oauth2), idle_renew_s, max_connections, oauth2_authorize_url,
- * oauth2_token_url, oauth2_scope, created_at, updated_at.
+ * oauth2_token_url, oauth2_scope, connections_count (connections using it; a
+ * provider in use cannot be deleted or change auth), created_at, updated_at.
  *
  * Partner fields: name; api_key (encrypted, AAD "si:partner:<pid>:api_key");
- * api_key_old + api_key_old_until (ms) during a rotation's grace period;
- * webhook_secret ("whsec_" + base64 of 32 random bytes, encrypted, AAD
- * "si:partner:<pid>:webhook_secret"); webhook_secret_old + _old_until;
+ * api_key_old (AAD "si:partner:<pid>:api_key_old") + api_key_old_until (ms)
+ * during a rotation's grace period; webhook_secret ("whsec_" + base64 of 32
+ * random bytes, encrypted, AAD "si:partner:<pid>:webhook_secret");
+ * webhook_secret_old (AAD "si:partner:<pid>:webhook_secret_old") +
+ * webhook_secret_old_until;
  * new_mail_webhook_url, user_connected_webhook_url,
  * user_disconnected_webhook_url (empty: that event is not sent);
  * <type>_webhook_disabled (non-empty reason: the URL answered 410 and is off
@@ -78,7 +87,8 @@
  * User fields: uid, pid, code, tag, email, username, secret (encrypted
  * password or refresh token, AAD "si:user:<uid>:secret"), connected_at (ms,
  * empty when not connected), archived (0|1), state (idle|connecting|
- * watching|auth_failed|throttled|error|archived), last_error, last_login_at,
+ * watching|auth_failed|throttled|error|archived), last_error (also why a user
+ * was archived other than by its partner, e.g. "webhook answered 403"), last_login_at,
  * last_email_at, created_at, updated_at, enable_tracer (0|1).
  *
  * Event fields: id, type (new_mail|user_connected|user_disconnected|
