@@ -49,6 +49,15 @@ struct config {
     int key_rotation_grace_sec;      /* api: old API key / webhook secret validity after rotation */
     int shards;                      /* shard count; must match si:meta */
     int max_users;                   /* watcher capacity before the fd limit */
+    int max_email_size;              /* watcher: bytes; larger mail gives a too_large event */
+    const char *ca_file;             /* watcher: PEM CAs for IMAP TLS; NULL: system store */
+    int imap_connect_timeout_ms;     /* watcher: TCP connect + TLS handshake + greeting */
+    int imap_command_timeout_ms;     /* watcher: silence allowed while a command is pending */
+    int imap_probe_sec;              /* watcher: silence in IDLE before a liveness probe */
+    int imap_poll_sec;               /* watcher: NOOP poll period without IDLE */
+    int imap_logins_per_sec;         /* watcher: logins per second per provider host */
+    int imap_backoff_min_ms;         /* watcher: first reconnect delay ceiling */
+    int imap_backoff_max_ms;         /* watcher: reconnect delay cap (auth failures: 6 h) */
     int shutdown_timeout_sec;        /* bound on a graceful drain */
     int webhook_allow_private;       /* dispatcher: SSRF guard lets non-public addresses through */
     int webhook_max_inflight;        /* dispatcher: events delivered at once */

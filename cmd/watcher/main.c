@@ -2,27 +2,467 @@
  * superimap-watcher: holds one IMAP IDLE session per user it owns and turns
  * every new message into exactly one event in Redis (DESIGN.md section 3).
  *
- * This file wires the node: it raises the file-descriptor limit, derives the
- * capacity it advertises from it, and runs the node lifecycle of core/node.
+ * This file wires the node and runs the lease manager:
+ *
+ *   users.c (who should be watched) --on_add--> capacity left?
+ *        no:  UNASSIGNED (state "unassigned" in the user hash, a gauge, a log
+ *             line); promoted in arrival order when a slot frees
+ *        yes: PENDING --incarnation live--> ACQUIRING (lease_acquire)
+ *               1: HELD, an imap_session runs
+ *               0: WAITING, another live incarnation holds it; tried again
+ *                  every LEASE_RETRY_MS (its holder may die: then its alive
+ *                  key expires and the lease is ours)
+ *              -1: our alive key is gone: fence
+ *   fence (incarnation.c): every session dropped at once, every held user
+ *   back to PENDING, taken again under the new generation
+ *   SIGTERM: sessions LOGOUT, leases released (lease_release), alive keys
+ *   deleted, then the node stops
+ *
+ * Placement across several watchers is not done here: a watcher takes every
+ * user of every shard up to its capacity, and leases keep two watchers from
+ * ever holding one user at once.
  *
  * SPDX-License-Identifier: MIT
  */
+#include "cmd/watcher/watcher.h"
+
+#include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 
+#include <hiredis/hiredis.h>
+
+#include "cmd/watcher/imap_session.h"
+#include "cmd/watcher/incarnation.h"
+#include "cmd/watcher/provider.h"
+#include "cmd/watcher/tls.h"
+#include "cmd/watcher/users.h"
 #include "core/config.h"
+#include "core/crypto.h"
+#include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/node.h"
+#include "core/rconn.h"
+#include "core/schema.h"
+#include "core/scripts.h"
+#include "core/time.h"
 
 /* Descriptors kept back from sessions: Redis, HTTP workers, logs, TLS files. */
 #define FD_RESERVE 100
 
-static struct watcher {
-    int capacity; /* users this process takes: min(MAX_USERS, fd limit - reserve) */
-    long fd_limit;
-    char capacity_text[16];
-    char fd_limit_text[24];
-} watcher;
+/* A lease held by another live incarnation is asked for again this often. */
+#define LEASE_RETRY_MS 2000
+
+/* The over-capacity summary is logged at most this often. */
+#define UNASSIGNED_LOG_MS 10000
+
+struct watcher watcher;
+
+/*
+ * Marks an over-capacity user "unassigned" in its hash, unless a live
+ * incarnation holds its lease (then that one reports the state). The holder's
+ * alive key is derived from the lease's value, with the same {k} hash tag, as
+ * lease_acquire.lua does. TODO(#4): move to scripts/lua/user_unassigned.lua
+ * (scripts/ belongs to the scripts' owner).
+ *
+ * KEYS[1] si:{k}:lease:<uid>, KEYS[2] si:{k}:user:<uid>; ARGV[1] state.
+ * Returns 1 written, 0 a live holder exists, -1 no such user.
+ */
+static const struct script_source unassigned_script = {
+    "user_unassigned",
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then\n"
+    "  local prefix = string.match(KEYS[1], '^(si:{[^}]*}:)')\n"
+    "  if redis.call('EXISTS', prefix .. 'alive:' .. cur) == 1 then return 0 end\n"
+    "end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end\n"
+    "redis.call('HSET', KEYS[2], 'state', ARGV[1])\n"
+    "return 1\n",
+};
+
+/* ---- Per-user state of the lease manager ---- */
+
+enum slot_state {
+    U_UNASSIGNED, /* over capacity */
+    U_PENDING,    /* within capacity, waiting for a live incarnation */
+    U_ACQUIRING,  /* lease_acquire in flight */
+    U_WAITING,    /* held by another live incarnation; retry at retry_at */
+    U_HELD,       /* ours; session runs */
+};
+
+struct slot {
+    struct slot *prev, *next; /* on the list of its state (not U_ACQUIRING, U_HELD) */
+    struct user_entry *u;
+    struct imap_session *s;
+    enum slot_state st;
+    int64_t retry_at;
+    uint64_t gen; /* of the lease_acquire in flight or the lease held */
+};
+
+/* A list head is a slot used as a sentinel. */
+static struct slot unassigned_list, pending_list, waiting_list;
+static int64_t unassigned_logged_at;
+static int unassigned_logged;
+static ev_timer manager_tick;
+static int releases_pending; /* drain: lease_release replies still due */
+
+static void list_init(struct slot *h)
+{
+    h->prev = h->next = h;
+}
+
+static void list_del(struct slot *sl)
+{
+    if (sl->next == NULL)
+        return;
+    sl->prev->next = sl->next;
+    sl->next->prev = sl->prev;
+    sl->prev = sl->next = NULL;
+}
+
+static void list_add_tail(struct slot *h, struct slot *sl)
+{
+    list_del(sl);
+    sl->prev = h->prev;
+    sl->next = h;
+    h->prev->next = sl;
+    h->prev = sl;
+}
+
+static void set_slot(struct slot *sl, enum slot_state st)
+{
+    if (sl->st == U_UNASSIGNED && st != U_UNASSIGNED) {
+        watcher.nunassigned--;
+        watcher.held++;
+    } else if (sl->st != U_UNASSIGNED && st == U_UNASSIGNED) {
+        watcher.nunassigned++;
+        watcher.held--;
+    }
+    sl->st = st;
+    list_del(sl);
+    if (st == U_UNASSIGNED)
+        list_add_tail(&unassigned_list, sl);
+    else if (st == U_PENDING)
+        list_add_tail(&pending_list, sl);
+    else if (st == U_WAITING)
+        list_add_tail(&waiting_list, sl);
+    metric_set(watcher.m.unassigned, watcher.nunassigned);
+}
+
+/* ---- Leases ---- */
+
+struct areq {
+    uint64_t gen;
+    uint32_t k;
+    char uid[];
+};
+
+static void release_lease(const char *uid, uint32_t k, uint64_t gen, rconn_cb *cb);
+
+static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct areq *a = privdata;
+    if (err == -SIMAP_ESHUTDOWN || watcher.stopping) {
+        xfree(a);
+        return;
+    }
+    struct user_entry *u = users_find(watcher.users, a->uid);
+    struct slot *sl = u != NULL ? u->data : NULL;
+    long long v =
+        (err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER) ? reply->integer : -2;
+    if (sl == NULL || sl->st != U_ACQUIRING || sl->gen != a->gen || watcher.draining) {
+        /* Removed, fenced or draining meanwhile: give back what we got. */
+        if (v == 1 && a->gen == incarnation_generation(watcher.inc))
+            release_lease(a->uid, a->k, a->gen, NULL);
+        xfree(a);
+        return;
+    }
+    if (v == 1) {
+        set_slot(sl, U_HELD);
+        sl->s = imap_session_new(&watcher, u->uid, u->k);
+        imap_session_start(sl->s, a->gen);
+    } else if (v == 0) {
+        metric_inc(watcher.m.lease_waits);
+        log_debug("lease held by another watcher acct=%s", u->uid);
+        sl->retry_at = time_mono_ms() + LEASE_RETRY_MS;
+        set_slot(sl, U_WAITING);
+    } else if (v == -1) {
+        set_slot(sl, U_PENDING);
+        incarnation_fence(watcher.inc, a->gen, "lease_acquire found our alive key gone");
+    } else {
+        log_warn("lease_acquire failed acct=%s err=\"%s\"", u->uid,
+                 err < 0 ? err_str(err) : (reply && reply->str ? reply->str : "unexpected reply"));
+        sl->retry_at = time_mono_ms() + LEASE_RETRY_MS;
+        set_slot(sl, U_WAITING);
+    }
+    xfree(a);
+}
+
+static void acquire(struct slot *sl)
+{
+    if (!incarnation_is_live(watcher.inc) || watcher.draining) {
+        set_slot(sl, U_PENDING);
+        return;
+    }
+    struct user_entry *u = sl->u;
+    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX];
+    snprintf(lease, sizeof lease, "si:{%" PRIu32 "}:lease:%s", u->k, u->uid);
+    incarnation_alive_key(watcher.inc, u->k, alive, sizeof alive);
+    const char *argv[] = {lease, alive, incarnation_token(watcher.inc)};
+    size_t n = strlen(u->uid);
+    struct areq *a = xmalloc(sizeof *a + n + 1);
+    a->gen = incarnation_generation(watcher.inc);
+    a->k = u->k;
+    memcpy(a->uid, u->uid, n + 1);
+    if (rconn_script(watcher.redis, on_acquired, a, "lease_acquire", 2, 3, argv, NULL) < 0) {
+        xfree(a);
+        sl->retry_at = time_mono_ms() + LEASE_RETRY_MS;
+        set_slot(sl, U_WAITING);
+        return;
+    }
+    sl->gen = a->gen;
+    set_slot(sl, U_ACQUIRING);
+}
+
+static void release_lease(const char *uid, uint32_t k, uint64_t gen, rconn_cb *cb)
+{
+    (void)gen;
+    char lease[SCHEMA_KEY_MAX];
+    snprintf(lease, sizeof lease, "si:{%" PRIu32 "}:lease:%s", k, uid);
+    const char *argv[] = {lease, incarnation_token(watcher.inc)};
+    if (rconn_script(watcher.redis, cb, NULL, "lease_release", 1, 2, argv, NULL) == 0 && cb != NULL)
+        releases_pending++;
+}
+
+static void on_unassigned_written(struct rconn *rc, struct redisReply *reply, int err,
+                                  void *privdata)
+{
+    (void)rc;
+    (void)reply;
+    (void)privdata;
+    if (err < 0 && err != -SIMAP_ESHUTDOWN)
+        log_debug("cannot mark a user unassigned err=\"%s\"", err_str(err));
+}
+
+static void mark_unassigned(struct slot *sl)
+{
+    set_slot(sl, U_UNASSIGNED);
+    char lease[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX];
+    snprintf(lease, sizeof lease, "si:{%" PRIu32 "}:lease:%s", sl->u->k, sl->u->uid);
+    snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", sl->u->k, sl->u->uid);
+    const char *argv[] = {lease, user, "unassigned"};
+    rconn_script_source(watcher.redis, on_unassigned_written, NULL, &unassigned_script, 2, 3, argv,
+                        NULL);
+    log_debug("user over capacity stays unwatched acct=%s capacity=%d", sl->u->uid,
+              watcher.capacity);
+}
+
+/* A slot freed up: the longest-waiting unassigned user takes it. */
+static void promote(void)
+{
+    while (watcher.held < watcher.capacity && unassigned_list.next != &unassigned_list &&
+           !watcher.draining) {
+        struct slot *sl = unassigned_list.next;
+        set_slot(sl, U_PENDING);
+        acquire(sl);
+    }
+}
+
+/* ---- Users registry hooks ---- */
+
+static void on_user_add(struct user_entry *u, void *data)
+{
+    (void)data;
+    struct slot *sl = xcalloc(1, sizeof *sl);
+    sl->u = u;
+    u->data = sl;
+    sl->st = U_UNASSIGNED; /* counted below */
+    watcher.nunassigned++;
+    metric_set(watcher.m.users, (double)users_count(watcher.users));
+    if (watcher.held < watcher.capacity && !watcher.draining) {
+        set_slot(sl, U_PENDING);
+        acquire(sl);
+    } else {
+        mark_unassigned(sl);
+    }
+}
+
+static void on_user_remove(struct user_entry *u, void *data)
+{
+    (void)data;
+    struct slot *sl = u->data;
+    if (sl == NULL)
+        return;
+    if (sl->s != NULL) {
+        imap_session_drop(sl->s, 1);
+        sl->s = NULL;
+        release_lease(u->uid, u->k, sl->gen, NULL);
+    }
+    if (sl->st == U_UNASSIGNED)
+        watcher.nunassigned--;
+    else
+        watcher.held--;
+    list_del(sl);
+    metric_set(watcher.m.unassigned, watcher.nunassigned);
+    metric_set(watcher.m.users, (double)users_count(watcher.users));
+    u->data = NULL;
+    xfree(sl);
+    promote();
+}
+
+static void on_user_change(struct user_entry *u, void *data)
+{
+    (void)data;
+    struct slot *sl = u->data;
+    if (sl != NULL && sl->s != NULL)
+        imap_session_restart(sl->s);
+}
+
+/* ---- Incarnation hooks ---- */
+
+static void on_live(struct incarnation *inc, void *data)
+{
+    (void)data;
+    metric_set(watcher.m.generation, (double)incarnation_generation(inc));
+    while (pending_list.next != &pending_list)
+        acquire(pending_list.next);
+}
+
+static void fence_slot(struct user_entry *u, void *data)
+{
+    (void)data;
+    struct slot *sl = u->data;
+    if (sl == NULL || sl->st == U_UNASSIGNED)
+        return;
+    if (sl->s != NULL) {
+        imap_session_drop(sl->s, 0);
+        sl->s = NULL;
+    }
+    set_slot(sl, U_PENDING);
+}
+
+static void on_fenced(struct incarnation *inc, const char *why, void *data)
+{
+    (void)inc;
+    (void)data;
+    metric_inc(watcher.m.fences);
+    log_warn("fenced: every session dropped; taking leases again under a new generation "
+             "sessions=%d why=\"%s\"",
+             watcher.nsessions, why);
+    users_foreach(watcher.users, fence_slot, NULL);
+}
+
+void watcher_lost_lease(const char *uid, const char *why)
+{
+    log_warn("lease lost acct=%s why=\"%s\"", uid, why);
+    struct user_entry *u = users_find(watcher.users, uid);
+    struct slot *sl = u != NULL ? u->data : NULL;
+    uint64_t gen = sl != NULL ? sl->gen : incarnation_generation(watcher.inc);
+    incarnation_fence(watcher.inc, gen, why);
+}
+
+/* ---- Manager tick ---- */
+
+static void on_manager_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    int64_t now = time_mono_ms();
+    if (!watcher.draining && incarnation_is_live(watcher.inc)) {
+        /* Users whose lease another incarnation held: ask again. */
+        struct slot *sl = waiting_list.next;
+        while (sl != &waiting_list) {
+            struct slot *next = sl->next;
+            if (now >= sl->retry_at)
+                acquire(sl);
+            sl = next;
+        }
+    }
+    if (watcher.nunassigned != unassigned_logged &&
+        now - unassigned_logged_at >= UNASSIGNED_LOG_MS) {
+        if (watcher.nunassigned > 0)
+            log_warn("users over capacity stay unwatched (state unassigned) unassigned=%d "
+                     "capacity=%d users=%zu",
+                     watcher.nunassigned, watcher.capacity, users_count(watcher.users));
+        else
+            log_info("every user is assigned users=%zu capacity=%d", users_count(watcher.users),
+                     watcher.capacity);
+        unassigned_logged = watcher.nunassigned;
+        unassigned_logged_at = now;
+    }
+    snprintf(watcher.sessions_text, sizeof watcher.sessions_text, "%d", watcher.nsessions);
+}
+
+/* ---- Node hooks ---- */
+
+static void on_ready(struct node *n, void *data)
+{
+    (void)n;
+    (void)data;
+    incarnation_start(watcher.inc);
+    users_start(watcher.users);
+}
+
+static void on_retired(void *data)
+{
+    struct node *n = data;
+    log_info("leases released and alive keys deleted");
+    node_drained(n);
+}
+
+static void on_released(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    (void)reply;
+    (void)privdata;
+    if (err == -SIMAP_ESHUTDOWN)
+        return;
+    if (--releases_pending == 0)
+        incarnation_retire(watcher.inc, on_retired, watcher.node);
+}
+
+static void drain_slot(struct user_entry *u, void *data)
+{
+    (void)data;
+    struct slot *sl = u->data;
+    if (sl == NULL || sl->s == NULL)
+        return;
+    imap_session_drop(sl->s, 1);
+    sl->s = NULL;
+    release_lease(u->uid, u->k, sl->gen, on_released);
+}
+
+static void drain(struct node *n, void *data)
+{
+    (void)data;
+    watcher.draining = 1;
+    log_info("draining: logging out and releasing leases sessions=%d", watcher.nsessions);
+    releases_pending = 1; /* held until every release is queued */
+    users_foreach(watcher.users, drain_slot, NULL);
+    if (--releases_pending == 0)
+        incarnation_retire(watcher.inc, on_retired, n);
+}
+
+static void describe(struct node *n, const char **argv, int *argc, void *data)
+{
+    (void)n;
+    struct watcher *w = data;
+    snprintf(w->sessions_text, sizeof w->sessions_text, "%d", w->nsessions);
+    argv[(*argc)++] = "capacity";
+    argv[(*argc)++] = w->capacity_text;
+    argv[(*argc)++] = "fd_limit";
+    argv[(*argc)++] = w->fd_limit_text;
+    argv[(*argc)++] = "sessions";
+    argv[(*argc)++] = w->sessions_text;
+    argv[(*argc)++] = "load";
+    argv[(*argc)++] = w->sessions_text;
+}
+
+/* ---- Start and stop ---- */
 
 /* Raises the soft RLIMIT_NOFILE to the hard one (DESIGN.md section 7) and
  * returns the limit now in force. */
@@ -39,20 +479,10 @@ static long raise_fd_limit(void)
     return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
 
-static void describe(struct node *n, const char **argv, int *argc, void *data)
-{
-    (void)n;
-    struct watcher *w = data;
-    argv[(*argc)++] = "capacity";
-    argv[(*argc)++] = w->capacity_text;
-    argv[(*argc)++] = "fd_limit";
-    argv[(*argc)++] = w->fd_limit_text;
-    argv[(*argc)++] = "sessions";
-    argv[(*argc)++] = "0";
-}
-
 static int prepare(const struct config *cfg, struct node_opts *opts)
 {
+    watcher.cfg = cfg;
+    watcher.shards = cfg->shards;
     watcher.fd_limit = raise_fd_limit();
     long room = watcher.fd_limit - FD_RESERVE;
     watcher.capacity = room < cfg->max_users ? (int)(room > 0 ? room : 0) : cfg->max_users;
@@ -62,10 +492,127 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
                  watcher.fd_limit, cfg->max_users, watcher.capacity);
     snprintf(watcher.capacity_text, sizeof watcher.capacity_text, "%d", watcher.capacity);
     snprintf(watcher.fd_limit_text, sizeof watcher.fd_limit_text, "%ld", watcher.fd_limit);
+    snprintf(watcher.sessions_text, sizeof watcher.sessions_text, "0");
     log_info("capacity capacity=%d fd_limit=%ld", watcher.capacity, watcher.fd_limit);
+
+    char err[256];
+    if (crypto_keys_init(&watcher.keys, cfg->encryption_key, cfg->encryption_old_keys, err,
+                         sizeof err) < 0) {
+        log_error("bad encryption key err=\"%s\"", err);
+        return 2;
+    }
+    if (tls_init(cfg->ca_file, err, sizeof err) < 0) {
+        log_error("cannot set up TLS err=\"%s\"", err);
+        crypto_keys_free(watcher.keys);
+        watcher.keys = NULL;
+        return cfg->ca_file != NULL ? 2 : 1;
+    }
+    opts->hooks.on_ready = on_ready;
+    opts->hooks.drain = drain;
     opts->hooks.describe = describe;
     opts->hooks.data = &watcher;
     return 0;
+}
+
+static void register_metrics(struct metrics *m)
+{
+    struct watcher_metrics *wm = &watcher.m;
+    wm->sessions = metrics_gauge(m, "superimap_watcher_sessions",
+                                 "IMAP sessions of users whose lease this watcher holds", NULL);
+    wm->watching = metrics_gauge(m, "superimap_watcher_sessions_watching",
+                                 "Sessions in IDLE or polling (healthy)", NULL);
+    wm->unassigned = metrics_gauge(m, "superimap_watcher_users_unassigned",
+                                   "Users over this watcher's capacity, not watched", NULL);
+    wm->users = metrics_gauge(m, "superimap_watcher_users", "Users known from Redis", NULL);
+    struct metric *cap =
+        metrics_gauge(m, "superimap_watcher_capacity", "Users this watcher takes at most", NULL);
+    metric_set(cap, watcher.capacity);
+    wm->recorded = metrics_counter(m, "superimap_watcher_mail_recorded_total",
+                                   "new_mail events recorded (record_mail)", NULL);
+    wm->too_large = metrics_counter(m, "superimap_watcher_mail_too_large_total",
+                                    "new_mail events recorded without body (too large)", NULL);
+    wm->duplicates = metrics_counter(m, "superimap_watcher_mail_duplicates_total",
+                                     "Messages record_mail had already recorded", NULL);
+    wm->stale =
+        metrics_counter(m, "superimap_watcher_stale_total",
+                        "Scripts that refused a stale lease (record_mail, user_state)", NULL);
+    wm->fences = metrics_counter(m, "superimap_watcher_fences_total",
+                                 "Self-fencings: every session dropped, new generation", NULL);
+    wm->logins =
+        metrics_counter(m, "superimap_watcher_logins_total", "Successful IMAP logins", NULL);
+    const char *name = "superimap_watcher_session_errors_total";
+    const char *help = "IMAP session failures by class";
+    wm->err_auth = metrics_counter(m, name, help, "kind=\"auth\"");
+    wm->err_throttle = metrics_counter(m, name, help, "kind=\"throttled\"");
+    wm->err_net = metrics_counter(m, name, help, "kind=\"network\"");
+    wm->err_proto = metrics_counter(m, name, help, "kind=\"protocol\"");
+    wm->err_redis = metrics_counter(m, name, help, "kind=\"redis\"");
+    wm->record_latency = metrics_histogram(m, "superimap_watcher_new_mail_seconds",
+                                           "From EXISTS seen to record_mail answered", NULL,
+                                           metrics_latency_bounds, metrics_latency_nbounds);
+    wm->lease_waits = metrics_counter(m, "superimap_watcher_lease_busy_total",
+                                      "lease_acquire answers: held by another live watcher", NULL);
+    wm->generation = metrics_gauge(m, "superimap_watcher_generation",
+                                   "Generation of this incarnation (si:gen)", NULL);
+}
+
+static int start(struct node *n, void *data)
+{
+    (void)data;
+    watcher.node = n;
+    watcher.loop = ev_default_loop(0);
+    watcher.redis = node_redis(n);
+    register_metrics(node_metrics(n));
+    list_init(&unassigned_list);
+    list_init(&pending_list);
+    list_init(&waiting_list);
+    struct incarnation_hooks ih = {.on_live = on_live, .on_fenced = on_fenced};
+    watcher.inc = incarnation_new(watcher.loop, watcher.redis, node_id(n), watcher.shards, &ih);
+    struct users_hooks uh = {
+        .on_add = on_user_add, .on_remove = on_user_remove, .on_change = on_user_change};
+    watcher.users = users_new(watcher.loop, watcher.redis, watcher.shards, &uh);
+    struct providers_opts po = {
+        .logins_per_sec = watcher.cfg->imap_logins_per_sec,
+        .backoff_min_ms = watcher.cfg->imap_backoff_min_ms,
+        .backoff_max_ms = watcher.cfg->imap_backoff_max_ms,
+    };
+    watcher.providers = providers_new(watcher.loop, watcher.redis, &po);
+    ev_timer_init(&manager_tick, on_manager_tick, 1.0, 1.0);
+    ev_timer_start(watcher.loop, &manager_tick);
+    return 0;
+}
+
+static void free_slot(struct user_entry *u, void *data)
+{
+    (void)data;
+    struct slot *sl = u->data;
+    if (sl == NULL)
+        return;
+    if (sl->s != NULL)
+        imap_session_drop(sl->s, 0);
+    list_del(sl);
+    xfree(sl);
+    u->data = NULL;
+}
+
+static void finish(struct node *n, void *data)
+{
+    (void)n;
+    (void)data;
+    watcher.stopping = 1;
+    ev_timer_stop(watcher.loop, &manager_tick);
+    if (watcher.users != NULL)
+        users_foreach(watcher.users, free_slot, NULL);
+    imap_session_free_all_dropped();
+    users_free(watcher.users);
+    providers_free(watcher.providers);
+    incarnation_free(watcher.inc);
+    crypto_keys_free(watcher.keys);
+    tls_shutdown();
+    watcher.users = NULL;
+    watcher.providers = NULL;
+    watcher.inc = NULL;
+    watcher.keys = NULL;
 }
 
 int main(int argc, char **argv)
@@ -77,6 +624,8 @@ int main(int argc, char **argv)
                    "message into Redis.",
         .config_role = CONFIG_ROLE_WATCHER,
         .prepare = prepare,
+        .start = start,
+        .finish = finish,
     };
     return node_main(argc, argv, &spec);
 }

@@ -1,0 +1,90 @@
+/*
+ * cmd/watcher/event: one new message becomes one new_mail event, through
+ * scripts/lua/record_mail.lua (DESIGN.md section 2, "Exactly-once").
+ *
+ * The payload is the webhook body of DESIGN.md section 4 without timestamp
+ * and signature (the dispatcher adds both at each attempt), in this order:
+ *
+ *   {"event":"new_mail","id":"<uid>.<uidvalidity>.<message UID>",
+ *    "sha1":"<hex SHA-1 of the exact raw message>","user_tag":"...",
+ *    "imap_provider_code":"...","envelope":{...},"decoded":{...},
+ *    "rfc822":"...",["rfc822_base64":"...",]
+ *    "uid":<message UID>,"uidvalidity":<n>,"size":<RFC822.SIZE>,"too_large":false}
+ *
+ * envelope, decoded, rfc822 and rfc822_base64 as proto/envelope.h says. A
+ * message above SUPERIMAP_MAX_EMAIL_SIZE is not fetched: "too_large":true,
+ * "rfc822":null and "sha1" is the SHA-1 of the event id (there are no bytes
+ * to hash), so the original's signature scheme still works.
+ *
+ * The payload is encrypted with AAD "si:evt:<eid>" (core/schema.h) and the
+ * event hash gets type, uid, code, tag, sha1 and payload; record_mail adds
+ * id, pid, attempts, state and created_at, checks the lease and the cursor,
+ * queues the id and advances the cursor, all at once.
+ *
+ * Loop thread; pure except for the Redis call.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_WATCHER_EVENT_H
+#define CMD_WATCHER_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct crypto_keys;
+struct imap_envelope;
+struct rconn;
+struct redisReply;
+
+/* One message to record. Everything is borrowed for the call. */
+struct mail_event {
+    const char *uid;                 /* user id */
+    uint32_t k;                      /* its shard */
+    const char *pid;                 /* partner id */
+    const char *code;                /* provider code */
+    const char *tag;                 /* user tag */
+    uint32_t uidvalidity;            /* the mailbox's */
+    uint32_t msg_uid;                /* the message's IMAP UID */
+    uint64_t size;                   /* RFC822.SIZE (or the body's length) */
+    const struct imap_envelope *env; /* NULL: every field NIL */
+    const char *raw;                 /* exact bytes; NULL when too_large */
+    size_t raw_len;
+    int too_large; /* size above SUPERIMAP_MAX_EMAIL_SIZE: no body */
+};
+
+/*
+ * Builds the payload of m as described above into a new string *out (xfree()
+ * it) of *outlen bytes, and the sha1 field into sha1. Returns 0 or a
+ * negative code (-SIMAP_ETOOBIG, -SIMAP_EINVAL) with *out NULL.
+ */
+int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t *outlen);
+
+/* Writes the event id "<uid>.<uidvalidity>.<msg_uid>" into out. */
+void event_id(const struct mail_event *m, char *out, size_t outlen);
+
+/*
+ * Builds, encrypts and submits record_mail for m with the caller's lease
+ * token and alive key (borrowed, copied by rconn). cb gets record_mail's
+ * reply ({1,'recorded'} or {0,reason}) exactly once, as rconn_script()
+ * says. Returns 0 (cb will run), or a negative code without calling cb:
+ * payload or encryption failure, or rconn refusing the command.
+ */
+int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct mail_event *m,
+                 const char *token, const char *alive_key,
+                 void (*cb)(struct rconn *rc, struct redisReply *reply, int err, void *privdata),
+                 void *privdata);
+
+/* Outcome of a record_mail reply. */
+enum event_result {
+    EVENT_RECORDED,    /* {1, 'recorded'} */
+    EVENT_OLD,         /* {0, 'old'}: already recorded (a replay) */
+    EVENT_STALE,       /* {0, 'stale'}: the lease is not ours any more */
+    EVENT_UIDVALIDITY, /* {0, 'uidvalidity'}: re-baseline */
+    EVENT_NOCURSOR,    /* {0, 'nocursor'} */
+    EVENT_FAILED,      /* no reply, an error reply, or a reply of another shape */
+};
+
+/* Classifies a record_mail reply (err and reply as given to the callback). */
+enum event_result event_result_of(const struct redisReply *reply, int err);
+
+#endif

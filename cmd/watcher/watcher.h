@@ -1,0 +1,103 @@
+/*
+ * cmd/watcher/watcher.h: what the parts of superimap-watcher share. One
+ * struct watcher per process, made by main.c, read by every module here:
+ *
+ *   main.c         wiring: fd limit, capacity, node hooks, the lease manager
+ *   incarnation.c  generation + per-shard alive keys, self-fencing
+ *   users.c        the users to watch: shards' users sets + si:changes
+ *   provider.c     provider cache, login rate limit, throttling backoff
+ *   imap_session.c one IMAP state machine per user
+ *   tls.c          the OpenSSL client context and non-blocking TLS I/O
+ *   event.c        new_mail payloads and the record_mail call
+ *
+ * Everything runs on the one libev loop of main(); nothing here is shared
+ * with another thread except metrics (atomics).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_WATCHER_WATCHER_H
+#define CMD_WATCHER_WATCHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+struct config;
+struct crypto_keys;
+struct incarnation;
+struct metric;
+struct metrics;
+struct node;
+struct providers;
+struct rconn;
+struct users;
+
+/* Auth failures back off from 5 minutes to 6 hours (DESIGN.md: "hours"). */
+#define WATCHER_AUTH_BACKOFF_MIN_MS (5 * 60 * 1000)
+#define WATCHER_AUTH_BACKOFF_MAX_MS (6 * 3600 * 1000)
+
+/* Largest IMAP response line text we accept (capability lines, envelopes). */
+#define WATCHER_MAX_LINE (256 * 1024)
+
+/* Counters and gauges of the watcher (README, "Watcher"). */
+struct watcher_metrics {
+    struct metric *sessions;       /* gauge: sessions that hold a lease */
+    struct metric *watching;       /* gauge: sessions in IDLE or polling */
+    struct metric *unassigned;     /* gauge: users over capacity, unwatched */
+    struct metric *users;          /* gauge: users known from Redis */
+    struct metric *recorded;       /* counter: new_mail events recorded */
+    struct metric *too_large;      /* counter: of those, too_large ones */
+    struct metric *duplicates;     /* counter: record_mail said "old" */
+    struct metric *stale;          /* counter: record_mail / user_state said "stale" */
+    struct metric *fences;         /* counter: self-fencings */
+    struct metric *logins;         /* counter: successful logins */
+    struct metric *err_auth;       /* counter: auth failures */
+    struct metric *err_throttle;   /* counter: throttling answers */
+    struct metric *err_net;        /* counter: network errors and timeouts */
+    struct metric *err_proto;      /* counter: protocol errors (malformed, BAD, NO) */
+    struct metric *err_redis;      /* counter: Redis errors in a session */
+    struct metric *record_latency; /* histogram: EXISTS seen -> record_mail answered */
+    struct metric *lease_waits;    /* counter: lease_acquire said "held by another" */
+    struct metric *generation;     /* gauge: current generation */
+};
+
+struct watcher {
+    struct ev_loop *loop;
+    struct node *node;
+    struct rconn *redis;
+    const struct config *cfg;
+    struct crypto_keys *keys;
+    struct incarnation *inc;
+    struct users *users;
+    struct providers *providers;
+    struct watcher_metrics m;
+
+    int capacity;    /* users this process takes: min(MAX_USERS, fd limit - reserve) */
+    long fd_limit;   /* RLIMIT_NOFILE in force */
+    int shards;      /* SUPERIMAP_SHARDS */
+    int draining;    /* SIGTERM: no new sessions */
+    int stopping;    /* finish(): everything is being freed */
+    int held;        /* users with a lease (or acquiring one) */
+    int nsessions;   /* live session objects */
+    int nwatching;   /* sessions in IDLE or polling */
+    int nunassigned; /* users over capacity */
+
+    char capacity_text[16];
+    char fd_limit_text[24];
+    char sessions_text[16];
+};
+
+/* The one watcher of the process (main.c). */
+extern struct watcher watcher;
+
+/* ---- Lease manager (main.c), called by sessions ---- */
+
+/*
+ * A session reports that it can no longer act for its user: the lease is
+ * gone ("stale" from a script). Fences the incarnation (every session is
+ * dropped and leases are taken again under a new generation).
+ */
+void watcher_lost_lease(const char *uid, const char *why);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * A private Dovecot (Debian's dovecot-imapd) for the watcher's interop tests:
+ * its own configuration, passwd-file users user1..userN with passwords
+ * pass1..passN, Maildir in a temporary directory, and a CA and server
+ * certificate made with the openssl command for the test (SAN IP:127.0.0.1
+ * and DNS:localhost).
+ *
+ * Listeners on 127.0.0.1: "plain" (plaintext and STARTTLS on one port) and
+ * "tls" (implicit TLS). Dovecot cannot listen on port 0, so free ports are
+ * asked of the kernel and the start is retried when Dovecot fails to bind.
+ *
+ * Dovecot's master must start as root; its mail processes run as uid 65534,
+ * so the instance's directory is made traversable (0755) and the Maildir
+ * root belongs to that uid. Mail is delivered with `doveadm save`, which
+ * keeps the bytes given (CRLF messages are served as they were saved).
+ * Dovecot announces new mail to IDLE about 0.5 s after delivery, by design.
+ *
+ * Every wait polls with a deadline; the server is stopped by its PID.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TESTS_INTEGRATION_DOVECOT_H
+#define TESTS_INTEGRATION_DOVECOT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct dovecot {
+    pid_t pid;
+    char dir[256];     /* mkdtemp, 0755; removed by dovecot_stop() */
+    char conf[320];    /* dir/dovecot.conf */
+    char ca_file[320]; /* dir/ca.crt: the CA that signed the server's certificate */
+    int port_plain;    /* plaintext + STARTTLS */
+    int port_tls;      /* implicit TLS */
+    int users;
+};
+
+/* 1 when dovecot and doveadm are installed and we run as root (Dovecot's
+ * master needs it); tests skip otherwise, saying why. */
+int dovecot_available(char *why, size_t whylen);
+
+/* Makes the instance with users user1..user<users> and starts it; waits
+ * (10 s deadline) until the plain port greets. Returns 0 or -1 with a
+ * message on stderr. */
+int dovecot_start(struct dovecot *d, int users);
+
+/* Stops Dovecot by its PID (SIGTERM, then SIGKILL after 5 s), waits for it
+ * and removes its directory. Safe to call twice. */
+void dovecot_stop(struct dovecot *d);
+
+/* Saves msg[0..n) into user's INBOX with doveadm save. Returns 0 or -1. */
+int dovecot_deliver(const struct dovecot *d, const char *user, const void *msg, size_t n);
+
+/* Runs `doveadm fetch -u user '<fields>' mailbox INBOX all` and returns its
+ * output in out (NUL-terminated, truncated to outlen). Returns 0 or -1. */
+int dovecot_fetch(const struct dovecot *d, const char *user, const char *fields, char *out,
+                  size_t outlen);
+
+/* The UIDVALIDITY of user's INBOX (doveadm mailbox status), or 0. */
+unsigned long dovecot_uidvalidity(const struct dovecot *d, const char *user);
+
+#endif
