@@ -56,15 +56,18 @@
  *   si:log:<pid>                    stream delivery log, see "Delivery log"
  *   si:changes                      stream user changes for watchers: uid, k, op
  *                                          (create|update|archive|restore|delete)
- *   si:wake                         pub/sub channel, message k: shard k just got its
- *                                          first ready partner (dispatchers claim at once)
+ *   si:wake                         pub/sub channel, message k: a partner of shard k
+ *                                          just got ready events (dispatchers claim at once)
  *
  * Queue invariant of a shard: a pid is in ready_partners exactly when its
  * ready:<pid> list is non-empty. Every producer enqueues through
  * scripts/lua/event_enqueue.lua or does what it does, atomically: HSET the
  * event hash (unless it exists: ids are deterministic), LPUSH the id onto
- * ready:<pid>, RPUSH pid onto ready_partners when that LPUSH returned 1, and
- * PUBLISH si:wake k when that RPUSH returned 1.
+ * ready:<pid>, and when that LPUSH returned 1 (the partner had nothing
+ * ready) RPUSH pid onto ready_partners and PUBLISH si:wake k. (Publishing
+ * only when the whole shard was idle is not enough: a dispatcher stops
+ * claiming a shard whose remaining partners are at their concurrency cap,
+ * and a new partner's events there would wait for its next sweep.)
  *
  * Provider fields: code, imap_host, imap_port, tls (implicit|starttls|none),
  * auth (plain|oauth2), idle_renew_s, max_connections, oauth2_authorize_url,
@@ -101,8 +104,16 @@
  *
  * Delivery log (XADD si:log:<pid> MAXLEN ~ 100000 *): one entry per attempt
  * with fields id, type, uid, tag, code, attempt, status (HTTP status, 0 when
- * no response), result (delivered|retry|dead|refused|gone|archived),
- * latency_ms, error (text, empty on success), next_at (ms, empty unless retry).
+ * no response), result, latency_ms, error (text, empty on success), next_at
+ * (ms, empty unless retry or deferred). result is one of: delivered (2xx);
+ * retry (failed, retried at next_at); dead (moved to dead letters: retries
+ * exhausted, URL disabled, bad data); archived (403: the user was archived);
+ * refused (403 for a tracer user, or for an event without a user: acked,
+ * nothing archived); gone (410: the URL is now disabled); skipped (no URL
+ * for that event type: acked unsent, as the original skipped it); deferred
+ * (the URL's circuit breaker is open: not sent, no attempt spent, back at
+ * next_at). The XADD is a separate command after the state script, so the
+ * hot-path scripts stay inside the shard's slot.
  */
 #ifndef CORE_SCHEMA_H
 #define CORE_SCHEMA_H

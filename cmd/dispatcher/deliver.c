@@ -224,7 +224,6 @@ static CURL *easy_get(struct deliver *d)
     curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "" disables proxies, env vars included */
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -318,6 +317,11 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
     CURL *e = r->easy;
     if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK)
         goto fail;
+    /* Over TLS, wait for a connection in progress to say (ALPN) whether it
+     * multiplexes HTTP/2 rather than opening more. Never over plain HTTP/1.1,
+     * where curl would only know after a response: a hung receiver would
+     * then stall every request queued behind its first one. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncasecmp(url, "https://", 8) == 0 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);

@@ -66,9 +66,19 @@
 
 enum commit_op { OP_ACK, OP_RETRY, OP_DEAD };
 
-static const char *const results[] = {"delivered", "retry", "dead",   "archived",
-                                      "refused",   "gone",  "skipped"};
-enum result { R_DELIVERED, R_RETRY, R_DEAD, R_ARCHIVED, R_REFUSED, R_GONE, R_SKIPPED, R_COUNT };
+static const char *const results[] = {"delivered", "retry", "dead",    "archived",
+                                      "refused",   "gone",  "skipped", "deferred"};
+enum result {
+    R_DELIVERED,
+    R_RETRY,
+    R_DEAD,
+    R_ARCHIVED,
+    R_REFUSED,
+    R_GONE,
+    R_SKIPPED,
+    R_DEFERRED,
+    R_COUNT
+};
 
 struct shard {
     struct dispatcher *d;
@@ -101,7 +111,9 @@ struct job {
     /* The decision. */
     enum commit_op op;
     enum result result;
-    int counted; /* the attempt happened (0: given back) */
+    int counted;        /* the attempt counts (0: given back, attempts unchanged) */
+    int logged;         /* the outcome goes to the delivery log and metrics */
+    int64_t created_at; /* wall ms, 0 when unknown */
     long status;
     int64_t latency_ms;
     int64_t delay_ms;
@@ -225,6 +237,7 @@ static struct job *job_new(struct dispatcher *d, struct shard *sh, const struct 
     j->payload = xstrdup(e->payload);
     j->etype = event_type_parse(e->type);
     j->attempt = e->attempt;
+    j->created_at = e->created_at;
     j->all_next = d->jobs;
     if (d->jobs != NULL)
         d->jobs->all_prev = j;
@@ -320,7 +333,7 @@ static void on_committed(long long value, int err, void *data)
                  "lease id=%s err=\"%s\"",
                  j->eid, err_str(err));
     } else if (value == 0) {
-        if (j->counted)
+        if (j->logged)
             metric_inc(d->m_stale);
         log_debug("stale claim; its lease had expired and another attempt owns the event id=%s "
                   "attempt=%d",
@@ -331,7 +344,7 @@ static void on_committed(long long value, int err, void *data)
         if (due < j->sh->next_promote)
             j->sh->next_promote = due;
     }
-    if (j->counted && err != -SIMAP_ESHUTDOWN) {
+    if (j->logged && err != -SIMAP_ESHUTDOWN) {
         struct queue_log_entry e = {
             .pid = j->p->pid,
             .id = j->eid,
@@ -388,7 +401,7 @@ static void decide(struct job *j, enum commit_op op, enum result r, long status,
     j->result = r;
     j->status = status;
     snprintf(j->error, sizeof j->error, "%s", error ? error : "");
-    if (j->counted)
+    if (j->logged)
         metric_inc(d->m_results[r]);
     if (r == R_DEAD)
         log_warn("event moved to dead letters id=%s pid=%s attempt=%d err=\"%s\"", j->eid,
@@ -450,8 +463,36 @@ static void decide_failure(struct job *j, long status, const char *error, int64_
 static void give_back(struct job *j, int64_t delay_ms)
 {
     j->counted = 0;
+    j->logged = 0;
     j->delay_ms = delay_ms;
     decide(j, OP_RETRY, R_RETRY, 0, "");
+}
+
+/* The URL's circuit is open: the event waits for the breaker's next probe
+ * without spending an attempt (nothing was sent), unless it has already
+ * waited as long as its whole retry schedule would have taken. */
+static void defer(struct job *j, int64_t wait)
+{
+    const struct partner *p = j->p;
+    int64_t budget = 0;
+    for (int i = 0; i < p->nschedule; i++)
+        budget += p->schedule_ms[i];
+    if (j->created_at > 0 && time_now_ms() - j->created_at > scaled(j->d, budget)) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "circuit open (the URL failed %d times in a row) for longer than the retry "
+                 "schedule; never sent",
+                 BREAKER_FAILURES);
+        decide_dead(j, 0, why);
+        return;
+    }
+    j->counted = 0;
+    j->delay_ms = wait;
+    char why[160];
+    snprintf(why, sizeof why,
+             "circuit open: the URL failed %d times in a row; not sent, waiting for the next probe",
+             BREAKER_FAILURES);
+    decide(j, OP_RETRY, R_DEFERRED, 0, why);
 }
 
 /* ---- 403 and 410 ---- */
@@ -675,10 +716,7 @@ static void job_try_send(struct job *j)
     int64_t wait;
     if (!breaker_allow(d->breakers, url, time_mono_ms(), &wait)) {
         buf_free(&body);
-        char why[300];
-        snprintf(why, sizeof why, "circuit open: the URL failed %d times in a row; not sent",
-                 BREAKER_FAILURES);
-        decide_failure(j, 0, why, wait);
+        defer(j, wait);
         return;
     }
     snprintf(h.id, sizeof h.id, "webhook-id: %s", j->eid);
@@ -706,7 +744,6 @@ static void job_try_send(struct job *j)
         return;
     }
     j->sending = 1;
-    j->counted = 1;
     p->sending++;
 }
 
@@ -716,6 +753,7 @@ static void job_route(struct job *j)
     struct dispatcher *d = j->d;
     struct partner *p = j->p;
     j->counted = 1;
+    j->logged = 1;
     if (d->draining) {
         give_back(j, 0);
         return;
@@ -772,7 +810,9 @@ static void on_claimed(const struct queue_claimed *c, int err, void *data)
         log_warn("malformed claim reply; its events return after their lease shard=%d", sh->keys.k);
     for (size_t i = 0; i < c->nevents; i++)
         job_route(job_new(d, sh, &c->events[i]));
-    sh->wants = c->more && c->nevents > 0;
+    /* A wake-up, sweep or freed slot that came while the claim was in flight
+     * set wants again (pump() cleared it): keep it, or that signal is lost. */
+    sh->wants = sh->wants || (c->more && c->nevents > 0);
     for (size_t i = 0; i < c->nskipped; i++)
         partner_block(d, partners_get(d->partners, c->skipped[i]), sh);
     pump(d);

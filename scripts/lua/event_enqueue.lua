@@ -15,9 +15,11 @@
 --          id already exists (nothing is written: event ids are
 --          deterministic, so enqueueing twice is harmless)
 --
--- When the partner's ready list was empty it joins the round robin, and when
--- the shard had no ready partner at all, PUBLISH si:wake <k> tells idle
--- dispatchers to claim at once instead of at their next sweep.
+-- When the partner's ready list was empty it joins the round robin, and
+-- PUBLISH si:wake <k> tells dispatchers to claim the shard at once instead of
+-- at their next sweep (a dispatcher idle on this shard, or one that stopped
+-- claiming it because its other partners had no free slot, would not look
+-- again before then).
 --
 -- Atomic so that the event hash, its id in the partner's ready list and the
 -- partner in ready_partners appear together: a dispatcher never claims an id
@@ -56,8 +58,7 @@ fields[#fields + 1] = 'state'
 fields[#fields + 1] = 'ready'
 redis.call('HSET', KEYS[1], unpack(fields))
 if redis.call('LPUSH', KEYS[2], ARGV[1]) == 1 then
-    if redis.call('RPUSH', KEYS[3], ARGV[2]) == 1 then
-        redis.call('PUBLISH', 'si:wake', string.match(KEYS[3], '{([^}]*)}') or '')
-    end
+    redis.call('RPUSH', KEYS[3], ARGV[2])
+    redis.call('PUBLISH', 'si:wake', string.match(KEYS[3], '{([^}]*)}') or '')
 end
 return 1

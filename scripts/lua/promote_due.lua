@@ -26,7 +26,7 @@ else
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local ids = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local n = 0
+local n, joined = 0, false
 for _, eid in ipairs(ids) do
     redis.call('ZREM', retry, eid)
     local key = prefix .. 'evt:' .. eid
@@ -34,9 +34,8 @@ for _, eid in ipairs(ids) do
     if pid then
         redis.call('HSET', key, 'state', 'ready', 'next_at', '')
         if redis.call('RPUSH', prefix .. 'ready:' .. pid, eid) == 1 then
-            if redis.call('RPUSH', rp, pid) == 1 then
-                redis.call('PUBLISH', 'si:wake', string.match(rp, '{([^}]*)}') or '')
-            end
+            redis.call('RPUSH', rp, pid)
+            joined = true
         end
         n = n + 1
     end
@@ -45,6 +44,9 @@ local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[4])
 for _, id in ipairs(old) do
     redis.call('ZREM', KEYS[3], id)
     redis.call('DEL', prefix .. 'evt:' .. id)
+end
+if joined then
+    redis.call('PUBLISH', 'si:wake', string.match(rp, '{([^}]*)}') or '')
 end
 local next = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
 if #next == 0 then

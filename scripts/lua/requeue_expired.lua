@@ -26,7 +26,7 @@ else
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local ids = redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local n = 0
+local n, joined = 0, false
 for _, eid in ipairs(ids) do
     redis.call('ZREM', inflight, eid)
     local key = prefix .. 'evt:' .. eid
@@ -34,12 +34,14 @@ for _, eid in ipairs(ids) do
     if pid then
         redis.call('HSET', key, 'state', 'ready')
         if redis.call('RPUSH', prefix .. 'ready:' .. pid, eid) == 1 then
-            if redis.call('RPUSH', rp, pid) == 1 then
-                redis.call('PUBLISH', 'si:wake', string.match(rp, '{([^}]*)}') or '')
-            end
+            redis.call('RPUSH', rp, pid)
+            joined = true
         end
         n = n + 1
     end
+end
+if joined then
+    redis.call('PUBLISH', 'si:wake', string.match(rp, '{([^}]*)}') or '')
 end
 local next = redis.call('ZRANGE', inflight, 0, 0, 'WITHSCORES')
 if #next == 0 then

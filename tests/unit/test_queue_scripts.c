@@ -236,16 +236,16 @@ static void test_enqueue_stores_queues_and_is_idempotent(void **state)
     freeReplyObject(r);
 }
 
-static void test_enqueue_publishes_wake_only_when_shard_was_idle(void **state)
+static void test_enqueue_publishes_wake_when_a_partner_becomes_ready(void **state)
 {
     (void)state;
     redisContext *sub = redis_fixture_connect(&fx, 2000);
     assert_non_null(sub);
     redisReply *r = redisCommand(sub, "SUBSCRIBE si:wake");
     freeReplyObject(r);
-    assert_int_equal(enqueue("a.1.1", "1", T0), 1); /* shard idle: wake */
-    assert_int_equal(enqueue("a.1.2", "1", T0), 1); /* partner already ready: none */
-    assert_int_equal(enqueue("b.1.1", "2", T0), 1); /* shard already has a partner: none */
+    assert_int_equal(enqueue("a.1.1", "1", T0), 1); /* partner 1 becomes ready: wake */
+    assert_int_equal(enqueue("a.1.2", "1", T0), 1); /* partner 1 already ready: none */
+    assert_int_equal(enqueue("b.1.1", "2", T0), 1); /* partner 2 becomes ready: wake */
     assert_int_equal(cmd_int("PUBLISH si:wake end"), 1);
     int wakes = 0;
     for (;;) {
@@ -261,7 +261,7 @@ static void test_enqueue_publishes_wake_only_when_shard_was_idle(void **state)
         if (end)
             break;
     }
-    assert_int_equal(wakes, 1);
+    assert_int_equal(wakes, 2);
     redisFree(sub);
 }
 
@@ -704,7 +704,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_enqueue_stores_queues_and_is_idempotent, flush),
-        cmocka_unit_test_setup(test_enqueue_publishes_wake_only_when_shard_was_idle, flush),
+        cmocka_unit_test_setup(test_enqueue_publishes_wake_when_a_partner_becomes_ready, flush),
         cmocka_unit_test_setup(test_claim_round_robin_over_partners_fifo_within, flush),
         cmocka_unit_test_setup(test_claim_honours_batch_size_and_reports_more, flush),
         cmocka_unit_test_setup(test_claim_skips_partners_without_free_slots, flush),

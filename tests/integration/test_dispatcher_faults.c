@@ -1,0 +1,355 @@
+/*
+ * superimap-dispatcher under faults, against a real redis-server and the test
+ * receiver: one partner's receiver hangs while another's events flow
+ * (fairness, with the other partner's p99), kill -9 with events in flight
+ * (a new dispatcher delivers every one; duplicates counted), a receiver that
+ * keeps failing (the circuit breaker stops sending, then a probe closes it),
+ * and SIGTERM while requests are in flight (they finish, nothing is lost).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+#include "tests/integration/receiver.h"
+#include "tests/integration/webhook_fixture.h"
+
+static struct redis_srv redis;
+static redisContext *rc;
+static struct receiver *rx;
+static char base[64];
+
+static int suite_setup(void **state)
+{
+    (void)state;
+    if (harness_redis_start(&redis) < 0)
+        return -1;
+    rc = harness_redis_connect(&redis);
+    return rc == NULL ? -1 : 0;
+}
+
+static int suite_teardown(void **state)
+{
+    (void)state;
+    harness_stop_all();
+    redisFree(rc);
+    harness_redis_stop(&redis);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    freeReplyObject(wf_cmd(rc, "FLUSHALL"));
+    rx = receiver_start("127.0.0.1", 1, 0);
+    if (rx == NULL)
+        return -1;
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", receiver_port(rx));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    harness_stop_all();
+    receiver_stop(rx);
+    rx = NULL;
+    return 0;
+}
+
+static void start_dispatcher_div(struct proc *p, const char *id, const char *timeout_ms,
+                                 const char *divisor)
+{
+    char timeout[64], div[64];
+    snprintf(timeout, sizeof timeout, "SUPERIMAP_WEBHOOK_TIMEOUT_MS=%s", timeout_ms);
+    snprintf(div, sizeof div, "SUPERIMAP_WEBHOOK_TIME_DIVISOR=%s", divisor);
+    const char *env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", div, timeout, NULL};
+    assert_int_equal(harness_node_start(p, &redis, "superimap-dispatcher", id, env), 0);
+    assert_int_equal(harness_wait_http(p->port, "/readyz", 200, 10000), 0);
+}
+
+static void start_dispatcher(struct proc *p, const char *id, const char *timeout_ms)
+{
+    start_dispatcher_div(p, id, timeout_ms, "100");
+}
+
+static void partner(const char *pid, const char *f1, const char *v1, const char *f2, const char *v2)
+{
+    char api_key[128], whsec[64];
+    snprintf(api_key, sizeof api_key, "key-of-%s-0123456789", pid);
+    wf_whsec(whsec, sizeof whsec);
+    wf_partner(rc, pid, base, api_key, whsec, f1, v1, f2, v2, NULL);
+    receiver_add_partner(rx, pid, api_key, whsec, NULL);
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sum of an integer query (ZCARD, LLEN) over the key si:{k}:<name> of every
+ * shard. */
+static long long over_shards(const char *cmd, const char *name)
+{
+    long long sum = 0;
+    for (int k = 0; k < WF_SHARDS; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "si:{%d}:%s", k, name);
+        sum += wf_int(rc, "%s %s", cmd, key);
+    }
+    return sum;
+}
+
+/* ---- Fairness ---- */
+
+static void test_hanging_receiver_does_not_delay_other_partner(void **state)
+{
+    (void)state;
+    enum { A_EVENTS = 100, B_EVENTS = 500 };
+    partner("21", NULL, NULL, NULL, NULL); /* A: hangs */
+    partner("22", NULL, NULL, NULL, NULL); /* B */
+    struct receiver_rule hang = {.hang = 1};
+    receiver_set_rule(rx, "21", &hang);
+    char eid[128], uid[25];
+    for (unsigned i = 0; i < A_EVENTS; i++) {
+        wf_uid(uid, 2100 + i % 13);
+        assert_int_equal(wf_new_mail(rc, "21", uid, "a", i + 1, 1024, eid), 1);
+    }
+    struct proc d;
+    start_dispatcher(&d, "d-fair", "20000");
+    /* A's cap (8) of requests hang; then B's events arrive. */
+    assert_int_equal(receiver_wait(rx, "21", 8, 10000), 8);
+    static char eids[B_EVENTS][128];
+    static long long enq_us[B_EVENTS];
+    for (unsigned i = 0; i < B_EVENTS; i++) {
+        wf_uid(uid, 2200 + i % 17);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        enq_us[i] = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        assert_int_equal(wf_new_mail(rc, "22", uid, "b", i + 1, 1024, eids[i]), 1);
+    }
+    assert_int_equal(receiver_wait(rx, "22", B_EVENTS, 20000), B_EVENTS);
+    static struct receiver_request reqs[B_EVENTS + 64];
+    size_t n = receiver_requests(rx, reqs, sizeof reqs / sizeof reqs[0]);
+    static long long lat[B_EVENTS];
+    int nl = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(reqs[i].pid, "22") != 0)
+            continue;
+        for (int j = 0; j < B_EVENTS; j++)
+            if (strcmp(reqs[i].id, eids[j]) == 0) {
+                lat[nl++] = (reqs[i].mono_us - enq_us[j]) / 1000;
+                break;
+            }
+        assert_true(reqs[i].body_sig_ok && reqs[i].std_sig_ok);
+    }
+    assert_int_equal(nl, B_EVENTS);
+    qsort(lat, (size_t)nl, sizeof lat[0], cmp_ll);
+    long long p50 = lat[nl / 2], p99 = lat[nl * 99 / 100];
+    printf("fairness: partner B, 500 events while partner A hangs: p50 %lld ms, p99 %lld ms\n", p50,
+           p99);
+    /* A never got more than its concurrency cap, however many it had. */
+    assert_int_equal(receiver_count(rx, "21"), 8);
+    /* Milliseconds normally; a wake-up lost to the one-second sweep would
+     * show as about 1,000. */
+    if (p99 > 500)
+        fail_msg("partner B waited: p99 %lld ms", p99);
+    harness_proc_stop(&d);
+}
+
+/* ---- Crash ---- */
+
+static void test_kill_9_with_events_in_flight_loses_nothing(void **state)
+{
+    (void)state;
+    enum { EVENTS = 400 };
+    partner("31", "webhook_concurrency", "50", NULL, NULL);
+    struct receiver_rule slow = {.delay_ms = 100};
+    receiver_set_rule(rx, "31", &slow);
+    static char eids[EVENTS][128];
+    for (unsigned i = 0; i < EVENTS; i++) {
+        char uid[25];
+        wf_uid(uid, 3100 + i % 29);
+        assert_int_equal(wf_new_mail(rc, "31", uid, "c", i + 1, 512, eids[i]), 1);
+    }
+    struct proc d1, d2;
+    start_dispatcher(&d1, "d-crash-1", "2000"); /* lease 4 s */
+    assert_true(receiver_wait(rx, "31", 100, 15000) >= 100);
+    harness_proc_signal(&d1, SIGKILL);
+    assert_int_equal(harness_proc_wait(&d1, 5000), 0);
+    long long inflight = over_shards("ZCARD", "inflight");
+    int before = receiver_count(rx, "31");
+    printf("crash: killed with %lld events leased, %d requests received\n", inflight, before);
+    assert_true(inflight > 0); /* there was something in flight to lose */
+
+    start_dispatcher(&d2, "d-crash-2", "2000");
+    static struct receiver_request reqs[EVENTS * 2];
+    long long deadline = harness_now_ms() + 30000;
+    int missing = EVENTS;
+    size_t n = 0;
+    while (missing > 0 && harness_now_ms() < deadline) {
+        harness_poll_pause();
+        n = receiver_requests(rx, reqs, sizeof reqs / sizeof reqs[0]);
+        missing = 0;
+        for (int j = 0; j < EVENTS; j++) {
+            int found = 0;
+            for (size_t i = 0; i < n && !found; i++)
+                found = strcmp(reqs[i].id, eids[j]) == 0;
+            missing += !found;
+        }
+    }
+    if (missing > 0)
+        fail_msg("%d of %d events never delivered after the crash", missing, EVENTS);
+    int dups = (int)n - EVENTS;
+    printf("crash: all %d events delivered; %d duplicates (at-least-once; bound %lld)\n", EVENTS,
+           dups, inflight);
+    /* Only what was leased at the kill can come twice. */
+    assert_true(dups >= 0 && dups <= inflight);
+    /* And the queue ends empty. */
+    deadline = harness_now_ms() + 10000;
+    while (over_shards("ZCARD", "inflight") > 0 && harness_now_ms() < deadline)
+        harness_poll_pause();
+    assert_int_equal(over_shards("ZCARD", "inflight"), 0);
+    assert_int_equal(over_shards("LLEN", "ready_partners"), 0);
+    assert_int_equal(over_shards("ZCARD", "retry"), 0);
+    assert_int_equal(over_shards("ZCARD", "dead"), 0);
+    harness_proc_stop(&d2);
+}
+
+/* ---- Circuit breaker ---- */
+
+static double metric(const char *text, const char *series)
+{
+    for (const char *p = strstr(text, series); p != NULL; p = strstr(p + 1, series))
+        if (p == text || p[-1] == '\n')
+            return atof(p + strlen(series));
+    return -1;
+}
+
+static int log_count(const char *pid, const char *field, const char *needle)
+{
+    redisReply *log = wf_cmd(rc, "XRANGE si:log:%s - +", pid);
+    int n = 0;
+    for (size_t i = 0; i < log->elements; i++) {
+        const redisReply *f = log->element[i]->element[1];
+        for (size_t j = 0; j + 1 < f->elements; j += 2)
+            if (strcmp(f->element[j]->str, field) == 0 &&
+                strstr(f->element[j + 1]->str, needle) != NULL)
+                n++;
+    }
+    freeReplyObject(log);
+    return n;
+}
+
+static void test_failing_url_opens_circuit_then_probe_closes_it(void **state)
+{
+    (void)state;
+    /* One request at a time; with time divided by 20 the circuit opens for
+     * 1.5 s and the schedule's first retry is 3 minutes away. */
+    partner("41", "webhook_concurrency", "1", "retry_schedule", "3600");
+    struct receiver_rule down = {.status = 500};
+    receiver_set_rule(rx, "41", &down);
+    char uid[25], eid[128];
+    wf_uid(uid, 4100);
+    for (unsigned i = 1; i <= 20; i++)
+        assert_int_equal(wf_new_mail(rc, "41", uid, "d", i, 100, eid), 1);
+    struct proc d;
+    start_dispatcher_div(&d, "d-breaker", "5000", "20");
+    /* 5 failures open the circuit; the other 15 events are deferred without
+     * a request and without spending an attempt. */
+    long long deadline = harness_now_ms() + 10000;
+    while (log_count("41", "result", "deferred") < 15 && harness_now_ms() < deadline)
+        harness_poll_pause();
+    assert_int_equal(log_count("41", "result", "deferred"), 15);
+    assert_int_equal(log_count("41", "error", "circuit open"), 15);
+    assert_int_equal(log_count("41", "result", "retry"), 5);
+    assert_int_equal(receiver_count(rx, "41"), 5);
+    static char body[1 << 20];
+    assert_int_equal(harness_http_get(d.port, "/metrics", body, sizeof body), 200);
+    deadline = harness_now_ms() + 5000;
+    while (metric(body, "superimap_webhook_circuits{state=\"open\"} ") != 1 &&
+           harness_now_ms() < deadline) {
+        harness_poll_pause();
+        harness_http_get(d.port, "/metrics", body, sizeof body);
+    }
+    assert_true(metric(body, "superimap_webhook_circuits{state=\"open\"} ") == 1);
+    assert_true(metric(body, "superimap_webhook_deliveries_total{result=\"deferred\"} ") >= 15);
+
+    /* The receiver recovers: at the end of the open period one deferred event
+     * is sent as the probe, succeeds and closes the circuit; the other
+     * deferred events follow. The 5 failed ones wait for their retry. */
+    struct receiver_rule up = {0};
+    receiver_set_rule(rx, "41", &up);
+    assert_int_equal(receiver_wait(rx, "41", 20, 15000), 20);
+    struct receiver_request reqs[24];
+    size_t n = receiver_requests(rx, reqs, 24);
+    assert_int_equal(n, 20);
+    for (size_t i = 5; i < n; i++)
+        assert_int_equal(reqs[i].status, 200);
+    deadline = harness_now_ms() + 5000;
+    do {
+        harness_poll_pause();
+        harness_http_get(d.port, "/metrics", body, sizeof body);
+    } while (metric(body, "superimap_webhook_circuits{state=\"closed\"} ") != 1 &&
+             harness_now_ms() < deadline);
+    assert_true(metric(body, "superimap_webhook_circuits{state=\"closed\"} ") == 1);
+    assert_true(metric(body, "superimap_webhook_circuits{state=\"open\"} ") == 0);
+    assert_int_equal(log_count("41", "result", "delivered"), 15);
+    harness_proc_stop(&d);
+}
+
+/* ---- Graceful stop ---- */
+
+static void test_sigterm_finishes_requests_in_flight_and_loses_nothing(void **state)
+{
+    (void)state;
+    partner("51", NULL, NULL, NULL, NULL); /* cap 8 */
+    struct receiver_rule slow = {.delay_ms = 500};
+    receiver_set_rule(rx, "51", &slow);
+    char uid[25], eid[128];
+    wf_uid(uid, 5100);
+    for (unsigned i = 1; i <= 40; i++)
+        assert_int_equal(wf_new_mail(rc, "51", uid, "e", i, 100, eid), 1);
+    struct proc d;
+    start_dispatcher(&d, "d-drain", "5000");
+    assert_int_equal(receiver_wait(rx, "51", 8, 10000), 8);
+    harness_proc_signal(&d, SIGTERM);
+    assert_int_equal(harness_proc_wait(&d, 15000), 0);
+    assert_int_equal(d.exit_code, 0);
+    int sent = receiver_count(rx, "51");
+    assert_true(sent >= 8 && sent < 40);
+    /* Nothing is left leased: each request's result was recorded, the rest
+     * still wait, ready, with no attempt spent. */
+    assert_int_equal(over_shards("ZCARD", "inflight"), 0);
+    int k = wf_shard(uid);
+    assert_int_equal(wf_int(rc, "LLEN si:{%d}:ready:51", k), 40 - sent);
+    redisReply *log = wf_cmd(rc, "XRANGE si:log:51 - +");
+    assert_int_equal((int)log->elements, sent);
+    freeReplyObject(log);
+    assert_true(harness_log_contains(&d, "dispatcher drained"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hanging_receiver_does_not_delay_other_partner, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_kill_9_with_events_in_flight_loses_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failing_url_opens_circuit_then_probe_closes_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_finishes_requests_in_flight_and_loses_nothing,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
+}
