@@ -928,7 +928,7 @@ static void test_fault_authfail_and_limit(void **state)
     client_close(&c);
 }
 
-static void test_fault_drop_while_idle_closes_without_exists(void **state)
+static void test_fault_gibberish_then_drop_while_idle(void **state)
 {
     (void)state;
     struct client c;
@@ -937,8 +937,15 @@ static void test_fault_drop_while_idle_closes_without_exists(void **state)
     client_examine(&c, "EXAMINE");
     client_send(&c, "i1 IDLE\r\n");
     expect_line(&c, "+ idling");
-    assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "drop"), 0);
     static const char m[] = "Subject: d\r\n\r\n";
+    assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "gibberish"), 0);
+    assert_int_equal(fakeimap_append(&srv, "user20", m, sizeof m - 1, NULL), 0);
+    const char *l = client_line(&c, WAIT_MS);
+    assert_non_null(l);
+    assert_true(strncmp(l, "* ", 2) == 0 && strstr(l, "EXISTS") == NULL);
+    expect_line(&c, "* 1 EXISTS");
+    expect_line(&c, "* 1 RECENT");
+    assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "drop"), 0);
     assert_int_equal(fakeimap_append(&srv, "user20", m, sizeof m - 1, NULL), 0);
     assert_true(client_eof(&c, WAIT_MS));
     assert_int_equal(c.len, 0); /* no EXISTS: dropped instead */
@@ -1120,7 +1127,7 @@ int main(void)
         cmocka_unit_test_setup(test_fault_noinbox_and_uidshift_on_examine, setup),
         cmocka_unit_test_setup(test_fault_trickle_sends_body_in_small_pieces, setup),
         cmocka_unit_test_setup(test_fault_authfail_and_limit, setup),
-        cmocka_unit_test_setup(test_fault_drop_while_idle_closes_without_exists, setup),
+        cmocka_unit_test_setup(test_fault_gibberish_then_drop_while_idle, setup),
         cmocka_unit_test_setup(test_faults_are_deterministic_for_a_seed, setup),
         cmocka_unit_test_setup(test_overlong_command_gets_bye_and_close, setup),
         cmocka_unit_test_setup(test_control_channel_rejects_bad_requests, setup),
