@@ -253,7 +253,7 @@ static int event_list(struct req *r)
         return reply_invalid(r, "cursor", "is not a cursor this API returned");
     char key[SCHEMA_KEY_MAX];
     snprintf(key, sizeof key, "si:log:%s", r->partner.pid);
-    char end[64];
+    char end[80];
     if (cursor != NULL)
         snprintf(end, sizeof end, "(%s", cursor);
     else
