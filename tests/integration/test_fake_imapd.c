@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -346,6 +347,35 @@ static void test_login_accepts_atoms_quoted_strings_and_literals(void **state)
     client_plain(&c);
     client_send(&c, "a1 LOGIN quoter \"pa\\\"s\\\\s\"\r\n");
     expect_prefix(&c, "a1 OK ");
+    client_close(&c);
+}
+
+static void test_commands_split_byte_by_byte_or_pipelined_give_same_answers(void **state)
+{
+    (void)state;
+    struct client c;
+    client_plain(&c);
+    /* Every byte its own segment: the framing must resume anywhere, a
+     * literal's count and data included. */
+    static const char login[] = "b1 LOGIN {5}\r\nuser2 \"pass2\"\r\n";
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    for (size_t i = 0; i < sizeof login - 1; i++) {
+        assert_int_equal(send(c.fd, login + i, 1, MSG_NOSIGNAL), 1);
+        if (login[i] == '\n' && i < 16)
+            expect_line(&c, "+ Ready for literal data");
+    }
+    expect_prefix(&c, "b1 OK [CAPABILITY ");
+    /* Three commands in one segment, answered in order. */
+    client_send(&c, "p1 NOOP\r\np2 EXAMINE INBOX\r\np3 LOGOUT\r\n");
+    expect_line(&c, "p1 OK NOOP completed");
+    const char *l;
+    while ((l = client_line(&c, WAIT_MS)) != NULL && strncmp(l, "p2 ", 3) != 0)
+        assert_int_equal(l[0], '*');
+    assert_non_null(l);
+    expect_line(&c, "* BYE superimap-fake-imapd logging out");
+    expect_line(&c, "p3 OK LOGOUT completed");
+    assert_true(client_eof(&c, WAIT_MS));
     client_close(&c);
 }
 
@@ -1088,6 +1118,28 @@ static void test_sigterm_with_sessions_open_exits_zero(void **state)
     fakeimap_stop(&f, 0);
 }
 
+static void test_faults_configured_from_the_environment(void **state)
+{
+    (void)state;
+    struct fakeimap f;
+    assert_int_equal(fakeimap_prepare(&f, 0), 0);
+    const char *extra[] = {"SUPERIMAP_FAKE_FAULTS=noinbox", "SUPERIMAP_FAKE_FAULT_RATE=1",
+                           "SUPERIMAP_FAKE_FAULT_SEED=5", NULL};
+    assert_int_equal(fakeimap_start(&f, extra), 0);
+    char reply[512];
+    assert_int_equal(fakeimap_request(&f, "FAULTS", reply, sizeof reply), 0);
+    assert_int_equal(strncmp(reply, "OK rate=1 seed=5 list=noinbox bad=0 ", 36), 0);
+    struct client c;
+    client_open(&c, "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), 0);
+    expect_prefix(&c, "* OK ");
+    client_login(&c, "user3", "pass3");
+    client_send(&c, "e1 EXAMINE INBOX\r\n");
+    expect_line(&c, "e1 NO [NONEXISTENT] Mailbox doesn't exist");
+    client_close(&c);
+    assert_int_equal(fakeimap_stat(&f, "faults"), 1);
+    assert_int_equal(fakeimap_stop(&f, 0), 0);
+}
+
 static void test_bad_fault_list_refuses_to_start(void **state)
 {
     (void)state;
@@ -1106,6 +1158,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_capability_lists_idle_literal_plus_sasl_ir_starttls, setup),
         cmocka_unit_test_setup(test_login_accepts_atoms_quoted_strings_and_literals, setup),
+        cmocka_unit_test_setup(test_commands_split_byte_by_byte_or_pipelined_give_same_answers,
+                               setup),
         cmocka_unit_test_setup(test_login_refuses_wrong_password_and_unknown_user, setup),
         cmocka_unit_test_setup(test_authenticate_plain_with_sasl_ir_and_continuation, setup),
         cmocka_unit_test_setup(test_authenticate_xoauth2_accepts_token_of_user, setup),
@@ -1133,6 +1187,7 @@ int main(void)
         cmocka_unit_test_setup(test_control_channel_rejects_bad_requests, setup),
         cmocka_unit_test_setup(test_holds_2000_idle_connections_over_two_addresses, setup),
         cmocka_unit_test_setup(test_sigterm_with_sessions_open_exits_zero, setup),
+        cmocka_unit_test_setup(test_faults_configured_from_the_environment, setup),
         cmocka_unit_test_setup(test_bad_fault_list_refuses_to_start, setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
