@@ -226,6 +226,10 @@ static CURL *easy_get(struct deliver *d)
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    /* Small receive and send buffers: responses are capped and discarded, and
+     * every request in flight holds both (16 and 64 KiB by default). */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, d->user_agent);

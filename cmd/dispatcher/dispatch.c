@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include <ev.h>
+#include <hiredis/hiredis.h>
 
 #include "cmd/dispatcher/breaker.h"
 #include "cmd/dispatcher/deliver.h"
@@ -61,8 +62,9 @@
 #define BREAKER_FAILURES  5
 #define BREAKER_OPEN_MS   30000
 #define BREAKER_MAX_MS    600000
-#define COMMIT_TRIES      5   /* a result lost with the link is sent again */
-#define EID_MAX           256 /* longest event id we send */
+#define COMMIT_TRIES      5     /* a result lost with the link is sent again */
+#define EID_MAX           256   /* longest event id we send */
+#define INLINE_PAYLOAD    16384 /* longer payloads are read outside the claim script */
 
 enum commit_op { OP_ACK, OP_RETRY, OP_DEAD };
 
@@ -101,7 +103,10 @@ struct job {
     struct partner *p;
     struct job *next;                /* the partner's wait queue */
     struct job *all_prev, *all_next; /* d->jobs */
-    char *eid, *type, *uid, *code, *tag, *sha1, *payload;
+    char *eid, *type, *uid, *code, *tag, *sha1;
+    char *plain; /* the decrypted payload, until the body is built */
+    size_t plain_len;
+    enum { PL_OK, PL_FETCH, PL_MISSING, PL_BAD } payload;
     int etype;   /* enum event_type, -1 unknown */
     int attempt; /* fencing token */
     int holds_slot;
@@ -222,6 +227,17 @@ static void partner_unblock(struct dispatcher *d, struct partner *p)
 
 /* ---- Jobs ---- */
 
+/* Decrypts an event's payload envelope (AAD si:evt:<eid>) into j->plain. */
+static void open_payload(struct job *j, const char *envelope)
+{
+    char aad[SCHEMA_KEY_MAX];
+    snprintf(aad, sizeof aad, "si:evt:%s", j->eid);
+    xfree(j->plain);
+    j->plain = NULL;
+    j->payload =
+        crypto_decrypt(j->d->keys, envelope, aad, &j->plain, &j->plain_len) == 0 ? PL_OK : PL_BAD;
+}
+
 static struct job *job_new(struct dispatcher *d, struct shard *sh, const struct queue_event *e)
 {
     struct job *j = xcalloc(1, sizeof *j);
@@ -234,7 +250,10 @@ static struct job *job_new(struct dispatcher *d, struct shard *sh, const struct 
     j->code = xstrdup(e->code);
     j->tag = xstrdup(e->tag);
     j->sha1 = xstrdup(e->sha1);
-    j->payload = xstrdup(e->payload);
+    if (e->payload[0] != '\0')
+        open_payload(j, e->payload);
+    else
+        j->payload = e->payload_len > 0 ? PL_FETCH : PL_MISSING;
     j->etype = event_type_parse(e->type);
     j->attempt = e->attempt;
     j->created_at = e->created_at;
@@ -266,7 +285,7 @@ static void job_free(struct job *j)
     xfree(j->code);
     xfree(j->tag);
     xfree(j->sha1);
-    xfree(j->payload);
+    xfree(j->plain);
     xfree(j->url);
     xfree(j);
 }
@@ -652,8 +671,14 @@ static void job_try_send(struct job *j)
         decide_dead(j, 0, j->type[0] == '\0' ? "event data missing" : why);
         return;
     }
-    if (j->payload[0] == '\0') {
+    if (j->payload == PL_MISSING) {
         decide_dead(j, 0, "event data missing (no payload)");
+        return;
+    }
+    if (j->payload == PL_BAD) {
+        decide_dead(j, 0,
+                    "payload cannot be decrypted (corrupt, or sealed under a key this node does "
+                    "not have)");
         return;
     }
     if (has_control(j->eid) || strlen(j->eid) >= EID_MAX) {
@@ -677,24 +702,15 @@ static void job_try_send(struct job *j)
         return;
     }
 
-    char aad[SCHEMA_KEY_MAX];
-    snprintf(aad, sizeof aad, "si:evt:%s", j->eid);
-    char *plain = NULL;
-    size_t plen = 0;
-    if (crypto_decrypt(d->keys, j->payload, aad, &plain, &plen) < 0) {
-        decide_dead(j, 0,
-                    "payload cannot be decrypted (corrupt, or sealed under a key this "
-                    "node does not have)");
-        return;
-    }
     int64_t ts = time_now_ms() / 1000;
     char bodysig[WEBHOOK_SIG_HEX_LEN + 1];
     struct buf body;
-    buf_init(&body, plen + 256);
+    buf_init(&body, j->plain_len + 256);
     int rc = webhook_body_signature(p->api_key, p->api_key_len, ts, j->sha1, bodysig);
     if (rc == 0)
-        rc = webhook_body_build(plain, plen, ts, bodysig, &body);
-    xfree(plain);
+        rc = webhook_body_build(j->plain, j->plain_len, ts, bodysig, &body);
+    xfree(j->plain); /* the body holds it now */
+    j->plain = NULL;
     if (rc < 0) {
         buf_free(&body);
         decide_dead(j, 0,
@@ -747,6 +763,23 @@ static void job_try_send(struct job *j)
     p->sending++;
 }
 
+static void job_route(struct job *j);
+
+/* A payload too long to come with the claim has been read. */
+static void on_payload(redisReply *reply, int err, void *data)
+{
+    struct job *j = data;
+    if (err < 0 || reply == NULL) {
+        give_back(j, scaled(j->d, 1000)); /* Redis trouble: try again later */
+        return;
+    }
+    if (reply->type == REDIS_REPLY_STRING)
+        open_payload(j, reply->str);
+    else
+        j->payload = PL_MISSING;
+    job_route(j);
+}
+
 /* Where a claimed job goes first. */
 static void job_route(struct job *j)
 {
@@ -756,6 +789,11 @@ static void job_route(struct job *j)
     j->logged = 1;
     if (d->draining) {
         give_back(j, 0);
+        return;
+    }
+    if (j->payload == PL_FETCH) {
+        if (queue_payload(d->q, &j->sh->keys, j->eid, on_payload, j) < 0)
+            give_back(j, scaled(d, 1000));
         return;
     }
     if (!p->loaded) {
@@ -841,8 +879,8 @@ static void pump(struct dispatcher *d)
             }
         }
         sh->wants = 0;
-        if (queue_claim(d->q, &sh->keys, d->lease_ms, n, PARTNER_DEFAULT_CONCURRENCY, np, pids,
-                        frees, on_claimed, sh) < 0)
+        if (queue_claim(d->q, &sh->keys, d->lease_ms, n, PARTNER_DEFAULT_CONCURRENCY,
+                        INLINE_PAYLOAD, np, pids, frees, on_claimed, sh) < 0)
             continue; /* rconn's queue is full: the next sweep tries again */
         sh->claiming = 1;
         sh->claim_n = n;

@@ -146,7 +146,7 @@ static void deliver_claim(struct op *o, redisReply *reply, int err)
     struct queue_event *ev = xcalloc(n + 1, sizeof *ev);
     for (size_t i = 0; i < n; i++) {
         redisReply *e = reply->element[i + 2];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 10) {
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 11) {
             ok = 0;
             break;
         }
@@ -165,6 +165,10 @@ static void deliver_claim(struct op *o, redisReply *reply, int err)
         x->created_at = as_int(e->element[9], &cok);
         if (!cok)
             x->created_at = 0;
+        int lok = 1;
+        x->payload_len = as_int(e->element[10], &lok);
+        if (!lok)
+            x->payload_len = (int64_t)strlen(x->payload);
         if (!aok || x->id[0] == '\0' || x->pid[0] == '\0')
             ok = 0;
     }
@@ -268,14 +272,15 @@ static int evt_key(char *out, size_t n, const struct queue_shard *s, const char 
 /* ---- Claim ---- */
 
 int queue_claim(struct queue *q, const struct queue_shard *s, int64_t lease_ms, int max,
-                int default_free, size_t npairs, const char *const *pids, const int *free,
-                queue_claim_cb *cb, void *data)
+                int default_free, int64_t inline_max, size_t npairs, const char *const *pids,
+                const int *free, queue_claim_cb *cb, void *data)
 {
-    char lease[24], maxs[16], def[16];
+    char lease[24], maxs[16], def[16], inl[24];
+    snprintf(inl, sizeof inl, "%lld", (long long)inline_max);
     snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
     snprintf(maxs, sizeof maxs, "%d", max);
     snprintf(def, sizeof def, "%d", default_free);
-    size_t argc = 7 + 2 * npairs;
+    size_t argc = 8 + 2 * npairs;
     const char **argv = xcalloc(argc, sizeof *argv);
     char(*frees)[12] = xcalloc(npairs + 1, sizeof *frees);
     argv[0] = s->ready_partners;
@@ -285,10 +290,11 @@ int queue_claim(struct queue *q, const struct queue_shard *s, int64_t lease_ms, 
     argv[4] = lease;
     argv[5] = maxs;
     argv[6] = def;
+    argv[7] = inl;
     for (size_t i = 0; i < npairs; i++) {
         snprintf(frees[i], sizeof frees[i], "%d", free[i] < 0 ? 0 : free[i]);
-        argv[7 + 2 * i] = pids[i];
-        argv[8 + 2 * i] = frees[i];
+        argv[8 + 2 * i] = pids[i];
+        argv[9 + 2 * i] = frees[i];
     }
     struct op *o = op_new(q, OP_CLAIM, data);
     o->cb.claim = cb;
@@ -296,6 +302,18 @@ int queue_claim(struct queue *q, const struct queue_shard *s, int64_t lease_ms, 
     xfree(frees);
     xfree(argv);
     return rc;
+}
+
+int queue_payload(struct queue *q, const struct queue_shard *s, const char *eid, queue_reply_cb *cb,
+                  void *data)
+{
+    char key[SCHEMA_KEY_MAX];
+    if (evt_key(key, sizeof key, s, eid) < 0)
+        return -SIMAP_EINVAL;
+    const char *argv[] = {"HGET", key, "payload"};
+    struct op *o = op_new(q, OP_REPLY, data);
+    o->cb.reply = cb;
+    return send_argv(q, o, 3, argv, NULL);
 }
 
 /* ---- Results ---- */

@@ -48,12 +48,16 @@ void queue_free(struct queue *q);
 /* Calls sent and not yet answered. */
 int queue_pending(const struct queue *q);
 
+/* A raw reply, valid only during the callback. */
+typedef void queue_reply_cb(struct redisReply *reply, int err, void *data);
+
 /* ---- Claim ---- */
 
 /* One claimed event; strings are valid only during the callback. */
 struct queue_event {
     const char *id, *pid, *type, *uid, *code, *tag, *sha1;
-    const char *payload; /* encrypted envelope */
+    const char *payload; /* encrypted envelope; "" when not returned inline */
+    int64_t payload_len; /* bytes of the stored payload (0: none stored) */
     int attempt;         /* this claim's attempt number: the fencing token */
     int64_t created_at;  /* ms, 0 when unknown */
 };
@@ -70,12 +74,18 @@ typedef void queue_claim_cb(const struct queue_claimed *c, int err, void *data);
 
 /*
  * event_claim on shard s: up to max events, leased for lease_ms; partners get
- * default_free slots unless listed in pids[i] / free[i] (npairs of them).
- * Returns 0 or a start error of rconn_script() (cb never called).
+ * default_free slots unless listed in pids[i] / free[i] (npairs of them);
+ * payloads up to inline_max bytes come with the events, longer ones are read
+ * with queue_payload(). Returns 0 or a start error of rconn_script() (cb
+ * never called).
  */
 int queue_claim(struct queue *q, const struct queue_shard *s, int64_t lease_ms, int max,
-                int default_free, size_t npairs, const char *const *pids, const int *free,
-                queue_claim_cb *cb, void *data);
+                int default_free, int64_t inline_max, size_t npairs, const char *const *pids,
+                const int *free, queue_claim_cb *cb, void *data);
+
+/* HGET si:{k}:evt:<eid> payload (reply nil when gone). */
+int queue_payload(struct queue *q, const struct queue_shard *s, const char *eid, queue_reply_cb *cb,
+                  void *data);
 
 /* ---- Results of an attempt (event_ack, event_retry, event_dead) ---- */
 
@@ -117,7 +127,6 @@ int queue_stats(struct queue *q, const struct queue_shard *s, queue_stats_cb *cb
 
 /* HGETALL si:partner:<pid>; reply valid only during the callback (an empty
  * array when the partner does not exist). */
-typedef void queue_reply_cb(struct redisReply *reply, int err, void *data);
 int queue_partner(struct queue *q, const char *pid, queue_reply_cb *cb, void *data);
 
 /* HGET si:{k}:user:<uid> enable_tracer: value 1 for a tracer user, 0

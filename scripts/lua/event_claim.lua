@@ -8,14 +8,19 @@
 -- ARGV[3]  lease in ms: the event returns to ready if no result arrives by then
 -- ARGV[4]  most events to claim
 -- ARGV[5]  free delivery slots of each partner not listed below
--- ARGV[6..] pid, free slots pairs (the caller's per-partner concurrency left)
+-- ARGV[6]  largest payload returned inline, in bytes
+-- ARGV[7..] pid, free slots pairs (the caller's per-partner concurrency left)
 -- Returns  {more, {skipped pids}, event, event, ...}: more is 1 when the shard
 --          still has ready events; skipped are partners that had ready events
 --          but no free slot; each event is {id, pid, type, uid, code, tag,
---          sha1, payload, attempts, created_at}, where attempts counts this
---          claim and is the fencing token of event_ack, event_retry and
---          event_dead. An event whose hash is missing is returned with empty
---          fields (the caller dead-letters it).
+--          sha1, payload, attempts, created_at, payload length}, where
+--          attempts counts this claim and is the fencing token of event_ack,
+--          event_retry and event_dead. A payload longer than ARGV[6] is
+--          returned as "" (the caller HGETs it): every string a script
+--          touches is hashed byte by byte by Redis' Lua, which made 100 KiB
+--          payloads cost Redis more than everything else. An event whose hash
+--          is missing is returned with empty fields (the caller dead-letters
+--          it).
 --
 -- One pass takes one event per partner, then starts again, so a partner with
 -- a thousand ready events gets no more turns than one with a single event.
@@ -39,8 +44,9 @@ end
 local deadline = now + tonumber(ARGV[3])
 local max = tonumber(ARGV[4])
 local default_free = tonumber(ARGV[5])
+local inline_max = tonumber(ARGV[6])
 local free = {}
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
     free[ARGV[i]] = tonumber(ARGV[i + 1])
 end
 local out = {0, {}}
@@ -68,15 +74,20 @@ while claimed < max do
                 redis.call('RPUSH', rp, pid)
             end
             local key = prefix .. 'evt:' .. eid
-            local v = redis.call('HMGET', key, 'type', 'uid', 'code', 'tag', 'sha1', 'payload',
-                                 'attempts', 'created_at', 'state')
-            if v[9] ~= 'delivered' and v[9] ~= 'dead' and v[9] ~= 'inflight' then
+            local v = redis.call('HMGET', key, 'type', 'uid', 'code', 'tag', 'sha1', 'state',
+                                 'attempts', 'created_at')
+            local plen = redis.call('HSTRLEN', key, 'payload')
+            local payload = ''
+            if plen <= inline_max then
+                payload = redis.call('HGET', key, 'payload') or ''
+            end
+            if v[6] ~= 'delivered' and v[6] ~= 'dead' and v[6] ~= 'inflight' then
                 local attempts = (tonumber(v[7]) or 0) + 1
                 redis.call('HSET', key, 'id', eid, 'pid', pid, 'attempts', attempts, 'state',
                            'inflight')
                 redis.call('ZADD', inflight, deadline, eid)
                 out[#out + 1] = {eid, pid, v[1] or '', v[2] or '', v[3] or '', v[4] or '',
-                                 v[5] or '', v[6] or '', tostring(attempts), v[8] or ''}
+                                 v[5] or '', payload, tostring(attempts), v[8] or '', plen}
                 claimed = claimed + 1
                 free[pid] = f - 1
                 misses = 0

@@ -230,6 +230,38 @@ static void test_thousand_events_over_ten_partners_each_delivered_once_signed(vo
     harness_proc_stop(&d);
 }
 
+/* A 200 KiB message: its payload is too long to come with the claim (the
+ * dispatcher reads it with HGET) and must arrive byte for byte. */
+static void test_large_message_delivered_intact(void **state)
+{
+    (void)state;
+    partner("6", NULL, NULL);
+    char uid[25], eid[128];
+    wf_uid(uid, 600);
+    assert_int_equal(wf_new_mail(rc, "6", uid, "big", 1, 200 * 1024, eid), 1);
+    struct proc d;
+    start_dispatcher(&d, "d-big", NULL, NULL);
+    assert_int_equal(receiver_wait(rx, "6", 1, 10000), 1);
+    struct receiver_request r;
+    assert_int_equal(receiver_requests(rx, &r, 1), 1);
+    assert_true(r.json_ok && r.body_sig_ok && r.std_sig_ok);
+    assert_true(r.body_len > 200 * 1024);
+    size_t len = 0;
+    char *body = receiver_body(rx, 0, &len);
+    yajl_val root = NULL;
+    char err[128];
+    assert_int_equal(json_parse_object(body, len, 16, &root, err, sizeof err), 0);
+    const char *rfc822 = json_get_str(root, "rfc822");
+    assert_non_null(rfc822);
+    char sha1[41];
+    crypto_sha1_hex(rfc822, strlen(rfc822), sha1);
+    assert_string_equal(sha1, json_get_str(root, "sha1"));
+    assert_true(strlen(rfc822) >= 200 * 1024);
+    json_free(root);
+    free(body);
+    harness_proc_stop(&d);
+}
+
 /* ---- User events (the api enqueues them) ---- */
 
 static void test_user_connected_and_disconnected_are_delivered_with_their_keys(void **state)
@@ -692,6 +724,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_thousand_events_over_ten_partners_each_delivered_once_signed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_message_delivered_intact, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_user_connected_and_disconnected_are_delivered_with_their_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_500s_then_delivered_on_fourth_on_schedule, setup,

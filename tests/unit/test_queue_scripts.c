@@ -35,6 +35,7 @@ static redisContext *rc;
 #define LEASE  30000
 #define KEEP   604800000LL
 #define DEAD_T 2592000000LL
+#define INLINE "5" /* payloads of up to 5 bytes come back inline */
 
 static int setup(void **state)
 {
@@ -162,8 +163,8 @@ static redisReply *claim(long long now, int max, int default_free, const char *p
     ms(LEASE, l);
     ms(max, m);
     ms(default_free, d);
-    redisReply *r = p1 ? run("event_claim", 2, RP, INF, K, n, l, m, d, p1, f1, NULL)
-                       : run("event_claim", 2, RP, INF, K, n, l, m, d, NULL);
+    redisReply *r = p1 ? run("event_claim", 2, RP, INF, K, n, l, m, d, INLINE, p1, f1, NULL)
+                       : run("event_claim", 2, RP, INF, K, n, l, m, d, INLINE, NULL);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_true(r->elements >= 2);
     return r;
@@ -174,7 +175,7 @@ static const char *ev_field(const redisReply *r, size_t i, int f)
     assert_true(i + 2 < r->elements);
     const redisReply *e = r->element[i + 2];
     assert_int_equal(e->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(e->elements, 10);
+    assert_int_equal(e->elements, 11);
     return e->element[f]->str;
 }
 
@@ -356,6 +357,21 @@ static void test_claim_skips_partners_without_free_slots(void **state)
     freeReplyObject(r);
     assert_int_equal(cmd_int("LLEN " K "ready:A"), 3);
     assert_int_equal(cmd_int("LLEN " K "ready:B"), 2);
+}
+
+static void test_claim_returns_long_payload_by_length_only(void **state)
+{
+    (void)state;
+    enqueue("a.1.1", "A", T0); /* payload "v1:xx", 5 bytes: inline */
+    enqueue("a.1.2", "A", T0);
+    assert_int_equal(cmd_int("HSET " K "evt:a.1.2 payload v1:xyz"), 0); /* 6 bytes: not */
+    redisReply *r = claim(T0, 10, 8, NULL, NULL);
+    assert_int_equal(r->elements - 2, 2);
+    assert_string_equal(ev_field(r, 0, 7), "v1:xx");
+    assert_int_equal(r->element[2]->element[10]->integer, 5);
+    assert_string_equal(ev_field(r, 1, 7), "");
+    assert_int_equal(r->element[3]->element[10]->integer, 6);
+    freeReplyObject(r);
 }
 
 static void test_claim_returns_event_without_hash_with_empty_fields(void **state)
@@ -708,6 +724,7 @@ int main(void)
         cmocka_unit_test_setup(test_claim_round_robin_over_partners_fifo_within, flush),
         cmocka_unit_test_setup(test_claim_honours_batch_size_and_reports_more, flush),
         cmocka_unit_test_setup(test_claim_skips_partners_without_free_slots, flush),
+        cmocka_unit_test_setup(test_claim_returns_long_payload_by_length_only, flush),
         cmocka_unit_test_setup(test_claim_returns_event_without_hash_with_empty_fields, flush),
         cmocka_unit_test_setup(test_ack_is_fenced_by_attempt_and_drops_payload, flush),
         cmocka_unit_test_setup(test_retry_schedules_due_time_and_can_give_attempt_back, flush),
