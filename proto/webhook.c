@@ -7,6 +7,7 @@
  */
 #include "proto/webhook.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,23 @@ struct hmac {
     EVP_MD_CTX *outer;
 };
 
+/* SHA-256, fetched once: EVP_sha256() would make OpenSSL 3 look the
+ * implementation up (under a lock) at every EVP_DigestInit_ex(), four times
+ * per signature. The fetched object is immutable and shared by all threads. */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void fetch_sha256(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, fetch_sha256);
+    return sha256_md != NULL ? sha256_md : EVP_sha256();
+}
+
 static void hmac_free(struct hmac *h)
 {
     EVP_MD_CTX_free(h->inner);
@@ -42,17 +60,17 @@ static int hmac_init(struct hmac *h, const void *key, size_t keylen)
     int ok = h->inner != NULL && h->outer != NULL;
     if (ok && keylen > SHA256_BLOCK) {
         unsigned int n;
-        ok = EVP_Digest(key, keylen, k, &n, EVP_sha256(), NULL) == 1;
+        ok = EVP_Digest(key, keylen, k, &n, sha256(), NULL) == 1;
     } else if (keylen > 0) {
         memcpy(k, key, keylen);
     }
     for (size_t i = 0; i < SHA256_BLOCK; i++)
         pad[i] = k[i] ^ 0x36;
-    ok = ok && EVP_DigestInit_ex(h->inner, EVP_sha256(), NULL) == 1 &&
+    ok = ok && EVP_DigestInit_ex(h->inner, sha256(), NULL) == 1 &&
          EVP_DigestUpdate(h->inner, pad, sizeof pad) == 1;
     for (size_t i = 0; i < SHA256_BLOCK; i++)
         pad[i] = k[i] ^ 0x5c;
-    ok = ok && EVP_DigestInit_ex(h->outer, EVP_sha256(), NULL) == 1 &&
+    ok = ok && EVP_DigestInit_ex(h->outer, sha256(), NULL) == 1 &&
          EVP_DigestUpdate(h->outer, pad, sizeof pad) == 1;
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_cleanse(pad, sizeof pad);

@@ -34,7 +34,8 @@ struct sock {
 struct req {
     struct deliver *d;
     CURL *easy;
-    struct curl_slist *headers;
+    struct curl_slist headers[DELIVER_MAX_HEADERS]; /* nodes over hdrtext: no malloc each */
+    char *hdrtext;
     char *body;
     deliver_cb *cb;
     void *data;
@@ -290,7 +291,7 @@ static void finish(struct req *r, CURLcode code)
     curl_multi_remove_handle(d->multi, r->easy);
     unlink_req(d, r);
     r->cb(&res, r->data);
-    curl_slist_free_all(r->headers);
+    xfree(r->hdrtext);
     xfree(r->body);
     easy_put(d, r->easy);
     xfree(r);
@@ -299,7 +300,7 @@ static void finish(struct req *r, CURLcode code)
 int deliver_post(struct deliver *d, const char *url, const char *const *headers, size_t nheaders,
                  char *body, size_t len, deliver_cb *cb, void *data)
 {
-    if (d == NULL || url == NULL || cb == NULL ||
+    if (d == NULL || url == NULL || cb == NULL || nheaders > DELIVER_MAX_HEADERS ||
         (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)) {
         xfree(body);
         return -SIMAP_EINVAL;
@@ -310,11 +311,19 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
     r->cb = cb;
     r->data = data;
     r->start_mono = time_mono_ms();
+    /* The header list lives in the request: one copy of the lines, no
+     * curl_slist_append() per line. */
+    size_t total = 0;
+    for (size_t i = 0; i < nheaders; i++)
+        total += strlen(headers[i]) + 1;
+    r->hdrtext = xmalloc(total + 1);
+    char *t = r->hdrtext;
     for (size_t i = 0; i < nheaders; i++) {
-        struct curl_slist *l = curl_slist_append(r->headers, headers[i]);
-        if (l == NULL)
-            goto fail;
-        r->headers = l;
+        size_t n = strlen(headers[i]) + 1;
+        memcpy(t, headers[i], n);
+        r->headers[i].data = t;
+        r->headers[i].next = i + 1 < nheaders ? &r->headers[i + 1] : NULL;
+        t += n;
     }
     if ((r->easy = easy_get(d)) == NULL)
         goto fail;
@@ -328,7 +337,7 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncasecmp(url, "https://", 8) == 0 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, nheaders > 0 ? r->headers : NULL);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
@@ -345,7 +354,7 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
 fail:
     if (r->easy != NULL)
         easy_put(d, r->easy);
-    curl_slist_free_all(r->headers);
+    xfree(r->hdrtext);
     xfree(r->body);
     xfree(r);
     return -SIMAP_EIO;
@@ -397,7 +406,7 @@ void deliver_free(struct deliver *d)
                                      .error = "shutting down",
                                      .snippet = ""};
         r->cb(&res, r->data);
-        curl_slist_free_all(r->headers);
+        xfree(r->hdrtext);
         xfree(r->body);
         curl_easy_cleanup(r->easy);
         xfree(r);

@@ -31,6 +31,7 @@ struct deliver;
 
 #define DELIVER_MAX_RESPONSE (64 * 1024) /* response bytes read, then the transfer stops */
 #define DELIVER_SNIPPET      200         /* response bytes kept for the log */
+#define DELIVER_MAX_HEADERS  16          /* header lines of one request */
 
 struct deliver_opts {
     long timeout_ms;           /* whole request, connect included */
@@ -64,7 +65,7 @@ void deliver_free(struct deliver *d);
 
 /*
  * Starts a POST of body[0..len) to url with the nheaders header lines
- * ("Name: value", copied). Takes ownership of body (xmalloc'ed) in every
+ * ("Name: value", copied; at most DELIVER_MAX_HEADERS). Takes ownership of body (xmalloc'ed) in every
  * case. Returns 0: cb runs exactly once, later, from the loop, never from
  * inside this call; or -SIMAP_EINVAL (bad URL scheme or arguments) /
  * -SIMAP_EIO (libcurl refused the request), with cb never called.

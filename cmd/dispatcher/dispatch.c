@@ -49,6 +49,7 @@
 /* ---- Tunables (times before SUPERIMAP_WEBHOOK_TIME_DIVISOR) ---- */
 
 #define CLAIM_BATCH       64               /* most events one claim takes */
+#define CLAIM_MIN         16               /* fewest free slots worth a claim when busy */
 #define SWEEP_MS          1000             /* every shard is claimed at least this often */
 #define PROMOTE_SWEEP_MS  1000             /* and its due retries promoted */
 #define REQUEUE_SWEEP_MS  5000             /* and its expired leases requeued */
@@ -851,8 +852,15 @@ static void on_claimed(const struct queue_claimed *c, int err, void *data)
     /* A wake-up, sweep or freed slot that came while the claim was in flight
      * set wants again (pump() cleared it): keep it, or that signal is lost. */
     sh->wants = sh->wants || (c->more && c->nevents > 0);
-    for (size_t i = 0; i < c->nskipped; i++)
-        partner_block(d, partners_get(d->partners, c->skipped[i]), sh);
+    for (size_t i = 0; i < c->nskipped; i++) {
+        struct partner *p = partners_get(d->partners, c->skipped[i]);
+        /* Its slots may have freed while the claim was in flight, and then
+         * no later release would wake this shard: claim again now. */
+        if (p->held < p->concurrency)
+            sh->wants = 1;
+        else
+            partner_block(d, p, sh);
+    }
     pump(d);
 }
 
@@ -862,6 +870,10 @@ static void pump(struct dispatcher *d)
     if (!d->redis_up || d->draining || d->closing)
         return;
     int free = d->max_active - d->active - d->reserved;
+    /* Claim in batches: while many events are in flight, wait until a few
+     * slots are free rather than claim one event per finished request. */
+    if (free < CLAIM_MIN && d->active >= CLAIM_MIN)
+        return;
     for (int i = 0; i < d->nshards && free > 0; i++) {
         struct shard *sh = &d->shards[(d->rr + i) % d->nshards];
         if (!sh->started || !sh->wants || sh->claiming)

@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/rconn.h"
 #include "core/schema.h"
+#include "core/time.h"
 
 enum op_kind { OP_CLAIM, OP_INT, OP_TRACER, OP_PAIR, OP_STATS, OP_REPLY, OP_NONE };
 
@@ -321,16 +322,17 @@ int queue_payload(struct queue *q, const struct queue_shard *s, const char *eid,
 int queue_ack(struct queue *q, const struct queue_shard *s, const char *eid, int attempt,
               int64_t keep_ms, long status, queue_int_cb *cb, void *data)
 {
-    char key[SCHEMA_KEY_MAX], att[16], keep[24], st[16];
+    char key[SCHEMA_KEY_MAX], att[16], keep[24], st[16], now[24];
     if (evt_key(key, sizeof key, s, eid) < 0)
         return -SIMAP_EINVAL;
     snprintf(att, sizeof att, "%d", attempt);
     snprintf(keep, sizeof keep, "%lld", (long long)keep_ms);
     snprintf(st, sizeof st, "%ld", status);
-    const char *argv[] = {key, s->inflight, eid, att, keep, st};
+    snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
+    const char *argv[] = {key, s->inflight, eid, att, keep, st, now};
     struct op *o = op_new(q, OP_INT, data);
     o->cb.i = cb;
-    return send_script(q, o, "event_ack", 2, 6, argv, NULL);
+    return send_script(q, o, "event_ack", 2, 7, argv, NULL);
 }
 
 int queue_retry(struct queue *q, const struct queue_shard *s, const char *eid, int attempt,

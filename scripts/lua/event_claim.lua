@@ -52,15 +52,14 @@ end
 local out = {0, {}}
 local skipped, seen = out[2], {}
 local claimed, misses = 0, 0
-while claimed < max do
-    local n = redis.call('LLEN', rp)
-    if n == 0 or misses >= n then
-        break
-    end
+local n = redis.call('LLEN', rp) -- kept up to date below: one call fewer per event
+while claimed < max and n > 0 and misses < n do
     local pid = redis.call('LPOP', rp)
+    n = n - 1
     local f = free[pid] or default_free
     if f <= 0 then
         redis.call('RPUSH', rp, pid)
+        n = n + 1
         misses = misses + 1
         if not seen[pid] then
             seen[pid] = true
@@ -72,22 +71,29 @@ while claimed < max do
         if eid then
             if redis.call('LLEN', list) > 0 then
                 redis.call('RPUSH', rp, pid)
+                n = n + 1
             end
             local key = prefix .. 'evt:' .. eid
-            local v = redis.call('HMGET', key, 'type', 'uid', 'code', 'tag', 'sha1', 'state',
-                                 'attempts', 'created_at')
             local plen = redis.call('HSTRLEN', key, 'payload')
-            local payload = ''
+            local v
             if plen <= inline_max then
-                payload = redis.call('HGET', key, 'payload') or ''
+                v = redis.call('HMGET', key, 'type', 'uid', 'code', 'tag', 'sha1', 'state',
+                               'attempts', 'created_at', 'payload')
+            else
+                v = redis.call('HMGET', key, 'type', 'uid', 'code', 'tag', 'sha1', 'state',
+                               'attempts', 'created_at')
             end
             if v[6] ~= 'delivered' and v[6] ~= 'dead' and v[6] ~= 'inflight' then
                 local attempts = (tonumber(v[7]) or 0) + 1
-                redis.call('HSET', key, 'id', eid, 'pid', pid, 'attempts', attempts, 'state',
-                           'inflight')
+                if v[6] then
+                    redis.call('HSET', key, 'attempts', attempts, 'state', 'inflight')
+                else -- no hash: give it an id and pid so it can be dead-lettered
+                    redis.call('HSET', key, 'id', eid, 'pid', pid, 'attempts', attempts, 'state',
+                               'inflight')
+                end
                 redis.call('ZADD', inflight, deadline, eid)
                 out[#out + 1] = {eid, pid, v[1] or '', v[2] or '', v[3] or '', v[4] or '',
-                                 v[5] or '', payload, tostring(attempts), v[8] or '', plen}
+                                 v[5] or '', v[9] or '', tostring(attempts), v[8] or '', plen}
                 claimed = claimed + 1
                 free[pid] = f - 1
                 misses = 0
@@ -98,7 +104,7 @@ while claimed < max do
         -- else: an empty list; the partner leaves the round robin.
     end
 end
-if redis.call('LLEN', rp) > 0 then
+if n > 0 then
     out[1] = 1
 end
 return out
