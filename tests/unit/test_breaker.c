@@ -1,0 +1,124 @@
+/*
+ * Unit tests of the dispatcher's circuit breaker (cmd/dispatcher/breaker.c,
+ * compiled in here with its string map, as they belong to the binary, not
+ * the library): opening after consecutive failures, refusing with the time
+ * to wait, one probe at a time, closing on success, the doubling and capped
+ * open period, and failures of requests that started before it opened.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "cmd/dispatcher/breaker.c"
+#include "cmd/dispatcher/strmap.c"
+
+#define URL "https://receiver.example/hook"
+
+static void test_opens_after_threshold_consecutive_failures(void **state)
+{
+    (void)state;
+    struct breakers *b = breakers_new(3, 1000, 8000);
+    int64_t wait = -1;
+    assert_int_equal(breaker_allow(b, URL, 0, &wait), 1);
+    breaker_record(b, URL, 0, 0);
+    breaker_record(b, URL, 0, 1);
+    assert_int_equal(breaker_state(b, URL), BREAKER_CLOSED);
+    assert_int_equal(breaker_allow(b, URL, 2, &wait), 1);
+    breaker_record(b, URL, 0, 2);
+    assert_int_equal(breaker_state(b, URL), BREAKER_OPEN);
+    assert_int_equal(breakers_count(b, BREAKER_OPEN), 1);
+    assert_int_equal(breaker_allow(b, URL, 500, &wait), 0);
+    assert_int_equal(wait, 502); /* opened at 2 for 1000 ms */
+    /* Other URLs are not affected. */
+    assert_int_equal(breaker_allow(b, "https://other.example/", 500, &wait), 1);
+    breakers_free(b);
+}
+
+static void test_success_resets_the_failure_count(void **state)
+{
+    (void)state;
+    struct breakers *b = breakers_new(3, 1000, 8000);
+    breaker_record(b, URL, 0, 0);
+    breaker_record(b, URL, 0, 0);
+    breaker_record(b, URL, 1, 0);
+    breaker_record(b, URL, 0, 0);
+    breaker_record(b, URL, 0, 0);
+    assert_int_equal(breaker_state(b, URL), BREAKER_CLOSED);
+    breakers_free(b);
+}
+
+static void test_one_probe_after_the_period_then_closes_on_success(void **state)
+{
+    (void)state;
+    struct breakers *b = breakers_new(1, 1000, 8000);
+    breaker_record(b, URL, 0, 0);
+    int64_t wait;
+    assert_int_equal(breaker_allow(b, URL, 999, &wait), 0);
+    assert_int_equal(breaker_allow(b, URL, 1000, &wait), 1); /* the probe */
+    assert_int_equal(breaker_state(b, URL), BREAKER_HALF_OPEN);
+    assert_int_equal(breaker_allow(b, URL, 1001, &wait), 0); /* one probe at a time */
+    assert_true(wait > 0);
+    breaker_record(b, URL, 1, 1200);
+    assert_int_equal(breaker_state(b, URL), BREAKER_CLOSED);
+    assert_int_equal(breaker_allow(b, URL, 1201, &wait), 1);
+    assert_int_equal(breakers_count(b, BREAKER_CLOSED), 1);
+    assert_int_equal(breakers_count(b, BREAKER_HALF_OPEN), 0);
+    breakers_free(b);
+}
+
+static void test_failed_probe_doubles_period_up_to_cap(void **state)
+{
+    (void)state;
+    struct breakers *b = breakers_new(1, 1000, 3000);
+    breaker_record(b, URL, 0, 0);
+    int64_t now = 0, wait;
+    static const int64_t want[] = {2000, 3000, 3000};
+    for (int i = 0; i < 3; i++) {
+        int64_t period = i == 0 ? 1000 : want[i - 1];
+        now += period;
+        assert_int_equal(breaker_allow(b, URL, now, &wait), 1);
+        breaker_record(b, URL, 0, now); /* probe fails */
+        assert_int_equal(breaker_state(b, URL), BREAKER_OPEN);
+        assert_int_equal(breaker_allow(b, URL, now, &wait), 0);
+        assert_int_equal(wait, want[i]);
+    }
+    /* A success resets the period to its base. */
+    now += 3000;
+    assert_int_equal(breaker_allow(b, URL, now, &wait), 1);
+    breaker_record(b, URL, 1, now);
+    breaker_record(b, URL, 0, now);
+    assert_int_equal(breaker_allow(b, URL, now, &wait), 0);
+    assert_int_equal(wait, 1000);
+    breakers_free(b);
+}
+
+static void test_late_failures_while_open_change_nothing(void **state)
+{
+    (void)state;
+    struct breakers *b = breakers_new(1, 1000, 8000);
+    breaker_record(b, URL, 0, 0);
+    breaker_record(b, URL, 0, 500); /* a request that started before it opened */
+    int64_t wait;
+    assert_int_equal(breaker_allow(b, URL, 999, &wait), 0);
+    assert_int_equal(wait, 1);
+    assert_int_equal(breaker_allow(b, URL, 1000, &wait), 1);
+    assert_string_equal(breaker_state_str(BREAKER_HALF_OPEN), "half_open");
+    breakers_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_opens_after_threshold_consecutive_failures),
+        cmocka_unit_test(test_success_resets_the_failure_count),
+        cmocka_unit_test(test_one_probe_after_the_period_then_closes_on_success),
+        cmocka_unit_test(test_failed_probe_doubles_period_up_to_cap),
+        cmocka_unit_test(test_late_failures_while_open_change_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
