@@ -45,6 +45,14 @@
 #define OUT_MAX       (256 * 1024) /* bound of a session's output buffer */
 #define LITERAL_SLACK (1u << 20)   /* a literal may pass RFC822.SIZE by this much */
 
+/* A NO to LOGIN without [AUTHENTICATIONFAILED] or a like code may be a
+ * passing server fault: the login counts as refused (auth_failed, hours of
+ * backoff) only after this many in a row. */
+#define AUTH_STRIKES 3
+
+/* IDLE refused this many times in a row (the server advertised it): poll. */
+#define IDLE_REFUSALS 3
+
 enum sess_state {
     S_NEW,        /* created, no lease yet */
     S_LOAD,       /* HMGET of the user record in flight */
@@ -128,8 +136,10 @@ struct imap_session {
     unsigned authed : 1;
     unsigned need_fetch : 1;
     unsigned probing : 1;
-    unsigned watching : 1; /* counted in the watching gauge */
-    unsigned healthy : 1;  /* reached IDLE or polling on this connection */
+    unsigned watching : 1;      /* counted in the watching gauge */
+    unsigned healthy : 1;       /* reached IDLE or polling on this connection */
+    unsigned auth_strikes : 3;  /* code-less NO answers to our logins in a row */
+    unsigned idle_refusals : 3; /* IDLE commands refused in a row */
 
     uint32_t k;
     uint32_t uidvalidity, uidnext, last_uid;
@@ -1130,6 +1140,7 @@ static void enter_idle_or_poll(struct imap_session *s)
 static void idle_started(struct imap_session *s)
 {
     set_state(s, S_IDLE);
+    s->idle_refusals = 0;
     became_healthy(s);
     s->idle_since_mono = time_mono_ms();
     s->probing = 0;
@@ -1240,11 +1251,18 @@ static void on_tagged(struct imap_session *s, struct imap_response *r)
                 fail(s, F_THROTTLE, "login throttled: %s", text);
             else if (r->cond == IMAP_COND_BAD && !is_auth_refusal(r))
                 fail(s, F_PROTO, "login rejected as malformed: %s", text);
-            else
+            else if (is_auth_refusal(r) || s->auth_strikes + 1 >= AUTH_STRIKES) {
+                s->auth_strikes = AUTH_STRIKES;
                 fail(s, F_AUTH, "login refused: %s", text);
+            } else {
+                s->auth_strikes++;
+                fail(s, F_PROTO, "login refused without a reason code (%d of %d): %s",
+                     (int)s->auth_strikes, AUTH_STRIKES, text);
+            }
             return;
         }
         s->authed = 1;
+        s->auth_strikes = 0;
         wipe_str(&s->username);
         metric_inc(s->w->m.logins);
         provider_login_ok(s->prov);
@@ -1319,7 +1337,15 @@ static void on_tagged(struct imap_session *s, struct imap_response *r)
     case S_IDLE:
     case S_DONE:
         if (!ok && s->state == S_IDLE_START) {
-            /* IDLE advertised but refused: poll instead. */
+            /* IDLE advertised but refused: a passing fault reconnects; a
+             * server that keeps refusing it is polled instead. */
+            if (s->idle_refusals + 1 < IDLE_REFUSALS) {
+                s->idle_refusals++;
+                fail(s, F_PROTO, "IDLE refused: %s", server_text(r, text, sizeof text));
+                return;
+            }
+            log_warn("server refuses IDLE; polling instead acct=%s poll_sec=%d", s->uid,
+                     cfg(s)->imap_poll_sec);
             s->cap_idle = 0;
             enter_idle_or_poll(s);
             return;

@@ -1,0 +1,422 @@
+/*
+ * superimap-watcher against superimap-fake-imapd, for what a real server
+ * cannot be made to do on demand: a stale lease (another incarnation took
+ * the user) makes record_mail refuse and the watcher fence itself and come
+ * back under a new generation; a lost alive key fences it within one
+ * renewal; a UIDVALIDITY change gives a new baseline without announcing old
+ * mail; users over capacity are visibly unassigned and promoted when a slot
+ * frees; throttling and refused logins show as throttled and auth_failed
+ * and heal.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/fakeimap.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/test_watcher_fixture.h"
+
+#define PID "9"
+
+static struct redis_srv redis;
+static struct fakeimap srv;
+
+static int suite_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (fx_init() < 0 || harness_redis_start(&redis) < 0)
+        return -1;
+    if (fakeimap_prepare(&srv, 1) < 0)
+        return -1;
+    const char *extra[] = {"SUPERIMAP_FAKE_TLS_PORT=0", "SUPERIMAP_FAKE_USERS=50", NULL};
+    return fakeimap_start(&srv, extra);
+}
+
+static int suite_teardown(void **state)
+{
+    (void)state;
+    fakeimap_stop(&srv, 0);
+    harness_stop_all();
+    harness_redis_stop(&redis);
+    fx_shutdown();
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char out[64];
+    if (fakeimap_faults(&srv, 0, 1, "none") < 0 || fakeimap_reset(&srv) < 0)
+        return -1;
+    return harness_redis_get(&redis, out, sizeof out, "FLUSHALL");
+}
+
+/* The watchers a test started; teardown stops them (not fake-imapd, which
+ * the whole suite shares, so harness_stop_all() waits for the suite's end). */
+static struct proc *watchers[4];
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        if (watchers[i] != NULL)
+            harness_proc_stop(watchers[i]);
+        watchers[i] = NULL;
+    }
+    return 0;
+}
+
+static int start_watcher(struct proc *p, const char *const *more)
+{
+    static char ca[400];
+    snprintf(ca, sizeof ca, "SUPERIMAP_CA_FILE=%s", srv.cert);
+    const char *env[16] = {ca,
+                           "SUPERIMAP_IMAP_BACKOFF_MIN_MS=50",
+                           "SUPERIMAP_IMAP_BACKOFF_MAX_MS=500",
+                           "SUPERIMAP_IMAP_COMMAND_TIMEOUT_MS=2000",
+                           "SUPERIMAP_IMAP_CONNECT_TIMEOUT_MS=2000",
+                           "SUPERIMAP_LOG_COMPONENTS=imap"};
+    int n = 6;
+    for (const char *const *m = more; m != NULL && *m != NULL && n < 15; m++)
+        env[n++] = *m;
+    env[n] = NULL;
+    for (int i = 0; i < 4; i++)
+        if (watchers[i] == NULL || watchers[i] == p) {
+            watchers[i] = p;
+            break;
+        }
+    return harness_node_start(p, &redis, "superimap-watcher", "w1", env);
+}
+
+/* Provider "fk" on the plain listener (tls none) and "fks" on implicit TLS. */
+static void providers(void)
+{
+    const char *host;
+    int port = fakeimap_port(&srv, 0, 0, &host);
+    assert_true(port > 0);
+    assert_int_equal(fx_provider(&redis, "fk", host, port, "none"), 0);
+    port = fakeimap_port(&srv, 1, 0, &host);
+    assert_true(port > 0);
+    assert_int_equal(fx_provider(&redis, "fks", "127.0.0.1", port, "implicit"), 0);
+}
+
+static void user(const char *uid, const char *code, int n)
+{
+    char login[16], pass[16];
+    snprintf(login, sizeof login, "user%d", n);
+    snprintf(pass, sizeof pass, "pass%d", n);
+    assert_int_equal(fx_user(&redis, uid, PID, code, login, login, pass), 0);
+}
+
+static uint32_t append(const char *login, int n)
+{
+    char m[256];
+    int len = snprintf(m, sizeof m, "From: a@example.com\r\nSubject: m%d\r\n\r\nbody %d\r\n", n, n);
+    uint32_t uid = 0;
+    assert_int_equal(fakeimap_append(&srv, login, m, (size_t)len, &uid), 0);
+    return uid;
+}
+
+/* Runs a formatted Redis command and returns its reply as text in out. */
+static void get(char *out, size_t outlen, const char *fmt, ...)
+{
+    redisContext *c = harness_redis_connect(&redis);
+    assert_non_null(c);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    assert_non_null(r);
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    out[0] = '\0';
+    if (r->type == REDIS_REPLY_INTEGER)
+        snprintf(out, outlen, "%lld", r->integer);
+    else if (r->str != NULL)
+        snprintf(out, outlen, "%s", r->str);
+    freeReplyObject(r);
+}
+
+static void lease_of(const char *uid, char *out, size_t outlen)
+{
+    assert_int_equal(
+        harness_redis_get(&redis, out, outlen, "GET si:{%u}:lease:%s", fx_shard(uid), uid), 0);
+}
+
+/* Polls until fake-imapd has no session of login. */
+static int wait_no_session(const char *login, int ms)
+{
+    long long deadline = harness_now_ms() + ms;
+    int cur = -1, max = 0;
+    do {
+        if (fakeimap_sessions(&srv, login, &cur, &max) == 0 && cur == 0)
+            return 0;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    return -1;
+}
+
+static void test_stale_lease_cannot_record_and_watcher_comes_back(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000f001";
+    providers();
+    user(uid, "fk", 1);
+    struct proc w;
+    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+    char lease[128];
+    lease_of(uid, lease, sizeof lease);
+    assert_int_equal(strncmp(lease, "w1:", 3), 0);
+    long long gen = atoll(lease + 3);
+    unsigned k = fx_shard(uid);
+
+    /* Another incarnation took the user (as after our alive key vanished). */
+    char out[64];
+    get(out, sizeof out, "SET si:{%u}:alive:intruder:1 1 PX 60000", k);
+    get(out, sizeof out, "SET si:{%u}:lease:%s intruder:1", k, uid);
+    uint32_t muid = append("user1", 1);
+    assert_true(muid > 0);
+    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_stale_total", 1, 10000), 0);
+    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_fences_total", 1, 10000), 0);
+    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_generation", (double)gen + 1, 10000),
+                     0);
+    /* Nothing was published, and the session is gone while the intruder lives. */
+    assert_int_equal(fx_ready_count(&redis, uid, PID), 0);
+    assert_int_equal(wait_no_session("user1", 10000), 0);
+    lease_of(uid, lease, sizeof lease);
+    assert_string_equal(lease, "intruder:1");
+    assert_true(fx_metric(w.port, "superimap_watcher_lease_busy_total") >= 1);
+
+    /* The intruder dies: the watcher takes the user and records the mail once. */
+    get(out, sizeof out, "DEL si:{%u}:alive:intruder:1", k);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 10000), 0);
+    lease_of(uid, lease, sizeof lease);
+    assert_int_equal(strncmp(lease, "w1:", 3), 0);
+    assert_true(atoll(lease + 3) > gen);
+    char ids[256], want[256];
+    assert_int_equal(fx_ready_ids(&redis, uid, PID, ids, sizeof ids), 1);
+    char cur[32];
+    get(cur, sizeof cur, "HGET si:{%u}:cur:%s uidvalidity", k, uid);
+    snprintf(want, sizeof want, "%s.%s.%u", uid, cur, muid);
+    assert_string_equal(ids, want);
+    int now = 0, max = 0;
+    assert_int_equal(fakeimap_sessions(&srv, "user1", &now, &max), 0);
+    assert_true(max <= 1);
+    harness_proc_stop(&w);
+}
+
+static void test_lost_alive_key_fences_within_a_renewal(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000f002";
+    providers();
+    user(uid, "fks", 2);
+    struct proc w;
+    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+    char lease[128], out[64];
+    lease_of(uid, lease, sizeof lease);
+    long long gen = atoll(lease + 3);
+    get(out, sizeof out, "DEL si:{%u}:alive:%s", fx_shard(uid), lease);
+    long long t0 = harness_now_ms();
+    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_fences_total", 1, 8000), 0);
+    assert_true(harness_now_ms() - t0 <= 7000); /* one renewal period, plus slack */
+    assert_int_equal(harness_wait_log(&w, "self-fencing", 1000), 0);
+    /* The new generation holds the user and watches again. */
+    long long deadline = harness_now_ms() + 10000;
+    do {
+        lease_of(uid, lease, sizeof lease);
+        if (strncmp(lease, "w1:", 3) == 0 && atoll(lease + 3) > gen)
+            break;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    assert_true(atoll(lease + 3) > gen);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+    char alive[160];
+    get(alive, sizeof alive, "EXISTS si:{%u}:alive:%s", fx_shard(uid), lease);
+    assert_string_equal(alive, "1");
+    append("user2", 1);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 10000), 0);
+    int now = 0, max = 0;
+    assert_int_equal(fakeimap_sessions(&srv, "user2", &now, &max), 0);
+    assert_true(max <= 1);
+    harness_proc_stop(&w);
+}
+
+static void test_uidvalidity_change_gives_new_baseline(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000f003";
+    providers();
+    user(uid, "fk", 3);
+    append("user3", 0); /* old mail: never announced */
+    struct proc w;
+    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+    uint32_t m1 = append("user3", 1);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 10000), 0);
+    char uv1[32];
+    get(uv1, sizeof uv1, "HGET si:{%u}:cur:%s uidvalidity", fx_shard(uid), uid);
+
+    assert_int_equal(fakeimap_set_uidvalidity(&srv, "user3", 777), 0);
+    long long deadline = harness_now_ms() + 10000;
+    char uv[32] = "";
+    do {
+        get(uv, sizeof uv, "HGET si:{%u}:cur:%s uidvalidity", fx_shard(uid), uid);
+        if (strcmp(uv, "777") == 0)
+            break;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    assert_string_equal(uv, "777");
+    assert_int_equal(harness_log_count(&w, "new mailbox baseline"), 2); /* first sight, then 777 */
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+    uint32_t m2 = append("user3", 2);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 2, 10000), 0);
+    char ids[512], want[512];
+    assert_int_equal(fx_ready_ids(&redis, uid, PID, ids, sizeof ids), 2);
+    snprintf(want, sizeof want, "%s.%s.%u %s.777.%u", uid, uv1, m1, uid, m2);
+    assert_string_equal(ids, want);
+    harness_proc_stop(&w);
+}
+
+static void test_users_over_capacity_are_unassigned_then_promoted(void **state)
+{
+    (void)state;
+    const char *uids[3] = {"00000000000000000000f004", "00000000000000000000f005",
+                           "00000000000000000000f006"};
+    providers();
+    for (int i = 0; i < 3; i++)
+        user(uids[i], "fk", 4 + i);
+    const char *const more[] = {"SUPERIMAP_MAX_USERS=2", NULL};
+    struct proc w;
+    assert_int_equal(start_watcher(&w, more), 0);
+    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_sessions_watching", 2, 10000), 0);
+    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_users_unassigned", 1, 5000), 0);
+    int unassigned = -1, watching = 0;
+    long long deadline = harness_now_ms() + 5000;
+    do {
+        watching = 0;
+        unassigned = -1;
+        for (int i = 0; i < 3; i++) {
+            char st[32];
+            fx_user_field(&redis, uids[i], "state", st, sizeof st);
+            if (strcmp(st, "unassigned") == 0)
+                unassigned = i;
+            watching += strcmp(st, "watching") == 0;
+        }
+        if (unassigned >= 0 && watching == 2)
+            break;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    assert_true(unassigned >= 0);
+    assert_int_equal(watching, 2);
+    assert_int_equal(harness_wait_log(&w, "users over capacity stay unwatched", 12000), 0);
+    assert_int_equal(fx_metric(w.port, "superimap_watcher_sessions"), 2);
+
+    /* A watched user leaves: the unassigned one takes its place. */
+    int gone = unassigned == 0 ? 1 : 0;
+    assert_int_equal(fx_archive(&redis, uids[gone]), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uids[unassigned], "state", "watching", 5000), 0);
+    assert_int_equal(fx_metric(w.port, "superimap_watcher_users_unassigned"), 0);
+    harness_proc_stop(&w);
+}
+
+static void test_throttling_and_refused_login_show_and_heal(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000f007";
+    providers();
+    user(uid, "fk", 7);
+    assert_int_equal(fakeimap_faults(&srv, 1.0, 3, "limit"), 0);
+    struct proc w;
+    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "throttled", 10000), 0);
+    assert_true(fx_metric(w.port, "superimap_watcher_session_errors_total{kind=\"throttled\"}") >=
+                1);
+    assert_int_equal(fakeimap_faults(&srv, 0, 1, "none"), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+
+    /* Correct credentials refused: auth_failed, and the process lives on. */
+    assert_int_equal(fakeimap_faults(&srv, 1.0, 3, "authfail"), 0);
+    assert_true(fakeimap_kick(&srv, "user7") >= 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "auth_failed", 10000), 0);
+    char err[256];
+    fx_user_field(&redis, uid, "last_error", err, sizeof err);
+    assert_non_null(strstr(err, "login refused"));
+    assert_int_equal(harness_http_get(w.port, "/healthz", NULL, 0), 200);
+    harness_proc_stop(&w);
+}
+
+
+static void test_xoauth2_logs_in_with_the_stored_token(void **state)
+{
+    (void)state;
+    const char *good = "00000000000000000000f008", *bad = "00000000000000000000f009";
+    providers();
+    char out[64];
+    get(out, sizeof out, "HSET si:provider:fk auth oauth2");
+    assert_int_equal(fx_user(&redis, good, PID, "fk", "t8", "user8", "token-user8"), 0);
+    assert_int_equal(fx_user(&redis, bad, PID, "fk", "t9", "user9", "token-user1"), 0);
+    struct proc w;
+    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, good, "state", "watching", 10000), 0);
+    /* A refused token: error challenge, empty answer, NO [AUTHENTICATIONFAILED]. */
+    assert_int_equal(fx_wait_user_field(&redis, bad, "state", "auth_failed", 10000), 0);
+    append("user8", 1);
+    assert_int_equal(fx_wait_ready(&redis, good, PID, 1, 10000), 0);
+    harness_proc_stop(&w);
+}
+
+static void test_logins_are_rate_limited_per_provider(void **state)
+{
+    (void)state;
+    enum { N = 12, RATE = 4 };
+    providers();
+    for (int i = 0; i < N; i++) {
+        char uid[32];
+        snprintf(uid, sizeof uid, "0000000000000000000a%04d", i);
+        user(uid, "fk", 20 + i);
+    }
+    const char *const more[] = {"SUPERIMAP_IMAP_LOGINS_PER_SEC=4", NULL};
+    struct proc w;
+    assert_int_equal(start_watcher(&w, more), 0);
+    assert_int_equal(fakeimap_wait_stat(&srv, "logins", 1, 10000), 0);
+    long long first = harness_now_ms();
+    assert_int_equal(fakeimap_wait_stat(&srv, "logins", N, 15000), 0);
+    long long spread = harness_now_ms() - first;
+    /* One login of burst, then one every 1/RATE s: (N - 1) / RATE s at least. */
+    assert_true(spread >= (N - 1) * 1000 / RATE - 300);
+    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_sessions_watching", N, 10000), 0);
+    harness_proc_stop(&w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stale_lease_cannot_record_and_watcher_comes_back,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_alive_key_fences_within_a_renewal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_uidvalidity_change_gives_new_baseline, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_users_over_capacity_are_unassigned_then_promoted,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttling_and_refused_login_show_and_heal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_xoauth2_logs_in_with_the_stored_token, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_logins_are_rate_limited_per_provider, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
+}
