@@ -11,8 +11,9 @@
 -- ARGV[6]  largest payload returned inline, in bytes
 -- ARGV[7..] pid, free slots pairs (the caller's per-partner concurrency left)
 -- Returns  {more, {skipped pids}, event, event, ...}: more is 1 when the shard
---          still has ready events; skipped are partners that had ready events
---          but no free slot; each event is {id, pid, type, uid, code, tag,
+--          still has ready events of partners with free slots (the batch
+--          was full: claim again); skipped are partners that had ready events
+--          but no free slot (claim again once one of them frees a slot); each event is {id, pid, type, uid, code, tag,
 --          sha1, payload, attempts, created_at, payload length}, where
 --          attempts counts this claim and is the fencing token of event_ack,
 --          event_retry and event_dead. A payload longer than ARGV[6] is
@@ -104,7 +105,7 @@ while claimed < max and n > 0 and misses < n do
         -- else: an empty list; the partner leaves the round robin.
     end
 end
-if n > 0 then
+if n > 0 and misses < n then
     out[1] = 1
 end
 return out

@@ -345,18 +345,25 @@ static void test_claim_skips_partners_without_free_slots(void **state)
     }
     assert_int_equal(na, 1);
     assert_int_equal(nb, 2);
-    assert_int_equal(r->element[0]->integer, 1);
-    /* Both ran out with events left: both are reported as skipped. */
+    /* Both ran out of slots with events left: both are reported as skipped,
+     * and nothing more can be claimed now. */
+    assert_int_equal(r->element[0]->integer, 0);
     assert_int_equal(r->element[1]->elements, 2);
     freeReplyObject(r);
     assert_int_equal(cmd_int("LLEN " RP), 2);
     /* No slot at all: nothing claimed, nothing lost. */
     r = claim(T0, 100, 0, NULL, NULL);
     assert_int_equal(r->elements, 2);
-    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_int_equal(r->element[1]->elements, 2);
     freeReplyObject(r);
     assert_int_equal(cmd_int("LLEN " K "ready:A"), 3);
     assert_int_equal(cmd_int("LLEN " K "ready:B"), 2);
+    /* A full batch with a claimable partner left says so. */
+    r = claim(T0, 1, 8, NULL, NULL);
+    assert_int_equal(r->elements - 2, 1);
+    assert_int_equal(r->element[0]->integer, 1);
+    freeReplyObject(r);
 }
 
 static void test_claim_returns_long_payload_by_length_only(void **state)
