@@ -1030,9 +1030,20 @@ static void on_wake_subscribed(void *data)
 
 /* ---- Lifecycle ---- */
 
+static void forget_settings(const char *pid, void *value, void *data)
+{
+    (void)pid;
+    (void)data;
+    struct partner *p = value;
+    p->loaded = 0; /* the next event reads them again before it is sent */
+}
+
 void dispatch_resume(struct dispatcher *d)
 {
     d->redis_up = 1;
+    /* Redis may have changed under us (a restart without persistence, a
+     * failover to a lagging replica): read partner settings afresh. */
+    partners_each(d->partners, forget_settings, d);
     int64_t now = time_mono_ms();
     for (int k = 0; k < d->nshards; k++) {
         struct shard *sh = &d->shards[k];

@@ -325,6 +325,38 @@ static void test_failing_url_opens_circuit_then_probe_closes_it(void **state)
     harness_proc_stop(&d);
 }
 
+/* ---- Redis restart ---- */
+
+static void test_redis_restart_then_delivers_again(void **state)
+{
+    (void)state;
+    partner("61", NULL, NULL, NULL, NULL);
+    char uid[25], eid[128];
+    wf_uid(uid, 6100);
+    assert_int_equal(wf_new_mail(rc, "61", uid, "f", 1, 100, eid), 1);
+    struct proc d;
+    start_dispatcher(&d, "d-restart", "5000");
+    assert_int_equal(receiver_wait(rx, "61", 1, 10000), 1);
+
+    /* Redis goes away (and comes back empty: it keeps no data in tests). */
+    harness_redis_kill(&redis, 1);
+    assert_int_equal(harness_wait_http(d.port, "/readyz", 503, 10000), 0);
+    assert_int_equal(harness_redis_restart(&redis), 0);
+    redisFree(rc);
+    rc = harness_redis_connect(&redis);
+    assert_non_null(rc);
+    assert_int_equal(harness_wait_http(d.port, "/readyz", 200, 15000), 0);
+    partner("61", NULL, NULL, NULL, NULL);
+    assert_int_equal(wf_new_mail(rc, "61", uid, "f", 2, 100, eid), 1);
+    assert_int_equal(receiver_wait(rx, "61", 2, 10000), 2);
+    struct receiver_request r[2];
+    assert_int_equal(receiver_requests(rx, r, 2), 2);
+    assert_string_equal(r[1].id, eid);
+    assert_true(r[1].body_sig_ok && r[1].std_sig_ok);
+    assert_int_equal(harness_proc_wait(&d, 0), -1); /* the same process throughout */
+    harness_proc_stop(&d);
+}
+
 /* ---- Graceful stop ---- */
 
 static void test_sigterm_finishes_requests_in_flight_and_loses_nothing(void **state)
@@ -365,6 +397,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failing_url_opens_circuit_then_probe_closes_it, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_redis_restart_then_delivers_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_finishes_requests_in_flight_and_loses_nothing,
                                         setup, teardown),
     };
