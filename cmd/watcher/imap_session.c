@@ -1156,6 +1156,7 @@ static void idle_started(struct imap_session *s)
         return;
     }
     /* Idle sessions keep no buffers (DESIGN.md section 3, "Memory"). */
+    s->w->idle_entries++;
     imap_parser_shrink(s->parser);
     buf_shrink(&s->out);
     if (s->ssl != NULL)

@@ -27,6 +27,7 @@
 #include "cmd/watcher/watcher.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -57,6 +58,9 @@
 
 /* The over-capacity summary is logged at most this often. */
 #define UNASSIGNED_LOG_MS 10000
+
+/* Free heap pages go back to the kernel at most this often. */
+#define TRIM_MS 5000
 
 struct watcher watcher;
 
@@ -107,6 +111,7 @@ static int64_t unassigned_logged_at;
 static int unassigned_logged;
 static ev_timer manager_tick;
 static int releases_pending; /* drain: lease_release replies still due */
+static int64_t trimmed_at;   /* last malloc_trim() */
 
 static void list_init(struct slot *h)
 {
@@ -395,6 +400,15 @@ static void on_manager_tick(struct ev_loop *loop, ev_timer *t, int revents)
         unassigned_logged_at = now;
     }
     snprintf(watcher.sessions_text, sizeof watcher.sessions_text, "%d", watcher.nsessions);
+    /* Handshakes and fetches free their transient memory in the middle of
+     * the heap, between long-lived sessions; glibc returns such pages only
+     * when asked. Once sessions have settled into IDLE, ask (a few ms for a
+     * heap of tens of MiB, at most every TRIM_MS). */
+    if (watcher.idle_entries > 0 && now - trimmed_at >= TRIM_MS) {
+        watcher.idle_entries = 0;
+        trimmed_at = now;
+        malloc_trim(0);
+    }
 }
 
 /* ---- Node hooks ---- */

@@ -49,7 +49,6 @@ struct users {
     int64_t next_sync_ms; /* monotonic time of the next full resync */
     int reading;          /* XREAD in flight */
     int checks;           /* SISMEMBER replies still due */
-    int again;            /* the last XREAD was full: read again at once */
     char last_id[STREAM_ID_MAX];
 };
 
@@ -265,6 +264,8 @@ static void start_sync(struct users *us)
 
 /* ---- Change stream ---- */
 
+static void poll_changes(struct users *us);
+
 struct check {
     struct users *us;
     int is_update;
@@ -325,7 +326,6 @@ static void on_changes(struct rconn *rc, struct redisReply *reply, int err, void
         return;
     struct users *us = privdata;
     us->reading = 0;
-    us->again = 0;
     if (err < 0 || reply == NULL) {
         log_debugc("redis", "XREAD si:changes failed err=\"%s\"", err_str(err));
         return;
@@ -362,7 +362,9 @@ static void on_changes(struct rconn *rc, struct redisReply *reply, int err, void
         }
         us->checks++;
     }
-    us->again = entries->elements >= XREAD_COUNT;
+    /* A full read: more is waiting (a bulk import); read on at once. */
+    if (entries->elements >= XREAD_COUNT && us->phase == SYNC_DONE)
+        poll_changes(us);
 }
 
 static void poll_changes(struct users *us)

@@ -73,15 +73,16 @@ struct watcher {
     struct providers *providers;
     struct watcher_metrics m;
 
-    int capacity;    /* users this process takes: min(MAX_USERS, fd limit - reserve) */
-    long fd_limit;   /* RLIMIT_NOFILE in force */
-    int shards;      /* SUPERIMAP_SHARDS */
-    int draining;    /* SIGTERM: no new sessions */
-    int stopping;    /* finish(): everything is being freed */
-    int held;        /* users with a lease (or acquiring one) */
-    int nsessions;   /* live session objects */
-    int nwatching;   /* sessions in IDLE or polling */
-    int nunassigned; /* users over capacity */
+    int capacity;     /* users this process takes: min(MAX_USERS, fd limit - reserve) */
+    long fd_limit;    /* RLIMIT_NOFILE in force */
+    int shards;       /* SUPERIMAP_SHARDS */
+    int draining;     /* SIGTERM: no new sessions */
+    int stopping;     /* finish(): everything is being freed */
+    int held;         /* users with a lease (or acquiring one) */
+    int nsessions;    /* live session objects */
+    int nwatching;    /* sessions in IDLE or polling */
+    int nunassigned;  /* users over capacity */
+    int idle_entries; /* sessions that entered IDLE since the last heap trim */
 
     char capacity_text[16];
     char fd_limit_text[24];

@@ -1,0 +1,729 @@
+/*
+ * superimap-watcher benchmarks (DESIGN.md section 7), printed as Markdown
+ * tables; nothing here judges the numbers.
+ *
+ * Idle sessions. For each scenario (1k, 5k, 10k and 19k plaintext sessions,
+ * 10k implicit-TLS sessions, then three watchers holding 57k together) it
+ * starts, per watcher, a private redis-server, a superimap-fake-imapd on its
+ * own loopback address (127.0.0.1, .2, .3: each process stays under the
+ * 20,000 file limit and each address has its own ephemeral ports) and the
+ * watcher; reads the watcher's RSS once it is ready with no users; writes
+ * the users (hash, shard set, si:changes entry, as the api does) and times
+ * how long until /metrics shows every session watching (IDLE); lets it
+ * settle, reads RSS again and the CPU time used over IDLE_SAMPLE_S idle
+ * seconds. RSS per session = (RSS with sessions - RSS without) / sessions,
+ * which includes everything a user costs the watcher (registry entry, lease
+ * slot, session, parser, libev, OpenSSL), not the kernel's socket buffers.
+ * The three-watcher row uses three Redis servers: placement across watchers
+ * is the fleet issue's; here each watcher takes every user it sees.
+ *
+ * Latency. 1,000 idle plaintext sessions; messages are appended through
+ * fake-imapd's control channel at 1,000 per second for LAT_SECONDS, and
+ * Redis keyspace notifications (HSET of si:{k}:evt:<eid>, as record_mail
+ * writes the event) are timestamped by a reader thread: append sent ->
+ * event written, p50/p99/max.
+ *
+ * Every child gets PR_SET_PDEATHSIG and is stopped by its PID. BENCH_SCALE
+ * (a float, default 1) scales the session counts for quick runs; BENCH_ONLY
+ * runs only the scenarios whose name contains it ("TLS", "latency").
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/crypto.h"
+#include "core/err.h"
+#include "core/hrw.h"
+#include "tests/unit/redis_fixture.h"
+
+#define KEY_HEX       "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define SHARDS        64
+#define MAX_W         3
+#define READY_S       20.0
+#define ESTABLISH_S   600.0
+#define SETTLE_S      3.0
+#define IDLE_SAMPLE_S 5.0
+#define LAT_USERS     1000
+#define LAT_RATE      1000
+#define LAT_SECONDS   5
+
+static char bin[400];
+static char certdir[64];
+static char cert[128], keyfile[128];
+
+/* ---- Processes ---- */
+
+struct child {
+    pid_t pid;
+    char log[300];
+};
+
+static pid_t spawn(const char *path, char *const *envp, const char *log)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        char *const argv[] = {(char *)path, NULL};
+        execve(path, argv, envp);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop(struct child *c)
+{
+    if (c->pid <= 0)
+        return;
+    kill(c->pid, SIGTERM);
+    double deadline = fixture_now() + 10;
+    while (waitpid(c->pid, NULL, WNOHANG) != c->pid) {
+        if (fixture_now() > deadline) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, NULL, 0);
+            break;
+        }
+        fixture_nap_ms(5);
+    }
+    c->pid = 0;
+}
+
+/* The text after needle in the first line of file path that has it. */
+static int log_find(const char *path, const char *needle, char *after, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        char *p = strstr(line, needle);
+        if (p != NULL) {
+            found = 1;
+            if (after != NULL)
+                snprintf(after, len, "%s", p + strlen(needle));
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* utime + stime of pid in seconds. */
+static double cpu_s(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    unsigned long ut = 0, st = 0;
+    /* fields after ")": state(3) ... utime(14) stime(15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- fake-imapd ---- */
+
+struct fake {
+    struct child c;
+    char addr[24];
+    char ctl[300];
+    int ctl_fd;
+    int port; /* plain, or implicit TLS when tls */
+};
+
+static int ctl_connect(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof a.sun_path) {
+        close(fd);
+        return -1;
+    }
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Sends a request (and body) and reads the one-line reply. */
+static int ctl(struct fake *f, const char *req, const void *body, size_t n, char *reply,
+               size_t rlen)
+{
+    struct part {
+        const void *p;
+        size_t n;
+    } parts[3] = {{req, strlen(req)}, {"\n", 1}, {body, n}};
+    for (int i = 0; i < 3; i++) {
+        size_t off = 0;
+        while (off < parts[i].n) {
+            ssize_t w = write(f->ctl_fd, (const char *)parts[i].p + off, parts[i].n - off);
+            if (w <= 0)
+                return -1;
+            off += (size_t)w;
+        }
+    }
+    size_t got = 0;
+    while (got + 1 < rlen) {
+        ssize_t r = read(f->ctl_fd, reply + got, 1);
+        if (r <= 0)
+            return -1;
+        if (reply[got] == '\n')
+            break;
+        got++;
+    }
+    reply[got] = '\0';
+    return strncmp(reply, "OK", 2) == 0 ? 0 : -1;
+}
+
+static int fake_start(struct fake *f, const char *dir, int i, int users, int tls)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->addr, sizeof f->addr, "127.0.0.%d", i + 1);
+    snprintf(f->ctl, sizeof f->ctl, "%s/fake%d.sock", dir, i);
+    snprintf(f->c.log, sizeof f->c.log, "%s/fake%d.log", dir, i);
+    char path[512], e_addr[64], e_ctl[340], e_users[64], e_cert[200], e_key[200];
+    snprintf(path, sizeof path, "%s/superimap-fake-imapd", bin);
+    snprintf(e_addr, sizeof e_addr, "SUPERIMAP_FAKE_ADDRS=%s", f->addr);
+    snprintf(e_ctl, sizeof e_ctl, "SUPERIMAP_FAKE_CONTROL=%s", f->ctl);
+    snprintf(e_users, sizeof e_users, "SUPERIMAP_FAKE_USERS=%d", users);
+    snprintf(e_cert, sizeof e_cert, "SUPERIMAP_FAKE_CERT=%s", cert);
+    snprintf(e_key, sizeof e_key, "SUPERIMAP_FAKE_KEY=%s", keyfile);
+    char *envp[] = {e_addr,
+                    e_ctl,
+                    e_users,
+                    (char *)"SUPERIMAP_FAKE_PORT=0",
+                    (char *)(tls ? "SUPERIMAP_FAKE_TLS_PORT=0" : "SUPERIMAP_FAKE_TLS_PORT=-1"),
+                    (char *)"SUPERIMAP_LOG_LEVEL=warn",
+                    tls ? e_cert : NULL,
+                    tls ? e_key : NULL,
+                    NULL};
+    f->c.pid = spawn(path, envp, f->c.log);
+    if (f->c.pid < 0)
+        return -1;
+    double deadline = fixture_now() + READY_S;
+    while ((f->ctl_fd = ctl_connect(f->ctl)) < 0) {
+        if (fixture_now() > deadline || waitpid(f->c.pid, NULL, WNOHANG) == f->c.pid) {
+            fprintf(stderr, "bench_watcher: fake-imapd did not start; see %s\n", f->c.log);
+            return -1;
+        }
+        fixture_nap_ms(10);
+    }
+    char reply[1024];
+    if (ctl(f, "PORTS", NULL, 0, reply, sizeof reply) < 0)
+        return -1;
+    /* "OK 127.0.0.2:4711/none 127.0.0.2:4712/implicit" */
+    const char *want = tls ? "/implicit" : "/none";
+    for (char *w = strtok(reply + 2, " "); w != NULL; w = strtok(NULL, " ")) {
+        char *slash = strchr(w, '/'), *colon = strrchr(w, ':');
+        if (slash != NULL && colon != NULL && strcmp(slash, want) == 0)
+            f->port = atoi(colon + 1);
+    }
+    return f->port > 0 ? 0 : -1;
+}
+
+static void fake_stop(struct fake *f)
+{
+    if (f->ctl_fd > 0)
+        close(f->ctl_fd);
+    f->ctl_fd = -1;
+    stop(&f->c);
+}
+
+/* ---- Watcher ---- */
+
+struct watcher {
+    struct child c;
+    struct redis_fixture fx;
+    int port; /* HTTP */
+    long rss0, rss1;
+    double est_s, cpu_pct;
+};
+
+static int watcher_start(struct watcher *w, int i, int max_users)
+{
+    char path[512], url[340], node[64], maxu[64], ca[200];
+    snprintf(path, sizeof path, "%s/superimap-watcher", bin);
+    snprintf(w->c.log, sizeof w->c.log, "%s/watcher%d.log", w->fx.dir, i);
+    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", w->fx.url);
+    snprintf(node, sizeof node, "SUPERIMAP_NODE_ID=bench-w%d", i);
+    snprintf(maxu, sizeof maxu, "SUPERIMAP_MAX_USERS=%d", max_users);
+    snprintf(ca, sizeof ca, "SUPERIMAP_CA_FILE=%s", cert);
+    char *envp[] = {url,
+                    node,
+                    maxu,
+                    ca,
+                    (char *)"SUPERIMAP_ENCRYPTION_KEY=" KEY_HEX,
+                    (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
+                    (char *)"SUPERIMAP_IMAP_LOGINS_PER_SEC=20000",
+                    (char *)"SUPERIMAP_REDIS_TIMEOUT_MS=30000",
+                    NULL};
+    w->c.pid = spawn(path, envp, w->c.log);
+    if (w->c.pid < 0)
+        return -1;
+    double deadline = fixture_now() + READY_S;
+    char after[256];
+    while (!log_find(w->c.log, "incarnation live", NULL, 0) ||
+           !log_find(w->c.log, "users loaded", NULL, 0)) {
+        if (fixture_now() > deadline || waitpid(w->c.pid, NULL, WNOHANG) == w->c.pid) {
+            fprintf(stderr, "bench_watcher: watcher not ready; see %s\n", w->c.log);
+            return -1;
+        }
+        fixture_nap_ms(20);
+    }
+    if (!log_find(w->c.log, "http listening", after, sizeof after))
+        return -1;
+    const char *p = strstr(after, "port=");
+    w->port = p ? atoi(p + 5) : 0;
+    return w->port > 0 ? 0 : -1;
+}
+
+/* GET /metrics and the value of series, or -1. */
+static double metric(int port, const char *series)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) < 0) {
+        close(fd);
+        return -1;
+    }
+    static char body[1 << 20];
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < sizeof body && (r = read(fd, body + got, sizeof body - got - 1)) > 0)
+        got += (size_t)r;
+    close(fd);
+    body[got] = '\0';
+    size_t n = strlen(series);
+    for (char *line = body; line != NULL && *line;) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            return atof(line + n + 1);
+        char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+/* Writes users u0..u0+n-1 (login userI+1) for provider code, pipelined. */
+static int create_users(struct redis_fixture *fx, const char *code, int n, struct crypto_keys *keys)
+{
+    redisContext *c = redis_fixture_connect(fx, 30000);
+    if (c == NULL)
+        return -1;
+    int pending = 0, rc = 0;
+    for (int i = 0; i < n; i++) {
+        char uid[32], login[16], pass[16], aad[96], key[128], k[16];
+        snprintf(uid, sizeof uid, "%024x", i + 1);
+        snprintf(login, sizeof login, "user%d", i + 1);
+        snprintf(pass, sizeof pass, "pass%d", i + 1);
+        snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
+        char *sealed = NULL;
+        if (crypto_encrypt(keys, pass, strlen(pass), aad, &sealed) < 0)
+            return -1;
+        snprintf(k, sizeof k, "%u", hrw_shard(uid, SHARDS));
+        snprintf(key, sizeof key, "si:{%s}:user:%s", k, uid);
+        const char *argv[] = {"HSET", key,   "uid", uid,        "pid", "1",      "code",
+                              code,   "tag", login, "username", login, "secret", sealed};
+        redisAppendCommandArgv(c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+        redisAppendCommand(c, "SADD si:{%s}:users %s", k, uid);
+        redisAppendCommand(c, "XADD si:changes * uid %s k %s op create", uid, k);
+        xfree(sealed);
+        pending += 3;
+        if (pending >= 3000 || i == n - 1) {
+            while (pending > 0) {
+                redisReply *r = NULL;
+                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                    rc = -1;
+                    break;
+                }
+                if (r->type == REDIS_REPLY_ERROR)
+                    rc = -1;
+                freeReplyObject(r);
+                pending--;
+            }
+        }
+    }
+    redisFree(c);
+    return rc;
+}
+
+/* ---- Idle scenario ---- */
+
+struct scenario {
+    const char *name;
+    int sessions; /* in all */
+    int watchers;
+    int tls;
+};
+
+static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
+{
+    int nw = sc->watchers, per = sc->sessions / nw;
+    struct watcher w[MAX_W];
+    struct fake f[MAX_W];
+    memset(w, 0, sizeof w);
+    memset(f, 0, sizeof f);
+    int rc = 0;
+    for (int i = 0; i < nw && rc == 0; i++) {
+        rc = redis_fixture_start(&w[i].fx, NULL);
+        if (rc == 0)
+            rc = fake_start(&f[i], w[i].fx.dir, i, per, sc->tls);
+        if (rc == 0)
+            rc = watcher_start(&w[i], i, per);
+    }
+    if (rc == 0) {
+        fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
+        for (int i = 0; i < nw; i++)
+            w[i].rss0 = rss_kib(w[i].c.pid);
+        for (int i = 0; i < nw && rc == 0; i++) {
+            redisReply *r = redis_fixture_cmd(
+                &w[i].fx, "HSET si:provider:b code b imap_host %s imap_port %d tls %s", f[i].addr,
+                f[i].port, sc->tls ? "implicit" : "none");
+            freeReplyObject(r);
+        }
+        double t0 = fixture_now();
+        for (int i = 0; i < nw && rc == 0; i++)
+            rc = create_users(&w[i].fx, "b", per, keys);
+        double deadline = t0 + ESTABLISH_S;
+        int done = 0;
+        while (rc == 0 && done < nw) {
+            done = 0;
+            for (int i = 0; i < nw; i++) {
+                if (w[i].est_s > 0) {
+                    done++;
+                    continue;
+                }
+                if (metric(w[i].port, "superimap_watcher_sessions_watching") >= per) {
+                    w[i].est_s = fixture_now() - t0;
+                    done++;
+                }
+            }
+            if (fixture_now() > deadline) {
+                fprintf(stderr, "bench_watcher: %s: sessions not all watching after %.0f s\n",
+                        sc->name, ESTABLISH_S);
+                rc = -1;
+            }
+            if (done < nw)
+                fixture_nap_ms(100);
+        }
+    }
+    if (rc == 0) {
+        fixture_nap_ms((long)(SETTLE_S * 1000));
+        double c0[MAX_W];
+        for (int i = 0; i < nw; i++)
+            c0[i] = cpu_s(w[i].c.pid);
+        fixture_nap_ms((long)(IDLE_SAMPLE_S * 1000));
+        for (int i = 0; i < nw; i++) {
+            w[i].cpu_pct = (cpu_s(w[i].c.pid) - c0[i]) / IDLE_SAMPLE_S * 100.0;
+            w[i].rss1 = rss_kib(w[i].c.pid);
+        }
+        long d = 0, fr = 0;
+        double est = 0, cpu = 0;
+        for (int i = 0; i < nw; i++) {
+            d += w[i].rss1 - w[i].rss0;
+            fr += rss_kib(f[i].c.pid);
+            est = w[i].est_s > est ? w[i].est_s : est;
+            cpu += w[i].cpu_pct;
+        }
+        double per_session = (double)d * 1024.0 / (double)(per * nw);
+        printf("| %s | %d | %d | %s | %ld | %ld | %.0f | %.2f | %.1f | %ld |\n", sc->name, per * nw,
+               nw, sc->tls ? "TLS" : "plain", w[0].rss0, w[0].rss1, per_session, cpu / nw, est,
+               fr / 1024);
+        fflush(stdout);
+    } else {
+        printf("| %s | failed: see stderr | | | | | | | | |\n", sc->name);
+    }
+    for (int i = 0; i < nw; i++) {
+        stop(&w[i].c);
+        fake_stop(&f[i]);
+        redis_fixture_stop(&w[i].fx);
+    }
+    return rc;
+}
+
+/* ---- Latency ---- */
+
+struct lat_reader {
+    redisContext *sub;
+    volatile int stop;
+    /* Arrival time by user index and message number (-1 until seen). */
+    double *seen; /* [LAT_USERS * per_user] */
+    int per_user;
+};
+
+static void *reader_main(void *arg)
+{
+    struct lat_reader *lr = arg;
+    while (!lr->stop) {
+        redisReply *r = NULL;
+        if (redisGetReply(lr->sub, (void **)&r) != REDIS_OK)
+            break; /* shut down by main(), or Redis went away */
+        double now = fixture_now();
+        /* ["pmessage", pattern, "__keyspace@0__:si:{k}:evt:<uid>.<uv>.<n>", "hset"] */
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+            strcmp(r->element[3]->str, "hset") == 0) {
+            const char *e = strstr(r->element[2]->str, ":evt:");
+            if (e != NULL) {
+                e += 5;
+                unsigned u = (unsigned)strtoul(e, NULL, 16) - 1;
+                const char *dot = strrchr(e, '.');
+                uint32_t muid = dot ? (uint32_t)strtoul(dot + 1, NULL, 10) : 0;
+                if (u < LAT_USERS && muid > 0 && (int)muid <= lr->per_user)
+                    lr->seen[u * lr->per_user + muid - 1] = now;
+            }
+        }
+        freeReplyObject(r);
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int run_latency(struct crypto_keys *keys)
+{
+    struct watcher w;
+    struct fake f;
+    memset(&w, 0, sizeof w);
+    int rc = redis_fixture_start(&w.fx, NULL);
+    if (rc == 0)
+        rc = fake_start(&f, w.fx.dir, 0, LAT_USERS, 0);
+    if (rc == 0)
+        rc = watcher_start(&w, 0, LAT_USERS);
+    if (rc == 0) {
+        redisReply *r = redis_fixture_cmd(
+            &w.fx, "HSET si:provider:b code b imap_host %s imap_port %d tls none", f.addr, f.port);
+        freeReplyObject(r);
+        r = redis_fixture_cmd(&w.fx, "CONFIG SET notify-keyspace-events Kh");
+        freeReplyObject(r);
+        rc = create_users(&w.fx, "b", LAT_USERS, keys);
+    }
+    double deadline = fixture_now() + 120;
+    while (rc == 0 && metric(w.port, "superimap_watcher_sessions_watching") < LAT_USERS) {
+        if (fixture_now() > deadline)
+            rc = -1;
+        fixture_nap_ms(50);
+    }
+    int total = LAT_RATE * LAT_SECONDS;
+    int per_user = (total + LAT_USERS - 1) / LAT_USERS;
+    struct lat_reader lr = {.per_user = per_user};
+    lr.seen = calloc((size_t)LAT_USERS * per_user, sizeof *lr.seen);
+    double *sent = calloc((size_t)LAT_USERS * per_user, sizeof *sent);
+    pthread_t th;
+    int have_thread = 0;
+    if (rc == 0) {
+        for (int i = 0; i < LAT_USERS * per_user; i++)
+            lr.seen[i] = -1;
+        lr.sub = redis_fixture_connect(&w.fx, 600000);
+        redisReply *r =
+            lr.sub ? redisCommand(lr.sub, "PSUBSCRIBE __keyspace@0__:si:*:evt:*") : NULL;
+        if (r == NULL)
+            rc = -1;
+        freeReplyObject(r);
+        if (rc == 0 && pthread_create(&th, NULL, reader_main, &lr) == 0)
+            have_thread = 1;
+        else
+            rc = -1;
+    }
+    if (rc == 0) {
+        double t0 = fixture_now();
+        for (int i = 0; i < total && rc == 0; i++) {
+            double due = t0 + (double)i / LAT_RATE;
+            while (fixture_now() < due) {
+                struct timespec ts = {0, 50000};
+                nanosleep(&ts, NULL); /* pacing at the target rate */
+            }
+            int u = i % LAT_USERS, n = i / LAT_USERS;
+            char req[64], reply[64], m[128];
+            int len = snprintf(m, sizeof m, "From: l@example.com\r\nSubject: %d\r\n\r\nx\r\n", i);
+            snprintf(req, sizeof req, "APPEND user%d %d", u + 1, len);
+            sent[u * per_user + n] = fixture_now();
+            if (ctl(&f, req, m, (size_t)len, reply, sizeof reply) < 0)
+                rc = -1;
+        }
+        double achieved = total / (fixture_now() - t0);
+        deadline = fixture_now() + 30;
+        int seen = 0;
+        while (rc == 0 && fixture_now() < deadline) {
+            seen = 0;
+            for (int i = 0; i < total; i++) {
+                int u = i % LAT_USERS, n = i / LAT_USERS;
+                seen += lr.seen[u * per_user + n] >= 0;
+            }
+            if (seen == total)
+                break;
+            fixture_nap_ms(50);
+        }
+        double *lat = calloc((size_t)total, sizeof *lat);
+        int nl = 0;
+        for (int i = 0; i < total; i++) {
+            int u = i % LAT_USERS, n = i / LAT_USERS;
+            if (lr.seen[u * per_user + n] >= 0)
+                lat[nl++] = (lr.seen[u * per_user + n] - sent[u * per_user + n]) * 1000.0;
+        }
+        qsort(lat, (size_t)nl, sizeof *lat, cmp_double);
+        printf("| %d | %.0f | %d | %.2f | %.2f | %.2f | %.2f |\n", total, achieved, nl,
+               nl ? lat[nl / 2] : -1, nl ? lat[(size_t)((double)nl * 0.99)] : -1,
+               nl ? lat[nl - 1] : -1, metric(w.port, "superimap_watcher_new_mail_seconds_count"));
+        free(lat);
+    }
+    if (have_thread) {
+        lr.stop = 1;
+        shutdown(lr.sub->fd, SHUT_RDWR); /* unblocks the reader's read */
+        pthread_join(th, NULL);
+    }
+    if (lr.sub != NULL)
+        redisFree(lr.sub);
+    free(lr.seen);
+    free(sent);
+    stop(&w.c);
+    fake_stop(&f);
+    redis_fixture_stop(&w.fx);
+    return rc;
+}
+
+/* ---- main ---- */
+
+static int make_cert(void)
+{
+    snprintf(certdir, sizeof certdir, "/tmp/superimap-bench-XXXXXX");
+    if (mkdtemp(certdir) == NULL)
+        return -1;
+    snprintf(cert, sizeof cert, "%s/cert.pem", certdir);
+    snprintf(keyfile, sizeof keyfile, "%s/key.pem", certdir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s -out %s -days 2 -subj /CN=localhost -addext "
+             "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3 "
+             ">/dev/null 2>&1",
+             keyfile, cert);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    signal(SIGPIPE, SIG_IGN);
+    char copy[384];
+    snprintf(copy, sizeof copy, "%s", argv[0]);
+    snprintf(bin, sizeof bin, "%.384s/../bin", dirname(copy));
+    char path[512];
+    snprintf(path, sizeof path, "%s/superimap-fake-imapd", bin);
+    if (access(path, X_OK) != 0) {
+        fprintf(stderr, "bench_watcher: %s not found (make all builds it)\n", path);
+        return 1;
+    }
+    const char *s = getenv("BENCH_SCALE");
+    double scale = s != NULL ? atof(s) : 1.0;
+    if (scale <= 0 || scale > 1)
+        scale = 1.0;
+    if (make_cert() < 0) {
+        fprintf(stderr, "bench_watcher: cannot make a certificate with openssl\n");
+        return 1;
+    }
+    struct crypto_keys *keys = NULL;
+    char err[128];
+    if (crypto_keys_init(&keys, KEY_HEX, NULL, err, sizeof err) < 0)
+        return 1;
+
+    const struct scenario sc[] = {
+        {"1k plain", (int)(1000 * scale), 1, 0},
+        {"5k plain", (int)(5000 * scale), 1, 0},
+        {"10k plain", (int)(10000 * scale), 1, 0},
+        {"19k plain", (int)(19000 * scale), 1, 0},
+        {"10k TLS", (int)(10000 * scale), 1, 1},
+        {"57k plain, 3 watchers", (int)(57000 * scale), 3, 0},
+    };
+    int rc = 0;
+    printf("Idle IMAP sessions held by superimap-watcher against superimap-fake-imapd on one "
+           "machine. RSS before = ready with no users; per session = RSS delta / sessions "
+           "(registry, lease slot, session, parser, libev, OpenSSL; not kernel socket buffers). "
+           "CPU = watcher CPU while idle, percent of one core over %.0f s. Established = users "
+           "written to Redis until every session is in IDLE.\n\n",
+           IDLE_SAMPLE_S);
+    printf("| scenario | sessions | watchers | transport | RSS before KiB (w0) | RSS after KiB "
+           "(w0) | bytes per session | idle CPU %% per watcher | established in s | "
+           "fake-imapd RSS MiB |\n");
+    printf("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
+    fflush(stdout);
+    const char *only = getenv("BENCH_ONLY");
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
+        if (sc[i].sessions > 0 && (only == NULL || strstr(sc[i].name, only) != NULL) &&
+            run_idle(&sc[i], keys) < 0)
+            rc = 1;
+
+    printf("\nNew mail to recorded event: %d idle plaintext sessions, appends through "
+           "fake-imapd's control channel at %d/s for %d s; latency from the append sent to the "
+           "keyspace notification of the event's HSET.\n\n",
+           LAT_USERS, LAT_RATE, LAT_SECONDS);
+    printf("| appended | rate achieved /s | recorded | p50 ms | p99 ms | max ms | watcher "
+           "histogram count |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+    fflush(stdout);
+    if ((only == NULL || strstr("latency", only) != NULL) && run_latency(keys) < 0)
+        rc = 1;
+    crypto_keys_free(keys);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", certdir);
+    if (system(rm) != 0)
+        rc = 1;
+    return rc;
+}
