@@ -40,6 +40,7 @@ struct rule_entry {
     char pid[32];
     struct receiver_rule rule;
     char retry_after[64];
+    char location[128];
     int seen;
 };
 
@@ -57,6 +58,8 @@ struct conn {
     size_t req_bytes;  /* size of the request being answered */
     int answer_status; /* of the delayed answer */
     char answer_retry_after[64];
+    char answer_location[128];
+    size_t answer_bytes;
     struct conn *prev, *next;
 };
 
@@ -260,18 +263,31 @@ static const char *reason(int status)
     }
 }
 
-static void answer(struct conn *c, int status, const char *retry_after)
+static void answer(struct conn *c, int status, const char *retry_after, const char *location,
+                   size_t body_bytes)
 {
-    char head[256];
+    char head[512];
     const char *body = status >= 200 && status < 300 ? "ok" : "receiver says no";
-    char ra[96] = "";
+    size_t len = body_bytes > 0 ? body_bytes : strlen(body);
+    char ra[96] = "", loc[160] = "";
     if (retry_after != NULL && retry_after[0] != '\0')
         snprintf(ra, sizeof ra, "Retry-After: %s\r\n", retry_after);
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
-                     status, reason(status), strlen(body), ra);
+    if (location != NULL && location[0] != '\0')
+        snprintf(loc, sizeof loc, "Location: %s\r\n", location);
+    int n =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s%s\r\n",
+                 status, reason(status), len, ra, loc);
     append_out(c, head, (size_t)n);
-    append_out(c, body, strlen(body));
+    if (body_bytes == 0) {
+        append_out(c, body, len);
+    } else {
+        char chunk[4096];
+        memset(chunk, 'x', sizeof chunk);
+        for (size_t done = 0; done < body_bytes; done += sizeof chunk)
+            append_out(c, chunk,
+                       body_bytes - done < sizeof chunk ? body_bytes - done : sizeof chunk);
+    }
     flush_out(c);
 }
 
@@ -317,7 +333,7 @@ static void on_delay(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct conn *c = w->data;
     c->waiting = 0;
-    answer(c, c->answer_status, c->answer_retry_after);
+    answer(c, c->answer_status, c->answer_retry_after, c->answer_location, c->answer_bytes);
     consume(c, c->req_bytes);
     process(c);
 }
@@ -362,7 +378,7 @@ static void handle(struct conn *c, size_t head_len, size_t body_len)
     struct cred cred;
     int have_cred = 0;
     struct receiver_rule rule = {0};
-    char retry_after[64] = "";
+    char retry_after[64] = "", location[128] = "";
     int seen = 0;
     pthread_mutex_lock(&rx->mu);
     for (int i = 0; i < rx->ncreds; i++)
@@ -374,6 +390,7 @@ static void handle(struct conn *c, size_t head_len, size_t body_len)
         if (strcmp(rx->rules[i].pid, r.pid) == 0) {
             rule = rx->rules[i].rule;
             snprintf(retry_after, sizeof retry_after, "%s", rx->rules[i].retry_after);
+            snprintf(location, sizeof location, "%s", rx->rules[i].location);
             seen = ++rx->rules[i].seen;
         }
     pthread_mutex_unlock(&rx->mu);
@@ -408,11 +425,13 @@ static void handle(struct conn *c, size_t head_len, size_t body_len)
         c->waiting = 1;
         c->answer_status = status;
         snprintf(c->answer_retry_after, sizeof c->answer_retry_after, "%s", ra ? ra : "");
+        snprintf(c->answer_location, sizeof c->answer_location, "%s", location);
+        c->answer_bytes = rule.body_bytes;
         ev_timer_set(&c->delay, rule.delay_ms / 1000.0, 0.);
         ev_timer_start(rx->loop, &c->delay);
         return;
     }
-    answer(c, status, ra);
+    answer(c, status, ra, location, rule.body_bytes);
     consume(c, c->req_bytes);
 }
 
@@ -636,7 +655,9 @@ void receiver_set_rule(struct receiver *rx, const char *pid, const struct receiv
         e->rule = *rule;
         snprintf(e->retry_after, sizeof e->retry_after, "%s",
                  rule->retry_after ? rule->retry_after : "");
+        snprintf(e->location, sizeof e->location, "%s", rule->location ? rule->location : "");
         e->rule.retry_after = NULL;
+        e->rule.location = NULL;
     }
     pthread_mutex_unlock(&rx->mu);
 }

@@ -32,6 +32,8 @@ struct receiver_rule {
     const char *retry_after; /* Retry-After on non-2xx answers; NULL: none (copied) */
     int delay_ms;            /* wait before each answer */
     int hang;                /* never answer (the connection stays open) */
+    const char *location;    /* Location header on every answer; NULL: none (copied) */
+    size_t body_bytes;       /* answer with a body this long (0: a short text) */
 };
 
 /* One recorded request. */

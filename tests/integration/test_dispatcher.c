@@ -343,6 +343,9 @@ static void test_three_500s_then_delivered_on_fourth_on_schedule(void **state)
         assert_true(r[i].body_sig_ok && r[i].std_sig_ok); /* re-signed each time */
         assert_int_equal(r[i].status, i < 3 ? 500 : 200);
     }
+    /* ... with the send time: 1.5 s passed between the first and the last. */
+    assert_true(r[3].ts >= r[0].ts + 1);
+    assert_int_equal(r[3].body_ts, r[3].ts);
     /* DESIGN.md's schedule 5 s, 30 s, 2 min, divided by 100, +-10% jitter,
      * plus the promotion tick and a claim round trip. */
     static const long long want[] = {0, 50, 300, 1200};
@@ -667,6 +670,54 @@ static void test_ssrf_guard_refuses_loopback_before_connecting(void **state)
     receiver_stop(rx6);
 }
 
+/* ---- Transport rules ---- */
+
+/* Redirects are not followed, proxy variables are ignored, and a long
+ * response is read up to 64 KiB and then dropped without changing its
+ * status. */
+static void test_no_redirect_no_proxy_and_long_response_cut(void **state)
+{
+    (void)state;
+    partner("17", "retry_schedule", "1");
+    partner("19", NULL, NULL);
+    char elsewhere[128];
+    snprintf(elsewhere, sizeof elsewhere, "%s/hook/18/elsewhere", base);
+    struct receiver_rule redirect = {.status = 302, .location = elsewhere};
+    receiver_set_rule(rx, "17", &redirect);
+    struct receiver_rule big = {.body_bytes = 1 << 20};
+    receiver_set_rule(rx, "19", &big);
+    char uid[25], eid17[128], eid19[128];
+    wf_uid(uid, 1700);
+    assert_int_equal(wf_new_mail(rc, "17", uid, "r", 1, 100, eid17), 1);
+    assert_int_equal(wf_new_mail(rc, "19", uid, "r", 2, 100, eid19), 1);
+    /* Every proxy variable points at a port where nothing listens. */
+    struct proc d;
+    const char *env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                         "SUPERIMAP_WEBHOOK_TIME_DIVISOR=" DIVISOR,
+                         "http_proxy=http://127.0.0.1:1",
+                         "HTTPS_PROXY=http://127.0.0.1:1",
+                         "ALL_PROXY=http://127.0.0.1:1",
+                         "all_proxy=http://127.0.0.1:1",
+                         NULL};
+    assert_int_equal(harness_node_start(&d, &redis, "superimap-dispatcher", "d-rules", env), 0);
+    char st[256];
+    assert_string_equal(wait_state(uid, eid19, "delivered", 10000, st, sizeof st), "delivered");
+    assert_string_equal(evt_field(uid, eid19, "last_status", st, sizeof st), "200");
+    assert_string_equal(wait_state(uid, eid17, "dead", 10000, st, sizeof st), "dead");
+    assert_int_equal(receiver_count(rx, "17"), 2);
+    assert_int_equal(receiver_count(rx, "18"), 0); /* the Location was never followed */
+    redisReply *log = delivery_log("17");
+    assert_int_equal(log->elements, 2);
+    assert_string_equal(log_field(log->element[0], "status"), "302");
+    assert_string_equal(log_field(log->element[0], "result"), "retry");
+    freeReplyObject(log);
+    log = delivery_log("19");
+    assert_int_equal(log->elements, 1);
+    assert_string_equal(log_field(log->element[0], "result"), "delivered");
+    freeReplyObject(log);
+    harness_proc_stop(&d);
+}
+
 /* ---- Metrics ---- */
 
 /* The value of a series line ("name{labels} " at a line start), -1 if none. */
@@ -742,6 +793,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_events_become_dead_letters_and_dispatcher_goes_on,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_ssrf_guard_refuses_loopback_before_connecting, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_no_redirect_no_proxy_and_long_response_cut, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_metrics_count_results_attempts_and_queue_depth, setup,
                                         teardown),
