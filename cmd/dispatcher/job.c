@@ -182,6 +182,21 @@ struct job *job_wait_pop(struct partner *p)
     return j;
 }
 
+/* Starts as many of p's waiting events as its cap allows (all of them when
+ * they will not be sent: partner gone or unreadable, or draining). A loop,
+ * guarded against re-entry: each event decided here frees a slot, which
+ * would otherwise recurse once per waiting event. */
+static void resume_waiting(struct dispatcher *d, struct partner *p)
+{
+    if (p->resuming || d->closing || !p->loaded)
+        return;
+    p->resuming = 1;
+    while (p->wait_head != NULL &&
+           (p->sending < p->concurrency || p->missing || p->error[0] != '\0' || d->draining))
+        job_try_send(job_wait_pop(p));
+    p->resuming = 0;
+}
+
 /* The job's slot goes back: the partner's next waiting event may start, and
  * shards whose claims skipped the partner are claimed again. */
 static void release_slot(struct job *j)
@@ -195,8 +210,7 @@ static void release_slot(struct job *j)
     p->held--;
     job_busy_update(d, p);
     partner_unblock(d, p);
-    if (!d->closing && p->loaded && p->sending < p->concurrency && p->wait_head != NULL)
-        job_try_send(job_wait_pop(p));
+    resume_waiting(d, p);
     dispatch_pump(d);
 }
 
@@ -690,9 +704,5 @@ void job_on_partner_loaded(struct partner *p, void *data)
     }
     if (p->concurrency < PARTNER_DEFAULT_CONCURRENCY)
         job_busy_update(d, p);
-    /* Start as many waiting events as the cap allows; the rest wait for
-     * slots. */
-    while (p->wait_head != NULL &&
-           (p->sending < p->concurrency || p->missing || p->error[0] != '\0' || d->draining))
-        job_try_send(job_wait_pop(p));
+    resume_waiting(d, p);
 }

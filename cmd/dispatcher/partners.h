@@ -73,6 +73,7 @@ struct partner {
     int held;                          /* claimed events not finished */
     int sending;                       /* requests in flight */
     struct job *wait_head, *wait_tail; /* events waiting for the load or a slot */
+    int resuming;                      /* a loop is starting waiting events */
     unsigned char *blocked;            /* per shard: a claim skipped us there */
     int nblocked;
     struct partner *busy_prev, *busy_next;

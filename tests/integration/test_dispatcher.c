@@ -585,6 +585,8 @@ static void test_bad_events_become_dead_letters_and_dispatcher_goes_on(void **st
     char uid[25];
     wf_uid(uid, 1300);
     int k = wf_shard(uid);
+    char dead_key[64];
+    snprintf(dead_key, sizeof dead_key, "si:{%d}:dead", k);
     /* 1: a payload that does not decrypt; 2: one sealed for another event
      * (wrong AAD); 3: a payload that is not a JSON object; 4: an id in the
      * ready list without its hash. */
@@ -617,7 +619,16 @@ static void test_bad_events_become_dead_letters_and_dispatcher_goes_on(void **st
     assert_string_equal(wait_state(uid, e4, "dead", 5000, st, sizeof st), "dead");
     assert_string_equal(evt_field(uid, e4, "last_error", st, sizeof st), "event data missing");
     assert_int_equal(wf_int(rc, "ZCARD si:{%d}:dead", k), 4);
-    assert_int_equal(receiver_count(rx, "13"), 1);  /* only the good one went out */
+    assert_int_equal(receiver_count(rx, "13"), 1); /* only the good one went out */
+    /* Events of a partner that does not exist (deleted meanwhile): dead
+     * letters, however many were waiting for its settings. */
+    char ghost_eid[128];
+    for (unsigned i = 1; i <= 200; i++)
+        assert_int_equal(wf_new_mail(rc, "404", uid, "g", 100 + i, 100, ghost_eid), 1);
+    assert_string_equal(wait_state(uid, ghost_eid, "dead", 10000, st, sizeof st), "dead");
+    assert_string_equal(evt_field(uid, ghost_eid, "last_error", st, sizeof st),
+                        "partner not found");
+    assert_int_equal(wait_int(204, 10000, "ZCARD %s", dead_key), 204);
     assert_int_equal(harness_proc_wait(&d, 0), -1); /* still running */
     assert_int_equal(harness_http_get(d.port, "/readyz", NULL, 0), 200);
     harness_proc_stop(&d);
