@@ -298,8 +298,9 @@ void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
 
 void dispatch_describe(struct dispatcher *d, const char **argv, int *argc)
 {
-    snprintf(d->describe_shards, sizeof d->describe_shards, "%d", d->nshards);
+    /* load / capacity: events in flight / the most this node takes at once. */
     snprintf(d->describe_inflight, sizeof d->describe_inflight, "%d", d->active);
+    snprintf(d->describe_shards, sizeof d->describe_shards, "%d", d->max_active);
     argv[(*argc)++] = "load";
     argv[(*argc)++] = d->describe_inflight;
     argv[(*argc)++] = "capacity";

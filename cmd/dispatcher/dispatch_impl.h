@@ -147,7 +147,7 @@ struct dispatcher {
     struct metric *m_attempts, *m_latency, *m_stale, *m_inflight, *m_lost;
     struct metric *m_circuits[BREAKER_NSTATES];
 
-    char describe_shards[16], describe_inflight[16];
+    char describe_shards[16], describe_inflight[16]; /* si:node:<id> capacity, load */
 };
 
 /* ---- dispatch.c, for job.c ---- */
