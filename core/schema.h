@@ -112,8 +112,9 @@
  * nothing archived); gone (410: the URL is now disabled); skipped (no URL
  * for that event type: acked unsent, as the original skipped it); deferred
  * (the URL's circuit breaker is open: not sent, no attempt spent, back at
- * next_at). The XADD is a separate command after the state script, so the
- * hot-path scripts stay inside the shard's slot.
+ * next_at). The XADD is a separate command sent just before the state script
+ * (so the hot-path scripts stay inside the shard's slot, and whoever sees an
+ * event's new state finds its log entry).
  */
 #ifndef CORE_SCHEMA_H
 #define CORE_SCHEMA_H

@@ -249,12 +249,10 @@ void dispatch_resume(struct dispatcher *d)
     int64_t now = time_mono_ms();
     for (int k = 0; k < d->nshards; k++) {
         struct shard *sh = &d->shards[k];
-        sh->started = 0; /* requeue expired leases again before claiming */
+        sh->started = 0; /* the next tick requeues expired leases, then claims */
         /* Spread the periodic calls of the shards over their periods. */
         sh->next_promote = now + (int64_t)k * PROMOTE_SWEEP_MS / d->nshards;
         sh->next_stats = now + (int64_t)k * STATS_MS / d->nshards;
-        if (!sh->requeuing)
-            start_requeue(sh);
     }
     d->next_sweep = now + SWEEP_MS;
 }

@@ -227,7 +227,6 @@ static void on_committed(long long value, int err, void *data)
         commit(j); /* the scripts are fenced: running one twice changes nothing */
         return;
     }
-    int64_t next_at = 0;
     if (err < 0) {
         metric_inc(d->m_lost);
         log_warn("cannot record a delivery result; the event will be delivered again after its "
@@ -240,36 +239,43 @@ static void on_committed(long long value, int err, void *data)
                   "attempt=%d",
                   j->eid, j->attempt);
     } else if (j->op == OP_RETRY) {
-        next_at = value;
         int64_t due = time_mono_ms() + j->delay_ms;
         if (due < j->sh->next_promote)
             j->sh->next_promote = due;
     }
-    if (j->logged && err != -SIMAP_ESHUTDOWN) {
-        struct queue_log_entry e = {
-            .pid = j->p->pid,
-            .id = j->eid,
-            .type = j->type,
-            .uid = j->uid,
-            .tag = j->tag,
-            .code = j->code,
-            .attempt = j->attempt,
-            .status = j->status,
-            .result = dispatch_results[j->result],
-            .latency_ms = j->latency_ms,
-            .error = j->error,
-            .next_at = next_at,
-        };
-        queue_log(d->q, &e);
-    }
     job_free(j);
     dispatch_check_drained(d);
+}
+
+/* The delivery log entry of the attempt. Sent just before the state script
+ * on the same connection, so whoever sees the event's new state finds the
+ * entry too; it is written even when the claim turns out stale, as the
+ * attempt did happen. */
+static void log_attempt(struct job *j)
+{
+    struct queue_log_entry e = {
+        .pid = j->p->pid,
+        .id = j->eid,
+        .type = j->type,
+        .uid = j->uid,
+        .tag = j->tag,
+        .code = j->code,
+        .attempt = j->attempt,
+        .status = j->status,
+        .result = dispatch_results[j->result],
+        .latency_ms = j->latency_ms,
+        .error = j->error,
+        .next_at = j->op == OP_RETRY ? time_now_ms() + j->delay_ms : 0,
+    };
+    queue_log(j->d->q, &e);
 }
 
 static void commit(struct job *j)
 {
     struct dispatcher *d = j->d;
     struct queue_shard *s = &j->sh->keys;
+    if (j->logged && j->tries == 0)
+        log_attempt(j);
     int rc = 0;
     switch (j->op) {
     case OP_ACK:
