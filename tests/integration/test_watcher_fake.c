@@ -401,6 +401,29 @@ static void test_logins_are_rate_limited_per_provider(void **state)
     harness_proc_stop(&w);
 }
 
+static void test_no_credentials_without_the_tls_the_provider_requires(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000f010";
+    struct fakeimap bare; /* no certificate: no STARTTLS offered */
+    assert_int_equal(fakeimap_prepare(&bare, 0), 0);
+    assert_int_equal(fakeimap_start(&bare, NULL), 0);
+    const char *host;
+    int port = fakeimap_port(&bare, 0, 0, &host);
+    assert_int_equal(fx_provider(&redis, "bare", host, port, "starttls"), 0);
+    user(uid, "bare", 10);
+    struct proc w;
+    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "error", 10000), 0);
+    char err[256];
+    fx_user_field(&redis, uid, "last_error", err, sizeof err);
+    assert_non_null(strstr(err, "no STARTTLS"));
+    assert_int_equal(fakeimap_stat(&bare, "logins"), 0);
+    assert_int_equal(fakeimap_stat(&bare, "login_failures"), 0);
+    harness_proc_stop(&w);
+    assert_int_equal(fakeimap_stop(&bare, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +440,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_xoauth2_logs_in_with_the_stored_token, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_logins_are_rate_limited_per_provider, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_credentials_without_the_tls_the_provider_requires,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
