@@ -262,6 +262,47 @@ static void test_large_message_delivered_intact(void **state)
     harness_proc_stop(&d);
 }
 
+/* Two dispatchers poll every shard at once: claims are atomic, so each
+ * event goes out once, and both take part. */
+static void test_two_dispatchers_share_the_shards_without_duplicates(void **state)
+{
+    (void)state;
+    enum { EVENTS = 600 };
+    partner("2", "webhook_concurrency", "64");
+    struct proc d1, d2;
+    start_dispatcher(&d1, "d-two-1", NULL, NULL);
+    start_dispatcher(&d2, "d-two-2", NULL, NULL);
+    for (unsigned i = 0; i < EVENTS; i++) {
+        char uid[25], eid[128];
+        wf_uid(uid, 200 + i % 31);
+        assert_int_equal(wf_new_mail(rc, "2", uid, "two", i + 1, 300, eid), 1);
+    }
+    assert_int_equal(receiver_wait(rx, "2", EVENTS, 20000), EVENTS);
+    static struct receiver_request reqs[EVENTS + 50];
+    size_t n = receiver_requests(rx, reqs, sizeof reqs / sizeof reqs[0]);
+    assert_int_equal(n, EVENTS); /* none twice */
+    static char body[1 << 20];
+    double delivered[2] = {0, 0};
+    struct proc *ds[2] = {&d1, &d2};
+    const char *series = "superimap_webhook_deliveries_total{result=\"delivered\"} ";
+    long long deadline = harness_now_ms() + 10000;
+    do { /* the last answers may still be on their way back to the dispatchers */
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(harness_http_get(ds[i]->port, "/metrics", body, sizeof body), 200);
+            const char *p = strstr(body, series);
+            delivered[i] = p ? atof(p + strlen(series)) : -1;
+        }
+        if (delivered[0] + delivered[1] == EVENTS)
+            break;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    printf("two dispatchers: %.0f and %.0f of %d events\n", delivered[0], delivered[1], EVENTS);
+    assert_true(delivered[0] > 0 && delivered[1] > 0);
+    assert_true(delivered[0] + delivered[1] == EVENTS);
+    harness_proc_stop(&d1);
+    harness_proc_stop(&d2);
+}
+
 /* ---- User events (the api enqueues them) ---- */
 
 static void test_user_connected_and_disconnected_are_delivered_with_their_keys(void **state)
@@ -787,6 +828,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_thousand_events_over_ten_partners_each_delivered_once_signed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_message_delivered_intact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_dispatchers_share_the_shards_without_duplicates,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_user_connected_and_disconnected_are_delivered_with_their_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_500s_then_delivered_on_fourth_on_schedule, setup,
