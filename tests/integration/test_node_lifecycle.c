@@ -54,6 +54,22 @@ static int stop_all(void **state)
     return 0;
 }
 
+/* The first heartbeat follows readiness by one round trip: poll for the
+ * node of roles[i] in its role's zset. */
+static void wait_registered(int i)
+{
+    char out[64] = "";
+    long long deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline) {
+        if (harness_redis_get(&redis, out, sizeof out, "ZSCORE %s %s", roles[i][2], roles[i][1]) ==
+                0 &&
+            out[0] != '\0')
+            return;
+        harness_poll_pause();
+    }
+    fail_msg("%s never registered in %s", roles[i][1], roles[i][2]);
+}
+
 static long long hash_field(const char *key, const char *field)
 {
     char out[64];
@@ -68,8 +84,10 @@ static void test_three_binaries_register_and_heartbeat(void **state)
     struct proc p[3];
     for (int i = 0; i < 3; i++)
         assert_int_equal(harness_node_start(&p[i], &redis, roles[i][0], roles[i][1], NULL), 0);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         assert_int_equal(harness_wait_http(p[i].port, "/readyz", 200, 10000), 0);
+        wait_registered(i);
+    }
 
     long long first[3];
     for (int i = 0; i < 3; i++) {
@@ -144,6 +162,7 @@ static void test_sigterm_removes_heartbeat_and_exits_zero(void **state)
         char out[64];
         assert_int_equal(harness_node_start(&p, &redis, roles[i][0], roles[i][1], NULL), 0);
         assert_int_equal(harness_wait_http(p.port, "/readyz", 200, 10000), 0);
+        wait_registered(i);
         assert_int_equal(
             harness_redis_get(&redis, out, sizeof out, "EXISTS si:node:%s", roles[i][1]), 0);
         assert_string_equal(out, "1");
