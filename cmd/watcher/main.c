@@ -64,28 +64,6 @@
 
 struct watcher watcher;
 
-/*
- * Marks an over-capacity user "unassigned" in its hash, unless a live
- * incarnation holds its lease (then that one reports the state). The holder's
- * alive key is derived from the lease's value, with the same {k} hash tag, as
- * lease_acquire.lua does. TODO(#4): move to scripts/lua/user_unassigned.lua
- * (scripts/ belongs to the scripts' owner).
- *
- * KEYS[1] si:{k}:lease:<uid>, KEYS[2] si:{k}:user:<uid>; ARGV[1] state.
- * Returns 1 written, 0 a live holder exists, -1 no such user.
- */
-static const struct script_source unassigned_script = {
-    "user_unassigned",
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur then\n"
-    "  local prefix = string.match(KEYS[1], '^(si:{[^}]*}:)')\n"
-    "  if redis.call('EXISTS', prefix .. 'alive:' .. cur) == 1 then return 0 end\n"
-    "end\n"
-    "if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end\n"
-    "redis.call('HSET', KEYS[2], 'state', ARGV[1])\n"
-    "return 1\n",
-};
-
 /* ---- Per-user state of the lease manager ---- */
 
 enum slot_state {
@@ -259,8 +237,7 @@ static void mark_unassigned(struct slot *sl)
     snprintf(lease, sizeof lease, "si:{%" PRIu32 "}:lease:%s", sl->u->k, sl->u->uid);
     snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", sl->u->k, sl->u->uid);
     const char *argv[] = {lease, user, "unassigned"};
-    rconn_script_source(watcher.redis, on_unassigned_written, NULL, &unassigned_script, 2, 3, argv,
-                        NULL);
+    rconn_script(watcher.redis, on_unassigned_written, NULL, "user_unassigned", 2, 3, argv, NULL);
     log_debug("user over capacity stays unwatched acct=%s capacity=%d", sl->u->uid,
               watcher.capacity);
 }
