@@ -47,7 +47,6 @@
 #include "core/node.h"
 #include "core/rconn.h"
 #include "core/schema.h"
-#include "core/scripts.h"
 #include "core/time.h"
 
 /* Descriptors kept back from sessions: Redis, HTTP workers, logs, TLS files. */
