@@ -570,16 +570,24 @@ static void take_caps(struct imap_session *s, const struct imap_strlist *l)
     s->cap_literal_plus = imap_strlist_has(l, "LITERAL+");
 }
 
+/* Sends the command just built into s->out (built: the builder's result)
+ * and waits for its answer in state st; a builder failure ends the session
+ * with why. */
+static void send_command(struct imap_session *s, int built, enum sess_state st, const char *why)
+{
+    if (built < 0) {
+        fail(s, F_PROTO, "%s", why);
+        return;
+    }
+    set_state(s, st);
+    arm_command(s);
+    send_out(s);
+}
+
 static void send_capability(struct imap_session *s)
 {
     new_tag(s);
-    if (imap_cmd_capability(&s->out, s->tag) < 0) {
-        fail(s, F_PROTO, "cannot build CAPABILITY");
-        return;
-    }
-    set_state(s, S_CAPA);
-    arm_command(s);
-    send_out(s);
+    send_command(s, imap_cmd_capability(&s->out, s->tag), S_CAPA, "cannot build CAPABILITY");
 }
 
 /* ---- Classification of refusals ---- */
@@ -855,13 +863,7 @@ static void after_caps(struct imap_session *s)
             return;
         }
         new_tag(s);
-        if (imap_cmd_starttls(&s->out, s->tag) < 0) {
-            fail(s, F_PROTO, "cannot build STARTTLS");
-            return;
-        }
-        set_state(s, S_STARTTLS);
-        arm_command(s);
-        send_out(s);
+        send_command(s, imap_cmd_starttls(&s->out, s->tag), S_STARTTLS, "cannot build STARTTLS");
         return;
     }
     send_auth(s);
@@ -937,13 +939,8 @@ static void start_fetch(struct imap_session *s)
     s->need_fetch = 0;
     new_tag(s);
     uint32_t first = s->last_uid == UINT32_MAX ? UINT32_MAX : s->last_uid + 1;
-    if (imap_cmd_uid_fetch_envelopes(&s->out, s->tag, first) < 0) {
-        fail(s, F_PROTO, "cannot build UID FETCH");
-        return;
-    }
-    set_state(s, S_FETCH);
-    arm_command(s);
-    send_out(s);
+    send_command(s, imap_cmd_uid_fetch_envelopes(&s->out, s->tag, first), S_FETCH,
+                 "cannot build UID FETCH");
 }
 
 static int cmp_msg(const void *a, const void *b)
@@ -1085,13 +1082,8 @@ static void next_message(struct imap_session *s)
         return;
     }
     new_tag(s);
-    if (imap_cmd_uid_fetch_body(&s->out, s->tag, m->uid) < 0) {
-        fail(s, F_PROTO, "cannot build UID FETCH BODY.PEEK[]");
-        return;
-    }
-    set_state(s, S_BODY);
-    arm_command(s);
-    send_out(s);
+    send_command(s, imap_cmd_uid_fetch_body(&s->out, s->tag, m->uid), S_BODY,
+                 "cannot build UID FETCH BODY.PEEK[]");
 }
 
 /* ---- IDLE and polling ---- */
@@ -1120,13 +1112,7 @@ static void enter_idle_or_poll(struct imap_session *s)
 {
     if (s->cap_idle) {
         new_tag(s);
-        if (imap_cmd_idle(&s->out, s->tag) < 0) {
-            fail(s, F_PROTO, "cannot build IDLE");
-            return;
-        }
-        set_state(s, S_IDLE_START);
-        arm_command(s);
-        send_out(s);
+        send_command(s, imap_cmd_idle(&s->out, s->tag), S_IDLE_START, "cannot build IDLE");
         return;
     }
     became_healthy(s);
@@ -1135,6 +1121,11 @@ static void enter_idle_or_poll(struct imap_session *s)
     if (s->ssl != NULL)
         tls_idle(s->ssl);
     arm_ms(s, (int64_t)cfg(s)->imap_poll_sec * 1000);
+}
+
+static void leave_idle(struct imap_session *s)
+{
+    send_command(s, imap_cmd_done(&s->out), S_DONE, "cannot build DONE");
 }
 
 static void idle_started(struct imap_session *s)
@@ -1146,13 +1137,7 @@ static void idle_started(struct imap_session *s)
     s->probing = 0;
     if (s->need_fetch) {
         /* Mail came while IDLE was starting: leave at once. */
-        if (imap_cmd_done(&s->out) < 0) {
-            fail(s, F_PROTO, "cannot build DONE");
-            return;
-        }
-        set_state(s, S_DONE);
-        arm_command(s);
-        send_out(s);
+        leave_idle(s);
         return;
     }
     /* Idle sessions keep no buffers (DESIGN.md section 3, "Memory"). */
@@ -1162,17 +1147,6 @@ static void idle_started(struct imap_session *s)
     if (s->ssl != NULL)
         tls_idle(s->ssl);
     arm_idle_timer(s);
-}
-
-static void leave_idle(struct imap_session *s)
-{
-    if (imap_cmd_done(&s->out) < 0) {
-        fail(s, F_PROTO, "cannot build DONE");
-        return;
-    }
-    set_state(s, S_DONE);
-    arm_command(s);
-    send_out(s);
 }
 
 /* ---- Responses ---- */
