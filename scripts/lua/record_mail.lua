@@ -67,9 +67,8 @@ if not has_created then
 end
 redis.call('HSET', KEYS[4], unpack(fields))
 if redis.call('LPUSH', KEYS[5], ARGV[4]) == 1 then
-    if redis.call('RPUSH', KEYS[6], ARGV[5]) == 1 then
-        redis.call('PUBLISH', 'si:wake', string.match(KEYS[6], '{([^}]*)}') or '')
-    end
+    redis.call('RPUSH', KEYS[6], ARGV[5])
+    redis.call('PUBLISH', 'si:wake', string.match(KEYS[6], '{([^}]*)}') or '')
 end
 redis.call('HSET', KEYS[7], 'last_email_at', now)
 return {1, 'recorded'}
