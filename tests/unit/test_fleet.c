@@ -1,0 +1,290 @@
+/*
+ * Unit tests of core/fleet placement: determinism whatever the input order,
+ * equal and weighted shares, the 100/300 capacity split, overflow counted,
+ * capacity never exceeded, and minimal movement on join and leave.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/err.h"
+#include "core/fleet.h"
+
+#define NUNITS 3000
+
+struct units {
+    char (*ids)[32];
+    const char **ptrs;
+    size_t n;
+};
+
+/* Unit ids shaped like user ids (24 hex digits), from a fixed LCG. */
+static void units_make(struct units *u, size_t n, uint64_t seed)
+{
+    u->ids = xmalloc(n * sizeof *u->ids);
+    u->ptrs = xmalloc(n * sizeof *u->ptrs);
+    u->n = n;
+    uint64_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint64_t y = x * 0x9e3779b97f4a7c15ULL;
+        snprintf(u->ids[i], sizeof u->ids[i], "%016llx%08llx", (unsigned long long)x,
+                 (unsigned long long)(y >> 32));
+        u->ptrs[i] = u->ids[i];
+    }
+}
+
+static void units_free(struct units *u)
+{
+    xfree(u->ids);
+    xfree(u->ptrs);
+}
+
+/* Places and returns each unit's node id (NULL for overflow), in unit order. */
+static const char **place_ids(const struct fleet_node *nodes, size_t n, const struct units *u,
+                              size_t *overflow)
+{
+    int32_t *owner = xmalloc(u->n * sizeof *owner);
+    assert_int_equal(fleet_place(nodes, n, u->ptrs, u->n, owner, overflow), 0);
+    const char **ids = xmalloc(u->n * sizeof *ids);
+    for (size_t i = 0; i < u->n; i++) {
+        assert_true(owner[i] >= -1 && owner[i] < (int32_t)n);
+        ids[i] = owner[i] < 0 ? NULL : nodes[owner[i]].id;
+    }
+    xfree(owner);
+    return ids;
+}
+
+static size_t count_on(const char **ids, size_t n, const char *node)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != NULL && strcmp(ids[i], node) == 0)
+            c++;
+    return c;
+}
+
+static void test_placement_ignores_order_of_nodes_and_units(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, NUNITS, 1);
+    struct fleet_node a[] = {{"w1", 1000}, {"w2", 1000}, {"w3", 1000}};
+    struct fleet_node b[] = {{"w3", 1000}, {"w1", 1000}, {"w2", 1000}};
+    size_t oa = 99, ob = 99;
+    const char **pa = place_ids(a, 3, &u, &oa);
+    /* Reverse the units and rotate the nodes: same unit -> node map. */
+    struct units r;
+    units_make(&r, NUNITS, 1);
+    for (size_t i = 0; i < NUNITS; i++)
+        r.ptrs[i] = u.ids[NUNITS - 1 - i];
+    const char **pb = place_ids(b, 3, &r, &ob);
+    assert_int_equal(oa, 0);
+    assert_int_equal(ob, 0);
+    for (size_t i = 0; i < NUNITS; i++)
+        assert_string_equal(pa[i], pb[NUNITS - 1 - i]);
+    /* Capacities exactly filled, so spill-over happened (HRW alone is not
+     * that even), and still every result matched. */
+    assert_int_equal(count_on(pa, NUNITS, "w1"), 1000);
+    assert_int_equal(count_on(pa, NUNITS, "w3"), 1000);
+    xfree(pa);
+    xfree(pb);
+    units_free(&u);
+    units_free(&r);
+}
+
+static void test_equal_capacities_share_within_15_percent(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, NUNITS, 2);
+    struct fleet_node nodes[] = {{"watcher-a", 10000}, {"watcher-b", 10000}, {"watcher-c", 10000}};
+    size_t over = 99;
+    const char **p = place_ids(nodes, 3, &u, &over);
+    assert_int_equal(over, 0);
+    size_t total = 0;
+    for (size_t i = 0; i < 3; i++) {
+        size_t c = count_on(p, NUNITS, nodes[i].id);
+        assert_in_range(c, 850, 1150); /* 1000 +- 15% */
+        total += c;
+    }
+    assert_int_equal(total, NUNITS);
+    xfree(p);
+    units_free(&u);
+}
+
+static void test_capacities_100_and_300_split_400_units_exactly(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, 400, 3);
+    struct fleet_node nodes[] = {{"small", 100}, {"big", 300}};
+    size_t over = 99;
+    const char **p = place_ids(nodes, 2, &u, &over);
+    assert_int_equal(over, 0);
+    assert_int_equal(count_on(p, 400, "small"), 100);
+    assert_int_equal(count_on(p, 400, "big"), 300);
+    xfree(p);
+    units_free(&u);
+}
+
+static void test_weights_give_capacity_shares_when_room_is_ample(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, 4000, 4);
+    struct fleet_node nodes[] = {{"small", 10000}, {"big", 30000}};
+    const char **p = place_ids(nodes, 2, &u, NULL);
+    size_t small = count_on(p, 4000, "small");
+    assert_in_range(small, 850, 1150); /* 1000 +- 15% */
+    assert_int_equal(count_on(p, 4000, "big"), 4000 - small);
+    xfree(p);
+    units_free(&u);
+}
+
+static void test_units_over_fleet_capacity_are_counted_as_overflow(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, 900, 5);
+    struct fleet_node nodes[] = {{"small", 100}, {"big", 300}};
+    size_t over = 0;
+    const char **p = place_ids(nodes, 2, &u, &over);
+    assert_int_equal(over, 500);
+    assert_int_equal(count_on(p, 900, "small"), 100);
+    assert_int_equal(count_on(p, 900, "big"), 300);
+    size_t none = 0;
+    for (size_t i = 0; i < 900; i++)
+        none += p[i] == NULL;
+    assert_int_equal(none, 500);
+    xfree(p);
+    /* No node at all: everything overflows. */
+    p = place_ids(nodes, 0, &u, &over);
+    assert_int_equal(over, 900);
+    xfree(p);
+    units_free(&u);
+}
+
+static void test_zero_capacity_node_gets_nothing(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, 500, 6);
+    struct fleet_node nodes[] = {{"a", 0}, {"b", 1000}};
+    size_t over = 9;
+    const char **p = place_ids(nodes, 2, &u, &over);
+    assert_int_equal(over, 0);
+    assert_int_equal(count_on(p, 500, "a"), 0);
+    xfree(p);
+    units_free(&u);
+}
+
+static void test_join_moves_about_a_quarter_only_to_the_new_node(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, NUNITS, 7);
+    struct fleet_node three[] = {{"w1", 10000}, {"w2", 10000}, {"w3", 10000}};
+    struct fleet_node four[] = {{"w1", 10000}, {"w2", 10000}, {"w3", 10000}, {"w4", 10000}};
+    const char **before = place_ids(three, 3, &u, NULL);
+    const char **after = place_ids(four, 4, &u, NULL);
+    size_t moved = 0;
+    for (size_t i = 0; i < NUNITS; i++) {
+        if (strcmp(before[i], after[i]) != 0) {
+            moved++;
+            assert_string_equal(after[i], "w4");
+        }
+    }
+    assert_in_range(moved, 600, 900); /* a quarter: 750 */
+    /* Leave: w4 goes again, only its units move, back where they were. */
+    const char **back = place_ids(three, 3, &u, NULL);
+    for (size_t i = 0; i < NUNITS; i++) {
+        if (strcmp(after[i], "w4") != 0)
+            assert_string_equal(back[i], after[i]);
+        assert_string_equal(back[i], before[i]);
+    }
+    xfree(before);
+    xfree(after);
+    xfree(back);
+    units_free(&u);
+}
+
+static void test_leave_moves_only_the_leavers_units(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, NUNITS, 8);
+    struct fleet_node three[] = {{"w1", 2000}, {"w2", 2000}, {"w3", 2000}};
+    struct fleet_node two[] = {{"w1", 2000}, {"w3", 2000}};
+    const char **before = place_ids(three, 3, &u, NULL);
+    const char **after = place_ids(two, 2, &u, NULL);
+    size_t moved = 0;
+    for (size_t i = 0; i < NUNITS; i++) {
+        if (strcmp(before[i], "w2") == 0)
+            moved++;
+        else
+            assert_string_equal(after[i], before[i]);
+    }
+    assert_in_range(moved, 850, 1150);
+    xfree(before);
+    xfree(after);
+    units_free(&u);
+}
+
+static void test_tight_capacity_is_never_exceeded(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, NUNITS, 9);
+    struct fleet_node nodes[] = {{"w1", 1010}, {"w2", 1010}, {"w3", 1010}};
+    size_t over = 9;
+    const char **p = place_ids(nodes, 3, &u, &over);
+    assert_int_equal(over, 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(count_on(p, NUNITS, nodes[i].id) <= 1010);
+    xfree(p);
+    units_free(&u);
+}
+
+static void test_place_rejects_bad_arguments(void **state)
+{
+    (void)state;
+    struct fleet_node nodes[] = {{"a", 1}, {NULL, 1}};
+    const char *units[] = {"u1", NULL};
+    int32_t owner[2];
+    assert_int_equal(fleet_place(NULL, 1, units, 1, owner, NULL), -SIMAP_EINVAL);
+    assert_int_equal(fleet_place(nodes, 1, NULL, 1, owner, NULL), -SIMAP_EINVAL);
+    assert_int_equal(fleet_place(nodes, 1, units, 1, NULL, NULL), -SIMAP_EINVAL);
+    assert_int_equal(fleet_place(nodes, 2, units, 1, owner, NULL), -SIMAP_EINVAL);
+    assert_int_equal(fleet_place(nodes, 1, units, 2, owner, NULL), -SIMAP_EINVAL);
+    size_t over = 9;
+    assert_int_equal(fleet_place(nodes, 1, units, 0, owner, &over), 0);
+    assert_int_equal(over, 0);
+    assert_int_equal(fleet_place(nodes, 1, units, 1, owner, &over), 0);
+    assert_int_equal(owner[0], 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_placement_ignores_order_of_nodes_and_units),
+        cmocka_unit_test(test_equal_capacities_share_within_15_percent),
+        cmocka_unit_test(test_capacities_100_and_300_split_400_units_exactly),
+        cmocka_unit_test(test_weights_give_capacity_shares_when_room_is_ample),
+        cmocka_unit_test(test_units_over_fleet_capacity_are_counted_as_overflow),
+        cmocka_unit_test(test_zero_capacity_node_gets_nothing),
+        cmocka_unit_test(test_join_moves_about_a_quarter_only_to_the_new_node),
+        cmocka_unit_test(test_leave_moves_only_the_leavers_units),
+        cmocka_unit_test(test_tight_capacity_is_never_exceeded),
+        cmocka_unit_test(test_place_rejects_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
