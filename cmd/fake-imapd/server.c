@@ -41,11 +41,26 @@ static void on_sweep(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
     struct server *srv = w->data;
-    while (srv->closing != NULL) {
-        struct session *s = srv->closing;
-        srv->closing = s->next;
+    session_run_queued(srv);
+    /* A closed session still queued (closed after it was woken, during the
+     * run above) is freed at the next sweep, once it has left the queue. */
+    struct session **pp = &srv->closing;
+    while (*pp != NULL) {
+        struct session *s = *pp;
+        if (s->is_queued) {
+            pp = &s->next;
+            continue;
+        }
+        *pp = s->next;
         session_free(s);
     }
+}
+
+static void on_spin(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents; /* nothing: being active keeps poll from blocking */
 }
 
 /* ---- Accepting ---- */
@@ -132,6 +147,7 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *opts, 
     faults_configure(&srv->faults, 0.0, 1, "");
     ev_timer_init(&srv->accept_pause, on_accept_pause, 0.1, 0.);
     srv->accept_pause.data = srv;
+    ev_idle_init(&srv->spin, on_spin);
     ev_prepare_init(&srv->sweep, on_sweep);
     srv->sweep.data = srv;
     ev_prepare_start(loop, &srv->sweep);

@@ -6,9 +6,9 @@
  * events it waits for. Every wake-up runs pump(): TLS handshake step, run
  * the commands already read, write, read more, with a budget, until nothing
  * moves. Sessions never touch one another directly: an append, a kick or a
- * UIDVALIDITY change queues bytes for the other sessions and wakes them with
- * ev_feed_event(), so no pump() ever runs inside another (Redis
- * freeClientAsync-style sweep for the memory).
+ * UIDVALIDITY change queues bytes for the other sessions and wakes them
+ * (session_wake(): run by the server's sweep), so no pump() ever runs inside
+ * another (Redis freeClientAsync-style sweep for the memory).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -25,6 +25,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/time.h"
 
 #define PUMP_BUDGET      16         /* rounds of work per wake-up */
 #define READ_CHUNK       16384      /* one read(2) or SSL_read() */
@@ -97,8 +98,29 @@ void session_gibberish(struct session *s)
  * one session or the control channel makes to another session. */
 void session_wake(struct session *s)
 {
-    if (!s->is_closing)
-        ev_feed_event(s->srv->loop, &s->io, EV_CUSTOM);
+    struct server *srv = s->srv;
+    if (s->is_closing || s->is_queued)
+        return;
+    s->is_queued = 1;
+    s->rnext = srv->resume;
+    srv->resume = s;
+    if (!ev_is_active(&srv->spin))
+        ev_idle_start(srv->loop, &srv->spin);
+}
+
+void session_run_queued(struct server *srv)
+{
+    struct session *s = srv->resume;
+    srv->resume = NULL;
+    ev_idle_stop(srv->loop, &srv->spin);
+    while (s != NULL) {
+        struct session *next = s->rnext;
+        s->is_queued = 0;
+        s->rnext = NULL;
+        if (!s->is_closing)
+            pump(s);
+        s = next;
+    }
 }
 
 /* ---- Connection I/O (plain or TLS) ---- */
@@ -259,6 +281,22 @@ void session_attach(struct session *s, struct mailbox *mb)
     if (mb->sessions_max > s->srv->stats.max_sessions_per_user)
         s->srv->stats.max_sessions_per_user = mb->sessions_max;
     s->srv->stats.authenticated++;
+    if (mb->sessions_now < 2)
+        return;
+    /* Say what the other sessions are doing: a client that should hold one
+     * session per user learns which one it forgot (or has not closed yet). */
+    int64_t now = time_mono_ms();
+    for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = l->next) {
+        struct session *o = l->owner;
+        if (o == s)
+            continue;
+        o->was_doubled = 1;
+        log_warn("concurrent session user=%s sessions=%d session=%lu other=%lu state=%d "
+                 "halfopen=%d age_ms=%lld quiet_ms=%lld pending=%zu",
+                 mb->user, mb->sessions_now, s->id, o->id, o->state, o->is_halfopen,
+                 (long long)(now - o->started_ms), (long long)(now - o->last_read_ms),
+                 session_out_pending(o));
+    }
 }
 
 /* Ends the connection now: watchers stopped, socket closed, unlinked from
@@ -269,6 +307,10 @@ void session_close(struct session *s, const char *why)
         return;
     struct server *srv = s->srv;
     s->is_closing = 1;
+    if (s->was_doubled) /* the end of a "concurrent session" story */
+        log_warn("concurrent session closed user=%s session=%lu why=\"%s\" quiet_ms=%lld",
+                 s->mb ? s->mb->user : "-", s->id, why,
+                 (long long)(time_mono_ms() - s->last_read_ms));
     log_debugc("imap", "session closed session=%lu user=%s why=\"%s\"", s->id,
                s->mb ? s->mb->user : "-", why);
     ev_io_stop(srv->loop, &s->io);
@@ -378,6 +420,7 @@ static int read_some(struct session *s)
         session_close(s, n == 0 ? "peer closed" : "read error");
         return -1;
     }
+    s->last_read_ms = time_mono_ms();
     if (s->is_halfopen)
         return 1;
     if (buf_append(&s->in, scratch, (size_t)n) < 0) {
@@ -536,7 +579,7 @@ static void pump(struct session *s)
             break;
     }
     if (round == PUMP_BUDGET && !s->is_closing) /* more to do: come back after the others */
-        ev_feed_event(s->srv->loop, &s->io, EV_CUSTOM);
+        session_wake(s);
     arm(s);
 }
 
@@ -553,6 +596,7 @@ void session_start(struct server *srv, int fd, int is_tls)
     s->srv = srv;
     s->fd = fd;
     s->id = ++srv->next_id;
+    s->started_ms = s->last_read_ms = time_mono_ms();
     buf_init(&s->in, COMMAND_MAX_FRAME + READ_CHUNK);
     buf_init(&s->out, 3 * srv->opts.max_message + (4u << 20));
     ev_io_init(&s->io, on_session_io, fd, 0);

@@ -18,6 +18,7 @@
 #define CMD_FAKE_IMAPD_SESSION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <ev.h>
 #include <openssl/ssl.h>
@@ -43,6 +44,7 @@ struct session {
     ev_timer tick; /* trickle pacing */
     struct server *srv;
     struct session *prev, *next; /* in srv->sessions, then in srv->closing */
+    struct session *rnext;       /* in srv->resume while is_queued */
     SSL *ssl;
     int fd;
     int io_events; /* what io is armed for */
@@ -64,6 +66,8 @@ struct session {
     unsigned read_wants_write : 1; /* SSL_read needs the socket writable */
     unsigned write_wants_read : 1; /* SSL_write needs the socket readable */
     unsigned discard_input : 1;    /* drop what was read (STARTTLS, BYE) */
+    unsigned is_queued : 1;        /* in srv->resume: pump it at the next sweep */
+    unsigned was_doubled : 1;      /* another session of its user logged in meanwhile */
     int hs_events;                 /* what the handshake waits for */
     int ssl_retry_len;             /* an SSL_write to repeat with the same length (0: none) */
     struct mailbox *mb;            /* once logged in */
@@ -72,7 +76,9 @@ struct session {
     struct buf out; /* bytes to write, from out_off */
     size_t out_off;
     struct command_reader rd;
-    char *pending_tag; /* of IDLE or AUTHENTICATE while waiting */
+    char *pending_tag;    /* of IDLE or AUTHENTICATE while waiting */
+    int64_t started_ms;   /* monotonic, at accept */
+    int64_t last_read_ms; /* monotonic, at the last bytes read */
     struct fetch_job *fetch;
 };
 
@@ -85,9 +91,11 @@ struct server {
     struct faults faults;
     struct listener *listeners;
     ev_timer accept_pause; /* after EMFILE */
-    ev_prepare sweep;      /* frees closed sessions */
+    ev_prepare sweep;      /* runs queued sessions, frees closed ones */
+    ev_idle spin;          /* active while sessions are queued: poll must not block */
     struct session *sessions;
     struct session *closing;
+    struct session *resume; /* queued by session_wake(), LIFO */
     struct server_stats stats;
     unsigned long long faults_at_reset;
     unsigned long next_id;
@@ -121,8 +129,15 @@ void session_put_capability(struct session *s);
 void session_gibberish(struct session *s);
 
 /* Has s run from the loop soon, never here: the way one session, or the
- * control channel, gets another to write what was queued for it. */
+ * control channel, gets another to write what was queued for it, and the
+ * way a session with work left after its budget comes back after the
+ * others (an ev_feed_event() would run it again at once: libev runs pending
+ * watchers last in, first out). */
 void session_wake(struct session *s);
+
+/* Pumps every session queued by session_wake() once (sessions queued while
+ * this runs wait for the next call). Called by the server's sweep. */
+void session_run_queued(struct server *srv);
 
 /* Links s to mb's sessions as logged in, updating the counters. */
 void session_attach(struct session *s, struct mailbox *mb);
