@@ -49,6 +49,7 @@ struct config {
     int key_rotation_grace_sec;      /* api: old API key / webhook secret validity after rotation */
     int shards;                      /* shard count; must match si:meta */
     int max_users;                   /* watcher capacity before the fd limit */
+    int max_moves_per_sec;           /* watcher: users handed over per second when rebalancing */
     int max_email_size;              /* watcher: bytes; larger mail gives a too_large event */
     const char *ca_file;             /* watcher: PEM CAs for IMAP TLS; NULL: system store */
     int imap_connect_timeout_ms;     /* watcher: TCP connect + TLS handshake + greeting */

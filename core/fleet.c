@@ -133,6 +133,7 @@ struct fleet {
     int dead_ms, epoch_poll_ms, full_read_ms;
     ev_timer tick;
     int started;
+    int announce_due; /* fleet_start(): INCR at the first tick */
     int loaded;
     struct read *reading; /* full read in flight, or NULL */
     int epoch_inflight;   /* GET epoch in flight */
@@ -404,6 +405,11 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct fleet *f = w->data;
+    if (f->announce_due) {
+        f->announce_due = 0;
+        fleet_announce(f);
+        return;
+    }
     if (time_mono_ms() >= f->next_full_at) {
         full_read(f);
         return;
@@ -462,13 +468,20 @@ void fleet_announce(struct fleet *f)
     full_read(f);
 }
 
+void fleet_refresh(struct fleet *f)
+{
+    full_read(f);
+}
+
 void fleet_start(struct fleet *f)
 {
-    if (!f->started) {
-        f->started = 1;
-        ev_timer_start(f->loop, &f->tick);
-    }
-    fleet_announce(f);
+    /* The first tick comes right after the current callback chain, which
+     * sends the node's heartbeat: the announce and read go after it. */
+    f->announce_due = 1;
+    ev_timer_stop(f->loop, &f->tick);
+    ev_timer_set(&f->tick, 0.02, f->epoch_poll_ms / 1000.0);
+    ev_timer_start(f->loop, &f->tick);
+    f->started = 1;
 }
 
 int fleet_loaded(const struct fleet *f)

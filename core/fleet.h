@@ -103,14 +103,18 @@ struct fleet *fleet_new(struct ev_loop *loop, struct rconn *rc, const struct fle
  * -SIMAP_ESHUTDOWN (the rconn is freed after). Accepts NULL. */
 void fleet_free(struct fleet *f);
 
-/* Redis is usable (call after the node's heartbeat was sent): announces
- * this node (fleet_announce()) and reads the membership now; starts the
- * polling. Idempotent. */
+/* Redis is usable: starts the polling, and on the next loop iteration
+ * (after the node's first heartbeat, sent from the same ready callback)
+ * announces this node (fleet_announce()). Idempotent. */
 void fleet_start(struct fleet *f);
 
 /* This node joined or changed state (draining): INCRs the epoch so every
  * node re-reads, and re-reads here too. */
 void fleet_announce(struct fleet *f);
+
+/* Re-reads the membership now (e.g. this node's own entry was missing). A
+ * read in flight is followed by another one. */
+void fleet_refresh(struct fleet *f);
 
 /* 1 once a full read has completed. */
 int fleet_loaded(const struct fleet *f);

@@ -53,6 +53,8 @@
  *   si:{k}:evt:<eid>                hash   see "Event fields"
  *   si:watchers, si:dispatchers, si:apis  zset  node id -> heartbeat ms (Redis TIME)
  *   si:node:<id>                    hash   role, host, pid, version, started_at, state, ...
+ *   si:watcher:epoch, si:dispatcher:epoch  string INCR counter: a node joined or changed
+ *                                          state; nodes re-read the role's zset (core/fleet.h)
  *   si:log:<pid>                    stream delivery log, see "Delivery log"
  *   si:changes                      stream user changes for watchers: uid, k, op
  *                                          (create|update|archive|restore|delete)

@@ -4,10 +4,14 @@
  *
  * This file wires the node and runs the lease manager:
  *
- *   users.c (who should be watched) --on_add--> capacity left?
- *        no:  UNASSIGNED (state "unassigned" in the user hash, a gauge, a log
- *             line); promoted in arrival order when a slot frees
- *        yes: PENDING --incarnation live--> ACQUIRING (lease_acquire)
+ *   users.c (who should be watched) + core/fleet (which watchers are live
+ *   and active, their capacities) --placement (fleet_place, every 10 s, on a
+ *   membership change, soon after users come or go)--> each user is
+ *        another watcher's: ELSEWHERE (a session held here is handed over:
+ *             LOGOUT, lease_release, at most SUPERIMAP_MAX_MOVES_PER_SEC)
+ *        nobody's (the fleet is over capacity): UNASSIGNED (state
+ *             "unassigned" in the user hash, a gauge, a log line)
+ *        ours: PENDING --incarnation live--> ACQUIRING (lease_acquire)
  *               1: HELD, an imap_session runs
  *               0: WAITING, another live incarnation holds it; tried again
  *                  every LEASE_RETRY_MS (its holder may die: then its alive
@@ -18,9 +22,10 @@
  *   SIGTERM: sessions LOGOUT, leases released (lease_release), alive keys
  *   deleted, then the node stops
  *
- * Placement across several watchers is not done here: a watcher takes every
- * user of every shard up to its capacity, and leases keep two watchers from
- * ever holding one user at once.
+ * Every watcher computes the same placement from the same inputs; while
+ * views differ for a moment (a join seen by one watcher first), leases keep
+ * two watchers from ever holding one user at once: the new owner waits
+ * (WAITING) until the old one releases or dies.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -42,6 +47,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
+#include "core/fleet.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/node.h"
@@ -61,12 +67,16 @@
 /* Free heap pages go back to the kernel at most this often. */
 #define TRIM_MS 5000
 
+/* Placement runs this often, and soon after a change of users or fleet. */
+#define REBALANCE_MS 10000
+
 struct watcher watcher;
 
 /* ---- Per-user state of the lease manager ---- */
 
 enum slot_state {
-    U_UNASSIGNED, /* over capacity */
+    U_ELSEWHERE,  /* placed on another watcher (or not placed yet) */
+    U_UNASSIGNED, /* over the fleet's capacity */
     U_PENDING,    /* within capacity, waiting for a live incarnation */
     U_ACQUIRING,  /* lease_acquire in flight */
     U_WAITING,    /* held by another live incarnation; retry at retry_at */
@@ -74,7 +84,8 @@ enum slot_state {
 };
 
 struct slot {
-    struct slot *prev, *next; /* on the list of its state (not U_ACQUIRING, U_HELD) */
+    struct slot *prev, *next; /* on the list of its state (not U_ACQUIRING, U_ELSEWHERE);
+                                 U_HELD: on moving_list when placed elsewhere */
     struct user_entry *u;
     struct imap_session *s;
     enum slot_state st;
@@ -83,7 +94,14 @@ struct slot {
 };
 
 /* A list head is a slot used as a sentinel. */
-static struct slot unassigned_list, pending_list, waiting_list;
+static struct slot unassigned_list, pending_list, waiting_list, moving_list;
+static struct fleet *fleet;
+static int rebalance_due;     /* users or fleet changed: place again soon */
+static int64_t rebalanced_at; /* monotonic ms of the last placement */
+static double move_tokens;    /* token bucket of hand-overs */
+static int64_t move_tokens_at;
+static int nplaced; /* users placement gives this watcher */
+static struct metric *m_moves, *m_placed, *m_fleet;
 static int64_t unassigned_logged_at;
 static int unassigned_logged;
 static ev_timer manager_tick;
@@ -113,15 +131,16 @@ static void list_add_tail(struct slot *h, struct slot *sl)
     h->prev = sl;
 }
 
+/* 1 for the states that count as taken by this watcher. */
+static int taken(enum slot_state st)
+{
+    return st != U_UNASSIGNED && st != U_ELSEWHERE;
+}
+
 static void set_slot(struct slot *sl, enum slot_state st)
 {
-    if (sl->st == U_UNASSIGNED && st != U_UNASSIGNED) {
-        watcher.nunassigned--;
-        watcher.held++;
-    } else if (sl->st != U_UNASSIGNED && st == U_UNASSIGNED) {
-        watcher.nunassigned++;
-        watcher.held--;
-    }
+    watcher.held += taken(st) - taken(sl->st);
+    watcher.nunassigned += (st == U_UNASSIGNED) - (sl->st == U_UNASSIGNED);
     sl->st = st;
     list_del(sl);
     if (st == U_UNASSIGNED)
@@ -130,7 +149,6 @@ static void set_slot(struct slot *sl, enum slot_state st)
         list_add_tail(&pending_list, sl);
     else if (st == U_WAITING)
         list_add_tail(&waiting_list, sl);
-    metric_set(watcher.m.unassigned, watcher.nunassigned);
 }
 
 /* ---- Leases ---- */
@@ -241,15 +259,126 @@ static void mark_unassigned(struct slot *sl)
               watcher.capacity);
 }
 
-/* A slot freed up: the longest-waiting unassigned user takes it. */
-static void promote(void)
+/* ---- Placement ---- */
+
+/* Hands over held users placed elsewhere, as many as the move budget allows:
+ * LOGOUT, then lease_release (the cursor is in Redis already); the new owner
+ * acquires at its next try. */
+static void run_moves(void)
 {
-    while (watcher.held < watcher.capacity && unassigned_list.next != &unassigned_list &&
-           !watcher.draining) {
-        struct slot *sl = unassigned_list.next;
-        set_slot(sl, U_PENDING);
-        acquire(sl);
+    int64_t now = time_mono_ms();
+    double rate = watcher.cfg->max_moves_per_sec;
+    move_tokens += rate * (double)(now - move_tokens_at) / 1000.0;
+    if (move_tokens > rate)
+        move_tokens = rate;
+    move_tokens_at = now;
+    while (moving_list.next != &moving_list && move_tokens >= 1.0) {
+        struct slot *sl = moving_list.next;
+        list_del(sl);
+        move_tokens -= 1.0;
+        metric_inc(m_moves);
+        log_debug("handing a user over to its new watcher acct=%s", sl->u->uid);
+        if (sl->s != NULL) {
+            imap_session_drop(sl->s, 1);
+            sl->s = NULL;
+            release_lease(sl->u->uid, sl->u->k, sl->gen, NULL);
+        }
+        set_slot(sl, U_ELSEWHERE);
     }
+}
+
+struct gather {
+    struct user_entry **us;
+    const char **ids;
+    size_t n;
+};
+
+static void gather_user(struct user_entry *u, void *data)
+{
+    struct gather *g = data;
+    g->us[g->n] = u;
+    g->ids[g->n] = u->uid;
+    g->n++;
+}
+
+/* Applies the placement: every node computes the same from the same users
+ * and fleet view (fleet_place() sorts both). */
+static void rebalance(void)
+{
+    if (watcher.draining || !fleet_loaded(fleet) || !users_loaded(watcher.users))
+        return;
+    size_t nn;
+    const struct fleet_node *nodes = fleet_nodes(fleet, &nn);
+    size_t self = nn;
+    for (size_t i = 0; i < nn; i++)
+        if (strcmp(nodes[i].id, node_id(watcher.node)) == 0)
+            self = i;
+    if (self == nn) {
+        /* Our own beat is not seen yet (or is late): keep what we have and
+         * read again. */
+        rebalance_due = 1;
+        fleet_refresh(fleet);
+        return;
+    }
+    rebalance_due = 0;
+    rebalanced_at = time_mono_ms();
+    size_t total = users_count(watcher.users);
+    struct gather g = {xmalloc((total + 1) * sizeof *g.us), xmalloc((total + 1) * sizeof *g.ids),
+                       0};
+    users_foreach(watcher.users, gather_user, &g);
+    int32_t *owner = xmalloc((g.n + 1) * sizeof *owner);
+    size_t overflow = 0;
+    if (fleet_place(nodes, nn, g.ids, g.n, owner, &overflow) < 0) {
+        xfree(owner);
+        xfree(g.us);
+        xfree(g.ids);
+        return;
+    }
+    int placed = 0, moving = 0;
+    for (size_t i = 0; i < g.n; i++) {
+        struct slot *sl = g.us[i]->data;
+        if (sl == NULL)
+            continue;
+        if (owner[i] == (int32_t)self) {
+            placed++;
+            if (sl->st == U_ELSEWHERE || sl->st == U_UNASSIGNED) {
+                set_slot(sl, U_PENDING);
+                acquire(sl);
+            } else if (sl->st == U_HELD && sl->next != NULL) {
+                list_del(sl); /* placed back here before it was handed over */
+            }
+            continue;
+        }
+        enum slot_state to = owner[i] < 0 ? U_UNASSIGNED : U_ELSEWHERE;
+        if (sl->st == U_HELD) {
+            if (sl->next == NULL)
+                list_add_tail(&moving_list, sl); /* stays U_HELD until handed over */
+            moving++;
+        } else if (to == U_UNASSIGNED && sl->st != U_UNASSIGNED) {
+            mark_unassigned(sl);
+        } else if (sl->st != to) {
+            set_slot(sl, to);
+        }
+    }
+    xfree(owner);
+    xfree(g.us);
+    xfree(g.ids);
+    nplaced = placed;
+    metric_set(m_placed, placed);
+    metric_set(watcher.m.unassigned, (double)overflow);
+    metric_set(m_fleet, (double)nn);
+    log_debug("placement users=%zu nodes=%zu placed=%d moving=%d overflow=%zu", g.n, nn, placed,
+              moving, overflow);
+    run_moves();
+}
+
+static void on_fleet_change(struct fleet *f, void *data)
+{
+    (void)data;
+    size_t nn;
+    fleet_nodes(f, &nn);
+    log_info("watchers changed: placing users again watchers=%zu", nn);
+    rebalance();
 }
 
 /* ---- Users registry hooks ---- */
@@ -260,15 +389,9 @@ static void on_user_add(struct user_entry *u, void *data)
     struct slot *sl = xcalloc(1, sizeof *sl);
     sl->u = u;
     u->data = sl;
-    sl->st = U_UNASSIGNED; /* counted below */
-    watcher.nunassigned++;
+    sl->st = U_ELSEWHERE; /* until placement says otherwise */
     metric_set(watcher.m.users, (double)users_count(watcher.users));
-    if (watcher.held < watcher.capacity && !watcher.draining) {
-        set_slot(sl, U_PENDING);
-        acquire(sl);
-    } else {
-        mark_unassigned(sl);
-    }
+    rebalance_due = 1;
 }
 
 static void on_user_remove(struct user_entry *u, void *data)
@@ -282,16 +405,13 @@ static void on_user_remove(struct user_entry *u, void *data)
         sl->s = NULL;
         release_lease(u->uid, u->k, sl->gen, NULL);
     }
-    if (sl->st == U_UNASSIGNED)
-        watcher.nunassigned--;
-    else
-        watcher.held--;
+    watcher.held -= taken(sl->st);
+    watcher.nunassigned -= sl->st == U_UNASSIGNED;
     list_del(sl);
-    metric_set(watcher.m.unassigned, watcher.nunassigned);
     metric_set(watcher.m.users, (double)users_count(watcher.users));
     u->data = NULL;
     xfree(sl);
-    promote();
+    rebalance_due = 1;
 }
 
 static void on_user_change(struct user_entry *u, void *data)
@@ -316,13 +436,14 @@ static void fence_slot(struct user_entry *u, void *data)
 {
     (void)data;
     struct slot *sl = u->data;
-    if (sl == NULL || sl->st == U_UNASSIGNED)
+    if (sl == NULL || !taken(sl->st))
         return;
+    int moving = sl->st == U_HELD && sl->next != NULL; /* was to be handed over */
     if (sl->s != NULL) {
         imap_session_drop(sl->s, 0);
         sl->s = NULL;
     }
-    set_slot(sl, U_PENDING);
+    set_slot(sl, moving ? U_ELSEWHERE : U_PENDING);
 }
 
 static void on_fenced(struct incarnation *inc, const char *why, void *data)
@@ -353,6 +474,9 @@ static void on_manager_tick(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     int64_t now = time_mono_ms();
+    if (rebalance_due || now - rebalanced_at >= REBALANCE_MS)
+        rebalance();
+    run_moves();
     if (!watcher.draining && incarnation_is_live(watcher.inc)) {
         /* Users whose lease another incarnation held: ask again. */
         struct slot *sl = waiting_list.next;
@@ -366,8 +490,8 @@ static void on_manager_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (watcher.nunassigned != unassigned_logged &&
         now - unassigned_logged_at >= UNASSIGNED_LOG_MS) {
         if (watcher.nunassigned > 0)
-            log_warn("users over capacity stay unwatched (state unassigned) unassigned=%d "
-                     "capacity=%d users=%zu",
+            log_warn("users over capacity stay unwatched (state unassigned): the fleet's "
+                     "watchers are full unassigned=%d capacity=%d users=%zu",
                      watcher.nunassigned, watcher.capacity, users_count(watcher.users));
         else
             log_info("every user is assigned users=%zu capacity=%d", users_count(watcher.users),
@@ -395,6 +519,7 @@ static void on_ready(struct node *n, void *data)
     (void)data;
     incarnation_start(watcher.inc);
     users_start(watcher.users);
+    fleet_start(fleet);
 }
 
 static void on_retired(void *data)
@@ -433,6 +558,9 @@ static void drain(struct node *n, void *data)
     log_info("draining: logging out and releasing leases sessions=%d", watcher.nsessions);
     releases_pending = 1; /* held until every release is queued */
     users_foreach(watcher.users, drain_slot, NULL);
+    /* After the node's state=draining beat and the releases (one FIFO):
+     * every other watcher re-reads the fleet now and takes the users. */
+    fleet_announce(fleet);
     if (--releases_pending == 0)
         incarnation_retire(watcher.inc, on_retired, n);
 }
@@ -450,6 +578,19 @@ static void describe(struct node *n, const char **argv, int *argc, void *data)
     argv[(*argc)++] = w->sessions_text;
     argv[(*argc)++] = "load";
     argv[(*argc)++] = w->sessions_text;
+    static char watching[16], placed[16], unassigned[16], users[24];
+    snprintf(watching, sizeof watching, "%d", w->nwatching);
+    snprintf(placed, sizeof placed, "%d", nplaced);
+    snprintf(unassigned, sizeof unassigned, "%d", w->nunassigned);
+    snprintf(users, sizeof users, "%zu", w->users != NULL ? users_count(w->users) : 0);
+    argv[(*argc)++] = "sessions_watching";
+    argv[(*argc)++] = watching;
+    argv[(*argc)++] = "users_placed";
+    argv[(*argc)++] = placed;
+    argv[(*argc)++] = "users_unassigned";
+    argv[(*argc)++] = unassigned;
+    argv[(*argc)++] = "users";
+    argv[(*argc)++] = users;
 }
 
 /* ---- Start and stop ---- */
@@ -511,8 +652,9 @@ static void register_metrics(struct metrics *m)
                                  "IMAP sessions of users whose lease this watcher holds", NULL);
     wm->watching = metrics_gauge(m, "superimap_watcher_sessions_watching",
                                  "Sessions in IDLE or polling (healthy)", NULL);
-    wm->unassigned = metrics_gauge(m, "superimap_watcher_users_unassigned",
-                                   "Users over this watcher's capacity, not watched", NULL);
+    wm->unassigned =
+        metrics_gauge(m, "superimap_watcher_users_unassigned",
+                      "Users over the fleet's capacity (no watcher has room), not watched", NULL);
     wm->users = metrics_gauge(m, "superimap_watcher_users", "Users known from Redis", NULL);
     struct metric *cap =
         metrics_gauge(m, "superimap_watcher_capacity", "Users this watcher takes at most", NULL);
@@ -544,6 +686,12 @@ static void register_metrics(struct metrics *m)
                                       "lease_acquire answers: held by another live watcher", NULL);
     wm->generation = metrics_gauge(m, "superimap_watcher_generation",
                                    "Generation of this incarnation (si:gen)", NULL);
+    m_moves = metrics_counter(m, "superimap_watcher_moves_total",
+                              "Users handed over to another watcher (rebalance)", NULL);
+    m_placed = metrics_gauge(m, "superimap_watcher_users_placed",
+                             "Users the fleet's placement gives this watcher", NULL);
+    m_fleet = metrics_gauge(m, "superimap_watcher_fleet_watchers",
+                            "Live, active watchers placement runs over", NULL);
 }
 
 static int start(struct node *n, void *data)
@@ -556,6 +704,11 @@ static int start(struct node *n, void *data)
     list_init(&unassigned_list);
     list_init(&pending_list);
     list_init(&waiting_list);
+    list_init(&moving_list);
+    move_tokens_at = time_mono_ms();
+    struct fleet_opts fo = {.role = "watcher", .self_id = node_id(n)};
+    struct fleet_hooks fh = {.on_change = on_fleet_change};
+    fleet = fleet_new(watcher.loop, watcher.redis, &fo, &fh);
     struct incarnation_hooks ih = {.on_live = on_live, .on_fenced = on_fenced};
     watcher.inc = incarnation_new(watcher.loop, watcher.redis, node_id(n), watcher.shards, &ih);
     struct users_hooks uh = {
@@ -595,6 +748,8 @@ static void finish(struct node *n, void *data)
         users_foreach(watcher.users, free_slot, NULL);
     imap_session_free_all_dropped();
     users_free(watcher.users);
+    fleet_free(fleet);
+    fleet = NULL;
     providers_free(watcher.providers);
     incarnation_free(watcher.inc);
     crypto_keys_free(watcher.keys);
