@@ -97,6 +97,8 @@ static void cmd_capability(struct session *s, const char *tag, struct command *c
 static void cmd_noop(struct session *s, const char *tag, struct command *c, enum fault_kind fault)
 {
     (void)fault;
+    if (command_is(&c->tok[1], "NOOP"))
+        s->srv->stats.noops++;
     session_reply(s, "%s OK %.*s completed\r\n", tag, (int)c->tok[1].len, c->tok[1].p);
 }
 
@@ -397,6 +399,11 @@ static void cmd_idle(struct session *s, const char *tag, struct command *c, enum
 {
     (void)c;
     (void)fault;
+    s->srv->stats.idles++;
+    if (s->srv->no_idle) {
+        tagged_bad(s, tag, "IDLE not supported");
+        return;
+    }
     session_reply(s, "+ idling\r\n");
     s->pending_tag = xstrdup(tag);
     s->wait = WAIT_IDLE_DONE;

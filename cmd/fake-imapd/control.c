@@ -21,9 +21,16 @@
  *                                                  seen_sets=<n> appends=<n> connections=<n>
  *                                                  authenticated=<n> login_failures=<n>
  *                                                  commands=<n> bodies=<n> nonpeek=<n> faults=<n>
+ *                                                  idles=<n> noops=<n> max_sessions=<n>
+ *       (max_sessions: most connections open at once since RESET; idles
+ *       counts IDLE commands, refused ones too)
  *   RESET                                       -> OK        (zeroes the counters)
  *   FAULTS <rate> <seed> <kind,kind,...|all|none> -> OK
  *   FAULTS                                      -> OK rate=<r> seed=<n> list=<kinds> bad=<n> ...
+ *   CAPS [IDLE|NOIDLE]                          -> OK idle|noidle  (NOIDLE: CAPABILITY
+ *                                                  leaves IDLE out and IDLE gets BAD, as
+ *                                                  a server without RFC 2177; IDLE: back
+ *                                                  to the default; no argument: reads it)
  *   PORTS                                       -> OK <host>:<port>/<none|implicit> ...
  *   PING                                        -> OK pong
  *
@@ -163,10 +170,10 @@ static void do_stats(struct ctl_client *c)
     answer(c,
            "OK logins=%llu sessions=%ld max_sessions_per_user=%d fetches=%llu seen_sets=%llu "
            "appends=%llu connections=%llu authenticated=%ld login_failures=%llu commands=%llu "
-           "bodies=%llu nonpeek=%llu faults=%llu\n",
+           "bodies=%llu nonpeek=%llu faults=%llu idles=%llu noops=%llu max_sessions=%ld\n",
            st.logins, st.sessions, st.max_sessions_per_user, st.fetches, st.seen_sets, st.appends,
            st.connections, st.authenticated, st.login_failures, st.commands, st.bodies, st.nonpeek,
-           st.faults);
+           st.faults, st.idles, st.noops, st.max_sessions);
 }
 
 static void do_faults(struct ctl_client *c, char **w, int n)
@@ -236,6 +243,16 @@ static void request(struct ctl_client *c, char *line)
         server_ports(ctl->srv, &b);
         answer(c, "OK %s\n", b.data ? b.data : "");
         buf_free(&b);
+    } else if (strcmp(verb, "CAPS") == 0 && n <= 2) {
+        if (n == 2 && strcmp(w[1], "IDLE") != 0 && strcmp(w[1], "NOIDLE") != 0) {
+            answer(c, "ERR usage: CAPS [IDLE|NOIDLE]\n");
+            return;
+        }
+        if (n == 2) {
+            server_set_idle(ctl->srv, w[1][0] == 'I');
+            log_info("capabilities set idle=%d", server_idle(ctl->srv));
+        }
+        answer(c, "OK %s\n", server_idle(ctl->srv) ? "idle" : "noidle");
     } else if (strcmp(verb, "FAULTS") == 0) {
         do_faults(c, w, n);
     } else if (strcmp(verb, "USER") == 0 && n == 3) {

@@ -227,11 +227,22 @@ void server_stats(const struct server *srv, struct server_stats *st)
     st->faults = faults_total(&srv->faults) - srv->faults_at_reset;
 }
 
+void server_set_idle(struct server *srv, int on)
+{
+    srv->no_idle = !on;
+}
+
+int server_idle(const struct server *srv)
+{
+    return !srv->no_idle;
+}
+
 void server_reset_stats(struct server *srv)
 {
     long sessions = srv->stats.sessions, authenticated = srv->stats.authenticated;
     memset(&srv->stats, 0, sizeof srv->stats);
     srv->stats.sessions = sessions;
+    srv->stats.max_sessions = sessions;
     srv->stats.authenticated = authenticated;
     mbox_store_reset_max(srv->store);
     srv->stats.max_sessions_per_user = mbox_store_max_sessions(srv->store);

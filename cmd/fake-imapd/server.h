@@ -49,7 +49,10 @@ struct server_stats {
     unsigned long long seen_sets;      /* times a message gained \Seen, since reset */
     unsigned long long appends;        /* messages appended, since reset */
     unsigned long long faults;         /* faults injected, since reset */
+    unsigned long long idles;          /* IDLE commands (refused ones too), since reset */
+    unsigned long long noops;          /* NOOP commands, since reset */
     long sessions;                     /* connections open now */
+    long max_sessions;                 /* most connections open at once, since reset */
     long authenticated;                /* of which logged in */
     int max_sessions_per_user;         /* most concurrent sessions of one user, since reset */
 };
@@ -99,6 +102,12 @@ int server_set_uidvalidity(struct server *srv, const char *user, uint32_t v);
 /* Closes every session logged in as user, after "* BYE [UNAVAILABLE]";
  * returns how many. */
 int server_kick(struct server *srv, const char *user);
+
+/* Whether IDLE is offered (the default): off, CAPABILITY leaves it out and
+ * IDLE is answered BAD, as by a server without RFC 2177. Sessions already
+ * idling stay so. */
+void server_set_idle(struct server *srv, int on);
+int server_idle(const struct server *srv);
 
 /* The store and the fault settings, owned by the server. */
 struct mbox_store *server_store(struct server *srv);

@@ -63,7 +63,8 @@ size_t session_out_pending(const struct session *s)
 
 static void capability_list(struct session *s, struct buf *b)
 {
-    buf_puts(b, "IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT");
+    buf_puts(b, s->srv->no_idle ? "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT"
+                                : "IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT");
     if (s->state == ST_NOTAUTH) {
         if (s->srv->ssl_ctx != NULL && !s->is_tls)
             buf_puts(b, " STARTTLS");
@@ -608,6 +609,8 @@ void session_start(struct server *srv, int fd, int is_tls)
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->stats.sessions++;
+    if (srv->stats.sessions > srv->stats.max_sessions)
+        srv->stats.max_sessions = srv->stats.sessions;
     srv->stats.connections++;
 
     enum fault_kind f = faults_roll(&srv->faults, FAULTS_UNSOLICITED | FAULT_BIT(FAULT_LIMIT));

@@ -99,6 +99,7 @@ struct server {
     struct server_stats stats;
     unsigned long long faults_at_reset;
     unsigned long next_id;
+    int no_idle; /* server_set_idle(srv, 0) */
 };
 
 /* ---- session.c ---- */
