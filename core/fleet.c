@@ -21,17 +21,39 @@
 
 /* ---- Placement ---- */
 
+/* hrw_score()'s mixing of a key and a node, whose top 53 bits are the u of
+ * its -weight/ln(u): for nodes of one weight the score grows with u, so
+ * only the best node of each weight needs the logarithm. Must match
+ * core/hrw.c (test_fleet checks fleet_place() against hrw_score()). */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
 /* qsort() has no context argument: the arrays being sorted by index. */
 static const char *const *sort_units;
 static const struct fleet_node *sort_nodes;
 
-static int cmp_unit_idx(const void *a, const void *b)
+/* A unit in placement order: by key hash, then id, then input index. */
+struct uord {
+    uint64_t h;
+    size_t i;
+};
+
+static int cmp_unit(const void *a, const void *b)
 {
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int c = strcmp(sort_units[i], sort_units[j]);
+    const struct uord *x = a, *y = b;
+    if (x->h != y->h)
+        return x->h < y->h ? -1 : 1;
+    int c = strcmp(sort_units[x->i], sort_units[y->i]);
     if (c != 0)
         return c;
-    return i < j ? -1 : i > j;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
 static int cmp_node_idx(const void *a, const void *b)
@@ -59,33 +81,45 @@ int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *uni
 
     size_t *norder = xmalloc((n + 1) * sizeof *norder);
     uint64_t *nhash = xmalloc((n + 1) * sizeof *nhash);
+    uint64_t *nmix = xmalloc((n + 1) * sizeof *nmix);
+    size_t *ngroup = xmalloc((n + 1) * sizeof *ngroup);
+    uint32_t *gweight = xmalloc((n + 1) * sizeof *gweight);
+    uint64_t *gbest = xmalloc((n + 1) * sizeof *gbest);
+    size_t *gpos = xmalloc((n + 1) * sizeof *gpos);
     uint64_t *room = xmalloc((n + 1) * sizeof *room);
-    size_t *uorder = xmalloc((m + 1) * sizeof *uorder);
+    struct uord *uorder = xmalloc((m + 1) * sizeof *uorder);
     for (size_t i = 0; i < n; i++)
         norder[i] = i;
     for (size_t i = 0; i < m; i++)
-        uorder[i] = i;
+        uorder[i] = (struct uord){hrw_hash64(units[i], strlen(units[i])), i};
     sort_nodes = nodes;
     qsort(norder, n, sizeof *norder, cmp_node_idx);
     sort_units = units;
-    qsort(uorder, m, sizeof *uorder, cmp_unit_idx);
+    qsort(uorder, m, sizeof *uorder, cmp_unit);
     sort_nodes = NULL;
     sort_units = NULL;
 
     /* In sorted order from here on: position p stands for nodes[norder[p]]. */
-    size_t live = 0;
+    size_t live = 0, ngroups = 0;
     for (size_t p = 0; p < n; p++) {
         const struct fleet_node *nd = &nodes[norder[p]];
         nhash[p] = hrw_hash64(nd->id, strlen(nd->id));
+        nmix[p] = mix64(nhash[p] + 0x9e3779b97f4a7c15ULL);
         room[p] = nd->capacity;
         if (nd->capacity > 0)
             live++;
+        size_t g = 0;
+        while (g < ngroups && gweight[g] != nd->capacity)
+            g++;
+        if (g == ngroups)
+            gweight[ngroups++] = nd->capacity;
+        ngroup[p] = g;
     }
 
     size_t over = 0;
     for (size_t q = 0; q < m; q++) {
-        size_t u = uorder[q];
-        uint64_t kh = hrw_hash64(units[u], strlen(units[u]));
+        size_t u = uorder[q].i;
+        uint64_t kh = uorder[q].h;
         /* The best-ranked node with room. Full nodes are skipped rather than
          * walked past: the first node with room in the ranking is the
          * highest-scoring one among those with room. Ties go to the lower
@@ -93,12 +127,25 @@ int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *uni
         double best = 0.0;
         size_t bp = n;
         if (live > 0) {
+            for (size_t g = 0; g < ngroups; g++)
+                gpos[g] = n;
             for (size_t p = 0; p < n; p++) {
                 if (room[p] == 0)
                     continue;
-                double s = hrw_score(kh, nhash[p], nodes[norder[p]].capacity);
-                if (bp == n || s > best) {
-                    best = s;
+                uint64_t v = mix64(kh ^ nmix[p]) >> 11;
+                size_t g = ngroup[p];
+                if (gpos[g] == n || v > gbest[g]) {
+                    gbest[g] = v;
+                    gpos[g] = p;
+                }
+            }
+            for (size_t g = 0; g < ngroups; g++) {
+                size_t p = gpos[g];
+                if (p == n)
+                    continue;
+                double sc = hrw_score(kh, nhash[p], gweight[g]);
+                if (bp == n || sc > best || (sc == best && p < bp)) {
+                    best = sc;
                     bp = p;
                 }
             }
@@ -116,6 +163,11 @@ int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *uni
         *overflow = over;
     xfree(norder);
     xfree(nhash);
+    xfree(nmix);
+    xfree(ngroup);
+    xfree(gweight);
+    xfree(gbest);
+    xfree(gpos);
     xfree(room);
     xfree(uorder);
     return 0;

@@ -5,10 +5,12 @@
  *
  * Placement (pure, fleet_place()): weighted rendezvous hashing (core/hrw)
  * over the live, active nodes, weight = capacity, with bounded load: units
- * are taken in id order and each goes to the best-ranked node that still has
- * room; a unit no node has room for is overflow (reported, never dropped
- * silently). Nodes and units are sorted by id first, so every node computes
- * the same answer from the same inputs, whatever order it read them in.
+ * are taken in the order of their hrw_hash64() (then id; a fixed pseudo-random
+ * order, cheaper to sort than strings) and each goes to the best-ranked node
+ * that still has room; a unit no node has room for is overflow (reported,
+ * never dropped silently). Nodes are sorted by id and units by that order
+ * first, so every node computes the same answer from the same inputs,
+ * whatever order it read them in.
  *
  * Membership (struct fleet): the role's zset (si:watchers, si:dispatchers:
  * node id -> heartbeat ms in Redis TIME, written by core/node every 5 s) and
@@ -63,7 +65,8 @@ struct fleet_node {
  * number of overflow units to *overflow when not NULL.
  * Returns 0, or -SIMAP_EINVAL when nodes, units or owner is NULL with a
  * non-zero count, or an id is NULL.
- * Cost: O(m log m) string compares plus O(m * n) scores; allocates
+ * Cost: O(m log m) string compares plus O(m * n) hash mixes and one
+ * logarithm per unit and distinct capacity; allocates
  * O(m + n) scratch memory.
  */
 int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *units, size_t m,

@@ -5,8 +5,9 @@
  * This file wires the node and runs the lease manager:
  *
  *   users.c (who should be watched) + core/fleet (which watchers are live
- *   and active, their capacities) --placement (fleet_place, every 10 s, on a
- *   membership change, soon after users come or go)--> each user is
+ *   and active, their capacities) --placement (fleet_place, within a
+ *   second of a membership change or of users coming or going, and every
+ *   60 s anyway)--> each user is
  *        another watcher's: ELSEWHERE (a session held here is handed over:
  *             LOGOUT, lease_release, at most SUPERIMAP_MAX_MOVES_PER_SEC)
  *        nobody's (the fleet is over capacity): UNASSIGNED (state
@@ -67,8 +68,11 @@
 /* Free heap pages go back to the kernel at most this often. */
 #define TRIM_MS 5000
 
-/* Placement runs this often, and soon after a change of users or fleet. */
-#define REBALANCE_MS 10000
+/* Placement runs within a second of a change of users or fleet (the manager
+ * tick), and this often in any case: a pure function of both, with neither
+ * changed it only confirms the last one (up to a second of CPU for a million
+ * users, so it is not repeated every tick). */
+#define REBALANCE_MS 60000
 
 struct watcher watcher;
 
@@ -89,6 +93,7 @@ struct slot {
     struct user_entry *u;
     struct imap_session *s;
     enum slot_state st;
+    enum slot_state move_to; /* on moving_list: U_ELSEWHERE or U_UNASSIGNED */
     int64_t retry_at;
     uint64_t gen; /* of the lease_acquire in flight or the lease held */
 };
@@ -96,9 +101,10 @@ struct slot {
 /* A list head is a slot used as a sentinel. */
 static struct slot unassigned_list, pending_list, waiting_list, moving_list;
 static struct fleet *fleet;
-static int rebalance_due;     /* users or fleet changed: place again soon */
-static int64_t rebalanced_at; /* monotonic ms of the last placement */
-static double move_tokens;    /* token bucket of hand-overs */
+static int rebalance_due;       /* users or fleet changed: place again soon */
+static int64_t rebalanced_at;   /* monotonic ms of the last placement */
+static uint64_t placed_version; /* fleet_version() it used */
+static double move_tokens;      /* token bucket of hand-overs */
 static int64_t move_tokens_at;
 static int nplaced; /* users placement gives this watcher */
 static struct metric *m_moves, *m_placed, *m_fleet;
@@ -283,7 +289,10 @@ static void run_moves(void)
             sl->s = NULL;
             release_lease(sl->u->uid, sl->u->k, sl->gen, NULL);
         }
-        set_slot(sl, U_ELSEWHERE);
+        if (sl->move_to == U_UNASSIGNED)
+            mark_unassigned(sl); /* after the release: no live holder then */
+        else
+            set_slot(sl, U_ELSEWHERE);
     }
 }
 
@@ -322,6 +331,7 @@ static void rebalance(void)
     }
     rebalance_due = 0;
     rebalanced_at = time_mono_ms();
+    placed_version = fleet_version(fleet);
     size_t total = users_count(watcher.users);
     struct gather g = {xmalloc((total + 1) * sizeof *g.us), xmalloc((total + 1) * sizeof *g.ids),
                        0};
@@ -351,6 +361,7 @@ static void rebalance(void)
         }
         enum slot_state to = owner[i] < 0 ? U_UNASSIGNED : U_ELSEWHERE;
         if (sl->st == U_HELD) {
+            sl->move_to = to;
             if (sl->next == NULL)
                 list_add_tail(&moving_list, sl); /* stays U_HELD until handed over */
             moving++;
@@ -474,7 +485,8 @@ static void on_manager_tick(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     int64_t now = time_mono_ms();
-    if (rebalance_due || now - rebalanced_at >= REBALANCE_MS)
+    if (rebalance_due || fleet_version(fleet) != placed_version ||
+        now - rebalanced_at >= REBALANCE_MS)
         rebalance();
     run_moves();
     if (!watcher.draining && incarnation_is_live(watcher.inc)) {

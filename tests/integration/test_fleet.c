@@ -12,7 +12,9 @@
  *   SIGTERM of another: its users are taken over within 10 s, exactly once.
  *
  * Then, on a fresh key space, capacities 100 and 300 split 400 users 100/300
- * and 500 more users are reported as overflow (metric and log).
+ * and 500 more users are reported as overflow (metric, log, user state).
+ * And SIGSTOP of one of 2 watchers past its alive keys: the other takes
+ * over; SIGCONT: it fences itself and rejoins; every message once.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -373,7 +375,15 @@ static void test_capacities_100_and_300_split_400_users_and_report_overflow(void
         assert_int_equal(
             fx_wait_metric(w[i].port, "superimap_watcher_users_unassigned", 500, 15000), 0);
     assert_int_equal(harness_wait_log(&w[0], "users over capacity stay unwatched", 15000), 0);
-    lease_counts(900, counts, &orphans);
+    /* Placement changed with the new users: some moved; wait for the end. */
+    assert_int_equal(wait_settled(15000), 0);
+    long long deadline = harness_now_ms() + 15000;
+    do {
+        lease_counts(900, counts, &orphans);
+        if (counts[0] == 100 && counts[1] == 300)
+            break;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
     assert_int_equal(counts[0], 100);
     assert_int_equal(counts[1], 300);
     assert_int_equal(orphans, 500);
@@ -391,11 +401,64 @@ static void test_capacities_100_and_300_split_400_users_and_report_overflow(void
     alive[0] = alive[1] = 0;
 }
 
+/* SIGSTOP past the alive keys' life: the other watcher takes over; SIGCONT:
+ * the woken one fences itself (its stale token can record nothing: every
+ * message still gives exactly one event) and rejoins. */
+static void test_paused_watcher_fences_itself_and_rejoins(void **state)
+{
+    (void)state;
+    redisReply *r = fx_cmd(&redis, "FLUSHALL");
+    freeReplyObject(r);
+    memset(mails, 0, sizeof mails);
+    const int n = 100;
+    const char *host;
+    int port = fakeimap_port(&srv, 0, 0, &host);
+    assert_int_equal(fx_provider(&redis, "fl", host, port, "none"), 0);
+    create_users(0, n);
+    start_watcher(0, "10000");
+    start_watcher(1, "10000");
+    assert_int_equal(wait_settled(30000), 0);
+    assert_true(wait_all_watched(n, 30000) >= 0);
+    int counts[NW], orphans;
+    lease_counts(n, counts, &orphans);
+    int paused = counts[0];
+    assert_true(paused > 0);
+
+    /* Frozen past its alive keys: the other watcher takes every user. */
+    harness_proc_signal(&w[0], SIGSTOP);
+    alive[0] = 0;
+    long long t0 = harness_now_ms();
+    assert_true(wait_all_watched(n, 45000) >= 0);
+    fprintf(stderr, "fleet: users of a paused watcher (%d) taken over in %.1f s\n", paused,
+            (double)(harness_now_ms() - t0) / 1000.0);
+    for (int u = 0; u < n; u++)
+        append_mail(u);
+    wait_mail_exactly_once(n, 15000);
+
+    /* Woken: it fences itself (no event with its old token), then rejoins
+     * and gets its share back by graceful moves. */
+    harness_proc_signal(&w[0], SIGCONT);
+    alive[0] = 1;
+    assert_int_equal(harness_wait_log(&w[0], "fenced: every session dropped", 15000), 0);
+    assert_int_equal(wait_settled(30000), 0);
+    assert_true(wait_all_watched(n, 30000) >= 0);
+    lease_counts(n, counts, &orphans);
+    assert_true(counts[0] > 0);
+    assert_int_equal(counts[0] + counts[1], n);
+    for (int u = 0; u < n; u++)
+        append_mail(u);
+    wait_mail_exactly_once(n, 15000);
+    harness_proc_stop(&w[0]);
+    harness_proc_stop(&w[1]);
+    alive[0] = alive[1] = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fleet_places_moves_and_takes_over_users),
         cmocka_unit_test(test_capacities_100_and_300_split_400_users_and_report_overflow),
+        cmocka_unit_test(test_paused_watcher_fences_itself_and_rejoins),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

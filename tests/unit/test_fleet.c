@@ -17,6 +17,7 @@
 
 #include "core/err.h"
 #include "core/fleet.h"
+#include "core/hrw.h"
 
 #define NUNITS 3000
 
@@ -254,6 +255,79 @@ static void test_tight_capacity_is_never_exceeded(void **state)
     units_free(&u);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    uint64_t hx = hrw_hash64(x, strlen(x)), hy = hrw_hash64(y, strlen(y));
+    if (hx != hy)
+        return hx < hy ? -1 : 1;
+    return strcmp(x, y);
+}
+
+/* The definition, computed the slow way: units in key-hash order, each to the
+ * node with room of highest hrw_score() (nodes given in id order). */
+static void reference_place(const struct fleet_node *nodes, size_t n, const struct units *u,
+                            const char **out)
+{
+    const char **sorted = xmalloc(u->n * sizeof *sorted);
+    memcpy(sorted, u->ptrs, u->n * sizeof *sorted);
+    qsort(sorted, u->n, sizeof *sorted, cmp_str);
+    uint32_t room[8];
+    for (size_t p = 0; p < n; p++)
+        room[p] = nodes[p].capacity;
+    for (size_t q = 0; q < u->n; q++) {
+        uint64_t kh = hrw_hash64(sorted[q], strlen(sorted[q]));
+        size_t bp = n;
+        double best = 0;
+        for (size_t p = 0; p < n; p++) {
+            if (room[p] == 0)
+                continue;
+            double sc =
+                hrw_score(kh, hrw_hash64(nodes[p].id, strlen(nodes[p].id)), nodes[p].capacity);
+            if (bp == n || sc > best) {
+                best = sc;
+                bp = p;
+            }
+        }
+        size_t i = (size_t)(sorted[q] - u->ids[0]) / sizeof u->ids[0];
+        out[i] = bp == n ? NULL : nodes[bp].id;
+        if (bp < n)
+            room[bp]--;
+    }
+    xfree(sorted);
+}
+
+static void test_placement_equals_the_slow_definition_with_mixed_capacities(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, NUNITS, 10);
+    /* Sorted by id; three capacities, two nodes each; 2,400 places for
+     * 3,000 units: every node fills up, spill-over and overflow happen. */
+    struct fleet_node nodes[] = {{"a", 200}, {"b", 600}, {"c", 200},
+                                 {"d", 400}, {"e", 600}, {"f", 400}};
+    const char **want = xmalloc(NUNITS * sizeof *want);
+    reference_place(nodes, 6, &u, want);
+    size_t over = 0;
+    const char **got = place_ids(nodes, 6, &u, &over);
+    size_t none = 0;
+    for (size_t i = 0; i < NUNITS; i++) {
+        if (want[i] == NULL) {
+            assert_null(got[i]);
+            none++;
+        } else {
+            assert_non_null(got[i]);
+            assert_string_equal(got[i], want[i]);
+        }
+    }
+    assert_int_equal(over, none);
+    assert_int_equal(over, 600);
+    assert_int_equal(count_on(got, NUNITS, "a"), 200);
+    xfree(want);
+    xfree(got);
+    units_free(&u);
+}
+
 static void test_place_rejects_bad_arguments(void **state)
 {
     (void)state;
@@ -284,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_join_moves_about_a_quarter_only_to_the_new_node),
         cmocka_unit_test(test_leave_moves_only_the_leavers_units),
         cmocka_unit_test(test_tight_capacity_is_never_exceeded),
+        cmocka_unit_test(test_placement_equals_the_slow_definition_with_mixed_capacities),
         cmocka_unit_test(test_place_rejects_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
