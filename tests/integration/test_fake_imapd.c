@@ -288,10 +288,13 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* Faults off before each test. */
+/* Faults off and IDLE offered before each test. */
 static int setup(void **state)
 {
     (void)state;
+    char reply[64];
+    if (fakeimap_request(&srv, "CAPS IDLE", reply, sizeof reply) != 0)
+        return -1;
     return fakeimap_faults(&srv, 0, 1, "none");
 }
 
@@ -316,6 +319,43 @@ static void test_capability_lists_idle_literal_plus_sasl_ir_starttls(void **stat
     expect_line(&c, "* BYE superimap-fake-imapd logging out");
     expect_line(&c, "a5 OK LOGOUT completed");
     assert_true(client_eof(&c, WAIT_MS));
+    client_close(&c);
+}
+
+static void test_caps_noidle_hides_idle_and_refuses_it(void **state)
+{
+    (void)state;
+    char reply[64];
+    assert_int_equal(fakeimap_request(&srv, "CAPS", reply, sizeof reply), 0);
+    assert_string_equal(reply, "OK idle");
+    assert_int_equal(fakeimap_request(&srv, "CAPS NOIDLE", reply, sizeof reply), 0);
+    assert_string_equal(reply, "OK noidle");
+    assert_int_equal(fakeimap_request(&srv, "CAPS SOMETIMES", reply, sizeof reply), 1);
+    assert_int_equal(fakeimap_reset(&srv), 0);
+    struct client c;
+    const char *host;
+    int port = fakeimap_port(&srv, 0, 0, &host);
+    assert_true(port > 0);
+    client_open(&c, host, port, 0);
+    expect_line(&c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT STARTTLS AUTH=PLAIN "
+                    "AUTH=XOAUTH2] superimap-fake-imapd ready");
+    client_send(&c, "a1 LOGIN user2 pass2\r\n");
+    expect_line(&c, "a1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT] Logged in");
+    client_examine(&c, "EXAMINE");
+    client_send(&c, "a2 IDLE\r\n");
+    expect_line(&c, "a2 BAD IDLE not supported");
+    client_send(&c, "a3 NOOP\r\n");
+    expect_line(&c, "a3 OK NOOP completed");
+    assert_int_equal(fakeimap_stat(&srv, "idles"), 1);
+    assert_int_equal(fakeimap_stat(&srv, "noops"), 1);
+    assert_true(fakeimap_stat(&srv, "max_sessions") >= 1);
+    assert_int_equal(fakeimap_request(&srv, "CAPS IDLE", reply, sizeof reply), 0);
+    assert_string_equal(reply, "OK idle");
+    client_send(&c, "a4 CAPABILITY\r\n");
+    expect_line(&c, "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT");
+    expect_line(&c, "a4 OK CAPABILITY completed");
+    client_send(&c, "a5 IDLE\r\n");
+    expect_line(&c, "+ idling");
     client_close(&c);
 }
 
@@ -1157,6 +1197,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_capability_lists_idle_literal_plus_sasl_ir_starttls, setup),
+        cmocka_unit_test_setup(test_caps_noidle_hides_idle_and_refuses_it, setup),
         cmocka_unit_test_setup(test_login_accepts_atoms_quoted_strings_and_literals, setup),
         cmocka_unit_test_setup(test_commands_split_byte_by_byte_or_pipelined_give_same_answers,
                                setup),

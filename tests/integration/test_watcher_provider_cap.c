@@ -100,7 +100,7 @@ static int watching_now(int in[NUSERS], int *connecting)
     int n = 0;
     *connecting = 0;
     for (int i = 0; i < NUSERS; i++) {
-        char uid[32], st[64];
+        char uid[48], st[64];
         uid_of(i, uid, sizeof uid);
         fx_user_field(&redis, uid, "state", st, sizeof st);
         in[i] = strcmp(st, "watching") == 0;
@@ -142,7 +142,7 @@ static void test_max_connections_caps_sessions_and_queues_users_fifo(void **stat
         harness_redis_get(&redis, out, sizeof out, "HSET si:provider:cap max_connections %d", CAP),
         0);
     for (int i = 0; i < NUSERS; i++) {
-        char uid[32], login[16], pass[16];
+        char uid[48], login[16], pass[16];
         uid_of(i, uid, sizeof uid);
         snprintf(login, sizeof login, "user%d", i + 1);
         snprintf(pass, sizeof pass, "pass%d", i + 1);
