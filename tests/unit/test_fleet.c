@@ -1,7 +1,11 @@
 /*
  * Unit tests of core/fleet placement: determinism whatever the input order,
  * equal and weighted shares, the 100/300 capacity split, overflow counted,
- * capacity never exceeded, and minimal movement on join and leave.
+ * capacity never exceeded, minimal movement on join and leave, equality with
+ * the slow definition. And membership against a real redis-server
+ * (tests/unit/redis_fixture.h): live, active nodes only, a change seen
+ * through the epoch counter (and not before it), a dead node dropped when
+ * its beat expires, the announce INCRs the epoch.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -14,10 +18,13 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <ev.h>
 
 #include "core/err.h"
 #include "core/fleet.h"
 #include "core/hrw.h"
+#include "core/rconn.h"
+#include "tests/unit/redis_fixture.h"
 
 #define NUNITS 3000
 
@@ -346,6 +353,185 @@ static void test_place_rejects_bad_arguments(void **state)
     assert_int_equal(owner[0], 0);
 }
 
+/* ---- Membership against redis-server ---- */
+
+struct mctx {
+    struct redis_fixture fx;
+    struct ev_loop *loop;
+    struct rconn *rc;
+    struct fleet *f;
+    int changes;
+};
+
+static int setup_redis(void **state)
+{
+    struct mctx *t = calloc(1, sizeof *t);
+    if (t == NULL || redis_fixture_start(&t->fx, NULL) < 0)
+        return -1;
+    t->loop = ev_loop_new(EVFLAG_AUTO);
+    struct rconn_opts o = {.url = t->fx.url, .name = "test"};
+    t->rc = rconn_new(t->loop, &o);
+    *state = t;
+    return t->rc != NULL ? 0 : -1;
+}
+
+static int teardown_redis(void **state)
+{
+    struct mctx *t = *state;
+    if (t == NULL)
+        return 0;
+    fleet_free(t->f);
+    rconn_free(t->rc);
+    ev_run(t->loop, EVRUN_NOWAIT);
+    ev_loop_destroy(t->loop);
+    redis_fixture_stop(&t->fx);
+    free(t);
+    return 0;
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    *(int *)w->data = 1;
+}
+
+/* Runs the loop until *counter >= target or seconds pass; 1 if reached. */
+static int run_until(struct ev_loop *loop, const int *counter, int target, double seconds)
+{
+    int expired = 0;
+    ev_timer t;
+    ev_timer_init(&t, on_deadline, seconds, 0.);
+    t.data = &expired;
+    ev_timer_start(loop, &t);
+    while (*counter < target && !expired)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &t);
+    return *counter >= target;
+}
+
+static void on_change(struct fleet *f, void *data)
+{
+    (void)f;
+    ((struct mctx *)data)->changes++;
+}
+
+static long long redis_now_ms(const struct redis_fixture *fx)
+{
+    redisReply *r = redis_fixture_cmd(fx, "TIME");
+    assert_non_null(r);
+    long long ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* A node as core/node's heartbeat writes it. */
+static void add_node(const struct redis_fixture *fx, const char *id, long long hb, const char *cap,
+                     const char *st)
+{
+    redisReply *r = redis_fixture_cmd(fx, "ZADD si:watchers %lld %s", hb, id);
+    freeReplyObject(r);
+    r = redis_fixture_cmd(fx, "HSET si:node:%s role watcher capacity %s state %s", id, cap, st);
+    freeReplyObject(r);
+}
+
+static void start_fleet(struct mctx *t, int dead_ms)
+{
+    struct fleet_opts o = {.role = "watcher",
+                           .self_id = "a",
+                           .dead_ms = dead_ms,
+                           .epoch_poll_ms = 50,
+                           .full_read_ms = 60000};
+    struct fleet_hooks h = {.on_change = on_change, .data = t};
+    t->f = fleet_new(t->loop, t->rc, &o, &h);
+    fleet_start(t->f);
+    assert_true(run_until(t->loop, &t->changes, 1, 5.0));
+    assert_true(fleet_loaded(t->f));
+}
+
+static void test_membership_keeps_live_active_nodes_sorted_by_id(void **state)
+{
+    struct mctx *t = *state;
+    long long now = redis_now_ms(&t->fx);
+    add_node(&t->fx, "d", now, "300", "active");
+    add_node(&t->fx, "a", now - 1000, "100", "active");
+    add_node(&t->fx, "b", now - 20000, "100", "active"); /* dead */
+    add_node(&t->fx, "c", now, "100", "draining");
+    add_node(&t->fx, "e", now, "0", "active"); /* no capacity */
+    start_fleet(t, 0);
+    size_t n = 0;
+    const struct fleet_node *nodes = fleet_nodes(t->f, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(nodes[0].id, "a");
+    assert_int_equal(nodes[0].capacity, 100);
+    assert_string_equal(nodes[1].id, "d");
+    assert_int_equal(nodes[1].capacity, 300);
+    const struct fleet_member *m = fleet_members(t->f, &n);
+    assert_int_equal(n, 4); /* a, c, d, e: live */
+    assert_string_equal(m[1].id, "c");
+    assert_true(m[1].draining);
+    assert_false(m[0].draining);
+    /* fleet_start() announced itself. */
+    redisReply *r = redis_fixture_cmd(&t->fx, "GET si:watcher:epoch");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_true(atoll(r->str) >= 1);
+    freeReplyObject(r);
+    assert_int_equal(fleet_version(t->f), 1);
+}
+
+static void test_membership_change_is_seen_through_the_epoch_only(void **state)
+{
+    struct mctx *t = *state;
+    long long now = redis_now_ms(&t->fx);
+    add_node(&t->fx, "a", now, "100", "active");
+    start_fleet(t, 0);
+    size_t n = 0;
+    fleet_nodes(t->f, &n);
+    assert_int_equal(n, 1);
+    /* A join without an epoch change: not read (full reads are 60 s apart). */
+    add_node(&t->fx, "b", now, "100", "active");
+    int never = 0;
+    run_until(t->loop, &never, 1, 0.5);
+    fleet_nodes(t->f, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(t->changes, 1);
+    /* The epoch moves: read within a few polls. */
+    redisReply *r = redis_fixture_cmd(&t->fx, "INCR si:watcher:epoch");
+    freeReplyObject(r);
+    assert_true(run_until(t->loop, &t->changes, 2, 3.0));
+    const struct fleet_node *nodes = fleet_nodes(t->f, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(nodes[1].id, "b");
+    /* Draining is a change too. */
+    r = redis_fixture_cmd(&t->fx, "HSET si:node:b state draining");
+    freeReplyObject(r);
+    r = redis_fixture_cmd(&t->fx, "INCR si:watcher:epoch");
+    freeReplyObject(r);
+    assert_true(run_until(t->loop, &t->changes, 3, 3.0));
+    fleet_nodes(t->f, &n);
+    assert_int_equal(n, 1);
+}
+
+static void test_membership_drops_a_node_when_its_beat_expires(void **state)
+{
+    struct mctx *t = *state;
+    long long now = redis_now_ms(&t->fx);
+    add_node(&t->fx, "a", now + 60000, "100", "active"); /* stays live */
+    add_node(&t->fx, "b", now - 700, "100", "active");   /* dead 300 ms from now */
+    start_fleet(t, 1000);
+    size_t n = 0;
+    fleet_nodes(t->f, &n);
+    assert_int_equal(n, 2);
+    double t0 = fixture_now();
+    /* No epoch change: the read scheduled at its expiry finds it dead. */
+    assert_true(run_until(t->loop, &t->changes, 2, 3.0));
+    assert_true(fixture_now() - t0 < 2.0);
+    const struct fleet_node *nodes = fleet_nodes(t->f, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(nodes[0].id, "a");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +546,12 @@ int main(void)
         cmocka_unit_test(test_tight_capacity_is_never_exceeded),
         cmocka_unit_test(test_placement_equals_the_slow_definition_with_mixed_capacities),
         cmocka_unit_test(test_place_rejects_bad_arguments),
+        cmocka_unit_test_setup_teardown(test_membership_keeps_live_active_nodes_sorted_by_id,
+                                        setup_redis, teardown_redis),
+        cmocka_unit_test_setup_teardown(test_membership_change_is_seen_through_the_epoch_only,
+                                        setup_redis, teardown_redis),
+        cmocka_unit_test_setup_teardown(test_membership_drops_a_node_when_its_beat_expires,
+                                        setup_redis, teardown_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
