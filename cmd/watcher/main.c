@@ -466,6 +466,7 @@ static void on_fenced(struct incarnation *inc, const char *why, void *data)
              "sessions=%d why=\"%s\"",
              watcher.nsessions, why);
     users_foreach(watcher.users, fence_slot, NULL);
+    rebalance_due = 1; /* hand-overs cut short: place every user again */
 }
 
 void watcher_lost_lease(const char *uid, const char *why)
