@@ -146,7 +146,7 @@ static void test_thousand_events_over_ten_partners_each_delivered_once_signed(vo
 {
     (void)state;
     enum { PARTNERS = 10, PER = 100 };
-    char pids[PARTNERS][8];
+    char pids[PARTNERS][12];
     static char eids[PARTNERS * PER][128];
     for (int p = 0; p < PARTNERS; p++) {
         snprintf(pids[p], sizeof pids[p], "%d", p + 1);
