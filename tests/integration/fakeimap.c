@@ -17,13 +17,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
 
 /* Slower under valgrind and friends. */
 static int deadline_ms(void)
 {
-    const char *tp = getenv("TEST_PREFIX");
-    return tp != NULL && *tp != '\0' ? 60000 : 10000;
+    return harness_prefixed() ? 60000 : 10000;
 }
 
 /* Runs argv to completion with its output appended to log; returns its exit
@@ -225,52 +223,15 @@ static int read_ports(struct fakeimap *f)
 
 int fakeimap_start(struct fakeimap *f, const char *const *extra)
 {
-    static char vars[8][512];
-    const char *env[256];
-    int n = 0;
+    static char vars[3][512];
     snprintf(vars[0], sizeof vars[0], "SUPERIMAP_FAKE_CONTROL=%s", f->control);
     snprintf(vars[1], sizeof vars[1], "SUPERIMAP_FAKE_CERT=%s", f->cert);
     snprintf(vars[2], sizeof vars[2], "SUPERIMAP_FAKE_KEY=%s", f->key);
     const char *base[] = {vars[0], "SUPERIMAP_FAKE_ADDRS=127.0.0.1", "SUPERIMAP_FAKE_PORT=0",
                           f->cert[0] ? vars[1] : NULL, f->cert[0] ? vars[2] : NULL};
-    for (char **e = environ; *e != NULL && n < 180; e++)
-        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
-            env[n++] = *e;
-    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
-        if (base[i] == NULL)
-            continue;
-        const char *eq = strchr(base[i], '=');
-        int overridden = 0;
-        for (const char *const *x = extra; x != NULL && *x != NULL; x++)
-            if (strncmp(*x, base[i], (size_t)(eq - base[i]) + 1) == 0)
-                overridden = 1;
-        if (!overridden)
-            env[n++] = base[i];
-    }
-    for (const char *const *x = extra; x != NULL && *x != NULL && n < 254; x++)
-        env[n++] = *x;
-    env[n] = NULL;
-
-    char path[512];
-    harness_bin("superimap-fake-imapd", path, sizeof path);
-    const char *argv[32];
-    int argc = 0;
-    static char prefix[1024];
-    const char *tp = getenv("TEST_PREFIX");
-    snprintf(prefix, sizeof prefix, "%s", tp ? tp : "");
-    for (char *tok = strtok(prefix, " "); tok != NULL && argc < 30; tok = strtok(NULL, " "))
-        argv[argc++] = tok;
-    if (argc > 0 && argv[0][0] != '/') { /* execve needs a path */
-        static char which[512];
-        snprintf(which, sizeof which, "/usr/bin/%s", argv[0]);
-        argv[0] = which;
-    }
-    argv[argc++] = path;
-    argv[argc] = NULL;
-    if (harness_spawn(&f->proc, argv, env) < 0) {
-        fprintf(stderr, "fakeimap: cannot start %s\n", path);
+    if (harness_spawn_binary(&f->proc, "superimap-fake-imapd", base, sizeof base / sizeof base[0],
+                             extra) < 0)
         return -1;
-    }
 
     long long deadline = harness_now_ms() + deadline_ms();
     while (harness_now_ms() < deadline) {

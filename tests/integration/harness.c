@@ -337,15 +337,67 @@ int harness_wait_log(const struct proc *p, const char *needle, int ms)
     return -1;
 }
 
+int harness_prefixed(void)
+{
+    const char *tp = getenv("TEST_PREFIX");
+    return tp != NULL && *tp != '\0';
+}
+
+int harness_spawn_binary(struct proc *p, const char *binary, const char *const *base, size_t nbase,
+                         const char *const *extra)
+{
+    const char *env[256];
+    int n = 0;
+    for (char **e = environ; *e != NULL && n < 180; e++)
+        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
+            env[n++] = *e;
+    for (size_t i = 0; i < nbase; i++) {
+        if (base[i] == NULL)
+            continue;
+        const char *eq = strchr(base[i], '=');
+        int overridden = 0;
+        for (const char *const *x = extra; x != NULL && *x != NULL; x++)
+            if (strncmp(*x, base[i], (size_t)(eq - base[i]) + 1) == 0)
+                overridden = 1;
+        if (!overridden && n < 230)
+            env[n++] = base[i];
+    }
+    for (const char *const *x = extra; x != NULL && *x != NULL && n < 254; x++)
+        env[n++] = *x;
+    env[n] = NULL;
+
+    /* Under `make valgrind` the binaries run under valgrind too (TEST_PREFIX). */
+    char path[512];
+    harness_bin(binary, path, sizeof path);
+    const char *argv[32];
+    int argc = 0;
+    char prefix[1024], which[512];
+    const char *tp = getenv("TEST_PREFIX");
+    snprintf(prefix, sizeof prefix, "%s", tp ? tp : "");
+    char *save = NULL;
+    for (char *tok = strtok_r(prefix, " ", &save); tok != NULL && argc < 30;
+         tok = strtok_r(NULL, " ", &save))
+        argv[argc++] = tok;
+    if (argc > 0 && argv[0][0] != '/') { /* execve needs a path */
+        snprintf(which, sizeof which, "/usr/bin/%s", argv[0]);
+        argv[0] = which;
+    }
+    argv[argc++] = path;
+    argv[argc] = NULL;
+    if (harness_spawn(p, argv, env) < 0) {
+        fprintf(stderr, "cannot start %s\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 int harness_node_start(struct proc *p, const struct redis_srv *r, const char *binary,
                        const char *node_id, const char *const *extra)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->log, sizeof p->log, "%s/%s.log", r->dir, node_id);
 
-    static char vars[16][512];
-    const char *env[256];
-    int n = 0;
+    static char vars[3][512];
     snprintf(vars[0], sizeof vars[0], "SUPERIMAP_REDIS_URL=%s", r->url);
     snprintf(vars[1], sizeof vars[1], "SUPERIMAP_NODE_ID=%s", node_id);
     const char *src = getenv("SUPERIMAP_SRC_DIR");
@@ -358,43 +410,10 @@ int harness_node_start(struct proc *p, const struct redis_srv *r, const char *bi
                           "SUPERIMAP_SHUTDOWN_TIMEOUT_SEC=10",
                           "SUPERIMAP_API_THREADS=4",
                           "SUPERIMAP_REDIS_TIMEOUT_MS=2000"};
-    for (char **e = environ; *e != NULL && n < 200; e++)
-        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
-            env[n++] = *e;
-    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
-        const char *eq = strchr(base[i], '=');
-        int overridden = 0;
-        for (const char *const *x = extra; x != NULL && *x != NULL; x++)
-            if (strncmp(*x, base[i], (size_t)(eq - base[i]) + 1) == 0)
-                overridden = 1;
-        if (!overridden)
-            env[n++] = base[i];
-    }
-    for (const char *const *x = extra; x != NULL && *x != NULL && n < 254; x++)
-        env[n++] = *x;
-    env[n] = NULL;
-
-    /* Under `make valgrind` the nodes run under valgrind too (TEST_PREFIX). */
-    char path[512];
-    harness_bin(binary, path, sizeof path);
-    const char *argv[32];
-    int argc = 0;
-    static char prefix[1024];
-    const char *tp = getenv("TEST_PREFIX");
-    snprintf(prefix, sizeof prefix, "%s", tp ? tp : "");
-    for (char *tok = strtok(prefix, " "); tok != NULL && argc < 30; tok = strtok(NULL, " "))
-        argv[argc++] = tok;
-    if (argc > 0 && argv[0][0] != '/') { /* execve needs a path */
-        static char which[512];
-        snprintf(which, sizeof which, "/usr/bin/%s", argv[0]);
-        argv[0] = which;
-    }
-    argv[argc++] = path;
-    argv[argc] = NULL;
-    if (harness_spawn(p, argv, env) < 0)
+    if (harness_spawn_binary(p, binary, base, sizeof base / sizeof base[0], extra) < 0)
         return -1;
 
-    long long deadline = harness_now_ms() + (argc > 1 ? 60000 : 10000);
+    long long deadline = harness_now_ms() + (harness_prefixed() ? 60000 : 10000);
     while (harness_now_ms() < deadline) {
         char *s = read_file(p->log);
         const char *line = s ? strstr(s, "http listening") : NULL;

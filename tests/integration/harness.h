@@ -57,7 +57,18 @@ struct proc {
 int harness_node_start(struct proc *p, const struct redis_srv *r, const char *binary,
                        const char *node_id, const char *const *extra);
 
-/* Like harness_node_start() but does not wait for the HTTP port. */
+/* Starts binary ("superimap-fake-imapd") of the build under test, under
+ * TEST_PREFIX (valgrind ...) when it is set, with this process's environment
+ * minus every SUPERIMAP_* variable, plus base[0..nbase) (NULL entries skipped)
+ * unless extra sets the same variable, plus extra (NULL-terminated
+ * "NAME=value" strings). Does not wait for anything. Returns 0 or -1. */
+int harness_spawn_binary(struct proc *p, const char *binary, const char *const *base, size_t nbase,
+                         const char *const *extra);
+
+/* 1 when TEST_PREFIX wraps the binaries started (allow longer deadlines). */
+int harness_prefixed(void);
+
+/* Runs argv with env (NULL: ours); does not wait for anything. */
 int harness_spawn(struct proc *p, const char *const *argv, const char *const *env);
 
 /* Waits up to ms for p to exit; returns 0 and sets exit_code, or -1. */
