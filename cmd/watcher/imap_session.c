@@ -23,7 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "cmd/watcher/event.h"
-#include "cmd/watcher/incarnation.h"
+#include "core/incarnation.h"
 #include "cmd/watcher/provider.h"
 #include "cmd/watcher/tls.h"
 #include "cmd/watcher/watcher.h"

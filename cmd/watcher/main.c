@@ -41,7 +41,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/watcher/imap_session.h"
-#include "cmd/watcher/incarnation.h"
+#include "core/incarnation.h"
 #include "cmd/watcher/provider.h"
 #include "cmd/watcher/tls.h"
 #include "cmd/watcher/users.h"

@@ -3,7 +3,6 @@
  * struct watcher per process, made by main.c, read by every module here:
  *
  *   main.c         wiring: fd limit, capacity, node hooks, the lease manager
- *   incarnation.c  generation + per-shard alive keys, self-fencing
  *   users.c        the users to watch: shards' users sets + si:changes
  *   provider.c     provider cache, login rate limit, throttling backoff
  *   imap_session.c one IMAP state machine per user

@@ -1,7 +1,8 @@
 /*
- * cmd/watcher/incarnation: the watcher's right to act (DESIGN.md section 3,
- * "Leases"). An incarnation is one generation g from INCR si:gen; its token
- * "<node>:<g>" is what lease keys hold. It keeps one alive key per shard,
+ * core/incarnation: a node's right to act (DESIGN.md section 3, "Leases"):
+ * watchers hold user leases with it, dispatchers queue-shard leases. An
+ * incarnation is one generation g from INCR si:gen; its token "<node>:<g>"
+ * is what lease keys hold. It keeps one alive key per shard,
  * si:{k}:alive:<node>:<g>, set with PX 15 s and renewed with PEXPIRE every
  * 5 s, all shards in one pipeline (cost per node, not per user).
  *
@@ -18,7 +19,7 @@
  *
  * The 10 s limit runs on the monotonic clock from the sending of the last
  * fully successful renewal, so it always ends before the 15 s keys can
- * expire: a frozen or cut-off watcher stops acting before anyone can take
+ * expire: a frozen or cut-off node stops acting before anyone can take
  * its users, and a revived old generation can never act again (its token is
  * gone from every lease it lost).
  *
@@ -26,8 +27,8 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef CMD_WATCHER_INCARNATION_H
-#define CMD_WATCHER_INCARNATION_H
+#ifndef CORE_INCARNATION_H
+#define CORE_INCARNATION_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,10 +1,10 @@
 /*
- * cmd/watcher/incarnation: generation, per-shard alive keys, self-fencing
- * (see incarnation.h).
+ * core/incarnation: generation, per-shard alive keys, self-fencing (see
+ * incarnation.h).
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/watcher/incarnation.h"
+#include "core/incarnation.h"
 
 #include <inttypes.h>
 #include <stdio.h>
