@@ -7,7 +7,7 @@ set -eu
 PACKAGES="make gcc libc6-dev pkg-config git ca-certificates curl
 libhiredis-dev libev-dev libssl-dev libcurl4-openssl-dev libyajl-dev libcivetweb-dev
 libcmocka-dev redis-server redis-tools dovecot-imapd clang libclang-rt-14-dev valgrind
-clang-format docker-compose openssl wrk"
+clang-format docker-compose openssl wrk gnuplot-nox"
 
 missing=""
 for p in $PACKAGES; do
