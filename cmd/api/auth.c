@@ -6,7 +6,7 @@
  * it in clear: si:apikey:<sha256 hex> names the partner, and the partner hash
  * keeps the key encrypted (AAD "si:partner:<pid>:api_key"). A request's key
  * is hashed, looked up and rate limited in one script (scripts/lua/
- * rate_limit.lua), then compared in constant time with the decrypted stored
+ * rate_limit.lua, which also returns the partner's stored keys), then compared in constant time with the decrypted stored
  * key. An unknown key goes through the same decryption and comparison
  * (against a key nobody has), so a wrong key and an unknown key take the same
  * path and the same time; the Redis lookup itself depends only on a SHA-256
@@ -117,7 +117,7 @@ int auth_partner(struct req *r)
     if (key == NULL)
         return unauthorized(r, "missing API key: send the x-api-key header or the api_key "
                                "parameter");
-    int known = 0, allowed = 1;
+    int known = 0, allowed = 1, ok = 0;
     long long retry_ms = 0;
     char pid[24] = "";
     if (strlen(key) <= API_KEY_MAX) {
@@ -132,31 +132,23 @@ int auth_partner(struct req *r)
         redisReply *rep = store_script(r, "rate_limit", 2, 4, argv, NULL);
         if (rep == NULL)
             return reply_unavailable(r);
-        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        /* {pid, allowed, retry_ms, api_key, api_key_old, api_key_old_until};
+         * the last three are nil replies when the partner lacks them. */
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 6 &&
             rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof pid) {
             known = 1;
             memcpy(pid, rep->element[0]->str, rep->element[0]->len + 1);
             allowed = rep->element[1]->integer == 1;
             retry_ms = rep->element[2]->integer;
+            const char *cur = rep->element[3]->str, *old = rep->element[4]->str;
+            long long until = rep->element[5]->str ? atoll(rep->element[5]->str) : 0;
+            ok = key_matches(a, pid, "api_key", cur, key);
+            if (!ok && old != NULL && until > time_now_ms())
+                ok = key_matches(a, pid, "api_key_old", old, key);
         }
         freeReplyObject(rep);
     }
-    int ok = 0;
-    if (known) {
-        char pkey[64];
-        snprintf(pkey, sizeof pkey, "si:partner:%s", pid);
-        redisReply *rep = store_cmd(r, "HMGET %s api_key api_key_old api_key_old_until", pkey);
-        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
-            freeReplyObject(rep);
-            return reply_unavailable(r);
-        }
-        const char *cur = rep->element[0]->str, *old = rep->element[1]->str;
-        long long until = rep->element[2]->str ? atoll(rep->element[2]->str) : 0;
-        ok = key_matches(a, pid, "api_key", cur, key);
-        if (!ok && old != NULL && until > time_now_ms())
-            ok = key_matches(a, pid, "api_key_old", old, key);
-        freeReplyObject(rep);
-    } else {
+    if (!known) {
         /* The same work as a known key, whose result is thrown away. */
         (void)key_matches(a, "0", "api_key", a->dummy_envelope, key);
     }
