@@ -51,23 +51,14 @@ static const char *const env_base[] = {"SUPERIMAP_IMAP_LOGINS_PER_SEC=5000",
 static int suite_setup(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    if (fx_init() < 0 || harness_redis_start(&redis) < 0)
-        return -1;
-    if (fakeimap_prepare(&srv, 0) < 0)
-        return -1;
     const char *extra[] = {"SUPERIMAP_FAKE_USERS=1000", "SUPERIMAP_LOG_LEVEL=warn", NULL};
-    return fakeimap_start(&srv, extra);
+    return fx_suite_start(&redis, &srv, 0, extra);
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    fakeimap_stop(&srv, 0);
-    harness_stop_all();
-    harness_redis_stop(&redis);
-    fx_shutdown();
-    return 0;
+    return fx_suite_stop(&redis, &srv);
 }
 
 static void uid_of(int i, char out[32])

@@ -33,32 +33,20 @@ static struct fakeimap srv;
 static int suite_setup(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    if (fx_init() < 0 || harness_redis_start(&redis) < 0)
-        return -1;
-    if (fakeimap_prepare(&srv, 1) < 0)
-        return -1;
-    const char *extra[] = {"SUPERIMAP_FAKE_TLS_PORT=0", "SUPERIMAP_FAKE_USERS=50", NULL};
-    return fakeimap_start(&srv, extra);
+    const char *extra[] = {"SUPERIMAP_FAKE_USERS=50", NULL};
+    return fx_suite_start(&redis, &srv, 1, extra);
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    fakeimap_stop(&srv, 0);
-    harness_stop_all();
-    harness_redis_stop(&redis);
-    fx_shutdown();
-    return 0;
+    return fx_suite_stop(&redis, &srv);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    char out[64];
-    if (fakeimap_faults(&srv, 0, 1, "none") < 0 || fakeimap_reset(&srv) < 0)
-        return -1;
-    return harness_redis_get(&redis, out, sizeof out, "FLUSHALL");
+    return fx_suite_reset(&redis, &srv);
 }
 
 /* The watchers a test started; teardown stops them (not fake-imapd, which

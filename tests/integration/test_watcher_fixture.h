@@ -14,6 +14,7 @@
 #ifndef TESTS_INTEGRATION_TEST_WATCHER_FIXTURE_H
 #define TESTS_INTEGRATION_TEST_WATCHER_FIXTURE_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "core/err.h"
 #include "core/hrw.h"
 #include "core/json.h"
+#include "tests/integration/fakeimap.h"
 #include "tests/integration/harness.h"
 
 #define FX_FN     static __attribute__((unused))
@@ -48,6 +50,46 @@ FX_FN void fx_shutdown(void)
 FX_FN unsigned fx_shard(const char *uid)
 {
     return hrw_shard(uid, FX_SHARDS);
+}
+
+/*
+ * A watcher suite's servers: Redis r and fake-imapd f (with a TLS listener on
+ * port 0 when tls), started with the fake-imapd environment extra
+ * (NULL-terminated; NULL: none). Also fx_init(). 0 or -1.
+ */
+FX_FN int fx_suite_start(struct redis_srv *r, struct fakeimap *f, int tls, const char *const *extra)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (fx_init() < 0 || harness_redis_start(r) < 0 || fakeimap_prepare(f, tls) < 0)
+        return -1;
+    const char *env[16];
+    size_t n = 0;
+    if (tls)
+        env[n++] = "SUPERIMAP_FAKE_TLS_PORT=0";
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+        env[n++] = extra[i];
+    env[n] = NULL;
+    return fakeimap_start(f, env);
+}
+
+/* Stops what fx_suite_start() started, and every other harness process. */
+FX_FN int fx_suite_stop(struct redis_srv *r, struct fakeimap *f)
+{
+    fakeimap_stop(f, 0);
+    harness_stop_all();
+    harness_redis_stop(r);
+    fx_shutdown();
+    return 0;
+}
+
+/* Before each test: fake-imapd without faults and with fresh mailboxes, an
+ * empty Redis. 0 or -1. */
+FX_FN int fx_suite_reset(struct redis_srv *r, struct fakeimap *f)
+{
+    char out[64];
+    if (fakeimap_faults(f, 0, 1, "none") < 0 || fakeimap_reset(f) < 0)
+        return -1;
+    return harness_redis_get(r, out, sizeof out, "FLUSHALL");
 }
 
 /* Runs a command given as an argument vector; returns the reply (free it). */

@@ -32,32 +32,20 @@ static int watcher_up;
 static int suite_setup(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    if (fx_init() < 0 || harness_redis_start(&redis) < 0)
-        return -1;
-    if (fakeimap_prepare(&srv, 0) < 0)
-        return -1;
     const char *extra[] = {"SUPERIMAP_FAKE_USERS=10", NULL};
-    return fakeimap_start(&srv, extra);
+    return fx_suite_start(&redis, &srv, 0, extra);
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    fakeimap_stop(&srv, 0);
-    harness_stop_all();
-    harness_redis_stop(&redis);
-    fx_shutdown();
-    return 0;
+    return fx_suite_stop(&redis, &srv);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    char out[64];
-    if (fakeimap_faults(&srv, 0, 1, "none") < 0 || fakeimap_reset(&srv) < 0)
-        return -1;
-    return harness_redis_get(&redis, out, sizeof out, "FLUSHALL");
+    return fx_suite_reset(&redis, &srv);
 }
 
 static int teardown(void **state)
