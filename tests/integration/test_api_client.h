@@ -394,6 +394,26 @@ API_FN void start_api(struct proc *p, const struct redis_srv *redis, const char 
     assert_int_equal(harness_wait_http(p->port, "/readyz", 200, 10000), 0);
 }
 
+/* A suite's Redis and an api on it (node id id, api_test_env), ready. 0 or
+ * -1. */
+API_FN int api_suite_start(struct redis_srv *redis, struct proc *api, const char *id)
+{
+    if (harness_redis_start(redis) < 0 ||
+        harness_node_start(api, redis, "superimap-api", id, api_test_env) < 0)
+        return -1;
+    return harness_wait_http(api->port, "/readyz", 200, 10000);
+}
+
+/* Stops every harness process and Redis; frees the parsed OpenAPI spec. */
+API_FN int api_suite_stop(struct redis_srv *redis)
+{
+    harness_stop_all();
+    harness_redis_stop(redis);
+    json_free(openapi_spec);
+    openapi_spec = NULL;
+    return 0;
+}
+
 API_FN void make_provider(int port, const char *code, const char *auth)
 {
     char body[512];

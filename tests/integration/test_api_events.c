@@ -23,21 +23,14 @@ static long long pid;
 static int suite_setup(void **state)
 {
     (void)state;
-    if (harness_redis_start(&redis) < 0)
-        return -1;
-    if (harness_node_start(&api, &redis, "superimap-api", "api-events", api_test_env) < 0)
-        return -1;
-    return harness_wait_http(api.port, "/readyz", 200, 10000);
+    return api_suite_start(&redis, &api, "api-events");
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    harness_stop_all();
-    harness_redis_stop(&redis);
-    json_free(openapi_spec);
     free(key);
-    return 0;
+    return api_suite_stop(&redis);
 }
 
 static int setup(void **state)

@@ -20,20 +20,13 @@ static long long pid;
 static int suite_setup(void **state)
 {
     (void)state;
-    if (harness_redis_start(&redis) < 0)
-        return -1;
-    if (harness_node_start(&api, &redis, "superimap-api", "api-partner", api_test_env) < 0)
-        return -1;
-    return harness_wait_http(api.port, "/readyz", 200, 10000);
+    return api_suite_start(&redis, &api, "api-partner");
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    harness_stop_all();
-    harness_redis_stop(&redis);
-    json_free(openapi_spec);
-    return 0;
+    return api_suite_stop(&redis);
 }
 
 /* Each test: an empty data set with providers PLAIN and GMAIL_OAUTH2 and one
