@@ -38,9 +38,13 @@
 
 /* ---- Lookups ---- */
 
-/* Provider codes are [A-Za-z0-9_-]; a Rails-style ".json" suffix is dropped. */
-static void clean_code(char *code)
+#define CODE_BUF (API_CODE_MAX + 8)
+
+/* The route's provider code (:code, the first argument), cut to fit: codes
+ * are [A-Za-z0-9_-]; a Rails-style ".json" suffix is dropped. */
+static void route_code(const struct req *r, char code[CODE_BUF])
 {
+    snprintf(code, CODE_BUF, "%.70s", r->arg[0]);
     size_t n = strlen(code);
     if (n > 5 && strcmp(code + n - 5, ".json") == 0)
         code[n - 5] = '\0';
@@ -337,9 +341,8 @@ static void enqueue_transition(struct req *r, const char *code, const char *uid,
 
 static int user_create(struct req *r)
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
+    char code[CODE_BUF];
+    route_code(r, code);
     struct rec prov, conn;
     int rc = load_conn(r, code, &prov, &conn);
     if (rc != 0)
@@ -425,20 +428,31 @@ out:
     return rc;
 }
 
-static int user_show(struct req *r)
+/* Loads the route's connection and user (:code, :tag) and answers with
+ * act(r, user); a missing connection or user is answered here. */
+static int with_user(struct req *r, int (*act)(struct req *r, struct rec *u))
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
+    char code[CODE_BUF];
+    route_code(r, code);
     struct rec prov, conn, u;
     memset(&u, 0, sizeof u);
     int rc = load_conn(r, code, &prov, &conn);
     if (rc == 0 && (rc = load_user(r, code, r->arg[1], &u)) == 0)
-        rc = send_user(r, 200, &u);
+        rc = act(r, &u);
     rec_free(&prov);
     rec_free(&conn);
     rec_free(&u);
     return rc;
+}
+
+static int reply_user(struct req *r, struct rec *u)
+{
+    return send_user(r, 200, u);
+}
+
+static int user_show(struct req *r)
+{
+    return with_user(r, reply_user);
 }
 
 /* Archive (DELETE, or PUT archived=true alone) through user_archive.lua. */
@@ -618,9 +632,8 @@ static int update(struct req *r, const char *code, const struct rec *prov, struc
 
 static int user_update(struct req *r)
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
+    char code[CODE_BUF];
+    route_code(r, code);
     struct rec prov, conn, u;
     memset(&u, 0, sizeof u);
     int rc = load_conn(r, code, &prov, &conn);
@@ -657,29 +670,22 @@ out:
     return rc;
 }
 
+static int archive_and_reply(struct req *r, struct rec *u)
+{
+    return archive(r, u) < 0 ? reply_unavailable(r) : reply_no_content(r);
+}
+
 static int user_delete(struct req *r)
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
-    struct rec prov, conn, u;
-    memset(&u, 0, sizeof u);
-    int rc = load_conn(r, code, &prov, &conn);
-    if (rc == 0 && (rc = load_user(r, code, r->arg[1], &u)) == 0)
-        rc = archive(r, &u) < 0 ? reply_unavailable(r) : reply_no_content(r);
-    rec_free(&prov);
-    rec_free(&conn);
-    rec_free(&u);
-    return rc;
+    return with_user(r, archive_and_reply);
 }
 
 /* GET users: a page of the connection's users in tag order. The cursor is
  * the base64url of the last zset member sent. */
 static int user_list(struct req *r)
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
+    char code[CODE_BUF];
+    route_code(r, code);
     struct rec prov, conn;
     int rc = load_conn(r, code, &prov, &conn);
     rec_free(&prov);
@@ -910,17 +916,15 @@ static int connection_list(struct req *r)
 
 static int connection_show(struct req *r)
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
+    char code[CODE_BUF];
+    route_code(r, code);
     return send_connection(r, 200, code);
 }
 
 static int connection_update(struct req *r)
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
+    char code[CODE_BUF];
+    route_code(r, code);
     struct rec prov, conn;
     int rc = load_conn(r, code, &prov, &conn);
     if (rc != 0)
@@ -1078,9 +1082,8 @@ int routes_delete_connection(struct req *r, const char *pid, const char *code)
 
 static int connection_delete(struct req *r)
 {
-    char code[API_CODE_MAX + 8];
-    snprintf(code, sizeof code, "%.70s", r->arg[0]);
-    clean_code(code);
+    char code[CODE_BUF];
+    route_code(r, code);
     struct rec prov, conn;
     int rc = load_conn(r, code, &prov, &conn);
     rec_free(&prov);
