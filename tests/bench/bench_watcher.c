@@ -7,21 +7,32 @@
  * starts, per watcher, a private redis-server, a superimap-fake-imapd on its
  * own loopback address (127.0.0.1, .2, .3: each process stays under the
  * 20,000 file limit and each address has its own ephemeral ports) and the
- * watcher; reads the watcher's RSS once it is ready with no users; writes
- * the users (hash, shard set, si:changes entry, as the api does) and times
- * how long until /metrics shows every session watching (IDLE); lets it
- * settle, reads RSS again and the CPU time used over IDLE_SAMPLE_S idle
- * seconds. RSS per session = (RSS with sessions - RSS without) / sessions,
- * which includes everything a user costs the watcher (registry entry, lease
- * slot, session, parser, libev, OpenSSL), not the kernel's socket buffers.
- * The three-watcher row uses three Redis servers: placement across watchers
- * is the fleet issue's; here each watcher takes every user it sees.
+ * watcher; reads the watcher's RSS and Redis's used_memory once it is ready
+ * with no users; writes the users (hash, shard set, si:changes entry, as the
+ * api does) and times how long until /metrics shows every session watching
+ * (IDLE), sampling sessions and RSS every 100 ms meanwhile; lets it settle,
+ * reads RSS and used_memory again and the CPU time used over IDLE_SAMPLE_S
+ * idle seconds. RSS per session = (RSS with sessions - RSS without) /
+ * sessions, which includes everything a user costs the watcher (registry
+ * entry, lease slot, session, parser, libev, OpenSSL), not the kernel's
+ * socket buffers. Redis per user = used_memory delta / users (user hash,
+ * shard set member, change-stream entry, lease, cursor). The three-watcher
+ * row uses three Redis servers: placement across watchers is the fleet
+ * issue's; here each watcher takes every user it sees.
  *
- * Latency. 1,000 idle plaintext sessions; messages are appended through
- * fake-imapd's control channel at 1,000 per second for LAT_SECONDS, and
- * Redis keyspace notifications (HSET of si:{k}:evt:<eid>, as record_mail
- * writes the event) are timestamped by a reader thread: append sent ->
- * event written, p50/p99/max.
+ * Latency, end to end. 1,000 idle plaintext sessions of partner 1, whose
+ * webhooks go to the receiver of tests/integration/receiver.c (compiled in
+ * here, on a thread of this process, signatures not checked), and one
+ * superimap-dispatcher; messages are appended through fake-imapd's control
+ * channel at 1,000 per second for LAT_SECONDS. From the append sent: to the
+ * first Redis keyspace notification of the event hash (record_mail's HSET,
+ * timestamped by a reader thread), and to the first receipt of its webhook;
+ * p50/p99/max of each.
+ *
+ * With BENCH_DATA_DIR set (tests/bench/bench.h) it writes results.txt keys
+ * and the plot data watcher_rss_plain.dat, watcher_rss_tls.dat ("sessions
+ * rss_kib" while the last one-watcher scenario of that transport ramps up)
+ * and latency.dat (histogram, "ms_low ms_high recorded webhook").
  *
  * Every child gets PR_SET_PDEATHSIG and is stopped by its PID. BENCH_SCALE
  * (a float, default 1) scales the session counts for quick runs; BENCH_ONLY
@@ -33,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -50,9 +62,11 @@
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/hrw.h"
+#include "tests/bench/bench.h"
+#include "tests/integration/receiver.c" /* the receiver, built into this program */
+#include "tests/integration/webhook_fixture.h"
 #include "tests/unit/redis_fixture.h"
 
-#define KEY_HEX       "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 #define SHARDS        64
 #define MAX_W         3
 #define READY_S       20.0
@@ -129,42 +143,6 @@ static int log_find(const char *path, const char *needle, char *after, size_t le
     }
     fclose(f);
     return found;
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
-/* utime + stime of pid in seconds. */
-static double cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return -1;
-    unsigned long ut = 0, st = 0;
-    /* fields after ")": state(3) ... utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* ---- fake-imapd ---- */
@@ -300,7 +278,7 @@ static int watcher_start(struct watcher *w, int i, int max_users)
                     node,
                     maxu,
                     ca,
-                    (char *)"SUPERIMAP_ENCRYPTION_KEY=" KEY_HEX,
+                    (char *)"SUPERIMAP_ENCRYPTION_KEY=" WF_KEY,
                     (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
                     (char *)"SUPERIMAP_IMAP_LOGINS_PER_SEC=20000",
                     (char *)"SUPERIMAP_REDIS_TIMEOUT_MS=30000",
@@ -410,13 +388,83 @@ struct scenario {
     int tls;
 };
 
+/* used_memory of a Redis server in bytes (INFO memory), or -1. */
+static long long redis_used_memory(const struct redis_fixture *fx)
+{
+    redisReply *r = redis_fixture_cmd(fx, "INFO memory");
+    long long v = -1;
+    const char *p =
+        r != NULL && r->type == REDIS_REPLY_STRING ? strstr(r->str, "used_memory:") : NULL;
+    if (p != NULL)
+        v = atoll(p + strlen("used_memory:"));
+    freeReplyObject(r);
+    return v;
+}
+
+/* Polls every watcher's /metrics until each has per sessions watching,
+ * setting est_s; with ramp, also writes "sessions rss_kib" of watcher 0 at
+ * each poll. */
+static int wait_established(struct watcher *w, int nw, int per, double t0, FILE *ramp,
+                            const char *name)
+{
+    double deadline = t0 + ESTABLISH_S;
+    for (;;) {
+        int done = 0;
+        for (int i = 0; i < nw; i++) {
+            if (w[i].est_s > 0) {
+                done++;
+                continue;
+            }
+            double watching = metric(w[i].port, "superimap_watcher_sessions_watching");
+            if (ramp != NULL && i == 0 && watching >= 0)
+                fprintf(ramp, "%.0f %ld\n", watching, bench_rss_kib(w[0].c.pid));
+            if (watching >= per) {
+                w[i].est_s = fixture_now() - t0;
+                done++;
+            }
+        }
+        if (done == nw)
+            return 0;
+        if (fixture_now() > deadline) {
+            fprintf(stderr, "bench_watcher: %s: sessions not all watching after %.0f s\n", name,
+                    ESTABLISH_S);
+            return -1;
+        }
+        fixture_nap_ms(100);
+    }
+}
+
+/* Machine-readable results of a scenario that held every session (bench.h;
+ * later scenarios are larger, and the last line of a key wins). */
+static void idle_results(const struct scenario *sc, int sessions, double per_session,
+                         double redis_per_user)
+{
+    if (sc->watchers > 1) {
+        bench_result("watcher_sessions_fleet", "%d", sessions);
+        bench_result("watcher_fleet_size", "%d", sc->watchers);
+    } else if (sc->tls) {
+        bench_result("watcher_session_bytes_tls", "%.0f", per_session);
+        bench_result("watcher_sessions_tls", "%d", sessions);
+    } else {
+        bench_result("watcher_sessions_per_watcher", "%d", sessions);
+        bench_result("watcher_session_bytes_plain", "%.0f", per_session);
+        bench_result("redis_bytes_per_user", "%.0f", redis_per_user);
+        bench_result("redis_users", "%d", sessions);
+    }
+}
+
 static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
 {
     int nw = sc->watchers, per = sc->sessions / nw;
     struct watcher w[MAX_W];
     struct fake f[MAX_W];
+    long long mem0[MAX_W];
     memset(w, 0, sizeof w);
     memset(f, 0, sizeof f);
+    /* Sessions vs RSS while one watcher ramps up (run.sh plots it). */
+    FILE *ramp =
+        nw == 1 ? bench_data_open(sc->tls ? "watcher_rss_tls.dat" : "watcher_rss_plain.dat", "w")
+                : NULL;
     int rc = 0;
     for (int i = 0; i < nw && rc == 0; i++) {
         rc = redis_fixture_start(&w[i].fx, NULL);
@@ -427,66 +475,55 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
     }
     if (rc == 0) {
         fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
-        for (int i = 0; i < nw; i++)
-            w[i].rss0 = rss_kib(w[i].c.pid);
         for (int i = 0; i < nw && rc == 0; i++) {
+            w[i].rss0 = bench_rss_kib(w[i].c.pid);
             redisReply *r = redis_fixture_cmd(
                 &w[i].fx, "HSET si:provider:b code b imap_host %s imap_port %d tls %s", f[i].addr,
                 f[i].port, sc->tls ? "implicit" : "none");
             freeReplyObject(r);
+            mem0[i] = redis_used_memory(&w[i].fx);
         }
+        if (ramp != NULL)
+            fprintf(ramp, "# %s: sessions watching, watcher VmRSS KiB\n# sessions rss_kib\n0 %ld\n",
+                    sc->name, w[0].rss0);
         double t0 = fixture_now();
         for (int i = 0; i < nw && rc == 0; i++)
             rc = create_users(&w[i].fx, "b", per, keys);
-        double deadline = t0 + ESTABLISH_S;
-        int done = 0;
-        while (rc == 0 && done < nw) {
-            done = 0;
-            for (int i = 0; i < nw; i++) {
-                if (w[i].est_s > 0) {
-                    done++;
-                    continue;
-                }
-                if (metric(w[i].port, "superimap_watcher_sessions_watching") >= per) {
-                    w[i].est_s = fixture_now() - t0;
-                    done++;
-                }
-            }
-            if (fixture_now() > deadline) {
-                fprintf(stderr, "bench_watcher: %s: sessions not all watching after %.0f s\n",
-                        sc->name, ESTABLISH_S);
-                rc = -1;
-            }
-            if (done < nw)
-                fixture_nap_ms(100);
-        }
+        if (rc == 0)
+            rc = wait_established(w, nw, per, t0, ramp, sc->name);
     }
     if (rc == 0) {
         fixture_nap_ms((long)(SETTLE_S * 1000));
         double c0[MAX_W];
         for (int i = 0; i < nw; i++)
-            c0[i] = cpu_s(w[i].c.pid);
+            c0[i] = bench_cpu_s(w[i].c.pid);
         fixture_nap_ms((long)(IDLE_SAMPLE_S * 1000));
-        for (int i = 0; i < nw; i++) {
-            w[i].cpu_pct = (cpu_s(w[i].c.pid) - c0[i]) / IDLE_SAMPLE_S * 100.0;
-            w[i].rss1 = rss_kib(w[i].c.pid);
-        }
         long d = 0, fr = 0;
+        long long mem = 0;
         double est = 0, cpu = 0;
         for (int i = 0; i < nw; i++) {
+            w[i].cpu_pct = (bench_cpu_s(w[i].c.pid) - c0[i]) / IDLE_SAMPLE_S * 100.0;
+            w[i].rss1 = bench_rss_kib(w[i].c.pid);
             d += w[i].rss1 - w[i].rss0;
-            fr += rss_kib(f[i].c.pid);
+            fr += bench_rss_kib(f[i].c.pid);
+            mem += redis_used_memory(&w[i].fx) - mem0[i];
             est = w[i].est_s > est ? w[i].est_s : est;
             cpu += w[i].cpu_pct;
         }
+        if (ramp != NULL)
+            fprintf(ramp, "%d %ld\n", per, w[0].rss1);
         double per_session = (double)d * 1024.0 / (double)(per * nw);
-        printf("| %s | %d | %d | %s | %ld | %ld | %.0f | %.2f | %.1f | %ld |\n", sc->name, per * nw,
-               nw, sc->tls ? "TLS" : "plain", w[0].rss0, w[0].rss1, per_session, cpu / nw, est,
-               fr / 1024);
+        double redis_per_user = (double)mem / (double)(per * nw);
+        printf("| %s | %d | %d | %s | %ld | %ld | %.0f | %.2f | %.1f | %ld | %.0f |\n", sc->name,
+               per * nw, nw, sc->tls ? "TLS" : "plain", w[0].rss0, w[0].rss1, per_session, cpu / nw,
+               est, fr / 1024, redis_per_user);
         fflush(stdout);
+        idle_results(sc, per * nw, per_session, redis_per_user);
     } else {
-        printf("| %s | failed: see stderr | | | | | | | | |\n", sc->name);
+        printf("| %s | failed: see stderr | | | | | | | | | |\n", sc->name);
     }
+    if (ramp != NULL)
+        fclose(ramp);
     for (int i = 0; i < nw; i++) {
         stop(&w[i].c);
         fake_stop(&f[i]);
@@ -497,13 +534,32 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
 
 /* ---- Latency ---- */
 
+/* Histogram of latencies, 10 bins per decade from 0.1 ms to 100 s (run.sh
+ * plots it). */
+#define HIST_MIN_MS     0.1
+#define HIST_PER_DECADE 10
+#define HIST_BINS       60
+
 struct lat_reader {
     redisContext *sub;
     volatile int stop;
-    /* Arrival time by user index and message number (-1 until seen). */
+    /* First arrival time by user index and message number (-1 until seen). */
     double *seen; /* [LAT_USERS * per_user] */
     int per_user;
 };
+
+/* The slot (user index * per_user + message number) of event id
+ * "<uid>.<uidvalidity>.<message UID>", uid being %024x of user index + 1,
+ * or -1 for an event not made here. */
+static int lat_slot(const char *eid, int per_user)
+{
+    unsigned u = (unsigned)strtoul(eid, NULL, 16) - 1;
+    const char *dot = strrchr(eid, '.');
+    long muid = dot ? strtol(dot + 1, NULL, 10) : 0;
+    if (u >= LAT_USERS || muid < 1 || muid > per_user)
+        return -1;
+    return (int)u * per_user + (int)muid - 1;
+}
 
 static void *reader_main(void *arg)
 {
@@ -513,18 +569,14 @@ static void *reader_main(void *arg)
         if (redisGetReply(lr->sub, (void **)&r) != REDIS_OK)
             break; /* shut down by main(), or Redis went away */
         double now = fixture_now();
-        /* ["pmessage", pattern, "__keyspace@0__:si:{k}:evt:<uid>.<uv>.<n>", "hset"] */
+        /* ["pmessage", pattern, "__keyspace@0__:si:{k}:evt:<uid>.<uv>.<n>", "hset"]; the
+         * first HSET is record_mail's, later ones the dispatcher's. */
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
             strcmp(r->element[3]->str, "hset") == 0) {
             const char *e = strstr(r->element[2]->str, ":evt:");
-            if (e != NULL) {
-                e += 5;
-                unsigned u = (unsigned)strtoul(e, NULL, 16) - 1;
-                const char *dot = strrchr(e, '.');
-                uint32_t muid = dot ? (uint32_t)strtoul(dot + 1, NULL, 10) : 0;
-                if (u < LAT_USERS && muid > 0 && (int)muid <= lr->per_user)
-                    lr->seen[u * lr->per_user + muid - 1] = now;
-            }
+            int slot = e != NULL ? lat_slot(e + 5, lr->per_user) : -1;
+            if (slot >= 0 && lr->seen[slot] < 0)
+                lr->seen[slot] = now;
         }
         freeReplyObject(r);
     }
@@ -537,40 +589,188 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int run_latency(struct crypto_keys *keys)
+/* Starts a dispatcher on w's Redis; ready once its heartbeat is in
+ * si:dispatchers. */
+static int dispatcher_start(struct child *d, const struct watcher *w)
 {
-    struct watcher w;
-    struct fake f;
-    memset(&w, 0, sizeof w);
-    int rc = redis_fixture_start(&w.fx, NULL);
-    if (rc == 0)
-        rc = fake_start(&f, w.fx.dir, 0, LAT_USERS, 0);
-    if (rc == 0)
-        rc = watcher_start(&w, 0, LAT_USERS);
-    if (rc == 0) {
-        redisReply *r = redis_fixture_cmd(
-            &w.fx, "HSET si:provider:b code b imap_host %s imap_port %d tls none", f.addr, f.port);
-        freeReplyObject(r);
-        r = redis_fixture_cmd(&w.fx, "CONFIG SET notify-keyspace-events Kh");
-        freeReplyObject(r);
-        rc = create_users(&w.fx, "b", LAT_USERS, keys);
+    char path[512], url[340];
+    snprintf(path, sizeof path, "%s/superimap-dispatcher", bin);
+    snprintf(d->log, sizeof d->log, "%s/dispatcher.log", w->fx.dir);
+    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", w->fx.url);
+    char *envp[] = {url,
+                    (char *)"SUPERIMAP_ENCRYPTION_KEY=" WF_KEY,
+                    (char *)"SUPERIMAP_NODE_ID=bench-d0",
+                    (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
+                    (char *)"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                    (char *)"SUPERIMAP_LOG_LEVEL=warn",
+                    NULL};
+    d->pid = spawn(path, envp, d->log);
+    double deadline = fixture_now() + READY_S;
+    while (d->pid > 0 && redis_fixture_int(&w->fx, "ZCARD si:dispatchers") <= 0) {
+        if (fixture_now() > deadline || waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+            fprintf(stderr, "bench_watcher: dispatcher not ready; see %s\n", d->log);
+            return -1;
+        }
+        fixture_nap_ms(20);
     }
+    return d->pid > 0 ? 0 : -1;
+}
+
+/* Latencies in ms of the n messages sent at sent[i] that arrived (at[i] >=
+ * 0), sorted, into lat; returns how many. */
+static int lat_collect(const double *sent, const double *at, int n, double *lat)
+{
+    int nl = 0;
+    for (int i = 0; i < n; i++)
+        if (at[i] >= 0)
+            lat[nl++] = (at[i] - sent[i]) * 1000.0;
+    qsort(lat, (size_t)nl, sizeof *lat, cmp_double);
+    return nl;
+}
+
+/* One table row: stage, appended, rate, arrived, p50, p99, max. */
+static void lat_row(const char *stage, int total, double achieved, const double *lat, int nl)
+{
+    printf("| %s | %d | %.0f | %d | %.2f | %.2f | %.2f |\n", stage, total, achieved, nl,
+           nl ? lat[nl / 2] : -1, nl ? lat[(size_t)((double)nl * 0.99)] : -1,
+           nl ? lat[nl - 1] : -1);
+}
+
+static int hist_bin(double ms)
+{
+    int b = ms > HIST_MIN_MS ? (int)floor(log10(ms / HIST_MIN_MS) * HIST_PER_DECADE) : 0;
+    return b < HIST_BINS ? b : HIST_BINS - 1;
+}
+
+/* Writes latency.dat: "ms_low ms_high recorded webhook" counts per bin,
+ * from the first bin with a count to the last. */
+static void lat_histogram(const double *rec, int nr, const double *hook, int nh)
+{
+    FILE *f = bench_data_open("latency.dat", "w");
+    if (f == NULL)
+        return;
+    int counts[2][HIST_BINS] = {{0}};
+    for (int i = 0; i < nr; i++)
+        counts[0][hist_bin(rec[i])]++;
+    for (int i = 0; i < nh; i++)
+        counts[1][hist_bin(hook[i])]++;
+    int lo = HIST_BINS, hi = -1;
+    for (int b = 0; b < HIST_BINS; b++)
+        if (counts[0][b] || counts[1][b]) {
+            lo = b < lo ? b : lo;
+            hi = b;
+        }
+    fprintf(f,
+            "# new mail (fake-imapd APPEND) to event recorded and to webhook received, "
+            "%d mails/s\n# ms_low ms_high recorded webhook\n",
+            LAT_RATE);
+    for (int b = lo; b <= hi; b++)
+        fprintf(f, "%g %g %d %d\n", HIST_MIN_MS * pow(10, (double)b / HIST_PER_DECADE),
+                HIST_MIN_MS * pow(10, (double)(b + 1) / HIST_PER_DECADE), counts[0][b],
+                counts[1][b]);
+    fclose(f);
+}
+
+/* Sets up the pipeline: users of partner 1, whose webhooks go to rx, and
+ * their sessions watching; keyspace notifications of event hashes on. */
+static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct receiver *rx,
+                     struct crypto_keys *keys)
+{
+    int rc = redis_fixture_start(&w->fx, NULL);
+    if (rc == 0)
+        rc = fake_start(f, w->fx.dir, 0, LAT_USERS, 0);
+    if (rc == 0)
+        rc = watcher_start(w, 0, LAT_USERS);
+    redisContext *c = rc == 0 ? redis_fixture_connect(&w->fx, 3000) : NULL;
+    if (c == NULL)
+        return -1;
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", receiver_port(rx));
+    wf_partner(c, "1", base, "bench-api-key-0123456789", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+               NULL);
+    freeReplyObject(wf_cmd(c, "HSET si:provider:b code b imap_host %s imap_port %d tls none",
+                           f->addr, f->port));
+    freeReplyObject(wf_cmd(c, "CONFIG SET notify-keyspace-events Kh"));
+    redisFree(c);
+    rc = create_users(&w->fx, "b", LAT_USERS, keys);
+    if (rc == 0)
+        rc = dispatcher_start(d, w);
     double deadline = fixture_now() + 120;
-    while (rc == 0 && metric(w.port, "superimap_watcher_sessions_watching") < LAT_USERS) {
+    while (rc == 0 && metric(w->port, "superimap_watcher_sessions_watching") < LAT_USERS) {
         if (fixture_now() > deadline)
             rc = -1;
         fixture_nap_ms(50);
     }
+    return rc;
+}
+
+/* Appends total messages at LAT_RATE, user i % LAT_USERS, recording when
+ * each was sent in sent[slot]. Returns the rate achieved, or -1. */
+static double lat_append(struct fake *f, int total, int per_user, double *sent)
+{
+    double t0 = fixture_now();
+    for (int i = 0; i < total; i++) {
+        double due = t0 + (double)i / LAT_RATE;
+        while (fixture_now() < due) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL); /* pacing at the target rate */
+        }
+        int u = i % LAT_USERS, n = i / LAT_USERS;
+        char req[64], reply[64], m[128];
+        int len = snprintf(m, sizeof m, "From: l@example.com\r\nSubject: %d\r\n\r\nx\r\n", i);
+        snprintf(req, sizeof req, "APPEND user%d %d", u + 1, len);
+        sent[u * per_user + n] = fixture_now();
+        if (ctl(f, req, m, (size_t)len, reply, sizeof reply) < 0)
+            return -1;
+    }
+    return total / (fixture_now() - t0);
+}
+
+/* The first receipt time of each slot's webhook into hook_at (-1 when none). */
+static void lat_webhooks(struct receiver *rx, int nslots, int per_user, double *hook_at)
+{
+    for (int i = 0; i < nslots; i++)
+        hook_at[i] = -1;
+    size_t max = (size_t)nslots * 2 + 1000; /* duplicates and other events too */
+    struct receiver_request *reqs = malloc(max * sizeof *reqs);
+    size_t m = receiver_requests(rx, reqs, max);
+    for (size_t i = 0; i < m; i++) {
+        int slot = lat_slot(reqs[i].id, per_user);
+        if (slot >= 0 && hook_at[slot] < 0)
+            hook_at[slot] = (double)reqs[i].mono_us / 1e6;
+    }
+    free(reqs);
+}
+
+/*
+ * New mail to recorded event and to webhook received: fake-imapd APPEND ->
+ * watcher (IDLE EXISTS, FETCH, record_mail) -> Redis -> dispatcher -> the
+ * receiver on a thread of this process. Times: the APPEND sent on the
+ * control channel; the first keyspace notification of the event hash; the
+ * first receipt of its webhook (CLOCK_MONOTONIC throughout).
+ */
+static int run_latency(struct crypto_keys *keys)
+{
+    struct watcher w;
+    struct fake f;
+    struct child d;
+    memset(&w, 0, sizeof w);
+    memset(&f, 0, sizeof f);
+    memset(&d, 0, sizeof d);
+    struct receiver *rx = receiver_start("127.0.0.1", 0, 0);
+    int rc = rx != NULL ? lat_setup(&w, &f, &d, rx, keys) : -1;
     int total = LAT_RATE * LAT_SECONDS;
     int per_user = (total + LAT_USERS - 1) / LAT_USERS;
+    int nslots = LAT_USERS * per_user;
     struct lat_reader lr = {.per_user = per_user};
-    lr.seen = calloc((size_t)LAT_USERS * per_user, sizeof *lr.seen);
-    double *sent = calloc((size_t)LAT_USERS * per_user, sizeof *sent);
+    lr.seen = calloc((size_t)nslots, sizeof *lr.seen);
+    double *sent = calloc((size_t)nslots, sizeof *sent);
+    double *hook_at = calloc((size_t)nslots, sizeof *hook_at);
     pthread_t th;
     int have_thread = 0;
     if (rc == 0) {
-        for (int i = 0; i < LAT_USERS * per_user; i++)
-            lr.seen[i] = -1;
+        for (int i = 0; i < nslots; i++)
+            lr.seen[i] = sent[i] = -1;
         lr.sub = redis_fixture_connect(&w.fx, 600000);
         redisReply *r =
             lr.sub ? redisCommand(lr.sub, "PSUBSCRIBE __keyspace@0__:si:*:evt:*") : NULL;
@@ -582,47 +782,45 @@ static int run_latency(struct crypto_keys *keys)
         else
             rc = -1;
     }
+    double achieved = rc == 0 ? lat_append(&f, total, per_user, sent) : -1;
+    if (achieved < 0)
+        rc = -1;
     if (rc == 0) {
-        double t0 = fixture_now();
-        for (int i = 0; i < total && rc == 0; i++) {
-            double due = t0 + (double)i / LAT_RATE;
-            while (fixture_now() < due) {
-                struct timespec ts = {0, 50000};
-                nanosleep(&ts, NULL); /* pacing at the target rate */
-            }
-            int u = i % LAT_USERS, n = i / LAT_USERS;
-            char req[64], reply[64], m[128];
-            int len = snprintf(m, sizeof m, "From: l@example.com\r\nSubject: %d\r\n\r\nx\r\n", i);
-            snprintf(req, sizeof req, "APPEND user%d %d", u + 1, len);
-            sent[u * per_user + n] = fixture_now();
-            if (ctl(&f, req, m, (size_t)len, reply, sizeof reply) < 0)
-                rc = -1;
-        }
-        double achieved = total / (fixture_now() - t0);
-        deadline = fixture_now() + 30;
+        double deadline = fixture_now() + 30;
         int seen = 0;
-        while (rc == 0 && fixture_now() < deadline) {
+        while (fixture_now() < deadline) {
             seen = 0;
-            for (int i = 0; i < total; i++) {
-                int u = i % LAT_USERS, n = i / LAT_USERS;
-                seen += lr.seen[u * per_user + n] >= 0;
-            }
-            if (seen == total)
+            for (int i = 0; i < nslots; i++)
+                seen += lr.seen[i] >= 0;
+            if (seen >= total && receiver_count(rx, NULL) >= total)
                 break;
             fixture_nap_ms(50);
         }
-        double *lat = calloc((size_t)total, sizeof *lat);
-        int nl = 0;
-        for (int i = 0; i < total; i++) {
-            int u = i % LAT_USERS, n = i / LAT_USERS;
-            if (lr.seen[u * per_user + n] >= 0)
-                lat[nl++] = (lr.seen[u * per_user + n] - sent[u * per_user + n]) * 1000.0;
+        lat_webhooks(rx, nslots, per_user, hook_at);
+        double *rec = calloc((size_t)nslots, sizeof *rec);
+        double *hook = calloc((size_t)nslots, sizeof *hook);
+        int nr = lat_collect(sent, lr.seen, nslots, rec);
+        int nh = lat_collect(sent, hook_at, nslots, hook);
+        lat_row("event recorded", total, achieved, rec, nr);
+        lat_row("webhook received", total, achieved, hook, nh);
+        printf("\nThe watcher's superimap_watcher_new_mail_seconds_count: %.0f.\n",
+               metric(w.port, "superimap_watcher_new_mail_seconds_count"));
+        lat_histogram(rec, nr, hook, nh);
+        bench_result("mail_rate", "%.0f", achieved);
+        bench_result("mail_appended", "%d", total);
+        if (nr > 0) {
+            bench_result("mail_recorded_p50_ms", "%.2f", rec[nr / 2]);
+            bench_result("mail_recorded_p99_ms", "%.2f", rec[(size_t)((double)nr * 0.99)]);
         }
-        qsort(lat, (size_t)nl, sizeof *lat, cmp_double);
-        printf("| %d | %.0f | %d | %.2f | %.2f | %.2f | %.2f |\n", total, achieved, nl,
-               nl ? lat[nl / 2] : -1, nl ? lat[(size_t)((double)nl * 0.99)] : -1,
-               nl ? lat[nl - 1] : -1, metric(w.port, "superimap_watcher_new_mail_seconds_count"));
-        free(lat);
+        bench_result("mail_webhooks", "%d", nh);
+        if (nh > 0) {
+            bench_result("mail_webhook_p50_ms", "%.2f", hook[nh / 2]);
+            bench_result("mail_webhook_p99_ms", "%.2f", hook[(size_t)((double)nh * 0.99)]);
+        }
+        if (nr < total || nh < total)
+            rc = -1;
+        free(rec);
+        free(hook);
     }
     if (have_thread) {
         lr.stop = 1;
@@ -633,9 +831,12 @@ static int run_latency(struct crypto_keys *keys)
         redisFree(lr.sub);
     free(lr.seen);
     free(sent);
+    free(hook_at);
+    stop(&d);
     stop(&w.c);
     fake_stop(&f);
     redis_fixture_stop(&w.fx);
+    receiver_stop(rx);
     return rc;
 }
 
@@ -681,7 +882,7 @@ int main(int argc, char **argv)
     }
     struct crypto_keys *keys = NULL;
     char err[128];
-    if (crypto_keys_init(&keys, KEY_HEX, NULL, err, sizeof err) < 0)
+    if (crypto_keys_init(&keys, WF_KEY, NULL, err, sizeof err) < 0)
         return 1;
 
     const struct scenario sc[] = {
@@ -697,12 +898,13 @@ int main(int argc, char **argv)
            "machine. RSS before = ready with no users; per session = RSS delta / sessions "
            "(registry, lease slot, session, parser, libev, OpenSSL; not kernel socket buffers). "
            "CPU = watcher CPU while idle, percent of one core over %.0f s. Established = users "
-           "written to Redis until every session is in IDLE.\n\n",
+           "written to Redis until every session is in IDLE. Redis bytes per user = Redis "
+           "used_memory delta / users (user, shard set, change stream, lease, cursor).\n\n",
            IDLE_SAMPLE_S);
     printf("| scenario | sessions | watchers | transport | RSS before KiB (w0) | RSS after KiB "
            "(w0) | bytes per session | idle CPU %% per watcher | established in s | "
-           "fake-imapd RSS MiB |\n");
-    printf("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
+           "fake-imapd RSS MiB | Redis bytes per user |\n");
+    printf("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     const char *only = getenv("BENCH_ONLY");
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
@@ -710,13 +912,14 @@ int main(int argc, char **argv)
             run_idle(&sc[i], keys) < 0)
             rc = 1;
 
-    printf("\nNew mail to recorded event: %d idle plaintext sessions, appends through "
-           "fake-imapd's control channel at %d/s for %d s; latency from the append sent to the "
-           "keyspace notification of the event's HSET.\n\n",
+    printf("\nNew mail to recorded event and to webhook received: %d idle plaintext sessions "
+           "of one partner (webhook_concurrency 8, the default), one dispatcher, a keep-alive "
+           "receiver; appends through fake-imapd's control channel at %d/s for %d s. Latency "
+           "from the append sent to the first keyspace notification of the event's HSET "
+           "(recorded) and to the first receipt of its webhook.\n\n",
            LAT_USERS, LAT_RATE, LAT_SECONDS);
-    printf("| appended | rate achieved /s | recorded | p50 ms | p99 ms | max ms | watcher "
-           "histogram count |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| stage | appended | rate achieved /s | arrived | p50 ms | p99 ms | max ms |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     if ((only == NULL || strstr("latency", only) != NULL) && run_latency(keys) < 0)
         rc = 1;
