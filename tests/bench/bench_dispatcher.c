@@ -12,9 +12,16 @@
  *   2. latency: events enqueued one by one at 1,000 per second for 5 s while
  *      the dispatcher runs; p50 / p99 / max from the enqueue call's start to
  *      the receipt of the request;
- *   3. memory: 10,000 events in flight at once (the receiver reads each
+ *   3. throughput by concurrency: 20,000 events of about 1 KiB for each of
+ *      1, 4, 16, 64 and 256 requests at once (partner webhook_concurrency,
+ *      SUPERIMAP_WEBHOOK_MAX_INFLIGHT and SUPERIMAP_WEBHOOK_HOST_CONNECTIONS
+ *      all set to it);
+ *   4. memory: 10,000 events in flight at once (the receiver reads each
  *      request and never answers; partner concurrency 10,000, one connection
  *      per request); the dispatcher's VmRSS idle and with them in flight.
+ *
+ * With BENCH_DATA_DIR set (tests/bench/bench.h) it writes results.txt keys
+ * and dispatcher_concurrency.dat ("concurrency webhooks_per_s").
  *
  * Every scenario starts a fresh dispatcher on a flushed Redis. The load
  * generator paces itself with nanosleep (it is a clock, not a wait for a
@@ -38,11 +45,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/bench/bench.h"
 #include "tests/integration/receiver.c" /* the receiver, built into this program */
 #include "tests/integration/webhook_fixture.h"
 #include "tests/unit/redis_fixture.h"
 
-#define PARTNERS 4
+#define PARTNERS     4
+#define SWEEP_EVENTS 20000 /* per concurrency level */
 
 static struct redis_fixture fx;
 static redisContext *rc;
@@ -60,41 +69,6 @@ static long long now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* User + system CPU seconds of a process so far. */
-static double cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
 }
 
 /* Starts the dispatcher with extra environment (NULL-terminated). */
@@ -154,7 +128,9 @@ static void disp_stop(struct disp *d)
     d->pid = 0;
 }
 
-static void reset(void)
+/* Flushes Redis and the receiver; PARTNERS partners with webhook_concurrency
+ * concurrency, answered 200. */
+static void reset(const char *concurrency)
 {
     freeReplyObject(wf_cmd(rc, "FLUSHALL"));
     receiver_clear(rx);
@@ -162,7 +138,8 @@ static void reset(void)
         char pid[8];
         snprintf(pid, sizeof pid, "%d", p + 1);
         wf_partner(rc, pid, base, "bench-api-key-0123456789",
-                   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "webhook_concurrency", "10000", NULL);
+                   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "webhook_concurrency", concurrency,
+                   NULL);
     }
     struct receiver_rule ok = {0};
     for (int p = 0; p < PARTNERS; p++) {
@@ -220,38 +197,79 @@ static int cmp_ll(const void *a, const void *b)
 
 /* ---- 1. Throughput ---- */
 
-static int throughput(const char *label, int n, size_t msg_bytes)
+struct delivery {
+    size_t m;         /* requests received */
+    size_t avg_bytes; /* their average body */
+    double secs;      /* first receipt to last */
+    double per_s;
+    double disp_cpu, redis_cpu, self_cpu; /* CPU seconds used */
+};
+
+/* Enqueues n events with messages of msg_bytes, starts a dispatcher with
+ * env and times the receipt of all of them into out. */
+static int deliver_all(int n, size_t msg_bytes, const char *const *env, struct delivery *out)
 {
-    reset();
     enqueue_many(n, msg_bytes, 1);
     struct disp d;
-    const char *env[] = {"SUPERIMAP_WEBHOOK_MAX_INFLIGHT=1024", NULL};
-    double redis0 = cpu_s(fx.pid), self0 = cpu_s(getpid());
+    double redis0 = bench_cpu_s(fx.pid), self0 = bench_cpu_s(getpid());
     if (disp_start(&d, env) < 0)
         return -1;
     if (getenv("BENCH_DISPATCHER_PIDS") != NULL) /* for perf record -p */
         fprintf(stderr, "dispatcher pid %ld redis pid %ld\n", (long)d.pid, (long)fx.pid);
     int got = receiver_wait(rx, NULL, n, 120000);
-    double disp_cpu = cpu_s(d.pid), redis_cpu = cpu_s(fx.pid) - redis0;
-    double self_cpu = cpu_s(getpid()) - self0;
+    out->disp_cpu = bench_cpu_s(d.pid);
+    out->redis_cpu = bench_cpu_s(fx.pid) - redis0;
+    out->self_cpu = bench_cpu_s(getpid()) - self0;
+    disp_stop(&d);
     if (got < n) {
-        fprintf(stderr, "bench_dispatcher: %s: %d of %d delivered\n", label, got, n);
-        disp_stop(&d);
+        fprintf(stderr, "bench_dispatcher: %d of %d delivered\n", got, n);
         return -1;
     }
     struct receiver_request *reqs = malloc((size_t)n * sizeof *reqs);
-    size_t m = receiver_requests(rx, reqs, (size_t)n);
-    long long t0 = reqs[0].mono_us, t1 = reqs[m - 1].mono_us;
-    size_t avg = 0;
-    for (size_t i = 0; i < m; i++)
-        avg += reqs[i].body_len;
-    avg /= m;
-    double secs = (double)(t1 - t0) / 1e6;
-    printf("| %s | %d | %zu | %.2f | %.0f | %.2f | %.2f | %.2f |\n", label, n, avg, secs,
-           (double)(m - 1) / secs, disp_cpu, redis_cpu, self_cpu);
-    fflush(stdout);
+    out->m = receiver_requests(rx, reqs, (size_t)n);
+    out->avg_bytes = 0;
+    for (size_t i = 0; i < out->m; i++)
+        out->avg_bytes += reqs[i].body_len;
+    out->avg_bytes /= out->m;
+    out->secs = (double)(reqs[out->m - 1].mono_us - reqs[0].mono_us) / 1e6;
+    out->per_s = (double)(out->m - 1) / out->secs;
     free(reqs);
-    disp_stop(&d);
+    return 0;
+}
+
+static int throughput(const char *label, int n, size_t msg_bytes, const char *result_key)
+{
+    reset("10000");
+    const char *env[] = {"SUPERIMAP_WEBHOOK_MAX_INFLIGHT=1024", NULL};
+    struct delivery st;
+    if (deliver_all(n, msg_bytes, env, &st) < 0)
+        return -1;
+    printf("| %s | %d | %zu | %.2f | %.0f | %.2f | %.2f | %.2f |\n", label, n, st.avg_bytes,
+           st.secs, st.per_s, st.disp_cpu, st.redis_cpu, st.self_cpu);
+    fflush(stdout);
+    bench_result(result_key, "%.0f", st.per_s);
+    return 0;
+}
+
+/* Webhooks/s of ~1 KiB with concurrency c in all: every partner's
+ * webhook_concurrency, the dispatcher's SUPERIMAP_WEBHOOK_MAX_INFLIGHT and
+ * its connections to the receiver all set to c. Appends a row to dat. */
+static int sweep(int c, int n, FILE *dat)
+{
+    char conc[16], inflight[64], conns[64];
+    snprintf(conc, sizeof conc, "%d", c);
+    snprintf(inflight, sizeof inflight, "SUPERIMAP_WEBHOOK_MAX_INFLIGHT=%d", c);
+    snprintf(conns, sizeof conns, "SUPERIMAP_WEBHOOK_HOST_CONNECTIONS=%d", c);
+    reset(conc);
+    const char *env[] = {inflight, conns, NULL};
+    struct delivery st;
+    if (deliver_all(n, 500, env, &st) < 0)
+        return -1;
+    printf("| %d | %d | %.2f | %.0f | %.2f | %.2f |\n", c, n, st.secs, st.per_s, st.disp_cpu,
+           st.redis_cpu);
+    fflush(stdout);
+    if (dat != NULL)
+        fprintf(dat, "%d %.0f\n", c, st.per_s);
     return 0;
 }
 
@@ -259,7 +277,7 @@ static int throughput(const char *label, int n, size_t msg_bytes)
 
 static int latency(int rate, int seconds)
 {
-    reset();
+    reset("10000");
     struct disp d;
     if (disp_start(&d, NULL) < 0)
         return -1;
@@ -300,6 +318,10 @@ static int latency(int rate, int seconds)
                (double)lat[nl / 2] / 1000.0, (double)lat[nl * 99 / 100] / 1000.0,
                (double)lat[nl - 1] / 1000.0);
     fflush(stdout);
+    if (nl > 0) {
+        bench_result("dispatcher_enqueue_p50_ms", "%.2f", (double)lat[nl / 2] / 1000.0);
+        bench_result("dispatcher_enqueue_p99_ms", "%.2f", (double)lat[nl * 99 / 100] / 1000.0);
+    }
     free(reqs);
     free(lat);
     free(eids);
@@ -312,7 +334,7 @@ static int latency(int rate, int seconds)
 
 static int memory(int n, const char *host_conns)
 {
-    reset();
+    reset("10000");
     struct receiver_rule hang = {.hang = 1};
     for (int p = 0; p < PARTNERS; p++) {
         char pid[8];
@@ -327,7 +349,7 @@ static int memory(int n, const char *host_conns)
     if (disp_start(&d, env) < 0)
         return -1;
     fixture_nap_ms(500); /* let it settle before the idle reading */
-    long idle = rss_kib(d.pid);
+    long idle = bench_rss_kib(d.pid);
     enqueue_many(n, 700, 1);
     /* In flight: every event leased by the dispatcher. */
     long long deadline = now_us() + 60000000;
@@ -341,7 +363,7 @@ static int memory(int n, const char *host_conns)
             break;
         fixture_nap_ms(50);
     }
-    long busy = rss_kib(d.pid);
+    long busy = bench_rss_kib(d.pid);
     printf("| %d | %s | %d | %lld | %ld | %ld | %.1f |\n", n, host_conns, receiver_count(rx, NULL),
            leased, idle, busy, leased > 0 ? (double)(busy - idle) / (double)leased : 0.0);
     fflush(stdout);
@@ -379,17 +401,34 @@ int main(int argc, char **argv)
     printf(
         "| body | events | avg body bytes | seconds | webhooks/s | dispatcher CPU s | redis CPU s "
         "| receiver CPU s |\n|---|---|---|---|---|---|---|---|\n");
-    const char *only = getenv("BENCH_DISPATCHER_ONLY"); /* 1k, 100k, latency, memory */
+    const char *only = getenv("BENCH_DISPATCHER_ONLY"); /* 1k, 100k, latency, concurrency, memory */
 #define RUN(name) (only == NULL || strcmp(only, name) == 0)
     if (RUN("1k"))
-        rc_ |= throughput("~1 KiB", 20000, 500);
+        rc_ |= throughput("~1 KiB", 20000, 500, "dispatcher_webhooks_per_s");
     if (RUN("100k"))
-        rc_ |= throughput("~100 KiB", 3000, 100 * 1024);
+        rc_ |= throughput("~100 KiB", 3000, 100 * 1024, "dispatcher_webhooks_100k_per_s");
 
     printf("\nEnqueue (event_enqueue.lua) to receipt, at a fixed rate for 5 s:\n\n");
     printf("| rate | events | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n");
     if (RUN("latency"))
         rc_ |= latency(1000, 5);
+
+    printf("\n~1 KiB signed webhooks per second by concurrency: partner webhook_concurrency, "
+           "SUPERIMAP_WEBHOOK_MAX_INFLIGHT and SUPERIMAP_WEBHOOK_HOST_CONNECTIONS all set to "
+           "it:\n\n");
+    printf("| concurrency | events | seconds | webhooks/s | dispatcher CPU s | redis CPU s "
+           "|\n|---|---|---|---|---|---|\n");
+    if (RUN("concurrency")) {
+        static const int levels[] = {1, 4, 16, 64, 256};
+        FILE *dat = bench_data_open("dispatcher_concurrency.dat", "w");
+        if (dat != NULL)
+            fprintf(dat,
+                    "# ~1 KiB signed webhooks/s by concurrency\n# concurrency webhooks_per_s\n");
+        for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+            rc_ |= sweep(levels[i], SWEEP_EVENTS, dat);
+        if (dat != NULL)
+            fclose(dat);
+    }
 
     printf("\nDispatcher memory with requests in flight (the receiver never answers):\n\n");
     printf("| events | host connections | requests received | leased | idle RSS KiB | "
