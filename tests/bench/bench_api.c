@@ -9,6 +9,8 @@
  * Set-up goes through the admin and partner API itself (libcurl). The api is
  * stopped by its PID with SIGTERM (SIGKILL after 10 s); every child has
  * PR_SET_PDEATHSIG. BENCH_API_SECONDS (default 5) sets each run's length.
+ * With BENCH_DATA_DIR set it appends api_get_user_per_s (the better GET
+ * row) and api_post_user_per_s to results.txt (tests/bench/bench.h).
  * Exits non-zero when wrk is missing or the api does not start.
  *
  * SPDX-License-Identifier: MIT
@@ -29,6 +31,7 @@
 
 #include "core/crypto.h"
 #include "core/err.h"
+#include "tests/bench/bench.h"
 #include "tests/unit/redis_fixture.h"
 
 #define TOKEN "bench-admin-token-0123456789"
@@ -147,9 +150,9 @@ static double to_ms(const char *s)
     return v;
 }
 
-/* Runs wrk and prints one table row. */
+/* Runs wrk and prints one table row; the requests/s in *rps_out. */
 static int run_wrk(const char *label, int conns, int seconds, const char *url, const char *hdr,
-                   const char *script)
+                   const char *script, double *rps_out)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "wrk -t2 -c%d -d%ds --latency -H '%s' %s%s '%s' 2>&1", conns, seconds,
@@ -174,6 +177,7 @@ static int run_wrk(const char *label, int conns, int seconds, const char *url, c
     int rc = pclose(p);
     printf("| %s | %d | %.0f | %.2f | %.2f | %ld |\n", label, conns, rps, p50, p99, non2xx);
     fflush(stdout);
+    *rps_out = rps;
     return rc == 0 ? 0 : -1;
 }
 
@@ -250,10 +254,13 @@ int main(int argc, char **argv)
     char script[700], posturl[128];
     snprintf(script, sizeof script, "%s/tests/bench/bench_api.lua", src);
     snprintf(posturl, sizeof posturl, "http://127.0.0.1:%d/", port);
-    if (run_wrk("GET user", 16, seconds, path, hdr, NULL) < 0 ||
-        run_wrk("GET user", 64, seconds, path, hdr, NULL) < 0 ||
-        run_wrk("POST user (create)", 16, seconds, posturl, hdr, script) < 0)
+    double get16 = 0, get64 = 0, post = 0;
+    if (run_wrk("GET user", 16, seconds, path, hdr, NULL, &get16) < 0 ||
+        run_wrk("GET user", 64, seconds, path, hdr, NULL, &get64) < 0 ||
+        run_wrk("POST user (create)", 16, seconds, posturl, hdr, script, &post) < 0)
         goto out;
+    bench_result("api_get_user_per_s", "%.0f", get16 > get64 ? get16 : get64);
+    bench_result("api_post_user_per_s", "%.0f", post);
     rc = 0;
 out:
     curl_global_cleanup();

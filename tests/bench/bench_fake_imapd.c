@@ -36,6 +36,8 @@
 
 #include <openssl/ssl.h>
 
+#include "tests/bench/bench.h"
+
 #define MAX_CONN 19000
 #define NADDR    2
 
@@ -60,20 +62,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = atol(line + 6);
-    if (f != NULL)
-        fclose(f);
-    return kib;
 }
 
 /* One control request; the reply line in out. 0 when it starts with OK. */
@@ -309,7 +297,7 @@ static void close_all(int n)
 
 static int row(int n, int tls, int idle, SSL_CTX *ctx)
 {
-    long before = rss_kib(fake.pid);
+    long before = bench_rss_kib(fake.pid);
     double t0 = now_s();
     for (int i = 0; i < n; i++) {
         if (open_conn(&conns[i], tls ? ctx : NULL, i, idle) < 0) {
@@ -320,7 +308,7 @@ static int row(int n, int tls, int idle, SSL_CTX *ctx)
     }
     double setup = now_s() - t0;
     long sessions = stat_value("sessions");
-    long after = rss_kib(fake.pid);
+    long after = bench_rss_kib(fake.pid);
     printf("| %d | %s | %s | %.2f | %ld | %.0f |\n", n, tls ? "TLS" : "plain",
            idle ? "logged in, IDLE" : "greeted", setup, after - before,
            (double)(after - before) * 1024.0 / n);

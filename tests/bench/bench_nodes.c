@@ -33,6 +33,7 @@
 
 #include "core/crypto.h"
 #include "core/err.h"
+#include "tests/bench/bench.h"
 #include "tests/unit/redis_fixture.h"
 
 #define READY_TIMEOUT_S 10.0
@@ -83,23 +84,6 @@ static void dump_log(const struct node_proc *p)
     while (fgets(line, sizeof line, f) != NULL)
         fputs(line, stderr);
     fclose(f);
-}
-
-/* Returns VmRSS of pid in KiB, or -1. */
-static long read_rss_kib(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
 }
 
 static int spawn(struct node_proc *p, const struct redis_fixture *fx, const char *key_hex)
@@ -248,7 +232,7 @@ int main(int argc, char **argv)
     if (status == 0) {
         fixture_nap_ms((long)(IDLE_S * 1000)); /* settle, not a wait for a condition */
         for (int i = 0; i < NROLES; i++)
-            procs[i].rss_kib = read_rss_kib(procs[i].pid);
+            procs[i].rss_kib = bench_rss_kib(procs[i].pid);
         printf("Each node idle about %.0f s after \"node ready\", connected to a private "
                "redis-server, no users.\n\n",
                IDLE_S);
