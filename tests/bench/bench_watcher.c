@@ -31,7 +31,9 @@
  *
  * With BENCH_DATA_DIR set (tests/bench/bench.h) it writes results.txt keys
  * and the plot data watcher_rss_plain.dat, watcher_rss_tls.dat ("sessions
- * rss_kib" while the last one-watcher scenario of that transport ramps up)
+ * rss_kib watching": sessions held in any state, VmRSS, sessions in IDLE,
+ * every 100 ms while the last one-watcher scenario of that transport ramps
+ * up, then once settled)
  * and latency.dat (histogram, "ms_low ms_high recorded webhook").
  *
  * Every child gets PR_SET_PDEATHSIG and is stopped by its PID. BENCH_SCALE
@@ -402,8 +404,8 @@ static long long redis_used_memory(const struct redis_fixture *fx)
 }
 
 /* Polls every watcher's /metrics until each has per sessions watching,
- * setting est_s; with ramp, also writes "sessions rss_kib" of watcher 0 at
- * each poll. */
+ * setting est_s; with ramp, also writes "sessions rss_kib watching" of
+ * watcher 0 at each poll. */
 static int wait_established(struct watcher *w, int nw, int per, double t0, FILE *ramp,
                             const char *name)
 {
@@ -417,7 +419,8 @@ static int wait_established(struct watcher *w, int nw, int per, double t0, FILE 
             }
             double watching = metric(w[i].port, "superimap_watcher_sessions_watching");
             if (ramp != NULL && i == 0 && watching >= 0)
-                fprintf(ramp, "%.0f %ld\n", watching, bench_rss_kib(w[0].c.pid));
+                fprintf(ramp, "%.0f %ld %.0f\n", metric(w[0].port, "superimap_watcher_sessions"),
+                        bench_rss_kib(w[0].c.pid), watching);
             if (watching >= per) {
                 w[i].est_s = fixture_now() - t0;
                 done++;
@@ -484,7 +487,9 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
             mem0[i] = redis_used_memory(&w[i].fx);
         }
         if (ramp != NULL)
-            fprintf(ramp, "# %s: sessions watching, watcher VmRSS KiB\n# sessions rss_kib\n0 %ld\n",
+            fprintf(ramp,
+                    "# %s: sessions held (any state), watcher VmRSS, sessions in IDLE\n"
+                    "# sessions rss_kib watching\n0 %ld 0\n",
                     sc->name, w[0].rss0);
         double t0 = fixture_now();
         for (int i = 0; i < nw && rc == 0; i++)
@@ -511,7 +516,7 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
             cpu += w[i].cpu_pct;
         }
         if (ramp != NULL)
-            fprintf(ramp, "%d %ld\n", per, w[0].rss1);
+            fprintf(ramp, "%d %ld %d\n", per, w[0].rss1, per);
         double per_session = (double)d * 1024.0 / (double)(per * nw);
         double redis_per_user = (double)mem / (double)(per * nw);
         printf("| %s | %d | %d | %s | %ld | %ld | %.0f | %.2f | %.1f | %ld | %.0f |\n", sc->name,

@@ -1,33 +1,111 @@
 #!/bin/sh
 # Runs every benchmark of build dir $1 (make bench): each executable
-# <build dir>/bench/bench_* in name order, after a header naming the machine
-# and the date, so tables from different runs can be compared. The benchmarks
-# print their own Markdown tables; nothing here judges the numbers (timing is
-# never a failure). Exits 1 only if a benchmark itself exits non-zero, after
-# running the others. BENCH_FILTER runs only those whose name contains it.
+# <build dir>/bench/bench_* in name order, after a header naming the machine,
+# its load, the versions of what superimap runs on and the date, so tables
+# from different runs can be compared. The benchmarks print their own
+# Markdown tables to stdout, as before; nothing here fails on the numbers
+# (timing is never a failure). Exits 1 only if a benchmark itself exits
+# non-zero, after running the others. BENCH_FILTER runs only those whose
+# name contains it, or one of its words ("watcher dispatcher").
+#
+# It also writes the report docs/benchmarks.md (BENCH_DOCS=<dir> writes it
+# elsewhere) with the plots docs/bench-*.svg:
+#   1. the header table;
+#   2. DESIGN.md section 7's budget, each row's target, the figure measured
+#      and whether it is met ("-" when no benchmark of this run measured it);
+#   3. the plots, drawn with gnuplot (tests/bench/plot_*.gp) from the data
+#      the benchmarks wrote, or "not measured in this run";
+#   4. every benchmark's full output.
+# A run with BENCH_FILTER writes the report too, since a full run is long:
+# its header says which benchmarks ran, and what the others measure shows as
+# not measured. Plots of an earlier run are removed, never left beside a
+# report that does not come from them.
+#
+# Benchmarks report through BENCH_DATA_DIR, a temporary directory set here
+# (tests/bench/bench.h): they append "key value" lines to results.txt (the
+# last line of a key wins) and write plot data files there. Keys read here:
+#   bench_watcher    watcher_sessions_per_watcher, watcher_session_bytes_plain,
+#                    watcher_session_bytes_tls, watcher_sessions_fleet,
+#                    watcher_fleet_size, redis_bytes_per_user, redis_users,
+#                    mail_rate, mail_appended, mail_webhooks,
+#                    mail_webhook_p50_ms, mail_webhook_p99_ms
+#   bench_dispatcher dispatcher_webhooks_per_s
+#   bench_api        api_get_user_per_s
+#   bench_failover   failover_rewatch_s (kill to all of the dead watcher's
+#                    users watched again), failover_mail_sent,
+#                    failover_mail_lost, failover_mail_duplicated
+# and data files: watcher_rss_plain.dat, watcher_rss_tls.dat, latency.dat
+# (bench_watcher), dispatcher_concurrency.dat (bench_dispatcher),
+# failover.dat (bench_failover), each described in its plot_*.gp.
 # SPDX-License-Identifier: MIT
-set -u
+set -eu
 O=${1:-build}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+docs=${BENCH_DOCS:-$src/docs}
+
+data=$(mktemp -d)
+trap 'rm -rf "$data"' EXIT
+trap 'exit 130' INT TERM
+BENCH_DATA_DIR=$data
+export BENCH_DATA_DIR
+
+# ---- Header: machine, load, versions ----
+
+pkgver() {
+    dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown
+}
+# The first line of a command's output, or nothing when it is not installed.
+first_line() {
+    if command -v "$1" >/dev/null 2>&1; then
+        "$@" 2>&1 | head -n 1
+    fi
+}
 
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null | head -n 1)
-ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
+ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+load=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo unknown)
 # shellcheck disable=SC3045 # dash, bash and busybox sh all have ulimit -n
 nofile=$(ulimit -n 2>/dev/null || echo unknown)
+# shellcheck disable=SC3045
+nofile_hard=$(ulimit -Hn 2>/dev/null || echo unknown)
+rev=$(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown)
+redis_v=$(first_line redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+dovecot_v=$(first_line dovecot --version)
+gcc_v=$(first_line gcc -dumpfullversion)
+openssl_v=$(first_line openssl version)
+gnuplot_v=$(first_line gnuplot --version)
+
+{
+    echo "| | |"
+    echo "|---|---|"
+    echo "| date | $(date -u +%Y-%m-%dT%H:%M:%SZ) |"
+    echo "| revision | $rev |"
+    echo "| CPU | ${cpu:-unknown} |"
+    echo "| cores (nproc) | $(nproc 2>/dev/null || echo unknown) |"
+    echo "| RAM | ${ram:-unknown} |"
+    echo "| kernel | $(uname -srm) |"
+    echo "| open files limit (soft / hard) | $nofile / $nofile_hard |"
+    echo "| load average at start (1, 5, 15 min) | $load |"
+    echo "| redis-server | ${redis_v:-unknown} |"
+    echo "| dovecot | ${dovecot_v:-unknown} |"
+    echo "| gcc | ${gcc_v:-unknown} |"
+    echo "| OpenSSL | ${openssl_v:-unknown} |"
+    echo "| libcurl | $(pkgver libcurl4-openssl-dev) |"
+    echo "| hiredis | $(pkgver libhiredis-dev) |"
+    echo "| libev | $(pkgver libev-dev) |"
+    echo "| yajl | $(pkgver libyajl-dev) |"
+    echo "| civetweb | $(pkgver libcivetweb-dev) |"
+    echo "| gnuplot | ${gnuplot_v:-not installed} |"
+} >"$data/header.md"
 
 echo "# superimap benchmarks"
 echo
-echo "| | |"
-echo "|---|---|"
-echo "| date | $(date -u +%Y-%m-%dT%H:%M:%SZ) |"
-echo "| revision | $(git rev-parse --short HEAD 2>/dev/null || echo unknown) |"
-echo "| CPU | ${cpu:-unknown} |"
-echo "| cores (nproc) | $(nproc 2>/dev/null || echo unknown) |"
-echo "| RAM | ${ram:-unknown} |"
-echo "| kernel | $(uname -srm) |"
-echo "| open files limit | $nofile |"
+cat "$data/header.md"
 echo
 
-ran=0
+# ---- Run the benchmarks ----
+
+ran=""
 failed=""
 for b in "$O"/bench/bench_*; do
     if [ ! -f "$b" ] || [ ! -x "$b" ]; then
@@ -36,30 +114,224 @@ for b in "$O"/bench/bench_*; do
     case "$b" in *.d | *.o) continue ;; esac
     name=$(basename "$b")
     if [ -n "${BENCH_FILTER:-}" ]; then
-        case "$name" in *"$BENCH_FILTER"*) ;; *) continue ;; esac
+        keep=""
+        for f in $BENCH_FILTER; do
+            case "$name" in *"$f"*) keep=1 ;; esac
+        done
+        [ -n "$keep" ] || continue
     fi
     echo "## $name"
     echo
     start=$(date +%s)
-    "$b"
-    rc=$?
+    # The output goes to stdout and to the report; the status through a file.
+    {
+        rc=0
+        "$b" || rc=$?
+        echo "$rc" >"$data/$name.rc"
+    } | tee "$data/$name.out"
+    rc=$(cat "$data/$name.rc")
     echo
     if [ "$rc" -ne 0 ]; then
-        echo "**$name exited with status $rc**"
+        echo "**$name exited with status $rc**" | tee -a "$data/$name.out"
         echo
         failed="$failed $name"
     fi
-    echo "_$name took $(($(date +%s) - start)) s_"
+    echo "_$name took $(($(date +%s) - start)) s_" | tee "$data/$name.took"
     echo
-    ran=$((ran + 1))
+    ran="$ran $name"
 done
 
-if [ "$ran" -eq 0 ]; then
+if [ -z "$ran" ]; then
     echo "No benchmarks built yet: $O/bench/bench_* (from tests/bench/bench_*.c) is empty."
     exit 0
 fi
+
+# ---- Summary against DESIGN.md section 7 ----
+
+# The last value of key in results.txt, or nothing.
+val() {
+    [ -f "$data/results.txt" ] || return 0
+    awk -v k="$1" '$1 == k { v = $2 } END { if (v != "") print v }' "$data/results.txt"
+}
+# Exit status 0 when the awk condition on a (and b) holds.
+holds() {
+    awk -v a="$1" -v b="${3:-0}" "BEGIN { exit !($2) }"
+}
+# A row: what, target, measured (empty: not measured), met ("yes"/"no").
+row() {
+    if [ -z "$3" ]; then
+        echo "| $1 | $2 | not measured in this run | - |"
+    else
+        echo "| $1 | $2 | $3 | $4 |"
+    fi
+}
+yesno() {
+    if holds "$@"; then echo yes; else echo "**no**"; fi
+}
+# Thousands separators for a whole number: 19000 -> 19,000.
+num() {
+    printf '%s' "$1" | awk '{ n = sprintf("%.0f", $1); s = ""
+        while (length(n) > 3) { s = "," substr(n, length(n) - 2) s; n = substr(n, 1, length(n) - 3) }
+        print n s }'
+}
+kib() {
+    awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'
+}
+
+summary() {
+    echo "| DESIGN.md section 7 | target | measured | met? |"
+    echo "|---|---|---|---|"
+    v=$(val watcher_sessions_per_watcher)
+    row "idle IMAP sessions per watcher process" "≥ 19,000 (open-files limit $(num "$nofile_hard"))" \
+        "${v:+$(num "$v") sessions held by one watcher}" "$(yesno 'a >= 19000' "${v:-0}")"
+    v=$(val watcher_sessions_fleet)
+    n=$(val watcher_fleet_size)
+    row "idle IMAP sessions, one machine" "≥ 57,000 with 3 watchers" \
+        "${v:+$(num "$v") sessions held by ${n:-?} watchers}" "$(yesno 'a >= 57000' "${v:-0}")"
+    v=$(val watcher_session_bytes_plain)
+    n=$(val watcher_sessions_per_watcher)
+    row "memory per idle session, plain (RSS delta / sessions)" "≤ 4 KiB" \
+        "${v:+$(kib "$v") at $(num "${n:-0}") sessions}" "$(yesno 'a <= 4096' "${v:-0}")"
+    v=$(val watcher_session_bytes_tls)
+    n=$(val watcher_sessions_tls)
+    row "memory per idle session, TLS (RSS delta / sessions)" "≤ 24 KiB" \
+        "${v:+$(kib "$v") at $(num "${n:-0}") sessions}" "$(yesno 'a <= 24576' "${v:-0}")"
+    rate=$(val mail_rate)
+    sent=$(val mail_appended)
+    got=$(val mail_webhooks)
+    lost=$(awk -v a="${sent:-0}" -v b="${got:-0}" 'BEGIN { print a - b }')
+    at="at $(num "${rate:-0}") mails/s, $(num "${got:-0}") of $(num "${sent:-0}") delivered"
+    v=$(val mail_webhook_p50_ms)
+    row "new mail → webhook received, p50" "≤ 5 ms at 1,000 mails/s" "${v:+$v ms ($at)}" \
+        "$(yesno 'a <= 5 && b == 0' "${v:-0}" "$lost")"
+    v=$(val mail_webhook_p99_ms)
+    row "new mail → webhook received, p99" "≤ 50 ms at 1,000 mails/s" "${v:+$v ms ($at)}" \
+        "$(yesno 'a <= 50 && b == 0' "${v:-0}" "$lost")"
+    v=$(val dispatcher_webhooks_per_s)
+    row "dispatcher throughput" "≥ 10,000 signed webhooks/s per process, keep-alive receiver" \
+        "${v:+$(num "$v") webhooks/s (~1 KiB bodies)}" "$(yesno 'a >= 10000' "${v:-0}")"
+    v=$(val api_get_user_per_s)
+    row "API" "≥ 5,000 GET user/s" "${v:+$(num "$v") GET user/s}" "$(yesno 'a >= 5000' "${v:-0}")"
+    v=$(val failover_rewatch_s)
+    row "failover: users of a killed watcher watched again" "≤ 45 s" "${v:+$v s}" \
+        "$(yesno 'a <= 45' "${v:-0}")"
+    sent=$(val failover_mail_sent)
+    lost=$(val failover_mail_lost)
+    dup=$(val failover_mail_duplicated)
+    row "failover: mail sent meanwhile delivered, none twice" "0 lost, 0 twice" \
+        "${lost:+$(num "${sent:-0}") sent, $lost lost, ${dup:-?} twice}" \
+        "$(yesno 'a == 0 && b == 0' "${lost:-1}" "${dup:-1}")"
+    v=$(val redis_bytes_per_user)
+    n=$(val redis_users)
+    row "Redis memory per idle user (used_memory delta / users)" "≤ 1 KiB" \
+        "${v:+$(num "$v") bytes at $(num "${n:-0}") users}" "$(yesno 'a <= 1024' "${v:-0}")"
+}
+
+# ---- Plots ----
+
+# plot <svg name> <title> <script> <gnuplot -e assignments>: makes
+# docs/<svg name> and prints the report's line for it.
+plot() {
+    if ! command -v gnuplot >/dev/null 2>&1; then
+        echo "$2: not drawn, gnuplot is not installed (make deps)."
+    elif gnuplot -e "$4; out='$docs/$1'" "$src/tests/bench/$3" 2>"$data/$1.err"; then
+        echo "<img src=\"$1\" alt=\"$2\" width=\"800\">"
+    else
+        echo "$2: gnuplot failed: $(head -n 3 "$data/$1.err" | tr '\n' ' ')"
+        cat "$data/$1.err" >&2
+        rm -f "$docs/$1"
+    fi
+    echo
+}
+# missing <title>: the report's line for a plot without data.
+missing() {
+    echo "$1: not measured in this run."
+    echo
+}
+
+plots() {
+    plain=""
+    tls=""
+    [ -s "$data/watcher_rss_plain.dat" ] && plain="$data/watcher_rss_plain.dat"
+    [ -s "$data/watcher_rss_tls.dat" ] && tls="$data/watcher_rss_tls.dat"
+    echo "### Sessions vs watcher RSS, plain and TLS (bench_watcher)"
+    echo
+    if [ -n "$plain$tls" ]; then
+        plot bench-sessions-rss.svg "Sessions vs watcher RSS" plot_sessions_rss.gp \
+            "plain='$plain'; tls='$tls'"
+    else
+        missing "Sessions vs watcher RSS"
+    fi
+    echo "### New mail → webhook latency histogram at 1,000 mails/s (bench_watcher)"
+    echo
+    if [ -s "$data/latency.dat" ]; then
+        plot bench-latency.svg "New mail to webhook latency histogram" plot_latency.gp \
+            "in='$data/latency.dat'"
+    else
+        missing "Latency histogram"
+    fi
+    echo "### Dispatcher throughput vs concurrency (bench_dispatcher)"
+    echo
+    if [ -s "$data/dispatcher_concurrency.dat" ]; then
+        plot bench-dispatcher-concurrency.svg "Dispatcher webhooks/s by concurrency" \
+            plot_concurrency.gp "in='$data/dispatcher_concurrency.dat'"
+    else
+        missing "Dispatcher throughput vs concurrency"
+    fi
+    echo "### Failover timeline: sessions per watcher around the kill (bench_failover)"
+    echo
+    if [ -s "$data/failover.dat" ]; then
+        plot bench-failover.svg "Failover timeline" plot_failover.gp "in='$data/failover.dat'"
+    else
+        missing "Failover timeline"
+    fi
+}
+
+# ---- The report ----
+
+mkdir -p "$docs"
+rm -f "$docs"/bench-*.svg
+report="$docs/benchmarks.md"
+{
+    echo "# superimap benchmarks"
+    echo
+    echo "Written by \`make bench\` (tests/bench/run.sh): the performance budget of DESIGN.md"
+    echo "section 7 measured on this machine, plots, and every benchmark's tables. Timing"
+    echo "figures depend on the machine and its load at the time: read them with the header."
+    echo
+    cat "$data/header.md"
+    if [ -n "${BENCH_FILTER:-}" ]; then
+        echo "| benchmarks run | partial run (BENCH_FILTER=$BENCH_FILTER):$ran |"
+    else
+        echo "| benchmarks run |$ran |"
+    fi
+    if [ -n "$failed" ]; then
+        echo "| benchmarks that failed |$failed |"
+    fi
+    echo
+    echo "## Performance budget (DESIGN.md section 7)"
+    echo
+    summary
+    echo
+    echo "## Plots"
+    echo
+    plots
+    echo "## Every benchmark's tables"
+    echo
+    for name in $ran; do
+        echo "### $name"
+        echo
+        cat "$data/$name.out"
+        echo
+        cat "$data/$name.took"
+        echo
+    done
+} >"$report.tmp"
+mv "$report.tmp" "$report"
+
 if [ -n "$failed" ]; then
     echo "benchmarks that failed:$failed"
+    echo "report: $report"
     exit 1
 fi
-echo "$ran benchmark(s) ran."
+echo "$(echo "$ran" | wc -w) benchmark(s) ran; report: $report"
