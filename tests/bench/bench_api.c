@@ -209,7 +209,7 @@ int main(int argc, char **argv)
     int rc = 1;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct body b;
-    char hdr[128], path[256];
+    char hdr[160], path[256];
     /* Ready once the partner API answers (Redis connected, scripts loaded). */
     double until = fixture_now() + 10.0;
     while (port > 0 && fixture_now() < until &&

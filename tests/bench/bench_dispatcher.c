@@ -135,7 +135,7 @@ static void reset(const char *concurrency)
     freeReplyObject(wf_cmd(rc, "FLUSHALL"));
     receiver_clear(rx);
     for (int p = 0; p < PARTNERS; p++) {
-        char pid[8];
+        char pid[12];
         snprintf(pid, sizeof pid, "%d", p + 1);
         wf_partner(rc, pid, base, "bench-api-key-0123456789",
                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "webhook_concurrency", concurrency,
@@ -143,7 +143,7 @@ static void reset(const char *concurrency)
     }
     struct receiver_rule ok = {0};
     for (int p = 0; p < PARTNERS; p++) {
-        char pid[8];
+        char pid[12];
         snprintf(pid, sizeof pid, "%d", p + 1);
         receiver_set_rule(rx, pid, &ok);
     }
@@ -156,7 +156,7 @@ static void enqueue_many(int n, size_t msg_bytes, int first)
     const char *body = script_find("event_enqueue")->body;
     int pending = 0;
     for (int i = 0; i < n; i++) {
-        char uid[25], tag[32], eid[128], pid[8], sha1[41];
+        char uid[25], tag[32], eid[128], pid[12], sha1[41];
         wf_uid(uid, (unsigned)(i % 1000));
         snprintf(tag, sizeof tag, "user%d", i % 1000);
         snprintf(pid, sizeof pid, "%d", i % PARTNERS + 1);
@@ -292,7 +292,7 @@ static int latency(int rate, int seconds)
             struct timespec ts = {wait / 1000000, (wait % 1000000) * 1000}; /* pacing */
             nanosleep(&ts, NULL);
         }
-        char uid[25], tag[32], pid[8];
+        char uid[25], tag[32], pid[12];
         wf_uid(uid, (unsigned)(i % 1000));
         snprintf(tag, sizeof tag, "user%d", i % 1000);
         snprintf(pid, sizeof pid, "%d", i % PARTNERS + 1);
@@ -337,7 +337,7 @@ static int memory(int n, const char *host_conns)
     reset("10000");
     struct receiver_rule hang = {.hang = 1};
     for (int p = 0; p < PARTNERS; p++) {
-        char pid[8];
+        char pid[12];
         snprintf(pid, sizeof pid, "%d", p + 1);
         receiver_set_rule(rx, pid, &hang);
     }
