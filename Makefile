@@ -3,6 +3,7 @@
 #   make              build every binary into build/bin/
 #   make deps         install the Debian packages the build, run and tests need
 #   make run          private Redis + api + watcher + dispatcher in the foreground
+#   make demo         the whole fleet on this machine, one mail to a signed webhook
 #   make test         unit and integration tests; ends with "N passed, N failed"
 #   make check-asan   the same tests on an ASan+UBSan build (build/asan/)
 #   make valgrind     the same tests under valgrind (build/valgrind/)
@@ -131,6 +132,19 @@ deps:
 run: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/run.sh $(O)
+
+# `make demo`: the whole product on this machine, one mail end to end
+# (scripts/demo.sh), with its helper built from tests/demo/.
+DEMO_TOOL := $(O)/tools/demo-tool
+.PHONY: demo
+demo: deps
+	@$(MAKE) --no-print-directory all $(DEMO_TOOL)
+	@bash scripts/demo.sh $(O)
+
+$(DEMO_TOOL): $(O)/obj/tests/demo/demo_tool.o $(O)/libsuperimap.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 test: deps
 	@$(MAKE) --no-print-directory tests
