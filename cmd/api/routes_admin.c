@@ -386,6 +386,12 @@ static const char *const partner_params[] = {"name",
                                              "api_key",
                                              NULL};
 
+/* What the dispatcher takes (cmd/dispatcher/partners.c parse_schedule(),
+ * PARTNER_MAX_SCHEDULE): a longer schedule or a longer delay would be stored
+ * here and replaced there by the default schedule, with only a log line. */
+#define SCHEDULE_MAX_DELAYS 24
+#define SCHEDULE_MAX_SEC    (7 * 86400)
+
 static int valid_schedule(const char *s)
 {
     if (*s == '\0')
@@ -394,7 +400,7 @@ static int valid_schedule(const char *s)
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 30 * 86400)
+        if (end == s || v < 1 || v > SCHEDULE_MAX_SEC)
             return 0;
         count++;
         s = end;
@@ -403,7 +409,7 @@ static int valid_schedule(const char *s)
         else if (*s != '\0')
             return 0;
     }
-    return count <= 50;
+    return count <= SCHEDULE_MAX_DELAYS;
 }
 
 /* The partner's settings from the request as pairs (at most 24 strings). */
@@ -434,7 +440,8 @@ static int partner_input(struct req *r, int creating, const char **pairs, int *n
         return reply_invalid(r, "new_mail_webhook_url", "can't be blank");
     if (sched != NULL && !valid_schedule(sched))
         return reply_invalid(r, "retry_schedule",
-                             "must be comma-separated seconds, e.g. 5,30,120 (50 at most)");
+                             "must be comma-separated seconds, e.g. 5,30,120: at most 24 "
+                             "delays of 1 to 604800 s");
     *n = 0;
     if (name) {
         pairs[(*n)++] = "name";
