@@ -553,6 +553,20 @@ int sys_add_user(struct sys *s, const char *tag, struct sys_user *u)
     return sys_add_user_on(s, s->has_dovecot ? SYS_DOVECOT : SYS_FAKE, tag, u);
 }
 
+int sys_add_users(struct sys *s, const char *code, const char *prefix, int n, struct sys_user *u)
+{
+    for (int i = 0; i < n; i++) {
+        char tag[64];
+        snprintf(tag, sizeof tag, "%.40s-%d", prefix, i + 1);
+        if (sys_create_user(s, code, tag, &u[i]) < 0)
+            return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (sys_wait_user_state(s, &u[i], "watching", WATCHING_MS + 10 * n) < 0)
+            return -1;
+    return 0;
+}
+
 /* ---- Mail ---- */
 
 static int sha1_hex(const void *p, size_t n, char out[41])

@@ -227,6 +227,12 @@ int sys_add_user_on(struct sys *s, const char *code, const char *tag, struct sys
 /* sys_add_user_on() on SYS_DOVECOT, or SYS_FAKE when there is no Dovecot. */
 int sys_add_user(struct sys *s, const char *tag, struct sys_user *u);
 
+/* Creates n users on connection code, tagged <prefix>-1 .. <prefix>-<n>, into
+ * u[0..n), then waits until every one is "watching" (20 s, plus 10 ms per
+ * user): the watchers pick them up together, faster than one by one. 0 or
+ * -1. */
+int sys_add_users(struct sys *s, const char *code, const char *prefix, int n, struct sys_user *u);
+
 /* GET the user through the partner API into out (api_resp_free() it).
  * Returns the HTTP status. */
 int sys_get_user(struct sys *s, const struct sys_user *u, struct api_resp *out);

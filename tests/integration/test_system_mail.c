@@ -60,11 +60,7 @@ static void test_every_message_gives_exactly_one_signed_webhook(void **state)
         skip();
     }
     struct sys_user u[USERS];
-    for (int i = 0; i < USERS; i++) {
-        char tag[32];
-        snprintf(tag, sizeof tag, "mail-user-%d", i + 1);
-        assert_int_equal(sys_add_user(&fleet, tag, &u[i]), 0);
-    }
+    assert_int_equal(sys_add_users(&fleet, SYS_DOVECOT, "mail-user", USERS, u), 0);
     for (int n = 0; n < MESSAGES; n++)
         assert_int_equal(sys_deliver(&fleet, &u[n % USERS], (size_t)(n % 4) * 700), n);
     if (sys_wait_announced(&fleet, MESSAGES, 30000) < MESSAGES)
