@@ -21,8 +21,9 @@
 # not measured. Plots of an earlier run are removed, never left beside a
 # report that does not come from them.
 #
-# Benchmarks report through BENCH_DATA_DIR, a temporary directory set here
-# (tests/bench/bench.h): they append "key value" lines to results.txt (the
+# Benchmarks report through BENCH_DATA_DIR, a temporary directory made and
+# removed here unless the caller sets one (then it is kept, to look at the
+# data; tests/bench/bench.h): they append "key value" lines to results.txt (the
 # last line of a key wins) and write plot data files there. Keys read here:
 #   bench_watcher    watcher_sessions_per_watcher, watcher_session_bytes_plain,
 #                    watcher_session_bytes_tls, watcher_sessions_fleet,
@@ -43,11 +44,17 @@ O=${1:-build}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 docs=${BENCH_DOCS:-$src/docs}
 
-data=$(mktemp -d)
-trap 'rm -rf "$data"' EXIT
-trap 'exit 130' INT TERM
-BENCH_DATA_DIR=$data
-export BENCH_DATA_DIR
+if [ -n "${BENCH_DATA_DIR:-}" ]; then
+    data=$BENCH_DATA_DIR # the caller's: kept, emptied of an earlier run's results
+    mkdir -p "$data"
+    rm -f "$data/results.txt" "$data"/*.dat
+else
+    data=$(mktemp -d)
+    trap 'rm -rf "$data"' EXIT
+    trap 'exit 130' INT TERM
+    BENCH_DATA_DIR=$data
+    export BENCH_DATA_DIR
+fi
 
 # ---- Header: machine, load, versions ----
 
@@ -153,9 +160,9 @@ val() {
     [ -f "$data/results.txt" ] || return 0
     awk -v k="$1" '$1 == k { v = $2 } END { if (v != "") print v }' "$data/results.txt"
 }
-# Exit status 0 when the awk condition on a (and b) holds.
+# holds <awk condition on a and b> <a> [<b>]: exit status 0 when it holds.
 holds() {
-    awk -v a="$1" -v b="${3:-0}" "BEGIN { exit !($2) }"
+    awk -v a="$2" -v b="${3:-0}" "BEGIN { exit !($1) }"
 }
 # A row: what, target, measured (empty: not measured), met ("yes"/"no").
 row() {
@@ -321,7 +328,8 @@ report="$docs/benchmarks.md"
     for name in $ran; do
         echo "### $name"
         echo
-        cat "$data/$name.out"
+        # Headings of a benchmark's own go under its heading.
+        sed 's/^##* /#### /' "$data/$name.out"
         echo
         cat "$data/$name.took"
         echo
