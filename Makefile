@@ -4,6 +4,7 @@
 #   make deps         install the Debian packages the build, run and tests need
 #   make run          private Redis + api + watcher + dispatcher in the foreground
 #   make demo         the whole fleet on this machine, one mail to a signed webhook
+#   make soak         DURATION=<s> (600): the fleet under faults and restarts, a report
 #   make test         unit and integration tests; ends with "N passed, N failed"
 #   make check-asan   the same tests on an ASan+UBSan build (build/asan/)
 #   make valgrind     the same tests under valgrind (build/valgrind/)
@@ -145,6 +146,20 @@ $(DEMO_TOOL): $(O)/obj/tests/demo/demo_tool.o $(O)/libsuperimap.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# `make soak DURATION=<seconds>`: the fleet on fake-imapd with faults and
+# watcher restarts, then a report (tests/soak/soak.c); not part of `make test`.
+DURATION ?= 600
+SOAK_BIN := $(O)/tests/soak/soak
+.PHONY: soak
+soak: deps
+	@$(MAKE) --no-print-directory all $(SOAK_BIN)
+	@SUPERIMAP_BIN_DIR=$(abspath $(O)/bin) SUPERIMAP_SRC_DIR=$(CURDIR) $(SOAK_BIN) $(DURATION)
+
+$(SOAK_BIN): $(O)/obj/tests/soak/soak.o $(HARNESS_OBJ) $(O)/libsuperimap.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 
 test: deps
 	@$(MAKE) --no-print-directory tests
