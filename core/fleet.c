@@ -197,6 +197,13 @@ struct fleet {
     size_t nmembers;
     struct fleet_node *nodes;
     size_t nnodes;
+    /* Outages: heartbeats nobody could write do not count (see fleet.h). */
+    int link_failed;       /* a command failed since the last TIME answer */
+    int64_t time_redis_ms; /* the last TIME answer */
+    int64_t time_mono;     /* monotonic ms it came at (0: none yet) */
+    int64_t answer_mono;   /* monotonic ms of the last answer before a failure */
+    int64_t gap_from;      /* Redis TIME span this node could not see, */
+    int64_t gap_to;        /* (0, 0 when none) */
 };
 
 /* One full read: TIME, ZRANGE, then HMGET per live member. */
@@ -212,11 +219,62 @@ struct read {
 
 static void full_read(struct fleet *f);
 
+/* A TIME answer at Redis time now_ms. After a failure, the span from the
+ * last answer before it (extrapolated from the last TIME on our clock) to
+ * now is a gap: Redis was down or out of this node's reach, and no other
+ * node may have been able to beat either. */
+static void note_time(struct fleet *f, int64_t now_ms)
+{
+    int64_t mono = time_mono_ms();
+    if (f->link_failed && f->time_mono > 0) {
+        int64_t from = f->time_redis_ms + (f->answer_mono - f->time_mono);
+        if (now_ms > from) {
+            f->gap_from = from;
+            f->gap_to = now_ms;
+            if (now_ms - from >= 1000)
+                log_info("Redis was out of reach: heartbeats missed meanwhile do not count "
+                         "role_zset=%s gap_ms=%lld",
+                         f->zset, (long long)(now_ms - from));
+        }
+    }
+    f->link_failed = 0;
+    f->time_redis_ms = now_ms;
+    f->time_mono = f->answer_mono = mono;
+}
+
+/* A heartbeat as if the last gap had not happened: one written before it
+ * (the node was live then) is moved on by the gap's length, up to its end,
+ * so the node gets the full dead limit after Redis is back to beat again. */
+static int64_t effective_beat(const struct fleet *f, int64_t beat_ms)
+{
+    if (f->gap_to == 0 || beat_ms > f->gap_from)
+        return beat_ms;
+    int64_t b = beat_ms + (f->gap_to - f->gap_from);
+    return b < f->gap_to ? b : f->gap_to;
+}
+
+/* The newest heartbeat known of node id: Redis' or the one read before, if
+ * later (Redis restarted from an older state has lost the newer beats, not
+ * the fact that the node was live then). */
+static int64_t known_beat(const struct fleet *f, const char *id, int64_t beat_ms)
+{
+    for (size_t i = 0; i < f->nmembers; i++)
+        if (strcmp(f->members[i].id, id) == 0)
+            return f->members[i].heartbeat_ms > beat_ms ? f->members[i].heartbeat_ms : beat_ms;
+    return beat_ms;
+}
+
+static int is_live(const struct fleet *f, int64_t beat_ms, int64_t now_ms)
+{
+    return effective_beat(f, beat_ms) >= now_ms - f->dead_ms;
+}
+
 static void read_done(struct read *r)
 {
     struct fleet *f = r->f;
     f->reading = NULL;
     if (r->failed) {
+        f->link_failed = 1;
         f->next_full_at = time_mono_ms() + 1000;
         xfree(r->members);
         xfree(r);
@@ -226,10 +284,11 @@ static void read_done(struct read *r)
     size_t live = 0;
     int64_t oldest = 0;
     for (size_t i = 0; i < r->n; i++) {
-        if (r->members[i].heartbeat_ms < r->now_ms - f->dead_ms)
+        if (!is_live(f, r->members[i].heartbeat_ms, r->now_ms))
             continue;
-        if (live == 0 || r->members[i].heartbeat_ms < oldest)
-            oldest = r->members[i].heartbeat_ms;
+        int64_t beat = effective_beat(f, r->members[i].heartbeat_ms);
+        if (live == 0 || beat < oldest)
+            oldest = beat;
         r->members[live++] = r->members[i];
     }
     for (size_t i = 1; i < live; i++) { /* few nodes: insertion sort */
@@ -362,8 +421,8 @@ static void on_zrange(struct rconn *rc, redisReply *reply, int err, void *privda
         struct fleet_member *mb = &r->members[r->n];
         memcpy(mb->id, id->str, id->len);
         mb->id[id->len] = '\0';
-        mb->heartbeat_ms = reply_int(reply->element[2 * i + 1], 0);
-        if (mb->heartbeat_ms < r->now_ms - r->f->dead_ms)
+        mb->heartbeat_ms = known_beat(r->f, mb->id, reply_int(reply->element[2 * i + 1], 0));
+        if (!is_live(r->f, mb->heartbeat_ms, r->now_ms))
             continue; /* dead: its hash is not needed */
         r->n++;
     }
@@ -391,10 +450,13 @@ static void on_time(struct rconn *rc, redisReply *reply, int err, void *privdata
         r->failed = 1;
     } else {
         int64_t s = reply_int(reply->element[0], -1), us = reply_int(reply->element[1], -1);
-        if (s < 0 || us < 0)
+        if (s < 0 || us < 0) {
             r->failed = 1;
-        else
+        } else {
             r->now_ms = s * 1000 + us / 1000;
+            if (r->f != NULL)
+                note_time(r->f, r->now_ms);
+        }
     }
     read_reply_done(r);
 }
@@ -445,8 +507,12 @@ static void on_epoch(struct rconn *rc, redisReply *reply, int err, void *privdat
         return;
     struct fleet *f = privdata;
     f->epoch_inflight = 0;
-    if (err < 0 || reply == NULL)
+    if (err < 0 || reply == NULL) {
+        f->link_failed = 1;
         return;
+    }
+    if (!f->link_failed)
+        f->answer_mono = time_mono_ms(); /* the gap starts at the last answer before it */
     long long e = reply_int(reply, 0);
     if (e != f->epoch)
         full_read(f);

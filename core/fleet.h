@@ -16,7 +16,16 @@
  * node id -> heartbeat ms in Redis TIME, written by core/node every 5 s) and
  * each live node's si:node:<id> hash (capacity, state). A node is live while
  * its heartbeat is within FLEET_DEAD_MS of Redis TIME, and active unless its
- * state is "draining". The zset and hashes are read in full:
+ * state is "draining". Time Redis was out of this node's reach does not
+ * count: after a failed command, the span from Redis' last answer to its
+ * next TIME is a gap nobody may have been able to beat in (Redis restarted,
+ * say), and a beat from before the gap counts as that much later (up to
+ * the gap's end). So the first node back after an outage longer than the
+ * dead limit does not find itself alone and place every unit on itself;
+ * a node that died meanwhile is dropped at most the gap's length later.
+ * Likewise a beat read once is not forgotten when Redis comes back from an
+ * older state (a crash that lost its last writes): the newer one counts.
+ * The zset and hashes are read in full:
  *   - when the role's epoch counter si:<role>:epoch changed (polled with
  *     one GET every FLEET_EPOCH_POLL_MS; fleet_announce() INCRs it when this
  *     node joins or changes state, so the others re-read at once),
@@ -79,7 +88,7 @@ struct fleet_member {
     char id[FLEET_ID_MAX];
     uint32_t capacity;    /* si:node:<id> capacity (0 when absent or bad) */
     int draining;         /* state is "draining" */
-    int64_t heartbeat_ms; /* Redis TIME of its last beat */
+    int64_t heartbeat_ms; /* Redis TIME of its last beat (the newest ever read) */
 };
 
 struct fleet_hooks {

@@ -44,6 +44,9 @@ struct incarnation {
     int64_t last_ok_mono;  /* sending time of the last fully successful round */
     int64_t last_try_mono; /* sending time of the last round */
     int round_in_flight;
+    int renew_failed; /* the last renewal round failed: the next goes on the next tick */
+    char stale[160];  /* a fenced generation's token whose alive keys a DEL round has
+                         not deleted yet ("" when none) */
 
     void (*retire_done)(void *data);
     void *retire_data;
@@ -57,9 +60,10 @@ struct round {
     struct incarnation *inc;
     unsigned epoch;
     enum round_kind kind;
-    int remaining; /* replies still due */
-    int failed;    /* errors, timeouts, unexpected replies */
-    int gone;      /* PEXPIRE answered 0: the key had expired */
+    char token[160]; /* whose alive keys */
+    int remaining;   /* replies still due */
+    int failed;      /* errors, timeouts, unexpected replies */
+    int gone;        /* PEXPIRE answered 0: the key had expired */
     int64_t sent_mono;
 };
 
@@ -94,10 +98,13 @@ static void round_done(struct incarnation *inc, struct round *r)
             fence(inc, "an alive key had expired");
             return;
         }
+        inc->renew_failed = r->failed > 0;
         if (!r->failed)
             inc->last_ok_mono = r->sent_mono;
         return;
     case ROUND_DEL:
+        if (!r->failed && strcmp(r->token, inc->stale) == 0)
+            inc->stale[0] = '\0';
         return;
     case ROUND_RETIRE:
         if (inc->retire_done != NULL) {
@@ -138,19 +145,22 @@ static void on_round_reply(struct rconn *rc, struct redisReply *reply, int err, 
     xfree(r);
 }
 
-/* Sends one command per shard; returns 0 when every one was queued. */
-static int send_round(struct incarnation *inc, enum round_kind kind)
+/* Sends one command per shard for the alive keys of token (a ROUND_DEL
+ * may name a fenced generation; the others name the current one); returns 0
+ * when every one was queued. */
+static int send_round(struct incarnation *inc, enum round_kind kind, const char *token)
 {
     struct round *r = xcalloc(1, sizeof *r);
     r->inc = inc;
     r->epoch = inc->epoch;
     r->kind = kind;
+    snprintf(r->token, sizeof r->token, "%s", token);
     r->sent_mono = time_mono_ms();
     r->remaining = 1; /* held by this function until every command is queued */
     char key[256], ttl[16];
     snprintf(ttl, sizeof ttl, "%d", INCARNATION_ALIVE_TTL_MS);
     for (int k = 0; k < inc->shards; k++) {
-        incarnation_alive_key(inc, (uint32_t)k, key, sizeof key);
+        snprintf(key, sizeof key, "si:{%d}:alive:%s", k, r->token);
         int rc;
         r->remaining++;
         if (kind == ROUND_SET)
@@ -197,8 +207,11 @@ static void fence(struct incarnation *inc, const char *why)
     if (inc->hooks.on_fenced != NULL)
         inc->hooks.on_fenced(inc, why, inc->hooks.data);
     /* The old generation's remaining alive keys go, so its leases are free
-     * for the new one at once rather than after their 15 s. */
-    send_round(inc, ROUND_DEL);
+     * for the new one at once rather than after their 15 s. Redis may be
+     * out of reach (that is often why we fence): until a DEL round
+     * succeeds, the new generation sends it again before its own keys. */
+    snprintf(inc->stale, sizeof inc->stale, "%s", inc->token);
+    send_round(inc, ROUND_DEL, inc->stale);
     start_generation(inc);
 }
 
@@ -227,7 +240,10 @@ static void on_incr(struct rconn *rc, struct redisReply *reply, int err, void *p
     inc->gen = (uint64_t)reply->integer;
     snprintf(inc->token, sizeof inc->token, "%s:%" PRIu64, inc->node_id, inc->gen);
     inc->state = INC_ALIVE;
-    send_round(inc, ROUND_SET);
+    inc->renew_failed = 0;
+    if (inc->stale[0] != '\0')
+        send_round(inc, ROUND_DEL, inc->stale); /* before our leases are asked for */
+    send_round(inc, ROUND_SET, inc->token);
 }
 
 static void start_generation(struct incarnation *inc)
@@ -261,16 +277,23 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     case INC_RETIRED:
         break;
     case INC_ALIVE:
-        if (!inc->round_in_flight)
-            send_round(inc, ROUND_SET);
+        if (inc->round_in_flight)
+            break;
+        if (inc->stale[0] != '\0')
+            send_round(inc, ROUND_DEL, inc->stale);
+        send_round(inc, ROUND_SET, inc->token);
         break;
     case INC_LIVE:
         if (now - inc->last_ok_mono >= INCARNATION_FENCE_MS) {
             fence(inc, "no renewal succeeded for 10 s");
             break;
         }
-        if (!inc->round_in_flight && now - inc->last_try_mono >= INCARNATION_RENEW_MS)
-            send_round(inc, ROUND_RENEW);
+        /* After a failed round (Redis restarting, a blip) the next goes at
+         * once, not a renewal period later: the fence limit counts from
+         * the last success, and a blip must not use up most of it. */
+        if (!inc->round_in_flight &&
+            (inc->renew_failed || now - inc->last_try_mono >= INCARNATION_RENEW_MS))
+            send_round(inc, ROUND_RENEW, inc->token);
         break;
     }
 }
@@ -339,5 +362,5 @@ void incarnation_retire(struct incarnation *inc, void (*done)(void *data), void 
         ev_timer_start(inc->loop, &inc->tick);
         return;
     }
-    send_round(inc, ROUND_RETIRE);
+    send_round(inc, ROUND_RETIRE, inc->token);
 }

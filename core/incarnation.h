@@ -9,13 +9,16 @@
  *   NONE --ready--> GEN (INCR si:gen) --> ALIVE (SET ... PX for each shard)
  *                                           |
  *                                           v
- *          +------------------------------ LIVE <--+ renew every 5 s
- *          | a renewal finds a key gone,      |     |
- *          | or none succeeded for 10 s,      +-----+
+ *          +------------------------------ LIVE <--+ renew every 5 s (every
+ *          | a renewal finds a key gone,      |     | second after a failed
+ *          | or none succeeded for 10 s,      +-----+ round)
  *          | or incarnation_fence()
  *          v
  *        FENCED: on_fenced() (drop every session at once), DEL the old alive
- *        keys (best effort), then GEN again: a new generation, on_live()
+ *        keys, then GEN again: a new generation, on_live(). When Redis was
+ *        out of reach for that DEL, the new generation repeats it before
+ *        setting its own keys, so the leases of the old one are free to
+ *        re-acquire at once, not when its keys expire.
  *
  * The 10 s limit runs on the monotonic clock from the sending of the last
  * fully successful renewal, so it always ends before the 15 s keys can

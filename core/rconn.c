@@ -44,7 +44,9 @@
 #define DEFAULT_COMMAND_TIMEOUT_MS 5000
 #define DEFAULT_MAX_PENDING        100000
 #define DEFAULT_RECONNECT_MIN_MS   100
-#define DEFAULT_RECONNECT_MAX_MS   5000
+/* A node can do nothing without Redis, and a refused connect costs Redis
+ * nothing: after an outage every node is back within a second of Redis. */
+#define DEFAULT_RECONNECT_MAX_MS   1000
 
 enum rconn_state {
     RCONN_DISCONNECTED, /* waiting for the retry timer */

@@ -78,7 +78,7 @@ struct rconn_opts {
     int command_timeout_ms; /* submission to reply; <= 0: 5,000 */
     int max_pending;        /* queued + in-flight commands; <= 0: 100,000 */
     int reconnect_min_ms;   /* ceiling of the first retry delay; <= 0: 100 */
-    int reconnect_max_ms;   /* cap of any retry delay; <= 0: 5,000 */
+    int reconnect_max_ms;   /* cap of any retry delay; <= 0: 1,000 */
     const char *name;       /* names this connection in logs; NULL: "redis"; copied */
 };
 

@@ -143,6 +143,7 @@ struct imap_session {
 
     uint32_t k;
     uint32_t uidvalidity, uidnext, last_uid;
+    uint32_t base_uid;        /* the cursor cursor_baseline gave this connection */
     uint32_t max_uid_seen;    /* S_UIDNEXT */
     uint32_t force_too_large; /* a UID whose body overflowed the parser */
     int64_t exists_mono;      /* new mail seen (latency start), 0 when none pending */
@@ -324,7 +325,7 @@ static void close_conn(struct imap_session *s)
     s->has_caps = s->cap_idle = s->cap_starttls = s->cap_sasl_ir = s->cap_auth_plain = 0;
     s->cap_logindisabled = s->cap_literal_plus = s->tls_up = s->authed = 0;
     s->need_fetch = s->probing = s->healthy = 0;
-    s->uidvalidity = s->uidnext = s->last_uid = s->max_uid_seen = 0;
+    s->uidvalidity = s->uidnext = s->last_uid = s->base_uid = s->max_uid_seen = 0;
     s->exists_mono = 0;
     set_watching(s, 0);
     s->epoch++;
@@ -458,8 +459,23 @@ static const char *kind_name(enum fail_kind k)
     return "?";
 }
 
+/* A delay in [min/2, min] of the first IMAP backoff step: retries after a
+ * Redis failure, and while Redis is out of reach. */
+static int64_t redis_retry_delay(const struct imap_session *s)
+{
+    struct backoff b;
+    int64_t min = cfg(s)->imap_backoff_min_ms;
+    backoff_init(&b, min, min);
+    return min / 2 + backoff_next_rand(&b) / 2;
+}
+
 static int64_t next_delay(struct imap_session *s, enum fail_kind kind)
 {
+    /* Redis failed, not the IMAP server: nothing to back off from there,
+     * and the session must not come back minutes after Redis does. S_WAIT
+     * holds until Redis is reachable (on_timer). */
+    if (kind == F_REDIS)
+        return redis_retry_delay(s);
     int auth = kind == F_AUTH || kind == F_CONFIG;
     int was_auth = s->backoff_kind == F_AUTH || s->backoff_kind == F_CONFIG;
     if (auth != was_auth || s->backoff.cap_ms == 0) {
@@ -903,7 +919,7 @@ static void on_baseline(struct rconn *rc, struct redisReply *reply, int err, voi
         sreq_end(s);
         return;
     }
-    s->last_uid = (uint32_t)v;
+    s->last_uid = s->base_uid = (uint32_t)v;
     if (status == 1)
         log_info("new mailbox baseline acct=%s uidvalidity=%" PRIu32 " last_uid=%" PRIu32, s->uid,
                  s->uidvalidity, s->last_uid);
@@ -1556,7 +1572,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     s->busy++;
     switch (s->state) {
     case S_WAIT:
-        start_load(s);
+        if (!rconn_is_connected(s->w->redis))
+            arm_ms(s, redis_retry_delay(s)); /* nothing to load the user from yet */
+        else
+            start_load(s);
         break;
     case S_CONNECT:
     case S_TLS:
@@ -1694,6 +1713,100 @@ static void start_load(struct imap_session *s)
         return;
     }
     set_state(s, S_LOAD);
+}
+
+/* ---- After a Redis reconnect ---- */
+
+/* 1 in the states where last_uid is the cursor this connection works from. */
+static int has_cursor(const struct imap_session *s)
+{
+    switch (s->state) {
+    case S_FETCH:
+    case S_BODY:
+    case S_RECORD:
+    case S_IDLE_START:
+    case S_IDLE:
+    case S_DONE:
+    case S_POLL_WAIT:
+    case S_NOOP:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void on_recheck_lease(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct imap_session *s = sreq_begin(privdata, err);
+    if (s == NULL)
+        return;
+    long long v =
+        err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 1;
+    if (v <= 0 && lease_usable(s)) {
+        metric_inc(s->w->m.stale);
+        watcher_lost_lease(s->uid, v == 0 ? "lease_acquire after a Redis reconnect found another "
+                                            "holder"
+                                          : "lease_acquire after a Redis reconnect found our "
+                                            "alive key gone");
+    }
+    sreq_end(s);
+}
+
+static void on_recheck_cursor(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct imap_session *s = sreq_begin(privdata, err);
+    if (s == NULL)
+        return;
+    if (!has_cursor(s) || !lease_usable(s) || err < 0 || reply == NULL ||
+        reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        sreq_end(s); /* failed: the next reconnect checks again */
+        return;
+    }
+    const redisReply *uv = reply->element[0], *last = reply->element[1];
+    int missing = uv->type != REDIS_REPLY_STRING || last->type != REDIS_REPLY_STRING;
+    unsigned long long ruv = missing ? 0 : strtoull(uv->str, NULL, 10);
+    unsigned long long rlast = missing ? 0 : strtoull(last->str, NULL, 10);
+    if (!missing && ruv == s->uidvalidity && rlast >= s->last_uid) {
+        sreq_end(s);
+        return;
+    }
+    log_warn("Redis lost this user's latest writes (restarted from an older state?): examining "
+             "the mailbox again acct=%s last_uid=%" PRIu32 " redis_last_uid=%llu",
+             s->uid, s->last_uid, rlast);
+    if (missing) {
+        /* The cursor itself went: put back the one this connection started
+         * from (the script writes only an absent cursor, and only for the
+         * lease holder), or the new baseline would skip as old the messages
+         * recorded in the writes Redis lost. */
+        char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX], v[16], b[16];
+        lease_keys(s, lease, sizeof lease, alive, sizeof alive);
+        snprintf(cur, sizeof cur, "si:{%" PRIu32 "}:cur:%s", s->k, s->uid);
+        snprintf(v, sizeof v, "%" PRIu32, s->uidvalidity);
+        snprintf(b, sizeof b, "%" PRIu32, s->base_uid);
+        const char *argv[] = {lease, alive, cur, incarnation_token(s->w->inc), v, b};
+        rconn_script(s->w->redis, NULL, NULL, "cursor_baseline", 3, 6, argv, NULL);
+    }
+    backoff_reset(&s->backoff);
+    start_load(s); /* after the cursor, in Redis' order */
+    sreq_end(s);
+}
+
+void imap_session_recheck(struct imap_session *s)
+{
+    if (!has_cursor(s) || !lease_usable(s))
+        return; /* nothing kept from before, or started again anyway */
+    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX];
+    lease_keys(s, lease, sizeof lease, alive, sizeof alive);
+    const char *argv[] = {lease, alive, incarnation_token(s->w->inc)};
+    struct sreq *r = sreq_new(s);
+    if (rconn_script(s->w->redis, on_recheck_lease, r, "lease_acquire", 2, 3, argv, NULL) < 0)
+        sreq_cancel(r);
+    r = sreq_new(s);
+    if (rconn_command(s->w->redis, on_recheck_cursor, r,
+                      "HMGET si:{%" PRIu32 "}:cur:%s uidvalidity last_uid", s->k, s->uid) < 0)
+        sreq_cancel(r);
 }
 
 /* ---- Public API ---- */

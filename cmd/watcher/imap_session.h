@@ -58,6 +58,18 @@ void imap_session_start(struct imap_session *s, uint64_t gen);
 void imap_session_restart(struct imap_session *s);
 
 /*
+ * Redis is back after a disconnect, and may have restarted from an older
+ * state (appendfsync everysec loses up to a second of writes in a crash):
+ * confirms the lease (lease_acquire: taken back when lost, a fence when
+ * another live incarnation holds it) and compares Redis' cursor with the
+ * last UID recorded; when Redis' is behind or gone, the session starts
+ * again from it, so a message whose event vanished is fetched and recorded
+ * again. A session not yet past its baseline does nothing: it reads the
+ * cursor anyway.
+ */
+void imap_session_recheck(struct imap_session *s);
+
+/*
  * Ends the session at once: closes its connection without a word to the
  * server or Redis (fencing: the lease is no longer ours). With polite set
  * (drain, user removed) a LOGOUT is written first when connected. The

@@ -22,6 +22,9 @@
  *   back to PENDING, taken again under the new generation
  *   SIGTERM: sessions LOGOUT, leases released (lease_release), alive keys
  *   deleted, then the node stops
+ *   Redis reconnect: every held session confirms its lease and compares its
+ *   cursor with Redis' (imap_session_recheck): a Redis restarted from an
+ *   older state makes it fetch again what Redis lost
  *
  * Every watcher computes the same placement from the same inputs; while
  * views differ for a moment (a join seen by one watcher first), leases keep
@@ -113,6 +116,7 @@ static int unassigned_logged;
 static ev_timer manager_tick;
 static int releases_pending; /* drain: lease_release replies still due */
 static int64_t trimmed_at;   /* last malloc_trim() */
+static int readies;          /* on_ready() calls: Redis reconnects after the first */
 
 static void list_init(struct slot *h)
 {
@@ -526,6 +530,15 @@ static void on_manager_tick(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- Node hooks ---- */
 
+static void recheck_slot(struct user_entry *u, void *data)
+{
+    (void)data;
+    struct slot *sl = u->data;
+    if (sl != NULL && sl->st == U_HELD && sl->s != NULL)
+        imap_session_recheck(sl->s);
+}
+
+/* Redis answers: at start, and again after each reconnect. */
 static void on_ready(struct node *n, void *data)
 {
     (void)n;
@@ -533,6 +546,10 @@ static void on_ready(struct node *n, void *data)
     incarnation_start(watcher.inc);
     users_start(watcher.users);
     fleet_start(fleet);
+    /* Redis may have restarted and lost its last writes (a lease, a cursor
+     * and its events): sessions check theirs and fetch again what is gone. */
+    if (readies++ > 0)
+        users_foreach(watcher.users, recheck_slot, NULL);
 }
 
 static void on_retired(void *data)

@@ -67,9 +67,15 @@ static int redis_spawn(struct redis_srv *r)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock,
-               "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", r->dir,
-               (char *)NULL);
+        const char *argv[64] = {
+            "redis-server", "--port", "0", "--unixsocket", r->sock, "--unixsocketperm",
+            "700",          "--save", "",  "--appendonly", "no",    "--dir",
+            r->dir};
+        size_t n = 13;
+        for (const char *const *a = r->args; a != NULL && *a != NULL && n < 63; a++)
+            argv[n++] = *a; /* later arguments override earlier ones */
+        argv[n] = NULL;
+        execvp("redis-server", (char *const *)argv);
         _exit(127);
     }
     r->pid = pid;
@@ -103,7 +109,13 @@ static int redis_spawn(struct redis_srv *r)
 
 int harness_redis_start(struct redis_srv *r)
 {
+    return harness_redis_start_args(r, NULL);
+}
+
+int harness_redis_start_args(struct redis_srv *r, const char *const *args)
+{
     memset(r, 0, sizeof *r);
+    r->args = args;
     const char *tmp = getenv("TMPDIR");
     snprintf(r->dir, sizeof r->dir, "%s/superimap-test-XXXXXX", tmp ? tmp : "/tmp");
     if (mkdtemp(r->dir) == NULL) {

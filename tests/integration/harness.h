@@ -17,19 +17,28 @@
 /* A redis-server of our own. */
 struct redis_srv {
     pid_t pid;
-    char dir[256];  /* mkdtemp; removed by harness_redis_stop() */
-    char sock[300]; /* dir/redis.sock */
-    char url[320];  /* unix://dir/redis.sock */
+    char dir[256];           /* mkdtemp; removed by harness_redis_stop() */
+    char sock[300];          /* dir/redis.sock */
+    char url[320];           /* unix://dir/redis.sock */
+    const char *const *args; /* extra redis-server arguments, NULL-terminated
+                                (borrowed; NULL: none), for starts and restarts */
 };
 
 /* Starts redis-server and waits (5 s deadline) until it answers PING.
  * Returns 0 or -1 with a message on stderr. */
 int harness_redis_start(struct redis_srv *r);
 
+/* As harness_redis_start(), with args (NULL-terminated, borrowed until the
+ * last harness_redis_restart()) after the defaults, which they override:
+ * {"--appendonly", "yes", "--appendfsync", "always", NULL} for an AOF that
+ * survives harness_redis_kill(r, 1). */
+int harness_redis_start_args(struct redis_srv *r, const char *const *args);
+
 /* Kills it (SIGKILL when hard, else SIGTERM), waits for the PID, keeps the dir. */
 void harness_redis_kill(struct redis_srv *r, int hard);
 
-/* Starts it again on the same socket and dir after harness_redis_kill(). */
+/* Starts it again on the same socket, dir and arguments after
+ * harness_redis_kill(); with an AOF it loads its data. */
 int harness_redis_restart(struct redis_srv *r);
 
 /* Stops it and removes its directory. */

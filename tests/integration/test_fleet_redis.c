@@ -1,0 +1,414 @@
+/*
+ * Redis restart under load (DESIGN.md section 2, last paragraph, and
+ * section 3, "Leases"): 3 superimap-watchers hold 300 users on
+ * superimap-fake-imapd against a redis-server with an append-only file
+ * (appendfsync always), while mail is appended at a steady 40 messages a
+ * second, round robin over the users. Redis is killed (SIGKILL) twice:
+ *
+ *   restarted at once: sessions ride it out or come back;
+ *   down for longer than the fence limit (INCARNATION_FENCE_MS): every
+ *   watcher fences itself and takes its users again under a new
+ *   generation once Redis is back.
+ *
+ * After each: every user is watched again, by exactly one watcher (its
+ * lease names a running watcher, the watchers' IDLE sessions add up to the
+ * users), fake-imapd never saw two concurrent sessions of one user, and
+ * every appended message gives exactly one new_mail event (its id, by
+ * (user, UID), in the partner's ready list once, and no other). The time
+ * from Redis answering again until every user is watched is printed.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/incarnation.h"
+#include "tests/integration/fakeimap.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/test_watcher_fixture.h"
+
+#define PID      "5"
+#define NUSERS   300
+#define NW       3
+#define RATE     40  /* appended messages per second */
+#define MAX_MAIL 128 /* per user, far above what a run appends */
+
+static struct redis_srv redis;
+static struct fakeimap srv;
+static struct proc w[NW];
+static const char *const names[NW] = {"rw1", "rw2", "rw3"};
+
+/* Every fsync'd write survives a SIGKILL: what Redis acknowledged is there
+ * after the restart. */
+static const char *const aof_args[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+
+/* UIDs fake-imapd gave the messages appended for each user. */
+static uint32_t sent[NUSERS][MAX_MAIL];
+static int nsent[NUSERS];
+static int next_user;
+static long long next_due; /* monotonic ms of the next append */
+
+static void uid_of(int u, char out[32])
+{
+    snprintf(out, 32, "00000000000000000r%06d", u);
+}
+
+static int suite_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    const char *extra[] = {"SUPERIMAP_FAKE_USERS=300", "SUPERIMAP_LOG_LEVEL=warn", NULL};
+    if (fx_init() < 0 || harness_redis_start_args(&redis, aof_args) < 0 ||
+        fakeimap_prepare(&srv, 0) < 0)
+        return -1;
+    return fakeimap_start(&srv, extra);
+}
+
+static int suite_teardown(void **state)
+{
+    (void)state;
+    return fx_suite_stop(&redis, &srv);
+}
+
+/* ---- Steady mail ---- */
+
+/* Appends every message due by now at RATE per second, one user after the
+ * other; called between the checks of every wait below, so mail keeps
+ * arriving while Redis is down and while the watchers recover. */
+static void pump(void)
+{
+    long long now = harness_now_ms();
+    if (next_due == 0)
+        next_due = now;
+    while (next_due <= now) {
+        int u = next_user;
+        next_user = (next_user + 1) % NUSERS;
+        next_due += 1000 / RATE;
+        assert_true(nsent[u] < MAX_MAIL);
+        char login[16], m[128];
+        snprintf(login, sizeof login, "user%d", u + 1);
+        int len = snprintf(m, sizeof m, "From: r@example.com\r\nSubject: %d/%d\r\n\r\nx\r\n", u,
+                           nsent[u]);
+        assert_int_equal(fakeimap_append(&srv, login, m, (size_t)len, &sent[u][nsent[u]]), 0);
+        nsent[u]++;
+    }
+}
+
+/* Lets ms pass while mail arrives. */
+static void pump_for(int ms)
+{
+    long long end = harness_now_ms() + ms;
+    while (harness_now_ms() < end) {
+        pump();
+        harness_poll_pause();
+    }
+}
+
+/* ---- Who watches whom ---- */
+
+/* 1 when every user's lease names the current incarnation of a running
+ * watcher, each watcher sees the whole fleet and holds in IDLE exactly the
+ * users placement gives it, and those sessions add up to the users;
+ * counts[i] gets watcher i's leases. */
+static int all_watched(int counts[NW])
+{
+    const char *argv[NUSERS + 1];
+    static char keys[NUSERS][64];
+    argv[0] = "MGET";
+    for (int u = 0; u < NUSERS; u++) {
+        char uid[32];
+        uid_of(u, uid);
+        snprintf(keys[u], sizeof keys[u], "si:{%u}:lease:%s", fx_shard(uid), uid);
+        argv[u + 1] = keys[u];
+    }
+    char token[NW][32];
+    for (int i = 0; i < NW; i++) {
+        counts[i] = 0;
+        snprintf(token[i], sizeof token[i], "%s:%.0f", names[i],
+                 fx_metric(w[i].port, "superimap_watcher_generation"));
+    }
+    redisReply *r = fx_cmdv(&redis, NUSERS + 1, argv, NULL);
+    int held = 0;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == NUSERS) {
+        for (size_t u = 0; u < r->elements; u++) {
+            const redisReply *e = r->element[u];
+            for (int i = 0; e->type == REDIS_REPLY_STRING && i < NW; i++) {
+                if (strcmp(e->str, token[i]) == 0) {
+                    counts[i]++;
+                    held++;
+                }
+            }
+        }
+    }
+    freeReplyObject(r);
+    if (held != NUSERS)
+        return 0;
+    double watching = 0;
+    for (int i = 0; i < NW; i++) {
+        double mine = fx_metric(w[i].port, "superimap_watcher_sessions_watching");
+        if (fx_metric(w[i].port, "superimap_watcher_fleet_watchers") != NW ||
+            fx_metric(w[i].port, "superimap_watcher_users_placed") != mine)
+            return 0;
+        watching += mine;
+    }
+    return watching == NUSERS;
+}
+
+/* Waits (mail still arriving) until all_watched(); returns the ms it took,
+ * or fails the test after ms. */
+static long long wait_all_watched(int ms)
+{
+    long long t0 = harness_now_ms(), deadline = t0 + ms;
+    int counts[NW];
+    for (;;) {
+        pump();
+        if (all_watched(counts))
+            return harness_now_ms() - t0;
+        if (harness_now_ms() >= deadline)
+            break;
+        harness_poll_pause();
+    }
+    fail_msg("users not all watched %d ms after Redis came back: leases %d/%d/%d of %d", ms,
+             counts[0], counts[1], counts[2], NUSERS);
+    return -1;
+}
+
+/* ---- Exactly one event per message ---- */
+
+/* Checks the ready list against what was sent: returns the messages still
+ * without an event; fails at once on a duplicate or an unknown event. */
+static int missing_events(void)
+{
+    static unsigned char seen[NUSERS][MAX_MAIL];
+    memset(seen, 0, sizeof seen);
+    redisContext *c = harness_redis_connect(&redis);
+    assert_non_null(c);
+    for (int u = 0; u < NUSERS; u++) {
+        char uid[32];
+        uid_of(u, uid);
+        redisAppendCommand(c, "LRANGE si:{%u}:ready:%s 0 -1", fx_shard(uid), PID);
+    }
+    int missing = 0;
+    for (int u = 0; u < NUSERS; u++) {
+        redisReply *r = NULL;
+        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        char uid[32];
+        uid_of(u, uid);
+        size_t n = strlen(uid);
+        for (size_t e = 0; e < r->elements; e++) {
+            /* "<user id>.<uidvalidity>.<message UID>": ids of other users
+             * of the shard are skipped. */
+            const char *id = r->element[e]->str;
+            if (strncmp(id, uid, n) != 0 || id[n] != '.')
+                continue;
+            const char *dot = strrchr(id, '.');
+            uint32_t muid = (uint32_t)strtoul(dot + 1, NULL, 10);
+            int j = 0;
+            while (j < nsent[u] && sent[u][j] != muid)
+                j++;
+            if (j == nsent[u])
+                fail_msg("event %s for a message never appended", id);
+            if (seen[u][j]++)
+                fail_msg("event %s recorded twice", id);
+        }
+        for (int j = 0; j < nsent[u]; j++)
+            missing += !seen[u][j];
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return missing;
+}
+
+/* Waits (no more mail) until every message sent has its one event. */
+static void wait_every_message_once(int ms)
+{
+    long long deadline = harness_now_ms() + ms;
+    int missing;
+    while ((missing = missing_events()) > 0 && harness_now_ms() < deadline)
+        harness_poll_pause();
+    int total = 0;
+    for (int u = 0; u < NUSERS; u++)
+        total += nsent[u];
+    if (missing > 0)
+        fail_msg("%d of %d messages without an event after %d ms", missing, total, ms);
+    fprintf(stderr, "fleet_redis: %d messages appended, one event each\n", total);
+}
+
+static void assert_one_session_per_user(void)
+{
+    long long max = fakeimap_stat(&srv, "max_sessions_per_user");
+    if (max != 1)
+        fail_msg("fake-imapd saw %lld concurrent sessions of one user", max);
+}
+
+/* ---- The scenario ---- */
+
+/* The AOF file Redis appends to now (appendonlydir/<name>.<seq>.incr.aof,
+ * the newest one). 0 or -1. */
+static int aof_incr_path(char *out, size_t outlen)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/appendonlydir", redis.dir);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    struct dirent *e;
+    time_t newest = 0;
+    int found = -1;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        struct stat st;
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (n > 9 && strcmp(e->d_name + n - 9, ".incr.aof") == 0 && stat(path, &st) == 0 &&
+            (found < 0 || st.st_mtime >= newest)) {
+            newest = st.st_mtime;
+            snprintf(out, outlen, "%s", path);
+            found = 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Size of the AOF file now: cutting it back to this later loses every
+ * write made after this point. */
+static off_t aof_mark(char *aof, size_t aoflen)
+{
+    struct stat st;
+    assert_int_equal(aof_incr_path(aof, aoflen), 0);
+    assert_int_equal(stat(aof, &st), 0);
+    return st.st_size;
+}
+
+/* SIGKILL: no shutdown save; with appendfsync always the AOF holds every
+ * acknowledged write. With aof, it is then cut back to keep bytes: the
+ * writes after aof_mark() are lost, as a machine crash loses up to a second
+ * of them under appendfsync everysec (DESIGN.md section 2). */
+static void kill_redis(const char *aof, off_t keep)
+{
+    harness_redis_kill(&redis, 1);
+    if (aof == NULL)
+        return;
+    struct stat st;
+    assert_int_equal(stat(aof, &st), 0);
+    fprintf(stderr, "fleet_redis: %lld bytes of AOF lost\n", (long long)(st.st_size - keep));
+    assert_int_equal(truncate(aof, keep), 0);
+}
+
+static long long logins_before;
+
+/* Starts Redis again (mail arriving all along) and waits until every user
+ * is watched again. */
+static void restarted(const char *what)
+{
+    assert_int_equal(harness_redis_restart(&redis), 0);
+    long long ms = wait_all_watched(45000);
+    fprintf(stderr,
+            "fleet_redis: %s: all %d users watched again %.1f s after Redis answered; %lld IMAP "
+            "logins since the kill\n",
+            what, NUSERS, ms / 1000.0, fakeimap_stat(&srv, "logins") - logins_before);
+    assert_one_session_per_user();
+}
+
+static void kill_and_restart(int down_ms, const char *what)
+{
+    logins_before = fakeimap_stat(&srv, "logins");
+    kill_redis(NULL, 0);
+    pump_for(down_ms);
+    restarted(what);
+}
+
+static void test_fleet_survives_redis_restarts_under_load(void **state)
+{
+    (void)state;
+    const char *host;
+    int port = fakeimap_port(&srv, 0, 0, &host);
+    assert_int_equal(fx_provider(&redis, "rr", host, port, "none"), 0);
+    for (int u = 0; u < NUSERS; u++) {
+        char uid[32], login[16], pass[16];
+        uid_of(u, uid);
+        snprintf(login, sizeof login, "user%d", u + 1);
+        snprintf(pass, sizeof pass, "pass%d", u + 1);
+        assert_int_equal(fx_user(&redis, uid, PID, "rr", login, login, pass), 0);
+    }
+    const char *env[] = {"SUPERIMAP_IMAP_LOGINS_PER_SEC=5000", "SUPERIMAP_MAX_MOVES_PER_SEC=500",
+                         "SUPERIMAP_LOG_LEVEL=info", NULL};
+    for (int i = 0; i < NW; i++)
+        assert_int_equal(harness_node_start(&w[i], &redis, "superimap-watcher", names[i], env), 0);
+    long long ms = wait_all_watched(30000);
+    int counts[NW];
+    all_watched(counts);
+    fprintf(stderr, "fleet_redis: 3 watchers hold %d/%d/%d of %d users after %.1f s\n", counts[0],
+            counts[1], counts[2], NUSERS, ms / 1000.0);
+
+    double moves[NW]; /* hand-overs while the fleet formed */
+    for (int i = 0; i < NW; i++)
+        moves[i] = fx_metric(w[i].port, "superimap_watcher_moves_total");
+
+    pump_for(2000);
+    kill_and_restart(0, "killed and restarted at once");
+    pump_for(2000);
+    kill_and_restart(INCARNATION_FENCE_MS - INCARNATION_RENEW_MS - 2000,
+                     "down 3 s, within the fence limit");
+    pump_for(2000);
+    logins_before = fakeimap_stat(&srv, "logins");
+    kill_redis(NULL, 0);
+    pump_for(INCARNATION_FENCE_MS + 1500);
+    assert_int_equal(harness_redis_restart(&redis), 0);
+    char aof[700];
+    off_t keep = aof_mark(aof, sizeof aof);
+    ms = wait_all_watched(45000);
+    fprintf(stderr,
+            "fleet_redis: down 11.5 s, past the fence limit: all %d users watched again %.1f s "
+            "after Redis answered; %lld IMAP logins since the kill\n",
+            NUSERS, ms / 1000.0, fakeimap_stat(&srv, "logins") - logins_before);
+    for (int i = 0; i < NW; i++)
+        assert_true(fx_metric(w[i].port, "superimap_watcher_fences_total") >= 1);
+    assert_one_session_per_user();
+
+    /* Every write of that recovery lost: the new generations, their alive
+     * keys, every lease taken again. */
+    pump_for(500);
+    logins_before = fakeimap_stat(&srv, "logins");
+    kill_redis(aof, keep);
+    restarted("lost the writes of that recovery (generations, alive keys, leases)");
+
+    /* A second of steady work lost: cursors and the events with them. */
+    pump_for(2000);
+    keep = aof_mark(aof, sizeof aof);
+    pump_for(1000);
+    logins_before = fakeimap_stat(&srv, "logins");
+    kill_redis(aof, keep);
+    restarted("lost its last second of writes (cursors, events)");
+    pump_for(1000);
+
+    wait_every_message_once(20000);
+    assert_one_session_per_user();
+    /* Placement never changed: no watcher saw itself alone after an outage. */
+    for (int i = 0; i < NW; i++)
+        assert_int_equal(fx_metric(w[i].port, "superimap_watcher_moves_total"), moves[i]);
+    for (int i = 0; i < NW; i++)
+        harness_proc_stop(&w[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fleet_survives_redis_restarts_under_load),
+    };
+    return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
+}
