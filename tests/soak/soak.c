@@ -397,7 +397,9 @@ static int report(long long flow_ms, long long drain_ms, const struct restart *r
                r->lives, r->first_kb, r->last_kb, r->max_kb, rss_slope(r),
                (double)(r->t_ms - r->t0_ms) / 1000.0, r->n);
     }
-    printf("  (growth/h: least squares over the last life; short runs extrapolate warm-up)\n");
+    printf("  (growth/h: least squares over the last life, so short runs extrapolate the warm-up;\n"
+           "   redis-server and fake-imapd grow with what they keep: every message, the delivery "
+           "log)\n");
     for (size_t i = 0; i < delivered && lost > 0; i++)
         if (fleet.mails[i].announced == 0)
             printf("  lost: mail %zu to %s (%zu bytes), %d attempts\n", i, fleet.mails[i].tag,
