@@ -185,5 +185,7 @@ enum event_result event_result_of(const struct redisReply *reply, int err)
         return EVENT_UIDVALIDITY;
     if (strcmp(b->str, "nocursor") == 0)
         return EVENT_NOCURSOR;
+    if (strcmp(b->str, "unwatched") == 0)
+        return EVENT_UNWATCHED;
     return EVENT_FAILED;
 }

@@ -81,6 +81,7 @@ enum event_result {
     EVENT_STALE,       /* {0, 'stale'}: the lease is not ours any more */
     EVENT_UIDVALIDITY, /* {0, 'uidvalidity'}: re-baseline */
     EVENT_NOCURSOR,    /* {0, 'nocursor'} */
+    EVENT_UNWATCHED,   /* {0, 'unwatched'}: archived or disconnected meanwhile */
     EVENT_FAILED,      /* no reply, an error reply, or a reply of another shape */
 };
 

@@ -1011,6 +1011,17 @@ static void on_recorded(struct rconn *rc, struct redisReply *reply, int err, voi
     case EVENT_OLD:
         metric_inc(s->w->m.duplicates);
         break;
+    case EVENT_UNWATCHED:
+        /* Archived or disconnected before users.c has seen it (it drops the
+         * session within a second): the message is not announced. */
+        log_info("mail not announced: the user is no longer watched acct=%s uid=%" PRIu32, s->uid,
+                 m->uid);
+        imap_response_free(m->env);
+        m->env = NULL;
+        s->imsg++;
+        next_message(s);
+        sreq_end(s);
+        return;
     case EVENT_STALE:
         metric_inc(s->w->m.stale);
         log_warn("record_mail refused: stale lease acct=%s uid=%" PRIu32, s->uid, m->uid);

@@ -18,7 +18,10 @@
 --          'stale' the caller does not hold the lease or its alive key is
 --          gone (it must drop its sessions), 'uidvalidity' the cursor has
 --          another UIDVALIDITY (re-baseline with cursor_baseline), 'old' the
---          UID is not above the cursor (already recorded), 'nocursor'
+--          UID is not above the cursor (already recorded), 'nocursor',
+--          'unwatched' the user is no longer in its shard's users set
+--          (archived, disconnected or deleted since the watcher last looked:
+--          its mail is not announced, and the watcher drops the session)
 --
 -- Atomic so that the lease check, the cursor check, the event, its place in
 -- the queue and the cursor's advance happen together: a stale watcher can
@@ -31,6 +34,11 @@ if #ARGV < 5 or (#ARGV - 5) % 2 ~= 0 then
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 0 then
     return {0, 'stale'}
+end
+-- si:{k}:users, derived from KEYS[7] (same {k} tag, so the same slot).
+local prefix, user = string.match(KEYS[7], '^(si:{[^}]*}:)user:(.+)$')
+if not prefix or redis.call('SISMEMBER', prefix .. 'users', user) == 0 then
+    return {0, 'unwatched'}
 end
 local cur = redis.call('HMGET', KEYS[3], 'uidvalidity', 'last_uid')
 if not cur[1] or not cur[2] then

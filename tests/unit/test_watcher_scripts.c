@@ -187,10 +187,17 @@ static long long record(const char *token, const char *uidvalidity, const char *
     return run("record_mail", 7, 18, argv, why, 32);
 }
 
+/* u1 is one of shard 3's users to watch. */
+static void watch_u1(void)
+{
+    freeReplyObject(rsync_command(rs, "SADD si:{3}:users u1"));
+}
+
 static void test_record_mail_exactly_once_in_uid_order(void **state)
 {
     (void)state;
     char why[32], last[32];
+    watch_u1();
     set_alive("w1:1");
     assert_int_equal(acquire("w1:1"), 1);
     assert_int_equal(record("w1:1", "100", "5", why), 0);
@@ -223,6 +230,7 @@ static void test_stale_holder_cannot_record(void **state)
 {
     (void)state;
     char why[32];
+    watch_u1();
     set_alive("w1:1");
     set_alive("w2:1");
     assert_int_equal(acquire("w1:1"), 1);
@@ -244,6 +252,7 @@ static void test_uidvalidity_change_needs_new_baseline(void **state)
 {
     (void)state;
     char why[32], last[32];
+    watch_u1();
     set_alive("w1:1");
     assert_int_equal(acquire("w1:1"), 1);
     assert_int_equal(baseline("w1:1", "100", "10", NULL), 1);
@@ -255,6 +264,28 @@ static void test_uidvalidity_change_needs_new_baseline(void **state)
     assert_int_equal(record("w1:1", "200", "3", why), 0);
     assert_int_equal(record("w1:1", "200", "4", why), 1);
     assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 2);
+}
+
+static void test_mail_of_a_user_no_longer_watched_is_not_recorded(void **state)
+{
+    (void)state;
+    char why[32];
+    watch_u1();
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(baseline("w1:1", "100", "0", NULL), 1);
+    assert_int_equal(record("w1:1", "100", "1", why), 1);
+    /* Archived (or disconnected) through the api: out of the users set,
+     * before the watcher has seen the change. */
+    freeReplyObject(rsync_command(rs, "SREM si:{3}:users u1"));
+    assert_int_equal(record("w1:1", "100", "2", why), 0);
+    assert_string_equal(why, "unwatched");
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 1);
+    redisReply *r = rsync_command(rs, "HGET si:{3}:cur:u1 last_uid");
+    assert_string_equal(r->str, "1"); /* the cursor did not move */
+    freeReplyObject(r);
+    watch_u1(); /* watched again: recorded */
+    assert_int_equal(record("w1:1", "100", "2", why), 1);
 }
 
 static void test_user_state_written_by_holder_only(void **state)
@@ -296,6 +327,7 @@ int main(void)
         cmocka_unit_test_setup(test_record_mail_exactly_once_in_uid_order, flush),
         cmocka_unit_test_setup(test_stale_holder_cannot_record, flush),
         cmocka_unit_test_setup(test_uidvalidity_change_needs_new_baseline, flush),
+        cmocka_unit_test_setup(test_mail_of_a_user_no_longer_watched_is_not_recorded, flush),
         cmocka_unit_test_setup(test_user_state_written_by_holder_only, flush),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
