@@ -1,0 +1,574 @@
+/*
+ * Benchmarks of the watcher fleet's coordination (DESIGN.md section 3,
+ * "Membership", "Placement", "Leases"; section 7, "failover"), on one
+ * private redis-server, one superimap-fake-imapd holding 10,000 mailboxes
+ * and 3 (then 4) superimap-watchers, printed as Markdown tables; nothing
+ * here judges the numbers.
+ *
+ *   a. Redis commands per second an idle fleet of 3 watchers costs with
+ *      1,000 and with 10,000 users, every user watched and no mail: deltas
+ *      of INFO commandstats and total_commands_processed over IDLE_WINDOW_S
+ *      seconds after the fleet settled (nothing else talks to Redis then).
+ *      It must not grow with users: leases are kept alive per node and
+ *      shard, not per user.
+ *   b. kill -9 of one of the 3 watchers holding 10,000 users: seconds until
+ *      every user is watched again (its lease names a running watcher's
+ *      current incarnation, and the watchers' IDLE sessions add up to the
+ *      users), and until the killed watcher's users alone are (each has a
+ *      live owner and a last_login_at, written on reaching IDLE, after the
+ *      kill).
+ *   c. Users moved when a 4th watcher joins (3 -> 4) and when it drains
+ *      (SIGTERM, 4 -> 3), next to the ideal 1/4: lease owners (node ids)
+ *      sampled every POLL_MS during the change, every change of a user's
+ *      owner counted.
+ *   d. During (b), every SAMPLE_MS from PRE_KILL_S before the kill until all
+ *      users are watched again (and POST_S more), the sessions in IDLE of
+ *      each watcher (its /metrics; the killed one's 0 once dead). When
+ *      BENCH_DATA_DIR is set, written to $BENCH_DATA_DIR/failover.dat:
+ *
+ *        # t_s watcher1 watcher2 watcher3
+ *        -5.0 3337 3308 3355
+ *        ...
+ *
+ *      t_s relative to the kill (negative before it), for gnuplot.
+ *
+ * The watchers run with SUPERIMAP_IMAP_LOGINS_PER_SEC=20000 and
+ * SUPERIMAP_MAX_MOVES_PER_SEC=1000 (defaults 100 and 50 pace logins and
+ * hand-overs for real providers; here they would only stretch the run).
+ * Each process stays under the 20,000 open-file limit (fake-imapd about
+ * 10,000 sessions, a watcher at most 5,000). Every child is started by the
+ * integration harness (PR_SET_PDEATHSIG, stopped by its PID); every wait has
+ * a deadline. The harness and fake-imapd client are compiled in from
+ * tests/integration (benches link only libsuperimap.a).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "tests/integration/harness.c"
+#include "tests/integration/fakeimap.c"
+
+#include <libgen.h>
+#include <stdint.h>
+
+#include "core/fleet.h"
+#include "core/incarnation.h"
+#include "tests/integration/test_watcher_fixture.h"
+
+#define PID           "3"
+#define MAX_USERS     10000
+#define NW            4 /* slots: 3 watchers, the 4th joins in (c) */
+#define IDLE_WINDOW_S 20
+#define SETTLE_MS     5000   /* after every user is watched, before a window */
+#define WATCH_MS      180000 /* bound of every wait for all users watched */
+#define SAMPLE_MS     500
+#define POLL_MS       100
+#define PRE_KILL_S    5
+#define POST_S        2
+#define MAX_CMDS      64   /* distinct commands in commandstats */
+#define MAX_SAMPLES   1024 /* timeline rows */
+
+static struct redis_srv redis;
+static struct fakeimap fake;
+static struct proc w[NW];
+static int running[NW];
+static char names[NW][16];
+static int nusers;
+
+/* ---- Users and watchers ---- */
+
+static void uid_of(int u, char out[32])
+{
+    snprintf(out, 32, "000000000000000000b%05d", u);
+}
+
+static int add_users(int to)
+{
+    for (; nusers < to; nusers++) {
+        char uid[32], login[16], pass[16];
+        uid_of(nusers, uid);
+        snprintf(login, sizeof login, "user%d", nusers + 1);
+        snprintf(pass, sizeof pass, "pass%d", nusers + 1);
+        if (fx_user(&redis, uid, PID, "bf", login, login, pass) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int start_watcher(int i)
+{
+    static const char *const env[] = {"SUPERIMAP_IMAP_LOGINS_PER_SEC=20000",
+                                      "SUPERIMAP_MAX_MOVES_PER_SEC=1000",
+                                      "SUPERIMAP_MAX_USERS=20000", NULL};
+    if (harness_node_start(&w[i], &redis, "superimap-watcher", names[i], env) < 0)
+        return -1;
+    running[i] = 1;
+    return 0;
+}
+
+static double watching(int i)
+{
+    return running[i] ? fx_metric(w[i].port, "superimap_watcher_sessions_watching") : 0;
+}
+
+/*
+ * Reads every user's lease: owner[u] is the watcher slot whose current
+ * incarnation ("<id>:<generation>") holds it, -1 when none does (no lease,
+ * a dead or fenced holder). Returns how many users have an owner, or -1.
+ */
+static int read_owners(signed char *owner)
+{
+    char tok[NW][48];
+    for (int i = 0; i < NW; i++) {
+        long long gen =
+            running[i] ? (long long)fx_metric(w[i].port, "superimap_watcher_generation") : -1;
+        snprintf(tok[i], sizeof tok[i], "%.15s:%lld", names[i], gen);
+    }
+    redisContext *c = harness_redis_connect(&redis);
+    if (c == NULL)
+        return -1;
+    const char **argv = xmalloc((size_t)(nusers + 1) * sizeof *argv);
+    char(*keys)[64] = xmalloc((size_t)nusers * sizeof *keys);
+    argv[0] = "MGET";
+    for (int u = 0; u < nusers; u++) {
+        char uid[32];
+        uid_of(u, uid);
+        snprintf(keys[u], sizeof keys[u], "si:{%u}:lease:%s", fx_shard(uid), uid);
+        argv[u + 1] = keys[u];
+    }
+    redisReply *r = redisCommandArgv(c, nusers + 1, argv, NULL);
+    int owned = -1;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)nusers) {
+        owned = 0;
+        for (int u = 0; u < nusers; u++) {
+            owner[u] = -1;
+            for (int i = 0; i < NW && r->element[u]->type == REDIS_REPLY_STRING; i++)
+                if (running[i] && strcmp(r->element[u]->str, tok[i]) == 0)
+                    owner[u] = (signed char)i;
+            owned += owner[u] >= 0;
+        }
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    xfree(argv);
+    xfree(keys);
+    return owned;
+}
+
+/* 1 when every user has an owner and the running watchers see each other
+ * and hold in IDLE what placement gives each, the users in all. */
+static int all_watched(signed char *owner)
+{
+    if (read_owners(owner) != nusers)
+        return 0;
+    double sum = 0, nrunning = 0;
+    for (int i = 0; i < NW; i++)
+        nrunning += running[i];
+    for (int i = 0; i < NW; i++) {
+        if (!running[i])
+            continue;
+        double mine = watching(i);
+        if (mine != fx_metric(w[i].port, "superimap_watcher_users_placed") ||
+            fx_metric(w[i].port, "superimap_watcher_fleet_watchers") != nrunning)
+            return 0;
+        sum += mine;
+    }
+    return sum == nusers;
+}
+
+/* Polls all_watched() every POLL_MS; returns the seconds it took, or -1. */
+static double wait_watched(signed char *owner)
+{
+    long long t0 = harness_now_ms();
+    while (!all_watched(owner)) {
+        if (harness_now_ms() - t0 > WATCH_MS) {
+            fprintf(stderr, "bench_failover: %d users not all watched after %d s\n", nusers,
+                    WATCH_MS / 1000);
+            return -1;
+        }
+        struct timespec ts = {0, POLL_MS * 1000000L};
+        nanosleep(&ts, NULL); /* polling interval */
+    }
+    return (double)(harness_now_ms() - t0) / 1000.0;
+}
+
+/* Lets the fleet idle ms after a change (a pause, not a wait for a
+ * condition: there is none for "settled"). */
+static void idle_for(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- a. Idle Redis load ---- */
+
+struct cmdstat {
+    char name[48];
+    long long calls[2][2]; /* [scenario][before, after] */
+};
+
+static struct cmdstat cmds[MAX_CMDS];
+static int ncmds;
+static long long total[2][2];
+
+/* Reads INFO commandstats and total_commands_processed into slot [sc][at]. */
+static int read_stats(int sc, int at)
+{
+    redisContext *c = harness_redis_connect(&redis);
+    if (c == NULL)
+        return -1;
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    redisReply *t = redisCommand(c, "INFO stats");
+    int rc =
+        r != NULL && r->type == REDIS_REPLY_STRING && t != NULL && t->type == REDIS_REPLY_STRING
+            ? 0
+            : -1;
+    for (char *line = rc == 0 ? strstr(r->str, "cmdstat_") : NULL; line != NULL;
+         line = strstr(line + 1, "cmdstat_")) {
+        char name[48];
+        long long calls;
+        if (sscanf(line, "cmdstat_%47[^:]:calls=%lld", name, &calls) != 2)
+            continue;
+        int k = 0;
+        while (k < ncmds && strcmp(cmds[k].name, name) != 0)
+            k++;
+        if (k == ncmds && ncmds < MAX_CMDS)
+            snprintf(cmds[ncmds++].name, sizeof cmds[0].name, "%s", name);
+        if (k < ncmds)
+            cmds[k].calls[sc][at] = calls;
+    }
+    const char *tp = rc == 0 ? strstr(t->str, "total_commands_processed:") : NULL;
+    total[sc][at] = tp != NULL ? atoll(tp + strlen("total_commands_processed:")) : -1;
+    freeReplyObject(r);
+    freeReplyObject(t);
+    redisFree(c);
+    return rc;
+}
+
+static int measure_idle(int sc)
+{
+    if (read_stats(sc, 0) < 0)
+        return -1;
+    idle_for(IDLE_WINDOW_S * 1000);
+    return read_stats(sc, 1);
+}
+
+/* Our own two INFO calls fall in the window: they are left out. */
+static double rate(long long before, long long after, int own)
+{
+    return (double)(after - before - own) / IDLE_WINDOW_S;
+}
+
+static void print_idle(void)
+{
+    printf("## a. Redis commands/s of an idle fleet (3 watchers, every user watched, no mail)\n\n");
+    printf("Deltas of INFO commandstats and total_commands_processed over %d s after the fleet "
+           "settled (commands run by Lua scripts count too; our own INFO calls do not).\n\n",
+           IDLE_WINDOW_S);
+    printf("| command | 1,000 users /s | 10,000 users /s |\n|---|---:|---:|\n");
+    for (int k = 0; k < ncmds; k++) {
+        int own = strcmp(cmds[k].name, "info") == 0 ? 2 : 0;
+        double a = rate(cmds[k].calls[0][0], cmds[k].calls[0][1], own);
+        double b = rate(cmds[k].calls[1][0], cmds[k].calls[1][1], own);
+        if (a > 0.001 || b > 0.001)
+            printf("| %s | %.2f | %.2f |\n", cmds[k].name, a, b);
+    }
+    printf("| **total_commands_processed** | **%.2f** | **%.2f** |\n\n",
+           rate(total[0][0], total[0][1], 3), rate(total[1][0], total[1][1], 3));
+}
+
+/* ---- b, d. Takeover after kill -9 ---- */
+
+struct sample {
+    double t_s;
+    double n[3];
+};
+
+static struct sample samples[MAX_SAMPLES];
+static int nsamples;
+
+static void take_sample(double t_s)
+{
+    if (nsamples == MAX_SAMPLES)
+        return;
+    samples[nsamples].t_s = t_s;
+    for (int i = 0; i < 3; i++)
+        samples[nsamples].n[i] = watching(i);
+    nsamples++;
+}
+
+static int write_timeline(void)
+{
+    const char *dir = getenv("BENCH_DATA_DIR");
+    if (dir == NULL || *dir == '\0')
+        return 0;
+    char path[512];
+    snprintf(path, sizeof path, "%s/failover.dat", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "bench_failover: cannot write %s\n", path);
+        return -1;
+    }
+    fprintf(f, "# t_s watcher1 watcher2 watcher3\n");
+    for (int s = 0; s < nsamples; s++)
+        fprintf(f, "%.2f %.0f %.0f %.0f\n", samples[s].t_s, samples[s].n[0], samples[s].n[1],
+                samples[s].n[2]);
+    fclose(f);
+    printf("Timeline of (d) written to %s (%d rows).\n\n", path, nsamples);
+    return 0;
+}
+
+/* Wall-clock ms, as the watchers write last_login_at. */
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 when every user u with was[u] == 0 has a live owner and logged in
+ * (reached IDLE: last_login_at) at or after since_ms. */
+static int victims_back(const signed char *was, const signed char *owner, long long since_ms)
+{
+    redisContext *c = harness_redis_connect(&redis);
+    if (c == NULL)
+        return 0;
+    int pending = 0, back = 1;
+    for (int u = 0; u < nusers; u++) {
+        if (was[u] != 0)
+            continue;
+        if (owner[u] < 0)
+            back = 0;
+        char uid[32];
+        uid_of(u, uid);
+        redisAppendCommand(c, "HGET si:{%u}:user:%s last_login_at", fx_shard(uid), uid);
+        pending++;
+    }
+    while (pending-- > 0) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            back = 0;
+            break;
+        }
+        if (r->type != REDIS_REPLY_STRING || atoll(r->str) < since_ms)
+            back = 0;
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return back;
+}
+
+/*
+ * Kills watcher 0 at t = 0, sampling every SAMPLE_MS from -PRE_KILL_S;
+ * polls every POLL_MS until all users are watched again, and notes when
+ * the killed watcher's users (victims) all have a live owner. Returns 0.
+ */
+static int kill_and_take_over(signed char *owner, double *all_s, double *victims_s, int *nvictims)
+{
+    if (wait_watched(owner) < 0)
+        return -1;
+    signed char *was = xmalloc((size_t)nusers);
+    memcpy(was, owner, (size_t)nusers);
+    *nvictims = 0;
+    for (int u = 0; u < nusers; u++)
+        *nvictims += was[u] == 0;
+    long long t_kill = harness_now_ms() + PRE_KILL_S * 1000;
+    long long next_sample = t_kill - PRE_KILL_S * 1000, done_at = 0;
+    *all_s = *victims_s = -1;
+    int killed = 0, rc = 0;
+    long long killed_wall = 0;
+    for (;;) {
+        long long now = harness_now_ms();
+        if (!killed && now >= t_kill) {
+            killed_wall = wall_ms();
+            harness_proc_signal(&w[0], SIGKILL);
+            harness_proc_wait(&w[0], 5000);
+            running[0] = 0;
+            killed = 1;
+        }
+        if (now >= next_sample) {
+            take_sample((double)(now - t_kill) / 1000.0);
+            next_sample += SAMPLE_MS;
+        }
+        if (killed && *all_s < 0) {
+            int all = all_watched(owner);
+            if (*victims_s < 0 && victims_back(was, owner, killed_wall))
+                *victims_s = (double)(harness_now_ms() - t_kill) / 1000.0;
+            if (all) {
+                *all_s = (double)(harness_now_ms() - t_kill) / 1000.0;
+                done_at = harness_now_ms();
+            }
+        }
+        if (done_at > 0 && now >= done_at + POST_S * 1000)
+            break;
+        if (now - t_kill > WATCH_MS) {
+            fprintf(stderr, "bench_failover: users not all taken over after %d s\n",
+                    WATCH_MS / 1000);
+            rc = -1;
+            break;
+        }
+        struct timespec ts = {0, POLL_MS * 1000000L};
+        nanosleep(&ts, NULL); /* polling interval */
+    }
+    xfree(was);
+    return rc;
+}
+
+/* ---- c. Users moved on a join and a drain ---- */
+
+static int join(void)
+{
+    return start_watcher(3);
+}
+
+static int drain(void)
+{
+    harness_proc_signal(&w[3], SIGTERM);
+    running[3] = 0; /* its leases no longer count as watched */
+    return 0;
+}
+
+/* Reads the lease owners of the settled fleet, makes the change, then
+ * samples them every POLL_MS until the fleet is settled again; returns the
+ * owner changes seen (a user moved twice counts twice) in *changes, the
+ * users whose owner differs at the end in *net, the seconds from the
+ * change to settled in *took. */
+static int follow_moves(signed char *owner, int (*change)(void), long *changes, long *net,
+                        double *took)
+{
+    signed char *first = xmalloc((size_t)nusers), *last = xmalloc((size_t)nusers);
+    int rc = wait_watched(first) < 0 || change() < 0 ? -1 : 0;
+    memcpy(last, first, (size_t)nusers);
+    *changes = *net = 0;
+    long long t0 = harness_now_ms();
+    int settled_polls = 0;
+    while (rc == 0) {
+        int all = all_watched(owner);
+        for (int u = 0; u < nusers; u++) {
+            if (owner[u] >= 0 && owner[u] != last[u]) {
+                *changes += last[u] >= 0 || first[u] >= 0;
+                last[u] = owner[u];
+            }
+        }
+        /* Settled: all watched, no change for a second. */
+        settled_polls = all ? settled_polls + 1 : 0;
+        if (settled_polls * POLL_MS >= 1000 && harness_now_ms() - t0 > 3000) {
+            *took = (double)(harness_now_ms() - t0 - settled_polls * POLL_MS) / 1000.0;
+            break;
+        }
+        if (harness_now_ms() - t0 > WATCH_MS) {
+            fprintf(stderr, "bench_failover: fleet not settled %d s after the change\n",
+                    WATCH_MS / 1000);
+            rc = -1;
+        }
+        struct timespec ts = {0, POLL_MS * 1000000L};
+        nanosleep(&ts, NULL); /* polling interval */
+    }
+    for (int u = 0; u < nusers; u++)
+        *net += last[u] != first[u];
+    xfree(first);
+    xfree(last);
+    return rc;
+}
+
+/* ---- main ---- */
+
+static int bench_run(void)
+{
+    signed char *owner = xmalloc(MAX_USERS);
+    int rc = -1;
+    const char *extra[] = {"SUPERIMAP_FAKE_USERS=10000", "SUPERIMAP_LOG_LEVEL=warn", NULL};
+    if (fx_suite_start(&redis, &fake, 0, extra) < 0)
+        goto out;
+    const char *host = NULL;
+    int port = fakeimap_port(&fake, 0, 0, &host);
+    if (fx_provider(&redis, "bf", host, port, "none") < 0 || add_users(1000) < 0)
+        goto out;
+    for (int i = 0; i < 3; i++)
+        if (start_watcher(i) < 0)
+            goto out;
+    double est = wait_watched(owner);
+    if (est < 0)
+        goto out;
+    fprintf(stderr, "bench_failover: 1,000 users watched by 3 watchers in %.1f s\n", est);
+    idle_for(SETTLE_MS);
+    if (measure_idle(0) < 0)
+        goto out;
+
+    if (add_users(MAX_USERS) < 0 || (est = wait_watched(owner)) < 0)
+        goto out;
+    fprintf(stderr, "bench_failover: 10,000 users watched by 3 watchers in %.1f s\n", est);
+    idle_for(SETTLE_MS);
+    if (measure_idle(1) < 0)
+        goto out;
+    print_idle();
+    fflush(stdout);
+
+    double all_s, victims_s;
+    int nvictims;
+    if (kill_and_take_over(owner, &all_s, &victims_s, &nvictims) < 0)
+        goto out;
+    printf("## b. Takeover after kill -9 of 1 of 3 watchers (%d users)\n\n", nusers);
+    printf("Alive keys live %d s and are renewed every %d s; a node is dead after %d s "
+           "without a heartbeat (every 5 s).\n\n",
+           INCARNATION_ALIVE_TTL_MS / 1000, INCARNATION_RENEW_MS / 1000, FLEET_DEAD_MS / 1000);
+    printf("| users | on the killed watcher | its users watched again after s | all users "
+           "watched again after s |\n|---:|---:|---:|---:|\n");
+    printf("| %d | %d | %.1f | %.1f |\n\n", nusers, nvictims, victims_s, all_s);
+    if (write_timeline() < 0)
+        goto out;
+    fflush(stdout);
+
+    /* Back to 3 (the killed one restarts), then a 4th joins, then drains. */
+    if (start_watcher(0) < 0 || wait_watched(owner) < 0)
+        goto out;
+    idle_for(SETTLE_MS);
+    long join_changes, join_net, leave_changes, leave_net;
+    double join_s, drain_s;
+    if (follow_moves(owner, join, &join_changes, &join_net, &join_s) < 0)
+        goto out;
+    idle_for(SETTLE_MS);
+    if (follow_moves(owner, drain, &leave_changes, &leave_net, &drain_s) < 0)
+        goto out;
+    if (harness_proc_wait(&w[3], 15000) < 0) {
+        fprintf(stderr, "bench_failover: the drained watcher did not exit within 15 s\n");
+        goto out;
+    }
+    printf("## c. Users moved on a join and a drain (%d users, live lease owners)\n\n", nusers);
+    printf("| change | owner changes seen | users on another watcher after | ideal | settled "
+           "after s |\n");
+    printf("|---|---:|---:|---:|---:|\n");
+    printf("| join, 3 -> 4 | %.2f%% | %.2f%% | 25%% | %.1f |\n", 100.0 * join_changes / nusers,
+           100.0 * join_net / nusers, join_s);
+    printf("| drain (SIGTERM), 4 -> 3 | %.2f%% | %.2f%% | 25%% | %.1f |\n\n",
+           100.0 * leave_changes / nusers, 100.0 * leave_net / nusers, drain_s);
+    printf("Settled: every user watched by the new set of watchers, each holding what placement "
+           "gives it (polled every %d ms).\n",
+           POLL_MS);
+    rc = 0;
+out:
+    xfree(owner);
+    for (int i = 0; i < NW; i++)
+        harness_proc_stop(&w[i]);
+    fx_suite_stop(&redis, &fake);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    /* The binaries are in bin/ beside this program's bench/. */
+    char copy[384], dir[512];
+    snprintf(copy, sizeof copy, "%s", argv[0]);
+    snprintf(dir, sizeof dir, "%s/../bin", dirname(copy));
+    if (getenv("SUPERIMAP_BIN_DIR") == NULL)
+        setenv("SUPERIMAP_BIN_DIR", dir, 1);
+    for (int i = 0; i < NW; i++)
+        snprintf(names[i], sizeof names[i], "bw%d", i + 1);
+    printf("Watcher fleet on one machine: redis-server, superimap-fake-imapd (10,000 "
+           "mailboxes), 3-4 superimap-watchers with SUPERIMAP_IMAP_LOGINS_PER_SEC=20000 and "
+           "SUPERIMAP_MAX_MOVES_PER_SEC=1000.\n\n");
+    fflush(stdout);
+    int rc = bench_run();
+    if (rc < 0)
+        printf("**bench_failover failed: see stderr**\n");
+    return rc < 0 ? 1 : 0;
+}
