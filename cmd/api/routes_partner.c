@@ -472,35 +472,10 @@ static int archive(struct req *r, const struct rec *u)
     return 0;
 }
 
-/*
- * A restored user is watched from new mail on, like a new one: mail that
- * arrived while it was archived is never announced. So before the restore
- * (while the user is archived and no watcher keeps it) its cursor goes, and
- * the watcher that takes the user up sets a new baseline at UIDNEXT-1;
- * otherwise the kept cursor made it announce everything since the archive.
- * Only for a user read as archived: a live user's cursor must stay. Returns
- * 0 or -SIMAP_ECONN.
- */
-static int forget_cursor(struct req *r, const struct rec *u)
-{
-    if (strcmp(rec_get(u, "archived"), "1") != 0)
-        return 0;
-    const char *uid = rec_get(u, "uid");
-    char kcur[SCHEMA_KEY_MAX];
-    snprintf(kcur, sizeof kcur, "si:{%u}:cur:%s", api_shard(r->api, uid), uid);
-    redisReply *rep = store_cmd(r, "DEL %s", kcur);
-    if (rep == NULL)
-        return -SIMAP_ECONN;
-    freeReplyObject(rep);
-    return 0;
-}
-
 /* Restore (PUT archived=false alone) through user_restore.lua; 0, or the
  * status after replying. */
 static int restore(struct req *r, const char *code, struct rec *u)
 {
-    if (forget_cursor(r, u) < 0)
-        return reply_unavailable(r);
     for (int attempt = 0; attempt < WRITE_RETRIES; attempt++) {
         const char *uid = rec_get(u, "uid");
         uint32_t k = api_shard(r->api, uid);
@@ -553,8 +528,6 @@ static int restore(struct req *r, const char *code, struct rec *u)
 static int update(struct req *r, const char *code, const struct rec *prov, struct rec *u,
                   const struct user_input *in)
 {
-    if (in->archived == 0 && forget_cursor(r, u) < 0)
-        return reply_unavailable(r);
     char *sealed = NULL;
     if (in->has_secret && (sealed = seal_secret(r->api, rec_get(u, "uid"), in->secret)) == NULL)
         return reply_error(r, 500, "internal", NULL, "encryption failed");

@@ -13,7 +13,13 @@
 --          changed since the api read it), 'conflict_tag' or 'conflict_email'
 --          (a live user took it meanwhile: nothing is written)
 --
--- Atomic so that a restore and a create of the same tag cannot both win.
+-- A restored user is watched from new mail on, like a new one: its cursor
+-- si:{k}:cur:<uid> (derived from KEYS[1], same {k} tag) is deleted, so the
+-- watcher that takes it up sets a new baseline and what arrived while it was
+-- archived is never announced.
+--
+-- Atomic so that a restore and a create of the same tag cannot both win, and
+-- no watcher sees the restored user with its old cursor.
 local f = redis.call('HMGET', KEYS[1], 'tag', 'email', 'archived', 'connected_at')
 if not f[1] then
     return 'missing'
@@ -44,6 +50,7 @@ if email ~= '' then
 end
 redis.call('HSET', KEYS[1], 'archived', '0', 'state', 'idle', 'last_error', '', 'updated_at',
            now)
+redis.call('DEL', (string.gsub(KEYS[1], ':user:', ':cur:', 1)))
 if f[4] and f[4] ~= '' then
     redis.call('SADD', KEYS[2], uid)
 end

@@ -107,7 +107,9 @@ if archived and not was_archived then
     fields[#fields + 1] = 'state'
     fields[#fields + 1] = 'archived'
 elseif was_archived and not archived then
+    -- Watched from new mail on: the cursor goes (see user_restore.lua).
     op = 'restore'
+    redis.call('DEL', (string.gsub(user, ':user:', ':cur:', 1)))
     fields[#fields + 1] = 'archived'
     fields[#fields + 1] = '0'
     fields[#fields + 1] = 'state'
