@@ -50,6 +50,7 @@
 #include <stdint.h>
 
 #include "core/fleet.h"
+#include "cmd/watcher/users.h"
 #include "core/incarnation.h"
 #include "tests/integration/test_watcher_fixture.h"
 
@@ -273,6 +274,11 @@ static void print_idle(void)
     }
     printf("| **total_commands_processed** | **%.2f** | **%.2f** |\n\n",
            rate(total[0][0], total[0][1], 3), rate(total[1][0], total[1][1], 3));
+    printf("pexpire is the alive keys' renewal: one per shard (%d) per watcher every %d-%d s, so a "
+           "window holds one round more or less. Not in the window: each watcher's full re-read "
+           "of its users every %d min (one SMEMBERS per shard).\n\n",
+           FX_SHARDS, INCARNATION_RENEW_MS / 1000, INCARNATION_RENEW_MS / 1000 + 1,
+           USERS_RESYNC_MS / 60000);
 }
 
 /* ---- b, d. Takeover after kill -9 ---- */
