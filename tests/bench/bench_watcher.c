@@ -72,7 +72,7 @@
 #define SHARDS        64
 #define MAX_W         3
 #define READY_S       20.0
-#define ESTABLISH_S   600.0
+#define ESTABLISH_S   240.0
 #define SETTLE_S      3.0
 #define IDLE_SAMPLE_S 5.0
 #define LAT_USERS     1000
@@ -431,6 +431,15 @@ static int wait_established(struct watcher *w, int nw, int per, double t0, FILE 
         if (fixture_now() > deadline) {
             fprintf(stderr, "bench_watcher: %s: sessions not all watching after %.0f s\n", name,
                     ESTABLISH_S);
+            for (int i = 0; i < nw; i++)
+                fprintf(stderr,
+                        "  watcher %d: %.0f users, %.0f sessions, %.0f watching, %.0f "
+                        "unassigned, capacity %.0f\n",
+                        i, metric(w[i].port, "superimap_watcher_users"),
+                        metric(w[i].port, "superimap_watcher_sessions"),
+                        metric(w[i].port, "superimap_watcher_sessions_watching"),
+                        metric(w[i].port, "superimap_watcher_users_unassigned"),
+                        metric(w[i].port, "superimap_watcher_capacity"));
             return -1;
         }
         fixture_nap_ms(100);
