@@ -1755,11 +1755,10 @@ static void on_recheck_lease(struct rconn *rc, struct redisReply *reply, int err
     long long v =
         err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 1;
     if (v <= 0 && lease_usable(s)) {
+        static const char held[] = "lease_acquire after a Redis reconnect found another holder";
+        static const char gone[] = "lease_acquire after a Redis reconnect found our alive key gone";
         metric_inc(s->w->m.stale);
-        watcher_lost_lease(s->uid, v == 0 ? "lease_acquire after a Redis reconnect found another "
-                                            "holder"
-                                          : "lease_acquire after a Redis reconnect found our "
-                                            "alive key gone");
+        watcher_lost_lease(s->uid, v == 0 ? held : gone);
     }
     sreq_end(s);
 }
