@@ -10,15 +10,20 @@
  * watcher; reads the watcher's RSS and Redis's used_memory once it is ready
  * with no users; writes the users (hash, shard set, si:changes entry, as the
  * api does) and times how long until /metrics shows every session watching
- * (IDLE), sampling sessions and RSS every 100 ms meanwhile; lets it settle,
- * reads RSS and used_memory again and the CPU time used over IDLE_SAMPLE_S
- * idle seconds. RSS per session = (RSS with sessions - RSS without) /
+ * (IDLE); lets it settle, reads RSS and used_memory again and the CPU time
+ * used over IDLE_SAMPLE_S idle seconds. RSS per session = (RSS with sessions - RSS without) /
  * sessions, which includes everything a user costs the watcher (registry
  * entry, lease slot, session, parser, libev, OpenSSL), not the kernel's
  * socket buffers. Redis per user = used_memory delta / users (user hash,
  * shard set member, change-stream entry, lease, cursor). The three-watcher
  * row uses three Redis servers: placement across watchers is the fleet
  * issue's; here each watcher takes every user it sees.
+ *
+ * Ramp. One watcher gets 19k plaintext users, then (afresh) 10k TLS users,
+ * in RAMP_STEPS equal steps: after each step, once every session is in IDLE
+ * and RAMP_SETTLE_MS later, its RSS is read: RSS against sessions as the
+ * watcher fills up, transient memory (TLS handshakes, login buffers) kept by
+ * the allocator included.
  *
  * Latency, end to end. 1,000 idle plaintext sessions of partner 1, whose
  * webhooks go to the receiver of tests/integration/receiver.c (compiled in
@@ -31,14 +36,12 @@
  *
  * With BENCH_DATA_DIR set (tests/bench/bench.h) it writes results.txt keys
  * and the plot data watcher_rss_plain.dat, watcher_rss_tls.dat ("sessions
- * rss_kib watching": sessions held in any state, VmRSS, sessions in IDLE,
- * every 100 ms while the last one-watcher scenario of that transport ramps
- * up, then once settled)
- * and latency.dat (histogram, "ms_low ms_high recorded webhook").
+ * rss_kib" after each ramp step) and latency.dat (histogram, "ms_low
+ * ms_high recorded webhook").
  *
  * Every child gets PR_SET_PDEATHSIG and is stopped by its PID. BENCH_SCALE
  * (a float, default 1) scales the session counts for quick runs; BENCH_ONLY
- * runs only the scenarios whose name contains it ("TLS", "latency").
+ * runs only the scenarios whose name contains it ("TLS", "ramp", "latency").
  *
  * SPDX-License-Identifier: MIT
  */
@@ -69,15 +72,17 @@
 #include "tests/integration/webhook_fixture.h"
 #include "tests/unit/redis_fixture.h"
 
-#define SHARDS        64
-#define MAX_W         3
-#define READY_S       20.0
-#define ESTABLISH_S   240.0
-#define SETTLE_S      3.0
-#define IDLE_SAMPLE_S 5.0
-#define LAT_USERS     1000
-#define LAT_RATE      1000
-#define LAT_SECONDS   5
+#define SHARDS         64
+#define MAX_W          3
+#define READY_S        20.0
+#define ESTABLISH_S    240.0
+#define SETTLE_S       3.0
+#define IDLE_SAMPLE_S  5.0
+#define RAMP_STEPS     10
+#define RAMP_SETTLE_MS 300
+#define LAT_USERS      1000
+#define LAT_RATE       1000
+#define LAT_SECONDS    5
 
 static char bin[400];
 static char certdir[64];
@@ -338,14 +343,16 @@ static double metric(int port, const char *series)
     return -1;
 }
 
-/* Writes users u0..u0+n-1 (login userI+1) for provider code, pipelined. */
-static int create_users(struct redis_fixture *fx, const char *code, int n, struct crypto_keys *keys)
+/* Writes users first..first+n-1 (login user<i+1>) for provider code,
+ * pipelined. */
+static int create_users(struct redis_fixture *fx, const char *code, int first, int n,
+                        struct crypto_keys *keys)
 {
     redisContext *c = redis_fixture_connect(fx, 30000);
     if (c == NULL)
         return -1;
     int pending = 0, rc = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = first; i < first + n; i++) {
         char uid[32], login[16], pass[16], aad[96], key[128], k[16];
         snprintf(uid, sizeof uid, "%024x", i + 1);
         snprintf(login, sizeof login, "user%d", i + 1);
@@ -363,7 +370,7 @@ static int create_users(struct redis_fixture *fx, const char *code, int n, struc
         redisAppendCommand(c, "XADD si:changes * uid %s k %s op create", uid, k);
         xfree(sealed);
         pending += 3;
-        if (pending >= 3000 || i == n - 1) {
+        if (pending >= 3000 || i == first + n - 1) {
             while (pending > 0) {
                 redisReply *r = NULL;
                 if (redisGetReply(c, (void **)&r) != REDIS_OK) {
@@ -404,10 +411,8 @@ static long long redis_used_memory(const struct redis_fixture *fx)
 }
 
 /* Polls every watcher's /metrics until each has per sessions watching,
- * setting est_s; with ramp, also writes "sessions rss_kib watching" of
- * watcher 0 at each poll. */
-static int wait_established(struct watcher *w, int nw, int per, double t0, FILE *ramp,
-                            const char *name)
+ * setting est_s (from t0) of those that had none. */
+static int wait_established(struct watcher *w, int nw, int per, double t0, const char *name)
 {
     double deadline = t0 + ESTABLISH_S;
     for (;;) {
@@ -418,9 +423,6 @@ static int wait_established(struct watcher *w, int nw, int per, double t0, FILE 
                 continue;
             }
             double watching = metric(w[i].port, "superimap_watcher_sessions_watching");
-            if (ramp != NULL && i == 0 && watching >= 0)
-                fprintf(ramp, "%.0f %ld %.0f\n", metric(w[0].port, "superimap_watcher_sessions"),
-                        bench_rss_kib(w[0].c.pid), watching);
             if (watching >= per) {
                 w[i].est_s = fixture_now() - t0;
                 done++;
@@ -473,10 +475,6 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
     long long mem0[MAX_W];
     memset(w, 0, sizeof w);
     memset(f, 0, sizeof f);
-    /* Sessions vs RSS while one watcher ramps up (run.sh plots it). */
-    FILE *ramp =
-        nw == 1 ? bench_data_open(sc->tls ? "watcher_rss_tls.dat" : "watcher_rss_plain.dat", "w")
-                : NULL;
     int rc = 0;
     for (int i = 0; i < nw && rc == 0; i++) {
         rc = redis_fixture_start(&w[i].fx, NULL);
@@ -495,16 +493,11 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
             freeReplyObject(r);
             mem0[i] = redis_used_memory(&w[i].fx);
         }
-        if (ramp != NULL)
-            fprintf(ramp,
-                    "# %s: sessions held (any state), watcher VmRSS, sessions in IDLE\n"
-                    "# sessions rss_kib watching\n0 %ld 0\n",
-                    sc->name, w[0].rss0);
         double t0 = fixture_now();
         for (int i = 0; i < nw && rc == 0; i++)
-            rc = create_users(&w[i].fx, "b", per, keys);
+            rc = create_users(&w[i].fx, "b", 0, per, keys);
         if (rc == 0)
-            rc = wait_established(w, nw, per, t0, ramp, sc->name);
+            rc = wait_established(w, nw, per, t0, sc->name);
     }
     if (rc == 0) {
         fixture_nap_ms((long)(SETTLE_S * 1000));
@@ -524,8 +517,6 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
             est = w[i].est_s > est ? w[i].est_s : est;
             cpu += w[i].cpu_pct;
         }
-        if (ramp != NULL)
-            fprintf(ramp, "%d %ld %d\n", per, w[0].rss1, per);
         double per_session = (double)d * 1024.0 / (double)(per * nw);
         double redis_per_user = (double)mem / (double)(per * nw);
         printf("| %s | %d | %d | %s | %ld | %ld | %.0f | %.2f | %.1f | %ld | %.0f |\n", sc->name,
@@ -536,13 +527,70 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
     } else {
         printf("| %s | failed: see stderr | | | | | | | | | |\n", sc->name);
     }
-    if (ramp != NULL)
-        fclose(ramp);
     for (int i = 0; i < nw; i++) {
         stop(&w[i].c);
         fake_stop(&f[i]);
         redis_fixture_stop(&w[i].fx);
     }
+    return rc;
+}
+
+/* ---- Ramp: RSS as sessions are added ---- */
+
+/* Adds sessions users to one watcher in RAMP_STEPS equal steps; after each,
+ * once every session is watching and RAMP_SETTLE_MS later, reads the
+ * watcher's RSS: a table row, and a "sessions rss_kib" line of
+ * watcher_rss_<transport>.dat (run.sh plots them). */
+static int run_ramp(const char *name, int sessions, int tls, struct crypto_keys *keys)
+{
+    struct watcher w;
+    struct fake f;
+    memset(&w, 0, sizeof w);
+    memset(&f, 0, sizeof f);
+    const char *transport = tls ? "TLS" : "plain";
+    char datname[64];
+    snprintf(datname, sizeof datname, "watcher_rss_%s.dat", tls ? "tls" : "plain");
+    FILE *dat = bench_data_open(datname, "w");
+    int rc = redis_fixture_start(&w.fx, NULL);
+    if (rc == 0)
+        rc = fake_start(&f, w.fx.dir, 0, sessions, tls);
+    if (rc == 0)
+        rc = watcher_start(&w, 0, sessions);
+    if (rc == 0) {
+        fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
+        w.rss0 = bench_rss_kib(w.c.pid);
+        redisReply *r =
+            redis_fixture_cmd(&w.fx, "HSET si:provider:b code b imap_host %s imap_port %d tls %s",
+                              f.addr, f.port, tls ? "implicit" : "none");
+        freeReplyObject(r);
+        printf("| %s | 0 | %ld | |\n", transport, w.rss0);
+        if (dat != NULL)
+            fprintf(dat, "# %s: sessions watching, watcher VmRSS KiB\n# sessions rss_kib\n0 %ld\n",
+                    name, w.rss0);
+    }
+    for (int step = 1; step <= RAMP_STEPS && rc == 0; step++) {
+        int from = sessions * (step - 1) / RAMP_STEPS, to = sessions * step / RAMP_STEPS;
+        w.est_s = 0;
+        rc = create_users(&w.fx, "b", from, to - from, keys);
+        if (rc == 0)
+            rc = wait_established(&w, 1, to, fixture_now(), name);
+        if (rc == 0) {
+            fixture_nap_ms(RAMP_SETTLE_MS);
+            long rss = bench_rss_kib(w.c.pid);
+            printf("| %s | %d | %ld | %.0f |\n", transport, to, rss,
+                   (double)(rss - w.rss0) * 1024.0 / to);
+            fflush(stdout);
+            if (dat != NULL)
+                fprintf(dat, "%d %ld\n", to, rss);
+        }
+    }
+    if (rc != 0)
+        printf("| %s | failed: see stderr | | |\n", transport);
+    if (dat != NULL)
+        fclose(dat);
+    stop(&w.c);
+    fake_stop(&f);
+    redis_fixture_stop(&w.fx);
     return rc;
 }
 
@@ -706,7 +754,7 @@ static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct 
                            f->addr, f->port));
     freeReplyObject(wf_cmd(c, "CONFIG SET notify-keyspace-events Kh"));
     redisFree(c);
-    rc = create_users(&w->fx, "b", LAT_USERS, keys);
+    rc = create_users(&w->fx, "b", 0, LAT_USERS, keys);
     if (rc == 0)
         rc = dispatcher_start(d, w);
     double deadline = fixture_now() + 120;
@@ -925,6 +973,19 @@ int main(int argc, char **argv)
         if (sc[i].sessions > 0 && (only == NULL || strstr(sc[i].name, only) != NULL) &&
             run_idle(&sc[i], keys) < 0)
             rc = 1;
+
+    printf("\nWatcher RSS as users are added to one watcher in %d equal steps, each read %d "
+           "ms after all its sessions are watching (per session = RSS delta from no users / "
+           "sessions).\n\n",
+           RAMP_STEPS, RAMP_SETTLE_MS);
+    printf("| transport | sessions | RSS KiB | bytes per session |\n|---|---:|---:|---:|\n");
+    fflush(stdout);
+    if ((only == NULL || strstr("ramp plain", only) != NULL) && (int)(19000 * scale) > 0 &&
+        run_ramp("ramp plain", (int)(19000 * scale), 0, keys) < 0)
+        rc = 1;
+    if ((only == NULL || strstr("ramp TLS", only) != NULL) && (int)(10000 * scale) > 0 &&
+        run_ramp("ramp TLS", (int)(10000 * scale), 1, keys) < 0)
+        rc = 1;
 
     printf("\nNew mail to recorded event and to webhook received: %d idle plaintext sessions "
            "of one partner (webhook_concurrency 8, the default), one dispatcher, a keep-alive "

@@ -5,7 +5,7 @@
 # SPDX-License-Identifier: MIT
 set terminal svg size 800,480 dynamic enhanced font 'Helvetica,12' background rgb 'white'
 set output out
-set title 'superimap-dispatcher: ~1 KiB signed webhooks/s to a keep-alive receiver'
+set title 'superimap-dispatcher: signed webhooks/s (1 KiB bodies) to a keep-alive receiver'
 set xlabel 'requests in flight at once (log scale)'
 set ylabel 'webhooks/s'
 set logscale x 2

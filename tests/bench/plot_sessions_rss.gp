@@ -1,6 +1,6 @@
-# Sessions vs watcher RSS while one watcher ramps up (bench_watcher's
-# watcher_rss_plain.dat and watcher_rss_tls.dat: "sessions rss_kib
-# watching"; the last row is the settled reading), with
+# Sessions vs watcher RSS as one watcher fills up in ten steps
+# (bench_watcher's watcher_rss_plain.dat and watcher_rss_tls.dat: "sessions
+# rss_kib", the first row with no users), with
 # DESIGN.md section 7's budget (4 KiB plain, 24 KiB TLS per session) drawn
 # from each run's first reading. Called by tests/bench/run.sh as
 #   gnuplot -e "plain='<file or empty>'; tls='<file or empty>'; out='<svg>'" plot_sessions_rss.gp
@@ -8,7 +8,7 @@
 set terminal svg size 800,480 dynamic enhanced font 'Helvetica,12' background rgb 'white'
 set output out
 set title 'superimap-watcher: idle IMAP sessions vs resident memory'
-set xlabel 'sessions held (connecting, logging in or in IDLE)'
+set xlabel 'sessions watching (IDLE)'
 set ylabel 'watcher RSS (MiB)'
 set key top left
 set grid
