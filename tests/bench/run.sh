@@ -33,7 +33,9 @@
 #   bench_dispatcher dispatcher_webhooks_per_s
 #   bench_api        api_get_user_per_s
 #   bench_failover   failover_rewatch_s (kill to all of the dead watcher's
-#                    users watched again), failover_mail_sent,
+#                    users watched again; without it, the time until the
+#                    watchers of failover.dat hold as many sessions as
+#                    before the kill), failover_mail_sent,
 #                    failover_mail_lost, failover_mail_duplicated
 # and data files: watcher_rss_plain.dat, watcher_rss_tls.dat, latency.dat
 # (bench_watcher), dispatcher_concurrency.dat (bench_dispatcher),
@@ -185,6 +187,20 @@ kib() {
     awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'
 }
 
+# Seconds from the kill until the watchers of failover.dat ("t_s watcher1
+# ...", t_s from the kill) hold as many sessions as before it, after a dip;
+# nothing if they never do.
+timeline_rewatch_s() {
+    awk '!/^#/ && NF > 1 {
+            s = 0
+            for (i = 2; i <= NF; i++) s += $i
+            if ($1 < 0) before = s
+            else if (s < before) dipped = 1
+            else if (dipped && t == "") t = $1
+        }
+        END { if (t != "") print t }' "$data/failover.dat"
+}
+
 summary() {
     echo "| DESIGN.md section 7 | target | measured | met? |"
     echo "|---|---|---|---|"
@@ -220,7 +236,12 @@ summary() {
     v=$(val api_get_user_per_s)
     row "API" "≥ 5,000 GET user/s" "${v:+$(num "$v") GET user/s}" "$(yesno 'a >= 5000' "${v:-0}")"
     v=$(val failover_rewatch_s)
-    row "failover: users of a killed watcher watched again" "≤ 45 s" "${v:+$v s}" \
+    how=""
+    if [ -z "$v" ] && [ -s "$data/failover.dat" ]; then
+        v=$(timeline_rewatch_s)
+        how=", every session back, from the timeline below"
+    fi
+    row "failover: users of a killed watcher watched again" "≤ 45 s" "${v:+$v s after the kill$how}" \
         "$(yesno 'a <= 45' "${v:-0}")"
     sent=$(val failover_mail_sent)
     lost=$(val failover_mail_lost)
