@@ -258,8 +258,14 @@ static double rate(long long before, long long after, int own)
     return (double)(after - before - own) / IDLE_WINDOW_S;
 }
 
+static int cmp_cmd(const void *a, const void *b)
+{
+    return strcmp(((const struct cmdstat *)a)->name, ((const struct cmdstat *)b)->name);
+}
+
 static void print_idle(void)
 {
+    qsort(cmds, (size_t)ncmds, sizeof cmds[0], cmp_cmd);
     printf("## a. Redis commands/s of an idle fleet (3 watchers, every user watched, no mail)\n\n");
     printf("Deltas of INFO commandstats and total_commands_processed over %d s after the fleet "
            "settled (commands run by Lua scripts count too; our own INFO calls do not).\n\n",

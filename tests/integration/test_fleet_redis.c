@@ -247,11 +247,10 @@ static void wait_every_message_once(int ms)
     fprintf(stderr, "fleet_redis: %d messages appended, one event each\n", total);
 }
 
+/* fake-imapd's most concurrent sessions of any one user, since it started. */
 static void assert_one_session_per_user(void)
 {
-    long long max = fakeimap_stat(&srv, "max_sessions_per_user");
-    if (max != 1)
-        fail_msg("fake-imapd saw %lld concurrent sessions of one user", max);
+    assert_int_equal(fakeimap_stat(&srv, "max_sessions_per_user"), 1);
 }
 
 /* ---- The scenario ---- */
