@@ -1,7 +1,7 @@
 /*
- * cmd/dispatcher/dispatch: claims over every shard, shard upkeep (requeue of
- * expired leases, promotion of due retries, queue metrics), wake-ups and the
- * lifecycle (see dispatch.h; one claimed event's life is in job.c, the
+ * cmd/dispatcher/dispatch: claims over the shards this dispatcher owns
+ * (owner.c), shard upkeep (requeue of expired leases, promotion of due
+ * retries, queue metrics), wake-ups and the lifecycle (see dispatch.h; one claimed event's life is in job.c, the
  * delivery guarantees in main.c's header).
  *
  * SPDX-License-Identifier: MIT
@@ -17,6 +17,7 @@
 #include "cmd/dispatcher/breaker.h"
 #include "cmd/dispatcher/deliver.h"
 #include "cmd/dispatcher/dispatch_impl.h"
+#include "cmd/dispatcher/owner.h"
 #include "cmd/dispatcher/partners.h"
 #include "cmd/dispatcher/queue.h"
 #include "cmd/dispatcher/wake.h"
@@ -78,7 +79,7 @@ void dispatch_pump(struct dispatcher *d)
         return;
     for (int i = 0; i < d->nshards && free > 0; i++) {
         struct shard *sh = &d->shards[(d->rr + i) % d->nshards];
-        if (!sh->started || !sh->wants || sh->claiming)
+        if (!sh->owned || !sh->started || !sh->wants || sh->claiming)
             continue;
         int n = free < CLAIM_BATCH ? free : CLAIM_BATCH;
         /* Partners this dispatcher already keeps busy get their own count. */
@@ -190,11 +191,14 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     int64_t now = time_mono_ms();
+    owner_tick(d, now);
     int sweep = now >= d->next_sweep;
     if (sweep)
         d->next_sweep = now + SWEEP_MS;
     for (int k = 0; k < d->nshards; k++) {
         struct shard *sh = &d->shards[k];
+        if (!sh->owned)
+            continue;
         if (!sh->requeuing && (!sh->started || now >= sh->next_requeue))
             start_requeue(sh);
         if (!sh->started)
@@ -218,7 +222,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_wake_shard(int k, void *data)
 {
     struct dispatcher *d = data;
-    if (k < 0 || k >= d->nshards)
+    if (k < 0 || k >= d->nshards || !d->shards[k].owned)
         return;
     d->shards[k].wants = 1;
     dispatch_pump(d);
@@ -255,6 +259,7 @@ void dispatch_resume(struct dispatcher *d)
         sh->next_stats = now + (int64_t)k * STATS_MS / d->nshards;
     }
     d->next_sweep = now + SWEEP_MS;
+    owner_ready(d);
 }
 
 void dispatch_pause(struct dispatcher *d)
@@ -264,7 +269,7 @@ void dispatch_pause(struct dispatcher *d)
 
 void dispatch_check_drained(struct dispatcher *d)
 {
-    if (!d->draining || d->closing || d->drained == NULL)
+    if (!d->draining || d->closing || d->drained == NULL || !d->owner_released)
         return;
     if (d->njobs > 0 || deliver_active(d->http) > 0 || queue_pending(d->q) > 0)
         return;
@@ -284,6 +289,11 @@ static void give_back_waiting(const char *pid, void *value, void *data)
         job_give_back(j, 0);
 }
 
+static void on_owner_released(void *data)
+{
+    dispatch_check_drained(data);
+}
+
 void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
 {
     d->draining = 1;
@@ -291,18 +301,23 @@ void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
     d->drained_data = data;
     log_info("dispatcher draining requests=%d events=%d", deliver_active(d->http), d->njobs);
     partners_each(d->partners, give_back_waiting, d);
-    dispatch_check_drained(d);
+    /* The shards go to the other dispatchers now; requests in flight still
+     * record their results (fenced by the attempt, not by the shard lease). */
+    owner_release_all(d, on_owner_released, d);
 }
 
 void dispatch_describe(struct dispatcher *d, const char **argv, int *argc)
 {
     /* load / capacity: events in flight / the most this node takes at once. */
     snprintf(d->describe_inflight, sizeof d->describe_inflight, "%d", d->active);
-    snprintf(d->describe_shards, sizeof d->describe_shards, "%d", d->max_active);
+    snprintf(d->describe_capacity, sizeof d->describe_capacity, "%d", d->max_active);
+    snprintf(d->describe_owned, sizeof d->describe_owned, "%d", d->nowned);
     argv[(*argc)++] = "load";
     argv[(*argc)++] = d->describe_inflight;
     argv[(*argc)++] = "capacity";
-    argv[(*argc)++] = d->describe_shards;
+    argv[(*argc)++] = d->describe_capacity;
+    argv[(*argc)++] = "shards";
+    argv[(*argc)++] = d->describe_owned;
 }
 
 static void register_metrics(struct dispatcher *d, struct metrics *m)
@@ -403,6 +418,7 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
         queue_shard_init(&d->shards[k].keys, k);
     }
     register_metrics(d, node_metrics(n));
+    owner_init(d);
     struct wake_opts wo = {
         .redis_url = cfg->redis_url,
         .redis_password = cfg->redis_password,
@@ -432,6 +448,7 @@ void dispatch_free(struct dispatcher *d)
     queue_free(d->q);       /* pending Redis calls are orphaned ... */
     while (d->jobs != NULL) /* ... so the jobs waiting on them are freed here */
         job_free(d->jobs);
+    owner_free(d);
     partners_free(d->partners);
     breakers_free(d->breakers);
     crypto_keys_free(d->keys);

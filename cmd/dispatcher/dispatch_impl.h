@@ -20,6 +20,8 @@
 struct config;
 struct crypto_keys;
 struct deliver;
+struct fleet;
+struct incarnation;
 struct metric;
 struct node;
 struct partner;
@@ -73,8 +75,12 @@ struct shard {
     unsigned claiming : 1; /* a claim is in flight */
     unsigned requeuing : 1;
     unsigned promoting : 1;
-    unsigned counting : 1;                          /* stats in flight */
-    int claim_n;                                    /* slots reserved by the claim in flight */
+    unsigned counting : 1;  /* stats in flight */
+    unsigned placed : 1;    /* placement gives it to this dispatcher (owner.c) */
+    unsigned owned : 1;     /* its si:{k}:owner lease is ours: claims allowed */
+    unsigned acquiring : 1; /* lease_acquire in flight */
+    int64_t next_acquire;   /* mono ms: a held lease is asked for again */
+    int claim_n;            /* slots reserved by the claim in flight */
     int64_t next_requeue, next_promote, next_stats; /* mono ms */
     struct metric *m_depth[4];                      /* ready, inflight, retry, dead */
     struct metric *m_oldest;
@@ -147,7 +153,22 @@ struct dispatcher {
     struct metric *m_attempts, *m_latency, *m_stale, *m_inflight, *m_lost;
     struct metric *m_circuits[BREAKER_NSTATES];
 
-    char describe_shards[16], describe_inflight[16]; /* si:node:<id> capacity, load */
+    /* Shard ownership (owner.c). */
+    struct fleet *fleet;
+    struct incarnation *inc;
+    char (*unit_ids)[12]; /* "0".."N-1" */
+    const char **units;   /* pointers into unit_ids */
+    int nowned;
+    int nplaced;          /* shards the last placement gave us */
+    int place_due;        /* placement postponed (our beat not seen yet) */
+    int64_t placed_at;    /* mono ms */
+    int releases_pending; /* drain */
+    int owner_released;   /* drain: leases released, alive keys deleted */
+    void (*owner_done)(void *data);
+    void *owner_done_data;
+    struct metric *m_owned, *m_acquired, *m_released, *m_fenced;
+
+    char describe_capacity[16], describe_inflight[16], describe_owned[16]; /* si:node:<id> */
 };
 
 /* ---- dispatch.c, for job.c ---- */
