@@ -1,8 +1,8 @@
 /*
  * cmd/dispatcher/dispatch: the dispatcher's scheduler. It claims events from
- * every shard (round robin over shards, and within a shard over partners),
- * turns each into a signed POST, and records the outcome with the queue
- * scripts: ack, retry on the partner's schedule, dead letter; it promotes due
+ * the shards it owns (owner.c; round robin over shards, and within a shard
+ * over partners), turns each into a signed POST, and records the outcome with
+ * the queue scripts: ack, retry on the partner's schedule, dead letter; it promotes due
  * retries, requeues expired leases and publishes queue metrics.
  *
  * Lifecycle, driven by core/node's hooks:

@@ -4,7 +4,8 @@
  * the node lifecycle (core/node) to the scheduler (dispatch.c); the other
  * files of cmd/dispatcher/ are its parts:
  *
- *   dispatch.c  claims over the shards, shard upkeep, metrics, lifecycle
+ *   dispatch.c  claims over the owned shards, shard upkeep, metrics, lifecycle
+ *   owner.c     which shards this dispatcher owns: placement, leases, fencing
  *   job.c       one claimed event: payload, signing, request, recorded result
  *   queue.c     the queue's Lua scripts and other Redis calls, typed
  *   deliver.c   libcurl multi on libev, SSRF guard at connect time

@@ -1,6 +1,7 @@
--- lease_acquire: a watcher incarnation takes the right to act for one user.
+-- lease_acquire: an incarnation takes the right to act for one unit: a
+-- watcher's user, or a dispatcher's queue shard.
 --
--- KEYS[1]  si:{k}:lease:<uid>
+-- KEYS[1]  si:{k}:lease:<uid> (user) or si:{k}:owner (queue shard k)
 -- KEYS[2]  si:{k}:alive:<node>:<g>   the caller's own alive key in shard k
 -- ARGV[1]  <node>:<g>, the caller's token
 -- Returns  1 acquired (the lease was free, already the caller's, or its

@@ -1,6 +1,7 @@
--- lease_release: a watcher gives a user up (rebalance, drain, archive).
+-- lease_release: an incarnation gives a unit up (rebalance, drain, archive):
+-- a watcher's user, or a dispatcher's queue shard.
 --
--- KEYS[1]  si:{k}:lease:<uid>
+-- KEYS[1]  si:{k}:lease:<uid> (user) or si:{k}:owner (queue shard k)
 -- ARGV[1]  <node>:<g>, the caller's token
 -- Returns  1 released, 0 the lease was not the caller's (left alone)
 --
