@@ -39,6 +39,16 @@ struct dovecot {
  * master needs it); tests skip otherwise, saying why. */
 int dovecot_available(char *why, size_t whylen);
 
+/* In a cmocka test: skips it, saying why, unless ok (dovecot_available()'s
+ * answer). */
+#define DOVECOT_NEED(ok, why)                        \
+    do {                                             \
+        if (!(ok)) {                                 \
+            fprintf(stderr, "skipped: %s\n", (why)); \
+            skip();                                  \
+        }                                            \
+    } while (0)
+
 /* Makes the instance with users user1..user<users> and starts it; waits
  * (10 s deadline) until the plain port greets. Returns 0 or -1 with a
  * message on stderr. */

@@ -431,6 +431,23 @@ int sys_start(struct sys *s, const struct sys_opts *o)
     return 0;
 }
 
+int sys_start_dovecot(struct sys *s, const struct sys_opts *o)
+{
+    char why[sizeof s->skip_why];
+    if (!dovecot_available(why, sizeof why)) {
+        memset(s, 0, sizeof *s);
+        s->skipped = 1;
+        snprintf(s->skip_why, sizeof s->skip_why, "%s", why);
+        return 0;
+    }
+    return sys_start(s, o);
+}
+
+int sys_stop_started(struct sys *s)
+{
+    return s->skipped ? 0 : sys_stop(s);
+}
+
 int sys_stop(struct sys *s)
 {
     struct sys_node *all[1 + 2 * SYS_MAX_NODES];

@@ -160,6 +160,8 @@ struct sys {
     size_t nhooks, caphooks;
     int bad;
     char why[512];
+    int skipped; /* sys_start_dovecot() found no usable Dovecot */
+    char skip_why[128];
 };
 
 /* Deadline ms, times 4 under a TEST_PREFIX. */
@@ -181,6 +183,15 @@ int sys_start(struct sys *s, const struct sys_opts *o);
  * after a failed sys_start() and twice.
  */
 int sys_stop(struct sys *s);
+
+/*
+ * sys_start() when Dovecot is usable; otherwise starts nothing, sets
+ * s->skipped and s->skip_why and returns 0: SYS_NEED_DOVECOT(s) then skips
+ * each test, and sys_stop_started() does nothing.
+ */
+int sys_start_dovecot(struct sys *s, const struct sys_opts *o);
+int sys_stop_started(struct sys *s);
+#define SYS_NEED_DOVECOT(s) DOVECOT_NEED(!(s)->skipped, (s)->skip_why)
 
 /* Starts one more watcher (dispatcher), waits until /readyz answers 200.
  * Returns its index, or -1. */

@@ -20,33 +20,20 @@
 #include "tests/integration/test_watcher_fixture.h"
 
 static struct sys fleet;
-static int have_dovecot;
-static char skip_why[128];
 
 static int setup(void **state)
 {
     (void)state;
-    have_dovecot = dovecot_available(skip_why, sizeof skip_why);
-    if (!have_dovecot)
-        return 0;
-    return sys_start(&fleet, NULL);
+    return sys_start_dovecot(&fleet, NULL);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (!have_dovecot)
-        return 0;
-    return sys_stop(&fleet);
+    return sys_stop_started(&fleet);
 }
 
-#define NEED_DOVECOT()                                  \
-    do {                                                \
-        if (!have_dovecot) {                            \
-            fprintf(stderr, "skipped: %s\n", skip_why); \
-            skip();                                     \
-        }                                               \
-    } while (0)
+#define NEED_DOVECOT() SYS_NEED_DOVECOT(&fleet)
 
 /* Delivers one message to u and waits until it is announced. */
 static long deliver_announced(const struct sys_user *u)

@@ -16,25 +16,18 @@
 #define MESSAGES 30
 
 static struct sys fleet;
-static int have_dovecot;
-static char skip_why[128];
 
 static int setup(void **state)
 {
     (void)state;
-    have_dovecot = dovecot_available(skip_why, sizeof skip_why);
-    if (!have_dovecot)
-        return 0;
     const struct sys_opts o = {.tls = 1};
-    return sys_start(&fleet, &o);
+    return sys_start_dovecot(&fleet, &o);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (!have_dovecot)
-        return 0;
-    return sys_stop(&fleet);
+    return sys_stop_started(&fleet);
 }
 
 /* Counts the partner's delivery-log entries of delivered new_mail events. */
@@ -55,10 +48,7 @@ static int delivered_in_log(void)
 static void test_every_message_gives_exactly_one_signed_webhook(void **state)
 {
     (void)state;
-    if (!have_dovecot) {
-        fprintf(stderr, "skipped: %s\n", skip_why);
-        skip();
-    }
+    SYS_NEED_DOVECOT(&fleet);
     struct sys_user u[USERS];
     assert_int_equal(sys_add_users(&fleet, SYS_DOVECOT, "mail-user", USERS, u), 0);
     for (int n = 0; n < MESSAGES; n++)

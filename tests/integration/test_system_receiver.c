@@ -26,17 +26,12 @@
 #define LONG_SCHEDULE "1,1,1,1,1,30,300,3600"
 
 static struct sys fleet;
-static int have_dovecot;
-static char skip_why[128];
 static const char *const dispatcher_env[] = {"SUPERIMAP_WEBHOOK_TIME_DIVISOR=30", NULL};
 
 static int start(const char *schedule)
 {
-    have_dovecot = dovecot_available(skip_why, sizeof skip_why);
-    if (!have_dovecot)
-        return 0;
     const struct sys_opts o = {.retry_schedule = schedule, .dispatcher_env = dispatcher_env};
-    return sys_start(&fleet, &o);
+    return sys_start_dovecot(&fleet, &o);
 }
 
 static int setup_long_schedule(void **state)
@@ -54,18 +49,10 @@ static int setup_tiny_schedule(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (!have_dovecot)
-        return 0;
-    return sys_stop(&fleet);
+    return sys_stop_started(&fleet);
 }
 
-#define NEED_DOVECOT()                                  \
-    do {                                                \
-        if (!have_dovecot) {                            \
-            fprintf(stderr, "skipped: %s\n", skip_why); \
-            skip();                                     \
-        }                                               \
-    } while (0)
+#define NEED_DOVECOT() SYS_NEED_DOVECOT(&fleet)
 
 static void set_mail_status(int status)
 {

@@ -74,13 +74,7 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NEED_DOVECOT()                                  \
-    do {                                                \
-        if (!have_dovecot) {                            \
-            fprintf(stderr, "skipped: %s\n", skip_why); \
-            skip();                                     \
-        }                                               \
-    } while (0)
+#define NEED_DOVECOT() DOVECOT_NEED(have_dovecot, skip_why)
 
 static int start_watcher(struct proc *p, const char *id, const char *const *more)
 {

@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/bench/bench.h"
 #include "tests/integration/system.h"
 
 #define DEFAULT_FAULTS "bad,no,gibberish,bye,drop,halfopen,noinbox,trickle,limit"
@@ -121,22 +122,6 @@ static double env_double(const char *name, double def, double lo, double hi)
     return d;
 }
 
-/* VmRSS of pid in KiB, or -1. */
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 /* ---- RSS samples ---- */
 
 static void rss_add(const char *name)
@@ -152,7 +137,7 @@ static void rss_sample(struct rss *r, pid_t pid, long long now)
 {
     if (pid <= 0)
         return;
-    long kb = rss_kb(pid);
+    long kb = bench_rss_kib(pid);
     if (kb < 0)
         return;
     if (pid != r->pid) {
