@@ -1,8 +1,9 @@
 /*
  * cmd/dispatcher/dispatch: claims over the shards this dispatcher owns
  * (owner.c), shard upkeep (requeue of expired leases, promotion of due
- * retries, queue metrics), wake-ups and the lifecycle (see dispatch.h; one claimed event's life is in job.c, the
- * delivery guarantees in main.c's header).
+ * retries, queue metrics), wake-ups and the lifecycle (see dispatch.h; one
+ * claimed event's life is in job.c, the delivery guarantees in main.c's
+ * header).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -77,6 +78,8 @@ void dispatch_pump(struct dispatcher *d)
      * slots are free rather than claim one event per finished request. */
     if (free < CLAIM_MIN && d->active >= CLAIM_MIN)
         return;
+    if (!owner_may_act(d))
+        return;
     for (int i = 0; i < d->nshards && free > 0; i++) {
         struct shard *sh = &d->shards[(d->rr + i) % d->nshards];
         if (!sh->owned || !sh->started || !sh->wants || sh->claiming)
@@ -126,8 +129,10 @@ static void on_requeued(long long n, long long next_ms, int err, void *data)
         next_ms = 0; /* more to do */
     sh->next_requeue =
         now + (next_ms < 0 || next_ms > REQUEUE_SWEEP_MS ? REQUEUE_SWEEP_MS : next_ms);
-    if (!sh->started && d->redis_up) {
-        sh->started = 1; /* expired leases first, then claims (DESIGN.md section 4) */
+    if (!sh->started && d->redis_up && sh->owned && sh->requeue_epoch == sh->epoch) {
+        /* Expired leases first, then claims (DESIGN.md section 4); a
+         * requeue sent before the shard was taken (again) does not count. */
+        sh->started = 1;
         sh->wants = 1;
     } else if (n > 0) {
         sh->wants = 1;
@@ -137,8 +142,10 @@ static void on_requeued(long long n, long long next_ms, int err, void *data)
 
 static void start_requeue(struct shard *sh)
 {
-    if (queue_requeue(sh->d->q, &sh->keys, MAINT_BATCH, on_requeued, sh) == 0)
+    if (queue_requeue(sh->d->q, &sh->keys, MAINT_BATCH, on_requeued, sh) == 0) {
         sh->requeuing = 1;
+        sh->requeue_epoch = sh->epoch;
+    }
 }
 
 static void on_promoted(long long n, long long next_ms, int err, void *data)
@@ -162,8 +169,8 @@ static void on_stats(const struct queue_stats *st, int err, void *data)
 {
     struct shard *sh = data;
     sh->counting = 0;
-    if (err < 0 || st == NULL)
-        return;
+    if (err < 0 || st == NULL || !sh->owned)
+        return; /* a shard given up meanwhile: its owner reports it */
     metric_set(sh->m_depth[0], (double)st->ready);
     metric_set(sh->m_depth[1], (double)st->inflight);
     metric_set(sh->m_depth[2], (double)st->retry);
@@ -184,20 +191,22 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct dispatcher *d = w->data;
     update_gauges(d);
+    int64_t now = time_mono_ms();
+    int act = owner_may_act(d); /* before last_tick moves: a frozen loop fences here */
+    d->last_tick = now;
     if (!d->redis_up || d->closing)
         return;
     if (d->draining) {
         dispatch_check_drained(d);
         return;
     }
-    int64_t now = time_mono_ms();
     owner_tick(d, now);
     int sweep = now >= d->next_sweep;
     if (sweep)
         d->next_sweep = now + SWEEP_MS;
     for (int k = 0; k < d->nshards; k++) {
         struct shard *sh = &d->shards[k];
-        if (!sh->owned)
+        if (!sh->owned || !act)
             continue;
         if (!sh->requeuing && (!sh->started || now >= sh->next_requeue))
             start_requeue(sh);

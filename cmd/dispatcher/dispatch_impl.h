@@ -79,6 +79,9 @@ struct shard {
     unsigned placed : 1;    /* placement gives it to this dispatcher (owner.c) */
     unsigned owned : 1;     /* its si:{k}:owner lease is ours: claims allowed */
     unsigned acquiring : 1; /* lease_acquire in flight */
+    unsigned releasing : 1; /* placed elsewhere: lease_release once its calls are answered */
+    unsigned epoch;         /* bumps when the shard becomes owned */
+    unsigned requeue_epoch; /* epoch the requeue in flight was sent in */
     int64_t next_acquire;   /* mono ms: a held lease is asked for again */
     int claim_n;            /* slots reserved by the claim in flight */
     int64_t next_requeue, next_promote, next_stats; /* mono ms */
@@ -162,11 +165,13 @@ struct dispatcher {
     int nplaced;          /* shards the last placement gave us */
     int place_due;        /* placement postponed (our beat not seen yet) */
     int64_t placed_at;    /* mono ms */
+    int64_t refreshed_at; /* mono ms of the last re-read asked for (our beat unseen) */
+    int64_t last_tick;    /* mono ms of the last tick: a long gap means a frozen loop */
     int releases_pending; /* drain */
     int owner_released;   /* drain: leases released, alive keys deleted */
     void (*owner_done)(void *data);
     void *owner_done_data;
-    struct metric *m_owned, *m_acquired, *m_released, *m_fenced;
+    struct metric *m_owned, *m_acquired, *m_released, *m_fenced, *m_shards_lost;
 
     char describe_capacity[16], describe_inflight[16], describe_owned[16]; /* si:node:<id> */
 };

@@ -23,13 +23,34 @@
 #include "core/schema.h"
 #include "core/time.h"
 
-/* One lease_acquire in flight: the dispatcher may be gone when Redis
- * answers with -SIMAP_ESHUTDOWN, so the call carries what it needs. */
+/* A loop frozen this long may have outlived its alive keys: they live
+ * INCARNATION_ALIVE_TTL_MS from the last renewal, and the incarnation
+ * fences only after INCARNATION_FENCE_MS without one, checked once a
+ * second. */
+#define STALL_MS (INCARNATION_ALIVE_TTL_MS - INCARNATION_FENCE_MS - 1000)
+
+/* Placement bounds each dispatcher at its fair share times LOAD_NUM/LOAD_DEN. */
+#define LOAD_NUM 5
+#define LOAD_DEN 4
+
+/* One lease_acquire in flight, preceded on the same connection by a GET of
+ * the lease (whom a takeover takes from), or one lease_release of a shard
+ * placed elsewhere. Every reply holds a reference: the dispatcher may be
+ * gone when Redis answers with -SIMAP_ESHUTDOWN, so the calls carry what
+ * they need. */
 struct acquire_call {
     struct dispatcher *d;
     int k;
+    int refs;
     uint64_t gen;
+    char was[160]; /* the holder before us ("": free) */
 };
+
+static void call_unref(struct acquire_call *c)
+{
+    if (--c->refs == 0)
+        xfree(c);
+}
 
 static void owner_key(int k, char *out, size_t outlen)
 {
@@ -45,65 +66,125 @@ static void set_owned(struct dispatcher *d, struct shard *sh, int owned)
     metric_set(d->m_owned, d->nowned);
     if (owned) {
         /* Expired leases first, then claims (DESIGN.md section 4). */
+        sh->epoch++;
         sh->started = 0;
         sh->next_requeue = 0;
     } else {
         sh->wants = 0;
+        /* The owner reports the shard's depth now: zeros here keep sums
+         * over the fleet right. */
+        for (int s = 0; s < 4; s++)
+            metric_set(sh->m_depth[s], 0);
+        metric_set(sh->m_oldest, 0);
     }
 }
 
+/* No call on the shard's queue is waiting for Redis. */
+static int shard_idle(const struct shard *sh)
+{
+    return !sh->claiming && !sh->requeuing && !sh->promoting && !sh->counting;
+}
+
+/* Gives a shard placed elsewhere back. A release Redis did not take would
+ * leave the lease ours for as long as we live (the new owner waits for our
+ * alive key): it is sent again unless the shard came back meanwhile. */
+static void on_handed_over(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct acquire_call *c = privdata;
+    if (err != -SIMAP_ESHUTDOWN &&
+        (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)) {
+        struct dispatcher *d = c->d;
+        struct shard *sh = &d->shards[c->k];
+        if (!d->draining && !sh->placed && !sh->owned && !sh->acquiring &&
+            incarnation_is_live(d->inc) && c->gen == incarnation_generation(d->inc)) {
+            log_warn("lease_release failed; sending it again shard=%d err=\"%s\"", c->k,
+                     err < 0 ? err_str(err) : "unexpected reply");
+            sh->releasing = 1;
+        }
+    }
+    call_unref(c);
+}
+
+/* Sends lease_release for sh: answered to cb with d (drain), or to
+ * on_handed_over when cb is NULL. */
 static void release(struct dispatcher *d, struct shard *sh, rconn_cb *cb)
 {
     char key[SCHEMA_KEY_MAX];
     owner_key(sh->keys.k, key, sizeof key);
     const char *argv[] = {key, incarnation_token(d->inc)};
     set_owned(d, sh, 0);
+    sh->releasing = 0;
     metric_inc(d->m_released);
-    if (rconn_script(node_redis(d->node), cb, d, "lease_release", 1, 2, argv, NULL) == 0 &&
-        cb != NULL)
-        d->releases_pending++;
+    log_info("queue shard released shard=%d token=%s", sh->keys.k, incarnation_token(d->inc));
+    if (cb != NULL) {
+        if (rconn_script(node_redis(d->node), cb, d, "lease_release", 1, 2, argv, NULL) == 0)
+            d->releases_pending++;
+        return;
+    }
+    struct acquire_call *c = xcalloc(1, sizeof *c);
+    c->d = d;
+    c->k = sh->keys.k;
+    c->gen = incarnation_generation(d->inc);
+    c->refs = 1;
+    if (rconn_script(node_redis(d->node), on_handed_over, c, "lease_release", 1, 2, argv, NULL) <
+        0) {
+        xfree(c);
+        sh->releasing = 1; /* the next tick tries again */
+    }
+}
+
+static void on_holder(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct acquire_call *c = privdata;
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING)
+        snprintf(c->was, sizeof c->was, "%s", reply->str);
+    call_unref(c);
+}
+
+static void took(struct dispatcher *d, struct shard *sh, const char *was)
+{
+    const char *token = incarnation_token(d->inc);
+    metric_inc(d->m_acquired);
+    set_owned(d, sh, 1);
+    if (was[0] != '\0' && strcmp(was, token) != 0)
+        log_info("queue shard taken over shard=%d from=%s token=%s", sh->keys.k, was, token);
+    else
+        log_info("queue shard acquired shard=%d token=%s", sh->keys.k, token);
+    if (d->nowned == d->nplaced)
+        log_info("queue shards owned: every shard placed here shards=%d", d->nowned);
 }
 
 static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
 {
     (void)rc;
-    struct acquire_call c = *(struct acquire_call *)privdata;
-    xfree(privdata);
-    if (err == -SIMAP_ESHUTDOWN)
+    struct acquire_call *c = privdata;
+    if (err == -SIMAP_ESHUTDOWN) {
+        call_unref(c);
         return;
-    struct dispatcher *d = c.d;
-    struct shard *sh = &d->shards[c.k];
+    }
+    struct dispatcher *d = c->d;
+    struct shard *sh = &d->shards[c->k];
     sh->acquiring = 0;
     int64_t now = time_mono_ms();
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        log_warn("lease_acquire failed shard=%d err=\"%s\"", c.k,
+        log_warn("lease_acquire failed shard=%d err=\"%s\"", c->k,
                  err < 0 ? err_str(err) : "unexpected reply");
         sh->next_acquire = now + OWNER_RETRY_MS;
-        return;
-    }
-    if (reply->integer < 0) {
-        incarnation_fence(d->inc, c.gen, "lease_acquire found our alive key gone");
-        return;
-    }
-    /* An answer for an older generation: its token is no longer ours. */
-    if (c.gen != incarnation_generation(d->inc) || !incarnation_is_live(d->inc))
-        return;
-    if (reply->integer == 0) {
-        log_debug("shard held by another dispatcher shard=%d", c.k);
+    } else if (reply->integer < 0) {
+        incarnation_fence(d->inc, c->gen, "lease_acquire found our alive key gone");
+    } else if (c->gen != incarnation_generation(d->inc) || !incarnation_is_live(d->inc)) {
+        /* An answer for an older generation: its token is no longer ours. */
+    } else if (reply->integer == 0) {
+        log_debug("queue shard held by another dispatcher shard=%d holder=%s", c->k, c->was);
         sh->next_acquire = now + OWNER_RETRY_MS;
-        return;
-    }
-    if (!sh->placed || d->draining) {
+    } else if (!sh->placed || d->draining) {
         release(d, sh, NULL); /* placed elsewhere while we asked */
-        return;
+    } else if (!sh->owned) {
+        took(d, sh, c->was);
     }
-    if (sh->owned)
-        return;
-    metric_inc(d->m_acquired);
-    log_debug("queue shard taken shard=%d", c.k);
-    set_owned(d, sh, 1);
-    if (d->nowned == d->nplaced)
-        log_info("queue shards owned: every shard placed here shards=%d", d->nowned);
+    call_unref(c);
 }
 
 static void acquire(struct dispatcher *d, struct shard *sh)
@@ -112,12 +193,15 @@ static void acquire(struct dispatcher *d, struct shard *sh)
     owner_key(sh->keys.k, key, sizeof key);
     incarnation_alive_key(d->inc, (uint32_t)sh->keys.k, alive, sizeof alive);
     const char *argv[] = {key, alive, incarnation_token(d->inc)};
-    struct acquire_call *c = xmalloc(sizeof *c);
+    struct acquire_call *c = xcalloc(1, sizeof *c);
     c->d = d;
     c->k = sh->keys.k;
     c->gen = incarnation_generation(d->inc);
+    c->refs = 1;
+    if (rconn_command(node_redis(d->node), on_holder, c, "GET %s", key) == 0)
+        c->refs++;
     if (rconn_script(node_redis(d->node), on_acquired, c, "lease_acquire", 2, 3, argv, NULL) < 0) {
-        xfree(c);
+        call_unref(c);
         sh->next_acquire = time_mono_ms() + OWNER_RETRY_MS;
         return;
     }
@@ -132,13 +216,41 @@ static void reconcile(struct dispatcher *d, int64_t now)
     int live = incarnation_is_live(d->inc);
     for (int k = 0; k < d->nshards; k++) {
         struct shard *sh = &d->shards[k];
-        if (sh->placed && !sh->owned && !sh->acquiring && live && now >= sh->next_acquire)
+        if (sh->placed && sh->releasing) {
+            /* Placed back before it was released: the lease is still ours. */
+            sh->releasing = 0;
+            set_owned(d, sh, 1);
+        } else if (sh->placed && !sh->owned && !sh->acquiring && live && now >= sh->next_acquire) {
             acquire(d, sh);
-        else if (!sh->placed && sh->owned) {
-            log_debug("queue shard handed over (placed on another dispatcher) shard=%d", k);
-            release(d, sh, NULL);
+        } else if (!sh->placed && sh->owned) {
+            /* Claims stop now; the lease goes once the shard's calls are
+             * answered (its deliveries need no lease: their results are
+             * fenced by their attempt). */
+            set_owned(d, sh, 0);
+            sh->releasing = 1;
         }
+        if (sh->releasing && shard_idle(sh))
+            release(d, sh, NULL);
     }
+}
+
+/* Placement nodes weighted by capacity and bounded at LOAD_NUM/LOAD_DEN of
+ * their fair share of the shards, rounded up. Capacity itself (events in
+ * flight) is no bound on shards: a lone dispatcher owns every shard, and
+ * the bounds always add up to more than the shards (no overflow). Returns
+ * a new array (xfree() it). */
+static struct fleet_node *shard_bounds(const struct fleet_node *nodes, size_t nn, int nshards)
+{
+    uint64_t total = 0, s = (uint64_t)nshards;
+    for (size_t i = 0; i < nn; i++)
+        total += nodes[i].capacity;
+    struct fleet_node *w = xmalloc((nn + 1) * sizeof *w);
+    for (size_t i = 0; i < nn; i++) {
+        w[i].id = nodes[i].id;
+        w[i].capacity = (uint32_t)((s * nodes[i].capacity * LOAD_NUM + total * LOAD_DEN - 1) /
+                                   (total * LOAD_DEN));
+    }
+    return w;
 }
 
 static void place(struct dispatcher *d)
@@ -155,13 +267,17 @@ static void place(struct dispatcher *d)
     if (self == nn) {
         /* Our own beat is not seen yet: keep what we have, read again. */
         d->place_due = 1;
-        fleet_refresh(d->fleet);
+        if (now - d->refreshed_at >= 1000) {
+            d->refreshed_at = now;
+            fleet_refresh(d->fleet);
+        }
         return;
     }
     d->place_due = 0;
     d->placed_at = now;
+    struct fleet_node *bounded = shard_bounds(nodes, nn, d->nshards);
     int32_t *owner = xmalloc((size_t)d->nshards * sizeof *owner);
-    if (fleet_place(nodes, nn, d->units, (size_t)d->nshards, owner, NULL) == 0) {
+    if (fleet_place(bounded, nn, d->units, (size_t)d->nshards, owner, NULL) == 0) {
         int mine = 0;
         for (int k = 0; k < d->nshards; k++) {
             d->shards[k].placed = owner[k] == (int32_t)self;
@@ -172,6 +288,7 @@ static void place(struct dispatcher *d)
         d->nplaced = mine;
     }
     xfree(owner);
+    xfree(bounded);
     reconcile(d, now);
 }
 
@@ -198,12 +315,29 @@ static void on_fenced(struct incarnation *inc, const char *why, void *data)
     (void)inc;
     struct dispatcher *d = data;
     int had = d->nowned;
-    for (int k = 0; k < d->nshards; k++)
-        set_owned(d, &d->shards[k], 0);
+    for (int k = 0; k < d->nshards; k++) {
+        struct shard *sh = &d->shards[k];
+        set_owned(d, sh, 0);
+        sh->releasing = 0; /* the new generation's token holds nothing to release */
+    }
     metric_inc(d->m_fenced);
+    metric_add(d->m_shards_lost, had);
     log_warn("fenced: claims stopped on every queue shard; taking them again under a new "
              "generation why=\"%s\" shards=%d",
              why, had);
+}
+
+int owner_may_act(struct dispatcher *d)
+{
+    if (!incarnation_is_live(d->inc))
+        return 0;
+    int64_t gap = time_mono_ms() - d->last_tick;
+    if (d->last_tick > 0 && gap > STALL_MS) {
+        log_warn("event loop was frozen: our alive keys may have expired stalled_ms=%" PRId64, gap);
+        incarnation_fence(d->inc, incarnation_generation(d->inc), "event loop was frozen");
+        return 0;
+    }
+    return 1;
 }
 
 void owner_init(struct dispatcher *d)
@@ -226,6 +360,11 @@ void owner_init(struct dispatcher *d)
                                     "Queue shard leases taken (start, rebalance, takeover)", NULL);
     d->m_released = metrics_counter(m, "superimap_dispatcher_shard_releases_total",
                                     "Queue shard leases given back (rebalance, drain)", NULL);
+    d->m_shards_lost =
+        metrics_counter(m, "superimap_dispatcher_shard_losses_total",
+                        "Queue shards dropped by a self-fencing (their lease may have gone to "
+                        "another dispatcher)",
+                        NULL);
     d->m_fenced =
         metrics_counter(m, "superimap_dispatcher_fences_total",
                         "Times this dispatcher fenced itself and dropped every shard", NULL);
@@ -245,7 +384,7 @@ void owner_ready(struct dispatcher *d)
      * dispatcher may have taken one: claim nothing until each is confirmed
      * (lease_acquire answers 1 for a lease that is still ours). */
     for (int k = 0; k < d->nshards; k++) {
-        set_owned(d, &d->shards[k], 0);
+        set_owned(d, &d->shards[k], 0); /* a shard being released stays so */
         d->shards[k].next_acquire = 0;
     }
     incarnation_start(d->inc);
@@ -293,7 +432,9 @@ void owner_release_all(struct dispatcher *d, void (*done)(void *data), void *dat
     for (int k = 0; k < d->nshards; k++) {
         struct shard *sh = &d->shards[k];
         sh->placed = 0;
-        if (sh->owned)
+        /* At once, calls in flight or not: claims answered from here on are
+         * given back unsent (draining), so the survivors can start now. */
+        if (sh->owned || sh->releasing)
             release(d, sh, on_released);
     }
     log_info("draining: queue shard leases released shards=%d", n);

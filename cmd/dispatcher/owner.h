@@ -4,8 +4,9 @@
  *
  * Membership of the dispatchers comes from core/fleet (role "dispatcher");
  * every dispatcher places the shards, units "0".."N-1", over the live, active
- * ones with fleet_place() (weight = advertised capacity), so all compute the
- * same owner for each shard. A shard placed here is taken with lease_acquire
+ * ones with fleet_place() (weight = advertised capacity; load bounded at 1.25
+ * times the fair share of the shards), so all compute the same owner for
+ * each shard. A shard placed here is taken with lease_acquire
  * on si:{k}:owner under this node's incarnation (core/incarnation: one
  * generation, per-shard alive keys, self-fencing), and claimed from only
  * while that lease is held:
@@ -16,10 +17,16 @@
  *          │                            │    asked again every second
  *          │                            │ -1: our alive key is gone: fence
  *          └─ lease_release ◄── placed elsewhere (claims stop at once;
- *                               requests in flight finish and ack, fenced
- *                               by their attempt token)
+ *                               the lease goes once the shard's calls in
+ *                               flight are answered; requests in flight
+ *                               finish and ack, fenced by their attempt)
  *
  *   fenced: every shard stops at once; the new generation acquires again.
+ *   A loop frozen for longer than the alive keys are sure to outlive
+ *   (SIGSTOP, swapped out) fences as soon as it runs again, before anything
+ *   it queued meanwhile can claim (owner_may_act()).
+ *   Logged at info per shard: "queue shard acquired", "queue shard taken
+ *   over" (from a holder that died or was fenced), "queue shard released".
  *   Redis reconnected: every shard stops and is acquired again (the lease
  *   may be gone with a restart that lost writes).
  *   drain: every lease released, the alive keys deleted, the fleet told: the
@@ -51,7 +58,14 @@ void owner_free(struct dispatcher *d);
  * membership and the incarnation, and takes every owned shard again. */
 void owner_ready(struct dispatcher *d);
 
-/* From the dispatcher's tick: placement when due, acquisitions to retry. */
+/* 1 when owned shards may be acted on (claims, requeues, promotion, stats)
+ * now: the incarnation is live and the loop was not frozen since its last
+ * tick long enough for our alive keys to expire (then it fences, and
+ * returns 0). d->last_tick is the dispatcher's to set. */
+int owner_may_act(struct dispatcher *d);
+
+/* From the dispatcher's tick: placement when due, acquisitions to retry,
+ * releases of shards placed elsewhere whose calls are answered. */
 void owner_tick(struct dispatcher *d, int64_t now);
 
 /* Drain: stops every shard, releases the leases and deletes the alive keys;
