@@ -276,7 +276,8 @@ static double metric_of(const struct proc *d, const char *series)
 }
 
 /* Two dispatchers split the shards between them (each claims only from the
- * shards it owns): each event goes out once, and both take part. */
+ * shards it owns): each event goes out once, and both take part. Takeovers
+ * (drain, kill -9, SIGSTOP) are in test_dispatcher_fleet.c. */
 static void test_two_dispatchers_split_the_shards_without_duplicates(void **state)
 {
     (void)state;
@@ -319,124 +320,6 @@ static void test_two_dispatchers_split_the_shards_without_duplicates(void **stat
     assert_true(delivered[0] + delivered[1] == EVENTS);
     harness_proc_stop(&d1);
     harness_proc_stop(&d2);
-}
-
-/* ---- Shard ownership (cmd/dispatcher/owner.c) ---- */
-
-/* How many of the WF_SHARDS si:{k}:owner leases name an incarnation of
- * dispatcher id ("<id>:<g>"); *bad counts leases naming none of ids[0..n). */
-static int owners_of(const char *id, const char *const *ids, int n, int *bad)
-{
-    int mine = 0;
-    *bad = 0;
-    for (int k = 0; k < WF_SHARDS; k++) {
-        char key[32], val[160];
-        snprintf(key, sizeof key, "si:{%d}:owner", k);
-        redisReply *r = wf_cmd(rc, "GET %s", key);
-        snprintf(val, sizeof val, "%s", r != NULL && r->type == REDIS_REPLY_STRING ? r->str : "");
-        freeReplyObject(r);
-        char *colon = strrchr(val, ':');
-        if (colon != NULL)
-            *colon = '\0';
-        int known = 0;
-        for (int i = 0; i < n; i++)
-            known |= strcmp(val, ids[i]) == 0;
-        *bad += !known;
-        mine += strcmp(val, id) == 0;
-    }
-    return mine;
-}
-
-/* Polls until every shard's lease names one of ids[0..n) and each of them
- * holds some; returns the ms it took, or fails after ms. */
-static long long wait_owners(const char *const *ids, int n, int ms)
-{
-    long long t0 = harness_now_ms();
-    for (;;) {
-        int bad = 0, each = 1;
-        for (int i = 0; i < n; i++)
-            each &= owners_of(ids[i], ids, n, &bad) > 0;
-        if (bad == 0 && each)
-            return harness_now_ms() - t0;
-        if (harness_now_ms() - t0 > ms)
-            fail_msg("shards not owned by the %d live dispatchers after %d ms (%d leases "
-                     "elsewhere)",
-                     n, ms, bad);
-        harness_poll_pause();
-    }
-}
-
-/* Enqueues count new_mail events of partner pid over 64 users (so every
- * shard gets some), message UIDs from first. */
-static void enqueue_spread(const char *pid, unsigned first, unsigned count)
-{
-    for (unsigned i = 0; i < count; i++) {
-        char uid[25], eid[128];
-        wf_uid(uid, 1000 + i % 64);
-        assert_int_equal(wf_new_mail(rc, pid, uid, "fleet", first + i, 200, eid), 1);
-    }
-}
-
-/* Every request received once: n requests, n distinct webhook-ids. */
-static void assert_each_once(size_t want)
-{
-    static struct receiver_request reqs[2048];
-    size_t n = receiver_requests(rx, reqs, sizeof reqs / sizeof reqs[0]);
-    assert_int_equal(n, want);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = i + 1; j < n; j++)
-            if (strcmp(reqs[i].id, reqs[j].id) == 0)
-                fail_msg("webhook-id %s delivered twice", reqs[i].id);
-}
-
-/* Three dispatchers split the shards; one killed with SIGKILL: the survivors
- * take its shards once its alive keys expire (15 s), and the events queued
- * there meanwhile are delivered, each once. */
-static void test_killed_dispatchers_shards_are_taken_over(void **state)
-{
-    (void)state;
-    partner("3", "webhook_concurrency", "64");
-    static struct proc d[3];
-    const char *ids[3] = {"d-fleet-1", "d-fleet-2", "d-fleet-3"};
-    for (int i = 0; i < 3; i++)
-        start_dispatcher(&d[i], ids[i], NULL, NULL);
-    printf("3 dispatchers own every shard after %lld ms\n", wait_owners(ids, 3, 20000));
-    enqueue_spread("3", 1, 192);
-    assert_int_equal(receiver_wait(rx, "3", 192, 20000), 192);
-
-    harness_proc_signal(&d[2], SIGKILL);
-    assert_int_equal(harness_proc_wait(&d[2], 5000), 0);
-    long long t0 = harness_now_ms();
-    enqueue_spread("3", 1000, 192);
-    long long took = wait_owners(ids, 2, 45000);
-    printf("a killed dispatcher's shards taken over after %lld ms\n", took);
-    assert_int_equal(receiver_wait(rx, "3", 384, 20000), 384);
-    printf("events queued at the kill delivered %lld ms after it\n", harness_now_ms() - t0);
-    assert_each_once(384);
-}
-
-/* SIGTERM: the draining dispatcher releases its leases and deletes its alive
- * keys, so the others take its shards at once (not after 15 s). */
-static void test_drained_dispatchers_shards_are_taken_over_at_once(void **state)
-{
-    (void)state;
-    partner("4", "webhook_concurrency", "64");
-    static struct proc d[2];
-    const char *ids[2] = {"d-drain-1", "d-drain-2"};
-    for (int i = 0; i < 2; i++)
-        start_dispatcher(&d[i], ids[i], NULL, NULL);
-    wait_owners(ids, 2, 20000);
-    long long t0 = harness_now_ms();
-    harness_proc_signal(&d[1], SIGTERM);
-    long long took = wait_owners(ids, 1, 5000);
-    printf("a drained dispatcher's shards taken over after %lld ms\n", took);
-    assert_int_equal(harness_proc_wait(&d[1], 10000), 0);
-    assert_true(harness_log_contains(&d[1], "queue shard leases released"));
-    enqueue_spread("4", 1, 128);
-    assert_int_equal(receiver_wait(rx, "4", 128, 20000), 128);
-    assert_each_once(128);
-    printf("drain to every event of the survivor's shards delivered: %lld ms\n",
-           harness_now_ms() - t0);
 }
 
 /* ---- User events (the api enqueues them) ---- */
@@ -966,10 +849,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_thousand_events_over_ten_partners_each_delivered_once_signed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_message_delivered_intact, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_dispatchers_shards_are_taken_over, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_drained_dispatchers_shards_are_taken_over_at_once,
-                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_dispatchers_split_the_shards_without_duplicates,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
