@@ -43,7 +43,10 @@
  *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid
  *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
  *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
- *   si:{k}:owner                    string <node>:<g> of the dispatcher owning shard k
+ *   si:{k}:owner                    string <node>:<g> of the dispatcher owning shard k: the
+ *                                          only one claiming from it (taken and given up
+ *                                          with lease_acquire/lease_release; shards are
+ *                                          placed over si:dispatchers by core/fleet)
  *   si:gen                          string INCR counter of node incarnations
  *   si:{k}:ready:<pid>              list   event ids ready to deliver (LPUSH in, RPOP out)
  *   si:{k}:ready_partners           list   pids with a non-empty ready list (round robin)
