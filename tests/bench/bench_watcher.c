@@ -18,11 +18,12 @@
  * shard set member, change-stream entry, lease, cursor). The three-watcher
  * row uses three Redis servers: placement across watchers is the fleet
  * issue's; here each watcher takes every user it sees. Logins are paced at
- * 5,000/s per watcher (SUPERIMAP_IMAP_LOGINS_PER_SEC): at 20,000/s a burst
- * of 2,000 connect() calls, each near 1 ms of kernel time once 57k loopback
- * sockets crowd the ephemeral ports, kept a watcher's loop from renewing
- * its alive keys for 10 s on this loaded 2-core machine, and all three
- * fenced themselves over and over.
+ * 6,000/s on the machine (SUPERIMAP_IMAP_LOGINS_PER_SEC 6,000 for one
+ * watcher, 2,000 each for three): three watchers at 20,000/s each, with
+ * connect() near 1 ms of kernel time once 57k loopback sockets crowd the
+ * ephemeral ports, queued their renewals behind tens of thousands of
+ * session scripts for over 10 s on this loaded 2-core machine, and fenced
+ * themselves over and over (5,000/s each still did, once).
  *
  * Ramp. One watcher gets 19k plaintext users, then (afresh) 10k TLS users,
  * in RAMP_STEPS equal steps: after each step, once every session is in IDLE
@@ -77,17 +78,18 @@
 #include "tests/integration/webhook_fixture.h"
 #include "tests/unit/redis_fixture.h"
 
-#define SHARDS         64
-#define MAX_W          3
-#define READY_S        20.0
-#define ESTABLISH_S    240.0
-#define SETTLE_S       3.0
-#define IDLE_SAMPLE_S  5.0
-#define RAMP_STEPS     10
-#define RAMP_SETTLE_MS 300
-#define LAT_USERS      1000
-#define LAT_RATE       1000
-#define LAT_SECONDS    5
+#define SHARDS             64
+#define MAX_W              3
+#define READY_S            20.0
+#define LOGINS_PER_MACHINE 6000 /* split between a scenario's watchers */
+#define ESTABLISH_S        240.0
+#define SETTLE_S           3.0
+#define IDLE_SAMPLE_S      5.0
+#define RAMP_STEPS         10
+#define RAMP_SETTLE_MS     300
+#define LAT_USERS          1000
+#define LAT_RATE           1000
+#define LAT_SECONDS        5
 
 static char bin[400];
 static char certdir[64];
@@ -277,22 +279,25 @@ struct watcher {
     double est_s, cpu_pct;
 };
 
-static int watcher_start(struct watcher *w, int i, int max_users)
+/* Starts watcher i of a scenario, logging in at most LOGINS_PER_MACHINE / nw
+ * users a second. */
+static int watcher_start(struct watcher *w, int i, int nw, int max_users)
 {
-    char path[512], url[340], node[64], maxu[64], ca[200];
+    char path[512], url[340], node[64], maxu[64], ca[200], logins[64];
     snprintf(path, sizeof path, "%s/superimap-watcher", bin);
     snprintf(w->c.log, sizeof w->c.log, "%s/watcher%d.log", w->fx.dir, i);
     snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", w->fx.url);
     snprintf(node, sizeof node, "SUPERIMAP_NODE_ID=bench-w%d", i);
     snprintf(maxu, sizeof maxu, "SUPERIMAP_MAX_USERS=%d", max_users);
     snprintf(ca, sizeof ca, "SUPERIMAP_CA_FILE=%s", cert);
+    snprintf(logins, sizeof logins, "SUPERIMAP_IMAP_LOGINS_PER_SEC=%d", LOGINS_PER_MACHINE / nw);
     char *envp[] = {url,
                     node,
                     maxu,
                     ca,
                     (char *)"SUPERIMAP_ENCRYPTION_KEY=" WF_KEY,
                     (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
-                    (char *)"SUPERIMAP_IMAP_LOGINS_PER_SEC=5000",
+                    logins,
                     (char *)"SUPERIMAP_REDIS_TIMEOUT_MS=30000",
                     NULL};
     w->c.pid = spawn(path, envp, w->c.log);
@@ -486,7 +491,7 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
         if (rc == 0)
             rc = fake_start(&f[i], w[i].fx.dir, i, per, sc->tls);
         if (rc == 0)
-            rc = watcher_start(&w[i], i, per);
+            rc = watcher_start(&w[i], i, nw, per);
     }
     if (rc == 0) {
         fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
@@ -560,7 +565,7 @@ static int run_ramp(const char *name, int sessions, int tls, struct crypto_keys 
     if (rc == 0)
         rc = fake_start(&f, w.fx.dir, 0, sessions, tls);
     if (rc == 0)
-        rc = watcher_start(&w, 0, sessions);
+        rc = watcher_start(&w, 0, 1, sessions);
     if (rc == 0) {
         fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
         w.rss0 = bench_rss_kib(w.c.pid);
@@ -747,7 +752,7 @@ static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct 
     if (rc == 0)
         rc = fake_start(f, w->fx.dir, 0, LAT_USERS, 0);
     if (rc == 0)
-        rc = watcher_start(w, 0, LAT_USERS);
+        rc = watcher_start(w, 0, 1, LAT_USERS);
     redisContext *c = rc == 0 ? redis_fixture_connect(&w->fx, 3000) : NULL;
     if (c == NULL)
         return -1;
