@@ -168,6 +168,14 @@ static void test_sigterm_removes_heartbeat_and_exits_zero(void **state)
         assert_string_equal(out, "1");
         harness_proc_signal(&p, SIGTERM);
         assert_int_equal(harness_proc_wait(&p, 15000), 0);
+        if (p.exit_code != 0) { /* a crash's stack is in its log (core/node.c) */
+            char cmd[400];
+            snprintf(cmd, sizeof cmd, "tail -n 40 %s >&2", p.log);
+            fprintf(stderr, "%s exited %d after SIGTERM; its log:\n", roles[i][0], p.exit_code);
+            fflush(stderr);
+            if (system(cmd) != 0)
+                fprintf(stderr, "(cannot show %s)\n", p.log);
+        }
         assert_int_equal(p.exit_code, 0);
         assert_int_equal(
             harness_redis_get(&redis, out, sizeof out, "EXISTS si:node:%s", roles[i][1]), 0);
