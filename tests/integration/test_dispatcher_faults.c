@@ -21,7 +21,7 @@
 
 #include "tests/integration/harness.h"
 #include "tests/integration/receiver.h"
-#include "tests/integration/webhook_fixture.h"
+#include "tests/integration/test_dispatcher_fixture.h"
 
 static struct redis_srv redis;
 static redisContext *rc;
@@ -31,39 +31,25 @@ static char base[64];
 static int suite_setup(void **state)
 {
     (void)state;
-    if (harness_redis_start(&redis) < 0)
-        return -1;
-    rc = harness_redis_connect(&redis);
-    return rc == NULL ? -1 : 0;
+    return dx_suite_start(&redis, &rc);
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    harness_stop_all();
-    redisFree(rc);
-    harness_redis_stop(&redis);
-    return 0;
+    return dx_suite_stop(&redis, rc);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    freeReplyObject(wf_cmd(rc, "FLUSHALL"));
-    rx = receiver_start("127.0.0.1", 1, 0);
-    if (rx == NULL)
-        return -1;
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", receiver_port(rx));
-    return 0;
+    return dx_case_start(rc, 0, &rx, base);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    harness_stop_all();
-    receiver_stop(rx);
-    rx = NULL;
-    return 0;
+    return dx_case_stop(&rx);
 }
 
 static void start_dispatcher_div(struct proc *p, const char *id, const char *timeout_ms,

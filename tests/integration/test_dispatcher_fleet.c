@@ -27,7 +27,7 @@
 
 #include "tests/integration/harness.h"
 #include "tests/integration/receiver.h"
-#include "tests/integration/webhook_fixture.h"
+#include "tests/integration/test_dispatcher_fixture.h"
 
 #define NDISP 3
 #define PID   "7"
@@ -61,19 +61,13 @@ static int suite_setup(void **state)
             found++;
         }
     }
-    if (found < WF_SHARDS || harness_redis_start(&fx.redis) < 0)
-        return -1;
-    fx.rc = harness_redis_connect(&fx.redis);
-    return fx.rc == NULL ? -1 : 0;
+    return found < WF_SHARDS ? -1 : dx_suite_start(&fx.redis, &fx.rc);
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    harness_stop_all();
-    redisFree(fx.rc);
-    harness_redis_stop(&fx.redis);
-    return 0;
+    return dx_suite_stop(&fx.redis, fx.rc);
 }
 
 /* A clean Redis, the receiver (each answer delayed by delay_ms, so that
@@ -81,14 +75,11 @@ static int suite_teardown(void **state)
  * dispatchers, ready. */
 static int start_fleet(int delay_ms)
 {
-    freeReplyObject(wf_cmd(fx.rc, "FLUSHALL"));
     fx.next_uid = 1;
     fx.enqueued = 0;
-    fx.rx = receiver_start("127.0.0.1", 1, 0);
-    if (fx.rx == NULL)
-        return -1;
     char base[64], whsec[64];
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", receiver_port(fx.rx));
+    if (dx_case_start(fx.rc, 0, &fx.rx, base) < 0)
+        return -1;
     wf_whsec(whsec, sizeof whsec);
     wf_partner(fx.rc, PID, base, "fleet-api-key-0123456789", whsec, "webhook_concurrency", "64",
                NULL);
@@ -111,10 +102,7 @@ static int start_fleet(int delay_ms)
 static int teardown(void **state)
 {
     (void)state;
-    harness_stop_all();
-    receiver_stop(fx.rx);
-    fx.rx = NULL;
-    return 0;
+    return dx_case_stop(&fx.rx);
 }
 
 /* ---- Shard leases ---- */

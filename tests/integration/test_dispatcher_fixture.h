@@ -1,0 +1,64 @@
+/*
+ * Set-up shared by the dispatcher's integration suites (test_dispatcher*.c):
+ * the suite's redis-server with one blocking connection, and per test an
+ * empty Redis and a fresh receiver (tests/integration/receiver.h) whose URL
+ * base partners' webhook URLs start with. Header-only (static functions),
+ * like test_watcher_fixture.h.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TESTS_INTEGRATION_TEST_DISPATCHER_FIXTURE_H
+#define TESTS_INTEGRATION_TEST_DISPATCHER_FIXTURE_H
+
+#include <stdio.h>
+
+#include <hiredis/hiredis.h>
+
+#include "tests/integration/harness.h"
+#include "tests/integration/receiver.h"
+#include "tests/integration/webhook_fixture.h"
+
+#define DX_FN static __attribute__((unused))
+
+/* Starts Redis r and connects *rc to it. 0 or -1. */
+DX_FN int dx_suite_start(struct redis_srv *r, redisContext **rc)
+{
+    if (harness_redis_start(r) < 0)
+        return -1;
+    *rc = harness_redis_connect(r);
+    return *rc == NULL ? -1 : 0;
+}
+
+/* Stops every harness process, closes rc and stops Redis r. */
+DX_FN int dx_suite_stop(struct redis_srv *r, redisContext *rc)
+{
+    harness_stop_all();
+    redisFree(rc);
+    harness_redis_stop(r);
+    return 0;
+}
+
+/* Before a test: Redis emptied, a receiver started on 127.0.0.1 (checking
+ * signatures; keeping bodies when keep_bodies) into *rx, its
+ * "http://127.0.0.1:<port>" into base (64 bytes). 0 or -1. */
+DX_FN int dx_case_start(redisContext *rc, int keep_bodies, struct receiver **rx, char base[64])
+{
+    freeReplyObject(wf_cmd(rc, "FLUSHALL"));
+    *rx = receiver_start("127.0.0.1", 1, keep_bodies);
+    if (*rx == NULL)
+        return -1;
+    snprintf(base, 64, "http://127.0.0.1:%d", receiver_port(*rx));
+    return 0;
+}
+
+/* After a test: every harness process stopped (the suite's Redis stays),
+ * then the receiver. */
+DX_FN int dx_case_stop(struct receiver **rx)
+{
+    harness_stop_all();
+    receiver_stop(*rx);
+    *rx = NULL;
+    return 0;
+}
+
+#endif
