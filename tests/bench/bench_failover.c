@@ -108,7 +108,7 @@ static int start_watcher(int i)
 
 static double watching(int i)
 {
-    return running[i] ? fx_metric(w[i].port, "superimap_watcher_sessions_watching") : 0;
+    return running[i] ? harness_metric(w[i].port, "superimap_watcher_sessions_watching") : 0;
 }
 
 /*
@@ -121,7 +121,7 @@ static int read_owners(signed char *owner)
     char tok[NW][48];
     for (int i = 0; i < NW; i++) {
         long long gen =
-            running[i] ? (long long)fx_metric(w[i].port, "superimap_watcher_generation") : -1;
+            running[i] ? (long long)harness_metric(w[i].port, "superimap_watcher_generation") : -1;
         snprintf(tok[i], sizeof tok[i], "%.15s:%lld", names[i], gen);
     }
     redisContext *c = harness_redis_connect(&redis);
@@ -168,8 +168,8 @@ static int all_watched(signed char *owner)
         if (!running[i])
             continue;
         double mine = watching(i);
-        if (mine != fx_metric(w[i].port, "superimap_watcher_users_placed") ||
-            fx_metric(w[i].port, "superimap_watcher_fleet_watchers") != nrunning)
+        if (mine != harness_metric(w[i].port, "superimap_watcher_users_placed") ||
+            harness_metric(w[i].port, "superimap_watcher_fleet_watchers") != nrunning)
             return 0;
         sum += mine;
     }

@@ -493,6 +493,21 @@ int harness_http_get(int port, const char *path, char *body, size_t bodylen)
     return (int)status;
 }
 
+double harness_metric(int port, const char *series)
+{
+    static char body[1 << 20];
+    if (harness_http_get(port, "/metrics", body, sizeof body) != 200)
+        return -1;
+    size_t n = strlen(series);
+    for (char *line = body; line != NULL && *line;) {
+        char *nl = strchr(line, '\n');
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            return atof(line + n + 1);
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
 int harness_wait_http(int port, const char *path, int status, int ms)
 {
     long long deadline = harness_now_ms() + ms;

@@ -111,6 +111,10 @@ int harness_http_get(int port, const char *path, char *body, size_t bodylen);
 /* Polls GET path until it answers status or ms pass; 0 or -1. */
 int harness_wait_http(int port, const char *path, int status, int ms);
 
+/* The value of series (metric name with its labels, as printed) in the
+ * /metrics of the node on port, or -1 when absent or unreachable. */
+double harness_metric(int port, const char *series);
+
 /* Full path of binary ("superimap-api") in the build under test. */
 const char *harness_bin(const char *binary, char *out, size_t outlen);
 

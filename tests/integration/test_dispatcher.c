@@ -248,19 +248,6 @@ static void test_large_message_delivered_intact(void **state)
     harness_proc_stop(&d);
 }
 
-/* The value of a dispatcher's metric series (name and labels, then a space:
- * matched at the start of a line, not in its # HELP), or -1 when absent. */
-static double metric_of(const struct proc *d, const char *series)
-{
-    static char body[1 << 20];
-    assert_int_equal(harness_http_get(d->port, "/metrics", body, sizeof body), 200);
-    size_t n = strlen(series);
-    for (const char *p = body; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p)
-        if (strncmp(p, series, n) == 0)
-            return atof(p + n);
-    return -1;
-}
-
 /* Two dispatchers split the shards between them (each claims only from the
  * shards it owns): each event goes out once, and both take part. Takeovers
  * (drain, kill -9, SIGSTOP) are in test_dispatcher_fleet.c. */
@@ -272,11 +259,11 @@ static void test_two_dispatchers_split_the_shards_without_duplicates(void **stat
     struct proc d1, d2;
     start_dispatcher(&d1, "d-two-1", NULL, NULL);
     start_dispatcher(&d2, "d-two-2", NULL, NULL);
-    const char *owned = "superimap_dispatcher_shards_owned ";
+    const char *owned = "superimap_dispatcher_shards_owned";
     long long until = harness_now_ms() + 20000;
     double o1, o2;
-    while ((o1 = metric_of(&d1, owned)) + (o2 = metric_of(&d2, owned)) != 64 || o1 == 0 ||
-           o2 == 0) {
+    while ((o1 = harness_metric(d1.port, owned)) + (o2 = harness_metric(d2.port, owned)) != 64 ||
+           o1 == 0 || o2 == 0) {
         assert_true(harness_now_ms() < until);
         harness_poll_pause();
     }
@@ -292,11 +279,11 @@ static void test_two_dispatchers_split_the_shards_without_duplicates(void **stat
     assert_int_equal(n, EVENTS); /* none twice */
     double delivered[2] = {0, 0};
     struct proc *ds[2] = {&d1, &d2};
-    const char *series = "superimap_webhook_deliveries_total{result=\"delivered\"} ";
+    const char *series = "superimap_webhook_deliveries_total{result=\"delivered\"}";
     long long deadline = harness_now_ms() + 10000;
     do { /* the last answers may still be on their way back to the dispatchers */
         for (int i = 0; i < 2; i++)
-            delivered[i] = metric_of(ds[i], series);
+            delivered[i] = harness_metric(ds[i]->port, series);
         if (delivered[0] + delivered[1] == EVENTS)
             break;
         harness_poll_pause();

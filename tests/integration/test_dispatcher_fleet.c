@@ -217,20 +217,6 @@ static void expect_each_delivered_once(int ms)
     assert_int_equal((int)n, fx.enqueued);
 }
 
-/* The value of a series in dispatcher i's /metrics (-1 when absent). */
-static double metric_of(int i, const char *series)
-{
-    static char body[1 << 20];
-    assert_int_equal(harness_http_get(fx.d[i].port, "/metrics", body, sizeof body), 200);
-    size_t n = strlen(series);
-    for (const char *p = body; p != NULL; p = strchr(p, '\n')) {
-        p += *p == '\n';
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return atof(p + n + 1);
-    }
-    return -1;
-}
-
 /* ---- Tests ---- */
 
 static void test_three_dispatchers_split_the_shards_and_deliver_each_event_once(void **state)
@@ -245,10 +231,12 @@ static void test_three_dispatchers_split_the_shards_and_deliver_each_event_once(
     /* Metrics and si:node:<id> "shards" agree with the leases. */
     double sum = 0;
     for (int i = 0; i < NDISP; i++) {
-        double owned = metric_of(i, "superimap_dispatcher_shards_owned");
+        double owned = harness_metric(fx.d[i].port, "superimap_dispatcher_shards_owned");
         assert_true(owned == o.count[i]);
-        assert_true(metric_of(i, "superimap_dispatcher_shard_acquisitions_total") >= owned);
-        sum += metric_of(i, "superimap_webhook_deliveries_total{result=\"delivered\"}");
+        assert_true(harness_metric(fx.d[i].port, "superimap_dispatcher_shard_acquisitions_total") >=
+                    owned);
+        sum += harness_metric(fx.d[i].port,
+                              "superimap_webhook_deliveries_total{result=\"delivered\"}");
     }
     assert_true(sum == fx.enqueued);
     long long deadline = harness_now_ms() + 12000; /* a heartbeat every 5 s */

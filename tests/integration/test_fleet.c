@@ -144,7 +144,7 @@ static double watching_total(void)
     double t = 0;
     for (int i = 0; i < NW; i++)
         if (alive[i])
-            t += fx_metric(w[i].port, "superimap_watcher_sessions_watching");
+            t += harness_metric(w[i].port, "superimap_watcher_sessions_watching");
     return t;
 }
 
@@ -161,9 +161,9 @@ static int wait_settled(int ms)
         for (int i = 0; i < NW && ok; i++) {
             if (!alive[i])
                 continue;
-            ok = fx_metric(w[i].port, "superimap_watcher_fleet_watchers") == nalive &&
-                 fx_metric(w[i].port, "superimap_watcher_users_placed") ==
-                     fx_metric(w[i].port, "superimap_watcher_sessions_watching");
+            ok = harness_metric(w[i].port, "superimap_watcher_fleet_watchers") == nalive &&
+                 harness_metric(w[i].port, "superimap_watcher_users_placed") ==
+                     harness_metric(w[i].port, "superimap_watcher_sessions_watching");
         }
         if (ok)
             return 0;
@@ -276,7 +276,8 @@ static void test_fleet_places_moves_and_takes_over_users(void **state)
     for (int i = 0; i < 3; i++)
         assert_in_range(counts[i], USERS / 3 * 85 / 100, USERS / 3 * 115 / 100);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(fx_metric(w[i].port, "superimap_watcher_sessions_watching"), counts[i]);
+        assert_int_equal(harness_metric(w[i].port, "superimap_watcher_sessions_watching"),
+                         counts[i]);
     assert_one_session_per_user();
 
     /* A fourth joins while mail arrives for every user. */
@@ -358,7 +359,7 @@ static void test_capacities_100_and_300_split_400_users_and_report_overflow(void
     lease_counts(400, counts, &orphans);
     assert_int_equal(counts[0], 100);
     assert_int_equal(counts[1], 300);
-    assert_int_equal(fx_metric(w[0].port, "superimap_watcher_users_unassigned"), 0);
+    assert_int_equal(harness_metric(w[0].port, "superimap_watcher_users_unassigned"), 0);
 
     /* 500 more than the fleet can take: reported, not silently unserved. */
     create_users(400, 900);

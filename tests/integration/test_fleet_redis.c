@@ -137,7 +137,7 @@ static int all_watched(int counts[NW])
     for (int i = 0; i < NW; i++) {
         counts[i] = 0;
         snprintf(token[i], sizeof token[i], "%s:%.0f", names[i],
-                 fx_metric(w[i].port, "superimap_watcher_generation"));
+                 harness_metric(w[i].port, "superimap_watcher_generation"));
     }
     redisReply *r = fx_cmdv(&redis, NUSERS + 1, argv, NULL);
     int held = 0;
@@ -157,9 +157,9 @@ static int all_watched(int counts[NW])
         return 0;
     double watching = 0;
     for (int i = 0; i < NW; i++) {
-        double mine = fx_metric(w[i].port, "superimap_watcher_sessions_watching");
-        if (fx_metric(w[i].port, "superimap_watcher_fleet_watchers") != NW ||
-            fx_metric(w[i].port, "superimap_watcher_users_placed") != mine)
+        double mine = harness_metric(w[i].port, "superimap_watcher_sessions_watching");
+        if (harness_metric(w[i].port, "superimap_watcher_fleet_watchers") != NW ||
+            harness_metric(w[i].port, "superimap_watcher_users_placed") != mine)
             return 0;
         watching += mine;
     }
@@ -356,7 +356,7 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
 
     double moves[NW]; /* hand-overs while the fleet formed */
     for (int i = 0; i < NW; i++)
-        moves[i] = fx_metric(w[i].port, "superimap_watcher_moves_total");
+        moves[i] = harness_metric(w[i].port, "superimap_watcher_moves_total");
 
     pump_for(2000);
     kill_and_restart(0, "killed and restarted at once");
@@ -376,7 +376,7 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
             "after Redis answered; %lld IMAP logins since the kill\n",
             NUSERS, ms / 1000.0, fakeimap_stat(&srv, "logins") - logins_before);
     for (int i = 0; i < NW; i++)
-        assert_true(fx_metric(w[i].port, "superimap_watcher_fences_total") >= 1);
+        assert_true(harness_metric(w[i].port, "superimap_watcher_fences_total") >= 1);
     assert_one_session_per_user();
 
     /* Every write of that recovery lost: the new generations, their alive
@@ -399,7 +399,7 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
     assert_one_session_per_user();
     /* Placement never changed: no watcher saw itself alone after an outage. */
     for (int i = 0; i < NW; i++)
-        assert_int_equal(fx_metric(w[i].port, "superimap_watcher_moves_total"), moves[i]);
+        assert_int_equal(harness_metric(w[i].port, "superimap_watcher_moves_total"), moves[i]);
     /* A clean stop after all that (sanitizer builds check for leaks). */
     for (int i = 0; i < NW; i++)
         harness_proc_signal(&w[i], SIGTERM);

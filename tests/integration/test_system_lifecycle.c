@@ -71,7 +71,7 @@ static int sessions(void)
 {
     int n = 0;
     for (int i = 0; i < fleet.nwatchers; i++)
-        n += (int)fx_metric(fleet.watcher[i].p.port, "superimap_watcher_sessions");
+        n += (int)harness_metric(fleet.watcher[i].p.port, "superimap_watcher_sessions");
     return n;
 }
 

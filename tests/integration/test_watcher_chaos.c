@@ -156,7 +156,7 @@ static void test_every_message_exactly_once_under_faults(void **state)
         }
         long long want = (long long)(round + 1) * USERS * 8 / 10;
         long long deadline = harness_now_ms() + 1000;
-        while (fx_metric(w.port, "superimap_watcher_mail_recorded_total") < want &&
+        while (harness_metric(w.port, "superimap_watcher_mail_recorded_total") < want &&
                harness_now_ms() < deadline)
             harness_poll_pause();
     }
@@ -236,9 +236,9 @@ static void test_every_message_exactly_once_under_faults(void **state)
     assert_int_equal(harness_http_get(w.port, "/healthz", NULL, 0), 200);
     fprintf(stderr, "chaos: %lld faults injected, %g reconnect-worthy errors, %g duplicates\n",
             injected,
-            fx_metric(w.port, "superimap_watcher_session_errors_total{kind=\"protocol\"}") +
-                fx_metric(w.port, "superimap_watcher_session_errors_total{kind=\"network\"}"),
-            fx_metric(w.port, "superimap_watcher_mail_duplicates_total"));
+            harness_metric(w.port, "superimap_watcher_session_errors_total{kind=\"protocol\"}") +
+                harness_metric(w.port, "superimap_watcher_session_errors_total{kind=\"network\"}"),
+            harness_metric(w.port, "superimap_watcher_mail_duplicates_total"));
     harness_proc_stop(&w);
 }
 

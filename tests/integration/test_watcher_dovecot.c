@@ -225,8 +225,8 @@ static void test_one_event_per_message_in_each_tls_mode(void **state)
         assert_true(atoll(last_email) > 0);
     }
     assert_true(harness_log_contains(&w, "provider loaded\" code=dv-tls"));
-    assert_int_equal(fx_metric(w.port, "superimap_watcher_mail_recorded_total"), 6);
-    assert_int_equal(fx_metric(w.port, "superimap_watcher_sessions_watching"), 3);
+    assert_int_equal(harness_metric(w.port, "superimap_watcher_mail_recorded_total"), 6);
+    assert_int_equal(harness_metric(w.port, "superimap_watcher_sessions_watching"), 3);
     harness_proc_stop(&w);
 }
 
@@ -293,7 +293,7 @@ static void test_8bit_mail_gets_base64_and_big_mail_too_large(void **state)
     assert_string_equal(fx_json_str(v, "envelope", "subject", NULL), "big");
     assert_int_equal(strlen(json_get_str(v, "sha1")), 40);
     json_free(v);
-    assert_int_equal(fx_metric(w.port, "superimap_watcher_mail_too_large_total"), 1);
+    assert_int_equal(harness_metric(w.port, "superimap_watcher_mail_too_large_total"), 1);
     assert_no_seen("user4");
     harness_proc_stop(&w);
 }
@@ -313,7 +313,8 @@ static void test_wrong_password_gives_auth_failed(void **state)
     char err[256];
     fx_user_field(&redis, bad, "last_error", err, sizeof err);
     assert_non_null(strstr(err, "login refused"));
-    assert_true(fx_metric(w.port, "superimap_watcher_session_errors_total{kind=\"auth\"}") >= 1);
+    assert_true(harness_metric(w.port, "superimap_watcher_session_errors_total{kind=\"auth\"}") >=
+                1);
     assert_int_equal(harness_http_get(w.port, "/healthz", NULL, 0), 200);
     assert_false(harness_log_contains(&w, "wrong \"pass"));
     harness_proc_stop(&w);
@@ -340,9 +341,9 @@ static void test_users_added_and_archived_while_running(void **state)
 
     assert_int_equal(fx_archive(&redis, uid), 0);
     long long deadline = harness_now_ms() + 5000;
-    while (fx_metric(w.port, "superimap_watcher_sessions") != 0 && harness_now_ms() < deadline)
+    while (harness_metric(w.port, "superimap_watcher_sessions") != 0 && harness_now_ms() < deadline)
         harness_poll_pause();
-    assert_int_equal(fx_metric(w.port, "superimap_watcher_sessions"), 0);
+    assert_int_equal(harness_metric(w.port, "superimap_watcher_sessions"), 0);
     /* The archived user's lease is given back. */
     deadline = harness_now_ms() + 5000;
     do {
@@ -395,7 +396,7 @@ static void test_restart_resumes_from_cursor_without_duplicates(void **state)
     snprintf(want, sizeof want, "%s.%lu.1 %s.%lu.2 %s.%lu.3", uid, uv, uid, uv, uid, uv);
     assert_string_equal(ids, want);
     check_event(uid, "user8", "dv", uv, 2, 2);
-    assert_int_equal(fx_metric(w.port, "superimap_watcher_mail_duplicates_total"), 0);
+    assert_int_equal(harness_metric(w.port, "superimap_watcher_mail_duplicates_total"), 0);
     harness_proc_stop(&w);
 }
 

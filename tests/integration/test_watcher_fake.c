@@ -184,7 +184,7 @@ static void test_stale_lease_cannot_record_and_watcher_comes_back(void **state)
     assert_int_equal(wait_no_session("user1", 10000), 0);
     lease_of(uid, lease, sizeof lease);
     assert_string_equal(lease, "intruder:1");
-    assert_true(fx_metric(w.port, "superimap_watcher_lease_busy_total") >= 1);
+    assert_true(harness_metric(w.port, "superimap_watcher_lease_busy_total") >= 1);
 
     /* The intruder dies: the watcher takes the user and records the mail once. */
     get(out, sizeof out, "DEL si:{%u}:alive:intruder:1", k);
@@ -310,13 +310,13 @@ static void test_users_over_capacity_are_unassigned_then_promoted(void **state)
     assert_true(unassigned >= 0);
     assert_int_equal(watching, 2);
     assert_int_equal(harness_wait_log(&w, "users over capacity stay unwatched", 12000), 0);
-    assert_int_equal(fx_metric(w.port, "superimap_watcher_sessions"), 2);
+    assert_int_equal(harness_metric(w.port, "superimap_watcher_sessions"), 2);
 
     /* A watched user leaves: the unassigned one takes its place. */
     int gone = unassigned == 0 ? 1 : 0;
     assert_int_equal(fx_archive(&redis, uids[gone]), 0);
     assert_int_equal(fx_wait_user_field(&redis, uids[unassigned], "state", "watching", 5000), 0);
-    assert_int_equal(fx_metric(w.port, "superimap_watcher_users_unassigned"), 0);
+    assert_int_equal(harness_metric(w.port, "superimap_watcher_users_unassigned"), 0);
     harness_proc_stop(&w);
 }
 
@@ -330,8 +330,8 @@ static void test_throttling_and_refused_login_show_and_heal(void **state)
     struct proc w;
     assert_int_equal(start_watcher(&w, NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "throttled", 10000), 0);
-    assert_true(fx_metric(w.port, "superimap_watcher_session_errors_total{kind=\"throttled\"}") >=
-                1);
+    assert_true(
+        harness_metric(w.port, "superimap_watcher_session_errors_total{kind=\"throttled\"}") >= 1);
     assert_int_equal(fakeimap_faults(&srv, 0, 1, "none"), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
 

@@ -287,29 +287,13 @@ FX_FN const char *fx_json_str(yajl_val v, ...)
     return last != NULL ? json_get_str(v, last) : NULL;
 }
 
-/* The value of one metric line ("name{labels} value") from /metrics, or -1. */
-FX_FN double fx_metric(int port, const char *series)
-{
-    static char body[1 << 18];
-    if (harness_http_get(port, "/metrics", body, sizeof body) != 200)
-        return -1;
-    size_t n = strlen(series);
-    for (char *line = body; line != NULL && *line;) {
-        char *nl = strchr(line, '\n');
-        if (strncmp(line, series, n) == 0 && line[n] == ' ')
-            return atof(line + n + 1);
-        line = nl ? nl + 1 : NULL;
-    }
-    return -1;
-}
-
 /* Polls a metric until it is at least want; 0 or -1. */
 FX_FN int fx_wait_metric(int port, const char *series, double want, int ms)
 {
     long long deadline = harness_now_ms() + ms;
     double v;
     do {
-        v = fx_metric(port, series);
+        v = harness_metric(port, series);
         if (v >= want)
             return 0;
         harness_poll_pause();
