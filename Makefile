@@ -132,7 +132,7 @@ deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@sh scripts/run.sh $(O)
+	@bash scripts/run.sh $(O)
 
 # `make demo`: the whole product on this machine, one mail end to end
 # (scripts/demo.sh), with its helper built from tests/demo/.
