@@ -2,6 +2,7 @@
 #
 #   make              build every binary into build/bin/
 #   make deps         install the Debian packages the build, run and tests need
+#   make run-deps     only those the build, make run and make demo need
 #   make run          private Redis + api + watcher + dispatcher in the foreground
 #   make demo         the whole fleet on this machine, one mail to a signed webhook
 #   make soak         DURATION=<s> (600): the fleet under faults and restarts, a report
@@ -69,7 +70,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(O)/bench/%)
 
-.PHONY: all deps run test tests check-asan valgrind fuzz bench format format-check clean readme-config
+.PHONY: all deps run-deps run test tests check-asan valgrind fuzz bench format format-check clean readme-config
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -127,10 +128,14 @@ tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 
 # ---- Set-up, run, test ----
 
+# Neither ever removes a package (scripts/deps.sh says why it stops instead).
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh test
 
-run: deps
+run-deps:
+	@sh scripts/deps.sh run
+
+run: run-deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/run.sh $(O)
 
@@ -138,7 +143,7 @@ run: deps
 # (scripts/demo.sh), with its helper built from tests/demo/.
 DEMO_TOOL := $(O)/tools/demo-tool
 .PHONY: demo
-demo: deps
+demo: run-deps
 	@$(MAKE) --no-print-directory all $(DEMO_TOOL)
 	@bash scripts/demo.sh $(O)
 

@@ -1,27 +1,95 @@
 #!/bin/sh
-# Installs, with apt-get, the Debian packages that superimap's build, `make run`
-# and `make test` need, and only those missing; runs `apt-get update` only when
-# something is. A no-op on a machine that has them all.
+# Installs, with apt-get, the Debian packages superimap needs, and only those
+# missing. Never removes a package: apt is asked first, in simulation, what the
+# installation would do; when it would remove anything (another IMAP server
+# conflicting with Dovecot, say) nothing is installed and this script says
+# which package is in the way and how to proceed.
+#
+#   scripts/deps.sh [--dry-run] [GROUP | PACKAGE]...
+#
+# GROUP run:  what `make`, `make run` and `make demo` need (compiler, libraries,
+#             redis-server, the tools scripts/run.sh calls); `make run-deps`
+# GROUP test: run, plus what the tests, sanitizers, fuzzers and benchmarks need
+#             (Dovecot, clang, valgrind, ...); `make deps`. The default.
+# Any other word is a package name, installed the same way.
+# --dry-run:  say what would be installed, or why it cannot be; change nothing.
+#
+# `apt-get update` runs only when something is missing. Exit 0 when everything
+# is there, 1 when an installation would remove packages or apt fails, 2 on
+# bad arguments.
 # SPDX-License-Identifier: MIT
 set -eu
-PACKAGES="make gcc libc6-dev pkg-config git ca-certificates curl
+
+RUN_PACKAGES="make gcc libc6-dev pkg-config git ca-certificates curl openssl
 libhiredis-dev libev-dev libssl-dev libcurl4-openssl-dev libyajl-dev libcivetweb-dev
-libcmocka-dev redis-server redis-tools dovecot-imapd clang libclang-rt-14-dev valgrind
-clang-format docker-compose openssl wrk gnuplot-nox"
+redis-server redis-tools"
+TEST_PACKAGES="$RUN_PACKAGES libcmocka-dev dovecot-imapd clang libclang-rt-14-dev valgrind
+clang-format wrk gnuplot-nox"
+
+say() { printf 'make deps: %s\n' "$*"; }
+
+dry_run=0
+wanted=""
+for arg in "$@"; do
+    case "$arg" in
+    --dry-run) dry_run=1 ;;
+    run) wanted="$wanted $RUN_PACKAGES" ;;
+    test) wanted="$wanted $TEST_PACKAGES" ;;
+    -*)
+        echo "usage: scripts/deps.sh [--dry-run] [run | test | PACKAGE]..." >&2
+        exit 2
+        ;;
+    *) wanted="$wanted $arg" ;;
+    esac
+done
+[ -n "$wanted" ] || wanted=$TEST_PACKAGES
 
 missing=""
-for p in $PACKAGES; do
+for p in $wanted; do
+    case " $missing " in *" $p "*) continue ;; esac
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in
     *"install ok installed"*) ;;
     *) missing="$missing $p" ;;
     esac
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+    [ "$dry_run" -eq 0 ] || say "nothing to install"
+    exit 0
+fi
 
-echo "make deps: installing:$missing"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "+ $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends$missing"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+# Another apt (unattended-upgrades, a second make) may hold the lock: wait.
+APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300"
+
+say "missing:$missing"
+$APT update -qq
+
+# What would apt do? "Remv" lines name the packages it would remove.
+sim=$($APT install -s -y --no-install-recommends $missing 2>&1) || {
+    printf '%s\n' "$sim" >&2
+    say "apt cannot install:$missing (its answer is above); nothing was changed" >&2
+    exit 1
+}
+removed=$(printf '%s\n' "$sim" | sed -n 's/^Remv \([^ ]*\).*/\1/p' | tr '\n' ' ')
+removed=${removed% }
+if [ -n "$removed" ]; then
+    {
+        say "installing$missing would remove: $removed"
+        say "nothing was changed: a set-up command never removes a package you have."
+        say "To proceed, remove them yourself if you no longer need them"
+        say "(apt-get remove $removed) and run this again. If one is another IMAP"
+        say "server, which conflicts with dovecot-imapd: 'make run-deps' installs only"
+        say "what building and running need (no Dovecot); run the tests on another machine."
+    } >&2
+    exit 1
+fi
+if [ "$dry_run" -eq 1 ]; then
+    say "would install:$missing (nothing removed)"
+    exit 0
+fi
+
+echo "+ $APT install -y --no-install-recommends --no-remove$missing"
+# --no-remove: even if the simulation above were wrong, apt aborts rather than remove.
+$APT install -y -qq --no-install-recommends --no-remove $missing
