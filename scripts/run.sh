@@ -3,10 +3,17 @@
 # api, one watcher and one dispatcher in the foreground, each log line
 # prefixed with its role. The encryption key and admin token are generated
 # into ./run/ (mode 600) on the first start and reused after. Ctrl-C stops
-# everything this script started, by PID.
+# everything this script started, by PID: the nodes first (each drains), Redis
+# last.
 #
-# Ports: api on SUPERIMAP_API_ADDR (default 127.0.0.1:8080), watcher metrics on
-# 127.0.0.1:9101, dispatcher metrics on 127.0.0.1:9102.
+#   bash scripts/run.sh [build dir]          (default: build)
+#
+# Addresses (host:port), each overridable:
+#   SUPERIMAP_API_ADDR         the api                  (default 127.0.0.1:8080)
+#   SUPERIMAP_WATCHER_ADDR     the watcher's metrics    (default 127.0.0.1:9101)
+#   SUPERIMAP_DISPATCHER_ADDR  the dispatcher's metrics (default 127.0.0.1:9102)
+# Exits 1 when a node does not become ready within 30 s (its log says why),
+# or when another `make run` already uses ./run/.
 # SPDX-License-Identifier: MIT
 set -euo pipefail
 
@@ -14,8 +21,19 @@ O=${1:-build}
 BIN="$O/bin"
 RUN="$PWD/run"
 API_ADDR=${SUPERIMAP_API_ADDR:-127.0.0.1:8080}
+WATCHER_ADDR=${SUPERIMAP_WATCHER_ADDR:-127.0.0.1:9101}
+DISPATCHER_ADDR=${SUPERIMAP_DISPATCHER_ADDR:-127.0.0.1:9102}
+
+die() {
+    echo "make run: $*" >&2
+    exit 1
+}
+
 mkdir -p "$RUN"
 chmod 700 "$RUN"
+# Redis would take over the socket of a running one: one `make run` per ./run/.
+exec 9>"$RUN/lock"
+flock -n 9 || die "another make run is using $RUN (stop it first)"
 
 umask 077
 [ -s "$RUN/encryption.key" ] || openssl rand -hex 32 > "$RUN/encryption.key"
@@ -23,59 +41,82 @@ umask 077
 umask 022
 
 pids=()
+roles=()
 stop() {
     trap - INT TERM EXIT
     echo "stopping..."
-    # Nodes first (they drain and deregister through Redis), Redis last.
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${pids[i]}" 2>/dev/null || true
-        wait "${pids[i]}" 2>/dev/null || true
-    done
+    # The nodes together (each drains and deregisters through Redis), then
+    # Redis, which is pids[0].
+    local nodes=("${pids[@]:1}")
+    if [ ${#nodes[@]} -gt 0 ]; then
+        kill -TERM "${nodes[@]}" 2>/dev/null || true
+        wait "${nodes[@]}" 2>/dev/null || true
+    fi
+    if [ ${#pids[@]} -gt 0 ]; then
+        kill -TERM "${pids[0]}" 2>/dev/null || true
+        wait "${pids[0]}" 2>/dev/null || true
+    fi
     echo "stopped"
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'exit 130' INT # exit runs stop() through the EXIT trap
+trap 'exit 143' TERM
 
-setsid redis-server --port 0 --unixsocket "$RUN/redis.sock" --unixsocketperm 700 \
-    --dir "$RUN" --appendonly yes --appendfsync everysec --save '' \
-    > >(sed -u 's/^/[redis] /') 2>&1 &
-pids+=($!)
+# spawn ROLE COMMAND...: runs it in its own session, so that Ctrl-C reaches
+# this script only and stops everything in order, with its output prefixed
+# by [ROLE]; the prefixing sed ignores the signals too and ends when ROLE
+# closes its output.
+spawn() {
+    local role=$1
+    shift
+    setsid "$@" </dev/null > >(trap '' INT TERM; exec sed -u "s/^/[$role] /") 2>&1 &
+    pids+=($!)
+    roles+=("$role")
+}
+
+spawn redis redis-server --port 0 --unixsocket "$RUN/redis.sock" --unixsocketperm 700 \
+    --dir "$RUN" --appendonly yes --appendfsync everysec --save ''
 for _ in $(seq 1 100); do
     redis-cli -s "$RUN/redis.sock" PING >/dev/null 2>&1 && break
+    kill -0 "${pids[0]}" 2>/dev/null || die "redis-server exited; its lines above say why"
     sleep 0.1
 done
-redis-cli -s "$RUN/redis.sock" PING >/dev/null || { echo "redis-server did not start" >&2; exit 1; }
+redis-cli -s "$RUN/redis.sock" PING >/dev/null 2>&1 || die "redis-server did not answer within 10 s"
 
 export SUPERIMAP_REDIS_URL="unix://$RUN/redis.sock"
 export SUPERIMAP_ENCRYPTION_KEY="$(cat "$RUN/encryption.key")"
 export SUPERIMAP_WEB_ROOT="${SUPERIMAP_WEB_ROOT:-$PWD/web}"
 
-start() { # role addr
+node() { # role addr [VAR=value...]
     local role=$1 addr=$2
-    SUPERIMAP_NODE_ID="$role-1" SUPERIMAP_HTTP_ADDR="$addr" "$BIN/superimap-$role" \
-        > >(sed -u "s/^/[$role] /") 2>&1 &
-    pids+=($!)
+    shift 2
+    spawn "$role" env "$@" SUPERIMAP_NODE_ID="$role-1" SUPERIMAP_HTTP_ADDR="$addr" \
+        "$BIN/superimap-$role"
 }
-SUPERIMAP_ADMIN_TOKEN="$(cat "$RUN/admin.token")" SUPERIMAP_PUBLIC_URL="http://$API_ADDR" \
-    start api "$API_ADDR"
-start watcher 127.0.0.1:9101
-start dispatcher 127.0.0.1:9102
+node api "$API_ADDR" SUPERIMAP_ADMIN_TOKEN="$(cat "$RUN/admin.token")" \
+    SUPERIMAP_PUBLIC_URL="${SUPERIMAP_PUBLIC_URL:-http://$API_ADDR}"
+node watcher "$WATCHER_ADDR"
+node dispatcher "$DISPATCHER_ADDR"
 
-ready=0
-for _ in $(seq 1 100); do
-    ready=0
-    for addr in "$API_ADDR" 127.0.0.1:9101 127.0.0.1:9102; do
-        curl -fsS -o /dev/null "http://$addr/readyz" 2>/dev/null && ready=$((ready + 1))
+# Every node ready within 30 s, or a clear stop.
+addrs=("" "$API_ADDR" "$WATCHER_ADDR" "$DISPATCHER_ADDR")
+deadline=$((SECONDS + 30))
+for i in 1 2 3; do
+    until curl -fsS -o /dev/null -m 2 "http://${addrs[i]}/readyz" 2>/dev/null; do
+        kill -0 "${pids[i]}" 2>/dev/null ||
+            die "${roles[i]} exited before it was ready; its lines above say why"
+        [ "$SECONDS" -lt "$deadline" ] ||
+            die "${roles[i]} was not ready on http://${addrs[i]}/readyz within 30 s"
+        sleep 0.1
     done
-    [ "$ready" -eq 3 ] && break
-    sleep 0.1
 done
 
 cat <<MSG
 
-  superimap is running ($ready of 3 nodes ready).
+  superimap is running (api, watcher and dispatcher ready).
     API:         http://$API_ADDR/api/v1/
     Admin token: $RUN/admin.token   (Authorization: Bearer \$(cat run/admin.token))
-    Metrics:     http://$API_ADDR/metrics  http://127.0.0.1:9101/metrics  http://127.0.0.1:9102/metrics
+    Metrics:     http://$API_ADDR/metrics  http://$WATCHER_ADDR/metrics  http://$DISPATCHER_ADDR/metrics
     Redis:       redis-cli -s $RUN/redis.sock
   Ctrl-C stops everything.
 

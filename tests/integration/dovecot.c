@@ -114,24 +114,6 @@ int dovecot_available(char *why, size_t whylen)
     return 1;
 }
 
-/* A port the kernel says is free now (it may be taken before Dovecot binds:
- * the caller retries). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 static int write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -288,8 +270,8 @@ int dovecot_start(struct dovecot *d, int users)
     if (make_certs(d) < 0)
         return -1;
     for (int attempt = 0; attempt < 5; attempt++) {
-        d->port_plain = free_port();
-        d->port_tls = free_port();
+        d->port_plain = harness_free_port();
+        d->port_tls = harness_free_port();
         if (d->port_plain <= 0 || d->port_tls <= 0 || d->port_plain == d->port_tls)
             continue;
         if (write_config(d) < 0) {

@@ -115,6 +115,10 @@ int harness_wait_http(int port, const char *path, int status, int ms);
  * /metrics of the node on port, or -1 when absent or unreachable. */
 double harness_metric(int port, const char *series);
 
+/* A TCP port on 127.0.0.1 the kernel says is free now (it may be taken
+ * before the caller binds it: retry on a bind failure), or -1. */
+int harness_free_port(void);
+
 /* Full path of binary ("superimap-api") in the build under test. */
 const char *harness_bin(const char *binary, char *out, size_t outlen);
 
