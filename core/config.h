@@ -42,7 +42,7 @@ struct config {
     const char *http_addr;           /* host:port of the node's HTTP listener; port 0 picks one */
     const char *public_url;          /* base URL partners and browsers reach the api at */
     const char *admin_token;         /* bearer token of the admin API; NULL: admin API off */
-    const char *web_root;            /* directory of the dashboard's static files */
+    const char *web_root;            /* directory of the static files served at / */
     int api_threads;                 /* civetweb worker threads */
     int api_rate_limit;              /* api: partner requests per second per API key; 0: off */
     int api_rate_burst;              /* api: requests a key may save up beyond the rate */

@@ -1,12 +1,12 @@
 /*
- * superimap-api: the partner REST API, the admin API and dashboard, and the
- * connect pages, on civetweb (DESIGN.md section 5).
+ * superimap-api: the partner REST API, the admin API and the static files of
+ * web/ (openapi.json, an index of the health endpoints), on civetweb.
  *
  * Each civetweb worker thread owns one blocking Redis connection (core/rsync),
  * made when the thread starts and found again with http_thread_data(); the
  * libev loop of core/node keeps the heartbeat and readiness. Requests under
  * /api/ and /admin/api/ go to cmd/api/router.c; everything else is the
- * static files of SUPERIMAP_WEB_ROOT (the dashboard, openapi.json).
+ * static files of SUPERIMAP_WEB_ROOT (web/: openapi.json, index.html).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -161,8 +161,8 @@ int main(int argc, char **argv)
     static const struct node_main_spec spec = {
         .role = "api",
         .program = "superimap-api",
-        .summary = "Serves the superimap partner REST API, the admin API and dashboard, and "
-                   "the connect pages.",
+        .summary = "Serves the superimap partner REST API, the admin API and the static "
+                   "files of SUPERIMAP_WEB_ROOT.",
         .config_role = CONFIG_ROLE_API,
         .prepare = prepare,
         .start = start,

@@ -42,7 +42,7 @@
 
 static char tree[64];     /* the copy */
 static char marker[96];   /* SI_README_TREE=<tree> */
-static char make_log[96]; /* output of the make being watched */
+static char make_log[96]; /* output of the command being watched */
 
 static int sh(const char *fmt, ...)
 {
@@ -440,6 +440,32 @@ static void test_make_demo_delivers_a_signed_webhook(void **state)
     expect_output("demo: stopped", 1);
 }
 
+/* Another IMAP server is what took a user's package away once: asking for
+ * cyrus-imapd where dovecot-imapd is installed (make deps installed it) must
+ * name dovecot-imapd and change nothing. --dry-run keeps the machine as it
+ * is even if the refusal were broken; the real install takes the same path
+ * and then adds apt's --no-remove. */
+static void test_make_deps_refuses_to_remove_a_package(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "cd '%s' && sh scripts/deps.sh --dry-run cyrus-imapd > '%s' 2>&1",
+             tree, make_log);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    expect_output("installing cyrus-imapd would remove: dovecot-imapd", 1);
+    expect_output("nothing was changed", 1);
+    expect_output("make run-deps", 1);
+
+    snprintf(cmd, sizeof cmd, "cd '%s' && sh scripts/deps.sh --dry-run > '%s' 2>&1", tree,
+             make_log);
+    status = system(cmd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    expect_output("nothing to install", 1);
+}
+
 static int test_teardown(void **state)
 {
     (void)state;
@@ -453,6 +479,7 @@ int main(void)
         cmocka_unit_test_teardown(test_make_run_starts_stops_and_keeps_its_secrets, test_teardown),
         cmocka_unit_test_teardown(test_make_run_names_a_taken_port, test_teardown),
         cmocka_unit_test_teardown(test_make_demo_delivers_a_signed_webhook, test_teardown),
+        cmocka_unit_test(test_make_deps_refuses_to_remove_a_package),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
