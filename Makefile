@@ -11,6 +11,8 @@
 #   make valgrind     the same tests under valgrind (build/valgrind/)
 #   make fuzz         libFuzzer drivers, a bounded run of each
 #   make bench        benchmarks, printing tables
+#   make compose-check  docker-compose.yml on podman: build, up, one mail to a
+#                     webhook through nginx, scale, down (root; tests/deploy/)
 #   make format / format-check / clean
 #
 # Variables: O (output dir, default build), WERROR=0 drops -Werror,
@@ -165,6 +167,12 @@ $(SOAK_BIN): $(O)/obj/tests/soak/soak.o $(HARNESS_OBJ) $(O)/libsuperimap.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
+
+# `make compose-check`: the container deployment proven with docker-compose
+# on podman (tests/deploy/compose-check.sh); installs its own packages.
+.PHONY: compose-check
+compose-check:
+	@bash tests/deploy/compose-check.sh
 
 test: deps
 	@$(MAKE) --no-print-directory tests
