@@ -47,7 +47,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 T0=$SECONDS
 PROJECT="sicheck$$"
 PASSED=0
@@ -59,6 +58,8 @@ HEALTH_PID=""
 COMPOSE_UP=0
 CONTAINER_IDS=()
 AARDVARK_BEFORE=""
+DN_BEFORE=""
+BRIDGE=""
 
 say() { printf '[compose-check %4ds] %s\n' $((SECONDS - T0)) "$*"; }
 pass() {
@@ -335,7 +336,7 @@ stop_health_loop() {
     [ -n "$HEALTH_PID" ] || return 0
     touch "$WORK/health.stop"
     local end=$((SECONDS + 20))
-    while kill -0 "$HEALTH_PID" 2>/dev/null && [ $SECONDS -lt $end ]; do
+    while kill -0 "$HEALTH_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do
         sleep 0.5
     done
     kill "$HEALTH_PID" 2>/dev/null || true
@@ -433,7 +434,7 @@ fleet_watchers() {
 teardown_project() {
     [ "$COMPOSE_UP" = 1 ] || return 0
     COMPOSE_UP=0
-    CONTAINER_IDS=($(project_containers))
+    mapfile -t CONTAINER_IDS < <(project_containers)
     say "docker-compose down -v"
     if timeout 300 "${COMPOSE[@]}" down -v --remove-orphans >"$WORK/down.log" 2>&1; then
         pass "docker-compose down -v"
@@ -452,8 +453,11 @@ teardown_project() {
         pass "nothing of $PROJECT left: no container, volume or network"
     else
         fail "left behind: containers [$left] volumes [$vols] networks [$nets]"
+        # shellcheck disable=SC2086 # lists of names
         [ -z "${left// /}" ] || podman rm -f -t 5 $left >/dev/null 2>&1 || true
+        # shellcheck disable=SC2086
         [ -z "${vols// /}" ] || podman volume rm -f $vols >/dev/null 2>&1 || true
+        # shellcheck disable=SC2086
         [ -z "${nets// /}" ] || podman network rm -f $nets >/dev/null 2>&1 || true
     fi
 }
@@ -462,7 +466,7 @@ teardown_project() {
 processes_left() {
     local id out=""
     for id in "${CONTAINER_IDS[@]}"; do
-        out+=$(ps -eo pid=,args= | grep -F "$id" | grep -v grep || true)
+        out+=$(pgrep -a -f -- "$id" || true)
     done
     [ -n "$HEALTH_PID" ] && kill -0 "$HEALTH_PID" 2>/dev/null && out+=" health loop $HEALTH_PID"
     # netavark starts aardvark-dns for the project's network and stops it
@@ -477,7 +481,7 @@ stop_podman_service() {
     [ -n "$SVC_PID" ] || return 0
     kill "$SVC_PID" 2>/dev/null || true
     local end=$((SECONDS + 20))
-    while kill -0 "$SVC_PID" 2>/dev/null && [ $SECONDS -lt $end ]; do
+    while kill -0 "$SVC_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do
         sleep 0.5
     done
     if kill -0 "$SVC_PID" 2>/dev/null; then
@@ -486,6 +490,33 @@ stop_podman_service() {
     fi
     wait "$SVC_PID" 2>/dev/null || true
     SVC_PID=""
+}
+
+# netavark 1.4 leaves, after the network is gone, an empty NAT chain
+# NETAVARK-DN-<hash> per published container and the isolation rules of the
+# network's bridge. Removed here: chains that appeared during this run and
+# are empty and unreferenced, and isolation rules naming our bridge once it
+# no longer exists.
+netavark_chains() {
+    iptables -t nat -S 2>/dev/null | sed -n 's/^-N \(NETAVARK-DN-[0-9A-Fa-f]*\)$/\1/p' | sort
+}
+
+cleanup_firewall() {
+    command -v iptables >/dev/null 2>&1 || return 0
+    local c rule n=0
+    for c in $(netavark_chains); do
+        grep -qxF "$c" <<<"$DN_BEFORE" && continue
+        [ "$(iptables -t nat -S "$c" 2>/dev/null | wc -l)" = 1 ] || continue
+        iptables -t nat -S 2>/dev/null | grep -q -- "-j $c\$" && continue
+        iptables -t nat -X "$c" 2>/dev/null && n=$((n + 1))
+    done
+    if [ -n "$BRIDGE" ] && [ ! -e "/sys/class/net/$BRIDGE" ]; then
+        while read -r rule; do
+            # shellcheck disable=SC2086 # the rule's own words
+            iptables -D ${rule#-A } 2>/dev/null && n=$((n + 1))
+        done < <(iptables -S 2>/dev/null | grep -E "^-A NETAVARK_ISOLATION_[12] .*-[io] $BRIDGE( |\$)" || true)
+    fi
+    [ "$n" -eq 0 ] || say "removed $n firewall chains/rules netavark left behind (bridge ${BRIDGE:-?})"
 }
 
 on_exit() {
@@ -505,6 +536,7 @@ on_exit() {
         fi
     fi
     stop_podman_service
+    cleanup_firewall
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "${COMPOSE_CHECK_KEEP:-0}" = 1 ]; then
             say "kept $WORK"
@@ -583,6 +615,7 @@ sh docker/gen-cert.sh "$WORK/certs" >/dev/null
 mkdir -m 777 "$WORK/control" # fake-imapd runs as uid 10001
 
 AARDVARK_BEFORE=$(pgrep -x aardvark-dns || true)
+DN_BEFORE=$(netavark_chains)
 health_loop &
 HEALTH_PID=$!
 
@@ -593,6 +626,7 @@ if ! timeout 600 "${COMPOSE[@]}" up -d --no-build >"$WORK/up.log" 2>&1; then
     die "docker-compose up -d"
 fi
 pass "docker-compose up -d: redis, api, 2 watchers, dispatcher, nginx, imapd, receiver"
+BRIDGE=$(podman network inspect --format '{{.NetworkInterface}}' "${PROJECT}_default" 2>/dev/null || true)
 
 if ! wait_for 240 "redis, api, 2 watchers and dispatcher healthy, the others up" all_healthy 2; then
     container_states | sed 's/^/    /'
@@ -632,7 +666,9 @@ admin POST /admin/api/partners -H 'Content-Type: application/json' \
 [ "$STATUS" = 201 ] || die "create partner: $STATUS $(cat "$WORK/resp")"
 API_KEY=$(json 'j["api_key"]')
 WEBHOOK_SECRET=$(json 'j["webhook_secret"]')
-[ -n "$API_KEY" ] && [ -n "$WEBHOOK_SECRET" ] || die "partner answer lacks api_key/webhook_secret: $(cat "$WORK/resp")"
+if [ -z "$API_KEY" ] || [ -z "$WEBHOOK_SECRET" ]; then
+    die "partner answer lacks api_key/webhook_secret: $(cat "$WORK/resp")"
+fi
 pass "partner created (webhooks to http://receiver:8080/new_mail)"
 
 partner POST /api/v1/connections -d imap_provider_code=FAKE
