@@ -1,8 +1,9 @@
 /*
  * Unit tests of the deployment files, which no Docker engine is needed to
  * check: docker-compose.yml validates with `docker-compose config` (skipped
- * when docker-compose is not installed), wires every service, and refuses to
- * start without its two secrets; docker/gen-cert.sh makes a self-signed
+ * when docker-compose is not installed), wires every service, builds the
+ * image in one service only, reads its port and nofile variables, and refuses
+ * to start without its two secrets; docker/gen-cert.sh makes a self-signed
  * localhost certificate with a private key, and never replaces one.
  *
  * Files are found under $SUPERIMAP_SRC_DIR (set by tests/run-tests.sh), else
@@ -154,12 +155,23 @@ static const char *text(const struct buf *b)
  * result), plus SUPERIMAP_ENCRYPTION_KEY=key and SUPERIMAP_ADMIN_TOKEN=token
  * for those not NULL (an empty string is set, empty). Free with env_free().
  */
+static char **env_with_secrets_and(const char *key, const char *token, const char *const extra[]);
+
 static char **env_with_secrets(const char *key, const char *token)
 {
-    size_t n = 0;
+    return env_with_secrets_and(key, token, NULL);
+}
+
+/* As env_with_secrets(), plus the NAME=value strings of extra (NULL-ended,
+ * or NULL for none). */
+static char **env_with_secrets_and(const char *key, const char *token, const char *const extra[])
+{
+    size_t n = 0, n_extra = 0;
     while (environ[n] != NULL)
         n++;
-    char **env = xcalloc(n + 3, sizeof *env);
+    while (extra != NULL && extra[n_extra] != NULL)
+        n_extra++;
+    char **env = xcalloc(n + n_extra + 3, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (strncmp(environ[i], "SUPERIMAP_", 10) != 0)
@@ -176,6 +188,8 @@ static char **env_with_secrets(const char *key, const char *token)
         buf_printf(&b, "SUPERIMAP_ADMIN_TOKEN=%s", token);
         env[k++] = buf_steal(&b);
     }
+    for (size_t i = 0; i < n_extra; i++)
+        env[k++] = xstrdup(extra[i]);
     env[k] = NULL;
     return env;
 }
@@ -313,6 +327,64 @@ static void test_compose_config_wires_every_service(void **state)
         if (strstr(text(&out), want[i]) == NULL)
             fail_msg("docker-compose config lacks \"%s\":\n%s", want[i], text(&out));
     }
+    buf_free(&out);
+}
+
+/* `docker-compose config` with both secrets and the extra NAME=value
+ * settings; asserts it succeeds. Output in out. */
+static void compose_config_with(const struct fixture *f, const char *const extra[], struct buf *out)
+{
+    char **env = env_with_secrets_and(TEST_KEY, TEST_TOKEN, extra);
+    const char *argv[] = {"docker-compose", "-f",     f->compose, "--env-file",
+                          f->envfile,       "config", NULL};
+    int rc = run(argv, env, out);
+    env_free(env);
+    if (rc != 0)
+        fail_msg("docker-compose config exited %d:\n%s", rc, text(out));
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void expect_in(const struct buf *out, const char *want)
+{
+    if (strstr(text(out), want) == NULL)
+        fail_msg("docker-compose config lacks \"%s\":\n%s", want, text(out));
+}
+
+/* The image is built by one service only (the others run superimap:latest),
+ * so `up --build` builds it once; nginx's published ports and the watchers'
+ * open-files limit default to 80, 443, 65536 and follow their variables. */
+static void test_compose_builds_once_and_reads_ports_and_nofile(void **state)
+{
+    struct fixture *f = *state;
+    skip_without_compose();
+    struct buf out;
+    compose_config_with(f, NULL, &out);
+    if (count_of(text(&out), "build:") != 1)
+        fail_msg("want exactly one service with build:, got %zu:\n%s",
+                 count_of(text(&out), "build:"), text(&out));
+    assert_int_equal(count_of(text(&out), "image: superimap:latest"), 3);
+    expect_in(&out, "target: runtime");
+    expect_in(&out, "published: 80\n");
+    expect_in(&out, "published: 443\n");
+    expect_in(&out, "soft: 65536");
+    expect_in(&out, "hard: 65536");
+    buf_free(&out);
+
+    static const char *const extra[] = {"SUPERIMAP_HTTPS_PORT=127.0.0.1:18443",
+                                        "SUPERIMAP_HTTP_PORT=18080",
+                                        "SUPERIMAP_WATCHER_NOFILE=20000", NULL};
+    compose_config_with(f, extra, &out);
+    expect_in(&out, "127.0.0.1:18443:443");
+    expect_in(&out, "published: 18080\n");
+    expect_in(&out, "soft: 20000");
+    expect_in(&out, "hard: 20000");
     buf_free(&out);
 }
 
@@ -454,6 +526,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compose_config_validates_with_secrets, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_compose_config_wires_every_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compose_builds_once_and_reads_ports_and_nofile, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_compose_refuses_without_encryption_key, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_compose_refuses_without_admin_token, setup, teardown),
