@@ -1,7 +1,7 @@
 /*
  * core/http: the civetweb listener every node has (SUPERIMAP_HTTP_ADDR).
  *
- * Plain HTTP only (TLS is terminated by a proxy; DESIGN.md section 1). Handlers
+ * Plain HTTP only (TLS is terminated by a proxy such as the nginx of docker-compose.yml). Handlers
  * run on civetweb's worker threads, never on the libev loop: whatever they
  * read from the loop's side must be atomic or locked. Directory listing is
  * off; files are served only when a document root is given (the api's web/).

@@ -15,7 +15,7 @@
 -- Also deletes si:tag:<pid>:<code>:<lower tag> and si:email:<pid>:<code>:<lower
 -- email>, found from the user hash, when they still name this user (they are
 -- partner-wide indexes, outside the shard: this is a management script that
--- assumes the one primary, DESIGN.md section 2). Tags and emails are lowered
+-- assumes the one Redis server, docs/architecture.md section 2). Tags and emails are lowered
 -- with string.lower, ASCII only, exactly as the api does before writing them.
 --
 -- Atomic so that no reader sees an archived user still holding its tag (a

@@ -1,5 +1,5 @@
 /*
- * superimap-dispatcher benchmarks (DESIGN.md section 7): one dispatcher
+ * superimap-dispatcher benchmarks (docs/architecture.md section 7): one dispatcher
  * process (bin/ beside this program's bench/) against a private redis-server
  * (tests/unit/redis_fixture.h) and the test receiver of
  * tests/integration/receiver.c, compiled in here and run on a thread of this

@@ -1,6 +1,6 @@
 /*
- * Benchmarks of the watcher fleet's coordination (DESIGN.md section 3,
- * "Membership", "Placement", "Leases"; section 7, "failover"), on one
+ * Benchmarks of the watcher fleet's coordination (docs/architecture.md
+ * section 3: membership, placement, leases; section 7, "failover"), on one
  * private redis-server, one superimap-fake-imapd holding 10,000 mailboxes
  * and 3 (then 4) superimap-watchers, printed as Markdown tables; nothing
  * here judges the numbers.
@@ -375,7 +375,7 @@ static int victims_back(const signed char *was, const signed char *owner, long l
  * the killed watcher's users (victims) all have a live owner. Returns 0.
  */
 /* Mail appended to the killed watcher's users right after the kill: each
- * must be recorded once by the survivors (DESIGN.md section 7, failover). */
+ * must be recorded once by the survivors (docs/architecture.md section 7, failover). */
 #define GAP_MAILS 200
 static int gap_user[GAP_MAILS];
 static uint32_t gap_uid[GAP_MAILS];

@@ -11,7 +11,7 @@
  *   | connections | transport | state | setup s | RSS delta KiB | bytes per connection |
  *
  * The server is stopped with SIGTERM after each row (SIGKILL after 10 s). Nothing is judged: the
- * numbers are for DESIGN.md section 7's table. Exits non-zero only when the
+ * numbers are for docs/architecture.md section 7's table. Exits non-zero only when the
  * server cannot be started or a connection fails.
  *
  * SPDX-License-Identifier: MIT

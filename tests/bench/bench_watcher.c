@@ -1,5 +1,5 @@
 /*
- * superimap-watcher benchmarks (DESIGN.md section 7), printed as Markdown
+ * superimap-watcher benchmarks (docs/architecture.md section 7), printed as Markdown
  * tables; nothing here judges the numbers.
  *
  * Idle sessions. For each scenario (1k, 5k, 10k and 19k plaintext sessions,

@@ -11,7 +11,7 @@
 # It also writes the report docs/benchmarks.md (BENCH_DOCS=<dir> writes it
 # elsewhere) with the plots docs/bench-*.svg:
 #   1. the header table;
-#   2. DESIGN.md section 7's budget, each row's target, the figure measured
+#   2. docs/architecture.md section 7's budget, each row's target, the figure measured
 #      and whether it is met ("-" when no benchmark of this run measured it);
 #   3. the plots, drawn with gnuplot (tests/bench/plot_*.gp) from the data
 #      the benchmarks wrote, or "not measured in this run";
@@ -155,7 +155,7 @@ if [ -z "$ran" ]; then
     exit 0
 fi
 
-# ---- Summary against DESIGN.md section 7 ----
+# ---- Summary against docs/architecture.md section 7 ----
 
 # The last value of key in results.txt, or nothing.
 val() {
@@ -202,7 +202,7 @@ timeline_rewatch_s() {
 }
 
 summary() {
-    echo "| DESIGN.md section 7 | target | measured | met? |"
+    echo "| budget (docs/architecture.md section 7) | target | measured | met? |"
     echo "|---|---|---|---|"
     v=$(val watcher_sessions_per_watcher)
     row "idle IMAP sessions per watcher process" "≥ 19,000 (open-files limit $(num "$nofile_hard"))" \
@@ -323,7 +323,7 @@ report="$docs/benchmarks.md"
 {
     echo "# superimap benchmarks"
     echo
-    echo "Written by \`make bench\` (tests/bench/run.sh): the performance budget of DESIGN.md"
+    echo "Written by \`make bench\` (tests/bench/run.sh): the performance budget of docs/architecture.md"
     echo "section 7 measured on this machine, plots, and every benchmark's tables. Timing"
     echo "figures depend on the machine and its load at the time: read them with the header."
     echo
@@ -337,7 +337,7 @@ report="$docs/benchmarks.md"
         echo "| benchmarks that failed |$failed |"
     fi
     echo
-    echo "## Performance budget (DESIGN.md section 7)"
+    echo "## Performance budget (docs/architecture.md section 7)"
     echo
     summary
     echo

@@ -379,7 +379,7 @@ static void test_three_500s_then_delivered_on_fourth_on_schedule(void **state)
     /* ... with the send time: 1.5 s passed between the first and the last. */
     assert_true(r[3].ts >= r[0].ts + 1);
     assert_int_equal(r[3].body_ts, r[3].ts);
-    /* DESIGN.md's schedule 5 s, 30 s, 2 min, divided by 100, +-10% jitter,
+    /* The default schedule (README "Retries") 5 s, 30 s, 2 min, divided by 100, +-10% jitter,
      * plus the promotion tick and a claim round trip. */
     static const long long want[] = {0, 50, 300, 1200};
     for (int i = 1; i < 4; i++) {

@@ -1,5 +1,5 @@
 /*
- * Three superimap-dispatchers sharing the queue shards (DESIGN.md section 4,
+ * Three superimap-dispatchers sharing the queue shards (docs/architecture.md section 5,
  * cmd/dispatcher/owner.c), against a real redis-server and the test
  * receiver: every shard's lease si:{k}:owner is held by one live
  * incarnation "<node>:<g>" of a running dispatcher (its alive key in that

@@ -1,6 +1,6 @@
 /*
- * Fleet of superimap-watchers on superimap-fake-imapd (DESIGN.md section 3,
- * "Membership", "Placement", "Leases"), in one sequence over 600 users:
+ * Fleet of superimap-watchers on superimap-fake-imapd (docs/architecture.md
+ * section 3: membership, placement, leases), in one sequence over 600 users:
  *
  *   3 watchers: every user watched by exactly one (its lease names a live
  *   watcher, fake-imapd sees one session), each within +-15% of a third;

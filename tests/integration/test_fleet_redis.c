@@ -1,6 +1,6 @@
 /*
- * Redis restart under load (DESIGN.md section 2, last paragraph, and
- * section 3, "Leases"): 3 superimap-watchers hold 300 users on
+ * Redis restart under load (docs/architecture.md sections 3 and 6, "No mail
+ * lost"): 3 superimap-watchers hold 300 users on
  * superimap-fake-imapd against a redis-server with an append-only file
  * (appendfsync always), while mail is appended at a steady 40 messages a
  * second, round robin over the users. Redis is killed (SIGKILL) twice:
@@ -296,7 +296,7 @@ static off_t aof_mark(char *aof, size_t aoflen)
 /* SIGKILL: no shutdown save; with appendfsync always the AOF holds every
  * acknowledged write. With aof, it is then cut back to keep bytes: the
  * writes after aof_mark() are lost, as a machine crash loses up to a second
- * of them under appendfsync everysec (DESIGN.md section 2). */
+ * of them under appendfsync everysec (docs/architecture.md section 6). */
 static void kill_redis(const char *aof, off_t keep)
 {
     harness_redis_kill(&redis, 1);
