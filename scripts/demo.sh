@@ -65,11 +65,23 @@ stop() {
     trap - INT TERM EXIT
     say ""
     say "demo: stopping..."
-    # Newest first: the receiver tail, nodes (they drain through Redis), the
-    # IMAP server, the receiver, Redis last.
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${pids[i]}" 2>/dev/null || true
-        wait "${pids[i]}" 2>/dev/null || true
+    # The receiver tail and the nodes together (they drain through Redis,
+    # each within SUPERIMAP_SHUTDOWN_TIMEOUT_SEC), then newest first the IMAP
+    # server, the receiver, Redis last.
+    local i first=() rest=()
+    for i in "${!pids[@]}"; do
+        case "${names[i]}" in
+        tail | api | watcher-* | dispatcher-*) first+=("${pids[i]}") ;;
+        *) rest=("${pids[i]}" "${rest[@]}") ;;
+        esac
+    done
+    if [ ${#first[@]} -gt 0 ]; then
+        kill -TERM "${first[@]}" 2>/dev/null || true
+        wait "${first[@]}" 2>/dev/null || true
+    fi
+    for i in "${rest[@]}"; do
+        kill -TERM "$i" 2>/dev/null || true
+        wait "$i" 2>/dev/null || true
     done
     if [ -n "$DV_DIR" ]; then
         rm -rf "$DV_DIR"

@@ -228,30 +228,33 @@ static void test_three_dispatchers_split_the_shards_and_deliver_each_event_once(
     printf("fleet: shards owned %d, %d, %d\n", o.count[0], o.count[1], o.count[2]);
     enqueue_all_shards(3);
     expect_each_delivered_once(20000);
-    /* Metrics and si:node:<id> "shards" agree with the leases. */
     double sum = 0;
-    for (int i = 0; i < NDISP; i++) {
-        double owned = harness_metric(fx.d[i].port, "superimap_dispatcher_shards_owned");
-        assert_true(owned == o.count[i]);
-        assert_true(harness_metric(fx.d[i].port, "superimap_dispatcher_shard_acquisitions_total") >=
-                    owned);
+    for (int i = 0; i < NDISP; i++)
         sum += harness_metric(fx.d[i].port,
                               "superimap_webhook_deliveries_total{result=\"delivered\"}");
-    }
     assert_true(sum == fx.enqueued);
+    /* Once placement settles (a shard placed elsewhere is released only when
+     * its calls are answered, so the first full ownership may still be
+     * uneven), the leases, the metrics and si:node:<id> "shards" agree. */
     long long deadline = harness_now_ms() + 12000; /* a heartbeat every 5 s */
-    int described;
+    int agree;
     do {
-        described = 0;
+        o = read_owners(NULL);
+        agree = o.bad == 0;
         for (int i = 0; i < NDISP; i++) {
             char key[64], v[16];
             snprintf(key, sizeof key, "si:node:%s", fx.ids[i]);
-            described += atoi(wf_hget(fx.rc, key, "shards", v, sizeof v)) == o.count[i];
+            double owned = harness_metric(fx.d[i].port, "superimap_dispatcher_shards_owned");
+            agree &= owned == o.count[i] &&
+                     harness_metric(fx.d[i].port,
+                                    "superimap_dispatcher_shard_acquisitions_total") >= owned &&
+                     atoi(wf_hget(fx.rc, key, "shards", v, sizeof v)) == o.count[i];
         }
-        if (described < NDISP)
+        if (!agree)
             harness_poll_pause();
-    } while (described < NDISP && harness_now_ms() < deadline);
-    assert_int_equal(described, NDISP);
+    } while (!agree && harness_now_ms() < deadline);
+    printf("fleet: shards owned %d, %d, %d once settled\n", o.count[0], o.count[1], o.count[2]);
+    assert_true(agree);
 }
 
 static void test_sigterm_hands_the_shards_over_within_5_s(void **state)
