@@ -24,7 +24,7 @@ RUN_PACKAGES="make gcc libc6-dev pkg-config git ca-certificates curl openssl
 libhiredis-dev libev-dev libssl-dev libcurl4-openssl-dev libyajl-dev libcivetweb-dev
 redis-server redis-tools"
 TEST_PACKAGES="$RUN_PACKAGES libcmocka-dev dovecot-imapd clang libclang-rt-14-dev valgrind
-clang-format wrk gnuplot-nox"
+clang-format wrk gnuplot-nox docker-compose"
 
 say() { printf 'make deps: %s\n' "$*"; }
 
