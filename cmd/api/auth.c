@@ -17,7 +17,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/api.h"
+#include "cmd/api/auth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +26,9 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cmd/api/api.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"

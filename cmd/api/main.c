@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/router.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"

@@ -14,6 +14,10 @@
  * SPDX-License-Identifier: MIT
  */
 #include "cmd/api/api.h"
+#include "cmd/api/auth.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1105,7 +1109,7 @@ static int dead_letter_replay(struct req *r)
         char uid[SCHEMA_UID_LEN + 1];
         memcpy(uid, id, SCHEMA_UID_LEN);
         uid[SCHEMA_UID_LEN] = '\0';
-        k = api_shard(r->api, uid);
+        k = store_shard(r->api, uid);
     }
     char kevt[SCHEMA_KEY_MAX];
     snprintf(kevt, sizeof kevt, "si:{%u}:evt:%s", k, id);

@@ -12,6 +12,9 @@
  * SPDX-License-Identifier: MIT
  */
 #include "cmd/api/api.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +98,8 @@ int events_enqueue_user(struct req *r, const char *type, const struct rec *u, co
     json_gen_free(g);
     if (rc < 0)
         return rc;
-    rc = enqueue(r, api_shard(r->api, uid), eid, type, uid, rec_get(u, "code"), tag, sha1, payload);
+    rc = enqueue(r, store_shard(r->api, uid), eid, type, uid, rec_get(u, "code"), tag, sha1,
+                 payload);
     xfree(payload);
     if (rc < 0)
         log_warn("api event not queued event=%s err=\"%s\"", eid, err_str(rc));
@@ -127,7 +131,7 @@ static uint32_t event_shard(const struct api *a, const char *id)
     char uid[SCHEMA_UID_LEN + 1];
     memcpy(uid, id, SCHEMA_UID_LEN);
     uid[SCHEMA_UID_LEN] = '\0';
-    return api_shard(a, uid);
+    return store_shard(a, uid);
 }
 
 /* Loads the caller's event id; replies 404/503 otherwise. */

@@ -19,6 +19,9 @@
  * SPDX-License-Identifier: MIT
  */
 #include "cmd/api/api.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,7 +124,7 @@ static int read_user(struct req *r, const char *code, const char *uid, struct re
     if (strlen(uid) != SCHEMA_UID_LEN)
         return -SIMAP_ENOTFOUND;
     char key[SCHEMA_KEY_MAX];
-    snprintf(key, sizeof key, "si:{%u}:user:%s", api_shard(r->api, uid), uid);
+    snprintf(key, sizeof key, "si:{%u}:user:%s", store_shard(r->api, uid), uid);
     int rc = store_hgetall(r, key, u);
     if (rc < 0)
         return rc;
@@ -358,7 +361,7 @@ static int user_create(struct req *r)
     unsigned char raw[SCHEMA_UID_LEN / 2];
     crypto_random(raw, sizeof raw);
     crypto_hex_encode(raw, sizeof raw, uid);
-    uint32_t k = api_shard(r->api, uid);
+    uint32_t k = store_shard(r->api, uid);
     char *sealed = seal_secret(r->api, uid, in.has_secret ? in.secret : "");
     if (sealed == NULL) {
         rc = reply_error(r, 500, "internal", NULL, "encryption failed");
@@ -459,7 +462,7 @@ static int user_show(struct req *r)
 static int archive(struct req *r, const struct rec *u)
 {
     const char *uid = rec_get(u, "uid");
-    uint32_t k = api_shard(r->api, uid);
+    uint32_t k = store_shard(r->api, uid);
     char kuser[SCHEMA_KEY_MAX], kshard[SCHEMA_KEY_MAX], ks[16];
     snprintf(kuser, sizeof kuser, "si:{%u}:user:%s", k, uid);
     snprintf(kshard, sizeof kshard, "si:{%u}:users", k);
@@ -478,7 +481,7 @@ static int restore(struct req *r, const char *code, struct rec *u)
 {
     for (int attempt = 0; attempt < WRITE_RETRIES; attempt++) {
         const char *uid = rec_get(u, "uid");
-        uint32_t k = api_shard(r->api, uid);
+        uint32_t k = store_shard(r->api, uid);
         char *ltag = params_ascii_lower(xstrdup(rec_get(u, "tag")));
         char *lemail = params_ascii_lower(xstrdup(rec_get(u, "email")));
         size_t klen = SCHEMA_KEY_MAX + API_TAG_MAX + API_EMAIL_MAX;
@@ -538,7 +541,7 @@ static int update(struct req *r, const char *code, const struct rec *prov, struc
             break;
         }
         const char *uid = rec_get(u, "uid");
-        uint32_t k = api_shard(r->api, uid);
+        uint32_t k = store_shard(r->api, uid);
         char *old_ltag = params_ascii_lower(xstrdup(rec_get(u, "tag")));
         char *old_lemail = params_ascii_lower(xstrdup(rec_get(u, "email")));
         char *ltag = params_ascii_lower(xstrdup(in->has_tag ? in->tag : rec_get(u, "tag")));
@@ -737,7 +740,7 @@ static int user_list(struct req *r)
             const char *sep = strchr(page->element[i]->str, '\x1f');
             const char *uid = sep ? sep + 1 : "";
             keys[i] = xmalloc(SCHEMA_KEY_MAX);
-            snprintf(keys[i], SCHEMA_KEY_MAX, "si:{%u}:user:%s", api_shard(r->api, uid), uid);
+            snprintf(keys[i], SCHEMA_KEY_MAX, "si:{%u}:user:%s", store_shard(r->api, uid), uid);
             argv[i] = keys[i];
         }
         for (size_t i = 0; i < nf; i++)
@@ -981,7 +984,7 @@ static void delete_event_hashes(struct req *r, redisReply *rep, size_t first)
         char uid[SCHEMA_UID_LEN + 1];
         snprintf(uid, sizeof uid, "%s", id);
         char key[SCHEMA_KEY_MAX];
-        snprintf(key, sizeof key, "si:{%u}:evt:%s", api_shard(r->api, uid), id);
+        snprintf(key, sizeof key, "si:{%u}:evt:%s", store_shard(r->api, uid), id);
         freeReplyObject(store_cmd(r, "UNLINK %s", key));
     }
 }
@@ -1015,7 +1018,7 @@ int routes_delete_connection(struct req *r, const char *pid, const char *code)
         for (size_t i = 0; i < n; i++) {
             const char *sep = strchr(page->element[i]->str, '\x1f');
             const char *uid = sep ? sep + 1 : "";
-            uint32_t k = api_shard(r->api, uid);
+            uint32_t k = store_shard(r->api, uid);
             static const char *const kind[] = {"user", "cur", "lease"};
             for (int j = 0; j < 3; j++) {
                 char *key = owned[no++] = xmalloc(SCHEMA_KEY_MAX);

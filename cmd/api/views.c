@@ -9,12 +9,13 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/api.h"
+#include "cmd/api/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/api/api.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"

@@ -1,0 +1,43 @@
+/*
+ * cmd/api/store.h: the api's data layer, the only code that talks to Redis.
+ * Every call runs on the request's worker thread over its own blocking
+ * connection (struct req.rs) and returns 0 or a -SIMAP_* code (core/err.h):
+ * -SIMAP_ECONN when Redis failed (logged here), -SIMAP_ENOTFOUND when the
+ * record does not exist for this caller. Keys come from core/schema.h.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_STORE_H
+#define CMD_API_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cmd/api/rec.h"
+
+struct api;
+struct redisReply;
+struct req;
+
+/* Runs a command on the thread's connection (hiredis format). Returns the
+ * reply (freeReplyObject() it) or NULL after logging; error replies are
+ * returned as replies. */
+struct redisReply *store_cmd(struct req *r, const char *fmt, ...);
+
+/* As store_cmd() with an argument vector (argvlen NULL: strlen each). */
+struct redisReply *store_argv(struct req *r, int argc, const char **argv, const size_t *argvlen);
+
+/* Runs scripts/lua/<name>.lua with nkeys of the argc arguments as KEYS.
+ * Returns the reply or NULL (connection failure, logged). An error reply is
+ * logged at error level and returned as NULL too: scripts raise only on bugs. */
+struct redisReply *store_script(struct req *r, const char *name, int nkeys, int argc,
+                                const char **argv, const size_t *argvlen);
+
+/* HGETALL key into *out. Returns 0, -SIMAP_ENOTFOUND (no such key; *out
+ * empty) or -SIMAP_ECONN (Redis failed). rec_free() it in every case. */
+int store_hgetall(struct req *r, const char *key, struct rec *out);
+
+/* The shard of a user id. */
+uint32_t store_shard(const struct api *a, const char *uid);
+
+#endif
