@@ -101,23 +101,8 @@ struct route {
 /* Route tables, terminated by {NULL}. */
 extern const struct route routes_partner[];
 extern const struct route routes_events[];
-extern const struct route routes_admin[];
-
-/* ---- Calls between route files (moving into the store) ---- */
-
-/* Deletes connection code of partner pid with all its users, their cursors,
- * leases and queued events (scripts/lua/connection_delete.lua, in batches;
- * the connection is invisible from the first batch on). Returns 0 or
- * -SIMAP_ECONN. Shared with the admin API's partner deletion. */
-int routes_delete_connection(struct req *r, const char *pid, const char *code);
-
-/*
- * Enqueues a user_connected or user_disconnected event for user u (its hash
- * after the write) through scripts/lua/event_enqueue.lua, when the partner
- * has a URL for that type. at_ms is the transition's time (connected_at, or
- * the disconnection). Returns 0, or -SIMAP_ECONN (logged; the user write
- * stands).
- */
-int events_enqueue_user(struct req *r, const char *type, const struct rec *u, const char *at_ms);
+extern const struct route routes_providers[];
+extern const struct route routes_partners[];
+extern const struct route routes_fleet[];
 
 #endif

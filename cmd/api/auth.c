@@ -27,6 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/keys.h"
 #include "cmd/api/reply.h"
 #include "cmd/api/store.h"
 #include "core/config.h"
@@ -38,57 +39,12 @@
 
 #define API_KEY_MAX 256 /* longer presented keys are unknown without hashing */
 
-int auth_lookup_key(const char *api_key, char *lookup, size_t lookuplen)
-{
-    char hex[CRYPTO_SHA256_HEX_LEN + 1];
-    if (crypto_sha256_hex(api_key, strlen(api_key), hex) < 0)
-        return -SIMAP_ECRYPTO;
-    snprintf(lookup, lookuplen, "si:apikey:%s", hex);
-    return 0;
-}
-
-char *auth_new_api_key(char *lookup, size_t lookuplen)
-{
-    char *key = crypto_token(32);
-    if (auth_lookup_key(key, lookup, lookuplen) < 0)
-        lookup[0] = '\0';
-    return key;
-}
-
-char *auth_new_webhook_secret(void)
-{
-    unsigned char raw[32];
-    crypto_random(raw, sizeof raw);
-    char *b64 = crypto_b64_encode(raw, sizeof raw);
-    crypto_wipe(raw, sizeof raw);
-    size_t n = strlen(b64);
-    char *s = xmalloc(n + 7);
-    memcpy(s, "whsec_", 6);
-    memcpy(s + 6, b64, n + 1);
-    crypto_wipe(b64, n);
-    xfree(b64);
-    return s;
-}
-
-char *auth_partner_secret(const struct api *a, const char *pid, const char *field,
-                          const char *envelope)
-{
-    if (envelope == NULL || *envelope == '\0')
-        return NULL;
-    char aad[128];
-    snprintf(aad, sizeof aad, "si:partner:%s:%s", pid, field);
-    char *plain = NULL;
-    if (crypto_decrypt(a->keys, envelope, aad, &plain, NULL) < 0)
-        return NULL;
-    return plain;
-}
-
 /* 1 when envelope (for pid's field) opens to exactly key; constant time in
  * the key's contents. */
 static int key_matches(const struct api *a, const char *pid, const char *field,
                        const char *envelope, const char *key)
 {
-    char *stored = auth_partner_secret(a, pid, field, envelope);
+    char *stored = keys_open_partner(a, pid, field, envelope);
     if (stored == NULL)
         return 0;
     int eq = crypto_equal(stored, strlen(stored), key, strlen(key));
@@ -124,10 +80,11 @@ int auth_partner(struct req *r)
     long long retry_ms = 0;
     char pid[24] = "";
     if (strlen(key) <= API_KEY_MAX) {
-        char lookup[128], bucket[128];
-        if (auth_lookup_key(key, lookup, sizeof lookup) < 0)
+        char hex[CRYPTO_SHA256_HEX_LEN + 1], lookup[SCHEMA_KEY_MAX], bucket[SCHEMA_KEY_MAX];
+        if (crypto_sha256_hex(key, strlen(key), hex) < 0)
             return reply_error(r, 500, "internal", NULL, "hashing failed");
-        snprintf(bucket, sizeof bucket, "si:rl:%s", lookup + strlen("si:apikey:"));
+        schema_key_apikey(lookup, hex);
+        schema_key_ratelimit(bucket, hex);
         char rate[16], burst[16];
         snprintf(rate, sizeof rate, "%d", a->rate_per_sec);
         snprintf(burst, sizeof burst, "%d", a->rate_burst);

@@ -8,6 +8,7 @@
 #include "cmd/api/store.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -17,6 +18,7 @@
 #include "core/hrw.h"
 #include "core/log.h"
 #include "core/rsync.h"
+#include "core/time.h"
 
 static void log_redis_failure(struct req *r, const char *what)
 {
@@ -112,4 +114,15 @@ int store_hgetall(struct req *r, const char *key, struct rec *out)
 uint32_t store_shard(const struct api *a, const char *uid)
 {
     return hrw_shard(uid, a->shards);
+}
+
+int64_t store_time_ms(struct req *r)
+{
+    redisReply *t = store_cmd(r, "TIME");
+    int64_t now = time_now_ms();
+    if (t != NULL && t->type == REDIS_REPLY_ARRAY && t->elements == 2)
+        now = strtoll(t->element[0]->str, NULL, 10) * 1000 +
+              strtoll(t->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(t);
+    return now;
 }

@@ -33,6 +33,9 @@ void view_provider(struct json_gen *g, const struct rec *p);
  * retry policy, rotation state, created_at, updated_at. */
 void view_partner(struct json_gen *g, const char *pid, const struct rec *p);
 
+/* view_partner() without closing the object, for members to follow. */
+void view_partner_open(struct json_gen *g, const char *pid, const struct rec *p);
+
 /* An event hash (without payload): id, type, state, attempts, ... */
 void view_event(struct json_gen *g, const struct rec *e);
 
@@ -54,5 +57,27 @@ char *view_link(const struct api *a, const char *kind, const char *uid, int64_t 
 /* Writes the signature of a link into out (44 bytes). */
 void view_link_sig(const struct api *a, const char *kind, const char *uid, int64_t ts,
                    char out[44]);
+
+/* One dead letter: partner_id, died_at (ISO and ms) and the event. */
+void view_dead_letter(struct json_gen *g, int64_t died_ms, const struct rec *e);
+
+/* One delivery-log entry (core/schema.h "Delivery log"; log_id is its
+ * stream id) and its event's state now when state is not NULL. */
+void view_log_entry(struct json_gen *g, const char *log_id, const struct rec *e, const char *state);
+
+/* A node of the fleet: id, role, heartbeat age, then its si:node fields
+ * (numbers as numbers). */
+void view_node(struct json_gen *g, const char *id, const char *role, int64_t now_ms,
+               int64_t beat_ms, const struct rec *n);
+
+/* One entry of a list, named by id. view_partner() has this shape. */
+typedef void view_row_fn(struct json_gen *g, const char *id, const struct rec *rec);
+
+/* view_provider() as a view_row_fn. */
+void view_provider_row(struct json_gen *g, const char *code, const struct rec *p);
+
+/* Writes an array of l's entries, each through row: the admin lists of
+ * providers and partners. */
+void view_list(struct json_gen *g, const struct rec_list *l, view_row_fn *row);
 
 #endif
