@@ -24,8 +24,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <hiredis/hiredis.h>
-
 #include "cmd/api/api.h"
 #include "cmd/api/keys.h"
 #include "cmd/api/reply.h"
@@ -80,33 +78,23 @@ int auth_partner(struct req *r)
     long long retry_ms = 0;
     char pid[24] = "";
     if (strlen(key) <= API_KEY_MAX) {
-        char hex[CRYPTO_SHA256_HEX_LEN + 1], lookup[SCHEMA_KEY_MAX], bucket[SCHEMA_KEY_MAX];
+        char hex[CRYPTO_SHA256_HEX_LEN + 1];
         if (crypto_sha256_hex(key, strlen(key), hex) < 0)
             return reply_error(r, 500, "internal", NULL, "hashing failed");
-        schema_key_apikey(lookup, hex);
-        schema_key_ratelimit(bucket, hex);
-        char rate[16], burst[16];
-        snprintf(rate, sizeof rate, "%d", a->rate_per_sec);
-        snprintf(burst, sizeof burst, "%d", a->rate_burst);
-        const char *argv[] = {lookup, bucket, rate, burst};
-        redisReply *rep = store_script(r, "rate_limit", 2, 4, argv, NULL);
-        if (rep == NULL)
+        struct store_key_hit hit;
+        int rc = store_key_lookup(r, hex, a->rate_per_sec, a->rate_burst, &hit);
+        if (rc == -SIMAP_ECONN)
             return reply_unavailable(r);
-        /* {pid, allowed, retry_ms, api_key, api_key_old, api_key_old_until};
-         * the last three are nil replies when the partner lacks them. */
-        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 6 &&
-            rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof pid) {
+        if (rc == 0) {
             known = 1;
-            memcpy(pid, rep->element[0]->str, rep->element[0]->len + 1);
-            allowed = rep->element[1]->integer == 1;
-            retry_ms = rep->element[2]->integer;
-            const char *cur = rep->element[3]->str, *old = rep->element[4]->str;
-            long long until = rep->element[5]->str ? atoll(rep->element[5]->str) : 0;
-            ok = key_matches(a, pid, "api_key", cur, key);
-            if (!ok && old != NULL && until > time_now_ms())
-                ok = key_matches(a, pid, "api_key_old", old, key);
+            snprintf(pid, sizeof pid, "%s", hit.pid);
+            allowed = hit.allowed;
+            retry_ms = hit.retry_ms;
+            ok = key_matches(a, pid, "api_key", hit.api_key, key);
+            if (!ok && hit.api_key_old != NULL && hit.api_key_old_until > time_now_ms())
+                ok = key_matches(a, pid, "api_key_old", hit.api_key_old, key);
         }
-        freeReplyObject(rep);
+        store_key_hit_free(&hit);
     }
     if (!known) {
         /* The same work as a known key, whose result is thrown away. */

@@ -8,15 +8,15 @@
  * SPDX-License-Identifier: MIT
  */
 #include "cmd/api/api.h"
-#include "cmd/api/input.h"
-#include "cmd/api/reply.h"
-#include "cmd/api/store.h"
-#include "cmd/api/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/api/input.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
 #include "core/err.h"
 #include "core/json.h"
 

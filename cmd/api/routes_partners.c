@@ -9,16 +9,15 @@
  * SPDX-License-Identifier: MIT
  */
 #include "cmd/api/api.h"
-#include "cmd/api/input.h"
-#include "cmd/api/keys.h"
-#include "cmd/api/reply.h"
-#include "cmd/api/store.h"
-#include "cmd/api/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/api/input.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -129,6 +128,15 @@ static int partner_input(struct req *r, int creating, const char **pairs, int *n
     return 0;
 }
 
+/* Keys and secrets in clear are overwritten before they are freed. */
+static void wipe_free(char *s)
+{
+    if (s != NULL) {
+        crypto_wipe(s, strlen(s));
+        xfree(s);
+    }
+}
+
 static int not_found(struct req *r)
 {
     return reply_error(r, 404, "not_found", NULL, "Partner not found.");
@@ -159,7 +167,7 @@ static int reply_secret_object(struct req *r, int status, struct json_gen *g)
     if (rc < 0)
         return reply_error(r, 500, "internal", NULL, "the response could not be generated");
     rc = reply_json(r, status, out, len, NULL);
-    keys_wipe_free(out);
+    wipe_free(out);
     return rc;
 }
 
@@ -192,8 +200,8 @@ static int partner_create(struct req *r)
         rc = reply_secret_object(r, 201, g);
     }
     rec_free(&p);
-    keys_wipe_free(np.api_key);
-    keys_wipe_free(np.webhook_secret);
+    wipe_free(np.api_key);
+    wipe_free(np.webhook_secret);
     return rc;
 }
 
@@ -293,7 +301,7 @@ static int rotate(struct req *r, const char *field)
     snprintf(key_until, sizeof key_until, "previous_%s_valid_until", field);
     view_time(g, key_until, until);
     json_gen_object_close(g);
-    keys_wipe_free(fresh);
+    wipe_free(fresh);
     return reply_secret_object(r, 200, g);
 }
 

@@ -91,7 +91,7 @@ int store_partner_list(struct req *r, struct rec_list *out);
 int store_partner_has(struct req *r, const char *pid, const char *field);
 
 /* A partner just made: its id, and its API key and webhook secret in clear
- * (shown once; keys_wipe_free() both). */
+ * (shown once: crypto_wipe() and xfree() both). */
 struct store_new_partner {
     char pid[24];
     char *api_key;
@@ -117,11 +117,32 @@ int store_partner_delete(struct req *r, const char *pid);
 /* Replaces partner pid's field ("api_key" or "webhook_secret") by a new
  * one, the current one staying valid grace_sec more as <field>_old.
  * Retries a few times when a rotation races it. 0 with *fresh (the new
- * value in clear; keys_wipe_free() it) and until (ms text of the old one's
+ * value in clear: crypto_wipe() and xfree() it) and until (ms text of the old one's
  * end, "" when there was none), -SIMAP_ENOTFOUND, -SIMAP_ESTATE (it kept
  * racing), -SIMAP_ECRYPTO or -SIMAP_ECONN. */
 int store_partner_rotate(struct req *r, const char *pid, const char *field, int64_t grace_sec,
                          char **fresh, char until[24]);
+
+/* What the lookup of a presented API key found: its partner, whether the
+ * key's rate limit lets this request through (else retry_ms), and the
+ * partner's sealed current and previous keys to compare it with. */
+struct store_key_hit {
+    char pid[24];
+    int allowed;
+    long long retry_ms;
+    char *api_key;     /* envelope; NULL when absent */
+    char *api_key_old; /* envelope; NULL when absent */
+    long long api_key_old_until;
+};
+
+/* Looks up the partner of the API key whose SHA-256 is sha256_hex and
+ * takes a token from its bucket (scripts/lua/rate_limit.lua; rate 0: no
+ * limit), in one script. 0 with *out set, -SIMAP_ENOTFOUND (no partner
+ * has it) or -SIMAP_ECONN. store_key_hit_free() *out in every case. */
+int store_key_lookup(struct req *r, const char *sha256_hex, int rate, int burst,
+                     struct store_key_hit *out);
+
+void store_key_hit_free(struct store_key_hit *h);
 
 /* ---- store_users.c: connections ---- */
 

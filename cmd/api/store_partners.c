@@ -395,3 +395,44 @@ int store_partner_rotate(struct req *r, const char *pid, const char *field, int6
     }
     return -SIMAP_ESTATE;
 }
+
+/* ---- API keys ---- */
+
+int store_key_lookup(struct req *r, const char *sha256_hex, int rate, int burst,
+                     struct store_key_hit *out)
+{
+    memset(out, 0, sizeof *out);
+    char lookup[SCHEMA_KEY_MAX], bucket[SCHEMA_KEY_MAX], srate[16], sburst[16];
+    if (schema_key_apikey(lookup, sha256_hex) < 0 || schema_key_ratelimit(bucket, sha256_hex) < 0)
+        return -SIMAP_ENOTFOUND;
+    snprintf(srate, sizeof srate, "%d", rate);
+    snprintf(sburst, sizeof sburst, "%d", burst);
+    const char *argv[] = {lookup, bucket, srate, sburst};
+    redisReply *rep = store_script(r, "rate_limit", 2, 4, argv, NULL);
+    if (rep == NULL)
+        return -SIMAP_ECONN;
+    /* {pid, allowed, retry_ms, api_key, api_key_old, api_key_old_until};
+     * the last three are nil replies when the partner lacks them. */
+    int rc = -SIMAP_ENOTFOUND;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 6 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof out->pid) {
+        memcpy(out->pid, rep->element[0]->str, rep->element[0]->len + 1);
+        out->allowed = rep->element[1]->integer == 1;
+        out->retry_ms = rep->element[2]->integer;
+        if (rep->element[3]->str != NULL)
+            out->api_key = xstrdup(rep->element[3]->str);
+        if (rep->element[4]->str != NULL)
+            out->api_key_old = xstrdup(rep->element[4]->str);
+        out->api_key_old_until = rep->element[5]->str ? atoll(rep->element[5]->str) : 0;
+        rc = 0;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+void store_key_hit_free(struct store_key_hit *h)
+{
+    xfree(h->api_key);
+    xfree(h->api_key_old);
+    memset(h, 0, sizeof *h);
+}
