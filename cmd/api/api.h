@@ -1,18 +1,33 @@
 /*
  * cmd/api/api.h: what the files of superimap-api share: the process-wide
- * state, one request's context, the route table entry, replies, Redis access
- * and the JSON views.
+ * state, one request's context and the route table entry. Each file's own
+ * header has its contract; docs/api.md walks them in reading order.
  *
- *   main.c           wiring: config, key ring, worker threads, routes
- *   router.c         request reading (64 KiB cap, content types, parameters),
- *                    route matching, replies, Redis helpers
- *   auth.c           partner API keys (lookup, constant-time check, rate
- *                    limit) and the admin bearer token; key and secret making
- *   views.c          JSON of users, connections, partners, providers, events;
- *                    signed connect/disconnect links
- *   routes_partner.c /api/v1/connections and their users
- *   routes_events.c  /api/v1/events, replay, webhook-test; event enqueueing
- *   routes_admin.c   /admin/api/: providers, partners, fleet, queues, dead letters
+ *   main.c             wiring: config, key ring, worker threads, routes
+ *   router.c           request reading (64 KiB cap, content types,
+ *                      parameters), route matching, authentication, dispatch
+ *   auth.c             partner API keys (constant-time check, rate limit)
+ *                      and the admin bearer token
+ *   routes_partner.c   /api/v1/connections and their users
+ *   routes_events.c    /api/v1/events, replay, webhook-test
+ *   routes_providers.c /admin/api/providers
+ *   routes_partners.c  /admin/api/partners, key and secret rotation
+ *   routes_fleet.c     /admin/api/fleet, queues, dead letters
+ *   input.c            parameter checks the route files share (400s)
+ *   reply.c            every answer: JSON, errors, 204
+ *   views.c            JSON of users, connections, partners, providers,
+ *                      events, log entries, nodes; signed connect links
+ *   store.c            Redis: commands, scripts, hashes read whole
+ *   store_users.c      connections and users of a partner
+ *   store_partners.c   providers, partners, rotation, API-key lookup
+ *   store_events.c     events, delivery log, queues, dead letters, fleet
+ *   keys.c             making, sealing and opening keys and secrets
+ *   rec.c              a hash read whole (struct rec) and lists of them
+ *   params.c           form, JSON and percent decoding
+ *
+ * Calls go one way: main -> router -> auth, routes_*; those -> input,
+ * reply, views, store_*; store_* -> store.c, keys, rec. Nothing calls back
+ * up, and only the store talks to Redis.
  *
  * Threads: every handler runs on a civetweb worker thread with its own
  * blocking Redis connection (struct req.rs); struct api is read-only after
