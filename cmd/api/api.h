@@ -17,7 +17,8 @@
  *   reply.c            every answer: JSON, errors, 204
  *   views.c            JSON of users, connections, partners, providers,
  *                      events, log entries, nodes; signed connect links
- *   store.c            Redis: commands, scripts, hashes read whole
+ *   store.c            Redis: commands, scripts, hashes read whole (store_impl.h,
+ *                      for store_*.c alone)
  *   store_users.c      connections and users of a partner
  *   store_partners.c   providers, partners, rotation, API-key lookup
  *   store_events.c     events, delivery log, queues, dead letters, fleet

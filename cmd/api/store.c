@@ -5,7 +5,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/store.h"
+#include "cmd/api/store_impl.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

@@ -13,7 +13,8 @@
  * belong to the caller in every case: rec_free() / rec_list_free() them.
  * Nothing here replies or knows about HTTP.
  *
- *   store.c           commands, scripts, hashes read whole (the primitives)
+ *   store.c           commands, scripts, hashes read whole: the primitives,
+ *                     declared in store_impl.h for store_*.c alone
  *   store_partners.c  providers and partners (the admin API's records)
  *   store_users.c     a partner's connections and their users
  *   store_events.c    events: enqueueing, reading, replay, the delivery log;
@@ -30,30 +31,7 @@
 #include "cmd/api/rec.h"
 #include "core/schema.h"
 
-struct api;
-struct redisReply;
 struct req;
-
-/* Runs a command on the thread's connection (hiredis format). Returns the
- * reply (freeReplyObject() it) or NULL after logging; error replies are
- * returned as replies. */
-struct redisReply *store_cmd(struct req *r, const char *fmt, ...);
-
-/* As store_cmd() with an argument vector (argvlen NULL: strlen each). */
-struct redisReply *store_argv(struct req *r, int argc, const char **argv, const size_t *argvlen);
-
-/* Runs scripts/lua/<name>.lua with nkeys of the argc arguments as KEYS.
- * Returns the reply or NULL (connection failure, logged). An error reply is
- * logged at error level and returned as NULL too: scripts raise only on bugs. */
-struct redisReply *store_script(struct req *r, const char *name, int nkeys, int argc,
-                                const char **argv, const size_t *argvlen);
-
-/* HGETALL key into *out. Returns 0, -SIMAP_ENOTFOUND (no such key; *out
- * empty) or -SIMAP_ECONN (Redis failed). rec_free() it in every case. */
-int store_hgetall(struct req *r, const char *key, struct rec *out);
-
-/* The shard of a user id. */
-uint32_t store_shard(const struct api *a, const char *uid);
 
 /* Redis' clock in ms (TIME), or this host's when Redis does not answer. */
 int64_t store_time_ms(struct req *r);

@@ -7,7 +7,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/store.h"
+#include "cmd/api/store_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
