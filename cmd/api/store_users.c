@@ -636,6 +636,79 @@ static const char *flag(int v)
     return v < 0 ? "-1" : v ? "1" : "0";
 }
 
+/* One user_update.lua: 0, a -SIMAP_* code, or 1 when the user changed
+ * meanwhile (read again into *u: try again). */
+static int update_once(struct req *r, const char *pid, const char *code, int oauth2, struct rec *u,
+                       const struct store_user_input *in, const char *sealed, const char **field)
+{
+    char kusers[SCHEMA_KEY_MAX];
+    if (schema_key_conn_users(kusers, pid, code) < 0)
+        return -SIMAP_EINVAL;
+    char uid[SCHEMA_UID_LEN + 1];
+    snprintf(uid, sizeof uid, "%s", rec_get(u, "uid"));
+    char *old_ltag = lower(rec_get(u, "tag"));
+    char *old_lemail = lower(rec_get(u, "email"));
+    char *ltag = lower(in->has_tag ? in->tag : rec_get(u, "tag"));
+    char *lemail = lower(in->has_email ? in->email : rec_get(u, "email"));
+    struct user_keys uk;
+    redisReply *rep = NULL;
+    int rc = user_keys(r, pid, code, uid, ltag, lemail, &uk);
+    if (rc == 0) {
+        const char *argv[] = {uk.user,
+                              uk.shard_users,
+                              SCHEMA_KEY_CHANGES,
+                              kusers,
+                              uk.tag,
+                              uk.email,
+                              uid,
+                              uk.k,
+                              oauth2 ? "oauth2" : "plain",
+                              old_ltag,
+                              old_lemail,
+                              in->has_tag ? "1" : "0",
+                              in->has_tag ? in->tag : "",
+                              in->has_email ? "1" : "0",
+                              in->has_email ? in->email : "",
+                              in->has_username ? "1" : "0",
+                              in->has_username ? in->username : "",
+                              in->has_secret ? "1" : "0",
+                              sealed ? sealed : "",
+                              flag(in->archived),
+                              flag(in->enable_tracer)};
+        rep = store_script(r, "user_update", 6, 21, argv, NULL);
+        if (rep == NULL)
+            rc = -SIMAP_ECONN;
+    }
+    xfree(old_ltag);
+    xfree(old_lemail);
+    xfree(ltag);
+    xfree(lemail);
+    if (rc < 0)
+        return rc;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
+        freeReplyObject(rep);
+        return -SIMAP_EPROTO;
+    }
+    const char *res = rep->element[0]->str;
+    if (strcmp(res, "ok") == 0 && rep->elements >= 4) {
+        /* {"ok", connected_at before, after, now} */
+        enqueue_transition(r, pid, code, uid, rep->element[1]->str, rep->element[2]->str,
+                           rep->element[3]->str);
+        rc = 0;
+    } else if (strcmp(res, "conflict") == 0) {
+        *field = conflict_field(rep->elements > 1 ? rep->element[1]->str : NULL);
+        rc = -SIMAP_ESTATE;
+    } else if (strcmp(res, "missing") == 0) {
+        rc = -SIMAP_ENOTFOUND;
+    } else {
+        rc = 1;
+    }
+    freeReplyObject(rep);
+    if (rc == 1 && (rc = reread(r, pid, code, u)) == 0)
+        rc = 1;
+    return rc;
+}
+
 int store_user_update(struct req *r, const char *pid, const char *code, int oauth2, struct rec *u,
                       const struct store_user_input *in, const char **field)
 {
@@ -643,83 +716,9 @@ int store_user_update(struct req *r, const char *pid, const char *code, int oaut
     char *sealed = NULL;
     if (in->has_secret && (sealed = seal_secret(r->api, rec_get(u, "uid"), in->secret)) == NULL)
         return -SIMAP_ECRYPTO;
-    char kusers[SCHEMA_KEY_MAX];
-    int rc = schema_key_conn_users(kusers, pid, code) < 0 ? -SIMAP_EINVAL : 1;
-    for (int attempt = 0; rc == 1; attempt++) {
-        if (attempt == WRITE_RETRIES) {
-            rc = -SIMAP_ESTATE;
-            break;
-        }
-        const char *uid = rec_get(u, "uid");
-        char *old_ltag = lower(rec_get(u, "tag"));
-        char *old_lemail = lower(rec_get(u, "email"));
-        char *ltag = lower(in->has_tag ? in->tag : rec_get(u, "tag"));
-        char *lemail = lower(in->has_email ? in->email : rec_get(u, "email"));
-        struct user_keys uk;
-        redisReply *rep = NULL;
-        rc = user_keys(r, pid, code, uid, ltag, lemail, &uk);
-        if (rc == 0) {
-            const char *argv[] = {uk.user,
-                                  uk.shard_users,
-                                  SCHEMA_KEY_CHANGES,
-                                  kusers,
-                                  uk.tag,
-                                  uk.email,
-                                  uid,
-                                  uk.k,
-                                  oauth2 ? "oauth2" : "plain",
-                                  old_ltag,
-                                  old_lemail,
-                                  in->has_tag ? "1" : "0",
-                                  in->has_tag ? in->tag : "",
-                                  in->has_email ? "1" : "0",
-                                  in->has_email ? in->email : "",
-                                  in->has_username ? "1" : "0",
-                                  in->has_username ? in->username : "",
-                                  in->has_secret ? "1" : "0",
-                                  sealed ? sealed : "",
-                                  flag(in->archived),
-                                  flag(in->enable_tracer)};
-            rep = store_script(r, "user_update", 6, 21, argv, NULL);
-            rc = rep == NULL ? -SIMAP_ECONN : 1;
-        }
-        xfree(old_ltag);
-        xfree(old_lemail);
-        xfree(ltag);
-        xfree(lemail);
-        if (rc < 0)
-            break;
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
-            freeReplyObject(rep);
-            rc = -SIMAP_EPROTO;
-            break;
-        }
-        const char *res = rep->element[0]->str;
-        if (strcmp(res, "ok") == 0 && rep->elements >= 4) {
-            char uidc[SCHEMA_UID_LEN + 1];
-            snprintf(uidc, sizeof uidc, "%s", uid);
-            enqueue_transition(r, pid, code, uidc, rep->element[1]->str, rep->element[2]->str,
-                               rep->element[3]->str);
-            freeReplyObject(rep);
-            rc = 0;
-            break;
-        }
-        if (strcmp(res, "conflict") == 0) {
-            *field = conflict_field(rep->elements > 1 ? rep->element[1]->str : NULL);
-            freeReplyObject(rep);
-            rc = -SIMAP_ESTATE;
-            break;
-        }
-        int missing = strcmp(res, "missing") == 0;
-        freeReplyObject(rep);
-        if (missing) {
-            rc = -SIMAP_ENOTFOUND;
-            break;
-        }
-        rc = reread(r, pid, code, u);
-        if (rc == 0)
-            rc = 1;
-    }
+    int rc = 1;
+    for (int attempt = 0; attempt < WRITE_RETRIES && rc == 1; attempt++)
+        rc = update_once(r, pid, code, oauth2, u, in, sealed, field);
     wipe_free(sealed);
-    return rc;
+    return rc == 1 ? -SIMAP_ESTATE : rc;
 }
