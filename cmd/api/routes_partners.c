@@ -156,8 +156,8 @@ static int load_partner(struct req *r, const char *pid, struct rec *p)
     return 0;
 }
 
-/* Sends g's object with "name": value members added, then wipes the text:
- * the answers that carry a key or secret in clear. */
+/* Finishes g, an answer carrying a key or secret in clear, sends it, and
+ * wipes its text. */
 static int reply_secret_object(struct req *r, int status, struct json_gen *g)
 {
     char *out;
