@@ -124,8 +124,91 @@
 #ifndef CORE_SCHEMA_H
 #define CORE_SCHEMA_H
 
+#include <stdint.h>
+
 /* Upper bound of the ids above, for fixed buffers. */
 #define SCHEMA_UID_LEN 24
 #define SCHEMA_KEY_MAX 512
+
+/* Bytes of the longest key named by a shard alone ("si:{4294967295}:ready_partners"
+ * and its kin): those builders cannot fail. */
+#define SCHEMA_SHARD_KEY_MAX 48
+
+/*
+ * ---- Key builders ----
+ *
+ * One function per key of the table above, so a key's layout is written
+ * once. Keys whose names are fixed are string macros. A builder writes the
+ * key into out (NUL-terminated) and returns its length, or -SIMAP_ETOOBIG
+ * when it would not fit in SCHEMA_KEY_MAX bytes (out then holds a cut key:
+ * never send it). Arguments are the ids of the table, unchecked: callers
+ * validate what came from the network. k is a shard, 0 <= k < S.
+ *
+ * To change a key: change its line in the table, its builder in
+ * core/schema.c and tests/unit/test_schema.c, the scripts in scripts/lua/
+ * that take it as KEYS (they never build keys) and NODE_SCHEMA_VERSION.
+ */
+
+#define SCHEMA_KEY_META        "si:meta"
+#define SCHEMA_KEY_SEQ_PARTNER "si:seq:partner"
+#define SCHEMA_KEY_PROVIDERS   "si:providers"
+#define SCHEMA_KEY_PARTNERS    "si:partners"
+#define SCHEMA_KEY_GEN         "si:gen"
+#define SCHEMA_KEY_CHANGES     "si:changes"
+#define SCHEMA_KEY_WATCHERS    "si:watchers"
+#define SCHEMA_KEY_DISPATCHERS "si:dispatchers"
+#define SCHEMA_KEY_APIS        "si:apis"
+#define SCHEMA_CHANNEL_WAKE    "si:wake"
+
+/* Global keys, named by an id. */
+int schema_key_provider(char out[SCHEMA_KEY_MAX], const char *code);
+int schema_key_partner(char out[SCHEMA_KEY_MAX], const char *pid);
+int schema_key_apikey(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
+int schema_key_ratelimit(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
+int schema_key_partner_conns(char out[SCHEMA_KEY_MAX], const char *pid);
+int schema_key_conn(char out[SCHEMA_KEY_MAX], const char *pid, const char *code);
+int schema_key_conn_users(char out[SCHEMA_KEY_MAX], const char *pid, const char *code);
+/* ltag and lemail are already lower-cased (ASCII), as the keys hold them. */
+int schema_key_tag(char out[SCHEMA_KEY_MAX], const char *pid, const char *code, const char *ltag);
+int schema_key_email(char out[SCHEMA_KEY_MAX], const char *pid, const char *code,
+                     const char *lemail);
+int schema_key_node(char out[SCHEMA_KEY_MAX], const char *node_id);
+/* si:<role>s (si:watchers, ...) and si:<role>:epoch; role is "watcher",
+ * "dispatcher" or "api". */
+int schema_key_role(char out[SCHEMA_KEY_MAX], const char *role);
+int schema_key_role_epoch(char out[SCHEMA_KEY_MAX], const char *role);
+int schema_key_log(char out[SCHEMA_KEY_MAX], const char *pid);
+
+/* Keys of shard k named by an id. token is "<node>:<g>". */
+int schema_key_user(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);
+int schema_key_cur(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);
+int schema_key_lease(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);
+int schema_key_alive(char out[SCHEMA_KEY_MAX], uint32_t k, const char *token);
+int schema_key_ready(char out[SCHEMA_KEY_MAX], uint32_t k, const char *pid);
+int schema_key_event(char out[SCHEMA_KEY_MAX], uint32_t k, const char *eid);
+
+/* Keys of shard k named by k alone; they always fit. shard_prefix is
+ * "si:{k}:", which scripts complete with a suffix (event_stats.lua). */
+void schema_key_shard_prefix(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_shard_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_owner(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_ready_partners(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_inflight(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_retry(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_dead(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+
+/* The associated data (AAD) of the encrypted fields above, built like keys:
+ * si:partner:<pid>:<field>, si:conn:<pid>:<code>:oauth2_client_secret,
+ * si:user:<uid>:secret, si:evt:<eid>. */
+int schema_aad_partner(char out[SCHEMA_KEY_MAX], const char *pid, const char *field);
+int schema_aad_conn_secret(char out[SCHEMA_KEY_MAX], const char *pid, const char *code);
+int schema_aad_user_secret(char out[SCHEMA_KEY_MAX], const char *uid);
+int schema_aad_event(char out[SCHEMA_KEY_MAX], const char *eid);
+
+/* The user of event id eid (see "Ids" above), whose shard is the event's:
+ * its first SCHEMA_UID_LEN characters, except for webhook_test events
+ * ("test.") and ids too short to hold one, which live in shard 0. Writes
+ * the uid into uid and returns 1, or writes "" and returns 0 (shard 0). */
+int schema_event_uid(const char *eid, char uid[SCHEMA_UID_LEN + 1]);
 
 #endif

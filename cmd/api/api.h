@@ -1,18 +1,34 @@
 /*
  * cmd/api/api.h: what the files of superimap-api share: the process-wide
- * state, one request's context, the route table entry, replies, Redis access
- * and the JSON views.
+ * state, one request's context and the route table entry. Each file's own
+ * header has its contract; docs/api.md walks them in reading order.
  *
- *   main.c           wiring: config, key ring, worker threads, routes
- *   router.c         request reading (64 KiB cap, content types, parameters),
- *                    route matching, replies, Redis helpers
- *   auth.c           partner API keys (lookup, constant-time check, rate
- *                    limit) and the admin bearer token; key and secret making
- *   views.c          JSON of users, connections, partners, providers, events;
- *                    signed connect/disconnect links
- *   routes_partner.c /api/v1/connections and their users
- *   routes_events.c  /api/v1/events, replay, webhook-test; event enqueueing
- *   routes_admin.c   /admin/api/: providers, partners, fleet, queues, dead letters
+ *   main.c             wiring: config, key ring, worker threads, routes
+ *   router.c           request reading (64 KiB cap, content types,
+ *                      parameters), route matching, authentication, dispatch
+ *   auth.c             partner API keys (constant-time check, rate limit)
+ *                      and the admin bearer token
+ *   routes_partner.c   /api/v1/connections and their users
+ *   routes_events.c    /api/v1/events, replay, webhook-test
+ *   routes_providers.c /admin/api/providers
+ *   routes_partners.c  /admin/api/partners, key and secret rotation
+ *   routes_fleet.c     /admin/api/fleet, queues, dead letters
+ *   input.c            parameter checks the route files share (400s)
+ *   reply.c            every answer: JSON, errors, 204
+ *   views.c            JSON of users, connections, partners, providers,
+ *                      events, log entries, nodes; signed connect links
+ *   store.c            Redis: commands, scripts, hashes read whole (store_impl.h,
+ *                      for store_*.c alone)
+ *   store_users.c      connections and users of a partner
+ *   store_partners.c   providers, partners, rotation, API-key lookup
+ *   store_events.c     events, delivery log, queues, dead letters, fleet
+ *   keys.c             making, sealing and opening keys and secrets
+ *   rec.c              a hash read whole (struct rec) and lists of them
+ *   params.c           form, JSON and percent decoding
+ *
+ * Calls go one way: main -> router -> auth, routes_*; those -> input,
+ * reply, views, store_*; store_* -> store.c, keys, rec. Nothing calls back
+ * up, and only the store talks to Redis.
  *
  * Threads: every handler runs on a civetweb worker thread with its own
  * blocking Redis connection (struct req.rs); struct api is read-only after
@@ -33,9 +49,8 @@
 
 struct config;
 struct crypto_keys;
-struct json_gen;
 struct metric;
-struct redisReply;
+struct rec;
 struct rsync;
 
 #define API_BODY_MAX       (64 * 1024) /* request body cap (413 past it) */
@@ -102,160 +117,8 @@ struct route {
 /* Route tables, terminated by {NULL}. */
 extern const struct route routes_partner[];
 extern const struct route routes_events[];
-extern const struct route routes_admin[];
-
-/* ---- router.c: entry point and replies ---- */
-
-/* The civetweb handler of "/api/" and "/admin/api/"; cbdata is the struct api. */
-int router_handle(struct mg_connection *conn, void *cbdata);
-
-/* Sends json[0..len) with status and optional extra header lines
- * ("Name: value\r\n" each, or NULL). Returns status. */
-int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers);
-
-/* Finishes g, sends it and frees it; a generator error becomes a 500. */
-int reply_gen(struct req *r, int status, struct json_gen *g, const char *headers);
-
-/* Sends {"error":{"code":code,"message":message[,"field":field]}}. field may
- * be NULL. The message is formatted printf-style. */
-int reply_error(struct req *r, int status, const char *code, const char *field, const char *fmt,
-                ...) __attribute__((format(printf, 5, 6)));
-
-/* 400 naming the field: "<field>: <why>". */
-int reply_invalid(struct req *r, const char *field, const char *why);
-
-/* 503: Redis did not answer (logged with the command's error). */
-int reply_unavailable(struct req *r);
-
-/* 204 without a body. */
-int reply_no_content(struct req *r);
-
-/* A new generator with the response cap. */
-struct json_gen *reply_gen_new(void);
-
-/* ---- router.c: Redis ---- */
-
-/* Runs a command on the thread's connection (hiredis format). Returns the
- * reply (freeReplyObject() it) or NULL after logging; error replies are
- * returned as replies. */
-struct redisReply *store_cmd(struct req *r, const char *fmt, ...);
-
-/* As store_cmd() with an argument vector (argvlen NULL: strlen each). */
-struct redisReply *store_argv(struct req *r, int argc, const char **argv, const size_t *argvlen);
-
-/* Runs scripts/lua/<name>.lua with nkeys of the argc arguments as KEYS.
- * Returns the reply or NULL (connection failure, logged). An error reply is
- * logged at error level and returned as NULL too: scripts raise only on bugs. */
-struct redisReply *store_script(struct req *r, const char *name, int nkeys, int argc,
-                                const char **argv, const size_t *argvlen);
-
-/* A Redis hash read whole. */
-struct rec {
-    size_t n;
-    char **f, **v;
-};
-
-/* HGETALL key into *out. Returns 0, -SIMAP_ENOTFOUND (no such key; *out
- * empty) or -SIMAP_ECONN (Redis failed). rec_free() it in every case. */
-int store_hgetall(struct req *r, const char *key, struct rec *out);
-
-/* The value of field, or "" when absent. Borrowed from rec. */
-const char *rec_get(const struct rec *rec, const char *field);
-
-void rec_free(struct rec *rec);
-
-/* The shard of a user id. */
-uint32_t api_shard(const struct api *a, const char *uid);
-
-/* Writes the current wall time in ms as decimal text into out[24]. */
-void api_now_text(char out[24]);
-
-/* ---- auth.c ---- */
-
-/* Authenticates the partner of r from the x-api-key header or the api_key
- * parameter and applies its rate limit. Returns 0 with r->partner set, or
- * the status after replying (401, 429, 503). */
-int auth_partner(struct req *r);
-
-/* Checks Authorization: Bearer <SUPERIMAP_ADMIN_TOKEN> in constant time.
- * Returns 0, or 401 after replying. */
-int auth_admin(struct req *r);
-
-/* Makes a new API key (base64url of 32 random bytes; xfree() it) and the
- * lookup key si:apikey:<sha256 hex> into lookup (SCHEMA_KEY_MAX bytes). */
-char *auth_new_api_key(char *lookup, size_t lookuplen);
-
-/* The lookup key of an existing API key. Returns 0 or -SIMAP_ECRYPTO. */
-int auth_lookup_key(const char *api_key, char *lookup, size_t lookuplen);
-
-/* Makes a new webhook secret, "whsec_" + base64 of 32 random bytes. */
-char *auth_new_webhook_secret(void);
-
-/* Decrypts a partner's encrypted field (api_key, webhook_secret, ...) with
- * its AAD "si:partner:<pid>:<field>". Returns a new string or NULL. */
-char *auth_partner_secret(const struct api *a, const char *pid, const char *field,
-                          const char *envelope);
-
-/* ---- views.c ---- */
-
-/* Writes one user object (the original's keys first: tag, email,
- * connect_url, disconnect_url, connected_at; then archived, state,
- * last_error, last_login_at, last_email_at, imap_provider_code, created_at,
- * updated_at). Credentials are never written. api_key signs the links. */
-void view_user(struct json_gen *g, const struct api *a, const struct rec *u, const char *api_key);
-
-/* The list entry of a user: tag, email, archived, connected_at, state. */
-void view_user_brief(struct json_gen *g, const struct rec *u);
-
-/* {imap_provider_code, users_count, auth, created_at, updated_at}. */
-void view_connection(struct json_gen *g, const char *code, const struct rec *c, const char *auth);
-
-/* A provider's fields (every stored field, numbers as numbers). */
-void view_provider(struct json_gen *g, const struct rec *p);
-
-/* A partner without its secrets: id, name, webhook URLs, redirect URLs,
- * retry policy, rotation state, created_at, updated_at. */
-void view_partner(struct json_gen *g, const char *pid, const struct rec *p);
-
-/* An event hash (without payload): id, type, state, attempts, ... */
-void view_event(struct json_gen *g, const struct rec *e);
-
-/* Writes a ms timestamp text as ISO 8601 text, or null when empty. */
-void view_time(struct json_gen *g, const char *key, const char *ms);
-
-/*
- * Builds the connect (kind "connect") or disconnect ("disconnect") link of
- * user uid, valid API_LINK_TTL_S from ts (unix seconds):
- *
- *   <public_url>/users/<kind>/new?user_id=<uid>&ts=<ts>&sig=<sig>
- *
- * sig = base64url(HMAC-SHA256(link_key, "<kind>\n<uid>\n<ts>")), link_key =
- * HMAC-SHA256(raw SUPERIMAP_ENCRYPTION_KEY, "superimap connect links v1").
- * The connect pages verify it with view_link_sig(). Returns a new string.
- */
-char *view_link(const struct api *a, const char *kind, const char *uid, int64_t ts);
-
-/* Writes the signature of a link into out (44 bytes). */
-void view_link_sig(const struct api *a, const char *kind, const char *uid, int64_t ts,
-                   char out[44]);
-
-/* ---- routes_partner.c ---- */
-
-/* Deletes connection code of partner pid with all its users, their cursors,
- * leases and queued events (scripts/lua/connection_delete.lua, in batches;
- * the connection is invisible from the first batch on). Returns 0 or
- * -SIMAP_ECONN. Shared with the admin API's partner deletion. */
-int routes_delete_connection(struct req *r, const char *pid, const char *code);
-
-/* ---- routes_events.c: events the api enqueues ---- */
-
-/*
- * Enqueues a user_connected or user_disconnected event for user u (its hash
- * after the write) through scripts/lua/event_enqueue.lua, when the partner
- * has a URL for that type. at_ms is the transition's time (connected_at, or
- * the disconnection). Returns 0, or -SIMAP_ECONN (logged; the user write
- * stands).
- */
-int events_enqueue_user(struct req *r, const char *type, const struct rec *u, const char *at_ms);
+extern const struct route routes_providers[];
+extern const struct route routes_partners[];
+extern const struct route routes_fleet[];
 
 #endif

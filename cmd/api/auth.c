@@ -17,15 +17,17 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/api.h"
+#include "cmd/api/auth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <hiredis/hiredis.h>
-
+#include "cmd/api/api.h"
+#include "cmd/api/keys.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -35,57 +37,12 @@
 
 #define API_KEY_MAX 256 /* longer presented keys are unknown without hashing */
 
-int auth_lookup_key(const char *api_key, char *lookup, size_t lookuplen)
-{
-    char hex[CRYPTO_SHA256_HEX_LEN + 1];
-    if (crypto_sha256_hex(api_key, strlen(api_key), hex) < 0)
-        return -SIMAP_ECRYPTO;
-    snprintf(lookup, lookuplen, "si:apikey:%s", hex);
-    return 0;
-}
-
-char *auth_new_api_key(char *lookup, size_t lookuplen)
-{
-    char *key = crypto_token(32);
-    if (auth_lookup_key(key, lookup, lookuplen) < 0)
-        lookup[0] = '\0';
-    return key;
-}
-
-char *auth_new_webhook_secret(void)
-{
-    unsigned char raw[32];
-    crypto_random(raw, sizeof raw);
-    char *b64 = crypto_b64_encode(raw, sizeof raw);
-    crypto_wipe(raw, sizeof raw);
-    size_t n = strlen(b64);
-    char *s = xmalloc(n + 7);
-    memcpy(s, "whsec_", 6);
-    memcpy(s + 6, b64, n + 1);
-    crypto_wipe(b64, n);
-    xfree(b64);
-    return s;
-}
-
-char *auth_partner_secret(const struct api *a, const char *pid, const char *field,
-                          const char *envelope)
-{
-    if (envelope == NULL || *envelope == '\0')
-        return NULL;
-    char aad[128];
-    snprintf(aad, sizeof aad, "si:partner:%s:%s", pid, field);
-    char *plain = NULL;
-    if (crypto_decrypt(a->keys, envelope, aad, &plain, NULL) < 0)
-        return NULL;
-    return plain;
-}
-
 /* 1 when envelope (for pid's field) opens to exactly key; constant time in
  * the key's contents. */
 static int key_matches(const struct api *a, const char *pid, const char *field,
                        const char *envelope, const char *key)
 {
-    char *stored = auth_partner_secret(a, pid, field, envelope);
+    char *stored = keys_open_partner(a, pid, field, envelope);
     if (stored == NULL)
         return 0;
     int eq = crypto_equal(stored, strlen(stored), key, strlen(key));
@@ -121,32 +78,23 @@ int auth_partner(struct req *r)
     long long retry_ms = 0;
     char pid[24] = "";
     if (strlen(key) <= API_KEY_MAX) {
-        char lookup[128], bucket[128];
-        if (auth_lookup_key(key, lookup, sizeof lookup) < 0)
+        char hex[CRYPTO_SHA256_HEX_LEN + 1];
+        if (crypto_sha256_hex(key, strlen(key), hex) < 0)
             return reply_error(r, 500, "internal", NULL, "hashing failed");
-        snprintf(bucket, sizeof bucket, "si:rl:%s", lookup + strlen("si:apikey:"));
-        char rate[16], burst[16];
-        snprintf(rate, sizeof rate, "%d", a->rate_per_sec);
-        snprintf(burst, sizeof burst, "%d", a->rate_burst);
-        const char *argv[] = {lookup, bucket, rate, burst};
-        redisReply *rep = store_script(r, "rate_limit", 2, 4, argv, NULL);
-        if (rep == NULL)
+        struct store_key_hit hit;
+        int rc = store_key_lookup(r, hex, a->rate_per_sec, a->rate_burst, &hit);
+        if (rc == -SIMAP_ECONN)
             return reply_unavailable(r);
-        /* {pid, allowed, retry_ms, api_key, api_key_old, api_key_old_until};
-         * the last three are nil replies when the partner lacks them. */
-        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 6 &&
-            rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof pid) {
+        if (rc == 0) {
             known = 1;
-            memcpy(pid, rep->element[0]->str, rep->element[0]->len + 1);
-            allowed = rep->element[1]->integer == 1;
-            retry_ms = rep->element[2]->integer;
-            const char *cur = rep->element[3]->str, *old = rep->element[4]->str;
-            long long until = rep->element[5]->str ? atoll(rep->element[5]->str) : 0;
-            ok = key_matches(a, pid, "api_key", cur, key);
-            if (!ok && old != NULL && until > time_now_ms())
-                ok = key_matches(a, pid, "api_key_old", old, key);
+            snprintf(pid, sizeof pid, "%s", hit.pid);
+            allowed = hit.allowed;
+            retry_ms = hit.retry_ms;
+            ok = key_matches(a, pid, "api_key", hit.api_key, key);
+            if (!ok && hit.api_key_old != NULL && hit.api_key_old_until > time_now_ms())
+                ok = key_matches(a, pid, "api_key_old", hit.api_key_old, key);
         }
-        freeReplyObject(rep);
+        store_key_hit_free(&hit);
     }
     if (!known) {
         /* The same work as a known key, whose result is thrown away. */

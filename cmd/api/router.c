@@ -1,7 +1,8 @@
 /*
  * cmd/api/router: reads one request (path, query, body under a 64 KiB cap,
  * JSON or form content), finds its route, authenticates it, calls the
- * handler, and owns the reply and Redis helpers every route uses.
+ * handler. The route tables are the routes_*.c files'; the answers are
+ * reply.c's.
  *
  * Order of checks, so the answer names the first real problem: path (400) →
  * route (404, 405) → body size (413) → content type (415) → parameters (400)
@@ -9,250 +10,19 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/api.h"
+#include "cmd/api/router.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include <hiredis/hiredis.h>
-
+#include "cmd/api/api.h"
+#include "cmd/api/auth.h"
+#include "cmd/api/reply.h"
 #include "core/buf.h"
 #include "core/err.h"
-#include "core/hrw.h"
 #include "core/http.h"
-#include "core/json.h"
-#include "core/log.h"
 #include "core/metrics.h"
-#include "core/rsync.h"
 #include "core/time.h"
-
-/* ---- Replies ---- */
-
-static const char *reason_phrase(int status)
-{
-    const char *s = mg_get_response_code_text(NULL, status);
-    return s ? s : "";
-}
-
-int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers)
-{
-    /* Head and body in one write: two small writes would meet Nagle's
-     * algorithm and the client's delayed ACK, 40 ms per response. */
-    struct buf out;
-    buf_init(&out, len + 4096);
-    buf_printf(&out,
-               "HTTP/1.1 %d %s\r\n"
-               "Content-Type: application/json\r\n"
-               "Content-Length: %zu\r\n"
-               "Cache-Control: no-store\r\n"
-               "X-Content-Type-Options: nosniff\r\n"
-               "%s\r\n",
-               status, reason_phrase(status), len, headers ? headers : "");
-    buf_append(&out, json, len);
-    mg_write(r->conn, out.data, out.len);
-    buf_free(&out);
-    return status;
-}
-
-struct json_gen *reply_gen_new(void)
-{
-    return json_gen_new(API_OUTPUT_MAX);
-}
-
-int reply_gen(struct req *r, int status, struct json_gen *g, const char *headers)
-{
-    char *out;
-    size_t len;
-    int rc = json_gen_finish(g, &out, &len);
-    json_gen_free(g);
-    if (rc < 0) {
-        log_error("api response not generated route=%s err=\"%s\"", r->method, err_str(rc));
-        return reply_error(r, 500, "internal", NULL, "the response could not be generated");
-    }
-    reply_json(r, status, out, len, headers);
-    xfree(out);
-    return status;
-}
-
-int reply_error(struct req *r, int status, const char *code, const char *field, const char *fmt,
-                ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    /* A message quotes request text; never let a cut or a bad byte break the JSON. */
-    char *clean = json_utf8_sanitize(msg, strlen(msg), NULL);
-    struct json_gen *g = json_gen_new(4096);
-    json_gen_object_open(g);
-    json_gen_key_object(g, "error");
-    json_gen_key_str(g, "code", code);
-    json_gen_key_str(g, "message", clean);
-    if (field != NULL)
-        json_gen_key_str(g, "field", field);
-    json_gen_object_close(g);
-    json_gen_object_close(g);
-    xfree(clean);
-    char *out;
-    size_t len;
-    if (json_gen_finish(g, &out, &len) < 0) {
-        json_gen_free(g);
-        static const char fallback[] = "{\"error\":{\"code\":\"internal\",\"message\":\"error\"}}";
-        return reply_json(r, status, fallback, sizeof fallback - 1, NULL);
-    }
-    json_gen_free(g);
-    const char *headers = NULL;
-    if (status == 405) {
-        headers = "Allow: GET, POST, PUT, PATCH, DELETE\r\n";
-    }
-    reply_json(r, status, out, len, headers);
-    xfree(out);
-    return status;
-}
-
-int reply_invalid(struct req *r, const char *field, const char *why)
-{
-    return reply_error(r, 400, "invalid_parameter", field, "%s: %s", field, why);
-}
-
-int reply_unavailable(struct req *r)
-{
-    return reply_error(r, 503, "unavailable", NULL,
-                       "the data store is not reachable; try again shortly");
-}
-
-int reply_no_content(struct req *r)
-{
-    mg_printf(r->conn, "HTTP/1.1 204 No Content\r\n"
-                       "Cache-Control: no-store\r\n"
-                       "Content-Length: 0\r\n\r\n");
-    return 204;
-}
-
-/* ---- Redis ---- */
-
-static void log_redis_failure(struct req *r, const char *what)
-{
-    log_warn("api redis command failed cmd=%s err=\"%s\"", what, rsync_errstr(r->rs));
-}
-
-struct redisReply *store_cmd(struct req *r, const char *fmt, ...)
-{
-    if (r->rs == NULL)
-        return NULL;
-    /* rsync has no va_list form: format through hiredis' own formatter. */
-    va_list ap;
-    va_start(ap, fmt);
-    char *cmd = NULL;
-    int len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
-    if (len < 0)
-        return NULL;
-    /* Split the RESP array back into an argument vector. */
-    redisReader *rd = redisReaderCreate();
-    redisReaderFeed(rd, cmd, (size_t)len);
-    void *parsed = NULL;
-    redisReply *out = NULL;
-    if (redisReaderGetReply(rd, &parsed) == REDIS_OK && parsed != NULL) {
-        redisReply *arr = parsed;
-        int argc = (int)arr->elements;
-        const char **argv = xcalloc((size_t)argc + 1, sizeof *argv);
-        size_t *argvlen = xcalloc((size_t)argc + 1, sizeof *argvlen);
-        for (int i = 0; i < argc; i++) {
-            argv[i] = arr->element[i]->str;
-            argvlen[i] = arr->element[i]->len;
-        }
-        out = rsync_command_argv(r->rs, argc, argv, argvlen);
-        if (out == NULL)
-            log_redis_failure(r, argc > 0 ? argv[0] : "?");
-        xfree(argv);
-        xfree(argvlen);
-        freeReplyObject(parsed);
-    }
-    redisReaderFree(rd);
-    redisFreeCommand(cmd);
-    return out;
-}
-
-struct redisReply *store_argv(struct req *r, int argc, const char **argv, const size_t *argvlen)
-{
-    if (r->rs == NULL)
-        return NULL;
-    redisReply *rep = rsync_command_argv(r->rs, argc, argv, argvlen);
-    if (rep == NULL)
-        log_redis_failure(r, argc > 0 ? argv[0] : "?");
-    return rep;
-}
-
-struct redisReply *store_script(struct req *r, const char *name, int nkeys, int argc,
-                                const char **argv, const size_t *argvlen)
-{
-    if (r->rs == NULL)
-        return NULL;
-    redisReply *rep = rsync_script(r->rs, name, nkeys, argc, argv, argvlen);
-    if (rep == NULL) {
-        log_redis_failure(r, name);
-        return NULL;
-    }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        log_error("api script failed script=%s err=\"%s\"", name, rep->str);
-        freeReplyObject(rep);
-        return NULL;
-    }
-    return rep;
-}
-
-int store_hgetall(struct req *r, const char *key, struct rec *out)
-{
-    memset(out, 0, sizeof *out);
-    redisReply *rep = store_cmd(r, "HGETALL %s", key);
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(rep);
-        return -SIMAP_ECONN;
-    }
-    size_t n = rep->elements / 2;
-    out->f = xcalloc(n + 1, sizeof *out->f);
-    out->v = xcalloc(n + 1, sizeof *out->v);
-    for (size_t i = 0; i < n; i++) {
-        out->f[i] = xstrndup(rep->element[2 * i]->str, rep->element[2 * i]->len);
-        out->v[i] = xstrndup(rep->element[2 * i + 1]->str, rep->element[2 * i + 1]->len);
-    }
-    out->n = n;
-    freeReplyObject(rep);
-    return n == 0 ? -SIMAP_ENOTFOUND : 0;
-}
-
-const char *rec_get(const struct rec *rec, const char *field)
-{
-    for (size_t i = 0; i < rec->n; i++)
-        if (strcmp(rec->f[i], field) == 0)
-            return rec->v[i];
-    return "";
-}
-
-void rec_free(struct rec *rec)
-{
-    for (size_t i = 0; i < rec->n; i++) {
-        xfree(rec->f[i]);
-        xfree(rec->v[i]);
-    }
-    xfree(rec->f);
-    xfree(rec->v);
-    memset(rec, 0, sizeof *rec);
-}
-
-uint32_t api_shard(const struct api *a, const char *uid)
-{
-    return hrw_shard(uid, a->shards);
-}
-
-void api_now_text(char out[24])
-{
-    snprintf(out, 24, "%lld", (long long)time_now_ms());
-}
 
 /* ---- Route matching ---- */
 
@@ -296,7 +66,8 @@ static int pattern_matches(struct req *r, const char *pattern)
     return 1;
 }
 
-static const struct route *const tables[] = {routes_partner, routes_events, routes_admin};
+static const struct route *const tables[] = {routes_partner, routes_events, routes_providers,
+                                             routes_partners, routes_fleet};
 
 /* Finds the route; *path_known tells a 405 from a 404. */
 static const struct route *find_route(struct req *r, int *path_known)

@@ -1,9 +1,8 @@
 /*
  * cmd/api/routes_events: what a partner could not see in the original: the
  * delivery log of its webhooks, each event's state, replay of dead letters,
- * and a test webhook on demand. Also the enqueueing of the events the api
- * itself makes (user_connected, user_disconnected, webhook_test), through
- * the dispatcher's scripts/lua/event_enqueue.lua.
+ * and a test webhook on demand (queued through store_event_enqueue(), like
+ * the user_connected and user_disconnected events of user writes).
  *
  * Formats are core/schema.h's "Event fields" and "Delivery log". An event is
  * read only when its pid is the caller's: another partner's ids answer 404
@@ -18,192 +17,32 @@
 #include <string.h>
 #include <time.h>
 
-#include <hiredis/hiredis.h>
-
+#include "cmd/api/input.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/json.h"
-#include "core/log.h"
 #include "core/time.h"
 
 #define EVENTS_LIMIT_DEFAULT 100
 #define EVENTS_LIMIT_MAX     500
-#define EVENTS_SCAN_MAX      5000 /* log entries read per request when filtering */
-#define EVENT_ID_MAX         200
 #define TEST_WAIT_DEFAULT_MS 5000
 #define TEST_WAIT_MAX_MS     10000
-
-/* ---- Enqueueing ---- */
-
-/* Queues one event: the hash fields are type, uid, code, tag, sha1 and the
- * payload (body without timestamp and signature), encrypted with AAD
- * si:evt:<eid>. Returns 0, or -SIMAP_ECONN / -SIMAP_ECRYPTO. */
-static int enqueue(struct req *r, uint32_t k, const char *eid, const char *type, const char *uid,
-                   const char *code, const char *tag, const char *sha1, const char *payload)
-{
-    char aad[SCHEMA_KEY_MAX];
-    snprintf(aad, sizeof aad, "si:evt:%s", eid);
-    char *sealed = NULL;
-    if (crypto_encrypt(r->api->keys, payload, strlen(payload), aad, &sealed) < 0)
-        return -SIMAP_ECRYPTO;
-    char kevt[SCHEMA_KEY_MAX], kready[SCHEMA_KEY_MAX], kpartners[SCHEMA_KEY_MAX];
-    snprintf(kevt, sizeof kevt, "si:{%u}:evt:%s", k, eid);
-    snprintf(kready, sizeof kready, "si:{%u}:ready:%s", k, r->partner.pid);
-    snprintf(kpartners, sizeof kpartners, "si:{%u}:ready_partners", k);
-    const char *argv[] = {kevt, kready, kpartners, eid,       r->partner.pid, "type",
-                          type, "uid",  uid,       "code",    code,           "tag",
-                          tag,  "sha1", sha1,      "payload", sealed};
-    redisReply *rep = store_script(r, "event_enqueue", 3, 17, argv, NULL);
-    xfree(sealed);
-    if (rep == NULL)
-        return -SIMAP_ECONN;
-    freeReplyObject(rep);
-    return 0;
-}
-
-int events_enqueue_user(struct req *r, const char *type, const struct rec *u, const char *at_ms)
-{
-    char pkey[SCHEMA_KEY_MAX];
-    snprintf(pkey, sizeof pkey, "si:partner:%s", r->partner.pid);
-    redisReply *url = store_cmd(r, "HGET %s %s_webhook_url", pkey, type);
-    if (url == NULL)
-        return -SIMAP_ECONN;
-    int wanted = url->type == REDIS_REPLY_STRING && url->len > 0;
-    freeReplyObject(url);
-    if (!wanted)
-        return 0;
-    const char *uid = rec_get(u, "uid");
-    const char *tag = rec_get(u, "tag");
-    int connected = strcmp(type, "user_connected") == 0;
-    char eid[128];
-    snprintf(eid, sizeof eid, "%s.%s.%s", uid, connected ? "connected" : "disconnected", at_ms);
-    char sha1[CRYPTO_SHA1_HEX_LEN + 1];
-    if (crypto_sha1_hex(tag, strlen(tag), sha1) < 0)
-        return -SIMAP_ECRYPTO;
-    struct json_gen *g = json_gen_new(64 * 1024);
-    json_gen_object_open(g);
-    json_gen_key_str(g, "sha1", sha1);
-    json_gen_key_str(g, "user_tag", tag);
-    json_gen_key_str(g, "imap_provider_code", rec_get(u, "code"));
-    if (connected)
-        json_gen_key_str(g, "email", rec_get(u, "email"));
-    json_gen_key_str(g, "event", type);
-    json_gen_key_str(g, "id", eid);
-    json_gen_object_close(g);
-    char *payload;
-    int rc = json_gen_finish(g, &payload, NULL);
-    json_gen_free(g);
-    if (rc < 0)
-        return rc;
-    rc = enqueue(r, api_shard(r->api, uid), eid, type, uid, rec_get(u, "code"), tag, sha1, payload);
-    xfree(payload);
-    if (rc < 0)
-        log_warn("api event not queued event=%s err=\"%s\"", eid, err_str(rc));
-    return rc;
-}
-
-/* ---- Reading events ---- */
-
-/* Event ids are made of [A-Za-z0-9._-]; anything else names no event. */
-static int valid_event_id(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > EVENT_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* The shard of an event id: its user's, or 0 for webhook tests. */
-static uint32_t event_shard(const struct api *a, const char *id)
-{
-    if (strncmp(id, "test.", 5) == 0 || strlen(id) < SCHEMA_UID_LEN)
-        return 0;
-    char uid[SCHEMA_UID_LEN + 1];
-    memcpy(uid, id, SCHEMA_UID_LEN);
-    uid[SCHEMA_UID_LEN] = '\0';
-    return api_shard(a, uid);
-}
 
 /* Loads the caller's event id; replies 404/503 otherwise. */
 static int load_event(struct req *r, const char *id, struct rec *e)
 {
     memset(e, 0, sizeof *e);
-    if (!valid_event_id(id))
+    if (!input_is_event_id(id))
         return reply_error(r, 404, "not_found", NULL, "Event not found.");
-    char key[SCHEMA_KEY_MAX];
-    snprintf(key, sizeof key, "si:{%u}:evt:%s", event_shard(r->api, id), id);
-    int rc = store_hgetall(r, key, e);
+    int rc = store_event_get(r, id, r->partner.pid, e);
     if (rc == -SIMAP_ECONN)
         return reply_unavailable(r);
-    if (rc < 0 || strcmp(rec_get(e, "pid"), r->partner.pid) != 0)
+    if (rc < 0)
         return reply_error(r, 404, "not_found", NULL, "Event not found.");
     return 0;
-}
-
-/* Writes one delivery-log entry (fields of core/schema.h) as an object. */
-static void view_log_entry(struct json_gen *g, redisReply *entry, const char *state)
-{
-    const char *sid = entry->element[0]->str;
-    redisReply *kv = entry->element[1];
-    const char *f[16][2];
-    size_t nf = 0;
-    for (size_t i = 0; i + 1 < kv->elements && nf < 16; i += 2, nf++) {
-        f[nf][0] = kv->element[i]->str;
-        f[nf][1] = kv->element[i + 1]->str;
-    }
-    const char *get[11] = {0};
-    static const char *const names[11] = {"id",      "type",    "tag",    "code",
-                                          "attempt", "status",  "result", "latency_ms",
-                                          "error",   "next_at", "uid"};
-    for (size_t j = 0; j < 11; j++) {
-        get[j] = "";
-        for (size_t i = 0; i < nf; i++)
-            if (strcmp(f[i][0], names[j]) == 0)
-                get[j] = f[i][1];
-    }
-    json_gen_object_open(g);
-    json_gen_key_str(g, "log_id", sid);
-    char ms[24];
-    snprintf(ms, sizeof ms, "%lld", strtoll(sid, NULL, 10));
-    view_time(g, "at", ms);
-    json_gen_key_str(g, "id", get[0]);
-    json_gen_key_str(g, "type", get[1]);
-    if (*get[2])
-        json_gen_key_str(g, "user_tag", get[2]);
-    else
-        json_gen_key_null(g, "user_tag");
-    if (*get[3])
-        json_gen_key_str(g, "imap_provider_code", get[3]);
-    else
-        json_gen_key_null(g, "imap_provider_code");
-    json_gen_key_int(g, "attempt", strtoll(get[4], NULL, 10));
-    json_gen_key_int(g, "status", strtoll(get[5], NULL, 10));
-    json_gen_key_str(g, "result", get[6]);
-    json_gen_key_int(g, "latency_ms", strtoll(get[7], NULL, 10));
-    if (*get[8])
-        json_gen_key_str(g, "error", get[8]);
-    else
-        json_gen_key_null(g, "error");
-    view_time(g, "next_at", get[9]);
-    if (state != NULL)
-        json_gen_key_str(g, "event_state", state);
-    json_gen_object_close(g);
-}
-
-/* The value of field in a stream entry, or "". */
-static const char *entry_field(redisReply *entry, const char *field)
-{
-    redisReply *kv = entry->element[1];
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (strcmp(kv->element[i]->str, field) == 0)
-            return kv->element[i + 1]->str;
-    return "";
 }
 
 static int is_stream_id(const char *s)
@@ -234,79 +73,40 @@ static int filter(struct req *r, const char *name, const char **out)
     return 0;
 }
 
+static void on_log_entry(const char *log_id, const struct rec *entry, const char *state, void *data)
+{
+    view_log_entry(data, log_id, entry, state);
+}
+
 static int event_list(struct req *r)
 {
     int64_t limit = EVENTS_LIMIT_DEFAULT;
     const struct param *pl = params_get(&r->params, "limit");
     if (pl != NULL && param_int(pl, 1, EVENTS_LIMIT_MAX, &limit) < 0)
         return reply_invalid(r, "limit", "must be an integer from 1 to 500");
-    const char *tag, *type, *status, *code, *cursor;
+    struct store_log_filter f;
+    const char *cursor;
     int rc;
-    if ((rc = filter(r, "tag", &tag)) != 0 || (rc = filter(r, "type", &type)) != 0 ||
-        (rc = filter(r, "status", &status)) != 0 ||
-        (rc = filter(r, "imap_provider_code", &code)) != 0 ||
+    if ((rc = filter(r, "tag", &f.tag)) != 0 || (rc = filter(r, "type", &f.type)) != 0 ||
+        (rc = filter(r, "status", &f.result)) != 0 ||
+        (rc = filter(r, "imap_provider_code", &f.code)) != 0 ||
         (rc = filter(r, "cursor", &cursor)) != 0)
         return rc;
-    if (tag == NULL && (rc = filter(r, "user", &tag)) != 0)
+    if (f.tag == NULL && (rc = filter(r, "user", &f.tag)) != 0)
         return rc;
     if (cursor != NULL && !is_stream_id(cursor))
         return reply_invalid(r, "cursor", "is not a cursor this API returned");
-    char key[SCHEMA_KEY_MAX];
-    snprintf(key, sizeof key, "si:log:%s", r->partner.pid);
-    char end[80];
-    if (cursor != NULL)
-        snprintf(end, sizeof end, "(%s", cursor);
-    else
-        snprintf(end, sizeof end, "+");
-
     struct json_gen *g = reply_gen_new();
     json_gen_object_open(g);
     json_gen_key_array(g, "events");
-    int64_t found = 0, scanned = 0;
-    int exhausted = 0;
-    char last[64] = "";
-    while (found < limit && scanned < EVENTS_SCAN_MAX && !exhausted) {
-        redisReply *rep = store_cmd(r, "XREVRANGE %s %s - COUNT %d", key, end, 200);
-        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(rep);
-            json_gen_free(g);
-            return reply_unavailable(r);
-        }
-        if (rep->elements < 200)
-            exhausted = 1;
-        size_t i;
-        for (i = 0; i < rep->elements && found < limit; i++) {
-            redisReply *e = rep->element[i];
-            scanned++;
-            snprintf(last, sizeof last, "%s", e->element[0]->str);
-            if ((tag != NULL && strcmp(entry_field(e, "tag"), tag) != 0) ||
-                (type != NULL && strcmp(entry_field(e, "type"), type) != 0) ||
-                (status != NULL && strcmp(entry_field(e, "result"), status) != 0) ||
-                (code != NULL && strcmp(entry_field(e, "code"), code) != 0))
-                continue;
-            const char *id = entry_field(e, "id");
-            char state[32] = "";
-            if (valid_event_id(id)) {
-                char ekey[SCHEMA_KEY_MAX];
-                snprintf(ekey, sizeof ekey, "si:{%u}:evt:%s", event_shard(r->api, id), id);
-                redisReply *st = store_cmd(r, "HGET %s state", ekey);
-                if (st != NULL && st->type == REDIS_REPLY_STRING)
-                    snprintf(state, sizeof state, "%s", st->str);
-                freeReplyObject(st);
-            }
-            view_log_entry(g, e, state[0] ? state : "expired");
-            found++;
-        }
-        if (i < rep->elements)
-            exhausted = 0; /* stopped on the limit: more may follow */
-        freeReplyObject(rep);
-        snprintf(end, sizeof end, "(%s", last);
-        if (last[0] == '\0')
-            exhausted = 1;
+    char next[64];
+    if (store_log_scan(r, r->partner.pid, cursor, &f, limit, on_log_entry, g, next) < 0) {
+        json_gen_free(g);
+        return reply_unavailable(r);
     }
     json_gen_array_close(g);
-    if (!exhausted && last[0] != '\0')
-        json_gen_key_str(g, "next_cursor", last);
+    if (next[0] != '\0')
+        json_gen_key_str(g, "next_cursor", next);
     else
         json_gen_key_null(g, "next_cursor");
     json_gen_object_close(g);
@@ -329,38 +129,25 @@ static int event_show(struct req *r)
 
 static int event_replay(struct req *r)
 {
+    const char *id = r->arg[0];
     struct rec e;
-    int rc = load_event(r, r->arg[0], &e);
+    int rc = load_event(r, id, &e);
     if (rc != 0) {
         rec_free(&e);
         return rc;
     }
-    const char *id = r->arg[0];
-    uint32_t k = event_shard(r->api, id);
-    char kevt[SCHEMA_KEY_MAX], kdead[SCHEMA_KEY_MAX], kready[SCHEMA_KEY_MAX],
-        kpartners[SCHEMA_KEY_MAX];
-    snprintf(kevt, sizeof kevt, "si:{%u}:evt:%s", k, id);
-    snprintf(kdead, sizeof kdead, "si:{%u}:dead", k);
-    snprintf(kready, sizeof kready, "si:{%u}:ready:%s", k, r->partner.pid);
-    snprintf(kpartners, sizeof kpartners, "si:{%u}:ready_partners", k);
-    const char *argv[] = {kevt, kdead, kready, kpartners, id, r->partner.pid};
-    redisReply *rep = store_script(r, "event_replay", 4, 6, argv, NULL);
-    if (rep == NULL) {
-        rec_free(&e);
-        return reply_unavailable(r);
-    }
-    long long res = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-    freeReplyObject(rep);
-    if (res == 0) {
+    rc = store_event_replay(r, id, r->partner.pid);
+    if (rc == -SIMAP_ESTATE)
         rc = reply_error(r, 409, "conflict", NULL,
                          "only dead letters can be replayed; this event is %s",
                          rec_get(&e, "state"));
-        rec_free(&e);
-        return rc;
-    }
+    else if (rc == -SIMAP_ENOTFOUND)
+        rc = reply_error(r, 404, "not_found", NULL, "Event not found.");
+    else if (rc < 0)
+        rc = reply_unavailable(r);
     rec_free(&e);
-    if (res < 0)
-        return reply_error(r, 404, "not_found", NULL, "Event not found.");
+    if (rc != 0)
+        return rc;
     if ((rc = load_event(r, id, &e)) != 0) {
         rec_free(&e);
         return rc;
@@ -384,13 +171,9 @@ static int webhook_test(struct req *r)
     const struct param *pw = params_get(&r->params, "wait_ms");
     if (pw != NULL && param_int(pw, 0, TEST_WAIT_MAX_MS, &wait_ms) < 0)
         return reply_invalid(r, "wait_ms", "must be an integer from 0 to 10000");
-    char pkey[SCHEMA_KEY_MAX];
-    snprintf(pkey, sizeof pkey, "si:partner:%s", r->partner.pid);
-    redisReply *url = store_cmd(r, "HGET %s new_mail_webhook_url", pkey);
-    if (url == NULL)
+    int has_url = store_partner_has(r, r->partner.pid, "new_mail_webhook_url");
+    if (has_url < 0)
         return reply_unavailable(r);
-    int has_url = url->type == REDIS_REPLY_STRING && url->len > 0;
-    freeReplyObject(url);
     if (!has_url)
         return reply_error(r, 409, "conflict", NULL,
                            "the partner has no new_mail_webhook_url to send a test to");
@@ -417,18 +200,16 @@ static int webhook_test(struct req *r)
     json_gen_free(g);
     if (rc < 0)
         return reply_error(r, 500, "internal", NULL, "the test body could not be made");
-    rc = enqueue(r, 0, eid, "webhook_test", "", "", "", sha1, payload);
+    rc = store_event_enqueue(r, 0, r->partner.pid, eid, "webhook_test", "", "", "", sha1, payload);
     xfree(payload);
     if (rc < 0)
         return reply_unavailable(r);
 
     /* Report what the dispatcher did, if it does it within wait_ms. */
-    char kevt[SCHEMA_KEY_MAX];
-    snprintf(kevt, sizeof kevt, "si:{0}:evt:%s", eid);
     int64_t deadline = time_mono_ms() + wait_ms;
     struct rec e;
     for (;;) {
-        rc = store_hgetall(r, kevt, &e);
+        rc = store_event_get(r, eid, NULL, &e);
         if (rc == -SIMAP_ECONN) {
             rec_free(&e);
             return reply_unavailable(r);

@@ -24,17 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/hiredis.h>
-
+#include "cmd/api/input.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/json.h"
-#include "core/log.h"
 
 #define LIST_LIMIT_DEFAULT 1000
 #define LIST_LIMIT_MAX     1000
-#define DELETE_BATCH       200
-#define WRITE_RETRIES      8
 
 /* ---- Lookups ---- */
 
@@ -50,30 +49,14 @@ static void route_code(const struct req *r, char code[CODE_BUF])
         code[n - 5] = '\0';
 }
 
-static int valid_code(const char *code)
-{
-    size_t n = strlen(code);
-    if (n == 0 || n > API_CODE_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = code[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Loads the provider; replies 404 (the original's message) when unknown. */
 static int load_provider(struct req *r, const char *code, struct rec *prov)
 {
     memset(prov, 0, sizeof *prov);
-    if (!valid_code(code))
+    if (!input_is_code(code))
         return reply_error(r, 404, "not_found", "imap_provider_code",
                            "Imap Provider not found for '%.*s'.", 100, code);
-    char key[SCHEMA_KEY_MAX];
-    snprintf(key, sizeof key, "si:provider:%s", code);
-    int rc = store_hgetall(r, key, prov);
+    int rc = store_provider_get(r, code, prov);
     if (rc == -SIMAP_ECONN)
         return reply_unavailable(r);
     if (rc < 0)
@@ -89,14 +72,17 @@ static int load_conn(struct req *r, const char *code, struct rec *prov, struct r
     int rc = load_provider(r, code, prov);
     if (rc != 0)
         return rc;
-    char key[SCHEMA_KEY_MAX];
-    snprintf(key, sizeof key, "si:conn:%s:%s", r->partner.pid, code);
-    rc = store_hgetall(r, key, conn);
+    rc = store_conn_get(r, r->partner.pid, code, conn);
     if (rc == -SIMAP_ECONN)
         return reply_unavailable(r);
-    if (rc < 0 || strcmp(rec_get(conn, "deleting"), "1") == 0)
+    if (rc < 0)
         return reply_error(r, 404, "not_found", NULL, "Connection not found.");
     return 0;
+}
+
+static int is_oauth2(const struct rec *prov)
+{
+    return strcmp(rec_get(prov, "auth"), "oauth2") == 0;
 }
 
 /* Why a tag cannot be used, or NULL. */
@@ -114,92 +100,21 @@ static const char *bad_tag(const char *tag)
     return NULL;
 }
 
-/* Reads user uid of the partner's connection code into u; 0 or -SIMAP_ENOTFOUND
- * (also when it belongs to someone else) or -SIMAP_ECONN. */
-static int read_user(struct req *r, const char *code, const char *uid, struct rec *u)
-{
-    if (strlen(uid) != SCHEMA_UID_LEN)
-        return -SIMAP_ENOTFOUND;
-    char key[SCHEMA_KEY_MAX];
-    snprintf(key, sizeof key, "si:{%u}:user:%s", api_shard(r->api, uid), uid);
-    int rc = store_hgetall(r, key, u);
-    if (rc < 0)
-        return rc;
-    if (strcmp(rec_get(u, "pid"), r->partner.pid) != 0 || strcmp(rec_get(u, "code"), code) != 0) {
-        rec_free(u);
-        return -SIMAP_ENOTFOUND;
-    }
-    return 0;
-}
-
-/* The live user with this tag, else the most recently updated archived one. */
-static int find_user_exact(struct req *r, const char *code, const char *tag, struct rec *u)
-{
-    char *lower = params_ascii_lower(xstrdup(tag));
-    char key[SCHEMA_KEY_MAX + API_TAG_MAX];
-    snprintf(key, sizeof key, "si:tag:%s:%s:%s", r->partner.pid, code, lower);
-    redisReply *rep = store_cmd(r, "GET %s", key);
-    if (rep == NULL) {
-        xfree(lower);
-        return -SIMAP_ECONN;
-    }
-    int rc = -SIMAP_ENOTFOUND;
-    if (rep->type == REDIS_REPLY_STRING)
-        rc = read_user(r, code, rep->str, u);
-    freeReplyObject(rep);
-    if (rc != -SIMAP_ENOTFOUND) {
-        xfree(lower);
-        return rc;
-    }
-    /* No live user: look among every user of the tag (archived ones). */
-    char zkey[SCHEMA_KEY_MAX];
-    snprintf(zkey, sizeof zkey, "si:conn:%s:%s:users", r->partner.pid, code);
-    size_t ln = strlen(lower);
-    char *min = xmalloc(ln + 3), *max = xmalloc(ln + 3);
-    snprintf(min, ln + 3, "[%s\x1f", lower);
-    snprintf(max, ln + 3, "[%s\x20", lower);
-    rep = store_cmd(r, "ZRANGEBYLEX %s %s %s LIMIT 0 32", zkey, min, max);
-    xfree(min);
-    xfree(max);
-    xfree(lower);
-    if (rep == NULL)
-        return -SIMAP_ECONN;
-    int64_t best = -1;
-    rc = -SIMAP_ENOTFOUND;
-    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
-        const char *sep = strchr(rep->element[i]->str, '\x1f');
-        struct rec cand;
-        if (sep == NULL || read_user(r, code, sep + 1, &cand) != 0)
-            continue;
-        int64_t at = strtoll(rec_get(&cand, "updated_at"), NULL, 10);
-        if (at > best) {
-            if (rc == 0)
-                rec_free(u);
-            *u = cand;
-            best = at;
-            rc = 0;
-        } else {
-            rec_free(&cand);
-        }
-    }
-    freeReplyObject(rep);
-    return rc;
-}
-
 /* Finds the user of path tag; replies 400/404/503 on failure. A trailing
  * ".json" (the original's format suffix) is dropped when no user has the tag
  * with it. */
 static int load_user(struct req *r, const char *code, const char *tag, struct rec *u)
 {
     memset(u, 0, sizeof *u);
+    const char *pid = r->partner.pid;
     const char *why = bad_tag(tag);
     if (why != NULL && strchr(tag, '/') == NULL)
         return reply_invalid(r, "tag", why);
-    int rc = why ? -SIMAP_ENOTFOUND : find_user_exact(r, code, tag, u);
+    int rc = why ? -SIMAP_ENOTFOUND : store_user_find(r, pid, code, tag, u);
     size_t n = strlen(tag);
     if (rc == -SIMAP_ENOTFOUND && n > 5 && strcmp(tag + n - 5, ".json") == 0) {
         char *base = xstrndup(tag, n - 5);
-        rc = bad_tag(base) ? -SIMAP_ENOTFOUND : find_user_exact(r, code, base, u);
+        rc = bad_tag(base) ? -SIMAP_ENOTFOUND : store_user_find(r, pid, code, base, u);
         xfree(base);
     }
     if (rc == -SIMAP_ECONN)
@@ -216,35 +131,26 @@ static int send_user(struct req *r, int status, const struct rec *u)
     return reply_gen(r, status, g, NULL);
 }
 
+static int user_not_found(struct req *r)
+{
+    return reply_error(r, 404, "not_found", NULL, "User not found.");
+}
+
 /* Reads the user again after a write and sends it. */
 static int send_user_by_uid(struct req *r, int status, const char *code, const char *uid)
 {
     struct rec u;
-    int rc = read_user(r, code, uid, &u);
+    int rc = store_user_get(r, r->partner.pid, code, uid, &u);
     if (rc < 0) {
         rec_free(&u);
-        return rc == -SIMAP_ECONN ? reply_unavailable(r)
-                                  : reply_error(r, 404, "not_found", NULL, "User not found.");
+        return rc == -SIMAP_ECONN ? reply_unavailable(r) : user_not_found(r);
     }
     rc = send_user(r, status, &u);
     rec_free(&u);
     return rc;
 }
 
-static int is_oauth2(const struct rec *prov)
-{
-    return strcmp(rec_get(prov, "auth"), "oauth2") == 0;
-}
-
 /* ---- Parameters of users ---- */
-
-/* A user's writable fields from the request, checked. */
-struct user_input {
-    const char *tag, *email, *username, *secret;
-    int has_tag, has_email, has_username, has_secret;
-    int archived;      /* -1 absent */
-    int enable_tracer; /* -1 absent */
-};
 
 /* Reads one optional text parameter; replies 400 when present but bad. */
 static int opt_text(struct req *r, const char *name, size_t max, int printable, const char **out,
@@ -275,7 +181,7 @@ static int opt_bool(struct req *r, const char *name, int *out)
     return 0;
 }
 
-static int read_user_input(struct req *r, const struct rec *prov, struct user_input *in)
+static int read_user_input(struct req *r, const struct rec *prov, struct store_user_input *in)
 {
     memset(in, 0, sizeof *in);
     int rc;
@@ -305,36 +211,26 @@ static int read_user_input(struct req *r, const struct rec *prov, struct user_in
     return opt_bool(r, "enable_tracer", &in->enable_tracer);
 }
 
-/* Encrypts a user's secret, "" staying "". Returns a new string or NULL. */
-static char *seal_secret(const struct api *a, const char *uid, const char *secret)
+/* Answers a failed user write: 409 naming the field taken (or saying the
+ * user kept changing), 404, 500 or 503. */
+static int write_failed(struct req *r, int rc, const char *field)
 {
-    if (*secret == '\0')
-        return xstrdup("");
-    char aad[64];
-    snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
-    char *env = NULL;
-    if (crypto_encrypt(a->keys, secret, strlen(secret), aad, &env) < 0)
-        return NULL;
-    return env;
-}
-
-static int conflict(struct req *r, const char *field)
-{
-    return reply_error(r, 409, "conflict", field, "Validation failed: %s has already been taken",
-                       strcmp(field, "tag") == 0 ? "Tag" : "Email");
-}
-
-/* Sends the user_connected / user_disconnected events of a transition. */
-static void enqueue_transition(struct req *r, const char *code, const char *uid, const char *before,
-                               const char *after, const char *now)
-{
-    int was = *before != '\0', is = *after != '\0';
-    if (was == is)
-        return;
-    struct rec u;
-    if (read_user(r, code, uid, &u) == 0)
-        events_enqueue_user(r, is ? "user_connected" : "user_disconnected", &u, is ? after : now);
-    rec_free(&u);
+    switch (rc) {
+    case -SIMAP_ESTATE:
+        if (field == NULL)
+            return reply_error(r, 409, "conflict", NULL, "the user keeps changing; try again");
+        return reply_error(r, 409, "conflict", field,
+                           "Validation failed: %s has already been taken",
+                           strcmp(field, "tag") == 0 ? "Tag" : "Email");
+    case -SIMAP_ENOTFOUND:
+        return user_not_found(r);
+    case -SIMAP_ECRYPTO:
+        return reply_error(r, 500, "internal", NULL, "encryption failed");
+    case -SIMAP_EPROTO:
+        return reply_error(r, 500, "internal", NULL, "unexpected script reply");
+    default:
+        return reply_unavailable(r);
+    }
 }
 
 /* ---- Users ---- */
@@ -347,7 +243,7 @@ static int user_create(struct req *r)
     int rc = load_conn(r, code, &prov, &conn);
     if (rc != 0)
         goto out;
-    struct user_input in;
+    struct store_user_input in;
     if ((rc = read_user_input(r, &prov, &in)) != 0)
         goto out;
     if (!in.has_tag || *in.tag == '\0') {
@@ -355,73 +251,14 @@ static int user_create(struct req *r)
         goto out;
     }
     char uid[SCHEMA_UID_LEN + 1];
-    unsigned char raw[SCHEMA_UID_LEN / 2];
-    crypto_random(raw, sizeof raw);
-    crypto_hex_encode(raw, sizeof raw, uid);
-    uint32_t k = api_shard(r->api, uid);
-    char *sealed = seal_secret(r->api, uid, in.has_secret ? in.secret : "");
-    if (sealed == NULL) {
-        rc = reply_error(r, 500, "internal", NULL, "encryption failed");
-        goto out;
-    }
-    char *ltag = params_ascii_lower(xstrdup(in.tag));
-    char *lemail = params_ascii_lower(xstrdup(in.has_email ? in.email : ""));
-    size_t klen = SCHEMA_KEY_MAX + API_TAG_MAX + API_EMAIL_MAX;
-    char *kconn = xmalloc(klen), *kusers = xmalloc(klen), *ktag = xmalloc(klen),
-         *kemail = xmalloc(klen), *kuser = xmalloc(klen), *kshard = xmalloc(klen);
-    snprintf(kconn, klen, "si:conn:%s:%s", r->partner.pid, code);
-    snprintf(kusers, klen, "si:conn:%s:%s:users", r->partner.pid, code);
-    snprintf(ktag, klen, "si:tag:%s:%s:%s", r->partner.pid, code, ltag);
-    snprintf(kemail, klen, "si:email:%s:%s:%s", r->partner.pid, code, lemail);
-    snprintf(kuser, klen, "si:{%u}:user:%s", k, uid);
-    snprintf(kshard, klen, "si:{%u}:users", k);
-    char ks[16];
-    snprintf(ks, sizeof ks, "%u", k);
-    const char *argv[] = {kconn,
-                          kusers,
-                          ktag,
-                          kemail,
-                          kuser,
-                          kshard,
-                          "si:changes",
-                          uid,
-                          ks,
-                          is_oauth2(&prov) ? "oauth2" : "plain",
-                          in.tag,
-                          in.has_email ? in.email : "",
-                          in.has_username ? in.username : "",
-                          sealed,
-                          in.archived == 1 ? "1" : "0",
-                          in.enable_tracer == 1 ? "1" : "0",
-                          ltag,
-                          r->partner.pid,
-                          code};
-    redisReply *rep = store_script(r, "user_create", 7, 19, argv, NULL);
-    crypto_wipe(sealed, strlen(sealed));
-    xfree(sealed);
-    if (rep == NULL) {
-        rc = reply_unavailable(r);
-    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
-        rc = reply_error(r, 500, "internal", NULL, "unexpected script reply");
-    } else if (strcmp(rep->element[0]->str, "ok") == 0) {
-        const char *connected_at = rep->elements > 1 ? rep->element[1]->str : "";
-        if (*connected_at != '\0' && in.archived != 1)
-            enqueue_transition(r, code, uid, "", connected_at, connected_at);
-        rc = send_user_by_uid(r, 201, code, uid);
-    } else if (strcmp(rep->element[0]->str, "conflict") == 0) {
-        rc = conflict(r, rep->element[1]->str);
-    } else {
+    const char *field;
+    rc = store_user_create(r, r->partner.pid, code, is_oauth2(&prov), &in, uid, &field);
+    if (rc == -SIMAP_ENOTFOUND)
         rc = reply_error(r, 404, "not_found", NULL, "Connection not found.");
-    }
-    freeReplyObject(rep);
-    xfree(ltag);
-    xfree(lemail);
-    xfree(kconn);
-    xfree(kusers);
-    xfree(ktag);
-    xfree(kemail);
-    xfree(kuser);
-    xfree(kshard);
+    else if (rc < 0)
+        rc = write_failed(r, rc, field);
+    else
+        rc = send_user_by_uid(r, 201, code, uid);
 out:
     rec_free(&prov);
     rec_free(&conn);
@@ -455,210 +292,37 @@ static int user_show(struct req *r)
     return with_user(r, reply_user);
 }
 
-/* Archive (DELETE, or PUT archived=true alone) through user_archive.lua. */
-static int archive(struct req *r, const struct rec *u)
-{
-    const char *uid = rec_get(u, "uid");
-    uint32_t k = api_shard(r->api, uid);
-    char kuser[SCHEMA_KEY_MAX], kshard[SCHEMA_KEY_MAX], ks[16];
-    snprintf(kuser, sizeof kuser, "si:{%u}:user:%s", k, uid);
-    snprintf(kshard, sizeof kshard, "si:{%u}:users", k);
-    snprintf(ks, sizeof ks, "%u", k);
-    const char *argv[] = {kuser, kshard, "si:changes", uid, ks, "api"};
-    redisReply *rep = store_script(r, "user_archive", 3, 6, argv, NULL);
-    if (rep == NULL)
-        return -SIMAP_ECONN;
-    freeReplyObject(rep);
-    return 0;
-}
-
-/* Restore (PUT archived=false alone) through user_restore.lua; 0, or the
- * status after replying. */
-static int restore(struct req *r, const char *code, struct rec *u)
-{
-    for (int attempt = 0; attempt < WRITE_RETRIES; attempt++) {
-        const char *uid = rec_get(u, "uid");
-        uint32_t k = api_shard(r->api, uid);
-        char *ltag = params_ascii_lower(xstrdup(rec_get(u, "tag")));
-        char *lemail = params_ascii_lower(xstrdup(rec_get(u, "email")));
-        size_t klen = SCHEMA_KEY_MAX + API_TAG_MAX + API_EMAIL_MAX;
-        char *ktag = xmalloc(klen), *kemail = xmalloc(klen);
-        char kuser[SCHEMA_KEY_MAX], kshard[SCHEMA_KEY_MAX], ks[16];
-        snprintf(ktag, klen, "si:tag:%s:%s:%s", r->partner.pid, code, ltag);
-        snprintf(kemail, klen, "si:email:%s:%s:%s", r->partner.pid, code, lemail);
-        snprintf(kuser, sizeof kuser, "si:{%u}:user:%s", k, uid);
-        snprintf(kshard, sizeof kshard, "si:{%u}:users", k);
-        snprintf(ks, sizeof ks, "%u", k);
-        const char *argv[] = {kuser, kshard, "si:changes", ktag, kemail, uid, ks, ltag, lemail};
-        redisReply *rep = store_script(r, "user_restore", 5, 9, argv, NULL);
-        xfree(ltag);
-        xfree(lemail);
-        xfree(ktag);
-        xfree(kemail);
-        if (rep == NULL)
-            return reply_unavailable(r);
-        char res[32];
-        snprintf(res, sizeof res, "%s",
-                 rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING ? rep->str
-                                                                                    : "");
-        freeReplyObject(rep);
-        if (strcmp(res, "ok") == 0 || strcmp(res, "live") == 0)
-            return 0;
-        if (strcmp(res, "conflict_tag") == 0)
-            return conflict(r, "tag");
-        if (strcmp(res, "conflict_email") == 0)
-            return conflict(r, "email");
-        if (strcmp(res, "missing") == 0)
-            return reply_error(r, 404, "not_found", NULL, "User not found.");
-        /* retry: someone changed the user; read it again */
-        char uidc[SCHEMA_UID_LEN + 1];
-        snprintf(uidc, sizeof uidc, "%s", uid);
-        rec_free(u);
-        int rc = read_user(r, code, uidc, u);
-        if (rc == -SIMAP_ECONN)
-            return reply_unavailable(r);
-        if (rc < 0)
-            return reply_error(r, 404, "not_found", NULL, "User not found.");
-    }
-    return reply_error(r, 409, "conflict", NULL, "the user keeps changing; try again");
-}
-
-/* The general update through user_update.lua; 0 or the status after replying.
- * *transition receives the connected_at before/after for events. */
-static int update(struct req *r, const char *code, const struct rec *prov, struct rec *u,
-                  const struct user_input *in)
-{
-    char *sealed = NULL;
-    if (in->has_secret && (sealed = seal_secret(r->api, rec_get(u, "uid"), in->secret)) == NULL)
-        return reply_error(r, 500, "internal", NULL, "encryption failed");
-    int rc = 0;
-    for (int attempt = 0;; attempt++) {
-        if (attempt == WRITE_RETRIES) {
-            rc = reply_error(r, 409, "conflict", NULL, "the user keeps changing; try again");
-            break;
-        }
-        const char *uid = rec_get(u, "uid");
-        uint32_t k = api_shard(r->api, uid);
-        char *old_ltag = params_ascii_lower(xstrdup(rec_get(u, "tag")));
-        char *old_lemail = params_ascii_lower(xstrdup(rec_get(u, "email")));
-        char *ltag = params_ascii_lower(xstrdup(in->has_tag ? in->tag : rec_get(u, "tag")));
-        char *lemail = params_ascii_lower(xstrdup(in->has_email ? in->email : rec_get(u, "email")));
-        size_t klen = SCHEMA_KEY_MAX + API_TAG_MAX + API_EMAIL_MAX;
-        char *ktag = xmalloc(klen), *kemail = xmalloc(klen);
-        char kuser[SCHEMA_KEY_MAX], kshard[SCHEMA_KEY_MAX], kusers[SCHEMA_KEY_MAX], ks[16];
-        snprintf(ktag, klen, "si:tag:%s:%s:%s", r->partner.pid, code, ltag);
-        snprintf(kemail, klen, "si:email:%s:%s:%s", r->partner.pid, code, lemail);
-        snprintf(kuser, sizeof kuser, "si:{%u}:user:%s", k, uid);
-        snprintf(kshard, sizeof kshard, "si:{%u}:users", k);
-        snprintf(kusers, sizeof kusers, "si:conn:%s:%s:users", r->partner.pid, code);
-        snprintf(ks, sizeof ks, "%u", k);
-        const char *argv[] = {kuser,
-                              kshard,
-                              "si:changes",
-                              kusers,
-                              ktag,
-                              kemail,
-                              uid,
-                              ks,
-                              is_oauth2(prov) ? "oauth2" : "plain",
-                              old_ltag,
-                              old_lemail,
-                              in->has_tag ? "1" : "0",
-                              in->has_tag ? in->tag : "",
-                              in->has_email ? "1" : "0",
-                              in->has_email ? in->email : "",
-                              in->has_username ? "1" : "0",
-                              in->has_username ? in->username : "",
-                              in->has_secret ? "1" : "0",
-                              sealed ? sealed : "",
-                              in->archived < 0 ? "-1"
-                              : in->archived   ? "1"
-                                               : "0",
-                              in->enable_tracer < 0 ? "-1"
-                              : in->enable_tracer   ? "1"
-                                                    : "0"};
-        redisReply *rep = store_script(r, "user_update", 6, 21, argv, NULL);
-        xfree(old_ltag);
-        xfree(old_lemail);
-        xfree(ltag);
-        xfree(lemail);
-        xfree(ktag);
-        xfree(kemail);
-        if (rep == NULL) {
-            rc = reply_unavailable(r);
-            break;
-        }
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
-            freeReplyObject(rep);
-            rc = reply_error(r, 500, "internal", NULL, "unexpected script reply");
-            break;
-        }
-        const char *res = rep->element[0]->str;
-        if (strcmp(res, "ok") == 0 && rep->elements >= 4) {
-            char uidc[SCHEMA_UID_LEN + 1];
-            snprintf(uidc, sizeof uidc, "%s", uid);
-            enqueue_transition(r, code, uidc, rep->element[1]->str, rep->element[2]->str,
-                               rep->element[3]->str);
-            freeReplyObject(rep);
-            break;
-        }
-        if (strcmp(res, "conflict") == 0) {
-            rc = conflict(r, rep->element[1]->str);
-            freeReplyObject(rep);
-            break;
-        }
-        int missing = strcmp(res, "missing") == 0;
-        freeReplyObject(rep);
-        if (missing) {
-            rc = reply_error(r, 404, "not_found", NULL, "User not found.");
-            break;
-        }
-        char uidc[SCHEMA_UID_LEN + 1];
-        snprintf(uidc, sizeof uidc, "%s", uid);
-        rec_free(u);
-        int rr = read_user(r, code, uidc, u);
-        if (rr < 0) {
-            rc = rr == -SIMAP_ECONN ? reply_unavailable(r)
-                                    : reply_error(r, 404, "not_found", NULL, "User not found.");
-            break;
-        }
-    }
-    if (sealed != NULL) {
-        crypto_wipe(sealed, strlen(sealed));
-        xfree(sealed);
-    }
-    return rc;
-}
-
 static int user_update(struct req *r)
 {
     char code[CODE_BUF];
     route_code(r, code);
+    const char *pid = r->partner.pid;
     struct rec prov, conn, u;
     memset(&u, 0, sizeof u);
     int rc = load_conn(r, code, &prov, &conn);
     if (rc != 0 || (rc = load_user(r, code, r->arg[1], &u)) != 0)
         goto out;
-    struct user_input in;
+    struct store_user_input in;
     if ((rc = read_user_input(r, &prov, &in)) != 0)
         goto out;
     if (in.has_tag && *in.tag == '\0') {
         rc = reply_invalid(r, "tag", "can't be blank");
         goto out;
     }
+    /* archived alone archives (as DELETE) or restores; anything else is the
+     * general update. */
     int only_archived =
         !in.has_tag && !in.has_email && !in.has_username && !in.has_secret && in.enable_tracer < 0;
-    if (only_archived && in.archived == 1) {
-        if (archive(r, &u) < 0) {
-            rc = reply_unavailable(r);
-            goto out;
-        }
-    } else if (only_archived && in.archived == 0) {
-        if ((rc = restore(r, code, &u)) != 0)
-            goto out;
-    } else if (!only_archived || in.archived >= 0) {
-        if ((rc = update(r, code, &prov, &u, &in)) != 0)
-            goto out;
+    const char *field = NULL;
+    if (only_archived && in.archived == 1)
+        rc = store_user_archive(r, &u);
+    else if (only_archived && in.archived == 0)
+        rc = store_user_restore(r, pid, code, &u, &field);
+    else if (!only_archived || in.archived >= 0)
+        rc = store_user_update(r, pid, code, is_oauth2(&prov), &u, &in, &field);
+    if (rc < 0) {
+        rc = write_failed(r, rc, field);
+        goto out;
     }
     char uid[SCHEMA_UID_LEN + 1];
     snprintf(uid, sizeof uid, "%s", rec_get(&u, "uid"));
@@ -672,7 +336,7 @@ out:
 
 static int archive_and_reply(struct req *r, struct rec *u)
 {
-    return archive(r, u) < 0 ? reply_unavailable(r) : reply_no_content(r);
+    return store_user_archive(r, u) < 0 ? reply_unavailable(r) : reply_no_content(r);
 }
 
 static int user_delete(struct req *r)
@@ -696,7 +360,7 @@ static int user_list(struct req *r)
     const struct param *pl = params_get(&r->params, "limit");
     if (pl != NULL && param_int(pl, 1, LIST_LIMIT_MAX, &limit) < 0)
         return reply_invalid(r, "limit", "must be an integer from 1 to 1000");
-    char *start = xstrdup("-");
+    char *after = NULL;
     const char *cursor;
     if (param_text(params_get(&r->params, "cursor"), &cursor) == 0 && *cursor != '\0') {
         unsigned char *raw = NULL;
@@ -706,79 +370,30 @@ static int user_list(struct req *r)
                   memchr(raw, '\x1f', rawlen) == NULL || memchr(raw, '\0', rawlen) != NULL;
         if (bad) {
             xfree(raw);
-            xfree(start);
             return reply_invalid(r, "cursor", "is not a cursor this API returned");
         }
-        xfree(start);
-        start = xmalloc(rawlen + 2);
-        start[0] = '(';
-        memcpy(start + 1, raw, rawlen + 1);
+        after = xstrndup((const char *)raw, rawlen);
         xfree(raw);
     }
-    char zkey[SCHEMA_KEY_MAX];
-    snprintf(zkey, sizeof zkey, "si:conn:%s:%s:users", r->partner.pid, code);
-    redisReply *page =
-        store_cmd(r, "ZRANGEBYLEX %s %s + LIMIT 0 %lld", zkey, start, (long long)limit + 1);
-    xfree(start);
-    if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(page);
+    struct rec_list users;
+    char *next;
+    rc = store_user_page(r, r->partner.pid, code, after, limit, &users, &next);
+    xfree(after);
+    if (rc < 0)
         return reply_unavailable(r);
-    }
-    size_t n = page->elements > (size_t)limit ? (size_t)limit : page->elements;
-    int more = page->elements > (size_t)limit;
-    redisReply *users = NULL;
-    if (n > 0) {
-        static const char *const fields[] = {"tag",          "email", "archived",
-                                             "connected_at", "state", "pid"};
-        size_t nf = sizeof fields / sizeof fields[0];
-        const char **argv = xcalloc(n + nf, sizeof *argv);
-        char **keys = xcalloc(n, sizeof *keys);
-        for (size_t i = 0; i < n; i++) {
-            const char *sep = strchr(page->element[i]->str, '\x1f');
-            const char *uid = sep ? sep + 1 : "";
-            keys[i] = xmalloc(SCHEMA_KEY_MAX);
-            snprintf(keys[i], SCHEMA_KEY_MAX, "si:{%u}:user:%s", api_shard(r->api, uid), uid);
-            argv[i] = keys[i];
-        }
-        for (size_t i = 0; i < nf; i++)
-            argv[n + i] = fields[i];
-        users = store_script(r, "user_mget", (int)n, (int)(n + nf), argv, NULL);
-        for (size_t i = 0; i < n; i++)
-            xfree(keys[i]);
-        xfree(keys);
-        xfree(argv);
-        if (users == NULL || users->type != REDIS_REPLY_ARRAY || users->elements != n) {
-            freeReplyObject(users);
-            freeReplyObject(page);
-            return reply_unavailable(r);
-        }
-    }
     struct json_gen *g = reply_gen_new();
     json_gen_array_open(g);
-    for (size_t i = 0; i < n; i++) {
-        redisReply *row = users->element[i];
-        if (row->type != REDIS_REPLY_ARRAY || row->elements != 6 || row->element[5]->str == NULL ||
-            strcmp(row->element[5]->str, r->partner.pid) != 0)
-            continue;
-        char f0[] = "tag", f1[] = "email", f2[] = "archived", f3[] = "connected_at", f4[] = "state",
-             empty[] = "";
-        char *f[] = {f0, f1, f2, f3, f4};
-        char *v[5];
-        for (size_t j = 0; j < 5; j++)
-            v[j] = row->element[j]->str ? row->element[j]->str : empty;
-        struct rec u = {5, f, v};
-        view_user_brief(g, &u);
-    }
+    for (size_t i = 0; i < users.n; i++)
+        view_user_brief(g, &users.rec[i]);
     json_gen_array_close(g);
+    rec_list_free(&users);
     char headers[2048] = "";
-    if (more && n > 0) {
-        const char *last = page->element[n - 1]->str;
-        char *next = crypto_b64url_encode(last, page->element[n - 1]->len);
-        snprintf(headers, sizeof headers, "X-Next-Cursor: %s\r\n", next);
+    if (next != NULL) {
+        char *b64 = crypto_b64url_encode(next, strlen(next));
+        snprintf(headers, sizeof headers, "X-Next-Cursor: %s\r\n", b64);
+        xfree(b64);
         xfree(next);
     }
-    freeReplyObject(users);
-    freeReplyObject(page);
     return reply_gen(r, 200, g, headers[0] ? headers : NULL);
 }
 
@@ -798,14 +413,13 @@ static int send_connection(struct req *r, int status, const char *code)
     return rc;
 }
 
-/* The connection fields of the request as field/value pairs (client secret
- * encrypted). Returns 0 with *n pairs in pairs[4], or the status after
- * replying. Plain providers take no fields (the original ignored them). */
-static int connection_input(struct req *r, const char *code, const struct rec *prov,
-                            const char *pairs[4], char **sealed, int *n)
+/* The connection fields of the request as field/value pairs, in clear (the
+ * store seals the client secret). Returns 0 with *n pairs in pairs[4], or
+ * the status after replying. Plain providers take no fields (the original
+ * ignored them). */
+static int connection_input(struct req *r, const struct rec *prov, const char *pairs[4], int *n)
 {
     *n = 0;
-    *sealed = NULL;
     if (!is_oauth2(prov))
         return 0;
     const char *id, *secret;
@@ -819,14 +433,8 @@ static int connection_input(struct req *r, const char *code, const struct rec *p
         pairs[(*n)++] = id;
     }
     if (has_secret) {
-        char aad[SCHEMA_KEY_MAX];
-        snprintf(aad, sizeof aad, "si:conn:%s:%s:oauth2_client_secret", r->partner.pid, code);
-        if (*secret == '\0')
-            *sealed = xstrdup("");
-        else if (crypto_encrypt(r->api->keys, secret, strlen(secret), aad, sealed) < 0)
-            return reply_error(r, 500, "internal", NULL, "encryption failed");
         pairs[(*n)++] = "oauth2_client_secret";
-        pairs[(*n)++] = *sealed;
+        pairs[(*n)++] = secret;
     }
     return 0;
 }
@@ -846,71 +454,38 @@ static int connection_create(struct req *r)
     char code[API_CODE_MAX + 1];
     snprintf(code, sizeof code, "%s", code0);
     const char *pairs[4];
-    char *sealed;
     int n;
-    if ((rc = connection_input(r, code, &prov, pairs, &sealed, &n)) != 0) {
-        rec_free(&prov);
-        return rc;
-    }
-    char kprov[SCHEMA_KEY_MAX], kconn[SCHEMA_KEY_MAX], kconns[SCHEMA_KEY_MAX],
-        kpartner[SCHEMA_KEY_MAX];
-    snprintf(kprov, sizeof kprov, "si:provider:%s", code);
-    snprintf(kconn, sizeof kconn, "si:conn:%s:%s", r->partner.pid, code);
-    snprintf(kconns, sizeof kconns, "si:partner:%s:conns", r->partner.pid);
-    snprintf(kpartner, sizeof kpartner, "si:partner:%s", r->partner.pid);
-    const char *argv[9] = {kprov, kconn, kconns, kpartner, code};
-    for (int i = 0; i < n; i++)
-        argv[5 + i] = pairs[i];
-    redisReply *rep = store_script(r, "connection_create", 4, 5 + n, argv, NULL);
-    xfree(sealed);
+    rc = connection_input(r, &prov, pairs, &n);
     rec_free(&prov);
-    if (rep == NULL)
-        return reply_unavailable(r);
-    char res[32];
-    snprintf(res, sizeof res, "%s", rep->str ? rep->str : "");
-    freeReplyObject(rep);
-    if (strcmp(res, "ok") == 0)
+    if (rc != 0)
+        return rc;
+    rc = store_conn_create(r, r->partner.pid, code, pairs, n);
+    if (rc == 0)
         return send_connection(r, 201, code);
-    if (strcmp(res, "exists") == 0)
+    if (rc == -SIMAP_ECRYPTO)
+        return reply_error(r, 500, "internal", NULL, "encryption failed");
+    if (rc == -SIMAP_ESTATE)
         return reply_error(r, 409, "conflict", "imap_provider_code",
                            "Validation failed: Imap provider has already been taken");
-    if (strcmp(res, "no_provider") == 0)
+    if (rc == -SIMAP_ENOTFOUND)
         return reply_error(r, 404, "not_found", "imap_provider_code",
                            "Imap Provider not found for '%s'.", code);
-    return reply_error(r, 401, "unauthorized", NULL, "invalid API key");
+    if (rc == -SIMAP_EAUTH)
+        return reply_error(r, 401, "unauthorized", NULL, "invalid API key");
+    return reply_unavailable(r);
 }
 
 static int connection_list(struct req *r)
 {
-    char key[SCHEMA_KEY_MAX];
-    snprintf(key, sizeof key, "si:partner:%s:conns", r->partner.pid);
-    redisReply *codes = store_cmd(r, "SORT %s ALPHA", key);
-    if (codes == NULL || codes->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(codes);
+    struct rec_list conns;
+    if (store_conn_list(r, r->partner.pid, &conns) < 0)
         return reply_unavailable(r);
-    }
     struct json_gen *g = reply_gen_new();
     json_gen_array_open(g);
-    int failed = 0;
-    for (size_t i = 0; i < codes->elements && !failed; i++) {
-        const char *code = codes->element[i]->str;
-        struct rec prov, conn;
-        char k1[SCHEMA_KEY_MAX], k2[SCHEMA_KEY_MAX];
-        snprintf(k1, sizeof k1, "si:provider:%s", code);
-        snprintf(k2, sizeof k2, "si:conn:%s:%s", r->partner.pid, code);
-        int a = store_hgetall(r, k1, &prov), b = store_hgetall(r, k2, &conn);
-        failed = a == -SIMAP_ECONN || b == -SIMAP_ECONN;
-        if (!failed && b == 0 && strcmp(rec_get(&conn, "deleting"), "1") != 0)
-            view_connection(g, code, &conn, is_oauth2(&prov) ? "oauth2" : "plain");
-        rec_free(&prov);
-        rec_free(&conn);
-    }
+    for (size_t i = 0; i < conns.n; i++)
+        view_connection(g, conns.id[i], &conns.rec[i], rec_get(&conns.rec[i], "auth"));
     json_gen_array_close(g);
-    freeReplyObject(codes);
-    if (failed) {
-        json_gen_free(g);
-        return reply_unavailable(r);
-    }
+    rec_list_free(&conns);
     return reply_gen(r, 200, g, NULL);
 }
 
@@ -930,9 +505,8 @@ static int connection_update(struct req *r)
     if (rc != 0)
         goto out;
     const char *pairs[4];
-    char *sealed;
     int n;
-    if ((rc = connection_input(r, code, &prov, pairs, &sealed, &n)) != 0)
+    if ((rc = connection_input(r, &prov, pairs, &n)) != 0)
         goto out;
     if (is_oauth2(&prov)) {
         /* The original validated the required connection fields on update. */
@@ -945,139 +519,24 @@ static int connection_update(struct req *r)
                 secret = pairs[i + 1];
         }
         if (*id == '\0' || *secret == '\0') {
-            xfree(sealed);
             rc = reply_invalid(r, *id == '\0' ? "oauth2_client_id" : "oauth2_client_secret",
                                "can't be blank");
             goto out;
         }
     }
-    char kconn[SCHEMA_KEY_MAX];
-    snprintf(kconn, sizeof kconn, "si:conn:%s:%s", r->partner.pid, code);
-    const char *argv[5] = {kconn};
-    for (int i = 0; i < n; i++)
-        argv[1 + i] = pairs[i];
-    redisReply *rep = store_script(r, "connection_update", 1, 1 + n, argv, NULL);
-    xfree(sealed);
-    if (rep == NULL) {
+    rc = store_conn_update(r, r->partner.pid, code, pairs, n);
+    if (rc == 0)
+        rc = send_connection(r, 200, code);
+    else if (rc == -SIMAP_ECRYPTO)
+        rc = reply_error(r, 500, "internal", NULL, "encryption failed");
+    else if (rc == -SIMAP_ENOTFOUND)
+        rc = reply_error(r, 404, "not_found", NULL, "Connection not found.");
+    else
         rc = reply_unavailable(r);
-        goto out;
-    }
-    int ok = rep->str != NULL && strcmp(rep->str, "ok") == 0;
-    freeReplyObject(rep);
-    rc = ok ? send_connection(r, 200, code)
-            : reply_error(r, 404, "not_found", NULL, "Connection not found.");
 out:
     rec_free(&prov);
     rec_free(&conn);
     return rc;
-}
-
-/* Deletes the hashes of events connection_delete / partner_delete removed
- * from the queues (ids from index first of rep's elements). */
-static void delete_event_hashes(struct req *r, redisReply *rep, size_t first)
-{
-    for (size_t i = first; i < rep->elements; i++) {
-        const char *id = rep->element[i]->str;
-        char uid[SCHEMA_UID_LEN + 1];
-        snprintf(uid, sizeof uid, "%s", id);
-        char key[SCHEMA_KEY_MAX];
-        snprintf(key, sizeof key, "si:{%u}:evt:%s", api_shard(r->api, uid), id);
-        freeReplyObject(store_cmd(r, "UNLINK %s", key));
-    }
-}
-
-int routes_delete_connection(struct req *r, const char *pid, const char *code)
-{
-    char kconn[SCHEMA_KEY_MAX], kusers[SCHEMA_KEY_MAX], kconns[SCHEMA_KEY_MAX],
-        kprov[SCHEMA_KEY_MAX];
-    snprintf(kconn, sizeof kconn, "si:conn:%s:%s", pid, code);
-    snprintf(kusers, sizeof kusers, "si:conn:%s:%s:users", pid, code);
-    snprintf(kconns, sizeof kconns, "si:partner:%s:conns", pid);
-    snprintf(kprov, sizeof kprov, "si:provider:%s", code);
-    for (int round = 0; round < 1000000; round++) {
-        redisReply *page = store_cmd(r, "ZRANGE %s 0 %d", kusers, DELETE_BATCH - 1);
-        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(page);
-            return -SIMAP_ECONN;
-        }
-        size_t n = page->elements;
-        uint32_t *shards = xcalloc(n + 1, sizeof *shards);
-        size_t m = 0;
-        size_t nkeys = 5 + 3 * n + 6 * n;
-        const char **argv = xcalloc(nkeys + 4 + 2 * n + n + 1, sizeof *argv);
-        char **owned = xcalloc(nkeys + n + 1, sizeof *owned);
-        size_t no = 0, a = 0;
-        argv[a++] = kconn;
-        argv[a++] = kusers;
-        argv[a++] = kconns;
-        argv[a++] = kprov;
-        argv[a++] = "si:changes";
-        for (size_t i = 0; i < n; i++) {
-            const char *sep = strchr(page->element[i]->str, '\x1f');
-            const char *uid = sep ? sep + 1 : "";
-            uint32_t k = api_shard(r->api, uid);
-            static const char *const kind[] = {"user", "cur", "lease"};
-            for (int j = 0; j < 3; j++) {
-                char *key = owned[no++] = xmalloc(SCHEMA_KEY_MAX);
-                snprintf(key, SCHEMA_KEY_MAX, "si:{%u}:%s:%s", k, kind[j], uid);
-                argv[a++] = key;
-            }
-            size_t s;
-            for (s = 0; s < m && shards[s] != k; s++)
-                ;
-            if (s == m)
-                shards[m++] = k;
-        }
-        for (size_t s = 0; s < m; s++) {
-            char *kk[6];
-            for (int j = 0; j < 6; j++)
-                kk[j] = owned[no++] = xmalloc(SCHEMA_KEY_MAX);
-            snprintf(kk[0], SCHEMA_KEY_MAX, "si:{%u}:users", shards[s]);
-            snprintf(kk[1], SCHEMA_KEY_MAX, "si:{%u}:ready:%s", shards[s], pid);
-            snprintf(kk[2], SCHEMA_KEY_MAX, "si:{%u}:ready_partners", shards[s]);
-            snprintf(kk[3], SCHEMA_KEY_MAX, "si:{%u}:retry", shards[s]);
-            snprintf(kk[4], SCHEMA_KEY_MAX, "si:{%u}:inflight", shards[s]);
-            snprintf(kk[5], SCHEMA_KEY_MAX, "si:{%u}:dead", shards[s]);
-            for (int j = 0; j < 6; j++)
-                argv[a++] = kk[j];
-        }
-        int key_count = (int)a;
-        char sn[24], sm[24];
-        snprintf(sn, sizeof sn, "%zu", n);
-        snprintf(sm, sizeof sm, "%zu", m);
-        argv[a++] = pid;
-        argv[a++] = code;
-        argv[a++] = sn;
-        argv[a++] = sm;
-        for (size_t i = 0; i < n; i++) {
-            const char *sep = strchr(page->element[i]->str, '\x1f');
-            argv[a++] = sep ? sep + 1 : "";
-            argv[a++] = page->element[i]->str;
-        }
-        for (size_t s = 0; s < m; s++) {
-            char *t = owned[no++] = xmalloc(16);
-            snprintf(t, 16, "%u", shards[s]);
-            argv[a++] = t;
-        }
-        redisReply *rep = store_script(r, "connection_delete", key_count, (int)a, argv, NULL);
-        for (size_t i = 0; i < no; i++)
-            xfree(owned[i]);
-        xfree(owned);
-        xfree(argv);
-        xfree(shards);
-        freeReplyObject(page);
-        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
-            freeReplyObject(rep);
-            return -SIMAP_ECONN;
-        }
-        const char *status = rep->element[0]->str;
-        int done = strcmp(status, "done") == 0 || strcmp(status, "missing") == 0;
-        delete_event_hashes(r, rep, 1);
-        freeReplyObject(rep);
-        if (done)
-            return 0;
-    }
-    return -SIMAP_ECONN;
 }
 
 static int connection_delete(struct req *r)
@@ -1090,7 +549,7 @@ static int connection_delete(struct req *r)
     rec_free(&conn);
     if (rc != 0)
         return rc;
-    if (routes_delete_connection(r, r->partner.pid, code) < 0)
+    if (store_conn_delete(r, r->partner.pid, code) < 0)
         return reply_unavailable(r);
     return reply_no_content(r);
 }

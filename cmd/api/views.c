@@ -9,12 +9,13 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/api.h"
+#include "cmd/api/views.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/api/api.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -145,7 +146,7 @@ void view_provider(struct json_gen *g, const struct rec *p)
     json_gen_object_close(g);
 }
 
-void view_partner(struct json_gen *g, const char *pid, const struct rec *p)
+void view_partner_open(struct json_gen *g, const char *pid, const struct rec *p)
 {
     static const char *const urls[] = {"new_mail_webhook_url", "user_connected_webhook_url",
                                        "user_disconnected_webhook_url", "success_url",
@@ -178,6 +179,11 @@ void view_partner(struct json_gen *g, const char *pid, const struct rec *p)
         json_gen_key_null(g, "previous_webhook_secret_valid_until");
     view_time(g, "created_at", rec_get(p, "created_at"));
     view_time(g, "updated_at", rec_get(p, "updated_at"));
+}
+
+void view_partner(struct json_gen *g, const char *pid, const struct rec *p)
+{
+    view_partner_open(g, pid, p);
     json_gen_object_close(g);
 }
 
@@ -199,4 +205,73 @@ void view_event(struct json_gen *g, const struct rec *e)
     view_time(g, "created_at", rec_get(e, "created_at"));
     view_time(g, "next_at", rec_get(e, "next_at"));
     json_gen_object_close(g);
+}
+
+void view_dead_letter(struct json_gen *g, int64_t died_ms, const struct rec *e)
+{
+    json_gen_object_open(g);
+    json_gen_key_int(g, "partner_id", strtoll(rec_get(e, "pid"), NULL, 10));
+    char ms[24];
+    snprintf(ms, sizeof ms, "%lld", (long long)died_ms);
+    view_time(g, "died_at", ms);
+    json_gen_key_int(g, "died_at_ms", died_ms);
+    json_gen_key(g, "event");
+    view_event(g, e);
+    json_gen_object_close(g);
+}
+
+void view_log_entry(struct json_gen *g, const char *log_id, const struct rec *e, const char *state)
+{
+    json_gen_object_open(g);
+    json_gen_key_str(g, "log_id", log_id);
+    char ms[24];
+    snprintf(ms, sizeof ms, "%lld", strtoll(log_id, NULL, 10));
+    view_time(g, "at", ms);
+    json_gen_key_str(g, "id", rec_get(e, "id"));
+    json_gen_key_str(g, "type", rec_get(e, "type"));
+    str_or_null(g, "user_tag", rec_get(e, "tag"));
+    str_or_null(g, "imap_provider_code", rec_get(e, "code"));
+    int_field(g, "attempt", rec_get(e, "attempt"));
+    int_field(g, "status", rec_get(e, "status"));
+    json_gen_key_str(g, "result", rec_get(e, "result"));
+    int_field(g, "latency_ms", rec_get(e, "latency_ms"));
+    str_or_null(g, "error", rec_get(e, "error"));
+    view_time(g, "next_at", rec_get(e, "next_at"));
+    if (state != NULL)
+        json_gen_key_str(g, "event_state", state);
+    json_gen_object_close(g);
+}
+
+void view_node(struct json_gen *g, const char *id, const char *role, int64_t now_ms,
+               int64_t beat_ms, const struct rec *n)
+{
+    json_gen_object_open(g);
+    json_gen_key_str(g, "id", id);
+    json_gen_key_str(g, "role", role);
+    json_gen_key_int(g, "heartbeat_age_ms", now_ms > beat_ms ? now_ms - beat_ms : 0);
+    for (size_t f = 0; f < n->n; f++) {
+        if (strcmp(n->f[f], "role") == 0 || strcmp(n->f[f], "id") == 0)
+            continue;
+        char *end;
+        long long v = strtoll(n->v[f], &end, 10);
+        if (*n->v[f] != '\0' && *end == '\0')
+            json_gen_key_int(g, n->f[f], v);
+        else
+            json_gen_key_str(g, n->f[f], n->v[f]);
+    }
+    json_gen_object_close(g);
+}
+
+void view_provider_row(struct json_gen *g, const char *code, const struct rec *p)
+{
+    (void)code; /* the hash holds it too */
+    view_provider(g, p);
+}
+
+void view_list(struct json_gen *g, const struct rec_list *l, view_row_fn *row)
+{
+    json_gen_array_open(g);
+    for (size_t i = 0; i < l->n; i++)
+        row(g, l->id[i], &l->rec[i]);
+    json_gen_array_close(g);
 }

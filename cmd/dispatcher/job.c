@@ -99,7 +99,7 @@ static void partner_unblock(struct dispatcher *d, struct partner *p)
 static void open_payload(struct job *j, const char *envelope)
 {
     char aad[SCHEMA_KEY_MAX];
-    snprintf(aad, sizeof aad, "si:evt:%s", j->eid);
+    schema_aad_event(aad, j->eid);
     xfree(j->plain);
     j->plain = NULL;
     j->payload =

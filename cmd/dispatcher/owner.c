@@ -52,11 +52,6 @@ static void call_unref(struct acquire_call *c)
         xfree(c);
 }
 
-static void owner_key(int k, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "si:{%d}:owner", k);
-}
-
 static void set_owned(struct dispatcher *d, struct shard *sh, int owned)
 {
     if (sh->owned == (unsigned)owned)
@@ -110,8 +105,8 @@ static void on_handed_over(struct rconn *rc, struct redisReply *reply, int err, 
  * on_handed_over when cb is NULL. */
 static void release(struct dispatcher *d, struct shard *sh, rconn_cb *cb)
 {
-    char key[SCHEMA_KEY_MAX];
-    owner_key(sh->keys.k, key, sizeof key);
+    char key[SCHEMA_SHARD_KEY_MAX];
+    schema_key_owner(key, (uint32_t)sh->keys.k);
     const char *argv[] = {key, incarnation_token(d->inc)};
     set_owned(d, sh, 0);
     sh->releasing = 0;
@@ -189,8 +184,8 @@ static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, voi
 
 static void acquire(struct dispatcher *d, struct shard *sh)
 {
-    char key[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX];
-    owner_key(sh->keys.k, key, sizeof key);
+    char key[SCHEMA_SHARD_KEY_MAX], alive[SCHEMA_KEY_MAX];
+    schema_key_owner(key, (uint32_t)sh->keys.k);
     incarnation_alive_key(d->inc, (uint32_t)sh->keys.k, alive, sizeof alive);
     const char *argv[] = {key, alive, incarnation_token(d->inc)};
     struct acquire_call *c = xcalloc(1, sizeof *c);

@@ -17,6 +17,7 @@
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/schema.h"
 #include "core/time.h"
 
 /* 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h: about a day. */
@@ -138,8 +139,8 @@ static const char *field(const redisReply *r, const char *name)
 static int open_secret(const struct partners *ps, const struct partner *p, const char *envelope,
                        const char *name, char **out, size_t *len)
 {
-    char aad[160];
-    snprintf(aad, sizeof aad, "si:partner:%s:%s", p->pid, name);
+    char aad[SCHEMA_KEY_MAX];
+    schema_aad_partner(aad, p->pid, name);
     return crypto_decrypt(ps->keys, envelope, aad, out, len);
 }
 

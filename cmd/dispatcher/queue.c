@@ -42,11 +42,11 @@ struct queue {
 void queue_shard_init(struct queue_shard *s, int k)
 {
     s->k = k;
-    snprintf(s->prefix, sizeof s->prefix, "si:{%d}:", k);
-    snprintf(s->ready_partners, sizeof s->ready_partners, "si:{%d}:ready_partners", k);
-    snprintf(s->inflight, sizeof s->inflight, "si:{%d}:inflight", k);
-    snprintf(s->retry, sizeof s->retry, "si:{%d}:retry", k);
-    snprintf(s->dead, sizeof s->dead, "si:{%d}:dead", k);
+    schema_key_shard_prefix(s->prefix, (uint32_t)k);
+    schema_key_ready_partners(s->ready_partners, (uint32_t)k);
+    schema_key_inflight(s->inflight, (uint32_t)k);
+    schema_key_retry(s->retry, (uint32_t)k);
+    schema_key_dead(s->dead, (uint32_t)k);
 }
 
 struct queue *queue_new(struct rconn *rc)
@@ -264,10 +264,9 @@ static int send_argv(struct queue *q, struct op *o, int argc, const char **argv,
     return 0;
 }
 
-static int evt_key(char *out, size_t n, const struct queue_shard *s, const char *eid)
+static int evt_key(char out[SCHEMA_KEY_MAX], const struct queue_shard *s, const char *eid)
 {
-    int len = snprintf(out, n, "%sevt:%s", s->prefix, eid);
-    return len < 0 || (size_t)len >= n ? -SIMAP_EINVAL : 0;
+    return schema_key_event(out, (uint32_t)s->k, eid) < 0 ? -SIMAP_EINVAL : 0;
 }
 
 /* ---- Claim ---- */
@@ -309,7 +308,7 @@ int queue_payload(struct queue *q, const struct queue_shard *s, const char *eid,
                   void *data)
 {
     char key[SCHEMA_KEY_MAX];
-    if (evt_key(key, sizeof key, s, eid) < 0)
+    if (evt_key(key, s, eid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {"HGET", key, "payload"};
     struct op *o = op_new(q, OP_REPLY, data);
@@ -323,7 +322,7 @@ int queue_ack(struct queue *q, const struct queue_shard *s, const char *eid, int
               int64_t keep_ms, long status, queue_int_cb *cb, void *data)
 {
     char key[SCHEMA_KEY_MAX], att[16], keep[24], st[16], now[24];
-    if (evt_key(key, sizeof key, s, eid) < 0)
+    if (evt_key(key, s, eid) < 0)
         return -SIMAP_EINVAL;
     snprintf(att, sizeof att, "%d", attempt);
     snprintf(keep, sizeof keep, "%lld", (long long)keep_ms);
@@ -340,7 +339,7 @@ int queue_retry(struct queue *q, const struct queue_shard *s, const char *eid, i
                 void *data)
 {
     char key[SCHEMA_KEY_MAX], att[16], delay[24], st[16];
-    if (evt_key(key, sizeof key, s, eid) < 0)
+    if (evt_key(key, s, eid) < 0)
         return -SIMAP_EINVAL;
     snprintf(att, sizeof att, "%d", attempt);
     snprintf(delay, sizeof delay, "%lld", (long long)(delay_ms < 0 ? 0 : delay_ms));
@@ -357,7 +356,7 @@ int queue_dead(struct queue *q, const struct queue_shard *s, const char *eid, in
                void *data)
 {
     char key[SCHEMA_KEY_MAX], att[16], st[16], caps[16], keep[24];
-    if (evt_key(key, sizeof key, s, eid) < 0)
+    if (evt_key(key, s, eid) < 0)
         return -SIMAP_EINVAL;
     snprintf(att, sizeof att, "%d", attempt);
     snprintf(st, sizeof st, "%ld", status);
@@ -408,8 +407,7 @@ int queue_stats(struct queue *q, const struct queue_shard *s, queue_stats_cb *cb
 int queue_partner(struct queue *q, const char *pid, queue_reply_cb *cb, void *data)
 {
     char key[SCHEMA_KEY_MAX];
-    int n = snprintf(key, sizeof key, "si:partner:%s", pid);
-    if (n < 0 || (size_t)n >= sizeof key)
+    if (schema_key_partner(key, pid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {"HGETALL", key};
     struct op *o = op_new(q, OP_REPLY, data);
@@ -420,8 +418,7 @@ int queue_partner(struct queue *q, const char *pid, queue_reply_cb *cb, void *da
 int queue_user_is_tracer(struct queue *q, int k, const char *uid, queue_int_cb *cb, void *data)
 {
     char key[SCHEMA_KEY_MAX];
-    int n = snprintf(key, sizeof key, "si:{%d}:user:%s", k, uid);
-    if (n < 0 || (size_t)n >= sizeof key)
+    if (schema_key_user(key, (uint32_t)k, uid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {"HGET", key, "enable_tracer"};
     struct op *o = op_new(q, OP_TRACER, data);
@@ -432,13 +429,12 @@ int queue_user_is_tracer(struct queue *q, int k, const char *uid, queue_int_cb *
 int queue_archive_user(struct queue *q, int k, const char *uid, const char *reason,
                        queue_int_cb *cb, void *data)
 {
-    char user[SCHEMA_KEY_MAX], users[48], ks[16];
-    int n = snprintf(user, sizeof user, "si:{%d}:user:%s", k, uid);
-    if (n < 0 || (size_t)n >= sizeof user)
+    char user[SCHEMA_KEY_MAX], users[SCHEMA_SHARD_KEY_MAX], ks[16];
+    if (schema_key_user(user, (uint32_t)k, uid) < 0)
         return -SIMAP_EINVAL;
-    snprintf(users, sizeof users, "si:{%d}:users", k);
+    schema_key_shard_users(users, (uint32_t)k);
     snprintf(ks, sizeof ks, "%d", k);
-    const char *argv[] = {user, users, "si:changes", uid, ks, reason};
+    const char *argv[] = {user, users, SCHEMA_KEY_CHANGES, uid, ks, reason};
     struct op *o = op_new(q, OP_INT, data);
     o->cb.i = cb;
     return send_script(q, o, "user_archive", 3, 6, argv, NULL);
@@ -448,8 +444,7 @@ int queue_disable_url(struct queue *q, const char *pid, const char *url_field, c
                       const char *disabled_field, const char *reason, queue_int_cb *cb, void *data)
 {
     char key[SCHEMA_KEY_MAX];
-    int n = snprintf(key, sizeof key, "si:partner:%s", pid);
-    if (n < 0 || (size_t)n >= sizeof key)
+    if (schema_key_partner(key, pid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {key, url_field, url, disabled_field, reason};
     struct op *o = op_new(q, OP_INT, data);
@@ -460,8 +455,7 @@ int queue_disable_url(struct queue *q, const char *pid, const char *url_field, c
 int queue_log(struct queue *q, const struct queue_log_entry *e)
 {
     char key[SCHEMA_KEY_MAX], att[16], st[16], lat[24], next[24];
-    int n = snprintf(key, sizeof key, "si:log:%s", e->pid);
-    if (n < 0 || (size_t)n >= sizeof key)
+    if (schema_key_log(key, e->pid) < 0)
         return -SIMAP_EINVAL;
     snprintf(att, sizeof att, "%d", e->attempt);
     snprintf(st, sizeof st, "%ld", e->status);

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/schema.h"
+
 struct queue;
 struct rconn;
 struct redisReply;
@@ -30,11 +32,11 @@ struct redisReply;
 /* The keys of one shard, made once. */
 struct queue_shard {
     int k;
-    char prefix[24];         /* si:{k}: */
-    char ready_partners[48]; /* si:{k}:ready_partners */
-    char inflight[40];       /* si:{k}:inflight */
-    char retry[40];          /* si:{k}:retry */
-    char dead[40];           /* si:{k}:dead */
+    char prefix[SCHEMA_SHARD_KEY_MAX];         /* si:{k}: */
+    char ready_partners[SCHEMA_SHARD_KEY_MAX]; /* si:{k}:ready_partners */
+    char inflight[SCHEMA_SHARD_KEY_MAX];       /* si:{k}:inflight */
+    char retry[SCHEMA_SHARD_KEY_MAX];          /* si:{k}:retry */
+    char dead[SCHEMA_SHARD_KEY_MAX];           /* si:{k}:dead */
 };
 
 void queue_shard_init(struct queue_shard *s, int k);

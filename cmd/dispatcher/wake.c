@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/redis_url.h"
+#include "core/schema.h"
 
 #define RETRY_SEC 1.0
 
@@ -59,7 +60,7 @@ static void on_message(redisAsyncContext *ac, void *r, void *privdata)
         return;
     if (strcmp(kind->str, "subscribe") == 0) {
         if (!w->was_up)
-            log_info("wake-up channel subscribed channel=si:wake");
+            log_info("wake-up channel subscribed channel=" SCHEMA_CHANNEL_WAKE);
         w->was_up = 1;
         w->opts.on_subscribed(w->opts.data);
     } else if (strcmp(kind->str, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
@@ -123,7 +124,7 @@ static void connect_now(struct wake *w)
     /* Queued until connected; AUTH first when there is a password. */
     if (w->addr.password[0] != '\0')
         redisAsyncCommand(ac, on_auth, w, "AUTH %s", w->addr.password);
-    redisAsyncCommand(ac, on_message, w, "SUBSCRIBE si:wake");
+    redisAsyncCommand(ac, on_message, w, "SUBSCRIBE " SCHEMA_CHANNEL_WAKE);
 }
 
 struct wake *wake_new(struct ev_loop *loop, const struct wake_opts *opts)

@@ -1,0 +1,20 @@
+/*
+ * cmd/api/auth.h: who is calling: the router's check before a handler.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_AUTH_H
+#define CMD_API_AUTH_H
+
+struct req;
+
+/* Authenticates the partner of r from the x-api-key header or the api_key
+ * parameter and applies its rate limit. Returns 0 with r->partner set, or
+ * the status after replying (401, 429, 503). */
+int auth_partner(struct req *r);
+
+/* Checks Authorization: Bearer <SUPERIMAP_ADMIN_TOKEN> in constant time.
+ * Returns 0, or 401 after replying. */
+int auth_admin(struct req *r);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * cmd/api/input: parameter checks shared by the route files (see input.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/api/input.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/api/api.h"
+#include "cmd/api/reply.h"
+
+#define EVENT_ID_MAX 200
+
+int input_only_known(struct req *r, const char *const *allowed)
+{
+    for (size_t i = 0; i < r->params.n; i++) {
+        const char *name = r->params.v[i].name;
+        int ok = 0;
+        for (const char *const *a = allowed; *a != NULL && !ok; a++)
+            ok = strcmp(*a, name) == 0;
+        if (!ok) {
+            char shown[64];
+            snprintf(shown, sizeof shown, "%s",
+                     params_is_printable(name, strlen(name)) ? name : "?");
+            return reply_invalid(r, shown, "unknown parameter");
+        }
+    }
+    return 0;
+}
+
+int input_text(struct req *r, const char *name, size_t max, const char **out)
+{
+    *out = NULL;
+    const struct param *p = params_get(&r->params, name);
+    if (p == NULL)
+        return 0;
+    if (param_text(p, out) < 0)
+        return reply_invalid(r, name, "must be a string");
+    if (strlen(*out) > max)
+        return reply_invalid(r, name, "is too long");
+    if (!params_is_printable(*out, strlen(*out)))
+        return reply_invalid(r, name, "must not contain control characters");
+    return 0;
+}
+
+static int is_http_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+int input_url(struct req *r, const char *name, int relative_ok, const char **out)
+{
+    int rc = input_text(r, name, API_URL_MAX, out);
+    if (rc != 0 || *out == NULL || **out == '\0')
+        return rc;
+    if (!is_http_url(*out) && !(relative_ok && **out == '/'))
+        return reply_invalid(r, name,
+                             relative_ok ? "must be an http(s) URL or a path"
+                                         : "must be an http:// or https:// URL");
+    return 0;
+}
+
+int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has)
+{
+    *has = 0;
+    const struct param *p = params_get(&r->params, name);
+    if (p == NULL)
+        return 0;
+    if (param_int(p, min, max, out) < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "must be an integer from %lld to %lld", (long long)min,
+                 (long long)max);
+        return reply_invalid(r, name, why);
+    }
+    *has = 1;
+    return 0;
+}
+
+int input_is_code(const char *code)
+{
+    size_t n = strlen(code);
+    if (n == 0 || n > API_CODE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = code[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int input_is_pid(const char *pid)
+{
+    size_t n = strlen(pid);
+    if (n == 0 || n > 18 || pid[0] == '0')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (pid[i] < '0' || pid[i] > '9')
+            return 0;
+    return 1;
+}
+
+int input_is_event_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > EVENT_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}

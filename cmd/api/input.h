@@ -1,0 +1,39 @@
+/*
+ * cmd/api/input.h: the checks of request parameters the route files share.
+ * Each returns 0 when the parameter is absent or good, or the status after
+ * replying 400 naming it (reply_invalid()).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_INPUT_H
+#define CMD_API_INPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct req;
+
+/* Replies 400 for the first parameter not in allowed (NULL-terminated):
+ * the admin API refuses what it does not know. */
+int input_only_known(struct req *r, const char *const *allowed);
+
+/* A printable text parameter of at most max bytes; *out NULL when absent. */
+int input_text(struct req *r, const char *name, size_t max, const char **out);
+
+/* As input_text(), an http(s) URL (or a path starting with '/' when
+ * relative_ok); "" is accepted (it clears the URL). */
+int input_url(struct req *r, const char *name, int relative_ok, const char **out);
+
+/* An integer from min to max; *has 1 when present. */
+int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has);
+
+/* 1 when code is a provider code: 1 to API_CODE_MAX of [A-Za-z0-9_-]. */
+int input_is_code(const char *code);
+
+/* 1 when pid is a partner id: decimal, no leading zero, 18 digits at most. */
+int input_is_pid(const char *pid);
+
+/* 1 when id is an event id: 1 to 200 of [A-Za-z0-9._-]. */
+int input_is_event_id(const char *id);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * cmd/api/keys.h: partner API keys and webhook secrets: making them, the
+ * lookup key of an API key, and sealing or opening the encrypted partner
+ * fields that hold them (AAD "si:partner:<pid>:<field>", core/schema.h).
+ * Pure: no Redis, no replies; callable from any thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_KEYS_H
+#define CMD_API_KEYS_H
+
+#include "core/schema.h"
+
+struct api;
+
+/* Makes a new API key (base64url of 32 random bytes; keys_wipe_free() it)
+ * and writes its lookup key si:apikey:<sha256 hex> into lookup ("" if
+ * hashing failed). */
+char *keys_new_api_key(char lookup[SCHEMA_KEY_MAX]);
+
+/* The lookup key of an existing API key. Returns 0 or -SIMAP_ECRYPTO. */
+int keys_lookup(const char *api_key, char lookup[SCHEMA_KEY_MAX]);
+
+/* Makes a new webhook secret, "whsec_" + base64 of 32 random bytes. */
+char *keys_new_webhook_secret(void);
+
+/* Decrypts a partner's encrypted field (api_key, webhook_secret, ...).
+ * Returns a new string (keys_wipe_free() it), or NULL when envelope is
+ * empty or does not open. */
+char *keys_open_partner(const struct api *a, const char *pid, const char *field,
+                        const char *envelope);
+
+/* Encrypts plain as partner pid's field. Returns a new string or NULL. */
+char *keys_seal_partner(const struct api *a, const char *pid, const char *field, const char *plain);
+
+/* Overwrites s with zeros and frees it. Accepts NULL. */
+void keys_wipe_free(char *s);
+
+#endif

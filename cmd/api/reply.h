@@ -1,0 +1,40 @@
+/*
+ * cmd/api/reply.h: the answers of superimap-api. Every handler replies
+ * exactly once through these and returns the status they return. Each runs
+ * on the request's worker thread and writes to its connection.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_REPLY_H
+#define CMD_API_REPLY_H
+
+#include <stddef.h>
+
+struct json_gen;
+struct req;
+
+/* Sends json[0..len) with status and optional extra header lines
+ * ("Name: value\r\n" each, or NULL). Returns status. */
+int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers);
+
+/* Finishes g, sends it and frees it; a generator error becomes a 500. */
+int reply_gen(struct req *r, int status, struct json_gen *g, const char *headers);
+
+/* Sends {"error":{"code":code,"message":message[,"field":field]}}. field may
+ * be NULL. The message is formatted printf-style. */
+int reply_error(struct req *r, int status, const char *code, const char *field, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
+
+/* 400 naming the field: "<field>: <why>". */
+int reply_invalid(struct req *r, const char *field, const char *why);
+
+/* 503: Redis did not answer (logged with the command's error). */
+int reply_unavailable(struct req *r);
+
+/* 204 without a body. */
+int reply_no_content(struct req *r);
+
+/* A new generator with the response cap. */
+struct json_gen *reply_gen_new(void);
+
+#endif

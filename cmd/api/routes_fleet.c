@@ -1,0 +1,220 @@
+/*
+ * cmd/api/routes_fleet: what the operator watches: /admin/api/fleet (the
+ * nodes of each role and their heartbeats), /admin/api/queues (event
+ * depths per shard and per partner) and /admin/api/dead-letters (newest
+ * first across shards, with replay). Admin API: unknown parameters are
+ * refused (see routes_providers.c).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/api/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/api/input.h"
+#include "cmd/api/reply.h"
+#include "cmd/api/store.h"
+#include "cmd/api/views.h"
+#include "core/err.h"
+#include "core/json.h"
+
+#define DEAD_LIMIT_DEFAULT 100
+#define DEAD_LIMIT_MAX     1000
+
+static int fleet(struct req *r)
+{
+    static const char *const roles[][2] = {{SCHEMA_KEY_APIS, "api"},
+                                           {SCHEMA_KEY_WATCHERS, "watcher"},
+                                           {SCHEMA_KEY_DISPATCHERS, "dispatcher"}};
+    int64_t now = store_time_ms(r);
+    struct json_gen *g = reply_gen_new();
+    json_gen_object_open(g);
+    json_gen_key_array(g, "nodes");
+    size_t counts[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        struct rec_list nodes;
+        if (store_fleet_nodes(r, roles[i][0], &nodes) < 0) {
+            json_gen_free(g);
+            return reply_unavailable(r);
+        }
+        for (size_t j = 0; j < nodes.n; j++)
+            view_node(g, nodes.id[j], roles[i][1], now, nodes.score[j], &nodes.rec[j]);
+        counts[i] = nodes.n;
+        rec_list_free(&nodes);
+    }
+    json_gen_array_close(g);
+    json_gen_key_object(g, "counts");
+    for (int i = 0; i < 3; i++)
+        json_gen_key_int(g, roles[i][1], (int64_t)counts[i]);
+    json_gen_object_close(g);
+    json_gen_object_close(g);
+    return reply_gen(r, 200, g, NULL);
+}
+
+static int queues(struct req *r)
+{
+    struct json_gen *g = reply_gen_new();
+    json_gen_object_open(g);
+    json_gen_key_array(g, "shards");
+    long long total[4] = {0, 0, 0, 0};
+    int64_t oldest = 0;
+    for (uint32_t k = 0; k < r->api->shards; k++) {
+        long long v[5];
+        if (store_shard_stats(r, k, v) < 0) {
+            json_gen_free(g);
+            return reply_unavailable(r);
+        }
+        for (int i = 0; i < 4; i++)
+            total[i] += v[i];
+        if (v[4] > oldest)
+            oldest = v[4];
+        if (v[0] + v[1] + v[2] + v[3] == 0)
+            continue;
+        json_gen_object_open(g);
+        json_gen_key_int(g, "shard", k);
+        json_gen_key_int(g, "ready", v[0]);
+        json_gen_key_int(g, "inflight", v[1]);
+        json_gen_key_int(g, "retry", v[2]);
+        json_gen_key_int(g, "dead", v[3]);
+        json_gen_key_int(g, "oldest_ready_age_ms", v[4]);
+        json_gen_key_object(g, "ready_by_partner");
+        struct rec_list ready;
+        store_shard_ready(r, k, &ready);
+        for (size_t i = 0; i < ready.n; i++)
+            json_gen_key_int(g, ready.id[i], ready.score[i]);
+        rec_list_free(&ready);
+        json_gen_object_close(g);
+        json_gen_object_close(g);
+    }
+    json_gen_array_close(g);
+    json_gen_key_object(g, "totals");
+    json_gen_key_int(g, "ready", total[0]);
+    json_gen_key_int(g, "inflight", total[1]);
+    json_gen_key_int(g, "retry", total[2]);
+    json_gen_key_int(g, "dead", total[3]);
+    json_gen_key_int(g, "oldest_ready_age_ms", oldest);
+    json_gen_object_close(g);
+    json_gen_object_close(g);
+    return reply_gen(r, 200, g, NULL);
+}
+
+struct dead_ref {
+    uint32_t k;
+    int64_t at;
+    char *id;
+};
+
+static int by_time_desc(const void *a, const void *b)
+{
+    const struct dead_ref *x = a, *y = b;
+    return x->at < y->at ? 1 : x->at > y->at ? -1 : 0;
+}
+
+static void free_refs(struct dead_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        xfree(refs[i].id);
+    xfree(refs);
+}
+
+static int dead_letters(struct req *r)
+{
+    static const char *const allowed[] = {"limit", "before", "partner_id", NULL};
+    int rc = input_only_known(r, allowed);
+    if (rc != 0)
+        return rc;
+    int64_t limit = DEAD_LIMIT_DEFAULT, before = INT64_MAX, partner = 0;
+    int has;
+    if ((rc = input_int(r, "limit", 1, DEAD_LIMIT_MAX, &limit, &has)) != 0 ||
+        (rc = input_int(r, "before", 0, INT64_MAX, &before, &has)) != 0 ||
+        (rc = input_int(r, "partner_id", 1, INT64_MAX, &partner, &has)) != 0)
+        return rc;
+    /* The newest limit of every shard, merged, keep the newest limit. */
+    size_t cap = (size_t)limit * 2 + 16, n = 0;
+    struct dead_ref *refs = xcalloc(cap, sizeof *refs);
+    for (uint32_t k = 0; k < r->api->shards; k++) {
+        struct rec_list page;
+        if (store_dead_page(r, k, before, limit, &page) < 0) {
+            free_refs(refs, n);
+            return reply_unavailable(r);
+        }
+        for (size_t i = 0; i < page.n; i++) {
+            if (n == cap) {
+                qsort(refs, n, sizeof *refs, by_time_desc);
+                while (n > (size_t)limit)
+                    xfree(refs[--n].id);
+            }
+            refs[n].k = k;
+            refs[n].at = page.score[i];
+            refs[n].id = xstrdup(page.id[i]);
+            n++;
+        }
+        rec_list_free(&page);
+    }
+    qsort(refs, n, sizeof *refs, by_time_desc);
+    struct json_gen *g = reply_gen_new();
+    json_gen_object_open(g);
+    json_gen_key_array(g, "dead_letters");
+    size_t shown = 0;
+    int64_t last = -1;
+    for (size_t i = 0; i < n && shown < (size_t)limit; i++) {
+        struct rec e;
+        last = refs[i].at;
+        if (store_event_get(r, refs[i].id, NULL, &e) == 0 &&
+            (partner == 0 || strtoll(rec_get(&e, "pid"), NULL, 10) == partner)) {
+            view_dead_letter(g, refs[i].at, &e);
+            shown++;
+        }
+        rec_free(&e);
+    }
+    json_gen_array_close(g);
+    if (n > (size_t)limit || shown == (size_t)limit)
+        json_gen_key_int(g, "next_before", last);
+    else
+        json_gen_key_null(g, "next_before");
+    json_gen_object_close(g);
+    free_refs(refs, n);
+    return reply_gen(r, 200, g, NULL);
+}
+
+static int dead_letter_replay(struct req *r)
+{
+    const char *id = r->arg[0];
+    if (!input_is_event_id(id))
+        return reply_error(r, 404, "not_found", NULL, "Event not found.");
+    struct rec e;
+    int rc = store_event_get(r, id, NULL, &e);
+    if (rc < 0) {
+        rec_free(&e);
+        return rc == -SIMAP_ECONN ? reply_unavailable(r)
+                                  : reply_error(r, 404, "not_found", NULL, "Event not found.");
+    }
+    char pid[24], state[32];
+    snprintf(pid, sizeof pid, "%s", rec_get(&e, "pid"));
+    snprintf(state, sizeof state, "%s", rec_get(&e, "state"));
+    rec_free(&e);
+    rc = store_event_replay(r, id, pid);
+    if (rc == -SIMAP_ESTATE)
+        return reply_error(r, 409, "conflict", NULL,
+                           "only dead letters can be replayed; this event is %s", state);
+    if (rc == -SIMAP_ENOTFOUND)
+        return reply_error(r, 404, "not_found", NULL, "Event not found.");
+    if (rc < 0 || store_event_get(r, id, NULL, &e) < 0) {
+        rec_free(&e);
+        return reply_unavailable(r);
+    }
+    struct json_gen *g = reply_gen_new();
+    view_event(g, &e);
+    rec_free(&e);
+    return reply_gen(r, 202, g, NULL);
+}
+
+const struct route routes_fleet[] = {
+    {"GET", "/admin/api/fleet", AUTH_ADMIN, fleet},
+    {"GET", "/admin/api/queues", AUTH_ADMIN, queues},
+    {"GET", "/admin/api/dead-letters", AUTH_ADMIN, dead_letters},
+    {"POST", "/admin/api/dead-letters/:id/replay", AUTH_ADMIN, dead_letter_replay},
+    {NULL, NULL, AUTH_NONE, NULL},
+};

@@ -1,0 +1,273 @@
+/*
+ * cmd/api/store.h: the api's data layer, the only code that talks to Redis.
+ * Every call runs on the request's worker thread over its own blocking
+ * connection (struct req.rs) and returns 0 or a -SIMAP_* code (core/err.h):
+ * -SIMAP_ECONN when Redis failed (logged here), -SIMAP_ENOTFOUND when the
+ * record does not exist for this caller, -SIMAP_ESTATE when the record's
+ * state refuses the change (a duplicate, in use, not a dead letter, changed
+ * too often meanwhile), -SIMAP_ECRYPTO when sealing a secret failed,
+ * -SIMAP_EPROTO when a script answered in a shape it never does. Keys come
+ * from core/schema.h; every write is one Lua script (scripts/lua/).
+ *
+ * Records (struct rec, struct rec_list) returned through out parameters
+ * belong to the caller in every case: rec_free() / rec_list_free() them.
+ * Nothing here replies or knows about HTTP.
+ *
+ *   store.c           commands, scripts, hashes read whole: the primitives,
+ *                     declared in store_impl.h for store_*.c alone
+ *   store_partners.c  providers and partners (the admin API's records)
+ *   store_users.c     a partner's connections and their users
+ *   store_events.c    events: enqueueing, reading, replay, the delivery log;
+ *                     queue depths, dead letters and the fleet
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_STORE_H
+#define CMD_API_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cmd/api/rec.h"
+#include "core/schema.h"
+
+struct req;
+
+/* Redis' clock in ms (TIME), or this host's when Redis does not answer. */
+int64_t store_time_ms(struct req *r);
+
+/* ---- store_partners.c: providers ---- */
+
+/* Provider code's hash into *out. 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_provider_get(struct req *r, const char *code, struct rec *out);
+
+/* Every provider (by code) into *out, ids the codes. Providers that vanish
+ * or fail to read meanwhile are left out. 0 or -SIMAP_ECONN. */
+int store_provider_list(struct req *r, struct rec_list *out);
+
+/* Creates provider code with the n strings of pairs (field, value, ...).
+ * 0, -SIMAP_ESTATE (it exists) or -SIMAP_ECONN. */
+int store_provider_create(struct req *r, const char *code, const char *const *pairs, int n);
+
+/* Sets the pairs of provider code. 0, -SIMAP_ENOTFOUND, -SIMAP_ESTATE
+ * (auth changes while connections use it) or -SIMAP_ECONN. */
+int store_provider_update(struct req *r, const char *code, const char *const *pairs, int n);
+
+/* 0, -SIMAP_ENOTFOUND, -SIMAP_ESTATE (connections use it), -SIMAP_ECONN. */
+int store_provider_delete(struct req *r, const char *code);
+
+/* ---- store_partners.c: partners ---- */
+
+/* Partner pid's hash into *out. 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_partner_get(struct req *r, const char *pid, struct rec *out);
+
+/* Every partner, oldest first, ids the partner ids; as store_provider_list(). */
+int store_partner_list(struct req *r, struct rec_list *out);
+
+/* 1 when partner pid's field is set (non-empty), 0 when not, or
+ * -SIMAP_ECONN. */
+int store_partner_has(struct req *r, const char *pid, const char *field);
+
+/* A partner just made: its id, and its API key and webhook secret in clear
+ * (shown once: crypto_wipe() and xfree() both). */
+struct store_new_partner {
+    char pid[24];
+    char *api_key;
+    char *webhook_secret;
+};
+
+/* Creates a partner with a new id, API key and webhook secret and the pairs
+ * (field, value, ...; empty values skipped). 0 with *out set, -SIMAP_ESTATE
+ * (the new id was taken: out->pid says which), -SIMAP_ECRYPTO or
+ * -SIMAP_ECONN; out's secrets are NULL unless it returned 0. */
+int store_partner_create(struct req *r, const char *const *pairs, int n,
+                         struct store_new_partner *out);
+
+/* Sets the pairs of partner pid. 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_partner_update(struct req *r, const char *pid, const char *const *pairs, int n);
+
+/* Deletes partner pid: each connection (store_conn_delete()), then the
+ * partner, its key lookups, delivery log and queued events. 0,
+ * -SIMAP_ENOTFOUND, -SIMAP_ESTATE (a connection was added meanwhile) or
+ * -SIMAP_ECONN. */
+int store_partner_delete(struct req *r, const char *pid);
+
+/* Replaces partner pid's field ("api_key" or "webhook_secret") by a new
+ * one, the current one staying valid grace_sec more as <field>_old.
+ * Retries a few times when a rotation races it. 0 with *fresh (the new
+ * value in clear: crypto_wipe() and xfree() it) and until (ms text of the old one's
+ * end, "" when there was none), -SIMAP_ENOTFOUND, -SIMAP_ESTATE (it kept
+ * racing), -SIMAP_ECRYPTO or -SIMAP_ECONN. */
+int store_partner_rotate(struct req *r, const char *pid, const char *field, int64_t grace_sec,
+                         char **fresh, char until[24]);
+
+/* What the lookup of a presented API key found: its partner, whether the
+ * key's rate limit lets this request through (else retry_ms), and the
+ * partner's sealed current and previous keys to compare it with. */
+struct store_key_hit {
+    char pid[24];
+    int allowed;
+    long long retry_ms;
+    char *api_key;     /* envelope; NULL when absent */
+    char *api_key_old; /* envelope; NULL when absent */
+    long long api_key_old_until;
+};
+
+/* Looks up the partner of the API key whose SHA-256 is sha256_hex and
+ * takes a token from its bucket (scripts/lua/rate_limit.lua; rate 0: no
+ * limit), in one script. 0 with *out set, -SIMAP_ENOTFOUND (no partner
+ * has it) or -SIMAP_ECONN. store_key_hit_free() *out in every case. */
+int store_key_lookup(struct req *r, const char *sha256_hex, int rate, int burst,
+                     struct store_key_hit *out);
+
+void store_key_hit_free(struct store_key_hit *h);
+
+/* ---- store_users.c: connections ---- */
+
+/* Partner pid's connection to provider code into *out. A connection being
+ * deleted is not found. 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_conn_get(struct req *r, const char *pid, const char *code, struct rec *out);
+
+/* Partner pid's connections in code order, ids the codes, each record the
+ * connection's hash plus the field "auth", its provider's (plain or
+ * oauth2). 0 or -SIMAP_ECONN. */
+int store_conn_list(struct req *r, const char *pid, struct rec_list *out);
+
+/* Creates the connection with the pairs (oauth2_client_id,
+ * oauth2_client_secret in clear, sealed here). 0, -SIMAP_ENOTFOUND (no
+ * such provider), -SIMAP_ESTATE (it exists), -SIMAP_EAUTH (the partner is
+ * gone), -SIMAP_ECRYPTO or -SIMAP_ECONN. */
+int store_conn_create(struct req *r, const char *pid, const char *code, const char *const *pairs,
+                      int n);
+
+/* Sets the pairs of the connection, as store_conn_create(). 0,
+ * -SIMAP_ENOTFOUND, -SIMAP_ECRYPTO or -SIMAP_ECONN. */
+int store_conn_update(struct req *r, const char *pid, const char *code, const char *const *pairs,
+                      int n);
+
+/* Deletes connection code of partner pid with all its users, their cursors,
+ * leases and queued events (scripts/lua/connection_delete.lua, in batches;
+ * the connection is invisible from the first batch on). 0 or -SIMAP_ECONN. */
+int store_conn_delete(struct req *r, const char *pid, const char *code);
+
+/* ---- store_users.c: users ---- */
+
+/* User uid of partner pid's connection code into *out: -SIMAP_ENOTFOUND
+ * also when it belongs to another partner or connection. */
+int store_user_get(struct req *r, const char *pid, const char *code, const char *uid,
+                   struct rec *out);
+
+/* The user with tag (any case): the live one, else the most recently
+ * updated archived one. 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_user_find(struct req *r, const char *pid, const char *code, const char *tag,
+                    struct rec *out);
+
+/* A user's writable fields, checked by the caller; has_* tell which were
+ * given, -1 means absent for the flags. */
+struct store_user_input {
+    const char *tag, *email, *username, *secret;
+    int has_tag, has_email, has_username, has_secret;
+    int archived;
+    int enable_tracer;
+};
+
+/* Creates a user (tag required) of the connection, whose provider uses
+ * oauth2 or not; sends user_connected when it is created connected. 0 with
+ * its id in uid, -SIMAP_ESTATE with *field ("tag" or "email") taken,
+ * -SIMAP_ENOTFOUND (the connection is gone), -SIMAP_ECRYPTO, -SIMAP_EPROTO
+ * or -SIMAP_ECONN. */
+int store_user_create(struct req *r, const char *pid, const char *code, int oauth2,
+                      const struct store_user_input *in, char uid[SCHEMA_UID_LEN + 1],
+                      const char **field);
+
+/* Archives user u (its hash). 0 or -SIMAP_ECONN. */
+int store_user_archive(struct req *r, const struct rec *u);
+
+/* Restores archived user *u, reading it again (into *u) when it changed
+ * meanwhile. 0, -SIMAP_ESTATE with *field taken (NULL: it kept changing),
+ * -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_user_restore(struct req *r, const char *pid, const char *code, struct rec *u,
+                       const char **field);
+
+/* Applies in to user *u as store_user_restore() does, and sends the
+ * user_connected / user_disconnected event of a transition. Returns as
+ * store_user_restore(), or -SIMAP_ECRYPTO / -SIMAP_EPROTO. */
+int store_user_update(struct req *r, const char *pid, const char *code, int oauth2, struct rec *u,
+                      const struct store_user_input *in, const char **field);
+
+/* Up to limit users of the connection in tag order after the zset member
+ * after (NULL: from the start), each record with tag, email, archived,
+ * connected_at and state, ids the zset members ("<lower tag>\x1f<uid>").
+ * *next is the member to continue after when users follow (xfree() it),
+ * else NULL. 0 or -SIMAP_ECONN. */
+int store_user_page(struct req *r, const char *pid, const char *code, const char *after,
+                    int64_t limit, struct rec_list *out, char **next);
+
+/* ---- store_events.c: events ---- */
+
+/* Queues event eid in shard k for partner pid (scripts/lua/event_enqueue.lua):
+ * type, uid, code, tag, sha1 and the payload (the body without timestamp
+ * and signature), sealed with AAD si:evt:<eid>. 0, -SIMAP_ECRYPTO or
+ * -SIMAP_ECONN. */
+int store_event_enqueue(struct req *r, uint32_t k, const char *pid, const char *eid,
+                        const char *type, const char *uid, const char *code, const char *tag,
+                        const char *sha1, const char *payload);
+
+/* Queues a user_connected or user_disconnected event for user u (its hash
+ * after the write) of partner pid, when the partner has a URL for that
+ * type. at_ms is the transition's time (connected_at, or the
+ * disconnection). 0, or -SIMAP_ECONN / -SIMAP_ECRYPTO (logged; the user
+ * write stands). */
+int store_enqueue_user(struct req *r, const char *pid, const char *type, const struct rec *u,
+                       const char *at_ms);
+
+/* Event id's hash into *out; pid non-NULL: only when it is that partner's.
+ * 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_event_get(struct req *r, const char *id, const char *pid, struct rec *out);
+
+/* Sends dead letter id of partner pid again (scripts/lua/event_replay.lua).
+ * 0, -SIMAP_ESTATE (not a dead letter), -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_event_replay(struct req *r, const char *id, const char *pid);
+
+/* Filters of store_log_scan(); NULL matches anything. */
+struct store_log_filter {
+    const char *tag, *type, *result, *code;
+};
+
+/* One delivery-log entry: its stream id, its fields (core/schema.h
+ * "Delivery log") and its event's state now ("expired" once gone). Valid
+ * only during the call. */
+typedef void store_log_fn(const char *log_id, const struct rec *entry, const char *state,
+                          void *data);
+
+/* Calls each for the entries of partner pid's delivery log that pass f,
+ * newest first, from before stream id cursor (NULL: the newest), up to
+ * limit matches and a bounded number of entries read. next receives the
+ * cursor of the next page ("" when the log is exhausted). 0 or
+ * -SIMAP_ECONN (each may have been called). */
+int store_log_scan(struct req *r, const char *pid, const char *cursor,
+                   const struct store_log_filter *f, int64_t limit, store_log_fn *each, void *data,
+                   char next[64]);
+
+/* ---- store_events.c: queues, dead letters, fleet ---- */
+
+/* Depths of shard k: ready, inflight, retry, dead, and the age in ms of the
+ * oldest ready event. 0 or -SIMAP_ECONN. */
+int store_shard_stats(struct req *r, uint32_t k, long long v[5]);
+
+/* The partners of shard k with ready events (ids) and how many (scores).
+ * A failed read gives an empty list. */
+void store_shard_ready(struct req *r, uint32_t k, struct rec_list *out);
+
+/* Up to limit dead letters of shard k that died before before_ms, newest
+ * first: ids the event ids, scores the ms they died, no records. 0 or
+ * -SIMAP_ECONN. */
+int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,
+                    struct rec_list *out);
+
+/* The nodes of a role's zset (SCHEMA_KEY_APIS, ...): ids the node ids,
+ * scores their last heartbeat (ms), records their si:node hashes. 0 or
+ * -SIMAP_ECONN. */
+int store_fleet_nodes(struct req *r, const char *role_key, struct rec_list *out);
+
+#endif

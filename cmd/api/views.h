@@ -1,0 +1,83 @@
+/*
+ * cmd/api/views.h: the JSON shapes of the API's objects, written from
+ * records (struct rec) into a generator; no Redis, no replies.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_VIEWS_H
+#define CMD_API_VIEWS_H
+
+#include <stdint.h>
+
+#include "cmd/api/rec.h"
+
+struct api;
+struct json_gen;
+
+/* Writes one user object (the original's keys first: tag, email,
+ * connect_url, disconnect_url, connected_at; then archived, state,
+ * last_error, last_login_at, last_email_at, imap_provider_code, created_at,
+ * updated_at). Credentials are never written. api_key signs the links. */
+void view_user(struct json_gen *g, const struct api *a, const struct rec *u, const char *api_key);
+
+/* The list entry of a user: tag, email, archived, connected_at, state. */
+void view_user_brief(struct json_gen *g, const struct rec *u);
+
+/* {imap_provider_code, users_count, auth, created_at, updated_at}. */
+void view_connection(struct json_gen *g, const char *code, const struct rec *c, const char *auth);
+
+/* A provider's fields (every stored field, numbers as numbers). */
+void view_provider(struct json_gen *g, const struct rec *p);
+
+/* A partner without its secrets: id, name, webhook URLs, redirect URLs,
+ * retry policy, rotation state, created_at, updated_at. */
+void view_partner(struct json_gen *g, const char *pid, const struct rec *p);
+
+/* view_partner() without closing the object, for members to follow. */
+void view_partner_open(struct json_gen *g, const char *pid, const struct rec *p);
+
+/* An event hash (without payload): id, type, state, attempts, ... */
+void view_event(struct json_gen *g, const struct rec *e);
+
+/* Writes a ms timestamp text as ISO 8601 text, or null when empty. */
+void view_time(struct json_gen *g, const char *key, const char *ms);
+
+/*
+ * Builds the connect (kind "connect") or disconnect ("disconnect") link of
+ * user uid, valid API_LINK_TTL_S from ts (unix seconds):
+ *
+ *   <public_url>/users/<kind>/new?user_id=<uid>&ts=<ts>&sig=<sig>
+ *
+ * sig = base64url(HMAC-SHA256(link_key, "<kind>\n<uid>\n<ts>")), link_key =
+ * HMAC-SHA256(raw SUPERIMAP_ENCRYPTION_KEY, "superimap connect links v1").
+ * The connect pages verify it with view_link_sig(). Returns a new string.
+ */
+char *view_link(const struct api *a, const char *kind, const char *uid, int64_t ts);
+
+/* Writes the signature of a link into out (44 bytes). */
+void view_link_sig(const struct api *a, const char *kind, const char *uid, int64_t ts,
+                   char out[44]);
+
+/* One dead letter: partner_id, died_at (ISO and ms) and the event. */
+void view_dead_letter(struct json_gen *g, int64_t died_ms, const struct rec *e);
+
+/* One delivery-log entry (core/schema.h "Delivery log"; log_id is its
+ * stream id) and its event's state now when state is not NULL. */
+void view_log_entry(struct json_gen *g, const char *log_id, const struct rec *e, const char *state);
+
+/* A node of the fleet: id, role, heartbeat age, then its si:node fields
+ * (numbers as numbers). */
+void view_node(struct json_gen *g, const char *id, const char *role, int64_t now_ms,
+               int64_t beat_ms, const struct rec *n);
+
+/* One entry of a list, named by id. view_partner() has this shape. */
+typedef void view_row_fn(struct json_gen *g, const char *id, const struct rec *rec);
+
+/* view_provider() as a view_row_fn. */
+void view_provider_row(struct json_gen *g, const char *code, const struct rec *p);
+
+/* Writes an array of l's entries, each through row: the admin lists of
+ * providers and partners. */
+void view_list(struct json_gen *g, const struct rec_list *l, view_row_fn *row);
+
+#endif
