@@ -42,6 +42,7 @@
 static char tree[64];     /* the copy */
 static char make_log[96]; /* output of the command being watched */
 
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
 {
     char cmd[2048];

@@ -623,7 +623,7 @@ static void check_invariants(int nevents, int npartners)
 {
     redisReply *r = redisCommand(rc, "LRANGE " RP " 0 -1");
     for (int p = 0; p < npartners; p++) {
-        char pid[8], list[64];
+        char pid[16], list[64];
         snprintf(pid, sizeof pid, "P%d", p);
         snprintf(list, sizeof list, K "ready:%s", pid);
         int inrp = 0;
