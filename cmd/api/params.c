@@ -358,6 +358,20 @@ int params_is_printable(const char *s, size_t n)
     return 1;
 }
 
+int params_is_token(const char *s, size_t max, const char *punct)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(punct, c) != NULL))
+            return 0;
+    }
+    return 1;
+}
+
 char *params_ascii_lower(char *s)
 {
     for (char *q = s; *q; q++)

@@ -123,20 +123,6 @@ static const char *const provider_params[] = {"code",
                                               "api_key",
                                               NULL};
 
-static int valid_code(const char *code)
-{
-    size_t n = strlen(code);
-    if (n == 0 || n > API_CODE_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = code[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static int valid_host(const char *h)
 {
     size_t n = strlen(h);
@@ -252,7 +238,7 @@ static int provider_create(struct req *r)
         return rc;
     if (code == NULL || *code == '\0')
         return reply_invalid(r, "code", "can't be blank");
-    if (!valid_code(code))
+    if (!params_is_token(code, API_CODE_MAX, "_-"))
         return reply_invalid(r, "code", "may use only letters, digits, '_' and '-' (64 at most)");
     const char *pairs[20];
     char nums[3][24];
@@ -298,7 +284,7 @@ static int provider_list(struct req *r)
 
 static int provider_show(struct req *r)
 {
-    if (!valid_code(r->arg[0]))
+    if (!params_is_token(r->arg[0], API_CODE_MAX, "_-"))
         return reply_error(r, 404, "not_found", NULL, "Imap Provider not found.");
     return send_provider(r, 200, r->arg[0]);
 }
@@ -306,7 +292,7 @@ static int provider_show(struct req *r)
 static int provider_update(struct req *r)
 {
     const char *code = r->arg[0];
-    if (!valid_code(code))
+    if (!params_is_token(code, API_CODE_MAX, "_-"))
         return reply_error(r, 404, "not_found", NULL, "Imap Provider not found.");
     char key[SCHEMA_KEY_MAX];
     snprintf(key, sizeof key, "si:provider:%s", code);
@@ -354,7 +340,7 @@ static int provider_update(struct req *r)
 static int provider_delete(struct req *r)
 {
     const char *code = r->arg[0];
-    if (!valid_code(code))
+    if (!params_is_token(code, API_CODE_MAX, "_-"))
         return reply_error(r, 404, "not_found", NULL, "Imap Provider not found.");
     char key[SCHEMA_KEY_MAX];
     snprintf(key, sizeof key, "si:provider:%s", code);

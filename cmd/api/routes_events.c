@@ -104,21 +104,6 @@ int events_enqueue_user(struct req *r, const char *type, const struct rec *u, co
 
 /* ---- Reading events ---- */
 
-/* Event ids are made of [A-Za-z0-9._-]; anything else names no event. */
-static int valid_event_id(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > EVENT_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* The shard of an event id: its user's, or 0 for webhook tests. */
 static uint32_t event_shard(const struct api *a, const char *id)
 {
@@ -134,7 +119,7 @@ static uint32_t event_shard(const struct api *a, const char *id)
 static int load_event(struct req *r, const char *id, struct rec *e)
 {
     memset(e, 0, sizeof *e);
-    if (!valid_event_id(id))
+    if (!params_is_token(id, EVENT_ID_MAX, "._-"))
         return reply_error(r, 404, "not_found", NULL, "Event not found.");
     char key[SCHEMA_KEY_MAX];
     snprintf(key, sizeof key, "si:{%u}:evt:%s", event_shard(r->api, id), id);
@@ -286,7 +271,7 @@ static int event_list(struct req *r)
                 continue;
             const char *id = entry_field(e, "id");
             char state[32] = "";
-            if (valid_event_id(id)) {
+            if (params_is_token(id, EVENT_ID_MAX, "._-")) {
                 char ekey[SCHEMA_KEY_MAX];
                 snprintf(ekey, sizeof ekey, "si:{%u}:evt:%s", event_shard(r->api, id), id);
                 redisReply *st = store_cmd(r, "HGET %s state", ekey);

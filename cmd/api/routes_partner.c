@@ -50,25 +50,11 @@ static void route_code(const struct req *r, char code[CODE_BUF])
         code[n - 5] = '\0';
 }
 
-static int valid_code(const char *code)
-{
-    size_t n = strlen(code);
-    if (n == 0 || n > API_CODE_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = code[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Loads the provider; replies 404 (the original's message) when unknown. */
 static int load_provider(struct req *r, const char *code, struct rec *prov)
 {
     memset(prov, 0, sizeof *prov);
-    if (!valid_code(code))
+    if (!params_is_token(code, API_CODE_MAX, "_-"))
         return reply_error(r, 404, "not_found", "imap_provider_code",
                            "Imap Provider not found for '%.*s'.", 100, code);
     char key[SCHEMA_KEY_MAX];
