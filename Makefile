@@ -57,6 +57,7 @@ endif
 LIB_SRC := $(sort $(wildcard core/*.c proto/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(O)/obj/%.o) $(O)/obj/gen/lua_scripts.o
 LUA_SRC := $(sort $(wildcard scripts/lua/*.lua))
+LUA_PRELUDE := $(sort $(wildcard scripts/lua/prelude/*.lua))
 
 CMDS := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard cmd/*/main.c)))))
 BINS := $(CMDS:%=$(O)/bin/superimap-%)
@@ -84,10 +85,10 @@ $(O)/obj/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(O)/gen/lua_scripts.c: $(LUA_SRC) scripts/embed-lua.sh
+$(O)/gen/lua_scripts.c: $(LUA_SRC) $(LUA_PRELUDE) scripts/embed-lua.sh
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  GEN     $@")
-	$(Q)sh scripts/embed-lua.sh $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+	$(Q)sh scripts/embed-lua.sh $(addprefix -p ,$(LUA_PRELUDE)) $(LUA_SRC) > $@.tmp && mv $@.tmp $@
 
 # A script longer than C's 4,095-character minimum for literals is fine on
 # gcc and clang: only the generated file may have one.

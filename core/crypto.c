@@ -2,7 +2,8 @@
  * core/crypto: AES-256-GCM envelopes under a rotating key ring, SHA-1,
  * SHA-256, HMAC-SHA256 (RFC 2104), base64 and base64url (RFC 4648), hex,
  * randomness and constant-time comparison. Everything cryptographic goes
- * through OpenSSL 3's EVP functions; only hex and input validation are ours.
+ * through OpenSSL 3's EVP functions; base64 and hex are proto/codec's, kept
+ * here under crypto_* names for the callers that use them with keys.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -20,54 +21,53 @@
 #include <openssl/rand.h>
 
 #include "core/err.h"
+#include "proto/codec.h"
 
 #define ENVELOPE_VERSION   "v1:"
 #define NONCE_B64_LEN      16 /* base64 of 12 bytes: no padding needed */
-#define B64_LEN(n)         (((n) + 2) / 3 * 4)
-#define MAX_CIPHER_B64_LEN B64_LEN(CRYPTO_MAX_PLAIN + CRYPTO_TAG_LEN)
+#define MAX_CIPHER_B64_LEN CODEC_B64_LEN(CRYPTO_MAX_PLAIN + CRYPTO_TAG_LEN)
 
-/* ---- Hex ---- */
-
-static const char hex_digits[] = "0123456789abcdef";
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+/* ---- Hex and base64: proto/codec under this module's names ---- */
 
 void crypto_hex_encode(const void *data, size_t n, char *out)
 {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex_digits[p[i] >> 4];
-        out[2 * i + 1] = hex_digits[p[i] & 0x0f];
-    }
-    out[2 * n] = '\0';
+    codec_hex_encode(data, n, out);
 }
 
 int crypto_hex_decode(const char *hex, size_t len, void *out, size_t cap, size_t *outlen)
 {
-    unsigned char *o = out;
-    if (hex == NULL || (out == NULL && cap > 0) || len % 2 != 0)
-        return -SIMAP_EINVAL;
-    if (cap < len / 2)
-        return -SIMAP_ETOOBIG;
-    for (size_t i = 0; i < len; i += 2) {
-        int hi = hex_value((unsigned char)hex[i]);
-        int lo = hex_value((unsigned char)hex[i + 1]);
-        if (hi < 0 || lo < 0)
-            return -SIMAP_EINVAL;
-        o[i / 2] = (unsigned char)(hi << 4 | lo);
+    return codec_hex_decode(hex, len, out, cap, outlen);
+}
+
+/* Aborts rather than return NULL: no buffer of n bytes with a base64 length
+ * beyond size_t can exist, so this is a caller bug. */
+static char *must_encode(char *s, size_t n)
+{
+    if (s == NULL) {
+        fprintf(stderr, "superimap: base64 of %zu bytes does not fit in memory\n", n);
+        abort();
     }
-    if (outlen != NULL)
-        *outlen = len / 2;
-    return 0;
+    return s;
+}
+
+char *crypto_b64_encode(const void *data, size_t n)
+{
+    return must_encode(codec_b64_encode(data, n, NULL), n);
+}
+
+char *crypto_b64url_encode(const void *data, size_t n)
+{
+    return must_encode(codec_b64url_encode(data, n, NULL), n);
+}
+
+int crypto_b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
+{
+    return codec_b64_decode(s, len, out, outlen);
+}
+
+int crypto_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
+{
+    return codec_b64url_decode(s, len, out, outlen);
 }
 
 /* ---- Randomness and comparison ---- */
@@ -163,125 +163,6 @@ int crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *data, siz
     int rc = crypto_hmac_sha256(key, keylen, data, n, mac);
     if (rc == 0)
         crypto_hex_encode(mac, sizeof(mac), out);
-    return rc;
-}
-
-/* ---- Base64 ---- */
-
-/*
- * EVP_EncodeBlock() and EVP_DecodeBlock() take int lengths and work on whole
- * groups, so both sides go in chunks of whole groups. EVP_DecodeBlock() is
- * lax: it skips leading whitespace, decodes '=' as if it were 'A' anywhere
- * and returns 3 bytes per group whatever the padding. We therefore strip the
- * padding bytes ourselves and re-encode each decoded chunk: the input is
- * accepted only if it is exactly the canonical encoding of what it decoded
- * to, which rejects bad characters, misplaced '=', whitespace and non-zero
- * unused bits in one rule.
- */
-#define B64_CHUNK_BYTES 3072 /* 4096 characters */
-#define B64_CHUNK_CHARS (B64_CHUNK_BYTES / 3 * 4)
-
-char *crypto_b64_encode(const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    if (n > (SIZE_MAX - 3) / 4 * 3) { /* no such buffer can exist: a caller bug */
-        fprintf(stderr, "superimap: base64 of %zu bytes does not fit in memory\n", n);
-        abort();
-    }
-    char *out = xmalloc(B64_LEN(n) + 1);
-    size_t o = 0;
-    out[0] = '\0';
-    while (n > 0) {
-        size_t chunk = n > B64_CHUNK_BYTES ? B64_CHUNK_BYTES : n;
-        o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p, (int)chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    out[o] = '\0';
-    return out;
-}
-
-char *crypto_b64url_encode(const void *data, size_t n)
-{
-    char *s = crypto_b64_encode(data, n);
-    size_t len = strlen(s);
-    while (len > 0 && s[len - 1] == '=')
-        len--;
-    s[len] = '\0';
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+')
-            s[i] = '-';
-        else if (s[i] == '/')
-            s[i] = '_';
-    }
-    return s;
-}
-
-int crypto_b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
-{
-    if (out != NULL)
-        *out = NULL;
-    if (s == NULL || out == NULL || outlen == NULL)
-        return -SIMAP_EINVAL;
-    if (len % 4 != 0)
-        return -SIMAP_EINVAL;
-    size_t pad = 0;
-    if (len > 0 && s[len - 1] == '=')
-        pad = (len > 1 && s[len - 2] == '=') ? 2 : 1;
-
-    unsigned char *buf = xmalloc(len / 4 * 3 + 1);
-    char check[B64_CHUNK_CHARS + 1];
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += B64_CHUNK_CHARS) {
-        size_t chunk = len - i > B64_CHUNK_CHARS ? B64_CHUNK_CHARS : len - i;
-        int r = EVP_DecodeBlock(buf + o, (const unsigned char *)s + i, (int)chunk);
-        if (r < 0 || (size_t)r != chunk / 4 * 3)
-            goto bad;
-        size_t got = (size_t)r;
-        if (i + chunk == len)
-            got -= pad;
-        int e = EVP_EncodeBlock((unsigned char *)check, buf + o, (int)got);
-        if (e < 0 || (size_t)e != chunk || memcmp(check, s + i, chunk) != 0)
-            goto bad;
-        o += got;
-    }
-    buf[o] = '\0';
-    *out = buf;
-    *outlen = o;
-    return 0;
-bad:
-    xfree(buf);
-    return -SIMAP_EINVAL;
-}
-
-int crypto_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
-{
-    if (out != NULL)
-        *out = NULL;
-    if (s == NULL || out == NULL || outlen == NULL)
-        return -SIMAP_EINVAL;
-    size_t padded = len;
-    if (len % 4 == 1)
-        return -SIMAP_EINVAL;
-    if (len % 4 != 0) {
-        if (s[len - 1] == '=') /* partly padded: neither form */
-            return -SIMAP_EINVAL;
-        padded = len + (4 - len % 4);
-    }
-    char *t = xmalloc(padded + 1);
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '+' || c == '/') { /* standard alphabet: not ours */
-            xfree(t);
-            return -SIMAP_EINVAL;
-        }
-        t[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-    }
-    for (size_t i = len; i < padded; i++)
-        t[i] = '=';
-    t[padded] = '\0';
-    int rc = crypto_b64_decode(t, padded, out, outlen);
-    xfree(t);
     return rc;
 }
 
@@ -531,7 +412,7 @@ int crypto_encrypt(const struct crypto_keys *keys, const void *plain, size_t n, 
     /* One allocation for the whole envelope, base64 written in place: large
      * payloads (25 MiB mails) would otherwise be copied three times. */
     size_t vlen = strlen(ENVELOPE_VERSION);
-    size_t nlen = 4 * ((sizeof(nonce) + 2) / 3), clen = 4 * ((n + CRYPTO_TAG_LEN + 2) / 3);
+    size_t nlen = CODEC_B64_LEN(sizeof(nonce)), clen = CODEC_B64_LEN(n + CRYPTO_TAG_LEN);
     char *env = xmalloc(vlen + CRYPTO_KEY_ID_LEN + 1 + nlen + 1 + clen + 1);
     char *p = env;
     memcpy(p, ENVELOPE_VERSION, vlen);
@@ -539,10 +420,9 @@ int crypto_encrypt(const struct crypto_keys *keys, const void *plain, size_t n, 
     memcpy(p, keys->cur.id, CRYPTO_KEY_ID_LEN);
     p += CRYPTO_KEY_ID_LEN;
     *p++ = ':';
-    p += EVP_EncodeBlock((unsigned char *)p, nonce, (int)sizeof(nonce));
+    p += codec_b64_encode_to(nonce, sizeof(nonce), p);
     *p++ = ':';
-    p += EVP_EncodeBlock((unsigned char *)p, ct, (int)(n + CRYPTO_TAG_LEN));
-    *p = '\0';
+    codec_b64_encode_to(ct, n + CRYPTO_TAG_LEN, p);
     xfree(ct);
     *out = env;
     return 0;

@@ -7,7 +7,8 @@
  *   a key ring: one current key that encrypts, and old keys that only decrypt,
  *   so SUPERIMAP_ENCRYPTION_KEY can be rotated without a flag day.
  * - SHA-1, SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104, RFC 4231).
- * - Base64 and base64url (RFC 4648 sections 4 and 5), hex.
+ * - Base64 and base64url (RFC 4648 sections 4 and 5), hex: proto/codec's,
+ *   under crypto_* names (never NULL: an impossible size aborts).
  * - Random bytes and tokens, constant-time comparison.
  *
  * Envelope of an encrypted value (one line of ASCII, safe in a Redis hash):
@@ -120,7 +121,7 @@ int crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t 
                        unsigned char *out);
 int crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t n, char *out);
 
-/* ---- Encodings ---- */
+/* ---- Encodings (proto/codec does the work) ---- */
 
 /* Returns n bytes as standard, padded base64 (RFC 4648 section 4) in a new
  * string (xfree() it). Never NULL. */

@@ -21,20 +21,6 @@
 
 /* ---- Placement ---- */
 
-/* hrw_score()'s mixing of a key and a node, whose top 53 bits are the u of
- * its -weight/ln(u): for nodes of one weight the score grows with u, so
- * only the best node of each weight needs the logarithm. Must match
- * core/hrw.c (test_fleet checks fleet_place() against hrw_score()). */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 /* qsort() has no context argument: the arrays being sorted by index. */
 static const char *const *sort_units;
 static const struct fleet_node *sort_nodes;
@@ -104,7 +90,7 @@ int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *uni
     for (size_t p = 0; p < n; p++) {
         const struct fleet_node *nd = &nodes[norder[p]];
         nhash[p] = hrw_hash64(nd->id, strlen(nd->id));
-        nmix[p] = mix64(nhash[p] + 0x9e3779b97f4a7c15ULL);
+        nmix[p] = hrw_fmix64(nhash[p] + HRW_NODE_SALT);
         room[p] = nd->capacity;
         if (nd->capacity > 0)
             live++;
@@ -132,7 +118,10 @@ int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *uni
             for (size_t p = 0; p < n; p++) {
                 if (room[p] == 0)
                     continue;
-                uint64_t v = mix64(kh ^ nmix[p]) >> 11;
+                /* hrw_score()'s mixing, whose top 53 bits are the u of its
+                 * -weight/ln(u): for nodes of one weight the score grows with
+                 * u, so only the best node of each weight needs the logarithm. */
+                uint64_t v = hrw_fmix64(kh ^ nmix[p]) >> 11;
                 size_t g = ngroup[p];
                 if (gpos[g] == n || v > gbest[g]) {
                     gbest[g] = v;

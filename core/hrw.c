@@ -26,8 +26,7 @@ uint64_t hrw_fnv1a64(const void *data, size_t n)
     return h;
 }
 
-/* MurmurHash3's fmix64: a bijection with full avalanche. */
-static uint64_t fmix64(uint64_t x)
+uint64_t hrw_fmix64(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
@@ -39,7 +38,7 @@ static uint64_t fmix64(uint64_t x)
 
 uint64_t hrw_hash64(const void *data, size_t n)
 {
-    return fmix64(hrw_fnv1a64(data, n));
+    return hrw_fmix64(hrw_fnv1a64(data, n));
 }
 
 uint32_t hrw_shard(const char *user_id, uint32_t shards)
@@ -87,7 +86,7 @@ double hrw_score(uint64_t key_hash, uint64_t node_hash, uint32_t weight)
     if (weight == 0)
         return 0.0;
     /* Combine asymmetrically, then mix: hash(a, b) != hash(b, a). */
-    uint64_t h = fmix64(key_hash ^ fmix64(node_hash + 0x9e3779b97f4a7c15ULL));
+    uint64_t h = hrw_fmix64(key_hash ^ hrw_fmix64(node_hash + HRW_NODE_SALT));
     /* The top 53 bits, centred in their interval: u in (0, 1), never 0 or 1. */
     double u = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
     return -(double)weight / det_log(u);

@@ -39,6 +39,14 @@ struct hrw_node {
  * Fixed forever: it defines shards stored in Redis. */
 uint64_t hrw_fnv1a64(const void *data, size_t n);
 
+/* MurmurHash3's fmix64 finalizer: a bijection with full avalanche. The one
+ * copy: core/fleet ranks with it too, and must agree with hrw_score(). */
+uint64_t hrw_fmix64(uint64_t x);
+
+/* Added to a node's hash before mixing it with a key's in hrw_score() (the
+ * 64-bit golden ratio), so hash(a, b) != hash(b, a). */
+#define HRW_NODE_SALT 0x9e3779b97f4a7c15ULL
+
 /* FNV-1a 64 followed by the MurmurHash3 fmix64 finalizer, so every input bit
  * affects every output bit. */
 uint64_t hrw_hash64(const void *data, size_t n);

@@ -1,6 +1,7 @@
 /*
  * core/json: strict UTF-8, a checked yajl generator and a bounded yajl_tree
- * parser (RFC 8259 JSON, RFC 3629 UTF-8).
+ * parser (RFC 8259 JSON, RFC 3629 UTF-8). A leaf proto/ may use: it
+ * includes only core/err and core/buf (see json.h and docs/layers.md).
  *
  * SPDX-License-Identifier: MIT
  */

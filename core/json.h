@@ -29,6 +29,13 @@
  * Depends only on core/err, core/buf, yajl and libc. Nothing here keeps
  * global state: every function is safe on any thread for distinct objects.
  *
+ * Layering: like core/err and core/buf this is a leaf that proto/ may use
+ * (proto/envelope writes its members with the generator, proto/mime_words
+ * uses the UTF-8 checks), although it sits in core/. It stays here because
+ * every layer uses it and moving it would rename a header used across cmd/;
+ * it must therefore never include anything from core/ but err and buf, nor
+ * do I/O, log or keep state. The rule is written in docs/layers.md.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef CORE_JSON_H

@@ -88,6 +88,15 @@ int log_reopen(void)
     return 0;
 }
 
+const char *log_safe(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++)
+        out[i] = (s[i] == '"' || s[i] == '\\' || s[i] == '\r' || s[i] == '\n') ? '\'' : s[i];
+    out[i] = '\0';
+    return out;
+}
+
 void log_add_secret(const char *secret)
 {
     if (secret == NULL || strlen(secret) < 4)

@@ -22,6 +22,8 @@
 #ifndef CORE_LOG_H
 #define CORE_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LL_DEBUG = 0, LL_INFO, LL_WARN, LL_ERROR };
 enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 
@@ -46,6 +48,10 @@ void log_shutdown(void);
 
 /* Returns 1 when debug lines of component comp are written. */
 int log_debug_enabled(const char *comp);
+
+/* Copies s (NULL reads as "") into out, cap > 0 bytes, for a quoted value
+ * ("err=\"%s\""): quotes, backslashes and line breaks become '. Returns out. */
+const char *log_safe(const char *s, char *out, size_t cap);
 
 /* Parses "debug|info|warn|error"; returns the level or -1. */
 int log_level_parse(const char *s);

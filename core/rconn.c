@@ -17,7 +17,10 @@
  * Each command is one struct rcmd in rc's FIFO from submission until its
  * callback has run. hiredis' privdata for it is the rcmd itself; an rcmd whose
  * callback has run (timeout, shutdown) but which hiredis still references is
- * freed when hiredis lets go of it (NULL reply on free of the context).
+ * freed when hiredis lets go of it (NULL reply on free of the context). Its
+ * RESP text (always hiredis' allocation) is freed once sent; a script keeps
+ * its body and arguments instead, so that on NOSCRIPT the same arguments are
+ * formatted again as EVAL.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -27,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -39,6 +41,7 @@
 #include "core/log.h"
 #include "core/redis_url.h"
 #include "core/scripts.h"
+#include "core/time.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
 #define DEFAULT_COMMAND_TIMEOUT_MS 5000
@@ -62,17 +65,16 @@ struct rcmd {
     struct rconn *rc;
     rconn_cb *cb;
     void *privdata;
-    char *cmd; /* formatted RESP; freed once sent, except for scripts */
+    char *cmd; /* formatted RESP (redisFormatCommand*()), NULL once sent */
     size_t len;
-    const char *body;        /* script body for the NOSCRIPT fallback, or NULL */
-    size_t rest;             /* scripts: offset in cmd of what follows the SHA */
-    double submitted;        /* monotonic seconds */
-    double deadline;         /* monotonic seconds */
-    unsigned is_ours : 1;    /* cmd came from xmalloc(), not from hiredis */
-    unsigned is_sent : 1;    /* handed to the current connection */
-    unsigned in_hiredis : 1; /* hiredis holds a callback pointing here */
-    unsigned is_done : 1;    /* callback has run; off the FIFO */
-    unsigned tried_eval : 1; /* NOSCRIPT fallback already sent */
+    const char *body;         /* script body for the NOSCRIPT fallback, or NULL */
+    struct script_args *args; /* scripts: what to format EVAL from, or NULL */
+    double submitted;         /* monotonic seconds */
+    double deadline;          /* monotonic seconds */
+    unsigned is_sent : 1;     /* handed to the current connection */
+    unsigned in_hiredis : 1;  /* hiredis holds a callback pointing here */
+    unsigned is_done : 1;     /* callback has run; off the FIFO */
+    unsigned tried_eval : 1;  /* NOSCRIPT fallback already sent */
 };
 
 struct rconn {
@@ -107,23 +109,6 @@ struct rconn {
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 static void schedule_retry(struct rconn *rc);
 static void on_free_timer(struct ev_loop *loop, ev_timer *w, int revents);
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Copies s for a quoted log value: no quotes, backslashes or line breaks. */
-static const char *log_safe(const char *s, char *out, size_t cap)
-{
-    size_t i = 0;
-    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++)
-        out[i] = (s[i] == '"' || s[i] == '\\' || s[i] == '\r' || s[i] == '\n') ? '\'' : s[i];
-    out[i] = '\0';
-    return out;
-}
 
 /* ---- State and logging ---- */
 
@@ -166,16 +151,75 @@ static void note_failure(struct rconn *rc, int code, const char *why)
                  safe);
 }
 
+/* ---- Script arguments ---- */
+
+/* A script's numkeys and arguments, copied at submission (the caller's argv
+ * need not outlive the call): one allocation, arrays then bytes. */
+struct script_args {
+    int nkeys;
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+};
+
+static struct script_args *args_copy(int nkeys, int argc, const char **argv, const size_t *argvlen)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++)
+        bytes += argvlen ? argvlen[i] : strlen(argv[i]);
+    size_t n = (size_t)argc;
+    struct script_args *a =
+        xmalloc(sizeof *a + n * sizeof *a->argv + n * sizeof *a->argvlen + bytes);
+    a->nkeys = nkeys;
+    a->argc = argc;
+    a->argv = (const char **)(void *)(a + 1);
+    a->argvlen = (size_t *)(void *)(a->argv + n);
+    char *p = (char *)(a->argvlen + n);
+    for (int i = 0; i < argc; i++) {
+        size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+        memcpy(p, argv[i], len);
+        a->argv[i] = p;
+        a->argvlen[i] = len;
+        p += len;
+    }
+    return a;
+}
+
+/* Formats "<verb> <script> <numkeys> <args...>" (EVALSHA sha or EVAL body)
+ * into *cmd. Returns its length, or -1 with *cmd NULL. */
+static int format_script(const char *verb, const char *script, const struct script_args *a,
+                         char **cmd)
+{
+    char nk[16];
+    const char **av;
+    size_t *al;
+    int n = script_eval_argv(verb, script, a->nkeys, a->argc, a->argv, a->argvlen, nk, &av, &al);
+    *cmd = NULL;
+    int len = redisFormatCommandArgv(cmd, n, av, al);
+    xfree(av);
+    xfree(al);
+    if (len <= 0) {
+        if (*cmd != NULL)
+            redisFreeCommand(*cmd);
+        *cmd = NULL;
+        return -1;
+    }
+    return len;
+}
+
 /* ---- Command FIFO ---- */
+
+static void free_cmd(struct rcmd *c)
+{
+    if (c->cmd != NULL)
+        redisFreeCommand(c->cmd);
+    c->cmd = NULL;
+}
 
 static void free_rcmd(struct rcmd *c)
 {
-    if (c->cmd != NULL) {
-        if (c->is_ours)
-            xfree(c->cmd);
-        else
-            redisFreeCommand(c->cmd);
-    }
+    free_cmd(c);
+    xfree(c->args);
     xfree(c);
 }
 
@@ -183,7 +227,7 @@ static void arm_cmd_timer(struct rconn *rc)
 {
     if (rc->head == NULL || ev_is_active(&rc->cmd_timer))
         return;
-    double after = rc->head->deadline - mono_now();
+    double after = rc->head->deadline - time_mono_sec();
     ev_timer_set(&rc->cmd_timer, after > 0.001 ? after : 0.001, 0.);
     ev_timer_start(rc->loop, &rc->cmd_timer);
 }
@@ -239,13 +283,7 @@ static int send_rcmd(struct rconn *rc, struct rcmd *c)
     c->is_sent = 1;
     c->in_hiredis = 1;
     rc->nunsent--;
-    if (c->body == NULL || c->tried_eval) { /* a script keeps it for the fallback */
-        if (c->is_ours)
-            xfree(c->cmd);
-        else
-            redisFreeCommand(c->cmd);
-        c->cmd = NULL;
-    }
+    free_cmd(c); /* hiredis has its own copy */
     return 0;
 }
 
@@ -257,9 +295,10 @@ static void flush_queue(struct rconn *rc)
             return;
 }
 
-/* Queues a formatted command (taken over, freed on every path). */
+/* Queues a command formatted by hiredis (taken over, freed on every path);
+ * a script also hands over its body and arguments. */
 static int submit(struct rconn *rc, rconn_cb *cb, void *privdata, char *cmd, size_t len,
-                  int is_ours, const char *body, size_t rest)
+                  const char *body, struct script_args *args)
 {
     struct rcmd *c = xcalloc(1, sizeof *c);
     c->rc = rc;
@@ -267,10 +306,9 @@ static int submit(struct rconn *rc, rconn_cb *cb, void *privdata, char *cmd, siz
     c->privdata = privdata;
     c->cmd = cmd;
     c->len = len;
-    c->is_ours = is_ours ? 1 : 0;
     c->body = body;
-    c->rest = rest;
-    c->submitted = mono_now();
+    c->args = args;
+    c->submitted = time_mono_sec();
     c->deadline = c->submitted + rc->command_timeout;
 
     c->prev = rc->tail;
@@ -480,7 +518,7 @@ static void on_cmd_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct rconn *rc = w->data;
-    double now = mono_now();
+    double now = time_mono_sec();
     int is_hung = 0;
     while (rc->head != NULL && rc->head->deadline <= now + 0.0005) {
         if (rc->head->is_sent)
@@ -497,40 +535,6 @@ static void on_cmd_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* ---- Replies and scripts ---- */
-
-/* Replaces c's EVALSHA <sha> by EVAL <body>, keeping the other arguments. */
-static void make_eval(struct rcmd *c)
-{
-    /* c->cmd is "*<n>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n<rest>". */
-    const char *crlf = strchr(c->cmd, '\r');
-    size_t head = (size_t)(crlf - c->cmd) + 2;
-    size_t blen = strlen(c->body);
-    char lenbuf[32];
-    int ln = snprintf(lenbuf, sizeof lenbuf, "$%zu\r\n", blen);
-    static const char verb[] = "$4\r\nEVAL\r\n";
-    size_t n = head + (sizeof verb - 1) + (size_t)ln + blen + 2 + (c->len - c->rest);
-    char *out = xmalloc(n + 1);
-    char *p = out;
-    memcpy(p, c->cmd, head);
-    p += head;
-    memcpy(p, verb, sizeof verb - 1);
-    p += sizeof verb - 1;
-    memcpy(p, lenbuf, (size_t)ln);
-    p += ln;
-    memcpy(p, c->body, blen);
-    p += blen;
-    memcpy(p, "\r\n", 2);
-    p += 2;
-    memcpy(p, c->cmd + c->rest, c->len - c->rest);
-    out[n] = '\0';
-    if (c->is_ours)
-        xfree(c->cmd);
-    else
-        redisFreeCommand(c->cmd);
-    c->cmd = out;
-    c->len = n;
-    c->is_ours = 1;
-}
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -552,7 +556,12 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         /* Redis never ran it, so sending EVAL now (or on the next link) is
          * safe; it also puts the script back in Redis' cache. */
         c->tried_eval = 1;
-        make_eval(c);
+        int len = format_script("EVAL", c->body, c->args, &c->cmd);
+        if (len < 0) {
+            finish(rc, c, NULL, -SIMAP_ENOMEM);
+            return;
+        }
+        c->len = (size_t)len;
         c->is_sent = 0;
         rc->nunsent++;
         if (rc->nunsent == 1)
@@ -561,7 +570,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (rc->latency_cb != NULL) {
         rc->in_cb++;
-        rc->latency_cb(mono_now() - c->submitted, rc->latency_data);
+        rc->latency_cb(time_mono_sec() - c->submitted, rc->latency_data);
         rc->in_cb--;
     }
     finish(rc, c, reply, reply->type == REDIS_REPLY_ERROR ? -SIMAP_EREPLY : 0);
@@ -683,7 +692,7 @@ int rconn_command(struct rconn *rc, rconn_cb *cb, void *privdata, const char *fm
             redisFreeCommand(cmd);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, 0, NULL, 0);
+    return submit(rc, cb, privdata, cmd, (size_t)len, NULL, NULL);
 }
 
 int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc, const char **argv,
@@ -701,7 +710,7 @@ int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc,
             redisFreeCommand(cmd);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, 0, NULL, 0);
+    return submit(rc, cb, privdata, cmd, (size_t)len, NULL, NULL);
 }
 
 int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
@@ -721,22 +730,14 @@ int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
             return -SIMAP_ECRYPTO;
         sha = shabuf;
     }
-    char nk[16];
-    const char **av;
-    size_t *al;
-    int n = script_eval_argv("EVALSHA", sha, nkeys, argc, argv, argvlen, nk, &av, &al);
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, n, av, al);
-    xfree(av);
-    xfree(al);
-    if (len <= 0) {
-        if (cmd != NULL)
-            redisFreeCommand(cmd);
+    struct script_args *args = args_copy(nkeys, argc, argv, argvlen);
+    char *cmd;
+    int len = format_script("EVALSHA", sha, args, &cmd);
+    if (len < 0) {
+        xfree(args);
         return -SIMAP_EINVAL;
     }
-    /* Offset of what follows the SHA: "*<n>\r\n" "$7\r\nEVALSHA\r\n" "$40\r\n<sha>\r\n". */
-    size_t rest = (size_t)(strchr(cmd, '\r') - cmd) + 2 + 13 + 5 + SCRIPT_SHA_HEX_LEN + 2;
-    return submit(rc, cb, privdata, cmd, (size_t)len, 0, src->body, rest);
+    return submit(rc, cb, privdata, cmd, (size_t)len, src->body, args);
 }
 
 int rconn_script(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name, int nkeys,
@@ -842,7 +843,7 @@ int rconn_load_script_sources(struct rconn *rc, rconn_cb *cb, void *privdata,
         }
         if (len <= 0)
             abort(); /* only fails on out-of-memory */
-        submit(rc, on_load_reply, it, cmd, (size_t)len, 0, NULL, 0);
+        submit(rc, on_load_reply, it, cmd, (size_t)len, NULL, NULL);
     }
     return 0;
 }

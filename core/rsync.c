@@ -57,16 +57,6 @@ static void discard(struct rsync *rs)
     rs->c = NULL;
 }
 
-/* Copies s for a quoted log value: no quotes, backslashes or line breaks. */
-static const char *log_safe(const char *s, char *out, size_t cap)
-{
-    size_t i = 0;
-    for (; s[i] != '\0' && i + 1 < cap; i++)
-        out[i] = (s[i] == '"' || s[i] == '\\' || s[i] == '\r' || s[i] == '\n') ? '\'' : s[i];
-    out[i] = '\0';
-    return out;
-}
-
 /* Logs the first failure of an outage only: every API thread has an rsync. */
 static void note_down(struct rsync *rs)
 {

@@ -20,6 +20,13 @@ int64_t time_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+double time_mono_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int64_t time_now_ms(void)
 {
     return clock_ms(CLOCK_REALTIME);

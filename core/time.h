@@ -14,6 +14,10 @@
 /* Milliseconds on CLOCK_MONOTONIC; only differences mean anything. */
 int64_t time_mono_ms(void);
 
+/* Seconds on the same clock, to the nanosecond (Redis latencies are far
+ * below a millisecond). */
+double time_mono_sec(void);
+
 /* Milliseconds since the Unix epoch on CLOCK_REALTIME. */
 int64_t time_now_ms(void);
 

@@ -11,11 +11,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "proto/codec.h"
 #include "proto/mime_words.h"
 
 /* ---- Argument checks ---- */
@@ -220,28 +219,6 @@ int envelope_json_fields(struct json_gen *g, const struct envelope *env)
 
 /* ---- Public: raw message ---- */
 
-/* Input bytes per EVP_EncodeBlock() call: a multiple of 3 (so only the last
- * chunk is padded) well below INT_MAX. */
-#define B64_CHUNK ((size_t)3 << 20)
-
-/* Returns the standard base64 of p[0..n) (xfree() it), length in *outlen, or
- * NULL when that length would not fit a size_t. */
-static char *base64_encode(const unsigned char *p, size_t n, size_t *outlen)
-{
-    if (n > (SIZE_MAX / 4 - 1) * 3)
-        return NULL;
-    size_t len = (n + 2) / 3 * 4;
-    char *out = xmalloc(len + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += B64_CHUNK) {
-        size_t k = n - i < B64_CHUNK ? n - i : B64_CHUNK;
-        o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p + i, (int)k);
-    }
-    out[o] = '\0';
-    *outlen = o;
-    return out;
-}
-
 int envelope_rfc822_fields(const char *raw, size_t n, struct envelope_rfc822 *r)
 {
     if (r == NULL || (raw == NULL && n > 0))
@@ -254,7 +231,7 @@ int envelope_rfc822_fields(const char *raw, size_t n, struct envelope_rfc822 *r)
         return 1;
     }
     size_t b64_len;
-    char *b64 = base64_encode((const unsigned char *)raw, n, &b64_len);
+    char *b64 = codec_b64_encode(raw, n, &b64_len);
     if (b64 == NULL)
         return -SIMAP_ETOOBIG;
     r->base64 = b64;

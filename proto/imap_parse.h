@@ -311,12 +311,4 @@ void imap_response_free(struct imap_response *r);
  * flags), else 0. */
 int imap_strlist_has(const struct imap_strlist *list, const char *name);
 
-/* Returns 1 if a and b hold the same bytes, NIL equal only to NIL. */
-int imap_str_equal(const struct imap_str *a, const struct imap_str *b);
-
-/* Returns 1 if two responses hold the same data, field by field (deep), else
- * 0. For tests and the fuzz driver: any split of the same bytes must give
- * equal responses. */
-int imap_response_equal(const struct imap_response *a, const struct imap_response *b);
-
 #endif

@@ -25,6 +25,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "proto/codec.h"
 
 #define CHARSET_MAX 40 /* longest charset label accepted, "*language" included */
 
@@ -446,26 +447,18 @@ static int parse_word(const char *s, size_t n, struct word *w)
     return 1;
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)ascii_lower((unsigned char)c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Decodes Q text (RFC 2047 section 4.2) into out; cannot fail but for size.
  * "=" without two hex digits is kept as is. */
 static int decode_q(const char *t, size_t n, struct buf *out)
 {
     for (size_t i = 0; i < n; i++) {
         char c = t[i];
+        int hi = i + 2 < n ? codec_hex_value((unsigned char)t[i + 1]) : -1;
+        int lo = i + 2 < n ? codec_hex_value((unsigned char)t[i + 2]) : -1;
         if (c == '_') {
             c = ' ';
-        } else if (c == '=' && i + 2 < n && hex_val(t[i + 1]) >= 0 && hex_val(t[i + 2]) >= 0) {
-            c = (char)(hex_val(t[i + 1]) << 4 | hex_val(t[i + 2]));
+        } else if (c == '=' && hi >= 0 && lo >= 0) {
+            c = (char)(hi << 4 | lo);
             i += 2;
         }
         int rc = buf_append(out, &c, 1);
@@ -475,54 +468,23 @@ static int decode_q(const char *t, size_t n, struct buf *out)
     return 0;
 }
 
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /*
  * Decodes B text (RFC 4648 base64) into out. Lenient on padding: missing
  * "=" is fine, and "=" ends a quantum, so words made of padded chunks
  * ("aGk=aGk=") decode. Whitespace is skipped. Returns 0, -SIMAP_EINVAL on a
- * character outside the alphabet, or buf_append()'s error.
+ * character outside the alphabet, or -SIMAP_ETOOBIG past out's maximum.
  */
 static int decode_b(const char *t, size_t n, struct buf *out)
 {
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = t[i];
-        if (c == '=') {
-            acc = 0; /* the leftover bits of a padded quantum are zero */
-            bits = 0;
-            continue;
-        }
-        if (is_ws(c))
-            continue;
-        int v = b64_val(c);
-        if (v < 0)
-            return -SIMAP_EINVAL;
-        acc = (acc << 6 | (unsigned)v) & 0xFFFFFF;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            char byte = (char)(acc >> bits & 0xFF);
-            int rc = buf_append(out, &byte, 1);
-            if (rc < 0)
-                return rc;
-        }
-    }
-    return 0;
+    size_t room = out->max - out->len, got;
+    size_t want = n < room ? n : room; /* n characters give fewer bytes */
+    char *p = buf_reserve(out, want);
+    if (p == NULL)
+        return -SIMAP_ETOOBIG;
+    int rc = codec_b64_decode_loose(t, n, CODEC_B64_MIME, (unsigned char *)p, want, &got);
+    if (rc == 0)
+        buf_commit(out, got);
+    return rc;
 }
 
 /*

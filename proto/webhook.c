@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "proto/codec.h"
 
 /* ---- HMAC-SHA256 over several parts ---- */
 
@@ -118,12 +119,7 @@ int webhook_body_signature(const void *key, size_t keylen, int64_t timestamp, co
     }
     if ((rc = hmac_final(&h, mac)) < 0)
         return rc;
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < SHA256_LEN; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[WEBHOOK_SIG_HEX_LEN] = '\0';
+    codec_hex_encode(mac, SHA256_LEN, out);
     return 0;
 }
 
@@ -168,21 +164,6 @@ int webhook_body_build(const char *payload, size_t len, int64_t timestamp, const
 
 /* ---- Standard Webhooks ---- */
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 int webhook_secret_decode(const char *secret, unsigned char *key, size_t cap, size_t *keylen)
 {
     if (secret == NULL || key == NULL || keylen == NULL || strncmp(secret, "whsec_", 6) != 0)
@@ -193,25 +174,8 @@ int webhook_secret_decode(const char *secret, unsigned char *key, size_t cap, si
         n--;
     if (n == 0 || n % 4 == 1 || strlen(s) - n > 2)
         return -SIMAP_EINVAL;
-    size_t out = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value((unsigned char)s[i]);
-        if (v < 0)
-            return -SIMAP_EINVAL;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (out >= cap)
-                return -SIMAP_ETOOBIG;
-            key[out++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    *keylen = out;
-    return 0;
+    /* The trailing '=' are gone: every character left must be base64. */
+    return codec_b64_decode_loose(s, n, 0, key, cap, keylen);
 }
 
 int webhook_std_sign(const unsigned char *key, size_t keylen, const char *id, int64_t timestamp,
@@ -236,7 +200,7 @@ int webhook_std_sign(const unsigned char *key, size_t keylen, const char *id, in
     if ((rc = hmac_final(&h, mac)) < 0)
         return rc;
     memcpy(out, "v1,", 3);
-    EVP_EncodeBlock((unsigned char *)out + 3, mac, SHA256_LEN); /* 44 characters and a NUL */
+    codec_b64_encode_to(mac, SHA256_LEN, out + 3); /* 44 characters and a NUL */
     return 0;
 }
 

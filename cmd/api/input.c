@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/params.h"
 #include "cmd/api/reply.h"
 
 #define EVENT_ID_MAX 200
@@ -80,16 +81,7 @@ int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t
 
 int input_is_code(const char *code)
 {
-    size_t n = strlen(code);
-    if (n == 0 || n > API_CODE_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = code[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return params_is_token(code, API_CODE_MAX, "_-");
 }
 
 int input_is_pid(const char *pid)
@@ -105,14 +97,5 @@ int input_is_pid(const char *pid)
 
 int input_is_event_id(const char *id)
 {
-    size_t n = strlen(id);
-    if (n == 0 || n > EVENT_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return params_is_token(id, EVENT_ID_MAX, "._-");
 }

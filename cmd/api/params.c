@@ -13,6 +13,7 @@
 
 #include "core/err.h"
 #include "core/json.h"
+#include "proto/codec.h"
 
 #define JSON_BODY_DEPTH 32
 
@@ -68,25 +69,14 @@ const struct param *params_get(const struct params *p, const char *name)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int params_percent_decode(const char *s, size_t n, int plus_is_space, char *out, size_t *outlen)
 {
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? codec_hex_value((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? codec_hex_value((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 *outlen = j;
                 out[j] = '\0';
@@ -363,6 +353,20 @@ int params_is_printable(const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+int params_is_token(const char *s, size_t max, const char *punct)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(punct, c) != NULL))
             return 0;
     }
     return 1;

@@ -130,6 +130,14 @@ int param_int(const struct param *p, int64_t min, int64_t max, int64_t *out);
  * 0x7f), else 0. Values that end up in Redis keys or logs must pass it. */
 int params_is_printable(const char *s, size_t n);
 
+/*
+ * Returns 1 when s is a token of 1 to max bytes made of ASCII letters,
+ * digits and the characters of punct (say "_-" for provider codes, "._-" for
+ * event ids), else 0. Path segments that name a record must pass it before
+ * they reach a Redis key.
+ */
+int params_is_token(const char *s, size_t max, const char *punct);
+
 /* Lowers ASCII letters of s in place (as Lua's string.lower does in Redis),
  * leaving other bytes alone, so the api and the scripts build the same
  * case-insensitive index keys. Returns s. */

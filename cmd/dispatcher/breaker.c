@@ -5,8 +5,8 @@
  */
 #include "cmd/dispatcher/breaker.h"
 
-#include "cmd/dispatcher/strmap.h"
 #include "core/err.h"
+#include "core/strmap.h"
 
 struct breaker {
     enum breaker_state state;

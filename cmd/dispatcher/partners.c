@@ -13,11 +13,11 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/dispatcher/queue.h"
-#include "cmd/dispatcher/strmap.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/schema.h"
+#include "core/strmap.h"
 #include "core/time.h"
 
 /* 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h: about a day. */

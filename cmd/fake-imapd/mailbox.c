@@ -1,7 +1,6 @@
 /*
  * The in-memory mail store of superimap-fake-imapd (see mailbox.h): a
- * chained hash table of mailboxes (FNV-1a, doubling at load 1), each an
- * array of messages in UID order.
+ * core/strmap of mailboxes by user, each an array of messages in UID order.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -14,19 +13,17 @@
 #include "cmd/fake-imapd/rfc822.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/strmap.h"
 
 struct mbox_store {
-    struct mailbox **buckets;
-    size_t nbuckets; /* a power of two */
-    size_t count;
-    int users; /* user1..userN exist */
+    struct strmap *boxes; /* user -> struct mailbox */
+    int users;            /* user1..userN exist */
 };
 
 struct mbox_store *mbox_store_new(int users)
 {
     struct mbox_store *st = xcalloc(1, sizeof *st);
-    st->nbuckets = 64;
-    st->buckets = xcalloc(st->nbuckets, sizeof *st->buckets);
+    st->boxes = strmap_new();
     st->users = users;
     return st;
 }
@@ -38,8 +35,9 @@ static void message_free(struct message *m)
     xfree(m);
 }
 
-static void mailbox_free(struct mailbox *mb)
+static void mailbox_free(void *p)
 {
+    struct mailbox *mb = p;
     for (size_t i = 0; i < mb->count; i++)
         message_free(mb->msgs[i]);
     xfree(mb->msgs);
@@ -52,15 +50,7 @@ void mbox_store_free(struct mbox_store *st)
 {
     if (st == NULL)
         return;
-    for (size_t i = 0; i < st->nbuckets; i++) {
-        struct mailbox *mb = st->buckets[i];
-        while (mb != NULL) {
-            struct mailbox *next = mb->next;
-            mailbox_free(mb);
-            mb = next;
-        }
-    }
-    xfree(st->buckets);
+    strmap_free(st->boxes, mailbox_free);
     xfree(st);
 }
 
@@ -78,16 +68,6 @@ int mbox_user_valid(const char *name)
     return 1;
 }
 
-static size_t hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
 /* Returns K when name is "user<K>" with K in 1..INT_MAX written without
  * leading zeros, else 0. */
 static long user_number(const char *name)
@@ -97,33 +77,6 @@ static long user_number(const char *name)
     char *end;
     long k = strtol(name + 4, &end, 10);
     return *end == '\0' && k > 0 && k < 2147483647L ? k : 0;
-}
-
-static struct mailbox *find(const struct mbox_store *st, const char *user)
-{
-    for (struct mailbox *mb = st->buckets[hash(user) & (st->nbuckets - 1)]; mb; mb = mb->next)
-        if (strcmp(mb->user, user) == 0)
-            return mb;
-    return NULL;
-}
-
-static void grow(struct mbox_store *st)
-{
-    size_t n = st->nbuckets * 2;
-    struct mailbox **b = xcalloc(n, sizeof *b);
-    for (size_t i = 0; i < st->nbuckets; i++) {
-        struct mailbox *mb = st->buckets[i];
-        while (mb != NULL) {
-            struct mailbox *next = mb->next;
-            size_t h = hash(mb->user) & (n - 1);
-            mb->next = b[h];
-            b[h] = mb;
-            mb = next;
-        }
-    }
-    xfree(st->buckets);
-    st->buckets = b;
-    st->nbuckets = n;
 }
 
 static struct mailbox *create(struct mbox_store *st, const char *user)
@@ -140,12 +93,7 @@ static struct mailbox *create(struct mbox_store *st, const char *user)
     mb->uidvalidity = 1;
     mb->uidnext = 1;
     mb->sessions.prev = mb->sessions.next = &mb->sessions;
-    if (st->count + 1 > st->nbuckets)
-        grow(st);
-    size_t h = hash(user) & (st->nbuckets - 1);
-    mb->next = st->buckets[h];
-    st->buckets[h] = mb;
-    st->count++;
+    strmap_put(st->boxes, user, mb);
     return mb;
 }
 
@@ -153,7 +101,7 @@ struct mailbox *mbox_get(struct mbox_store *st, const char *user, int create_it)
 {
     if (!mbox_user_valid(user))
         return NULL;
-    struct mailbox *mb = find(st, user);
+    struct mailbox *mb = strmap_get(st->boxes, user);
     if (mb != NULL)
         return mb;
     long k = user_number(user);
@@ -253,19 +201,31 @@ void mbox_clear_recent(struct mailbox *mb)
     mb->recent = 0;
 }
 
+static void reset_max(const char *user, void *p, void *data)
+{
+    (void)user;
+    (void)data;
+    struct mailbox *mb = p;
+    mb->sessions_max = mb->sessions_now;
+}
+
 void mbox_store_reset_max(struct mbox_store *st)
 {
-    for (size_t i = 0; i < st->nbuckets; i++)
-        for (struct mailbox *mb = st->buckets[i]; mb; mb = mb->next)
-            mb->sessions_max = mb->sessions_now;
+    strmap_each(st->boxes, reset_max, NULL);
+}
+
+static void take_max(const char *user, void *p, void *data)
+{
+    (void)user;
+    const struct mailbox *mb = p;
+    int *max = data;
+    if (mb->sessions_max > *max)
+        *max = mb->sessions_max;
 }
 
 int mbox_store_max_sessions(const struct mbox_store *st)
 {
     int max = 0;
-    for (size_t i = 0; i < st->nbuckets; i++)
-        for (struct mailbox *mb = st->buckets[i]; mb; mb = mb->next)
-            if (mb->sessions_max > max)
-                max = mb->sessions_max;
+    strmap_each(st->boxes, take_max, &max);
     return max;
 }

@@ -56,7 +56,6 @@ struct mailbox {
     struct mbox_link sessions; /* circular list head of the sessions logged in as user */
     int sessions_now;          /* length of that list */
     int sessions_max;          /* the most there ever were at once (since reset) */
-    struct mailbox *next;      /* hash chain */
 };
 
 struct mbox_store;

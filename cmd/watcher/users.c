@@ -17,6 +17,7 @@
 #include "core/hrw.h"
 #include "core/log.h"
 #include "core/rconn.h"
+#include "core/strmap.h"
 #include "core/time.h"
 
 #define XREAD_COUNT     500
@@ -36,9 +37,7 @@ struct users {
     int shards;
     struct users_hooks hooks;
 
-    struct user_entry **buckets;
-    size_t nbuckets; /* a power of 2 */
-    size_t count;
+    struct strmap *map; /* uid -> struct user_entry */
 
     ev_timer tick;
     enum sync_phase phase;
@@ -54,36 +53,9 @@ struct users {
 
 /* ---- Table ---- */
 
-static size_t bucket_of(const struct users *us, const char *uid)
-{
-    return (size_t)hrw_fnv1a64(uid, strlen(uid)) & (us->nbuckets - 1);
-}
-
 struct user_entry *users_find(const struct users *us, const char *uid)
 {
-    for (struct user_entry *u = us->buckets[bucket_of(us, uid)]; u != NULL; u = u->next)
-        if (strcmp(u->uid, uid) == 0)
-            return u;
-    return NULL;
-}
-
-static void grow(struct users *us)
-{
-    size_t n = us->nbuckets * 2;
-    struct user_entry **b = xcalloc(n, sizeof *b);
-    for (size_t i = 0; i < us->nbuckets; i++) {
-        struct user_entry *u = us->buckets[i];
-        while (u != NULL) {
-            struct user_entry *next = u->next;
-            size_t j = (size_t)hrw_fnv1a64(u->uid, strlen(u->uid)) & (n - 1);
-            u->next = b[j];
-            b[j] = u;
-            u = next;
-        }
-    }
-    xfree(us->buckets);
-    us->buckets = b;
-    us->nbuckets = n;
+    return strmap_get(us->map, uid);
 }
 
 /* A user id we accept: 1 to USERS_UID_MAX letters, digits, '-' or '_'. */
@@ -110,16 +82,11 @@ static struct user_entry *add(struct users *us, const char *uid, size_t n)
         u->seen = us->sync_mark;
         return u;
     }
-    if (us->count >= us->nbuckets)
-        grow(us);
     u = xcalloc(1, sizeof *u + n + 1);
     memcpy(u->uid, tmp, n + 1);
     u->k = hrw_shard(u->uid, (uint32_t)us->shards);
     u->seen = us->sync_mark;
-    size_t b = bucket_of(us, u->uid);
-    u->next = us->buckets[b];
-    us->buckets[b] = u;
-    us->count++;
+    strmap_put(us->map, u->uid, u);
     if (us->hooks.on_add != NULL)
         us->hooks.on_add(u, us->hooks.data);
     return u;
@@ -127,11 +94,7 @@ static struct user_entry *add(struct users *us, const char *uid, size_t n)
 
 static void remove_entry(struct users *us, struct user_entry *u)
 {
-    struct user_entry **pp = &us->buckets[bucket_of(us, u->uid)];
-    while (*pp != u)
-        pp = &(*pp)->next;
-    *pp = u->next;
-    us->count--;
+    strmap_del(us->map, u->uid);
     if (us->hooks.on_remove != NULL)
         us->hooks.on_remove(u, us->hooks.data);
     xfree(u);
@@ -139,7 +102,7 @@ static void remove_entry(struct users *us, struct user_entry *u)
 
 size_t users_count(const struct users *us)
 {
-    return us->count;
+    return strmap_size(us->map);
 }
 
 int users_loaded(const struct users *us)
@@ -147,11 +110,38 @@ int users_loaded(const struct users *us)
     return us->loaded;
 }
 
+struct each {
+    void (*fn)(struct user_entry *u, void *data);
+    void *data;
+};
+
+static void each_entry(const char *uid, void *value, void *data)
+{
+    (void)uid;
+    const struct each *e = data;
+    e->fn(value, e->data);
+}
+
 void users_foreach(struct users *us, void (*fn)(struct user_entry *u, void *data), void *data)
 {
-    for (size_t i = 0; i < us->nbuckets; i++)
-        for (struct user_entry *u = us->buckets[i]; u != NULL; u = u->next)
-            fn(u, data);
+    struct each e = {fn, data};
+    strmap_each(us->map, each_entry, &e);
+}
+
+/* Collects the entries the current resync did not see. */
+struct stale {
+    uint32_t mark;
+    struct user_entry **v;
+    size_t n;
+};
+
+static void gather_stale(const char *uid, void *value, void *data)
+{
+    (void)uid;
+    struct user_entry *u = value;
+    struct stale *st = data;
+    if (u->seen != st->mark)
+        st->v[st->n++] = u;
 }
 
 /* ---- Full resync ---- */
@@ -159,26 +149,21 @@ void users_foreach(struct users *us, void (*fn)(struct user_entry *u, void *data
 static void sync_finish(struct users *us)
 {
     if (us->sync_failed) {
-        log_warn("user resync incomplete; retrying users=%zu", us->count);
+        log_warn("user resync incomplete; retrying users=%zu", users_count(us));
         us->next_sync_ms = time_mono_ms() + RESYNC_RETRY_MS;
     } else {
-        size_t removed = 0;
-        for (size_t i = 0; i < us->nbuckets; i++) {
-            struct user_entry *u = us->buckets[i];
-            while (u != NULL) {
-                struct user_entry *next = u->next;
-                if (u->seen != us->sync_mark) {
-                    remove_entry(us, u);
-                    removed++;
-                }
-                u = next;
-            }
-        }
+        /* Gathered first: the map must not change while it is walked. */
+        struct stale st = {us->sync_mark, xmalloc((users_count(us) + 1) * sizeof *st.v), 0};
+        strmap_each(us->map, gather_stale, &st);
+        for (size_t i = 0; i < st.n; i++)
+            remove_entry(us, st.v[i]);
+        size_t removed = st.n;
+        xfree(st.v);
         if (!us->loaded)
-            log_info("users loaded users=%zu shards=%d", us->count, us->shards);
+            log_info("users loaded users=%zu shards=%d", users_count(us), us->shards);
         else if (removed > 0)
             log_info("user resync removed users no longer listed removed=%zu users=%zu", removed,
-                     us->count);
+                     users_count(us));
         us->loaded = 1;
         us->next_sync_ms = time_mono_ms() + USERS_RESYNC_MS;
     }
@@ -413,8 +398,7 @@ struct users *users_new(struct ev_loop *loop, struct rconn *rc, int shards,
     us->shards = shards;
     if (hooks != NULL)
         us->hooks = *hooks;
-    us->nbuckets = 1024;
-    us->buckets = xcalloc(us->nbuckets, sizeof *us->buckets);
+    us->map = strmap_new();
     ev_timer_init(&us->tick, on_tick, USERS_POLL_MS / 1000.0, USERS_POLL_MS / 1000.0);
     us->tick.data = us;
     return us;
@@ -425,15 +409,7 @@ void users_free(struct users *us)
     if (us == NULL)
         return;
     ev_timer_stop(us->loop, &us->tick);
-    for (size_t i = 0; i < us->nbuckets; i++) {
-        struct user_entry *u = us->buckets[i];
-        while (u != NULL) {
-            struct user_entry *next = u->next;
-            xfree(u);
-            u = next;
-        }
-    }
-    xfree(us->buckets);
+    strmap_free(us->map, xfree);
     xfree(us);
 }
 

@@ -15,11 +15,11 @@
 --          id already exists (nothing is written: event ids are
 --          deterministic, so enqueueing twice is harmless)
 --
--- When the partner's ready list was empty it joins the round robin, and
--- PUBLISH si:wake <k> tells dispatchers to claim the shard at once instead of
--- at their next sweep (a dispatcher idle on this shard, or one that stopped
--- claiming it because its other partners had no free slot, would not look
--- again before then).
+-- Queued by enqueue() of prelude/queue.lua: when the partner's ready list was
+-- empty it joins the round robin, and PUBLISH si:wake <k> tells dispatchers
+-- to claim the shard at once instead of at their next sweep (a dispatcher
+-- idle on this shard, or one that stopped claiming it because its other
+-- partners had no free slot, would not look again before then).
 --
 -- Atomic so that the event hash, its id in the partner's ready list and the
 -- partner in ready_partners appear together: a dispatcher never claims an id
@@ -44,9 +44,8 @@ for i = 3, #ARGV, 2 do
     end
 end
 if not has_created then
-    local t = redis.call('TIME')
     fields[#fields + 1] = 'created_at'
-    fields[#fields + 1] = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+    fields[#fields + 1] = tostring(now_ms())
 end
 fields[#fields + 1] = 'id'
 fields[#fields + 1] = ARGV[1]
@@ -57,8 +56,5 @@ fields[#fields + 1] = '0'
 fields[#fields + 1] = 'state'
 fields[#fields + 1] = 'ready'
 redis.call('HSET', KEYS[1], unpack(fields))
-if redis.call('LPUSH', KEYS[2], ARGV[1]) == 1 then
-    redis.call('RPUSH', KEYS[3], ARGV[2])
-    redis.call('PUBLISH', 'si:wake', string.match(KEYS[3], '{([^}]*)}') or '')
-end
+enqueue(KEYS[2], KEYS[3], ARGV[2], ARGV[1])
 return 1

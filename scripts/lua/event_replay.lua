@@ -24,8 +24,5 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', key, 'state', 'ready', 'attempts', '0', 'last_error', '', 'next_at', '',
            'finished_at', '')
-if redis.call('LPUSH', KEYS[3], ARGV[1]) == 1 then
-    redis.call('RPUSH', KEYS[4], ARGV[2])
-    redis.call('PUBLISH', 'si:wake', string.match(KEYS[4], '{([^}]*)}') or '')
-end
+enqueue(KEYS[3], KEYS[4], ARGV[2], ARGV[1])
 return 1

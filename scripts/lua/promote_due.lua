@@ -18,13 +18,7 @@
 -- Atomic so that an event is never both in retry and ready, and the
 -- round-robin invariant of event_enqueue holds.
 local retry, rp, prefix = KEYS[1], KEYS[2], ARGV[1]
-local now
-if ARGV[2] ~= '' then
-    now = tonumber(ARGV[2])
-else
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[2])
 local ids = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local n, joined = 0, false
 for _, eid in ipairs(ids) do
@@ -33,8 +27,7 @@ for _, eid in ipairs(ids) do
     local pid = redis.call('HGET', key, 'pid')
     if pid then
         redis.call('HSET', key, 'state', 'ready', 'next_at', '')
-        if redis.call('RPUSH', prefix .. 'ready:' .. pid, eid) == 1 then
-            redis.call('RPUSH', rp, pid)
+        if ready_push(prefix .. 'ready:' .. pid, rp, pid, eid, true) then
             joined = true
         end
         n = n + 1
@@ -46,7 +39,7 @@ for _, id in ipairs(old) do
     redis.call('DEL', prefix .. 'evt:' .. id)
 end
 if joined then
-    redis.call('PUBLISH', 'si:wake', string.match(rp, '{([^}]*)}') or '')
+    wake(rp)
 end
 local next = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
 if #next == 0 then

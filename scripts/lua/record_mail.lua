@@ -28,7 +28,7 @@
 -- never publish, and each (user, UIDVALIDITY, UID) is enqueued exactly once.
 -- If Redis loses its last second of writes, the cursor and the event vanish
 -- together and the watcher fetches the message again: at least once, never
--- lost. The queueing mirrors event_enqueue.lua; keep the two alike.
+-- lost. It queues with enqueue() of prelude/queue.lua, as event_enqueue does.
 if #ARGV < 5 or (#ARGV - 5) % 2 ~= 0 then
     return redis.error_reply('ERR record_mail: want token, uidvalidity, uid, eid, pid, pairs')
 end
@@ -55,8 +55,7 @@ redis.call('HSET', KEYS[3], 'last_uid', ARGV[3])
 if redis.call('EXISTS', KEYS[4]) == 1 then
     return {0, 'old'}
 end
-local t = redis.call('TIME')
-local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = tostring(now_ms())
 local fields = {'id', ARGV[4], 'pid', ARGV[5], 'attempts', '0', 'state', 'ready'}
 local has_created = false
 for i = 6, #ARGV, 2 do
@@ -74,9 +73,6 @@ if not has_created then
     fields[#fields + 1] = now
 end
 redis.call('HSET', KEYS[4], unpack(fields))
-if redis.call('LPUSH', KEYS[5], ARGV[4]) == 1 then
-    redis.call('RPUSH', KEYS[6], ARGV[5])
-    redis.call('PUBLISH', 'si:wake', string.match(KEYS[6], '{([^}]*)}') or '')
-end
+enqueue(KEYS[5], KEYS[6], ARGV[5], ARGV[4])
 redis.call('HSET', KEYS[7], 'last_email_at', now)
 return {1, 'recorded'}

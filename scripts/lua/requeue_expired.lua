@@ -18,13 +18,7 @@
 -- result of the old lease is then refused by its fencing token), and so the
 -- round-robin invariant of event_enqueue holds.
 local inflight, rp, prefix = KEYS[1], KEYS[2], ARGV[1]
-local now
-if ARGV[2] ~= '' then
-    now = tonumber(ARGV[2])
-else
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[2])
 local ids = redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local n, joined = 0, false
 for _, eid in ipairs(ids) do
@@ -33,15 +27,14 @@ for _, eid in ipairs(ids) do
     local pid = redis.call('HGET', key, 'pid')
     if pid then
         redis.call('HSET', key, 'state', 'ready')
-        if redis.call('RPUSH', prefix .. 'ready:' .. pid, eid) == 1 then
-            redis.call('RPUSH', rp, pid)
+        if ready_push(prefix .. 'ready:' .. pid, rp, pid, eid, true) then
             joined = true
         end
         n = n + 1
     end
 end
 if joined then
-    redis.call('PUBLISH', 'si:wake', string.match(rp, '{([^}]*)}') or '')
+    wake(rp)
 end
 local next = redis.call('ZRANGE', inflight, 0, 0, 'WITHSCORES')
 if #next == 0 then

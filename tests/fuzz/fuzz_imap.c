@@ -28,6 +28,7 @@
 #include "core/err.h"
 #include "proto/imap_cmd.h"
 #include "proto/imap_parse.h"
+#include "tests/unit/imap_equal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

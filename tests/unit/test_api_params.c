@@ -237,6 +237,20 @@ static void test_printable_and_lowering(void **state)
     assert_string_equal(params_ascii_lower(s), "mixed@example.com \xc3\x89");
 }
 
+static void test_token_takes_letters_digits_and_the_given_punctuation(void **state)
+{
+    (void)state;
+    assert_true(params_is_token("PLAIN_1-x", 64, "_-"));
+    assert_true(params_is_token("abc.1364.5012", 200, "._-"));
+    assert_false(params_is_token("abc.1364", 200, "_-"));
+    assert_false(params_is_token("", 64, "_-"));
+    assert_false(params_is_token("a b", 64, "_-"));
+    assert_false(params_is_token("a/b", 64, "_-"));
+    assert_false(params_is_token("caf\xc3\xa9", 64, "_-"));
+    assert_true(params_is_token("abcd", 4, ""));
+    assert_false(params_is_token("abcde", 4, ""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_path_split_decodes_each_segment_alone),
         cmocka_unit_test(test_path_split_refuses_nul_bad_utf8_and_excess),
         cmocka_unit_test(test_printable_and_lowering),
+        cmocka_unit_test(test_token_takes_letters_digits_and_the_given_punctuation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
  * Unit tests of the dispatcher's circuit breaker (cmd/dispatcher/breaker.c,
- * compiled in here with its string map, as they belong to the binary, not
- * the library): opening after consecutive failures, refusing with the time
+ * compiled in here, as it belongs to the binary, not the library; its string
+ * map is core/strmap): opening after consecutive failures, refusing with the time
  * to wait, one probe at a time, closing on success, the doubling and capped
  * open period, and failures of requests that started before it opened.
  *
@@ -15,7 +15,6 @@
 #include <cmocka.h>
 
 #include "cmd/dispatcher/breaker.c"
-#include "cmd/dispatcher/strmap.c"
 
 #define URL "https://receiver.example/hook"
 

@@ -20,6 +20,7 @@
 
 #include "core/err.h"
 #include "proto/imap_parse.h"
+#include "tests/unit/imap_equal.h"
 
 #define TEST_MAX_LITERAL ((size_t)1 << 20)
 #define TEST_MAX_LINE    ((size_t)64 * 1024)

@@ -1,9 +1,9 @@
 /*
- * cmd/dispatcher/strmap: string-keyed hash map (see strmap.h).
+ * core/strmap: string-keyed hash map (see strmap.h).
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/dispatcher/strmap.h"
+#include "core/strmap.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -101,6 +101,22 @@ void *strmap_put(struct strmap *m, const char *key, void *value)
     e->next = m->slots[h & (m->nslots - 1)];
     m->slots[h & (m->nslots - 1)] = e;
     m->size++;
+    return NULL;
+}
+
+void *strmap_del(struct strmap *m, const char *key)
+{
+    uint64_t h = hrw_fnv1a64(key, strlen(key));
+    for (struct entry **pp = &m->slots[h & (m->nslots - 1)]; *pp != NULL; pp = &(*pp)->next) {
+        struct entry *e = *pp;
+        if (e->hash == h && strcmp(e->key, key) == 0) {
+            void *value = e->value;
+            *pp = e->next;
+            xfree(e);
+            m->size--;
+            return value;
+        }
+    }
     return NULL;
 }
 

@@ -1,14 +1,16 @@
 /*
- * cmd/dispatcher/strmap: a string-keyed hash map (separate chaining, FNV-1a,
- * doubling at load factor 1) for the dispatcher's partner cache and circuit
- * breakers. Keys are copied; values are the caller's pointers.
+ * core/strmap: a string-keyed hash map (separate chaining, FNV-1a, doubling
+ * at load factor 1), the one hash table of the tree: the dispatcher's partner
+ * cache and circuit breakers, the watcher's user registry, fake-imapd's
+ * mailboxes. Keys are copied; values are the caller's pointers, which the map
+ * never dereferences.
  *
- * Not thread-safe: the dispatcher's loop owns it.
+ * Not thread-safe: one thread (a node's loop) owns each map.
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef CMD_DISPATCHER_STRMAP_H
-#define CMD_DISPATCHER_STRMAP_H
+#ifndef CORE_STRMAP_H
+#define CORE_STRMAP_H
 
 #include <stddef.h>
 
@@ -27,6 +29,10 @@ void *strmap_get(const struct strmap *m, const char *key);
 /* Sets key to value (copying key), replacing any earlier value, which is
  * returned (NULL when key was new). */
 void *strmap_put(struct strmap *m, const char *key, void *value);
+
+/* Removes key; returns its value (which the caller now owns), or NULL when
+ * key was absent. */
+void *strmap_del(struct strmap *m, const char *key);
 
 /* Calls fn(key, value, data) for every entry, in no particular order. fn must
  * not change the map. */
