@@ -1,6 +1,6 @@
 /*
- * core/fleet: membership and placement of a role's nodes (DESIGN.md section
- * 3, "Membership" and "Placement"; section 4 for dispatchers). Watchers place
+ * core/fleet: membership and placement of a role's nodes
+ * (docs/architecture.md section 3). Watchers place
  * users with it, dispatchers queue shards.
  *
  * Placement (pure, fleet_place()): weighted rendezvous hashing (core/hrw)

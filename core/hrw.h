@@ -1,7 +1,7 @@
 /*
  * core/hrw: shard of a user and weighted rendezvous (highest random weight)
  * hashing, which places users on watchers and shards on dispatchers
- * (DESIGN.md section 3, "Placement").
+ * (docs/architecture.md section 3).
  *
  * Every node computes the same answer from the same inputs, with no
  * coordination: a key goes to the node with the highest score
@@ -51,8 +51,8 @@ uint64_t hrw_fmix64(uint64_t x);
  * affects every output bit. */
 uint64_t hrw_hash64(const void *data, size_t n);
 
-/* Returns the shard of a user: fnv1a64(user_id) mod shards (DESIGN.md
- * section 2). shards must be at least 1. */
+/* Returns the shard of a user: fnv1a64(user_id) mod shards
+ * (docs/architecture.md section 2). shards must be at least 1. */
 uint32_t hrw_shard(const char *user_id, uint32_t shards);
 
 /*

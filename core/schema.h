@@ -1,5 +1,6 @@
 /*
- * core/schema: the Redis data model every binary shares (DESIGN.md section 2):
+ * core/schema: the Redis data model every binary shares (docs/architecture.md
+ * section 2 has the overview):
  * key names, hash fields and the formats of events and of the delivery log.
  * Scripts in scripts/lua/ and C code both follow this file; change them
  * together. NODE_SCHEMA_VERSION (core/node.h) changes when this file does in
@@ -89,7 +90,7 @@
  * user_disconnected_webhook_url (empty: that event is not sent);
  * <type>_webhook_disabled (non-empty reason: the URL answered 410 and is off
  * until the partner sets it again); success_url, failure_url;
- * retry_schedule (comma-separated seconds; empty: the default of DESIGN.md);
+ * retry_schedule (comma-separated seconds; empty: the default, README "Retries");
  * webhook_concurrency (default 8); created_at, updated_at.
  *
  * User fields: uid, pid, code, tag, email, username, secret (encrypted

@@ -1,6 +1,6 @@
 /*
- * proto/envelope: the message fields of a new_mail webhook body (DESIGN.md
- * section 4, "Webhook request"): "envelope", "decoded", "rfc822" and
+ * proto/envelope: the message fields of a new_mail webhook body (README,
+ * "Webhooks"): "envelope", "decoded", "rfc822" and
  * "rfc822_base64", written into a core/json generator the caller has open so
  * the whole payload is built in one pass.
  *
@@ -43,7 +43,7 @@
  *     gives []; a NIL list is null;
  *   - NIL subject or name is null.
  *
- * "rfc822" (DESIGN.md): the raw message as a JSON string when it is
+ * "rfc822" (README, "Webhooks"): the raw message as a JSON string when it is
  * well-formed UTF-8 (NUL bytes included, written \u0000). Otherwise "rfc822"
  * holds the U+FFFD-sanitized text and "rfc822_base64" the standard, padded
  * base64 (RFC 4648 section 4) of the exact bytes, so receivers can always get
@@ -141,7 +141,7 @@ struct envelope_rfc822 {
 };
 
 /*
- * Applies DESIGN.md's raw message rule to raw[0..n) (borrowed; raw may be
+ * Applies the raw message rule above to raw[0..n) (borrowed; raw may be
  * NULL when n is 0). Returns 1 when raw is well-formed UTF-8 (then r->text is
  * raw and r->base64 NULL: nothing is copied), 0 when it is not (then r->text
  * is the U+FFFD-sanitized copy and r->base64 the base64 of the exact bytes),

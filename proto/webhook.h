@@ -1,6 +1,6 @@
 /*
- * proto/webhook: the bytes of one webhook request, as DESIGN.md "Webhook
- * request" fixes them; pure functions, no I/O, no clock (time is an argument).
+ * proto/webhook: the bytes of one webhook request, as the README's
+ * "Webhooks" section fixes them; pure functions, no I/O, no clock (time is an argument).
  *
  * Body. An event's payload (core/schema.h "Event fields") is the JSON object
  * of the body without timestamp and signature; each attempt adds both:
