@@ -39,7 +39,6 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include <hiredis/hiredis.h>
 
@@ -625,26 +624,11 @@ static void describe(struct node *n, const char **argv, int *argc, void *data)
 
 /* ---- Start and stop ---- */
 
-/* Raises the soft RLIMIT_NOFILE to the hard one (DESIGN.md section 7) and
- * returns the limit now in force. */
-static long raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024;
-    if (rl.rlim_cur < rl.rlim_max) {
-        struct rlimit want = {rl.rlim_max, rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-            rl.rlim_cur = rl.rlim_max;
-    }
-    return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
-}
-
 static int prepare(const struct config *cfg, struct node_opts *opts)
 {
     watcher.cfg = cfg;
     watcher.shards = cfg->shards;
-    watcher.fd_limit = raise_fd_limit();
+    watcher.fd_limit = node_raise_fd_limit();
     long room = watcher.fd_limit - FD_RESERVE;
     watcher.capacity = room < cfg->max_users ? (int)(room > 0 ? room : 0) : cfg->max_users;
     if (watcher.capacity < cfg->max_users)
