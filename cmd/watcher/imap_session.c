@@ -1288,14 +1288,9 @@ static void on_tagged(struct imap_session *s, struct imap_response *r)
         }
         if (s->uidnext == 0) {
             new_tag(s);
-            if (buf_printf(&s->out, "%s UID FETCH * (UID)\r\n", s->tag) < 0) {
-                fail(s, F_PROTO, "output buffer full");
-                return;
-            }
             s->max_uid_seen = 0;
-            set_state(s, S_UIDNEXT);
-            arm_command(s);
-            send_out(s);
+            send_command(s, imap_cmd_uid_fetch_last(&s->out, s->tag), S_UIDNEXT,
+                         "output buffer full");
             return;
         }
         start_baseline(s);
