@@ -472,8 +472,9 @@ static void on_fenced(struct incarnation *inc, const char *why, void *data)
     rebalance_due = 1; /* hand-overs cut short: place every user again */
 }
 
-void watcher_lost_lease(const char *uid, const char *why)
+static void on_lost_lease(struct watcher *w, const char *uid, const char *why)
 {
+    (void)w;
     log_warn("lease lost acct=%s why=\"%s\"", uid, why);
     struct user_entry *u = users_find(watcher.users, uid);
     struct slot *sl = u != NULL ? u->data : NULL;
@@ -714,6 +715,7 @@ static int start(struct node *n, void *data)
     watcher.node = n;
     watcher.loop = ev_default_loop(0);
     watcher.redis = node_redis(n);
+    watcher.on_lost_lease = on_lost_lease;
     register_metrics(node_metrics(n));
     list_init(&unassigned_list);
     list_init(&pending_list);

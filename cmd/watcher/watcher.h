@@ -83,6 +83,14 @@ struct watcher {
     int nunassigned;  /* users over capacity */
     int idle_entries; /* sessions that entered IDLE since the last heap trim */
 
+    /*
+     * A session can no longer act for its user: a script answered "stale"
+     * (the lease names another incarnation). Set by the lease manager; it
+     * fences the incarnation (every session is dropped, leases are taken
+     * again under a new generation). why is static text.
+     */
+    void (*on_lost_lease)(struct watcher *w, const char *uid, const char *why);
+
     char capacity_text[16];
     char fd_limit_text[24];
     char sessions_text[16];
@@ -90,14 +98,5 @@ struct watcher {
 
 /* The one watcher of the process (main.c). */
 extern struct watcher watcher;
-
-/* ---- Lease manager (main.c), called by sessions ---- */
-
-/*
- * A session reports that it can no longer act for its user: the lease is
- * gone ("stale" from a script). Fences the incarnation (every session is
- * dropped and leases are taken again under a new generation).
- */
-void watcher_lost_lease(const char *uid, const char *why);
 
 #endif
