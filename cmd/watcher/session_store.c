@@ -18,6 +18,7 @@
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/incarnation.h"
+#include "core/lease.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rconn.h"
@@ -147,7 +148,7 @@ static const char *reply_error(const redisReply *reply, int err)
 static void lease_keys(const struct imap_session *s, char *lease, size_t llen, char *alive,
                        size_t alen)
 {
-    snprintf(lease, llen, "si:{%" PRIu32 "}:lease:%s", s->k, s->uid);
+    lease_user_key(s->k, s->uid, lease, llen);
     incarnation_alive_key(s->w->inc, s->k, alive, alen);
 }
 
@@ -450,12 +451,11 @@ static void on_recheck_lease(struct rconn *rc, struct redisReply *reply, int err
     struct imap_session *s = sreq_begin(privdata, err, &q);
     if (s == NULL)
         return;
-    long long v =
-        err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 1;
-    if (v <= 0 && session_store_lease_usable(s)) {
+    enum lease_answer ans = lease_answer_of(reply, err); /* failed: checked again next time */
+    if ((ans == LEASE_BUSY || ans == LEASE_FENCED) && session_store_lease_usable(s)) {
         static const char held[] = "lease_acquire after a Redis reconnect found another holder";
         static const char gone[] = "lease_acquire after a Redis reconnect found our alive key gone";
-        lost_lease(s, v == 0 ? held : gone);
+        lost_lease(s, ans == LEASE_BUSY ? held : gone);
     }
     sreq_end(s);
 }
@@ -481,11 +481,10 @@ static void on_recheck_cursor(struct rconn *rc, struct redisReply *reply, int er
 
 void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
 {
-    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX];
-    lease_keys(s, lease, sizeof lease, alive, sizeof alive);
-    const char *argv[] = {lease, alive, incarnation_token(s->w->inc)};
+    char lease[SCHEMA_KEY_MAX];
+    lease_user_key(s->k, s->uid, lease, sizeof lease);
     struct sreq *r = sreq_new(s, -1);
-    if (rconn_script(s->w->redis, on_recheck_lease, r, "lease_acquire", 2, 3, argv, NULL) < 0)
+    if (lease_acquire(s->w->redis, s->w->inc, s->k, lease, on_recheck_lease, r) < 0)
         sreq_cancel(r);
     r = sreq_new(s, -1);
     r->done.cursor = done;

@@ -23,7 +23,7 @@
  * the dropped-session list, which process exit frees at once.
  *
  * Depends on: session_impl.h (the session), cmd/watcher/event (record_mail),
- * core/incarnation (token, alive keys), core/rconn, core/crypto.
+ * core/incarnation (token, alive keys), core/lease, core/rconn, core/crypto.
  *
  * SPDX-License-Identifier: MIT
  */
