@@ -2,7 +2,7 @@
  * cmd/dispatcher/owner: queue-shard ownership through core/fleet placement
  * and si:{k}:owner leases under core/incarnation (see owner.h); acquire,
  * release, fence and drain of the leases are core/lease's, shared with the
- * watcher's lease manager.
+ * watcher's lease manager (cmd/watcher/leases.c).
  *
  * SPDX-License-Identifier: MIT
  */
