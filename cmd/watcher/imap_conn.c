@@ -18,11 +18,9 @@
 #include "core/err.h"
 
 void imap_conn_init(struct imap_conn *c, struct ev_loop *loop,
-                    void (*cb)(struct ev_loop *loop, ev_io *io, int revents), void *owner,
-                    const struct imap_conn_hooks *hooks)
+                    void (*cb)(struct ev_loop *loop, ev_io *io, int revents), void *owner)
 {
     c->loop = loop;
-    c->hooks = hooks;
     c->ssl = NULL;
     c->fd = -1;
     c->io_events = 0;
@@ -36,10 +34,10 @@ void imap_conn_init(struct imap_conn *c, struct ev_loop *loop,
 
 static void set_io(struct imap_conn *c, int events)
 {
-    if (c->io_events == events && (events == 0 || ev_is_active(&c->io)))
+    if (c->io_events == (unsigned char)events && (events == 0 || ev_is_active(&c->io)))
         return;
     ev_io_stop(c->loop, &c->io);
-    c->io_events = events;
+    c->io_events = (unsigned char)events;
     if (events != 0 && c->fd >= 0) {
         ev_io_set(&c->io, c->fd, events);
         ev_io_start(c->loop, &c->io);
@@ -206,13 +204,13 @@ void imap_conn_shrink(struct imap_conn *c)
         tls_idle(c->ssl);
 }
 
-static void report(struct imap_conn *c, int err)
+static void report(struct imap_conn *c, const struct imap_conn_hooks *hooks, int err)
 {
-    c->hooks->on_error(c->io.data, err, c->errbuf);
+    hooks->on_error(c->io.data, err, c->errbuf);
 }
 
 /* Reads up to the budget, handing every chunk to on_data. */
-static void do_read(struct imap_conn *c)
+static void do_read(struct imap_conn *c, const struct imap_conn_hooks *hooks)
 {
     static char chunk[IMAP_CONN_READ_CHUNK]; /* one loop thread: one buffer for all */
     unsigned serial = c->serial;
@@ -222,7 +220,7 @@ static void do_read(struct imap_conn *c)
         if (c->ssl != NULL) {
             n = tls_read(c->ssl, chunk, sizeof chunk, &want, c->errbuf, sizeof c->errbuf);
             if (n < 0) {
-                report(c, tls_err(n));
+                report(c, hooks, tls_err(n));
                 return;
             }
             if (n == 0)
@@ -234,16 +232,16 @@ static void do_read(struct imap_conn *c)
                 if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
                     return;
                 snprintf(c->errbuf, sizeof c->errbuf, "read: %s", strerror(e));
-                report(c, -SIMAP_EIO);
+                report(c, hooks, -SIMAP_EIO);
                 return;
             }
             if (n == 0) {
                 snprintf(c->errbuf, sizeof c->errbuf, "server closed the connection");
-                report(c, -SIMAP_EIO);
+                report(c, hooks, -SIMAP_EIO);
                 return;
             }
         }
-        c->hooks->on_data(c->io.data, chunk, (size_t)n);
+        hooks->on_data(c->io.data, chunk, (size_t)n);
         /* Closed, or STARTTLS began: what follows is not ours to read. */
         if (c->serial != serial || c->phase != IMAP_CONN_OPEN)
             return;
@@ -256,7 +254,7 @@ static void do_read(struct imap_conn *c)
         ev_feed_event(c->loop, &c->io, EV_READ);
 }
 
-void imap_conn_io(struct imap_conn *c, int revents)
+void imap_conn_io(struct imap_conn *c, const struct imap_conn_hooks *hooks, int revents)
 {
     unsigned serial = c->serial;
     int rc;
@@ -266,27 +264,27 @@ void imap_conn_io(struct imap_conn *c, int revents)
             return;
         rc = connect_result(c);
         if (rc < 0)
-            report(c, rc);
+            report(c, hooks, rc);
         else
-            c->hooks->on_connected(c->io.data);
+            hooks->on_connected(c->io.data);
         return;
     case IMAP_CONN_HANDSHAKE:
         rc = imap_conn_handshake(c);
         if (rc < 0)
-            report(c, rc);
+            report(c, hooks, rc);
         else if (rc == 1)
-            c->hooks->on_tls_up(c->io.data);
+            hooks->on_tls_up(c->io.data);
         return;
     case IMAP_CONN_OPEN:
         if ((revents & EV_WRITE) || ((revents & EV_READ) && c->out.len > 0)) {
             rc = imap_conn_flush(c);
             if (rc < 0) {
-                report(c, rc);
+                report(c, hooks, rc);
                 return;
             }
         }
         if (c->serial == serial && (revents & EV_READ) && c->fd >= 0)
-            do_read(c);
+            do_read(c, hooks);
         return;
     case IMAP_CONN_CLOSED:
         return;

@@ -43,7 +43,8 @@ enum imap_conn_phase {
 };
 
 /* What the connection reports to its owner (data: io.data), from
- * imap_conn_io() only. */
+ * imap_conn_io() only (the hooks are its argument: a session holds no
+ * pointer to them, idle sessions being many). */
 struct imap_conn_hooks {
     /* The TCP connect completed (the read side is armed). */
     void (*on_connected)(void *data);
@@ -66,21 +67,19 @@ struct imap_conn_hooks {
 struct imap_conn {
     ev_io io; /* io.data: the owner, for its ev_io callback and the hooks */
     struct ev_loop *loop;
-    const struct imap_conn_hooks *hooks;
     SSL *ssl;
     struct buf out; /* bytes to send; freed when empty */
     int fd;
-    int io_events;
-    enum imap_conn_phase phase;
-    unsigned serial;  /* bumps at each close: a hook that closed is noticed */
-    char errbuf[192]; /* the last error; "connect to host:port" while CONNECTING */
+    unsigned serial;         /* bumps at each close: a hook that closed is noticed */
+    unsigned char io_events; /* EV_READ | EV_WRITE armed */
+    unsigned char phase;     /* enum imap_conn_phase */
+    char errbuf[192];        /* the last error; "connect to host:port" while CONNECTING */
 };
 
 /* Sets c up CLOSED on loop; cb is the owner's ev_io callback, which must
- * call imap_conn_io(). Borrows hooks; owner goes to io.data. */
+ * call imap_conn_io(); owner goes to io.data. */
 void imap_conn_init(struct imap_conn *c, struct ev_loop *loop,
-                    void (*cb)(struct ev_loop *loop, ev_io *io, int revents), void *owner,
-                    const struct imap_conn_hooks *hooks);
+                    void (*cb)(struct ev_loop *loop, ev_io *io, int revents), void *owner);
 
 /* Makes the socket for a peer of family family (non-blocking, close-on-exec,
  * keep-alive, no Nagle) and an empty output buffer. Returns 0, or -SIMAP_EIO
@@ -115,8 +114,8 @@ void imap_conn_write_now(struct imap_conn *c);
 void imap_conn_shrink(struct imap_conn *c);
 
 /* Handles revents of the socket: the connect's end, a handshake step, then
- * writes and a budget of reads. Calls the hooks. */
-void imap_conn_io(struct imap_conn *c, int revents);
+ * writes and a budget of reads. Calls hooks. */
+void imap_conn_io(struct imap_conn *c, const struct imap_conn_hooks *hooks, int revents);
 
 /* Closes the socket (and TLS), frees the output buffer, bumps serial. */
 void imap_conn_close(struct imap_conn *c);

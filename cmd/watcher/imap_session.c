@@ -254,7 +254,7 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     struct imap_session *s = io->data;
     s->busy++;
-    imap_conn_io(&s->conn, revents);
+    imap_conn_io(&s->conn, &conn_hooks, revents);
     s->busy--;
     session_store_maybe_free(s);
 }
@@ -340,7 +340,7 @@ struct imap_session *imap_session_new(struct watcher *w, const char *uid, uint32
     s->k = k;
     s->state = S_NEW;
     policy_retry_init(&s->retry, w->cfg->imap_backoff_min_ms, w->cfg->imap_backoff_max_ms);
-    imap_conn_init(&s->conn, w->loop, on_io, s, &conn_hooks);
+    imap_conn_init(&s->conn, w->loop, on_io, s);
     buf_init(&s->cont, IMAP_CONN_OUT_MAX);
     ev_init(&s->timer, on_timer);
     s->timer.data = s;

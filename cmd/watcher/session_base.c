@@ -86,7 +86,8 @@ void session_close(struct imap_session *s)
     session_free_msgs(s);
     session_wipe_str(&s->user.username);
     session_wipe_str(&s->user.secret);
-    s->caps = (struct imap_caps){0};
+    s->has_caps = s->cap_idle = s->cap_starttls = s->cap_sasl_ir = s->cap_auth_plain = 0;
+    s->cap_logindisabled = s->cap_literal_plus = 0;
     s->tls_up = s->authed = 0;
     s->need_fetch = s->probing = s->healthy = 0;
     s->mb.uidvalidity = s->mb.uidnext = s->mb.last_uid = s->mb.base_uid = s->mb.max_uid_seen = 0;
@@ -162,11 +163,11 @@ void session_send_command(struct imap_session *s, int built, enum sess_state st,
 
 void session_take_caps(struct imap_session *s, const struct imap_strlist *l)
 {
-    s->caps.known = 1;
-    s->caps.idle = imap_strlist_has(l, "IDLE");
-    s->caps.starttls = imap_strlist_has(l, "STARTTLS");
-    s->caps.sasl_ir = imap_strlist_has(l, "SASL-IR");
-    s->caps.auth_plain = imap_strlist_has(l, "AUTH=PLAIN");
-    s->caps.logindisabled = imap_strlist_has(l, "LOGINDISABLED");
-    s->caps.literal_plus = imap_strlist_has(l, "LITERAL+");
+    s->has_caps = 1;
+    s->cap_idle = imap_strlist_has(l, "IDLE");
+    s->cap_starttls = imap_strlist_has(l, "STARTTLS");
+    s->cap_sasl_ir = imap_strlist_has(l, "SASL-IR");
+    s->cap_auth_plain = imap_strlist_has(l, "AUTH=PLAIN");
+    s->cap_logindisabled = imap_strlist_has(l, "LOGINDISABLED");
+    s->cap_literal_plus = imap_strlist_has(l, "LITERAL+");
 }

@@ -76,17 +76,6 @@ struct pending_msg {
     struct imap_response *env; /* the FETCH response holding its ENVELOPE; owned */
 };
 
-/* What the server said it can do (CAPABILITY), for this connection. */
-struct imap_caps {
-    unsigned known : 1; /* a CAPABILITY list was seen */
-    unsigned idle : 1;
-    unsigned starttls : 1;
-    unsigned sasl_ir : 1;
-    unsigned auth_plain : 1;
-    unsigned logindisabled : 1;
-    unsigned literal_plus : 1;
-};
-
 /* The mailbox as this connection sees it, and the mail being recorded. */
 struct mailbox_view {
     uint32_t uidvalidity, uidnext;
@@ -120,13 +109,20 @@ struct imap_session {
 
     enum sess_state state; /* changed only through set_state() */
     enum pub_state pub;    /* last written to the user hash */
+    unsigned epoch;        /* bumps per connection attempt: stale Redis answers are ignored */
     struct session_retry retry;
-    unsigned epoch;    /* bumps per connection attempt: stale Redis answers are ignored */
     int redis_pending; /* Redis calls whose callbacks have not run */
     int busy;          /* inside one of our callbacks */
     uint64_t gen;      /* generation that holds the lease */
 
-    struct imap_caps caps;
+    /* What the server said it can do (CAPABILITY), for this connection. */
+    unsigned has_caps : 1; /* a CAPABILITY list was seen */
+    unsigned cap_idle : 1;
+    unsigned cap_starttls : 1;
+    unsigned cap_sasl_ir : 1;
+    unsigned cap_auth_plain : 1;
+    unsigned cap_logindisabled : 1;
+    unsigned cap_literal_plus : 1;
     unsigned tls_up : 1;
     unsigned authed : 1;
     unsigned need_fetch : 1;

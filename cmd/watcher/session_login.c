@@ -50,7 +50,7 @@ void session_login_tls_up(struct imap_session *s)
     s->tls_up = 1;
     if (s->prov->tls == PROVIDER_TLS_STARTTLS) {
         /* RFC 3501 6.2.1: capabilities learnt before STARTTLS are void. */
-        s->caps.known = 0;
+        s->has_caps = 0;
         send_capability(s);
         return;
     }
@@ -153,16 +153,16 @@ static void send_auth(struct imap_session *s)
     struct buf tmp;
     buf_init(&tmp, 4 * IMAP_CMD_MAX_CREDENTIAL + 1024);
     struct imap_cmd_sync sync = {0};
-    unsigned flags = s->caps.literal_plus ? IMAP_CMD_LITERAL_PLUS : 0;
+    unsigned flags = s->cap_literal_plus ? IMAP_CMD_LITERAL_PLUS : 0;
     session_new_tag(s);
     int rc;
     const char *user = s->user.username != NULL ? s->user.username : "";
     const char *secret = s->user.secret != NULL ? s->user.secret : "";
     if (s->prov->auth == PROVIDER_AUTH_OAUTH2)
-        rc = imap_cmd_authenticate_xoauth2(&tmp, &sync, s->tag, user, secret, s->caps.sasl_ir);
-    else if (s->caps.auth_plain)
-        rc = imap_cmd_authenticate_plain(&tmp, &sync, s->tag, user, secret, s->caps.sasl_ir);
-    else if (!s->caps.logindisabled)
+        rc = imap_cmd_authenticate_xoauth2(&tmp, &sync, s->tag, user, secret, s->cap_sasl_ir);
+    else if (s->cap_auth_plain)
+        rc = imap_cmd_authenticate_plain(&tmp, &sync, s->tag, user, secret, s->cap_sasl_ir);
+    else if (!s->cap_logindisabled)
         rc = imap_cmd_login(&tmp, &sync, s->tag, user, secret, flags);
     else
         rc = -SIMAP_ESTATE;
@@ -214,7 +214,7 @@ static void after_caps(struct imap_session *s)
         return;
     }
     if (s->prov->tls == PROVIDER_TLS_STARTTLS && !s->tls_up) {
-        if (!s->caps.starttls) {
+        if (!s->cap_starttls) {
             session_fail(s, F_CONFIG, "server offers no STARTTLS (provider requires it)");
             return;
         }
@@ -253,7 +253,7 @@ void session_login_greeting(struct imap_session *s, const struct imap_response *
         return;
     }
     session_disarm(s);
-    if (!s->caps.known)
+    if (!s->has_caps)
         send_capability(s);
     else
         after_caps(s);
@@ -269,7 +269,7 @@ void session_login_capa(struct imap_session *s, const struct imap_response *r, i
     }
     if (r->code.kind == IMAP_CODE_CAPABILITY)
         session_take_caps(s, &r->code.list);
-    s->caps.known = 1;
+    s->has_caps = 1;
     after_caps(s);
 }
 
@@ -310,7 +310,7 @@ void session_login_auth(struct imap_session *s, const struct imap_response *r, i
     if (r->code.kind == IMAP_CODE_CAPABILITY) {
         session_take_caps(s, &r->code.list);
         session_mailbox_examine(s);
-    } else if (!s->caps.idle) {
+    } else if (!s->cap_idle) {
         send_capability(s); /* IDLE may appear after login */
     } else {
         session_mailbox_examine(s);

@@ -186,7 +186,7 @@ static void became_healthy(struct imap_session *s)
     policy_retry_reset(&s->retry);
     session_set_watching(s, 1);
     session_store_publish(s, P_WATCHING, NULL, 1);
-    log_debugc("imap", "watching acct=%s idle=%d", s->uid, s->caps.idle);
+    log_debugc("imap", "watching acct=%s idle=%d", s->uid, s->cap_idle);
 }
 
 static void arm_idle_timer(struct imap_session *s)
@@ -200,7 +200,7 @@ static void arm_idle_timer(struct imap_session *s)
 
 static void enter_idle_or_poll(struct imap_session *s)
 {
-    if (s->caps.idle) {
+    if (s->cap_idle) {
         session_new_tag(s);
         session_send_command(s, imap_cmd_idle(&s->conn.out, s->tag), S_IDLE_START,
                              "cannot build IDLE");
@@ -375,7 +375,7 @@ void session_mailbox_idle_end(struct imap_session *s, const struct imap_response
         }
         log_warn("server refuses IDLE; polling instead acct=%s poll_sec=%d", s->uid,
                  session_cfg(s)->imap_poll_sec);
-        s->caps.idle = 0;
+        s->cap_idle = 0;
         enter_idle_or_poll(s);
         return;
     }
