@@ -2,34 +2,22 @@
  * superimap-watcher: holds one IMAP IDLE session per user it owns and turns
  * every new message into exactly one event in Redis (DESIGN.md section 3).
  *
- * This file wires the node and runs the lease manager:
+ * This file wires the node: the open-files limit and the capacity it
+ * allows, encryption keys and TLS, metrics, the node's hooks (ready, drain,
+ * describe), a one-second housekeeping timer, and the parts below, each
+ * given the one struct watcher by pointer:
  *
- *   users.c (who should be watched) + core/fleet (which watchers are live
- *   and active, their capacities) --placement (fleet_place, within a
- *   second of a membership change or of users coming or going, and every
- *   60 s anyway)--> each user is
- *        another watcher's: ELSEWHERE (a session held here is handed over:
- *             LOGOUT, lease_release, at most SUPERIMAP_MAX_MOVES_PER_SEC)
- *        nobody's (the fleet is over capacity): UNASSIGNED (state
- *             "unassigned" in the user hash, a gauge, a log line)
- *        ours: PENDING --incarnation live--> ACQUIRING (lease_acquire)
- *               1: HELD, an imap_session runs
- *               0: WAITING, another live incarnation holds it; tried again
- *                  every LEASE_RETRY_MS (its holder may die: then its alive
- *                  key expires and the lease is ours)
- *              -1: our alive key is gone: fence
- *   fence (incarnation.c): every session dropped at once, every held user
- *   back to PENDING, taken again under the new generation
- *   SIGTERM: sessions LOGOUT, leases released (lease_release), alive keys
- *   deleted, then the node stops
- *   Redis reconnect: every held session confirms its lease and compares its
- *   cursor with Redis' (imap_session_recheck): a Redis restarted from an
- *   older state makes it fetch again what Redis lost
+ *   leases.c        the lease manager: placement, leases, hand-overs,
+ *                   fencing, drain; it makes the users registry and the
+ *                   incarnation and runs one imap_session per held user
+ *   provider.c      provider cache, login rate, connection caps
  *
- * Every watcher computes the same placement from the same inputs; while
- * views differ for a moment (a join seen by one watcher first), leases keep
- * two watchers from ever holding one user at once: the new owner waits
- * (WAITING) until the old one releases or dies.
+ * Nothing below calls back into this file except through the hooks it was
+ * given (node_drained through leases_drain's done). docs/watcher.md walks
+ * the files in reading order.
+ *
+ * Depends on: cmd/watcher/leases, provider, tls, users; core/node, config,
+ * crypto, metrics, log.
  *
  * SPDX-License-Identifier: MIT
  */
