@@ -6,9 +6,6 @@
  */
 #include "core/lease.h"
 
-#include <inttypes.h>
-#include <stdio.h>
-
 #include <hiredis/hiredis.h>
 
 #include "core/err.h"
@@ -29,16 +26,6 @@ enum lease_answer lease_answer_of(const struct redisReply *reply, int err)
     default:
         return LEASE_FAILED;
     }
-}
-
-void lease_user_key(uint32_t k, const char *uid, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "si:{%" PRIu32 "}:lease:%s", k, uid);
-}
-
-void lease_shard_key(int k, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "si:{%d}:owner", k);
 }
 
 int lease_acquire(struct rconn *rc, const struct incarnation *inc, uint32_t k, const char *key,

@@ -44,14 +44,9 @@ enum lease_answer {
 /* Decodes lease_acquire's reply (reply and err as given to an rconn_cb). */
 enum lease_answer lease_answer_of(const struct redisReply *reply, int err);
 
-/* Writes a user's lease key si:{k}:lease:<uid> into out (outlen bytes). */
-void lease_user_key(uint32_t k, const char *uid, char *out, size_t outlen);
-
-/* Writes queue shard k's lease key si:{k}:owner into out (outlen bytes). */
-void lease_shard_key(int k, char *out, size_t outlen);
-
 /*
- * Sends lease_acquire for key, a unit of shard k, under inc's current token
+ * Sends lease_acquire for key (core/schema's schema_key_lease() or
+ * schema_key_owner()), a unit of shard k, under inc's current token
  * and alive key; cb gets the reply (decode it with lease_answer_of()).
  * Returns 0, or a negative error when it cannot be queued (cb is then never
  * called).

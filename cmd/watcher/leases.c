@@ -140,7 +140,7 @@ struct areq {
 static void release_lease(struct leases *l, const char *uid, uint32_t k)
 {
     char lease[SCHEMA_KEY_MAX];
-    lease_user_key(k, uid, lease, sizeof lease);
+    schema_key_lease(lease, k, uid);
     lease_release(l->w->redis, l->w->inc, lease, NULL, NULL);
 }
 
@@ -192,7 +192,7 @@ static void acquire(struct leases *l, struct slot *sl)
     }
     struct user_entry *u = sl->u;
     char lease[SCHEMA_KEY_MAX];
-    lease_user_key(u->k, u->uid, lease, sizeof lease);
+    schema_key_lease(lease, u->k, u->uid);
     size_t n = strlen(u->uid);
     struct areq *a = xmalloc(sizeof *a + n + 1);
     a->l = l;
@@ -223,7 +223,7 @@ static void mark_unassigned(struct leases *l, struct slot *sl)
 {
     set_slot(l, sl, U_UNASSIGNED);
     char lease[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX];
-    lease_user_key(sl->u->k, sl->u->uid, lease, sizeof lease);
+    schema_key_lease(lease, sl->u->k, sl->u->uid);
     snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", sl->u->k, sl->u->uid);
     const char *argv[] = {lease, user, "unassigned"};
     rconn_script(l->w->redis, on_unassigned_written, NULL, "user_unassigned", 2, 3, argv, NULL);
@@ -523,7 +523,7 @@ static void drain_slot(struct user_entry *u, void *data)
     imap_session_drop(sl->s, 1);
     sl->s = NULL;
     char lease[SCHEMA_KEY_MAX];
-    lease_user_key(u->k, u->uid, lease, sizeof lease);
+    schema_key_lease(lease, u->k, u->uid);
     lease_drain_release(dw->dr, dw->l->w->redis, lease);
 }
 

@@ -145,10 +145,10 @@ static const char *reply_error(const redisReply *reply, int err)
     return err < 0 ? err_str(err) : (reply && reply->str ? reply->str : "unexpected reply");
 }
 
-static void lease_keys(const struct imap_session *s, char *lease, size_t llen, char *alive,
+static void lease_keys(const struct imap_session *s, char lease[SCHEMA_KEY_MAX], char *alive,
                        size_t alen)
 {
-    lease_user_key(s->k, s->uid, lease, llen);
+    schema_key_lease(lease, s->k, s->uid);
     incarnation_alive_key(s->w->inc, s->k, alive, alen);
 }
 
@@ -269,7 +269,7 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
         return;
     s->pub = st;
     char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX], now[24];
-    lease_keys(s, lease, sizeof lease, alive, sizeof alive);
+    lease_keys(s, lease, alive, sizeof alive);
     snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", s->k, s->uid);
     snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
     const char *argv[10] = {
@@ -333,7 +333,7 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
                          void *privdata)
 {
     char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX], uv[16], l[16];
-    lease_keys(s, lease, sizeof lease, alive, sizeof alive);
+    lease_keys(s, lease, alive, sizeof alive);
     snprintf(cur, sizeof cur, "si:{%" PRIu32 "}:cur:%s", s->k, s->uid);
     snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
     snprintf(l, sizeof l, "%" PRIu32, last);
@@ -482,7 +482,7 @@ static void on_recheck_cursor(struct rconn *rc, struct redisReply *reply, int er
 void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
 {
     char lease[SCHEMA_KEY_MAX];
-    lease_user_key(s->k, s->uid, lease, sizeof lease);
+    schema_key_lease(lease, s->k, s->uid);
     struct sreq *r = sreq_new(s, -1);
     if (lease_acquire(s->w->redis, s->w->inc, s->k, lease, on_recheck_lease, r) < 0)
         sreq_cancel(r);

@@ -1,5 +1,5 @@
 /*
- * core/lease: lease_acquire's answers decoded, the lease keys, and acquire,
+ * core/lease: lease_acquire's answers decoded, and acquire,
  * release, fence and drain under real incarnations against a real
  * redis-server (tests/unit/redis_fixture.h).
  *
@@ -23,6 +23,7 @@
 #include "core/lease.h"
 #include "core/log.h"
 #include "core/rconn.h"
+#include "core/schema.h"
 #include "core/scripts.h"
 #include "tests/unit/redis_fixture.h"
 
@@ -55,16 +56,6 @@ static void test_answer_of_anything_else_is_a_failure(void **state)
     char err[] = "NOSCRIPT";
     redisReply e = {.type = REDIS_REPLY_ERROR, .str = err, .len = 8};
     assert_int_equal(lease_answer_of(&e, 0), LEASE_FAILED);
-}
-
-static void test_keys_match_the_schema(void **state)
-{
-    (void)state;
-    char key[128];
-    lease_user_key(7, "u42", key, sizeof key);
-    assert_string_equal(key, "si:{7}:lease:u42");
-    lease_shard_key(63, key, sizeof key);
-    assert_string_equal(key, "si:{63}:owner");
 }
 
 /* ---- Against Redis ---- */
@@ -196,8 +187,8 @@ static void test_acquire_busy_release_against_redis(void **state)
     struct counts a = {0}, b = {0};
     struct incarnation *ia = live_incarnation(t, "na", &a);
     struct incarnation *ib = live_incarnation(t, "nb", &b);
-    char key[64];
-    lease_user_key(2, "u1", key, sizeof key);
+    char key[SCHEMA_KEY_MAX];
+    schema_key_lease(key, 2, "u1");
     assert_int_equal(acquire(t, ia, 2, key, &a), LEASE_ACQUIRED);
     assert_int_equal(acquire(t, ia, 2, key, &a), LEASE_ACQUIRED); /* ours already */
     assert_int_equal(acquire(t, ib, 2, key, &b), LEASE_BUSY);
@@ -224,8 +215,8 @@ static void test_fenced_when_our_alive_key_is_gone(void **state)
     struct tctx *t = *state;
     struct counts a = {0};
     struct incarnation *ia = live_incarnation(t, "na", &a);
-    char key[64], alive[128];
-    lease_shard_key(3, key, sizeof key);
+    char key[SCHEMA_SHARD_KEY_MAX], alive[128];
+    schema_key_owner(key, 3);
     incarnation_alive_key(ia, 3, alive, sizeof alive);
     assert_int_equal(redis_fixture_int(&t->fx, "DEL %s", alive), 1);
     assert_int_equal(acquire(t, ia, 3, key, &a), LEASE_FENCED);
@@ -241,9 +232,9 @@ static void test_drain_releases_then_retires(void **state)
     struct tctx *t = *state;
     struct counts a = {0};
     struct incarnation *ia = live_incarnation(t, "na", &a);
-    char k1[64], k2[64], alive[128];
-    lease_user_key(0, "u1", k1, sizeof k1);
-    lease_user_key(1, "u2", k2, sizeof k2);
+    char k1[SCHEMA_KEY_MAX], k2[SCHEMA_KEY_MAX], alive[128];
+    schema_key_lease(k1, 0, "u1");
+    schema_key_lease(k2, 1, "u2");
     assert_int_equal(acquire(t, ia, 0, k1, &a), LEASE_ACQUIRED);
     assert_int_equal(acquire(t, ia, 1, k2, &a), LEASE_ACQUIRED);
     incarnation_alive_key(ia, 1, alive, sizeof alive);
@@ -280,7 +271,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_answer_of_decodes_one_zero_minus_one),
         cmocka_unit_test(test_answer_of_anything_else_is_a_failure),
-        cmocka_unit_test(test_keys_match_the_schema),
         cmocka_unit_test_setup_teardown(test_acquire_busy_release_against_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_when_our_alive_key_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_releases_then_retires, setup, teardown),
