@@ -164,6 +164,13 @@ int imap_cmd_uid_fetch_envelopes(struct buf *out, const char *tag, uint32_t firs
     return buf_printf(out, "%s UID FETCH %" PRIu32 ":* (UID RFC822.SIZE ENVELOPE)\r\n", tag, first);
 }
 
+int imap_cmd_uid_fetch_last(struct buf *out, const char *tag)
+{
+    if (out == NULL || !valid_tag(tag))
+        return -SIMAP_EINVAL;
+    return buf_printf(out, "%s UID FETCH * (UID)\r\n", tag);
+}
+
 int imap_cmd_uid_fetch_body(struct buf *out, const char *tag, uint32_t uid)
 {
     if (out == NULL || !valid_tag(tag) || uid == 0)

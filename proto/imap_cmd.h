@@ -138,6 +138,11 @@ int imap_cmd_status(struct buf *out, struct imap_cmd_sync *sync, const char *tag
  * first ("n:*" is a range): the caller filters. */
 int imap_cmd_uid_fetch_envelopes(struct buf *out, const char *tag, uint32_t first);
 
+/* "<tag> UID FETCH * (UID)": the UID of the highest-numbered message, for
+ * a server whose EXAMINE gave no UIDNEXT. An empty mailbox may answer NO or
+ * BAD (there is no "*"). */
+int imap_cmd_uid_fetch_last(struct buf *out, const char *tag);
+
 /* "<tag> UID FETCH <uid> BODY.PEEK[]": the raw message without setting
  * \Seen. uid must be non-zero. */
 int imap_cmd_uid_fetch_body(struct buf *out, const char *tag, uint32_t uid);

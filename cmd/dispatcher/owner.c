@@ -1,6 +1,8 @@
 /*
  * cmd/dispatcher/owner: queue-shard ownership through core/fleet placement
- * and si:{k}:owner leases under core/incarnation (see owner.h).
+ * and si:{k}:owner leases under core/incarnation (see owner.h); acquire,
+ * release, fence and drain of the leases are core/lease's, shared with the
+ * watcher's lease manager (cmd/watcher/leases.c).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -16,6 +18,7 @@
 #include "core/err.h"
 #include "core/fleet.h"
 #include "core/incarnation.h"
+#include "core/lease.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/node.h"
@@ -101,20 +104,18 @@ static void on_handed_over(struct rconn *rc, struct redisReply *reply, int err, 
     call_unref(c);
 }
 
-/* Sends lease_release for sh: answered to cb with d (drain), or to
- * on_handed_over when cb is NULL. */
-static void release(struct dispatcher *d, struct shard *sh, rconn_cb *cb)
+/* Sends lease_release for sh: as part of drain (drain), or answered to
+ * on_handed_over when drain is NULL. */
+static void release(struct dispatcher *d, struct shard *sh, struct lease_drain *drain)
 {
     char key[SCHEMA_SHARD_KEY_MAX];
     schema_key_owner(key, (uint32_t)sh->keys.k);
-    const char *argv[] = {key, incarnation_token(d->inc)};
     set_owned(d, sh, 0);
     sh->releasing = 0;
     metric_inc(d->m_released);
     log_info("queue shard released shard=%d token=%s", sh->keys.k, incarnation_token(d->inc));
-    if (cb != NULL) {
-        if (rconn_script(node_redis(d->node), cb, d, "lease_release", 1, 2, argv, NULL) == 0)
-            d->releases_pending++;
+    if (drain != NULL) {
+        lease_drain_release(drain, node_redis(d->node), key);
         return;
     }
     struct acquire_call *c = xcalloc(1, sizeof *c);
@@ -122,8 +123,7 @@ static void release(struct dispatcher *d, struct shard *sh, rconn_cb *cb)
     c->k = sh->keys.k;
     c->gen = incarnation_generation(d->inc);
     c->refs = 1;
-    if (rconn_script(node_redis(d->node), on_handed_over, c, "lease_release", 1, 2, argv, NULL) <
-        0) {
+    if (lease_release(node_redis(d->node), d->inc, key, on_handed_over, c) < 0) {
         xfree(c);
         sh->releasing = 1; /* the next tick tries again */
     }
@@ -163,15 +163,16 @@ static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, voi
     struct shard *sh = &d->shards[c->k];
     sh->acquiring = 0;
     int64_t now = time_mono_ms();
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+    enum lease_answer ans = lease_answer_of(reply, err);
+    if (ans == LEASE_FAILED) {
         log_warn("lease_acquire failed shard=%d err=\"%s\"", c->k,
                  err < 0 ? err_str(err) : "unexpected reply");
         sh->next_acquire = now + OWNER_RETRY_MS;
-    } else if (reply->integer < 0) {
-        incarnation_fence(d->inc, c->gen, "lease_acquire found our alive key gone");
+    } else if (ans == LEASE_FENCED) {
+        lease_fence(d->inc, c->gen);
     } else if (c->gen != incarnation_generation(d->inc) || !incarnation_is_live(d->inc)) {
         /* An answer for an older generation: its token is no longer ours. */
-    } else if (reply->integer == 0) {
+    } else if (ans == LEASE_BUSY) {
         log_debug("queue shard held by another dispatcher shard=%d holder=%s", c->k, c->was);
         sh->next_acquire = now + OWNER_RETRY_MS;
     } else if (!sh->placed || d->draining) {
@@ -184,10 +185,8 @@ static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, voi
 
 static void acquire(struct dispatcher *d, struct shard *sh)
 {
-    char key[SCHEMA_SHARD_KEY_MAX], alive[SCHEMA_KEY_MAX];
+    char key[SCHEMA_SHARD_KEY_MAX];
     schema_key_owner(key, (uint32_t)sh->keys.k);
-    incarnation_alive_key(d->inc, (uint32_t)sh->keys.k, alive, sizeof alive);
-    const char *argv[] = {key, alive, incarnation_token(d->inc)};
     struct acquire_call *c = xcalloc(1, sizeof *c);
     c->d = d;
     c->k = sh->keys.k;
@@ -195,7 +194,7 @@ static void acquire(struct dispatcher *d, struct shard *sh)
     c->refs = 1;
     if (rconn_command(node_redis(d->node), on_holder, c, "GET %s", key) == 0)
         c->refs++;
-    if (rconn_script(node_redis(d->node), on_acquired, c, "lease_acquire", 2, 3, argv, NULL) < 0) {
+    if (lease_acquire(node_redis(d->node), d->inc, (uint32_t)sh->keys.k, key, on_acquired, c) < 0) {
         call_unref(c);
         sh->next_acquire = time_mono_ms() + OWNER_RETRY_MS;
         return;
@@ -406,22 +405,11 @@ static void on_retired(void *data)
         done(d->owner_done_data);
 }
 
-static void on_released(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
-{
-    (void)rc;
-    (void)reply;
-    if (err == -SIMAP_ESHUTDOWN)
-        return;
-    struct dispatcher *d = privdata;
-    if (--d->releases_pending == 0)
-        incarnation_retire(d->inc, on_retired, d);
-}
-
 void owner_release_all(struct dispatcher *d, void (*done)(void *data), void *data)
 {
     d->owner_done = done;
     d->owner_done_data = data;
-    d->releases_pending = 1; /* held until every release is queued */
+    struct lease_drain *drain = lease_drain_start(d->inc, on_retired, d);
     int n = d->nowned;
     d->nplaced = 0;
     for (int k = 0; k < d->nshards; k++) {
@@ -430,12 +418,11 @@ void owner_release_all(struct dispatcher *d, void (*done)(void *data), void *dat
         /* At once, calls in flight or not: claims answered from here on are
          * given back unsent (draining), so the survivors can start now. */
         if (sh->owned || sh->releasing)
-            release(d, sh, on_released);
+            release(d, sh, drain);
     }
     log_info("draining: queue shard leases released shards=%d", n);
     /* After the node's state=draining beat and the releases (one FIFO):
      * every other dispatcher re-reads the fleet now and takes the shards. */
     fleet_announce(d->fleet);
-    if (--d->releases_pending == 0)
-        incarnation_retire(d->inc, on_retired, d);
+    lease_drain_finish(drain);
 }

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -24,6 +23,7 @@
 #include "cmd/fake-imapd/server.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/node.h"
 
 #define PROGRAM "superimap-fake-imapd"
 
@@ -33,21 +33,6 @@ static struct {
     struct control *ctl;
     ev_signal sigterm, sigint, sighup;
 } app;
-
-/* Raises the soft RLIMIT_NOFILE to the hard one (DESIGN.md section 7) and
- * returns the limit now in force. */
-static long raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024;
-    if (rl.rlim_cur < rl.rlim_max) {
-        struct rlimit want = {rl.rlim_max, rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-            rl.rlim_cur = rl.rlim_max;
-    }
-    return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
-}
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -148,7 +133,7 @@ int main(int argc, char **argv)
         log_shutdown();
         return 2;
     }
-    long fd_limit = raise_fd_limit();
+    long fd_limit = node_raise_fd_limit();
 
     app.loop = ev_default_loop(EVFLAG_AUTO);
     struct server_opts opts = {

@@ -38,6 +38,13 @@
  * entering IDLE, so an idle session holds a few hundred bytes plus the SSL
  * state.
  *
+ * Made of: imap_session.c (this API, the state table, dispatch), then
+ * session_login.c, session_mailbox.c, session_base.c, session_store.c
+ * (Redis), imap_conn.c (socket, TLS) and session_policy.c (failure classes,
+ * delays); session_impl.h has the struct and the order. Depends on the
+ * struct watcher it is given (loop, Redis, config, keys, incarnation,
+ * providers, metrics) and reports a lost lease through its hook.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef CMD_WATCHER_IMAP_SESSION_H

@@ -1,13 +1,20 @@
 /*
  * cmd/watcher/watcher.h: what the parts of superimap-watcher share. One
- * struct watcher per process, made by main.c, read by every module here:
+ * struct watcher per process, made by main.c, given to every module here:
  *
- *   main.c         wiring: fd limit, capacity, node hooks, the lease manager
+ *   main.c         wiring: fd limit, capacity, node hooks
+ *   leases.c       the lease manager: placement, leases, fencing, drain
  *   users.c        the users to watch: shards' users sets + si:changes
  *   provider.c     provider cache, login rate limit, throttling backoff
- *   imap_session.c one IMAP state machine per user
+ *   imap_session.c one IMAP state machine per user (with session_*.c,
+ *                  imap_conn.c)
  *   tls.c          the OpenSSL client context and non-blocking TLS I/O
  *   event.c        new_mail payloads and the record_mail call
+ *
+ * main.c owns the one struct watcher and passes it down by pointer; there
+ * is no global to reach. Dependencies run one way (main -> leases ->
+ * imap_session -> ...); a lower file reaches an upper one only through a
+ * hook it was given (on_lost_lease below).
  *
  * Everything runs on the one libev loop of main(); nothing here is shared
  * with another thread except metrics (atomics).
@@ -75,29 +82,21 @@ struct watcher {
     int capacity;     /* users this process takes: min(MAX_USERS, fd limit - reserve) */
     long fd_limit;    /* RLIMIT_NOFILE in force */
     int shards;       /* SUPERIMAP_SHARDS */
-    int draining;     /* SIGTERM: no new sessions */
-    int stopping;     /* finish(): everything is being freed */
-    int held;         /* users with a lease (or acquiring one) */
     int nsessions;    /* live session objects */
     int nwatching;    /* sessions in IDLE or polling */
-    int nunassigned;  /* users over capacity */
     int idle_entries; /* sessions that entered IDLE since the last heap trim */
+
+    /*
+     * A session can no longer act for its user: a script answered "stale"
+     * (the lease names another incarnation). Set by the lease manager; it
+     * fences the incarnation (every session is dropped, leases are taken
+     * again under a new generation). why is static text.
+     */
+    void (*on_lost_lease)(struct watcher *w, const char *uid, const char *why);
 
     char capacity_text[16];
     char fd_limit_text[24];
     char sessions_text[16];
 };
-
-/* The one watcher of the process (main.c). */
-extern struct watcher watcher;
-
-/* ---- Lease manager (main.c), called by sessions ---- */
-
-/*
- * A session reports that it can no longer act for its user: the lease is
- * gone ("stale" from a script). Fences the incarnation (every session is
- * dropped and leases are taken again under a new generation).
- */
-void watcher_lost_lease(const char *uid, const char *why);
 
 #endif

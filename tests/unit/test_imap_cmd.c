@@ -121,6 +121,23 @@ static void test_invalid_arguments_are_refused_and_write_nothing(void **state)
     buf_free(&b);
 }
 
+static void test_uid_fetch_last_asks_for_the_highest_uid_only(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    assert_int_equal(imap_cmd_uid_fetch_last(&b, "A0009"), 0);
+    assert_buf(&b, "A0009 UID FETCH * (UID)\r\n");
+    assert_int_equal(imap_cmd_uid_fetch_last(&b, "A 1"), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_last(NULL, "A1"), -SIMAP_EINVAL);
+    assert_buf(&b, "A0009 UID FETCH * (UID)\r\n");
+    buf_free(&b);
+    buf_init(&b, 20);
+    assert_int_equal(imap_cmd_uid_fetch_last(&b, "A0001"), -SIMAP_ETOOBIG);
+    assert_int_equal(b.len, 0);
+    buf_free(&b);
+}
+
 static void test_login_quotes_plain_ascii(void **state)
 {
     (void)state;
@@ -380,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_simple_commands_are_exact),
         cmocka_unit_test(test_examine_and_status_quote_the_mailbox),
         cmocka_unit_test(test_invalid_arguments_are_refused_and_write_nothing),
+        cmocka_unit_test(test_uid_fetch_last_asks_for_the_highest_uid_only),
         cmocka_unit_test(test_login_quotes_plain_ascii),
         cmocka_unit_test(test_login_escapes_quote_and_backslash),
         cmocka_unit_test(test_login_non_ascii_password_waits_for_continuation),

@@ -1,0 +1,264 @@
+/*
+ * cmd/watcher/session_impl.h: the inside of struct imap_session, shared by
+ * the files that make one session and by nothing else. From the top down
+ * (each file calls only those below it; upward only through the callbacks
+ * it was given):
+ *
+ *   imap_session.c     the public API, the state table (one row of
+ *                      handlers per state) and the dispatch of responses,
+ *                      deadlines and connection events; LOAD, recheck
+ *   session_login.c    QUEUED .. AUTH: connect, TLS, greeting, CAPABILITY,
+ *                      STARTTLS, LOGIN/AUTHENTICATE
+ *   session_mailbox.c  EXAMINE .. NOOP: baseline, fetch, record, IDLE, poll
+ *   session_base.c     what every state uses: set_state(), deadlines,
+ *                      fail(), sending a command, closing the connection
+ *   session_store.c    its Redis calls, and its lifetime while Redis owes it
+ *                      answers (the dropped-session list)
+ *   imap_conn.c        socket and TLS I/O (knows nothing of sessions)
+ *   session_policy.c   failure classes and reconnect delays (pure)
+ *
+ * A session is freed only when it is dropped (S_DEAD), inside none of its
+ * callbacks (busy == 0) and owed no Redis answer (redis_pending == 0); see
+ * session_store.h.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_WATCHER_SESSION_IMPL_H
+#define CMD_WATCHER_SESSION_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "cmd/watcher/imap_conn.h"
+#include "cmd/watcher/provider.h"
+#include "cmd/watcher/session_policy.h"
+#include "cmd/watcher/watcher.h"
+#include "core/buf.h"
+#include "core/crypto.h"
+#include "core/err.h"
+#include "proto/imap_cmd.h"
+#include "proto/imap_parse.h"
+
+/* The states; imap_session.c has one table row (name, handlers) per state. */
+enum sess_state {
+    S_NEW,        /* created, no lease yet */
+    S_LOAD,       /* HMGET of the user record in flight */
+    S_QUEUED,     /* waiting for the provider: record, login rate, slot */
+    S_CONNECT,    /* TCP connect in progress */
+    S_TLS,        /* TLS handshake (implicit or after STARTTLS) */
+    S_GREETING,   /* waiting for the server's greeting */
+    S_CAPA,       /* CAPABILITY sent */
+    S_STARTTLS,   /* STARTTLS sent */
+    S_AUTH,       /* LOGIN or AUTHENTICATE sent */
+    S_EXAMINE,    /* EXAMINE INBOX sent */
+    S_UIDNEXT,    /* UID FETCH * (UID) sent: the server gave no UIDNEXT */
+    S_BASELINE,   /* cursor_baseline in flight */
+    S_FETCH,      /* UID FETCH last+1:* (UID RFC822.SIZE ENVELOPE) sent */
+    S_BODY,       /* UID FETCH n BODY.PEEK[] sent */
+    S_RECORD,     /* record_mail in flight */
+    S_IDLE_START, /* IDLE sent, waiting for "+" */
+    S_IDLE,       /* idling */
+    S_DONE,       /* DONE sent, waiting for IDLE's tagged answer */
+    S_POLL_WAIT,  /* no IDLE: connected, waiting for the next poll */
+    S_NOOP,       /* no IDLE: NOOP sent */
+    S_WAIT,       /* not connected, backoff timer running */
+    S_DEAD,       /* dropped; freed when nothing refers to it */
+    S_COUNT
+};
+
+/* A new message found by FETCH, waiting to be recorded. */
+struct pending_msg {
+    uint32_t uid;
+    uint64_t size;
+    struct imap_response *env; /* the FETCH response holding its ENVELOPE; owned */
+};
+
+/* The mailbox as this connection sees it, and the mail being recorded. */
+struct mailbox_view {
+    uint32_t uidvalidity, uidnext;
+    uint32_t last_uid;        /* the cursor: highest UID recorded */
+    uint32_t base_uid;        /* the cursor cursor_baseline gave this connection */
+    uint32_t max_uid_seen;    /* S_UIDNEXT */
+    uint32_t force_too_large; /* a UID whose body overflowed the parser */
+    struct pending_msg *msgs; /* S_FETCH .. S_RECORD, in UID order */
+    size_t nmsgs, imsg, msgs_cap;
+    struct imap_response *body; /* S_BODY: the FETCH with BODY[] */
+};
+
+/* The user record, from LOAD. */
+struct user_record {
+    char *pid, *tag, *code;  /* partner id, user tag, provider code */
+    char *username, *secret; /* between LOAD and AUTH only; wiped */
+};
+
+struct imap_session {
+    struct imap_conn conn; /* socket, TLS and output buffer */
+    ev_timer timer;        /* the one deadline: connect, command, IDLE renewal, backoff */
+    struct watcher *w;
+    struct provider_waiter wait; /* in the provider's FIFO while QUEUED */
+    struct provider *prov;       /* holding a connection slot when set */
+    struct imap_parser *parser;  /* while connected */
+    struct buf cont;             /* AUTH: the rest of a command after a synchronising stop */
+    size_t cont_seg[IMAP_CMD_MAX_SYNC];
+    size_t ncont, icont;
+    struct imap_tagger tagger;
+    char tag[IMAP_TAG_SIZE]; /* of the command we wait for */
+
+    enum sess_state state; /* changed only through set_state() */
+    enum pub_state pub;    /* last written to the user hash */
+    unsigned epoch;        /* bumps per connection attempt: stale Redis answers are ignored */
+    struct session_retry retry;
+    int redis_pending; /* Redis calls whose callbacks have not run */
+    int busy;          /* inside one of our callbacks */
+    uint64_t gen;      /* generation that holds the lease */
+
+    /* What the server said it can do (CAPABILITY), for this connection. */
+    unsigned has_caps : 1; /* a CAPABILITY list was seen */
+    unsigned cap_idle : 1;
+    unsigned cap_starttls : 1;
+    unsigned cap_sasl_ir : 1;
+    unsigned cap_auth_plain : 1;
+    unsigned cap_logindisabled : 1;
+    unsigned cap_literal_plus : 1;
+    unsigned tls_up : 1;
+    unsigned authed : 1;
+    unsigned need_fetch : 1;
+    unsigned probing : 1;
+    unsigned watching : 1;      /* counted in the watching gauge */
+    unsigned healthy : 1;       /* reached IDLE or polling on this connection */
+    unsigned auth_strikes : 3;  /* code-less NO answers to our logins in a row */
+    unsigned idle_refusals : 3; /* IDLE commands refused in a row */
+
+    uint32_t k;
+    struct mailbox_view mb;
+    int64_t exists_mono;     /* new mail seen (latency start), 0 when none pending */
+    int64_t last_rx_mono;    /* last bytes from the server */
+    int64_t idle_since_mono; /* IDLE began */
+
+    struct user_record user;
+
+    struct imap_session *zprev, *znext; /* on the dropped list while S_DEAD */
+    char uid[];
+};
+
+static inline const struct config *session_cfg(const struct imap_session *s)
+{
+    return s->w->cfg;
+}
+
+/* ---- session_base.c: shared by the state machine's files ---- */
+
+/* The state's name, for logs ("IDLE"). */
+const char *session_state_name(enum sess_state st);
+
+/* Changes the state, logging "from -> to" at debug (component imap). */
+void session_set_state(struct imap_session *s, enum sess_state to);
+
+/* The one deadline: in ms from now; off; the command timeout (a command of
+ * ours is pending: re-armed by every byte received). */
+void session_arm_ms(struct imap_session *s, int64_t ms);
+void session_disarm(struct imap_session *s);
+void session_arm_command(struct imap_session *s);
+
+/* Counts the session in the watching gauge, or not. */
+void session_set_watching(struct imap_session *s, int on);
+
+/* Closes the connection, if any, and forgets everything about it (a new
+ * epoch: Redis answers for it are not delivered). */
+void session_close(struct imap_session *s);
+
+/* Ends the connection with a failure of class kind: counted, logged, shown
+ * in the user hash; the session waits (S_WAIT) for the policy's delay. */
+void session_fail(struct imap_session *s, enum fail_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fails with the connection's error err (imap_conn's -SIMAP_ECRYPTO is a
+ * protocol failure, anything else a network one). */
+void session_conn_failed(struct imap_session *s, int err);
+
+/* A new tag in s->tag, for the command about to be built into conn.out. */
+void session_new_tag(struct imap_session *s);
+
+/* Sends what conn.out holds. */
+void session_send(struct imap_session *s);
+
+/* Sends the command just built (built: the builder's result) and waits for
+ * its answer in state st; a builder failure ends the session with why. */
+void session_send_command(struct imap_session *s, int built, enum sess_state st, const char *why);
+
+/* Takes a CAPABILITY list. */
+void session_take_caps(struct imap_session *s, const struct imap_strlist *l);
+
+/* ---- session_login.c: QUEUED .. AUTH ---- */
+
+/* The user record is loaded: waits for the provider (S_QUEUED), then
+ * connects. */
+void session_login_queue(struct imap_session *s);
+/* imap_conn's hooks, past the session's guard. */
+void session_login_connected(struct imap_session *s);
+void session_login_tls_up(struct imap_session *s);
+/* The greeting (S_GREETING); takes nothing. */
+void session_login_greeting(struct imap_session *s, const struct imap_response *r);
+/* Tagged answers, one per state; ok: the condition is OK. */
+void session_login_capa(struct imap_session *s, const struct imap_response *r, int ok);
+void session_login_starttls(struct imap_session *s, const struct imap_response *r, int ok);
+void session_login_auth(struct imap_session *s, const struct imap_response *r, int ok);
+/* "+" during S_AUTH. */
+void session_login_continue(struct imap_session *s);
+
+/* ---- session_mailbox.c: EXAMINE .. NOOP ---- */
+
+/* Logged in: EXAMINE INBOX. */
+void session_mailbox_examine(struct imap_session *s);
+/* Tagged answers, one per state. */
+void session_mailbox_examined(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_uidnext(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_fetched(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_body(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_idle_end(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_noop(struct imap_session *s, const struct imap_response *r, int ok);
+/* "+" during S_IDLE_START. */
+void session_mailbox_idle_started(struct imap_session *s);
+/* An untagged FETCH: returns 1 when it took r (ownership), 0 when the
+ * caller frees it. */
+int session_mailbox_fetch(struct imap_session *s, struct imap_response *r);
+/* EXISTS or RECENT: new mail. */
+void session_mailbox_news(struct imap_session *s);
+/* Deadlines of S_IDLE (renewal, probe) and S_POLL_WAIT (the next poll). */
+void session_mailbox_idle_timer(struct imap_session *s);
+void session_mailbox_poll(struct imap_session *s);
+
+/* ---- Memory release, for every file of the session ---- */
+
+static inline void session_wipe_str(char **p)
+{
+    if (*p != NULL) {
+        crypto_wipe(*p, strlen(*p));
+        xfree(*p);
+        *p = NULL;
+    }
+}
+
+static inline void session_wipe_buf(struct buf *b)
+{
+    if (b->data != NULL)
+        crypto_wipe(b->data, b->cap);
+    buf_free(b);
+}
+
+/* Forgets the messages found by FETCH (and a fetched body). */
+static inline void session_free_msgs(struct imap_session *s)
+{
+    for (size_t i = 0; i < s->mb.nmsgs; i++)
+        imap_response_free(s->mb.msgs[i].env);
+    xfree(s->mb.msgs);
+    s->mb.msgs = NULL;
+    s->mb.nmsgs = s->mb.imsg = s->mb.msgs_cap = 0;
+    imap_response_free(s->mb.body);
+    s->mb.body = NULL;
+}
+
+#endif

@@ -1,0 +1,400 @@
+/*
+ * cmd/watcher/session_mailbox: a logged-in IMAP session watching INBOX
+ * (states EXAMINE, UIDNEXT, BASELINE, FETCH, BODY, RECORD, IDLE_START,
+ * IDLE, DONE, POLL_WAIT, NOOP; RFC 3501, RFC 2177 IDLE):
+ *
+ *   EXAMINE INBOX --> [UIDNEXT: UID FETCH * (UID), when EXAMINE gave none]
+ *     --> BASELINE (cursor_baseline: UIDNEXT-1 on first sight or new UIDVALIDITY)
+ *     --> FETCH (UID FETCH last+1:* (UID RFC822.SIZE ENVELOPE), UIDs <= last dropped)
+ *     --> for each new UID in order: BODY (UID FETCH n BODY.PEEK[], unless above
+ *         SUPERIMAP_MAX_EMAIL_SIZE) -> RECORD (record_mail)
+ *     --> IDLE_START -> IDLE --EXISTS/RECENT, renewal, probe--> DONE -> FETCH ...
+ *         (without the IDLE capability: POLL_WAIT --timer--> NOOP -> FETCH ...)
+ *
+ * INBOX is only EXAMINEd and bodies fetched with BODY.PEEK, so nothing is
+ * ever marked \Seen. An idle session keeps no parser or output buffers.
+ *
+ * Depends on: session_base, session_store (baseline, record_mail, publish),
+ * imap_conn, session_policy, proto/imap_cmd, proto/imap_parse.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/watcher/session_impl.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "cmd/watcher/session_store.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/time.h"
+
+static void next_message(struct imap_session *s);
+static void enter_idle_or_poll(struct imap_session *s);
+
+void session_mailbox_examine(struct imap_session *s)
+{
+    struct imap_cmd_sync sync = {0};
+    session_new_tag(s);
+    if (imap_cmd_examine(&s->conn.out, &sync, s->tag, "INBOX", 0) < 0) {
+        session_fail(s, F_PROTO, "cannot build EXAMINE");
+        return;
+    }
+    s->mb.uidvalidity = s->mb.uidnext = 0;
+    session_set_state(s, S_EXAMINE);
+    session_arm_command(s);
+    session_send(s);
+}
+
+/* ---- Baseline and fetch ---- */
+
+static void start_fetch(struct imap_session *s)
+{
+    session_free_msgs(s);
+    s->need_fetch = 0;
+    session_new_tag(s);
+    uint32_t first = s->mb.last_uid == UINT32_MAX ? UINT32_MAX : s->mb.last_uid + 1;
+    session_send_command(s, imap_cmd_uid_fetch_envelopes(&s->conn.out, s->tag, first), S_FETCH,
+                         "cannot build UID FETCH");
+}
+
+static void on_baseline(struct imap_session *s, const char *why)
+{
+    if (why != NULL) {
+        session_fail(s, F_REDIS, "%s", why);
+        return;
+    }
+    start_fetch(s);
+}
+
+static void start_baseline(struct imap_session *s)
+{
+    if (!session_store_lease_usable(s)) {
+        session_fail(s, F_REDIS, "incarnation not live");
+        return;
+    }
+    if (session_store_baseline(s, on_baseline) < 0) {
+        session_fail(s, F_REDIS, "cannot queue cursor_baseline");
+        return;
+    }
+    session_set_state(s, S_BASELINE);
+    session_disarm(s); /* rconn's command timeout bounds the wait */
+}
+
+static int cmp_msg(const void *a, const void *b)
+{
+    uint32_t x = ((const struct pending_msg *)a)->uid, y = ((const struct pending_msg *)b)->uid;
+    return x < y ? -1 : x > y;
+}
+
+/* A FETCH response during S_FETCH; takes ownership of r. */
+static void collect(struct imap_session *s, struct imap_response *r)
+{
+    struct mailbox_view *mb = &s->mb;
+    if (!(r->fetch.has & IMAP_FETCH_UID) || r->fetch.uid <= mb->last_uid) {
+        imap_response_free(r); /* "n:*" returns the last message even when old */
+        return;
+    }
+    for (size_t i = 0; i < mb->nmsgs; i++) {
+        if (mb->msgs[i].uid == r->fetch.uid) {
+            imap_response_free(r); /* sent twice */
+            return;
+        }
+    }
+    if (mb->nmsgs == mb->msgs_cap) {
+        mb->msgs_cap = mb->msgs_cap ? mb->msgs_cap * 2 : 8;
+        mb->msgs = xrealloc(mb->msgs, mb->msgs_cap * sizeof *mb->msgs);
+    }
+    struct pending_msg *m = &mb->msgs[mb->nmsgs++];
+    m->uid = r->fetch.uid;
+    m->size = (r->fetch.has & IMAP_FETCH_RFC822_SIZE) ? r->fetch.rfc822_size : 0;
+    m->env = r;
+}
+
+/* The current message is done with (recorded or not): on to the next. */
+static void skip_message(struct imap_session *s)
+{
+    struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
+    imap_response_free(m->env);
+    m->env = NULL;
+    s->mb.imsg++;
+    next_message(s);
+}
+
+static void on_recorded(struct imap_session *s, enum store_record res, const char *why)
+{
+    switch (res) {
+    case STORE_RECORDED:
+        s->mb.last_uid = s->mb.msgs[s->mb.imsg].uid;
+        skip_message(s);
+        return;
+    case STORE_SKIPPED:
+        skip_message(s);
+        return;
+    case STORE_FAILED:
+        session_fail(s, F_REDIS, "%s", why);
+        return;
+    }
+}
+
+/* Records message m (body may be NULL: too large, or no body). */
+static void record(struct imap_session *s, struct pending_msg *m, const struct imap_str *body,
+                   int too_large)
+{
+    if (!session_store_lease_usable(s)) {
+        session_fail(s, F_REDIS, "incarnation not live");
+        return;
+    }
+    int rc = session_store_record(s, m, body, too_large, on_recorded);
+    if (rc < 0) {
+        session_fail(s, F_REDIS, "cannot record uid %" PRIu32 ": %s", m->uid, err_str(rc));
+        return;
+    }
+    session_set_state(s, S_RECORD);
+    session_disarm(s);
+}
+
+static void next_message(struct imap_session *s)
+{
+    if (s->mb.imsg >= s->mb.nmsgs) {
+        session_free_msgs(s);
+        if (s->need_fetch) {
+            start_fetch(s);
+            return;
+        }
+        s->exists_mono = 0;
+        enter_idle_or_poll(s);
+        return;
+    }
+    struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
+    if (m->size > (uint64_t)session_cfg(s)->max_email_size || m->uid == s->mb.force_too_large) {
+        record(s, m, NULL, 1);
+        return;
+    }
+    session_new_tag(s);
+    session_send_command(s, imap_cmd_uid_fetch_body(&s->conn.out, s->tag, m->uid), S_BODY,
+                         "cannot build UID FETCH BODY.PEEK[]");
+}
+
+/* ---- IDLE and polling ---- */
+
+static void became_healthy(struct imap_session *s)
+{
+    if (s->healthy)
+        return;
+    s->healthy = 1;
+    policy_retry_reset(&s->retry);
+    session_set_watching(s, 1);
+    session_store_publish(s, P_WATCHING, NULL, 1);
+    log_debugc("imap", "watching acct=%s idle=%d", s->uid, s->cap_idle);
+}
+
+static void arm_idle_timer(struct imap_session *s)
+{
+    int64_t now = time_mono_ms();
+    int64_t renew_at = s->idle_since_mono + (int64_t)s->prov->idle_renew_s * 1000;
+    int64_t probe_at = s->last_rx_mono + (int64_t)session_cfg(s)->imap_probe_sec * 1000;
+    int64_t at = renew_at < probe_at ? renew_at : probe_at;
+    session_arm_ms(s, at - now);
+}
+
+static void enter_idle_or_poll(struct imap_session *s)
+{
+    if (s->cap_idle) {
+        session_new_tag(s);
+        session_send_command(s, imap_cmd_idle(&s->conn.out, s->tag), S_IDLE_START,
+                             "cannot build IDLE");
+        return;
+    }
+    became_healthy(s);
+    session_set_state(s, S_POLL_WAIT);
+    imap_parser_shrink(s->parser);
+    imap_conn_shrink(&s->conn);
+    session_arm_ms(s, (int64_t)session_cfg(s)->imap_poll_sec * 1000);
+}
+
+static void leave_idle(struct imap_session *s)
+{
+    session_send_command(s, imap_cmd_done(&s->conn.out), S_DONE, "cannot build DONE");
+}
+
+void session_mailbox_idle_started(struct imap_session *s)
+{
+    session_set_state(s, S_IDLE);
+    s->idle_refusals = 0;
+    became_healthy(s);
+    s->idle_since_mono = time_mono_ms();
+    s->probing = 0;
+    if (s->need_fetch) {
+        /* Mail came while IDLE was starting: leave at once. */
+        leave_idle(s);
+        return;
+    }
+    /* Idle sessions keep no buffers (DESIGN.md section 3, "Memory"). */
+    s->w->idle_entries++;
+    imap_parser_shrink(s->parser);
+    imap_conn_shrink(&s->conn);
+    arm_idle_timer(s);
+}
+
+void session_mailbox_idle_timer(struct imap_session *s)
+{
+    int64_t now = time_mono_ms();
+    int renew = now - s->idle_since_mono >= (int64_t)s->prov->idle_renew_s * 1000;
+    int probe = now - s->last_rx_mono >= (int64_t)session_cfg(s)->imap_probe_sec * 1000;
+    if (renew || probe) {
+        s->probing = probe;
+        leave_idle(s);
+    } else {
+        arm_idle_timer(s);
+    }
+}
+
+void session_mailbox_poll(struct imap_session *s)
+{
+    session_new_tag(s);
+    if (imap_cmd_noop(&s->conn.out, s->tag) < 0) {
+        session_fail(s, F_PROTO, "cannot build NOOP");
+        return;
+    }
+    session_set_state(s, S_NOOP);
+    session_arm_command(s);
+    session_send(s);
+}
+
+/* ---- Untagged responses ---- */
+
+void session_mailbox_news(struct imap_session *s)
+{
+    if (s->exists_mono == 0)
+        s->exists_mono = time_mono_ms();
+    s->need_fetch = 1;
+    if (s->state == S_IDLE)
+        leave_idle(s);
+    else if (s->state == S_POLL_WAIT)
+        start_fetch(s);
+}
+
+int session_mailbox_fetch(struct imap_session *s, struct imap_response *r)
+{
+    if (s->state == S_FETCH) {
+        collect(s, r);
+        return 1;
+    }
+    if (s->state == S_UIDNEXT && (r->fetch.has & IMAP_FETCH_UID)) {
+        if (r->fetch.uid > s->mb.max_uid_seen)
+            s->mb.max_uid_seen = r->fetch.uid;
+        return 0;
+    }
+    if (s->state == S_BODY && (r->fetch.has & IMAP_FETCH_BODY) &&
+        r->fetch.body_section.data != NULL && r->fetch.body_section.len == 0 &&
+        (!(r->fetch.has & IMAP_FETCH_UID) || r->fetch.uid == s->mb.msgs[s->mb.imsg].uid)) {
+        imap_response_free(s->mb.body);
+        s->mb.body = r;
+        return 1;
+    }
+    return 0; /* flag changes and the like */
+}
+
+/* ---- Tagged answers, one per state ---- */
+
+void session_mailbox_examined(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    if (!ok) {
+        session_fail(s, F_PROTO, "EXAMINE INBOX refused: %s",
+                     policy_server_text(r, text, sizeof text));
+        return;
+    }
+    if (s->mb.uidvalidity == 0) {
+        session_fail(s, F_PROTO, "EXAMINE gave no UIDVALIDITY");
+        return;
+    }
+    if (s->mb.uidnext == 0) {
+        session_new_tag(s);
+        s->mb.max_uid_seen = 0;
+        session_send_command(s, imap_cmd_uid_fetch_last(&s->conn.out, s->tag), S_UIDNEXT,
+                             "output buffer full");
+        return;
+    }
+    start_baseline(s);
+}
+
+void session_mailbox_uidnext(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    (void)r;
+    (void)ok;
+    /* An empty mailbox may answer NO or BAD to "*": nothing is old then. */
+    s->mb.uidnext = s->mb.max_uid_seen + 1;
+    start_baseline(s);
+}
+
+void session_mailbox_fetched(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    if (!ok) {
+        session_fail(s, F_PROTO, "UID FETCH refused: %s", policy_server_text(r, text, sizeof text));
+        return;
+    }
+    if (s->mb.nmsgs > 1)
+        qsort(s->mb.msgs, s->mb.nmsgs, sizeof *s->mb.msgs, cmp_msg);
+    s->mb.imsg = 0;
+    next_message(s);
+}
+
+void session_mailbox_body(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    if (!ok) {
+        session_fail(s, F_PROTO, "UID FETCH BODY.PEEK[] refused: %s",
+                     policy_server_text(r, text, sizeof text));
+        return;
+    }
+    struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
+    if (s->mb.body == NULL) {
+        /* Expunged between the two fetches: nothing to announce. */
+        log_info("message vanished before its body was fetched acct=%s uid=%" PRIu32, s->uid,
+                 m->uid);
+        skip_message(s);
+        return;
+    }
+    record(s, m, &s->mb.body->fetch.body, 0);
+}
+
+/* IDLE_START, IDLE and DONE: IDLE's tagged answer. */
+void session_mailbox_idle_end(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    if (!ok && s->state == S_IDLE_START) {
+        /* IDLE advertised but refused: a passing fault reconnects; a
+         * server that keeps refusing it is polled instead. */
+        if (s->idle_refusals + 1 < IDLE_REFUSALS) {
+            s->idle_refusals++;
+            session_fail(s, F_PROTO, "IDLE refused: %s", policy_server_text(r, text, sizeof text));
+            return;
+        }
+        log_warn("server refuses IDLE; polling instead acct=%s poll_sec=%d", s->uid,
+                 session_cfg(s)->imap_poll_sec);
+        s->cap_idle = 0;
+        enter_idle_or_poll(s);
+        return;
+    }
+    if (!ok) {
+        session_fail(s, F_PROTO, "IDLE ended with %s: %s", r->cond == IMAP_COND_NO ? "NO" : "BAD",
+                     policy_server_text(r, text, sizeof text));
+        return;
+    }
+    /* IDLE over (ours or the server's): look for mail, then IDLE again.
+     * A fetch after every renewal or probe also catches a lost EXISTS. */
+    start_fetch(s);
+}
+
+void session_mailbox_noop(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    if (!ok) {
+        session_fail(s, F_PROTO, "NOOP refused: %s", policy_server_text(r, text, sizeof text));
+        return;
+    }
+    start_fetch(s);
+}

@@ -1,0 +1,494 @@
+/*
+ * cmd/watcher/session_store: an IMAP session's Redis calls and its lifetime
+ * while Redis owes it answers (see session_store.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/watcher/session_store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cmd/watcher/event.h"
+#include "cmd/watcher/watcher.h"
+#include "core/crypto.h"
+#include "core/err.h"
+#include "core/incarnation.h"
+#include "core/lease.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/rconn.h"
+#include "core/schema.h"
+#include "core/time.h"
+#include "proto/imap_parse.h"
+
+/* ---- Lifetime and the dropped-session list ---- */
+
+/* Sessions dropped while Redis still owes them a callback. */
+static struct imap_session *zombies;
+
+void session_store_free(struct imap_session *s)
+{
+    if (s->zprev != NULL || s->znext != NULL || zombies == s) {
+        if (s->zprev != NULL)
+            s->zprev->znext = s->znext;
+        else
+            zombies = s->znext;
+        if (s->znext != NULL)
+            s->znext->zprev = s->zprev;
+    }
+    session_free_msgs(s);
+    session_wipe_str(&s->user.username);
+    session_wipe_str(&s->user.secret);
+    session_wipe_buf(&s->cont);
+    buf_free(&s->conn.out);
+    imap_parser_free(s->parser);
+    xfree(s->user.pid);
+    xfree(s->user.tag);
+    xfree(s->user.code);
+    xfree(s);
+}
+
+void session_store_maybe_free(struct imap_session *s)
+{
+    if (s->state == S_DEAD && s->busy == 0 && s->redis_pending == 0)
+        session_store_free(s);
+}
+
+void session_store_bury(struct imap_session *s)
+{
+    if (s->busy == 0 && s->redis_pending == 0) {
+        session_store_free(s);
+        return;
+    }
+    s->zprev = NULL;
+    s->znext = zombies;
+    if (zombies != NULL)
+        zombies->zprev = s;
+    zombies = s;
+}
+
+void session_store_free_all_dropped(void)
+{
+    while (zombies != NULL)
+        session_store_free(zombies);
+}
+
+/* ---- Calls ---- */
+
+/* Every Redis call of a session carries this, so an answer for an older
+ * connection (or a dropped session) is recognised. */
+struct sreq {
+    struct imap_session *s;
+    unsigned epoch;
+    int want; /* the state the answer is for, or -1: any */
+    union {
+        session_loaded_cb *loaded;
+        session_baseline_cb *baseline;
+        session_recorded_cb *recorded;
+        session_cursor_cb *cursor;
+    } done;
+};
+
+static struct sreq *sreq_new(struct imap_session *s, int want)
+{
+    struct sreq *r = xcalloc(1, sizeof *r);
+    r->s = s;
+    r->epoch = s->epoch;
+    r->want = want;
+    s->redis_pending++;
+    return r;
+}
+
+/* Undoes sreq_new() when the call could not be submitted. */
+static void sreq_cancel(struct sreq *r)
+{
+    r->s->redis_pending--;
+    xfree(r);
+}
+
+/* Opens a Redis callback: returns the session when the answer is still
+ * wanted (then call sreq_end() after handling), else NULL (already released).
+ * On -SIMAP_ESHUTDOWN the session may be freed: it is not touched. Takes the
+ * done callback out of r into *done (r is freed). */
+static struct imap_session *sreq_begin(struct sreq *r, int err, struct sreq *copy)
+{
+    if (err == -SIMAP_ESHUTDOWN) {
+        xfree(r);
+        return NULL;
+    }
+    struct imap_session *s = r->s;
+    *copy = *r;
+    xfree(r);
+    s->redis_pending--;
+    if (s->state == S_DEAD || copy->epoch != s->epoch ||
+        (copy->want >= 0 && s->state != (enum sess_state)copy->want)) {
+        session_store_maybe_free(s);
+        return NULL;
+    }
+    s->busy++;
+    return s;
+}
+
+static void sreq_end(struct imap_session *s)
+{
+    s->busy--;
+    session_store_maybe_free(s);
+}
+
+static const char *reply_error(const redisReply *reply, int err)
+{
+    return err < 0 ? err_str(err) : (reply && reply->str ? reply->str : "unexpected reply");
+}
+
+static void lease_keys(const struct imap_session *s, char lease[SCHEMA_KEY_MAX], char *alive,
+                       size_t alen)
+{
+    schema_key_lease(lease, s->k, s->uid);
+    incarnation_alive_key(s->w->inc, s->k, alive, alen);
+}
+
+/* A script said the lease is another incarnation's: count it and report. */
+static void lost_lease(struct imap_session *s, const char *why)
+{
+    metric_inc(s->w->m.stale);
+    s->w->on_lost_lease(s->w, s->uid, why);
+}
+
+int session_store_lease_usable(const struct imap_session *s)
+{
+    return incarnation_is_live(s->w->inc) && incarnation_generation(s->w->inc) == s->gen;
+}
+
+/* ---- LOAD ---- */
+
+static char *reply_str(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING ? r->str : NULL;
+}
+
+static void on_user(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct sreq q;
+    struct imap_session *s = sreq_begin(privdata, err, &q);
+    if (s == NULL)
+        return;
+    session_loaded_cb *done = q.done.loaded;
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
+        char why[256];
+        snprintf(why, sizeof why, "cannot read the user: %s",
+                 err < 0 ? err_str(err) : "unexpected reply");
+        done(s, F_REDIS, why);
+        sreq_end(s);
+        return;
+    }
+    const char *pid = reply_str(reply->element[0]), *code = reply_str(reply->element[1]),
+               *tag = reply_str(reply->element[2]), *username = reply_str(reply->element[3]),
+               *email = reply_str(reply->element[4]), *secret = reply_str(reply->element[5]),
+               *archived = reply_str(reply->element[6]);
+    const char *why = NULL;
+    if (pid == NULL || code == NULL || code[0] == '\0' || strlen(code) > PROVIDER_CODE_MAX)
+        why = "user record incomplete (pid, code)";
+    else if (archived != NULL && strcmp(archived, "1") == 0)
+        why = "user is archived";
+    if (why == NULL && (username == NULL || username[0] == '\0'))
+        username = email;
+    if (why == NULL && (username == NULL || username[0] == '\0' || secret == NULL))
+        why = "user record has no login or secret";
+    if (why != NULL) {
+        done(s, F_CONFIG, why);
+        sreq_end(s);
+        return;
+    }
+    char aad[SCHEMA_KEY_MAX];
+    snprintf(aad, sizeof aad, "si:user:%s:secret", s->uid);
+    char *plain = NULL;
+    size_t plen = 0;
+    if (crypto_decrypt(s->w->keys, secret, aad, &plain, &plen) < 0 || memchr(plain, 0, plen)) {
+        if (plain != NULL) {
+            crypto_wipe(plain, plen);
+            xfree(plain);
+        }
+        done(s, F_CONFIG, "cannot decrypt the user's secret (wrong SUPERIMAP_ENCRYPTION_KEY?)");
+        sreq_end(s);
+        return;
+    }
+    struct user_record *u = &s->user;
+    xfree(u->pid);
+    xfree(u->code);
+    xfree(u->tag);
+    u->pid = xstrdup(pid);
+    u->code = xstrdup(code);
+    u->tag = xstrdup(tag != NULL ? tag : "");
+    session_wipe_str(&u->username);
+    session_wipe_str(&u->secret);
+    u->username = xstrdup(username);
+    u->secret = plain;
+    done(s, F_CONFIG, NULL);
+    sreq_end(s);
+}
+
+int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
+{
+    struct sreq *r = sreq_new(s, S_LOAD);
+    r->done.loaded = done;
+    int rc = rconn_command(s->w->redis, on_user, r,
+                           "HMGET si:{%u}:user:%s pid code tag username email secret archived",
+                           (unsigned)s->k, s->uid);
+    if (rc < 0)
+        sreq_cancel(r);
+    return rc;
+}
+
+/* ---- publish ---- */
+
+static void on_user_state(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct sreq q;
+    struct imap_session *s = sreq_begin(privdata, err, &q);
+    if (s == NULL)
+        return;
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        log_warn("user_state refused: the lease is not ours acct=%s", s->uid);
+        lost_lease(s, "user_state found another lease holder");
+    }
+    sreq_end(s);
+}
+
+void session_store_publish(struct imap_session *s, enum pub_state st, const char *error, int login)
+{
+    if (st == s->pub && error == NULL && !login)
+        return;
+    if (!session_store_lease_usable(s))
+        return;
+    s->pub = st;
+    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX], now[24];
+    lease_keys(s, lease, alive, sizeof alive);
+    snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", s->k, s->uid);
+    snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
+    const char *argv[10] = {
+        lease, alive, user, incarnation_token(s->w->inc), "state", policy_pub_name(st)};
+    int argc = 6;
+    if (error != NULL) {
+        argv[argc++] = "last_error";
+        argv[argc++] = error;
+    }
+    if (login) {
+        argv[argc++] = "last_login_at";
+        argv[argc++] = now;
+    }
+    struct sreq *r = sreq_new(s, -1);
+    if (rconn_script(s->w->redis, on_user_state, r, "user_state", 3, argc, argv, NULL) < 0)
+        sreq_cancel(r);
+}
+
+/* ---- BASELINE ---- */
+
+static void on_baseline(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct sreq q;
+    struct imap_session *s = sreq_begin(privdata, err, &q);
+    if (s == NULL)
+        return;
+    session_baseline_cb *done = q.done.baseline;
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER) {
+        char why[256];
+        snprintf(why, sizeof why, "cursor_baseline: %s", reply_error(reply, err));
+        done(s, why);
+        sreq_end(s);
+        return;
+    }
+    long long status = reply->element[0]->integer;
+    if (status < 0) {
+        lost_lease(s, "cursor_baseline found another lease holder");
+        sreq_end(s);
+        return;
+    }
+    const redisReply *last = reply->element[2];
+    char *end = NULL;
+    unsigned long long v = last->type == REDIS_REPLY_STRING ? strtoull(last->str, &end, 10) : 0;
+    if (end == NULL || *end != '\0' || v > UINT32_MAX) {
+        done(s, "cursor_baseline returned a malformed cursor");
+        sreq_end(s);
+        return;
+    }
+    s->mb.last_uid = s->mb.base_uid = (uint32_t)v;
+    if (status == 1)
+        log_info("new mailbox baseline acct=%s uidvalidity=%" PRIu32 " last_uid=%" PRIu32, s->uid,
+                 s->mb.uidvalidity, s->mb.last_uid);
+    done(s, NULL);
+    sreq_end(s);
+}
+
+/* cursor_baseline's arguments for uidvalidity and last. */
+static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t last, rconn_cb *cb,
+                         void *privdata)
+{
+    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX], uv[16], l[16];
+    lease_keys(s, lease, alive, sizeof alive);
+    snprintf(cur, sizeof cur, "si:{%" PRIu32 "}:cur:%s", s->k, s->uid);
+    snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
+    snprintf(l, sizeof l, "%" PRIu32, last);
+    const char *argv[] = {lease, alive, cur, incarnation_token(s->w->inc), uv, l};
+    return rconn_script(s->w->redis, cb, privdata, "cursor_baseline", 3, 6, argv, NULL);
+}
+
+int session_store_baseline(struct imap_session *s, session_baseline_cb *done)
+{
+    struct sreq *r = sreq_new(s, S_BASELINE);
+    r->done.baseline = done;
+    int rc = baseline_call(s, s->mb.uidvalidity, s->mb.uidnext > 0 ? s->mb.uidnext - 1 : 0,
+                           on_baseline, r);
+    if (rc < 0)
+        sreq_cancel(r);
+    return rc;
+}
+
+void session_store_put_baseline(struct imap_session *s)
+{
+    baseline_call(s, s->mb.uidvalidity, s->mb.base_uid, NULL, NULL);
+}
+
+/* ---- RECORD ---- */
+
+static void on_recorded(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct sreq q;
+    struct imap_session *s = sreq_begin(privdata, err, &q);
+    if (s == NULL)
+        return;
+    session_recorded_cb *done = q.done.recorded;
+    struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
+    char why[256];
+    switch (event_result_of(reply, err)) {
+    case EVENT_RECORDED:
+        metric_inc(s->w->m.recorded);
+        if (s->exists_mono != 0)
+            metric_observe(s->w->m.record_latency,
+                           (double)(time_mono_ms() - s->exists_mono) / 1000.0);
+        log_debugc("imap", "mail recorded acct=%s uidvalidity=%" PRIu32 " uid=%" PRIu32, s->uid,
+                   s->mb.uidvalidity, m->uid);
+        done(s, STORE_RECORDED, NULL);
+        break;
+    case EVENT_OLD:
+        metric_inc(s->w->m.duplicates);
+        done(s, STORE_RECORDED, NULL);
+        break;
+    case EVENT_UNWATCHED:
+        /* Archived or disconnected before users.c has seen it (it drops the
+         * session within a second): the message is not announced. */
+        log_info("mail not announced: the user is no longer watched acct=%s uid=%" PRIu32, s->uid,
+                 m->uid);
+        done(s, STORE_SKIPPED, NULL);
+        break;
+    case EVENT_STALE:
+        log_warn("record_mail refused: stale lease acct=%s uid=%" PRIu32, s->uid, m->uid);
+        lost_lease(s, "record_mail found the lease gone");
+        break;
+    case EVENT_UIDVALIDITY:
+    case EVENT_NOCURSOR:
+        done(s, STORE_FAILED, "cursor changed under us; examining again");
+        break;
+    case EVENT_FAILED:
+        snprintf(why, sizeof why, "record_mail: %s", reply_error(reply, err));
+        done(s, STORE_FAILED, why);
+        break;
+    }
+    sreq_end(s);
+}
+
+int session_store_record(struct imap_session *s, struct pending_msg *m, const struct imap_str *body,
+                         int too_large, session_recorded_cb *done)
+{
+    struct mail_event ev = {
+        .uid = s->uid,
+        .k = s->k,
+        .pid = s->user.pid,
+        .code = s->user.code,
+        .tag = s->user.tag,
+        .uidvalidity = s->mb.uidvalidity,
+        .msg_uid = m->uid,
+        .size = m->size,
+        .env = (m->env != NULL && (m->env->fetch.has & IMAP_FETCH_ENVELOPE))
+                   ? &m->env->fetch.envelope
+                   : NULL,
+        .raw = body != NULL ? body->data : NULL,
+        .raw_len = body != NULL ? body->len : 0,
+        .too_large = too_large,
+    };
+    if (body != NULL && ev.size == 0)
+        ev.size = body->len;
+    if (too_large)
+        metric_inc(s->w->m.too_large);
+    char alive[SCHEMA_KEY_MAX];
+    incarnation_alive_key(s->w->inc, s->k, alive, sizeof alive);
+    struct sreq *r = sreq_new(s, S_RECORD);
+    r->done.recorded = done;
+    int rc = event_record(s->w->redis, s->w->keys, &ev, incarnation_token(s->w->inc), alive,
+                          on_recorded, r);
+    imap_response_free(s->mb.body); /* the payload holds its own copy now */
+    s->mb.body = NULL;
+    if (rc < 0)
+        sreq_cancel(r);
+    return rc;
+}
+
+/* ---- After a Redis reconnect ---- */
+
+static void on_recheck_lease(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct sreq q;
+    struct imap_session *s = sreq_begin(privdata, err, &q);
+    if (s == NULL)
+        return;
+    enum lease_answer ans = lease_answer_of(reply, err); /* failed: checked again next time */
+    if ((ans == LEASE_BUSY || ans == LEASE_FENCED) && session_store_lease_usable(s)) {
+        static const char held[] = "lease_acquire after a Redis reconnect found another holder";
+        static const char gone[] = "lease_acquire after a Redis reconnect found our alive key gone";
+        lost_lease(s, ans == LEASE_BUSY ? held : gone);
+    }
+    sreq_end(s);
+}
+
+static void on_recheck_cursor(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct sreq q;
+    struct imap_session *s = sreq_begin(privdata, err, &q);
+    if (s == NULL)
+        return;
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        sreq_end(s); /* failed: the next reconnect checks again */
+        return;
+    }
+    const redisReply *uv = reply->element[0], *last = reply->element[1];
+    int missing = uv->type != REDIS_REPLY_STRING || last->type != REDIS_REPLY_STRING;
+    unsigned long long ruv = missing ? 0 : strtoull(uv->str, NULL, 10);
+    unsigned long long rlast = missing ? 0 : strtoull(last->str, NULL, 10);
+    q.done.cursor(s, missing, ruv, rlast);
+    sreq_end(s);
+}
+
+void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
+{
+    char lease[SCHEMA_KEY_MAX];
+    schema_key_lease(lease, s->k, s->uid);
+    struct sreq *r = sreq_new(s, -1);
+    if (lease_acquire(s->w->redis, s->w->inc, s->k, lease, on_recheck_lease, r) < 0)
+        sreq_cancel(r);
+    r = sreq_new(s, -1);
+    r->done.cursor = done;
+    if (rconn_command(s->w->redis, on_recheck_cursor, r,
+                      "HMGET si:{%" PRIu32 "}:cur:%s uidvalidity last_uid", s->k, s->uid) < 0)
+        sreq_cancel(r);
+}
