@@ -1,5 +1,5 @@
 /*
- * core/incarnation: a node's right to act (DESIGN.md section 3, "Leases"):
+ * core/incarnation: a node's right to act (docs/architecture.md section 3):
  * watchers hold user leases with it, dispatchers queue-shard leases. An
  * incarnation is one generation g from INCR si:gen; its token "<node>:<g>"
  * is what lease keys hold. It keeps one alive key per shard,

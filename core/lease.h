@@ -1,6 +1,6 @@
 /*
- * core/lease: one unit's lease held under an incarnation (DESIGN.md section
- * 3, "Leases"): a watcher's user (si:{k}:lease:<uid>) or a dispatcher's
+ * core/lease: one unit's lease held under an incarnation
+ * (docs/architecture.md section 3): a watcher's user (si:{k}:lease:<uid>) or a dispatcher's
  * queue shard (si:{k}:owner). What the watcher's lease manager
  * (cmd/watcher/leases.c) and the dispatcher's shard owner
  * (cmd/dispatcher/owner.c) do alike:

@@ -95,7 +95,7 @@ const char *node_id(const struct node *n);
 int node_is_ready(const struct node *n);
 int node_is_draining(const struct node *n);
 
-/* Raises the soft RLIMIT_NOFILE to the hard one (DESIGN.md section 7) and
+/* Raises the soft RLIMIT_NOFILE to the hard one (docs/architecture.md section 7) and
  * returns the limit now in force (1024 when it cannot be read, 2^20 for
  * "unlimited"). Call it once at start, before opening sockets. */
 long node_raise_fd_limit(void);

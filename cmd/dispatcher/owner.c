@@ -63,7 +63,7 @@ static void set_owned(struct dispatcher *d, struct shard *sh, int owned)
     d->nowned += owned ? 1 : -1;
     metric_set(d->m_owned, d->nowned);
     if (owned) {
-        /* Expired leases first, then claims (DESIGN.md section 4). */
+        /* Expired leases first, then claims (docs/architecture.md section 5). */
         sh->epoch++;
         sh->started = 0;
         sh->next_requeue = 0;

@@ -1,6 +1,6 @@
 /*
- * cmd/dispatcher/owner: which queue shards this dispatcher owns (DESIGN.md
- * section 4: "by the same HRW + lease scheme as watchers own users").
+ * cmd/dispatcher/owner: which queue shards this dispatcher owns, by the same
+ * placement and leases as watchers own users (docs/architecture.md section 3).
  *
  * Membership of the dispatchers comes from core/fleet (role "dispatcher");
  * every dispatcher places the shards, units "0".."N-1", over the live, active

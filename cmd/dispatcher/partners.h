@@ -105,7 +105,7 @@ int partners_is_stale(const struct partners *ps, const struct partner *p, int64_
 void partners_each(struct partners *ps, void (*fn)(const char *pid, void *partner, void *data),
                    void *data);
 
-/* The default retry delays (DESIGN.md section 4), in ms. */
+/* The default retry delays (README, "Retries"), in ms. */
 extern const int64_t partners_default_schedule[];
 extern const int partners_default_schedule_len;
 

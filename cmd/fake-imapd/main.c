@@ -3,7 +3,8 @@
  * INBOXes in memory, IDLE, plain, STARTTLS and implicit TLS listeners on
  * several addresses (to go past one address's ephemeral ports), a control
  * channel to append mail and read counters, and seeded fault injection
- * (DESIGN.md section 1; the original's chaos server, reference section 9).
+ * (the test server of docs/architecture.md section 1, after the original's
+ * chaos server).
  *
  * This file wires it: configuration, file-descriptor limit, listeners,
  * control socket, signals and the one libev loop.

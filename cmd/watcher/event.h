@@ -1,8 +1,8 @@
 /*
  * cmd/watcher/event: one new message becomes one new_mail event, through
- * scripts/lua/record_mail.lua (DESIGN.md section 2, "Exactly-once").
+ * scripts/lua/record_mail.lua (docs/architecture.md section 6).
  *
- * The payload is the webhook body of DESIGN.md section 4 without timestamp
+ * The payload is the webhook body (README, "Webhooks") without timestamp
  * and signature (the dispatcher adds both at each attempt), in this order:
  *
  *   {"event":"new_mail","id":"<uid>.<uidvalidity>.<message UID>",

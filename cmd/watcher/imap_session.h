@@ -1,6 +1,6 @@
 /*
  * cmd/watcher/imap_session: one IMAP session per user, all on the loop
- * (DESIGN.md section 3, "IMAP session"; RFC 3501, RFC 2177 IDLE, RFC 4959
+ * (docs/watcher.md; RFC 3501, RFC 2177 IDLE, RFC 4959
  * SASL-IR, RFC 4616 PLAIN, XOAUTH2, RFC 5530 response codes, RFC 8314
  * implicit TLS).
  *

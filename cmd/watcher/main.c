@@ -1,6 +1,6 @@
 /*
  * superimap-watcher: holds one IMAP IDLE session per user it owns and turns
- * every new message into exactly one event in Redis (DESIGN.md section 3).
+ * every new message into exactly one event in Redis (docs/architecture.md section 4).
  *
  * This file wires the node: the open-files limit and the capacity it
  * allows, encryption keys and TLS, metrics, the node's hooks (ready, drain,

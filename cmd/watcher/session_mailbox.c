@@ -230,7 +230,7 @@ void session_mailbox_idle_started(struct imap_session *s)
         leave_idle(s);
         return;
     }
-    /* Idle sessions keep no buffers (DESIGN.md section 3, "Memory"). */
+    /* Idle sessions keep no buffers (docs/watcher.md). */
     s->w->idle_entries++;
     imap_parser_shrink(s->parser);
     imap_conn_shrink(&s->conn);

@@ -6,8 +6,7 @@
  * SUPERIMAP_CA_FILE or the system store, host name (or IP address) checked
  * against the certificate, SNI sent for names. SSL_MODE_RELEASE_BUFFERS is
  * on, and tls_idle() frees a connection's buffers when its session goes
- * idle, so an idle TLS session keeps only the SSL state (DESIGN.md section
- * 3, "Memory").
+ * idle, so an idle TLS session keeps only the SSL state.
  *
  * The I/O calls never block. They return the bytes moved (> 0), or 0 with
  * *want set to TLS_WANT_READ or TLS_WANT_WRITE (arm that watcher and call

@@ -1,6 +1,6 @@
 /*
  * cmd/watcher/users: the users this watcher should consider, kept in memory
- * (DESIGN.md section 3, "Placement"): loaded from every shard's
+ * (docs/architecture.md section 4): loaded from every shard's
  * si:{k}:users set, then kept current from the si:changes stream, read with
  * XREAD (no BLOCK: the node's one rconn is shared) every second, with a full
  * resync every few minutes that catches anything the stream lost (it is

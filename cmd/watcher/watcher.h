@@ -39,7 +39,7 @@ struct providers;
 struct rconn;
 struct users;
 
-/* Auth failures back off from 5 minutes to 6 hours (DESIGN.md: "hours"). */
+/* Auth failures back off from 5 minutes to 6 hours (README, "User states"). */
 #define WATCHER_AUTH_BACKOFF_MIN_MS (5 * 60 * 1000)
 #define WATCHER_AUTH_BACKOFF_MAX_MS (6 * 3600 * 1000)
 
