@@ -24,6 +24,7 @@
 #include "core/fleet.h"
 #include "core/hrw.h"
 #include "core/rconn.h"
+#include "tests/unit/loop_fixture.h"
 #include "tests/unit/redis_fixture.h"
 
 #define NUNITS 3000
@@ -387,27 +388,6 @@ static int teardown_redis(void **state)
     redis_fixture_stop(&t->fx);
     free(t);
     return 0;
-}
-
-static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    *(int *)w->data = 1;
-}
-
-/* Runs the loop until *counter >= target or seconds pass; 1 if reached. */
-static int run_until(struct ev_loop *loop, const int *counter, int target, double seconds)
-{
-    int expired = 0;
-    ev_timer t;
-    ev_timer_init(&t, on_deadline, seconds, 0.);
-    t.data = &expired;
-    ev_timer_start(loop, &t);
-    while (*counter < target && !expired)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &t);
-    return *counter >= target;
 }
 
 static void on_change(struct fleet *f, void *data)

@@ -25,6 +25,7 @@
 #include "core/rconn.h"
 #include "core/schema.h"
 #include "core/scripts.h"
+#include "tests/unit/loop_fixture.h"
 #include "tests/unit/redis_fixture.h"
 
 /* ---- Decoding, keys ---- */
@@ -74,27 +75,6 @@ struct counts {
     enum lease_answer last;
     long long last_int;
 };
-
-static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    *(int *)w->data = 1;
-}
-
-/* Runs the loop until *counter >= target or seconds pass; returns 1 if reached. */
-static int run_until(struct ev_loop *loop, const int *counter, int target, double seconds)
-{
-    int expired = 0;
-    ev_timer t;
-    ev_timer_init(&t, on_deadline, seconds, 0.);
-    t.data = &expired;
-    ev_timer_start(loop, &t);
-    while (*counter < target && !expired)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &t);
-    return *counter >= target;
-}
 
 static void on_live(struct incarnation *inc, void *data)
 {
