@@ -31,7 +31,7 @@ int input_only_known(struct req *r, const char *const *allowed)
     return 0;
 }
 
-int input_text(struct req *r, const char *name, size_t max, const char **out)
+int input_secret(struct req *r, const char *name, size_t max, const char **out)
 {
     *out = NULL;
     const struct param *p = params_get(&r->params, name);
@@ -41,6 +41,14 @@ int input_text(struct req *r, const char *name, size_t max, const char **out)
         return reply_invalid(r, name, "must be a string");
     if (strlen(*out) > max)
         return reply_invalid(r, name, "is too long");
+    return 0;
+}
+
+int input_text(struct req *r, const char *name, size_t max, const char **out)
+{
+    int rc = input_secret(r, name, max, out);
+    if (rc != 0 || *out == NULL)
+        return rc;
     if (!params_is_printable(*out, strlen(*out)))
         return reply_invalid(r, name, "must not contain control characters");
     return 0;

@@ -20,6 +20,9 @@ int input_only_known(struct req *r, const char *const *allowed);
 /* A printable text parameter of at most max bytes; *out NULL when absent. */
 int input_text(struct req *r, const char *name, size_t max, const char **out);
 
+/* As input_text(), but any bytes but NUL pass: passwords and tokens. */
+int input_secret(struct req *r, const char *name, size_t max, const char **out);
+
 /* As input_text(), an http(s) URL (or a path starting with '/' when
  * relative_ok); "" is accepted (it clears the URL). */
 int input_url(struct req *r, const char *name, int relative_ok, const char **out);

@@ -152,22 +152,14 @@ static int send_user_by_uid(struct req *r, int status, const char *code, const c
 
 /* ---- Parameters of users ---- */
 
-/* Reads one optional text parameter; replies 400 when present but bad. */
+/* Reads one optional text parameter (printable: no control characters);
+ * replies 400 when present but bad. */
 static int opt_text(struct req *r, const char *name, size_t max, int printable, const char **out,
                     int *has)
 {
-    const struct param *p = params_get(&r->params, name);
-    *has = 0;
-    if (p == NULL)
-        return 0;
-    if (param_text(p, out) < 0)
-        return reply_invalid(r, name, "must be a string");
-    if (strlen(*out) > max)
-        return reply_invalid(r, name, "is too long");
-    if (printable && !params_is_printable(*out, strlen(*out)))
-        return reply_invalid(r, name, "must not contain control characters");
-    *has = 1;
-    return 0;
+    int rc = printable ? input_text(r, name, max, out) : input_secret(r, name, max, out);
+    *has = rc == 0 && *out != NULL;
+    return rc;
 }
 
 static int opt_bool(struct req *r, const char *name, int *out)
