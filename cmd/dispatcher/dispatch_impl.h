@@ -15,6 +15,7 @@
 #include <ev.h>
 
 #include "cmd/dispatcher/breaker.h"
+#include "cmd/dispatcher/policy.h"
 #include "cmd/dispatcher/queue.h"
 
 struct config;
@@ -28,26 +29,18 @@ struct partner;
 struct partners;
 struct wake;
 
-/* ---- Tunables (times before SUPERIMAP_WEBHOOK_TIME_DIVISOR) ---- */
+/* ---- Tunables of the scheduler (times before SUPERIMAP_WEBHOOK_TIME_DIVISOR;
+ * the delivery policy is policy.h) ---- */
 
-#define CLAIM_BATCH       64               /* most events one claim takes */
-#define CLAIM_MIN         16               /* fewest free slots worth a claim when busy */
-#define SWEEP_MS          1000             /* every shard is claimed at least this often */
-#define PROMOTE_SWEEP_MS  1000             /* and its due retries promoted */
-#define REQUEUE_SWEEP_MS  5000             /* and its expired leases requeued */
-#define STATS_MS          5000             /* queue depth metrics */
-#define MAINT_BATCH       500              /* events per promote / requeue call */
-#define PARTNER_TTL_MS    10000            /* partner settings refresh */
-#define KEEP_DELIVERED_MS (7 * 86400000LL) /* a delivered event's hash (no payload) */
-#define DEAD_CAP          10000            /* dead letters per shard */
-#define DEAD_KEEP_MS      (30 * 86400000LL)
-#define RETRY_AFTER_MAX   (86400000LL) /* longest Retry-After honoured */
-#define BREAKER_FAILURES  5
-#define BREAKER_OPEN_MS   30000
-#define BREAKER_MAX_MS    600000
-#define COMMIT_TRIES      5     /* a result lost with the link is sent again */
-#define EID_MAX           256   /* longest event id we send */
-#define INLINE_PAYLOAD    16384 /* longer payloads are read outside the claim script */
+#define CLAIM_BATCH      64    /* most events one claim takes */
+#define CLAIM_MIN        16    /* fewest free slots worth a claim when busy */
+#define SWEEP_MS         1000  /* every shard is claimed at least this often */
+#define PROMOTE_SWEEP_MS 1000  /* and its due retries promoted */
+#define REQUEUE_SWEEP_MS 5000  /* and its expired leases requeued */
+#define STATS_MS         5000  /* queue depth metrics */
+#define MAINT_BATCH      500   /* events per promote / requeue call */
+#define PARTNER_TTL_MS   10000 /* partner settings refresh */
+#define INLINE_PAYLOAD   16384 /* longer payloads are read outside the claim script */
 
 enum commit_op { OP_ACK, OP_RETRY, OP_DEAD };
 
