@@ -17,7 +17,6 @@
 
 #include "cmd/dispatcher/breaker.h"
 #include "cmd/dispatcher/deliver.h"
-#include "cmd/dispatcher/dispatch_impl.h"
 #include "cmd/dispatcher/job.h"
 #include "cmd/dispatcher/owner.h"
 #include "cmd/dispatcher/partners.h"
@@ -31,6 +30,66 @@
 #include "core/metrics.h"
 #include "core/node.h"
 #include "core/time.h"
+
+/* ---- The scheduler's state ---- */
+
+struct shard {
+    struct dispatcher *d;
+    struct queue_shard keys;
+    unsigned started : 1;  /* expired leases requeued since Redis became ready */
+    unsigned wants : 1;    /* a claim is due (wake-up, sweep, more ready) */
+    unsigned claiming : 1; /* a claim is in flight */
+    unsigned requeuing : 1;
+    unsigned promoting : 1;
+    unsigned counting : 1;  /* stats in flight */
+    unsigned owned : 1;     /* its si:{k}:owner lease is ours: claims allowed (owner.c says) */
+    unsigned epoch;         /* bumps when the shard becomes owned */
+    unsigned requeue_epoch; /* epoch the requeue in flight was sent in */
+    int claim_n;            /* slots reserved by the claim in flight */
+    int64_t next_requeue, next_promote, next_stats; /* mono ms */
+    struct metric *m_depth[4];                      /* ready, inflight, retry, dead */
+    struct metric *m_oldest;
+};
+
+struct dispatcher {
+    struct ev_loop *loop;
+    struct node *node;
+    const struct config *cfg;
+    struct crypto_keys *keys;
+    struct queue *q;
+    struct partners *partners;
+    struct deliver *http;
+    struct breakers *breakers;
+    struct wake *wake;
+
+    int nshards;
+    struct shard *shards;
+    int rr; /* next shard the pump looks at first */
+
+    int redis_up;
+    int draining;
+    int closing;
+    void (*drained)(void *data);
+    void *drained_data;
+
+    struct jobs *jobs; /* the claimed events (job.c) */
+    int max_active;
+    int reserved; /* slots reserved by claims in flight */
+
+    int divisor;
+    int64_t lease_ms;
+    int64_t tick_ms;
+    int64_t next_sweep;
+    ev_timer tick;
+
+    struct metric *m_inflight;
+    struct metric *m_circuits[BREAKER_NSTATES];
+
+    struct owner *owner; /* which shards are ours (owner.c) */
+    int owner_released;  /* drain: leases released, alive keys deleted */
+
+    char describe_capacity[16], describe_inflight[16], describe_owned[16]; /* si:node:<id> */
+};
 
 /* ---- Tunables of the scheduler (times before SUPERIMAP_WEBHOOK_TIME_DIVISOR) ---- */
 
@@ -97,7 +156,7 @@ static void dispatch_pump(struct dispatcher *d)
      * slots are free rather than claim one event per finished request. */
     if (free < CLAIM_MIN && active >= CLAIM_MIN)
         return;
-    if (!owner_may_act(d))
+    if (!owner_may_act(d->owner))
         return;
     for (int i = 0; i < d->nshards && free > 0; i++) {
         struct shard *sh = &d->shards[(d->rr + i) % d->nshards];
@@ -211,15 +270,15 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct dispatcher *d = w->data;
     update_gauges(d);
     int64_t now = time_mono_ms();
-    int act = owner_may_act(d); /* before last_tick moves: a frozen loop fences here */
-    d->last_tick = now;
+    int act = owner_may_act(d->owner); /* before the tick is noted: a frozen loop fences here */
+    owner_loop_ran(d->owner, now);
     if (!d->redis_up || d->closing)
         return;
     if (d->draining) {
         dispatch_check_drained(d);
         return;
     }
-    owner_tick(d, now);
+    owner_tick(d->owner, now);
     int sweep = now >= d->next_sweep;
     if (sweep)
         d->next_sweep = now + SWEEP_MS;
@@ -260,6 +319,35 @@ static void on_wake_subscribed(void *data)
 {
     struct dispatcher *d = data;
     d->next_sweep = 0; /* messages may have been missed: sweep every shard now */
+}
+
+/* ---- Callbacks of the owner (owner.h) ---- */
+
+static void on_owned(int k, int owned, void *data)
+{
+    struct dispatcher *d = data;
+    struct shard *sh = &d->shards[k];
+    sh->owned = owned ? 1 : 0;
+    if (owned) {
+        /* Expired leases first, then claims (docs/architecture.md section 5). */
+        sh->epoch++;
+        sh->started = 0;
+        sh->next_requeue = 0;
+    } else {
+        sh->wants = 0;
+        /* The owner reports the shard's depth now: zeros here keep sums
+         * over the fleet right. */
+        for (int s = 0; s < 4; s++)
+            metric_set(sh->m_depth[s], 0);
+        metric_set(sh->m_oldest, 0);
+    }
+}
+
+static int is_idle(int k, void *data)
+{
+    struct dispatcher *d = data;
+    const struct shard *sh = &d->shards[k];
+    return !sh->claiming && !sh->requeuing && !sh->promoting && !sh->counting;
 }
 
 /* ---- Callbacks of the jobs (job.h) ---- */
@@ -319,12 +407,13 @@ void dispatch_resume(struct dispatcher *d)
         sh->next_stats = now + (int64_t)k * STATS_MS / d->nshards;
     }
     d->next_sweep = now + SWEEP_MS;
-    owner_ready(d);
+    owner_ready(d->owner);
 }
 
 void dispatch_pause(struct dispatcher *d)
 {
     d->redis_up = 0;
+    owner_pause(d->owner);
 }
 
 /* Calls the drain's done callback once nothing is left. */
@@ -342,7 +431,9 @@ static void dispatch_check_drained(struct dispatcher *d)
 
 static void on_owner_released(void *data)
 {
-    dispatch_check_drained(data);
+    struct dispatcher *d = data;
+    d->owner_released = 1;
+    dispatch_check_drained(d);
 }
 
 void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
@@ -355,7 +446,7 @@ void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
     jobs_drain(d->jobs); /* events not sent yet go back */
     /* The shards go to the other dispatchers now; requests in flight still
      * record their results (fenced by the attempt, not by the shard lease). */
-    owner_release_all(d, on_owner_released, d);
+    owner_release_all(d->owner, on_owner_released, d);
 }
 
 void dispatch_describe(struct dispatcher *d, const char **argv, int *argc)
@@ -363,7 +454,7 @@ void dispatch_describe(struct dispatcher *d, const char **argv, int *argc)
     /* load / capacity: events in flight / the most this node takes at once. */
     snprintf(d->describe_inflight, sizeof d->describe_inflight, "%d", jobs_active(d->jobs));
     snprintf(d->describe_capacity, sizeof d->describe_capacity, "%d", d->max_active);
-    snprintf(d->describe_owned, sizeof d->describe_owned, "%d", d->nowned);
+    snprintf(d->describe_owned, sizeof d->describe_owned, "%d", owner_count(d->owner));
     argv[(*argc)++] = "load";
     argv[(*argc)++] = d->describe_inflight;
     argv[(*argc)++] = "capacity";
@@ -468,7 +559,8 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
     };
     d->jobs = jobs_new(&jo, &jh);
     register_metrics(d, node_metrics(n));
-    owner_init(d);
+    struct owner_hooks oh = {.on_owned = on_owned, .is_idle = is_idle, .data = d};
+    d->owner = owner_new(loop, n, d->nshards, &oh);
     struct wake_opts wo = {
         .redis_url = cfg->redis_url,
         .redis_password = cfg->redis_password,
@@ -493,12 +585,13 @@ void dispatch_free(struct dispatcher *d)
         return;
     d->closing = 1;
     jobs_close(d->jobs);
+    owner_close(d->owner);
     ev_timer_stop(d->loop, &d->tick);
     wake_free(d->wake);
     deliver_free(d->http); /* in-flight requests call back now and free their jobs */
     queue_free(d->q);      /* pending Redis calls are orphaned ... */
     jobs_free(d->jobs);    /* ... so the jobs waiting on them are freed here */
-    owner_free(d);
+    owner_free(d->owner);
     partners_free(d->partners);
     breakers_free(d->breakers);
     crypto_keys_free(d->keys);
