@@ -17,9 +17,10 @@
 
 #include "cmd/dispatcher/breaker.h"
 #include "cmd/dispatcher/deliver.h"
-#include "cmd/dispatcher/dispatch_impl.h"
+#include "cmd/dispatcher/job.h"
 #include "cmd/dispatcher/owner.h"
 #include "cmd/dispatcher/partners.h"
+#include "cmd/dispatcher/policy.h"
 #include "cmd/dispatcher/queue.h"
 #include "cmd/dispatcher/wake.h"
 #include "core/config.h"
@@ -30,7 +31,83 @@
 #include "core/node.h"
 #include "core/time.h"
 
-int64_t dispatch_scaled(const struct dispatcher *d, int64_t ms)
+/* ---- The scheduler's state ---- */
+
+struct shard {
+    struct dispatcher *d;
+    struct queue_shard keys;
+    unsigned started : 1;  /* expired leases requeued since Redis became ready */
+    unsigned wants : 1;    /* a claim is due (wake-up, sweep, more ready) */
+    unsigned claiming : 1; /* a claim is in flight */
+    unsigned requeuing : 1;
+    unsigned promoting : 1;
+    unsigned counting : 1;  /* stats in flight */
+    unsigned owned : 1;     /* its si:{k}:owner lease is ours: claims allowed (owner.c says) */
+    unsigned epoch;         /* bumps when the shard becomes owned */
+    unsigned requeue_epoch; /* epoch the requeue in flight was sent in */
+    int claim_n;            /* slots reserved by the claim in flight */
+    int64_t next_requeue, next_promote, next_stats; /* mono ms */
+    struct metric *m_depth[4];                      /* ready, inflight, retry, dead */
+    struct metric *m_oldest;
+};
+
+struct dispatcher {
+    struct ev_loop *loop;
+    struct node *node;
+    const struct config *cfg;
+    struct crypto_keys *keys;
+    struct queue *q;
+    struct partners *partners;
+    struct deliver *http;
+    struct breakers *breakers;
+    struct wake *wake;
+
+    int nshards;
+    struct shard *shards;
+    int rr; /* next shard the pump looks at first */
+
+    int redis_up;
+    int draining;
+    int closing;
+    void (*drained)(void *data);
+    void *drained_data;
+
+    struct jobs *jobs; /* the claimed events (job.c) */
+    int max_active;
+    int reserved; /* slots reserved by claims in flight */
+
+    int divisor;
+    int64_t lease_ms;
+    int64_t tick_ms;
+    int64_t next_sweep;
+    ev_timer tick;
+
+    struct metric *m_inflight;
+    struct metric *m_circuits[BREAKER_NSTATES];
+
+    struct owner *owner; /* which shards are ours (owner.c) */
+    int owner_released;  /* drain: leases released, alive keys deleted */
+
+    char describe_capacity[16], describe_inflight[16], describe_owned[16]; /* si:node:<id> */
+};
+
+/* ---- Tunables of the scheduler (times before SUPERIMAP_WEBHOOK_TIME_DIVISOR) ---- */
+
+#define CLAIM_BATCH      64    /* most events one claim takes */
+#define CLAIM_MIN        16    /* fewest free slots worth a claim when busy */
+#define SWEEP_MS         1000  /* every shard is claimed at least this often */
+#define PROMOTE_SWEEP_MS 1000  /* and its due retries promoted */
+#define REQUEUE_SWEEP_MS 5000  /* and its expired leases requeued */
+#define STATS_MS         5000  /* queue depth metrics */
+#define MAINT_BATCH      500   /* events per promote / requeue call */
+#define PARTNER_TTL_MS   10000 /* partner settings refresh */
+#define INLINE_PAYLOAD   16384 /* longer payloads are read outside the claim script */
+
+static void dispatch_pump(struct dispatcher *d);
+static void dispatch_check_drained(struct dispatcher *d);
+
+/* ms divided by SUPERIMAP_WEBHOOK_TIME_DIVISOR. */
+static int64_t dispatch_scaled(const struct dispatcher *d, int64_t ms)
 {
     return ms / d->divisor;
 }
@@ -52,7 +129,7 @@ static void on_claimed(const struct queue_claimed *c, int err, void *data)
     if (err < 0)
         log_warn("malformed claim reply; its events return after their lease shard=%d", sh->keys.k);
     for (size_t i = 0; i < c->nevents; i++)
-        job_route(job_new(d, sh, &c->events[i]));
+        jobs_claimed(d->jobs, &sh->keys, &c->events[i]);
     /* A wake-up, sweep or freed slot that came while the claim was in flight
      * set wants again (dispatch_pump() cleared it): keep it, or that signal is lost. */
     sh->wants = sh->wants || (c->more && c->nevents > 0);
@@ -63,22 +140,23 @@ static void on_claimed(const struct queue_claimed *c, int err, void *data)
         if (p->held < p->concurrency)
             sh->wants = 1;
         else
-            job_partner_block(d, p, sh);
+            jobs_partner_block(d->jobs, p, sh->keys.k);
     }
     dispatch_pump(d);
 }
 
 /* Issues claims while there are free slots and shards that want one. */
-void dispatch_pump(struct dispatcher *d)
+static void dispatch_pump(struct dispatcher *d)
 {
     if (!d->redis_up || d->draining || d->closing)
         return;
-    int free = d->max_active - d->active - d->reserved;
+    int active = jobs_active(d->jobs);
+    int free = d->max_active - active - d->reserved;
     /* Claim in batches: while many events are in flight, wait until a few
      * slots are free rather than claim one event per finished request. */
-    if (free < CLAIM_MIN && d->active >= CLAIM_MIN)
+    if (free < CLAIM_MIN && active >= CLAIM_MIN)
         return;
-    if (!owner_may_act(d))
+    if (!owner_may_act(d->owner))
         return;
     for (int i = 0; i < d->nshards && free > 0; i++) {
         struct shard *sh = &d->shards[(d->rr + i) % d->nshards];
@@ -89,7 +167,7 @@ void dispatch_pump(struct dispatcher *d)
         const char *pids[256];
         int frees[256];
         size_t np = 0;
-        for (struct partner *p = d->busy; p != NULL && np < 256; p = p->busy_next) {
+        for (struct partner *p = jobs_busy(d->jobs); p != NULL && np < 256; p = p->busy_next) {
             int f = p->concurrency - p->held;
             if (f < n) {
                 pids[np] = p->pid;
@@ -180,7 +258,7 @@ static void on_stats(const struct queue_stats *st, int err, void *data)
 
 static void update_gauges(struct dispatcher *d)
 {
-    metric_set(d->m_inflight, d->active);
+    metric_set(d->m_inflight, jobs_active(d->jobs));
     for (int s = 0; s < BREAKER_NSTATES; s++)
         metric_set(d->m_circuits[s], breakers_count(d->breakers, (enum breaker_state)s));
 }
@@ -192,15 +270,15 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct dispatcher *d = w->data;
     update_gauges(d);
     int64_t now = time_mono_ms();
-    int act = owner_may_act(d); /* before last_tick moves: a frozen loop fences here */
-    d->last_tick = now;
+    int act = owner_may_act(d->owner); /* before the tick is noted: a frozen loop fences here */
+    owner_loop_ran(d->owner, now);
     if (!d->redis_up || d->closing)
         return;
     if (d->draining) {
         dispatch_check_drained(d);
         return;
     }
-    owner_tick(d, now);
+    owner_tick(d->owner, now);
     int sweep = now >= d->next_sweep;
     if (sweep)
         d->next_sweep = now + SWEEP_MS;
@@ -243,6 +321,67 @@ static void on_wake_subscribed(void *data)
     d->next_sweep = 0; /* messages may have been missed: sweep every shard now */
 }
 
+/* ---- Callbacks of the owner (owner.h) ---- */
+
+static void on_owned(int k, int owned, void *data)
+{
+    struct dispatcher *d = data;
+    struct shard *sh = &d->shards[k];
+    sh->owned = owned ? 1 : 0;
+    if (owned) {
+        /* Expired leases first, then claims (docs/architecture.md section 5). */
+        sh->epoch++;
+        sh->started = 0;
+        sh->next_requeue = 0;
+    } else {
+        sh->wants = 0;
+        /* The owner reports the shard's depth now: zeros here keep sums
+         * over the fleet right. */
+        for (int s = 0; s < 4; s++)
+            metric_set(sh->m_depth[s], 0);
+        metric_set(sh->m_oldest, 0);
+    }
+}
+
+static int is_idle(int k, void *data)
+{
+    struct dispatcher *d = data;
+    const struct shard *sh = &d->shards[k];
+    return !sh->claiming && !sh->requeuing && !sh->promoting && !sh->counting;
+}
+
+/* ---- Callbacks of the jobs (job.h) ---- */
+
+static void on_slot_free(void *data)
+{
+    dispatch_pump(data);
+}
+
+static void on_shard_wanted(int k, void *data)
+{
+    struct dispatcher *d = data;
+    d->shards[k].wants = 1;
+}
+
+static void on_retry_due(int k, int64_t due_mono, void *data)
+{
+    struct dispatcher *d = data;
+    struct shard *sh = &d->shards[k];
+    if (due_mono < sh->next_promote)
+        sh->next_promote = due_mono;
+}
+
+static void on_job_freed(void *data)
+{
+    dispatch_check_drained(data);
+}
+
+static void on_partner_loaded(struct partner *p, void *data)
+{
+    struct dispatcher *d = data;
+    jobs_on_partner_loaded(d->jobs, p);
+}
+
 /* ---- Lifecycle ---- */
 
 static void forget_settings(const char *pid, void *value, void *data)
@@ -268,19 +407,21 @@ void dispatch_resume(struct dispatcher *d)
         sh->next_stats = now + (int64_t)k * STATS_MS / d->nshards;
     }
     d->next_sweep = now + SWEEP_MS;
-    owner_ready(d);
+    owner_ready(d->owner);
 }
 
 void dispatch_pause(struct dispatcher *d)
 {
     d->redis_up = 0;
+    owner_pause(d->owner);
 }
 
-void dispatch_check_drained(struct dispatcher *d)
+/* Calls the drain's done callback once nothing is left. */
+static void dispatch_check_drained(struct dispatcher *d)
 {
     if (!d->draining || d->closing || d->drained == NULL || !d->owner_released)
         return;
-    if (d->njobs > 0 || deliver_active(d->http) > 0 || queue_pending(d->q) > 0)
+    if (jobs_count(d->jobs) > 0 || deliver_active(d->http) > 0 || queue_pending(d->q) > 0)
         return;
     void (*done)(void *) = d->drained;
     d->drained = NULL;
@@ -288,19 +429,11 @@ void dispatch_check_drained(struct dispatcher *d)
     done(d->drained_data);
 }
 
-static void give_back_waiting(const char *pid, void *value, void *data)
-{
-    (void)pid;
-    (void)data;
-    struct partner *p = value;
-    struct job *j;
-    while ((j = job_wait_pop(p)) != NULL)
-        job_give_back(j, 0);
-}
-
 static void on_owner_released(void *data)
 {
-    dispatch_check_drained(data);
+    struct dispatcher *d = data;
+    d->owner_released = 1;
+    dispatch_check_drained(d);
 }
 
 void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
@@ -308,19 +441,20 @@ void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
     d->draining = 1;
     d->drained = done;
     d->drained_data = data;
-    log_info("dispatcher draining requests=%d events=%d", deliver_active(d->http), d->njobs);
-    partners_each(d->partners, give_back_waiting, d);
+    log_info("dispatcher draining requests=%d events=%d", deliver_active(d->http),
+             jobs_count(d->jobs));
+    jobs_drain(d->jobs); /* events not sent yet go back */
     /* The shards go to the other dispatchers now; requests in flight still
      * record their results (fenced by the attempt, not by the shard lease). */
-    owner_release_all(d, on_owner_released, d);
+    owner_release_all(d->owner, on_owner_released, d);
 }
 
 void dispatch_describe(struct dispatcher *d, const char **argv, int *argc)
 {
     /* load / capacity: events in flight / the most this node takes at once. */
-    snprintf(d->describe_inflight, sizeof d->describe_inflight, "%d", d->active);
+    snprintf(d->describe_inflight, sizeof d->describe_inflight, "%d", jobs_active(d->jobs));
     snprintf(d->describe_capacity, sizeof d->describe_capacity, "%d", d->max_active);
-    snprintf(d->describe_owned, sizeof d->describe_owned, "%d", d->nowned);
+    snprintf(d->describe_owned, sizeof d->describe_owned, "%d", owner_count(d->owner));
     argv[(*argc)++] = "load";
     argv[(*argc)++] = d->describe_inflight;
     argv[(*argc)++] = "capacity";
@@ -329,29 +463,9 @@ void dispatch_describe(struct dispatcher *d, const char **argv, int *argc)
     argv[(*argc)++] = d->describe_owned;
 }
 
+/* The scheduler's metrics (the jobs register theirs before). */
 static void register_metrics(struct dispatcher *d, struct metrics *m)
 {
-    for (int r = 0; r < R_COUNT; r++) {
-        char labels[64];
-        snprintf(labels, sizeof labels, "result=\"%s\"", dispatch_results[r]);
-        d->m_results[r] = metrics_counter(m, "superimap_webhook_deliveries_total",
-                                          "Webhook attempts by outcome (retry: failed, will be "
-                                          "retried; dead: moved to dead letters)",
-                                          labels);
-    }
-    d->m_attempts = metrics_counter(m, "superimap_webhook_requests_total",
-                                    "HTTP requests made to webhook receivers", NULL);
-    d->m_latency = metrics_histogram(m, "superimap_webhook_request_duration_seconds",
-                                     "Time from sending a webhook to its response or failure", NULL,
-                                     metrics_latency_bounds, metrics_latency_nbounds);
-    d->m_stale = metrics_counter(m, "superimap_webhook_stale_results_total",
-                                 "Results refused because the event's lease had expired (it is "
-                                 "delivered again)",
-                                 NULL);
-    d->m_lost = metrics_counter(m, "superimap_webhook_unrecorded_results_total",
-                                "Results that could not be written to Redis (the event is "
-                                "delivered again after its lease)",
-                                NULL);
     d->m_inflight = metrics_gauge(m, "superimap_webhook_inflight",
                                   "Events claimed by this dispatcher and not yet decided", NULL);
     for (int s = 0; s < BREAKER_NSTATES; s++) {
@@ -417,7 +531,7 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
         return NULL;
     }
     d->q = queue_new(node_redis(n));
-    d->partners = partners_new(d->q, d->keys, PARTNER_TTL_MS, job_on_partner_loaded, d);
+    d->partners = partners_new(d->q, d->keys, PARTNER_TTL_MS, on_partner_loaded, d);
     d->breakers = breakers_new(BREAKER_FAILURES, dispatch_scaled(d, BREAKER_OPEN_MS) + 1,
                                dispatch_scaled(d, BREAKER_MAX_MS) + 1);
     d->nshards = cfg->shards;
@@ -426,8 +540,27 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
         d->shards[k].d = d;
         queue_shard_init(&d->shards[k].keys, k);
     }
+    struct jobs_opts jo = {
+        .q = d->q,
+        .partners = d->partners,
+        .http = d->http,
+        .breakers = d->breakers,
+        .keys = d->keys,
+        .metrics = node_metrics(n),
+        .nshards = d->nshards,
+        .divisor = d->divisor,
+    };
+    struct jobs_hooks jh = {
+        .on_slot_free = on_slot_free,
+        .on_shard_wanted = on_shard_wanted,
+        .on_retry_due = on_retry_due,
+        .on_job_freed = on_job_freed,
+        .data = d,
+    };
+    d->jobs = jobs_new(&jo, &jh);
     register_metrics(d, node_metrics(n));
-    owner_init(d);
+    struct owner_hooks oh = {.on_owned = on_owned, .is_idle = is_idle, .data = d};
+    d->owner = owner_new(loop, n, d->nshards, &oh);
     struct wake_opts wo = {
         .redis_url = cfg->redis_url,
         .redis_password = cfg->redis_password,
@@ -451,13 +584,14 @@ void dispatch_free(struct dispatcher *d)
     if (d == NULL)
         return;
     d->closing = 1;
+    jobs_close(d->jobs);
+    owner_close(d->owner);
     ev_timer_stop(d->loop, &d->tick);
     wake_free(d->wake);
-    deliver_free(d->http);  /* in-flight requests call back now and free their jobs */
-    queue_free(d->q);       /* pending Redis calls are orphaned ... */
-    while (d->jobs != NULL) /* ... so the jobs waiting on them are freed here */
-        job_free(d->jobs);
-    owner_free(d);
+    deliver_free(d->http); /* in-flight requests call back now and free their jobs */
+    queue_free(d->q);      /* pending Redis calls are orphaned ... */
+    jobs_free(d->jobs);    /* ... so the jobs waiting on them are freed here */
+    owner_free(d->owner);
     partners_free(d->partners);
     breakers_free(d->breakers);
     crypto_keys_free(d->keys);

@@ -1,6 +1,6 @@
 /*
  * cmd/dispatcher/job: one claimed event, from routing to its recorded result
- * (see dispatch_impl.h; the delivery guarantees are in main.c's header).
+ * (see job.h; the delivery guarantees are in main.c's header).
  *
  *   claimed ──► waiting (payload being read, partner settings loading, or
  *      │         partner at its concurrency cap) ──┐
@@ -11,15 +11,16 @@
  *                                         committing (event_ack / event_retry /
  *                                         event_dead, then the log entry) ──► freed
  *
- * A job holds a delivery slot (d->active, its partner's held) from claim to
+ * A job holds a delivery slot (js->active, its partner's held) from claim to
  * decision; the slot then goes to the next event at once while the result is
- * written. Every job is on d->jobs until freed, so dispatch_free() can free
+ * written. Every job is on js->jobs until freed, so jobs_free() can free
  * those whose Redis calls were orphaned.
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/dispatcher/dispatch_impl.h"
+#include "cmd/dispatcher/job.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "cmd/dispatcher/breaker.h"
 #include "cmd/dispatcher/deliver.h"
 #include "cmd/dispatcher/partners.h"
+#include "cmd/dispatcher/policy.h"
 #include "cmd/dispatcher/queue.h"
 #include "core/buf.h"
 #include "core/crypto.h"
@@ -39,55 +41,121 @@
 #include "core/time.h"
 #include "proto/webhook.h"
 
-const char *const dispatch_results[R_COUNT] = {"delivered", "retry", "dead",    "archived",
-                                               "refused",   "gone",  "skipped", "deferred"};
+enum commit_op { OP_ACK, OP_RETRY, OP_DEAD };
+
+/* Outcome of an attempt, as the delivery log's result field names it. */
+enum result {
+    R_DELIVERED,
+    R_RETRY,
+    R_DEAD,
+    R_ARCHIVED,
+    R_REFUSED,
+    R_GONE,
+    R_SKIPPED,
+    R_DEFERRED,
+    R_COUNT
+};
+
+/* "delivered", "retry", ... indexed by enum result. */
+static const char *const results[R_COUNT] = {"delivered", "retry", "dead",    "archived",
+                                             "refused",   "gone",  "skipped", "deferred"};
+
+struct job {
+    struct jobs *js;
+    const struct queue_shard *sh; /* the scheduler's, outlives the job */
+    struct partner *p;
+    struct job *next;                /* the partner's wait queue */
+    struct job *all_prev, *all_next; /* js->jobs */
+    char *eid, *type, *uid, *code, *tag, *sha1;
+    char *plain; /* the decrypted payload, until the body is built */
+    size_t plain_len;
+    enum { PL_OK, PL_FETCH, PL_MISSING, PL_BAD } payload;
+    int etype;   /* enum event_type, -1 unknown */
+    int attempt; /* fencing token */
+    int holds_slot;
+    int waiting; /* on the partner's wait queue */
+    int sending;
+    char *url; /* the URL of the request in flight */
+    /* The decision. */
+    enum commit_op op;
+    enum result result;
+    int counted;        /* the attempt counts (0: given back, attempts unchanged) */
+    int logged;         /* the outcome goes to the delivery log and metrics */
+    int64_t created_at; /* wall ms, 0 when unknown */
+    long status;
+    int64_t latency_ms;
+    int64_t delay_ms;
+    int tries;
+    char error[400];
+};
+
+struct jobs {
+    struct jobs_opts o;
+    struct jobs_hooks h;
+    int draining;
+    int closing;
+    int active; /* jobs holding a slot */
+    int njobs;
+    struct job *jobs;
+    struct partner *busy; /* partners with held events or a small cap */
+    struct metric *m_results[R_COUNT];
+    struct metric *m_attempts, *m_latency, *m_stale, *m_lost;
+};
 
 static void job_try_send(struct job *j);
+static void job_route(struct job *j);
+
+/* ms divided by SUPERIMAP_WEBHOOK_TIME_DIVISOR. */
+static int64_t scaled(const struct jobs *js, int64_t ms)
+{
+    return ms / js->o.divisor;
+}
 
 /* ---- Partners: busy list, blocked shards ---- */
 
-void job_busy_update(struct dispatcher *d, struct partner *p)
+/* Keeps js->busy (partners with held events or a cap under the default). */
+static void job_busy_update(struct jobs *js, struct partner *p)
 {
     int want = p->held > 0 || p->concurrency < PARTNER_DEFAULT_CONCURRENCY;
     if (want == p->in_busy)
         return;
     if (want) {
         p->busy_prev = NULL;
-        p->busy_next = d->busy;
-        if (d->busy != NULL)
-            d->busy->busy_prev = p;
-        d->busy = p;
+        p->busy_next = js->busy;
+        if (js->busy != NULL)
+            js->busy->busy_prev = p;
+        js->busy = p;
     } else {
         if (p->busy_prev != NULL)
             p->busy_prev->busy_next = p->busy_next;
         else
-            d->busy = p->busy_next;
+            js->busy = p->busy_next;
         if (p->busy_next != NULL)
             p->busy_next->busy_prev = p->busy_prev;
     }
     p->in_busy = want;
 }
 
-/* A claim on sh skipped p for lack of slots: claim there again once p frees
- * one. */
-void job_partner_block(struct dispatcher *d, struct partner *p, struct shard *sh)
+/* A claim on shard k skipped p for lack of slots: claim there again once p
+ * frees one. */
+void jobs_partner_block(struct jobs *js, struct partner *p, int k)
 {
     if (p->blocked == NULL)
-        p->blocked = xcalloc((size_t)d->nshards, 1);
-    if (!p->blocked[sh->keys.k]) {
-        p->blocked[sh->keys.k] = 1;
+        p->blocked = xcalloc((size_t)js->o.nshards, 1);
+    if (!p->blocked[k]) {
+        p->blocked[k] = 1;
         p->nblocked++;
     }
 }
 
-static void partner_unblock(struct dispatcher *d, struct partner *p)
+static void partner_unblock(struct jobs *js, struct partner *p)
 {
     if (p->nblocked == 0)
         return;
-    for (int k = 0; k < d->nshards; k++) {
+    for (int k = 0; k < js->o.nshards; k++) {
         if (p->blocked[k]) {
             p->blocked[k] = 0;
-            d->shards[k].wants = 1;
+            js->h.on_shard_wanted(k, js->h.data);
         }
     }
     p->nblocked = 0;
@@ -102,16 +170,20 @@ static void open_payload(struct job *j, const char *envelope)
     schema_aad_event(aad, j->eid);
     xfree(j->plain);
     j->plain = NULL;
-    j->payload =
-        crypto_decrypt(j->d->keys, envelope, aad, &j->plain, &j->plain_len) == 0 ? PL_OK : PL_BAD;
+    j->payload = crypto_decrypt(j->js->o.keys, envelope, aad, &j->plain, &j->plain_len) == 0
+                     ? PL_OK
+                     : PL_BAD;
 }
 
-struct job *job_new(struct dispatcher *d, struct shard *sh, const struct queue_event *e)
+/* A claimed event becomes a job: it takes a delivery slot (js->active, the
+ * partner's held) and joins js->jobs. Copies what it keeps from e. */
+static struct job *job_new(struct jobs *js, const struct queue_shard *sh,
+                           const struct queue_event *e)
 {
     struct job *j = xcalloc(1, sizeof *j);
-    j->d = d;
+    j->js = js;
     j->sh = sh;
-    j->p = partners_get(d->partners, e->pid);
+    j->p = partners_get(js->o.partners, e->pid);
     j->eid = xstrdup(e->id);
     j->type = xstrdup(e->type);
     j->uid = xstrdup(e->uid);
@@ -125,28 +197,29 @@ struct job *job_new(struct dispatcher *d, struct shard *sh, const struct queue_e
     j->etype = event_type_parse(e->type);
     j->attempt = e->attempt;
     j->created_at = e->created_at;
-    j->all_next = d->jobs;
-    if (d->jobs != NULL)
-        d->jobs->all_prev = j;
-    d->jobs = j;
-    d->njobs++;
+    j->all_next = js->jobs;
+    if (js->jobs != NULL)
+        js->jobs->all_prev = j;
+    js->jobs = j;
+    js->njobs++;
     j->holds_slot = 1;
-    d->active++;
+    js->active++;
     j->p->held++;
-    job_busy_update(d, j->p);
+    job_busy_update(js, j->p);
     return j;
 }
 
-void job_free(struct job *j)
+/* Unlinks and frees j (its Redis calls must be answered or orphaned). */
+static void job_free(struct job *j)
 {
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     if (j->all_prev != NULL)
         j->all_prev->all_next = j->all_next;
     else
-        d->jobs = j->all_next;
+        js->jobs = j->all_next;
     if (j->all_next != NULL)
         j->all_next->all_prev = j->all_prev;
-    d->njobs--;
+    js->njobs--;
     xfree(j->eid);
     xfree(j->type);
     xfree(j->uid);
@@ -169,7 +242,8 @@ static void wait_push(struct partner *p, struct job *j)
     p->wait_tail = j;
 }
 
-struct job *job_wait_pop(struct partner *p)
+/* The next job waiting on p, or NULL. */
+static struct job *job_wait_pop(struct partner *p)
 {
     struct job *j = p->wait_head;
     if (j != NULL) {
@@ -186,13 +260,13 @@ struct job *job_wait_pop(struct partner *p)
  * they will not be sent: partner gone or unreadable, or draining). A loop,
  * guarded against re-entry: each event decided here frees a slot, which
  * would otherwise recurse once per waiting event. */
-static void resume_waiting(struct dispatcher *d, struct partner *p)
+static void resume_waiting(struct jobs *js, struct partner *p)
 {
-    if (p->resuming || d->closing || !p->loaded)
+    if (p->resuming || js->closing || !p->loaded)
         return;
     p->resuming = 1;
     while (p->wait_head != NULL &&
-           (p->sending < p->concurrency || p->missing || p->error[0] != '\0' || d->draining))
+           (p->sending < p->concurrency || p->missing || p->error[0] != '\0' || js->draining))
         job_try_send(job_wait_pop(p));
     p->resuming = 0;
 }
@@ -203,15 +277,15 @@ static void release_slot(struct job *j)
 {
     if (!j->holds_slot)
         return;
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     struct partner *p = j->p;
     j->holds_slot = 0;
-    d->active--;
+    js->active--;
     p->held--;
-    job_busy_update(d, p);
-    partner_unblock(d, p);
-    resume_waiting(d, p);
-    dispatch_pump(d);
+    job_busy_update(js, p);
+    partner_unblock(js, p);
+    resume_waiting(js, p);
+    js->h.on_slot_free(js->h.data);
 }
 
 /* ---- Results ---- */
@@ -221,30 +295,28 @@ static void commit(struct job *j);
 static void on_committed(long long value, int err, void *data)
 {
     struct job *j = data;
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     if ((err == -SIMAP_ECONN || err == -SIMAP_ETIMEDOUT) && ++j->tries < COMMIT_TRIES &&
-        !d->closing) {
+        !js->closing) {
         commit(j); /* the scripts are fenced: running one twice changes nothing */
         return;
     }
     if (err < 0) {
-        metric_inc(d->m_lost);
+        metric_inc(js->m_lost);
         log_warn("cannot record a delivery result; the event will be delivered again after its "
                  "lease id=%s err=\"%s\"",
                  j->eid, err_str(err));
     } else if (value == 0) {
         if (j->logged)
-            metric_inc(d->m_stale);
+            metric_inc(js->m_stale);
         log_debug("stale claim; its lease had expired and another attempt owns the event id=%s "
                   "attempt=%d",
                   j->eid, j->attempt);
     } else if (j->op == OP_RETRY) {
-        int64_t due = time_mono_ms() + j->delay_ms;
-        if (due < j->sh->next_promote)
-            j->sh->next_promote = due;
+        js->h.on_retry_due(j->sh->k, time_mono_ms() + j->delay_ms, js->h.data);
     }
     job_free(j);
-    dispatch_check_drained(d);
+    js->h.on_job_freed(js->h.data);
 }
 
 /* The delivery log entry of the attempt. Sent just before the state script
@@ -262,59 +334,60 @@ static void log_attempt(struct job *j)
         .code = j->code,
         .attempt = j->attempt,
         .status = j->status,
-        .result = dispatch_results[j->result],
+        .result = results[j->result],
         .latency_ms = j->latency_ms,
         .error = j->error,
         .next_at = j->op == OP_RETRY ? time_now_ms() + j->delay_ms : 0,
     };
-    queue_log(j->d->q, &e);
+    queue_log(j->js->o.q, &e);
 }
 
 static void commit(struct job *j)
 {
-    struct dispatcher *d = j->d;
-    struct queue_shard *s = &j->sh->keys;
+    struct jobs *js = j->js;
+    const struct queue_shard *s = j->sh;
     if (j->logged && j->tries == 0)
         log_attempt(j);
     int rc = 0;
     switch (j->op) {
     case OP_ACK:
-        rc = queue_ack(d->q, s, j->eid, j->attempt, KEEP_DELIVERED_MS, j->status, on_committed, j);
+        rc = queue_ack(js->o.q, s, j->eid, j->attempt, KEEP_DELIVERED_MS, j->status, on_committed,
+                       j);
         break;
     case OP_RETRY:
-        rc = queue_retry(d->q, s, j->eid, j->attempt, j->delay_ms, j->status, j->error, j->counted,
-                         on_committed, j);
+        rc = queue_retry(js->o.q, s, j->eid, j->attempt, j->delay_ms, j->status, j->error,
+                         j->counted, on_committed, j);
         break;
     case OP_DEAD:
-        rc = queue_dead(d->q, s, j->eid, j->attempt, j->status, j->error, DEAD_CAP, DEAD_KEEP_MS,
+        rc = queue_dead(js->o.q, s, j->eid, j->attempt, j->status, j->error, DEAD_CAP, DEAD_KEEP_MS,
                         on_committed, j);
         break;
     }
     if (rc < 0) {
-        metric_inc(d->m_lost);
+        metric_inc(js->m_lost);
         log_warn("cannot send a delivery result; the event will be delivered again after its "
                  "lease id=%s err=\"%s\"",
                  j->eid, err_str(rc));
         job_free(j);
-        dispatch_check_drained(d);
+        js->h.on_job_freed(js->h.data);
     }
 }
 
 /* Records the decision for j, frees its slot and writes it to Redis. */
 static void decide(struct job *j, enum commit_op op, enum result r, long status, const char *error)
 {
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     j->op = op;
     j->result = r;
     j->status = status;
     snprintf(j->error, sizeof j->error, "%s", error ? error : "");
     if (j->logged)
-        metric_inc(d->m_results[r]);
+        metric_inc(js->m_results[r]);
     if (r == R_DEAD)
         log_warn("event moved to dead letters id=%s pid=%s attempt=%d err=\"%s\"", j->eid,
                  j->p->pid, j->attempt, j->error);
     release_slot(j);
-    if (d->closing) {
+    if (js->closing) {
         job_free(j);
         return;
     }
@@ -345,7 +418,7 @@ static int64_t schedule_delay(const struct job *j)
     crypto_random(&r, sizeof r);
     int64_t jitter = base / 10;
     int64_t delay = base - jitter + (jitter > 0 ? (int64_t)(r % (uint64_t)(2 * jitter + 1)) : 0);
-    return dispatch_scaled(j->d, delay);
+    return scaled(j->js, delay);
 }
 
 /* A failed attempt: retry after the schedule's delay (or at least min_delay,
@@ -367,7 +440,7 @@ static void decide_failure(struct job *j, long status, const char *error, int64_
 
 /* Gives the event back without counting an attempt (draining, or its partner
  * cannot be read right now). */
-void job_give_back(struct job *j, int64_t delay_ms)
+static void job_give_back(struct job *j, int64_t delay_ms)
 {
     j->counted = 0;
     j->logged = 0;
@@ -384,7 +457,7 @@ static void defer(struct job *j, int64_t wait)
     int64_t budget = 0;
     for (int i = 0; i < p->nschedule; i++)
         budget += p->schedule_ms[i];
-    if (j->created_at > 0 && time_now_ms() - j->created_at > dispatch_scaled(j->d, budget)) {
+    if (j->created_at > 0 && time_now_ms() - j->created_at > scaled(j->js, budget)) {
         char why[160];
         snprintf(why, sizeof why,
                  "circuit open (the URL failed %d times in a row) for longer than the retry "
@@ -420,13 +493,12 @@ static void on_archived(long long value, int err, void *data)
 static void on_tracer(long long value, int err, void *data)
 {
     struct job *j = data;
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     if (err == 0 && value == 1) {
         decide_ack(j, R_REFUSED, 403, "HTTP 403; tracer user kept");
         return;
     }
-    int rc =
-        queue_archive_user(d->q, j->sh->keys.k, j->uid, "webhook answered 403", on_archived, j);
+    int rc = queue_archive_user(js->o.q, j->sh->k, j->uid, "webhook answered 403", on_archived, j);
     if (rc < 0)
         on_archived(0, rc, j);
 }
@@ -439,7 +511,7 @@ static void on_forbidden(struct job *j)
         decide_ack(j, R_REFUSED, 403, "HTTP 403");
         return;
     }
-    int rc = queue_user_is_tracer(j->d->q, j->sh->keys.k, j->uid, on_tracer, j);
+    int rc = queue_user_is_tracer(j->js->o.q, j->sh->k, j->uid, on_tracer, j);
     if (rc < 0)
         on_tracer(0, rc, j);
 }
@@ -472,7 +544,8 @@ static void on_gone(struct job *j)
     snprintf(flag, sizeof flag, "%s_webhook_disabled", partner_url_prefix(u));
     snprintf(reason, sizeof reason, "answered 410 Gone at %s (%s)",
              time_format_iso(time_now_ms(), iso), j->url);
-    int rc = queue_disable_url(j->d->q, j->p->pid, url_field, j->url, flag, reason, on_disabled, j);
+    int rc =
+        queue_disable_url(j->js->o.q, j->p->pid, url_field, j->url, flag, reason, on_disabled, j);
     if (rc < 0)
         on_disabled(0, rc, j);
 }
@@ -482,21 +555,21 @@ static void on_gone(struct job *j)
 static void on_response(const struct deliver_result *res, void *data)
 {
     struct job *j = data;
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     struct partner *p = j->p;
     j->sending = 0;
     p->sending--;
     j->latency_ms = res->latency_ms;
-    if (d->closing) {
+    if (js->closing) {
         release_slot(j);
         job_free(j);
         return;
     }
-    metric_inc(d->m_attempts);
-    metric_observe(d->m_latency, (double)res->latency_ms / 1000.0);
+    metric_inc(js->m_attempts);
+    metric_observe(js->m_latency, (double)res->latency_ms / 1000.0);
     long st = res->status;
     if (!res->refused)
-        breaker_record(d->breakers, j->url,
+        breaker_record(js->o.breakers, j->url,
                        st > 0 && st < 500 && st != 429 && res->error[0] == '\0', time_mono_ms());
     char why[sizeof j->error];
     if (st > 0 && res->snippet[0] != '\0')
@@ -514,7 +587,7 @@ static void on_response(const struct deliver_result *res, void *data)
         on_gone(j);
     } else if ((st == 429 || st == 503) && res->retry_after_ms >= 0) {
         int64_t ra = res->retry_after_ms > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : res->retry_after_ms;
-        decide_failure(j, st, why, dispatch_scaled(d, ra));
+        decide_failure(j, st, why, scaled(js, ra));
     } else {
         decide_failure(j, st, why, 0);
     }
@@ -539,9 +612,9 @@ static int has_control(const char *s)
 
 static void job_try_send(struct job *j)
 {
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     struct partner *p = j->p;
-    if (d->draining) {
+    if (js->draining) {
         job_give_back(j, 0);
         return;
     }
@@ -618,7 +691,7 @@ static void job_try_send(struct job *j)
         return;
     }
     int64_t wait;
-    if (!breaker_allow(d->breakers, url, time_mono_ms(), &wait)) {
+    if (!breaker_allow(js->o.breakers, url, time_mono_ms(), &wait)) {
         buf_free(&body);
         defer(j, wait);
         return;
@@ -638,9 +711,9 @@ static void job_try_send(struct job *j)
     char *data = buf_steal(&body);
     xfree(j->url);
     j->url = xstrdup(url);
-    rc = deliver_post(d->http, url, h.lines, h.n, data, len, on_response, j);
+    rc = deliver_post(js->o.http, url, h.lines, h.n, data, len, on_response, j);
     if (rc < 0) {
-        breaker_record(d->breakers, url, 0, time_mono_ms());
+        breaker_record(js->o.breakers, url, 0, time_mono_ms());
         decide_failure(j, 0,
                        rc == -SIMAP_EINVAL ? "the URL is not http:// or https://"
                                            : "libcurl refused the request",
@@ -657,7 +730,7 @@ static void on_payload(redisReply *reply, int err, void *data)
 {
     struct job *j = data;
     if (err < 0 || reply == NULL) {
-        job_give_back(j, dispatch_scaled(j->d, 1000)); /* Redis trouble: try again later */
+        job_give_back(j, scaled(j->js, 1000)); /* Redis trouble: try again later */
         return;
     }
     if (reply->type == REDIS_REPLY_STRING)
@@ -667,48 +740,130 @@ static void on_payload(redisReply *reply, int err, void *data)
     job_route(j);
 }
 
-/* Where a claimed job goes first. */
-void job_route(struct job *j)
+/* Where a claimed job goes first: payload, partner settings, then the
+ * request or a local decision. */
+static void job_route(struct job *j)
 {
-    struct dispatcher *d = j->d;
+    struct jobs *js = j->js;
     struct partner *p = j->p;
     j->counted = 1;
     j->logged = 1;
-    if (d->draining) {
+    if (js->draining) {
         job_give_back(j, 0);
         return;
     }
     if (j->payload == PL_FETCH) {
-        if (queue_payload(d->q, &j->sh->keys, j->eid, on_payload, j) < 0)
-            job_give_back(j, dispatch_scaled(d, 1000));
+        if (queue_payload(js->o.q, j->sh, j->eid, on_payload, j) < 0)
+            job_give_back(j, scaled(js, 1000));
         return;
     }
     if (!p->loaded) {
         wait_push(p, j);
-        if (partners_load(d->partners, p) < 0) {
+        if (partners_load(js->o.partners, p) < 0) {
             while ((j = job_wait_pop(p)) != NULL)
-                job_give_back(j, dispatch_scaled(d, 1000));
+                job_give_back(j, scaled(js, 1000));
         }
         return;
     }
-    if (!p->loading && partners_is_stale(d->partners, p, time_mono_ms()))
-        partners_load(d->partners, p); /* in the background; current settings serve meanwhile */
+    if (!p->loading && partners_is_stale(js->o.partners, p, time_mono_ms()))
+        partners_load(js->o.partners, p); /* in the background; current settings serve meanwhile */
     job_try_send(j);
 }
 
-void job_on_partner_loaded(struct partner *p, void *data)
+void jobs_on_partner_loaded(struct jobs *js, struct partner *p)
 {
-    struct dispatcher *d = data;
-    if (d->closing)
+    if (js->closing)
         return;
     if (!p->loaded) {
         /* The first read failed (Redis trouble): hand the events back. */
         struct job *j;
         while ((j = job_wait_pop(p)) != NULL)
-            job_give_back(j, dispatch_scaled(d, 1000));
+            job_give_back(j, scaled(js, 1000));
         return;
     }
     if (p->concurrency < PARTNER_DEFAULT_CONCURRENCY)
-        job_busy_update(d, p);
-    resume_waiting(d, p);
+        job_busy_update(js, p);
+    resume_waiting(js, p);
+}
+
+/* ---- The jobs object ---- */
+
+void jobs_claimed(struct jobs *js, const struct queue_shard *shard, const struct queue_event *e)
+{
+    job_route(job_new(js, shard, e));
+}
+
+static void give_back_waiting(const char *pid, void *value, void *data)
+{
+    (void)pid;
+    (void)data;
+    struct partner *p = value;
+    struct job *j;
+    while ((j = job_wait_pop(p)) != NULL)
+        job_give_back(j, 0);
+}
+
+void jobs_drain(struct jobs *js)
+{
+    js->draining = 1;
+    partners_each(js->o.partners, give_back_waiting, js);
+}
+
+int jobs_active(const struct jobs *js)
+{
+    return js->active;
+}
+
+int jobs_count(const struct jobs *js)
+{
+    return js->njobs;
+}
+
+struct partner *jobs_busy(const struct jobs *js)
+{
+    return js->busy;
+}
+
+struct jobs *jobs_new(const struct jobs_opts *opts, const struct jobs_hooks *hooks)
+{
+    struct jobs *js = xcalloc(1, sizeof *js);
+    js->o = *opts;
+    js->h = *hooks;
+    struct metrics *m = opts->metrics;
+    for (int r = 0; r < R_COUNT; r++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "result=\"%s\"", results[r]);
+        js->m_results[r] = metrics_counter(m, "superimap_webhook_deliveries_total",
+                                           "Webhook attempts by outcome (retry: failed, will be "
+                                           "retried; dead: moved to dead letters)",
+                                           labels);
+    }
+    js->m_attempts = metrics_counter(m, "superimap_webhook_requests_total",
+                                     "HTTP requests made to webhook receivers", NULL);
+    js->m_latency = metrics_histogram(m, "superimap_webhook_request_duration_seconds",
+                                      "Time from sending a webhook to its response or failure",
+                                      NULL, metrics_latency_bounds, metrics_latency_nbounds);
+    js->m_stale = metrics_counter(m, "superimap_webhook_stale_results_total",
+                                  "Results refused because the event's lease had expired (it is "
+                                  "delivered again)",
+                                  NULL);
+    js->m_lost = metrics_counter(m, "superimap_webhook_unrecorded_results_total",
+                                 "Results that could not be written to Redis (the event is "
+                                 "delivered again after its lease)",
+                                 NULL);
+    return js;
+}
+
+void jobs_close(struct jobs *js)
+{
+    js->closing = 1;
+}
+
+void jobs_free(struct jobs *js)
+{
+    if (js == NULL)
+        return;
+    while (js->jobs != NULL)
+        job_free(js->jobs);
+    xfree(js);
 }

@@ -42,34 +42,67 @@
 
 #include <stdint.h>
 
-struct dispatcher;
+struct ev_loop;
+struct node;
+struct owner;
 
 #define OWNER_REBALANCE_MS 10000
 #define OWNER_RETRY_MS     1000 /* a shard held by another live dispatcher */
 
-/* Sets up membership, incarnation and metrics for d (its shards exist). */
-void owner_init(struct dispatcher *d);
+/* Callbacks into the scheduler, each called with data on the loop, from
+ * inside owner_ready(), owner_tick(), owner_release_all() and owner_may_act()
+ * (a fence) or from the owner's own Redis, fleet and incarnation callbacks. */
+struct owner_hooks {
+    /* Shard k became ours (owned 1: its lease is held; its expired leases
+     * are to be requeued before it is claimed from) or stopped being ours
+     * (owned 0: claims on it stop now). */
+    void (*on_owned)(int k, int owned, void *data);
+    /* 1 when no call on shard k's queue is waiting for Redis: a shard placed
+     * elsewhere is released only then. */
+    int (*is_idle)(int k, void *data);
+    void *data;
+};
 
-/* Releases what owner_init() made. Pending Redis callbacks must then only
- * see -SIMAP_ESHUTDOWN (the rconn is freed after). */
-void owner_free(struct dispatcher *d);
+/* Makes the ownership of shards 0..nshards-1 for node n on loop: membership
+ * (core/fleet), the incarnation (core/incarnation) and the ownership
+ * metrics. Copies hooks. Nothing is acquired before owner_ready(). */
+struct owner *owner_new(struct ev_loop *loop, struct node *n, int nshards,
+                        const struct owner_hooks *hooks);
+
+/* From here on placement and acquisition stop (the dispatcher is being
+ * freed). */
+void owner_close(struct owner *o);
+
+/* Releases what owner_new() made. Pending Redis callbacks must then only
+ * see -SIMAP_ESHUTDOWN (the rconn is freed after). Accepts NULL. */
+void owner_free(struct owner *o);
 
 /* Redis is usable (at start and after each reconnect): starts or resumes
  * membership and the incarnation, and takes every owned shard again. */
-void owner_ready(struct dispatcher *d);
+void owner_ready(struct owner *o);
+
+/* Redis is lost: no lease is asked for or given back until owner_ready(). */
+void owner_pause(struct owner *o);
 
 /* 1 when owned shards may be acted on (claims, requeues, promotion, stats)
  * now: the incarnation is live and the loop was not frozen since its last
- * tick long enough for our alive keys to expire (then it fences, and
- * returns 0). d->last_tick is the dispatcher's to set. */
-int owner_may_act(struct dispatcher *d);
+ * tick (owner_loop_ran()) long enough for our alive keys to expire (then it
+ * fences, and returns 0). */
+int owner_may_act(struct owner *o);
+
+/* The dispatcher's tick ran at now (mono ms), after its owner_may_act():
+ * the next call measures the loop's gap from here. */
+void owner_loop_ran(struct owner *o, int64_t now);
 
 /* From the dispatcher's tick: placement when due, acquisitions to retry,
  * releases of shards placed elsewhere whose calls are answered. */
-void owner_tick(struct dispatcher *d, int64_t now);
+void owner_tick(struct owner *o, int64_t now);
+
+/* Shards whose lease this dispatcher holds. */
+int owner_count(const struct owner *o);
 
 /* Drain: stops every shard, releases the leases and deletes the alive keys;
  * then done(data), exactly once, never from inside this call. */
-void owner_release_all(struct dispatcher *d, void (*done)(void *data), void *data);
+void owner_release_all(struct owner *o, void (*done)(void *data), void *data);
 
 #endif

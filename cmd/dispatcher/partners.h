@@ -7,7 +7,7 @@
  *
  * Each struct partner also carries the dispatcher's per-partner bookkeeping
  * (slots in use, events waiting, shards whose claims skipped it); that part
- * belongs to cmd/dispatcher/dispatch.c.
+ * belongs to cmd/dispatcher/job.c.
  *
  * Runs on the loop's thread only.
  *
@@ -69,7 +69,7 @@ struct partner {
     int loading;
     int64_t loaded_mono;
 
-    /* ---- Dispatcher bookkeeping (dispatch.c) ---- */
+    /* ---- Dispatcher bookkeeping (job.c) ---- */
     int held;                          /* claimed events not finished */
     int sending;                       /* requests in flight */
     struct job *wait_head, *wait_tail; /* events waiting for the load or a slot */

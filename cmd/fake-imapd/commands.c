@@ -6,6 +6,8 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include "cmd/fake-imapd/commands.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +49,9 @@ struct fetch_job {
     size_t next;    /* next index to send */
 };
 
-void commands_fetch_free(struct fetch_job *f)
+void commands_fetch_free(void *fetch)
 {
+    struct fetch_job *f = fetch;
     if (f == NULL)
         return;
     xfree(f->ranges);

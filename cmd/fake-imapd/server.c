@@ -19,6 +19,7 @@
 
 #include <openssl/err.h>
 
+#include "cmd/fake-imapd/commands.h"
 #include "cmd/fake-imapd/session.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -122,6 +123,9 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *opts, 
     struct server *srv = xcalloc(1, sizeof *srv);
     srv->loop = loop;
     srv->opts = *opts;
+    srv->hooks.run = commands_run; /* sessions run the commands through these */
+    srv->hooks.more = commands_fetch_more;
+    srv->hooks.more_free = commands_fetch_free;
     if (opts->cert != NULL && opts->key != NULL) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
         if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||

@@ -340,7 +340,7 @@ void session_free(struct session *s)
     buf_free(&s->in);
     buf_free(&s->out);
     xfree(s->pending_tag);
-    commands_fetch_free(s->fetch);
+    s->srv->hooks.more_free(s->fetch);
     xfree(s);
 }
 
@@ -476,7 +476,7 @@ void session_uidvalidity_changed(struct mailbox *mb, struct session *except)
         struct session *o = l->owner;
         if (o == except || o->state != ST_SELECTED || o->is_closing || o->close_after_flush)
             continue;
-        commands_fetch_free(o->fetch);
+        o->srv->hooks.more_free(o->fetch);
         o->fetch = NULL;
         session_reply(o, "* BYE [UNAVAILABLE] UIDVALIDITY changed\r\n");
         o->close_after_flush = 1;
@@ -499,7 +499,7 @@ static int produce(struct session *s)
 {
     int progress = 0;
     if (s->fetch != NULL) {
-        progress = commands_fetch_more(s);
+        progress = s->srv->hooks.more(s);
         if (s->fetch != NULL)
             return progress;
     }
@@ -524,7 +524,7 @@ static int produce(struct session *s)
             break;
         }
         s->srv->stats.commands++;
-        commands_run(s, frame, flen);
+        s->srv->hooks.run(s, frame, flen);
         off += flen;
     }
     if (s->discard_input || s->is_closing) {

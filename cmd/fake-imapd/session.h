@@ -1,8 +1,12 @@
 /*
  * Internals of superimap-fake-imapd's IMAP side, shared by server.c
  * (listeners, the public API), session.c (one connection: I/O, TLS, the
- * pump, faults on it) and commands.c (what each IMAP command does). Nothing
- * outside cmd/fake-imapd/ includes this.
+ * pump, faults on it) and commands.c (what each IMAP command does, against
+ * the session API below). Nothing outside cmd/fake-imapd/ includes this.
+ *
+ * Calls go one way: server.c wires commands.c's functions into the
+ * server's session_hooks, and session.c runs the commands only through
+ * them; commands.c calls session.c, never the reverse.
  *
  *   connect --greeting--> NOTAUTH --LOGIN/AUTHENTICATE--> AUTH --SELECT/EXAMINE--> SELECTED
  *                            |  STARTTLS: "OK", flush, handshake, NOTAUTH again
@@ -35,8 +39,21 @@ enum session_state { ST_NOTAUTH = 0, ST_AUTH, ST_SELECTED };
 enum session_wait { WAIT_COMMAND = 0, WAIT_IDLE_DONE, WAIT_SASL, WAIT_SASL_ERROR_ACK };
 enum sasl_mech { MECH_PLAIN = 1, MECH_XOAUTH2 };
 
-struct fetch_job; /* commands.c */
-struct listener;  /* server.c */
+struct listener; /* server.c */
+struct session;
+
+/* What a session runs its input through: the IMAP commands (commands.h),
+ * set in the server by server.c. Each runs on the loop with s live. */
+struct session_hooks {
+    /* Runs one framed input frame[0..len) (a command, DONE after IDLE, or a
+     * SASL line, by s->wait). The frame may be changed in place. */
+    void (*run)(struct session *s, char *frame, size_t len);
+    /* Adds output of the answer in progress (s->fetch non-NULL), ending it
+     * when it is complete. Returns 1 when it added output. */
+    int (*more)(struct session *s);
+    /* Frees the state of an answer in progress (s->fetch); accepts NULL. */
+    void (*more_free)(void *fetch);
+};
 
 /* One connection. */
 struct session {
@@ -79,7 +96,7 @@ struct session {
     char *pending_tag;    /* of IDLE or AUTHENTICATE while waiting */
     int64_t started_ms;   /* monotonic, at accept */
     int64_t last_read_ms; /* monotonic, at the last bytes read */
-    struct fetch_job *fetch;
+    void *fetch;          /* a FETCH being answered, the hooks' state (NULL: none) */
 };
 
 /* The server (server.h keeps it opaque to main.c and control.c). */
@@ -99,7 +116,8 @@ struct server {
     struct server_stats stats;
     unsigned long long faults_at_reset;
     unsigned long next_id;
-    int no_idle; /* server_set_idle(srv, 0) */
+    int no_idle;                /* server_set_idle(srv, 0) */
+    struct session_hooks hooks; /* the commands (server_new() sets them) */
 };
 
 /* ---- session.c ---- */
@@ -151,18 +169,5 @@ int session_apply_fault(struct session *s, const char *tag, enum fault_kind f);
 /* UIDVALIDITY of mb changed: every session with it selected, except except,
  * is told BYE and closed after the write. */
 void session_uidvalidity_changed(struct mailbox *mb, struct session *except);
-
-/* ---- commands.c ---- */
-
-/* Runs one framed input frame[0..len) (a command, DONE after IDLE, or a SASL
- * line, by s->wait). The frame may be changed in place. */
-void commands_run(struct session *s, char *frame, size_t len);
-
-/* Adds answers of the FETCH in progress while little output is queued; ends
- * it with the tagged OK. Returns 1 when it added output. */
-int commands_fetch_more(struct session *s);
-
-/* Frees a FETCH job; accepts NULL. */
-void commands_fetch_free(struct fetch_job *f);
 
 #endif
