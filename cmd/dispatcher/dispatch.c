@@ -208,7 +208,7 @@ static void on_requeued(long long n, long long next_ms, int err, void *data)
     sh->next_requeue =
         now + (next_ms < 0 || next_ms > REQUEUE_SWEEP_MS ? REQUEUE_SWEEP_MS : next_ms);
     if (!sh->started && d->redis_up && sh->owned && sh->requeue_epoch == sh->epoch) {
-        /* Expired leases first, then claims (DESIGN.md section 4); a
+        /* Expired leases first, then claims (docs/architecture.md section 5); a
          * requeue sent before the shard was taken (again) does not count. */
         sh->started = 1;
         sh->wants = 1;

@@ -1,8 +1,8 @@
 /*
  * superimap-dispatcher: pops new-mail and user events from the Redis queues
- * and delivers them as signed webhooks (DESIGN.md section 4). This file wires
- * the node lifecycle (core/node) to the scheduler (dispatch.c); the other
- * files of cmd/dispatcher/ are its parts:
+ * and delivers them as signed webhooks (docs/architecture.md section 5,
+ * docs/dispatcher.md). This file wires the node lifecycle (core/node) to the
+ * scheduler (dispatch.c); the other files of cmd/dispatcher/ are its parts:
  *
  *   dispatch.c  claims over the owned shards, shard upkeep, metrics, lifecycle
  *   owner.c     which shards this dispatcher owns: placement, leases, fencing
@@ -12,7 +12,7 @@
  *   partners.c  partner settings cache (URLs, keys, schedule, concurrency)
  *   breaker.c   circuit breaker per webhook URL
  *   wake.c      si:wake subscriber: idle shards are claimed at once
- *   strmap.c    string-keyed hash map
+ *   policy.h    delivery policy constants job.c and dispatch.c share
  *
  * Delivery guarantees (what a receiver may rely on):
  *

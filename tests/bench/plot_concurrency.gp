@@ -1,5 +1,5 @@
 # superimap-dispatcher throughput by concurrency (bench_dispatcher's
-# dispatcher_concurrency.dat: "concurrency webhooks_per_s"), with DESIGN.md
+# dispatcher_concurrency.dat: "concurrency webhooks_per_s"), with docs/architecture.md
 # section 7's 10,000 webhooks/s target. Called by tests/bench/run.sh as
 #   gnuplot -e "in='<dispatcher_concurrency.dat>'; out='<svg>'" plot_concurrency.gp
 # SPDX-License-Identifier: MIT

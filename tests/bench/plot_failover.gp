@@ -1,6 +1,6 @@
 # Failover timeline: sessions watching per watcher around a kill -9
 # (bench_failover's failover.dat: "t_s watcher1 watcher2 ...", t_s relative
-# to the kill), with DESIGN.md section 7's 45 s deadline. Called by
+# to the kill), with docs/architecture.md section 7's 45 s deadline. Called by
 # tests/bench/run.sh as
 #   gnuplot -e "in='<failover.dat>'; out='<svg>'" plot_failover.gp
 # SPDX-License-Identifier: MIT

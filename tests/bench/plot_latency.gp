@@ -1,6 +1,6 @@
 # Histogram of new mail -> event recorded and -> webhook received at 1,000
 # mails/s (bench_watcher's latency.dat: "ms_low ms_high recorded webhook",
-# 10 bins per decade), logarithmic time axis, with DESIGN.md section 7's
+# 10 bins per decade), logarithmic time axis, with docs/architecture.md section 7's
 # p50 and p99 targets. Called by tests/bench/run.sh as
 #   gnuplot -e "in='<latency.dat>'; out='<svg>'" plot_latency.gp
 # SPDX-License-Identifier: MIT

@@ -1,7 +1,7 @@
 # Sessions vs watcher RSS as one watcher fills up in ten steps
 # (bench_watcher's watcher_rss_plain.dat and watcher_rss_tls.dat: "sessions
 # rss_kib", the first row with no users), with
-# DESIGN.md section 7's budget (4 KiB plain, 24 KiB TLS per session) drawn
+# docs/architecture.md section 7's budget (4 KiB plain, 24 KiB TLS per session) drawn
 # from each run's first reading. Called by tests/bench/run.sh as
 #   gnuplot -e "plain='<file or empty>'; tls='<file or empty>'; out='<svg>'" plot_sessions_rss.gp
 # SPDX-License-Identifier: MIT
