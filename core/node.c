@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rconn.h"
+#include "core/schema.h"
 #include "core/scripts.h"
 #include "core/time.h"
 
@@ -58,8 +59,8 @@ struct node {
     struct metric *m_reconnects;
     struct metric *m_redis_latency;
 
-    char role_key[48];  /* si:<role>s */
-    char node_key[160]; /* si:node:<id> */
+    char role_key[SCHEMA_KEY_MAX]; /* si:<role>s */
+    char node_key[SCHEMA_KEY_MAX]; /* si:node:<id> */
     char host[64];
     char pid[16];
     char started_at[24];
@@ -158,7 +159,7 @@ static void start_setup(struct node *n)
     snprintf(shards, sizeof shards, "%d", n->cfg->shards);
     char schema[16];
     snprintf(schema, sizeof schema, "%d", NODE_SCHEMA_VERSION);
-    const char *argv[] = {"si:meta", schema, shards, SUPERIMAP_VERSION};
+    const char *argv[] = {SCHEMA_KEY_META, schema, shards, SUPERIMAP_VERSION};
     struct setup_req *r = setup_req_new(n);
     if (rconn_script(n->redis, on_meta, r, "meta_init", 1, 4, argv, NULL) < 0) {
         xfree(r);
@@ -427,8 +428,8 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
     n->opts = *opts;
     n->cfg = opts->cfg;
     n->started_mono = time_mono_ms();
-    snprintf(n->role_key, sizeof n->role_key, "si:%ss", opts->role);
-    snprintf(n->node_key, sizeof n->node_key, "si:node:%s", n->cfg->node_id);
+    schema_key_role(n->role_key, opts->role);
+    schema_key_node(n->node_key, n->cfg->node_id);
     if (gethostname(n->host, sizeof n->host) != 0)
         strcpy(n->host, "unknown");
     n->host[sizeof n->host - 1] = '\0';

@@ -6,7 +6,6 @@
  */
 #include "cmd/watcher/leases.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -224,7 +223,7 @@ static void mark_unassigned(struct leases *l, struct slot *sl)
     set_slot(l, sl, U_UNASSIGNED);
     char lease[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX];
     schema_key_lease(lease, sl->u->k, sl->u->uid);
-    snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", sl->u->k, sl->u->uid);
+    schema_key_user(user, sl->u->k, sl->u->uid);
     const char *argv[] = {lease, user, "unassigned"};
     rconn_script(l->w->redis, on_unassigned_written, NULL, "user_unassigned", 2, 3, argv, NULL);
     log_debug("user over capacity stays unwatched acct=%s capacity=%d", sl->u->uid, l->w->capacity);

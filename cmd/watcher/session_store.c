@@ -206,7 +206,7 @@ static void on_user(struct rconn *rc, struct redisReply *reply, int err, void *p
         return;
     }
     char aad[SCHEMA_KEY_MAX];
-    snprintf(aad, sizeof aad, "si:user:%s:secret", s->uid);
+    schema_aad_user_secret(aad, s->uid);
     char *plain = NULL;
     size_t plen = 0;
     if (crypto_decrypt(s->w->keys, secret, aad, &plain, &plen) < 0 || memchr(plain, 0, plen)) {
@@ -237,9 +237,10 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
 {
     struct sreq *r = sreq_new(s, S_LOAD);
     r->done.loaded = done;
+    char user[SCHEMA_KEY_MAX];
+    schema_key_user(user, s->k, s->uid);
     int rc = rconn_command(s->w->redis, on_user, r,
-                           "HMGET si:{%u}:user:%s pid code tag username email secret archived",
-                           (unsigned)s->k, s->uid);
+                           "HMGET %s pid code tag username email secret archived", user);
     if (rc < 0)
         sreq_cancel(r);
     return rc;
@@ -270,7 +271,7 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
     s->pub = st;
     char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX], now[24];
     lease_keys(s, lease, alive, sizeof alive);
-    snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", s->k, s->uid);
+    schema_key_user(user, s->k, s->uid);
     snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
     const char *argv[10] = {
         lease, alive, user, incarnation_token(s->w->inc), "state", policy_pub_name(st)};
@@ -334,7 +335,7 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
 {
     char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX], uv[16], l[16];
     lease_keys(s, lease, alive, sizeof alive);
-    snprintf(cur, sizeof cur, "si:{%" PRIu32 "}:cur:%s", s->k, s->uid);
+    schema_key_cur(cur, s->k, s->uid);
     snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
     snprintf(l, sizeof l, "%" PRIu32, last);
     const char *argv[] = {lease, alive, cur, incarnation_token(s->w->inc), uv, l};
@@ -481,14 +482,14 @@ static void on_recheck_cursor(struct rconn *rc, struct redisReply *reply, int er
 
 void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
 {
-    char lease[SCHEMA_KEY_MAX];
+    char lease[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX];
     schema_key_lease(lease, s->k, s->uid);
+    schema_key_cur(cur, s->k, s->uid);
     struct sreq *r = sreq_new(s, -1);
     if (lease_acquire(s->w->redis, s->w->inc, s->k, lease, on_recheck_lease, r) < 0)
         sreq_cancel(r);
     r = sreq_new(s, -1);
     r->done.cursor = done;
-    if (rconn_command(s->w->redis, on_recheck_cursor, r,
-                      "HMGET si:{%" PRIu32 "}:cur:%s uidvalidity last_uid", s->k, s->uid) < 0)
+    if (rconn_command(s->w->redis, on_recheck_cursor, r, "HMGET %s uidvalidity last_uid", cur) < 0)
         sreq_cancel(r);
 }
