@@ -23,6 +23,7 @@
 #include "core/metrics.h"
 #include "core/node.h"
 #include "core/rconn.h"
+#include "core/rreq.h"
 #include "core/schema.h"
 #include "core/time.h"
 
@@ -38,10 +39,12 @@
 
 /* One lease_acquire in flight, preceded on the same connection by a GET of
  * the lease (whom a takeover takes from), or one lease_release of a shard
- * placed elsewhere. Every reply holds a reference: the dispatcher may be
- * gone when Redis answers with -SIMAP_ESHUTDOWN, so the calls carry what
- * they need. */
+ * placed elsewhere. Each is a core/rreq without owner: the dispatcher
+ * outlives them but for rconn's shutdown, whose answers rreq drops; every
+ * request holds a reference until its release. */
 struct acquire_call {
+    struct rreq holder; /* GET of the lease */
+    struct rreq call;   /* lease_acquire or lease_release */
     struct dispatcher *d;
     int k;
     int refs;
@@ -53,6 +56,16 @@ static void call_unref(struct acquire_call *c)
 {
     if (--c->refs == 0)
         xfree(c);
+}
+
+static void release_holder(struct rreq *req)
+{
+    call_unref(RREQ_CONTAINER(req, struct acquire_call, holder));
+}
+
+static void release_call(struct rreq *req)
+{
+    call_unref(RREQ_CONTAINER(req, struct acquire_call, call));
 }
 
 static void set_owned(struct dispatcher *d, struct shard *sh, int owned)
@@ -86,12 +99,10 @@ static int shard_idle(const struct shard *sh)
 /* Gives a shard placed elsewhere back. A release Redis did not take would
  * leave the lease ours for as long as we live (the new owner waits for our
  * alive key): it is sent again unless the shard came back meanwhile. */
-static void on_handed_over(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_handed_over(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct acquire_call *c = privdata;
-    if (err != -SIMAP_ESHUTDOWN &&
-        (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)) {
+    struct acquire_call *c = RREQ_CONTAINER(req, struct acquire_call, call);
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         struct dispatcher *d = c->d;
         struct shard *sh = &d->shards[c->k];
         if (!d->draining && !sh->placed && !sh->owned && !sh->acquiring &&
@@ -101,7 +112,6 @@ static void on_handed_over(struct rconn *rc, struct redisReply *reply, int err, 
             sh->releasing = 1;
         }
     }
-    call_unref(c);
 }
 
 /* Sends lease_release for sh: as part of drain (drain), or answered to
@@ -123,19 +133,18 @@ static void release(struct dispatcher *d, struct shard *sh, struct lease_drain *
     c->k = sh->keys.k;
     c->gen = incarnation_generation(d->inc);
     c->refs = 1;
-    if (lease_release(node_redis(d->node), d->inc, key, on_handed_over, c) < 0) {
-        xfree(c);
+    rreq_start(&c->call, NULL, on_handed_over, release_call);
+    if (lease_release(node_redis(d->node), d->inc, key, rreq_on_reply, &c->call) < 0) {
+        rreq_abort(&c->call);
         sh->releasing = 1; /* the next tick tries again */
     }
 }
 
-static void on_holder(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_holder(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct acquire_call *c = privdata;
+    struct acquire_call *c = RREQ_CONTAINER(req, struct acquire_call, holder);
     if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING)
         snprintf(c->was, sizeof c->was, "%s", reply->str);
-    call_unref(c);
 }
 
 static void took(struct dispatcher *d, struct shard *sh, const char *was)
@@ -151,14 +160,9 @@ static void took(struct dispatcher *d, struct shard *sh, const char *was)
         log_info("queue shards owned: every shard placed here shards=%d", d->nowned);
 }
 
-static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_acquired(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct acquire_call *c = privdata;
-    if (err == -SIMAP_ESHUTDOWN) {
-        call_unref(c);
-        return;
-    }
+    struct acquire_call *c = RREQ_CONTAINER(req, struct acquire_call, call);
     struct dispatcher *d = c->d;
     struct shard *sh = &d->shards[c->k];
     sh->acquiring = 0;
@@ -180,7 +184,6 @@ static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, voi
     } else if (!sh->owned) {
         took(d, sh, c->was);
     }
-    call_unref(c);
 }
 
 static void acquire(struct dispatcher *d, struct shard *sh)
@@ -191,11 +194,14 @@ static void acquire(struct dispatcher *d, struct shard *sh)
     c->d = d;
     c->k = sh->keys.k;
     c->gen = incarnation_generation(d->inc);
-    c->refs = 1;
-    if (rconn_command(node_redis(d->node), on_holder, c, "GET %s", key) == 0)
-        c->refs++;
-    if (lease_acquire(node_redis(d->node), d->inc, (uint32_t)sh->keys.k, key, on_acquired, c) < 0) {
-        call_unref(c);
+    c->refs = 2;
+    rreq_start(&c->holder, NULL, on_holder, release_holder);
+    if (rconn_command(node_redis(d->node), rreq_on_reply, &c->holder, "GET %s", key) < 0)
+        rreq_abort(&c->holder);
+    rreq_start(&c->call, NULL, on_acquired, release_call);
+    if (lease_acquire(node_redis(d->node), d->inc, (uint32_t)sh->keys.k, key, rreq_on_reply,
+                      &c->call) < 0) {
+        rreq_abort(&c->call);
         sh->next_acquire = time_mono_ms() + OWNER_RETRY_MS;
         return;
     }
