@@ -601,7 +601,6 @@ void leases_free(struct leases *l)
     ev_timer_stop(w->loop, &l->tick);
     if (w->users != NULL)
         users_foreach(w->users, free_slot, NULL);
-    imap_session_free_all_dropped();
     users_free(w->users);
     w->users = NULL;
     fleet_free(l->fleet);
