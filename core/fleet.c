@@ -17,6 +17,7 @@
 #include "core/hrw.h"
 #include "core/log.h"
 #include "core/rconn.h"
+#include "core/schema.h"
 #include "core/time.h"
 
 /* ---- Placement ---- */
@@ -169,8 +170,8 @@ struct fleet {
     struct rconn *rc;
     struct fleet_hooks hooks;
     char *self_id;
-    char zset[64];
-    char epoch_key[64];
+    char zset[SCHEMA_KEY_MAX];
+    char epoch_key[SCHEMA_KEY_MAX];
     int dead_ms, epoch_poll_ms, full_read_ms;
     ev_timer tick;
     int started;
@@ -416,8 +417,8 @@ static void on_zrange(struct rconn *rc, redisReply *reply, int err, void *privda
         r->n++;
     }
     for (size_t i = 0; i < r->n; i++) {
-        char key[FLEET_ID_MAX + 16];
-        snprintf(key, sizeof key, "si:node:%s", r->members[i].id);
+        char key[SCHEMA_KEY_MAX];
+        schema_key_node(key, r->members[i].id);
         struct hreq *h = xmalloc(sizeof *h);
         h->r = r;
         h->i = i;
@@ -535,8 +536,8 @@ struct fleet *fleet_new(struct ev_loop *loop, struct rconn *rc, const struct fle
     if (hooks != NULL)
         f->hooks = *hooks;
     f->self_id = xstrdup(opts->self_id != NULL ? opts->self_id : "");
-    snprintf(f->zset, sizeof f->zset, "si:%ss", opts->role);
-    snprintf(f->epoch_key, sizeof f->epoch_key, "si:%s:epoch", opts->role);
+    schema_key_role(f->zset, opts->role);
+    schema_key_role_epoch(f->epoch_key, opts->role);
     f->dead_ms = opts->dead_ms > 0 ? opts->dead_ms : FLEET_DEAD_MS;
     f->epoch_poll_ms = opts->epoch_poll_ms > 0 ? opts->epoch_poll_ms : FLEET_EPOCH_POLL_MS;
     f->full_read_ms = opts->full_read_ms > 0 ? opts->full_read_ms : FLEET_FULL_READ_MS;

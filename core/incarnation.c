@@ -17,6 +17,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/rconn.h"
+#include "core/schema.h"
 #include "core/time.h"
 
 #define TICK_SEC 1.0
@@ -72,7 +73,9 @@ static void start_generation(struct incarnation *inc);
 
 void incarnation_alive_key(const struct incarnation *inc, uint32_t k, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "si:{%" PRIu32 "}:alive:%s", k, inc->token);
+    char key[SCHEMA_KEY_MAX];
+    schema_key_alive(key, k, inc->token);
+    snprintf(out, outlen, "%s", key);
 }
 
 static void round_done(struct incarnation *inc, struct round *r)
@@ -157,10 +160,10 @@ static int send_round(struct incarnation *inc, enum round_kind kind, const char 
     snprintf(r->token, sizeof r->token, "%s", token);
     r->sent_mono = time_mono_ms();
     r->remaining = 1; /* held by this function until every command is queued */
-    char key[256], ttl[16];
+    char key[SCHEMA_KEY_MAX], ttl[16];
     snprintf(ttl, sizeof ttl, "%d", INCARNATION_ALIVE_TTL_MS);
     for (int k = 0; k < inc->shards; k++) {
-        snprintf(key, sizeof key, "si:{%d}:alive:%s", k, r->token);
+        schema_key_alive(key, (uint32_t)k, r->token);
         int rc;
         r->remaining++;
         if (kind == ROUND_SET)
@@ -250,7 +253,7 @@ static void start_generation(struct incarnation *inc)
 {
     if (inc->state != INC_NONE)
         return;
-    if (rconn_command(inc->rc, on_incr, inc, "INCR si:gen") == 0)
+    if (rconn_command(inc->rc, on_incr, inc, "INCR %s", SCHEMA_KEY_GEN) == 0)
         inc->state = INC_GEN;
 }
 

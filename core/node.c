@@ -23,6 +23,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rconn.h"
+#include "core/rreq.h"
+#include "core/schema.h"
 #include "core/scripts.h"
 #include "core/time.h"
 
@@ -48,7 +50,8 @@ struct node {
     atomic_llong last_beat_mono; /* 0 before the first heartbeat */
     int64_t started_mono;
 
-    unsigned setup_seq; /* bumps on every (dis)connect; stale setup replies are ignored */
+    struct rreq_owner
+        setup_reqs; /* moves on at every (dis)connect: stale setup replies are dropped */
     int beat_in_flight;
     int beat_failing;
     int was_connected;
@@ -58,8 +61,8 @@ struct node {
     struct metric *m_reconnects;
     struct metric *m_redis_latency;
 
-    char role_key[48];  /* si:<role>s */
-    char node_key[160]; /* si:node:<id> */
+    char role_key[SCHEMA_KEY_MAX]; /* si:<role>s */
+    char node_key[SCHEMA_KEY_MAX]; /* si:node:<id> */
     char host[64];
     char pid[16];
     char started_at[24];
@@ -83,30 +86,30 @@ static void set_ready(struct node *n, int ready)
 
 static void send_heartbeat(struct node *n);
 
-/* Tags a setup callback with the connection it belongs to. */
+/* A setup call, tagged with the connection it belongs to (core/rreq drops
+ * the answers for an older one, and the shutdown's). */
 struct setup_req {
+    struct rreq req; /* first: released by rreq_xfree() */
     struct node *n;
-    unsigned seq;
 };
 
-static struct setup_req *setup_req_new(struct node *n)
+static struct rreq *setup_req_new(struct node *n, rreq_cb *cb)
 {
     struct setup_req *r = xmalloc(sizeof *r);
     r->n = n;
-    r->seq = n->setup_seq;
-    return r;
+    rreq_start(&r->req, &n->setup_reqs, cb, rreq_xfree);
+    return &r->req;
 }
 
-static void on_scripts_loaded(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static struct node *setup_node(struct rreq *req)
 {
-    (void)rc;
+    return RREQ_CONTAINER(req, struct setup_req, req)->n;
+}
+
+static void on_scripts_loaded(struct rreq *req, struct redisReply *reply, int err)
+{
     (void)reply;
-    struct setup_req *r = privdata;
-    struct node *n = r->n;
-    int stale = r->seq != n->setup_seq;
-    xfree(r);
-    if (stale || err == -SIMAP_ESHUTDOWN)
-        return;
+    struct node *n = setup_node(req);
     if (err < 0) {
         log_error("cannot load Redis scripts err=\"%s\"", err_str(err));
         return; /* the next reconnect retries; /readyz stays 503 meanwhile */
@@ -115,14 +118,9 @@ static void on_scripts_loaded(struct rconn *rc, struct redisReply *reply, int er
     send_heartbeat(n);
 }
 
-static void on_meta(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_meta(struct rreq *req, struct redisReply *reply, int err)
 {
-    struct setup_req *r = privdata;
-    struct node *n = r->n;
-    int stale = r->seq != n->setup_seq;
-    xfree(r);
-    if (stale || err == -SIMAP_ESHUTDOWN)
-        return;
+    struct node *n = setup_node(req);
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
         log_warn("cannot read si:meta err=\"%s\"",
                  err < 0 ? err_str(err) : (reply && reply->str ? reply->str : "bad reply"));
@@ -148,8 +146,11 @@ static void on_meta(struct rconn *rc, struct redisReply *reply, int err, void *p
         ev_break(n->loop, EVBREAK_ALL);
         return;
     }
-    if (rconn_load_scripts(rc, on_scripts_loaded, setup_req_new(n)) < 0)
+    struct rreq *r = setup_req_new(n, on_scripts_loaded);
+    if (rconn_load_scripts(n->redis, rreq_on_reply, r) < 0) {
+        rreq_abort(r);
         log_warn("cannot queue SCRIPT LOAD");
+    }
 }
 
 static void start_setup(struct node *n)
@@ -158,10 +159,10 @@ static void start_setup(struct node *n)
     snprintf(shards, sizeof shards, "%d", n->cfg->shards);
     char schema[16];
     snprintf(schema, sizeof schema, "%d", NODE_SCHEMA_VERSION);
-    const char *argv[] = {"si:meta", schema, shards, SUPERIMAP_VERSION};
-    struct setup_req *r = setup_req_new(n);
-    if (rconn_script(n->redis, on_meta, r, "meta_init", 1, 4, argv, NULL) < 0) {
-        xfree(r);
+    const char *argv[] = {SCHEMA_KEY_META, schema, shards, SUPERIMAP_VERSION};
+    struct rreq *r = setup_req_new(n, on_meta);
+    if (rconn_script(n->redis, rreq_on_reply, r, "meta_init", 1, 4, argv, NULL) < 0) {
+        rreq_abort(r);
         log_warn("cannot queue meta_init");
     }
 }
@@ -170,7 +171,7 @@ static void on_redis_state(struct rconn *rc, int connected, void *data)
 {
     (void)rc;
     struct node *n = data;
-    n->setup_seq++;
+    rreq_owner_move_on(&n->setup_reqs);
     atomic_store(&n->redis_up, connected);
     if (connected) {
         if (n->was_connected)
@@ -427,8 +428,8 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
     n->opts = *opts;
     n->cfg = opts->cfg;
     n->started_mono = time_mono_ms();
-    snprintf(n->role_key, sizeof n->role_key, "si:%ss", opts->role);
-    snprintf(n->node_key, sizeof n->node_key, "si:node:%s", n->cfg->node_id);
+    schema_key_role(n->role_key, opts->role);
+    schema_key_node(n->node_key, n->cfg->node_id);
     if (gethostname(n->host, sizeof n->host) != 0)
         strcpy(n->host, "unknown");
     n->host[sizeof n->host - 1] = '\0';

@@ -22,6 +22,7 @@
 #include "core/metrics.h"
 #include "core/node.h"
 #include "core/rconn.h"
+#include "core/rreq.h"
 #include "core/schema.h"
 #include "core/time.h"
 
@@ -71,10 +72,12 @@ struct owner {
 
 /* One lease_acquire in flight, preceded on the same connection by a GET of
  * the lease (whom a takeover takes from), or one lease_release of a shard
- * placed elsewhere. Every reply holds a reference: the dispatcher may be
- * gone when Redis answers with -SIMAP_ESHUTDOWN, so the calls carry what
- * they need. */
+ * placed elsewhere. Each is a core/rreq without owner: the owner outlives
+ * them but for rconn's shutdown, whose answers rreq drops; every request
+ * holds a reference until its release. */
 struct acquire_call {
+    struct rreq holder; /* GET of the lease */
+    struct rreq call;   /* lease_acquire or lease_release */
     struct owner *o;
     int k;
     int refs;
@@ -86,6 +89,16 @@ static void call_unref(struct acquire_call *c)
 {
     if (--c->refs == 0)
         xfree(c);
+}
+
+static void release_holder(struct rreq *req)
+{
+    call_unref(RREQ_CONTAINER(req, struct acquire_call, holder));
+}
+
+static void release_call(struct rreq *req)
+{
+    call_unref(RREQ_CONTAINER(req, struct acquire_call, call));
 }
 
 static void set_owned(struct owner *o, struct oshard *sh, int owned)
@@ -107,12 +120,10 @@ static int shard_idle(const struct owner *o, const struct oshard *sh)
 /* Gives a shard placed elsewhere back. A release Redis did not take would
  * leave the lease ours for as long as we live (the new owner waits for our
  * alive key): it is sent again unless the shard came back meanwhile. */
-static void on_handed_over(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_handed_over(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct acquire_call *c = privdata;
-    if (err != -SIMAP_ESHUTDOWN &&
-        (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)) {
+    struct acquire_call *c = RREQ_CONTAINER(req, struct acquire_call, call);
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         struct owner *o = c->o;
         struct oshard *sh = &o->shards[c->k];
         if (!o->draining && !sh->placed && !sh->owned && !sh->acquiring &&
@@ -122,7 +133,6 @@ static void on_handed_over(struct rconn *rc, struct redisReply *reply, int err, 
             sh->releasing = 1;
         }
     }
-    call_unref(c);
 }
 
 /* Sends lease_release for sh: as part of drain (drain), or answered to
@@ -144,19 +154,18 @@ static void release(struct owner *o, struct oshard *sh, struct lease_drain *drai
     c->k = sh->k;
     c->gen = incarnation_generation(o->inc);
     c->refs = 1;
-    if (lease_release(node_redis(o->node), o->inc, key, on_handed_over, c) < 0) {
-        xfree(c);
+    rreq_start(&c->call, NULL, on_handed_over, release_call);
+    if (lease_release(node_redis(o->node), o->inc, key, rreq_on_reply, &c->call) < 0) {
+        rreq_abort(&c->call);
         sh->releasing = 1; /* the next tick tries again */
     }
 }
 
-static void on_holder(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_holder(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct acquire_call *c = privdata;
+    struct acquire_call *c = RREQ_CONTAINER(req, struct acquire_call, holder);
     if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING)
         snprintf(c->was, sizeof c->was, "%s", reply->str);
-    call_unref(c);
 }
 
 static void took(struct owner *o, struct oshard *sh, const char *was)
@@ -172,14 +181,9 @@ static void took(struct owner *o, struct oshard *sh, const char *was)
         log_info("queue shards owned: every shard placed here shards=%d", o->nowned);
 }
 
-static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_acquired(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct acquire_call *c = privdata;
-    if (err == -SIMAP_ESHUTDOWN) {
-        call_unref(c);
-        return;
-    }
+    struct acquire_call *c = RREQ_CONTAINER(req, struct acquire_call, call);
     struct owner *o = c->o;
     struct oshard *sh = &o->shards[c->k];
     sh->acquiring = 0;
@@ -201,7 +205,6 @@ static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, voi
     } else if (!sh->owned) {
         took(o, sh, c->was);
     }
-    call_unref(c);
 }
 
 static void acquire(struct owner *o, struct oshard *sh)
@@ -212,11 +215,14 @@ static void acquire(struct owner *o, struct oshard *sh)
     c->o = o;
     c->k = sh->k;
     c->gen = incarnation_generation(o->inc);
-    c->refs = 1;
-    if (rconn_command(node_redis(o->node), on_holder, c, "GET %s", key) == 0)
-        c->refs++;
-    if (lease_acquire(node_redis(o->node), o->inc, (uint32_t)sh->k, key, on_acquired, c) < 0) {
-        call_unref(c);
+    c->refs = 2;
+    rreq_start(&c->holder, NULL, on_holder, release_holder);
+    if (rconn_command(node_redis(o->node), rreq_on_reply, &c->holder, "GET %s", key) < 0)
+        rreq_abort(&c->holder);
+    rreq_start(&c->call, NULL, on_acquired, release_call);
+    if (lease_acquire(node_redis(o->node), o->inc, (uint32_t)sh->k, key, rreq_on_reply, &c->call) <
+        0) {
+        rreq_abort(&c->call);
         sh->next_acquire = time_mono_ms() + OWNER_RETRY_MS;
         return;
     }

@@ -13,15 +13,16 @@
 
 #include "core/err.h"
 #include "core/rconn.h"
+#include "core/rreq.h"
 #include "core/schema.h"
 #include "core/time.h"
 
 enum op_kind { OP_CLAIM, OP_INT, OP_TRACER, OP_PAIR, OP_STATS, OP_REPLY, OP_NONE };
 
-/* One call in flight; the privdata of its rconn callback. */
+/* One call in flight, tagged for its queue (core/rreq): queue_free() lets go
+ * of it. */
 struct op {
-    struct queue *q; /* NULL once orphaned by queue_free() */
-    struct op *prev, *next;
+    struct rreq req; /* first: released by rreq_xfree() */
     enum op_kind kind;
     union {
         queue_claim_cb *claim;
@@ -35,8 +36,7 @@ struct op {
 
 struct queue {
     struct rconn *rc;
-    struct op *ops; /* pending, newest first */
-    int pending;
+    struct rreq_owner ops; /* the calls in flight; they see rconn's shutdown */
 };
 
 void queue_shard_init(struct queue_shard *s, int k)
@@ -53,6 +53,7 @@ struct queue *queue_new(struct rconn *rc)
 {
     struct queue *q = xcalloc(1, sizeof *q);
     q->rc = rc;
+    rreq_owner_init(&q->ops, RREQ_SEE_SHUTDOWN);
     return q;
 }
 
@@ -60,51 +61,23 @@ void queue_free(struct queue *q)
 {
     if (q == NULL)
         return;
-    for (struct op *o = q->ops; o != NULL; o = o->next)
-        o->q = NULL; /* rconn still owns it and frees it on its reply */
+    rreq_owner_cancel(&q->ops); /* rconn frees them on their replies */
     xfree(q);
 }
 
 int queue_pending(const struct queue *q)
 {
-    return q->pending;
+    return rreq_owner_pending(&q->ops);
 }
 
 /* ---- Tracking ---- */
 
-static struct op *op_new(struct queue *q, enum op_kind kind, void *data)
+static struct op *op_new(enum op_kind kind, void *data)
 {
     struct op *o = xcalloc(1, sizeof *o);
-    o->q = q;
     o->kind = kind;
     o->data = data;
     return o;
-}
-
-static void op_link(struct op *o)
-{
-    struct queue *q = o->q;
-    o->next = q->ops;
-    if (q->ops != NULL)
-        q->ops->prev = o;
-    q->ops = o;
-    q->pending++;
-}
-
-/* Unlinks o; returns 0 when it was orphaned (the caller only frees it). */
-static int op_unlink(struct op *o)
-{
-    struct queue *q = o->q;
-    if (q == NULL)
-        return 0;
-    if (o->prev != NULL)
-        o->prev->next = o->next;
-    else
-        q->ops = o->next;
-    if (o->next != NULL)
-        o->next->prev = o->prev;
-    q->pending--;
-    return 1;
 }
 
 static long long as_int(const redisReply *r, int *ok)
@@ -182,14 +155,10 @@ static void deliver_claim(struct op *o, redisReply *reply, int err)
     xfree(ev);
 }
 
-static void on_reply(struct rconn *rc, redisReply *reply, int err, void *privdata)
+/* A reply for a queue that still holds on (core/rreq dropped the others). */
+static void on_reply(struct rreq *req, redisReply *reply, int err)
 {
-    (void)rc;
-    struct op *o = privdata;
-    if (!op_unlink(o)) {
-        xfree(o);
-        return;
-    }
+    struct op *o = RREQ_CONTAINER(req, struct op, req);
     int ok = 1;
     switch (o->kind) {
     case OP_CLAIM:
@@ -236,32 +205,27 @@ static void on_reply(struct rconn *rc, redisReply *reply, int err, void *privdat
     case OP_NONE:
         break;
     }
-    xfree(o);
 }
 
 /* Sends a script call tracked by o; frees o when it cannot start. */
 static int send_script(struct queue *q, struct op *o, const char *name, int nkeys, int argc,
                        const char **argv, const size_t *argvlen)
 {
-    int rc = rconn_script(q->rc, on_reply, o, name, nkeys, argc, argv, argvlen);
-    if (rc < 0) {
-        xfree(o);
-        return rc;
-    }
-    op_link(o);
-    return 0;
+    rreq_start(&o->req, &q->ops, on_reply, rreq_xfree);
+    int rc = rconn_script(q->rc, rreq_on_reply, &o->req, name, nkeys, argc, argv, argvlen);
+    if (rc < 0)
+        rreq_abort(&o->req);
+    return rc;
 }
 
 static int send_argv(struct queue *q, struct op *o, int argc, const char **argv,
                      const size_t *argvlen)
 {
-    int rc = rconn_command_argv(q->rc, on_reply, o, argc, argv, argvlen);
-    if (rc < 0) {
-        xfree(o);
-        return rc;
-    }
-    op_link(o);
-    return 0;
+    rreq_start(&o->req, &q->ops, on_reply, rreq_xfree);
+    int rc = rconn_command_argv(q->rc, rreq_on_reply, &o->req, argc, argv, argvlen);
+    if (rc < 0)
+        rreq_abort(&o->req);
+    return rc;
 }
 
 static int evt_key(char out[SCHEMA_KEY_MAX], const struct queue_shard *s, const char *eid)
@@ -296,7 +260,7 @@ int queue_claim(struct queue *q, const struct queue_shard *s, int64_t lease_ms, 
         argv[8 + 2 * i] = pids[i];
         argv[9 + 2 * i] = frees[i];
     }
-    struct op *o = op_new(q, OP_CLAIM, data);
+    struct op *o = op_new(OP_CLAIM, data);
     o->cb.claim = cb;
     int rc = send_script(q, o, "event_claim", 2, (int)argc, argv, NULL);
     xfree(frees);
@@ -311,7 +275,7 @@ int queue_payload(struct queue *q, const struct queue_shard *s, const char *eid,
     if (evt_key(key, s, eid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {"HGET", key, "payload"};
-    struct op *o = op_new(q, OP_REPLY, data);
+    struct op *o = op_new(OP_REPLY, data);
     o->cb.reply = cb;
     return send_argv(q, o, 3, argv, NULL);
 }
@@ -329,7 +293,7 @@ int queue_ack(struct queue *q, const struct queue_shard *s, const char *eid, int
     snprintf(st, sizeof st, "%ld", status);
     snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
     const char *argv[] = {key, s->inflight, eid, att, keep, st, now};
-    struct op *o = op_new(q, OP_INT, data);
+    struct op *o = op_new(OP_INT, data);
     o->cb.i = cb;
     return send_script(q, o, "event_ack", 2, 7, argv, NULL);
 }
@@ -346,7 +310,7 @@ int queue_retry(struct queue *q, const struct queue_shard *s, const char *eid, i
     snprintf(st, sizeof st, "%ld", status);
     const char *argv[] = {key,   s->inflight,         s->retry, eid, att, delay, st,
                           error, counted ? "1" : "0", ""};
-    struct op *o = op_new(q, OP_INT, data);
+    struct op *o = op_new(OP_INT, data);
     o->cb.i = cb;
     return send_script(q, o, "event_retry", 3, 10, argv, NULL);
 }
@@ -364,7 +328,7 @@ int queue_dead(struct queue *q, const struct queue_shard *s, const char *eid, in
     snprintf(keep, sizeof keep, "%lld", (long long)keep_ms);
     const char *argv[] = {key,   s->inflight, s->dead, eid,       att, st,
                           error, caps,        keep,    s->prefix, ""};
-    struct op *o = op_new(q, OP_INT, data);
+    struct op *o = op_new(OP_INT, data);
     o->cb.i = cb;
     return send_script(q, o, "event_dead", 3, 11, argv, NULL);
 }
@@ -377,7 +341,7 @@ int queue_requeue(struct queue *q, const struct queue_shard *s, int batch, queue
     char b[16];
     snprintf(b, sizeof b, "%d", batch);
     const char *argv[] = {s->inflight, s->ready_partners, s->prefix, "", b};
-    struct op *o = op_new(q, OP_PAIR, data);
+    struct op *o = op_new(OP_PAIR, data);
     o->cb.pair = cb;
     return send_script(q, o, "requeue_expired", 2, 5, argv, NULL);
 }
@@ -389,7 +353,7 @@ int queue_promote(struct queue *q, const struct queue_shard *s, int batch, int64
     snprintf(b, sizeof b, "%d", batch);
     snprintf(keep, sizeof keep, "%lld", (long long)dead_keep_ms);
     const char *argv[] = {s->retry, s->ready_partners, s->dead, s->prefix, "", b, keep};
-    struct op *o = op_new(q, OP_PAIR, data);
+    struct op *o = op_new(OP_PAIR, data);
     o->cb.pair = cb;
     return send_script(q, o, "promote_due", 3, 7, argv, NULL);
 }
@@ -397,7 +361,7 @@ int queue_promote(struct queue *q, const struct queue_shard *s, int batch, int64
 int queue_stats(struct queue *q, const struct queue_shard *s, queue_stats_cb *cb, void *data)
 {
     const char *argv[] = {s->ready_partners, s->inflight, s->retry, s->dead, s->prefix, ""};
-    struct op *o = op_new(q, OP_STATS, data);
+    struct op *o = op_new(OP_STATS, data);
     o->cb.stats = cb;
     return send_script(q, o, "event_stats", 4, 6, argv, NULL);
 }
@@ -410,7 +374,7 @@ int queue_partner(struct queue *q, const char *pid, queue_reply_cb *cb, void *da
     if (schema_key_partner(key, pid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {"HGETALL", key};
-    struct op *o = op_new(q, OP_REPLY, data);
+    struct op *o = op_new(OP_REPLY, data);
     o->cb.reply = cb;
     return send_argv(q, o, 2, argv, NULL);
 }
@@ -421,7 +385,7 @@ int queue_user_is_tracer(struct queue *q, int k, const char *uid, queue_int_cb *
     if (schema_key_user(key, (uint32_t)k, uid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {"HGET", key, "enable_tracer"};
-    struct op *o = op_new(q, OP_TRACER, data);
+    struct op *o = op_new(OP_TRACER, data);
     o->cb.i = cb;
     return send_argv(q, o, 3, argv, NULL);
 }
@@ -435,7 +399,7 @@ int queue_archive_user(struct queue *q, int k, const char *uid, const char *reas
     schema_key_shard_users(users, (uint32_t)k);
     snprintf(ks, sizeof ks, "%d", k);
     const char *argv[] = {user, users, SCHEMA_KEY_CHANGES, uid, ks, reason};
-    struct op *o = op_new(q, OP_INT, data);
+    struct op *o = op_new(OP_INT, data);
     o->cb.i = cb;
     return send_script(q, o, "user_archive", 3, 6, argv, NULL);
 }
@@ -447,7 +411,7 @@ int queue_disable_url(struct queue *q, const char *pid, const char *url_field, c
     if (schema_key_partner(key, pid) < 0)
         return -SIMAP_EINVAL;
     const char *argv[] = {key, url_field, url, disabled_field, reason};
-    struct op *o = op_new(q, OP_INT, data);
+    struct op *o = op_new(OP_INT, data);
     o->cb.i = cb;
     return send_script(q, o, "event_gone", 1, 5, argv, NULL);
 }
@@ -469,6 +433,6 @@ int queue_log(struct queue *q, const struct queue_log_entry *e)
                           "tag",    e->tag,   "code",    e->code,   "attempt",    att,
                           "status", st,       "result",  e->result, "latency_ms", lat,
                           "error",  e->error, "next_at", next};
-    struct op *o = op_new(q, OP_NONE, NULL);
+    struct op *o = op_new(OP_NONE, NULL);
     return send_argv(q, o, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
 }

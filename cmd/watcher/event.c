@@ -139,7 +139,7 @@ int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct 
         return r;
     char eid[EID_MAX], aad[SCHEMA_KEY_MAX + 16];
     event_id(m, eid, sizeof eid);
-    snprintf(aad, sizeof aad, "si:evt:%s", eid);
+    schema_aad_event(aad, eid);
     char *sealed;
     r = crypto_encrypt(keys, payload, len, aad, &sealed);
     crypto_wipe(payload, len);
@@ -148,14 +148,14 @@ int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct 
         return r;
 
     char k_lease[SCHEMA_KEY_MAX], k_cur[SCHEMA_KEY_MAX], k_evt[SCHEMA_KEY_MAX],
-        k_ready[SCHEMA_KEY_MAX], k_partners[64], k_user[SCHEMA_KEY_MAX];
+        k_ready[SCHEMA_KEY_MAX], k_partners[SCHEMA_SHARD_KEY_MAX], k_user[SCHEMA_KEY_MAX];
     char uv[16], muid[16];
-    snprintf(k_lease, sizeof k_lease, "si:{%" PRIu32 "}:lease:%s", m->k, m->uid);
-    snprintf(k_cur, sizeof k_cur, "si:{%" PRIu32 "}:cur:%s", m->k, m->uid);
-    snprintf(k_evt, sizeof k_evt, "si:{%" PRIu32 "}:evt:%s", m->k, eid);
-    snprintf(k_ready, sizeof k_ready, "si:{%" PRIu32 "}:ready:%s", m->k, m->pid);
-    snprintf(k_partners, sizeof k_partners, "si:{%" PRIu32 "}:ready_partners", m->k);
-    snprintf(k_user, sizeof k_user, "si:{%" PRIu32 "}:user:%s", m->k, m->uid);
+    schema_key_lease(k_lease, m->k, m->uid);
+    schema_key_cur(k_cur, m->k, m->uid);
+    schema_key_event(k_evt, m->k, eid);
+    schema_key_ready(k_ready, m->k, m->pid);
+    schema_key_ready_partners(k_partners, m->k);
+    schema_key_user(k_user, m->k, m->uid);
     snprintf(uv, sizeof uv, "%" PRIu32, m->uidvalidity);
     snprintf(muid, sizeof muid, "%" PRIu32, m->msg_uid);
     const char *argv[] = {k_lease, alive_key,  k_cur,  k_evt,  k_ready,   k_partners,

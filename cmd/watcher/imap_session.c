@@ -388,8 +388,3 @@ void imap_session_drop(struct imap_session *s, int polite)
     session_set_state(s, S_DEAD);
     session_store_bury(s);
 }
-
-void imap_session_free_all_dropped(void)
-{
-    session_store_free_all_dropped();
-}

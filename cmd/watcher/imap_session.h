@@ -80,14 +80,10 @@ void imap_session_recheck(struct imap_session *s);
  * Ends the session at once: closes its connection without a word to the
  * server or Redis (fencing: the lease is no longer ours). With polite set
  * (drain, user removed) a LOGOUT is written first when connected. The
- * session is freed now, or once its pending Redis calls and callbacks have
- * returned; the caller must forget s.
+ * session is freed now, or once its callback running now has returned
+ * (answers Redis still owes it are dropped); the caller must forget s.
  */
 void imap_session_drop(struct imap_session *s, int polite);
-
-/* Frees every session still waiting for Redis callbacks (process exit;
- * rconn is freed after, so those callbacks see -SIMAP_ESHUTDOWN). */
-void imap_session_free_all_dropped(void);
 
 /* The state's name, for logs and tests ("IDLE"). */
 const char *imap_session_state(const struct imap_session *s);

@@ -6,7 +6,6 @@
  */
 #include "cmd/watcher/leases.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +23,7 @@
 #include "core/metrics.h"
 #include "core/node.h"
 #include "core/rconn.h"
+#include "core/rreq.h"
 #include "core/schema.h"
 #include "core/time.h"
 
@@ -67,7 +67,7 @@ struct leases {
     /* A list head is a slot used as a sentinel. */
     struct slot unassigned_list, pending_list, waiting_list, moving_list;
     int draining;            /* no lease is taken any more */
-    int stopping;            /* leases_free(): everything is being freed */
+    struct rreq_owner reqs;  /* lease_acquire calls; leases_free() lets go of them */
     int held;                /* users with a lease (or acquiring one) */
     int nunassigned;         /* users over capacity */
     int nplaced;             /* users placement gives this watcher */
@@ -130,7 +130,9 @@ static void set_slot(struct leases *l, struct slot *sl, enum slot_state st)
 
 /* ---- Leases ---- */
 
+/* One lease_acquire in flight. */
 struct areq {
+    struct rreq req; /* first: released by rreq_xfree() */
     struct leases *l;
     uint64_t gen;
     uint32_t k;
@@ -144,15 +146,10 @@ static void release_lease(struct leases *l, const char *uid, uint32_t k)
     lease_release(l->w->redis, l->w->inc, lease, NULL, NULL);
 }
 
-static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_acquired(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct areq *a = privdata;
+    struct areq *a = RREQ_CONTAINER(req, struct areq, req);
     struct leases *l = a->l;
-    if (err == -SIMAP_ESHUTDOWN || l->stopping) {
-        xfree(a);
-        return;
-    }
     struct user_entry *u = users_find(l->w->users, a->uid);
     struct slot *sl = u != NULL ? u->data : NULL;
     enum lease_answer ans = lease_answer_of(reply, err);
@@ -160,7 +157,6 @@ static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, voi
         /* Removed, fenced or draining meanwhile: give back what we got. */
         if (ans == LEASE_ACQUIRED && a->gen == incarnation_generation(l->w->inc))
             release_lease(l, a->uid, a->k);
-        xfree(a);
         return;
     }
     if (ans == LEASE_ACQUIRED) {
@@ -181,7 +177,6 @@ static void on_acquired(struct rconn *rc, struct redisReply *reply, int err, voi
         sl->retry_at = time_mono_ms() + LEASE_RETRY_MS;
         set_slot(l, sl, U_WAITING);
     }
-    xfree(a);
 }
 
 static void acquire(struct leases *l, struct slot *sl)
@@ -199,13 +194,14 @@ static void acquire(struct leases *l, struct slot *sl)
     a->gen = incarnation_generation(l->w->inc);
     a->k = u->k;
     memcpy(a->uid, u->uid, n + 1);
-    if (lease_acquire(l->w->redis, l->w->inc, u->k, lease, on_acquired, a) < 0) {
-        xfree(a);
+    rreq_start(&a->req, &l->reqs, on_acquired, rreq_xfree);
+    if (lease_acquire(l->w->redis, l->w->inc, u->k, lease, rreq_on_reply, &a->req) < 0) {
+        rreq_abort(&a->req);
         sl->retry_at = time_mono_ms() + LEASE_RETRY_MS;
         set_slot(l, sl, U_WAITING);
         return;
     }
-    sl->gen = a->gen;
+    sl->gen = a->gen; /* a lives until its answer */
     set_slot(l, sl, U_ACQUIRING);
 }
 
@@ -224,7 +220,7 @@ static void mark_unassigned(struct leases *l, struct slot *sl)
     set_slot(l, sl, U_UNASSIGNED);
     char lease[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX];
     schema_key_lease(lease, sl->u->k, sl->u->uid);
-    snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", sl->u->k, sl->u->uid);
+    schema_key_user(user, sl->u->k, sl->u->uid);
     const char *argv[] = {lease, user, "unassigned"};
     rconn_script(l->w->redis, on_unassigned_written, NULL, "user_unassigned", 2, 3, argv, NULL);
     log_debug("user over capacity stays unwatched acct=%s capacity=%d", sl->u->uid, l->w->capacity);
@@ -601,11 +597,10 @@ void leases_free(struct leases *l)
     if (l == NULL)
         return;
     struct watcher *w = l->w;
-    l->stopping = 1;
+    rreq_owner_cancel(&l->reqs); /* answers still owed find nothing to act on */
     ev_timer_stop(w->loop, &l->tick);
     if (w->users != NULL)
         users_foreach(w->users, free_slot, NULL);
-    imap_session_free_all_dropped();
     users_free(w->users);
     w->users = NULL;
     fleet_free(l->fleet);

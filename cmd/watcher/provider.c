@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/rconn.h"
+#include "core/schema.h"
 #include "core/time.h"
 
 #define RETRY_MS 5000 /* a failed load or resolution is tried again after this */
@@ -209,7 +210,9 @@ static void load(struct prov *p)
 {
     if (p->loading)
         return;
-    if (rconn_command(p->ps->rc, on_record, p, "HGETALL si:provider:%s", p->pub.code) == 0) {
+    char key[SCHEMA_KEY_MAX];
+    schema_key_provider(key, p->pub.code);
+    if (rconn_command(p->ps->rc, on_record, p, "HGETALL %s", key) == 0) {
         p->loading = 1;
         if (p->state != LOAD_OK)
             p->state = LOAD_PENDING;

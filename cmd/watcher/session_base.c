@@ -94,6 +94,7 @@ void session_close(struct imap_session *s)
     s->exists_mono = 0;
     session_set_watching(s, 0);
     s->epoch++;
+    rreq_owner_move_on(&s->redis); /* Redis answers for this connection are dropped */
 }
 
 /* ---- Failure ---- */

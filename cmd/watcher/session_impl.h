@@ -12,14 +12,14 @@
  *   session_mailbox.c  EXAMINE .. NOOP: baseline, fetch, record, IDLE, poll
  *   session_base.c     what every state uses: set_state(), deadlines,
  *                      fail(), sending a command, closing the connection
- *   session_store.c    its Redis calls, and its lifetime while Redis owes it
- *                      answers (the dropped-session list)
+ *   session_store.c    its Redis calls (core/rreq drops stale answers), and
+ *                      when a dropped session is freed
  *   imap_conn.c        socket and TLS I/O (knows nothing of sessions)
  *   session_policy.c   failure classes and reconnect delays (pure)
  *
- * A session is freed only when it is dropped (S_DEAD), inside none of its
- * callbacks (busy == 0) and owed no Redis answer (redis_pending == 0); see
- * session_store.h.
+ * A session is freed only when it is dropped (S_DEAD) and inside none of its
+ * callbacks (busy == 0); Redis answers still owed to it are dropped then
+ * (core/rreq); see session_store.h.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -39,6 +39,7 @@
 #include "core/buf.h"
 #include "core/crypto.h"
 #include "core/err.h"
+#include "core/rreq.h"
 #include "proto/imap_cmd.h"
 #include "proto/imap_parse.h"
 
@@ -111,9 +112,9 @@ struct imap_session {
     enum pub_state pub;    /* last written to the user hash */
     unsigned epoch;        /* bumps per connection attempt: stale Redis answers are ignored */
     struct session_retry retry;
-    int redis_pending; /* Redis calls whose callbacks have not run */
-    int busy;          /* inside one of our callbacks */
-    uint64_t gen;      /* generation that holds the lease */
+    struct rreq_owner redis; /* Redis calls in flight (core/rreq); moves on with epoch */
+    int busy;                /* inside one of our callbacks */
+    uint64_t gen;            /* generation that holds the lease */
 
     /* What the server said it can do (CAPABILITY), for this connection. */
     unsigned has_caps : 1; /* a CAPABILITY list was seen */
@@ -140,7 +141,6 @@ struct imap_session {
 
     struct user_record user;
 
-    struct imap_session *zprev, *znext; /* on the dropped list while S_DEAD */
     char uid[];
 };
 

@@ -1,6 +1,6 @@
 /*
- * cmd/watcher/session_store: an IMAP session's Redis calls and its lifetime
- * while Redis owes it answers (see session_store.h).
+ * cmd/watcher/session_store: an IMAP session's Redis calls and when a
+ * dropped session is freed (see session_store.h).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -22,25 +22,16 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rconn.h"
+#include "core/rreq.h"
 #include "core/schema.h"
 #include "core/time.h"
 #include "proto/imap_parse.h"
 
-/* ---- Lifetime and the dropped-session list ---- */
-
-/* Sessions dropped while Redis still owes them a callback. */
-static struct imap_session *zombies;
+/* ---- Lifetime ---- */
 
 void session_store_free(struct imap_session *s)
 {
-    if (s->zprev != NULL || s->znext != NULL || zombies == s) {
-        if (s->zprev != NULL)
-            s->zprev->znext = s->znext;
-        else
-            zombies = s->znext;
-        if (s->znext != NULL)
-            s->znext->zprev = s->zprev;
-    }
+    rreq_owner_cancel(&s->redis);
     session_free_msgs(s);
     session_wipe_str(&s->user.username);
     session_wipe_str(&s->user.secret);
@@ -55,36 +46,27 @@ void session_store_free(struct imap_session *s)
 
 void session_store_maybe_free(struct imap_session *s)
 {
-    if (s->state == S_DEAD && s->busy == 0 && s->redis_pending == 0)
+    if (s->state == S_DEAD && s->busy == 0)
         session_store_free(s);
 }
 
 void session_store_bury(struct imap_session *s)
 {
-    if (s->busy == 0 && s->redis_pending == 0) {
-        session_store_free(s);
-        return;
-    }
-    s->zprev = NULL;
-    s->znext = zombies;
-    if (zombies != NULL)
-        zombies->zprev = s;
-    zombies = s;
-}
-
-void session_store_free_all_dropped(void)
-{
-    while (zombies != NULL)
-        session_store_free(zombies);
+    /* Answers still owed are dropped by core/rreq: only a callback of ours
+     * running now (busy) holds s, and frees it on its way out. */
+    rreq_owner_cancel(&s->redis);
+    session_store_maybe_free(s);
 }
 
 /* ---- Calls ---- */
 
-/* Every Redis call of a session carries this, so an answer for an older
- * connection (or a dropped session) is recognised. */
+/* Every Redis call of a session is a core/rreq of s->redis, so an answer
+ * for an older connection (the owner moved on in session_close()), for a
+ * dropped session (it let go in session_store_bury()) or at shutdown never
+ * reaches the session. */
 struct sreq {
+    struct rreq req; /* first: released by rreq_xfree() */
     struct imap_session *s;
-    unsigned epoch;
     int want; /* the state the answer is for, or -1: any */
     union {
         session_loaded_cb *loaded;
@@ -94,42 +76,31 @@ struct sreq {
     } done;
 };
 
-static struct sreq *sreq_new(struct imap_session *s, int want)
+static struct sreq *sreq_new(struct imap_session *s, int want, rreq_cb *cb)
 {
     struct sreq *r = xcalloc(1, sizeof *r);
     r->s = s;
-    r->epoch = s->epoch;
     r->want = want;
-    s->redis_pending++;
+    rreq_start(&r->req, &s->redis, cb, rreq_xfree);
     return r;
 }
 
 /* Undoes sreq_new() when the call could not be submitted. */
 static void sreq_cancel(struct sreq *r)
 {
-    r->s->redis_pending--;
-    xfree(r);
+    rreq_abort(&r->req);
 }
 
-/* Opens a Redis callback: returns the session when the answer is still
- * wanted (then call sreq_end() after handling), else NULL (already released).
- * On -SIMAP_ESHUTDOWN the session may be freed: it is not touched. Takes the
- * done callback out of r into *done (r is freed). */
-static struct imap_session *sreq_begin(struct sreq *r, int err, struct sreq *copy)
+/* Opens a Redis callback: returns the session when the answer is for its
+ * current state (then call sreq_end() after handling), else NULL. The
+ * request, r in *q, stays valid until the callback returns. */
+static struct imap_session *sreq_begin(struct rreq *req, struct sreq **q)
 {
-    if (err == -SIMAP_ESHUTDOWN) {
-        xfree(r);
-        return NULL;
-    }
+    struct sreq *r = RREQ_CONTAINER(req, struct sreq, req);
     struct imap_session *s = r->s;
-    *copy = *r;
-    xfree(r);
-    s->redis_pending--;
-    if (s->state == S_DEAD || copy->epoch != s->epoch ||
-        (copy->want >= 0 && s->state != (enum sess_state)copy->want)) {
-        session_store_maybe_free(s);
+    *q = r;
+    if (r->want >= 0 && s->state != (enum sess_state)r->want)
         return NULL;
-    }
     s->busy++;
     return s;
 }
@@ -171,14 +142,13 @@ static char *reply_str(const redisReply *r)
     return r->type == REDIS_REPLY_STRING ? r->str : NULL;
 }
 
-static void on_user(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_user(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct sreq q;
-    struct imap_session *s = sreq_begin(privdata, err, &q);
+    struct sreq *q;
+    struct imap_session *s = sreq_begin(req, &q);
     if (s == NULL)
         return;
-    session_loaded_cb *done = q.done.loaded;
+    session_loaded_cb *done = q->done.loaded;
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
         char why[256];
         snprintf(why, sizeof why, "cannot read the user: %s",
@@ -206,7 +176,7 @@ static void on_user(struct rconn *rc, struct redisReply *reply, int err, void *p
         return;
     }
     char aad[SCHEMA_KEY_MAX];
-    snprintf(aad, sizeof aad, "si:user:%s:secret", s->uid);
+    schema_aad_user_secret(aad, s->uid);
     char *plain = NULL;
     size_t plen = 0;
     if (crypto_decrypt(s->w->keys, secret, aad, &plain, &plen) < 0 || memchr(plain, 0, plen)) {
@@ -235,11 +205,12 @@ static void on_user(struct rconn *rc, struct redisReply *reply, int err, void *p
 
 int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
 {
-    struct sreq *r = sreq_new(s, S_LOAD);
+    struct sreq *r = sreq_new(s, S_LOAD, on_user);
     r->done.loaded = done;
-    int rc = rconn_command(s->w->redis, on_user, r,
-                           "HMGET si:{%u}:user:%s pid code tag username email secret archived",
-                           (unsigned)s->k, s->uid);
+    char user[SCHEMA_KEY_MAX];
+    schema_key_user(user, s->k, s->uid);
+    int rc = rconn_command(s->w->redis, rreq_on_reply, &r->req,
+                           "HMGET %s pid code tag username email secret archived", user);
     if (rc < 0)
         sreq_cancel(r);
     return rc;
@@ -247,11 +218,10 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
 
 /* ---- publish ---- */
 
-static void on_user_state(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_user_state(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct sreq q;
-    struct imap_session *s = sreq_begin(privdata, err, &q);
+    struct sreq *q;
+    struct imap_session *s = sreq_begin(req, &q);
     if (s == NULL)
         return;
     if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
@@ -270,7 +240,7 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
     s->pub = st;
     char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX], now[24];
     lease_keys(s, lease, alive, sizeof alive);
-    snprintf(user, sizeof user, "si:{%" PRIu32 "}:user:%s", s->k, s->uid);
+    schema_key_user(user, s->k, s->uid);
     snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
     const char *argv[10] = {
         lease, alive, user, incarnation_token(s->w->inc), "state", policy_pub_name(st)};
@@ -283,21 +253,20 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
         argv[argc++] = "last_login_at";
         argv[argc++] = now;
     }
-    struct sreq *r = sreq_new(s, -1);
-    if (rconn_script(s->w->redis, on_user_state, r, "user_state", 3, argc, argv, NULL) < 0)
+    struct sreq *r = sreq_new(s, -1, on_user_state);
+    if (rconn_script(s->w->redis, rreq_on_reply, &r->req, "user_state", 3, argc, argv, NULL) < 0)
         sreq_cancel(r);
 }
 
 /* ---- BASELINE ---- */
 
-static void on_baseline(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_baseline(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct sreq q;
-    struct imap_session *s = sreq_begin(privdata, err, &q);
+    struct sreq *q;
+    struct imap_session *s = sreq_begin(req, &q);
     if (s == NULL)
         return;
-    session_baseline_cb *done = q.done.baseline;
+    session_baseline_cb *done = q->done.baseline;
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER) {
         char why[256];
@@ -334,7 +303,7 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
 {
     char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX], uv[16], l[16];
     lease_keys(s, lease, alive, sizeof alive);
-    snprintf(cur, sizeof cur, "si:{%" PRIu32 "}:cur:%s", s->k, s->uid);
+    schema_key_cur(cur, s->k, s->uid);
     snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
     snprintf(l, sizeof l, "%" PRIu32, last);
     const char *argv[] = {lease, alive, cur, incarnation_token(s->w->inc), uv, l};
@@ -343,10 +312,10 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
 
 int session_store_baseline(struct imap_session *s, session_baseline_cb *done)
 {
-    struct sreq *r = sreq_new(s, S_BASELINE);
+    struct sreq *r = sreq_new(s, S_BASELINE, on_baseline);
     r->done.baseline = done;
     int rc = baseline_call(s, s->mb.uidvalidity, s->mb.uidnext > 0 ? s->mb.uidnext - 1 : 0,
-                           on_baseline, r);
+                           rreq_on_reply, &r->req);
     if (rc < 0)
         sreq_cancel(r);
     return rc;
@@ -359,14 +328,13 @@ void session_store_put_baseline(struct imap_session *s)
 
 /* ---- RECORD ---- */
 
-static void on_recorded(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct sreq q;
-    struct imap_session *s = sreq_begin(privdata, err, &q);
+    struct sreq *q;
+    struct imap_session *s = sreq_begin(req, &q);
     if (s == NULL)
         return;
-    session_recorded_cb *done = q.done.recorded;
+    session_recorded_cb *done = q->done.recorded;
     struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
     char why[256];
     switch (event_result_of(reply, err)) {
@@ -431,10 +399,10 @@ int session_store_record(struct imap_session *s, struct pending_msg *m, const st
         metric_inc(s->w->m.too_large);
     char alive[SCHEMA_KEY_MAX];
     incarnation_alive_key(s->w->inc, s->k, alive, sizeof alive);
-    struct sreq *r = sreq_new(s, S_RECORD);
+    struct sreq *r = sreq_new(s, S_RECORD, on_recorded);
     r->done.recorded = done;
     int rc = event_record(s->w->redis, s->w->keys, &ev, incarnation_token(s->w->inc), alive,
-                          on_recorded, r);
+                          rreq_on_reply, &r->req);
     imap_response_free(s->mb.body); /* the payload holds its own copy now */
     s->mb.body = NULL;
     if (rc < 0)
@@ -444,11 +412,10 @@ int session_store_record(struct imap_session *s, struct pending_msg *m, const st
 
 /* ---- After a Redis reconnect ---- */
 
-static void on_recheck_lease(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_recheck_lease(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct sreq q;
-    struct imap_session *s = sreq_begin(privdata, err, &q);
+    struct sreq *q;
+    struct imap_session *s = sreq_begin(req, &q);
     if (s == NULL)
         return;
     enum lease_answer ans = lease_answer_of(reply, err); /* failed: checked again next time */
@@ -460,11 +427,10 @@ static void on_recheck_lease(struct rconn *rc, struct redisReply *reply, int err
     sreq_end(s);
 }
 
-static void on_recheck_cursor(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+static void on_recheck_cursor(struct rreq *req, struct redisReply *reply, int err)
 {
-    (void)rc;
-    struct sreq q;
-    struct imap_session *s = sreq_begin(privdata, err, &q);
+    struct sreq *q;
+    struct imap_session *s = sreq_begin(req, &q);
     if (s == NULL)
         return;
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
@@ -475,20 +441,21 @@ static void on_recheck_cursor(struct rconn *rc, struct redisReply *reply, int er
     int missing = uv->type != REDIS_REPLY_STRING || last->type != REDIS_REPLY_STRING;
     unsigned long long ruv = missing ? 0 : strtoull(uv->str, NULL, 10);
     unsigned long long rlast = missing ? 0 : strtoull(last->str, NULL, 10);
-    q.done.cursor(s, missing, ruv, rlast);
+    q->done.cursor(s, missing, ruv, rlast);
     sreq_end(s);
 }
 
 void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
 {
-    char lease[SCHEMA_KEY_MAX];
+    char lease[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX];
     schema_key_lease(lease, s->k, s->uid);
-    struct sreq *r = sreq_new(s, -1);
-    if (lease_acquire(s->w->redis, s->w->inc, s->k, lease, on_recheck_lease, r) < 0)
+    schema_key_cur(cur, s->k, s->uid);
+    struct sreq *r = sreq_new(s, -1, on_recheck_lease);
+    if (lease_acquire(s->w->redis, s->w->inc, s->k, lease, rreq_on_reply, &r->req) < 0)
         sreq_cancel(r);
-    r = sreq_new(s, -1);
+    r = sreq_new(s, -1, on_recheck_cursor);
     r->done.cursor = done;
-    if (rconn_command(s->w->redis, on_recheck_cursor, r,
-                      "HMGET si:{%" PRIu32 "}:cur:%s uidvalidity last_uid", s->k, s->uid) < 0)
+    if (rconn_command(s->w->redis, rreq_on_reply, &r->req, "HMGET %s uidvalidity last_uid", cur) <
+        0)
         sreq_cancel(r);
 }

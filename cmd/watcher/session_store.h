@@ -1,6 +1,6 @@
 /*
  * cmd/watcher/session_store: everything an IMAP session asks of Redis, and
- * its lifetime while Redis owes it answers.
+ * when a dropped session is freed.
  *
  *   LOAD      HMGET si:{k}:user:<uid> pid code tag username email secret
  *             archived, the secret decrypted (core/crypto)
@@ -10,20 +10,21 @@
  *   RECORD    record_mail (event.c): the event and the cursor, exactly once
  *   recheck   after a Redis reconnect: lease_acquire again, and the cursor
  *
- * Every call carries the session's epoch: an answer for an older connection
- * or a dropped session is not delivered (the done callback is then never
- * called). A script answering "stale" (the lease is another incarnation's)
+ * Every call is a core/rreq of the session: an answer for an older
+ * connection or a dropped session is not delivered (the done callback is
+ * then never called). A script answering "stale" (the lease is another incarnation's)
  * is counted and reported through the watcher's on_lost_lease hook, and the
  * done callback is not called either: the session is dropped by the fence.
  * Otherwise each done callback is called exactly once, from the loop, never
  * from inside the call that started it.
  *
- * A dropped session (S_DEAD) is freed once no callback of it runs and no
- * Redis answer is owed (session_store_maybe_free); until then it waits on
- * the dropped-session list, which process exit frees at once.
+ * A dropped session (S_DEAD) lets go of the Redis answers it is still owed
+ * (they are dropped when they come) and is freed once no callback of it
+ * runs (session_store_maybe_free).
  *
  * Depends on: session_impl.h (the session), cmd/watcher/event (record_mail),
- * core/incarnation (token, alive keys), core/lease, core/rconn, core/crypto.
+ * core/incarnation (token, alive keys), core/lease, core/rconn, core/rreq,
+ * core/crypto.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -36,15 +37,13 @@
 
 /* ---- Lifetime ---- */
 
-/* Frees s when it is dead, outside its callbacks and owed no answer. */
+/* Frees s when it is dead and outside its callbacks. */
 void session_store_maybe_free(struct imap_session *s);
 
-/* s was just dropped (S_DEAD): freed now when nothing refers to it, else
- * kept on the dropped-session list until the last answer. */
+/* s was just dropped (S_DEAD): lets go of the answers Redis owes it, and
+ * frees it now unless one of its callbacks is running (which frees it on
+ * its way out). */
 void session_store_bury(struct imap_session *s);
-
-/* Process exit: frees every session on the dropped list. */
-void session_store_free_all_dropped(void);
 
 /* Frees s and everything it owns (closes nothing: the connection must be
  * closed already). */

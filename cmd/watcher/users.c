@@ -17,6 +17,7 @@
 #include "core/hrw.h"
 #include "core/log.h"
 #include "core/rconn.h"
+#include "core/schema.h"
 #include "core/strmap.h"
 #include "core/time.h"
 
@@ -203,7 +204,9 @@ static void read_sets(struct users *us)
     us->sync_remaining = 1; /* held until every SMEMBERS is queued */
     for (int k = 0; k < us->shards; k++) {
         us->sync_remaining++;
-        if (rconn_command(us->rc, on_members, us, "SMEMBERS si:{%d}:users", k) < 0) {
+        char users[SCHEMA_SHARD_KEY_MAX];
+        schema_key_shard_users(users, (uint32_t)k);
+        if (rconn_command(us->rc, on_members, us, "SMEMBERS %s", users) < 0) {
             us->sync_remaining--;
             us->sync_failed = 1;
         }
@@ -243,7 +246,7 @@ static void start_sync(struct users *us)
         read_sets(us);
         return;
     }
-    if (rconn_command(us->rc, on_position, us, "XREVRANGE si:changes + - COUNT 1") == 0)
+    if (rconn_command(us->rc, on_position, us, "XREVRANGE %s + - COUNT 1", SCHEMA_KEY_CHANGES) == 0)
         us->phase = SYNC_POSITION;
 }
 
@@ -339,8 +342,9 @@ static void on_changes(struct rconn *rc, struct redisReply *reply, int err, void
         c->is_update = op != NULL && strcmp(op->str, "update") == 0;
         memcpy(c->uid, uid->str, uid->len);
         uint32_t k = hrw_shard(c->uid, (uint32_t)us->shards);
-        if (rconn_command(us->rc, on_member_check, c, "SISMEMBER si:{%u}:users %s", (unsigned)k,
-                          c->uid) < 0) {
+        char users[SCHEMA_SHARD_KEY_MAX];
+        schema_key_shard_users(users, k);
+        if (rconn_command(us->rc, on_member_check, c, "SISMEMBER %s %s", users, c->uid) < 0) {
             xfree(c);
             us->next_sync_ms = time_mono_ms() + RESYNC_RETRY_MS;
             continue;
@@ -356,8 +360,8 @@ static void poll_changes(struct users *us)
 {
     char count[16];
     snprintf(count, sizeof count, "%d", XREAD_COUNT);
-    if (rconn_command(us->rc, on_changes, us, "XREAD COUNT %s STREAMS si:changes %s", count,
-                      us->last_id) == 0)
+    if (rconn_command(us->rc, on_changes, us, "XREAD COUNT %s STREAMS %s %s", count,
+                      SCHEMA_KEY_CHANGES, us->last_id) == 0)
         us->reading = 1;
 }
 
