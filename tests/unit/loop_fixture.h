@@ -1,7 +1,8 @@
 /*
- * tests/unit/loop_fixture.h: running a libev loop until a test's callbacks
- * have counted enough, with a deadline, for the unit tests of the
- * asynchronous clients (core/rconn, core/fleet, core/lease). Header-only.
+ * tests/unit/loop_fixture.h: for the unit tests of the asynchronous clients
+ * (core/rconn, core/rreq, core/fleet, core/lease): a private redis-server
+ * with a libev loop and an rconn on it, and running the loop until a test's
+ * callbacks have counted enough, with a deadline. Header-only.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -9,6 +10,9 @@
 #define TESTS_UNIT_LOOP_FIXTURE_H
 
 #include <ev.h>
+
+#include "core/rconn.h"
+#include "tests/unit/redis_fixture.h"
 
 static void loop_fixture_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -30,6 +34,34 @@ static __attribute__((unused)) int run_until(struct ev_loop *loop, const int *co
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &t);
     return *counter >= target;
+}
+
+/* Starts fx's redis-server, a new loop and an rconn named "test" on it.
+ * Returns 0, or -1 with whatever was made left for loop_rconn_close(). */
+static __attribute__((unused)) int loop_rconn_open(struct redis_fixture *fx, struct ev_loop **loop,
+                                                   struct rconn **rc)
+{
+    *loop = NULL;
+    *rc = NULL;
+    if (redis_fixture_start(fx, NULL) < 0)
+        return -1;
+    *loop = ev_loop_new(EVFLAG_AUTO);
+    struct rconn_opts o = {.url = fx->url, .name = "test"};
+    *rc = *loop != NULL ? rconn_new(*loop, &o) : NULL;
+    return *rc != NULL ? 0 : -1;
+}
+
+/* Frees what loop_rconn_open() made, letting the loop run the rconn's last
+ * callbacks, and stops the server. */
+static __attribute__((unused)) void loop_rconn_close(struct redis_fixture *fx, struct ev_loop *loop,
+                                                     struct rconn *rc)
+{
+    rconn_free(rc);
+    if (loop != NULL) {
+        ev_run(loop, EVRUN_NOWAIT);
+        ev_loop_destroy(loop);
+    }
+    redis_fixture_stop(fx);
 }
 
 #endif

@@ -367,13 +367,10 @@ struct mctx {
 static int setup_redis(void **state)
 {
     struct mctx *t = calloc(1, sizeof *t);
-    if (t == NULL || redis_fixture_start(&t->fx, NULL) < 0)
+    if (t == NULL)
         return -1;
-    t->loop = ev_loop_new(EVFLAG_AUTO);
-    struct rconn_opts o = {.url = t->fx.url, .name = "test"};
-    t->rc = rconn_new(t->loop, &o);
     *state = t;
-    return t->rc != NULL ? 0 : -1;
+    return loop_rconn_open(&t->fx, &t->loop, &t->rc);
 }
 
 static int teardown_redis(void **state)
@@ -382,10 +379,7 @@ static int teardown_redis(void **state)
     if (t == NULL)
         return 0;
     fleet_free(t->f);
-    rconn_free(t->rc);
-    ev_run(t->loop, EVRUN_NOWAIT);
-    ev_loop_destroy(t->loop);
-    redis_fixture_stop(&t->fx);
+    loop_rconn_close(&t->fx, t->loop, t->rc);
     free(t);
     return 0;
 }

@@ -115,16 +115,13 @@ static void on_loaded(struct rconn *rc, struct redisReply *reply, int err, void 
 static int setup(void **state)
 {
     struct tctx *t = calloc(1, sizeof *t);
-    if (t == NULL || redis_fixture_start(&t->fx, NULL) < 0)
-        return -1;
-    t->loop = ev_loop_new(EVFLAG_AUTO);
-    struct rconn_opts o = {.url = t->fx.url, .name = "test"};
-    t->rc = rconn_new(t->loop, &o);
-    int loaded = 0;
-    if (t->rc == NULL || rconn_load_scripts(t->rc, on_loaded, &loaded) < 0 ||
-        !run_until(t->loop, &loaded, 1, 5.0))
+    if (t == NULL)
         return -1;
     *state = t;
+    int loaded = 0;
+    if (loop_rconn_open(&t->fx, &t->loop, &t->rc) < 0 ||
+        rconn_load_scripts(t->rc, on_loaded, &loaded) < 0 || !run_until(t->loop, &loaded, 1, 5.0))
+        return -1;
     return 0;
 }
 
@@ -133,10 +130,7 @@ static int teardown(void **state)
     struct tctx *t = *state;
     if (t == NULL)
         return 0;
-    rconn_free(t->rc);
-    ev_run(t->loop, EVRUN_NOWAIT);
-    ev_loop_destroy(t->loop);
-    redis_fixture_stop(&t->fx);
+    loop_rconn_close(&t->fx, t->loop, t->rc);
     free(t);
     return 0;
 }

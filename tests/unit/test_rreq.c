@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
+#include "tests/unit/loop_fixture.h"
 #include "tests/unit/redis_fixture.h"
 
 struct tctx {
@@ -78,39 +79,13 @@ static int send_incr(struct tctx *t, struct owner *o, int *released)
     return r;
 }
 
-static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    *(int *)w->data = 1;
-}
-
-/* Runs the loop until *counter >= target or seconds pass; returns 1 if reached. */
-static int run_until(struct ev_loop *loop, const int *counter, int target, double seconds)
-{
-    int expired = 0;
-    ev_timer tm;
-    ev_timer_init(&tm, on_deadline, seconds, 0.);
-    tm.data = &expired;
-    ev_timer_start(loop, &tm);
-    while (*counter < target && !expired)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tm);
-    return *counter >= target;
-}
-
 static int setup(void **state)
 {
     struct tctx *t = calloc(1, sizeof *t);
-    if (t == NULL || redis_fixture_start(&t->fx, NULL) < 0)
-        return -1;
-    t->loop = ev_loop_new(EVFLAG_AUTO);
-    struct rconn_opts o = {.url = t->fx.url, .name = "test"};
-    t->rc = rconn_new(t->loop, &o);
-    if (t->rc == NULL)
+    if (t == NULL)
         return -1;
     *state = t;
-    return 0;
+    return loop_rconn_open(&t->fx, &t->loop, &t->rc);
 }
 
 static int teardown(void **state)
@@ -118,9 +93,7 @@ static int teardown(void **state)
     struct tctx *t = *state;
     if (t == NULL)
         return 0;
-    rconn_free(t->rc);
-    ev_loop_destroy(t->loop);
-    redis_fixture_stop(&t->fx);
+    loop_rconn_close(&t->fx, t->loop, t->rc);
     free(t);
     return 0;
 }
