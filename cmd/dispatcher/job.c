@@ -236,7 +236,7 @@ static void wait_push(struct partner *p, struct job *j)
     j->next = NULL;
     j->waiting = 1;
     if (p->wait_tail != NULL)
-        p->wait_tail->next = j;
+        ((struct job *)p->wait_tail)->next = j;
     else
         p->wait_head = j;
     p->wait_tail = j;

@@ -23,7 +23,6 @@
 
 struct crypto_keys;
 struct queue;
-struct job;
 
 /* Event types and the URL each uses (webhook_test goes to the new_mail URL). */
 enum event_type { EVT_NEW_MAIL = 0, EVT_USER_CONNECTED, EVT_USER_DISCONNECTED, EVT_WEBHOOK_TEST };
@@ -70,11 +69,11 @@ struct partner {
     int64_t loaded_mono;
 
     /* ---- Dispatcher bookkeeping (job.c) ---- */
-    int held;                          /* claimed events not finished */
-    int sending;                       /* requests in flight */
-    struct job *wait_head, *wait_tail; /* events waiting for the load or a slot */
-    int resuming;                      /* a loop is starting waiting events */
-    unsigned char *blocked;            /* per shard: a claim skipped us there */
+    int held;                    /* claimed events not finished */
+    int sending;                 /* requests in flight */
+    void *wait_head, *wait_tail; /* job.c's jobs waiting for the load or a slot (opaque here) */
+    int resuming;                /* a loop is starting waiting events */
+    unsigned char *blocked;      /* per shard: a claim skipped us there */
     int nblocked;
     struct partner *busy_prev, *busy_next;
     int in_busy;

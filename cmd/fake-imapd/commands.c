@@ -101,7 +101,7 @@ static void cmd_noop(struct session *s, const char *tag, struct command *c, enum
 {
     (void)fault;
     if (command_is(&c->tok[1], "NOOP"))
-        s->srv->stats.noops++;
+        s->env->counters->noops++;
     session_reply(s, "%s OK %.*s completed\r\n", tag, (int)c->tok[1].len, c->tok[1].p);
 }
 
@@ -126,7 +126,7 @@ static void cmd_starttls(struct session *s, const char *tag, struct command *c,
 {
     (void)c;
     (void)fault;
-    if (s->srv->ssl_ctx == NULL || s->is_tls) {
+    if (s->env->ssl_ctx == NULL || s->is_tls) {
         tagged_bad(s, tag, "STARTTLS not available");
         return;
     }
@@ -140,20 +140,20 @@ static void cmd_starttls(struct session *s, const char *tag, struct command *c,
 static void login_finish(struct session *s, const char *tag, struct mailbox *mb,
                          enum fault_kind fault)
 {
-    struct server *srv = s->srv;
+    const struct session_env *env = s->env;
     if (mb == NULL || fault == FAULT_AUTHFAIL) {
-        srv->stats.login_failures++;
+        env->counters->login_failures++;
         session_reply(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
         return;
     }
-    if (fault == FAULT_LIMIT || (srv->opts.max_sessions_per_user > 0 &&
-                                 mb->sessions_now >= srv->opts.max_sessions_per_user)) {
+    if (fault == FAULT_LIMIT ||
+        (env->max_sessions_per_user > 0 && mb->sessions_now >= env->max_sessions_per_user)) {
         session_reply(s, "%s NO [LIMIT] Too many simultaneous connections.\r\n", tag);
         return;
     }
     session_attach(s, mb);
     s->state = ST_AUTH;
-    srv->stats.logins++;
+    env->counters->logins++;
     log_debugc("imap", "logged in session=%lu user=%s sessions=%d", s->id, mb->user,
                mb->sessions_now);
     session_reply(s, "%s OK [CAPABILITY ", tag);
@@ -163,7 +163,7 @@ static void login_finish(struct session *s, const char *tag, struct mailbox *mb,
 
 static int tls_required(struct session *s, const char *tag)
 {
-    if (!s->srv->opts.require_tls || s->is_tls)
+    if (!s->env->require_tls || s->is_tls)
         return 0;
     session_reply(s, "%s NO [PRIVACYREQUIRED] Use STARTTLS first.\r\n", tag);
     return 1;
@@ -179,7 +179,7 @@ static void cmd_login(struct session *s, const char *tag, struct command *c, enu
     }
     if (tls_required(s, tag))
         return;
-    login_finish(s, tag, mbox_login(s->srv->store, user, pass), fault);
+    login_finish(s, tag, mbox_login(s->env->store, user, pass), fault);
 }
 
 /* Checks one SASL response (base64 text, "=" for empty). */
@@ -212,7 +212,7 @@ static void sasl_response(struct session *s, const char *tag, const char *b64, s
             memcpy(pass, nul2 + 1, plen);
             pass[plen] = '\0';
             if (strlen(pass) == plen)
-                mb = mbox_login(s->srv->store, user, pass);
+                mb = mbox_login(s->env->store, user, pass);
         }
         xfree(raw);
         login_finish(s, tag, mb, fault);
@@ -231,7 +231,7 @@ static void sasl_response(struct session *s, const char *tag, const char *b64, s
             if (ulen < sizeof user && end != NULL && strcmp(end, "\x01\x01") == 0) {
                 memcpy(user, u, ulen);
                 user[ulen] = '\0';
-                struct mailbox *cand = mbox_get(s->srv->store, user, 0);
+                struct mailbox *cand = mbox_get(s->env->store, user, 0);
                 if (cand != NULL && (size_t)(end - tok) == ulen + 6 &&
                     strncmp(tok, "token-", 6) == 0 && strncmp(tok + 6, user, ulen) == 0)
                     mb = cand;
@@ -295,7 +295,7 @@ static void sasl_line(struct session *s, const char *line, size_t len)
         return;
     }
     if (was == WAIT_SASL_ERROR_ACK) {
-        s->srv->stats.login_failures++;
+        s->env->counters->login_failures++;
         session_reply(s, "%s NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n", tag);
         return;
     }
@@ -402,8 +402,8 @@ static void cmd_idle(struct session *s, const char *tag, struct command *c, enum
 {
     (void)c;
     (void)fault;
-    s->srv->stats.idles++;
-    if (s->srv->no_idle) {
+    s->env->counters->idles++;
+    if (s->env->no_idle) {
         tagged_bad(s, tag, "IDLE not supported");
         return;
     }
@@ -564,17 +564,17 @@ static const char *put_section(struct session *s, const char *sep, const char *n
 /* Appends the FETCH answer for message index i. */
 static void render_message(struct session *s, size_t i, unsigned items)
 {
-    struct server *srv = s->srv;
+    struct session_counters *counters = s->env->counters;
     struct mailbox *mb = s->mb;
     struct message *m = mb->msgs[i];
     int now_seen = 0;
     if (items & FI_ANY_BODY)
-        srv->stats.bodies++;
+        counters->bodies++;
     if (items & FI_SETS_SEEN) {
-        srv->stats.nonpeek++;
+        counters->nonpeek++;
         if (!s->is_readonly && mbox_set_flag(mb, i, MSG_SEEN)) {
             now_seen = 1;
-            srv->stats.seen_sets++;
+            counters->seen_sets++;
             log_info("message marked seen user=%s uid=%u", mb->user, (unsigned)m->uid);
         }
     }
@@ -680,7 +680,7 @@ static void cmd_fetch(struct session *s, const char *tag, struct command *c, int
         tagged_bad(s, tag, "Invalid message set");
         return;
     }
-    s->srv->stats.fetches++;
+    s->env->counters->fetches++;
     if (fault == FAULT_TRICKLE) {
         s->is_trickle = 1;
         s->tick_due = 1;
@@ -776,7 +776,7 @@ static void command(struct session *s, char *frame, size_t len)
         tagged_bad(s, tag, "Command not valid in this state");
         return;
     }
-    enum fault_kind f = faults_roll(&s->srv->faults, FAULTS_GENERIC | h->faults);
+    enum fault_kind f = faults_roll(s->env->faults, FAULTS_GENERIC | h->faults);
     if (f != FAULT_NONE) {
         log_debugc("imap", "fault session=%lu command=%s fault=%s", s->id, h->name, faults_name(f));
         if (f != FAULT_LIMIT && session_apply_fault(s, tag, f))

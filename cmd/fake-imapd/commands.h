@@ -1,7 +1,7 @@
 /*
  * The IMAP commands of superimap-fake-imapd (commands.c): what each command
  * does, run against the session API of session.h. session.c never calls
- * these by name: server.c sets them as the server's session_hooks, and a
+ * these by name: server.c sets them as the hooks of its session_env, and a
  * session runs its input through those.
  *
  * Every function here runs on the server's loop.

@@ -1,7 +1,9 @@
 /*
  * The IMAP server of superimap-fake-imapd (see server.h): listeners and
  * accepting, the sweep that frees closed sessions, and the operations the
- * control channel uses. The connections themselves are session.c's.
+ * control channel uses. The connections themselves are session.c's: the
+ * server gives them a struct session_env and acts on them only through
+ * session.h's functions.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -17,15 +19,38 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "cmd/fake-imapd/commands.h"
+#include "cmd/fake-imapd/faults.h"
+#include "cmd/fake-imapd/mailbox.h"
 #include "cmd/fake-imapd/session.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
 
 #define ACCEPT_BUDGET 256 /* connections accepted per wake-up */
+
+struct listener;
+
+/* The server (server.h keeps it opaque to main.c and control.c). */
+struct server {
+    struct ev_loop *loop;
+    struct server_opts opts;
+    SSL_CTX *ssl_ctx; /* NULL: no TLS */
+    struct mbox_store *store;
+    struct faults faults;
+    struct listener *listeners;
+    ev_timer accept_pause;            /* after EMFILE */
+    ev_prepare sweep;                 /* runs queued sessions, frees closed ones */
+    struct session_env env;           /* what the sessions have of the server */
+    struct session_set sessions;      /* open, closing and queued sessions */
+    struct session_counters counters; /* the sessions' part of the stats */
+    unsigned long long appends;       /* messages appended, since reset */
+    unsigned long long faults_at_reset;
+};
 
 struct listener {
     ev_io io;
@@ -42,26 +67,7 @@ static void on_sweep(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
     struct server *srv = w->data;
-    session_run_queued(srv);
-    /* A closed session still queued (closed after it was woken, during the
-     * run above) is freed at the next sweep, once it has left the queue. */
-    struct session **pp = &srv->closing;
-    while (*pp != NULL) {
-        struct session *s = *pp;
-        if (s->is_queued) {
-            pp = &s->next;
-            continue;
-        }
-        *pp = s->next;
-        session_free(s);
-    }
-}
-
-static void on_spin(struct ev_loop *loop, ev_idle *w, int revents)
-{
-    (void)loop;
-    (void)w;
-    (void)revents; /* nothing: being active keeps poll from blocking */
+    session_set_sweep(&srv->sessions);
 }
 
 /* ---- Accepting ---- */
@@ -82,7 +88,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
                 log_warn("cannot accept, pausing for 100 ms err=\"%s\" sessions=%ld", strerror(e),
-                         srv->stats.sessions);
+                         srv->counters.sessions);
                 pause_accepting(srv);
             } else if (e != EAGAIN && e != EWOULDBLOCK) {
                 log_warn("accept failed err=\"%s\"", strerror(e));
@@ -95,7 +101,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        session_start(srv, fd, l->is_tls);
+        session_start(&srv->sessions, fd, l->is_tls);
     }
 }
 
@@ -123,9 +129,6 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *opts, 
     struct server *srv = xcalloc(1, sizeof *srv);
     srv->loop = loop;
     srv->opts = *opts;
-    srv->hooks.run = commands_run; /* sessions run the commands through these */
-    srv->hooks.more = commands_fetch_more;
-    srv->hooks.more_free = commands_fetch_free;
     if (opts->cert != NULL && opts->key != NULL) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
         if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
@@ -149,9 +152,20 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *opts, 
     }
     srv->store = mbox_store_new(opts->users);
     faults_configure(&srv->faults, 0.0, 1, "");
+    srv->env.loop = loop;
+    srv->env.ssl_ctx = srv->ssl_ctx;
+    srv->env.store = srv->store;
+    srv->env.faults = &srv->faults;
+    srv->env.require_tls = opts->require_tls;
+    srv->env.max_sessions_per_user = opts->max_sessions_per_user;
+    srv->env.max_message = opts->max_message;
+    srv->env.counters = &srv->counters;
+    srv->env.hooks.run = commands_run; /* sessions run the commands through these */
+    srv->env.hooks.more = commands_fetch_more;
+    srv->env.hooks.more_free = commands_fetch_free;
+    session_set_init(&srv->sessions, &srv->env);
     ev_timer_init(&srv->accept_pause, on_accept_pause, 0.1, 0.);
     srv->accept_pause.data = srv;
-    ev_idle_init(&srv->spin, on_spin);
     ev_prepare_init(&srv->sweep, on_sweep);
     srv->sweep.data = srv;
     ev_prepare_start(loop, &srv->sweep);
@@ -227,29 +241,46 @@ void server_ports(const struct server *srv, struct buf *out)
 
 void server_stats(const struct server *srv, struct server_stats *st)
 {
-    *st = srv->stats;
+    const struct session_counters *c = &srv->counters;
+    memset(st, 0, sizeof *st);
+    st->connections = c->connections;
+    st->logins = c->logins;
+    st->login_failures = c->login_failures;
+    st->commands = c->commands;
+    st->fetches = c->fetches;
+    st->bodies = c->bodies;
+    st->nonpeek = c->nonpeek;
+    st->seen_sets = c->seen_sets;
+    st->appends = srv->appends;
     st->faults = faults_total(&srv->faults) - srv->faults_at_reset;
+    st->idles = c->idles;
+    st->noops = c->noops;
+    st->sessions = c->sessions;
+    st->max_sessions = c->max_sessions;
+    st->authenticated = c->authenticated;
+    st->max_sessions_per_user = c->max_sessions_per_user;
 }
 
 void server_set_idle(struct server *srv, int on)
 {
-    srv->no_idle = !on;
+    srv->env.no_idle = !on;
 }
 
 int server_idle(const struct server *srv)
 {
-    return !srv->no_idle;
+    return !srv->env.no_idle;
 }
 
 void server_reset_stats(struct server *srv)
 {
-    long sessions = srv->stats.sessions, authenticated = srv->stats.authenticated;
-    memset(&srv->stats, 0, sizeof srv->stats);
-    srv->stats.sessions = sessions;
-    srv->stats.max_sessions = sessions;
-    srv->stats.authenticated = authenticated;
+    long sessions = srv->counters.sessions, authenticated = srv->counters.authenticated;
+    memset(&srv->counters, 0, sizeof srv->counters);
+    srv->appends = 0;
+    srv->counters.sessions = sessions;
+    srv->counters.max_sessions = sessions;
+    srv->counters.authenticated = authenticated;
     mbox_store_reset_max(srv->store);
-    srv->stats.max_sessions_per_user = mbox_store_max_sessions(srv->store);
+    srv->counters.max_sessions_per_user = mbox_store_max_sessions(srv->store);
     srv->faults_at_reset = faults_total(&srv->faults);
 }
 
@@ -261,22 +292,11 @@ int server_append(struct server *srv, const char *user, const void *data, size_t
     int rc = mbox_append(mb, data, n, time_now_ms(), uid);
     if (rc < 0)
         return rc;
-    srv->stats.appends++;
+    srv->appends++;
     struct mbox_link *next;
     for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = next) {
-        next = l->next; /* s may be closed (unlinked) below */
-        struct session *s = l->owner;
-        if (s->state != ST_SELECTED || s->is_halfopen || s->close_after_flush)
-            continue;
-        enum fault_kind f = faults_roll(&srv->faults, FAULTS_UNSOLICITED);
-        if (f != FAULT_NONE)
-            log_debugc("imap", "fault session=%lu at=exists fault=%s", s->id, faults_name(f));
-        if (session_apply_fault(s, "*", f)) { /* GIBBERISH writes its line and goes on */
-            session_wake(s);
-            continue;
-        }
-        session_reply(s, "* %zu EXISTS\r\n* %zu RECENT\r\n", mb->count, mb->recent);
-        session_wake(s);
+        next = l->next; /* the session may be closed (unlinked) by a fault */
+        session_notify_exists(l->owner);
     }
     return 0;
 }
@@ -301,20 +321,9 @@ int server_kick(struct server *srv, const char *user)
     int n = 0;
     struct mbox_link *next;
     for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = next) {
-        next = l->next; /* s may be closed (unlinked) below */
-        struct session *s = l->owner;
+        next = l->next; /* a half-open session is closed (unlinked) at once */
         n++;
-        if (s->is_halfopen) { /* it says nothing any more, BYE included */
-            session_close(s, "kicked");
-            continue;
-        }
-        commands_fetch_free(s->fetch);
-        s->fetch = NULL;
-        if (!s->close_after_flush)
-            session_reply(s, "* BYE [UNAVAILABLE] Kicked\r\n");
-        s->close_after_flush = 1;
-        s->discard_input = 1;
-        session_wake(s);
+        session_kick(l->owner);
     }
     return n;
 }
@@ -339,8 +348,7 @@ void server_shutdown(struct server *srv)
         xfree(l);
     }
     ev_timer_stop(srv->loop, &srv->accept_pause);
-    while (srv->sessions != NULL)
-        session_close(srv->sessions, "shutdown");
+    session_set_close_all(&srv->sessions, "shutdown");
     on_sweep(srv->loop, &srv->sweep, 0);
 }
 

@@ -7,8 +7,9 @@
  * the commands already read, write, read more, with a budget, until nothing
  * moves. Sessions never touch one another directly: an append, a kick or a
  * UIDVALIDITY change queues bytes for the other sessions and wakes them
- * (session_wake(): run by the server's sweep), so no pump() ever runs inside
- * another (Redis freeClientAsync-style sweep for the memory).
+ * (session_wake(): run by session_set_sweep(), the server's ev_prepare), so
+ * no pump() ever runs inside another (Redis freeClientAsync-style sweep for
+ * the memory). A session knows the server only as its struct session_env.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -63,12 +64,12 @@ size_t session_out_pending(const struct session *s)
 
 static void capability_list(struct session *s, struct buf *b)
 {
-    buf_puts(b, s->srv->no_idle ? "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT"
+    buf_puts(b, s->env->no_idle ? "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT"
                                 : "IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT");
     if (s->state == ST_NOTAUTH) {
-        if (s->srv->ssl_ctx != NULL && !s->is_tls)
+        if (s->env->ssl_ctx != NULL && !s->is_tls)
             buf_puts(b, " STARTTLS");
-        if (s->srv->opts.require_tls && !s->is_tls)
+        if (s->env->require_tls && !s->is_tls)
             buf_puts(b, " LOGINDISABLED");
         buf_puts(b, " AUTH=PLAIN AUTH=XOAUTH2");
     }
@@ -91,7 +92,7 @@ void session_gibberish(struct session *s)
         "* OK [NO-SUCH-CODE 1 2 3] gibberish\r\n",
         "* BOGUS \"unterminated\r\n",
     };
-    const char *l = lines[faults_pick(&s->srv->faults, 4)];
+    const char *l = lines[faults_pick(s->env->faults, 4)];
     session_reply_bytes(s, l, strlen(l));
 }
 
@@ -99,21 +100,23 @@ void session_gibberish(struct session *s)
  * one session or the control channel makes to another session. */
 void session_wake(struct session *s)
 {
-    struct server *srv = s->srv;
+    struct session_set *set = s->set;
     if (s->is_closing || s->is_queued)
         return;
     s->is_queued = 1;
-    s->rnext = srv->resume;
-    srv->resume = s;
-    if (!ev_is_active(&srv->spin))
-        ev_idle_start(srv->loop, &srv->spin);
+    s->rnext = set->resume;
+    set->resume = s;
+    if (!ev_is_active(&set->spin))
+        ev_idle_start(s->env->loop, &set->spin);
 }
 
-void session_run_queued(struct server *srv)
+/* Pumps every session queued by session_wake() once (sessions queued while
+ * this runs wait for the next call). */
+static void run_queued(struct session_set *set)
 {
-    struct session *s = srv->resume;
-    srv->resume = NULL;
-    ev_idle_stop(srv->loop, &srv->spin);
+    struct session *s = set->resume;
+    set->resume = NULL;
+    ev_idle_stop(set->env->loop, &set->spin);
     while (s != NULL) {
         struct session *next = s->rnext;
         s->is_queued = 0;
@@ -238,7 +241,7 @@ static int flush(struct session *s)
             s->tick_due = 0;
             if (session_out_pending(s) > 0 && !ev_is_active(&s->tick)) {
                 ev_timer_set(&s->tick, TRICKLE_INTERVAL, 0.); /* a fired timer keeps no delay */
-                ev_timer_start(s->srv->loop, &s->tick);
+                ev_timer_start(s->env->loop, &s->tick);
             }
             break;
         }
@@ -264,7 +267,7 @@ static void unlink_mailbox(struct session *s)
     s->link.prev->next = s->link.next;
     s->link.next->prev = s->link.prev;
     s->mb->sessions_now--;
-    s->srv->stats.authenticated--;
+    s->env->counters->authenticated--;
     s->mb = NULL;
 }
 
@@ -279,9 +282,9 @@ void session_attach(struct session *s, struct mailbox *mb)
     mb->sessions_now++;
     if (mb->sessions_now > mb->sessions_max)
         mb->sessions_max = mb->sessions_now;
-    if (mb->sessions_max > s->srv->stats.max_sessions_per_user)
-        s->srv->stats.max_sessions_per_user = mb->sessions_max;
-    s->srv->stats.authenticated++;
+    if (mb->sessions_max > s->env->counters->max_sessions_per_user)
+        s->env->counters->max_sessions_per_user = mb->sessions_max;
+    s->env->counters->authenticated++;
     if (mb->sessions_now < 2)
         return;
     /* Say what the other sessions are doing: a client that should hold one
@@ -301,12 +304,12 @@ void session_attach(struct session *s, struct mailbox *mb)
 }
 
 /* Ends the connection now: watchers stopped, socket closed, unlinked from
- * its mailbox and the server; the memory goes at the next sweep. */
+ * its mailbox and the open sessions; the memory goes at the next sweep. */
 void session_close(struct session *s, const char *why)
 {
     if (s->is_closing)
         return;
-    struct server *srv = s->srv;
+    struct session_set *set = s->set;
     s->is_closing = 1;
     if (s->was_doubled) /* the end of a "concurrent session" story */
         log_warn("concurrent session closed user=%s session=%lu why=\"%s\" quiet_ms=%lld",
@@ -314,8 +317,8 @@ void session_close(struct session *s, const char *why)
                  (long long)(time_mono_ms() - s->last_read_ms));
     log_debugc("imap", "session closed session=%lu user=%s why=\"%s\"", s->id,
                s->mb ? s->mb->user : "-", why);
-    ev_io_stop(srv->loop, &s->io);
-    ev_timer_stop(srv->loop, &s->tick);
+    ev_io_stop(s->env->loop, &s->io);
+    ev_timer_stop(s->env->loop, &s->tick);
     unlink_mailbox(s);
     if (s->ssl != NULL) {
         SSL_free(s->ssl);
@@ -326,21 +329,22 @@ void session_close(struct session *s, const char *why)
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
-        srv->sessions = s->next;
+        set->sessions = s->next;
     if (s->next != NULL)
         s->next->prev = s->prev;
     s->prev = NULL;
-    s->next = srv->closing;
-    srv->closing = s;
-    srv->stats.sessions--;
+    s->next = set->closing;
+    set->closing = s;
+    s->env->counters->sessions--;
 }
 
-void session_free(struct session *s)
+/* Frees a closed session; only the sweep calls it. */
+static void session_free(struct session *s)
 {
     buf_free(&s->in);
     buf_free(&s->out);
     xfree(s->pending_tag);
-    s->srv->hooks.more_free(s->fetch);
+    s->env->hooks.more_free(s->fetch);
     xfree(s);
 }
 
@@ -369,10 +373,10 @@ static void arm(struct session *s)
     }
     if (ev == s->io_events)
         return;
-    ev_io_stop(s->srv->loop, &s->io);
+    ev_io_stop(s->env->loop, &s->io);
     ev_io_set(&s->io, s->fd, ev);
     if (ev != 0)
-        ev_io_start(s->srv->loop, &s->io);
+        ev_io_start(s->env->loop, &s->io);
     s->io_events = ev;
 }
 
@@ -400,7 +404,7 @@ static int handshake(struct session *s)
 static void start_tls(struct session *s)
 {
     s->starttls_pending = 0;
-    s->ssl = SSL_new(s->srv->ssl_ctx);
+    s->ssl = SSL_new(s->env->ssl_ctx);
     if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
         tls_error(s, "new");
         session_close(s, "cannot start TLS");
@@ -476,13 +480,43 @@ void session_uidvalidity_changed(struct mailbox *mb, struct session *except)
         struct session *o = l->owner;
         if (o == except || o->state != ST_SELECTED || o->is_closing || o->close_after_flush)
             continue;
-        o->srv->hooks.more_free(o->fetch);
+        o->env->hooks.more_free(o->fetch);
         o->fetch = NULL;
         session_reply(o, "* BYE [UNAVAILABLE] UIDVALIDITY changed\r\n");
         o->close_after_flush = 1;
         o->discard_input = 1;
         session_wake(o);
     }
+}
+
+void session_notify_exists(struct session *s)
+{
+    if (s->state != ST_SELECTED || s->is_halfopen || s->close_after_flush)
+        return;
+    enum fault_kind f = faults_roll(s->env->faults, FAULTS_UNSOLICITED);
+    if (f != FAULT_NONE)
+        log_debugc("imap", "fault session=%lu at=exists fault=%s", s->id, faults_name(f));
+    if (session_apply_fault(s, "*", f)) { /* GIBBERISH writes its line and goes on */
+        session_wake(s);
+        return;
+    }
+    session_reply(s, "* %zu EXISTS\r\n* %zu RECENT\r\n", s->mb->count, s->mb->recent);
+    session_wake(s);
+}
+
+void session_kick(struct session *s)
+{
+    if (s->is_halfopen) { /* it says nothing any more, BYE included */
+        session_close(s, "kicked");
+        return;
+    }
+    s->env->hooks.more_free(s->fetch);
+    s->fetch = NULL;
+    if (!s->close_after_flush)
+        session_reply(s, "* BYE [UNAVAILABLE] Kicked\r\n");
+    s->close_after_flush = 1;
+    s->discard_input = 1;
+    session_wake(s);
 }
 
 /* ---- The pump ---- */
@@ -499,7 +533,7 @@ static int produce(struct session *s)
 {
     int progress = 0;
     if (s->fetch != NULL) {
-        progress = s->srv->hooks.more(s);
+        progress = s->env->hooks.more(s);
         if (s->fetch != NULL)
             return progress;
     }
@@ -523,8 +557,8 @@ static int produce(struct session *s)
             s->discard_input = 1;
             break;
         }
-        s->srv->stats.commands++;
-        s->srv->hooks.run(s, frame, flen);
+        s->env->counters->commands++;
+        s->env->hooks.run(s, frame, flen);
         off += flen;
     }
     if (s->discard_input || s->is_closing) {
@@ -591,29 +625,68 @@ static void on_session_io(struct ev_loop *loop, ev_io *w, int revents)
     pump(w->data);
 }
 
-void session_start(struct server *srv, int fd, int is_tls)
+static void on_spin(struct ev_loop *loop, ev_idle *w, int revents)
 {
+    (void)loop;
+    (void)w;
+    (void)revents; /* nothing: being active keeps poll from blocking */
+}
+
+void session_set_init(struct session_set *set, const struct session_env *env)
+{
+    memset(set, 0, sizeof *set);
+    set->env = env;
+    ev_idle_init(&set->spin, on_spin);
+}
+
+void session_set_sweep(struct session_set *set)
+{
+    run_queued(set);
+    /* A closed session still queued (closed after it was woken, during the
+     * run above) is freed at the next sweep, once it has left the queue. */
+    struct session **pp = &set->closing;
+    while (*pp != NULL) {
+        struct session *s = *pp;
+        if (s->is_queued) {
+            pp = &s->next;
+            continue;
+        }
+        *pp = s->next;
+        session_free(s);
+    }
+}
+
+void session_set_close_all(struct session_set *set, const char *why)
+{
+    while (set->sessions != NULL)
+        session_close(set->sessions, why);
+}
+
+void session_start(struct session_set *set, int fd, int is_tls)
+{
+    const struct session_env *env = set->env;
     struct session *s = xcalloc(1, sizeof *s);
-    s->srv = srv;
+    s->env = env;
+    s->set = set;
     s->fd = fd;
-    s->id = ++srv->next_id;
+    s->id = ++set->next_id;
     s->started_ms = s->last_read_ms = time_mono_ms();
     buf_init(&s->in, COMMAND_MAX_FRAME + READ_CHUNK);
-    buf_init(&s->out, 3 * srv->opts.max_message + (4u << 20));
+    buf_init(&s->out, 3 * env->max_message + (4u << 20));
     ev_io_init(&s->io, on_session_io, fd, 0);
     s->io.data = s;
     ev_timer_init(&s->tick, on_tick, TRICKLE_INTERVAL, 0.);
     s->tick.data = s;
-    s->next = srv->sessions;
-    if (srv->sessions != NULL)
-        srv->sessions->prev = s;
-    srv->sessions = s;
-    srv->stats.sessions++;
-    if (srv->stats.sessions > srv->stats.max_sessions)
-        srv->stats.max_sessions = srv->stats.sessions;
-    srv->stats.connections++;
+    s->next = set->sessions;
+    if (set->sessions != NULL)
+        set->sessions->prev = s;
+    set->sessions = s;
+    env->counters->sessions++;
+    if (env->counters->sessions > env->counters->max_sessions)
+        env->counters->max_sessions = env->counters->sessions;
+    env->counters->connections++;
 
-    enum fault_kind f = faults_roll(&srv->faults, FAULTS_UNSOLICITED | FAULT_BIT(FAULT_LIMIT));
+    enum fault_kind f = faults_roll(env->faults, FAULTS_UNSOLICITED | FAULT_BIT(FAULT_LIMIT));
     if (f == FAULT_DROP) {
         session_close(s, "fault drop at greeting");
         return;

@@ -4,9 +4,13 @@
  * pump, faults on it) and commands.c (what each IMAP command does, against
  * the session API below). Nothing outside cmd/fake-imapd/ includes this.
  *
- * Calls go one way: server.c wires commands.c's functions into the
- * server's session_hooks, and session.c runs the commands only through
- * them; commands.c calls session.c, never the reverse.
+ * Calls go one way: server.c → commands.c → session.c, and server.c →
+ * session.c. The server gives its sessions a struct session_env (what they
+ * read of it, the counters they add to, the commands as session_hooks) and
+ * keeps them in a struct session_set; session.c runs the commands only
+ * through the hooks and never names the server. The server acts on a
+ * session only through the functions below (session_kick(),
+ * session_notify_exists(), ...), never by writing its fields.
  *
  *   connect --greeting--> NOTAUTH --LOGIN/AUTHENTICATE--> AUTH --SELECT/EXAMINE--> SELECTED
  *                            |  STARTTLS: "OK", flush, handshake, NOTAUTH again
@@ -30,7 +34,6 @@
 #include "cmd/fake-imapd/command.h"
 #include "cmd/fake-imapd/faults.h"
 #include "cmd/fake-imapd/mailbox.h"
-#include "cmd/fake-imapd/server.h"
 #include "core/buf.h"
 
 #define TAG_MAX 64 /* longest tag kept, NUL included */
@@ -39,11 +42,10 @@ enum session_state { ST_NOTAUTH = 0, ST_AUTH, ST_SELECTED };
 enum session_wait { WAIT_COMMAND = 0, WAIT_IDLE_DONE, WAIT_SASL, WAIT_SASL_ERROR_ACK };
 enum sasl_mech { MECH_PLAIN = 1, MECH_XOAUTH2 };
 
-struct listener; /* server.c */
 struct session;
 
 /* What a session runs its input through: the IMAP commands (commands.h),
- * set in the server by server.c. Each runs on the loop with s live. */
+ * set in the session_env by server.c. Each runs on the loop with s live. */
 struct session_hooks {
     /* Runs one framed input frame[0..len) (a command, DONE after IDLE, or a
      * SASL line, by s->wait). The frame may be changed in place. */
@@ -57,11 +59,12 @@ struct session_hooks {
 
 /* One connection. */
 struct session {
-    ev_io io;      /* io.data points back here */
-    ev_timer tick; /* trickle pacing */
-    struct server *srv;
-    struct session *prev, *next; /* in srv->sessions, then in srv->closing */
-    struct session *rnext;       /* in srv->resume while is_queued */
+    ev_io io;                      /* io.data points back here */
+    ev_timer tick;                 /* trickle pacing */
+    const struct session_env *env; /* set->env */
+    struct session_set *set;
+    struct session *prev, *next; /* in set->sessions, then in set->closing */
+    struct session *rnext;       /* in set->resume while is_queued */
     SSL *ssl;
     int fd;
     int io_events; /* what io is armed for */
@@ -83,7 +86,7 @@ struct session {
     unsigned read_wants_write : 1; /* SSL_read needs the socket writable */
     unsigned write_wants_read : 1; /* SSL_write needs the socket readable */
     unsigned discard_input : 1;    /* drop what was read (STARTTLS, BYE) */
-    unsigned is_queued : 1;        /* in srv->resume: pump it at the next sweep */
+    unsigned is_queued : 1;        /* in set->resume: pump it at the next sweep */
     unsigned was_doubled : 1;      /* another session of its user logged in meanwhile */
     int hs_events;                 /* what the handshake waits for */
     int ssl_retry_len;             /* an SSL_write to repeat with the same length (0: none) */
@@ -99,40 +102,75 @@ struct session {
     void *fetch;          /* a FETCH being answered, the hooks' state (NULL: none) */
 };
 
-/* The server (server.h keeps it opaque to main.c and control.c). */
-struct server {
+/* What the sessions add to; the server owns them and reports them in its
+ * server_stats. "Since reset" as there. */
+struct session_counters {
+    unsigned long long connections;    /* accepted */
+    unsigned long long logins;         /* successful LOGIN or AUTHENTICATE */
+    unsigned long long login_failures; /* refused credentials */
+    unsigned long long commands;       /* commands read */
+    unsigned long long fetches;        /* FETCH and UID FETCH commands */
+    unsigned long long bodies;         /* messages whose body (or part) was sent */
+    unsigned long long nonpeek;        /* bodies asked without .PEEK */
+    unsigned long long seen_sets;      /* times a message gained \Seen */
+    unsigned long long idles;          /* IDLE commands (refused ones too) */
+    unsigned long long noops;          /* NOOP commands */
+    long sessions;                     /* connections open now */
+    long max_sessions;                 /* most connections open at once */
+    long authenticated;                /* of which logged in */
+    int max_sessions_per_user;         /* most concurrent sessions of one user */
+};
+
+/* What the sessions have of the server that made them: filled by the
+ * server, borrowed by each of its sessions for the session's whole life.
+ * Sessions read it and add to *counters; the server may change no_idle. */
+struct session_env {
     struct ev_loop *loop;
-    struct server_opts opts;
-    SSL_CTX *ssl_ctx; /* NULL: no TLS */
-    struct mbox_store *store;
-    struct faults faults;
-    struct listener *listeners;
-    ev_timer accept_pause; /* after EMFILE */
-    ev_prepare sweep;      /* runs queued sessions, frees closed ones */
-    ev_idle spin;          /* active while sessions are queued: poll must not block */
-    struct session *sessions;
-    struct session *closing;
-    struct session *resume; /* queued by session_wake(), LIFO */
-    struct server_stats stats;
-    unsigned long long faults_at_reset;
+    SSL_CTX *ssl_ctx;                  /* NULL: no TLS */
+    struct mbox_store *store;          /* the users and their INBOXes */
+    struct faults *faults;             /* rolled for commands and events */
+    int require_tls;                   /* LOGINDISABLED and no authentication before TLS */
+    int max_sessions_per_user;         /* 0: unlimited */
+    size_t max_message;                /* largest message appended; bounds the write buffer */
+    int no_idle;                       /* IDLE not offered (server_set_idle(srv, 0)) */
+    struct session_counters *counters; /* the server's */
+    struct session_hooks hooks;        /* the commands */
+};
+
+/* The sessions of one server: embedded in it, changed only by session.c. */
+struct session_set {
+    const struct session_env *env;
+    struct session *sessions; /* open */
+    struct session *closing;  /* closed, freed by session_set_sweep() */
+    struct session *resume;   /* queued by session_wake(), LIFO */
+    ev_idle spin;             /* active while sessions are queued: poll must not block */
     unsigned long next_id;
-    int no_idle;                /* server_set_idle(srv, 0) */
-    struct session_hooks hooks; /* the commands (server_new() sets them) */
 };
 
 /* ---- session.c ---- */
 
+/* Makes set empty; its sessions will use env (borrowed: it must outlive
+ * them). */
+void session_set_init(struct session_set *set, const struct session_env *env);
+
+/* Pumps every session queued by session_wake() once (sessions queued while
+ * this runs wait for the next call), then frees the closed sessions no
+ * longer queued. The server's ev_prepare calls it, outside any session
+ * callback. */
+void session_set_sweep(struct session_set *set);
+
+/* Closes every open session of set (why: the log's reason); the memory
+ * goes at the next session_set_sweep(). */
+void session_set_close_all(struct session_set *set, const char *why);
+
 /* Takes ownership of the connected socket fd: greets (after the handshake
- * when is_tls), unless a fault says otherwise, and serves it. */
-void session_start(struct server *srv, int fd, int is_tls);
+ * when is_tls), unless a fault says otherwise, and serves it as one of set. */
+void session_start(struct session_set *set, int fd, int is_tls);
 
 /* Ends the connection now (watchers stopped, socket closed, unlinked from
  * its mailbox and the server's list); the memory goes at the next sweep.
  * Idempotent. */
 void session_close(struct session *s, const char *why);
-
-/* Frees a closed session; only the sweep calls it. */
-void session_free(struct session *s);
 
 /* Queues formatted output; a full write buffer closes the session. */
 void session_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -154,10 +192,6 @@ void session_gibberish(struct session *s);
  * watchers last in, first out). */
 void session_wake(struct session *s);
 
-/* Pumps every session queued by session_wake() once (sessions queued while
- * this runs wait for the next call). Called by the server's sweep. */
-void session_run_queued(struct server *srv);
-
 /* Links s to mb's sessions as logged in, updating the counters. */
 void session_attach(struct session *s, struct mailbox *mb);
 
@@ -169,5 +203,14 @@ int session_apply_fault(struct session *s, const char *tag, enum fault_kind f);
 /* UIDVALIDITY of mb changed: every session with it selected, except except,
  * is told BYE and closed after the write. */
 void session_uidvalidity_changed(struct mailbox *mb, struct session *except);
+
+/* Mail was appended to s's mailbox: a session with it selected (and still
+ * answering) is told "* n EXISTS" and "* n RECENT" from the loop, unless an
+ * unsolicited fault rolled for it takes their place. */
+void session_notify_exists(struct session *s);
+
+/* Kicks s: a FETCH in progress is dropped, "* BYE [UNAVAILABLE] Kicked" is
+ * written (once) and s closes after the write; a half-open s closes now. */
+void session_kick(struct session *s);
 
 #endif
