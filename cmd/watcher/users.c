@@ -18,7 +18,6 @@
 #include "core/log.h"
 #include "core/rconn.h"
 #include "core/schema.h"
-#include "core/strmap.h"
 #include "core/time.h"
 
 #define XREAD_COUNT     500
@@ -38,7 +37,11 @@ struct users {
     int shards;
     struct users_hooks hooks;
 
-    struct strmap *map; /* uid -> struct user_entry */
+    /* Intrusive chaining (the entry is the node): core/strmap's separate
+     * entry per key cost about 64 bytes more per watched user. */
+    struct user_entry **buckets;
+    size_t nbuckets; /* a power of 2 */
+    size_t count;
 
     ev_timer tick;
     enum sync_phase phase;
@@ -54,9 +57,36 @@ struct users {
 
 /* ---- Table ---- */
 
+static size_t bucket_of(const struct users *us, const char *uid)
+{
+    return (size_t)hrw_fnv1a64(uid, strlen(uid)) & (us->nbuckets - 1);
+}
+
 struct user_entry *users_find(const struct users *us, const char *uid)
 {
-    return strmap_get(us->map, uid);
+    for (struct user_entry *u = us->buckets[bucket_of(us, uid)]; u != NULL; u = u->next)
+        if (strcmp(u->uid, uid) == 0)
+            return u;
+    return NULL;
+}
+
+static void grow(struct users *us)
+{
+    size_t n = us->nbuckets * 2;
+    struct user_entry **b = xcalloc(n, sizeof *b);
+    for (size_t i = 0; i < us->nbuckets; i++) {
+        struct user_entry *u = us->buckets[i];
+        while (u != NULL) {
+            struct user_entry *next = u->next;
+            size_t j = (size_t)hrw_fnv1a64(u->uid, strlen(u->uid)) & (n - 1);
+            u->next = b[j];
+            b[j] = u;
+            u = next;
+        }
+    }
+    xfree(us->buckets);
+    us->buckets = b;
+    us->nbuckets = n;
 }
 
 /* A user id we accept: 1 to USERS_UID_MAX letters, digits, '-' or '_'. */
@@ -83,11 +113,16 @@ static struct user_entry *add(struct users *us, const char *uid, size_t n)
         u->seen = us->sync_mark;
         return u;
     }
+    if (us->count >= us->nbuckets)
+        grow(us);
     u = xcalloc(1, sizeof *u + n + 1);
     memcpy(u->uid, tmp, n + 1);
     u->k = hrw_shard(u->uid, (uint32_t)us->shards);
     u->seen = us->sync_mark;
-    strmap_put(us->map, u->uid, u);
+    size_t b = bucket_of(us, u->uid);
+    u->next = us->buckets[b];
+    us->buckets[b] = u;
+    us->count++;
     if (us->hooks.on_add != NULL)
         us->hooks.on_add(u, us->hooks.data);
     return u;
@@ -95,7 +130,11 @@ static struct user_entry *add(struct users *us, const char *uid, size_t n)
 
 static void remove_entry(struct users *us, struct user_entry *u)
 {
-    strmap_del(us->map, u->uid);
+    struct user_entry **pp = &us->buckets[bucket_of(us, u->uid)];
+    while (*pp != u)
+        pp = &(*pp)->next;
+    *pp = u->next;
+    us->count--;
     if (us->hooks.on_remove != NULL)
         us->hooks.on_remove(u, us->hooks.data);
     xfree(u);
@@ -103,7 +142,7 @@ static void remove_entry(struct users *us, struct user_entry *u)
 
 size_t users_count(const struct users *us)
 {
-    return strmap_size(us->map);
+    return us->count;
 }
 
 int users_loaded(const struct users *us)
@@ -111,38 +150,11 @@ int users_loaded(const struct users *us)
     return us->loaded;
 }
 
-struct each {
-    void (*fn)(struct user_entry *u, void *data);
-    void *data;
-};
-
-static void each_entry(const char *uid, void *value, void *data)
-{
-    (void)uid;
-    const struct each *e = data;
-    e->fn(value, e->data);
-}
-
 void users_foreach(struct users *us, void (*fn)(struct user_entry *u, void *data), void *data)
 {
-    struct each e = {fn, data};
-    strmap_each(us->map, each_entry, &e);
-}
-
-/* Collects the entries the current resync did not see. */
-struct stale {
-    uint32_t mark;
-    struct user_entry **v;
-    size_t n;
-};
-
-static void gather_stale(const char *uid, void *value, void *data)
-{
-    (void)uid;
-    struct user_entry *u = value;
-    struct stale *st = data;
-    if (u->seen != st->mark)
-        st->v[st->n++] = u;
+    for (size_t i = 0; i < us->nbuckets; i++)
+        for (struct user_entry *u = us->buckets[i]; u != NULL; u = u->next)
+            fn(u, data);
 }
 
 /* ---- Full resync ---- */
@@ -150,21 +162,26 @@ static void gather_stale(const char *uid, void *value, void *data)
 static void sync_finish(struct users *us)
 {
     if (us->sync_failed) {
-        log_warn("user resync incomplete; retrying users=%zu", users_count(us));
+        log_warn("user resync incomplete; retrying users=%zu", us->count);
         us->next_sync_ms = time_mono_ms() + RESYNC_RETRY_MS;
     } else {
-        /* Gathered first: the map must not change while it is walked. */
-        struct stale st = {us->sync_mark, xmalloc((users_count(us) + 1) * sizeof *st.v), 0};
-        strmap_each(us->map, gather_stale, &st);
-        for (size_t i = 0; i < st.n; i++)
-            remove_entry(us, st.v[i]);
-        size_t removed = st.n;
-        xfree(st.v);
+        size_t removed = 0;
+        for (size_t i = 0; i < us->nbuckets; i++) {
+            struct user_entry *u = us->buckets[i];
+            while (u != NULL) {
+                struct user_entry *next = u->next;
+                if (u->seen != us->sync_mark) {
+                    remove_entry(us, u);
+                    removed++;
+                }
+                u = next;
+            }
+        }
         if (!us->loaded)
-            log_info("users loaded users=%zu shards=%d", users_count(us), us->shards);
+            log_info("users loaded users=%zu shards=%d", us->count, us->shards);
         else if (removed > 0)
             log_info("user resync removed users no longer listed removed=%zu users=%zu", removed,
-                     users_count(us));
+                     us->count);
         us->loaded = 1;
         us->next_sync_ms = time_mono_ms() + USERS_RESYNC_MS;
     }
@@ -402,7 +419,8 @@ struct users *users_new(struct ev_loop *loop, struct rconn *rc, int shards,
     us->shards = shards;
     if (hooks != NULL)
         us->hooks = *hooks;
-    us->map = strmap_new();
+    us->nbuckets = 1024;
+    us->buckets = xcalloc(us->nbuckets, sizeof *us->buckets);
     ev_timer_init(&us->tick, on_tick, USERS_POLL_MS / 1000.0, USERS_POLL_MS / 1000.0);
     us->tick.data = us;
     return us;
@@ -413,7 +431,15 @@ void users_free(struct users *us)
     if (us == NULL)
         return;
     ev_timer_stop(us->loop, &us->tick);
-    strmap_free(us->map, xfree);
+    for (size_t i = 0; i < us->nbuckets; i++) {
+        struct user_entry *u = us->buckets[i];
+        while (u != NULL) {
+            struct user_entry *next = u->next;
+            xfree(u);
+            u = next;
+        }
+    }
+    xfree(us->buckets);
     xfree(us);
 }
 

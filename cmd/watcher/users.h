@@ -42,10 +42,11 @@ struct users;
 
 /* One user to watch. Owned by the registry; data belongs to the hooks. */
 struct user_entry {
-    uint32_t k;    /* shard */
-    uint32_t seen; /* internal: resync mark */
-    void *data;    /* the lease manager's state for this user */
-    char uid[];    /* NUL-terminated */
+    struct user_entry *next; /* internal: hash chain */
+    uint32_t k;              /* shard */
+    uint32_t seen;           /* internal: resync mark */
+    void *data;              /* the lease manager's state for this user */
+    char uid[];              /* NUL-terminated */
 };
 
 struct users_hooks {
