@@ -44,11 +44,6 @@ static void set_io(struct imap_conn *c, int events)
     }
 }
 
-int imap_conn_has_socket(const struct imap_conn *c)
-{
-    return c->fd >= 0;
-}
-
 void imap_conn_close(struct imap_conn *c)
 {
     set_io(c, 0);

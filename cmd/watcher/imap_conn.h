@@ -120,7 +120,4 @@ void imap_conn_io(struct imap_conn *c, const struct imap_conn_hooks *hooks, int 
 /* Closes the socket (and TLS), frees the output buffer, bumps serial. */
 void imap_conn_close(struct imap_conn *c);
 
-/* 1 when a socket is open (connecting or not). */
-int imap_conn_has_socket(const struct imap_conn *c);
-
 #endif

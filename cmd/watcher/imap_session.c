@@ -98,11 +98,6 @@ static const struct state_row states[S_COUNT] = {
     [S_DEAD] = {NULL, NULL, NULL, 0, 0},
 };
 
-const char *imap_session_state(const struct imap_session *s)
-{
-    return session_state_name(s->state);
-}
-
 /* ---- Responses ---- */
 
 /* A tagged answer to our pending command; returns 1 when it is ours. */

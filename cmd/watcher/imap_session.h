@@ -85,7 +85,4 @@ void imap_session_recheck(struct imap_session *s);
  */
 void imap_session_drop(struct imap_session *s, int polite);
 
-/* The state's name, for logs and tests ("IDLE"). */
-const char *imap_session_state(const struct imap_session *s);
-
 #endif
