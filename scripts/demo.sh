@@ -61,8 +61,11 @@ umask 022
 pids=()
 names=()
 DV_DIR=""
+stopping=""
 stop() {
-    trap - INT TERM EXIT
+    [ -z "$stopping" ] || return 0
+    stopping=1
+    trap - EXIT
     say ""
     say "demo: stopping..."
     # The receiver tail and the nodes together (they drain through Redis,
@@ -88,9 +91,12 @@ stop() {
     fi
     say "demo: stopped; logs are in $LOGS"
 }
+# Every way out stops once. A signal that arrives while stop() runs (Ctrl-C
+# can land just as an error or the end of the script has started it) must not
+# cut it short: then the signal traps do nothing.
 trap stop EXIT
-trap 'exit 130' INT # exit runs stop() through the EXIT trap
-trap 'exit 143' TERM
+trap '[ -n "$stopping" ] || { stop; exit 130; }' INT
+trap '[ -n "$stopping" ] || { stop; exit 143; }' TERM
 
 # spawn NAME LOG COMMAND...: runs it in its own session (so that Ctrl-C
 # reaches this script only, which stops everything in order) with output to

@@ -42,8 +42,11 @@ umask 022
 
 pids=()
 roles=()
+stopping=""
 stop() {
-    trap - INT TERM EXIT
+    [ -z "$stopping" ] || return 0
+    stopping=1
+    trap - EXIT
     echo "stopping..."
     # The nodes together (each drains and deregisters through Redis), then
     # Redis, which is pids[0].
@@ -58,9 +61,12 @@ stop() {
     fi
     echo "stopped"
 }
+# Every way out stops once. A signal that arrives while stop() runs (Ctrl-C
+# can land just as an error or the end of the script has started it) must not
+# cut it short: then the signal traps do nothing.
 trap stop EXIT
-trap 'exit 130' INT # exit runs stop() through the EXIT trap
-trap 'exit 143' TERM
+trap '[ -n "$stopping" ] || { stop; exit 130; }' INT
+trap '[ -n "$stopping" ] || { stop; exit 143; }' TERM
 
 # spawn ROLE COMMAND...: runs it in its own session, so that Ctrl-C reaches
 # this script only and stops everything in order, with its output prefixed
