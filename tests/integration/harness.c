@@ -164,6 +164,11 @@ int harness_redis_restart(struct redis_srv *r)
 void harness_redis_stop(struct redis_srv *r)
 {
     harness_redis_kill(r, 0);
+    const char *keep = getenv("SUPERIMAP_TEST_KEEP");
+    if (r->dir[0] != '\0' && keep != NULL && *keep != '\0' && strcmp(keep, "0") != 0) {
+        fprintf(stderr, "SUPERIMAP_TEST_KEEP: kept %s (Redis and node logs)\n", r->dir);
+        r->dir[0] = '\0';
+    }
     if (r->dir[0] != '\0') {
         pid_t pid = fork();
         if (pid == 0) {

@@ -21,6 +21,7 @@
  */
 #include <setjmp.h>
 #include <signal.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -189,7 +190,7 @@ static long long wait_all_watched(int ms)
 
 /* Checks the ready list against what was sent: returns the messages still
  * without an event; fails at once on a duplicate or an unknown event. */
-static int missing_events(void)
+static int missing_events(int report)
 {
     static unsigned char seen[NUSERS][MAX_MAIL];
     memset(seen, 0, sizeof seen);
@@ -224,8 +225,12 @@ static int missing_events(void)
             if (seen[u][j]++)
                 fail_msg("event %s recorded twice", id);
         }
-        for (int j = 0; j < nsent[u]; j++)
+        for (int j = 0; j < nsent[u]; j++) {
+            if (!seen[u][j] && report && missing < 10)
+                fprintf(stderr, "fleet_redis: no event for acct=%s uid=%" PRIu32 "\n", uid,
+                        sent[u][j]);
             missing += !seen[u][j];
+        }
         freeReplyObject(r);
     }
     redisFree(c);
@@ -237,8 +242,10 @@ static void wait_every_message_once(int ms)
 {
     long long deadline = harness_now_ms() + ms;
     int missing;
-    while ((missing = missing_events()) > 0 && harness_now_ms() < deadline)
+    while ((missing = missing_events(0)) > 0 && harness_now_ms() < deadline)
         harness_poll_pause();
+    if (missing > 0)
+        missing = missing_events(1);
     int total = 0;
     for (int u = 0; u < NUSERS; u++)
         total += nsent[u];
