@@ -68,7 +68,7 @@ struct rcmd {
     char *cmd; /* formatted RESP (redisFormatCommand*()), NULL once sent */
     size_t len;
     const char *body;         /* script body for the NOSCRIPT fallback, or NULL */
-    struct script_args *args; /* scripts: what to format EVAL from, or NULL */
+    struct script_args *args; /* scripts: what EVAL is formatted from (past the rcmd), or NULL */
     double submitted;         /* monotonic seconds */
     double deadline;          /* monotonic seconds */
     unsigned is_sent : 1;     /* handed to the current connection */
@@ -154,7 +154,8 @@ static void note_failure(struct rconn *rc, int code, const char *why)
 /* ---- Script arguments ---- */
 
 /* A script's numkeys and arguments, copied at submission (the caller's argv
- * need not outlive the call): one allocation, arrays then bytes. */
+ * need not outlive the call) into the same allocation as its rcmd, just past
+ * it: this struct, its arrays, then the bytes. */
 struct script_args {
     int nkeys;
     int argc;
@@ -162,14 +163,20 @@ struct script_args {
     size_t *argvlen;
 };
 
-static struct script_args *args_copy(int nkeys, int argc, const char **argv, const size_t *argvlen)
+static size_t args_size(int argc, const char **argv, const size_t *argvlen)
 {
     size_t bytes = 0;
     for (int i = 0; i < argc; i++)
         bytes += argvlen ? argvlen[i] : strlen(argv[i]);
     size_t n = (size_t)argc;
-    struct script_args *a =
-        xmalloc(sizeof *a + n * sizeof *a->argv + n * sizeof *a->argvlen + bytes);
+    return sizeof(struct script_args) + n * sizeof(const char *) + n * sizeof(size_t) + bytes;
+}
+
+static struct script_args *args_fill(void *mem, int nkeys, int argc, const char **argv,
+                                     const size_t *argvlen)
+{
+    struct script_args *a = mem;
+    size_t n = (size_t)argc;
     a->nkeys = nkeys;
     a->argc = argc;
     a->argv = (const char **)(void *)(a + 1);
@@ -190,14 +197,11 @@ static struct script_args *args_copy(int nkeys, int argc, const char **argv, con
 static int format_script(const char *verb, const char *script, const struct script_args *a,
                          char **cmd)
 {
-    char nk[16];
-    const char **av;
-    size_t *al;
-    int n = script_eval_argv(verb, script, a->nkeys, a->argc, a->argv, a->argvlen, nk, &av, &al);
+    struct script_argv av;
+    script_argv_build(&av, verb, script, a->nkeys, a->argc, a->argv, a->argvlen);
     *cmd = NULL;
-    int len = redisFormatCommandArgv(cmd, n, av, al);
-    xfree(av);
-    xfree(al);
+    int len = redisFormatCommandArgv(cmd, av.n, av.v, av.l);
+    script_argv_done(&av);
     if (len <= 0) {
         if (*cmd != NULL)
             redisFreeCommand(*cmd);
@@ -219,8 +223,7 @@ static void free_cmd(struct rcmd *c)
 static void free_rcmd(struct rcmd *c)
 {
     free_cmd(c);
-    xfree(c->args);
-    xfree(c);
+    xfree(c); /* and a script's arguments, just past it */
 }
 
 static void arm_cmd_timer(struct rconn *rc)
@@ -295,19 +298,16 @@ static void flush_queue(struct rconn *rc)
             return;
 }
 
-/* Queues a command formatted by hiredis (taken over, freed on every path);
- * a script also hands over its body and arguments. */
-static int submit(struct rconn *rc, rconn_cb *cb, void *privdata, char *cmd, size_t len,
-                  const char *body, struct script_args *args)
+/* Queues c (from xcalloc(), taken over) with a command formatted by hiredis
+ * (taken over too). */
+static int submit(struct rconn *rc, struct rcmd *c, rconn_cb *cb, void *privdata, char *cmd,
+                  size_t len)
 {
-    struct rcmd *c = xcalloc(1, sizeof *c);
     c->rc = rc;
     c->cb = cb;
     c->privdata = privdata;
     c->cmd = cmd;
     c->len = len;
-    c->body = body;
-    c->args = args;
     c->submitted = time_mono_sec();
     c->deadline = c->submitted + rc->command_timeout;
 
@@ -692,7 +692,7 @@ int rconn_command(struct rconn *rc, rconn_cb *cb, void *privdata, const char *fm
             redisFreeCommand(cmd);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, NULL, NULL);
+    return submit(rc, xcalloc(1, sizeof(struct rcmd)), cb, privdata, cmd, (size_t)len);
 }
 
 int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc, const char **argv,
@@ -710,7 +710,7 @@ int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc,
             redisFreeCommand(cmd);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, NULL, NULL);
+    return submit(rc, xcalloc(1, sizeof(struct rcmd)), cb, privdata, cmd, (size_t)len);
 }
 
 int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
@@ -730,14 +730,16 @@ int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
             return -SIMAP_ECRYPTO;
         sha = shabuf;
     }
-    struct script_args *args = args_copy(nkeys, argc, argv, argvlen);
+    struct rcmd *c = xcalloc(1, sizeof *c + args_size(argc, argv, argvlen));
+    c->body = src->body;
+    c->args = args_fill(c + 1, nkeys, argc, argv, argvlen);
     char *cmd;
-    int len = format_script("EVALSHA", sha, args, &cmd);
+    int len = format_script("EVALSHA", sha, c->args, &cmd);
     if (len < 0) {
-        xfree(args);
+        xfree(c);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, src->body, args);
+    return submit(rc, c, cb, privdata, cmd, (size_t)len);
 }
 
 int rconn_script(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name, int nkeys,
@@ -843,7 +845,7 @@ int rconn_load_script_sources(struct rconn *rc, rconn_cb *cb, void *privdata,
         }
         if (len <= 0)
             abort(); /* only fails on out-of-memory */
-        submit(rc, on_load_reply, it, cmd, (size_t)len, NULL, NULL);
+        submit(rc, xcalloc(1, sizeof(struct rcmd)), on_load_reply, it, cmd, (size_t)len);
     }
     return 0;
 }

@@ -228,14 +228,11 @@ struct redisReply *rsync_command_argv(struct rsync *rs, int argc, const char **a
 static redisReply *eval(struct rsync *rs, const char *verb, const char *script, int nkeys, int argc,
                         const char **argv, const size_t *argvlen)
 {
-    char nk[16];
-    const char **av;
-    size_t *al;
-    int n = script_eval_argv(verb, script, nkeys, argc, argv, argvlen, nk, &av, &al);
-    redisReply *r = redisCommandArgv(rs->c, n, av, al);
+    struct script_argv a;
+    script_argv_build(&a, verb, script, nkeys, argc, argv, argvlen);
+    redisReply *r = redisCommandArgv(rs->c, a.n, a.v, a.l);
     int saved = errno;
-    xfree(av);
-    xfree(al);
+    script_argv_done(&a);
     return conclude(rs, r, saved);
 }
 
