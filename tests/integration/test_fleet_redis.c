@@ -167,14 +167,15 @@ static int all_watched(int counts[NW])
     return watching == NUSERS;
 }
 
-/* Waits (mail still arriving) until all_watched(); returns the ms it took,
- * or fails the test after ms. */
-static long long wait_all_watched(int ms)
+/* Waits (mail still arriving, if mail) until all_watched(); returns the ms
+ * it took, or fails the test after ms. */
+static long long wait_all_watched(int ms, int mail)
 {
     long long t0 = harness_now_ms(), deadline = t0 + ms;
     int counts[NW];
     for (;;) {
-        pump();
+        if (mail)
+            pump();
         if (all_watched(counts))
             return harness_now_ms() - t0;
         if (harness_now_ms() >= deadline)
@@ -322,7 +323,7 @@ static long long logins_before;
 static void restarted(const char *what)
 {
     assert_int_equal(harness_redis_restart(&redis), 0);
-    long long ms = wait_all_watched(45000);
+    long long ms = wait_all_watched(45000, 1);
     fprintf(stderr,
             "fleet_redis: %s: all %d users watched again %.1f s after Redis answered; %lld IMAP "
             "logins since the kill\n",
@@ -355,7 +356,10 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
                          "SUPERIMAP_LOG_LEVEL=info", NULL};
     for (int i = 0; i < NW; i++)
         assert_int_equal(harness_node_start(&w[i], &redis, "superimap-watcher", names[i], env), 0);
-    long long ms = wait_all_watched(30000);
+    /* No mail before every user has its baseline: a message already in the
+     * mailbox when the watcher first looks is old mail, never announced. */
+    long long ms = wait_all_watched(30000, 0);
+    next_due = harness_now_ms();
     int counts[NW];
     all_watched(counts);
     fprintf(stderr, "fleet_redis: 3 watchers hold %d/%d/%d of %d users after %.1f s\n", counts[0],
@@ -377,7 +381,7 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
     assert_int_equal(harness_redis_restart(&redis), 0);
     char aof[700];
     off_t keep = aof_mark(aof, sizeof aof);
-    ms = wait_all_watched(45000);
+    ms = wait_all_watched(45000, 1);
     fprintf(stderr,
             "fleet_redis: down 11.5 s, past the fence limit: all %d users watched again %.1f s "
             "after Redis answered; %lld IMAP logins since the kill\n",
