@@ -65,6 +65,7 @@ struct config {
     int webhook_host_connections;    /* dispatcher: connections per receiver host */
     int webhook_timeout_ms;          /* dispatcher: whole webhook request */
     int webhook_connect_timeout_ms;  /* dispatcher: TCP (and TLS) connect of a webhook */
+    int webhook_circuit_hold_hours;  /* dispatcher: most an event waits for a closed circuit */
     int webhook_time_divisor;        /* dispatcher, tests only: divides retry delays */
 
     /* superimap-fake-imapd only */

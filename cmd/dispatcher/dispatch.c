@@ -545,6 +545,7 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
         .partners = d->partners,
         .http = d->http,
         .breakers = d->breakers,
+        .circuit_hold_ms = (int64_t)cfg->webhook_circuit_hold_hours * 3600 * 1000,
         .keys = d->keys,
         .metrics = node_metrics(n),
         .nshards = d->nshards,
