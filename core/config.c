@@ -166,9 +166,13 @@ static int check_probability(const char *v, char *err, size_t errlen)
 const struct config_var config_vars[] = {
     {"SUPERIMAP_REDIS_URL", CONFIG_STR, NODES, "redis://127.0.0.1:6379/0", 0, 0, NULL, 0,
      OFF(redis_url), check_redis_url,
-     "Redis to use: redis://[:password@]host:port/db or unix:///path/redis.sock[?db=N]"},
+     "Redis to use: redis://[:password@]host:port/db, unix:///path/redis.sock[?db=N] or "
+     "redis+sentinel://[:password@]host:port[,host:port...]/MASTER[?db=N]"},
     {"SUPERIMAP_REDIS_PASSWORD", CONFIG_STR, NODES, NULL, 0, 0, NULL, CONFIG_SECRET,
      OFF(redis_password), NULL, "Redis AUTH password; overrides one given in the URL"},
+    {"SUPERIMAP_REDIS_SENTINEL_PASSWORD", CONFIG_STR, NODES, NULL, 0, 0, NULL, CONFIG_SECRET,
+     OFF(redis_sentinel_password), NULL,
+     "AUTH password of the Redis Sentinels of a redis+sentinel:// URL, when they have one"},
     {"SUPERIMAP_REDIS_TIMEOUT_MS", CONFIG_INT, NODES, "5000", 100, 600000, NULL, 0,
      OFF(redis_timeout_ms), NULL, "Redis connect timeout and per-command timeout"},
     {"SUPERIMAP_ENCRYPTION_KEY", CONFIG_STR, NODES, NULL, 0, 0, NULL,
