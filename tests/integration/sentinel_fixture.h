@@ -76,9 +76,10 @@ static __attribute__((unused)) redisReply *sg_cmd(int port, const char *cmd)
 
 static int sg_start_data(struct sentinel_group *g, int i, int replica_of)
 {
-    char name[16], port[16], of[16], sub[300];
+    char name[16], port[16], of[16], sub[300], sock[320];
     snprintf(name, sizeof name, "data%d", i);
     snprintf(sub, sizeof sub, "%s/%s", g->dir, name);
+    snprintf(sock, sizeof sock, "%s/%s.sock", g->dir, name);
     if (mkdir(sub, 0700) < 0 && errno != EEXIST)
         return -1;
     g->data[i].port = harness_free_port();
@@ -89,6 +90,10 @@ static int sg_start_data(struct sentinel_group *g, int i, int replica_of)
                           port,
                           "--bind",
                           "127.0.0.1",
+                          "--unixsocket",
+                          sock,
+                          "--unixsocketperm",
+                          "700",
                           "--dir",
                           sub,
                           "--save",
@@ -227,6 +232,18 @@ static __attribute__((unused)) int sg_start(struct sentinel_group *g)
     while (!sg_settled(g) && harness_now_ms() < deadline)
         harness_poll_pause();
     return sg_settled(g) ? 0 : -1;
+}
+
+/* Data node i as a struct redis_srv of the harness (its unix socket; the
+ * group's directory for the nodes' logs), for the fixtures that read and
+ * write Redis directly. Nodes are given g->url instead. */
+static __attribute__((unused)) void sg_redis_srv(const struct sentinel_group *g, int i,
+                                                 struct redis_srv *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->dir, sizeof out->dir, "%s", g->dir);
+    snprintf(out->sock, sizeof out->sock, "%s/data%d.sock", g->dir, i);
+    snprintf(out->url, sizeof out->url, "unix://%s", out->sock);
 }
 
 /* The index in g->data of the node on port, or -1. */
