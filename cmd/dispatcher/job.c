@@ -28,7 +28,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/dispatcher/breaker.h"
-#include "cmd/dispatcher/deliver.h"
+#include "core/deliver.h"
 #include "cmd/dispatcher/partners.h"
 #include "cmd/dispatcher/policy.h"
 #include "cmd/dispatcher/queue.h"
