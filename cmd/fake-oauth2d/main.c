@@ -3,7 +3,7 @@
  * issue 14 asks for): consent page, authorization code with PKCE, refresh
  * tokens (rotating on request), short-lived access tokens, userinfo,
  * revocation, introspection for Dovecot's oauth2 passdb, and control
- * endpoints to configure it, inject errors and read counters (oauth.c).
+ * endpoints to configure it, inject errors and read counters (idp.c).
  *
  * This file wires it: arguments, the civetweb listener (core/http; port 0
  * picks one, reported as "http listening addr=... port=N" like every node),
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd/fake-oauth2d/oauth.h"
+#include "cmd/fake-oauth2d/idp.h"
 #include "core/http.h"
 #include "core/log.h"
 
@@ -30,7 +30,7 @@ static void usage(FILE *f)
             "\n"
             "A local OAuth2 provider for tests. Endpoints: GET/POST /authorize, POST /token,\n"
             "GET /userinfo, POST /revoke, POST /introspect, POST /control/config,\n"
-            "POST /control/inject, GET /control/stats (see cmd/fake-oauth2d/oauth.c).\n"
+            "POST /control/inject, GET /control/stats (see cmd/fake-oauth2d/idp.c).\n"
             "\n"
             "  --addr HOST            listen address (default 127.0.0.1)\n"
             "  --port N               listen port; 0 picks a free one (default 0)\n"
@@ -104,15 +104,15 @@ int main(int argc, char **argv)
     }
     if (log_init(PROGRAM, "fake-oauth2d", level, LOG_FORMAT_TEXT, NULL, NULL) < 0)
         return 1;
-    struct oauth *o = oauth_new(ttl, rotate);
+    struct idp *o = idp_new(ttl, rotate);
     for (int i = 0; i < nclients; i++) {
         char id[256];
         const char *colon = strchr(clients[i], ':');
         snprintf(id, sizeof id, "%.*s", (int)(colon - clients[i]), clients[i]);
-        if (oauth_add_client(o, id, colon + 1) < 0) {
+        if (idp_add_client(o, id, colon + 1) < 0) {
             fprintf(stderr, PROGRAM ": bad --client %s: id and secret must be 1..127 bytes\n",
                     id);
-            oauth_free(o);
+            idp_free(o);
             return 2;
         }
     }
@@ -133,17 +133,17 @@ int main(int argc, char **argv)
     struct http_server *srv = http_start(&hopts, err, sizeof err);
     if (srv == NULL) {
         log_error("%s", err);
-        oauth_free(o);
+        idp_free(o);
         log_shutdown();
         return 1;
     }
-    oauth_routes(o, srv);
+    idp_routes(o, srv);
     log_info("http listening addr=%s port=%d", addr, http_port(srv));
     int sig = 0;
     sigwait(&set, &sig);
     log_info("signal received, stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     http_stop(srv);
-    oauth_free(o);
+    idp_free(o);
     log_shutdown();
     return 0;
 }

@@ -1,6 +1,6 @@
 /*
- * cmd/fake-oauth2d/oauth: the test OAuth2 provider's state and endpoints
- * (see oauth.h).
+ * cmd/fake-oauth2d/idp: the test OAuth2 provider's state and endpoints
+ * (see idp.h).
  *
  *   GET  /authorize     consent page (form POSTing back here)
  *   POST /authorize     302 to redirect_uri with code or error=access_denied
@@ -15,7 +15,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/fake-oauth2d/oauth.h"
+#include "cmd/fake-oauth2d/idp.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -97,7 +97,7 @@ struct token {
     int64_t exp_ms; /* access token: wall-clock expiry */
 };
 
-struct oauth {
+struct idp {
     pthread_mutex_t mu;
     int access_ttl, rotate_refresh;
     struct client clients[CLIENTS_MAX];
@@ -238,7 +238,7 @@ static int html_page(struct mg_connection *conn, int status, const char *title, 
     return rc;
 }
 
-static const struct client *find_client(struct oauth *o, const char *id)
+static const struct client *find_client(struct idp *o, const char *id)
 {
     for (int i = 0; i < o->nclients; i++)
         if (strcmp(o->clients[i].id, id) == 0)
@@ -246,7 +246,7 @@ static const struct client *find_client(struct oauth *o, const char *id)
     return NULL;
 }
 
-static struct token *find_token(struct oauth *o, const char *tok)
+static struct token *find_token(struct idp *o, const char *tok)
 {
     if (tok[0] == '\0')
         return NULL;
@@ -294,7 +294,7 @@ static int read_authz(const char *data, size_t len, struct authz *a)
 }
 
 /* Why the request cannot be served, or NULL. */
-static const char *authz_invalid(struct oauth *o, const struct authz *a)
+static const char *authz_invalid(struct idp *o, const struct authz *a)
 {
     if (strcmp(a->response_type, "code") != 0)
         return "response_type must be code";
@@ -376,7 +376,7 @@ static int redirect(struct mg_connection *conn, const char *uri, const char *k1,
 
 static int on_authorize(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     int is_post = strcmp(ri->request_method, "POST") == 0;
     if (!is_post && strcmp(ri->request_method, "GET") != 0)
@@ -440,7 +440,7 @@ static int on_authorize(struct mg_connection *conn, void *cbdata)
 /* ---- /token ---- */
 
 /* Adds a token (locked). Returns it, or NULL when full. */
-static struct token *add_token(struct oauth *o, int is_refresh, const char *client,
+static struct token *add_token(struct idp *o, int is_refresh, const char *client,
                                const char *email, const char *scope, const char *parent)
 {
     if (o->ntokens >= TOKENS_MAX)
@@ -496,7 +496,7 @@ static char *id_token(const char *client, const char *email, int ttl)
 }
 
 /* The client authenticated by Basic or by the body, in id; 0, or -1. */
-static int client_auth(struct oauth *o, struct mg_connection *conn, const char *body, size_t len,
+static int client_auth(struct idp *o, struct mg_connection *conn, const char *body, size_t len,
                        char id[ID_MAX])
 {
     char secret[ID_MAX];
@@ -544,7 +544,7 @@ static int pkce_ok(const char *verifier, const char *challenge)
 }
 
 /* Takes the injected fault of endpoint ep, if any (locked inside). */
-static struct inject take_inject(struct oauth *o, enum endpoint ep)
+static struct inject take_inject(struct idp *o, enum endpoint ep)
 {
     struct inject none = {INJ_NONE, 0, 0, 0};
     pthread_mutex_lock(&o->mu);
@@ -585,7 +585,7 @@ static int apply_inject(struct mg_connection *conn, struct inject in, enum resul
     return 0;
 }
 
-static int token_success(struct mg_connection *conn, struct oauth *o, const struct token *at,
+static int token_success(struct mg_connection *conn, struct idp *o, const struct token *at,
                          const char *refresh, const char *client)
 {
     char *jwt = id_token(client, at->email, o->access_ttl);
@@ -603,7 +603,7 @@ static int token_success(struct mg_connection *conn, struct oauth *o, const stru
 }
 
 /* The grant itself, after client authentication; sets *res. */
-static int grant_code(struct oauth *o, struct mg_connection *conn, const char *body, size_t len,
+static int grant_code(struct idp *o, struct mg_connection *conn, const char *body, size_t len,
                       const char *client, enum result *res)
 {
     char code[64], redirect_uri[FIELD_MAX], verifier[256];
@@ -654,7 +654,7 @@ static int grant_code(struct oauth *o, struct mg_connection *conn, const char *b
     return token_success(conn, o, &copy, rtok, client);
 }
 
-static int grant_refresh(struct oauth *o, struct mg_connection *conn, const char *body, size_t len,
+static int grant_refresh(struct idp *o, struct mg_connection *conn, const char *body, size_t len,
                          const char *client, enum result *res)
 {
     char refresh[64];
@@ -702,7 +702,7 @@ static int grant_refresh(struct oauth *o, struct mg_connection *conn, const char
 
 static int on_token(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (strcmp(ri->request_method, "POST") != 0)
         return oauth_error(conn, 405, "invalid_request", "use POST", NULL);
@@ -760,7 +760,7 @@ static void bearer(struct mg_connection *conn, char *out, size_t cap)
 
 static int on_userinfo(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     enum result res = R_OK;
     int status = apply_inject(conn, take_inject(o, EP_USERINFO), &res);
     if (status != 0)
@@ -805,7 +805,7 @@ static int token_param(struct mg_connection *conn, char *out, size_t cap)
 
 static int on_revoke(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     enum result res = R_OK;
     int status = apply_inject(conn, take_inject(o, EP_REVOKE), &res);
     if (status != 0)
@@ -829,7 +829,7 @@ static int on_revoke(struct mg_connection *conn, void *cbdata)
 
 static int on_introspect(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     enum result res = R_OK;
     int status = apply_inject(conn, take_inject(o, EP_INTROSPECT), &res);
     if (status != 0)
@@ -874,7 +874,7 @@ static int control_error(struct mg_connection *conn, const char *message)
 
 static int on_config(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     size_t len = 0;
     char *body = read_body(conn, &len);
     char err[256];
@@ -904,7 +904,7 @@ static int on_config(struct mg_connection *conn, void *cbdata)
     for (size_t i = 0; clients != NULL && i < clients->u.array.len; i++) {
         const char *id = json_get_str(clients->u.array.values[i], "id");
         const char *secret = json_get_str(clients->u.array.values[i], "secret");
-        if (id == NULL || secret == NULL || oauth_add_client(o, id, secret) < 0) {
+        if (id == NULL || secret == NULL || idp_add_client(o, id, secret) < 0) {
             json_free(v);
             return control_error(conn, "each client needs an id and a secret (1..127 bytes)");
         }
@@ -921,7 +921,7 @@ static int on_config(struct mg_connection *conn, void *cbdata)
 
 static int on_inject(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     size_t len = 0;
     char *body = read_body(conn, &len);
     char err[256];
@@ -965,7 +965,7 @@ static int on_inject(struct mg_connection *conn, void *cbdata)
 
 static int on_stats(struct mg_connection *conn, void *cbdata)
 {
-    struct oauth *o = cbdata;
+    struct idp *o = cbdata;
     struct json_gen *g = json_gen_new(16384);
     pthread_mutex_lock(&o->mu);
     json_gen_object_open(g);
@@ -998,16 +998,16 @@ static int on_stats(struct mg_connection *conn, void *cbdata)
 
 /* ---- Lifetime ---- */
 
-struct oauth *oauth_new(int access_ttl, int rotate_refresh)
+struct idp *idp_new(int access_ttl, int rotate_refresh)
 {
-    struct oauth *o = xcalloc(1, sizeof *o);
+    struct idp *o = xcalloc(1, sizeof *o);
     pthread_mutex_init(&o->mu, NULL);
     o->access_ttl = access_ttl;
     o->rotate_refresh = rotate_refresh;
     return o;
 }
 
-void oauth_free(struct oauth *o)
+void idp_free(struct idp *o)
 {
     if (o == NULL)
         return;
@@ -1023,7 +1023,7 @@ void oauth_free(struct oauth *o)
     xfree(o);
 }
 
-int oauth_add_client(struct oauth *o, const char *id, const char *secret)
+int idp_add_client(struct idp *o, const char *id, const char *secret)
 {
     if (id[0] == '\0' || secret[0] == '\0' || strlen(id) >= ID_MAX || strlen(secret) >= ID_MAX)
         return -1;
@@ -1039,7 +1039,7 @@ int oauth_add_client(struct oauth *o, const char *id, const char *secret)
     return c != NULL ? 0 : -1;
 }
 
-void oauth_routes(struct oauth *o, struct http_server *srv)
+void idp_routes(struct idp *o, struct http_server *srv)
 {
     http_route(srv, "/authorize$", on_authorize, o);
     http_route(srv, "/token$", on_token, o);
