@@ -857,7 +857,7 @@ static int on_introspect(struct mg_connection *conn, void *cbdata)
         json_gen_key_str(g, "email", copy.email);
         json_gen_key_str(g, "sub", sub);
         json_gen_key_str(g, "client_id", copy.client);
-        json_gen_key_str(g, "token_type", copy.is_refresh ? "refresh_token" : "access_token");
+        json_gen_key_str(g, "token_type", copy.is_refresh ? "refresh_token" : "Bearer");
         if (!copy.is_refresh)
             json_gen_key_int(g, "exp", copy.exp_ms / 1000);
     }
@@ -946,13 +946,14 @@ static int on_inject(struct mg_connection *conn, void *cbdata)
         kind = INJ_500;
     else if (error != NULL && strcmp(error, "slow") == 0)
         kind = INJ_SLOW;
+    int is_none = error != NULL && strcmp(error, "none") == 0;
     int bad = (json_get_int(v, "count", &count) == -SIMAP_EINVAL) ||
               (json_get_int(v, "retry_after", &retry_after) == -SIMAP_EINVAL) ||
               (json_get_int(v, "delay_ms", &delay_ms) == -SIMAP_EINVAL);
     json_free(v);
     if (e < 0)
         return control_error(conn, "endpoint must be token, userinfo, introspect or revoke");
-    if (kind == INJ_NONE && (error == NULL || strcmp(error, "none") != 0))
+    if (kind == INJ_NONE && !is_none)
         return control_error(conn, "error must be invalid_grant, 429, 500, slow or none");
     if (bad || count < 0 || count > 1000000 || retry_after < 0 || retry_after > 86400 ||
         delay_ms < 0 || delay_ms > 60000)
