@@ -60,8 +60,8 @@ enum result {
     R_COUNT
 };
 static const char *const result_names[R_COUNT] = {
-    "ok", "invalid_grant", "invalid_client", "invalid_request", "unsupported_grant_type",
-    "429",  "500"};
+    "ok", "invalid_grant", "invalid_client", "invalid_request", "unsupported_grant_type", "429",
+    "500"};
 
 enum inject_kind { INJ_NONE, INJ_INVALID_GRANT, INJ_429, INJ_500, INJ_SLOW };
 
@@ -324,8 +324,8 @@ static int consent_page(struct mg_connection *conn, const struct authz *a)
     struct buf b;
     buf_init(&b, BODY_MAX);
     buf_puts(&b, "<!doctype html><html><head><meta charset=\"utf-8\">"
-                       "<title>Consent</title></head><body><h1>Allow access?</h1>\n"
-                       "<p>Client <b id=\"client\">");
+                 "<title>Consent</title></head><body><h1>Allow access?</h1>\n"
+                 "<p>Client <b id=\"client\">");
     html_escape(&b, a->client_id);
     buf_puts(&b, "</b> asks for <span id=\"scope\">");
     html_escape(&b, a->scope);
@@ -340,10 +340,10 @@ static int consent_page(struct mg_connection *conn, const struct authz *a)
     buf_puts(&b, "<label>Email <input type=\"text\" id=\"email\" name=\"email\" value=\"");
     html_escape(&b, a->login_hint);
     buf_puts(&b, "\"></label>\n"
-                       "<button type=\"submit\" id=\"allow\" name=\"decision\" value=\"allow\">"
-                       "Allow</button>\n"
-                       "<button type=\"submit\" id=\"deny\" name=\"decision\" value=\"deny\">"
-                       "Deny</button>\n</form></body></html>\n");
+                 "<button type=\"submit\" id=\"allow\" name=\"decision\" value=\"allow\">"
+                 "Allow</button>\n"
+                 "<button type=\"submit\" id=\"deny\" name=\"decision\" value=\"deny\">"
+                 "Deny</button>\n</form></body></html>\n");
     int rc = http_reply(conn, 200, "text/html; charset=utf-8", b.data, b.len);
     buf_free(&b);
     return rc;
@@ -440,8 +440,8 @@ static int on_authorize(struct mg_connection *conn, void *cbdata)
 /* ---- /token ---- */
 
 /* Adds a token (locked). Returns it, or NULL when full. */
-static struct token *add_token(struct idp *o, int is_refresh, const char *client,
-                               const char *email, const char *scope, const char *parent)
+static struct token *add_token(struct idp *o, int is_refresh, const char *client, const char *email,
+                               const char *scope, const char *parent)
 {
     if (o->ntokens >= TOKENS_MAX)
         return NULL;

@@ -73,8 +73,8 @@ static void finish(struct token_job *j, const struct token_outcome *out)
 static void fail(struct token_job *j, enum oauth2_outcome o, const char *why)
 {
     if (o != OAUTH2_RETRY || strstr(why, "shutting down") == NULL)
-        log_warn("token refresh not possible acct=%s code=%s result=%s why=\"%s\"", j->uid,
-                 j->code, oauth2_outcome_name(o), why);
+        log_warn("token refresh not possible acct=%s code=%s result=%s why=\"%s\"", j->uid, j->code,
+                 oauth2_outcome_name(o), why);
     struct token_outcome out = {.outcome = o, .why = why, .retry_after_ms = -1};
     finish(j, &out);
 }
@@ -93,7 +93,9 @@ static void on_stored(struct rconn *rc, struct redisReply *reply, int err, void 
     char *uid = privdata;
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
         log_warn("cannot store refreshed tokens acct=%s err=\"%s\"", uid,
-                 err < 0 ? err_str(err) : reply && reply->str ? reply->str : "unexpected reply");
+                 err < 0               ? err_str(err)
+                 : reply && reply->str ? reply->str
+                                       : "unexpected reply");
     else if (reply->integer == 0)
         log_info("refreshed tokens not stored: the user's secret changed meanwhile acct=%s", uid);
     xfree(uid);
@@ -142,7 +144,9 @@ static void on_reauth(struct rconn *rc, struct redisReply *reply, int err, void 
     char *uid = privdata;
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
         log_error("cannot mark the user reauth_required acct=%s err=\"%s\"", uid,
-                  err < 0 ? err_str(err) : reply && reply->str ? reply->str : "unexpected reply");
+                  err < 0               ? err_str(err)
+                  : reply && reply->str ? reply->str
+                                        : "unexpected reply");
     else if (reply->integer == 1)
         log_warn("OAuth2 grant refused: user needs to connect again acct=%s state=reauth_required",
                  uid);
@@ -188,8 +192,8 @@ static void mark_reauth(struct token_job *j, const char *reason)
     schema_key_event(evt, j->k, eid);
     schema_key_ready(ready, j->k, j->pid);
     schema_key_ready_partners(rp, j->k);
-    const char *argv[] = {user, users, evt, ready, rp, j->sealed, reason, eid, j->pid, j->uid,
-                          sha1, sealed};
+    const char *argv[] = {user,   users, evt,    ready,  rp,   j->sealed,
+                          reason, eid,   j->pid, j->uid, sha1, sealed};
     char *uid = xstrdup(j->uid);
     if (rconn_script(j->w->redis, on_reauth, uid, "user_reauth", 5, 12, argv, NULL) < 0) {
         log_error("cannot mark the user reauth_required acct=%s err=\"Redis refused the call\"",

@@ -242,8 +242,8 @@ FX_FN int fx_wait_user_field(const struct redis_srv *r, const char *uid, const c
 
 /* A user's sealed field (secret, oauth2_access_token) decrypted into out
  * ("" when absent or unreadable). */
-FX_FN void fx_user_opened(const struct redis_srv *r, const char *uid, const char *field,
-                          char *out, size_t outlen)
+FX_FN void fx_user_opened(const struct redis_srv *r, const char *uid, const char *field, char *out,
+                          size_t outlen)
 {
     char sealed[4096], aad[160];
     out[0] = '\0';

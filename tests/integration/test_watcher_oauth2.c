@@ -178,8 +178,8 @@ static void test_refresh_storm_is_capped_per_provider(void **state)
     long long most = fakeoauth_stat(&idp, "token_max_concurrent");
     assert_true(most >= 1);
     assert_true(most <= 2);
-    assert_int_equal(harness_metric(w.port, "superimap_watcher_oauth2_refreshes_total{result=\"ok\"}"),
-                     USERS);
+    assert_int_equal(
+        harness_metric(w.port, "superimap_watcher_oauth2_refreshes_total{result=\"ok\"}"), USERS);
     harness_proc_stop(&w);
 }
 
@@ -208,8 +208,8 @@ static void test_user_with_only_a_refresh_token_logs_in_and_mail_is_announced(vo
     harness_proc_stop(&w);
 }
 
-static void test_short_lived_tokens_are_refreshed_without_reconnecting_and_rotation_is_kept(
-    void **state)
+static void
+test_short_lived_tokens_are_refreshed_without_reconnecting_and_rotation_is_kept(void **state)
 {
     (void)state;
     NEED_DOVECOT();
@@ -236,8 +236,8 @@ static void test_short_lived_tokens_are_refreshed_without_reconnecting_and_rotat
     assert_string_not_equal(stored, first);
     char body[200];
     snprintf(body, sizeof body, "token=%s", stored);
-    assert_int_equal(fakeoauth_post(&idp, "/introspect", "application/x-www-form-urlencoded",
-                                    body, out, sizeof out, NULL, 0),
+    assert_int_equal(fakeoauth_post(&idp, "/introspect", "application/x-www-form-urlencoded", body,
+                                    out, sizeof out, NULL, 0),
                      200);
     assert_non_null(strstr(out, "\"active\":true"));
     assert_not_logged(&w, first);
@@ -285,9 +285,9 @@ static void test_revoked_grant_gives_reauth_required_and_an_event(void **state)
     assert_string_equal(fx_json_str(ev, "sha1", NULL), want);
     assert_string_equal(sha1, want);
     json_free(ev);
-    assert_int_equal(harness_redis_get(&redis, out, sizeof out, "HGET si:{%u}:evt:%s type",
-                                       fx_shard(uid), ids),
-                     0);
+    assert_int_equal(
+        harness_redis_get(&redis, out, sizeof out, "HGET si:{%u}:evt:%s type", fx_shard(uid), ids),
+        0);
     assert_string_equal(out, "user_reauth_required");
     assert_int_equal(
         fx_wait_metric(w.port, "superimap_watcher_oauth2_reauth_required_total", 1, 5000), 0);
@@ -326,10 +326,9 @@ static void test_oauthbearer_and_a_refused_access_token_is_refreshed_once(void *
     char refresh[128];
     user(uid, 5, refresh, sizeof refresh);
     /* A token the provider never issued, far from expiry: used first. */
-    assert_int_equal(
-        fx_user_access_token(&redis, uid, "at_not_issued_by_anyone",
-                             (long long)time(NULL) * 1000 + 3600000),
-        0);
+    assert_int_equal(fx_user_access_token(&redis, uid, "at_not_issued_by_anyone",
+                                          (long long)time(NULL) * 1000 + 3600000),
+                     0);
     long long ok0 = fakeoauth_stat(&idp, "token.refresh_token.ok");
     assert_int_equal(start_watcher(&w, NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);
@@ -347,8 +346,7 @@ static void test_oauthbearer_and_a_refused_access_token_is_refreshed_once(void *
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_refresh_storm_is_capped_per_provider, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_storm_is_capped_per_provider, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_user_with_only_a_refresh_token_logs_in_and_mail_is_announced, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -342,9 +342,8 @@ static void test_oauthbearer_gs2_header_escapes_and_abort(void **state)
     struct buf b;
     buf_init(&b, OUT_MAX);
     struct imap_cmd_sync sync;
-    assert_int_equal(imap_cmd_authenticate_oauthbearer(&b, &sync, "A1", "u,s=r@example.com",
-                                                       "tok", 1),
-                     0);
+    assert_int_equal(
+        imap_cmd_authenticate_oauthbearer(&b, &sync, "A1", "u,s=r@example.com", "tok", 1), 0);
     assert_int_equal(sync.n, 0);
     static const char prefix[] = "A1 AUTHENTICATE OAUTHBEARER ";
     assert_memory_equal(b.data, prefix, sizeof prefix - 1);

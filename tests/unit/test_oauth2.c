@@ -50,8 +50,9 @@ static void test_success_without_rotation_or_lifetime(void **state)
     assert_null(t.refresh_token);
     assert_int_equal(t.expires_in, 0);
     oauth2_token_clear(&t);
-    assert_int_equal(parse(200, "{\"access_token\":\"eyJ0\",\"expires_in\":\"3600\","
-                                "\"refresh_token\":null}",
+    assert_int_equal(parse(200,
+                           "{\"access_token\":\"eyJ0\",\"expires_in\":\"3600\","
+                           "\"refresh_token\":null}",
                            &t),
                      OAUTH2_OK);
     assert_int_equal(t.expires_in, 3600);

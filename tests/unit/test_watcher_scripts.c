@@ -343,9 +343,18 @@ static long long reauth(const char *secret, const char *eid)
 {
     char evt[128];
     snprintf(evt, sizeof evt, "si:{3}:evt:%s", eid);
-    const char *argv[] = {"si:{3}:user:u1", "si:{3}:users", evt, "si:{3}:ready:7",
-                          "si:{3}:ready_partners", secret, "token endpoint answered HTTP 400: invalid_grant",
-                          eid, "7", "u1", "sha1hex", "sealed-payload"};
+    const char *argv[] = {"si:{3}:user:u1",
+                          "si:{3}:users",
+                          evt,
+                          "si:{3}:ready:7",
+                          "si:{3}:ready_partners",
+                          secret,
+                          "token endpoint answered HTTP 400: invalid_grant",
+                          eid,
+                          "7",
+                          "u1",
+                          "sha1hex",
+                          "sealed-payload"};
     return run("user_reauth", 5, 12, argv, NULL, 0);
 }
 
