@@ -602,6 +602,24 @@ static int token_success(struct mg_connection *conn, struct idp *o, const struct
     return reply_json_gen(conn, 200, g, NULL);
 }
 
+/* With o->mu held: an access token for email, child of refresh token rtok
+ * (NULL: the store is full); unlocks and answers. Sets *res. */
+static int issue_locked(struct idp *o, struct mg_connection *conn, const char *client,
+                        const char *email, const char *scope, const char *rtok, enum result *res)
+{
+    struct token *at = rtok ? add_token(o, 0, client, email, scope, rtok) : NULL;
+    struct token copy;
+    if (at != NULL)
+        copy = *at;
+    pthread_mutex_unlock(&o->mu);
+    if (at == NULL) {
+        *res = R_500;
+        return oauth_error(conn, 500, "server_error", "token store full", NULL);
+    }
+    *res = R_OK;
+    return token_success(conn, o, &copy, rtok, client);
+}
+
 /* The grant itself, after client authentication; sets *res. */
 static int grant_code(struct idp *o, struct mg_connection *conn, const char *body, size_t len,
                       const char *client, enum result *res)
@@ -641,17 +659,7 @@ static int grant_code(struct idp *o, struct mg_connection *conn, const char *bod
     struct token *rt = add_token(o, 1, client, c->email, c->scope, NULL);
     char rtok[48];
     snprintf(rtok, sizeof rtok, "%s", rt ? rt->tok : "");
-    struct token *at = rt ? add_token(o, 0, client, c->email, c->scope, rtok) : NULL;
-    struct token copy;
-    if (at != NULL)
-        copy = *at;
-    pthread_mutex_unlock(&o->mu);
-    if (at == NULL) {
-        *res = R_500;
-        return oauth_error(conn, 500, "server_error", "token store full", NULL);
-    }
-    *res = R_OK;
-    return token_success(conn, o, &copy, rtok, client);
+    return issue_locked(o, conn, client, c->email, c->scope, rt ? rtok : NULL, res);
 }
 
 static int grant_refresh(struct idp *o, struct mg_connection *conn, const char *body, size_t len,
@@ -686,18 +694,9 @@ static int grant_refresh(struct idp *o, struct mg_connection *conn, const char *
         if (nrt != NULL)
             snprintf(rtok, sizeof rtok, "%s", nrt->tok);
     }
-    struct token *at = add_token(o, 0, client, email, scope, rtok);
+    int rc = issue_locked(o, conn, client, email, scope, rtok, res);
     xfree(scope);
-    struct token copy;
-    if (at != NULL)
-        copy = *at;
-    pthread_mutex_unlock(&o->mu);
-    if (at == NULL) {
-        *res = R_500;
-        return oauth_error(conn, 500, "server_error", "token store full", NULL);
-    }
-    *res = R_OK;
-    return token_success(conn, o, &copy, rtok, client);
+    return rc;
 }
 
 static int on_token(struct mg_connection *conn, void *cbdata)
@@ -872,18 +871,28 @@ static int control_error(struct mg_connection *conn, const char *message)
     return http_reply_error(conn, 400, "invalid", message);
 }
 
-static int on_config(struct mg_connection *conn, void *cbdata)
+/* The request's JSON object in *v (json_free() it): returns 0, or the
+ * status of the error answer already sent. */
+static int read_json(struct mg_connection *conn, yajl_val *v)
 {
-    struct idp *o = cbdata;
     size_t len = 0;
     char *body = read_body(conn, &len);
     char err[256];
-    yajl_val v = NULL;
-    if (body == NULL || json_parse_object(body, len, 8, &v, err, sizeof err) < 0) {
+    if (body == NULL || json_parse_object(body, len, 8, v, err, sizeof err) < 0) {
         xfree(body);
         return control_error(conn, body == NULL ? "body too large" : err);
     }
     xfree(body);
+    return 0;
+}
+
+static int on_config(struct mg_connection *conn, void *cbdata)
+{
+    struct idp *o = cbdata;
+    yajl_val v = NULL;
+    int rc0 = read_json(conn, &v);
+    if (rc0 != 0)
+        return rc0;
     int64_t ttl = -1;
     int rot = -1;
     int rc = json_get_int(v, "access_ttl", &ttl);
@@ -922,15 +931,10 @@ static int on_config(struct mg_connection *conn, void *cbdata)
 static int on_inject(struct mg_connection *conn, void *cbdata)
 {
     struct idp *o = cbdata;
-    size_t len = 0;
-    char *body = read_body(conn, &len);
-    char err[256];
     yajl_val v = NULL;
-    if (body == NULL || json_parse_object(body, len, 8, &v, err, sizeof err) < 0) {
-        xfree(body);
-        return control_error(conn, body == NULL ? "body too large" : err);
-    }
-    xfree(body);
+    int rc0 = read_json(conn, &v);
+    if (rc0 != 0)
+        return rc0;
     const char *ep = json_get_str(v, "endpoint"), *error = json_get_str(v, "error");
     int64_t count = 1, retry_after = 0, delay_ms = 2000;
     int e = -1;

@@ -46,20 +46,11 @@ struct oauth {
     struct metric *m_inflight;
 };
 
-static void wipe_free(char **p)
-{
-    if (*p != NULL) {
-        crypto_wipe(*p, strlen(*p));
-        xfree(*p);
-        *p = NULL;
-    }
-}
-
 static void req_free(struct oauth_req *r)
 {
-    wipe_free(&r->client_id);
-    wipe_free(&r->client_secret);
-    wipe_free(&r->refresh_token);
+    crypto_wipe_str(&r->client_id);
+    crypto_wipe_str(&r->client_secret);
+    crypto_wipe_str(&r->refresh_token);
     xfree(r);
 }
 
@@ -194,7 +185,7 @@ static int start(struct oauth_req *r)
     if (rc != 0 || (p->token_auth == PROVIDER_TOKEN_BASIC && auth == NULL)) {
         crypto_wipe(body.data, body.cap);
         buf_free(&body);
-        wipe_free(&auth);
+        crypto_wipe_str(&auth);
         return -SIMAP_EINVAL;
     }
     const char *headers[3] = {"Content-Type: application/x-www-form-urlencoded",
@@ -207,7 +198,7 @@ static int start(struct oauth_req *r)
     buf_free(&body);
     rc =
         deliver_post(o->http, p->token_url, headers, auth != NULL ? 3 : 2, data, len, on_answer, r);
-    wipe_free(&auth);
+    crypto_wipe_str(&auth);
     if (rc < 0)
         return rc;
     r->started = 1;

@@ -267,11 +267,7 @@ void session_mailbox_poll(struct imap_session *s);
 
 static inline void session_wipe_str(char **p)
 {
-    if (*p != NULL) {
-        crypto_wipe(*p, strlen(*p));
-        xfree(*p);
-        *p = NULL;
-    }
+    crypto_wipe_str(p);
 }
 
 static inline void session_wipe_buf(struct buf *b)

@@ -172,22 +172,24 @@ int fakeoauth_post(struct fakeoauth *f, const char *path, const char *ctype, con
     return request(f, path, ctype, body, out, outlen, location, loclen);
 }
 
-int fakeoauth_config(struct fakeoauth *f, const char *json)
+/* POSTs json to a control endpoint; 0 or -1. */
+static int control(struct fakeoauth *f, const char *path, const char *json)
 {
     char out[256];
-    int st = request(f, "/control/config", "application/json", json, out, sizeof out, NULL, 0);
+    int st = request(f, path, "application/json", json, out, sizeof out, NULL, 0);
     if (st != 200)
-        fprintf(stderr, "fake-oauth2d config: HTTP %d %s\n", st, out);
+        fprintf(stderr, "fake-oauth2d %s: HTTP %d %s\n", path, st, out);
     return st == 200 ? 0 : -1;
+}
+
+int fakeoauth_config(struct fakeoauth *f, const char *json)
+{
+    return control(f, "/control/config", json);
 }
 
 int fakeoauth_inject(struct fakeoauth *f, const char *json)
 {
-    char out[256];
-    int st = request(f, "/control/inject", "application/json", json, out, sizeof out, NULL, 0);
-    if (st != 200)
-        fprintf(stderr, "fake-oauth2d inject: HTTP %d %s\n", st, out);
-    return st == 200 ? 0 : -1;
+    return control(f, "/control/inject", json);
 }
 
 /* base64url without padding of n bytes into out (4n/3 + 4 bytes). */
