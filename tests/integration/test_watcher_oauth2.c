@@ -269,7 +269,7 @@ static void test_revoked_grant_gives_reauth_required_and_an_event(void **state)
     fx_user_field(&redis, uid, "last_error", out, sizeof out);
     assert_non_null(strstr(out, "invalid_grant"));
     assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 5000), 0);
-    char ids[512];
+    char ids[128];
     assert_int_equal(fx_ready_ids(&redis, uid, PID, ids, sizeof ids), 1);
     assert_non_null(strstr(ids, ".reauth."));
     char sha1[41];
