@@ -22,8 +22,13 @@ struct range4 {
 
 /* Most specific first: the first match wins. */
 static const struct range4 ranges4[] = {
-    {V4(169, 254, 169, 254), 32, NETGUARD_METADATA}, /* AWS, GCP, Azure, OpenStack ... */
+    /* Credential and metadata endpoints, as each provider documents them. */
+    {V4(169, 254, 169, 254), 32, NETGUARD_METADATA}, /* AWS, GCP, Azure, OCI, OpenStack ... */
+    {V4(169, 254, 170, 2), 32, NETGUARD_METADATA},   /* AWS ECS task credentials */
+    {V4(169, 254, 170, 23), 32, NETGUARD_METADATA},  /* AWS EKS Pod Identity agent */
+    {V4(169, 254, 0, 23), 32, NETGUARD_METADATA},    /* Tencent Cloud */
     {V4(100, 100, 100, 200), 32, NETGUARD_METADATA}, /* Alibaba Cloud */
+    {V4(168, 63, 129, 16), 32, NETGUARD_METADATA},   /* Azure WireServer (a public address) */
     {V4(255, 255, 255, 255), 32, NETGUARD_RESERVED}, /* limited broadcast */
     {V4(0, 0, 0, 0), 8, NETGUARD_UNSPECIFIED},
     {V4(127, 0, 0, 0), 8, NETGUARD_LOOPBACK},
@@ -77,21 +82,26 @@ struct range6 {
 
 static const struct range6 ranges6[] = {
     {{0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54}, 128, NETGUARD_METADATA},
+    {{0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x23}, 128, NETGUARD_METADATA},
     {{0}, 128, NETGUARD_UNSPECIFIED},
     {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128, NETGUARD_LOOPBACK},
     {{0xfc}, 7, NETGUARD_PRIVATE},
     {{0xfe, 0x80}, 10, NETGUARD_LINK_LOCAL},
     {{0xfe, 0xc0}, 10, NETGUARD_RESERVED}, /* site-local (deprecated) */
     {{0xff}, 8, NETGUARD_MULTICAST},
-    {{0x20, 0x01, 0x0d, 0xb8}, 32, NETGUARD_RESERVED}, /* documentation */
-    {{0x01, 0x00}, 64, NETGUARD_RESERVED},             /* discard-only */
-    {{0x20, 0x01, 0x00, 0x10}, 28, NETGUARD_RESERVED}, /* ORCHID */
-    {{0x20, 0x01, 0, 0}, 32, NETGUARD_RESERVED},       /* Teredo */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32, NETGUARD_RESERVED},          /* documentation */
+    {{0x3f, 0xff}, 20, NETGUARD_RESERVED},                      /* documentation (RFC 9637) */
+    {{0x01, 0x00}, 64, NETGUARD_RESERVED},                      /* discard-only */
+    {{0x01, 0x00, 0, 0, 0, 0, 0, 0x01}, 64, NETGUARD_RESERVED}, /* dummy prefix (IANA, 2025) */
+    /* IETF protocol assignments: Teredo, benchmarking, ORCHID(v2), AMT, AS112, DRIP. */
+    {{0x20, 0x01, 0x00, 0x00}, 23, NETGUARD_RESERVED},
+    {{0x5f, 0x00}, 16, NETGUARD_RESERVED}, /* SRv6 SIDs (RFC 9602) */
 };
 
 static enum netguard_class classify6(const unsigned char *a)
 {
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char translated[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
     static const unsigned char zero12[12] = {0};
     static const unsigned char nat64[12] = {0x00, 0x64, 0xff, 0x9b};
     static const unsigned char nat64_local[6] = {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01};
@@ -99,7 +109,8 @@ static enum netguard_class classify6(const unsigned char *a)
         if (has_prefix(a, ranges6[i].net, ranges6[i].bits))
             return ranges6[i].cls;
     /* Addresses that carry an IPv4 address: judge the IPv4 one. */
-    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)
+    if (memcmp(a, mapped, 12) == 0 || memcmp(a, translated, 12) == 0 ||
+        memcmp(a, nat64, 12) == 0) /* ::ffff:0:a.b.c.d: IPv4-translated (RFC 2765) */
         return classify4(load4(a + 12));
     if (memcmp(a, zero12, 12) == 0) /* IPv4-compatible ::a.b.c.d (::/96 minus :: and ::1) */
         return classify4(load4(a + 12));

@@ -13,17 +13,25 @@
  *   loopback      127.0.0.0/8                             ::1/128
  *   private       10/8, 172.16/12, 192.168/16 (RFC 1918)  fc00::/7 (unique local)
  *   link-local    169.254.0.0/16                          fe80::/10
- *   metadata      169.254.169.254, 100.100.100.200        fd00:ec2::254
+ *   metadata      169.254.169.254 (AWS, GCP, Azure, OCI,  fd00:ec2::254 (AWS IMDS),
+ *                 OpenStack), 169.254.170.2 (AWS ECS),    fd00:ec2::23 (EKS Pod
+ *                 169.254.170.23 (EKS Pod Identity),      Identity)
+ *                 169.254.0.23 (Tencent), 100.100.100.200
+ *                 (Alibaba), 168.63.129.16 (Azure
+ *                 WireServer, a public address)
  *   cgnat         100.64.0.0/10 (RFC 6598)                -
  *   multicast     224.0.0.0/4                             ff00::/8
  *   reserved      240/4, 255.255.255.255, 192.0.0/24,     fec0::/10 (site-local),
- *                 192.0.2/24, 198.18/15, 198.51.100/24,   2001:db8::/32, 100::/64,
- *                 203.0.113/24, 192.88.99/24              2001:10::/28 (ORCHID)
+ *                 192.0.2/24, 198.18/15, 198.51.100/24,   2001:db8::/32, 3fff::/20,
+ *                 203.0.113/24, 192.88.99/24              100::/64, 100:0:0:1::/64,
+ *                                                         2001::/23, 5f00::/16
  *
+ * Metadata addresses are refused even when private ranges are allowed.
  * IPv6 addresses that carry an IPv4 address are judged by it: IPv4-mapped
- * ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96 and
- * 64:ff9b:1::/48, 6to4 2002:AABB:CCDD::/48. (Teredo 2001::/32 embeds an
- * obfuscated server address, not the target; it is classed reserved.)
+ * ::ffff:a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d, IPv4-compatible
+ * ::a.b.c.d, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4
+ * 2002:AABB:CCDD::/48. (Teredo 2001::/32 embeds an obfuscated server
+ * address, not the target; it is reserved, with the rest of 2001::/23.)
  *
  * Pure functions: no network, no global state; safe from any thread.
  *

@@ -41,6 +41,7 @@
 #include "core/log.h"
 #include "core/redis_url.h"
 #include "core/scripts.h"
+#include "core/sentinel.h"
 #include "core/time.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
@@ -68,7 +69,7 @@ struct rcmd {
     char *cmd; /* formatted RESP (redisFormatCommand*()), NULL once sent */
     size_t len;
     const char *body;         /* script body for the NOSCRIPT fallback, or NULL */
-    struct script_args *args; /* scripts: what to format EVAL from, or NULL */
+    struct script_args *args; /* scripts: what EVAL is formatted from (past the rcmd), or NULL */
     double submitted;         /* monotonic seconds */
     double deadline;          /* monotonic seconds */
     unsigned is_sent : 1;     /* handed to the current connection */
@@ -97,8 +98,9 @@ struct rconn {
     int in_cb;           /* depth of user callbacks running now */
     int is_closing;
     int ever_connected;
-    int is_down_logged; /* the current outage has been logged... */
-    int last_fail;      /* ...with this cause */
+    struct sentinel_ask *ask; /* redis+sentinel://: asking where the primary is */
+    int is_down_logged;       /* the current outage has been logged... */
+    int last_fail;            /* ...with this cause */
     void (*state_cb)(struct rconn *, int, void *);
     void *state_data;
     void (*latency_cb)(double, void *);
@@ -154,7 +156,8 @@ static void note_failure(struct rconn *rc, int code, const char *why)
 /* ---- Script arguments ---- */
 
 /* A script's numkeys and arguments, copied at submission (the caller's argv
- * need not outlive the call): one allocation, arrays then bytes. */
+ * need not outlive the call) into the same allocation as its rcmd, just past
+ * it: this struct, its arrays, then the bytes. */
 struct script_args {
     int nkeys;
     int argc;
@@ -162,14 +165,20 @@ struct script_args {
     size_t *argvlen;
 };
 
-static struct script_args *args_copy(int nkeys, int argc, const char **argv, const size_t *argvlen)
+static size_t args_size(int argc, const char **argv, const size_t *argvlen)
 {
     size_t bytes = 0;
     for (int i = 0; i < argc; i++)
         bytes += argvlen ? argvlen[i] : strlen(argv[i]);
     size_t n = (size_t)argc;
-    struct script_args *a =
-        xmalloc(sizeof *a + n * sizeof *a->argv + n * sizeof *a->argvlen + bytes);
+    return sizeof(struct script_args) + n * sizeof(const char *) + n * sizeof(size_t) + bytes;
+}
+
+static struct script_args *args_fill(void *mem, int nkeys, int argc, const char **argv,
+                                     const size_t *argvlen)
+{
+    struct script_args *a = mem;
+    size_t n = (size_t)argc;
     a->nkeys = nkeys;
     a->argc = argc;
     a->argv = (const char **)(void *)(a + 1);
@@ -190,14 +199,11 @@ static struct script_args *args_copy(int nkeys, int argc, const char **argv, con
 static int format_script(const char *verb, const char *script, const struct script_args *a,
                          char **cmd)
 {
-    char nk[16];
-    const char **av;
-    size_t *al;
-    int n = script_eval_argv(verb, script, a->nkeys, a->argc, a->argv, a->argvlen, nk, &av, &al);
+    struct script_argv av;
+    script_argv_build(&av, verb, script, a->nkeys, a->argc, a->argv, a->argvlen);
     *cmd = NULL;
-    int len = redisFormatCommandArgv(cmd, n, av, al);
-    xfree(av);
-    xfree(al);
+    int len = redisFormatCommandArgv(cmd, av.n, av.v, av.l);
+    script_argv_done(&av);
     if (len <= 0) {
         if (*cmd != NULL)
             redisFreeCommand(*cmd);
@@ -219,8 +225,7 @@ static void free_cmd(struct rcmd *c)
 static void free_rcmd(struct rcmd *c)
 {
     free_cmd(c);
-    xfree(c->args);
-    xfree(c);
+    xfree(c); /* and a script's arguments, just past it */
 }
 
 static void arm_cmd_timer(struct rconn *rc)
@@ -295,19 +300,16 @@ static void flush_queue(struct rconn *rc)
             return;
 }
 
-/* Queues a command formatted by hiredis (taken over, freed on every path);
- * a script also hands over its body and arguments. */
-static int submit(struct rconn *rc, rconn_cb *cb, void *privdata, char *cmd, size_t len,
-                  const char *body, struct script_args *args)
+/* Queues c (from xcalloc(), taken over) with a command formatted by hiredis
+ * (taken over too). */
+static int submit(struct rconn *rc, struct rcmd *c, rconn_cb *cb, void *privdata, char *cmd,
+                  size_t len)
 {
-    struct rcmd *c = xcalloc(1, sizeof *c);
     c->rc = rc;
     c->cb = cb;
     c->privdata = privdata;
     c->cmd = cmd;
     c->len = len;
-    c->body = body;
-    c->args = args;
     c->submitted = time_mono_sec();
     c->deadline = c->submitted + rc->command_timeout;
 
@@ -398,7 +400,8 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
         return; /* stale link, or dying: on_disconnect() handles it */
     if (reply->type == REDIS_REPLY_ERROR) {
         int code = -SIMAP_EREPLY;
-        if (rc->addr.password[0] != '\0' && rc->handshake_left == 1 + (rc->addr.db != 0))
+        if (rc->addr.password[0] != '\0' &&
+            rc->handshake_left == 1 + (rc->addr.db != 0) + (rc->addr.nsentinels > 0))
             code = -SIMAP_EAUTH; /* the reply to AUTH */
         if (strncmp(reply->str, "NOAUTH", 6) == 0 || strncmp(reply->str, "WRONGPASS", 9) == 0)
             code = -SIMAP_EAUTH;
@@ -406,6 +409,11 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
         snprintf(why, sizeof why, "%s", reply->str);
         drop_link(rc); /* deferred by hiredis until this callback returns */
         connect_failed(rc, code, why);
+        return;
+    }
+    if (rc->handshake_left == 1 && rc->addr.nsentinels > 0 && !sentinel_role_is_primary(reply)) {
+        drop_link(rc);
+        connect_failed(rc, -SIMAP_ECONN, "reached a replica (ROLE); asking the sentinels again");
         return;
     }
     if (--rc->handshake_left == 0)
@@ -434,6 +442,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
     }
     if (rc->addr.db != 0) {
         redisAsyncCommand(ac, on_handshake_reply, rc, "SELECT %d", rc->addr.db);
+        rc->handshake_left++;
+    }
+    if (rc->addr.nsentinels > 0) { /* a failover may have demoted it since */
+        redisAsyncCommand(ac, on_handshake_reply, rc, "ROLE");
         rc->handshake_left++;
     }
     if (rc->handshake_left == 0) {
@@ -487,6 +499,37 @@ static void start_connect(struct rconn *rc)
     ev_timer_start(rc->loop, &rc->conn_timer);
 }
 
+static void on_primary(void *data, int code, const char *host, int port, const char *why)
+{
+    struct rconn *rc = data;
+    rc->ask = NULL;
+    if (code < 0) {
+        connect_failed(rc, code, why);
+        return;
+    }
+    if (rc->addr.port != 0 && (rc->addr.port != port || strcmp(rc->addr.host, host) != 0)) {
+        rc->stats.primary_changes++;
+        log_warn("redis primary moved name=%s from=%s:%d to=%s:%d", rc->name, rc->addr.host,
+                 rc->addr.port, host, port);
+    }
+    snprintf(rc->addr.host, sizeof rc->addr.host, "%s", host);
+    rc->addr.port = port;
+    redis_addr_describe(&rc->addr, rc->desc, sizeof rc->desc);
+    start_connect(rc);
+}
+
+/* A plain address: connect. Sentinels: ask them first, every time. */
+static void start_link(struct rconn *rc)
+{
+    if (rc->addr.nsentinels == 0) {
+        start_connect(rc);
+        return;
+    }
+    set_state(rc, RCONN_CONNECTING);
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    rc->ask = sentinel_ask_start(rc->loop, &rc->addr, rc->connect_timeout, on_primary, rc);
+}
+
 static void schedule_retry(struct rconn *rc)
 {
     if (rc->is_closing)
@@ -505,7 +548,7 @@ static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
     if (rc->is_closing)
         return;
     if (rc->state == RCONN_DISCONNECTED) {
-        start_connect(rc);
+        start_link(rc);
         return;
     }
     /* CONNECTING or HANDSHAKE took too long: a black hole or a stuck server. */
@@ -573,7 +616,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         rc->latency_cb(time_mono_sec() - c->submitted, rc->latency_data);
         rc->in_cb--;
     }
+    int replica = rc->addr.nsentinels > 0 && reply->type == REDIS_REPLY_ERROR &&
+                  sentinel_error_is_replica(reply->str);
     finish(rc, c, reply, reply->type == REDIS_REPLY_ERROR ? -SIMAP_EREPLY : 0);
+    if (replica && rc->ac == ac && !rc->is_closing) {
+        /* Demoted under us: the sentinels know the new primary. */
+        drop_link(rc);
+        link_lost(rc, -SIMAP_ECONN, "a replica answered (READONLY); asking the sentinels again");
+    }
 }
 
 /* ---- Public API ---- */
@@ -589,6 +639,9 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
         log_error("bad redis url name=%s err=\"%s\"", name, err);
         return NULL;
     }
+    if (opts->sentinel_password != NULL)
+        snprintf(addr.sentinel_password, sizeof addr.sentinel_password, "%s",
+                 opts->sentinel_password);
     struct rconn *rc = xcalloc(1, sizeof *rc);
     rc->loop = loop;
     rc->addr = addr;
@@ -611,7 +664,7 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
     ev_timer_init(&rc->free_timer, on_free_timer, 0., 0.);
     rc->free_timer.data = rc;
     rc->state = RCONN_DISCONNECTED;
-    start_connect(rc);
+    start_link(rc);
     return rc;
 }
 
@@ -624,6 +677,8 @@ static void release(struct rconn *rc)
      * that hiredis still references are freed by the drop below. */
     while (rc->head != NULL)
         finish(rc, rc->head, NULL, -SIMAP_ESHUTDOWN);
+    sentinel_ask_cancel(rc->ask);
+    rc->ask = NULL;
     drop_link(rc);
     xfree(rc->name);
     xfree(rc);
@@ -692,7 +747,7 @@ int rconn_command(struct rconn *rc, rconn_cb *cb, void *privdata, const char *fm
             redisFreeCommand(cmd);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, NULL, NULL);
+    return submit(rc, xcalloc(1, sizeof(struct rcmd)), cb, privdata, cmd, (size_t)len);
 }
 
 int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc, const char **argv,
@@ -710,7 +765,7 @@ int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc,
             redisFreeCommand(cmd);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, NULL, NULL);
+    return submit(rc, xcalloc(1, sizeof(struct rcmd)), cb, privdata, cmd, (size_t)len);
 }
 
 int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
@@ -730,14 +785,16 @@ int rconn_script_source(struct rconn *rc, rconn_cb *cb, void *privdata,
             return -SIMAP_ECRYPTO;
         sha = shabuf;
     }
-    struct script_args *args = args_copy(nkeys, argc, argv, argvlen);
+    struct rcmd *c = xcalloc(1, sizeof *c + args_size(argc, argv, argvlen));
+    c->body = src->body;
+    c->args = args_fill(c + 1, nkeys, argc, argv, argvlen);
     char *cmd;
-    int len = format_script("EVALSHA", sha, args, &cmd);
+    int len = format_script("EVALSHA", sha, c->args, &cmd);
     if (len < 0) {
-        xfree(args);
+        xfree(c);
         return -SIMAP_EINVAL;
     }
-    return submit(rc, cb, privdata, cmd, (size_t)len, src->body, args);
+    return submit(rc, c, cb, privdata, cmd, (size_t)len);
 }
 
 int rconn_script(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name, int nkeys,
@@ -843,7 +900,7 @@ int rconn_load_script_sources(struct rconn *rc, rconn_cb *cb, void *privdata,
         }
         if (len <= 0)
             abort(); /* only fails on out-of-memory */
-        submit(rc, on_load_reply, it, cmd, (size_t)len, NULL, NULL);
+        submit(rc, xcalloc(1, sizeof(struct rcmd)), on_load_reply, it, cmd, (size_t)len);
     }
     return 0;
 }

@@ -78,23 +78,36 @@ const char *script_sha(const struct script_source *s)
     return shas[(p - lo) / sizeof *s];
 }
 
-int script_eval_argv(const char *verb, const char *script, int nkeys, int argc, const char **argv,
-                     const size_t *argvlen, char nk[16], const char ***av, size_t **al)
+void script_argv_build(struct script_argv *a, const char *verb, const char *script, int nkeys,
+                       int argc, const char **argv, const size_t *argvlen)
 {
-    snprintf(nk, 16, "%d", nkeys);
-    int n = argc + 3;
-    const char **v = xmalloc((size_t)n * sizeof *v);
-    size_t *l = xmalloc((size_t)n * sizeof *l);
-    v[0] = verb;
-    v[1] = script;
-    v[2] = nk;
-    for (int i = 0; i < 3; i++)
-        l[i] = strlen(v[i]);
-    for (int i = 0; i < argc; i++) {
-        v[3 + i] = argv[i];
-        l[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    snprintf(a->nk, sizeof a->nk, "%d", nkeys);
+    a->n = argc + 3;
+    if (a->n <= SCRIPT_ARGV_INLINE) {
+        a->v = a->inline_v;
+        a->l = a->inline_l;
+    } else {
+        a->v = xmalloc((size_t)a->n * sizeof *a->v);
+        a->l = xmalloc((size_t)a->n * sizeof *a->l);
     }
-    *av = v;
-    *al = l;
-    return n;
+    a->v[0] = verb;
+    a->v[1] = script;
+    a->v[2] = a->nk;
+    for (int i = 0; i < 3; i++)
+        a->l[i] = strlen(a->v[i]);
+    for (int i = 0; i < argc; i++) {
+        a->v[3 + i] = argv[i];
+        a->l[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+}
+
+void script_argv_done(struct script_argv *a)
+{
+    if (a->v != a->inline_v) {
+        xfree(a->v);
+        xfree(a->l);
+    }
+    a->v = NULL;
+    a->l = NULL;
+    a->n = 0;
 }

@@ -51,13 +51,27 @@ const char *script_sha(const struct script_source *s);
 int script_sha1_hex(const char *body, char out[SCRIPT_SHA_HEX_LEN + 1]);
 
 /*
- * Builds the argument vector of `<verb> <script> <nkeys> <argv...>` (verb is
- * EVALSHA with a SHA, or EVAL with a body) for hiredis' *Argv functions into
- * new arrays *av and *al; the caller xfree()s both. nk is the caller's storage
- * for the key count's text and must outlive the arrays. argvlen may be NULL
- * (then every argument is a C string). Returns the number of elements.
+ * The argument vector of `<verb> <script> <nkeys> <argv...>` (verb is EVALSHA
+ * with a SHA, or EVAL with a body) for hiredis' *Argv functions: v and l
+ * point into the struct itself for up to SCRIPT_ARGV_INLINE elements (no
+ * allocation on the common path), else to arrays script_argv_done() frees.
  */
-int script_eval_argv(const char *verb, const char *script, int nkeys, int argc, const char **argv,
-                     const size_t *argvlen, char nk[16], const char ***av, size_t **al);
+#define SCRIPT_ARGV_INLINE 32
+
+struct script_argv {
+    int n;
+    const char **v;
+    size_t *l;
+    char nk[16]; /* the key count's text */
+    const char *inline_v[SCRIPT_ARGV_INLINE];
+    size_t inline_l[SCRIPT_ARGV_INLINE];
+};
+
+/* Fills a; argvlen may be NULL (then every argument is a C string). The
+ * strings are not copied: they must outlive a. */
+void script_argv_build(struct script_argv *a, const char *verb, const char *script, int nkeys,
+                       int argc, const char **argv, const size_t *argvlen);
+
+void script_argv_done(struct script_argv *a);
 
 #endif

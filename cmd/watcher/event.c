@@ -149,7 +149,7 @@ int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct 
 
     char k_lease[SCHEMA_KEY_MAX], k_cur[SCHEMA_KEY_MAX], k_evt[SCHEMA_KEY_MAX],
         k_ready[SCHEMA_KEY_MAX], k_partners[SCHEMA_SHARD_KEY_MAX], k_user[SCHEMA_KEY_MAX];
-    char uv[16], muid[16];
+    char uv[16], muid[16], last[16];
     schema_key_lease(k_lease, m->k, m->uid);
     schema_key_cur(k_cur, m->k, m->uid);
     schema_key_event(k_evt, m->k, eid);
@@ -158,10 +158,11 @@ int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct 
     schema_key_user(k_user, m->k, m->uid);
     snprintf(uv, sizeof uv, "%" PRIu32, m->uidvalidity);
     snprintf(muid, sizeof muid, "%" PRIu32, m->msg_uid);
-    const char *argv[] = {k_lease, alive_key,  k_cur,  k_evt,  k_ready,   k_partners,
-                          k_user,  token,      uv,     muid,   eid,       m->pid,
-                          "type",  "new_mail", "uid",  m->uid, "code",    m->code,
-                          "tag",   m->tag,     "sha1", sha1,   "payload", sealed};
+    snprintf(last, sizeof last, "%" PRIu32, m->last_uid);
+    const char *argv[] = {k_lease,    alive_key, k_cur,     k_evt,  k_ready, k_partners, k_user,
+                          token,      uv,        muid,      eid,    m->pid,  last,       "type",
+                          "new_mail", "uid",     m->uid,    "code", m->code, "tag",      m->tag,
+                          "sha1",     sha1,      "payload", sealed};
     int argc = (int)(sizeof argv / sizeof argv[0]);
     r = rconn_script(rc, cb, privdata, "record_mail", 7, argc, argv, NULL);
     xfree(sealed);
@@ -185,6 +186,8 @@ enum event_result event_result_of(const struct redisReply *reply, int err)
         return EVENT_UIDVALIDITY;
     if (strcmp(b->str, "nocursor") == 0)
         return EVENT_NOCURSOR;
+    if (strcmp(b->str, "behind") == 0)
+        return EVENT_BEHIND;
     if (strcmp(b->str, "unwatched") == 0)
         return EVENT_UNWATCHED;
     return EVENT_FAILED;

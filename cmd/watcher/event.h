@@ -45,6 +45,7 @@ struct mail_event {
     const char *tag;                 /* user tag */
     uint32_t uidvalidity;            /* the mailbox's */
     uint32_t msg_uid;                /* the message's IMAP UID */
+    uint32_t last_uid;               /* the caller's cursor: the last UID it saw recorded */
     uint64_t size;                   /* RFC822.SIZE (or the body's length) */
     const struct imap_envelope *env; /* NULL: every field NIL */
     const char *raw;                 /* exact bytes; NULL when too_large */
@@ -81,6 +82,7 @@ enum event_result {
     EVENT_STALE,       /* {0, 'stale'}: the lease is not ours any more */
     EVENT_UIDVALIDITY, /* {0, 'uidvalidity'}: re-baseline */
     EVENT_NOCURSOR,    /* {0, 'nocursor'} */
+    EVENT_BEHIND,      /* {0, 'behind'}: Redis lost writes it acknowledged */
     EVENT_UNWATCHED,   /* {0, 'unwatched'}: archived or disconnected meanwhile */
     EVENT_FAILED,      /* no reply, an error reply, or a reply of another shape */
 };

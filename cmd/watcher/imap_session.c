@@ -298,16 +298,11 @@ static void start_load(struct imap_session *s)
 
 /* ---- After a Redis reconnect ---- */
 
-static void on_cursor(struct imap_session *s, int missing, unsigned long long uidvalidity,
-                      unsigned long long last_uid)
+void session_redis_lost(struct imap_session *s, int missing, const char *found_by)
 {
-    if (!states[s->state].has_cursor || !session_store_lease_usable(s))
-        return; /* nothing kept from before, or started again anyway */
-    if (!missing && uidvalidity == s->mb.uidvalidity && last_uid >= s->mb.last_uid)
-        return;
     log_warn("Redis lost this user's latest writes (restarted from an older state?): examining "
-             "the mailbox again acct=%s last_uid=%" PRIu32 " redis_last_uid=%llu",
-             s->uid, s->mb.last_uid, last_uid);
+             "the mailbox again acct=%s last_uid=%" PRIu32 " found_by=%s",
+             s->uid, s->mb.last_uid, found_by);
     if (missing) {
         /* The cursor itself went: put back the one this connection started
          * from, or the new baseline would skip as old the messages recorded
@@ -316,6 +311,16 @@ static void on_cursor(struct imap_session *s, int missing, unsigned long long ui
     }
     policy_retry_reset(&s->retry);
     start_load(s); /* after the cursor, in Redis' order */
+}
+
+static void on_cursor(struct imap_session *s, int missing, unsigned long long uidvalidity,
+                      unsigned long long last_uid)
+{
+    if (!states[s->state].has_cursor || !session_store_lease_usable(s))
+        return; /* nothing kept from before, or started again anyway */
+    if (!missing && uidvalidity == s->mb.uidvalidity && last_uid >= s->mb.last_uid)
+        return;
+    session_redis_lost(s, missing, "reconnect");
 }
 
 void imap_session_recheck(struct imap_session *s)

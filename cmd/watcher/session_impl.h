@@ -158,6 +158,14 @@ static inline const struct config *session_cfg(const struct imap_session *s)
     return s->w->cfg;
 }
 
+/* ---- imap_session.c ---- */
+
+/* Redis lost writes this connection saw acknowledged (restarted from an
+ * older state): examines the mailbox again from the cursor Redis holds, or,
+ * when missing (the cursor itself went), from the one this connection
+ * started from. found_by names who noticed, for the log. */
+void session_redis_lost(struct imap_session *s, int missing, const char *found_by);
+
 /* ---- session_base.c: shared by the state machine's files ---- */
 
 /* The state's name, for logs ("IDLE"). */

@@ -134,6 +134,9 @@ static void on_recorded(struct imap_session *s, enum store_record res, const cha
     case STORE_FAILED:
         session_fail(s, F_REDIS, "%s", why);
         return;
+    case STORE_BEHIND:
+        session_redis_lost(s, 0, "record_mail");
+        return;
     }
 }
 

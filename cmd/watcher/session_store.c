@@ -386,6 +386,9 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
         log_warn("record_mail refused: stale lease acct=%s uid=%" PRIu32, s->uid, m->uid);
         lost_lease(s, "record_mail found the lease gone");
         break;
+    case EVENT_BEHIND:
+        done(s, STORE_BEHIND, NULL);
+        break;
     case EVENT_UIDVALIDITY:
     case EVENT_NOCURSOR:
         done(s, STORE_FAILED, "cursor changed under us; examining again");
@@ -409,6 +412,7 @@ int session_store_record(struct imap_session *s, struct pending_msg *m, const st
         .tag = s->user.tag,
         .uidvalidity = s->mb.uidvalidity,
         .msg_uid = m->uid,
+        .last_uid = s->mb.last_uid,
         .size = m->size,
         .env = (m->env != NULL && (m->env->fetch.has & IMAP_FETCH_ENVELOPE))
                    ? &m->env->fetch.envelope

@@ -12,13 +12,17 @@
 -- ARGV[3]  message UID
 -- ARGV[4]  event id
 -- ARGV[5]  partner id
--- ARGV[6..] field, value pairs of the event hash (core/schema.h "Event
+-- ARGV[6]  the caller's cursor: the last UID it saw recorded
+-- ARGV[7..] field, value pairs of the event hash (core/schema.h "Event
 --          fields": type, uid, code, tag, sha1, payload, created_at)
 -- Returns  {1, 'recorded'}, or {0, reason} with nothing written:
 --          'stale' the caller does not hold the lease or its alive key is
 --          gone (it must drop its sessions), 'uidvalidity' the cursor has
---          another UIDVALIDITY (re-baseline with cursor_baseline), 'old' the
---          UID is not above the cursor (already recorded), 'nocursor',
+--          another UIDVALIDITY (re-baseline with cursor_baseline), 'behind'
+--          the cursor is below the caller's (Redis lost writes it
+--          acknowledged: the caller examines the mailbox again from this
+--          cursor, or the messages in between would never be announced),
+--          'old' the UID is not above the cursor (already recorded), 'nocursor',
 --          'unwatched' the user is no longer in its shard's users set
 --          (archived, disconnected or deleted since the watcher last looked:
 --          its mail is not announced, and the watcher drops the session)
@@ -28,9 +32,11 @@
 -- never publish, and each (user, UIDVALIDITY, UID) is enqueued exactly once.
 -- If Redis loses its last second of writes, the cursor and the event vanish
 -- together and the watcher fetches the message again: at least once, never
--- lost. It queues with enqueue() of prelude/queue.lua, as event_enqueue does.
-if #ARGV < 5 or (#ARGV - 5) % 2 ~= 0 then
-    return redis.error_reply('ERR record_mail: want token, uidvalidity, uid, eid, pid, pairs')
+-- lost. ARGV[6] is what makes that hold when a later message reaches Redis
+-- before the watcher has noticed the loss: without it, that message would
+-- move the cursor past the lost ones. It queues with enqueue() of prelude/queue.lua, as event_enqueue does.
+if #ARGV < 6 or (#ARGV - 6) % 2 ~= 0 then
+    return redis.error_reply('ERR record_mail: want token, uidvalidity, uid, eid, pid, cursor, pairs')
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 0 then
     return {0, 'stale'}
@@ -47,8 +53,12 @@ end
 if cur[1] ~= ARGV[2] then
     return {0, 'uidvalidity'}
 end
+local last = tonumber(cur[2])
+if last < (tonumber(ARGV[6]) or 0) then
+    return {0, 'behind'}
+end
 local uid = tonumber(ARGV[3])
-if not uid or uid <= tonumber(cur[2]) then
+if not uid or uid <= last then
     return {0, 'old'}
 end
 redis.call('HSET', KEYS[3], 'last_uid', ARGV[3])
@@ -58,7 +68,7 @@ end
 local now = tostring(now_ms())
 local fields = {'id', ARGV[4], 'pid', ARGV[5], 'attempts', '0', 'state', 'ready'}
 local has_created = false
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
     local name = ARGV[i]
     if name ~= 'id' and name ~= 'pid' and name ~= 'attempts' and name ~= 'state' then
         fields[#fields + 1] = name

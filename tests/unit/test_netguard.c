@@ -86,6 +86,67 @@ static void test_cloud_metadata_addresses(void **state)
     assert_false(netguard_allowed(NETGUARD_METADATA, 0));
 }
 
+/* The credential endpoints of container and pod identity services, and
+ * Azure's WireServer: refused in every mode, like the instance metadata
+ * address, although the first ones sit in link-local space (allowed with
+ * private ranges) and the last is a public address. */
+static void test_credential_endpoints_are_metadata_in_every_mode(void **state)
+{
+    (void)state;
+    static const struct sample s[] = {
+        {"169.254.170.2", NETGUARD_METADATA},
+        {"169.254.170.3", NETGUARD_LINK_LOCAL},
+        {"169.254.170.23", NETGUARD_METADATA},
+        {"169.254.170.22", NETGUARD_LINK_LOCAL},
+        {"169.254.0.23", NETGUARD_METADATA},
+        {"fd00:ec2::23", NETGUARD_METADATA},
+        {"fd00:ec2::22", NETGUARD_PRIVATE},
+        {"168.63.129.16", NETGUARD_METADATA},
+        {"168.63.129.15", NETGUARD_PUBLIC},
+        {"168.63.129.17", NETGUARD_PUBLIC},
+        {"::ffff:168.63.129.16", NETGUARD_METADATA},
+        {"::ffff:0:169.254.170.2", NETGUARD_METADATA},
+        {"64:ff9b::169.254.170.23", NETGUARD_METADATA},
+    };
+    CHECK(s);
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+        enum netguard_class c = netguard_classify_text(s[i].addr);
+        if (c == NETGUARD_METADATA && (netguard_allowed(c, 1) || netguard_allowed(c, 0)))
+            fail_msg("%s allowed", s[i].addr);
+    }
+}
+
+/* ::ffff:0:a.b.c.d (IPv4-translated, RFC 2765) was judged as a public IPv6
+ * address whatever IPv4 address it carried. */
+static void test_ipv4_translated_form_is_judged_by_its_ipv4(void **state)
+{
+    (void)state;
+    static const struct sample s[] = {
+        {"::ffff:0:127.0.0.1", NETGUARD_LOOPBACK},
+        {"::ffff:0:10.1.2.3", NETGUARD_PRIVATE},
+        {"::ffff:0:169.254.169.254", NETGUARD_METADATA},
+        {"0:0:0:0:ffff:0:a00:1", NETGUARD_PRIVATE},
+        {"::ffff:0:8.8.8.8", NETGUARD_PUBLIC},
+        {"::ffff:1:a00:1", NETGUARD_PUBLIC}, /* not the translated prefix */
+    };
+    CHECK(s);
+}
+
+/* IPv6 special-purpose registry entries added since the first table. */
+static void test_ipv6_registry_entries(void **state)
+{
+    (void)state;
+    static const struct sample s[] = {
+        {"3fff::1", NETGUARD_RESERVED},    {"3fff:fff:ffff::1", NETGUARD_RESERVED},
+        {"3fff:1000::1", NETGUARD_PUBLIC}, {"100:0:0:1::1", NETGUARD_RESERVED},
+        {"100:0:0:2::1", NETGUARD_PUBLIC}, {"2001:2::1", NETGUARD_RESERVED},
+        {"2001:20::1", NETGUARD_RESERVED}, {"2001:1ff:ffff::1", NETGUARD_RESERVED},
+        {"2001:200::1", NETGUARD_PUBLIC},  {"5f00::1", NETGUARD_RESERVED},
+        {"5f01::1", NETGUARD_PUBLIC},
+    };
+    CHECK(s);
+}
+
 static void test_cgnat_multicast_and_reserved(void **state)
 {
     (void)state;
@@ -202,6 +263,9 @@ int main(void)
         cmocka_unit_test(test_rfc1918_ranges_and_their_edges_are_private),
         cmocka_unit_test(test_loopback_unspecified_and_link_local),
         cmocka_unit_test(test_cloud_metadata_addresses),
+        cmocka_unit_test(test_credential_endpoints_are_metadata_in_every_mode),
+        cmocka_unit_test(test_ipv4_translated_form_is_judged_by_its_ipv4),
+        cmocka_unit_test(test_ipv6_registry_entries),
         cmocka_unit_test(test_cgnat_multicast_and_reserved),
         cmocka_unit_test(test_public_addresses_pass),
         cmocka_unit_test(test_ipv6_special_ranges),

@@ -161,7 +161,10 @@ static long long baseline(const char *token, const char *uidvalidity, const char
     return v;
 }
 
-static long long record(const char *token, const char *uidvalidity, const char *uid, char *why)
+/* record_mail by a caller whose cursor is seen (the last UID it saw
+ * recorded). */
+static long long record_from(const char *token, const char *uidvalidity, const char *uid,
+                             const char *seen, char *why)
 {
     char alive[128], evt[128], eid[96];
     snprintf(alive, sizeof alive, "si:{3}:alive:%s", token);
@@ -179,13 +182,20 @@ static long long record(const char *token, const char *uidvalidity, const char *
                           uid,
                           eid,
                           "p7",
+                          seen,
                           "type",
                           "new_mail",
                           "uid",
                           "u1",
                           "payload",
                           "v1:x"};
-    return run("record_mail", 7, 18, argv, why, 32);
+    return run("record_mail", 7, 19, argv, why, 32);
+}
+
+/* record_mail by a caller that just started from the cursor. */
+static long long record(const char *token, const char *uidvalidity, const char *uid, char *why)
+{
+    return record_from(token, uidvalidity, uid, "0", why);
 }
 
 /* u1 is one of shard 3's users to watch. */
@@ -225,6 +235,32 @@ static void test_record_mail_exactly_once_in_uid_order(void **state)
     r = rsync_command(rs, "HGET si:{3}:user:u1 last_email_at");
     assert_true(r->type == REDIS_REPLY_STRING && atoll(r->str) > 0);
     freeReplyObject(r);
+}
+
+/* Redis restarted from an older state lost the cursor's last moves (and
+ * their events): a later message must not move the cursor past the lost
+ * ones before the watcher has examined the mailbox again. */
+static void test_record_mail_refuses_a_cursor_behind_the_caller(void **state)
+{
+    (void)state;
+    char why[32];
+    watch_u1();
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(baseline("w1:1", "100", "4", NULL), 1);
+    assert_int_equal(record_from("w1:1", "100", "5", "4", why), 1);
+    /* The caller saw 5 and 6 recorded; Redis came back holding 5 only. */
+    assert_int_equal(record_from("w1:1", "100", "7", "6", why), 0);
+    assert_string_equal(why, "behind");
+    redisReply *r = rsync_command(rs, "HGET si:{3}:cur:u1 last_uid");
+    assert_string_equal(r->str, "5");
+    freeReplyObject(r);
+    assert_int_equal(redis_fixture_int(&fx, "EXISTS si:{3}:evt:u1.100.7"), 0);
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 1);
+    /* Examined again from 5: 6 then 7, each once. */
+    assert_int_equal(record_from("w1:1", "100", "6", "5", why), 1);
+    assert_int_equal(record_from("w1:1", "100", "7", "6", why), 1);
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 3);
 }
 
 static void test_stale_holder_cannot_record(void **state)
@@ -410,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup(test_fenced_caller_cannot_acquire, flush),
         cmocka_unit_test_setup(test_release_only_own_lease, flush),
         cmocka_unit_test_setup(test_record_mail_exactly_once_in_uid_order, flush),
+        cmocka_unit_test_setup(test_record_mail_refuses_a_cursor_behind_the_caller, flush),
         cmocka_unit_test_setup(test_stale_holder_cannot_record, flush),
         cmocka_unit_test_setup(test_uidvalidity_change_needs_new_baseline, flush),
         cmocka_unit_test_setup(test_mail_of_a_user_no_longer_watched_is_not_recorded, flush),
