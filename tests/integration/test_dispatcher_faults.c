@@ -254,18 +254,25 @@ static int log_count(const char *pid, const char *field, const char *needle)
     return n;
 }
 
+/* Partner pid, one request at a time with retry schedule schedule, whose
+ * receiver answers 500; 20 new_mail events queued for it. */
+static void failing_partner_with_mail(const char *pid, const char *schedule, unsigned user)
+{
+    partner(pid, "webhook_concurrency", "1", "retry_schedule", schedule);
+    struct receiver_rule down = {.status = 500};
+    receiver_set_rule(rx, pid, &down);
+    char uid[25], eid[128];
+    wf_uid(uid, user);
+    for (unsigned i = 1; i <= 20; i++)
+        assert_int_equal(wf_new_mail(rc, pid, uid, "d", i, 100, eid), 1);
+}
+
 static void test_failing_url_opens_circuit_then_probe_closes_it(void **state)
 {
     (void)state;
     /* One request at a time; with time divided by 20 the circuit opens for
      * 1.5 s and the schedule's first retry is 3 minutes away. */
-    partner("41", "webhook_concurrency", "1", "retry_schedule", "3600");
-    struct receiver_rule down = {.status = 500};
-    receiver_set_rule(rx, "41", &down);
-    char uid[25], eid[128];
-    wf_uid(uid, 4100);
-    for (unsigned i = 1; i <= 20; i++)
-        assert_int_equal(wf_new_mail(rc, "41", uid, "d", i, 100, eid), 1);
+    failing_partner_with_mail("41", "3600", 4100);
     struct proc d;
     start_dispatcher_div(&d, "d-breaker", "5000", "20");
     /* 5 failures open the circuit; the other 15 events are deferred without
@@ -318,13 +325,7 @@ static void test_failing_url_opens_circuit_then_probe_closes_it(void **state)
 static void test_circuit_open_outlasts_a_short_retry_schedule(void **state)
 {
     (void)state;
-    partner("42", "webhook_concurrency", "1", "retry_schedule", "2");
-    struct receiver_rule down = {.status = 500};
-    receiver_set_rule(rx, "42", &down);
-    char uid[25], eid[128];
-    wf_uid(uid, 4200);
-    for (unsigned i = 1; i <= 20; i++)
-        assert_int_equal(wf_new_mail(rc, "42", uid, "d", i, 100, eid), 1);
+    failing_partner_with_mail("42", "2", 4200);
     struct proc d;
     start_dispatcher_div(&d, "d-hold", "5000", "20");
     /* 5 failures open the circuit (1.5 s); its first probe fails too and
@@ -355,14 +356,8 @@ static void test_circuit_open_outlasts_a_short_retry_schedule(void **state)
 static void test_circuit_hold_ends_in_dead_letters_that_say_why(void **state)
 {
     (void)state;
-    partner("43", "webhook_concurrency", "1", "retry_schedule", "36000");
-    struct receiver_rule down = {.status = 500};
-    receiver_set_rule(rx, "43", &down);
-    char uid[25], eid[128];
-    wf_uid(uid, 4300);
     long long t0 = harness_now_ms();
-    for (unsigned i = 1; i <= 20; i++)
-        assert_int_equal(wf_new_mail(rc, "43", uid, "d", i, 100, eid), 1);
+    failing_partner_with_mail("43", "36000", 4300);
     char timeout[64], div[64];
     snprintf(timeout, sizeof timeout, "SUPERIMAP_WEBHOOK_TIMEOUT_MS=%s", "5000");
     snprintf(div, sizeof div, "SUPERIMAP_WEBHOOK_TIME_DIVISOR=%s", "1000");

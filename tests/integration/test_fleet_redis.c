@@ -237,13 +237,7 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
     /* Placement never changed: no watcher saw itself alone after an outage. */
     for (int i = 0; i < NW; i++)
         assert_int_equal(harness_metric(w[i].port, "superimap_watcher_moves_total"), moves[i]);
-    /* A clean stop after all that (sanitizer builds check for leaks). */
-    for (int i = 0; i < NW; i++)
-        harness_proc_signal(&w[i], SIGTERM);
-    for (int i = 0; i < NW; i++) {
-        assert_int_equal(harness_proc_wait(&w[i], 15000), 0);
-        assert_int_equal(w[i].exit_code, 0);
-    }
+    fm_stop_watchers(&fm); /* a clean stop after all that */
 }
 
 int main(void)

@@ -211,6 +211,20 @@ static void on_set(struct rconn *rc, redisReply *reply, int err, void *privdata)
     w->ok += err == 0 && reply != NULL && reply->type == REDIS_REPLY_STATUS;
 }
 
+/* The write of key went to the promoted replica, the rconn counted one
+ * change of primary; then it and its loop are freed. */
+static void moved_to_the_replica(struct ev_loop *loop, struct rconn *rc, const char *key)
+{
+    assert_int_equal(value_at(g.data[1].port, key), 2);
+    struct rconn_stats st;
+    rconn_stats(rc, &st);
+    assert_int_equal(st.primary_changes, 1);
+    rconn_free(rc);
+    int never = 0;
+    run_until(loop, &never, 1, 0.1);
+    ev_loop_destroy(loop);
+}
+
 static void test_rconn_follows_a_killed_primary(void **state)
 {
     (void)state;
@@ -242,14 +256,7 @@ static void test_rconn_follows_a_killed_primary(void **state)
     printf("sentinel: a write landed %lld ms after the primary was killed\n",
            harness_now_ms() - t0);
     assert_int_equal(w.ok, 2);
-    assert_int_equal(value_at(g.data[1].port, "a"), 2);
-    struct rconn_stats st;
-    rconn_stats(rc, &st);
-    assert_int_equal(st.primary_changes, 1);
-    rconn_free(rc);
-    int never = 0;
-    run_until(loop, &never, 1, 0.1);
-    ev_loop_destroy(loop);
+    moved_to_the_replica(loop, rc, "a");
 }
 
 /* A primary that hangs (SIGSTOP) keeps its connections open: the nodes
@@ -279,14 +286,7 @@ static void test_rconn_leaves_a_hung_primary_when_the_sentinels_switch(void **st
     printf("sentinel: a write landed %lld ms after the primary hung\n", took);
     assert_int_equal(w.ok, 2);
     assert_true(took < 20000); /* the command timeout (30 s) played no part */
-    assert_int_equal(value_at(g.data[1].port, "h"), 2);
-    struct rconn_stats st;
-    rconn_stats(rc, &st);
-    assert_int_equal(st.primary_changes, 1);
-    rconn_free(rc);
-    int never = 0;
-    run_until(loop, &never, 1, 0.1);
-    ev_loop_destroy(loop);
+    moved_to_the_replica(loop, rc, "h");
 }
 
 int main(void)
