@@ -61,7 +61,6 @@ struct rsync;
 #define API_URL_MAX        2048        /* bytes of a webhook or redirect URL */
 #define API_SECRET_MAX     4096        /* bytes of a password or refresh token */
 #define API_CODE_MAX       64          /* bytes of a provider code */
-#define API_LINK_TTL_S     (30 * 60)   /* connect/disconnect links, as the original */
 #define API_CHANGES_MAXLEN "100000"    /* si:changes, XADD MAXLEN ~ */
 
 /* Process-wide state; read-only once the server runs. */

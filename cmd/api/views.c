@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/connect.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -46,24 +47,10 @@ static void int_field(struct json_gen *g, const char *key, const char *v)
     json_gen_key_int(g, key, v && *v ? strtoll(v, NULL, 10) : 0);
 }
 
-void view_link_sig(const struct api *a, const char *kind, const char *uid, int64_t ts, char out[44])
-{
-    char msg[128];
-    int n = snprintf(msg, sizeof msg, "%s\n%s\n%lld", kind, uid, (long long)ts);
-    unsigned char mac[CRYPTO_SHA256_LEN];
-    if (crypto_hmac_sha256(a->link_key, sizeof a->link_key, msg, (size_t)n, mac) < 0) {
-        out[0] = '\0';
-        return;
-    }
-    char *b64 = crypto_b64url_encode(mac, sizeof mac);
-    snprintf(out, 44, "%s", b64);
-    xfree(b64);
-}
-
 char *view_link(const struct api *a, const char *kind, const char *uid, int64_t ts)
 {
-    char sig[44];
-    view_link_sig(a, kind, uid, ts, sig);
+    char sig[CONNECT_SIG_LEN + 1];
+    connect_link_sig(a->link_key, kind, uid, ts, sig);
     const char *base = a->cfg->public_url;
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')
