@@ -219,8 +219,9 @@ const struct config_var config_vars[] = {
     {"SUPERIMAP_MAX_EMAIL_SIZE", CONFIG_INT, WAT, "26214400", 1024, 1073741824, NULL, 0,
      OFF(max_email_size), NULL,
      "Largest message sent in full, in bytes; bigger mail gives a too_large event (envelope, size)"},
-    {"SUPERIMAP_CA_FILE", CONFIG_STR, WAT, NULL, 0, 0, NULL, 0, OFF(ca_file), NULL,
-     "PEM file of CAs trusted for IMAP TLS (private CAs); unset: the system store"},
+    {"SUPERIMAP_CA_FILE", CONFIG_STR, WAT | API, NULL, 0, 0, NULL, 0, OFF(ca_file), NULL,
+     "PEM file of CAs trusted for IMAP TLS (private CAs; the api's PLAIN connect form too); "
+     "unset: the system store"},
     {"SUPERIMAP_IMAP_CONNECT_TIMEOUT_MS", CONFIG_INT, WAT, "15000", 100, 600000, NULL, 0,
      OFF(imap_connect_timeout_ms), NULL, "IMAP TCP connect, TLS handshake and greeting, together"},
     {"SUPERIMAP_IMAP_COMMAND_TIMEOUT_MS", CONFIG_INT, WAT, "60000", 100, 3600000, NULL, 0,
@@ -239,6 +240,10 @@ const struct config_var config_vars[] = {
      "Cap of reconnect delays after network and protocol errors (auth failures grow to 6 h)"},
     {"SUPERIMAP_SHUTDOWN_TIMEOUT_SEC", CONFIG_INT, NODES, "30", 1, 3600, NULL, 0,
      OFF(shutdown_timeout_sec), NULL, "Longest graceful drain on SIGTERM before exiting anyway"},
+    {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE", CONFIG_BOOL, API | WAT, "0", 0, 0, NULL, 0,
+     OFF(oauth2_allow_private), NULL,
+     "Let OAuth2 token, userinfo and revoke requests reach loopback, private and other "
+     "non-public addresses (tests; cloud metadata addresses stay refused)"},
     {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE", CONFIG_BOOL, DIS, "0", 0, 0, NULL, 0,
      OFF(webhook_allow_private), NULL,
      "Let webhooks reach loopback, private, link-local, CGNAT and other non-public addresses "

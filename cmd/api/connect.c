@@ -21,6 +21,33 @@
 
 #define OUT_MAX (64 * 1024) /* any URL or text made here */
 
+/* ---- Outcomes ---- */
+
+const char *connect_result_str(enum connect_result r)
+{
+    static const char *const names[CONNECT_RESULTS] = {"redirected",
+                                                       "form",
+                                                       "connected",
+                                                       "disconnected",
+                                                       "invalid_link",
+                                                       "link_expired",
+                                                       "link_used",
+                                                       "invalid_state",
+                                                       "browser_mismatch",
+                                                       "access_denied",
+                                                       "provider_error",
+                                                       "token_error",
+                                                       "provider_unavailable",
+                                                       "no_refresh_token",
+                                                       "no_email",
+                                                       "email_taken",
+                                                       "user_gone",
+                                                       "login_refused",
+                                                       "rate_limited",
+                                                       "server_error"};
+    return r >= 0 && r < CONNECT_RESULTS ? names[r] : "server_error";
+}
+
 /* ---- Signed links ---- */
 
 void connect_link_sig(const unsigned char key[32], const char *kind, const char *uid, int64_t ts,

@@ -29,6 +29,37 @@
 #define CONNECT_URL_MAX   2048      /* bytes of a success or failure URL */
 #define CONNECT_COOKIE    "superimap_connect"
 
+/* ---- Outcomes ---- */
+
+/* What one request to a connect page ended in: a metric label, and for
+ * failures the error= added to the failure URL. */
+enum connect_result {
+    CONNECT_REDIRECTED,     /* sent to the provider's consent page */
+    CONNECT_FORM,           /* the PLAIN form shown */
+    CONNECT_CONNECTED,      /* connected (callback or form) */
+    CONNECT_DISCONNECTED,   /* disconnected */
+    CONNECT_INVALID_LINK,   /* malformed or forged link, unknown user */
+    CONNECT_EXPIRED,        /* a real link, too old */
+    CONNECT_USED,           /* a real link, followed before */
+    CONNECT_INVALID_STATE,  /* callback or form without a live flow */
+    CONNECT_BROWSER,        /* the flow belongs to another browser (cookie) */
+    CONNECT_DENIED,         /* the user said no at the provider */
+    CONNECT_PROVIDER_ERROR, /* the provider sent another error to the callback */
+    CONNECT_TOKEN_ERROR,    /* the token endpoint refused the code */
+    CONNECT_UNAVAILABLE,    /* the provider could not be reached, or failed */
+    CONNECT_NO_REFRESH,     /* no refresh token came */
+    CONNECT_NO_EMAIL,       /* no email address came */
+    CONNECT_EMAIL_TAKEN,    /* another user of the connection has that email */
+    CONNECT_USER_GONE,      /* the user was archived or deleted meanwhile */
+    CONNECT_LOGIN_REFUSED,  /* the IMAP server refused the PLAIN form's login */
+    CONNECT_RATE_LIMITED,   /* too many PLAIN form logins */
+    CONNECT_SERVER_ERROR,   /* Redis or encryption failed, or a misconfiguration */
+    CONNECT_RESULTS
+};
+
+/* The result's name: "redirected", ..., "invalid_link", "access_denied". */
+const char *connect_result_str(enum connect_result r);
+
 /* ---- Signed links ---- */
 
 /* The signature of a link of kind ("connect" or "disconnect") for user uid

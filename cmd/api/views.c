@@ -126,7 +126,17 @@ void view_provider(struct json_gen *g, const struct rec *p)
     int_field(g, "max_connections", rec_get(p, "max_connections"));
     str_or_null(g, "oauth2_authorize_url", rec_get(p, "oauth2_authorize_url"));
     str_or_null(g, "oauth2_token_url", rec_get(p, "oauth2_token_url"));
+    str_or_null(g, "oauth2_userinfo_url", rec_get(p, "oauth2_userinfo_url"));
+    str_or_null(g, "oauth2_revoke_url", rec_get(p, "oauth2_revoke_url"));
     str_or_null(g, "oauth2_scope", rec_get(p, "oauth2_scope"));
+    const char *params = rec_get(p, "oauth2_authorize_params");
+    if (*params != '\0')
+        json_gen_key_raw(g, "oauth2_authorize_params", params, strlen(params));
+    else
+        json_gen_key_null(g, "oauth2_authorize_params");
+    json_gen_key_str(g, "oauth2_token_auth",
+                     *rec_get(p, "oauth2_token_auth") ? rec_get(p, "oauth2_token_auth") : "post");
+    json_gen_key_str(g, "sasl", *rec_get(p, "sasl") ? rec_get(p, "sasl") : "xoauth2");
     int_field(g, "connections_count", rec_get(p, "connections_count"));
     view_time(g, "created_at", rec_get(p, "created_at"));
     view_time(g, "updated_at", rec_get(p, "updated_at"));
