@@ -105,8 +105,8 @@
  * User fields: uid, pid, code, tag, email, username, secret (encrypted
  * password or refresh token, AAD "si:user:<uid>:secret"),
  * oauth2_access_token (encrypted, AAD "si:user:<uid>:oauth2_access_token";
- * empty when none), oauth2_expires_at (unix seconds of its expiry, empty
- * when none), connected_at (ms,
+ * empty when none), oauth2_expires_at (ms of its expiry, empty when none),
+ * connected_at (ms,
  * empty when not connected), archived (0|1), state (idle|connecting|
  * watching|auth_failed|throttled|error|archived), last_error (also why a user
  * was archived other than by its partner, e.g. "webhook answered 403"), last_login_at,

@@ -535,8 +535,8 @@ static int connect_callback(struct req *r)
         if (res == CONNECT_CONNECTED) {
             char expires[24];
             snprintf(expires, sizeof expires, "%lld",
-                     (long long)(store_time_ms(r) / 1000 +
-                                 (t.expires_in > 0 ? t.expires_in : ACCESS_TTL_S)));
+                     (long long)(store_time_ms(r) +
+                                 1000 * (t.expires_in > 0 ? t.expires_in : ACCESS_TTL_S)));
             struct store_connect_in in = {.secret = t.refresh_token,
                                           .access_token = t.access_token,
                                           .expires_at = expires,

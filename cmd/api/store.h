@@ -254,7 +254,7 @@ char *store_conn_open_secret(struct req *r, const char *pid, const char *code, c
 struct store_connect_in {
     const char *secret;       /* refresh token or password, in clear */
     const char *access_token; /* in clear, or "" */
-    const char *expires_at;   /* unix seconds, or "" */
+    const char *expires_at;   /* ms since the epoch, or "" */
     const char *email;        /* from the provider; NULL: unchanged */
     const char *username;     /* PLAIN login; NULL: unchanged */
 };

@@ -16,7 +16,7 @@
 -- ARGV[8]  has username (0|1)          ARGV[9]  username
 -- ARGV[10] secret (encrypted refresh token or password)
 -- ARGV[11] oauth2_access_token (encrypted; '' for PLAIN)
--- ARGV[12] oauth2_expires_at (unix seconds; '' for PLAIN)
+-- ARGV[12] oauth2_expires_at (ms; '' for PLAIN)
 -- ARGV[13] now ms: connected_at, and the event's time
 -- ARGV[14] event id <uid>.connected.<now>   ARGV[15] sha1 of the tag
 -- ARGV[16] the event's payload (encrypted with AAD si:evt:<eid>)
