@@ -688,6 +688,45 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     browser_close(&other);
 }
 
+static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
+{
+    (void)state;
+    world(NULL);
+    char link[4096], uid[SCHEMA_UID_LEN + 1];
+    user_link("PLAIN", "user2", "connect", link, sizeof link, uid);
+    struct browser b;
+    browser_open(&b);
+    struct page p = {0};
+    visit(&b, link, NULL, &p);
+    assert_int_equal(p.status, 200);
+    char st[256], form[1024];
+    form_state(&p, st, sizeof st);
+    double refused =
+        harness_metric(api.port, "superimap_api_connect_total{result=\"login_refused\"}");
+    for (int i = 0; i < 10; i++) {
+        snprintf(form, sizeof form, "state=%s&username=%%3Cb%%3Ex%%22%%3C%%2Fb%%3E&password=no",
+                 st);
+        visit(&b, PUBLIC "/users/connect/new", form, &p);
+        assert_int_equal(p.status, 200);
+        assert_non_null(strstr(p.body.p, "value=\"&lt;b&gt;x&quot;&lt;/b&gt;\""));
+        assert_null(strstr(p.body.p, "<b>x"));
+    }
+    assert_true(harness_metric(api.port, "superimap_api_connect_total{result=\"login_refused\"}") >=
+                refused + 10);
+    snprintf(form, sizeof form, "state=%s&username=user2&password=pass2", st);
+    visit(&b, PUBLIC "/users/connect/new", form, &p);
+    assert_int_equal(p.status, 429);
+    assert_non_null(strstr(p.body.p, "Too many attempts"));
+    assert_untouched(uid);
+    /* An empty password is asked for again without trying the server. */
+    snprintf(form, sizeof form, "state=%s&username=user2&password=", st);
+    visit(&b, PUBLIC "/users/connect/new", form, &p);
+    assert_int_equal(p.status, 200);
+    assert_non_null(strstr(p.body.p, "Enter your user name and password."));
+    page_free(&p);
+    browser_close(&b);
+}
+
 /* ---- Provider configuration ---- */
 
 static void test_provider_presets_fill_the_published_values(void **state)
@@ -760,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_state_wrong_missing_or_from_another_browser_is_refused),
         cmocka_unit_test(test_denied_consent_and_token_errors_are_refused),
         cmocka_unit_test(test_plain_form_tries_the_login_before_saving),
+        cmocka_unit_test(test_plain_form_escapes_input_and_is_rate_limited),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
