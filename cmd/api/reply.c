@@ -47,13 +47,15 @@ static int send_one(struct req *r, int status, const char *ctype, const char *bo
     return status;
 }
 
+/* form-action also governs where a form's answer redirects (CSP Level 3):
+ * the PLAIN form's success goes to the partner's URL, on any http(s) host. */
 int reply_html(struct req *r, int status, const char *html, const char *headers)
 {
     struct buf h;
     buf_init(&h, 8192);
     buf_printf(&h,
                "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
-               "form-action 'self'; frame-ancestors 'none'\r\n"
+               "form-action 'self' http: https:; frame-ancestors 'none'\r\n"
                "Referrer-Policy: no-referrer\r\n%s",
                headers ? headers : "");
     int rc = send_one(r, status, "text/html; charset=utf-8", html, strlen(html), h.data);

@@ -18,7 +18,7 @@
  */
 #include "tests/integration/test_api_client.h"
 
-#include <openssl/hmac.h>
+#include <unistd.h>
 
 #include "core/crypto.h"
 #include "core/err.h"
@@ -727,6 +727,111 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
     browser_close(&b);
 }
 
+/* ---- A real browser ---- */
+
+#define CHROMIUM "/usr/bin/chromium"
+#define NODE     "/usr/bin/node"
+
+/* Runs argv (with env) to its end within ms; its log into out. The exit
+ * code. */
+static int run_to_end(const char *name, const char *const *argv, const char *const *env, int ms,
+                      char **out)
+{
+    struct proc p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.log, sizeof p.log, "%s/%s.log", redis.dir, name);
+    assert_int_equal(harness_spawn(&p, argv, env), 0);
+    if (harness_proc_wait(&p, ms) < 0) {
+        harness_proc_stop(&p);
+        fail_msg("%s did not finish within %d ms; log %s", name, ms, p.log);
+    }
+    *out = slurp(p.log);
+    return p.exit_code;
+}
+
+/* puppeteer-core 24.x in tests/browser/node_modules (test-only, never
+ * committed), installed from the npm registry when missing. */
+static void need_puppeteer(const char *dir)
+{
+    char probe[1200];
+    snprintf(probe, sizeof probe, "%s/node_modules/puppeteer-core/package.json", dir);
+    if (access(probe, R_OK) == 0)
+        return;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && npm install --no-save --no-package-lock --no-audit --no-fund", dir);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    char *log = NULL;
+    int rc = run_to_end("npm-install", argv, NULL, 300000, &log);
+    if (rc != 0 || access(probe, R_OK) != 0)
+        fail_msg("npm could not install puppeteer-core into %s (exit %d):\n%s", dir, rc,
+                 log ? log : "");
+    free(log);
+}
+
+static void test_browser_consent_and_plain_form(void **state)
+{
+    (void)state;
+    if (access(CHROMIUM, X_OK) != 0 || access(NODE, X_OK) != 0)
+        fail_msg("%s or %s is missing: install the Debian packages chromium and nodejs (make "
+                 "deps)",
+                 CHROMIUM, NODE);
+    const char *src = getenv("SUPERIMAP_SRC_DIR");
+    char dir[1024], script[1100];
+    snprintf(dir, sizeof dir, "%s/tests/browser", src ? src : ".");
+    snprintf(script, sizeof script, "%s/connect.mjs", dir);
+    need_puppeteer(dir);
+
+    world(NULL);
+    char oauth[4096], deny[4096], plain[4096];
+    char oauth_uid[SCHEMA_UID_LEN + 1], deny_uid[SCHEMA_UID_LEN + 1], plain_uid[SCHEMA_UID_LEN + 1];
+    user_link("FAKE", "browser1", "connect", oauth, sizeof oauth, oauth_uid);
+    user_link("FAKE", "browser2", "connect", deny, sizeof deny, deny_uid);
+    user_link("PLAIN", "user3", "connect", plain, sizeof plain, plain_uid);
+    static char vars[8][4200];
+    snprintf(vars[0], sizeof vars[0], "API_PORT=%d", api.port);
+    snprintf(vars[1], sizeof vars[1], "OAUTH_LINK=%s", oauth);
+    snprintf(vars[2], sizeof vars[2], "DENY_LINK=%s", deny);
+    snprintf(vars[3], sizeof vars[3], "PLAIN_LINK=%s", plain);
+    snprintf(vars[4], sizeof vars[4], "HOME=%s", redis.dir);
+    snprintf(vars[5], sizeof vars[5], "TMPDIR=%s", redis.dir);
+    const char *env[] = {vars[0],
+                         vars[1],
+                         vars[2],
+                         vars[3],
+                         vars[4],
+                         vars[5],
+                         "CHROMIUM=" CHROMIUM,
+                         "PLAIN_USER=user3",
+                         "PLAIN_PASSWORD=pass3",
+                         "PATH=/usr/bin:/bin",
+                         NULL};
+    const char *argv[] = {NODE, script, NULL};
+    char *log = NULL;
+    int rc = run_to_end("browser", argv, env, 120000, &log);
+    const char *line = log ? strstr(log, "{\"oauth\"") : NULL;
+    if (rc != 0 || line == NULL)
+        fail_msg("the browser test failed (exit %d):\n%s", rc, log ? log : "");
+    yajl_val v = NULL;
+    assert_int_equal(json_parse(line, strcspn(line, "\n"), 8, &v, NULL, 0), 0);
+    assert_string_equal(json_get_str(v, "oauth"), OK_URL);
+    assert_string_equal(json_get_str(v, "deny"), KO_URL "?error=access_denied");
+    assert_non_null(strstr(json_get_str(v, "plain_error"), "did not accept"));
+    assert_string_equal(json_get_str(v, "plain_saved_after_error"), PUBLIC "/users/connect/new");
+    assert_string_equal(json_get_str(v, "plain"), OK_URL);
+    json_free(v);
+    free(log);
+
+    char f[1024];
+    user_field(oauth_uid, "email", f, sizeof f);
+    assert_string_equal(f, "browser@example.com");
+    assert_int_equal(events_of(oauth_uid, "connected"), 1);
+    assert_untouched(deny_uid);
+    user_field(plain_uid, "username", f, sizeof f);
+    assert_string_equal(f, "user3");
+    assert_int_equal(events_of(plain_uid, "connected"), 1);
+}
+
 /* ---- Provider configuration ---- */
 
 static void test_provider_presets_fill_the_published_values(void **state)
@@ -800,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_denied_consent_and_token_errors_are_refused),
         cmocka_unit_test(test_plain_form_tries_the_login_before_saving),
         cmocka_unit_test(test_plain_form_escapes_input_and_is_rate_limited),
+        cmocka_unit_test(test_browser_consent_and_plain_form),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
