@@ -110,6 +110,18 @@ static int open_socket(struct conn *c, const char *host, int port)
     return 0;
 }
 
+/* After an SSL call returned rc: waits for what it wants and returns 1 (call
+ * again), or returns 0 (it failed, or the deadline passed). */
+static int tls_again(struct conn *c, int rc)
+{
+    int e = SSL_get_error(c->ssl, rc);
+    if ((e == SSL_ERROR_WANT_READ && wait_fd(c, POLLIN)) ||
+        (e == SSL_ERROR_WANT_WRITE && wait_fd(c, POLLOUT)))
+        return 1;
+    ERR_clear_error();
+    return 0;
+}
+
 static int start_tls(struct conn *c, const char *host, const char *ca_file)
 {
     c->ctx = SSL_CTX_new(TLS_client_method());
@@ -128,41 +140,43 @@ static int start_tls(struct conn *c, const char *host, const char *ca_file)
         int rc = SSL_connect(c->ssl);
         if (rc == 1)
             return 0;
-        int e = SSL_get_error(c->ssl, rc);
-        if (!((e == SSL_ERROR_WANT_READ && wait_fd(c, POLLIN)) ||
-              (e == SSL_ERROR_WANT_WRITE && wait_fd(c, POLLOUT)))) {
-            ERR_clear_error();
+        if (!tls_again(c, rc)) {
             say(c, "A secure connection to the mail server %s could not be made.", host);
             return -1;
         }
     }
 }
 
+/* One write of up to n bytes from out or, when out is NULL, one read into
+ * in, over TLS when it is on. Returns the bytes moved, 0 to call again
+ * (after waiting for the socket), or -1 (closed, failed, or the deadline
+ * passed). */
+static ssize_t io_once(struct conn *c, const char *out, char *in, size_t n)
+{
+    int writing = out != NULL;
+    if (c->ssl != NULL) {
+        int rc = writing ? SSL_write(c->ssl, out, (int)n) : SSL_read(c->ssl, in, (int)n);
+        if (rc > 0)
+            return rc;
+        return tls_again(c, rc) ? 0 : -1;
+    }
+    ssize_t k = writing ? send(c->fd, out, n, MSG_NOSIGNAL) : recv(c->fd, in, n, 0);
+    if (k > 0)
+        return k;
+    if (k < 0 && errno == EINTR)
+        return 0;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+        wait_fd(c, writing ? POLLOUT : POLLIN))
+        return 0;
+    return -1;
+}
+
 static int send_all(struct conn *c, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t k;
-        if (c->ssl != NULL) {
-            int rc = SSL_write(c->ssl, p, (int)n);
-            if (rc <= 0) {
-                int e = SSL_get_error(c->ssl, rc);
-                if ((e == SSL_ERROR_WANT_READ && wait_fd(c, POLLIN)) ||
-                    (e == SSL_ERROR_WANT_WRITE && wait_fd(c, POLLOUT)))
-                    continue;
-                ERR_clear_error();
-                return -1;
-            }
-            k = rc;
-        } else {
-            k = send(c->fd, p, n, MSG_NOSIGNAL);
-            if (k < 0) {
-                if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_fd(c, POLLOUT))
-                    continue;
-                if (errno == EINTR)
-                    continue;
-                return -1;
-            }
-        }
+        ssize_t k = io_once(c, p, NULL, n);
+        if (k < 0)
+            return -1;
         p += k;
         n -= (size_t)k;
     }
@@ -172,32 +186,14 @@ static int send_all(struct conn *c, const char *p, size_t n)
 /* Reads more bytes into c->in. 0, or -1 on close, error or deadline. */
 static int fill(struct conn *c)
 {
-    for (;;) {
-        ssize_t k;
-        if (c->ssl != NULL) {
-            int rc = SSL_read(c->ssl, c->in, sizeof c->in);
-            if (rc <= 0) {
-                int e = SSL_get_error(c->ssl, rc);
-                if ((e == SSL_ERROR_WANT_READ && wait_fd(c, POLLIN)) ||
-                    (e == SSL_ERROR_WANT_WRITE && wait_fd(c, POLLOUT)))
-                    continue;
-                ERR_clear_error();
-                return -1;
-            }
-            k = rc;
-        } else {
-            k = recv(c->fd, c->in, sizeof c->in, 0);
-            if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait_fd(c, POLLIN))
-                continue;
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k <= 0)
-                return -1;
-        }
-        c->in_len = (size_t)k;
-        c->in_off = 0;
-        return 0;
-    }
+    ssize_t k;
+    while ((k = io_once(c, NULL, c->in, sizeof c->in)) == 0)
+        continue;
+    if (k < 0)
+        return -1;
+    c->in_len = (size_t)k;
+    c->in_off = 0;
+    return 0;
 }
 
 /* The next response into *out. 0, or -1 (closed, timed out, nonsense). */

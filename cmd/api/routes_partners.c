@@ -98,10 +98,9 @@ static int partner_input(struct req *r, int creating, const char **pairs, int *n
         pairs[(*n)++] = "name";
         pairs[(*n)++] = name;
     }
-    static const char *const disabled[] = {"new_mail_webhook_disabled",
-                                           "user_connected_webhook_disabled",
-                                           "user_disconnected_webhook_disabled",
-                                           "user_reauth_required_webhook_disabled"};
+    static const char *const disabled[] = {
+        "new_mail_webhook_disabled", "user_connected_webhook_disabled",
+        "user_disconnected_webhook_disabled", "user_reauth_required_webhook_disabled"};
     for (int i = 0; i < 4; i++) {
         if (url[i] == NULL)
             continue;

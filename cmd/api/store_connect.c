@@ -19,6 +19,7 @@
 
 #include "cmd/api/api.h"
 #include "cmd/api/connect.h"
+#include "cmd/api/keys.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -137,47 +138,12 @@ int store_user_by_uid(struct req *r, const char *uid, struct rec *out)
 
 char *store_user_open(struct req *r, const struct rec *u, const char *field)
 {
-    const char *env = rec_get(u, field);
-    char aad[SCHEMA_KEY_MAX];
-    char *plain = NULL;
-    int rc = strcmp(field, "secret") == 0 ? schema_aad_user_secret(aad, rec_get(u, "uid"))
-                                          : schema_aad_user_access_token(aad, rec_get(u, "uid"));
-    if (*env == '\0' || rc < 0 || crypto_decrypt(r->api->keys, env, aad, &plain, NULL) < 0)
-        return NULL;
-    return plain;
+    return keys_open_user(r->api, rec_get(u, "uid"), field, rec_get(u, field));
 }
 
 char *store_conn_open_secret(struct req *r, const char *pid, const char *code, const struct rec *c)
 {
-    const char *env = rec_get(c, "oauth2_client_secret");
-    char aad[SCHEMA_KEY_MAX];
-    char *plain = NULL;
-    if (*env == '\0' || schema_aad_conn_secret(aad, pid, code) < 0 ||
-        crypto_decrypt(r->api->keys, env, aad, &plain, NULL) < 0)
-        return NULL;
-    return plain;
-}
-
-/* Encrypts s for user uid's field with its AAD; "" stays "". A new string
- * or NULL. */
-static char *seal_user(struct req *r, const char *uid, int access, const char *s)
-{
-    if (s == NULL || *s == '\0')
-        return xstrdup("");
-    char aad[SCHEMA_KEY_MAX];
-    char *env = NULL;
-    int rc = access ? schema_aad_user_access_token(aad, uid) : schema_aad_user_secret(aad, uid);
-    if (rc < 0 || crypto_encrypt(r->api->keys, s, strlen(s), aad, &env) < 0)
-        return NULL;
-    return env;
-}
-
-static void wipe_free(char *s)
-{
-    if (s != NULL) {
-        crypto_wipe(s, strlen(s));
-        xfree(s);
-    }
+    return keys_open_conn_secret(r->api, pid, code, rec_get(c, "oauth2_client_secret"));
 }
 
 /* The keys of a user's event at now: the event hash, the partner's ready
@@ -284,8 +250,8 @@ int store_user_connect(struct req *r, struct rec *u, const struct store_connect_
 {
     *queued = 0;
     const char *uid = rec_get(u, "uid");
-    char *secret = seal_user(r, uid, 0, in->secret);
-    char *access = seal_user(r, uid, 1, in->access_token);
+    char *secret = keys_seal_user(r->api, uid, "secret", in->secret);
+    char *access = keys_seal_user(r->api, uid, "oauth2_access_token", in->access_token);
     int rc = secret != NULL && access != NULL ? 1 : -SIMAP_ECRYPTO;
     for (int i = 0; i < WRITE_TRIES && rc == 1; i++) {
         rc = connect_once(r, u, in, secret, access, queued);
@@ -297,8 +263,8 @@ int store_user_connect(struct req *r, struct rec *u, const struct store_connect_
             uid = rec_get(u, "uid");
         }
     }
-    wipe_free(secret);
-    wipe_free(access);
+    keys_wipe_free(secret);
+    keys_wipe_free(access);
     return rc == 1 ? -SIMAP_ESTATE : rc;
 }
 

@@ -378,19 +378,30 @@ static void assert_fails(struct browser *b, const char *url, const char *error)
     page_free(&p);
 }
 
+/* What most tests start from: a fresh world, one user of code with its
+ * connect link, and a browser. */
+struct start {
+    char link[4096], uid[SCHEMA_UID_LEN + 1];
+    struct browser b;
+};
+
+static void begin(struct start *s, const char *code, const char *tag)
+{
+    world(NULL);
+    user_link(code, tag, "connect", s->link, sizeof s->link, s->uid);
+    browser_open(&s->b);
+}
+
 /* ---- OAuth2 ---- */
 
 static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
 {
     (void)state;
-    world(NULL);
-    char link[4096], uid[SCHEMA_UID_LEN + 1];
-    user_link("FAKE", "alice", "connect", link, sizeof link, uid);
-    struct browser b;
-    browser_open(&b);
+    struct start s;
+    begin(&s, "FAKE", "alice");
 
     struct page p = {0};
-    visit(&b, link, NULL, &p);
+    visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_non_null(strstr(p.cookie, "superimap_connect="));
     assert_non_null(strstr(p.cookie, "HttpOnly"));
@@ -412,38 +423,38 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     assert_string_equal(v, "consent");
     query_value(p.location, "state", v, sizeof v);
     assert_true(strlen(v) >= 43);
-    assert_int_equal(events_of(uid, "connected"), 0);
+    assert_int_equal(events_of(s.uid, "connected"), 0);
     page_free(&p);
-    browser_close(&b);
+    browser_close(&s.b);
 
     /* The whole flow in a fresh browser with a fresh link. */
-    freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(link, "sig=") + 4));
-    browser_open(&b);
+    freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(s.link, "sig=") + 4));
+    browser_open(&s.b);
     char cb[8192];
-    to_callback(&b, link, "allow", cb, sizeof cb);
-    visit(&b, cb, NULL, &p);
+    to_callback(&s.b, s.link, "allow", cb, sizeof cb);
+    visit(&s.b, cb, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
-    user_field(uid, "connected_at", v, sizeof v);
+    user_field(s.uid, "connected_at", v, sizeof v);
     assert_true(strlen(v) > 0);
-    user_field(uid, "email", v, sizeof v);
+    user_field(s.uid, "email", v, sizeof v);
     assert_string_equal(v, "alice@example.com");
-    user_field(uid, "secret", v, sizeof v);
+    user_field(s.uid, "secret", v, sizeof v);
     assert_int_equal(strncmp(v, "v1:", 3), 0);
-    user_field(uid, "oauth2_access_token", v, sizeof v);
+    user_field(s.uid, "oauth2_access_token", v, sizeof v);
     assert_int_equal(strncmp(v, "v1:", 3), 0);
-    user_field(uid, "oauth2_expires_at", v, sizeof v);
+    user_field(s.uid, "oauth2_expires_at", v, sizeof v);
     assert_true(atoll(v) > harness_now_ms());
-    assert_int_equal(events_of(uid, "connected"), 1);
-    redisReply *rep = rcmd(&redis, "SISMEMBER si:{%u}:users %s", hrw_shard(uid, 64), uid);
+    assert_int_equal(events_of(s.uid, "connected"), 1);
+    redisReply *rep = rcmd(&redis, "SISMEMBER si:{%u}:users %s", hrw_shard(s.uid, 64), s.uid);
     assert_int_equal(rep->integer, 1);
     freeReplyObject(rep);
 
     /* The state was single use: the same callback again changes nothing. */
-    visit(&b, cb, NULL, &p);
+    visit(&s.b, cb, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, KO_URL "?error=invalid_state");
-    assert_int_equal(events_of(uid, "connected"), 1);
+    assert_int_equal(events_of(s.uid, "connected"), 1);
 
     /* The API shows it connected. */
     struct api_resp r = {0};
@@ -455,27 +466,27 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     api_resp_free(&r);
 
     /* Disconnect: revoked at the provider, cleared, user_disconnected. */
-    visit(&b, dis, NULL, &p);
+    visit(&s.b, dis, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
-    user_field(uid, "connected_at", v, sizeof v);
+    user_field(s.uid, "connected_at", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(uid, "secret", v, sizeof v);
+    user_field(s.uid, "secret", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(uid, "oauth2_access_token", v, sizeof v);
+    user_field(s.uid, "oauth2_access_token", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(uid, "email", v, sizeof v);
+    user_field(s.uid, "email", v, sizeof v);
     assert_string_equal(v, "");
-    assert_int_equal(events_of(uid, "disconnected"), 1);
+    assert_int_equal(events_of(s.uid, "disconnected"), 1);
     char stats[4096];
     assert_int_equal(harness_http_get(idp_port, "/control/stats", stats, sizeof stats), 200);
     assert_non_null(strstr(stats, "\"revocations\":1"));
     /* A disconnect link is single use too. */
-    visit(&b, dis, NULL, &p);
+    visit(&s.b, dis, NULL, &p);
     assert_string_equal(p.location, KO_URL "?error=link_used");
     assert_true(harness_metric(api.port, "superimap_api_connect_total{result=\"connected\"}") >= 1);
     page_free(&p);
-    browser_close(&b);
+    browser_close(&s.b);
 }
 
 /* The link of user uid signed as the api does, made at ts. */
@@ -496,86 +507,81 @@ static void signed_link(const char *kind, const char *uid, long long ts, char *o
 static void test_links_forged_expired_or_replayed_are_refused(void **state)
 {
     (void)state;
-    world(NULL);
-    char link[4096], uid[SCHEMA_UID_LEN + 1];
-    user_link("FAKE", "bob", "connect", link, sizeof link, uid);
-    struct browser b;
-    browser_open(&b);
+    struct start s;
+    begin(&s, "FAKE", "bob");
     /* Our signing matches the api's. */
     char mine[4096];
-    long long ts = atoll(strstr(link, "ts=") + 3);
-    signed_link("connect", uid, ts, mine, sizeof mine);
-    assert_string_equal(mine, link);
+    long long ts = atoll(strstr(s.link, "ts=") + 3);
+    signed_link("connect", s.uid, ts, mine, sizeof mine);
+    assert_string_equal(mine, s.link);
 
     char forged[4096];
-    snprintf(forged, sizeof forged, "%s", link);
-    char *s = strstr(forged, "sig=") + 4;
-    s[0] = s[0] == 'A' ? 'B' : 'A';
-    assert_fails(&b, forged, "invalid_link");
-    signed_link("disconnect", uid, ts, forged, sizeof forged);
+    snprintf(forged, sizeof forged, "%s", s.link);
+    char *c = strstr(forged, "sig=") + 4;
+    c[0] = c[0] == 'A' ? 'B' : 'A';
+    assert_fails(&s.b, forged, "invalid_link");
+    signed_link("disconnect", s.uid, ts, forged, sizeof forged);
     memcpy(strstr(forged, "/disconnect/"), "/connect/", 9);
     memmove(strstr(forged, "/connect/") + 9, strstr(forged, "/connect/") + 12,
             strlen(strstr(forged, "/connect/") + 12) + 1);
-    assert_fails(&b, forged, "invalid_link");
+    assert_fails(&s.b, forged, "invalid_link");
 
     char old[4096];
-    signed_link("connect", uid, harness_now_ms() / 1000 - 31 * 60, old, sizeof old);
-    assert_fails(&b, old, "link_expired");
+    signed_link("connect", s.uid, harness_now_ms() / 1000 - 31 * 60, old, sizeof old);
+    assert_fails(&s.b, old, "link_expired");
     /* The partner's own failure URL, after the original's second '?'. */
     char quirk[8192];
     snprintf(quirk, sizeof quirk, "%s?success=https://p.test/ok&failure=https://p.test/ko?x=1",
              old);
     struct page p = {0};
-    visit(&b, quirk, NULL, &p);
+    visit(&s.b, quirk, NULL, &p);
     assert_string_equal(p.location, "https://p.test/ko?x=1&error=link_expired");
     /* A protocol-relative failure URL is not followed: the partner's is. */
     snprintf(quirk, sizeof quirk, "%s&failure=//evil.test/x", old);
-    assert_fails(&b, quirk, "link_expired");
+    assert_fails(&s.b, quirk, "link_expired");
 
     /* An unknown user, or no link at all: a page, not a redirect. */
-    visit(&b, PUBLIC "/users/connect/new?user_id=zz", NULL, &p);
+    visit(&s.b, PUBLIC "/users/connect/new?user_id=zz", NULL, &p);
     assert_int_equal(p.status, 404);
     assert_non_null(strstr(p.body.p, "not valid"));
-    visit(&b, PUBLIC "/users/connect/new", NULL, &p);
+    visit(&s.b, PUBLIC "/users/connect/new", NULL, &p);
     assert_int_equal(p.status, 404);
 
-    visit(&b, link, NULL, &p);
+    visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 302);
-    assert_fails(&b, link, "link_used");
-    assert_untouched(uid);
+    assert_fails(&s.b, s.link, "link_used");
+    assert_untouched(s.uid);
     page_free(&p);
-    browser_close(&b);
+    browser_close(&s.b);
 }
 
 static void test_state_wrong_missing_or_from_another_browser_is_refused(void **state)
 {
     (void)state;
-    world(NULL);
-    char link[4096], uid[SCHEMA_UID_LEN + 1];
-    user_link("FAKE", "carol", "connect", link, sizeof link, uid);
-    struct browser b, other;
-    browser_open(&b);
+    struct start s;
+    begin(&s, "FAKE", "carol");
+    struct browser other;
     browser_open(&other);
     char cb[8192];
-    to_callback(&b, link, "allow", cb, sizeof cb);
+    to_callback(&s.b, s.link, "allow", cb, sizeof cb);
     char code[4096], st[256], url[8192];
     query_value(cb, "code", code, sizeof code);
     query_value(cb, "state", st, sizeof st);
 
     snprintf(url, sizeof url, PUBLIC "/users/connect/callback?code=%s&state=nope", code);
-    assert_fails(&b, url, "invalid_state");
+    assert_fails(&s.b, url, "invalid_state");
     snprintf(url, sizeof url, PUBLIC "/users/connect/callback?code=%s", code);
-    assert_fails(&b, url, "invalid_state");
+    assert_fails(&s.b, url, "invalid_state");
     /* Another browser (no cookie) presenting the state burns it. */
     assert_fails(&other, cb, "browser_mismatch");
-    assert_fails(&b, cb, "invalid_state");
+    assert_fails(&s.b, cb, "invalid_state");
     /* A browser with no cookie and no state gets a page. */
     struct page p = {0};
     visit(&other, PUBLIC "/users/connect/callback?code=x", NULL, &p);
     assert_int_equal(p.status, 400);
-    assert_untouched(uid);
+    assert_untouched(s.uid);
     page_free(&p);
-    browser_close(&b);
+    browser_close(&s.b);
     browser_close(&other);
 }
 
@@ -638,14 +644,12 @@ static void form_state(const struct page *p, char *out, size_t n)
 static void test_plain_form_tries_the_login_before_saving(void **state)
 {
     (void)state;
-    world(NULL);
-    char link[4096], uid[SCHEMA_UID_LEN + 1];
-    user_link("PLAIN", "user1", "connect", link, sizeof link, uid);
-    struct browser b, other;
-    browser_open(&b);
+    struct start s;
+    begin(&s, "PLAIN", "user1");
+    struct browser other;
     browser_open(&other);
     struct page p = {0};
-    visit(&b, link, NULL, &p);
+    visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 200);
     assert_non_null(strstr(p.body.p, "<form method=\"post\""));
     assert_null(strstr(p.body.p, "<script"));
@@ -653,51 +657,48 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     form_state(&p, st, sizeof st);
 
     snprintf(form, sizeof form, "state=%s&username=user1&password=wrong", st);
-    visit(&b, PUBLIC "/users/connect/new", form, &p);
+    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 200);
     assert_non_null(strstr(p.body.p, "id=\"error\""));
     assert_non_null(strstr(p.body.p, "did not accept this user name and password"));
-    assert_untouched(uid);
+    assert_untouched(s.uid);
 
     /* Another browser cannot post this form. */
     snprintf(form, sizeof form, "state=%s&username=user1&password=pass1", st);
     visit(&other, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, KO_URL "?error=browser_mismatch");
-    assert_untouched(uid);
+    assert_untouched(s.uid);
 
     /* The right password, in a new flow (the other browser burned that one). */
-    freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(link, "sig=") + 4));
-    visit(&b, link, NULL, &p);
+    freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(s.link, "sig=") + 4));
+    visit(&s.b, s.link, NULL, &p);
     form_state(&p, st, sizeof st);
     snprintf(form, sizeof form, "state=%s&username=user1&password=pass1", st);
-    visit(&b, PUBLIC "/users/connect/new", form, &p);
+    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
     char v[1024];
-    user_field(uid, "connected_at", v, sizeof v);
+    user_field(s.uid, "connected_at", v, sizeof v);
     assert_true(strlen(v) > 0);
-    user_field(uid, "username", v, sizeof v);
+    user_field(s.uid, "username", v, sizeof v);
     assert_string_equal(v, "user1");
-    assert_int_equal(events_of(uid, "connected"), 1);
+    assert_int_equal(events_of(s.uid, "connected"), 1);
     /* The form's flow is gone once used. */
-    visit(&b, PUBLIC "/users/connect/new", form, &p);
+    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_string_equal(p.location, KO_URL "?error=invalid_state");
     page_free(&p);
-    browser_close(&b);
+    browser_close(&s.b);
     browser_close(&other);
 }
 
 static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
 {
     (void)state;
-    world(NULL);
-    char link[4096], uid[SCHEMA_UID_LEN + 1];
-    user_link("PLAIN", "user2", "connect", link, sizeof link, uid);
-    struct browser b;
-    browser_open(&b);
+    struct start s;
+    begin(&s, "PLAIN", "user2");
     struct page p = {0};
-    visit(&b, link, NULL, &p);
+    visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 200);
     char st[256], form[1024];
     form_state(&p, st, sizeof st);
@@ -706,7 +707,7 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
     for (int i = 0; i < 10; i++) {
         snprintf(form, sizeof form, "state=%s&username=%%3Cb%%3Ex%%22%%3C%%2Fb%%3E&password=no",
                  st);
-        visit(&b, PUBLIC "/users/connect/new", form, &p);
+        visit(&s.b, PUBLIC "/users/connect/new", form, &p);
         assert_int_equal(p.status, 200);
         assert_non_null(strstr(p.body.p, "value=\"&lt;b&gt;x&quot;&lt;/b&gt;\""));
         assert_null(strstr(p.body.p, "<b>x"));
@@ -714,17 +715,17 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
     assert_true(harness_metric(api.port, "superimap_api_connect_total{result=\"login_refused\"}") >=
                 refused + 10);
     snprintf(form, sizeof form, "state=%s&username=user2&password=pass2", st);
-    visit(&b, PUBLIC "/users/connect/new", form, &p);
+    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 429);
     assert_non_null(strstr(p.body.p, "Too many attempts"));
-    assert_untouched(uid);
+    assert_untouched(s.uid);
     /* An empty password is asked for again without trying the server. */
     snprintf(form, sizeof form, "state=%s&username=user2&password=", st);
-    visit(&b, PUBLIC "/users/connect/new", form, &p);
+    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 200);
     assert_non_null(strstr(p.body.p, "Enter your user name and password."));
     page_free(&p);
-    browser_close(&b);
+    browser_close(&s.b);
 }
 
 /* ---- A real browser ---- */
