@@ -45,7 +45,7 @@ struct req {
     size_t snip_len;
     int nrefused;
     char snippet[DELIVER_SNIPPET + 1];
-    struct buf kept; /* keep_body: the response body */
+    struct buf kept;      /* keep_body: the response body */
     char retry_after[64]; /* "" when none */
     char refused[256];    /* the SSRF guard's last refusal */
     char errbuf[CURL_ERROR_SIZE];
@@ -168,9 +168,7 @@ static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct c
         snprintf(r->refused, sizeof r->refused,
                  "refused by the SSRF guard before connecting: %s is %s%s", text,
                  netguard_class_str(c),
-                 c == NETGUARD_METADATA || c == NETGUARD_INVALID
-                     ? ""
-                     : r->d->allow_hint);
+                 c == NETGUARD_METADATA || c == NETGUARD_INVALID ? "" : r->d->allow_hint);
         r->nrefused++;
         return CURL_SOCKET_BAD;
     }

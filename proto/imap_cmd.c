@@ -321,9 +321,8 @@ int imap_cmd_authenticate_xoauth2(struct buf *out, struct imap_cmd_sync *sync, c
     return authenticate_pieces(out, sync, tag, "XOAUTH2", pieces, lens, 5, sasl_ir);
 }
 
-int imap_cmd_authenticate_oauthbearer(struct buf *out, struct imap_cmd_sync *sync,
-                                      const char *tag, const char *user, const char *token,
-                                      int sasl_ir)
+int imap_cmd_authenticate_oauthbearer(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                                      const char *user, const char *token, int sasl_ir)
 {
     if (sync != NULL)
         sync->n = 0;

@@ -123,9 +123,8 @@ int imap_cmd_authenticate_xoauth2(struct buf *out, struct imap_cmd_sync *sync, c
  * same characters as for XOAUTH2 are refused. On failure the server sends a
  * "+ <base64 JSON>" challenge: answer it with imap_cmd_sasl_oauthbearer_abort().
  */
-int imap_cmd_authenticate_oauthbearer(struct buf *out, struct imap_cmd_sync *sync,
-                                      const char *tag, const char *user, const char *token,
-                                      int sasl_ir);
+int imap_cmd_authenticate_oauthbearer(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                                      const char *user, const char *token, int sasl_ir);
 
 /* The base64 of a lone \x01: the client's answer to an OAUTHBEARER error
  * challenge (RFC 7628 section 3.2.3), after which the tagged NO comes. */

@@ -62,8 +62,7 @@ const char *oauth2_outcome_name(enum oauth2_outcome o)
 static void read_error(const char *body, size_t len, struct oauth2_token *t)
 {
     yajl_val v = NULL;
-    if (body == NULL || len > OAUTH2_BODY_MAX ||
-        json_parse_object(body, len, 8, &v, NULL, 0) < 0)
+    if (body == NULL || len > OAUTH2_BODY_MAX || json_parse_object(body, len, 8, &v, NULL, 0) < 0)
         return;
     const char *e = json_get_str(v, "error");
     if (e != NULL && strlen(e) < sizeof t->error && strpbrk(e, "\"\\\r\n") == NULL)
@@ -91,8 +90,7 @@ enum oauth2_outcome oauth2_token_parse(long status, const char *body, size_t len
         return OAUTH2_RETRY;
     }
     yajl_val v = NULL;
-    if (body == NULL || len > OAUTH2_BODY_MAX ||
-        json_parse_object(body, len, 8, &v, NULL, 0) < 0)
+    if (body == NULL || len > OAUTH2_BODY_MAX || json_parse_object(body, len, 8, &v, NULL, 0) < 0)
         return bad(t, "answer is not a JSON object");
     enum oauth2_outcome out = OAUTH2_OK;
     const char *at = json_get_str(v, "access_token");
@@ -104,7 +102,8 @@ enum oauth2_outcome oauth2_token_parse(long status, const char *body, size_t len
         out = bad(t, "no usable access_token");
     } else if (tt != NULL && (!YAJL_IS_STRING(tt) || strcasecmp(tt->u.string, "bearer") != 0)) {
         out = bad(t, "token_type is not Bearer");
-    } else if (rt != NULL && !YAJL_IS_NULL(rt) && (!YAJL_IS_STRING(rt) || !token_ok(rt->u.string))) {
+    } else if (rt != NULL && !YAJL_IS_NULL(rt) &&
+               (!YAJL_IS_STRING(rt) || !token_ok(rt->u.string))) {
         out = bad(t, "malformed refresh_token");
     } else if (ei != NULL && !YAJL_IS_NULL(ei) &&
                (json_val_int(ei, &exp) < 0 || exp < 0 || exp > 10L * 365 * 86400)) {

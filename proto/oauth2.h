@@ -13,7 +13,7 @@
 /* Longest token kept (Microsoft's access tokens run to a few KiB). */
 #define OAUTH2_TOKEN_MAX 16384
 /* Longest body parsed; the caller's HTTP client caps what it reads. */
-#define OAUTH2_BODY_MAX (64 * 1024)
+#define OAUTH2_BODY_MAX  (64 * 1024)
 
 /* What a refresh came to. */
 enum oauth2_outcome {

@@ -33,7 +33,7 @@ enum event_type {
     EVT_WEBHOOK_TEST,
     EVT_USER_REAUTH_REQUIRED
 };
-#define PARTNER_URLS     4 /* new_mail, user_connected, user_disconnected, user_reauth_required */
+#define PARTNER_URLS       4 /* new_mail, user_connected, user_disconnected, user_reauth_required */
 #define PARTNER_URL_REAUTH 3
 
 #define PARTNER_MAX_SCHEDULE        24 /* retry delays a partner may configure */

@@ -60,8 +60,8 @@ enum result {
     R_COUNT
 };
 static const char *const result_names[R_COUNT] = {
-    "ok", "invalid_grant", "invalid_client", "invalid_request", "unsupported_grant_type",
-    "429",  "500"};
+    "ok", "invalid_grant", "invalid_client", "invalid_request", "unsupported_grant_type", "429",
+    "500"};
 
 enum inject_kind { INJ_NONE, INJ_INVALID_GRANT, INJ_429, INJ_500, INJ_SLOW };
 
@@ -324,8 +324,8 @@ static int consent_page(struct mg_connection *conn, const struct authz *a)
     struct buf b;
     buf_init(&b, BODY_MAX);
     buf_puts(&b, "<!doctype html><html><head><meta charset=\"utf-8\">"
-                       "<title>Consent</title></head><body><h1>Allow access?</h1>\n"
-                       "<p>Client <b id=\"client\">");
+                 "<title>Consent</title></head><body><h1>Allow access?</h1>\n"
+                 "<p>Client <b id=\"client\">");
     html_escape(&b, a->client_id);
     buf_puts(&b, "</b> asks for <span id=\"scope\">");
     html_escape(&b, a->scope);
@@ -340,10 +340,10 @@ static int consent_page(struct mg_connection *conn, const struct authz *a)
     buf_puts(&b, "<label>Email <input type=\"text\" id=\"email\" name=\"email\" value=\"");
     html_escape(&b, a->login_hint);
     buf_puts(&b, "\"></label>\n"
-                       "<button type=\"submit\" id=\"allow\" name=\"decision\" value=\"allow\">"
-                       "Allow</button>\n"
-                       "<button type=\"submit\" id=\"deny\" name=\"decision\" value=\"deny\">"
-                       "Deny</button>\n</form></body></html>\n");
+                 "<button type=\"submit\" id=\"allow\" name=\"decision\" value=\"allow\">"
+                 "Allow</button>\n"
+                 "<button type=\"submit\" id=\"deny\" name=\"decision\" value=\"deny\">"
+                 "Deny</button>\n</form></body></html>\n");
     int rc = http_reply(conn, 200, "text/html; charset=utf-8", b.data, b.len);
     buf_free(&b);
     return rc;
@@ -440,8 +440,8 @@ static int on_authorize(struct mg_connection *conn, void *cbdata)
 /* ---- /token ---- */
 
 /* Adds a token (locked). Returns it, or NULL when full. */
-static struct token *add_token(struct idp *o, int is_refresh, const char *client,
-                               const char *email, const char *scope, const char *parent)
+static struct token *add_token(struct idp *o, int is_refresh, const char *client, const char *email,
+                               const char *scope, const char *parent)
 {
     if (o->ntokens >= TOKENS_MAX)
         return NULL;
@@ -602,6 +602,24 @@ static int token_success(struct mg_connection *conn, struct idp *o, const struct
     return reply_json_gen(conn, 200, g, NULL);
 }
 
+/* With o->mu held: an access token for email, child of refresh token rtok
+ * (NULL: the store is full); unlocks and answers. Sets *res. */
+static int issue_locked(struct idp *o, struct mg_connection *conn, const char *client,
+                        const char *email, const char *scope, const char *rtok, enum result *res)
+{
+    struct token *at = rtok ? add_token(o, 0, client, email, scope, rtok) : NULL;
+    struct token copy;
+    if (at != NULL)
+        copy = *at;
+    pthread_mutex_unlock(&o->mu);
+    if (at == NULL) {
+        *res = R_500;
+        return oauth_error(conn, 500, "server_error", "token store full", NULL);
+    }
+    *res = R_OK;
+    return token_success(conn, o, &copy, rtok, client);
+}
+
 /* The grant itself, after client authentication; sets *res. */
 static int grant_code(struct idp *o, struct mg_connection *conn, const char *body, size_t len,
                       const char *client, enum result *res)
@@ -641,17 +659,7 @@ static int grant_code(struct idp *o, struct mg_connection *conn, const char *bod
     struct token *rt = add_token(o, 1, client, c->email, c->scope, NULL);
     char rtok[48];
     snprintf(rtok, sizeof rtok, "%s", rt ? rt->tok : "");
-    struct token *at = rt ? add_token(o, 0, client, c->email, c->scope, rtok) : NULL;
-    struct token copy;
-    if (at != NULL)
-        copy = *at;
-    pthread_mutex_unlock(&o->mu);
-    if (at == NULL) {
-        *res = R_500;
-        return oauth_error(conn, 500, "server_error", "token store full", NULL);
-    }
-    *res = R_OK;
-    return token_success(conn, o, &copy, rtok, client);
+    return issue_locked(o, conn, client, c->email, c->scope, rt ? rtok : NULL, res);
 }
 
 static int grant_refresh(struct idp *o, struct mg_connection *conn, const char *body, size_t len,
@@ -686,18 +694,9 @@ static int grant_refresh(struct idp *o, struct mg_connection *conn, const char *
         if (nrt != NULL)
             snprintf(rtok, sizeof rtok, "%s", nrt->tok);
     }
-    struct token *at = add_token(o, 0, client, email, scope, rtok);
+    int rc = issue_locked(o, conn, client, email, scope, rtok, res);
     xfree(scope);
-    struct token copy;
-    if (at != NULL)
-        copy = *at;
-    pthread_mutex_unlock(&o->mu);
-    if (at == NULL) {
-        *res = R_500;
-        return oauth_error(conn, 500, "server_error", "token store full", NULL);
-    }
-    *res = R_OK;
-    return token_success(conn, o, &copy, rtok, client);
+    return rc;
 }
 
 static int on_token(struct mg_connection *conn, void *cbdata)
@@ -857,7 +856,7 @@ static int on_introspect(struct mg_connection *conn, void *cbdata)
         json_gen_key_str(g, "email", copy.email);
         json_gen_key_str(g, "sub", sub);
         json_gen_key_str(g, "client_id", copy.client);
-        json_gen_key_str(g, "token_type", copy.is_refresh ? "refresh_token" : "access_token");
+        json_gen_key_str(g, "token_type", copy.is_refresh ? "refresh_token" : "Bearer");
         if (!copy.is_refresh)
             json_gen_key_int(g, "exp", copy.exp_ms / 1000);
     }
@@ -872,18 +871,28 @@ static int control_error(struct mg_connection *conn, const char *message)
     return http_reply_error(conn, 400, "invalid", message);
 }
 
-static int on_config(struct mg_connection *conn, void *cbdata)
+/* The request's JSON object in *v (json_free() it): returns 0, or the
+ * status of the error answer already sent. */
+static int read_json(struct mg_connection *conn, yajl_val *v)
 {
-    struct idp *o = cbdata;
     size_t len = 0;
     char *body = read_body(conn, &len);
     char err[256];
-    yajl_val v = NULL;
-    if (body == NULL || json_parse_object(body, len, 8, &v, err, sizeof err) < 0) {
+    if (body == NULL || json_parse_object(body, len, 8, v, err, sizeof err) < 0) {
         xfree(body);
         return control_error(conn, body == NULL ? "body too large" : err);
     }
     xfree(body);
+    return 0;
+}
+
+static int on_config(struct mg_connection *conn, void *cbdata)
+{
+    struct idp *o = cbdata;
+    yajl_val v = NULL;
+    int rc0 = read_json(conn, &v);
+    if (rc0 != 0)
+        return rc0;
     int64_t ttl = -1;
     int rot = -1;
     int rc = json_get_int(v, "access_ttl", &ttl);
@@ -922,15 +931,10 @@ static int on_config(struct mg_connection *conn, void *cbdata)
 static int on_inject(struct mg_connection *conn, void *cbdata)
 {
     struct idp *o = cbdata;
-    size_t len = 0;
-    char *body = read_body(conn, &len);
-    char err[256];
     yajl_val v = NULL;
-    if (body == NULL || json_parse_object(body, len, 8, &v, err, sizeof err) < 0) {
-        xfree(body);
-        return control_error(conn, body == NULL ? "body too large" : err);
-    }
-    xfree(body);
+    int rc0 = read_json(conn, &v);
+    if (rc0 != 0)
+        return rc0;
     const char *ep = json_get_str(v, "endpoint"), *error = json_get_str(v, "error");
     int64_t count = 1, retry_after = 0, delay_ms = 2000;
     int e = -1;
@@ -946,13 +950,14 @@ static int on_inject(struct mg_connection *conn, void *cbdata)
         kind = INJ_500;
     else if (error != NULL && strcmp(error, "slow") == 0)
         kind = INJ_SLOW;
+    int is_none = error != NULL && strcmp(error, "none") == 0;
     int bad = (json_get_int(v, "count", &count) == -SIMAP_EINVAL) ||
               (json_get_int(v, "retry_after", &retry_after) == -SIMAP_EINVAL) ||
               (json_get_int(v, "delay_ms", &delay_ms) == -SIMAP_EINVAL);
     json_free(v);
     if (e < 0)
         return control_error(conn, "endpoint must be token, userinfo, introspect or revoke");
-    if (kind == INJ_NONE && (error == NULL || strcmp(error, "none") != 0))
+    if (kind == INJ_NONE && !is_none)
         return control_error(conn, "error must be invalid_grant, 429, 500, slow or none");
     if (bad || count < 0 || count > 1000000 || retry_after < 0 || retry_after > 86400 ||
         delay_ms < 0 || delay_ms > 60000)

@@ -25,25 +25,24 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: " PROGRAM " [options]\n"
-            "\n"
-            "A local OAuth2 provider for tests. Endpoints: GET/POST /authorize, POST /token,\n"
-            "GET /userinfo, POST /revoke, POST /introspect, POST /control/config,\n"
-            "POST /control/inject, GET /control/stats (see cmd/fake-oauth2d/idp.c).\n"
-            "\n"
-            "  --addr HOST            listen address (default 127.0.0.1)\n"
-            "  --port N               listen port; 0 picks a free one (default 0)\n"
-            "  --client ID:SECRET     a client that may use the provider (repeatable)\n"
-            "  --access-ttl SEC       access token lifetime, 1..86400 (default 3600)\n"
-            "  --rotate-refresh       each refresh returns a new refresh token, the old one\n"
-            "                         is revoked\n"
-            "  --threads N            worker threads, 1..256 (default 16)\n"
-            "  --log-level LEVEL      debug|info|warn|error (default info)\n"
-            "  --help                 this text\n"
-            "\n"
-            "It logs \"http listening addr=HOST port=N\" once it listens, and stops on\n"
-            "SIGTERM or SIGINT.\n");
+    fprintf(f, "usage: " PROGRAM " [options]\n"
+               "\n"
+               "A local OAuth2 provider for tests. Endpoints: GET/POST /authorize, POST /token,\n"
+               "GET /userinfo, POST /revoke, POST /introspect, POST /control/config,\n"
+               "POST /control/inject, GET /control/stats (see cmd/fake-oauth2d/idp.c).\n"
+               "\n"
+               "  --addr HOST            listen address (default 127.0.0.1)\n"
+               "  --port N               listen port; 0 picks a free one (default 0)\n"
+               "  --client ID:SECRET     a client that may use the provider (repeatable)\n"
+               "  --access-ttl SEC       access token lifetime, 1..86400 (default 3600)\n"
+               "  --rotate-refresh       each refresh returns a new refresh token, the old one\n"
+               "                         is revoked\n"
+               "  --threads N            worker threads, 1..256 (default 16)\n"
+               "  --log-level LEVEL      debug|info|warn|error (default info)\n"
+               "  --help                 this text\n"
+               "\n"
+               "It logs \"http listening addr=HOST port=N\" once it listens, and stops on\n"
+               "SIGTERM or SIGINT.\n");
 }
 
 static int parse_int(const char *s, int min, int max, int *out)
@@ -110,8 +109,7 @@ int main(int argc, char **argv)
         const char *colon = strchr(clients[i], ':');
         snprintf(id, sizeof id, "%.*s", (int)(colon - clients[i]), clients[i]);
         if (idp_add_client(o, id, colon + 1) < 0) {
-            fprintf(stderr, PROGRAM ": bad --client %s: id and secret must be 1..127 bytes\n",
-                    id);
+            fprintf(stderr, PROGRAM ": bad --client %s: id and secret must be 1..127 bytes\n", id);
             idp_free(o);
             return 2;
         }

@@ -29,9 +29,9 @@ struct oauth_req {
     char uid[40];
     oauth_cb *cb;
     void *data;
-    int started;                    /* handed to core/deliver */
-    int cancelled;                  /* started, then nobody wants the answer */
-    struct oauth_req *next;         /* the provider's FIFO while queued */
+    int started;                     /* handed to core/deliver */
+    int cancelled;                   /* started, then nobody wants the answer */
+    struct oauth_req *next;          /* the provider's FIFO while queued */
     struct oauth_req *qprev, *qnext; /* o->queued while queued */
 };
 
@@ -46,20 +46,11 @@ struct oauth {
     struct metric *m_inflight;
 };
 
-static void wipe_free(char **p)
-{
-    if (*p != NULL) {
-        crypto_wipe(*p, strlen(*p));
-        xfree(*p);
-        *p = NULL;
-    }
-}
-
 static void req_free(struct oauth_req *r)
 {
-    wipe_free(&r->client_id);
-    wipe_free(&r->client_secret);
-    wipe_free(&r->refresh_token);
+    crypto_wipe_str(&r->client_id);
+    crypto_wipe_str(&r->client_secret);
+    crypto_wipe_str(&r->refresh_token);
     xfree(r);
 }
 
@@ -130,8 +121,8 @@ static void report(struct oauth_req *r, const struct oauth_result *res)
         log_debugc("oauth", "token refreshed acct=%s code=%s expires_in=%lld rotated=%d", r->uid,
                    r->prov->code, (long long)res->expires_in, res->refresh_token != NULL);
     else
-        log_info("token refresh failed acct=%s code=%s result=%s why=\"%s\"", r->uid,
-                 r->prov->code, oauth2_outcome_name(res->outcome), res->why);
+        log_info("token refresh failed acct=%s code=%s result=%s why=\"%s\"", r->uid, r->prov->code,
+                 oauth2_outcome_name(res->outcome), res->why);
     r->cb(res, r->data);
 }
 
@@ -194,7 +185,7 @@ static int start(struct oauth_req *r)
     if (rc != 0 || (p->token_auth == PROVIDER_TOKEN_BASIC && auth == NULL)) {
         crypto_wipe(body.data, body.cap);
         buf_free(&body);
-        wipe_free(&auth);
+        crypto_wipe_str(&auth);
         return -SIMAP_EINVAL;
     }
     const char *headers[3] = {"Content-Type: application/x-www-form-urlencoded",
@@ -205,9 +196,9 @@ static int start(struct oauth_req *r)
     data[len] = '\0';
     crypto_wipe(body.data, body.cap);
     buf_free(&body);
-    rc = deliver_post(o->http, p->token_url, headers, auth != NULL ? 3 : 2, data, len, on_answer,
-                      r);
-    wipe_free(&auth);
+    rc =
+        deliver_post(o->http, p->token_url, headers, auth != NULL ? 3 : 2, data, len, on_answer, r);
+    crypto_wipe_str(&auth);
     if (rc < 0)
         return rc;
     r->started = 1;
@@ -251,8 +242,7 @@ static void pump(struct provider *p)
         if (rc < 0) {
             char why[128];
             snprintf(why, sizeof why, "cannot start the token request: %s", err_str(rc));
-            struct oauth_result res = {
-                .outcome = OAUTH2_RETRY, .why = why, .retry_after_ms = -1};
+            struct oauth_result res = {.outcome = OAUTH2_RETRY, .why = why, .retry_after_ms = -1};
             report(r, &res);
             req_free(r);
         }

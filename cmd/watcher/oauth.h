@@ -41,11 +41,11 @@ struct oauth_params {
 /* The outcome; valid only during the callback. */
 struct oauth_result {
     enum oauth2_outcome outcome;
-    const char *why;            /* for logs and last_error; never holds a token */
-    int64_t retry_after_ms;     /* Retry-After of a 429/503, else -1 */
-    const char *access_token;   /* OAUTH2_OK */
-    const char *refresh_token;  /* OAUTH2_OK and the provider rotated it, else NULL */
-    int64_t expires_in;         /* OAUTH2_OK: seconds, 0 when the provider did not say */
+    const char *why;           /* for logs and last_error; never holds a token */
+    int64_t retry_after_ms;    /* Retry-After of a 429/503, else -1 */
+    const char *access_token;  /* OAUTH2_OK */
+    const char *refresh_token; /* OAUTH2_OK and the provider rotated it, else NULL */
+    int64_t expires_in;        /* OAUTH2_OK: seconds, 0 when the provider did not say */
 };
 
 typedef void oauth_cb(const struct oauth_result *res, void *data);

@@ -19,9 +19,9 @@
 #include "core/metrics.h"
 
 static const char *const state_names[S_COUNT] = {
-    "NEW",  "LOAD",    "QUEUED",    "TOKEN",    "CONNECT", "TLS",    "GREETING", "CAPA",   "STARTTLS",
-    "AUTH", "EXAMINE", "UIDNEXT",   "BASELINE", "FETCH", "BODY",     "RECORD", "IDLE_START",
-    "IDLE", "DONE",    "POLL_WAIT", "NOOP",     "WAIT",  "DEAD",
+    "NEW",        "LOAD", "QUEUED",  "TOKEN",     "CONNECT",  "TLS",   "GREETING", "CAPA",
+    "STARTTLS",   "AUTH", "EXAMINE", "UIDNEXT",   "BASELINE", "FETCH", "BODY",     "RECORD",
+    "IDLE_START", "IDLE", "DONE",    "POLL_WAIT", "NOOP",     "WAIT",  "DEAD",
 };
 
 const char *session_state_name(enum sess_state st)
@@ -107,10 +107,10 @@ static void fail(struct imap_session *s, enum fail_kind kind, int64_t min_ms, co
         return;
     const char *at = state_names[s->state];
     struct metric *m = kind == F_AUTH || kind == F_REAUTH ? s->w->m.err_auth
-                       : kind == F_THROTTLE ? s->w->m.err_throttle
-                       : kind == F_NET      ? s->w->m.err_net
-                       : kind == F_REDIS    ? s->w->m.err_redis
-                                            : s->w->m.err_proto;
+                       : kind == F_THROTTLE               ? s->w->m.err_throttle
+                       : kind == F_NET                    ? s->w->m.err_net
+                       : kind == F_REDIS                  ? s->w->m.err_redis
+                                                          : s->w->m.err_proto;
     metric_inc(m);
     if (kind == F_THROTTLE && s->prov != NULL)
         provider_throttled(s->w->providers, s->prov);

@@ -147,8 +147,8 @@ struct imap_session {
     int64_t idle_since_mono; /* IDLE began */
 
     struct user_record user;
-    int64_t tok_due_ms;          /* OAuth2: refresh the access token at (wall ms); 0: not planned */
-    struct token_job *tok_job;   /* OAuth2: the refresh under way, or NULL */
+    int64_t tok_due_ms;        /* OAuth2: refresh the access token at (wall ms); 0: not planned */
+    struct token_job *tok_job; /* OAuth2: the refresh under way, or NULL */
 
     char uid[];
 };
@@ -267,11 +267,7 @@ void session_mailbox_poll(struct imap_session *s);
 
 static inline void session_wipe_str(char **p)
 {
-    if (*p != NULL) {
-        crypto_wipe(*p, strlen(*p));
-        xfree(*p);
-        *p = NULL;
-    }
+    crypto_wipe_str(p);
 }
 
 static inline void session_wipe_buf(struct buf *b)

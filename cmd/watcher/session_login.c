@@ -163,8 +163,7 @@ static void send_auth(struct imap_session *s)
     const char *secret = s->user.secret != NULL ? s->user.secret : "";
     const char *access = s->user.access != NULL ? s->user.access : "";
     if (s->prov->auth == PROVIDER_AUTH_OAUTH2 && s->prov->sasl == PROVIDER_SASL_OAUTHBEARER)
-        rc = imap_cmd_authenticate_oauthbearer(&tmp, &sync, s->tag, user, access,
-                                               s->cap_sasl_ir);
+        rc = imap_cmd_authenticate_oauthbearer(&tmp, &sync, s->tag, user, access, s->cap_sasl_ir);
     else if (s->prov->auth == PROVIDER_AUTH_OAUTH2)
         rc = imap_cmd_authenticate_xoauth2(&tmp, &sync, s->tag, user, access, s->cap_sasl_ir);
     else if (s->cap_auth_plain)

@@ -162,9 +162,8 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     const char *pid = reply_str(reply->element[0]), *code = reply_str(reply->element[1]),
                *tag = reply_str(reply->element[2]), *username = reply_str(reply->element[3]),
                *email = reply_str(reply->element[4]), *secret = reply_str(reply->element[5]),
-               *archived = reply_str(reply->element[6]),
-               *access = reply_str(reply->element[7]), *exp = reply_str(reply->element[8]),
-               *state = reply_str(reply->element[9]);
+               *archived = reply_str(reply->element[6]), *access = reply_str(reply->element[7]),
+               *exp = reply_str(reply->element[8]), *state = reply_str(reply->element[9]);
     const char *why = NULL;
     if (pid == NULL || code == NULL || code[0] == '\0' || strlen(code) > PROVIDER_CODE_MAX)
         why = "user record incomplete (pid, code)";

@@ -35,10 +35,10 @@
 
 /* A stored access token with less life than this is refreshed before a
  * login. */
-#define TOKEN_MARGIN_MS 60000
+#define TOKEN_MARGIN_MS       60000
 /* A background refresh that failed for a passing reason is tried again
  * after this (or the Retry-After, when longer). */
-#define TOKEN_RETRY_MS 30000
+#define TOKEN_RETRY_MS        30000
 /* ... and after a configuration failure, after this. */
 #define TOKEN_CONFIG_RETRY_MS (5 * 60 * 1000)
 
@@ -143,8 +143,8 @@ static void on_background_token(void *owner, const struct token_outcome *out)
         s->tok_due_ms = now + TOKEN_CONFIG_RETRY_MS;
         break;
     case OAUTH2_RETRY:
-        s->tok_due_ms = now + (out->retry_after_ms > TOKEN_RETRY_MS ? out->retry_after_ms
-                                                                     : TOKEN_RETRY_MS);
+        s->tok_due_ms =
+            now + (out->retry_after_ms > TOKEN_RETRY_MS ? out->retry_after_ms : TOKEN_RETRY_MS);
         break;
     }
     if (s->state == S_IDLE)

@@ -40,20 +40,11 @@ struct token_job {
     struct oauth_req *req;
 };
 
-static void wipe_free(char **p)
-{
-    if (*p != NULL) {
-        crypto_wipe(*p, strlen(*p));
-        xfree(*p);
-        *p = NULL;
-    }
-}
-
 static void job_free(struct token_job *j)
 {
-    wipe_free(&j->client_id);
-    wipe_free(&j->client_secret);
-    wipe_free(&j->refresh);
+    crypto_wipe_str(&j->client_id);
+    crypto_wipe_str(&j->client_secret);
+    crypto_wipe_str(&j->refresh);
     xfree(j->sealed);
     xfree(j->uid);
     xfree(j->pid);
@@ -73,8 +64,8 @@ static void finish(struct token_job *j, const struct token_outcome *out)
 static void fail(struct token_job *j, enum oauth2_outcome o, const char *why)
 {
     if (o != OAUTH2_RETRY || strstr(why, "shutting down") == NULL)
-        log_warn("token refresh not possible acct=%s code=%s result=%s why=\"%s\"", j->uid,
-                 j->code, oauth2_outcome_name(o), why);
+        log_warn("token refresh not possible acct=%s code=%s result=%s why=\"%s\"", j->uid, j->code,
+                 oauth2_outcome_name(o), why);
     struct token_outcome out = {.outcome = o, .why = why, .retry_after_ms = -1};
     finish(j, &out);
 }
@@ -87,16 +78,42 @@ void token_detach(struct token_job *j)
 
 /* ---- Writing the outcome ---- */
 
-static void on_stored(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+/* A script's answer, for its log line. */
+struct written {
+    int reauth; /* user_reauth, else oauth2_tokens */
+    char uid[40];
+};
+
+static void on_written(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
 {
     (void)rc;
-    char *uid = privdata;
+    struct written *wr = privdata;
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
-        log_warn("cannot store refreshed tokens acct=%s err=\"%s\"", uid,
-                 err < 0 ? err_str(err) : reply && reply->str ? reply->str : "unexpected reply");
-    else if (reply->integer == 0)
-        log_info("refreshed tokens not stored: the user's secret changed meanwhile acct=%s", uid);
-    xfree(uid);
+        log_error("cannot %s acct=%s err=\"%s\"",
+                  wr->reauth ? "mark the user reauth_required" : "store refreshed tokens", wr->uid,
+                  err < 0               ? err_str(err)
+                  : reply && reply->str ? reply->str
+                                        : "unexpected reply");
+    else if (wr->reauth && reply->integer == 1)
+        log_warn("OAuth2 grant refused: user needs to connect again acct=%s state=reauth_required",
+                 wr->uid);
+    else if (!wr->reauth && reply->integer == 0)
+        log_info("refreshed tokens not stored: the user's secret changed meanwhile acct=%s",
+                 wr->uid);
+    xfree(wr);
+}
+
+/* Runs the writing script name; its answer is only logged. */
+static void write_script(struct token_job *j, const char *name, int nkeys, int argc,
+                         const char **argv)
+{
+    struct written *wr = xcalloc(1, sizeof *wr);
+    wr->reauth = strcmp(name, "user_reauth") == 0;
+    snprintf(wr->uid, sizeof wr->uid, "%s", j->uid);
+    if (rconn_script(j->w->redis, on_written, wr, name, nkeys, argc, argv, NULL) < 0) {
+        log_error("cannot run %s acct=%s err=\"Redis refused the call\"", name, j->uid);
+        xfree(wr);
+    }
 }
 
 /* Seals plain under aad into a new string, or NULL (logged). */
@@ -125,28 +142,10 @@ static void store_tokens(struct token_job *j, const struct oauth_result *res, in
     if (access != NULL && (res->refresh_token == NULL || rotated != NULL ||
                            strcmp(res->refresh_token, j->refresh) == 0)) {
         const char *argv[] = {user, j->sealed, rotated ? rotated : "", access, exp};
-        char *uid = xstrdup(j->uid);
-        if (rconn_script(j->w->redis, on_stored, uid, "oauth2_tokens", 1, 5, argv, NULL) < 0) {
-            log_warn("cannot store refreshed tokens acct=%s err=\"Redis refused the call\"",
-                     j->uid);
-            xfree(uid);
-        }
+        write_script(j, "oauth2_tokens", 1, 5, argv);
     }
     xfree(access);
     xfree(rotated);
-}
-
-static void on_reauth(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
-{
-    (void)rc;
-    char *uid = privdata;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
-        log_error("cannot mark the user reauth_required acct=%s err=\"%s\"", uid,
-                  err < 0 ? err_str(err) : reply && reply->str ? reply->str : "unexpected reply");
-    else if (reply->integer == 1)
-        log_warn("OAuth2 grant refused: user needs to connect again acct=%s state=reauth_required",
-                 uid);
-    xfree(uid);
 }
 
 /* The user_reauth_required event's payload: user_disconnected's keys plus
@@ -188,14 +187,9 @@ static void mark_reauth(struct token_job *j, const char *reason)
     schema_key_event(evt, j->k, eid);
     schema_key_ready(ready, j->k, j->pid);
     schema_key_ready_partners(rp, j->k);
-    const char *argv[] = {user, users, evt, ready, rp, j->sealed, reason, eid, j->pid, j->uid,
-                          sha1, sealed};
-    char *uid = xstrdup(j->uid);
-    if (rconn_script(j->w->redis, on_reauth, uid, "user_reauth", 5, 12, argv, NULL) < 0) {
-        log_error("cannot mark the user reauth_required acct=%s err=\"Redis refused the call\"",
-                  j->uid);
-        xfree(uid);
-    }
+    const char *argv[] = {user,   users, evt,    ready,  rp,   j->sealed,
+                          reason, eid,   j->pid, j->uid, sha1, sealed};
+    write_script(j, "user_reauth", 5, 12, argv);
     metric_inc(j->w->m.reauth);
     xfree(sealed);
 }

@@ -39,10 +39,10 @@ struct token_user {
 /* What came of it; valid only during the callback. */
 struct token_outcome {
     enum oauth2_outcome outcome;
-    const char *why;         /* for logs and last_error; never a token */
-    int64_t retry_after_ms;  /* -1: none */
+    const char *why;          /* for logs and last_error; never a token */
+    int64_t retry_after_ms;   /* -1: none */
     const char *access_token; /* OAUTH2_OK */
-    int64_t expires_in;      /* OAUTH2_OK: seconds (3600 when the provider did not say) */
+    int64_t expires_in;       /* OAUTH2_OK: seconds (3600 when the provider did not say) */
 };
 
 typedef void token_cb(void *owner, const struct token_outcome *out);
