@@ -338,19 +338,11 @@ int connect_tokens_parse(const char *body, size_t n, struct connect_tokens *out)
     return 0;
 }
 
-static void wipe_str(char *s)
-{
-    if (s != NULL) {
-        crypto_wipe(s, strlen(s));
-        xfree(s);
-    }
-}
-
 void connect_tokens_free(struct connect_tokens *t)
 {
-    wipe_str(t->access_token);
-    wipe_str(t->refresh_token);
-    wipe_str(t->id_token);
+    crypto_wipe_str(&t->access_token);
+    crypto_wipe_str(&t->refresh_token);
+    crypto_wipe_str(&t->id_token);
     xfree(t->error);
     memset(t, 0, sizeof *t);
 }
@@ -456,7 +448,7 @@ void connect_flow_free(struct connect_flow *f)
 {
     xfree(f->success);
     xfree(f->failure);
-    wipe_str(f->verifier);
+    crypto_wipe_str(&f->verifier);
     memset(f, 0, sizeof *f);
 }
 

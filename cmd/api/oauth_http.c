@@ -109,10 +109,7 @@ int oauth_http_call(const struct api *a, const struct oauth_http_req *req,
     }
     curl_easy_cleanup(e);
     curl_slist_free_all(hl);
-    if (auth != NULL) {
-        crypto_wipe(auth, strlen(auth));
-        xfree(auth);
-    }
+    crypto_wipe_str(&auth);
     out->len = c.body.len;
     out->body = buf_steal(&c.body);
     return rc;

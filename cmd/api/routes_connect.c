@@ -308,8 +308,7 @@ static int connect_new(struct req *r)
     rc = store_flow_put(r, state, record);
     if (rc == 0)
         rc = store_browser_put(r, browser, c.failure);
-    crypto_wipe(record, strlen(record));
-    xfree(record);
+    crypto_wipe_str(&record);
     if (rc < 0) {
         rc = fail(r, c.failure, CONNECT_SERVER_ERROR, NULL);
     } else if (c.oauth2) {
@@ -369,10 +368,7 @@ static int open_flow(struct req *r, int take, struct connect_flow *f)
         return fail(r, NULL, CONNECT_SERVER_ERROR, NULL);
     if (rc == 0 && connect_flow_decode(record, strlen(record), f) < 0)
         rc = -SIMAP_ENOTFOUND;
-    if (record != NULL) {
-        crypto_wipe(record, strlen(record));
-        xfree(record);
-    }
+    crypto_wipe_str(&record);
     if (rc < 0) {
         char *failure = has_browser ? store_browser_failure(r, browser) : NULL;
         rc = fail(r, failure, CONNECT_INVALID_STATE, NULL);
@@ -411,8 +407,7 @@ static void client_auth(const struct rec *prov, const char *client_id, const cha
 static void free_auth(char *owned[2])
 {
     xfree(owned[0]);
-    crypto_wipe(owned[1], strlen(owned[1]));
-    xfree(owned[1]);
+    crypto_wipe_str(&owned[1]);
 }
 
 static void wipe_buf(struct buf *b)
@@ -445,16 +440,11 @@ static enum connect_result exchange(struct req *r, const struct rec *u, const st
     int rc = oauth_http_call(r->api, &req, &res);
     free_auth(owned);
     wipe_buf(&form);
-    crypto_wipe(e_code, strlen(e_code));
-    xfree(e_code);
+    crypto_wipe_str(&e_code);
     xfree(e_uri);
-    crypto_wipe(e_ver, strlen(e_ver));
-    xfree(e_ver);
+    crypto_wipe_str(&e_ver);
     xfree(uri);
-    if (secret != NULL) {
-        crypto_wipe(secret, strlen(secret));
-        xfree(secret);
-    }
+    crypto_wipe_str(&secret);
     enum connect_result out = CONNECT_CONNECTED;
     if (rc < 0) {
         log_warn("connect token endpoint unreachable uid=%s code=%s err=\"%s\"", rec_get(u, "uid"),
@@ -667,14 +657,9 @@ static void revoke(struct req *r, const struct link_ctx *c)
     oauth_http_res_free(&res);
     free_auth(owned);
     wipe_buf(&form);
-    crypto_wipe(e_token, strlen(e_token));
-    xfree(e_token);
-    crypto_wipe(token, strlen(token));
-    xfree(token);
-    if (secret != NULL) {
-        crypto_wipe(secret, strlen(secret));
-        xfree(secret);
-    }
+    crypto_wipe_str(&e_token);
+    crypto_wipe_str(&token);
+    crypto_wipe_str(&secret);
 }
 
 static int disconnect_new(struct req *r)

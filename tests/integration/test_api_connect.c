@@ -25,6 +25,7 @@
 #include "core/hrw.h"
 #include "core/schema.h"
 #include "tests/integration/fakeimap.h"
+#include "tests/integration/fakeoauth.h"
 
 #define PUBLIC  "http://connect.test"
 #define OK_URL  "https://partner.test/ok?from=superimap"
@@ -35,12 +36,10 @@
 #define USER    "/api/v1/connections/{code}/users/{tag}"
 
 static struct redis_srv redis;
-static struct proc api, idp;
+static struct proc api;
+static struct fakeoauth idp;
 static struct fakeimap imap;
-static int idp_port;
 static char *key; /* the partner's API key */
-
-/* ---- The test OAuth2 provider ---- */
 
 static char *slurp(const char *path)
 {
@@ -54,32 +53,6 @@ static char *slurp(const char *path)
     return s;
 }
 
-static int start_idp(void)
-{
-    char bin[1024];
-    harness_bin("superimap-fake-oauth2d", bin, sizeof bin);
-    memset(&idp, 0, sizeof idp);
-    snprintf(idp.log, sizeof idp.log, "%s/fake-oauth2d.log", redis.dir);
-    const char *argv[] = {bin, "--port", "0", "--client", CLIENT ":" SECRET, NULL};
-    if (harness_spawn(&idp, argv, NULL) < 0 || harness_wait_log(&idp, "http listening", 10000) < 0)
-        return -1;
-    char *log = slurp(idp.log);
-    const char *p = log ? strstr(log, "port=") : NULL;
-    idp_port = p ? atoi(p + 5) : 0;
-    free(log);
-    return idp_port > 0 ? 0 : -1;
-}
-
-/* POSTs json to the provider's control endpoint; the status. */
-static long idp_control(const char *path, const char *json)
-{
-    struct api_resp r = {0};
-    api_call(&r, idp_port, "POST", path, "application/json", json, strlen(json), NULL);
-    long status = r.status;
-    api_resp_free(&r);
-    return status;
-}
-
 /* ---- Suite ---- */
 
 static int suite_setup(void **state)
@@ -88,7 +61,8 @@ static int suite_setup(void **state)
     static const char *const env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
                                       "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_PUBLIC_URL=" PUBLIC,
                                       "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
-    if (harness_redis_start(&redis) < 0 || start_idp() < 0 ||
+    static const char *const idp_args[] = {"--client", CLIENT ":" SECRET, NULL};
+    if (harness_redis_start(&redis) < 0 || fakeoauth_start(&idp, idp_args) < 0 ||
         harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||
         harness_wait_http(api.port, "/readyz", 200, 10000) < 0)
         return -1;
@@ -101,6 +75,7 @@ static int suite_teardown(void **state)
 {
     (void)state;
     fakeimap_stop(&imap, 0);
+    fakeoauth_stop(&idp);
     free(key);
     return api_suite_stop(&redis);
 }
@@ -111,10 +86,9 @@ static void world(const char *token_url)
 {
     freeReplyObject(rcmd(&redis, "FLUSHALL"));
     assert_int_equal(
-        idp_control("/control/inject", "{\"endpoint\":\"token\",\"error\":\"500\",\"count\":0}"),
-        200);
+        fakeoauth_inject(&idp, "{\"endpoint\":\"token\",\"error\":\"500\",\"count\":0}"), 0);
     char body[2048], own[256];
-    snprintf(own, sizeof own, "http://127.0.0.1:%d/token", idp_port);
+    snprintf(own, sizeof own, "http://127.0.0.1:%d/token", idp.port);
     snprintf(
         body, sizeof body,
         "{\"code\":\"FAKE\",\"imap_host\":\"127.0.0.1\",\"imap_port\":993,\"auth\":\"oauth2\","
@@ -122,7 +96,7 @@ static void world(const char *token_url)
         "\"oauth2_token_url\":\"%s\",\"oauth2_userinfo_url\":\"http://127.0.0.1:%d/userinfo\","
         "\"oauth2_revoke_url\":\"http://127.0.0.1:%d/revoke\",\"oauth2_scope\":\"openid email\","
         "\"oauth2_authorize_params\":{\"prompt\":\"consent\"},\"oauth2_token_auth\":\"basic\"}",
-        idp_port, token_url ? token_url : own, idp_port, idp_port);
+        idp.port, token_url ? token_url : own, idp.port, idp.port);
     struct api_resp r = {0};
     admin_json(&r, api.port, "POST", "/admin/api/providers", body);
     EXPECT(&r, 201, "POST", "/admin/api/providers");
@@ -346,7 +320,7 @@ static void to_callback(struct browser *b, const char *link, const char *decisio
     visit(b, link, NULL, &p);
     assert_int_equal(p.status, 302);
     char want[64];
-    snprintf(want, sizeof want, "http://127.0.0.1:%d/authorize?", idp_port);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d/authorize?", idp.port);
     assert_int_equal(strncmp(p.location, want, strlen(want)), 0);
     char auth[8192];
     snprintf(auth, sizeof auth, "%s", p.location);
@@ -355,7 +329,7 @@ static void to_callback(struct browser *b, const char *link, const char *decisio
     char form[16384];
     consent_form(&p, "alice%40example.com", decision, form, sizeof form);
     char post[64];
-    snprintf(post, sizeof post, "http://127.0.0.1:%d/authorize", idp_port);
+    snprintf(post, sizeof post, "http://127.0.0.1:%d/authorize", idp.port);
     visit(b, post, form, &p);
     assert_int_equal(p.status, 302);
     assert_int_equal(strncmp(p.location, PUBLIC "/users/connect/callback?",
@@ -478,9 +452,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     user_field(s.uid, "email", v, sizeof v);
     assert_string_equal(v, "");
     assert_int_equal(events_of(s.uid, "disconnected"), 1);
-    char stats[4096];
-    assert_int_equal(harness_http_get(idp_port, "/control/stats", stats, sizeof stats), 200);
-    assert_non_null(strstr(stats, "\"revocations\":1"));
+    assert_int_equal(fakeoauth_stat(&idp, "revocations"), 1);
     /* A disconnect link is single use too. */
     visit(&s.b, dis, NULL, &p);
     assert_string_equal(p.location, KO_URL "?error=link_used");
@@ -602,9 +574,8 @@ static void test_denied_consent_and_token_errors_are_refused(void **state)
     user_link("FAKE", "erin", "connect", link, sizeof link, uid);
     to_callback(&b, link, "allow", cb, sizeof cb);
     assert_int_equal(
-        idp_control("/control/inject",
-                    "{\"endpoint\":\"token\",\"error\":\"invalid_grant\",\"count\":1}"),
-        200);
+        fakeoauth_inject(&idp, "{\"endpoint\":\"token\",\"error\":\"invalid_grant\",\"count\":1}"),
+        0);
     assert_fails(&b, cb, "token_error");
     assert_untouched(uid);
 
@@ -612,8 +583,7 @@ static void test_denied_consent_and_token_errors_are_refused(void **state)
     user_link("FAKE", "frank", "connect", link, sizeof link, uid);
     to_callback(&b, link, "allow", cb, sizeof cb);
     assert_int_equal(
-        idp_control("/control/inject", "{\"endpoint\":\"token\",\"error\":\"500\",\"count\":1}"),
-        200);
+        fakeoauth_inject(&idp, "{\"endpoint\":\"token\",\"error\":\"500\",\"count\":1}"), 0);
     assert_fails(&b, cb, "provider_unavailable");
     assert_untouched(uid);
     browser_close(&b);
