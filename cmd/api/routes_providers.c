@@ -50,63 +50,24 @@ static const char *const provider_params[] = {"code",
                                               "api_key",
                                               NULL};
 
-/* The published settings of the big OAuth2 mail providers, as field/value
- * pairs, ending with NULL. Parameters given with "preset" override them. */
-static const char *const preset_gmail[] = {"imap_host",
-                                           "imap.gmail.com",
-                                           "imap_port",
-                                           "993",
-                                           "tls",
-                                           "implicit",
-                                           "auth",
-                                           "oauth2",
-                                           "sasl",
-                                           "xoauth2",
-                                           "oauth2_authorize_url",
-                                           "https://accounts.google.com/o/oauth2/v2/auth",
-                                           "oauth2_token_url",
-                                           "https://oauth2.googleapis.com/token",
-                                           "oauth2_userinfo_url",
-                                           "https://openidconnect.googleapis.com/v1/userinfo",
-                                           "oauth2_revoke_url",
-                                           "https://oauth2.googleapis.com/revoke",
-                                           "oauth2_scope",
-                                           "https://mail.google.com/ openid email",
-                                           "oauth2_authorize_params",
-                                           "{\"access_type\":\"offline\",\"prompt\":\"consent\"}",
-                                           "oauth2_token_auth",
-                                           "post",
-                                           NULL};
+/* The published settings of the big OAuth2 mail providers (IMAP on port
+ * 993 with implicit TLS, XOAUTH2, the client secret in the token request's
+ * body). Parameters given with "preset" override them. */
+struct preset {
+    const char *name, *host, *authorize_url, *token_url, *userinfo_url, *revoke_url, *scope,
+        *authorize_params; /* NULL: none */
+};
 
-static const char *const preset_microsoft[] = {
-    "imap_host",
-    "outlook.office365.com",
-    "imap_port",
-    "993",
-    "tls",
-    "implicit",
-    "auth",
-    "oauth2",
-    "sasl",
-    "xoauth2",
-    "oauth2_authorize_url",
-    "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
-    "oauth2_token_url",
-    "https://login.microsoftonline.com/common/oauth2/v2.0/token",
-    "oauth2_scope",
-    "https://outlook.office.com/IMAP.AccessAsUser.All offline_access openid email",
-    "oauth2_token_auth",
-    "post",
-    NULL};
-
-/* The value of field in a preset, or NULL. */
-static const char *preset_value(const char *const *preset, const char *field)
-{
-    for (size_t i = 0; preset != NULL && preset[i] != NULL; i += 2)
-        if (strcmp(preset[i], field) == 0)
-            return preset[i + 1];
-    return NULL;
-}
+static const struct preset presets[] = {
+    {"gmail", "imap.gmail.com", "https://accounts.google.com/o/oauth2/v2/auth",
+     "https://oauth2.googleapis.com/token", "https://openidconnect.googleapis.com/v1/userinfo",
+     "https://oauth2.googleapis.com/revoke", "https://mail.google.com/ openid email",
+     "{\"access_type\":\"offline\",\"prompt\":\"consent\"}"},
+    {"microsoft", "outlook.office365.com",
+     "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+     "https://login.microsoftonline.com/common/oauth2/v2.0/token", NULL, NULL,
+     "https://outlook.office.com/IMAP.AccessAsUser.All offline_access openid email", NULL},
+};
 
 static int valid_host(const char *h)
 {
@@ -201,15 +162,12 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         (rc = input_authorize_params(r, &aparams)) != 0 ||
         (rc = input_text(r, "oauth2_token_auth", 16, &tauth)) != 0)
         return rc;
-    const char *const *preset = NULL;
-    if (preset_name != NULL) {
-        if (strcmp(preset_name, "gmail") == 0)
-            preset = preset_gmail;
-        else if (strcmp(preset_name, "microsoft") == 0)
-            preset = preset_microsoft;
-        else
-            return reply_invalid(r, "preset", "must be gmail or microsoft");
-    }
+    const struct preset *preset = NULL;
+    for (size_t i = 0; preset_name != NULL && i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(preset_name, presets[i].name) == 0)
+            preset = &presets[i];
+    if (preset_name != NULL && preset == NULL)
+        return reply_invalid(r, "preset", "must be gmail or microsoft");
     if (host != NULL && !valid_host(host))
         return reply_invalid(r, "imap_host", "must be a host name or IP address");
     if (tls != NULL && !one_of(tls, "implicit", "starttls", "none"))
@@ -222,13 +180,30 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         return reply_invalid(r, "oauth2_token_auth", "must be post or basic");
 
     in->n = 0;
-    for (size_t i = 0; preset != NULL && preset[i] != NULL; i += 2)
-        pair(in, preset[i], preset[i + 1]);
     if (creating) {
-        pair(in, "tls", preset_value(preset, "tls") ? preset_value(preset, "tls") : "implicit");
-        pair(in, "auth", preset_value(preset, "auth") ? preset_value(preset, "auth") : "plain");
+        pair(in, "tls", "implicit");
+        pair(in, "auth", "plain");
         pair(in, "idle_renew_s", "1500");
         pair(in, "max_connections", "0");
+    }
+    if (preset != NULL) {
+        const char *const fields[][2] = {
+            {"imap_host", preset->host},
+            {"imap_port", "993"},
+            {"tls", "implicit"},
+            {"auth", "oauth2"},
+            {"sasl", "xoauth2"},
+            {"oauth2_token_auth", "post"},
+            {"oauth2_authorize_url", preset->authorize_url},
+            {"oauth2_token_url", preset->token_url},
+            {"oauth2_userinfo_url", preset->userinfo_url},
+            {"oauth2_revoke_url", preset->revoke_url},
+            {"oauth2_scope", preset->scope},
+            {"oauth2_authorize_params", preset->authorize_params},
+        };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            if (fields[i][1] != NULL)
+                pair(in, fields[i][0], fields[i][1]);
     }
     if (host)
         pair(in, "imap_host", host);
