@@ -33,6 +33,7 @@
 #define CLIENT  "test-client"
 #define SECRET  "test-client-secret"
 #define ENC_KEY "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define USERS   "/api/v1/connections/{code}/users"
 #define USER    "/api/v1/connections/{code}/users/{tag}"
 
 static struct redis_srv redis;
@@ -397,6 +398,20 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     assert_string_equal(v, "consent");
     query_value(p.location, "state", v, sizeof v);
     assert_true(strlen(v) >= 43);
+    query_value(p.location, "login_hint", v, sizeof v);
+    assert_string_equal(v, "");
+    /* A user whose email is known gets it as the login hint. */
+    struct api_resp r = {0};
+    api_form(&r, api.port, "POST", "/api/v1/connections/FAKE/users", key,
+             "tag=zed&email=zed%40example.com");
+    EXPECT(&r, 201, "POST", USERS);
+    char zed[4096];
+    snprintf(zed, sizeof zed, "%s", jstr(&r, "connect_url"));
+    struct page z = {0};
+    visit(&s.b, zed, NULL, &z);
+    query_value(z.location, "login_hint", v, sizeof v);
+    assert_string_equal(v, "zed@example.com");
+    page_free(&z);
     assert_int_equal(events_of(s.uid, "connected"), 0);
     page_free(&p);
     browser_close(&s.b);
@@ -431,7 +446,6 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     assert_int_equal(events_of(s.uid, "connected"), 1);
 
     /* The API shows it connected. */
-    struct api_resp r = {0};
     api_json(&r, api.port, "GET", "/api/v1/connections/FAKE/users/alice", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     assert_string_equal(jstr(&r, "email"), "alice@example.com");
