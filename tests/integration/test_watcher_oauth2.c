@@ -9,7 +9,9 @@
  * stored; a revoked grant gives state reauth_required, the user out of the
  * watch set and a user_reauth_required event; a 429 with Retry-After is
  * waited out; a refresh storm stays under SUPERIMAP_OAUTH2_MAX_REFRESHES per
- * provider; OAUTHBEARER works and a refused access token is refreshed once.
+ * provider; OAUTHBEARER works and a refused access token is refreshed once;
+ * the token endpoint is behind the SSRF guard (loopback refused without
+ * SUPERIMAP_OAUTH2_ALLOW_PRIVATE).
  * No token ever appears in the watcher's log.
  *
  * SPDX-License-Identifier: MIT
@@ -124,12 +126,18 @@ static void user(const char *uid, int n, char *refresh, size_t rlen)
     assert_int_equal(fx_user(&redis, uid, PID, CODE, tag, email, refresh), 0);
 }
 
+/* The watcher, allowed to reach the provider on loopback unless more says
+ * SUPERIMAP_OAUTH2_ALLOW_PRIVATE itself. */
 static int start_watcher(struct proc *p, const char *const *more)
 {
-    const char *env[16] = {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", "SUPERIMAP_IMAP_BACKOFF_MIN_MS=100",
+    const char *env[16] = {"SUPERIMAP_IMAP_BACKOFF_MIN_MS=100",
                            "SUPERIMAP_IMAP_BACKOFF_MAX_MS=1000",
                            "SUPERIMAP_LOG_COMPONENTS=imap,oauth"};
-    int n = 4;
+    int n = 3, guard_set = 0;
+    for (const char *const *m = more; m != NULL && *m != NULL; m++)
+        guard_set |= strncmp(*m, "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=", 31) == 0;
+    if (!guard_set)
+        env[n++] = "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1";
     for (const char *const *m = more; m != NULL && *m != NULL && n < 15; m++)
         env[n++] = *m;
     env[n] = NULL;
@@ -343,6 +351,30 @@ static void test_oauthbearer_and_a_refused_access_token_is_refreshed_once(void *
     harness_proc_stop(&w);
 }
 
+static void test_token_endpoint_on_loopback_is_refused_without_allow_private(void **state)
+{
+    (void)state;
+    NEED_DOVECOT();
+    const char *uid = "00000000000000000000c006";
+    provider("post", "xoauth2");
+    char refresh[128];
+    user(uid, 6, refresh, sizeof refresh);
+    long long calls0 = fakeoauth_stat(&idp, "token_calls");
+    const char *more[] = {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE=0", NULL};
+    assert_int_equal(start_watcher(&w, more), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "error", 15000), 0);
+    char err[512];
+    fx_user_field(&redis, uid, "last_error", err, sizeof err);
+    assert_non_null(strstr(err, "SSRF guard"));
+    assert_non_null(strstr(err, "127.0.0.1 is loopback"));
+    assert_non_null(strstr(err, "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1"));
+    assert_int_equal(fakeoauth_stat(&idp, "token_calls"), calls0); /* never connected */
+    assert_int_equal(fx_wait_metric(w.port,
+                                    "superimap_watcher_oauth2_refreshes_total{result=\"config\"}",
+                                    1, 5000),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +389,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_429_with_retry_after_is_waited_out, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_oauthbearer_and_a_refused_access_token_is_refreshed_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_token_endpoint_on_loopback_is_refused_without_allow_private, setup, teardown),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
