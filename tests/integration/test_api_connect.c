@@ -9,7 +9,11 @@
  * PKCE mismatch gives) or down. Each refusal must end at the partner's
  * failure URL with the right error= and leave the user as it was; each
  * success at the success URL exactly, the user connected (or disconnected)
- * with its event queued in the same step. Also: provider presets.
+ * with its event queued in the same step. Then the same in headless
+ * Chromium (tests/browser/connect.mjs), and a connected user watched by
+ * superimap-watcher on a Dovecot whose oauth2 passdb asks the provider:
+ * the watcher logs in with the access token the callback stored (no
+ * refresh) and new mail becomes an event. Also: provider presets.
  *
  * SUPERIMAP_PUBLIC_URL is http://connect.test; the browser reaches it on
  * the api's port through CURLOPT_CONNECT_TO, so every server keeps port 0.
@@ -25,7 +29,9 @@
 #include "core/hrw.h"
 #include "core/schema.h"
 #include "tests/integration/fakeimap.h"
+#include "tests/integration/dovecot.h"
 #include "tests/integration/fakeoauth.h"
+#include "tests/integration/test_watcher_fixture.h"
 
 #define PUBLIC  "http://connect.test"
 #define OK_URL  "https://partner.test/ok?from=superimap"
@@ -40,6 +46,9 @@ static struct redis_srv redis;
 static struct proc api;
 static struct fakeoauth idp;
 static struct fakeimap imap;
+static struct dovecot dv;
+static int have_dovecot;
+static char skip_why[128];
 static char *key; /* the partner's API key */
 
 static char *slurp(const char *path)
@@ -67,15 +76,21 @@ static int suite_setup(void **state)
         harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||
         harness_wait_http(api.port, "/readyz", 200, 10000) < 0)
         return -1;
-    if (fakeimap_prepare(&imap, 0) < 0 || fakeimap_start(&imap, NULL) < 0)
+    if (fx_init() < 0 || fakeimap_prepare(&imap, 0) < 0 || fakeimap_start(&imap, NULL) < 0)
         return -1;
-    return 0;
+    have_dovecot = dovecot_available(skip_why, sizeof skip_why);
+    char introspect[300];
+    fakeoauth_url(&idp, "/introspect", introspect, sizeof introspect);
+    return have_dovecot ? dovecot_start_oauth2(&dv, 4, introspect) : 0;
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
     fakeimap_stop(&imap, 0);
+    if (have_dovecot)
+        dovecot_stop(&dv);
+    fx_shutdown();
     fakeoauth_stop(&idp);
     free(key);
     return api_suite_stop(&redis);
@@ -149,16 +164,6 @@ static void user_link(const char *code, const char *tag, const char *kind, char 
     api_resp_free(&r);
 }
 
-/* Field of user uid's hash ("" when absent) into out. */
-static void user_field(const char *uid, const char *field, char *out, size_t n)
-{
-    char k[SCHEMA_KEY_MAX];
-    schema_key_user(k, hrw_shard(uid, 64), uid);
-    redisReply *rep = rcmd(&redis, "HGET %s %s", k, field);
-    snprintf(out, n, "%s", rep->type == REDIS_REPLY_STRING ? rep->str : "");
-    freeReplyObject(rep);
-}
-
 /* The number of events of type of user uid in Redis. */
 static long long events_of(const char *uid, const char *what)
 {
@@ -172,11 +177,11 @@ static long long events_of(const char *uid, const char *what)
 static void assert_untouched(const char *uid)
 {
     char v[4096];
-    user_field(uid, "connected_at", v, sizeof v);
+    fx_user_field(&redis, uid, "connected_at", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(uid, "secret", v, sizeof v);
+    fx_user_field(&redis, uid, "secret", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(uid, "oauth2_access_token", v, sizeof v);
+    fx_user_field(&redis, uid, "oauth2_access_token", v, sizeof v);
     assert_string_equal(v, "");
     assert_int_equal(events_of(uid, "connected"), 0);
 }
@@ -314,8 +319,8 @@ static void consent_form(const struct page *p, const char *email, const char *de
 
 /* Follows a connect link in b to the consent page and answers it; the
  * callback URL the provider sends the browser to into cb. */
-static void to_callback(struct browser *b, const char *link, const char *decision, char *cb,
-                        size_t n)
+static void to_callback_as(struct browser *b, const char *link, const char *email,
+                           const char *decision, char *cb, size_t n)
 {
     struct page p = {0};
     visit(b, link, NULL, &p);
@@ -328,7 +333,9 @@ static void to_callback(struct browser *b, const char *link, const char *decisio
     visit(b, auth, NULL, &p);
     assert_int_equal(p.status, 200);
     char form[16384];
-    consent_form(&p, "alice%40example.com", decision, form, sizeof form);
+    char *enc = curl_easy_escape(NULL, email, 0);
+    consent_form(&p, enc, decision, form, sizeof form);
+    curl_free(enc);
     char post[64];
     snprintf(post, sizeof post, "http://127.0.0.1:%d/authorize", idp.port);
     visit(b, post, form, &p);
@@ -338,6 +345,12 @@ static void to_callback(struct browser *b, const char *link, const char *decisio
                      0);
     snprintf(cb, n, "%s", p.location);
     page_free(&p);
+}
+
+static void to_callback(struct browser *b, const char *link, const char *decision, char *cb,
+                        size_t n)
+{
+    to_callback_as(b, link, "alice@example.com", decision, cb, n);
 }
 
 /* Visits url in b and checks it ends at the failure URL with error. */
@@ -424,15 +437,15 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     visit(&s.b, cb, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
-    user_field(s.uid, "connected_at", v, sizeof v);
+    fx_user_field(&redis, s.uid, "connected_at", v, sizeof v);
     assert_true(strlen(v) > 0);
-    user_field(s.uid, "email", v, sizeof v);
+    fx_user_field(&redis, s.uid, "email", v, sizeof v);
     assert_string_equal(v, "alice@example.com");
-    user_field(s.uid, "secret", v, sizeof v);
+    fx_user_field(&redis, s.uid, "secret", v, sizeof v);
     assert_int_equal(strncmp(v, "v1:", 3), 0);
-    user_field(s.uid, "oauth2_access_token", v, sizeof v);
+    fx_user_field(&redis, s.uid, "oauth2_access_token", v, sizeof v);
     assert_int_equal(strncmp(v, "v1:", 3), 0);
-    user_field(s.uid, "oauth2_expires_at", v, sizeof v);
+    fx_user_field(&redis, s.uid, "oauth2_expires_at", v, sizeof v);
     assert_true(atoll(v) > harness_now_ms());
     assert_int_equal(events_of(s.uid, "connected"), 1);
     redisReply *rep = rcmd(&redis, "SISMEMBER si:{%u}:users %s", hrw_shard(s.uid, 64), s.uid);
@@ -457,13 +470,13 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     visit(&s.b, dis, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
-    user_field(s.uid, "connected_at", v, sizeof v);
+    fx_user_field(&redis, s.uid, "connected_at", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(s.uid, "secret", v, sizeof v);
+    fx_user_field(&redis, s.uid, "secret", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(s.uid, "oauth2_access_token", v, sizeof v);
+    fx_user_field(&redis, s.uid, "oauth2_access_token", v, sizeof v);
     assert_string_equal(v, "");
-    user_field(s.uid, "email", v, sizeof v);
+    fx_user_field(&redis, s.uid, "email", v, sizeof v);
     assert_string_equal(v, "");
     assert_int_equal(events_of(s.uid, "disconnected"), 1);
     assert_int_equal(fakeoauth_stat(&idp, "revocations"), 1);
@@ -663,9 +676,9 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
     char v[1024];
-    user_field(s.uid, "connected_at", v, sizeof v);
+    fx_user_field(&redis, s.uid, "connected_at", v, sizeof v);
     assert_true(strlen(v) > 0);
-    user_field(s.uid, "username", v, sizeof v);
+    fx_user_field(&redis, s.uid, "username", v, sizeof v);
     assert_string_equal(v, "user1");
     assert_int_equal(events_of(s.uid, "connected"), 1);
     /* The form's flow is gone once used. */
@@ -808,13 +821,67 @@ static void test_browser_consent_and_plain_form(void **state)
     free(log);
 
     char f[1024];
-    user_field(oauth_uid, "email", f, sizeof f);
+    fx_user_field(&redis, oauth_uid, "email", f, sizeof f);
     assert_string_equal(f, "browser@example.com");
     assert_int_equal(events_of(oauth_uid, "connected"), 1);
     assert_untouched(deny_uid);
-    user_field(plain_uid, "username", f, sizeof f);
+    fx_user_field(&redis, plain_uid, "username", f, sizeof f);
     assert_string_equal(f, "user3");
     assert_int_equal(events_of(plain_uid, "connected"), 1);
+}
+
+/* ---- With the watcher ---- */
+
+static void test_connected_user_is_watched_with_the_tokens_the_callback_stored(void **state)
+{
+    (void)state;
+    DOVECOT_NEED(have_dovecot, skip_why);
+    world(NULL);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"code\":\"DOVE\",\"imap_host\":\"127.0.0.1\",\"imap_port\":%d,\"tls\":\"none\","
+             "\"auth\":\"oauth2\",\"oauth2_authorize_url\":\"http://127.0.0.1:%d/authorize\","
+             "\"oauth2_token_url\":\"http://127.0.0.1:%d/token\","
+             "\"oauth2_revoke_url\":\"http://127.0.0.1:%d/revoke\"}",
+             dv.port_plain, idp.port, idp.port, idp.port);
+    struct api_resp r = {0};
+    admin_json(&r, api.port, "POST", "/admin/api/providers", body);
+    EXPECT(&r, 201, "POST", "/admin/api/providers");
+    api_form(&r, api.port, "POST", "/api/v1/connections", key,
+             "imap_provider_code=DOVE&oauth2_client_id=" CLIENT "&oauth2_client_secret=" SECRET);
+    EXPECT(&r, 201, "POST", "/api/v1/connections");
+    api_resp_free(&r);
+    char link[4096], uid[SCHEMA_UID_LEN + 1], cb[8192], pid[24];
+    user_link("DOVE", "mailbox", "connect", link, sizeof link, uid);
+    struct browser b;
+    browser_open(&b);
+    to_callback_as(&b, link, "user2@example.com", "allow", cb, sizeof cb);
+    struct page p = {0};
+    visit(&b, cb, NULL, &p);
+    assert_string_equal(p.location, OK_URL);
+    page_free(&p);
+    browser_close(&b);
+    fx_user_field(&redis, uid, "pid", pid, sizeof pid);
+    assert_int_equal(fx_ready_count(&redis, uid, pid), 1); /* user_connected */
+    char access[512];
+    fx_user_opened(&redis, uid, "oauth2_access_token", access, sizeof access);
+    assert_true(strlen(access) > 8);
+
+    /* The watcher logs in with the access token as stored: no refresh. */
+    long long refreshes = fakeoauth_stat(&idp, "token.refresh_token.ok");
+    struct proc w;
+    const char *env[] = {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", "SUPERIMAP_IMAP_BACKOFF_MIN_MS=100",
+                         NULL};
+    assert_int_equal(harness_node_start(&w, &redis, "superimap-watcher", "w-connect", env), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);
+    assert_int_equal(fakeoauth_stat(&idp, "token.refresh_token.ok"), refreshes);
+    const char msg[] = "From: a@example.com\r\nTo: user2@example.com\r\nSubject: connected\r\n"
+                       "Message-ID: <connected.1@example.com>\r\n\r\nhello\r\n";
+    assert_int_equal(dovecot_deliver(&dv, "user2@example.com", msg, sizeof msg - 1), 0);
+    assert_int_equal(fx_wait_ready(&redis, uid, pid, 2, 15000), 0); /* + new_mail */
+    assert_false(harness_log_contains(&w, access));
+    assert_false(harness_log_contains(&api, access));
+    harness_proc_stop(&w);
 }
 
 /* ---- Provider configuration ---- */
@@ -891,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_plain_form_tries_the_login_before_saving),
         cmocka_unit_test(test_plain_form_escapes_input_and_is_rate_limited),
         cmocka_unit_test(test_browser_consent_and_plain_form),
+        cmocka_unit_test(test_connected_user_is_watched_with_the_tokens_the_callback_stored),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
