@@ -151,7 +151,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     if (s == NULL)
         return;
     session_loaded_cb *done = q->done.loaded;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 10) {
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 11) {
         char why[256];
         snprintf(why, sizeof why, "cannot read the user: %s",
                  err < 0 ? err_str(err) : "unexpected reply");
@@ -163,7 +163,8 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
                *tag = reply_str(reply->element[2]), *username = reply_str(reply->element[3]),
                *email = reply_str(reply->element[4]), *secret = reply_str(reply->element[5]),
                *archived = reply_str(reply->element[6]), *access = reply_str(reply->element[7]),
-               *exp = reply_str(reply->element[8]), *state = reply_str(reply->element[9]);
+               *exp = reply_str(reply->element[8]), *state = reply_str(reply->element[9]),
+               *connected = reply_str(reply->element[10]);
     const char *why = NULL;
     if (pid == NULL || code == NULL || code[0] == '\0' || strlen(code) > PROVIDER_CODE_MAX)
         why = "user record incomplete (pid, code)";
@@ -178,7 +179,9 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
         sreq_end(s);
         return;
     }
-    if (state != NULL && strcmp(state, "reauth_required") == 0) {
+    /* Until it connects again (connected_at set anew by the api). */
+    if (state != NULL && strcmp(state, "reauth_required") == 0 &&
+        (connected == NULL || connected[0] == '\0')) {
         done(s, F_REAUTH, "the OAuth2 grant was refused: the user must connect again");
         sreq_end(s);
         return;
@@ -230,7 +233,7 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
     schema_key_user(user, s->k, s->uid);
     int rc = rconn_command(s->w->redis, rreq_on_reply, &r->req,
                            "HMGET %s pid code tag username email secret archived "
-                           "oauth2_access_token oauth2_expires_at state",
+                           "oauth2_access_token oauth2_expires_at state connected_at",
                            user);
     if (rc < 0)
         sreq_cancel(r);

@@ -299,6 +299,24 @@ static void test_revoked_grant_gives_reauth_required_and_an_event(void **state)
     assert_string_equal(out, "user_reauth_required");
     assert_int_equal(
         fx_wait_metric(w.port, "superimap_watcher_oauth2_reauth_required_total", 1, 5000), 0);
+    /* Connecting again (what a connect callback writes: a new refresh token,
+     * connected_at, the users set, a change entry; state left as it was) makes
+     * the user watched again. */
+    char fresh[128], aad[128];
+    assert_int_equal(
+        fakeoauth_grant(&idp, CLIENT, SECRET, "user3@example.com", fresh, sizeof fresh, NULL, 0),
+        0);
+    snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
+    char *sealed = NULL;
+    assert_int_equal(crypto_encrypt(fx_keys, fresh, strlen(fresh), aad, &sealed), 0);
+    unsigned k = fx_shard(uid);
+    freeReplyObject(fx_cmd(&redis, "HSET si:{%u}:user:%s secret %s connected_at %lld", k, uid,
+                           sealed, (long long)time(NULL) * 1000));
+    xfree(sealed);
+    freeReplyObject(fx_cmd(&redis, "SADD si:{%u}:users %s", k, uid));
+    freeReplyObject(
+        fx_cmd(&redis, "XADD si:changes MAXLEN ~ 100000 * uid %s k %u op update", uid, k));
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);
     harness_proc_stop(&w);
 }
 
