@@ -223,8 +223,9 @@ const struct config_var config_vars[] = {
     {"SUPERIMAP_MAX_EMAIL_SIZE", CONFIG_INT, WAT, "26214400", 1024, 1073741824, NULL, 0,
      OFF(max_email_size), NULL,
      "Largest message sent in full, in bytes; bigger mail gives a too_large event (envelope, size)"},
-    {"SUPERIMAP_CA_FILE", CONFIG_STR, WAT, NULL, 0, 0, NULL, 0, OFF(ca_file), NULL,
-     "PEM file of CAs trusted for IMAP TLS (private CAs); unset: the system store"},
+    {"SUPERIMAP_CA_FILE", CONFIG_STR, WAT | API, NULL, 0, 0, NULL, 0, OFF(ca_file), NULL,
+     "PEM file of CAs trusted for IMAP TLS (private CAs; the api's PLAIN connect form too); "
+     "unset: the system store"},
     {"SUPERIMAP_IMAP_CONNECT_TIMEOUT_MS", CONFIG_INT, WAT, "15000", 100, 600000, NULL, 0,
      OFF(imap_connect_timeout_ms), NULL, "IMAP TCP connect, TLS handshake and greeting, together"},
     {"SUPERIMAP_IMAP_COMMAND_TIMEOUT_MS", CONFIG_INT, WAT, "60000", 100, 3600000, NULL, 0,

@@ -52,7 +52,7 @@ struct config {
     int max_users;                  /* watcher capacity before the fd limit */
     int max_moves_per_sec;          /* watcher: users handed over per second when rebalancing */
     int max_email_size;             /* watcher: bytes; larger mail gives a too_large event */
-    const char *ca_file;            /* watcher: PEM CAs for IMAP TLS; NULL: system store */
+    const char *ca_file;            /* watcher, api (PLAIN form): IMAP TLS CAs; NULL: system */
     int imap_connect_timeout_ms;    /* watcher: TCP connect + TLS handshake + greeting */
     int imap_command_timeout_ms;    /* watcher: silence allowed while a command is pending */
     int imap_probe_sec;             /* watcher: silence in IDLE before a liveness probe */

@@ -49,6 +49,26 @@ int schema_key_ratelimit(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
     return build(out, SCHEMA_KEY_MAX, "si:rl:%s", sha256_hex);
 }
 
+int schema_key_link(char out[SCHEMA_KEY_MAX], const char *sig)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:link:%s", sig);
+}
+
+int schema_key_connect(char out[SCHEMA_KEY_MAX], const char *state)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:connect:%s", state);
+}
+
+int schema_key_connect_try(char out[SCHEMA_KEY_MAX], const char *uid)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:connect_try:%s", uid);
+}
+
+int schema_key_connect_browser(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:connect_browser:%s", sha256_hex);
+}
+
 int schema_key_partner_conns(char out[SCHEMA_KEY_MAX], const char *pid)
 {
     return build(out, SCHEMA_KEY_MAX, "si:partner:%s:conns", pid);

@@ -40,6 +40,15 @@
  *                                          too, in tag order (tags hold no control characters)
  *   si:tag:<pid>:<code>:<lower tag> string uid of the live (non-archived) user with that tag
  *   si:email:<pid>:<code>:<lower email> string uid of the live user with that email
+ *   si:link:<sig>                   string a connect or disconnect link already followed
+ *                                          (links are single use), EX 31 min
+ *   si:connect:<state>              string one connect flow (OAuth2 state or PLAIN form):
+ *                                          its record (cmd/api/connect.h) encrypted with
+ *                                          AAD "si:connect:<state>", EX 10 min
+ *   si:connect_browser:<sha256 hex of cookie>  string the failure URL of the browser's
+ *                                          latest flow (a callback without a usable
+ *                                          state still goes back to the partner), EX 10 min
+ *   si:connect_try:<uid>            string PLAIN form logins tried for the user, EX 15 min
  *   si:{k}:user:<uid>               hash   see "User fields"
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid
@@ -183,6 +192,11 @@ int schema_key_tag(char out[SCHEMA_KEY_MAX], const char *pid, const char *code, 
 int schema_key_email(char out[SCHEMA_KEY_MAX], const char *pid, const char *code,
                      const char *lemail);
 int schema_key_node(char out[SCHEMA_KEY_MAX], const char *node_id);
+/* sig and state are base64url tokens (a link's signature, a flow's state). */
+int schema_key_link(char out[SCHEMA_KEY_MAX], const char *sig);
+int schema_key_connect(char out[SCHEMA_KEY_MAX], const char *state);
+int schema_key_connect_try(char out[SCHEMA_KEY_MAX], const char *uid);
+int schema_key_connect_browser(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
 /* si:<role>s (si:watchers, ...) and si:<role>:epoch; role is "watcher",
  * "dispatcher" or "api". */
 int schema_key_role(char out[SCHEMA_KEY_MAX], const char *role);
@@ -209,7 +223,8 @@ void schema_key_dead(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 
 /* The associated data (AAD) of the encrypted fields above, built like keys:
  * si:partner:<pid>:<field>, si:conn:<pid>:<code>:oauth2_client_secret,
- * si:user:<uid>:secret, si:evt:<eid>. */
+ * si:user:<uid>:secret, si:user:<uid>:oauth2_access_token, si:evt:<eid>;
+ * a connect flow's is its key. */
 int schema_aad_partner(char out[SCHEMA_KEY_MAX], const char *pid, const char *field);
 int schema_aad_conn_secret(char out[SCHEMA_KEY_MAX], const char *pid, const char *code);
 int schema_aad_user_secret(char out[SCHEMA_KEY_MAX], const char *uid);

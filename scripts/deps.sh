@@ -10,7 +10,8 @@
 # GROUP run:  what `make`, `make run` and `make demo` need (compiler, libraries,
 #             redis-server, the tools scripts/run.sh calls); `make run-deps`
 # GROUP test: run, plus what the tests, sanitizers, fuzzers and benchmarks need
-#             (Dovecot, clang, valgrind, ...); `make deps`. The default.
+#             (Dovecot, clang, valgrind, Chromium and Node for the browser
+#             test, ...); `make deps`. The default.
 # Any other word is a package name, installed the same way.
 # --dry-run:  say what would be installed, or why it cannot be; change nothing.
 #
@@ -24,7 +25,10 @@ RUN_PACKAGES="make gcc libc6-dev pkg-config git ca-certificates curl openssl
 libhiredis-dev libev-dev libssl-dev libcurl4-openssl-dev libyajl-dev libcivetweb-dev
 redis-server redis-tools"
 TEST_PACKAGES="$RUN_PACKAGES libcmocka-dev dovecot-imapd clang libclang-rt-14-dev valgrind
-clang-format wrk gnuplot-nox docker-compose"
+clang-format wrk gnuplot-nox docker-compose chromium nodejs"
+# npm: Debian's package, unless a Node.js that bundles its own (NodeSource's,
+# which conflicts with Debian's npm) already provides the command.
+command -v npm >/dev/null 2>&1 || TEST_PACKAGES="$TEST_PACKAGES npm"
 
 say() { printf 'make deps: %s\n' "$*"; }
 

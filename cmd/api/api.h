@@ -13,6 +13,11 @@
  *   routes_providers.c /admin/api/providers
  *   routes_partners.c  /admin/api/partners, key and secret rotation
  *   routes_fleet.c     /admin/api/fleet, queues, dead letters
+ *   routes_connect.c   /users/connect/new, /users/connect/callback,
+ *                      /users/disconnect/new: the connect pages (browsers)
+ *   connect.c          their pure parts: links, redirects, PKCE, answers
+ *   oauth_http.c       their calls to the provider (libcurl, SSRF guard)
+ *   imap_login.c       the PLAIN form's live IMAP login
  *   input.c            parameter checks the route files share (400s)
  *   reply.c            every answer: JSON, errors, 204
  *   views.c            JSON of users, connections, partners, providers,
@@ -22,6 +27,7 @@
  *   store_users.c      connections and users of a partner
  *   store_partners.c   providers, partners, rotation, API-key lookup
  *   store_events.c     events, delivery log, queues, dead letters, fleet
+ *   store_connect.c    used links, connect flows, connected/disconnected
  *   keys.c             making, sealing and opening keys and secrets
  *   rec.c              a hash read whole (struct rec) and lists of them
  *   params.c           form, JSON and percent decoding
@@ -61,7 +67,6 @@ struct rsync;
 #define API_URL_MAX        2048        /* bytes of a webhook or redirect URL */
 #define API_SECRET_MAX     4096        /* bytes of a password or refresh token */
 #define API_CODE_MAX       64          /* bytes of a provider code */
-#define API_LINK_TTL_S     (30 * 60)   /* connect/disconnect links, as the original */
 #define API_CHANGES_MAXLEN "100000"    /* si:changes, XADD MAXLEN ~ */
 
 /* Process-wide state; read-only once the server runs. */
@@ -79,6 +84,7 @@ struct api {
     struct metric *m_status[6];    /* responses by class: 1xx..5xx, index 1..5 */
     struct metric *m_latency;      /* handler latency histogram */
     struct metric *m_rate_limited; /* 429 answers */
+    struct metric *m_connect[24];  /* connect-page outcomes, by enum connect_result */
 };
 
 /* A partner authenticated by its API key. */
@@ -120,5 +126,6 @@ extern const struct route routes_events[];
 extern const struct route routes_providers[];
 extern const struct route routes_partners[];
 extern const struct route routes_fleet[];
+extern const struct route routes_connect[];
 
 #endif

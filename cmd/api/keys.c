@@ -46,29 +46,64 @@ char *keys_new_webhook_secret(void)
     return s;
 }
 
+/* Opens envelope with aad: a new string, or NULL when empty or unopenable. */
+static char *open_aad(const struct api *a, const char *aad, const char *envelope)
+{
+    char *plain = NULL;
+    if (envelope == NULL || *envelope == '\0' ||
+        crypto_decrypt(a->keys, envelope, aad, &plain, NULL) < 0)
+        return NULL;
+    return plain;
+}
+
+/* Seals plain with aad: a new string, or NULL. */
+static char *seal_aad(const struct api *a, const char *aad, const char *plain)
+{
+    char *env = NULL;
+    if (crypto_encrypt(a->keys, plain, strlen(plain), aad, &env) < 0)
+        return NULL;
+    return env;
+}
+
 char *keys_open_partner(const struct api *a, const char *pid, const char *field,
                         const char *envelope)
 {
-    if (envelope == NULL || *envelope == '\0')
-        return NULL;
     char aad[SCHEMA_KEY_MAX];
-    if (schema_aad_partner(aad, pid, field) < 0)
-        return NULL;
-    char *plain = NULL;
-    if (crypto_decrypt(a->keys, envelope, aad, &plain, NULL) < 0)
-        return NULL;
-    return plain;
+    return schema_aad_partner(aad, pid, field) < 0 ? NULL : open_aad(a, aad, envelope);
 }
 
 char *keys_seal_partner(const struct api *a, const char *pid, const char *field, const char *plain)
 {
     char aad[SCHEMA_KEY_MAX];
-    if (schema_aad_partner(aad, pid, field) < 0)
-        return NULL;
-    char *env = NULL;
-    if (crypto_encrypt(a->keys, plain, strlen(plain), aad, &env) < 0)
-        return NULL;
-    return env;
+    return schema_aad_partner(aad, pid, field) < 0 ? NULL : seal_aad(a, aad, plain);
+}
+
+/* The AAD of user uid's encrypted field ("secret" or "oauth2_access_token"). */
+static int user_aad(char aad[SCHEMA_KEY_MAX], const char *uid, const char *field)
+{
+    return strcmp(field, "secret") == 0 ? schema_aad_user_secret(aad, uid)
+                                        : schema_aad_user_access_token(aad, uid);
+}
+
+char *keys_seal_user(const struct api *a, const char *uid, const char *field, const char *plain)
+{
+    char aad[SCHEMA_KEY_MAX];
+    if (plain == NULL || *plain == '\0')
+        return xstrdup("");
+    return user_aad(aad, uid, field) < 0 ? NULL : seal_aad(a, aad, plain);
+}
+
+char *keys_open_user(const struct api *a, const char *uid, const char *field, const char *envelope)
+{
+    char aad[SCHEMA_KEY_MAX];
+    return user_aad(aad, uid, field) < 0 ? NULL : open_aad(a, aad, envelope);
+}
+
+char *keys_open_conn_secret(const struct api *a, const char *pid, const char *code,
+                            const char *envelope)
+{
+    char aad[SCHEMA_KEY_MAX];
+    return schema_aad_conn_secret(aad, pid, code) < 0 ? NULL : open_aad(a, aad, envelope);
 }
 
 void keys_wipe_free(char *s)

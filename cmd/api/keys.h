@@ -1,7 +1,9 @@
 /*
  * cmd/api/keys.h: partner API keys and webhook secrets: making them, the
  * lookup key of an API key, and sealing or opening the encrypted partner
- * fields that hold them (AAD "si:partner:<pid>:<field>", core/schema.h).
+ * fields that hold them (AAD "si:partner:<pid>:<field>", core/schema.h);
+ * sealing and opening a user's credentials and a connection's client
+ * secret the same way.
  * Pure: no Redis, no replies; callable from any thread.
  *
  * SPDX-License-Identifier: MIT
@@ -32,6 +34,19 @@ char *keys_open_partner(const struct api *a, const char *pid, const char *field,
 
 /* Encrypts plain as partner pid's field. Returns a new string or NULL. */
 char *keys_seal_partner(const struct api *a, const char *pid, const char *field, const char *plain);
+
+/* Encrypts plain as user uid's field ("secret": a password or refresh
+ * token; "oauth2_access_token"), "" staying "" (no credential). Returns a
+ * new string or NULL. */
+char *keys_seal_user(const struct api *a, const char *uid, const char *field, const char *plain);
+
+/* Decrypts user uid's field, as keys_open_partner(). */
+char *keys_open_user(const struct api *a, const char *uid, const char *field, const char *envelope);
+
+/* Decrypts the client secret of partner pid's connection to code, as
+ * keys_open_partner(). */
+char *keys_open_conn_secret(const struct api *a, const char *pid, const char *code,
+                            const char *envelope);
 
 /* Overwrites s with zeros and frees it. Accepts NULL. */
 void keys_wipe_free(char *s);

@@ -5,8 +5,9 @@
  * Each civetweb worker thread owns one blocking Redis connection (core/rsync),
  * made when the thread starts and found again with http_thread_data(); the
  * libev loop of core/node keeps the heartbeat and readiness. Requests under
- * /api/ and /admin/api/ go to cmd/api/router.c; everything else is the
- * static files of SUPERIMAP_WEB_ROOT (web/: openapi.json, index.html).
+ * /api/, /admin/api/ and /users/ (the connect pages) go to cmd/api/router.c;
+ * everything else is the static files of SUPERIMAP_WEB_ROOT (web/:
+ * openapi.json, index.html).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -14,7 +15,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <curl/curl.h>
+
 #include "cmd/api/api.h"
+#include "cmd/api/connect.h"
 #include "cmd/api/keys.h"
 #include "cmd/api/router.h"
 #include "core/config.h"
@@ -107,9 +111,15 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
         log_error("bad encryption key err=\"%s\"", err);
         return 2;
     }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("libcurl failed to initialise");
+        crypto_keys_free(api.keys);
+        return 1;
+    }
     if (derive_keys(&api, cfg) < 0) {
         log_error("cannot derive keys from SUPERIMAP_ENCRYPTION_KEY");
         crypto_keys_free(api.keys);
+        curl_global_cleanup();
         return 1;
     }
     struct stat st;
@@ -143,7 +153,16 @@ static int start(struct node *n, void *data)
                                      metrics_latency_nbounds);
     a->m_rate_limited = metrics_counter(m, "superimap_api_rate_limited_total",
                                         "Partner API requests refused with 429", NULL);
+    _Static_assert(CONNECT_RESULTS <= sizeof a->m_connect / sizeof a->m_connect[0],
+                   "m_connect holds every connect result");
+    for (int i = 0; i < CONNECT_RESULTS; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "result=\"%s\"", connect_result_str(i));
+        a->m_connect[i] = metrics_counter(m, "superimap_api_connect_total",
+                                          "Connect and disconnect page outcomes", labels);
+    }
     http_route(node_http(n), "/api/", router_handle, a);
+    http_route(node_http(n), "/users/", router_handle, a);
     http_route(node_http(n), "/admin/api/", router_handle, a);
     return 0;
 }
@@ -156,6 +175,7 @@ static void finish(struct node *n, void *data)
     xfree(a->dummy_envelope);
     xfree(a->openapi);
     crypto_keys_free(a->keys);
+    curl_global_cleanup();
     memset(a, 0, sizeof *a);
 }
 

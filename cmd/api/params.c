@@ -179,6 +179,45 @@ int params_parse_form(struct params *p, const char *s, size_t n, char *err, size
     return rc;
 }
 
+/* Writes v (any JSON value) into g. */
+static void gen_value(struct json_gen *g, yajl_val v)
+{
+    if (YAJL_IS_STRING(v)) {
+        json_gen_str(g, v->u.string);
+    } else if (YAJL_IS_NUMBER(v)) {
+        json_gen_raw(g, v->u.number.r, strlen(v->u.number.r));
+    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+        json_gen_bool(g, YAJL_IS_TRUE(v));
+    } else if (YAJL_IS_ARRAY(v)) {
+        json_gen_array_open(g);
+        for (size_t i = 0; i < v->u.array.len; i++)
+            gen_value(g, v->u.array.values[i]);
+        json_gen_array_close(g);
+    } else if (YAJL_IS_OBJECT(v)) {
+        json_gen_object_open(g);
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            json_gen_key(g, v->u.object.keys[i]);
+            gen_value(g, v->u.object.values[i]);
+        }
+        json_gen_object_close(g);
+    } else {
+        json_gen_null(g);
+    }
+}
+
+/* A nested object as compact JSON text (xfree() it), or NULL when it does
+ * not fit a body's size. */
+static char *object_text(yajl_val v)
+{
+    struct json_gen *g = json_gen_new(PARAMS_OBJECT_MAX);
+    gen_value(g, v);
+    char *out = NULL;
+    if (json_gen_finish(g, &out, NULL) < 0)
+        out = NULL;
+    json_gen_free(g);
+    return out;
+}
+
 int params_parse_json(struct params *p, const char *s, size_t n, char *err, size_t errlen)
 {
     yajl_val obj;
@@ -186,6 +225,7 @@ int params_parse_json(struct params *p, const char *s, size_t n, char *err, size
     if (rc < 0)
         return rc;
     size_t count = obj->u.object.len;
+    char *json_text = NULL;
     for (size_t i = 0; i < count && rc == 0; i++) {
         const char *k = obj->u.object.keys[i];
         yajl_val v = obj->u.object.values[i];
@@ -205,10 +245,15 @@ int params_parse_json(struct params *p, const char *s, size_t n, char *err, size
             t = PARAM_BOOL;
         } else if (YAJL_IS_NULL(v)) {
             t = PARAM_NULL;
+        } else if (YAJL_IS_ARRAY(v)) {
+            text = "array";
         } else {
-            text = YAJL_IS_ARRAY(v) ? "array" : "object";
+            json_text = object_text(v);
+            text = json_text != NULL ? json_text : "object";
         }
         rc = params_set(p, k, strlen(k), text, strlen(text), t);
+        xfree(json_text);
+        json_text = NULL;
         if (rc == -SIMAP_ETOOBIG)
             set_err(err, errlen, "too many parameters");
         else if (rc < 0)

@@ -1,7 +1,8 @@
 /*
- * cmd/api/reply: the answers of superimap-api. Every response is JSON with
- * its head and body in one write; errors are {"error":{"code","message",
- * "field"}} (see reply.h).
+ * cmd/api/reply: the answers of superimap-api. Every response has its head
+ * and body in one write. The API's are JSON, its errors {"error":{"code",
+ * "message","field"}}; the connect pages' are HTML or redirects (see
+ * reply.h).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -23,24 +24,61 @@ static const char *reason_phrase(int status)
     return s ? s : "";
 }
 
-int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers)
+/* Sends status with content type ctype, the extra header lines and
+ * body[0..len) in one write. */
+static int send_one(struct req *r, int status, const char *ctype, const char *body, size_t len,
+                    const char *headers)
 {
     /* Head and body in one write: two small writes would meet Nagle's
      * algorithm and the client's delayed ACK, 40 ms per response. */
     struct buf out;
-    buf_init(&out, len + 4096);
+    buf_init(&out, len + 8192);
     buf_printf(&out,
                "HTTP/1.1 %d %s\r\n"
-               "Content-Type: application/json\r\n"
+               "Content-Type: %s\r\n"
                "Content-Length: %zu\r\n"
                "Cache-Control: no-store\r\n"
                "X-Content-Type-Options: nosniff\r\n"
                "%s\r\n",
-               status, reason_phrase(status), len, headers ? headers : "");
-    buf_append(&out, json, len);
+               status, reason_phrase(status), ctype, len, headers ? headers : "");
+    buf_append(&out, body, len);
     mg_write(r->conn, out.data, out.len);
     buf_free(&out);
     return status;
+}
+
+/* form-action also governs where a form's answer redirects (CSP Level 3):
+ * the PLAIN form's success goes to the partner's URL, on any http(s) host. */
+int reply_html(struct req *r, int status, const char *html, const char *headers)
+{
+    struct buf h;
+    buf_init(&h, 8192);
+    buf_printf(&h,
+               "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
+               "form-action 'self' http: https:; frame-ancestors 'none'\r\n"
+               "Referrer-Policy: no-referrer\r\n%s",
+               headers ? headers : "");
+    int rc = send_one(r, status, "text/html; charset=utf-8", html, strlen(html), h.data);
+    buf_free(&h);
+    return rc;
+}
+
+int reply_redirect(struct req *r, const char *location, const char *headers)
+{
+    if (strpbrk(location, "\r\n") != NULL)
+        return reply_html(r, 400, "<!doctype html><title>Bad link</title><p>Bad link.</p>", NULL);
+    struct buf h;
+    buf_init(&h, strlen(location) + 8192);
+    buf_printf(&h, "Location: %s\r\nReferrer-Policy: no-referrer\r\n%s", location,
+               headers ? headers : "");
+    int rc = send_one(r, 302, "text/plain; charset=utf-8", "", 0, h.data);
+    buf_free(&h);
+    return rc;
+}
+
+int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers)
+{
+    return send_one(r, status, "application/json", json, len, headers);
 }
 
 struct json_gen *reply_gen_new(void)

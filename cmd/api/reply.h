@@ -34,6 +34,14 @@ int reply_unavailable(struct req *r);
 /* 204 without a body. */
 int reply_no_content(struct req *r);
 
+/* Sends an HTML page (UTF-8, the caller escaped what it holds) with a
+ * Content-Security-Policy that allows no script. Returns status. */
+int reply_html(struct req *r, int status, const char *html, const char *headers);
+
+/* 302 to location (a CR or LF in it gives a 400 page instead), with the
+ * extra header lines (Set-Cookie). Returns the status sent. */
+int reply_redirect(struct req *r, const char *location, const char *headers);
+
 /* A new generator with the response cap. */
 struct json_gen *reply_gen_new(void);
 

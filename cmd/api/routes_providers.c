@@ -1,7 +1,10 @@
 /*
  * cmd/api/routes_providers: /admin/api/providers, the IMAP providers (the
  * original seeded them): host, port, TLS, authentication, IDLE renewal and
- * connection cap of each, by code.
+ * connection cap of each, by code; for OAuth2 its endpoints (authorize,
+ * token, userinfo, revoke), scope, extra authorization parameters, where
+ * the client secret goes (post body or HTTP Basic) and the SASL mechanism.
+ * "preset": "gmail" or "microsoft" fills in the published values.
  *
  * Like all of the admin API (authenticated by Authorization: Bearer
  * $SUPERIMAP_ADMIN_TOKEN), it refuses unknown parameters (400 naming the
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd/api/connect.h"
 #include "cmd/api/input.h"
 #include "cmd/api/reply.h"
 #include "cmd/api/store.h"
@@ -28,17 +32,42 @@ static int one_of(const char *v, const char *a, const char *b, const char *c)
 }
 
 static const char *const provider_params[] = {"code",
+                                              "preset",
                                               "imap_host",
                                               "imap_port",
                                               "tls",
                                               "auth",
+                                              "sasl",
                                               "idle_renew_s",
                                               "max_connections",
                                               "oauth2_authorize_url",
                                               "oauth2_token_url",
+                                              "oauth2_userinfo_url",
+                                              "oauth2_revoke_url",
                                               "oauth2_scope",
+                                              "oauth2_authorize_params",
+                                              "oauth2_token_auth",
                                               "api_key",
                                               NULL};
+
+/* The published settings of the big OAuth2 mail providers (IMAP on port
+ * 993 with implicit TLS, XOAUTH2, the client secret in the token request's
+ * body). Parameters given with "preset" override them. */
+struct preset {
+    const char *name, *host, *authorize_url, *token_url, *userinfo_url, *revoke_url, *scope,
+        *authorize_params; /* NULL: none */
+};
+
+static const struct preset presets[] = {
+    {"gmail", "imap.gmail.com", "https://accounts.google.com/o/oauth2/v2/auth",
+     "https://oauth2.googleapis.com/token", "https://openidconnect.googleapis.com/v1/userinfo",
+     "https://oauth2.googleapis.com/revoke", "https://mail.google.com/ openid email",
+     "{\"access_type\":\"offline\",\"prompt\":\"consent\"}"},
+    {"microsoft", "outlook.office365.com",
+     "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+     "https://login.microsoftonline.com/common/oauth2/v2.0/token", NULL, NULL,
+     "https://outlook.office.com/IMAP.AccessAsUser.All offline_access openid email", NULL},
+};
 
 static int valid_host(const char *h)
 {
@@ -54,78 +83,171 @@ static int valid_host(const char *h)
     return 1;
 }
 
-/* Collects a provider's fields from the request into pairs (at most 18
- * strings, ints formatted into nums). creating: required fields and
- * defaults. cur: the stored provider when updating (for the oauth2 check). */
-static int provider_input(struct req *r, int creating, const struct rec *cur, const char **pairs,
-                          int *n, char nums[3][24])
+/* oauth2_authorize_params: a JSON object in a JSON body, or its text in a
+ * form; *out NULL when absent, "" when given empty (it clears them). */
+static int input_authorize_params(struct req *r, const char **out)
+{
+    *out = NULL;
+    const struct param *p = params_get(&r->params, "oauth2_authorize_params");
+    if (p == NULL)
+        return 0;
+    if (p->type == PARAM_NULL || (p->type == PARAM_STR && p->len == 0)) {
+        *out = "";
+        return 0;
+    }
+    if ((p->type != PARAM_STR && p->type != PARAM_OTHER) ||
+        !connect_params_json_ok(p->value, p->len))
+        return reply_invalid(r, "oauth2_authorize_params",
+                             "must be an object of at most 16 string values (names of "
+                             "[A-Za-z0-9_.-], not one the connect page sets itself)");
+    *out = p->value;
+    return 0;
+}
+
+/* What the request sets, preset values first, then the parameters. */
+struct provider_in {
+    const char *pairs[40];
+    int n;
+    char nums[3][24];
+};
+
+static void pair(struct provider_in *in, const char *k, const char *v)
+{
+    for (int i = 0; i < in->n; i += 2) {
+        if (strcmp(in->pairs[i], k) == 0) {
+            in->pairs[i + 1] = v;
+            return;
+        }
+    }
+    in->pairs[in->n++] = k;
+    in->pairs[in->n++] = v;
+}
+
+/* The value the provider will have: this request's, else the stored one
+ * (cur, when updating), else "". */
+static const char *final_value(const struct provider_in *in, const struct rec *cur,
+                               const char *field)
+{
+    for (int i = 0; i < in->n; i += 2)
+        if (strcmp(in->pairs[i], field) == 0)
+            return in->pairs[i + 1];
+    return cur != NULL ? rec_get(cur, field) : "";
+}
+
+/* Collects a provider's fields from the request into in. creating:
+ * required fields and defaults. cur: the stored provider when updating. */
+static int provider_input(struct req *r, int creating, const struct rec *cur,
+                          struct provider_in *in)
 {
     int rc = input_only_known(r, provider_params);
     if (rc != 0)
         return rc;
-    const char *host, *tls, *auth, *aurl, *turl, *scope;
+    const char *preset_name, *host, *tls, *auth, *sasl, *aurl, *turl, *uurl, *rurl, *scope,
+        *aparams, *tauth;
     int64_t port, renew, maxc;
     int has_port, has_renew, has_max;
-    if ((rc = input_text(r, "imap_host", 253, &host)) != 0 ||
+    if ((rc = input_text(r, "preset", 32, &preset_name)) != 0 ||
+        (rc = input_text(r, "imap_host", 253, &host)) != 0 ||
         (rc = input_int(r, "imap_port", 1, 65535, &port, &has_port)) != 0 ||
         (rc = input_text(r, "tls", 16, &tls)) != 0 ||
         (rc = input_text(r, "auth", 16, &auth)) != 0 ||
+        (rc = input_text(r, "sasl", 16, &sasl)) != 0 ||
         (rc = input_int(r, "idle_renew_s", 60, 1740, &renew, &has_renew)) != 0 ||
         (rc = input_int(r, "max_connections", 0, 10000000, &maxc, &has_max)) != 0 ||
         (rc = input_url(r, "oauth2_authorize_url", 0, &aurl)) != 0 ||
         (rc = input_url(r, "oauth2_token_url", 0, &turl)) != 0 ||
-        (rc = input_text(r, "oauth2_scope", API_TEXT_MAX, &scope)) != 0)
+        (rc = input_url(r, "oauth2_userinfo_url", 0, &uurl)) != 0 ||
+        (rc = input_url(r, "oauth2_revoke_url", 0, &rurl)) != 0 ||
+        (rc = input_text(r, "oauth2_scope", API_TEXT_MAX, &scope)) != 0 ||
+        (rc = input_authorize_params(r, &aparams)) != 0 ||
+        (rc = input_text(r, "oauth2_token_auth", 16, &tauth)) != 0)
         return rc;
+    const struct preset *preset = NULL;
+    for (size_t i = 0; preset_name != NULL && i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(preset_name, presets[i].name) == 0)
+            preset = &presets[i];
+    if (preset_name != NULL && preset == NULL)
+        return reply_invalid(r, "preset", "must be gmail or microsoft");
     if (host != NULL && !valid_host(host))
         return reply_invalid(r, "imap_host", "must be a host name or IP address");
-    if (creating && host == NULL)
-        return reply_invalid(r, "imap_host", "can't be blank");
-    if (creating && !has_port)
-        return reply_invalid(r, "imap_port", "can't be blank");
     if (tls != NULL && !one_of(tls, "implicit", "starttls", "none"))
         return reply_invalid(r, "tls", "must be implicit, starttls or none");
     if (auth != NULL && !one_of(auth, "plain", "oauth2", NULL))
         return reply_invalid(r, "auth", "must be plain or oauth2");
-    const char *final_auth = auth ? auth : (cur ? rec_get(cur, "auth") : "plain");
-    if (strcmp(final_auth, "oauth2") == 0) {
-        const char *fa = aurl ? aurl : (cur ? rec_get(cur, "oauth2_authorize_url") : "");
-        const char *ft = turl ? turl : (cur ? rec_get(cur, "oauth2_token_url") : "");
-        if (*fa == '\0')
+    if (sasl != NULL && !one_of(sasl, "xoauth2", "oauthbearer", NULL))
+        return reply_invalid(r, "sasl", "must be xoauth2 or oauthbearer");
+    if (tauth != NULL && !one_of(tauth, "post", "basic", NULL))
+        return reply_invalid(r, "oauth2_token_auth", "must be post or basic");
+
+    in->n = 0;
+    if (creating) {
+        pair(in, "tls", "implicit");
+        pair(in, "auth", "plain");
+        pair(in, "idle_renew_s", "1500");
+        pair(in, "max_connections", "0");
+    }
+    if (preset != NULL) {
+        const char *const fields[][2] = {
+            {"imap_host", preset->host},
+            {"imap_port", "993"},
+            {"tls", "implicit"},
+            {"auth", "oauth2"},
+            {"sasl", "xoauth2"},
+            {"oauth2_token_auth", "post"},
+            {"oauth2_authorize_url", preset->authorize_url},
+            {"oauth2_token_url", preset->token_url},
+            {"oauth2_userinfo_url", preset->userinfo_url},
+            {"oauth2_revoke_url", preset->revoke_url},
+            {"oauth2_scope", preset->scope},
+            {"oauth2_authorize_params", preset->authorize_params},
+        };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            if (fields[i][1] != NULL)
+                pair(in, fields[i][0], fields[i][1]);
+    }
+    if (host)
+        pair(in, "imap_host", host);
+    if (has_port) {
+        snprintf(in->nums[0], 24, "%lld", (long long)port);
+        pair(in, "imap_port", in->nums[0]);
+    }
+    if (tls)
+        pair(in, "tls", tls);
+    if (auth)
+        pair(in, "auth", auth);
+    if (sasl)
+        pair(in, "sasl", sasl);
+    if (has_renew) {
+        snprintf(in->nums[1], 24, "%lld", (long long)renew);
+        pair(in, "idle_renew_s", in->nums[1]);
+    }
+    if (has_max) {
+        snprintf(in->nums[2], 24, "%lld", (long long)maxc);
+        pair(in, "max_connections", in->nums[2]);
+    }
+    static const char *const urls[] = {"oauth2_authorize_url", "oauth2_token_url",
+                                       "oauth2_userinfo_url", "oauth2_revoke_url"};
+    const char *url_values[] = {aurl, turl, uurl, rurl};
+    for (size_t i = 0; i < 4; i++)
+        if (url_values[i] != NULL)
+            pair(in, urls[i], url_values[i]);
+    if (scope)
+        pair(in, "oauth2_scope", scope);
+    if (aparams)
+        pair(in, "oauth2_authorize_params", aparams);
+    if (tauth)
+        pair(in, "oauth2_token_auth", tauth);
+
+    if (creating && *final_value(in, cur, "imap_host") == '\0')
+        return reply_invalid(r, "imap_host", "can't be blank");
+    if (creating && *final_value(in, cur, "imap_port") == '\0')
+        return reply_invalid(r, "imap_port", "can't be blank");
+    if (strcmp(final_value(in, cur, "auth"), "oauth2") == 0) {
+        if (*final_value(in, cur, "oauth2_authorize_url") == '\0')
             return reply_invalid(r, "oauth2_authorize_url", "can't be blank for oauth2");
-        if (*ft == '\0')
+        if (*final_value(in, cur, "oauth2_token_url") == '\0')
             return reply_invalid(r, "oauth2_token_url", "can't be blank for oauth2");
     }
-    *n = 0;
-#define PAIR(k, v)           \
-    do {                     \
-        pairs[(*n)++] = (k); \
-        pairs[(*n)++] = (v); \
-    } while (0)
-    if (host)
-        PAIR("imap_host", host);
-    if (has_port) {
-        snprintf(nums[0], 24, "%lld", (long long)port);
-        PAIR("imap_port", nums[0]);
-    }
-    if (tls || creating)
-        PAIR("tls", tls ? tls : "implicit");
-    if (auth || creating)
-        PAIR("auth", auth ? auth : "plain");
-    if (has_renew || creating) {
-        snprintf(nums[1], 24, "%lld", (long long)(has_renew ? renew : 1500));
-        PAIR("idle_renew_s", nums[1]);
-    }
-    if (has_max || creating) {
-        snprintf(nums[2], 24, "%lld", (long long)(has_max ? maxc : 0));
-        PAIR("max_connections", nums[2]);
-    }
-    if (aurl)
-        PAIR("oauth2_authorize_url", aurl);
-    if (turl)
-        PAIR("oauth2_token_url", turl);
-    if (scope)
-        PAIR("oauth2_scope", scope);
-#undef PAIR
     return 0;
 }
 
@@ -161,12 +283,10 @@ static int provider_create(struct req *r)
         return reply_invalid(r, "code", "can't be blank");
     if (!input_is_code(code))
         return reply_invalid(r, "code", "may use only letters, digits, '_' and '-' (64 at most)");
-    const char *pairs[20];
-    char nums[3][24];
-    int n;
-    if ((rc = provider_input(r, 1, NULL, pairs, &n, nums)) != 0)
+    struct provider_in in;
+    if ((rc = provider_input(r, 1, NULL, &in)) != 0)
         return rc;
-    rc = store_provider_create(r, code, pairs, n);
+    rc = store_provider_create(r, code, in.pairs, in.n);
     if (rc == -SIMAP_ESTATE)
         return reply_error(r, 409, "conflict", "code", "a provider '%s' already exists", code);
     if (rc < 0)
@@ -212,14 +332,12 @@ static int provider_update(struct req *r)
         rec_free(&cur);
         return reply_invalid(r, "code", "cannot be changed");
     }
-    const char *pairs[20];
-    char nums[3][24];
-    int n;
-    rc = provider_input(r, 0, &cur, pairs, &n, nums);
+    struct provider_in in;
+    rc = provider_input(r, 0, &cur, &in);
     rec_free(&cur);
     if (rc != 0)
         return rc;
-    rc = store_provider_update(r, code, pairs, n);
+    rc = store_provider_update(r, code, in.pairs, in.n);
     if (rc == -SIMAP_ESTATE)
         return reply_error(r, 409, "conflict", "auth",
                            "auth cannot change while connections use the provider");

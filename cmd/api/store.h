@@ -19,6 +19,8 @@
  *   store_users.c     a partner's connections and their users
  *   store_events.c    events: enqueueing, reading, replay, the delivery log;
  *                     queue depths, dead letters and the fleet
+ *   store_connect.c   the connect pages: used links, flows, PLAIN form tries,
+ *                     a user connected or disconnected with its event
  *
  * SPDX-License-Identifier: MIT
  */
@@ -202,6 +204,77 @@ int store_user_update(struct req *r, const char *pid, const char *code, int oaut
  * else NULL. 0 or -SIMAP_ECONN. */
 int store_user_page(struct req *r, const char *pid, const char *code, const char *after,
                     int64_t limit, struct rec_list *out, char **next);
+
+/* ---- store_connect.c: the connect pages ---- */
+
+/* Marks the link whose signature is sig as followed. 0 the first time,
+ * -SIMAP_ESTATE after (a link is single use), or -SIMAP_ECONN. */
+int store_link_use(struct req *r, const char *sig);
+
+/* Keeps a connect flow's record under state for CONNECT_STATE_TTL seconds,
+ * sealed. 0, -SIMAP_ECRYPTO or -SIMAP_ECONN. */
+int store_flow_put(struct req *r, const char *state, const char *record);
+
+/* The record of flow state into *record (crypto_wipe() and xfree() it),
+ * deleting it in the same command when take (an OAuth2 state is single
+ * use). 0, -SIMAP_ENOTFOUND (unknown, expired, taken, or not ours) or
+ * -SIMAP_ECONN. */
+int store_flow_get(struct req *r, const char *state, int take, char **record);
+
+/* Deletes flow state. 0 or -SIMAP_ECONN. */
+int store_flow_drop(struct req *r, const char *state);
+
+/* Remembers failure (a URL, maybe "") as the failure URL of the browser
+ * whose cookie's SHA-256 hex is browser, for CONNECT_STATE_TTL seconds.
+ * 0 or -SIMAP_ECONN. */
+int store_browser_put(struct req *r, const char *browser, const char *failure);
+
+/* The failure URL store_browser_put() kept for browser (xfree() it), or
+ * NULL. */
+char *store_browser_failure(struct req *r, const char *browser);
+
+/* Counts one more PLAIN form login for user uid in a 15-minute window
+ * into *tries. 0 or -SIMAP_ECONN. */
+int store_connect_try(struct req *r, const char *uid, long long *tries);
+
+/* User uid's hash into *out, whatever its partner. 0, -SIMAP_ENOTFOUND or
+ * -SIMAP_ECONN. */
+int store_user_by_uid(struct req *r, const char *uid, struct rec *out);
+
+/* The user's encrypted field ("secret" or "oauth2_access_token") in clear
+ * (crypto_wipe() and xfree() it), or NULL when empty or unreadable. */
+char *store_user_open(struct req *r, const struct rec *u, const char *field);
+
+/* Connection c's (partner pid, provider code) client secret in clear, as
+ * store_user_open(). */
+char *store_conn_open_secret(struct req *r, const char *pid, const char *code, const struct rec *c);
+
+/* What a connect page sets on success. NULL strings leave the field as it
+ * is, except secret (required) and access_token ("" for none). */
+struct store_connect_in {
+    const char *secret;       /* refresh token or password, in clear */
+    const char *access_token; /* in clear, or "" */
+    const char *expires_at;   /* ms since the epoch, or "" */
+    const char *email;        /* from the provider; NULL: unchanged */
+    const char *username;     /* PLAIN login; NULL: unchanged */
+};
+
+/* Connects user *u (its hash; read again into *u when its tag changed
+ * meanwhile) with in, and queues user_connected (when its partner has that
+ * URL; *queued 1), in one script (scripts/lua/user_connect.lua). 0,
+ * -SIMAP_ENOTFOUND (gone, moved or archived), -SIMAP_ESTATE (another live
+ * user has the email, or it kept changing), -SIMAP_ECRYPTO, -SIMAP_EPROTO
+ * or -SIMAP_ECONN. */
+int store_user_connect(struct req *r, struct rec *u, const struct store_connect_in *in,
+                       int *queued);
+
+/* Clears user u's credentials (and its email when clear_email), and queues
+ * user_disconnected when it was connected (*was) and its partner has that
+ * URL (*queued), in one script (scripts/lua/user_disconnect.lua). 0,
+ * -SIMAP_ENOTFOUND, -SIMAP_ESTATE (its tag changed meanwhile),
+ * -SIMAP_ECRYPTO, -SIMAP_EPROTO or -SIMAP_ECONN. */
+int store_user_disconnect(struct req *r, const struct rec *u, int clear_email, int *was,
+                          int *queued);
 
 /* ---- store_events.c: events ---- */
 

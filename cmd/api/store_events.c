@@ -40,14 +40,12 @@ int store_event_enqueue(struct req *r, uint32_t k, const char *pid, const char *
                         const char *type, const char *uid, const char *code, const char *tag,
                         const char *sha1, const char *payload)
 {
-    char aad[SCHEMA_KEY_MAX], kevt[SCHEMA_KEY_MAX], kready[SCHEMA_KEY_MAX],
-        kpartners[SCHEMA_SHARD_KEY_MAX];
-    if (schema_aad_event(aad, eid) < 0 || schema_key_event(kevt, k, eid) < 0 ||
-        schema_key_ready(kready, k, pid) < 0)
+    char kevt[SCHEMA_KEY_MAX], kready[SCHEMA_KEY_MAX], kpartners[SCHEMA_SHARD_KEY_MAX];
+    if (schema_key_event(kevt, k, eid) < 0 || schema_key_ready(kready, k, pid) < 0)
         return -SIMAP_EINVAL;
     schema_key_ready_partners(kpartners, k);
-    char *sealed = NULL;
-    if (crypto_encrypt(r->api->keys, payload, strlen(payload), aad, &sealed) < 0)
+    char *sealed = store_seal_event(r, eid, payload);
+    if (sealed == NULL)
         return -SIMAP_ECRYPTO;
     const char *argv[] = {kevt,   kready, kpartners, eid, pid,    "type", type,      "uid", uid,
                           "code", code,   "tag",     tag, "sha1", sha1,   "payload", sealed};
@@ -57,6 +55,38 @@ int store_event_enqueue(struct req *r, uint32_t k, const char *pid, const char *
         return -SIMAP_ECONN;
     freeReplyObject(rep);
     return 0;
+}
+
+char *store_user_event_payload(const char *type, const char *eid, const char *tag, const char *code,
+                               const char *email, char sha1[CRYPTO_SHA1_HEX_LEN + 1])
+{
+    if (crypto_sha1_hex(tag, strlen(tag), sha1) < 0)
+        return NULL;
+    struct json_gen *g = json_gen_new(64 * 1024);
+    json_gen_object_open(g);
+    json_gen_key_str(g, "sha1", sha1);
+    json_gen_key_str(g, "user_tag", tag);
+    json_gen_key_str(g, "imap_provider_code", code);
+    if (strcmp(type, "user_connected") == 0)
+        json_gen_key_str(g, "email", email);
+    json_gen_key_str(g, "event", type);
+    json_gen_key_str(g, "id", eid);
+    json_gen_object_close(g);
+    char *payload = NULL;
+    if (json_gen_finish(g, &payload, NULL) < 0)
+        payload = NULL;
+    json_gen_free(g);
+    return payload;
+}
+
+char *store_seal_event(struct req *r, const char *eid, const char *payload)
+{
+    char aad[SCHEMA_KEY_MAX];
+    char *sealed = NULL;
+    if (schema_aad_event(aad, eid) < 0 ||
+        crypto_encrypt(r->api->keys, payload, strlen(payload), aad, &sealed) < 0)
+        return NULL;
+    return sealed;
 }
 
 int store_enqueue_user(struct req *r, const char *pid, const char *type, const struct rec *u,
@@ -73,25 +103,12 @@ int store_enqueue_user(struct req *r, const char *pid, const char *type, const s
     char eid[128];
     snprintf(eid, sizeof eid, "%s.%s.%s", uid, connected ? "connected" : "disconnected", at_ms);
     char sha1[CRYPTO_SHA1_HEX_LEN + 1];
-    if (crypto_sha1_hex(tag, strlen(tag), sha1) < 0)
+    char *payload =
+        store_user_event_payload(type, eid, tag, rec_get(u, "code"), rec_get(u, "email"), sha1);
+    if (payload == NULL)
         return -SIMAP_ECRYPTO;
-    struct json_gen *g = json_gen_new(64 * 1024);
-    json_gen_object_open(g);
-    json_gen_key_str(g, "sha1", sha1);
-    json_gen_key_str(g, "user_tag", tag);
-    json_gen_key_str(g, "imap_provider_code", rec_get(u, "code"));
-    if (connected)
-        json_gen_key_str(g, "email", rec_get(u, "email"));
-    json_gen_key_str(g, "event", type);
-    json_gen_key_str(g, "id", eid);
-    json_gen_object_close(g);
-    char *payload;
-    int rc = json_gen_finish(g, &payload, NULL);
-    json_gen_free(g);
-    if (rc < 0)
-        return rc;
-    rc = store_event_enqueue(r, store_shard(r->api, uid), pid, eid, type, uid, rec_get(u, "code"),
-                             tag, sha1, payload);
+    int rc = store_event_enqueue(r, store_shard(r->api, uid), pid, eid, type, uid,
+                                 rec_get(u, "code"), tag, sha1, payload);
     xfree(payload);
     if (rc < 0)
         log_warn("api event not queued event=%s err=\"%s\"", eid, err_str(rc));

@@ -34,6 +34,17 @@ struct redisReply *store_script(struct req *r, const char *name, int nkeys, int 
  * empty) or -SIMAP_ECONN (Redis failed). rec_free() it in every case. */
 int store_hgetall(struct req *r, const char *key, struct rec *out);
 
+/* The body of a user_connected or user_disconnected event eid (without
+ * timestamp and signature, which the dispatcher adds) of the user with tag
+ * of provider code (email: user_connected only), with the tag's SHA-1 hex
+ * into sha1. A new string, or NULL when it cannot be made. */
+char *store_user_event_payload(const char *type, const char *eid, const char *tag, const char *code,
+                               const char *email, char sha1[41]);
+
+/* payload sealed for the event hash of eid (AAD si:evt:<eid>): a new
+ * string, or NULL. */
+char *store_seal_event(struct req *r, const char *eid, const char *payload);
+
 /* The shard of a user id. */
 uint32_t store_shard(const struct api *a, const char *uid);
 

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/keys.h"
 #include "core/crypto.h"
 #include "core/err.h"
 
@@ -437,27 +438,6 @@ int store_user_page(struct req *r, const char *pid, const char *code, const char
 
 /* ---- Users: writing ---- */
 
-/* Encrypts a user's secret, "" staying "". Returns a new string or NULL. */
-static char *seal_secret(const struct api *a, const char *uid, const char *secret)
-{
-    if (*secret == '\0')
-        return xstrdup("");
-    char aad[SCHEMA_KEY_MAX];
-    char *env = NULL;
-    if (schema_aad_user_secret(aad, uid) < 0 ||
-        crypto_encrypt(a->keys, secret, strlen(secret), aad, &env) < 0)
-        return NULL;
-    return env;
-}
-
-static void wipe_free(char *s)
-{
-    if (s != NULL) {
-        crypto_wipe(s, strlen(s));
-        xfree(s);
-    }
-}
-
 /* The field a script's "conflict" names, as a constant. */
 static const char *conflict_field(const char *s)
 {
@@ -515,7 +495,7 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
     unsigned char raw[SCHEMA_UID_LEN / 2];
     crypto_random(raw, sizeof raw);
     crypto_hex_encode(raw, sizeof raw, uid);
-    char *sealed = seal_secret(r->api, uid, in->has_secret ? in->secret : "");
+    char *sealed = keys_seal_user(r->api, uid, "secret", in->has_secret ? in->secret : "");
     if (sealed == NULL)
         return -SIMAP_ECRYPTO;
     char *ltag = lower(in->tag);
@@ -550,11 +530,11 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
         rep = store_script(r, "user_create", 7, 19, argv, NULL);
         rc = rep == NULL ? -SIMAP_ECONN : 0;
     }
-    wipe_free(sealed);
+    keys_wipe_free(sealed);
     xfree(ltag);
     xfree(lemail);
-    if (rc < 0)
-        return rc;
+    if (rc < 0 || rep == NULL)
+        return rc < 0 ? rc : -SIMAP_ECONN;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
         rc = -SIMAP_EPROTO;
     } else if (strcmp(rep->element[0]->str, "ok") == 0) {
@@ -714,11 +694,12 @@ int store_user_update(struct req *r, const char *pid, const char *code, int oaut
 {
     *field = NULL;
     char *sealed = NULL;
-    if (in->has_secret && (sealed = seal_secret(r->api, rec_get(u, "uid"), in->secret)) == NULL)
+    if (in->has_secret &&
+        (sealed = keys_seal_user(r->api, rec_get(u, "uid"), "secret", in->secret)) == NULL)
         return -SIMAP_ECRYPTO;
     int rc = 1;
     for (int attempt = 0; attempt < WRITE_RETRIES && rc == 1; attempt++)
         rc = update_once(r, pid, code, oauth2, u, in, sealed, field);
-    wipe_free(sealed);
+    keys_wipe_free(sealed);
     return rc == 1 ? -SIMAP_ESTATE : rc;
 }

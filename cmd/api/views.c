@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/connect.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -46,24 +47,10 @@ static void int_field(struct json_gen *g, const char *key, const char *v)
     json_gen_key_int(g, key, v && *v ? strtoll(v, NULL, 10) : 0);
 }
 
-void view_link_sig(const struct api *a, const char *kind, const char *uid, int64_t ts, char out[44])
-{
-    char msg[128];
-    int n = snprintf(msg, sizeof msg, "%s\n%s\n%lld", kind, uid, (long long)ts);
-    unsigned char mac[CRYPTO_SHA256_LEN];
-    if (crypto_hmac_sha256(a->link_key, sizeof a->link_key, msg, (size_t)n, mac) < 0) {
-        out[0] = '\0';
-        return;
-    }
-    char *b64 = crypto_b64url_encode(mac, sizeof mac);
-    snprintf(out, 44, "%s", b64);
-    xfree(b64);
-}
-
 char *view_link(const struct api *a, const char *kind, const char *uid, int64_t ts)
 {
-    char sig[44];
-    view_link_sig(a, kind, uid, ts, sig);
+    char sig[CONNECT_SIG_LEN + 1];
+    connect_link_sig(a->link_key, kind, uid, ts, sig);
     const char *base = a->cfg->public_url;
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')
@@ -139,7 +126,17 @@ void view_provider(struct json_gen *g, const struct rec *p)
     int_field(g, "max_connections", rec_get(p, "max_connections"));
     str_or_null(g, "oauth2_authorize_url", rec_get(p, "oauth2_authorize_url"));
     str_or_null(g, "oauth2_token_url", rec_get(p, "oauth2_token_url"));
+    str_or_null(g, "oauth2_userinfo_url", rec_get(p, "oauth2_userinfo_url"));
+    str_or_null(g, "oauth2_revoke_url", rec_get(p, "oauth2_revoke_url"));
     str_or_null(g, "oauth2_scope", rec_get(p, "oauth2_scope"));
+    const char *params = rec_get(p, "oauth2_authorize_params");
+    if (*params != '\0')
+        json_gen_key_raw(g, "oauth2_authorize_params", params, strlen(params));
+    else
+        json_gen_key_null(g, "oauth2_authorize_params");
+    json_gen_key_str(g, "oauth2_token_auth",
+                     *rec_get(p, "oauth2_token_auth") ? rec_get(p, "oauth2_token_auth") : "post");
+    json_gen_key_str(g, "sasl", *rec_get(p, "sasl") ? rec_get(p, "sasl") : "xoauth2");
     int_field(g, "connections_count", rec_get(p, "connections_count"));
     view_time(g, "created_at", rec_get(p, "created_at"));
     view_time(g, "updated_at", rec_get(p, "updated_at"));

@@ -44,19 +44,16 @@ void view_time(struct json_gen *g, const char *key, const char *ms);
 
 /*
  * Builds the connect (kind "connect") or disconnect ("disconnect") link of
- * user uid, valid API_LINK_TTL_S from ts (unix seconds):
+ * user uid, valid CONNECT_LINK_TTL from ts (unix seconds), used once:
  *
  *   <public_url>/users/<kind>/new?user_id=<uid>&ts=<ts>&sig=<sig>
  *
  * sig = base64url(HMAC-SHA256(link_key, "<kind>\n<uid>\n<ts>")), link_key =
  * HMAC-SHA256(raw SUPERIMAP_ENCRYPTION_KEY, "superimap connect links v1").
- * The connect pages verify it with view_link_sig(). Returns a new string.
+ * sig is connect_link_sig()'s, which routes_connect.c checks. Returns a
+ * new string.
  */
 char *view_link(const struct api *a, const char *kind, const char *uid, int64_t ts);
-
-/* Writes the signature of a link into out (44 bytes). */
-void view_link_sig(const struct api *a, const char *kind, const char *uid, int64_t ts,
-                   char out[44]);
 
 /* One dead letter: partner_id, died_at (ISO and ms) and the event. */
 void view_dead_letter(struct json_gen *g, int64_t died_ms, const struct rec *e);

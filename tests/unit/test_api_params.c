@@ -108,7 +108,7 @@ static void test_json_keeps_types(void **state)
     params_init(&p);
     char err[128];
     const char *j = "{\"tag\":\"t\",\"n\":42,\"x\":1.5,\"b\":true,\"f\":false,\"z\":null,"
-                    "\"o\":{\"a\":1},\"l\":[1]}";
+                    "\"o\":{\"a\":1, \"b\":[\"x\",null,false]},\"l\":[1]}";
     assert_int_equal(params_parse_json(&p, j, strlen(j), err, sizeof err), 0);
     assert_int_equal(type_of(&p, "tag"), PARAM_STR);
     assert_int_equal(type_of(&p, "n"), PARAM_NUM);
@@ -116,6 +116,7 @@ static void test_json_keeps_types(void **state)
     assert_int_equal(type_of(&p, "b"), PARAM_BOOL);
     assert_int_equal(type_of(&p, "z"), PARAM_NULL);
     assert_int_equal(type_of(&p, "o"), PARAM_OTHER);
+    assert_string_equal(val(&p, "o"), "{\"a\":1,\"b\":[\"x\",null,false]}");
     assert_string_equal(val(&p, "l"), "array");
     const char *s;
     assert_int_equal(param_text(params_get(&p, "n"), &s), 0);

@@ -40,9 +40,12 @@ static const char *const samples[][2] = {
     {"<lower tag>", "bob smith"},
     {"<lower email>", "bob@example.org"},
     {"<sha256 hex of key>", HEX},
+    {"<sha256 hex of cookie>", HEX},
     {"<node>:<g>", "node-1:3"},
     {"<eid>", UID ".connected.1700000000000"},
     {"<id>", "node-1"},
+    {"<sig>", "c2lnbmF0dXJl"},
+    {"<state>", "c3RhdGU"},
 };
 
 static char *schema_text;
@@ -144,6 +147,14 @@ static void test_global_keys_follow_the_table(void **state)
     assert_layout("si:rl:<sha256 hex of key>", out, n);
     n = schema_key_partner_conns(out, PID);
     assert_layout("si:partner:<pid>:conns", out, n);
+    n = schema_key_link(out, "c2lnbmF0dXJl");
+    assert_layout("si:link:<sig>", out, n);
+    n = schema_key_connect(out, "c3RhdGU");
+    assert_layout("si:connect:<state>", out, n);
+    n = schema_key_connect_browser(out, HEX);
+    assert_layout("si:connect_browser:<sha256 hex of cookie>", out, n);
+    n = schema_key_connect_try(out, UID);
+    assert_layout("si:connect_try:<uid>", out, n);
     n = schema_key_conn(out, PID, CODE);
     assert_layout("si:conn:<pid>:<code>", out, n);
     n = schema_key_conn_users(out, PID, CODE);
@@ -226,6 +237,8 @@ static void test_aads_follow_the_field_descriptions(void **state)
     assert_layout("si:conn:<pid>:<code>:oauth2_client_secret", out, n);
     n = schema_aad_user_secret(out, UID);
     assert_layout("si:user:<uid>:secret", out, n);
+    n = schema_aad_user_access_token(out, UID);
+    assert_layout("si:user:<uid>:oauth2_access_token", out, n);
     n = schema_aad_event(out, UID ".connected.1700000000000");
     assert_layout("si:evt:<eid>", out, n);
 }
