@@ -23,6 +23,7 @@
 #include "cmd/api/api.h"
 #include "core/crypto.h"
 #include "core/err.h"
+#include "core/keys.h"
 
 #define DELETE_BATCH  200
 #define WRITE_RETRIES 8
@@ -86,11 +87,7 @@ static int seal_conn_pairs(struct req *r, const char *pid, const char *code,
         out[i + 1] = pairs[i + 1];
         if (strcmp(pairs[i], "oauth2_client_secret") != 0)
             continue;
-        char aad[SCHEMA_KEY_MAX];
-        if (*pairs[i + 1] == '\0')
-            *sealed = xstrdup("");
-        else if (schema_aad_conn_secret(aad, pid, code) < 0 ||
-                 crypto_encrypt(r->api->keys, pairs[i + 1], strlen(pairs[i + 1]), aad, sealed) < 0)
+        if ((*sealed = keys_seal_conn_secret(r->api->keys, pid, code, pairs[i + 1])) == NULL)
             return -SIMAP_ECRYPTO;
         out[i + 1] = *sealed;
     }
@@ -437,19 +434,6 @@ int store_user_page(struct req *r, const char *pid, const char *code, const char
 
 /* ---- Users: writing ---- */
 
-/* Encrypts a user's secret, "" staying "". Returns a new string or NULL. */
-static char *seal_secret(const struct api *a, const char *uid, const char *secret)
-{
-    if (*secret == '\0')
-        return xstrdup("");
-    char aad[SCHEMA_KEY_MAX];
-    char *env = NULL;
-    if (schema_aad_user_secret(aad, uid) < 0 ||
-        crypto_encrypt(a->keys, secret, strlen(secret), aad, &env) < 0)
-        return NULL;
-    return env;
-}
-
 static void wipe_free(char *s)
 {
     if (s != NULL) {
@@ -515,7 +499,7 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
     unsigned char raw[SCHEMA_UID_LEN / 2];
     crypto_random(raw, sizeof raw);
     crypto_hex_encode(raw, sizeof raw, uid);
-    char *sealed = seal_secret(r->api, uid, in->has_secret ? in->secret : "");
+    char *sealed = keys_seal_user_secret(r->api->keys, uid, in->has_secret ? in->secret : "");
     if (sealed == NULL)
         return -SIMAP_ECRYPTO;
     char *ltag = lower(in->tag);
@@ -714,7 +698,8 @@ int store_user_update(struct req *r, const char *pid, const char *code, int oaut
 {
     *field = NULL;
     char *sealed = NULL;
-    if (in->has_secret && (sealed = seal_secret(r->api, rec_get(u, "uid"), in->secret)) == NULL)
+    if (in->has_secret &&
+        (sealed = keys_seal_user_secret(r->api->keys, rec_get(u, "uid"), in->secret)) == NULL)
         return -SIMAP_ECRYPTO;
     int rc = 1;
     for (int attempt = 0; attempt < WRITE_RETRIES && rc == 1; attempt++)
