@@ -162,7 +162,7 @@ int store_partner_has(struct req *r, const char *pid, const char *field)
     return has;
 }
 
-int store_partner_create(struct req *r, const char *const *pairs, int n,
+int store_partner_create(struct req *r, const char *const *pairs, int n, const char *api_key,
                          struct store_new_partner *out)
 {
     memset(out, 0, sizeof *out);
@@ -174,7 +174,14 @@ int store_partner_create(struct req *r, const char *const *pairs, int n,
     snprintf(out->pid, sizeof out->pid, "%lld", seq->integer);
     freeReplyObject(seq);
     char lookup[SCHEMA_KEY_MAX], pkey[SCHEMA_KEY_MAX];
-    char *key = keys_new_api_key(lookup);
+    char *key;
+    if (api_key != NULL && *api_key != '\0') {
+        key = xstrdup(api_key);
+        if (keys_lookup(key, lookup) < 0)
+            lookup[0] = '\0';
+    } else {
+        key = keys_new_api_key(lookup);
+    }
     char *secret = keys_new_webhook_secret();
     char *key_env = keys_seal_partner(r->api->keys, out->pid, "api_key", key);
     char *secret_env = keys_seal_partner(r->api->keys, out->pid, "webhook_secret", secret);
@@ -206,7 +213,7 @@ int store_partner_create(struct req *r, const char *const *pairs, int n,
         rc = -SIMAP_ECONN;
         goto out;
     }
-    rc = reply_is(rep, "ok") ? 0 : -SIMAP_ESTATE;
+    rc = reply_is(rep, "ok") ? 0 : reply_is(rep, "key_taken") ? -SIMAP_EINVAL : -SIMAP_ESTATE;
     freeReplyObject(rep);
     if (rc == 0) {
         out->api_key = key;
