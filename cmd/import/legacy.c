@@ -16,9 +16,10 @@
 #include "core/crypto.h"
 #include "core/err.h"
 
-#define SALT_MAGIC "Salted__"
-#define SALT_LEN   8
-#define BLOCK      16
+#define SALT_MAGIC     "Salted__"
+#define SALT_MAGIC_B64 "U2FsdGVkX1" /* its base64, as every value starts */
+#define SALT_LEN       8
+#define BLOCK          16
 
 /* Value bigger than any secret the original stored: not decoded. */
 #define VALUE_MAX (64u << 10)
@@ -86,6 +87,9 @@ enum legacy_kind legacy_open(const char *password, size_t passlen, const char *v
         rawlen < sizeof SALT_MAGIC - 1 + SALT_LEN ||
         memcmp(raw, SALT_MAGIC, sizeof SALT_MAGIC - 1) != 0) {
         xfree(raw);
+        /* "Salted__" in base64, but not decodable: damaged, not plaintext. */
+        if (strncmp(value, SALT_MAGIC_B64, sizeof SALT_MAGIC_B64 - 1) == 0)
+            return LEGACY_BROKEN;
         *out = xstrdup(value);
         return LEGACY_PLAIN;
     }

@@ -24,7 +24,8 @@ enum legacy_kind {
  * Opens value (NUL-terminated) with the original's ENCRYPTION_KEY password
  * (passlen bytes). Returns the kind, and in *out a new NUL-terminated string
  * (keys_wipe_free() it): the plaintext, or a copy of value for
- * LEGACY_PLAIN; NULL for LEGACY_BROKEN and for plaintext holding a NUL
+ * LEGACY_PLAIN; NULL for LEGACY_BROKEN (also: a value starting as Gibberish's
+ * base64 that does not decode) and for plaintext holding a NUL
  * byte (then LEGACY_BROKEN too).
  */
 enum legacy_kind legacy_open(const char *password, size_t passlen, const char *value, char **out);
