@@ -33,6 +33,7 @@
 #include "core/rsync.h"
 #include "core/schema.h"
 #include "core/strmap.h"
+#include "proto/civil.h"
 #include "proto/csv.h"
 
 #define FILE_MAX  ((size_t)4 << 30) /* bytes of one exported table */
@@ -261,17 +262,6 @@ static int is_true(const char *s)
     return strcmp(s, "t") == 0 || strcmp(s, "true") == 0;
 }
 
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* psql's text of a timestamp into ms since the epoch as text ("" stays
  * ""); -1 when it is not one. */
 static int parse_time(const char *s, char out[24])
@@ -314,7 +304,7 @@ static int parse_time(const char *s, char out[24])
     }
     if (*p != '\0')
         return -1;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset;
+    int64_t t = civil_days_from(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset;
     snprintf(out, 24, "%lld", (long long)(t * 1000 + ms));
     return 0;
 }
