@@ -36,13 +36,9 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
 end
 local uid, k, email = ARGV[1], ARGV[2], ARGV[4]
 local archived, connected_at = ARGV[7], ARGV[12]
-if archived ~= '1' then
-    if redis.call('EXISTS', KEYS[3]) == 1 then
-        return {'conflict', 'tag'}
-    end
-    if email ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-        return {'conflict', 'email'}
-    end
+local taken = user_taken(KEYS, email, archived)
+if taken then
+    return {'conflict', taken}
 end
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -58,16 +54,5 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[10], 'code', ARGV[11], 'tag'
 if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[8], 'uidvalidity', ARGV[15], 'last_uid', ARGV[16])
 end
-redis.call('ZADD', KEYS[2], 0, ARGV[9] .. '\31' .. uid)
-redis.call('HINCRBY', KEYS[1], 'users_count', 1)
-if archived ~= '1' then
-    redis.call('SET', KEYS[3], uid)
-    if email ~= '' then
-        redis.call('SET', KEYS[4], uid)
-    end
-    if connected_at ~= '' then
-        redis.call('SADD', KEYS[6], uid)
-    end
-end
-redis.call('XADD', KEYS[7], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', k, 'op', 'create')
+user_index(KEYS, uid, k, ARGV[9], email, archived, connected_at ~= '')
 return {'ok'}
