@@ -61,31 +61,33 @@ static void gibberish(const char *plain, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static int write_export(const char *dir, long users)
+/* Writes text as dir/name. */
+static void write_small(const char *dir, const char *name, const char *text)
 {
     char path[256];
-    snprintf(path, sizeof path, "%s/old.key", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
-    fputs(OLD_KEY "\n", f);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/partners.csv", dir);
-    f = fopen(path, "w");
-    fputs("id,api_key,name,new_mail_webhook,user_connected_webhook,user_disconnected_webhook,"
-          "success_url,failure_url\n1,0123456789abcdef0123,Bench,https://bench.example/n,,,,\n",
-          f);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/imap_providers.csv", dir);
-    f = fopen(path, "w");
-    fputs("id,code,title,type,imap_host,imap_port,imap_use_ssl\n"
-          "1,PLAIN,Plain,Plain::ImapProvider,127.0.0.1,10143,f\n",
-          f);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/partner_connections.csv", dir);
-    f = fopen(path, "w");
-    fputs("id,partner_id,imap_provider_id,oauth2_client_id,oauth2_client_secret\n1,1,1,,\n", f);
-    fclose(f);
+    if (f != NULL) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static int write_export(const char *dir, long users)
+{
+    write_small(dir, "old.key", OLD_KEY "\n");
+    write_small(dir, "partners.csv",
+                "id,api_key,name,new_mail_webhook,user_connected_webhook,"
+                "user_disconnected_webhook,success_url,failure_url\n"
+                "1,0123456789abcdef0123,Bench,https://bench.example/n,,,,\n");
+    write_small(dir, "imap_providers.csv",
+                "id,code,title,type,imap_host,imap_port,imap_use_ssl\n"
+                "1,PLAIN,Plain,Plain::ImapProvider,127.0.0.1,10143,f\n");
+    write_small(dir, "partner_connections.csv",
+                "id,partner_id,imap_provider_id,oauth2_client_id,oauth2_client_secret\n1,1,1,,\n");
+    char path[256];
     snprintf(path, sizeof path, "%s/users.csv", dir);
-    f = fopen(path, "w");
+    FILE *f = fopen(path, "w");
     if (f == NULL)
         return -1;
     fputs("id,partner_connection_id,tag,email,login_username,login_password,connected_at,"

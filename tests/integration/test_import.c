@@ -204,6 +204,19 @@ static char *open_sealed(const char *key, const char *field, const char *aad)
     return plain;
 }
 
+/* Asserts that the live user ltag of connection code has secret want
+ * (sealed with superimap's key); its uid into uid. */
+static void expect_secret(const char *code, const char *ltag, const char *want, char uid[32])
+{
+    uid_of(code, ltag, uid);
+    char aad[64], ukey[96];
+    snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
+    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", hrw_shard(uid, 64), uid);
+    char *secret = open_sealed(ukey, "secret", aad);
+    assert_string_equal(secret, want);
+    free(secret);
+}
+
 static void expect_cursor(const char *uid, const char *validity, const char *last)
 {
     redisReply *r =
@@ -308,23 +321,13 @@ static void test_import_brings_every_field_through_the_api(void **state)
     assert_string_equal(jstr(&r, "last_login_at"), "2015-03-06T08:00:00.000Z");
     assert_true(YAJL_IS_FALSE(json_get(r.json, "archived")));
     assert_true(YAJL_IS_FALSE(json_get(r.json, "enable_tracer")));
-    char uid[32], aad[64], ukey[96];
-    uid_of("PLAIN", "alice", uid);
-    snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
-    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", hrw_shard(uid, 64), uid);
-    char *secret = open_sealed(ukey, "secret", aad);
-    assert_string_equal(secret, "alice-pass");
-    free(secret);
+    char uid[32];
+    expect_secret("PLAIN", "alice", "alice-pass", uid);
     expect_cursor(uid, "1234", "41");
     assert_int_equal(rcmd(&redis, "SISMEMBER si:{%u}:users %s", hrw_shard(uid, 64), uid)->integer,
                      1);
 
-    uid_of("PLAIN", "legacy", uid);
-    snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
-    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", hrw_shard(uid, 64), uid);
-    secret = open_sealed(ukey, "secret", aad);
-    assert_string_equal(secret, "plain legacy pass");
-    free(secret);
+    expect_secret("PLAIN", "legacy", "plain legacy pass", uid);
     expect_cursor(uid, NULL, NULL);
 
     api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/gone", KEY_ACME, NULL);
@@ -344,12 +347,7 @@ static void test_import_brings_every_field_through_the_api(void **state)
     EXPECT(&r, 200, "GET", USER);
     assert_string_equal(jstr(&r, "email"), "someone@gmail.com");
     assert_string_equal(jstr(&r, "imap_provider_code"), "GMAIL_OAUTH2");
-    uid_of("GMAIL_OAUTH2", "gmail-user", uid);
-    snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
-    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", hrw_shard(uid, 64), uid);
-    secret = open_sealed(ukey, "secret", aad);
-    assert_string_equal(secret, TOKEN);
-    free(secret);
+    expect_secret("GMAIL_OAUTH2", "gmail-user", TOKEN, uid);
     expect_cursor(uid, "4000000000", "3000000000");
 
     api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/say%20%22hi%22%2C%20then%20bye",
@@ -357,12 +355,7 @@ static void test_import_brings_every_field_through_the_api(void **state)
     EXPECT(&r, 200, "GET", USER);
     assert_string_equal(jstr(&r, "tag"), QUOTE_TAG);
     /* last_uid_validity without last_uid: no cursor (the usual baseline). */
-    uid_of("PLAIN", "say \"hi\", then bye", uid);
-    snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
-    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", hrw_shard(uid, 64), uid);
-    secret = open_sealed(ukey, "secret", aad);
-    assert_string_equal(secret, "quote\npass, \"two\" lines");
-    free(secret);
+    expect_secret("PLAIN", "say \"hi\", then bye", "quote\npass, \"two\" lines", uid);
     expect_cursor(uid, NULL, NULL);
 
     /* Refused rows: each with its reason, none written. */
