@@ -370,6 +370,8 @@ static enum outcome partner_row(struct run *run, const struct table *t)
     const char *pid = col(t, P_ID), *key = col(t, P_API_KEY), *name = col(t, P_NAME);
     if (!is_id(pid))
         return refuse(run, t, "id is not a positive integer");
+    if (strmap_get(run->partners, pid) != NULL)
+        return refuse(run, t, "duplicate id");
     if (!keys_api_key_acceptable(key))
         return refuse(run, t,
                       "api_key is neither 20 lowercase hex digits nor 43 base64url "
@@ -395,6 +397,8 @@ static enum outcome partner_row(struct run *run, const struct table *t)
     schema_aad_partner(aad, pid, "api_key");
     if (keys_lookup(key, lookup) < 0)
         return refuse(run, t, "api_key cannot be hashed");
+    if (strmap_get(run->seen, lookup) != NULL)
+        return refuse(run, t, "api_key is another row's");
     redisReply *h = hgetall(run, pkey);
     if (h == NULL)
         return redis_failed(run, "partners");
@@ -406,6 +410,7 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         if (diff != NULL)
             return refuse(run, t, "partner %s exists with another %s", pid, diff);
         strmap_put(run->partners, pid, (void *)1);
+        strmap_put(run->seen, lookup, (void *)1);
         return UNCHANGED;
     }
     freeReplyObject(h);
@@ -417,6 +422,7 @@ static enum outcome partner_row(struct run *run, const struct table *t)
     if (taken)
         return refuse(run, t, "api_key is in use by another partner");
     strmap_put(run->partners, pid, (void *)1);
+    strmap_put(run->seen, lookup, (void *)1);
     if (run->o->dry_run)
         return would(run, t, name);
     char *secret = keys_new_webhook_secret();
@@ -757,6 +763,11 @@ static enum outcome user_row(struct run *run, const struct table *t)
     const char *why = check_user(run, t, &u);
     if (why != NULL)
         return refuse(run, t, "%s", why);
+    char idkey[48];
+    snprintf(idkey, sizeof idkey, "user %s", col(t, U_ID));
+    if (strmap_get(run->seen, idkey) != NULL)
+        return refuse(run, t, "duplicate id");
+    strmap_put(run->seen, idkey, (void *)1);
     const char *pid = u.c->pid, *code = u.c->code;
     char tagkey[SCHEMA_KEY_MAX], emailkey[SCHEMA_KEY_MAX];
     if (schema_key_tag(tagkey, pid, code, u.ltag) < 0 ||
