@@ -128,6 +128,7 @@ struct table {
     const struct table_spec *spec;
     char *data;
     struct csv_reader *csv;
+    size_t width;      /* fields of the header row */
     int col[MAX_COLS]; /* index of each spec column in the file, or -1 */
 };
 
@@ -931,6 +932,7 @@ static int open_table(const char *dir, const struct table_spec *spec, struct tab
         return -SIMAP_EINVAL;
     }
     int rc = 0;
+    t->width = csv_count(t->csv);
     for (int c = 0; spec->cols[c] != NULL; c++) {
         const char *name = spec->cols[c] + (spec->cols[c][0] == '*');
         t->col[c] = -1;
@@ -960,7 +962,10 @@ static int import_table(struct run *run, struct table *t, row_fn *fn, struct imp
     int rc;
     while ((rc = csv_next(t->csv)) == 1) {
         enum outcome res;
-        if (!row_is_text(t))
+        if (csv_count(t->csv) != t->width)
+            res = refuse(run, t, "has %zu fields where the header has %zu", csv_count(t->csv),
+                         t->width);
+        else if (!row_is_text(t))
             res = refuse(run, t, "a field holds a NUL byte");
         else
             res = fn(run, t);

@@ -134,7 +134,7 @@ static void write_export(void)
             "f", "f", NULL, "1234", NULL, NULL, NULL, "0", "Plain::User", ts, ts);
     /* Refused: a tag taken (case-insensitively), a secret under another
      * key, an unknown connection, a connection of a refused partner, a
-     * broken timestamp, an id already read. */
+     * broken timestamp, a row cut short, an id already read. */
     imp_row(f, 19, "106", "11", "ALICE", "other@example.com", "o", alice, NULL,
             "2015-03-04 05:06:07", "f", "f", NULL, NULL, NULL, NULL, NULL, "0", "Plain::User", ts,
             ts);
@@ -147,6 +147,7 @@ static void write_export(void)
             NULL, NULL, NULL, NULL, "0", "Plain::User", ts, ts);
     imp_row(f, 19, "110", "11", "badtime", "bt@example.com", "bt", alice, NULL, "yesterday", "f",
             "f", NULL, NULL, NULL, NULL, NULL, "0", "Plain::User", ts, ts);
+    fputs("111,11,short-row,s@example.com\n", f);
     imp_row(f, 19, "100", "11", "alice-again", "aa@example.com", "aa", alice, NULL, NULL, "f", "f",
             NULL, NULL, NULL, NULL, NULL, "0", "Plain::User", ts, ts);
     fclose(f);
@@ -247,7 +248,7 @@ static void test_import_brings_every_field_through_the_api(void **state)
     expect_out("partners: 2 imported, 0 unchanged, 1 refused");
     expect_out("imap_providers: 2 imported, 0 unchanged, 0 refused");
     expect_out("partner_connections: 3 imported, 0 unchanged, 1 refused");
-    expect_out("users: 6 imported, 0 unchanged, 6 refused");
+    expect_out("users: 6 imported, 0 unchanged, 7 refused");
 
     /* Partners, with their original keys. */
     struct api_resp r = {0};
@@ -369,7 +370,8 @@ static void test_import_brings_every_field_through_the_api(void **state)
     expect_out("id 108: unknown partner connection");
     expect_out("id 109: unknown partner connection");
     expect_out("id 110: connected_at is not a timestamp");
-    expect_out("refused users.csv line 15 id 100: duplicate id");
+    expect_out("refused users.csv line 15 id 111: has 4 fields where the header has 19");
+    expect_out("refused users.csv line 16 id 100: duplicate id");
     api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/wrongkey", KEY_ACME, NULL);
     EXPECT(&r, 404, "GET", USER);
 
@@ -426,7 +428,7 @@ static void test_second_run_changes_nothing(void **state)
     expect_out("partners: 0 imported, 2 unchanged, 1 refused");
     expect_out("imap_providers: 0 imported, 2 unchanged, 0 refused");
     expect_out("partner_connections: 0 imported, 3 unchanged, 1 refused");
-    expect_out("users: 0 imported, 6 unchanged, 6 refused");
+    expect_out("users: 0 imported, 6 unchanged, 7 refused");
     char *after = dump_all();
     assert_string_equal(before, after);
     x = rcmd(&redis, "XLEN si:changes");
@@ -456,7 +458,7 @@ static void test_dry_run_writes_nothing(void **state)
     (void)state;
     assert_int_equal(import("--dry-run"), 1);
     expect_out("dry run: partners: 2 to import, 0 unchanged, 1 refused");
-    expect_out("dry run: users: 6 to import, 0 unchanged, 6 refused");
+    expect_out("dry run: users: 6 to import, 0 unchanged, 7 refused");
     expect_out("would import users.csv line 2 id 100: alice");
     expect_out("id 107: undecryptable login_password");
     redisReply *n = rcmd(&redis, "DBSIZE");
@@ -466,7 +468,7 @@ static void test_dry_run_writes_nothing(void **state)
     assert_int_equal(import(NULL), 1);
     redisReply *before = rcmd(&redis, "DBSIZE");
     assert_int_equal(import("--dry-run"), 1);
-    expect_out("dry run: users: 0 to import, 6 unchanged, 6 refused");
+    expect_out("dry run: users: 0 to import, 6 unchanged, 7 refused");
     n = rcmd(&redis, "DBSIZE");
     assert_int_equal(n->integer, before->integer);
     freeReplyObject(n);
