@@ -944,7 +944,21 @@ static int open_table(const char *dir, const struct table_spec *spec, struct tab
             rc = -SIMAP_EINVAL;
         }
     }
-    return rc;
+    if (rc < 0)
+        return rc;
+    /* The whole file is CSV before anything is written: a syntax error
+     * stops the run here, not halfway through a table. */
+    while ((rc = csv_next(t->csv)) == 1)
+        ;
+    if (rc < 0) {
+        fprintf(stderr, "superimap-import: %s line %zu: %s\n", path, csv_line(t->csv),
+                csv_error(t->csv));
+        return -SIMAP_EINVAL;
+    }
+    csv_free(t->csv);
+    t->csv = csv_new(t->data, len);
+    csv_next(t->csv);
+    return 0;
 }
 
 static void close_table(struct table *t)
@@ -955,12 +969,11 @@ static void close_table(struct table *t)
 
 typedef enum outcome row_fn(struct run *run, const struct table *t);
 
-/* Every row of t through fn; 0, or -SIMAP_EINVAL when the file stops being
- * CSV (the rows before it were imported), -SIMAP_ECONN on a Redis failure. */
+/* Every row of t (whose whole file open_table() read as CSV) through fn;
+ * 0, or -SIMAP_ECONN on a Redis failure. */
 static int import_table(struct run *run, struct table *t, row_fn *fn, struct import_counts *c)
 {
-    int rc;
-    while ((rc = csv_next(t->csv)) == 1) {
+    while (csv_next(t->csv) == 1) {
         enum outcome res;
         if (csv_count(t->csv) != t->width)
             res = refuse(run, t, "has %zu fields where the header has %zu", csv_count(t->csv),
@@ -977,11 +990,6 @@ static int import_table(struct run *run, struct table *t, row_fn *fn, struct imp
             c->unchanged++;
         else
             c->refused++;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "superimap-import: %s line %zu: %s; the rows after it were not read\n",
-                t->spec->file, csv_line(t->csv), csv_error(t->csv));
-        return -SIMAP_EINVAL;
     }
     return 0;
 }

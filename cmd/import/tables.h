@@ -56,9 +56,10 @@ const char *import_table_file(enum import_table t);
  * Imports the four tables in order (partners, providers, connections,
  * users) and fills counts. Returns 0 when every row was read (refused rows
  * included), -SIMAP_EINVAL when a file is missing, unreadable, not CSV or
- * lacks a required column (printed to stderr: nothing of that table or
- * those after it was written), or -SIMAP_ECONN when Redis failed (printed;
- * the rows before were written whole, and a new run completes the rest).
+ * lacks a required column (printed to stderr; every file is read and
+ * checked before anything is written, so nothing was), or -SIMAP_ECONN when
+ * Redis failed (printed; the rows before were written whole, and a new run
+ * completes the rest).
  */
 int import_run(const struct import_opts *o, struct import_counts counts[IMPORT_TABLES]);
 
