@@ -26,6 +26,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/import/legacy.h"
+#include "cmd/import/values.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/hrw.h"
@@ -33,16 +34,14 @@
 #include "core/rsync.h"
 #include "core/schema.h"
 #include "core/strmap.h"
-#include "proto/civil.h"
 #include "proto/csv.h"
 
 #define FILE_MAX  ((size_t)4 << 30) /* bytes of one exported table */
 #define TAG_MAX   255               /* as the api's API_TAG_MAX, ... */
 #define EMAIL_MAX 320
 #define TEXT_MAX  1024
-#define URL_MAX   2048
-#define CODE_MAX  64
-#define MAX_COLS  24
+
+#define MAX_COLS 24
 
 /* ---- Tables and their columns ---- */
 
@@ -144,13 +143,13 @@ static const char *col(const struct table *t, int c)
 /* ---- A run ---- */
 
 struct provider {
-    char code[CODE_MAX + 1];
+    char code[VALUES_CODE_MAX + 1];
     int oauth2;
 };
 
 struct conn {
     char pid[24];
-    char code[CODE_MAX + 1];
+    char code[VALUES_CODE_MAX + 1];
     int oauth2;
 };
 
@@ -204,15 +203,7 @@ static enum outcome would(struct run *run, const struct table *t, const char *wh
     return IMPORTED;
 }
 
-/* ---- Checks of values ---- */
-
-static int has_control(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    return 0;
-}
+/* ---- Rows ---- */
 
 /* 1 when every field of the current row is free of NUL bytes. */
 static int row_is_text(const struct table *t)
@@ -224,90 +215,6 @@ static int row_is_text(const struct table *t)
             return 0;
     }
     return 1;
-}
-
-static int is_http_url(const char *s)
-{
-    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
-}
-
-/* A positive decimal id of at most 18 digits, without leading zeros. */
-static int is_id(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 18 && s[0] != '0' && strspn(s, "0123456789") == n;
-}
-
-/* A decimal in [min, max] into *out; -1 when it is not. */
-static int parse_u32(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 10 || strspn(s, "0123456789") != n)
-        return -1;
-    uint64_t v = strtoull(s, NULL, 10);
-    if (v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int is_code(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= CODE_MAX &&
-           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
-}
-
-static int is_true(const char *s)
-{
-    return strcmp(s, "t") == 0 || strcmp(s, "true") == 0;
-}
-
-/* psql's text of a timestamp into ms since the epoch as text ("" stays
- * ""); -1 when it is not one. */
-static int parse_time(const char *s, char out[24])
-{
-    out[0] = '\0';
-    if (*s == '\0')
-        return 0;
-    int y, mo, d, h, mi, sec, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d %2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19 ||
-        y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
-        h < 0 || mi < 0 || sec < 0)
-        return -1;
-    const char *p = s + n;
-    int64_t ms = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 3)
-                ms = ms * 10 + (*p - '0');
-        if (digits == 0)
-            return -1;
-        for (; digits < 3; digits++)
-            ms *= 10;
-    }
-    int64_t offset = 0;
-    if (*p == '+' || *p == '-') {
-        int oh = 0, om = 0, k = 0;
-        if (sscanf(p + 1, "%2d%n", &oh, &k) != 1 || k != 2)
-            return -1;
-        const char *q = p + 3;
-        if (*q == ':') {
-            if (sscanf(q + 1, "%2d%n", &om, &k) != 1 || k != 2)
-                return -1;
-            q += 3;
-        }
-        if (*q != '\0' || oh > 23 || om > 59)
-            return -1;
-        offset = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
-        p = q;
-    }
-    if (*p != '\0')
-        return -1;
-    int64_t t = civil_days_from(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset;
-    snprintf(out, 24, "%lld", (long long)(t * 1000 + ms));
-    return 0;
 }
 
 /* Opens an encrypted column of the original. Returns 0 with *out (a new
@@ -369,7 +276,7 @@ static const char *first_difference(const redisReply *h, const char *const *pair
 static enum outcome partner_row(struct run *run, const struct table *t)
 {
     const char *pid = col(t, P_ID), *key = col(t, P_API_KEY), *name = col(t, P_NAME);
-    if (!is_id(pid))
+    if (!values_is_id(pid))
         return refuse(run, t, "id is not a positive integer");
     if (strmap_get(run->partners, pid) != NULL)
         return refuse(run, t, "duplicate id");
@@ -377,7 +284,7 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         return refuse(run, t,
                       "api_key is neither 20 lowercase hex digits nor 43 base64url "
                       "characters");
-    if (*name == '\0' || strlen(name) > TEXT_MAX || has_control(name))
+    if (*name == '\0' || strlen(name) > TEXT_MAX || values_has_control(name))
         return refuse(run, t, "name is empty, too long or has control characters");
     static const char *const fields[] = {"new_mail_webhook_url", "user_connected_webhook_url",
                                          "user_disconnected_webhook_url", "success_url",
@@ -386,7 +293,8 @@ static enum outcome partner_row(struct run *run, const struct table *t)
     int n = 2;
     for (int i = 0; i < 5; i++) {
         const char *url = col(t, P_NEW_MAIL + i);
-        if (*url != '\0' && (!is_http_url(url) || strlen(url) > URL_MAX || has_control(url)))
+        if (*url != '\0' &&
+            (!values_is_http_url(url) || strlen(url) > VALUES_URL_MAX || values_has_control(url)))
             return refuse(run, t, "%s is %s", specs[IMPORT_PARTNERS].cols[P_NEW_MAIL + i],
                           i >= 3 && *url == '/' ? "a relative URL (give it its host)"
                                                 : "not an http(s) URL");
@@ -464,26 +372,14 @@ static enum outcome partner_row(struct run *run, const struct table *t)
 
 /* ---- Providers ---- */
 
-/* The original's OAuth2 endpoint: a path joined to oauth2_site, or a URL. */
-static void join_url(const char *site, const char *path, char out[URL_MAX + 1])
-{
-    size_t sn = strlen(site);
-    if (*path == '/' && sn > 0 && site[sn - 1] == '/')
-        sn--;
-    if (*path == '/')
-        snprintf(out, URL_MAX + 1, "%.*s%s", (int)sn, site, path);
-    else
-        snprintf(out, URL_MAX + 1, "%s", path);
-}
-
 static enum outcome provider_row(struct run *run, const struct table *t)
 {
     const char *id = col(t, V_ID), *code = col(t, V_CODE), *type = col(t, V_TYPE);
     const char *host = col(t, V_HOST), *scope = col(t, V_SCOPE);
     uint64_t port;
-    if (!is_id(id))
+    if (!values_is_id(id))
         return refuse(run, t, "id is not a positive integer");
-    if (!is_code(code))
+    if (!values_is_code(code))
         return refuse(run, t, "code must be 1 to 64 letters, digits, '_' or '-'");
     int oauth2;
     if (strncmp(type, "Oauth2::", 8) == 0)
@@ -496,18 +392,18 @@ static enum outcome provider_row(struct run *run, const struct table *t)
         strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:_") !=
             strlen(host))
         return refuse(run, t, "imap_host is not a host name");
-    if (parse_u32(col(t, V_PORT), 1, 65535, &port) < 0)
+    if (values_parse_u32(col(t, V_PORT), 1, 65535, &port) < 0)
         return refuse(run, t, "imap_port is not a port");
-    char authorize[URL_MAX + 1] = "", token[URL_MAX + 1] = "", sport[8];
+    char authorize[VALUES_URL_MAX + 1] = "", token[VALUES_URL_MAX + 1] = "", sport[8];
     if (oauth2) {
-        join_url(col(t, V_SITE), col(t, V_AUTHORIZE), authorize);
-        join_url(col(t, V_SITE), col(t, V_TOKEN), token);
-        if (!is_http_url(authorize) || !is_http_url(token) || has_control(authorize) ||
-            has_control(token))
+        values_join_url(col(t, V_SITE), col(t, V_AUTHORIZE), authorize);
+        values_join_url(col(t, V_SITE), col(t, V_TOKEN), token);
+        if (!values_is_http_url(authorize) || !values_is_http_url(token) ||
+            values_has_control(authorize) || values_has_control(token))
             return refuse(run, t,
                           "oauth2_site with oauth2_authorize_url and oauth2_token_url "
                           "do not make http(s) URLs");
-        if (strlen(scope) > TEXT_MAX || has_control(scope))
+        if (strlen(scope) > TEXT_MAX || values_has_control(scope))
             return refuse(run, t, "oauth2_scope is too long or has control characters");
     }
     snprintf(sport, sizeof sport, "%u", (unsigned)port);
@@ -516,7 +412,7 @@ static enum outcome provider_row(struct run *run, const struct table *t)
                            "imap_port",
                            sport,
                            "tls",
-                           is_true(col(t, V_SSL)) ? "implicit" : "none",
+                           values_is_true(col(t, V_SSL)) ? "implicit" : "none",
                            "auth",
                            oauth2 ? "oauth2" : "plain",
                            "oauth2_authorize_url",
@@ -579,7 +475,7 @@ static enum outcome provider_row(struct run *run, const struct table *t)
 static enum outcome conn_row(struct run *run, const struct table *t)
 {
     const char *id = col(t, C_ID), *pid = col(t, C_PARTNER), *client_id = col(t, C_CLIENT_ID);
-    if (!is_id(id))
+    if (!values_is_id(id))
         return refuse(run, t, "id is not a positive integer");
     if (strmap_get(run->partners, pid) == NULL)
         return refuse(run, t, "unknown partner %s (not in partners.csv, or refused)", pid);
@@ -587,7 +483,7 @@ static enum outcome conn_row(struct run *run, const struct table *t)
     if (prov == NULL)
         return refuse(run, t, "unknown provider %s (not in imap_providers.csv, or refused)",
                       col(t, C_PROVIDER));
-    if (strlen(client_id) > TEXT_MAX || has_control(client_id))
+    if (strlen(client_id) > TEXT_MAX || values_has_control(client_id))
         return refuse(run, t, "oauth2_client_id is too long or has control characters");
     char seen[SCHEMA_KEY_MAX];
     if (schema_key_conn(seen, pid, prov->code) < 0)
@@ -667,15 +563,6 @@ static enum outcome conn_row(struct run *run, const struct table *t)
 
 /* ---- Users ---- */
 
-/* ASCII lower-case copy of s into out (cap bytes, s shorter). */
-static void lower(const char *s, char *out, size_t cap)
-{
-    size_t i = 0;
-    for (; s[i] && i + 1 < cap; i++)
-        out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
-    out[i] = '\0';
-}
-
 /* The user id of the original's user id (see the file's comment). */
 static int derive_uid(struct run *run, const char *id, char uid[SCHEMA_UID_LEN + 1])
 {
@@ -721,36 +608,36 @@ struct user_row {
 static const char *check_user(struct run *run, const struct table *t, struct user_row *u)
 {
     u->c = strmap_get(run->conns, col(t, U_CONN));
-    if (!is_id(col(t, U_ID)))
+    if (!values_is_id(col(t, U_ID)))
         return "id is not a positive integer";
     if (u->c == NULL)
         return "unknown partner connection (not in partner_connections.csv, or refused)";
     u->tag = col(t, U_TAG);
     u->email = col(t, U_EMAIL);
     u->username = col(t, U_USERNAME);
-    if (*u->tag == '\0' || strlen(u->tag) > TAG_MAX || has_control(u->tag))
+    if (*u->tag == '\0' || strlen(u->tag) > TAG_MAX || values_has_control(u->tag))
         return "tag is empty, longer than 255 bytes or has control characters";
-    if (strlen(u->email) > EMAIL_MAX || has_control(u->email))
+    if (strlen(u->email) > EMAIL_MAX || values_has_control(u->email))
         return "email is longer than 320 bytes or has control characters";
-    if (strlen(u->username) > TEXT_MAX || has_control(u->username))
+    if (strlen(u->username) > TEXT_MAX || values_has_control(u->username))
         return "login_username is too long or has control characters";
-    lower(u->tag, u->ltag, sizeof u->ltag);
-    lower(u->email, u->lemail, sizeof u->lemail);
-    if (parse_time(col(t, U_CONNECTED_AT), u->connected_at) < 0)
+    values_lower(u->tag, u->ltag, sizeof u->ltag);
+    values_lower(u->email, u->lemail, sizeof u->lemail);
+    if (values_parse_time(col(t, U_CONNECTED_AT), u->connected_at) < 0)
         return "connected_at is not a timestamp";
-    if (parse_time(col(t, U_LOGIN_AT), u->login_at) < 0)
+    if (values_parse_time(col(t, U_LOGIN_AT), u->login_at) < 0)
         return "last_login_at is not a timestamp";
-    if (parse_time(col(t, U_EMAIL_AT), u->email_at) < 0)
+    if (values_parse_time(col(t, U_EMAIL_AT), u->email_at) < 0)
         return "last_email_at is not a timestamp";
-    u->archived = is_true(col(t, U_ARCHIVED));
-    u->tracer = is_true(col(t, U_TRACER));
+    u->archived = values_is_true(col(t, U_ARCHIVED));
+    u->tracer = values_is_true(col(t, U_TRACER));
     u->validity[0] = u->last_uid[0] = '\0';
     const char *v = col(t, U_VALIDITY), *l = col(t, U_LAST_UID);
     if (*v != '\0' && *l != '\0') {
         uint64_t vv, lv;
-        if (parse_u32(v, 1, UINT32_MAX, &vv) < 0)
+        if (values_parse_u32(v, 1, UINT32_MAX, &vv) < 0)
             return "last_uid_validity is not a UIDVALIDITY (1 to 4294967295)";
-        if (parse_u32(l, 0, UINT32_MAX, &lv) < 0)
+        if (values_parse_u32(l, 0, UINT32_MAX, &lv) < 0)
             return "last_uid is not a UID (0 to 4294967295)";
         snprintf(u->validity, sizeof u->validity, "%llu", (unsigned long long)vv);
         snprintf(u->last_uid, sizeof u->last_uid, "%llu", (unsigned long long)lv);
