@@ -15,6 +15,7 @@
 
 #include "core/crypto.h"
 #include "core/err.h"
+#include "proto/codec.h"
 
 #define SALT_MAGIC     "Salted__"
 #define SALT_MAGIC_B64 "U2FsdGVkX1" /* its base64, as every value starts */
@@ -24,28 +25,19 @@
 /* Value bigger than any secret the original stored: not decoded. */
 #define VALUE_MAX (64u << 10)
 
-/* MIME base64 (line breaks allowed) of n bytes into a new buffer; -1 when
- * it is not base64. */
+/* MIME base64 (lines of 64 or 60 characters, as openssl enc -a and Ruby's
+ * Base64.encode64 write it) of n bytes into a new buffer: the line breaks
+ * dropped, the rest strict base64 (proto/codec). -1 when it is not. */
 static int decode_mime(const char *s, size_t n, unsigned char **out, size_t *outlen)
 {
-    unsigned char *buf = xmalloc(n / 4 * 3 + 3);
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    if (ctx == NULL) {
-        xfree(buf);
-        return -1;
-    }
-    int len = 0, fin = 0;
-    EVP_DecodeInit(ctx);
-    int rc = EVP_DecodeUpdate(ctx, buf, &len, (const unsigned char *)s, (int)n);
-    if (rc >= 0 && EVP_DecodeFinal(ctx, buf + len, &fin) == 1) {
-        *out = buf;
-        *outlen = (size_t)len + (size_t)fin;
-        EVP_ENCODE_CTX_free(ctx);
-        return 0;
-    }
-    EVP_ENCODE_CTX_free(ctx);
-    xfree(buf);
-    return -1;
+    char *joined = xmalloc(n + 1);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '\n' && s[i] != '\r')
+            joined[m++] = s[i];
+    int rc = codec_b64_decode(joined, m, out, outlen);
+    xfree(joined);
+    return rc < 0 ? -1 : 0;
 }
 
 /* Decrypts the ciphertext after magic and salt; -1 when it does not open. */

@@ -4,7 +4,7 @@
  * "Salted__" format ("Salted__", 8 bytes of salt, the ciphertext), key and
  * IV from EVP_BytesToKey with MD5 and one iteration, all in MIME base64 with
  * line breaks: exactly `openssl enc -aes-256-cbc -md md5 -a`. OpenSSL EVP
- * does all of it here.
+ * does all of it here (the base64 through proto/codec).
  *
  * SPDX-License-Identifier: MIT
  */
