@@ -167,9 +167,13 @@ static int check_probability(const char *v, char *err, size_t errlen)
 const struct config_var config_vars[] = {
     {"SUPERIMAP_REDIS_URL", CONFIG_STR, NODES | IMP, "redis://127.0.0.1:6379/0", 0, 0, NULL, 0,
      OFF(redis_url), check_redis_url,
-     "Redis to use: redis://[:password@]host:port/db or unix:///path/redis.sock[?db=N]"},
+     "Redis to use: redis://[:password@]host:port/db, unix:///path/redis.sock[?db=N] or "
+     "redis+sentinel://[:password@]host:port[,host:port...]/MASTER[?db=N]"},
     {"SUPERIMAP_REDIS_PASSWORD", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL, CONFIG_SECRET,
      OFF(redis_password), NULL, "Redis AUTH password; overrides one given in the URL"},
+    {"SUPERIMAP_REDIS_SENTINEL_PASSWORD", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL, CONFIG_SECRET,
+     OFF(redis_sentinel_password), NULL,
+     "AUTH password of the Redis Sentinels of a redis+sentinel:// URL, when they have one"},
     {"SUPERIMAP_REDIS_TIMEOUT_MS", CONFIG_INT, NODES | IMP, "5000", 100, 600000, NULL, 0,
      OFF(redis_timeout_ms), NULL, "Redis connect timeout and per-command timeout"},
     {"SUPERIMAP_ENCRYPTION_KEY", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL,
@@ -256,10 +260,14 @@ const struct config_var config_vars[] = {
      "Whole webhook request, connect included; an event's lease is 1.5 times this plus 1 s"},
     {"SUPERIMAP_WEBHOOK_CONNECT_TIMEOUT_MS", CONFIG_INT, DIS, "10000", 100, 600000, NULL, 0,
      OFF(webhook_connect_timeout_ms), NULL, "TCP (and TLS) connect of a webhook request"},
+    {"SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS", CONFIG_INT, DIS, "168", 1, 720, NULL, 0,
+     OFF(webhook_circuit_hold_hours), NULL,
+     "How long an event waits while its URL's circuit is open (not sent, no attempt spent) "
+     "before it becomes a dead letter; counted from the event's creation"},
     {"SUPERIMAP_WEBHOOK_TIME_DIVISOR", CONFIG_INT, DIS, "1", 1, 100000, NULL, 0,
      OFF(webhook_time_divisor), NULL,
-     "Tests only: divides retry delays, Retry-After and circuit-breaker periods (100 makes the "
-     "5 s first retry 50 ms); keep 1 in production"},
+     "Tests only: divides retry delays, Retry-After, circuit-breaker periods and the circuit "
+     "hold (100 makes the 5 s first retry 50 ms); keep 1 in production"},
     {"SUPERIMAP_FAKE_ADDRS", CONFIG_STR, FAKE, "127.0.0.1", 0, 0, NULL, 0, OFF(fake_addrs),
      check_addr_list, "Addresses to listen on, comma-separated; 127.0.0.1-8 is 127.0.0.1 to .8"},
     {"SUPERIMAP_FAKE_PORT", CONFIG_INT, FAKE, "0", -1, 65535, NULL, 0, OFF(fake_port), NULL,

@@ -30,43 +30,45 @@ enum config_role {
 /* The effective configuration. Strings point into the environment or into
  * static defaults and stay valid for the life of the process. */
 struct config {
-    const char *redis_url;           /* redis://[:password@]host:port[/db] or unix:///path */
-    const char *redis_password;      /* overrides one in the URL; NULL when unset */
-    int redis_timeout_ms;            /* connect and per-command timeout */
-    const char *encryption_key;      /* 64 hex digits (AES-256) */
-    const char *encryption_old_keys; /* comma-separated old keys, decrypt only */
-    const char *node_id;             /* unique per process: host-pid by default */
-    int log_level;                   /* enum log_level */
-    int log_format;                  /* enum log_format */
-    const char *log_components;      /* comma-separated debug components */
-    const char *log_file;            /* NULL: stderr */
-    const char *http_addr;           /* host:port of the node's HTTP listener; port 0 picks one */
-    const char *public_url;          /* base URL partners and browsers reach the api at */
-    const char *admin_token;         /* bearer token of the admin API; NULL: admin API off */
-    const char *web_root;            /* directory of the static files served at / */
-    int api_threads;                 /* civetweb worker threads */
-    int api_rate_limit;              /* api: partner requests per second per API key; 0: off */
-    int api_rate_burst;              /* api: requests a key may save up beyond the rate */
-    int key_rotation_grace_sec;      /* api: old API key / webhook secret validity after rotation */
-    int shards;                      /* shard count; must match si:meta */
-    int max_users;                   /* watcher capacity before the fd limit */
-    int max_moves_per_sec;           /* watcher: users handed over per second when rebalancing */
-    int max_email_size;              /* watcher: bytes; larger mail gives a too_large event */
-    const char *ca_file;             /* watcher: PEM CAs for IMAP TLS; NULL: system store */
-    int imap_connect_timeout_ms;     /* watcher: TCP connect + TLS handshake + greeting */
-    int imap_command_timeout_ms;     /* watcher: silence allowed while a command is pending */
-    int imap_probe_sec;              /* watcher: silence in IDLE before a liveness probe */
-    int imap_poll_sec;               /* watcher: NOOP poll period without IDLE */
-    int imap_logins_per_sec;         /* watcher: logins per second per provider host */
-    int imap_backoff_min_ms;         /* watcher: first reconnect delay ceiling */
-    int imap_backoff_max_ms;         /* watcher: reconnect delay cap (auth failures: 6 h) */
-    int shutdown_timeout_sec;        /* bound on a graceful drain */
-    int webhook_allow_private;       /* dispatcher: SSRF guard lets non-public addresses through */
-    int webhook_max_inflight;        /* dispatcher: events delivered at once */
-    int webhook_host_connections;    /* dispatcher: connections per receiver host */
-    int webhook_timeout_ms;          /* dispatcher: whole webhook request */
-    int webhook_connect_timeout_ms;  /* dispatcher: TCP (and TLS) connect of a webhook */
-    int webhook_time_divisor;        /* dispatcher, tests only: divides retry delays */
+    const char *redis_url;               /* redis://[:password@]host:port[/db] or unix:///path */
+    const char *redis_password;          /* overrides one in the URL; NULL when unset */
+    const char *redis_sentinel_password; /* redis+sentinel://: the sentinels' AUTH */
+    int redis_timeout_ms;                /* connect and per-command timeout */
+    const char *encryption_key;          /* 64 hex digits (AES-256) */
+    const char *encryption_old_keys;     /* comma-separated old keys, decrypt only */
+    const char *node_id;                 /* unique per process: host-pid by default */
+    int log_level;                       /* enum log_level */
+    int log_format;                      /* enum log_format */
+    const char *log_components;          /* comma-separated debug components */
+    const char *log_file;                /* NULL: stderr */
+    const char *http_addr;          /* host:port of the node's HTTP listener; port 0 picks one */
+    const char *public_url;         /* base URL partners and browsers reach the api at */
+    const char *admin_token;        /* bearer token of the admin API; NULL: admin API off */
+    const char *web_root;           /* directory of the static files served at / */
+    int api_threads;                /* civetweb worker threads */
+    int api_rate_limit;             /* api: partner requests per second per API key; 0: off */
+    int api_rate_burst;             /* api: requests a key may save up beyond the rate */
+    int key_rotation_grace_sec;     /* api: old API key / webhook secret validity after rotation */
+    int shards;                     /* shard count; must match si:meta */
+    int max_users;                  /* watcher capacity before the fd limit */
+    int max_moves_per_sec;          /* watcher: users handed over per second when rebalancing */
+    int max_email_size;             /* watcher: bytes; larger mail gives a too_large event */
+    const char *ca_file;            /* watcher: PEM CAs for IMAP TLS; NULL: system store */
+    int imap_connect_timeout_ms;    /* watcher: TCP connect + TLS handshake + greeting */
+    int imap_command_timeout_ms;    /* watcher: silence allowed while a command is pending */
+    int imap_probe_sec;             /* watcher: silence in IDLE before a liveness probe */
+    int imap_poll_sec;              /* watcher: NOOP poll period without IDLE */
+    int imap_logins_per_sec;        /* watcher: logins per second per provider host */
+    int imap_backoff_min_ms;        /* watcher: first reconnect delay ceiling */
+    int imap_backoff_max_ms;        /* watcher: reconnect delay cap (auth failures: 6 h) */
+    int shutdown_timeout_sec;       /* bound on a graceful drain */
+    int webhook_allow_private;      /* dispatcher: SSRF guard lets non-public addresses through */
+    int webhook_max_inflight;       /* dispatcher: events delivered at once */
+    int webhook_host_connections;   /* dispatcher: connections per receiver host */
+    int webhook_timeout_ms;         /* dispatcher: whole webhook request */
+    int webhook_connect_timeout_ms; /* dispatcher: TCP (and TLS) connect of a webhook */
+    int webhook_circuit_hold_hours; /* dispatcher: most an event waits for a closed circuit */
+    int webhook_time_divisor;       /* dispatcher, tests only: divides retry delays */
 
     /* superimap-fake-imapd only */
     const char *fake_addrs;         /* listen addresses, comma-separated; a.b.c.d-e is a range */

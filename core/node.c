@@ -59,6 +59,8 @@ struct node {
     int exit_code;
 
     struct metric *m_reconnects;
+    struct metric *m_failovers; /* the sentinels named another primary */
+    uint64_t primary_changes;   /* rconn's count, as far as m_failovers has it */
     struct metric *m_redis_latency;
 
     char role_key[SCHEMA_KEY_MAX]; /* si:<role>s */
@@ -169,13 +171,16 @@ static void start_setup(struct node *n)
 
 static void on_redis_state(struct rconn *rc, int connected, void *data)
 {
-    (void)rc;
     struct node *n = data;
     rreq_owner_move_on(&n->setup_reqs);
     atomic_store(&n->redis_up, connected);
     if (connected) {
         if (n->was_connected)
             metric_inc(n->m_reconnects);
+        struct rconn_stats st;
+        rconn_stats(rc, &st);
+        for (; n->primary_changes < st.primary_changes; n->primary_changes++)
+            metric_inc(n->m_failovers);
         n->was_connected = 1;
         start_setup(n);
     } else {
@@ -414,6 +419,10 @@ static void register_metrics(struct node *n)
                      n);
     n->m_reconnects = metrics_counter(n->metrics, "superimap_redis_reconnects_total",
                                       "Redis connections re-established after a loss", NULL);
+    n->m_failovers = metrics_counter(n->metrics, "superimap_redis_failovers_total",
+                                     "Times the Redis Sentinels named another primary "
+                                     "(redis+sentinel:// only)",
+                                     NULL);
     n->m_redis_latency = metrics_histogram(n->metrics, "superimap_redis_command_duration_seconds",
                                            "Round trip of Redis commands from this node", NULL,
                                            metrics_latency_bounds, metrics_latency_nbounds);
@@ -471,6 +480,7 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
     struct rconn_opts ro = {
         .url = n->cfg->redis_url,
         .password = n->cfg->redis_password,
+        .sentinel_password = n->cfg->redis_sentinel_password,
         .connect_timeout_ms = n->cfg->redis_timeout_ms,
         .command_timeout_ms = n->cfg->redis_timeout_ms,
         .max_pending = 100000,

@@ -41,6 +41,7 @@
 #include "core/log.h"
 #include "core/redis_url.h"
 #include "core/scripts.h"
+#include "core/sentinel.h"
 #include "core/time.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
@@ -97,8 +98,9 @@ struct rconn {
     int in_cb;           /* depth of user callbacks running now */
     int is_closing;
     int ever_connected;
-    int is_down_logged; /* the current outage has been logged... */
-    int last_fail;      /* ...with this cause */
+    struct sentinel_ask *ask; /* redis+sentinel://: asking where the primary is */
+    int is_down_logged;       /* the current outage has been logged... */
+    int last_fail;            /* ...with this cause */
     void (*state_cb)(struct rconn *, int, void *);
     void *state_data;
     void (*latency_cb)(double, void *);
@@ -398,7 +400,8 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
         return; /* stale link, or dying: on_disconnect() handles it */
     if (reply->type == REDIS_REPLY_ERROR) {
         int code = -SIMAP_EREPLY;
-        if (rc->addr.password[0] != '\0' && rc->handshake_left == 1 + (rc->addr.db != 0))
+        if (rc->addr.password[0] != '\0' &&
+            rc->handshake_left == 1 + (rc->addr.db != 0) + (rc->addr.nsentinels > 0))
             code = -SIMAP_EAUTH; /* the reply to AUTH */
         if (strncmp(reply->str, "NOAUTH", 6) == 0 || strncmp(reply->str, "WRONGPASS", 9) == 0)
             code = -SIMAP_EAUTH;
@@ -406,6 +409,11 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
         snprintf(why, sizeof why, "%s", reply->str);
         drop_link(rc); /* deferred by hiredis until this callback returns */
         connect_failed(rc, code, why);
+        return;
+    }
+    if (rc->handshake_left == 1 && rc->addr.nsentinels > 0 && !sentinel_role_is_primary(reply)) {
+        drop_link(rc);
+        connect_failed(rc, -SIMAP_ECONN, "reached a replica (ROLE); asking the sentinels again");
         return;
     }
     if (--rc->handshake_left == 0)
@@ -434,6 +442,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
     }
     if (rc->addr.db != 0) {
         redisAsyncCommand(ac, on_handshake_reply, rc, "SELECT %d", rc->addr.db);
+        rc->handshake_left++;
+    }
+    if (rc->addr.nsentinels > 0) { /* a failover may have demoted it since */
+        redisAsyncCommand(ac, on_handshake_reply, rc, "ROLE");
         rc->handshake_left++;
     }
     if (rc->handshake_left == 0) {
@@ -487,6 +499,37 @@ static void start_connect(struct rconn *rc)
     ev_timer_start(rc->loop, &rc->conn_timer);
 }
 
+static void on_primary(void *data, int code, const char *host, int port, const char *why)
+{
+    struct rconn *rc = data;
+    rc->ask = NULL;
+    if (code < 0) {
+        connect_failed(rc, code, why);
+        return;
+    }
+    if (rc->addr.port != 0 && (rc->addr.port != port || strcmp(rc->addr.host, host) != 0)) {
+        rc->stats.primary_changes++;
+        log_warn("redis primary moved name=%s from=%s:%d to=%s:%d", rc->name, rc->addr.host,
+                 rc->addr.port, host, port);
+    }
+    snprintf(rc->addr.host, sizeof rc->addr.host, "%s", host);
+    rc->addr.port = port;
+    redis_addr_describe(&rc->addr, rc->desc, sizeof rc->desc);
+    start_connect(rc);
+}
+
+/* A plain address: connect. Sentinels: ask them first, every time. */
+static void start_link(struct rconn *rc)
+{
+    if (rc->addr.nsentinels == 0) {
+        start_connect(rc);
+        return;
+    }
+    set_state(rc, RCONN_CONNECTING);
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    rc->ask = sentinel_ask_start(rc->loop, &rc->addr, rc->connect_timeout, on_primary, rc);
+}
+
 static void schedule_retry(struct rconn *rc)
 {
     if (rc->is_closing)
@@ -505,7 +548,7 @@ static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
     if (rc->is_closing)
         return;
     if (rc->state == RCONN_DISCONNECTED) {
-        start_connect(rc);
+        start_link(rc);
         return;
     }
     /* CONNECTING or HANDSHAKE took too long: a black hole or a stuck server. */
@@ -573,7 +616,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         rc->latency_cb(time_mono_sec() - c->submitted, rc->latency_data);
         rc->in_cb--;
     }
+    int replica = rc->addr.nsentinels > 0 && reply->type == REDIS_REPLY_ERROR &&
+                  sentinel_error_is_replica(reply->str);
     finish(rc, c, reply, reply->type == REDIS_REPLY_ERROR ? -SIMAP_EREPLY : 0);
+    if (replica && rc->ac == ac && !rc->is_closing) {
+        /* Demoted under us: the sentinels know the new primary. */
+        drop_link(rc);
+        link_lost(rc, -SIMAP_ECONN, "a replica answered (READONLY); asking the sentinels again");
+    }
 }
 
 /* ---- Public API ---- */
@@ -589,6 +639,9 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
         log_error("bad redis url name=%s err=\"%s\"", name, err);
         return NULL;
     }
+    if (opts->sentinel_password != NULL)
+        snprintf(addr.sentinel_password, sizeof addr.sentinel_password, "%s",
+                 opts->sentinel_password);
     struct rconn *rc = xcalloc(1, sizeof *rc);
     rc->loop = loop;
     rc->addr = addr;
@@ -611,7 +664,7 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
     ev_timer_init(&rc->free_timer, on_free_timer, 0., 0.);
     rc->free_timer.data = rc;
     rc->state = RCONN_DISCONNECTED;
-    start_connect(rc);
+    start_link(rc);
     return rc;
 }
 
@@ -624,6 +677,8 @@ static void release(struct rconn *rc)
      * that hiredis still references are freed by the drop below. */
     while (rc->head != NULL)
         finish(rc, rc->head, NULL, -SIMAP_ESHUTDOWN);
+    sentinel_ask_cancel(rc->ask);
+    rc->ask = NULL;
     drop_link(rc);
     xfree(rc->name);
     xfree(rc);

@@ -72,14 +72,15 @@ struct script_source;
 typedef void rconn_cb(struct rconn *rc, struct redisReply *reply, int err, void *privdata);
 
 struct rconn_opts {
-    const char *url;        /* SUPERIMAP_REDIS_URL form, see core/redis_url.h; required */
-    const char *password;   /* overrides the URL's when not NULL or ""; copied */
-    int connect_timeout_ms; /* connect + AUTH + SELECT; <= 0: 2,000 */
-    int command_timeout_ms; /* submission to reply; <= 0: 5,000 */
-    int max_pending;        /* queued + in-flight commands; <= 0: 100,000 */
-    int reconnect_min_ms;   /* ceiling of the first retry delay; <= 0: 100 */
-    int reconnect_max_ms;   /* cap of any retry delay; <= 0: 1,000 */
-    const char *name;       /* names this connection in logs; NULL: "redis"; copied */
+    const char *url;               /* SUPERIMAP_REDIS_URL form, see core/redis_url.h; required */
+    const char *password;          /* overrides the URL's when not NULL or ""; copied */
+    const char *sentinel_password; /* redis+sentinel://: AUTH to the sentinels; copied */
+    int connect_timeout_ms;        /* connect + AUTH + SELECT; <= 0: 2,000 */
+    int command_timeout_ms;        /* submission to reply; <= 0: 5,000 */
+    int max_pending;               /* queued + in-flight commands; <= 0: 100,000 */
+    int reconnect_min_ms;          /* ceiling of the first retry delay; <= 0: 100 */
+    int reconnect_max_ms;          /* cap of any retry delay; <= 0: 1,000 */
+    const char *name;              /* names this connection in logs; NULL: "redis"; copied */
 };
 
 /* Counters since rconn_new(). */
@@ -90,6 +91,7 @@ struct rconn_stats {
     uint64_t errors;     /* completed with an error other than a timeout, error replies included */
     uint64_t timeouts;   /* completed with -SIMAP_ETIMEDOUT */
     uint64_t pending;    /* queued + in flight now */
+    uint64_t primary_changes; /* redis+sentinel://: the sentinels named another primary */
 };
 
 /*

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/redis_url.h"
 #include "core/scripts.h"
+#include "core/sentinel.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 
@@ -109,6 +110,25 @@ static int handshake(struct rsync *rs, redisContext *c, int is_auth, const char 
     return ret;
 }
 
+/* ROLE on c: 0 when it is a primary, else an error already set (a failover
+ * demoted it since the sentinels answered). */
+static int check_primary(struct rsync *rs, redisContext *c)
+{
+    redisReply *r = redisCommand(c, "ROLE");
+    int saved = errno;
+    int ret = 0;
+    if (r == NULL) {
+        set_error(rs, io_error_code(c, saved), "ROLE to %s: %s", rs->desc, c->errstr);
+        ret = rs->err;
+    } else if (!sentinel_role_is_primary(r)) {
+        set_error(rs, -SIMAP_ECONN, "%s is a replica now; asking the sentinels again", rs->desc);
+        ret = rs->err;
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    return ret;
+}
+
 /* Makes sure rs->c is usable; returns 0 or an error already set. */
 static int ensure_connected(struct rsync *rs)
 {
@@ -119,6 +139,22 @@ static int ensure_connected(struct rsync *rs)
         if (poll(&p, 1, 0) == 0)
             return 0;
         discard(rs);
+    }
+    if (rs->addr.nsentinels > 0) { /* asked again at every connect */
+        char err[512];
+        int old_port = rs->addr.port;
+        char old_host[sizeof rs->addr.host];
+        memcpy(old_host, rs->addr.host, sizeof old_host);
+        int ms = (int)(rs->tv.tv_sec * 1000 + rs->tv.tv_usec / 1000);
+        if (sentinel_resolve(&rs->addr, ms, err, sizeof err) < 0) {
+            set_error(rs, -SIMAP_ECONN, "no sentinel named the primary: %s", err);
+            note_down(rs);
+            return rs->err;
+        }
+        if (old_port != 0 && (old_port != rs->addr.port || strcmp(old_host, rs->addr.host) != 0))
+            log_warn("redis primary moved from=%s:%d to=%s:%d", old_host, old_port, rs->addr.host,
+                     rs->addr.port);
+        redis_addr_describe(&rs->addr, rs->desc, sizeof rs->desc);
     }
     redisContext *c = rs->addr.is_unix
                           ? redisConnectUnixWithTimeout(rs->addr.path, rs->tv)
@@ -140,6 +176,8 @@ static int ensure_connected(struct rsync *rs)
     }
     if (ret == 0 && rs->addr.db != 0)
         ret = handshake(rs, c, 0, "SELECT %d", rs->addr.db);
+    if (ret == 0 && rs->addr.nsentinels > 0)
+        ret = check_primary(rs, c);
     if (ret < 0) {
         redisFree(c);
         note_down(rs);
@@ -161,8 +199,11 @@ static redisReply *conclude(struct rsync *rs, redisReply *r, int saved_errno)
         note_down(rs);
         return NULL;
     }
-    if (r->type == REDIS_REPLY_ERROR)
+    if (r->type == REDIS_REPLY_ERROR) {
         set_error(rs, -SIMAP_EREPLY, "%s", r->str);
+        if (rs->addr.nsentinels > 0 && sentinel_error_is_replica(r->str))
+            discard(rs); /* demoted under us: the next call asks the sentinels */
+    }
     return r;
 }
 
@@ -176,6 +217,9 @@ struct rsync *rsync_new(const struct rsync_opts *opts)
         log_error("bad redis url err=\"%s\"", err);
         return NULL;
     }
+    if (opts->sentinel_password != NULL)
+        snprintf(addr.sentinel_password, sizeof addr.sentinel_password, "%s",
+                 opts->sentinel_password);
     struct rsync *rs = xcalloc(1, sizeof *rs);
     rs->addr = addr;
     redis_addr_describe(&rs->addr, rs->desc, sizeof rs->desc);

@@ -44,9 +44,10 @@ struct rsync;
 struct script_source;
 
 struct rsync_opts {
-    const char *url;      /* SUPERIMAP_REDIS_URL form, see core/redis_url.h; required */
-    const char *password; /* overrides the URL's when not NULL or ""; copied */
-    int timeout_ms;       /* connect, and each command; <= 0: 5,000 */
+    const char *url;               /* SUPERIMAP_REDIS_URL form, see core/redis_url.h; required */
+    const char *password;          /* overrides the URL's when not NULL or ""; copied */
+    const char *sentinel_password; /* redis+sentinel://: AUTH to the sentinels; copied */
+    int timeout_ms;                /* connect, and each command; <= 0: 5,000 */
 };
 
 /* Returns a new, not yet connected rsync (rsync_free() it), or NULL after

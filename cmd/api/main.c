@@ -36,6 +36,7 @@ static void *on_thread_start(void *data)
     struct rsync_opts ro = {
         .url = a->cfg->redis_url,
         .password = a->cfg->redis_password,
+        .sentinel_password = a->cfg->redis_sentinel_password,
         .timeout_ms = a->cfg->redis_timeout_ms,
     };
     return rsync_new(&ro);

@@ -545,6 +545,7 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
         .partners = d->partners,
         .http = d->http,
         .breakers = d->breakers,
+        .circuit_hold_ms = (int64_t)cfg->webhook_circuit_hold_hours * 3600 * 1000,
         .keys = d->keys,
         .metrics = node_metrics(n),
         .nshards = d->nshards,
@@ -564,6 +565,7 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
     struct wake_opts wo = {
         .redis_url = cfg->redis_url,
         .redis_password = cfg->redis_password,
+        .redis_sentinel_password = cfg->redis_sentinel_password,
         .on_shard = on_wake_shard,
         .on_subscribed = on_wake_subscribed,
         .data = d,

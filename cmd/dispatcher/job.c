@@ -449,19 +449,17 @@ static void job_give_back(struct job *j, int64_t delay_ms)
 }
 
 /* The URL's circuit is open: the event waits for the breaker's next probe
- * without spending an attempt (nothing was sent), unless it has already
- * waited as long as its whole retry schedule would have taken. */
+ * without spending an attempt (nothing was sent), for as long as
+ * SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS from its creation; then it becomes a
+ * dead letter (replayable), with the reason in the delivery log. */
 static void defer(struct job *j, int64_t wait)
 {
-    const struct partner *p = j->p;
-    int64_t budget = 0;
-    for (int i = 0; i < p->nschedule; i++)
-        budget += p->schedule_ms[i];
-    if (j->created_at > 0 && time_now_ms() - j->created_at > scaled(j->js, budget)) {
-        char why[160];
+    int64_t hold = scaled(j->js, j->js->o.circuit_hold_ms);
+    if (j->created_at > 0 && time_now_ms() - j->created_at > hold) {
+        char why[200];
         snprintf(why, sizeof why,
-                 "circuit open (the URL failed %d times in a row) for longer than the retry "
-                 "schedule; never sent",
+                 "circuit open (the URL failed %d times in a row) for longer than "
+                 "SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS allows; never sent",
                  BREAKER_FAILURES);
         decide_dead(j, 0, why);
         return;

@@ -39,7 +39,8 @@ struct jobs_opts {
     const struct crypto_keys *keys;
     struct metrics *metrics; /* the delivery metrics are registered here */
     int nshards;
-    int divisor; /* SUPERIMAP_WEBHOOK_TIME_DIVISOR, >= 1 */
+    int divisor;             /* SUPERIMAP_WEBHOOK_TIME_DIVISOR, >= 1 */
+    int64_t circuit_hold_ms; /* SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS, before the divisor */
 };
 
 /* Callbacks into the scheduler, each called with data on the loop: from the

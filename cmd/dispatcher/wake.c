@@ -5,6 +5,7 @@
  */
 #include "cmd/dispatcher/wake.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "core/log.h"
 #include "core/redis_url.h"
 #include "core/schema.h"
+#include "core/sentinel.h"
 
 #define RETRY_SEC 1.0
 
@@ -24,7 +26,8 @@ struct wake {
     struct ev_loop *loop;
     struct wake_opts opts;
     struct redis_addr addr;
-    redisAsyncContext *ac; /* NULL while disconnected */
+    redisAsyncContext *ac;    /* NULL while disconnected */
+    struct sentinel_ask *ask; /* redis+sentinel://: asking where the primary is */
     ev_timer retry;
     int closing;
     int was_up; /* for one log line per change */
@@ -102,7 +105,36 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     schedule_retry(w);
 }
 
+static void connect_to(struct wake *w);
+
+static void on_primary(void *data, int code, const char *host, int port, const char *why)
+{
+    struct wake *w = data;
+    w->ask = NULL;
+    if (code < 0) {
+        if (w->was_up)
+            log_warn("wake-up channel: no sentinel named the primary err=\"%s\"", why);
+        schedule_retry(w);
+        return;
+    }
+    snprintf(w->addr.host, sizeof w->addr.host, "%s", host);
+    w->addr.port = port;
+    connect_to(w);
+}
+
+/* Sentinels: ask them where the primary is first, every time. (Published
+ * messages reach replicas too, so a subscription left on a demoted primary
+ * still hears them until it is closed.) */
 static void connect_now(struct wake *w)
+{
+    if (w->addr.nsentinels == 0) {
+        connect_to(w);
+        return;
+    }
+    w->ask = sentinel_ask_start(w->loop, &w->addr, RETRY_SEC, on_primary, w);
+}
+
+static void connect_to(struct wake *w)
 {
     redisAsyncContext *ac = w->addr.is_unix ? redisAsyncConnectUnix(w->addr.path)
                                             : redisAsyncConnect(w->addr.host, w->addr.port);
@@ -136,6 +168,9 @@ struct wake *wake_new(struct ev_loop *loop, const struct wake_opts *opts)
         xfree(w);
         return NULL;
     }
+    if (opts->redis_sentinel_password != NULL)
+        snprintf(w->addr.sentinel_password, sizeof w->addr.sentinel_password, "%s",
+                 opts->redis_sentinel_password);
     w->loop = loop;
     w->opts = *opts;
     ev_timer_init(&w->retry, on_retry, RETRY_SEC, 0.);
@@ -150,8 +185,10 @@ void wake_free(struct wake *w)
         return;
     w->closing = 1;
     ev_timer_stop(w->loop, &w->retry);
+    sentinel_ask_cancel(w->ask);
     if (w->ac != NULL)
         redisAsyncFree(w->ac); /* runs on_disconnect and the pending callbacks, all no-ops */
     memset(w->addr.password, 0, sizeof w->addr.password);
+    memset(w->addr.sentinel_password, 0, sizeof w->addr.sentinel_password);
     xfree(w);
 }

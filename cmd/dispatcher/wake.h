@@ -20,8 +20,9 @@ struct wake;
 /* Callbacks, on the loop: on_shard(k) for each message naming shard k;
  * on_subscribed() after each successful SUBSCRIBE. */
 struct wake_opts {
-    const char *redis_url;      /* SUPERIMAP_REDIS_URL */
-    const char *redis_password; /* NULL or "": the URL's */
+    const char *redis_url;               /* SUPERIMAP_REDIS_URL */
+    const char *redis_password;          /* NULL or "": the URL's */
+    const char *redis_sentinel_password; /* redis+sentinel://: the sentinels' AUTH, or NULL */
     void (*on_shard)(int k, void *data);
     void (*on_subscribed)(void *data);
     void *data;

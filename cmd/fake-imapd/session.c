@@ -13,9 +13,11 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#define _GNU_SOURCE /* POLLRDHUP (Linux): a client's FIN behind unread bytes */
 #include "cmd/fake-imapd/session.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -271,8 +273,25 @@ static void unlink_mailbox(struct session *s)
     s->mb = NULL;
 }
 
+/* 1 when o's client has closed its side (FIN or reset received), whether or
+ * not its last bytes are still unread. */
+static int client_gone(const struct session *o)
+{
+    struct pollfd p = {.fd = o->fd, .events = POLLRDHUP};
+    return o->fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 void session_attach(struct session *s, struct mailbox *mb)
 {
+    /* A client that closed a session of this user before logging in again
+     * has one session, even when this loop has not read that EOF yet (both
+     * became ready together, or the loop is slow under a sanitizer): close
+     * the old one first, so the counts below are what the client did. */
+    for (struct mbox_link *l = mb->sessions.next, *next; l != &mb->sessions; l = next) {
+        next = l->next;
+        if (client_gone(l->owner))
+            session_close(l->owner, "client closed the connection (seen at a new login)");
+    }
     s->mb = mb;
     s->link.owner = s;
     s->link.next = &mb->sessions;

@@ -170,6 +170,7 @@ int main(int argc, char **argv)
     struct rsync_opts ro = {
         .url = cfg.redis_url,
         .password = cfg.redis_password,
+        .sentinel_password = cfg.redis_sentinel_password,
         .timeout_ms = cfg.redis_timeout_ms,
     };
     struct rsync *rs = keys != NULL ? rsync_new(&ro) : NULL;

@@ -311,6 +311,76 @@ static void test_failing_url_opens_circuit_then_probe_closes_it(void **state)
     harness_proc_stop(&d);
 }
 
+/* A partner whose retry schedule is shorter than the receiver's outage: its
+ * events wait for the circuit without becoming dead letters (they were never
+ * sent). They used to go dead once they had waited as long as the schedule
+ * would have taken (here 2 s / 20 = 100 ms). */
+static void test_circuit_open_outlasts_a_short_retry_schedule(void **state)
+{
+    (void)state;
+    partner("42", "webhook_concurrency", "1", "retry_schedule", "2");
+    struct receiver_rule down = {.status = 500};
+    receiver_set_rule(rx, "42", &down);
+    char uid[25], eid[128];
+    wf_uid(uid, 4200);
+    for (unsigned i = 1; i <= 20; i++)
+        assert_int_equal(wf_new_mail(rc, "42", uid, "d", i, 100, eid), 1);
+    struct proc d;
+    start_dispatcher_div(&d, "d-hold", "5000", "20");
+    /* 5 failures open the circuit (1.5 s); its first probe fails too and
+     * opens it for 3 s: every other event has waited far past 100 ms. */
+    assert_int_equal(receiver_wait(rx, "42", 6, 15000), 6);
+    struct receiver_rule up = {0};
+    receiver_set_rule(rx, "42", &up);
+    /* Every event is delivered once the next probe succeeds, but for a
+     * failed probe that had spent its one retry already (one of the first 5):
+     * a dead letter, of an event that was sent. */
+    long long deadline = harness_now_ms() + 20000;
+    int delivered, dead;
+    while ((delivered = log_count("42", "result", "delivered")) +
+                   (dead = log_count("42", "result", "dead")) <
+               20 &&
+           harness_now_ms() < deadline)
+        harness_poll_pause();
+    printf("hold: %d delivered, %d dead\n", delivered, dead);
+    assert_int_equal(log_count("42", "error", "never sent"), 0);
+    assert_int_equal(delivered + dead, 20);
+    assert_true(dead <= 1);
+    harness_proc_stop(&d);
+}
+
+/* An outage longer than SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS (1 h, divided
+ * by 1,000: 3.6 s): events never sent become dead letters that say why, and
+ * not before the hold has passed. */
+static void test_circuit_hold_ends_in_dead_letters_that_say_why(void **state)
+{
+    (void)state;
+    partner("43", "webhook_concurrency", "1", "retry_schedule", "36000");
+    struct receiver_rule down = {.status = 500};
+    receiver_set_rule(rx, "43", &down);
+    char uid[25], eid[128];
+    wf_uid(uid, 4300);
+    long long t0 = harness_now_ms();
+    for (unsigned i = 1; i <= 20; i++)
+        assert_int_equal(wf_new_mail(rc, "43", uid, "d", i, 100, eid), 1);
+    char timeout[64], div[64];
+    snprintf(timeout, sizeof timeout, "SUPERIMAP_WEBHOOK_TIMEOUT_MS=%s", "5000");
+    snprintf(div, sizeof div, "SUPERIMAP_WEBHOOK_TIME_DIVISOR=%s", "1000");
+    const char *env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", div, timeout,
+                         "SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS=1", NULL};
+    struct proc d;
+    assert_int_equal(harness_node_start(&d, &redis, "superimap-dispatcher", "d-hold-end", env), 0);
+    long long deadline = harness_now_ms() + 20000;
+    while (log_count("43", "error", "SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS") == 0 &&
+           harness_now_ms() < deadline)
+        harness_poll_pause();
+    long long took = harness_now_ms() - t0;
+    printf("hold: the first event never sent went dead %lld ms after it was queued\n", took);
+    assert_true(log_count("43", "error", "SUPERIMAP_WEBHOOK_CIRCUIT_HOLD_HOURS") >= 1);
+    assert_true(took >= 3600);
+    harness_proc_stop(&d);
+}
+
 /* ---- Redis restart ---- */
 
 static void test_redis_restart_then_delivers_again(void **state)
@@ -382,6 +452,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill_9_with_events_in_flight_loses_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failing_url_opens_circuit_then_probe_closes_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_circuit_open_outlasts_a_short_retry_schedule, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_circuit_hold_ends_in_dead_letters_that_say_why, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart_then_delivers_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_finishes_requests_in_flight_and_loses_nothing,

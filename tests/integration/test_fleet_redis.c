@@ -38,13 +38,13 @@
 #include "core/incarnation.h"
 #include "tests/integration/fakeimap.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/fleet_mail_fixture.h"
 #include "tests/integration/test_watcher_fixture.h"
 
-#define PID      "5"
-#define NUSERS   300
-#define NW       3
-#define RATE     40  /* appended messages per second */
-#define MAX_MAIL 128 /* per user, far above what a run appends */
+#define PID    "5"
+#define NUSERS 300
+#define NW     3
+#define RATE   40 /* appended messages per second */
 
 static struct redis_srv redis;
 static struct fakeimap srv;
@@ -55,16 +55,14 @@ static const char *const names[NW] = {"rw1", "rw2", "rw3"};
  * after the restart. */
 static const char *const aof_args[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
 
-/* UIDs fake-imapd gave the messages appended for each user. */
-static uint32_t sent[NUSERS][MAX_MAIL];
-static int nsent[NUSERS];
-static int next_user;
-static long long next_due; /* monotonic ms of the next append */
-
-static void uid_of(int u, char out[32])
-{
-    snprintf(out, 32, "00000000000000000r%06d", u);
-}
+static struct fleet_mail fm = {.redis = &redis,
+                               .srv = &srv,
+                               .w = w,
+                               .names = names,
+                               .nw = NW,
+                               .nusers = NUSERS,
+                               .rate = RATE,
+                               .pid = PID};
 
 static int suite_setup(void **state)
 {
@@ -81,178 +79,6 @@ static int suite_teardown(void **state)
 {
     (void)state;
     return fx_suite_stop(&redis, &srv);
-}
-
-/* ---- Steady mail ---- */
-
-/* Appends every message due by now at RATE per second, one user after the
- * other; called between the checks of every wait below, so mail keeps
- * arriving while Redis is down and while the watchers recover. */
-static void pump(void)
-{
-    long long now = harness_now_ms();
-    if (next_due == 0)
-        next_due = now;
-    while (next_due <= now) {
-        int u = next_user;
-        next_user = (next_user + 1) % NUSERS;
-        next_due += 1000 / RATE;
-        assert_true(nsent[u] < MAX_MAIL);
-        char login[16], m[128];
-        snprintf(login, sizeof login, "user%d", u + 1);
-        int len = snprintf(m, sizeof m, "From: r@example.com\r\nSubject: %d/%d\r\n\r\nx\r\n", u,
-                           nsent[u]);
-        assert_int_equal(fakeimap_append(&srv, login, m, (size_t)len, &sent[u][nsent[u]]), 0);
-        nsent[u]++;
-    }
-}
-
-/* Lets ms pass while mail arrives. */
-static void pump_for(int ms)
-{
-    long long end = harness_now_ms() + ms;
-    while (harness_now_ms() < end) {
-        pump();
-        harness_poll_pause();
-    }
-}
-
-/* ---- Who watches whom ---- */
-
-/* 1 when every user's lease names the current incarnation of a running
- * watcher, each watcher sees the whole fleet and holds in IDLE exactly the
- * users placement gives it, and those sessions add up to the users;
- * counts[i] gets watcher i's leases. */
-static int all_watched(int counts[NW])
-{
-    const char *argv[NUSERS + 1];
-    static char keys[NUSERS][64];
-    argv[0] = "MGET";
-    for (int u = 0; u < NUSERS; u++) {
-        char uid[32];
-        uid_of(u, uid);
-        snprintf(keys[u], sizeof keys[u], "si:{%u}:lease:%s", fx_shard(uid), uid);
-        argv[u + 1] = keys[u];
-    }
-    char token[NW][32];
-    for (int i = 0; i < NW; i++) {
-        counts[i] = 0;
-        snprintf(token[i], sizeof token[i], "%s:%.0f", names[i],
-                 harness_metric(w[i].port, "superimap_watcher_generation"));
-    }
-    redisReply *r = fx_cmdv(&redis, NUSERS + 1, argv, NULL);
-    int held = 0;
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == NUSERS) {
-        for (size_t u = 0; u < r->elements; u++) {
-            const redisReply *e = r->element[u];
-            for (int i = 0; e->type == REDIS_REPLY_STRING && i < NW; i++) {
-                if (strcmp(e->str, token[i]) == 0) {
-                    counts[i]++;
-                    held++;
-                }
-            }
-        }
-    }
-    freeReplyObject(r);
-    if (held != NUSERS)
-        return 0;
-    double watching = 0;
-    for (int i = 0; i < NW; i++) {
-        double mine = harness_metric(w[i].port, "superimap_watcher_sessions_watching");
-        if (harness_metric(w[i].port, "superimap_watcher_fleet_watchers") != NW ||
-            harness_metric(w[i].port, "superimap_watcher_users_placed") != mine)
-            return 0;
-        watching += mine;
-    }
-    return watching == NUSERS;
-}
-
-/* Waits (mail still arriving, if mail) until all_watched(); returns the ms
- * it took, or fails the test after ms. */
-static long long wait_all_watched(int ms, int mail)
-{
-    long long t0 = harness_now_ms(), deadline = t0 + ms;
-    int counts[NW];
-    for (;;) {
-        if (mail)
-            pump();
-        if (all_watched(counts))
-            return harness_now_ms() - t0;
-        if (harness_now_ms() >= deadline)
-            break;
-        harness_poll_pause();
-    }
-    fail_msg("users not all watched %d ms after Redis came back: leases %d/%d/%d of %d", ms,
-             counts[0], counts[1], counts[2], NUSERS);
-    return -1;
-}
-
-/* ---- Exactly one event per message ---- */
-
-/* Checks the ready list against what was sent: returns the messages still
- * without an event; fails at once on a duplicate or an unknown event. */
-static int missing_events(int report)
-{
-    static unsigned char seen[NUSERS][MAX_MAIL];
-    memset(seen, 0, sizeof seen);
-    redisContext *c = harness_redis_connect(&redis);
-    assert_non_null(c);
-    for (int u = 0; u < NUSERS; u++) {
-        char uid[32];
-        uid_of(u, uid);
-        redisAppendCommand(c, "LRANGE si:{%u}:ready:%s 0 -1", fx_shard(uid), PID);
-    }
-    int missing = 0;
-    for (int u = 0; u < NUSERS; u++) {
-        redisReply *r = NULL;
-        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
-        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-        char uid[32];
-        uid_of(u, uid);
-        size_t n = strlen(uid);
-        for (size_t e = 0; e < r->elements; e++) {
-            /* "<user id>.<uidvalidity>.<message UID>": ids of other users
-             * of the shard are skipped. */
-            const char *id = r->element[e]->str;
-            if (strncmp(id, uid, n) != 0 || id[n] != '.')
-                continue;
-            const char *dot = strrchr(id, '.');
-            uint32_t muid = (uint32_t)strtoul(dot + 1, NULL, 10);
-            int j = 0;
-            while (j < nsent[u] && sent[u][j] != muid)
-                j++;
-            if (j == nsent[u])
-                fail_msg("event %s for a message never appended", id);
-            if (seen[u][j]++)
-                fail_msg("event %s recorded twice", id);
-        }
-        for (int j = 0; j < nsent[u]; j++) {
-            if (!seen[u][j] && report && missing < 10)
-                fprintf(stderr, "fleet_redis: no event for acct=%s uid=%" PRIu32 "\n", uid,
-                        sent[u][j]);
-            missing += !seen[u][j];
-        }
-        freeReplyObject(r);
-    }
-    redisFree(c);
-    return missing;
-}
-
-/* Waits (no more mail) until every message sent has its one event. */
-static void wait_every_message_once(int ms)
-{
-    long long deadline = harness_now_ms() + ms;
-    int missing;
-    while ((missing = missing_events(0)) > 0 && harness_now_ms() < deadline)
-        harness_poll_pause();
-    if (missing > 0)
-        missing = missing_events(1);
-    int total = 0;
-    for (int u = 0; u < NUSERS; u++)
-        total += nsent[u];
-    if (missing > 0)
-        fail_msg("%d of %d messages without an event after %d ms", missing, total, ms);
-    fprintf(stderr, "fleet_redis: %d messages appended, one event each\n", total);
 }
 
 /* fake-imapd's most concurrent sessions of any one user, since it started. */
@@ -323,7 +149,7 @@ static long long logins_before;
 static void restarted(const char *what)
 {
     assert_int_equal(harness_redis_restart(&redis), 0);
-    long long ms = wait_all_watched(45000, 1);
+    long long ms = fm_wait_all_watched(&fm, 45000, 1);
     fprintf(stderr,
             "fleet_redis: %s: all %d users watched again %.1f s after Redis answered; %lld IMAP "
             "logins since the kill\n",
@@ -335,7 +161,7 @@ static void kill_and_restart(int down_ms, const char *what)
 {
     logins_before = fakeimap_stat(&srv, "logins");
     kill_redis(NULL, 0);
-    pump_for(down_ms);
+    fm_pump_for(&fm, down_ms);
     restarted(what);
 }
 
@@ -347,7 +173,7 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
     assert_int_equal(fx_provider(&redis, "rr", host, port, "none"), 0);
     for (int u = 0; u < NUSERS; u++) {
         char uid[32], login[16], pass[16];
-        uid_of(u, uid);
+        fm_uid(u, uid);
         snprintf(login, sizeof login, "user%d", u + 1);
         snprintf(pass, sizeof pass, "pass%d", u + 1);
         assert_int_equal(fx_user(&redis, uid, PID, "rr", login, login, pass), 0);
@@ -358,10 +184,10 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
         assert_int_equal(harness_node_start(&w[i], &redis, "superimap-watcher", names[i], env), 0);
     /* No mail before every user has its baseline: a message already in the
      * mailbox when the watcher first looks is old mail, never announced. */
-    long long ms = wait_all_watched(30000, 0);
-    next_due = harness_now_ms();
-    int counts[NW];
-    all_watched(counts);
+    long long ms = fm_wait_all_watched(&fm, 30000, 0);
+    fm.next_due = harness_now_ms();
+    int counts[FM_MAX_W];
+    fm_all_watched(&fm, counts);
     fprintf(stderr, "fleet_redis: 3 watchers hold %d/%d/%d of %d users after %.1f s\n", counts[0],
             counts[1], counts[2], NUSERS, ms / 1000.0);
 
@@ -369,19 +195,19 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
     for (int i = 0; i < NW; i++)
         moves[i] = harness_metric(w[i].port, "superimap_watcher_moves_total");
 
-    pump_for(2000);
+    fm_pump_for(&fm, 2000);
     kill_and_restart(0, "killed and restarted at once");
-    pump_for(2000);
+    fm_pump_for(&fm, 2000);
     kill_and_restart(INCARNATION_FENCE_MS - INCARNATION_RENEW_MS - 2000,
                      "down 3 s, within the fence limit");
-    pump_for(2000);
+    fm_pump_for(&fm, 2000);
     logins_before = fakeimap_stat(&srv, "logins");
     kill_redis(NULL, 0);
-    pump_for(INCARNATION_FENCE_MS + 1500);
+    fm_pump_for(&fm, INCARNATION_FENCE_MS + 1500);
     assert_int_equal(harness_redis_restart(&redis), 0);
     char aof[700];
     off_t keep = aof_mark(aof, sizeof aof);
-    ms = wait_all_watched(45000, 1);
+    ms = fm_wait_all_watched(&fm, 45000, 1);
     fprintf(stderr,
             "fleet_redis: down 11.5 s, past the fence limit: all %d users watched again %.1f s "
             "after Redis answered; %lld IMAP logins since the kill\n",
@@ -392,21 +218,21 @@ static void test_fleet_survives_redis_restarts_under_load(void **state)
 
     /* Every write of that recovery lost: the new generations, their alive
      * keys, every lease taken again. */
-    pump_for(500);
+    fm_pump_for(&fm, 500);
     logins_before = fakeimap_stat(&srv, "logins");
     kill_redis(aof, keep);
     restarted("lost the writes of that recovery (generations, alive keys, leases)");
 
     /* A second of steady work lost: cursors and the events with them. */
-    pump_for(2000);
+    fm_pump_for(&fm, 2000);
     keep = aof_mark(aof, sizeof aof);
-    pump_for(1000);
+    fm_pump_for(&fm, 1000);
     logins_before = fakeimap_stat(&srv, "logins");
     kill_redis(aof, keep);
     restarted("lost its last second of writes (cursors, events)");
-    pump_for(1000);
+    fm_pump_for(&fm, 1000);
 
-    wait_every_message_once(20000);
+    fm_wait_every_message_once(&fm, 20000);
     assert_one_session_per_user();
     /* Placement never changed: no watcher saw itself alone after an outage. */
     for (int i = 0; i < NW; i++)

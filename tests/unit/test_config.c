@@ -94,7 +94,7 @@ static void test_every_error_reported_with_name_and_allowed(void **state)
     assert_non_null(strstr(e, "must be one of text|json"));
     assert_non_null(strstr(e, "SUPERIMAP_HTTP_ADDR=\"localhost\""));
     assert_non_null(strstr(e, "SUPERIMAP_NODE_ID=\"bad id!\""));
-    assert_non_null(strstr(e, "must start with redis:// or unix://"));
+    assert_non_null(strstr(e, "must start with redis://, unix:// or redis+sentinel://"));
     assert_non_null(strstr(e, "SUPERIMAP_ENCRYPTION_KEY: required but not set"));
     /* A secret's bad value is never echoed. */
     assert_non_null(strstr(e, "SUPERIMAP_ENCRYPTION_OLD_KEYS: invalid value"));
@@ -189,6 +189,38 @@ static void test_redis_url_forms(void **state)
     assert_string_equal(desc, "unix:/run/r.sock");
 }
 
+static void test_redis_url_sentinel_form(void **state)
+{
+    (void)state;
+    struct redis_addr a;
+    char err[128];
+    assert_int_equal(redis_url_parse("redis+sentinel://:pw@s1,s2:26380,[::1]:7/mymaster?db=4", NULL,
+                                     &a, err, sizeof err),
+                     0);
+    assert_int_equal(a.nsentinels, 3);
+    assert_string_equal(a.sentinels[0].host, "s1");
+    assert_int_equal(a.sentinels[0].port, 26379);
+    assert_string_equal(a.sentinels[1].host, "s2");
+    assert_int_equal(a.sentinels[1].port, 26380);
+    assert_string_equal(a.sentinels[2].host, "::1");
+    assert_int_equal(a.sentinels[2].port, 7);
+    assert_string_equal(a.master, "mymaster");
+    assert_string_equal(a.password, "pw");
+    assert_int_equal(a.db, 4);
+    assert_int_equal(a.port, 0); /* unknown until the sentinels answer */
+    char desc[300];
+    redis_addr_describe(&a, desc, sizeof desc);
+    assert_string_equal(desc, "sentinel:mymaster@s1:26379,s2:26380,::1:7");
+    snprintf(a.host, sizeof a.host, "10.0.0.5");
+    a.port = 6380;
+    redis_addr_describe(&a, desc, sizeof desc);
+    assert_string_equal(desc,
+                        "sentinel:mymaster@s1:26379,s2:26380,::1:7 (primary 10.0.0.5:6380/4)");
+    assert_int_equal(redis_url_parse("redis+sentinel://h/m", "over", &a, err, sizeof err), 0);
+    assert_string_equal(a.password, "over");
+    assert_int_equal(a.nsentinels, 1);
+}
+
 static void test_redis_url_rejects(void **state)
 {
     (void)state;
@@ -206,6 +238,14 @@ static void test_redis_url_rejects(void **state)
         "http://h",
         "redis://[::1",
         "redis://user@h",
+        "redis+sentinel://h",
+        "redis+sentinel://h/",
+        "redis+sentinel:///m",
+        "redis+sentinel://h,/m",
+        "redis+sentinel://h:0/m",
+        "redis+sentinel://h/m?db=x",
+        "redis+sentinel://h/m n",
+        "redis+sentinel://a,b,c,d,e,f,g,h,i/m",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct redis_addr a;
@@ -226,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_markdown_lists_every_variable_with_its_binaries),
         cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_redis_url_forms),
+        cmocka_unit_test(test_redis_url_sentinel_form),
         cmocka_unit_test(test_redis_url_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
