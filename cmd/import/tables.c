@@ -159,7 +159,6 @@ struct run {
     struct strmap *providers; /* original id -> struct provider */
     struct strmap *conns;     /* original id -> struct conn */
     struct strmap *seen;      /* keys taken in this run: connections, live tags and emails */
-    int failed;               /* Redis failed: stop */
 };
 
 /* What one row came to. */
@@ -171,14 +170,22 @@ static void free_value(void *v)
         xfree(v);
 }
 
-/* Prints a refusal of the current row of t and returns REFUSED. */
+/* The current row's id for the report: "?" unless it is one (the file is
+ * untrusted; a line break in it would forge report lines). */
+static const char *row_id(const struct table *t)
+{
+    return values_is_id(col(t, 0)) ? col(t, 0) : "?";
+}
+
+/* Prints a refusal of the current row of t and returns REFUSED. The
+ * arguments hold no control characters (checked values, or constants). */
 static enum outcome refuse(struct run *run, const struct table *t, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static enum outcome refuse(struct run *run, const struct table *t, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(run->o->out, "refused %s line %zu id %s: ", t->spec->file, csv_line(t->csv), col(t, 0));
+    fprintf(run->o->out, "refused %s line %zu id %s: ", t->spec->file, csv_line(t->csv), row_id(t));
     va_start(ap, fmt);
     vfprintf(run->o->out, fmt, ap);
     va_end(ap);
@@ -186,12 +193,11 @@ static enum outcome refuse(struct run *run, const struct table *t, const char *f
     return REFUSED;
 }
 
-/* Reports a Redis failure once and returns FAILED. */
+/* Reports a Redis failure, which stops the run, and returns FAILED. */
 static enum outcome redis_failed(struct run *run, const char *what)
 {
     fprintf(stderr, "superimap-import: Redis failed during %s: %s\n", what,
             rsync_errstr(run->o->rs));
-    run->failed = 1;
     return FAILED;
 }
 
@@ -199,7 +205,7 @@ static enum outcome redis_failed(struct run *run, const char *what)
 static enum outcome would(struct run *run, const struct table *t, const char *what)
 {
     fprintf(run->o->out, "would import %s line %zu id %s: %s\n", t->spec->file, csv_line(t->csv),
-            col(t, 0), what);
+            row_id(t), what);
     return IMPORTED;
 }
 
@@ -387,7 +393,7 @@ static enum outcome provider_row(struct run *run, const struct table *t)
     else if (strncmp(type, "Plain::", 7) == 0)
         oauth2 = 0;
     else
-        return refuse(run, t, "type %s is neither Plain:: nor Oauth2::", type);
+        return refuse(run, t, "type is neither Plain::... nor Oauth2::...");
     if (*host == '\0' || strlen(host) > 253 ||
         strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:_") !=
             strlen(host))
@@ -477,6 +483,8 @@ static enum outcome conn_row(struct run *run, const struct table *t)
     const char *id = col(t, C_ID), *pid = col(t, C_PARTNER), *client_id = col(t, C_CLIENT_ID);
     if (!values_is_id(id))
         return refuse(run, t, "id is not a positive integer");
+    if (!values_is_id(pid) || !values_is_id(col(t, C_PROVIDER)))
+        return refuse(run, t, "partner_id or imap_provider_id is not a positive integer");
     if (strmap_get(run->partners, pid) == NULL)
         return refuse(run, t, "unknown partner %s (not in partners.csv, or refused)", pid);
     const struct provider *prov = strmap_get(run->providers, col(t, C_PROVIDER));

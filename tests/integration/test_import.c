@@ -134,7 +134,8 @@ static void write_export(void)
             "f", "f", NULL, "1234", NULL, NULL, NULL, "0", "Plain::User", ts, ts);
     /* Refused: a tag taken (case-insensitively), a secret under another
      * key, an unknown connection, a connection of a refused partner, a
-     * broken timestamp, a row cut short, an id already read. */
+     * broken timestamp, a row cut short, an id forging a report line, an id
+     * already read. */
     imp_row(f, 19, "106", "11", "ALICE", "other@example.com", "o", alice, NULL,
             "2015-03-04 05:06:07", "f", "f", NULL, NULL, NULL, NULL, NULL, "0", "Plain::User", ts,
             ts);
@@ -148,6 +149,9 @@ static void write_export(void)
     imp_row(f, 19, "110", "11", "badtime", "bt@example.com", "bt", alice, NULL, "yesterday", "f",
             "f", NULL, NULL, NULL, NULL, NULL, "0", "Plain::User", ts, ts);
     fputs("111,11,short-row,s@example.com\n", f);
+    imp_row(f, 19, "7\nrefused users.csv line 99 id 1: forged", "11", "forger", "f@example.com",
+            "f", alice, NULL, NULL, "f", "f", NULL, NULL, NULL, NULL, NULL, "0", "Plain::User", ts,
+            ts);
     imp_row(f, 19, "100", "11", "alice-again", "aa@example.com", "aa", alice, NULL, NULL, "f", "f",
             NULL, NULL, NULL, NULL, NULL, "0", "Plain::User", ts, ts);
     fclose(f);
@@ -248,7 +252,7 @@ static void test_import_brings_every_field_through_the_api(void **state)
     expect_out("partners: 2 imported, 0 unchanged, 1 refused");
     expect_out("imap_providers: 2 imported, 0 unchanged, 0 refused");
     expect_out("partner_connections: 3 imported, 0 unchanged, 1 refused");
-    expect_out("users: 6 imported, 0 unchanged, 7 refused");
+    expect_out("users: 6 imported, 0 unchanged, 8 refused");
 
     /* Partners, with their original keys. */
     struct api_resp r = {0};
@@ -371,7 +375,9 @@ static void test_import_brings_every_field_through_the_api(void **state)
     expect_out("id 109: unknown partner connection");
     expect_out("id 110: connected_at is not a timestamp");
     expect_out("refused users.csv line 15 id 111: has 4 fields where the header has 19");
-    expect_out("refused users.csv line 16 id 100: duplicate id");
+    expect_out("refused users.csv line 16 id ?: id is not a positive integer");
+    assert_null(strstr(out, "\nrefused users.csv line 99"));
+    expect_out("refused users.csv line 18 id 100: duplicate id");
     api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/wrongkey", KEY_ACME, NULL);
     EXPECT(&r, 404, "GET", USER);
 
@@ -440,7 +446,7 @@ static void test_second_run_changes_nothing(void **state)
     expect_out("partners: 0 imported, 2 unchanged, 1 refused");
     expect_out("imap_providers: 0 imported, 2 unchanged, 0 refused");
     expect_out("partner_connections: 0 imported, 3 unchanged, 1 refused");
-    expect_out("users: 0 imported, 6 unchanged, 7 refused");
+    expect_out("users: 0 imported, 6 unchanged, 8 refused");
     char *after = dump_all();
     assert_string_equal(before, after);
     x = rcmd(&redis, "XLEN si:changes");
@@ -470,7 +476,7 @@ static void test_dry_run_writes_nothing(void **state)
     (void)state;
     assert_int_equal(import("--dry-run"), 1);
     expect_out("dry run: partners: 2 to import, 0 unchanged, 1 refused");
-    expect_out("dry run: users: 6 to import, 0 unchanged, 7 refused");
+    expect_out("dry run: users: 6 to import, 0 unchanged, 8 refused");
     expect_out("would import users.csv line 2 id 100: alice");
     expect_out("id 107: undecryptable login_password");
     redisReply *n = rcmd(&redis, "DBSIZE");
@@ -480,7 +486,7 @@ static void test_dry_run_writes_nothing(void **state)
     assert_int_equal(import(NULL), 1);
     redisReply *before = rcmd(&redis, "DBSIZE");
     assert_int_equal(import("--dry-run"), 1);
-    expect_out("dry run: users: 0 to import, 6 unchanged, 7 refused");
+    expect_out("dry run: users: 0 to import, 6 unchanged, 8 refused");
     n = rcmd(&redis, "DBSIZE");
     assert_int_equal(n->integer, before->integer);
     freeReplyObject(n);
