@@ -242,6 +242,16 @@ const struct config_var config_vars[] = {
     {"SUPERIMAP_IMAP_BACKOFF_MAX_MS", CONFIG_INT, WAT, "300000", 10, 86400000, NULL, 0,
      OFF(imap_backoff_max_ms), NULL,
      "Cap of reconnect delays after network and protocol errors (auth failures grow to 6 h)"},
+    {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE", CONFIG_BOOL, WAT | API, "0", 0, 0, NULL, 0,
+     OFF(oauth2_allow_private), NULL,
+     "Let OAuth2 token, userinfo and revoke endpoints be loopback, private and other non-public "
+     "addresses (tests, local demos; cloud metadata addresses stay refused)"},
+    {"SUPERIMAP_OAUTH2_MAX_REFRESHES", CONFIG_INT, WAT, "4", 1, 10000, NULL, 0,
+     OFF(oauth2_max_refreshes), NULL,
+     "Token refreshes one watcher has in flight per OAuth2 provider; more wait their turn "
+     "(a fleet restart does not storm the token endpoint)"},
+    {"SUPERIMAP_OAUTH2_TIMEOUT_MS", CONFIG_INT, WAT, "15000", 100, 600000, NULL, 0,
+     OFF(oauth2_timeout_ms), NULL, "Whole token endpoint request of a refresh, connect included"},
     {"SUPERIMAP_SHUTDOWN_TIMEOUT_SEC", CONFIG_INT, NODES, "30", 1, 3600, NULL, 0,
      OFF(shutdown_timeout_sec), NULL, "Longest graceful drain on SIGTERM before exiting anyway"},
     {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE", CONFIG_BOOL, DIS, "0", 0, 0, NULL, 0,

@@ -62,6 +62,9 @@ struct config {
     int imap_backoff_min_ms;        /* watcher: first reconnect delay ceiling */
     int imap_backoff_max_ms;        /* watcher: reconnect delay cap (auth failures: 6 h) */
     int shutdown_timeout_sec;       /* bound on a graceful drain */
+    int oauth2_allow_private;       /* OAuth2 endpoints may be non-public addresses */
+    int oauth2_max_refreshes;       /* watcher: token refreshes in flight per provider */
+    int oauth2_timeout_ms;          /* watcher: whole token endpoint request */
     int webhook_allow_private;      /* dispatcher: SSRF guard lets non-public addresses through */
     int webhook_max_inflight;       /* dispatcher: events delivered at once */
     int webhook_host_connections;   /* dispatcher: connections per receiver host */

@@ -102,6 +102,15 @@ void crypto_wipe(void *p, size_t n)
         OPENSSL_cleanse(p, n);
 }
 
+void crypto_wipe_str(char **p)
+{
+    if (*p != NULL) {
+        OPENSSL_cleanse(*p, strlen(*p));
+        xfree(*p);
+        *p = NULL;
+    }
+}
+
 /* ---- Hashes and MACs ---- */
 
 /* EVP wants a valid pointer even for zero bytes. */

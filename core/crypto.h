@@ -173,4 +173,8 @@ int crypto_equal(const void *a, size_t alen, const void *b, size_t blen);
  * Accepts NULL with n 0. */
 void crypto_wipe(void *p, size_t n);
 
+/* Wipes the string *p (xmalloc'ed), frees it and sets *p to NULL. Accepts
+ * *p NULL. */
+void crypto_wipe_str(char **p);
+
 #endif

@@ -98,9 +98,10 @@ struct rconn {
     int in_cb;           /* depth of user callbacks running now */
     int is_closing;
     int ever_connected;
-    struct sentinel_ask *ask; /* redis+sentinel://: asking where the primary is */
-    int is_down_logged;       /* the current outage has been logged... */
-    int last_fail;            /* ...with this cause */
+    struct sentinel_ask *ask;     /* redis+sentinel://: asking where the primary is */
+    struct sentinel_watch *watch; /* and listening for switches */
+    int is_down_logged;           /* the current outage has been logged... */
+    int last_fail;                /* ...with this cause */
     void (*state_cb)(struct rconn *, int, void *);
     void *state_data;
     void (*latency_cb)(double, void *);
@@ -518,6 +519,30 @@ static void on_primary(void *data, int code, const char *host, int port, const c
     start_connect(rc);
 }
 
+/* The sentinels announced a switch: leave the old primary now, even if it
+ * still seems to answer or hangs without closing the link. */
+static void on_switch(void *data, const char *host, int port)
+{
+    struct rconn *rc = data;
+    if (rc->is_closing ||
+        (rc->state == RCONN_CONNECTED && rc->addr.port == port && strcmp(rc->addr.host, host) == 0))
+        return;
+    log_warn("redis sentinels announced a new primary, moving name=%s to=%s:%d", rc->name, host,
+             port);
+    sentinel_ask_cancel(rc->ask);
+    rc->ask = NULL;
+    int was_connected = rc->state == RCONN_CONNECTED;
+    drop_link(rc);
+    set_state(rc, RCONN_DISCONNECTED);
+    if (was_connected) {
+        rc->is_down_logged = 1;
+        notify_state(rc, 0);
+    }
+    ev_timer_stop(rc->loop, &rc->conn_timer);
+    ev_timer_set(&rc->conn_timer, 0., 0.);
+    ev_timer_start(rc->loop, &rc->conn_timer);
+}
+
 /* A plain address: connect. Sentinels: ask them first, every time. */
 static void start_link(struct rconn *rc)
 {
@@ -664,6 +689,7 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
     ev_timer_init(&rc->free_timer, on_free_timer, 0., 0.);
     rc->free_timer.data = rc;
     rc->state = RCONN_DISCONNECTED;
+    rc->watch = sentinel_watch_start(loop, &rc->addr, on_switch, rc);
     start_link(rc);
     return rc;
 }
@@ -679,6 +705,8 @@ static void release(struct rconn *rc)
         finish(rc, rc->head, NULL, -SIMAP_ESHUTDOWN);
     sentinel_ask_cancel(rc->ask);
     rc->ask = NULL;
+    sentinel_watch_stop(rc->watch);
+    rc->watch = NULL;
     drop_link(rc);
     xfree(rc->name);
     xfree(rc);

@@ -181,6 +181,11 @@ int schema_aad_user_secret(char out[SCHEMA_KEY_MAX], const char *uid)
     return build(out, SCHEMA_KEY_MAX, "si:user:%s:secret", uid);
 }
 
+int schema_aad_user_access_token(char out[SCHEMA_KEY_MAX], const char *uid)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:user:%s:oauth2_access_token", uid);
+}
+
 int schema_aad_event(char out[SCHEMA_KEY_MAX], const char *eid)
 {
     return build(out, SCHEMA_KEY_MAX, "si:evt:%s", eid);

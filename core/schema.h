@@ -16,6 +16,7 @@
  *   new_mail            <uid>.<uidvalidity>.<message UID>
  *   user_connected      <uid>.connected.<connected_at ms>
  *   user_disconnected   <uid>.disconnected.<ms>
+ *   user_reauth_required <uid>.reauth.<ms>
  *   webhook_test        test.<pid>.<ms>.<random hex>
  * An event id starts with its user id, so its shard is known from the id alone
  * (webhook_test events live in shard 0).
@@ -91,20 +92,28 @@
  * webhook_secret_old_until;
  * new_mail_webhook_url, user_connected_webhook_url,
  * user_disconnected_webhook_url (empty: that event is not sent);
+ * user_reauth_required_webhook_url (empty: user_reauth_required events go to
+ * user_disconnected_webhook_url);
  * <type>_webhook_disabled (non-empty reason: the URL answered 410 and is off
  * until the partner sets it again); success_url, failure_url;
  * retry_schedule (comma-separated seconds; empty: the default, README "Retries");
  * webhook_concurrency (default 8); created_at, updated_at.
  *
  * User fields: uid, pid, code, tag, email, username, secret (encrypted
- * password or refresh token, AAD "si:user:<uid>:secret"), connected_at (ms,
+ * password or refresh token, AAD "si:user:<uid>:secret"),
+ * oauth2_access_token (OAuth2: the current access token, encrypted, AAD
+ * "si:user:<uid>:oauth2_access_token"; empty or absent: refresh before the
+ * first login) and oauth2_expires_at (ms of its expiry; empty: unknown),
+ * both written by the watcher's oauth2_tokens script (and by the api's connect
+ * callback), connected_at (ms,
  * empty when not connected), archived (0|1), state (idle|connecting|
- * watching|auth_failed|throttled|error|archived), last_error (also why a user
+ * watching|auth_failed|throttled|error|archived|reauth_required: the OAuth2
+ * grant is dead, the user must consent again), last_error (also why a user
  * was archived other than by its partner, e.g. "webhook answered 403"), last_login_at,
  * last_email_at, created_at, updated_at, enable_tracer (0|1).
  *
  * Event fields: id, type (new_mail|user_connected|user_disconnected|
- * webhook_test), pid, uid (empty for webhook_test), code, tag, sha1 (hex, as
+ * user_reauth_required|webhook_test), pid, uid (empty for webhook_test), code, tag, sha1 (hex, as
  * in the body), payload (encrypted with AAD "si:evt:<eid>": the JSON object of
  * the body WITHOUT timestamp and signature, which the dispatcher adds at each
  * attempt), attempts, state (ready|inflight|retry|dead|delivered), last_status
@@ -207,6 +216,7 @@ void schema_key_dead(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 int schema_aad_partner(char out[SCHEMA_KEY_MAX], const char *pid, const char *field);
 int schema_aad_conn_secret(char out[SCHEMA_KEY_MAX], const char *pid, const char *code);
 int schema_aad_user_secret(char out[SCHEMA_KEY_MAX], const char *uid);
+int schema_aad_user_access_token(char out[SCHEMA_KEY_MAX], const char *uid);
 int schema_aad_event(char out[SCHEMA_KEY_MAX], const char *eid);
 
 /* The user of event id eid (see "Ids" above), whose shard is the event's:

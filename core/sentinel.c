@@ -282,6 +282,149 @@ void sentinel_ask_cancel(struct sentinel_ask *q)
     xfree(q);
 }
 
+/* ---- +switch-master ---- */
+
+#define WATCH_RETRY_S 1.0
+
+struct sentinel_watch {
+    struct ev_loop *loop;
+    const struct redis_addr *a;
+    sentinel_switch_cb *cb;
+    void *data;
+    int next; /* the sentinel to subscribe to next */
+    redisAsyncContext *ac;
+    ev_timer retry;
+};
+
+static void watch_connect(struct sentinel_watch *w);
+
+static void watch_drop(struct sentinel_watch *w)
+{
+    redisAsyncContext *ac = w->ac;
+    w->ac = NULL;
+    if (ac != NULL) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+static void watch_later(struct sentinel_watch *w)
+{
+    ev_timer_stop(w->loop, &w->retry);
+    ev_timer_set(&w->retry, WATCH_RETRY_S, 0.);
+    ev_timer_start(w->loop, &w->retry);
+}
+
+/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
+static void on_switch_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct sentinel_watch *w = privdata;
+    if (ac->data == NULL || w->ac != ac)
+        return;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        watch_drop(w); /* refused (AUTH?): the next sentinel, later */
+        watch_later(w);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(reply->element[0]->str, "message") != 0 ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
+        return; /* the subscription's confirmation */
+    char name[128], oldip[256], newip[256];
+    int oldport, newport;
+    if (sscanf(reply->element[2]->str, "%127s %255s %d %255s %d", name, oldip, &oldport, newip,
+               &newport) != 5 ||
+        strcmp(name, w->a->master) != 0 || newport <= 0 || newport > 65535)
+        return;
+    w->cb(w->data, newip, newport);
+}
+
+static void on_watch_auth(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct sentinel_watch *w = privdata;
+    if (ac->data == NULL || w->ac != ac)
+        return;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        watch_drop(w);
+        watch_later(w);
+    }
+}
+
+static void on_watch_connect(const redisAsyncContext *ac, int status)
+{
+    struct sentinel_watch *w = ac->data;
+    if (w == NULL || w->ac != ac || status == REDIS_OK)
+        return;
+    w->ac = NULL; /* hiredis frees it when this returns */
+    ((redisAsyncContext *)ac)->data = NULL;
+    watch_later(w);
+}
+
+static void on_watch_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    struct sentinel_watch *w = ac->data;
+    if (w == NULL || w->ac != ac)
+        return;
+    w->ac = NULL;
+    watch_later(w);
+}
+
+static void watch_connect(struct sentinel_watch *w)
+{
+    const struct redis_sentinel *sn = &w->a->sentinels[w->next];
+    w->next = (w->next + 1) % w->a->nsentinels;
+    redisAsyncContext *ac = redisAsyncConnect(sn->host, sn->port);
+    if (ac == NULL || ac->err || redisLibevAttach(w->loop, ac) != REDIS_OK) {
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        watch_later(w);
+        return;
+    }
+    ac->data = w;
+    w->ac = ac;
+    redisAsyncSetConnectCallback(ac, on_watch_connect);
+    redisAsyncSetDisconnectCallback(ac, on_watch_disconnect);
+    if (w->a->sentinel_password[0] != '\0')
+        redisAsyncCommand(ac, on_watch_auth, w, "AUTH %s", w->a->sentinel_password);
+    redisAsyncCommand(ac, on_switch_message, w, "SUBSCRIBE +switch-master");
+}
+
+static void on_watch_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    watch_connect(t->data);
+}
+
+struct sentinel_watch *sentinel_watch_start(struct ev_loop *loop, const struct redis_addr *a,
+                                            sentinel_switch_cb *cb, void *data)
+{
+    if (a->nsentinels == 0)
+        return NULL;
+    struct sentinel_watch *w = xcalloc(1, sizeof *w);
+    w->loop = loop;
+    w->a = a;
+    w->cb = cb;
+    w->data = data;
+    ev_timer_init(&w->retry, on_watch_retry, WATCH_RETRY_S, 0.);
+    w->retry.data = w;
+    watch_connect(w);
+    return w;
+}
+
+void sentinel_watch_stop(struct sentinel_watch *w)
+{
+    if (w == NULL)
+        return;
+    ev_timer_stop(w->loop, &w->retry);
+    watch_drop(w);
+    xfree(w);
+}
+
 int sentinel_role_is_primary(const struct redisReply *r)
 {
     return r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&

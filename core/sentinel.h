@@ -48,6 +48,22 @@ struct sentinel_ask *sentinel_ask_start(struct ev_loop *loop, const struct redis
  * that callback. */
 void sentinel_ask_cancel(struct sentinel_ask *q);
 
+struct sentinel_watch;
+
+/* The sentinels announced that the master moved to host:port. */
+typedef void sentinel_switch_cb(void *data, const char *host, int port);
+
+/* Subscribes to +switch-master on a's sentinels (one at a time, the next
+ * one a second after a link is lost) and calls cb for each switch of a's
+ * master: a client moves at once, even when the old primary hangs without
+ * closing its connections. a must outlive the watch. NULL when a has no
+ * sentinels. */
+struct sentinel_watch *sentinel_watch_start(struct ev_loop *loop, const struct redis_addr *a,
+                                            sentinel_switch_cb *cb, void *data);
+
+/* Stops w (no callback afterwards). Accepts NULL. */
+void sentinel_watch_stop(struct sentinel_watch *w);
+
 /* 1 when r is ROLE's answer of a primary ("master"). */
 int sentinel_role_is_primary(const struct redisReply *r);
 

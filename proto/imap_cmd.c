@@ -320,3 +320,38 @@ int imap_cmd_authenticate_xoauth2(struct buf *out, struct imap_cmd_sync *sync, c
     size_t lens[] = {5, strlen(user), 13, strlen(token), 2};
     return authenticate_pieces(out, sync, tag, "XOAUTH2", pieces, lens, 5, sasl_ir);
 }
+
+int imap_cmd_authenticate_oauthbearer(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                                      const char *user, const char *token, int sasl_ir)
+{
+    if (sync != NULL)
+        sync->n = 0;
+    if (out == NULL || !valid_tag(tag) || !xoauth2_field_ok(user) || !xoauth2_field_ok(token))
+        return -SIMAP_EINVAL;
+    /* RFC 5801 saslname: ',' and '=' are escaped. */
+    size_t ulen = strlen(user);
+    char *esc = xmalloc(3 * ulen + 1);
+    size_t e = 0;
+    for (size_t i = 0; i < ulen; i++) {
+        if (user[i] == ',' || user[i] == '=') {
+            memcpy(esc + e, user[i] == ',' ? "=2C" : "=3D", 3);
+            e += 3;
+        } else {
+            esc[e++] = user[i];
+        }
+    }
+    const char *pieces[] = {"n,a=", esc,
+                            ",\x01"
+                            "auth=Bearer ",
+                            token, "\x01\x01"};
+    size_t lens[] = {4, e, 14, strlen(token), 2};
+    int rc = authenticate_pieces(out, sync, tag, "OAUTHBEARER", pieces, lens, 5, sasl_ir);
+    OPENSSL_cleanse(esc, 3 * ulen + 1);
+    xfree(esc);
+    return rc;
+}
+
+int imap_cmd_sasl_oauthbearer_abort(struct buf *out)
+{
+    return out == NULL ? -SIMAP_EINVAL : buf_append(out, "AQ==\r\n", 6);
+}

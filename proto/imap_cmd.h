@@ -116,6 +116,20 @@ int imap_cmd_authenticate_plain(struct buf *out, struct imap_cmd_sync *sync, con
 int imap_cmd_authenticate_xoauth2(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                                   const char *user, const char *token, int sasl_ir);
 
+/*
+ * "<tag> AUTHENTICATE OAUTHBEARER" (RFC 7628) with the base64 of the GS2
+ * header "n,a=" user "," (',' and '=' in user escaped as =2C and =3D), then
+ * "\x01auth=Bearer " token "\x01\x01". sasl_ir and *sync as for PLAIN; the
+ * same characters as for XOAUTH2 are refused. On failure the server sends a
+ * "+ <base64 JSON>" challenge: answer it with imap_cmd_sasl_oauthbearer_abort().
+ */
+int imap_cmd_authenticate_oauthbearer(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                                      const char *user, const char *token, int sasl_ir);
+
+/* The base64 of a lone \x01: the client's answer to an OAUTHBEARER error
+ * challenge (RFC 7628 section 3.2.3), after which the tagged NO comes. */
+int imap_cmd_sasl_oauthbearer_abort(struct buf *out);
+
 /* An empty SASL response (CRLF alone): the answer to an XOAUTH2 error
  * challenge. */
 int imap_cmd_sasl_empty(struct buf *out);

@@ -29,6 +29,7 @@ static const char *const partner_params[] = {"name",
                                              "new_mail_webhook_url",
                                              "user_connected_webhook_url",
                                              "user_disconnected_webhook_url",
+                                             "user_reauth_required_webhook_url",
                                              "success_url",
                                              "failure_url",
                                              "retry_schedule",
@@ -70,13 +71,14 @@ static int partner_input(struct req *r, int creating, const char **pairs, int *n
         return rc;
     const char *name, *sched;
     static const char *const urls[] = {"new_mail_webhook_url", "user_connected_webhook_url",
-                                       "user_disconnected_webhook_url"};
-    const char *url[3], *success, *failure;
+                                       "user_disconnected_webhook_url",
+                                       "user_reauth_required_webhook_url"};
+    const char *url[4], *success, *failure;
     int64_t conc;
     int has_conc;
     if ((rc = input_text(r, "name", 200, &name)) != 0)
         return rc;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if ((rc = input_url(r, urls[i], 0, &url[i])) != 0)
             return rc;
     if ((rc = input_url(r, "success_url", 1, &success)) != 0 ||
@@ -97,10 +99,10 @@ static int partner_input(struct req *r, int creating, const char **pairs, int *n
         pairs[(*n)++] = "name";
         pairs[(*n)++] = name;
     }
-    static const char *const disabled[] = {"new_mail_webhook_disabled",
-                                           "user_connected_webhook_disabled",
-                                           "user_disconnected_webhook_disabled"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const disabled[] = {
+        "new_mail_webhook_disabled", "user_connected_webhook_disabled",
+        "user_disconnected_webhook_disabled", "user_reauth_required_webhook_disabled"};
+    for (int i = 0; i < 4; i++) {
         if (url[i] == NULL)
             continue;
         pairs[(*n)++] = urls[i];

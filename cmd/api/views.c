@@ -148,12 +148,15 @@ void view_provider(struct json_gen *g, const struct rec *p)
 
 void view_partner_open(struct json_gen *g, const char *pid, const struct rec *p)
 {
-    static const char *const urls[] = {"new_mail_webhook_url", "user_connected_webhook_url",
-                                       "user_disconnected_webhook_url", "success_url",
+    static const char *const urls[] = {"new_mail_webhook_url",
+                                       "user_connected_webhook_url",
+                                       "user_disconnected_webhook_url",
+                                       "user_reauth_required_webhook_url",
+                                       "success_url",
                                        "failure_url"};
-    static const char *const disabled[] = {"new_mail_webhook_disabled",
-                                           "user_connected_webhook_disabled",
-                                           "user_disconnected_webhook_disabled"};
+    static const char *const disabled[] = {
+        "new_mail_webhook_disabled", "user_connected_webhook_disabled",
+        "user_disconnected_webhook_disabled", "user_reauth_required_webhook_disabled"};
     json_gen_object_open(g);
     json_gen_key_int(g, "id", strtoll(pid, NULL, 10));
     json_gen_key_str(g, "name", rec_get(p, "name"));

@@ -16,7 +16,7 @@
 #include <ev.h>
 
 #include "cmd/dispatcher/breaker.h"
-#include "cmd/dispatcher/deliver.h"
+#include "core/deliver.h"
 #include "cmd/dispatcher/job.h"
 #include "cmd/dispatcher/owner.h"
 #include "cmd/dispatcher/partners.h"
@@ -522,6 +522,7 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
         .max_host_connections = cfg->webhook_host_connections,
         .max_connections = cfg->webhook_max_inflight,
         .allow_private = cfg->webhook_allow_private,
+        .allow_var = "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE",
         .user_agent = ua,
     };
     d->http = deliver_new(loop, &dopts);

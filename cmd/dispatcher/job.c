@@ -28,7 +28,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/dispatcher/breaker.h"
-#include "cmd/dispatcher/deliver.h"
+#include "core/deliver.h"
 #include "cmd/dispatcher/partners.h"
 #include "cmd/dispatcher/policy.h"
 #include "cmd/dispatcher/queue.h"
@@ -518,7 +518,7 @@ static void on_disabled(long long value, int err, void *data)
 {
     struct job *j = data;
     struct partner *p = j->p;
-    int u = event_type_url(j->etype);
+    int u = partner_event_url(j->p, j->etype);
     char why[320];
     if (err < 0) {
         snprintf(why, sizeof why, "HTTP 410; the URL could not be disabled: %s", err_str(err));
@@ -536,7 +536,7 @@ static void on_disabled(long long value, int err, void *data)
 
 static void on_gone(struct job *j)
 {
-    int u = event_type_url(j->etype);
+    int u = partner_event_url(j->p, j->etype);
     char url_field[64], flag[64], reason[600], iso[TIME_ISO_LEN];
     snprintf(url_field, sizeof url_field, "%s_webhook_url", partner_url_prefix(u));
     snprintf(flag, sizeof flag, "%s_webhook_disabled", partner_url_prefix(u));
@@ -644,7 +644,7 @@ static void job_try_send(struct job *j)
         decide_dead(j, 0, "malformed event id");
         return;
     }
-    int u = event_type_url(j->etype);
+    int u = partner_event_url(j->p, j->etype);
     const char *url = p->url[u];
     if (url == NULL || url[0] == '\0') {
         decide_ack(j, R_SKIPPED, 0, "no webhook URL for this event type");

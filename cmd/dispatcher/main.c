@@ -8,7 +8,7 @@
  *   owner.c     which shards this dispatcher owns: placement, leases, fencing
  *   job.c       one claimed event: payload, signing, request, recorded result
  *   queue.c     the queue's Lua scripts and other Redis calls, typed
- *   deliver.c   libcurl multi on libev, SSRF guard at connect time
+ *   core/deliver  libcurl multi on libev, SSRF guard at connect time
  *   partners.c  partner settings cache (URLs, keys, schedule, concurrency)
  *   breaker.c   circuit breaker per webhook URL
  *   wake.c      si:wake subscriber: idle shards are claimed at once

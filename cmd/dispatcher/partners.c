@@ -44,17 +44,30 @@ int event_type_parse(const char *name)
         return EVT_USER_DISCONNECTED;
     if (strcmp(name, "webhook_test") == 0)
         return EVT_WEBHOOK_TEST;
+    if (strcmp(name, "user_reauth_required") == 0)
+        return EVT_USER_REAUTH_REQUIRED;
     return -1;
 }
 
 int event_type_url(int t)
 {
-    return t == EVT_WEBHOOK_TEST ? EVT_NEW_MAIL : t;
+    return t == EVT_WEBHOOK_TEST           ? EVT_NEW_MAIL
+           : t == EVT_USER_REAUTH_REQUIRED ? PARTNER_URL_REAUTH
+                                           : t;
+}
+
+int partner_event_url(const struct partner *p, int t)
+{
+    int u = event_type_url(t);
+    if (u == PARTNER_URL_REAUTH && (p->url[u] == NULL || p->url[u][0] == '\0'))
+        return EVT_USER_DISCONNECTED;
+    return u;
 }
 
 const char *partner_url_prefix(int url)
 {
-    static const char *const names[] = {"new_mail", "user_connected", "user_disconnected"};
+    static const char *const names[] = {"new_mail", "user_connected", "user_disconnected",
+                                        "user_reauth_required"};
     return url >= 0 && url < PARTNER_URLS ? names[url] : "new_mail";
 }
 

@@ -24,9 +24,17 @@
 struct crypto_keys;
 struct queue;
 
-/* Event types and the URL each uses (webhook_test goes to the new_mail URL). */
-enum event_type { EVT_NEW_MAIL = 0, EVT_USER_CONNECTED, EVT_USER_DISCONNECTED, EVT_WEBHOOK_TEST };
-#define PARTNER_URLS 3 /* new_mail, user_connected, user_disconnected */
+/* Event types and the URL each uses (webhook_test goes to the new_mail URL;
+ * user_reauth_required to its own URL, else to the user_disconnected one). */
+enum event_type {
+    EVT_NEW_MAIL = 0,
+    EVT_USER_CONNECTED,
+    EVT_USER_DISCONNECTED,
+    EVT_WEBHOOK_TEST,
+    EVT_USER_REAUTH_REQUIRED
+};
+#define PARTNER_URLS       4 /* new_mail, user_connected, user_disconnected, user_reauth_required */
+#define PARTNER_URL_REAUTH 3
 
 #define PARTNER_MAX_SCHEDULE        24 /* retry delays a partner may configure */
 #define PARTNER_DEFAULT_CONCURRENCY 8
@@ -37,8 +45,16 @@ int event_type_parse(const char *name);
 /* Index into partner.url[] of type t. */
 int event_type_url(int t);
 
-/* "new_mail", "user_connected", "user_disconnected": the prefix of the URL
- * field (<prefix>_webhook_url) and of its flag (<prefix>_webhook_disabled). */
+struct partner;
+
+/* Index into p->url[] that events of type t go to: event_type_url(t), except
+ * user_reauth_required, which falls back to the user_disconnected URL when
+ * the partner set no user_reauth_required_webhook_url. */
+int partner_event_url(const struct partner *p, int t);
+
+/* "new_mail", "user_connected", "user_disconnected", "user_reauth_required":
+ * the prefix of the URL field (<prefix>_webhook_url) and of its flag
+ * (<prefix>_webhook_disabled). */
 const char *partner_url_prefix(int url);
 
 struct partners;

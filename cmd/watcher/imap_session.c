@@ -76,6 +76,7 @@ static const struct state_row states[S_COUNT] = {
     [S_NEW] = {NULL, NULL, NULL, 0, 0},
     [S_LOAD] = {NULL, NULL, NULL, 0, 0},
     [S_QUEUED] = {NULL, NULL, NULL, 0, 0},
+    [S_TOKEN] = {NULL, NULL, NULL, 0, 0},
     [S_CONNECT] = {NULL, NULL, connect_timeout, 0, 0},
     [S_TLS] = {NULL, NULL, connect_timeout, 0, 0},
     [S_GREETING] = {NULL, NULL, connect_timeout, 0, 0},

@@ -26,7 +26,10 @@
 #include <malloc.h>
 #include <stdio.h>
 
+#include <curl/curl.h>
+
 #include "cmd/watcher/leases.h"
+#include "cmd/watcher/oauth.h"
 #include "cmd/watcher/provider.h"
 #include "cmd/watcher/tls.h"
 #include "cmd/watcher/users.h"
@@ -133,6 +136,10 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
     snprintf(watcher.sessions_text, sizeof watcher.sessions_text, "0");
     log_info("capacity capacity=%d fd_limit=%ld", watcher.capacity, watcher.fd_limit);
 
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("cannot initialise libcurl");
+        return 1;
+    }
     char err[256];
     if (crypto_keys_init(&watcher.keys, cfg->encryption_key, cfg->encryption_old_keys, err,
                          sizeof err) < 0) {
@@ -193,6 +200,10 @@ static void register_metrics(struct metrics *m)
                                       "lease_acquire answers: held by another live watcher", NULL);
     wm->generation = metrics_gauge(m, "superimap_watcher_generation",
                                    "Generation of this incarnation (si:gen)", NULL);
+    wm->reauth = metrics_counter(m, "superimap_watcher_oauth2_reauth_required_total",
+                                 "Users moved to state reauth_required (the provider answered "
+                                 "invalid_grant to a refresh)",
+                                 NULL);
 }
 
 static int start(struct node *n, void *data)
@@ -209,6 +220,9 @@ static int start(struct node *n, void *data)
         .backoff_max_ms = watcher.cfg->imap_backoff_max_ms,
     };
     watcher.providers = providers_new(watcher.loop, watcher.redis, &po);
+    watcher.oauth = oauth_new(watcher.loop, watcher.cfg, node_metrics(n));
+    if (watcher.oauth == NULL)
+        return 1;
     ev_timer_init(&housekeeping, on_housekeeping, 1.0, 1.0);
     ev_timer_start(watcher.loop, &housekeeping);
     return 0;
@@ -221,9 +235,12 @@ static void finish(struct node *n, void *data)
     ev_timer_stop(watcher.loop, &housekeeping);
     leases_free(leases);
     leases = NULL;
+    oauth_free(watcher.oauth); /* before the providers: requests hold them */
+    watcher.oauth = NULL;
     providers_free(watcher.providers);
     crypto_keys_free(watcher.keys);
     tls_shutdown();
+    curl_global_cleanup();
     watcher.providers = NULL;
     watcher.keys = NULL;
 }

@@ -78,7 +78,8 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 /* Fills pub from an HGETALL reply; returns 0 or -SIMAP_EINVAL. */
 static int parse_record(struct prov *p, const redisReply *r)
 {
-    const char *host = NULL, *port = NULL, *tls = NULL, *auth = NULL, *renew = NULL, *maxc = NULL;
+    const char *host = NULL, *port = NULL, *tls = NULL, *auth = NULL, *renew = NULL, *maxc = NULL,
+               *turl = NULL, *tauth = NULL, *sasl = NULL;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *f = r->element[i], *v = r->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -95,6 +96,12 @@ static int parse_record(struct prov *p, const redisReply *r)
             renew = v->str;
         else if (strcmp(f->str, "max_connections") == 0)
             maxc = v->str;
+        else if (strcmp(f->str, "oauth2_token_url") == 0)
+            turl = v->str;
+        else if (strcmp(f->str, "oauth2_token_auth") == 0)
+            tauth = v->str;
+        else if (strcmp(f->str, "sasl") == 0)
+            sasl = v->str;
     }
     long n;
     struct provider *pub = &p->pub;
@@ -128,6 +135,16 @@ static int parse_record(struct prov *p, const redisReply *r)
     long max_conn = 0;
     if (maxc != NULL && maxc[0] != '\0' && parse_int(maxc, 0, 100000000, &max_conn) < 0)
         return -SIMAP_EINVAL;
+    enum provider_token_auth ta = PROVIDER_TOKEN_POST;
+    if (tauth != NULL && strcmp(tauth, "basic") == 0)
+        ta = PROVIDER_TOKEN_BASIC;
+    else if (tauth != NULL && tauth[0] != '\0' && strcmp(tauth, "post") != 0)
+        return -SIMAP_EINVAL;
+    enum provider_sasl sm = PROVIDER_SASL_XOAUTH2;
+    if (sasl != NULL && strcmp(sasl, "oauthbearer") == 0)
+        sm = PROVIDER_SASL_OAUTHBEARER;
+    else if (sasl != NULL && sasl[0] != '\0' && strcmp(sasl, "xoauth2") != 0)
+        return -SIMAP_EINVAL;
 
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
@@ -152,6 +169,10 @@ static int parse_record(struct prov *p, const redisReply *r)
     pub->auth = a;
     pub->idle_renew_s = (int)renew_s;
     pub->max_connections = (int)max_conn;
+    xfree(pub->token_url);
+    pub->token_url = turl != NULL && turl[0] != '\0' ? xstrdup(turl) : NULL;
+    pub->token_auth = ta;
+    pub->sasl = sm;
     return 0;
 }
 
@@ -382,6 +403,7 @@ void providers_free(struct providers *ps)
         while (p->head.next != &p->head)
             providers_cancel(p->head.next);
         xfree(p->pub.host);
+        xfree(p->pub.token_url);
         xfree(p);
         p = next;
     }

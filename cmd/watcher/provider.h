@@ -41,6 +41,13 @@ struct rconn;
 
 enum provider_tls { PROVIDER_TLS_IMPLICIT, PROVIDER_TLS_STARTTLS, PROVIDER_TLS_NONE };
 enum provider_auth { PROVIDER_AUTH_PLAIN, PROVIDER_AUTH_OAUTH2 };
+enum provider_token_auth {
+    PROVIDER_TOKEN_POST,
+    PROVIDER_TOKEN_BASIC
+}; /* client secret: body | Basic */
+enum provider_sasl { PROVIDER_SASL_XOAUTH2, PROVIDER_SASL_OAUTHBEARER };
+
+struct oauth_req;
 
 /* What a session reads; the rest is internal. Valid until providers_free(). */
 struct provider {
@@ -53,6 +60,13 @@ struct provider {
     int max_connections; /* 0: unlimited */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    /* OAuth2 (auth oauth2) */
+    char *token_url;                     /* oauth2_token_url; NULL when unset */
+    enum provider_token_auth token_auth; /* oauth2_token_auth: post (default) | basic */
+    enum provider_sasl sasl;             /* sasl: xoauth2 (default) | oauthbearer */
+    /* Token refreshes of this provider: kept by cmd/watcher/oauth.c */
+    int refreshing;                      /* in flight */
+    struct oauth_req *rq_head, *rq_tail; /* waiting for a slot */
 };
 
 /* A session waiting to connect; embedded in it. */

@@ -19,9 +19,9 @@
 #include "core/metrics.h"
 
 static const char *const state_names[S_COUNT] = {
-    "NEW",  "LOAD",    "QUEUED",    "CONNECT",  "TLS",   "GREETING", "CAPA",   "STARTTLS",
-    "AUTH", "EXAMINE", "UIDNEXT",   "BASELINE", "FETCH", "BODY",     "RECORD", "IDLE_START",
-    "IDLE", "DONE",    "POLL_WAIT", "NOOP",     "WAIT",  "DEAD",
+    "NEW",        "LOAD", "QUEUED",  "TOKEN",     "CONNECT",  "TLS",   "GREETING", "CAPA",
+    "STARTTLS",   "AUTH", "EXAMINE", "UIDNEXT",   "BASELINE", "FETCH", "BODY",     "RECORD",
+    "IDLE_START", "IDLE", "DONE",    "POLL_WAIT", "NOOP",     "WAIT",  "DEAD",
 };
 
 const char *session_state_name(enum sess_state st)
@@ -86,6 +86,8 @@ void session_close(struct imap_session *s)
     session_free_msgs(s);
     session_wipe_str(&s->user.username);
     session_wipe_str(&s->user.secret);
+    session_wipe_str(&s->user.access);
+    session_token_detach(s);
     s->has_caps = s->cap_idle = s->cap_starttls = s->cap_sasl_ir = s->cap_auth_plain = 0;
     s->cap_logindisabled = s->cap_literal_plus = 0;
     s->tls_up = s->authed = 0;
@@ -99,21 +101,16 @@ void session_close(struct imap_session *s)
 
 /* ---- Failure ---- */
 
-void session_fail(struct imap_session *s, enum fail_kind kind, const char *fmt, ...)
+static void fail(struct imap_session *s, enum fail_kind kind, int64_t min_ms, const char *why)
 {
-    char why[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
     if (s->state == S_DEAD)
         return;
     const char *at = state_names[s->state];
-    struct metric *m = kind == F_AUTH       ? s->w->m.err_auth
-                       : kind == F_THROTTLE ? s->w->m.err_throttle
-                       : kind == F_NET      ? s->w->m.err_net
-                       : kind == F_REDIS    ? s->w->m.err_redis
-                                            : s->w->m.err_proto;
+    struct metric *m = kind == F_AUTH || kind == F_REAUTH ? s->w->m.err_auth
+                       : kind == F_THROTTLE               ? s->w->m.err_throttle
+                       : kind == F_NET                    ? s->w->m.err_net
+                       : kind == F_REDIS                  ? s->w->m.err_redis
+                                                          : s->w->m.err_proto;
     metric_inc(m);
     if (kind == F_THROTTLE && s->prov != NULL)
         provider_throttled(s->w->providers, s->prov);
@@ -121,6 +118,8 @@ void session_fail(struct imap_session *s, enum fail_kind kind, const char *fmt, 
     const struct config *c = session_cfg(s);
     int64_t delay =
         policy_next_delay(&s->retry, kind, c->imap_backoff_min_ms, c->imap_backoff_max_ms);
+    if (delay < min_ms)
+        delay = min_ms;
     if (kind == F_AUTH)
         log_warn("IMAP login refused acct=%s state=%s err=\"%s\" retry_ms=%lld", s->uid, at, why,
                  (long long)delay);
@@ -130,6 +129,27 @@ void session_fail(struct imap_session *s, enum fail_kind kind, const char *fmt, 
     session_store_publish(s, policy_pub_state(kind), why, 0);
     session_set_state(s, S_WAIT);
     session_arm_ms(s, delay);
+}
+
+void session_fail(struct imap_session *s, enum fail_kind kind, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fail(s, kind, 0, why);
+}
+
+void session_fail_after(struct imap_session *s, enum fail_kind kind, int64_t min_ms,
+                        const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fail(s, kind, min_ms, why);
 }
 
 void session_conn_failed(struct imap_session *s, int err)

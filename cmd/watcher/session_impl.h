@@ -48,6 +48,7 @@ enum sess_state {
     S_NEW,        /* created, no lease yet */
     S_LOAD,       /* HMGET of the user record in flight */
     S_QUEUED,     /* waiting for the provider: record, login rate, slot */
+    S_TOKEN,      /* OAuth2: refreshing the access token before the login */
     S_CONNECT,    /* TCP connect in progress */
     S_TLS,        /* TLS handshake (implicit or after STARTTLS) */
     S_GREETING,   /* waiting for the server's greeting */
@@ -93,7 +94,11 @@ struct mailbox_view {
 struct user_record {
     char *pid, *tag, *code;  /* partner id, user tag, provider code */
     char *username, *secret; /* between LOAD and AUTH only; wiped */
+    char *access;            /* OAuth2 access token, between LOAD (or S_TOKEN) and AUTH; wiped */
+    int64_t access_exp_ms;   /* its expiry (wall ms), 0 when unknown */
 };
+
+struct token_job;
 
 struct imap_session {
     struct imap_conn conn; /* socket, TLS and output buffer */
@@ -132,6 +137,8 @@ struct imap_session {
     unsigned healthy : 1;       /* reached IDLE or polling on this connection */
     unsigned auth_strikes : 3;  /* code-less NO answers to our logins in a row */
     unsigned idle_refusals : 3; /* IDLE commands refused in a row */
+    unsigned tok_force : 1;     /* OAuth2: refresh before the next login, whatever the expiry */
+    unsigned tok_forced : 1;    /* a refresh after a refused login was made: no second one */
 
     uint32_t k;
     struct mailbox_view mb;
@@ -140,6 +147,8 @@ struct imap_session {
     int64_t idle_since_mono; /* IDLE began */
 
     struct user_record user;
+    int64_t tok_due_ms;        /* OAuth2: refresh the access token at (wall ms); 0: not planned */
+    struct token_job *tok_job; /* OAuth2: the refresh under way, or NULL */
 
     char uid[];
 };
@@ -183,6 +192,11 @@ void session_close(struct imap_session *s);
 void session_fail(struct imap_session *s, enum fail_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* As session_fail(), waiting at least min_ms (a Retry-After) before the
+ * next attempt. */
+void session_fail_after(struct imap_session *s, enum fail_kind kind, int64_t min_ms,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Fails with the connection's error err (imap_conn's -SIMAP_ECRYPTO is a
  * protocol failure, anything else a network one). */
 void session_conn_failed(struct imap_session *s, int err);
@@ -205,6 +219,8 @@ void session_take_caps(struct imap_session *s, const struct imap_strlist *l);
 /* The user record is loaded: waits for the provider (S_QUEUED), then
  * connects. */
 void session_login_queue(struct imap_session *s);
+/* Connects to the provider (s->prov, its slot held): CONNECT. */
+void session_login_connect(struct imap_session *s);
 /* imap_conn's hooks, past the session's guard. */
 void session_login_connected(struct imap_session *s);
 void session_login_tls_up(struct imap_session *s);
@@ -216,6 +232,22 @@ void session_login_starttls(struct imap_session *s, const struct imap_response *
 void session_login_auth(struct imap_session *s, const struct imap_response *r, int ok);
 /* "+" during S_AUTH. */
 void session_login_continue(struct imap_session *s);
+
+/* ---- session_token.c: OAuth2 access tokens ---- */
+
+/* The provider's go-ahead for an OAuth2 session: logs in with the stored
+ * access token when it is fresh, else refreshes it first (S_TOKEN). */
+void session_token_login(struct imap_session *s);
+/* A login with the access token was refused: returns 1 when a refresh is
+ * tried once (the session then waits briefly and logs in again), 0 when
+ * that was tried already. */
+int session_token_refused(struct imap_session *s, const char *why);
+/* While connected: starts a refresh in the background when one is due. */
+void session_token_tick(struct imap_session *s);
+/* When the next background refresh is due, in ms from now; -1: none. */
+int64_t session_token_due_in(const struct imap_session *s);
+/* The session lets go of its refresh (which still stores its result). */
+void session_token_detach(struct imap_session *s);
 
 /* ---- session_mailbox.c: EXAMINE .. NOOP ---- */
 
@@ -243,11 +275,7 @@ void session_mailbox_poll(struct imap_session *s);
 
 static inline void session_wipe_str(char **p)
 {
-    if (*p != NULL) {
-        crypto_wipe(*p, strlen(*p));
-        xfree(*p);
-        *p = NULL;
-    }
+    crypto_wipe_str(p);
 }
 
 static inline void session_wipe_buf(struct buf *b)

@@ -77,7 +77,7 @@ void session_login_connected(struct imap_session *s)
     session_set_state(s, S_GREETING);
 }
 
-static void connect_now(struct imap_session *s)
+void session_login_connect(struct imap_session *s)
 {
     struct provider *p = s->prov;
     if (imap_conn_open(&s->conn, p->addr.ss_family) < 0) {
@@ -108,7 +108,10 @@ static void on_provider_go(struct provider_waiter *wt, struct provider *p, int e
         if (p->tls == PROVIDER_TLS_NONE)
             log_debugc("imap", "plaintext IMAP allowed by provider acct=%s code=%s", s->uid,
                        p->code);
-        connect_now(s);
+        if (p->auth == PROVIDER_AUTH_OAUTH2)
+            session_token_login(s);
+        else
+            session_login_connect(s);
     }
     s->busy--;
     session_store_maybe_free(s);
@@ -158,8 +161,11 @@ static void send_auth(struct imap_session *s)
     int rc;
     const char *user = s->user.username != NULL ? s->user.username : "";
     const char *secret = s->user.secret != NULL ? s->user.secret : "";
-    if (s->prov->auth == PROVIDER_AUTH_OAUTH2)
-        rc = imap_cmd_authenticate_xoauth2(&tmp, &sync, s->tag, user, secret, s->cap_sasl_ir);
+    const char *access = s->user.access != NULL ? s->user.access : "";
+    if (s->prov->auth == PROVIDER_AUTH_OAUTH2 && s->prov->sasl == PROVIDER_SASL_OAUTHBEARER)
+        rc = imap_cmd_authenticate_oauthbearer(&tmp, &sync, s->tag, user, access, s->cap_sasl_ir);
+    else if (s->prov->auth == PROVIDER_AUTH_OAUTH2)
+        rc = imap_cmd_authenticate_xoauth2(&tmp, &sync, s->tag, user, access, s->cap_sasl_ir);
     else if (s->cap_auth_plain)
         rc = imap_cmd_authenticate_plain(&tmp, &sync, s->tag, user, secret, s->cap_sasl_ir);
     else if (!s->cap_logindisabled)
@@ -170,6 +176,7 @@ static void send_auth(struct imap_session *s)
         rc = queue_with_stops(s, &tmp, &sync);
     session_wipe_buf(&tmp);
     session_wipe_str(&s->user.secret);
+    session_wipe_str(&s->user.access);
     if (rc == -SIMAP_ESTATE) {
         session_fail(s, F_CONFIG, "server disables LOGIN and offers no AUTH=PLAIN");
         return;
@@ -183,8 +190,9 @@ static void send_auth(struct imap_session *s)
     session_send(s);
 }
 
-/* "+" during AUTH: the next piece of the command, or an empty answer to an
- * XOAUTH2 error challenge (the tagged NO follows). */
+/* "+" during AUTH: the next piece of the command, or the answer to an
+ * XOAUTH2 (empty) or OAUTHBEARER (\x01) error challenge (the tagged NO
+ * follows). */
 void session_login_continue(struct imap_session *s)
 {
     if (s->icont < s->ncont) {
@@ -200,7 +208,9 @@ void session_login_continue(struct imap_session *s)
             session_wipe_buf(&s->cont);
             s->ncont = s->icont = 0;
         }
-    } else if (imap_cmd_sasl_empty(&s->conn.out) < 0) {
+    } else if ((s->prov->auth == PROVIDER_AUTH_OAUTH2 && s->prov->sasl == PROVIDER_SASL_OAUTHBEARER
+                    ? imap_cmd_sasl_oauthbearer_abort(&s->conn.out)
+                    : imap_cmd_sasl_empty(&s->conn.out)) < 0) {
         session_fail(s, F_PROTO, "output buffer full");
         return;
     }
@@ -299,11 +309,15 @@ void session_login_auth(struct imap_session *s, const struct imap_response *r, i
         unsigned strikes = s->auth_strikes;
         enum fail_kind kind = policy_login_refused(r, &strikes, why, sizeof why);
         s->auth_strikes = strikes;
+        if (s->prov->auth == PROVIDER_AUTH_OAUTH2 && kind != F_THROTTLE &&
+            session_token_refused(s, why))
+            return;
         session_fail(s, kind, "%s", why);
         return;
     }
     s->authed = 1;
     s->auth_strikes = 0;
+    s->tok_forced = 0;
     session_wipe_str(&s->user.username);
     metric_inc(s->w->m.logins);
     provider_login_ok(s->prov);

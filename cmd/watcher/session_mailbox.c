@@ -198,6 +198,9 @@ static void arm_idle_timer(struct imap_session *s)
     int64_t renew_at = s->idle_since_mono + (int64_t)s->prov->idle_renew_s * 1000;
     int64_t probe_at = s->last_rx_mono + (int64_t)session_cfg(s)->imap_probe_sec * 1000;
     int64_t at = renew_at < probe_at ? renew_at : probe_at;
+    int64_t tok = session_token_due_in(s);
+    if (tok >= 0 && now + tok < at)
+        at = now + tok;
     session_arm_ms(s, at - now);
 }
 
@@ -242,6 +245,7 @@ void session_mailbox_idle_started(struct imap_session *s)
 
 void session_mailbox_idle_timer(struct imap_session *s)
 {
+    session_token_tick(s);
     int64_t now = time_mono_ms();
     int renew = now - s->idle_since_mono >= (int64_t)s->prov->idle_renew_s * 1000;
     int probe = now - s->last_rx_mono >= (int64_t)session_cfg(s)->imap_probe_sec * 1000;
@@ -255,6 +259,7 @@ void session_mailbox_idle_timer(struct imap_session *s)
 
 void session_mailbox_poll(struct imap_session *s)
 {
+    session_token_tick(s);
     session_new_tag(s);
     if (imap_cmd_noop(&s->conn.out, s->tag) < 0) {
         session_fail(s, F_PROTO, "cannot build NOOP");

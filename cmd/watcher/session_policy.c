@@ -13,8 +13,8 @@
 #include "cmd/watcher/watcher.h"
 #include "proto/imap_parse.h"
 
-static const char *const pub_names[] = {"",          "connecting", "watching", "auth_failed",
-                                        "throttled", "error"};
+static const char *const pub_names[] = {"",          "connecting", "watching",       "auth_failed",
+                                        "throttled", "error",      "reauth_required"};
 
 const char *policy_kind_name(enum fail_kind k)
 {
@@ -31,6 +31,8 @@ const char *policy_kind_name(enum fail_kind k)
         return "redis";
     case F_CONFIG:
         return "config";
+    case F_REAUTH:
+        return "reauth";
     }
     return "?";
 }
@@ -42,7 +44,10 @@ const char *policy_pub_name(enum pub_state st)
 
 enum pub_state policy_pub_state(enum fail_kind kind)
 {
-    return kind == F_AUTH ? P_AUTH_FAILED : kind == F_THROTTLE ? P_THROTTLED : P_ERROR;
+    return kind == F_AUTH       ? P_AUTH_FAILED
+           : kind == F_THROTTLE ? P_THROTTLED
+           : kind == F_REAUTH   ? P_REAUTH_REQUIRED
+                                : P_ERROR;
 }
 
 /* ---- Classification of refusals ---- */
@@ -152,8 +157,8 @@ int64_t policy_next_delay(struct session_retry *r, enum fail_kind kind, int64_t 
      * holds until Redis is reachable (the session's timer). */
     if (kind == F_REDIS)
         return policy_redis_retry_delay(min_ms);
-    int auth = kind == F_AUTH || kind == F_CONFIG;
-    int was_auth = r->kind == F_AUTH || r->kind == F_CONFIG;
+    int auth = kind == F_AUTH || kind == F_CONFIG || kind == F_REAUTH;
+    int was_auth = r->kind == F_AUTH || r->kind == F_CONFIG || r->kind == F_REAUTH;
     if (auth != was_auth || r->backoff.cap_ms == 0) {
         if (auth)
             backoff_init(&r->backoff, WATCHER_AUTH_BACKOFF_MIN_MS, WATCHER_AUTH_BACKOFF_MAX_MS);

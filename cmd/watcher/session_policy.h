@@ -15,6 +15,8 @@
  *                                                                within
  *                                                                BACKOFF_MIN_MS
  *   config    the user or provider record cannot work            error, as auth
+ *   reauth    the OAuth2 provider answered invalid_grant to a     reauth_required,
+ *             refresh (revoked, expired, password changed)        as auth
  *
  * Network, protocol and throttle backoff is full-jitter exponential from
  * SUPERIMAP_IMAP_BACKOFF_MIN_MS to _MAX_MS (core/backoff), reset when the
@@ -44,10 +46,18 @@ struct imap_response;
 #define IDLE_REFUSALS 3
 
 /* What went wrong, for state, backoff and metrics. */
-enum fail_kind { F_NET, F_PROTO, F_AUTH, F_THROTTLE, F_REDIS, F_CONFIG };
+enum fail_kind { F_NET, F_PROTO, F_AUTH, F_THROTTLE, F_REDIS, F_CONFIG, F_REAUTH };
 
 /* The public state written to the user hash ("state"). */
-enum pub_state { P_NONE, P_CONNECTING, P_WATCHING, P_AUTH_FAILED, P_THROTTLED, P_ERROR };
+enum pub_state {
+    P_NONE,
+    P_CONNECTING,
+    P_WATCHING,
+    P_AUTH_FAILED,
+    P_THROTTLED,
+    P_ERROR,
+    P_REAUTH_REQUIRED
+};
 
 /* A session's reconnect delays: the backoff of the class it last failed in. */
 struct session_retry {

@@ -35,6 +35,8 @@ void session_store_free(struct imap_session *s)
     session_free_msgs(s);
     session_wipe_str(&s->user.username);
     session_wipe_str(&s->user.secret);
+    session_wipe_str(&s->user.access);
+    session_token_detach(s);
     session_wipe_buf(&s->cont);
     buf_free(&s->conn.out);
     imap_parser_free(s->parser);
@@ -149,7 +151,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     if (s == NULL)
         return;
     session_loaded_cb *done = q->done.loaded;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 11) {
         char why[256];
         snprintf(why, sizeof why, "cannot read the user: %s",
                  err < 0 ? err_str(err) : "unexpected reply");
@@ -160,7 +162,9 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     const char *pid = reply_str(reply->element[0]), *code = reply_str(reply->element[1]),
                *tag = reply_str(reply->element[2]), *username = reply_str(reply->element[3]),
                *email = reply_str(reply->element[4]), *secret = reply_str(reply->element[5]),
-               *archived = reply_str(reply->element[6]);
+               *archived = reply_str(reply->element[6]), *access = reply_str(reply->element[7]),
+               *exp = reply_str(reply->element[8]), *state = reply_str(reply->element[9]),
+               *connected = reply_str(reply->element[10]);
     const char *why = NULL;
     if (pid == NULL || code == NULL || code[0] == '\0' || strlen(code) > PROVIDER_CODE_MAX)
         why = "user record incomplete (pid, code)";
@@ -172,6 +176,13 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
         why = "user record has no login or secret";
     if (why != NULL) {
         done(s, F_CONFIG, why);
+        sreq_end(s);
+        return;
+    }
+    /* Until it connects again (connected_at set anew by the api). */
+    if (state != NULL && strcmp(state, "reauth_required") == 0 &&
+        (connected == NULL || connected[0] == '\0')) {
+        done(s, F_REAUTH, "the OAuth2 grant was refused: the user must connect again");
         sreq_end(s);
         return;
     }
@@ -199,6 +210,17 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     session_wipe_str(&u->secret);
     u->username = xstrdup(username);
     u->secret = plain;
+    session_wipe_str(&u->access);
+    u->access_exp_ms = 0;
+    if (access != NULL && access[0] != '\0') {
+        /* Unreadable, or holding a NUL: as if absent (a refresh replaces it). */
+        size_t alen = 0;
+        schema_aad_user_access_token(aad, s->uid);
+        if (crypto_decrypt(s->w->keys, access, aad, &u->access, &alen) < 0 ||
+            memchr(u->access, 0, alen) != NULL)
+            session_wipe_str(&u->access);
+        u->access_exp_ms = exp != NULL ? strtoll(exp, NULL, 10) : 0;
+    }
     done(s, F_CONFIG, NULL);
     sreq_end(s);
 }
@@ -210,7 +232,9 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
     char user[SCHEMA_KEY_MAX];
     schema_key_user(user, s->k, s->uid);
     int rc = rconn_command(s->w->redis, rreq_on_reply, &r->req,
-                           "HMGET %s pid code tag username email secret archived", user);
+                           "HMGET %s pid code tag username email secret archived "
+                           "oauth2_access_token oauth2_expires_at state connected_at",
+                           user);
     if (rc < 0)
         sreq_cancel(r);
     return rc;

@@ -3,7 +3,10 @@
  * when a dropped session is freed.
  *
  *   LOAD      HMGET si:{k}:user:<uid> pid code tag username email secret
- *             archived, the secret decrypted (core/crypto)
+ *             archived oauth2_access_token oauth2_expires_at state
+ *             connected_at, the secret and the access token decrypted
+ *             (core/crypto); a user in state reauth_required is not logged
+ *             in until it connects again (connected_at set)
  *   publish   user_state: state, last_error, last_login_at (lease-checked)
  *   BASELINE  cursor_baseline: the cursor, UIDNEXT-1 on first sight or a new
  *             UIDVALIDITY

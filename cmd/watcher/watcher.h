@@ -10,6 +10,8 @@
  *                  imap_conn.c)
  *   tls.c          the OpenSSL client context and non-blocking TLS I/O
  *   event.c        new_mail payloads and the record_mail call
+ *   oauth.c        OAuth2 token requests (libcurl multi on the loop)
+ *   token.c        one user's token refresh, from Redis to Redis
  *
  * main.c owns the one struct watcher and passes it down by pointer; there
  * is no global to reach. Dependencies run one way (main -> leases ->
@@ -35,6 +37,7 @@ struct incarnation;
 struct metric;
 struct metrics;
 struct node;
+struct oauth;
 struct providers;
 struct rconn;
 struct users;
@@ -66,6 +69,7 @@ struct watcher_metrics {
     struct metric *record_latency; /* histogram: EXISTS seen -> record_mail answered */
     struct metric *lease_waits;    /* counter: lease_acquire said "held by another" */
     struct metric *generation;     /* gauge: current generation */
+    struct metric *reauth;         /* counter: users moved to reauth_required */
 };
 
 struct watcher {
@@ -77,6 +81,7 @@ struct watcher {
     struct incarnation *inc;
     struct users *users;
     struct providers *providers;
+    struct oauth *oauth; /* token refreshes */
     struct watcher_metrics m;
 
     int capacity;     /* users this process takes: min(MAX_USERS, fd limit - reserve) */

@@ -38,7 +38,9 @@
  * channel at 1,000 per second for LAT_SECONDS. From the append sent: to the
  * first Redis keyspace notification of the event hash (record_mail's HSET,
  * timestamped by a reader thread), and to the first receipt of its webhook;
- * p50/p99/max of each.
+ * p50/p99/max of each. Also Redis's own cost per mail over that path (commands
+ * and CPU, from INFO, net of the idle rate measured for 2 s just before;
+ * docs/capacity.md).
  *
  * With BENCH_DATA_DIR set (tests/bench/bench.h) it writes results.txt keys
  * and the plot data watcher_rss_plain.dat, watcher_rss_tls.dat ("sessions
@@ -407,17 +409,38 @@ struct scenario {
     int tls;
 };
 
+/* A number of `INFO <section>` of a Redis server (field with its colon), or
+ * -1. */
+static double redis_info(const struct redis_fixture *fx, const char *section, const char *field)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "INFO %s", section);
+    redisReply *r = redis_fixture_cmd(fx, cmd);
+    double v = -1;
+    const char *p = r != NULL && r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
+    if (p != NULL)
+        v = atof(p + strlen(field));
+    freeReplyObject(r);
+    return v;
+}
+
 /* used_memory of a Redis server in bytes (INFO memory), or -1. */
 static long long redis_used_memory(const struct redis_fixture *fx)
 {
-    redisReply *r = redis_fixture_cmd(fx, "INFO memory");
-    long long v = -1;
-    const char *p =
-        r != NULL && r->type == REDIS_REPLY_STRING ? strstr(r->str, "used_memory:") : NULL;
-    if (p != NULL)
-        v = atoll(p + strlen("used_memory:"));
-    freeReplyObject(r);
-    return v;
+    return (long long)redis_info(fx, "memory", "used_memory:");
+}
+
+/* Redis's work so far: commands processed and CPU seconds (user + system). */
+struct redis_work {
+    double commands, cpu_s;
+};
+
+static struct redis_work redis_work_now(const struct redis_fixture *fx)
+{
+    struct redis_work w = {redis_info(fx, "stats", "total_commands_processed:"),
+                           redis_info(fx, "cpu", "used_cpu_sys:") +
+                               redis_info(fx, "cpu", "used_cpu_user:")};
+    return w;
 }
 
 /* Polls every watcher's /metrics until each has per sessions watching,
@@ -854,6 +877,16 @@ static int run_latency(struct crypto_keys *keys)
         else
             rc = -1;
     }
+    /* Redis's own cost per mail (record, queue, claim, delivery result),
+     * net of what the idle fleet costs over the same time (renewals,
+     * heartbeats, claims that find nothing), measured just before. */
+    struct redis_work idle0 = redis_work_now(&w.fx);
+    double idle_t0 = fixture_now();
+    fixture_nap_ms(2000);
+    struct redis_work idle1 = redis_work_now(&w.fx);
+    double idle_s = fixture_now() - idle_t0;
+    struct redis_work busy0 = redis_work_now(&w.fx);
+    double busy_t0 = fixture_now();
     double achieved = rc == 0 ? lat_append(&f, total, per_user, sent) : -1;
     if (achieved < 0)
         rc = -1;
@@ -868,6 +901,14 @@ static int run_latency(struct crypto_keys *keys)
                 break;
             fixture_nap_ms(50);
         }
+        struct redis_work busy1 = redis_work_now(&w.fx);
+        double busy_s = fixture_now() - busy_t0;
+        double idle_cmd_s = (idle1.commands - idle0.commands) / idle_s;
+        double idle_cpu_s = (idle1.cpu_s - idle0.cpu_s) / idle_s;
+        double cmds = (busy1.commands - busy0.commands - idle_cmd_s * busy_s) / total;
+        double cpu_us = (busy1.cpu_s - busy0.cpu_s - idle_cpu_s * busy_s) * 1e6 / total;
+        bench_result("redis_commands_per_mail", "%.1f", cmds);
+        bench_result("redis_cpu_us_per_mail", "%.0f", cpu_us);
         lat_webhooks(rx, nslots, per_user, hook_at);
         double *rec = calloc((size_t)nslots, sizeof *rec);
         double *hook = calloc((size_t)nslots, sizeof *hook);
@@ -878,6 +919,13 @@ static int run_latency(struct crypto_keys *keys)
         printf("\nThe watcher's superimap_watcher_new_mail_seconds_count: %.0f.\n",
                metric(w.port, "superimap_watcher_new_mail_seconds_count"));
         lat_histogram(rec, nr, hook, nh);
+        printf("\nRedis per mail, net of the idle fleet (%.0f commands/s, %.1f %% CPU, measured "
+               "over %.1f s just before):\n\n| per mail | commands | Redis CPU µs | mails/s one "
+               "Redis core would take |\n|---|---|---|---|\n| recorded, queued, claimed, "
+               "delivered, result written | %.1f | %.0f | %.0f |\n",
+               idle_cmd_s, idle_cpu_s * 100, idle_s, cmds, cpu_us, cpu_us > 0 ? 1e6 / cpu_us : 0);
+        printf("\n(The keyspace notifications this benchmark turns on to time the events cost "
+               "Redis CPU too: the figure is an upper bound.)\n");
         bench_result("mail_rate", "%.0f", achieved);
         bench_result("mail_appended", "%d", total);
         if (nr > 0) {

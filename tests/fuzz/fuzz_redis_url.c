@@ -57,7 +57,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(is_terminated(a.path, sizeof a.path));
     check(is_terminated(a.password, sizeof a.password));
     check(a.db >= 0);
-    if (a.is_unix) {
+    check(a.nsentinels >= 0 && a.nsentinels <= REDIS_SENTINELS_MAX);
+    if (a.nsentinels > 0) {
+        /* redis+sentinel://: the primary is unknown until they answer. */
+        check(!a.is_unix && a.port == 0);
+        check(is_terminated(a.master, sizeof a.master) && a.master[0] != '\0');
+        for (int i = 0; i < a.nsentinels; i++) {
+            check(is_terminated(a.sentinels[i].host, sizeof a.sentinels[i].host));
+            check(a.sentinels[i].host[0] != '\0');
+            check(a.sentinels[i].port >= 1 && a.sentinels[i].port <= 65535);
+        }
+    } else if (a.is_unix) {
         check(a.path[0] == '/');
     } else {
         check(a.host[0] != '\0');
@@ -72,7 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(is_terminated(desc, sizeof desc));
     char big[600];
     redis_addr_describe(&a, big, sizeof big);
-    check(strncmp(big, a.is_unix ? "unix:" : a.host, a.is_unix ? 5 : strlen(a.host)) == 0);
+    if (a.nsentinels > 0)
+        check(strncmp(big, "sentinel:", 9) == 0);
+    else
+        check(strncmp(big, a.is_unix ? "unix:" : a.host, a.is_unix ? 5 : strlen(a.host)) == 0);
 
     xfree(url);
     return 0;

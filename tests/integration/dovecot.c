@@ -144,9 +144,37 @@ static int make_certs(const struct dovecot *d)
     return rc == 0 ? 0 : -1;
 }
 
+/* The oauth2 passdb's file and its dovecot.conf lines, in passdb (cap
+ * bytes); "" when d has no introspection URL. 0 or -1. */
+static int oauth2_passdb(const struct dovecot *d, char *passdb, size_t cap)
+{
+    passdb[0] = '\0';
+    if (d->introspect[0] == '\0')
+        return 0;
+    char path[400], text[1024];
+    snprintf(path, sizeof path, "%s/dovecot-oauth2.conf.ext", d->dir);
+    snprintf(text, sizeof text,
+             "introspection_mode = post\n"
+             "introspection_url = %s\n"
+             "force_introspection = yes\n"
+             "username_attribute = username\n"
+             "active_attribute = active\n"
+             "active_value = true\n",
+             d->introspect);
+    if (write_file(path, text) < 0)
+        return -1;
+    snprintf(passdb, cap,
+             "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+             "  args = %s\n}\n",
+             path);
+    return 0;
+}
+
 static int write_config(struct dovecot *d)
 {
-    char path[400], text[4096];
+    char path[400], text[8192], oauth2[1024];
+    if (oauth2_passdb(d, oauth2, sizeof oauth2) < 0)
+        return -1;
     snprintf(path, sizeof path, "%s/passwd", d->dir);
     FILE *f = fopen(path, "w");
     if (f == NULL)
@@ -166,22 +194,25 @@ static int write_config(struct dovecot *d)
              "ssl_key = <%s/server.key\n"
              "ssl_min_protocol = TLSv1.2\n"
              "disable_plaintext_auth = no\n"
-             "auth_mechanisms = plain login\n"
+             "auth_mechanisms = plain login%s\n"
+             "auth_cache_size = 0\n"
              "auth_failure_delay = 0\n"
              "first_valid_uid = 1\n"
              "mail_location = maildir:%s/mail/%%u\n"
              "default_login_user = dovenull\n"
              "default_internal_user = dovecot\n"
+             "%s"
              "passdb {\n  driver = passwd-file\n"
              "  args = scheme=PLAIN username_format=%%u %s/passwd\n}\n"
              "userdb {\n  driver = static\n"
-             "  args = uid=%d gid=%d home=%s/mail/%%u\n}\n"
+             "  args = uid=%d gid=%d home=%s/mail/%%u%s\n}\n"
              "service imap-login {\n"
              "  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n"
              "  inet_listener imaps {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n"
              "}\n",
-             d->dir, d->dir, d->dir, d->dir, d->dir, d->dir, d->dir, MAIL_UID, MAIL_UID, d->dir,
-             d->port_plain, d->port_tls);
+             d->dir, d->dir, d->dir, d->dir, d->dir, oauth2[0] ? " xoauth2 oauthbearer" : "",
+             d->dir, oauth2, d->dir, MAIL_UID, MAIL_UID, d->dir,
+             oauth2[0] ? " allow_all_users=yes" : "", d->port_plain, d->port_tls);
     return write_file(d->conf, text);
 }
 
@@ -248,10 +279,23 @@ static int spawn(struct dovecot *d)
     return -1;
 }
 
+static int start(struct dovecot *d, int users, const char *introspect_url);
+
 int dovecot_start(struct dovecot *d, int users)
+{
+    return start(d, users, "");
+}
+
+int dovecot_start_oauth2(struct dovecot *d, int users, const char *introspect_url)
+{
+    return start(d, users, introspect_url);
+}
+
+static int start(struct dovecot *d, int users, const char *introspect_url)
 {
     memset(d, 0, sizeof *d);
     d->users = users;
+    snprintf(d->introspect, sizeof d->introspect, "%s", introspect_url);
     const char *tmp = getenv("TMPDIR");
     snprintf(d->dir, sizeof d->dir, "%s/superimap-dovecot-XXXXXX", tmp ? tmp : "/tmp");
     if (mkdtemp(d->dir) == NULL) {
@@ -307,6 +351,12 @@ void dovecot_stop(struct dovecot *d)
             waitpid(d->pid, NULL, 0);
         }
         d->pid = 0;
+    }
+    const char *keep = getenv("SUPERIMAP_TEST_KEEP");
+    if (d->dir[0] != '\0' && keep != NULL && strcmp(keep, "1") == 0) {
+        fprintf(stderr, "SUPERIMAP_TEST_KEEP: kept %s (Dovecot's configuration and logs)\n",
+                d->dir);
+        d->dir[0] = '\0';
     }
     if (d->dir[0] != '\0') {
         const char *argv[] = {"rm", "-rf", d->dir, NULL};

@@ -33,6 +33,7 @@ struct dovecot {
     int port_plain;    /* plaintext + STARTTLS */
     int port_tls;      /* implicit TLS */
     int users;
+    char introspect[256]; /* oauth2 passdb: the introspection URL, "" when off */
 };
 
 /* 1 when dovecot and doveadm are installed and we run as root (Dovecot's
@@ -53,6 +54,13 @@ int dovecot_available(char *why, size_t whylen);
  * (10 s deadline) until the plain port greets. Returns 0 or -1 with a
  * message on stderr. */
 int dovecot_start(struct dovecot *d, int users);
+
+/* As dovecot_start(), with an oauth2 passdb first (mechanisms XOAUTH2 and
+ * OAUTHBEARER, RFC 7628) that validates access tokens by POSTing them to
+ * introspect_url (RFC 7662; "active": true and "username" the login name)
+ * without caching them; PLAIN and LOGIN still work with the passwd-file
+ * users. */
+int dovecot_start_oauth2(struct dovecot *d, int users, const char *introspect_url);
 
 /* Stops Dovecot by its PID (SIGTERM, then SIGKILL after 5 s), waits for it
  * and removes its directory. Safe to call twice. */

@@ -216,6 +216,17 @@ static void test_partner_key_and_secret_are_shown_once_and_stored_encrypted(void
     EXPECT(&r, 200, "PATCH", PART);
     assert_string_equal(jstr(&r, "name"), "Acme 2");
     assert_true(YAJL_IS_NULL(json_get(r.json, "new_mail_webhook_disabled")));
+    assert_true(YAJL_IS_NULL(json_get(r.json, "user_reauth_required_webhook_url")));
+    /* user_reauth_required events get their own URL when the partner sets one. */
+    admin_json(&r, api.port, "PATCH", path,
+               "{\"user_reauth_required_webhook_url\":\"https://acme.example/reauth\"}");
+    EXPECT(&r, 200, "PATCH", PART);
+    assert_string_equal(jstr(&r, "user_reauth_required_webhook_url"),
+                        "https://acme.example/reauth");
+    admin_json(&r, api.port, "PATCH", path, "{\"user_reauth_required_webhook_url\":\"ftp://x/\"}");
+    EXPECT(&r, 400, "PATCH", PART);
+    assert_string_equal(json_get_str(json_get(r.json, "error"), "field"),
+                        "user_reauth_required_webhook_url");
     admin_json(&r, api.port, "PUT", "/admin/api/partners/999", "{\"name\":\"x\"}");
     EXPECT(&r, 404, "PUT", PART);
     admin_json(&r, api.port, "GET", "/admin/api/partners/abc", NULL);

@@ -347,6 +347,42 @@ static void test_user_connected_and_disconnected_are_delivered_with_their_keys(v
     harness_proc_stop(&d);
 }
 
+static void test_user_reauth_required_goes_to_its_url_else_the_disconnected_one(void **state)
+{
+    (void)state;
+    char own[300];
+    snprintf(own, sizeof own, "%s/hook/9/user_reauth_required", base);
+    partner("8", NULL, NULL);
+    partner("9", "user_reauth_required_webhook_url", own);
+    char uid[25], sha1[41];
+    wf_uid(uid, 78);
+    for (int i = 0; i < 2; i++) {
+        const char *pid = i == 0 ? "8" : "9";
+        char eid[128];
+        snprintf(eid, sizeof eid, "%s.reauth.170000000%d000", uid, i);
+        char *p = wf_user_payload("user_reauth_required", eid, "bob", sha1);
+        assert_int_equal(
+            wf_enqueue_raw(rc, eid, pid, "user_reauth_required", uid, "bob", sha1, p, NULL), 1);
+        xfree(p);
+    }
+    struct proc d;
+    start_dispatcher(&d, "d-reauth", NULL, NULL);
+    assert_int_equal(receiver_wait(rx, "8", 1, 10000), 1);
+    assert_int_equal(receiver_wait(rx, "9", 1, 10000), 1);
+    struct receiver_request reqs[4];
+    assert_int_equal(receiver_requests(rx, reqs, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        struct receiver_request *r = &reqs[i];
+        assert_true(r->body_sig_ok && r->std_sig_ok);
+        assert_string_equal(r->event, "user_reauth_required");
+        if (strcmp(r->pid, "8") == 0)
+            assert_non_null(strstr(r->path, "/8/user_disconnected"));
+        else
+            assert_non_null(strstr(r->path, "/9/user_reauth_required"));
+    }
+    harness_proc_stop(&d);
+}
+
 /* ---- Retries ---- */
 
 /* Milliseconds between the receipts of requests i-1 and i. */
@@ -826,6 +862,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_user_connected_and_disconnected_are_delivered_with_their_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_user_reauth_required_goes_to_its_url_else_the_disconnected_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_500s_then_delivered_on_fourth_on_schedule, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_is_honoured_in_seconds_and_http_date,

@@ -4,7 +4,8 @@
  * sentinels): the sentinels name the primary, blocking and on a loop, and
  * say why when they cannot; rsync (the api's client) follows a planned
  * SENTINEL FAILOVER; rconn (every node's client) follows a kill -9 of the
- * primary, counts the change, and its writes land on the promoted replica.
+ * primary, counts the change, and its writes land on the promoted replica;
+ * and it leaves a hung primary as soon as the sentinels announce the switch.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -251,6 +252,43 @@ static void test_rconn_follows_a_killed_primary(void **state)
     ev_loop_destroy(loop);
 }
 
+/* A primary that hangs (SIGSTOP) keeps its connections open: the nodes
+ * would notice only when a command times out (30 s here). The sentinels'
+ * +switch-master announcement moves them at once. */
+static void test_rconn_leaves_a_hung_primary_when_the_sentinels_switch(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct rconn_opts o = {
+        .url = g.url, .name = "test", .connect_timeout_ms = 1000, .command_timeout_ms = 30000};
+    struct rconn *rc = rconn_new(loop, &o);
+    assert_non_null(rc);
+    struct writes w = {0};
+    assert_int_equal(rconn_command(rc, on_set, &w, "SET h 1"), 0);
+    assert_true(run_until(loop, &w.done, 1, 10.0));
+    assert_int_equal(w.ok, 1);
+
+    kill(g.data[0].pid, SIGSTOP);
+    long long t0 = harness_now_ms();
+    while (w.ok < 2 && harness_now_ms() < t0 + 20000) {
+        int before = w.done;
+        assert_int_equal(rconn_command(rc, on_set, &w, "SET h 2"), 0);
+        run_until(loop, &w.done, before + 1, 20.0);
+    }
+    long long took = harness_now_ms() - t0;
+    printf("sentinel: a write landed %lld ms after the primary hung\n", took);
+    assert_int_equal(w.ok, 2);
+    assert_true(took < 20000); /* the command timeout (30 s) played no part */
+    assert_int_equal(value_at(g.data[1].port, "h"), 2);
+    struct rconn_stats st;
+    rconn_stats(rc, &st);
+    assert_int_equal(st.primary_changes, 1);
+    rconn_free(rc);
+    int never = 0;
+    run_until(loop, &never, 1, 0.1);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +297,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_asking_on_the_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rsync_follows_a_planned_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rconn_follows_a_killed_primary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rconn_leaves_a_hung_primary_when_the_sentinels_switch,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

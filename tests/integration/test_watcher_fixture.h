@@ -161,6 +161,47 @@ FX_FN int fx_user(const struct redis_srv *r, const char *uid, const char *pid, c
     return ok ? 0 : -1;
 }
 
+/* A partner's connection to provider code with an OAuth2 client, as the
+ * api stores it (si:conn:<pid>:<code>, the secret sealed with AAD
+ * "si:conn:<pid>:<code>:oauth2_client_secret"). 0 or -1. */
+FX_FN int fx_oauth2_conn(const struct redis_srv *r, const char *pid, const char *code,
+                         const char *client_id, const char *client_secret)
+{
+    char aad[160], key[160];
+    snprintf(aad, sizeof aad, "si:conn:%s:%s:oauth2_client_secret", pid, code);
+    snprintf(key, sizeof key, "si:conn:%s:%s", pid, code);
+    char *sealed = NULL;
+    if (crypto_encrypt(fx_keys, client_secret, strlen(client_secret), aad, &sealed) < 0)
+        return -1;
+    const char *argv[] = {"HSET", key, "oauth2_client_id", client_id, "oauth2_client_secret",
+                          sealed};
+    redisReply *rep = fx_cmdv(r, 6, argv, NULL);
+    xfree(sealed);
+    int ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
+/* A user's stored OAuth2 access token (sealed with AAD
+ * "si:user:<uid>:oauth2_access_token") and its expiry in ms. 0 or -1. */
+FX_FN int fx_user_access_token(const struct redis_srv *r, const char *uid, const char *token,
+                               long long expires_at_ms)
+{
+    char aad[160], key[160], exp[24];
+    snprintf(aad, sizeof aad, "si:user:%s:oauth2_access_token", uid);
+    snprintf(key, sizeof key, "si:{%u}:user:%s", fx_shard(uid), uid);
+    snprintf(exp, sizeof exp, "%lld", expires_at_ms);
+    char *sealed = NULL;
+    if (crypto_encrypt(fx_keys, token, strlen(token), aad, &sealed) < 0)
+        return -1;
+    const char *argv[] = {"HSET", key, "oauth2_access_token", sealed, "oauth2_expires_at", exp};
+    redisReply *rep = fx_cmdv(r, 6, argv, NULL);
+    xfree(sealed);
+    int ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
 /* Archives a user as scripts/lua/user_archive.lua does (the parts the
  * watcher sees): archived flag, out of the shard set, a change entry. */
 FX_FN int fx_archive(const struct redis_srv *r, const char *uid)
@@ -197,6 +238,23 @@ FX_FN int fx_wait_user_field(const struct redis_srv *r, const char *uid, const c
     } while (harness_now_ms() < deadline);
     fprintf(stderr, "user %s: %s is \"%s\", not \"%s\", after %d ms\n", uid, field, out, want, ms);
     return -1;
+}
+
+/* A user's sealed field (secret, oauth2_access_token) decrypted into out
+ * ("" when absent or unreadable). */
+FX_FN void fx_user_opened(const struct redis_srv *r, const char *uid, const char *field, char *out,
+                          size_t outlen)
+{
+    char sealed[4096], aad[160];
+    out[0] = '\0';
+    fx_user_field(r, uid, field, sealed, sizeof sealed);
+    snprintf(aad, sizeof aad, "si:user:%s:%s", uid, field);
+    char *plain = NULL;
+    size_t len = 0;
+    if (sealed[0] != '\0' && crypto_decrypt(fx_keys, sealed, aad, &plain, &len) == 0) {
+        snprintf(out, outlen, "%.*s", (int)len, plain);
+        xfree(plain);
+    }
 }
 
 /* Number of events queued for partner pid in uid's shard. */

@@ -336,6 +336,37 @@ static void test_xoauth2_matches_googles_documented_example(void **state)
     buf_free(&b);
 }
 
+static void test_oauthbearer_gs2_header_escapes_and_abort(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync;
+    assert_int_equal(
+        imap_cmd_authenticate_oauthbearer(&b, &sync, "A1", "u,s=r@example.com", "tok", 1), 0);
+    assert_int_equal(sync.n, 0);
+    static const char prefix[] = "A1 AUTHENTICATE OAUTHBEARER ";
+    assert_memory_equal(b.data, prefix, sizeof prefix - 1);
+    const char *b64 = b.data + sizeof prefix - 1;
+    size_t b64len = b.len - (sizeof prefix - 1) - 2;
+    unsigned char raw[256];
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)b64len);
+    static const char want[] = "n,a=u=2Cs=3Dr@example.com,\x01"
+                               "auth=Bearer tok\x01\x01";
+    assert_true(n >= (int)sizeof want - 1);
+    assert_memory_equal(raw, want, sizeof want - 1);
+    buf_reset(&b);
+    assert_int_equal(imap_cmd_authenticate_oauthbearer(&b, &sync, "A2", "u", "t", 0), 0);
+    assert_int_equal(sync.n, 1);
+    assert_int_equal(sync.at[0], strlen("A2 AUTHENTICATE OAUTHBEARER\r\n"));
+    buf_reset(&b);
+    assert_int_equal(imap_cmd_authenticate_oauthbearer(&b, &sync, "A3", "u", "t\x01", 1),
+                     -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_sasl_oauthbearer_abort(&b), 0);
+    assert_buf(&b, "AQ==\r\n");
+    buf_free(&b);
+}
+
 static void test_xoauth2_refuses_separator_and_line_bytes(void **state)
 {
     (void)state;
@@ -409,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_authenticate_plain_encodes_any_password_bytes),
         cmocka_unit_test(test_xoauth2_matches_googles_documented_example),
         cmocka_unit_test(test_xoauth2_refuses_separator_and_line_bytes),
+        cmocka_unit_test(test_oauthbearer_gs2_header_escapes_and_abort),
         cmocka_unit_test(test_full_buffer_gives_toobig_and_keeps_contents),
         cmocka_unit_test(test_overlong_credentials_are_refused),
     };

@@ -1,7 +1,8 @@
 /*
  * The watcher's Redis scripts against a real redis-server: leases fenced by
- * per-shard alive keys, cursor baselines, exactly-once record_mail, and
- * lease-checked user state.
+ * per-shard alive keys, cursor baselines, exactly-once record_mail,
+ * lease-checked user state, OAuth2 tokens stored by compare-and-set, and
+ * reauth_required with its one event.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -353,6 +354,90 @@ static void test_user_state_written_by_holder_only(void **state)
     assert_int_equal(run("user_state", 3, 8, mine, NULL, 0), -1);
 }
 
+static void test_oauth2_tokens_store_only_over_the_secret_refreshed(void **state)
+{
+    (void)state;
+    redisReply *r = rsync_command(rs, "HSET si:{3}:user:u1 secret sealed-rt1 tag t");
+    freeReplyObject(r);
+    const char *rotated[] = {"si:{3}:user:u1", "sealed-rt1", "sealed-rt2", "sealed-at1", "1000"};
+    assert_int_equal(run("oauth2_tokens", 1, 5, rotated, NULL, 0), 1);
+    /* A refresh made with the old secret may not overwrite the new one. */
+    const char *stale[] = {"si:{3}:user:u1", "sealed-rt1", "sealed-rt3", "sealed-at2", "2000"};
+    assert_int_equal(run("oauth2_tokens", 1, 5, stale, NULL, 0), 0);
+    const char *kept[] = {"si:{3}:user:u1", "sealed-rt2", "", "sealed-at3", "3000"};
+    assert_int_equal(run("oauth2_tokens", 1, 5, kept, NULL, 0), 1);
+    r = rsync_command(rs, "HMGET si:{3}:user:u1 secret oauth2_access_token oauth2_expires_at");
+    assert_string_equal(r->element[0]->str, "sealed-rt2");
+    assert_string_equal(r->element[1]->str, "sealed-at3");
+    assert_string_equal(r->element[2]->str, "3000");
+    freeReplyObject(r);
+    const char *gone[] = {"si:{3}:user:u9", "sealed-rt1", "", "a", "1"};
+    assert_int_equal(run("oauth2_tokens", 1, 5, gone, NULL, 0), 0);
+}
+
+static long long reauth(const char *secret, const char *eid)
+{
+    char evt[128];
+    snprintf(evt, sizeof evt, "si:{3}:evt:%s", eid);
+    const char *argv[] = {"si:{3}:user:u1",
+                          "si:{3}:users",
+                          evt,
+                          "si:{3}:ready:7",
+                          "si:{3}:ready_partners",
+                          secret,
+                          "token endpoint answered HTTP 400: invalid_grant",
+                          eid,
+                          "7",
+                          "u1",
+                          "sha1hex",
+                          "sealed-payload"};
+    return run("user_reauth", 5, 12, argv, NULL, 0);
+}
+
+static void test_user_reauth_marks_unwatches_and_queues_one_event(void **state)
+{
+    (void)state;
+    redisReply *r = rsync_command(rs, "HSET si:{3}:user:u1 secret sealed-rt1 state watching "
+                                      "code GMAIL tag t1 connected_at 5 oauth2_access_token x");
+    freeReplyObject(r);
+    r = rsync_command(rs, "SADD si:{3}:users u1");
+    freeReplyObject(r);
+    /* Refused with a secret the user no longer has (connected again): nothing. */
+    assert_int_equal(reauth("sealed-rt0", "u1.reauth.1"), 0);
+    assert_int_equal(reauth("sealed-rt1", "u1.reauth.2"), 1);
+    r = rsync_command(rs, "HMGET si:{3}:user:u1 state connected_at oauth2_access_token last_error");
+    assert_string_equal(r->element[0]->str, "reauth_required");
+    assert_string_equal(r->element[1]->str, "");
+    assert_string_equal(r->element[2]->str, "");
+    assert_non_null(strstr(r->element[3]->str, "invalid_grant"));
+    freeReplyObject(r);
+    r = rsync_command(rs, "SISMEMBER si:{3}:users u1");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    r = rsync_command(rs, "HMGET si:{3}:evt:u1.reauth.2 type pid uid code tag sha1 payload state");
+    assert_string_equal(r->element[0]->str, "user_reauth_required");
+    assert_string_equal(r->element[1]->str, "7");
+    assert_string_equal(r->element[2]->str, "u1");
+    assert_string_equal(r->element[3]->str, "GMAIL");
+    assert_string_equal(r->element[4]->str, "t1");
+    assert_string_equal(r->element[5]->str, "sha1hex");
+    assert_string_equal(r->element[6]->str, "sealed-payload");
+    assert_string_equal(r->element[7]->str, "ready");
+    freeReplyObject(r);
+    r = rsync_command(rs, "LRANGE si:{3}:ready:7 0 -1");
+    assert_int_equal(r->elements, 1);
+    freeReplyObject(r);
+    r = rsync_command(rs, "LRANGE si:{3}:ready_partners 0 -1");
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(r->element[0]->str, "7");
+    freeReplyObject(r);
+    /* Refused again (another watcher, a retry): no second event. */
+    assert_int_equal(reauth("sealed-rt1", "u1.reauth.3"), 0);
+    r = rsync_command(rs, "EXISTS si:{3}:evt:u1.reauth.3");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +451,8 @@ int main(void)
         cmocka_unit_test_setup(test_uidvalidity_change_needs_new_baseline, flush),
         cmocka_unit_test_setup(test_mail_of_a_user_no_longer_watched_is_not_recorded, flush),
         cmocka_unit_test_setup(test_user_state_written_by_holder_only, flush),
+        cmocka_unit_test_setup(test_oauth2_tokens_store_only_over_the_secret_refreshed, flush),
+        cmocka_unit_test_setup(test_user_reauth_marks_unwatches_and_queues_one_event, flush),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

@@ -1,5 +1,5 @@
 /*
- * cmd/dispatcher/deliver: HTTP POSTs with one libcurl multi handle driven by
+ * core/deliver: HTTP POSTs with one libcurl multi handle driven by
  * the libev loop (curl's socket and timer callbacks, shaped like curl's
  * docs/examples/evhiperfifo.c).
  *
@@ -8,7 +8,8 @@
  * max_host_connections connections per host, a total timeout and a connect
  * timeout, no redirects, http and https only, proxy variables ignored,
  * certificates verified, the response body read up to 64 KiB and discarded
- * (its first bytes kept for the delivery log), Retry-After captured.
+ * (its first bytes kept for the delivery log) or, with keep_body, kept whole,
+ * Retry-After captured.
  *
  * SSRF guard: every address curl is about to connect to (after DNS, so a
  * name that resolves differently later cannot slip through) is classified by
@@ -20,8 +21,8 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef CMD_DISPATCHER_DELIVER_H
-#define CMD_DISPATCHER_DELIVER_H
+#ifndef CORE_DELIVER_H
+#define CORE_DELIVER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -39,7 +40,9 @@ struct deliver_opts {
     long max_host_connections; /* per host; 0: no limit */
     long max_connections;      /* open connections in all; 0: no limit */
     int allow_private;         /* netguard_allowed()'s flag */
+    const char *allow_var;     /* the variable that sets it, named in refusals (static) */
     const char *user_agent;    /* copied */
+    int keep_body;             /* keep the response body (up to DELIVER_MAX_RESPONSE) */
 };
 
 /* The outcome of one request; valid only during the callback. */
@@ -50,6 +53,8 @@ struct deliver_result {
     int refused;            /* 1 when the SSRF guard refused every address */
     const char *error;      /* "" after a complete response (any status), else why not */
     const char *snippet;    /* first bytes of the response body, control bytes as '.' */
+    const char *body;       /* keep_body: the whole body, NUL-terminated; else NULL */
+    size_t body_len;        /* its bytes; a body past DELIVER_MAX_RESPONSE is an error */
 };
 
 typedef void deliver_cb(const struct deliver_result *res, void *data);

@@ -1,9 +1,9 @@
 /*
- * cmd/dispatcher/deliver: libcurl multi on libev (see deliver.h).
+ * core/deliver: libcurl multi on libev (see deliver.h).
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/dispatcher/deliver.h"
+#include "core/deliver.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <ev.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/netguard.h"
@@ -44,6 +45,7 @@ struct req {
     size_t snip_len;
     int nrefused;
     char snippet[DELIVER_SNIPPET + 1];
+    struct buf kept;      /* keep_body: the response body */
     char retry_after[64]; /* "" when none */
     char refused[256];    /* the SSRF guard's last refusal */
     char errbuf[CURL_ERROR_SIZE];
@@ -56,6 +58,7 @@ struct deliver {
     ev_timer timer; /* curl's one timeout */
     struct deliver_opts opts;
     char *user_agent;
+    char allow_hint[96]; /* " (SUPERIMAP_..._ALLOW_PRIVATE=1 allows it)" */
     struct req *active;
     int nactive;
     CURL *pool[POOL_MAX];
@@ -165,9 +168,7 @@ static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct c
         snprintf(r->refused, sizeof r->refused,
                  "refused by the SSRF guard before connecting: %s is %s%s", text,
                  netguard_class_str(c),
-                 c == NETGUARD_METADATA || c == NETGUARD_INVALID
-                     ? ""
-                     : " (SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1 allows it)");
+                 c == NETGUARD_METADATA || c == NETGUARD_INVALID ? "" : r->d->allow_hint);
         r->nrefused++;
         return CURL_SOCKET_BAD;
     }
@@ -184,6 +185,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     }
     r->snippet[r->snip_len] = '\0';
     r->received += n;
+    if (r->d->opts.keep_body && buf_append(&r->kept, ptr, n) < 0)
+        return 0;
     return r->received > DELIVER_MAX_RESPONSE ? 0 : n; /* 0 stops the transfer */
 }
 
@@ -272,7 +275,17 @@ static void finish(struct req *r, CURLcode code)
         .snippet = r->snippet,
     };
     char err[320];
-    if (code == CURLE_WRITE_ERROR && r->received > DELIVER_MAX_RESPONSE && status > 0) {
+    if (d->opts.keep_body && buf_append(&r->kept, "", 1) == 0) {
+        res.body = r->kept.data;
+        res.body_len = r->kept.len - 1;
+    }
+    if (code == CURLE_WRITE_ERROR && r->received > DELIVER_MAX_RESPONSE && status > 0 &&
+        d->opts.keep_body) {
+        snprintf(err, sizeof err, "response body larger than %d bytes", DELIVER_MAX_RESPONSE);
+        res.error = err;
+        res.body = NULL;
+        res.body_len = 0;
+    } else if (code == CURLE_WRITE_ERROR && r->received > DELIVER_MAX_RESPONSE && status > 0) {
         /* We stopped reading a long response on purpose: the status stands. */
     } else if (code != CURLE_OK) {
         if (r->nrefused > 0 && code == CURLE_COULDNT_CONNECT) {
@@ -291,6 +304,7 @@ static void finish(struct req *r, CURLcode code)
     curl_multi_remove_handle(d->multi, r->easy);
     unlink_req(d, r);
     r->cb(&res, r->data);
+    buf_free(&r->kept);
     xfree(r->hdrtext);
     xfree(r->body);
     easy_put(d, r->easy);
@@ -311,6 +325,7 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
     r->cb = cb;
     r->data = data;
     r->start_mono = time_mono_ms();
+    buf_init(&r->kept, DELIVER_MAX_RESPONSE + 1);
     /* The header list lives in the request: one copy of the lines, no
      * curl_slist_append() per line. */
     size_t total = 0;
@@ -354,6 +369,7 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
 fail:
     if (r->easy != NULL)
         easy_put(d, r->easy);
+    buf_free(&r->kept);
     xfree(r->hdrtext);
     xfree(r->body);
     xfree(r);
@@ -371,6 +387,8 @@ struct deliver *deliver_new(struct ev_loop *loop, const struct deliver_opts *opt
     d->loop = loop;
     d->opts = *opts;
     d->user_agent = xstrdup(opts->user_agent ? opts->user_agent : "superimap");
+    snprintf(d->allow_hint, sizeof d->allow_hint, " (%s=1 allows it)",
+             opts->allow_var ? opts->allow_var : "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE");
     d->multi = curl_multi_init();
     if (d->multi == NULL) {
         log_error("cannot create a libcurl multi handle");
@@ -406,6 +424,7 @@ void deliver_free(struct deliver *d)
                                      .error = "shutting down",
                                      .snippet = ""};
         r->cb(&res, r->data);
+        buf_free(&r->kept);
         xfree(r->hdrtext);
         xfree(r->body);
         curl_easy_cleanup(r->easy);
