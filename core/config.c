@@ -23,6 +23,7 @@
 #define DIS   CONFIG_ROLE_DISPATCHER
 #define NODES CONFIG_ROLE_NODES
 #define FAKE  CONFIG_ROLE_FAKE_IMAPD
+#define IMP   CONFIG_ROLE_IMPORT
 
 static int check_redis_url(const char *v, char *err, size_t errlen)
 {
@@ -164,32 +165,32 @@ static int check_probability(const char *v, char *err, size_t errlen)
 
 /* clang-format off */
 const struct config_var config_vars[] = {
-    {"SUPERIMAP_REDIS_URL", CONFIG_STR, NODES, "redis://127.0.0.1:6379/0", 0, 0, NULL, 0,
+    {"SUPERIMAP_REDIS_URL", CONFIG_STR, NODES | IMP, "redis://127.0.0.1:6379/0", 0, 0, NULL, 0,
      OFF(redis_url), check_redis_url,
      "Redis to use: redis://[:password@]host:port/db, unix:///path/redis.sock[?db=N] or "
      "redis+sentinel://[:password@]host:port[,host:port...]/MASTER[?db=N]"},
-    {"SUPERIMAP_REDIS_PASSWORD", CONFIG_STR, NODES, NULL, 0, 0, NULL, CONFIG_SECRET,
+    {"SUPERIMAP_REDIS_PASSWORD", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL, CONFIG_SECRET,
      OFF(redis_password), NULL, "Redis AUTH password; overrides one given in the URL"},
-    {"SUPERIMAP_REDIS_SENTINEL_PASSWORD", CONFIG_STR, NODES, NULL, 0, 0, NULL, CONFIG_SECRET,
+    {"SUPERIMAP_REDIS_SENTINEL_PASSWORD", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL, CONFIG_SECRET,
      OFF(redis_sentinel_password), NULL,
      "AUTH password of the Redis Sentinels of a redis+sentinel:// URL, when they have one"},
-    {"SUPERIMAP_REDIS_TIMEOUT_MS", CONFIG_INT, NODES, "5000", 100, 600000, NULL, 0,
+    {"SUPERIMAP_REDIS_TIMEOUT_MS", CONFIG_INT, NODES | IMP, "5000", 100, 600000, NULL, 0,
      OFF(redis_timeout_ms), NULL, "Redis connect timeout and per-command timeout"},
-    {"SUPERIMAP_ENCRYPTION_KEY", CONFIG_STR, NODES, NULL, 0, 0, NULL,
+    {"SUPERIMAP_ENCRYPTION_KEY", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL,
      CONFIG_SECRET | CONFIG_REQUIRED, OFF(encryption_key), check_key,
      "AES-256-GCM key for secrets at rest, 64 hex digits; the same on every node"},
-    {"SUPERIMAP_ENCRYPTION_OLD_KEYS", CONFIG_STR, NODES, NULL, 0, 0, NULL, CONFIG_SECRET,
+    {"SUPERIMAP_ENCRYPTION_OLD_KEYS", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL, CONFIG_SECRET,
      OFF(encryption_old_keys), check_key_list,
      "Previous encryption keys, comma-separated, still accepted for decryption during a rotation"},
     {"SUPERIMAP_NODE_ID", CONFIG_STR, NODES, NULL, 0, 0, NULL, 0, OFF(node_id), check_node_id,
      "Unique name of this process in the fleet (default: <hostname>-<pid>)"},
-    {"SUPERIMAP_LOG_LEVEL", CONFIG_ENUM, NODES | FAKE, "info", 0, 0, "debug|info|warn|error", 0,
+    {"SUPERIMAP_LOG_LEVEL", CONFIG_ENUM, NODES | FAKE | IMP, "info", 0, 0, "debug|info|warn|error", 0,
      OFF(log_level), NULL, "Lowest level written"},
-    {"SUPERIMAP_LOG_FORMAT", CONFIG_ENUM, NODES | FAKE, "text", 0, 0, "text|json", 0, OFF(log_format),
+    {"SUPERIMAP_LOG_FORMAT", CONFIG_ENUM, NODES | FAKE | IMP, "text", 0, 0, "text|json", 0, OFF(log_format),
      NULL, "Log lines as key=value text or as one JSON object per line"},
-    {"SUPERIMAP_LOG_COMPONENTS", CONFIG_STR, NODES | FAKE, NULL, 0, 0, NULL, 0, OFF(log_components),
+    {"SUPERIMAP_LOG_COMPONENTS", CONFIG_STR, NODES | FAKE | IMP, NULL, 0, 0, NULL, 0, OFF(log_components),
      NULL, "Comma-separated components with debug lines on at any level (redis,http,imap,...)"},
-    {"SUPERIMAP_LOG_FILE", CONFIG_STR, NODES | FAKE, NULL, 0, 0, NULL, 0, OFF(log_file), NULL,
+    {"SUPERIMAP_LOG_FILE", CONFIG_STR, NODES | FAKE | IMP, NULL, 0, 0, NULL, 0, OFF(log_file), NULL,
      "Append logs to this file instead of stderr; SIGHUP reopens it"},
     {"SUPERIMAP_HTTP_ADDR", CONFIG_STR, API, "127.0.0.1:8080", 0, 0, NULL, 0, OFF(http_addr),
      check_addr, "host:port of the REST API, the static files and /healthz, /readyz, /metrics"},
@@ -213,7 +214,7 @@ const struct config_var config_vars[] = {
     {"SUPERIMAP_KEY_ROTATION_GRACE_SEC", CONFIG_INT, API, "86400", 0, 2592000, NULL, 0,
      OFF(key_rotation_grace_sec), NULL,
      "How long a rotated API key or webhook secret keeps working beside the new one"},
-    {"SUPERIMAP_SHARDS", CONFIG_INT, NODES, "64", 1, 16384, NULL, 0, OFF(shards), NULL,
+    {"SUPERIMAP_SHARDS", CONFIG_INT, NODES | IMP, "64", 1, 16384, NULL, 0, OFF(shards), NULL,
      "Number of Redis shards; fixed at the first start, every node must agree"},
     {"SUPERIMAP_MAX_USERS", CONFIG_INT, WAT, "10000", 1, 10000000, NULL, 0, OFF(max_users), NULL,
      "Most users this watcher takes (capped further by its file-descriptor limit)"},
@@ -502,9 +503,9 @@ void config_print_help(unsigned role, const char *program, const char *summary, 
 
 static void describe_roles(unsigned roles, char *out, size_t outlen)
 {
-    static const char *const names[] = {"api", "watcher", "dispatcher", "fake-imapd"};
+    static const char *const names[] = {"api", "watcher", "dispatcher", "fake-imapd", "import"};
     out[0] = '\0';
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (roles & (1u << i))
             snprintf(out + strlen(out), outlen - strlen(out), "%s%s", out[0] ? ", " : "", names[i]);
 }

@@ -23,6 +23,7 @@ enum config_role {
     CONFIG_ROLE_WATCHER = 1 << 1,
     CONFIG_ROLE_DISPATCHER = 1 << 2,
     CONFIG_ROLE_FAKE_IMAPD = 1 << 3,
+    CONFIG_ROLE_IMPORT = 1 << 4, /* superimap-import: Redis, encryption, shards, logs */
     CONFIG_ROLE_NODES = CONFIG_ROLE_API | CONFIG_ROLE_WATCHER | CONFIG_ROLE_DISPATCHER,
 };
 

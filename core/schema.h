@@ -6,8 +6,11 @@
  * together. NODE_SCHEMA_VERSION (core/node.h) changes when this file does in
  * a way that old nodes would misread.
  *
- * Ids. Partner ids are decimal integers from INCR si:seq:partner. User ids are
- * 24 lowercase hex digits (random, crypto_random), so guessing one gives
+ * Ids. Partner ids are decimal integers from INCR si:seq:partner (or, for
+ * partners superimap-import brought over, the original's id; the import
+ * raises si:seq:partner past it). User ids are 24 lowercase hex digits
+ * (random, crypto_random; imported users: HMAC-SHA256 of their original id
+ * under the original's secret key, as unguessable), so guessing one gives
  * nothing; a user's shard is k = hrw_shard(uid, S) and never changes. Event
  * ids are deterministic (a replay carries the same webhook-id):
  *   new_mail            <uid>.<uidvalidity>.<message UID>

@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "proto/civil.h"
 #include "proto/codec.h"
 
 /* ---- HMAC-SHA256 over several parts ---- */
@@ -208,18 +209,6 @@ int webhook_std_sign(const unsigned char *key, size_t keylen, const char *id, in
 
 #define MAX_DELAY_SEC 1000000000LL
 
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H.
- * Hinnant, "chrono-Compatible Low-Level Date Algorithms"). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* The year of Unix day z. */
 static int64_t year_of_days(int64_t z)
 {
@@ -349,7 +338,7 @@ static int http_date(struct cur *c, int64_t now_ms, int64_t *out)
     }
     if (day < 1 || day > days_in_month(year, mon + 1))
         return 0;
-    *out = days_from_civil(year, mon + 1, (int)day) * 86400 + tod;
+    *out = civil_days_from(year, mon + 1, (int)day) * 86400 + tod;
     return 1;
 }
 

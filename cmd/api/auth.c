@@ -25,12 +25,12 @@
 #include <strings.h>
 
 #include "cmd/api/api.h"
-#include "cmd/api/keys.h"
 #include "cmd/api/reply.h"
 #include "cmd/api/store.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
+#include "core/keys.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/time.h"
@@ -42,7 +42,7 @@
 static int key_matches(const struct api *a, const char *pid, const char *field,
                        const char *envelope, const char *key)
 {
-    char *stored = keys_open_partner(a, pid, field, envelope);
+    char *stored = keys_open_partner(a->keys, pid, field, envelope);
     if (stored == NULL)
         return 0;
     int eq = crypto_equal(stored, strlen(stored), key, strlen(key));

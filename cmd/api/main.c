@@ -19,12 +19,12 @@
 
 #include "cmd/api/api.h"
 #include "cmd/api/connect.h"
-#include "cmd/api/keys.h"
 #include "cmd/api/router.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/http.h"
+#include "core/keys.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/node.h"
@@ -93,7 +93,7 @@ static int derive_keys(struct api *a, const struct config *cfg)
     /* The key of partner "0", which never exists: auth.c opens it for an
      * unknown key, the same work as for a known one. */
     char *nobody = crypto_token(32);
-    a->dummy_envelope = keys_seal_partner(a, "0", "api_key", nobody);
+    a->dummy_envelope = keys_seal_partner(a->keys, "0", "api_key", nobody);
     keys_wipe_free(nobody);
     return a->dummy_envelope != NULL ? 0 : -SIMAP_ECRYPTO;
 }

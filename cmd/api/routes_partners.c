@@ -21,6 +21,7 @@
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/keys.h"
 
 #define MAX_GRACE_SEC (30 * 86400)
 
@@ -181,10 +182,21 @@ static int partner_create(struct req *r)
     int rc = partner_input(r, 1, pairs, &n, num);
     if (rc != 0)
         return rc;
+    /* A partner moving from SuperIMAP keeps its key (its receivers verify
+     * the body signature with it): superimap's form or the original's. */
+    const char *key;
+    if ((rc = input_secret(r, "api_key", 64, &key)) != 0)
+        return rc;
+    if (key != NULL && *key != '\0' && !keys_api_key_acceptable(key))
+        return reply_invalid(r, "api_key",
+                             "must be 43 base64url characters (as superimap makes them) or 20 "
+                             "lowercase hex digits (as SuperIMAP made them)");
     struct store_new_partner np;
-    rc = store_partner_create(r, pairs, n, &np);
+    rc = store_partner_create(r, pairs, n, key, &np);
     if (rc == -SIMAP_ECRYPTO)
         return reply_error(r, 500, "internal", NULL, "encryption failed");
+    if (rc == -SIMAP_EINVAL)
+        return reply_error(r, 409, "conflict", "api_key", "api_key is in use by another partner");
     if (rc == -SIMAP_ESTATE)
         return reply_error(r, 409, "conflict", NULL, "partner id %s is taken; try again", np.pid);
     if (rc < 0)

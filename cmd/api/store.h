@@ -78,11 +78,13 @@ struct store_new_partner {
     char *webhook_secret;
 };
 
-/* Creates a partner with a new id, API key and webhook secret and the pairs
- * (field, value, ...; empty values skipped). 0 with *out set, -SIMAP_ESTATE
- * (the new id was taken: out->pid says which), -SIMAP_ECRYPTO or
+/* Creates a partner with a new id, API key (api_key when not NULL or "",
+ * checked by the caller with keys_api_key_acceptable(); else a new one) and
+ * webhook secret and the pairs (field, value, ...; empty values skipped). 0
+ * with *out set, -SIMAP_ESTATE (the new id was taken: out->pid says which),
+ * -SIMAP_EINVAL (another partner has api_key), -SIMAP_ECRYPTO or
  * -SIMAP_ECONN; out's secrets are NULL unless it returned 0. */
-int store_partner_create(struct req *r, const char *const *pairs, int n,
+int store_partner_create(struct req *r, const char *const *pairs, int n, const char *api_key,
                          struct store_new_partner *out);
 
 /* Sets the pairs of partner pid. 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */

@@ -19,7 +19,7 @@
 
 #include "cmd/api/api.h"
 #include "cmd/api/connect.h"
-#include "cmd/api/keys.h"
+#include "core/keys.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -138,12 +138,12 @@ int store_user_by_uid(struct req *r, const char *uid, struct rec *out)
 
 char *store_user_open(struct req *r, const struct rec *u, const char *field)
 {
-    return keys_open_user(r->api, rec_get(u, "uid"), field, rec_get(u, field));
+    return keys_open_user(r->api->keys, rec_get(u, "uid"), field, rec_get(u, field));
 }
 
 char *store_conn_open_secret(struct req *r, const char *pid, const char *code, const struct rec *c)
 {
-    return keys_open_conn_secret(r->api, pid, code, rec_get(c, "oauth2_client_secret"));
+    return keys_open_conn_secret(r->api->keys, pid, code, rec_get(c, "oauth2_client_secret"));
 }
 
 /* The keys of a user's event at now: the event hash, the partner's ready
@@ -250,8 +250,8 @@ int store_user_connect(struct req *r, struct rec *u, const struct store_connect_
 {
     *queued = 0;
     const char *uid = rec_get(u, "uid");
-    char *secret = keys_seal_user(r->api, uid, "secret", in->secret);
-    char *access = keys_seal_user(r->api, uid, "oauth2_access_token", in->access_token);
+    char *secret = keys_seal_user(r->api->keys, uid, "secret", in->secret);
+    char *access = keys_seal_user(r->api->keys, uid, "oauth2_access_token", in->access_token);
     int rc = secret != NULL && access != NULL ? 1 : -SIMAP_ECRYPTO;
     for (int i = 0; i < WRITE_TRIES && rc == 1; i++) {
         rc = connect_once(r, u, in, secret, access, queued);

@@ -2,7 +2,7 @@
  * cmd/api/store_partners: the records of the admin API, IMAP providers and
  * partners (core/schema.h "Provider fields", "Partner fields"), through
  * scripts/lua/provider_*.lua and partner_*.lua. A partner's API key and
- * webhook secret are made and sealed here (cmd/api/keys.h) and leave only
+ * webhook secret are made and sealed here (core/keys.h) and leave only
  * in the answer of their creation or rotation.
  *
  * SPDX-License-Identifier: MIT
@@ -16,8 +16,8 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/api/api.h"
-#include "cmd/api/keys.h"
 #include "core/err.h"
+#include "core/keys.h"
 
 #define ROTATE_ATTEMPTS 4
 
@@ -162,7 +162,7 @@ int store_partner_has(struct req *r, const char *pid, const char *field)
     return has;
 }
 
-int store_partner_create(struct req *r, const char *const *pairs, int n,
+int store_partner_create(struct req *r, const char *const *pairs, int n, const char *api_key,
                          struct store_new_partner *out)
 {
     memset(out, 0, sizeof *out);
@@ -174,10 +174,17 @@ int store_partner_create(struct req *r, const char *const *pairs, int n,
     snprintf(out->pid, sizeof out->pid, "%lld", seq->integer);
     freeReplyObject(seq);
     char lookup[SCHEMA_KEY_MAX], pkey[SCHEMA_KEY_MAX];
-    char *key = keys_new_api_key(lookup);
+    char *key;
+    if (api_key != NULL && *api_key != '\0') {
+        key = xstrdup(api_key);
+        if (keys_lookup(key, lookup) < 0)
+            lookup[0] = '\0';
+    } else {
+        key = keys_new_api_key(lookup);
+    }
     char *secret = keys_new_webhook_secret();
-    char *key_env = keys_seal_partner(r->api, out->pid, "api_key", key);
-    char *secret_env = keys_seal_partner(r->api, out->pid, "webhook_secret", secret);
+    char *key_env = keys_seal_partner(r->api->keys, out->pid, "api_key", key);
+    char *secret_env = keys_seal_partner(r->api->keys, out->pid, "webhook_secret", secret);
     int rc = 0;
     if (key_env == NULL || secret_env == NULL || lookup[0] == '\0') {
         rc = -SIMAP_ECRYPTO;
@@ -206,7 +213,7 @@ int store_partner_create(struct req *r, const char *const *pairs, int n,
         rc = -SIMAP_ECONN;
         goto out;
     }
-    rc = reply_is(rep, "ok") ? 0 : -SIMAP_ESTATE;
+    rc = reply_is(rep, "ok") ? 0 : reply_is(rep, "key_taken") ? -SIMAP_EINVAL : -SIMAP_ESTATE;
     freeReplyObject(rep);
     if (rc == 0) {
         out->api_key = key;
@@ -240,7 +247,7 @@ static void key_lookups(const struct api *a, const char *pid, const struct rec *
 {
     static const char *const fields[] = {"api_key", "api_key_old"};
     for (int i = 0; i < 2; i++) {
-        char *key = keys_open_partner(a, pid, fields[i], rec_get(p, fields[i]));
+        char *key = keys_open_partner(a->keys, pid, fields[i], rec_get(p, fields[i]));
         if (key == NULL || keys_lookup(key, lookups[i]) < 0)
             schema_key_apikey(lookups[i], "none");
         keys_wipe_free(key);
@@ -331,8 +338,8 @@ static int rotate_once(struct req *r, const char *pid, const char *field, int64_
         return rc;
     }
     char *cur_env = xstrdup(rec_get(&p, field));
-    char *cur = keys_open_partner(r->api, pid, field, cur_env);
-    char *prev = keys_open_partner(r->api, pid, old_field, rec_get(&p, old_field));
+    char *cur = keys_open_partner(r->api->keys, pid, field, cur_env);
+    char *prev = keys_open_partner(r->api->keys, pid, old_field, rec_get(&p, old_field));
     rec_free(&p);
     char lookup_new[SCHEMA_KEY_MAX] = "", lookup_cur[SCHEMA_KEY_MAX], lookup_prev[SCHEMA_KEY_MAX];
     schema_key_apikey(lookup_cur, "none");
@@ -342,8 +349,8 @@ static int rotate_once(struct req *r, const char *pid, const char *field, int64_
         keys_lookup(cur, lookup_cur);
     if (is_key && prev != NULL)
         keys_lookup(prev, lookup_prev);
-    char *made_env = keys_seal_partner(r->api, pid, field, made);
-    char *old_env = cur ? keys_seal_partner(r->api, pid, old_field, cur) : xstrdup("");
+    char *made_env = keys_seal_partner(r->api->keys, pid, field, made);
+    char *old_env = cur ? keys_seal_partner(r->api->keys, pid, old_field, cur) : xstrdup("");
     keys_wipe_free(cur);
     keys_wipe_free(prev);
     if (made_env == NULL || old_env == NULL) {

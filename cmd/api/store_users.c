@@ -21,7 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cmd/api/api.h"
-#include "cmd/api/keys.h"
+#include "core/keys.h"
 #include "core/crypto.h"
 #include "core/err.h"
 
@@ -87,11 +87,7 @@ static int seal_conn_pairs(struct req *r, const char *pid, const char *code,
         out[i + 1] = pairs[i + 1];
         if (strcmp(pairs[i], "oauth2_client_secret") != 0)
             continue;
-        char aad[SCHEMA_KEY_MAX];
-        if (*pairs[i + 1] == '\0')
-            *sealed = xstrdup("");
-        else if (schema_aad_conn_secret(aad, pid, code) < 0 ||
-                 crypto_encrypt(r->api->keys, pairs[i + 1], strlen(pairs[i + 1]), aad, sealed) < 0)
+        if ((*sealed = keys_seal_conn_secret(r->api->keys, pid, code, pairs[i + 1])) == NULL)
             return -SIMAP_ECRYPTO;
         out[i + 1] = *sealed;
     }
@@ -495,7 +491,7 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
     unsigned char raw[SCHEMA_UID_LEN / 2];
     crypto_random(raw, sizeof raw);
     crypto_hex_encode(raw, sizeof raw, uid);
-    char *sealed = keys_seal_user(r->api, uid, "secret", in->has_secret ? in->secret : "");
+    char *sealed = keys_seal_user(r->api->keys, uid, "secret", in->has_secret ? in->secret : "");
     if (sealed == NULL)
         return -SIMAP_ECRYPTO;
     char *ltag = lower(in->tag);
@@ -695,7 +691,7 @@ int store_user_update(struct req *r, const char *pid, const char *code, int oaut
     *field = NULL;
     char *sealed = NULL;
     if (in->has_secret &&
-        (sealed = keys_seal_user(r->api, rec_get(u, "uid"), "secret", in->secret)) == NULL)
+        (sealed = keys_seal_user(r->api->keys, rec_get(u, "uid"), "secret", in->secret)) == NULL)
         return -SIMAP_ECRYPTO;
     int rc = 1;
     for (int attempt = 0; attempt < WRITE_RETRIES && rc == 1; attempt++)

@@ -28,13 +28,9 @@ end
 local uid, k, kind = ARGV[1], ARGV[2], ARGV[3]
 local email, username, secret = ARGV[5], ARGV[6], ARGV[7]
 local archived = ARGV[8]
-if archived ~= '1' then
-    if redis.call('EXISTS', KEYS[3]) == 1 then
-        return {'conflict', 'tag'}
-    end
-    if email ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-        return {'conflict', 'email'}
-    end
+local taken = user_taken(KEYS, email, archived)
+if taken then
+    return {'conflict', taken}
 end
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -53,16 +49,5 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[11], 'code', ARGV[12], 'tag'
            connected_at, 'archived', archived, 'state', state, 'last_error', '',
            'last_login_at', '', 'last_email_at', '', 'created_at', now, 'updated_at', now,
            'enable_tracer', ARGV[9])
-redis.call('ZADD', KEYS[2], 0, ARGV[10] .. '\31' .. uid)
-redis.call('HINCRBY', KEYS[1], 'users_count', 1)
-if archived ~= '1' then
-    redis.call('SET', KEYS[3], uid)
-    if email ~= '' then
-        redis.call('SET', KEYS[4], uid)
-    end
-    if complete then
-        redis.call('SADD', KEYS[6], uid)
-    end
-end
-redis.call('XADD', KEYS[7], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', k, 'op', 'create')
+user_index(KEYS, uid, k, ARGV[10], email, archived, complete)
 return {'ok', connected_at}

@@ -37,6 +37,8 @@
 #                    watchers of failover.dat hold as many sessions as
 #                    before the kill), failover_mail_sent,
 #                    failover_mail_lost, failover_mail_duplicated
+#   bench_import     import_users, import_seconds (superimap-import's first
+#                    run over an export of that many users)
 # and data files: watcher_rss_plain.dat, watcher_rss_tls.dat, latency.dat
 # (bench_watcher), dispatcher_concurrency.dat (bench_dispatcher),
 # failover.dat (bench_failover), each described in its plot_*.gp.
@@ -249,6 +251,10 @@ summary() {
     row "failover: mail sent meanwhile delivered, none twice" "0 lost, 0 twice" \
         "${lost:+$(num "${sent:-0}") sent, $lost lost, ${dup:-?} twice}" \
         "$(yesno 'a == 0 && b == 0' "${lost:-1}" "${dup:-1}")"
+    v=$(val import_seconds)
+    n=$(val import_users)
+    row "import of 100,000 users from SuperIMAP (superimap-import)" "< 60 s" \
+        "${v:+$v s for $(num "${n:-0}") users}" "$(yesno 'a < 60 && b >= 100000' "${v:-0}" "${n:-0}")"
     v=$(val redis_bytes_per_user)
     n=$(val redis_users)
     row "Redis memory per idle user (used_memory delta / users)" "≤ 1 KiB" \

@@ -236,6 +236,49 @@ static void test_partner_key_and_secret_are_shown_once_and_stored_encrypted(void
     api_resp_free(&r);
 }
 
+static void test_partner_create_keeps_a_brought_api_key(void **state)
+{
+    (void)state;
+    struct api_resp r = {0};
+    /* The original's form (SecureRandom.hex(10)) and superimap's are kept. */
+    static const char *const keep[] = {"0123456789abcdef0123",
+                                       "abcdefghijABCDEFGHIJ0123456789-_abcdefghijk"};
+    for (size_t i = 0; i < 2; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"name\":\"Old %zu\",\"new_mail_webhook_url\":\"https://old.example/n\","
+                 "\"api_key\":\"%s\"}",
+                 i, keep[i]);
+        admin_json(&r, api.port, "POST", PARTS, body);
+        EXPECT(&r, 201, "POST", PARTS);
+        assert_string_equal(jstr(&r, "api_key"), keep[i]);
+        api_json(&r, api.port, "GET", "/api/v1/connections", keep[i], NULL);
+        assert_int_equal(r.status, 200);
+    }
+    /* A key in use, weak or malformed keys are refused. */
+    admin_json(&r, api.port, "POST", PARTS,
+               "{\"name\":\"Dup\",\"new_mail_webhook_url\":\"https://x/\","
+               "\"api_key\":\"0123456789abcdef0123\"}");
+    EXPECT(&r, 409, "POST", PARTS);
+    static const char *const bad[] = {"0123456789abcdef012", "0123456789ABCDEF0123",
+                                      "0123456789abcdef01234", "short",
+                                      "abcdefghijABCDEFGHIJ"
+                                      "0123456789+/abcdefghijk"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"name\":\"Bad\",\"new_mail_webhook_url\":\"https://x/\",\"api_key\":\"%s\"}",
+                 bad[i]);
+        admin_json(&r, api.port, "POST", PARTS, body);
+        EXPECT(&r, 400, "POST", PARTS);
+        assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "api_key");
+    }
+    redisReply *n = rcmd(&redis, "ZCARD si:partners");
+    assert_int_equal(n->integer, 2);
+    freeReplyObject(n);
+    api_resp_free(&r);
+}
+
 static void test_key_rotation_keeps_the_old_key_for_the_grace_period(void **state)
 {
     (void)state;
@@ -456,6 +499,7 @@ int main(void)
         cmocka_unit_test_setup(test_providers_are_created_validated_updated_and_deleted, setup),
         cmocka_unit_test_setup(test_partner_key_and_secret_are_shown_once_and_stored_encrypted,
                                setup),
+        cmocka_unit_test_setup(test_partner_create_keeps_a_brought_api_key, setup),
         cmocka_unit_test_setup(test_key_rotation_keeps_the_old_key_for_the_grace_period, setup),
         cmocka_unit_test_setup(test_partner_delete_takes_everything_it_owns, setup),
         cmocka_unit_test_setup(test_fleet_queues_and_dead_letters, setup),

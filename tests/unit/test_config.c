@@ -121,6 +121,22 @@ static void test_help_lists_role_variables_only(void **state)
     assert_null(strstr(text, "127.0.0.1:8080")); /* the api's default, not the watcher's */
     assert_null(strstr(text, "SUPERIMAP_ADMIN_TOKEN"));
     assert_non_null(strstr(text, "Usage: superimap-watcher"));
+
+    /* superimap-import: Redis, encryption, shards and logs only. */
+    char tmpl2[] = "/tmp/superimap-help-XXXXXX";
+    fd = mkstemp(tmpl2);
+    assert_true(fd >= 0);
+    config_print_help(CONFIG_ROLE_IMPORT, "superimap-import", "Summary.", fd);
+    n = pread(fd, text, sizeof text - 1, 0);
+    assert_true(n > 0);
+    text[n] = '\0';
+    close(fd);
+    unlink(tmpl2);
+    assert_non_null(strstr(text, "  SUPERIMAP_REDIS_URL\n"));
+    assert_non_null(strstr(text, "  SUPERIMAP_ENCRYPTION_KEY\n"));
+    assert_non_null(strstr(text, "  SUPERIMAP_SHARDS\n"));
+    assert_null(strstr(text, "SUPERIMAP_HTTP_ADDR"));
+    assert_null(strstr(text, "SUPERIMAP_NODE_ID"));
 }
 
 static void test_markdown_lists_every_variable_with_its_binaries(void **state)
@@ -137,8 +153,10 @@ static void test_markdown_lists_every_variable_with_its_binaries(void **state)
     close(fd);
     unlink(tmpl);
     assert_non_null(strstr(text, "| `SUPERIMAP_MAX_USERS` | watcher | 10000 | `1..10000000` |"));
-    assert_non_null(strstr(text, "| `SUPERIMAP_ENCRYPTION_KEY` | api, watcher, dispatcher | "
-                                 "(required) | `secret` |"));
+    assert_non_null(strstr(text,
+                           "| `SUPERIMAP_ENCRYPTION_KEY` | api, watcher, dispatcher, import | "
+                           "(required) | `secret` |"));
+    assert_non_null(strstr(text, "| `SUPERIMAP_NODE_ID` | api, watcher, dispatcher | "));
     assert_non_null(strstr(text, "| `SUPERIMAP_HTTP_ADDR` | api | 127.0.0.1:8080 |"));
     assert_non_null(strstr(text, "| `SUPERIMAP_HTTP_ADDR` | dispatcher | 127.0.0.1:9102 |"));
     for (const struct config_var *v = config_vars; v->name != NULL; v++)

@@ -1,0 +1,42 @@
+-- prelude/user: local functions that scripts/embed-lua.sh puts before
+-- user_create.lua and user_import.lua (this file is not a script of its
+-- own): what a new user's record needs besides its hash, written once.
+--
+-- Both scripts take the same first seven KEYS: si:conn:<pid>:<code>, its
+-- :users zset, si:tag:<pid>:<code>:<lower tag>, si:email:<pid>:<code>:<lower
+-- email>, si:{k}:user:<uid>, si:{k}:users and si:changes.
+
+-- Returns 'tag' or 'email' when a live user of the connection already holds
+-- the new user's, else nil. Archived users hold neither (as the original:
+-- uniqueness is among non-archived users only).
+local function user_taken(keys, email, archived)
+    if archived == '1' then
+        return nil
+    end
+    if redis.call('EXISTS', keys[3]) == 1 then
+        return 'tag'
+    end
+    if email ~= '' and redis.call('EXISTS', keys[4]) == 1 then
+        return 'email'
+    end
+    return nil
+end
+
+-- Enters new user uid of shard k (its hash written) in the indexes: the
+-- connection's user list and count; when live, its tag and email keys and,
+-- when connected, its shard's users set (the watchers' list); and records
+-- the creation in si:changes.
+local function user_index(keys, uid, k, ltag, email, archived, connected)
+    redis.call('ZADD', keys[2], 0, ltag .. '\31' .. uid)
+    redis.call('HINCRBY', keys[1], 'users_count', 1)
+    if archived ~= '1' then
+        redis.call('SET', keys[3], uid)
+        if email ~= '' then
+            redis.call('SET', keys[4], uid)
+        end
+        if connected then
+            redis.call('SADD', keys[6], uid)
+        end
+    end
+    redis.call('XADD', keys[7], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', k, 'op', 'create')
+end
