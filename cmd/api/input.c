@@ -54,20 +54,24 @@ int input_text(struct req *r, const char *name, size_t max, const char **out)
     return 0;
 }
 
+/* An absolute http(s) URL with a host: "//host/x" (protocol-relative, an
+ * open redirect once a browser follows it), a path and "https://" alone are
+ * not. */
 static int is_http_url(const char *s)
 {
-    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+    const char *host = strncmp(s, "http://", 7) == 0    ? s + 7
+                       : strncmp(s, "https://", 8) == 0 ? s + 8
+                                                        : NULL;
+    return host != NULL && *host != '\0' && strchr("/?#@:", *host) == NULL;
 }
 
-int input_url(struct req *r, const char *name, int relative_ok, const char **out)
+int input_url(struct req *r, const char *name, const char **out)
 {
     int rc = input_text(r, name, API_URL_MAX, out);
     if (rc != 0 || *out == NULL || **out == '\0')
         return rc;
-    if (!is_http_url(*out) && !(relative_ok && **out == '/'))
-        return reply_invalid(r, name,
-                             relative_ok ? "must be an http(s) URL or a path"
-                                         : "must be an http:// or https:// URL");
+    if (!is_http_url(*out))
+        return reply_invalid(r, name, "must be an absolute http:// or https:// URL");
     return 0;
 }
 

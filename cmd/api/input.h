@@ -23,9 +23,9 @@ int input_text(struct req *r, const char *name, size_t max, const char **out);
 /* As input_text(), but any bytes but NUL pass: passwords and tokens. */
 int input_secret(struct req *r, const char *name, size_t max, const char **out);
 
-/* As input_text(), an http(s) URL (or a path starting with '/' when
- * relative_ok); "" is accepted (it clears the URL). */
-int input_url(struct req *r, const char *name, int relative_ok, const char **out);
+/* As input_text(), an absolute http(s) URL with a host; "" is accepted (it
+ * clears the URL). */
+int input_url(struct req *r, const char *name, const char **out);
 
 /* An integer from min to max; *has 1 when present. */
 int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has);

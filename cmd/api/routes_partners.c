@@ -79,10 +79,10 @@ static int partner_input(struct req *r, int creating, const char **pairs, int *n
     if ((rc = input_text(r, "name", 200, &name)) != 0)
         return rc;
     for (int i = 0; i < 4; i++)
-        if ((rc = input_url(r, urls[i], 0, &url[i])) != 0)
+        if ((rc = input_url(r, urls[i], &url[i])) != 0)
             return rc;
-    if ((rc = input_url(r, "success_url", 1, &success)) != 0 ||
-        (rc = input_url(r, "failure_url", 1, &failure)) != 0 ||
+    if ((rc = input_url(r, "success_url", &success)) != 0 ||
+        (rc = input_url(r, "failure_url", &failure)) != 0 ||
         (rc = input_text(r, "retry_schedule", 1024, &sched)) != 0 ||
         (rc = input_int(r, "webhook_concurrency", 1, 1000, &conc, &has_conc)) != 0)
         return rc;

@@ -154,10 +154,10 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         (rc = input_text(r, "sasl", 16, &sasl)) != 0 ||
         (rc = input_int(r, "idle_renew_s", 60, 1740, &renew, &has_renew)) != 0 ||
         (rc = input_int(r, "max_connections", 0, 10000000, &maxc, &has_max)) != 0 ||
-        (rc = input_url(r, "oauth2_authorize_url", 0, &aurl)) != 0 ||
-        (rc = input_url(r, "oauth2_token_url", 0, &turl)) != 0 ||
-        (rc = input_url(r, "oauth2_userinfo_url", 0, &uurl)) != 0 ||
-        (rc = input_url(r, "oauth2_revoke_url", 0, &rurl)) != 0 ||
+        (rc = input_url(r, "oauth2_authorize_url", &aurl)) != 0 ||
+        (rc = input_url(r, "oauth2_token_url", &turl)) != 0 ||
+        (rc = input_url(r, "oauth2_userinfo_url", &uurl)) != 0 ||
+        (rc = input_url(r, "oauth2_revoke_url", &rurl)) != 0 ||
         (rc = input_text(r, "oauth2_scope", API_TEXT_MAX, &scope)) != 0 ||
         (rc = input_authorize_params(r, &aparams)) != 0 ||
         (rc = input_text(r, "oauth2_token_auth", 16, &tauth)) != 0)

@@ -152,7 +152,7 @@ static void test_partner_key_and_secret_are_shown_once_and_stored_encrypted(void
     struct api_resp r = {0};
     admin_json(&r, api.port, "POST", PARTS,
                "{\"name\":\"Acme\",\"new_mail_webhook_url\":\"https://acme.example/new\","
-               "\"success_url\":\"/success.html\",\"retry_schedule\":\"5,30,120\","
+               "\"success_url\":\"https://acme.example/ok\",\"retry_schedule\":\"5,30,120\","
                "\"webhook_concurrency\":4}");
     EXPECT(&r, 201, "POST", PARTS);
     char *key = strdup(jstr(&r, "api_key"));
@@ -197,6 +197,17 @@ static void test_partner_key_and_secret_are_shown_once_and_stored_encrypted(void
         {"{\"name\":\"n\",\"new_mail_webhook_url\":\"https://x/\",\"failure_url\":\"x\"}",
          "failure_url"},
         {"{\"name\":[],\"new_mail_webhook_url\":\"https://x/\"}", "name"},
+        /* Where browsers are sent: absolute http(s) URLs only (an open
+         * redirect otherwise). */
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"https://x/\",\"success_url\":"
+         "\"//evil.example/x\"}",
+         "success_url"},
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"https://x/\",\"failure_url\":\"/ko\"}",
+         "failure_url"},
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"https://x/\",\"success_url\":"
+         "\"https:///x\"}",
+         "success_url"},
+        {"{\"name\":\"n\",\"new_mail_webhook_url\":\"http://\"}", "new_mail_webhook_url"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         admin_json(&r, api.port, "POST", PARTS, bad[i][0]);
