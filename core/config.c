@@ -211,6 +211,16 @@ const struct config_var config_vars[] = {
      "Partner API requests per second per API key (token bucket in Redis); 0 turns it off"},
     {"SUPERIMAP_API_RATE_BURST", CONFIG_INT, API, "200", 1, 10000000, NULL, 0,
      OFF(api_rate_burst), NULL, "Requests an API key may make at once before the rate applies"},
+    {"SUPERIMAP_API_AUTH_FAILURE_BURST", CONFIG_INT, API, "20", 0, 100000, NULL, 0,
+     OFF(api_auth_failure_burst), NULL,
+     "Failed API key authentications a client address may make at once before it is answered "
+     "429 (0: no limit)"},
+    {"SUPERIMAP_API_AUTH_FAILURE_RATE", CONFIG_INT, API, "1", 1, 100000, NULL, 0,
+     OFF(api_auth_failure_rate), NULL,
+     "Failed authentications per second a client address earns back"},
+    {"SUPERIMAP_TRUSTED_PROXIES", CONFIG_STR, API, "", 0, 0, NULL, 0, OFF(trusted_proxies), NULL,
+     "Comma-separated IPs or CIDRs of proxies in front of the api: a request from one of them "
+     "is counted against the last X-Forwarded-For hop instead"},
     {"SUPERIMAP_KEY_ROTATION_GRACE_SEC", CONFIG_INT, API, "86400", 0, 2592000, NULL, 0,
      OFF(key_rotation_grace_sec), NULL,
      "How long a rotated API key or webhook secret keeps working beside the new one"},

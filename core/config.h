@@ -48,6 +48,9 @@ struct config {
     int api_threads;                /* civetweb worker threads */
     int api_rate_limit;             /* api: partner requests per second per API key; 0: off */
     int api_rate_burst;             /* api: requests a key may save up beyond the rate */
+    int api_auth_failure_burst;     /* api: failed authentications an address may make at once */
+    int api_auth_failure_rate;      /* api: ...and earns back per second */
+    const char *trusted_proxies;    /* api: proxies whose X-Forwarded-For is believed */
     int key_rotation_grace_sec;     /* api: old API key / webhook secret validity after rotation */
     int shards;                     /* shard count; must match si:meta */
     int max_users;                  /* watcher capacity before the fd limit */

@@ -57,6 +57,7 @@ struct config;
 struct crypto_keys;
 struct metric;
 struct rec;
+struct client_guard;
 struct rsync;
 
 #define API_BODY_MAX       (64 * 1024) /* request body cap (413 past it) */
@@ -84,6 +85,9 @@ struct api {
     struct metric *m_status[6];    /* responses by class: 1xx..5xx, index 1..5 */
     struct metric *m_latency;      /* handler latency histogram */
     struct metric *m_rate_limited; /* 429 answers */
+    struct metric *m_auth_blocked; /* 429 answers for failed authentications */
+    struct client_guard *clients;  /* failed authentications per client address (mutable,
+                                    * thread-safe: cmd/api/client.h) */
     struct metric *m_connect[24];  /* connect-page outcomes, by enum connect_result */
 };
 

@@ -12,6 +12,9 @@
  * path and the same time; the Redis lookup itself depends only on a SHA-256
  * digest, never on how much of a real key a guess shares.
  *
+ * A client address that failed too often (cmd/api/client.h) is answered 429
+ * before its key is hashed or looked up.
+ *
  * After a rotation the previous key stays valid until api_key_old_until
  * (SUPERIMAP_KEY_ROTATION_GRACE_SEC), its lookup key expiring with it.
  *
@@ -25,6 +28,7 @@
 #include <strings.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/client.h"
 #include "cmd/api/reply.h"
 #include "cmd/api/store.h"
 #include "core/config.h"
@@ -67,9 +71,29 @@ static int unauthorized(struct req *r, const char *why)
     return reply_error(r, 401, "unauthorized", NULL, "%s", why);
 }
 
+/* 429 for a client address that failed too often, before any work. */
+static int blocked(struct req *r, const char *addr, int64_t wait_ms)
+{
+    metric_inc(r->api->m_auth_blocked);
+    char headers[64];
+    snprintf(headers, sizeof headers, "Retry-After: %lld\r\n", (long long)(wait_ms + 999) / 1000);
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":{\"code\":\"too_many_failures\",\"message\":\"too many failed "
+                     "authentications from %s; retry in %lld ms\"}}",
+                     addr, (long long)wait_ms);
+    return reply_json(r, 429, body, (size_t)n, headers);
+}
+
 int auth_partner(struct req *r)
 {
     const struct api *a = r->api;
+    char addr[CLIENT_ADDR_MAX];
+    client_addr(a->clients, mg_get_request_info(r->conn)->remote_addr,
+                mg_get_header(r->conn, "X-Forwarded-For"), addr);
+    int64_t wait = client_guard_wait(a->clients, addr, time_mono_ms());
+    if (wait > 0)
+        return blocked(r, addr, wait);
     const char *key = presented_key(r);
     if (key == NULL)
         return unauthorized(r, "missing API key: send the x-api-key header or the api_key "
@@ -100,8 +124,10 @@ int auth_partner(struct req *r)
         /* The same work as a known key, whose result is thrown away. */
         (void)key_matches(a, "0", "api_key", a->dummy_envelope, key);
     }
-    if (!ok)
+    if (!ok) {
+        client_guard_failed(a->clients, addr, time_mono_ms());
         return unauthorized(r, "invalid API key");
+    }
     if (!allowed) {
         metric_inc(a->m_rate_limited);
         char headers[64];

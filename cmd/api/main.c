@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "cmd/api/api.h"
+#include "cmd/api/client.h"
 #include "cmd/api/connect.h"
 #include "cmd/api/router.h"
 #include "core/config.h"
@@ -122,6 +123,15 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
         curl_global_cleanup();
         return 1;
     }
+    api.clients = client_guard_new(cfg->trusted_proxies, cfg->api_auth_failure_burst,
+                                   cfg->api_auth_failure_rate, err, sizeof err);
+    if (api.clients == NULL) {
+        log_error("bad configuration err=\"%s\"", err);
+        xfree(api.dummy_envelope);
+        crypto_keys_free(api.keys);
+        curl_global_cleanup();
+        return 2;
+    }
     struct stat st;
     if (stat(cfg->web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
         opts->document_root = cfg->web_root;
@@ -153,6 +163,11 @@ static int start(struct node *n, void *data)
                                      metrics_latency_nbounds);
     a->m_rate_limited = metrics_counter(m, "superimap_api_rate_limited_total",
                                         "Partner API requests refused with 429", NULL);
+    a->m_auth_blocked = metrics_counter(
+        m, "superimap_api_auth_blocked_total",
+        "Partner API requests refused with 429 for too many failed authentications from their "
+        "client address",
+        NULL);
     _Static_assert(CONNECT_RESULTS <= sizeof a->m_connect / sizeof a->m_connect[0],
                    "m_connect holds every connect result");
     for (int i = 0; i < CONNECT_RESULTS; i++) {
@@ -174,6 +189,7 @@ static void finish(struct node *n, void *data)
     crypto_wipe(a->link_key, sizeof a->link_key);
     xfree(a->dummy_envelope);
     xfree(a->openapi);
+    client_guard_free(a->clients);
     crypto_keys_free(a->keys);
     curl_global_cleanup();
     memset(a, 0, sizeof *a);

@@ -665,6 +665,50 @@ static void test_rate_limit_answers_429_with_retry_after(void **state)
     api_resp_free(&r);
 }
 
+/* Failed authentications are bounded per client address, counted before
+ * any hashing or Redis work; behind a trusted proxy the address is the last
+ * X-Forwarded-For hop, so one client cannot lock out the others. */
+static void test_failed_authentications_are_bounded_per_client_address(void **state)
+{
+    (void)state;
+    struct proc guarded;
+    const char *env[] = {
+        "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_TRUSTED_PROXIES=127.0.0.1",
+        "SUPERIMAP_API_AUTH_FAILURE_BURST=5", "SUPERIMAP_API_AUTH_FAILURE_RATE=1", NULL};
+    start_api(&guarded, &redis, "api-guarded", env);
+    struct api_resp r = {0};
+    const char *bad[] = {"x-api-key: not-a-key", "X-Forwarded-For: 203.0.113.7", NULL};
+    for (int i = 0; i < 5; i++) {
+        api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, bad);
+        assert_int_equal(r.status, 401);
+    }
+    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, bad);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(err_code(&r), "too_many_failures");
+    char retry[32];
+    assert_true(api_header(&r, "Retry-After", retry, sizeof retry));
+    assert_true(atoi(retry) >= 1);
+    char key_hdr[128];
+    snprintf(key_hdr, sizeof key_hdr, "x-api-key: %s", key_a);
+    /* The address is refused whatever key it sends now... */
+    const char *good_same[] = {key_hdr, "X-Forwarded-For: 203.0.113.7", NULL};
+    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, good_same);
+    assert_int_equal(r.status, 429);
+    /* ...a forged earlier hop does not help (the proxy appends the real one)... */
+    const char *forged[] = {key_hdr, "X-Forwarded-For: 198.51.100.1, 203.0.113.7", NULL};
+    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, forged);
+    assert_int_equal(r.status, 429);
+    /* ...and other clients behind the same proxy are not affected. */
+    const char *other[] = {key_hdr, "X-Forwarded-For: 203.0.113.8", NULL};
+    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, other);
+    assert_int_equal(r.status, 200);
+    api_json(&r, guarded.port, "GET", "/api/v1/connections", key_a, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(harness_metric(guarded.port, "superimap_api_auth_blocked_total") == 3);
+    harness_proc_stop(&guarded);
+    api_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup(test_archive_restore_races_keep_every_index_consistent, setup),
         cmocka_unit_test_setup(test_no_secret_is_in_redis_in_clear, setup),
         cmocka_unit_test_setup(test_rate_limit_answers_429_with_retry_after, setup),
+        cmocka_unit_test_setup(test_failed_authentications_are_bounded_per_client_address, setup),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
