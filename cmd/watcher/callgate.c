@@ -36,15 +36,13 @@ struct callgate {
     struct gcall *head, *tail;
 };
 
-static struct gcall *gcall_new(struct callgate *g, rconn_cb *cb, void *privdata,
-                               const char *script, int nkeys, int argc, const char **argv,
-                               const size_t *argvlen)
+static struct gcall *gcall_new(struct callgate *g, rconn_cb *cb, void *privdata, const char *script,
+                               int nkeys, int argc, const char **argv, const size_t *argvlen)
 {
     size_t n = (size_t)argc, bytes = script != NULL ? strlen(script) + 1 : 0;
     for (int i = 0; i < argc; i++)
         bytes += argvlen != NULL ? argvlen[i] : strlen(argv[i]);
-    struct gcall *c =
-        xmalloc(sizeof *c + n * sizeof(const char *) + n * sizeof(size_t) + bytes);
+    struct gcall *c = xmalloc(sizeof *c + n * sizeof(const char *) + n * sizeof(size_t) + bytes);
     c->next = NULL;
     c->g = g;
     c->cb = cb;
@@ -76,10 +74,10 @@ static void on_done(struct rconn *rc, struct redisReply *reply, int err, void *p
 /* Hands c to rconn. Returns rconn's answer; on 0 the gate counts it. */
 static int hand_over(struct callgate *g, struct gcall *c)
 {
-    int rc = c->script != NULL ? rconn_script(g->rc, on_done, c, c->script, c->nkeys, c->argc,
-                                              c->argv, c->argvlen)
-                               : rconn_command_argv(g->rc, on_done, c, c->argc, c->argv,
-                                                    c->argvlen);
+    int rc =
+        c->script != NULL
+            ? rconn_script(g->rc, on_done, c, c->script, c->nkeys, c->argc, c->argv, c->argvlen)
+            : rconn_command_argv(g->rc, on_done, c, c->argc, c->argv, c->argvlen);
     if (rc == 0)
         g->in_flight++;
     return rc;

@@ -232,10 +232,18 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
     r->done.loaded = done;
     char user[SCHEMA_KEY_MAX];
     schema_key_user(user, s->k, s->uid);
-    const char *argv[] = {"HMGET",    user,     "pid",
-                          "code",     "tag",    "username",
-                          "email",    "secret", "archived",
-                          "oauth2_access_token", "oauth2_expires_at", "state",
+    const char *argv[] = {"HMGET",
+                          user,
+                          "pid",
+                          "code",
+                          "tag",
+                          "username",
+                          "email",
+                          "secret",
+                          "archived",
+                          "oauth2_access_token",
+                          "oauth2_expires_at",
+                          "state",
                           "connected_at"};
     int rc = callgate_command_argv(s->w->calls, rreq_on_reply, &r->req,
                                    (int)(sizeof argv / sizeof argv[0]), argv, NULL);
@@ -282,8 +290,7 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
         argv[argc++] = now;
     }
     struct sreq *r = sreq_new(s, -1, on_user_state);
-    if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "user_state", 3, argc, argv, NULL) <
-        0)
+    if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "user_state", 3, argc, argv, NULL) < 0)
         sreq_cancel(r);
 }
 
@@ -485,8 +492,8 @@ void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
     schema_key_cur(cur, s->k, s->uid);
     const char *acquire[] = {lease, alive, incarnation_token(s->w->inc)};
     struct sreq *r = sreq_new(s, -1, on_recheck_lease);
-    if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "lease_acquire", 2, 3, acquire,
-                        NULL) < 0)
+    if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "lease_acquire", 2, 3, acquire, NULL) <
+        0)
         sreq_cancel(r);
     const char *hmget[] = {"HMGET", cur, "uidvalidity", "last_uid"};
     r = sreq_new(s, -1, on_recheck_cursor);

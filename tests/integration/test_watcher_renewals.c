@@ -48,9 +48,9 @@
 /* ---- The proxy ---- */
 
 struct link {
-    int cfd, sfd;           /* the watcher's side, Redis' side; -1: closed */
-    long long hold_until;   /* 0: not held (yet) */
-    char *held;             /* client bytes kept while held */
+    int cfd, sfd;         /* the watcher's side, Redis' side; -1: closed */
+    long long hold_until; /* 0: not held (yet) */
+    char *held;           /* client bytes kept while held */
     size_t held_len, held_cap;
     char tail[sizeof MARKER]; /* the last bytes seen, for a marker cut in two */
     size_t tail_len;
@@ -230,8 +230,7 @@ static int proxy_start(struct proxy *p, const struct redis_srv *r)
     if (strlen(p->path) >= sizeof a.sun_path)
         return -1;
     sun_path_set(&a, p->path);
-    if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(p->lfd, 16) != 0)
+    if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(p->lfd, 16) != 0)
         return -1;
     return pthread_create(&p->thread, NULL, proxy_main, p) == 0 ? 0 : -1;
 }
@@ -334,9 +333,8 @@ static void test_renewals_go_on_while_the_session_connection_is_held(void **stat
     assert_int_equal(atomic_load(&proxy.holds), 1); /* one session connection, held once */
 
     /* The hold over, the sessions go on: every user is watched. */
-    assert_int_equal(fx_wait_metric(watcher.port, "superimap_watcher_sessions_watching", NUSERS,
-                                    30000),
-                     0);
+    assert_int_equal(
+        fx_wait_metric(watcher.port, "superimap_watcher_sessions_watching", NUSERS, 30000), 0);
     assert_true(harness_metric(watcher.port, "superimap_watcher_redis_calls_waiting") == 0);
     assert_true(harness_metric(watcher.port, "superimap_watcher_fences_total") == 0);
 }
