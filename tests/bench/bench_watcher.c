@@ -24,8 +24,10 @@
  * thousands of session scripts for over 10 s on this loaded 2-core machine
  * and fenced themselves over and over, so logins were paced at 6,000/s on
  * the machine. Renewals now have their own connection and the sessions at
- * most 256 calls in flight (docs/watcher.md); the fences column sums
- * superimap_watcher_fences_total over the scenario's watchers (0 expected).
+ * most 256 calls in flight (docs/watcher.md): unpaced, the three watchers
+ * held 57,000 sessions within 21.1 s and none fenced (at 3c9ebea). The
+ * fences column sums superimap_watcher_fences_total over the scenario's
+ * watchers.
  *
  * Ramp. One watcher gets 19k plaintext users, then (afresh) 10k TLS users,
  * in RAMP_STEPS equal steps: after each step, once every session is in IDLE
