@@ -241,6 +241,7 @@ static int start(struct node *n, void *data)
         .logins_per_sec = watcher.cfg->imap_logins_per_sec,
         .backoff_min_ms = watcher.cfg->imap_backoff_min_ms,
         .backoff_max_ms = watcher.cfg->imap_backoff_max_ms,
+        .metrics = node_metrics(n),
     };
     watcher.providers = providers_new(watcher.loop, watcher.redis, &po);
     watcher.oauth = oauth_new(watcher.loop, watcher.cfg, node_metrics(n));
