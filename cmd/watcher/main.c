@@ -75,6 +75,12 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+/* The sessions' connection feeds the node's Redis round-trip histogram. */
+static void on_sessions_latency(double seconds, void *data)
+{
+    metric_observe(data, seconds);
+}
+
 /* ---- Node hooks ---- */
 
 /* Redis answers: at start, and again after each reconnect. */
@@ -236,6 +242,11 @@ static int start(struct node *n, void *data)
         return 1;
     watcher.calls = callgate_new(watcher.sessions, WATCHER_SESSION_CALLS);
     register_metrics(node_metrics(n));
+    struct metric *latency =
+        metrics_histogram(node_metrics(n), "superimap_redis_command_duration_seconds",
+                          "Round trip of Redis commands from this node", NULL,
+                          metrics_latency_bounds, metrics_latency_nbounds);
+    rconn_on_latency(watcher.sessions, on_sessions_latency, latency);
     leases = leases_new(&watcher, node_metrics(n));
     struct providers_opts po = {
         .logins_per_sec = watcher.cfg->imap_logins_per_sec,
