@@ -228,16 +228,7 @@ static int start(struct node *n, void *data)
     watcher.node = n;
     watcher.loop = ev_default_loop(0);
     watcher.redis = node_redis(n);
-    const struct config *cfg = watcher.cfg;
-    struct rconn_opts ro = {
-        .url = cfg->redis_url,
-        .password = cfg->redis_password,
-        .sentinel_password = cfg->redis_sentinel_password,
-        .connect_timeout_ms = cfg->redis_timeout_ms,
-        .command_timeout_ms = cfg->redis_timeout_ms,
-        .name = "redis-sessions",
-    };
-    watcher.sessions = rconn_new(watcher.loop, &ro);
+    watcher.sessions = node_redis_open(n, "redis-sessions");
     if (watcher.sessions == NULL) /* config_load() checked the URL; only a bug gets here */
         return 1;
     watcher.calls = callgate_new(watcher.sessions, WATCHER_SESSION_CALLS);

@@ -30,9 +30,10 @@
 #include "tests/integration/test_api_client.h"
 #include "tests/integration/test_watcher_fixture.h"
 
-#define PID    "9"
-#define NUSERS 10
-#define CAP    3
+#define PID        "9"
+#define NUSERS     10
+#define CAP        3
+#define UID_PREFIX "00000000000000000000c"
 
 static struct redis_srv redis;
 static struct fakeimap srv;
@@ -71,7 +72,7 @@ static int teardown(void **state)
 
 static void uid_of(int i, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "00000000000000000000c%03d", i + 1);
+    snprintf(out, outlen, UID_PREFIX "%03d", i + 1);
 }
 
 /* Which users hold a fake-imapd session now (in[i] = 1); returns how many. */
@@ -155,13 +156,7 @@ static void test_max_connections_caps_sessions_and_queues_users_fifo(void **stat
     assert_int_equal(
         harness_redis_get(&redis, out, sizeof out, "HSET si:provider:cap max_connections %d", CAP),
         0);
-    for (int i = 0; i < NUSERS; i++) {
-        char uid[48], login[16], pass[16];
-        uid_of(i, uid, sizeof uid);
-        snprintf(login, sizeof login, "user%d", i + 1);
-        snprintf(pass, sizeof pass, "pass%d", i + 1);
-        assert_int_equal(fx_user(&redis, uid, PID, "cap", login, login, pass), 0);
-    }
+    assert_int_equal(fx_numbered_users(&redis, UID_PREFIX, NUSERS, PID, "cap"), 0);
     const char *env[] = {"SUPERIMAP_IMAP_BACKOFF_MIN_MS=50", "SUPERIMAP_IMAP_BACKOFF_MAX_MS=200",
                          NULL};
     assert_int_equal(harness_node_start(&watcher, &redis, "superimap-watcher", "w1", env), 0);

@@ -281,11 +281,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static void uid_of(int i, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "00000000000000000000d%03d", i + 1);
-}
-
 static void test_renewals_go_on_while_the_session_connection_is_held(void **state)
 {
     (void)state;
@@ -293,13 +288,7 @@ static void test_renewals_go_on_while_the_session_connection_is_held(void **stat
     int port = fakeimap_port(&srv, 0, 0, &host);
     assert_true(port > 0);
     assert_int_equal(fx_provider(&redis, "storm", host, port, "none"), 0);
-    for (int i = 0; i < NUSERS; i++) {
-        char uid[48], login[16], pass[16];
-        uid_of(i, uid, sizeof uid);
-        snprintf(login, sizeof login, "user%d", i + 1);
-        snprintf(pass, sizeof pass, "pass%d", i + 1);
-        assert_int_equal(fx_user(&redis, uid, PID, "storm", login, login, pass), 0);
-    }
+    assert_int_equal(fx_numbered_users(&redis, "00000000000000000000d", NUSERS, PID, "storm"), 0);
     assert_int_equal(proxy_start(&proxy, &redis), 0);
     proxy_up = 1;
     char url[340];
