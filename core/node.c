@@ -477,16 +477,7 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
         http_route(n->http, "/", on_not_found, n);
     log_info("http listening addr=%s port=%d", n->cfg->http_addr, http_port(n->http));
 
-    struct rconn_opts ro = {
-        .url = n->cfg->redis_url,
-        .password = n->cfg->redis_password,
-        .sentinel_password = n->cfg->redis_sentinel_password,
-        .connect_timeout_ms = n->cfg->redis_timeout_ms,
-        .command_timeout_ms = n->cfg->redis_timeout_ms,
-        .max_pending = 100000,
-        .name = "redis",
-    };
-    n->redis = rconn_new(loop, &ro);
+    n->redis = node_redis_open(n, "redis");
     if (n->redis == NULL) { /* config_load() checked the URL; only a bug gets here */
         snprintf(err, errlen, "cannot use SUPERIMAP_REDIS_URL");
         http_stop(n->http);
@@ -530,6 +521,20 @@ void node_free(struct node *n)
     rconn_free(n->redis);
     metrics_free(n->metrics);
     xfree(n);
+}
+
+struct rconn *node_redis_open(struct node *n, const char *name)
+{
+    struct rconn_opts ro = {
+        .url = n->cfg->redis_url,
+        .password = n->cfg->redis_password,
+        .sentinel_password = n->cfg->redis_sentinel_password,
+        .connect_timeout_ms = n->cfg->redis_timeout_ms,
+        .command_timeout_ms = n->cfg->redis_timeout_ms,
+        .max_pending = 100000,
+        .name = name,
+    };
+    return rconn_new(n->loop, &ro);
 }
 
 struct rconn *node_redis(struct node *n)

@@ -86,6 +86,14 @@ void node_drained(struct node *n);
 /* Starts a graceful stop, as SIGTERM does. */
 void node_stop(struct node *n);
 
+/* Opens another connection to the node's Redis, with the node's address,
+ * passwords and timeouts, named name (copied) in logs: for traffic that
+ * must not queue behind the node's own (the watcher's sessions, whose
+ * calls would delay the heartbeat and the incarnation's renewals). Returns
+ * NULL when the URL does not parse (config_load() checked it). The caller
+ * owns it: rconn_free() it before node_free(). */
+struct rconn *node_redis_open(struct node *n, const char *name);
+
 /* Accessors, valid for the node's life. */
 struct rconn *node_redis(struct node *n);
 struct metrics *node_metrics(struct node *n);

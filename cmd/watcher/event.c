@@ -12,6 +12,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cmd/watcher/callgate.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -126,7 +127,7 @@ int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t 
 
 /* ---- record_mail ---- */
 
-int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct mail_event *m,
+int event_record(struct callgate *gate, const struct crypto_keys *keys, const struct mail_event *m,
                  const char *token, const char *alive_key,
                  void (*cb)(struct rconn *rc, struct redisReply *reply, int err, void *privdata),
                  void *privdata)
@@ -164,7 +165,7 @@ int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct 
                           "new_mail", "uid",     m->uid,    "code", m->code, "tag",      m->tag,
                           "sha1",     sha1,      "payload", sealed};
     int argc = (int)(sizeof argv / sizeof argv[0]);
-    r = rconn_script(rc, cb, privdata, "record_mail", 7, argc, argv, NULL);
+    r = callgate_script(gate, cb, privdata, "record_mail", 7, argc, argv, NULL);
     xfree(sealed);
     return r;
 }

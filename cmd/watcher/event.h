@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct callgate;
 struct crypto_keys;
 struct imap_envelope;
 struct rconn;
@@ -64,13 +65,14 @@ int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t 
 void event_id(const struct mail_event *m, char *out, size_t outlen);
 
 /*
- * Builds, encrypts and submits record_mail for m with the caller's lease
- * token and alive key (borrowed, copied by rconn). cb gets record_mail's
- * reply ({1,'recorded'} or {0,reason}) exactly once, as rconn_script()
- * says. Returns 0 (cb will run), or a negative code without calling cb:
- * payload or encryption failure, or rconn refusing the command.
+ * Builds, encrypts and submits record_mail for m through the sessions'
+ * gate (callgate.h) with the caller's lease token and alive key (borrowed,
+ * copied by the gate). cb gets record_mail's reply ({1,'recorded'} or
+ * {0,reason}) exactly once, as rconn_script() says. Returns 0 (cb will
+ * run), or a negative code without calling cb: payload or encryption
+ * failure, or rconn refusing the command.
  */
-int event_record(struct rconn *rc, const struct crypto_keys *keys, const struct mail_event *m,
+int event_record(struct callgate *gate, const struct crypto_keys *keys, const struct mail_event *m,
                  const char *token, const char *alive_key,
                  void (*cb)(struct rconn *rc, struct redisReply *reply, int err, void *privdata),
                  void *privdata);

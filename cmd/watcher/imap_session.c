@@ -33,7 +33,7 @@ static void start_load(struct imap_session *s);
 /* S_WAIT: the backoff is over. */
 static void wait_over(struct imap_session *s)
 {
-    if (!rconn_is_connected(s->w->redis))
+    if (!rconn_is_connected(s->w->sessions))
         session_arm_ms(s, policy_redis_retry_delay(session_cfg(s)->imap_backoff_min_ms));
     else
         start_load(s); /* Redis is reachable: load the user again */

@@ -3,7 +3,9 @@
  * every new message into exactly one event in Redis (docs/architecture.md section 4).
  *
  * This file wires the node: the open-files limit and the capacity it
- * allows, encryption keys and TLS, metrics, the node's hooks (ready, drain,
+ * allows, encryption keys and TLS, the sessions' own Redis connection (the
+ * node's carries only control traffic: heartbeat, incarnation, leases),
+ * metrics, the node's hooks (ready, drain,
  * describe), a one-second housekeeping timer, and the parts below, each
  * given the one struct watcher by pointer:
  *
@@ -11,6 +13,7 @@
  *                   fencing, drain; it makes the users registry and the
  *                   incarnation and runs one imap_session per held user
  *   provider.c      provider cache, login rate, connection caps
+ *   callgate.c      the bound on the sessions' Redis calls in flight
  *
  * Nothing below calls back into this file except through the hooks it was
  * given (node_drained through leases_drain's done). docs/watcher.md walks
@@ -28,6 +31,7 @@
 
 #include <curl/curl.h>
 
+#include "cmd/watcher/callgate.h"
 #include "cmd/watcher/leases.h"
 #include "cmd/watcher/oauth.h"
 #include "cmd/watcher/provider.h"
@@ -38,6 +42,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/node.h"
+#include "core/rconn.h"
 #include "core/time.h"
 
 /* Descriptors kept back from sessions: Redis, HTTP workers, logs, TLS files. */
@@ -58,6 +63,7 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     int64_t now = time_mono_ms();
     snprintf(watcher.sessions_text, sizeof watcher.sessions_text, "%d", watcher.nsessions);
+    metric_set(watcher.m.calls_waiting, callgate_waiting(watcher.calls));
     /* Handshakes and fetches free their transient memory in the middle of
      * the heap, between long-lived sessions; glibc returns such pages only
      * when asked. Once sessions have settled into IDLE, ask (a few ms for a
@@ -67,6 +73,12 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
         trimmed_at = now;
         malloc_trim(0);
     }
+}
+
+/* The sessions' connection feeds the node's Redis round-trip histogram. */
+static void on_sessions_latency(double seconds, void *data)
+{
+    metric_observe(data, seconds);
 }
 
 /* ---- Node hooks ---- */
@@ -200,6 +212,10 @@ static void register_metrics(struct metrics *m)
                                       "lease_acquire answers: held by another live watcher", NULL);
     wm->generation = metrics_gauge(m, "superimap_watcher_generation",
                                    "Generation of this incarnation (si:gen)", NULL);
+    wm->calls_waiting = metrics_gauge(m, "superimap_watcher_redis_calls_waiting",
+                                      "Session calls to Redis waiting for one of the "
+                                      "sessions' calls in flight to finish",
+                                      NULL);
     wm->reauth = metrics_counter(m, "superimap_watcher_oauth2_reauth_required_total",
                                  "Users moved to state reauth_required (the provider answered "
                                  "invalid_grant to a refresh)",
@@ -212,12 +228,22 @@ static int start(struct node *n, void *data)
     watcher.node = n;
     watcher.loop = ev_default_loop(0);
     watcher.redis = node_redis(n);
+    watcher.sessions = node_redis_open(n, "redis-sessions");
+    if (watcher.sessions == NULL) /* config_load() checked the URL; only a bug gets here */
+        return 1;
+    watcher.calls = callgate_new(watcher.sessions, WATCHER_SESSION_CALLS);
     register_metrics(node_metrics(n));
+    struct metric *latency =
+        metrics_histogram(node_metrics(n), "superimap_redis_command_duration_seconds",
+                          "Round trip of Redis commands from this node", NULL,
+                          metrics_latency_bounds, metrics_latency_nbounds);
+    rconn_on_latency(watcher.sessions, on_sessions_latency, latency);
     leases = leases_new(&watcher, node_metrics(n));
     struct providers_opts po = {
         .logins_per_sec = watcher.cfg->imap_logins_per_sec,
         .backoff_min_ms = watcher.cfg->imap_backoff_min_ms,
         .backoff_max_ms = watcher.cfg->imap_backoff_max_ms,
+        .metrics = node_metrics(n),
     };
     watcher.providers = providers_new(watcher.loop, watcher.redis, &po);
     watcher.oauth = oauth_new(watcher.loop, watcher.cfg, node_metrics(n));
@@ -238,6 +264,10 @@ static void finish(struct node *n, void *data)
     oauth_free(watcher.oauth); /* before the providers: requests hold them */
     watcher.oauth = NULL;
     providers_free(watcher.providers);
+    callgate_free(watcher.calls); /* after the sessions and token jobs that used them */
+    rconn_free(watcher.sessions);
+    watcher.calls = NULL;
+    watcher.sessions = NULL;
     crypto_keys_free(watcher.keys);
     tls_shutdown();
     curl_global_cleanup();

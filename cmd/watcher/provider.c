@@ -17,6 +17,7 @@
 #include "core/backoff.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rconn.h"
 #include "core/schema.h"
 #include "core/time.h"
@@ -35,9 +36,11 @@ struct prov {
     int loading;                 /* a reload is in flight (state may stay LOAD_OK) */
     struct provider_waiter head; /* FIFO sentinel */
     size_t queued;
-    int active;          /* connections holding a slot */
-    double tokens;       /* login tokens, up to burst */
-    int64_t tokens_mono; /* when tokens was last topped up */
+    int active;               /* connections holding a slot */
+    size_t limited;           /* of the queued, those waiting for max_connections */
+    struct metric *m_limited; /* gauge of limited */
+    double tokens;            /* login tokens, up to burst */
+    int64_t tokens_mono;      /* when tokens was last topped up */
     struct backoff throttle;
     int64_t throttled_until;
     ev_timer timer; /* next dispatch: a token, the end of a throttle, a retry */
@@ -249,6 +252,28 @@ static void arm(struct prov *p, int64_t ms)
     ev_timer_start(p->ps->loop, &p->timer);
 }
 
+/* The provider is at max_connections with users queued: tells the waiters
+ * not told yet. They are the FIFO's tail (a waiter always joins at the
+ * tail, and the limit stops dispatch at the head), so the walk stops at the
+ * first one already told. */
+static void mark_limited(struct prov *p)
+{
+    size_t before = p->limited;
+    for (struct provider_waiter *w = p->head.prev; w != &p->head && !w->is_limited; w = w->prev) {
+        w->is_limited = 1;
+        p->limited++;
+        if (w->limited != NULL)
+            w->limited(w, w->data);
+    }
+    if (p->limited == before)
+        return;
+    metric_set(p->m_limited, (double)p->limited);
+    if (before == 0)
+        log_warn("provider at its connection limit; users wait code=%s max_connections=%d "
+                 "waiting=%zu",
+                 p->pub.code, p->pub.max_connections, p->limited);
+}
+
 static void dispatch(struct prov *p)
 {
     struct providers *ps = p->ps;
@@ -270,8 +295,10 @@ static void dispatch(struct prov *p)
         p->tokens = burst(ps);
     p->tokens_mono = now;
     while (p->head.next != &p->head) {
-        if (p->pub.max_connections > 0 && p->active >= p->pub.max_connections)
+        if (p->pub.max_connections > 0 && p->active >= p->pub.max_connections) {
+            mark_limited(p);
             return; /* provider_release() dispatches again */
+        }
         if (p->tokens < 1.0) {
             arm(p, (int64_t)((1.0 - p->tokens) * 1000.0 / rate) + 1);
             return;
@@ -297,6 +324,23 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     dispatch(p);
 }
 
+/* The provider's series of superimap_watcher_users_provider_limited. */
+static struct metric *limited_gauge(struct metrics *m, const char *code)
+{
+    char labels[16 + 2 * PROVIDER_CODE_MAX];
+    size_t n = 0;
+    n += (size_t)snprintf(labels, sizeof labels, "provider=\"");
+    for (const char *c = code; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\')
+            labels[n++] = '\\';
+        labels[n++] = *c == '\n' ? ' ' : *c;
+    }
+    labels[n++] = '"';
+    labels[n] = '\0';
+    return metrics_gauge(m, "superimap_watcher_users_provider_limited",
+                         "Users waiting because their provider is at its max_connections", labels);
+}
+
 void providers_enqueue(struct providers *ps, const char *code, struct provider_waiter *w)
 {
     struct prov *p = ps->list;
@@ -312,10 +356,12 @@ void providers_enqueue(struct providers *ps, const char *code, struct provider_w
         backoff_init(&p->throttle, ps->opts.backoff_min_ms, ps->opts.backoff_max_ms);
         ev_timer_init(&p->timer, on_timer, 0., 0.);
         p->timer.data = p;
+        p->m_limited = limited_gauge(ps->opts.metrics, p->pub.code);
         p->next = ps->list;
         ps->list = p;
     }
     w->p = &p->pub;
+    w->is_limited = 0;
     w->prev = p->head.prev;
     w->next = &p->head;
     p->head.prev->next = w;
@@ -341,7 +387,16 @@ void providers_cancel(struct provider_waiter *w)
     w->prev->next = w->next;
     w->next->prev = w->prev;
     w->next = w->prev = NULL;
-    prov_of(w->p)->queued--;
+    struct prov *p = prov_of(w->p);
+    p->queued--;
+    if (!w->is_limited)
+        return;
+    w->is_limited = 0;
+    p->limited--;
+    metric_set(p->m_limited, (double)p->limited);
+    if (p->limited == 0)
+        log_info("provider has room again; no user waits for its connection limit code=%s",
+                 p->pub.code);
 }
 
 int providers_is_queued(const struct provider_waiter *w)

@@ -7,7 +7,11 @@
  *     bucket with a tenth of a second of burst), so a restart or a fence
  *     never storms a provider with logins;
  *   - max_connections: sessions holding a connection to the provider at once
- *     (0: no limit);
+ *     (0: no limit). Sessions that wait because the provider is at that
+ *     limit are told once (limited()), counted in the gauge
+ *     superimap_watcher_users_provider_limited{provider="<code>"}, and the
+ *     provider logs one line when users start waiting for its limit and one
+ *     when none waits for it any more;
  *   - a throttling backoff shared by the provider's sessions: after [LIMIT],
  *     [UNAVAILABLE] or "too many connections", no new login starts before a
  *     jittered delay that doubles up to the session backoff cap, and resets
@@ -32,6 +36,7 @@
 #include <sys/socket.h>
 
 struct ev_loop;
+struct metrics;
 struct providers;
 struct rconn;
 
@@ -78,13 +83,19 @@ struct provider_waiter {
      * ends), or err < 0 and no slot: -SIMAP_ENOTFOUND no such provider,
      * -SIMAP_EIO its host does not resolve, -SIMAP_EINVAL a malformed record. */
     void (*go)(struct provider_waiter *w, struct provider *p, int err, void *data);
+    /* Optional (NULL: not told): called at most once per enqueue, from the
+     * loop, when w starts waiting because the provider is at its
+     * max_connections; go() follows later as usual. */
+    void (*limited)(struct provider_waiter *w, void *data);
     void *data;
+    unsigned is_limited : 1; /* internal: counted as waiting for the limit */
 };
 
 struct providers_opts {
     int logins_per_sec;     /* per provider */
     int64_t backoff_min_ms; /* throttling backoff */
     int64_t backoff_max_ms;
+    struct metrics *metrics; /* for the per-provider gauge; NULL: none */
 };
 
 struct providers *providers_new(struct ev_loop *loop, struct rconn *rc,

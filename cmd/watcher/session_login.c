@@ -105,6 +105,8 @@ static void on_provider_go(struct provider_waiter *wt, struct provider *p, int e
         session_fail(s, F_CONFIG, "provider %s: %s", s->user.code, err_str(err));
     } else {
         s->prov = p;
+        if (s->pub == P_PROVIDER_LIMIT)
+            session_store_publish(s, P_CONNECTING, NULL, 0);
         if (p->tls == PROVIDER_TLS_NONE)
             log_debugc("imap", "plaintext IMAP allowed by provider acct=%s code=%s", s->uid,
                        p->code);
@@ -117,10 +119,18 @@ static void on_provider_go(struct provider_waiter *wt, struct provider *p, int e
     session_store_maybe_free(s);
 }
 
+/* The provider is at its max_connections: the user shows why it waits. */
+static void on_provider_limited(struct provider_waiter *wt, void *data)
+{
+    (void)wt;
+    session_store_publish(data, P_PROVIDER_LIMIT, NULL, 0);
+}
+
 void session_login_queue(struct imap_session *s)
 {
     session_set_state(s, S_QUEUED);
     s->wait.go = on_provider_go;
+    s->wait.limited = on_provider_limited;
     s->wait.data = s;
     providers_enqueue(s->w->providers, s->user.code, &s->wait);
 }

@@ -13,8 +13,9 @@
 #include "cmd/watcher/watcher.h"
 #include "proto/imap_parse.h"
 
-static const char *const pub_names[] = {"",          "connecting", "watching",       "auth_failed",
-                                        "throttled", "error",      "reauth_required"};
+static const char *const pub_names[] = {
+    "",          "connecting", "watching",        "auth_failed",
+    "throttled", "error",      "reauth_required", "waiting_provider_limit"};
 
 const char *policy_kind_name(enum fail_kind k)
 {

@@ -56,7 +56,8 @@ enum pub_state {
     P_AUTH_FAILED,
     P_THROTTLED,
     P_ERROR,
-    P_REAUTH_REQUIRED
+    P_REAUTH_REQUIRED,
+    P_PROVIDER_LIMIT /* waiting_provider_limit: queued behind the provider's max_connections */
 };
 
 /* A session's reconnect delays: the backoff of the class it last failed in. */

@@ -13,6 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cmd/watcher/callgate.h"
 #include "cmd/watcher/event.h"
 #include "cmd/watcher/watcher.h"
 #include "core/crypto.h"
@@ -231,10 +232,21 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
     r->done.loaded = done;
     char user[SCHEMA_KEY_MAX];
     schema_key_user(user, s->k, s->uid);
-    int rc = rconn_command(s->w->redis, rreq_on_reply, &r->req,
-                           "HMGET %s pid code tag username email secret archived "
-                           "oauth2_access_token oauth2_expires_at state connected_at",
-                           user);
+    const char *argv[] = {"HMGET",
+                          user,
+                          "pid",
+                          "code",
+                          "tag",
+                          "username",
+                          "email",
+                          "secret",
+                          "archived",
+                          "oauth2_access_token",
+                          "oauth2_expires_at",
+                          "state",
+                          "connected_at"};
+    int rc = callgate_command_argv(s->w->calls, rreq_on_reply, &r->req,
+                                   (int)(sizeof argv / sizeof argv[0]), argv, NULL);
     if (rc < 0)
         sreq_cancel(r);
     return rc;
@@ -278,7 +290,7 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
         argv[argc++] = now;
     }
     struct sreq *r = sreq_new(s, -1, on_user_state);
-    if (rconn_script(s->w->redis, rreq_on_reply, &r->req, "user_state", 3, argc, argv, NULL) < 0)
+    if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "user_state", 3, argc, argv, NULL) < 0)
         sreq_cancel(r);
 }
 
@@ -331,7 +343,7 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
     snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
     snprintf(l, sizeof l, "%" PRIu32, last);
     const char *argv[] = {lease, alive, cur, incarnation_token(s->w->inc), uv, l};
-    return rconn_script(s->w->redis, cb, privdata, "cursor_baseline", 3, 6, argv, NULL);
+    return callgate_script(s->w->calls, cb, privdata, "cursor_baseline", 3, 6, argv, NULL);
 }
 
 int session_store_baseline(struct imap_session *s, session_baseline_cb *done)
@@ -429,7 +441,7 @@ int session_store_record(struct imap_session *s, struct pending_msg *m, const st
     incarnation_alive_key(s->w->inc, s->k, alive, sizeof alive);
     struct sreq *r = sreq_new(s, S_RECORD, on_recorded);
     r->done.recorded = done;
-    int rc = event_record(s->w->redis, s->w->keys, &ev, incarnation_token(s->w->inc), alive,
+    int rc = event_record(s->w->calls, s->w->keys, &ev, incarnation_token(s->w->inc), alive,
                           rreq_on_reply, &r->req);
     imap_response_free(s->mb.body); /* the payload holds its own copy now */
     s->mb.body = NULL;
@@ -475,15 +487,17 @@ static void on_recheck_cursor(struct rreq *req, struct redisReply *reply, int er
 
 void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
 {
-    char lease[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX];
-    schema_key_lease(lease, s->k, s->uid);
+    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX];
+    lease_keys(s, lease, alive, sizeof alive);
     schema_key_cur(cur, s->k, s->uid);
+    const char *acquire[] = {lease, alive, incarnation_token(s->w->inc)};
     struct sreq *r = sreq_new(s, -1, on_recheck_lease);
-    if (lease_acquire(s->w->redis, s->w->inc, s->k, lease, rreq_on_reply, &r->req) < 0)
+    if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "lease_acquire", 2, 3, acquire, NULL) <
+        0)
         sreq_cancel(r);
+    const char *hmget[] = {"HMGET", cur, "uidvalidity", "last_uid"};
     r = sreq_new(s, -1, on_recheck_cursor);
     r->done.cursor = done;
-    if (rconn_command(s->w->redis, rreq_on_reply, &r->req, "HMGET %s uidvalidity last_uid", cur) <
-        0)
+    if (callgate_command_argv(s->w->calls, rreq_on_reply, &r->req, 4, hmget, NULL) < 0)
         sreq_cancel(r);
 }

@@ -110,7 +110,7 @@ static void write_script(struct token_job *j, const char *name, int nkeys, int a
     struct written *wr = xcalloc(1, sizeof *wr);
     wr->reauth = strcmp(name, "user_reauth") == 0;
     snprintf(wr->uid, sizeof wr->uid, "%s", j->uid);
-    if (rconn_script(j->w->redis, on_written, wr, name, nkeys, argc, argv, NULL) < 0) {
+    if (rconn_script(j->w->sessions, on_written, wr, name, nkeys, argc, argv, NULL) < 0) {
         log_error("cannot run %s acct=%s err=\"Redis refused the call\"", name, j->uid);
         xfree(wr);
     }
@@ -314,7 +314,7 @@ struct token_job *token_refresh(struct watcher *w, struct provider *prov,
     j->k = u->k;
     j->cb = cb;
     j->owner = owner;
-    if (rconn_command(w->redis, on_client, j, "HMGET %s oauth2_client_id oauth2_client_secret",
+    if (rconn_command(w->sessions, on_client, j, "HMGET %s oauth2_client_id oauth2_client_secret",
                       conn) < 0) {
         job_free(j);
         return NULL;

@@ -31,6 +31,7 @@
 
 #include <ev.h>
 
+struct callgate;
 struct config;
 struct crypto_keys;
 struct incarnation;
@@ -45,6 +46,11 @@ struct users;
 /* Auth failures back off from 5 minutes to 6 hours (README, "User states"). */
 #define WATCHER_AUTH_BACKOFF_MIN_MS (5 * 60 * 1000)
 #define WATCHER_AUTH_BACKOFF_MAX_MS (6 * 3600 * 1000)
+
+/* Session calls in flight on the sessions' connection; the rest wait in
+ * the gate (callgate.h). Deep enough to keep Redis busy, shallow enough
+ * that no call waits in rconn long enough to time out. */
+#define WATCHER_SESSION_CALLS 256
 
 /* Largest IMAP response line text we accept (capability lines, envelopes). */
 #define WATCHER_MAX_LINE (256 * 1024)
@@ -70,12 +76,19 @@ struct watcher_metrics {
     struct metric *lease_waits;    /* counter: lease_acquire said "held by another" */
     struct metric *generation;     /* gauge: current generation */
     struct metric *reauth;         /* counter: users moved to reauth_required */
+    struct metric *calls_waiting;  /* gauge: session calls waiting in the gate */
 };
 
 struct watcher {
     struct ev_loop *loop;
     struct node *node;
+    /* Two Redis connections, so that renewals never wait behind session
+     * work: redis is the node's (heartbeat, incarnation, leases, users,
+     * providers), sessions carries the sessions' and token jobs' calls, the
+     * sessions' through calls (at most WATCHER_SESSION_CALLS in flight). */
     struct rconn *redis;
+    struct rconn *sessions;
+    struct callgate *calls;
     const struct config *cfg;
     struct crypto_keys *keys;
     struct incarnation *inc;

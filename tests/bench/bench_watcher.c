@@ -17,13 +17,17 @@
  * socket buffers. Redis per user = used_memory delta / users (user hash,
  * shard set member, change-stream entry, lease, cursor). The three-watcher
  * row uses three Redis servers: placement across watchers is the fleet
- * issue's; here each watcher takes every user it sees. Logins are paced at
- * 6,000/s on the machine (SUPERIMAP_IMAP_LOGINS_PER_SEC 6,000 for one
- * watcher, 2,000 each for three): three watchers at 20,000/s each, with
- * connect() near 1 ms of kernel time once 57k loopback sockets crowd the
- * ephemeral ports, queued their renewals behind tens of thousands of
- * session scripts for over 10 s on this loaded 2-core machine, and fenced
- * themselves over and over (5,000/s each still did, once).
+ * issue's; here each watcher takes every user it sees. Logins are not
+ * paced beyond SUPERIMAP_IMAP_LOGINS_PER_SEC 20,000 per watcher, a login
+ * storm: when renewals shared the Redis connection with the sessions,
+ * three watchers at that rate queued their renewals behind tens of
+ * thousands of session scripts for over 10 s on this loaded 2-core machine
+ * and fenced themselves over and over, so logins were paced at 6,000/s on
+ * the machine. Renewals now have their own connection and the sessions at
+ * most 256 calls in flight (docs/watcher.md): unpaced, the three watchers
+ * held 57,000 sessions within 21.1 s and none fenced (at 3c9ebea). The
+ * fences column sums superimap_watcher_fences_total over the scenario's
+ * watchers.
  *
  * Ramp. One watcher gets 19k plaintext users, then (afresh) 10k TLS users,
  * in RAMP_STEPS equal steps: after each step, once every session is in IDLE
@@ -83,7 +87,7 @@
 #define SHARDS             64
 #define MAX_W              3
 #define READY_S            20.0
-#define LOGINS_PER_MACHINE 6000 /* split between a scenario's watchers */
+#define LOGINS_PER_WATCHER 20000
 #define ESTABLISH_S        240.0
 #define SETTLE_S           3.0
 #define IDLE_SAMPLE_S      5.0
@@ -281,9 +285,9 @@ struct watcher {
     double est_s, cpu_pct;
 };
 
-/* Starts watcher i of a scenario, logging in at most LOGINS_PER_MACHINE / nw
+/* Starts watcher i of a scenario, logging in at most LOGINS_PER_WATCHER
  * users a second. */
-static int watcher_start(struct watcher *w, int i, int nw, int max_users)
+static int watcher_start(struct watcher *w, int i, int max_users)
 {
     char path[512], url[340], node[64], maxu[64], ca[200], logins[64];
     snprintf(path, sizeof path, "%s/superimap-watcher", bin);
@@ -292,7 +296,7 @@ static int watcher_start(struct watcher *w, int i, int nw, int max_users)
     snprintf(node, sizeof node, "SUPERIMAP_NODE_ID=bench-w%d", i);
     snprintf(maxu, sizeof maxu, "SUPERIMAP_MAX_USERS=%d", max_users);
     snprintf(ca, sizeof ca, "SUPERIMAP_CA_FILE=%s", cert);
-    snprintf(logins, sizeof logins, "SUPERIMAP_IMAP_LOGINS_PER_SEC=%d", LOGINS_PER_MACHINE / nw);
+    snprintf(logins, sizeof logins, "SUPERIMAP_IMAP_LOGINS_PER_SEC=%d", LOGINS_PER_WATCHER);
     char *envp[] = {url,
                     node,
                     maxu,
@@ -469,12 +473,13 @@ static int wait_established(struct watcher *w, int nw, int per, double t0, const
             for (int i = 0; i < nw; i++)
                 fprintf(stderr,
                         "  watcher %d: %.0f users, %.0f sessions, %.0f watching, %.0f "
-                        "unassigned, capacity %.0f\n",
+                        "unassigned, capacity %.0f, fences %.0f\n",
                         i, metric(w[i].port, "superimap_watcher_users"),
                         metric(w[i].port, "superimap_watcher_sessions"),
                         metric(w[i].port, "superimap_watcher_sessions_watching"),
                         metric(w[i].port, "superimap_watcher_users_unassigned"),
-                        metric(w[i].port, "superimap_watcher_capacity"));
+                        metric(w[i].port, "superimap_watcher_capacity"),
+                        metric(w[i].port, "superimap_watcher_fences_total"));
             return -1;
         }
         fixture_nap_ms(100);
@@ -514,7 +519,7 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
         if (rc == 0)
             rc = fake_start(&f[i], w[i].fx.dir, i, per, sc->tls);
         if (rc == 0)
-            rc = watcher_start(&w[i], i, nw, per);
+            rc = watcher_start(&w[i], i, per);
     }
     if (rc == 0) {
         fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
@@ -540,8 +545,9 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
         fixture_nap_ms((long)(IDLE_SAMPLE_S * 1000));
         long d = 0, fr = 0;
         long long mem = 0;
-        double est = 0, cpu = 0;
+        double est = 0, cpu = 0, fences = 0;
         for (int i = 0; i < nw; i++) {
+            fences += metric(w[i].port, "superimap_watcher_fences_total");
             w[i].cpu_pct = (bench_cpu_s(w[i].c.pid) - c0[i]) / IDLE_SAMPLE_S * 100.0;
             w[i].rss1 = bench_rss_kib(w[i].c.pid);
             d += w[i].rss1 - w[i].rss0;
@@ -552,13 +558,13 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
         }
         double per_session = (double)d * 1024.0 / (double)(per * nw);
         double redis_per_user = (double)mem / (double)(per * nw);
-        printf("| %s | %d | %d | %s | %ld | %ld | %.0f | %.2f | %.1f | %ld | %.0f |\n", sc->name,
-               per * nw, nw, sc->tls ? "TLS" : "plain", w[0].rss0, w[0].rss1, per_session, cpu / nw,
-               est, fr / 1024, redis_per_user);
+        printf("| %s | %d | %d | %s | %ld | %ld | %.0f | %.2f | %.1f | %.0f | %ld | %.0f |\n",
+               sc->name, per * nw, nw, sc->tls ? "TLS" : "plain", w[0].rss0, w[0].rss1, per_session,
+               cpu / nw, est, fences, fr / 1024, redis_per_user);
         fflush(stdout);
         idle_results(sc, per * nw, per_session, redis_per_user);
     } else {
-        printf("| %s | failed: see stderr | | | | | | | | | |\n", sc->name);
+        printf("| %s | failed: see stderr | | | | | | | | | | |\n", sc->name);
     }
     for (int i = 0; i < nw; i++) {
         stop(&w[i].c);
@@ -588,7 +594,7 @@ static int run_ramp(const char *name, int sessions, int tls, struct crypto_keys 
     if (rc == 0)
         rc = fake_start(&f, w.fx.dir, 0, sessions, tls);
     if (rc == 0)
-        rc = watcher_start(&w, 0, 1, sessions);
+        rc = watcher_start(&w, 0, sessions);
     if (rc == 0) {
         fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
         w.rss0 = bench_rss_kib(w.c.pid);
@@ -775,7 +781,7 @@ static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct 
     if (rc == 0)
         rc = fake_start(f, w->fx.dir, 0, LAT_USERS, 0);
     if (rc == 0)
-        rc = watcher_start(w, 0, 1, LAT_USERS);
+        rc = watcher_start(w, 0, LAT_USERS);
     redisContext *c = rc == 0 ? redis_fixture_connect(&w->fx, 3000) : NULL;
     if (c == NULL)
         return -1;
@@ -1018,13 +1024,14 @@ int main(int argc, char **argv)
            "machine. RSS before = ready with no users; per session = RSS delta / sessions "
            "(registry, lease slot, session, parser, libev, OpenSSL; not kernel socket buffers). "
            "CPU = watcher CPU while idle, percent of one core over %.0f s. Established = users "
-           "written to Redis until every session is in IDLE. Redis bytes per user = Redis "
+           "written to Redis until every session is in IDLE. Fences = self-fencings of the "
+           "watchers. Redis bytes per user = Redis "
            "used_memory delta / users (user, shard set, change stream, lease, cursor).\n\n",
            IDLE_SAMPLE_S);
     printf("| scenario | sessions | watchers | transport | RSS before KiB (w0) | RSS after KiB "
-           "(w0) | bytes per session | idle CPU %% per watcher | established in s | "
+           "(w0) | bytes per session | idle CPU %% per watcher | established in s | fences | "
            "fake-imapd RSS MiB | Redis bytes per user |\n");
-    printf("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     const char *only = getenv("BENCH_ONLY");
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)

@@ -161,6 +161,24 @@ FX_FN int fx_user(const struct redis_srv *r, const char *uid, const char *pid, c
     return ok ? 0 : -1;
 }
 
+/* n users of partner pid at provider code, as fx_user(): user i (from 1)
+ * has uid prefix followed by i in three digits, tag and login "user<i>" and
+ * password "pass<i>", as superimap-fake-imapd's SUPERIMAP_FAKE_USERS has
+ * them. 0 or -1. */
+FX_FN int fx_numbered_users(const struct redis_srv *r, const char *prefix, int n, const char *pid,
+                            const char *code)
+{
+    for (int i = 1; i <= n; i++) {
+        char uid[64], login[16], pass[16];
+        snprintf(uid, sizeof uid, "%s%03d", prefix, i);
+        snprintf(login, sizeof login, "user%d", i);
+        snprintf(pass, sizeof pass, "pass%d", i);
+        if (fx_user(r, uid, pid, code, login, login, pass) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* A partner's connection to provider code with an OAuth2 client, as the
  * api stores it (si:conn:<pid>:<code>, the secret sealed with AAD
  * "si:conn:<pid>:<code>:oauth2_client_secret"). 0 or -1. */
