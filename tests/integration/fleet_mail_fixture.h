@@ -47,6 +47,23 @@ static void fm_uid(int u, char out[32])
     snprintf(out, 32, "00000000000000000r%06d", u);
 }
 
+/* Provider code on m's fake-imapd (plaintext) and m's users of partner
+ * m->pid at it, written in r (logins user1.., passwords pass1..). */
+static __attribute__((unused)) void fm_add_users(const struct fleet_mail *m,
+                                                 const struct redis_srv *r, const char *code)
+{
+    const char *host;
+    int port = fakeimap_port(m->srv, 0, 0, &host);
+    assert_int_equal(fx_provider(r, code, host, port, "none"), 0);
+    for (int u = 0; u < m->nusers; u++) {
+        char uid[32], login[16], pass[16];
+        fm_uid(u, uid);
+        snprintf(login, sizeof login, "user%d", u + 1);
+        snprintf(pass, sizeof pass, "pass%d", u + 1);
+        assert_int_equal(fx_user(r, uid, m->pid, code, login, login, pass), 0);
+    }
+}
+
 /* Appends every message due by now; called between the checks of every
  * wait, so mail keeps arriving while Redis is away and while the watchers
  * recover. */

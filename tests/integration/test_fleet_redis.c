@@ -168,16 +168,7 @@ static void kill_and_restart(int down_ms, const char *what)
 static void test_fleet_survives_redis_restarts_under_load(void **state)
 {
     (void)state;
-    const char *host;
-    int port = fakeimap_port(&srv, 0, 0, &host);
-    assert_int_equal(fx_provider(&redis, "rr", host, port, "none"), 0);
-    for (int u = 0; u < NUSERS; u++) {
-        char uid[32], login[16], pass[16];
-        fm_uid(u, uid);
-        snprintf(login, sizeof login, "user%d", u + 1);
-        snprintf(pass, sizeof pass, "pass%d", u + 1);
-        assert_int_equal(fx_user(&redis, uid, PID, "rr", login, login, pass), 0);
-    }
+    fm_add_users(&fm, &redis, "rr");
     const char *env[] = {"SUPERIMAP_IMAP_LOGINS_PER_SEC=5000", "SUPERIMAP_MAX_MOVES_PER_SEC=500",
                          "SUPERIMAP_LOG_LEVEL=info", NULL};
     for (int i = 0; i < NW; i++)

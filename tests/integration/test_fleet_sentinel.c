@@ -77,16 +77,7 @@ static int suite_teardown(void **state)
 static void test_fleet_survives_a_failover_under_load(void **state)
 {
     (void)state;
-    const char *host;
-    int port = fakeimap_port(&srv, 0, 0, &host);
-    assert_int_equal(fx_provider(&primary, "sf", host, port, "none"), 0);
-    for (int u = 0; u < NUSERS; u++) {
-        char uid[32], login[16], pass[16];
-        fm_uid(u, uid);
-        snprintf(login, sizeof login, "user%d", u + 1);
-        snprintf(pass, sizeof pass, "pass%d", u + 1);
-        assert_int_equal(fx_user(&primary, uid, PID, "sf", login, login, pass), 0);
-    }
+    fm_add_users(&fm, &primary, "sf");
     char url[600];
     snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", g.url);
     const char *env[] = {url, "SUPERIMAP_IMAP_LOGINS_PER_SEC=5000", "SUPERIMAP_LOG_LEVEL=info",
