@@ -88,6 +88,7 @@ void node_stop(struct node *n);
 
 /* Accessors, valid for the node's life. */
 struct rconn *node_redis(struct node *n);
+struct ev_loop *node_loop(struct node *n);
 struct metrics *node_metrics(struct node *n);
 struct http_server *node_http(struct node *n);
 const struct config *node_config(const struct node *n);

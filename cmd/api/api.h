@@ -51,6 +51,7 @@
 #include <civetweb.h>
 
 #include "cmd/api/params.h"
+#include "cmd/api/states.h"
 #include "core/schema.h"
 
 struct config;
@@ -85,6 +86,7 @@ struct api {
     struct metric *m_latency;      /* handler latency histogram */
     struct metric *m_rate_limited; /* 429 answers */
     struct metric *m_connect[24];  /* connect-page outcomes, by enum connect_result */
+    struct states states;          /* superimap_users{state} (states.h) */
 };
 
 /* A partner authenticated by its API key. */

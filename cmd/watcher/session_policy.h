@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cmd/watcher/watcher.h"
 #include "core/backoff.h"
 
 struct imap_response;
@@ -58,6 +59,7 @@ enum pub_state {
     P_ERROR,
     P_REAUTH_REQUIRED
 };
+_Static_assert(P_REAUTH_REQUIRED + 1 == WATCHER_PUB_STATES, "WATCHER_PUB_STATES counts them");
 
 /* A session's reconnect delays: the backoff of the class it last failed in. */
 struct session_retry {

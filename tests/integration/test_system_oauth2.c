@@ -21,6 +21,8 @@
 #define TAG        "ana"
 #define BACK       "&success=https%3A%2F%2Fpartner.test%2Fok&failure=https%3A%2F%2Fpartner.test%2Fko"
 #define ACCESS_TTL 5 /* seconds */
+#define WATCHING   "superimap_watcher_sessions_by_state{state=\"watching\"}"
+#define REAUTH     "superimap_users{state=\"reauth_required\"}"
 
 static struct sys fleet;
 
@@ -50,6 +52,21 @@ static void user_json(const struct sys_user *u, const char *field, char *out, si
     assert_non_null(v);
     snprintf(out, n, "%s", v);
     api_resp_free(&r);
+}
+
+/* Polls series at port until it equals want or ms pass; 0 or -1. */
+static int wait_gauge(int port, const char *series, double want, int ms)
+{
+    long long deadline = harness_now_ms() + ms;
+    double v;
+    do {
+        v = harness_metric(port, series);
+        if (v == want)
+            return 0;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    fprintf(stderr, "metric %s is %g, not %g, after %d ms\n", series, v, want, ms);
+    return -1;
 }
 
 /* Visits url in b and checks it ends at the success URL. */
@@ -84,6 +101,8 @@ static void test_connect_mail_refresh_revoke_disconnect(void **state)
     visit_to_success(&b, cb);
     assert_int_equal(sys_wait_hooks(&fleet, "user_connected", TAG, 1, 1, sys_ms(15000)), 1);
     assert_int_equal(sys_wait_user_state(&fleet, &u, "watching", sys_ms(20000)), 0);
+    assert_int_equal(wait_gauge(w, WATCHING, 1, sys_ms(5000)), 0);
+    assert_int_equal(harness_metric(fleet.api.p.port, REAUTH), 0);
 
     /* Mail -> new_mail. */
     long m1 = sys_deliver(&fleet, &u, 0);
@@ -114,6 +133,10 @@ static void test_connect_mail_refresh_revoke_disconnect(void **state)
                      200);
     assert_int_equal(sys_wait_user_state(&fleet, &u, "reauth_required", sys_ms(20000)), 0);
     assert_int_equal(sys_wait_hooks(&fleet, "user_reauth_required", TAG, 1, 1, sys_ms(15000)), 1);
+    /* Counted by the api (reauth_count.lua every STATES_PERIOD_S); the
+     * watcher holds no session of it any more. */
+    assert_int_equal(wait_gauge(fleet.api.p.port, REAUTH, 1, sys_ms(15000)), 0);
+    assert_int_equal(wait_gauge(w, WATCHING, 0, sys_ms(15000)), 0);
 
     /* The disconnect link -> user_disconnected. */
     user_json(&u, "disconnect_url", link, sizeof link);
@@ -123,6 +146,7 @@ static void test_connect_mail_refresh_revoke_disconnect(void **state)
     char st[64];
     user_json(&u, "state", st, sizeof st);
     assert_string_equal(st, "idle");
+    assert_int_equal(wait_gauge(fleet.api.p.port, REAUTH, 0, sys_ms(15000)), 0);
     browser_close(&b);
 
     struct sys_report r;
