@@ -71,8 +71,8 @@ void session_set_watching(struct imap_session *s, int on)
 void session_set_pub(struct imap_session *s, enum pub_state st)
 {
     struct watcher *w = s->w;
-    if (st == s->pub)
-        return;
+    if (st == s->pub || s->state == S_DEAD)
+        return; /* a dead session counts nowhere */
     w->nby_state[s->pub]--;
     metric_set(w->m.by_state[s->pub], w->nby_state[s->pub]);
     w->nby_state[st]++;
