@@ -124,6 +124,12 @@ $(O)/bench/%: $(O)/obj/tests/bench/%.o $(O)/libsuperimap.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# bench_oauth2 starts its servers with the integration harness.
+$(O)/bench/bench_oauth2: $(O)/obj/tests/bench/bench_oauth2.o $(HARNESS_OBJ) $(O)/libsuperimap.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
+
 # Objects of binaries and tests are made by chained rules: keep them.
 .SECONDARY:
 

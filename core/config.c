@@ -301,6 +301,11 @@ const struct config_var config_vars[] = {
      "PEM private key file of SUPERIMAP_FAKE_CERT"},
     {"SUPERIMAP_FAKE_REQUIRE_TLS", CONFIG_BOOL, FAKE, "0", 0, 0, NULL, 0, OFF(fake_require_tls),
      NULL, "Advertise LOGINDISABLED and refuse authentication before STARTTLS"},
+    {"SUPERIMAP_FAKE_XOAUTH2_PREFIX", CONFIG_STR, FAKE, NULL, 0, 0, NULL, 0,
+     OFF(fake_xoauth2_prefix), NULL,
+     "XOAUTH2 also accepts, for any existing user, a token starting with this (e.g. at_, "
+     "superimap-fake-oauth2d's access tokens; not checked with the provider); unset: only "
+     "token-<user>"},
     {"SUPERIMAP_FAKE_CONTROL", CONFIG_STR, FAKE, NULL, 0, 0, NULL, 0, OFF(fake_control), NULL,
      "Unix socket path of the control channel (append mail, faults, counters); unset: none"},
     {"SUPERIMAP_FAKE_USERS", CONFIG_INT, FAKE, "1000", 0, 10000000, NULL, 0, OFF(fake_users),

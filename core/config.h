@@ -77,19 +77,20 @@ struct config {
     int webhook_time_divisor;       /* dispatcher, tests only: divides retry delays */
 
     /* superimap-fake-imapd only */
-    const char *fake_addrs;         /* listen addresses, comma-separated; a.b.c.d-e is a range */
-    int fake_port;                  /* plain IMAP port on each address; 0 picks one, -1 none */
-    int fake_tls_port;              /* implicit-TLS port on each address; 0 picks one, -1 none */
-    const char *fake_cert;          /* PEM certificate (chain) file; with fake_key enables TLS */
-    const char *fake_key;           /* PEM private key file */
-    int fake_require_tls;           /* LOGINDISABLED on plain connections until STARTTLS */
-    const char *fake_control;       /* unix socket path of the control channel; NULL: none */
-    int fake_users;                 /* user1..userN exist, with passwords pass1..passN */
-    int fake_max_sessions_per_user; /* logins past it get NO [LIMIT]; 0: unlimited */
-    int fake_max_message;           /* largest message the control channel appends, bytes */
-    const char *fake_faults;        /* comma-separated fault kinds; NULL: none */
-    const char *fake_fault_rate;    /* probability 0..1 of a fault per command, as text */
-    int fake_fault_seed;            /* seed of the fault generator (deterministic) */
+    const char *fake_addrs;          /* listen addresses, comma-separated; a.b.c.d-e is a range */
+    int fake_port;                   /* plain IMAP port on each address; 0 picks one, -1 none */
+    int fake_tls_port;               /* implicit-TLS port on each address; 0 picks one, -1 none */
+    const char *fake_cert;           /* PEM certificate (chain) file; with fake_key enables TLS */
+    const char *fake_key;            /* PEM private key file */
+    const char *fake_xoauth2_prefix; /* XOAUTH2 tokens starting with it are accepted */
+    int fake_require_tls;            /* LOGINDISABLED on plain connections until STARTTLS */
+    const char *fake_control;        /* unix socket path of the control channel; NULL: none */
+    int fake_users;                  /* user1..userN exist, with passwords pass1..passN */
+    int fake_max_sessions_per_user;  /* logins past it get NO [LIMIT]; 0: unlimited */
+    int fake_max_message;            /* largest message the control channel appends, bytes */
+    const char *fake_faults;         /* comma-separated fault kinds; NULL: none */
+    const char *fake_fault_rate;     /* probability 0..1 of a fault per command, as text */
+    int fake_fault_seed;             /* seed of the fault generator (deterministic) */
 
     char node_id_buf[128]; /* storage for the default node id */
 };

@@ -82,6 +82,11 @@ struct http_server *http_start(const struct http_opts *opts, char *err, size_t e
     options[i++] = "30000";
     options[i++] = "enable_keep_alive";
     options[i++] = "yes";
+    /* Without it, an answer written in two pieces on a kept-alive connection
+     * waits for the client's delayed ACK: 40 ms per request (measured on
+     * superimap-fake-oauth2d's /token by bench_oauth2: 0.4 ms, then 40 ms). */
+    options[i++] = "tcp_nodelay";
+    options[i++] = "1";
     /* Handlers get the path still percent-encoded: civetweb would decode it in
      * place, so "%2F" inside an API path segment (a tag) would split it and
      * "%00" would silently cut it short. The api splits, then decodes. */

@@ -542,6 +542,11 @@ struct rconn *node_redis(struct node *n)
     return n->redis;
 }
 
+struct ev_loop *node_loop(struct node *n)
+{
+    return n->loop;
+}
+
 struct metrics *node_metrics(struct node *n)
 {
     return n->metrics;

@@ -96,6 +96,7 @@ struct rconn *node_redis_open(struct node *n, const char *name);
 
 /* Accessors, valid for the node's life. */
 struct rconn *node_redis(struct node *n);
+struct ev_loop *node_loop(struct node *n);
 struct metrics *node_metrics(struct node *n);
 struct http_server *node_http(struct node *n);
 const struct config *node_config(const struct node *n);

@@ -159,6 +159,11 @@ void schema_key_shard_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k)
     build(out, SCHEMA_SHARD_KEY_MAX, "si:{%" PRIu32 "}:users", k);
 }
 
+void schema_key_reauth(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k)
+{
+    build(out, SCHEMA_SHARD_KEY_MAX, "si:{%" PRIu32 "}:reauth", k);
+}
+
 void schema_key_owner(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k)
 {
     build(out, SCHEMA_SHARD_KEY_MAX, "si:{%" PRIu32 "}:owner", k);

@@ -51,6 +51,7 @@
 #include <civetweb.h>
 
 #include "cmd/api/params.h"
+#include "cmd/api/states.h"
 #include "core/schema.h"
 
 struct config;
@@ -89,6 +90,7 @@ struct api {
     struct client_guard *clients;  /* failed authentications per client address (mutable,
                                     * thread-safe: cmd/api/client.h) */
     struct metric *m_connect[24];  /* connect-page outcomes, by enum connect_result */
+    struct states states;          /* superimap_users{state} (states.h) */
 };
 
 /* A partner authenticated by its API key. */

@@ -176,6 +176,7 @@ static int start(struct node *n, void *data)
         a->m_connect[i] = metrics_counter(m, "superimap_api_connect_total",
                                           "Connect and disconnect page outcomes", labels);
     }
+    states_start(&a->states, n, a->shards);
     http_route(node_http(n), "/api/", router_handle, a);
     http_route(node_http(n), "/users/", router_handle, a);
     http_route(node_http(n), "/admin/api/", router_handle, a);
@@ -186,6 +187,7 @@ static void finish(struct node *n, void *data)
 {
     (void)n;
     struct api *a = data;
+    states_stop(&a->states);
     crypto_wipe(a->link_key, sizeof a->link_key);
     xfree(a->dummy_envelope);
     xfree(a->openapi);

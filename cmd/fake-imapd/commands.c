@@ -218,7 +218,8 @@ static void sasl_response(struct session *s, const char *tag, const char *b64, s
         login_finish(s, tag, mb, fault);
         return;
     }
-    /* XOAUTH2: "user=" U ^A "auth=Bearer " T ^A ^A; the token of U is "token-U". */
+    /* XOAUTH2: "user=" U ^A "auth=Bearer " T ^A ^A; the token of U is "token-U", or
+     * any token starting with env->xoauth2_prefix when that is set. */
     const char *text = (const char *)raw;
     if (n > 5 && strncmp(text, "user=", 5) == 0 && strlen(text) == n) {
         const char *u = text + 5;
@@ -232,8 +233,13 @@ static void sasl_response(struct session *s, const char *tag, const char *b64, s
                 memcpy(user, u, ulen);
                 user[ulen] = '\0';
                 struct mailbox *cand = mbox_get(s->env->store, user, 0);
+                const char *pre = s->env->xoauth2_prefix;
+                size_t plen = strlen(pre);
                 if (cand != NULL && (size_t)(end - tok) == ulen + 6 &&
                     strncmp(tok, "token-", 6) == 0 && strncmp(tok + 6, user, ulen) == 0)
+                    mb = cand;
+                else if (cand != NULL && plen > 0 && (size_t)(end - tok) > plen &&
+                         strncmp(tok, pre, plen) == 0)
                     mb = cand;
             }
         }

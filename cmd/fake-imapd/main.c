@@ -141,6 +141,7 @@ int main(int argc, char **argv)
         .cert = cfg.fake_cert,
         .key = cfg.fake_key,
         .require_tls = cfg.fake_require_tls,
+        .xoauth2_prefix = cfg.fake_xoauth2_prefix,
         .users = cfg.fake_users,
         .max_sessions_per_user = cfg.fake_max_sessions_per_user,
         .max_message = (size_t)cfg.fake_max_message,

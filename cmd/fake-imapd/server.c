@@ -157,6 +157,9 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *opts, 
     srv->env.store = srv->store;
     srv->env.faults = &srv->faults;
     srv->env.require_tls = opts->require_tls;
+    if (opts->xoauth2_prefix != NULL && opts->xoauth2_prefix[0] != '\0')
+        snprintf(srv->env.xoauth2_prefix, sizeof srv->env.xoauth2_prefix, "%s",
+                 opts->xoauth2_prefix);
     srv->env.max_sessions_per_user = opts->max_sessions_per_user;
     srv->env.max_message = opts->max_message;
     srv->env.counters = &srv->counters;

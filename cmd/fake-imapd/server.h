@@ -29,12 +29,13 @@ struct mbox_store;
 struct server;
 
 struct server_opts {
-    const char *cert;          /* PEM certificate chain file; NULL: no TLS at all */
-    const char *key;           /* PEM private key file */
-    int require_tls;           /* LOGINDISABLED and no authentication before TLS */
-    int users;                 /* user1..userN exist */
-    int max_sessions_per_user; /* 0: unlimited */
-    size_t max_message;        /* largest message appended; bounds the write buffer */
+    const char *cert;           /* PEM certificate chain file; NULL: no TLS at all */
+    const char *key;            /* PEM private key file */
+    int require_tls;            /* LOGINDISABLED and no authentication before TLS */
+    const char *xoauth2_prefix; /* XOAUTH2 tokens with it accepted too; NULL: none */
+    int users;                  /* user1..userN exist */
+    int max_sessions_per_user;  /* 0: unlimited */
+    size_t max_message;         /* largest message appended; bounds the write buffer */
 };
 
 /* Counters; "since reset" ones restart at server_reset_stats(). */

@@ -130,6 +130,7 @@ struct session_env {
     struct mbox_store *store;          /* the users and their INBOXes */
     struct faults *faults;             /* rolled for commands and events */
     int require_tls;                   /* LOGINDISABLED and no authentication before TLS */
+    char xoauth2_prefix[32];           /* XOAUTH2 tokens starting with it accepted; "": none */
     int max_sessions_per_user;         /* 0: unlimited */
     size_t max_message;                /* largest message appended; bounds the write buffer */
     int no_idle;                       /* IDLE not offered (server_set_idle(srv, 0)) */

@@ -340,6 +340,7 @@ struct imap_session *imap_session_new(struct watcher *w, const char *uid, uint32
     s->w = w;
     s->k = k;
     s->state = S_NEW;
+    w->nby_state[P_NONE]++; /* s->pub, zeroed */
     policy_retry_init(&s->retry, w->cfg->imap_backoff_min_ms, w->cfg->imap_backoff_max_ms);
     imap_conn_init(&s->conn, w->loop, on_io, s);
     buf_init(&s->cont, IMAP_CONN_OUT_MAX);
@@ -353,7 +354,7 @@ struct imap_session *imap_session_new(struct watcher *w, const char *uid, uint32
 void imap_session_start(struct imap_session *s, uint64_t gen)
 {
     s->gen = gen;
-    s->pub = P_NONE;
+    session_set_pub(s, P_NONE);
     start_load(s);
 }
 
@@ -386,6 +387,8 @@ void imap_session_drop(struct imap_session *s, int polite)
     session_close(s);
     s->w->nsessions--;
     metric_set(s->w->m.sessions, s->w->nsessions);
+    session_set_pub(s, P_NONE);
+    s->w->nby_state[P_NONE]--;
     session_set_state(s, S_DEAD);
     session_store_bury(s);
 }

@@ -35,6 +35,7 @@
 #include "cmd/watcher/leases.h"
 #include "cmd/watcher/oauth.h"
 #include "cmd/watcher/provider.h"
+#include "cmd/watcher/session_policy.h"
 #include "cmd/watcher/tls.h"
 #include "cmd/watcher/users.h"
 #include "core/config.h"
@@ -182,6 +183,13 @@ static void register_metrics(struct metrics *m)
         metrics_gauge(m, "superimap_watcher_users_unassigned",
                       "Users over the fleet's capacity (no watcher has room), not watched", NULL);
     wm->users = metrics_gauge(m, "superimap_watcher_users", "Users known from Redis", NULL);
+    for (int i = P_NONE + 1; i < WATCHER_PUB_STATES; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "state=\"%s\"", policy_pub_name((enum pub_state)i));
+        wm->by_state[i] =
+            metrics_gauge(m, "superimap_watcher_sessions_by_state",
+                          "Sessions of this watcher by the user state they last wrote", labels);
+    }
     struct metric *cap =
         metrics_gauge(m, "superimap_watcher_capacity", "Users this watcher takes at most", NULL);
     metric_set(cap, watcher.capacity);

@@ -20,7 +20,10 @@
 #include "core/log.h"
 #include "core/metrics.h"
 
-#define OUTCOMES 4
+#define REFRESHES "superimap_watcher_oauth2_refreshes_total"
+#define REFRESHES_HELP                                                                           \
+    "OAuth2 access token refreshes by provider and result (ok, revoked: invalid_grant, config: " \
+    "client or URL refused, retry: 429, 5xx, network)"
 
 struct oauth_req {
     struct oauth *o;
@@ -42,7 +45,7 @@ struct oauth {
     int inflight;
     int closing;
     struct oauth_req *queued;
-    struct metric *m_outcome[OUTCOMES];
+    struct metrics *m; /* refreshes_total{provider,result}: registered at the first */
     struct metric *m_inflight;
 };
 
@@ -116,7 +119,10 @@ static void pump(struct provider *p);
 static void report(struct oauth_req *r, const struct oauth_result *res)
 {
     struct oauth *o = r->o;
-    metric_inc(o->m_outcome[res->outcome]);
+    char labels[PROVIDER_CODE_MAX + 40];
+    snprintf(labels, sizeof labels, "provider=\"%s\",result=\"%s\"", r->prov->code,
+             oauth2_outcome_name(res->outcome));
+    metric_inc(metrics_counter(o->m, REFRESHES, REFRESHES_HELP, labels));
     if (res->outcome == OAUTH2_OK)
         log_debugc("oauth", "token refreshed acct=%s code=%s expires_in=%lld rotated=%d", r->uid,
                    r->prov->code, (long long)res->expires_in, res->refresh_token != NULL);
@@ -326,14 +332,7 @@ struct oauth *oauth_new(struct ev_loop *loop, const struct config *cfg, struct m
     o->loop = loop;
     o->http = http;
     o->cap = cfg->oauth2_max_refreshes;
-    const char *name = "superimap_watcher_oauth2_refreshes_total";
-    const char *help = "OAuth2 access token refreshes by result (ok, revoked: invalid_grant, "
-                       "config: client or URL refused, retry: 429, 5xx, network)";
-    for (int i = 0; i < OUTCOMES; i++) {
-        char labels[32];
-        snprintf(labels, sizeof labels, "result=\"%s\"", oauth2_outcome_name(i));
-        o->m_outcome[i] = metrics_counter(m, name, help, labels);
-    }
+    o->m = m;
     o->m_inflight = metrics_gauge(m, "superimap_watcher_oauth2_refreshes_inflight",
                                   "OAuth2 token requests in flight", NULL);
     return o;

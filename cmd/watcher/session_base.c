@@ -68,6 +68,18 @@ void session_set_watching(struct imap_session *s, int on)
     metric_set(s->w->m.watching, s->w->nwatching);
 }
 
+void session_set_pub(struct imap_session *s, enum pub_state st)
+{
+    struct watcher *w = s->w;
+    if (st == s->pub || s->state == S_DEAD)
+        return; /* a dead session counts nowhere */
+    w->nby_state[s->pub]--;
+    metric_set(w->m.by_state[s->pub], w->nby_state[s->pub]);
+    w->nby_state[st]++;
+    metric_set(w->m.by_state[st], w->nby_state[st]);
+    s->pub = st;
+}
+
 /* ---- Connection teardown ---- */
 
 void session_close(struct imap_session *s)

@@ -183,6 +183,9 @@ void session_arm_command(struct imap_session *s);
 /* Counts the session in the watching gauge, or not. */
 void session_set_watching(struct imap_session *s, int on);
 
+/* s->pub = st, keeping the watcher's sessions-by-state gauges. */
+void session_set_pub(struct imap_session *s, enum pub_state st);
+
 /* Closes the connection, if any, and forgets everything about it (a new
  * epoch: Redis answers for it are not delivered). */
 void session_close(struct imap_session *s);

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cmd/watcher/watcher.h"
 #include "core/backoff.h"
 
 struct imap_response;
@@ -59,6 +60,7 @@ enum pub_state {
     P_REAUTH_REQUIRED,
     P_PROVIDER_LIMIT /* waiting_provider_limit: queued behind the provider's max_connections */
 };
+_Static_assert(P_PROVIDER_LIMIT + 1 == WATCHER_PUB_STATES, "WATCHER_PUB_STATES counts them");
 
 /* A session's reconnect delays: the backoff of the class it last failed in. */
 struct session_retry {

@@ -273,7 +273,7 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
         return;
     if (!session_store_lease_usable(s))
         return;
-    s->pub = st;
+    session_set_pub(s, st);
     char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX], now[24];
     lease_keys(s, lease, alive, sizeof alive);
     schema_key_user(user, s->k, s->uid);

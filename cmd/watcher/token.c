@@ -181,15 +181,16 @@ static void mark_reauth(struct token_job *j, const char *reason)
     if (sealed == NULL)
         return;
     char user[SCHEMA_KEY_MAX], evt[SCHEMA_KEY_MAX], ready[SCHEMA_KEY_MAX];
-    char users[SCHEMA_SHARD_KEY_MAX], rp[SCHEMA_SHARD_KEY_MAX];
+    char users[SCHEMA_SHARD_KEY_MAX], rp[SCHEMA_SHARD_KEY_MAX], reauth[SCHEMA_SHARD_KEY_MAX];
     schema_key_user(user, j->k, j->uid);
     schema_key_shard_users(users, j->k);
+    schema_key_reauth(reauth, j->k);
     schema_key_event(evt, j->k, eid);
     schema_key_ready(ready, j->k, j->pid);
     schema_key_ready_partners(rp, j->k);
-    const char *argv[] = {user,   users, evt,    ready,  rp,   j->sealed,
+    const char *argv[] = {user,   users, evt,    ready,  rp,   reauth, j->sealed,
                           reason, eid,   j->pid, j->uid, sha1, sealed};
-    write_script(j, "user_reauth", 5, 12, argv);
+    write_script(j, "user_reauth", 6, 13, argv);
     metric_inc(j->w->m.reauth);
     xfree(sealed);
 }

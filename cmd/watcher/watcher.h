@@ -32,6 +32,8 @@
 #include <ev.h>
 
 struct callgate;
+#define WATCHER_PUB_STATES 8 /* values of enum pub_state (session_policy.h) */
+
 struct config;
 struct crypto_keys;
 struct incarnation;
@@ -77,6 +79,9 @@ struct watcher_metrics {
     struct metric *generation;     /* gauge: current generation */
     struct metric *reauth;         /* counter: users moved to reauth_required */
     struct metric *calls_waiting;  /* gauge: session calls waiting in the gate */
+    /* gauges: sessions by the state they last wrote, by enum pub_state
+     * (index 0, nothing written yet, is not exported) */
+    struct metric *by_state[WATCHER_PUB_STATES];
 };
 
 struct watcher {
@@ -97,12 +102,13 @@ struct watcher {
     struct oauth *oauth; /* token refreshes */
     struct watcher_metrics m;
 
-    int capacity;     /* users this process takes: min(MAX_USERS, fd limit - reserve) */
-    long fd_limit;    /* RLIMIT_NOFILE in force */
-    int shards;       /* SUPERIMAP_SHARDS */
-    int nsessions;    /* live session objects */
-    int nwatching;    /* sessions in IDLE or polling */
-    int idle_entries; /* sessions that entered IDLE since the last heap trim */
+    int capacity;  /* users this process takes: min(MAX_USERS, fd limit - reserve) */
+    long fd_limit; /* RLIMIT_NOFILE in force */
+    int shards;    /* SUPERIMAP_SHARDS */
+    int nsessions; /* live session objects */
+    int nwatching; /* sessions in IDLE or polling */
+    int nby_state[WATCHER_PUB_STATES]; /* sessions by the state they last wrote */
+    int idle_entries;                  /* sessions that entered IDLE since the last heap trim */
 
     /*
      * A session can no longer act for its user: a script answered "stale"

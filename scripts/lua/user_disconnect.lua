@@ -1,7 +1,9 @@
 -- user_disconnect: the disconnect page: clears the user's credentials (the
 -- refresh token or password, the access token; for OAuth2 also the email,
 -- which came from the provider, as the original did), so the watchers drop
--- it, and queues user_disconnected when it was connected.
+-- it, and queues user_disconnected when it was connected, or reauth_required
+-- (the partner was told it must connect again: now it will not; its state
+-- is cleared).
 --
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
@@ -22,7 +24,8 @@
 -- Atomic for the reason user_connect is: the user stops being connected
 -- exactly when its partner is told.
 local user = KEYS[1]
-local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived', 'connected_at')
+local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived', 'connected_at',
+                     'state')
 if not f[1] or f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then
     return {'gone'}
 end
@@ -30,9 +33,14 @@ if f[3] ~= ARGV[9] then
     return {'retry'}
 end
 local uid, pid, code, now = ARGV[1], ARGV[3], ARGV[4], ARGV[6]
-local was = (f[6] or '') ~= ''
+local reauth = f[7] == 'reauth_required'
+local was = (f[6] or '') ~= '' or reauth
 local fields = {'secret', '', 'oauth2_access_token', '', 'oauth2_expires_at', '',
                 'connected_at', '', 'updated_at', now}
+if reauth then
+    fields[#fields + 1] = 'state'
+    fields[#fields + 1] = ''
+end
 if ARGV[5] == '1' and (f[4] or '') ~= '' then
     local key = 'si:email:' .. pid .. ':' .. code .. ':' .. string.lower(f[4])
     if redis.call('GET', key) == uid then

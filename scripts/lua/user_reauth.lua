@@ -8,6 +8,7 @@
 -- KEYS[3]  si:{k}:evt:<eid>
 -- KEYS[4]  si:{k}:ready:<pid>
 -- KEYS[5]  si:{k}:ready_partners
+-- KEYS[6]  si:{k}:reauth (the users reauth_required, counted by reauth_count)
 -- ARGV[1]  the sealed secret (refresh token) the provider refused
 -- ARGV[2]  reason (last_error and the event's "reason")
 -- ARGV[3]  event id <uid>.reauth.<ms>      ARGV[4]  partner id
@@ -28,6 +29,7 @@ local now = now_ms()
 redis.call('HSET', KEYS[1], 'state', 'reauth_required', 'last_error', ARGV[2], 'connected_at', '',
            'oauth2_access_token', '', 'oauth2_expires_at', '', 'updated_at', tostring(now))
 redis.call('SREM', KEYS[2], ARGV[5])
+redis.call('SADD', KEYS[6], ARGV[5])
 if redis.call('EXISTS', KEYS[3]) == 0 then
     redis.call('HSET', KEYS[3], 'id', ARGV[3], 'pid', ARGV[4], 'type', 'user_reauth_required',
                'uid', ARGV[5], 'code', u[3] or '', 'tag', u[4] or '', 'sha1', ARGV[6],

@@ -195,6 +195,15 @@ static int node_kill(struct sys_node *n, int sig)
 
 static const char *const api_defaults[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
                                            "SUPERIMAP_API_RATE_LIMIT=0", NULL};
+static const char *const api_oauth2_defaults[] = {
+    "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_API_RATE_LIMIT=0",
+    "SUPERIMAP_PUBLIC_URL=" BROWSER_PUBLIC, "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
+
+static int api_start(struct sys *s)
+{
+    return node_start(s, &s->api, "superimap-api", s->opts.api_env,
+                      s->opts.oauth2 ? api_oauth2_defaults : api_defaults);
+}
 static const char *const dispatcher_defaults[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", NULL};
 
 static int watcher_start(struct sys *s, struct sys_node *n)
@@ -202,8 +211,11 @@ static int watcher_start(struct sys *s, struct sys_node *n)
     char ca[400] = "";
     if (s->has_dovecot && s->opts.tls)
         snprintf(ca, sizeof ca, "SUPERIMAP_CA_FILE=%s", s->dv.ca_file);
-    const char *defaults[] = {"SUPERIMAP_IMAP_BACKOFF_MIN_MS=100",
-                              "SUPERIMAP_IMAP_BACKOFF_MAX_MS=1000", ca[0] ? ca : NULL, NULL};
+    const char *defaults[] = {
+        "SUPERIMAP_IMAP_BACKOFF_MIN_MS=100", "SUPERIMAP_IMAP_BACKOFF_MAX_MS=1000",
+        s->opts.oauth2 ? "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1" : NULL, NULL, NULL};
+    if (ca[0] != '\0')
+        defaults[s->opts.oauth2 ? 3 : 2] = ca;
     return node_start(s, n, "superimap-watcher", s->opts.watcher_env, defaults);
 }
 
@@ -263,7 +275,7 @@ int sys_restart_api(struct sys *s)
 {
     if (s->api.is_running)
         return -1;
-    return node_start(s, &s->api, "superimap-api", s->opts.api_env, api_defaults);
+    return api_start(s);
 }
 
 /* ---- API ---- */
@@ -336,6 +348,35 @@ int sys_add_connection(struct sys *s, const char *code, int on_fake)
     return 0;
 }
 
+/* Provider SYS_OAUTH2 on Dovecot's plain port, OAuth2 at the test
+ * provider, and the partner's connection to it with the provider's client. */
+static int add_oauth2_connection(struct sys *s)
+{
+    if (s->nconns == SYS_MAX_CONNS)
+        return -1;
+    char a[300], t[300], u[300], r[300], body[2048];
+    snprintf(body, sizeof body,
+             "{\"code\":\"" SYS_OAUTH2 "\",\"imap_host\":\"127.0.0.1\",\"imap_port\":%d,"
+             "\"tls\":\"none\",\"auth\":\"oauth2\",\"oauth2_authorize_url\":\"%s\","
+             "\"oauth2_token_url\":\"%s\",\"oauth2_userinfo_url\":\"%s\","
+             "\"oauth2_revoke_url\":\"%s\",\"oauth2_scope\":\"openid email\"}",
+             s->dv.port_plain, fakeoauth_url(&s->idp, "/authorize", a, sizeof a),
+             fakeoauth_url(&s->idp, "/token", t, sizeof t),
+             fakeoauth_url(&s->idp, "/userinfo", u, sizeof u),
+             fakeoauth_url(&s->idp, "/revoke", r, sizeof r));
+    if (call(s, 1, "POST", "/admin/api/providers", body, 201, NULL) < 0)
+        return -1;
+    if (call(s, 0, "POST", "/api/v1/connections",
+             "{\"imap_provider_code\":\"" SYS_OAUTH2 "\",\"oauth2_client_id\":\"" SYS_OAUTH2_CLIENT
+             "\",\"oauth2_client_secret\":\"" SYS_OAUTH2_SECRET "\"}",
+             201, NULL) < 0)
+        return -1;
+    struct sys_conn *c = &s->conns[s->nconns++];
+    snprintf(c->code, sizeof c->code, "%s", SYS_OAUTH2);
+    c->oauth2 = 1;
+    return 0;
+}
+
 /* The partner, its webhook URLs at the receiver, its credentials there. */
 static int create_partner(struct sys *s)
 {
@@ -395,8 +436,23 @@ int sys_start(struct sys *s, const struct sys_opts *o)
     snprintf(s->redis.url, sizeof s->redis.url, "unix://%s", s->redis.sock);
     if (redis_spawn(s) < 0)
         return -1;
+    if (s->opts.oauth2) {
+        static const char *const args[] = {"--client", SYS_OAUTH2_CLIENT ":" SYS_OAUTH2_SECRET,
+                                           NULL};
+        if (s->opts.dovecot_users < 0 || fakeoauth_start(&s->idp, args) < 0) {
+            fprintf(stderr, "system: oauth2 needs Dovecot and superimap-fake-oauth2d\n");
+            return -1;
+        }
+        s->has_idp = 1;
+    }
     if (s->opts.dovecot_users >= 0) {
-        if (dovecot_start(&s->dv, s->opts.dovecot_users ? s->opts.dovecot_users : 16) < 0) {
+        int users = s->opts.dovecot_users ? s->opts.dovecot_users : 16;
+        char introspect[300];
+        int rc = s->has_idp ? dovecot_start_oauth2(&s->dv, users,
+                                                   fakeoauth_url(&s->idp, "/introspect", introspect,
+                                                                 sizeof introspect))
+                            : dovecot_start(&s->dv, users);
+        if (rc < 0) {
             dovecot_stop(&s->dv);
             return -1;
         }
@@ -412,13 +468,15 @@ int sys_start(struct sys *s, const struct sys_opts *o)
     if ((s->rx = receiver_start("127.0.0.1", 1, 1)) == NULL)
         return -1;
     snprintf(s->api.id, sizeof s->api.id, "api");
-    if (node_start(s, &s->api, "superimap-api", s->opts.api_env, api_defaults) < 0)
+    if (api_start(s) < 0)
         return -1;
     if (create_partner(s) < 0)
         return -1;
     if (s->has_dovecot && sys_add_connection(s, SYS_DOVECOT, 0) < 0)
         return -1;
     if (s->has_fake && sys_add_connection(s, SYS_FAKE, 1) < 0)
+        return -1;
+    if (s->has_idp && add_oauth2_connection(s) < 0)
         return -1;
     int nw = s->opts.watchers == 0 ? 1 : s->opts.watchers;
     for (int i = 0; i < nw; i++)
@@ -478,6 +536,9 @@ int sys_stop(struct sys *s)
     if (s->has_dovecot)
         dovecot_stop(&s->dv);
     s->has_dovecot = 0;
+    if (s->has_idp)
+        fakeoauth_stop(&s->idp);
+    s->has_idp = 0;
     receiver_stop(s->rx);
     s->rx = NULL;
     sys_kill_redis(s, 0);
@@ -516,10 +577,14 @@ int sys_create_user(struct sys *s, const char *code, const char *tag, struct sys
     }
     snprintf(u->tag, sizeof u->tag, "%s", tag);
     snprintf(u->code, sizeof u->code, "%s", code);
-    snprintf(u->login, sizeof u->login, "user%d", n);
+    snprintf(u->login, sizeof u->login, c->oauth2 ? "user%d@example.com" : "user%d", n);
     u->on_fake = c->on_fake;
     char path[256], body[512];
     snprintf(path, sizeof path, "/api/v1/connections/%s/users", code);
+    if (c->oauth2) {
+        snprintf(body, sizeof body, "{\"tag\":\"%s\"}", tag);
+        return call(s, 0, "POST", path, body, 201, NULL);
+    }
     snprintf(body, sizeof body,
              "{\"tag\":\"%s\",\"email\":\"%s@example.com\",\"login_username\":\"%s\","
              "\"login_password\":\"pass%d\"}",

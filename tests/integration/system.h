@@ -27,8 +27,11 @@
  *
  * Receiver paths: new_mail goes to /hook/sys/new_mail (answering rule
  * SYS_HOOK_MAIL: a test may make it fail with receiver_set_rule()),
- * user_connected and user_disconnected to /hook/sys-u/... (SYS_HOOK_USER,
- * always 200 unless a test says otherwise). Tests must never call
+ * user_connected, user_disconnected and user_reauth_required (sent to the
+ * user-disconnected URL: the partner has no reauth URL) to /hook/sys-u/...
+ * (SYS_HOOK_USER, always 200 unless a test says otherwise). With
+ * opts.oauth2, users of SYS_OAUTH2 connect in a browser (browser.h) at the
+ * test provider s->idp. Tests must never call
  * receiver_clear() (the fixture reads requests by index).
  *
  * Nodes are started with harness_node_start() (logs in the Redis directory,
@@ -45,26 +48,36 @@
 
 #include <stddef.h>
 
+#include "tests/integration/browser.h"
 #include "tests/integration/dovecot.h"
 #include "tests/integration/fakeimap.h"
+#include "tests/integration/fakeoauth.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/receiver.h"
 #include "tests/integration/test_api_client.h"
 
-#define SYS_MAX_NODES 8         /* watchers, and dispatchers, at most */
-#define SYS_MAX_CONNS 8         /* connections of the partner */
-#define SYS_DOVECOT   "DOVECOT" /* provider and connection code of Dovecot */
-#define SYS_FAKE      "FAKE"    /* ... of fake-imapd */
-#define SYS_HOOK_MAIL "sys"     /* receiver pid of new_mail webhooks */
-#define SYS_HOOK_USER "sys-u"   /* receiver pid of user_connected/_disconnected */
+#define SYS_MAX_NODES     8                   /* watchers, and dispatchers, at most */
+#define SYS_MAX_CONNS     8                   /* connections of the partner */
+#define SYS_DOVECOT       "DOVECOT"           /* provider and connection code of Dovecot */
+#define SYS_FAKE          "FAKE"              /* ... of fake-imapd */
+#define SYS_OAUTH2        "OAUTH"             /* ... of Dovecot behind the test OAuth2 provider */
+#define SYS_OAUTH2_CLIENT "sys-client"        /* the connection's OAuth2 client */
+#define SYS_OAUTH2_SECRET "sys-client-secret" /* ... and its secret */
+#define SYS_HOOK_MAIL     "sys"               /* receiver pid of new_mail webhooks */
+#define SYS_HOOK_USER     "sys-u"             /* receiver pid of user_connected/_disconnected */
 
 /* What sys_start() starts. Zero means the default. */
 struct sys_opts {
-    int watchers;               /* 0: 1 (0 to SYS_MAX_NODES; -1: none) */
-    int dispatchers;            /* 0: 1 (-1: none) */
-    int dovecot_users;          /* Dovecot logins user1..userN; 0: 16; -1: no Dovecot */
-    int fake_imapd;             /* 1: start fake-imapd too, with connection SYS_FAKE */
-    int tls;                    /* 1: the SYS_DOVECOT provider is implicit TLS (CA given) */
+    int watchers;      /* 0: 1 (0 to SYS_MAX_NODES; -1: none) */
+    int dispatchers;   /* 0: 1 (-1: none) */
+    int dovecot_users; /* Dovecot logins user1..userN; 0: 16; -1: no Dovecot */
+    int fake_imapd;    /* 1: start fake-imapd too, with connection SYS_FAKE */
+    int tls;           /* 1: the SYS_DOVECOT provider is implicit TLS (CA given) */
+    /* 1: also superimap-fake-oauth2d (s->idp, client SYS_OAUTH2_CLIENT),
+     * Dovecot's oauth2 passdb validating tokens there, the api's
+     * SUPERIMAP_PUBLIC_URL BROWSER_PUBLIC (browser.h), loopback allowed to
+     * the api's and watchers' token calls, and connection SYS_OAUTH2. */
+    int oauth2;
     const char *retry_schedule; /* the partner's, e.g. "1,1,2"; NULL: the product's */
     int webhook_concurrency;    /* the partner's; 0: the product's */
     /* Extra "NAME=value" environment per role, NULL-terminated, may be NULL;
@@ -85,13 +98,15 @@ struct sys_node {
 struct sys_conn {
     char code[32];
     int on_fake; /* 1: fake-imapd, 0: Dovecot */
+    int oauth2;  /* 1: SYS_OAUTH2 (users connect through their connect_url) */
 };
 
 /* A user of the partner. */
 struct sys_user {
     char tag[64];
     char code[32];  /* its connection */
-    char login[32]; /* IMAP login (user<N>), password pass<N> */
+    char login[32]; /* IMAP login (user<N>), password pass<N>; on SYS_OAUTH2 the
+                     * mailbox user<N>@example.com to consent as */
     int on_fake;
 };
 
@@ -141,6 +156,8 @@ struct sys {
     int has_dovecot;
     struct fakeimap fake;
     int has_fake;
+    struct fakeoauth idp;
+    int has_idp;
     struct receiver *rx;
     struct sys_node api;
     struct sys_node watcher[SYS_MAX_NODES];
@@ -229,7 +246,8 @@ int sys_add_connection(struct sys *s, const char *code, int on_fake);
 
 /* Creates a user with tag on connection code through the partner API,
  * taking the next free IMAP login of that connection's server; does not
- * wait. Fills u. 0 or -1. */
+ * wait. Fills u. 0 or -1. On SYS_OAUTH2 the user has no credentials: it is
+ * watched once it has consented through its connect_url. */
 int sys_create_user(struct sys *s, const char *code, const char *tag, struct sys_user *u);
 
 /* sys_create_user(), then waits (20 s) until the API shows it "watching". */

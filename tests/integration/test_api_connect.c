@@ -15,8 +15,9 @@
  * the watcher logs in with the access token the callback stored (no
  * refresh) and new mail becomes an event. Also: provider presets.
  *
- * SUPERIMAP_PUBLIC_URL is http://connect.test; the browser reaches it on
- * the api's port through CURLOPT_CONNECT_TO, so every server keeps port 0.
+ * SUPERIMAP_PUBLIC_URL is BROWSER_PUBLIC; the browser (browser.h) reaches
+ * it on the api's port through CURLOPT_CONNECT_TO, so every server keeps
+ * port 0.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -28,12 +29,13 @@
 #include "core/err.h"
 #include "core/hrw.h"
 #include "core/schema.h"
+#include "tests/integration/browser.h"
 #include "tests/integration/fakeimap.h"
 #include "tests/integration/dovecot.h"
 #include "tests/integration/fakeoauth.h"
 #include "tests/integration/test_watcher_fixture.h"
 
-#define PUBLIC  "http://connect.test"
+#define PUBLIC  BROWSER_PUBLIC
 #define OK_URL  "https://partner.test/ok?from=superimap"
 #define KO_URL  "https://partner.test/ko"
 #define CLIENT  "test-client"
@@ -186,165 +188,14 @@ static void assert_untouched(const char *uid)
     assert_int_equal(events_of(uid, "connected"), 0);
 }
 
-/* ---- The browser ---- */
-
-struct browser {
-    CURL *c;
-    struct curl_slist *connect_to;
-};
-
-struct page {
-    long status;
-    char location[8192];
-    char cookie[1024]; /* the last Set-Cookie line */
-    struct sink_buf body;
-};
-
-static size_t on_page_header(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    struct page *p = userdata;
-    size_t n = size * nmemb;
-    char line[8192];
-    size_t len = n < sizeof line - 1 ? n : sizeof line - 1;
-    memcpy(line, data, len);
-    line[len] = '\0';
-    line[strcspn(line, "\r\n")] = '\0';
-    if (strncasecmp(line, "Location: ", 10) == 0)
-        snprintf(p->location, sizeof p->location, "%s", line + 10);
-    if (strncasecmp(line, "Set-Cookie: ", 12) == 0)
-        snprintf(p->cookie, sizeof p->cookie, "%.1000s", line + 12);
-    return n;
-}
-
-static void browser_open(struct browser *b)
-{
-    char to[128];
-    snprintf(to, sizeof to, "connect.test:80:127.0.0.1:%d", api.port);
-    b->connect_to = curl_slist_append(NULL, to);
-    b->c = curl_easy_init();
-    curl_easy_setopt(b->c, CURLOPT_COOKIEFILE, "");
-    curl_easy_setopt(b->c, CURLOPT_CONNECT_TO, b->connect_to);
-    curl_easy_setopt(b->c, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(b->c, CURLOPT_TIMEOUT_MS, 30000L);
-}
-
-static void browser_close(struct browser *b)
-{
-    curl_easy_cleanup(b->c);
-    curl_slist_free_all(b->connect_to);
-}
-
-static void page_free(struct page *p)
-{
-    free(p->body.p);
-    memset(p, 0, sizeof *p);
-}
-
-/* GET url, or POST form to it when form is not NULL; no redirect followed. */
-static void visit(struct browser *b, const char *url, const char *form, struct page *p)
-{
-    page_free(p);
-    curl_easy_setopt(b->c, CURLOPT_URL, url);
-    curl_easy_setopt(b->c, CURLOPT_HEADERFUNCTION, on_page_header);
-    curl_easy_setopt(b->c, CURLOPT_HEADERDATA, p);
-    curl_easy_setopt(b->c, CURLOPT_WRITEFUNCTION, on_api_body);
-    curl_easy_setopt(b->c, CURLOPT_WRITEDATA, &p->body);
-    if (form != NULL) {
-        curl_easy_setopt(b->c, CURLOPT_POSTFIELDS, form);
-    } else {
-        curl_easy_setopt(b->c, CURLOPT_HTTPGET, 1L);
-    }
-    p->status = -1;
-    if (curl_easy_perform(b->c) == CURLE_OK)
-        curl_easy_getinfo(b->c, CURLINFO_RESPONSE_CODE, &p->status);
-    if (p->body.p == NULL)
-        p->body.p = calloc(1, 1);
-}
-
-/* The value of query parameter name of url, decoded, into out ("" when
- * absent). */
-static void query_value(const char *url, const char *name, char *out, size_t n)
-{
-    out[0] = '\0';
-    const char *q = strchr(url, '?');
-    size_t nl = strlen(name);
-    for (const char *p = q; p != NULL; p = strchr(p + 1, '&')) {
-        if (strncmp(p + 1, name, nl) == 0 && p[1 + nl] == '=') {
-            const char *v = p + 2 + nl;
-            size_t len = strcspn(v, "&#");
-            int dl = 0;
-            char *d = curl_easy_unescape(NULL, v, (int)len, &dl);
-            snprintf(out, n, "%s", d);
-            curl_free(d);
-            return;
-        }
-    }
-}
-
-/* The form of the consent page p, every hidden field plus email and
- * decision, form-encoded into out. */
-static void consent_form(const struct page *p, const char *email, const char *decision, char *out,
-                         size_t n)
-{
-    size_t o = 0;
-    for (const char *s = p->body.p; (s = strstr(s, "type=\"hidden\" name=\"")) != NULL;) {
-        s += 20;
-        const char *ne = strchr(s, '"');
-        const char *v = strstr(ne, "value=\"") + 7;
-        const char *ve = strchr(v, '"');
-        char raw[4096];
-        size_t k = 0;
-        for (const char *c = v; c < ve && k + 1 < sizeof raw;) {
-            static const char *const ent[][2] = {
-                {"&amp;", "&"}, {"&quot;", "\""}, {"&lt;", "<"}, {"&gt;", ">"}, {"&#39;", "'"}};
-            size_t e;
-            for (e = 0; e < 5; e++)
-                if (strncmp(c, ent[e][0], strlen(ent[e][0])) == 0)
-                    break;
-            if (e < 5) {
-                raw[k++] = ent[e][1][0];
-                c += strlen(ent[e][0]);
-            } else {
-                raw[k++] = *c++;
-            }
-        }
-        raw[k] = '\0';
-        char *enc = curl_easy_escape(NULL, raw, 0);
-        o += (size_t)snprintf(out + o, n - o, "%.*s=%s&", (int)(ne - s), s, enc);
-        curl_free(enc);
-        s = ve;
-    }
-    snprintf(out + o, n - o, "email=%s&decision=%s", email, decision);
-}
+/* ---- The browser (tests/integration/browser.h) ---- */
 
 /* Follows a connect link in b to the consent page and answers it; the
  * callback URL the provider sends the browser to into cb. */
 static void to_callback_as(struct browser *b, const char *link, const char *email,
                            const char *decision, char *cb, size_t n)
 {
-    struct page p = {0};
-    visit(b, link, NULL, &p);
-    assert_int_equal(p.status, 302);
-    char want[64];
-    snprintf(want, sizeof want, "http://127.0.0.1:%d/authorize?", idp.port);
-    assert_int_equal(strncmp(p.location, want, strlen(want)), 0);
-    char auth[8192];
-    snprintf(auth, sizeof auth, "%s", p.location);
-    visit(b, auth, NULL, &p);
-    assert_int_equal(p.status, 200);
-    char form[16384];
-    char *enc = curl_easy_escape(NULL, email, 0);
-    consent_form(&p, enc, decision, form, sizeof form);
-    curl_free(enc);
-    char post[64];
-    snprintf(post, sizeof post, "http://127.0.0.1:%d/authorize", idp.port);
-    visit(b, post, form, &p);
-    assert_int_equal(p.status, 302);
-    assert_int_equal(strncmp(p.location, PUBLIC "/users/connect/callback?",
-                             strlen(PUBLIC "/users/connect/callback?")),
-                     0);
-    snprintf(cb, n, "%s", p.location);
-    page_free(&p);
+    assert_int_equal(browser_consent(b, idp.port, link, email, decision, cb, n), 0);
 }
 
 static void to_callback(struct browser *b, const char *link, const char *decision, char *cb,
@@ -357,7 +208,7 @@ static void to_callback(struct browser *b, const char *link, const char *decisio
 static void assert_fails(struct browser *b, const char *url, const char *error)
 {
     struct page p = {0};
-    visit(b, url, NULL, &p);
+    browser_visit(b, url, NULL, &p);
     char want[256];
     snprintf(want, sizeof want, KO_URL "?error=%s", error);
     if (p.status != 302 || strcmp(p.location, want) != 0)
@@ -377,7 +228,7 @@ static void begin(struct start *s, const char *code, const char *tag)
 {
     world(NULL);
     user_link(code, tag, "connect", s->link, sizeof s->link, s->uid);
-    browser_open(&s->b);
+    browser_open(&s->b, api.port);
 }
 
 /* ---- OAuth2 ---- */
@@ -389,7 +240,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     begin(&s, "FAKE", "alice");
 
     struct page p = {0};
-    visit(&s.b, s.link, NULL, &p);
+    browser_visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_non_null(strstr(p.cookie, "superimap_connect="));
     assert_non_null(strstr(p.cookie, "HttpOnly"));
@@ -421,7 +272,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     char zed[4096];
     snprintf(zed, sizeof zed, "%s", jstr(&r, "connect_url"));
     struct page z = {0};
-    visit(&s.b, zed, NULL, &z);
+    browser_visit(&s.b, zed, NULL, &z);
     query_value(z.location, "login_hint", v, sizeof v);
     assert_string_equal(v, "zed@example.com");
     page_free(&z);
@@ -431,10 +282,10 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
 
     /* The whole flow in a fresh browser with a fresh link. */
     freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(s.link, "sig=") + 4));
-    browser_open(&s.b);
+    browser_open(&s.b, api.port);
     char cb[8192];
     to_callback(&s.b, s.link, "allow", cb, sizeof cb);
-    visit(&s.b, cb, NULL, &p);
+    browser_visit(&s.b, cb, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
     fx_user_field(&redis, s.uid, "connected_at", v, sizeof v);
@@ -453,7 +304,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     freeReplyObject(rep);
 
     /* The state was single use: the same callback again changes nothing. */
-    visit(&s.b, cb, NULL, &p);
+    browser_visit(&s.b, cb, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, KO_URL "?error=invalid_state");
     assert_int_equal(events_of(s.uid, "connected"), 1);
@@ -467,7 +318,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     api_resp_free(&r);
 
     /* Disconnect: revoked at the provider, cleared, user_disconnected. */
-    visit(&s.b, dis, NULL, &p);
+    browser_visit(&s.b, dis, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
     fx_user_field(&redis, s.uid, "connected_at", v, sizeof v);
@@ -481,7 +332,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     assert_int_equal(events_of(s.uid, "disconnected"), 1);
     assert_int_equal(fakeoauth_stat(&idp, "revocations"), 1);
     /* A disconnect link is single use too. */
-    visit(&s.b, dis, NULL, &p);
+    browser_visit(&s.b, dis, NULL, &p);
     assert_string_equal(p.location, KO_URL "?error=link_used");
     assert_true(harness_metric(api.port, "superimap_api_connect_total{result=\"connected\"}") >= 1);
     page_free(&p);
@@ -533,20 +384,20 @@ static void test_links_forged_expired_or_replayed_are_refused(void **state)
     snprintf(quirk, sizeof quirk, "%s?success=https://p.test/ok&failure=https://p.test/ko?x=1",
              old);
     struct page p = {0};
-    visit(&s.b, quirk, NULL, &p);
+    browser_visit(&s.b, quirk, NULL, &p);
     assert_string_equal(p.location, "https://p.test/ko?x=1&error=link_expired");
     /* A protocol-relative failure URL is not followed: the partner's is. */
     snprintf(quirk, sizeof quirk, "%s&failure=//evil.test/x", old);
     assert_fails(&s.b, quirk, "link_expired");
 
     /* An unknown user, or no link at all: a page, not a redirect. */
-    visit(&s.b, PUBLIC "/users/connect/new?user_id=zz", NULL, &p);
+    browser_visit(&s.b, PUBLIC "/users/connect/new?user_id=zz", NULL, &p);
     assert_int_equal(p.status, 404);
     assert_non_null(strstr(p.body.p, "not valid"));
-    visit(&s.b, PUBLIC "/users/connect/new", NULL, &p);
+    browser_visit(&s.b, PUBLIC "/users/connect/new", NULL, &p);
     assert_int_equal(p.status, 404);
 
-    visit(&s.b, s.link, NULL, &p);
+    browser_visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 302);
     assert_fails(&s.b, s.link, "link_used");
     assert_untouched(s.uid);
@@ -560,7 +411,7 @@ static void test_state_wrong_missing_or_from_another_browser_is_refused(void **s
     struct start s;
     begin(&s, "FAKE", "carol");
     struct browser other;
-    browser_open(&other);
+    browser_open(&other, api.port);
     char cb[8192];
     to_callback(&s.b, s.link, "allow", cb, sizeof cb);
     char code[4096], st[256], url[8192];
@@ -576,7 +427,7 @@ static void test_state_wrong_missing_or_from_another_browser_is_refused(void **s
     assert_fails(&s.b, cb, "invalid_state");
     /* A browser with no cookie and no state gets a page. */
     struct page p = {0};
-    visit(&other, PUBLIC "/users/connect/callback?code=x", NULL, &p);
+    browser_visit(&other, PUBLIC "/users/connect/callback?code=x", NULL, &p);
     assert_int_equal(p.status, 400);
     assert_untouched(s.uid);
     page_free(&p);
@@ -590,7 +441,7 @@ static void test_denied_consent_and_token_errors_are_refused(void **state)
     world(NULL);
     char link[4096], uid[SCHEMA_UID_LEN + 1], cb[8192];
     struct browser b;
-    browser_open(&b);
+    browser_open(&b, api.port);
 
     user_link("FAKE", "dave", "connect", link, sizeof link, uid);
     to_callback(&b, link, "deny", cb, sizeof cb);
@@ -619,7 +470,7 @@ static void test_denied_consent_and_token_errors_are_refused(void **state)
     char down[128];
     snprintf(down, sizeof down, "http://127.0.0.1:%d/token", harness_free_port());
     world(down);
-    browser_open(&b);
+    browser_open(&b, api.port);
     user_link("FAKE", "gina", "connect", link, sizeof link, uid);
     to_callback(&b, link, "allow", cb, sizeof cb);
     assert_fails(&b, cb, "provider_unavailable");
@@ -644,9 +495,9 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     struct start s;
     begin(&s, "PLAIN", "user1");
     struct browser other;
-    browser_open(&other);
+    browser_open(&other, api.port);
     struct page p = {0};
-    visit(&s.b, s.link, NULL, &p);
+    browser_visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 200);
     assert_non_null(strstr(p.body.p, "<form method=\"post\""));
     assert_null(strstr(p.body.p, "<script"));
@@ -654,7 +505,7 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     form_state(&p, st, sizeof st);
 
     snprintf(form, sizeof form, "state=%s&username=user1&password=wrong", st);
-    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
+    browser_visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 200);
     assert_non_null(strstr(p.body.p, "id=\"error\""));
     assert_non_null(strstr(p.body.p, "did not accept this user name and password"));
@@ -662,17 +513,17 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
 
     /* Another browser cannot post this form. */
     snprintf(form, sizeof form, "state=%s&username=user1&password=pass1", st);
-    visit(&other, PUBLIC "/users/connect/new", form, &p);
+    browser_visit(&other, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, KO_URL "?error=browser_mismatch");
     assert_untouched(s.uid);
 
     /* The right password, in a new flow (the other browser burned that one). */
     freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(s.link, "sig=") + 4));
-    visit(&s.b, s.link, NULL, &p);
+    browser_visit(&s.b, s.link, NULL, &p);
     form_state(&p, st, sizeof st);
     snprintf(form, sizeof form, "state=%s&username=user1&password=pass1", st);
-    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
+    browser_visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 302);
     assert_string_equal(p.location, OK_URL);
     char v[1024];
@@ -682,7 +533,7 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     assert_string_equal(v, "user1");
     assert_int_equal(events_of(s.uid, "connected"), 1);
     /* The form's flow is gone once used. */
-    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
+    browser_visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_string_equal(p.location, KO_URL "?error=invalid_state");
     page_free(&p);
     browser_close(&s.b);
@@ -695,7 +546,7 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
     struct start s;
     begin(&s, "PLAIN", "user2");
     struct page p = {0};
-    visit(&s.b, s.link, NULL, &p);
+    browser_visit(&s.b, s.link, NULL, &p);
     assert_int_equal(p.status, 200);
     char st[256], form[1024];
     form_state(&p, st, sizeof st);
@@ -704,7 +555,7 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
     for (int i = 0; i < 10; i++) {
         snprintf(form, sizeof form, "state=%s&username=%%3Cb%%3Ex%%22%%3C%%2Fb%%3E&password=no",
                  st);
-        visit(&s.b, PUBLIC "/users/connect/new", form, &p);
+        browser_visit(&s.b, PUBLIC "/users/connect/new", form, &p);
         assert_int_equal(p.status, 200);
         assert_non_null(strstr(p.body.p, "value=\"&lt;b&gt;x&quot;&lt;/b&gt;\""));
         assert_null(strstr(p.body.p, "<b>x"));
@@ -712,13 +563,13 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
     assert_true(harness_metric(api.port, "superimap_api_connect_total{result=\"login_refused\"}") >=
                 refused + 10);
     snprintf(form, sizeof form, "state=%s&username=user2&password=pass2", st);
-    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
+    browser_visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 429);
     assert_non_null(strstr(p.body.p, "Too many attempts"));
     assert_untouched(s.uid);
     /* An empty password is asked for again without trying the server. */
     snprintf(form, sizeof form, "state=%s&username=user2&password=", st);
-    visit(&s.b, PUBLIC "/users/connect/new", form, &p);
+    browser_visit(&s.b, PUBLIC "/users/connect/new", form, &p);
     assert_int_equal(p.status, 200);
     assert_non_null(strstr(p.body.p, "Enter your user name and password."));
     page_free(&p);
@@ -854,10 +705,10 @@ static void test_connected_user_is_watched_with_the_tokens_the_callback_stored(v
     char link[4096], uid[SCHEMA_UID_LEN + 1], cb[8192], pid[24];
     user_link("DOVE", "mailbox", "connect", link, sizeof link, uid);
     struct browser b;
-    browser_open(&b);
+    browser_open(&b, api.port);
     to_callback_as(&b, link, "user2@example.com", "allow", cb, sizeof cb);
     struct page p = {0};
-    visit(&b, cb, NULL, &p);
+    browser_visit(&b, cb, NULL, &p);
     assert_string_equal(p.location, OK_URL);
     page_free(&p);
     browser_close(&b);

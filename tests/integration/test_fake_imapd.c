@@ -272,7 +272,7 @@ static int group_setup(void **state)
     if (fakeimap_prepare(&srv, 1) < 0)
         return -1;
     const char *extra[] = {"SUPERIMAP_FAKE_ADDRS=127.0.0.1-2", "SUPERIMAP_FAKE_TLS_PORT=0",
-                           "SUPERIMAP_FAKE_USERS=100", NULL};
+                           "SUPERIMAP_FAKE_USERS=100", "SUPERIMAP_FAKE_XOAUTH2_PREFIX=at_", NULL};
     return fakeimap_start(&srv, extra);
 }
 
@@ -473,6 +473,14 @@ static void test_authenticate_xoauth2_accepts_token_of_user(void **state)
     /* base64("user=user5\1auth=Bearer token-user5\1\1") */
     client_send(&c, "a1 AUTHENTICATE XOAUTH2 "
                     "dXNlcj11c2VyNQFhdXRoPUJlYXJlciB0b2tlbi11c2VyNQEB\r\n");
+    expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
+    client_close(&c);
+
+    /* With SUPERIMAP_FAKE_XOAUTH2_PREFIX=at_, a provider's access token too. */
+    client_plain(&c);
+    /* base64("user=user5\1auth=Bearer at_from_the_provider\1\1") */
+    client_send(&c, "a1 AUTHENTICATE XOAUTH2 "
+                    "dXNlcj11c2VyNQFhdXRoPUJlYXJlciBhdF9mcm9tX3RoZV9wcm92aWRlcgEB\r\n");
     expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
     client_close(&c);
 

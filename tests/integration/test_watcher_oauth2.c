@@ -186,8 +186,10 @@ static void test_refresh_storm_is_capped_per_provider(void **state)
     long long most = fakeoauth_stat(&idp, "token_max_concurrent");
     assert_true(most >= 1);
     assert_true(most <= 2);
-    assert_int_equal(
-        harness_metric(w.port, "superimap_watcher_oauth2_refreshes_total{result=\"ok\"}"), USERS);
+    assert_int_equal(harness_metric(w.port,
+                                    "superimap_watcher_oauth2_refreshes_total{provider=\"" CODE
+                                    "\",result=\"ok\"}"),
+                     USERS);
     harness_proc_stop(&w);
 }
 
@@ -388,7 +390,8 @@ static void test_token_endpoint_on_loopback_is_refused_without_allow_private(voi
     assert_non_null(strstr(err, "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1"));
     assert_int_equal(fakeoauth_stat(&idp, "token_calls"), calls0); /* never connected */
     assert_int_equal(fx_wait_metric(w.port,
-                                    "superimap_watcher_oauth2_refreshes_total{result=\"config\"}",
+                                    "superimap_watcher_oauth2_refreshes_total{provider=\"" CODE
+                                    "\",result=\"config\"}",
                                     1, 5000),
                      0);
 }

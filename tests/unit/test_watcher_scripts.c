@@ -384,6 +384,7 @@ static long long reauth(const char *secret, const char *eid)
                           evt,
                           "si:{3}:ready:7",
                           "si:{3}:ready_partners",
+                          "si:{3}:reauth",
                           secret,
                           "token endpoint answered HTTP 400: invalid_grant",
                           eid,
@@ -391,7 +392,7 @@ static long long reauth(const char *secret, const char *eid)
                           "u1",
                           "sha1hex",
                           "sealed-payload"};
-    return run("user_reauth", 5, 12, argv, NULL, 0);
+    return run("user_reauth", 6, 13, argv, NULL, 0);
 }
 
 static void test_user_reauth_marks_unwatches_and_queues_one_event(void **state)
@@ -436,6 +437,33 @@ static void test_user_reauth_marks_unwatches_and_queues_one_event(void **state)
     r = rsync_command(rs, "EXISTS si:{3}:evt:u1.reauth.3");
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
+    r = rsync_command(rs, "SMEMBERS si:{3}:reauth");
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(r->element[0]->str, "u1");
+    freeReplyObject(r);
+}
+
+static long long reauth_count(void)
+{
+    const char *argv[] = {"si:{3}:reauth", "si:{3}:"};
+    return run("reauth_count", 1, 2, argv, NULL, 0);
+}
+
+static void test_reauth_count_counts_and_drops_users_who_left_the_state(void **state)
+{
+    (void)state;
+    assert_int_equal(reauth_count(), 0);
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u1 state reauth_required"));
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u2 state reauth_required"));
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u3 state watching"));
+    freeReplyObject(rsync_command(rs, "SADD si:{3}:reauth u1 u2 u3 u4"));
+    /* u3 connected again, u4 was deleted: both leave the set. */
+    assert_int_equal(reauth_count(), 2);
+    redisReply *r = rsync_command(rs, "SCARD si:{3}:reauth");
+    assert_int_equal(r->integer, 2);
+    freeReplyObject(r);
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u2 state idle"));
+    assert_int_equal(reauth_count(), 1);
 }
 
 int main(void)
@@ -453,6 +481,7 @@ int main(void)
         cmocka_unit_test_setup(test_user_state_written_by_holder_only, flush),
         cmocka_unit_test_setup(test_oauth2_tokens_store_only_over_the_secret_refreshed, flush),
         cmocka_unit_test_setup(test_user_reauth_marks_unwatches_and_queues_one_event, flush),
+        cmocka_unit_test_setup(test_reauth_count_counts_and_drops_users_who_left_the_state, flush),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

@@ -1,0 +1,72 @@
+/*
+ * cmd/api/states: users by state for the api's /metrics (see states.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/api/states.h"
+
+#include <hiredis/hiredis.h>
+
+#include "core/log.h"
+#include "core/rconn.h"
+#include "core/schema.h"
+
+static void on_count(struct rconn *rc, struct redisReply *reply, int err, void *data)
+{
+    (void)rc;
+    struct states *s = data;
+    if (s->pending == 0)
+        return; /* stopped */
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        s->failed = 1;
+    else
+        s->reauth += reply->integer;
+    if (--s->pending > 0)
+        return;
+    if (!s->failed)
+        metric_set(s->m_reauth, (double)s->reauth);
+    else
+        log_debug("users by state: a shard did not answer; the gauge keeps its last value");
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct states *s = t->data;
+    if (s->pending > 0 || !node_is_ready(s->node))
+        return; /* the last round is still out, or Redis is not there */
+    s->reauth = 0;
+    s->failed = 0;
+    s->pending = s->shards;
+    for (uint32_t k = 0; k < s->shards; k++) {
+        char key[SCHEMA_SHARD_KEY_MAX], prefix[SCHEMA_SHARD_KEY_MAX];
+        schema_key_reauth(key, k);
+        schema_key_shard_prefix(prefix, k);
+        const char *argv[] = {key, prefix};
+        if (rconn_script(node_redis(s->node), on_count, s, "reauth_count", 1, 2, argv, NULL) < 0) {
+            s->failed = 1;
+            s->pending = k; /* the shards from k on will not answer */
+            break;
+        }
+    }
+}
+
+void states_start(struct states *s, struct node *n, uint32_t shards)
+{
+    s->node = n;
+    s->shards = shards;
+    s->m_reauth = metrics_gauge(node_metrics(n), "superimap_users",
+                                "Users by state, the fleet's (every api exports the same figure)",
+                                "state=\"reauth_required\"");
+    ev_timer_init(&s->tick, on_tick, 1.0, STATES_PERIOD_S);
+    s->tick.data = s;
+    ev_timer_start(node_loop(n), &s->tick);
+}
+
+void states_stop(struct states *s)
+{
+    if (s->node != NULL)
+        ev_timer_stop(node_loop(s->node), &s->tick);
+    s->pending = 0;
+}

@@ -1,0 +1,42 @@
+/*
+ * cmd/api/states: users by state for the api's /metrics.
+ *
+ * superimap_users{state="reauth_required"}: every STATES_PERIOD_S the api
+ * runs reauth_count.lua on each shard from the node's loop (never from a
+ * scrape) and sets the gauge once every shard has answered. The work is
+ * bounded by the users whose grant died (each shard's si:{k}:reauth set),
+ * not by the number of users. The figure is the fleet's: every api exports
+ * the same one (aggregate with max, not sum). The states of watched users
+ * are the watchers' (superimap_watcher_sessions_by_state).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CMD_API_STATES_H
+#define CMD_API_STATES_H
+
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "core/metrics.h"
+#include "core/node.h"
+
+#define STATES_PERIOD_S 5.0
+
+struct states {
+    struct node *node;
+    uint32_t shards;
+    ev_timer tick;
+    uint32_t pending; /* shards not yet answered this round */
+    int failed;       /* a shard answered with an error this round */
+    long long reauth; /* this round's sum */
+    struct metric *m_reauth;
+};
+
+/* Registers the gauge and starts the timer on the node's loop. */
+void states_start(struct states *s, struct node *n, uint32_t shards);
+
+/* Stops the timer; answers still pending find the round abandoned. */
+void states_stop(struct states *s);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * End to end, a Gmail-like OAuth2 mailbox on a whole fleet
+ * (tests/integration/system.h with opts.oauth2: Redis, Dovecot whose oauth2
+ * passdb validates every XOAUTH2 login at superimap-fake-oauth2d, that
+ * provider, api, watcher, dispatcher, webhook receiver), driven only as a
+ * partner and a user would: the user's connect_url from the partner API is
+ * followed in a browser with a cookie jar (browser.h), the user consents at
+ * the provider, the callback connects it and user_connected is delivered;
+ * mail becomes new_mail webhooks; the access token lives 5 s and is
+ * refreshed in the background without a new login or a lost event; the
+ * grant is revoked at the provider's /revoke, and the user ends in state
+ * reauth_required with a user_reauth_required webhook; the disconnect link
+ * gives user_disconnected. Every webhook's signatures are verified by the
+ * receiver (sys_report()).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "tests/integration/system.h"
+#include "tests/integration/test_watcher_fixture.h"
+
+#define TAG        "ana"
+#define BACK       "&success=https%3A%2F%2Fpartner.test%2Fok&failure=https%3A%2F%2Fpartner.test%2Fko"
+#define ACCESS_TTL 5 /* seconds */
+#define WATCHING   "superimap_watcher_sessions_by_state{state=\"watching\"}"
+#define REAUTH     "superimap_users{state=\"reauth_required\"}"
+
+static struct sys fleet;
+
+static int setup(void **state)
+{
+    (void)state;
+    const struct sys_opts o = {.oauth2 = 1, .dovecot_users = 4};
+    if (fx_init() < 0 || sys_start_dovecot(&fleet, &o) < 0)
+        return -1;
+    return fleet.skipped ? 0 : fakeoauth_config(&fleet.idp, "{\"access_ttl\":5}");
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fx_shutdown();
+    return sys_stop_started(&fleet);
+}
+
+/* The user's field (connect_url, disconnect_url, state...) from the partner
+ * API into out. */
+static void user_json(const struct sys_user *u, const char *field, char *out, size_t n)
+{
+    struct api_resp r = {0};
+    assert_int_equal(sys_get_user(&fleet, u, &r), 200);
+    const char *v = jstr(&r, field);
+    assert_non_null(v);
+    snprintf(out, n, "%s", v);
+    api_resp_free(&r);
+}
+
+/* Polls series at port until it equals want or ms pass; 0 or -1. */
+static int wait_gauge(int port, const char *series, double want, int ms)
+{
+    long long deadline = harness_now_ms() + ms;
+    double v;
+    do {
+        v = harness_metric(port, series);
+        if (v == want)
+            return 0;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    fprintf(stderr, "metric %s is %g, not %g, after %d ms\n", series, v, want, ms);
+    return -1;
+}
+
+/* Visits url in b and checks it ends at the success URL. */
+static void visit_to_success(struct browser *b, const char *url)
+{
+    struct page p = {0};
+    browser_visit(b, url, NULL, &p);
+    if (p.status != 302 || strcmp(p.location, "https://partner.test/ok") != 0)
+        fail_msg("%s: want 302 to the success URL, got %ld to %s", url, p.status, p.location);
+    page_free(&p);
+}
+
+static void test_connect_mail_refresh_revoke_disconnect(void **state)
+{
+    (void)state;
+    SYS_NEED_DOVECOT(&fleet);
+    int w = fleet.watcher[0].p.port;
+    struct sys_user u;
+    assert_int_equal(sys_create_user(&fleet, SYS_OAUTH2, TAG, &u), 0);
+    char link[4096], uid[64];
+    user_json(&u, "connect_url", link, sizeof link);
+    query_value(link, "user_id", uid, sizeof uid);
+    assert_true(uid[0] != '\0');
+
+    /* Connect link -> consent -> callback -> user_connected. */
+    struct browser b;
+    browser_open(&b, fleet.api.p.port);
+    char cb[8192], with_back[8192];
+    snprintf(with_back, sizeof with_back, "%s%s", link, BACK);
+    assert_int_equal(
+        browser_consent(&b, fleet.idp.port, with_back, u.login, "allow", cb, sizeof cb), 0);
+    visit_to_success(&b, cb);
+    assert_int_equal(sys_wait_hooks(&fleet, "user_connected", TAG, 1, 1, sys_ms(15000)), 1);
+    assert_int_equal(sys_wait_user_state(&fleet, &u, "watching", sys_ms(20000)), 0);
+    assert_int_equal(wait_gauge(w, WATCHING, 1, sys_ms(5000)), 0);
+    assert_int_equal(harness_metric(fleet.api.p.port, REAUTH), 0);
+
+    /* Mail -> new_mail. */
+    long m1 = sys_deliver(&fleet, &u, 0);
+    assert_true(m1 >= 0);
+    assert_int_equal(sys_wait_mail(&fleet, m1, sys_ms(15000)), 0);
+
+    /* The access token from the callback expires 5 s after it; two refreshes
+     * take the session past that. */
+    long long ok0 = fakeoauth_stat(&fleet.idp, "token.refresh_token.ok");
+    assert_true(ok0 >= 0);
+    assert_int_equal(fakeoauth_wait_stat(&fleet.idp, "token.refresh_token.ok", ok0 + 2,
+                                         sys_ms(4 * ACCESS_TTL * 1000)),
+                     0);
+    long m2 = sys_deliver(&fleet, &u, 0);
+    assert_true(m2 >= 0);
+    assert_int_equal(sys_wait_mail(&fleet, m2, sys_ms(15000)), 0);
+    assert_int_equal(harness_metric(w, "superimap_watcher_logins_total"), 1);
+    assert_true(harness_metric(w, "superimap_watcher_oauth2_refreshes_total{provider=\"" SYS_OAUTH2
+                                  "\",result=\"ok\"}") >= 2);
+
+    /* The grant revoked at the provider -> reauth_required + its webhook. */
+    char refresh[256], body[320];
+    fx_user_opened(&fleet.redis, uid, "secret", refresh, sizeof refresh);
+    assert_true(strncmp(refresh, "rt_", 3) == 0);
+    snprintf(body, sizeof body, "token=%s", refresh);
+    assert_int_equal(fakeoauth_post(&fleet.idp, "/revoke", "application/x-www-form-urlencoded",
+                                    body, NULL, 0, NULL, 0),
+                     200);
+    assert_int_equal(sys_wait_user_state(&fleet, &u, "reauth_required", sys_ms(20000)), 0);
+    assert_int_equal(sys_wait_hooks(&fleet, "user_reauth_required", TAG, 1, 1, sys_ms(15000)), 1);
+    /* Counted by the api (reauth_count.lua every STATES_PERIOD_S); the
+     * watcher holds no session of it any more. */
+    assert_int_equal(wait_gauge(fleet.api.p.port, REAUTH, 1, sys_ms(15000)), 0);
+    assert_int_equal(wait_gauge(w, WATCHING, 0, sys_ms(15000)), 0);
+
+    /* The disconnect link -> user_disconnected. */
+    user_json(&u, "disconnect_url", link, sizeof link);
+    snprintf(with_back, sizeof with_back, "%s%s", link, BACK);
+    visit_to_success(&b, with_back);
+    assert_int_equal(sys_wait_hooks(&fleet, "user_disconnected", TAG, 1, 1, sys_ms(15000)), 1);
+    char st[64];
+    user_json(&u, "state", st, sizeof st);
+    assert_string_equal(st, "idle");
+    assert_int_equal(wait_gauge(fleet.api.p.port, REAUTH, 0, sys_ms(15000)), 0);
+    browser_close(&b);
+
+    struct sys_report r;
+    if (sys_report(&fleet, &r) != 0)
+        fail_msg("%s", fleet.why);
+    assert_int_equal(r.announced, 2);
+    assert_int_equal(r.duplicates, 0);
+    assert_int_equal(r.unknown, 0);
+    assert_int_equal(sys_count_hooks(&fleet, "user_connected", TAG, 1), 1);
+    assert_int_equal(sys_count_hooks(&fleet, "user_reauth_required", TAG, 1), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_connect_mail_refresh_revoke_disconnect, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
