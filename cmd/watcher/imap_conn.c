@@ -17,6 +17,13 @@
 
 #include "core/err.h"
 
+static char errbuf[IMAP_CONN_ERR_MAX]; /* one loop thread: one buffer for all */
+
+const char *imap_conn_error(void)
+{
+    return errbuf;
+}
+
 void imap_conn_init(struct imap_conn *c, struct ev_loop *loop,
                     void (*cb)(struct ev_loop *loop, ev_io *io, int revents), void *owner)
 {
@@ -26,7 +33,6 @@ void imap_conn_init(struct imap_conn *c, struct ev_loop *loop,
     c->io_events = 0;
     c->phase = IMAP_CONN_CLOSED;
     c->serial = 0;
-    c->errbuf[0] = '\0';
     buf_init(&c->out, IMAP_CONN_OUT_MAX);
     ev_init(&c->io, cb);
     c->io.data = owner;
@@ -65,7 +71,7 @@ int imap_conn_open(struct imap_conn *c, int family)
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         int e = errno;
-        snprintf(c->errbuf, sizeof c->errbuf, "socket: %s", strerror(e));
+        snprintf(errbuf, sizeof errbuf, "socket: %s", strerror(e));
         return -SIMAP_EIO;
     }
     c->fd = fd;
@@ -79,8 +85,7 @@ int imap_conn_open(struct imap_conn *c, int family)
     return 0;
 }
 
-/* The connect ended: SO_ERROR says how. errbuf holds "connect to
- * host:port" until then. */
+/* The connect ended: SO_ERROR says how. */
 static int connect_result(struct imap_conn *c)
 {
     int soerr = 0;
@@ -88,8 +93,7 @@ static int connect_result(struct imap_conn *c)
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
         soerr = errno;
     if (soerr != 0) {
-        size_t n = strlen(c->errbuf);
-        snprintf(c->errbuf + n, sizeof c->errbuf - n, ": %s", strerror(soerr));
+        snprintf(errbuf, sizeof errbuf, "connect: %s", strerror(soerr));
         return -SIMAP_EIO;
     }
     c->phase = IMAP_CONN_OPEN;
@@ -100,13 +104,11 @@ static int connect_result(struct imap_conn *c)
 int imap_conn_connect(struct imap_conn *c, const struct sockaddr *addr, socklen_t addrlen,
                       const char *host, int port)
 {
-    snprintf(c->errbuf, sizeof c->errbuf, "connect to %s:%d", host, port);
     c->phase = IMAP_CONN_CONNECTING;
     if (connect(c->fd, addr, addrlen) < 0) {
         int e = errno;
         if (e != EINPROGRESS) {
-            size_t n = strlen(c->errbuf);
-            snprintf(c->errbuf + n, sizeof c->errbuf - n, ": %s", strerror(e));
+            snprintf(errbuf, sizeof errbuf, "connect to %s:%d: %s", host, port, strerror(e));
             return -SIMAP_EIO;
         }
         set_io(c, EV_WRITE);
@@ -117,7 +119,7 @@ int imap_conn_connect(struct imap_conn *c, const struct sockaddr *addr, socklen_
 
 int imap_conn_start_tls(struct imap_conn *c, const char *host)
 {
-    c->ssl = tls_new(c->fd, host, c->errbuf, sizeof c->errbuf);
+    c->ssl = tls_new(c->fd, host, errbuf, sizeof errbuf);
     if (c->ssl == NULL)
         return -SIMAP_ECRYPTO;
     c->phase = IMAP_CONN_HANDSHAKE;
@@ -134,7 +136,7 @@ static int tls_err(ssize_t rc)
 int imap_conn_handshake(struct imap_conn *c)
 {
     int want = 0;
-    int rc = tls_handshake(c->ssl, &want, c->errbuf, sizeof c->errbuf);
+    int rc = tls_handshake(c->ssl, &want, errbuf, sizeof errbuf);
     if (rc < 0)
         return tls_err(rc);
     if (rc == 0) {
@@ -152,7 +154,7 @@ int imap_conn_flush(struct imap_conn *c)
         ssize_t n;
         int want = 0;
         if (c->ssl != NULL) {
-            n = tls_write(c->ssl, c->out.data, c->out.len, &want, c->errbuf, sizeof c->errbuf);
+            n = tls_write(c->ssl, c->out.data, c->out.len, &want, errbuf, sizeof errbuf);
             if (n < 0)
                 return tls_err(n);
         } else {
@@ -163,7 +165,7 @@ int imap_conn_flush(struct imap_conn *c)
                     want = TLS_WANT_WRITE;
                     n = 0;
                 } else {
-                    snprintf(c->errbuf, sizeof c->errbuf, "write: %s", strerror(e));
+                    snprintf(errbuf, sizeof errbuf, "write: %s", strerror(e));
                     return -SIMAP_EIO;
                 }
             }
@@ -185,7 +187,7 @@ void imap_conn_write_now(struct imap_conn *c)
 {
     if (c->ssl != NULL) {
         int want;
-        tls_write(c->ssl, c->out.data, c->out.len, &want, c->errbuf, sizeof c->errbuf);
+        tls_write(c->ssl, c->out.data, c->out.len, &want, errbuf, sizeof errbuf);
     } else {
         ssize_t w = write(c->fd, c->out.data, c->out.len);
         (void)w;
@@ -201,7 +203,7 @@ void imap_conn_shrink(struct imap_conn *c)
 
 static void report(struct imap_conn *c, const struct imap_conn_hooks *hooks, int err)
 {
-    hooks->on_error(c->io.data, err, c->errbuf);
+    hooks->on_error(c->io.data, err, errbuf);
 }
 
 /* Reads up to the budget, handing every chunk to on_data. */
@@ -213,7 +215,7 @@ static void do_read(struct imap_conn *c, const struct imap_conn_hooks *hooks)
         ssize_t n;
         int want = 0;
         if (c->ssl != NULL) {
-            n = tls_read(c->ssl, chunk, sizeof chunk, &want, c->errbuf, sizeof c->errbuf);
+            n = tls_read(c->ssl, chunk, sizeof chunk, &want, errbuf, sizeof errbuf);
             if (n < 0) {
                 report(c, hooks, tls_err(n));
                 return;
@@ -226,12 +228,12 @@ static void do_read(struct imap_conn *c, const struct imap_conn_hooks *hooks)
                 int e = errno;
                 if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
                     return;
-                snprintf(c->errbuf, sizeof c->errbuf, "read: %s", strerror(e));
+                snprintf(errbuf, sizeof errbuf, "read: %s", strerror(e));
                 report(c, hooks, -SIMAP_EIO);
                 return;
             }
             if (n == 0) {
-                snprintf(c->errbuf, sizeof c->errbuf, "server closed the connection");
+                snprintf(errbuf, sizeof errbuf, "server closed the connection");
                 report(c, hooks, -SIMAP_EIO);
                 return;
             }

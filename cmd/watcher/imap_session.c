@@ -234,7 +234,7 @@ static void on_conn_data(void *data, const char *p, size_t n)
 
 static void on_conn_error(void *data, int err, const char *msg)
 {
-    (void)msg; /* conn.errbuf */
+    (void)msg; /* imap_conn_error() */
     session_conn_failed(data, err);
 }
 

@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cmd/watcher/session_store.h"
 #include "core/config.h"
@@ -166,7 +167,12 @@ void session_fail_after(struct imap_session *s, enum fail_kind kind, int64_t min
 
 void session_conn_failed(struct imap_session *s, int err)
 {
-    session_fail(s, err == -SIMAP_ECRYPTO ? F_PROTO : F_NET, "%s", s->conn.errbuf);
+    enum fail_kind kind = err == -SIMAP_ECRYPTO ? F_PROTO : F_NET;
+    const char *why = imap_conn_error();
+    if (s->state == S_CONNECT && s->prov != NULL && strncmp(why, "connect: ", 9) == 0)
+        session_fail(s, kind, "connect to %s:%d: %s", s->prov->host, s->prov->port, why + 9);
+    else
+        session_fail(s, kind, "%s", why);
 }
 
 /* ---- Output ---- */

@@ -39,7 +39,7 @@ static void send_capability(struct imap_session *s)
 static void start_tls(struct imap_session *s)
 {
     if (imap_conn_start_tls(&s->conn, s->prov->host) < 0) {
-        session_fail(s, F_PROTO, "%s", s->conn.errbuf);
+        session_fail(s, F_PROTO, "%s", imap_conn_error());
         return;
     }
     session_set_state(s, S_TLS);
@@ -81,7 +81,7 @@ void session_login_connect(struct imap_session *s)
 {
     struct provider *p = s->prov;
     if (imap_conn_open(&s->conn, p->addr.ss_family) < 0) {
-        session_fail(s, F_NET, "%s", s->conn.errbuf);
+        session_fail(s, F_NET, "%s", imap_conn_error());
         return;
     }
     s->parser =
@@ -91,7 +91,7 @@ void session_login_connect(struct imap_session *s)
     int rc = imap_conn_connect(&s->conn, (const struct sockaddr *)&p->addr, p->addrlen, p->host,
                                p->port);
     if (rc < 0)
-        session_fail(s, F_NET, "%s", s->conn.errbuf);
+        session_fail(s, F_NET, "%s", imap_conn_error());
     else if (rc == 1)
         session_login_connected(s);
 }
