@@ -2,10 +2,11 @@
  * cmd/watcher/callgate: at most max session calls in flight on one rconn,
  * the rest waiting in a FIFO (see callgate.h).
  *
- * Each call is one allocation: the struct gcall, its argument arrays, then
- * the bytes of the script name and the arguments. It is handed to rconn with
- * on_done() as callback, which counts it out, runs the caller's callback,
- * frees it and hands over the next waiting calls.
+ * Each call is one allocation: the struct gcall, and for a call that must
+ * wait, its argument arrays, then the bytes of the script name and the
+ * arguments (a call sent at once carries none: rconn copies them). It is
+ * handed to rconn with on_done() as callback, which counts it out, runs the
+ * caller's callback, frees it and hands over the next waiting calls.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -71,13 +72,13 @@ static struct gcall *gcall_new(struct callgate *g, rconn_cb *cb, void *privdata,
 
 static void on_done(struct rconn *rc, struct redisReply *reply, int err, void *privdata);
 
-/* Hands c to rconn. Returns rconn's answer; on 0 the gate counts it. */
-static int hand_over(struct callgate *g, struct gcall *c)
+/* Hands call c, with these arguments, to rconn (which copies them). Returns
+ * rconn's answer; on 0 the gate counts it. */
+static int hand_over(struct callgate *g, struct gcall *c, const char *script, int nkeys, int argc,
+                     const char **argv, const size_t *argvlen)
 {
-    int rc =
-        c->script != NULL
-            ? rconn_script(g->rc, on_done, c, c->script, c->nkeys, c->argc, c->argv, c->argvlen)
-            : rconn_command_argv(g->rc, on_done, c, c->argc, c->argv, c->argvlen);
+    int rc = script != NULL ? rconn_script(g->rc, on_done, c, script, nkeys, argc, argv, argvlen)
+                            : rconn_command_argv(g->rc, on_done, c, argc, argv, argvlen);
     if (rc == 0)
         g->in_flight++;
     return rc;
@@ -93,7 +94,7 @@ static void pump(struct callgate *g)
         if (g->head == NULL)
             g->tail = NULL;
         g->waiting--;
-        int rc = hand_over(g, c);
+        int rc = hand_over(g, c, c->script, c->nkeys, c->argc, c->argv, c->argvlen);
         if (rc < 0) {
             if (c->cb != NULL)
                 c->cb(g->rc, NULL, rc, c->privdata);
@@ -125,13 +126,16 @@ static int submit(struct callgate *g, rconn_cb *cb, void *privdata, const char *
         return -SIMAP_ESHUTDOWN;
     if (argc < 1 || argv == NULL || (script != NULL && (nkeys < 0 || nkeys > argc)))
         return -SIMAP_EINVAL;
-    struct gcall *c = gcall_new(g, cb, privdata, script, nkeys, argc, argv, argvlen);
     if (g->head == NULL && g->in_flight < g->max) {
-        int rc = hand_over(g, c);
+        /* Sent at once: rconn keeps its own copy of the arguments, so the
+         * call carries none (a record_mail's body is copied once, not twice). */
+        struct gcall *c = gcall_new(g, cb, privdata, NULL, 0, 0, NULL, NULL);
+        int rc = hand_over(g, c, script, nkeys, argc, argv, argvlen);
         if (rc < 0)
             xfree(c);
         return rc;
     }
+    struct gcall *c = gcall_new(g, cb, privdata, script, nkeys, argc, argv, argvlen);
     if (g->tail != NULL)
         g->tail->next = c;
     else
