@@ -70,20 +70,28 @@ static char *slurp(const char *path)
 static int suite_setup(void **state)
 {
     (void)state;
-    static const char *const env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                      "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_PUBLIC_URL=" PUBLIC,
-                                      "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
     static const char *const idp_args[] = {"--client", CLIENT ":" SECRET, NULL};
-    if (harness_redis_start(&redis) < 0 || fakeoauth_start(&idp, idp_args) < 0 ||
-        harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||
-        harness_wait_http(api.port, "/readyz", 200, 10000) < 0)
-        return -1;
-    if (fx_init() < 0 || fakeimap_prepare(&imap, 0) < 0 || fakeimap_start(&imap, NULL) < 0)
+    if (harness_redis_start(&redis) < 0 || fakeoauth_start(&idp, idp_args) < 0 || fx_init() < 0 ||
+        fakeimap_prepare(&imap, 0) < 0 || fakeimap_start(&imap, NULL) < 0)
         return -1;
     have_dovecot = dovecot_available(skip_why, sizeof skip_why);
     char introspect[300];
     fakeoauth_url(&idp, "/introspect", introspect, sizeof introspect);
-    return have_dovecot ? dovecot_start_oauth2(&dv, 4, introspect) : 0;
+    if (have_dovecot && dovecot_start_oauth2(&dv, 4, introspect) < 0)
+        return -1;
+    /* The api trusts the CA of Dovecot's certificate as the watcher does. */
+    static char ca_env[400];
+    snprintf(ca_env, sizeof ca_env, "SUPERIMAP_CA_FILE=%s", have_dovecot ? dv.ca_file : "");
+    const char *const env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
+                               "SUPERIMAP_API_RATE_LIMIT=0",
+                               "SUPERIMAP_PUBLIC_URL=" PUBLIC,
+                               "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1",
+                               have_dovecot ? ca_env : NULL,
+                               NULL};
+    if (harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||
+        harness_wait_http(api.port, "/readyz", 200, 10000) < 0)
+        return -1;
+    return 0;
 }
 
 static int suite_teardown(void **state)
@@ -105,6 +113,9 @@ static void world(const char *token_url)
     freeReplyObject(rcmd(&redis, "FLUSHALL"));
     assert_int_equal(
         fakeoauth_inject(&idp, "{\"endpoint\":\"token\",\"error\":\"500\",\"count\":0}"), 0);
+    assert_int_equal(
+        fakeoauth_inject(&idp, "{\"endpoint\":\"userinfo\",\"error\":\"500\",\"count\":0}"), 0);
+    assert_int_equal(fakeoauth_config(&idp, "{\"id_token\":\"email\"}"), 0);
     char body[2048], own[256];
     snprintf(own, sizeof own, "http://127.0.0.1:%d/token", idp.port);
     snprintf(
@@ -339,6 +350,55 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     browser_close(&s.b);
 }
 
+/* The provider's ID token names no email (a claim left out, or no ID token
+ * at all): the callback asks the userinfo endpoint with the access token.
+ * When that fails the user is left as it was and the browser goes to the
+ * failure URL: provider_unavailable for a 5xx, no_email for a refusal. */
+static void test_email_from_userinfo_when_the_id_token_has_none(void **state)
+{
+    (void)state;
+    static const char *const kinds[] = {"{\"id_token\":\"no_email\"}", "{\"id_token\":\"none\"}"};
+    static const char *const tags[] = {"dana", "dave"};
+    char cb[8192], v[4096];
+    struct page p = {0};
+    for (int i = 0; i < 2; i++) {
+        struct start s;
+        begin(&s, "FAKE", tags[i]);
+        assert_int_equal(fakeoauth_config(&idp, kinds[i]), 0);
+        long long asked = fakeoauth_stat(&idp, "userinfo");
+        to_callback_as(&s.b, s.link, "dana@example.com", "allow", cb, sizeof cb);
+        browser_visit(&s.b, cb, NULL, &p);
+        if (p.status != 302 || strcmp(p.location, OK_URL) != 0)
+            fail_msg("%s: want 302 to %s, got %ld to %s", kinds[i], OK_URL, p.status, p.location);
+        assert_int_equal(fakeoauth_stat(&idp, "userinfo"), asked + 1);
+        fx_user_field(&redis, s.uid, "email", v, sizeof v);
+        assert_string_equal(v, "dana@example.com");
+        assert_int_equal(events_of(s.uid, "connected"), 1);
+        browser_close(&s.b);
+    }
+
+    static const char *const faults[][2] = {
+        {"{\"endpoint\":\"userinfo\",\"error\":\"500\",\"count\":1}", "provider_unavailable"},
+        {"{\"endpoint\":\"userinfo\",\"error\":\"invalid_grant\",\"count\":1}", "no_email"},
+    };
+    for (int i = 0; i < 2; i++) {
+        struct start s;
+        begin(&s, "FAKE", "erin");
+        assert_int_equal(fakeoauth_config(&idp, "{\"id_token\":\"no_email\"}"), 0);
+        assert_int_equal(fakeoauth_inject(&idp, faults[i][0]), 0);
+        to_callback_as(&s.b, s.link, "erin@example.com", "allow", cb, sizeof cb);
+        assert_fails(&s.b, cb, faults[i][1]);
+        assert_untouched(s.uid);
+        fx_user_field(&redis, s.uid, "email", v, sizeof v);
+        assert_string_equal(v, "");
+        browser_close(&s.b);
+    }
+    assert_true(harness_metric(
+                    api.port, "superimap_api_connect_total{result=\"provider_unavailable\"}") >= 1);
+    assert_true(harness_metric(api.port, "superimap_api_connect_total{result=\"no_email\"}") >= 1);
+    page_free(&p);
+}
+
 /* The link of user uid signed as the api does, made at ts. */
 static void signed_link(const char *kind, const char *uid, long long ts, char *out, size_t n)
 {
@@ -538,6 +598,84 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     page_free(&p);
     browser_close(&s.b);
     browser_close(&other);
+}
+
+/* Posts the PLAIN form of link in a fresh browser on port with user1's
+ * password pw; the answer into p. */
+static void post_form(int port, const char *link, const char *pw, struct page *p)
+{
+    struct browser b;
+    browser_open(&b, port);
+    browser_visit(&b, link, NULL, p);
+    assert_int_equal(p->status, 200);
+    char st[256], form[1024];
+    form_state(p, st, sizeof st);
+    snprintf(form, sizeof form, "state=%s&username=user1&password=%s", st, pw);
+    browser_visit(&b, PUBLIC "/users/connect/new", form, p);
+    browser_close(&b);
+}
+
+/* The form's live login to Dovecot over implicit TLS and over STARTTLS,
+ * the certificate verified against SUPERIMAP_CA_FILE (the test's CA): a
+ * wrong password shows Dovecot's refusal and saves nothing, the right one
+ * connects. An api that does not trust that CA sends no password: the
+ * person reads that the server's certificate could not be verified. */
+static void test_plain_form_over_tls_and_starttls(void **state)
+{
+    (void)state;
+    DOVECOT_NEED(have_dovecot, skip_why);
+    world(NULL);
+    static const char *const codes[] = {"DTLS", "DSTART"};
+    char body[512];
+    struct api_resp r = {0};
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body,
+                 "{\"code\":\"%s\",\"imap_host\":\"127.0.0.1\",\"imap_port\":%d,"
+                 "\"tls\":\"%s\"}",
+                 codes[i], i == 0 ? dv.port_tls : dv.port_plain, i == 0 ? "implicit" : "starttls");
+        admin_json(&r, api.port, "POST", "/admin/api/providers", body);
+        EXPECT(&r, 201, "POST", "/admin/api/providers");
+        snprintf(body, sizeof body, "imap_provider_code=%s", codes[i]);
+        api_form(&r, api.port, "POST", "/api/v1/connections", key, body);
+        EXPECT(&r, 201, "POST", "/api/v1/connections");
+    }
+    api_resp_free(&r);
+
+    struct page p = {0};
+    char link[4096], uid[SCHEMA_UID_LEN + 1], v[1024];
+    for (int i = 0; i < 2; i++) {
+        user_link(codes[i], "tls-user", "connect", link, sizeof link, uid);
+        post_form(api.port, link, "wrong", &p);
+        assert_int_equal(p.status, 200);
+        if (strstr(p.body.p, "did not accept this user name and password") == NULL)
+            fail_msg("%s, wrong password: %s", codes[i], p.body.p);
+        assert_untouched(uid);
+        freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(link, "sig=") + 4));
+        post_form(api.port, link, "pass1", &p);
+        if (p.status != 302 || strcmp(p.location, OK_URL) != 0)
+            fail_msg("%s, right password: %ld %s %s", codes[i], p.status, p.location, p.body.p);
+        fx_user_field(&redis, uid, "username", v, sizeof v);
+        assert_string_equal(v, "user1");
+        assert_int_equal(events_of(uid, "connected"), 1);
+    }
+
+    /* An api without the test's CA trusts only the system's. */
+    struct proc untrusting;
+    const char *const env[] = {"SUPERIMAP_PUBLIC_URL=" PUBLIC, NULL};
+    assert_int_equal(
+        harness_node_start(&untrusting, &redis, "superimap-api", "api-connect-no-ca", env), 0);
+    assert_int_equal(harness_wait_http(untrusting.port, "/readyz", 200, 10000), 0);
+    for (int i = 0; i < 2; i++) {
+        user_link(codes[i], "untrusted", "connect", link, sizeof link, uid);
+        post_form(untrusting.port, link, "pass1", &p);
+        assert_int_equal(p.status, 200);
+        if (strstr(p.body.p, "did not prove who it is: its certificate could not be verified") ==
+            NULL)
+            fail_msg("%s, untrusted certificate: %s", codes[i], p.body.p);
+        assert_untouched(uid);
+    }
+    harness_proc_stop(&untrusting);
+    page_free(&p);
 }
 
 static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
@@ -806,8 +944,10 @@ int main(void)
         cmocka_unit_test(test_links_forged_expired_or_replayed_are_refused),
         cmocka_unit_test(test_state_wrong_missing_or_from_another_browser_is_refused),
         cmocka_unit_test(test_denied_consent_and_token_errors_are_refused),
+        cmocka_unit_test(test_email_from_userinfo_when_the_id_token_has_none),
         cmocka_unit_test(test_plain_form_tries_the_login_before_saving),
         cmocka_unit_test(test_plain_form_escapes_input_and_is_rate_limited),
+        cmocka_unit_test(test_plain_form_over_tls_and_starttls),
         cmocka_unit_test(test_browser_consent_and_plain_form),
         cmocka_unit_test(test_connected_user_is_watched_with_the_tokens_the_callback_stored),
     };
