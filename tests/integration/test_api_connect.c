@@ -53,18 +53,6 @@ static int have_dovecot;
 static char skip_why[128];
 static char *key; /* the partner's API key */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *s = calloc(1, 1 << 20);
-    size_t n = fread(s, 1, (1 << 20) - 1, f);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* ---- Suite ---- */
 
 static int suite_setup(void **state)
@@ -716,91 +704,28 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
 
 /* ---- A real browser ---- */
 
-#define CHROMIUM "/usr/bin/chromium"
-#define NODE     "/usr/bin/node"
-
-/* Runs argv (with env) to its end within ms; its log into out. The exit
- * code. */
-static int run_to_end(const char *name, const char *const *argv, const char *const *env, int ms,
-                      char **out)
-{
-    struct proc p;
-    memset(&p, 0, sizeof p);
-    snprintf(p.log, sizeof p.log, "%s/%s.log", redis.dir, name);
-    assert_int_equal(harness_spawn(&p, argv, env), 0);
-    if (harness_proc_wait(&p, ms) < 0) {
-        harness_proc_stop(&p);
-        fail_msg("%s did not finish within %d ms; log %s", name, ms, p.log);
-    }
-    *out = slurp(p.log);
-    return p.exit_code;
-}
-
-/* puppeteer-core 24.x in tests/browser/node_modules (test-only, never
- * committed), installed from the npm registry when missing. */
-static void need_puppeteer(const char *dir)
-{
-    char probe[1200];
-    snprintf(probe, sizeof probe, "%s/node_modules/puppeteer-core/package.json", dir);
-    if (access(probe, R_OK) == 0)
-        return;
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && npm install --no-save --no-package-lock --no-audit --no-fund", dir);
-    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    char *log = NULL;
-    int rc = run_to_end("npm-install", argv, NULL, 300000, &log);
-    if (rc != 0 || access(probe, R_OK) != 0)
-        fail_msg("npm could not install puppeteer-core into %s (exit %d):\n%s", dir, rc,
-                 log ? log : "");
-    free(log);
-}
-
 static void test_browser_consent_and_plain_form(void **state)
 {
     (void)state;
-    if (access(CHROMIUM, X_OK) != 0 || access(NODE, X_OK) != 0)
-        fail_msg("%s or %s is missing: install the Debian packages chromium and nodejs (make "
-                 "deps)",
-                 CHROMIUM, NODE);
-    const char *src = getenv("SUPERIMAP_SRC_DIR");
-    char dir[1024], script[1100];
-    snprintf(dir, sizeof dir, "%s/tests/browser", src ? src : ".");
-    snprintf(script, sizeof script, "%s/connect.mjs", dir);
-    need_puppeteer(dir);
-
     world(NULL);
     char oauth[4096], deny[4096], plain[4096];
     char oauth_uid[SCHEMA_UID_LEN + 1], deny_uid[SCHEMA_UID_LEN + 1], plain_uid[SCHEMA_UID_LEN + 1];
     user_link("FAKE", "browser1", "connect", oauth, sizeof oauth, oauth_uid);
     user_link("FAKE", "browser2", "connect", deny, sizeof deny, deny_uid);
     user_link("PLAIN", "user3", "connect", plain, sizeof plain, plain_uid);
-    static char vars[8][4200];
+    static char vars[4][4200];
     snprintf(vars[0], sizeof vars[0], "API_PORT=%d", api.port);
     snprintf(vars[1], sizeof vars[1], "OAUTH_LINK=%s", oauth);
     snprintf(vars[2], sizeof vars[2], "DENY_LINK=%s", deny);
     snprintf(vars[3], sizeof vars[3], "PLAIN_LINK=%s", plain);
-    snprintf(vars[4], sizeof vars[4], "HOME=%s", redis.dir);
-    snprintf(vars[5], sizeof vars[5], "TMPDIR=%s", redis.dir);
-    const char *env[] = {vars[0],
-                         vars[1],
-                         vars[2],
-                         vars[3],
-                         vars[4],
-                         vars[5],
-                         "CHROMIUM=" CHROMIUM,
-                         "PLAIN_USER=user3",
-                         "PLAIN_PASSWORD=pass3",
-                         "PATH=/usr/bin:/bin",
-                         NULL};
-    const char *argv[] = {NODE, script, NULL};
-    char *log = NULL;
-    int rc = run_to_end("browser", argv, env, 120000, &log);
-    const char *line = log ? strstr(log, "{\"oauth\"") : NULL;
-    if (rc != 0 || line == NULL)
-        fail_msg("the browser test failed (exit %d):\n%s", rc, log ? log : "");
+    const char *env[] = {
+        vars[0], vars[1], vars[2], vars[3], "PLAIN_USER=user3", "PLAIN_PASSWORD=pass3", NULL};
+    char *log = browser_chromium(redis.dir, "browser", "connect.mjs", env, 120000);
+    static char line[16384];
+    if (browser_output_line(log, "{\"oauth\"", line, sizeof line) < 0)
+        fail_msg("the browser test printed no result:\n%s", log);
     yajl_val v = NULL;
-    assert_int_equal(json_parse(line, strcspn(line, "\n"), 8, &v, NULL, 0), 0);
+    assert_int_equal(json_parse(line, strlen(line), 8, &v, NULL, 0), 0);
     assert_string_equal(json_get_str(v, "oauth"), OK_URL);
     assert_string_equal(json_get_str(v, "deny"), KO_URL "?error=access_denied");
     assert_non_null(strstr(json_get_str(v, "plain_error"), "did not accept"));
