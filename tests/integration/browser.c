@@ -129,7 +129,7 @@ int browser_consent(struct browser *b, int idp_port, const char *link, const cha
                     const char *decision, char *cb, size_t n)
 {
     struct page p = {0};
-    char want[64], auth[8192], post[64];
+    char want[64], auth[8192];
     snprintf(want, sizeof want, "http://127.0.0.1:%d/authorize?", idp_port);
     browser_visit(b, link, NULL, &p);
     if (p.status != 302 || strncmp(p.location, want, strlen(want)) != 0) {
@@ -139,6 +139,15 @@ int browser_consent(struct browser *b, int idp_port, const char *link, const cha
         return -1;
     }
     snprintf(auth, sizeof auth, "%s", p.location);
+    page_free(&p);
+    return browser_answer_consent(b, idp_port, auth, email, decision, cb, n);
+}
+
+int browser_answer_consent(struct browser *b, int idp_port, const char *auth, const char *email,
+                           const char *decision, char *cb, size_t n)
+{
+    struct page p = {0};
+    char post[64];
     browser_visit(b, auth, NULL, &p);
     if (p.status != 200) {
         fprintf(stderr, "browser: the consent page gave %ld\n", p.status);

@@ -57,6 +57,11 @@ void query_value(const char *url, const char *name, char *out, size_t n);
 int browser_consent(struct browser *b, int idp_port, const char *link, const char *email,
                     const char *decision, char *cb, size_t n);
 
+/* The second half of browser_consent(): opens the provider's authorize URL
+ * auth (a consent page) and answers it. */
+int browser_answer_consent(struct browser *b, int idp_port, const char *auth, const char *email,
+                           const char *decision, char *cb, size_t n);
+
 /*
  * Headless Chromium (Debian's chromium at BROWSER_CHROMIUM, driven by
  * puppeteer-core 24.x from tests/browser, which is npm-installed into

@@ -5,15 +5,19 @@
  * follows the connect link, the consent page, the callback and the
  * disconnect link, and every refusal is checked: forged, expired and
  * replayed links, wrong, replayed and missing state, a state from another
- * browser, denied consent, the token endpoint refusing the code (what a
- * PKCE mismatch gives) or down. Each refusal must end at the partner's
+ * browser, denied consent, the token endpoint refusing the code, a real
+ * PKCE mismatch, the token endpoint failing, down or at a cloud metadata
+ * address, a userinfo endpoint failing. Each refusal must end at the partner's
  * failure URL with the right error= and leave the user as it was; each
  * success at the success URL exactly, the user connected (or disconnected)
  * with its event queued in the same step. Then the same in headless
  * Chromium (tests/browser/connect.mjs), and a connected user watched by
  * superimap-watcher on a Dovecot whose oauth2 passdb asks the provider:
  * the watcher logs in with the access token the callback stored (no
- * refresh) and new mail becomes an event. Also: provider presets.
+ * refresh) and new mail becomes an event. Also: the email from userinfo
+ * when the ID token has none, the PLAIN form over implicit TLS and
+ * STARTTLS to Dovecot (and a certificate the api cannot verify), provider
+ * presets, and users by state kept exact across every transition.
  *
  * SUPERIMAP_PUBLIC_URL is BROWSER_PUBLIC; the browser (browser.h) reaches
  * it on the api's port through CURLOPT_CONNECT_TO, so every server keeps
@@ -29,6 +33,7 @@
 #include "core/err.h"
 #include "core/hrw.h"
 #include "core/schema.h"
+#include "core/scripts.h"
 #include "tests/integration/browser.h"
 #include "tests/integration/fakeimap.h"
 #include "tests/integration/dovecot.h"
@@ -524,6 +529,41 @@ static void test_denied_consent_and_token_errors_are_refused(void **state)
     assert_fails(&b, cb, "provider_unavailable");
     assert_untouched(uid);
     browser_close(&b);
+
+    /* A real PKCE mismatch: the code_challenge the provider sees is not
+     * the api's (as if the authorize URL were tampered with); the
+     * provider refuses the api's verifier. */
+    world(NULL);
+    user_link("FAKE", "pkce", "connect", link, sizeof link, uid);
+    browser_open(&b, api.port);
+    struct page p = {0};
+    browser_visit(&b, link, NULL, &p);
+    assert_int_equal(p.status, 302);
+    char auth[8192], challenge[64];
+    snprintf(auth, sizeof auth, "%s", p.location);
+    query_value(auth, "code_challenge", challenge, sizeof challenge);
+    assert_int_equal(strlen(challenge), 43);
+    char *c = strstr(auth, challenge);
+    c[0] = c[0] == 'A' ? 'B' : 'A';
+    long long refused = fakeoauth_stat(&idp, "token.authorization_code.invalid_grant");
+    assert_int_equal(
+        browser_answer_consent(&b, idp.port, auth, "alice@example.com", "allow", cb, sizeof cb), 0);
+    assert_fails(&b, cb, "token_error");
+    assert_int_equal(fakeoauth_stat(&idp, "token.authorization_code.invalid_grant"), refused + 1);
+    assert_untouched(uid);
+    page_free(&p);
+    browser_close(&b);
+
+    /* A token endpoint at a cloud metadata address is never called, even
+     * with SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1. */
+    world("http://169.254.169.254/token");
+    user_link("FAKE", "meta", "connect", link, sizeof link, uid);
+    browser_open(&b, api.port);
+    to_callback(&b, link, "allow", cb, sizeof cb);
+    assert_fails(&b, cb, "provider_unavailable");
+    assert_untouched(uid);
+    assert_true(harness_log_contains(&api, "refused by the SSRF guard before connecting"));
+    browser_close(&b);
 }
 
 /* ---- PLAIN ---- */
@@ -798,6 +838,296 @@ static void test_connected_user_is_watched_with_the_tokens_the_callback_stored(v
     harness_proc_stop(&w);
 }
 
+/* ---- Users by state ---- */
+
+/* The states of superimap_users{state}, in users_count.lua's order. */
+static const char *const state_names[4] = {"archived", "connected", "reauth_required",
+                                           "not_connected"};
+
+/* Runs the embedded script name (EVAL of its body, prelude included) with
+ * nkeys of the argc strings of argv; the reply (free it). */
+static redisReply *run_script(const char *name, int nkeys, int argc, const char *const *argv)
+{
+    const struct script_source *src = script_find(name);
+    assert_non_null(src);
+    const char *all[40];
+    char nk[8];
+    assert_true(argc + 3 <= 40);
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    all[0] = "EVAL";
+    all[1] = src->body;
+    all[2] = nk;
+    for (int i = 0; i < argc; i++)
+        all[3 + i] = argv[i];
+    redisReply *r = fx_cmdv(&redis, argc + 3, all, NULL);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", name, r != NULL ? r->str : "no answer");
+    return r;
+}
+
+/* Users by state from the user hashes themselves (SCAN of every
+ * si:{k}:user:<uid>): archived, else in its shard's users set, else
+ * reauth_required by its state, else not connected. */
+static void states_by_scan(long long t[4])
+{
+    memset(t, 0, 4 * sizeof t[0]);
+    char cursor[32] = "0";
+    do {
+        redisReply *r = rcmd(&redis, "SCAN %s MATCH si:{*}:user:* COUNT 1000", cursor);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const char *k = r->element[1]->element[i]->str;
+            const char *uid = strstr(k, ":user:") + 6;
+            redisReply *f = rcmd(&redis, "HMGET %s archived state", k);
+            char set[64];
+            snprintf(set, sizeof set, "%.*s:users", (int)(uid - 6 - k), k);
+            redisReply *w = rcmd(&redis, "SISMEMBER %s %s", set, uid);
+            const char *arch = f->element[0]->str, *st = f->element[1]->str;
+            int which = arch != NULL && strcmp(arch, "1") == 0             ? 0
+                        : w->integer == 1                                  ? 1
+                        : st != NULL && strcmp(st, "reauth_required") == 0 ? 2
+                                                                           : 3;
+            t[which]++;
+            freeReplyObject(f);
+            freeReplyObject(w);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+}
+
+/* Users by state as the api counts them: users_count.lua on every shard. */
+static void states_counted(long long c[4])
+{
+    long long users = 0;
+    memset(c, 0, 4 * sizeof c[0]);
+    for (unsigned k = 0; k < 64; k++) {
+        char count[32], users_key[32], reauth[32], prefix[32];
+        snprintf(count, sizeof count, "si:{%u}:count", k);
+        snprintf(users_key, sizeof users_key, "si:{%u}:users", k);
+        snprintf(reauth, sizeof reauth, "si:{%u}:reauth", k);
+        snprintf(prefix, sizeof prefix, "si:{%u}:", k);
+        const char *argv[] = {count, users_key, reauth, prefix};
+        redisReply *r = run_script("users_count", 3, 4, argv);
+        assert_int_equal(r->elements, 4);
+        users += r->element[0]->integer;
+        for (int i = 0; i < 3; i++)
+            c[i] += r->element[i + 1]->integer;
+        freeReplyObject(r);
+    }
+    c[3] = users - c[0] - c[1] - c[2];
+}
+
+/* The counts the scripts keep equal the users as they are. */
+static void assert_states_exact(const char *after, const long long want[4])
+{
+    long long t[4], c[4];
+    states_by_scan(t);
+    states_counted(c);
+    for (int i = 0; i < 4; i++) {
+        if (t[i] != want[i])
+            fail_msg("after %s: %lld users %s by the hashes, the test made %lld", after, t[i],
+                     state_names[i], want[i]);
+        if (c[i] != t[i])
+            fail_msg("after %s: %lld users %s counted, %lld by the hashes", after, c[i],
+                     state_names[i], t[i]);
+    }
+}
+
+/* Connects PLAIN user tag through the form as login/password. */
+static void form_connect(const char *tag, const char *login, const char *password)
+{
+    char link[4096], uid[SCHEMA_UID_LEN + 1], st[256], form[1024];
+    user_link("PLAIN", tag, "connect", link, sizeof link, uid);
+    struct browser b;
+    browser_open(&b, api.port);
+    struct page p = {0};
+    browser_visit(&b, link, NULL, &p);
+    form_state(&p, st, sizeof st);
+    snprintf(form, sizeof form, "state=%s&username=%s&password=%s", st, login, password);
+    browser_visit(&b, PUBLIC "/users/connect/new", form, &p);
+    assert_string_equal(p.location, OK_URL);
+    page_free(&p);
+    browser_close(&b);
+}
+
+/* Follows user tag's disconnect link of connection code. */
+static void disconnect(const char *code, const char *tag)
+{
+    char link[4096], uid[SCHEMA_UID_LEN + 1];
+    user_link(code, tag, "disconnect", link, sizeof link, uid);
+    struct browser b;
+    browser_open(&b, api.port);
+    struct page p = {0};
+    browser_visit(&b, link, NULL, &p);
+    assert_string_equal(p.location, OK_URL);
+    page_free(&p);
+    browser_close(&b);
+}
+
+/* A user of FAKE brought over by superimap-import (its script). */
+static void import_user(const char *uid, const char *tag, int archived, int connected)
+{
+    char pid[32], conn[64], users[72], tagkey[128], emailkey[128], ukey[64], shard[32], cur[64],
+        k[8];
+    unsigned sh = hrw_shard(uid, 64);
+    redisReply *r = rcmd(&redis, "ZRANGE si:partners 0 0");
+    snprintf(pid, sizeof pid, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    snprintf(conn, sizeof conn, "si:conn:%s:FAKE", pid);
+    snprintf(users, sizeof users, "%s:users", conn);
+    snprintf(tagkey, sizeof tagkey, "si:tag:%s:FAKE:%s", pid, tag);
+    snprintf(emailkey, sizeof emailkey, "si:email:%s:FAKE:%s@example.com", pid, tag);
+    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", sh, uid);
+    snprintf(shard, sizeof shard, "si:{%u}:users", sh);
+    snprintf(cur, sizeof cur, "si:{%u}:cur:%s", sh, uid);
+    snprintf(k, sizeof k, "%u", sh);
+    char email[96];
+    snprintf(email, sizeof email, "%s@example.com", tag);
+    const char *argv[] = {conn,
+                          users,
+                          tagkey,
+                          emailkey,
+                          ukey,
+                          shard,
+                          "si:changes",
+                          cur,
+                          uid,
+                          k,
+                          tag,
+                          email,
+                          "",
+                          connected ? "v1:sealed-refresh-token" : "",
+                          archived ? "1" : "0",
+                          "0",
+                          tag,
+                          pid,
+                          "FAKE",
+                          connected ? "1700000000000" : "",
+                          "",
+                          "",
+                          "",
+                          ""};
+    r = run_script("user_import", 8, 24, argv);
+    assert_string_equal(r->element[0]->str, "ok");
+    freeReplyObject(r);
+}
+
+/* Users by state (superimap_users{state}) follow every transition exactly:
+ * creates (live, archived, connected on save), the OAuth2 callback and the
+ * PLAIN form, archive by DELETE and by PUT, restore by both, a grant that
+ * died (user_reauth) and its user disconnected, a disconnect, an import and
+ * a connection deleted with its users. After each step the counts the
+ * scripts keep (users_count.lua over every shard) equal a scan of the user
+ * hashes and what the test made; at the end the api's gauges show them. */
+static void test_users_by_state_stay_exact(void **state)
+{
+    (void)state;
+    world(NULL);
+    assert_int_equal(scripts_init(), 0);
+    long long want[4] = {0, 0, 0, 0}; /* archived, connected, reauth, not connected */
+    assert_states_exact("a fresh world", want);
+
+    struct api_resp r = {0};
+    static const char *const creates[][2] = {
+        {"FAKE", "tag=s1"},
+        {"FAKE", "tag=s2"},
+        {"FAKE", "tag=s3"},
+        {"FAKE", "tag=s4"},
+        {"FAKE", "tag=s5&archived=true"},
+        {"PLAIN", "tag=p1&login_username=user1&login_password=pass1"},
+        {"PLAIN", "tag=p2"},
+        {"PLAIN", "tag=p3"},
+    };
+    for (size_t i = 0; i < sizeof creates / sizeof creates[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/api/v1/connections/%s/users", creates[i][0]);
+        api_form(&r, api.port, "POST", path, key, creates[i][1]);
+        EXPECT(&r, 201, "POST", USERS);
+    }
+    want[0] = 1, want[1] = 1, want[3] = 6;
+    assert_states_exact("creates", want);
+
+    char link[4096], cb[8192], s2[SCHEMA_UID_LEN + 1];
+    user_link("FAKE", "s2", "connect", link, sizeof link, s2);
+    struct browser b;
+    browser_open(&b, api.port);
+    to_callback(&b, link, "allow", cb, sizeof cb);
+    struct page p = {0};
+    browser_visit(&b, cb, NULL, &p);
+    assert_string_equal(p.location, OK_URL);
+    page_free(&p);
+    browser_close(&b);
+    form_connect("p2", "user2", "pass2");
+    want[1] = 3, want[3] = 4;
+    assert_states_exact("connects", want);
+
+    api_json(&r, api.port, "DELETE", "/api/v1/connections/FAKE/users/s3", key, NULL);
+    EXPECT(&r, 204, "DELETE", USER);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s4", key,
+             "archived=true&enable_tracer=true");
+    EXPECT(&r, 200, "PUT", USER);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/p3", key, "archived=true");
+    EXPECT(&r, 200, "PUT", USER);
+    want[0] = 4, want[3] = 1;
+    assert_states_exact("archives", want);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s3", key, "archived=false");
+    EXPECT(&r, 200, "PUT", USER);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s4", key,
+             "archived=false&enable_tracer=false");
+    EXPECT(&r, 200, "PUT", USER);
+    want[0] = 2, want[3] = 3;
+    assert_states_exact("restores", want);
+
+    /* s2's grant dies (what the watcher's refresh does on invalid_grant). */
+    unsigned sh = hrw_shard(s2, 64);
+    char secret[1024], ukey[64], users[32], evt[96], eid[64], reauth[32], pid[32];
+    fx_user_field(&redis, s2, "secret", secret, sizeof secret);
+    fx_user_field(&redis, s2, "pid", pid, sizeof pid);
+    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", sh, s2);
+    snprintf(users, sizeof users, "si:{%u}:users", sh);
+    snprintf(eid, sizeof eid, "%s.reauth.1", s2);
+    snprintf(evt, sizeof evt, "si:{%u}:evt:%s", sh, eid);
+    snprintf(reauth, sizeof reauth, "si:{%u}:reauth", sh);
+    char ready[64], partners[48];
+    snprintf(ready, sizeof ready, "si:{%u}:ready:%s", sh, pid);
+    snprintf(partners, sizeof partners, "si:{%u}:ready_partners", sh);
+    const char *argv[] = {ukey, users, evt, ready,  partners, reauth, secret, "invalid_grant",
+                          eid,  pid,   s2,  "sha1", "payload"};
+    redisReply *rr = run_script("user_reauth", 6, 13, argv);
+    assert_int_equal(rr->integer, 1);
+    freeReplyObject(rr);
+    disconnect("PLAIN", "p1");
+    want[1] = 1, want[2] = 1, want[3] = 4;
+    assert_states_exact("a dead grant and a disconnect", want);
+    disconnect("FAKE", "s2");
+    want[2] = 0, want[3] = 5;
+    assert_states_exact("the reauth_required user disconnected", want);
+
+    import_user("aaaaaaaaaaaaaaaaaaaaaaa1", "i1", 0, 1);
+    import_user("aaaaaaaaaaaaaaaaaaaaaaa2", "i2", 1, 0);
+    import_user("aaaaaaaaaaaaaaaaaaaaaaa3", "i3", 0, 0);
+    want[0] = 3, want[1] = 2, want[3] = 6;
+    assert_states_exact("an import", want);
+
+    /* PLAIN had p1 (not connected), p2 (connected), p3 (archived). */
+    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN", key, NULL);
+    assert_true(r.status == 200 || r.status == 204);
+    want[0] = 2, want[1] = 1, want[3] = 5;
+    assert_states_exact("a connection deleted", want);
+    api_resp_free(&r);
+
+    /* The api's gauges, counted off the scrape path every 5 s. */
+    for (int i = 0; i < 4; i++) {
+        char series[96];
+        snprintf(series, sizeof series, "superimap_users{state=\"%s\"}", state_names[i]);
+        long long deadline = harness_now_ms() + 15000;
+        while (harness_metric(api.port, series) != (double)want[i] && harness_now_ms() < deadline)
+            harness_poll_pause();
+        if (harness_metric(api.port, series) != (double)want[i])
+            fail_msg("%s is %g, not %lld", series, harness_metric(api.port, series), want[i]);
+    }
+}
+
 /* ---- Provider configuration ---- */
 
 static void test_provider_presets_fill_the_published_values(void **state)
@@ -875,6 +1205,7 @@ int main(void)
         cmocka_unit_test(test_plain_form_over_tls_and_starttls),
         cmocka_unit_test(test_browser_consent_and_plain_form),
         cmocka_unit_test(test_connected_user_is_watched_with_the_tokens_the_callback_stored),
+        cmocka_unit_test(test_users_by_state_stay_exact),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

@@ -27,6 +27,8 @@
 #define ACCESS_TTL 5 /* seconds */
 #define WATCHING   "superimap_watcher_sessions_by_state{state=\"watching\"}"
 #define REAUTH     "superimap_users{state=\"reauth_required\"}"
+#define CONNECTED  "superimap_users{state=\"connected\"}"
+#define NOT_CONN   "superimap_users{state=\"not_connected\"}"
 
 static struct sys fleet;
 
@@ -147,6 +149,7 @@ static void chain(enum driver d)
     assert_int_equal(sys_wait_user_state(&fleet, &u, "watching", sys_ms(20000)), 0);
     assert_int_equal(wait_gauge(w, WATCHING, 1, sys_ms(5000)), 0);
     assert_int_equal(harness_metric(fleet.api.p.port, REAUTH), 0);
+    assert_int_equal(wait_gauge(fleet.api.p.port, CONNECTED, 1, sys_ms(15000)), 0);
 
     /* Mail -> new_mail. */
     long m1 = sys_deliver(&fleet, &u, 0);
@@ -177,7 +180,7 @@ static void chain(enum driver d)
                      200);
     assert_int_equal(sys_wait_user_state(&fleet, &u, "reauth_required", sys_ms(20000)), 0);
     assert_int_equal(sys_wait_hooks(&fleet, "user_reauth_required", TAG, 1, 1, sys_ms(15000)), 1);
-    /* Counted by the api (reauth_count.lua every STATES_PERIOD_S); the
+    /* Counted by the api (users_count.lua every STATES_PERIOD_S); the
      * watcher holds no session of it any more. */
     assert_int_equal(wait_gauge(fleet.api.p.port, REAUTH, 1, sys_ms(15000)), 0);
     assert_int_equal(wait_gauge(w, WATCHING, 0, sys_ms(15000)), 0);
@@ -194,6 +197,8 @@ static void chain(enum driver d)
     user_json(&u, "state", st, sizeof st);
     assert_string_equal(st, "idle");
     assert_int_equal(wait_gauge(fleet.api.p.port, REAUTH, 0, sys_ms(15000)), 0);
+    assert_int_equal(wait_gauge(fleet.api.p.port, NOT_CONN, 1, sys_ms(15000)), 0);
+    assert_int_equal(harness_metric(fleet.api.p.port, CONNECTED), 0);
     browser_close(&b);
 
     struct sys_report r;
