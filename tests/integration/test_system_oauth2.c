@@ -171,9 +171,11 @@ static void chain(enum driver d)
                                   "\",result=\"ok\"}") >= 2);
 
     /* The grant revoked at the provider -> reauth_required + its webhook. */
-    char refresh[256], body[320];
+    char refresh[256], body[320], access[256];
     fx_user_opened(&fleet.redis, uid, "secret", refresh, sizeof refresh);
     assert_true(strncmp(refresh, "rt_", 3) == 0);
+    fx_user_opened(&fleet.redis, uid, "oauth2_access_token", access, sizeof access);
+    assert_true(strncmp(access, "at_", 3) == 0);
     snprintf(body, sizeof body, "token=%s", refresh);
     assert_int_equal(fakeoauth_post(&fleet.idp, "/revoke", "application/x-www-form-urlencoded",
                                     body, NULL, 0, NULL, 0),
@@ -200,6 +202,17 @@ static void chain(enum driver d)
     assert_int_equal(wait_gauge(fleet.api.p.port, NOT_CONN, 1, sys_ms(15000)), 0);
     assert_int_equal(harness_metric(fleet.api.p.port, CONNECTED), 0);
     browser_close(&b);
+    /* No token in any log line. */
+    assert_false(harness_log_contains(&fleet.api.p, refresh));
+    assert_false(harness_log_contains(&fleet.api.p, access));
+    for (int i = 0; i < fleet.nwatchers; i++) {
+        assert_false(harness_log_contains(&fleet.watcher[i].p, refresh));
+        assert_false(harness_log_contains(&fleet.watcher[i].p, access));
+    }
+    for (int i = 0; i < fleet.ndispatchers; i++) {
+        assert_false(harness_log_contains(&fleet.dispatcher[i].p, refresh));
+        assert_false(harness_log_contains(&fleet.dispatcher[i].p, access));
+    }
 
     struct sys_report r;
     if (sys_report(&fleet, &r) != 0)
