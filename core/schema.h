@@ -55,7 +55,10 @@
  *   si:{k}:user:<uid>               hash   see "User fields"
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
- *                                          reauth_count.lua drops those no longer in it
+ *                                          users_count.lua drops those no longer in it
+ *   si:{k}:count                    hash   users, archived: shard k's users and archived
+ *                                          users, kept by the scripts that create, archive,
+ *                                          restore and delete users (users_count.lua)
  *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid
  *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
  *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
@@ -221,6 +224,7 @@ int schema_key_event(char out[SCHEMA_KEY_MAX], uint32_t k, const char *eid);
 void schema_key_shard_prefix(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_shard_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_reauth(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_count(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_owner(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_ready_partners(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_inflight(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);

@@ -20,6 +20,9 @@
 --          {'missing'}, {'retry'} (the user changed since the api read it:
 --          read again and retry), {'conflict', 'tag'|'email'}
 --
+-- Archiving or restoring moves the shard's archived count (si:{k}:count,
+-- derived from KEYS[1], same {k}) with the flag.
+--
 -- Atomic for the same reasons as user_create: uniqueness among live users,
 -- indexes, the shard's set of users to watch and the watchers' change record
 -- move together or not at all.
@@ -100,8 +103,10 @@ end
 local fields = {'tag', tag, 'email', email, 'username', username, 'secret', secret,
                 'connected_at', connected_at, 'enable_tracer', tracer, 'updated_at', now}
 local op = 'update'
+local count = string.gsub(user, ':user:.*$', ':count', 1)
 if archived and not was_archived then
     op = 'archive'
+    redis.call('HINCRBY', count, 'archived', 1)
     fields[#fields + 1] = 'archived'
     fields[#fields + 1] = '1'
     fields[#fields + 1] = 'state'
@@ -109,6 +114,7 @@ if archived and not was_archived then
 elseif was_archived and not archived then
     -- Watched from new mail on: the cursor goes (see user_restore.lua).
     op = 'restore'
+    redis.call('HINCRBY', count, 'archived', -1)
     redis.call('DEL', (string.gsub(user, ':user:', ':cur:', 1)))
     fields[#fields + 1] = 'archived'
     fields[#fields + 1] = '0'

@@ -443,27 +443,48 @@ static void test_user_reauth_marks_unwatches_and_queues_one_event(void **state)
     freeReplyObject(r);
 }
 
-static long long reauth_count(void)
+/* users_count.lua on shard 3: its answer {users, archived, connected,
+ * reauth_required} into out. */
+static void users_count(long long out[4])
 {
-    const char *argv[] = {"si:{3}:reauth", "si:{3}:"};
-    return run("reauth_count", 1, 2, argv, NULL, 0);
+    const char *argv[] = {"si:{3}:count", "si:{3}:users", "si:{3}:reauth", "si:{3}:"};
+    redisReply *r = rsync_script(rs, "users_count", 3, 4, argv, NULL);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("users_count: %s", r->str);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 4);
+    for (size_t i = 0; i < 4; i++)
+        out[i] = r->element[i]->integer;
+    freeReplyObject(r);
 }
 
-static void test_reauth_count_counts_and_drops_users_who_left_the_state(void **state)
+static void test_users_count_reads_the_counts_and_drops_reauth_users_who_left(void **state)
 {
     (void)state;
-    assert_int_equal(reauth_count(), 0);
+    long long c[4];
+    users_count(c);
+    assert_int_equal(c[0] + c[1] + c[2] + c[3], 0);
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:count users 9 archived 2"));
+    freeReplyObject(rsync_command(rs, "SADD si:{3}:users u5 u6 u7"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u1 state reauth_required"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u2 state reauth_required"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u3 state watching"));
-    freeReplyObject(rsync_command(rs, "SADD si:{3}:reauth u1 u2 u3 u4"));
-    /* u3 connected again, u4 was deleted: both leave the set. */
-    assert_int_equal(reauth_count(), 2);
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u5 state reauth_required"));
+    freeReplyObject(rsync_command(rs, "SADD si:{3}:reauth u1 u2 u3 u4 u5"));
+    /* u3 connected again, u4 was deleted, u5 is watched again (its secret
+     * updated through the API): all leave the set. */
+    users_count(c);
+    assert_int_equal(c[0], 9);
+    assert_int_equal(c[1], 2);
+    assert_int_equal(c[2], 3);
+    assert_int_equal(c[3], 2);
     redisReply *r = rsync_command(rs, "SCARD si:{3}:reauth");
     assert_int_equal(r->integer, 2);
     freeReplyObject(r);
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u2 state idle"));
-    assert_int_equal(reauth_count(), 1);
+    users_count(c);
+    assert_int_equal(c[3], 1);
 }
 
 int main(void)
@@ -481,7 +502,8 @@ int main(void)
         cmocka_unit_test_setup(test_user_state_written_by_holder_only, flush),
         cmocka_unit_test_setup(test_oauth2_tokens_store_only_over_the_secret_refreshed, flush),
         cmocka_unit_test_setup(test_user_reauth_marks_unwatches_and_queues_one_event, flush),
-        cmocka_unit_test_setup(test_reauth_count_counts_and_drops_users_who_left_the_state, flush),
+        cmocka_unit_test_setup(test_users_count_reads_the_counts_and_drops_reauth_users_who_left,
+                               flush),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
