@@ -56,7 +56,7 @@
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
  *                                          reauth_count.lua drops those no longer in it
- *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid
+ *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid, epoch (the user's cursor_epoch)
  *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
  *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
  *   si:{k}:owner                    string <node>:<g> of the dispatcher owning shard k: the
@@ -121,7 +121,9 @@
  * watching|auth_failed|throttled|error|archived|reauth_required: the OAuth2
  * grant is dead, the user must consent again), last_error (also why a user
  * was archived other than by its partner, e.g. "webhook answered 403"), last_login_at,
- * last_email_at, created_at, updated_at, enable_tracer (0|1).
+ * last_email_at, created_at, updated_at, enable_tracer (0|1), cursor_epoch
+ * (absent: 0; raised by every archive and restore, so a watcher's session of
+ * an earlier epoch cannot write the user's cursor: scripts/lua/cursor_baseline.lua).
  *
  * Event fields: id, type (new_mail|user_connected|user_disconnected|
  * user_reauth_required|webhook_test), pid, uid (empty for webhook_test), code, tag, sha1 (hex, as

@@ -96,6 +96,8 @@ struct user_record {
     char *username, *secret; /* between LOAD and AUTH only; wiped */
     char *access;            /* OAuth2 access token, between LOAD (or S_TOKEN) and AUTH; wiped */
     int64_t access_exp_ms;   /* its expiry (wall ms), 0 when unknown */
+    uint32_t cursor_epoch;   /* the user's archives and restores so far: only a session
+                                of the current one writes the cursor (cursor_baseline.lua) */
 };
 
 struct token_job;

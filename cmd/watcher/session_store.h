@@ -79,7 +79,9 @@ int session_store_baseline(struct imap_session *s, session_baseline_cb *done);
 
 /* Puts back the cursor this connection started from (base_uid) when
  * Redis lost it; fire and forget (the script writes only an absent cursor,
- * and only for the lease holder). */
+ * only for the lease holder, and only when the user was neither archived
+ * nor restored since the session loaded it: a restore deletes the cursor
+ * on purpose). */
 void session_store_put_baseline(struct imap_session *s);
 
 enum store_record {

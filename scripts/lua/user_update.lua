@@ -128,6 +128,10 @@ elseif was_archived and not archived then
     fields[#fields + 1] = ''
 end
 redis.call('HSET', user, unpack(fields))
+if op == 'archive' or op == 'restore' then
+    -- See user_archive.lua and user_restore.lua.
+    redis.call('HINCRBY', user, 'cursor_epoch', 1)
+end
 if connected_at ~= '' and not archived then
     redis.call('SADD', KEYS[2], uid)
 else
