@@ -181,6 +181,7 @@
 #define SCHEMA_KEY_PARTNERS    "si:partners"
 #define SCHEMA_KEY_GEN         "si:gen"
 #define SCHEMA_KEY_CHANGES     "si:changes"
+#define SCHEMA_KEY_REKEY       "si:rekey"
 #define SCHEMA_KEY_WATCHERS    "si:watchers"
 #define SCHEMA_KEY_DISPATCHERS "si:dispatchers"
 #define SCHEMA_KEY_APIS        "si:apis"

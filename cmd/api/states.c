@@ -5,6 +5,8 @@
  */
 #include "cmd/api/states.h"
 
+#include <stdlib.h>
+
 #include <hiredis/hiredis.h>
 
 #include "core/log.h"
@@ -29,6 +31,14 @@ static void on_count(struct rconn *rc, struct redisReply *reply, int err, void *
         log_debug("users by state: a shard did not answer; the gauge keeps its last value");
 }
 
+static void on_rekey(struct rconn *rc, struct redisReply *reply, int err, void *data)
+{
+    (void)rc;
+    struct states *s = data;
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING)
+        metric_set(s->m_old_key, strtod(reply->str, NULL));
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -36,6 +46,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     struct states *s = t->data;
     if (s->pending > 0 || !node_is_ready(s->node))
         return; /* the last round is still out, or Redis is not there */
+    rconn_command(node_redis(s->node), on_rekey, s, "HGET %s old", SCHEMA_KEY_REKEY);
     s->reauth = 0;
     s->failed = 0;
     s->pending = s->shards;
@@ -59,6 +70,10 @@ void states_start(struct states *s, struct node *n, uint32_t shards)
     s->m_reauth = metrics_gauge(node_metrics(n), "superimap_users",
                                 "Users by state, the fleet's (every api exports the same figure)",
                                 "state=\"reauth_required\"");
+    s->m_old_key = metrics_gauge(node_metrics(n), "superimap_secrets_old_key",
+                                 "Secrets under an old encryption key, as the last complete pass "
+                                 "of superimap-api rekey left them (--count: found them)",
+                                 NULL);
     ev_timer_init(&s->tick, on_tick, 1.0, STATES_PERIOD_S);
     s->tick.data = s;
     ev_timer_start(node_loop(n), &s->tick);

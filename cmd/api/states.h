@@ -9,6 +9,10 @@
  * the same one (aggregate with max, not sum). The states of watched users
  * are the watchers' (superimap_watcher_sessions_by_state).
  *
+ * superimap_secrets_old_key: read in the same round from si:rekey's `old`,
+ * which superimap-api rekey writes at the end of each complete pass
+ * (cmd/api/rekey.c); absent (0) before the first.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef CMD_API_STATES_H
@@ -31,6 +35,7 @@ struct states {
     int failed;       /* a shard answered with an error this round */
     long long reauth; /* this round's sum */
     struct metric *m_reauth;
+    struct metric *m_old_key; /* superimap_secrets_old_key, from si:rekey */
 };
 
 /* Registers the gauge and starts the timer on the node's loop. */
