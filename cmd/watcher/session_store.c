@@ -222,7 +222,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
             session_wipe_str(&u->access);
         u->access_exp_ms = exp != NULL ? strtoll(exp, NULL, 10) : 0;
     }
-    u->cursor_epoch = epoch != NULL ? (uint32_t)strtoul(epoch, NULL, 10) : 0;
+    s->cursor_epoch = epoch != NULL ? (uint32_t)strtoul(epoch, NULL, 10) : 0;
     done(s, F_CONFIG, NULL);
     sreq_end(s);
 }
@@ -352,7 +352,7 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
     schema_key_user(user, s->k, s->uid);
     snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
     snprintf(l, sizeof l, "%" PRIu32, last);
-    snprintf(epoch, sizeof epoch, "%" PRIu32, s->user.cursor_epoch);
+    snprintf(epoch, sizeof epoch, "%" PRIu32, s->cursor_epoch);
     const char *argv[] = {lease, alive, cur, user, incarnation_token(s->w->inc), uv, l, epoch};
     return callgate_script(s->w->calls, cb, privdata, "cursor_baseline", 4, 8, argv, NULL);
 }
@@ -425,7 +425,7 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
 }
 
 int session_store_record(struct imap_session *s, struct pending_msg *m, const struct imap_str *body,
-                         int too_large, session_recorded_cb *done)
+                         int too_large, const char *sha1, session_recorded_cb *done)
 {
     struct mail_event ev = {
         .uid = s->uid,
@@ -443,6 +443,7 @@ int session_store_record(struct imap_session *s, struct pending_msg *m, const st
         .raw = body != NULL ? body->data : NULL,
         .raw_len = body != NULL ? body->len : 0,
         .too_large = too_large,
+        .sha1 = sha1,
     };
     if (body != NULL && ev.size == 0)
         ev.size = body->len;
