@@ -52,6 +52,10 @@
  *                                          latest flow (a callback without a usable
  *                                          state still goes back to the partner), EX 10 min
  *   si:connect_try:<uid>            string PLAIN form logins tried for the user, EX 15 min
+ *   si:rekey                        hash   superimap-api rekey (cmd/api/rekey.c): cursor (the
+ *                                          SCAN position a run resumes from, 0 after a
+ *                                          complete pass), old (secrets under an old key
+ *                                          that pass left, or --count found), at (ms)
  *   si:{k}:user:<uid>               hash   see "User fields"
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
