@@ -35,7 +35,7 @@ static void on_rekey(struct rconn *rc, struct redisReply *reply, int err, void *
 {
     (void)rc;
     struct states *s = data;
-    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING)
+    if (s->m_old_key != NULL && err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING)
         metric_set(s->m_old_key, strtod(reply->str, NULL));
 }
 
@@ -84,4 +84,5 @@ void states_stop(struct states *s)
     if (s->node != NULL)
         ev_timer_stop(node_loop(s->node), &s->tick);
     s->pending = 0;
+    s->m_old_key = NULL; /* an answer still on its way finds the round abandoned */
 }
