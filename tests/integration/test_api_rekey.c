@@ -22,6 +22,8 @@
 #include "core/schema.h"
 #include "core/scripts.h"
 
+extern char **environ;
+
 #define KEY1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define KEY2 "2222222222222222222222222222222222222222222222222222222222222222"
 
@@ -62,8 +64,16 @@ static int rekey(char *out, size_t outlen, const char *const *args)
     for (const char *const *a = args; *a != NULL && argc < 15; a++)
         argv[argc++] = *a;
     argv[argc] = NULL;
-    const char *env[] = {url, "SUPERIMAP_ENCRYPTION_KEY=" KEY2,
-                         "SUPERIMAP_ENCRYPTION_OLD_KEYS=" KEY1, "PATH=/usr/bin:/bin", NULL};
+    /* The test's environment (sanitizer options too) without its SUPERIMAP_*. */
+    const char *env[200];
+    int ne = 0;
+    for (char **e = environ; *e != NULL && ne < 190; e++)
+        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
+            env[ne++] = *e;
+    env[ne++] = url;
+    env[ne++] = "SUPERIMAP_ENCRYPTION_KEY=" KEY2;
+    env[ne++] = "SUPERIMAP_ENCRYPTION_OLD_KEYS=" KEY1;
+    env[ne] = NULL;
     assert_int_equal(harness_spawn(&p, argv, env), 0);
     assert_int_equal(harness_proc_wait(&p, 60000), 0);
     FILE *f = fopen(p.log, "r");
