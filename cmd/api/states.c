@@ -5,6 +5,7 @@
  */
 #include "cmd/api/states.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -43,6 +44,14 @@ static void on_count(struct rconn *rc, struct redisReply *reply, int err, void *
         metric_set(s->m[i], (double)s->sum[i]);
 }
 
+static void on_rekey(struct rconn *rc, struct redisReply *reply, int err, void *data)
+{
+    (void)rc;
+    struct states *s = data;
+    if (s->m_old_key != NULL && err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING)
+        metric_set(s->m_old_key, strtod(reply->str, NULL));
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -50,6 +59,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     struct states *s = t->data;
     if (s->pending > 0 || !node_is_ready(s->node))
         return; /* the last round is still out, or Redis is not there */
+    rconn_command(node_redis(s->node), on_rekey, s, "HGET %s old", SCHEMA_KEY_REKEY);
     s->users = 0;
     memset(s->sum, 0, sizeof s->sum);
     s->failed = 0;
@@ -84,6 +94,10 @@ void states_start(struct states *s, struct node *n, uint32_t shards)
         s->m[i] = metrics_gauge(node_metrics(n), "superimap_users",
                                 "Users by state, the fleet's (every api exports the same figures)",
                                 labels[i]);
+    s->m_old_key = metrics_gauge(node_metrics(n), "superimap_secrets_old_key",
+                                 "Secrets under an old encryption key, as the last complete pass "
+                                 "of superimap-api rekey left them (--count: found them)",
+                                 NULL);
     ev_timer_init(&s->tick, on_tick, 1.0, STATES_PERIOD_S);
     s->tick.data = s;
     ev_timer_start(node_loop(n), &s->tick);
@@ -94,4 +108,5 @@ void states_stop(struct states *s)
     if (s->node != NULL)
         ev_timer_stop(node_loop(s->node), &s->tick);
     s->pending = 0;
+    s->m_old_key = NULL; /* an answer still on its way finds the round abandoned */
 }

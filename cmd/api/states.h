@@ -13,6 +13,10 @@
  * max, not sum). What the watchers are doing with connected users is
  * theirs (superimap_watcher_sessions_by_state).
  *
+ * superimap_secrets_old_key: read in the same round from si:rekey's `old`,
+ * which superimap-api rekey writes at the end of each complete pass
+ * (cmd/api/rekey.c); absent (0) before the first.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef CMD_API_STATES_H
@@ -46,6 +50,7 @@ struct states {
     long long users;                /* this round's sum of every user */
     long long sum[STATES_COUNT];    /* this round's sums */
     struct metric *m[STATES_COUNT]; /* superimap_users{state} */
+    struct metric *m_old_key;       /* superimap_secrets_old_key, from si:rekey */
 };
 
 /* Registers the gauges and starts the timer on the node's loop. */

@@ -20,6 +20,8 @@
 --
 -- The shard's archived count (si:{k}:count, derived from KEYS[1], same {k})
 -- goes up with the flag.
+-- cursor_epoch goes up: a session that outlives this archive cannot write
+-- the user's cursor again (cursor_baseline.lua).
 --
 -- Atomic so that no reader sees an archived user still holding its tag (a
 -- create of the same tag would fail) or a live user missing from its index,
@@ -56,6 +58,7 @@ if ARGV[3] ~= 'api' then
 end
 redis.call('HSET', user, unpack(fields))
 redis.call('HINCRBY', (string.gsub(user, ':user:.*$', ':count', 1)), 'archived', 1)
+redis.call('HINCRBY', user, 'cursor_epoch', 1)
 redis.call('SREM', KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op',
            'archive')
