@@ -15,6 +15,11 @@
  *     alert silently empty. Series labelled by provider appear once a
  *     provider has them: an OAuth2 user whose token endpoint does not answer
  *     gives the watcher its refresh series.
+ * And the stages of a mail: the watcher's EXISTS-to-recorded histogram, the
+ * dispatcher's creation-to-claim and creation-to-2xx ones count every mail
+ * (a mail's whole time is at least its queue time), and each mail's event id
+ * is in the watcher's log line that recorded it, in the dispatcher's that
+ * delivered it and in the partner's delivery log.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -47,8 +52,16 @@ static int setup(void **state)
                 promtool);
         return -1;
     }
-    static const char *const watcher_env[] = {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
-    const struct sys_opts o = {.dovecot_users = -1, .fake_imapd = 1, .watcher_env = watcher_env};
+    /* Debug lines: each mail's event id in the watcher's and the
+     * dispatcher's logs. */
+    static const char *const watcher_env[] = {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1",
+                                              "SUPERIMAP_LOG_LEVEL=debug", NULL};
+    static const char *const dispatcher_env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                                                 "SUPERIMAP_LOG_LEVEL=debug", NULL};
+    const struct sys_opts o = {.dovecot_users = -1,
+                               .fake_imapd = 1,
+                               .watcher_env = watcher_env,
+                               .dispatcher_env = dispatcher_env};
     return sys_start(&fleet, &o);
 }
 
@@ -201,9 +214,9 @@ static void test_metrics_rules_and_dashboard_fit_prometheus(void **state)
 {
     (void)state;
     add_oauth2_user_without_token_endpoint();
-    assert_int_equal(wait_series(&fleet.watcher[0], "superimap_watcher_oauth2_refreshes_total",
-                                 sys_ms(20000)),
-                     0);
+    assert_int_equal(
+        wait_series(&fleet.watcher[0], "superimap_watcher_oauth2_refreshes_total", sys_ms(20000)),
+        0);
     struct sys_user u[USERS];
     assert_int_equal(sys_add_users(&fleet, SYS_FAKE, "mon", USERS, u), 0);
     for (int i = 0; i < MAILS; i++)
@@ -221,8 +234,7 @@ static void test_metrics_rules_and_dashboard_fit_prometheus(void **state)
         snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s' 2>&1", promtool, path[i]);
         int rc = run(cmd, out, sizeof out);
         if (rc != 0 || out[0] != '\0')
-            fprintf(stderr, "promtool check metrics on %s (exit %d):\n%s\n", nodes[i]->id, rc,
-                    out);
+            fprintf(stderr, "promtool check metrics on %s (exit %d):\n%s\n", nodes[i]->id, rc, out);
         assert_int_equal(rc, 0);
         assert_string_equal(out, "");
         declared(path[i], names, sizeof names);
@@ -249,10 +261,53 @@ static void test_metrics_rules_and_dashboard_fit_prometheus(void **state)
     assert_true(check_names(file, names) >= 15);
 }
 
+/* One series' value from a node's /metrics; -1 when absent. */
+static double series(const struct sys_node *n, const char *name)
+{
+    return harness_metric(n->p.port, name);
+}
+
+static void test_stages_of_a_mail_are_measured_and_its_id_is_logged(void **state)
+{
+    (void)state;
+    struct sys_user u;
+    assert_int_equal(sys_add_user_on(&fleet, SYS_FAKE, "stages", &u), 0);
+    size_t before = fleet.nmails;
+    for (int i = 0; i < 3; i++)
+        assert_true(sys_deliver(&fleet, &u, 100) >= 0);
+    assert_int_equal(sys_wait_announced(&fleet, before + 3, sys_ms(30000)), before + 3);
+
+    const struct sys_node *w = &fleet.watcher[0], *d = &fleet.dispatcher[0];
+    double seen = series(w, "superimap_watcher_new_mail_seconds_count");
+    double queued = series(d, "superimap_webhook_queue_seconds_count");
+    double done = series(d, "superimap_webhook_delivered_seconds_count");
+    assert_true(seen >= (double)fleet.nmails);
+    assert_true(queued >= (double)fleet.nmails);
+    assert_true(done >= (double)fleet.nmails);
+    assert_true(series(d, "superimap_webhook_delivered_seconds_sum") >=
+                series(d, "superimap_webhook_queue_seconds_sum"));
+
+    for (size_t i = before; i < fleet.nmails; i++) {
+        const char *id = fleet.mails[i].id;
+        char needle[200];
+        snprintf(needle, sizeof needle, "id=%s", id);
+        assert_true(harness_log_contains(&w->p, needle));
+        assert_true(harness_log_contains(&d->p, needle));
+        char path[240];
+        snprintf(path, sizeof path, "/api/v1/events/%s", id);
+        struct api_resp r = {0};
+        assert_int_equal(sys_api(&fleet, &r, "GET", path, NULL), 200);
+        assert_non_null(r.body);
+        assert_non_null(strstr(r.body, id));
+        api_resp_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_rules_and_dashboard_fit_prometheus),
+        cmocka_unit_test(test_stages_of_a_mail_are_measured_and_its_id_is_logged),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
