@@ -390,8 +390,10 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
         if (s->exists_mono != 0)
             metric_observe(s->w->m.record_latency,
                            (double)(time_mono_ms() - s->exists_mono) / 1000.0);
-        log_debugc("imap", "mail recorded acct=%s uidvalidity=%" PRIu32 " uid=%" PRIu32, s->uid,
-                   s->mb.uidvalidity, m->uid);
+        log_debugc("imap",
+                   "mail recorded acct=%s uidvalidity=%" PRIu32 " uid=%" PRIu32 " id=%s.%" PRIu32
+                   ".%" PRIu32,
+                   s->uid, s->mb.uidvalidity, m->uid, s->uid, s->mb.uidvalidity, m->uid);
         done(s, STORE_RECORDED, NULL);
         break;
     case EVENT_OLD:
