@@ -175,8 +175,7 @@ static int field(const char *line, const char *eol, const char *key, char *out, 
 {
     size_t klen = strlen(key);
     for (const char *p = line; p < eol; p++) {
-        if ((p == line || p[-1] == ' ') && (size_t)(eol - p) > klen &&
-            memcmp(p, key, klen) == 0) {
+        if ((p == line || p[-1] == ' ') && (size_t)(eol - p) > klen && memcmp(p, key, klen) == 0) {
             p += klen;
             const char *end = p;
             while (end < eol && *end != ' ')
@@ -331,8 +330,7 @@ struct reaper *reaper_new(struct ev_loop *loop, struct rconn *rc, struct fleet *
     r->o.role = r->role;
     r->o.self_id = r->self_id;
     rreq_owner_init(&r->reqs, 0);
-    ev_timer_init(&r->tick, on_tick, (double)r->o.poll_ms / 1000.0,
-                  (double)r->o.poll_ms / 1000.0);
+    ev_timer_init(&r->tick, on_tick, (double)r->o.poll_ms / 1000.0, (double)r->o.poll_ms / 1000.0);
     r->tick.data = r;
     if (opts->metrics != NULL)
         r->m_reaped = metrics_counter(opts->metrics, "superimap_fleet_peers_reaped_total",

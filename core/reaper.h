@@ -49,11 +49,11 @@ struct rconn;
 #define REAPER_GRACE_MS 1500
 
 struct reaper_opts {
-    const char *role;    /* "watcher" or "dispatcher" */
-    const char *self_id; /* this node's id */
-    int shards;          /* alive keys per generation */
-    int grace_ms;        /* <= 0: REAPER_GRACE_MS */
-    int poll_ms;         /* <= 0: REAPER_POLL_MS */
+    const char *role;        /* "watcher" or "dispatcher" */
+    const char *self_id;     /* this node's id */
+    int shards;              /* alive keys per generation */
+    int grace_ms;            /* <= 0: REAPER_GRACE_MS */
+    int poll_ms;             /* <= 0: REAPER_POLL_MS */
     struct metrics *metrics; /* superimap_fleet_peers_reaped_total; may be NULL */
 };
 
