@@ -136,7 +136,7 @@ static void test_providers_are_created_validated_updated_and_deleted(void **stat
     EXPECT(&r, 409, "PUT", PROV);
     admin_json(&r, api.port, "DELETE", "/admin/api/providers/IMAPX", NULL);
     EXPECT(&r, 409, "DELETE", PROV);
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/IMAPX", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/IMAPX", key, NULL);
     assert_int_equal(r.status, 204);
     admin_json(&r, api.port, "DELETE", "/admin/api/providers/IMAPX", NULL);
     EXPECT(&r, 204, "DELETE", PROV);
@@ -176,7 +176,7 @@ static void test_partner_key_and_secret_are_shown_once_and_stored_encrypted(void
     assert_null(strstr(r.body, key));
 
     /* The key works on the partner API. */
-    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);
     assert_int_equal(r.status, 200);
 
     char pkey[64];
@@ -263,7 +263,7 @@ static void test_partner_create_keeps_a_brought_api_key(void **state)
         admin_json(&r, api.port, "POST", PARTS, body);
         EXPECT(&r, 201, "POST", PARTS);
         assert_string_equal(jstr(&r, "api_key"), keep[i]);
-        api_json(&r, api.port, "GET", "/api/v1/connections", keep[i], NULL);
+        api_json(&r, api.port, "GET", "/api/v2/connections", keep[i], NULL);
         assert_int_equal(r.status, 200);
     }
     /* A key in use, weak or malformed keys are refused. */
@@ -303,20 +303,20 @@ static void test_key_rotation_keeps_the_old_key_for_the_grace_period(void **stat
     char *fresh = strdup(jstr(&r, "api_key"));
     assert_string_not_equal(fresh, old);
     assert_non_null(jstr(&r, "previous_api_key_valid_until"));
-    api_json(&r, api.port, "GET", "/api/v1/connections", old, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", old, NULL);
     assert_int_equal(r.status, 200);
-    api_json(&r, api.port, "GET", "/api/v1/connections", fresh, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", fresh, NULL);
     assert_int_equal(r.status, 200);
 
     /* A second rotation without grace: only the newest works. */
     admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":0}");
     EXPECT(&r, 200, "POST", "/admin/api/partners/{id}/rotate-key");
     char *newest = strdup(jstr(&r, "api_key"));
-    api_json(&r, api.port, "GET", "/api/v1/connections", old, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", old, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections", fresh, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", fresh, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections", newest, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", newest, NULL);
     assert_int_equal(r.status, 200);
     redisReply *keys = rcmd(&redis, "KEYS si:apikey:*");
     assert_int_equal(keys->elements, 1);
@@ -329,9 +329,9 @@ static void test_key_rotation_keeps_the_old_key_for_the_grace_period(void **stat
     char pkey[64];
     snprintf(pkey, sizeof pkey, "si:partner:%lld", id);
     freeReplyObject(rcmd(&redis, "HSET %s api_key_old_until 1", pkey));
-    api_json(&r, api.port, "GET", "/api/v1/connections", newest, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", newest, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections", after, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", after, NULL);
     assert_int_equal(r.status, 200);
 
     admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":-1}");
@@ -368,12 +368,12 @@ static void test_partner_delete_takes_everything_it_owns(void **state)
     make_connection(api.port, key, "PLAIN");
     make_connection(api.port, other, "PLAIN");
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=a&login_username=a&login_password=b");
     assert_int_equal(r.status, 201);
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", other, "tag=a");
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", other, "tag=a");
     assert_int_equal(r.status, 201);
-    api_json(&r, api.port, "POST", "/api/v1/webhook-test", key, "{\"wait_ms\":0}");
+    api_json(&r, api.port, "POST", "/api/v2/webhook-test", key, "{\"wait_ms\":0}");
     assert_int_equal(r.status, 202);
     char log[64];
     snprintf(log, sizeof log, "si:log:%lld", id);
@@ -385,9 +385,9 @@ static void test_partner_delete_takes_everything_it_owns(void **state)
     EXPECT(&r, 204, "DELETE", PART);
     admin_json(&r, api.port, "DELETE", path, NULL);
     EXPECT(&r, 404, "DELETE", PART);
-    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/a", other, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/a", other, NULL);
     assert_int_equal(r.status, 200);
 
     /* Nothing of the deleted partner is left. */
@@ -443,7 +443,7 @@ static void test_fleet_queues_and_dead_letters(void **state)
     long long id;
     char *key = make_partner(api.port, "Q", &id);
     make_connection(api.port, key, "PLAIN");
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=q&login_username=a&login_password=b");
     assert_int_equal(r.status, 201); /* queues a user_connected event */
     admin_json(&r, api.port, "GET", "/admin/api/queues", NULL);
