@@ -599,11 +599,21 @@ static void test_openapi_is_served_and_lists_every_route(void **state)
 {
     (void)state;
     struct api_resp r = {0};
+    api_json(&r, api.port, "GET", "/api/v1/openapi.json", NULL, NULL);
+    EXPECT(&r, 200, "GET", "/api/v1/openapi.json");
     api_json(&r, api.port, "GET", "/api/v2/openapi.json", NULL, NULL);
     EXPECT(&r, 200, "GET", "/api/v2/openapi.json");
     assert_string_equal(jstr(&r, "openapi"), "3.1.0");
     yajl_val paths = json_get(r.json, "paths");
-    static const char *const routes[] = {"/api/v2/connections",
+    static const char *const routes[] = {"/api/v1/connections",
+                                         "/api/v1/connections/{code}",
+                                         "/api/v1/connections/{code}/users",
+                                         "/api/v1/connections/{code}/users/{tag}",
+                                         "/api/v1/events",
+                                         "/api/v1/events/{id}",
+                                         "/api/v1/events/{id}/replay",
+                                         "/api/v1/webhook-test",
+                                         "/api/v2/connections",
                                          CONN1,
                                          USERS,
                                          USER,
@@ -632,9 +642,15 @@ static void test_openapi_is_served_and_lists_every_route(void **state)
     api_resp_free(&r);
 }
 
-/* The original's request/response table (reference section 5), replayed with
- * its parameter names; each answer checked against the spec and for the keys
- * the original's clients read. */
+/* The original's request/response table, replayed under /api/v1 with its
+ * parameter names and the key in the api_key parameter; each answer checked
+ * against the spec and for the keys the original's clients read (its
+ * errors are plain text). */
+#define V1CONN  "/api/v1/connections"
+#define V1CONN1 "/api/v1/connections/{code}"
+#define V1USERS "/api/v1/connections/{code}/users"
+#define V1USER  "/api/v1/connections/{code}/users/{tag}"
+
 struct compat_row {
     const char *method, *path, *ctype, *body;
     int status;
@@ -646,33 +662,34 @@ static void test_compatibility_table_of_the_original(void **state)
 {
     (void)state;
     static const struct compat_row rows[] = {
-        {"GET", "/api/v2/connections", NULL, NULL, 200, CONN, ""},
-        {"POST", "/api/v2/connections", "application/x-www-form-urlencoded",
-         "imap_provider_code=PLAIN", 201, CONN, "imap_provider_code,users_count"},
-        {"POST", "/api/v2/connections", "application/json",
-         "{\"imap_provider_code\":\"GMAIL_OAUTH2\"}", 201, CONN, "imap_provider_code,users_count"},
-        {"GET", "/api/v2/connections/PLAIN", NULL, NULL, 200, CONN1,
+        {"GET", "/api/v1/connections", NULL, NULL, 200, V1CONN, ""},
+        {"POST", "/api/v1/connections", "application/x-www-form-urlencoded",
+         "imap_provider_code=PLAIN", 200, V1CONN, "imap_provider_code,users_count"},
+        {"POST", "/api/v1/connections", "application/json",
+         "{\"imap_provider_code\":\"GMAIL_OAUTH2\"}", 200, V1CONN,
          "imap_provider_code,users_count"},
-        {"PUT", "/api/v2/connections/GMAIL_OAUTH2", "application/x-www-form-urlencoded",
-         "oauth2_client_id=id&oauth2_client_secret=s", 200, CONN1, "imap_provider_code"},
-        {"POST", "/api/v2/connections/PLAIN/users", "application/x-www-form-urlencoded",
-         "tag=User+1&email=user1%40localhost&login_username=User+1&login_password=password", 201,
-         USERS, "tag,email,connect_url,disconnect_url,connected_at"},
-        {"POST", "/api/v2/connections/GMAIL_OAUTH2/users", "application/json",
-         "{\"tag\":\"g\",\"email\":\"g@gmail.com\",\"oauth2_refresh_token\":\"rt\"}", 201, USERS,
+        {"GET", "/api/v1/connections/PLAIN", NULL, NULL, 200, V1CONN1,
+         "imap_provider_code,users_count"},
+        {"PUT", "/api/v1/connections/GMAIL_OAUTH2", "application/x-www-form-urlencoded",
+         "oauth2_client_id=id&oauth2_client_secret=s", 200, V1CONN1, "imap_provider_code"},
+        {"POST", "/api/v1/connections/PLAIN/users", "application/x-www-form-urlencoded",
+         "tag=User+1&email=user1%40localhost&login_username=User+1&login_password=password", 200,
+         V1USERS, "tag,email,connect_url,disconnect_url,connected_at"},
+        {"POST", "/api/v1/connections/GMAIL_OAUTH2/users", "application/json",
+         "{\"tag\":\"g\",\"email\":\"g@gmail.com\",\"oauth2_refresh_token\":\"rt\"}", 200, V1USERS,
          "tag,email,connect_url,disconnect_url,connected_at"},
-        {"GET", "/api/v2/connections/PLAIN/users", NULL, NULL, 200, USERS, ""},
-        {"GET", "/api/v2/connections/PLAIN/users/User%201", NULL, NULL, 200, USER,
+        {"GET", "/api/v1/connections/PLAIN/users", NULL, NULL, 200, V1USERS, ""},
+        {"GET", "/api/v1/connections/PLAIN/users/User%201", NULL, NULL, 200, V1USER,
          "tag,email,connect_url,disconnect_url,connected_at"},
-        {"PATCH", "/api/v2/connections/PLAIN/users/User%201", "application/x-www-form-urlencoded",
-         "email=user1b%40localhost", 200, USER, "tag,email"},
-        {"DELETE", "/api/v2/connections/PLAIN/users/User%201", NULL, NULL, 204, USER, ""},
-        {"PUT", "/api/v2/connections/PLAIN/users/User%201", "application/x-www-form-urlencoded",
-         "archived=false", 200, USER, "tag,email"},
-        {"GET", "/api/v2/connections/PLAIN/users/nobody", NULL, NULL, 404, USER, "error"},
-        {"GET", "/api/v2/connections/NOPE/users", NULL, NULL, 404, USERS, "error"},
-        {"DELETE", "/api/v2/connections/GMAIL_OAUTH2", NULL, NULL, 204, CONN1, ""},
-        {"GET", "/api/v2/connections/GMAIL_OAUTH2", NULL, NULL, 404, CONN1, "error"},
+        {"PATCH", "/api/v1/connections/PLAIN/users/User%201", "application/x-www-form-urlencoded",
+         "email=user1b%40localhost", 200, V1USER, "tag,email"},
+        {"DELETE", "/api/v1/connections/PLAIN/users/User%201", NULL, NULL, 204, V1USER, ""},
+        {"PUT", "/api/v1/connections/PLAIN/users/User%201", "application/x-www-form-urlencoded",
+         "archived=false", 200, V1USER, "tag,email"},
+        {"GET", "/api/v1/connections/PLAIN/users/nobody", NULL, NULL, 404, V1USER, ""},
+        {"GET", "/api/v1/connections/NOPE/users", NULL, NULL, 404, V1USERS, ""},
+        {"DELETE", "/api/v1/connections/GMAIL_OAUTH2", NULL, NULL, 204, V1CONN1, ""},
+        {"GET", "/api/v1/connections/GMAIL_OAUTH2", NULL, NULL, 404, V1CONN1, ""},
     };
     struct api_resp r = {0};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
