@@ -83,8 +83,8 @@ static const struct row rows[] = {
     {"show connection", "GET", CONNS "/PLAIN", NULL, KEY_GOOD, CONN, 200, NULL, 200, NULL},
     {"unknown provider", "GET", CONNS "/NOPE", NULL, KEY_GOOD, CONN, 404,
      "Imap Provider not found for 'NOPE'.", 404, "not_found"},
-    {"unknown connection", "GET", CONNS "/OTHER", NULL, KEY_GOOD, CONN, 404, "Connection not found.",
-     404, "not_found"},
+    {"unknown connection", "GET", CONNS "/OTHER", NULL, KEY_GOOD, CONN, 404,
+     "Connection not found.", 404, "not_found"},
     {"unknown key", "GET", CONNS "/PLAIN", NULL, KEY_UNKNOWN, CONN, 404, NO_PARTNER, 401,
      "unauthorized"},
     /* PUT/PATCH /connections/:code */
@@ -132,8 +132,8 @@ static const struct row rows[] = {
      "User not found for 'nobody'.", 404, "not_found"},
     {"unknown connection", "GET", CONNS "/OTHER/users/alice", NULL, KEY_GOOD, USER, 404,
      "Connection not found.", 404, "not_found"},
-    {"unknown key", "GET", CONNS "/PLAIN/users/alice", NULL, KEY_UNKNOWN, USER, 404, NO_PARTNER, 401,
-     "unauthorized"},
+    {"unknown key", "GET", CONNS "/PLAIN/users/alice", NULL, KEY_UNKNOWN, USER, 404, NO_PARTNER,
+     401, "unauthorized"},
     /* PUT/PATCH /connections/:code/users/:tag */
     {"update user", "PUT", CONNS "/PLAIN/users/bob", "email=bob%40example.com", KEY_GOOD, USER, 200,
      NULL, 200, NULL},
@@ -143,16 +143,17 @@ static const struct row rows[] = {
      "Validation failed: Tag has already been taken", 409, "conflict"},
     {"blank tag", "PATCH", CONNS "/PLAIN/users/bob", "tag=", KEY_GOOD, USER, 400,
      "Validation failed: Tag can't be blank", 400, "invalid_parameter"},
-    {"unknown user", "PUT", CONNS "/PLAIN/users/nobody", "email=n%40example.com", KEY_GOOD, USER, 404,
-     "User not found for 'nobody'.", 404, "not_found"},
+    {"unknown user", "PUT", CONNS "/PLAIN/users/nobody", "email=n%40example.com", KEY_GOOD, USER,
+     404, "User not found for 'nobody'.", 404, "not_found"},
     /* DELETE /connections/:code/users/:tag, and restore */
-    {"archive user", "DELETE", CONNS "/PLAIN/users/bob", NULL, KEY_GOOD, USER, 204, NULL, 204, NULL},
+    {"archive user", "DELETE", CONNS "/PLAIN/users/bob", NULL, KEY_GOOD, USER, 204, NULL, 204,
+     NULL},
     {"restore user", "PUT", CONNS "/PLAIN/users/bob", "archived=false", KEY_GOOD, USER, 200, NULL,
      200, NULL},
     {"unknown user", "DELETE", CONNS "/PLAIN/users/nobody", NULL, KEY_GOOD, USER, 404,
      "User not found for 'nobody'.", 404, "not_found"},
-    {"unknown key", "DELETE", CONNS "/PLAIN/users/bob", NULL, KEY_UNKNOWN, USER, 404, NO_PARTNER, 401,
-     "unauthorized"},
+    {"unknown key", "DELETE", CONNS "/PLAIN/users/bob", NULL, KEY_UNKNOWN, USER, 404, NO_PARTNER,
+     401, "unauthorized"},
     /* superimap's own routes */
     {"events", "GET", "/api/{v}/events", NULL, KEY_GOOD, "/api/{v}/events", 200, NULL, 200, NULL},
     {"unknown event", "GET", "/api/{v}/events/e.1.2", NULL, KEY_GOOD, "/api/{v}/events/{id}", 404,
@@ -214,8 +215,8 @@ static void walk(int version)
         if (version == 1 && row->v1_text != NULL) {
             if (!has_header_prefix(r.headers, "Content-Type: text/plain") ||
                 strcmp(r.body, row->v1_text) != 0)
-                fail_msg("v1 %s (%s %s): want text \"%s\", got \"%s\" (%s)", row->what,
-                         row->method, path, row->v1_text, r.body, r.headers);
+                fail_msg("v1 %s (%s %s): want text \"%s\", got \"%s\" (%s)", row->what, row->method,
+                         path, row->v1_text, r.body, r.headers);
         } else if (version == 2 && row->v2_code != NULL) {
             const char *code = json_get_str(json_get(r.json, "error"), "code");
             if (code == NULL || strcmp(code, row->v2_code) != 0)
