@@ -227,8 +227,9 @@ static void test_v1_lists_200000_users_in_one_response_in_constant_memory(void *
     assert_int_equal(lc.tags, NUSERS);
     /* The peak since the baseline bounds the growth while listing. */
     if (hwm - rss0 > RSS_GROWTH)
-        fail_msg("api memory grew by %ld KiB while listing (peak %ld KiB over %ld KiB), over %ld KiB",
-                 (hwm - rss0) / 1024, hwm / 1024, rss0 / 1024, RSS_GROWTH / 1024);
+        fail_msg(
+            "api memory grew by %ld KiB while listing (peak %ld KiB over %ld KiB), over %ld KiB",
+            (hwm - rss0) / 1024, hwm / 1024, rss0 / 1024, RSS_GROWTH / 1024);
     free(key);
 }
 
