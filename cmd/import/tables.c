@@ -549,13 +549,11 @@ static enum outcome provider_row(struct run *run, const struct table *t)
         return redis_failed(run, "providers");
     enum outcome res = IMPORTED;
     if (h->elements > 0) {
-        const char *diff = first_difference(h, pairs, n);
-        char field[32];
-        snprintf(field, sizeof field, "%s", diff ? diff : "");
+        const char *diff = first_difference(h, pairs, n); /* one of pairs: outlives h */
         freeReplyObject(h);
         res = UNCHANGED;
         if (diff != NULL && run->o->dry_run) {
-            res = would_update(run, t, field);
+            res = would_update(run, t, diff);
         } else if (diff != NULL) {
             char status[16];
             update_fields(run, "provider_update", key, pairs, n, status);
@@ -568,7 +566,7 @@ static enum outcome provider_row(struct run *run, const struct table *t)
                               code);
             if (strcmp(status, "ok") != 0)
                 return refuse(run, t, "provider %s was deleted meanwhile", code);
-            res = would_update(run, t, field);
+            res = would_update(run, t, diff);
         }
     } else {
         freeReplyObject(h);
