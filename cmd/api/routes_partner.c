@@ -1,7 +1,12 @@
 /*
  * cmd/api/routes_partner: the original's partner API, /api/v1/connections and
- * their users, with its parameter names, JSON shapes and messages (errors are
- * JSON now), plus pagination and the user state fields.
+ * their users, with its parameter names and JSON shapes, plus pagination
+ * and the user state fields; the same routes under /api/v2.
+ *
+ * One handler per route for both versions: reply.c gives v1 the original's
+ * status codes and plain-text errors, and the user list is the one place a
+ * handler looks at the version (v1 sends every user in one array unless
+ * the client asks for a page).
  *
  * Every lookup is scoped by the partner found from the API key: the keys
  * read are built from that partner's id, so another partner's data cannot be
@@ -12,9 +17,11 @@
  *     could answer with the archived row); an archived user is still found
  *     by its tag while no live user has it, so it can be restored;
  *   - POST /connections takes the credentials (the original dropped them);
- *   - uniqueness conflicts are 409 (the original said 400), creates 201;
- *   - the user list is in tag order and paginated (limit, cursor; the next
- *     cursor in the X-Next-Cursor header, the body stays the original's array).
+ *   - the user list is in tag order (the original's was by email): the one
+ *     index of a connection's users is by tag;
+ *   - v2 only: conflicts are 409, creates 201, errors JSON, and the user list
+ *     paginated (limit, cursor; the next cursor in the X-Next-Cursor header,
+ *     the body stays the original's array).
  *
  * SPDX-License-Identifier: MIT
  */
