@@ -51,6 +51,27 @@ static int suite_teardown(void **state)
     return api_suite_stop(&redis);
 }
 
+/* Writes the original's imap_providers.csv into dir: Gmail, and PLAIN on
+ * localhost:plain_port. */
+static void write_providers(const char *plain_port)
+{
+    char path[700];
+    const char *ts = "2015-01-02 03:04:05.123456";
+    snprintf(path, sizeof path, "%s/imap_providers.csv", dir);
+    FILE *f = fopen(path, "w");
+    fputs(IMP_PROVIDERS_HEADER, f);
+    imp_row(f, 23, "1", "GMAIL_OAUTH2", "Google Mail - OAuth 2.0", "Oauth2::ImapProvider", "1",
+            "imap.gmail.com", "993", "t", "smtp.gmail.com", "587", "gmail.com", "t",
+            "https://accounts.google.com", "/o/oauth2/auth", "/o/oauth2/token", "post",
+            "refresh_token",
+            "https://www.googleapis.com/auth/userinfo.email https://mail.google.com/", "code",
+            "offline", "force", ts, ts);
+    imp_row(f, 23, "2", "PLAIN", "Fake IMAP", "Plain::ImapProvider", "2", "localhost", plain_port,
+            "f", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ts,
+            ts);
+    fclose(f);
+}
+
 /* Writes the original's export into dir: see the file's comment. */
 static void write_export(void)
 {
@@ -91,18 +112,7 @@ static void write_export(void)
             "1", ts, ts);
     fclose(f);
 
-    snprintf(path, sizeof path, "%s/imap_providers.csv", dir);
-    f = fopen(path, "w");
-    fputs(IMP_PROVIDERS_HEADER, f);
-    imp_row(f, 23, "1", "GMAIL_OAUTH2", "Google Mail - OAuth 2.0", "Oauth2::ImapProvider", "1",
-            "imap.gmail.com", "993", "t", "smtp.gmail.com", "587", "gmail.com", "t",
-            "https://accounts.google.com", "/o/oauth2/auth", "/o/oauth2/token", "post",
-            "refresh_token",
-            "https://www.googleapis.com/auth/userinfo.email https://mail.google.com/", "code",
-            "offline", "force", ts, ts);
-    imp_row(f, 23, "2", "PLAIN", "Fake IMAP", "Plain::ImapProvider", "2", "localhost", "10143", "f",
-            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ts, ts);
-    fclose(f);
+    write_providers("10143");
 
     snprintf(path, sizeof path, "%s/partner_connections.csv", dir);
     f = fopen(path, "w");
@@ -485,18 +495,7 @@ static void test_second_run_updates_changed_rows(void **state)
     imp_row(f, 11, "3", KEY_SECOND, "Second", "https://second.example/n", NULL, NULL, NULL, NULL,
             "1", ts, ts);
     fclose(f);
-    snprintf(path, sizeof path, "%s/imap_providers.csv", dir);
-    f = fopen(path, "w");
-    fputs(IMP_PROVIDERS_HEADER, f);
-    imp_row(f, 23, "1", "GMAIL_OAUTH2", "Google Mail - OAuth 2.0", "Oauth2::ImapProvider", "1",
-            "imap.gmail.com", "993", "t", "smtp.gmail.com", "587", "gmail.com", "t",
-            "https://accounts.google.com", "/o/oauth2/auth", "/o/oauth2/token", "post",
-            "refresh_token",
-            "https://www.googleapis.com/auth/userinfo.email https://mail.google.com/", "code",
-            "offline", "force", ts, ts);
-    imp_row(f, 23, "2", "PLAIN", "Fake IMAP", "Plain::ImapProvider", "2", "localhost", "10144", "f",
-            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ts, ts);
-    fclose(f);
+    write_providers("10144");
     char *client_secret = imp_encrypt(dir, key_file, "gmail-client-secret-2");
     char *pass = imp_encrypt(dir, key_file, "alice-pass-2");
     char *tpass = imp_encrypt(dir, key_file, "tracer-pass");
