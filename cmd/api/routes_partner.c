@@ -395,8 +395,8 @@ static int user_list_all(struct req *r, const char *code)
     if (rc == 0)
         rc = reply_stream_write(r, "]", 1);
     if (rc < 0)
-        log_error("api user list cut short pid=%s code=%s err=\"%s\"", r->partner.pid, code,
-                  err_str(rc));
+        log_warn("api user list cut short pid=%s code=%s err=\"%s\"", r->partner.pid, code,
+                 err_str(rc));
     reply_stream_close(r);
     return status;
 }
