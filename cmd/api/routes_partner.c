@@ -17,8 +17,9 @@
  *     could answer with the archived row); an archived user is still found
  *     by its tag while no live user has it, so it can be restored;
  *   - POST /connections takes the credentials (the original dropped them);
- *   - the user list is in tag order (the original's was by email): the one
- *     index of a connection's users is by tag;
+ *   - pages of the user list (v2, or v1 with limit or cursor) are in tag
+ *     order, the order of a connection's one user index; v1's whole list is
+ *     by email, as the original's, from a copy of the index (store.h);
  *   - v2 only: conflicts are 409, creates 201, errors JSON, and the user list
  *     paginated (limit, cursor; the next cursor in the X-Next-Cursor header,
  *     the body stays the original's array).
@@ -369,15 +370,21 @@ static int stream_users(struct req *r, const struct rec_list *page, int *first)
     return rc;
 }
 
-/* GET users under v1 without limit or cursor: every user in one array, as
- * the original answered, read from Redis a page at a time and written as it
- * is read, so the api's memory does not grow with the connection. */
+/* GET users under v1 without limit or cursor: every user in one array in
+ * the original's order (by email), as it answered, read from Redis a page at
+ * a time and written as it is read, so the api's memory does not grow with
+ * the connection. */
 static int user_list_all(struct req *r, const char *code)
 {
+    char key[SCHEMA_KEY_MAX];
+    if (store_user_sort(r, r->partner.pid, code, key) < 0)
+        return reply_unavailable(r);
     struct rec_list page;
     char *next;
-    if (store_user_page(r, r->partner.pid, code, NULL, LIST_LIMIT_MAX, &page, &next) < 0)
+    if (store_user_sorted_page(r, r->partner.pid, key, NULL, LIST_LIMIT_MAX, &page, &next) < 0) {
+        store_user_sort_drop(r, key);
         return reply_unavailable(r);
+    }
     int status = reply_stream_open(r, 200, "application/json");
     int first = 1;
     int rc = reply_stream_write(r, "[", 1);
@@ -388,10 +395,12 @@ static int user_list_all(struct req *r, const char *code)
         if (rc < 0 || next == NULL)
             break;
         char *after = next;
-        rc = store_user_page(r, r->partner.pid, code, after, LIST_LIMIT_MAX, &page, &next);
+        rc = store_user_sorted_page(r, r->partner.pid, key, after, LIST_LIMIT_MAX, &page, &next);
         xfree(after);
     }
     xfree(next);
+    /* Gone before the client has the end of the list. */
+    store_user_sort_drop(r, key);
     if (rc == 0)
         rc = reply_stream_write(r, "]", 1);
     if (rc < 0)
@@ -402,7 +411,7 @@ static int user_list_all(struct req *r, const char *code)
 }
 
 /* GET users: a page of the connection's users in tag order (v2, and v1
- * when the client asks with limit or cursor). The cursor is the base64url
+ * when the client asks with limit or cursor: the cursor needs the index). The cursor is the base64url
  * of the last zset member sent. */
 static int user_list(struct req *r)
 {

@@ -210,6 +210,21 @@ int store_user_update(struct req *r, const char *pid, const char *code, int oaut
 int store_user_page(struct req *r, const char *pid, const char *code, const char *after,
                     int64_t limit, struct rec_list *out, char **next);
 
+/* The connection's users in the original's order (by email, users without
+ * one last, then by tag), for v1's whole list: an email-ordered copy of the
+ * connection's user index in Redis, built a page at a time (the api's
+ * memory stays constant; Redis holds the copy, EX 10 min). 0 with its key
+ * in key, to page with store_user_sorted_page() and drop with
+ * store_user_sort_drop(); or -SIMAP_ECONN (nothing left behind). */
+int store_user_sort(struct req *r, const char *pid, const char *code, char key[SCHEMA_KEY_MAX]);
+
+/* As store_user_page() over the copy key made by store_user_sort(). */
+int store_user_sorted_page(struct req *r, const char *pid, const char *key, const char *after,
+                           int64_t limit, struct rec_list *out, char **next);
+
+/* Deletes the copy key. */
+void store_user_sort_drop(struct req *r, const char *key);
+
 /* ---- store_connect.c: the connect pages ---- */
 
 /* Marks the link whose signature is sig as followed. 0 the first time,

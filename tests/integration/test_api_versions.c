@@ -173,6 +173,14 @@ static const struct row rows[] = {
      "Imap Provider not found for 'NOPE'.", 404, "not_found"},
 };
 
+static long long rcount_keys(const char *pattern)
+{
+    redisReply *rep = rcmd(&redis, "KEYS %s", pattern);
+    long long n = (long long)rep->elements;
+    freeReplyObject(rep);
+    return n;
+}
+
 /* s with every "{v}" replaced by "v<version>", in out. */
 static void with_version(char *out, size_t cap, const char *s, int version)
 {
@@ -243,9 +251,9 @@ static void test_v2_answers_every_route_and_case_as_today(void **state)
     walk(2);
 }
 
-/* v1 lists every user in one array (the original had no pages) and pages
- * only when asked; v2 pages by default. Both in tag order, archived users
- * included. */
+/* v1 lists every user in one array (the original had no pages) in its
+ * order (by email, users without one last, then by tag) and pages only when
+ * asked; v2 pages by default, in tag order. Archived users included. */
 static void test_v1_lists_every_user_and_v2_pages(void **state)
 {
     (void)state;
@@ -256,8 +264,12 @@ static void test_v1_lists_every_user_and_v2_pages(void **state)
     enum { N = 1003 }; /* past one page of the store's reads */
     struct api_resp r = {0};
     for (int i = 0; i < N; i++) {
-        char form[64];
-        snprintf(form, sizeof form, "tag=u%05d", i);
+        /* Users 0..499 have emails in the reverse order of their tags. */
+        char form[96];
+        if (i < 500)
+            snprintf(form, sizeof form, "tag=u%05d&email=E%05d%%40example.com", i, N - i);
+        else
+            snprintf(form, sizeof form, "tag=u%05d", i);
         api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, form);
         assert_int_equal(r.status, 200);
     }
@@ -270,12 +282,13 @@ static void test_v1_lists_every_user_and_v2_pages(void **state)
     assert_true(has_header_prefix(r.headers, "Transfer-Encoding: chunked"));
     assert_non_null(r.json);
     assert_int_equal(r.json->u.array.len, N);
-    for (int i = 0; i < N; i++) {
+    for (int p = 0; p < N; p++) {
         char tag[16];
-        snprintf(tag, sizeof tag, "u%05d", i);
-        assert_string_equal(json_get_str(r.json->u.array.values[i], "tag"), tag);
+        snprintf(tag, sizeof tag, "u%05d", p < 500 ? 499 - p : p);
+        assert_string_equal(json_get_str(r.json->u.array.values[p], "tag"), tag);
     }
-    assert_true(YAJL_IS_TRUE(json_get(r.json->u.array.values[7], "archived")));
+    assert_true(YAJL_IS_TRUE(json_get(r.json->u.array.values[499 - 7], "archived")));
+    assert_int_equal(rcount_keys("si:sort:*"), 0);
 
     api_form(&r, api.port, "GET", "/api/v1/connections/PLAIN/users?limit=2", key, NULL);
     assert_int_equal(r.status, 200);
@@ -285,6 +298,7 @@ static void test_v1_lists_every_user_and_v2_pages(void **state)
     api_form(&r, api.port, "GET", "/api/v2/connections/PLAIN/users", key, NULL);
     EXPECT(&r, 200, "GET", "/api/v2/connections/{code}/users");
     assert_int_equal(r.json->u.array.len, 1000);
+    assert_string_equal(json_get_str(r.json->u.array.values[0], "tag"), "u00000");
     assert_non_null(strstr(r.headers, "X-Next-Cursor: "));
     api_resp_free(&r);
     free(key);
