@@ -411,8 +411,8 @@ static int user_list_all(struct req *r, const char *code)
 }
 
 /* GET users: a page of the connection's users in tag order (v2, and v1
- * when the client asks with limit or cursor: the cursor needs the index). The cursor is the base64url
- * of the last zset member sent. */
+ * when the client asks with limit or cursor: a cursor points into the tag
+ * index). The cursor is the base64url of the last zset member sent. */
 static int user_list(struct req *r)
 {
     char code[CODE_BUF];
