@@ -84,6 +84,11 @@ int schema_key_conn_users(char out[SCHEMA_KEY_MAX], const char *pid, const char 
     return build(out, SCHEMA_KEY_MAX, "si:conn:%s:%s:users", pid, code);
 }
 
+int schema_key_sort(char out[SCHEMA_KEY_MAX], const char *token)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:sort:%s", token);
+}
+
 int schema_key_tag(char out[SCHEMA_KEY_MAX], const char *pid, const char *code, const char *ltag)
 {
     return build(out, SCHEMA_KEY_MAX, "si:tag:%s:%s:%s", pid, code, ltag);

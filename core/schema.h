@@ -43,6 +43,10 @@
  *                                          too, in tag order (tags hold no control characters)
  *   si:tag:<pid>:<code>:<lower tag> string uid of the live (non-archived) user with that tag
  *   si:email:<pid>:<code>:<lower email> string uid of the live user with that email
+ *   si:sort:<token>                 zset   one v1 user list in the original's order (email):
+ *                                          "<0 email, 1 none><lower email>\x1f<lower tag>
+ *                                          \x1f<uid>" -> 0; made per request, EX 10 min,
+ *                                          deleted once sent (cmd/api/store_users.c)
  *   si:link:<sig>                   string a connect or disconnect link already followed
  *                                          (links are single use), EX 31 min
  *   si:connect:<state>              string one connect flow (OAuth2 state or PLAIN form):
@@ -202,6 +206,7 @@ int schema_key_ratelimit(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
 int schema_key_partner_conns(char out[SCHEMA_KEY_MAX], const char *pid);
 int schema_key_conn(char out[SCHEMA_KEY_MAX], const char *pid, const char *code);
 int schema_key_conn_users(char out[SCHEMA_KEY_MAX], const char *pid, const char *code);
+int schema_key_sort(char out[SCHEMA_KEY_MAX], const char *token);
 /* ltag and lemail are already lower-cased (ASCII), as the keys hold them. */
 int schema_key_tag(char out[SCHEMA_KEY_MAX], const char *pid, const char *code, const char *ltag);
 int schema_key_email(char out[SCHEMA_KEY_MAX], const char *pid, const char *code,

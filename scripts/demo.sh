@@ -312,14 +312,14 @@ WHSEC=$(json_str webhook_secret)
     printf '%s\n%s\n' "$API_KEY" "$WHSEC" >"$DIR/webhooks/credentials"
 )
 KEY="x-api-key: $API_KEY"
-call "the partner's connection to the provider (partner API)" "$KEY" POST /api/v1/connections \
+call "the partner's connection to the provider (partner API)" "$KEY" POST /api/v2/connections \
     '{"imap_provider_code":"DEMO"}'
-call "a user, IMAP login user1 (partner API)" "$KEY" POST /api/v1/connections/DEMO/users \
+call "a user, IMAP login user1 (partner API)" "$KEY" POST /api/v2/connections/DEMO/users \
     "{\"tag\":\"$TAG\",\"email\":\"$TAG\",\"login_username\":\"user1\",\"login_password\":\"pass1\"}"
 
 state=""
 for _ in $(seq 1 200); do
-    curl -sS -o "$DIR/answer.json" "$API/api/v1/connections/DEMO/users/$TAG_PATH" -H "$KEY"
+    curl -sS -o "$DIR/answer.json" "$API/api/v2/connections/DEMO/users/$TAG_PATH" -H "$KEY"
     state=$(json_str state)
     [ "$state" = watching ] && break
     sleep 0.1
@@ -368,12 +368,12 @@ cat <<MSG
   # another message, then watch it arrive here
   $DELIVER
   # the user, and the partner's delivery log
-  curl -s \$API/api/v1/connections/DEMO/users/$TAG_PATH -H "x-api-key: \$KEY"
-  curl -s "\$API/api/v1/events?limit=5" -H "x-api-key: \$KEY"
+  curl -s \$API/api/v2/connections/DEMO/users/$TAG_PATH -H "x-api-key: \$KEY"
+  curl -s "\$API/api/v2/events?limit=5" -H "x-api-key: \$KEY"
   # a signed test event to the new-mail URL
-  curl -s -X POST \$API/api/v1/webhook-test -H "x-api-key: \$KEY"
+  curl -s -X POST \$API/api/v2/webhook-test -H "x-api-key: \$KEY"
   # archive the user: its new mail is no longer announced
-  curl -s -X DELETE \$API/api/v1/connections/DEMO/users/$TAG_PATH -H "x-api-key: \$KEY"
+  curl -s -X DELETE \$API/api/v2/connections/DEMO/users/$TAG_PATH -H "x-api-key: \$KEY"
   # the fleet and the queues (admin API)
   curl -s \$API/admin/api/fleet -H "Authorization: Bearer \$ADMIN_TOKEN"
   curl -s \$API/admin/api/queues -H "Authorization: Bearer \$ADMIN_TOKEN"

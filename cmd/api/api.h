@@ -8,8 +8,8 @@
  *                      parameters), route matching, authentication, dispatch
  *   auth.c             partner API keys (constant-time check, rate limit)
  *                      and the admin bearer token
- *   routes_partner.c   /api/v1/connections and their users
- *   routes_events.c    /api/v1/events, replay, webhook-test
+ *   routes_partner.c   /api/v1|v2/connections and their users
+ *   routes_events.c    /api/v1|v2/events, replay, webhook-test
  *   routes_providers.c /admin/api/providers
  *   routes_partners.c  /admin/api/partners, key and secret rotation
  *   routes_fleet.c     /admin/api/fleet, queues, dead letters
@@ -19,7 +19,7 @@
  *   oauth_http.c       their calls to the provider (libcurl, SSRF guard)
  *   imap_login.c       the PLAIN form's live IMAP login
  *   input.c            parameter checks the route files share (400s)
- *   reply.c            every answer: JSON, errors, 204
+ *   reply.c            every answer: JSON, errors, 204; v1's codes and texts
  *   views.c            JSON of users, connections, partners, providers,
  *                      events, log entries, nodes; signed connect links
  *   store.c            Redis: commands, scripts, hashes read whole (store_impl.h,
@@ -111,14 +111,16 @@ struct req {
     size_t narg;
     struct partner_ctx partner; /* set for AUTH_PARTNER routes */
     int64_t started_ms;         /* monotonic */
+    int version; /* 1 or 2 on a partner API path (/api/v1, /api/v2), else 0: v1 answers as
+                  * the original did (reply.c), v2 as today's API */
 };
 
 enum route_auth { AUTH_NONE, AUTH_PARTNER, AUTH_ADMIN };
 
-/* One route: "GET", "/api/v1/connections/:code" (":name" captures a segment;
- * a literal last segment also matches with ".json" appended, as Rails' routes
- * did), who may call it, and the handler, which must reply exactly once and
- * return the status. */
+/* One route: "GET", "/api/{v}/connections/:code" (":name" captures a segment;
+ * "{v}" matches v1 or v2 and sets req.version; a literal last segment also
+ * matches with ".json" appended, as Rails' routes did), who may call it, and
+ * the handler, which must reply exactly once and return the status. */
 struct route {
     const char *method;
     const char *pattern;

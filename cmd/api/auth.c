@@ -75,14 +75,9 @@ static int unauthorized(struct req *r, const char *why)
 static int blocked(struct req *r, const char *addr, int64_t wait_ms)
 {
     metric_inc(r->api->m_auth_blocked);
-    char headers[64];
-    snprintf(headers, sizeof headers, "Retry-After: %lld\r\n", (long long)(wait_ms + 999) / 1000);
-    char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"error\":{\"code\":\"too_many_failures\",\"message\":\"too many failed "
-                     "authentications from %s; retry in %lld ms\"}}",
-                     addr, (long long)wait_ms);
-    return reply_json(r, 429, body, (size_t)n, headers);
+    return reply_retry_later(r, "too_many_failures", wait_ms,
+                             "too many failed authentications from %s; retry in %lld ms", addr,
+                             (long long)wait_ms);
 }
 
 int auth_partner(struct req *r)
@@ -130,14 +125,9 @@ int auth_partner(struct req *r)
     }
     if (!allowed) {
         metric_inc(a->m_rate_limited);
-        char headers[64];
-        snprintf(headers, sizeof headers, "Retry-After: %lld\r\n", (retry_ms + 999) / 1000);
-        char body[160];
-        int n = snprintf(body, sizeof body,
-                         "{\"error\":{\"code\":\"rate_limited\",\"message\":\"too many requests "
-                         "for this API key; retry in %lld ms\"}}",
-                         retry_ms);
-        return reply_json(r, 429, body, (size_t)n, headers);
+        return reply_retry_later(r, "rate_limited", retry_ms,
+                                 "too many requests for this API key; retry in %lld ms",
+                                 (long long)retry_ms);
     }
     snprintf(r->partner.pid, sizeof r->partner.pid, "%s", pid);
     r->partner.api_key = xstrdup(key);

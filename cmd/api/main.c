@@ -54,14 +54,15 @@ static void on_thread_stop(void *thread_data, void *data)
     rsync_free(thread_data);
 }
 
-/* Reads web/openapi.json once; the API serves it at /api/v1/openapi.json. */
+/* Reads web/openapi.json once; the API serves it at /api/v1/openapi.json and
+ * /api/v2/openapi.json. */
 static void load_openapi(struct api *a, const char *root)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/openapi.json", root);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        log_warn("openapi.json not found; /api/v1/openapi.json answers 404 path=%s", path);
+        log_warn("openapi.json not found; /api/v{1,2}/openapi.json answer 404 path=%s", path);
         return;
     }
     char *text = xmalloc(OPENAPI_MAX + 1);

@@ -4,6 +4,13 @@
  * "message","field"}}; the connect pages' are HTML or redirects (see
  * reply.h).
  *
+ * The partner API's v1 (req.version 1) answers as the original did, and this
+ * file alone makes the difference, so the handlers are the same for both
+ * versions: a create's 201 is sent as 200, a conflict's 409 as 400, a
+ * missing or unknown key's 401 as 404 "Partner not found. Check your
+ * api_key.", and every error body is the message alone in text/plain
+ * ("Validation failed: Tag can't be blank" for a bad parameter), never JSON.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "cmd/api/reply.h"
@@ -78,6 +85,8 @@ int reply_redirect(struct req *r, const char *location, const char *headers)
 
 int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers)
 {
+    if (r->version == 1 && status == 201)
+        status = 200;
     return send_one(r, status, "application/json", json, len, headers);
 }
 
@@ -96,19 +105,40 @@ int reply_gen(struct req *r, int status, struct json_gen *g, const char *headers
         log_error("api response not generated route=%s err=\"%s\"", r->method, err_str(rc));
         return reply_error(r, 500, "internal", NULL, "the response could not be generated");
     }
-    reply_json(r, status, out, len, headers);
+    int sent = reply_json(r, status, out, len, headers);
     xfree(out);
-    return status;
+    return sent;
 }
 
-int reply_error(struct req *r, int status, const char *code, const char *field, const char *fmt,
-                ...)
+static const char *allow_header(int status)
+{
+    return status == 405 ? "Allow: GET, POST, PUT, PATCH, DELETE\r\n" : NULL;
+}
+
+/* v1's error: the original's status and its plain-text message. */
+static int reply_error_v1(struct req *r, int status, const char *msg, const char *headers)
+{
+    if (status == 401) {
+        status = 404;
+        msg = "Partner not found. Check your api_key.";
+    } else if (status == 409) {
+        status = 400;
+    }
+    return send_one(r, status, "text/plain; charset=utf-8", msg, strlen(msg),
+                    headers ? headers : allow_header(status));
+}
+
+static int verror(struct req *r, int status, const char *code, const char *field,
+                  const char *headers, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+
+static int verror(struct req *r, int status, const char *code, const char *field,
+                  const char *headers, const char *fmt, va_list ap)
 {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    if (r->version == 1)
+        return reply_error_v1(r, status, msg, headers);
     /* A message quotes request text; never let a cut or a bad byte break the JSON. */
     char *clean = json_utf8_sanitize(msg, strlen(msg), NULL);
     struct json_gen *g = json_gen_new(4096);
@@ -123,23 +153,64 @@ int reply_error(struct req *r, int status, const char *code, const char *field, 
     xfree(clean);
     char *out;
     size_t len;
+    if (headers == NULL)
+        headers = allow_header(status);
     if (json_gen_finish(g, &out, &len) < 0) {
         json_gen_free(g);
         static const char fallback[] = "{\"error\":{\"code\":\"internal\",\"message\":\"error\"}}";
-        return reply_json(r, status, fallback, sizeof fallback - 1, NULL);
+        return reply_json(r, status, fallback, sizeof fallback - 1, headers);
     }
     json_gen_free(g);
-    const char *headers = NULL;
-    if (status == 405) {
-        headers = "Allow: GET, POST, PUT, PATCH, DELETE\r\n";
-    }
     reply_json(r, status, out, len, headers);
     xfree(out);
     return status;
 }
 
+int reply_error(struct req *r, int status, const char *code, const char *field, const char *fmt,
+                ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = verror(r, status, code, field, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int reply_retry_later(struct req *r, const char *code, int64_t retry_ms, const char *fmt, ...)
+{
+    char headers[64];
+    snprintf(headers, sizeof headers, "Retry-After: %lld\r\n", (long long)(retry_ms + 999) / 1000);
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = verror(r, 429, code, NULL, headers, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A field as Rails' humanize writes it in a validation message: a trailing
+ * "_id" dropped, '_' as spaces, the first letter upper case
+ * ("imap_provider_code" -> "Imap provider code"). */
+static void humanize(char *out, size_t cap, const char *field)
+{
+    size_t n = strlen(field);
+    if (n > 3 && strcmp(field + n - 3, "_id") == 0)
+        n -= 3;
+    snprintf(out, cap, "%.*s", (int)n, field);
+    for (char *p = out; *p != '\0'; p++)
+        if (*p == '_')
+            *p = ' ';
+    if (out[0] >= 'a' && out[0] <= 'z')
+        out[0] = (char)(out[0] - 'a' + 'A');
+}
+
 int reply_invalid(struct req *r, const char *field, const char *why)
 {
+    if (r->version == 1) {
+        char name[128];
+        humanize(name, sizeof name, field);
+        return reply_error(r, 400, "invalid_parameter", field, "Validation failed: %s %s", name,
+                           why);
+    }
     return reply_error(r, 400, "invalid_parameter", field, "%s: %s", field, why);
 }
 
@@ -147,6 +218,30 @@ int reply_unavailable(struct req *r)
 {
     return reply_error(r, 503, "unavailable", NULL,
                        "the data store is not reachable; try again shortly");
+}
+
+int reply_stream_open(struct req *r, int status, const char *ctype)
+{
+    mg_printf(r->conn,
+              "HTTP/1.1 %d %s\r\n"
+              "Content-Type: %s\r\n"
+              "Transfer-Encoding: chunked\r\n"
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n\r\n",
+              status, reason_phrase(status), ctype);
+    return status;
+}
+
+int reply_stream_write(struct req *r, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    return mg_send_chunk(r->conn, data, (unsigned int)len) < 0 ? -SIMAP_EIO : 0;
+}
+
+void reply_stream_close(struct req *r)
+{
+    mg_send_chunk(r->conn, "", 0);
 }
 
 int reply_no_content(struct req *r)

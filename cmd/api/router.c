@@ -35,6 +35,14 @@ static int literal_matches(const char *lit, size_t litlen, const char *seg, size
            memcmp(seg + litlen, ".json", 5) == 0;
 }
 
+/* The version a path segment names ("v1", "v2"), or 0. */
+static int version_of(const char *seg, size_t len)
+{
+    if (len == 2 && seg[0] == 'v' && (seg[1] == '1' || seg[1] == '2'))
+        return seg[1] - '0';
+    return 0;
+}
+
 /* Matches r->path against pattern; fills r->arg on success. */
 static int pattern_matches(struct req *r, const char *pattern)
 {
@@ -54,6 +62,9 @@ static int pattern_matches(struct req *r, const char *pattern)
             if (narg == sizeof r->arg / sizeof r->arg[0])
                 return 0;
             r->arg[narg++] = r->path.seg[i];
+        } else if (len == 3 && memcmp(p, "{v}", 3) == 0) {
+            if (version_of(r->path.seg[i], r->path.len[i]) == 0)
+                return 0;
         } else if (!literal_matches(p, len, r->path.seg[i], r->path.len[i])) {
             return 0;
         }
@@ -202,7 +213,12 @@ int router_handle(struct mg_connection *conn, void *cbdata)
     int status;
     int path_known;
     const struct route *rt;
-    if (path_split(&r.path, uri, strlen(uri), err, sizeof err) < 0) {
+    int split = path_split(&r.path, uri, strlen(uri), err, sizeof err);
+    /* Every answer under /api/v1 or /api/v2, unknown routes included, is in
+     * that version's manner. */
+    if (split == 0 && r.path.n >= 2 && r.path.len[0] == 3 && memcmp(r.path.seg[0], "api", 3) == 0)
+        r.version = version_of(r.path.seg[1], r.path.len[1]);
+    if (split < 0) {
         status = reply_error(&r, 400, "invalid_path", NULL, "%s", err);
     } else if ((rt = find_route(&r, &path_known)) == NULL) {
         if (path_known)

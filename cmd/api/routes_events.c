@@ -245,9 +245,9 @@ static int webhook_test(struct req *r)
 }
 
 const struct route routes_events[] = {
-    {"GET", "/api/v1/events", AUTH_PARTNER, event_list},
-    {"GET", "/api/v1/events/:id", AUTH_PARTNER, event_show},
-    {"POST", "/api/v1/events/:id/replay", AUTH_PARTNER, event_replay},
-    {"POST", "/api/v1/webhook-test", AUTH_PARTNER, webhook_test},
+    {"GET", "/api/{v}/events", AUTH_PARTNER, event_list},
+    {"GET", "/api/{v}/events/:id", AUTH_PARTNER, event_show},
+    {"POST", "/api/{v}/events/:id/replay", AUTH_PARTNER, event_replay},
+    {"POST", "/api/{v}/webhook-test", AUTH_PARTNER, webhook_test},
     {NULL, NULL, AUTH_NONE, NULL},
 };

@@ -1,7 +1,12 @@
 /*
  * cmd/api/routes_partner: the original's partner API, /api/v1/connections and
- * their users, with its parameter names, JSON shapes and messages (errors are
- * JSON now), plus pagination and the user state fields.
+ * their users, with its parameter names and JSON shapes, plus pagination
+ * and the user state fields; the same routes under /api/v2.
+ *
+ * One handler per route for both versions: reply.c gives v1 the original's
+ * status codes and plain-text errors, and the user list is the one place a
+ * handler looks at the version (v1 sends every user in one array unless
+ * the client asks for a page).
  *
  * Every lookup is scoped by the partner found from the API key: the keys
  * read are built from that partner's id, so another partner's data cannot be
@@ -12,9 +17,12 @@
  *     could answer with the archived row); an archived user is still found
  *     by its tag while no live user has it, so it can be restored;
  *   - POST /connections takes the credentials (the original dropped them);
- *   - uniqueness conflicts are 409 (the original said 400), creates 201;
- *   - the user list is in tag order and paginated (limit, cursor; the next
- *     cursor in the X-Next-Cursor header, the body stays the original's array).
+ *   - pages of the user list (v2, or v1 with limit or cursor) are in tag
+ *     order, the order of a connection's one user index; v1's whole list is
+ *     by email, as the original's, from a copy of the index (store.h);
+ *   - v2 only: conflicts are 409, creates 201, errors JSON, and the user list
+ *     paginated (limit, cursor; the next cursor in the X-Next-Cursor header,
+ *     the body stays the original's array).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -31,6 +39,7 @@
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/log.h"
 
 #define LIST_LIMIT_DEFAULT 1000
 #define LIST_LIMIT_MAX     1000
@@ -336,8 +345,74 @@ static int user_delete(struct req *r)
     return with_user(r, archive_and_reply);
 }
 
-/* GET users: a page of the connection's users in tag order. The cursor is
- * the base64url of the last zset member sent. */
+/* Writes the users of page as JSON array elements (no brackets), each
+ * preceded by a comma unless *first. Returns 0 or -SIMAP_EIO. */
+static int stream_users(struct req *r, const struct rec_list *page, int *first)
+{
+    struct json_gen *g = reply_gen_new();
+    json_gen_array_open(g);
+    for (size_t i = 0; i < page->n; i++)
+        view_user_brief(g, &page->rec[i]);
+    json_gen_array_close(g);
+    char *out;
+    size_t len;
+    int rc = json_gen_finish(g, &out, &len);
+    json_gen_free(g);
+    if (rc < 0)
+        return rc;
+    /* out is "[...]": its elements go out between the stream's brackets. */
+    if (len > 2) {
+        out[0] = ',';
+        rc = reply_stream_write(r, *first ? out + 1 : out, *first ? len - 2 : len - 1);
+        *first = 0;
+    }
+    xfree(out);
+    return rc;
+}
+
+/* GET users under v1 without limit or cursor: every user in one array in
+ * the original's order (by email), as it answered, read from Redis a page at
+ * a time and written as it is read, so the api's memory does not grow with
+ * the connection. */
+static int user_list_all(struct req *r, const char *code)
+{
+    char key[SCHEMA_KEY_MAX];
+    if (store_user_sort(r, r->partner.pid, code, key) < 0)
+        return reply_unavailable(r);
+    struct rec_list page;
+    char *next;
+    if (store_user_sorted_page(r, r->partner.pid, key, NULL, LIST_LIMIT_MAX, &page, &next) < 0) {
+        store_user_sort_drop(r, key);
+        return reply_unavailable(r);
+    }
+    int status = reply_stream_open(r, 200, "application/json");
+    int first = 1;
+    int rc = reply_stream_write(r, "[", 1);
+    for (;;) {
+        if (rc == 0)
+            rc = stream_users(r, &page, &first);
+        rec_list_free(&page);
+        if (rc < 0 || next == NULL)
+            break;
+        char *after = next;
+        rc = store_user_sorted_page(r, r->partner.pid, key, after, LIST_LIMIT_MAX, &page, &next);
+        xfree(after);
+    }
+    xfree(next);
+    /* Gone before the client has the end of the list. */
+    store_user_sort_drop(r, key);
+    if (rc == 0)
+        rc = reply_stream_write(r, "]", 1);
+    if (rc < 0)
+        log_warn("api user list cut short pid=%s code=%s err=\"%s\"", r->partner.pid, code,
+                 err_str(rc));
+    reply_stream_close(r);
+    return status;
+}
+
+/* GET users: a page of the connection's users in tag order (v2, and v1
+ * when the client asks with limit or cursor: a cursor points into the tag
+ * index). The cursor is the base64url of the last zset member sent. */
 static int user_list(struct req *r)
 {
     char code[CODE_BUF];
@@ -350,6 +425,8 @@ static int user_list(struct req *r)
         return rc;
     int64_t limit = LIST_LIMIT_DEFAULT;
     const struct param *pl = params_get(&r->params, "limit");
+    if (r->version == 1 && pl == NULL && params_get(&r->params, "cursor") == NULL)
+        return user_list_all(r, code);
     if (pl != NULL && param_int(pl, 1, LIST_LIMIT_MAX, &limit) < 0)
         return reply_invalid(r, "limit", "must be an integer from 1 to 1000");
     char *after = NULL;
@@ -435,8 +512,11 @@ static int connection_create(struct req *r)
 {
     const char *code0;
     const struct param *pc = params_get(&r->params, "imap_provider_code");
-    if (pc == NULL || param_text(pc, &code0) < 0 || *code0 == '\0')
-        return reply_invalid(r, "imap_provider_code", "can't be blank");
+    if (pc == NULL || param_text(pc, &code0) < 0 || *code0 == '\0') {
+        if (r->version != 1)
+            return reply_invalid(r, "imap_provider_code", "can't be blank");
+        code0 = ""; /* the original looked the provider up: 404 */
+    }
     struct rec prov;
     int rc = load_provider(r, code0, &prov);
     if (rc != 0) {
@@ -555,18 +635,18 @@ static int openapi(struct req *r)
 }
 
 const struct route routes_partner[] = {
-    {"GET", "/api/v1/openapi.json", AUTH_NONE, openapi},
-    {"GET", "/api/v1/connections", AUTH_PARTNER, connection_list},
-    {"POST", "/api/v1/connections", AUTH_PARTNER, connection_create},
-    {"GET", "/api/v1/connections/:code", AUTH_PARTNER, connection_show},
-    {"PUT", "/api/v1/connections/:code", AUTH_PARTNER, connection_update},
-    {"PATCH", "/api/v1/connections/:code", AUTH_PARTNER, connection_update},
-    {"DELETE", "/api/v1/connections/:code", AUTH_PARTNER, connection_delete},
-    {"GET", "/api/v1/connections/:code/users", AUTH_PARTNER, user_list},
-    {"POST", "/api/v1/connections/:code/users", AUTH_PARTNER, user_create},
-    {"GET", "/api/v1/connections/:code/users/:tag", AUTH_PARTNER, user_show},
-    {"PUT", "/api/v1/connections/:code/users/:tag", AUTH_PARTNER, user_update},
-    {"PATCH", "/api/v1/connections/:code/users/:tag", AUTH_PARTNER, user_update},
-    {"DELETE", "/api/v1/connections/:code/users/:tag", AUTH_PARTNER, user_delete},
+    {"GET", "/api/{v}/openapi.json", AUTH_NONE, openapi},
+    {"GET", "/api/{v}/connections", AUTH_PARTNER, connection_list},
+    {"POST", "/api/{v}/connections", AUTH_PARTNER, connection_create},
+    {"GET", "/api/{v}/connections/:code", AUTH_PARTNER, connection_show},
+    {"PUT", "/api/{v}/connections/:code", AUTH_PARTNER, connection_update},
+    {"PATCH", "/api/{v}/connections/:code", AUTH_PARTNER, connection_update},
+    {"DELETE", "/api/{v}/connections/:code", AUTH_PARTNER, connection_delete},
+    {"GET", "/api/{v}/connections/:code/users", AUTH_PARTNER, user_list},
+    {"POST", "/api/{v}/connections/:code/users", AUTH_PARTNER, user_create},
+    {"GET", "/api/{v}/connections/:code/users/:tag", AUTH_PARTNER, user_show},
+    {"PUT", "/api/{v}/connections/:code/users/:tag", AUTH_PARTNER, user_update},
+    {"PATCH", "/api/{v}/connections/:code/users/:tag", AUTH_PARTNER, user_update},
+    {"DELETE", "/api/{v}/connections/:code/users/:tag", AUTH_PARTNER, user_delete},
     {NULL, NULL, AUTH_NONE, NULL},
 };

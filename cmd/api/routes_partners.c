@@ -174,6 +174,36 @@ static int reply_secret_object(struct req *r, int status, struct json_gen *g)
     return rc;
 }
 
+/* The api_key parameter, a key the partner brings: 0 with *key (NULL when
+ * absent), or the status after a 400. */
+static int brought_key(struct req *r, const char **key)
+{
+    int rc = input_secret(r, "api_key", 64, key);
+    if (rc != 0)
+        return rc;
+    if (*key != NULL && *key[0] == '\0')
+        *key = NULL;
+    if (*key != NULL && !keys_api_key_acceptable(*key))
+        return reply_invalid(r, "api_key",
+                             "must be 43 base64url characters (as superimap makes them) or 20 "
+                             "lowercase hex digits (as SuperIMAP made them)");
+    return 0;
+}
+
+/* Answers a failed store_partner_rotate(). */
+static int rotate_failed(struct req *r, int rc)
+{
+    if (rc == -SIMAP_ENOTFOUND)
+        return not_found(r);
+    if (rc == -SIMAP_ECRYPTO)
+        return reply_error(r, 500, "internal", NULL, "encryption failed");
+    if (rc == -SIMAP_EINVAL)
+        return reply_error(r, 409, "conflict", "api_key", "api_key is in use by another partner");
+    if (rc == -SIMAP_ESTATE)
+        return reply_error(r, 409, "conflict", NULL, "another rotation ran meanwhile; try again");
+    return reply_unavailable(r);
+}
+
 static int partner_create(struct req *r)
 {
     const char *pairs[32];
@@ -185,12 +215,8 @@ static int partner_create(struct req *r)
     /* A partner moving from SuperIMAP keeps its key (its receivers verify
      * the body signature with it): superimap's form or the original's. */
     const char *key;
-    if ((rc = input_secret(r, "api_key", 64, &key)) != 0)
+    if ((rc = brought_key(r, &key)) != 0)
         return rc;
-    if (key != NULL && *key != '\0' && !keys_api_key_acceptable(key))
-        return reply_invalid(r, "api_key",
-                             "must be 43 base64url characters (as superimap makes them) or 20 "
-                             "lowercase hex digits (as SuperIMAP made them)");
     struct store_new_partner np;
     rc = store_partner_create(r, pairs, n, key, &np);
     if (rc == -SIMAP_ECRYPTO)
@@ -260,11 +286,24 @@ static int partner_update(struct req *r)
     int n;
     if ((rc = partner_input(r, 0, pairs, &n, num)) != 0)
         return rc;
+    const char *key;
+    if ((rc = brought_key(r, &key)) != 0)
+        return rc;
     rc = store_partner_update(r, r->arg[0], pairs, n);
     if (rc == -SIMAP_ENOTFOUND)
         return not_found(r);
     if (rc < 0)
         return reply_unavailable(r);
+    if (key != NULL) {
+        /* A key the partner brings replaces the current one as rotate-key
+         * does: the old key keeps working for the rotation's grace. */
+        char *fresh, until[24];
+        rc = store_partner_rotate(r, r->arg[0], "api_key", key, r->api->key_grace_sec, &fresh,
+                                  until);
+        if (rc < 0)
+            return rotate_failed(r, rc);
+        wipe_free(fresh);
+    }
     return send_partner(r, 200, r->arg[0]);
 }
 
@@ -283,10 +322,10 @@ static int partner_delete(struct req *r)
     return reply_no_content(r);
 }
 
-/* POST .../rotate-key and .../rotate-webhook-secret. */
-static int rotate(struct req *r, const char *field)
+/* POST .../rotate-key (api_key: the new key, else one is made) and
+ * .../rotate-webhook-secret. */
+static int rotate(struct req *r, const char *field, const char *const *allowed)
 {
-    static const char *const allowed[] = {"grace_seconds", "api_key", NULL};
     int rc = input_only_known(r, allowed);
     if (rc != 0)
         return rc;
@@ -294,19 +333,16 @@ static int rotate(struct req *r, const char *field)
     int has;
     if ((rc = input_int(r, "grace_seconds", 0, MAX_GRACE_SEC, &grace, &has)) != 0)
         return rc;
+    const char *given = NULL;
+    if (strcmp(field, "api_key") == 0 && (rc = brought_key(r, &given)) != 0)
+        return rc;
     const char *pid = r->arg[0];
     if (!input_is_pid(pid))
         return not_found(r);
     char *fresh, until[24];
-    rc = store_partner_rotate(r, pid, field, grace, &fresh, until);
-    if (rc == -SIMAP_ENOTFOUND)
-        return not_found(r);
-    if (rc == -SIMAP_ECRYPTO)
-        return reply_error(r, 500, "internal", NULL, "encryption failed");
-    if (rc == -SIMAP_ESTATE)
-        return reply_error(r, 409, "conflict", NULL, "another rotation ran meanwhile; try again");
+    rc = store_partner_rotate(r, pid, field, given, grace, &fresh, until);
     if (rc < 0)
-        return reply_unavailable(r);
+        return rotate_failed(r, rc);
     struct json_gen *g = reply_gen_new();
     json_gen_object_open(g);
     json_gen_key_int(g, "id", strtoll(pid, NULL, 10));
@@ -321,12 +357,14 @@ static int rotate(struct req *r, const char *field)
 
 static int partner_rotate_key(struct req *r)
 {
-    return rotate(r, "api_key");
+    static const char *const allowed[] = {"grace_seconds", "api_key", NULL};
+    return rotate(r, "api_key", allowed);
 }
 
 static int partner_rotate_secret(struct req *r)
 {
-    return rotate(r, "webhook_secret");
+    static const char *const allowed[] = {"grace_seconds", NULL};
+    return rotate(r, "webhook_secret", allowed);
 }
 
 const struct route routes_partners[] = {

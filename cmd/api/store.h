@@ -97,13 +97,16 @@ int store_partner_update(struct req *r, const char *pid, const char *const *pair
 int store_partner_delete(struct req *r, const char *pid);
 
 /* Replaces partner pid's field ("api_key" or "webhook_secret") by a new
- * one, the current one staying valid grace_sec more as <field>_old.
- * Retries a few times when a rotation races it. 0 with *fresh (the new
- * value in clear: crypto_wipe() and xfree() it) and until (ms text of the old one's
- * end, "" when there was none), -SIMAP_ENOTFOUND, -SIMAP_ESTATE (it kept
+ * one, or for the API key by given when not NULL (a key the partner brings,
+ * checked by the caller with keys_api_key_acceptable()), the current one
+ * staying valid grace_sec more as <field>_old. given equal to the current
+ * key changes nothing. Retries a few times when a rotation races it. 0 with
+ * *fresh (the new value in clear: crypto_wipe() and xfree() it) and until
+ * (ms text of the old one's end, "" when there was none), -SIMAP_ENOTFOUND,
+ * -SIMAP_EINVAL (given is another partner's key), -SIMAP_ESTATE (it kept
  * racing), -SIMAP_ECRYPTO or -SIMAP_ECONN. */
-int store_partner_rotate(struct req *r, const char *pid, const char *field, int64_t grace_sec,
-                         char **fresh, char until[24]);
+int store_partner_rotate(struct req *r, const char *pid, const char *field, const char *given,
+                         int64_t grace_sec, char **fresh, char until[24]);
 
 /* What the lookup of a presented API key found: its partner, whether the
  * key's rate limit lets this request through (else retry_ms), and the
@@ -206,6 +209,21 @@ int store_user_update(struct req *r, const char *pid, const char *code, int oaut
  * else NULL. 0 or -SIMAP_ECONN. */
 int store_user_page(struct req *r, const char *pid, const char *code, const char *after,
                     int64_t limit, struct rec_list *out, char **next);
+
+/* The connection's users in the original's order (by email, users without
+ * one last, then by tag), for v1's whole list: an email-ordered copy of the
+ * connection's user index in Redis, built a page at a time (the api's
+ * memory stays constant; Redis holds the copy, EX 10 min). 0 with its key
+ * in key, to page with store_user_sorted_page() and drop with
+ * store_user_sort_drop(); or -SIMAP_ECONN (nothing left behind). */
+int store_user_sort(struct req *r, const char *pid, const char *code, char key[SCHEMA_KEY_MAX]);
+
+/* As store_user_page() over the copy key made by store_user_sort(). */
+int store_user_sorted_page(struct req *r, const char *pid, const char *key, const char *after,
+                           int64_t limit, struct rec_list *out, char **next);
+
+/* Deletes the copy key. */
+void store_user_sort_drop(struct req *r, const char *key);
 
 /* ---- store_connect.c: the connect pages ---- */
 

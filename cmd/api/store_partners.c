@@ -325,8 +325,8 @@ int store_partner_delete(struct req *r, const char *pid)
 
 /* One rotation attempt: 0, a -SIMAP_* code, or 1 when another rotation
  * changed the partner meanwhile (try again). */
-static int rotate_once(struct req *r, const char *pid, const char *field, int64_t grace_sec,
-                       char **fresh, char until[24])
+static int rotate_once(struct req *r, const char *pid, const char *field, const char *given,
+                       int64_t grace_sec, char **fresh, char until[24])
 {
     int is_key = strcmp(field, "api_key") == 0;
     char old_field[32];
@@ -341,10 +341,24 @@ static int rotate_once(struct req *r, const char *pid, const char *field, int64_
     char *cur = keys_open_partner(r->api->keys, pid, field, cur_env);
     char *prev = keys_open_partner(r->api->keys, pid, old_field, rec_get(&p, old_field));
     rec_free(&p);
+    if (given != NULL && cur != NULL && strcmp(given, cur) == 0) {
+        keys_wipe_free(cur);
+        keys_wipe_free(prev);
+        xfree(cur_env);
+        *fresh = xstrdup(given);
+        return 0;
+    }
     char lookup_new[SCHEMA_KEY_MAX] = "", lookup_cur[SCHEMA_KEY_MAX], lookup_prev[SCHEMA_KEY_MAX];
     schema_key_apikey(lookup_cur, "none");
     schema_key_apikey(lookup_prev, "none");
-    char *made = is_key ? keys_new_api_key(lookup_new) : keys_new_webhook_secret();
+    char *made;
+    if (given != NULL) {
+        made = xstrdup(given);
+        if (keys_lookup(made, lookup_new) < 0)
+            lookup_new[0] = '\0';
+    } else {
+        made = is_key ? keys_new_api_key(lookup_new) : keys_new_webhook_secret();
+    }
     if (is_key && cur != NULL)
         keys_lookup(cur, lookup_cur);
     if (is_key && prev != NULL)
@@ -353,7 +367,7 @@ static int rotate_once(struct req *r, const char *pid, const char *field, int64_
     char *old_env = cur ? keys_seal_partner(r->api->keys, pid, old_field, cur) : xstrdup("");
     keys_wipe_free(cur);
     keys_wipe_free(prev);
-    if (made_env == NULL || old_env == NULL) {
+    if (made_env == NULL || old_env == NULL || (is_key && lookup_new[0] == '\0')) {
         keys_wipe_free(made);
         xfree(made_env);
         xfree(old_env);
@@ -384,19 +398,21 @@ static int rotate_once(struct req *r, const char *pid, const char *field, int64_
         rc = 0;
     } else {
         keys_wipe_free(made);
-        rc = strcmp(res, "retry") == 0 ? 1 : -SIMAP_ENOTFOUND;
+        rc = strcmp(res, "retry") == 0   ? 1
+             : strcmp(res, "taken") == 0 ? -SIMAP_EINVAL
+                                         : -SIMAP_ENOTFOUND;
     }
     freeReplyObject(rep);
     return rc;
 }
 
-int store_partner_rotate(struct req *r, const char *pid, const char *field, int64_t grace_sec,
-                         char **fresh, char until[24])
+int store_partner_rotate(struct req *r, const char *pid, const char *field, const char *given,
+                         int64_t grace_sec, char **fresh, char until[24])
 {
     *fresh = NULL;
     until[0] = '\0';
     for (int attempt = 0; attempt < ROTATE_ATTEMPTS; attempt++) {
-        int rc = rotate_once(r, pid, field, grace_sec, fresh, until);
+        int rc = rotate_once(r, pid, field, given, grace_sec, fresh, until);
         if (rc <= 0)
             return rc;
     }

@@ -29,6 +29,8 @@
 
 #define DELETE_BATCH  200
 #define WRITE_RETRIES 8
+#define SORT_BATCH    1000 /* users read per round trip when ordering by email */
+#define SORT_TTL_S    600  /* an email-ordered list outlives its request by no more */
 
 /* ---- Connections ---- */
 
@@ -167,10 +169,12 @@ static void delete_event_hashes(struct req *r, redisReply *rep, size_t first)
     }
 }
 
-/* The uid of a member of si:conn:<pid>:<code>:users ("<lower tag>\x1f<uid>"). */
+/* The uid of a member of si:conn:<pid>:<code>:users ("<lower tag>\x1f<uid>")
+ * or of si:sort:<token> (the same after the email): what follows the last
+ * \x1f (tags and emails hold no control characters). */
 static const char *member_uid(const char *member)
 {
-    const char *sep = strchr(member, '\x1f');
+    const char *sep = strrchr(member, '\x1f');
     return sep ? sep + 1 : "";
 }
 
@@ -366,14 +370,13 @@ int store_user_find(struct req *r, const char *pid, const char *code, const char
     return rc;
 }
 
-int store_user_page(struct req *r, const char *pid, const char *code, const char *after,
-                    int64_t limit, struct rec_list *out, char **next)
+/* A page of partner pid's users listed in zset zkey (members ending in
+ * "\x1f<uid>"): see store_user_page(). */
+static int page_of(struct req *r, const char *pid, const char *zkey, const char *after,
+                   int64_t limit, struct rec_list *out, char **next)
 {
     memset(out, 0, sizeof *out);
     *next = NULL;
-    char zkey[SCHEMA_KEY_MAX];
-    if (schema_key_conn_users(zkey, pid, code) < 0)
-        return -SIMAP_EINVAL;
     char *start;
     if (after == NULL) {
         start = xstrdup("-");
@@ -432,6 +435,90 @@ int store_user_page(struct req *r, const char *pid, const char *code, const char
     freeReplyObject(users);
     freeReplyObject(page);
     return 0;
+}
+
+int store_user_page(struct req *r, const char *pid, const char *code, const char *after,
+                    int64_t limit, struct rec_list *out, char **next)
+{
+    char zkey[SCHEMA_KEY_MAX];
+    if (schema_key_conn_users(zkey, pid, code) < 0) {
+        memset(out, 0, sizeof *out);
+        *next = NULL;
+        return -SIMAP_EINVAL;
+    }
+    return page_of(r, pid, zkey, after, limit, out, next);
+}
+
+/* Adds the users of page to the email-ordered zset key. 0 or -SIMAP_ECONN. */
+static int sort_add(struct req *r, const char *key, const struct rec_list *page)
+{
+    size_t argc = 2 + 2 * page->n;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    char **members = xcalloc(page->n, sizeof *members);
+    argv[0] = "ZADD";
+    argv[1] = key;
+    for (size_t i = 0; i < page->n; i++) {
+        /* The original's ORDER BY email: NULLs last; then tag, then uid. */
+        const char *email = rec_get(&page->rec[i], "email");
+        char *lemail = lower(email);
+        size_t len = 1 + strlen(lemail) + 1 + strlen(page->id[i]) + 1;
+        members[i] = xmalloc(len);
+        snprintf(members[i], len, "%c%s\x1f%s", *email ? '0' : '1', lemail, page->id[i]);
+        xfree(lemail);
+        argv[2 + 2 * i] = "0";
+        argv[3 + 2 * i] = members[i];
+    }
+    redisReply *rep = store_argv(r, (int)argc, argv, NULL);
+    int ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(rep);
+    for (size_t i = 0; i < page->n; i++)
+        xfree(members[i]);
+    xfree(members);
+    xfree(argv);
+    if (ok) {
+        rep = store_cmd(r, "EXPIRE %s %d", key, SORT_TTL_S);
+        ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
+        freeReplyObject(rep);
+    }
+    return ok ? 0 : -SIMAP_ECONN;
+}
+
+int store_user_sort(struct req *r, const char *pid, const char *code, char key[SCHEMA_KEY_MAX])
+{
+    unsigned char rnd[12];
+    char token[2 * sizeof rnd + 1];
+    crypto_random(rnd, sizeof rnd);
+    crypto_hex_encode(rnd, sizeof rnd, token);
+    schema_key_sort(key, token);
+    char *after = NULL;
+    for (;;) {
+        struct rec_list page;
+        char *next;
+        int rc = store_user_page(r, pid, code, after, SORT_BATCH, &page, &next);
+        xfree(after);
+        if (rc == 0 && page.n > 0)
+            rc = sort_add(r, key, &page);
+        rec_list_free(&page);
+        if (rc < 0) {
+            xfree(next);
+            store_user_sort_drop(r, key);
+            return rc;
+        }
+        if (next == NULL)
+            return 0;
+        after = next;
+    }
+}
+
+int store_user_sorted_page(struct req *r, const char *pid, const char *key, const char *after,
+                           int64_t limit, struct rec_list *out, char **next)
+{
+    return page_of(r, pid, key, after, limit, out, next);
+}
+
+void store_user_sort_drop(struct req *r, const char *key)
+{
+    freeReplyObject(store_cmd(r, "UNLINK %s", key));
 }
 
 /* ---- Users: writing ---- */

@@ -12,7 +12,7 @@
  * would show it). Prints every refused row with its reason, then one line
  * of counts per table.
  *
- * Exit status: 0 every row imported or unchanged; 1 some rows refused; 2
+ * Exit status: 0 every row imported, updated or unchanged; 1 some rows refused; 2
  * bad arguments, configuration or files (nothing written); 3 Redis failed
  * (the rows before were written whole; running again completes the rest).
  *
@@ -47,8 +47,9 @@ static const char usage[] =
     "  psql -c \"\\copy (SELECT * FROM <table>) TO '<table>.csv' CSV HEADER\"\n"
     "for partners, imap_providers, partner_connections and users, into DIR.\n"
     "FILE holds the original's ENCRYPTION_KEY (one line). --dry-run reads\n"
-    "everything, writes nothing and prints what it would import.\n"
-    "Exit status: 0 all imported or unchanged, 1 rows refused, 2 bad\n"
+    "everything, writes nothing and prints what it would import or update.\n"
+    "A second run updates the rows that changed and leaves the others.\n"
+    "Exit status: 0 all imported, updated or unchanged, 1 rows refused, 2 bad\n"
     "arguments, configuration or files, 3 Redis failed.\n";
 
 /* Reads the original's key from path: the file's text without its final
@@ -201,9 +202,10 @@ int main(int argc, char **argv)
         long refused = 0;
         for (int i = 0; i < IMPORT_TABLES; i++) {
             const char *file = import_table_file((enum import_table)i);
-            printf("%s%.*s: %ld %s, %ld unchanged, %ld refused\n", dry_run ? "dry run: " : "",
-                   (int)(strlen(file) - 4), file, c[i].imported, dry_run ? "to import" : "imported",
-                   c[i].unchanged, c[i].refused);
+            printf("%s%.*s: %ld %s, %ld %s, %ld unchanged, %ld refused\n",
+                   dry_run ? "dry run: " : "", (int)(strlen(file) - 4), file, c[i].imported,
+                   dry_run ? "to import" : "imported", c[i].updated,
+                   dry_run ? "to update" : "updated", c[i].unchanged, c[i].refused);
             refused += c[i].refused;
         }
         printf("%s in %lld ms\n", rc == 0 ? "done" : "stopped", (long long)(t1 - t0));

@@ -162,7 +162,7 @@ struct run {
 };
 
 /* What one row came to. */
-enum outcome { IMPORTED, UNCHANGED, REFUSED, FAILED };
+enum outcome { IMPORTED, UPDATED, UNCHANGED, REFUSED, FAILED };
 
 static void free_value(void *v)
 {
@@ -207,6 +207,33 @@ static enum outcome would(struct run *run, const struct table *t, const char *wh
     fprintf(run->o->out, "would import %s line %zu id %s: %s\n", t->spec->file, csv_line(t->csv),
             row_id(t), what);
     return IMPORTED;
+}
+
+/* Prints what a dry run would change in a record there already, or what a
+ * run changed. */
+static enum outcome would_update(struct run *run, const struct table *t, const char *field)
+{
+    fprintf(run->o->out, "%s %s line %zu id %s: %s changed\n",
+            run->o->dry_run ? "would update" : "updated", t->spec->file, csv_line(t->csv),
+            row_id(t), field);
+    return UPDATED;
+}
+
+/* Runs a field-pairs update script (partner_update, provider_update,
+ * connection_update: KEYS[1] the record, ARGV the pairs) and returns its
+ * status word in status[16] ("" on a Redis failure). */
+static void update_fields(struct run *run, const char *script, const char *key,
+                          const char *const *pairs, int n, char status[16])
+{
+    const char **argv = xcalloc((size_t)n + 1, sizeof *argv);
+    argv[0] = key;
+    memcpy(argv + 1, pairs, (size_t)n * sizeof *argv);
+    redisReply *rep = rsync_script(run->o->rs, script, 1, n + 1, argv, NULL);
+    xfree(argv);
+    status[0] = '\0';
+    if (rep != NULL && rep->type != REDIS_REPLY_ERROR && rep->str != NULL)
+        snprintf(status, 16, "%s", rep->str);
+    freeReplyObject(rep);
 }
 
 /* ---- Rows ---- */
@@ -279,6 +306,91 @@ static const char *first_difference(const redisReply *h, const char *const *pair
 
 /* ---- Partners ---- */
 
+/* Replaces partner pid's API key (current envelope cur_env) by key, whose
+ * lookup is lookup, at once: the original's key is the one its clients and
+ * receivers use now (the original kept no previous key either). */
+static enum outcome replace_key(struct run *run, const struct table *t, const char *pid,
+                                const redisReply *h, const char *key, const char *lookup)
+{
+    char pkey[SCHEMA_KEY_MAX], lookup_cur[SCHEMA_KEY_MAX], lookup_prev[SCHEMA_KEY_MAX];
+    schema_key_partner(pkey, pid);
+    schema_key_apikey(lookup_cur, "none");
+    schema_key_apikey(lookup_prev, "none");
+    char *cur = keys_open_partner(run->o->keys, pid, "api_key", hget(h, "api_key"));
+    char *prev = keys_open_partner(run->o->keys, pid, "api_key_old", hget(h, "api_key_old"));
+    if (cur != NULL)
+        keys_lookup(cur, lookup_cur);
+    if (prev != NULL)
+        keys_lookup(prev, lookup_prev);
+    keys_wipe_free(prev);
+    char *made_env = keys_seal_partner(run->o->keys, pid, "api_key", key);
+    char *old_env = cur ? keys_seal_partner(run->o->keys, pid, "api_key_old", cur) : xstrdup("");
+    keys_wipe_free(cur);
+    enum outcome res = UPDATED;
+    if (made_env == NULL || old_env == NULL) {
+        res = refuse(run, t, "encryption failed");
+    } else {
+        const char *argv[] = {pkey,    lookup,    lookup_cur,         lookup_prev,
+                              pid,     "api_key", hget(h, "api_key"), made_env,
+                              old_env, "0"};
+        redisReply *rep = rsync_script(run->o->rs, "partner_rotate", 4, 10, argv, NULL);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+            rep->element[0]->str == NULL)
+            res = redis_failed(run, "partners");
+        else if (strcmp(rep->element[0]->str, "taken") == 0)
+            res = refuse(run, t, "api_key is in use by another partner");
+        else if (strcmp(rep->element[0]->str, "ok") != 0)
+            res = refuse(run, t, "partner %s changed meanwhile", pid);
+        freeReplyObject(rep);
+    }
+    xfree(made_env);
+    xfree(old_env);
+    return res;
+}
+
+/* Updates partner row t, there already as h, to its n settings pairs and,
+ * when key is not NULL, to its API key. */
+static enum outcome update_partner(struct run *run, const struct table *t, const redisReply *h,
+                                   const char *const *pairs, int n, const char *key,
+                                   const char *lookup)
+{
+    const char *pid = col(t, P_ID);
+    const char *diff = first_difference(h, pairs, n);
+    if (run->o->dry_run)
+        return would_update(run, t, diff ? diff : "api_key");
+    if (diff != NULL) {
+        /* A webhook URL set again is on again, as in the admin API. */
+        const char *all[24];
+        char disabled[3][48];
+        int a = 0, nd = 0;
+        for (int i = 0; i + 1 < n; i += 2) {
+            all[a++] = pairs[i];
+            all[a++] = pairs[i + 1];
+            size_t len = strlen(pairs[i]);
+            if (nd < 3 && len > 12 && strcmp(pairs[i] + len - 12, "_webhook_url") == 0 &&
+                strcmp(hget(h, pairs[i]), pairs[i + 1]) != 0) {
+                snprintf(disabled[nd], sizeof disabled[nd], "%.*s_webhook_disabled",
+                         (int)(len - 12), pairs[i]);
+                all[a++] = disabled[nd++];
+                all[a++] = "";
+            }
+        }
+        char pkey[SCHEMA_KEY_MAX], status[16];
+        schema_key_partner(pkey, pid);
+        update_fields(run, "partner_update", pkey, all, a, status);
+        if (status[0] == '\0')
+            return redis_failed(run, "partners");
+        if (strcmp(status, "ok") != 0)
+            return refuse(run, t, "partner %s was deleted meanwhile", pid);
+    }
+    if (key != NULL) {
+        enum outcome res = replace_key(run, t, pid, h, key, lookup);
+        if (res != UPDATED)
+            return res;
+    }
+    return would_update(run, t, diff ? diff : "api_key");
+}
+
 static enum outcome partner_row(struct run *run, const struct table *t)
 {
     const char *pid = col(t, P_ID), *key = col(t, P_API_KEY), *name = col(t, P_NAME);
@@ -319,14 +431,16 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         return redis_failed(run, "partners");
     if (h->elements > 0) {
         const char *diff = first_difference(h, pairs, n);
-        if (diff == NULL && !sealed_equals(run, hget(h, "api_key"), aad, key))
-            diff = "api_key";
+        int key_changed = !sealed_equals(run, hget(h, "api_key"), aad, key);
+        enum outcome res = UNCHANGED;
+        if (diff != NULL || key_changed)
+            res = update_partner(run, t, h, pairs, n, key_changed ? key : NULL, lookup);
         freeReplyObject(h);
-        if (diff != NULL)
-            return refuse(run, t, "partner %s exists with another %s", pid, diff);
-        strmap_put(run->partners, pid, (void *)1);
-        strmap_put(run->seen, lookup, (void *)1);
-        return UNCHANGED;
+        if (res == UNCHANGED || res == UPDATED) {
+            strmap_put(run->partners, pid, (void *)1);
+            strmap_put(run->seen, lookup, (void *)1);
+        }
+        return res;
     }
     freeReplyObject(h);
     redisReply *owner = rsync_command(run->o->rs, "GET %s", lookup);
@@ -435,11 +549,25 @@ static enum outcome provider_row(struct run *run, const struct table *t)
         return redis_failed(run, "providers");
     enum outcome res = IMPORTED;
     if (h->elements > 0) {
-        const char *diff = first_difference(h, pairs, n);
+        const char *diff = first_difference(h, pairs, n); /* one of pairs: outlives h */
         freeReplyObject(h);
-        if (diff != NULL)
-            return refuse(run, t, "provider %s exists with another %s", code, diff);
         res = UNCHANGED;
+        if (diff != NULL && run->o->dry_run) {
+            res = would_update(run, t, diff);
+        } else if (diff != NULL) {
+            char status[16];
+            update_fields(run, "provider_update", key, pairs, n, status);
+            if (status[0] == '\0')
+                return redis_failed(run, "providers");
+            if (strcmp(status, "in_use") == 0)
+                return refuse(run, t,
+                              "provider %s changes between Plain and Oauth2 while connections "
+                              "use it",
+                              code);
+            if (strcmp(status, "ok") != 0)
+                return refuse(run, t, "provider %s was deleted meanwhile", code);
+            res = would_update(run, t, diff);
+        }
     } else {
         freeReplyObject(h);
         if (run->o->dry_run) {
@@ -477,6 +605,29 @@ static enum outcome provider_row(struct run *run, const struct table *t)
 }
 
 /* ---- Connections ---- */
+
+/* Updates partner pid's connection to code (there already) to client_id and
+ * secret (in clear); diff names the first field that differs. */
+static enum outcome update_conn(struct run *run, const struct table *t, const char *pid,
+                                const char *code, const char *client_id, const char *secret,
+                                const char *diff)
+{
+    if (run->o->dry_run)
+        return would_update(run, t, diff);
+    char *sealed = keys_seal_conn_secret(run->o->keys, pid, code, secret);
+    if (sealed == NULL)
+        return refuse(run, t, "encryption failed");
+    char key[SCHEMA_KEY_MAX], status[16];
+    schema_key_conn(key, pid, code);
+    const char *pairs[] = {"oauth2_client_id", client_id, "oauth2_client_secret", sealed};
+    update_fields(run, "connection_update", key, pairs, 4, status);
+    xfree(sealed);
+    if (status[0] == '\0')
+        return redis_failed(run, "connections");
+    if (strcmp(status, "ok") != 0)
+        return refuse(run, t, "partner %s's connection to %s was deleted meanwhile", pid, code);
+    return would_update(run, t, diff);
+}
 
 static enum outcome conn_row(struct run *run, const struct table *t)
 {
@@ -518,11 +669,17 @@ static enum outcome conn_row(struct run *run, const struct table *t)
         else if (!sealed_equals(run, hget(h, "oauth2_client_secret"), aad, secret))
             diff = "oauth2_client_secret";
         freeReplyObject(h);
-        keys_wipe_free(secret);
-        if (diff != NULL)
-            return refuse(run, t, "partner %s's connection to %s exists with another %s", pid,
-                          prov->code, diff);
         res = UNCHANGED;
+        if (diff != NULL && strcmp(diff, "state (being deleted)") == 0) {
+            keys_wipe_free(secret);
+            return refuse(run, t, "partner %s's connection to %s is being deleted", pid,
+                          prov->code);
+        }
+        if (diff != NULL)
+            res = update_conn(run, t, pid, prov->code, client_id, secret, diff);
+        keys_wipe_free(secret);
+        if (res != UPDATED && res != UNCHANGED)
+            return res;
     } else {
         freeReplyObject(h);
         if (run->o->dry_run) {
@@ -583,25 +740,6 @@ static int derive_uid(struct run *run, const char *id, char uid[SCHEMA_UID_LEN +
     return 0;
 }
 
-/* Compares user uid's hash with the row; UNCHANGED or a refusal. */
-static enum outcome compare_user(struct run *run, const struct table *t, const char *key,
-                                 const char *uid, const char *const *pairs, int n,
-                                 const char *secret)
-{
-    redisReply *h = hgetall(run, key);
-    if (h == NULL)
-        return redis_failed(run, "users");
-    char aad[SCHEMA_KEY_MAX];
-    schema_aad_user_secret(aad, uid);
-    const char *diff = first_difference(h, pairs, n);
-    if (diff == NULL && !sealed_equals(run, hget(h, "secret"), aad, secret))
-        diff = "secret";
-    freeReplyObject(h);
-    if (diff != NULL)
-        return refuse(run, t, "user %s was imported before with another %s", uid, diff);
-    return UNCHANGED;
-}
-
 /* Row values of a user, checked. */
 struct user_row {
     const struct conn *c;
@@ -651,6 +789,110 @@ static const char *check_user(struct run *run, const struct table *t, struct use
         snprintf(u->last_uid, sizeof u->last_uid, "%llu", (unsigned long long)lv);
     }
     return NULL;
+}
+
+/* A user a run imported before, as it stands. */
+struct user_have {
+    char ltag[TAG_MAX + 1], lemail[EMAIL_MAX + 1]; /* lower case, for its index keys */
+    const char *diff; /* the first field of the row that differs, or NULL */
+};
+
+/* Reads user uid (hash key, cursor cur) and compares it with row u (its
+ * other fields as the n pairs, its secret in clear) into *have. 0, or -1
+ * when Redis failed. The cursor differs only when the row's is further on
+ * (see user_import.lua). */
+static int user_compare(struct run *run, const char *key, const char *cur, const char *uid,
+                        const struct user_row *u, const char *const *pairs, int n,
+                        const char *secret, struct user_have *have)
+{
+    redisReply *h = hgetall(run, key);
+    if (h == NULL)
+        return -1;
+    redisReply *c = rsync_command(run->o->rs, "HMGET %s uidvalidity last_uid", cur);
+    if (c == NULL || c->type != REDIS_REPLY_ARRAY || c->elements != 2) {
+        freeReplyObject(h);
+        freeReplyObject(c);
+        return -1;
+    }
+    values_lower(hget(h, "tag"), have->ltag, sizeof have->ltag);
+    values_lower(hget(h, "email"), have->lemail, sizeof have->lemail);
+    char aad[SCHEMA_KEY_MAX];
+    schema_aad_user_secret(aad, uid);
+    have->diff = first_difference(h, pairs, n);
+    if (have->diff == NULL && !sealed_equals(run, hget(h, "secret"), aad, secret))
+        have->diff = "secret";
+    const char *validity = c->element[0]->str, *last = c->element[1]->str;
+    if (have->diff == NULL && u->validity[0] != '\0' &&
+        (validity == NULL ||
+         (strcmp(validity, u->validity) == 0 &&
+          strtoull(last ? last : "0", NULL, 10) < strtoull(u->last_uid, NULL, 10))))
+        have->diff = "cursor";
+    freeReplyObject(h);
+    freeReplyObject(c);
+    return 0;
+}
+
+/* Runs user_import.lua for row u: keys are the connection, its users,
+ * the row's tag and email keys, the user, its shard's users and its cursor
+ * (KEYS[1..6], KEYS[8]); sealed its secret, secret the same in clear. A user
+ * there already is compared with the row and, when it differs, updated by
+ * the same script. */
+static enum outcome write_user(struct run *run, const struct table *t, const struct user_row *u,
+                               const char *const keys[7], const char *uid, const char *ks,
+                               const char *sealed, const char *const *pairs, int n,
+                               const char *secret)
+{
+    const char *pid = u->c->pid, *code = u->c->code;
+    const char *archived = u->archived ? "1" : "0", *tracer = u->tracer ? "1" : "0";
+    char old_tag[SCHEMA_KEY_MAX] = "", old_email[SCHEMA_KEY_MAX] = "";
+    struct user_have have = {.diff = NULL};
+    const char *const kk[] = {
+        keys[0], keys[1], keys[2],  keys[3], keys[4], keys[5], SCHEMA_KEY_CHANGES,
+        keys[6], old_tag, old_email};
+    const char *const args[] = {
+        uid,         ks,          u->tag,      u->email,    u->username, sealed,
+        archived,    tracer,      u->ltag,     pid,         code,        u->connected_at,
+        u->login_at, u->email_at, u->validity, u->last_uid, have.ltag,   have.lemail};
+    int update = 0;
+    for (;;) {
+        /* Without the last two KEYS and ARGV: create only ('exists' if there). */
+        int nkeys = update ? 10 : 8, nargs = update ? 18 : 16;
+        const char *av[28];
+        int a = 0;
+        for (int i = 0; i < nkeys; i++)
+            av[a++] = kk[i];
+        for (int i = 0; i < nargs; i++)
+            av[a++] = args[i];
+        redisReply *rep = rsync_script(run->o->rs, "user_import", nkeys, a, av, NULL);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+            rep->element[0]->str == NULL) {
+            freeReplyObject(rep);
+            return redis_failed(run, "users");
+        }
+        char status[16], field[16] = "tag";
+        snprintf(status, sizeof status, "%s", rep->element[0]->str);
+        if (rep->elements > 1 && rep->element[1]->str && strcmp(rep->element[1]->str, "email") == 0)
+            snprintf(field, sizeof field, "email");
+        freeReplyObject(rep);
+        if (strcmp(status, "ok") == 0)
+            return IMPORTED;
+        if (strcmp(status, "updated") == 0)
+            return would_update(run, t, have.diff);
+        if (strcmp(status, "conflict") == 0)
+            return refuse(run, t, "%s is taken by another user of the connection", field);
+        if (strcmp(status, "retry") == 0)
+            return refuse(run, t, "user %s changed while it was compared; run again", uid);
+        if (strcmp(status, "exists") != 0 || update)
+            return refuse(run, t, "the connection is being deleted");
+        if (user_compare(run, keys[4], keys[6], uid, u, pairs, n, secret, &have) < 0)
+            return redis_failed(run, "users");
+        if (have.diff == NULL)
+            return UNCHANGED;
+        if (schema_key_tag(old_tag, pid, code, have.ltag) < 0 ||
+            schema_key_email(old_email, pid, code, have.lemail) < 0)
+            return refuse(run, t, "tag or email too long for a key");
+        update = 1;
+    }
 }
 
 static enum outcome user_row(struct run *run, const struct table *t)
@@ -715,8 +957,13 @@ static enum outcome user_row(struct run *run, const struct table *t)
         int exists = x->integer == 1, tag_taken = e->integer == 1;
         freeReplyObject(x);
         freeReplyObject(e);
+        struct user_have have;
+        if (exists && user_compare(run, ukey, cur, uid, &u, pairs, n, secret, &have) < 0) {
+            keys_wipe_free(secret);
+            return redis_failed(run, "users");
+        }
         if (exists)
-            res = compare_user(run, t, ukey, uid, pairs, n, secret);
+            res = have.diff ? would_update(run, t, have.diff) : UNCHANGED;
         else if (tag_taken && !u.archived)
             res = refuse(run, t, "tag \"%s\" is taken by another user of the connection", u.tag);
         else
@@ -727,56 +974,12 @@ static enum outcome user_row(struct run *run, const struct table *t)
             keys_wipe_free(secret);
             return refuse(run, t, "encryption failed");
         }
-        const char *argv[] = {kconn,
-                              kusers,
-                              tagkey,
-                              emailkey,
-                              ukey,
-                              shard_users,
-                              SCHEMA_KEY_CHANGES,
-                              cur,
-                              uid,
-                              ks,
-                              u.tag,
-                              u.email,
-                              u.username,
-                              sealed,
-                              archived,
-                              tracer,
-                              u.ltag,
-                              pid,
-                              code,
-                              u.connected_at,
-                              u.login_at,
-                              u.email_at,
-                              u.validity,
-                              u.last_uid};
-        redisReply *rep = rsync_script(run->o->rs, "user_import", 8,
-                                       (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+        const char *keys[] = {kconn, kusers, tagkey, emailkey, ukey, shard_users, cur};
+        res = write_user(run, t, &u, keys, uid, ks, sealed, pairs, n, secret);
         keys_wipe_free(sealed);
-        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-            rep->element[0]->str == NULL) {
-            freeReplyObject(rep);
-            keys_wipe_free(secret);
-            return redis_failed(run, "users");
-        }
-        const char *status = rep->element[0]->str;
-        if (strcmp(status, "ok") == 0)
-            res = IMPORTED;
-        else if (strcmp(status, "exists") == 0)
-            res = compare_user(run, t, ukey, uid, pairs, n, secret);
-        else if (strcmp(status, "conflict") == 0)
-            res = refuse(run, t, "%s is taken by another user of the connection",
-                         rep->elements > 1 && rep->element[1]->str &&
-                                 strcmp(rep->element[1]->str, "email") == 0
-                             ? "email"
-                             : "tag");
-        else
-            res = refuse(run, t, "the connection is being deleted");
-        freeReplyObject(rep);
     }
     keys_wipe_free(secret);
-    if ((res == IMPORTED || res == UNCHANGED) && !u.archived) {
+    if ((res == IMPORTED || res == UPDATED || res == UNCHANGED) && !u.archived) {
         strmap_put(run->seen, tagkey, (void *)1);
         if (*u.email != '\0')
             strmap_put(run->seen, emailkey, (void *)1);
@@ -881,6 +1084,8 @@ static int import_table(struct run *run, struct table *t, row_fn *fn, struct imp
             return -SIMAP_ECONN;
         if (res == IMPORTED)
             c->imported++;
+        else if (res == UPDATED)
+            c->updated++;
         else if (res == UNCHANGED)
             c->unchanged++;
         else

@@ -6,9 +6,10 @@
  * writes (core/keys seals them, scripts/lua/ writes them), so the api, the
  * watchers and the dispatchers take them as their own.
  *
- * Each row is imported whole or refused with its reason; a second run finds
- * every row unchanged. One blocking Redis connection (core/rsync), one
- * thread.
+ * Each row is imported whole, updated whole or refused with its reason; a
+ * second run leaves unchanged rows untouched and updates those that changed
+ * (a user's mail cursor only forward: scripts/lua/user_import.lua). One
+ * blocking Redis connection (core/rsync), one thread.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -33,6 +34,7 @@ enum import_table {
 /* What one run did to one table. */
 struct import_counts {
     long imported;  /* written (dry run: would be) */
+    long updated;   /* there already and changed to the row (dry run: would be) */
     long unchanged; /* already there with the same values */
     long refused;   /* not written; each printed with its reason */
 };

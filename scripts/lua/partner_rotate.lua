@@ -14,7 +14,8 @@
 -- ARGV[5]  the current value encrypted again for <field>_old
 --          (AAD si:partner:<pid>:<field>_old)
 -- ARGV[6]  grace in ms; <field>_old_until = now + grace
--- Returns  {'ok', until ms}, {'missing'} or {'retry'}
+-- Returns  {'ok', until ms}, {'missing'}, {'retry'} or {'taken'} (the new API
+--          key is another partner's: a key a partner brought)
 --
 -- Atomic so that at every moment exactly the new and the previous key work,
 -- and two parallel rotations cannot both keep their key.
@@ -24,6 +25,12 @@ end
 local field = ARGV[2]
 if redis.call('HGET', KEYS[1], field) ~= ARGV[3] then
     return {'retry'}
+end
+if field == 'api_key' then
+    local owner = redis.call('GET', KEYS[2])
+    if owner and owner ~= ARGV[1] then
+        return {'taken'}
+    end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -232,9 +232,9 @@ int main(int argc, char **argv)
     if (k != NULL)
         sscanf(k + 11, "%127[^\"]", key);
     snprintf(hdr, sizeof hdr, "x-api-key: %s", key);
-    if (call(port, "POST", "/api/v1/connections", hdr, "application/x-www-form-urlencoded",
+    if (call(port, "POST", "/api/v2/connections", hdr, "application/x-www-form-urlencoded",
              "imap_provider_code=PLAIN", &b) != 201 ||
-        call(port, "POST", "/api/v1/connections/PLAIN/users", hdr,
+        call(port, "POST", "/api/v2/connections/PLAIN/users", hdr,
              "application/x-www-form-urlencoded",
              "tag=bench%40example.com&email=bench%40example.com&login_username=u&"
              "login_password=p",
@@ -250,7 +250,7 @@ int main(int argc, char **argv)
     printf("|---|---|---|---|---|---|\n");
     fflush(stdout);
     snprintf(path, sizeof path,
-             "http://127.0.0.1:%d/api/v1/connections/PLAIN/users/bench@example.com", port);
+             "http://127.0.0.1:%d/api/v2/connections/PLAIN/users/bench@example.com", port);
     char script[700], posturl[128];
     snprintf(script, sizeof script, "%s/tests/bench/bench_api.lua", src);
     snprintf(posturl, sizeof posturl, "http://127.0.0.1:%d/", port);

@@ -15,7 +15,7 @@ local counter = 0
 function request()
     counter = counter + 1
     local body = "tag=b" .. id .. "-" .. counter .. "&login_username=u&login_password=p"
-    return wrk.format("POST", "/api/v1/connections/PLAIN/users",
+    return wrk.format("POST", "/api/v2/connections/PLAIN/users",
                       {["x-api-key"] = key,
                        ["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end

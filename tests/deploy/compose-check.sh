@@ -27,7 +27,7 @@
 #      certificate verified; the plain-HTTP redirect; a provider, partner,
 #      connection and user made through the public API; one mail appended to
 #      fake-imapd becoming a signed new_mail webhook at the receiver and a
-#      delivered event in /api/v1/events; `--scale watcher=3` giving 3
+#      delivered event in /api/v2/events; `--scale watcher=3` giving 3
 #      watchers in /admin/api/fleet;
 #   6. always (trap) `docker-compose down -v`, then verifies nothing of the
 #      project is left: containers, volumes, network, processes.
@@ -396,7 +396,7 @@ readyz_ok() {
 }
 
 user_watching() {
-    partner GET "/api/v1/connections/FAKE/users/user1%40example.com"
+    partner GET "/api/v2/connections/FAKE/users/user1%40example.com"
     [ "$STATUS" = 200 ] && [ "$(json 'j["state"]')" = watching ]
 }
 
@@ -413,7 +413,7 @@ webhook_arrived() {
 }
 
 event_delivered() {
-    partner GET "/api/v1/events?type=new_mail"
+    partner GET "/api/v2/events?type=new_mail"
     [ "$STATUS" = 200 ] || return 1
     python3 -c '
 import json, sys
@@ -671,9 +671,9 @@ if [ -z "$API_KEY" ] || [ -z "$WEBHOOK_SECRET" ]; then
 fi
 pass "partner created (webhooks to http://receiver:8080/new_mail)"
 
-partner POST /api/v1/connections -d imap_provider_code=FAKE
+partner POST /api/v2/connections -d imap_provider_code=FAKE
 [ "$STATUS" = 201 ] || die "create connection: $STATUS $(cat "$WORK/resp")"
-partner POST /api/v1/connections/FAKE/users \
+partner POST /api/v2/connections/FAKE/users \
     -d 'tag=user1@example.com&email=user1@example.com&login_username=user1&login_password=pass1'
 [ "$STATUS" = 201 ] || die "create user: $STATUS $(cat "$WORK/resp")"
 pass "connection FAKE and user user1@example.com created"
@@ -746,10 +746,10 @@ else
     sed 's/^/    /' "$WORK/webhooks"
 fi
 
-if wait_for 30 "a delivered new_mail event in /api/v1/events" event_delivered; then
-    pass "/api/v1/events shows the new_mail event delivered"
+if wait_for 30 "a delivered new_mail event in /api/v2/events" event_delivered; then
+    pass "/api/v2/events shows the new_mail event delivered"
 else
-    fail "/api/v1/events: $STATUS $(head -c 600 "$WORK/resp")"
+    fail "/api/v2/events: $STATUS $(head -c 600 "$WORK/resp")"
 fi
 
 # Three watchers.

@@ -340,7 +340,7 @@ int sys_add_connection(struct sys *s, const char *code, int on_fake)
     if (call(s, 1, "POST", "/admin/api/providers", body, 201, NULL) < 0)
         return -1;
     snprintf(body, sizeof body, "{\"imap_provider_code\":\"%s\"}", code);
-    if (call(s, 0, "POST", "/api/v1/connections", body, 201, NULL) < 0)
+    if (call(s, 0, "POST", "/api/v2/connections", body, 201, NULL) < 0)
         return -1;
     struct sys_conn *c = &s->conns[s->nconns++];
     snprintf(c->code, sizeof c->code, "%s", code);
@@ -366,7 +366,7 @@ static int add_oauth2_connection(struct sys *s)
              fakeoauth_url(&s->idp, "/revoke", r, sizeof r));
     if (call(s, 1, "POST", "/admin/api/providers", body, 201, NULL) < 0)
         return -1;
-    if (call(s, 0, "POST", "/api/v1/connections",
+    if (call(s, 0, "POST", "/api/v2/connections",
              "{\"imap_provider_code\":\"" SYS_OAUTH2 "\",\"oauth2_client_id\":\"" SYS_OAUTH2_CLIENT
              "\",\"oauth2_client_secret\":\"" SYS_OAUTH2_SECRET "\"}",
              201, NULL) < 0)
@@ -580,7 +580,7 @@ int sys_create_user(struct sys *s, const char *code, const char *tag, struct sys
     snprintf(u->login, sizeof u->login, c->oauth2 ? "user%d@example.com" : "user%d", n);
     u->on_fake = c->on_fake;
     char path[256], body[512];
-    snprintf(path, sizeof path, "/api/v1/connections/%s/users", code);
+    snprintf(path, sizeof path, "/api/v2/connections/%s/users", code);
     if (c->oauth2) {
         snprintf(body, sizeof body, "{\"tag\":\"%s\"}", tag);
         return call(s, 0, "POST", path, body, 201, NULL);
@@ -595,7 +595,7 @@ int sys_create_user(struct sys *s, const char *code, const char *tag, struct sys
 int sys_get_user(struct sys *s, const struct sys_user *u, struct api_resp *out)
 {
     char path[256];
-    snprintf(path, sizeof path, "/api/v1/connections/%s/users/%s", u->code, u->tag);
+    snprintf(path, sizeof path, "/api/v2/connections/%s/users/%s", u->code, u->tag);
     return sys_api(s, out, "GET", path, NULL);
 }
 

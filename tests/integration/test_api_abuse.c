@@ -59,7 +59,7 @@ static void test_another_partners_data_answers_404_on_every_route(void **state)
     (void)state;
     make_connection(api.port, key_a, "PLAIN");
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key_a,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key_a,
              "tag=private-tag&email=private%40a.example&login_username=pusr123&login_password=pp");
     assert_int_equal(r.status, 201);
     char uid[32], tk[128];
@@ -84,19 +84,19 @@ static void test_another_partners_data_answers_404_on_every_route(void **state)
         struct {
             const char *method, *path, *body;
         } calls[] = {
-            {"GET", "/api/v1/connections/PLAIN", NULL},
-            {"PUT", "/api/v1/connections/PLAIN", "{}"},
-            {"GET", "/api/v1/connections/PLAIN/users/private-tag", NULL},
-            {"PUT", "/api/v1/connections/PLAIN/users/private-tag", "{\"email\":\"x@y\"}"},
-            {"PATCH", "/api/v1/connections/PLAIN/users/private-tag", "{\"archived\":true}"},
-            {"DELETE", "/api/v1/connections/PLAIN/users/private-tag", NULL},
-            {"GET", "/api/v1/connections/PLAIN/users/private%40a.example", NULL},
-            {"POST", "/api/v1/events/x/replay", NULL},
-            {"GET", "/api/v1/events/x", NULL},
+            {"GET", "/api/v2/connections/PLAIN", NULL},
+            {"PUT", "/api/v2/connections/PLAIN", "{}"},
+            {"GET", "/api/v2/connections/PLAIN/users/private-tag", NULL},
+            {"PUT", "/api/v2/connections/PLAIN/users/private-tag", "{\"email\":\"x@y\"}"},
+            {"PATCH", "/api/v2/connections/PLAIN/users/private-tag", "{\"archived\":true}"},
+            {"DELETE", "/api/v2/connections/PLAIN/users/private-tag", NULL},
+            {"GET", "/api/v2/connections/PLAIN/users/private%40a.example", NULL},
+            {"POST", "/api/v2/events/x/replay", NULL},
+            {"GET", "/api/v2/events/x", NULL},
         };
         char replay[128], show[128];
-        snprintf(replay, sizeof replay, "/api/v1/events/%s/replay", eid);
-        snprintf(show, sizeof show, "/api/v1/events/%s", eid);
+        snprintf(replay, sizeof replay, "/api/v2/events/%s/replay", eid);
+        snprintf(show, sizeof show, "/api/v2/events/%s", eid);
         calls[7].path = replay;
         calls[8].path = show;
         for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
@@ -109,20 +109,20 @@ static void test_another_partners_data_answers_404_on_every_route(void **state)
             if (strstr(r.body, uid) || strstr(r.body, "pusr123") || strstr(r.body, "\"email\""))
                 fail_msg("%s %s leaks A's data: %s", calls[i].method, calls[i].path, r.body);
         }
-        api_json(&r, api.port, "GET", "/api/v1/connections", key_b, NULL);
+        api_json(&r, api.port, "GET", "/api/v2/connections", key_b, NULL);
         assert_int_equal(r.status, 200);
         assert_int_equal((int)r.json->u.array.len, round);
-        api_json(&r, api.port, "GET", "/api/v1/events", key_b, NULL);
+        api_json(&r, api.port, "GET", "/api/v2/events", key_b, NULL);
         assert_int_equal(r.status, 200);
         assert_int_equal(json_get(r.json, "events")->u.array.len, 0);
         if (round == 0)
             make_connection(api.port, key_b, "PLAIN");
     }
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users", key_b, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users", key_b, NULL);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.json->u.array.len, 0);
     /* B's delete of its own PLAIN takes nothing of A's. */
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN", key_b, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN", key_b, NULL);
     assert_int_equal(r.status, 204);
     redisReply *after = rcmd(&redis, "HGETALL si:{%u}:user:%s", k, uid);
     assert_int_equal(after->elements, before->elements);
@@ -130,7 +130,7 @@ static void test_another_partners_data_answers_404_on_every_route(void **state)
         assert_string_equal(after->element[i]->str, before->element[i]->str);
     freeReplyObject(before);
     freeReplyObject(after);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/private-tag", key_a, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/private-tag", key_a, NULL);
     assert_int_equal(r.status, 200);
     assert_true(json_get(r.json, "archived")->type == yajl_t_false);
     api_resp_free(&r);
@@ -180,7 +180,7 @@ static void test_bad_input_gets_a_clear_4xx_and_writes_nothing(void **state)
     (void)state;
     make_connection(api.port, key_a, "PLAIN");
     struct api_resp r = {0};
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key_a, "{\"tag\":\"x\"}");
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key_a, "{\"tag\":\"x\"}");
     assert_int_equal(r.status, 201);
     char *big_tag = malloc(10 * 1024 + 64);
     memset(big_tag, 'a', 10 * 1024);
@@ -188,7 +188,7 @@ static void test_bad_input_gets_a_clear_4xx_and_writes_nothing(void **state)
     char *big_tag_body = malloc(10 * 1024 + 64);
     snprintf(big_tag_body, 10 * 1024 + 64, "{\"tag\":\"%s\"}", big_tag);
     char *big_path = malloc(10 * 1024 + 128);
-    snprintf(big_path, 10 * 1024 + 128, "/api/v1/connections/PLAIN/users/%s", big_tag);
+    snprintf(big_path, 10 * 1024 + 128, "/api/v2/connections/PLAIN/users/%s", big_tag);
     char many[2048] = "";
     for (int i = 0; i < 70; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "p%d=1&", i);
@@ -198,7 +198,7 @@ static void test_bad_input_gets_a_clear_4xx_and_writes_nothing(void **state)
     for (int i = 0; i < 40; i++)
         strcat(deep, "]");
     strcat(deep, "}");
-    const char *users = "/api/v1/connections/PLAIN/users";
+    const char *users = "/api/v2/connections/PLAIN/users";
     const char *form = "application/x-www-form-urlencoded";
     const char *json = "application/json";
     const struct bad_req reqs[] = {
@@ -223,16 +223,16 @@ static void test_bad_input_gets_a_clear_4xx_and_writes_nothing(void **state)
         {"POST", users, "multipart/form-data; boundary=x", "--x--", 415, "unsupported_media_type"},
         {"POST", users, "application/json; charset=latin1", "{\"tag\":\"z\"}", 415,
          "unsupported_media_type"},
-        {"GET", "/api/v1/connections/PLAIN/users/a%2Fb", NULL, NULL, 404, "not_found"},
-        {"GET", "/api/v1/connections/PLAIN/users/nul%00x", NULL, NULL, 400, "invalid_path"},
-        {"GET", "/api/v1/connections/PLAIN/users/bad%FF", NULL, NULL, 400, "invalid_path"},
-        {"GET", "/api/v1/connections/PLAIN/users/bad%zz", NULL, NULL, 400, "invalid_path"},
+        {"GET", "/api/v2/connections/PLAIN/users/a%2Fb", NULL, NULL, 404, "not_found"},
+        {"GET", "/api/v2/connections/PLAIN/users/nul%00x", NULL, NULL, 400, "invalid_path"},
+        {"GET", "/api/v2/connections/PLAIN/users/bad%FF", NULL, NULL, 400, "invalid_path"},
+        {"GET", "/api/v2/connections/PLAIN/users/bad%zz", NULL, NULL, 400, "invalid_path"},
         {"GET", big_path, NULL, NULL, 400, "invalid_path"},
-        {"POST", "/api/v1/connections/NOPE/users", json, "{\"tag\":\"z\"}", 404, "not_found"},
-        {"POST", "/api/v1/connections", form, "imap_provider_code=NOPE", 404, "not_found"},
-        {"GET", "/api/v1/nothing", NULL, NULL, 404, "not_found"},
-        {"DELETE", "/api/v1/connections", NULL, NULL, 405, "method_not_allowed"},
-        {"GET", "/api/v1/connections?q=%zz", NULL, NULL, 400, "invalid_parameter"},
+        {"POST", "/api/v2/connections/NOPE/users", json, "{\"tag\":\"z\"}", 404, "not_found"},
+        {"POST", "/api/v2/connections", form, "imap_provider_code=NOPE", 404, "not_found"},
+        {"GET", "/api/v2/nothing", NULL, NULL, 404, "not_found"},
+        {"DELETE", "/api/v2/connections", NULL, NULL, 405, "method_not_allowed"},
+        {"GET", "/api/v2/connections?q=%zz", NULL, NULL, 400, "invalid_parameter"},
     };
     char *before = snapshot();
     char h[128];
@@ -264,14 +264,14 @@ static void test_bad_input_gets_a_clear_4xx_and_writes_nothing(void **state)
     api_call(&r, api.port, "POST", users, form, huge, mib, chunked);
     assert_int_equal(r.status, 413);
     /* Missing and unknown keys. */
-    api_call(&r, api.port, "GET", "/api/v1/connections", NULL, NULL, 0, NULL);
+    api_call(&r, api.port, "GET", "/api/v2/connections", NULL, NULL, 0, NULL);
     assert_int_equal(r.status, 401);
     const char *longkey[] = {"x-api-key: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                              NULL};
-    api_call(&r, api.port, "GET", "/api/v1/connections", NULL, NULL, 0, longkey);
+    api_call(&r, api.port, "GET", "/api/v2/connections", NULL, NULL, 0, longkey);
     assert_int_equal(r.status, 401);
     assert_true(still_up());
     char *after = snapshot();
@@ -299,7 +299,7 @@ static void *create_same_tag(void *arg)
     struct api_resp r = {0};
     char form[128];
     snprintf(form, sizeof form, "tag=Same-Tag&email=racer%d%%40x.example", w->id);
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key_a, form);
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key_a, form);
     w->status = r.status;
     api_resp_free(&r);
     return NULL;
@@ -348,7 +348,7 @@ static void *race(void *arg)
         int u = (int)((seed >> 8) % RACE_USERS), op = (int)((seed >> 16) % 6);
         int other = (int)((seed >> 20) % RACE_USERS);
         char path[128], body[160];
-        snprintf(path, sizeof path, "/api/v1/connections/PLAIN/users/t%d", u);
+        snprintf(path, sizeof path, "/api/v2/connections/PLAIN/users/t%d", u);
         switch (op) {
         case 0:
             api_json(&r, api.port, "DELETE", path, key_a, NULL);
@@ -358,7 +358,7 @@ static void *race(void *arg)
             break;
         case 2:
             snprintf(body, sizeof body, "{\"tag\":\"T%d\",\"email\":\"e%d@x\"}", u, other);
-            api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key_a, body);
+            api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key_a, body);
             break;
         case 3:
             snprintf(body, sizeof body, "{\"email\":\"E%d@X\"}", other);
@@ -483,7 +483,7 @@ static void test_archive_restore_races_keep_every_index_consistent(void **state)
                  "{\"tag\":\"t%d\",\"email\":\"e%d@x\",\"login_username\":\"u\","
                  "\"login_password\":\"p\"}",
                  i, i);
-        api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key_a, body);
+        api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key_a, body);
         assert_int_equal(r.status, 201);
     }
     api_resp_free(&r);
@@ -541,18 +541,18 @@ static void test_no_secret_is_in_redis_in_clear(void **state)
 {
     (void)state;
     struct api_resp r = {0};
-    api_json(&r, api.port, "POST", "/api/v1/connections", key_a,
+    api_json(&r, api.port, "POST", "/api/v2/connections", key_a,
              "{\"imap_provider_code\":\"GMAIL_OAUTH2\",\"oauth2_client_id\":\"cid\","
              "\"oauth2_client_secret\":\"ClientSecret-7f3a9\"}");
     assert_int_equal(r.status, 201);
     make_connection(api.port, key_a, "PLAIN");
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key_a,
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key_a,
              "{\"tag\":\"p\",\"login_username\":\"u\",\"login_password\":\"Password-93jd1\"}");
     assert_int_equal(r.status, 201);
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/p", key_a,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/p", key_a,
              "{\"login_password\":\"Password-Changed-44\"}");
     assert_int_equal(r.status, 200);
-    api_json(&r, api.port, "POST", "/api/v1/connections/GMAIL_OAUTH2/users", key_a,
+    api_json(&r, api.port, "POST", "/api/v2/connections/GMAIL_OAUTH2/users", key_a,
              "{\"tag\":\"o\",\"email\":\"o@x\",\"oauth2_refresh_token\":\"1//RefreshTok-zz9\"}");
     assert_int_equal(r.status, 201);
     admin_json(&r, api.port, "POST", "/admin/api/partners",
@@ -638,12 +638,12 @@ static void test_rate_limit_answers_429_with_retry_after(void **state)
     int ok = 0, limited_n = 0;
     char retry[32] = "";
     for (int i = 0; i < 6; i++) {
-        api_json(&r, limited.port, "GET", "/api/v1/connections", key_a, NULL);
+        api_json(&r, limited.port, "GET", "/api/v2/connections", key_a, NULL);
         if (r.status == 200)
             ok++;
         if (r.status == 429) {
             limited_n++;
-            EXPECT(&r, 429, "GET", "/api/v1/connections");
+            EXPECT(&r, 429, "GET", "/api/v2/connections");
             assert_string_equal(err_code(&r), "rate_limited");
             assert_true(api_header(&r, "Retry-After", retry, sizeof retry));
         }
@@ -653,10 +653,10 @@ static void test_rate_limit_answers_429_with_retry_after(void **state)
     assert_int_equal(ok + limited_n, 6);
     assert_true(atoi(retry) >= 1);
     /* Per key: B is not limited by A's use. */
-    api_json(&r, limited.port, "GET", "/api/v1/connections", key_b, NULL);
+    api_json(&r, limited.port, "GET", "/api/v2/connections", key_b, NULL);
     assert_int_equal(r.status, 200);
     /* Unknown keys make no bucket. */
-    api_json(&r, limited.port, "GET", "/api/v1/connections", "nope", NULL);
+    api_json(&r, limited.port, "GET", "/api/v2/connections", "nope", NULL);
     assert_int_equal(r.status, 401);
     redisReply *b = rcmd(&redis, "KEYS si:rl:*");
     assert_int_equal(b->elements, 2);
@@ -679,10 +679,10 @@ static void test_failed_authentications_are_bounded_per_client_address(void **st
     struct api_resp r = {0};
     const char *bad[] = {"x-api-key: not-a-key", "X-Forwarded-For: 203.0.113.7", NULL};
     for (int i = 0; i < 5; i++) {
-        api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, bad);
+        api_call(&r, guarded.port, "GET", "/api/v2/connections", NULL, NULL, 0, bad);
         assert_int_equal(r.status, 401);
     }
-    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, bad);
+    api_call(&r, guarded.port, "GET", "/api/v2/connections", NULL, NULL, 0, bad);
     assert_int_equal(r.status, 429);
     assert_string_equal(err_code(&r), "too_many_failures");
     char retry[32];
@@ -692,17 +692,17 @@ static void test_failed_authentications_are_bounded_per_client_address(void **st
     snprintf(key_hdr, sizeof key_hdr, "x-api-key: %s", key_a);
     /* The address is refused whatever key it sends now... */
     const char *good_same[] = {key_hdr, "X-Forwarded-For: 203.0.113.7", NULL};
-    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, good_same);
+    api_call(&r, guarded.port, "GET", "/api/v2/connections", NULL, NULL, 0, good_same);
     assert_int_equal(r.status, 429);
     /* ...a forged earlier hop does not help (the proxy appends the real one)... */
     const char *forged[] = {key_hdr, "X-Forwarded-For: 198.51.100.1, 203.0.113.7", NULL};
-    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, forged);
+    api_call(&r, guarded.port, "GET", "/api/v2/connections", NULL, NULL, 0, forged);
     assert_int_equal(r.status, 429);
     /* ...and other clients behind the same proxy are not affected. */
     const char *other[] = {key_hdr, "X-Forwarded-For: 203.0.113.8", NULL};
-    api_call(&r, guarded.port, "GET", "/api/v1/connections", NULL, NULL, 0, other);
+    api_call(&r, guarded.port, "GET", "/api/v2/connections", NULL, NULL, 0, other);
     assert_int_equal(r.status, 200);
-    api_json(&r, guarded.port, "GET", "/api/v1/connections", key_a, NULL);
+    api_json(&r, guarded.port, "GET", "/api/v2/connections", key_a, NULL);
     assert_int_equal(r.status, 200);
     assert_true(harness_metric(guarded.port, "superimap_api_auth_blocked_total") == 3);
     harness_proc_stop(&guarded);

@@ -136,7 +136,7 @@ static void test_providers_are_created_validated_updated_and_deleted(void **stat
     EXPECT(&r, 409, "PUT", PROV);
     admin_json(&r, api.port, "DELETE", "/admin/api/providers/IMAPX", NULL);
     EXPECT(&r, 409, "DELETE", PROV);
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/IMAPX", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/IMAPX", key, NULL);
     assert_int_equal(r.status, 204);
     admin_json(&r, api.port, "DELETE", "/admin/api/providers/IMAPX", NULL);
     EXPECT(&r, 204, "DELETE", PROV);
@@ -176,7 +176,7 @@ static void test_partner_key_and_secret_are_shown_once_and_stored_encrypted(void
     assert_null(strstr(r.body, key));
 
     /* The key works on the partner API. */
-    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);
     assert_int_equal(r.status, 200);
 
     char pkey[64];
@@ -263,7 +263,7 @@ static void test_partner_create_keeps_a_brought_api_key(void **state)
         admin_json(&r, api.port, "POST", PARTS, body);
         EXPECT(&r, 201, "POST", PARTS);
         assert_string_equal(jstr(&r, "api_key"), keep[i]);
-        api_json(&r, api.port, "GET", "/api/v1/connections", keep[i], NULL);
+        api_json(&r, api.port, "GET", "/api/v2/connections", keep[i], NULL);
         assert_int_equal(r.status, 200);
     }
     /* A key in use, weak or malformed keys are refused. */
@@ -290,6 +290,69 @@ static void test_partner_create_keeps_a_brought_api_key(void **state)
     api_resp_free(&r);
 }
 
+/* A key brought on update replaces the current one as a rotation does: the
+ * old key works for the grace (SUPERIMAP_KEY_ROTATION_GRACE_SEC, a day
+ * here), the same key again changes nothing, another partner's or a weak
+ * key is refused. rotate-key takes a brought key too. */
+static void test_partner_update_takes_a_brought_api_key(void **state)
+{
+    (void)state;
+    long long id;
+    char *old = make_partner(api.port, "Upd", &id);
+    struct api_resp r = {0};
+    admin_json(&r, api.port, "POST", PARTS,
+               "{\"name\":\"Other\",\"new_mail_webhook_url\":\"https://x.example/n\","
+               "\"api_key\":\"0123456789abcdef0123\"}");
+    EXPECT(&r, 201, "POST", PARTS);
+    char path[96];
+    snprintf(path, sizeof path, "/admin/api/partners/%lld", id);
+    admin_json(&r, api.port, "PUT", path, "{\"api_key\":\"fedcba9876543210fedc\"}");
+    EXPECT(&r, 200, "PUT", "/admin/api/partners/{id}");
+    assert_null(json_get(r.json, "api_key"));
+    api_json(&r, api.port, "GET", "/api/v2/connections", "fedcba9876543210fedc", NULL);
+    assert_int_equal(r.status, 200);
+    api_json(&r, api.port, "GET", "/api/v2/connections", old, NULL);
+    assert_int_equal(r.status, 200);
+    redisReply *keys = rcmd(&redis, "KEYS si:apikey:*");
+    assert_int_equal(keys->elements, 3);
+    freeReplyObject(keys);
+
+    /* The same key again: nothing changes, the old one still works. */
+    admin_json(&r, api.port, "PATCH", path,
+               "{\"api_key\":\"fedcba9876543210fedc\",\"name\":\"Upd 2\"}");
+    EXPECT(&r, 200, "PATCH", "/admin/api/partners/{id}");
+    assert_string_equal(jstr(&r, "name"), "Upd 2");
+    api_json(&r, api.port, "GET", "/api/v2/connections", old, NULL);
+    assert_int_equal(r.status, 200);
+
+    admin_json(&r, api.port, "PUT", path, "{\"api_key\":\"0123456789abcdef0123\"}");
+    EXPECT(&r, 409, "PUT", "/admin/api/partners/{id}");
+    assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "api_key");
+    admin_json(&r, api.port, "PUT", path, "{\"api_key\":\"0123456789ABCDEF0123\"}");
+    EXPECT(&r, 400, "PUT", "/admin/api/partners/{id}");
+    api_json(&r, api.port, "GET", "/api/v2/connections", "fedcba9876543210fedc", NULL);
+    assert_int_equal(r.status, 200);
+
+    /* rotate-key with a brought key and no grace: only that key works. */
+    snprintf(path, sizeof path, "/admin/api/partners/%lld/rotate-key", id);
+    admin_json(&r, api.port, "POST", path,
+               "{\"api_key\":\"abcdefghijABCDEFGHIJ0123456789-_abcdefghijk\",\"grace_seconds\":0}");
+    EXPECT(&r, 200, "POST", "/admin/api/partners/{id}/rotate-key");
+    assert_string_equal(jstr(&r, "api_key"), "abcdefghijABCDEFGHIJ0123456789-_abcdefghijk");
+    api_json(&r, api.port, "GET", "/api/v2/connections", "fedcba9876543210fedc", NULL);
+    assert_int_equal(r.status, 401);
+    api_json(&r, api.port, "GET", "/api/v2/connections", old, NULL);
+    assert_int_equal(r.status, 401);
+    api_json(&r, api.port, "GET", "/api/v2/connections",
+             "abcdefghijABCDEFGHIJ0123456789-_abcdefghijk", NULL);
+    assert_int_equal(r.status, 200);
+    snprintf(path, sizeof path, "/admin/api/partners/%lld/rotate-webhook-secret", id);
+    admin_json(&r, api.port, "POST", path, "{\"api_key\":\"0123456789abcdef0123\"}");
+    EXPECT(&r, 400, "POST", "/admin/api/partners/{id}/rotate-webhook-secret");
+    free(old);
+    api_resp_free(&r);
+}
+
 static void test_key_rotation_keeps_the_old_key_for_the_grace_period(void **state)
 {
     (void)state;
@@ -303,20 +366,20 @@ static void test_key_rotation_keeps_the_old_key_for_the_grace_period(void **stat
     char *fresh = strdup(jstr(&r, "api_key"));
     assert_string_not_equal(fresh, old);
     assert_non_null(jstr(&r, "previous_api_key_valid_until"));
-    api_json(&r, api.port, "GET", "/api/v1/connections", old, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", old, NULL);
     assert_int_equal(r.status, 200);
-    api_json(&r, api.port, "GET", "/api/v1/connections", fresh, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", fresh, NULL);
     assert_int_equal(r.status, 200);
 
     /* A second rotation without grace: only the newest works. */
     admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":0}");
     EXPECT(&r, 200, "POST", "/admin/api/partners/{id}/rotate-key");
     char *newest = strdup(jstr(&r, "api_key"));
-    api_json(&r, api.port, "GET", "/api/v1/connections", old, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", old, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections", fresh, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", fresh, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections", newest, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", newest, NULL);
     assert_int_equal(r.status, 200);
     redisReply *keys = rcmd(&redis, "KEYS si:apikey:*");
     assert_int_equal(keys->elements, 1);
@@ -329,9 +392,9 @@ static void test_key_rotation_keeps_the_old_key_for_the_grace_period(void **stat
     char pkey[64];
     snprintf(pkey, sizeof pkey, "si:partner:%lld", id);
     freeReplyObject(rcmd(&redis, "HSET %s api_key_old_until 1", pkey));
-    api_json(&r, api.port, "GET", "/api/v1/connections", newest, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", newest, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections", after, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", after, NULL);
     assert_int_equal(r.status, 200);
 
     admin_json(&r, api.port, "POST", path, "{\"grace_seconds\":-1}");
@@ -368,12 +431,12 @@ static void test_partner_delete_takes_everything_it_owns(void **state)
     make_connection(api.port, key, "PLAIN");
     make_connection(api.port, other, "PLAIN");
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=a&login_username=a&login_password=b");
     assert_int_equal(r.status, 201);
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", other, "tag=a");
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", other, "tag=a");
     assert_int_equal(r.status, 201);
-    api_json(&r, api.port, "POST", "/api/v1/webhook-test", key, "{\"wait_ms\":0}");
+    api_json(&r, api.port, "POST", "/api/v2/webhook-test", key, "{\"wait_ms\":0}");
     assert_int_equal(r.status, 202);
     char log[64];
     snprintf(log, sizeof log, "si:log:%lld", id);
@@ -385,9 +448,9 @@ static void test_partner_delete_takes_everything_it_owns(void **state)
     EXPECT(&r, 204, "DELETE", PART);
     admin_json(&r, api.port, "DELETE", path, NULL);
     EXPECT(&r, 404, "DELETE", PART);
-    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);
     assert_int_equal(r.status, 401);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/a", other, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/a", other, NULL);
     assert_int_equal(r.status, 200);
 
     /* Nothing of the deleted partner is left. */
@@ -443,7 +506,7 @@ static void test_fleet_queues_and_dead_letters(void **state)
     long long id;
     char *key = make_partner(api.port, "Q", &id);
     make_connection(api.port, key, "PLAIN");
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=q&login_username=a&login_password=b");
     assert_int_equal(r.status, 201); /* queues a user_connected event */
     admin_json(&r, api.port, "GET", "/admin/api/queues", NULL);
@@ -511,6 +574,7 @@ int main(void)
         cmocka_unit_test_setup(test_partner_key_and_secret_are_shown_once_and_stored_encrypted,
                                setup),
         cmocka_unit_test_setup(test_partner_create_keeps_a_brought_api_key, setup),
+        cmocka_unit_test_setup(test_partner_update_takes_a_brought_api_key, setup),
         cmocka_unit_test_setup(test_key_rotation_keeps_the_old_key_for_the_grace_period, setup),
         cmocka_unit_test_setup(test_partner_delete_takes_everything_it_owns, setup),
         cmocka_unit_test_setup(test_fleet_queues_and_dead_letters, setup),

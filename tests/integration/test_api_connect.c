@@ -46,8 +46,8 @@
 #define CLIENT  "test-client"
 #define SECRET  "test-client-secret"
 #define ENC_KEY "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-#define USERS   "/api/v1/connections/{code}/users"
-#define USER    "/api/v1/connections/{code}/users/{tag}"
+#define USERS   "/api/v2/connections/{code}/users"
+#define USER    "/api/v2/connections/{code}/users/{tag}"
 
 static struct redis_srv redis;
 static struct proc api;
@@ -137,11 +137,11 @@ static void world(const char *token_url)
     EXPECT(&r, 201, "POST", "/admin/api/partners");
     free(key);
     key = strdup(jstr(&r, "api_key"));
-    api_form(&r, api.port, "POST", "/api/v1/connections", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections", key,
              "imap_provider_code=FAKE&oauth2_client_id=" CLIENT "&oauth2_client_secret=" SECRET);
-    EXPECT(&r, 201, "POST", "/api/v1/connections");
-    api_form(&r, api.port, "POST", "/api/v1/connections", key, "imap_provider_code=PLAIN");
-    EXPECT(&r, 201, "POST", "/api/v1/connections");
+    EXPECT(&r, 201, "POST", "/api/v2/connections");
+    api_form(&r, api.port, "POST", "/api/v2/connections", key, "imap_provider_code=PLAIN");
+    EXPECT(&r, 201, "POST", "/api/v2/connections");
     api_resp_free(&r);
 }
 
@@ -151,12 +151,12 @@ static void user_link(const char *code, const char *tag, const char *kind, char 
                       char uid[SCHEMA_UID_LEN + 1])
 {
     char path[256], form[256];
-    snprintf(path, sizeof path, "/api/v1/connections/%s/users", code);
+    snprintf(path, sizeof path, "/api/v2/connections/%s/users", code);
     snprintf(form, sizeof form, "tag=%s", tag);
     struct api_resp r = {0};
     api_form(&r, api.port, "POST", path, key, form);
     if (r.status == 409) {
-        snprintf(path, sizeof path, "/api/v1/connections/%s/users/%s", code, tag);
+        snprintf(path, sizeof path, "/api/v2/connections/%s/users/%s", code, tag);
         api_json(&r, api.port, "GET", path, key, NULL);
     }
     assert_true(r.status == 201 || r.status == 200);
@@ -270,7 +270,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     assert_string_equal(v, "");
     /* A user whose email is known gets it as the login hint. */
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/FAKE/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/FAKE/users", key,
              "tag=zed&email=zed%40example.com");
     EXPECT(&r, 201, "POST", USERS);
     char zed[4096];
@@ -314,7 +314,7 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     assert_int_equal(events_of(s.uid, "connected"), 1);
 
     /* The API shows it connected. */
-    api_json(&r, api.port, "GET", "/api/v1/connections/FAKE/users/alice", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/FAKE/users/alice", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     assert_string_equal(jstr(&r, "email"), "alice@example.com");
     char dis[4096];
@@ -664,8 +664,8 @@ static void test_plain_form_over_tls_and_starttls(void **state)
         admin_json(&r, api.port, "POST", "/admin/api/providers", body);
         EXPECT(&r, 201, "POST", "/admin/api/providers");
         snprintf(body, sizeof body, "imap_provider_code=%s", codes[i]);
-        api_form(&r, api.port, "POST", "/api/v1/connections", key, body);
-        EXPECT(&r, 201, "POST", "/api/v1/connections");
+        api_form(&r, api.port, "POST", "/api/v2/connections", key, body);
+        EXPECT(&r, 201, "POST", "/api/v2/connections");
     }
     api_resp_free(&r);
 
@@ -801,9 +801,9 @@ static void test_connected_user_is_watched_with_the_tokens_the_callback_stored(v
     struct api_resp r = {0};
     admin_json(&r, api.port, "POST", "/admin/api/providers", body);
     EXPECT(&r, 201, "POST", "/admin/api/providers");
-    api_form(&r, api.port, "POST", "/api/v1/connections", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections", key,
              "imap_provider_code=DOVE&oauth2_client_id=" CLIENT "&oauth2_client_secret=" SECRET);
-    EXPECT(&r, 201, "POST", "/api/v1/connections");
+    EXPECT(&r, 201, "POST", "/api/v2/connections");
     api_resp_free(&r);
     char link[4096], uid[SCHEMA_UID_LEN + 1], cb[8192], pid[24];
     user_link("DOVE", "mailbox", "connect", link, sizeof link, uid);
@@ -1040,7 +1040,7 @@ static void test_users_by_state_stay_exact(void **state)
     };
     for (size_t i = 0; i < sizeof creates / sizeof creates[0]; i++) {
         char path[128];
-        snprintf(path, sizeof path, "/api/v1/connections/%s/users", creates[i][0]);
+        snprintf(path, sizeof path, "/api/v2/connections/%s/users", creates[i][0]);
         api_form(&r, api.port, "POST", path, key, creates[i][1]);
         EXPECT(&r, 201, "POST", USERS);
     }
@@ -1061,18 +1061,18 @@ static void test_users_by_state_stay_exact(void **state)
     want[1] = 3, want[3] = 4;
     assert_states_exact("connects", want);
 
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/FAKE/users/s3", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/FAKE/users/s3", key, NULL);
     EXPECT(&r, 204, "DELETE", USER);
-    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s4", key,
+    api_form(&r, api.port, "PUT", "/api/v2/connections/FAKE/users/s4", key,
              "archived=true&enable_tracer=true");
     EXPECT(&r, 200, "PUT", USER);
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/p3", key, "archived=true");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/p3", key, "archived=true");
     EXPECT(&r, 200, "PUT", USER);
     want[0] = 4, want[3] = 1;
     assert_states_exact("archives", want);
-    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s3", key, "archived=false");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/FAKE/users/s3", key, "archived=false");
     EXPECT(&r, 200, "PUT", USER);
-    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s4", key,
+    api_form(&r, api.port, "PUT", "/api/v2/connections/FAKE/users/s4", key,
              "archived=false&enable_tracer=false");
     EXPECT(&r, 200, "PUT", USER);
     want[0] = 2, want[3] = 3;
@@ -1110,7 +1110,7 @@ static void test_users_by_state_stay_exact(void **state)
     assert_states_exact("an import", want);
 
     /* PLAIN had p1 (not connected), p2 (connected), p3 (archived). */
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN", key, NULL);
     assert_true(r.status == 200 || r.status == 204);
     want[0] = 2, want[1] = 1, want[3] = 5;
     assert_states_exact("a connection deleted", want);

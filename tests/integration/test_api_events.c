@@ -1,7 +1,7 @@
 /*
  * The partner's view of its deliveries against a real redis-server and
  * superimap-api: the delivery log (filters, pages), an event's state, replay
- * of a dead letter, and POST /api/v1/webhook-test reporting what the
+ * of a dead letter, and POST /api/v2/webhook-test reporting what the
  * dispatcher did. The log entries and event hashes are written here in
  * core/schema.h's formats, as the dispatcher writes them; for webhook-test a
  * thread plays the dispatcher's part (claims the queued test event and
@@ -82,34 +82,34 @@ static void test_delivery_log_is_listed_filtered_and_paged(void **state)
     }
     log_attempt(pid + 1, UID_A ".1.99", "new_mail", "alice", 1, 200, "delivered");
     struct api_resp r = {0};
-    api_json(&r, api.port, "GET", "/api/v1/events", key, NULL);
-    EXPECT(&r, 200, "GET", "/api/v1/events");
+    api_json(&r, api.port, "GET", "/api/v2/events", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v2/events");
     yajl_val ev = json_get(r.json, "events");
     assert_int_equal(ev->u.array.len, 30);
     /* Newest first. */
     assert_string_equal(json_get_str(ev->u.array.values[0], "id"), UID_A ".1.29");
     assert_true(YAJL_IS_NULL(json_get(r.json, "next_cursor")));
 
-    api_json(&r, api.port, "GET", "/api/v1/events?tag=alice&status=delivered", key, NULL);
-    EXPECT(&r, 200, "GET", "/api/v1/events");
+    api_json(&r, api.port, "GET", "/api/v2/events?tag=alice&status=delivered", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v2/events");
     ev = json_get(r.json, "events");
     for (size_t i = 0; i < ev->u.array.len; i++) {
         assert_string_equal(json_get_str(ev->u.array.values[i], "user_tag"), "alice");
         assert_string_equal(json_get_str(ev->u.array.values[i], "result"), "delivered");
     }
     assert_int_equal(ev->u.array.len, 12); /* 15 odd i, minus i = 5, 15, 25 */
-    api_json(&r, api.port, "GET", "/api/v1/events?type=user_connected&user=bob", key, NULL);
-    EXPECT(&r, 200, "GET", "/api/v1/events");
+    api_json(&r, api.port, "GET", "/api/v2/events?type=user_connected&user=bob", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v2/events");
     assert_int_equal(json_get(r.json, "events")->u.array.len, 5); /* 0, 6, 12, 18, 24 */
 
     /* Pages of 7 cover the 30 entries exactly once. */
     char cursor[64] = "", path[256];
     int total = 0, pages = 0;
     do {
-        snprintf(path, sizeof path, "/api/v1/events?limit=7%s%s", cursor[0] ? "&cursor=" : "",
+        snprintf(path, sizeof path, "/api/v2/events?limit=7%s%s", cursor[0] ? "&cursor=" : "",
                  cursor);
         api_json(&r, api.port, "GET", path, key, NULL);
-        EXPECT(&r, 200, "GET", "/api/v1/events");
+        EXPECT(&r, 200, "GET", "/api/v2/events");
         total += (int)json_get(r.json, "events")->u.array.len;
         const char *next = jstr(&r, "next_cursor");
         snprintf(cursor, sizeof cursor, "%s", next ? next : "");
@@ -118,10 +118,10 @@ static void test_delivery_log_is_listed_filtered_and_paged(void **state)
     assert_int_equal(total, 30);
     assert_int_equal(pages, 5);
 
-    api_json(&r, api.port, "GET", "/api/v1/events?cursor=abc", key, NULL);
-    EXPECT(&r, 400, "GET", "/api/v1/events");
-    api_json(&r, api.port, "GET", "/api/v1/events?limit=501", key, NULL);
-    EXPECT(&r, 400, "GET", "/api/v1/events");
+    api_json(&r, api.port, "GET", "/api/v2/events?cursor=abc", key, NULL);
+    EXPECT(&r, 400, "GET", "/api/v2/events");
+    api_json(&r, api.port, "GET", "/api/v2/events?limit=501", key, NULL);
+    EXPECT(&r, 400, "GET", "/api/v2/events");
     api_resp_free(&r);
 }
 
@@ -133,29 +133,29 @@ static void test_event_show_and_replay_of_a_dead_letter(void **state)
     put_event(pid + 1, UID_B, UID_B ".7.1", "dead");
     log_attempt(pid, UID_A ".7.1", "new_mail", "t", 9, 500, "dead");
     struct api_resp r = {0};
-    api_json(&r, api.port, "GET", "/api/v1/events/" UID_A ".7.1", key, NULL);
-    EXPECT(&r, 200, "GET", "/api/v1/events/{id}");
+    api_json(&r, api.port, "GET", "/api/v2/events/" UID_A ".7.1", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v2/events/{id}");
     assert_string_equal(jstr(&r, "state"), "dead");
     int64_t st = 0;
     json_get_int(r.json, "last_status", &st);
     assert_int_equal(st, 500);
-    api_json(&r, api.port, "GET", "/api/v1/events?status=dead", key, NULL);
-    EXPECT(&r, 200, "GET", "/api/v1/events");
+    api_json(&r, api.port, "GET", "/api/v2/events?status=dead", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v2/events");
     assert_string_equal(json_get_str(json_get(r.json, "events")->u.array.values[0], "event_state"),
                         "dead");
 
     /* Another partner's event is not there, for this key. */
-    api_json(&r, api.port, "GET", "/api/v1/events/" UID_B ".7.1", key, NULL);
-    EXPECT(&r, 404, "GET", "/api/v1/events/{id}");
-    api_json(&r, api.port, "POST", "/api/v1/events/" UID_B ".7.1/replay", key, NULL);
-    EXPECT(&r, 404, "POST", "/api/v1/events/{id}/replay");
-    api_json(&r, api.port, "GET", "/api/v1/events/bad%20id", key, NULL);
-    EXPECT(&r, 404, "GET", "/api/v1/events/{id}");
+    api_json(&r, api.port, "GET", "/api/v2/events/" UID_B ".7.1", key, NULL);
+    EXPECT(&r, 404, "GET", "/api/v2/events/{id}");
+    api_json(&r, api.port, "POST", "/api/v2/events/" UID_B ".7.1/replay", key, NULL);
+    EXPECT(&r, 404, "POST", "/api/v2/events/{id}/replay");
+    api_json(&r, api.port, "GET", "/api/v2/events/bad%20id", key, NULL);
+    EXPECT(&r, 404, "GET", "/api/v2/events/{id}");
 
-    api_json(&r, api.port, "POST", "/api/v1/events/" UID_A ".7.2/replay", key, NULL);
-    EXPECT(&r, 409, "POST", "/api/v1/events/{id}/replay");
-    api_json(&r, api.port, "POST", "/api/v1/events/" UID_A ".7.1/replay", key, NULL);
-    EXPECT(&r, 202, "POST", "/api/v1/events/{id}/replay");
+    api_json(&r, api.port, "POST", "/api/v2/events/" UID_A ".7.2/replay", key, NULL);
+    EXPECT(&r, 409, "POST", "/api/v2/events/{id}/replay");
+    api_json(&r, api.port, "POST", "/api/v2/events/" UID_A ".7.1/replay", key, NULL);
+    EXPECT(&r, 202, "POST", "/api/v2/events/{id}/replay");
     assert_string_equal(jstr(&r, "state"), "ready");
     unsigned k = hrw_shard(UID_A, 64);
     char dead[32], ready[64];
@@ -163,8 +163,8 @@ static void test_event_show_and_replay_of_a_dead_letter(void **state)
     snprintf(ready, sizeof ready, "si:{%u}:ready:%lld", k, pid);
     assert_int_equal(rint_(&redis, "ZCARD %s", dead), 0);
     assert_int_equal(rint_(&redis, "LLEN %s", ready), 1);
-    api_json(&r, api.port, "POST", "/api/v1/events/" UID_A ".7.1/replay", key, NULL);
-    EXPECT(&r, 409, "POST", "/api/v1/events/{id}/replay");
+    api_json(&r, api.port, "POST", "/api/v2/events/" UID_A ".7.1/replay", key, NULL);
+    EXPECT(&r, 409, "POST", "/api/v2/events/{id}/replay");
     api_resp_free(&r);
 }
 
@@ -206,9 +206,9 @@ static void test_webhook_test_reports_the_delivery(void **state)
     struct fake_dispatcher d = {pid, "delivered", 200, 0, ""};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, run_fake_dispatcher, &d), 0);
-    api_json(&r, api.port, "POST", "/api/v1/webhook-test", key, NULL);
+    api_json(&r, api.port, "POST", "/api/v2/webhook-test", key, NULL);
     pthread_join(t, NULL);
-    EXPECT(&r, 200, "POST", "/api/v1/webhook-test");
+    EXPECT(&r, 200, "POST", "/api/v2/webhook-test");
     assert_true(json_get(r.json, "delivered")->type == yajl_t_true);
     assert_string_equal(jstr(&r, "result"), "delivered");
     assert_string_equal(jstr(&r, "id"), d.seen);
@@ -224,27 +224,27 @@ static void test_webhook_test_reports_the_delivery(void **state)
     /* A failing receiver: the answer says so. */
     struct fake_dispatcher f = {pid, "retry", 500, 0, ""};
     assert_int_equal(pthread_create(&t, NULL, run_fake_dispatcher, &f), 0);
-    api_form(&r, api.port, "POST", "/api/v1/webhook-test", key, "wait_ms=8000");
+    api_form(&r, api.port, "POST", "/api/v2/webhook-test", key, "wait_ms=8000");
     pthread_join(t, NULL);
-    EXPECT(&r, 200, "POST", "/api/v1/webhook-test");
+    EXPECT(&r, 200, "POST", "/api/v2/webhook-test");
     assert_true(json_get(r.json, "delivered")->type == yajl_t_false);
     int64_t st = 0;
     json_get_int(r.json, "last_status", &st);
     assert_int_equal(st, 500);
 
     /* No dispatcher: pending, once wait_ms is over. */
-    api_json(&r, api.port, "POST", "/api/v1/webhook-test", key, "{\"wait_ms\":200}");
-    EXPECT(&r, 202, "POST", "/api/v1/webhook-test");
+    api_json(&r, api.port, "POST", "/api/v2/webhook-test", key, "{\"wait_ms\":200}");
+    EXPECT(&r, 202, "POST", "/api/v2/webhook-test");
     assert_string_equal(jstr(&r, "result"), "pending");
-    api_json(&r, api.port, "POST", "/api/v1/webhook-test", key, "{\"wait_ms\":20000}");
-    EXPECT(&r, 400, "POST", "/api/v1/webhook-test");
+    api_json(&r, api.port, "POST", "/api/v2/webhook-test", key, "{\"wait_ms\":20000}");
+    EXPECT(&r, 400, "POST", "/api/v2/webhook-test");
 
     /* No URL to test. */
     char pkey[64];
     snprintf(pkey, sizeof pkey, "si:partner:%lld", pid);
     freeReplyObject(rcmd(&redis, "HDEL %s new_mail_webhook_url", pkey));
-    api_json(&r, api.port, "POST", "/api/v1/webhook-test", key, NULL);
-    EXPECT(&r, 409, "POST", "/api/v1/webhook-test");
+    api_json(&r, api.port, "POST", "/api/v2/webhook-test", key, NULL);
+    EXPECT(&r, 409, "POST", "/api/v2/webhook-test");
     api_resp_free(&r);
 }
 

@@ -1,5 +1,5 @@
 /*
- * The partner API (/api/v1/connections and users) against a real
+ * The partner API (/api/v2/connections and users) against a real
  * redis-server and a real superimap-api over HTTP: every route's success and
  * error answers, each checked against web/openapi.json; the original's
  * requests replayed with its parameter names in form and JSON bodies; the
@@ -48,65 +48,65 @@ static int teardown(void **state)
     return 0;
 }
 
-#define CONN  "/api/v1/connections"
-#define CONN1 "/api/v1/connections/{code}"
-#define USERS "/api/v1/connections/{code}/users"
-#define USER  "/api/v1/connections/{code}/users/{tag}"
+#define CONN  "/api/v2/connections"
+#define CONN1 "/api/v2/connections/{code}"
+#define USERS "/api/v2/connections/{code}/users"
+#define USER  "/api/v2/connections/{code}/users/{tag}"
 
 static void test_connection_routes_answer_as_the_original(void **state)
 {
     (void)state;
     struct api_resp r = {0};
-    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);
     EXPECT(&r, 200, "GET", CONN);
     assert_int_equal(r.json->u.array.len, 0);
 
-    api_form(&r, api.port, "POST", "/api/v1/connections", key, "imap_provider_code=PLAIN");
+    api_form(&r, api.port, "POST", "/api/v2/connections", key, "imap_provider_code=PLAIN");
     EXPECT(&r, 201, "POST", CONN);
     assert_string_equal(jstr(&r, "imap_provider_code"), "PLAIN");
     int64_t n = -1;
     assert_int_equal(json_get_int(r.json, "users_count", &n), 0);
     assert_int_equal(n, 0);
 
-    api_form(&r, api.port, "POST", "/api/v1/connections", key, "imap_provider_code=PLAIN");
+    api_form(&r, api.port, "POST", "/api/v2/connections", key, "imap_provider_code=PLAIN");
     EXPECT(&r, 409, "POST", CONN);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "imap_provider_code");
 
-    api_form(&r, api.port, "POST", "/api/v1/connections", key, "imap_provider_code=NOPE");
+    api_form(&r, api.port, "POST", "/api/v2/connections", key, "imap_provider_code=NOPE");
     EXPECT(&r, 404, "POST", CONN);
     assert_non_null(strstr(r.body, "Imap Provider not found for 'NOPE'."));
 
-    api_form(&r, api.port, "POST", "/api/v1/connections", key, "imap_provider_code=");
+    api_form(&r, api.port, "POST", "/api/v2/connections", key, "imap_provider_code=");
     EXPECT(&r, 400, "POST", CONN);
     assert_string_equal(err_code(&r), "invalid_parameter");
 
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN", key, NULL);
     EXPECT(&r, 200, "GET", CONN1);
     assert_string_equal(jstr(&r, "auth"), "plain");
     /* Rails' format suffix still names the same resource. */
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN.json", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN.json", key, NULL);
     EXPECT(&r, 200, "GET", CONN1);
-    api_json(&r, api.port, "GET", "/api/v1/connections.json", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections.json", key, NULL);
     EXPECT(&r, 200, "GET", CONN);
     assert_int_equal(r.json->u.array.len, 1);
 
-    api_json(&r, api.port, "GET", "/api/v1/connections/GMAIL_OAUTH2", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/GMAIL_OAUTH2", key, NULL);
     EXPECT(&r, 404, "GET", CONN1);
     assert_non_null(strstr(r.body, "Connection not found."));
-    api_json(&r, api.port, "GET", "/api/v1/connections/UNKNOWN", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/UNKNOWN", key, NULL);
     EXPECT(&r, 404, "GET", CONN1);
     assert_non_null(strstr(r.body, "Imap Provider not found for 'UNKNOWN'."));
 
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN", key, "{}");
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN", key, "{}");
     EXPECT(&r, 200, "PUT", CONN1);
-    api_json(&r, api.port, "PATCH", "/api/v1/connections/GMAIL_OAUTH2", key, "{}");
+    api_json(&r, api.port, "PATCH", "/api/v2/connections/GMAIL_OAUTH2", key, "{}");
     EXPECT(&r, 404, "PATCH", CONN1);
 
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN", key, NULL);
     EXPECT(&r, 204, "DELETE", CONN1);
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN", key, NULL);
     EXPECT(&r, 404, "DELETE", CONN1);
-    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);
     EXPECT(&r, 200, "GET", CONN);
     assert_int_equal(r.json->u.array.len, 0);
     /* The provider can go once no connection uses it. */
@@ -119,7 +119,7 @@ static void test_oauth2_connection_takes_credentials_and_validates_update(void *
 {
     (void)state;
     struct api_resp r = {0};
-    api_json(&r, api.port, "POST", "/api/v1/connections", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections", key,
              "{\"imap_provider_code\":\"GMAIL_OAUTH2\",\"oauth2_client_id\":\"cid\","
              "\"oauth2_client_secret\":\"client-secret-value\"}");
     EXPECT(&r, 201, "POST", CONN);
@@ -135,15 +135,15 @@ static void test_oauth2_connection_takes_credentials_and_validates_update(void *
     freeReplyObject(rep);
 
     /* The original validated the required fields on update. */
-    api_json(&r, api.port, "PUT", "/api/v1/connections/GMAIL_OAUTH2", key,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/GMAIL_OAUTH2", key,
              "{\"oauth2_client_id\":\"\"}");
     EXPECT(&r, 400, "PUT", CONN1);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "oauth2_client_id");
-    api_form(&r, api.port, "PATCH", "/api/v1/connections/GMAIL_OAUTH2", key,
+    api_form(&r, api.port, "PATCH", "/api/v2/connections/GMAIL_OAUTH2", key,
              "oauth2_client_id=cid2");
     EXPECT(&r, 200, "PATCH", CONN1);
     assert_string_equal(jstr(&r, "oauth2_client_id"), "cid2");
-    api_json(&r, api.port, "PUT", "/api/v1/connections/GMAIL_OAUTH2", key,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/GMAIL_OAUTH2", key,
              "{\"oauth2_client_id\":[1]}");
     EXPECT(&r, 400, "PUT", CONN1);
     api_resp_free(&r);
@@ -156,7 +156,7 @@ static void test_users_with_the_original_parameter_names(void **state)
     make_connection(api.port, key, "GMAIL_OAUTH2");
     struct api_resp r = {0};
     /* PLAIN, form-encoded, credentials complete: connected on save. */
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=user1&email=user1%40localhost&login_username=user1&login_password=password");
     EXPECT(&r, 201, "POST", USERS);
     assert_string_equal(jstr(&r, "tag"), "user1");
@@ -167,22 +167,22 @@ static void test_users_with_the_original_parameter_names(void **state)
     assert_null(strstr(r.body, "password"));
 
     /* JSON without credentials: not connected. */
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "{\"tag\":\"user2\",\"email\":null}");
     EXPECT(&r, 201, "POST", USERS);
     assert_true(YAJL_IS_NULL(json_get(r.json, "connected_at")));
     assert_true(YAJL_IS_NULL(json_get(r.json, "email")));
     /* Setting credentials later connects it; clearing the password disconnects. */
-    api_json(&r, api.port, "PATCH", "/api/v1/connections/PLAIN/users/user2", key,
+    api_json(&r, api.port, "PATCH", "/api/v2/connections/PLAIN/users/user2", key,
              "{\"login_username\":\"u2\",\"login_password\":\"p2\"}");
     EXPECT(&r, 200, "PATCH", USER);
     assert_non_null(jstr(&r, "connected_at"));
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/user2", key, "login_password=");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/user2", key, "login_password=");
     EXPECT(&r, 200, "PUT", USER);
     assert_true(YAJL_IS_NULL(json_get(r.json, "connected_at")));
 
     /* OAuth2: email + refresh token connect (the original's import path). */
-    api_json(&r, api.port, "POST", "/api/v1/connections/GMAIL_OAUTH2/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/GMAIL_OAUTH2/users", key,
              "{\"tag\":\"g1\",\"email\":\"g1@gmail.com\",\"oauth2_refresh_token\":\"1/rt\","
              "\"login_password\":\"ignored\"}");
     EXPECT(&r, 201, "POST", USERS);
@@ -190,33 +190,33 @@ static void test_users_with_the_original_parameter_names(void **state)
     assert_null(strstr(r.body, "1/rt"));
 
     /* The parameters may also come in the query string (Rails merged them). */
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users?tag=q1", key, NULL);
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users?tag=q1", key, NULL);
     EXPECT(&r, 201, "POST", USERS);
     assert_string_equal(jstr(&r, "tag"), "q1");
 
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/user1", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/user1", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     assert_string_equal(jstr(&r, "login_username"), "user1");
     assert_string_equal(jstr(&r, "state"), "idle");
 
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/nobody", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/nobody", key, NULL);
     EXPECT(&r, 404, "GET", USER);
     assert_non_null(strstr(r.body, "User not found for 'nobody'."));
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, "{\"email\":\"x\"}");
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, "{\"email\":\"x\"}");
     EXPECT(&r, 400, "POST", USERS);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "tag");
-    api_json(&r, api.port, "POST", "/api/v1/connections/GMAIL_OAUTH2/users", key, "{\"tag\":true}");
+    api_json(&r, api.port, "POST", "/api/v2/connections/GMAIL_OAUTH2/users", key, "{\"tag\":true}");
     EXPECT(&r, 400, "POST", USERS);
-    api_json(&r, api.port, "POST", "/api/v1/connections/NOPE/users", key, "{\"tag\":\"x\"}");
+    api_json(&r, api.port, "POST", "/api/v2/connections/NOPE/users", key, "{\"tag\":\"x\"}");
     EXPECT(&r, 404, "POST", USERS);
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/user1", key,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/user1", key,
              "{\"archived\":\"maybe\"}");
     EXPECT(&r, 400, "PUT", USER);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "archived");
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users", key, NULL);
     EXPECT(&r, 200, "GET", USERS);
     assert_int_equal(r.json->u.array.len, 3);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN", key, NULL);
     int64_t n = 0;
     json_get_int(r.json, "users_count", &n);
     assert_int_equal(n, 3);
@@ -228,39 +228,39 @@ static void test_archive_restore_and_tag_reuse_resolve_to_the_live_user(void **s
     (void)state;
     make_connection(api.port, key, "PLAIN");
     struct api_resp r = {0};
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "{\"tag\":\"Reused\",\"email\":\"a@x.com\"}");
     EXPECT(&r, 201, "POST", USERS);
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, "{\"tag\":\"reused\"}");
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, "{\"tag\":\"reused\"}");
     EXPECT(&r, 409, "POST", USERS);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "tag");
 
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN/users/reused", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN/users/reused", key, NULL);
     EXPECT(&r, 204, "DELETE", USER);
     assert_int_equal(r.len, 0);
     /* Still found while no live user has the tag, flagged archived. */
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/Reused", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/Reused", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     assert_true(json_get(r.json, "archived")->type == yajl_t_true);
     assert_string_equal(jstr(&r, "state"), "archived");
 
     /* Tag and email are free again. */
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "{\"tag\":\"REUSED\",\"email\":\"A@X.COM\"}");
     EXPECT(&r, 201, "POST", USERS);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/reused", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/reused", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     assert_string_equal(jstr(&r, "tag"), "REUSED");
     assert_true(json_get(r.json, "archived")->type == yajl_t_false);
 
     /* The archived one cannot come back while the live one holds the tag. */
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users", key, NULL);
     EXPECT(&r, 200, "GET", USERS);
     assert_int_equal(r.json->u.array.len, 2);
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN/users/reused", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN/users/reused", key, NULL);
     EXPECT(&r, 204, "DELETE", USER);
     /* Two archived users: the latest archived answers; restore it. */
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/reused", key, "archived=false");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/reused", key, "archived=false");
     EXPECT(&r, 200, "PUT", USER);
     assert_string_equal(jstr(&r, "tag"), "REUSED");
     assert_true(json_get(r.json, "archived")->type == yajl_t_false);
@@ -271,15 +271,15 @@ static void test_archive_restore_and_tag_reuse_resolve_to_the_live_user(void **s
     redisReply *members = rcmd(&redis, "ZRANGE %s 0 -1", tkey);
     assert_int_equal(members->elements, 2);
     freeReplyObject(members);
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/reused", key, "archived=true");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/reused", key, "archived=true");
     EXPECT(&r, 200, "PUT", USER);
     assert_true(json_get(r.json, "archived")->type == yajl_t_true);
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "{\"tag\":\"other\",\"email\":\"a@x.com\"}");
     EXPECT(&r, 201, "POST", USERS);
     /* PUT archived=false on the tag finds the latest archived (REUSED, email
      * A@X.COM), whose email "other" now holds. */
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/reused", key,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/reused", key,
              "{\"archived\":false}");
     EXPECT(&r, 409, "PUT", USER);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "email");
@@ -292,33 +292,33 @@ static void test_email_is_unique_case_insensitive_among_live_users(void **state)
     make_connection(api.port, key, "PLAIN");
     make_connection(api.port, key, "GMAIL_OAUTH2");
     struct api_resp r = {0};
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "{\"tag\":\"a\",\"email\":\"Bob@Example.com\"}");
     EXPECT(&r, 201, "POST", USERS);
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "{\"tag\":\"b\",\"email\":\"bob@example.COM\"}");
     EXPECT(&r, 409, "POST", USERS);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "email");
     /* Another connection is another scope. */
-    api_json(&r, api.port, "POST", "/api/v1/connections/GMAIL_OAUTH2/users", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections/GMAIL_OAUTH2/users", key,
              "{\"tag\":\"b\",\"email\":\"bob@example.com\"}");
     EXPECT(&r, 201, "POST", USERS);
     /* Changing the email moves the index; the old address is free. */
-    api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, "{\"tag\":\"b\"}");
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, "{\"tag\":\"b\"}");
     EXPECT(&r, 201, "POST", USERS);
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/b", key,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/b", key,
              "{\"email\":\"BOB@example.com\"}");
     EXPECT(&r, 409, "PUT", USER);
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/a", key,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/a", key,
              "{\"email\":\"new@example.com\",\"tag\":\"A2\"}");
     EXPECT(&r, 200, "PUT", USER);
     assert_string_equal(jstr(&r, "tag"), "A2");
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/b", key,
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/b", key,
              "{\"email\":\"BOB@example.com\"}");
     EXPECT(&r, 200, "PUT", USER);
-    api_json(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/b", key, "{\"tag\":\"a2\"}");
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/b", key, "{\"tag\":\"a2\"}");
     EXPECT(&r, 409, "PUT", USER);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/a", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/a", key, NULL);
     EXPECT(&r, 404, "GET", USER);
     api_resp_free(&r);
 }
@@ -338,20 +338,20 @@ static void test_tags_are_percent_decoded_path_segments(void **state)
     for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
         char body[256], path[256];
         snprintf(body, sizeof body, "{\"tag\":\"%s\"}", tags[i][0]);
-        api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, body);
+        api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, body);
         EXPECT(&r, 201, "POST", USERS);
-        snprintf(path, sizeof path, "/api/v1/connections/PLAIN/users/%s", tags[i][1]);
+        snprintf(path, sizeof path, "/api/v2/connections/PLAIN/users/%s", tags[i][1]);
         api_json(&r, api.port, "GET", path, key, NULL);
         EXPECT(&r, 200, "GET", USER);
         assert_string_equal(jstr(&r, "tag"), tags[i][0]);
     }
     /* someone@example.com.json: the original's format suffix. */
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/someone@example.com.json", key,
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/someone@example.com.json", key,
              NULL);
     EXPECT(&r, 200, "GET", USER);
     assert_string_equal(jstr(&r, "tag"), "someone@example.com");
     /* A plain '@' works too, and '+' in a path is a plus. */
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/someone@example.com", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/someone@example.com", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     api_resp_free(&r);
 }
@@ -364,14 +364,14 @@ static void test_user_list_pages_with_a_cursor(void **state)
     for (int i = 0; i < 25; i++) {
         char body[64];
         snprintf(body, sizeof body, "{\"tag\":\"u%02d\"}", i);
-        api_json(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, body);
+        api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, body);
         EXPECT(&r, 201, "POST", USERS);
     }
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN/users/u03", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN/users/u03", key, NULL);
     char path[512], cursor[256] = "";
     int seen = 0, pages = 0, archived = 0;
     do {
-        snprintf(path, sizeof path, "/api/v1/connections/PLAIN/users?limit=10%s%s",
+        snprintf(path, sizeof path, "/api/v2/connections/PLAIN/users?limit=10%s%s",
                  cursor[0] ? "&cursor=" : "", cursor);
         api_json(&r, api.port, "GET", path, key, NULL);
         EXPECT(&r, 200, "GET", USERS);
@@ -388,9 +388,9 @@ static void test_user_list_pages_with_a_cursor(void **state)
     assert_int_equal(seen, 25);
     assert_int_equal(pages, 3);
     assert_int_equal(archived, 1);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users?limit=0", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users?limit=0", key, NULL);
     EXPECT(&r, 400, "GET", USERS);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users?cursor=%21%21", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users?cursor=%21%21", key, NULL);
     EXPECT(&r, 400, "GET", USERS);
     assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "cursor");
     api_resp_free(&r);
@@ -418,7 +418,7 @@ static void test_writes_reach_watchers_through_changes_and_shard_sets(void **sta
     (void)state;
     make_connection(api.port, key, "PLAIN");
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=w&login_username=w&login_password=pw");
     EXPECT(&r, 201, "POST", USERS);
     char uid[32], ukey[128], skey[64];
@@ -439,17 +439,17 @@ static void test_writes_reach_watchers_through_changes_and_shard_sets(void **sta
     assert_string_equal(hv->element[4]->str, "0");
     freeReplyObject(hv);
 
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN/users/w", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN/users/w", key, NULL);
     EXPECT(&r, 204, "DELETE", USER);
     m = rcmd(&redis, "SISMEMBER %s %s", skey, uid);
     assert_int_equal(m->integer, 0);
     freeReplyObject(m);
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/w", key, "archived=0");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/w", key, "archived=0");
     EXPECT(&r, 200, "PUT", USER);
     m = rcmd(&redis, "SISMEMBER %s %s", skey, uid);
     assert_int_equal(m->integer, 1);
     freeReplyObject(m);
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/w", key, "email=w%40x");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/w", key, "email=w%40x");
     EXPECT(&r, 200, "PUT", USER);
 
     redisReply *x = rcmd(&redis, "XRANGE si:changes - +");
@@ -472,7 +472,7 @@ static void test_connect_transitions_enqueue_user_events(void **state)
     (void)state;
     make_connection(api.port, key, "PLAIN");
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=ev&email=ev%40x.com&login_username=ev&login_password=pw");
     EXPECT(&r, 201, "POST", USERS);
     char uid[32];
@@ -498,7 +498,7 @@ static void test_connect_transitions_enqueue_user_events(void **state)
     freeReplyObject(e);
 
     /* Clearing the credentials disconnects: user_disconnected. */
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/ev", key, "login_username=");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/ev", key, "login_username=");
     EXPECT(&r, 200, "PUT", USER);
     ids = rcmd(&redis, "LRANGE %s 0 -1", ready);
     assert_int_equal(ids->elements, 2);
@@ -506,7 +506,7 @@ static void test_connect_transitions_enqueue_user_events(void **state)
     assert_true(strncmp(ids->element[0]->str, prefix, strlen(prefix)) == 0);
     freeReplyObject(ids);
     /* An update that changes nothing about the connection queues nothing. */
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/ev", key, "email=z%40x.com");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/ev", key, "email=z%40x.com");
     EXPECT(&r, 200, "PUT", USER);
     assert_int_equal(rint_(&redis, "LLEN %s", ready), 2);
     api_resp_free(&r);
@@ -523,7 +523,7 @@ static void test_connection_delete_removes_users_cursors_leases_and_events(void 
         snprintf(tag, sizeof tag, "d%d", i);
         snprintf(form, sizeof form, "tag=%s&email=%s%%40x&login_username=a&login_password=b", tag,
                  tag);
-        api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, form);
+        api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, form);
         EXPECT(&r, 201, "POST", USERS);
         uid_of(tag, uids[i]);
         unsigned k = hrw_shard(uids[i], 64);
@@ -537,7 +537,7 @@ static void test_connection_delete_removes_users_cursors_leases_and_events(void 
     /* An event of another connection's user in the same queue stays. */
     freeReplyObject(
         rcmd(&redis, "ZADD si:{%u}:retry 1 ffffffffffffffffffffffff.1.1", hrw_shard(uids[0], 64)));
-    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN", key, NULL);
+    api_json(&r, api.port, "DELETE", "/api/v2/connections/PLAIN", key, NULL);
     EXPECT(&r, 204, "DELETE", CONN1);
     for (int i = 0; i < 3; i++) {
         unsigned k = hrw_shard(uids[i], 64);
@@ -601,16 +601,26 @@ static void test_openapi_is_served_and_lists_every_route(void **state)
     struct api_resp r = {0};
     api_json(&r, api.port, "GET", "/api/v1/openapi.json", NULL, NULL);
     EXPECT(&r, 200, "GET", "/api/v1/openapi.json");
+    api_json(&r, api.port, "GET", "/api/v2/openapi.json", NULL, NULL);
+    EXPECT(&r, 200, "GET", "/api/v2/openapi.json");
     assert_string_equal(jstr(&r, "openapi"), "3.1.0");
     yajl_val paths = json_get(r.json, "paths");
     static const char *const routes[] = {"/api/v1/connections",
-                                         CONN1,
-                                         USERS,
-                                         USER,
+                                         "/api/v1/connections/{code}",
+                                         "/api/v1/connections/{code}/users",
+                                         "/api/v1/connections/{code}/users/{tag}",
                                          "/api/v1/events",
                                          "/api/v1/events/{id}",
                                          "/api/v1/events/{id}/replay",
                                          "/api/v1/webhook-test",
+                                         "/api/v2/connections",
+                                         CONN1,
+                                         USERS,
+                                         USER,
+                                         "/api/v2/events",
+                                         "/api/v2/events/{id}",
+                                         "/api/v2/events/{id}/replay",
+                                         "/api/v2/webhook-test",
                                          "/admin/api/providers",
                                          "/admin/api/providers/{code}",
                                          "/admin/api/partners",
@@ -632,9 +642,15 @@ static void test_openapi_is_served_and_lists_every_route(void **state)
     api_resp_free(&r);
 }
 
-/* The original's request/response table (reference section 5), replayed with
- * its parameter names; each answer checked against the spec and for the keys
- * the original's clients read. */
+/* The original's request/response table, replayed under /api/v1 with its
+ * parameter names and the key in the api_key parameter; each answer checked
+ * against the spec and for the keys the original's clients read (its
+ * errors are plain text). */
+#define V1CONN  "/api/v1/connections"
+#define V1CONN1 "/api/v1/connections/{code}"
+#define V1USERS "/api/v1/connections/{code}/users"
+#define V1USER  "/api/v1/connections/{code}/users/{tag}"
+
 struct compat_row {
     const char *method, *path, *ctype, *body;
     int status;
@@ -646,33 +662,34 @@ static void test_compatibility_table_of_the_original(void **state)
 {
     (void)state;
     static const struct compat_row rows[] = {
-        {"GET", "/api/v1/connections", NULL, NULL, 200, CONN, ""},
+        {"GET", "/api/v1/connections", NULL, NULL, 200, V1CONN, ""},
         {"POST", "/api/v1/connections", "application/x-www-form-urlencoded",
-         "imap_provider_code=PLAIN", 201, CONN, "imap_provider_code,users_count"},
+         "imap_provider_code=PLAIN", 200, V1CONN, "imap_provider_code,users_count"},
         {"POST", "/api/v1/connections", "application/json",
-         "{\"imap_provider_code\":\"GMAIL_OAUTH2\"}", 201, CONN, "imap_provider_code,users_count"},
-        {"GET", "/api/v1/connections/PLAIN", NULL, NULL, 200, CONN1,
+         "{\"imap_provider_code\":\"GMAIL_OAUTH2\"}", 200, V1CONN,
+         "imap_provider_code,users_count"},
+        {"GET", "/api/v1/connections/PLAIN", NULL, NULL, 200, V1CONN1,
          "imap_provider_code,users_count"},
         {"PUT", "/api/v1/connections/GMAIL_OAUTH2", "application/x-www-form-urlencoded",
-         "oauth2_client_id=id&oauth2_client_secret=s", 200, CONN1, "imap_provider_code"},
+         "oauth2_client_id=id&oauth2_client_secret=s", 200, V1CONN1, "imap_provider_code"},
         {"POST", "/api/v1/connections/PLAIN/users", "application/x-www-form-urlencoded",
-         "tag=User+1&email=user1%40localhost&login_username=User+1&login_password=password", 201,
-         USERS, "tag,email,connect_url,disconnect_url,connected_at"},
+         "tag=User+1&email=user1%40localhost&login_username=User+1&login_password=password", 200,
+         V1USERS, "tag,email,connect_url,disconnect_url,connected_at"},
         {"POST", "/api/v1/connections/GMAIL_OAUTH2/users", "application/json",
-         "{\"tag\":\"g\",\"email\":\"g@gmail.com\",\"oauth2_refresh_token\":\"rt\"}", 201, USERS,
+         "{\"tag\":\"g\",\"email\":\"g@gmail.com\",\"oauth2_refresh_token\":\"rt\"}", 200, V1USERS,
          "tag,email,connect_url,disconnect_url,connected_at"},
-        {"GET", "/api/v1/connections/PLAIN/users", NULL, NULL, 200, USERS, ""},
-        {"GET", "/api/v1/connections/PLAIN/users/User%201", NULL, NULL, 200, USER,
+        {"GET", "/api/v1/connections/PLAIN/users", NULL, NULL, 200, V1USERS, ""},
+        {"GET", "/api/v1/connections/PLAIN/users/User%201", NULL, NULL, 200, V1USER,
          "tag,email,connect_url,disconnect_url,connected_at"},
         {"PATCH", "/api/v1/connections/PLAIN/users/User%201", "application/x-www-form-urlencoded",
-         "email=user1b%40localhost", 200, USER, "tag,email"},
-        {"DELETE", "/api/v1/connections/PLAIN/users/User%201", NULL, NULL, 204, USER, ""},
+         "email=user1b%40localhost", 200, V1USER, "tag,email"},
+        {"DELETE", "/api/v1/connections/PLAIN/users/User%201", NULL, NULL, 204, V1USER, ""},
         {"PUT", "/api/v1/connections/PLAIN/users/User%201", "application/x-www-form-urlencoded",
-         "archived=false", 200, USER, "tag,email"},
-        {"GET", "/api/v1/connections/PLAIN/users/nobody", NULL, NULL, 404, USER, "error"},
-        {"GET", "/api/v1/connections/NOPE/users", NULL, NULL, 404, USERS, "error"},
-        {"DELETE", "/api/v1/connections/GMAIL_OAUTH2", NULL, NULL, 204, CONN1, ""},
-        {"GET", "/api/v1/connections/GMAIL_OAUTH2", NULL, NULL, 404, CONN1, "error"},
+         "archived=false", 200, V1USER, "tag,email"},
+        {"GET", "/api/v1/connections/PLAIN/users/nobody", NULL, NULL, 404, V1USER, ""},
+        {"GET", "/api/v1/connections/NOPE/users", NULL, NULL, 404, V1USERS, ""},
+        {"DELETE", "/api/v1/connections/GMAIL_OAUTH2", NULL, NULL, 204, V1CONN1, ""},
+        {"GET", "/api/v1/connections/GMAIL_OAUTH2", NULL, NULL, 404, V1CONN1, ""},
     };
     struct api_resp r = {0};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {

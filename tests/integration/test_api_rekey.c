@@ -163,7 +163,7 @@ static void test_rotation_finishes_and_the_old_key_retires(void **state)
         schema_aad_partner(aad, ppid, pf[i]);
         add_secret(pkey, pf[i], aad);
     }
-    api_json(&r, api.port, "POST", "/api/v1/connections", key,
+    api_json(&r, api.port, "POST", "/api/v2/connections", key,
              "{\"imap_provider_code\":\"GMAIL_OAUTH2\",\"oauth2_client_id\":\"cid\","
              "\"oauth2_client_secret\":\"client-secret-value\"}");
     assert_int_equal(r.status, 201);
@@ -184,7 +184,7 @@ static void test_rotation_finishes_and_the_old_key_retires(void **state)
                  oauth2 ? "tag=u%d&email=u%d%%40gmail.com&oauth2_refresh_token=rt%d"
                         : "tag=u%d&email=u%d%%40x.com&login_username=u%d&login_password=pw",
                  i, i, i);
-        snprintf(path, sizeof path, "/api/v1/connections/%s/users",
+        snprintf(path, sizeof path, "/api/v2/connections/%s/users",
                  oauth2 ? "GMAIL_OAUTH2" : "PLAIN");
         api_form(&r, api.port, "POST", path, key, form);
         assert_int_equal(r.status, 201);
@@ -226,7 +226,7 @@ static void test_rotation_finishes_and_the_old_key_retires(void **state)
                                  "SUPERIMAP_ENCRYPTION_OLD_KEYS=" KEY1, NULL};
     assert_int_equal(harness_node_start(&api, &redis, "superimap-api", "api-k12", env12), 0);
     assert_int_equal(harness_wait_http(api.port, "/readyz", 200, 10000), 0);
-    api_json(&r, api.port, "GET", "/api/v1/connections", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);
     assert_int_equal(r.status, 200);
 
     char out[4096], want[128];
@@ -288,9 +288,9 @@ static void test_rotation_finishes_and_the_old_key_retires(void **state)
     assert_int_equal(count_old(ring2), 0);
     assert_int_equal(harness_node_start(&api, &redis, "superimap-api", "api-k2", env2), 0);
     assert_int_equal(harness_wait_http(api.port, "/readyz", 200, 10000), 0);
-    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/u0", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/u0", key, NULL);
     assert_int_equal(r.status, 200);
-    api_json(&r, api.port, "GET", "/api/v1/connections/GMAIL_OAUTH2", key, NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/GMAIL_OAUTH2", key, NULL);
     assert_int_equal(r.status, 200);
     harness_proc_stop(&api);
     crypto_keys_free(ring1);

@@ -181,9 +181,9 @@ static void test_user_created_connected_is_queued_by_its_own_script(void **state
     (void)state;
     struct api_resp r = {0};
     lines_free(monitored());
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=ann&email=ann%40x.com&login_username=ann&login_password=pw");
-    EXPECT(&r, 201, "POST", "/api/v1/connections/{code}/users");
+    EXPECT(&r, 201, "POST", "/api/v2/connections/{code}/users");
     char **lines = monitored();
     char uid[32];
     uid_of("ann", uid);
@@ -207,8 +207,8 @@ static void test_user_update_transitions_are_queued_by_its_own_script(void **sta
 {
     (void)state;
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key, "tag=bob");
-    EXPECT(&r, 201, "POST", "/api/v1/connections/{code}/users");
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, "tag=bob");
+    EXPECT(&r, 201, "POST", "/api/v2/connections/{code}/users");
     char uid[32];
     uid_of("bob", uid);
     redisReply *ids = ready_ids(uid);
@@ -217,9 +217,9 @@ static void test_user_update_transitions_are_queued_by_its_own_script(void **sta
 
     /* Credentials complete: connected. */
     lines_free(monitored());
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/bob", key,
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/bob", key,
              "login_username=bob&login_password=pw&email=bob%40x.com");
-    EXPECT(&r, 200, "PUT", "/api/v1/connections/{code}/users/{tag}");
+    EXPECT(&r, 200, "PUT", "/api/v2/connections/{code}/users/{tag}");
     char **lines = monitored();
     assert_script_is_last_write(lines, "user_update", uid);
     lines_free(lines);
@@ -230,8 +230,8 @@ static void test_user_update_transitions_are_queued_by_its_own_script(void **sta
 
     /* Username cleared: disconnected. */
     lines_free(monitored());
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/bob", key, "login_username=");
-    EXPECT(&r, 200, "PUT", "/api/v1/connections/{code}/users/{tag}");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/bob", key, "login_username=");
+    EXPECT(&r, 200, "PUT", "/api/v2/connections/{code}/users/{tag}");
     lines = monitored();
     assert_script_is_last_write(lines, "user_update", uid);
     lines_free(lines);
@@ -244,8 +244,8 @@ static void test_user_update_transitions_are_queued_by_its_own_script(void **sta
     freeReplyObject(ids);
 
     /* A change of neither state queues nothing. */
-    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/bob", key, "tag=Bob");
-    EXPECT(&r, 200, "PUT", "/api/v1/connections/{code}/users/{tag}");
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/bob", key, "tag=Bob");
+    EXPECT(&r, 200, "PUT", "/api/v2/connections/{code}/users/{tag}");
     ids = ready_ids(uid);
     assert_int_equal(ids->elements, 2);
     freeReplyObject(ids);
@@ -259,9 +259,9 @@ static void test_no_event_without_the_partners_url(void **state)
     snprintf(pkey, sizeof pkey, "si:partner:%lld", pid);
     freeReplyObject(rcmd(&redis, "HSET %s user_connected_webhook_url %s", pkey, ""));
     struct api_resp r = {0};
-    api_form(&r, api.port, "POST", "/api/v1/connections/PLAIN/users", key,
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
              "tag=cy&email=cy%40x.com&login_username=cy&login_password=pw");
-    EXPECT(&r, 201, "POST", "/api/v1/connections/{code}/users");
+    EXPECT(&r, 201, "POST", "/api/v2/connections/{code}/users");
     char uid[32];
     uid_of("cy", uid);
     redisReply *ids = ready_ids(uid);

@@ -7,7 +7,8 @@
  * quotes, a comma and a line break, broken rows), imported into a fresh
  * Redis and checked field by field through the public API (and, for what
  * the API never shows, the sealed secrets and the cursors, in Redis). A
- * second run changes nothing; --dry-run writes nothing; broken rows are
+ * second run changes nothing, or updates the rows that changed (a cursor
+ * only forward); --dry-run writes nothing; broken rows are
  * refused with their reason and the rest imported; bad arguments, a missing
  * file or column and a wrong old key are clear errors.
  *
@@ -50,6 +51,27 @@ static int suite_teardown(void **state)
     return api_suite_stop(&redis);
 }
 
+/* Writes the original's imap_providers.csv into dir: Gmail, and PLAIN on
+ * localhost:plain_port. */
+static void write_providers(const char *plain_port)
+{
+    char path[700];
+    const char *ts = "2015-01-02 03:04:05.123456";
+    snprintf(path, sizeof path, "%s/imap_providers.csv", dir);
+    FILE *f = fopen(path, "w");
+    fputs(IMP_PROVIDERS_HEADER, f);
+    imp_row(f, 23, "1", "GMAIL_OAUTH2", "Google Mail - OAuth 2.0", "Oauth2::ImapProvider", "1",
+            "imap.gmail.com", "993", "t", "smtp.gmail.com", "587", "gmail.com", "t",
+            "https://accounts.google.com", "/o/oauth2/auth", "/o/oauth2/token", "post",
+            "refresh_token",
+            "https://www.googleapis.com/auth/userinfo.email https://mail.google.com/", "code",
+            "offline", "force", ts, ts);
+    imp_row(f, 23, "2", "PLAIN", "Fake IMAP", "Plain::ImapProvider", "2", "localhost", plain_port,
+            "f", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ts,
+            ts);
+    fclose(f);
+}
+
 /* Writes the original's export into dir: see the file's comment. */
 static void write_export(void)
 {
@@ -90,18 +112,7 @@ static void write_export(void)
             "1", ts, ts);
     fclose(f);
 
-    snprintf(path, sizeof path, "%s/imap_providers.csv", dir);
-    f = fopen(path, "w");
-    fputs(IMP_PROVIDERS_HEADER, f);
-    imp_row(f, 23, "1", "GMAIL_OAUTH2", "Google Mail - OAuth 2.0", "Oauth2::ImapProvider", "1",
-            "imap.gmail.com", "993", "t", "smtp.gmail.com", "587", "gmail.com", "t",
-            "https://accounts.google.com", "/o/oauth2/auth", "/o/oauth2/token", "post",
-            "refresh_token",
-            "https://www.googleapis.com/auth/userinfo.email https://mail.google.com/", "code",
-            "offline", "force", ts, ts);
-    imp_row(f, 23, "2", "PLAIN", "Fake IMAP", "Plain::ImapProvider", "2", "localhost", "10143", "f",
-            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ts, ts);
-    fclose(f);
+    write_providers("10143");
 
     snprintf(path, sizeof path, "%s/partner_connections.csv", dir);
     f = fopen(path, "w");
@@ -249,10 +260,10 @@ static void test_import_brings_every_field_through_the_api(void **state)
 {
     (void)state;
     assert_int_equal(import(NULL), 1); /* some rows refused */
-    expect_out("partners: 2 imported, 0 unchanged, 1 refused");
-    expect_out("imap_providers: 2 imported, 0 unchanged, 0 refused");
-    expect_out("partner_connections: 3 imported, 0 unchanged, 1 refused");
-    expect_out("users: 6 imported, 0 unchanged, 8 refused");
+    expect_out("partners: 2 imported, 0 updated, 0 unchanged, 1 refused");
+    expect_out("imap_providers: 2 imported, 0 updated, 0 unchanged, 0 refused");
+    expect_out("partner_connections: 3 imported, 0 updated, 0 unchanged, 1 refused");
+    expect_out("users: 6 imported, 0 updated, 0 unchanged, 8 refused");
 
     /* Partners, with their original keys. */
     struct api_resp r = {0};
@@ -443,10 +454,10 @@ static void test_second_run_changes_nothing(void **state)
     long long changes = x->integer;
     freeReplyObject(x);
     assert_int_equal(import(NULL), 1);
-    expect_out("partners: 0 imported, 2 unchanged, 1 refused");
-    expect_out("imap_providers: 0 imported, 2 unchanged, 0 refused");
-    expect_out("partner_connections: 0 imported, 3 unchanged, 1 refused");
-    expect_out("users: 0 imported, 6 unchanged, 8 refused");
+    expect_out("partners: 0 imported, 0 updated, 2 unchanged, 1 refused");
+    expect_out("imap_providers: 0 imported, 0 updated, 2 unchanged, 0 refused");
+    expect_out("partner_connections: 0 imported, 0 updated, 3 unchanged, 1 refused");
+    expect_out("users: 0 imported, 0 updated, 6 unchanged, 8 refused");
     char *after = dump_all();
     assert_string_equal(before, after);
     x = rcmd(&redis, "XLEN si:changes");
@@ -454,29 +465,163 @@ static void test_second_run_changes_nothing(void **state)
     freeReplyObject(x);
     free(before);
     free(after);
+}
 
-    /* A changed row is reported, not overwritten. */
+/* A row changed in the original since the first run is updated (the
+ * partner's key replaced at once, as the original's key is the one in use),
+ * the others left alone; a user's cursor only moves forward. */
+static void test_second_run_updates_changed_rows(void **state)
+{
+    (void)state;
+    assert_int_equal(import(NULL), 1);
+    char alice[32], tracer[32], gmail[32];
+    uid_of("PLAIN", "alice", alice);
+    uid_of("PLAIN", "tracer", tracer);
+    uid_of("GMAIL_OAUTH2", "gmail-user", gmail);
+    /* The fleet moved on meanwhile: alice's cursor past the original's,
+     * tracer's into a new UIDVALIDITY. */
+    freeReplyObject(rcmd(&redis, "HSET si:{%u}:cur:%s last_uid 60", hrw_shard(alice, 64), alice));
+    freeReplyObject(rcmd(&redis, "HSET si:{%u}:cur:%s uidvalidity 78 last_uid 2",
+                         hrw_shard(tracer, 64), tracer));
+
     char path[700];
+    const char *ts = "2015-01-02 03:04:05";
     snprintf(path, sizeof path, "%s/partners.csv", dir);
     FILE *f = fopen(path, "w");
     fputs(IMP_PARTNERS_HEADER, f);
-    imp_row(f, 11, "1", KEY_ACME, "Acme renamed", "https://acme.example/new_mail", NULL, NULL, NULL,
-            NULL, "2", NULL, NULL);
+    imp_row(f, 11, "1", "00112233445566778899", "Acme renamed", "https://acme.example/new_mail2",
+            "https://acme.example/connected", NULL, "https://acme.example/ok",
+            "https://acme.example/fail", "2", ts, ts);
+    imp_row(f, 11, "3", KEY_SECOND, "Second", "https://second.example/n", NULL, NULL, NULL, NULL,
+            "1", ts, ts);
     fclose(f);
-    assert_int_equal(import(NULL), 1);
-    expect_out("refused partners.csv line 2 id 1: partner 1 exists with another name");
+    write_providers("10144");
+    char *client_secret = imp_encrypt(dir, key_file, "gmail-client-secret-2");
+    char *pass = imp_encrypt(dir, key_file, "alice-pass-2");
+    char *tpass = imp_encrypt(dir, key_file, "tracer-pass");
+    char *gpass = imp_encrypt(dir, key_file, "gone-pass");
+    char *token = imp_encrypt(dir, key_file, TOKEN);
+    assert_non_null(client_secret);
+    assert_non_null(pass);
+    assert_non_null(tpass);
+    assert_non_null(gpass);
+    assert_non_null(token);
+    snprintf(path, sizeof path, "%s/partner_connections.csv", dir);
+    f = fopen(path, "w");
+    fputs(IMP_CONNS_HEADER, f);
+    imp_row(f, 9, "10", "1", "1", "1", "client-2.apps.googleusercontent.com", client_secret,
+            "Oauth2::PartnerConnection", ts, ts);
+    imp_row(f, 9, "11", "1", "2", "7", NULL, NULL, "Plain::PartnerConnection", ts, ts);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/users.csv", dir);
+    f = fopen(path, "w");
+    fputs(IMP_USERS_HEADER, f);
+    /* alice: a new password, a cursor behind the fleet's. */
+    imp_row(f, 19, "100", "11", "alice", "alice@example.com", "alice", pass, NULL,
+            "2015-03-04 05:06:07.5", "f", "f", "50", "1234", ts, NULL, NULL, "3", "Plain::User", ts,
+            ts);
+    /* legacy: a new tag. */
+    imp_row(f, 19, "101", "11", "legacy2", "legacy@example.com", "legacy", "plain legacy pass",
+            NULL, "2015-03-04 05:06:07", "f", "f", NULL, NULL, NULL, NULL, NULL, "0", "Plain::User",
+            ts, ts);
+    /* gone: restored. */
+    imp_row(f, 19, "102", "11", "gone", "gone@example.com", "gone", gpass, NULL, NULL, "f", "f",
+            "7", "1234", NULL, NULL, NULL, "0", "Plain::User", ts, ts);
+    /* tracer: a cursor further on, but in the UIDVALIDITY the fleet left. */
+    imp_row(f, 19, "103", "11", "tracer", "tracer@example.com", "tracer", tpass, NULL,
+            "2015-03-04 05:06:07", "f", "t", "80", "77", NULL, NULL, NULL, "0", "Plain::User", ts,
+            ts);
+    /* gmail-user: the original announced more mail since. */
+    imp_row(f, 19, "104", "10", "gmail-user", "someone@gmail.com", NULL, NULL, token,
+            "2015-03-04 05:06:07", "f", "f", "3000000005", "4000000000", NULL, NULL, NULL, "9",
+            "Oauth2::User", ts, ts);
+    fclose(f);
+    free(client_secret);
+    free(pass);
+    free(tpass);
+    free(gpass);
+    free(token);
+
+    /* A dry run reports and writes nothing. */
+    redisReply *x = rcmd(&redis, "XLEN si:changes");
+    long long changes = x->integer;
+    freeReplyObject(x);
+    char *before = dump_all();
+    assert_int_equal(import("--dry-run"), 0);
+    expect_out("would update partners.csv line 2 id 1: name changed");
+    expect_out("dry run: users: 0 to import, 4 to update, 1 unchanged, 0 refused");
+    char *after = dump_all();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    assert_int_equal(import(NULL), 0);
+    expect_out("partners: 0 imported, 1 updated, 1 unchanged, 0 refused");
+    expect_out("imap_providers: 0 imported, 1 updated, 1 unchanged, 0 refused");
+    expect_out("partner_connections: 0 imported, 1 updated, 1 unchanged, 0 refused");
+    expect_out("users: 0 imported, 4 updated, 1 unchanged, 0 refused");
+    expect_out("updated users.csv line 2 id 100: secret changed");
+    expect_out("updated users.csv line 3 id 101: tag changed");
+    expect_out("updated users.csv line 6 id 104: cursor changed");
+    x = rcmd(&redis, "XLEN si:changes");
+    assert_int_equal(x->integer, changes + 4);
+    freeReplyObject(x);
+
     struct api_resp r = {0};
+    api_json(&r, api.port, "GET", "/api/v1/connections", KEY_ACME, NULL);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.body, "Partner not found. Check your api_key.");
+    api_json(&r, api.port, "GET", "/api/v1/connections/GMAIL_OAUTH2", "00112233445566778899", NULL);
+    EXPECT(&r, 200, "GET", CONN);
+    assert_string_equal(jstr(&r, "oauth2_client_id"), "client-2.apps.googleusercontent.com");
+    char *cs = open_sealed("si:conn:1:GMAIL_OAUTH2", "oauth2_client_secret",
+                           "si:conn:1:GMAIL_OAUTH2:oauth2_client_secret");
+    assert_string_equal(cs, "gmail-client-secret-2");
+    free(cs);
     admin_json(&r, api.port, "GET", "/admin/api/partners/1", NULL);
-    assert_string_equal(jstr(&r, "name"), "Acme, \"Mail\" Inc.");
+    EXPECT(&r, 200, "GET", PART);
+    assert_string_equal(jstr(&r, "name"), "Acme renamed");
+    assert_string_equal(jstr(&r, "new_mail_webhook_url"), "https://acme.example/new_mail2");
+    admin_json(&r, api.port, "GET", "/admin/api/providers/PLAIN", NULL);
+    int64_t port = 0;
+    json_get_int(r.json, "imap_port", &port);
+    assert_int_equal(port, 10144);
+
+    char uid[32];
+    expect_secret("PLAIN", "alice", "alice-pass-2", uid);
+    expect_cursor(alice, "1234", "60");
+    expect_cursor(tracer, "78", "2");
+    expect_cursor(gmail, "4000000000", "3000000005");
+    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/legacy2", "00112233445566778899",
+             NULL);
+    EXPECT(&r, 200, "GET", USER);
+    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/legacy", "00112233445566778899",
+             NULL);
+    assert_int_equal(r.status, 404);
+    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/gone", "00112233445566778899",
+             NULL);
+    EXPECT(&r, 200, "GET", USER);
+    assert_true(YAJL_IS_FALSE(json_get(r.json, "archived")));
+    assert_int_equal(rint_(&redis, "EXISTS %s", "si:tag:1:PLAIN:gone"), 1);
+    assert_int_equal(rint_(&redis, "EXISTS %s", "si:tag:1:PLAIN:legacy"), 0);
     api_resp_free(&r);
+
+    /* And a third run finds everything as it is. */
+    before = dump_all();
+    assert_int_equal(import(NULL), 0);
+    expect_out("users: 0 imported, 0 updated, 5 unchanged, 0 refused");
+    after = dump_all();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
 }
 
 static void test_dry_run_writes_nothing(void **state)
 {
     (void)state;
     assert_int_equal(import("--dry-run"), 1);
-    expect_out("dry run: partners: 2 to import, 0 unchanged, 1 refused");
-    expect_out("dry run: users: 6 to import, 0 unchanged, 8 refused");
+    expect_out("dry run: partners: 2 to import, 0 to update, 0 unchanged, 1 refused");
+    expect_out("dry run: users: 6 to import, 0 to update, 0 unchanged, 8 refused");
     expect_out("would import users.csv line 2 id 100: alice");
     expect_out("id 107: undecryptable login_password");
     redisReply *n = rcmd(&redis, "DBSIZE");
@@ -486,7 +631,7 @@ static void test_dry_run_writes_nothing(void **state)
     assert_int_equal(import(NULL), 1);
     redisReply *before = rcmd(&redis, "DBSIZE");
     assert_int_equal(import("--dry-run"), 1);
-    expect_out("dry run: users: 0 to import, 6 unchanged, 8 refused");
+    expect_out("dry run: users: 0 to import, 0 to update, 6 unchanged, 8 refused");
     n = rcmd(&redis, "DBSIZE");
     assert_int_equal(n->integer, before->integer);
     freeReplyObject(n);
@@ -537,6 +682,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_import_brings_every_field_through_the_api, setup),
         cmocka_unit_test_setup(test_second_run_changes_nothing, setup),
+        cmocka_unit_test_setup(test_second_run_updates_changed_rows, setup),
         cmocka_unit_test_setup(test_dry_run_writes_nothing, setup),
         cmocka_unit_test_setup(test_bad_input_is_a_clear_error, setup),
     };

@@ -127,7 +127,7 @@ static void test_imported_user_gets_only_new_mail_signed_with_the_original_key(v
                      key_file, NULL);
     if (rc != 0)
         fail_msg("import exited %d:\n%s", rc, out);
-    if (strstr(out, "users: 1 imported, 0 unchanged, 0 refused") == NULL)
+    if (strstr(out, "users: 1 imported, 0 updated, 0 unchanged, 0 refused") == NULL)
         fail_msg("unexpected import report:\n%s", out);
 
     /* The watcher takes the user over from its cursor. */

@@ -164,12 +164,6 @@ static int check_names(const char *path, const char *names)
     return seen;
 }
 
-/* Partner API create: 201 (v2 and today's v1) or 200 (the original's v1). */
-static int created(int status)
-{
-    return status == 200 || status == 201;
-}
-
 /* An OAuth2 provider on fake-imapd whose token endpoint refuses connections,
  * and a user of it: the watcher tries to refresh its token (and fails). */
 static void add_oauth2_user_without_token_endpoint(void)
@@ -184,13 +178,15 @@ static void add_oauth2_user_without_token_endpoint(void)
              fakeimap_port(&fleet.fake, 0, 0, NULL));
     assert_int_equal(sys_admin(&fleet, &r, "POST", "/admin/api/providers", body), 201);
     api_resp_free(&r);
-    assert_true(created(sys_api(&fleet, &r, "POST", "/api/v1/connections",
-                                "{\"imap_provider_code\":\"MONOAUTH\","
-                                "\"oauth2_client_id\":\"mon\",\"oauth2_client_secret\":\"mon\"}")));
+    assert_int_equal(sys_api(&fleet, &r, "POST", "/api/v2/connections",
+                             "{\"imap_provider_code\":\"MONOAUTH\","
+                             "\"oauth2_client_id\":\"mon\",\"oauth2_client_secret\":\"mon\"}"),
+                     201);
     api_resp_free(&r);
-    assert_true(created(sys_api(&fleet, &r, "POST", "/api/v1/connections/MONOAUTH/users",
-                                "{\"tag\":\"mon-oauth\",\"email\":\"user9@example.com\","
-                                "\"oauth2_refresh_token\":\"refresh-9\"}")));
+    assert_int_equal(sys_api(&fleet, &r, "POST", "/api/v2/connections/MONOAUTH/users",
+                             "{\"tag\":\"mon-oauth\",\"email\":\"user9@example.com\","
+                             "\"oauth2_refresh_token\":\"refresh-9\"}"),
+                     201);
     api_resp_free(&r);
 }
 
@@ -294,7 +290,7 @@ static void test_stages_of_a_mail_are_measured_and_its_id_is_logged(void **state
         assert_true(harness_log_contains(&w->p, needle));
         assert_true(harness_log_contains(&d->p, needle));
         char path[240];
-        snprintf(path, sizeof path, "/api/v1/events/%s", id);
+        snprintf(path, sizeof path, "/api/v2/events/%s", id);
         struct api_resp r = {0};
         assert_int_equal(sys_api(&fleet, &r, "GET", path, NULL), 200);
         assert_non_null(r.body);

@@ -51,7 +51,7 @@ static long deliver_announced(const struct sys_user *u)
 static int user_call(const struct sys_user *u, const char *method, const char *json, int want)
 {
     char path[256];
-    snprintf(path, sizeof path, "/api/v1/connections/%s/users/%s", u->code, u->tag);
+    snprintf(path, sizeof path, "/api/v2/connections/%s/users/%s", u->code, u->tag);
     struct api_resp r = {0};
     int st = sys_api(&fleet, &r, method, path, json);
     if (st != want)
@@ -59,7 +59,7 @@ static int user_call(const struct sys_user *u, const char *method, const char *j
     api_resp_free(&r);
     st = sys_get_user(&fleet, u, &r);
     assert_int_equal(st, 200);
-    openapi_check(&r, "GET", "/api/v1/connections/{code}/users/{tag}");
+    openapi_check(&r, "GET", "/api/v2/connections/{code}/users/{tag}");
     int archived = -1;
     assert_int_equal(json_get_bool(r.json, "archived", &archived), 0);
     api_resp_free(&r);
@@ -171,8 +171,8 @@ static void test_deleted_connection_stops_watching_its_users(void **state)
 
     struct api_resp r = {0};
     long long t0 = harness_now_ms();
-    assert_int_equal(sys_api(&fleet, &r, "DELETE", "/api/v1/connections/" SYS_DOVECOT, NULL), 204);
-    assert_int_equal(sys_api(&fleet, &r, "GET", "/api/v1/connections/" SYS_DOVECOT, NULL), 404);
+    assert_int_equal(sys_api(&fleet, &r, "DELETE", "/api/v2/connections/" SYS_DOVECOT, NULL), 204);
+    assert_int_equal(sys_api(&fleet, &r, "GET", "/api/v2/connections/" SYS_DOVECOT, NULL), 404);
     assert_int_equal(sys_get_user(&fleet, &a1, &r), 404);
     api_resp_free(&r);
     long long took = wait_sessions(1, t0, 5000);

@@ -35,9 +35,9 @@ static int delivered_in_log(void)
 {
     struct api_resp r = {0};
     int n = -1;
-    if (sys_api(&fleet, &r, "GET", "/api/v1/events?type=new_mail&status=delivered&limit=500",
+    if (sys_api(&fleet, &r, "GET", "/api/v2/events?type=new_mail&status=delivered&limit=500",
                 NULL) == 200) {
-        openapi_check(&r, "GET", "/api/v1/events");
+        openapi_check(&r, "GET", "/api/v2/events");
         yajl_val ev = json_get(r.json, "events");
         n = YAJL_IS_ARRAY(ev) ? (int)ev->u.array.len : -1;
     }

@@ -9,8 +9,8 @@
  *   - the receiver answers 403: the user is archived, as the API shows, the
  *     event is not sent again and the user's later mail is not announced;
  *   - with a tiny retry schedule, events the receiver keeps refusing become
- *     dead letters, are listed by GET /api/v1/events?status=dead, replayed by
- *     POST /api/v1/events/:id/replay with the same id, and delivered.
+ *     dead letters, are listed by GET /api/v2/events?status=dead, replayed by
+ *     POST /api/v2/events/:id/replay with the same id, and delivered.
  *
  * The partner's retry_schedule makes retries short (1 s, the smallest the
  * API takes); SUPERIMAP_WEBHOOK_TIME_DIVISOR=30 on the dispatcher turns its
@@ -92,9 +92,9 @@ static void assert_clean_report(void)
 static yajl_val log_entries(struct api_resp *r, const char *query)
 {
     char path[512];
-    snprintf(path, sizeof path, "/api/v1/events?%s", query);
+    snprintf(path, sizeof path, "/api/v2/events?%s", query);
     assert_int_equal(sys_api(&fleet, r, "GET", path, NULL), 200);
-    openapi_check(r, "GET", "/api/v1/events");
+    openapi_check(r, "GET", "/api/v2/events");
     yajl_val ev = json_get(r->json, "events");
     assert_true(YAJL_IS_ARRAY(ev));
     return ev;
@@ -171,7 +171,7 @@ static void test_403_archives_the_user(void **state)
             harness_poll_pause();
     } while (!archived && harness_now_ms() < deadline);
     assert_true(archived);
-    openapi_check(&r, "GET", "/api/v1/connections/{code}/users/{tag}");
+    openapi_check(&r, "GET", "/api/v2/connections/{code}/users/{tag}");
     assert_string_equal(jstr(&r, "state"), "archived");
     assert_non_null(strstr(jstr(&r, "last_error"), "403"));
     api_resp_free(&r);
@@ -245,23 +245,23 @@ static void test_dead_letters_are_listed_replayed_and_delivered(void **state)
     for (int n = 0; n < 2; n++) {
         assert_int_equal(fleet.mails[n].attempts, 2);
         assert_int_equal(fleet.mails[n].announced, 0);
-        snprintf(path, sizeof path, "/api/v1/events/%s", ids[n]);
+        snprintf(path, sizeof path, "/api/v2/events/%s", ids[n]);
         assert_int_equal(sys_api(&fleet, &r, "GET", path, NULL), 200);
-        openapi_check(&r, "GET", "/api/v1/events/{id}");
+        openapi_check(&r, "GET", "/api/v2/events/{id}");
         assert_string_equal(jstr(&r, "state"), "dead");
     }
 
     set_mail_status(200);
     for (int n = 0; n < 2; n++) {
-        snprintf(path, sizeof path, "/api/v1/events/%s/replay", ids[n]);
+        snprintf(path, sizeof path, "/api/v2/events/%s/replay", ids[n]);
         assert_int_equal(sys_api(&fleet, &r, "POST", path, NULL), 202);
-        openapi_check(&r, "POST", "/api/v1/events/{id}/replay");
+        openapi_check(&r, "POST", "/api/v2/events/{id}/replay");
     }
     assert_int_equal(sys_wait_announced(&fleet, 2, 15000), 2);
     for (int n = 0; n < 2; n++) {
         assert_string_equal(fleet.mails[n].id, ids[n]); /* the same id */
         assert_int_equal(fleet.mails[n].attempts, 3);
-        snprintf(path, sizeof path, "/api/v1/events/%s", ids[n]);
+        snprintf(path, sizeof path, "/api/v2/events/%s", ids[n]);
         deadline = harness_now_ms() + sys_ms(5000);
         const char *st = NULL;
         do {
@@ -273,7 +273,7 @@ static void test_dead_letters_are_listed_replayed_and_delivered(void **state)
         } while (harness_now_ms() < deadline);
         assert_string_equal(st, "delivered");
         /* Only dead letters are replayed. */
-        snprintf(path, sizeof path, "/api/v1/events/%s/replay", ids[n]);
+        snprintf(path, sizeof path, "/api/v2/events/%s/replay", ids[n]);
         assert_int_equal(sys_api(&fleet, &r, "POST", path, NULL), 409);
     }
     api_resp_free(&r);

@@ -233,13 +233,13 @@ static void test_max_connections_caps_sessions_and_queues_users_fifo(void **stat
 static void api_state(const char *key, const char *tag, char *st, size_t stlen)
 {
     char path[128];
-    snprintf(path, sizeof path, "/api/v1/connections/CAPAPI/users/%s", tag);
+    snprintf(path, sizeof path, "/api/v2/connections/CAPAPI/users/%s", tag);
     struct api_resp r = {0};
     char hdr[160];
     snprintf(hdr, sizeof hdr, "x-api-key: %s", key);
     const char *hs[] = {hdr, NULL};
     api_call(&r, api.port, "GET", path, NULL, NULL, 0, hs);
-    EXPECT(&r, 200, "GET", "/api/v1/connections/{code}/users/{tag}");
+    EXPECT(&r, 200, "GET", "/api/v2/connections/{code}/users/{tag}");
     snprintf(st, stlen, "%s", jstr(&r, "state") ? jstr(&r, "state") : "");
     api_resp_free(&r);
 }
@@ -270,8 +270,8 @@ static void test_the_api_shows_users_waiting_for_the_provider_limit(void **state
                  "tag=t%d&email=user%d%%40localhost&login_username=user%d&login_password=pass%d", i,
                  i, i, i);
         struct api_resp r = {0};
-        api_form(&r, api.port, "POST", "/api/v1/connections/CAPAPI/users", key, form);
-        EXPECT(&r, 201, "POST", "/api/v1/connections/{code}/users");
+        api_form(&r, api.port, "POST", "/api/v2/connections/CAPAPI/users", key, form);
+        EXPECT(&r, 201, "POST", "/api/v2/connections/{code}/users");
         api_resp_free(&r);
     }
     const char *env[] = {"SUPERIMAP_IMAP_BACKOFF_MIN_MS=50", "SUPERIMAP_IMAP_BACKOFF_MAX_MS=200",
@@ -299,7 +299,7 @@ static void test_the_api_shows_users_waiting_for_the_provider_limit(void **state
     struct api_resp r = {0};
     char hdr[160], path[128];
     snprintf(hdr, sizeof hdr, "x-api-key: %s", key);
-    snprintf(path, sizeof path, "/api/v1/connections/CAPAPI/users/t%d", first);
+    snprintf(path, sizeof path, "/api/v2/connections/CAPAPI/users/t%d", first);
     const char *hs[] = {hdr, NULL};
     api_call(&r, api.port, "DELETE", path, NULL, NULL, 0, hs);
     assert_true(r.status >= 200 && r.status < 300);

@@ -46,6 +46,7 @@ static const char *const samples[][2] = {
     {"<id>", "node-1"},
     {"<sig>", "c2lnbmF0dXJl"},
     {"<state>", "c3RhdGU"},
+    {"<token>", "0123abcd"},
 };
 
 static char *schema_text;
@@ -159,6 +160,8 @@ static void test_global_keys_follow_the_table(void **state)
     assert_layout("si:conn:<pid>:<code>", out, n);
     n = schema_key_conn_users(out, PID, CODE);
     assert_layout("si:conn:<pid>:<code>:users", out, n);
+    n = schema_key_sort(out, "0123abcd");
+    assert_layout("si:sort:<token>", out, n);
     n = schema_key_tag(out, PID, CODE, "bob smith");
     assert_layout("si:tag:<pid>:<code>:<lower tag>", out, n);
     n = schema_key_email(out, PID, CODE, "bob@example.org");
