@@ -279,7 +279,36 @@ static const char *first_difference(const redisReply *h, const char *const *pair
 
 /* ---- Partners ---- */
 
+/* The three webhook URLs of a partner row as they are stored, through the
+ * function the api stores them with (credentials sealed, shown masked). */
+struct stored_urls {
+    char *shown[3], *sealed[3];
+};
+
+static enum outcome partner_row_stored(struct run *run, const struct table *t,
+                                       const struct stored_urls *su);
+
 static enum outcome partner_row(struct run *run, const struct table *t)
+{
+    struct stored_urls su = {{NULL}, {NULL}};
+    static const char *const hooks[] = {"new_mail_webhook_url", "user_connected_webhook_url",
+                                        "user_disconnected_webhook_url"};
+    const char *pid = col(t, P_ID);
+    for (int i = 0; i < 3 && values_is_id(pid); i++)
+        if (keys_seal_partner_url(run->o->keys, pid, hooks[i], col(t, P_NEW_MAIL + i), &su.shown[i],
+                                  &su.sealed[i]) < 0)
+            break;
+    enum outcome o = values_is_id(pid) && su.sealed[2] == NULL ? refuse(run, t, "encryption failed")
+                                                               : partner_row_stored(run, t, &su);
+    for (int i = 0; i < 3; i++) {
+        xfree(su.shown[i]);
+        xfree(su.sealed[i]);
+    }
+    return o;
+}
+
+static enum outcome partner_row_stored(struct run *run, const struct table *t,
+                                       const struct stored_urls *su)
 {
     const char *pid = col(t, P_ID), *key = col(t, P_API_KEY), *name = col(t, P_NAME);
     if (!values_is_id(pid))
@@ -305,7 +334,7 @@ static enum outcome partner_row(struct run *run, const struct table *t)
                           i >= 3 && *url == '/' ? "a relative URL (give it its host)"
                                                 : "not an http(s) URL");
         pairs[n++] = fields[i];
-        pairs[n++] = url;
+        pairs[n++] = i < 3 ? su->shown[i] : url;
     }
     char pkey[SCHEMA_KEY_MAX], lookup[SCHEMA_KEY_MAX], aad[SCHEMA_KEY_MAX];
     schema_key_partner(pkey, pid);
@@ -350,9 +379,9 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         strmap_del(run->partners, pid);
         return refuse(run, t, "encryption failed");
     }
-    const char *argv[5 + 4 + 12] = {pkey,      SCHEMA_KEY_PARTNERS, lookup,  SCHEMA_KEY_SEQ_PARTNER,
-                                    pid,       "api_key",           key_env, "webhook_secret",
-                                    secret_env};
+    const char *argv[5 + 4 + 12 + 6] = {
+        pkey,    SCHEMA_KEY_PARTNERS, lookup,    SCHEMA_KEY_SEQ_PARTNER, pid, "api_key",
+        key_env, "webhook_secret",    secret_env};
     int a = 9;
     for (int i = 0; i + 1 < n; i += 2) {
         if (*pairs[i + 1] == '\0')
@@ -360,6 +389,14 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         argv[a++] = pairs[i];
         argv[a++] = pairs[i + 1];
     }
+    static const char *const sealed_fields[] = {"new_mail_webhook_url_userinfo",
+                                                "user_connected_webhook_url_userinfo",
+                                                "user_disconnected_webhook_url_userinfo"};
+    for (int i = 0; i < 3; i++)
+        if (*su->sealed[i] != '\0') {
+            argv[a++] = sealed_fields[i];
+            argv[a++] = su->sealed[i];
+        }
     redisReply *rep = rsync_script(run->o->rs, "partner_create", 4, a, argv, NULL);
     xfree(key_env);
     xfree(secret_env);

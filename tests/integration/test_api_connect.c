@@ -71,8 +71,11 @@ static int suite_setup(void **state)
 {
     (void)state;
     static const char *const env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                      "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_PUBLIC_URL=" PUBLIC,
-                                      "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
+                                      "SUPERIMAP_API_RATE_LIMIT=0",
+                                      "SUPERIMAP_PUBLIC_URL=" PUBLIC,
+                                      "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1",
+                                      "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                                      NULL};
     static const char *const idp_args[] = {"--client", CLIENT ":" SECRET, NULL};
     if (harness_redis_start(&redis) < 0 || fakeoauth_start(&idp, idp_args) < 0 ||
         harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||

@@ -30,9 +30,9 @@ static struct proc api;
 static char *key_a, *key_b;
 static long long pid_a;
 
-static const char *const slow_env[] = {
-    "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_API_RATE_LIMIT=0",
-    "SUPERIMAP_API_THREADS=16", "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", NULL};
+static const char *const slow_env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
+                                       "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_API_THREADS=16",
+                                       "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", NULL};
 
 static int suite_setup(void **state)
 {
@@ -202,8 +202,8 @@ static void test_waiting_webhook_tests_leave_threads_for_everyone_else(void **st
     snprintf(hb, sizeof hb, "x-api-key: %s\r\n", key_b);
     int st_health = timed_get("/healthz", "", &ms_health);
     int st_partner = timed_get("/api/v1/connections", hb, &ms_partner);
-    int st_admin =
-        timed_get("/admin/api/partners", "Authorization: Bearer " TEST_ADMIN_TOKEN "\r\n", &ms_admin);
+    int st_admin = timed_get("/admin/api/partners",
+                             "Authorization: Bearer " TEST_ADMIN_TOKEN "\r\n", &ms_admin);
     long long others_done = harness_now_ms();
     for (int i = 0; i < WAITERS; i++)
         pthread_join(w[i].th, NULL);
