@@ -74,6 +74,20 @@ static void expect_test_answer(const struct api_resp *r)
     assert_non_null(jstr(r, "id"));
 }
 
+/* A create answered as such. */
+static void expect_created(const struct api_resp *r)
+{
+    if (r->status != 201)
+        fail_msg("want 201, got %d: %.300s", r->status, r->body ? r->body : "");
+}
+
+/* A wrong key. */
+static void expect_unauthorized(const struct api_resp *r)
+{
+    if (r->status != 401)
+        fail_msg("want 401, got %d: %.300s", r->status, r->body ? r->body : "");
+}
+
 /* The answer to a slow client the api turns away at once: 503 for a
  * connection (closed before its headers were read), 401 for a wrong key
  * (before its body was read), 429 for one body too many; 0 is a reset (the
@@ -306,11 +320,30 @@ static void test_slow_clients_do_not_hold_every_thread(void **state)
     assert_true(harness_proc_wait(&api, 0) == -1);
 }
 
+/* ---- A key in the body ---- */
+
+static void test_a_key_given_only_in_the_body_still_works(void **state)
+{
+    (void)state;
+    /* As the original took it: the body is read first, then the key checked. */
+    make_provider(api.port, "PLAIN", "plain");
+    char form[256];
+    snprintf(form, sizeof form, "api_key=%s&imap_provider_code=PLAIN", key_a);
+    struct api_resp r = {0};
+    api_form(&r, api.port, "POST", "/api/v1/connections", NULL, form);
+    expect_created(&r);
+    api_form(&r, api.port, "POST", "/api/v1/connections", NULL,
+             "api_key=not-a-key&imap_provider_code=PLAIN");
+    expect_unauthorized(&r);
+    api_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_waiting_webhook_tests_leave_threads_for_everyone_else, setup),
         cmocka_unit_test_setup(test_slow_clients_do_not_hold_every_thread, setup),
+        cmocka_unit_test_setup(test_a_key_given_only_in_the_body_still_works, setup),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

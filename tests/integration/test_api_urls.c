@@ -16,8 +16,8 @@
 #include "tests/integration/webhook_fixture.h"
 
 static struct redis_srv redis;
-static struct proc api;         /* SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1, as the other tests */
-static struct proc strict;      /* production settings */
+static struct proc api;    /* SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1, as the other tests */
+static struct proc strict; /* production settings */
 static const char *const strict_env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
                                          "SUPERIMAP_API_RATE_LIMIT=0", NULL};
 
