@@ -151,12 +151,18 @@ void client_addr(const struct client_guard *g, const char *peer, const char *xff
         memcpy(out, hop, n + 1);
 }
 
+/* FNV-1a of a string. */
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
 static struct slot *slot_of(struct client_guard *g, const char *addr, int64_t now_ms)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)addr; *p != '\0'; p++)
-        h = (h ^ *p) * 16777619u;
-    struct slot *s = &g->slots[h % SLOTS];
+    struct slot *s = &g->slots[hash_str(addr) % SLOTS];
     if (strcmp(s->addr, addr) != 0) { /* free, or another address's: a full bucket */
         snprintf(s->addr, sizeof s->addr, "%s", addr);
         s->tokens = g->burst;
@@ -234,10 +240,7 @@ void client_gate_free(struct client_gate *g)
 /* The link that points at key's entry (or at NULL, where it would go). */
 static struct gate_entry **gate_find(struct client_gate *g, const char *key)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
-        h = (h ^ *p) * 16777619u;
-    struct gate_entry **link = &g->bucket[h % GATE_BUCKETS];
+    struct gate_entry **link = &g->bucket[hash_str(key) % GATE_BUCKETS];
     while (*link != NULL && strcmp((*link)->key, key) != 0)
         link = &(*link)->next;
     return link;
