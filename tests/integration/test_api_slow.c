@@ -81,6 +81,12 @@ static void expect_created(const struct api_resp *r)
         fail_msg("want 201, got %d: %.300s", r->status, r->body ? r->body : "");
 }
 
+/* A body refused because its client already sends as many as it may. */
+static int is_too_many_pending(const struct api_resp *r)
+{
+    return r->status == 429 && r->body != NULL && strstr(r->body, "too_many_pending") != NULL;
+}
+
 /* A wrong key. */
 static void expect_unauthorized(const struct api_resp *r)
 {
@@ -320,6 +326,54 @@ static void test_slow_clients_do_not_hold_every_thread(void **state)
     assert_true(harness_proc_wait(&api, 0) == -1);
 }
 
+/* ---- Behind a proxy ---- */
+
+/* The api behind a trusted proxy (here the test itself, on 127.0.0.1):
+ * bodies are bounded per client the proxy forwards for, not per proxy. */
+static void test_behind_a_proxy_each_client_is_bounded_alone(void **state)
+{
+    (void)state;
+    struct proc proxied;
+    const char *env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_API_RATE_LIMIT=0",
+                         "SUPERIMAP_TRUSTED_PROXIES=127.0.0.1", "SUPERIMAP_API_CLIENT_PENDING=1",
+                         NULL};
+    start_api(&proxied, &redis, "api-proxied", env);
+    /* Client 203.0.113.7 starts a body and stops. */
+    int slow = connect_from("127.0.0.1", proxied.port);
+    char req[512];
+    snprintf(req, sizeof req,
+             "POST /api/v1/connections HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: %s\r\n"
+             "X-Forwarded-For: 203.0.113.7\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+             "Content-Length: 100\r\n\r\ni",
+             key_a);
+    send_all(slow, req);
+    char key_hdr[128];
+    snprintf(key_hdr, sizeof key_hdr, "x-api-key: %s", key_a);
+    const char *same[] = {key_hdr, "X-Forwarded-For: 203.0.113.7", NULL};
+    const char *other[] = {key_hdr, "X-Forwarded-For: 203.0.113.8", NULL};
+    const char *form = "imap_provider_code=NONE";
+    struct api_resp r = {0};
+    /* Once its slow body is being read, its next body is refused... */
+    long long deadline = harness_now_ms() + 10000;
+    for (;;) {
+        api_call(&r, proxied.port, "POST", "/api/v1/connections",
+                 "application/x-www-form-urlencoded", form, strlen(form), same);
+        if (is_too_many_pending(&r) || harness_now_ms() >= deadline)
+            break;
+        harness_poll_pause();
+    }
+    if (!is_too_many_pending(&r))
+        fail_msg("a second body of one client: want 429, got %d", r.status);
+    /* ...while another client behind the same proxy goes on. */
+    api_call(&r, proxied.port, "POST", "/api/v1/connections", "application/x-www-form-urlencoded",
+             form, strlen(form), other);
+    if (is_too_many_pending(&r) || r.status < 0)
+        fail_msg("another client behind the proxy: got %d", r.status);
+    close(slow);
+    harness_proc_stop(&proxied);
+    api_resp_free(&r);
+}
+
 /* ---- A key in the body ---- */
 
 static void test_a_key_given_only_in_the_body_still_works(void **state)
@@ -343,6 +397,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_waiting_webhook_tests_leave_threads_for_everyone_else, setup),
         cmocka_unit_test_setup(test_slow_clients_do_not_hold_every_thread, setup),
+        cmocka_unit_test_setup(test_behind_a_proxy_each_client_is_bounded_alone, setup),
         cmocka_unit_test_setup(test_a_key_given_only_in_the_body_still_works, setup),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);

@@ -44,9 +44,9 @@ static void test_credentials_are_sealed_and_masked_and_open_back(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *shown, *sealed;
-        assert_int_equal(keys_seal_partner_url(k, "7", "new_mail_webhook_url", cases[i].url,
-                                               &shown, &sealed),
-                         0);
+        assert_int_equal(
+            keys_seal_partner_url(k, "7", "new_mail_webhook_url", cases[i].url, &shown, &sealed),
+            0);
         assert_string_equal(shown, cases[i].shown);
         assert_true(strncmp(sealed, "v1:", 3) == 0);
         char *url = keys_open_partner_url(k, "7", "new_mail_webhook_url", shown, sealed);
@@ -66,8 +66,8 @@ static void test_urls_without_credentials_stay_as_they_are(void **state)
 {
     (void)state;
     struct crypto_keys *k = ring();
-    static const char *const urls[] = {"https://host.example/x?mail=a@b", "http://h/#@",
-                                       "", "not a url"};
+    static const char *const urls[] = {"https://host.example/x?mail=a@b", "http://h/#@", "",
+                                       "not a url"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         char *shown, *sealed;
         assert_int_equal(
@@ -81,8 +81,8 @@ static void test_urls_without_credentials_stay_as_they_are(void **state)
         xfree(sealed);
     }
     /* A sealed part that does not open gives no URL. */
-    assert_null(keys_open_partner_url(k, "7", "new_mail_webhook_url",
-                                      "https://u:***@host.example/", "v1:0:garbage"));
+    assert_null(keys_open_partner_url(k, "7", "new_mail_webhook_url", "https://u:***@host.example/",
+                                      "v1:0:garbage"));
     crypto_keys_free(k);
 }
 
