@@ -6,12 +6,15 @@
 #include "core/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <yajl/yajl_gen.h>
@@ -19,6 +22,11 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/time.h"
+
+/* How long a connection past its address's bound may take to bring its
+ * request headers whole before it is turned away. */
+#define HEADERS_GRACE_MS 50
 
 struct http_server {
     struct mg_context *ctx;
@@ -93,16 +101,31 @@ static int socket_of(const struct mg_request_info *ri)
 }
 
 /* 1 when the request headers have arrived whole in fd's receive buffer (a
- * blank line ends them). */
-static int headers_arrived(int fd)
+ * blank line ends them) within grace_ms: a client that sends its request at
+ * once is not taken for a slow one because a worker thread looked too soon. */
+static int headers_arrive(int fd, int grace_ms)
 {
+    int64_t deadline = time_mono_ms() + grace_ms;
     char buf[16384];
-    ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-    for (ssize_t i = 1; i < n; i++)
-        if (buf[i] == '\n' &&
-            (buf[i - 1] == '\n' || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')))
-            return 1;
-    return 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+        for (ssize_t i = 1; i < n; i++)
+            if (buf[i] == '\n' &&
+                (buf[i - 1] == '\n' || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')))
+                return 1;
+        int64_t left = deadline - time_mono_ms();
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
+            (size_t)n == sizeof buf || left <= 0)
+            return 0;
+        /* Wait for more than the bytes already there. */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (n > 0) {
+            struct timespec ts = {0, 2 * 1000000L};
+            nanosleep(&ts, NULL);
+        } else if (poll(&p, 1, (int)left) <= 0) {
+            return 0;
+        }
+    }
 }
 
 /* Where a connection keeps its struct mg_request_info, learnt from the first
@@ -133,7 +156,7 @@ static int on_init_connection(const struct mg_connection *conn, void **conn_data
         return 0;
     }
     int fd = socket_of(ri);
-    if (fd >= 0 && headers_arrived(fd)) {
+    if (fd >= 0 && headers_arrive(fd, HEADERS_GRACE_MS)) {
         if (srv->opts.conn_open(srv->opts.data, ri->remote_addr, 1) == 0)
             *conn_data = srv;
         return 0;

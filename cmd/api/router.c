@@ -145,11 +145,13 @@ static int read_body(struct req *r, struct buf *b)
         if (n > 0 && buf_append(b, chunk, (size_t)n) < 0)
             return reply_error(r, 413, "too_large", NULL, "request body over %d bytes",
                                API_BODY_MAX);
-        if (n == 0)
-            return 0;
         if (ri->content_length > 0 && b->len == (size_t)ri->content_length)
             return 0;
-        if (n < 0 || time_mono_ms() >= deadline)
+        if (n == 0 && ri->content_length < 0)
+            return 0; /* chunked: its end */
+        /* Short of Content-Length: civetweb's read timed out, or the
+         * client stopped. */
+        if (n <= 0 || time_mono_ms() >= deadline)
             return reply_error(r, 408, "request_timeout", NULL,
                                "the request body did not arrive in %d ms",
                                r->api->cfg->api_request_timeout_ms);
