@@ -221,6 +221,23 @@ const struct config_var config_vars[] = {
     {"SUPERIMAP_TRUSTED_PROXIES", CONFIG_STR, API, "", 0, 0, NULL, 0, OFF(trusted_proxies), NULL,
      "Comma-separated IPs or CIDRs of proxies in front of the api: a request from one of them "
      "is counted against the last X-Forwarded-For hop instead"},
+    {"SUPERIMAP_API_REQUEST_TIMEOUT_MS", CONFIG_INT, API, "10000", 100, 600000, NULL, 0,
+     OFF(api_request_timeout_ms), NULL,
+     "Time a client has to send a request's headers, and again its body; a slower one is cut off "
+     "(each worker thread waits for one client at a time)"},
+    {"SUPERIMAP_API_CLIENT_PENDING", CONFIG_INT, API, "8", 0, 10000, NULL, 0,
+     OFF(api_client_pending), NULL,
+     "Connections one client address may have waiting for their headers, and request bodies "
+     "it may be sending, at once (each holds a worker thread); past it a new connection must "
+     "bring its headers whole (else 503 and closed) and a body is refused (429); 0: no bound"},
+    {"SUPERIMAP_API_TEST_WAITERS", CONFIG_INT, API, "4", 1, 10000, NULL, 0, OFF(api_test_waiters),
+     NULL,
+     "POST /api/v1/webhook-test requests that may wait for their result at once, never more "
+     "than half of SUPERIMAP_API_THREADS (each holds a worker thread); more are answered 202 "
+     "pending at once"},
+    {"SUPERIMAP_API_TEST_WAITERS_PER_PARTNER", CONFIG_INT, API, "1", 1, 10000, NULL, 0,
+     OFF(api_test_waiters_per_partner), NULL,
+     "Webhook tests of one partner that may wait for their result at once"},
     {"SUPERIMAP_KEY_ROTATION_GRACE_SEC", CONFIG_INT, API, "86400", 0, 2592000, NULL, 0,
      OFF(key_rotation_grace_sec), NULL,
      "How long a rotated API key or webhook secret keeps working beside the new one"},
@@ -265,10 +282,11 @@ const struct config_var config_vars[] = {
      OFF(oauth2_timeout_ms), NULL, "Whole token endpoint request of a refresh, connect included"},
     {"SUPERIMAP_SHUTDOWN_TIMEOUT_SEC", CONFIG_INT, NODES, "30", 1, 3600, NULL, 0,
      OFF(shutdown_timeout_sec), NULL, "Longest graceful drain on SIGTERM before exiting anyway"},
-    {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE", CONFIG_BOOL, DIS, "0", 0, 0, NULL, 0,
+    {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE", CONFIG_BOOL, DIS | API, "0", 0, 0, NULL, 0,
      OFF(webhook_allow_private), NULL,
      "Let webhooks reach loopback, private, link-local, CGNAT and other non-public addresses "
-     "(tests, local demos; cloud metadata addresses stay refused)"},
+     "(tests, local demos; cloud metadata addresses stay refused); the api refuses webhook URLs "
+     "whose host is such an address literally unless it is set there too"},
     {"SUPERIMAP_WEBHOOK_MAX_INFLIGHT", CONFIG_INT, DIS, "1024", 1, 100000, NULL, 0,
      OFF(webhook_max_inflight), NULL,
      "Most events this dispatcher delivers at once (each partner is capped further by its "

@@ -41,16 +41,20 @@ struct config {
     int log_format;                      /* enum log_format */
     const char *log_components;          /* comma-separated debug components */
     const char *log_file;                /* NULL: stderr */
-    const char *http_addr;          /* host:port of the node's HTTP listener; port 0 picks one */
-    const char *public_url;         /* base URL partners and browsers reach the api at */
-    const char *admin_token;        /* bearer token of the admin API; NULL: admin API off */
-    const char *web_root;           /* directory of the static files served at / */
-    int api_threads;                /* civetweb worker threads */
-    int api_rate_limit;             /* api: partner requests per second per API key; 0: off */
-    int api_rate_burst;             /* api: requests a key may save up beyond the rate */
-    int api_auth_failure_burst;     /* api: failed authentications an address may make at once */
-    int api_auth_failure_rate;      /* api: ...and earns back per second */
-    const char *trusted_proxies;    /* api: proxies whose X-Forwarded-For is believed */
+    const char *http_addr;            /* host:port of the node's HTTP listener; port 0 picks one */
+    const char *public_url;           /* base URL partners and browsers reach the api at */
+    const char *admin_token;          /* bearer token of the admin API; NULL: admin API off */
+    const char *web_root;             /* directory of the static files served at / */
+    int api_threads;                  /* civetweb worker threads */
+    int api_rate_limit;               /* api: partner requests per second per API key; 0: off */
+    int api_rate_burst;               /* api: requests a key may save up beyond the rate */
+    int api_auth_failure_burst;       /* api: failed authentications an address may make at once */
+    int api_auth_failure_rate;        /* api: ...and earns back per second */
+    const char *trusted_proxies;      /* api: proxies whose X-Forwarded-For is believed */
+    int api_request_timeout_ms;       /* api: headers, then body, of one request */
+    int api_client_pending;           /* api: slow connections and bodies per client address */
+    int api_test_waiters;             /* api: webhook tests waiting at once */
+    int api_test_waiters_per_partner; /* api: ...of one partner */
     int key_rotation_grace_sec;     /* api: old API key / webhook secret validity after rotation */
     int shards;                     /* shard count; must match si:meta */
     int max_users;                  /* watcher capacity before the fd limit */

@@ -5,15 +5,28 @@
  */
 #include "core/http.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <yajl/yajl_gen.h>
 
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/time.h"
+
+/* How long a connection past its address's bound may take to bring its
+ * request headers whole before it is turned away. */
+#define HEADERS_GRACE_MS 50
 
 struct http_server {
     struct mg_context *ctx;
@@ -51,6 +64,138 @@ static void on_thread_stop(const struct mg_context *ctx, int thread_type, void *
         srv->opts.thread_exit(thread_data, srv->opts.data);
 }
 
+/* The socket of conn: the descriptor whose peer is conn's and whose local
+ * port is the server's. Civetweb does not give it out; this runs only for a
+ * connection being refused, on the worker thread that owns it (no other
+ * thread closes it meanwhile, and no other socket has its four-tuple).
+ * -1 when not found. */
+static int socket_of(const struct mg_request_info *ri)
+{
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 1048576)
+        max = 1048576;
+    for (int fd = 0; fd < max; fd++) {
+        struct sockaddr_storage peer, local;
+        socklen_t plen = sizeof peer, llen = sizeof local;
+        if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0 ||
+            getsockname(fd, (struct sockaddr *)&local, &llen) < 0)
+            continue;
+        char text[INET6_ADDRSTRLEN];
+        const void *a = NULL;
+        int pport = 0, lport = 0;
+        if (peer.ss_family == AF_INET && local.ss_family == AF_INET) {
+            a = &((struct sockaddr_in *)&peer)->sin_addr;
+            pport = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+            lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
+        } else if (peer.ss_family == AF_INET6 && local.ss_family == AF_INET6) {
+            a = &((struct sockaddr_in6 *)&peer)->sin6_addr;
+            pport = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+            lport = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
+        }
+        if (a != NULL && pport == ri->remote_port && lport == ri->server_port &&
+            inet_ntop(peer.ss_family, a, text, sizeof text) != NULL &&
+            strcmp(text, ri->remote_addr) == 0)
+            return fd;
+    }
+    return -1;
+}
+
+/* 1 when the request headers have arrived whole in fd's receive buffer (a
+ * blank line ends them) within grace_ms: a client that sends its request at
+ * once is not taken for a slow one because a worker thread looked too soon. */
+static int headers_arrive(int fd, int grace_ms)
+{
+    int64_t deadline = time_mono_ms() + grace_ms;
+    char buf[16384];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+        for (ssize_t i = 1; i < n; i++)
+            if (buf[i] == '\n' &&
+                (buf[i - 1] == '\n' || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')))
+                return 1;
+        int64_t left = deadline - time_mono_ms();
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
+            (size_t)n == sizeof buf || left <= 0)
+            return 0;
+        /* Wait for more than the bytes already there. */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (n > 0) {
+            struct timespec ts = {0, 2 * 1000000L};
+            nanosleep(&ts, NULL);
+        } else if (poll(&p, 1, (int)left) <= 0) {
+            return 0;
+        }
+    }
+}
+
+/* Where a connection keeps its struct mg_request_info, learnt from the first
+ * request (0: not yet). Civetweb gives it out only once a request has begun,
+ * but fills in the peer's address before init_connection, the one moment a
+ * slow client can still be turned away without a worker thread waiting on
+ * it; until a first request has shown the offset, connections are taken
+ * unbounded. */
+static atomic_size_t info_offset;
+
+static void learn_info_offset(const struct mg_connection *conn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (ri != NULL && atomic_load(&info_offset) == 0)
+        atomic_store(&info_offset, (size_t)((const char *)ri - (const char *)conn));
+}
+
+static int on_init_connection(const struct mg_connection *conn, void **conn_data)
+{
+    struct http_server *srv = mg_get_user_data(mg_get_context(conn));
+    *conn_data = NULL;
+    size_t off = atomic_load(&info_offset);
+    if (srv->opts.conn_open == NULL || off == 0)
+        return 0;
+    const struct mg_request_info *ri = (const void *)((const char *)conn + off);
+    if (srv->opts.conn_open(srv->opts.data, ri->remote_addr, 0) == 0) {
+        *conn_data = srv; /* counted: conn_ready() when it closes */
+        return 0;
+    }
+    int fd = socket_of(ri);
+    if (fd >= 0 && headers_arrive(fd, HEADERS_GRACE_MS)) {
+        if (srv->opts.conn_open(srv->opts.data, ri->remote_addr, 1) == 0)
+            *conn_data = srv;
+        return 0;
+    }
+    if (fd >= 0) {
+        static const char answer[] =
+            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+            "Content-Type: application/json\r\nContent-Length: 98\r\n\r\n"
+            "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many slow "
+            "connections from this address\"}}\n";
+        (void)!send(fd, answer, sizeof answer - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        shutdown(fd, SHUT_RDWR); /* civetweb's read of the headers ends at once */
+    }
+    log_debug("refused a slow connection peer=%s found=%d", ri->remote_addr, fd >= 0);
+    return 0;
+}
+
+/* The headers of conn's first request have arrived, or conn closes. */
+static void connection_ready(const struct mg_connection *conn)
+{
+    struct http_server *srv = mg_get_user_data(mg_get_context(conn));
+    if (mg_get_user_connection_data(conn) != srv)
+        return;
+    mg_set_user_connection_data(conn, NULL);
+    srv->opts.conn_ready(srv->opts.data, mg_get_request_info(conn)->remote_addr);
+}
+
+static int on_begin_request(struct mg_connection *conn)
+{
+    learn_info_offset(conn);
+    connection_ready(conn);
+    return 0; /* civetweb goes on to the handlers */
+}
+
+static void on_connection_close(const struct mg_connection *conn)
+{
+    connection_ready(conn);
+}
+
 struct http_server *http_start(const struct http_opts *opts, char *err, size_t errlen)
 {
     char host[256];
@@ -63,7 +208,7 @@ struct http_server *http_start(const struct http_opts *opts, char *err, size_t e
 
     struct http_server *srv = xcalloc(1, sizeof *srv);
     srv->opts = *opts;
-    char ports[300], threads[16];
+    char ports[300], threads[16], timeout[16];
     if (strchr(host, ':') != NULL)
         snprintf(ports, sizeof ports, "[%s]:%d", host, port);
     else
@@ -79,7 +224,9 @@ struct http_server *http_start(const struct http_opts *opts, char *err, size_t e
     options[i++] = "enable_directory_listing";
     options[i++] = "no";
     options[i++] = "request_timeout_ms";
-    options[i++] = "30000";
+    snprintf(timeout, sizeof timeout, "%d",
+             opts->request_timeout_ms > 0 ? opts->request_timeout_ms : 30000);
+    options[i++] = timeout;
     options[i++] = "enable_keep_alive";
     options[i++] = "yes";
     /* Without it, an answer written in two pieces on a kept-alive connection
@@ -107,6 +254,9 @@ struct http_server *http_start(const struct http_opts *opts, char *err, size_t e
     cb.log_message = on_civetweb_log;
     cb.init_thread = on_thread_start;
     cb.exit_thread = on_thread_stop;
+    cb.init_connection = on_init_connection;
+    cb.connection_close = on_connection_close;
+    cb.begin_request = on_begin_request;
 
     struct mg_init_data init = {
         .callbacks = &cb, .user_data = srv, .configuration_options = options};

@@ -25,6 +25,19 @@ struct http_opts {
      * pointer init returns is what http_thread_data() gives its handlers. */
     void *(*thread_init)(void *data);
     void (*thread_exit)(void *thread_data, void *data);
+    /* Time a client has for a request's headers, and for each read of its
+     * body (civetweb's request_timeout_ms); 0: 30 s. */
+    int request_timeout_ms;
+    /* Optional: a new connection from peer (its address as text), on the
+     * worker thread that will read it, before anything is read. Returns 0 to
+     * take it, or -1 to refuse it; a refused connection whose request
+     * headers have already arrived whole is offered again with complete 1
+     * (which must take it), any other is answered 503 and closed at once (a
+     * slow client must not hold a worker thread). conn_ready() follows each
+     * 0 once: when the first request's headers have been read, or when the
+     * connection closes without them. */
+    int (*conn_open)(void *data, const char *peer, int complete);
+    void (*conn_ready)(void *data, const char *peer);
     void *data;
 };
 

@@ -8,6 +8,7 @@
  */
 #include "core/keys.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/crypto.h"
@@ -94,6 +95,84 @@ char *keys_seal_partner(const struct crypto_keys *keys, const char *pid, const c
     if (schema_aad_partner(aad, pid, field) < 0)
         return NULL;
     return seal(keys, aad, plain, 0);
+}
+
+/* The userinfo of url: its offset in *at and its length (0 when none):
+ * what lies between "scheme://" and the last '@' of the authority. */
+static size_t url_userinfo(const char *url, size_t *at)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return 0;
+    p += 3;
+    size_t auth = strcspn(p, "/?#");
+    const char *last = NULL;
+    for (const char *q = p; q < p + auth; q++)
+        if (*q == '@')
+            last = q;
+    if (last == NULL)
+        return 0;
+    *at = (size_t)(p - url);
+    return (size_t)(last - p);
+}
+
+/* The "<field>_userinfo" name. */
+static int userinfo_field(char out[SCHEMA_KEY_MAX], const char *field)
+{
+    int n = snprintf(out, SCHEMA_KEY_MAX, "%s_userinfo", field);
+    return n > 0 && n < SCHEMA_KEY_MAX ? 0 : -SIMAP_EINVAL;
+}
+
+int keys_seal_partner_url(const struct crypto_keys *keys, const char *pid, const char *field,
+                          const char *url, char **shown, char **sealed)
+{
+    *shown = *sealed = NULL;
+    char name[SCHEMA_KEY_MAX];
+    if (userinfo_field(name, field) < 0)
+        return -SIMAP_ECRYPTO;
+    size_t at = 0, len = url_userinfo(url, &at);
+    if (len == 0 && (at == 0 || url[at] != '@')) {
+        *shown = xstrdup(url);
+        *sealed = xstrdup("");
+        return 0;
+    }
+    char *info = xmalloc(len + 1);
+    memcpy(info, url + at, len);
+    info[len] = '\0';
+    *sealed = keys_seal_partner(keys, pid, name, info);
+    const char *colon = memchr(url + at, ':', len);
+    size_t keep = colon != NULL ? (size_t)(colon - (url + at)) + 1 : 0; /* "user:" */
+    crypto_wipe(info, len);
+    xfree(info);
+    if (*sealed == NULL)
+        return -SIMAP_ECRYPTO;
+    size_t rest = strlen(url + at + len);
+    *shown = xmalloc(at + keep + 3 + rest + 1);
+    memcpy(*shown, url, at + keep);
+    memcpy(*shown + at + keep, "***", 3);
+    memcpy(*shown + at + keep + 3, url + at + len, rest + 1);
+    return 0;
+}
+
+char *keys_open_partner_url(const struct crypto_keys *keys, const char *pid, const char *field,
+                            const char *shown, const char *sealed)
+{
+    if (sealed == NULL || *sealed == '\0')
+        return xstrdup(shown);
+    char name[SCHEMA_KEY_MAX];
+    size_t at = 0, len = url_userinfo(shown, &at);
+    if (userinfo_field(name, field) < 0 || at == 0)
+        return NULL;
+    char *info = keys_open_partner(keys, pid, name, sealed);
+    if (info == NULL)
+        return NULL;
+    size_t ilen = strlen(info), rest = strlen(shown + at + len);
+    char *url = xmalloc(at + ilen + rest + 1);
+    memcpy(url, shown, at);
+    memcpy(url + at, info, ilen);
+    memcpy(url + at + ilen, shown + at + len, rest + 1);
+    keys_wipe_free(info);
+    return url;
 }
 
 /* The AAD of user uid's encrypted field ("secret" or "oauth2_access_token"). */

@@ -41,6 +41,24 @@ char *keys_open_partner(const struct crypto_keys *keys, const char *pid, const c
 char *keys_seal_partner(const struct crypto_keys *keys, const char *pid, const char *field,
                         const char *plain);
 
+/* A webhook URL as a partner hash keeps it. Credentials in its userinfo
+ * ("https://user:pw@host/") are never stored or shown in clear: *shown is
+ * url with the password, or a userinfo without one whole, replaced by
+ * "***" ("https://user:***@host/"), for the field itself, every API answer
+ * and every log line; *sealed is the userinfo encrypted as partner pid's
+ * field "<field>_userinfo", for that field ("" when url has none, which
+ * clears an old one). The api and superimap-import store URLs through this
+ * one function. Returns 0 with two new strings (xfree() them), or
+ * -SIMAP_ECRYPTO with neither. */
+int keys_seal_partner_url(const struct crypto_keys *keys, const char *pid, const char *field,
+                          const char *url, char **shown, char **sealed);
+
+/* The URL to send to: shown with the userinfo sealed holds put back, as
+ * keys_seal_partner_url() made them ("" sealed: shown itself). Returns a new
+ * string (keys_wipe_free() it), or NULL when sealed does not open. */
+char *keys_open_partner_url(const struct crypto_keys *keys, const char *pid, const char *field,
+                            const char *shown, const char *sealed);
+
 /* Encrypts plain as user uid's field ("secret": a password or refresh
  * token; "oauth2_access_token"), "" staying "" (no credential). Returns a
  * new string or NULL. */

@@ -161,6 +161,108 @@ enum netguard_class netguard_classify_text(const char *addr)
     return NETGUARD_INVALID;
 }
 
+/* The value of digit c in base, or -1. */
+static int digit(char c, int base)
+{
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : 99;
+    return d < base ? d : -1;
+}
+
+/* An IPv4 address in the numbers-and-dots forms inet_aton() (and libcurl's
+ * URL parser) take: one to four parts, each decimal, octal (leading 0) or
+ * hex (0x), the last filling the remaining bytes. 0 or -1. */
+static int parse4_loose(const char *s, size_t n, uint32_t *out)
+{
+    uint64_t part[4];
+    int np = 0;
+    size_t i = 0;
+    for (;;) {
+        if (np == 4 || i >= n)
+            return -1;
+        int base = 10;
+        if (s[i] == '0' && i + 1 < n && (s[i + 1] == 'x' || s[i + 1] == 'X')) {
+            base = 16;
+            i += 2;
+        } else if (s[i] == '0' && i + 1 < n && s[i + 1] != '.') {
+            base = 8;
+            i++;
+        }
+        size_t start = i;
+        uint64_t v = 0;
+        for (; i < n && s[i] != '.'; i++) {
+            int d = digit(s[i], base);
+            if (d < 0)
+                return -1;
+            v = v * (uint64_t)base + (uint64_t)d;
+            if (v > 0xffffffffu)
+                return -1;
+        }
+        if (i == start && base == 16)
+            return -1;
+        part[np++] = v;
+        if (i == n)
+            break;
+        i++; /* the dot */
+    }
+    uint64_t max_last = np == 1 ? 0xffffffffu : np == 2 ? 0xffffffu : np == 3 ? 0xffffu : 0xffu;
+    uint64_t a = 0;
+    for (int k = 0; k < np - 1; k++) {
+        if (part[k] > 255)
+            return -1;
+        a |= part[k] << (24 - 8 * k);
+    }
+    if (part[np - 1] > max_last)
+        return -1;
+    *out = (uint32_t)(a | part[np - 1]);
+    return 0;
+}
+
+enum netguard_class netguard_classify_url_host(const char *url)
+{
+    const char *p = url == NULL ? NULL : strstr(url, "://");
+    if (p == NULL)
+        return NETGUARD_INVALID;
+    p += 3;
+    size_t auth = strcspn(p, "/?#");
+    size_t from = 0; /* after the userinfo's last '@' */
+    for (size_t i = 0; i < auth; i++)
+        if (p[i] == '@')
+            from = i + 1;
+    char host[256];
+    size_t n = 0;
+    for (size_t i = from; i < auth && n < sizeof host - 1; i++) {
+        int hi, lo;
+        if (p[i] == '%' && i + 2 < auth && (hi = digit(p[i + 1], 16)) >= 0 &&
+            (lo = digit(p[i + 2], 16)) >= 0) {
+            host[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            host[n++] = p[i];
+        }
+    }
+    host[n] = '\0';
+    n = strlen(host); /* a decoded NUL ends it */
+    unsigned char a6[16];
+    if (host[0] == '[') {
+        size_t end = strcspn(host, "]%");
+        if (end >= n)
+            return NETGUARD_INVALID;
+        host[end] = '\0';
+        return inet_pton(AF_INET6, host + 1, a6) == 1 ? netguard_classify_raw(a6, 16)
+                                                      : NETGUARD_INVALID;
+    }
+    n = strcspn(host, ":"); /* the port */
+    uint32_t a4;
+    if (parse4_loose(host, n, &a4) < 0)
+        return NETGUARD_INVALID;
+    unsigned char b[4] = {(unsigned char)(a4 >> 24), (unsigned char)(a4 >> 16),
+                          (unsigned char)(a4 >> 8), (unsigned char)a4};
+    return netguard_classify_raw(b, 4);
+}
+
 int netguard_allowed(enum netguard_class c, int allow_private)
 {
     if (c == NETGUARD_PUBLIC)

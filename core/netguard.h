@@ -70,6 +70,15 @@ enum netguard_class netguard_classify(const struct sockaddr *sa, size_t salen);
  * NETGUARD_INVALID. */
 enum netguard_class netguard_classify_text(const char *addr);
 
+/* Classifies the host of an http:// or https:// URL when it is an IP address
+ * literal in any form libcurl or a resolver reads as one: dotted decimal,
+ * the short and numeric forms of inet_aton() (127.1, 2130706433,
+ * 0177.0.0.1, 0x7f.0.0.1), or a bracketed IPv6 address (a zone after '%'
+ * dropped); percent-encoding in the host is decoded first, userinfo and
+ * port skipped. A host name, or a URL without a host, is NETGUARD_INVALID:
+ * a name is judged when it is resolved, at connect time. */
+enum netguard_class netguard_classify_url_host(const char *url);
+
 /* Returns 1 when a connection to an address of class c may be made: a public
  * address always; with allow_private, every class except metadata (cloud
  * credential endpoints stay refused) and invalid. */

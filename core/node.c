@@ -461,6 +461,9 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
         .document_root = opts->document_root,
         .thread_init = opts->http_thread_init,
         .thread_exit = opts->http_thread_exit,
+        .request_timeout_ms = opts->http_request_timeout_ms,
+        .conn_open = opts->http_conn_open,
+        .conn_ready = opts->http_conn_ready,
         .data = opts->hooks.data,
     };
     n->http = http_start(&ho, err, errlen);

@@ -63,6 +63,9 @@ struct node_opts {
     const char *document_root; /* NULL: no files */
     void *(*http_thread_init)(void *data);
     void (*http_thread_exit)(void *thread_data, void *data);
+    int http_request_timeout_ms; /* struct http_opts's; 0: its default */
+    int (*http_conn_open)(void *data, const char *peer, int complete);
+    void (*http_conn_ready)(void *data, const char *peer);
     struct node_hooks hooks;
 };
 

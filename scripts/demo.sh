@@ -244,7 +244,8 @@ for attempt in 1 2 3 4 5; do
     API="http://127.0.0.1:$API_PORT"
     spawn api "$LOGS/api.log" env "${node_env[@]}" SUPERIMAP_NODE_ID=api-1 \
         SUPERIMAP_HTTP_ADDR="127.0.0.1:$API_PORT" SUPERIMAP_PUBLIC_URL="$API" \
-        SUPERIMAP_ADMIN_TOKEN="$ADMIN_TOKEN" SUPERIMAP_WEB_ROOT="$WEB" "$BIN/superimap-api"
+        SUPERIMAP_ADMIN_TOKEN="$ADMIN_TOKEN" SUPERIMAP_WEB_ROOT="$WEB" \
+        SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1 "$BIN/superimap-api"
     log_value "$LOGS/api.log" "$HTTP_PORT" 10 >/dev/null && break
     forget # the port was taken meanwhile: another one
     [ "$attempt" -eq 5 ] && die "superimap-api did not start; see $LOGS/api.log"

@@ -92,6 +92,9 @@ redis-cli -s "$RUN/redis.sock" PING >/dev/null 2>&1 || die "redis-server did not
 export SUPERIMAP_REDIS_URL="unix://$RUN/redis.sock"
 export SUPERIMAP_ENCRYPTION_KEY="$(cat "$RUN/encryption.key")"
 export SUPERIMAP_WEB_ROOT="${SUPERIMAP_WEB_ROOT:-$PWD/web}"
+# A local fleet: webhooks may go to this machine (the README's first partner
+# posts to 127.0.0.1:5000); the api and the dispatcher both need it.
+export SUPERIMAP_WEBHOOK_ALLOW_PRIVATE="${SUPERIMAP_WEBHOOK_ALLOW_PRIVATE:-1}"
 
 node() { # role addr [VAR=value...]
     local role=$1 addr=$2

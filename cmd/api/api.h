@@ -89,6 +89,11 @@ struct api {
     struct metric *m_auth_blocked; /* 429 answers for failed authentications */
     struct client_guard *clients;  /* failed authentications per client address (mutable,
                                     * thread-safe: cmd/api/client.h) */
+    struct client_gate *pending;   /* per client address: connections whose headers have
+                                    * not arrived, request bodies being read */
+    struct client_gate *waiters;   /* webhook tests waiting, per partner id and in all */
+    struct metric *m_slow_bodies;  /* 429 answers: too many slow bodies */
+    struct metric *m_test_no_wait; /* webhook tests answered at once: too many waiting */
     struct metric *m_connect[24];  /* connect-page outcomes, by enum connect_result */
     struct states states;          /* superimap_users{state} (states.h) */
 };
@@ -111,8 +116,9 @@ struct req {
     size_t narg;
     struct partner_ctx partner; /* set for AUTH_PARTNER routes */
     int64_t started_ms;         /* monotonic */
-    int version; /* 1 or 2 on a partner API path (/api/v1, /api/v2), else 0: v1 answers as
+    int version;   /* 1 or 2 on a partner API path (/api/v1, /api/v2), else 0: v1 answers as
                   * the original did (reply.c), v2 as today's API */
+    int body_read; /* the body has been read whole */
 };
 
 enum route_auth { AUTH_NONE, AUTH_PARTNER, AUTH_ADMIN };

@@ -66,6 +66,11 @@ static const char *presented_key(struct req *r)
     return NULL;
 }
 
+int auth_key_presented(struct req *r)
+{
+    return presented_key(r) != NULL;
+}
+
 static int unauthorized(struct req *r, const char *why)
 {
     return reply_error(r, 401, "unauthorized", NULL, "%s", why);

@@ -13,6 +13,10 @@ struct req;
  * the status after replying (401, 429, 503). */
 int auth_partner(struct req *r);
 
+/* 1 when r brings an API key in its x-api-key header or its parameters read
+ * so far (the query before the body is read). */
+int auth_key_presented(struct req *r);
+
 /* Checks Authorization: Bearer <SUPERIMAP_ADMIN_TOKEN> in constant time.
  * Returns 0, or 401 after replying. */
 int auth_admin(struct req *r);

@@ -125,6 +125,11 @@ void client_guard_free(struct client_guard *g)
     xfree(g);
 }
 
+int client_is_proxy(const struct client_guard *g, const char *peer)
+{
+    return peer != NULL && is_trusted(g, peer);
+}
+
 void client_addr(const struct client_guard *g, const char *peer, const char *xff,
                  char out[CLIENT_ADDR_MAX])
 {
@@ -146,12 +151,18 @@ void client_addr(const struct client_guard *g, const char *peer, const char *xff
         memcpy(out, hop, n + 1);
 }
 
+/* FNV-1a of a string. */
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
 static struct slot *slot_of(struct client_guard *g, const char *addr, int64_t now_ms)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)addr; *p != '\0'; p++)
-        h = (h ^ *p) * 16777619u;
-    struct slot *s = &g->slots[h % SLOTS];
+    struct slot *s = &g->slots[hash_str(addr) % SLOTS];
     if (strcmp(s->addr, addr) != 0) { /* free, or another address's: a full bucket */
         snprintf(s->addr, sizeof s->addr, "%s", addr);
         s->tokens = g->burst;
@@ -182,5 +193,92 @@ void client_guard_failed(struct client_guard *g, const char *addr, int64_t now_m
     pthread_mutex_lock(&g->mu);
     struct slot *s = slot_of(g, addr, now_ms);
     s->tokens -= 1.0;
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* ---- Gates ---- */
+
+#define GATE_BUCKETS 1024
+
+struct gate_entry {
+    struct gate_entry *next;
+    int n;
+    char key[CLIENT_ADDR_MAX];
+};
+
+struct client_gate {
+    int per_key, total;
+    int in; /* admitted in all */
+    pthread_mutex_t mu;
+    struct gate_entry *bucket[GATE_BUCKETS];
+};
+
+struct client_gate *client_gate_new(int per_key, int total)
+{
+    struct client_gate *g = xcalloc(1, sizeof *g);
+    g->per_key = per_key;
+    g->total = total;
+    pthread_mutex_init(&g->mu, NULL);
+    return g;
+}
+
+void client_gate_free(struct client_gate *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < GATE_BUCKETS; i++) {
+        while (g->bucket[i] != NULL) {
+            struct gate_entry *e = g->bucket[i];
+            g->bucket[i] = e->next;
+            xfree(e);
+        }
+    }
+    pthread_mutex_destroy(&g->mu);
+    xfree(g);
+}
+
+/* The link that points at key's entry (or at NULL, where it would go). */
+static struct gate_entry **gate_find(struct client_gate *g, const char *key)
+{
+    struct gate_entry **link = &g->bucket[hash_str(key) % GATE_BUCKETS];
+    while (*link != NULL && strcmp((*link)->key, key) != 0)
+        link = &(*link)->next;
+    return link;
+}
+
+int client_gate_enter(struct client_gate *g, const char *key, int force)
+{
+    pthread_mutex_lock(&g->mu);
+    struct gate_entry **link = gate_find(g, key);
+    int have = *link != NULL ? (*link)->n : 0;
+    int rc = 0;
+    if (!force && g->per_key > 0 && have >= g->per_key)
+        rc = CLIENT_GATE_KEY_FULL;
+    else if (!force && g->total > 0 && g->in >= g->total)
+        rc = CLIENT_GATE_FULL;
+    if (rc == 0) {
+        if (*link == NULL) {
+            *link = xcalloc(1, sizeof **link);
+            snprintf((*link)->key, sizeof(*link)->key, "%s", key);
+        }
+        (*link)->n++;
+        g->in++;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
+void client_gate_leave(struct client_gate *g, const char *key)
+{
+    pthread_mutex_lock(&g->mu);
+    struct gate_entry **link = gate_find(g, key);
+    struct gate_entry *e = *link;
+    if (e != NULL) {
+        g->in--;
+        if (--e->n == 0) {
+            *link = e->next;
+            xfree(e);
+        }
+    }
     pthread_mutex_unlock(&g->mu);
 }

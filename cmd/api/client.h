@@ -17,7 +17,12 @@
  * keyed by address; an address that falls on a busy slot takes it over):
  * they bound the work an attacker makes, they are not an audit log.
  *
- * Thread-safe: the api's worker threads share one guard.
+ * Gates (struct client_gate) count what is in flight per key and in all,
+ * with a bound on each: the connections and request bodies of one client
+ * address (slow clients, point "slowloris": cmd/api/main.c, router.c), the
+ * webhook tests one partner has waiting (routes_events.c).
+ *
+ * Thread-safe: the api's worker threads share one guard and each gate.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -44,10 +49,34 @@ void client_guard_free(struct client_guard *g);
 void client_addr(const struct client_guard *g, const char *peer, const char *xff,
                  char out[CLIENT_ADDR_MAX]);
 
+/* 1 when peer (a TCP peer's address) is one of the trusted proxies. */
+int client_is_proxy(const struct client_guard *g, const char *peer);
+
 /* 0 when addr may try to authenticate now, else the ms until it may. */
 int64_t client_guard_wait(struct client_guard *g, const char *addr, int64_t now_ms);
 
 /* Counts a failed authentication of addr. */
 void client_guard_failed(struct client_guard *g, const char *addr, int64_t now_ms);
+
+struct client_gate;
+
+/* A gate admitting at most per_key at once for one key and total in all
+ * (0: no bound of that kind). */
+struct client_gate *client_gate_new(int per_key, int total);
+
+/* Frees g; every key must have left. NULL is a no-op. */
+void client_gate_free(struct client_gate *g);
+
+#define CLIENT_GATE_KEY_FULL (-1) /* key already holds per_key */
+#define CLIENT_GATE_FULL     (-2) /* the gate holds total */
+
+/* Admits one more of key (a string of under CLIENT_ADDR_MAX bytes): 0, or
+ * CLIENT_GATE_KEY_FULL / CLIENT_GATE_FULL when a bound is reached; force
+ * admits past the bounds (still counted). Each 0 needs one
+ * client_gate_leave(). */
+int client_gate_enter(struct client_gate *g, const char *key, int force);
+
+/* One of key leaves. */
+void client_gate_leave(struct client_gate *g, const char *key);
 
 #endif

@@ -11,6 +11,7 @@
 #include "cmd/api/api.h"
 #include "cmd/api/params.h"
 #include "cmd/api/reply.h"
+#include "core/netguard.h"
 
 #define EVENT_ID_MAX 200
 
@@ -73,6 +74,20 @@ int input_url(struct req *r, const char *name, const char **out)
     if (!is_http_url(*out))
         return reply_invalid(r, name, "must be an absolute http:// or https:// URL");
     return 0;
+}
+
+int input_fetch_url(struct req *r, const char *name, int allow_private, const char **out)
+{
+    int rc = input_url(r, name, out);
+    if (rc != 0 || *out == NULL || **out == '\0')
+        return rc;
+    enum netguard_class c = netguard_classify_url_host(*out);
+    if (c == NETGUARD_INVALID || netguard_allowed(c, allow_private))
+        return 0;
+    char why[160];
+    snprintf(why, sizeof why, "must not point at a %s address%s", netguard_class_str(c),
+             c == NETGUARD_METADATA ? "" : " (allowed only in tests and local demos)");
+    return reply_invalid(r, name, why);
 }
 
 int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has)

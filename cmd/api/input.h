@@ -27,6 +27,14 @@ int input_secret(struct req *r, const char *name, size_t max, const char **out);
  * clears the URL). */
 int input_url(struct req *r, const char *name, const char **out);
 
+/* As input_url(), for a URL superimap itself will fetch (a webhook, an
+ * OAuth2 endpoint): a host that is an IP address literal, in any encoding
+ * (core/netguard.h), must be one the connect-time guard would allow, with
+ * allow_private as SUPERIMAP_WEBHOOK_ALLOW_PRIVATE or
+ * SUPERIMAP_OAUTH2_ALLOW_PRIVATE; else 400 naming the field. Host names pass:
+ * the guard judges what they resolve to when it connects. */
+int input_fetch_url(struct req *r, const char *name, int allow_private, const char **out);
+
 /* An integer from min to max; *has 1 when present. */
 int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has);
 

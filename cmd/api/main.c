@@ -101,6 +101,25 @@ static int derive_keys(struct api *a, const struct config *cfg)
     return a->dummy_envelope != NULL ? 0 : -SIMAP_ECRYPTO;
 }
 
+/* A new connection (core/http's conn_open): one client address may have
+ * api_client_pending connections waiting for their headers, or requests
+ * whose bodies are being read (router.c), at once; past that its connections
+ * must bring their headers whole. A trusted proxy's connections carry every
+ * client's: always taken (the proxy bounds slow clients; the bodies are
+ * counted by the address it forwards for). */
+static int on_conn_open(void *data, const char *peer, int complete)
+{
+    struct api *a = data;
+    int force = complete || client_is_proxy(a->clients, peer);
+    return client_gate_enter(a->pending, peer, force) == 0 ? 0 : -1;
+}
+
+static void on_conn_ready(void *data, const char *peer)
+{
+    struct api *a = data;
+    client_gate_leave(a->pending, peer);
+}
+
 static int prepare(const struct config *cfg, struct node_opts *opts)
 {
     api.cfg = cfg;
@@ -134,6 +153,10 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
         curl_global_cleanup();
         return 2;
     }
+    api.pending = client_gate_new(cfg->api_client_pending, 0);
+    int waiters =
+        cfg->api_test_waiters < cfg->api_threads / 2 ? cfg->api_test_waiters : cfg->api_threads / 2;
+    api.waiters = client_gate_new(cfg->api_test_waiters_per_partner, waiters > 0 ? waiters : 1);
     struct stat st;
     if (stat(cfg->web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
         opts->document_root = cfg->web_root;
@@ -145,6 +168,9 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
     opts->http_threads = cfg->api_threads;
     opts->http_thread_init = on_thread_start;
     opts->http_thread_exit = on_thread_stop;
+    opts->http_request_timeout_ms = cfg->api_request_timeout_ms;
+    opts->http_conn_open = on_conn_open;
+    opts->http_conn_ready = on_conn_ready;
     opts->hooks.data = &api;
     return 0;
 }
@@ -170,6 +196,16 @@ static int start(struct node *n, void *data)
         "Partner API requests refused with 429 for too many failed authentications from their "
         "client address",
         NULL);
+    a->m_slow_bodies = metrics_counter(
+        m, "superimap_api_slow_bodies_refused_total",
+        "Requests answered 429 before their body was read because their client address already "
+        "had SUPERIMAP_API_CLIENT_PENDING slow connections and bodies",
+        NULL);
+    a->m_test_no_wait = metrics_counter(
+        m, "superimap_api_webhook_tests_not_waited_total",
+        "Webhook tests answered 202 pending at once because SUPERIMAP_API_TEST_WAITERS (in all or "
+        "per partner) were already waiting",
+        NULL);
     _Static_assert(CONNECT_RESULTS <= sizeof a->m_connect / sizeof a->m_connect[0],
                    "m_connect holds every connect result");
     for (int i = 0; i < CONNECT_RESULTS; i++) {
@@ -194,6 +230,8 @@ static void finish(struct node *n, void *data)
     xfree(a->dummy_envelope);
     xfree(a->openapi);
     client_guard_free(a->clients);
+    client_gate_free(a->pending);
+    client_gate_free(a->waiters);
     crypto_keys_free(a->keys);
     curl_global_cleanup();
     memset(a, 0, sizeof *a);

@@ -5,8 +5,11 @@
  * reply.c's.
  *
  * Order of checks, so the answer names the first real problem: path (400) →
- * route (404, 405) → body size (413) → content type (415) → parameters (400)
- * → credentials (401, 429) → the route's own checks.
+ * route (404, 405) → query (400) → declared body size (413) → credentials
+ * given in a header or the query (401, 429) → body (408 too slow, 429 too
+ * many bodies from one client address, 413, 415, 400) → credentials given in
+ * the body → the route's own checks. A client without a valid key never
+ * makes the api wait for its body.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -17,8 +20,10 @@
 
 #include "cmd/api/api.h"
 #include "cmd/api/auth.h"
+#include "cmd/api/client.h"
 #include "cmd/api/reply.h"
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "core/http.h"
 #include "core/metrics.h"
@@ -127,30 +132,67 @@ static enum body_kind content_kind(const char *ct)
     return k;
 }
 
-/* Reads the body into b (max API_BODY_MAX). Returns 0, or 413 / 400 after
- * replying. */
-static int read_body(struct req *r, struct buf *b)
+/* 413 when the declared body is over API_BODY_MAX, before reading any. */
+static int check_declared_size(struct req *r)
 {
     const struct mg_request_info *ri = mg_get_request_info(r->conn);
     if (ri->content_length > API_BODY_MAX)
         return reply_error(r, 413, "too_large", NULL, "request body over %d bytes", API_BODY_MAX);
-    if (ri->content_length == 0)
-        return 0;
-    char chunk[8192];
-    for (;;) {
-        int n = mg_read(r->conn, chunk, sizeof chunk);
-        if (n < 0)
-            return reply_error(r, 400, "bad_request", NULL, "the request body could not be read");
-        if (n == 0)
-            break;
-        if (buf_append(b, chunk, (size_t)n) < 0)
-            return reply_error(r, 413, "too_large", NULL, "request body over %d bytes",
-                               API_BODY_MAX);
-    }
     return 0;
 }
 
-static int load_params(struct req *r)
+/* Reads the body into b (max API_BODY_MAX) within
+ * SUPERIMAP_API_REQUEST_TIMEOUT_MS. Returns 0, or 413 / 408 / 400 after
+ * replying. */
+static int read_body(struct req *r, struct buf *b)
+{
+    const struct mg_request_info *ri = mg_get_request_info(r->conn);
+    if (ri->content_length == 0)
+        return 0;
+    int64_t deadline = time_mono_ms() + r->api->cfg->api_request_timeout_ms;
+    char chunk[8192];
+    for (;;) {
+        int n = mg_read(r->conn, chunk, sizeof chunk);
+        if (n > 0 && buf_append(b, chunk, (size_t)n) < 0)
+            return reply_error(r, 413, "too_large", NULL, "request body over %d bytes",
+                               API_BODY_MAX);
+        if (ri->content_length > 0 && b->len == (size_t)ri->content_length)
+            return 0;
+        if (n == 0 && ri->content_length < 0)
+            return 0; /* chunked: its end */
+        /* Short of Content-Length: civetweb's read timed out, or the
+         * client stopped. */
+        if (n <= 0 || time_mono_ms() >= deadline)
+            return reply_error(r, 408, "request_timeout", NULL,
+                               "the request body did not arrive in %d ms",
+                               r->api->cfg->api_request_timeout_ms);
+    }
+}
+
+/* Reads the body under the client address's bound on pending connections
+ * and bodies (main.c): a slow sender holds a worker thread while it reads. */
+static int read_body_gated(struct req *r, struct buf *b)
+{
+    const struct api *a = r->api;
+    char addr[CLIENT_ADDR_MAX];
+    client_addr(a->clients, mg_get_request_info(r->conn)->remote_addr,
+                mg_get_header(r->conn, "X-Forwarded-For"), addr);
+    if (client_gate_enter(a->pending, addr, 0) != 0) {
+        metric_inc(a->m_slow_bodies);
+        char body[256];
+        int n = snprintf(body, sizeof body,
+                         "{\"error\":{\"code\":\"too_many_pending\",\"message\":\"%s "
+                         "already has %d slow connections or request bodies; send requests "
+                         "whole, or fewer at once\"}}",
+                         addr, a->cfg->api_client_pending);
+        return reply_json(r, 429, body, (size_t)n, "Retry-After: 1\r\n");
+    }
+    int rc = read_body(r, b);
+    client_gate_leave(a->pending, addr);
+    return rc;
+}
+
+static int load_query(struct req *r)
 {
     const struct mg_request_info *ri = mg_get_request_info(r->conn);
     char err[256] = "";
@@ -158,10 +200,16 @@ static int load_params(struct req *r)
         params_parse_form(&r->params, ri->query_string, strlen(ri->query_string), err, sizeof err) <
             0)
         return reply_error(r, 400, "invalid_parameter", NULL, "query string: %s", err);
+    return 0;
+}
 
+static int load_body(struct req *r)
+{
+    char err[256] = "";
     struct buf body;
     buf_init(&body, API_BODY_MAX);
-    int rc = read_body(r, &body);
+    int rc = read_body_gated(r, &body);
+    r->body_read = rc == 0;
     if (rc != 0) {
         buf_free(&body);
         return rc;
@@ -185,6 +233,32 @@ static int load_params(struct req *r)
     }
     buf_free(&body);
     return rc;
+}
+
+static int authenticate(struct req *r, const struct route *rt)
+{
+    if (rt->auth == AUTH_PARTNER)
+        return auth_partner(r);
+    if (rt->auth == AUTH_ADMIN)
+        return auth_admin(r);
+    return 0;
+}
+
+/* Credentials that come in headers or the query are checked before the body
+ * is read, so a client without a valid key cannot hold a worker thread with
+ * a slow body; a key sent only in the body (as the original allowed) is
+ * checked after it. */
+static int load_and_authenticate(struct req *r, const struct route *rt)
+{
+    int rc;
+    if ((rc = load_query(r)) != 0 || (rc = check_declared_size(r)) != 0)
+        return rc;
+    int early = rt->auth == AUTH_ADMIN || (rt->auth == AUTH_PARTNER && auth_key_presented(r));
+    if (early && (rc = authenticate(r, rt)) != 0)
+        return rc;
+    if ((rc = load_body(r)) != 0)
+        return rc;
+    return early ? 0 : authenticate(r, rt);
 }
 
 /* ---- Entry point ---- */
@@ -226,15 +300,15 @@ int router_handle(struct mg_connection *conn, void *cbdata)
                                  r.method);
         else
             status = reply_error(&r, 404, "not_found", NULL, "no such API route");
-    } else if ((status = load_params(&r)) != 0) {
-        /* replied */
-    } else if (rt->auth == AUTH_PARTNER && (status = auth_partner(&r)) != 0) {
-        /* replied */
-    } else if (rt->auth == AUTH_ADMIN && (status = auth_admin(&r)) != 0) {
+    } else if ((status = load_and_authenticate(&r, rt)) != 0) {
         /* replied */
     } else {
         status = rt->fn(&r);
     }
+    /* A body left unread is not read after the answer either (civetweb would,
+     * to keep the connection): the connection closes instead. */
+    if (!r.body_read && ri->content_length != 0)
+        mg_disable_connection_keep_alive(conn);
     count(r.api, status, r.started_ms);
     if (r.partner.api_key != NULL) {
         size_t n = strlen(r.partner.api_key);

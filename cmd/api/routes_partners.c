@@ -18,6 +18,7 @@
 #include "cmd/api/reply.h"
 #include "cmd/api/store.h"
 #include "cmd/api/views.h"
+#include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -79,7 +80,7 @@ static int partner_input(struct req *r, int creating, const char **pairs, int *n
     if ((rc = input_text(r, "name", 200, &name)) != 0)
         return rc;
     for (int i = 0; i < 4; i++)
-        if ((rc = input_url(r, urls[i], &url[i])) != 0)
+        if ((rc = input_fetch_url(r, urls[i], r->api->cfg->webhook_allow_private, &url[i])) != 0)
             return rc;
     if ((rc = input_url(r, "success_url", &success)) != 0 ||
         (rc = input_url(r, "failure_url", &failure)) != 0 ||

@@ -23,6 +23,7 @@
 #include "cmd/api/reply.h"
 #include "cmd/api/store.h"
 #include "cmd/api/views.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "core/json.h"
 
@@ -146,6 +147,7 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         *aparams, *tauth;
     int64_t port, renew, maxc;
     int has_port, has_renew, has_max;
+    int oauth2_private = r->api->cfg->oauth2_allow_private;
     if ((rc = input_text(r, "preset", 32, &preset_name)) != 0 ||
         (rc = input_text(r, "imap_host", 253, &host)) != 0 ||
         (rc = input_int(r, "imap_port", 1, 65535, &port, &has_port)) != 0 ||
@@ -155,9 +157,9 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         (rc = input_int(r, "idle_renew_s", 60, 1740, &renew, &has_renew)) != 0 ||
         (rc = input_int(r, "max_connections", 0, 10000000, &maxc, &has_max)) != 0 ||
         (rc = input_url(r, "oauth2_authorize_url", &aurl)) != 0 ||
-        (rc = input_url(r, "oauth2_token_url", &turl)) != 0 ||
-        (rc = input_url(r, "oauth2_userinfo_url", &uurl)) != 0 ||
-        (rc = input_url(r, "oauth2_revoke_url", &rurl)) != 0 ||
+        (rc = input_fetch_url(r, "oauth2_token_url", oauth2_private, &turl)) != 0 ||
+        (rc = input_fetch_url(r, "oauth2_userinfo_url", oauth2_private, &uurl)) != 0 ||
+        (rc = input_fetch_url(r, "oauth2_revoke_url", oauth2_private, &rurl)) != 0 ||
         (rc = input_text(r, "oauth2_scope", API_TEXT_MAX, &scope)) != 0 ||
         (rc = input_authorize_params(r, &aparams)) != 0 ||
         (rc = input_text(r, "oauth2_token_auth", 16, &tauth)) != 0)

@@ -87,7 +87,9 @@ struct store_new_partner {
 int store_partner_create(struct req *r, const char *const *pairs, int n, const char *api_key,
                          struct store_new_partner *out);
 
-/* Sets the pairs of partner pid. 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+/* Sets the pairs of partner pid. 0, -SIMAP_ENOTFOUND, -SIMAP_ECRYPTO or
+ * -SIMAP_ECONN. Both store a webhook URL's credentials (its userinfo)
+ * sealed beside it and the URL with them masked (keys_seal_partner_url()). */
 int store_partner_update(struct req *r, const char *pid, const char *const *pairs, int n);
 
 /* Deletes partner pid: each connection (store_conn_delete()), then the

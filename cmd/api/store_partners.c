@@ -75,6 +75,59 @@ static int run_with_pairs(struct req *r, const char *script, const char *const *
     return 0;
 }
 
+/* pairs as stored: each webhook URL (a field ending in "_webhook_url")
+ * through keys_seal_partner_url(), its "<field>_userinfo" pair after it. */
+#define SEALED_URLS_MAX 8
+
+struct sealed_pairs {
+    const char **v;
+    int n;
+    char *made[3 * SEALED_URLS_MAX]; /* strings made here, freed with the pairs */
+    int nmade;
+};
+
+static int is_webhook_url(const char *field)
+{
+    size_t n = strlen(field);
+    return n > 12 && strcmp(field + n - 12, "_webhook_url") == 0;
+}
+
+static void sealed_pairs_free(struct sealed_pairs *sp)
+{
+    for (int i = 0; i < sp->nmade; i++)
+        xfree(sp->made[i]);
+    xfree(sp->v);
+    memset(sp, 0, sizeof *sp);
+}
+
+static int seal_pairs(struct req *r, const char *pid, const char *const *pairs, int n,
+                      struct sealed_pairs *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->v = xcalloc((size_t)n * 2 + 1, sizeof *sp->v);
+    for (int i = 0; i + 1 < n; i += 2) {
+        sp->v[sp->n++] = pairs[i];
+        if (!is_webhook_url(pairs[i])) {
+            sp->v[sp->n++] = pairs[i + 1];
+            continue;
+        }
+        char *shown, *sealed, field[SCHEMA_KEY_MAX];
+        snprintf(field, sizeof field, "%s_userinfo", pairs[i]);
+        if (sp->nmade + 3 > 3 * SEALED_URLS_MAX ||
+            keys_seal_partner_url(r->api->keys, pid, pairs[i], pairs[i + 1], &shown, &sealed) < 0) {
+            sealed_pairs_free(sp);
+            return -SIMAP_ECRYPTO;
+        }
+        sp->made[sp->nmade++] = shown;
+        sp->made[sp->nmade++] = sealed;
+        sp->v[sp->n++] = shown;
+        sp->v[sp->n++] = xstrdup(field);
+        sp->made[sp->nmade++] = (char *)sp->v[sp->n - 1];
+        sp->v[sp->n++] = sealed;
+    }
+    return 0;
+}
+
 /* ---- Providers ---- */
 
 int store_provider_get(struct req *r, const char *code, struct rec *out)
@@ -191,6 +244,11 @@ int store_partner_create(struct req *r, const char *const *pairs, int n, const c
         goto out;
     }
     schema_key_partner(pkey, out->pid);
+    struct sealed_pairs sp;
+    if ((rc = seal_pairs(r, out->pid, pairs, n, &sp)) < 0)
+        goto out;
+    pairs = sp.v;
+    n = sp.n;
     const char **argv = xcalloc((size_t)n + 9, sizeof *argv);
     int a = 0;
     argv[a++] = pkey;
@@ -209,6 +267,7 @@ int store_partner_create(struct req *r, const char *const *pairs, int n, const c
     }
     redisReply *rep = store_script(r, "partner_create", 3, a, argv, NULL);
     xfree(argv);
+    sealed_pairs_free(&sp);
     if (rep == NULL) {
         rc = -SIMAP_ECONN;
         goto out;
@@ -234,7 +293,12 @@ int store_partner_update(struct req *r, const char *pid, const char *const *pair
     if (schema_key_partner(key, pid) < 0)
         return -SIMAP_ENOTFOUND;
     const char *keys[] = {key};
-    int rc = run_with_pairs(r, "partner_update", keys, 1, NULL, 0, pairs, n, res, sizeof res);
+    struct sealed_pairs sp;
+    int rc = seal_pairs(r, pid, pairs, n, &sp);
+    if (rc < 0)
+        return rc;
+    rc = run_with_pairs(r, "partner_update", keys, 1, NULL, 0, sp.v, sp.n, res, sizeof res);
+    sealed_pairs_free(&sp);
     if (rc < 0)
         return rc;
     return strcmp(res, "ok") == 0 ? 0 : -SIMAP_ENOTFOUND;

@@ -724,7 +724,10 @@ static void job_try_send(struct job *j)
     char *data = buf_steal(&body);
     xfree(j->url);
     j->url = xstrdup(url);
-    rc = deliver_post(js->o.http, url, h.lines, h.n, data, len, on_response, j);
+    /* The URL with its credentials goes to libcurl alone; logs, the breaker
+     * and the 410 check use the stored one, credentials masked. */
+    const char *send = p->send_url[u] != NULL ? p->send_url[u] : url;
+    rc = deliver_post(js->o.http, send, h.lines, h.n, data, len, on_response, j);
     if (rc < 0) {
         breaker_record(js->o.breakers, url, 0, time_mono_ms());
         decide_failure(j, 0,

@@ -15,6 +15,7 @@
 #include "cmd/dispatcher/queue.h"
 #include "core/crypto.h"
 #include "core/err.h"
+#include "core/keys.h"
 #include "core/log.h"
 #include "core/schema.h"
 #include "core/strmap.h"
@@ -76,7 +77,8 @@ static void clear_settings(struct partner *p)
     for (int i = 0; i < PARTNER_URLS; i++) {
         xfree(p->url[i]);
         xfree(p->disabled[i]);
-        p->url[i] = p->disabled[i] = NULL;
+        keys_wipe_free(p->send_url[i]);
+        p->url[i] = p->disabled[i] = p->send_url[i] = NULL;
     }
     if (p->api_key != NULL) {
         crypto_wipe(p->api_key, p->api_key_len);
@@ -195,6 +197,17 @@ static void parse_partner(struct partners *ps, struct partner *p, const redisRep
         snprintf(name, sizeof name, "%s_webhook_url", partner_url_prefix(i));
         const char *v = field(r, name);
         p->url[i] = xstrdup(v ? v : "");
+        snprintf(name, sizeof name, "%s_webhook_url_userinfo", partner_url_prefix(i));
+        const char *sealed = field(r, name);
+        if (sealed != NULL && *sealed != '\0') {
+            name[strlen(name) - 9] = '\0'; /* the URL's field */
+            p->send_url[i] = keys_open_partner_url(ps->keys, p->pid, name, p->url[i], sealed);
+            if (p->send_url[i] == NULL) {
+                snprintf(p->error, sizeof p->error,
+                         "partner %s credentials are not readable with our keys", name);
+                return;
+            }
+        }
         snprintf(name, sizeof name, "%s_webhook_disabled", partner_url_prefix(i));
         v = field(r, name);
         p->disabled[i] = xstrdup(v ? v : "");

@@ -67,7 +67,8 @@ struct partner {
     int loaded;                   /* settings below have been read at least once */
     int missing;                  /* the last read found no partner hash */
     char error[160];              /* why the settings cannot be used ("" when they can) */
-    char *url[PARTNER_URLS];      /* "" when that event type is not sent */
+    char *url[PARTNER_URLS];      /* "" when that event type is not sent; credentials masked */
+    char *send_url[PARTNER_URLS]; /* the URL with its credentials, NULL when it has none */
     char *disabled[PARTNER_URLS]; /* non-empty: turned off after a 410, and why */
     char *api_key;                /* decrypted; signs the body */
     size_t api_key_len;

@@ -306,6 +306,15 @@ static const char *first_difference(const redisReply *h, const char *const *pair
 
 /* ---- Partners ---- */
 
+/* The three webhook URLs of a partner row as they are stored, through the
+ * function the api stores them with (credentials sealed, shown masked). */
+struct stored_urls {
+    char *shown[3], *sealed[3];
+};
+
+static enum outcome partner_row_stored(struct run *run, const struct table *t,
+                                       const struct stored_urls *su);
+
 /* Replaces partner pid's API key (current envelope cur_env) by key, whose
  * lookup is lookup, at once: the original's key is the one its clients and
  * receivers use now (the original kept no previous key either). */
@@ -348,11 +357,12 @@ static enum outcome replace_key(struct run *run, const struct table *t, const ch
     return res;
 }
 
-/* Updates partner row t, there already as h, to its n settings pairs and,
+/* Updates partner row t, there already as h, to its n settings pairs (a
+ * webhook URL that changes takes its sealed credentials from su along) and,
  * when key is not NULL, to its API key. */
 static enum outcome update_partner(struct run *run, const struct table *t, const redisReply *h,
-                                   const char *const *pairs, int n, const char *key,
-                                   const char *lookup)
+                                   const char *const *pairs, int n, const struct stored_urls *su,
+                                   const char *key, const char *lookup)
 {
     const char *pid = col(t, P_ID);
     const char *diff = first_difference(h, pairs, n);
@@ -360,8 +370,8 @@ static enum outcome update_partner(struct run *run, const struct table *t, const
         return would_update(run, t, diff ? diff : "api_key");
     if (diff != NULL) {
         /* A webhook URL set again is on again, as in the admin API. */
-        const char *all[24];
-        char disabled[3][48];
+        const char *all[32];
+        char disabled[3][48], userinfo[3][48];
         int a = 0, nd = 0;
         for (int i = 0; i + 1 < n; i += 2) {
             all[a++] = pairs[i];
@@ -371,8 +381,13 @@ static enum outcome update_partner(struct run *run, const struct table *t, const
                 strcmp(hget(h, pairs[i]), pairs[i + 1]) != 0) {
                 snprintf(disabled[nd], sizeof disabled[nd], "%.*s_webhook_disabled",
                          (int)(len - 12), pairs[i]);
-                all[a++] = disabled[nd++];
+                all[a++] = disabled[nd];
                 all[a++] = "";
+                /* The URL's credentials go with it (or are cleared). */
+                snprintf(userinfo[nd], sizeof userinfo[nd], "%s_userinfo", pairs[i]);
+                all[a++] = userinfo[nd];
+                all[a++] = su->sealed[(i - 2) / 2];
+                nd++;
             }
         }
         char pkey[SCHEMA_KEY_MAX], status[16];
@@ -392,6 +407,26 @@ static enum outcome update_partner(struct run *run, const struct table *t, const
 }
 
 static enum outcome partner_row(struct run *run, const struct table *t)
+{
+    struct stored_urls su = {{NULL}, {NULL}};
+    static const char *const hooks[] = {"new_mail_webhook_url", "user_connected_webhook_url",
+                                        "user_disconnected_webhook_url"};
+    const char *pid = col(t, P_ID);
+    for (int i = 0; i < 3 && values_is_id(pid); i++)
+        if (keys_seal_partner_url(run->o->keys, pid, hooks[i], col(t, P_NEW_MAIL + i), &su.shown[i],
+                                  &su.sealed[i]) < 0)
+            break;
+    enum outcome o = values_is_id(pid) && su.sealed[2] == NULL ? refuse(run, t, "encryption failed")
+                                                               : partner_row_stored(run, t, &su);
+    for (int i = 0; i < 3; i++) {
+        xfree(su.shown[i]);
+        xfree(su.sealed[i]);
+    }
+    return o;
+}
+
+static enum outcome partner_row_stored(struct run *run, const struct table *t,
+                                       const struct stored_urls *su)
 {
     const char *pid = col(t, P_ID), *key = col(t, P_API_KEY), *name = col(t, P_NAME);
     if (!values_is_id(pid))
@@ -417,7 +452,7 @@ static enum outcome partner_row(struct run *run, const struct table *t)
                           i >= 3 && *url == '/' ? "a relative URL (give it its host)"
                                                 : "not an http(s) URL");
         pairs[n++] = fields[i];
-        pairs[n++] = url;
+        pairs[n++] = i < 3 ? su->shown[i] : url;
     }
     char pkey[SCHEMA_KEY_MAX], lookup[SCHEMA_KEY_MAX], aad[SCHEMA_KEY_MAX];
     schema_key_partner(pkey, pid);
@@ -434,7 +469,7 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         int key_changed = !sealed_equals(run, hget(h, "api_key"), aad, key);
         enum outcome res = UNCHANGED;
         if (diff != NULL || key_changed)
-            res = update_partner(run, t, h, pairs, n, key_changed ? key : NULL, lookup);
+            res = update_partner(run, t, h, pairs, n, su, key_changed ? key : NULL, lookup);
         freeReplyObject(h);
         if (res == UNCHANGED || res == UPDATED) {
             strmap_put(run->partners, pid, (void *)1);
@@ -464,9 +499,9 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         strmap_del(run->partners, pid);
         return refuse(run, t, "encryption failed");
     }
-    const char *argv[5 + 4 + 12] = {pkey,      SCHEMA_KEY_PARTNERS, lookup,  SCHEMA_KEY_SEQ_PARTNER,
-                                    pid,       "api_key",           key_env, "webhook_secret",
-                                    secret_env};
+    const char *argv[5 + 4 + 12 + 6] = {
+        pkey,    SCHEMA_KEY_PARTNERS, lookup,    SCHEMA_KEY_SEQ_PARTNER, pid, "api_key",
+        key_env, "webhook_secret",    secret_env};
     int a = 9;
     for (int i = 0; i + 1 < n; i += 2) {
         if (*pairs[i + 1] == '\0')
@@ -474,6 +509,14 @@ static enum outcome partner_row(struct run *run, const struct table *t)
         argv[a++] = pairs[i];
         argv[a++] = pairs[i + 1];
     }
+    static const char *const sealed_fields[] = {"new_mail_webhook_url_userinfo",
+                                                "user_connected_webhook_url_userinfo",
+                                                "user_disconnected_webhook_url_userinfo"};
+    for (int i = 0; i < 3; i++)
+        if (*su->sealed[i] != '\0') {
+            argv[a++] = sealed_fields[i];
+            argv[a++] = su->sealed[i];
+        }
     redisReply *rep = rsync_script(run->o->rs, "partner_create", 4, a, argv, NULL);
     xfree(key_env);
     xfree(secret_env);

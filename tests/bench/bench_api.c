@@ -52,6 +52,7 @@ static pid_t start_api(const struct redis_fixture *fx, const char *bin, const ch
                           (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
                           (char *)"SUPERIMAP_ADMIN_TOKEN=" TOKEN,
                           (char *)"SUPERIMAP_API_RATE_LIMIT=0",
+                          (char *)"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
                           (char *)"SUPERIMAP_API_THREADS=16",
                           (char *)"SUPERIMAP_LOG_LEVEL=info",
                           NULL};

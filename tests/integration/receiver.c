@@ -366,6 +366,7 @@ static void handle(struct conn *c, size_t head_len, size_t body_len)
     int has_sig = header(head, head_len, "webhook-signature", sighdr, sizeof sighdr);
     header(head, head_len, "user-agent", r.user_agent, sizeof r.user_agent);
     header(head, head_len, "content-type", r.content_type, sizeof r.content_type);
+    header(head, head_len, "authorization", r.authorization, sizeof r.authorization);
     r.ts = has_ts ? strtoll(tshdr, NULL, 10) : -1;
     r.body_len = body_len;
 

@@ -46,15 +46,16 @@ struct receiver_request {
     char user_tag[64]; /* the body's "user_tag" */
     char user_agent[64];
     char content_type[64];
-    int64_t ts;         /* webhook-timestamp header */
-    int64_t body_ts;    /* the body's "timestamp" */
-    int body_sig_ok;    /* body "signature" = hex HMAC(api key, ts + sha1) */
-    int std_sig_ok;     /* a v1 signature matches the current whsec_ secret */
-    int std_sig_old_ok; /* a v1 signature matches the old secret */
-    int nsigs;          /* v1 signatures in webhook-signature */
-    int json_ok;        /* the body is a JSON object */
-    int status;         /* what we answered (0: hung) */
-    int64_t mono_us;    /* receipt time, CLOCK_MONOTONIC microseconds */
+    char authorization[256]; /* Authorization header ("" when none) */
+    int64_t ts;              /* webhook-timestamp header */
+    int64_t body_ts;         /* the body's "timestamp" */
+    int body_sig_ok;         /* body "signature" = hex HMAC(api key, ts + sha1) */
+    int std_sig_ok;          /* a v1 signature matches the current whsec_ secret */
+    int std_sig_old_ok;      /* a v1 signature matches the old secret */
+    int nsigs;               /* v1 signatures in webhook-signature */
+    int json_ok;             /* the body is a JSON object */
+    int status;              /* what we answered (0: hung) */
+    int64_t mono_us;         /* receipt time, CLOCK_MONOTONIC microseconds */
     size_t body_len;
     char *body; /* a copy when bodies are kept, else NULL */
 };

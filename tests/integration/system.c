@@ -194,10 +194,12 @@ static int node_kill(struct sys_node *n, int sig)
 }
 
 static const char *const api_defaults[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                           "SUPERIMAP_API_RATE_LIMIT=0", NULL};
+                                           "SUPERIMAP_API_RATE_LIMIT=0",
+                                           "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", NULL};
 static const char *const api_oauth2_defaults[] = {
     "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_API_RATE_LIMIT=0",
-    "SUPERIMAP_PUBLIC_URL=" BROWSER_PUBLIC, "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
+    "SUPERIMAP_PUBLIC_URL=" BROWSER_PUBLIC,    "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1",
+    "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",       NULL};
 
 static int api_start(struct sys *s)
 {

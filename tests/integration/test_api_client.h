@@ -402,7 +402,8 @@ API_FN void openapi_check(const struct api_resp *r, const char *method, const ch
 /* ---- Set-up through the API ---- */
 
 static const char *const api_test_env[] __attribute__((unused)) = {
-    "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_API_RATE_LIMIT=0", NULL};
+    "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_API_RATE_LIMIT=0",
+    "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", NULL};
 
 /* Starts an api on redis with env (NULL: api_test_env) and waits until ready. */
 API_FN void start_api(struct proc *p, const struct redis_srv *redis, const char *id,

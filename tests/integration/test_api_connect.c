@@ -79,6 +79,7 @@ static int suite_setup(void **state)
                                "SUPERIMAP_API_RATE_LIMIT=0",
                                "SUPERIMAP_PUBLIC_URL=" PUBLIC,
                                "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1",
+                               "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
                                have_dovecot ? ca_env : NULL,
                                NULL};
     if (harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||
@@ -554,16 +555,17 @@ static void test_denied_consent_and_token_errors_are_refused(void **state)
     page_free(&p);
     browser_close(&b);
 
-    /* A token endpoint at a cloud metadata address is never called, even
-     * with SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1. */
-    world("http://169.254.169.254/token");
-    user_link("FAKE", "meta", "connect", link, sizeof link, uid);
-    browser_open(&b, api.port);
-    to_callback(&b, link, "allow", cb, sizeof cb);
-    assert_fails(&b, cb, "provider_unavailable");
-    assert_untouched(uid);
-    assert_true(harness_log_contains(&api, "refused by the SSRF guard before connecting"));
-    browser_close(&b);
+    /* A token endpoint at a cloud metadata address is never stored, even
+     * with SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1 (a name that resolves there is
+     * refused when connecting: core/netguard). */
+    struct api_resp r = {0};
+    admin_json(&r, api.port, "POST", "/admin/api/providers",
+               "{\"code\":\"META\",\"imap_host\":\"127.0.0.1\",\"auth\":\"oauth2\","
+               "\"oauth2_authorize_url\":\"https://idp.example/authorize\","
+               "\"oauth2_token_url\":\"http://169.254.169.254/token\"}");
+    EXPECT(&r, 400, "POST", "/admin/api/providers");
+    assert_non_null(strstr(r.body, "oauth2_token_url"));
+    api_resp_free(&r);
 }
 
 /* ---- PLAIN ---- */

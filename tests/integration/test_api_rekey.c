@@ -29,12 +29,12 @@ extern char **environ;
 
 static struct redis_srv redis;
 static struct proc api;
-static const char *const env1[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                   "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_ENCRYPTION_KEY=" KEY1,
-                                   NULL};
-static const char *const env2[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                   "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_ENCRYPTION_KEY=" KEY2,
-                                   NULL};
+static const char *const env1[] = {
+    "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+    "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_ENCRYPTION_KEY=" KEY1, NULL};
+static const char *const env2[] = {
+    "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+    "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_ENCRYPTION_KEY=" KEY2, NULL};
 
 static int suite_setup(void **state)
 {
@@ -222,8 +222,11 @@ static void test_rotation_finishes_and_the_old_key_retires(void **state)
 
     /* Key 2 now, key 1 old: the api still serves everything. */
     const char *const env12[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                 "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_ENCRYPTION_KEY=" KEY2,
-                                 "SUPERIMAP_ENCRYPTION_OLD_KEYS=" KEY1, NULL};
+                                 "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                                 "SUPERIMAP_API_RATE_LIMIT=0",
+                                 "SUPERIMAP_ENCRYPTION_KEY=" KEY2,
+                                 "SUPERIMAP_ENCRYPTION_OLD_KEYS=" KEY1,
+                                 NULL};
     assert_int_equal(harness_node_start(&api, &redis, "superimap-api", "api-k12", env12), 0);
     assert_int_equal(harness_wait_http(api.port, "/readyz", 200, 10000), 0);
     api_json(&r, api.port, "GET", "/api/v2/connections", key, NULL);

@@ -17,9 +17,9 @@ static struct proc api;
 
 /* Unknown keys fail authentication on purpose: the per-address guard must
  * not turn the table's later rows into 429s. */
-static const char *const versions_env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                           "SUPERIMAP_API_RATE_LIMIT=0",
-                                           "SUPERIMAP_API_AUTH_FAILURE_BURST=1000", NULL};
+static const char *const versions_env[] = {
+    "SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+    "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_API_AUTH_FAILURE_BURST=1000", NULL};
 
 static int suite_setup(void **state)
 {

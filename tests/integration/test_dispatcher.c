@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "core/keys.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/receiver.h"
 #include "tests/integration/test_dispatcher_fixture.h"
@@ -345,6 +346,41 @@ static void test_user_connected_and_disconnected_are_delivered_with_their_keys(v
         free(body);
     }
     harness_proc_stop(&d);
+}
+
+static void test_credentials_in_a_webhook_url_are_sent_as_basic_auth_and_never_logged(void **state)
+{
+    (void)state;
+    /* As the api and superimap-import store it: the URL with the password
+     * masked, the userinfo sealed beside it. */
+    char url[256], *shown, *sealed;
+    snprintf(url, sizeof url, "http://hook%%40user:s3cr%%3At@%s/hook/15/new_mail", base + 7);
+    assert_int_equal(
+        keys_seal_partner_url(wf_keys(), "15", "new_mail_webhook_url", url, &shown, &sealed), 0);
+    char want_shown[256];
+    snprintf(want_shown, sizeof want_shown, "http://hook%%40user:***@%s/hook/15/new_mail",
+             base + 7);
+    assert_string_equal(shown, want_shown);
+    partner("15", "new_mail_webhook_url_userinfo", sealed);
+    freeReplyObject(wf_cmd(rc, "HSET si:partner:15 new_mail_webhook_url %s", shown));
+    xfree(shown);
+    xfree(sealed);
+    char uid[25], eid[128];
+    wf_uid(uid, 1501);
+    assert_int_equal(wf_new_mail(rc, "15", uid, "cred", 1, 100, eid), 1);
+    struct proc d;
+    start_dispatcher(&d, "d-cred", "SUPERIMAP_LOG_LEVEL=debug", NULL);
+    assert_int_equal(receiver_wait(rx, "15", 1, 10000), 1);
+    struct receiver_request r;
+    assert_int_equal(receiver_requests(rx, &r, 1), 1);
+    char *b64 = crypto_b64_encode("hook@user:s3cr:t", 16);
+    char want[160];
+    snprintf(want, sizeof want, "Basic %s", b64);
+    xfree(b64);
+    assert_string_equal(r.authorization, want);
+    assert_true(r.std_sig_ok);
+    harness_proc_stop(&d);
+    assert_false(harness_log_contains(&d, "s3cr"));
 }
 
 static void test_user_reauth_required_goes_to_its_url_else_the_disconnected_one(void **state)
@@ -862,6 +898,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_user_connected_and_disconnected_are_delivered_with_their_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_credentials_in_a_webhook_url_are_sent_as_basic_auth_and_never_logged, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_user_reauth_required_goes_to_its_url_else_the_disconnected_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_500s_then_delivered_on_fourth_on_schedule, setup,

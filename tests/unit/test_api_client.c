@@ -82,12 +82,42 @@ static void test_failures_empty_the_bucket_and_time_refills_it(void **state)
     client_guard_free(g);
 }
 
+static void test_gates_bound_each_key_and_the_total(void **state)
+{
+    (void)state;
+    struct client_gate *g = client_gate_new(2, 3);
+    assert_int_equal(client_gate_enter(g, "a", 0), 0);
+    assert_int_equal(client_gate_enter(g, "a", 0), 0);
+    assert_int_equal(client_gate_enter(g, "a", 0), CLIENT_GATE_KEY_FULL);
+    assert_int_equal(client_gate_enter(g, "b", 0), 0);
+    assert_int_equal(client_gate_enter(g, "c", 0), CLIENT_GATE_FULL);
+    assert_int_equal(client_gate_enter(g, "a", 1), 0); /* forced: counted past the bounds */
+    client_gate_leave(g, "a");
+    assert_int_equal(client_gate_enter(g, "c", 0), CLIENT_GATE_FULL); /* a 2, b 1 */
+    client_gate_leave(g, "a");
+    assert_int_equal(client_gate_enter(g, "c", 0), 0);
+    assert_int_equal(client_gate_enter(g, "a", 0), CLIENT_GATE_FULL);
+    client_gate_leave(g, "nobody"); /* no effect */
+    client_gate_leave(g, "b");
+    client_gate_leave(g, "c");
+    assert_int_equal(client_gate_enter(g, "a", 0), 0);
+    assert_int_equal(client_gate_enter(g, "a", 0), CLIENT_GATE_KEY_FULL);
+    assert_int_equal(client_gate_enter(g, "b", 0), 0);
+    client_gate_free(g); /* entries still in are freed */
+
+    g = client_gate_new(0, 0); /* no bounds */
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(client_gate_enter(g, "a", 0), 0);
+    client_gate_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_last_hop_of_a_trusted_proxy_is_the_client),
         cmocka_unit_test(test_bad_proxy_lists_are_refused_with_the_entry),
         cmocka_unit_test(test_failures_empty_the_bucket_and_time_refills_it),
+        cmocka_unit_test(test_gates_bound_each_key_and_the_total),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,6 +257,61 @@ static void test_allow_flag_opens_private_classes_only(void **state)
     assert_string_equal(netguard_class_str(NETGUARD_LOOPBACK), "loopback");
 }
 
+/* The host of a URL, when it is an address literal in any encoding. */
+static void test_url_hosts_in_every_encoding(void **state)
+{
+    (void)state;
+    static const struct sample urls[] = {
+        {"http://127.0.0.1/x", NETGUARD_LOOPBACK},
+        {"https://127.0.0.1:8443/x?y#z", NETGUARD_LOOPBACK},
+        {"http://127.1/", NETGUARD_LOOPBACK},
+        {"http://127.0.1", NETGUARD_LOOPBACK},
+        {"http://2130706433/", NETGUARD_LOOPBACK},
+        {"http://0177.0.0.1/", NETGUARD_LOOPBACK},
+        {"http://0x7f.0.0.1/", NETGUARD_LOOPBACK},
+        {"http://0X7F000001/", NETGUARD_LOOPBACK},
+        {"http://017700000001/", NETGUARD_LOOPBACK},
+        {"http://%31%32%37.0.0.1/", NETGUARD_LOOPBACK},
+        {"http://127.0.0.1%00.example.com/", NETGUARD_LOOPBACK},
+        {"http://u:p@127.0.0.1/", NETGUARD_LOOPBACK},
+        {"http://a@b@10.0.0.1/", NETGUARD_PRIVATE},
+        {"http://0/", NETGUARD_UNSPECIFIED},
+        {"http://0.0.0.0/", NETGUARD_UNSPECIFIED},
+        {"http://169.254.169.254/latest", NETGUARD_METADATA},
+        {"http://169.254.43518/", NETGUARD_METADATA},
+        {"http://0xa9.0xfe.0xa9.0xfe/", NETGUARD_METADATA},
+        {"http://2852039166/", NETGUARD_METADATA},
+        {"http://[::1]/", NETGUARD_LOOPBACK},
+        {"http://[::1]:8080/", NETGUARD_LOOPBACK},
+        {"http://[::ffff:169.254.169.254]/", NETGUARD_METADATA},
+        {"http://[::ffff:0:a9fe:a9fe]/", NETGUARD_METADATA},
+        {"http://[fe80::1%25eth0]/", NETGUARD_LINK_LOCAL},
+        {"http://[fd00:ec2::254]/", NETGUARD_METADATA},
+        {"http://93.184.216.34/", NETGUARD_PUBLIC},
+        {"http://[2606:2800:220:1:248:1893:25c8:1946]/", NETGUARD_PUBLIC},
+        /* Names, and what is no address: judged when resolved. */
+        {"http://localhost/", NETGUARD_INVALID},
+        {"http://127.0.0.1./", NETGUARD_INVALID},
+        {"http://127.0.0.1.nip.io/", NETGUARD_INVALID},
+        {"http://256.0.0.1/", NETGUARD_INVALID},
+        {"http://1.2.3.4.5/", NETGUARD_INVALID},
+        {"http://08.0.0.1/", NETGUARD_INVALID},
+        {"http://0x/", NETGUARD_INVALID},
+        {"http://4294967296/", NETGUARD_INVALID},
+        {"http://[::1/", NETGUARD_INVALID},
+        {"http://[zz]/", NETGUARD_INVALID},
+        {"http://", NETGUARD_INVALID},
+        {"127.0.0.1", NETGUARD_INVALID},
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        enum netguard_class got = netguard_classify_url_host(urls[i].addr);
+        if (got != urls[i].want)
+            fail_msg("%s: got %s, want %s", urls[i].addr, netguard_class_str(got),
+                     netguard_class_str(urls[i].want));
+    }
+    assert_int_equal(netguard_classify_url_host(NULL), NETGUARD_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_forms_carrying_ipv4_are_judged_by_it),
         cmocka_unit_test(test_sockaddr_input_and_invalid_input),
         cmocka_unit_test(test_allow_flag_opens_private_classes_only),
+        cmocka_unit_test(test_url_hosts_in_every_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
