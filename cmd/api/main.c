@@ -237,16 +237,33 @@ static void finish(struct node *n, void *data)
     memset(a, 0, sizeof *a);
 }
 
+/* `superimap-api routes`: every route as "METHOD PATTERN AUTH", one per
+ * line, in the order the router tries them (tests/integration/test_openapi.c
+ * holds web/openapi.json to it). */
+static int print_routes(void)
+{
+    static const struct route *const tables[] = {routes_partner,   routes_events, routes_providers,
+                                                 routes_partners,  routes_fleet,  routes_connect};
+    static const char *const auths[] = {"none", "partner", "admin"};
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        for (const struct route *r = tables[t]; r->method != NULL; r++)
+            printf("%s %s %s\n", r->method, r->pattern, auths[r->auth]);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "rekey") == 0)
         return rekey_main(argc - 1, argv + 1);
+    if (argc == 2 && strcmp(argv[1], "routes") == 0)
+        return print_routes();
     static const struct node_main_spec spec = {
         .role = "api",
         .program = "superimap-api",
         .summary = "Serves the superimap partner REST API, the admin API and the static "
                    "files of SUPERIMAP_WEB_ROOT. `superimap-api rekey --help`: the "
-                   "re-encryption sweep that retires an old SUPERIMAP_ENCRYPTION_KEY.",
+                   "re-encryption sweep that retires an old SUPERIMAP_ENCRYPTION_KEY. "
+                   "`superimap-api routes`: every route it serves.",
         .config_role = CONFIG_ROLE_API,
         .prepare = prepare,
         .start = start,
