@@ -92,7 +92,8 @@ static void read_routes(void)
     snprintf(cmd, sizeof cmd, "'%s' routes", bin);
     assert_int_equal(run(cmd, out, sizeof out), 0);
     char *save = NULL;
-    for (char *line = strtok_r(out, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
         char method[16], pattern[160], auth[16];
         assert_int_equal(sscanf(line, "%15s %159s %15s", method, pattern, auth), 3);
         add_route(method, pattern);
@@ -246,8 +247,8 @@ static void test_redocly_finds_no_error_and_no_warning(void **state)
                      dir, rc, out);
     }
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && HOME='%s' '%s' lint '%s/web/openapi.json' --format=stylish 2>&1", dir,
-             dir, probe, src ? src : "..");
+             "cd '%s' && HOME='%s' '%s' lint '%s/web/openapi.json' --format=stylish 2>&1", dir, dir,
+             probe, src ? src : "..");
     int rc = run(cmd, out, sizeof out);
     if (rc != 0 || strstr(out, "warning") != NULL || strstr(out, "error") != NULL)
         fprintf(stderr, "redocly lint (exit %d):\n%s\n", rc, out);
