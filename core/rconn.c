@@ -106,6 +106,10 @@ struct rconn {
     void *state_data;
     void (*latency_cb)(double, void *);
     void *latency_data;
+    void (*wait_short_cb)(long long, void *);
+    void *wait_short_data;
+    int min_replicas_ack;
+    int wait_timeout_ms; /* WAIT's timeout: a quarter of the command timeout */
     struct rconn_stats stats;
 };
 
@@ -679,6 +683,8 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
         (opts->command_timeout_ms > 0 ? opts->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS) /
         1000.0;
     rc->max_pending = (size_t)(opts->max_pending > 0 ? opts->max_pending : DEFAULT_MAX_PENDING);
+    rc->min_replicas_ack = opts->min_replicas_ack > 0 ? opts->min_replicas_ack : 0;
+    rc->wait_timeout_ms = (int)(rc->command_timeout * 1000.0 / 4.0);
     backoff_init(&rc->backoff,
                  opts->reconnect_min_ms > 0 ? opts->reconnect_min_ms : DEFAULT_RECONNECT_MIN_MS,
                  opts->reconnect_max_ms > 0 ? opts->reconnect_max_ms : DEFAULT_RECONNECT_MAX_MS);
@@ -750,6 +756,20 @@ void rconn_on_latency(struct rconn *rc, void (*cb)(double, void *), void *data)
         return;
     rc->latency_cb = cb;
     rc->latency_data = data;
+}
+
+void rconn_on_wait_short(struct rconn *rc, void (*cb)(long long, void *), void *data)
+{
+    rc->wait_short_cb = cb;
+    rc->wait_short_data = data;
+}
+
+void rconn_address(const struct rconn *rc, char *out, size_t outlen)
+{
+    if (rc->addr.is_unix)
+        snprintf(out, outlen, "%s", rc->addr.path);
+    else
+        snprintf(out, outlen, "%s:%d", rc->addr.host, rc->addr.port);
 }
 
 void rconn_stats(const struct rconn *rc, struct rconn_stats *out)
@@ -834,6 +854,101 @@ int rconn_script(struct rconn *rc, rconn_cb *cb, void *privdata, const char *scr
     if (src == NULL)
         return -SIMAP_ENOTFOUND;
     return rconn_script_source(rc, cb, privdata, src, nkeys, argc, argv, argvlen);
+}
+
+/* ---- Scripts acknowledged by replicas (WAIT) ---- */
+
+/* A script's reply held while its WAIT runs. */
+struct acked {
+    rconn_cb *cb;
+    void *privdata;
+    redisReply *reply; /* reply_copy() of the script's */
+};
+
+/* A deep copy of r with our allocator (hiredis frees its reply when the
+ * callback returns); reply_free() it. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = xcalloc(1, sizeof *c);
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str != NULL) {
+        c->len = r->len;
+        c->str = xmalloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+    }
+    if (r->element != NULL) {
+        c->elements = r->elements;
+        c->element = xcalloc(r->elements > 0 ? r->elements : 1, sizeof *c->element);
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i] != NULL)
+                c->element[i] = reply_copy(r->element[i]);
+    }
+    return c;
+}
+
+static void reply_free(redisReply *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; r->element != NULL && i < r->elements; i++)
+        reply_free(r->element[i]);
+    xfree(r->element);
+    xfree(r->str);
+    xfree(r);
+}
+
+static void on_acked_wait(struct rconn *rc, redisReply *reply, int err, void *privdata)
+{
+    struct acked *a = privdata;
+    if (err == 0) {
+        long long got = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+        if (got < rc->min_replicas_ack) {
+            rc->stats.wait_short++;
+            log_warn("redis write acknowledged by too few replicas; it will be repeated name=%s "
+                     "acked=%lld wanted=%d timeout_ms=%d",
+                     rc->name, got, rc->min_replicas_ack, rc->wait_timeout_ms);
+            if (rc->wait_short_cb != NULL)
+                rc->wait_short_cb(got, rc->wait_short_data);
+            err = -SIMAP_EREPLICAS;
+        }
+    }
+    if (a->cb != NULL)
+        a->cb(rc, err == 0 ? a->reply : err == -SIMAP_EREPLY ? reply : NULL, err, a->privdata);
+    reply_free(a->reply);
+    xfree(a);
+}
+
+static void on_acked_script(struct rconn *rc, redisReply *reply, int err, void *privdata)
+{
+    struct acked *a = privdata;
+    if (err == 0) {
+        a->reply = reply_copy(reply);
+        err = rconn_command(rc, on_acked_wait, a, "WAIT %d %d", rc->min_replicas_ack,
+                            rc->wait_timeout_ms);
+        if (err == 0)
+            return;
+        reply = NULL;
+    }
+    if (a->cb != NULL)
+        a->cb(rc, reply, err, a->privdata);
+    reply_free(a->reply);
+    xfree(a);
+}
+
+int rconn_script_acked(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name,
+                       int nkeys, int argc, const char **argv, const size_t *argvlen)
+{
+    if (rc == NULL || rc->min_replicas_ack <= 0)
+        return rconn_script(rc, cb, privdata, script_name, nkeys, argc, argv, argvlen);
+    struct acked *a = xcalloc(1, sizeof *a);
+    a->cb = cb;
+    a->privdata = privdata;
+    int ret = rconn_script(rc, on_acked_script, a, script_name, nkeys, argc, argv, argvlen);
+    if (ret < 0)
+        xfree(a);
+    return ret;
 }
 
 /* ---- Loading scripts ---- */
