@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
+#include "core/rsync.h"
 #include "core/schema.h"
 #include "core/scripts.h"
 #include "core/time.h"
@@ -184,6 +185,7 @@ static void note_primary(struct node *n, const struct rconn *rc)
         if (*p == '"' || *p == '\\' || *p == '\n')
             *p = '_';
     metric_set(n->m_primary, 0);
+    rsync_primary_is(addr);
     snprintf(n->primary, sizeof n->primary, "%s", addr);
     snprintf(labels, sizeof labels, "address=\"%s\"", addr);
     n->m_primary =

@@ -100,6 +100,7 @@ struct rconn {
     int ever_connected;
     struct sentinel_ask *ask;     /* redis+sentinel://: asking where the primary is */
     struct sentinel_watch *watch; /* and listening for switches */
+    int is_announced;             /* connect to addr without asking, once */
     int is_down_logged;           /* the current outage has been logged... */
     int last_fail;                /* ...with this cause */
     void (*state_cb)(struct rconn *, int, void *);
@@ -504,14 +505,10 @@ static void start_connect(struct rconn *rc)
     ev_timer_start(rc->loop, &rc->conn_timer);
 }
 
-static void on_primary(void *data, int code, const char *host, int port, const char *why)
+/* Notes that the primary is now host:port (counted and logged when it
+ * changed). */
+static void set_primary(struct rconn *rc, const char *host, int port)
 {
-    struct rconn *rc = data;
-    rc->ask = NULL;
-    if (code < 0) {
-        connect_failed(rc, code, why);
-        return;
-    }
     if (rc->addr.port != 0 && (rc->addr.port != port || strcmp(rc->addr.host, host) != 0)) {
         rc->stats.primary_changes++;
         log_warn("redis primary moved name=%s from=%s:%d to=%s:%d", rc->name, rc->addr.host,
@@ -520,16 +517,30 @@ static void on_primary(void *data, int code, const char *host, int port, const c
     snprintf(rc->addr.host, sizeof rc->addr.host, "%s", host);
     rc->addr.port = port;
     redis_addr_describe(&rc->addr, rc->desc, sizeof rc->desc);
+}
+
+static void on_primary(void *data, int code, const char *host, int port, const char *why)
+{
+    struct rconn *rc = data;
+    rc->ask = NULL;
+    if (code < 0) {
+        connect_failed(rc, code, why);
+        return;
+    }
+    set_primary(rc, host, port);
     start_connect(rc);
 }
 
-/* The sentinels announced a switch: leave the old primary now, even if it
- * still seems to answer or hangs without closing the link. */
+/* A sentinel announced a switch: leave the old primary now, even if it
+ * still seems to answer, hangs without closing the link, or still takes
+ * writes (a planned failover demotes it seconds later), and go to the
+ * announced address without asking (a sentinel asked may not have switched
+ * yet). Each sentinel announces it: the first moves us. */
 static void on_switch(void *data, const char *host, int port)
 {
     struct rconn *rc = data;
-    if (rc->is_closing ||
-        (rc->state == RCONN_CONNECTED && rc->addr.port == port && strcmp(rc->addr.host, host) == 0))
+    if (rc->is_closing || (rc->state != RCONN_DISCONNECTED && rc->ask == NULL &&
+                           rc->addr.port == port && strcmp(rc->addr.host, host) == 0))
         return;
     log_warn("redis sentinels announced a new primary, moving name=%s to=%s:%d", rc->name, host,
              port);
@@ -542,15 +553,19 @@ static void on_switch(void *data, const char *host, int port)
         rc->is_down_logged = 1;
         notify_state(rc, 0);
     }
+    set_primary(rc, host, port);
+    rc->is_announced = 1;
     ev_timer_stop(rc->loop, &rc->conn_timer);
     ev_timer_set(&rc->conn_timer, 0., 0.);
     ev_timer_start(rc->loop, &rc->conn_timer);
 }
 
-/* A plain address: connect. Sentinels: ask them first, every time. */
+/* A plain address, or the one a sentinel just announced: connect.
+ * Sentinels: ask them first, every other time. */
 static void start_link(struct rconn *rc)
 {
-    if (rc->addr.nsentinels == 0) {
+    if (rc->addr.nsentinels == 0 || rc->is_announced) {
+        rc->is_announced = 0;
         start_connect(rc);
         return;
     }

@@ -1,7 +1,8 @@
 /*
  * tests/integration/sentinel_fixture.h: a Redis high-availability group on
  * loopback for the tests of redis+sentinel:// (core/sentinel): a primary,
- * one or two replicas and three sentinels (quorum 2, down-after 500 ms), each a
+ * one or two replicas and three sentinels (quorum 2, down-after 500 ms or as
+ * asked), each a
  * redis-server of its own (sentinels run as `redis-server <conf>
  * --sentinel`) in one temporary directory, on free 127.0.0.1 ports, stopped
  * by PID. Header-only (static functions), like the other fixtures.
@@ -39,6 +40,7 @@ struct sentinel_group {
     char dir[256];
     struct sg_node data[SG_DATA_MAX]; /* [0] the first primary, then its replicas */
     int ndata;                        /* 2 or 3 */
+    int down_after_ms;                /* the sentinels' down-after-milliseconds */
     struct sg_node sentinel[SG_SENTINELS];
     char url[512]; /* redis+sentinel://127.0.0.1:p1,...,/mymaster */
 };
@@ -125,10 +127,10 @@ static int sg_start_sentinel(struct sentinel_group *g, int i)
     fprintf(f,
             "port %d\nbind 127.0.0.1\ndir %s\n"
             "sentinel monitor " SG_MASTER " 127.0.0.1 %d 2\n"
-            "sentinel down-after-milliseconds " SG_MASTER " 500\n"
+            "sentinel down-after-milliseconds " SG_MASTER " %d\n"
             "sentinel failover-timeout " SG_MASTER " 5000\n"
             "sentinel parallel-syncs " SG_MASTER " 1\n",
-            g->sentinel[i].port, g->dir, g->data[0].port);
+            g->sentinel[i].port, g->dir, g->data[0].port, g->down_after_ms);
     fclose(f);
     const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
     g->sentinel[i].pid = sg_spawn(g, name, argv);
@@ -166,11 +168,18 @@ static long long sg_info_int(int port, const char *cmd, const char *field)
     return v;
 }
 
-/* 1 when every sentinel knows the replicas and the two other sentinels: a
- * failover can then be agreed and carried out. */
+/* 1 when every replica is in sync with the primary and every sentinel
+ * knows the replicas and the two other sentinels: a failover can then be
+ * agreed and carried out. */
 static int sg_settled(const struct sentinel_group *g)
 {
-    if (sg_info_int(g->data[0].port, "INFO replication", "connected_slaves:") != g->ndata - 1)
+    redisReply *r = sg_cmd(g->data[0].port, "INFO replication");
+    int online = 0;
+    for (const char *p = r != NULL && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+         p != NULL && (p = strstr(p, "state=online")) != NULL; p++)
+        online++;
+    freeReplyObject(r);
+    if (online != g->ndata - 1) /* synced: WAIT counts them */
         return 0;
     for (int i = 0; i < SG_SENTINELS; i++)
         if (sg_info_int(g->sentinel[i].port, "INFO sentinel", ",slaves=") != g->ndata - 1 ||
@@ -205,13 +214,15 @@ static __attribute__((unused)) void sg_stop(struct sentinel_group *g)
     g->dir[0] = '\0';
 }
 
-/* Starts the group with replicas (1 or 2) replicas and waits (up to 20 s)
- * until a failover could be made. 0, or -1 with whatever started left for
- * sg_stop(). */
-static __attribute__((unused)) int sg_start_n(struct sentinel_group *g, int replicas)
+/* Starts the group with replicas (1 or 2) replicas, the sentinels judging a
+ * primary down after down_after_ms, and waits (up to 20 s) until a failover
+ * could be made. 0, or -1 with whatever started left for sg_stop(). */
+static __attribute__((unused)) int sg_start_n(struct sentinel_group *g, int replicas,
+                                              int down_after_ms)
 {
     memset(g, 0, sizeof *g);
     g->ndata = 1 + (replicas > 1 ? 2 : 1);
+    g->down_after_ms = down_after_ms;
     const char *tmp = getenv("TMPDIR");
     snprintf(g->dir, sizeof g->dir, "%s/superimap-sentinel-XXXXXX", tmp ? tmp : "/tmp");
     if (mkdtemp(g->dir) == NULL)
@@ -262,10 +273,10 @@ static __attribute__((unused)) int sg_failover(const struct sentinel_group *g, i
     }
 }
 
-/* A primary and one replica. */
+/* A primary and one replica, down-after 500 ms. */
 static __attribute__((unused)) int sg_start(struct sentinel_group *g)
 {
-    return sg_start_n(g, 1);
+    return sg_start_n(g, 1, 500);
 }
 
 /* Starts data node i again after it was killed, on its port, with no
