@@ -539,8 +539,9 @@ static void on_primary(void *data, int code, const char *host, int port, const c
 static void on_switch(void *data, const char *host, int port)
 {
     struct rconn *rc = data;
-    if (rc->is_closing || (rc->state != RCONN_DISCONNECTED && rc->ask == NULL &&
-                           rc->addr.port == port && strcmp(rc->addr.host, host) == 0))
+    int is_there = rc->addr.port == port && strcmp(rc->addr.host, host) == 0 &&
+                   (rc->is_announced || (rc->state != RCONN_DISCONNECTED && rc->ask == NULL));
+    if (rc->is_closing || is_there) /* another sentinel's news, or ours already */
         return;
     log_warn("redis sentinels announced a new primary, moving name=%s to=%s:%d", rc->name, host,
              port);
