@@ -141,6 +141,7 @@ tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 # Neither ever removes a package (scripts/deps.sh says why it stops instead).
 deps:
 	@sh scripts/deps.sh test
+	@sh scripts/promtool.sh build/tools
 
 run-deps:
 	@sh scripts/deps.sh run

@@ -135,6 +135,55 @@ int crypto_sha1_hex(const void *data, size_t n, char *out)
     return rc;
 }
 
+struct crypto_sha1 {
+    EVP_MD_CTX *ctx;
+    uint64_t length;
+};
+
+struct crypto_sha1 *crypto_sha1_new(void)
+{
+    struct crypto_sha1 *h = xcalloc(1, sizeof *h);
+    h->ctx = EVP_MD_CTX_new();
+    if (h->ctx == NULL || EVP_DigestInit_ex(h->ctx, EVP_sha1(), NULL) != 1) {
+        crypto_sha1_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void crypto_sha1_free(struct crypto_sha1 *h)
+{
+    if (h == NULL)
+        return;
+    EVP_MD_CTX_free(h->ctx);
+    xfree(h);
+}
+
+int crypto_sha1_update(struct crypto_sha1 *h, const void *data, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (EVP_DigestUpdate(h->ctx, data, n) != 1)
+        return -SIMAP_ECRYPTO;
+    h->length += n;
+    return 0;
+}
+
+uint64_t crypto_sha1_length(const struct crypto_sha1 *h)
+{
+    return h->length;
+}
+
+int crypto_sha1_final_hex(struct crypto_sha1 *h, char *out)
+{
+    unsigned char md[CRYPTO_SHA1_LEN];
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(h->ctx, md, &len) != 1 || len != sizeof md)
+        return -SIMAP_ECRYPTO;
+    crypto_hex_encode(md, sizeof md, out);
+    return 0;
+}
+
 int crypto_sha256(const void *data, size_t n, unsigned char *out)
 {
     return digest(EVP_sha256(), data, n, out);

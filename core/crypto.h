@@ -33,6 +33,7 @@
 #define CORE_CRYPTO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CRYPTO_KEY_LEN     32 /* AES-256 key, bytes */
 #define CRYPTO_KEY_HEX_LEN 64 /* the same as hex digits */
@@ -113,6 +114,24 @@ int crypto_needs_rotation(const struct crypto_keys *keys, const char *envelope);
 int crypto_sha1_hex(const void *data, size_t n, char *out);
 int crypto_sha256(const void *data, size_t n, unsigned char *out);
 int crypto_sha256_hex(const void *data, size_t n, char *out);
+
+/* A SHA-1 fed in pieces (a message hashed as it streams in, never kept
+ * whole): one EVP context, made by crypto_sha1_new() (NULL when OpenSSL
+ * fails) and released by crypto_sha1_free() (accepts NULL). */
+struct crypto_sha1;
+struct crypto_sha1 *crypto_sha1_new(void);
+void crypto_sha1_free(struct crypto_sha1 *h);
+
+/* Adds n bytes. 0 or -SIMAP_ECRYPTO. */
+int crypto_sha1_update(struct crypto_sha1 *h, const void *data, size_t n);
+
+/* How many bytes were added so far. */
+uint64_t crypto_sha1_length(const struct crypto_sha1 *h);
+
+/* Writes the lowercase hex digest of what was added and a NUL into out
+ * (CRYPTO_SHA1_HEX_LEN + 1 bytes); h is spent (only crypto_sha1_free()
+ * after). 0 or -SIMAP_ECRYPTO. */
+int crypto_sha1_final_hex(struct crypto_sha1 *h, char *out);
 
 /* HMAC-SHA256 of n bytes of data under a keylen-byte key (any length,
  * including 0). out holds CRYPTO_SHA256_LEN bytes, or CRYPTO_SHA256_HEX_LEN + 1

@@ -78,6 +78,11 @@ struct rcmd {
     unsigned tried_eval : 1;  /* NOSCRIPT fallback already sent */
 };
 
+/* The handshake's commands. Every handshake ends with PING: AUTH, SELECT,
+ * CLIENT and ROLE are answered while Redis is still loading its dataset,
+ * PING is refused with LOADING until it is done. */
+enum hs_step { HS_AUTH, HS_SELECT, HS_SETNAME, HS_ROLE, HS_PING };
+
 struct rconn {
     struct ev_loop *loop;
     redisAsyncContext *ac; /* NULL in DISCONNECTED */
@@ -90,7 +95,8 @@ struct rconn {
     size_t npending; /* rcmds on the FIFO */
     size_t nunsent;  /* of those, not handed to a connection */
     struct rcmd *head, *tail;
-    int handshake_left; /* replies still expected before CONNECTED */
+    enum hs_step hs[5]; /* the handshake's commands, in order */
+    int hs_n, hs_next;  /* how many were sent; whose reply comes next */
     struct backoff backoff;
     ev_timer conn_timer; /* connect deadline, or the retry delay */
     ev_timer cmd_timer;  /* deadline of the FIFO's head (lazily re-armed) */
@@ -112,6 +118,7 @@ struct rconn {
     int min_replicas_ack;
     int wait_timeout_ms; /* WAIT's timeout: a quarter of the command timeout */
     struct rconn_stats stats;
+    char *client_name; /* CLIENT SETNAME at every connect; NULL: none */
 };
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
@@ -402,13 +409,11 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct rconn *rc = privdata;
     redisReply *reply = r;
-    if (rc->ac != ac || reply == NULL)
+    if (rc->ac != ac || reply == NULL || rc->hs_next >= rc->hs_n)
         return; /* stale link, or dying: on_disconnect() handles it */
+    enum hs_step step = rc->hs[rc->hs_next++];
     if (reply->type == REDIS_REPLY_ERROR) {
-        int code = -SIMAP_EREPLY;
-        if (rc->addr.password[0] != '\0' &&
-            rc->handshake_left == 1 + (rc->addr.db != 0) + (rc->addr.nsentinels > 0))
-            code = -SIMAP_EAUTH; /* the reply to AUTH */
+        int code = step == HS_AUTH ? -SIMAP_EAUTH : -SIMAP_EREPLY;
         if (strncmp(reply->str, "NOAUTH", 6) == 0 || strncmp(reply->str, "WRONGPASS", 9) == 0)
             code = -SIMAP_EAUTH;
         char why[256];
@@ -417,13 +422,22 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
         connect_failed(rc, code, why);
         return;
     }
-    if (rc->handshake_left == 1 && rc->addr.nsentinels > 0 && !sentinel_role_is_primary(reply)) {
+    if (step == HS_ROLE && !sentinel_role_is_primary(reply)) {
         drop_link(rc);
         connect_failed(rc, -SIMAP_ECONN, "reached a replica (ROLE); asking the sentinels again");
         return;
     }
-    if (--rc->handshake_left == 0)
+    if (rc->hs_next == rc->hs_n)
         on_ready(rc);
+}
+
+static void handshake_send(struct rconn *rc, enum hs_step step, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisvAsyncCommand(rc->ac, on_handshake_reply, rc, fmt, ap);
+    va_end(ap);
+    rc->hs[rc->hs_n++] = step;
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
@@ -439,25 +453,17 @@ static void on_connect(const redisAsyncContext *cac, int status)
         connect_failed(rc, -SIMAP_ECONN, why);
         return;
     }
-    redisAsyncContext *ac = rc->ac;
     set_state(rc, RCONN_HANDSHAKE);
-    rc->handshake_left = 0;
-    if (rc->addr.password[0] != '\0') {
-        redisAsyncCommand(ac, on_handshake_reply, rc, "AUTH %s", rc->addr.password);
-        rc->handshake_left++;
-    }
-    if (rc->addr.db != 0) {
-        redisAsyncCommand(ac, on_handshake_reply, rc, "SELECT %d", rc->addr.db);
-        rc->handshake_left++;
-    }
-    if (rc->addr.nsentinels > 0) { /* a failover may have demoted it since */
-        redisAsyncCommand(ac, on_handshake_reply, rc, "ROLE");
-        rc->handshake_left++;
-    }
-    if (rc->handshake_left == 0) {
-        redisAsyncCommand(ac, on_handshake_reply, rc, "PING");
-        rc->handshake_left++;
-    }
+    rc->hs_n = rc->hs_next = 0;
+    if (rc->addr.password[0] != '\0')
+        handshake_send(rc, HS_AUTH, "AUTH %s", rc->addr.password);
+    if (rc->addr.db != 0)
+        handshake_send(rc, HS_SELECT, "SELECT %d", rc->addr.db);
+    if (rc->client_name != NULL)
+        handshake_send(rc, HS_SETNAME, "CLIENT SETNAME %s", rc->client_name);
+    if (rc->addr.nsentinels > 0) /* a failover may have demoted it since */
+        handshake_send(rc, HS_ROLE, "ROLE");
+    handshake_send(rc, HS_PING, "PING");
 }
 
 static void on_disconnect(const redisAsyncContext *cac, int status)
@@ -731,6 +737,7 @@ static void release(struct rconn *rc)
     rc->watch = NULL;
     drop_link(rc);
     xfree(rc->name);
+    xfree(rc->client_name);
     xfree(rc);
 }
 
@@ -751,6 +758,26 @@ void rconn_free(struct rconn *rc)
         return;
     }
     release(rc);
+}
+
+int rconn_set_client_name(struct rconn *rc, const char *name)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) > RCONN_CLIENT_NAME_MAX)
+        return -SIMAP_EINVAL;
+    for (const char *c = name; *c != '\0'; c++)
+        if (*c <= ' ' || *c > '~')
+            return -SIMAP_EINVAL; /* Redis refuses spaces and control bytes */
+    if (rc->is_closing)
+        return -SIMAP_ESHUTDOWN;
+    if (rc->client_name != NULL && strcmp(rc->client_name, name) == 0)
+        return 0;
+    xfree(rc->client_name);
+    rc->client_name = xstrdup(name);
+    /* A link being set up now sent the old name (or none): its handshake
+     * cannot change; the command below is queued behind it. */
+    if (rc->state == RCONN_CONNECTED || rc->state == RCONN_HANDSHAKE)
+        return rconn_command(rc, NULL, NULL, "CLIENT SETNAME %s", name);
+    return 0;
 }
 
 int rconn_is_connected(const struct rconn *rc)

@@ -114,6 +114,18 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts);
  */
 void rconn_free(struct rconn *rc);
 
+#define RCONN_CLIENT_NAME_MAX 200
+
+/*
+ * Names the connection in Redis (CLIENT SETNAME name) now and at every
+ * reconnect, before any other command, so CLIENT LIST shows who is
+ * connected (core/reaper: a node whose named connection is gone has died).
+ * name is copied; printable ASCII without spaces, at most
+ * RCONN_CLIENT_NAME_MAX bytes. Returns 0, -SIMAP_EINVAL, or as
+ * rconn_command().
+ */
+int rconn_set_client_name(struct rconn *rc, const char *name);
+
 /* Returns 1 when the handshake has succeeded and the link is up, else 0. */
 int rconn_is_connected(const struct rconn *rc);
 

@@ -164,6 +164,11 @@ void schema_key_reauth(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k)
     build(out, SCHEMA_SHARD_KEY_MAX, "si:{%" PRIu32 "}:reauth", k);
 }
 
+void schema_key_count(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k)
+{
+    build(out, SCHEMA_SHARD_KEY_MAX, "si:{%" PRIu32 "}:count", k);
+}
+
 void schema_key_owner(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k)
 {
     build(out, SCHEMA_SHARD_KEY_MAX, "si:{%" PRIu32 "}:owner", k);

@@ -52,11 +52,18 @@
  *                                          latest flow (a callback without a usable
  *                                          state still goes back to the partner), EX 10 min
  *   si:connect_try:<uid>            string PLAIN form logins tried for the user, EX 15 min
+ *   si:rekey                        hash   superimap-api rekey (cmd/api/rekey.c): cursor (the
+ *                                          SCAN position a run resumes from, 0 after a
+ *                                          complete pass), old (secrets under an old key
+ *                                          that pass left, or --count found), at (ms)
  *   si:{k}:user:<uid>               hash   see "User fields"
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
- *                                          reauth_count.lua drops those no longer in it
- *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid
+ *                                          users_count.lua drops those no longer in it
+ *   si:{k}:count                    hash   users, archived: shard k's users and archived
+ *                                          users, kept by the scripts that create, archive,
+ *                                          restore and delete users (users_count.lua)
+ *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid, epoch (the user's cursor_epoch)
  *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
  *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
  *   si:{k}:owner                    string <node>:<g> of the dispatcher owning shard k: the
@@ -121,7 +128,9 @@
  * watching|auth_failed|throttled|error|archived|reauth_required: the OAuth2
  * grant is dead, the user must consent again), last_error (also why a user
  * was archived other than by its partner, e.g. "webhook answered 403"), last_login_at,
- * last_email_at, created_at, updated_at, enable_tracer (0|1).
+ * last_email_at, created_at, updated_at, enable_tracer (0|1), cursor_epoch
+ * (absent: 0; raised by every archive and restore, so a watcher's session of
+ * an earlier epoch cannot write the user's cursor: scripts/lua/cursor_baseline.lua).
  *
  * Event fields: id, type (new_mail|user_connected|user_disconnected|
  * user_reauth_required|webhook_test), pid, uid (empty for webhook_test), code, tag, sha1 (hex, as
@@ -179,6 +188,7 @@
 #define SCHEMA_KEY_PARTNERS    "si:partners"
 #define SCHEMA_KEY_GEN         "si:gen"
 #define SCHEMA_KEY_CHANGES     "si:changes"
+#define SCHEMA_KEY_REKEY       "si:rekey"
 #define SCHEMA_KEY_WATCHERS    "si:watchers"
 #define SCHEMA_KEY_DISPATCHERS "si:dispatchers"
 #define SCHEMA_KEY_APIS        "si:apis"
@@ -221,6 +231,7 @@ int schema_key_event(char out[SCHEMA_KEY_MAX], uint32_t k, const char *eid);
 void schema_key_shard_prefix(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_shard_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_reauth(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_count(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_owner(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_ready_partners(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_inflight(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);

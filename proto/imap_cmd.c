@@ -178,6 +178,15 @@ int imap_cmd_uid_fetch_body(struct buf *out, const char *tag, uint32_t uid)
     return buf_printf(out, "%s UID FETCH %" PRIu32 " BODY.PEEK[]\r\n", tag, uid);
 }
 
+int imap_cmd_uid_fetch_body_part(struct buf *out, const char *tag, uint32_t uid, uint64_t offset,
+                                 uint32_t length)
+{
+    if (out == NULL || !valid_tag(tag) || uid == 0 || length == 0 || offset > UINT32_MAX)
+        return -SIMAP_EINVAL;
+    return buf_printf(out, "%s UID FETCH %" PRIu32 " BODY.PEEK[]<%" PRIu64 ".%" PRIu32 ">\r\n", tag,
+                      uid, offset, length);
+}
+
 /* ---- Commands with strings ---- */
 
 static int credential_ok(const char *s)

@@ -161,4 +161,11 @@ int imap_cmd_uid_fetch_last(struct buf *out, const char *tag);
  * \Seen. uid must be non-zero. */
 int imap_cmd_uid_fetch_body(struct buf *out, const char *tag, uint32_t uid);
 
+/* "<tag> UID FETCH <uid> BODY.PEEK[]<offset.length>" (RFC 3501 6.4.5): at
+ * most length bytes of the raw message from offset, without setting \Seen;
+ * the answer is BODY[]<offset>, shorter than length at the end. uid and
+ * length must be non-zero. */
+int imap_cmd_uid_fetch_body_part(struct buf *out, const char *tag, uint32_t uid, uint64_t offset,
+                                 uint32_t length);
+
 #endif

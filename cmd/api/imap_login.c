@@ -141,7 +141,15 @@ static int start_tls(struct conn *c, const char *host, const char *ca_file)
         if (rc == 1)
             return 0;
         if (!tls_again(c, rc)) {
-            say(c, "A secure connection to the mail server %s could not be made.", host);
+            long v = SSL_get_verify_result(c->ssl);
+            if (v != X509_V_OK)
+                say(c,
+                    "The mail server %s did not prove who it is: its certificate could not be "
+                    "verified (%s). Nothing was sent to it; tell the service you are connecting "
+                    "to.",
+                    host, X509_verify_cert_error_string(v));
+            else
+                say(c, "A secure connection to the mail server %s could not be made.", host);
             return -1;
         }
     }

@@ -20,6 +20,7 @@
 #include "cmd/api/api.h"
 #include "cmd/api/client.h"
 #include "cmd/api/connect.h"
+#include "cmd/api/rekey.h"
 #include "cmd/api/router.h"
 #include "core/config.h"
 #include "core/crypto.h"
@@ -199,11 +200,14 @@ static void finish(struct node *n, void *data)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "rekey") == 0)
+        return rekey_main(argc - 1, argv + 1);
     static const struct node_main_spec spec = {
         .role = "api",
         .program = "superimap-api",
         .summary = "Serves the superimap partner REST API, the admin API and the static "
-                   "files of SUPERIMAP_WEB_ROOT.",
+                   "files of SUPERIMAP_WEB_ROOT. `superimap-api rekey --help`: the "
+                   "re-encryption sweep that retires an old SUPERIMAP_ENCRYPTION_KEY.",
         .config_role = CONFIG_ROLE_API,
         .prepare = prepare,
         .start = start,

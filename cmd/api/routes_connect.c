@@ -466,22 +466,35 @@ static enum connect_result exchange(struct req *r, const struct rec *u, const st
     return out;
 }
 
-/* The user's email from the ID token, else the userinfo endpoint (a new
- * string), or NULL. */
-static char *email_of(struct req *r, const struct rec *prov, const struct connect_tokens *t)
+/* The user's email into *email (a new string) from the ID token, else the
+ * userinfo endpoint. Returns CONNECT_CONNECTED with it, CONNECT_UNAVAILABLE
+ * when userinfo could not be reached or failed (429, 5xx), CONNECT_NO_EMAIL
+ * when neither named one (no userinfo URL, a refusal, an answer without
+ * it). */
+static enum connect_result email_of(struct req *r, const struct rec *prov,
+                                    const struct connect_tokens *t, char **email)
 {
-    char *email = t->id_token != NULL ? connect_id_token_email(t->id_token) : NULL;
+    *email = t->id_token != NULL ? connect_id_token_email(t->id_token) : NULL;
     const char *url = rec_get(prov, "oauth2_userinfo_url");
-    if (email != NULL || *url == '\0')
-        return email;
+    if (*email != NULL)
+        return CONNECT_CONNECTED;
+    if (*url == '\0')
+        return CONNECT_NO_EMAIL;
     struct oauth_http_req req = {.url = url, .bearer = t->access_token};
     struct oauth_http_res res;
-    if (oauth_http_call(r->api, &req, &res) == 0 && res.status == 200)
-        email = connect_userinfo_email(res.body, res.len);
+    enum connect_result out = CONNECT_NO_EMAIL;
+    int rc = oauth_http_call(r->api, &req, &res);
+    if (rc == 0 && res.status == 200)
+        *email = connect_userinfo_email(res.body, res.len);
+    else if (rc < 0 || res.status == 429 || res.status >= 500)
+        out = CONNECT_UNAVAILABLE;
+    if (*email != NULL)
+        out = CONNECT_CONNECTED;
     else
-        log_warn("connect userinfo failed status=%ld err=\"%s\"", res.status, res.err);
+        log_warn("connect userinfo gave no email code=%s status=%ld err=\"%s\"",
+                 rec_get(prov, "code"), res.status, res.err);
     oauth_http_res_free(&res);
-    return email;
+    return out;
 }
 
 /* ---- GET /users/connect/callback ---- */
@@ -520,8 +533,8 @@ static int connect_callback(struct req *r)
         enum connect_result res = exchange(r, &u, &prov, &conn, code->value, f.verifier, &t);
         if (res == CONNECT_CONNECTED && t.refresh_token == NULL)
             res = CONNECT_NO_REFRESH;
-        if (res == CONNECT_CONNECTED && (email = email_of(r, &prov, &t)) == NULL)
-            res = CONNECT_NO_EMAIL;
+        if (res == CONNECT_CONNECTED)
+            res = email_of(r, &prov, &t, &email);
         if (res == CONNECT_CONNECTED) {
             char expires[24];
             snprintf(expires, sizeof expires, "%lld",

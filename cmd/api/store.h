@@ -288,14 +288,6 @@ int store_event_enqueue(struct req *r, uint32_t k, const char *pid, const char *
                         const char *type, const char *uid, const char *code, const char *tag,
                         const char *sha1, const char *payload);
 
-/* Queues a user_connected or user_disconnected event for user u (its hash
- * after the write) of partner pid, when the partner has a URL for that
- * type. at_ms is the transition's time (connected_at, or the
- * disconnection). 0, or -SIMAP_ECONN / -SIMAP_ECRYPTO (logged; the user
- * write stands). */
-int store_enqueue_user(struct req *r, const char *pid, const char *type, const struct rec *u,
-                       const char *at_ms);
-
 /* Event id's hash into *out; pid non-NULL: only when it is that partner's.
  * 0, -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
 int store_event_get(struct req *r, const char *id, const char *pid, struct rec *out);

@@ -146,29 +146,6 @@ char *store_conn_open_secret(struct req *r, const char *pid, const char *code, c
     return keys_open_conn_secret(r->api->keys, pid, code, rec_get(c, "oauth2_client_secret"));
 }
 
-/* The keys of a user's event at now: the event hash, the partner's ready
- * list, its shard's round robin, and the event's id. */
-struct event_keys {
-    char evt[SCHEMA_KEY_MAX], ready[SCHEMA_KEY_MAX], rp[SCHEMA_SHARD_KEY_MAX];
-    char user[SCHEMA_KEY_MAX], partner[SCHEMA_KEY_MAX], users[SCHEMA_SHARD_KEY_MAX];
-    char eid[128], now[24], k[16];
-};
-
-static int event_keys(struct req *r, const char *pid, const char *uid, const char *what,
-                      struct event_keys *ek)
-{
-    uint32_t k = store_shard(r->api, uid);
-    snprintf(ek->now, sizeof ek->now, "%lld", (long long)store_time_ms(r));
-    snprintf(ek->eid, sizeof ek->eid, "%s.%s.%s", uid, what, ek->now);
-    snprintf(ek->k, sizeof ek->k, "%u", k);
-    schema_key_ready_partners(ek->rp, k);
-    schema_key_shard_users(ek->users, k);
-    if (schema_key_event(ek->evt, k, ek->eid) < 0 || schema_key_ready(ek->ready, k, pid) < 0 ||
-        schema_key_user(ek->user, k, uid) < 0 || schema_key_partner(ek->partner, pid) < 0)
-        return -SIMAP_EINVAL;
-    return 0;
-}
-
 /* The first word of a script's answer, or "". */
 static const char *answer(const redisReply *rep)
 {
@@ -189,16 +166,14 @@ static int connect_once(struct req *r, const struct rec *u, const struct store_c
     struct event_keys ek;
     char kemail[SCHEMA_KEY_MAX];
     char *lemail = params_ascii_lower(xstrdup(email));
-    int rc = event_keys(r, pid, uid, "connected", &ek);
+    int rc = store_event_keys(r, pid, uid, "connected", store_time_ms(r), &ek);
     if (rc == 0 && schema_key_email(kemail, pid, code, lemail) < 0)
         rc = -SIMAP_EINVAL;
     xfree(lemail);
     if (rc < 0)
         return rc;
     char sha1[CRYPTO_SHA1_HEX_LEN + 1];
-    char *payload = store_user_event_payload("user_connected", ek.eid, tag, code, email, sha1);
-    char *sealed = payload != NULL ? store_seal_event(r, ek.eid, payload) : NULL;
-    xfree(payload);
+    char *sealed = store_user_event_sealed(r, "user_connected", ek.eid, tag, code, email, sha1);
     if (sealed == NULL)
         return -SIMAP_ECRYPTO;
     const char *argv[] = {ek.user,
@@ -275,13 +250,11 @@ int store_user_disconnect(struct req *r, const struct rec *u, int clear_email, i
     const char *uid = rec_get(u, "uid"), *pid = rec_get(u, "pid"), *code = rec_get(u, "code");
     const char *tag = rec_get(u, "tag");
     struct event_keys ek;
-    int rc = event_keys(r, pid, uid, "disconnected", &ek);
+    int rc = store_event_keys(r, pid, uid, "disconnected", store_time_ms(r), &ek);
     if (rc < 0)
         return rc;
     char sha1[CRYPTO_SHA1_HEX_LEN + 1];
-    char *payload = store_user_event_payload("user_disconnected", ek.eid, tag, code, "", sha1);
-    char *sealed = payload != NULL ? store_seal_event(r, ek.eid, payload) : NULL;
-    xfree(payload);
+    char *sealed = store_user_event_sealed(r, "user_disconnected", ek.eid, tag, code, "", sha1);
     if (sealed == NULL)
         return -SIMAP_ECRYPTO;
     const char *argv[] = {ek.user,    ek.users, SCHEMA_KEY_CHANGES,

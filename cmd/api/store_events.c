@@ -36,6 +36,18 @@ static uint32_t event_shard(const struct api *a, const char *id)
 
 /* ---- Enqueueing ---- */
 
+/* payload sealed for the event hash of eid (AAD si:evt:<eid>): a new
+ * string, or NULL. */
+static char *seal_event(struct req *r, const char *eid, const char *payload)
+{
+    char aad[SCHEMA_KEY_MAX];
+    char *sealed = NULL;
+    if (schema_aad_event(aad, eid) < 0 ||
+        crypto_encrypt(r->api->keys, payload, strlen(payload), aad, &sealed) < 0)
+        return NULL;
+    return sealed;
+}
+
 int store_event_enqueue(struct req *r, uint32_t k, const char *pid, const char *eid,
                         const char *type, const char *uid, const char *code, const char *tag,
                         const char *sha1, const char *payload)
@@ -44,7 +56,7 @@ int store_event_enqueue(struct req *r, uint32_t k, const char *pid, const char *
     if (schema_key_event(kevt, k, eid) < 0 || schema_key_ready(kready, k, pid) < 0)
         return -SIMAP_EINVAL;
     schema_key_ready_partners(kpartners, k);
-    char *sealed = store_seal_event(r, eid, payload);
+    char *sealed = seal_event(r, eid, payload);
     if (sealed == NULL)
         return -SIMAP_ECRYPTO;
     const char *argv[] = {kevt,   kready, kpartners, eid, pid,    "type", type,      "uid", uid,
@@ -57,8 +69,10 @@ int store_event_enqueue(struct req *r, uint32_t k, const char *pid, const char *
     return 0;
 }
 
-char *store_user_event_payload(const char *type, const char *eid, const char *tag, const char *code,
-                               const char *email, char sha1[CRYPTO_SHA1_HEX_LEN + 1])
+/* The body of a user event, as store_user_event_sealed() says, in clear. */
+static char *user_event_payload(const char *type, const char *eid, const char *tag,
+                                const char *code, const char *email,
+                                char sha1[CRYPTO_SHA1_HEX_LEN + 1])
 {
     if (crypto_sha1_hex(tag, strlen(tag), sha1) < 0)
         return NULL;
@@ -79,40 +93,28 @@ char *store_user_event_payload(const char *type, const char *eid, const char *ta
     return payload;
 }
 
-char *store_seal_event(struct req *r, const char *eid, const char *payload)
+char *store_user_event_sealed(struct req *r, const char *type, const char *eid, const char *tag,
+                              const char *code, const char *email, char sha1[41])
 {
-    char aad[SCHEMA_KEY_MAX];
-    char *sealed = NULL;
-    if (schema_aad_event(aad, eid) < 0 ||
-        crypto_encrypt(r->api->keys, payload, strlen(payload), aad, &sealed) < 0)
-        return NULL;
+    char *payload = user_event_payload(type, eid, tag, code, email, sha1);
+    char *sealed = payload != NULL ? seal_event(r, eid, payload) : NULL;
+    xfree(payload);
     return sealed;
 }
 
-int store_enqueue_user(struct req *r, const char *pid, const char *type, const struct rec *u,
-                       const char *at_ms)
+int store_event_keys(struct req *r, const char *pid, const char *uid, const char *what, int64_t now,
+                     struct event_keys *ek)
 {
-    char url_field[64];
-    snprintf(url_field, sizeof url_field, "%s_webhook_url", type);
-    int wanted = store_partner_has(r, pid, url_field);
-    if (wanted <= 0)
-        return wanted;
-    const char *uid = rec_get(u, "uid");
-    const char *tag = rec_get(u, "tag");
-    int connected = strcmp(type, "user_connected") == 0;
-    char eid[128];
-    snprintf(eid, sizeof eid, "%s.%s.%s", uid, connected ? "connected" : "disconnected", at_ms);
-    char sha1[CRYPTO_SHA1_HEX_LEN + 1];
-    char *payload =
-        store_user_event_payload(type, eid, tag, rec_get(u, "code"), rec_get(u, "email"), sha1);
-    if (payload == NULL)
-        return -SIMAP_ECRYPTO;
-    int rc = store_event_enqueue(r, store_shard(r->api, uid), pid, eid, type, uid,
-                                 rec_get(u, "code"), tag, sha1, payload);
-    xfree(payload);
-    if (rc < 0)
-        log_warn("api event not queued event=%s err=\"%s\"", eid, err_str(rc));
-    return rc;
+    uint32_t k = store_shard(r->api, uid);
+    snprintf(ek->now, sizeof ek->now, "%lld", (long long)now);
+    snprintf(ek->eid, sizeof ek->eid, "%s.%s.%s", uid, what, ek->now);
+    snprintf(ek->k, sizeof ek->k, "%u", k);
+    schema_key_ready_partners(ek->rp, k);
+    schema_key_shard_users(ek->users, k);
+    if (schema_key_event(ek->evt, k, ek->eid) < 0 || schema_key_ready(ek->ready, k, pid) < 0 ||
+        schema_key_user(ek->user, k, uid) < 0 || schema_key_partner(ek->partner, pid) < 0)
+        return -SIMAP_EINVAL;
+    return 0;
 }
 
 /* ---- Reading and replay ---- */

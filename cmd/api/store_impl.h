@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cmd/api/store.h"
+#include "core/schema.h"
 
 struct api;
 struct redisReply;
@@ -34,16 +35,28 @@ struct redisReply *store_script(struct req *r, const char *name, int nkeys, int 
  * empty) or -SIMAP_ECONN (Redis failed). rec_free() it in every case. */
 int store_hgetall(struct req *r, const char *key, struct rec *out);
 
+/* The keys of user uid's user_connected or user_disconnected event (what:
+ * "connected" or "disconnected") at now ms: the event hash, the partner's
+ * ready list, its shard's round robin, the user, the partner, the shard's
+ * users set, the event's id <uid>.<what>.<now>, now and the shard as text. */
+struct event_keys {
+    char evt[SCHEMA_KEY_MAX], ready[SCHEMA_KEY_MAX], rp[SCHEMA_SHARD_KEY_MAX];
+    char user[SCHEMA_KEY_MAX], partner[SCHEMA_KEY_MAX], users[SCHEMA_SHARD_KEY_MAX];
+    char eid[128], now[24], k[16];
+};
+
+/* Fills *ek. 0, or -SIMAP_EINVAL when an id does not make a key. */
+int store_event_keys(struct req *r, const char *pid, const char *uid, const char *what, int64_t now,
+                     struct event_keys *ek);
+
 /* The body of a user_connected or user_disconnected event eid (without
  * timestamp and signature, which the dispatcher adds) of the user with tag
- * of provider code (email: user_connected only), with the tag's SHA-1 hex
- * into sha1. A new string, or NULL when it cannot be made. */
-char *store_user_event_payload(const char *type, const char *eid, const char *tag, const char *code,
-                               const char *email, char sha1[41]);
-
-/* payload sealed for the event hash of eid (AAD si:evt:<eid>): a new
- * string, or NULL. */
-char *store_seal_event(struct req *r, const char *eid, const char *payload);
+ * of provider code (email: user_connected only), sealed for the event hash
+ * of eid (AAD si:evt:<eid>), with the tag's SHA-1 hex into sha1; the script
+ * that writes the user's transition stores it (prelude/queue.lua
+ * user_event()). A new string (xfree() it), or NULL when it cannot be made. */
+char *store_user_event_sealed(struct req *r, const char *type, const char *eid, const char *tag,
+                              const char *code, const char *email, char sha1[41]);
 
 /* The shard of a user id. */
 uint32_t store_shard(const struct api *a, const char *uid);

@@ -8,7 +8,9 @@
  * Every key is built from the partner id given, so one partner's call
  * cannot name another's data. A user's write that meets a concurrent
  * change ("retry" from its script) reads the user again and retries, a few
- * times.
+ * times. A write that connects or disconnects a user queues its
+ * user_connected / user_disconnected event in the same script (the payload
+ * made and sealed here), so the event cannot be lost between two calls.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -440,21 +442,6 @@ static const char *conflict_field(const char *s)
     return s != NULL && strcmp(s, "tag") == 0 ? "tag" : "email";
 }
 
-/* Sends the user_connected / user_disconnected event of a transition of
- * connected_at from before to after (now: the time of a disconnection). */
-static void enqueue_transition(struct req *r, const char *pid, const char *code, const char *uid,
-                               const char *before, const char *after, const char *now)
-{
-    int was = *before != '\0', is = *after != '\0';
-    if (was == is)
-        return;
-    struct rec u;
-    if (store_user_get(r, pid, code, uid, &u) == 0)
-        store_enqueue_user(r, pid, is ? "user_connected" : "user_disconnected", &u,
-                           is ? after : now);
-    rec_free(&u);
-}
-
 /* Reads user uid again into *u after a write raced; 0 or its error. */
 static int reread(struct req *r, const char *pid, const char *code, struct rec *u)
 {
@@ -497,11 +484,18 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
     char *ltag = lower(in->tag);
     char *lemail = lower(in->has_email ? in->email : "");
     struct user_keys uk;
-    char kconn[SCHEMA_KEY_MAX], kusers[SCHEMA_KEY_MAX];
+    struct event_keys ek;
+    char kconn[SCHEMA_KEY_MAX], kusers[SCHEMA_KEY_MAX], sha1[CRYPTO_SHA1_HEX_LEN + 1];
+    char *event = NULL;
     int rc = user_keys(r, pid, code, uid, ltag, lemail, &uk);
     if (rc == 0 &&
         (schema_key_conn(kconn, pid, code) < 0 || schema_key_conn_users(kusers, pid, code) < 0))
         rc = -SIMAP_EINVAL;
+    if (rc == 0)
+        rc = store_event_keys(r, pid, uid, "connected", store_time_ms(r), &ek);
+    if (rc == 0 && (event = store_user_event_sealed(r, "user_connected", ek.eid, in->tag, code,
+                                                    in->has_email ? in->email : "", sha1)) == NULL)
+        rc = -SIMAP_ECRYPTO;
     redisReply *rep = NULL;
     if (rc == 0) {
         const char *argv[] = {kconn,
@@ -511,6 +505,10 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
                               uk.user,
                               uk.shard_users,
                               SCHEMA_KEY_CHANGES,
+                              ek.partner,
+                              ek.evt,
+                              ek.ready,
+                              ek.rp,
                               uid,
                               uk.k,
                               oauth2 ? "oauth2" : "plain",
@@ -522,25 +520,26 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
                               in->enable_tracer == 1 ? "1" : "0",
                               ltag,
                               pid,
-                              code};
-        rep = store_script(r, "user_create", 7, 19, argv, NULL);
+                              code,
+                              ek.now,
+                              ek.eid,
+                              sha1,
+                              event};
+        rep = store_script(r, "user_create", 11, 27, argv, NULL);
         rc = rep == NULL ? -SIMAP_ECONN : 0;
     }
     keys_wipe_free(sealed);
+    xfree(event);
     xfree(ltag);
     xfree(lemail);
     if (rc < 0 || rep == NULL)
         return rc < 0 ? rc : -SIMAP_ECONN;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
         rc = -SIMAP_EPROTO;
-    } else if (strcmp(rep->element[0]->str, "ok") == 0) {
-        const char *connected_at = rep->elements > 1 ? rep->element[1]->str : "";
-        if (*connected_at != '\0' && in->archived != 1)
-            enqueue_transition(r, pid, code, uid, "", connected_at, connected_at);
     } else if (strcmp(rep->element[0]->str, "conflict") == 0) {
         *field = conflict_field(rep->elements > 1 ? rep->element[1]->str : NULL);
         rc = -SIMAP_ESTATE;
-    } else {
+    } else if (strcmp(rep->element[0]->str, "ok") != 0) {
         rc = -SIMAP_ENOTFOUND;
     }
     freeReplyObject(rep);
@@ -612,6 +611,29 @@ static const char *flag(int v)
     return v < 0 ? "-1" : v ? "1" : "0";
 }
 
+/* The user_connected and user_disconnected events an update of user uid
+ * at now may make (user_update.lua stores the one of its transition, if
+ * any), with the tag and email the user has after it. */
+struct update_events {
+    struct event_keys on, off;
+    char sha1[CRYPTO_SHA1_HEX_LEN + 1];
+    char *on_payload, *off_payload;
+};
+
+static int update_events(struct req *r, const char *pid, const char *code, const char *uid,
+                         const char *tag, const char *email, struct update_events *ue)
+{
+    int64_t now = store_time_ms(r);
+    if (store_event_keys(r, pid, uid, "connected", now, &ue->on) < 0 ||
+        store_event_keys(r, pid, uid, "disconnected", now, &ue->off) < 0)
+        return -SIMAP_EINVAL;
+    ue->on_payload =
+        store_user_event_sealed(r, "user_connected", ue->on.eid, tag, code, email, ue->sha1);
+    ue->off_payload =
+        store_user_event_sealed(r, "user_disconnected", ue->off.eid, tag, code, "", ue->sha1);
+    return ue->on_payload != NULL && ue->off_payload != NULL ? 0 : -SIMAP_ECRYPTO;
+}
+
 /* One user_update.lua: 0, a -SIMAP_* code, or 1 when the user changed
  * meanwhile (read again into *u: try again). */
 static int update_once(struct req *r, const char *pid, const char *code, int oauth2, struct rec *u,
@@ -622,13 +644,16 @@ static int update_once(struct req *r, const char *pid, const char *code, int oau
         return -SIMAP_EINVAL;
     char uid[SCHEMA_UID_LEN + 1];
     snprintf(uid, sizeof uid, "%s", rec_get(u, "uid"));
-    char *old_ltag = lower(rec_get(u, "tag"));
-    char *old_lemail = lower(rec_get(u, "email"));
-    char *ltag = lower(in->has_tag ? in->tag : rec_get(u, "tag"));
-    char *lemail = lower(in->has_email ? in->email : rec_get(u, "email"));
+    const char *tag = in->has_tag ? in->tag : rec_get(u, "tag");
+    const char *email = in->has_email ? in->email : rec_get(u, "email");
+    char *ltag = lower(tag);
+    char *lemail = lower(email);
     struct user_keys uk;
+    struct update_events ue = {.on_payload = NULL, .off_payload = NULL};
     redisReply *rep = NULL;
     int rc = user_keys(r, pid, code, uid, ltag, lemail, &uk);
+    if (rc == 0)
+        rc = update_events(r, pid, code, uid, tag, email, &ue);
     if (rc == 0) {
         const char *argv[] = {uk.user,
                               uk.shard_users,
@@ -636,11 +661,16 @@ static int update_once(struct req *r, const char *pid, const char *code, int oau
                               kusers,
                               uk.tag,
                               uk.email,
+                              ue.on.partner,
+                              ue.on.evt,
+                              ue.off.evt,
+                              ue.on.ready,
+                              ue.on.rp,
                               uid,
                               uk.k,
                               oauth2 ? "oauth2" : "plain",
-                              old_ltag,
-                              old_lemail,
+                              rec_get(u, "tag"),
+                              rec_get(u, "email"),
                               in->has_tag ? "1" : "0",
                               in->has_tag ? in->tag : "",
                               in->has_email ? "1" : "0",
@@ -650,13 +680,17 @@ static int update_once(struct req *r, const char *pid, const char *code, int oau
                               in->has_secret ? "1" : "0",
                               sealed ? sealed : "",
                               flag(in->archived),
-                              flag(in->enable_tracer)};
-        rep = store_script(r, "user_update", 6, 21, argv, NULL);
+                              flag(in->enable_tracer),
+                              ue.on.now,
+                              ue.sha1,
+                              ue.on_payload,
+                              ue.off_payload};
+        rep = store_script(r, "user_update", 11, 30, argv, NULL);
         if (rep == NULL)
             rc = -SIMAP_ECONN;
     }
-    xfree(old_ltag);
-    xfree(old_lemail);
+    xfree(ue.on_payload);
+    xfree(ue.off_payload);
     xfree(ltag);
     xfree(lemail);
     if (rc < 0)
@@ -666,10 +700,7 @@ static int update_once(struct req *r, const char *pid, const char *code, int oau
         return -SIMAP_EPROTO;
     }
     const char *res = rep->element[0]->str;
-    if (strcmp(res, "ok") == 0 && rep->elements >= 4) {
-        /* {"ok", connected_at before, after, now} */
-        enqueue_transition(r, pid, code, uid, rep->element[1]->str, rep->element[2]->str,
-                           rep->element[3]->str);
+    if (strcmp(res, "ok") == 0) {
         rc = 0;
     } else if (strcmp(res, "conflict") == 0) {
         *field = conflict_field(rep->elements > 1 ? rep->element[1]->str : NULL);

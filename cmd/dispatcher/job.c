@@ -101,6 +101,7 @@ struct jobs {
     struct partner *busy; /* partners with held events or a small cap */
     struct metric *m_results[R_COUNT];
     struct metric *m_attempts, *m_latency, *m_stale, *m_lost;
+    struct metric *m_queued, *m_delivered; /* stage latencies from the event's creation */
 };
 
 static void job_try_send(struct job *j);
@@ -176,6 +177,14 @@ static void open_payload(struct job *j, const char *envelope)
                      : PL_BAD;
 }
 
+/* Seconds since j's event was created (Redis TIME at record_mail; this
+ * host's clock now, so never below 0). */
+static double since_created(const struct job *j)
+{
+    int64_t ms = time_now_ms() - j->created_at;
+    return ms > 0 ? (double)ms / 1000.0 : 0.0;
+}
+
 /* A claimed event becomes a job: it takes a delivery slot (js->active, the
  * partner's held) and joins js->jobs. Copies what it keeps from e. */
 static struct job *job_new(struct jobs *js, const struct queue_shard *sh,
@@ -198,6 +207,8 @@ static struct job *job_new(struct jobs *js, const struct queue_shard *sh,
     j->etype = event_type_parse(e->type);
     j->attempt = e->attempt;
     j->created_at = e->created_at;
+    if (j->attempt == 1 && j->created_at > 0)
+        metric_observe(js->m_queued, since_created(j));
     j->all_next = js->jobs;
     if (js->jobs != NULL)
         js->jobs->all_prev = j;
@@ -583,6 +594,10 @@ static void on_response(const struct deliver_result *res, void *data)
         snprintf(why, sizeof why, "%s", res->error);
 
     if (st >= 200 && st < 300) {
+        if (j->created_at > 0)
+            metric_observe(js->m_delivered, since_created(j));
+        log_debug("webhook delivered id=%s pid=%s attempt=%d status=%ld latency_ms=%lld", j->eid,
+                  p->pid, j->attempt, st, (long long)res->latency_ms);
         decide_ack(j, R_DELIVERED, st, "");
     } else if (st == 403) {
         on_forbidden(j);
@@ -846,6 +861,14 @@ struct jobs *jobs_new(const struct jobs_opts *opts, const struct jobs_hooks *hoo
     js->m_latency = metrics_histogram(m, "superimap_webhook_request_duration_seconds",
                                       "Time from sending a webhook to its response or failure",
                                       NULL, metrics_latency_bounds, metrics_latency_nbounds);
+    js->m_queued = metrics_histogram(m, "superimap_webhook_queue_seconds",
+                                     "From an event's creation in Redis to its first claim by a "
+                                     "dispatcher",
+                                     NULL, metrics_latency_bounds, metrics_latency_nbounds);
+    js->m_delivered = metrics_histogram(m, "superimap_webhook_delivered_seconds",
+                                        "From an event's creation in Redis to its receiver's 2xx "
+                                        "answer (retries included)",
+                                        NULL, metrics_latency_bounds, metrics_latency_nbounds);
     js->m_stale = metrics_counter(m, "superimap_webhook_stale_results_total",
                                   "Results refused because the event's lease had expired (it is "
                                   "delivered again)",

@@ -16,6 +16,7 @@
 
 #include "core/err.h"
 #include "core/fleet.h"
+#include "core/reaper.h"
 #include "core/incarnation.h"
 #include "core/lease.h"
 #include "core/log.h"
@@ -56,6 +57,7 @@ struct owner {
     int draining; /* owner_release_all() was called */
     int closing;  /* owner_close() was called */
     struct fleet *fleet;
+    struct reaper *reaper; /* frees a dead peer's leases when its connection closes */
     struct incarnation *inc;
     char (*unit_ids)[12]; /* "0".."N-1" */
     const char **units;   /* pointers into unit_ids */
@@ -389,6 +391,9 @@ struct owner *owner_new(struct ev_loop *loop, struct node *n, int nshards,
     struct incarnation_hooks ih = {.on_live = on_live, .on_fenced = on_fenced, .data = o};
     o->inc = incarnation_new(o->loop, node_redis(o->node), node_id(o->node), o->nshards, &ih);
     struct metrics *m = node_metrics(o->node);
+    struct reaper_opts ro = {
+        .role = "dispatcher", .self_id = node_id(o->node), .shards = o->nshards, .metrics = m};
+    o->reaper = reaper_new(o->loop, node_redis(o->node), o->fleet, o->inc, &ro);
     o->m_owned = metrics_gauge(m, "superimap_dispatcher_shards_owned",
                                "Queue shards whose owner lease this dispatcher holds", NULL);
     o->m_acquired = metrics_counter(m, "superimap_dispatcher_shard_acquisitions_total",
@@ -415,6 +420,7 @@ void owner_free(struct owner *o)
 {
     if (o == NULL)
         return;
+    reaper_free(o->reaper);
     fleet_free(o->fleet);
     incarnation_free(o->inc);
     xfree(o->units);
@@ -435,6 +441,7 @@ void owner_ready(struct owner *o)
     }
     incarnation_start(o->inc);
     fleet_start(o->fleet);
+    reaper_start(o->reaper);
     reconcile(o, time_mono_ms());
 }
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cmd/fake-imapd/rfc822.h"
 #include "cmd/fake-imapd/session.h"
@@ -47,6 +48,8 @@ struct fetch_job {
     size_t nranges; /* pairs */
     size_t cur;     /* current pair */
     size_t next;    /* next index to send */
+    int has_part;   /* BODY[]<offset.length>: part_off, part_len of BODY[] */
+    uint32_t part_off, part_len;
 };
 
 void commands_fetch_free(void *fetch)
@@ -551,6 +554,35 @@ static unsigned fetch_item(const struct command_token *t)
     return 0;
 }
 
+/* BODY[]<o.n> or BODY.PEEK[]<o.n> (RFC 3501 6.4.5), case-insensitive:
+ * its FI_* bit with o and n in f, else 0. */
+static unsigned partial_item(const struct command_token *t, struct fetch_job *f)
+{
+    static const struct {
+        const char *prefix;
+        unsigned bits;
+    } forms[] = {{"BODY[]<", FI_BODY}, {"BODY.PEEK[]<", FI_BODY_PEEK}};
+    if (t->kind != TOK_ATOM || t->len == 0 || t->p[t->len - 1] != '>')
+        return 0;
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        size_t n = strlen(forms[i].prefix);
+        if (t->len <= n || strncasecmp(t->p, forms[i].prefix, n) != 0)
+            continue;
+        const char *p = t->p + n, *end = t->p + t->len - 1;
+        const char *dot = memchr(p, '.', (size_t)(end - p));
+        uint32_t off = 0, len = 0;
+        if (dot == NULL ||
+            (!(dot - p == 1 && *p == '0') && parse_number(p, (size_t)(dot - p), &off) < 0) ||
+            parse_number(dot + 1, (size_t)(end - dot - 1), &len) < 0)
+            return 0;
+        f->has_part = 1;
+        f->part_off = off;
+        f->part_len = len;
+        return forms[i].bits;
+    }
+    return 0;
+}
+
 static void put_flags(struct session *s, const struct message *m)
 {
     const char *seen = (m->flags & MSG_SEEN) ? "\\Seen" : "";
@@ -568,8 +600,9 @@ static const char *put_section(struct session *s, const char *sep, const char *n
 }
 
 /* Appends the FETCH answer for message index i. */
-static void render_message(struct session *s, size_t i, unsigned items)
+static void render_message(struct session *s, size_t i, const struct fetch_job *f)
 {
+    unsigned items = f->items;
     struct session_counters *counters = s->env->counters;
     struct mailbox *mb = s->mb;
     struct message *m = mb->msgs[i];
@@ -611,8 +644,15 @@ static void render_message(struct session *s, size_t i, unsigned items)
         sep = " ";
     }
     size_t body = m->size - m->header_len;
-    if (items & (FI_BODY | FI_BODY_PEEK))
+    if ((items & (FI_BODY | FI_BODY_PEEK)) && f->has_part) {
+        size_t off = f->part_off < m->size ? f->part_off : m->size;
+        size_t n = m->size - off < f->part_len ? m->size - off : f->part_len;
+        char name[32];
+        snprintf(name, sizeof name, "BODY[]<%u>", (unsigned)f->part_off);
+        sep = put_section(s, sep, name, m->data + off, n);
+    } else if (items & (FI_BODY | FI_BODY_PEEK)) {
         sep = put_section(s, sep, "BODY[]", m->data, m->size);
+    }
     if (items & (FI_HEADER | FI_HEADER_PEEK))
         sep = put_section(s, sep, "BODY[HEADER]", m->data, m->header_len);
     if (items & (FI_TEXT | FI_TEXT_PEEK))
@@ -641,7 +681,7 @@ int commands_fetch_more(struct session *s)
         }
         if (f->next < f->ranges[2 * f->cur])
             f->next = f->ranges[2 * f->cur];
-        render_message(s, f->next, f->items);
+        render_message(s, f->next, f);
         progress = 1;
         if (++f->next >= f->ranges[2 * f->cur + 1])
             f->cur++;
@@ -668,11 +708,15 @@ static void cmd_fetch(struct session *s, const char *tag, struct command *c, int
             bad = 1;
         for (int i = first + 2; i < c->ntok - 1 && !bad; i++) {
             unsigned bits = fetch_item(&c->tok[i]);
+            if (bits == 0)
+                bits = partial_item(&c->tok[i], f);
             bad = bits == 0;
             f->items |= bits;
         }
     } else {
         unsigned bits = n == 2 ? fetch_item(it) : 0;
+        if (bits == 0 && n == 2)
+            bits = partial_item(it, f);
         bad = bits == 0;
         f->items |= bits;
     }

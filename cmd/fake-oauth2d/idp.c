@@ -8,7 +8,8 @@
  *   GET  /userinfo      {"email","sub"} for a Bearer access token
  *   POST /revoke        token= (a refresh token revokes its access tokens too)
  *   POST /introspect    token= (or a Bearer header) -> {"active":...}
- *   POST /control/config   {"access_ttl","rotate_refresh","clients":[{"id","secret"}]}
+ *   POST /control/config   {"access_ttl","rotate_refresh","clients":[{"id","secret"}],
+ *                           "id_token":"email"|"no_email"|"none"}
  *   POST /control/inject   {"endpoint","error":"invalid_grant"|"429"|"500"|"slow",
  *                           "count","retry_after","delay_ms"}
  *   GET  /control/stats    counters
@@ -97,9 +98,14 @@ struct token {
     int64_t exp_ms; /* access token: wall-clock expiry */
 };
 
+/* The ID token of a token answer: with the email claim (a Google-like
+ * provider), without it (the client must ask /userinfo), or none at all. */
+enum id_token_kind { ID_TOKEN_EMAIL, ID_TOKEN_NO_EMAIL, ID_TOKEN_NONE };
+
 struct idp {
     pthread_mutex_t mu;
     int access_ttl, rotate_refresh;
+    enum id_token_kind id_token; /* what /token answers beside the tokens */
     struct client clients[CLIENTS_MAX];
     int nclients;
     struct code *codes;
@@ -461,8 +467,9 @@ static struct token *add_token(struct idp *o, int is_refresh, const char *client
     return t;
 }
 
-/* {"alg":"none"} JWT with iss, sub, aud, email, iat, exp. */
-static char *id_token(const char *client, const char *email, int ttl)
+/* {"alg":"none"} JWT with iss, sub, aud, iat, exp, and email unless
+ * with_email is 0. */
+static char *id_token(const char *client, const char *email, int with_email, int ttl)
 {
     static const char header[] = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
     char sub[33];
@@ -473,8 +480,10 @@ static char *id_token(const char *client, const char *email, int ttl)
     json_gen_key_str(g, "iss", "superimap-fake-oauth2d");
     json_gen_key_str(g, "sub", sub);
     json_gen_key_str(g, "aud", client);
-    json_gen_key_str(g, "email", email);
-    json_gen_key_bool(g, "email_verified", 1);
+    if (with_email) {
+        json_gen_key_str(g, "email", email);
+        json_gen_key_bool(g, "email_verified", 1);
+    }
     json_gen_key_int(g, "iat", now);
     json_gen_key_int(g, "exp", now + ttl);
     json_gen_object_close(g);
@@ -588,7 +597,9 @@ static int apply_inject(struct mg_connection *conn, struct inject in, enum resul
 static int token_success(struct mg_connection *conn, struct idp *o, const struct token *at,
                          const char *refresh, const char *client)
 {
-    char *jwt = id_token(client, at->email, o->access_ttl);
+    char *jwt = o->id_token == ID_TOKEN_NONE
+                    ? NULL
+                    : id_token(client, at->email, o->id_token == ID_TOKEN_EMAIL, o->access_ttl);
     struct json_gen *g = json_gen_new(16384);
     json_gen_object_open(g);
     json_gen_key_str(g, "access_token", at->tok);
@@ -596,7 +607,8 @@ static int token_success(struct mg_connection *conn, struct idp *o, const struct
     json_gen_key_int(g, "expires_in", o->access_ttl);
     json_gen_key_str(g, "refresh_token", refresh);
     json_gen_key_str(g, "scope", at->scope);
-    json_gen_key_str(g, "id_token", jwt ? jwt : "");
+    if (jwt != NULL)
+        json_gen_key_str(g, "id_token", jwt);
     json_gen_object_close(g);
     xfree(jwt);
     return reply_json_gen(conn, 200, g, NULL);
@@ -905,6 +917,16 @@ static int on_config(struct mg_connection *conn, void *cbdata)
         json_free(v);
         return control_error(conn, "rotate_refresh must be true or false");
     }
+    static const char *const kinds[] = {"email", "no_email", "none"};
+    const char *kind = json_get_str(v, "id_token");
+    int id_kind = -1;
+    for (int i = 0; kind != NULL && i < 3; i++)
+        if (strcmp(kind, kinds[i]) == 0)
+            id_kind = i;
+    if ((kind != NULL && id_kind < 0) || (kind == NULL && json_get(v, "id_token") != NULL)) {
+        json_free(v);
+        return control_error(conn, "id_token must be email, no_email or none");
+    }
     yajl_val clients = json_get(v, "clients");
     if (clients != NULL && !YAJL_IS_ARRAY(clients)) {
         json_free(v);
@@ -924,6 +946,8 @@ static int on_config(struct mg_connection *conn, void *cbdata)
         o->access_ttl = (int)ttl;
     if (rot >= 0)
         o->rotate_refresh = rot;
+    if (id_kind >= 0)
+        o->id_token = (enum id_token_kind)id_kind;
     pthread_mutex_unlock(&o->mu);
     return http_reply(conn, 200, "application/json", "{\"ok\":true}", 11);
 }

@@ -95,8 +95,13 @@ int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t 
     *outlen = 0;
     char eid[EID_MAX];
     event_id(m, eid, sizeof eid);
-    int rc = m->too_large || m->raw == NULL ? crypto_sha1_hex(eid, strlen(eid), sha1)
-                                            : crypto_sha1_hex(m->raw, m->raw_len, sha1);
+    int rc = 0;
+    if (m->too_large && m->sha1 != NULL && strlen(m->sha1) == CRYPTO_SHA1_HEX_LEN)
+        memcpy(sha1, m->sha1, CRYPTO_SHA1_HEX_LEN + 1);
+    else if (m->too_large || m->raw == NULL)
+        rc = crypto_sha1_hex(eid, strlen(eid), sha1);
+    else
+        rc = crypto_sha1_hex(m->raw, m->raw_len, sha1);
     if (rc < 0)
         return rc;
     /* Worst case: every byte escaped as \u00XX (6), plus base64 (4/3). */

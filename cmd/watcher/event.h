@@ -12,9 +12,11 @@
  *    "uid":<message UID>,"uidvalidity":<n>,"size":<RFC822.SIZE>,"too_large":false}
  *
  * envelope, decoded, rfc822 and rfc822_base64 as proto/envelope.h says. A
- * message above SUPERIMAP_MAX_EMAIL_SIZE is not fetched: "too_large":true,
- * "rfc822":null and "sha1" is the SHA-1 of the event id (there are no bytes
- * to hash), so the original's signature scheme still works.
+ * message above SUPERIMAP_MAX_EMAIL_SIZE is not kept: "too_large":true,
+ * "rfc822":null and "sha1" is the SHA-1 of its bytes, read in parts and
+ * hashed as they come (cmd/watcher/session_mailbox.c); only when they could
+ * not be read is it the SHA-1 of the event id, so the original's signature
+ * scheme still works.
  *
  * The payload is encrypted with AAD "si:evt:<eid>" (core/schema.h) and the
  * event hash gets type, uid, code, tag, sha1 and payload; record_mail adds
@@ -51,7 +53,9 @@ struct mail_event {
     const struct imap_envelope *env; /* NULL: every field NIL */
     const char *raw;                 /* exact bytes; NULL when too_large */
     size_t raw_len;
-    int too_large; /* size above SUPERIMAP_MAX_EMAIL_SIZE: no body */
+    int too_large;    /* size above SUPERIMAP_MAX_EMAIL_SIZE: no body */
+    const char *sha1; /* too_large: hex SHA-1 of the message, hashed in parts; NULL when it
+                         could not be read (the event id's SHA-1 stands in) */
 };
 
 /*

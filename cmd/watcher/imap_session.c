@@ -88,6 +88,7 @@ static const struct state_row states[S_COUNT] = {
     [S_BASELINE] = {NULL, NULL, NULL, 0, 0},
     [S_FETCH] = {session_mailbox_fetched, NULL, command_timeout, 1, 1},
     [S_BODY] = {session_mailbox_body, NULL, command_timeout, 1, 1},
+    [S_HASH] = {session_mailbox_hashed, NULL, command_timeout, 1, 1},
     [S_RECORD] = {NULL, NULL, NULL, 0, 1},
     [S_IDLE_START] = {session_mailbox_idle_end, session_mailbox_idle_started, command_timeout, 1,
                       1},
@@ -189,8 +190,12 @@ static void feed(struct imap_session *s, const char *data, size_t n)
         if (rc == IMAP_AGAIN)
             return;
         if (rc < 0) {
-            if (rc == -SIMAP_ETOOBIG && s->state == S_BODY && s->mb.imsg < s->mb.nmsgs)
-                s->mb.force_too_large = s->mb.msgs[s->mb.imsg].uid; /* next time: too_large */
+            if (rc == -SIMAP_ETOOBIG && (s->state == S_BODY || s->state == S_HASH) &&
+                s->mb.imsg < s->mb.nmsgs) {
+                /* Next time: too_large, and not hashed when parts overflow too. */
+                s->no_partial = s->state == S_HASH;
+                s->mb.force_too_large = s->mb.msgs[s->mb.imsg].uid;
+            }
             session_fail(s, F_PROTO, "malformed response: %s", imap_parser_errstr(s->parser));
             return;
         }

@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/fleet.h"
+#include "core/reaper.h"
 #include "core/incarnation.h"
 #include "core/lease.h"
 #include "core/log.h"
@@ -64,6 +65,7 @@ struct slot {
 struct leases {
     struct watcher *w;
     struct fleet *fleet;
+    struct reaper *reaper; /* frees a dead peer's leases when its connection closes */
     /* A list head is a slot used as a sentinel. */
     struct slot unassigned_list, pending_list, waiting_list, moving_list;
     int draining;            /* no lease is taken any more */
@@ -492,6 +494,7 @@ void leases_ready(struct leases *l)
     incarnation_start(l->w->inc);
     users_start(l->w->users);
     fleet_start(l->fleet);
+    reaper_start(l->reaper);
     /* Redis may have restarted and lost its last writes (a lease, a cursor
      * and its events): sessions check theirs and fetch again what is gone. */
     if (l->readies++ > 0)
@@ -569,6 +572,9 @@ struct leases *leases_new(struct watcher *w, struct metrics *m)
     l->fleet = fleet_new(w->loop, w->redis, &fo, &fh);
     struct incarnation_hooks ih = {.on_live = on_live, .on_fenced = on_fenced, .data = l};
     w->inc = incarnation_new(w->loop, w->redis, node_id(w->node), w->shards, &ih);
+    struct reaper_opts ro = {
+        .role = "watcher", .self_id = node_id(w->node), .shards = w->shards, .metrics = m};
+    l->reaper = reaper_new(w->loop, w->redis, l->fleet, w->inc, &ro);
     struct users_hooks uh = {
         .on_add = on_user_add, .on_remove = on_user_remove, .on_change = on_user_change, .data = l};
     w->users = users_new(w->loop, w->redis, w->shards, &uh);
@@ -603,6 +609,7 @@ void leases_free(struct leases *l)
         users_foreach(w->users, free_slot, NULL);
     users_free(w->users);
     w->users = NULL;
+    reaper_free(l->reaper);
     fleet_free(l->fleet);
     incarnation_free(w->inc);
     w->inc = NULL;

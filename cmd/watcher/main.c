@@ -92,9 +92,24 @@ static void on_ready(struct node *n, void *data)
     leases_ready(leases);
 }
 
+static void on_token_work_done(void *data)
+{
+    log_info("token refreshes in flight finished; drained");
+    node_drained(data);
+}
+
+/* The leases are given back; token refreshes still in flight finish first
+ * (and store what they got): a provider may already have rotated the
+ * refresh token they used, and an aborted one would lose the new one. */
 static void on_leases_released(void *data)
 {
-    node_drained(data);
+    if (watcher.token_work == 0) {
+        node_drained(data);
+        return;
+    }
+    log_info("waiting for token refreshes in flight before exiting count=%d", watcher.token_work);
+    watcher.token_idle = on_token_work_done;
+    watcher.token_idle_data = data;
 }
 
 static void drain(struct node *n, void *data)
@@ -267,6 +282,7 @@ static void finish(struct node *n, void *data)
     (void)n;
     (void)data;
     ev_timer_stop(watcher.loop, &housekeeping);
+    watcher.token_idle = NULL; /* past the drain: what is left is aborted */
     leases_free(leases);
     leases = NULL;
     oauth_free(watcher.oauth); /* before the providers: requests hold them */

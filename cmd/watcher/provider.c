@@ -6,7 +6,6 @@
  */
 #include "cmd/watcher/provider.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +18,27 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rconn.h"
+#include "core/resolver.h"
 #include "core/schema.h"
 #include "core/time.h"
 
-#define RETRY_MS 5000 /* a failed load or resolution is tried again after this */
+#define RETRY_MS         5000 /* a failed load or resolution is tried again after this */
+#define RESOLVER_THREADS 4    /* providers resolved at once */
 
 enum load_state { LOAD_NONE, LOAD_PENDING, LOAD_OK, LOAD_FAILED };
+
+/* A provider record as read, before its host is resolved. */
+struct record {
+    char *host;
+    int port;
+    enum provider_tls tls;
+    enum provider_auth auth;
+    int idle_renew_s;
+    int max_connections;
+    char *token_url; /* NULL when unset */
+    enum provider_token_auth token_auth;
+    enum provider_sasl sasl;
+};
 
 struct prov {
     struct provider pub; /* first: sessions see this part */
@@ -34,6 +48,8 @@ struct prov {
     int err;                     /* of a failed load, for go() */
     int64_t loaded_mono;         /* when the record was last read */
     int loading;                 /* a reload is in flight (state may stay LOAD_OK) */
+    struct record rec;           /* read, its host being resolved */
+    struct resolve *resolving;   /* that lookup */
     struct provider_waiter head; /* FIFO sentinel */
     size_t queued;
     int active;               /* connections holding a slot */
@@ -49,6 +65,7 @@ struct prov {
 struct providers {
     struct ev_loop *loop;
     struct rconn *rc;
+    struct resolver *resolver;
     struct providers_opts opts;
     struct prov *list;
 };
@@ -78,8 +95,15 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* Fills pub from an HGETALL reply; returns 0 or -SIMAP_EINVAL. */
-static int parse_record(struct prov *p, const redisReply *r)
+static void record_clear(struct record *rec)
+{
+    xfree(rec->host);
+    xfree(rec->token_url);
+    memset(rec, 0, sizeof *rec);
+}
+
+/* Fills rec from an HGETALL reply; returns 0 or -SIMAP_EINVAL. */
+static int parse_record(struct record *rec, const redisReply *r)
 {
     const char *host = NULL, *port = NULL, *tls = NULL, *auth = NULL, *renew = NULL, *maxc = NULL,
                *turl = NULL, *tauth = NULL, *sasl = NULL;
@@ -107,7 +131,6 @@ static int parse_record(struct prov *p, const redisReply *r)
             sasl = v->str;
     }
     long n;
-    struct provider *pub = &p->pub;
     if (host == NULL || host[0] == '\0' || strlen(host) > 255)
         return -SIMAP_EINVAL;
     enum provider_tls t = PROVIDER_TLS_IMPLICIT;
@@ -149,34 +172,38 @@ static int parse_record(struct prov *p, const redisReply *r)
     else if (sasl != NULL && sasl[0] != '\0' && strcmp(sasl, "xoauth2") != 0)
         return -SIMAP_EINVAL;
 
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char portbuf[8];
-    snprintf(portbuf, sizeof portbuf, "%ld", portv);
-    int gai = getaddrinfo(host, portbuf, &hints, &res);
-    if (gai != 0 || res == NULL || res->ai_addrlen > sizeof pub->addr) {
-        log_warn("cannot resolve IMAP host code=%s host=%s err=\"%s\"", pub->code, host,
-                 gai != 0 ? gai_strerror(gai) : "no address");
-        if (res != NULL)
-            freeaddrinfo(res);
-        return -SIMAP_EIO;
-    }
-    memcpy(&pub->addr, res->ai_addr, res->ai_addrlen);
-    pub->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    xfree(pub->host);
-    pub->host = xstrdup(host);
-    pub->port = (int)portv;
-    pub->tls = t;
-    pub->auth = a;
-    pub->idle_renew_s = (int)renew_s;
-    pub->max_connections = (int)max_conn;
-    xfree(pub->token_url);
-    pub->token_url = turl != NULL && turl[0] != '\0' ? xstrdup(turl) : NULL;
-    pub->token_auth = ta;
-    pub->sasl = sm;
+    record_clear(rec);
+    rec->host = xstrdup(host);
+    rec->port = (int)portv;
+    rec->tls = t;
+    rec->auth = a;
+    rec->idle_renew_s = (int)renew_s;
+    rec->max_connections = (int)max_conn;
+    rec->token_url = turl != NULL && turl[0] != '\0' ? xstrdup(turl) : NULL;
+    rec->token_auth = ta;
+    rec->sasl = sm;
     return 0;
+}
+
+/* Moves rec, resolved to sa, into what sessions read. */
+static void apply_record(struct prov *p, struct record *rec, const struct sockaddr *sa,
+                         socklen_t salen)
+{
+    struct provider *pub = &p->pub;
+    memcpy(&pub->addr, sa, salen);
+    pub->addrlen = salen;
+    xfree(pub->host);
+    pub->host = rec->host;
+    pub->port = rec->port;
+    pub->tls = rec->tls;
+    pub->auth = rec->auth;
+    pub->idle_renew_s = rec->idle_renew_s;
+    pub->max_connections = rec->max_connections;
+    xfree(pub->token_url);
+    pub->token_url = rec->token_url;
+    pub->token_auth = rec->token_auth;
+    pub->sasl = rec->sasl;
+    rec->host = rec->token_url = NULL;
 }
 
 static void fail_waiters(struct prov *p, int err)
@@ -188,28 +215,12 @@ static void fail_waiters(struct prov *p, int err)
     }
 }
 
-static void on_record(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+/* A load ended: rc 0 (p->pub holds the new values) or why it failed. */
+static void loaded(struct prov *p, int rc)
 {
-    (void)rc;
-    if (err == -SIMAP_ESHUTDOWN)
-        return;
-    struct prov *p = privdata;
     p->loading = 0;
     p->loaded_mono = time_mono_ms();
-    int rc2;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        log_warn("cannot read provider code=%s err=\"%s\"", p->pub.code,
-                 err < 0 ? err_str(err) : "unexpected reply");
-        rc2 = -SIMAP_EIO;
-    } else if (reply->elements == 0) {
-        log_warn("no such provider code=%s", p->pub.code);
-        rc2 = -SIMAP_ENOTFOUND;
-    } else {
-        rc2 = parse_record(p, reply);
-        if (rc2 == -SIMAP_EINVAL)
-            log_warn("malformed provider record code=%s", p->pub.code);
-    }
-    if (rc2 == 0) {
+    if (rc == 0) {
         if (p->state != LOAD_OK)
             log_info("provider loaded code=%s host=%s port=%d tls=%s", p->pub.code, p->pub.host,
                      p->pub.port,
@@ -220,14 +231,61 @@ static void on_record(struct rconn *rc, struct redisReply *reply, int err, void 
         dispatch(p);
         return;
     }
-    if (p->state == LOAD_OK && rc2 == -SIMAP_EIO) {
+    if (p->state == LOAD_OK && rc == -SIMAP_EIO) {
         /* A transient failure to refresh keeps the values we have. */
         dispatch(p);
         return;
     }
     p->state = LOAD_FAILED;
-    p->err = rc2;
-    fail_waiters(p, rc2);
+    p->err = rc;
+    fail_waiters(p, rc);
+}
+
+static void on_resolved(void *data, int rc, const struct sockaddr *sa, socklen_t salen,
+                        const char *why)
+{
+    struct prov *p = data;
+    p->resolving = NULL;
+    if (rc == 0 && salen <= sizeof p->pub.addr) {
+        apply_record(p, &p->rec, sa, salen);
+        loaded(p, 0);
+        return;
+    }
+    log_warn("cannot resolve IMAP host code=%s host=%s err=\"%s\"", p->pub.code, p->rec.host,
+             rc == 0 ? "address too long" : why);
+    record_clear(&p->rec);
+    loaded(p, -SIMAP_EIO);
+}
+
+static void on_record(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    if (err == -SIMAP_ESHUTDOWN)
+        return;
+    struct prov *p = privdata;
+    int rc2;
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        log_warn("cannot read provider code=%s err=\"%s\"", p->pub.code,
+                 err < 0 ? err_str(err) : "unexpected reply");
+        rc2 = -SIMAP_EIO;
+    } else if (reply->elements == 0) {
+        log_warn("no such provider code=%s", p->pub.code);
+        rc2 = -SIMAP_ENOTFOUND;
+    } else {
+        rc2 = parse_record(&p->rec, reply);
+        if (rc2 == -SIMAP_EINVAL)
+            log_warn("malformed provider record code=%s", p->pub.code);
+    }
+    if (rc2 == 0) {
+        /* Resolved off the loop: a slow DNS stalls only this provider's
+         * (re)load, never the sessions. */
+        p->resolving = resolver_lookup(p->ps->resolver, p->rec.host, p->rec.port, on_resolved, p);
+        if (p->resolving != NULL)
+            return;
+        record_clear(&p->rec);
+        rc2 = -SIMAP_EINVAL;
+    }
+    loaded(p, rc2);
 }
 
 static void load(struct prov *p)
@@ -442,6 +500,7 @@ struct providers *providers_new(struct ev_loop *loop, struct rconn *rc,
     ps->loop = loop;
     ps->rc = rc;
     ps->opts = *opts;
+    ps->resolver = resolver_new(loop, RESOLVER_THREADS);
     if (ps->opts.logins_per_sec < 1)
         ps->opts.logins_per_sec = 1;
     return ps;
@@ -455,6 +514,9 @@ void providers_free(struct providers *ps)
     while (p != NULL) {
         struct prov *next = p->next;
         ev_timer_stop(ps->loop, &p->timer);
+        if (p->resolving != NULL)
+            resolver_cancel(p->resolving);
+        record_clear(&p->rec);
         while (p->head.next != &p->head)
             providers_cancel(p->head.next);
         xfree(p->pub.host);
@@ -462,5 +524,6 @@ void providers_free(struct providers *ps)
         xfree(p);
         p = next;
     }
+    resolver_free(ps->resolver);
     xfree(ps);
 }

@@ -21,8 +21,9 @@
  * provider_waiter, embedded in the session); the provider calls go() from
  * its timer, never from inside providers_enqueue(). A provider record is
  * loaded on first use and re-read when older than PROVIDER_REFRESH_MS; its
- * host is resolved then (getaddrinfo, blocking: use addresses or names in
- * /etc/hosts for big fleets).
+ * host is resolved then, off the loop (core/resolver): a slow DNS delays
+ * that provider's logins, never the sessions already running. A refresh that
+ * cannot resolve keeps the address it had.
  *
  * Runs on the loop.
  *

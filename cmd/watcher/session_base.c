@@ -20,9 +20,9 @@
 #include "core/metrics.h"
 
 static const char *const state_names[S_COUNT] = {
-    "NEW",        "LOAD", "QUEUED",  "TOKEN",     "CONNECT",  "TLS",   "GREETING", "CAPA",
-    "STARTTLS",   "AUTH", "EXAMINE", "UIDNEXT",   "BASELINE", "FETCH", "BODY",     "RECORD",
-    "IDLE_START", "IDLE", "DONE",    "POLL_WAIT", "NOOP",     "WAIT",  "DEAD",
+    "NEW",      "LOAD",       "QUEUED",  "TOKEN",   "CONNECT",   "TLS",   "GREETING", "CAPA",
+    "STARTTLS", "AUTH",       "EXAMINE", "UIDNEXT", "BASELINE",  "FETCH", "BODY",     "HASH",
+    "RECORD",   "IDLE_START", "IDLE",    "DONE",    "POLL_WAIT", "NOOP",  "WAIT",     "DEAD",
 };
 
 const char *session_state_name(enum sess_state st)

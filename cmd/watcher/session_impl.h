@@ -60,6 +60,7 @@ enum sess_state {
     S_BASELINE,   /* cursor_baseline in flight */
     S_FETCH,      /* UID FETCH last+1:* (UID RFC822.SIZE ENVELOPE) sent */
     S_BODY,       /* UID FETCH n BODY.PEEK[] sent */
+    S_HASH,       /* UID FETCH n BODY.PEEK[]<offset.length> sent: a message over the limit */
     S_RECORD,     /* record_mail in flight */
     S_IDLE_START, /* IDLE sent, waiting for "+" */
     S_IDLE,       /* idling */
@@ -87,7 +88,10 @@ struct mailbox_view {
     uint32_t force_too_large; /* a UID whose body overflowed the parser */
     struct pending_msg *msgs; /* S_FETCH .. S_RECORD, in UID order */
     size_t nmsgs, imsg, msgs_cap;
-    struct imap_response *body; /* S_BODY: the FETCH with BODY[] */
+    union {
+        struct imap_response *body; /* S_BODY: the FETCH with BODY[] (hashing == 0) */
+        struct crypto_sha1 *hash;   /* S_HASH: the message's bytes so far (hashing == 1) */
+    };
 };
 
 /* The user record, from LOAD. */
@@ -119,6 +123,8 @@ struct imap_session {
     struct session_retry retry;
     struct rreq_owner redis; /* Redis calls in flight (core/rreq); moves on with epoch */
     int busy;                /* inside one of our callbacks */
+    uint32_t cursor_epoch;   /* LOAD: the user's archives and restores so far; only a session
+                                of the current one writes the cursor (cursor_baseline.lua) */
     uint64_t gen;            /* generation that holds the lease */
 
     /* What the server said it can do (CAPABILITY), for this connection. */
@@ -139,6 +145,10 @@ struct imap_session {
     unsigned idle_refusals : 3; /* IDLE commands refused in a row */
     unsigned tok_force : 1;     /* OAuth2: refresh before the next login, whatever the expiry */
     unsigned tok_forced : 1;    /* a refresh after a refused login was made: no second one */
+    unsigned hashing : 1;       /* mb holds a hash, not a body */
+    unsigned hash_more : 1;     /* S_HASH: the last part came whole, the message goes on */
+    unsigned hash_bad : 1;      /* S_HASH: the server answered without our <offset> */
+    unsigned no_partial : 1;    /* force_too_large's body overflowed a partial fetch too */
 
     uint32_t k;
     struct mailbox_view mb;
@@ -261,6 +271,7 @@ void session_mailbox_examined(struct imap_session *s, const struct imap_response
 void session_mailbox_uidnext(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_fetched(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_body(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_hashed(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_idle_end(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_noop(struct imap_session *s, const struct imap_response *r, int ok);
 /* "+" during S_IDLE_START. */
@@ -296,8 +307,12 @@ static inline void session_free_msgs(struct imap_session *s)
     xfree(s->mb.msgs);
     s->mb.msgs = NULL;
     s->mb.nmsgs = s->mb.imsg = s->mb.msgs_cap = 0;
-    imap_response_free(s->mb.body);
+    if (s->hashing)
+        crypto_sha1_free(s->mb.hash);
+    else
+        imap_response_free(s->mb.body);
     s->mb.body = NULL;
+    s->hashing = 0;
 }
 
 #endif

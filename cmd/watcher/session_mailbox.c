@@ -1,13 +1,15 @@
 /*
  * cmd/watcher/session_mailbox: a logged-in IMAP session watching INBOX
- * (states EXAMINE, UIDNEXT, BASELINE, FETCH, BODY, RECORD, IDLE_START,
+ * (states EXAMINE, UIDNEXT, BASELINE, FETCH, BODY, HASH, RECORD, IDLE_START,
  * IDLE, DONE, POLL_WAIT, NOOP; RFC 3501, RFC 2177 IDLE):
  *
  *   EXAMINE INBOX --> [UIDNEXT: UID FETCH * (UID), when EXAMINE gave none]
  *     --> BASELINE (cursor_baseline: UIDNEXT-1 on first sight or new UIDVALIDITY)
  *     --> FETCH (UID FETCH last+1:* (UID RFC822.SIZE ENVELOPE), UIDs <= last dropped)
- *     --> for each new UID in order: BODY (UID FETCH n BODY.PEEK[], unless above
- *         SUPERIMAP_MAX_EMAIL_SIZE) -> RECORD (record_mail)
+ *     --> for each new UID in order: BODY (UID FETCH n BODY.PEEK[]), or above
+ *         SUPERIMAP_MAX_EMAIL_SIZE HASH (UID FETCH n BODY.PEEK[]<offset.length>
+ *         in parts of at most HASH_PART, each hashed and dropped: the event's
+ *         sha1 is the message's, its body is never kept) -> RECORD (record_mail)
  *     --> IDLE_START -> IDLE --EXISTS/RECENT, renewal, probe--> DONE -> FETCH ...
  *         (without the IDLE capability: POLL_WAIT --timer--> NOOP -> FETCH ...)
  *
@@ -28,6 +30,10 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/time.h"
+
+/* The largest part of a message over the limit fetched at once (and never
+ * above SUPERIMAP_MAX_EMAIL_SIZE, which bounds the parser's literals). */
+#define HASH_PART (1u << 20)
 
 static void next_message(struct imap_session *s);
 static void enter_idle_or_poll(struct imap_session *s);
@@ -140,21 +146,63 @@ static void on_recorded(struct imap_session *s, enum store_record res, const cha
     }
 }
 
-/* Records message m (body may be NULL: too large, or no body). */
+/* Records message m (body may be NULL: too large, or no body; sha1: the hex
+ * SHA-1 of a message too large, NULL when it could not be read). */
 static void record(struct imap_session *s, struct pending_msg *m, const struct imap_str *body,
-                   int too_large)
+                   int too_large, const char *sha1)
 {
     if (!session_store_lease_usable(s)) {
         session_fail(s, F_REDIS, "incarnation not live");
         return;
     }
-    int rc = session_store_record(s, m, body, too_large, on_recorded);
+    int rc = session_store_record(s, m, body, too_large, sha1, on_recorded);
     if (rc < 0) {
         session_fail(s, F_REDIS, "cannot record uid %" PRIu32 ": %s", m->uid, err_str(rc));
         return;
     }
     session_set_state(s, S_RECORD);
     session_disarm(s);
+}
+
+/* ---- HASH: a message over the limit, its SHA-1 from parts ---- */
+
+/* The size of each part asked. */
+static uint32_t part_size(const struct imap_session *s)
+{
+    uint64_t max = (uint64_t)session_cfg(s)->max_email_size;
+    return max < HASH_PART ? (uint32_t)max : HASH_PART;
+}
+
+/* Asks for the current message's next part, from the bytes hashed so far. */
+static void send_part(struct imap_session *s)
+{
+    const struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
+    s->hash_more = s->hash_bad = 0;
+    session_new_tag(s);
+    session_send_command(s,
+                         imap_cmd_uid_fetch_body_part(&s->conn.out, s->tag, m->uid,
+                                                      crypto_sha1_length(s->mb.hash), part_size(s)),
+                         S_HASH, "cannot build UID FETCH BODY.PEEK[]<offset.length>");
+}
+
+/* A part of the current message: hashed, then dropped by the caller. A part
+ * sent again is ignored; one from elsewhere than where the hash stands (or
+ * without <origin>: the server ignored the partial fetch) spoils the hash. */
+static void hash_part(struct imap_session *s, const struct imap_response *r)
+{
+    uint64_t at = crypto_sha1_length(s->mb.hash);
+    if (!(r->fetch.has & IMAP_FETCH_BODY_ORIGIN) || r->fetch.body_origin > at) {
+        s->hash_bad = 1;
+        return;
+    }
+    if (r->fetch.body_origin < at)
+        return;
+    size_t n = r->fetch.body.data != NULL ? r->fetch.body.len : 0;
+    if (crypto_sha1_update(s->mb.hash, r->fetch.body.data, n) < 0) {
+        s->hash_bad = 1;
+        return;
+    }
+    s->hash_more = n == part_size(s);
 }
 
 static void next_message(struct imap_session *s)
@@ -171,7 +219,20 @@ static void next_message(struct imap_session *s)
     }
     struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
     if (m->size > (uint64_t)session_cfg(s)->max_email_size || m->uid == s->mb.force_too_large) {
-        record(s, m, NULL, 1);
+        if ((m->uid == s->mb.force_too_large && s->no_partial) || m->size > UINT32_MAX) {
+            /* Parts cannot be had (or addressed: RFC 3501 offsets are 32-bit). */
+            s->no_partial = 0;
+            record(s, m, NULL, 1, NULL);
+            return;
+        }
+        s->mb.body = NULL;
+        s->mb.hash = crypto_sha1_new();
+        if (s->mb.hash == NULL) {
+            session_fail(s, F_PROTO, "cannot start a SHA-1");
+            return;
+        }
+        s->hashing = 1;
+        send_part(s);
         return;
     }
     session_new_tag(s);
@@ -294,6 +355,12 @@ int session_mailbox_fetch(struct imap_session *s, struct imap_response *r)
             s->mb.max_uid_seen = r->fetch.uid;
         return 0;
     }
+    if (s->state == S_HASH && s->hashing && (r->fetch.has & IMAP_FETCH_BODY) &&
+        r->fetch.body_section.data != NULL && r->fetch.body_section.len == 0 &&
+        (!(r->fetch.has & IMAP_FETCH_UID) || r->fetch.uid == s->mb.msgs[s->mb.imsg].uid)) {
+        hash_part(s, r);
+        return 0; /* not kept: the caller frees it */
+    }
     if (s->state == S_BODY && (r->fetch.has & IMAP_FETCH_BODY) &&
         r->fetch.body_section.data != NULL && r->fetch.body_section.len == 0 &&
         (!(r->fetch.has & IMAP_FETCH_UID) || r->fetch.uid == s->mb.msgs[s->mb.imsg].uid)) {
@@ -366,7 +433,40 @@ void session_mailbox_body(struct imap_session *s, const struct imap_response *r,
         skip_message(s);
         return;
     }
-    record(s, m, &s->mb.body->fetch.body, 0);
+    record(s, m, &s->mb.body->fetch.body, 0, NULL);
+}
+
+void session_mailbox_hashed(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    if (!ok) {
+        session_fail(s, F_PROTO, "UID FETCH BODY.PEEK[]<offset.length> refused: %s",
+                     policy_server_text(r, text, sizeof text));
+        return;
+    }
+    struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
+    uint64_t got = crypto_sha1_length(s->mb.hash);
+    if (s->hash_more && !s->hash_bad && got + part_size(s) <= UINT32_MAX) {
+        send_part(s);
+        return;
+    }
+    char sha1[CRYPTO_SHA1_HEX_LEN + 1];
+    int usable = !s->hash_bad && !s->hash_more && crypto_sha1_final_hex(s->mb.hash, sha1) == 0;
+    int bad = s->hash_bad;
+    crypto_sha1_free(s->mb.hash);
+    s->mb.body = NULL;
+    s->hashing = 0;
+    if (got == 0 && !bad) {
+        /* Expunged meanwhile: nothing to announce. */
+        log_info("message vanished before it was hashed acct=%s uid=%" PRIu32, s->uid, m->uid);
+        skip_message(s);
+        return;
+    }
+    if (!usable)
+        log_warn("a message over the limit could not be read in parts: its event's sha1 is "
+                 "its id's acct=%s uid=%" PRIu32 " bytes=%" PRIu64,
+                 s->uid, m->uid, got);
+    record(s, m, NULL, 1, usable ? sha1 : NULL);
 }
 
 /* IDLE_START, IDLE and DONE: IDLE's tagged answer. */

@@ -152,7 +152,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     if (s == NULL)
         return;
     session_loaded_cb *done = q->done.loaded;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 11) {
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 12) {
         char why[256];
         snprintf(why, sizeof why, "cannot read the user: %s",
                  err < 0 ? err_str(err) : "unexpected reply");
@@ -165,7 +165,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
                *email = reply_str(reply->element[4]), *secret = reply_str(reply->element[5]),
                *archived = reply_str(reply->element[6]), *access = reply_str(reply->element[7]),
                *exp = reply_str(reply->element[8]), *state = reply_str(reply->element[9]),
-               *connected = reply_str(reply->element[10]);
+               *connected = reply_str(reply->element[10]), *epoch = reply_str(reply->element[11]);
     const char *why = NULL;
     if (pid == NULL || code == NULL || code[0] == '\0' || strlen(code) > PROVIDER_CODE_MAX)
         why = "user record incomplete (pid, code)";
@@ -222,6 +222,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
             session_wipe_str(&u->access);
         u->access_exp_ms = exp != NULL ? strtoll(exp, NULL, 10) : 0;
     }
+    s->cursor_epoch = epoch != NULL ? (uint32_t)strtoul(epoch, NULL, 10) : 0;
     done(s, F_CONFIG, NULL);
     sreq_end(s);
 }
@@ -244,7 +245,8 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
                           "oauth2_access_token",
                           "oauth2_expires_at",
                           "state",
-                          "connected_at"};
+                          "connected_at",
+                          "cursor_epoch"};
     int rc = callgate_command_argv(s->w->calls, rreq_on_reply, &r->req,
                                    (int)(sizeof argv / sizeof argv[0]), argv, NULL);
     if (rc < 0)
@@ -312,6 +314,11 @@ static void on_baseline(struct rreq *req, struct redisReply *reply, int err)
         return;
     }
     long long status = reply->element[0]->integer;
+    if (status == -2) {
+        done(s, "the user was archived or restored since it was loaded: loading it again");
+        sreq_end(s);
+        return;
+    }
     if (status < 0) {
         lost_lease(s, "cursor_baseline found another lease holder");
         sreq_end(s);
@@ -333,17 +340,21 @@ static void on_baseline(struct rreq *req, struct redisReply *reply, int err)
     sreq_end(s);
 }
 
-/* cursor_baseline's arguments for uidvalidity and last. */
+/* cursor_baseline's arguments for uidvalidity and last, in the epoch of the
+ * user the session loaded. */
 static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t last, rconn_cb *cb,
                          void *privdata)
 {
-    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX], uv[16], l[16];
+    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], cur[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX];
+    char uv[16], l[16], epoch[16];
     lease_keys(s, lease, alive, sizeof alive);
     schema_key_cur(cur, s->k, s->uid);
+    schema_key_user(user, s->k, s->uid);
     snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
     snprintf(l, sizeof l, "%" PRIu32, last);
-    const char *argv[] = {lease, alive, cur, incarnation_token(s->w->inc), uv, l};
-    return callgate_script(s->w->calls, cb, privdata, "cursor_baseline", 3, 6, argv, NULL);
+    snprintf(epoch, sizeof epoch, "%" PRIu32, s->cursor_epoch);
+    const char *argv[] = {lease, alive, cur, user, incarnation_token(s->w->inc), uv, l, epoch};
+    return callgate_script(s->w->calls, cb, privdata, "cursor_baseline", 4, 8, argv, NULL);
 }
 
 int session_store_baseline(struct imap_session *s, session_baseline_cb *done)
@@ -379,8 +390,10 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
         if (s->exists_mono != 0)
             metric_observe(s->w->m.record_latency,
                            (double)(time_mono_ms() - s->exists_mono) / 1000.0);
-        log_debugc("imap", "mail recorded acct=%s uidvalidity=%" PRIu32 " uid=%" PRIu32, s->uid,
-                   s->mb.uidvalidity, m->uid);
+        log_debugc("imap",
+                   "mail recorded acct=%s uidvalidity=%" PRIu32 " uid=%" PRIu32 " id=%s.%" PRIu32
+                   ".%" PRIu32,
+                   s->uid, s->mb.uidvalidity, m->uid, s->uid, s->mb.uidvalidity, m->uid);
         done(s, STORE_RECORDED, NULL);
         break;
     case EVENT_OLD:
@@ -414,7 +427,7 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
 }
 
 int session_store_record(struct imap_session *s, struct pending_msg *m, const struct imap_str *body,
-                         int too_large, session_recorded_cb *done)
+                         int too_large, const char *sha1, session_recorded_cb *done)
 {
     struct mail_event ev = {
         .uid = s->uid,
@@ -432,6 +445,7 @@ int session_store_record(struct imap_session *s, struct pending_msg *m, const st
         .raw = body != NULL ? body->data : NULL,
         .raw_len = body != NULL ? body->len : 0,
         .too_large = too_large,
+        .sha1 = sha1,
     };
     if (body != NULL && ev.size == 0)
         ev.size = body->len;

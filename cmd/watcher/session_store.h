@@ -79,7 +79,9 @@ int session_store_baseline(struct imap_session *s, session_baseline_cb *done);
 
 /* Puts back the cursor this connection started from (base_uid) when
  * Redis lost it; fire and forget (the script writes only an absent cursor,
- * and only for the lease holder). */
+ * only for the lease holder, and only when the user was neither archived
+ * nor restored since the session loaded it: a restore deletes the cursor
+ * on purpose). */
 void session_store_put_baseline(struct imap_session *s);
 
 enum store_record {
@@ -92,11 +94,12 @@ enum store_record {
 /* RECORD answered. Only in S_RECORD. */
 typedef void session_recorded_cb(struct imap_session *s, enum store_record res, const char *why);
 
-/* record_mail for message m, with body (NULL: too large, or none). Frees
- * s->mb.body (the payload holds its own copy). Returns 0, or a negative
- * error when it cannot be queued. */
+/* record_mail for message m, with body (NULL: too large, or none) and, for
+ * a message too large, sha1: the hex SHA-1 of its bytes (NULL when they
+ * could not be read). Frees s->mb.body (the payload holds its own copy).
+ * Returns 0, or a negative error when it cannot be queued. */
 int session_store_record(struct imap_session *s, struct pending_msg *m, const struct imap_str *body,
-                         int too_large, session_recorded_cb *done);
+                         int too_large, const char *sha1, session_recorded_cb *done);
 
 /* The cursor Redis holds, after a reconnect: missing when it is gone,
  * else its uidvalidity and last_uid. Not called when the read failed. */

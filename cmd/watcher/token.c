@@ -40,8 +40,19 @@ struct token_job {
     struct oauth_req *req;
 };
 
+/* One piece of token work is done: a drain waiting for the last may go on. */
+static void work_done(struct watcher *w)
+{
+    if (--w->token_work > 0 || w->token_idle == NULL)
+        return;
+    void (*idle)(void *) = w->token_idle;
+    w->token_idle = NULL;
+    idle(w->token_idle_data);
+}
+
 static void job_free(struct token_job *j)
 {
+    struct watcher *w = j->w;
     crypto_wipe_str(&j->client_id);
     crypto_wipe_str(&j->client_secret);
     crypto_wipe_str(&j->refresh);
@@ -51,6 +62,7 @@ static void job_free(struct token_job *j)
     xfree(j->code);
     xfree(j->tag);
     xfree(j);
+    work_done(w);
 }
 
 /* Ends the job: the owner hears of it (unless detached), then it is freed. */
@@ -80,6 +92,7 @@ void token_detach(struct token_job *j)
 
 /* A script's answer, for its log line. */
 struct written {
+    struct watcher *w;
     int reauth; /* user_reauth, else oauth2_tokens */
     char uid[40];
 };
@@ -100,7 +113,9 @@ static void on_written(struct rconn *rc, struct redisReply *reply, int err, void
     else if (!wr->reauth && reply->integer == 0)
         log_info("refreshed tokens not stored: the user's secret changed meanwhile acct=%s",
                  wr->uid);
+    struct watcher *w = wr->w;
     xfree(wr);
+    work_done(w);
 }
 
 /* Runs the writing script name; its answer is only logged. */
@@ -108,12 +123,15 @@ static void write_script(struct token_job *j, const char *name, int nkeys, int a
                          const char **argv)
 {
     struct written *wr = xcalloc(1, sizeof *wr);
+    wr->w = j->w;
     wr->reauth = strcmp(name, "user_reauth") == 0;
     snprintf(wr->uid, sizeof wr->uid, "%s", j->uid);
     if (rconn_script(j->w->sessions, on_written, wr, name, nkeys, argc, argv, NULL) < 0) {
         log_error("cannot run %s acct=%s err=\"Redis refused the call\"", name, j->uid);
         xfree(wr);
+        return;
     }
+    j->w->token_work++;
 }
 
 /* Seals plain under aad into a new string, or NULL (logged). */
@@ -315,6 +333,7 @@ struct token_job *token_refresh(struct watcher *w, struct provider *prov,
     j->k = u->k;
     j->cb = cb;
     j->owner = owner;
+    w->token_work++;
     if (rconn_command(w->sessions, on_client, j, "HMGET %s oauth2_client_id oauth2_client_secret",
                       conn) < 0) {
         job_free(j);

@@ -118,6 +118,16 @@ struct watcher {
      */
     void (*on_lost_lease)(struct watcher *w, const char *uid, const char *why);
 
+    /*
+     * Token refreshes and their writes still in flight (cmd/watcher/token.c).
+     * A drain waits for them: an aborted refresh could lose a refresh token
+     * the provider has already rotated. token_idle(token_idle_data) runs
+     * once when the count reaches 0 after being set.
+     */
+    int token_work;
+    void (*token_idle)(void *data);
+    void *token_idle_data;
+
     char capacity_text[16];
     char fd_limit_text[24];
     char sessions_text[16];

@@ -25,8 +25,9 @@
 -- The first call marks the connection deleting=1, so it is invisible to the
 -- API and takes no new users from then on. Each batch is atomic: a user
 -- vanishes with its indexes (si:tag:, si:email:, found from its hash and
--- deleted when they still name it), its shard set entry, its queued event ids
--- and a 'delete' record for watchers, never half of them.
+-- deleted when they still name it), its shard set entry, its shard's counts
+-- (si:{k}:count, derived from its key, same {k}), its queued event ids and a
+-- 'delete' record for watchers, never half of them.
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return {'missing'}
 end
@@ -38,7 +39,14 @@ local shard_of = {}
 for i = 0, n - 1 do
     local uid, member = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
     local user = KEYS[6 + 3 * i]
-    local f = redis.call('HMGET', user, 'tag', 'email', 'pid', 'code')
+    local f = redis.call('HMGET', user, 'tag', 'email', 'pid', 'code', 'archived')
+    if f[3] then
+        local count = string.gsub(user, ':user:.*$', ':count', 1)
+        redis.call('HINCRBY', count, 'users', -1)
+        if f[5] == '1' then
+            redis.call('HINCRBY', count, 'archived', -1)
+        end
+    end
     if f[3] == pid and f[4] == code then
         local scope = 'si:tag:' .. pid .. ':' .. code .. ':'
         if f[1] and f[1] ~= '' and redis.call('GET', scope .. string.lower(f[1])) == uid then

@@ -22,7 +22,9 @@
 --          the cursor is below the caller's (Redis lost writes it
 --          acknowledged: the caller examines the mailbox again from this
 --          cursor, or the messages in between would never be announced),
---          'old' the UID is not above the cursor (already recorded), 'nocursor',
+--          'old' the UID is not above the cursor (already recorded), 'nocursor'
+--          (none, or one of an earlier epoch of the user: written before an
+--          archive and a restore, see cursor_baseline.lua),
 --          'unwatched' the user is no longer in its shard's users set
 --          (archived, disconnected or deleted since the watcher last looked:
 --          its mail is not announced, and the watcher drops the session)
@@ -46,8 +48,9 @@ local prefix, user = string.match(KEYS[7], '^(si:{[^}]*}:)user:(.+)$')
 if not prefix or redis.call('SISMEMBER', prefix .. 'users', user) == 0 then
     return {0, 'unwatched'}
 end
-local cur = redis.call('HMGET', KEYS[3], 'uidvalidity', 'last_uid')
-if not cur[1] or not cur[2] then
+local cur = redis.call('HMGET', KEYS[3], 'uidvalidity', 'last_uid', 'epoch')
+if not cur[1] or not cur[2] or
+    (cur[3] or '0') ~= (redis.call('HGET', KEYS[7], 'cursor_epoch') or '0') then
     return {0, 'nocursor'}
 end
 if cur[1] ~= ARGV[2] then

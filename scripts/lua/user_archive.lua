@@ -18,6 +18,11 @@
 -- assumes the one Redis server, docs/architecture.md section 2). Tags and emails are lowered
 -- with string.lower, ASCII only, exactly as the api does before writing them.
 --
+-- The shard's archived count (si:{k}:count, derived from KEYS[1], same {k})
+-- goes up with the flag.
+-- cursor_epoch goes up: a session that outlives this archive cannot write
+-- the user's cursor again (cursor_baseline.lua).
+--
 -- Atomic so that no reader sees an archived user still holding its tag (a
 -- create of the same tag would fail) or a live user missing from its index,
 -- and so that the watcher's change record matches the write.
@@ -52,6 +57,8 @@ if ARGV[3] ~= 'api' then
     fields[#fields + 1] = ARGV[3]
 end
 redis.call('HSET', user, unpack(fields))
+redis.call('HINCRBY', (string.gsub(user, ':user:.*$', ':count', 1)), 'archived', 1)
+redis.call('HINCRBY', user, 'cursor_epoch', 1)
 redis.call('SREM', KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op',
            'archive')

@@ -70,12 +70,6 @@ end
 redis.call('HSET', user, unpack(fields))
 redis.call('SADD', KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op', 'update')
-local url = redis.call('HGET', KEYS[5], 'user_connected_webhook_url')
-if not url or url == '' or redis.call('EXISTS', KEYS[6]) == 1 then
-    return {'ok', 0}
-end
-redis.call('HSET', KEYS[6], 'id', ARGV[14], 'pid', pid, 'type', 'user_connected', 'uid', uid,
-           'code', code, 'tag', ARGV[5], 'sha1', ARGV[15], 'payload', ARGV[16], 'created_at', now,
-           'attempts', '0', 'state', 'ready')
-enqueue(KEYS[7], KEYS[8], pid, ARGV[14])
-return {'ok', 1}
+return {'ok', user_event(KEYS[5], KEYS[6], KEYS[7], KEYS[8], {
+    type = 'user_connected', id = ARGV[14], pid = pid, uid = uid, code = code, tag = ARGV[5],
+    sha1 = ARGV[15], payload = ARGV[16], now = now})}

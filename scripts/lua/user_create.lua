@@ -7,19 +7,29 @@
 -- KEYS[5]  si:{k}:user:<uid>
 -- KEYS[6]  si:{k}:users
 -- KEYS[7]  si:changes
+-- KEYS[8]  si:partner:<pid>
+-- KEYS[9]  si:{k}:evt:<eid>
+-- KEYS[10] si:{k}:ready:<pid>
+-- KEYS[11] si:{k}:ready_partners
 -- ARGV[1]  uid (new, random)      ARGV[2]  k
 -- ARGV[3]  kind: plain | oauth2 (the provider's auth)
 -- ARGV[4]  tag                    ARGV[5]  email ('' for none)
 -- ARGV[6]  login username         ARGV[7]  secret (encrypted password or refresh token, or '')
 -- ARGV[8]  archived (0|1)         ARGV[9]  enable_tracer (0|1)
 -- ARGV[10] lower tag              ARGV[11] pid      ARGV[12] code
--- Returns  {'ok', connected_at ms or ''}, {'conflict', 'tag'|'email'}, or
---          {'missing'} when the connection is gone or being deleted
+-- ARGV[13] now ms: created_at, connected_at and the event's time
+-- ARGV[14] event id <uid>.connected.<now>   ARGV[15] sha1 of the tag
+-- ARGV[16] the user_connected payload (encrypted with AAD si:evt:<eid>)
+-- Returns  {'ok', connected_at ms or '', queued (0|1)}, {'conflict',
+--          'tag'|'email'}, or {'missing'} when the connection is gone or
+--          being deleted
 --
 -- Uniqueness as the original: tag and email unique per connection,
 -- case-insensitive, among non-archived users. Atomic so that of many
 -- parallel creates of one tag exactly one wins, and a user never exists
--- without its index entries, its shard set entry and the watchers' record.
+-- without its index entries, its shard set entry and the watchers' record;
+-- a live user created connected queues user_connected in the same step, so
+-- no failure of the api between two calls can lose the event.
 -- Connected on save when the credentials are complete (PLAIN: username and
 -- password; OAuth2: email and refresh token), as the original.
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'deleting') == '1' then
@@ -32,8 +42,7 @@ local taken = user_taken(KEYS, email, archived)
 if taken then
     return {'conflict', taken}
 end
-local t = redis.call('TIME')
-local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = ARGV[13]
 local complete = secret ~= '' and ((kind == 'plain' and username ~= '') or
     (kind == 'oauth2' and email ~= ''))
 local connected_at = ''
@@ -50,4 +59,10 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[11], 'code', ARGV[12], 'tag'
            'last_login_at', '', 'last_email_at', '', 'created_at', now, 'updated_at', now,
            'enable_tracer', ARGV[9])
 user_index(KEYS, uid, k, ARGV[10], email, archived, complete)
-return {'ok', connected_at}
+local queued = 0
+if complete and archived ~= '1' then
+    queued = user_event(KEYS[8], KEYS[9], KEYS[10], KEYS[11], {
+        type = 'user_connected', id = ARGV[14], pid = ARGV[11], uid = uid, code = ARGV[12],
+        tag = ARGV[4], sha1 = ARGV[15], payload = ARGV[16], now = now})
+end
+return {'ok', connected_at, queued}

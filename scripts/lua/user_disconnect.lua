@@ -55,12 +55,6 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[
 if not was or f[5] == '1' then
     return {'ok', was and 1 or 0, 0}
 end
-local url = redis.call('HGET', KEYS[4], 'user_disconnected_webhook_url')
-if not url or url == '' or redis.call('EXISTS', KEYS[5]) == 1 then
-    return {'ok', 1, 0}
-end
-redis.call('HSET', KEYS[5], 'id', ARGV[7], 'pid', pid, 'type', 'user_disconnected', 'uid', uid,
-           'code', code, 'tag', ARGV[9], 'sha1', ARGV[8], 'payload', ARGV[10], 'created_at', now,
-           'attempts', '0', 'state', 'ready')
-enqueue(KEYS[6], KEYS[7], pid, ARGV[7])
-return {'ok', 1, 1}
+return {'ok', 1, user_event(KEYS[4], KEYS[5], KEYS[6], KEYS[7], {
+    type = 'user_disconnected', id = ARGV[7], pid = pid, uid = uid, code = code, tag = ARGV[9],
+    sha1 = ARGV[8], payload = ARGV[10], now = now})}

@@ -8,7 +8,7 @@
 -- KEYS[3]  si:{k}:evt:<eid>
 -- KEYS[4]  si:{k}:ready:<pid>
 -- KEYS[5]  si:{k}:ready_partners
--- KEYS[6]  si:{k}:reauth (the users reauth_required, counted by reauth_count)
+-- KEYS[6]  si:{k}:reauth (the users reauth_required, counted by users_count)
 -- ARGV[1]  the sealed secret (refresh token) the provider refused
 -- ARGV[2]  reason (last_error and the event's "reason")
 -- ARGV[3]  event id <uid>.reauth.<ms>      ARGV[4]  partner id

@@ -16,7 +16,10 @@
 -- A restored user is watched from new mail on, like a new one: its cursor
 -- si:{k}:cur:<uid> (derived from KEYS[1], same {k} tag) is deleted, so the
 -- watcher that takes it up sets a new baseline and what arrived while it was
--- archived is never announced.
+-- archived is never announced. Its cursor_epoch goes up (as at the archive),
+-- so no session of before the restore can put the old cursor back
+-- (cursor_baseline.lua): an epoch is never used twice. The shard's archived
+-- count (si:{k}:count, derived the same way) goes down with the flag.
 --
 -- Atomic so that a restore and a create of the same tag cannot both win, and
 -- no watcher sees the restored user with its old cursor.
@@ -50,7 +53,9 @@ if email ~= '' then
 end
 redis.call('HSET', KEYS[1], 'archived', '0', 'state', 'idle', 'last_error', '', 'updated_at',
            now)
+redis.call('HINCRBY', KEYS[1], 'cursor_epoch', 1)
 redis.call('DEL', (string.gsub(KEYS[1], ':user:', ':cur:', 1)))
+redis.call('HINCRBY', (string.gsub(KEYS[1], ':user:.*$', ':count', 1)), 'archived', -1)
 if f[4] and f[4] ~= '' then
     redis.call('SADD', KEYS[2], uid)
 end

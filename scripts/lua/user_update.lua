@@ -7,22 +7,36 @@
 -- KEYS[4]  si:conn:<pid>:<code>:users
 -- KEYS[5]  si:tag:<pid>:<code>:<lower tag after the update>
 -- KEYS[6]  si:email:<pid>:<code>:<lower email after the update> (any key if none)
+-- KEYS[7]  si:partner:<pid>
+-- KEYS[8]  si:{k}:evt:<uid>.connected.<now>
+-- KEYS[9]  si:{k}:evt:<uid>.disconnected.<now>
+-- KEYS[10] si:{k}:ready:<pid>
+-- KEYS[11] si:{k}:ready_partners
 -- ARGV[1]  uid      ARGV[2]  k      ARGV[3]  kind: plain | oauth2
--- ARGV[4]  lower tag and ARGV[5] lower email the api read before (it built
---          KEYS[5], KEYS[6] and the old index keys from them)
+-- ARGV[4]  tag and ARGV[5] email the api read before (it built KEYS[5],
+--          KEYS[6] and the events' payloads from them)
 -- ARGV[6]  has tag (0|1)       ARGV[7]  tag
 -- ARGV[8]  has email           ARGV[9]  email
 -- ARGV[10] has username        ARGV[11] username
 -- ARGV[12] has secret          ARGV[13] secret (encrypted, '' clears)
 -- ARGV[14] archived: -1 unchanged, 0, 1
 -- ARGV[15] enable_tracer: -1 unchanged, 0, 1
--- Returns  {'ok', connected_at before, connected_at after, now ms, op}, or
+-- ARGV[16] now ms      ARGV[17] sha1 of the tag after the update
+-- ARGV[18] user_connected payload, ARGV[19] user_disconnected payload
+--          (each encrypted with AAD si:evt:<its event id>)
+-- Returns  {'ok', connected_at before, connected_at after, now ms, op,
+--          queued (0|1)}, or
 --          {'missing'}, {'retry'} (the user changed since the api read it:
 --          read again and retry), {'conflict', 'tag'|'email'}
 --
+-- Archiving or restoring moves the shard's archived count (si:{k}:count,
+-- derived from KEYS[1], same {k}) with the flag.
+--
 -- Atomic for the same reasons as user_create: uniqueness among live users,
 -- indexes, the shard's set of users to watch and the watchers' change record
--- move together or not at all.
+-- move together or not at all; so does the user_connected or
+-- user_disconnected event of a change of connected_at, so no failure of the
+-- api between two calls can lose it.
 local user = KEYS[1]
 local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'username', 'secret',
                      'archived', 'connected_at', 'enable_tracer')
@@ -31,7 +45,7 @@ if not f[1] then
 end
 local pid, code = f[1], f[2]
 local old_tag, old_email = f[3] or '', f[4] or ''
-if string.lower(old_tag) ~= ARGV[4] or string.lower(old_email) ~= ARGV[5] then
+if old_tag ~= ARGV[4] or old_email ~= ARGV[5] then
     return {'retry'}
 end
 local uid, kind = ARGV[1], ARGV[3]
@@ -60,8 +74,7 @@ if not archived then
     end
 end
 
-local t = redis.call('TIME')
-local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = ARGV[16]
 -- Drop the old index entries that no longer apply.
 if not was_archived then
     local old_tag_key = 'si:tag:' .. pid .. ':' .. code .. ':' .. string.lower(old_tag)
@@ -100,8 +113,10 @@ end
 local fields = {'tag', tag, 'email', email, 'username', username, 'secret', secret,
                 'connected_at', connected_at, 'enable_tracer', tracer, 'updated_at', now}
 local op = 'update'
+local count = string.gsub(user, ':user:.*$', ':count', 1)
 if archived and not was_archived then
     op = 'archive'
+    redis.call('HINCRBY', count, 'archived', 1)
     fields[#fields + 1] = 'archived'
     fields[#fields + 1] = '1'
     fields[#fields + 1] = 'state'
@@ -109,6 +124,7 @@ if archived and not was_archived then
 elseif was_archived and not archived then
     -- Watched from new mail on: the cursor goes (see user_restore.lua).
     op = 'restore'
+    redis.call('HINCRBY', count, 'archived', -1)
     redis.call('DEL', (string.gsub(user, ':user:', ':cur:', 1)))
     fields[#fields + 1] = 'archived'
     fields[#fields + 1] = '0'
@@ -118,10 +134,25 @@ elseif was_archived and not archived then
     fields[#fields + 1] = ''
 end
 redis.call('HSET', user, unpack(fields))
+if op == 'archive' or op == 'restore' then
+    -- See user_archive.lua and user_restore.lua.
+    redis.call('HINCRBY', user, 'cursor_epoch', 1)
+end
 if connected_at ~= '' and not archived then
     redis.call('SADD', KEYS[2], uid)
 else
     redis.call('SREM', KEYS[2], uid)
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op', op)
-return {'ok', old_connected, connected_at, now, op}
+local queued = 0
+if (old_connected ~= '') ~= (connected_at ~= '') then
+    local ev = {type = 'user_connected', id = uid .. '.connected.' .. now, pid = pid, uid = uid,
+                code = code, tag = tag, sha1 = ARGV[17], payload = ARGV[18], now = now}
+    local kevt = KEYS[8]
+    if connected_at == '' then
+        ev.type, ev.id, ev.payload, kevt = 'user_disconnected', uid .. '.disconnected.' .. now,
+            ARGV[19], KEYS[9]
+    end
+    queued = user_event(KEYS[7], kevt, KEYS[10], KEYS[11], ev)
+end
+return {'ok', old_connected, connected_at, now, op, queued}

@@ -1,17 +1,24 @@
 // tests/browser/connect.mjs: the connect pages in a real browser, for
 // tests/integration/test_api_connect.c (which sets up the api, the test
-// OAuth2 provider, fake-imapd and the users, and checks Redis afterwards).
-// Headless Chromium (Debian's chromium) driven by puppeteer-core 24.x.
+// OAuth2 provider, fake-imapd and the users, and checks Redis afterwards)
+// and tests/integration/test_system_oauth2.c (a whole fleet, one step of
+// the chain per run). Headless Chromium (Debian's chromium) driven by
+// puppeteer-core 24.x.
 //
 // Environment: CHROMIUM (the browser), API_PORT (where connect.test:80 is
-// mapped), OAUTH_LINK, DENY_LINK (connect links of OAuth2 users), PLAIN_LINK
-// (a PLAIN user's), PLAIN_USER, PLAIN_PASSWORD. The partner's pages
-// (https://partner.test/...) are answered here, never fetched.
-//
-// Prints one JSON line: {"oauth": <URL the consent ended at>, "deny": <URL>,
-// "plain_error": <the form's error text after a wrong password>,
-// "plain_saved_after_error": <URL after it>, "plain": <URL after the right
-// password>}; exits 1 with the reason on anything unexpected.
+// mapped), MODE, and per mode:
+//   (unset)  OAUTH_LINK, DENY_LINK (connect links of OAuth2 users),
+//            PLAIN_LINK (a PLAIN user's), PLAIN_USER, PLAIN_PASSWORD; prints
+//            {"oauth": <URL the consent ended at>, "deny": <URL>,
+//            "plain_error": <the form's error text after a wrong password>,
+//            "plain_saved_after_error": <URL after it>, "plain": <URL after
+//            the right password>}
+//   consent  LINK (a connect link), EMAIL (typed at the consent page, which
+//            is allowed); prints {"url": <where the browser ended>}
+//   visit    LINK (a disconnect link); prints {"url": <where it ended>}
+// The partner's pages (https://partner.test/...) are answered here, never
+// fetched. One JSON line on stdout; exits 1 with the reason on anything
+// unexpected.
 //
 // SPDX-License-Identifier: MIT
 import puppeteer from 'puppeteer-core';
@@ -63,12 +70,12 @@ async function clickTo(page, selector, want) {
     return page.url();
 }
 
-async function consent(link, decision) {
+async function consent(link, decision, email = 'browser@example.com') {
     const page = await newPage();
     await page.goto(link, {waitUntil: 'load'});
     await page.waitForSelector('#allow');
     await page.$eval('#email', (e) => { e.value = ''; });
-    await page.type('#email', 'browser@example.com');
+    await page.type('#email', email);
     const url = await clickTo(page, decision === 'allow' ? '#allow' : '#deny', 'https://partner.test/');
     await page.close();
     return url;
@@ -91,15 +98,38 @@ async function plain() {
     return {error, afterError, url};
 }
 
-let out;
-try {
+// Opens link and waits until the redirects it starts end at the partner.
+async function visit(link) {
+    const page = await newPage();
+    await page.goto(link, {waitUntil: 'load'});
+    if (!page.url().startsWith('https://partner.test/'))
+        await page.waitForFunction(() => location.href.startsWith('https://partner.test/'));
+    const url = page.url();
+    await page.close();
+    return url;
+}
+
+async function suite() {
     console.error('step: consent, allow');
     const oauth = await consent(env.OAUTH_LINK, 'allow');
     console.error('step: consent, deny');
     const deny = await consent(env.DENY_LINK, 'deny');
     console.error('step: the PLAIN form');
     const p = await plain();
-    out = {oauth, deny, plain_error: p.error, plain_saved_after_error: p.afterError, plain: p.url};
+    return {oauth, deny, plain_error: p.error, plain_saved_after_error: p.afterError, plain: p.url};
+}
+
+let out;
+try {
+    if (env.MODE === 'consent') {
+        console.error('step: consent, allow');
+        out = {url: await consent(env.LINK, 'allow', env.EMAIL)};
+    } else if (env.MODE === 'visit') {
+        console.error('step: visit');
+        out = {url: await visit(env.LINK)};
+    } else {
+        out = await suite();
+    }
 } catch (e) {
     console.error(`browser test failed: ${e.stack || e}`);
     await browser.close();

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static size_t on_page_header(char *data, size_t size, size_t nmemb, void *userdata)
 {
@@ -128,7 +129,7 @@ int browser_consent(struct browser *b, int idp_port, const char *link, const cha
                     const char *decision, char *cb, size_t n)
 {
     struct page p = {0};
-    char want[64], auth[8192], post[64];
+    char want[64], auth[8192];
     snprintf(want, sizeof want, "http://127.0.0.1:%d/authorize?", idp_port);
     browser_visit(b, link, NULL, &p);
     if (p.status != 302 || strncmp(p.location, want, strlen(want)) != 0) {
@@ -138,6 +139,15 @@ int browser_consent(struct browser *b, int idp_port, const char *link, const cha
         return -1;
     }
     snprintf(auth, sizeof auth, "%s", p.location);
+    page_free(&p);
+    return browser_answer_consent(b, idp_port, auth, email, decision, cb, n);
+}
+
+int browser_answer_consent(struct browser *b, int idp_port, const char *auth, const char *email,
+                           const char *decision, char *cb, size_t n)
+{
+    struct page p = {0};
+    char post[64];
     browser_visit(b, auth, NULL, &p);
     if (p.status != 200) {
         fprintf(stderr, "browser: the consent page gave %ld\n", p.status);
@@ -160,4 +170,99 @@ int browser_consent(struct browser *b, int idp_port, const char *link, const cha
                 p.location, cb_prefix);
     page_free(&p);
     return ok ? 0 : -1;
+}
+
+/* The whole file at path, NUL-terminated (free() it), or NULL. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *s = calloc(1, 1 << 20);
+    size_t n = fread(s, 1, (1 << 20) - 1, f);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* Runs argv (with env) to its end within ms, its output into dir/name.log
+ * and *out. The exit code. */
+static int run_to_end(const char *dir, const char *name, const char *const *argv,
+                      const char *const *env, int ms, char **out)
+{
+    struct proc p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.log, sizeof p.log, "%s/%s.log", dir, name);
+    assert_int_equal(harness_spawn(&p, argv, env), 0);
+    if (harness_proc_wait(&p, ms) < 0) {
+        harness_proc_stop(&p);
+        fail_msg("%s did not finish within %d ms; log %s", name, ms, p.log);
+    }
+    *out = slurp(p.log);
+    return p.exit_code;
+}
+
+/* puppeteer-core in src/node_modules, installed from the npm registry when
+ * missing. */
+static void need_puppeteer(const char *dir, const char *src)
+{
+    char probe[1200];
+    snprintf(probe, sizeof probe, "%s/node_modules/puppeteer-core/package.json", src);
+    if (access(probe, R_OK) == 0)
+        return;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && npm install --no-save --no-package-lock --no-audit --no-fund", src);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    char *log = NULL;
+    int rc = run_to_end(dir, "npm-install", argv, NULL, 300000, &log);
+    if (rc != 0 || access(probe, R_OK) != 0)
+        fail_msg("npm could not install puppeteer-core into %s (exit %d):\n%s", src, rc,
+                 log ? log : "");
+    free(log);
+}
+
+char *browser_chromium(const char *dir, const char *name, const char *script,
+                       const char *const *env, int ms)
+{
+    if (access(BROWSER_CHROMIUM, X_OK) != 0 || access(BROWSER_NODE, X_OK) != 0)
+        fail_msg("%s or %s is missing: install the Debian packages chromium and nodejs (make "
+                 "deps)",
+                 BROWSER_CHROMIUM, BROWSER_NODE);
+    const char *root = getenv("SUPERIMAP_SRC_DIR");
+    char src[1024], path[1200];
+    snprintf(src, sizeof src, "%s/tests/browser", root ? root : ".");
+    snprintf(path, sizeof path, "%s/%s", src, script);
+    need_puppeteer(dir, src);
+    static char home[1100], tmp[1100];
+    snprintf(home, sizeof home, "HOME=%s", dir);
+    snprintf(tmp, sizeof tmp, "TMPDIR=%s", dir);
+    const char *all[32];
+    size_t n = 0;
+    all[n++] = home;
+    all[n++] = tmp;
+    all[n++] = "CHROMIUM=" BROWSER_CHROMIUM;
+    all[n++] = "PATH=/usr/bin:/bin";
+    for (size_t i = 0; env != NULL && env[i] != NULL && n + 1 < sizeof all / sizeof all[0]; i++)
+        all[n++] = env[i];
+    all[n] = NULL;
+    const char *argv[] = {BROWSER_NODE, path, NULL};
+    char *out = NULL;
+    int rc = run_to_end(dir, name, argv, all, ms, &out);
+    if (rc != 0)
+        fail_msg("the browser script %s failed (exit %d):\n%s", script, rc, out ? out : "");
+    return out != NULL ? out : calloc(1, 1);
+}
+
+int browser_output_line(const char *out, const char *prefix, char *line, size_t n)
+{
+    for (const char *p = out; p != NULL && *p != '\0'; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        if (strncmp(p, prefix, strlen(prefix)) == 0) {
+            snprintf(line, n, "%.*s", (int)strcspn(p, "\n"), p);
+            return 0;
+        }
+    }
+    return -1;
 }

@@ -57,4 +57,30 @@ void query_value(const char *url, const char *name, char *out, size_t n);
 int browser_consent(struct browser *b, int idp_port, const char *link, const char *email,
                     const char *decision, char *cb, size_t n);
 
+/* The second half of browser_consent(): opens the provider's authorize URL
+ * auth (a consent page) and answers it. */
+int browser_answer_consent(struct browser *b, int idp_port, const char *auth, const char *email,
+                           const char *decision, char *cb, size_t n);
+
+/*
+ * Headless Chromium (Debian's chromium at BROWSER_CHROMIUM, driven by
+ * puppeteer-core 24.x from tests/browser, which is npm-installed into
+ * tests/browser/node_modules when missing: test-only, never committed).
+ * Runs `node tests/browser/<script>` with env (NULL-terminated
+ * "NAME=value") plus CHROMIUM, PATH, and HOME and TMPDIR set to dir (the
+ * test's own directory, which also gets the log <name>.log) within ms.
+ * Fails the cmocka test, saying why, when chromium or node is missing (make
+ * deps installs them), npm cannot install puppeteer-core, or the script
+ * does not exit 0 in time. Returns the script's output, stdout and stderr
+ * (free() it).
+ */
+#define BROWSER_CHROMIUM "/usr/bin/chromium"
+#define BROWSER_NODE     "/usr/bin/node"
+char *browser_chromium(const char *dir, const char *name, const char *script,
+                       const char *const *env, int ms);
+
+/* The first line of out that starts with prefix ("{\"url\""), up to its
+ * newline, into line; -1 when there is none. */
+int browser_output_line(const char *out, const char *prefix, char *line, size_t n);
+
 #endif

@@ -5,15 +5,19 @@
  * follows the connect link, the consent page, the callback and the
  * disconnect link, and every refusal is checked: forged, expired and
  * replayed links, wrong, replayed and missing state, a state from another
- * browser, denied consent, the token endpoint refusing the code (what a
- * PKCE mismatch gives) or down. Each refusal must end at the partner's
+ * browser, denied consent, the token endpoint refusing the code, a real
+ * PKCE mismatch, the token endpoint failing, down or at a cloud metadata
+ * address, a userinfo endpoint failing. Each refusal must end at the partner's
  * failure URL with the right error= and leave the user as it was; each
  * success at the success URL exactly, the user connected (or disconnected)
  * with its event queued in the same step. Then the same in headless
  * Chromium (tests/browser/connect.mjs), and a connected user watched by
  * superimap-watcher on a Dovecot whose oauth2 passdb asks the provider:
  * the watcher logs in with the access token the callback stored (no
- * refresh) and new mail becomes an event. Also: provider presets.
+ * refresh) and new mail becomes an event. Also: the email from userinfo
+ * when the ID token has none, the PLAIN form over implicit TLS and
+ * STARTTLS to Dovecot (and a certificate the api cannot verify), provider
+ * presets, and users by state kept exact across every transition.
  *
  * SUPERIMAP_PUBLIC_URL is BROWSER_PUBLIC; the browser (browser.h) reaches
  * it on the api's port through CURLOPT_CONNECT_TO, so every server keeps
@@ -29,6 +33,7 @@
 #include "core/err.h"
 #include "core/hrw.h"
 #include "core/schema.h"
+#include "core/scripts.h"
 #include "tests/integration/browser.h"
 #include "tests/integration/fakeimap.h"
 #include "tests/integration/dovecot.h"
@@ -53,37 +58,33 @@ static int have_dovecot;
 static char skip_why[128];
 static char *key; /* the partner's API key */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *s = calloc(1, 1 << 20);
-    size_t n = fread(s, 1, (1 << 20) - 1, f);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* ---- Suite ---- */
 
 static int suite_setup(void **state)
 {
     (void)state;
-    static const char *const env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                                      "SUPERIMAP_API_RATE_LIMIT=0", "SUPERIMAP_PUBLIC_URL=" PUBLIC,
-                                      "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
     static const char *const idp_args[] = {"--client", CLIENT ":" SECRET, NULL};
-    if (harness_redis_start(&redis) < 0 || fakeoauth_start(&idp, idp_args) < 0 ||
-        harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||
-        harness_wait_http(api.port, "/readyz", 200, 10000) < 0)
-        return -1;
-    if (fx_init() < 0 || fakeimap_prepare(&imap, 0) < 0 || fakeimap_start(&imap, NULL) < 0)
+    if (harness_redis_start(&redis) < 0 || fakeoauth_start(&idp, idp_args) < 0 || fx_init() < 0 ||
+        fakeimap_prepare(&imap, 0) < 0 || fakeimap_start(&imap, NULL) < 0)
         return -1;
     have_dovecot = dovecot_available(skip_why, sizeof skip_why);
     char introspect[300];
     fakeoauth_url(&idp, "/introspect", introspect, sizeof introspect);
-    return have_dovecot ? dovecot_start_oauth2(&dv, 4, introspect) : 0;
+    if (have_dovecot && dovecot_start_oauth2(&dv, 4, introspect) < 0)
+        return -1;
+    /* The api trusts the CA of Dovecot's certificate as the watcher does. */
+    static char ca_env[400];
+    snprintf(ca_env, sizeof ca_env, "SUPERIMAP_CA_FILE=%s", have_dovecot ? dv.ca_file : "");
+    const char *const env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
+                               "SUPERIMAP_API_RATE_LIMIT=0",
+                               "SUPERIMAP_PUBLIC_URL=" PUBLIC,
+                               "SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1",
+                               have_dovecot ? ca_env : NULL,
+                               NULL};
+    if (harness_node_start(&api, &redis, "superimap-api", "api-connect", env) < 0 ||
+        harness_wait_http(api.port, "/readyz", 200, 10000) < 0)
+        return -1;
+    return 0;
 }
 
 static int suite_teardown(void **state)
@@ -105,6 +106,9 @@ static void world(const char *token_url)
     freeReplyObject(rcmd(&redis, "FLUSHALL"));
     assert_int_equal(
         fakeoauth_inject(&idp, "{\"endpoint\":\"token\",\"error\":\"500\",\"count\":0}"), 0);
+    assert_int_equal(
+        fakeoauth_inject(&idp, "{\"endpoint\":\"userinfo\",\"error\":\"500\",\"count\":0}"), 0);
+    assert_int_equal(fakeoauth_config(&idp, "{\"id_token\":\"email\"}"), 0);
     char body[2048], own[256];
     snprintf(own, sizeof own, "http://127.0.0.1:%d/token", idp.port);
     snprintf(
@@ -339,6 +343,55 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     browser_close(&s.b);
 }
 
+/* The provider's ID token names no email (a claim left out, or no ID token
+ * at all): the callback asks the userinfo endpoint with the access token.
+ * When that fails the user is left as it was and the browser goes to the
+ * failure URL: provider_unavailable for a 5xx, no_email for a refusal. */
+static void test_email_from_userinfo_when_the_id_token_has_none(void **state)
+{
+    (void)state;
+    static const char *const kinds[] = {"{\"id_token\":\"no_email\"}", "{\"id_token\":\"none\"}"};
+    static const char *const tags[] = {"dana", "dave"};
+    char cb[8192], v[4096];
+    struct page p = {0};
+    for (int i = 0; i < 2; i++) {
+        struct start s;
+        begin(&s, "FAKE", tags[i]);
+        assert_int_equal(fakeoauth_config(&idp, kinds[i]), 0);
+        long long asked = fakeoauth_stat(&idp, "userinfo");
+        to_callback_as(&s.b, s.link, "dana@example.com", "allow", cb, sizeof cb);
+        browser_visit(&s.b, cb, NULL, &p);
+        if (p.status != 302 || strcmp(p.location, OK_URL) != 0)
+            fail_msg("%s: want 302 to %s, got %ld to %s", kinds[i], OK_URL, p.status, p.location);
+        assert_int_equal(fakeoauth_stat(&idp, "userinfo"), asked + 1);
+        fx_user_field(&redis, s.uid, "email", v, sizeof v);
+        assert_string_equal(v, "dana@example.com");
+        assert_int_equal(events_of(s.uid, "connected"), 1);
+        browser_close(&s.b);
+    }
+
+    static const char *const faults[][2] = {
+        {"{\"endpoint\":\"userinfo\",\"error\":\"500\",\"count\":1}", "provider_unavailable"},
+        {"{\"endpoint\":\"userinfo\",\"error\":\"invalid_grant\",\"count\":1}", "no_email"},
+    };
+    for (int i = 0; i < 2; i++) {
+        struct start s;
+        begin(&s, "FAKE", "erin");
+        assert_int_equal(fakeoauth_config(&idp, "{\"id_token\":\"no_email\"}"), 0);
+        assert_int_equal(fakeoauth_inject(&idp, faults[i][0]), 0);
+        to_callback_as(&s.b, s.link, "erin@example.com", "allow", cb, sizeof cb);
+        assert_fails(&s.b, cb, faults[i][1]);
+        assert_untouched(s.uid);
+        fx_user_field(&redis, s.uid, "email", v, sizeof v);
+        assert_string_equal(v, "");
+        browser_close(&s.b);
+    }
+    assert_true(harness_metric(
+                    api.port, "superimap_api_connect_total{result=\"provider_unavailable\"}") >= 1);
+    assert_true(harness_metric(api.port, "superimap_api_connect_total{result=\"no_email\"}") >= 1);
+    page_free(&p);
+}
+
 /* The link of user uid signed as the api does, made at ts. */
 static void signed_link(const char *kind, const char *uid, long long ts, char *out, size_t n)
 {
@@ -476,6 +529,41 @@ static void test_denied_consent_and_token_errors_are_refused(void **state)
     assert_fails(&b, cb, "provider_unavailable");
     assert_untouched(uid);
     browser_close(&b);
+
+    /* A real PKCE mismatch: the code_challenge the provider sees is not
+     * the api's (as if the authorize URL were tampered with); the
+     * provider refuses the api's verifier. */
+    world(NULL);
+    user_link("FAKE", "pkce", "connect", link, sizeof link, uid);
+    browser_open(&b, api.port);
+    struct page p = {0};
+    browser_visit(&b, link, NULL, &p);
+    assert_int_equal(p.status, 302);
+    char auth[8192], challenge[64];
+    snprintf(auth, sizeof auth, "%s", p.location);
+    query_value(auth, "code_challenge", challenge, sizeof challenge);
+    assert_int_equal(strlen(challenge), 43);
+    char *c = strstr(auth, challenge);
+    c[0] = c[0] == 'A' ? 'B' : 'A';
+    long long refused = fakeoauth_stat(&idp, "token.authorization_code.invalid_grant");
+    assert_int_equal(
+        browser_answer_consent(&b, idp.port, auth, "alice@example.com", "allow", cb, sizeof cb), 0);
+    assert_fails(&b, cb, "token_error");
+    assert_int_equal(fakeoauth_stat(&idp, "token.authorization_code.invalid_grant"), refused + 1);
+    assert_untouched(uid);
+    page_free(&p);
+    browser_close(&b);
+
+    /* A token endpoint at a cloud metadata address is never called, even
+     * with SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1. */
+    world("http://169.254.169.254/token");
+    user_link("FAKE", "meta", "connect", link, sizeof link, uid);
+    browser_open(&b, api.port);
+    to_callback(&b, link, "allow", cb, sizeof cb);
+    assert_fails(&b, cb, "provider_unavailable");
+    assert_untouched(uid);
+    assert_true(harness_log_contains(&api, "refused by the SSRF guard before connecting"));
+    browser_close(&b);
 }
 
 /* ---- PLAIN ---- */
@@ -540,6 +628,84 @@ static void test_plain_form_tries_the_login_before_saving(void **state)
     browser_close(&other);
 }
 
+/* Posts the PLAIN form of link in a fresh browser on port with user1's
+ * password pw; the answer into p. */
+static void post_form(int port, const char *link, const char *pw, struct page *p)
+{
+    struct browser b;
+    browser_open(&b, port);
+    browser_visit(&b, link, NULL, p);
+    assert_int_equal(p->status, 200);
+    char st[256], form[1024];
+    form_state(p, st, sizeof st);
+    snprintf(form, sizeof form, "state=%s&username=user1&password=%s", st, pw);
+    browser_visit(&b, PUBLIC "/users/connect/new", form, p);
+    browser_close(&b);
+}
+
+/* The form's live login to Dovecot over implicit TLS and over STARTTLS,
+ * the certificate verified against SUPERIMAP_CA_FILE (the test's CA): a
+ * wrong password shows Dovecot's refusal and saves nothing, the right one
+ * connects. An api that does not trust that CA sends no password: the
+ * person reads that the server's certificate could not be verified. */
+static void test_plain_form_over_tls_and_starttls(void **state)
+{
+    (void)state;
+    DOVECOT_NEED(have_dovecot, skip_why);
+    world(NULL);
+    static const char *const codes[] = {"DTLS", "DSTART"};
+    char body[512];
+    struct api_resp r = {0};
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body,
+                 "{\"code\":\"%s\",\"imap_host\":\"127.0.0.1\",\"imap_port\":%d,"
+                 "\"tls\":\"%s\"}",
+                 codes[i], i == 0 ? dv.port_tls : dv.port_plain, i == 0 ? "implicit" : "starttls");
+        admin_json(&r, api.port, "POST", "/admin/api/providers", body);
+        EXPECT(&r, 201, "POST", "/admin/api/providers");
+        snprintf(body, sizeof body, "imap_provider_code=%s", codes[i]);
+        api_form(&r, api.port, "POST", "/api/v1/connections", key, body);
+        EXPECT(&r, 201, "POST", "/api/v1/connections");
+    }
+    api_resp_free(&r);
+
+    struct page p = {0};
+    char link[4096], uid[SCHEMA_UID_LEN + 1], v[1024];
+    for (int i = 0; i < 2; i++) {
+        user_link(codes[i], "tls-user", "connect", link, sizeof link, uid);
+        post_form(api.port, link, "wrong", &p);
+        assert_int_equal(p.status, 200);
+        if (strstr(p.body.p, "did not accept this user name and password") == NULL)
+            fail_msg("%s, wrong password: %s", codes[i], p.body.p);
+        assert_untouched(uid);
+        freeReplyObject(rcmd(&redis, "DEL si:link:%s", strstr(link, "sig=") + 4));
+        post_form(api.port, link, "pass1", &p);
+        if (p.status != 302 || strcmp(p.location, OK_URL) != 0)
+            fail_msg("%s, right password: %ld %s %s", codes[i], p.status, p.location, p.body.p);
+        fx_user_field(&redis, uid, "username", v, sizeof v);
+        assert_string_equal(v, "user1");
+        assert_int_equal(events_of(uid, "connected"), 1);
+    }
+
+    /* An api without the test's CA trusts only the system's. */
+    struct proc untrusting;
+    const char *const env[] = {"SUPERIMAP_PUBLIC_URL=" PUBLIC, NULL};
+    assert_int_equal(
+        harness_node_start(&untrusting, &redis, "superimap-api", "api-connect-no-ca", env), 0);
+    assert_int_equal(harness_wait_http(untrusting.port, "/readyz", 200, 10000), 0);
+    for (int i = 0; i < 2; i++) {
+        user_link(codes[i], "untrusted", "connect", link, sizeof link, uid);
+        post_form(untrusting.port, link, "pass1", &p);
+        assert_int_equal(p.status, 200);
+        if (strstr(p.body.p, "did not prove who it is: its certificate could not be verified") ==
+            NULL)
+            fail_msg("%s, untrusted certificate: %s", codes[i], p.body.p);
+        assert_untouched(uid);
+    }
+    harness_proc_stop(&untrusting);
+    page_free(&p);
+}
+
 static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
 {
     (void)state;
@@ -578,91 +744,28 @@ static void test_plain_form_escapes_input_and_is_rate_limited(void **state)
 
 /* ---- A real browser ---- */
 
-#define CHROMIUM "/usr/bin/chromium"
-#define NODE     "/usr/bin/node"
-
-/* Runs argv (with env) to its end within ms; its log into out. The exit
- * code. */
-static int run_to_end(const char *name, const char *const *argv, const char *const *env, int ms,
-                      char **out)
-{
-    struct proc p;
-    memset(&p, 0, sizeof p);
-    snprintf(p.log, sizeof p.log, "%s/%s.log", redis.dir, name);
-    assert_int_equal(harness_spawn(&p, argv, env), 0);
-    if (harness_proc_wait(&p, ms) < 0) {
-        harness_proc_stop(&p);
-        fail_msg("%s did not finish within %d ms; log %s", name, ms, p.log);
-    }
-    *out = slurp(p.log);
-    return p.exit_code;
-}
-
-/* puppeteer-core 24.x in tests/browser/node_modules (test-only, never
- * committed), installed from the npm registry when missing. */
-static void need_puppeteer(const char *dir)
-{
-    char probe[1200];
-    snprintf(probe, sizeof probe, "%s/node_modules/puppeteer-core/package.json", dir);
-    if (access(probe, R_OK) == 0)
-        return;
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && npm install --no-save --no-package-lock --no-audit --no-fund", dir);
-    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    char *log = NULL;
-    int rc = run_to_end("npm-install", argv, NULL, 300000, &log);
-    if (rc != 0 || access(probe, R_OK) != 0)
-        fail_msg("npm could not install puppeteer-core into %s (exit %d):\n%s", dir, rc,
-                 log ? log : "");
-    free(log);
-}
-
 static void test_browser_consent_and_plain_form(void **state)
 {
     (void)state;
-    if (access(CHROMIUM, X_OK) != 0 || access(NODE, X_OK) != 0)
-        fail_msg("%s or %s is missing: install the Debian packages chromium and nodejs (make "
-                 "deps)",
-                 CHROMIUM, NODE);
-    const char *src = getenv("SUPERIMAP_SRC_DIR");
-    char dir[1024], script[1100];
-    snprintf(dir, sizeof dir, "%s/tests/browser", src ? src : ".");
-    snprintf(script, sizeof script, "%s/connect.mjs", dir);
-    need_puppeteer(dir);
-
     world(NULL);
     char oauth[4096], deny[4096], plain[4096];
     char oauth_uid[SCHEMA_UID_LEN + 1], deny_uid[SCHEMA_UID_LEN + 1], plain_uid[SCHEMA_UID_LEN + 1];
     user_link("FAKE", "browser1", "connect", oauth, sizeof oauth, oauth_uid);
     user_link("FAKE", "browser2", "connect", deny, sizeof deny, deny_uid);
     user_link("PLAIN", "user3", "connect", plain, sizeof plain, plain_uid);
-    static char vars[8][4200];
+    static char vars[4][4200];
     snprintf(vars[0], sizeof vars[0], "API_PORT=%d", api.port);
     snprintf(vars[1], sizeof vars[1], "OAUTH_LINK=%s", oauth);
     snprintf(vars[2], sizeof vars[2], "DENY_LINK=%s", deny);
     snprintf(vars[3], sizeof vars[3], "PLAIN_LINK=%s", plain);
-    snprintf(vars[4], sizeof vars[4], "HOME=%s", redis.dir);
-    snprintf(vars[5], sizeof vars[5], "TMPDIR=%s", redis.dir);
-    const char *env[] = {vars[0],
-                         vars[1],
-                         vars[2],
-                         vars[3],
-                         vars[4],
-                         vars[5],
-                         "CHROMIUM=" CHROMIUM,
-                         "PLAIN_USER=user3",
-                         "PLAIN_PASSWORD=pass3",
-                         "PATH=/usr/bin:/bin",
-                         NULL};
-    const char *argv[] = {NODE, script, NULL};
-    char *log = NULL;
-    int rc = run_to_end("browser", argv, env, 120000, &log);
-    const char *line = log ? strstr(log, "{\"oauth\"") : NULL;
-    if (rc != 0 || line == NULL)
-        fail_msg("the browser test failed (exit %d):\n%s", rc, log ? log : "");
+    const char *env[] = {
+        vars[0], vars[1], vars[2], vars[3], "PLAIN_USER=user3", "PLAIN_PASSWORD=pass3", NULL};
+    char *log = browser_chromium(redis.dir, "browser", "connect.mjs", env, 120000);
+    static char line[16384];
+    if (browser_output_line(log, "{\"oauth\"", line, sizeof line) < 0)
+        fail_msg("the browser test printed no result:\n%s", log);
     yajl_val v = NULL;
-    assert_int_equal(json_parse(line, strcspn(line, "\n"), 8, &v, NULL, 0), 0);
+    assert_int_equal(json_parse(line, strlen(line), 8, &v, NULL, 0), 0);
     assert_string_equal(json_get_str(v, "oauth"), OK_URL);
     assert_string_equal(json_get_str(v, "deny"), KO_URL "?error=access_denied");
     assert_non_null(strstr(json_get_str(v, "plain_error"), "did not accept"));
@@ -733,6 +836,296 @@ static void test_connected_user_is_watched_with_the_tokens_the_callback_stored(v
     assert_false(harness_log_contains(&w, access));
     assert_false(harness_log_contains(&api, access));
     harness_proc_stop(&w);
+}
+
+/* ---- Users by state ---- */
+
+/* The states of superimap_users{state}, in users_count.lua's order. */
+static const char *const state_names[4] = {"archived", "connected", "reauth_required",
+                                           "not_connected"};
+
+/* Runs the embedded script name (EVAL of its body, prelude included) with
+ * nkeys of the argc strings of argv; the reply (free it). */
+static redisReply *run_script(const char *name, int nkeys, int argc, const char *const *argv)
+{
+    const struct script_source *src = script_find(name);
+    assert_non_null(src);
+    const char *all[40];
+    char nk[8];
+    assert_true(argc + 3 <= 40);
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    all[0] = "EVAL";
+    all[1] = src->body;
+    all[2] = nk;
+    for (int i = 0; i < argc; i++)
+        all[3 + i] = argv[i];
+    redisReply *r = fx_cmdv(&redis, argc + 3, all, NULL);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", name, r != NULL ? r->str : "no answer");
+    return r;
+}
+
+/* Users by state from the user hashes themselves (SCAN of every
+ * si:{k}:user:<uid>): archived, else in its shard's users set, else
+ * reauth_required by its state, else not connected. */
+static void states_by_scan(long long t[4])
+{
+    memset(t, 0, 4 * sizeof t[0]);
+    char cursor[32] = "0";
+    do {
+        redisReply *r = rcmd(&redis, "SCAN %s MATCH si:{*}:user:* COUNT 1000", cursor);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const char *k = r->element[1]->element[i]->str;
+            const char *uid = strstr(k, ":user:") + 6;
+            redisReply *f = rcmd(&redis, "HMGET %s archived state", k);
+            char set[64];
+            snprintf(set, sizeof set, "%.*s:users", (int)(uid - 6 - k), k);
+            redisReply *w = rcmd(&redis, "SISMEMBER %s %s", set, uid);
+            const char *arch = f->element[0]->str, *st = f->element[1]->str;
+            int which = arch != NULL && strcmp(arch, "1") == 0             ? 0
+                        : w->integer == 1                                  ? 1
+                        : st != NULL && strcmp(st, "reauth_required") == 0 ? 2
+                                                                           : 3;
+            t[which]++;
+            freeReplyObject(f);
+            freeReplyObject(w);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+}
+
+/* Users by state as the api counts them: users_count.lua on every shard. */
+static void states_counted(long long c[4])
+{
+    long long users = 0;
+    memset(c, 0, 4 * sizeof c[0]);
+    for (unsigned k = 0; k < 64; k++) {
+        char count[32], users_key[32], reauth[32], prefix[32];
+        snprintf(count, sizeof count, "si:{%u}:count", k);
+        snprintf(users_key, sizeof users_key, "si:{%u}:users", k);
+        snprintf(reauth, sizeof reauth, "si:{%u}:reauth", k);
+        snprintf(prefix, sizeof prefix, "si:{%u}:", k);
+        const char *argv[] = {count, users_key, reauth, prefix};
+        redisReply *r = run_script("users_count", 3, 4, argv);
+        assert_int_equal(r->elements, 4);
+        users += r->element[0]->integer;
+        for (int i = 0; i < 3; i++)
+            c[i] += r->element[i + 1]->integer;
+        freeReplyObject(r);
+    }
+    c[3] = users - c[0] - c[1] - c[2];
+}
+
+/* The counts the scripts keep equal the users as they are. */
+static void assert_states_exact(const char *after, const long long want[4])
+{
+    long long t[4], c[4];
+    states_by_scan(t);
+    states_counted(c);
+    for (int i = 0; i < 4; i++) {
+        if (t[i] != want[i])
+            fail_msg("after %s: %lld users %s by the hashes, the test made %lld", after, t[i],
+                     state_names[i], want[i]);
+        if (c[i] != t[i])
+            fail_msg("after %s: %lld users %s counted, %lld by the hashes", after, c[i],
+                     state_names[i], t[i]);
+    }
+}
+
+/* Connects PLAIN user tag through the form as login/password. */
+static void form_connect(const char *tag, const char *login, const char *password)
+{
+    char link[4096], uid[SCHEMA_UID_LEN + 1], st[256], form[1024];
+    user_link("PLAIN", tag, "connect", link, sizeof link, uid);
+    struct browser b;
+    browser_open(&b, api.port);
+    struct page p = {0};
+    browser_visit(&b, link, NULL, &p);
+    form_state(&p, st, sizeof st);
+    snprintf(form, sizeof form, "state=%s&username=%s&password=%s", st, login, password);
+    browser_visit(&b, PUBLIC "/users/connect/new", form, &p);
+    assert_string_equal(p.location, OK_URL);
+    page_free(&p);
+    browser_close(&b);
+}
+
+/* Follows user tag's disconnect link of connection code. */
+static void disconnect(const char *code, const char *tag)
+{
+    char link[4096], uid[SCHEMA_UID_LEN + 1];
+    user_link(code, tag, "disconnect", link, sizeof link, uid);
+    struct browser b;
+    browser_open(&b, api.port);
+    struct page p = {0};
+    browser_visit(&b, link, NULL, &p);
+    assert_string_equal(p.location, OK_URL);
+    page_free(&p);
+    browser_close(&b);
+}
+
+/* A user of FAKE brought over by superimap-import (its script). */
+static void import_user(const char *uid, const char *tag, int archived, int connected)
+{
+    char pid[32], conn[64], users[72], tagkey[128], emailkey[128], ukey[64], shard[32], cur[64],
+        k[8];
+    unsigned sh = hrw_shard(uid, 64);
+    redisReply *r = rcmd(&redis, "ZRANGE si:partners 0 0");
+    snprintf(pid, sizeof pid, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    snprintf(conn, sizeof conn, "si:conn:%s:FAKE", pid);
+    snprintf(users, sizeof users, "%s:users", conn);
+    snprintf(tagkey, sizeof tagkey, "si:tag:%s:FAKE:%s", pid, tag);
+    snprintf(emailkey, sizeof emailkey, "si:email:%s:FAKE:%s@example.com", pid, tag);
+    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", sh, uid);
+    snprintf(shard, sizeof shard, "si:{%u}:users", sh);
+    snprintf(cur, sizeof cur, "si:{%u}:cur:%s", sh, uid);
+    snprintf(k, sizeof k, "%u", sh);
+    char email[96];
+    snprintf(email, sizeof email, "%s@example.com", tag);
+    const char *argv[] = {conn,
+                          users,
+                          tagkey,
+                          emailkey,
+                          ukey,
+                          shard,
+                          "si:changes",
+                          cur,
+                          uid,
+                          k,
+                          tag,
+                          email,
+                          "",
+                          connected ? "v1:sealed-refresh-token" : "",
+                          archived ? "1" : "0",
+                          "0",
+                          tag,
+                          pid,
+                          "FAKE",
+                          connected ? "1700000000000" : "",
+                          "",
+                          "",
+                          "",
+                          ""};
+    r = run_script("user_import", 8, 24, argv);
+    assert_string_equal(r->element[0]->str, "ok");
+    freeReplyObject(r);
+}
+
+/* Users by state (superimap_users{state}) follow every transition exactly:
+ * creates (live, archived, connected on save), the OAuth2 callback and the
+ * PLAIN form, archive by DELETE and by PUT, restore by both, a grant that
+ * died (user_reauth) and its user disconnected, a disconnect, an import and
+ * a connection deleted with its users. After each step the counts the
+ * scripts keep (users_count.lua over every shard) equal a scan of the user
+ * hashes and what the test made; at the end the api's gauges show them. */
+static void test_users_by_state_stay_exact(void **state)
+{
+    (void)state;
+    world(NULL);
+    assert_int_equal(scripts_init(), 0);
+    long long want[4] = {0, 0, 0, 0}; /* archived, connected, reauth, not connected */
+    assert_states_exact("a fresh world", want);
+
+    struct api_resp r = {0};
+    static const char *const creates[][2] = {
+        {"FAKE", "tag=s1"},
+        {"FAKE", "tag=s2"},
+        {"FAKE", "tag=s3"},
+        {"FAKE", "tag=s4"},
+        {"FAKE", "tag=s5&archived=true"},
+        {"PLAIN", "tag=p1&login_username=user1&login_password=pass1"},
+        {"PLAIN", "tag=p2"},
+        {"PLAIN", "tag=p3"},
+    };
+    for (size_t i = 0; i < sizeof creates / sizeof creates[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/api/v1/connections/%s/users", creates[i][0]);
+        api_form(&r, api.port, "POST", path, key, creates[i][1]);
+        EXPECT(&r, 201, "POST", USERS);
+    }
+    want[0] = 1, want[1] = 1, want[3] = 6;
+    assert_states_exact("creates", want);
+
+    char link[4096], cb[8192], s2[SCHEMA_UID_LEN + 1];
+    user_link("FAKE", "s2", "connect", link, sizeof link, s2);
+    struct browser b;
+    browser_open(&b, api.port);
+    to_callback(&b, link, "allow", cb, sizeof cb);
+    struct page p = {0};
+    browser_visit(&b, cb, NULL, &p);
+    assert_string_equal(p.location, OK_URL);
+    page_free(&p);
+    browser_close(&b);
+    form_connect("p2", "user2", "pass2");
+    want[1] = 3, want[3] = 4;
+    assert_states_exact("connects", want);
+
+    api_json(&r, api.port, "DELETE", "/api/v1/connections/FAKE/users/s3", key, NULL);
+    EXPECT(&r, 204, "DELETE", USER);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s4", key,
+             "archived=true&enable_tracer=true");
+    EXPECT(&r, 200, "PUT", USER);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/PLAIN/users/p3", key, "archived=true");
+    EXPECT(&r, 200, "PUT", USER);
+    want[0] = 4, want[3] = 1;
+    assert_states_exact("archives", want);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s3", key, "archived=false");
+    EXPECT(&r, 200, "PUT", USER);
+    api_form(&r, api.port, "PUT", "/api/v1/connections/FAKE/users/s4", key,
+             "archived=false&enable_tracer=false");
+    EXPECT(&r, 200, "PUT", USER);
+    want[0] = 2, want[3] = 3;
+    assert_states_exact("restores", want);
+
+    /* s2's grant dies (what the watcher's refresh does on invalid_grant). */
+    unsigned sh = hrw_shard(s2, 64);
+    char secret[1024], ukey[64], users[32], evt[96], eid[64], reauth[32], pid[32];
+    fx_user_field(&redis, s2, "secret", secret, sizeof secret);
+    fx_user_field(&redis, s2, "pid", pid, sizeof pid);
+    snprintf(ukey, sizeof ukey, "si:{%u}:user:%s", sh, s2);
+    snprintf(users, sizeof users, "si:{%u}:users", sh);
+    snprintf(eid, sizeof eid, "%s.reauth.1", s2);
+    snprintf(evt, sizeof evt, "si:{%u}:evt:%s", sh, eid);
+    snprintf(reauth, sizeof reauth, "si:{%u}:reauth", sh);
+    char ready[64], partners[48];
+    snprintf(ready, sizeof ready, "si:{%u}:ready:%s", sh, pid);
+    snprintf(partners, sizeof partners, "si:{%u}:ready_partners", sh);
+    const char *argv[] = {ukey, users, evt, ready,  partners, reauth, secret, "invalid_grant",
+                          eid,  pid,   s2,  "sha1", "payload"};
+    redisReply *rr = run_script("user_reauth", 6, 13, argv);
+    assert_int_equal(rr->integer, 1);
+    freeReplyObject(rr);
+    disconnect("PLAIN", "p1");
+    want[1] = 1, want[2] = 1, want[3] = 4;
+    assert_states_exact("a dead grant and a disconnect", want);
+    disconnect("FAKE", "s2");
+    want[2] = 0, want[3] = 5;
+    assert_states_exact("the reauth_required user disconnected", want);
+
+    import_user("aaaaaaaaaaaaaaaaaaaaaaa1", "i1", 0, 1);
+    import_user("aaaaaaaaaaaaaaaaaaaaaaa2", "i2", 1, 0);
+    import_user("aaaaaaaaaaaaaaaaaaaaaaa3", "i3", 0, 0);
+    want[0] = 3, want[1] = 2, want[3] = 6;
+    assert_states_exact("an import", want);
+
+    /* PLAIN had p1 (not connected), p2 (connected), p3 (archived). */
+    api_json(&r, api.port, "DELETE", "/api/v1/connections/PLAIN", key, NULL);
+    assert_true(r.status == 200 || r.status == 204);
+    want[0] = 2, want[1] = 1, want[3] = 5;
+    assert_states_exact("a connection deleted", want);
+    api_resp_free(&r);
+
+    /* The api's gauges, counted off the scrape path every 5 s. */
+    for (int i = 0; i < 4; i++) {
+        char series[96];
+        snprintf(series, sizeof series, "superimap_users{state=\"%s\"}", state_names[i]);
+        long long deadline = harness_now_ms() + 15000;
+        while (harness_metric(api.port, series) != (double)want[i] && harness_now_ms() < deadline)
+            harness_poll_pause();
+        if (harness_metric(api.port, series) != (double)want[i])
+            fail_msg("%s is %g, not %lld", series, harness_metric(api.port, series), want[i]);
+    }
 }
 
 /* ---- Provider configuration ---- */
@@ -806,10 +1199,13 @@ int main(void)
         cmocka_unit_test(test_links_forged_expired_or_replayed_are_refused),
         cmocka_unit_test(test_state_wrong_missing_or_from_another_browser_is_refused),
         cmocka_unit_test(test_denied_consent_and_token_errors_are_refused),
+        cmocka_unit_test(test_email_from_userinfo_when_the_id_token_has_none),
         cmocka_unit_test(test_plain_form_tries_the_login_before_saving),
         cmocka_unit_test(test_plain_form_escapes_input_and_is_rate_limited),
+        cmocka_unit_test(test_plain_form_over_tls_and_starttls),
         cmocka_unit_test(test_browser_consent_and_plain_form),
         cmocka_unit_test(test_connected_user_is_watched_with_the_tokens_the_callback_stored),
+        cmocka_unit_test(test_users_by_state_stay_exact),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

@@ -2,7 +2,7 @@
  * superimap-fake-imapd spoken to over plain sockets and TLS, transcripts
  * checked line by line (or byte for byte where literals are involved), as
  * curl's tests/data/test800 does: logins, EXAMINE, EXISTS pushed to IDLE
- * sessions, UID FETCH with ENVELOPE and BODY.PEEK[], \Seen, STARTTLS and
+ * sessions, UID FETCH with ENVELOPE, BODY.PEEK[] and its parts, \Seen, STARTTLS and
  * implicit TLS, the session counters, every fault kind at rate 1, UIDVALIDITY
  * changes, kicks, 2,000 idle connections over two addresses, SIGTERM.
  *
@@ -653,6 +653,41 @@ static void test_body_without_peek_sets_seen_only_when_selected(void **state)
     client_close(&c);
 }
 
+/* RFC 3501 6.4.5 partial fetches: BODY.PEEK[]<offset.length> answers
+ * BODY[]<offset> with at most length bytes from offset, shorter at the end,
+ * empty past it; BODY[]<...> too. Each part counts as a body sent. */
+static void test_partial_body_fetches_give_parts_from_the_offset(void **state)
+{
+    (void)state;
+    static const char m[] = "Subject: p\r\n\r\n0123456789\r\n";
+    uint32_t uid;
+    assert_int_equal(fakeimap_append(&srv, "user21", m, sizeof m - 1, &uid), 0);
+    long long bodies0 = fakeimap_stat(&srv, "bodies");
+    struct client c;
+    client_plain(&c);
+    client_login(&c, "user21", "pass21");
+    client_examine(&c, "EXAMINE");
+    client_send(&c, "p1 UID FETCH %u BODY.PEEK[]<0.10>\r\n", (unsigned)uid);
+    expect_line(&c, "* 1 FETCH (UID 1 BODY[]<0> {10}");
+    expect_bytes(&c, m, 10);
+    expect_line(&c, ")");
+    expect_line(&c, "p1 OK Fetch completed");
+    client_send(&c, "p2 UID FETCH %u (UID BODY.PEEK[]<20.10>)\r\n", (unsigned)uid);
+    expect_line(&c, "* 1 FETCH (UID 1 BODY[]<20> {6}");
+    expect_bytes(&c, m + 20, 6);
+    expect_line(&c, ")");
+    expect_line(&c, "p2 OK Fetch completed");
+    client_send(&c, "p3 UID FETCH %u body[]<26.10>\r\n", (unsigned)uid);
+    expect_line(&c, "* 1 FETCH (UID 1 BODY[]<26> {0}");
+    expect_line(&c, ")");
+    expect_line(&c, "p3 OK Fetch completed");
+    client_send(&c, "p4 UID FETCH %u BODY.PEEK[]<1.0>\r\n", (unsigned)uid);
+    expect_line(&c, "p4 BAD Invalid fetch items");
+    assert_int_equal(fakeimap_stat(&srv, "bodies"), bodies0 + 3);
+    assert_int_equal(fakeimap_is_seen(&srv, "user21", uid), 0);
+    client_close(&c);
+}
+
 static void test_uid_fetch_ranges_star_and_sequence_numbers(void **state)
 {
     (void)state;
@@ -1216,6 +1251,7 @@ int main(void)
         cmocka_unit_test_setup(test_append_pushes_exists_to_idle_and_selected_sessions, setup),
         cmocka_unit_test_setup(test_uid_fetch_envelope_and_body_peek_are_byte_exact, setup),
         cmocka_unit_test_setup(test_body_without_peek_sets_seen_only_when_selected, setup),
+        cmocka_unit_test_setup(test_partial_body_fetches_give_parts_from_the_offset, setup),
         cmocka_unit_test_setup(test_uid_fetch_ranges_star_and_sequence_numbers, setup),
         cmocka_unit_test_setup(test_starttls_then_login_over_tls, setup),
         cmocka_unit_test_setup(test_implicit_tls_greets_and_fetches, setup),

@@ -7,14 +7,16 @@
  *   a 4th joins: about a quarter move to it, no user ever has two sessions
  *   (fake-imapd's max_sessions_per_user stays 1), mail appended during the
  *   move gives one event each;
- *   kill -9 of one: the survivors take its users (the takeover time is
- *   printed), mail appended in the gap is delivered once each;
+ *   kill -9 of one: the survivors take its users as soon as its Redis
+ *   connection is seen closed (core/reaper; the takeover time is printed),
+ *   mail appended in the gap is delivered once each;
  *   SIGTERM of another: its users are taken over within 10 s, exactly once.
  *
  * Then, on a fresh key space, capacities 100 and 300 split 400 users 100/300
  * and 500 more users are reported as overflow (metric, log, user state).
  * And SIGSTOP of one of 2 watchers past its alive keys: the other takes
- * over; SIGCONT: it fences itself and rejoins; every message once.
+ * over when they expire (its connection stays open: it is not reaped);
+ * SIGCONT: it fences itself and rejoins; every message once.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -314,6 +316,11 @@ static void test_fleet_places_moves_and_takes_over_users(void **state)
     assert_true(ms >= 0);
     fprintf(stderr, "fleet: takeover after kill -9 of a watcher with %d users: %.1f s\n", counts[0],
             (double)(harness_now_ms() - t0) / 1000.0);
+    /* Taken because its connection closed, not because its keys expired. */
+    int reaped = 0;
+    for (int i = 1; i < 3; i++)
+        reaped += harness_log_contains(&w[i], "its leases are free\" peer=fw1 ");
+    assert_int_equal(reaped >= 1, 1);
     wait_mail_exactly_once(USERS, 15000);
     assert_one_session_per_user();
 
@@ -423,6 +430,8 @@ static void test_paused_watcher_fences_itself_and_rejoins(void **state)
     assert_true(wait_all_watched(n, 45000) >= 0);
     fprintf(stderr, "fleet: users of a paused watcher (%d) taken over in %.1f s\n", paused,
             (double)(harness_now_ms() - t0) / 1000.0);
+    /* Its connection stayed open: its keys expired, nobody reaped it. */
+    assert_false(harness_log_contains(&w[1], "its leases are free\" peer=fw1 "));
     for (int u = 0; u < n; u++)
         append_mail(u);
     wait_mail_exactly_once(n, 15000);

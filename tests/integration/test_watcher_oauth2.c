@@ -396,6 +396,40 @@ static void test_token_endpoint_on_loopback_is_refused_without_allow_private(voi
                      0);
 }
 
+/* SIGTERM while a refresh is at a slow provider that rotates refresh
+ * tokens: the drain waits for the answer and stores the new refresh token
+ * before the watcher exits (the provider has revoked the old one by then:
+ * an aborted refresh left the user with a dead grant). */
+static void test_drain_waits_for_a_refresh_in_flight_and_keeps_the_rotated_token(void **state)
+{
+    (void)state;
+    NEED_DOVECOT();
+    const char *uid = "00000000000000000000c009";
+    assert_int_equal(fakeoauth_config(&idp, "{\"access_ttl\":3600,\"rotate_refresh\":true}"), 0);
+    provider("post", "xoauth2");
+    char first[128];
+    user(uid, 3, first, sizeof first);
+    assert_int_equal(fakeoauth_inject(&idp, "{\"endpoint\":\"token\",\"error\":\"slow\","
+                                            "\"count\":1,\"delay_ms\":2000}"),
+                     0);
+    assert_int_equal(start_watcher(&w, NULL), 0);
+    /* The first login's refresh is at the provider, which sits on it. */
+    assert_int_equal(fakeoauth_wait_stat(&idp, "token_concurrent", 1, 15000), 0);
+    harness_proc_signal(&w, SIGTERM);
+    assert_int_equal(harness_proc_wait(&w, 30000), 0);
+    assert_int_equal(w.exit_code, 0);
+    assert_true(harness_log_contains(&w, "waiting for token refreshes in flight"));
+
+    char stored[128], out[512], body[200];
+    fx_user_opened(&redis, uid, "secret", stored, sizeof stored);
+    assert_string_not_equal(stored, first);
+    snprintf(body, sizeof body, "token=%s", stored);
+    assert_int_equal(fakeoauth_post(&idp, "/introspect", "application/x-www-form-urlencoded", body,
+                                    out, sizeof out, NULL, 0),
+                     200);
+    assert_non_null(strstr(out, "\"active\":true"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +446,8 @@ int main(void)
             test_oauthbearer_and_a_refused_access_token_is_refreshed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_token_endpoint_on_loopback_is_refused_without_allow_private, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_drain_waits_for_a_refresh_in_flight_and_keeps_the_rotated_token, setup, teardown),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

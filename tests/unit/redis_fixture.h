@@ -37,11 +37,12 @@
 #define FIXTURE_FN static __attribute__((unused))
 
 struct redis_fixture {
-    pid_t pid;         /* 0 when not running */
-    char dir[64];      /* private directory */
-    char sock[128];    /* <dir>/redis.sock */
-    char url[160];     /* unix://<dir>/redis.sock */
-    char password[64]; /* requirepass, "" for none */
+    pid_t pid;            /* 0 when not running */
+    char dir[64];         /* private directory */
+    char sock[128];       /* <dir>/redis.sock */
+    char url[160];        /* unix://<dir>/redis.sock */
+    char password[64];    /* requirepass, "" for none */
+    const char *extra[8]; /* more arguments at the next spawn, NULL-terminated */
 };
 
 FIXTURE_FN double fixture_now(void)
@@ -161,7 +162,7 @@ FIXTURE_FN int redis_fixture_spawn(struct redis_fixture *fx)
             dup2(fd, 2);
             close(fd);
         }
-        const char *argv[16];
+        const char *argv[24];
         int n = 0;
         argv[n++] = "redis-server";
         argv[n++] = "--port";
@@ -178,6 +179,8 @@ FIXTURE_FN int redis_fixture_spawn(struct redis_fixture *fx)
             argv[n++] = "--requirepass";
             argv[n++] = fx->password;
         }
+        for (int i = 0; i < 7 && fx->extra[i] != NULL; i++)
+            argv[n++] = fx->extra[i];
         argv[n] = NULL;
         execvp(argv[0], (char *const *)(void *)argv);
         _exit(127);
@@ -235,7 +238,9 @@ FIXTURE_FN int redis_fixture_start(struct redis_fixture *fx, const char *passwor
 }
 
 /* Stops the server (if running) and starts a new one on the same socket
- * path, with an empty dataset. Returns 0 or -1. */
+ * path and directory (with fx->extra): its dataset is what a SAVE left
+ * there, else empty. Returns once it answers PING, LOADING included: 0 or
+ * -1. */
 FIXTURE_FN int redis_fixture_restart(struct redis_fixture *fx)
 {
     redis_fixture_kill(fx, SIGTERM);

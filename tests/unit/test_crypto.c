@@ -107,6 +107,34 @@ static void test_sha1_and_sha256_match_fips_abc_vectors(void **state)
     assert_string_equal(h256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+/* A SHA-1 fed in pieces of every size equals the one-shot digest (FIPS
+ * 180 "abc...nopq" two-block vector), and counts what it was fed. */
+static void test_sha1_in_pieces_matches_one_shot(void **state)
+{
+    (void)state;
+    static const char msg[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    size_t n = sizeof msg - 1;
+    char want[CRYPTO_SHA1_HEX_LEN + 1], got[CRYPTO_SHA1_HEX_LEN + 1];
+    assert_int_equal(crypto_sha1_hex(msg, n, want), 0);
+    assert_string_equal(want, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+    for (size_t piece = 1; piece <= n; piece++) {
+        struct crypto_sha1 *h = crypto_sha1_new();
+        assert_non_null(h);
+        assert_int_equal(crypto_sha1_update(h, msg, 0), 0);
+        for (size_t at = 0; at < n; at += piece)
+            assert_int_equal(crypto_sha1_update(h, msg + at, n - at < piece ? n - at : piece), 0);
+        assert_int_equal(crypto_sha1_length(h), n);
+        assert_int_equal(crypto_sha1_final_hex(h, got), 0);
+        assert_string_equal(got, want);
+        crypto_sha1_free(h);
+    }
+    struct crypto_sha1 *h = crypto_sha1_new();
+    assert_int_equal(crypto_sha1_final_hex(h, got), 0);
+    assert_string_equal(got, "da39a3ee5e6b4b0d3255bfef95601890afd80709"); /* no bytes */
+    crypto_sha1_free(h);
+    crypto_sha1_free(NULL);
+}
+
 /* Standard Webhooks' published example (standard-webhooks spec and its
  * reference libraries' tests). */
 static void test_standard_webhooks_signature_vector(void **state)
@@ -767,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_hmac_sha256_matches_rfc4231_case_6_long_key),
         cmocka_unit_test(test_hmac_sha256_accepts_empty_key_and_message),
         cmocka_unit_test(test_sha1_and_sha256_match_fips_abc_vectors),
+        cmocka_unit_test(test_sha1_in_pieces_matches_one_shot),
         cmocka_unit_test(test_standard_webhooks_signature_vector),
         cmocka_unit_test(test_b64_matches_rfc4648_vectors),
         cmocka_unit_test(test_b64url_omits_padding_and_decodes_both_forms),

@@ -388,6 +388,38 @@ static void test_compose_builds_once_and_reads_ports_and_nofile(void **state)
     buf_free(&out);
 }
 
+/* The monitoring profile adds Prometheus with the shipped configuration and
+ * alert rules, its UI on loopback unless told otherwise. */
+static void test_compose_monitoring_profile_runs_prometheus_with_our_rules(void **state)
+{
+    struct fixture *f = *state;
+    skip_without_compose();
+    char **env = env_with_secrets_and(TEST_KEY, TEST_TOKEN, NULL);
+    const char *argv[] = {"docker-compose", "-f",         f->compose, "--env-file", f->envfile,
+                          "--profile",      "monitoring", "config",   NULL};
+    struct buf out;
+    int rc = run(argv, env, &out);
+    env_free(env);
+    if (rc != 0)
+        fail_msg("docker-compose --profile monitoring config exited %d:\n%s", rc, text(&out));
+    expect_in(&out, "image: prom/prometheus:");
+    expect_in(&out, "- monitoring");
+    expect_in(&out, "/docker/prometheus:/etc/prometheus:ro");
+    expect_in(&out, "--config.file=/etc/prometheus/prometheus.yml");
+    expect_in(&out, "- 127.0.0.1:9090:9090");
+    buf_free(&out);
+    char path[sizeof f->src + 64];
+    snprintf(path, sizeof path, "%s/docker/prometheus/prometheus.yml", f->src);
+    char *conf = slurp(path);
+    assert_non_null(conf);
+    /* Every node's metrics port as the compose file gives it. */
+    assert_non_null(strstr(conf, "port: 8080"));
+    assert_non_null(strstr(conf, "port: 9101"));
+    assert_non_null(strstr(conf, "port: 9102"));
+    assert_non_null(strstr(conf, "- alerts.yml"));
+    xfree(conf);
+}
+
 static void expect_refused_without(const struct fixture *f, const char *key, const char *token,
                                    const char *missing)
 {
@@ -528,6 +560,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compose_config_wires_every_service, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compose_builds_once_and_reads_ports_and_nofile, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_compose_monitoring_profile_runs_prometheus_with_our_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compose_refuses_without_encryption_key, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_compose_refuses_without_admin_token, setup, teardown),

@@ -64,6 +64,7 @@ static void test_simple_commands_are_exact(void **state)
     assert_int_equal(imap_cmd_logout(&b, "A0005"), 0);
     assert_int_equal(imap_cmd_uid_fetch_envelopes(&b, "A0006", 4294967295u), 0);
     assert_int_equal(imap_cmd_uid_fetch_body(&b, "A0007", 17), 0);
+    assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A0008", 17, 1048576, 65536), 0);
     assert_int_equal(imap_cmd_sasl_empty(&b), 0);
     assert_int_equal(imap_cmd_sasl_cancel(&b), 0);
     assert_buf(&b, "A0001 CAPABILITY\r\n"
@@ -74,6 +75,7 @@ static void test_simple_commands_are_exact(void **state)
                    "A0005 LOGOUT\r\n"
                    "A0006 UID FETCH 4294967295:* (UID RFC822.SIZE ENVELOPE)\r\n"
                    "A0007 UID FETCH 17 BODY.PEEK[]\r\n"
+                   "A0008 UID FETCH 17 BODY.PEEK[]<1048576.65536>\r\n"
                    "\r\n"
                    "*\r\n");
     buf_free(&b);
@@ -114,6 +116,9 @@ static void test_invalid_arguments_are_refused_and_write_nothing(void **state)
     assert_int_equal(imap_cmd_noop(NULL, "A1"), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_uid_fetch_envelopes(&b, "A1", 0), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_uid_fetch_body(&b, "A1", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A1", 0, 0, 1), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A1", 1, 0, 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A1", 1, 4294967296ull, 1), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_login(&b, &sync, "A1", NULL, "x", 0), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_examine(&b, &sync, "A1", NULL, 0), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_authenticate_plain(&b, NULL, "A1", "u", "p", 0), -SIMAP_EINVAL);

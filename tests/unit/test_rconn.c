@@ -353,6 +353,65 @@ static void test_auth_with_wrong_password_never_connects_and_logs_once(void **st
     assert_int_equal(auth_lines, 1);
 }
 
+/* A named connection (AUTH, SELECT, CLIENT SETNAME and ROLE are all
+ * answered while Redis loads its dataset) must not count as connected until
+ * the data is there: its handshake ends with PING, which Redis refuses with
+ * LOADING until then. Without it, the first command got a LOADING error. */
+static void test_handshake_waits_until_redis_has_loaded_its_dataset(void **state)
+{
+    struct tctx *t = *state;
+    redisReply *rep = redis_fixture_cmd(&t->fx, "EVAL %s 0",
+                                        "for i = 1, 3000 do redis.call('SET', 'k' .. i, i) end");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    assert_int_equal(redis_fixture_int(&t->fx, "DBSIZE"), 3000);
+    rep = redis_fixture_cmd(&t->fx, "SAVE");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    /* 1 ms per key, and the loop turns every KiB: about 3 s of LOADING. */
+    const char *slow[] = {"--key-load-delay", "1000", "--loading-process-events-interval-bytes",
+                          "1024", NULL};
+    memcpy(t->fx.extra, slow, sizeof slow);
+    assert_int_equal(redis_fixture_restart(&t->fx), 0);
+    rep = redis_fixture_cmd(&t->fx, "INFO persistence");
+    assert_non_null(rep);
+    assert_non_null(strstr(rep->str, "loading:1"));
+    freeReplyObject(rep);
+
+    struct rconn_opts o = {.url = t->fx.url,
+                           .reconnect_min_ms = 20,
+                           .reconnect_max_ms = 50,
+                           .command_timeout_ms = 20000};
+    struct rconn *rc = rconn_new(t->loop, &o);
+    assert_non_null(rc);
+    assert_int_equal(rconn_set_client_name(rc, "si:test:named"), 0);
+    struct result r = {0};
+    assert_int_equal(rconn_command(rc, on_result, &r, "GET k3000"), 0);
+    assert_true(run_until(t->loop, &r.calls, 1, 20.0));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.type, REDIS_REPLY_STRING);
+    assert_string_equal(r.str, "3000");
+    /* And the name is on the connection. */
+    struct result n = {0};
+    assert_int_equal(rconn_command(rc, on_result, &n, "CLIENT GETNAME"), 0);
+    assert_true(run_until(t->loop, &n.calls, 1, 5.0));
+    assert_string_equal(n.str, "si:test:named");
+    rconn_free(rc);
+}
+
+static void test_client_name_refuses_spaces_and_control_bytes(void **state)
+{
+    struct tctx *t = *state;
+    struct rconn_opts o = {.url = t->fx.url};
+    struct rconn *rc = rconn_new(t->loop, &o);
+    assert_non_null(rc);
+    assert_int_equal(rconn_set_client_name(rc, "two words"), -SIMAP_EINVAL);
+    assert_int_equal(rconn_set_client_name(rc, "tab\there"), -SIMAP_EINVAL);
+    assert_int_equal(rconn_set_client_name(rc, ""), -SIMAP_EINVAL);
+    assert_int_equal(rconn_set_client_name(rc, "si:watcher:w1:7"), 0);
+    rconn_free(rc);
+}
+
 static void test_select_uses_db_from_url(void **state)
 {
     struct tctx *t = *state;
@@ -788,6 +847,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_auth_with_wrong_password_never_connects_and_logs_once,
                                         setup_auth, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_waits_until_redis_has_loaded_its_dataset,
+                                        setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_client_name_refuses_spaces_and_control_bytes,
+                                        setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_select_uses_db_from_url, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(
             test_connect_timeout_to_blackhole_keeps_disconnected_and_times_out, setup_plain,

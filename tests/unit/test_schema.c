@@ -212,6 +212,8 @@ static void test_shard_keys_follow_the_table(void **state)
     assert_layout("si:{k}:users", s, (int)strlen(s));
     schema_key_reauth(s, K);
     assert_layout("si:{k}:reauth", s, (int)strlen(s));
+    schema_key_count(s, K);
+    assert_layout("si:{k}:count", s, (int)strlen(s));
     schema_key_owner(s, K);
     assert_layout("si:{k}:owner", s, (int)strlen(s));
     schema_key_ready_partners(s, K);

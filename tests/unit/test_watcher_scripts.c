@@ -145,13 +145,21 @@ static void test_release_only_own_lease(void **state)
     assert_int_equal(run("lease_release", 1, 2, own, NULL, 0), 0);
 }
 
-static long long baseline(const char *token, const char *uidvalidity, const char *last,
-                          char *got_last)
+/* cursor_baseline by a session that loaded user u1 in its cursor epoch. */
+static long long baseline_in(const char *epoch, const char *token, const char *uidvalidity,
+                             const char *last, char *got_last)
 {
     char alive[128];
     snprintf(alive, sizeof alive, "si:{3}:alive:%s", token);
-    const char *argv[] = {"si:{3}:lease:u1", alive, "si:{3}:cur:u1", token, uidvalidity, last};
-    redisReply *r = rsync_script(rs, "cursor_baseline", 3, 6, argv, NULL);
+    const char *argv[] = {"si:{3}:lease:u1",
+                          alive,
+                          "si:{3}:cur:u1",
+                          "si:{3}:user:u1",
+                          token,
+                          uidvalidity,
+                          last,
+                          epoch};
+    redisReply *r = rsync_script(rs, "cursor_baseline", 4, 8, argv, NULL);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     long long v = r->element[0]->integer;
@@ -159,6 +167,12 @@ static long long baseline(const char *token, const char *uidvalidity, const char
         strcpy(got_last, r->element[2]->str);
     freeReplyObject(r);
     return v;
+}
+
+static long long baseline(const char *token, const char *uidvalidity, const char *last,
+                          char *got_last)
+{
+    return baseline_in("", token, uidvalidity, last, got_last);
 }
 
 /* record_mail by a caller whose cursor is seen (the last UID it saw
@@ -261,6 +275,72 @@ static void test_record_mail_refuses_a_cursor_behind_the_caller(void **state)
     assert_int_equal(record_from("w1:1", "100", "6", "5", why), 1);
     assert_int_equal(record_from("w1:1", "100", "7", "6", why), 1);
     assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 3);
+}
+
+/* The race of an archive and a restore within about a second, during a
+ * Redis reconnect of the watcher: its session of user u1 never saw the user
+ * leave (the change stream was read after both), so after the reconnect it
+ * finds the cursor gone, as if Redis had lost it, and puts back the one it
+ * started from. The restore deleted that cursor so that the restored user
+ * is watched from new mail on: put back, the mail that came while the user
+ * was archived would be announced. The user's cursor epoch, raised by the
+ * archive and by the restore, refuses the session's write; a cursor of an
+ * earlier epoch is not used by record_mail either. */
+static void test_session_of_before_archive_and_restore_cannot_put_its_cursor_back(void **state)
+{
+    (void)state;
+    char why[32], last[32];
+    watch_u1();
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    freeReplyObject(rsync_command(rs,
+                                  "HSET si:{3}:user:u1 uid u1 pid p7 code PLAIN tag t1 "
+                                  "email %s archived 0 connected_at 1",
+                                  ""));
+    /* The session loaded u1 (no cursor_epoch yet: "") and works from 10. */
+    assert_int_equal(baseline_in("", "w1:1", "100", "10", NULL), 1);
+    assert_int_equal(record_from("w1:1", "100", "11", "10", why), 1);
+
+    const char *archive[] = {"si:{3}:user:u1", "si:{3}:users", "si:changes", "u1", "3", "api"};
+    assert_int_equal(run("user_archive", 3, 6, archive, NULL, 0), 1);
+    const char *restore[] = {"si:{3}:user:u1",
+                             "si:{3}:users",
+                             "si:changes",
+                             "si:tag:p7:PLAIN:t1",
+                             "si:email:p7:PLAIN:",
+                             "u1",
+                             "3",
+                             "t1",
+                             ""};
+    redisReply *r = rsync_script(rs, "user_restore", 5, 9, restore, NULL);
+    assert_string_equal(r->str, "ok");
+    freeReplyObject(r);
+    assert_int_equal(redis_fixture_int(&fx, "EXISTS si:{3}:cur:u1"), 0);
+
+    /* The old session's put-back after the reconnect: refused, nothing written. */
+    assert_int_equal(baseline_in("", "w1:1", "100", "10", NULL), -2);
+    assert_int_equal(redis_fixture_int(&fx, "EXISTS si:{3}:cur:u1"), 0);
+    /* Its record of a message that came while u1 was archived. */
+    assert_int_equal(record_from("w1:1", "100", "12", "11", why), 0);
+    assert_string_equal(why, "nocursor");
+
+    /* Loaded again, in the restore's epoch: watched from new mail on. */
+    r = rsync_command(rs, "HGET si:{3}:user:u1 cursor_epoch");
+    assert_string_equal(r->str, "2");
+    freeReplyObject(r);
+    assert_int_equal(baseline_in("2", "w1:1", "100", "20", last), 1);
+    assert_int_equal(baseline_in("2", "w1:1", "100", "25", last), 0);
+    assert_string_equal(last, "20");
+    assert_int_equal(record_from("w1:1", "100", "15", "20", why), 0);
+    assert_string_equal(why, "old");
+    assert_int_equal(record_from("w1:1", "100", "21", "20", why), 1);
+    assert_int_equal(redis_fixture_int(&fx, "EXISTS si:{3}:evt:u1.100.12"), 0);
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 2); /* 11 and 21 */
+
+    /* A cursor of an earlier epoch (however it came back) is not used. */
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:cur:u1 epoch 1"));
+    assert_int_equal(record_from("w1:1", "100", "22", "21", why), 0);
+    assert_string_equal(why, "nocursor");
 }
 
 static void test_stale_holder_cannot_record(void **state)
@@ -443,27 +523,48 @@ static void test_user_reauth_marks_unwatches_and_queues_one_event(void **state)
     freeReplyObject(r);
 }
 
-static long long reauth_count(void)
+/* users_count.lua on shard 3: its answer {users, archived, connected,
+ * reauth_required} into out. */
+static void users_count(long long out[4])
 {
-    const char *argv[] = {"si:{3}:reauth", "si:{3}:"};
-    return run("reauth_count", 1, 2, argv, NULL, 0);
+    const char *argv[] = {"si:{3}:count", "si:{3}:users", "si:{3}:reauth", "si:{3}:"};
+    redisReply *r = rsync_script(rs, "users_count", 3, 4, argv, NULL);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("users_count: %s", r->str);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 4);
+    for (size_t i = 0; i < 4; i++)
+        out[i] = r->element[i]->integer;
+    freeReplyObject(r);
 }
 
-static void test_reauth_count_counts_and_drops_users_who_left_the_state(void **state)
+static void test_users_count_reads_the_counts_and_drops_reauth_users_who_left(void **state)
 {
     (void)state;
-    assert_int_equal(reauth_count(), 0);
+    long long c[4];
+    users_count(c);
+    assert_int_equal(c[0] + c[1] + c[2] + c[3], 0);
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:count users 9 archived 2"));
+    freeReplyObject(rsync_command(rs, "SADD si:{3}:users u5 u6 u7"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u1 state reauth_required"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u2 state reauth_required"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u3 state watching"));
-    freeReplyObject(rsync_command(rs, "SADD si:{3}:reauth u1 u2 u3 u4"));
-    /* u3 connected again, u4 was deleted: both leave the set. */
-    assert_int_equal(reauth_count(), 2);
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u5 state reauth_required"));
+    freeReplyObject(rsync_command(rs, "SADD si:{3}:reauth u1 u2 u3 u4 u5"));
+    /* u3 connected again, u4 was deleted, u5 is watched again (its secret
+     * updated through the API): all leave the set. */
+    users_count(c);
+    assert_int_equal(c[0], 9);
+    assert_int_equal(c[1], 2);
+    assert_int_equal(c[2], 3);
+    assert_int_equal(c[3], 2);
     redisReply *r = rsync_command(rs, "SCARD si:{3}:reauth");
     assert_int_equal(r->integer, 2);
     freeReplyObject(r);
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u2 state idle"));
-    assert_int_equal(reauth_count(), 1);
+    users_count(c);
+    assert_int_equal(c[3], 1);
 }
 
 int main(void)
@@ -475,13 +576,16 @@ int main(void)
         cmocka_unit_test_setup(test_release_only_own_lease, flush),
         cmocka_unit_test_setup(test_record_mail_exactly_once_in_uid_order, flush),
         cmocka_unit_test_setup(test_record_mail_refuses_a_cursor_behind_the_caller, flush),
+        cmocka_unit_test_setup(
+            test_session_of_before_archive_and_restore_cannot_put_its_cursor_back, flush),
         cmocka_unit_test_setup(test_stale_holder_cannot_record, flush),
         cmocka_unit_test_setup(test_uidvalidity_change_needs_new_baseline, flush),
         cmocka_unit_test_setup(test_mail_of_a_user_no_longer_watched_is_not_recorded, flush),
         cmocka_unit_test_setup(test_user_state_written_by_holder_only, flush),
         cmocka_unit_test_setup(test_oauth2_tokens_store_only_over_the_secret_refreshed, flush),
         cmocka_unit_test_setup(test_user_reauth_marks_unwatches_and_queues_one_event, flush),
-        cmocka_unit_test_setup(test_reauth_count_counts_and_drops_users_who_left_the_state, flush),
+        cmocka_unit_test_setup(test_users_count_reads_the_counts_and_drops_reauth_users_who_left,
+                               flush),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

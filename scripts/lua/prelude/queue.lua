@@ -51,3 +51,22 @@ local function enqueue(ready, rp, pid, eid)
         wake(rp)
     end
 end
+
+-- Stores and queues a user_connected or user_disconnected event, made and
+-- sealed by the api, in the script that writes the user's transition (so a
+-- user never changes without its event, whatever fails between two calls):
+-- ev has type, id, pid, uid, code, tag, sha1, payload and now (ms). Nothing
+-- is stored when partner hash pkey has no URL for the type or event hash
+-- kevt exists already (event ids are deterministic). Returns 1 when queued,
+-- else 0.
+local function user_event(pkey, kevt, ready, rp, ev)
+    local url = redis.call('HGET', pkey, ev.type .. '_webhook_url')
+    if not url or url == '' or redis.call('EXISTS', kevt) == 1 then
+        return 0
+    end
+    redis.call('HSET', kevt, 'id', ev.id, 'pid', ev.pid, 'type', ev.type, 'uid', ev.uid, 'code',
+               ev.code, 'tag', ev.tag, 'sha1', ev.sha1, 'payload', ev.payload, 'created_at',
+               ev.now, 'attempts', '0', 'state', 'ready')
+    enqueue(ready, rp, ev.pid, ev.id)
+    return 1
+end

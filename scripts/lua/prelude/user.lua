@@ -23,12 +23,19 @@ local function user_taken(keys, email, archived)
 end
 
 -- Enters new user uid of shard k (its hash written) in the indexes: the
--- connection's user list and count; when live, its tag and email keys and,
--- when connected, its shard's users set (the watchers' list); and records
--- the creation in si:changes.
+-- connection's user list and count; the shard's counts (si:{k}:count,
+-- users and archived, read by users_count.lua; derived from the user's key,
+-- same {k}); when live, its tag and email keys and, when connected, its
+-- shard's users set (the watchers' list); and records the creation in
+-- si:changes.
 local function user_index(keys, uid, k, ltag, email, archived, connected)
     redis.call('ZADD', keys[2], 0, ltag .. '\31' .. uid)
     redis.call('HINCRBY', keys[1], 'users_count', 1)
+    local count = string.gsub(keys[5], ':user:.*$', ':count', 1)
+    redis.call('HINCRBY', count, 'users', 1)
+    if archived == '1' then
+        redis.call('HINCRBY', count, 'archived', 1)
+    end
     if archived ~= '1' then
         redis.call('SET', keys[3], uid)
         if email ~= '' then
