@@ -176,6 +176,10 @@ const struct config_var config_vars[] = {
      "AUTH password of the Redis Sentinels of a redis+sentinel:// URL, when they have one"},
     {"SUPERIMAP_REDIS_TIMEOUT_MS", CONFIG_INT, NODES | IMP, "5000", 100, 600000, NULL, 0,
      OFF(redis_timeout_ms), NULL, "Redis connect timeout and per-command timeout"},
+    {"SUPERIMAP_REDIS_MIN_REPLICAS_ACK", CONFIG_INT, WAT | DIS, "0", 0, 16, NULL, 0,
+     OFF(redis_min_replicas_ack), NULL,
+     "Replicas that must acknowledge (WAIT, timeout a quarter of SUPERIMAP_REDIS_TIMEOUT_MS) each "
+     "recorded mail and delivery before it counts as done; 0: no WAIT"},
     {"SUPERIMAP_ENCRYPTION_KEY", CONFIG_STR, NODES | IMP, NULL, 0, 0, NULL,
      CONFIG_SECRET | CONFIG_REQUIRED, OFF(encryption_key), check_key,
      "AES-256-GCM key for secrets at rest, 64 hex digits; the same on every node"},

@@ -34,6 +34,7 @@ struct config {
     const char *redis_password;          /* overrides one in the URL; NULL when unset */
     const char *redis_sentinel_password; /* redis+sentinel://: the sentinels' AUTH */
     int redis_timeout_ms;                /* connect and per-command timeout */
+    int redis_min_replicas_ack;          /* replicas to WAIT for after mail and acks */
     const char *encryption_key;          /* 64 hex digits (AES-256) */
     const char *encryption_old_keys;     /* comma-separated old keys, decrypt only */
     const char *node_id;                 /* unique per process: host-pid by default */

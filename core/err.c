@@ -24,6 +24,7 @@ static const char *const err_text[SIMAP_ERR_MAX] = {
     [SIMAP_ESTATE] = "invalid state",
     [SIMAP_ESHUTDOWN] = "shutting down",
     [SIMAP_EREPLY] = "error reply",
+    [SIMAP_EREPLICAS] = "too few replicas acknowledged the write",
 };
 
 const char *err_str(int code)

@@ -30,6 +30,7 @@ enum simap_err {
     SIMAP_ESTATE,    /* call not valid in the object's current state */
     SIMAP_ESHUTDOWN, /* object is shutting down; request dropped */
     SIMAP_EREPLY,    /* server answered with an error reply */
+    SIMAP_EREPLICAS, /* too few Redis replicas acknowledged a write in time */
     SIMAP_ERR_MAX
 };
 

@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
+#include "core/rsync.h"
 #include "core/schema.h"
 #include "core/scripts.h"
 #include "core/time.h"
@@ -62,6 +63,9 @@ struct node {
     struct metric *m_failovers; /* the sentinels named another primary */
     uint64_t primary_changes;   /* rconn's count, as far as m_failovers has it */
     struct metric *m_redis_latency;
+    struct metric *m_wait_short;
+    struct metric *m_primary; /* superimap_redis_primary_info of the address in use */
+    char primary[300];        /* that address */
 
     char role_key[SCHEMA_KEY_MAX]; /* si:<role>s */
     char node_key[SCHEMA_KEY_MAX]; /* si:node:<id> */
@@ -169,6 +173,27 @@ static void start_setup(struct node *n)
     }
 }
 
+/* superimap_redis_primary_info: 1 on the address connected to, 0 on those
+ * used before (series are never removed). */
+static void note_primary(struct node *n, const struct rconn *rc)
+{
+    char addr[sizeof n->primary], labels[sizeof addr + 16];
+    rconn_address(rc, addr, sizeof addr);
+    if (n->m_primary != NULL && strcmp(addr, n->primary) == 0)
+        return;
+    for (char *p = addr; *p != '\0'; p++)
+        if (*p == '"' || *p == '\\' || *p == '\n')
+            *p = '_';
+    metric_set(n->m_primary, 0);
+    rsync_primary_is(addr);
+    snprintf(n->primary, sizeof n->primary, "%s", addr);
+    snprintf(labels, sizeof labels, "address=\"%s\"", addr);
+    n->m_primary =
+        metrics_gauge(n->metrics, "superimap_redis_primary_info",
+                      "The Redis this node writes to (1), and those it used before (0)", labels);
+    metric_set(n->m_primary, 1);
+}
+
 static void on_redis_state(struct rconn *rc, int connected, void *data)
 {
     struct node *n = data;
@@ -181,6 +206,7 @@ static void on_redis_state(struct rconn *rc, int connected, void *data)
         rconn_stats(rc, &st);
         for (; n->primary_changes < st.primary_changes; n->primary_changes++)
             metric_inc(n->m_failovers);
+        note_primary(n, rc);
         n->was_connected = 1;
         start_setup(n);
     } else {
@@ -423,6 +449,11 @@ static void register_metrics(struct node *n)
                                      "Times the Redis Sentinels named another primary "
                                      "(redis+sentinel:// only)",
                                      NULL);
+    n->m_wait_short = metrics_counter(
+        n->metrics, "superimap_redis_wait_short_total",
+        "Writes that fewer than SUPERIMAP_REDIS_MIN_REPLICAS_ACK replicas acknowledged in time "
+        "(repeated)",
+        NULL);
     n->m_redis_latency = metrics_histogram(n->metrics, "superimap_redis_command_duration_seconds",
                                            "Round trip of Redis commands from this node", NULL,
                                            metrics_latency_bounds, metrics_latency_nbounds);
@@ -526,6 +557,13 @@ void node_free(struct node *n)
     xfree(n);
 }
 
+static void on_wait_short(long long acked, void *data)
+{
+    (void)acked;
+    struct node *n = data;
+    metric_inc(n->m_wait_short);
+}
+
 struct rconn *node_redis_open(struct node *n, const char *name)
 {
     struct rconn_opts ro = {
@@ -536,8 +574,12 @@ struct rconn *node_redis_open(struct node *n, const char *name)
         .command_timeout_ms = n->cfg->redis_timeout_ms,
         .max_pending = 100000,
         .name = name,
+        .min_replicas_ack = n->cfg->redis_min_replicas_ack,
     };
-    return rconn_new(n->loop, &ro);
+    struct rconn *rc = rconn_new(n->loop, &ro);
+    if (rc != NULL)
+        rconn_on_wait_short(rc, on_wait_short, n);
+    return rc;
 }
 
 struct rconn *node_redis(struct node *n)

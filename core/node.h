@@ -92,7 +92,9 @@ void node_stop(struct node *n);
 /* Opens another connection to the node's Redis, with the node's address,
  * passwords and timeouts, named name (copied) in logs: for traffic that
  * must not queue behind the node's own (the watcher's sessions, whose
- * calls would delay the heartbeat and the incarnation's renewals). Returns
+ * calls would delay the heartbeat and the incarnation's renewals), and
+ * SUPERIMAP_REDIS_MIN_REPLICAS_ACK for its rconn_script_acked() calls (a
+ * short WAIT counts in superimap_redis_wait_short_total). Returns
  * NULL when the URL does not parse (config_load() checked it). The caller
  * owns it: rconn_free() it before node_free(). */
 struct rconn *node_redis_open(struct node *n, const char *name);

@@ -106,12 +106,17 @@ struct rconn {
     int ever_connected;
     struct sentinel_ask *ask;     /* redis+sentinel://: asking where the primary is */
     struct sentinel_watch *watch; /* and listening for switches */
+    int is_announced;             /* connect to addr without asking, once */
     int is_down_logged;           /* the current outage has been logged... */
     int last_fail;                /* ...with this cause */
     void (*state_cb)(struct rconn *, int, void *);
     void *state_data;
     void (*latency_cb)(double, void *);
     void *latency_data;
+    void (*wait_short_cb)(long long, void *);
+    void *wait_short_data;
+    int min_replicas_ack;
+    int wait_timeout_ms; /* WAIT's timeout: a quarter of the command timeout */
     struct rconn_stats stats;
     char *client_name; /* CLIENT SETNAME at every connect; NULL: none */
 };
@@ -506,14 +511,10 @@ static void start_connect(struct rconn *rc)
     ev_timer_start(rc->loop, &rc->conn_timer);
 }
 
-static void on_primary(void *data, int code, const char *host, int port, const char *why)
+/* Notes that the primary is now host:port (counted and logged when it
+ * changed). */
+static void set_primary(struct rconn *rc, const char *host, int port)
 {
-    struct rconn *rc = data;
-    rc->ask = NULL;
-    if (code < 0) {
-        connect_failed(rc, code, why);
-        return;
-    }
     if (rc->addr.port != 0 && (rc->addr.port != port || strcmp(rc->addr.host, host) != 0)) {
         rc->stats.primary_changes++;
         log_warn("redis primary moved name=%s from=%s:%d to=%s:%d", rc->name, rc->addr.host,
@@ -522,16 +523,31 @@ static void on_primary(void *data, int code, const char *host, int port, const c
     snprintf(rc->addr.host, sizeof rc->addr.host, "%s", host);
     rc->addr.port = port;
     redis_addr_describe(&rc->addr, rc->desc, sizeof rc->desc);
+}
+
+static void on_primary(void *data, int code, const char *host, int port, const char *why)
+{
+    struct rconn *rc = data;
+    rc->ask = NULL;
+    if (code < 0) {
+        connect_failed(rc, code, why);
+        return;
+    }
+    set_primary(rc, host, port);
     start_connect(rc);
 }
 
-/* The sentinels announced a switch: leave the old primary now, even if it
- * still seems to answer or hangs without closing the link. */
+/* A sentinel announced a switch: leave the old primary now, even if it
+ * still seems to answer, hangs without closing the link, or still takes
+ * writes (a planned failover demotes it seconds later), and go to the
+ * announced address without asking (a sentinel asked may not have switched
+ * yet). Each sentinel announces it: the first moves us. */
 static void on_switch(void *data, const char *host, int port)
 {
     struct rconn *rc = data;
-    if (rc->is_closing ||
-        (rc->state == RCONN_CONNECTED && rc->addr.port == port && strcmp(rc->addr.host, host) == 0))
+    int is_there = rc->addr.port == port && strcmp(rc->addr.host, host) == 0 &&
+                   (rc->is_announced || (rc->state != RCONN_DISCONNECTED && rc->ask == NULL));
+    if (rc->is_closing || is_there) /* another sentinel's news, or ours already */
         return;
     log_warn("redis sentinels announced a new primary, moving name=%s to=%s:%d", rc->name, host,
              port);
@@ -544,15 +560,19 @@ static void on_switch(void *data, const char *host, int port)
         rc->is_down_logged = 1;
         notify_state(rc, 0);
     }
+    set_primary(rc, host, port);
+    rc->is_announced = 1;
     ev_timer_stop(rc->loop, &rc->conn_timer);
     ev_timer_set(&rc->conn_timer, 0., 0.);
     ev_timer_start(rc->loop, &rc->conn_timer);
 }
 
-/* A plain address: connect. Sentinels: ask them first, every time. */
+/* A plain address, or the one a sentinel just announced: connect.
+ * Sentinels: ask them first, every other time. */
 static void start_link(struct rconn *rc)
 {
-    if (rc->addr.nsentinels == 0) {
+    if (rc->addr.nsentinels == 0 || rc->is_announced) {
+        rc->is_announced = 0;
         start_connect(rc);
         return;
     }
@@ -685,6 +705,8 @@ struct rconn *rconn_new(struct ev_loop *loop, const struct rconn_opts *opts)
         (opts->command_timeout_ms > 0 ? opts->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS) /
         1000.0;
     rc->max_pending = (size_t)(opts->max_pending > 0 ? opts->max_pending : DEFAULT_MAX_PENDING);
+    rc->min_replicas_ack = opts->min_replicas_ack > 0 ? opts->min_replicas_ack : 0;
+    rc->wait_timeout_ms = (int)(rc->command_timeout * 1000.0 / 4.0);
     backoff_init(&rc->backoff,
                  opts->reconnect_min_ms > 0 ? opts->reconnect_min_ms : DEFAULT_RECONNECT_MIN_MS,
                  opts->reconnect_max_ms > 0 ? opts->reconnect_max_ms : DEFAULT_RECONNECT_MAX_MS);
@@ -779,6 +801,20 @@ void rconn_on_latency(struct rconn *rc, void (*cb)(double, void *), void *data)
     rc->latency_data = data;
 }
 
+void rconn_on_wait_short(struct rconn *rc, void (*cb)(long long, void *), void *data)
+{
+    rc->wait_short_cb = cb;
+    rc->wait_short_data = data;
+}
+
+void rconn_address(const struct rconn *rc, char *out, size_t outlen)
+{
+    if (rc->addr.is_unix)
+        snprintf(out, outlen, "%s", rc->addr.path);
+    else
+        snprintf(out, outlen, "%s:%d", rc->addr.host, rc->addr.port);
+}
+
 void rconn_stats(const struct rconn *rc, struct rconn_stats *out)
 {
     *out = rc->stats;
@@ -861,6 +897,101 @@ int rconn_script(struct rconn *rc, rconn_cb *cb, void *privdata, const char *scr
     if (src == NULL)
         return -SIMAP_ENOTFOUND;
     return rconn_script_source(rc, cb, privdata, src, nkeys, argc, argv, argvlen);
+}
+
+/* ---- Scripts acknowledged by replicas (WAIT) ---- */
+
+/* A script's reply held while its WAIT runs. */
+struct acked {
+    rconn_cb *cb;
+    void *privdata;
+    redisReply *reply; /* reply_copy() of the script's */
+};
+
+/* A deep copy of r with our allocator (hiredis frees its reply when the
+ * callback returns); reply_free() it. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = xcalloc(1, sizeof *c);
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str != NULL) {
+        c->len = r->len;
+        c->str = xmalloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+    }
+    if (r->element != NULL) {
+        c->elements = r->elements;
+        c->element = xcalloc(r->elements > 0 ? r->elements : 1, sizeof *c->element);
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i] != NULL)
+                c->element[i] = reply_copy(r->element[i]);
+    }
+    return c;
+}
+
+static void reply_free(redisReply *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; r->element != NULL && i < r->elements; i++)
+        reply_free(r->element[i]);
+    xfree(r->element);
+    xfree(r->str);
+    xfree(r);
+}
+
+static void on_acked_wait(struct rconn *rc, redisReply *reply, int err, void *privdata)
+{
+    struct acked *a = privdata;
+    if (err == 0) {
+        long long got = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+        if (got < rc->min_replicas_ack) {
+            rc->stats.wait_short++;
+            log_warn("redis write acknowledged by too few replicas; it will be repeated name=%s "
+                     "acked=%lld wanted=%d timeout_ms=%d",
+                     rc->name, got, rc->min_replicas_ack, rc->wait_timeout_ms);
+            if (rc->wait_short_cb != NULL)
+                rc->wait_short_cb(got, rc->wait_short_data);
+            err = -SIMAP_EREPLICAS;
+        }
+    }
+    if (a->cb != NULL)
+        a->cb(rc, err == 0 ? a->reply : err == -SIMAP_EREPLY ? reply : NULL, err, a->privdata);
+    reply_free(a->reply);
+    xfree(a);
+}
+
+static void on_acked_script(struct rconn *rc, redisReply *reply, int err, void *privdata)
+{
+    struct acked *a = privdata;
+    if (err == 0) {
+        a->reply = reply_copy(reply);
+        err = rconn_command(rc, on_acked_wait, a, "WAIT %d %d", rc->min_replicas_ack,
+                            rc->wait_timeout_ms);
+        if (err == 0)
+            return;
+        reply = NULL;
+    }
+    if (a->cb != NULL)
+        a->cb(rc, reply, err, a->privdata);
+    reply_free(a->reply);
+    xfree(a);
+}
+
+int rconn_script_acked(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name,
+                       int nkeys, int argc, const char **argv, const size_t *argvlen)
+{
+    if (rc == NULL || rc->min_replicas_ack <= 0)
+        return rconn_script(rc, cb, privdata, script_name, nkeys, argc, argv, argvlen);
+    struct acked *a = xcalloc(1, sizeof *a);
+    a->cb = cb;
+    a->privdata = privdata;
+    int ret = rconn_script(rc, on_acked_script, a, script_name, nkeys, argc, argv, argvlen);
+    if (ret < 0)
+        xfree(a);
+    return ret;
 }
 
 /* ---- Loading scripts ---- */

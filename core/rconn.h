@@ -81,6 +81,7 @@ struct rconn_opts {
     int reconnect_min_ms;          /* ceiling of the first retry delay; <= 0: 100 */
     int reconnect_max_ms;          /* cap of any retry delay; <= 0: 1,000 */
     const char *name;              /* names this connection in logs; NULL: "redis"; copied */
+    int min_replicas_ack;          /* rconn_script_acked(): replicas WAIT asks for; 0: no WAIT */
 };
 
 /* Counters since rconn_new(). */
@@ -92,6 +93,7 @@ struct rconn_stats {
     uint64_t timeouts;   /* completed with -SIMAP_ETIMEDOUT */
     uint64_t pending;    /* queued + in flight now */
     uint64_t primary_changes; /* redis+sentinel://: the sentinels named another primary */
+    uint64_t wait_short;      /* rconn_script_acked(): WAITs answered by too few replicas */
 };
 
 /*
@@ -140,6 +142,17 @@ void rconn_on_state(struct rconn *rc, void (*cb)(struct rconn *rc, int connected
  * NULL removes it. It must not call rconn functions. */
 void rconn_on_latency(struct rconn *rc, void (*cb)(double seconds, void *data), void *data);
 
+/* Sets the function called, from the loop, each time a WAIT of
+ * rconn_script_acked() counts fewer replicas than min_replicas_ack (with the
+ * count), e.g. for a counter; NULL removes it. It must not call rconn
+ * functions. */
+void rconn_on_wait_short(struct rconn *rc, void (*cb)(long long acked, void *data), void *data);
+
+/* Writes the address of the Redis this connection uses now ("host:port", or
+ * the socket path), the primary the sentinels named last for
+ * redis+sentinel://, into out. */
+void rconn_address(const struct rconn *rc, char *out, size_t outlen);
+
 /* Copies the counters into out. */
 void rconn_stats(const struct rconn *rc, struct rconn_stats *out);
 
@@ -173,6 +186,23 @@ int rconn_command_argv(struct rconn *rc, rconn_cb *cb, void *privdata, int argc,
  */
 int rconn_script(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name, int nkeys,
                  int argc, const char **argv, const size_t *argvlen);
+
+/*
+ * As rconn_script(), for the scripts whose write must survive the loss of the
+ * primary (record_mail, event_ack): when opts.min_replicas_ack is N > 0, the
+ * script's reply is held and `WAIT N <timeout>` sent on this connection (WAIT
+ * cannot run inside a script; it waits for every write this connection made
+ * so far), timeout a quarter of command_timeout_ms. cb then gets the
+ * script's reply when at least N replicas acknowledged, else -SIMAP_EREPLICAS
+ * and no reply (the write happened on the primary but may be lost in a
+ * failover: repeat it, our scripts are idempotent). A WAIT that gets no
+ * answer gives its error (-SIMAP_ECONN, -SIMAP_ETIMEDOUT) with no reply. WAIT
+ * blocks this connection in Redis until it answers: commands behind it wait
+ * as long (a replica's round trip, or the timeout when replicas are missing).
+ * With N = 0 it is rconn_script().
+ */
+int rconn_script_acked(struct rconn *rc, rconn_cb *cb, void *privdata, const char *script_name,
+                       int nkeys, int argc, const char **argv, const size_t *argvlen);
 
 /* As rconn_script() with any script source (tests, tools). Borrows src and
  * its strings until cb has run. */

@@ -8,8 +8,11 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -30,8 +33,34 @@ struct rsync {
     struct timeval tv;
     int err;
     char errstr[256];
-    int is_down_logged; /* this outage has been logged */
+    int is_down_logged;   /* this outage has been logged */
+    unsigned primary_gen; /* the announcement of rsync_primary_is() taken */
+    int is_announced;     /* connect to addr without asking the sentinels, once */
 };
+
+/* The primary the process's loop connection found last (rsync_primary_is()),
+ * for every thread's rsync. */
+static pthread_mutex_t primary_mu = PTHREAD_MUTEX_INITIALIZER;
+static char primary_host[256];
+static int primary_port;
+static atomic_uint primary_gen;
+
+void rsync_primary_is(const char *host_port)
+{
+    const char *colon = strrchr(host_port, ':');
+    if (colon == NULL || colon == host_port || (size_t)(colon - host_port) >= sizeof primary_host)
+        return;
+    int port = atoi(colon + 1);
+    if (port <= 0 || port > 65535)
+        return;
+    pthread_mutex_lock(&primary_mu);
+    memcpy(primary_host, host_port, (size_t)(colon - host_port));
+    primary_host[colon - host_port] = '\0';
+    primary_port = port;
+    atomic_fetch_add(&primary_gen, 1);
+    pthread_mutex_unlock(&primary_mu);
+}
+
 
 static void set_error(struct rsync *rs, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -129,9 +158,34 @@ static int check_primary(struct rsync *rs, redisContext *c)
     return ret;
 }
 
+/* Takes a new announcement: when it names another primary, the connection
+ * is dropped and the next one goes there without asking. */
+static void take_announcement(struct rsync *rs)
+{
+    if (rs->addr.nsentinels == 0 || atomic_load(&primary_gen) == rs->primary_gen)
+        return;
+    char host[sizeof primary_host];
+    pthread_mutex_lock(&primary_mu);
+    rs->primary_gen = atomic_load(&primary_gen);
+    memcpy(host, primary_host, sizeof host);
+    int port = primary_port;
+    pthread_mutex_unlock(&primary_mu);
+    if (port == rs->addr.port && strcmp(host, rs->addr.host) == 0)
+        return;
+    if (rs->addr.port != 0)
+        log_warn("redis primary moved from=%s:%d to=%s:%d", rs->addr.host, rs->addr.port, host,
+                 port);
+    discard(rs);
+    snprintf(rs->addr.host, sizeof rs->addr.host, "%s", host);
+    rs->addr.port = port;
+    redis_addr_describe(&rs->addr, rs->desc, sizeof rs->desc);
+    rs->is_announced = 1;
+}
+
 /* Makes sure rs->c is usable; returns 0 or an error already set. */
 static int ensure_connected(struct rsync *rs)
 {
+    take_announcement(rs);
     if (rs->c != NULL) {
         /* Nothing may be readable on an idle connection: if something is,
          * it is the server's EOF (restart, idle timeout) or an error. */
@@ -140,7 +194,9 @@ static int ensure_connected(struct rsync *rs)
             return 0;
         discard(rs);
     }
-    if (rs->addr.nsentinels > 0) { /* asked again at every connect */
+    if (rs->is_announced) {
+        rs->is_announced = 0;
+    } else if (rs->addr.nsentinels > 0) { /* asked again at every other connect */
         char err[512];
         int old_port = rs->addr.port;
         char old_host[sizeof rs->addr.host];

@@ -50,6 +50,17 @@ struct rsync_opts {
     int timeout_ms;                /* connect, and each command; <= 0: 5,000 */
 };
 
+/*
+ * Tells every rsync of the process (any thread) that the primary of a
+ * redis+sentinel:// address is at host_port ("host:port") now, as the
+ * process's loop connection learnt from the sentinels' +switch-master
+ * (core/node calls it at each connect): before its next command each rsync
+ * drops a connection to another address and connects there, without
+ * waiting for the old primary to be demoted (it takes writes, then lost,
+ * for seconds after a planned failover). Thread-safe; others ignore it.
+ */
+void rsync_primary_is(const char *host_port);
+
 /* Returns a new, not yet connected rsync (rsync_free() it), or NULL after
  * logging the reason when opts->url does not parse. Does no I/O. */
 struct rsync *rsync_new(const struct rsync_opts *opts);

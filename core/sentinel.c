@@ -286,45 +286,54 @@ void sentinel_ask_cancel(struct sentinel_ask *q)
 
 #define WATCH_RETRY_S 1.0
 
+/* One subscription per sentinel: the sentinels do not switch at once (the
+ * leader of a failover may announce it seconds after the others, at the end
+ * of its reconfiguration), and the first announcement is the one to act on,
+ * as the old primary takes writes until it is demoted. */
+struct watch_link {
+    struct sentinel_watch *w;
+    int i; /* the sentinel's index in w->a */
+    redisAsyncContext *ac;
+    ev_timer retry;
+};
+
 struct sentinel_watch {
     struct ev_loop *loop;
     const struct redis_addr *a;
     sentinel_switch_cb *cb;
     void *data;
-    int next; /* the sentinel to subscribe to next */
-    redisAsyncContext *ac;
-    ev_timer retry;
+    struct watch_link links[REDIS_SENTINELS_MAX];
 };
 
-static void watch_connect(struct sentinel_watch *w);
+static void watch_connect(struct watch_link *l);
 
-static void watch_drop(struct sentinel_watch *w)
+static void watch_drop(struct watch_link *l)
 {
-    redisAsyncContext *ac = w->ac;
-    w->ac = NULL;
+    redisAsyncContext *ac = l->ac;
+    l->ac = NULL;
     if (ac != NULL) {
         ac->data = NULL;
         redisAsyncFree(ac);
     }
 }
 
-static void watch_later(struct sentinel_watch *w)
+static void watch_later(struct watch_link *l)
 {
-    ev_timer_stop(w->loop, &w->retry);
-    ev_timer_set(&w->retry, WATCH_RETRY_S, 0.);
-    ev_timer_start(w->loop, &w->retry);
+    ev_timer_stop(l->w->loop, &l->retry);
+    ev_timer_set(&l->retry, WATCH_RETRY_S, 0.);
+    ev_timer_start(l->w->loop, &l->retry);
 }
 
 /* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
 static void on_switch_message(redisAsyncContext *ac, void *r, void *privdata)
 {
-    struct sentinel_watch *w = privdata;
-    if (ac->data == NULL || w->ac != ac)
+    struct watch_link *l = privdata;
+    if (ac->data == NULL || l->ac != ac)
         return;
     redisReply *reply = r;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        watch_drop(w); /* refused (AUTH?): the next sentinel, later */
-        watch_later(w);
+        watch_drop(l); /* refused (AUTH?): again later */
+        watch_later(l);
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
@@ -336,61 +345,61 @@ static void on_switch_message(redisAsyncContext *ac, void *r, void *privdata)
     int oldport, newport;
     if (sscanf(reply->element[2]->str, "%127s %255s %d %255s %d", name, oldip, &oldport, newip,
                &newport) != 5 ||
-        strcmp(name, w->a->master) != 0 || newport <= 0 || newport > 65535)
+        strcmp(name, l->w->a->master) != 0 || newport <= 0 || newport > 65535)
         return;
-    w->cb(w->data, newip, newport);
+    l->w->cb(l->w->data, newip, newport);
 }
 
 static void on_watch_auth(redisAsyncContext *ac, void *r, void *privdata)
 {
-    struct sentinel_watch *w = privdata;
-    if (ac->data == NULL || w->ac != ac)
+    struct watch_link *l = privdata;
+    if (ac->data == NULL || l->ac != ac)
         return;
     redisReply *reply = r;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        watch_drop(w);
-        watch_later(w);
+        watch_drop(l);
+        watch_later(l);
     }
 }
 
 static void on_watch_connect(const redisAsyncContext *ac, int status)
 {
-    struct sentinel_watch *w = ac->data;
-    if (w == NULL || w->ac != ac || status == REDIS_OK)
+    struct watch_link *l = ac->data;
+    if (l == NULL || l->ac != ac || status == REDIS_OK)
         return;
-    w->ac = NULL; /* hiredis frees it when this returns */
+    l->ac = NULL; /* hiredis frees it when this returns */
     ((redisAsyncContext *)ac)->data = NULL;
-    watch_later(w);
+    watch_later(l);
 }
 
 static void on_watch_disconnect(const redisAsyncContext *ac, int status)
 {
     (void)status;
-    struct sentinel_watch *w = ac->data;
-    if (w == NULL || w->ac != ac)
+    struct watch_link *l = ac->data;
+    if (l == NULL || l->ac != ac)
         return;
-    w->ac = NULL;
-    watch_later(w);
+    l->ac = NULL;
+    watch_later(l);
 }
 
-static void watch_connect(struct sentinel_watch *w)
+static void watch_connect(struct watch_link *l)
 {
-    const struct redis_sentinel *sn = &w->a->sentinels[w->next];
-    w->next = (w->next + 1) % w->a->nsentinels;
+    const struct redis_addr *a = l->w->a;
+    const struct redis_sentinel *sn = &a->sentinels[l->i];
     redisAsyncContext *ac = redisAsyncConnect(sn->host, sn->port);
-    if (ac == NULL || ac->err || redisLibevAttach(w->loop, ac) != REDIS_OK) {
+    if (ac == NULL || ac->err || redisLibevAttach(l->w->loop, ac) != REDIS_OK) {
         if (ac != NULL)
             redisAsyncFree(ac);
-        watch_later(w);
+        watch_later(l);
         return;
     }
-    ac->data = w;
-    w->ac = ac;
+    ac->data = l;
+    l->ac = ac;
     redisAsyncSetConnectCallback(ac, on_watch_connect);
     redisAsyncSetDisconnectCallback(ac, on_watch_disconnect);
-    if (w->a->sentinel_password[0] != '\0')
-        redisAsyncCommand(ac, on_watch_auth, w, "AUTH %s", w->a->sentinel_password);
-    redisAsyncCommand(ac, on_switch_message, w, "SUBSCRIBE +switch-master");
+    if (a->sentinel_password[0] != '\0')
+        redisAsyncCommand(ac, on_watch_auth, l, "AUTH %s", a->sentinel_password);
+    redisAsyncCommand(ac, on_switch_message, l, "SUBSCRIBE +switch-master");
 }
 
 static void on_watch_retry(struct ev_loop *loop, ev_timer *t, int revents)
@@ -410,9 +419,14 @@ struct sentinel_watch *sentinel_watch_start(struct ev_loop *loop, const struct r
     w->a = a;
     w->cb = cb;
     w->data = data;
-    ev_timer_init(&w->retry, on_watch_retry, WATCH_RETRY_S, 0.);
-    w->retry.data = w;
-    watch_connect(w);
+    for (int i = 0; i < a->nsentinels; i++) {
+        struct watch_link *l = &w->links[i];
+        l->w = w;
+        l->i = i;
+        ev_timer_init(&l->retry, on_watch_retry, WATCH_RETRY_S, 0.);
+        l->retry.data = l;
+        watch_connect(l);
+    }
     return w;
 }
 
@@ -420,8 +434,10 @@ void sentinel_watch_stop(struct sentinel_watch *w)
 {
     if (w == NULL)
         return;
-    ev_timer_stop(w->loop, &w->retry);
-    watch_drop(w);
+    for (int i = 0; i < w->a->nsentinels; i++) {
+        ev_timer_stop(w->loop, &w->links[i].retry);
+        watch_drop(&w->links[i]);
+    }
     xfree(w);
 }
 

@@ -53,11 +53,13 @@ struct sentinel_watch;
 /* The sentinels announced that the master moved to host:port. */
 typedef void sentinel_switch_cb(void *data, const char *host, int port);
 
-/* Subscribes to +switch-master on a's sentinels (one at a time, the next
- * one a second after a link is lost) and calls cb for each switch of a's
- * master: a client moves at once, even when the old primary hangs without
- * closing its connections. a must outlive the watch. NULL when a has no
- * sentinels. */
+/* Subscribes to +switch-master on each of a's sentinels (a link each, made
+ * again a second after it is lost) and calls cb for each announcement of a
+ * switch of a's master, so once per sentinel for one failover: a client
+ * moves at the first, to the announced address, even when the old primary
+ * hangs without closing its connections or still takes writes (a planned
+ * failover demotes it seconds later, and its leader may announce the switch
+ * last). a must outlive the watch. NULL when a has no sentinels. */
 struct sentinel_watch *sentinel_watch_start(struct ev_loop *loop, const struct redis_addr *a,
                                             sentinel_switch_cb *cb, void *data);
 

@@ -86,6 +86,7 @@ struct job {
     int64_t latency_ms;
     int64_t delay_ms;
     int tries;
+    int was_acked; /* an earlier try ran event_ack, but too few replicas had it */
     char error[400];
 };
 
@@ -307,8 +308,10 @@ static void on_committed(long long value, int err, void *data)
 {
     struct job *j = data;
     struct jobs *js = j->js;
-    if ((err == -SIMAP_ECONN || err == -SIMAP_ETIMEDOUT) && ++j->tries < COMMIT_TRIES &&
-        !js->closing) {
+    if (err == -SIMAP_EREPLICAS)
+        j->was_acked = 1;
+    if ((err == -SIMAP_ECONN || err == -SIMAP_ETIMEDOUT || err == -SIMAP_EREPLICAS) &&
+        ++j->tries < COMMIT_TRIES && !js->closing) {
         commit(j); /* the scripts are fenced: running one twice changes nothing */
         return;
     }
@@ -317,6 +320,8 @@ static void on_committed(long long value, int err, void *data)
         log_warn("cannot record a delivery result; the event will be delivered again after its "
                  "lease id=%s err=\"%s\"",
                  j->eid, err_str(err));
+    } else if (value == 0 && j->was_acked) {
+        log_debug("delivery result already recorded by an earlier try id=%s", j->eid);
     } else if (value == 0) {
         if (j->logged)
             metric_inc(js->m_stale);

@@ -207,15 +207,25 @@ static void on_reply(struct rreq *req, redisReply *reply, int err)
     }
 }
 
-/* Sends a script call tracked by o; frees o when it cannot start. */
-static int send_script(struct queue *q, struct op *o, const char *name, int nkeys, int argc,
-                       const char **argv, const size_t *argvlen)
+/* Sends a script call tracked by o (rconn_script_acked() when is_acked);
+ * frees o when it cannot start. */
+static int send_script_as(struct queue *q, struct op *o, int is_acked, const char *name, int nkeys,
+                          int argc, const char **argv, const size_t *argvlen)
 {
     rreq_start(&o->req, &q->ops, on_reply, rreq_xfree);
-    int rc = rconn_script(q->rc, rreq_on_reply, &o->req, name, nkeys, argc, argv, argvlen);
+    int rc =
+        is_acked
+            ? rconn_script_acked(q->rc, rreq_on_reply, &o->req, name, nkeys, argc, argv, argvlen)
+            : rconn_script(q->rc, rreq_on_reply, &o->req, name, nkeys, argc, argv, argvlen);
     if (rc < 0)
         rreq_abort(&o->req);
     return rc;
+}
+
+static int send_script(struct queue *q, struct op *o, const char *name, int nkeys, int argc,
+                       const char **argv, const size_t *argvlen)
+{
+    return send_script_as(q, o, 0, name, nkeys, argc, argv, argvlen);
 }
 
 static int send_argv(struct queue *q, struct op *o, int argc, const char **argv,
@@ -295,7 +305,7 @@ int queue_ack(struct queue *q, const struct queue_shard *s, const char *eid, int
     const char *argv[] = {key, s->inflight, eid, att, keep, st, now};
     struct op *o = op_new(OP_INT, data);
     o->cb.i = cb;
-    return send_script(q, o, "event_ack", 2, 7, argv, NULL);
+    return send_script_as(q, o, 1, "event_ack", 2, 7, argv, NULL);
 }
 
 int queue_retry(struct queue *q, const struct queue_shard *s, const char *eid, int attempt,

@@ -94,6 +94,9 @@ int queue_payload(struct queue *q, const struct queue_shard *s, const char *eid,
 /* value: the script's integer (1 or the due time: done; 0: stale claim). */
 typedef void queue_int_cb(long long value, int err, void *data);
 
+/* event_ack, acknowledged by SUPERIMAP_REDIS_MIN_REPLICAS_ACK replicas
+ * (rconn_script_acked()): err -SIMAP_EREPLICAS when too few had it in time
+ * (the ack happened on the primary; sending it again is harmless). */
 int queue_ack(struct queue *q, const struct queue_shard *s, const char *eid, int attempt,
               int64_t keep_ms, long status, queue_int_cb *cb, void *data);
 

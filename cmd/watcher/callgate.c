@@ -22,6 +22,7 @@ struct gcall {
     rconn_cb *cb;
     void *privdata;
     const char *script; /* NULL: a plain command */
+    int is_acked;       /* rconn_script_acked() */
     int nkeys;
     int argc;
     const char **argv;
@@ -77,8 +78,10 @@ static void on_done(struct rconn *rc, struct redisReply *reply, int err, void *p
 static int hand_over(struct callgate *g, struct gcall *c, const char *script, int nkeys, int argc,
                      const char **argv, const size_t *argvlen)
 {
-    int rc = script != NULL ? rconn_script(g->rc, on_done, c, script, nkeys, argc, argv, argvlen)
-                            : rconn_command_argv(g->rc, on_done, c, argc, argv, argvlen);
+    int rc = script == NULL ? rconn_command_argv(g->rc, on_done, c, argc, argv, argvlen)
+             : c->is_acked
+                 ? rconn_script_acked(g->rc, on_done, c, script, nkeys, argc, argv, argvlen)
+                 : rconn_script(g->rc, on_done, c, script, nkeys, argc, argv, argvlen);
     if (rc == 0)
         g->in_flight++;
     return rc;
@@ -119,8 +122,8 @@ static void on_done(struct rconn *rc, struct redisReply *reply, int err, void *p
     pump(g);
 }
 
-static int submit(struct callgate *g, rconn_cb *cb, void *privdata, const char *script, int nkeys,
-                  int argc, const char **argv, const size_t *argvlen)
+static int submit(struct callgate *g, rconn_cb *cb, void *privdata, const char *script,
+                  int is_acked, int nkeys, int argc, const char **argv, const size_t *argvlen)
 {
     if (g->is_closing)
         return -SIMAP_ESHUTDOWN;
@@ -130,12 +133,14 @@ static int submit(struct callgate *g, rconn_cb *cb, void *privdata, const char *
         /* Sent at once: rconn keeps its own copy of the arguments, so the
          * call carries none (a record_mail's body is copied once, not twice). */
         struct gcall *c = gcall_new(g, cb, privdata, NULL, 0, 0, NULL, NULL);
+        c->is_acked = is_acked;
         int rc = hand_over(g, c, script, nkeys, argc, argv, argvlen);
         if (rc < 0)
             xfree(c);
         return rc;
     }
     struct gcall *c = gcall_new(g, cb, privdata, script, nkeys, argc, argv, argvlen);
+    c->is_acked = is_acked;
     if (g->tail != NULL)
         g->tail->next = c;
     else
@@ -181,13 +186,21 @@ int callgate_script(struct callgate *g, rconn_cb *cb, void *privdata, const char
 {
     if (script_name == NULL)
         return -SIMAP_EINVAL;
-    return submit(g, cb, privdata, script_name, nkeys, argc, argv, argvlen);
+    return submit(g, cb, privdata, script_name, 0, nkeys, argc, argv, argvlen);
+}
+
+int callgate_script_acked(struct callgate *g, rconn_cb *cb, void *privdata, const char *script_name,
+                          int nkeys, int argc, const char **argv, const size_t *argvlen)
+{
+    if (script_name == NULL)
+        return -SIMAP_EINVAL;
+    return submit(g, cb, privdata, script_name, 1, nkeys, argc, argv, argvlen);
 }
 
 int callgate_command_argv(struct callgate *g, rconn_cb *cb, void *privdata, int argc,
                           const char **argv, const size_t *argvlen)
 {
-    return submit(g, cb, privdata, NULL, 0, argc, argv, argvlen);
+    return submit(g, cb, privdata, NULL, 0, 0, argc, argv, argvlen);
 }
 
 int callgate_in_flight(const struct callgate *g)

@@ -45,6 +45,11 @@ struct rconn *callgate_rconn(const struct callgate *g);
 int callgate_script(struct callgate *g, rconn_cb *cb, void *privdata, const char *script_name,
                     int nkeys, int argc, const char **argv, const size_t *argvlen);
 
+/* As rconn_script_acked() through the gate: the call stays in flight until
+ * its WAIT has answered. */
+int callgate_script_acked(struct callgate *g, rconn_cb *cb, void *privdata, const char *script_name,
+                          int nkeys, int argc, const char **argv, const size_t *argvlen);
+
 /* As rconn_command_argv() through the gate. */
 int callgate_command_argv(struct callgate *g, rconn_cb *cb, void *privdata, int argc,
                           const char **argv, const size_t *argvlen);

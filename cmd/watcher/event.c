@@ -170,7 +170,7 @@ int event_record(struct callgate *gate, const struct crypto_keys *keys, const st
                           "new_mail", "uid",     m->uid,    "code", m->code, "tag",      m->tag,
                           "sha1",     sha1,      "payload", sealed};
     int argc = (int)(sizeof argv / sizeof argv[0]);
-    r = callgate_script(gate, cb, privdata, "record_mail", 7, argc, argv, NULL);
+    r = callgate_script_acked(gate, cb, privdata, "record_mail", 7, argc, argv, NULL);
     xfree(sealed);
     return r;
 }

@@ -72,7 +72,10 @@ void event_id(const struct mail_event *m, char *out, size_t outlen);
  * Builds, encrypts and submits record_mail for m through the sessions'
  * gate (callgate.h) with the caller's lease token and alive key (borrowed,
  * copied by the gate). cb gets record_mail's reply ({1,'recorded'} or
- * {0,reason}) exactly once, as rconn_script() says. Returns 0 (cb will
+ * {0,reason}) exactly once, as rconn_script_acked() says: with
+ * SUPERIMAP_REDIS_MIN_REPLICAS_ACK, only once enough replicas have it, else
+ * -SIMAP_EREPLICAS (the session fetches and records it again: record_mail
+ * answers 'old' for what it has). Returns 0 (cb will
  * run), or a negative code without calling cb: payload or encryption
  * failure, or rconn refusing the command.
  */

@@ -39,6 +39,10 @@
 #                    failover_mail_lost, failover_mail_duplicated
 #   bench_import     import_users, import_seconds (superimap-import's first
 #                    run over an export of that many users)
+#   bench_sentinel   sentinel_pause_s, sentinel_pause_acked_s (kill -9 of the
+#                    Redis primary to the first webhook of a mail delivered
+#                    after it, without and with MIN_REPLICAS_ACK=1),
+#                    sentinel_steady_p50_ms, sentinel_steady_p50_acked_ms
 # and data files: watcher_rss_plain.dat, watcher_rss_tls.dat, latency.dat
 # (bench_watcher), dispatcher_concurrency.dat (bench_dispatcher),
 # failover.dat (bench_failover), each described in its plot_*.gp.

@@ -1,7 +1,8 @@
 /*
  * tests/integration/sentinel_fixture.h: a Redis high-availability group on
- * loopback for the tests of redis+sentinel:// (core/sentinel): a primary, a
- * replica and three sentinels (quorum 2, down-after 500 ms), each a
+ * loopback for the tests of redis+sentinel:// (core/sentinel): a primary,
+ * one or two replicas and three sentinels (quorum 2, down-after 500 ms or as
+ * asked), each a
  * redis-server of its own (sentinels run as `redis-server <conf>
  * --sentinel`) in one temporary directory, on free 127.0.0.1 ports, stopped
  * by PID. Header-only (static functions), like the other fixtures.
@@ -28,6 +29,7 @@
 
 #define SG_MASTER    "mymaster"
 #define SG_SENTINELS 3
+#define SG_DATA_MAX  3 /* the primary and at most two replicas */
 
 struct sg_node {
     pid_t pid;
@@ -36,7 +38,9 @@ struct sg_node {
 
 struct sentinel_group {
     char dir[256];
-    struct sg_node data[2]; /* [0] the first primary, [1] its replica */
+    struct sg_node data[SG_DATA_MAX]; /* [0] the first primary, then its replicas */
+    int ndata;                        /* 2 or 3 */
+    int down_after_ms;                /* the sentinels' down-after-milliseconds */
     struct sg_node sentinel[SG_SENTINELS];
     char url[512]; /* redis+sentinel://127.0.0.1:p1,...,/mymaster */
 };
@@ -74,6 +78,8 @@ static __attribute__((unused)) redisReply *sg_cmd(int port, const char *cmd)
     return r;
 }
 
+/* Starts data node i on g->data[i].port (a free one when 0), a replica of
+ * the node on port replica_of when not 0. */
 static int sg_start_data(struct sentinel_group *g, int i, int replica_of)
 {
     char name[16], port[16], of[16], sub[300], sock[320];
@@ -82,7 +88,8 @@ static int sg_start_data(struct sentinel_group *g, int i, int replica_of)
     snprintf(sock, sizeof sock, "%s/%s.sock", g->dir, name);
     if (mkdir(sub, 0700) < 0 && errno != EEXIST)
         return -1;
-    g->data[i].port = harness_free_port();
+    if (g->data[i].port == 0)
+        g->data[i].port = harness_free_port();
     snprintf(port, sizeof port, "%d", g->data[i].port);
     snprintf(of, sizeof of, "%d", replica_of);
     const char *argv[] = {"redis-server",
@@ -120,10 +127,10 @@ static int sg_start_sentinel(struct sentinel_group *g, int i)
     fprintf(f,
             "port %d\nbind 127.0.0.1\ndir %s\n"
             "sentinel monitor " SG_MASTER " 127.0.0.1 %d 2\n"
-            "sentinel down-after-milliseconds " SG_MASTER " 500\n"
+            "sentinel down-after-milliseconds " SG_MASTER " %d\n"
             "sentinel failover-timeout " SG_MASTER " 5000\n"
             "sentinel parallel-syncs " SG_MASTER " 1\n",
-            g->sentinel[i].port, g->dir, g->data[0].port);
+            g->sentinel[i].port, g->dir, g->data[0].port, g->down_after_ms);
     fclose(f);
     const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
     g->sentinel[i].pid = sg_spawn(g, name, argv);
@@ -161,14 +168,21 @@ static long long sg_info_int(int port, const char *cmd, const char *field)
     return v;
 }
 
-/* 1 when every sentinel knows the replica and the two other sentinels: a
- * failover can then be agreed and carried out. */
+/* 1 when every replica is in sync with the primary and every sentinel
+ * knows the replicas and the two other sentinels: a failover can then be
+ * agreed and carried out. */
 static int sg_settled(const struct sentinel_group *g)
 {
-    if (sg_info_int(g->data[0].port, "INFO replication", "connected_slaves:") != 1)
+    redisReply *r = sg_cmd(g->data[0].port, "INFO replication");
+    int online = 0;
+    for (const char *p = r != NULL && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+         p != NULL && (p = strstr(p, "state=online")) != NULL; p++)
+        online++;
+    freeReplyObject(r);
+    if (online != g->ndata - 1) /* synced: WAIT counts them */
         return 0;
     for (int i = 0; i < SG_SENTINELS; i++)
-        if (sg_info_int(g->sentinel[i].port, "INFO sentinel", ",slaves=") != 1 ||
+        if (sg_info_int(g->sentinel[i].port, "INFO sentinel", ",slaves=") != g->ndata - 1 ||
             sg_info_int(g->sentinel[i].port, "INFO sentinel", ",sentinels=") != SG_SENTINELS)
             return 0;
     return 1;
@@ -176,8 +190,8 @@ static int sg_settled(const struct sentinel_group *g)
 
 static __attribute__((unused)) void sg_stop(struct sentinel_group *g)
 {
-    struct sg_node *all[] = {&g->data[0], &g->data[1], &g->sentinel[0], &g->sentinel[1],
-                             &g->sentinel[2]};
+    struct sg_node *all[] = {&g->data[0],     &g->data[1],     &g->data[2],
+                             &g->sentinel[0], &g->sentinel[1], &g->sentinel[2]};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (all[i]->pid > 0) {
             kill(all[i]->pid, SIGKILL);
@@ -200,11 +214,15 @@ static __attribute__((unused)) void sg_stop(struct sentinel_group *g)
     g->dir[0] = '\0';
 }
 
-/* Starts the group and waits (up to 20 s) until a failover could be made.
- * 0, or -1 with whatever started left for sg_stop(). */
-static __attribute__((unused)) int sg_start(struct sentinel_group *g)
+/* Starts the group with replicas (1 or 2) replicas, the sentinels judging a
+ * primary down after down_after_ms, and waits (up to 20 s) until a failover
+ * could be made. 0, or -1 with whatever started left for sg_stop(). */
+static __attribute__((unused)) int sg_start_n(struct sentinel_group *g, int replicas,
+                                              int down_after_ms)
 {
     memset(g, 0, sizeof *g);
+    g->ndata = 1 + (replicas > 1 ? 2 : 1);
+    g->down_after_ms = down_after_ms;
     const char *tmp = getenv("TMPDIR");
     snprintf(g->dir, sizeof g->dir, "%s/superimap-sentinel-XXXXXX", tmp ? tmp : "/tmp");
     if (mkdtemp(g->dir) == NULL)
@@ -218,8 +236,9 @@ static __attribute__((unused)) int sg_start(struct sentinel_group *g)
     if (r == NULL)
         return -1;
     freeReplyObject(r);
-    if (sg_start_data(g, 1, g->data[0].port) < 0)
-        return -1;
+    for (int i = 1; i < g->ndata; i++)
+        if (sg_start_data(g, i, g->data[0].port) < 0)
+            return -1;
     for (int i = 0; i < SG_SENTINELS; i++)
         if (sg_start_sentinel(g, i) < 0)
             return -1;
@@ -232,6 +251,40 @@ static __attribute__((unused)) int sg_start(struct sentinel_group *g)
     while (!sg_settled(g) && harness_now_ms() < deadline)
         harness_poll_pause();
     return sg_settled(g) ? 0 : -1;
+}
+
+/* Asks a sentinel for a planned failover (SENTINEL FAILOVER) until one
+ * agrees, for up to ms: a sentinel refuses (-NOGOODSLAVE) until it has fresh
+ * news of a replica. 0, or -1 when none agreed. */
+static __attribute__((unused)) int sg_failover(const struct sentinel_group *g, int ms)
+{
+    long long asked_until = harness_now_ms() + ms;
+    for (int i = 0;; i++) {
+        redisReply *f = sg_cmd(g->sentinel[i % SG_SENTINELS].port, "SENTINEL FAILOVER " SG_MASTER);
+        int agreed = f != NULL && f->type == REDIS_REPLY_STATUS;
+        if (!agreed && f != NULL && f->type == REDIS_REPLY_ERROR)
+            fprintf(stderr, "sentinel: SENTINEL FAILOVER: %s; asking again\n", f->str);
+        freeReplyObject(f);
+        if (agreed)
+            return 0;
+        if (harness_now_ms() >= asked_until)
+            return -1;
+        harness_poll_pause();
+    }
+}
+
+/* A primary and one replica, down-after 500 ms. */
+static __attribute__((unused)) int sg_start(struct sentinel_group *g)
+{
+    return sg_start_n(g, 1, 500);
+}
+
+/* Starts data node i again after it was killed, on its port, with no
+ * replicaof: it comes back believing it is a primary, as the first primary
+ * does after a crash (the sentinels then turn it into a replica). 0 or -1. */
+static __attribute__((unused)) int sg_restart_data(struct sentinel_group *g, int i)
+{
+    return g->data[i].pid <= 0 && sg_start_data(g, i, 0) == 0 ? 0 : -1;
 }
 
 /* Data node i as a struct redis_srv of the harness (its unix socket; the
@@ -249,7 +302,7 @@ static __attribute__((unused)) void sg_redis_srv(const struct sentinel_group *g,
 /* The index in g->data of the node on port, or -1. */
 static __attribute__((unused)) int sg_data_index(const struct sentinel_group *g, int port)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < g->ndata; i++)
         if (g->data[i].port == port)
             return i;
     return -1;

@@ -128,6 +128,8 @@ void sys_kill_redis(struct sys *s, int hard)
 
 int sys_restart_redis(struct sys *s)
 {
+    if (s->opts.redis_url != NULL)
+        return 0;
     return redis_spawn(s);
 }
 
@@ -436,7 +438,9 @@ int sys_start(struct sys *s, const struct sys_opts *o)
     }
     snprintf(s->redis.sock, sizeof s->redis.sock, "%s/redis.sock", s->redis.dir);
     snprintf(s->redis.url, sizeof s->redis.url, "unix://%s", s->redis.sock);
-    if (redis_spawn(s) < 0)
+    if (s->opts.redis_url != NULL)
+        snprintf(s->redis.url, sizeof s->redis.url, "%s", s->opts.redis_url);
+    else if (redis_spawn(s) < 0)
         return -1;
     if (s->opts.oauth2) {
         static const char *const args[] = {"--client", SYS_OAUTH2_CLIENT ":" SYS_OAUTH2_SECRET,
@@ -1044,4 +1048,82 @@ void sys_dump_logs(const struct sys *s, int lines)
         tail(s->watcher[i].p.log, lines);
     for (int i = 0; i < s->ndispatchers; i++)
         tail(s->dispatcher[i].p.log, lines);
+}
+
+/* ---- Steady mail ---- */
+
+int sys_pace_step(struct sys *s, struct sys_pace *p)
+{
+    long long now = harness_now_ms();
+    int rc = 0;
+    if (now >= p->due_ms) {
+        long n = p->sent++;
+        rc = sys_deliver(s, &p->users[n % p->n], (size_t)(n % 3) * 400) >= 0 ? 0 : -1;
+        p->due_ms = p->due_ms + p->every_ms > now ? p->due_ms + p->every_ms : now + p->every_ms;
+    }
+    sys_poll(s);
+    harness_poll_pause();
+    return rc;
+}
+
+long long sys_first_webhook_after(const struct sys *s, long long t_ms)
+{
+    long long first = 0;
+    for (size_t i = 0; i < s->nmails; i++) {
+        const struct sys_mail *m = &s->mails[i];
+        if (m->announced > 0 && m->delivered_us / 1000 >= t_ms &&
+            (first == 0 || m->first_us / 1000 < first))
+            first = m->first_us / 1000;
+    }
+    return first;
+}
+
+/* ---- Checks ---- */
+
+int sys_check_every_message_once(struct sys *s, int ms, const char *scenario, int *raw)
+{
+    size_t n = s->nmails;
+    *raw = 0;
+    if (sys_wait_announced(s, n, ms) < n) {
+        for (size_t i = 0; i < n; i++)
+            if (s->mails[i].announced == 0)
+                fprintf(stderr, "%s: mail %zu to %s not announced (%d attempts)\n", scenario, i,
+                        s->mails[i].tag, s->mails[i].attempts);
+        sys_dump_logs(s, 30);
+        snprintf(s->why, sizeof s->why, "%s: %zu of %zu messages announced", scenario,
+                 sys_wait_announced(s, n, 0), n);
+        return -1;
+    }
+    struct sys_report rep;
+    if (sys_report(s, &rep) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const struct sys_mail *m = &s->mails[i];
+        if (m->announced > 1) {
+            *raw += m->announced - 1;
+            printf("%s: raw duplicate: mail %zu to %s, webhook-id %s answered 2xx %d times\n",
+                   scenario, i, m->tag, m->id, m->announced);
+        }
+    }
+    const char *why = NULL;
+    if (rep.unknown != 0)
+        why = "new_mail webhooks of no delivered message";
+    else if (rep.duplicates != 0)
+        why = "a message announced under a second event id";
+    else if (rep.announced != (int)n || rep.mail_hooks != (int)n + *raw)
+        why = "announcements do not add up";
+    else if (rep.redelivered != *raw)
+        why = "redeliveries (same id) do not match the raw duplicates";
+    for (size_t a = 0; a < n && why == NULL; a++) /* within a user, one UID per message */
+        for (size_t b = a + 1; b < n; b++)
+            if (strcmp(s->mails[a].tag, s->mails[b].tag) == 0 && s->mails[a].uid == s->mails[b].uid)
+                why = "two messages of a user under one UID";
+    if (why == NULL)
+        return 0;
+    snprintf(s->why, sizeof s->why,
+             "%s: %s (%zu delivered, %d announced, %d webhooks 2xx, %d raw duplicates, %d "
+             "redelivered, %d under a second id, %d unknown)",
+             scenario, why, n, rep.announced, rep.mail_hooks, *raw, rep.redelivered, rep.duplicates,
+             rep.unknown);
+    return -1;
 }

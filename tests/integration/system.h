@@ -85,6 +85,10 @@ struct sys_opts {
     const char *const *api_env;
     const char *const *watcher_env;    /* defaults: IMAP backoff 100..1000 ms */
     const char *const *dispatcher_env; /* defaults: SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1 */
+    /* The nodes' SUPERIMAP_REDIS_URL (a redis+sentinel:// group the test
+     * runs) instead of a redis-server of the fixture's own; borrowed.
+     * sys_kill_redis() and sys_restart_redis() then do nothing. */
+    const char *redis_url;
 };
 
 /* One of our processes. */
@@ -306,6 +310,25 @@ int sys_report(struct sys *s, struct sys_report *r);
 size_t sys_latency(const struct sys *s, size_t from, size_t to, double *p50, double *p99,
                    double *max);
 
+/* Steady mail for sys_pace_step(). */
+struct sys_pace {
+    const struct sys_user *users; /* round robin over users[0..n) */
+    int n;
+    int every_ms;     /* one message this often */
+    long sent;        /* messages delivered so far */
+    long long due_ms; /* monotonic ms of the next one; 0: now */
+};
+
+/* Delivers the next message when one is due (bodies of 0, 400 and 800
+ * bytes in turn), reads the webhooks that came (sys_poll()) and pauses for a
+ * poll interval: call it in a loop while waiting for something. 0, or -1
+ * when a delivery failed. */
+int sys_pace_step(struct sys *s, struct sys_pace *p);
+
+/* The first receipt (monotonic ms) of a 2xx new_mail webhook of a message
+ * delivered at or after t_ms (monotonic ms), or 0 when none yet. */
+long long sys_first_webhook_after(const struct sys *s, long long t_ms);
+
 /* Partner API call (x-api-key of the partner) with a JSON body (may be NULL);
  * admin API call (bearer token). out is filled as api_call() does
  * (api_resp_free() it); returns the status. */
@@ -313,6 +336,15 @@ int sys_api(struct sys *s, struct api_resp *out, const char *method, const char 
             const char *json);
 int sys_admin(struct sys *s, struct api_resp *out, const char *method, const char *path,
               const char *json);
+
+/*
+ * Waits (ms) until every delivered message is announced, then checks every
+ * webhook, that no message was announced under two event ids and no two
+ * messages of a user under one UID; prints the raw duplicates (the same id
+ * twice, named with scenario) and puts their count in *raw. 0, or -1 with
+ * the reason in s->why (the logs dumped when messages are missing).
+ */
+int sys_check_every_message_once(struct sys *s, int ms, const char *scenario, int *raw);
 
 /* Prints each node's log path and its last lines to stderr (for a failed
  * test). */

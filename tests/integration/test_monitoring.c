@@ -58,8 +58,10 @@ static int setup(void **state)
                                               "SUPERIMAP_LOG_LEVEL=debug", NULL};
     static const char *const dispatcher_env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
                                                  "SUPERIMAP_LOG_LEVEL=debug", NULL};
+    static const char *const api_env[] = {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1", NULL};
     const struct sys_opts o = {.dovecot_users = -1,
                                .fake_imapd = 1,
+                               .api_env = api_env,
                                .watcher_env = watcher_env,
                                .dispatcher_env = dispatcher_env};
     return sys_start(&fleet, &o);

@@ -5,7 +5,9 @@
  * say why when they cannot; rsync (the api's client) follows a planned
  * SENTINEL FAILOVER; rconn (every node's client) follows a kill -9 of the
  * primary, counts the change, and its writes land on the promoted replica;
- * and it leaves a hung primary as soon as the sentinels announce the switch.
+ * it leaves a hung primary as soon as the sentinels announce the switch; and
+ * rconn_script_acked() (SUPERIMAP_REDIS_MIN_REPLICAS_ACK) answers only once
+ * the replica has the write, or -SIMAP_EREPLICAS when too few replicas do.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -165,20 +167,7 @@ static void test_rsync_follows_a_planned_failover(void **state)
     freeReplyObject(r);
     assert_int_equal(value_at(g.data[0].port, "k"), 1);
 
-    /* A sentinel refuses (-NOGOODSLAVE) until it has fresh news of the
-     * replica: ask again until it agrees. */
-    long long asked_until = harness_now_ms() + 15000;
-    int agreed = 0;
-    while (!agreed && harness_now_ms() < asked_until) {
-        redisReply *f = sg_cmd(g.sentinel[0].port, "SENTINEL FAILOVER " SG_MASTER);
-        agreed = f != NULL && f->type == REDIS_REPLY_STATUS;
-        if (!agreed && f != NULL && f->type == REDIS_REPLY_ERROR)
-            fprintf(stderr, "sentinel: SENTINEL FAILOVER: %s; asking again\n", f->str);
-        freeReplyObject(f);
-        if (!agreed)
-            harness_poll_pause();
-    }
-    assert_true(agreed);
+    assert_int_equal(sg_failover(&g, 15000), 0);
     wait_primary(g.data[1].port, 20000);
     /* Until the sentinels reconfigure the old primary it still takes writes
      * (Redis then drops them: Sentinel's failover is not coordinated); once
@@ -300,6 +289,96 @@ static void test_rconn_leaves_a_hung_primary_when_the_sentinels_switch(void **st
     moved_to_the_replica(loop, rc, "h");
 }
 
+struct acked {
+    int done, err;
+    long long value;
+    long long ms; /* submission to callback */
+    long long t0;
+};
+
+static void on_acked(struct rconn *rc, redisReply *reply, int err, void *privdata)
+{
+    (void)rc;
+    struct acked *a = privdata;
+    a->done++;
+    a->err = err;
+    a->value = reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -100;
+    a->ms = harness_now_ms() - a->t0;
+}
+
+/* Runs lease_acquire for lease:u as token t (its alive key set first) by
+ * rconn_script_acked() on an rconn asking for min_acks replicas. */
+static struct acked acquire_acked(int min_acks, const char *u, struct rconn_stats *st)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct rconn_opts o = {.url = g.url,
+                           .name = "test",
+                           .connect_timeout_ms = 1000,
+                           .command_timeout_ms = 2000,
+                           .min_replicas_ack = min_acks};
+    struct rconn *rc = rconn_new(loop, &o);
+    assert_non_null(rc);
+    struct writes w = {0};
+    assert_int_equal(rconn_command(rc, on_set, &w, "SET alive:t 1"), 0);
+    assert_true(run_until(loop, &w.done, 1, 10.0));
+    char lease[64];
+    snprintf(lease, sizeof lease, "lease:%s", u);
+    const char *argv[] = {lease, "alive:t", "t"};
+    struct acked a = {.t0 = harness_now_ms()};
+    assert_int_equal(rconn_script_acked(rc, on_acked, &a, "lease_acquire", 2, 3, argv, NULL), 0);
+    assert_int_equal(a.done, 0); /* never from inside the start function */
+    assert_true(run_until(loop, &a.done, 1, 10.0));
+    rconn_stats(rc, st);
+    rconn_free(rc);
+    int never = 0;
+    run_until(loop, &never, 1, 0.1);
+    ev_loop_destroy(loop);
+    return a;
+}
+
+static long long wait_calls(void)
+{
+    return sg_info_int(g.data[0].port, "INFO commandstats", "cmdstat_wait:calls=");
+}
+
+static void test_acked_scripts_wait_for_replicas(void **state)
+{
+    (void)state;
+    struct rconn_stats st;
+    /* Off: no WAIT is sent. */
+    struct acked a = acquire_acked(0, "u0", &st);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(a.value, 1);
+    assert_int_equal(wait_calls(), -1);
+
+    /* One replica asked, one there: the reply (copied while WAIT ran) comes
+     * after the replica has the write. */
+    a = acquire_acked(1, "u1", &st);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(a.value, 1);
+    assert_int_equal(wait_calls(), 1);
+    assert_int_equal(st.wait_short, 0);
+    redisReply *r = sg_cmd(g.data[1].port, "GET lease:u1");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "t");
+    freeReplyObject(r);
+
+    /* Two asked, one there: WAIT gives up after its timeout (a quarter of
+     * the 2,000 ms command timeout) and the caller gets -SIMAP_EREPLICAS;
+     * the write did happen on the primary. */
+    a = acquire_acked(2, "u2", &st);
+    printf("sentinel: WAIT 2 with one replica answered after %lld ms\n", a.ms);
+    assert_int_equal(a.err, -SIMAP_EREPLICAS);
+    assert_int_equal(a.value, -100);
+    assert_int_equal(st.wait_short, 1);
+    assert_true(a.ms >= 450);
+    r = sg_cmd(g.data[0].port, "EXISTS lease:u2");
+    assert_non_null(r);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +389,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rconn_follows_a_killed_primary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rconn_leaves_a_hung_primary_when_the_sentinels_switch,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acked_scripts_wait_for_replicas, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

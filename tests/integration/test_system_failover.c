@@ -38,8 +38,7 @@
 
 static struct sys fleet;
 static struct sys_user users[USERS];
-static long next_user;
-static long long next_send_ms;
+static struct sys_pace pace;
 
 static const char *const dispatcher_env[] = {HOOK_TIMEOUT,
                                              "SUPERIMAP_WEBHOOK_CONNECT_TIMEOUT_MS=1000", NULL};
@@ -56,8 +55,7 @@ static int setup(void **state)
                                .dovecot_users = dovecot ? USERS : -1,
                                .fake_imapd = !dovecot,
                                .dispatcher_env = dispatcher_env};
-    next_user = 0;
-    next_send_ms = 0;
+    pace = (struct sys_pace){.users = users, .n = USERS, .every_ms = SEND_EVERY_MS};
     if (sys_start(&fleet, &o) < 0 ||
         sys_add_users(&fleet, dovecot ? SYS_DOVECOT : SYS_FAKE, "failover", USERS, users) < 0)
         return -1;
@@ -76,15 +74,7 @@ static int teardown(void **state)
  * SEND_EVERY_MS, round robin), and reads the webhooks that came. */
 static void keep_sending(void)
 {
-    long long now = harness_now_ms();
-    if (now >= next_send_ms) {
-        long n = next_user++;
-        assert_true(sys_deliver(&fleet, &users[n % USERS], (size_t)(n % 3) * 400) >= 0);
-        next_send_ms =
-            next_send_ms + SEND_EVERY_MS > now ? next_send_ms + SEND_EVERY_MS : now + SEND_EVERY_MS;
-    }
-    sys_poll(&fleet);
-    harness_poll_pause();
+    assert_int_equal(sys_pace_step(&fleet, &pace), 0);
 }
 
 /* Keeps mail arriving for ms. */
@@ -114,45 +104,6 @@ static int send_until_all_announced_from(size_t from, int ms)
             return 0;
     }
     return -1;
-}
-
-/* Waits until every delivered message is announced, checks every webhook
- * and that no message was announced under two event ids; prints the raw
- * duplicates (the same id twice). Returns the raw duplicate count. */
-static int check_every_message_once(const char *scenario)
-{
-    size_t n = fleet.nmails;
-    if (sys_wait_announced(&fleet, n, ANNOUNCE_MS) < n) {
-        for (size_t i = 0; i < n; i++)
-            if (fleet.mails[i].announced == 0)
-                fprintf(stderr, "%s: mail %zu to %s not announced (%d attempts)\n", scenario, i,
-                        fleet.mails[i].tag, fleet.mails[i].attempts);
-        sys_dump_logs(&fleet, 30);
-        fail_msg("%s: %zu of %zu messages announced", scenario, sys_wait_announced(&fleet, n, 0),
-                 n);
-    }
-    struct sys_report rep;
-    if (sys_report(&fleet, &rep) < 0)
-        fail_msg("%s: a webhook failed its checks: %s", scenario, fleet.why);
-    int raw = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct sys_mail *m = &fleet.mails[i];
-        if (m->announced > 1) {
-            raw += m->announced - 1;
-            printf("%s: raw duplicate: mail %zu to %s, webhook-id %s answered 2xx %d times\n",
-                   scenario, i, m->tag, m->id, m->announced);
-        }
-    }
-    assert_int_equal(rep.unknown, 0);
-    assert_int_equal(rep.duplicates, 0); /* no message under a second event id */
-    assert_int_equal(rep.announced, (int)n);
-    assert_int_equal(rep.redelivered, raw); /* same id again = the raw duplicates above */
-    assert_int_equal(rep.mail_hooks, (int)n + raw);
-    for (size_t a = 0; a < n; a++) /* within a user, one UID per message */
-        for (size_t b = a + 1; b < n; b++)
-            if (strcmp(fleet.mails[a].tag, fleet.mails[b].tag) == 0)
-                assert_true(fleet.mails[a].uid != fleet.mails[b].uid);
-    return raw;
 }
 
 /* The longest delivery-to-webhook latency of the messages [from, to). */
@@ -190,7 +141,9 @@ static void test_watcher_and_dispatcher_killed_every_message_once(void **state)
     long long all_back_ms = harness_now_ms();
     send_for(1000); /* and mail goes on arriving after the takeover */
     size_t sent = fleet.nmails;
-    int raw = check_every_message_once("failover");
+    int raw;
+    if (sys_check_every_message_once(&fleet, ANNOUNCE_MS, "failover", &raw) < 0)
+        fail_msg("%s", fleet.why);
 
     struct sys_report rep;
     sys_report(&fleet, &rep);
@@ -219,7 +172,9 @@ static void test_redis_restart_loses_nothing(void **state)
     long long up_ms = harness_now_ms();
     send_for(2000);
     size_t sent = fleet.nmails;
-    int raw = check_every_message_once("redis restart");
+    int raw;
+    if (sys_check_every_message_once(&fleet, ANNOUNCE_MS, "redis restart", &raw) < 0)
+        fail_msg("%s", fleet.why);
 
     struct sys_report rep;
     sys_report(&fleet, &rep);
