@@ -49,6 +49,10 @@ struct req {
     char retry_after[64]; /* "" when none */
     char refused[256];    /* the SSRF guard's last refusal */
     char errbuf[CURL_ERROR_SIZE];
+    int is_mail;             /* an SMTP submission: its handle is not pooled */
+    size_t sent;             /* is_mail: bytes of body read by curl */
+    size_t body_len;         /* is_mail: bytes of body */
+    struct curl_slist rcpt;  /* is_mail: the one recipient */
     struct req *prev, *next; /* d->active */
 };
 
@@ -245,6 +249,8 @@ static CURL *easy_get(struct deliver *d)
 
 static void easy_put(struct deliver *d, CURL *e)
 {
+    if (e == NULL)
+        return;
     if (d->npool < POOL_MAX)
         d->pool[d->npool++] = e;
     else
@@ -262,6 +268,15 @@ static void unlink_req(struct deliver *d, struct req *r)
     d->nactive--;
 }
 
+static void track(struct deliver *d, struct req *r)
+{
+    r->next = d->active;
+    if (d->active != NULL)
+        d->active->prev = r;
+    d->active = r;
+    d->nactive++;
+}
+
 static void finish(struct req *r, CURLcode code)
 {
     struct deliver *d = r->d;
@@ -273,6 +288,7 @@ static void finish(struct req *r, CURLcode code)
         .latency_ms = time_mono_ms() - r->start_mono,
         .error = "",
         .snippet = r->snippet,
+        .code = (int)code,
     };
     char err[320];
     if (d->opts.keep_body && buf_append(&r->kept, "", 1) == 0) {
@@ -307,7 +323,10 @@ static void finish(struct req *r, CURLcode code)
     buf_free(&r->kept);
     xfree(r->hdrtext);
     xfree(r->body);
-    easy_put(d, r->easy);
+    if (r->is_mail)
+        curl_easy_cleanup(r->easy);
+    else
+        easy_put(d, r->easy);
     xfree(r);
 }
 
@@ -360,15 +379,91 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     if (curl_multi_add_handle(d->multi, e) != CURLM_OK)
         goto fail;
-    r->next = d->active;
-    if (d->active != NULL)
-        d->active->prev = r;
-    d->active = r;
-    d->nactive++;
+    track(d, r);
     return 0;
 fail:
-    if (r->easy != NULL)
-        easy_put(d, r->easy);
+    easy_put(d, r->easy);
+    buf_free(&r->kept);
+    xfree(r->hdrtext);
+    xfree(r->body);
+    xfree(r);
+    return -SIMAP_EIO;
+}
+
+/* ---- SMTP ---- */
+
+static size_t on_mail_read(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct req *r = userdata;
+    size_t n = size * nmemb, left = r->body_len - r->sent;
+    if (n > left)
+        n = left;
+    memcpy(ptr, r->body + r->sent, n);
+    r->sent += n;
+    return n;
+}
+
+int deliver_mail(struct deliver *d, const struct deliver_mail *m, char *msg, size_t len,
+                 deliver_cb *cb, void *data)
+{
+    if (d == NULL || m == NULL || m->url == NULL || m->from == NULL || m->rcpt == NULL ||
+        cb == NULL || (m->password == NULL) == (m->bearer == NULL) ||
+        (strncasecmp(m->url, "smtp://", 7) != 0 && strncasecmp(m->url, "smtps://", 8) != 0)) {
+        xfree(msg);
+        return -SIMAP_EINVAL;
+    }
+    struct req *r = xcalloc(1, sizeof *r);
+    r->d = d;
+    r->body = msg;
+    r->body_len = len;
+    r->cb = cb;
+    r->data = data;
+    r->is_mail = 1;
+    r->start_mono = time_mono_ms();
+    r->hdrtext = xstrdup(m->rcpt);
+    r->rcpt.data = r->hdrtext;
+    buf_init(&r->kept, 1);
+    CURL *e = r->easy = curl_easy_init();
+    if (e == NULL || curl_easy_setopt(e, CURLOPT_URL, m->url) != CURLE_OK)
+        goto fail;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, d->opts.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, d->opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (m->ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file);
+    if (m->starttls)
+        curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+    curl_easy_setopt(e, CURLOPT_USERNAME, m->username);
+    if (m->bearer != NULL) {
+        curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, m->bearer);
+        curl_easy_setopt(e, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2");
+    } else {
+        curl_easy_setopt(e, CURLOPT_PASSWORD, m->password);
+        curl_easy_setopt(e, CURLOPT_LOGIN_OPTIONS, "AUTH=PLAIN");
+    }
+    curl_easy_setopt(e, CURLOPT_MAIL_FROM, m->from);
+    curl_easy_setopt(e, CURLOPT_MAIL_RCPT, &r->rcpt);
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_mail_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, r);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    if (curl_multi_add_handle(d->multi, e) != CURLM_OK)
+        goto fail;
+    track(d, r);
+    return 0;
+fail:
+    if (e != NULL)
+        curl_easy_cleanup(e);
     buf_free(&r->kept);
     xfree(r->hdrtext);
     xfree(r->body);

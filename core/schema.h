@@ -56,6 +56,16 @@
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
  *                                          reauth_count.lua drops those no longer in it
+ *   si:{k}:tracer_users             set    uids of shard k with enable_tracer 1 (the user
+ *                                          scripts keep it; tracer_pick drops stale ones)
+ *   si:{k}:tracer:<id>              hash   one tracer mail: uid, code, sent_at (ms, Redis
+ *                                          TIME), result (sending|sent|auth|connect|tls|
+ *                                          rejected|timeout|credentials|error), error,
+ *                                          smtp_ms, detected_at, latency_ms (record_mail),
+ *                                          missing_at (the sender found it undetected after
+ *                                          the deadline); EX 7 days
+ *   si:tracers:<code>               list   "<k>:<id>" of the provider's latest tracers
+ *                                          (LPUSH, LTRIM to 100), read by the admin API
  *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid
  *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
  *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
@@ -209,6 +219,7 @@ int schema_key_connect_browser(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
 int schema_key_role(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_role_epoch(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_log(char out[SCHEMA_KEY_MAX], const char *pid);
+int schema_key_tracers(char out[SCHEMA_KEY_MAX], const char *code);
 
 /* Keys of shard k named by an id. token is "<node>:<g>". */
 int schema_key_user(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);
@@ -217,12 +228,14 @@ int schema_key_lease(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);
 int schema_key_alive(char out[SCHEMA_KEY_MAX], uint32_t k, const char *token);
 int schema_key_ready(char out[SCHEMA_KEY_MAX], uint32_t k, const char *pid);
 int schema_key_event(char out[SCHEMA_KEY_MAX], uint32_t k, const char *eid);
+int schema_key_tracer(char out[SCHEMA_KEY_MAX], uint32_t k, const char *id);
 
 /* Keys of shard k named by k alone; they always fit. shard_prefix is
  * "si:{k}:", which scripts complete with a suffix (event_stats.lua). */
 void schema_key_shard_prefix(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_shard_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_reauth(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_tracer_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_owner(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_ready_partners(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_inflight(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);

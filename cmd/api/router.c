@@ -67,7 +67,8 @@ static int pattern_matches(struct req *r, const char *pattern)
 }
 
 static const struct route *const tables[] = {routes_partner,  routes_events, routes_providers,
-                                             routes_partners, routes_fleet,  routes_connect};
+                                             routes_partners, routes_fleet,  routes_tracers,
+                                             routes_connect};
 
 /* Finds the route; *path_known tells a 405 from a 404. */
 static const struct route *find_route(struct req *r, int *path_known)

@@ -50,4 +50,5 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[11], 'code', ARGV[12], 'tag'
            'last_login_at', '', 'last_email_at', '', 'created_at', now, 'updated_at', now,
            'enable_tracer', ARGV[9])
 user_index(KEYS, uid, k, ARGV[10], email, archived, complete)
+tracer_users(KEYS[6], uid, ARGV[9])
 return {'ok', connected_at}

@@ -55,4 +55,5 @@ if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[8], 'uidvalidity', ARGV[15], 'last_uid', ARGV[16])
 end
 user_index(KEYS, uid, k, ARGV[9], email, archived, connected_at ~= '')
+tracer_users(KEYS[6], uid, ARGV[8])
 return {'ok'}

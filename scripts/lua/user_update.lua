@@ -118,6 +118,7 @@ elseif was_archived and not archived then
     fields[#fields + 1] = ''
 end
 redis.call('HSET', user, unpack(fields))
+tracer_users(KEYS[2], uid, tracer)
 if connected_at ~= '' and not archived then
     redis.call('SADD', KEYS[2], uid)
 else

@@ -170,11 +170,30 @@ static int oauth2_passdb(const struct dovecot *d, char *passdb, size_t cap)
     return 0;
 }
 
+/* The LMTP and auth listeners of dovecot_start_mta(), in mta (cap bytes);
+ * "" without them. */
+static void mta_listeners(const struct dovecot *d, char *mta, size_t cap)
+{
+    mta[0] = '\0';
+    if (d->port_lmtp <= 0)
+        return;
+    snprintf(mta, cap,
+             "service lmtp {\n"
+             "  inet_listener lmtp {\n    address = 127.0.0.1\n    port = %d\n  }\n"
+             "}\n"
+             "protocol lmtp {\n  auth_username_format = %%Ln\n}\n"
+             "service auth {\n"
+             "  inet_listener {\n    address = 127.0.0.1\n    port = %d\n  }\n"
+             "}\n",
+             d->port_lmtp, d->port_auth);
+}
+
 static int write_config(struct dovecot *d)
 {
-    char path[400], text[8192], oauth2[1024];
+    char path[400], text[8192], oauth2[1024], mta[1024];
     if (oauth2_passdb(d, oauth2, sizeof oauth2) < 0)
         return -1;
+    mta_listeners(d, mta, sizeof mta);
     snprintf(path, sizeof path, "%s/passwd", d->dir);
     FILE *f = fopen(path, "w");
     if (f == NULL)
@@ -187,7 +206,7 @@ static int write_config(struct dovecot *d)
              "base_dir = %s/run\n"
              "state_dir = %s/state\n"
              "log_path = %s/dovecot.log\n"
-             "protocols = imap\n"
+             "protocols = imap%s\n"
              "listen = 127.0.0.1\n"
              "ssl = yes\n"
              "ssl_cert = <%s/server.crt\n"
@@ -209,10 +228,10 @@ static int write_config(struct dovecot *d)
              "service imap-login {\n"
              "  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n"
              "  inet_listener imaps {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n"
-             "}\n",
-             d->dir, d->dir, d->dir, d->dir, d->dir, oauth2[0] ? " xoauth2 oauthbearer" : "",
-             d->dir, oauth2, d->dir, MAIL_UID, MAIL_UID, d->dir,
-             oauth2[0] ? " allow_all_users=yes" : "", d->port_plain, d->port_tls);
+             "}\n%s",
+             d->dir, d->dir, d->dir, mta[0] ? " lmtp" : "", d->dir, d->dir,
+             oauth2[0] ? " xoauth2 oauthbearer" : "", d->dir, oauth2, d->dir, MAIL_UID, MAIL_UID,
+             d->dir, oauth2[0] ? " allow_all_users=yes" : "", d->port_plain, d->port_tls, mta);
     return write_file(d->conf, text);
 }
 
@@ -279,19 +298,24 @@ static int spawn(struct dovecot *d)
     return -1;
 }
 
-static int start(struct dovecot *d, int users, const char *introspect_url);
+static int start(struct dovecot *d, int users, const char *introspect_url, int mta);
 
 int dovecot_start(struct dovecot *d, int users)
 {
-    return start(d, users, "");
+    return start(d, users, "", 0);
 }
 
 int dovecot_start_oauth2(struct dovecot *d, int users, const char *introspect_url)
 {
-    return start(d, users, introspect_url);
+    return start(d, users, introspect_url, 0);
 }
 
-static int start(struct dovecot *d, int users, const char *introspect_url)
+int dovecot_start_mta(struct dovecot *d, int users, const char *introspect_url)
+{
+    return start(d, users, introspect_url, 1);
+}
+
+static int start(struct dovecot *d, int users, const char *introspect_url, int mta)
 {
     memset(d, 0, sizeof *d);
     d->users = users;
@@ -318,6 +342,14 @@ static int start(struct dovecot *d, int users, const char *introspect_url)
         d->port_tls = harness_free_port();
         if (d->port_plain <= 0 || d->port_tls <= 0 || d->port_plain == d->port_tls)
             continue;
+        if (mta) {
+            d->port_lmtp = harness_free_port();
+            d->port_auth = harness_free_port();
+            if (d->port_lmtp <= 0 || d->port_auth <= 0 || d->port_lmtp == d->port_auth ||
+                d->port_lmtp == d->port_plain || d->port_lmtp == d->port_tls ||
+                d->port_auth == d->port_plain || d->port_auth == d->port_tls)
+                continue;
+        }
         if (write_config(d) < 0) {
             fprintf(stderr, "dovecot: cannot write the configuration\n");
             return -1;

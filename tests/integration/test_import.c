@@ -355,6 +355,10 @@ static void test_import_brings_every_field_through_the_api(void **state)
     assert_true(YAJL_IS_TRUE(json_get(r.json, "enable_tracer")));
     uid_of("PLAIN", "tracer", uid);
     expect_cursor(uid, "77", "5");
+    redisReply *tracing =
+        rcmd(&redis, "SISMEMBER si:{%u}:tracer_users %s", hrw_shard(uid, 64), uid);
+    assert_int_equal(tracing->integer, 1); /* the tracer sender finds it */
+    freeReplyObject(tracing);
 
     api_json(&r, api.port, "GET", "/api/v1/connections/GMAIL_OAUTH2/users/gmail-user", KEY_ACME,
              NULL);
