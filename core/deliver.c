@@ -215,22 +215,36 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 
 /* ---- Requests ---- */
 
+/* A new handle with what every request has: no signals, the engine's
+ * timeouts, only these protocols, no proxy, certificates verified, the SSRF
+ * guard. */
+static CURL *easy_new(struct deliver *d, const char *protocols)
+{
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, d->opts.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, d->opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "" disables proxies, env vars included */
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+    return e;
+}
+
 static CURL *easy_get(struct deliver *d)
 {
     if (d->npool > 0)
         return d->pool[--d->npool];
-    CURL *e = curl_easy_init();
+    CURL *e = easy_new(d, "http,https");
     if (e == NULL)
         return NULL;
     /* Options that never change; the per-request ones are set in deliver_post(). */
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, d->opts.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, d->opts.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "" disables proxies, env vars included */
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -238,10 +252,7 @@ static CURL *easy_get(struct deliver *d)
      * every request in flight holds both (16 and 64 KiB by default). */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, d->user_agent);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     return e;
@@ -275,6 +286,44 @@ static void track(struct deliver *d, struct req *r)
         d->active->prev = r;
     d->active = r;
     d->nactive++;
+}
+
+static struct req *req_new(struct deliver *d, char *body, deliver_cb *cb, void *data)
+{
+    struct req *r = xcalloc(1, sizeof *r);
+    r->d = d;
+    r->body = body;
+    r->cb = cb;
+    r->data = data;
+    r->start_mono = time_mono_ms();
+    return r;
+}
+
+/* A request that never started: everything it holds goes; -SIMAP_EIO. */
+static int abandon(struct deliver *d, struct req *r)
+{
+    if (r->is_mail && r->easy != NULL)
+        curl_easy_cleanup(r->easy);
+    else
+        easy_put(d, r->easy);
+    buf_free(&r->kept);
+    xfree(r->hdrtext);
+    xfree(r->body);
+    xfree(r);
+    return -SIMAP_EIO;
+}
+
+/* Hands r, its options set, to the multi handle. 0, or -SIMAP_EIO with r
+ * freed. */
+static int start(struct deliver *d, struct req *r)
+{
+    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
+    curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+    if (curl_multi_add_handle(d->multi, r->easy) != CURLM_OK)
+        return abandon(d, r);
+    track(d, r);
+    return 0;
 }
 
 static void finish(struct req *r, CURLcode code)
@@ -338,12 +387,7 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
         xfree(body);
         return -SIMAP_EINVAL;
     }
-    struct req *r = xcalloc(1, sizeof *r);
-    r->d = d;
-    r->body = body;
-    r->cb = cb;
-    r->data = data;
-    r->start_mono = time_mono_ms();
+    struct req *r = req_new(d, body, cb, data);
     buf_init(&r->kept, DELIVER_MAX_RESPONSE + 1);
     /* The header list lives in the request: one copy of the lines, no
      * curl_slist_append() per line. */
@@ -372,22 +416,11 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, nheaders > 0 ? r->headers : NULL);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    if (curl_multi_add_handle(d->multi, e) != CURLM_OK)
-        goto fail;
-    track(d, r);
-    return 0;
+    return start(d, r);
 fail:
-    easy_put(d, r->easy);
-    buf_free(&r->kept);
-    xfree(r->hdrtext);
-    xfree(r->body);
-    xfree(r);
-    return -SIMAP_EIO;
+    return abandon(d, r);
 }
 
 /* ---- SMTP ---- */
@@ -412,29 +445,16 @@ int deliver_mail(struct deliver *d, const struct deliver_mail *m, char *msg, siz
         xfree(msg);
         return -SIMAP_EINVAL;
     }
-    struct req *r = xcalloc(1, sizeof *r);
-    r->d = d;
-    r->body = msg;
+    struct req *r = req_new(d, msg, cb, data);
     r->body_len = len;
-    r->cb = cb;
-    r->data = data;
     r->is_mail = 1;
-    r->start_mono = time_mono_ms();
     r->hdrtext = xstrdup(m->rcpt);
     r->rcpt.data = r->hdrtext;
     buf_init(&r->kept, 1);
-    CURL *e = r->easy = curl_easy_init();
+    CURL *e = r->easy = easy_new(d, "smtp,smtps");
     if (e == NULL || curl_easy_setopt(e, CURLOPT_URL, m->url) != CURLE_OK)
         goto fail;
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, d->opts.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, d->opts.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     if (m->ca_file != NULL)
         curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file);
     if (m->starttls)
@@ -453,22 +473,9 @@ int deliver_mail(struct deliver *d, const struct deliver_mail *m, char *msg, siz
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_READFUNCTION, on_mail_read);
     curl_easy_setopt(e, CURLOPT_READDATA, r);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    if (curl_multi_add_handle(d->multi, e) != CURLM_OK)
-        goto fail;
-    track(d, r);
-    return 0;
+    return start(d, r);
 fail:
-    if (e != NULL)
-        curl_easy_cleanup(e);
-    buf_free(&r->kept);
-    xfree(r->hdrtext);
-    xfree(r->body);
-    xfree(r);
-    return -SIMAP_EIO;
+    return abandon(d, r);
 }
 
 int deliver_active(const struct deliver *d)

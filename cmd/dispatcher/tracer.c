@@ -25,14 +25,14 @@
 #include "core/schema.h"
 #include "core/time.h"
 
-#define TRACER_ID_HEX   20                   /* as the original's SecureRandom.hex(10) */
-#define PICK_PER_SHARD  "16"                 /* users tracer_pick looks at per shard */
-#define RECORD_TTL_SEC  "604800"             /* a record lives 7 days */
-#define RECENT_KEPT     "99"                 /* si:tracers:<code> keeps 100 */
-#define SMTP_TIMEOUT_MS 60000                /* a whole submission */
-#define SMTP_CONNECT_MS 10000                /* its TCP (and TLS) connect */
-#define CODE_MAX        64                   /* provider codes (cmd/api input_is_code) */
-#define FIELD_MAX       256                  /* email, username */
+#define TRACER_ID_HEX   20       /* as the original's SecureRandom.hex(10) */
+#define PICK_PER_SHARD  "16"     /* users tracer_pick looks at per shard */
+#define RECORD_TTL_SEC  "604800" /* a record lives 7 days */
+#define RECENT_KEPT     "99"     /* si:tracers:<code> keeps 100 */
+#define SMTP_TIMEOUT_MS 60000    /* a whole submission */
+#define SMTP_CONNECT_MS 10000    /* its TCP (and TLS) connect */
+#define CODE_MAX        64       /* provider codes (cmd/api input_is_code) */
+#define FIELD_MAX       256      /* email, username */
 
 /* One user tracer_pick offered; the sealed secrets are copied. */
 struct cand {
@@ -62,9 +62,9 @@ struct pending {
  */
 struct call {
     struct tracers *t;
-    struct cand c;           /* the user */
-    struct pending p;        /* the tracer */
-    char *msg;               /* the message until deliver_mail() takes it */
+    struct cand c;    /* the user */
+    struct pending p; /* the tracer */
+    char *msg;        /* the message until deliver_mail() takes it */
     size_t msg_len;
     char url[320];           /* smtp[s]://host:port/ehlo-name */
     int starttls;            /* STARTTLS required */
@@ -146,7 +146,7 @@ static void count(struct tracers *t, const char *name, const char *help, const c
 }
 
 #define SENT_TOTAL "superimap_tracer_sent_total"
-#define SENT_HELP                                                                                 \
+#define SENT_HELP                                                                                  \
     "Tracer mails submitted by provider and result (sent, auth, connect, tls, rejected, timeout, " \
     "credentials, error)"
 #define MISSING_TOTAL "superimap_tracer_missing_total"
@@ -551,8 +551,8 @@ struct tracers *tracer_new(const struct tracer_opts *o)
     t->is_owned = o->is_owned;
     t->data = o->data;
     int64_t interval_ms = (int64_t)cfg->tracer_interval_sec * 1000;
-    t->deadline_ms = cfg->tracer_deadline_sec > 0 ? (int64_t)cfg->tracer_deadline_sec * 1000
-                                                  : 2 * interval_ms;
+    t->deadline_ms =
+        cfg->tracer_deadline_sec > 0 ? (int64_t)cfg->tracer_deadline_sec * 1000 : 2 * interval_ms;
     ev_timer_init(&t->timer, on_round, (double)cfg->tracer_interval_sec,
                   (double)cfg->tracer_interval_sec);
     t->timer.data = t;

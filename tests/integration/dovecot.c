@@ -114,15 +114,6 @@ int dovecot_available(char *why, size_t whylen)
     return 1;
 }
 
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return -1;
-    int ok = fputs(text, f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
 static int make_certs(const struct dovecot *d)
 {
     char script[2048];
@@ -161,7 +152,7 @@ static int oauth2_passdb(const struct dovecot *d, char *passdb, size_t cap)
              "active_attribute = active\n"
              "active_value = true\n",
              d->introspect);
-    if (write_file(path, text) < 0)
+    if (harness_write_file(path, text) < 0)
         return -1;
     snprintf(passdb, cap,
              "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
@@ -232,34 +223,28 @@ static int write_config(struct dovecot *d)
              d->dir, d->dir, d->dir, mta[0] ? " lmtp" : "", d->dir, d->dir,
              oauth2[0] ? " xoauth2 oauthbearer" : "", d->dir, oauth2, d->dir, MAIL_UID, MAIL_UID,
              d->dir, oauth2[0] ? " allow_all_users=yes" : "", d->port_plain, d->port_tls, mta);
-    return write_file(d->conf, text);
+    return harness_write_file(d->conf, text);
 }
 
 /* 1 when a TCP connection to port gets a greeting with a CAPABILITY. */
 static int greets(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = harness_connect_loopback(port);
     if (fd < 0)
         return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     int ok = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        char buf[1024];
-        size_t got = 0;
-        long long deadline = harness_now_ms() + 1500;
-        while (got + 1 < sizeof buf && harness_now_ms() < deadline) {
-            ssize_t r = read(fd, buf + got, sizeof buf - got - 1);
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-            buf[got] = '\0';
-            if (strstr(buf, "[CAPABILITY")) {
-                ok = 1;
-                break;
-            }
+    char buf[1024];
+    size_t got = 0;
+    long long deadline = harness_now_ms() + 1500;
+    while (got + 1 < sizeof buf && harness_now_ms() < deadline) {
+        ssize_t r = read(fd, buf + got, sizeof buf - got - 1);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (strstr(buf, "[CAPABILITY")) {
+            ok = 1;
+            break;
         }
     }
     close(fd);

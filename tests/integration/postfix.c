@@ -5,14 +5,11 @@
  */
 #include "tests/integration/postfix.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,15 +33,6 @@ int postfix_available(char *why, size_t whylen)
         return 0;
     }
     return 1;
-}
-
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return -1;
-    int ok = fputs(text, f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 static int write_config(const struct postfix *p, const struct dovecot *d)
@@ -78,7 +66,7 @@ static int write_config(const struct postfix *p, const struct dovecot *d)
              "smtpd_recipient_restrictions = permit_sasl_authenticated, reject\n"
              "smtpd_delay_reject = no\n",
              p->dir, p->dir, p->log, p->dir, d->port_lmtp, d->port_auth);
-    if (write_file(path, text) < 0)
+    if (harness_write_file(path, text) < 0)
         return -1;
     snprintf(path, sizeof path, "%s/master.cf", p->dir);
     snprintf(text, sizeof text,
@@ -104,27 +92,20 @@ static int write_config(const struct postfix *p, const struct dovecot *d)
              "scache unix - - n - 1 scache\n"
              "postlog unix-dgram n - n - 1 postlogd\n",
              p->port);
-    return write_file(path, text);
+    return harness_write_file(path, text);
 }
 
 /* 1 when a TCP connection to port gets a "220 " greeting. */
 static int greets(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = harness_connect_loopback(port);
     if (fd < 0)
         return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int ok = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        char buf[512];
-        ssize_t r = read(fd, buf, sizeof buf - 1);
-        ok = r >= 4 && memcmp(buf, "220 ", 4) == 0;
-        if (ok && write(fd, "QUIT\r\n", 6) < 0)
-            ok = 1; /* it greeted: that is all we asked */
-    }
+    char buf[512];
+    ssize_t r = read(fd, buf, sizeof buf - 1);
+    int ok = r >= 4 && memcmp(buf, "220 ", 4) == 0;
+    if (ok && write(fd, "QUIT\r\n", 6) < 0)
+        ok = 1; /* it greeted: that is all we asked */
     close(fd);
     return ok;
 }
@@ -226,8 +207,7 @@ void postfix_stop(struct postfix *p)
     }
     const char *keep = getenv("SUPERIMAP_TEST_KEEP");
     if (p->dir[0] != '\0' && keep != NULL && strcmp(keep, "1") == 0) {
-        fprintf(stderr, "SUPERIMAP_TEST_KEEP: kept %s (Postfix's configuration and log)\n",
-                p->dir);
+        fprintf(stderr, "SUPERIMAP_TEST_KEEP: kept %s (Postfix's configuration and log)\n", p->dir);
         p->dir[0] = '\0';
     }
     if (p->dir[0] != '\0') {

@@ -23,10 +23,10 @@
 struct dovecot;
 
 struct postfix {
-    pid_t pid;      /* the master's */
-    char dir[256];  /* mkdtemp, 0755: main.cf, master.cf, queue/, data/, maillog */
-    char log[320];  /* dir/maillog */
-    int port;       /* SMTP submission on 127.0.0.1 */
+    pid_t pid;     /* the master's */
+    char dir[256]; /* mkdtemp, 0755: main.cf, master.cf, queue/, data/, maillog */
+    char log[320]; /* dir/maillog */
+    int port;      /* SMTP submission on 127.0.0.1 */
 };
 
 /* 1 when Postfix is installed and we run as root (its master needs it);

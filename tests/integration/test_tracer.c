@@ -24,9 +24,8 @@
 #include "tests/integration/postfix.h"
 #include "tests/integration/system.h"
 
-#define TRACER_ENV                                                                       \
-    "SUPERIMAP_TRACER_INTERVAL_SEC=1", "SUPERIMAP_TRACER_DEADLINE_SEC=4",                \
-        "SUPERIMAP_LOG_LEVEL=info"
+#define TRACER_ENV \
+    "SUPERIMAP_TRACER_INTERVAL_SEC=1", "SUPERIMAP_TRACER_DEADLINE_SEC=4", "SUPERIMAP_LOG_LEVEL=info"
 
 static struct sys fleet;
 static struct postfix pf;
@@ -154,8 +153,8 @@ static void test_a_plain_users_tracer_is_detected_with_its_latency_and_not_annou
     fprintf(stderr, "tracer latency (send -> detected, PLAIN, Postfix -> Dovecot): %lld ms\n",
             latency);
     char series[128];
-    snprintf(series, sizeof series,
-             "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}", SYS_DOVECOT);
+    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}",
+             SYS_DOVECOT);
     assert_true(dispatcher_metric(series) >= 1);
     snprintf(series, sizeof series, "superimap_tracer_latency_seconds_count{provider=\"%s\"}",
              SYS_DOVECOT);
@@ -189,8 +188,8 @@ static void test_smtp_failures_are_classified_and_never_retried_in_a_loop(void *
     /* Postfix again, with a password Dovecot refuses. */
     smtp_server(0);
     patch_user("{\"login_password\":\"not-the-password\"}");
-    snprintf(series, sizeof series,
-             "superimap_tracer_sent_total{provider=\"%s\",result=\"auth\"}", SYS_DOVECOT);
+    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"auth\"}",
+             SYS_DOVECOT);
     assert_true(wait_dispatcher_metric(series, 1, 10000) >= 1);
     assert_int_equal(wait_tracer("failed", NULL, 5000), 0);
 }
@@ -201,13 +200,11 @@ static void test_a_tracer_that_never_arrives_is_reported_missing(void **state)
     SYS_NEED_DOVECOT(&fleet);
     /* Submitted as the user, delivered to a mailbox nobody watches. */
     char json[160];
-    snprintf(json, sizeof json,
-             "{\"login_password\":\"pass%s\",\"email\":\"user16@example.com\"}",
+    snprintf(json, sizeof json, "{\"login_password\":\"pass%s\",\"email\":\"user16@example.com\"}",
              user.login + 4);
     patch_user(json);
     char series[128];
-    snprintf(series, sizeof series, "superimap_tracer_missing_total{provider=\"%s\"}",
-             SYS_DOVECOT);
+    snprintf(series, sizeof series, "superimap_tracer_missing_total{provider=\"%s\"}", SYS_DOVECOT);
     if (wait_dispatcher_metric(series, 1, 15000) < 1)
         sys_dump_logs(&fleet, 30);
     assert_true(dispatcher_metric(series) >= 1);
@@ -217,8 +214,7 @@ static void test_a_tracer_that_never_arrives_is_reported_missing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(
-            test_a_plain_users_tracer_is_detected_with_its_latency_and_not_announced),
+        cmocka_unit_test(test_a_plain_users_tracer_is_detected_with_its_latency_and_not_announced),
         cmocka_unit_test(test_smtp_failures_are_classified_and_never_retried_in_a_loop),
         cmocka_unit_test(test_a_tracer_that_never_arrives_is_reported_missing),
     };
