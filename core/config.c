@@ -255,9 +255,9 @@ const struct config_var config_vars[] = {
     {"SUPERIMAP_MAX_EMAIL_SIZE", CONFIG_INT, WAT, "26214400", 1024, 1073741824, NULL, 0,
      OFF(max_email_size), NULL,
      "Largest message sent in full, in bytes; bigger mail gives a too_large event (envelope, size)"},
-    {"SUPERIMAP_CA_FILE", CONFIG_STR, WAT | API, NULL, 0, 0, NULL, 0, OFF(ca_file), NULL,
-     "PEM file of CAs trusted for IMAP TLS (private CAs; the api's PLAIN connect form too); "
-     "unset: the system store"},
+    {"SUPERIMAP_CA_FILE", CONFIG_STR, WAT | API | DIS, NULL, 0, 0, NULL, 0, OFF(ca_file), NULL,
+     "PEM file of CAs trusted for IMAP TLS (private CAs; the api's PLAIN connect form too) and "
+     "for the dispatcher's tracer mail SMTP; unset: the system store"},
     {"SUPERIMAP_IMAP_CONNECT_TIMEOUT_MS", CONFIG_INT, WAT, "15000", 100, 600000, NULL, 0,
      OFF(imap_connect_timeout_ms), NULL, "IMAP TCP connect, TLS handshake and greeting, together"},
     {"SUPERIMAP_IMAP_COMMAND_TIMEOUT_MS", CONFIG_INT, WAT, "60000", 100, 3600000, NULL, 0,
@@ -311,6 +311,17 @@ const struct config_var config_vars[] = {
      OFF(webhook_time_divisor), NULL,
      "Tests only: divides retry delays, Retry-After, circuit-breaker periods and the circuit "
      "hold (100 makes the 5 s first retry 50 ms); keep 1 in production"},
+    {"SUPERIMAP_TRACER_INTERVAL_SEC", CONFIG_INT, DIS | API, "600", 0, 86400, NULL, 0,
+     OFF(tracer_interval_sec), NULL,
+     "Tracer mail: every this often a dispatcher sends one tracer per provider to a tracer user "
+     "of its shards (README \"Tracer mail\"); 0 sends none"},
+    {"SUPERIMAP_TRACER_DEADLINE_SEC", CONFIG_INT, DIS | API, "0", 0, 86400, NULL, 0,
+     OFF(tracer_deadline_sec), NULL,
+     "A tracer sent and not detected after this long is missing; 0: twice the interval"},
+    {"SUPERIMAP_TRACER_ALLOW_PRIVATE", CONFIG_BOOL, DIS, "0", 0, 0, NULL, 0,
+     OFF(tracer_allow_private), NULL,
+     "Let tracer mail reach an SMTP server on a loopback, private or other non-public address "
+     "(tests, a local MTA; cloud metadata addresses stay refused)"},
     {"SUPERIMAP_FAKE_ADDRS", CONFIG_STR, FAKE, "127.0.0.1", 0, 0, NULL, 0, OFF(fake_addrs),
      check_addr_list, "Addresses to listen on, comma-separated; 127.0.0.1-8 is 127.0.0.1 to .8"},
     {"SUPERIMAP_FAKE_PORT", CONFIG_INT, FAKE, "0", -1, 65535, NULL, 0, OFF(fake_port), NULL,

@@ -61,7 +61,7 @@ struct config {
     int max_users;                  /* watcher capacity before the fd limit */
     int max_moves_per_sec;          /* watcher: users handed over per second when rebalancing */
     int max_email_size;             /* watcher: bytes; larger mail gives a too_large event */
-    const char *ca_file;            /* watcher, api (PLAIN form): IMAP TLS CAs; NULL: system */
+    const char *ca_file;            /* watcher, api (PLAIN form), dispatcher (tracer SMTP): CAs */
     int imap_connect_timeout_ms;    /* watcher: TCP connect + TLS handshake + greeting */
     int imap_command_timeout_ms;    /* watcher: silence allowed while a command is pending */
     int imap_probe_sec;             /* watcher: silence in IDLE before a liveness probe */
@@ -80,6 +80,9 @@ struct config {
     int webhook_connect_timeout_ms; /* dispatcher: TCP (and TLS) connect of a webhook */
     int webhook_circuit_hold_hours; /* dispatcher: most an event waits for a closed circuit */
     int webhook_time_divisor;       /* dispatcher, tests only: divides retry delays */
+    int tracer_interval_sec;        /* dispatcher, api: tracer round period; 0: off */
+    int tracer_deadline_sec;        /* dispatcher, api: missing after this; 0: 2 x interval */
+    int tracer_allow_private;       /* dispatcher: SMTP to non-public addresses */
 
     /* superimap-fake-imapd only */
     const char *fake_addrs;          /* listen addresses, comma-separated; a.b.c.d-e is a range */

@@ -49,6 +49,10 @@ struct req {
     char retry_after[64]; /* "" when none */
     char refused[256];    /* the SSRF guard's last refusal */
     char errbuf[CURL_ERROR_SIZE];
+    int is_mail;             /* an SMTP submission: its handle is not pooled */
+    size_t sent;             /* is_mail: bytes of body read by curl */
+    size_t body_len;         /* is_mail: bytes of body */
+    struct curl_slist rcpt;  /* is_mail: the one recipient */
     struct req *prev, *next; /* d->active */
 };
 
@@ -211,22 +215,36 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 
 /* ---- Requests ---- */
 
+/* A new handle with what every request has: no signals, the engine's
+ * timeouts, only these protocols, no proxy, certificates verified, the SSRF
+ * guard. */
+static CURL *easy_new(struct deliver *d, const char *protocols)
+{
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, d->opts.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, d->opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "" disables proxies, env vars included */
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+    return e;
+}
+
 static CURL *easy_get(struct deliver *d)
 {
     if (d->npool > 0)
         return d->pool[--d->npool];
-    CURL *e = curl_easy_init();
+    CURL *e = easy_new(d, "http,https");
     if (e == NULL)
         return NULL;
     /* Options that never change; the per-request ones are set in deliver_post(). */
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, d->opts.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, d->opts.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "" disables proxies, env vars included */
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -234,10 +252,7 @@ static CURL *easy_get(struct deliver *d)
      * every request in flight holds both (16 and 64 KiB by default). */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, d->user_agent);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     return e;
@@ -245,6 +260,8 @@ static CURL *easy_get(struct deliver *d)
 
 static void easy_put(struct deliver *d, CURL *e)
 {
+    if (e == NULL)
+        return;
     if (d->npool < POOL_MAX)
         d->pool[d->npool++] = e;
     else
@@ -262,6 +279,53 @@ static void unlink_req(struct deliver *d, struct req *r)
     d->nactive--;
 }
 
+static void track(struct deliver *d, struct req *r)
+{
+    r->next = d->active;
+    if (d->active != NULL)
+        d->active->prev = r;
+    d->active = r;
+    d->nactive++;
+}
+
+static struct req *req_new(struct deliver *d, char *body, deliver_cb *cb, void *data)
+{
+    struct req *r = xcalloc(1, sizeof *r);
+    r->d = d;
+    r->body = body;
+    r->cb = cb;
+    r->data = data;
+    r->start_mono = time_mono_ms();
+    return r;
+}
+
+/* A request that never started: everything it holds goes; -SIMAP_EIO. */
+static int abandon(struct deliver *d, struct req *r)
+{
+    if (r->is_mail && r->easy != NULL)
+        curl_easy_cleanup(r->easy);
+    else
+        easy_put(d, r->easy);
+    buf_free(&r->kept);
+    xfree(r->hdrtext);
+    xfree(r->body);
+    xfree(r);
+    return -SIMAP_EIO;
+}
+
+/* Hands r, its options set, to the multi handle. 0, or -SIMAP_EIO with r
+ * freed. */
+static int start(struct deliver *d, struct req *r)
+{
+    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
+    curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+    if (curl_multi_add_handle(d->multi, r->easy) != CURLM_OK)
+        return abandon(d, r);
+    track(d, r);
+    return 0;
+}
+
 static void finish(struct req *r, CURLcode code)
 {
     struct deliver *d = r->d;
@@ -273,6 +337,7 @@ static void finish(struct req *r, CURLcode code)
         .latency_ms = time_mono_ms() - r->start_mono,
         .error = "",
         .snippet = r->snippet,
+        .code = (int)code,
     };
     char err[320];
     if (d->opts.keep_body && buf_append(&r->kept, "", 1) == 0) {
@@ -307,7 +372,10 @@ static void finish(struct req *r, CURLcode code)
     buf_free(&r->kept);
     xfree(r->hdrtext);
     xfree(r->body);
-    easy_put(d, r->easy);
+    if (r->is_mail)
+        curl_easy_cleanup(r->easy);
+    else
+        easy_put(d, r->easy);
     xfree(r);
 }
 
@@ -319,12 +387,7 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
         xfree(body);
         return -SIMAP_EINVAL;
     }
-    struct req *r = xcalloc(1, sizeof *r);
-    r->d = d;
-    r->body = body;
-    r->cb = cb;
-    r->data = data;
-    r->start_mono = time_mono_ms();
+    struct req *r = req_new(d, body, cb, data);
     buf_init(&r->kept, DELIVER_MAX_RESPONSE + 1);
     /* The header list lives in the request: one copy of the lines, no
      * curl_slist_append() per line. */
@@ -353,27 +416,66 @@ int deliver_post(struct deliver *d, const char *url, const char *const *headers,
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, nheaders > 0 ? r->headers : NULL);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    if (curl_multi_add_handle(d->multi, e) != CURLM_OK)
-        goto fail;
-    r->next = d->active;
-    if (d->active != NULL)
-        d->active->prev = r;
-    d->active = r;
-    d->nactive++;
-    return 0;
+    return start(d, r);
 fail:
-    if (r->easy != NULL)
-        easy_put(d, r->easy);
-    buf_free(&r->kept);
-    xfree(r->hdrtext);
-    xfree(r->body);
-    xfree(r);
-    return -SIMAP_EIO;
+    return abandon(d, r);
+}
+
+/* ---- SMTP ---- */
+
+static size_t on_mail_read(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct req *r = userdata;
+    size_t n = size * nmemb, left = r->body_len - r->sent;
+    if (n > left)
+        n = left;
+    memcpy(ptr, r->body + r->sent, n);
+    r->sent += n;
+    return n;
+}
+
+int deliver_mail(struct deliver *d, const struct deliver_mail *m, char *msg, size_t len,
+                 deliver_cb *cb, void *data)
+{
+    if (d == NULL || m == NULL || m->url == NULL || m->from == NULL || m->rcpt == NULL ||
+        cb == NULL || (m->password == NULL) == (m->bearer == NULL) ||
+        (strncasecmp(m->url, "smtp://", 7) != 0 && strncasecmp(m->url, "smtps://", 8) != 0)) {
+        xfree(msg);
+        return -SIMAP_EINVAL;
+    }
+    struct req *r = req_new(d, msg, cb, data);
+    r->body_len = len;
+    r->is_mail = 1;
+    r->hdrtext = xstrdup(m->rcpt);
+    r->rcpt.data = r->hdrtext;
+    buf_init(&r->kept, 1);
+    CURL *e = r->easy = easy_new(d, "smtp,smtps");
+    if (e == NULL || curl_easy_setopt(e, CURLOPT_URL, m->url) != CURLE_OK)
+        goto fail;
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    if (m->ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file);
+    if (m->starttls)
+        curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+    curl_easy_setopt(e, CURLOPT_USERNAME, m->username);
+    if (m->bearer != NULL) {
+        curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, m->bearer);
+        curl_easy_setopt(e, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2");
+    } else {
+        curl_easy_setopt(e, CURLOPT_PASSWORD, m->password);
+        curl_easy_setopt(e, CURLOPT_LOGIN_OPTIONS, "AUTH=PLAIN");
+    }
+    curl_easy_setopt(e, CURLOPT_MAIL_FROM, m->from);
+    curl_easy_setopt(e, CURLOPT_MAIL_RCPT, &r->rcpt);
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_mail_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, r);
+    return start(d, r);
+fail:
+    return abandon(d, r);
 }
 
 int deliver_active(const struct deliver *d)

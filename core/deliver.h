@@ -17,6 +17,10 @@
  * socket, and the request fails with an error naming the address and its
  * class. Connections are reused only for the host they were made for.
  *
+ * deliver_mail() submits one message over SMTP (RFC 5321, AUTH PLAIN or
+ * LOGIN, or XOAUTH2; smtps:// or STARTTLS required) on the same loop and
+ * under the same guard, on a connection of its own (never reused).
+ *
  * Runs on the loop's thread only.
  *
  * SPDX-License-Identifier: MIT
@@ -55,6 +59,7 @@ struct deliver_result {
     const char *snippet;    /* first bytes of the response body, control bytes as '.' */
     const char *body;       /* keep_body: the whole body, NUL-terminated; else NULL */
     size_t body_len;        /* its bytes; a body past DELIVER_MAX_RESPONSE is an error */
+    int code;               /* libcurl's CURLcode, 0 (CURLE_OK) after a complete transfer */
 };
 
 typedef void deliver_cb(const struct deliver_result *res, void *data);
@@ -77,6 +82,29 @@ void deliver_free(struct deliver *d);
  */
 int deliver_post(struct deliver *d, const char *url, const char *const *headers, size_t nheaders,
                  char *body, size_t len, deliver_cb *cb, void *data);
+
+/* One SMTP submission; every string borrowed for the call (copied). */
+struct deliver_mail {
+    const char *url;      /* smtp://host:port[/ehlo name] or smtps://... */
+    int starttls;         /* 1: STARTTLS is required (smtp:// only) */
+    const char *from;     /* MAIL FROM address */
+    const char *rcpt;     /* the one RCPT TO address */
+    const char *username; /* AUTH identity */
+    const char *password; /* AUTH PLAIN/LOGIN password; NULL with bearer */
+    const char *bearer;   /* XOAUTH2 access token; NULL with password */
+    const char *ca_file;  /* certificates to verify the server with; NULL: the system's */
+};
+
+/*
+ * Starts an SMTP submission of msg[0..len) (a whole RFC 5322 message with
+ * CRLF line ends; xmalloc'ed, owned from here in every case) as m says.
+ * The result's status is the server's last reply code, code libcurl's
+ * (CURLE_LOGIN_DENIED: authentication refused, CURLE_SEND_ERROR and
+ * CURLE_WEIRD_SERVER_REPLY: a command refused, ...). Returns 0 and cb runs
+ * once later, as deliver_post(); or -SIMAP_EINVAL / -SIMAP_EIO without cb.
+ */
+int deliver_mail(struct deliver *d, const struct deliver_mail *m, char *msg, size_t len,
+                 deliver_cb *cb, void *data);
 
 /* Requests started and not yet called back. */
 int deliver_active(const struct deliver *d);

@@ -127,6 +127,21 @@ int schema_key_user(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid)
     return build(out, SCHEMA_KEY_MAX, "si:{%" PRIu32 "}:user:%s", k, uid);
 }
 
+int schema_key_tracers(char out[SCHEMA_KEY_MAX], const char *code)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:tracers:%s", code);
+}
+
+int schema_key_tracer(char out[SCHEMA_KEY_MAX], uint32_t k, const char *id)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:{%" PRIu32 "}:tracer:%s", k, id);
+}
+
+void schema_key_tracer_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k)
+{
+    build(out, SCHEMA_SHARD_KEY_MAX, "si:{%" PRIu32 "}:tracer_users", k);
+}
+
 int schema_key_cur(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid)
 {
     return build(out, SCHEMA_KEY_MAX, "si:{%" PRIu32 "}:cur:%s", k, uid);

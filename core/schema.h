@@ -67,6 +67,16 @@
  *   si:{k}:count                    hash   users, archived: shard k's users and archived
  *                                          users, kept by the scripts that create, archive,
  *                                          restore and delete users (users_count.lua)
+ *   si:{k}:tracer_users             set    uids of shard k with enable_tracer 1 (the user
+ *                                          scripts keep it; tracer_pick drops stale ones)
+ *   si:{k}:tracer:<id>              hash   one tracer mail: uid, code, sent_at (ms, Redis
+ *                                          TIME), result (sending|sent|auth|connect|tls|
+ *                                          rejected|timeout|credentials|error), error,
+ *                                          smtp_ms, detected_at, latency_ms (record_mail),
+ *                                          missing_at (the sender found it undetected after
+ *                                          the deadline); EX 7 days
+ *   si:tracers:<code>               list   "<k>:<id>" of the provider's latest tracers
+ *                                          (LPUSH, LTRIM to 100), read by the admin API
  *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid, epoch (the user's cursor_epoch)
  *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
  *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
@@ -103,7 +113,9 @@
  *
  * Provider fields: code, imap_host, imap_port, tls (implicit|starttls|none),
  * auth (plain|oauth2), idle_renew_s, max_connections, oauth2_authorize_url,
- * oauth2_token_url, oauth2_scope, connections_count (connections using it; a
+ * oauth2_token_url, oauth2_scope, smtp_host, smtp_port, smtp_tls
+ * (implicit|starttls|none), smtp_domain (where tracer mails are submitted;
+ * no smtp_host: no tracers), connections_count (connections using it; a
  * provider in use cannot be deleted or change auth), created_at, updated_at.
  *
  * Partner fields: name; api_key (encrypted, AAD "si:partner:<pid>:api_key");
@@ -222,6 +234,7 @@ int schema_key_connect_browser(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
 int schema_key_role(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_role_epoch(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_log(char out[SCHEMA_KEY_MAX], const char *pid);
+int schema_key_tracers(char out[SCHEMA_KEY_MAX], const char *code);
 
 /* Keys of shard k named by an id. token is "<node>:<g>". */
 int schema_key_user(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);
@@ -230,6 +243,7 @@ int schema_key_lease(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);
 int schema_key_alive(char out[SCHEMA_KEY_MAX], uint32_t k, const char *token);
 int schema_key_ready(char out[SCHEMA_KEY_MAX], uint32_t k, const char *pid);
 int schema_key_event(char out[SCHEMA_KEY_MAX], uint32_t k, const char *eid);
+int schema_key_tracer(char out[SCHEMA_KEY_MAX], uint32_t k, const char *id);
 
 /* Keys of shard k named by k alone; they always fit. shard_prefix is
  * "si:{k}:", which scripts complete with a suffix (event_stats.lua). */
@@ -237,6 +251,7 @@ void schema_key_shard_prefix(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_shard_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_reauth(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_count(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
+void schema_key_tracer_users(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_owner(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_ready_partners(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);
 void schema_key_inflight(char out[SCHEMA_SHARD_KEY_MAX], uint32_t k);

@@ -10,8 +10,10 @@
 # GROUP run:  what `make`, `make run` and `make demo` need (compiler, libraries,
 #             redis-server, the tools scripts/run.sh calls); `make run-deps`
 # GROUP test: run, plus what the tests, sanitizers, fuzzers and benchmarks need
-#             (Dovecot, clang, valgrind, Chromium and Node for the browser
-#             test, ...); `make deps`. The default.
+#             (Dovecot, Postfix for the tracer mail test, clang, valgrind,
+#             Chromium and Node for the browser test, ...); `make deps`. The
+#             default. Postfix is installed with debconf's "No configuration":
+#             no system MTA is set up or started (the test runs its own).
 # Any other word is a package name, installed the same way.
 # --dry-run:  say what would be installed, or why it cannot be; change nothing.
 #
@@ -24,8 +26,8 @@ set -eu
 RUN_PACKAGES="make gcc libc6-dev pkg-config git ca-certificates curl openssl
 libhiredis-dev libev-dev libssl-dev libcurl4-openssl-dev libyajl-dev libcivetweb-dev
 redis-server redis-tools"
-TEST_PACKAGES="$RUN_PACKAGES libcmocka-dev dovecot-imapd clang libclang-rt-14-dev valgrind
-clang-format wrk gnuplot-nox docker-compose chromium nodejs"
+TEST_PACKAGES="$RUN_PACKAGES libcmocka-dev dovecot-imapd dovecot-lmtpd postfix clang
+libclang-rt-14-dev valgrind clang-format wrk gnuplot-nox docker-compose chromium nodejs"
 # npm: Debian's package, unless a Node.js that bundles its own (NodeSource's,
 # which conflicts with Debian's npm) already provides the command.
 command -v npm >/dev/null 2>&1 || TEST_PACKAGES="$TEST_PACKAGES npm"
@@ -84,8 +86,9 @@ if [ -n "$removed" ]; then
         say "nothing was changed: a set-up command never removes a package you have."
         say "To proceed, remove them yourself if you no longer need them"
         say "(apt-get remove $removed) and run this again. If one is another IMAP"
-        say "server, which conflicts with dovecot-imapd: 'make run-deps' installs only"
-        say "what building and running need (no Dovecot); run the tests on another machine."
+        say "server, which conflicts with dovecot-imapd, or another MTA (exim4, ...),"
+        say "which conflicts with postfix: 'make run-deps' installs only what building"
+        say "and running need (no Dovecot, no Postfix); run the tests on another machine."
     } >&2
     exit 1
 fi
@@ -94,6 +97,12 @@ if [ "$dry_run" -eq 1 ]; then
     exit 0
 fi
 
+case " $missing " in
+*" postfix "*)
+    # No main.cf, no system service: the tracer test runs a private instance.
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+    ;;
+esac
 echo "+ $APT install -y --no-install-recommends --no-remove$missing"
 # --no-remove: even if the simulation above were wrong, apt aborts rather than remove.
 $APT install -y -qq --no-install-recommends --no-remove $missing

@@ -13,6 +13,7 @@
  *   routes_providers.c /admin/api/providers
  *   routes_partners.c  /admin/api/partners, key and secret rotation
  *   routes_fleet.c     /admin/api/fleet, queues, dead letters
+ *   routes_tracers.c   /admin/api/tracers
  *   routes_connect.c   /users/connect/new, /users/connect/callback,
  *                      /users/disconnect/new: the connect pages (browsers)
  *   connect.c          their pure parts: links, redirects, PKCE, answers
@@ -140,6 +141,10 @@ extern const struct route routes_events[];
 extern const struct route routes_providers[];
 extern const struct route routes_partners[];
 extern const struct route routes_fleet[];
+extern const struct route routes_tracers[];
+
+/* Every table, in the order the router tries them; NULL-terminated. */
+extern const struct route *const route_tables[];
 extern const struct route routes_connect[];
 
 #endif

@@ -242,11 +242,9 @@ static void finish(struct node *n, void *data)
  * holds web/openapi.json to it). */
 static int print_routes(void)
 {
-    static const struct route *const tables[] = {routes_partner,  routes_events, routes_providers,
-                                                 routes_partners, routes_fleet,  routes_connect};
     static const char *const auths[] = {"none", "partner", "admin"};
-    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
-        for (const struct route *r = tables[t]; r->method != NULL; r++)
+    for (size_t t = 0; route_tables[t] != NULL; t++)
+        for (const struct route *r = route_tables[t]; r->method != NULL; r++)
             printf("%s %s %s\n", r->method, r->pattern, auths[r->auth]);
     return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -82,15 +82,16 @@ static int pattern_matches(struct req *r, const char *pattern)
     return 1;
 }
 
-static const struct route *const tables[] = {routes_partner,  routes_events, routes_providers,
-                                             routes_partners, routes_fleet,  routes_connect};
+const struct route *const route_tables[] = {routes_partner,  routes_events, routes_providers,
+                                            routes_partners, routes_fleet,  routes_tracers,
+                                            routes_connect,  NULL};
 
 /* Finds the route; *path_known tells a 405 from a 404. */
 static const struct route *find_route(struct req *r, int *path_known)
 {
     *path_known = 0;
-    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
-        for (const struct route *rt = tables[t]; rt->method != NULL; rt++) {
+    for (size_t t = 0; route_tables[t] != NULL; t++) {
+        for (const struct route *rt = route_tables[t]; rt->method != NULL; rt++) {
             if (!pattern_matches(r, rt->pattern))
                 continue;
             *path_known = 1;

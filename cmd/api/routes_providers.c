@@ -4,7 +4,9 @@
  * connection cap of each, by code; for OAuth2 its endpoints (authorize,
  * token, userinfo, revoke), scope, extra authorization parameters, where
  * the client secret goes (post body or HTTP Basic) and the SASL mechanism.
- * "preset": "gmail" or "microsoft" fills in the published values.
+ * "preset": "gmail" or "microsoft" fills in the published values. The SMTP
+ * settings (smtp_host, smtp_port, smtp_tls, smtp_domain) are those tracer
+ * mails are submitted to (README "Tracer mail").
  *
  * Like all of the admin API (authenticated by Authorization: Bearer
  * $SUPERIMAP_ADMIN_TOKEN), it refuses unknown parameters (400 naming the
@@ -49,25 +51,34 @@ static const char *const provider_params[] = {"code",
                                               "oauth2_authorize_params",
                                               "oauth2_token_auth",
                                               "api_key",
+                                              "smtp_host",
+                                              "smtp_port",
+                                              "smtp_tls",
+                                              "smtp_domain",
                                               NULL};
 
 /* The published settings of the big OAuth2 mail providers (IMAP on port
  * 993 with implicit TLS, XOAUTH2, the client secret in the token request's
- * body). Parameters given with "preset" override them. */
+ * body; SMTP submission on 587 with STARTTLS, which both document for
+ * XOAUTH2: smtp.gmail.com also takes 465 with implicit TLS,
+ * smtp.office365.com only 587). Parameters given with "preset" override
+ * them. */
 struct preset {
     const char *name, *host, *authorize_url, *token_url, *userinfo_url, *revoke_url, *scope,
-        *authorize_params; /* NULL: none */
+        *authorize_params, /* NULL: none */
+        *smtp_host;
 };
 
 static const struct preset presets[] = {
     {"gmail", "imap.gmail.com", "https://accounts.google.com/o/oauth2/v2/auth",
      "https://oauth2.googleapis.com/token", "https://openidconnect.googleapis.com/v1/userinfo",
      "https://oauth2.googleapis.com/revoke", "https://mail.google.com/ openid email",
-     "{\"access_type\":\"offline\",\"prompt\":\"consent\"}"},
+     "{\"access_type\":\"offline\",\"prompt\":\"consent\"}", "smtp.gmail.com"},
     {"microsoft", "outlook.office365.com",
      "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
      "https://login.microsoftonline.com/common/oauth2/v2.0/token", NULL, NULL,
-     "https://outlook.office.com/IMAP.AccessAsUser.All offline_access openid email", NULL},
+     "https://outlook.office.com/IMAP.AccessAsUser.All offline_access openid email", NULL,
+     "smtp.office365.com"},
 };
 
 static int valid_host(const char *h)
@@ -107,9 +118,9 @@ static int input_authorize_params(struct req *r, const char **out)
 
 /* What the request sets, preset values first, then the parameters. */
 struct provider_in {
-    const char *pairs[40];
+    const char *pairs[48];
     int n;
-    char nums[3][24];
+    char nums[4][24];
 };
 
 static void pair(struct provider_in *in, const char *k, const char *v)
@@ -144,9 +155,9 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
     if (rc != 0)
         return rc;
     const char *preset_name, *host, *tls, *auth, *sasl, *aurl, *turl, *uurl, *rurl, *scope,
-        *aparams, *tauth;
-    int64_t port, renew, maxc;
-    int has_port, has_renew, has_max;
+        *aparams, *tauth, *shost, *stls, *sdomain;
+    int64_t port, renew, maxc, sport;
+    int has_port, has_renew, has_max, has_sport;
     int oauth2_private = r->api->cfg->oauth2_allow_private;
     if ((rc = input_text(r, "preset", 32, &preset_name)) != 0 ||
         (rc = input_text(r, "imap_host", 253, &host)) != 0 ||
@@ -162,7 +173,11 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         (rc = input_fetch_url(r, "oauth2_revoke_url", oauth2_private, &rurl)) != 0 ||
         (rc = input_text(r, "oauth2_scope", API_TEXT_MAX, &scope)) != 0 ||
         (rc = input_authorize_params(r, &aparams)) != 0 ||
-        (rc = input_text(r, "oauth2_token_auth", 16, &tauth)) != 0)
+        (rc = input_text(r, "oauth2_token_auth", 16, &tauth)) != 0 ||
+        (rc = input_text(r, "smtp_host", 253, &shost)) != 0 ||
+        (rc = input_int(r, "smtp_port", 1, 65535, &sport, &has_sport)) != 0 ||
+        (rc = input_text(r, "smtp_tls", 16, &stls)) != 0 ||
+        (rc = input_text(r, "smtp_domain", 253, &sdomain)) != 0)
         return rc;
     const struct preset *preset = NULL;
     for (size_t i = 0; preset_name != NULL && i < sizeof presets / sizeof presets[0]; i++)
@@ -180,6 +195,12 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         return reply_invalid(r, "sasl", "must be xoauth2 or oauthbearer");
     if (tauth != NULL && !one_of(tauth, "post", "basic", NULL))
         return reply_invalid(r, "oauth2_token_auth", "must be post or basic");
+    if (shost != NULL && *shost != '\0' && !valid_host(shost))
+        return reply_invalid(r, "smtp_host", "must be a host name or IP address");
+    if (stls != NULL && !one_of(stls, "implicit", "starttls", "none"))
+        return reply_invalid(r, "smtp_tls", "must be implicit, starttls or none");
+    if (sdomain != NULL && *sdomain != '\0' && !valid_host(sdomain))
+        return reply_invalid(r, "smtp_domain", "must be a host name");
 
     in->n = 0;
     if (creating) {
@@ -187,6 +208,7 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         pair(in, "auth", "plain");
         pair(in, "idle_renew_s", "1500");
         pair(in, "max_connections", "0");
+        pair(in, "smtp_tls", "starttls");
     }
     if (preset != NULL) {
         const char *const fields[][2] = {
@@ -202,6 +224,9 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
             {"oauth2_revoke_url", preset->revoke_url},
             {"oauth2_scope", preset->scope},
             {"oauth2_authorize_params", preset->authorize_params},
+            {"smtp_host", preset->smtp_host},
+            {"smtp_port", "587"},
+            {"smtp_tls", "starttls"},
         };
         for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
             if (fields[i][1] != NULL)
@@ -239,6 +264,18 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         pair(in, "oauth2_authorize_params", aparams);
     if (tauth)
         pair(in, "oauth2_token_auth", tauth);
+    if (shost)
+        pair(in, "smtp_host", shost);
+    if (shost != NULL && *shost == '\0' && !has_sport)
+        pair(in, "smtp_port", ""); /* no SMTP server any more */
+    if (has_sport) {
+        snprintf(in->nums[3], 24, "%lld", (long long)sport);
+        pair(in, "smtp_port", in->nums[3]);
+    }
+    if (stls)
+        pair(in, "smtp_tls", stls);
+    if (sdomain)
+        pair(in, "smtp_domain", sdomain);
 
     if (creating && *final_value(in, cur, "imap_host") == '\0')
         return reply_invalid(r, "imap_host", "can't be blank");
@@ -250,6 +287,13 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         if (*final_value(in, cur, "oauth2_token_url") == '\0')
             return reply_invalid(r, "oauth2_token_url", "can't be blank for oauth2");
     }
+    /* Tracers need both: a host without a port (or the other way) is a
+     * half-typed setting. */
+    if ((*final_value(in, cur, "smtp_host") == '\0') !=
+        (*final_value(in, cur, "smtp_port") == '\0'))
+        return reply_invalid(r,
+                             *final_value(in, cur, "smtp_host") == '\0' ? "smtp_host" : "smtp_port",
+                             "smtp_host and smtp_port go together");
     return 0;
 }
 

@@ -352,6 +352,11 @@ void store_shard_ready(struct req *r, uint32_t k, struct rec_list *out);
 int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,
                     struct rec_list *out);
 
+/* The latest tracers of provider code, newest first (si:tracers:<code>, at
+ * most limit): ids the tracer ids, records their si:{k}:tracer hashes (one
+ * gone after its 7 days is skipped). 0, or -SIMAP_ECONN. */
+int store_tracers_recent(struct req *r, const char *code, int64_t limit, struct rec_list *out);
+
 /* The nodes of a role's zset (SCHEMA_KEY_APIS, ...): ids the node ids,
  * scores their last heartbeat (ms), records their si:node hashes. 0 or
  * -SIMAP_ECONN. */

@@ -293,6 +293,35 @@ int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,
     return 0;
 }
 
+int store_tracers_recent(struct req *r, const char *code, int64_t limit, struct rec_list *out)
+{
+    memset(out, 0, sizeof *out);
+    char list[SCHEMA_KEY_MAX];
+    if (schema_key_tracers(list, code) < 0)
+        return 0;
+    redisReply *l = store_cmd(r, "LRANGE %s 0 %lld", list, (long long)limit - 1);
+    if (l == NULL || l->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(l);
+        return -SIMAP_ECONN;
+    }
+    for (size_t i = 0; i < l->elements; i++) {
+        const char *item = l->element[i]->str, *colon = strchr(item, ':');
+        char key[SCHEMA_KEY_MAX];
+        struct rec t;
+        if (colon == NULL ||
+            schema_key_tracer(key, (uint32_t)strtoul(item, NULL, 10), colon + 1) < 0 ||
+            store_hgetall(r, key, &t) < 0)
+            continue;
+        if (t.n == 0) {
+            rec_free(&t);
+            continue;
+        }
+        rec_list_add(out, colon + 1, 0, &t);
+    }
+    freeReplyObject(l);
+    return 0;
+}
+
 int store_fleet_nodes(struct req *r, const char *role_key, struct rec_list *out)
 {
     memset(out, 0, sizeof *out);

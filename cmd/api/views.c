@@ -137,6 +137,13 @@ void view_provider(struct json_gen *g, const struct rec *p)
     json_gen_key_str(g, "oauth2_token_auth",
                      *rec_get(p, "oauth2_token_auth") ? rec_get(p, "oauth2_token_auth") : "post");
     json_gen_key_str(g, "sasl", *rec_get(p, "sasl") ? rec_get(p, "sasl") : "xoauth2");
+    str_or_null(g, "smtp_host", rec_get(p, "smtp_host"));
+    if (*rec_get(p, "smtp_port") != '\0')
+        int_field(g, "smtp_port", rec_get(p, "smtp_port"));
+    else
+        json_gen_key_null(g, "smtp_port");
+    json_gen_key_str(g, "smtp_tls", *rec_get(p, "smtp_tls") ? rec_get(p, "smtp_tls") : "starttls");
+    str_or_null(g, "smtp_domain", rec_get(p, "smtp_domain"));
     int_field(g, "connections_count", rec_get(p, "connections_count"));
     view_time(g, "created_at", rec_get(p, "created_at"));
     view_time(g, "updated_at", rec_get(p, "updated_at"));

@@ -22,6 +22,7 @@
 #include "cmd/dispatcher/partners.h"
 #include "cmd/dispatcher/policy.h"
 #include "cmd/dispatcher/queue.h"
+#include "cmd/dispatcher/tracer.h"
 #include "cmd/dispatcher/wake.h"
 #include "core/config.h"
 #include "core/crypto.h"
@@ -85,8 +86,9 @@ struct dispatcher {
     struct metric *m_inflight;
     struct metric *m_circuits[BREAKER_NSTATES];
 
-    struct owner *owner; /* which shards are ours (owner.c) */
-    int owner_released;  /* drain: leases released, alive keys deleted */
+    struct owner *owner;     /* which shards are ours (owner.c) */
+    struct tracers *tracers; /* tracer mail of the owned shards (tracer.c); NULL: off */
+    int owner_released;      /* drain: leases released, alive keys deleted */
 
     char describe_capacity[16], describe_inflight[16], describe_owned[16]; /* si:node:<id> */
 };
@@ -444,6 +446,7 @@ void dispatch_drain(struct dispatcher *d, void (*done)(void *data), void *data)
     log_info("dispatcher draining requests=%d events=%d", deliver_active(d->http),
              jobs_count(d->jobs));
     jobs_drain(d->jobs); /* events not sent yet go back */
+    tracer_stop(d->tracers);
     /* The shards go to the other dispatchers now; requests in flight still
      * record their results (fenced by the attempt, not by the shard lease). */
     owner_release_all(d->owner, on_owner_released, d);
@@ -488,6 +491,12 @@ static void register_metrics(struct dispatcher *d, struct metrics *m)
         sh->m_oldest = metrics_gauge(m, "superimap_queue_oldest_ready_seconds",
                                      "Age of the oldest ready event, per shard", labels);
     }
+}
+
+static int is_owned(int k, void *data)
+{
+    struct dispatcher *d = data;
+    return d->shards[k].owned && owner_may_act(d->owner);
 }
 
 struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
@@ -572,6 +581,17 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
         .data = d,
     };
     d->wake = wake_new(loop, &wo);
+    struct tracer_opts to = {
+        .loop = loop,
+        .redis = node_redis(n),
+        .keys = d->keys,
+        .metrics = node_metrics(n),
+        .cfg = cfg,
+        .nshards = d->nshards,
+        .is_owned = is_owned,
+        .data = d,
+    };
+    d->tracers = tracer_new(&to);
     ev_timer_init(&d->tick, on_tick, (double)d->tick_ms / 1000.0, (double)d->tick_ms / 1000.0);
     d->tick.data = d;
     ev_timer_start(loop, &d->tick);
@@ -587,6 +607,7 @@ void dispatch_free(struct dispatcher *d)
     if (d == NULL)
         return;
     d->closing = 1;
+    tracer_free(d->tracers);
     jobs_close(d->jobs);
     owner_close(d->owner);
     ev_timer_stop(d->loop, &d->tick);

@@ -12,6 +12,7 @@
  *   partners.c  partner settings cache (URLs, keys, schedule, concurrency)
  *   breaker.c   circuit breaker per webhook URL
  *   wake.c      si:wake subscriber: idle shards are claimed at once
+ *   tracer.c    tracer mail to tracer users of the owned shards
  *   policy.h    delivery policy constants job.c and dispatch.c share
  *
  * Delivery guarantees (what a receiver may rely on):

@@ -61,7 +61,22 @@ static const char *const partner_cols[] = {"*id",
                                            "failure_url",
                                            NULL};
 
-enum { V_ID, V_CODE, V_TYPE, V_HOST, V_PORT, V_SSL, V_SITE, V_AUTHORIZE, V_TOKEN, V_SCOPE };
+enum {
+    V_ID,
+    V_CODE,
+    V_TYPE,
+    V_HOST,
+    V_PORT,
+    V_SSL,
+    V_SITE,
+    V_AUTHORIZE,
+    V_TOKEN,
+    V_SCOPE,
+    V_SMTP_HOST,
+    V_SMTP_PORT,
+    V_SMTP_DOMAIN,
+    V_SMTP_STARTTLS
+};
 static const char *const provider_cols[] = {"*id",
                                             "*code",
                                             "*type",
@@ -72,6 +87,10 @@ static const char *const provider_cols[] = {"*id",
                                             "oauth2_authorize_url",
                                             "oauth2_token_url",
                                             "oauth2_scope",
+                                            "smtp_host",
+                                            "smtp_port",
+                                            "smtp_domain",
+                                            "smtp_enable_starttls_auto",
                                             NULL};
 
 enum { C_ID, C_PARTNER, C_PROVIDER, C_CLIENT_ID, C_CLIENT_SECRET };
@@ -551,9 +570,7 @@ static enum outcome provider_row(struct run *run, const struct table *t)
         oauth2 = 0;
     else
         return refuse(run, t, "type is neither Plain::... nor Oauth2::...");
-    if (*host == '\0' || strlen(host) > 253 ||
-        strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:_") !=
-            strlen(host))
+    if (!values_is_host(host))
         return refuse(run, t, "imap_host is not a host name");
     if (values_parse_u32(col(t, V_PORT), 1, 65535, &port) < 0)
         return refuse(run, t, "imap_port is not a port");
@@ -570,6 +587,21 @@ static enum outcome provider_row(struct run *run, const struct table *t)
             return refuse(run, t, "oauth2_scope is too long or has control characters");
     }
     snprintf(sport, sizeof sport, "%u", (unsigned)port);
+    /* The original's SMTP settings (used for tracer mail only): kept when
+     * they make a host and a port, port 465 meaning implicit TLS. */
+    const char *shost = col(t, V_SMTP_HOST), *sdomain = col(t, V_SMTP_DOMAIN), *stls = "";
+    char smtp_port[8] = "";
+    uint64_t sp;
+    if (values_is_host(shost) && values_parse_u32(col(t, V_SMTP_PORT), 1, 65535, &sp) == 0) {
+        snprintf(smtp_port, sizeof smtp_port, "%u", (unsigned)sp);
+        stls = sp == 465                                 ? "implicit"
+               : values_is_true(col(t, V_SMTP_STARTTLS)) ? "starttls"
+                                                         : "none";
+    } else {
+        shost = "";
+    }
+    if (*shost == '\0' || !values_is_host(sdomain))
+        sdomain = "";
     const char *pairs[] = {"imap_host",
                            host,
                            "imap_port",
@@ -583,7 +615,15 @@ static enum outcome provider_row(struct run *run, const struct table *t)
                            "oauth2_token_url",
                            token,
                            "oauth2_scope",
-                           oauth2 ? scope : ""};
+                           oauth2 ? scope : "",
+                           "smtp_host",
+                           shost,
+                           "smtp_port",
+                           smtp_port,
+                           "smtp_tls",
+                           stls,
+                           "smtp_domain",
+                           sdomain};
     int n = (int)(sizeof pairs / sizeof pairs[0]);
     char key[SCHEMA_KEY_MAX];
     schema_key_provider(key, code);
@@ -617,7 +657,7 @@ static enum outcome provider_row(struct run *run, const struct table *t)
             res = would(run, t, code);
         } else {
             /* The api's defaults for what the original did not have. */
-            const char *argv[3 + 14 + 4] = {key, SCHEMA_KEY_PROVIDERS, code};
+            const char *argv[3 + 22 + 4] = {key, SCHEMA_KEY_PROVIDERS, code};
             int a = 3;
             for (int i = 0; i + 1 < n; i += 2) {
                 if (*pairs[i + 1] == '\0')

@@ -49,6 +49,13 @@ int values_is_code(const char *s)
            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
 }
 
+int values_is_host(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= 253 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:_") == n;
+}
+
 int values_is_true(const char *s)
 {
     return strcmp(s, "t") == 0 || strcmp(s, "true") == 0;

@@ -32,6 +32,10 @@ int values_parse_u32(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  * or '-'. */
 int values_is_code(const char *s);
 
+/* 1 when s is a host name or IP address: 1 to 253 letters, digits, '.',
+ * '-', ':' or '_' (the api's check of imap_host and smtp_host). */
+int values_is_host(const char *s);
+
 /* 1 for psql's true ("t", or "true"). */
 int values_is_true(const char *s);
 

@@ -87,6 +87,29 @@ static int write_envelope(struct json_gen *g, const struct imap_envelope *ie)
     return rc;
 }
 
+/* ---- Tracer mail ---- */
+
+int event_tracer_id(const struct imap_envelope *env, char id[EVENT_TRACER_ID_MAX + 1])
+{
+    static const char prefix[] = "TRACER: ";
+    const size_t plen = sizeof prefix - 1;
+    if (env == NULL || env->subject.data == NULL)
+        return 0;
+    const char *v = env->subject.data;
+    size_t n = env->subject.len;
+    if (n <= plen || n - plen > EVENT_TRACER_ID_MAX || memcmp(v, prefix, plen) != 0)
+        return 0;
+    for (size_t i = plen; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    memcpy(id, v + plen, n - plen);
+    id[n - plen] = '\0';
+    return 1;
+}
+
 /* ---- Payload ---- */
 
 int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t *outlen)
@@ -165,11 +188,14 @@ int event_record(struct callgate *gate, const struct crypto_keys *keys, const st
     snprintf(uv, sizeof uv, "%" PRIu32, m->uidvalidity);
     snprintf(muid, sizeof muid, "%" PRIu32, m->msg_uid);
     snprintf(last, sizeof last, "%" PRIu32, m->last_uid);
-    const char *argv[] = {k_lease,    alive_key, k_cur,     k_evt,  k_ready, k_partners, k_user,
-                          token,      uv,        muid,      eid,    m->pid,  last,       "type",
-                          "new_mail", "uid",     m->uid,    "code", m->code, "tag",      m->tag,
-                          "sha1",     sha1,      "payload", sealed};
+    char tracer[EVENT_TRACER_ID_MAX + 1];
+    const char *argv[] = {k_lease,    alive_key, k_cur,     k_evt,  k_ready,  k_partners, k_user,
+                          token,      uv,        muid,      eid,    m->pid,   last,       "type",
+                          "new_mail", "uid",     m->uid,    "code", m->code,  "tag",      m->tag,
+                          "sha1",     sha1,      "payload", sealed, "tracer", tracer};
     int argc = (int)(sizeof argv / sizeof argv[0]);
+    if (!event_tracer_id(m->env, tracer))
+        argc -= 2;
     r = callgate_script_acked(gate, cb, privdata, "record_mail", 7, argc, argv, NULL);
     xfree(sealed);
     return r;
@@ -183,7 +209,7 @@ enum event_result event_result_of(const struct redisReply *reply, int err)
     if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_STRING)
         return EVENT_FAILED;
     if (a->integer == 1)
-        return EVENT_RECORDED;
+        return strcmp(b->str, "tracer") == 0 ? EVENT_TRACER : EVENT_RECORDED;
     if (strcmp(b->str, "old") == 0)
         return EVENT_OLD;
     if (strcmp(b->str, "stale") == 0)

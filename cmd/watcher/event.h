@@ -23,6 +23,13 @@
  * id, pid, attempts, state and created_at, checks the lease and the cursor,
  * queues the id and advances the cursor, all at once.
  *
+ * Tracer mail (README "Tracer mail"): a message whose ENVELOPE subject is
+ * exactly "TRACER: <id>" (id: 1 to 64 of [A-Za-z0-9_-]; the original's
+ * sender used 20 hex digits) carries that id to record_mail, which checks
+ * the user's enable_tracer in the same call: for a tracer user it records
+ * the detection instead of an event (tracers are not announced to the
+ * partner); anyone else's mail with such a subject is announced as usual.
+ *
  * Loop thread; pure except for the Redis call.
  *
  * SPDX-License-Identifier: MIT
@@ -65,6 +72,11 @@ struct mail_event {
  */
 int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t *outlen);
 
+/* Writes into id the tracer id of a subject "TRACER: <id>" (as above) and
+ * returns 1; returns 0 for any other subject (env NULL included). */
+#define EVENT_TRACER_ID_MAX 64
+int event_tracer_id(const struct imap_envelope *env, char id[EVENT_TRACER_ID_MAX + 1]);
+
 /* Writes the event id "<uid>.<uidvalidity>.<msg_uid>" into out. */
 void event_id(const struct mail_event *m, char *out, size_t outlen);
 
@@ -87,6 +99,7 @@ int event_record(struct callgate *gate, const struct crypto_keys *keys, const st
 /* Outcome of a record_mail reply. */
 enum event_result {
     EVENT_RECORDED,    /* {1, 'recorded'} */
+    EVENT_TRACER,      /* {1, 'tracer', latency ms or ''}: a tracer detected, not announced */
     EVENT_OLD,         /* {0, 'old'}: already recorded (a replay) */
     EVENT_STALE,       /* {0, 'stale'}: the lease is not ours any more */
     EVENT_UIDVALIDITY, /* {0, 'uidvalidity'}: re-baseline */

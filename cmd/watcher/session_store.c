@@ -15,6 +15,7 @@
 
 #include "cmd/watcher/callgate.h"
 #include "cmd/watcher/event.h"
+#include "cmd/watcher/provider.h"
 #include "cmd/watcher/watcher.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -22,6 +23,7 @@
 #include "core/lease.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/node.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
 #include "core/schema.h"
@@ -375,6 +377,31 @@ void session_store_put_baseline(struct imap_session *s)
 
 /* ---- RECORD ---- */
 
+/* A tracer of this user arrived: counted, and its latency (send to
+ * detection, both by Redis's clock) observed when its sender recorded
+ * sent_at. */
+static void tracer_detected(struct imap_session *s, const struct redisReply *reply)
+{
+    const struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
+    const redisReply *lat = reply->elements > 2 ? reply->element[2] : NULL;
+    long long ms = lat != NULL && lat->type == REDIS_REPLY_STRING && lat->len > 0
+                       ? strtoll(lat->str, NULL, 10)
+                       : -1;
+    static const double bounds[] = {1, 2, 5, 10, 20, 30, 60, 120, 300, 600};
+    struct metrics *reg = node_metrics(s->w->node);
+    char labels[PROVIDER_CODE_MAX + 16];
+    snprintf(labels, sizeof labels, "provider=\"%s\"", s->user.code);
+    metric_inc(metrics_counter(reg, "superimap_tracer_detected_total",
+                               "Tracer mails of tracer users detected (not announced)", labels));
+    if (ms >= 0)
+        metric_observe(metrics_histogram(reg, "superimap_tracer_latency_seconds",
+                                         "Tracer mails from sent to detected by the watcher",
+                                         labels, bounds, sizeof bounds / sizeof bounds[0]),
+                       (double)ms / 1000.0);
+    log_info("tracer detected acct=%s provider=%s uid=%" PRIu32 " latency_ms=%lld", s->uid,
+             s->user.code, m->uid, ms);
+}
+
 static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
 {
     struct sreq *q;
@@ -394,6 +421,10 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
                    "mail recorded acct=%s uidvalidity=%" PRIu32 " uid=%" PRIu32 " id=%s.%" PRIu32
                    ".%" PRIu32,
                    s->uid, s->mb.uidvalidity, m->uid, s->uid, s->mb.uidvalidity, m->uid);
+        done(s, STORE_RECORDED, NULL);
+        break;
+    case EVENT_TRACER:
+        tracer_detected(s, reply);
         done(s, STORE_RECORDED, NULL);
         break;
     case EVENT_OLD:

@@ -14,8 +14,17 @@
 -- ARGV[5]  partner id
 -- ARGV[6]  the caller's cursor: the last UID it saw recorded
 -- ARGV[7..] field, value pairs of the event hash (core/schema.h "Event
---          fields": type, uid, code, tag, sha1, payload, created_at)
--- Returns  {1, 'recorded'}, or {0, reason} with nothing written:
+--          fields": type, uid, code, tag, sha1, payload, created_at), and
+--          optionally 'tracer', <id>: the message's subject is "TRACER: <id>"
+--          (not an event field)
+-- Returns  {1, 'recorded'}; {1, 'tracer', latency ms or ''} when the
+--          message is a tracer of a tracer-enabled user (enable_tracer 1 in
+--          KEYS[7]): the cursor advances, no event is queued (tracers are
+--          not announced, as in the original), and when the sender's
+--          record si:{k}:tracer:<id> (derived from KEYS[7] like si:{k}:users)
+--          is there it gets detected_at and latency_ms (detected_at -
+--          sent_at, both Redis's clock; '' in the reply without a record:
+--          someone else sent it); or {0, reason} with nothing written:
 --          'stale' the caller does not hold the lease or its alive key is
 --          gone (it must drop its sessions), 'uidvalidity' the cursor has
 --          another UIDVALIDITY (re-baseline with cursor_baseline), 'behind'
@@ -65,6 +74,24 @@ if not uid or uid <= last then
     return {0, 'old'}
 end
 redis.call('HSET', KEYS[3], 'last_uid', ARGV[3])
+local tracer = nil
+for i = 7, #ARGV, 2 do
+    if ARGV[i] == 'tracer' then
+        tracer = ARGV[i + 1]
+    end
+end
+if tracer and redis.call('HGET', KEYS[7], 'enable_tracer') == '1' then
+    local rec = prefix .. 'tracer:' .. tracer
+    local sent = tonumber(redis.call('HGET', rec, 'sent_at') or '')
+    local latency = ''
+    if sent and redis.call('HGET', rec, 'uid') == user and
+        not redis.call('HGET', rec, 'detected_at') then
+        local now = now_ms()
+        latency = tostring(math.max(0, now - sent))
+        redis.call('HSET', rec, 'detected_at', tostring(now), 'latency_ms', latency)
+    end
+    return {1, 'tracer', latency}
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then
     return {0, 'old'}
 end
@@ -73,7 +100,8 @@ local fields = {'id', ARGV[4], 'pid', ARGV[5], 'attempts', '0', 'state', 'ready'
 local has_created = false
 for i = 7, #ARGV, 2 do
     local name = ARGV[i]
-    if name ~= 'id' and name ~= 'pid' and name ~= 'attempts' and name ~= 'state' then
+    if name ~= 'id' and name ~= 'pid' and name ~= 'attempts' and name ~= 'state' and
+        name ~= 'tracer' then
         fields[#fields + 1] = name
         fields[#fields + 1] = ARGV[i + 1]
         if name == 'created_at' then

@@ -133,4 +133,5 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[10], 'code', ARGV[11], 'tag'
            'updated_at', now, 'enable_tracer', ARGV[8])
 cursor_forward()
 user_index(KEYS, uid, k, ARGV[9], email, archived, connected_at ~= '')
+tracer_users(KEYS[6], uid, ARGV[8])
 return {'ok'}

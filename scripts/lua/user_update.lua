@@ -138,6 +138,7 @@ if op == 'archive' or op == 'restore' then
     -- See user_archive.lua and user_restore.lua.
     redis.call('HINCRBY', user, 'cursor_epoch', 1)
 end
+tracer_users(KEYS[2], uid, tracer)
 if connected_at ~= '' and not archived then
     redis.call('SADD', KEYS[2], uid)
 else

@@ -114,15 +114,6 @@ int dovecot_available(char *why, size_t whylen)
     return 1;
 }
 
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return -1;
-    int ok = fputs(text, f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
 static int make_certs(const struct dovecot *d)
 {
     char script[2048];
@@ -161,7 +152,7 @@ static int oauth2_passdb(const struct dovecot *d, char *passdb, size_t cap)
              "active_attribute = active\n"
              "active_value = true\n",
              d->introspect);
-    if (write_file(path, text) < 0)
+    if (harness_write_file(path, text) < 0)
         return -1;
     snprintf(passdb, cap,
              "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
@@ -170,11 +161,30 @@ static int oauth2_passdb(const struct dovecot *d, char *passdb, size_t cap)
     return 0;
 }
 
+/* The LMTP and auth listeners of dovecot_start_mta(), in mta (cap bytes);
+ * "" without them. */
+static void mta_listeners(const struct dovecot *d, char *mta, size_t cap)
+{
+    mta[0] = '\0';
+    if (d->port_lmtp <= 0)
+        return;
+    snprintf(mta, cap,
+             "service lmtp {\n"
+             "  inet_listener lmtp {\n    address = 127.0.0.1\n    port = %d\n  }\n"
+             "}\n"
+             "protocol lmtp {\n  auth_username_format = %%Ln\n}\n"
+             "service auth {\n"
+             "  inet_listener {\n    address = 127.0.0.1\n    port = %d\n  }\n"
+             "}\n",
+             d->port_lmtp, d->port_auth);
+}
+
 static int write_config(struct dovecot *d)
 {
-    char path[400], text[8192], oauth2[1024];
+    char path[400], text[8192], oauth2[1024], mta[1024];
     if (oauth2_passdb(d, oauth2, sizeof oauth2) < 0)
         return -1;
+    mta_listeners(d, mta, sizeof mta);
     snprintf(path, sizeof path, "%s/passwd", d->dir);
     FILE *f = fopen(path, "w");
     if (f == NULL)
@@ -187,7 +197,7 @@ static int write_config(struct dovecot *d)
              "base_dir = %s/run\n"
              "state_dir = %s/state\n"
              "log_path = %s/dovecot.log\n"
-             "protocols = imap\n"
+             "protocols = imap%s\n"
              "listen = 127.0.0.1\n"
              "ssl = yes\n"
              "ssl_cert = <%s/server.crt\n"
@@ -209,38 +219,32 @@ static int write_config(struct dovecot *d)
              "service imap-login {\n"
              "  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n"
              "  inet_listener imaps {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n"
-             "}\n",
-             d->dir, d->dir, d->dir, d->dir, d->dir, oauth2[0] ? " xoauth2 oauthbearer" : "",
-             d->dir, oauth2, d->dir, MAIL_UID, MAIL_UID, d->dir,
-             oauth2[0] ? " allow_all_users=yes" : "", d->port_plain, d->port_tls);
-    return write_file(d->conf, text);
+             "}\n%s",
+             d->dir, d->dir, d->dir, mta[0] ? " lmtp" : "", d->dir, d->dir,
+             oauth2[0] ? " xoauth2 oauthbearer" : "", d->dir, oauth2, d->dir, MAIL_UID, MAIL_UID,
+             d->dir, oauth2[0] ? " allow_all_users=yes" : "", d->port_plain, d->port_tls, mta);
+    return harness_write_file(d->conf, text);
 }
 
 /* 1 when a TCP connection to port gets a greeting with a CAPABILITY. */
 static int greets(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = harness_connect_loopback(port);
     if (fd < 0)
         return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     int ok = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        char buf[1024];
-        size_t got = 0;
-        long long deadline = harness_now_ms() + 1500;
-        while (got + 1 < sizeof buf && harness_now_ms() < deadline) {
-            ssize_t r = read(fd, buf + got, sizeof buf - got - 1);
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-            buf[got] = '\0';
-            if (strstr(buf, "[CAPABILITY")) {
-                ok = 1;
-                break;
-            }
+    char buf[1024];
+    size_t got = 0;
+    long long deadline = harness_now_ms() + 1500;
+    while (got + 1 < sizeof buf && harness_now_ms() < deadline) {
+        ssize_t r = read(fd, buf + got, sizeof buf - got - 1);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (strstr(buf, "[CAPABILITY")) {
+            ok = 1;
+            break;
         }
     }
     close(fd);
@@ -279,19 +283,24 @@ static int spawn(struct dovecot *d)
     return -1;
 }
 
-static int start(struct dovecot *d, int users, const char *introspect_url);
+static int start(struct dovecot *d, int users, const char *introspect_url, int mta);
 
 int dovecot_start(struct dovecot *d, int users)
 {
-    return start(d, users, "");
+    return start(d, users, "", 0);
 }
 
 int dovecot_start_oauth2(struct dovecot *d, int users, const char *introspect_url)
 {
-    return start(d, users, introspect_url);
+    return start(d, users, introspect_url, 0);
 }
 
-static int start(struct dovecot *d, int users, const char *introspect_url)
+int dovecot_start_mta(struct dovecot *d, int users, const char *introspect_url)
+{
+    return start(d, users, introspect_url, 1);
+}
+
+static int start(struct dovecot *d, int users, const char *introspect_url, int mta)
 {
     memset(d, 0, sizeof *d);
     d->users = users;
@@ -318,6 +327,14 @@ static int start(struct dovecot *d, int users, const char *introspect_url)
         d->port_tls = harness_free_port();
         if (d->port_plain <= 0 || d->port_tls <= 0 || d->port_plain == d->port_tls)
             continue;
+        if (mta) {
+            d->port_lmtp = harness_free_port();
+            d->port_auth = harness_free_port();
+            if (d->port_lmtp <= 0 || d->port_auth <= 0 || d->port_lmtp == d->port_auth ||
+                d->port_lmtp == d->port_plain || d->port_lmtp == d->port_tls ||
+                d->port_auth == d->port_plain || d->port_auth == d->port_tls)
+                continue;
+        }
         if (write_config(d) < 0) {
             fprintf(stderr, "dovecot: cannot write the configuration\n");
             return -1;

@@ -34,6 +34,8 @@ struct dovecot {
     int port_tls;      /* implicit TLS */
     int users;
     char introspect[256]; /* oauth2 passdb: the introspection URL, "" when off */
+    int port_lmtp;        /* dovecot_start_mta(): LMTP (RFC 2033), users by local part */
+    int port_auth;        /* dovecot_start_mta(): the auth service for an MTA's SASL */
 };
 
 /* 1 when dovecot and doveadm are installed and we run as root (Dovecot's
@@ -61,6 +63,12 @@ int dovecot_start(struct dovecot *d, int users);
  * without caching them; PLAIN and LOGIN still work with the passwd-file
  * users. */
 int dovecot_start_oauth2(struct dovecot *d, int users, const char *introspect_url);
+
+/* As dovecot_start_oauth2() (introspect_url "" for no oauth2 passdb), with
+ * two more listeners on 127.0.0.1 for an MTA (postfix.h): LMTP, where
+ * user<i>@<any domain> is user<i>'s INBOX, and Dovecot's auth service, for
+ * the MTA's SMTP AUTH (Postfix's smtpd_sasl_type = dovecot). */
+int dovecot_start_mta(struct dovecot *d, int users, const char *introspect_url);
 
 /* Stops Dovecot by its PID (SIGTERM, then SIGKILL after 5 s), waits for it
  * and removes its directory. Safe to call twice. */

@@ -119,6 +119,13 @@ double harness_metric(int port, const char *series);
  * before the caller binds it: retry on a bind failure), or -1. */
 int harness_free_port(void);
 
+/* A TCP connection to 127.0.0.1:port with a 1 s receive timeout (to read a
+ * server's greeting): its fd (close it), or -1. */
+int harness_connect_loopback(int port);
+
+/* Writes text into a new file at path (replacing it). 0 or -1. */
+int harness_write_file(const char *path, const char *text);
+
 /* Full path of binary ("superimap-api") in the build under test. */
 const char *harness_bin(const char *binary, char *out, size_t outlen);
 

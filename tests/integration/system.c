@@ -454,10 +454,11 @@ int sys_start(struct sys *s, const struct sys_opts *o)
     if (s->opts.dovecot_users >= 0) {
         int users = s->opts.dovecot_users ? s->opts.dovecot_users : 16;
         char introspect[300];
-        int rc = s->has_idp ? dovecot_start_oauth2(&s->dv, users,
-                                                   fakeoauth_url(&s->idp, "/introspect", introspect,
-                                                                 sizeof introspect))
-                            : dovecot_start(&s->dv, users);
+        const char *url =
+            s->has_idp ? fakeoauth_url(&s->idp, "/introspect", introspect, sizeof introspect) : "";
+        int rc = s->opts.mta    ? dovecot_start_mta(&s->dv, users, url)
+                 : *url != '\0' ? dovecot_start_oauth2(&s->dv, users, url)
+                                : dovecot_start(&s->dv, users);
         if (rc < 0) {
             dovecot_stop(&s->dv);
             return -1;

@@ -78,6 +78,7 @@ struct sys_opts {
      * SUPERIMAP_PUBLIC_URL BROWSER_PUBLIC (browser.h), loopback allowed to
      * the api's and watchers' token calls, and connection SYS_OAUTH2. */
     int oauth2;
+    int mta; /* 1: Dovecot also listens for an MTA (dovecot_start_mta(): LMTP, auth) */
     const char *retry_schedule; /* the partner's, e.g. "1,1,2"; NULL: the product's */
     int webhook_concurrency;    /* the partner's; 0: the product's */
     /* Extra "NAME=value" environment per role, NULL-terminated, may be NULL;

@@ -100,6 +100,16 @@ static void test_providers_are_created_validated_updated_and_deleted(void **stat
         {"{\"code\":\"B\",\"imap_host\":\"h h\",\"imap_port\":1}", "imap_host"},
         {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"colour\":\"red\"}", "colour"},
         {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"idle_renew_s\":5}", "idle_renew_s"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"smtp_host\":\"a "
+         "b\",\"smtp_port\":25}",
+         "smtp_host"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"smtp_host\":\"s\",\"smtp_port\":0}",
+         "smtp_port"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"smtp_host\":\"s\"}", "smtp_port"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"smtp_port\":25}", "smtp_host"},
+        {"{\"code\":\"B\",\"imap_host\":\"h\",\"imap_port\":1,\"smtp_host\":\"s\",\"smtp_port\":25,"
+         "\"smtp_tls\":\"ssl\"}",
+         "smtp_tls"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         admin_json(&r, api.port, "POST", PROVS, bad[i][0]);
@@ -124,6 +134,24 @@ static void test_providers_are_created_validated_updated_and_deleted(void **stat
     EXPECT(&r, 200, "PUT", PROV);
     assert_string_equal(jstr(&r, "tls"), "starttls");
     assert_string_equal(jstr(&r, "imap_host"), "imap.example.com");
+    assert_null(json_get_str(r.json, "smtp_host"));
+    admin_json(&r, api.port, "PATCH", "/admin/api/providers/IMAPX",
+               "{\"smtp_host\":\"smtp.example.com\",\"smtp_port\":465,\"smtp_tls\":\"implicit\","
+               "\"smtp_domain\":\"client.example.com\"}");
+    EXPECT(&r, 200, "PATCH", PROV);
+    assert_string_equal(jstr(&r, "smtp_host"), "smtp.example.com");
+    json_get_int(r.json, "smtp_port", &v);
+    assert_int_equal(v, 465);
+    assert_string_equal(jstr(&r, "smtp_tls"), "implicit");
+    assert_string_equal(jstr(&r, "smtp_domain"), "client.example.com");
+    admin_json(&r, api.port, "PATCH", "/admin/api/providers/IMAPX", "{\"smtp_port\":587}");
+    EXPECT(&r, 200, "PATCH", PROV);
+    assert_string_equal(jstr(&r, "smtp_host"), "smtp.example.com");
+    admin_json(&r, api.port, "PATCH", "/admin/api/providers/IMAPX", "{\"smtp_host\":\"\"}");
+    EXPECT(&r, 200, "PATCH", PROV);
+    assert_null(json_get_str(r.json, "smtp_host"));
+    assert_true(json_get(r.json, "smtp_port") != NULL &&
+                YAJL_IS_NULL(json_get(r.json, "smtp_port")));
     admin_json(&r, api.port, "PATCH", "/admin/api/providers/IMAPX", "{\"code\":\"OTHER\"}");
     EXPECT(&r, 400, "PATCH", PROV);
 

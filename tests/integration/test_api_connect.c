@@ -1157,6 +1157,10 @@ static void test_provider_presets_fill_the_published_values(void **state)
     int64_t port = 0;
     json_get_int(r.json, "imap_port", &port);
     assert_int_equal(port, 993);
+    assert_string_equal(jstr(&r, "smtp_host"), "smtp.gmail.com");
+    json_get_int(r.json, "smtp_port", &port);
+    assert_int_equal(port, 587);
+    assert_string_equal(jstr(&r, "smtp_tls"), "starttls");
 
     admin_json(&r, api.port, "POST", "/admin/api/providers",
                "{\"code\":\"MS\",\"preset\":\"microsoft\",\"sasl\":\"oauthbearer\","
@@ -1172,6 +1176,10 @@ static void test_provider_presets_fill_the_published_values(void **state)
                         "email");
     assert_string_equal(jstr(&r, "sasl"), "oauthbearer");
     assert_string_equal(jstr(&r, "oauth2_token_auth"), "basic");
+    assert_string_equal(jstr(&r, "smtp_host"), "smtp.office365.com");
+    json_get_int(r.json, "smtp_port", &port);
+    assert_int_equal(port, 587);
+    assert_string_equal(jstr(&r, "smtp_tls"), "starttls");
 
     static const char *const bad[][2] = {
         {"{\"code\":\"X\",\"preset\":\"yahoo\"}", "preset"},

@@ -307,12 +307,18 @@ static void test_import_brings_every_field_through_the_api(void **state)
     assert_string_equal(jstr(&r, "oauth2_token_url"), "https://accounts.google.com/o/oauth2/token");
     assert_string_equal(jstr(&r, "oauth2_scope"),
                         "https://www.googleapis.com/auth/userinfo.email https://mail.google.com/");
+    assert_string_equal(jstr(&r, "smtp_host"), "smtp.gmail.com");
+    json_get_int(r.json, "smtp_port", &port);
+    assert_int_equal(port, 587);
+    assert_string_equal(jstr(&r, "smtp_tls"), "starttls");
+    assert_string_equal(jstr(&r, "smtp_domain"), "gmail.com");
     admin_json(&r, api.port, "GET", "/admin/api/providers/PLAIN", NULL);
     EXPECT(&r, 200, "GET", PROVS);
     assert_string_equal(jstr(&r, "auth"), "plain");
     assert_string_equal(jstr(&r, "tls"), "none");
     json_get_int(r.json, "imap_port", &port);
     assert_int_equal(port, 10143);
+    assert_null(json_get_str(r.json, "smtp_host"));
 
     /* Connections, the OAuth2 client's secret decrypted and sealed again. */
     api_json(&r, api.port, "GET", "/api/v1/connections/GMAIL_OAUTH2", KEY_ACME, NULL);
@@ -360,6 +366,10 @@ static void test_import_brings_every_field_through_the_api(void **state)
     assert_true(YAJL_IS_TRUE(json_get(r.json, "enable_tracer")));
     uid_of("PLAIN", "tracer", uid);
     expect_cursor(uid, "77", "5");
+    redisReply *tracing =
+        rcmd(&redis, "SISMEMBER si:{%u}:tracer_users %s", hrw_shard(uid, 64), uid);
+    assert_int_equal(tracing->integer, 1); /* the tracer sender finds it */
+    freeReplyObject(tracing);
 
     api_json(&r, api.port, "GET", "/api/v1/connections/GMAIL_OAUTH2/users/gmail-user", KEY_ACME,
              NULL);

@@ -12,7 +12,8 @@
  *   - every superimap_* metric named in alerts.yml and in the Grafana
  *     dashboard exists in some node's /metrics (a histogram's _bucket, _sum
  *     and _count count as its name), so a renamed metric cannot leave an
- *     alert silently empty. Series labelled by provider appear once a
+ *     alert silently empty (the tracer series, which exist once tracers
+ *     flow, are checked by test_tracer). Series labelled by provider appear once a
  *     provider has them: an OAuth2 user whose token endpoint does not answer
  *     gives the watcher its refresh series.
  * And the stages of a mail: the watcher's EXISTS-to-recorded histogram, the
@@ -23,17 +24,10 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include <ctype.h>
-#include <stdio.h>
-#include <unistd.h>
+#include "tests/integration/prom_fixture.h"
 
-#include <sys/wait.h>
-
-#include "tests/integration/system.h"
-
-#define USERS  3
-#define MAILS  12
-#define PROMPT 8192
+#define USERS 3
+#define MAILS 12
 
 static struct sys fleet;
 static char promtool[512];
@@ -41,17 +35,8 @@ static char promtool[512];
 static int setup(void **state)
 {
     (void)state;
-    const char *env = getenv("SUPERIMAP_PROMTOOL");
-    const char *src = getenv("SUPERIMAP_SRC_DIR");
-    if (env != NULL && env[0] != '\0')
-        snprintf(promtool, sizeof promtool, "%s", env);
-    else
-        snprintf(promtool, sizeof promtool, "%s/build/tools/promtool", src ? src : ".");
-    if (access(promtool, X_OK) != 0) {
-        fprintf(stderr, "%s not found: `make deps` puts it there (scripts/promtool.sh)\n",
-                promtool);
+    if (prom_tool(promtool, sizeof promtool) < 0)
         return -1;
-    }
     /* Debug lines: each mail's event id in the watcher's and the
      * dispatcher's logs. */
     static const char *const watcher_env[] = {"SUPERIMAP_OAUTH2_ALLOW_PRIVATE=1",
@@ -71,99 +56,6 @@ static int teardown(void **state)
 {
     (void)state;
     return sys_stop(&fleet);
-}
-
-/* Runs sh -c cmd; its stdout and stderr go to out. Returns its exit code,
- * or -1. */
-static int run(const char *cmd, char *out, size_t outlen)
-{
-    FILE *p = popen(cmd, "r");
-    if (p == NULL)
-        return -1;
-    size_t n = fread(out, 1, outlen - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static const char *prom_dir(char *out, size_t outlen)
-{
-    const char *src = getenv("SUPERIMAP_SRC_DIR");
-    snprintf(out, outlen, "%s/docker/prometheus", src ? src : ".");
-    return out;
-}
-
-/* A node's /metrics into the file path. 0 or -1. */
-static int save_metrics(const struct sys_node *n, const char *path)
-{
-    static char body[1 << 20];
-    if (harness_http_get(n->p.port, "/metrics", body, sizeof body) != 200)
-        return -1;
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return -1;
-    int ok = fputs(body, f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
-/* Adds every "# TYPE <name> <type>" of file path to names (space-separated,
- * with spaces around each). */
-static void declared(const char *path, char *names, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char line[1024];
-    while (fgets(line, sizeof line, f) != NULL) {
-        char name[256], type[32];
-        if (sscanf(line, "# TYPE %255s %31s", name, type) != 2)
-            continue;
-        size_t len = strlen(names);
-        snprintf(names + len, cap - len, "%s%s ", len == 0 ? " " : "", name);
-        if (strcmp(type, "histogram") == 0) {
-            static const char *const parts[] = {"_bucket", "_sum", "_count"};
-            for (size_t i = 0; i < 3; i++) {
-                len = strlen(names);
-                snprintf(names + len, cap - len, "%s%s ", name, parts[i]);
-            }
-        }
-    }
-    fclose(f);
-}
-
-/* Every superimap_* word of file path is in names; says which are not.
- * Returns how many of them there were. */
-static int check_names(const char *path, const char *names)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    static char text[1 << 18];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    int seen = 0, missing = 0;
-    for (const char *p = strstr(text, "superimap_"); p != NULL; p = strstr(p, "superimap_")) {
-        if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) {
-            p++;
-            continue;
-        }
-        char word[160];
-        size_t w = 0;
-        while ((isalnum((unsigned char)p[w]) || p[w] == '_') && w < sizeof word - 1) {
-            word[w] = p[w];
-            w++;
-        }
-        word[w] = '\0';
-        p += w;
-        char needle[176];
-        snprintf(needle, sizeof needle, " %s ", word);
-        seen++;
-        if (strstr(names, needle) == NULL) {
-            fprintf(stderr, "%s names %s, which no node exports\n", path, word);
-            missing++;
-        }
-    }
-    assert_int_equal(missing, 0);
-    return seen;
 }
 
 /* An OAuth2 provider on fake-imapd whose token endpoint refuses connections,
@@ -222,41 +114,31 @@ static void test_metrics_rules_and_dashboard_fit_prometheus(void **state)
     assert_int_equal(sys_wait_announced(&fleet, MAILS, sys_ms(30000)), MAILS);
 
     /* Each node's metrics, as they are with mail flowing. */
-    char path[3][400], cmd[2400], out[PROMPT];
+    static struct prom_names names;
+    names.text[0] = '\0';
     const struct sys_node *nodes[3] = {&fleet.api, &fleet.watcher[0], &fleet.dispatcher[0]};
-    static char names[1 << 16];
-    names[0] = '\0';
-    for (int i = 0; i < 3; i++) {
-        snprintf(path[i], sizeof path[i], "%s/metrics-%s.txt", fleet.redis.dir, nodes[i]->id);
-        assert_int_equal(save_metrics(nodes[i], path[i]), 0);
-        snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s' 2>&1", promtool, path[i]);
-        int rc = run(cmd, out, sizeof out);
-        if (rc != 0 || out[0] != '\0')
-            fprintf(stderr, "promtool check metrics on %s (exit %d):\n%s\n", nodes[i]->id, rc, out);
-        assert_int_equal(rc, 0);
-        assert_string_equal(out, "");
-        declared(path[i], names, sizeof names);
-    }
+    for (int i = 0; i < 3; i++)
+        prom_check_node(promtool, fleet.redis.dir, nodes[i], &names);
 
-    char dir[400];
-    prom_dir(dir, sizeof dir);
+    char dir[400], cmd[1200], out[8192];
+    const char *src = getenv("SUPERIMAP_SRC_DIR");
+    snprintf(dir, sizeof dir, "%s/docker/prometheus", src ? src : ".");
     const char *checks[] = {"check config prometheus.yml", "check rules alerts.yml",
                             "test rules alerts_test.yml"};
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>&1", dir, promtool, checks[i]);
-        int rc = run(cmd, out, sizeof out);
+        int rc = prom_run(cmd, out, sizeof out);
         if (rc != 0)
             fprintf(stderr, "promtool %s (exit %d):\n%s\n", checks[i], rc, out);
         assert_int_equal(rc, 0);
         assert_non_null(strstr(out, "SUCCESS"));
     }
 
-    char file[480];
-    snprintf(file, sizeof file, "%s/alerts.yml", dir);
-    assert_true(check_names(file, names) >= 6);
-    const char *src = getenv("SUPERIMAP_SRC_DIR");
-    snprintf(file, sizeof file, "%s/docker/grafana/superimap.json", src ? src : ".");
-    assert_true(check_names(file, names) >= 15);
+    /* Tracer series exist once tracers flow: test_tracer checks those. */
+    assert_true(prom_check_names("docker/prometheus/alerts.yml", &names, "superimap_",
+                                 "superimap_tracer_") >= 6);
+    assert_true(prom_check_names("docker/grafana/superimap.json", &names, "superimap_",
+                                 "superimap_tracer_") >= 15);
 }
 
 /* One series' value from a node's /metrics; -1 when absent. */

@@ -82,6 +82,10 @@ static void test_ids_uids_and_codes(void **state)
     assert_true(values_is_code("GMAIL_OAUTH2"));
     assert_false(values_is_code("GMAIL OAUTH2"));
     assert_false(values_is_code(""));
+    assert_true(values_is_host("smtp.gmail.com"));
+    assert_true(values_is_host("::1"));
+    assert_false(values_is_host("smtp gmail"));
+    assert_false(values_is_host(""));
     assert_true(values_is_true("t"));
     assert_false(values_is_true("f"));
     assert_false(values_is_true(""));

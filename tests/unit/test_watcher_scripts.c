@@ -206,6 +206,48 @@ static long long record_from(const char *token, const char *uidvalidity, const c
     return run("record_mail", 7, 19, argv, why, 32);
 }
 
+/* record_mail of message uid whose subject is "TRACER: <tracer>"; the
+ * reply's third element (latency ms or "") into latency. */
+static long long record_tracer(const char *uid, const char *tracer, char *why, char *latency)
+{
+    char evt[128], eid[96];
+    snprintf(eid, sizeof eid, "u1.100.%s", uid);
+    snprintf(evt, sizeof evt, "si:{3}:evt:%s", eid);
+    const char *argv[] = {"si:{3}:lease:u1",
+                          "si:{3}:alive:w1:1",
+                          "si:{3}:cur:u1",
+                          evt,
+                          "si:{3}:ready:p7",
+                          "si:{3}:ready_partners",
+                          "si:{3}:user:u1",
+                          "w1:1",
+                          "100",
+                          uid,
+                          eid,
+                          "p7",
+                          "0",
+                          "type",
+                          "new_mail",
+                          "code",
+                          "DOVE",
+                          "tracer",
+                          tracer,
+                          "payload",
+                          "v1:x"};
+    redisReply *r = rsync_script(rs, "record_mail", 7, 21, argv, NULL);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("record_mail: %s", r->str);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    long long v = r->element[0]->integer;
+    snprintf(why, 32, "%s", r->element[1]->str);
+    latency[0] = '\0';
+    if (r->elements > 2)
+        snprintf(latency, 32, "%s", r->element[2]->str);
+    freeReplyObject(r);
+    return v;
+}
+
 /* record_mail by a caller that just started from the cursor. */
 static long long record(const char *token, const char *uidvalidity, const char *uid, char *why)
 {
@@ -341,6 +383,46 @@ static void test_session_of_before_archive_and_restore_cannot_put_its_cursor_bac
     freeReplyObject(rsync_command(rs, "HSET si:{3}:cur:u1 epoch 1"));
     assert_int_equal(record_from("w1:1", "100", "22", "21", why), 0);
     assert_string_equal(why, "nocursor");
+}
+
+/* A tracer of a tracer user is detected (cursor advanced, the sender's
+ * record completed with its latency when it is there) and never queued;
+ * the same subject to a user without enable_tracer is announced. */
+static void test_record_mail_detects_tracers_of_tracer_users_only(void **state)
+{
+    (void)state;
+    char why[32], latency[32], latency_of_bb22[32];
+    watch_u1();
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(baseline("w1:1", "100", "4", NULL), 1);
+
+    assert_int_equal(record_tracer("5", "aa11", why, latency), 1);
+    assert_string_equal(why, "recorded"); /* not a tracer user: announced */
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 1);
+    assert_int_equal(redis_fixture_int(&fx, "HEXISTS si:{3}:evt:u1.100.5 tracer"), 0);
+
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u1 enable_tracer 1"));
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:tracer:bb22 uid u1 sent_at 1"));
+    assert_int_equal(record_tracer("6", "bb22", why, latency), 1);
+    assert_string_equal(why, "tracer");
+    assert_true(atoll(latency) > 1000000); /* now - 1 ms since the epoch */
+    snprintf(latency_of_bb22, sizeof latency_of_bb22, "%s", latency);
+    assert_int_equal(record_tracer("7", "cc33", why, latency), 1); /* sent elsewhere */
+    assert_string_equal(why, "tracer");
+    assert_string_equal(latency, "");
+    assert_int_equal(redis_fixture_int(&fx, "EXISTS si:{3}:tracer:cc33"), 0);
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 1);
+    assert_int_equal(redis_fixture_int(&fx, "EXISTS si:{3}:evt:u1.100.6"), 0);
+    redisReply *r = rsync_command(rs, "HMGET si:{3}:tracer:bb22 detected_at latency_ms");
+    assert_true(atoll(r->element[0]->str) > 1);
+    assert_string_equal(r->element[1]->str, latency_of_bb22);
+    freeReplyObject(r);
+    r = rsync_command(rs, "HGET si:{3}:cur:u1 last_uid");
+    assert_string_equal(r->str, "7");
+    freeReplyObject(r);
+    assert_int_equal(record_tracer("7", "cc33", why, latency), 0); /* once */
+    assert_string_equal(why, "old");
 }
 
 static void test_stale_holder_cannot_record(void **state)
@@ -578,6 +660,7 @@ int main(void)
         cmocka_unit_test_setup(test_record_mail_refuses_a_cursor_behind_the_caller, flush),
         cmocka_unit_test_setup(
             test_session_of_before_archive_and_restore_cannot_put_its_cursor_back, flush),
+        cmocka_unit_test_setup(test_record_mail_detects_tracers_of_tracer_users_only, flush),
         cmocka_unit_test_setup(test_stale_holder_cannot_record, flush),
         cmocka_unit_test_setup(test_uidvalidity_change_needs_new_baseline, flush),
         cmocka_unit_test_setup(test_mail_of_a_user_no_longer_watched_is_not_recorded, flush),

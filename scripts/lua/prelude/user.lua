@@ -1,6 +1,7 @@
 -- prelude/user: local functions that scripts/embed-lua.sh puts before
--- user_create.lua and user_import.lua (this file is not a script of its
--- own): what a new user's record needs besides its hash, written once.
+-- user_create.lua, user_import.lua and user_update.lua (this file is not a
+-- script of its own): what a user's record needs besides its hash, written
+-- once.
 --
 -- Both scripts take the same first seven KEYS: si:conn:<pid>:<code>, its
 -- :users zset, si:tag:<pid>:<code>:<lower tag>, si:email:<pid>:<code>:<lower
@@ -46,4 +47,17 @@ local function user_index(keys, uid, k, ltag, email, archived, connected)
         end
     end
     redis.call('XADD', keys[7], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', k, 'op', 'create')
+end
+
+-- Keeps uid in si:{k}:tracer_users (named after users_key, si:{k}:users: the
+-- same slot) exactly when its enable_tracer is '1', so superimap-dispatcher's
+-- tracer sender finds a shard's tracer users without scanning its users
+-- (it drops those not connected or archived when it reads them).
+local function tracer_users(users_key, uid, enable_tracer)
+    local key = string.gsub(users_key, ':users$', ':tracer_users')
+    if enable_tracer == '1' then
+        redis.call('SADD', key, uid)
+    else
+        redis.call('SREM', key, uid)
+    end
 end

@@ -1,0 +1,246 @@
+/*
+ * Tracer mail end to end against a real MTA: a fleet (system.h: Redis,
+ * Dovecot, api, watcher, dispatcher, receiver) whose Dovecot also takes LMTP
+ * and SASL from a private Postfix (postfix.h: submission with AUTH through
+ * Dovecot, delivery over LMTP). The provider's SMTP server is that Postfix
+ * (set through the admin API), the user is made a tracer user through the
+ * partner API, and the dispatcher sends a tracer every second:
+ *
+ * - a PLAIN user's tracer is submitted (AUTH PLAIN), delivered, detected by
+ *   the watcher with its latency, shown detected by GET /admin/api/tracers,
+ *   counted in the metrics, and never announced as a webhook;
+ * - an unreachable SMTP server (a closed port) and a refused login (a wrong
+ *   password) are classified, counted once per round, never retried;
+ * - a tracer delivered where its user's watcher cannot see it (another
+ *   mailbox) is reported missing after the deadline;
+ * - then every tracer series the alert rules and the Grafana dashboard name
+ *   is exported, and promtool has nothing to say about the nodes' metrics.
+ *
+ * Needs root and Debian's postfix and dovecot-lmtpd (make deps); without
+ * them the suite fails, saying what to install.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <unistd.h>
+
+#include "tests/integration/postfix.h"
+#include "tests/integration/prom_fixture.h"
+#include "tests/integration/system.h"
+
+#define TRACER_ENV \
+    "SUPERIMAP_TRACER_INTERVAL_SEC=1", "SUPERIMAP_TRACER_DEADLINE_SEC=4", "SUPERIMAP_LOG_LEVEL=info"
+
+static struct sys fleet;
+static struct postfix pf;
+static struct sys_user user;
+
+static int setup(void **state)
+{
+    (void)state;
+    char why[200];
+    if (geteuid() == 0 && !postfix_available(why, sizeof why)) {
+        fprintf(stderr, "test_tracer needs a real MTA: %s\n", why);
+        return -1;
+    }
+    static const char *const api_env[] = {TRACER_ENV, NULL};
+    static const char *const dispatcher_env[] = {TRACER_ENV, "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                                                 "SUPERIMAP_TRACER_ALLOW_PRIVATE=1", NULL};
+    const struct sys_opts o = {.mta = 1, .api_env = api_env, .dispatcher_env = dispatcher_env};
+    if (sys_start_dovecot(&fleet, &o) < 0)
+        return -1;
+    if (fleet.skipped)
+        return 0;
+    return postfix_start(&pf, &fleet.dv);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    postfix_stop(&pf);
+    return sys_stop_started(&fleet);
+}
+
+/* PATCHes the provider's SMTP server (port <= 0: Postfix's). */
+static void smtp_server(int port)
+{
+    struct api_resp r = {0};
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"smtp_host\":\"127.0.0.1\",\"smtp_port\":%d,\"smtp_tls\":\"none\"}",
+             port > 0 ? port : pf.port);
+    assert_int_equal(sys_admin(&fleet, &r, "PATCH", "/admin/api/providers/" SYS_DOVECOT, body),
+                     200);
+    api_resp_free(&r);
+}
+
+/* PATCHes the tracer user through the partner API. */
+static void patch_user(const char *json)
+{
+    struct api_resp r = {0};
+    char path[160];
+    snprintf(path, sizeof path, "/api/v1/connections/%s/users/%s", user.code, user.tag);
+    assert_int_equal(sys_api(&fleet, &r, "PATCH", path, json), 200);
+    api_resp_free(&r);
+}
+
+static double dispatcher_metric(const char *series)
+{
+    double v = harness_metric(fleet.dispatcher[0].p.port, series);
+    return v < 0 ? 0 : v;
+}
+
+/* Polls until the dispatcher's series reaches want; its value. */
+static double wait_dispatcher_metric(const char *series, double want, int ms)
+{
+    long long deadline = harness_now_ms() + sys_ms(ms);
+    double v = dispatcher_metric(series);
+    while (v < want && harness_now_ms() < deadline) {
+        harness_poll_pause();
+        v = dispatcher_metric(series);
+    }
+    return v;
+}
+
+/* Polls GET /admin/api/tracers until a tracer of SYS_DOVECOT has status;
+ * its latency_ms into *latency (-1 when null). 0, or -1 at the deadline. */
+static int wait_tracer(const char *status, long long *latency, int ms)
+{
+    long long deadline = harness_now_ms() + sys_ms(ms);
+    struct api_resp r = {0};
+    int found = -1;
+    for (;;) {
+        if (sys_admin(&fleet, &r, "GET", "/admin/api/tracers?limit=50", NULL) == 200) {
+            openapi_check(&r, "GET", "/admin/api/tracers");
+            yajl_val provs = json_get(r.json, "providers");
+            for (size_t i = 0; YAJL_IS_ARRAY(provs) && i < provs->u.array.len; i++) {
+                yajl_val p = provs->u.array.values[i];
+                if (strcmp(json_get_str(p, "code"), SYS_DOVECOT) != 0)
+                    continue;
+                yajl_val ts = json_get(p, "tracers");
+                for (size_t j = 0; found < 0 && j < ts->u.array.len; j++) {
+                    yajl_val t = ts->u.array.values[j];
+                    if (strcmp(json_get_str(t, "status"), status) != 0)
+                        continue;
+                    int64_t v = -1;
+                    if (latency != NULL)
+                        *latency = json_get_int(t, "latency_ms", &v) == 0 ? v : -1;
+                    found = 0;
+                }
+            }
+        }
+        if (found == 0 || harness_now_ms() >= deadline)
+            break;
+        harness_poll_pause();
+    }
+    api_resp_free(&r);
+    return found;
+}
+
+static void test_a_plain_users_tracer_is_detected_with_its_latency_and_not_announced(void **state)
+{
+    (void)state;
+    SYS_NEED_DOVECOT(&fleet);
+    assert_int_equal(sys_add_user(&fleet, "tracer-user", &user), 0);
+    assert_int_equal(sys_wait_user_state(&fleet, &user, "watching", sys_ms(20000)), 0);
+    smtp_server(0);
+    char json[160];
+    snprintf(json, sizeof json, "{\"email\":\"%s@example.com\",\"enable_tracer\":true}",
+             user.login);
+    patch_user(json);
+
+    long long latency = -1;
+    if (wait_tracer("detected", &latency, 20000) < 0)
+        sys_dump_logs(&fleet, 30);
+    assert_int_equal(wait_tracer("detected", &latency, 0), 0);
+    assert_true(latency >= 0 && latency < sys_ms(20000));
+    fprintf(stderr, "tracer latency (send -> detected, PLAIN, Postfix -> Dovecot): %lld ms\n",
+            latency);
+    char series[128];
+    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}",
+             SYS_DOVECOT);
+    assert_true(dispatcher_metric(series) >= 1);
+    snprintf(series, sizeof series, "superimap_tracer_latency_seconds_count{provider=\"%s\"}",
+             SYS_DOVECOT);
+    assert_true(harness_metric(fleet.watcher[0].p.port, series) >= 1);
+    assert_true(postfix_log_count(&pf, "sasl_method=PLAIN") >= 1);
+    char out[8192];
+    assert_int_equal(dovecot_fetch(&fleet.dv, user.login, "hdr", out, sizeof out), 0);
+    assert_non_null(strstr(out, "X-Superimap-Tracer: "));
+    assert_non_null(strstr(out, "Subject: TRACER: "));
+    /* A second later: still no webhook for any tracer. */
+    sys_wait_hooks(&fleet, "new_mail", user.tag, 0, 1, sys_ms(1000));
+    assert_int_equal(sys_count_hooks(&fleet, "new_mail", user.tag, 0), 0);
+}
+
+static void test_smtp_failures_are_classified_and_never_retried_in_a_loop(void **state)
+{
+    (void)state;
+    SYS_NEED_DOVECOT(&fleet);
+    char series[128];
+    /* Nothing listens there: refused at connect. */
+    smtp_server(harness_free_port());
+    snprintf(series, sizeof series,
+             "superimap_tracer_sent_total{provider=\"%s\",result=\"connect\"}", SYS_DOVECOT);
+    assert_true(wait_dispatcher_metric(series, 1, 10000) >= 1);
+    double before = dispatcher_metric(series);
+    long long t0 = harness_now_ms();
+    wait_dispatcher_metric(series, before + 100, 3000); /* 3 s of rounds of 1 s */
+    double rounds = (double)(harness_now_ms() - t0) / 1000.0 + 1;
+    assert_true(dispatcher_metric(series) - before <= rounds);
+
+    /* Postfix again, with a password Dovecot refuses. */
+    smtp_server(0);
+    patch_user("{\"login_password\":\"not-the-password\"}");
+    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"auth\"}",
+             SYS_DOVECOT);
+    assert_true(wait_dispatcher_metric(series, 1, 10000) >= 1);
+    assert_int_equal(wait_tracer("failed", NULL, 5000), 0);
+}
+
+static void test_a_tracer_that_never_arrives_is_reported_missing(void **state)
+{
+    (void)state;
+    SYS_NEED_DOVECOT(&fleet);
+    /* Submitted as the user, delivered to a mailbox nobody watches. */
+    char json[160];
+    snprintf(json, sizeof json, "{\"login_password\":\"pass%s\",\"email\":\"user16@example.com\"}",
+             user.login + 4);
+    patch_user(json);
+    char series[128];
+    snprintf(series, sizeof series, "superimap_tracer_missing_total{provider=\"%s\"}", SYS_DOVECOT);
+    if (wait_dispatcher_metric(series, 1, 15000) < 1)
+        sys_dump_logs(&fleet, 30);
+    assert_true(dispatcher_metric(series) >= 1);
+    assert_int_equal(wait_tracer("missing", NULL, 5000), 0);
+}
+
+/* After the tests above, every tracer series exists: promtool has nothing
+ * to say about the watcher's and the dispatcher's /metrics, and every
+ * superimap_tracer_* metric the alert rules and the Grafana dashboard name
+ * is one of theirs (test_monitoring checks the other metrics). */
+static void test_tracer_series_fit_the_alerts_and_the_dashboard(void **state)
+{
+    (void)state;
+    SYS_NEED_DOVECOT(&fleet);
+    char promtool[512];
+    assert_int_equal(prom_tool(promtool, sizeof promtool), 0);
+    static struct prom_names names;
+    names.text[0] = '\0';
+    prom_check_node(promtool, fleet.redis.dir, &fleet.watcher[0], &names);
+    prom_check_node(promtool, fleet.redis.dir, &fleet.dispatcher[0], &names);
+    assert_int_equal(
+        prom_check_names("docker/prometheus/alerts.yml", &names, "superimap_tracer_", NULL), 2);
+    assert_true(
+        prom_check_names("docker/grafana/superimap.json", &names, "superimap_tracer_", NULL) >= 4);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_plain_users_tracer_is_detected_with_its_latency_and_not_announced),
+        cmocka_unit_test(test_smtp_failures_are_classified_and_never_retried_in_a_loop),
+        cmocka_unit_test(test_a_tracer_that_never_arrives_is_reported_missing),
+        cmocka_unit_test(test_tracer_series_fit_the_alerts_and_the_dashboard),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
