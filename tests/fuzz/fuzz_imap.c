@@ -70,10 +70,12 @@ static void check_addrlist(const struct imap_addrlist *l)
     }
 }
 
+/* depth: how many lists enclose v; a list among v is depth + 1 deep, and
+ * none is deeper than IMAP_MAX_DEPTH. */
 static void check_values(const struct imap_value *v, size_t n, int depth)
 {
-    check(depth <= IMAP_MAX_DEPTH);
     for (size_t i = 0; i < n; i++) {
+        check(v[i].type != IMAP_VALUE_LIST || depth + 1 <= IMAP_MAX_DEPTH);
         check_str(&v[i].str);
         check((v[i].str.data == NULL) ==
               (v[i].type == IMAP_VALUE_NIL || v[i].type == IMAP_VALUE_LIST));

@@ -1004,10 +1004,13 @@ static void test_thousand_deep_parentheses_are_refused(void **state)
     in[n++] = '\n';
     expect_failure(in, n, 64, 4096, -SIMAP_ETOOBIG);
 
-    /* IMAP_MAX_DEPTH levels are fine */
+    /* IMAP_MAX_DEPTH levels are fine, with a value in the deepest (the
+     * fuzz driver's own depth check once took that for one level too many:
+     * tests/fuzz/corpus_imap/depth-32-with-values) */
     n = (size_t)snprintf(in, sizeof in, "* LIST ");
     for (int i = 0; i < IMAP_MAX_DEPTH; i++)
         in[n++] = '(';
+    in[n++] = 'x';
     for (int i = 0; i < IMAP_MAX_DEPTH; i++)
         in[n++] = ')';
     memcpy(in + n, "\r\n", 2);
