@@ -420,6 +420,37 @@ static void test_compose_monitoring_profile_runs_prometheus_with_our_rules(void 
     xfree(conf);
 }
 
+/* The ha profile adds two replicas of redis and three sentinels watching it,
+ * and the nodes take SUPERIMAP_REDIS_URL (the sentinels' address) from the
+ * environment. */
+static void test_compose_ha_profile_runs_replicas_and_sentinels(void **state)
+{
+    struct fixture *f = *state;
+    skip_without_compose();
+    static const char *const extra[] = {
+        "SUPERIMAP_REDIS_URL=redis+sentinel://sentinel1:26379,sentinel2:26379,sentinel3:26379/"
+        "mymaster",
+        NULL};
+    char **env = env_with_secrets_and(TEST_KEY, TEST_TOKEN, extra);
+    const char *argv[] = {"docker-compose", "-f", f->compose, "--env-file", f->envfile,
+                          "--profile",      "ha", "config",   NULL};
+    struct buf out;
+    int rc = run(argv, env, &out);
+    env_free(env);
+    if (rc != 0)
+        fail_msg("docker-compose --profile ha config exited %d:\n%s", rc, text(&out));
+    static const char *const want[] = {
+        "  redis-replica1:", "  redis-replica2:", "  sentinel1:", "  sentinel2:",
+        "  sentinel3:",      "--replicaof",       "--sentinel",   "monitor mymaster redis 6379 2"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        expect_in(&out, want[i]);
+    /* api, watcher and dispatcher all follow the sentinels. */
+    assert_int_equal(count_of(text(&out), "SUPERIMAP_REDIS_URL: redis+sentinel://sentinel1:26379,"
+                                          "sentinel2:26379,sentinel3:26379/mymaster"),
+                     3);
+    buf_free(&out);
+}
+
 static void expect_refused_without(const struct fixture *f, const char *key, const char *token,
                                    const char *missing)
 {
@@ -562,6 +593,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_compose_monitoring_profile_runs_prometheus_with_our_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compose_ha_profile_runs_replicas_and_sentinels, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_compose_refuses_without_encryption_key, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_compose_refuses_without_admin_token, setup, teardown),
