@@ -567,3 +567,16 @@ int harness_connect_loopback(int port)
     }
     return fd;
 }
+
+int harness_sh(const char *cmd, char *out, size_t outlen)
+{
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    size_t n = fread(out, 1, outlen - 1, p);
+    out[n] = '\0';
+    while (fgetc(p) != EOF) /* the rest, so cmd never blocks on a full pipe */
+        ;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

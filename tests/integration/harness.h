@@ -80,6 +80,11 @@ int harness_prefixed(void);
 /* Runs argv with env (NULL: ours); does not wait for anything. */
 int harness_spawn(struct proc *p, const char *const *argv, const char *const *env);
 
+/* Runs `sh -c cmd` to its end; its stdout (and whatever cmd sends there,
+ * e.g. with 2>&1) into out, NUL-terminated, cut at outlen. Returns its exit
+ * code, or -1. */
+int harness_sh(const char *cmd, char *out, size_t outlen);
+
 /* Waits up to ms for p to exit; returns 0 and sets exit_code, or -1. */
 int harness_proc_wait(struct proc *p, int ms);
 

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include <sys/wait.h>
 
 #include "tests/integration/system.h"
 
@@ -41,18 +40,6 @@ PROM_FN int prom_tool(char *out, size_t outlen)
     return -1;
 }
 
-/* Runs sh -c cmd; its stdout and stderr go to out. Its exit code or -1. */
-PROM_FN int prom_run(const char *cmd, char *out, size_t outlen)
-{
-    FILE *p = popen(cmd, "r");
-    if (p == NULL)
-        return -1;
-    size_t n = fread(out, 1, outlen - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `promtool check metrics` has nothing to say about node n's /metrics
  * (saved as <dir>/metrics-<id>.txt); its "# TYPE" names (and a histogram's
  * _bucket, _sum, _count) are added to names. */
@@ -68,7 +55,7 @@ PROM_FN void prom_check_node(const char *promtool, const char *dir, const struct
     assert_true(fputs(body, f) >= 0);
     assert_int_equal(fclose(f), 0);
     snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s' 2>&1", promtool, path);
-    int rc = prom_run(cmd, out, sizeof out);
+    int rc = harness_sh(cmd, out, sizeof out);
     if (rc != 0 || out[0] != '\0')
         fprintf(stderr, "promtool check metrics on %s (exit %d):\n%s\n", n->id, rc, out);
     assert_int_equal(rc, 0);

@@ -127,7 +127,7 @@ static void test_metrics_rules_and_dashboard_fit_prometheus(void **state)
                             "test rules alerts_test.yml"};
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>&1", dir, promtool, checks[i]);
-        int rc = prom_run(cmd, out, sizeof out);
+        int rc = harness_sh(cmd, out, sizeof out);
         if (rc != 0)
             fprintf(stderr, "promtool %s (exit %d):\n%s\n", checks[i], rc, out);
         assert_int_equal(rc, 0);

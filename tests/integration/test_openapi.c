@@ -15,7 +15,6 @@
 #include <ctype.h>
 #include <unistd.h>
 
-#include <sys/wait.h>
 
 #include "tests/integration/harness.h"
 #include "tests/integration/test_api_client.h"
@@ -30,18 +29,6 @@ struct op {
 
 static struct op routes[MAX_OPS], docs[MAX_OPS];
 static size_t nroutes, ndocs;
-
-/* Runs sh -c cmd with stdout and stderr into out; its exit code or -1. */
-static int run(const char *cmd, char *out, size_t outlen)
-{
-    FILE *p = popen(cmd, "r");
-    if (p == NULL)
-        return -1;
-    size_t n = fread(out, 1, outlen - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void add(struct op *ops, size_t *n, const char *method, const char *path)
 {
@@ -90,7 +77,7 @@ static void read_routes(void)
     static char out[1 << 16];
     harness_bin("superimap-api", bin, sizeof bin);
     snprintf(cmd, sizeof cmd, "'%s' routes", bin);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(harness_sh(cmd, out, sizeof out), 0);
     char *save = NULL;
     for (char *line = strtok_r(out, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
@@ -240,7 +227,7 @@ static void test_redocly_finds_no_error_and_no_warning(void **state)
                  "cd '%s' && HOME='%s' npm install --no-save --no-package-lock --no-audit "
                  "--no-fund 2>&1",
                  dir, dir);
-        int rc = run(cmd, out, sizeof out);
+        int rc = harness_sh(cmd, out, sizeof out);
         if (rc != 0 || access(probe, X_OK) != 0)
             fail_msg("npm could not install @redocly/cli into %s (exit %d; needs the npm "
                      "registry and Debian's nodejs and npm, make deps):\n%s",
@@ -249,7 +236,7 @@ static void test_redocly_finds_no_error_and_no_warning(void **state)
     snprintf(cmd, sizeof cmd,
              "cd '%s' && HOME='%s' '%s' lint '%s/web/openapi.json' --format=stylish 2>&1", dir, dir,
              probe, src ? src : "..");
-    int rc = run(cmd, out, sizeof out);
+    int rc = harness_sh(cmd, out, sizeof out);
     if (rc != 0 || strstr(out, "warning") != NULL || strstr(out, "error") != NULL)
         fprintf(stderr, "redocly lint (exit %d):\n%s\n", rc, out);
     assert_int_equal(rc, 0);
