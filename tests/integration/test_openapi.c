@@ -222,11 +222,15 @@ static void test_redocly_finds_no_error_and_no_warning(void **state)
     snprintf(probe, sizeof probe, "%s/node_modules/.bin/redocly", dir);
     static char out[1 << 16];
     char cmd[6000];
+    /* npm's cache and Redocly's settings go to a HOME of the test's own,
+     * never into the source tree. */
+    char home[] = "/tmp/superimap-npm-XXXXXX";
+    assert_non_null(mkdtemp(home));
     if (access(probe, X_OK) != 0) {
         snprintf(cmd, sizeof cmd,
                  "cd '%s' && HOME='%s' npm install --no-save --no-package-lock --no-audit "
                  "--no-fund 2>&1",
-                 dir, dir);
+                 dir, home);
         int rc = harness_sh(cmd, out, sizeof out);
         if (rc != 0 || access(probe, X_OK) != 0)
             fail_msg("npm could not install @redocly/cli into %s (exit %d; needs the npm "
@@ -234,9 +238,12 @@ static void test_redocly_finds_no_error_and_no_warning(void **state)
                      dir, rc, out);
     }
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && HOME='%s' '%s' lint '%s/web/openapi.json' --format=stylish 2>&1", dir, dir,
-             probe, src ? src : "..");
+             "cd '%s' && HOME='%s' '%s' lint '%s/web/openapi.json' --format=stylish 2>&1", dir,
+             home, probe, src ? src : "..");
     int rc = harness_sh(cmd, out, sizeof out);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
+    char ignored[64];
+    harness_sh(cmd, ignored, sizeof ignored);
     if (rc != 0 || strstr(out, "warning") != NULL || strstr(out, "error") != NULL)
         fprintf(stderr, "redocly lint (exit %d):\n%s\n", rc, out);
     assert_int_equal(rc, 0);
