@@ -60,6 +60,31 @@ umask 022
 
 pids=()
 names=()
+
+# stop_pids SECONDS PID...: SIGTERM to each, then SIGKILL (said) to those
+# still there after SECONDS, so a process that hangs in its own shutdown
+# cannot keep the demo from stopping.
+stop_pids() {
+    local limit=$1 p left
+    shift
+    kill -TERM "$@" 2>/dev/null || true
+    local deadline=$((SECONDS + limit))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        left=""
+        for p in "$@"; do
+            kill -0 "$p" 2>/dev/null && left=1
+        done
+        [ -n "$left" ] || break
+        sleep 0.1
+    done
+    for p in "$@"; do
+        if kill -0 "$p" 2>/dev/null; then
+            say "demo: pid $p did not stop within $limit s of SIGTERM; killing it"
+            kill -KILL "$p" 2>/dev/null || true
+        fi
+    done
+    wait "$@" 2>/dev/null || true
+}
 DV_DIR=""
 stopping=""
 stop() {
@@ -78,13 +103,10 @@ stop() {
         *) rest=("${pids[i]}" "${rest[@]}") ;;
         esac
     done
-    if [ ${#first[@]} -gt 0 ]; then
-        kill -TERM "${first[@]}" 2>/dev/null || true
-        wait "${first[@]}" 2>/dev/null || true
-    fi
+    # The nodes drain within 30 s; the others stop at once.
+    [ ${#first[@]} -eq 0 ] || stop_pids 40 "${first[@]}"
     for i in "${rest[@]}"; do
-        kill -TERM "$i" 2>/dev/null || true
-        wait "$i" 2>/dev/null || true
+        stop_pids 10 "$i"
     done
     if [ -n "$DV_DIR" ]; then
         rm -rf "$DV_DIR"
