@@ -15,6 +15,7 @@
 
 #include "core/crypto.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "proto/codec.h"
 
 #define SALT_MAGIC     "Salted__"
@@ -41,6 +42,18 @@ static int decode_mime(const char *s, size_t n, unsigned char **out, size_t *out
 }
 
 /* Decrypts the ciphertext after magic and salt; -1 when it does not open. */
+/* 1 when p[0..n) is UTF-8 text without control characters but tab and line
+ * breaks, as every password and token the original stored. */
+static int is_text(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
+            return 0;
+    }
+    return json_utf8_valid(p, n);
+}
+
 static int decrypt(const char *password, size_t passlen, const unsigned char *salt,
                    const unsigned char *ct, size_t n, char **out)
 {
@@ -60,7 +73,9 @@ static int decrypt(const char *password, size_t passlen, const unsigned char *sa
     crypto_wipe(iv, sizeof iv);
     size_t total = (size_t)len + (size_t)fin;
     plain[total] = '\0';
-    if (!ok || memchr(plain, '\0', total) != NULL) {
+    /* Gibberish has no MAC: a wrong key passes the padding check about once
+     * in 256 values, and gives bytes that are not a password or a token. */
+    if (!ok || !is_text(plain, total)) {
         crypto_wipe(plain, n + BLOCK + 1);
         xfree(plain);
         return -1;

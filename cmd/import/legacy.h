@@ -25,8 +25,9 @@ enum legacy_kind {
  * (passlen bytes). Returns the kind, and in *out a new NUL-terminated string
  * (keys_wipe_free() it): the plaintext, or a copy of value for
  * LEGACY_PLAIN; NULL for LEGACY_BROKEN (also: a value starting as Gibberish's
- * base64 that does not decode) and for plaintext holding a NUL
- * byte (then LEGACY_BROKEN too).
+ * base64 that does not decode, and a plaintext that is not UTF-8 text
+ * without control characters but tab and line breaks: what a wrong key gives when the padding
+ * happens to check out).
  */
 enum legacy_kind legacy_open(const char *password, size_t passlen, const char *value, char **out);
 

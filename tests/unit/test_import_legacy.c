@@ -78,12 +78,60 @@ static void test_gibberish_values_that_do_not_open_are_broken(void **state)
     assert_null(out);
 }
 
+/* A wrong key whose padding happens to check out (about one salt in 256)
+ * decrypts to bytes that are no password: still broken, never imported. */
+static void test_a_wrong_key_that_passes_the_padding_check_is_still_broken(void **state)
+{
+    (void)state;
+    static const char right[] = "right-key", wrong[] = "k3z", plain[] = "wrong-key-pass";
+    unsigned char raw[8 + SALT_LEN + 2 * BLOCK];
+    memcpy(raw, "Salted__", 8);
+    int found = 0;
+    for (uint32_t s = 0; s < 100000 && !found; s++) {
+        for (int i = 0; i < SALT_LEN; i++)
+            raw[8 + i] = (unsigned char)((s >> (8 * (i % 4))) + (unsigned)i);
+        unsigned char key[32], iv[BLOCK], back[2 * BLOCK];
+        int n = 0, fin = 0;
+        EVP_BytesToKey(EVP_aes_256_cbc(), EVP_md5(), raw + 8, (const unsigned char *)right,
+                       (int)strlen(right), 1, key, iv);
+        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+        assert_int_equal(EVP_EncryptInit_ex(c, EVP_aes_256_cbc(), NULL, key, iv), 1);
+        assert_int_equal(
+            EVP_EncryptUpdate(c, raw + 16, &n, (const unsigned char *)plain, (int)strlen(plain)),
+            1);
+        assert_int_equal(EVP_EncryptFinal_ex(c, raw + 16 + n, &fin), 1);
+        int ctlen = n + fin;
+        /* Does the wrong key's padding check out, with no NUL (the old test)? */
+        EVP_BytesToKey(EVP_aes_256_cbc(), EVP_md5(), raw + 8, (const unsigned char *)wrong,
+                       (int)strlen(wrong), 1, key, iv);
+        assert_int_equal(EVP_DecryptInit_ex(c, EVP_aes_256_cbc(), NULL, key, iv), 1);
+        int m = 0, mf = 0;
+        int padded = EVP_DecryptUpdate(c, back, &m, raw + 16, ctlen) == 1 &&
+                     EVP_DecryptFinal_ex(c, back + m, &mf) == 1;
+        EVP_CIPHER_CTX_free(c);
+        if (!padded || memchr(back, '\0', (size_t)(m + mf)) != NULL)
+            continue;
+        found = 1;
+        char b64[128];
+        EVP_EncodeBlock((unsigned char *)b64, raw, 16 + ctlen);
+        char *out = (char *)"unset";
+        assert_int_equal(legacy_open(wrong, strlen(wrong), b64, &out), LEGACY_BROKEN);
+        assert_null(out);
+        /* And the right key still opens it. */
+        assert_int_equal(legacy_open(right, strlen(right), b64, &out), LEGACY_DECRYPTED);
+        assert_string_equal(out, plain);
+        keys_wipe_free(out);
+    }
+    assert_true(found);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_opens_what_openssl_enc_made),
         cmocka_unit_test(test_plaintext_rows_are_taken_as_they_are),
         cmocka_unit_test(test_gibberish_values_that_do_not_open_are_broken),
+        cmocka_unit_test(test_a_wrong_key_that_passes_the_padding_check_is_still_broken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
