@@ -400,6 +400,14 @@ int dovecot_fetch(const struct dovecot *d, const char *user, const char *fields,
     return run(argv, NULL, 0, out, outlen) == 0 ? 0 : -1;
 }
 
+int dovecot_flag_all(const struct dovecot *d, const char *user, const char *flag)
+{
+    const char *argv[] = {"doveadm", "-c", d->conf,   "flags", "add", "-u",
+                          user,      flag, "mailbox", "INBOX", "all", NULL};
+    char out[256];
+    return run(argv, NULL, 0, out, sizeof out) == 0 ? 0 : -1;
+}
+
 unsigned long dovecot_uidvalidity(const struct dovecot *d, const char *user)
 {
     const char *argv[] = {"doveadm", "-c", d->conf,       "mailbox", "status",

@@ -83,6 +83,10 @@ int dovecot_fetch(const struct dovecot *d, const char *user, const char *fields,
                   size_t outlen);
 
 /* The UIDVALIDITY of user's INBOX (doveadm mailbox status), or 0. */
+/* Adds flag (e.g. "\\Deleted") to every message in user's INBOX, as the
+ * user's own client would. Returns 0 or -1. */
+int dovecot_flag_all(const struct dovecot *d, const char *user, const char *flag);
+
 unsigned long dovecot_uidvalidity(const struct dovecot *d, const char *user);
 
 #endif
