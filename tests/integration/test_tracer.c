@@ -13,6 +13,10 @@
  * - a provider with tracer_delete has its tracers deleted once detected
  *   (UID STORE \Deleted, UID EXPUNGE: Dovecot has UIDPLUS), and nothing
  *   else: another message the user marked \Deleted stays;
+ * - an OAuth2 user's (connected at the test provider; Dovecot's oauth2
+ *   passdb checks its access token there) is submitted with XOAUTH2 through
+ *   Postfix's SASL (Dovecot's auth), delivered into the mailbox its IMAP
+ *   login watches, detected with its latency and never announced;
  * - an unreachable SMTP server (a closed port) and a refused login (a wrong
  *   password) are classified, counted once per round, never retried;
  * - a tracer delivered where its user's watcher cannot see it (another
@@ -49,7 +53,8 @@ static int setup(void **state)
     static const char *const api_env[] = {TRACER_ENV, NULL};
     static const char *const dispatcher_env[] = {TRACER_ENV, "SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
                                                  "SUPERIMAP_TRACER_ALLOW_PRIVATE=1", NULL};
-    const struct sys_opts o = {.mta = 1, .api_env = api_env, .dispatcher_env = dispatcher_env};
+    const struct sys_opts o = {
+        .mta = 1, .oauth2 = 1, .api_env = api_env, .dispatcher_env = dispatcher_env};
     if (sys_start_dovecot(&fleet, &o) < 0)
         return -1;
     if (fleet.skipped)
@@ -64,17 +69,23 @@ static int teardown(void **state)
     return sys_stop_started(&fleet);
 }
 
-/* PATCHes the provider's SMTP server (port <= 0: Postfix's). */
-static void smtp_server(int port)
+/* PATCHes provider code's SMTP server (port <= 0: Postfix's). */
+static void smtp_server_of(const char *code, int port)
 {
     struct api_resp r = {0};
-    char body[160];
+    char path[160], body[160];
+    snprintf(path, sizeof path, "/admin/api/providers/%s", code);
     snprintf(body, sizeof body,
              "{\"smtp_host\":\"127.0.0.1\",\"smtp_port\":%d,\"smtp_tls\":\"none\"}",
              port > 0 ? port : pf.port);
-    assert_int_equal(sys_admin(&fleet, &r, "PATCH", "/admin/api/providers/" SYS_DOVECOT, body),
-                     200);
+    assert_int_equal(sys_admin(&fleet, &r, "PATCH", path, body), 200);
     api_resp_free(&r);
+}
+
+/* smtp_server_of() for SYS_DOVECOT. */
+static void smtp_server(int port)
+{
+    smtp_server_of(SYS_DOVECOT, port);
 }
 
 /* PATCHes a user through the partner API. */
@@ -199,6 +210,65 @@ static void test_a_plain_users_tracer_is_detected_with_its_latency_and_not_annou
     /* A second later: still no webhook for any tracer. */
     sys_wait_hooks(&fleet, "new_mail", user.tag, 0, 1, sys_ms(1000));
     assert_int_equal(sys_count_hooks(&fleet, "new_mail", user.tag, 0), 0);
+}
+
+#define OAUTH2_BACK \
+    "&success=https%3A%2F%2Fpartner.test%2Fok&failure=https%3A%2F%2Fpartner.test%2Fko"
+
+static void test_an_oauth2_users_tracer_is_sent_with_xoauth2_and_detected(void **state)
+{
+    (void)state;
+    SYS_NEED_DOVECOT(&fleet);
+    struct sys_user u;
+    assert_int_equal(sys_create_user(&fleet, SYS_OAUTH2, "tracer-oauth2", &u), 0);
+    struct api_resp r = {0};
+    assert_int_equal(sys_get_user(&fleet, &u, &r), 200);
+    char link[4096];
+    assert_non_null(jstr(&r, "connect_url"));
+    snprintf(link, sizeof link, "%s%s", jstr(&r, "connect_url"), OAUTH2_BACK);
+    api_resp_free(&r);
+    /* Consent at the test provider as the user's Dovecot login. */
+    struct browser b;
+    browser_open(&b, fleet.api.p.port);
+    char cb[8192];
+    assert_int_equal(browser_consent(&b, fleet.idp.port, link, u.login, "allow", cb, sizeof cb), 0);
+    struct page p = {0};
+    browser_visit(&b, cb, NULL, &p);
+    assert_int_equal(p.status, 302);
+    page_free(&p);
+    browser_close(&b);
+    assert_int_equal(sys_wait_user_state(&fleet, &u, "watching", sys_ms(20000)), 0);
+
+    smtp_server_of(SYS_OAUTH2, 0);
+    char json[160];
+    snprintf(json, sizeof json, "{\"email\":\"%s\",\"enable_tracer\":true}", u.login);
+    patch_user_of(&u, json);
+    long long latency = -1;
+    if (wait_tracer_of(SYS_OAUTH2, "detected", &latency, 20000) < 0)
+        sys_dump_logs(&fleet, 30);
+    assert_int_equal(wait_tracer_of(SYS_OAUTH2, "detected", &latency, 0), 0);
+    assert_true(latency >= 0 && latency < sys_ms(20000));
+    fprintf(stderr, "tracer latency (send -> detected, OAuth2, Postfix -> Dovecot): %lld ms\n",
+            latency);
+    assert_true(postfix_log_count(&pf, "sasl_method=XOAUTH2") >= 1);
+    char series[128];
+    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}",
+             SYS_OAUTH2);
+    assert_true(dispatcher_metric(series) >= 1);
+    snprintf(series, sizeof series, "superimap_tracer_latency_seconds_count{provider=\"%s\"}",
+             SYS_OAUTH2);
+    assert_true(harness_metric(fleet.watcher[0].p.port, series) >= 1);
+    char out[8192];
+    assert_int_equal(dovecot_fetch(&fleet.dv, u.login, "hdr", out, sizeof out), 0);
+    assert_non_null(strstr(out, "Subject: TRACER: "));
+    sys_wait_hooks(&fleet, "new_mail", u.tag, 0, 1, sys_ms(1000));
+    assert_int_equal(sys_count_hooks(&fleet, "new_mail", u.tag, 0), 0);
+
+    /* No more tracers for it: the tests below count SYS_DOVECOT's. */
+    assert_int_equal(
+        sys_admin(&fleet, &r, "PATCH", "/admin/api/providers/" SYS_OAUTH2, "{\"smtp_host\":\"\"}"),
+        200);
+    api_resp_free(&r);
 }
 
 #define DEL_PROVIDER "DOVECOT-DEL"
@@ -331,6 +401,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_plain_users_tracer_is_detected_with_its_latency_and_not_announced),
+        cmocka_unit_test(test_an_oauth2_users_tracer_is_sent_with_xoauth2_and_detected),
         cmocka_unit_test(test_tracer_delete_removes_the_tracers_and_nothing_else),
         cmocka_unit_test(test_smtp_failures_are_classified_and_never_retried_in_a_loop),
         cmocka_unit_test(test_a_tracer_that_never_arrives_is_reported_missing),
