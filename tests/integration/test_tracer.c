@@ -163,6 +163,19 @@ static int wait_tracer(const char *status, long long *latency, int ms)
     return wait_tracer_of(SYS_DOVECOT, status, latency, ms);
 }
 
+/* A tracer of provider code was counted sent by the dispatcher and its
+ * latency observed by the watcher. */
+static void assert_tracer_counted(const char *code)
+{
+    char series[128];
+    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}",
+             code);
+    assert_true(dispatcher_metric(series) >= 1);
+    snprintf(series, sizeof series, "superimap_tracer_latency_seconds_count{provider=\"%s\"}",
+             code);
+    assert_true(harness_metric(fleet.watcher[0].p.port, series) >= 1);
+}
+
 /* How many messages in login's INBOX have a TRACER subject; -1 when doveadm
  * fails. */
 static int tracers_in_mailbox(const char *login, char *out, size_t outlen)
@@ -195,13 +208,7 @@ static void test_a_plain_users_tracer_is_detected_with_its_latency_and_not_annou
     assert_true(latency >= 0 && latency < sys_ms(20000));
     fprintf(stderr, "tracer latency (send -> detected, PLAIN, Postfix -> Dovecot): %lld ms\n",
             latency);
-    char series[128];
-    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}",
-             SYS_DOVECOT);
-    assert_true(dispatcher_metric(series) >= 1);
-    snprintf(series, sizeof series, "superimap_tracer_latency_seconds_count{provider=\"%s\"}",
-             SYS_DOVECOT);
-    assert_true(harness_metric(fleet.watcher[0].p.port, series) >= 1);
+    assert_tracer_counted(SYS_DOVECOT);
     assert_true(postfix_log_count(&pf, "sasl_method=PLAIN") >= 1);
     char out[8192];
     assert_int_equal(dovecot_fetch(&fleet.dv, user.login, "hdr", out, sizeof out), 0);
@@ -251,13 +258,7 @@ static void test_an_oauth2_users_tracer_is_sent_with_xoauth2_and_detected(void *
     fprintf(stderr, "tracer latency (send -> detected, OAuth2, Postfix -> Dovecot): %lld ms\n",
             latency);
     assert_true(postfix_log_count(&pf, "sasl_method=XOAUTH2") >= 1);
-    char series[128];
-    snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}",
-             SYS_OAUTH2);
-    assert_true(dispatcher_metric(series) >= 1);
-    snprintf(series, sizeof series, "superimap_tracer_latency_seconds_count{provider=\"%s\"}",
-             SYS_OAUTH2);
-    assert_true(harness_metric(fleet.watcher[0].p.port, series) >= 1);
+    assert_tracer_counted(SYS_OAUTH2);
     char out[8192];
     assert_int_equal(dovecot_fetch(&fleet.dv, u.login, "hdr", out, sizeof out), 0);
     assert_non_null(strstr(out, "Subject: TRACER: "));
