@@ -115,7 +115,8 @@
  * auth (plain|oauth2), idle_renew_s, max_connections, oauth2_authorize_url,
  * oauth2_token_url, oauth2_scope, smtp_host, smtp_port, smtp_tls
  * (implicit|starttls|none), smtp_domain (where tracer mails are submitted;
- * no smtp_host: no tracers), connections_count (connections using it; a
+ * no smtp_host: no tracers), tracer_delete (0|1: watchers delete tracer
+ * mails once detected), connections_count (connections using it; a
  * provider in use cannot be deleted or change auth), created_at, updated_at.
  *
  * Partner fields: name; api_key (encrypted, AAD "si:partner:<pid>:api_key");

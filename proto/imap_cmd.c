@@ -187,6 +187,20 @@ int imap_cmd_uid_fetch_body_part(struct buf *out, const char *tag, uint32_t uid,
                       uid, offset, length);
 }
 
+int imap_cmd_uid_store_deleted(struct buf *out, const char *tag, uint32_t uid)
+{
+    if (out == NULL || !valid_tag(tag) || uid == 0)
+        return -SIMAP_EINVAL;
+    return buf_printf(out, "%s UID STORE %" PRIu32 " +FLAGS.SILENT (\\Deleted)\r\n", tag, uid);
+}
+
+int imap_cmd_uid_expunge(struct buf *out, const char *tag, uint32_t uid)
+{
+    if (out == NULL || !valid_tag(tag) || uid == 0)
+        return -SIMAP_EINVAL;
+    return buf_printf(out, "%s UID EXPUNGE %" PRIu32 "\r\n", tag, uid);
+}
+
 /* ---- Commands with strings ---- */
 
 static int credential_ok(const char *s)
@@ -236,6 +250,12 @@ int imap_cmd_examine(struct buf *out, struct imap_cmd_sync *sync, const char *ta
                      const char *mailbox, unsigned flags)
 {
     return mailbox_cmd(out, sync, tag, "EXAMINE", mailbox, "\r\n", flags);
+}
+
+int imap_cmd_select(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                    const char *mailbox, unsigned flags)
+{
+    return mailbox_cmd(out, sync, tag, "SELECT", mailbox, "\r\n", flags);
 }
 
 int imap_cmd_status(struct buf *out, struct imap_cmd_sync *sync, const char *tag,

@@ -142,6 +142,12 @@ int imap_cmd_sasl_cancel(struct buf *out);
 int imap_cmd_examine(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                      const char *mailbox, unsigned flags);
 
+/* "<tag> SELECT <mailbox>" (read-write: only to delete tracer mails; the
+ * watcher's fetches still never set \Seen). Arguments as for
+ * imap_cmd_examine(). */
+int imap_cmd_select(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                    const char *mailbox, unsigned flags);
+
 /* "<tag> STATUS <mailbox> (UIDNEXT UIDVALIDITY MESSAGES)": the poll of a
  * server without IDLE. Arguments as for imap_cmd_examine(). */
 int imap_cmd_status(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
@@ -167,5 +173,14 @@ int imap_cmd_uid_fetch_body(struct buf *out, const char *tag, uint32_t uid);
  * length must be non-zero. */
 int imap_cmd_uid_fetch_body_part(struct buf *out, const char *tag, uint32_t uid, uint64_t offset,
                                  uint32_t length);
+
+/* "<tag> UID STORE <uid> +FLAGS.SILENT (\Deleted)" (RFC 3501 6.4.6): marks
+ * one message deleted without an untagged FETCH in answer. uid must be
+ * non-zero. */
+int imap_cmd_uid_store_deleted(struct buf *out, const char *tag, uint32_t uid);
+
+/* "<tag> UID EXPUNGE <uid>" (RFC 4315 UIDPLUS): removes that one message
+ * if it is marked \Deleted, never another marked so. uid must be non-zero. */
+int imap_cmd_uid_expunge(struct buf *out, const char *tag, uint32_t uid);
 
 #endif

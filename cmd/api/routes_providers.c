@@ -6,7 +6,8 @@
  * the client secret goes (post body or HTTP Basic) and the SASL mechanism.
  * "preset": "gmail" or "microsoft" fills in the published values. The SMTP
  * settings (smtp_host, smtp_port, smtp_tls, smtp_domain) are those tracer
- * mails are submitted to (README "Tracer mail").
+ * mails are submitted to (README "Tracer mail"); tracer_delete (a boolean,
+ * off by default) has watchers delete tracer mails once detected.
  *
  * Like all of the admin API (authenticated by Authorization: Bearer
  * $SUPERIMAP_ADMIN_TOKEN), it refuses unknown parameters (400 naming the
@@ -55,6 +56,7 @@ static const char *const provider_params[] = {"code",
                                               "smtp_port",
                                               "smtp_tls",
                                               "smtp_domain",
+                                              "tracer_delete",
                                               NULL};
 
 /* The published settings of the big OAuth2 mail providers (IMAP on port
@@ -157,7 +159,7 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
     const char *preset_name, *host, *tls, *auth, *sasl, *aurl, *turl, *uurl, *rurl, *scope,
         *aparams, *tauth, *shost, *stls, *sdomain;
     int64_t port, renew, maxc, sport;
-    int has_port, has_renew, has_max, has_sport;
+    int has_port, has_renew, has_max, has_sport, tdel = -1;
     int oauth2_private = r->api->cfg->oauth2_allow_private;
     if ((rc = input_text(r, "preset", 32, &preset_name)) != 0 ||
         (rc = input_text(r, "imap_host", 253, &host)) != 0 ||
@@ -201,6 +203,9 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         return reply_invalid(r, "smtp_tls", "must be implicit, starttls or none");
     if (sdomain != NULL && *sdomain != '\0' && !valid_host(sdomain))
         return reply_invalid(r, "smtp_domain", "must be a host name");
+    const struct param *tdel_param = params_get(&r->params, "tracer_delete");
+    if (tdel_param != NULL && param_bool(tdel_param, &tdel) < 0)
+        return reply_invalid(r, "tracer_delete", "must be true or false");
 
     in->n = 0;
     if (creating) {
@@ -209,6 +214,7 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         pair(in, "idle_renew_s", "1500");
         pair(in, "max_connections", "0");
         pair(in, "smtp_tls", "starttls");
+        pair(in, "tracer_delete", "0");
     }
     if (preset != NULL) {
         const char *const fields[][2] = {
@@ -276,6 +282,8 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         pair(in, "smtp_tls", stls);
     if (sdomain)
         pair(in, "smtp_domain", sdomain);
+    if (tdel >= 0)
+        pair(in, "tracer_delete", tdel ? "1" : "0");
 
     if (creating && *final_value(in, cur, "imap_host") == '\0')
         return reply_invalid(r, "imap_host", "can't be blank");

@@ -144,6 +144,7 @@ void view_provider(struct json_gen *g, const struct rec *p)
         json_gen_key_null(g, "smtp_port");
     json_gen_key_str(g, "smtp_tls", *rec_get(p, "smtp_tls") ? rec_get(p, "smtp_tls") : "starttls");
     str_or_null(g, "smtp_domain", rec_get(p, "smtp_domain"));
+    json_gen_key_bool(g, "tracer_delete", strcmp(rec_get(p, "tracer_delete"), "1") == 0);
     int_field(g, "connections_count", rec_get(p, "connections_count"));
     view_time(g, "created_at", rec_get(p, "created_at"));
     view_time(g, "updated_at", rec_get(p, "updated_at"));

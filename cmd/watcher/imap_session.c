@@ -90,6 +90,8 @@ static const struct state_row states[S_COUNT] = {
     [S_BODY] = {session_mailbox_body, NULL, command_timeout, 1, 1},
     [S_HASH] = {session_mailbox_hashed, NULL, command_timeout, 1, 1},
     [S_RECORD] = {NULL, NULL, NULL, 0, 1},
+    [S_DELETE] = {session_mailbox_deleted, NULL, command_timeout, 1, 1},
+    [S_EXPUNGE] = {session_mailbox_expunged, NULL, command_timeout, 1, 1},
     [S_IDLE_START] = {session_mailbox_idle_end, session_mailbox_idle_started, command_timeout, 1,
                       1},
     [S_IDLE] = {session_mailbox_idle_end, NULL, session_mailbox_idle_timer, 0, 1},

@@ -38,6 +38,7 @@ struct record {
     char *token_url; /* NULL when unset */
     enum provider_token_auth token_auth;
     enum provider_sasl sasl;
+    int tracer_delete;
 };
 
 struct prov {
@@ -106,7 +107,7 @@ static void record_clear(struct record *rec)
 static int parse_record(struct record *rec, const redisReply *r)
 {
     const char *host = NULL, *port = NULL, *tls = NULL, *auth = NULL, *renew = NULL, *maxc = NULL,
-               *turl = NULL, *tauth = NULL, *sasl = NULL;
+               *turl = NULL, *tauth = NULL, *sasl = NULL, *tdel = NULL;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *f = r->element[i], *v = r->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -129,6 +130,8 @@ static int parse_record(struct record *rec, const redisReply *r)
             tauth = v->str;
         else if (strcmp(f->str, "sasl") == 0)
             sasl = v->str;
+        else if (strcmp(f->str, "tracer_delete") == 0)
+            tdel = v->str;
     }
     long n;
     if (host == NULL || host[0] == '\0' || strlen(host) > 255)
@@ -182,6 +185,7 @@ static int parse_record(struct record *rec, const redisReply *r)
     rec->token_url = turl != NULL && turl[0] != '\0' ? xstrdup(turl) : NULL;
     rec->token_auth = ta;
     rec->sasl = sm;
+    rec->tracer_delete = tdel != NULL && strcmp(tdel, "1") == 0;
     return 0;
 }
 
@@ -203,6 +207,7 @@ static void apply_record(struct prov *p, struct record *rec, const struct sockad
     pub->token_url = rec->token_url;
     pub->token_auth = rec->token_auth;
     pub->sasl = rec->sasl;
+    pub->tracer_delete = rec->tracer_delete;
     rec->host = rec->token_url = NULL;
 }
 

@@ -64,6 +64,7 @@ struct provider {
     enum provider_auth auth;
     int idle_renew_s;    /* re-issue IDLE this often, 60..1740 */
     int max_connections; /* 0: unlimited */
+    int tracer_delete;   /* tracer mails of tracer users are deleted once detected */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     /* OAuth2 (auth oauth2) */

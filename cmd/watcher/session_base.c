@@ -20,9 +20,10 @@
 #include "core/metrics.h"
 
 static const char *const state_names[S_COUNT] = {
-    "NEW",      "LOAD",       "QUEUED",  "TOKEN",   "CONNECT",   "TLS",   "GREETING", "CAPA",
-    "STARTTLS", "AUTH",       "EXAMINE", "UIDNEXT", "BASELINE",  "FETCH", "BODY",     "HASH",
-    "RECORD",   "IDLE_START", "IDLE",    "DONE",    "POLL_WAIT", "NOOP",  "WAIT",     "DEAD",
+    "NEW",  "LOAD",      "QUEUED", "TOKEN",   "CONNECT", "TLS",        "GREETING",
+    "CAPA", "STARTTLS",  "AUTH",   "EXAMINE", "UIDNEXT", "BASELINE",   "FETCH",
+    "BODY", "HASH",      "RECORD", "DELETE",  "EXPUNGE", "IDLE_START", "IDLE",
+    "DONE", "POLL_WAIT", "NOOP",   "WAIT",    "DEAD",
 };
 
 const char *session_state_name(enum sess_state st)
@@ -102,8 +103,8 @@ void session_close(struct imap_session *s)
     session_wipe_str(&s->user.access);
     session_token_detach(s);
     s->has_caps = s->cap_idle = s->cap_starttls = s->cap_sasl_ir = s->cap_auth_plain = 0;
-    s->cap_logindisabled = s->cap_literal_plus = 0;
-    s->tls_up = s->authed = 0;
+    s->cap_logindisabled = s->cap_literal_plus = s->cap_uidplus = 0;
+    s->tls_up = s->authed = s->selected = 0;
     s->need_fetch = s->probing = s->healthy = 0;
     s->mb.uidvalidity = s->mb.uidnext = s->mb.last_uid = s->mb.base_uid = s->mb.max_uid_seen = 0;
     s->exists_mono = 0;
@@ -209,4 +210,5 @@ void session_take_caps(struct imap_session *s, const struct imap_strlist *l)
     s->cap_auth_plain = imap_strlist_has(l, "AUTH=PLAIN");
     s->cap_logindisabled = imap_strlist_has(l, "LOGINDISABLED");
     s->cap_literal_plus = imap_strlist_has(l, "LITERAL+");
+    s->cap_uidplus = imap_strlist_has(l, "UIDPLUS");
 }

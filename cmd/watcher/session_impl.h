@@ -55,13 +55,15 @@ enum sess_state {
     S_CAPA,       /* CAPABILITY sent */
     S_STARTTLS,   /* STARTTLS sent */
     S_AUTH,       /* LOGIN or AUTHENTICATE sent */
-    S_EXAMINE,    /* EXAMINE INBOX sent */
+    S_EXAMINE,    /* EXAMINE INBOX sent (SELECT when the provider deletes tracers) */
     S_UIDNEXT,    /* UID FETCH * (UID) sent: the server gave no UIDNEXT */
     S_BASELINE,   /* cursor_baseline in flight */
     S_FETCH,      /* UID FETCH last+1:* (UID RFC822.SIZE ENVELOPE) sent */
     S_BODY,       /* UID FETCH n BODY.PEEK[] sent */
     S_HASH,       /* UID FETCH n BODY.PEEK[]<offset.length> sent: a message over the limit */
     S_RECORD,     /* record_mail in flight */
+    S_DELETE,     /* UID STORE n +FLAGS.SILENT (\Deleted) sent: a tracer, its provider says so */
+    S_EXPUNGE,    /* UID EXPUNGE n sent (UIDPLUS) */
     S_IDLE_START, /* IDLE sent, waiting for "+" */
     S_IDLE,       /* idling */
     S_DONE,       /* DONE sent, waiting for IDLE's tagged answer */
@@ -135,6 +137,7 @@ struct imap_session {
     unsigned cap_auth_plain : 1;
     unsigned cap_logindisabled : 1;
     unsigned cap_literal_plus : 1;
+    unsigned cap_uidplus : 1;
     unsigned tls_up : 1;
     unsigned authed : 1;
     unsigned need_fetch : 1;
@@ -149,6 +152,7 @@ struct imap_session {
     unsigned hash_more : 1;     /* S_HASH: the last part came whole, the message goes on */
     unsigned hash_bad : 1;      /* S_HASH: the server answered without our <offset> */
     unsigned no_partial : 1;    /* force_too_large's body overflowed a partial fetch too */
+    unsigned selected : 1;      /* INBOX SELECTed (read-write): tracers may be deleted */
 
     uint32_t k;
     struct mailbox_view mb;
@@ -272,6 +276,8 @@ void session_mailbox_uidnext(struct imap_session *s, const struct imap_response 
 void session_mailbox_fetched(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_body(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_hashed(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_deleted(struct imap_session *s, const struct imap_response *r, int ok);
+void session_mailbox_expunged(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_idle_end(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_noop(struct imap_session *s, const struct imap_response *r, int ok);
 /* "+" during S_IDLE_START. */

@@ -1,7 +1,8 @@
 /*
  * cmd/watcher/session_mailbox: a logged-in IMAP session watching INBOX
- * (states EXAMINE, UIDNEXT, BASELINE, FETCH, BODY, HASH, RECORD, IDLE_START,
- * IDLE, DONE, POLL_WAIT, NOOP; RFC 3501, RFC 2177 IDLE):
+ * (states EXAMINE, UIDNEXT, BASELINE, FETCH, BODY, HASH, RECORD, DELETE,
+ * EXPUNGE, IDLE_START, IDLE, DONE, POLL_WAIT, NOOP; RFC 3501, RFC 2177 IDLE,
+ * RFC 4315 UIDPLUS):
  *
  *   EXAMINE INBOX --> [UIDNEXT: UID FETCH * (UID), when EXAMINE gave none]
  *     --> BASELINE (cursor_baseline: UIDNEXT-1 on first sight or new UIDVALIDITY)
@@ -10,11 +11,18 @@
  *         SUPERIMAP_MAX_EMAIL_SIZE HASH (UID FETCH n BODY.PEEK[]<offset.length>
  *         in parts of at most HASH_PART, each hashed and dropped: the event's
  *         sha1 is the message's, its body is never kept) -> RECORD (record_mail)
+ *         [-> DELETE (UID STORE n +FLAGS.SILENT (\Deleted)) -> EXPUNGE (UID
+ *         EXPUNGE n, with UIDPLUS): a tracer, when its provider has
+ *         tracer_delete]
  *     --> IDLE_START -> IDLE --EXISTS/RECENT, renewal, probe--> DONE -> FETCH ...
  *         (without the IDLE capability: POLL_WAIT --timer--> NOOP -> FETCH ...)
  *
- * INBOX is only EXAMINEd and bodies fetched with BODY.PEEK, so nothing is
- * ever marked \Seen. An idle session keeps no parser or output buffers.
+ * INBOX is EXAMINEd (read-only), or SELECTed when the provider deletes
+ * tracers (tracer_delete), and bodies are fetched with BODY.PEEK, so nothing
+ * is ever marked \Seen. The only change ever made to a mailbox is that
+ * deletion: one tracer by UID, never a plain EXPUNGE (which would also
+ * remove what the user marked \Deleted); without UIDPLUS it stays marked.
+ * An idle session keeps no parser or output buffers.
  *
  * Depends on: session_base, session_store (baseline, record_mail, publish),
  * imap_conn, session_policy, proto/imap_cmd, proto/imap_parse.
@@ -42,7 +50,10 @@ void session_mailbox_examine(struct imap_session *s)
 {
     struct imap_cmd_sync sync = {0};
     session_new_tag(s);
-    if (imap_cmd_examine(&s->conn.out, &sync, s->tag, "INBOX", 0) < 0) {
+    s->selected = s->prov->tracer_delete != 0;
+    int rc = s->selected ? imap_cmd_select(&s->conn.out, &sync, s->tag, "INBOX", 0)
+                         : imap_cmd_examine(&s->conn.out, &sync, s->tag, "INBOX", 0);
+    if (rc < 0) {
         session_fail(s, F_PROTO, "cannot build EXAMINE");
         return;
     }
@@ -127,12 +138,29 @@ static void skip_message(struct imap_session *s)
     next_message(s);
 }
 
+/* A tracer just detected, its provider deleting tracers: marked \Deleted
+ * (DELETE), then expunged by UID (EXPUNGE) when the server has UIDPLUS. */
+static void delete_tracer(struct imap_session *s)
+{
+    session_new_tag(s);
+    session_send_command(
+        s, imap_cmd_uid_store_deleted(&s->conn.out, s->tag, s->mb.msgs[s->mb.imsg].uid), S_DELETE,
+        "cannot build UID STORE");
+}
+
 static void on_recorded(struct imap_session *s, enum store_record res, const char *why)
 {
     switch (res) {
     case STORE_RECORDED:
         s->mb.last_uid = s->mb.msgs[s->mb.imsg].uid;
         skip_message(s);
+        return;
+    case STORE_TRACER:
+        s->mb.last_uid = s->mb.msgs[s->mb.imsg].uid;
+        if (s->selected)
+            delete_tracer(s);
+        else
+            skip_message(s);
         return;
     case STORE_SKIPPED:
         skip_message(s);
@@ -467,6 +495,42 @@ void session_mailbox_hashed(struct imap_session *s, const struct imap_response *
                  "its id's acct=%s uid=%" PRIu32 " bytes=%" PRIu64,
                  s->uid, m->uid, got);
     record(s, m, NULL, 1, usable ? sha1 : NULL);
+}
+
+/* A refused deletion is logged, never a failure: the tracer was detected,
+ * and the mail goes on being watched. */
+void session_mailbox_deleted(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    uint32_t uid = s->mb.msgs[s->mb.imsg].uid;
+    if (!ok) {
+        log_warn("tracer not deleted: UID STORE refused acct=%s uid=%" PRIu32 ": %s", s->uid, uid,
+                 policy_server_text(r, text, sizeof text));
+        skip_message(s);
+        return;
+    }
+    if (!s->cap_uidplus) {
+        log_info("tracer marked deleted, left for the user's client to expunge (no UIDPLUS) "
+                 "acct=%s uid=%" PRIu32,
+                 s->uid, uid);
+        skip_message(s);
+        return;
+    }
+    session_new_tag(s);
+    session_send_command(s, imap_cmd_uid_expunge(&s->conn.out, s->tag, uid), S_EXPUNGE,
+                         "cannot build UID EXPUNGE");
+}
+
+void session_mailbox_expunged(struct imap_session *s, const struct imap_response *r, int ok)
+{
+    char text[200];
+    uint32_t uid = s->mb.msgs[s->mb.imsg].uid;
+    if (ok)
+        log_info("tracer deleted acct=%s uid=%" PRIu32, s->uid, uid);
+    else
+        log_warn("tracer not expunged: UID EXPUNGE refused acct=%s uid=%" PRIu32 ": %s", s->uid,
+                 uid, policy_server_text(r, text, sizeof text));
+    skip_message(s);
 }
 
 /* IDLE_START, IDLE and DONE: IDLE's tagged answer. */

@@ -425,7 +425,7 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
         break;
     case EVENT_TRACER:
         tracer_detected(s, reply);
-        done(s, STORE_RECORDED, NULL);
+        done(s, STORE_TRACER, NULL);
         break;
     case EVENT_OLD:
         metric_inc(s->w->m.duplicates);

@@ -86,6 +86,7 @@ void session_store_put_baseline(struct imap_session *s);
 
 enum store_record {
     STORE_RECORDED, /* recorded, or recorded before: the cursor moves past it */
+    STORE_TRACER,   /* a tracer of a tracer user, detected: the cursor moves past it */
     STORE_SKIPPED,  /* not announced (the user is no longer watched) */
     STORE_FAILED,   /* Redis failed or the cursor changed: why says */
     STORE_BEHIND,   /* Redis's cursor is below s->mb.last_uid: it lost writes */

@@ -182,6 +182,10 @@ static void mta_listeners(const struct dovecot *d, char *mta, size_t cap)
 static int write_config(struct dovecot *d)
 {
     char path[400], text[8192], oauth2[1024], mta[1024];
+    /* With an MTA, LMTP delivers to the recipient's local part (%Ln): IMAP
+     * logins' mailboxes are named by theirs too, "user1@example.com" (an
+     * OAuth2 token's user) and "user1" alike. */
+    const char *box = d->port_lmtp > 0 ? "%Ln" : "%u";
     if (oauth2_passdb(d, oauth2, sizeof oauth2) < 0)
         return -1;
     mta_listeners(d, mta, sizeof mta);
@@ -208,21 +212,22 @@ static int write_config(struct dovecot *d)
              "auth_cache_size = 0\n"
              "auth_failure_delay = 0\n"
              "first_valid_uid = 1\n"
-             "mail_location = maildir:%s/mail/%%u\n"
+             "mail_location = maildir:%s/mail/%s\n"
              "default_login_user = dovenull\n"
              "default_internal_user = dovecot\n"
              "%s"
              "passdb {\n  driver = passwd-file\n"
              "  args = scheme=PLAIN username_format=%%u %s/passwd\n}\n"
              "userdb {\n  driver = static\n"
-             "  args = uid=%d gid=%d home=%s/mail/%%u%s\n}\n"
+             "  args = uid=%d gid=%d home=%s/mail/%s%s\n}\n"
              "service imap-login {\n"
              "  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n"
              "  inet_listener imaps {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n"
              "}\n%s",
              d->dir, d->dir, d->dir, mta[0] ? " lmtp" : "", d->dir, d->dir,
-             oauth2[0] ? " xoauth2 oauthbearer" : "", d->dir, oauth2, d->dir, MAIL_UID, MAIL_UID,
-             d->dir, oauth2[0] ? " allow_all_users=yes" : "", d->port_plain, d->port_tls, mta);
+             oauth2[0] ? " xoauth2 oauthbearer" : "", d->dir, box, oauth2, d->dir, MAIL_UID,
+             MAIL_UID, d->dir, box, oauth2[0] ? " allow_all_users=yes" : "", d->port_plain,
+             d->port_tls, mta);
     return harness_write_file(d->conf, text);
 }
 
@@ -398,6 +403,14 @@ int dovecot_fetch(const struct dovecot *d, const char *user, const char *fields,
     const char *argv[] = {"doveadm", "-c",      d->conf, "fetch", "-u", user,
                           fields,    "mailbox", "INBOX", "all",   NULL};
     return run(argv, NULL, 0, out, outlen) == 0 ? 0 : -1;
+}
+
+int dovecot_flag_all(const struct dovecot *d, const char *user, const char *flag)
+{
+    const char *argv[] = {"doveadm", "-c", d->conf,   "flags", "add", "-u",
+                          user,      flag, "mailbox", "INBOX", "all", NULL};
+    char out[256];
+    return run(argv, NULL, 0, out, sizeof out) == 0 ? 0 : -1;
 }
 
 unsigned long dovecot_uidvalidity(const struct dovecot *d, const char *user)

@@ -67,7 +67,11 @@ int dovecot_start_oauth2(struct dovecot *d, int users, const char *introspect_ur
 /* As dovecot_start_oauth2() (introspect_url "" for no oauth2 passdb), with
  * two more listeners on 127.0.0.1 for an MTA (postfix.h): LMTP, where
  * user<i>@<any domain> is user<i>'s INBOX, and Dovecot's auth service, for
- * the MTA's SMTP AUTH (Postfix's smtpd_sasl_type = dovecot). */
+ * the MTA's SMTP AUTH (Postfix's smtpd_sasl_type = dovecot; with the oauth2
+ * passdb it offers XOAUTH2 and OAUTHBEARER too). A mailbox is named by the
+ * login's local part, so the IMAP login "user<i>@example.com" (an OAuth2
+ * token's username), "user<i>" and LMTP's recipient "user<i>@example.com"
+ * share one INBOX. */
 int dovecot_start_mta(struct dovecot *d, int users, const char *introspect_url);
 
 /* Stops Dovecot by its PID (SIGTERM, then SIGKILL after 5 s), waits for it
@@ -83,6 +87,10 @@ int dovecot_fetch(const struct dovecot *d, const char *user, const char *fields,
                   size_t outlen);
 
 /* The UIDVALIDITY of user's INBOX (doveadm mailbox status), or 0. */
+/* Adds flag (e.g. "\\Deleted") to every message in user's INBOX, as the
+ * user's own client would. Returns 0 or -1. */
+int dovecot_flag_all(const struct dovecot *d, const char *user, const char *flag);
+
 unsigned long dovecot_uidvalidity(const struct dovecot *d, const char *user);
 
 #endif

@@ -67,6 +67,9 @@ static void test_simple_commands_are_exact(void **state)
     assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A0008", 17, 1048576, 65536), 0);
     assert_int_equal(imap_cmd_sasl_empty(&b), 0);
     assert_int_equal(imap_cmd_sasl_cancel(&b), 0);
+    assert_int_equal(imap_cmd_uid_store_deleted(&b, "A0009", 17), 0);
+    assert_int_equal(imap_cmd_uid_expunge(&b, "A0010", 17), 0);
+    assert_int_equal(imap_cmd_select(&b, NULL, "A0011", "INBOX", 0), 0);
     assert_buf(&b, "A0001 CAPABILITY\r\n"
                    "A0002 STARTTLS\r\n"
                    "A0003 NOOP\r\n"
@@ -77,7 +80,10 @@ static void test_simple_commands_are_exact(void **state)
                    "A0007 UID FETCH 17 BODY.PEEK[]\r\n"
                    "A0008 UID FETCH 17 BODY.PEEK[]<1048576.65536>\r\n"
                    "\r\n"
-                   "*\r\n");
+                   "*\r\n"
+                   "A0009 UID STORE 17 +FLAGS.SILENT (\\Deleted)\r\n"
+                   "A0010 UID EXPUNGE 17\r\n"
+                   "A0011 SELECT \"INBOX\"\r\n");
     buf_free(&b);
 }
 
@@ -116,6 +122,8 @@ static void test_invalid_arguments_are_refused_and_write_nothing(void **state)
     assert_int_equal(imap_cmd_noop(NULL, "A1"), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_uid_fetch_envelopes(&b, "A1", 0), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_uid_fetch_body(&b, "A1", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_store_deleted(&b, "A1", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_expunge(&b, "A1", 0), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A1", 0, 0, 1), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A1", 1, 0, 0), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_uid_fetch_body_part(&b, "A1", 1, 4294967296ull, 1), -SIMAP_EINVAL);
