@@ -22,6 +22,10 @@ const double metrics_latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 const size_t metrics_latency_nbounds =
     sizeof metrics_latency_bounds / sizeof metrics_latency_bounds[0];
+const double metrics_tracer_bounds[] = {0.05, 0.1, 0.25, 0.5, 1,   2,   5,
+                                        10,   20,  30,   60,  120, 300, 600};
+const size_t metrics_tracer_nbounds =
+    sizeof metrics_tracer_bounds / sizeof metrics_tracer_bounds[0];
 
 enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
 

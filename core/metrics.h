@@ -36,6 +36,11 @@ struct metric;
 extern const double metrics_latency_bounds[];
 extern const size_t metrics_latency_nbounds;
 
+/* Buckets of superimap_tracer_latency_seconds, 0.05 .. 600 s: the watcher's
+ * stage "detected" and the dispatcher's "submitted" share them. */
+extern const double metrics_tracer_bounds[];
+extern const size_t metrics_tracer_nbounds;
+
 /* Returns a new, empty registry (never NULL); release with metrics_free(). */
 struct metrics *metrics_new(void);
 

@@ -205,6 +205,13 @@ static void on_submitted(const struct deliver_result *res, void *data)
         if (res->code == 0) {
             log_info("tracer sent tracer=%s acct=%s provider=%s smtp_ms=%lld", c->p.id, c->c.uid,
                      c->p.code, (long long)res->latency_ms);
+            char labels[CODE_MAX + 32];
+            snprintf(labels, sizeof labels, "provider=\"%s\",stage=\"submitted\"", c->p.code);
+            metric_observe(metrics_histogram(t->metrics, "superimap_tracer_latency_seconds",
+                                             "Tracer mails by stage: submitted (SMTP, dispatcher), "
+                                             "detected (sent to detected, watcher)",
+                                             labels, metrics_tracer_bounds, metrics_tracer_nbounds),
+                           (double)res->latency_ms / 1000.0);
             struct pending *p = xmalloc(sizeof *p);
             *p = c->p;
             p->deadline = time_mono_ms() + t->deadline_ms;

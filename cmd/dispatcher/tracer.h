@@ -25,8 +25,10 @@
  * missing from the record).
  *
  * Metrics: superimap_tracer_sent_total{provider,result},
- * superimap_tracer_missing_total{provider}. The watcher exports
- * superimap_tracer_detected_total and superimap_tracer_latency_seconds.
+ * superimap_tracer_missing_total{provider},
+ * superimap_tracer_latency_seconds{provider,stage="submitted"} (the SMTP
+ * transaction). The watcher exports superimap_tracer_detected_total and
+ * the stage "detected" (sent to detected).
  *
  * Runs on the loop's thread only.
  *

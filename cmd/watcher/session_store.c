@@ -387,16 +387,17 @@ static void tracer_detected(struct imap_session *s, const struct redisReply *rep
     long long ms = lat != NULL && lat->type == REDIS_REPLY_STRING && lat->len > 0
                        ? strtoll(lat->str, NULL, 10)
                        : -1;
-    static const double bounds[] = {1, 2, 5, 10, 20, 30, 60, 120, 300, 600};
     struct metrics *reg = node_metrics(s->w->node);
-    char labels[PROVIDER_CODE_MAX + 16];
+    char labels[PROVIDER_CODE_MAX + 32];
     snprintf(labels, sizeof labels, "provider=\"%s\"", s->user.code);
     metric_inc(metrics_counter(reg, "superimap_tracer_detected_total",
                                "Tracer mails of tracer users detected (not announced)", labels));
+    snprintf(labels, sizeof labels, "provider=\"%s\",stage=\"detected\"", s->user.code);
     if (ms >= 0)
         metric_observe(metrics_histogram(reg, "superimap_tracer_latency_seconds",
-                                         "Tracer mails from sent to detected by the watcher",
-                                         labels, bounds, sizeof bounds / sizeof bounds[0]),
+                                         "Tracer mails by stage: submitted (SMTP, dispatcher), "
+                                         "detected (sent to detected, watcher)",
+                                         labels, metrics_tracer_bounds, metrics_tracer_nbounds),
                        (double)ms / 1000.0);
     log_info("tracer detected acct=%s provider=%s uid=%" PRIu32 " latency_ms=%lld", s->uid,
              s->user.code, m->uid, ms);

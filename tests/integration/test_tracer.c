@@ -163,16 +163,19 @@ static int wait_tracer(const char *status, long long *latency, int ms)
     return wait_tracer_of(SYS_DOVECOT, status, latency, ms);
 }
 
-/* A tracer of provider code was counted sent by the dispatcher and its
- * latency observed by the watcher. */
+/* A tracer of provider code was counted sent by the dispatcher, its SMTP
+ * time observed there and its latency by the watcher. */
 static void assert_tracer_counted(const char *code)
 {
-    char series[128];
+    char series[160];
     snprintf(series, sizeof series, "superimap_tracer_sent_total{provider=\"%s\",result=\"sent\"}",
              code);
     assert_true(dispatcher_metric(series) >= 1);
-    snprintf(series, sizeof series, "superimap_tracer_latency_seconds_count{provider=\"%s\"}",
-             code);
+    snprintf(series, sizeof series,
+             "superimap_tracer_latency_seconds_count{provider=\"%s\",stage=\"submitted\"}", code);
+    assert_true(dispatcher_metric(series) >= 1);
+    snprintf(series, sizeof series,
+             "superimap_tracer_latency_seconds_count{provider=\"%s\",stage=\"detected\"}", code);
     assert_true(harness_metric(fleet.watcher[0].p.port, series) >= 1);
 }
 
