@@ -316,11 +316,12 @@ static void test_fleet_places_moves_and_takes_over_users(void **state)
     assert_true(ms >= 0);
     fprintf(stderr, "fleet: takeover after kill -9 of a watcher with %d users: %.1f s\n", counts[0],
             (double)(harness_now_ms() - t0) / 1000.0);
-    /* Taken because its connection closed, not because its keys expired. */
+    /* Taken because its connection closed, not because its keys expired:
+     * one of the three survivors (the 4th joined above) said so. */
     int reaped = 0;
-    for (int i = 1; i < 3; i++)
+    for (int i = 1; i < NW; i++)
         reaped += harness_log_contains(&w[i], "its leases are free\" peer=fw1 ");
-    assert_int_equal(reaped >= 1, 1);
+    assert_true(reaped >= 1);
     wait_mail_exactly_once(USERS, 15000);
     assert_one_session_per_user();
 
