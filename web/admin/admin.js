@@ -215,10 +215,11 @@ function secretBox(title, value, note) {
 
 // ---- Fleet ----
 
-// Users per watcher as horizontal bars (SVG), capacity as a tick.
+// Users per watcher as horizontal bars (SVG) on one scale, the largest
+// watcher's users; a capacity inside that scale is drawn as a tick.
 function watcherBars(watchers) {
     const W = 640, row = 26, left = 110;
-    const max = Math.max(1, ...watchers.map((n) => Math.max(n.users || 0, n.capacity || 0)));
+    const max = Math.max(1, ...watchers.map((n) => n.users || 0));
     const svg = s('svg', {class: 'bars', viewBox: `0 0 ${W} ${row * watchers.length + 8}`,
         width: W, height: row * watchers.length + 8, role: 'img', 'aria-label': 'users per watcher'});
     watchers.forEach((n, i) => {
@@ -228,7 +229,7 @@ function watcherBars(watchers) {
         svg.append(s('rect', {x: left, y: y + 3, width: W - left - 120, height: 16, class: 'track'}));
         svg.append(s('rect', {x: left, y: y + 3, width: w, height: 16,
             class: cap && users > cap ? 'bar over' : 'bar', 'data-bar': n.id, 'data-users': users}));
-        if (cap) {
+        if (cap && cap <= max) {
             const cx = left + ((W - left - 120) * cap) / max;
             svg.append(s('line', {x1: cx, x2: cx, y1: y, y2: y + 22, class: 'cap'}));
         }
@@ -240,7 +241,9 @@ function watcherBars(watchers) {
 
 async function viewFleet(view) {
     const f = await api('GET', '/admin/api/fleet');
-    const nodes = f.nodes || [];
+    const order = {api: 0, watcher: 1, dispatcher: 2};
+    const nodes = (f.nodes || []).slice().sort((a, b) =>
+        (order[a.role] ?? 3) - (order[b.role] ?? 3) || a.id.localeCompare(b.id));
     const watchers = nodes.filter((n) => n.role === 'watcher');
     const rows = nodes.map((n) => {
         const draining = n.draining || n.state === 'draining';
@@ -541,7 +544,7 @@ async function viewUser(view, uid) {
         h('p', {}, h('a', {href: '#/users'}, '« Users')),
         h('h1', {}, u.email || u.tag, ' ', badge(u.archived ? 'archived' : 'live')),
         h('dl.facts', {},
-            h('dt', {}, 'State'), h('dd#user-state', {'data-state': u.state}, u.state),
+            h('dt', {}, 'State'), h('dd#user-state', {'data-state': u.state || 'idle'}, u.state || 'idle'),
             h('dt', {}, 'Last error'), h('dd#user-last-error', {}, u.last_error || '—'),
             h('dt', {}, 'Last login'), h('dd', {}, when(u.last_login_at)),
             h('dt', {}, 'Last mail'), h('dd', {}, when(u.last_email_at)),
