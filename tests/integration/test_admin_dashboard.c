@@ -1,0 +1,328 @@
+/*
+ * The admin dashboard (web/admin) in headless Chromium against a real fleet
+ * (tests/integration/system.h: Redis, fake-imapd, api, two watchers, a
+ * dispatcher, a webhook receiver). This file makes the data through the
+ * APIs: six users spread over the two watchers, a delivered mail, a dead
+ * letter (the receiver answers 500 with a one-retry schedule), two admin
+ * accounts; then tests/browser/admin.mjs signs in and walks every view: the
+ * fleet lists the running nodes; a partner is created and its key read once;
+ * a user found by email shows its state and its delivered event; it is
+ * archived and restored; the dead letter's .eml is downloaded and it is
+ * replayed; a watcher is drained from the fleet page until the other holds
+ * every user; five wrong passwords lock an account (the right one is
+ * refused, then taken once the lock ends); a POST without the CSRF token is
+ * refused; sign-out ends the session; one screenshot per view.
+ *
+ * Afterwards it checks what the page cannot prove: the key read on the page
+ * works on the partner API, the CSRF probe created nothing, the replayed
+ * event reached the receiver under its id, the archive sent
+ * user_disconnected, the drained watcher exited 0 as on SIGTERM and the
+ * other holds every lease and announces new mail, the lockout's failure
+ * count in Redis, the session gone. SUPERIMAP_DASHBOARD_SHOTS=<dir> (`make
+ * screenshots`) copies the screenshots there (docs/dashboard).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "tests/integration/system.h"
+#include "tests/integration/test_watcher_fixture.h"
+
+#include <signal.h>
+
+#define NUSERS     6
+#define ADMIN      "ops"
+#define ADMIN_PASS "correct horse battery staple"
+#define LOCKED     "night-shift"
+#define LOCK_PASS  "another long passphrase"
+#define LOCK_SEC   8 /* SUPERIMAP_ADMIN_LOCKOUT_SEC below */
+#define PARTNER    "Dashboard Partner"
+
+static struct sys fleet;
+static const char *const api_env[] = {"SUPERIMAP_ADMIN_LOCKOUT_SEC=8",
+                                      "SUPERIMAP_ADMIN_SCRYPT_LOG2N=10", NULL};
+static const char *const dispatcher_env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                                             "SUPERIMAP_WEBHOOK_TIME_DIVISOR=30", NULL};
+
+static int setup(void **state)
+{
+    (void)state;
+    const struct sys_opts o = {.dovecot_users = -1,
+                               .fake_imapd = 1,
+                               .watchers = 2,
+                               .retry_schedule = "1",
+                               .api_env = api_env,
+                               .dispatcher_env = dispatcher_env};
+    if (fx_init() < 0)
+        return -1;
+    return sys_start(&fleet, &o);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fx_shutdown();
+    return sys_stop(&fleet);
+}
+
+/* The user's uid (from its connect_url) into out. */
+static void uid_of(const struct sys_user *u, char *out, size_t n)
+{
+    struct api_resp r = {0};
+    assert_int_equal(sys_get_user(&fleet, u, &r), 200);
+    query_value(jstr(&r, "connect_url"), "user_id", out, n);
+    assert_true(out[0] != '\0');
+    api_resp_free(&r);
+}
+
+/* The index of the watcher holding uid's lease, or -1. */
+static int lease_holder(const char *uid)
+{
+    char v[128] = "";
+    harness_redis_get(&fleet.redis, v, sizeof v, "GET si:{%u}:lease:%s", fx_shard(uid), uid);
+    for (int i = 0; i < fleet.nwatchers; i++) {
+        size_t l = strlen(fleet.watcher[i].id);
+        if (strncmp(v, fleet.watcher[i].id, l) == 0 && v[l] == ':')
+            return i;
+    }
+    return -1;
+}
+
+/* Polls the admin API until one dead letter is listed; its id into out. */
+static void wait_dead_letter(char *out, size_t n)
+{
+    long long deadline = harness_now_ms() + sys_ms(30000);
+    struct api_resp r = {0};
+    for (;;) {
+        assert_int_equal(sys_admin(&fleet, &r, "GET", "/admin/api/dead-letters", NULL), 200);
+        yajl_val list = json_get(r.json, "dead_letters");
+        if (YAJL_IS_ARRAY(list) && list->u.array.len == 1) {
+            snprintf(out, n, "%s", json_get_str(json_get(list->u.array.values[0], "event"), "id"));
+            break;
+        }
+        if (harness_now_ms() >= deadline) {
+            sys_dump_logs(&fleet, 30);
+            fail_msg("no dead letter listed: %s", r.body);
+        }
+        harness_poll_pause();
+    }
+    api_resp_free(&r);
+}
+
+static void create_admin(const char *name, const char *password)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"username\":\"%s\",\"password\":\"%s\"}", name, password);
+    struct api_resp r = {0};
+    assert_int_equal(sys_admin(&fleet, &r, "POST", "/admin/api/admin-users", body), 201);
+    api_resp_free(&r);
+}
+
+/* Copies every screenshot the script named to SUPERIMAP_DASHBOARD_SHOTS,
+ * when set; checks each is a PNG either way. */
+static void keep_shots(yajl_val shots)
+{
+    const char *to = getenv("SUPERIMAP_DASHBOARD_SHOTS");
+    assert_true(YAJL_IS_ARRAY(shots) && shots->u.array.len >= 10);
+    for (size_t i = 0; i < shots->u.array.len; i++) {
+        const char *name = YAJL_GET_STRING(shots->u.array.values[i]);
+        char path[600], dst[1200];
+        snprintf(path, sizeof path, "%s/%s.png", fleet.redis.dir, name);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL)
+            fail_msg("screenshot %s is missing", path);
+        static unsigned char png[4 << 20];
+        size_t n = fread(png, 1, sizeof png, f);
+        fclose(f);
+        if (n < 1000 || memcmp(png, "\x89PNG\r\n\x1a\n", 8) != 0)
+            fail_msg("%s is not a PNG (%zu bytes)", path, n);
+        if (to == NULL || *to == '\0')
+            continue;
+        snprintf(dst, sizeof dst, "%s/%s.png", to, name);
+        f = fopen(dst, "wb");
+        if (f == NULL || fwrite(png, 1, n, f) != n)
+            fail_msg("could not write %s", dst);
+        fclose(f);
+    }
+}
+
+static int64_t jint(yajl_val o, const char *key)
+{
+    int64_t v = -1;
+    json_get_int(o, key, &v);
+    return v;
+}
+
+static void test_dashboard_in_headless_chromium(void **state)
+{
+    (void)state;
+    struct sys_user u[NUSERS];
+    char uid[NUSERS][64];
+    assert_int_equal(sys_add_users(&fleet, SYS_FAKE, "dash", NUSERS, u), 0);
+    for (int i = 0; i < NUSERS; i++)
+        uid_of(&u[i], uid[i], sizeof uid[i]);
+
+    /* A delivered event for the user page. */
+    long delivered = sys_deliver(&fleet, &u[0], 0);
+    assert_true(delivered >= 0);
+    assert_int_equal(sys_wait_mail(&fleet, delivered, sys_ms(15000)), 0);
+
+    /* A dead letter: two attempts answered 500. */
+    const struct receiver_rule fail = {.status = 500}, ok = {.status = 200};
+    receiver_set_rule(fleet.rx, SYS_HOOK_MAIL, &fail);
+    long dead = sys_deliver(&fleet, &u[1], 0);
+    assert_true(dead >= 0);
+    char dead_id[160];
+    wait_dead_letter(dead_id, sizeof dead_id);
+    receiver_set_rule(fleet.rx, SYS_HOOK_MAIL, &ok);
+
+    create_admin(ADMIN, ADMIN_PASS);
+    create_admin(LOCKED, LOCK_PASS);
+
+    /* Drain the watcher holding more of the users; the other takes all. */
+    int held[2] = {0, 0};
+    for (int i = 0; i < NUSERS; i++) {
+        int w = lease_holder(uid[i]);
+        assert_true(w >= 0);
+        held[w]++;
+    }
+    int drained = held[0] >= held[1] ? 0 : 1, other = 1 - drained;
+
+    static char vars[20][512];
+    int nv = 0;
+    snprintf(vars[nv++], sizeof vars[0], "BASE=http://127.0.0.1:%d", fleet.api.p.port);
+    snprintf(vars[nv++], sizeof vars[0], "SHOTS=%s", fleet.redis.dir);
+    snprintf(vars[nv++], sizeof vars[0], "ADMIN_USER=%s", ADMIN);
+    snprintf(vars[nv++], sizeof vars[0], "ADMIN_PASSWORD=%s", ADMIN_PASS);
+    snprintf(vars[nv++], sizeof vars[0], "LOCK_USER=%s", LOCKED);
+    snprintf(vars[nv++], sizeof vars[0], "LOCK_PASSWORD=%s", LOCK_PASS);
+    snprintf(vars[nv++], sizeof vars[0], "LOCK_SEC=%d", LOCK_SEC);
+    snprintf(vars[nv++], sizeof vars[0], "NODES=%s,%s,%s", fleet.watcher[0].id, fleet.watcher[1].id,
+             fleet.dispatcher[0].id);
+    snprintf(vars[nv++], sizeof vars[0], "DRAIN_NODE=%s", fleet.watcher[drained].id);
+    snprintf(vars[nv++], sizeof vars[0], "OTHER_WATCHER=%s", fleet.watcher[other].id);
+    snprintf(vars[nv++], sizeof vars[0], "USERS_TOTAL=%d", NUSERS);
+    snprintf(vars[nv++], sizeof vars[0], "USER_UID=%s", uid[0]);
+    snprintf(vars[nv++], sizeof vars[0], "USER_EMAIL=%s@example.com", u[0].tag);
+    snprintf(vars[nv++], sizeof vars[0], "DEAD_ID=%s", dead_id);
+    snprintf(vars[nv++], sizeof vars[0], "PARTNER_NAME=%s", PARTNER);
+    snprintf(vars[nv++], sizeof vars[0], "HOOK_URL=http://127.0.0.1:%d/hook/dash/new_mail",
+             receiver_port(fleet.rx));
+    const char *env[24];
+    for (int i = 0; i < nv; i++)
+        env[i] = vars[i];
+    env[nv] = NULL;
+    char *out =
+        browser_chromium(fleet.redis.dir, "chromium-admin", "admin.mjs", env, sys_ms(150000));
+    char line[16384];
+    yajl_val v = NULL;
+    char err[128];
+    if (browser_output_line(out, "{\"shots\"", line, sizeof line) < 0 ||
+        json_parse(line, strlen(line), 8, &v, err, sizeof err) < 0)
+        fail_msg("no result from the browser:\n%s", out);
+    free(out);
+    fprintf(stderr, "browser: %s\n", line);
+
+    /* Signed in, the fleet listed every node. */
+    assert_string_equal(json_get_str(v, "whoami"), ADMIN);
+
+    /* The partner's key, read once on the page, works. */
+    int flag = -1;
+    assert_int_equal(json_get_bool(v, "key_shown_again", &flag), 0);
+    assert_false(flag);
+    assert_int_equal(json_get_bool(v, "partner_found", &flag), 0);
+    assert_true(flag);
+    struct api_resp r = {0};
+    char hdr[256];
+    snprintf(hdr, sizeof hdr, "x-api-key: %s", json_get_str(v, "api_key"));
+    const char *headers[] = {hdr, NULL};
+    api_call(&r, fleet.api.p.port, "GET", "/api/v2/connections", NULL, NULL, 0, headers);
+    assert_int_equal(r.status, 200);
+    char path[256];
+    snprintf(path, sizeof path, "/admin/api/partners/%lld", (long long)jint(v, "partner_id"));
+    assert_int_equal(sys_admin(&fleet, &r, "GET", path, NULL), 200);
+    assert_string_equal(jstr(&r, "name"), PARTNER);
+
+    /* The CSRF probe was refused and created nothing. */
+    assert_int_equal(jint(v, "csrf_status"), 403);
+    assert_string_equal(json_get_str(v, "csrf_code"), "csrf");
+    assert_int_equal(sys_admin(&fleet, &r, "GET", "/admin/api/partners?q=csrf", NULL), 200);
+    assert_null(strstr(r.body, "csrf-probe"));
+
+    /* The user page: its state and its delivered event with the attempt. */
+    assert_string_equal(json_get_str(v, "user_state"), "watching");
+    yajl_val evs = json_get(v, "user_events");
+    int seen = 0;
+    for (size_t i = 0; YAJL_IS_ARRAY(evs) && i < evs->u.array.len; i++) {
+        yajl_val e = evs->u.array.values[i];
+        if (strcmp(json_get_str(e, "id"), fleet.mails[delivered].id) == 0) {
+            assert_string_equal(json_get_str(e, "state"), "delivered");
+            assert_true(jint(e, "attempts") >= 1);
+            seen = 1;
+        }
+    }
+    if (!seen)
+        fail_msg("the user page lacks event %s", fleet.mails[delivered].id);
+
+    /* Archive told the partner; restore brought the user back. */
+    assert_int_equal(sys_wait_hooks(&fleet, "user_disconnected", u[0].tag, 1, 1, sys_ms(15000)), 1);
+    assert_int_equal(sys_wait_user_state(&fleet, &u[0], "watching", sys_ms(20000)), 0);
+
+    /* The .eml is the message delivered; the replay reached the receiver
+     * under the dead letter's id. */
+    assert_int_equal(jint(v, "eml_status"), 200);
+    assert_non_null(strstr(json_get_str(v, "eml_type"), "message/rfc822"));
+    assert_non_null(strstr(json_get_str(v, "eml_disposition"), dead_id));
+    assert_string_equal(json_get_str(v, "eml_subject"), fleet.mails[dead].subject);
+    assert_int_equal(sys_wait_mail(&fleet, dead, sys_ms(20000)), 0);
+    assert_string_equal(fleet.mails[dead].id, dead_id);
+    assert_true(jint(v, "chart_delivered") >= 1);
+    assert_true(jint(v, "chart_mail") >= 2);
+
+    /* The drained watcher exited as on SIGTERM; the other holds every user
+     * and announces new mail. */
+    if (harness_proc_wait(&fleet.watcher[drained].p, sys_ms(30000)) < 0)
+        fail_msg("%s did not exit after its drain", fleet.watcher[drained].id);
+    assert_int_equal(sys_kill_watcher(&fleet, drained, SIGTERM), 0);
+    for (int i = 0; i < NUSERS; i++)
+        assert_int_equal(lease_holder(uid[i]), other);
+    long after = sys_deliver(&fleet, &u[NUSERS - 1], 0);
+    assert_true(after >= 0);
+    assert_int_equal(sys_wait_mail(&fleet, after, sys_ms(15000)), 0);
+
+    /* Lockout: the same words for a wrong password and an unknown user,
+     * then the right password refused while locked, taken after. */
+    yajl_val wrong = json_get(v, "wrong");
+    assert_true(YAJL_IS_ARRAY(wrong) && wrong->u.array.len == 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(YAJL_GET_STRING(wrong->u.array.values[i]),
+                            "Wrong username or password.");
+    assert_string_equal(json_get_str(v, "unknown_user"), "Wrong username or password.");
+    assert_non_null(strstr(json_get_str(v, "locked"), "Too many failed sign-ins"));
+    assert_string_equal(json_get_str(v, "locked_path"), "/admin/login");
+    int64_t unlocked = jint(v, "unlocked_after_ms");
+    assert_true(unlocked >= (LOCK_SEC - 2) * 1000);
+
+    /* Signed out: back at the sign-in page, the session gone. */
+    assert_string_equal(json_get_str(v, "after_sign_out"), "/admin/login");
+    assert_string_equal(json_get_str(v, "revisit"), "/admin/login");
+    assert_int_equal(jint(v, "session_status"), 401);
+    char n[32] = "";
+    assert_int_equal(
+        harness_redis_get(&fleet.redis, n, sizeof n, "SCARD si:admin:" ADMIN ":sessions"), 0);
+    assert_string_equal(n, "0");
+
+    keep_shots(json_get(v, "shots"));
+    json_free(v);
+    api_resp_free(&r);
+    struct sys_report rep;
+    if (sys_report(&fleet, &rep) != 0)
+        fail_msg("%s", fleet.why);
+    assert_int_equal(rep.duplicates, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_dashboard_in_headless_chromium, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
