@@ -71,7 +71,13 @@ async function shot(page, name) {
 
 // Opens hash route r of the dashboard and waits until its view is drawn.
 async function view(page, r) {
-    await page.evaluate((h) => { delete document.body.dataset.loaded; location.hash = h; }, r);
+    await page.evaluate((h) => {
+        delete document.body.dataset.loaded;
+        if (location.hash === h)
+            window.dispatchEvent(new HashChangeEvent('hashchange'));
+        else
+            location.hash = h;
+    }, r);
     await page.waitForFunction((h) => document.body.dataset.loaded === h.slice(1), {}, r);
     const err = await page.$('#view-error');
     if (err)
@@ -119,6 +125,13 @@ async function main() {
     for (const id of env.NODES.split(','))
         await page.waitForSelector(`tr[data-node-id="${id}"]`);
     out.fleet_nodes = await page.$$eval('tr[data-node-id]', (rows) => rows.map((r) => r.dataset.nodeId));
+    // Every user held by a watcher, once their heartbeats tell (the page
+    // refreshes itself every 5 s).
+    await page.waitForFunction((n) => [...document.querySelectorAll('rect[data-bar]')]
+        .reduce((sum, r) => sum + Number(r.dataset.users), 0) === n,
+    {timeout: 30000, polling: 500}, Number(env.USERS_TOTAL));
+    out.fleet_users = await page.$$eval('rect[data-bar]', (bars) =>
+        Object.fromEntries(bars.map((b) => [b.dataset.bar, Number(b.dataset.users)])));
     await shot(page, 'fleet');
 
     step('create a partner, its key shown once');
@@ -163,6 +176,15 @@ async function main() {
     await clickConfirmed(page, '#user-archive');
     await page.waitForFunction(() => document.querySelector('#user-archived')?.textContent === 'yes');
     out.archived_state = await text(page, '#user-state');
+    // Restored only once its watcher has let it go (its lease gone), as an
+    // operator would see on the page.
+    const leaseDeadline = Date.now() + 20000;
+    while ((await text(page, '#user-lease')) !== '—' && Date.now() < leaseDeadline) {
+        await page.waitForNetworkIdle({idleTime: 500});
+        await view(page, `#/users/${env.USER_UID}`);
+    }
+    const lease = await text(page, '#user-lease');
+    out.archived_lease = lease === '—' ? null : lease;
     await page.click('#user-restore');
     await page.waitForFunction(() => document.querySelector('#user-archived')?.textContent === 'no');
     out.restored = true;

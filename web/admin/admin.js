@@ -92,9 +92,9 @@ function num(v) {
 }
 
 function table(headers, rows, cls) {
-    return h('table' + (cls ? '.' + cls : ''), {},
+    return h('div.scroll', {}, h('table' + (cls ? '.' + cls : ''), {},
         h('thead', {}, h('tr', {}, headers.map((t) => h('th', {}, t)))),
-        h('tbody', {}, rows.length ? rows : h('tr', {}, h('td.muted', {colspan: headers.length}, 'None.'))));
+        h('tbody', {}, rows.length ? rows : h('tr', {}, h('td.muted', {colspan: headers.length}, 'None.')))));
 }
 
 function badge(text, kind) {
@@ -282,7 +282,7 @@ async function viewFleet(view) {
         table(['role', 'id', 'version', 'started', 'last heartbeat', 'capacity', 'holds', 'state', ''], rows, 'nodes'),
         h('h2', {}, 'Users per watcher'),
         watchers.length ? watcherBars(watchers) : h('p.muted', {}, 'No watcher is running.'),
-        h('p.muted', {}, 'Refreshed every 5 s.'));
+        h('p.muted', {}, 'Bars: the users each watcher holds, on the scale of the busiest; after the slash, its capacity. Refreshed every 5 s.'));
     refreshTimer = setTimeout(() => route(true), 5000);
 }
 
@@ -648,7 +648,7 @@ function lineChart(id, title, ts, series, unit) {
         const v = (top * k) / 4;
         svg.append(s('line', {x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid'}));
         svg.append(s('text', {x: L - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end'},
-            `${Number.isInteger(v) ? v : v.toFixed(1)}${unit || ''}`));
+            `${Number(v.toFixed(2))}${unit || ''}`));
     }
     const step = Math.max(1, Math.ceil(ts.length / 8));
     for (let i = 0; i < ts.length; i += step)
@@ -656,14 +656,17 @@ function lineChart(id, title, ts, series, unit) {
             new Date(ts[i]).toISOString().slice(11, 16)));
     series.forEach((ser, j) => {
         let d = '', pen = false, sum = 0;
+        const none = (v) => v === null || v === undefined;
         ser.values.forEach((v, i) => {
-            if (v === null || v === undefined) {
+            if (none(v)) {
                 pen = false;
                 return;
             }
             sum += v;
             d += `${pen ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
             pen = true;
+            if (none(ser.values[i - 1]) && none(ser.values[i + 1])) /* a lone minute: a dot */
+                svg.append(s('circle', {cx: x(i), cy: y(v), r: 2.5, class: 'dot ' + ser.cls}));
         });
         totals[ser.name] = sum;
         svg.append(s('path', {d: d || 'M0,0', class: 'line ' + ser.cls, 'data-series': ser.name}));
