@@ -571,12 +571,13 @@ async function viewDeliveries(view) {
         api('GET', '/admin/api/dead-letters?limit=100'),
     ]);
     const t = queues.totals || {};
-    const partnerRows = queuePartners(queues).map((p) => h('tr', {'data-queue-partner': p.partner_id},
-        h('td', {}, h('a', {href: `#/partners/${p.partner_id}`}, p.partner_name || p.partner_id)),
-        h('td', {}, num(p.ready)), h('td', {}, when(p.oldest_at))));
+    const partnerRows = (queues.partners || []).map((p) => h('tr', {'data-queue-partner': p.partner_id},
+        h('td', {}, h('a', {href: `#/partners/${p.partner_id}`}, p.partner_id)),
+        h('td', {}, num(p.ready)), h('td', {}, num(p.retry)), h('td', {}, when(p.oldest_at))));
     const circuitRows = (circuits.circuits || []).map((c) => h('tr', {'data-circuit': c.url},
         h('td.mono.clip', {}, c.url), h('td', {}, badge(c.state)), h('td', {}, num(c.failures)),
-        h('td', {}, when(c.opened_at)), h('td', {}, when(c.until)), h('td', {}, c.node || '—')));
+        h('td', {}, when(c.opened_at)), h('td', {}, when(c.until)), h('td', {}, c.node || '—'),
+        h('td', {}, when(c.updated_at))));
     const deadRows = (dead.dead_letters || []).map((d) => {
         const e = d.event;
         return h('tr', {'data-dead-id': e.id},
@@ -611,24 +612,13 @@ async function viewDeliveries(view) {
             card('Retrying', num(t.retry)), card('Dead', num(t.dead), 'dead-total', t.dead > 0),
             card('Oldest ready', t.oldest_ready_age_ms ? ago(t.oldest_ready_age_ms).replace(' ago', '') : '—')),
         h('h2', {}, 'Queues by partner'),
-        table(['partner', 'ready', 'oldest event'], partnerRows, 'queues'),
+        table(['partner', 'ready', 'retrying', 'oldest waiting'], partnerRows, 'queues'),
+        queues.partners_complete === false ? h('p.muted', {}, 'Retry sets too large to read whole: the retry counts and oldest times are of their first part.') : '',
         h('h2', {}, 'Circuits'),
         circuits.error ? h('p.muted', {}, `Circuits are not available: ${circuits.error.message}`)
-            : table(['URL', 'state', 'failures', 'opened', 'until', 'node'], circuitRows, 'circuits'),
+            : table(['URL', 'state', 'failures', 'opened', 'until', 'node', 'changed'], circuitRows, 'circuits'),
         h('h2', {}, 'Dead letters'),
         table(['event', 'type', 'user', 'partner', 'attempts', 'last status', 'last error', 'died', ''], deadRows, 'dead'));
-}
-
-// Per partner: ready events and the oldest one, from the queues answer
-// (its per-partner list, or summed over the shards' ready_by_partner).
-function queuePartners(q) {
-    if (Array.isArray(q.partners))
-        return q.partners;
-    const by = new Map();
-    for (const sh of q.shards || [])
-        for (const [pid, n] of Object.entries(sh.ready_by_partner || {}))
-            by.set(pid, (by.get(pid) || 0) + n);
-    return [...by].map(([partner_id, ready]) => ({partner_id, ready}));
 }
 
 // ---- Charts ----
