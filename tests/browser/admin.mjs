@@ -1,7 +1,7 @@
 // tests/browser/admin.mjs: the admin dashboard (web/admin) in headless
 // Chromium (Debian's chromium, puppeteer-core 24.x), for
 // tests/integration/test_admin_dashboard.c, which starts the fleet, makes
-// the data (users, a delivered mail, a dead letter, two admin accounts),
+// the data (users, a delivered mail, dead letters, two admin accounts),
 // runs this once and checks Redis and the webhook receiver afterwards.
 //
 // Environment: CHROMIUM, BASE (http://127.0.0.1:<api port>), SHOTS (the
@@ -10,8 +10,11 @@
 // (how long the lock lasts), NODES (ids the fleet page must list, comma
 // separated), DRAIN_NODE (the watcher drained from the page), OTHER_WATCHER,
 // USERS_TOTAL (users the other watcher must hold after the drain), USER_UID
-// and USER_EMAIL (a user with a delivered event), DEAD_ID (a dead letter),
-// PARTNER_NAME (the partner created), HOOK_URL (its new-mail URL).
+// and USER_EMAIL (a user with a delivered event), DEAD_ID (a dead letter
+// replayed from the deliveries page), DEAD_DELETE_ID (one deleted there),
+// DEAD_USER_UID and DEAD_USER_ID (a user and its dead letter, replayed from
+// the user's page), PARTNER_NAME (the partner created), HOOK_URL (its
+// new-mail URL).
 //
 // Prints one JSON line with what the pages showed; exits 1 with the reason
 // on anything unexpected, including a page error or a Content-Security-
@@ -189,9 +192,10 @@ async function main() {
     await page.waitForFunction(() => document.querySelector('#user-archived')?.textContent === 'no');
     out.restored = true;
 
-    step('deliveries: the dead letter, its .eml, replay');
+    step('deliveries: the dead letters, an .eml, replay, delete');
     await view(page, '#/deliveries');
-    await page.waitForSelector(`tr[data-dead-id="${env.DEAD_ID}"]`);
+    for (const id of [env.DEAD_ID, env.DEAD_DELETE_ID, env.DEAD_USER_ID])
+        await page.waitForSelector(`tr[data-dead-id="${id}"]`);
     await shot(page, 'deliveries');
     const eml = await page.$eval(`a[data-eml="${env.DEAD_ID}"]`, async (a) => {
         const r = await fetch(a.href);
@@ -205,6 +209,19 @@ async function main() {
     await page.click(`button[data-replay="${env.DEAD_ID}"]`);
     await page.waitForFunction((id) => !document.querySelector(`tr[data-dead-id="${id}"]`), {}, env.DEAD_ID);
     out.replayed = env.DEAD_ID;
+    await clickConfirmed(page, `button[data-delete-dead="${env.DEAD_DELETE_ID}"]`);
+    await page.waitForFunction((id) => !document.querySelector(`tr[data-dead-id="${id}"]`), {}, env.DEAD_DELETE_ID);
+    out.deleted = env.DEAD_DELETE_ID;
+
+    step("a user's failed delivery: why, and replay from its page");
+    await view(page, `#/users/${env.DEAD_USER_UID}`);
+    const dead = `tr.event[data-event-id="${env.DEAD_USER_ID}"]`;
+    out.dead_user_event_state = await page.$eval(dead, (r) => r.dataset.eventState);
+    out.dead_user_attempts = await page.$$eval(`tr.attempt[data-attempt-of="${env.DEAD_USER_ID}"]`,
+        (rows) => rows.map((r) => r.textContent));
+    await page.click(`${dead} button[data-replay]`);
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.eventState !== 'dead', {}, dead);
+    out.dead_user_replayed_state = await page.$eval(dead, (r) => r.dataset.eventState);
 
     step('charts');
     await view(page, '#/charts?minutes=60');

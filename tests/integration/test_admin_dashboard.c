@@ -2,24 +2,27 @@
  * The admin dashboard (web/admin) in headless Chromium against a real fleet
  * (tests/integration/system.h: Redis, fake-imapd, api, two watchers, a
  * dispatcher, a webhook receiver). This file makes the data through the
- * APIs: six users spread over the two watchers, a delivered mail, a dead
- * letter (the receiver answers 500 with a one-retry schedule), two admin
+ * APIs: six users spread over the two watchers, a delivered mail, three dead
+ * letters (the receiver answers 500 with a one-retry schedule), two admin
  * accounts; then tests/browser/admin.mjs signs in and walks every view: the
- * fleet lists the running nodes; a partner is created and its key read once;
- * a user found by email shows its state and its delivered event; it is
- * archived and restored; the dead letter's .eml is downloaded and it is
- * replayed; a watcher is drained from the fleet page until the other holds
- * every user; five wrong passwords lock an account (the right one is
- * refused, then taken once the lock ends); a POST without the CSRF token is
- * refused; sign-out ends the session; one screenshot per view.
+ * fleet lists the running nodes and the users each watcher holds; a partner
+ * is created and its key read once; a user found by email shows its state
+ * and its delivered event; it is archived and restored; a dead letter's .eml
+ * is downloaded and it is replayed, another deleted, a third replayed from
+ * its user's page (which shows why it failed); a watcher is drained from the
+ * fleet page until the other holds every user; five wrong passwords lock an
+ * account (the right one is refused, then taken once the lock ends); a POST
+ * without the CSRF token is refused; sign-out ends the session; one
+ * screenshot per view.
  *
  * Afterwards it checks what the page cannot prove: the key read on the page
  * works on the partner API, the CSRF probe created nothing, the restored
  * user's new mail is announced, the .eml is the dead letter's message, the
- * replayed event reached the receiver under its id, the drained watcher
- * exited 0 as on SIGTERM and the other holds every lease and announces new
- * mail, the session gone from Redis. SUPERIMAP_DASHBOARD_SHOTS=<dir> (`make
- * screenshots`) copies the screenshots there (docs/dashboard).
+ * replayed events reached the receiver under their ids and the deleted one
+ * is gone, the drained watcher exited 0 as on SIGTERM and the other holds
+ * every lease and announces new mail, the session gone from Redis.
+ * SUPERIMAP_DASHBOARD_SHOTS=<dir> (`make screenshots`) copies the
+ * screenshots there (docs/dashboard).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -29,6 +32,7 @@
 #include <signal.h>
 
 #define NUSERS     6
+#define DEAD       3 /* dead letters, of u[1..3] */
 #define ADMIN      "ops"
 #define ADMIN_PASS "correct horse battery staple"
 #define LOCKED     "night-shift"
@@ -86,23 +90,33 @@ static int lease_holder(const char *uid)
     return -1;
 }
 
-/* Polls the admin API until one dead letter is listed; its id into out. */
-static void wait_dead_letter(char *out, size_t n)
+/* Polls the admin API until n dead letters are listed; the id of the one
+ * of user u[i] into ids[i] for i in [0, n). */
+static void wait_dead_letters(const struct sys_user *u, int n, char ids[][160])
 {
     long long deadline = harness_now_ms() + sys_ms(30000);
     struct api_resp r = {0};
     for (;;) {
         assert_int_equal(sys_admin(&fleet, &r, "GET", "/admin/api/dead-letters", NULL), 200);
         yajl_val list = json_get(r.json, "dead_letters");
-        if (YAJL_IS_ARRAY(list) && list->u.array.len == 1) {
-            snprintf(out, n, "%s", json_get_str(json_get(list->u.array.values[0], "event"), "id"));
+        if (YAJL_IS_ARRAY(list) && list->u.array.len == (size_t)n)
             break;
-        }
         if (harness_now_ms() >= deadline) {
             sys_dump_logs(&fleet, 30);
-            fail_msg("no dead letter listed: %s", r.body);
+            fail_msg("%d dead letters not listed: %s", n, r.body);
         }
         harness_poll_pause();
+    }
+    yajl_val list = json_get(r.json, "dead_letters");
+    for (int i = 0; i < n; i++) {
+        ids[i][0] = '\0';
+        for (size_t j = 0; j < list->u.array.len; j++) {
+            yajl_val e = json_get(list->u.array.values[j], "event");
+            if (strcmp(json_get_str(e, "user_tag"), u[i].tag) == 0)
+                snprintf(ids[i], 160, "%s", json_get_str(e, "id"));
+        }
+        if (ids[i][0] == '\0')
+            fail_msg("no dead letter of %s: %s", u[i].tag, r.body);
     }
     api_resp_free(&r);
 }
@@ -165,13 +179,18 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_true(delivered >= 0);
     assert_int_equal(sys_wait_mail(&fleet, delivered, sys_ms(15000)), 0);
 
-    /* A dead letter: two attempts answered 500. */
+    /* Dead letters of u[1], u[2], u[3] (two attempts answered 500): one
+     * replayed from the deliveries page, one deleted there, one replayed
+     * from its user's page. */
     const struct receiver_rule fail = {.status = 500}, ok = {.status = 200};
     receiver_set_rule(fleet.rx, SYS_HOOK_MAIL, &fail);
-    long dead = sys_deliver(&fleet, &u[1], 0);
-    assert_true(dead >= 0);
-    char dead_id[160];
-    wait_dead_letter(dead_id, sizeof dead_id);
+    long dead[DEAD];
+    for (int i = 0; i < DEAD; i++) {
+        dead[i] = sys_deliver(&fleet, &u[1 + i], 0);
+        assert_true(dead[i] >= 0);
+    }
+    char dead_id[DEAD][160];
+    wait_dead_letters(&u[1], DEAD, dead_id);
     receiver_set_rule(fleet.rx, SYS_HOOK_MAIL, &ok);
 
     create_admin(ADMIN, ADMIN_PASS);
@@ -186,7 +205,7 @@ static void test_dashboard_in_headless_chromium(void **state)
     }
     int drained = held[0] >= held[1] ? 0 : 1, other = 1 - drained;
 
-    static char vars[20][512];
+    static char vars[24][512];
     int nv = 0;
     snprintf(vars[nv++], sizeof vars[0], "BASE=http://127.0.0.1:%d", fleet.api.p.port);
     snprintf(vars[nv++], sizeof vars[0], "SHOTS=%s", fleet.redis.dir);
@@ -202,11 +221,14 @@ static void test_dashboard_in_headless_chromium(void **state)
     snprintf(vars[nv++], sizeof vars[0], "USERS_TOTAL=%d", NUSERS);
     snprintf(vars[nv++], sizeof vars[0], "USER_UID=%s", uid[0]);
     snprintf(vars[nv++], sizeof vars[0], "USER_EMAIL=%s@example.com", u[0].tag);
-    snprintf(vars[nv++], sizeof vars[0], "DEAD_ID=%s", dead_id);
+    snprintf(vars[nv++], sizeof vars[0], "DEAD_ID=%s", dead_id[0]);
+    snprintf(vars[nv++], sizeof vars[0], "DEAD_DELETE_ID=%s", dead_id[1]);
+    snprintf(vars[nv++], sizeof vars[0], "DEAD_USER_ID=%s", dead_id[2]);
+    snprintf(vars[nv++], sizeof vars[0], "DEAD_USER_UID=%s", uid[3]);
     snprintf(vars[nv++], sizeof vars[0], "PARTNER_NAME=%s", PARTNER);
     snprintf(vars[nv++], sizeof vars[0], "HOOK_URL=http://127.0.0.1:%d/hook/dash/new_mail",
              receiver_port(fleet.rx));
-    const char *env[24];
+    const char *env[26];
     for (int i = 0; i < nv; i++)
         env[i] = vars[i];
     env[nv] = NULL;
@@ -274,14 +296,25 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_true(again >= 0);
     assert_int_equal(sys_wait_mail(&fleet, again, sys_ms(15000)), 0);
 
-    /* The .eml is the message delivered; the replay reached the receiver
-     * under the dead letter's id. */
+    /* The .eml is the message delivered; both replays reached the receiver
+     * under the dead letters' ids; the deleted one is gone. */
     assert_int_equal(jint(v, "eml_status"), 200);
     assert_non_null(strstr(json_get_str(v, "eml_type"), "message/rfc822"));
-    assert_non_null(strstr(json_get_str(v, "eml_disposition"), dead_id));
-    assert_string_equal(json_get_str(v, "eml_subject"), fleet.mails[dead].subject);
-    assert_int_equal(sys_wait_mail(&fleet, dead, sys_ms(20000)), 0);
-    assert_string_equal(fleet.mails[dead].id, dead_id);
+    assert_non_null(strstr(json_get_str(v, "eml_disposition"), dead_id[0]));
+    assert_string_equal(json_get_str(v, "eml_subject"), fleet.mails[dead[0]].subject);
+    assert_string_equal(json_get_str(v, "dead_user_event_state"), "dead");
+    yajl_val tries = json_get(v, "dead_user_attempts");
+    assert_true(YAJL_IS_ARRAY(tries) && tries->u.array.len == 2);
+    for (int i = 0; i < 2; i++)
+        assert_non_null(strstr(YAJL_GET_STRING(tries->u.array.values[i]), "500"));
+    for (int i = 0; i < DEAD; i += 2) {
+        assert_int_equal(sys_wait_mail(&fleet, dead[i], sys_ms(20000)), 0);
+        assert_string_equal(fleet.mails[dead[i]].id, dead_id[i]);
+    }
+    snprintf(path, sizeof path, "/api/v2/events/%s", dead_id[1]);
+    assert_int_equal(sys_api(&fleet, &r, "GET", path, NULL), 404);
+    sys_poll(&fleet);
+    assert_int_equal(fleet.mails[dead[1]].announced, 0);
     assert_true(jint(v, "chart_delivered") >= 1);
     assert_true(jint(v, "chart_mail") >= 2);
 

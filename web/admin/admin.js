@@ -534,11 +534,19 @@ async function viewUser(view, uid) {
         h('tr.event', {'data-event-id': e.id, 'data-event-state': e.state},
             h('td.mono', {}, e.id), h('td', {}, e.type), h('td', {}, badge(e.state)),
             h('td', {}, num(e.attempts)), h('td', {}, e.last_status || '—'),
-            h('td.clip', {}, e.last_error || ''), h('td', {}, when(e.created_at))),
+            h('td.clip', {}, e.last_error || ''), h('td', {}, when(e.created_at)),
+            h('td', {}, e.state === 'dead' ? h('button.primary', {
+                'data-replay': e.id,
+                onclick: () => act(async () => {
+                    await api('POST', `/admin/api/dead-letters/${encodeURIComponent(e.id)}/replay`);
+                    await route();
+                    flash(`Event ${e.id} queued again.`);
+                }),
+            }, 'Replay') : '')),
         (e.attempts_log || []).map((a) => h('tr.attempt', {'data-attempt-of': e.id},
             h('td', {}, `↳ attempt ${a.attempt}`), h('td', {}, a.result), h('td', {}, badge(a.status || '—', a.result)),
             h('td', {}, a.latency_ms === undefined ? '—' : `${num(a.latency_ms)} ms`), h('td', {}, ''),
-            h('td.clip', {}, a.error || ''), h('td', {}, when(a.at)))),
+            h('td.clip', {}, a.error || ''), h('td', {}, when(a.at)), h('td', {}, ''))),
     ]);
     view.replaceChildren(
         h('p', {}, h('a', {href: '#/users'}, '« Users')),
@@ -559,7 +567,7 @@ async function viewUser(view, uid) {
             h('dt', {}, 'uid'), h('dd.mono', {}, u.uid)),
         h('p', {}, u.archived ? action('restore') : action('archive')),
         h('h2', {}, 'Recent events'),
-        table(['event', 'type', 'state', 'attempts', 'last status', 'last error', 'created'], events.flat(2), 'events'));
+        table(['event', 'type', 'state', 'attempts', 'last status', 'last error', 'created', ''], events.flat(2), 'events'));
 }
 
 // ---- Deliveries ----
