@@ -305,8 +305,11 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_string_equal(json_get_str(v, "dead_user_event_state"), "dead");
     yajl_val tries = json_get(v, "dead_user_attempts");
     assert_true(YAJL_IS_ARRAY(tries) && tries->u.array.len == 2);
-    for (int i = 0; i < 2; i++)
-        assert_non_null(strstr(YAJL_GET_STRING(tries->u.array.values[i]), "500"));
+    for (int i = 0; i < 2; i++) {
+        const char *row = YAJL_GET_STRING(tries->u.array.values[i]);
+        assert_non_null(row);
+        assert_non_null(strstr(row, "500"));
+    }
     for (int i = 0; i < DEAD; i += 2) {
         assert_int_equal(sys_wait_mail(&fleet, dead[i], sys_ms(20000)), 0);
         assert_string_equal(fleet.mails[dead[i]].id, dead_id[i]);
