@@ -192,6 +192,14 @@ async function main() {
     await page.waitForFunction(() => document.querySelector('#user-archived')?.textContent === 'no');
     out.restored = true;
 
+    step('dead letters a page at a time');
+    await view(page, '#/deliveries?limit=2');
+    const first = await page.$$eval('tr[data-dead-id]', (rows) => rows.map((r) => r.dataset.deadId));
+    await page.click('#older-dead');
+    await page.waitForFunction(() => /before=/.test(document.body.dataset.loaded || ''));
+    const second = await page.$$eval('tr[data-dead-id]', (rows) => rows.map((r) => r.dataset.deadId));
+    out.dead_pages = [first, second];
+
     step('deliveries: the dead letters, an .eml, replay, delete');
     await view(page, '#/deliveries');
     for (const id of [env.DEAD_ID, env.DEAD_DELETE_ID, env.DEAD_USER_ID])

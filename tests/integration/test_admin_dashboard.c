@@ -296,6 +296,21 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_true(again >= 0);
     assert_int_equal(sys_wait_mail(&fleet, again, sys_ms(15000)), 0);
 
+    /* The dead letters in pages of 2: two, then the third. */
+    yajl_val pages = json_get(v, "dead_pages");
+    assert_true(YAJL_IS_ARRAY(pages) && pages->u.array.len == 2);
+    assert_int_equal(YAJL_GET_ARRAY(pages->u.array.values[0])->len, 2);
+    assert_int_equal(YAJL_GET_ARRAY(pages->u.array.values[1])->len, 1);
+    for (int i = 0; i < DEAD; i++) {
+        int found = 0;
+        for (size_t p = 0; p < 2; p++) {
+            yajl_val ids = pages->u.array.values[p];
+            for (size_t j = 0; j < ids->u.array.len; j++)
+                found += strcmp(YAJL_GET_STRING(ids->u.array.values[j]), dead_id[i]) == 0;
+        }
+        assert_int_equal(found, 1);
+    }
+
     /* The .eml is the message delivered; both replays reached the receiver
      * under the dead letters' ids; the deleted one is gone. */
     assert_int_equal(jint(v, "eml_status"), 200);

@@ -572,11 +572,14 @@ async function viewUser(view, uid) {
 
 // ---- Deliveries ----
 
-async function viewDeliveries(view) {
+// Deliveries; dead letters 100 a page (or ?limit=), older pages by
+// #/deliveries?before=<ms>.
+async function viewDeliveries(view, params) {
+    const before = params.get('before') || '', limit = params.get('limit') || '';
     const [queues, circuits, dead] = await Promise.all([
         api('GET', '/admin/api/queues'),
         api('GET', '/admin/api/circuits').catch((e) => ({error: e})),
-        api('GET', '/admin/api/dead-letters?limit=100'),
+        api('GET', '/admin/api/dead-letters' + qs({limit: limit || 100, before})),
     ]);
     const t = queues.totals || {};
     const partnerRows = (queues.partners || []).map((p) => h('tr', {'data-queue-partner': p.partner_id},
@@ -626,7 +629,11 @@ async function viewDeliveries(view) {
         circuits.error ? h('p.muted', {}, `Circuits are not available: ${circuits.error.message}`)
             : table(['URL', 'state', 'failures', 'opened', 'until', 'node', 'changed'], circuitRows, 'circuits'),
         h('h2', {}, 'Dead letters'),
-        table(['event', 'type', 'user', 'partner', 'attempts', 'last status', 'last error', 'died', ''], deadRows, 'dead'));
+        table(['event', 'type', 'user', 'partner', 'attempts', 'last status', 'last error', 'died', ''], deadRows, 'dead'),
+        h('p.pager', {},
+            before ? h('a', {href: '#/deliveries' + qs({limit})}, '« Newest') : '',
+            before && dead.next_before ? ' · ' : '',
+            dead.next_before ? h('a#older-dead', {href: '#/deliveries' + qs({limit, before: dead.next_before})}, 'Older dead letters »') : ''));
 }
 
 // ---- Charts ----
