@@ -130,14 +130,37 @@ static void create_admin(const char *name, const char *password)
     api_resp_free(&r);
 }
 
+static int64_t jint(yajl_val o, const char *key)
+{
+    int64_t v = -1;
+    json_get_int(o, key, &v);
+    return v;
+}
+
+/* The length of JSON array a (0 when a is not one). */
+static size_t jlen(yajl_val a)
+{
+    return YAJL_IS_ARRAY(a) ? a->u.array.len : 0;
+}
+
+/* Element i of JSON array a as a string; fails the test when it is not. */
+static const char *jat(yajl_val a, size_t i)
+{
+    if (i >= jlen(a) || !YAJL_IS_STRING(a->u.array.values[i])) {
+        fail_msg("no string at [%zu] of a %zu-element array", i, jlen(a));
+        return "";
+    }
+    return a->u.array.values[i]->u.string;
+}
+
 /* Copies every screenshot the script named to SUPERIMAP_DASHBOARD_SHOTS,
  * when set; checks each is a PNG either way. */
 static void keep_shots(yajl_val shots)
 {
     const char *to = getenv("SUPERIMAP_DASHBOARD_SHOTS");
-    assert_true(YAJL_IS_ARRAY(shots) && shots->u.array.len >= 10);
-    for (size_t i = 0; i < shots->u.array.len; i++) {
-        const char *name = YAJL_GET_STRING(shots->u.array.values[i]);
+    assert_true(jlen(shots) >= 10);
+    for (size_t i = 0; i < jlen(shots); i++) {
+        const char *name = jat(shots, i);
         char path[600], dst[1200];
         snprintf(path, sizeof path, "%s/%s.png", fleet.redis.dir, name);
         FILE *f = fopen(path, "rb");
@@ -156,13 +179,6 @@ static void keep_shots(yajl_val shots)
             fail_msg("could not write %s", dst);
         fclose(f);
     }
-}
-
-static int64_t jint(yajl_val o, const char *key)
-{
-    int64_t v = -1;
-    json_get_int(o, key, &v);
-    return v;
 }
 
 static void test_dashboard_in_headless_chromium(void **state)
@@ -185,12 +201,16 @@ static void test_dashboard_in_headless_chromium(void **state)
     const struct receiver_rule fail = {.status = 500}, ok = {.status = 200};
     receiver_set_rule(fleet.rx, SYS_HOOK_MAIL, &fail);
     long dead[DEAD];
+    char dead_id[DEAD][160];
     for (int i = 0; i < DEAD; i++) {
+        /* One after the other: dead letters dying in the same millisecond
+         * would straddle a page of GET /admin/api/dead-letters, whose
+         * next_before is exclusive (reported), and the paging below would
+         * miss one. */
         dead[i] = sys_deliver(&fleet, &u[1 + i], 0);
         assert_true(dead[i] >= 0);
+        wait_dead_letters(&u[1], i + 1, dead_id);
     }
-    char dead_id[DEAD][160];
-    wait_dead_letters(&u[1], DEAD, dead_id);
     receiver_set_rule(fleet.rx, SYS_HOOK_MAIL, &ok);
 
     create_admin(ADMIN, ADMIN_PASS);
@@ -298,15 +318,15 @@ static void test_dashboard_in_headless_chromium(void **state)
 
     /* The dead letters in pages of 2: two, then the third. */
     yajl_val pages = json_get(v, "dead_pages");
-    assert_true(YAJL_IS_ARRAY(pages) && pages->u.array.len == 2);
-    assert_int_equal(YAJL_GET_ARRAY(pages->u.array.values[0])->len, 2);
-    assert_int_equal(YAJL_GET_ARRAY(pages->u.array.values[1])->len, 1);
+    assert_int_equal(jlen(pages), 2);
+    assert_int_equal(jlen(pages->u.array.values[0]), 2);
+    assert_int_equal(jlen(pages->u.array.values[1]), 1);
     for (int i = 0; i < DEAD; i++) {
         int found = 0;
         for (size_t p = 0; p < 2; p++) {
             yajl_val ids = pages->u.array.values[p];
-            for (size_t j = 0; j < ids->u.array.len; j++)
-                found += strcmp(YAJL_GET_STRING(ids->u.array.values[j]), dead_id[i]) == 0;
+            for (size_t j = 0; j < jlen(ids); j++)
+                found += strcmp(jat(ids, j), dead_id[i]) == 0;
         }
         assert_int_equal(found, 1);
     }
@@ -318,13 +338,13 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_non_null(strstr(json_get_str(v, "eml_disposition"), dead_id[0]));
     assert_string_equal(json_get_str(v, "eml_subject"), fleet.mails[dead[0]].subject);
     assert_string_equal(json_get_str(v, "dead_user_event_state"), "dead");
+    /* Its two attempts answered 500 (and, when the URL's circuit opened
+     * meanwhile, the attempt it deferred). */
     yajl_val tries = json_get(v, "dead_user_attempts");
-    assert_true(YAJL_IS_ARRAY(tries) && tries->u.array.len == 2);
-    for (int i = 0; i < 2; i++) {
-        const char *row = YAJL_GET_STRING(tries->u.array.values[i]);
-        assert_non_null(row);
-        assert_non_null(strstr(row, "500"));
-    }
+    int refused = 0;
+    for (size_t i = 0; i < jlen(tries); i++)
+        refused += strstr(jat(tries, i), "HTTP 500") != NULL;
+    assert_int_equal(refused, 2);
     for (int i = 0; i < DEAD; i += 2) {
         assert_int_equal(sys_wait_mail(&fleet, dead[i], sys_ms(20000)), 0);
         assert_string_equal(fleet.mails[dead[i]].id, dead_id[i]);
@@ -350,14 +370,11 @@ static void test_dashboard_in_headless_chromium(void **state)
     /* Lockout: the same words for a wrong password and an unknown user,
      * then the right password refused while locked, taken after. */
     yajl_val wrong = json_get(v, "wrong");
-    assert_true(YAJL_IS_ARRAY(wrong) && wrong->u.array.len == 5);
+    assert_int_equal(jlen(wrong), 5);
     for (size_t i = 0; i < 4; i++)
-        assert_string_equal(YAJL_GET_STRING(wrong->u.array.values[i]),
-                            "Wrong username or password.");
+        assert_string_equal(jat(wrong, i), "Wrong username or password.");
     /* The fifth failure locks at once, and says so. */
-    const char *fifth = YAJL_GET_STRING(wrong->u.array.values[4]);
-    assert_non_null(fifth);
-    assert_non_null(strstr(fifth, "Too many failed sign-ins"));
+    assert_non_null(strstr(jat(wrong, 4), "Too many failed sign-ins"));
     assert_string_equal(json_get_str(v, "unknown_user"), "Wrong username or password.");
     assert_non_null(strstr(json_get_str(v, "locked"), "Too many failed sign-ins"));
     assert_string_equal(json_get_str(v, "locked_path"), "/admin/login");
