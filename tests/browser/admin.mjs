@@ -157,10 +157,48 @@ async function main() {
     out.partner_found = (await page.$(`tr[data-partner-id="${out.partner_id}"]`)) !== null;
     await shot(page, 'partners');
 
-    step('providers');
+    step('edit the partner, rotate its key and secret');
+    await view(page, `#/partners/${out.partner_id}`);
+    await page.$eval('#partner-edit input[name=retry_schedule]', (e) => { e.value = '5,30,120'; });
+    await page.$eval('#partner-edit input[name=webhook_concurrency]', (e) => { e.value = '4'; });
+    await page.click('#partner-edit button');
+    await page.waitForFunction(() => document.getElementById('flash').textContent === 'Saved.');
+    out.edited_schedule = await page.$eval('#partner-edit input[name=retry_schedule]', (e) => e.value);
+    await page.select('form[data-rotate=api_key] select', '0');
+    await clickConfirmed(page, 'form[data-rotate=api_key] button');
+    await page.waitForSelector('#secret-value');
+    out.rotated_key = await text(page, '#secret-value');
+    const keyStatus = (key) => page.evaluate(async (k) =>
+        (await fetch('/api/v2/connections', {headers: {'x-api-key': k}})).status, key);
+    out.old_key_status = await keyStatus(out.api_key);
+    out.new_key_status = await keyStatus(out.rotated_key);
+    await page.select('form[data-rotate=webhook_secret] select', '3600');
+    await clickConfirmed(page, 'form[data-rotate=webhook_secret] button');
+    await page.waitForFunction(() => document.querySelector('#secret-value')?.textContent.startsWith('whsec_'));
+    out.rotated_secret = await text(page, '#secret-value');
+    out.rotated_secret_note = await text(page, '#new-secret p');
+    await shot(page, 'partner-rotated');
+    await clickConfirmed(page, '#partner-delete');
+    await page.waitForFunction(() => document.body.dataset.loaded === '/partners');
+    out.partner_deleted_listed = (await page.$(`tr[data-partner-id="${out.partner_id}"]`)) !== null;
+
+    step('providers: create, edit, delete');
     await view(page, '#/providers');
     await page.waitForSelector('tr[data-provider]');
+    await page.click('details summary');
+    await page.type('#provider-create input[name=code]', 'DASHP');
+    await page.type('#provider-create input[name=imap_host]', 'imap.example.net');
+    await page.type('#provider-create input[name=imap_port]', '993');
+    await page.click('#provider-create button.primary');
+    await page.waitForSelector('tr[data-provider="DASHP"]');
     await shot(page, 'providers');
+    await page.click('tr[data-provider="DASHP"] button:not(.danger)');
+    await page.$eval('#provider-edit input[name=imap_port]', (e) => { e.value = '1993'; });
+    await page.click('#provider-edit button.primary');
+    await page.waitForFunction(() => document.querySelector('tr[data-provider="DASHP"]')?.textContent.includes(':1993'));
+    out.provider_edited = await text(page, 'tr[data-provider="DASHP"] td:nth-child(2)');
+    await clickConfirmed(page, 'button[data-delete-provider="DASHP"]');
+    await page.waitForFunction(() => !document.querySelector('tr[data-provider="DASHP"]'));
 
     step('find the user by email, its state and delivered event');
     await view(page, `#/users?q=${encodeURIComponent(env.USER_EMAIL.slice(0, 6))}&by=email`);
@@ -237,10 +275,19 @@ async function main() {
     out.chart_mail = Number(await page.$eval('#chart-mail', (e) => e.dataset.sumMail));
     await shot(page, 'charts');
 
-    step('admin accounts');
+    step('admin accounts: create, disable, delete');
     await view(page, '#/admins');
     await page.waitForSelector(`tr[data-admin="${env.ADMIN_USER}"]`);
+    await page.type('#admin-create input[name=username]', 'temp-admin');
+    await page.type('#admin-create input[name=password]', 'a passphrase of some length');
+    await page.click('#admin-create button');
+    await page.waitForSelector('tr[data-admin="temp-admin"]');
+    await clickConfirmed(page, 'button[data-toggle-admin="temp-admin"]');
+    await page.waitForFunction(() => document.querySelector('tr[data-admin="temp-admin"]')?.textContent.includes('disabled'));
     await shot(page, 'admins');
+    await clickConfirmed(page, 'button[data-delete-admin="temp-admin"]');
+    await page.waitForFunction(() => !document.querySelector('tr[data-admin="temp-admin"]'));
+    out.temp_admin_deleted = true;
 
     step('a request without the CSRF token is refused');
     const csrf = await page.evaluate(async (hook) => {

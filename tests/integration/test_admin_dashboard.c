@@ -6,7 +6,10 @@
  * letters (the receiver answers 500 with a one-retry schedule), two admin
  * accounts; then tests/browser/admin.mjs signs in and walks every view: the
  * fleet lists the running nodes and the users each watcher holds; a partner
- * is created and its key read once; a user found by email shows its state
+ * is created and its key read once, edited, its key rotated without grace
+ * (the old one refused, the new one taken) and its webhook secret with an
+ * hour's, then deleted; a provider is created, edited and deleted, an admin
+ * account created, disabled and deleted; a user found by email shows its state
  * and its delivered event; it is archived and restored; a dead letter's .eml
  * is downloaded and it is replayed, another deleted, a third replayed from
  * its user's page (which shows why it failed); a watcher is drained from the
@@ -15,8 +18,8 @@
  * without the CSRF token is refused; sign-out ends the session; one
  * screenshot per view.
  *
- * Afterwards it checks what the page cannot prove: the key read on the page
- * works on the partner API, the CSRF probe created nothing, the restored
+ * Afterwards it checks what the page cannot prove: the partner, provider
+ * and account deleted on the page are gone, the CSRF probe created nothing, the restored
  * user's new mail is announced, the .eml is the dead letter's message, the
  * replayed events reached the receiver under their ids and the deleted one
  * is gone, the drained watcher exited 0 as on SIGTERM and the other holds
@@ -269,22 +272,34 @@ static void test_dashboard_in_headless_chromium(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(jint(json_get(v, "fleet_users"), fleet.watcher[i].id), held[i]);
 
-    /* The partner's key, read once on the page, works. */
+    /* The partner's key, read once on the page, worked until it was
+     * rotated with no grace; the new one worked; the new webhook secret
+     * was shown once with its hour of grace; the partner and the provider
+     * made on the page are gone, deleted there, as is the admin account
+     * made there. */
     int flag = -1;
     assert_int_equal(json_get_bool(v, "key_shown_again", &flag), 0);
     assert_false(flag);
     assert_int_equal(json_get_bool(v, "partner_found", &flag), 0);
     assert_true(flag);
+    assert_string_equal(json_get_str(v, "edited_schedule"), "5,30,120");
+    assert_int_equal(jint(v, "old_key_status"), 401);
+    assert_int_equal(jint(v, "new_key_status"), 200);
+    assert_string_not_equal(json_get_str(v, "rotated_key"), json_get_str(v, "api_key"));
+    assert_int_equal(strncmp(json_get_str(v, "rotated_secret"), "whsec_", 6), 0);
+    assert_string_not_equal(json_get_str(v, "rotated_secret"), json_get_str(v, "webhook_secret"));
+    assert_non_null(strstr(json_get_str(v, "rotated_secret_note"), "works until"));
+    assert_int_equal(json_get_bool(v, "partner_deleted_listed", &flag), 0);
+    assert_false(flag);
     struct api_resp r = {0};
-    char hdr[256];
-    snprintf(hdr, sizeof hdr, "x-api-key: %s", json_get_str(v, "api_key"));
-    const char *headers[] = {hdr, NULL};
-    api_call(&r, fleet.api.p.port, "GET", "/api/v2/connections", NULL, NULL, 0, headers);
-    assert_int_equal(r.status, 200);
     char path[256];
     snprintf(path, sizeof path, "/admin/api/partners/%lld", (long long)jint(v, "partner_id"));
-    assert_int_equal(sys_admin(&fleet, &r, "GET", path, NULL), 200);
-    assert_string_equal(jstr(&r, "name"), PARTNER);
+    assert_int_equal(sys_admin(&fleet, &r, "GET", path, NULL), 404);
+    assert_non_null(strstr(json_get_str(v, "provider_edited"), ":1993"));
+    assert_int_equal(sys_admin(&fleet, &r, "GET", "/admin/api/providers/DASHP", NULL), 404);
+    assert_int_equal(sys_admin(&fleet, &r, "GET", "/admin/api/admin-users", NULL), 200);
+    assert_non_null(strstr(r.body, "\"" ADMIN "\""));
+    assert_null(strstr(r.body, "temp-admin"));
 
     /* The CSRF probe was refused and created nothing. */
     assert_int_equal(jint(v, "csrf_status"), 403);

@@ -19,6 +19,7 @@
 
 const session = {username: '', csrf: ''};
 let refreshTimer = null;
+let notice = null; // said once the next view is drawn (after a move to it)
 
 // ---- DOM and formatting ----
 
@@ -205,6 +206,27 @@ function select(label, name, options, value) {
         h('select', {name}, options.map(([v, t]) => h('option', {value: v, selected: v === value}, t))));
 }
 
+// The edit form (h() spec) of record rec with fields: on submit, PATCHes
+// path with the fields that differ from rec, redraws the view and says done.
+function editForm(spec, rec, path, fields, done) {
+    return h(spec, {
+        onsubmit: (e) => {
+            e.preventDefault();
+            act(async () => {
+                const changed = {};
+                for (const [k, v] of Object.entries(formData(e.target, true)))
+                    if (String(v) !== String(rec[k] ?? ''))
+                        changed[k] = v;
+                if (!Object.keys(changed).length)
+                    return flash('Nothing changed.');
+                await api('PATCH', path, changed);
+                await route();
+                flash(done);
+            });
+        },
+    }, fields, h('button.primary', {}, 'Save'));
+}
+
 // The one-time secret box: value shown once, with what it is.
 function secretBox(title, value, note) {
     return h('div.secret#new-secret', {},
@@ -363,22 +385,7 @@ const GRACES = [['0', 'none: the old one stops now'], ['3600', '1 hour'], ['8640
 
 async function viewPartner(view, id) {
     const p = await api('GET', `/admin/api/partners/${encodeURIComponent(id)}`);
-    const edit = h('form.grid#partner-edit', {
-        onsubmit: (e) => {
-            e.preventDefault();
-            act(async () => {
-                const now = formData(e.target, true), changed = {};
-                for (const [k, v] of Object.entries(now))
-                    if (String(v) !== String(p[k] === null || p[k] === undefined ? '' : p[k]))
-                        changed[k] = v;
-                if (!Object.keys(changed).length)
-                    return flash('Nothing changed.');
-                await api('PATCH', `/admin/api/partners/${p.id}`, changed);
-                await route();
-                flash('Saved.');
-            });
-        },
-    }, partnerFields(p), h('button.primary', {}, 'Save'));
+    const edit = editForm('form.grid#partner-edit', p, `/admin/api/partners/${p.id}`, partnerFields(p), 'Saved.');
     const rotate = (what, path, label) => h('form.inline.rotate', {
         'data-rotate': what,
         onsubmit: (e) => {
@@ -415,8 +422,8 @@ async function viewPartner(view, id) {
                 if (!await confirmed(`Delete partner ${p.name} with its connections, users and queued events? This cannot be undone.`))
                     return;
                 await api('DELETE', `/admin/api/partners/${p.id}`);
+                notice = `Partner ${p.name} deleted.`;
                 location.hash = '#/partners';
-                flash(`Partner ${p.name} deleted.`);
             }),
         }, 'Delete partner')));
 }
@@ -474,22 +481,8 @@ async function viewProviders(view) {
 }
 
 function editProvider(editor, p) {
-    const form = h('form.grid#provider-edit', {
-        onsubmit: (e) => {
-            e.preventDefault();
-            act(async () => {
-                const now = formData(e.target, true), changed = {};
-                for (const [k, v] of Object.entries(now))
-                    if (String(v) !== String(p[k] === null || p[k] === undefined ? '' : p[k]))
-                        changed[k] = v;
-                if (!Object.keys(changed).length)
-                    return flash('Nothing changed.');
-                await api('PATCH', `/admin/api/providers/${encodeURIComponent(p.code)}`, changed);
-                await route();
-                flash(`Provider ${p.code} saved.`);
-            });
-        },
-    }, providerFields(p, false), h('button.primary', {}, 'Save'));
+    const form = editForm('form.grid#provider-edit', p, `/admin/api/providers/${encodeURIComponent(p.code)}`,
+        providerFields(p, false), `Provider ${p.code} saved.`);
     editor.replaceChildren(h('h2', {}, `Edit ${p.code}`), form);
 }
 
@@ -792,6 +785,9 @@ async function route(quiet) {
         clearFlash();
     try {
         await fn(view, arg, new URLSearchParams(query || ''));
+        if (notice !== null)
+            flash(notice);
+        notice = null;
         document.body.dataset.view = nav;
         document.body.dataset.loaded = raw;
     } catch (e) {
