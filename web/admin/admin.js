@@ -70,7 +70,7 @@ function s(tag, attrs, ...children) {
 function when(v) {
     if (v === null || v === undefined || v === '' || v === 0)
         return '—';
-    const d = typeof v === 'number' ? new Date(v) : new Date(v);
+    const d = new Date(v);
     if (isNaN(d))
         return String(v);
     return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
@@ -98,8 +98,9 @@ function table(headers, rows, cls) {
         h('tbody', {}, rows.length ? rows : h('tr', {}, h('td.muted', {colspan: headers.length}, 'None.')))));
 }
 
+// A label coloured by kind (default: the text itself) through admin.css.
 function badge(text, kind) {
-    return h('span.badge.' + (kind || String(text).replace(/[^\w-]/g, '_')), {}, text);
+    return h('span.badge.' + String(kind || text).replace(/[^\w-]/g, '_'), {}, text);
 }
 
 function flash(text, kind) {
@@ -155,8 +156,8 @@ async function api(method, path, body) {
     let json = null;
     try {
         json = text ? JSON.parse(text) : null;
-    } catch (e) {
-        json = null;
+    } catch {
+        json = null; // not JSON (a proxy's error page): the status says enough
     }
     if (!res.ok)
         throw new ApiError(res.status, json);
@@ -337,8 +338,8 @@ function partnerFields(p) {
 async function viewPartners(view, params) {
     const q = params.get('q') || '', cursor = params.get('cursor') || '';
     const res = await api('GET', '/admin/api/partners' + qs({q, cursor, limit: 50}));
-    const list = Array.isArray(res) ? res : res.partners || [];
-    const next = Array.isArray(res) ? null : res.next_cursor;
+    const list = res.partners || [];
+    const next = res.next_cursor;
     const rows = list.map((p) => h('tr', {'data-partner-id': p.id},
         h('td', {}, p.id),
         h('td', {}, h('a', {href: `#/partners/${p.id}`}, p.name)),
@@ -448,8 +449,7 @@ function providerFields(p, creating) {
 }
 
 async function viewProviders(view) {
-    const list = await api('GET', '/admin/api/providers');
-    const providers = Array.isArray(list) ? list : list.providers || [];
+    const providers = await api('GET', '/admin/api/providers');
     const editor = h('div#provider-editor');
     const rows = providers.map((p) => h('tr', {'data-provider': p.code},
         h('td.mono', {}, p.code), h('td', {}, `${p.imap_host}:${p.imap_port}`), h('td', {}, p.tls),
@@ -493,8 +493,8 @@ async function viewUsers(view, params) {
     const res = await api('GET', '/admin/api/users' + qs({q, by, cursor, limit: 50}));
     const rows = (res.users || []).map((u) => h('tr', {'data-uid': u.uid},
         h('td', {}, h('a', {href: `#/users/${encodeURIComponent(u.uid)}`}, u.email || u.tag)),
-        h('td', {}, u.tag), h('td', {}, u.login_username || u.username || '—'),
-        h('td', {}, u.partner_name || u.partner_id), h('td', {}, u.provider || u.imap_provider_code),
+        h('td', {}, u.tag), h('td', {}, u.username || '—'),
+        h('td', {}, u.partner_name || u.partner_id), h('td', {}, u.provider),
         h('td', {}, badge(u.archived ? 'archived' : u.state)),
         h('td.clip', {}, u.last_error || '')));
     view.replaceChildren(h('h1', {}, 'Users'),
