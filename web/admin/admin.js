@@ -1,5 +1,5 @@
 // web/admin/admin.js: the admin dashboard, one page served by superimap-api
-// at /admin/ (README "Admin dashboard"). Plain JavaScript, no build step, no
+// at /admin/ (README "Admin dashboard: the pages"). Plain JavaScript, no build step, no
 // library: every view is built with DOM calls (text is always set as text,
 // never parsed as HTML) from the admin JSON API under /admin/api, and the
 // charts are SVG drawn here. Hash routes: #/fleet, #/partners,
