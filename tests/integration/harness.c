@@ -379,6 +379,11 @@ int harness_prefixed(void)
     return tp != NULL && *tp != '\0';
 }
 
+int harness_ms(int ms)
+{
+    return harness_prefixed() ? ms * 4 : ms;
+}
+
 int harness_spawn_binary(struct proc *p, const char *binary, const char *const *base, size_t nbase,
                          const char *const *extra)
 {

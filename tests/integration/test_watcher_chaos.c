@@ -129,8 +129,8 @@ static void test_every_message_exactly_once_under_faults(void **state)
                          NULL};
     struct proc w;
     assert_int_equal(harness_node_start(&w, &redis, "superimap-watcher", "wc", env), 0);
-    assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_sessions_watching", USERS, 30000),
-                     0);
+    assert_int_equal(
+        fx_wait_metric(w.port, "superimap_watcher_sessions_watching", USERS, harness_ms(30000)), 0);
 
     assert_int_equal(fakeimap_faults(&srv, RATE, 42, FAULTS), 0);
     /* 20 rounds, each one message per user in a random order; a round starts
@@ -155,7 +155,7 @@ static void test_every_message_exactly_once_under_faults(void **state)
             assert_int_equal(fakeimap_append(&srv, login, m, (size_t)len, &appended[u][round]), 0);
         }
         long long want = (long long)(round + 1) * USERS * 8 / 10;
-        long long deadline = harness_now_ms() + 1000;
+        long long deadline = harness_now_ms() + harness_ms(1000);
         while (harness_metric(w.port, "superimap_watcher_mail_recorded_total") < want &&
                harness_now_ms() < deadline)
             harness_poll_pause();
@@ -164,7 +164,7 @@ static void test_every_message_exactly_once_under_faults(void **state)
     assert_true(injected > 0);
     assert_int_equal(fakeimap_faults(&srv, 0, 1, "none"), 0);
 
-    long long deadline = harness_now_ms() + 60000;
+    long long deadline = harness_now_ms() + harness_ms(60000);
     long long got = 0;
     while ((got = total_ready()) < USERS * PER && harness_now_ms() < deadline)
         harness_poll_pause();
