@@ -51,7 +51,7 @@ struct reaper {
     int listing; /* CLIENT LIST in flight */
     ev_timer tick;
     struct rreq_owner reqs;
-    struct metric *m_reaped;
+    struct metric *m_reaped, *m_seen;
 };
 
 struct call {
@@ -280,6 +280,10 @@ static void on_list(struct rreq *req, struct redisReply *reply, int err)
             reap(r, p);
         }
     }
+    int seen = 0;
+    for (size_t i = 0; i < r->npeers; i++)
+        seen += r->peers[i].seen;
+    metric_set(r->m_seen, seen);
 }
 
 /* Names our connection after the current generation. */
@@ -332,11 +336,16 @@ struct reaper *reaper_new(struct ev_loop *loop, struct rconn *rc, struct fleet *
     rreq_owner_init(&r->reqs, 0);
     ev_timer_init(&r->tick, on_tick, (double)r->o.poll_ms / 1000.0, (double)r->o.poll_ms / 1000.0);
     r->tick.data = r;
-    if (opts->metrics != NULL)
+    if (opts->metrics != NULL) {
         r->m_reaped = metrics_counter(opts->metrics, "superimap_fleet_peers_reaped_total",
                                       "Dead peers whose leases this node freed when their Redis "
                                       "connection closed (before their alive keys expired)",
                                       NULL);
+        r->m_seen = metrics_gauge(opts->metrics, "superimap_fleet_peers_seen",
+                                  "Peers of this node's role whose named Redis connection it has "
+                                  "seen: those it would reap within seconds if they died",
+                                  NULL);
+    }
     return r;
 }
 
@@ -344,6 +353,11 @@ void reaper_start(struct reaper *r)
 {
     if (!ev_is_active(&r->tick))
         ev_timer_start(r->loop, &r->tick);
+}
+
+void reaper_live(struct reaper *r)
+{
+    name_connection(r);
 }
 
 void reaper_free(struct reaper *r)

@@ -470,6 +470,7 @@ static void on_user_change(struct user_entry *u, void *data)
 static void on_live(struct incarnation *inc, void *data)
 {
     struct leases *l = data;
+    reaper_live(l->reaper);
     metric_set(l->w->m.generation, (double)incarnation_generation(inc));
     while (l->pending_list.next != &l->pending_list)
         acquire(l, l->pending_list.next);
