@@ -278,15 +278,22 @@ static void print_idle(void)
         int own = strcmp(cmds[k].name, "info") == 0 ? 2 : 0;
         double a = rate(cmds[k].calls[0][0], cmds[k].calls[0][1], own);
         double b = rate(cmds[k].calls[1][0], cmds[k].calls[1][1], own);
-        if (a > 0.001 || b > 0.001)
-            printf("| %s | %.2f | %.2f |\n", cmds[k].name, a, b);
+        if (a > 0.001 || b > 0.001) {
+            /* A subcommand's name (client|list) must not split the row. */
+            printf("| ");
+            for (const char *c = cmds[k].name; *c != '\0'; c++)
+                fputs(*c == '|' ? "\\|" : (char[]){*c, '\0'}, stdout);
+            printf(" | %.2f | %.2f |\n", a, b);
+        }
     }
     printf("| **total_commands_processed** | **%.2f** | **%.2f** |\n\n",
            rate(total[0][0], total[0][1], 3), rate(total[1][0], total[1][1], 3));
     printf("pexpire is the alive keys' renewal: one per shard (%d) per watcher every %d-%d s, so a "
-           "window holds one round more or less. Not in the window: each watcher's full re-read "
+           "window holds one round more or less. client\\|list is the reaper's listing "
+           "(core/reaper): one per watcher every %d ms. Not in the window: each watcher's full "
+           "re-read "
            "of its users every %d min (one SMEMBERS per shard).\n\n",
-           FX_SHARDS, INCARNATION_RENEW_MS / 1000, INCARNATION_RENEW_MS / 1000 + 1,
+           FX_SHARDS, INCARNATION_RENEW_MS / 1000, INCARNATION_RENEW_MS / 1000 + 1, REAPER_POLL_MS,
            USERS_RESYNC_MS / 60000);
 }
 
