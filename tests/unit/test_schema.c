@@ -128,7 +128,7 @@ static void test_fixed_names_are_the_documented_keys(void **state)
     static const char *const fixed[] = {
         SCHEMA_KEY_META, SCHEMA_KEY_SEQ_PARTNER, SCHEMA_KEY_PROVIDERS, SCHEMA_KEY_PARTNERS,
         SCHEMA_KEY_GEN,  SCHEMA_KEY_CHANGES,     SCHEMA_KEY_WATCHERS,  SCHEMA_KEY_DISPATCHERS,
-        SCHEMA_KEY_APIS, SCHEMA_CHANNEL_WAKE, SCHEMA_KEY_ADMINS,
+        SCHEMA_KEY_APIS, SCHEMA_CHANNEL_WAKE,    SCHEMA_KEY_ADMINS,
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         assert_layout(fixed[i], fixed[i], (int)strlen(fixed[i]));
