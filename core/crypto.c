@@ -651,6 +651,23 @@ static int scrypt_derive(const char *password, size_t n, const unsigned char *sa
                : -SIMAP_ECRYPTO;
 }
 
+/* The stored form of params, salt and hash (wiped). */
+static char *scrypt_format(const struct crypto_scrypt_params *params,
+                           const unsigned char salt[CRYPTO_SCRYPT_SALT_LEN],
+                           unsigned char hash[CRYPTO_SCRYPT_HASH_LEN])
+{
+    char *s64 = crypto_b64_encode(salt, CRYPTO_SCRYPT_SALT_LEN);
+    char *h64 = crypto_b64_encode(hash, CRYPTO_SCRYPT_HASH_LEN);
+    crypto_wipe(hash, CRYPTO_SCRYPT_HASH_LEN);
+    size_t cap = strlen(s64) + strlen(h64) + 64;
+    char *out = xmalloc(cap);
+    snprintf(out, cap, SCRYPT_PREFIX "ln=%d,r=%d,p=%d$%s$%s", params->log2n, params->r, params->p,
+             s64, h64);
+    xfree(s64);
+    xfree(h64);
+    return out;
+}
+
 char *crypto_password_hash(const char *password, size_t n,
                            const struct crypto_scrypt_params *params)
 {
@@ -660,16 +677,17 @@ char *crypto_password_hash(const char *password, size_t n,
     crypto_random(salt, sizeof salt);
     if (scrypt_derive(password, n, salt, sizeof salt, params, hash) < 0)
         return NULL;
-    char *s64 = crypto_b64_encode(salt, sizeof salt);
-    char *h64 = crypto_b64_encode(hash, sizeof hash);
-    crypto_wipe(hash, sizeof hash);
-    size_t cap = strlen(s64) + strlen(h64) + 64;
-    char *out = xmalloc(cap);
-    snprintf(out, cap, SCRYPT_PREFIX "ln=%d,r=%d,p=%d$%s$%s", params->log2n, params->r, params->p,
-             s64, h64);
-    xfree(s64);
-    xfree(h64);
-    return out;
+    return scrypt_format(params, salt, hash);
+}
+
+char *crypto_password_unmatchable(const struct crypto_scrypt_params *params)
+{
+    if (params == NULL || !scrypt_params_ok(params))
+        return NULL;
+    unsigned char salt[CRYPTO_SCRYPT_SALT_LEN], hash[CRYPTO_SCRYPT_HASH_LEN];
+    crypto_random(salt, sizeof salt);
+    crypto_random(hash, sizeof hash);
+    return scrypt_format(params, salt, hash);
 }
 
 int crypto_password_verify(const char *stored, const char *password, size_t n)

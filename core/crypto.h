@@ -231,6 +231,12 @@ int crypto_scrypt_params_of(const char *stored, struct crypto_scrypt_params *out
 char *crypto_password_hash(const char *password, size_t n,
                            const struct crypto_scrypt_params *params);
 
+/* A stored form of params whose salt and hash bytes are random: verifying
+ * any password against it costs what a real hash of params costs and never
+ * matches (a 2^-256 chance), without hashing anything now. A new string
+ * (xfree() it), or NULL when params are out of bounds. */
+char *crypto_password_unmatchable(const struct crypto_scrypt_params *params);
+
 /* 1 when password hashes to stored (compared in constant time), 0 when it
  * does not, -SIMAP_EINVAL when stored is malformed (nothing is hashed),
  * -SIMAP_ECRYPTO when OpenSSL failed. */

@@ -158,19 +158,10 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
         return 2;
     }
     /* A hash nobody's password matches, at the cost new passwords get: the
-     * sign-in of an unknown username does the same work as a known one's. */
+     * sign-in of an unknown username does the same work as a known one's.
+     * Made without hashing, so the api's start takes no scrypt memory. */
     struct crypto_scrypt_params sp = {.log2n = cfg->admin_scrypt_log2n, .r = 8, .p = 1};
-    char *nobody = crypto_token(32);
-    api.admin_dummy_hash = crypto_password_hash(nobody, strlen(nobody), &sp);
-    crypto_wipe_str(&nobody);
-    if (api.admin_dummy_hash == NULL) {
-        log_error("cannot hash a password (OpenSSL's scrypt failed)");
-        client_guard_free(api.clients);
-        xfree(api.dummy_envelope);
-        crypto_keys_free(api.keys);
-        curl_global_cleanup();
-        return 1;
-    }
+    api.admin_dummy_hash = crypto_password_unmatchable(&sp);
     api.pending = client_gate_new(cfg->api_client_pending, 0);
     int waiters =
         cfg->api_test_waiters < cfg->api_threads / 2 ? cfg->api_test_waiters : cfg->api_threads / 2;

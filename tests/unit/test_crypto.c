@@ -838,6 +838,23 @@ static void test_password_hash_is_standard_scrypt_of_the_stored_salt(void **stat
     xfree(h64);
 }
 
+static void test_an_unmatchable_hash_has_the_cost_and_form_but_matches_nothing(void **state)
+{
+    (void)state;
+    char *h = crypto_password_unmatchable(&cheap);
+    char *h2 = crypto_password_unmatchable(&cheap);
+    struct crypto_scrypt_params p;
+    assert_int_equal(crypto_scrypt_params_of(h, &p), 0);
+    assert_int_equal(p.log2n, 10);
+    assert_string_not_equal(h, h2);
+    assert_int_equal(crypto_password_verify(h, "", 0), 0);
+    assert_int_equal(crypto_password_verify(h, "0123456789ab", 12), 0);
+    struct crypto_scrypt_params bad = {.log2n = 9, .r = 8, .p = 1};
+    assert_null(crypto_password_unmatchable(&bad));
+    xfree(h);
+    xfree(h2);
+}
+
 static void test_password_hash_parameters_are_parsed_and_bounded(void **state)
 {
     (void)state;
@@ -935,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_decrypt_rejects_garbage_without_crashing),
         cmocka_unit_test(test_password_hash_round_trips_and_refuses_a_wrong_password),
         cmocka_unit_test(test_password_hash_is_standard_scrypt_of_the_stored_salt),
+        cmocka_unit_test(test_an_unmatchable_hash_has_the_cost_and_form_but_matches_nothing),
         cmocka_unit_test(test_password_hash_parameters_are_parsed_and_bounded),
         cmocka_unit_test(test_password_verify_refuses_malformed_stored_strings),
     };
