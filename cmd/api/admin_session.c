@@ -21,7 +21,9 @@
  * of cmd/api/client.h (429 once empty). A wrong password and an unknown
  * username get the same words and the same work (an unknown name is
  * checked against a hash nobody's password matches); a right password of a
- * disabled account is told so. Every outcome is logged (never the password)
+ * disabled account is told so. At most a quarter of the worker threads
+ * (2 at least) hash at once (503 past it): each scrypt takes 32 MiB at the
+ * default cost. Every outcome is logged (never the password)
  * and counted in superimap_admin_logins_total{result}.
  *
  * SPDX-License-Identifier: MIT
@@ -260,10 +262,15 @@ static int login(struct req *r)
         rec_free(&acct);
         return login_page(r, 503, "The data store is not reachable; try again shortly.", username);
     }
+    if (client_gate_enter(a->hashing, "scrypt", 0) != 0) {
+        rec_free(&acct);
+        return login_page(r, 503, "Too many sign-ins at once; try again in a moment.", username);
+    }
     /* The same scrypt work whether the account exists or not. */
     const char *hash = rc == 0 ? rec_get(&acct, "hash") : a->admin_dummy_hash;
     size_t n = strlen(password);
     int verified = crypto_password_verify(hash, password, n);
+    client_gate_leave(a->hashing, "scrypt");
     if (rc == 0 && verified == -SIMAP_EINVAL)
         log_error("admin account has a malformed password hash user=%s", lower);
     int ok = verified == 1 && rc == 0 && admin_password_ok(n);

@@ -100,6 +100,7 @@ struct api {
     struct metric *m_admin_logins[4]; /* dashboard sign-ins by enum admin_result */
     char *admin_dummy_hash;           /* a password hash nobody's password matches: an unknown
                                        * username costs the same work as a known one */
+    struct client_gate *hashing;      /* password hashes at once (each takes 128 r N bytes) */
 };
 
 /* A partner authenticated by its API key. */

@@ -162,6 +162,9 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
      * Made without hashing, so the api's start takes no scrypt memory. */
     struct crypto_scrypt_params sp = {.log2n = cfg->admin_scrypt_log2n, .r = 8, .p = 1};
     api.admin_dummy_hash = crypto_password_unmatchable(&sp);
+    /* 32 MiB each at the default cost: a burst of sign-ins must not take
+     * every thread's worth at once. */
+    api.hashing = client_gate_new(0, cfg->api_threads / 4 > 2 ? cfg->api_threads / 4 : 2);
     api.pending = client_gate_new(cfg->api_client_pending, 0);
     int waiters =
         cfg->api_test_waiters < cfg->api_threads / 2 ? cfg->api_test_waiters : cfg->api_threads / 2;
@@ -248,6 +251,7 @@ static void finish(struct node *n, void *data)
     client_guard_free(a->clients);
     client_gate_free(a->pending);
     client_gate_free(a->waiters);
+    client_gate_free(a->hashing);
     crypto_keys_free(a->keys);
     curl_global_cleanup();
     memset(a, 0, sizeof *a);
