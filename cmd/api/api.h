@@ -7,13 +7,20 @@
  *   router.c           request reading (64 KiB cap, content types,
  *                      parameters), route matching, authentication, dispatch
  *   auth.c             partner API keys (constant-time check, rate limit)
- *                      and the admin bearer token
+ *                      and the admin bearer token or dashboard session
  *   routes_partner.c   /api/v1|v2/connections and their users
  *   routes_events.c    /api/v1|v2/events, replay, webhook-test
  *   routes_providers.c /admin/api/providers
  *   routes_partners.c  /admin/api/partners, key and secret rotation
  *   routes_fleet.c     /admin/api/fleet, queues, dead letters
  *   routes_tracers.c   /admin/api/tracers
+ *   admin_files.c      everything under /admin: web/admin/ with the dashboard's
+ *                      headers, the rest to the router
+ *   admin_session.c    /admin/login, /admin/logout, /admin/api/session: the
+ *                      dashboard's sign-in, sessions and lockout
+ *   admin_users.c      /admin/api/admin-users
+ *   admin_store.c      admin accounts and sessions in Redis (also for admin_cli.c,
+ *                      `superimap-api admin-user`)
  *   routes_connect.c   /users/connect/new, /users/connect/callback,
  *                      /users/disconnect/new: the connect pages (browsers)
  *   connect.c          their pure parts: links, redirects, PKCE, answers
