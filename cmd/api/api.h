@@ -16,6 +16,7 @@
  *   routes_tracers.c   /admin/api/tracers
  *   admin_files.c      everything under /admin: web/admin/ with the dashboard's
  *                      headers, the rest to the router
+ *   admin_path.c       its pure part: which file of web/admin/ a path names
  *   admin_session.c    /admin/login, /admin/logout, /admin/api/session: the
  *                      dashboard's sign-in, sessions and lockout
  *   admin_users.c      /admin/api/admin-users
