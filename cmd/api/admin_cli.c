@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "cmd/api/admin_store.h"
-#include "core/buf.h"
+#include "cmd/api/command.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -192,23 +192,9 @@ int admin_cli_main(int argc, char **argv)
         return 2;
     }
     struct config cfg;
-    struct buf errors;
-    buf_init(&errors, 1 << 16);
-    if (config_load(&cfg, CONFIG_ROLE_API, &errors) > 0) {
-        fprintf(stderr, PROGRAM ": bad configuration:\n%s", errors.data);
-        buf_free(&errors);
+    if (command_begin(PROGRAM, "admin-user", &cfg) != 0)
         return 2;
-    }
-    buf_free(&errors);
-    log_init("superimap-api", "admin-user", cfg.log_level, cfg.log_format, cfg.log_components,
-             cfg.log_file);
-    struct rsync_opts ro = {
-        .url = cfg.redis_url,
-        .password = cfg.redis_password,
-        .sentinel_password = cfg.redis_sentinel_password,
-        .timeout_ms = cfg.redis_timeout_ms,
-    };
-    struct rsync *rs = scripts_init() == 0 ? rsync_new(&ro) : NULL;
+    struct rsync *rs = command_redis(&cfg);
     int status = 3;
     if (rs != NULL)
         status = run(rs, &cfg, cmd, named ? argv[2] : NULL);

@@ -20,6 +20,8 @@
  *   admin_session.c    /admin/login, /admin/logout, /admin/api/session: the
  *                      dashboard's sign-in, sessions and lockout
  *   admin_users.c      /admin/api/admin-users
+ *   admin_cli.c        `superimap-api admin-user`; command.c: what it and
+ *                      rekey.c share
  *   admin_store.c      admin accounts and sessions in Redis (also for admin_cli.c,
  *                      `superimap-api admin-user`)
  *   routes_connect.c   /users/connect/new, /users/connect/callback,
