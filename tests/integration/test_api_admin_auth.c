@@ -496,16 +496,25 @@ static void test_sign_out_needs_the_csrf_token_and_ends_the_session(void **state
     api_resp_free(&r);
 }
 
-static void test_a_client_address_that_fails_too_often_is_answered_429(void **state)
+static void test_behind_tls_the_cookie_is_secure_and_a_failing_address_gets_429(void **state)
 {
     (void)state;
     make_admin("alice", PASSWORD);
     struct proc guarded;
     const char *genv[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN,
-                          "SUPERIMAP_ADMIN_SCRYPT_LOG2N=10", "SUPERIMAP_API_AUTH_FAILURE_BURST=3",
-                          web_env, NULL};
+                          "SUPERIMAP_ADMIN_SCRYPT_LOG2N=10",
+                          "SUPERIMAP_API_AUTH_FAILURE_BURST=3",
+                          "SUPERIMAP_PUBLIC_URL=https://admin.example.org",
+                          web_env,
+                          NULL};
     start_api(&guarded, &redis, "api-admin-guarded", genv);
     struct api_resp r = {0};
+    /* Behind TLS (SUPERIMAP_PUBLIC_URL https://) the cookie is Secure. */
+    sign_in_at(&r, guarded.port, "alice", PASSWORD);
+    assert_int_equal(r.status, 303);
+    char set[512];
+    api_header(&r, "Set-Cookie", set, sizeof set);
+    assert_non_null(strstr(set, "; HttpOnly; SameSite=Strict; Secure"));
     /* Three names, so no lock is reached: the address is what is bounded. */
     static const char *const names[] = {"x1", "x2", "x3"};
     for (int i = 0; i < 3; i++) {
@@ -534,7 +543,8 @@ int main(void)
             test_five_wrong_passwords_lock_the_account_and_say_the_same_as_for_no_account, setup),
         cmocka_unit_test_setup(test_a_disabled_account_cannot_sign_in_and_its_sessions_end, setup),
         cmocka_unit_test_setup(test_sign_out_needs_the_csrf_token_and_ends_the_session, setup),
-        cmocka_unit_test_setup(test_a_client_address_that_fails_too_often_is_answered_429, setup),
+        cmocka_unit_test_setup(test_behind_tls_the_cookie_is_secure_and_a_failing_address_gets_429,
+                               setup),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
