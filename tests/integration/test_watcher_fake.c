@@ -311,6 +311,64 @@ static void test_users_over_capacity_are_unassigned_then_promoted(void **state)
     harness_proc_stop(&w);
 }
 
+/* An archive and a restore the watcher reads in one poll of si:changes: the
+ * user is a member again by then, but its cursor_epoch went up twice, so
+ * the running session could not write its cursor any more. It must start
+ * again under the new epoch, and mail after that be announced. */
+static void test_archive_and_restore_read_in_one_poll_restart_the_session(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000f009";
+    unsigned k = fx_shard(uid);
+    providers();
+    user(uid, "fk", 9);
+    assert_int_equal(start_watcher(NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+    append("user9", 1);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 10000), 0);
+    long long logins = fakeimap_stat(&srv, "logins");
+
+    /* Both as user_archive.lua and user_restore.lua write them, in one
+     * transaction, so that one XREAD returns both entries. */
+    redisContext *c = harness_redis_connect(&redis);
+    assert_non_null(c);
+    const char *cmds[] = {"MULTI",
+                          "HSET si:{%u}:user:%s archived 1 state archived",
+                          "HINCRBY si:{%u}:user:%s cursor_epoch 1",
+                          "SREM si:{%u}:users %s",
+                          "XADD si:changes * uid %s k %u op archive",
+                          "HSET si:{%u}:user:%s archived 0 state idle",
+                          "HINCRBY si:{%u}:user:%s cursor_epoch 1",
+                          "DEL si:{%u}:cur:%s",
+                          "SADD si:{%u}:users %s",
+                          "XADD si:changes * uid %s k %u op restore",
+                          "EXEC"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        redisReply *r = strncmp(cmds[i], "XADD", 4) == 0 ? redisCommand(c, cmds[i], uid, k)
+                        : strchr(cmds[i], '%') != NULL   ? redisCommand(c, cmds[i], k, uid)
+                                                         : redisCommand(c, cmds[i]);
+        assert_non_null(r);
+        assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+
+    /* A new session (a new login) that writes a cursor in the new epoch. */
+    assert_int_equal(fakeimap_wait_stat(&srv, "logins", logins + 1, 10000), 0);
+    char epoch[16], cur[16];
+    long long deadline = harness_now_ms() + 10000;
+    do {
+        fx_user_field(&redis, uid, "cursor_epoch", epoch, sizeof epoch);
+        get(cur, sizeof cur, "HGET si:{%u}:cur:%s epoch", k, uid);
+        if (strcmp(epoch, cur) == 0)
+            break;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    assert_string_equal(cur, epoch);
+    append("user9", 2);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 2, 10000), 0);
+}
+
 static void test_throttling_and_refused_login_show_and_heal(void **state)
 {
     (void)state;
@@ -425,6 +483,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_users_over_capacity_are_unassigned_then_promoted,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_archive_and_restore_read_in_one_poll_restart_the_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttling_and_refused_login_show_and_heal, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_xoauth2_logs_in_with_the_stored_access_token, setup,
