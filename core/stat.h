@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "core/schema.h"
+
 /* How long a minute's hash is kept: 48 hours, the longest chart. */
 #define STAT_TTL_SEC (48 * 3600)
 
@@ -51,5 +53,25 @@ int stat_bucket_of_field(const char *name);
  * lat_inf gives the last bound). Returns -1 when the counts are all 0.
  */
 double stat_quantile(const long long counts[STAT_NBUCKETS], double q);
+
+/*
+ * The arguments of one stat_add.lua call (key first, then ARGV), built in
+ * place: stat_call_init() names the minute of now_ms, each stat_call_add()
+ * one field's increment (at most STAT_CALL_MAX fields; more are ignored).
+ * argv points into the struct: pass c.argv, c.argc with nkeys 1 to
+ * rconn_script() or its kin while c lives.
+ */
+#define STAT_CALL_MAX 4
+
+struct stat_call {
+    int argc;
+    const char *argv[2 + 2 * STAT_CALL_MAX];
+    char key[SCHEMA_KEY_MAX];
+    char ttl[16];
+    char incr[STAT_CALL_MAX][24];
+};
+
+void stat_call_init(struct stat_call *c, int64_t now_ms);
+void stat_call_add(struct stat_call *c, const char *field, long long n);
 
 #endif

@@ -104,6 +104,27 @@ static void test_quantile_in_the_open_bucket_is_the_last_bound(void **state)
     assert_true(stat_quantile(c, 0.99) == (double)stat_bounds_ms[STAT_NBOUNDS - 1]);
 }
 
+/* The stat_add.lua arguments: the minute's key, the TTL, the pairs, and
+ * no more pairs than there is room for. */
+static void test_call_arguments(void **state)
+{
+    (void)state;
+    struct stat_call c;
+    stat_call_init(&c, 1700000000000);
+    stat_call_add(&c, STAT_DELIVERED, 1);
+    stat_call_add(&c, stat_bucket_field(stat_bucket(42)), 1);
+    assert_int_equal(c.argc, 6);
+    assert_string_equal(c.argv[0], "si:stat:28333333");
+    assert_string_equal(c.argv[1], "172800");
+    assert_string_equal(c.argv[2], "delivered");
+    assert_string_equal(c.argv[3], "1");
+    assert_string_equal(c.argv[4], "lat_50");
+    for (int i = 0; i < STAT_CALL_MAX; i++)
+        stat_call_add(&c, STAT_FAILED, 2);
+    assert_int_equal(c.argc, 2 + 2 * STAT_CALL_MAX);
+    assert_string_equal(c.argv[c.argc - 1], "2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +136,7 @@ int main(void)
         cmocka_unit_test(test_quantile_across_buckets),
         cmocka_unit_test(test_quantile_of_summed_minutes),
         cmocka_unit_test(test_quantile_in_the_open_bucket_is_the_last_bound),
+        cmocka_unit_test(test_call_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
