@@ -244,6 +244,12 @@ void reply_stream_close(struct req *r)
     mg_send_chunk(r->conn, "", 0);
 }
 
+int reply_bytes(struct req *r, int status, const char *ctype, const char *body, size_t len,
+                const char *headers)
+{
+    return send_one(r, status, ctype, body, len, headers);
+}
+
 int reply_no_content(struct req *r)
 {
     mg_printf(r->conn, "HTTP/1.1 204 No Content\r\n"

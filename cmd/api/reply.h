@@ -51,6 +51,12 @@ int reply_stream_open(struct req *r, int status, const char *ctype);
 int reply_stream_write(struct req *r, const char *data, size_t len);
 void reply_stream_close(struct req *r);
 
+/* Sends body[0..len) as content type ctype with status and optional extra
+ * header lines ("Name: value\r\n" each, or NULL), e.g. a download. Returns
+ * status. */
+int reply_bytes(struct req *r, int status, const char *ctype, const char *body, size_t len,
+                const char *headers);
+
 /* 204 without a body. */
 int reply_no_content(struct req *r);
 

@@ -1,7 +1,7 @@
 /*
  * cmd/api/routes_fleet: what the operator watches: /admin/api/fleet (the
  * nodes of each role and their heartbeats), /admin/api/queues (event
- * depths per shard and per partner) and /admin/api/dead-letters (newest
+ * depths per shard, and per partner with its oldest waiting event) and /admin/api/dead-letters (newest
  * first across shards, with replay). Admin API: unknown parameters are
  * refused (see routes_providers.c).
  *
@@ -53,6 +53,95 @@ static int fleet(struct req *r)
     return reply_gen(r, 200, g, NULL);
 }
 
+/* ---- Waiting events per partner, across shards ---- */
+
+#define RETRY_READ_MAX 1000 /* retry events read per shard for "partners" */
+
+struct waiting {
+    char *pid;
+    long long ready, retry;
+    int64_t oldest_at; /* 0: unknown */
+};
+
+static int by_pid(const void *a, const void *b)
+{
+    const struct waiting *x = a, *y = b;
+    return strcmp(x->pid, y->pid);
+}
+
+/* Oldest first; unknown last. */
+static int by_oldest(const void *a, const void *b)
+{
+    const struct waiting *x = a, *y = b;
+    int64_t p = x->oldest_at > 0 ? x->oldest_at : INT64_MAX;
+    int64_t q = y->oldest_at > 0 ? y->oldest_at : INT64_MAX;
+    return p < q ? -1 : p > q ? 1 : by_pid(a, b);
+}
+
+/* "partners": every partner with ready or retry events, merged over the
+ * shards (a partner's users are spread over them), oldest waiting first;
+ * and "partners_complete": whether every shard's retry set was read whole.
+ * Returns 0 or -SIMAP_ECONN (nothing written). */
+static int queue_partners(struct req *r, struct json_gen *g)
+{
+    size_t n = 0, cap = 64;
+    struct waiting *w = xcalloc(cap, sizeof *w);
+    int complete = 1, rc = 0;
+    for (uint32_t k = 0; k < r->api->shards && rc == 0; k++) {
+        struct rec_list l;
+        int whole;
+        rc = store_shard_partners(r, k, RETRY_READ_MAX, &l, &whole);
+        complete &= whole;
+        for (size_t i = 0; rc == 0 && i < l.n; i++) {
+            if (n == cap) {
+                cap *= 2;
+                w = xrealloc(w, cap * sizeof *w);
+            }
+            w[n].pid = xstrdup(l.id[i]);
+            w[n].ready = strtoll(rec_get(&l.rec[i], "ready"), NULL, 10);
+            w[n].retry = strtoll(rec_get(&l.rec[i], "retry"), NULL, 10);
+            w[n].oldest_at = strtoll(rec_get(&l.rec[i], "oldest_at"), NULL, 10);
+            n++;
+        }
+        rec_list_free(&l);
+    }
+    qsort(w, n, sizeof *w, by_pid);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m > 0 && strcmp(w[m - 1].pid, w[i].pid) == 0) {
+            struct waiting *t = &w[m - 1];
+            t->ready += w[i].ready;
+            t->retry += w[i].retry;
+            if (w[i].oldest_at > 0 && (t->oldest_at == 0 || w[i].oldest_at < t->oldest_at))
+                t->oldest_at = w[i].oldest_at;
+            xfree(w[i].pid);
+        } else {
+            w[m++] = w[i];
+        }
+    }
+    qsort(w, m, sizeof *w, by_oldest);
+    if (rc == 0) {
+        json_gen_key_array(g, "partners");
+        for (size_t i = 0; i < m; i++) {
+            json_gen_object_open(g);
+            json_gen_key_str(g, "partner_id", w[i].pid);
+            json_gen_key_int(g, "ready", w[i].ready);
+            json_gen_key_int(g, "retry", w[i].retry);
+            if (w[i].oldest_at > 0)
+                json_gen_key_int(g, "oldest_at", w[i].oldest_at);
+            else
+                json_gen_key_null(g, "oldest_at");
+            json_gen_object_close(g);
+        }
+        json_gen_array_close(g);
+        json_gen_key_bool(g, "partners_complete", complete);
+    }
+    for (size_t i = 0; i < m; i++)
+        xfree(w[i].pid);
+    xfree(w);
+    return rc;
+}
+
 static int queues(struct req *r)
 {
     struct json_gen *g = reply_gen_new();
@@ -96,6 +185,10 @@ static int queues(struct req *r)
     json_gen_key_int(g, "dead", total[3]);
     json_gen_key_int(g, "oldest_ready_age_ms", oldest);
     json_gen_object_close(g);
+    if (queue_partners(r, g) < 0) {
+        json_gen_free(g);
+        return reply_unavailable(r);
+    }
     json_gen_object_close(g);
     return reply_gen(r, 200, g, NULL);
 }

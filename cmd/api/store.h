@@ -352,6 +352,36 @@ void store_shard_ready(struct req *r, uint32_t k, struct rec_list *out);
 int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,
                     struct rec_list *out);
 
+/* Per partner of shard k with waiting events (scripts/lua/event_partners.lua):
+ * ids the pids, records with ready, retry and oldest_at (ms of the oldest
+ * ready or retry event's creation, "" unknown); at most retry_max retry
+ * events are read, *complete says whether that was all of them. 0 or
+ * -SIMAP_ECONN. */
+int store_shard_partners(struct req *r, uint32_t k, int64_t retry_max, struct rec_list *out,
+                         int *complete);
+
+/* Deletes dead letter id (scripts/lua/event_delete.lua). 0, -SIMAP_ESTATE
+ * (not a dead letter), -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_event_delete(struct req *r, const char *id);
+
+/* The raw message event id carries (its new_mail payload's, proto/eml.h),
+ * decrypted, in a new buffer (xfree() it). 0, -SIMAP_ENOTFOUND (no such
+ * event), -SIMAP_ESTATE (the event holds no message: another type, too
+ * large, or delivered, which drops the payload), -SIMAP_ECRYPTO or
+ * -SIMAP_ECONN. */
+int store_event_message(struct req *r, const char *id, char **raw, size_t *len);
+
+/* The circuits the dispatchers published (si:circuits, core/schema.h),
+ * latest change first, at most limit: ids the URLs' SHA-256, scores the
+ * changes' ms, records the si:circuit:* hashes. Members whose hash expired
+ * are dropped from the index. 0 or -SIMAP_ECONN. */
+int store_circuits(struct req *r, int64_t limit, struct rec_list *out);
+
+/* The chart counters of n minutes from unix minute first (si:stat:*), into
+ * out[0..n): each record holds the fields present (none for a minute
+ * without any). 0 or -SIMAP_ECONN (out then empty). */
+int store_stat_minutes(struct req *r, int64_t first, size_t n, struct rec *out);
+
 /* The latest tracers of provider code, newest first (si:tracers:<code>, at
  * most limit): ids the tracer ids, records their si:{k}:tracer hashes (one
  * gone after its 7 days is skipped). 0, or -SIMAP_ECONN. */
