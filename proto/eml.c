@@ -66,9 +66,9 @@ static int on_key(void *ctx, const unsigned char *k, size_t n)
     struct scan *s = ctx;
     if (s->depth != 1)
         return 1;
-    s->key = n == 6 && memcmp(k, "rfc822", 6) == 0          ? 1
+    s->key = n == 6 && memcmp(k, "rfc822", 6) == 0            ? 1
              : n == 13 && memcmp(k, "rfc822_base64", 13) == 0 ? 2
-                                                               : 0;
+                                                              : 0;
     return 1;
 }
 

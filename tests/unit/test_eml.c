@@ -48,7 +48,8 @@ static void assert_round_trip(const char *raw, size_t n)
 static void test_utf8_message_comes_back_exactly(void **state)
 {
     (void)state;
-    static const char m[] = "Subject: Caf\xc3\xa9\r\nFrom: a@example.com\r\n\r\n\"quoted\" \\ body\r\n";
+    static const char m[] =
+        "Subject: Caf\xc3\xa9\r\nFrom: a@example.com\r\n\r\n\"quoted\" \\ body\r\n";
     assert_round_trip(m, sizeof m - 1);
 }
 
