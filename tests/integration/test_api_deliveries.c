@@ -335,7 +335,8 @@ static void test_queues_show_the_oldest_waiting_event_per_partner(void **state)
     }
     wf_uid(uid, 5200);
     int k = wf_shard(uid);
-    freeReplyObject(wf_cmd(rc, "HSET si:{%d}:evt:%s.7.1 pid 52 state retry created_at 1234", k, uid));
+    freeReplyObject(
+        wf_cmd(rc, "HSET si:{%d}:evt:%s.7.1 pid 52 state retry created_at 1234", k, uid));
     freeReplyObject(wf_cmd(rc, "ZADD si:{%d}:retry 99999999999999 %s.7.1", k, uid));
 
     struct api_resp r = {0};
@@ -381,8 +382,7 @@ static void test_dead_letter_downloads_as_eml_and_is_deleted(void **state)
     snprintf(ueid, sizeof ueid, "%s.connected.1700000000000", uid);
     char usha[CRYPTO_SHA1_HEX_LEN + 1];
     char *up = wf_user_payload("user_connected", ueid, "g", usha);
-    assert_int_equal(wf_enqueue_raw(rc, ueid, "77", "user_connected", uid, "g", usha, up, NULL),
-                     1);
+    assert_int_equal(wf_enqueue_raw(rc, ueid, "77", "user_connected", uid, "g", usha, up, NULL), 1);
     xfree(up);
     char live[128], luid[25];
     wf_uid(luid, 7800);
