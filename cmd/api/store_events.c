@@ -282,75 +282,39 @@ int store_log_scan(struct req *r, const char *pid, const char *cursor,
 
 /* ---- Queues, dead letters, fleet ---- */
 
-int store_shard_stats(struct req *r, uint32_t k, long long v[5])
+int store_shard_queue(struct req *r, uint32_t k, int64_t now, int64_t retry_max, long long v[5],
+                      struct store_waiting **w, size_t *n, size_t *cap, int *complete)
 {
+    *complete = 1;
     char kp[SCHEMA_SHARD_KEY_MAX], ki[SCHEMA_SHARD_KEY_MAX], kr[SCHEMA_SHARD_KEY_MAX],
-        kd[SCHEMA_SHARD_KEY_MAX], prefix[SCHEMA_SHARD_KEY_MAX];
+        kd[SCHEMA_SHARD_KEY_MAX], prefix[SCHEMA_SHARD_KEY_MAX], nows[24], max[24];
     schema_key_ready_partners(kp, k);
     schema_key_inflight(ki, k);
     schema_key_retry(kr, k);
     schema_key_dead(kd, k);
     schema_key_shard_prefix(prefix, k);
-    const char *argv[] = {kp, ki, kr, kd, prefix, ""};
-    redisReply *st = store_script(r, "event_stats", 4, 6, argv, NULL);
-    if (st == NULL || st->type != REDIS_REPLY_ARRAY || st->elements < 5) {
-        freeReplyObject(st);
-        return -SIMAP_ECONN;
-    }
-    for (int i = 0; i < 5; i++)
-        v[i] = st->element[i]->integer;
-    freeReplyObject(st);
-    return 0;
-}
-
-void store_shard_ready(struct req *r, uint32_t k, struct rec_list *out)
-{
-    memset(out, 0, sizeof *out);
-    char kp[SCHEMA_SHARD_KEY_MAX];
-    schema_key_ready_partners(kp, k);
-    redisReply *ps = store_cmd(r, "LRANGE %s 0 -1", kp);
-    for (size_t i = 0; ps != NULL && ps->type == REDIS_REPLY_ARRAY && i < ps->elements; i++) {
-        const char *pid = ps->element[i]->str;
-        char key[SCHEMA_KEY_MAX];
-        long long n = 0;
-        if (schema_key_ready(key, k, pid) >= 0) {
-            redisReply *len = store_cmd(r, "LLEN %s", key);
-            n = len && len->type == REDIS_REPLY_INTEGER ? len->integer : 0;
-            freeReplyObject(len);
-        }
-        rec_list_add(out, pid, n, NULL);
-    }
-    freeReplyObject(ps);
-}
-
-int store_shard_partners(struct req *r, uint32_t k, int64_t retry_max, struct rec_list *out,
-                         int *complete)
-{
-    memset(out, 0, sizeof *out);
-    *complete = 1;
-    char kp[SCHEMA_SHARD_KEY_MAX], kr[SCHEMA_SHARD_KEY_MAX], prefix[SCHEMA_SHARD_KEY_MAX], max[24];
-    schema_key_ready_partners(kp, k);
-    schema_key_retry(kr, k);
-    schema_key_shard_prefix(prefix, k);
+    snprintf(nows, sizeof nows, "%lld", (long long)now);
     snprintf(max, sizeof max, "%lld", (long long)retry_max);
-    const char *argv[] = {kp, kr, prefix, max};
-    redisReply *rep = store_script(r, "event_partners", 2, 4, argv, NULL);
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-        (rep->elements - 1) % 4 != 0) {
+    const char *argv[] = {kp, ki, kr, kd, prefix, nows, max};
+    redisReply *rep = store_script(r, "event_partners", 4, 7, argv, NULL);
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 6 ||
+        (rep->elements - 6) % 4 != 0) {
         freeReplyObject(rep);
         return -SIMAP_ECONN;
     }
-    *complete = rep->element[0]->integer == 1;
-    for (size_t i = 1; i + 3 < rep->elements; i += 4) {
-        struct rec p;
-        char ready[24], retry[24];
-        memset(&p, 0, sizeof p);
-        snprintf(ready, sizeof ready, "%lld", rep->element[i + 1]->integer);
-        snprintf(retry, sizeof retry, "%lld", rep->element[i + 2]->integer);
-        rec_add(&p, "ready", ready);
-        rec_add(&p, "retry", retry);
-        rec_add(&p, "oldest_at", rep->element[i + 3]->str);
-        rec_list_add(out, rep->element[i]->str, 0, &p);
+    for (int i = 0; i < 5; i++)
+        v[i] = rep->element[i]->integer;
+    *complete = rep->element[5]->integer == 1;
+    for (size_t i = 6; i + 3 < rep->elements; i += 4) {
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 256;
+            *w = xrealloc(*w, *cap * sizeof **w);
+        }
+        struct store_waiting *p = &(*w)[(*n)++];
+        snprintf(p->pid, sizeof p->pid, "%s", rep->element[i]->str);
+        p->ready = rep->element[i + 1]->integer;
+        p->retry = rep->element[i + 2]->integer;
+        p->oldest_at = strtoll(rep->element[i + 3]->str, NULL, 10);
     }
     freeReplyObject(rep);
     return 0;
