@@ -133,6 +133,20 @@ int store_event_get(struct req *r, const char *id, const char *pid, struct rec *
     return rc;
 }
 
+/* Runs a script on one dead letter whose answer is 1 (done), 0 (not a dead
+ * letter) or -1 (no such event): 0, -SIMAP_ESTATE, -SIMAP_ENOTFOUND or
+ * -SIMAP_ECONN. */
+static int dead_letter_script(struct req *r, const char *name, int nkeys, int argc,
+                              const char **argv)
+{
+    redisReply *rep = store_script(r, name, nkeys, argc, argv, NULL);
+    if (rep == NULL)
+        return -SIMAP_ECONN;
+    long long res = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    freeReplyObject(rep);
+    return res > 0 ? 0 : res == 0 ? -SIMAP_ESTATE : -SIMAP_ENOTFOUND;
+}
+
 int store_event_replay(struct req *r, const char *id, const char *pid)
 {
     uint32_t k = event_shard(r->api, id);
@@ -143,12 +157,7 @@ int store_event_replay(struct req *r, const char *id, const char *pid)
     schema_key_dead(kdead, k);
     schema_key_ready_partners(kpartners, k);
     const char *argv[] = {kevt, kdead, kready, kpartners, id, pid};
-    redisReply *rep = store_script(r, "event_replay", 4, 6, argv, NULL);
-    if (rep == NULL)
-        return -SIMAP_ECONN;
-    long long res = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-    freeReplyObject(rep);
-    return res > 0 ? 0 : res == 0 ? -SIMAP_ESTATE : -SIMAP_ENOTFOUND;
+    return dead_letter_script(r, "event_replay", 4, 6, argv);
 }
 
 int store_event_delete(struct req *r, const char *id)
@@ -159,12 +168,7 @@ int store_event_delete(struct req *r, const char *id)
         return -SIMAP_ENOTFOUND;
     schema_key_dead(kdead, k);
     const char *argv[] = {kevt, kdead, id};
-    redisReply *rep = store_script(r, "event_delete", 2, 3, argv, NULL);
-    if (rep == NULL)
-        return -SIMAP_ECONN;
-    long long res = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-    freeReplyObject(rep);
-    return res > 0 ? 0 : res == 0 ? -SIMAP_ESTATE : -SIMAP_ENOTFOUND;
+    return dead_letter_script(r, "event_delete", 2, 3, argv);
 }
 
 int store_event_message(struct req *r, const char *id, char **raw, size_t *len)

@@ -34,27 +34,6 @@
 
 static char logpath[160];
 
-static pid_t start_api(const struct redis_fixture *fx, const char *bin, const char *key_hex,
-                       const char *src)
-{
-    char url[200], key[100], web[600];
-    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", fx->url);
-    snprintf(key, sizeof key, "SUPERIMAP_ENCRYPTION_KEY=%s", key_hex);
-    snprintf(web, sizeof web, "SUPERIMAP_WEB_ROOT=%s/web", src);
-    char *const envp[] = {url,
-                          key,
-                          web,
-                          (char *)"SUPERIMAP_NODE_ID=bench-api",
-                          (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
-                          (char *)"SUPERIMAP_ADMIN_TOKEN=" TOKEN,
-                          (char *)"SUPERIMAP_API_RATE_LIMIT=0",
-                          (char *)"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
-                          (char *)"SUPERIMAP_API_THREADS=16",
-                          (char *)"SUPERIMAP_LOG_LEVEL=info",
-                          NULL};
-    return bench_spawn(bin, envp, logpath);
-}
-
 struct body {
     char text[8192];
     size_t len;
@@ -167,7 +146,9 @@ int main(int argc, char **argv)
     crypto_random(raw, sizeof raw);
     crypto_hex_encode(raw, sizeof raw, key_hex);
     snprintf(logpath, sizeof logpath, "%s/api.log", fx.dir);
-    pid_t pid = start_api(&fx, bin, key_hex, src);
+    static const char *const extra[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                                        "SUPERIMAP_API_THREADS=16", NULL};
+    pid_t pid = bench_api_spawn(bin, fx.url, key_hex, src, "bench-api", TOKEN, extra, logpath);
     int port = bench_log_port(logpath);
     int rc = 1;
     curl_global_init(CURL_GLOBAL_DEFAULT);

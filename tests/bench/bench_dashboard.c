@@ -183,12 +183,13 @@ static void fill_users(struct pipe *p, const struct crypto_keys *keys, unsigned 
         snprintf(when, sizeof when, "%lld", (long long)now - i);
         char key[SCHEMA_KEY_MAX];
         schema_key_user(key, s, uid);
-        const char *hset[] = {"HSET",       key,   "uid",          uid,   "pid",       pid,
-                              "code",       "gmail", "tag",        tag,   "email",     email,
-                              "username",   email, "secret",       secret, "connected_at", when,
-                              "archived",   "0",   "state",        "watching", "last_error", "",
-                              "last_login_at", when, "last_email_at", when, "created_at", when,
-                              "updated_at", when,  "enable_tracer", "0"};
+        const char *hset[] = {
+            "HSET",          key,     "uid",           uid,        "pid",          pid,
+            "code",          "gmail", "tag",           tag,        "email",        email,
+            "username",      email,   "secret",        secret,     "connected_at", when,
+            "archived",      "0",     "state",         "watching", "last_error",   "",
+            "last_login_at", when,    "last_email_at", when,       "created_at",   when,
+            "updated_at",    when,    "enable_tracer", "0"};
         pipe_argv(p, (int)(sizeof hset / sizeof hset[0]), hset);
         pipe_cmd(p, "SADD si:{%s}:users %s", k, uid);
         pipe_cmd(p, "ZADD si:conn:%s:gmail:users 0 %s\x1f%s", pid, tag, uid);
@@ -222,8 +223,7 @@ static void fill_nodes(struct pipe *p, int64_t now)
 /* Events: 20,000 ready over 2,000 partners through event_enqueue.lua, 5,000
  * in retry, 10,000 dead letters; a 10,000-entry delivery log for the
  * partner of user 0 (the user whose page is measured). */
-static void fill_events(struct pipe *p, const struct crypto_keys *keys, unsigned users,
-                        int64_t now)
+static void fill_events(struct pipe *p, const struct crypto_keys *keys, unsigned users, int64_t now)
 {
     char *payload = sealed(keys, 2000, "si:evt:x");
     const char *sha = script_sha(script_find("event_enqueue"));
@@ -240,9 +240,9 @@ static void fill_events(struct pipe *p, const struct crypto_keys *keys, unsigned
         if (n < 20000) {
             schema_key_ready(ready, k, pid);
             schema_key_ready_partners(rp, k);
-            const char *argv[] = {"EVALSHA", sha,      "3",       evt,   ready,  rp,     eid,
-                                  pid,       "type",   "new_mail", "uid", uid,    "code", "gmail",
-                                  "tag",     tag,      "sha1",    "0",   "payload", payload};
+            const char *argv[] = {"EVALSHA", sha,    "3",        evt,   ready,     rp,     eid,
+                                  pid,       "type", "new_mail", "uid", uid,       "code", "gmail",
+                                  "tag",     tag,    "sha1",     "0",   "payload", payload};
             pipe_argv(p, (int)(sizeof argv / sizeof argv[0]), argv);
             continue;
         }
@@ -276,8 +276,8 @@ static void fill_charts(struct pipe *p, int64_t now)
         pipe_cmd(p,
                  "HSET si:stat:%lld mail %lld delivered %lld failed %lld lat_25 %lld lat_50 %lld "
                  "lat_100 %lld lat_250 %lld lat_1000 %lld",
-                 m, 900 + m % 200, 880 + m % 190, m % 20, 300 + m % 50, 400 + m % 60,
-                 150 + m % 40, 30 + m % 10, m % 5);
+                 m, 900 + m % 200, 880 + m % 190, m % 20, 300 + m % 50, 400 + m % 60, 150 + m % 40,
+                 30 + m % 10, m % 5);
         pipe_cmd(p, "EXPIRE si:stat:%lld %d", m, STAT_TTL_SEC);
     }
     for (int i = 0; i < 200; i++) {
@@ -357,8 +357,8 @@ static long get(CURL *c, int port, const char *path, size_t *len)
  * build (404, 400 or 405 on the first call, or an answer without marker
  * when one is given: an older route that ignores the parameters; nothing
  * printed), -1 on another failure. */
-static int measure_route(CURL *c, int port, const char *label, const char *path,
-                         const char *marker, int runs)
+static int measure_route(CURL *c, int port, const char *label, const char *path, const char *marker,
+                         int runs)
 {
     size_t len;
     long st = get(c, port, path, &len);
@@ -371,9 +371,9 @@ static int measure_route(CURL *c, int port, const char *label, const char *path,
     }
     double *ms = xcalloc((size_t)runs, sizeof *ms);
     for (int i = 0; i < runs; i++) {
-        double t0 = bench_now();
+        double t0 = fixture_now();
         st = get(c, port, path, &len);
-        ms[i] = (bench_now() - t0) * 1000.0;
+        ms[i] = (fixture_now() - t0) * 1000.0;
         if (st != 200) {
             fprintf(stderr, "bench_dashboard: GET %s answered %ld\n", path, st);
             xfree(ms);
@@ -399,8 +399,8 @@ static int raw_once(redisContext *c, enum raw_kind kind)
         ix = redisCommand(c, "ZRANGEBYLEX si:ix:partner - + LIMIT 0 %d", PAGE);
         break;
     case RAW_PARTNERS_SEARCH:
-        ix = redisCommand(c, "ZRANGEBYLEX si:ix:partner [partner-012 (partner-013 LIMIT 0 %d",
-                          PAGE);
+        ix =
+            redisCommand(c, "ZRANGEBYLEX si:ix:partner [partner-012 (partner-013 LIMIT 0 %d", PAGE);
         break;
     case RAW_USERS_SEARCH:
         ix = redisCommand(c, "ZRANGEBYLEX si:ix:user [euser12345 (euser12346 LIMIT 0 %d", PAGE);
@@ -442,10 +442,9 @@ static int raw_once(redisContext *c, enum raw_kind kind)
     }
     snprintf(nk, sizeof nk, "%d", n - 3);
     argv[2] = nk;
-    static const char *const user_fields[] = {"uid",        "pid",           "code",  "tag",
-                                              "email",      "state",         "last_error",
-                                              "last_login_at", "last_email_at", "archived",
-                                              "created_at", "updated_at"};
+    static const char *const user_fields[] = {
+        "uid",        "pid",           "code",          "tag",      "email",      "state",
+        "last_error", "last_login_at", "last_email_at", "archived", "created_at", "updated_at"};
     static const char *const partner_fields[] = {"name", "created_at", "updated_at"};
     const char *const *f = kind == RAW_USERS_SEARCH ? user_fields : partner_fields;
     int nf = kind == RAW_USERS_SEARCH ? 12 : 3;
@@ -464,9 +463,8 @@ static int raw_once(redisContext *c, enum raw_kind kind)
         m++;
         for (size_t i = 0; i < r->elements && i < PAGE; i++) {
             const redisReply *u = r->element[i];
-            schema_key_partner(pk[i], u->element[1]->type == REDIS_REPLY_STRING
-                                          ? u->element[1]->str
-                                          : "0");
+            schema_key_partner(pk[i], u->element[1]->type == REDIS_REPLY_STRING ? u->element[1]->str
+                                                                                : "0");
             pv[m++] = pk[i];
         }
         snprintf(nk, sizeof nk, "%d", m - 3);
@@ -488,12 +486,12 @@ static int measure_raw(redisContext *c, const char *label, enum raw_kind kind, i
     }
     double *ms = xcalloc((size_t)runs, sizeof *ms);
     for (int i = 0; i < runs; i++) {
-        double t0 = bench_now();
+        double t0 = fixture_now();
         if (raw_once(c, kind) < 0) {
             xfree(ms);
             return -1;
         }
-        ms[i] = (bench_now() - t0) * 1000.0;
+        ms[i] = (fixture_now() - t0) * 1000.0;
     }
     row(label, "Redis calls (route not in this build)", ms, runs);
     xfree(ms);
@@ -507,25 +505,6 @@ static int measure(CURL *h, redisContext *c, int port, const char *label, const 
 {
     int rc = measure_route(h, port, label, path, marker, runs);
     return rc == 1 ? measure_raw(c, label, kind, runs) : rc;
-}
-
-static pid_t start_api(const struct redis_fixture *fx, const char *bin, const char *key_hex,
-                       const char *src)
-{
-    char url[200], key[100], web[600];
-    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", fx->url);
-    snprintf(key, sizeof key, "SUPERIMAP_ENCRYPTION_KEY=%s", key_hex);
-    snprintf(web, sizeof web, "SUPERIMAP_WEB_ROOT=%s/web", src);
-    char *const envp[] = {url,
-                          key,
-                          web,
-                          (char *)"SUPERIMAP_NODE_ID=bench-dashboard-api",
-                          (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
-                          (char *)"SUPERIMAP_ADMIN_TOKEN=" TOKEN,
-                          (char *)"SUPERIMAP_API_RATE_LIMIT=0",
-                          (char *)"SUPERIMAP_LOG_LEVEL=info",
-                          NULL};
-    return bench_spawn(bin, envp, logpath);
 }
 
 int main(int argc, char **argv)
@@ -565,14 +544,14 @@ int main(int argc, char **argv)
     freeReplyObject(redisCommand(c, "SCRIPT LOAD %s", script_find("user_mget")->body));
     struct pipe p = {.c = c};
     int64_t now = (int64_t)time(NULL) * 1000;
-    double t0 = bench_now();
+    double t0 = fixture_now();
     fill_partners(&p, keys, now);
     fill_users(&p, keys, (unsigned)users, now);
     fill_nodes(&p, now);
     fill_events(&p, keys, (unsigned)users, now);
     fill_charts(&p, now);
     pipe_flush(&p);
-    double fill_s = bench_now() - t0;
+    double fill_s = fixture_now() - t0;
     if (p.failed)
         goto out;
     redisReply *mem = redisCommand(c, "MEMORY STATS");
@@ -589,7 +568,7 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     snprintf(logpath, sizeof logpath, "%s/api.log", fx.dir);
-    pid = start_api(&fx, bin, key_hex, src);
+    pid = bench_api_spawn(bin, fx.url, key_hex, src, "bench-dashboard-api", TOKEN, NULL, logpath);
     int port = bench_log_port(logpath);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *h = curl_easy_init();
@@ -598,9 +577,9 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     size_t len;
-    double until = bench_now() + 30.0;
-    while (port > 0 && bench_now() < until && get(h, port, "/readyz", &len) != 200)
-        bench_nap_ms(20);
+    double until = fixture_now() + 30.0;
+    while (port > 0 && fixture_now() < until && get(h, port, "/readyz", &len) != 200)
+        fixture_nap_ms(20);
     if (port <= 0 || get(h, port, "/readyz", &len) != 200) {
         fprintf(stderr, "bench_dashboard: the api did not start; its log:\n");
         FILE *f = fopen(logpath, "r");

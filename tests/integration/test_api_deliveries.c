@@ -15,6 +15,7 @@
 #include "core/crypto.h"
 #include "tests/integration/fakeimap.h"
 #include "tests/integration/receiver.h"
+#include "tests/integration/test_dispatcher_fixture.h"
 #include "tests/integration/test_watcher_fixture.h"
 #include "tests/integration/webhook_fixture.h"
 
@@ -88,13 +89,8 @@ static void keep(struct proc *p)
  * period becomes 30 s / divisor). */
 static void start_dispatcher(struct proc *p, const char *id, const char *divisor)
 {
-    char div[64];
-    snprintf(div, sizeof div, "SUPERIMAP_WEBHOOK_TIME_DIVISOR=%s", divisor);
-    const char *env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", div,
-                         "SUPERIMAP_WEBHOOK_TIMEOUT_MS=5000", NULL};
     keep(p);
-    assert_int_equal(harness_node_start(p, &redis, "superimap-dispatcher", id, env), 0);
-    assert_int_equal(harness_wait_http(p->port, "/readyz", 200, 10000), 0);
+    dx_start_dispatcher(p, &redis, id, "5000", divisor);
 }
 
 static void partner(const char *pid, const char *f1, const char *v1, const char *f2, const char *v2)
