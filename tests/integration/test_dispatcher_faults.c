@@ -59,11 +59,7 @@ static void start_dispatcher(struct proc *p, const char *id, const char *timeout
 
 static void partner(const char *pid, const char *f1, const char *v1, const char *f2, const char *v2)
 {
-    char api_key[128], whsec[64];
-    snprintf(api_key, sizeof api_key, "key-of-%s-0123456789", pid);
-    wf_whsec(whsec, sizeof whsec);
-    wf_partner(rc, pid, base, api_key, whsec, f1, v1, f2, v2, NULL);
-    receiver_add_partner(rx, pid, api_key, whsec, NULL);
+    dx_partner(rc, rx, base, pid, f1, v1, f2, v2);
 }
 
 static int cmp_ll(const void *a, const void *b)
