@@ -105,7 +105,8 @@
  *                                          stat_add.lua beside the delivery log and
  *                                          after record_mail, minute of the writer's clock
  *   si:circuit:<sha256 hex of URL>  hash   a webhook URL's circuit breaker as a dispatcher
- *                                          last saw it change: url (credentials masked),
+ *                                          last saw it change (the URL as the partner hash
+ *                                          stores it, credentials masked): url,
  *                                          state (open|half_open|closed), failures,
  *                                          opened_at, until (ms: the next probe), node,
  *                                          updated_at; PEXPIRE 1 h once closed

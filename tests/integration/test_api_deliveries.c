@@ -4,7 +4,8 @@
  * redis-server, superimap-api, superimap-dispatcher, superimap-watcher on
  * superimap-fake-imapd and the test receiver: the per-minute counters count
  * what the watcher recorded and what the dispatcher delivered and failed,
- * a failing receiver's circuit shows open then closed, a dead letter's
+ * a failing receiver's circuit shows open (its URL's credentials masked)
+ * then closed, a dead letter's
  * message downloads byte for byte and the letter can be deleted. Every
  * answer is checked against web/openapi.json.
  *
@@ -13,6 +14,7 @@
 #include "tests/integration/test_api_client.h"
 
 #include "core/crypto.h"
+#include "core/keys.h"
 #include "tests/integration/fakeimap.h"
 #include "tests/integration/receiver.h"
 #include "tests/integration/test_dispatcher_fixture.h"
@@ -262,7 +264,7 @@ static int wait_circuit(const char *url, const char *want, int64_t *failures, in
 }
 
 /* A receiver that answers 500 until the breaker opens: the dashboard shows
- * the URL open, by whom and until when; once it answers again the probe
+ * the URL open (its password masked), by whom and until when; once it answers again the probe
  * closes it and the dashboard shows it closed, kept for an hour. */
 static void test_failing_url_shows_open_then_closed(void **state)
 {
@@ -270,16 +272,28 @@ static void test_failing_url_shows_open_then_closed(void **state)
     partner("41", "webhook_concurrency", "1", "retry_schedule", "3600");
     struct receiver_rule down = {.status = 500};
     receiver_set_rule(rx, "41", &down);
-    char uid[25], eid[128], url[128];
+    /* The URL carries credentials, stored as the api stores them: masked,
+     * the userinfo sealed beside it. */
+    char uid[25], eid[128], secret_url[160], *url, *sealed;
+    snprintf(secret_url, sizeof secret_url, "http://hook:s3cret-pw@127.0.0.1:%d/hook/41/new_mail",
+             receiver_port(rx));
+    assert_int_equal(
+        keys_seal_partner_url(wf_keys(), "41", "new_mail_webhook_url", secret_url, &url, &sealed),
+        0);
+    assert_non_null(strstr(url, "hook:***@"));
+    freeReplyObject(wf_cmd(rc,
+                           "HSET si:partner:41 new_mail_webhook_url %s "
+                           "new_mail_webhook_url_userinfo %s",
+                           url, sealed));
     wf_uid(uid, 4100);
     for (unsigned i = 1; i <= 20; i++)
         assert_int_equal(wf_new_mail(rc, "41", uid, "d", i, 100, eid), 1);
-    snprintf(url, sizeof url, "%s/hook/41/new_mail", base);
     struct proc d;
     start_dispatcher(&d, "d-circuit", "20"); /* open period 1.5 s */
     int64_t failures = 0, until = 0;
     char node[64];
     assert_int_equal(wait_circuit(url, "open", &failures, &until, node), 0);
+    assert_int_equal(receiver_count(rx, "41"), 5); /* sent with the credentials */
     assert_int_equal(failures, 5);
     assert_string_equal(node, "d-circuit");
     assert_true(until > 0);
@@ -300,10 +314,13 @@ static void test_failing_url_shows_open_then_closed(void **state)
     admin_json(&r, api.port, "GET", "/admin/api/circuits?limit=1000", NULL);
     EXPECT(&r, 200, "GET", "/admin/api/circuits");
     assert_int_equal(json_get(r.json, "circuits")->u.array.len, 1);
+    assert_null(strstr(r.body, "s3cret"));
     assert_int_equal(wf_int(rc, "ZCARD si:circuits"), 1);
     admin_json(&r, api.port, "GET", "/admin/api/circuits?limit=0", NULL);
     EXPECT(&r, 400, "GET", "/admin/api/circuits");
     api_resp_free(&r);
+    xfree(url);
+    xfree(sealed);
 }
 
 /* ---- Queues ---- */
