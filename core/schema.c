@@ -140,6 +140,16 @@ int schema_key_log(char out[SCHEMA_KEY_MAX], const char *pid)
     return build(out, SCHEMA_KEY_MAX, "si:log:%s", pid);
 }
 
+int schema_key_stat(char out[SCHEMA_KEY_MAX], int64_t minute)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:stat:%" PRId64, minute);
+}
+
+int schema_key_circuit(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:circuit:%s", sha256_hex);
+}
+
 /* ---- Keys of a shard ---- */
 
 int schema_key_user(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid)

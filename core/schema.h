@@ -96,6 +96,23 @@
  *   si:watcher:epoch, si:dispatcher:epoch  string INCR counter: a node joined or changed
  *                                          state; nodes re-read the role's zset (core/fleet.h)
  *   si:log:<pid>                    stream delivery log, see "Delivery log"
+ *   si:stat:<unix minute>           hash   the dashboard's chart counters of that minute
+ *                                          (core/stat.h): mail (new mail recorded),
+ *                                          delivered (attempts answered 2xx), failed
+ *                                          (attempts retried or moved to dead letters),
+ *                                          lat_<bound ms>|lat_inf (delivered attempts by
+ *                                          request latency); EXPIRE 48 h, written with
+ *                                          stat_add.lua beside the delivery log and
+ *                                          after record_mail, minute of the writer's clock
+ *   si:circuit:<sha256 hex of URL>  hash   a webhook URL's circuit breaker as a dispatcher
+ *                                          last saw it change (the URL as the partner hash
+ *                                          stores it, credentials masked): url,
+ *                                          state (open|half_open|closed), failures,
+ *                                          opened_at, until (ms: the next probe), node,
+ *                                          updated_at; PEXPIRE 1 h once closed
+ *   si:circuits                     zset   sha256 hex of URL -> updated_at ms: the index of
+ *                                          si:circuit:* (GET /admin/api/circuits); a member
+ *                                          whose hash expired is dropped by the reader
  *   si:changes                      stream user changes for watchers: uid, k, op
  *                                          (create|update|archive|restore|delete)
  *   si:wake                         pub/sub channel, message k: a partner of shard k
@@ -226,6 +243,7 @@
 #define SCHEMA_KEY_WATCHERS    "si:watchers"
 #define SCHEMA_KEY_DISPATCHERS "si:dispatchers"
 #define SCHEMA_KEY_APIS        "si:apis"
+#define SCHEMA_KEY_CIRCUITS    "si:circuits"
 #define SCHEMA_CHANNEL_WAKE    "si:wake"
 
 /* Admin accounts and sessions (see the table above). */
@@ -260,6 +278,8 @@ int schema_key_role(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_role_epoch(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_log(char out[SCHEMA_KEY_MAX], const char *pid);
 int schema_key_tracers(char out[SCHEMA_KEY_MAX], const char *code);
+int schema_key_stat(char out[SCHEMA_KEY_MAX], int64_t minute);
+int schema_key_circuit(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
 
 /* Keys of shard k named by an id. token is "<node>:<g>". */
 int schema_key_user(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);

@@ -42,7 +42,7 @@ static int send_file(struct req *r, const char *path)
     char *data = xmalloc((size_t)st.st_size + 1);
     size_t n = fread(data, 1, (size_t)st.st_size, f);
     fclose(f);
-    int rc = reply_body(r, 200, admin_path_type(path), data, n, NULL);
+    int rc = reply_bytes(r, 200, admin_path_type(path), data, n, NULL);
     xfree(data);
     return rc;
 }

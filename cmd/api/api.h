@@ -159,6 +159,7 @@ extern const struct route routes_events[];
 extern const struct route routes_providers[];
 extern const struct route routes_partners[];
 extern const struct route routes_fleet[];
+extern const struct route routes_deliveries[];
 extern const struct route routes_tracers[];
 
 /* Every table, in the order the router tries them; NULL-terminated. */

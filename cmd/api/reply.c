@@ -109,12 +109,6 @@ int reply_see_other(struct req *r, const char *location, const char *headers)
     return redirect(r, 303, location, headers);
 }
 
-int reply_body(struct req *r, int status, const char *ctype, const char *body, size_t len,
-               const char *headers)
-{
-    return send_one(r, status, ctype, body, len, headers);
-}
-
 int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers)
 {
     if (r->version == 1 && status == 201)
@@ -274,6 +268,12 @@ int reply_stream_write(struct req *r, const char *data, size_t len)
 void reply_stream_close(struct req *r)
 {
     mg_send_chunk(r->conn, "", 0);
+}
+
+int reply_bytes(struct req *r, int status, const char *ctype, const char *body, size_t len,
+                const char *headers)
+{
+    return send_one(r, status, ctype, body, len, headers);
 }
 
 int reply_no_content(struct req *r)

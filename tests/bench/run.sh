@@ -40,6 +40,9 @@
 #                    failover_mail_lost, failover_mail_duplicated
 #   bench_import     import_users, import_seconds (superimap-import's first
 #                    run over an export of that many users)
+#   bench_dashboard  dashboard_users, dashboard_partners, dashboard_fill_s,
+#                    dashboard_worst_p99_ms (the slowest p99 of the
+#                    dashboard's requests)
 #   bench_sentinel   sentinel_pause_s, sentinel_pause_acked_s (kill -9 of the
 #                    Redis primary to the first webhook of a mail delivered
 #                    after it, without and with MIN_REPLICAS_ACK=1),
@@ -268,6 +271,12 @@ summary() {
     n=$(val import_users)
     row "import of 100,000 users from SuperIMAP (superimap-import)" "< 60 s" \
         "${v:+$v s for $(num "${n:-0}") users}" "$(yesno 'a < 60 && b >= 100000' "${v:-0}" "${n:-0}")"
+    v=$(val dashboard_worst_p99_ms)
+    n=$(val dashboard_users)
+    p=$(val dashboard_partners)
+    row "admin dashboard: every page's requests, worst p99" "≤ 300 ms at 10,000 partners and 1,000,000 users" \
+        "${v:+$v ms at $(num "${p:-0}") partners and $(num "${n:-0}") users}" \
+        "$(yesno 'a <= 300 && b >= 1000000' "${v:-0}" "${n:-0}")"
     v=$(val redis_bytes_per_user)
     n=$(val redis_users)
     row "Redis memory per idle user (used_memory delta / users)" "≤ 1 KiB" \

@@ -377,6 +377,11 @@ API_FN void openapi_check(const struct api_resp *r, const char *method, const ch
             fail_msg("%s %s %d: not text/plain: %.300s", method, tmpl, r->status, r->headers);
         return;
     }
+    if (schema == NULL && json_get(json_get(resp, "content"), "message/rfc822") != NULL) {
+        if (!has_header_prefix(r->headers, "Content-Type: message/rfc822"))
+            fail_msg("%s %s %d: not message/rfc822: %.300s", method, tmpl, r->status, r->headers);
+        return;
+    }
     if (schema == NULL) {
         if (r->len != 0)
             fail_msg("%s %s %d: body where the spec has none", method, tmpl, r->status);
