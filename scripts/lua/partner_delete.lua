@@ -21,6 +21,7 @@ if redis.call('SCARD', KEYS[3]) > 0 then
     return {'has_connections'}
 end
 local pid = ARGV[1]
+ix_partner(pid, redis.call('HGET', KEYS[1], 'name') or '', nil)
 local out = {'ok'}
 local shard = 0
 for i = 7, #KEYS, 2 do

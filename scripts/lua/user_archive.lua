@@ -27,7 +27,7 @@
 -- create of the same tag would fail) or a live user missing from its index,
 -- and so that the watcher's change record matches the write.
 local user = KEYS[1]
-local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived')
+local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived', 'username')
 if not f[1] then
     return -1
 end
@@ -57,6 +57,8 @@ if ARGV[3] ~= 'api' then
     fields[#fields + 1] = ARGV[3]
 end
 redis.call('HSET', user, unpack(fields))
+local names = {tag = f[3], email = f[4], username = f[6]}
+ix_user(uid, names, names)
 redis.call('HINCRBY', (string.gsub(user, ':user:.*$', ':count', 1)), 'archived', 1)
 redis.call('HINCRBY', user, 'cursor_epoch', 1)
 redis.call('SREM', KEYS[2], uid)

@@ -59,6 +59,7 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[11], 'code', ARGV[12], 'tag'
            'last_login_at', '', 'last_email_at', '', 'created_at', now, 'updated_at', now,
            'enable_tracer', ARGV[9])
 user_index(KEYS, uid, k, ARGV[10], email, archived, complete)
+ix_user(uid, nil, {tag = ARGV[4], email = email, username = username})
 tracer_users(KEYS[6], uid, ARGV[9])
 local queued = 0
 if complete and archived ~= '1' then

@@ -134,6 +134,8 @@ elseif was_archived and not archived then
     fields[#fields + 1] = ''
 end
 redis.call('HSET', user, unpack(fields))
+ix_user(uid, {tag = old_tag, email = old_email, username = f[5]},
+        {tag = tag, email = email, username = username})
 if op == 'archive' or op == 'restore' then
     -- See user_archive.lua and user_restore.lua.
     redis.call('HINCRBY', user, 'cursor_epoch', 1)
