@@ -14,6 +14,8 @@
  *   routes_partners.c  /admin/api/partners, key and secret rotation
  *   routes_fleet.c     /admin/api/fleet, queues, dead letters
  *   routes_tracers.c   /admin/api/tracers
+ *   routes_users.c     /admin/api/users: users across partners (search,
+ *                      one user with its deliveries, archive, restore)
  *   routes_connect.c   /users/connect/new, /users/connect/callback,
  *                      /users/disconnect/new: the connect pages (browsers)
  *   connect.c          their pure parts: links, redirects, PKCE, answers
@@ -29,6 +31,7 @@
  *   store_partners.c   providers, partners, rotation, API-key lookup
  *   store_events.c     events, delivery log, queues, dead letters, fleet
  *   store_connect.c    used links, connect flows, connected/disconnected
+ *   store_search.c     searches across partners (si:ix:*), leases, drains
  *   keys.c             making, sealing and opening keys and secrets
  *   rec.c              a hash read whole (struct rec) and lists of them
  *   params.c           form, JSON and percent decoding
@@ -142,6 +145,7 @@ extern const struct route routes_providers[];
 extern const struct route routes_partners[];
 extern const struct route routes_fleet[];
 extern const struct route routes_tracers[];
+extern const struct route routes_users[];
 
 /* Every table, in the order the router tries them; NULL-terminated. */
 extern const struct route *const route_tables[];

@@ -106,6 +106,17 @@ int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t
     return 0;
 }
 
+int input_cursor(struct req *r, const char *prefix, char **after)
+{
+    *after = NULL;
+    const struct param *p = params_get(&r->params, "cursor");
+    if (p == NULL || p->len == 0)
+        return 0;
+    if (params_cursor_decode(p->value, prefix, after) < 0)
+        return reply_invalid(r, "cursor", "is not a cursor this search returned");
+    return 0;
+}
+
 int input_is_code(const char *code)
 {
     return params_is_token(code, API_CODE_MAX, "_-");

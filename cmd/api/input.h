@@ -38,6 +38,11 @@ int input_fetch_url(struct req *r, const char *name, int allow_private, const ch
 /* An integer from min to max; *has 1 when present. */
 int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has);
 
+/* The parameter "cursor" of an index page (params_cursor_decode()) that
+ * continues the search of prefix, into *after (xfree() it; NULL when absent
+ * or empty). */
+int input_cursor(struct req *r, const char *prefix, char **after);
+
 /* 1 when code is a provider code: 1 to API_CODE_MAX of [A-Za-z0-9_-]. */
 int input_is_code(const char *code);
 

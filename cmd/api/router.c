@@ -82,9 +82,9 @@ static int pattern_matches(struct req *r, const char *pattern)
     return 1;
 }
 
-const struct route *const route_tables[] = {routes_partner,  routes_events, routes_providers,
-                                            routes_partners, routes_fleet,  routes_tracers,
-                                            routes_connect,  NULL};
+const struct route *const route_tables[] = {routes_partner,  routes_events,  routes_providers,
+                                            routes_partners, routes_fleet,   routes_tracers,
+                                            routes_users,    routes_connect, NULL};
 
 /* Finds the route; *path_known tells a 405 from a 404. */
 static const struct route *find_route(struct req *r, int *path_known)

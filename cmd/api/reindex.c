@@ -1,0 +1,186 @@
+/*
+ * cmd/api/reindex: `superimap-api reindex`. Walks every hash (SCAN ... TYPE
+ * hash) and enters users (si:{k}:user:<uid>) and partners (si:partner:<pid>)
+ * in the search indexes, a SCAN batch per call of scripts/lua/ix_backfill.lua,
+ * which reads each hash and adds its entries in one step. The user and
+ * partner scripts keep the indexes from then on, so a run is needed once,
+ * after upgrading from a version without them; running it again changes
+ * nothing (entries are added, never duplicated).
+ *
+ * Resumable: the SCAN cursor is saved in si:reindex after each batch, and a
+ * run starts from it (--restart: from the beginning). A complete pass
+ * writes cursor 0 and what it indexed.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/api/reindex.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/rsync.h"
+#include "core/schema.h"
+#include "core/scripts.h"
+#include "core/time.h"
+
+#define PROGRAM       "superimap-api reindex"
+#define DEFAULT_BATCH 500
+#define BATCH_MAX     10000
+
+static const char usage[] =
+    "Usage: superimap-api reindex [--batch N] [--max N] [--restart]\n"
+    "Enters every user and partner in the admin dashboard's search indexes (si:ix:user,\n"
+    "si:ix:partner), resuming where an interrupted run stopped. Needed once after\n"
+    "upgrading from a version without them; the api keeps them from then on.\n"
+    "  --batch N   keys asked of each SCAN, the unit a resumed run starts again from\n"
+    "              (default 500, at most 10000)\n"
+    "  --max N     stop after N SCAN batches (run again to continue)\n"
+    "  --restart   start from the beginning, not from a saved position\n";
+
+struct reindex {
+    struct rsync *rs;
+    long batch, max;
+    long long users, partners, batches;
+};
+
+/* One SCAN batch's keys through ix_backfill. 0 or -SIMAP_ECONN. */
+static int index_keys(struct reindex *ri, const redisReply *keys)
+{
+    if (keys->elements == 0)
+        return 0;
+    const char **argv = xcalloc(keys->elements, sizeof *argv);
+    for (size_t i = 0; i < keys->elements; i++)
+        argv[i] = keys->element[i]->str;
+    redisReply *rep =
+        rsync_script(ri->rs, "ix_backfill", (int)keys->elements, (int)keys->elements, argv, NULL);
+    xfree(argv);
+    int ok = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
+    if (ok) {
+        ri->users += rep->element[0]->integer;
+        ri->partners += rep->element[1]->integer;
+    }
+    freeReplyObject(rep);
+    return ok ? 0 : -SIMAP_ECONN;
+}
+
+/* The pass from cursor on; 0 when complete, 1 when stopped at --max (the
+ * position saved), -SIMAP_ECONN. */
+static int sweep(struct reindex *ri, char cursor[32])
+{
+    do {
+        if (ri->max > 0 && ri->batches >= ri->max)
+            return 1;
+        redisReply *rep =
+            rsync_command(ri->rs, "SCAN %s MATCH si:* COUNT %ld TYPE hash", cursor, ri->batch);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[0]->type != REDIS_REPLY_STRING || index_keys(ri, rep->element[1]) < 0) {
+            freeReplyObject(rep);
+            return -SIMAP_ECONN;
+        }
+        snprintf(cursor, 32, "%s", rep->element[0]->str);
+        freeReplyObject(rep);
+        ri->batches++;
+        freeReplyObject(rsync_command(ri->rs, "HSET " SCHEMA_KEY_REINDEX " cursor %s", cursor));
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+static int run(struct reindex *ri, int restart)
+{
+    char cursor[32] = "0";
+    if (!restart) {
+        redisReply *saved = rsync_command(ri->rs, "HGET " SCHEMA_KEY_REINDEX " cursor");
+        if (saved == NULL)
+            return -SIMAP_ECONN;
+        if (saved->type == REDIS_REPLY_STRING && saved->len > 0 && saved->len < sizeof cursor)
+            snprintf(cursor, sizeof cursor, "%s", saved->str);
+        freeReplyObject(saved);
+        if (strcmp(cursor, "0") != 0)
+            printf("resuming at SCAN cursor %s\n", cursor);
+    }
+    int rc = sweep(ri, cursor);
+    if (rc != 0)
+        return rc;
+    redisReply *r = rsync_command(ri->rs,
+                                  "HSET " SCHEMA_KEY_REINDEX " cursor 0 users %lld partners %lld "
+                                  "at %lld",
+                                  ri->users, ri->partners, (long long)time_now_ms());
+    int ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(r);
+    return ok ? 0 : -SIMAP_ECONN;
+}
+
+/* A number of argument s from 1 to max, or -1. */
+static long positive(const char *s, long max)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    return end != s && *end == '\0' && v > 0 && v <= max ? v : -1;
+}
+
+int reindex_main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct reindex ri = {.batch = DEFAULT_BATCH};
+    int restart = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--restart") == 0) {
+            restart = 1;
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc &&
+                   (ri.batch = positive(argv[++i], BATCH_MAX)) > 0) {
+            continue;
+        } else if (strcmp(argv[i], "--max") == 0 && i + 1 < argc &&
+                   (ri.max = positive(argv[++i], 1L << 30)) > 0) {
+            continue;
+        } else {
+            fprintf(stderr, PROGRAM ": unknown or bad argument '%s'\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    struct config cfg;
+    struct buf errors;
+    buf_init(&errors, 1 << 16);
+    if (config_load(&cfg, CONFIG_ROLE_API, &errors) > 0) {
+        fprintf(stderr, PROGRAM ": bad configuration:\n%s", errors.data);
+        buf_free(&errors);
+        return 2;
+    }
+    buf_free(&errors);
+    log_init("superimap-api", "reindex", cfg.log_level, cfg.log_format, cfg.log_components,
+             cfg.log_file);
+    struct rsync_opts ro = {
+        .url = cfg.redis_url,
+        .password = cfg.redis_password,
+        .sentinel_password = cfg.redis_sentinel_password,
+        .timeout_ms = cfg.redis_timeout_ms,
+    };
+    ri.rs = scripts_init() == 0 ? rsync_new(&ro) : NULL;
+    int status = 3;
+    if (ri.rs != NULL) {
+        int64_t t0 = time_mono_ms();
+        int rc = run(&ri, restart);
+        if (rc < 0)
+            fprintf(stderr, PROGRAM ": Redis failed: %s\n", rsync_errstr(ri.rs));
+        printf("%s: %lld users and %lld partners indexed in %lld SCAN batches, in %lld ms\n",
+               rc < 0    ? "failed"
+               : rc == 1 ? "stopped at --max (run again to continue)"
+                         : "done",
+               ri.users, ri.partners, ri.batches, (long long)(time_mono_ms() - t0));
+        status = rc < 0 ? 3 : 0;
+    }
+    rsync_free(ri.rs);
+    scripts_shutdown();
+    log_shutdown();
+    return status;
+}
