@@ -919,9 +919,63 @@ static void states_counted(long long c[4])
     c[3] = users - c[0] - c[1] - c[2];
 }
 
-/* The counts the scripts keep equal the users as they are. */
+static int by_bytes(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The admin search index si:ix:user holds exactly the entries the user
+ * hashes make (SCAN of every si:{k}:user:<uid>): "<e|t|l><lower
+ * value>\x1f<uid>" for each non-empty email, tag and login username. */
+static void assert_index_exact(const char *after)
+{
+    char **want = NULL;
+    size_t n = 0, cap = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *r = rcmd(&redis, "SCAN %s MATCH si:{*}:user:* COUNT 1000", cursor);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const char *k = r->element[1]->element[i]->str;
+            redisReply *f = rcmd(&redis, "HMGET %s email tag username", k);
+            for (int j = 0; j < 3; j++) {
+                const char *v = f->element[j]->str;
+                if (v == NULL || *v == '\0')
+                    continue;
+                if (n == cap)
+                    want = realloc(want, (cap = cap * 2 + 16) * sizeof *want);
+                size_t len = strlen(v) + 2 + SCHEMA_UID_LEN + 1;
+                want[n] = malloc(len);
+                snprintf(want[n], len, "%c%s\x1f%s", "etl"[j], v, strstr(k, ":user:") + 6);
+                for (char *c = want[n]; *c; c++)
+                    if (*c >= 'A' && *c <= 'Z')
+                        *c = (char)(*c - 'A' + 'a');
+                n++;
+            }
+            freeReplyObject(f);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    qsort(want, n, sizeof *want, by_bytes);
+    redisReply *ix = rcmd(&redis, "ZRANGE si:ix:user 0 -1");
+    for (size_t i = 0; i < n || i < ix->elements; i++) {
+        const char *w = i < n ? want[i] : "(none)";
+        const char *g = i < ix->elements ? ix->element[i]->str : "(none)";
+        if (strcmp(w, g) != 0)
+            fail_msg("after %s: si:ix:user entry %zu is '%s', the user hashes make '%s'", after, i,
+                     g, w);
+    }
+    freeReplyObject(ix);
+    for (size_t i = 0; i < n; i++)
+        free(want[i]);
+    free(want);
+}
+
+/* The counts the scripts keep equal the users as they are, and so does the
+ * admin search index. */
 static void assert_states_exact(const char *after, const long long want[4])
 {
+    assert_index_exact(after);
     long long t[4], c[4];
     states_by_scan(t);
     states_counted(c);
@@ -1020,7 +1074,9 @@ static void import_user(const char *uid, const char *tag, int archived, int conn
  * died (user_reauth) and its user disconnected, a disconnect, an import and
  * a connection deleted with its users. After each step the counts the
  * scripts keep (users_count.lua over every shard) equal a scan of the user
- * hashes and what the test made; at the end the api's gauges show them. */
+ * hashes and what the test made, and the admin search index (si:ix:user)
+ * holds exactly the emails, tags and logins of the hashes (changes of them
+ * by PUT too); at the end the api's gauges show the counts. */
 static void test_users_by_state_stay_exact(void **state)
 {
     (void)state;
@@ -1079,6 +1135,13 @@ static void test_users_by_state_stay_exact(void **state)
     EXPECT(&r, 200, "PUT", USER);
     want[0] = 2, want[3] = 3;
     assert_states_exact("restores", want);
+    api_form(&r, api.port, "PUT", "/api/v2/connections/FAKE/users/s1", key,
+             "tag=S1b&email=S1b@Example.com");
+    EXPECT(&r, 200, "PUT", USER);
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/p2", key,
+             "login_username=User2b");
+    EXPECT(&r, 200, "PUT", USER);
+    assert_states_exact("a tag, an email and a login changed", want);
 
     /* s2's grant dies (what the watcher's refresh does on invalid_grant). */
     unsigned sh = hrw_shard(s2, 64);
