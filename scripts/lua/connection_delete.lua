@@ -2,6 +2,9 @@
 -- cursors, leases and queued events, one batch of users per call (the api
 -- calls it until it answers 'done').
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:conn:<pid>:<code>
 -- KEYS[2]  si:conn:<pid>:<code>:users
 -- KEYS[3]  si:partner:<pid>:conns

@@ -1,5 +1,8 @@
 -- partner_create: a new partner with its API key lookup.
 --
+-- Also moves the partner's entry in si:ix:partner, the admin search index
+-- (ix_partner() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:partner:<pid>  (pid from INCR si:seq:partner, made by the api
 --          first because the encrypted fields' AAD names it)
 -- KEYS[2]  si:partners

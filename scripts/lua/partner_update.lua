@@ -1,6 +1,9 @@
 -- partner_update: changes a partner's settings (name, webhook and redirect
 -- URLs, retry policy).
 --
+-- Also moves the partner's entry in si:ix:partner, the admin search index
+-- (ix_partner() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:partner:<pid>
 -- ARGV[1..] field, value pairs; an empty value removes the field
 -- Returns  'ok' or 'missing'

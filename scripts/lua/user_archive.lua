@@ -2,6 +2,9 @@
 -- on a webhook answered 403), as the original did: the user stops being
 -- watched, its tag and email become free for a new user, its history stays.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users          (the shard's set of users to watch)
 -- KEYS[3]  si:changes            (stream read by watchers)

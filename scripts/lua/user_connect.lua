@@ -2,6 +2,9 @@
 -- the callback, or a PLAIN password the IMAP server just accepted): stores
 -- the user's credentials, marks it connected and queues user_connected.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes

@@ -1,5 +1,8 @@
 -- user_create: a new user of a partner's connection.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:conn:<pid>:<code>
 -- KEYS[2]  si:conn:<pid>:<code>:users
 -- KEYS[3]  si:tag:<pid>:<code>:<lower tag>

@@ -5,6 +5,9 @@
 -- (the partner was told it must connect again: now it will not; its state
 -- is cleared).
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes

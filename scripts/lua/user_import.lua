@@ -1,6 +1,9 @@
 -- user_import: a user brought over from the original SuperIMAP by
 -- superimap-import, with its own connected_at and its mail cursor.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:conn:<pid>:<code>
 -- KEYS[2]  si:conn:<pid>:<code>:users
 -- KEYS[3]  si:tag:<pid>:<code>:<lower tag>

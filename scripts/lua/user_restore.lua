@@ -2,6 +2,9 @@
 -- archived=false): watched again when still connected, its tag and email
 -- taken again.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes

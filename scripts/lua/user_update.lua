@@ -1,6 +1,9 @@
 -- user_update: changes a user's fields, and archives or restores it when
 -- `archived` changes (the original's PUT/PATCH, "archived=false" restores).
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes
