@@ -32,6 +32,8 @@
  *   store_events.c     events, delivery log, queues, dead letters, fleet
  *   store_connect.c    used links, connect flows, connected/disconnected
  *   store_search.c     searches across partners (si:ix:*), leases, drains
+ *   rekey.c, reindex.c `superimap-api rekey` and `reindex`, commands of
+ *                      their own (cli.c starts them)
  *   keys.c             making, sealing and opening keys and secrets
  *   rec.c              a hash read whole (struct rec) and lists of them
  *   params.c           form, JSON and percent decoding

@@ -22,7 +22,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "core/buf.h"
+#include "cmd/api/cli.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -149,23 +149,9 @@ int reindex_main(int argc, char **argv)
         }
     }
     struct config cfg;
-    struct buf errors;
-    buf_init(&errors, 1 << 16);
-    if (config_load(&cfg, CONFIG_ROLE_API, &errors) > 0) {
-        fprintf(stderr, PROGRAM ": bad configuration:\n%s", errors.data);
-        buf_free(&errors);
+    if (cli_config(PROGRAM, "reindex", &cfg) != 0)
         return 2;
-    }
-    buf_free(&errors);
-    log_init("superimap-api", "reindex", cfg.log_level, cfg.log_format, cfg.log_components,
-             cfg.log_file);
-    struct rsync_opts ro = {
-        .url = cfg.redis_url,
-        .password = cfg.redis_password,
-        .sentinel_password = cfg.redis_sentinel_password,
-        .timeout_ms = cfg.redis_timeout_ms,
-    };
-    ri.rs = scripts_init() == 0 ? rsync_new(&ro) : NULL;
+    ri.rs = cli_redis(&cfg);
     int status = 3;
     if (ri.rs != NULL) {
         int64_t t0 = time_mono_ms();

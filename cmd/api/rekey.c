@@ -28,7 +28,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "core/buf.h"
+#include "cmd/api/cli.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -273,16 +273,8 @@ int rekey_main(int argc, char **argv)
         }
     }
     struct config cfg;
-    struct buf errors;
-    buf_init(&errors, 1 << 16);
-    if (config_load(&cfg, CONFIG_ROLE_API, &errors) > 0) {
-        fprintf(stderr, PROGRAM ": bad configuration:\n%s", errors.data);
-        buf_free(&errors);
+    if (cli_config(PROGRAM, "rekey", &cfg) != 0)
         return 2;
-    }
-    buf_free(&errors);
-    log_init("superimap-api", "rekey", cfg.log_level, cfg.log_format, cfg.log_components,
-             cfg.log_file);
     char err[256];
     if (crypto_keys_init(&rk.keys, cfg.encryption_key, cfg.encryption_old_keys, err, sizeof err) <
         0) {
@@ -290,13 +282,7 @@ int rekey_main(int argc, char **argv)
         log_shutdown();
         return 2;
     }
-    struct rsync_opts ro = {
-        .url = cfg.redis_url,
-        .password = cfg.redis_password,
-        .sentinel_password = cfg.redis_sentinel_password,
-        .timeout_ms = cfg.redis_timeout_ms,
-    };
-    rk.rs = scripts_init() == 0 ? rsync_new(&ro) : NULL;
+    rk.rs = cli_redis(&cfg);
     int status = 3;
     if (rk.rs != NULL) {
         rk.t0 = time_mono_ms();

@@ -287,13 +287,7 @@ static int partner_page(struct req *r)
     json_gen_object_open(g);
     json_gen_key(g, "partners");
     view_list(g, &l, view_partner);
-    if (next != NULL) {
-        char *cursor = params_cursor_encode(next);
-        json_gen_key_str(g, "next_cursor", cursor);
-        xfree(cursor);
-    } else {
-        json_gen_key_null(g, "next_cursor");
-    }
+    view_next_cursor(g, next);
     json_gen_object_close(g);
     rec_list_free(&l);
     xfree(next);

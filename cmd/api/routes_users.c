@@ -73,13 +73,7 @@ static int search(struct req *r)
         json_gen_object_close(g);
     }
     json_gen_array_close(g);
-    if (next != NULL) {
-        char *cursor = params_cursor_encode(next);
-        json_gen_key_str(g, "next_cursor", cursor);
-        xfree(cursor);
-    } else {
-        json_gen_key_null(g, "next_cursor");
-    }
+    view_next_cursor(g, next);
     json_gen_object_close(g);
     rec_list_free(&users);
     xfree(next);

@@ -301,6 +301,17 @@ void view_admin_user_open(struct json_gen *g, const struct rec *u, const char *p
     view_time(g, "updated_at", rec_get(u, "updated_at"));
 }
 
+void view_next_cursor(struct json_gen *g, const char *next)
+{
+    if (next == NULL) {
+        json_gen_key_null(g, "next_cursor");
+        return;
+    }
+    char *cursor = params_cursor_encode(next);
+    json_gen_key_str(g, "next_cursor", cursor);
+    xfree(cursor);
+}
+
 void view_provider_row(struct json_gen *g, const char *code, const struct rec *p)
 {
     (void)code; /* the hash holds it too */

@@ -78,6 +78,11 @@ void view_log_entry(struct json_gen *g, const char *log_id, const struct rec *e,
 void view_node(struct json_gen *g, const char *id, const char *role, int64_t now_ms,
                int64_t beat_ms, const struct rec *n);
 
+/* "next_cursor": the opaque cursor of an index page that stopped after
+ * member next (params_cursor_encode()), or null when next is NULL (the
+ * last page). */
+void view_next_cursor(struct json_gen *g, const char *next);
+
 /* One entry of a list, named by id. view_partner() has this shape. */
 typedef void view_row_fn(struct json_gen *g, const char *id, const struct rec *rec);
 

@@ -867,34 +867,46 @@ static redisReply *run_script(const char *name, int nkeys, int argc, const char 
     return r;
 }
 
-/* Users by state from the user hashes themselves (SCAN of every
- * si:{k}:user:<uid>): archived, else in its shard's users set, else
- * reauth_required by its state, else not connected. */
-static void states_by_scan(long long t[4])
+/* Calls each with the key and uid of every user hash (SCAN of every
+ * si:{k}:user:<uid>). */
+static void each_user(void (*each)(const char *key, const char *uid, void *data), void *data)
 {
-    memset(t, 0, 4 * sizeof t[0]);
     char cursor[32] = "0";
     do {
         redisReply *r = rcmd(&redis, "SCAN %s MATCH si:{*}:user:* COUNT 1000", cursor);
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const char *k = r->element[1]->element[i]->str;
-            const char *uid = strstr(k, ":user:") + 6;
-            redisReply *f = rcmd(&redis, "HMGET %s archived state", k);
-            char set[64];
-            snprintf(set, sizeof set, "%.*s:users", (int)(uid - 6 - k), k);
-            redisReply *w = rcmd(&redis, "SISMEMBER %s %s", set, uid);
-            const char *arch = f->element[0]->str, *st = f->element[1]->str;
-            int which = arch != NULL && strcmp(arch, "1") == 0             ? 0
-                        : w->integer == 1                                  ? 1
-                        : st != NULL && strcmp(st, "reauth_required") == 0 ? 2
-                                                                           : 3;
-            t[which]++;
-            freeReplyObject(f);
-            freeReplyObject(w);
+            each(k, strstr(k, ":user:") + 6, data);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
+}
+
+static void count_state(const char *k, const char *uid, void *data)
+{
+    long long *t = data;
+    redisReply *f = rcmd(&redis, "HMGET %s archived state", k);
+    char set[64];
+    snprintf(set, sizeof set, "%.*s:users", (int)(uid - 6 - k), k);
+    redisReply *w = rcmd(&redis, "SISMEMBER %s %s", set, uid);
+    const char *arch = f->element[0]->str, *st = f->element[1]->str;
+    int which = arch != NULL && strcmp(arch, "1") == 0             ? 0
+                : w->integer == 1                                  ? 1
+                : st != NULL && strcmp(st, "reauth_required") == 0 ? 2
+                                                                   : 3;
+    t[which]++;
+    freeReplyObject(f);
+    freeReplyObject(w);
+}
+
+/* Users by state from the user hashes themselves: archived, else in its
+ * shard's users set, else reauth_required by its state, else not
+ * connected. */
+static void states_by_scan(long long t[4])
+{
+    memset(t, 0, 4 * sizeof t[0]);
+    each_user(count_state, t);
 }
 
 /* Users by state as the api counts them: users_count.lua on every shard. */
@@ -924,39 +936,44 @@ static int by_bytes(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The index entries a user hash makes, collected. */
+struct entries {
+    char **v;
+    size_t n, cap;
+};
+
+static void add_entries(const char *k, const char *uid, void *data)
+{
+    struct entries *e = data;
+    redisReply *f = rcmd(&redis, "HMGET %s email tag username", k);
+    for (int j = 0; j < 3; j++) {
+        const char *v = f->element[j]->str;
+        if (v == NULL || *v == '\0')
+            continue;
+        if (e->n == e->cap)
+            e->v = realloc(e->v, (e->cap = e->cap * 2 + 16) * sizeof *e->v);
+        size_t len = strlen(v) + 2 + SCHEMA_UID_LEN + 1;
+        char *m = malloc(len);
+        snprintf(m, len, "%c%s\x1f%s", "etl"[j], v, uid);
+        for (char *c = m; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        e->v[e->n++] = m;
+    }
+    freeReplyObject(f);
+}
+
 /* The admin search index si:ix:user holds exactly the entries the user
- * hashes make (SCAN of every si:{k}:user:<uid>): "<e|t|l><lower
- * value>\x1f<uid>" for each non-empty email, tag and login username. */
+ * hashes make: "<e|t|l><lower value>\x1f<uid>" for each non-empty email,
+ * tag and login username. */
 static void assert_index_exact(const char *after)
 {
-    char **want = NULL;
-    size_t n = 0, cap = 0;
-    char cursor[32] = "0";
-    do {
-        redisReply *r = rcmd(&redis, "SCAN %s MATCH si:{*}:user:* COUNT 1000", cursor);
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            const char *k = r->element[1]->element[i]->str;
-            redisReply *f = rcmd(&redis, "HMGET %s email tag username", k);
-            for (int j = 0; j < 3; j++) {
-                const char *v = f->element[j]->str;
-                if (v == NULL || *v == '\0')
-                    continue;
-                if (n == cap)
-                    want = realloc(want, (cap = cap * 2 + 16) * sizeof *want);
-                size_t len = strlen(v) + 2 + SCHEMA_UID_LEN + 1;
-                want[n] = malloc(len);
-                snprintf(want[n], len, "%c%s\x1f%s", "etl"[j], v, strstr(k, ":user:") + 6);
-                for (char *c = want[n]; *c; c++)
-                    if (*c >= 'A' && *c <= 'Z')
-                        *c = (char)(*c - 'A' + 'a');
-                n++;
-            }
-            freeReplyObject(f);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    qsort(want, n, sizeof *want, by_bytes);
+    struct entries e = {NULL, 0, 0};
+    each_user(add_entries, &e);
+    char **want = e.v;
+    size_t n = e.n;
+    if (n > 0)
+        qsort(want, n, sizeof *want, by_bytes);
     redisReply *ix = rcmd(&redis, "ZRANGE si:ix:user 0 -1");
     for (size_t i = 0; i < n || i < ix->elements; i++) {
         const char *w = i < n ? want[i] : "(none)";

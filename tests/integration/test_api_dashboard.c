@@ -16,7 +16,6 @@
 
 #include "tests/integration/receiver.h"
 
-extern char **environ;
 
 #define USERS  "/admin/api/users"
 #define USER   "/admin/api/users/{uid}"
@@ -259,35 +258,14 @@ static void test_partners_are_paged_and_searched_by_name(void **state)
 
 /* ---- Backfill ---- */
 
-/* Runs superimap-api reindex args...; its output into out, its exit code. */
-static int reindex(char *out, size_t outlen, const char *a1, const char *a2, const char *a3,
-                   const char *a4)
+/* Runs superimap-api reindex with args (NULL-terminated); its output into
+ * out, its exit status. */
+static int reindex(char *out, size_t outlen, const char *const *args)
 {
-    struct proc p;
-    memset(&p, 0, sizeof p);
-    snprintf(p.log, sizeof p.log, "%s/reindex.log", redis.dir);
-    char bin[512], url[400];
-    harness_bin("superimap-api", bin, sizeof bin);
-    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", redis.url);
-    const char *argv[] = {bin, "reindex", a1, a2, a3, a4, NULL};
-    /* The test's environment (sanitizer options too) without its SUPERIMAP_*. */
-    const char *env[200];
-    int ne = 0;
-    for (char **e = environ; *e != NULL && ne < 190; e++)
-        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
-            env[ne++] = *e;
-    env[ne++] = url;
-    env[ne++] = "SUPERIMAP_ENCRYPTION_KEY="
-                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-    env[ne] = NULL;
-    assert_int_equal(harness_spawn(&p, argv, env), 0);
-    assert_int_equal(harness_proc_wait(&p, 60000), 0);
-    FILE *f = fopen(p.log, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, outlen - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    return p.exit_code;
+    static const char *const env[] = {
+        "SUPERIMAP_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        NULL};
+    return api_command(&redis, "reindex", args, env, out, outlen);
 }
 
 /* Every member of zset key, joined by '|', into out. */
@@ -321,13 +299,13 @@ static void test_reindex_backfills_an_older_redis_and_resumes(void **state)
     /* A Redis written before the indexes: they are not there. */
     freeReplyObject(rcmd(&redis, "DEL si:ix:user si:ix:partner"));
     char out[4096];
-    if (reindex(out, sizeof out, "--batch", "5", "--max", "2") != 0 ||
+    if (reindex(out, sizeof out, (const char *[]){"--batch", "5", "--max", "2", NULL}) != 0 ||
         strstr(out, "stopped at --max") == NULL)
         fail_msg("reindex --max said: %s", out);
     char cursor[32];
     assert_int_equal(harness_redis_get(&redis, cursor, sizeof cursor, "HGET si:reindex cursor"), 0);
     assert_string_not_equal(cursor, "0");
-    if (reindex(out, sizeof out, "--batch", "5", NULL, NULL) != 0 ||
+    if (reindex(out, sizeof out, (const char *[]){"--batch", "5", NULL}) != 0 ||
         strstr(out, "resuming at SCAN cursor") == NULL || strstr(out, "done: ") == NULL)
         fail_msg("reindex said: %s", out);
     members("si:ix:user", again, sizeof again);
@@ -337,12 +315,12 @@ static void test_reindex_backfills_an_older_redis_and_resumes(void **state)
     assert_int_equal(harness_redis_get(&redis, cursor, sizeof cursor, "HGET si:reindex cursor"), 0);
     assert_string_equal(cursor, "0");
     /* A second complete pass changes nothing. */
-    if (reindex(out, sizeof out, "--restart", NULL, NULL, NULL) != 0 ||
+    if (reindex(out, sizeof out, (const char *[]){"--restart", NULL}) != 0 ||
         strstr(out, "done: 12 users and 2 partners") == NULL)
         fail_msg("reindex --restart said: %s", out);
     members("si:ix:user", again, sizeof again);
     assert_string_equal(again, users);
-    assert_int_equal(reindex(out, sizeof out, "--batch", "0", NULL, NULL), 2);
+    assert_int_equal(reindex(out, sizeof out, (const char *[]){"--batch", "0", NULL}), 2);
     free(ka);
     free(kb);
 }

@@ -1,0 +1,40 @@
+/*
+ * cmd/api/cli: start-up of superimap-api's maintenance commands (see cli.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "cmd/api/cli.h"
+
+#include <stdio.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/rsync.h"
+#include "core/scripts.h"
+
+int cli_config(const char *program, const char *component, struct config *cfg)
+{
+    struct buf errors;
+    buf_init(&errors, 1 << 16);
+    if (config_load(cfg, CONFIG_ROLE_API, &errors) > 0) {
+        fprintf(stderr, "%s: bad configuration:\n%s", program, errors.data);
+        buf_free(&errors);
+        return 2;
+    }
+    buf_free(&errors);
+    log_init("superimap-api", component, cfg->log_level, cfg->log_format, cfg->log_components,
+             cfg->log_file);
+    return 0;
+}
+
+struct rsync *cli_redis(const struct config *cfg)
+{
+    struct rsync_opts ro = {
+        .url = cfg->redis_url,
+        .password = cfg->redis_password,
+        .sentinel_password = cfg->redis_sentinel_password,
+        .timeout_ms = cfg->redis_timeout_ms,
+    };
+    return scripts_init() == 0 ? rsync_new(&ro) : NULL;
+}
