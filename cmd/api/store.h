@@ -391,8 +391,8 @@ int store_partner_name(struct req *r, const char *pid, char **name);
  * none does). 0 or -SIMAP_ECONN. */
 int store_user_lease(struct req *r, const char *uid, char node[SCHEMA_KEY_MAX]);
 
-/* The users to watch (connected, not archived) of every shard into *n. 0
- * or -SIMAP_ECONN. */
+/* The users to watch (connected, not archived) of every shard into *n, in
+ * one script (users_watched.lua). 0 or -SIMAP_ECONN. */
 int store_users_watched(struct req *r, long long *n);
 
 /* Asks node id's running incarnation to drain (scripts/lua/node_drain.lua):

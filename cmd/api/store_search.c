@@ -253,18 +253,21 @@ int store_user_lease(struct req *r, const char *uid, char node[SCHEMA_KEY_MAX])
 int store_users_watched(struct req *r, long long *n)
 {
     *n = 0;
-    for (uint32_t k = 0; k < r->api->shards; k++) {
-        char key[SCHEMA_SHARD_KEY_MAX];
-        schema_key_shard_users(key, k);
-        redisReply *rep = store_cmd(r, "SCARD %s", key);
-        if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
-            freeReplyObject(rep);
-            return -SIMAP_ECONN;
-        }
-        *n += rep->integer;
-        freeReplyObject(rep);
+    uint32_t s = r->api->shards;
+    char(*keys)[SCHEMA_SHARD_KEY_MAX] = xcalloc(s, sizeof *keys);
+    const char **argv = xcalloc(s, sizeof *argv);
+    for (uint32_t k = 0; k < s; k++) {
+        schema_key_shard_users(keys[k], k);
+        argv[k] = keys[k];
     }
-    return 0;
+    redisReply *rep = store_script(r, "users_watched", (int)s, (int)s, argv, NULL);
+    xfree(argv);
+    xfree(keys);
+    int ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
+    if (ok)
+        *n = rep->integer;
+    freeReplyObject(rep);
+    return ok ? 0 : -SIMAP_ECONN;
 }
 
 int store_node_drain(struct req *r, const char *id)
