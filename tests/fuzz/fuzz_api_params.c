@@ -1,8 +1,10 @@
 /*
  * libFuzzer driver of cmd/api/params: the parameter parsers of superimap-api
  * (form/query, JSON body, raw path) and the admin API's index cursors, fed
- * the same bytes. The first byte picks which; the rest is the input. Checks that whatever they accept holds only
- * strict UTF-8 without NUL bytes, as params.h promises.
+ * the same bytes. The first byte picks which (modulo 4: 0 form, 1 JSON, 3
+ * cursor, else path); the rest is the input. Checks that whatever they
+ * accept holds only strict UTF-8 without NUL bytes, as params.h promises,
+ * and that a cursor decodes only for its search and round-trips.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -37,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1:
         params_parse_json(&p, in, n, err, sizeof err);
         break;
-    case 2: {
+    case 3: {
         /* An index cursor: what decodes starts with the prefix asked (the
          * input's first character, or none) and survives a round trip. */
         char prefix[2] = {(data[0] & 4) && n > 0 ? in[0] : '\0', '\0'};
