@@ -20,4 +20,9 @@ int cli_config(const char *program, const char *component, struct config *cfg);
  * connection (rsync_free() it, then scripts_shutdown()), or NULL. */
 struct rsync *cli_redis(const struct config *cfg);
 
+/* The SCAN cursor a resumable command saved in field cursor of hash
+ * state_key into cursor ("0" when none, or when restart), saying so on
+ * stdout when it resumes. 0 or -SIMAP_ECONN. */
+int cli_resume(struct rsync *rs, const char *state_key, int restart, char cursor[32]);
+
 #endif

@@ -95,17 +95,9 @@ static int sweep(struct reindex *ri, char cursor[32])
 
 static int run(struct reindex *ri, int restart)
 {
-    char cursor[32] = "0";
-    if (!restart) {
-        redisReply *saved = rsync_command(ri->rs, "HGET " SCHEMA_KEY_REINDEX " cursor");
-        if (saved == NULL)
-            return -SIMAP_ECONN;
-        if (saved->type == REDIS_REPLY_STRING && saved->len > 0 && saved->len < sizeof cursor)
-            snprintf(cursor, sizeof cursor, "%s", saved->str);
-        freeReplyObject(saved);
-        if (strcmp(cursor, "0") != 0)
-            printf("resuming at SCAN cursor %s\n", cursor);
-    }
+    char cursor[32];
+    if (cli_resume(ri->rs, SCHEMA_KEY_REINDEX, restart, cursor) < 0)
+        return -SIMAP_ECONN;
     int rc = sweep(ri, cursor);
     if (rc != 0)
         return rc;
