@@ -7,7 +7,7 @@
  * view shows the request and then the node gone, the other watcher takes
  * every user, fake-imapd never sees two sessions of one user, and every
  * message appended before, during and after the move gives exactly one
- * new_mail event. Then a dispatcher is drained the same way. The fleet
+ * new_mail event; each user's admin page names the watcher holding it. Then a dispatcher is drained the same way. The fleet
  * view's users_total, users per watcher and users_unassigned are checked
  * before and after.
  *
@@ -105,6 +105,21 @@ static void wait_fleet_holds_all(const char *const *ids, int n)
     api_resp_free(&r);
 }
 
+/* The node holding user u's lease, as the user's admin page says it, into
+ * node ("" for null). */
+static void lease_of(int u, char node[64])
+{
+    char uid[32], path[128];
+    fm_uid(u, uid);
+    snprintf(path, sizeof path, "/admin/api/users/%s", uid);
+    struct api_resp r = {0};
+    admin_json(&r, api.port, "GET", path, NULL);
+    EXPECT(&r, 200, "GET", "/admin/api/users/{uid}");
+    const char *lease = json_get_str(json_get(r.json, "user"), "lease");
+    snprintf(node, 64, "%s", lease != NULL ? lease : "");
+    api_resp_free(&r);
+}
+
 /* Asks node id to drain and waits (mail arriving) until the fleet view no
  * longer lists it, p exited 0 as after SIGTERM, and its log says an
  * operator asked. */
@@ -161,6 +176,12 @@ static void test_a_drained_watcher_hands_its_users_over_and_no_mail_is_lost(void
     fm_all_watched(&fm, counts);
     assert_true(counts[0] > 0 && counts[1] > 0);
     wait_fleet_holds_all(names, 2);
+    char node[64];
+    for (int u = 0; u < NUSERS; u++) {
+        lease_of(u, node);
+        if (strcmp(node, "dw1") != 0 && strcmp(node, "dw2") != 0)
+            fail_msg("user %d's page names lease '%s'", u, node);
+    }
     fm_pump_for(&fm, 1000);
 
     drain(&w[0], "dw1");
@@ -172,6 +193,10 @@ static void test_a_drained_watcher_hands_its_users_over_and_no_mail_is_lost(void
     fprintf(stderr, "fleet_drain: dw2 watches all %d users %.1f s after dw1 left\n", NUSERS,
             ms / 1000.0);
     wait_fleet_holds_all(&names[1], 1);
+    for (int u = 0; u < NUSERS; u++) {
+        lease_of(u, node);
+        assert_string_equal(node, "dw2");
+    }
     fm_pump_for(&fm, 1000);
     fm_wait_every_message_once(&fm, 20000);
     assert_int_equal(fakeimap_stat(&srv, "max_sessions_per_user"), 1);
