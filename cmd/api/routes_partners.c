@@ -272,17 +272,12 @@ static int partner_page(struct req *r)
     if ((rc = input_text(r, "q", 200, &q)) != 0 ||
         (rc = input_int(r, "limit", 1, PARTNERS_LIMIT_MAX, &limit, &has)) != 0)
         return rc;
-    char *prefix = params_ascii_lower(xstrdup(q != NULL ? q : "")), *after, *next = NULL;
-    if ((rc = input_cursor(r, prefix, &after)) != 0) {
-        xfree(prefix);
-        return rc;
-    }
+    char *prefix = params_ascii_lower(xstrdup(q != NULL ? q : "")), *next;
     struct rec_list l;
-    rc = store_partner_page(r, prefix, after, limit, &l, &next);
+    rc = input_page(r, prefix, limit, store_partner_page, &l, &next);
     xfree(prefix);
-    xfree(after);
-    if (rc < 0)
-        return reply_unavailable(r);
+    if (rc != 0)
+        return rc;
     struct json_gen *g = reply_gen_new();
     json_gen_object_open(g);
     json_gen_key(g, "partners");

@@ -54,17 +54,12 @@ static int search(struct req *r)
     char *prefix = xmalloc(n + 2);
     snprintf(prefix, n + 2, "%s%s", kind, q != NULL ? q : "");
     params_ascii_lower(prefix);
-    char *after, *next = NULL;
-    if ((rc = input_cursor(r, prefix, &after)) != 0) {
-        xfree(prefix);
-        return rc;
-    }
+    char *next;
     struct rec_list users;
-    rc = store_user_search(r, prefix, after, limit, &users, &next);
+    rc = input_page(r, prefix, limit, store_user_search, &users, &next);
     xfree(prefix);
-    xfree(after);
-    if (rc < 0)
-        return reply_unavailable(r);
+    if (rc != 0)
+        return rc;
     struct json_gen *g = reply_gen_new();
     json_gen_object_open(g);
     json_gen_key_array(g, "users");
