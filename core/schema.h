@@ -70,7 +70,8 @@
  *   si:reindex                      hash   superimap-api reindex (cmd/api/reindex.c): cursor
  *                                          (the SCAN position a run resumes from, 0 after a
  *                                          complete pass), users, partners (indexed by the
- *                                          last complete pass), at (ms)
+ *                                          last complete pass), dropped (stale entries it
+ *                                          removed), at (ms)
  *   si:{k}:user:<uid>               hash   see "User fields"
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);

@@ -2,10 +2,13 @@
  * cmd/api/reindex: `superimap-api reindex`. Walks every hash (SCAN ... TYPE
  * hash) and enters users (si:{k}:user:<uid>) and partners (si:partner:<pid>)
  * in the search indexes, a SCAN batch per call of scripts/lua/ix_backfill.lua,
- * which reads each hash and adds its entries in one step. The user and
- * partner scripts keep the indexes from then on, so a run is needed once,
- * after upgrading from a version without them; running it again changes
- * nothing (entries are added, never duplicated).
+ * which reads each hash and adds its entries in one step. After a complete
+ * pass it walks both indexes (ZRANGEBYLEX, a batch at a time) and drops
+ * through scripts/lua/ix_prune.lua the entries whose record no longer holds
+ * them (an api of a version without the indexes changed or deleted it after
+ * they existed, during a rolling upgrade). The user and partner scripts keep
+ * the indexes from then on, so a run is needed once, after upgrading from a
+ * version without them; running it again changes nothing.
  *
  * Resumable: the SCAN cursor is saved in si:reindex after each batch, and a
  * run starts from it (--restart: from the beginning). A complete pass
@@ -25,6 +28,7 @@
 #include "cmd/api/cli.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "core/hrw.h"
 #include "core/log.h"
 #include "core/rsync.h"
 #include "core/schema.h"
@@ -47,8 +51,9 @@ static const char usage[] =
 
 struct reindex {
     struct rsync *rs;
+    uint32_t shards;
     long batch, max;
-    long long users, partners, batches;
+    long long users, partners, batches, dropped;
 };
 
 /* One SCAN batch's keys through ix_backfill. 0 or -SIMAP_ECONN. */
@@ -93,18 +98,89 @@ static int sweep(struct reindex *ri, char cursor[32])
     return 0;
 }
 
+/* The record of index member m (what follows its last \x1f) into key. 0,
+ * or -1 when the member names none. */
+static int record_key(const struct reindex *ri, int users, const char *m, char key[SCHEMA_KEY_MAX])
+{
+    const char *sep = strrchr(m, '\x1f');
+    if (sep == NULL)
+        return -1;
+    const char *id = sep + 1;
+    if (!users)
+        return schema_key_partner(key, id) < 0 ? -1 : 0;
+    return strlen(id) == SCHEMA_UID_LEN && schema_key_user(key, hrw_shard(id, ri->shards), id) >= 0
+               ? 0
+               : -1;
+}
+
+/* Walks index ix (si:ix:user when users, else si:ix:partner) a batch at a
+ * time and drops through ix_prune the entries whose record no longer holds
+ * them. 0 or -SIMAP_ECONN. */
+static int prune(struct reindex *ri, const char *ix, int users)
+{
+    char *after = NULL;
+    for (;;) {
+        size_t alen = after != NULL ? strlen(after) : 0;
+        char *min = xmalloc(alen + 2), count[24];
+        snprintf(min, alen + 2, "%s%s", after != NULL ? "(" : "-", after != NULL ? after : "");
+        snprintf(count, sizeof count, "%ld", ri->batch);
+        const char *q[] = {"ZRANGEBYLEX", ix, min, "+", "LIMIT", "0", count};
+        redisReply *page = rsync_command_argv(ri->rs, 7, q, NULL);
+        xfree(min);
+        xfree(after);
+        after = NULL;
+        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(page);
+            return -SIMAP_ECONN;
+        }
+        size_t n = page->elements;
+        if (n == 0) {
+            freeReplyObject(page);
+            return 0;
+        }
+        const char **argv = xcalloc(2 * n + 1, sizeof *argv);
+        char(*keys)[SCHEMA_KEY_MAX] = xcalloc(n, sizeof *keys);
+        argv[0] = ix;
+        for (size_t i = 0; i < n; i++) {
+            if (record_key(ri, users, page->element[i]->str, keys[i]) < 0)
+                snprintf(keys[i], sizeof keys[i], "si:ix:none");
+            argv[1 + i] = keys[i];
+            argv[1 + n + i] = page->element[i]->str;
+        }
+        redisReply *rep =
+            rsync_script(ri->rs, "ix_prune", (int)n + 1, (int)(2 * n + 1), argv, NULL);
+        xfree(keys);
+        xfree(argv);
+        int ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
+        if (ok)
+            ri->dropped += rep->integer;
+        freeReplyObject(rep);
+        if (ok && n == (size_t)ri->batch)
+            after = xstrndup(page->element[n - 1]->str, page->element[n - 1]->len);
+        freeReplyObject(page);
+        if (!ok)
+            return -SIMAP_ECONN;
+        if (after == NULL)
+            return 0;
+    }
+}
+
 static int run(struct reindex *ri, int restart)
 {
     char cursor[32];
     if (cli_resume(ri->rs, SCHEMA_KEY_REINDEX, restart, cursor) < 0)
         return -SIMAP_ECONN;
     int rc = sweep(ri, cursor);
+    if (rc == 0)
+        rc = prune(ri, SCHEMA_KEY_IX_USER, 1);
+    if (rc == 0)
+        rc = prune(ri, SCHEMA_KEY_IX_PARTNER, 0);
     if (rc != 0)
         return rc;
     redisReply *r = rsync_command(ri->rs,
                                   "HSET " SCHEMA_KEY_REINDEX " cursor 0 users %lld partners %lld "
-                                  "at %lld",
-                                  ri->users, ri->partners, (long long)time_now_ms());
+                                  "dropped %lld at %lld",
+                                  ri->users, ri->partners, ri->dropped, (long long)time_now_ms());
     int ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
     freeReplyObject(r);
     return ok ? 0 : -SIMAP_ECONN;
@@ -143,6 +219,7 @@ int reindex_main(int argc, char **argv)
     struct config cfg;
     if (cli_config(PROGRAM, "reindex", &cfg) != 0)
         return 2;
+    ri.shards = (uint32_t)cfg.shards;
     ri.rs = cli_redis(&cfg);
     int status = 3;
     if (ri.rs != NULL) {
@@ -150,11 +227,12 @@ int reindex_main(int argc, char **argv)
         int rc = run(&ri, restart);
         if (rc < 0)
             fprintf(stderr, PROGRAM ": Redis failed: %s\n", rsync_errstr(ri.rs));
-        printf("%s: %lld users and %lld partners indexed in %lld SCAN batches, in %lld ms\n",
+        printf("%s: %lld users and %lld partners indexed in %lld SCAN batches, %lld stale "
+               "entries dropped, in %lld ms\n",
                rc < 0    ? "failed"
                : rc == 1 ? "stopped at --max (run again to continue)"
                          : "done",
-               ri.users, ri.partners, ri.batches, (long long)(time_mono_ms() - t0));
+               ri.users, ri.partners, ri.batches, ri.dropped, (long long)(time_mono_ms() - t0));
         status = rc < 0 ? 3 : 0;
     }
     rsync_free(ri.rs);

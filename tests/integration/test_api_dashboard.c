@@ -316,10 +316,39 @@ static void test_reindex_backfills_an_older_redis_and_resumes(void **state)
     assert_string_equal(cursor, "0");
     /* A second complete pass changes nothing. */
     if (reindex(out, sizeof out, (const char *[]){"--restart", NULL}) != 0 ||
-        strstr(out, "done: 12 users and 2 partners") == NULL)
+        strstr(out, "done: 12 users and 2 partners") == NULL ||
+        strstr(out, " 0 stale entries dropped") == NULL)
         fail_msg("reindex --restart said: %s", out);
     members("si:ix:user", again, sizeof again);
     assert_string_equal(again, users);
+
+    /* Entries an api without the indexes left behind (a user deleted, a tag
+     * changed, a partner renamed, an id that names nothing) are dropped;
+     * a page of one entry at a time walks the whole index. */
+    char uid[32];
+    uid_of("t01", uid);
+    static const char *const stale[][2] = {
+        {"si:ix:user", "eghost@example.com\x1f"
+                       "0123456789abcdef01234567"},
+        {"si:ix:user", "tformer-tag\x1f"},
+        {"si:ix:user", "lnot-an-id\x1fxyz"},
+        {"si:ix:partner", "old name\x1f"
+                          "1"},
+        {"si:ix:partner", "gone\x1f"
+                          "999"},
+    };
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        char m[128];
+        snprintf(m, sizeof m, "%s%s", stale[i][1], i == 1 ? uid : "");
+        freeReplyObject(rcmd(&redis, "ZADD %s 0 %s", stale[i][0], m));
+    }
+    if (reindex(out, sizeof out, (const char *[]){"--restart", "--batch", "1", NULL}) != 0 ||
+        strstr(out, " 5 stale entries dropped") == NULL)
+        fail_msg("reindex with stale entries said: %s", out);
+    members("si:ix:user", again, sizeof again);
+    assert_string_equal(again, users);
+    members("si:ix:partner", again, sizeof again);
+    assert_string_equal(again, partners);
     assert_int_equal(reindex(out, sizeof out, (const char *[]){"--batch", "0", NULL}), 2);
     free(ka);
     free(kb);
