@@ -120,6 +120,23 @@
  *   si:wake                         pub/sub channel, message k: a partner of shard k
  *                                          just got ready events (dispatchers claim at once)
  *
+ * Admin accounts of the dashboard (cmd/api/admin_store.c; <lower> is the
+ * username in lower case, 1 to 64 of [a-z0-9._@-]):
+ *
+ *   si:admin:<lower>                hash   username (as given), hash ($scrypt$...,
+ *                                          core/crypto.h), disabled (0|1), created_at,
+ *                                          updated_at, last_login_at, last_failure_at (ms)
+ *   si:admins                       zset   lower username -> created_at ms
+ *   si:admin:<lower>:sessions       zset   session key hashes of the account -> absolute
+ *                                          end ms (disable and delete end them all)
+ *   si:asess:<sha256 hex of cookie> hash   username (lower), csrf, created_at, last_seen_at,
+ *                                          addr; PEXPIRE SUPERIMAP_ADMIN_SESSION_IDLE_SEC,
+ *                                          renewed on use, never past created_at +
+ *                                          SUPERIMAP_ADMIN_SESSION_MAX_SEC
+ *   si:admin_fail:<lower>           hash   count (failed sign-ins), locked_until (ms); kept
+ *                                          for unknown usernames too; PEXPIRE
+ *                                          SUPERIMAP_ADMIN_LOCKOUT_SEC after the last failure
+ *
  * Queue invariant of a shard: a pid is in ready_partners exactly when its
  * ready:<pid> list is non-empty. Every producer enqueues through
  * scripts/lua/event_enqueue.lua or does what it does, atomically: HSET the
@@ -232,6 +249,13 @@
 #define SCHEMA_KEY_DISPATCHERS "si:dispatchers"
 #define SCHEMA_KEY_APIS        "si:apis"
 #define SCHEMA_CHANNEL_WAKE    "si:wake"
+
+/* Admin accounts and sessions (see the table above). */
+#define SCHEMA_KEY_ADMINS "si:admins"
+int schema_key_admin(char out[SCHEMA_KEY_MAX], const char *lower);
+int schema_key_admin_sessions(char out[SCHEMA_KEY_MAX], const char *lower);
+int schema_key_admin_session(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
+int schema_key_admin_fail(char out[SCHEMA_KEY_MAX], const char *lower);
 
 /* Global keys, named by an id. */
 int schema_key_provider(char out[SCHEMA_KEY_MAX], const char *code);

@@ -25,7 +25,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "cmd/api/cli.h"
+#include "cmd/api/command.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/hrw.h"
@@ -168,7 +168,7 @@ static int prune(struct reindex *ri, const char *ix, int users)
 static int run(struct reindex *ri, int restart)
 {
     char cursor[32];
-    if (cli_resume(ri->rs, SCHEMA_KEY_REINDEX, restart, cursor) < 0)
+    if (command_resume(ri->rs, SCHEMA_KEY_REINDEX, restart, cursor) < 0)
         return -SIMAP_ECONN;
     int rc = sweep(ri, cursor);
     if (rc == 0)
@@ -217,10 +217,10 @@ int reindex_main(int argc, char **argv)
         }
     }
     struct config cfg;
-    if (cli_config(PROGRAM, "reindex", &cfg) != 0)
+    if (command_begin(PROGRAM, "reindex", &cfg) != 0)
         return 2;
     ri.shards = (uint32_t)cfg.shards;
-    ri.rs = cli_redis(&cfg);
+    ri.rs = command_redis(&cfg);
     int status = 3;
     if (ri.rs != NULL) {
         int64_t t0 = time_mono_ms();

@@ -28,7 +28,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "cmd/api/cli.h"
+#include "cmd/api/command.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -215,7 +215,7 @@ static int sweep(struct rekey *rk, char cursor[32])
 static int run(struct rekey *rk, int restart)
 {
     char cursor[32];
-    if (cli_resume(rk->rs, REKEY_STATE, rk->count_only || restart, cursor) < 0)
+    if (command_resume(rk->rs, REKEY_STATE, rk->count_only || restart, cursor) < 0)
         return -SIMAP_ECONN;
     int rc = sweep(rk, cursor);
     if (rc != 0)
@@ -265,7 +265,7 @@ int rekey_main(int argc, char **argv)
         }
     }
     struct config cfg;
-    if (cli_config(PROGRAM, "rekey", &cfg) != 0)
+    if (command_begin(PROGRAM, "rekey", &cfg) != 0)
         return 2;
     char err[256];
     if (crypto_keys_init(&rk.keys, cfg.encryption_key, cfg.encryption_old_keys, err, sizeof err) <
@@ -274,7 +274,7 @@ int rekey_main(int argc, char **argv)
         log_shutdown();
         return 2;
     }
-    rk.rs = cli_redis(&cfg);
+    rk.rs = command_redis(&cfg);
     int status = 3;
     if (rk.rs != NULL) {
         rk.t0 = time_mono_ms();

@@ -32,7 +32,8 @@
 #                    mail_webhook_p50_ms, mail_webhook_p99_ms
 #   bench_dispatcher dispatcher_webhooks_per_s
 #   bench_api        api_get_user_per_s
-#   bench_failover   failover_rewatch_s (kill to all of the dead watcher's
+#   bench_failover   failover_rewatch_1k_s, failover_victims_1k, failover_victims_10k,
+#                    failover_rewatch_s (kill to all of the dead watcher's
 #                    users watched again; without it, the time until the
 #                    watchers of failover.dat hold as many sessions as
 #                    before the kill), failover_mail_sent,
@@ -249,6 +250,14 @@ summary() {
     fi
     row "failover: users of a killed watcher watched again" "≤ 45 s" "${v:+$v s after the kill$how}" \
         "$(yesno 'a <= 45' "${v:-0}")"
+    for n in 1k 10k; do
+        v=$(val "failover_rewatch_${n}_s")
+        [ "$n" = 10k ] && v=$(val failover_rewatch_s)
+        k=$(val "failover_victims_$n")
+        row "kill -9 of 1 of 3 watchers, $n users: its users back in IDLE" \
+            "≤ 3 s + its users / 20,000 logins/s" "${v:+$v s for $(num "${k:-0}") users}" \
+            "$(yesno 'a <= 3 + b / 20000' "${v:-99}" "${k:-0}")"
+    done
     sent=$(val failover_mail_sent)
     lost=$(val failover_mail_lost)
     dup=$(val failover_mail_duplicated)

@@ -28,19 +28,13 @@ static struct rsync *rs;
 static int suite_setup(void **state)
 {
     (void)state;
-    if (scripts_init() < 0 || redis_fixture_start(&fx, NULL) < 0)
-        return -1;
-    struct rsync_opts o = {.url = fx.url, .timeout_ms = 5000};
-    rs = rsync_new(&o);
-    return rs ? 0 : -1;
+    return redis_fixture_start_scripts(&fx, &rs);
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    rsync_free(rs);
-    redis_fixture_stop(&fx);
-    scripts_shutdown();
+    redis_fixture_stop_scripts(&fx, rs);
     return 0;
 }
 

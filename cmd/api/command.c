@@ -1,9 +1,10 @@
 /*
- * cmd/api/cli: start-up of superimap-api's maintenance commands (see cli.h).
+ * cmd/api/command: the start every superimap-api command shares
+ * (command.h).
  *
  * SPDX-License-Identifier: MIT
  */
-#include "cmd/api/cli.h"
+#include "cmd/api/command.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 #include "core/rsync.h"
 #include "core/scripts.h"
 
-int cli_config(const char *program, const char *component, struct config *cfg)
+int command_begin(const char *program, const char *component, struct config *cfg)
 {
     struct buf errors;
     buf_init(&errors, 1 << 16);
@@ -32,7 +33,7 @@ int cli_config(const char *program, const char *component, struct config *cfg)
     return 0;
 }
 
-int cli_resume(struct rsync *rs, const char *state_key, int restart, char cursor[32])
+int command_resume(struct rsync *rs, const char *state_key, int restart, char cursor[32])
 {
     snprintf(cursor, 32, "0");
     if (restart)
@@ -48,7 +49,7 @@ int cli_resume(struct rsync *rs, const char *state_key, int restart, char cursor
     return 0;
 }
 
-struct rsync *cli_redis(const struct config *cfg)
+struct rsync *command_redis(const struct config *cfg)
 {
     struct rsync_opts ro = {
         .url = cfg->redis_url,
