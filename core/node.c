@@ -225,7 +225,6 @@ static void on_redis_latency(double seconds, void *data)
 static void on_heartbeat(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
 {
     (void)rc;
-    (void)reply;
     struct node *n = privdata;
     n->beat_in_flight = 0;
     if (err == -SIMAP_ESHUTDOWN)
@@ -241,6 +240,14 @@ static void on_heartbeat(struct rconn *rc, struct redisReply *reply, int err, vo
         log_info("heartbeat restored");
     n->beat_failing = 0;
     atomic_store(&n->last_beat_mono, time_mono_ms());
+    /* An operator asked this incarnation to drain (node_drain.lua, the admin
+     * API): the same stop as SIGTERM's. */
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[1]->type == REDIS_REPLY_INTEGER && reply->element[1]->integer == 1 &&
+        !atomic_load(&n->draining)) {
+        log_info("drain requested by an operator role=%s", n->opts.role);
+        node_stop(n);
+    }
 }
 
 static void send_heartbeat(struct node *n)

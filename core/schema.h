@@ -60,6 +60,18 @@
  *                                          SCAN position a run resumes from, 0 after a
  *                                          complete pass), old (secrets under an old key
  *                                          that pass left, or --count found), at (ms)
+ *   si:ix:user                      zset   "<e|t|l><lower value>\x1f<uid>" -> 0: every user
+ *                                          (archived too) by email (e), tag (t) and login
+ *                                          username (l), none for an empty value; kept by
+ *                                          the user scripts (scripts/lua/prelude/index.lua),
+ *                                          searched by prefix with ZRANGEBYLEX (admin API)
+ *   si:ix:partner                   zset   "<lower name>\x1f<pid>" -> 0: every partner, kept
+ *                                          by partner_create, partner_update, partner_delete
+ *   si:reindex                      hash   superimap-api reindex (cmd/api/reindex.c): cursor
+ *                                          (the SCAN position a run resumes from, 0 after a
+ *                                          complete pass), users, partners (indexed by the
+ *                                          last complete pass), dropped (stale entries it
+ *                                          removed), at (ms)
  *   si:{k}:user:<uid>               hash   see "User fields"
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
@@ -92,7 +104,14 @@
  *   si:{k}:dead                     zset   event id -> died ms (capped)
  *   si:{k}:evt:<eid>                hash   see "Event fields"
  *   si:watchers, si:dispatchers, si:apis  zset  node id -> heartbeat ms (Redis TIME)
- *   si:node:<id>                    hash   role, host, pid, version, started_at, state, ...
+ *   si:node:<id>                    hash   role, host, pid, version, started_at, state
+ *                                          (active|draining), heartbeat_ms, the role's own
+ *                                          (watcher: capacity, users held, users_known,
+ *                                          users_placed, users_unassigned; dispatcher:
+ *                                          capacity, load, shards), drain_requested (the
+ *                                          started_at of the incarnation an operator asked
+ *                                          to drain: node_drain.lua; its next heartbeat
+ *                                          stops it as SIGTERM does)
  *   si:watcher:epoch, si:dispatcher:epoch  string INCR counter: a node joined or changed
  *                                          state; nodes re-read the role's zset (core/fleet.h)
  *   si:log:<pid>                    stream delivery log, see "Delivery log"
@@ -240,6 +259,9 @@
 #define SCHEMA_KEY_GEN         "si:gen"
 #define SCHEMA_KEY_CHANGES     "si:changes"
 #define SCHEMA_KEY_REKEY       "si:rekey"
+#define SCHEMA_KEY_REINDEX     "si:reindex"
+#define SCHEMA_KEY_IX_USER     "si:ix:user"
+#define SCHEMA_KEY_IX_PARTNER  "si:ix:partner"
 #define SCHEMA_KEY_WATCHERS    "si:watchers"
 #define SCHEMA_KEY_DISPATCHERS "si:dispatchers"
 #define SCHEMA_KEY_APIS        "si:apis"

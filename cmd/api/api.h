@@ -14,14 +14,16 @@
  *   routes_partners.c  /admin/api/partners, key and secret rotation
  *   routes_fleet.c     /admin/api/fleet, queues, dead letters
  *   routes_tracers.c   /admin/api/tracers
+ *   routes_users.c     /admin/api/users: users across partners (search,
+ *                      one user with its deliveries, archive, restore)
  *   admin_files.c      everything under /admin: web/admin/ with the dashboard's
  *                      headers, the rest to the router
  *   admin_path.c       its pure part: which file of web/admin/ a path names
  *   admin_session.c    /admin/login, /admin/logout, /admin/api/session: the
  *                      dashboard's sign-in, sessions and lockout
  *   admin_users.c      /admin/api/admin-users
- *   admin_cli.c        `superimap-api admin-user`; command.c: what it and
- *                      rekey.c share
+ *   admin_cli.c        `superimap-api admin-user`; command.c: what it,
+ *                      rekey.c and reindex.c share
  *   admin_store.c      admin accounts and sessions in Redis (also for admin_cli.c,
  *                      `superimap-api admin-user`)
  *   routes_connect.c   /users/connect/new, /users/connect/callback,
@@ -39,6 +41,9 @@
  *   store_partners.c   providers, partners, rotation, API-key lookup
  *   store_events.c     events, delivery log, queues, dead letters, fleet
  *   store_connect.c    used links, connect flows, connected/disconnected
+ *   store_search.c     searches across partners (si:ix:*), leases, drains
+ *   rekey.c, reindex.c `superimap-api rekey` and `reindex`, commands of
+ *                      their own (command.c starts them)
  *   keys.c             making, sealing and opening keys and secrets
  *   rec.c              a hash read whole (struct rec) and lists of them
  *   params.c           form, JSON and percent decoding
@@ -161,6 +166,7 @@ extern const struct route routes_partners[];
 extern const struct route routes_fleet[];
 extern const struct route routes_deliveries[];
 extern const struct route routes_tracers[];
+extern const struct route routes_users[];
 
 /* Every table, in the order the router tries them; NULL-terminated. */
 extern const struct route *const route_tables[];

@@ -25,6 +25,7 @@
 #include "cmd/api/client.h"
 #include "cmd/api/connect.h"
 #include "cmd/api/rekey.h"
+#include "cmd/api/reindex.h"
 #include "cmd/api/router.h"
 #include "core/config.h"
 #include "core/crypto.h"
@@ -273,6 +274,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "rekey") == 0)
         return rekey_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "reindex") == 0)
+        return reindex_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "admin-user") == 0)
         return admin_cli_main(argc - 1, argv + 1);
     if (argc == 2 && strcmp(argv[1], "routes") == 0)
@@ -283,8 +286,9 @@ int main(int argc, char **argv)
         .summary = "Serves the superimap partner REST API, the admin API and the static "
                    "files of SUPERIMAP_WEB_ROOT. `superimap-api rekey --help`: the "
                    "re-encryption sweep that retires an old SUPERIMAP_ENCRYPTION_KEY. "
-                   "`superimap-api admin-user --help`: the admin dashboard's accounts. "
-                   "`superimap-api routes`: every route it serves.",
+                   "`superimap-api reindex --help`: the backfill of the admin search "
+                   "indexes after an upgrade. `superimap-api admin-user --help`: the admin "
+                   "dashboard's accounts. `superimap-api routes`: every route it serves.",
         .config_role = CONFIG_ROLE_API,
         .prepare = prepare,
         .start = start,

@@ -214,17 +214,9 @@ static int sweep(struct rekey *rk, char cursor[32])
 
 static int run(struct rekey *rk, int restart)
 {
-    char cursor[32] = "0";
-    if (!rk->count_only && !restart) {
-        redisReply *saved = rsync_command(rk->rs, "HGET " REKEY_STATE " cursor");
-        if (saved == NULL)
-            return -SIMAP_ECONN;
-        if (saved->type == REDIS_REPLY_STRING && saved->len > 0 && saved->len < sizeof cursor)
-            snprintf(cursor, sizeof cursor, "%s", saved->str);
-        freeReplyObject(saved);
-        if (strcmp(cursor, "0") != 0)
-            printf("resuming at SCAN cursor %s\n", cursor);
-    }
+    char cursor[32];
+    if (command_resume(rk->rs, REKEY_STATE, rk->count_only || restart, cursor) < 0)
+        return -SIMAP_ECONN;
     int rc = sweep(rk, cursor);
     if (rc != 0)
         return rc;

@@ -1,9 +1,10 @@
 /*
  * cmd/api/routes_fleet: what the operator watches: /admin/api/fleet (the
- * nodes of each role and their heartbeats), /admin/api/queues (event
- * depths per shard, and per partner with its oldest waiting event) and /admin/api/dead-letters (newest
- * first across shards, with replay). Admin API: unknown parameters are
- * refused (see routes_providers.c).
+ * nodes of each role and their heartbeats, the users watched, held and
+ * unplaced; POST .../drain asks a node to stop as on SIGTERM), /admin/api/queues
+ * (event depths per shard, and per partner with its oldest waiting event) and
+ * /admin/api/dead-letters (newest first across shards, with replay). Admin
+ * API: unknown parameters are refused (see routes_providers.c).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -19,6 +20,7 @@
 #include "cmd/api/views.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/node.h"
 
 #define DEAD_LIMIT_DEFAULT 100
 #define DEAD_LIMIT_MAX     1000
@@ -29,18 +31,31 @@ static int fleet(struct req *r)
                                            {SCHEMA_KEY_WATCHERS, "watcher"},
                                            {SCHEMA_KEY_DISPATCHERS, "dispatcher"}};
     int64_t now = store_time_ms(r);
+    long long total;
+    if (store_users_watched(r, &total) < 0)
+        return reply_unavailable(r);
     struct json_gen *g = reply_gen_new();
     json_gen_object_open(g);
     json_gen_key_array(g, "nodes");
     size_t counts[3] = {0, 0, 0};
+    long long held = 0, over = 0;
     for (int i = 0; i < 3; i++) {
         struct rec_list nodes;
         if (store_fleet_nodes(r, roles[i][0], &nodes) < 0) {
             json_gen_free(g);
             return reply_unavailable(r);
         }
-        for (size_t j = 0; j < nodes.n; j++)
+        for (size_t j = 0; j < nodes.n; j++) {
             view_node(g, nodes.id[j], roles[i][1], now, nodes.score[j], &nodes.rec[j]);
+            if (i != 1 || now - nodes.score[j] > NODE_DEAD_MS)
+                continue;
+            /* A live watcher's users are those it holds leases for; each
+             * reports the users the fleet has no room for. */
+            held += strtoll(rec_get(&nodes.rec[j], "users"), NULL, 10);
+            long long unplaced = strtoll(rec_get(&nodes.rec[j], "users_unassigned"), NULL, 10);
+            if (unplaced > over)
+                over = unplaced;
+        }
         counts[i] = nodes.n;
         rec_list_free(&nodes);
     }
@@ -49,6 +64,9 @@ static int fleet(struct req *r)
     for (int i = 0; i < 3; i++)
         json_gen_key_int(g, roles[i][1], (int64_t)counts[i]);
     json_gen_object_close(g);
+    json_gen_key_int(g, "users_total", total);
+    json_gen_key_int(g, "users_unassigned", total > held ? total - held : 0);
+    json_gen_key_int(g, "users_over_capacity", over);
     json_gen_object_close(g);
     return reply_gen(r, 200, g, NULL);
 }
@@ -110,6 +128,27 @@ static void write_partners(struct json_gen *g, struct store_waiting *w, size_t n
 
 /* Each shard's depths and waiting partners, ready_by_partner included: one
  * script per shard (event_partners.lua), whatever the number of partners. */
+
+static int fleet_drain(struct req *r)
+{
+    static const char *const allowed[] = {NULL};
+    int rc = input_only_known(r, allowed);
+    if (rc != 0)
+        return rc;
+    const char *id = r->arg[0];
+    rc = params_is_token(id, 128, "._-") ? store_node_drain(r, id) : -SIMAP_ENOTFOUND;
+    if (rc == -SIMAP_ENOTFOUND)
+        return reply_error(r, 404, "not_found", NULL, "Node not found.");
+    if (rc < 0)
+        return reply_unavailable(r);
+    struct json_gen *g = reply_gen_new();
+    json_gen_object_open(g);
+    json_gen_key_str(g, "id", id);
+    json_gen_key_bool(g, "drain_requested", 1);
+    json_gen_object_close(g);
+    return reply_gen(r, 202, g, NULL);
+}
+
 static int queues(struct req *r)
 {
     struct json_gen *g = reply_gen_new();
@@ -278,6 +317,7 @@ static int dead_letter_replay(struct req *r)
 
 const struct route routes_fleet[] = {
     {"GET", "/admin/api/fleet", AUTH_ADMIN, fleet},
+    {"POST", "/admin/api/fleet/:id/drain", AUTH_ADMIN, fleet_drain},
     {"GET", "/admin/api/queues", AUTH_ADMIN, queues},
     {"GET", "/admin/api/dead-letters", AUTH_ADMIN, dead_letters},
     {"POST", "/admin/api/dead-letters/:id/replay", AUTH_ADMIN, dead_letter_replay},

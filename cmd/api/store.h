@@ -21,6 +21,8 @@
  *                     queue depths, dead letters and the fleet
  *   store_connect.c   the connect pages: used links, flows, PLAIN form tries,
  *                     a user connected or disconnected with its event
+ *   store_search.c    the admin dashboard's searches across partners (the
+ *                     si:ix:user and si:ix:partner indexes), leases, drains
  *
  * SPDX-License-Identifier: MIT
  */
@@ -318,7 +320,7 @@ int store_event_replay(struct req *r, const char *id, const char *pid);
 
 /* Filters of store_log_scan(); NULL matches anything. */
 struct store_log_filter {
-    const char *tag, *type, *result, *code;
+    const char *tag, *type, *result, *code, *uid;
 };
 
 /* One delivery-log entry: its stream id, its fields (core/schema.h
@@ -392,5 +394,41 @@ int store_tracers_recent(struct req *r, const char *code, int64_t limit, struct 
  * scores their last heartbeat (ms), records their si:node hashes. 0 or
  * -SIMAP_ECONN. */
 int store_fleet_nodes(struct req *r, const char *role_key, struct rec_list *out);
+
+/* ---- store_search.c: across partners, for the admin dashboard ---- */
+
+/* Up to limit users whose si:ix:user member starts with prefix ("e", "t"
+ * or "l" then the lower-cased start of the email, tag or login), in index
+ * order, after member after (NULL: from the first; the caller checked that
+ * it starts with prefix). ids the uids, records the user's fields without
+ * credentials (uid, pid, code, tag, email, username, state, last_error,
+ * last_login_at, last_email_at, connected_at, archived, created_at,
+ * updated_at) plus partner_name. An entry whose user is gone or holds
+ * another value now is left out. *next is the member to continue after
+ * when more follow (xfree() it), else NULL. 0 or -SIMAP_ECONN. */
+int store_user_search(struct req *r, const char *prefix, const char *after, int64_t limit,
+                      struct rec_list *out, char **next);
+
+/* The same over si:ix:partner, partners whose lower-cased name starts with
+ * lname: ids the pids, records their hashes. */
+int store_partner_page(struct req *r, const char *lname, const char *after, int64_t limit,
+                       struct rec_list *out, char **next);
+
+/* Partner pid's name into *name (xfree() it). 0, -SIMAP_ENOTFOUND (*name
+ * NULL) or -SIMAP_ECONN. */
+int store_partner_name(struct req *r, const char *pid, char **name);
+
+/* The id of the watcher node holding user uid's lease into node ("" when
+ * none does). 0 or -SIMAP_ECONN. */
+int store_user_lease(struct req *r, const char *uid, char node[SCHEMA_KEY_MAX]);
+
+/* The users to watch (connected, not archived) of every shard into *n, in
+ * one script (users_watched.lua). 0 or -SIMAP_ECONN. */
+int store_users_watched(struct req *r, long long *n);
+
+/* Asks node id's running incarnation to drain (scripts/lua/node_drain.lua):
+ * it stops as on SIGTERM at its next heartbeat. 0, -SIMAP_ENOTFOUND (no
+ * such node) or -SIMAP_ECONN. */
+int store_node_drain(struct req *r, const char *id);
 
 #endif

@@ -218,7 +218,8 @@ static int passes(const struct rec *e, const struct store_log_filter *f)
     return (f->tag == NULL || strcmp(rec_get(e, "tag"), f->tag) == 0) &&
            (f->type == NULL || strcmp(rec_get(e, "type"), f->type) == 0) &&
            (f->result == NULL || strcmp(rec_get(e, "result"), f->result) == 0) &&
-           (f->code == NULL || strcmp(rec_get(e, "code"), f->code) == 0);
+           (f->code == NULL || strcmp(rec_get(e, "code"), f->code) == 0) &&
+           (f->uid == NULL || strcmp(rec_get(e, "uid"), f->uid) == 0);
 }
 
 /* The state of event id now into state[32], "" when it is gone. */

@@ -490,6 +490,45 @@ API_FN void make_connection(int port, const char *key, const char *code)
     api_resp_free(&r);
 }
 
+extern char **environ;
+
+/* Runs `superimap-api <sub> <args...>` (args NULL-terminated, at most 12)
+ * against redis, with the test's environment (sanitizer options too)
+ * without its SUPERIMAP_*, plus SUPERIMAP_REDIS_URL and env (NULL-terminated
+ * "NAME=value"); its output into out, its exit status. */
+API_FN int api_command(const struct redis_srv *redis, const char *sub, const char *const *args,
+                       const char *const *env, char *out, size_t outlen)
+{
+    struct proc p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.log, sizeof p.log, "%s/%s.log", redis->dir, sub);
+    char bin[512], url[400];
+    harness_bin("superimap-api", bin, sizeof bin);
+    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", redis->url);
+    const char *argv[16] = {bin, sub};
+    int argc = 2;
+    for (const char *const *a = args; *a != NULL && argc < 15; a++)
+        argv[argc++] = *a;
+    argv[argc] = NULL;
+    const char *envp[200];
+    int ne = 0;
+    for (char **e = environ; *e != NULL && ne < 180; e++)
+        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
+            envp[ne++] = *e;
+    envp[ne++] = url;
+    for (const char *const *e = env; *e != NULL && ne < 199; e++)
+        envp[ne++] = *e;
+    envp[ne] = NULL;
+    assert_int_equal(harness_spawn(&p, argv, envp), 0);
+    assert_int_equal(harness_proc_wait(&p, 60000), 0);
+    FILE *f = fopen(p.log, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, outlen - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return p.exit_code;
+}
+
 /* Runs one Redis command on the suite's server; the reply (freeReplyObject). */
 API_FN redisReply *rcmd(const struct redis_srv *redis, const char *fmt, ...)
 {
