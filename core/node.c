@@ -514,8 +514,6 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
     http_route(n->http, "/healthz$", on_healthz, n);
     http_route(n->http, "/readyz$", on_readyz, n);
     http_route(n->http, "/metrics$", on_metrics, n);
-    if (opts->document_root == NULL)
-        http_route(n->http, "/", on_not_found, n);
     log_info("http listening addr=%s port=%d", n->cfg->http_addr, http_port(n->http));
 
     n->redis = node_redis_open(n, "redis");
@@ -545,6 +543,12 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
 
 int node_run(struct node *n)
 {
+    /* Without static files, anything no route took is a 404. civetweb tries
+     * handlers in the order they were set, and "/" matches every path: set
+     * after the role's own routes (its start hook), or it would take theirs
+     * too. */
+    if (n->opts.document_root == NULL)
+        http_route(n->http, "/", on_not_found, n);
     ev_run(n->loop, 0);
     return n->exit_code;
 }
