@@ -45,6 +45,11 @@ struct config {
     const char *http_addr;            /* host:port of the node's HTTP listener; port 0 picks one */
     const char *public_url;           /* base URL partners and browsers reach the api at */
     const char *admin_token;          /* bearer token of the admin API; NULL: admin API off */
+    int admin_session_idle_sec;       /* api: a dashboard session ends this long unused */
+    int admin_session_max_sec;        /* api: ...and this long after sign-in in any case */
+    int admin_lockout_failures;       /* api: failed sign-ins that lock an admin username */
+    int admin_lockout_sec;            /* api: ...for this long */
+    int admin_scrypt_log2n;           /* api: scrypt cost (log2 N) of new admin passwords */
     const char *web_root;             /* directory of the static files served at / */
     int api_threads;                  /* civetweb worker threads */
     int api_rate_limit;               /* api: partner requests per second per API key; 0: off */

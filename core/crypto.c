@@ -570,3 +570,145 @@ int crypto_needs_rotation(const struct crypto_keys *keys, const char *envelope)
         return -SIMAP_ECRYPTO;
     return is_old;
 }
+
+/* ---- Password hashes (scrypt) ---- */
+
+#define SCRYPT_MAX_MEM ((uint64_t)256 << 20)
+#define SCRYPT_PREFIX  "$scrypt$"
+
+static int scrypt_params_ok(const struct crypto_scrypt_params *p)
+{
+    if (p->log2n < CRYPTO_SCRYPT_MIN_LOG2N || p->log2n > CRYPTO_SCRYPT_MAX_LOG2N || p->r < 1 ||
+        p->r > 32 || p->p < 1 || p->p > 16)
+        return 0;
+    return (uint64_t)128 * (uint64_t)p->r * ((uint64_t)1 << p->log2n) <= SCRYPT_MAX_MEM;
+}
+
+/* A decimal number of 1 to 2 digits at *s, advancing *s; -1 when there is none. */
+static int small_number(const char **s)
+{
+    int v = 0, digits = 0;
+    while (**s >= '0' && **s <= '9' && digits < 3) {
+        v = v * 10 + (**s - '0');
+        (*s)++;
+        digits++;
+    }
+    return digits == 0 || digits > 2 ? -1 : v;
+}
+
+/* Splits stored into its parameters and the base64 of salt and hash. */
+static int scrypt_split(const char *stored, struct crypto_scrypt_params *p, const char **salt,
+                        size_t *saltlen, const char **hash, size_t *hashlen)
+{
+    if (stored == NULL || strncmp(stored, SCRYPT_PREFIX, strlen(SCRYPT_PREFIX)) != 0)
+        return -SIMAP_EINVAL;
+    const char *s = stored + strlen(SCRYPT_PREFIX);
+    if (strncmp(s, "ln=", 3) != 0)
+        return -SIMAP_EINVAL;
+    s += 3;
+    p->log2n = small_number(&s);
+    if (strncmp(s, ",r=", 3) != 0)
+        return -SIMAP_EINVAL;
+    s += 3;
+    p->r = small_number(&s);
+    if (strncmp(s, ",p=", 3) != 0)
+        return -SIMAP_EINVAL;
+    s += 3;
+    p->p = small_number(&s);
+    if (*s != '$' || !scrypt_params_ok(p))
+        return -SIMAP_EINVAL;
+    *salt = s + 1;
+    const char *dollar = strchr(*salt, '$');
+    if (dollar == NULL)
+        return -SIMAP_EINVAL;
+    *saltlen = (size_t)(dollar - *salt);
+    *hash = dollar + 1;
+    *hashlen = strlen(*hash);
+    /* 16 to 64 bytes of salt, 32 of hash, as base64. */
+    if (*saltlen < 24 || *saltlen > 88 || *hashlen != 44)
+        return -SIMAP_EINVAL;
+    return 0;
+}
+
+int crypto_scrypt_params_of(const char *stored, struct crypto_scrypt_params *out)
+{
+    const char *salt, *hash;
+    size_t sl, hl;
+    return scrypt_split(stored, out, &salt, &sl, &hash, &hl);
+}
+
+static int scrypt_derive(const char *password, size_t n, const unsigned char *salt, size_t saltlen,
+                         const struct crypto_scrypt_params *p,
+                         unsigned char out[CRYPTO_SCRYPT_HASH_LEN])
+{
+    uint64_t N = (uint64_t)1 << p->log2n;
+    /* OpenSSL's bound counts V (128 r (N + 2)) and B (128 r p); its default
+     * of 32 MiB is just under what ln=15, r=8 needs. */
+    uint64_t maxmem = (uint64_t)128 * (uint64_t)p->r * (N + 2 + (uint64_t)p->p) + (1u << 20);
+    return EVP_PBE_scrypt(password, n, salt, saltlen, N, (uint64_t)p->r, (uint64_t)p->p, maxmem,
+                          out, CRYPTO_SCRYPT_HASH_LEN) == 1
+               ? 0
+               : -SIMAP_ECRYPTO;
+}
+
+/* The stored form of params, salt and hash (wiped). */
+static char *scrypt_format(const struct crypto_scrypt_params *params,
+                           const unsigned char salt[CRYPTO_SCRYPT_SALT_LEN],
+                           unsigned char hash[CRYPTO_SCRYPT_HASH_LEN])
+{
+    char *s64 = crypto_b64_encode(salt, CRYPTO_SCRYPT_SALT_LEN);
+    char *h64 = crypto_b64_encode(hash, CRYPTO_SCRYPT_HASH_LEN);
+    crypto_wipe(hash, CRYPTO_SCRYPT_HASH_LEN);
+    size_t cap = strlen(s64) + strlen(h64) + 64;
+    char *out = xmalloc(cap);
+    snprintf(out, cap, SCRYPT_PREFIX "ln=%d,r=%d,p=%d$%s$%s", params->log2n, params->r, params->p,
+             s64, h64);
+    xfree(s64);
+    xfree(h64);
+    return out;
+}
+
+char *crypto_password_hash(const char *password, size_t n,
+                           const struct crypto_scrypt_params *params)
+{
+    if (password == NULL || params == NULL || !scrypt_params_ok(params))
+        return NULL;
+    unsigned char salt[CRYPTO_SCRYPT_SALT_LEN], hash[CRYPTO_SCRYPT_HASH_LEN];
+    crypto_random(salt, sizeof salt);
+    if (scrypt_derive(password, n, salt, sizeof salt, params, hash) < 0)
+        return NULL;
+    return scrypt_format(params, salt, hash);
+}
+
+char *crypto_password_unmatchable(const struct crypto_scrypt_params *params)
+{
+    if (params == NULL || !scrypt_params_ok(params))
+        return NULL;
+    unsigned char salt[CRYPTO_SCRYPT_SALT_LEN], hash[CRYPTO_SCRYPT_HASH_LEN];
+    crypto_random(salt, sizeof salt);
+    crypto_random(hash, sizeof hash);
+    return scrypt_format(params, salt, hash);
+}
+
+int crypto_password_verify(const char *stored, const char *password, size_t n)
+{
+    struct crypto_scrypt_params p;
+    const char *s64, *h64;
+    size_t sl, hl;
+    if (password == NULL || scrypt_split(stored, &p, &s64, &sl, &h64, &hl) < 0)
+        return -SIMAP_EINVAL;
+    unsigned char *salt = NULL, *want = NULL;
+    size_t saltlen = 0, wantlen = 0;
+    int rc = -SIMAP_EINVAL;
+    if (crypto_b64_decode(s64, sl, &salt, &saltlen) == 0 &&
+        crypto_b64_decode(h64, hl, &want, &wantlen) == 0 && wantlen == CRYPTO_SCRYPT_HASH_LEN) {
+        unsigned char got[CRYPTO_SCRYPT_HASH_LEN];
+        rc = scrypt_derive(password, n, salt, saltlen, &p, got);
+        if (rc == 0)
+            rc = crypto_equal(got, sizeof got, want, wantlen);
+        crypto_wipe(got, sizeof got);
+    }
+    xfree(salt);
+    xfree(want);
+    return rc;
+}

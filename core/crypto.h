@@ -10,6 +10,7 @@
  * - Base64 and base64url (RFC 4648 sections 4 and 5), hex: proto/codec's,
  *   under crypto_* names (never NULL: an impossible size aborts).
  * - Random bytes and tokens, constant-time comparison.
+ * - Password hashes with scrypt (RFC 7914) for the admin accounts.
  *
  * Envelope of an encrypted value (one line of ASCII, safe in a Redis hash):
  *
@@ -195,5 +196,50 @@ void crypto_wipe(void *p, size_t n);
 /* Wipes the string *p (xmalloc'ed), frees it and sets *p to NULL. Accepts
  * *p NULL. */
 void crypto_wipe_str(char **p);
+
+/* ---- Password hashes (scrypt, RFC 7914) ---- */
+
+/*
+ * A stored password hash is one line of ASCII:
+ *
+ *   $scrypt$ln=<log2 N>,r=<r>,p=<p>$<salt>$<hash>
+ *
+ * salt and hash in standard, padded base64; the salt is 16 random bytes
+ * (16 to 64 accepted), the hash 32 bytes of scrypt(password, salt, N, r, p).
+ * Accepted parameters: ln CRYPTO_SCRYPT_MIN_LOG2N to CRYPTO_SCRYPT_MAX_LOG2N,
+ * r 1 to 32, p 1 to 16, and 128 * r * N at most 256 MiB (the memory one
+ * hash takes).
+ */
+#define CRYPTO_SCRYPT_MIN_LOG2N 10
+#define CRYPTO_SCRYPT_MAX_LOG2N 20
+#define CRYPTO_SCRYPT_SALT_LEN  16
+#define CRYPTO_SCRYPT_HASH_LEN  32
+
+struct crypto_scrypt_params {
+    int log2n; /* N = 2^log2n */
+    int r;     /* block size */
+    int p;     /* parallelism */
+};
+
+/* The parameters of a stored hash into *out. 0, or -SIMAP_EINVAL when stored
+ * is not of the form above or its parameters are out of bounds. */
+int crypto_scrypt_params_of(const char *stored, struct crypto_scrypt_params *out);
+
+/* The stored form of n bytes of password under params, with a fresh salt: a
+ * new string (xfree() it), or NULL when params are out of bounds or OpenSSL
+ * failed. Takes 128 * r * N bytes and the time that costs. */
+char *crypto_password_hash(const char *password, size_t n,
+                           const struct crypto_scrypt_params *params);
+
+/* A stored form of params whose salt and hash bytes are random: verifying
+ * any password against it costs what a real hash of params costs and never
+ * matches (a 2^-256 chance), without hashing anything now. A new string
+ * (xfree() it), or NULL when params are out of bounds. */
+char *crypto_password_unmatchable(const struct crypto_scrypt_params *params);
+
+/* 1 when password hashes to stored (compared in constant time), 0 when it
+ * does not, -SIMAP_EINVAL when stored is malformed (nothing is hashed),
+ * -SIMAP_ECRYPTO when OpenSSL failed. */
+int crypto_password_verify(const char *stored, const char *password, size_t n);
 
 #endif

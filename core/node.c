@@ -225,7 +225,6 @@ static void on_redis_latency(double seconds, void *data)
 static void on_heartbeat(struct rconn *rc, struct redisReply *reply, int err, void *privdata)
 {
     (void)rc;
-    (void)reply;
     struct node *n = privdata;
     n->beat_in_flight = 0;
     if (err == -SIMAP_ESHUTDOWN)
@@ -241,6 +240,14 @@ static void on_heartbeat(struct rconn *rc, struct redisReply *reply, int err, vo
         log_info("heartbeat restored");
     n->beat_failing = 0;
     atomic_store(&n->last_beat_mono, time_mono_ms());
+    /* An operator asked this incarnation to drain (node_drain.lua, the admin
+     * API): the same stop as SIGTERM's. */
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[1]->type == REDIS_REPLY_INTEGER && reply->element[1]->integer == 1 &&
+        !atomic_load(&n->draining)) {
+        log_info("drain requested by an operator role=%s", n->opts.role);
+        node_stop(n);
+    }
 }
 
 static void send_heartbeat(struct node *n)
@@ -507,8 +514,6 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
     http_route(n->http, "/healthz$", on_healthz, n);
     http_route(n->http, "/readyz$", on_readyz, n);
     http_route(n->http, "/metrics$", on_metrics, n);
-    if (opts->document_root == NULL)
-        http_route(n->http, "/", on_not_found, n);
     log_info("http listening addr=%s port=%d", n->cfg->http_addr, http_port(n->http));
 
     n->redis = node_redis_open(n, "redis");
@@ -538,6 +543,12 @@ struct node *node_new(struct ev_loop *loop, const struct node_opts *opts, char *
 
 int node_run(struct node *n)
 {
+    /* Without static files, anything no route took is a 404. civetweb tries
+     * handlers in the order they were set, and "/" matches every path: set
+     * after the role's own routes (its start hook), or it would take theirs
+     * too. */
+    if (n->opts.document_root == NULL)
+        http_route(n->http, "/", on_not_found, n);
     ev_run(n->loop, 0);
     return n->exit_code;
 }

@@ -5,7 +5,8 @@
  *   start ──► connect Redis ──► meta_init (schema, shards) ──► SCRIPT LOAD ──► ready
  *               ▲    │ lost                                                    │
  *               └────┘ (backoff, /readyz 503, logged once per change)         │
- *   SIGTERM/SIGINT ──► draining (role's drain hook, bounded) ──► node_remove ──► exit 0
+ *   SIGTERM/SIGINT, or drain_requested (si:node:<id>, seen at a heartbeat)
+ *            ──► draining (role's drain hook, bounded) ──► node_remove ──► exit 0
  *
  * While running it beats every 5 s into the role's zset and si:node:<id>
  * (Redis TIME, so one clock for the fleet), and serves /healthz, /readyz and

@@ -33,6 +33,7 @@ struct peer {
     int seen;              /* its named connection was seen since the last reset */
     int64_t missing_since; /* mono ms when it was first not seen; 0: seen last time */
     int reaping;           /* node_reap in flight */
+    int present;           /* its named connection is in the listing being read */
 };
 
 struct reaper {
@@ -51,7 +52,7 @@ struct reaper {
     int listing; /* CLIENT LIST in flight */
     ev_timer tick;
     struct rreq_owner reqs;
-    struct metric *m_reaped;
+    struct metric *m_reaped, *m_seen;
 };
 
 struct call {
@@ -211,6 +212,15 @@ static int token_is_of(const char *token, const char *id)
     return 1;
 }
 
+/* The peer whose connection a role token names, or NULL. */
+static struct peer *peer_of_token(struct reaper *r, const char *tok)
+{
+    for (size_t i = 0; i < r->npeers; i++)
+        if (token_is_of(tok, r->peers[i].id))
+            return &r->peers[i];
+    return NULL;
+}
+
 static void on_list(struct rreq *req, struct redisReply *reply, int err)
 {
     struct reaper *r = reaper_of(req);
@@ -228,14 +238,36 @@ static void on_list(struct rreq *req, struct redisReply *reply, int err)
         reset_peers(r);
         return;
     }
+
+    /* The peers are the members of the fleet as read now. */
+    size_t n;
+    const struct fleet_member *m = fleet_members(r->fleet, &n);
+    prune_peers(r, m, n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(m[i].id, r->self_id) != 0 && find_peer(r, m[i].id) == NULL)
+            add_peer(r, m[i].id);
+    for (size_t i = 0; i < r->npeers; i++)
+        r->peers[i].present = 0;
+
+    /* One pass over the listing: our own name, and each peer's. */
     const char *text = reply->str, *end = reply->str + reply->len;
     char name[RCONN_CLIENT_NAME_MAX + 1];
     int own = 0;
-    for (const char *line = text; line < end && !own;) {
+    for (const char *line = text; line < end;) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
             eol = end;
-        own = field(line, eol, "name=", name, sizeof name) == 0 && strcmp(name, r->name) == 0;
+        if (field(line, eol, "name=", name, sizeof name) == 0) {
+            const char *tok = token_of(r, name);
+            struct peer *p;
+            if (strcmp(name, r->name) == 0)
+                own = 1;
+            else if (tok != NULL && (p = peer_of_token(r, tok)) != NULL &&
+                     strlen(tok) < sizeof p->token) {
+                snprintf(p->token, sizeof p->token, "%s", tok);
+                p->present = 1;
+            }
+        }
         line = eol + 1;
     }
     if (!own)
@@ -245,33 +277,13 @@ static void on_list(struct rreq *req, struct redisReply *reply, int err)
         reset_peers(r);
     }
 
-    size_t n;
-    const struct fleet_member *m = fleet_members(r->fleet, &n);
-    prune_peers(r, m, n);
     int64_t now = time_mono_ms();
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(m[i].id, r->self_id) == 0)
-            continue;
-        struct peer *p = find_peer(r, m[i].id);
-        if (p == NULL)
-            p = add_peer(r, m[i].id);
-        if (p->reaping)
-            continue;
-        int present = 0;
-        for (const char *line = text; line < end && !present;) {
-            const char *eol = memchr(line, '\n', (size_t)(end - line));
-            if (eol == NULL)
-                eol = end;
-            const char *tok = NULL;
-            if (field(line, eol, "name=", name, sizeof name) == 0)
-                tok = token_of(r, name);
-            if (tok != NULL && token_is_of(tok, p->id) && strlen(tok) < sizeof p->token) {
-                snprintf(p->token, sizeof p->token, "%s", tok);
-                present = 1;
-            }
-            line = eol + 1;
-        }
-        if (present) {
+    int seen = 0;
+    for (size_t i = 0; i < r->npeers; i++) {
+        struct peer *p = &r->peers[i];
+        if (p->reaping) {
+            /* judged already */
+        } else if (p->present) {
             p->seen = 1;
             p->missing_since = 0;
         } else if (p->seen && p->missing_since == 0) {
@@ -279,7 +291,9 @@ static void on_list(struct rreq *req, struct redisReply *reply, int err)
         } else if (p->seen && now - p->missing_since >= r->o.grace_ms) {
             reap(r, p);
         }
+        seen += p->seen;
     }
+    metric_set(r->m_seen, seen);
 }
 
 /* Names our connection after the current generation. */
@@ -332,11 +346,16 @@ struct reaper *reaper_new(struct ev_loop *loop, struct rconn *rc, struct fleet *
     rreq_owner_init(&r->reqs, 0);
     ev_timer_init(&r->tick, on_tick, (double)r->o.poll_ms / 1000.0, (double)r->o.poll_ms / 1000.0);
     r->tick.data = r;
-    if (opts->metrics != NULL)
+    if (opts->metrics != NULL) {
         r->m_reaped = metrics_counter(opts->metrics, "superimap_fleet_peers_reaped_total",
                                       "Dead peers whose leases this node freed when their Redis "
                                       "connection closed (before their alive keys expired)",
                                       NULL);
+        r->m_seen = metrics_gauge(opts->metrics, "superimap_fleet_peers_seen",
+                                  "Peers of this node's role whose named Redis connection it has "
+                                  "seen: those it would reap within seconds if they died",
+                                  NULL);
+    }
     return r;
 }
 
@@ -344,6 +363,11 @@ void reaper_start(struct reaper *r)
 {
     if (!ev_is_active(&r->tick))
         ev_timer_start(r->loop, &r->tick);
+}
+
+void reaper_live(struct reaper *r)
+{
+    name_connection(r);
 }
 
 void reaper_free(struct reaper *r)

@@ -64,6 +64,11 @@ struct reaper *reaper_new(struct ev_loop *loop, struct rconn *rc, struct fleet *
 /* Starts the polling (idempotent). */
 void reaper_start(struct reaper *r);
 
+/* This node's incarnation just went live under a generation: names the
+ * connection now rather than at the next poll, so that peers see it (and
+ * could reap it) as early as possible. */
+void reaper_live(struct reaper *r);
+
 /* Stops it; answers still owed are dropped. Accepts NULL. */
 void reaper_free(struct reaper *r);
 

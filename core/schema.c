@@ -39,6 +39,26 @@ int schema_key_partner(char out[SCHEMA_KEY_MAX], const char *pid)
     return build(out, SCHEMA_KEY_MAX, "si:partner:%s", pid);
 }
 
+int schema_key_admin(char out[SCHEMA_KEY_MAX], const char *lower)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:admin:%s", lower);
+}
+
+int schema_key_admin_sessions(char out[SCHEMA_KEY_MAX], const char *lower)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:admin:%s:sessions", lower);
+}
+
+int schema_key_admin_session(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:asess:%s", sha256_hex);
+}
+
+int schema_key_admin_fail(char out[SCHEMA_KEY_MAX], const char *lower)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:admin_fail:%s", lower);
+}
+
 int schema_key_apikey(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
 {
     return build(out, SCHEMA_KEY_MAX, "si:apikey:%s", sha256_hex);
@@ -118,6 +138,16 @@ int schema_key_role_epoch(char out[SCHEMA_KEY_MAX], const char *role)
 int schema_key_log(char out[SCHEMA_KEY_MAX], const char *pid)
 {
     return build(out, SCHEMA_KEY_MAX, "si:log:%s", pid);
+}
+
+int schema_key_stat(char out[SCHEMA_KEY_MAX], int64_t minute)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:stat:%" PRId64, minute);
+}
+
+int schema_key_circuit(char out[SCHEMA_KEY_MAX], const char *sha256_hex)
+{
+    return build(out, SCHEMA_KEY_MAX, "si:circuit:%s", sha256_hex);
 }
 
 /* ---- Keys of a shard ---- */

@@ -60,6 +60,18 @@
  *                                          SCAN position a run resumes from, 0 after a
  *                                          complete pass), old (secrets under an old key
  *                                          that pass left, or --count found), at (ms)
+ *   si:ix:user                      zset   "<e|t|l><lower value>\x1f<uid>" -> 0: every user
+ *                                          (archived too) by email (e), tag (t) and login
+ *                                          username (l), none for an empty value; kept by
+ *                                          the user scripts (scripts/lua/prelude/index.lua),
+ *                                          searched by prefix with ZRANGEBYLEX (admin API)
+ *   si:ix:partner                   zset   "<lower name>\x1f<pid>" -> 0: every partner, kept
+ *                                          by partner_create, partner_update, partner_delete
+ *   si:reindex                      hash   superimap-api reindex (cmd/api/reindex.c): cursor
+ *                                          (the SCAN position a run resumes from, 0 after a
+ *                                          complete pass), users, partners (indexed by the
+ *                                          last complete pass), dropped (stale entries it
+ *                                          removed), at (ms)
  *   si:{k}:user:<uid>               hash   see "User fields"
  *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
@@ -92,14 +104,55 @@
  *   si:{k}:dead                     zset   event id -> died ms (capped)
  *   si:{k}:evt:<eid>                hash   see "Event fields"
  *   si:watchers, si:dispatchers, si:apis  zset  node id -> heartbeat ms (Redis TIME)
- *   si:node:<id>                    hash   role, host, pid, version, started_at, state, ...
+ *   si:node:<id>                    hash   role, host, pid, version, started_at, state
+ *                                          (active|draining), heartbeat_ms, the role's own
+ *                                          (watcher: capacity, users held, users_known,
+ *                                          users_placed, users_unassigned; dispatcher:
+ *                                          capacity, load, shards), drain_requested (the
+ *                                          started_at of the incarnation an operator asked
+ *                                          to drain: node_drain.lua; its next heartbeat
+ *                                          stops it as SIGTERM does)
  *   si:watcher:epoch, si:dispatcher:epoch  string INCR counter: a node joined or changed
  *                                          state; nodes re-read the role's zset (core/fleet.h)
  *   si:log:<pid>                    stream delivery log, see "Delivery log"
+ *   si:stat:<unix minute>           hash   the dashboard's chart counters of that minute
+ *                                          (core/stat.h): mail (new mail recorded),
+ *                                          delivered (attempts answered 2xx), failed
+ *                                          (attempts retried or moved to dead letters),
+ *                                          lat_<bound ms>|lat_inf (delivered attempts by
+ *                                          request latency); EXPIRE 48 h, written with
+ *                                          stat_add.lua beside the delivery log and
+ *                                          after record_mail, minute of the writer's clock
+ *   si:circuit:<sha256 hex of URL>  hash   a webhook URL's circuit breaker as a dispatcher
+ *                                          last saw it change (the URL as the partner hash
+ *                                          stores it, credentials masked): url,
+ *                                          state (open|half_open|closed), failures,
+ *                                          opened_at, until (ms: the next probe), node,
+ *                                          updated_at; PEXPIRE 1 h once closed
+ *   si:circuits                     zset   sha256 hex of URL -> updated_at ms: the index of
+ *                                          si:circuit:* (GET /admin/api/circuits); a member
+ *                                          whose hash expired is dropped by the reader
  *   si:changes                      stream user changes for watchers: uid, k, op
  *                                          (create|update|archive|restore|delete)
  *   si:wake                         pub/sub channel, message k: a partner of shard k
  *                                          just got ready events (dispatchers claim at once)
+ *
+ * Admin accounts of the dashboard (cmd/api/admin_store.c; <lower> is the
+ * username in lower case, 1 to 64 of [a-z0-9._@-]):
+ *
+ *   si:admin:<lower>                hash   username (as given), hash ($scrypt$...,
+ *                                          core/crypto.h), disabled (0|1), created_at,
+ *                                          updated_at, last_login_at, last_failure_at (ms)
+ *   si:admins                       zset   lower username -> created_at ms
+ *   si:admin:<lower>:sessions       zset   session key hashes of the account -> absolute
+ *                                          end ms (disable and delete end them all)
+ *   si:asess:<sha256 hex of cookie> hash   username (lower), csrf, created_at, last_seen_at,
+ *                                          addr; PEXPIRE SUPERIMAP_ADMIN_SESSION_IDLE_SEC,
+ *                                          renewed on use, never past created_at +
+ *                                          SUPERIMAP_ADMIN_SESSION_MAX_SEC
+ *   si:admin_fail:<lower>           hash   count (failed sign-ins), locked_until (ms); kept
+ *                                          for unknown usernames too; PEXPIRE
+ *                                          SUPERIMAP_ADMIN_LOCKOUT_SEC after the last failure
  *
  * Queue invariant of a shard: a pid is in ready_partners exactly when its
  * ready:<pid> list is non-empty. Every producer enqueues through
@@ -206,10 +259,21 @@
 #define SCHEMA_KEY_GEN         "si:gen"
 #define SCHEMA_KEY_CHANGES     "si:changes"
 #define SCHEMA_KEY_REKEY       "si:rekey"
+#define SCHEMA_KEY_REINDEX     "si:reindex"
+#define SCHEMA_KEY_IX_USER     "si:ix:user"
+#define SCHEMA_KEY_IX_PARTNER  "si:ix:partner"
 #define SCHEMA_KEY_WATCHERS    "si:watchers"
 #define SCHEMA_KEY_DISPATCHERS "si:dispatchers"
 #define SCHEMA_KEY_APIS        "si:apis"
+#define SCHEMA_KEY_CIRCUITS    "si:circuits"
 #define SCHEMA_CHANNEL_WAKE    "si:wake"
+
+/* Admin accounts and sessions (see the table above). */
+#define SCHEMA_KEY_ADMINS "si:admins"
+int schema_key_admin(char out[SCHEMA_KEY_MAX], const char *lower);
+int schema_key_admin_sessions(char out[SCHEMA_KEY_MAX], const char *lower);
+int schema_key_admin_session(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
+int schema_key_admin_fail(char out[SCHEMA_KEY_MAX], const char *lower);
 
 /* Global keys, named by an id. */
 int schema_key_provider(char out[SCHEMA_KEY_MAX], const char *code);
@@ -236,6 +300,8 @@ int schema_key_role(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_role_epoch(char out[SCHEMA_KEY_MAX], const char *role);
 int schema_key_log(char out[SCHEMA_KEY_MAX], const char *pid);
 int schema_key_tracers(char out[SCHEMA_KEY_MAX], const char *code);
+int schema_key_stat(char out[SCHEMA_KEY_MAX], int64_t minute);
+int schema_key_circuit(char out[SCHEMA_KEY_MAX], const char *sha256_hex);
 
 /* Keys of shard k named by an id. token is "<node>:<g>". */
 int schema_key_user(char out[SCHEMA_KEY_MAX], uint32_t k, const char *uid);

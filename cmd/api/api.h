@@ -7,13 +7,25 @@
  *   router.c           request reading (64 KiB cap, content types,
  *                      parameters), route matching, authentication, dispatch
  *   auth.c             partner API keys (constant-time check, rate limit)
- *                      and the admin bearer token
+ *                      and the admin bearer token or dashboard session
  *   routes_partner.c   /api/v1|v2/connections and their users
  *   routes_events.c    /api/v1|v2/events, replay, webhook-test
  *   routes_providers.c /admin/api/providers
  *   routes_partners.c  /admin/api/partners, key and secret rotation
  *   routes_fleet.c     /admin/api/fleet, queues, dead letters
  *   routes_tracers.c   /admin/api/tracers
+ *   routes_users.c     /admin/api/users: users across partners (search,
+ *                      one user with its deliveries, archive, restore)
+ *   admin_files.c      everything under /admin: web/admin/ with the dashboard's
+ *                      headers, the rest to the router
+ *   admin_path.c       its pure part: which file of web/admin/ a path names
+ *   admin_session.c    /admin/login, /admin/logout, /admin/api/session: the
+ *                      dashboard's sign-in, sessions and lockout
+ *   admin_users.c      /admin/api/admin-users
+ *   admin_cli.c        `superimap-api admin-user`; command.c: what it,
+ *                      rekey.c and reindex.c share
+ *   admin_store.c      admin accounts and sessions in Redis (also for admin_cli.c,
+ *                      `superimap-api admin-user`)
  *   routes_connect.c   /users/connect/new, /users/connect/callback,
  *                      /users/disconnect/new: the connect pages (browsers)
  *   connect.c          their pure parts: links, redirects, PKCE, answers
@@ -29,6 +41,9 @@
  *   store_partners.c   providers, partners, rotation, API-key lookup
  *   store_events.c     events, delivery log, queues, dead letters, fleet
  *   store_connect.c    used links, connect flows, connected/disconnected
+ *   store_search.c     searches across partners (si:ix:*), leases, drains
+ *   rekey.c, reindex.c `superimap-api rekey` and `reindex`, commands of
+ *                      their own (command.c starts them)
  *   keys.c             making, sealing and opening keys and secrets
  *   rec.c              a hash read whole (struct rec) and lists of them
  *   params.c           form, JSON and percent decoding
@@ -82,21 +97,25 @@ struct api {
     uint32_t shards;                  /* SUPERIMAP_SHARDS */
     char *openapi;                    /* web/openapi.json, read at start; NULL if absent */
     size_t openapi_len;
-    int rate_per_sec, rate_burst;  /* partner API rate limit; 0: off */
-    int key_grace_sec;             /* old API key / webhook secret validity after rotation */
-    struct metric *m_status[6];    /* responses by class: 1xx..5xx, index 1..5 */
-    struct metric *m_latency;      /* handler latency histogram */
-    struct metric *m_rate_limited; /* 429 answers */
-    struct metric *m_auth_blocked; /* 429 answers for failed authentications */
-    struct client_guard *clients;  /* failed authentications per client address (mutable,
+    int rate_per_sec, rate_burst;     /* partner API rate limit; 0: off */
+    int key_grace_sec;                /* old API key / webhook secret validity after rotation */
+    struct metric *m_status[6];       /* responses by class: 1xx..5xx, index 1..5 */
+    struct metric *m_latency;         /* handler latency histogram */
+    struct metric *m_rate_limited;    /* 429 answers */
+    struct metric *m_auth_blocked;    /* 429 answers for failed authentications */
+    struct client_guard *clients;     /* failed authentications per client address (mutable,
                                     * thread-safe: cmd/api/client.h) */
-    struct client_gate *pending;   /* per client address: connections whose headers have
+    struct client_gate *pending;      /* per client address: connections whose headers have
                                     * not arrived, request bodies being read */
-    struct client_gate *waiters;   /* webhook tests waiting, per partner id and in all */
-    struct metric *m_slow_bodies;  /* 429 answers: too many slow bodies */
-    struct metric *m_test_no_wait; /* webhook tests answered at once: too many waiting */
-    struct metric *m_connect[24];  /* connect-page outcomes, by enum connect_result */
-    struct states states;          /* superimap_users{state} (states.h) */
+    struct client_gate *waiters;      /* webhook tests waiting, per partner id and in all */
+    struct metric *m_slow_bodies;     /* 429 answers: too many slow bodies */
+    struct metric *m_test_no_wait;    /* webhook tests answered at once: too many waiting */
+    struct metric *m_connect[24];     /* connect-page outcomes, by enum connect_result */
+    struct states states;             /* superimap_users{state} (states.h) */
+    struct metric *m_admin_logins[4]; /* dashboard sign-ins by enum admin_result */
+    char *admin_dummy_hash;           /* a password hash nobody's password matches: an unknown
+                                       * username costs the same work as a known one */
+    struct client_gate *hashing;      /* password hashes at once (each takes 128 r N bytes) */
 };
 
 /* A partner authenticated by its API key. */
@@ -117,9 +136,13 @@ struct req {
     size_t narg;
     struct partner_ctx partner; /* set for AUTH_PARTNER routes */
     int64_t started_ms;         /* monotonic */
-    int version;   /* 1 or 2 on a partner API path (/api/v1, /api/v2), else 0: v1 answers as
+    int version;    /* 1 or 2 on a partner API path (/api/v1, /api/v2), else 0: v1 answers as
                   * the original did (reply.c), v2 as today's API */
-    int body_read; /* the body has been read whole */
+    int body_read;  /* the body has been read whole */
+    int is_admin;   /* the path is under /admin: every answer carries the dashboard's
+                    * security headers (reply.c) */
+    char admin[72]; /* who passed auth_admin(): an admin account's lower username, or
+                     * "token" for the bearer token; for logs */
 };
 
 enum route_auth { AUTH_NONE, AUTH_PARTNER, AUTH_ADMIN };
@@ -141,10 +164,14 @@ extern const struct route routes_events[];
 extern const struct route routes_providers[];
 extern const struct route routes_partners[];
 extern const struct route routes_fleet[];
+extern const struct route routes_deliveries[];
 extern const struct route routes_tracers[];
+extern const struct route routes_users[];
 
 /* Every table, in the order the router tries them; NULL-terminated. */
 extern const struct route *const route_tables[];
 extern const struct route routes_connect[];
+extern const struct route routes_admin_session[];
+extern const struct route routes_admin_users[];
 
 #endif

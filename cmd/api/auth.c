@@ -12,6 +12,10 @@
  * path and the same time; the Redis lookup itself depends only on a SHA-256
  * digest, never on how much of a real key a guess shares.
  *
+ * The admin API takes the bearer token (automation) or a dashboard
+ * session's cookie (admin_session.c), the latter with its CSRF token in
+ * X-CSRF-Token on every method but GET and HEAD.
+ *
  * A client address that failed too often (cmd/api/client.h) is answered 429
  * before its key is hashed or looked up.
  *
@@ -27,6 +31,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cmd/api/admin_session.h"
 #include "cmd/api/api.h"
 #include "cmd/api/client.h"
 #include "cmd/api/reply.h"
@@ -139,13 +144,14 @@ int auth_partner(struct req *r)
     return 0;
 }
 
-int auth_admin(struct req *r)
+/* The bearer token's check, in constant time. */
+static int admin_by_token(struct req *r, const char *h)
 {
     const char *token = r->api->cfg->admin_token;
     if (token == NULL || *token == '\0')
-        return unauthorized(r, "the admin API is disabled: SUPERIMAP_ADMIN_TOKEN is not set");
-    const char *h = mg_get_header(r->conn, "Authorization");
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return unauthorized(r, "no bearer token is accepted: SUPERIMAP_ADMIN_TOKEN is not set "
+                               "(sign in at /admin/login instead)");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
         return unauthorized(r, "missing admin token: send Authorization: Bearer <token>");
     const char *given = h + 7;
     while (*given == ' ')
@@ -156,5 +162,35 @@ int auth_admin(struct req *r)
         return reply_error(r, 500, "internal", NULL, "hashing failed");
     if (!crypto_equal(d1, sizeof d1, d2, sizeof d2))
         return unauthorized(r, "invalid admin token");
+    snprintf(r->admin, sizeof r->admin, "token");
+    return 0;
+}
+
+int auth_admin(struct req *r)
+{
+    const char *h = mg_get_header(r->conn, "Authorization");
+    if (h != NULL)
+        return admin_by_token(r, h);
+    struct admin_session s;
+    int rc = admin_session_find(r, &s);
+    if (rc < 0)
+        return reply_unavailable(r);
+    if (rc == 0)
+        return unauthorized(r, "send Authorization: Bearer <SUPERIMAP_ADMIN_TOKEN>, or sign in "
+                               "at /admin/login");
+    /* A session's cookie goes with every request the browser makes to the
+     * api, so whatever changes state must also prove it comes from the
+     * dashboard's own page: the token only that page could read. */
+    if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+        const char *given = mg_get_header(r->conn, "X-CSRF-Token");
+        if (given == NULL || !crypto_equal(given, strlen(given), s.csrf, strlen(s.csrf))) {
+            log_warn("admin request refused: no valid CSRF token user=%s method=%s", s.lower,
+                     r->method);
+            return reply_error(r, 403, "csrf", NULL,
+                               "send this session's CSRF token (GET /admin/api/session) in the "
+                               "X-CSRF-Token header");
+        }
+    }
+    snprintf(r->admin, sizeof r->admin, "%s", s.lower);
     return 0;
 }

@@ -17,8 +17,11 @@ int auth_partner(struct req *r);
  * so far (the query before the body is read). */
 int auth_key_presented(struct req *r);
 
-/* Checks Authorization: Bearer <SUPERIMAP_ADMIN_TOKEN> in constant time.
- * Returns 0, or 401 after replying. */
+/* Checks Authorization: Bearer <SUPERIMAP_ADMIN_TOKEN> in constant time,
+ * or, without an Authorization header, the dashboard session of the
+ * si_admin cookie and, for methods other than GET and HEAD, its CSRF token
+ * in X-CSRF-Token. Returns 0 with r->admin set ("token" or the account),
+ * or the status after replying (401, 403 csrf, 503). */
 int auth_admin(struct req *r);
 
 #endif

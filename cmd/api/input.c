@@ -10,7 +10,9 @@
 
 #include "cmd/api/api.h"
 #include "cmd/api/params.h"
+#include "cmd/api/rec.h"
 #include "cmd/api/reply.h"
+#include "core/err.h"
 #include "core/netguard.h"
 
 #define EVENT_ID_MAX 200
@@ -104,6 +106,20 @@ int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t
     }
     *has = 1;
     return 0;
+}
+
+int input_page(struct req *r, const char *prefix, int64_t limit, input_page_fn *page,
+               struct rec_list *out, char **next)
+{
+    memset(out, 0, sizeof *out);
+    *next = NULL;
+    char *after = NULL;
+    const struct param *p = params_get(&r->params, "cursor");
+    if (p != NULL && p->len > 0 && params_cursor_decode(p->value, prefix, &after) < 0)
+        return reply_invalid(r, "cursor", "is not a cursor this search returned");
+    int rc = page(r, prefix, after, limit, out, next);
+    xfree(after);
+    return rc < 0 ? reply_unavailable(r) : 0;
 }
 
 int input_is_code(const char *code)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct rec_list;
 struct req;
 
 /* Replies 400 for the first parameter not in allowed (NULL-terminated):
@@ -37,6 +38,18 @@ int input_fetch_url(struct req *r, const char *name, int allow_private, const ch
 
 /* An integer from min to max; *has 1 when present. */
 int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has);
+
+/* A page of an index search (store_user_search(), store_partner_page()). */
+typedef int input_page_fn(struct req *r, const char *prefix, const char *after, int64_t limit,
+                          struct rec_list *out, char **next);
+
+/* Reads one page of the search of prefix with page: from the member the
+ * parameter "cursor" names (params_cursor_decode(); 400 when it is not a
+ * cursor of this search), limit entries. Returns 0 with *out and *next as
+ * page sets them, or the status after replying (400, 503: *out empty,
+ * *next NULL). */
+int input_page(struct req *r, const char *prefix, int64_t limit, input_page_fn *page,
+               struct rec_list *out, char **next);
 
 /* 1 when code is a provider code: 1 to API_CODE_MAX of [A-Za-z0-9_-]. */
 int input_is_code(const char *code);

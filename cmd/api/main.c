@@ -5,9 +5,10 @@
  * Each civetweb worker thread owns one blocking Redis connection (core/rsync),
  * made when the thread starts and found again with http_thread_data(); the
  * libev loop of core/node keeps the heartbeat and readiness. Requests under
- * /api/, /admin/api/ and /users/ (the connect pages) go to cmd/api/router.c;
- * everything else is the static files of SUPERIMAP_WEB_ROOT (web/:
- * openapi.json, index.html).
+ * /api/ and /users/ (the connect pages) go to cmd/api/router.c, those under
+ * /admin to cmd/api/admin_files.c (the dashboard's files, and the router for
+ * /admin/api/, /admin/login, /admin/logout); everything else is the static
+ * files of SUPERIMAP_WEB_ROOT (web/: openapi.json, index.html).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -17,10 +18,14 @@
 
 #include <curl/curl.h>
 
+#include "cmd/api/admin_cli.h"
+#include "cmd/api/admin_files.h"
+#include "cmd/api/admin_session.h"
 #include "cmd/api/api.h"
 #include "cmd/api/client.h"
 #include "cmd/api/connect.h"
 #include "cmd/api/rekey.h"
+#include "cmd/api/reindex.h"
 #include "cmd/api/router.h"
 #include "core/config.h"
 #include "core/crypto.h"
@@ -153,6 +158,14 @@ static int prepare(const struct config *cfg, struct node_opts *opts)
         curl_global_cleanup();
         return 2;
     }
+    /* A hash nobody's password matches, at the cost new passwords get: the
+     * sign-in of an unknown username does the same work as a known one's.
+     * Made without hashing, so the api's start takes no scrypt memory. */
+    struct crypto_scrypt_params sp = {.log2n = cfg->admin_scrypt_log2n, .r = 8, .p = 1};
+    api.admin_dummy_hash = crypto_password_unmatchable(&sp);
+    /* 32 MiB each at the default cost: a burst of sign-ins must not take
+     * every thread's worth at once. */
+    api.hashing = client_gate_new(0, cfg->api_threads / 4 > 2 ? cfg->api_threads / 4 : 2);
     api.pending = client_gate_new(cfg->api_client_pending, 0);
     int waiters =
         cfg->api_test_waiters < cfg->api_threads / 2 ? cfg->api_test_waiters : cfg->api_threads / 2;
@@ -214,10 +227,16 @@ static int start(struct node *n, void *data)
         a->m_connect[i] = metrics_counter(m, "superimap_api_connect_total",
                                           "Connect and disconnect page outcomes", labels);
     }
+    for (int i = 0; i < ADMIN_RESULTS; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "result=\"%s\"", admin_result_str(i));
+        a->m_admin_logins[i] = metrics_counter(m, "superimap_admin_logins_total",
+                                               "Admin dashboard sign-ins by outcome", labels);
+    }
     states_start(&a->states, n, a->shards);
     http_route(node_http(n), "/api/", router_handle, a);
     http_route(node_http(n), "/users/", router_handle, a);
-    http_route(node_http(n), "/admin/api/", router_handle, a);
+    http_route(node_http(n), "/admin", admin_files_handle, a);
     return 0;
 }
 
@@ -228,10 +247,12 @@ static void finish(struct node *n, void *data)
     states_stop(&a->states);
     crypto_wipe(a->link_key, sizeof a->link_key);
     xfree(a->dummy_envelope);
+    xfree(a->admin_dummy_hash);
     xfree(a->openapi);
     client_guard_free(a->clients);
     client_gate_free(a->pending);
     client_gate_free(a->waiters);
+    client_gate_free(a->hashing);
     crypto_keys_free(a->keys);
     curl_global_cleanup();
     memset(a, 0, sizeof *a);
@@ -253,6 +274,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "rekey") == 0)
         return rekey_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "reindex") == 0)
+        return reindex_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "admin-user") == 0)
+        return admin_cli_main(argc - 1, argv + 1);
     if (argc == 2 && strcmp(argv[1], "routes") == 0)
         return print_routes();
     static const struct node_main_spec spec = {
@@ -261,7 +286,9 @@ int main(int argc, char **argv)
         .summary = "Serves the superimap partner REST API, the admin API and the static "
                    "files of SUPERIMAP_WEB_ROOT. `superimap-api rekey --help`: the "
                    "re-encryption sweep that retires an old SUPERIMAP_ENCRYPTION_KEY. "
-                   "`superimap-api routes`: every route it serves.",
+                   "`superimap-api reindex --help`: the backfill of the admin search "
+                   "indexes after an upgrade. `superimap-api admin-user --help`: the admin "
+                   "dashboard's accounts. `superimap-api routes`: every route it serves.",
         .config_role = CONFIG_ROLE_API,
         .prepare = prepare,
         .start = start,

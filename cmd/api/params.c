@@ -424,3 +424,26 @@ char *params_ascii_lower(char *s)
             *q = (char)(*q - 'A' + 'a');
     return s;
 }
+
+char *params_cursor_encode(const char *member)
+{
+    return codec_b64url_encode(member, strlen(member), NULL);
+}
+
+int params_cursor_decode(const char *text, const char *prefix, char **member)
+{
+    *member = NULL;
+    size_t len = strlen(text), plen = strlen(prefix);
+    unsigned char *raw;
+    size_t n;
+    if (len == 0 || len > PARAMS_CURSOR_MAX / 3 * 4 + 4 ||
+        codec_b64url_decode(text, len, &raw, &n) < 0)
+        return -SIMAP_EINVAL;
+    if (n > PARAMS_CURSOR_MAX || n < plen || memchr(raw, '\0', n) != NULL ||
+        memcmp(raw, prefix, plen) != 0) {
+        xfree(raw);
+        return -SIMAP_EINVAL;
+    }
+    *member = (char *)raw;
+    return 0;
+}

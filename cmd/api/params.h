@@ -23,6 +23,7 @@
 #define PATH_MAX_SEGS     16          /* segments of one path */
 #define PATH_SEG_MAX      4096        /* bytes of one decoded segment */
 #define PARAMS_OBJECT_MAX (64 * 1024) /* bytes of a nested JSON object kept as text */
+#define PARAMS_CURSOR_MAX 4096        /* bytes of a decoded index cursor */
 
 /* What a value was in the request. Form and query values are all strings. */
 enum param_type {
@@ -145,5 +146,17 @@ int params_is_token(const char *s, size_t max, const char *punct);
  * leaving other bytes alone, so the api and the scripts build the same
  * case-insensitive index keys. Returns s. */
 char *params_ascii_lower(char *s);
+
+/*
+ * The opaque cursors of the admin API's index pages (a search of users,
+ * partners by name): the index member a page stopped after, base64url
+ * without padding. params_cursor_encode() returns member's cursor (a new
+ * string: xfree() it). params_cursor_decode() decodes text into a new
+ * member *member (xfree() it) and returns 0 when it is a cursor that page
+ * could have made: at most 4096 bytes, no NUL, starting with prefix (the
+ * search it continues); else -SIMAP_EINVAL, *member NULL.
+ */
+char *params_cursor_encode(const char *member);
+int params_cursor_decode(const char *text, const char *prefix, char **member);
 
 #endif

@@ -28,7 +28,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "core/buf.h"
+#include "cmd/api/command.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/err.h"
@@ -214,17 +214,9 @@ static int sweep(struct rekey *rk, char cursor[32])
 
 static int run(struct rekey *rk, int restart)
 {
-    char cursor[32] = "0";
-    if (!rk->count_only && !restart) {
-        redisReply *saved = rsync_command(rk->rs, "HGET " REKEY_STATE " cursor");
-        if (saved == NULL)
-            return -SIMAP_ECONN;
-        if (saved->type == REDIS_REPLY_STRING && saved->len > 0 && saved->len < sizeof cursor)
-            snprintf(cursor, sizeof cursor, "%s", saved->str);
-        freeReplyObject(saved);
-        if (strcmp(cursor, "0") != 0)
-            printf("resuming at SCAN cursor %s\n", cursor);
-    }
+    char cursor[32];
+    if (command_resume(rk->rs, REKEY_STATE, rk->count_only || restart, cursor) < 0)
+        return -SIMAP_ECONN;
     int rc = sweep(rk, cursor);
     if (rc != 0)
         return rc;
@@ -273,16 +265,8 @@ int rekey_main(int argc, char **argv)
         }
     }
     struct config cfg;
-    struct buf errors;
-    buf_init(&errors, 1 << 16);
-    if (config_load(&cfg, CONFIG_ROLE_API, &errors) > 0) {
-        fprintf(stderr, PROGRAM ": bad configuration:\n%s", errors.data);
-        buf_free(&errors);
+    if (command_begin(PROGRAM, "rekey", &cfg) != 0)
         return 2;
-    }
-    buf_free(&errors);
-    log_init("superimap-api", "rekey", cfg.log_level, cfg.log_format, cfg.log_components,
-             cfg.log_file);
     char err[256];
     if (crypto_keys_init(&rk.keys, cfg.encryption_key, cfg.encryption_old_keys, err, sizeof err) <
         0) {
@@ -290,13 +274,7 @@ int rekey_main(int argc, char **argv)
         log_shutdown();
         return 2;
     }
-    struct rsync_opts ro = {
-        .url = cfg.redis_url,
-        .password = cfg.redis_password,
-        .sentinel_password = cfg.redis_sentinel_password,
-        .timeout_ms = cfg.redis_timeout_ms,
-    };
-    rk.rs = scripts_init() == 0 ? rsync_new(&ro) : NULL;
+    rk.rs = command_redis(&cfg);
     int status = 3;
     if (rk.rs != NULL) {
         rk.t0 = time_mono_ms();

@@ -25,6 +25,20 @@
 #include "core/json.h"
 #include "core/log.h"
 
+/* The dashboard's headers, on every answer under /admin (req.is_admin):
+ * pages, files and the admin API's JSON alike (README "Admin dashboard:
+ * accounts and sign-in"). */
+static const char admin_headers[] =
+    "Content-Security-Policy: default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'\r\n"
+    "X-Frame-Options: DENY\r\n"
+    "Referrer-Policy: same-origin\r\n";
+
+static const char *admin_extra(const struct req *r)
+{
+    return r->is_admin ? admin_headers : "";
+}
+
 static const char *reason_phrase(int status)
 {
     const char *s = mg_get_response_code_text(NULL, status);
@@ -46,8 +60,8 @@ static int send_one(struct req *r, int status, const char *ctype, const char *bo
                "Content-Length: %zu\r\n"
                "Cache-Control: no-store\r\n"
                "X-Content-Type-Options: nosniff\r\n"
-               "%s\r\n",
-               status, reason_phrase(status), ctype, len, headers ? headers : "");
+               "%s%s\r\n",
+               status, reason_phrase(status), ctype, len, admin_extra(r), headers ? headers : "");
     buf_append(&out, body, len);
     mg_write(r->conn, out.data, out.len);
     buf_free(&out);
@@ -58,6 +72,8 @@ static int send_one(struct req *r, int status, const char *ctype, const char *bo
  * the PLAIN form's success goes to the partner's URL, on any http(s) host. */
 int reply_html(struct req *r, int status, const char *html, const char *headers)
 {
+    if (r->is_admin)
+        return send_one(r, status, "text/html; charset=utf-8", html, strlen(html), headers);
     struct buf h;
     buf_init(&h, 8192);
     buf_printf(&h,
@@ -70,17 +86,27 @@ int reply_html(struct req *r, int status, const char *html, const char *headers)
     return rc;
 }
 
-int reply_redirect(struct req *r, const char *location, const char *headers)
+static int redirect(struct req *r, int status, const char *location, const char *headers)
 {
     if (strpbrk(location, "\r\n") != NULL)
         return reply_html(r, 400, "<!doctype html><title>Bad link</title><p>Bad link.</p>", NULL);
     struct buf h;
     buf_init(&h, strlen(location) + 8192);
-    buf_printf(&h, "Location: %s\r\nReferrer-Policy: no-referrer\r\n%s", location,
-               headers ? headers : "");
-    int rc = send_one(r, 302, "text/plain; charset=utf-8", "", 0, h.data);
+    buf_printf(&h, "Location: %s\r\n%s%s", location,
+               r->is_admin ? "" : "Referrer-Policy: no-referrer\r\n", headers ? headers : "");
+    int rc = send_one(r, status, "text/plain; charset=utf-8", "", 0, h.data);
     buf_free(&h);
     return rc;
+}
+
+int reply_redirect(struct req *r, const char *location, const char *headers)
+{
+    return redirect(r, 302, location, headers);
+}
+
+int reply_see_other(struct req *r, const char *location, const char *headers)
+{
+    return redirect(r, 303, location, headers);
 }
 
 int reply_json(struct req *r, int status, const char *json, size_t len, const char *headers)
@@ -227,8 +253,8 @@ int reply_stream_open(struct req *r, int status, const char *ctype)
               "Content-Type: %s\r\n"
               "Transfer-Encoding: chunked\r\n"
               "Cache-Control: no-store\r\n"
-              "X-Content-Type-Options: nosniff\r\n\r\n",
-              status, reason_phrase(status), ctype);
+              "X-Content-Type-Options: nosniff\r\n%s\r\n",
+              status, reason_phrase(status), ctype, admin_extra(r));
     return status;
 }
 
@@ -244,10 +270,19 @@ void reply_stream_close(struct req *r)
     mg_send_chunk(r->conn, "", 0);
 }
 
+int reply_bytes(struct req *r, int status, const char *ctype, const char *body, size_t len,
+                const char *headers)
+{
+    return send_one(r, status, ctype, body, len, headers);
+}
+
 int reply_no_content(struct req *r)
 {
-    mg_printf(r->conn, "HTTP/1.1 204 No Content\r\n"
-                       "Cache-Control: no-store\r\n"
-                       "Content-Length: 0\r\n\r\n");
+    mg_printf(r->conn,
+              "HTTP/1.1 204 No Content\r\n"
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "Content-Length: 0\r\n%s\r\n",
+              admin_extra(r));
     return 204;
 }

@@ -51,16 +51,27 @@ int reply_stream_open(struct req *r, int status, const char *ctype);
 int reply_stream_write(struct req *r, const char *data, size_t len);
 void reply_stream_close(struct req *r);
 
+/* Sends body[0..len) as content type ctype with status and optional extra
+ * header lines ("Name: value\r\n" each, or NULL): a download, the
+ * dashboard's files. Returns status. */
+int reply_bytes(struct req *r, int status, const char *ctype, const char *body, size_t len,
+                const char *headers);
+
 /* 204 without a body. */
 int reply_no_content(struct req *r);
 
 /* Sends an HTML page (UTF-8, the caller escaped what it holds) with a
- * Content-Security-Policy that allows no script. Returns status. */
+ * Content-Security-Policy that allows no script (under /admin, the
+ * dashboard's, which allows only the api's own files). Returns status. */
 int reply_html(struct req *r, int status, const char *html, const char *headers);
 
 /* 302 to location (a CR or LF in it gives a 400 page instead), with the
  * extra header lines (Set-Cookie). Returns the status sent. */
 int reply_redirect(struct req *r, const char *location, const char *headers);
+
+/* 303 See Other to location, as reply_redirect(): the dashboard's answer to
+ * a form (sign-in, sign-out). */
+int reply_see_other(struct req *r, const char *location, const char *headers);
 
 /* A new generator with the response cap. */
 struct json_gen *reply_gen_new(void);

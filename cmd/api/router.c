@@ -82,9 +82,10 @@ static int pattern_matches(struct req *r, const char *pattern)
     return 1;
 }
 
-const struct route *const route_tables[] = {routes_partner,  routes_events, routes_providers,
-                                            routes_partners, routes_fleet,  routes_tracers,
-                                            routes_connect,  NULL};
+const struct route *const route_tables[] = {
+    routes_partner,    routes_events,        routes_providers,   routes_partners,
+    routes_fleet,      routes_tracers,       routes_users,       routes_connect,
+    routes_deliveries, routes_admin_session, routes_admin_users, NULL};
 
 /* Finds the route; *path_known tells a 405 from a 404. */
 static const struct route *find_route(struct req *r, int *path_known)
@@ -284,6 +285,7 @@ int router_handle(struct mg_connection *conn, void *cbdata)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     r.method = ri->request_method;
     const char *uri = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
+    r.is_admin = strncmp(uri, "/admin/", 7) == 0;
     char err[256] = "";
     int status;
     int path_known;

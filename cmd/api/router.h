@@ -8,7 +8,8 @@
 
 struct mg_connection;
 
-/* The civetweb handler of "/api/" and "/admin/api/"; cbdata is the struct
+/* The civetweb handler of "/api/", "/users/" and (through admin_files.c)
+ * /admin/api/, /admin/login and /admin/logout; cbdata is the struct
  * api. Runs on a civetweb worker thread; returns the status sent. */
 int router_handle(struct mg_connection *conn, void *cbdata);
 

@@ -86,7 +86,7 @@ static int event_list(struct req *r)
     const struct param *pl = params_get(&r->params, "limit");
     if (pl != NULL && param_int(pl, 1, EVENTS_LIMIT_MAX, &limit) < 0)
         return reply_invalid(r, "limit", "must be an integer from 1 to 500");
-    struct store_log_filter f;
+    struct store_log_filter f = {.uid = NULL};
     const char *cursor;
     int rc;
     if ((rc = filter(r, "tag", &f.tag)) != 0 || (rc = filter(r, "type", &f.type)) != 0 ||

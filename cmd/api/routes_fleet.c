@@ -1,9 +1,10 @@
 /*
  * cmd/api/routes_fleet: what the operator watches: /admin/api/fleet (the
- * nodes of each role and their heartbeats), /admin/api/queues (event
- * depths per shard and per partner) and /admin/api/dead-letters (newest
- * first across shards, with replay). Admin API: unknown parameters are
- * refused (see routes_providers.c).
+ * nodes of each role and their heartbeats, the users watched, held and
+ * unplaced; POST .../drain asks a node to stop as on SIGTERM), /admin/api/queues
+ * (event depths per shard, and per partner with its oldest waiting event) and
+ * /admin/api/dead-letters (newest first across shards, with replay). Admin
+ * API: unknown parameters are refused (see routes_providers.c).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -19,6 +20,7 @@
 #include "cmd/api/views.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/node.h"
 
 #define DEAD_LIMIT_DEFAULT 100
 #define DEAD_LIMIT_MAX     1000
@@ -29,18 +31,31 @@ static int fleet(struct req *r)
                                            {SCHEMA_KEY_WATCHERS, "watcher"},
                                            {SCHEMA_KEY_DISPATCHERS, "dispatcher"}};
     int64_t now = store_time_ms(r);
+    long long total;
+    if (store_users_watched(r, &total) < 0)
+        return reply_unavailable(r);
     struct json_gen *g = reply_gen_new();
     json_gen_object_open(g);
     json_gen_key_array(g, "nodes");
     size_t counts[3] = {0, 0, 0};
+    long long held = 0, over = 0;
     for (int i = 0; i < 3; i++) {
         struct rec_list nodes;
         if (store_fleet_nodes(r, roles[i][0], &nodes) < 0) {
             json_gen_free(g);
             return reply_unavailable(r);
         }
-        for (size_t j = 0; j < nodes.n; j++)
+        for (size_t j = 0; j < nodes.n; j++) {
             view_node(g, nodes.id[j], roles[i][1], now, nodes.score[j], &nodes.rec[j]);
+            if (i != 1 || now - nodes.score[j] > NODE_DEAD_MS)
+                continue;
+            /* A live watcher's users are those it holds leases for; each
+             * reports the users the fleet has no room for. */
+            held += strtoll(rec_get(&nodes.rec[j], "users"), NULL, 10);
+            long long unplaced = strtoll(rec_get(&nodes.rec[j], "users_unassigned"), NULL, 10);
+            if (unplaced > over)
+                over = unplaced;
+        }
         counts[i] = nodes.n;
         rec_list_free(&nodes);
     }
@@ -49,8 +64,89 @@ static int fleet(struct req *r)
     for (int i = 0; i < 3; i++)
         json_gen_key_int(g, roles[i][1], (int64_t)counts[i]);
     json_gen_object_close(g);
+    json_gen_key_int(g, "users_total", total);
+    json_gen_key_int(g, "users_unassigned", total > held ? total - held : 0);
+    json_gen_key_int(g, "users_over_capacity", over);
     json_gen_object_close(g);
     return reply_gen(r, 200, g, NULL);
+}
+
+/* ---- Waiting events per partner, across shards ---- */
+
+#define RETRY_READ_MAX 1000 /* retry events read per shard for "partners" */
+
+static int by_pid(const void *a, const void *b)
+{
+    const struct store_waiting *x = a, *y = b;
+    return strcmp(x->pid, y->pid);
+}
+
+/* Oldest first; unknown last. */
+static int by_oldest(const void *a, const void *b)
+{
+    const struct store_waiting *x = a, *y = b;
+    int64_t p = x->oldest_at > 0 ? x->oldest_at : INT64_MAX;
+    int64_t q = y->oldest_at > 0 ? y->oldest_at : INT64_MAX;
+    return p < q ? -1 : p > q ? 1 : by_pid(a, b);
+}
+
+/* "partners": every partner with ready or retry events, merged over the
+ * shards (a partner's users are spread over them), oldest waiting first,
+ * from the n entries of w (reordered). */
+static void write_partners(struct json_gen *g, struct store_waiting *w, size_t n)
+{
+    size_t m = 0;
+    if (n > 0)
+        qsort(w, n, sizeof *w, by_pid);
+    for (size_t i = 0; i < n; i++) {
+        if (m > 0 && strcmp(w[m - 1].pid, w[i].pid) == 0) {
+            struct store_waiting *t = &w[m - 1];
+            t->ready += w[i].ready;
+            t->retry += w[i].retry;
+            if (w[i].oldest_at > 0 && (t->oldest_at == 0 || w[i].oldest_at < t->oldest_at))
+                t->oldest_at = w[i].oldest_at;
+        } else {
+            w[m++] = w[i];
+        }
+    }
+    if (m > 0)
+        qsort(w, m, sizeof *w, by_oldest);
+    json_gen_key_array(g, "partners");
+    for (size_t i = 0; i < m; i++) {
+        json_gen_object_open(g);
+        json_gen_key_str(g, "partner_id", w[i].pid);
+        json_gen_key_int(g, "ready", w[i].ready);
+        json_gen_key_int(g, "retry", w[i].retry);
+        if (w[i].oldest_at > 0)
+            json_gen_key_int(g, "oldest_at", w[i].oldest_at);
+        else
+            json_gen_key_null(g, "oldest_at");
+        json_gen_object_close(g);
+    }
+    json_gen_array_close(g);
+}
+
+/* Each shard's depths and waiting partners, ready_by_partner included: one
+ * script per shard (event_partners.lua), whatever the number of partners. */
+
+static int fleet_drain(struct req *r)
+{
+    static const char *const allowed[] = {NULL};
+    int rc = input_only_known(r, allowed);
+    if (rc != 0)
+        return rc;
+    const char *id = r->arg[0];
+    rc = params_is_token(id, 128, "._-") ? store_node_drain(r, id) : -SIMAP_ENOTFOUND;
+    if (rc == -SIMAP_ENOTFOUND)
+        return reply_error(r, 404, "not_found", NULL, "Node not found.");
+    if (rc < 0)
+        return reply_unavailable(r);
+    struct json_gen *g = reply_gen_new();
+    json_gen_object_open(g);
+    json_gen_key_str(g, "id", id);
+    json_gen_key_bool(g, "drain_requested", 1);
+    json_gen_object_close(g);
+    return reply_gen(r, 202, g, NULL);
 }
 
 static int queues(struct req *r)
@@ -60,12 +156,20 @@ static int queues(struct req *r)
     json_gen_key_array(g, "shards");
     long long total[4] = {0, 0, 0, 0};
     int64_t oldest = 0;
+    struct store_waiting *w = NULL;
+    size_t n = 0, cap = 0;
+    int complete = 1;
+    int64_t now = store_time_ms(r);
     for (uint32_t k = 0; k < r->api->shards; k++) {
         long long v[5];
-        if (store_shard_stats(r, k, v) < 0) {
+        size_t from = n;
+        int whole;
+        if (store_shard_queue(r, k, now, RETRY_READ_MAX, v, &w, &n, &cap, &whole) < 0) {
+            xfree(w);
             json_gen_free(g);
             return reply_unavailable(r);
         }
+        complete &= whole;
         for (int i = 0; i < 4; i++)
             total[i] += v[i];
         if (v[4] > oldest)
@@ -80,11 +184,8 @@ static int queues(struct req *r)
         json_gen_key_int(g, "dead", v[3]);
         json_gen_key_int(g, "oldest_ready_age_ms", v[4]);
         json_gen_key_object(g, "ready_by_partner");
-        struct rec_list ready;
-        store_shard_ready(r, k, &ready);
-        for (size_t i = 0; i < ready.n; i++)
-            json_gen_key_int(g, ready.id[i], ready.score[i]);
-        rec_list_free(&ready);
+        for (size_t i = from; i < n && w[i].ready > 0; i++)
+            json_gen_key_int(g, w[i].pid, w[i].ready);
         json_gen_object_close(g);
         json_gen_object_close(g);
     }
@@ -96,6 +197,9 @@ static int queues(struct req *r)
     json_gen_key_int(g, "dead", total[3]);
     json_gen_key_int(g, "oldest_ready_age_ms", oldest);
     json_gen_object_close(g);
+    write_partners(g, w, n);
+    json_gen_key_bool(g, "partners_complete", complete);
+    xfree(w);
     json_gen_object_close(g);
     return reply_gen(r, 200, g, NULL);
 }
@@ -213,6 +317,7 @@ static int dead_letter_replay(struct req *r)
 
 const struct route routes_fleet[] = {
     {"GET", "/admin/api/fleet", AUTH_ADMIN, fleet},
+    {"POST", "/admin/api/fleet/:id/drain", AUTH_ADMIN, fleet_drain},
     {"GET", "/admin/api/queues", AUTH_ADMIN, queues},
     {"GET", "/admin/api/dead-letters", AUTH_ADMIN, dead_letters},
     {"POST", "/admin/api/dead-letters/:id/replay", AUTH_ADMIN, dead_letter_replay},

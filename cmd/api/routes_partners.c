@@ -259,8 +259,47 @@ static int send_partner(struct req *r, int status, const char *pid)
     return rc;
 }
 
+#define PARTNERS_LIMIT_DEFAULT 50
+#define PARTNERS_LIMIT_MAX     200
+
+/* A page of partners by name (si:ix:partner): {"partners": [...],
+ * "next_cursor"}. */
+static int partner_page(struct req *r)
+{
+    const char *q;
+    int64_t limit = PARTNERS_LIMIT_DEFAULT;
+    int has, rc;
+    if ((rc = input_text(r, "q", 200, &q)) != 0 ||
+        (rc = input_int(r, "limit", 1, PARTNERS_LIMIT_MAX, &limit, &has)) != 0)
+        return rc;
+    char *prefix = params_ascii_lower(xstrdup(q != NULL ? q : "")), *next;
+    struct rec_list l;
+    rc = input_page(r, prefix, limit, store_partner_page, &l, &next);
+    xfree(prefix);
+    if (rc != 0)
+        return rc;
+    struct json_gen *g = reply_gen_new();
+    json_gen_object_open(g);
+    json_gen_key(g, "partners");
+    view_list(g, &l, view_partner);
+    view_next_cursor(g, next);
+    json_gen_object_close(g);
+    rec_list_free(&l);
+    xfree(next);
+    return reply_gen(r, 200, g, NULL);
+}
+
+/* Without q, cursor or limit: every partner, oldest first, as a bare
+ * array (the answer before pages existed, for old callers); with any of
+ * them, a page by name. */
 static int partner_list(struct req *r)
 {
+    static const char *const allowed[] = {"q", "cursor", "limit", NULL};
+    int rc = input_only_known(r, allowed);
+    if (rc != 0)
+        return rc;
+    if (r->params.n > 0)
+        return partner_page(r);
     struct rec_list l;
     if (store_partner_list(r, &l) < 0)
         return reply_unavailable(r);

@@ -21,6 +21,8 @@
  *                     queue depths, dead letters and the fleet
  *   store_connect.c   the connect pages: used links, flows, PLAIN form tries,
  *                     a user connected or disconnected with its event
+ *   store_search.c    the admin dashboard's searches across partners (the
+ *                     si:ix:user and si:ix:partner indexes), leases, drains
  *
  * SPDX-License-Identifier: MIT
  */
@@ -318,7 +320,7 @@ int store_event_replay(struct req *r, const char *id, const char *pid);
 
 /* Filters of store_log_scan(); NULL matches anything. */
 struct store_log_filter {
-    const char *tag, *type, *result, *code;
+    const char *tag, *type, *result, *code, *uid;
 };
 
 /* One delivery-log entry: its stream id, its fields (core/schema.h
@@ -338,19 +340,50 @@ int store_log_scan(struct req *r, const char *pid, const char *cursor,
 
 /* ---- store_events.c: queues, dead letters, fleet ---- */
 
-/* Depths of shard k: ready, inflight, retry, dead, and the age in ms of the
- * oldest ready event. 0 or -SIMAP_ECONN. */
-int store_shard_stats(struct req *r, uint32_t k, long long v[5]);
-
-/* The partners of shard k with ready events (ids) and how many (scores).
- * A failed read gives an empty list. */
-void store_shard_ready(struct req *r, uint32_t k, struct rec_list *out);
 
 /* Up to limit dead letters of shard k that died before before_ms, newest
  * first: ids the event ids, scores the ms they died, no records. 0 or
  * -SIMAP_ECONN. */
 int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,
                     struct rec_list *out);
+
+/* A partner with waiting events in one shard (GET /admin/api/queues). */
+struct store_waiting {
+    char pid[24];
+    long long ready, retry;
+    int64_t oldest_at; /* ms of its oldest ready or retry event's creation, 0 unknown */
+};
+
+/* Shard k's queue at now ms (scripts/lua/event_partners.lua): into v its
+ * depths, ready, inflight, retry, dead, and the age in ms of the oldest
+ * ready event; appended to *w (*n entries, *cap allocated: xrealloc'd, the
+ * caller frees) each partner with waiting events, those with ready events
+ * first in round-robin order. At most retry_max retry events are read;
+ * *complete says whether that was all of them. 0 or -SIMAP_ECONN. */
+int store_shard_queue(struct req *r, uint32_t k, int64_t now, int64_t retry_max, long long v[5],
+                      struct store_waiting **w, size_t *n, size_t *cap, int *complete);
+
+/* Deletes dead letter id (scripts/lua/event_delete.lua). 0, -SIMAP_ESTATE
+ * (not a dead letter), -SIMAP_ENOTFOUND or -SIMAP_ECONN. */
+int store_event_delete(struct req *r, const char *id);
+
+/* The raw message event id carries (its new_mail payload's, proto/eml.h),
+ * decrypted, in a new buffer (xfree() it). 0, -SIMAP_ENOTFOUND (no such
+ * event), -SIMAP_ESTATE (the event holds no message: another type, too
+ * large, or delivered, which drops the payload), -SIMAP_ECRYPTO or
+ * -SIMAP_ECONN. */
+int store_event_message(struct req *r, const char *id, char **raw, size_t *len);
+
+/* The circuits the dispatchers published (si:circuits, core/schema.h),
+ * latest change first, at most limit: ids the URLs' SHA-256, scores the
+ * changes' ms, records the si:circuit:* hashes. Members whose hash expired
+ * are dropped from the index. 0 or -SIMAP_ECONN. */
+int store_circuits(struct req *r, int64_t limit, struct rec_list *out);
+
+/* The chart counters of n minutes from unix minute first (si:stat:*), into
+ * out[0..n): each record holds the fields present (none for a minute
+ * without any). 0 or -SIMAP_ECONN (out then empty). */
+int store_stat_minutes(struct req *r, int64_t first, size_t n, struct rec *out);
 
 /* The latest tracers of provider code, newest first (si:tracers:<code>, at
  * most limit): ids the tracer ids, records their si:{k}:tracer hashes (one
@@ -361,5 +394,41 @@ int store_tracers_recent(struct req *r, const char *code, int64_t limit, struct 
  * scores their last heartbeat (ms), records their si:node hashes. 0 or
  * -SIMAP_ECONN. */
 int store_fleet_nodes(struct req *r, const char *role_key, struct rec_list *out);
+
+/* ---- store_search.c: across partners, for the admin dashboard ---- */
+
+/* Up to limit users whose si:ix:user member starts with prefix ("e", "t"
+ * or "l" then the lower-cased start of the email, tag or login), in index
+ * order, after member after (NULL: from the first; the caller checked that
+ * it starts with prefix). ids the uids, records the user's fields without
+ * credentials (uid, pid, code, tag, email, username, state, last_error,
+ * last_login_at, last_email_at, connected_at, archived, created_at,
+ * updated_at) plus partner_name. An entry whose user is gone or holds
+ * another value now is left out. *next is the member to continue after
+ * when more follow (xfree() it), else NULL. 0 or -SIMAP_ECONN. */
+int store_user_search(struct req *r, const char *prefix, const char *after, int64_t limit,
+                      struct rec_list *out, char **next);
+
+/* The same over si:ix:partner, partners whose lower-cased name starts with
+ * lname: ids the pids, records their hashes. */
+int store_partner_page(struct req *r, const char *lname, const char *after, int64_t limit,
+                       struct rec_list *out, char **next);
+
+/* Partner pid's name into *name (xfree() it). 0, -SIMAP_ENOTFOUND (*name
+ * NULL) or -SIMAP_ECONN. */
+int store_partner_name(struct req *r, const char *pid, char **name);
+
+/* The id of the watcher node holding user uid's lease into node ("" when
+ * none does). 0 or -SIMAP_ECONN. */
+int store_user_lease(struct req *r, const char *uid, char node[SCHEMA_KEY_MAX]);
+
+/* The users to watch (connected, not archived) of every shard into *n, in
+ * one script (users_watched.lua). 0 or -SIMAP_ECONN. */
+int store_users_watched(struct req *r, long long *n);
+
+/* Asks node id's running incarnation to drain (scripts/lua/node_drain.lua):
+ * it stops as on SIGTERM at its next heartbeat. 0, -SIMAP_ENOTFOUND (no
+ * such node) or -SIMAP_ECONN. */
+int store_node_drain(struct req *r, const char *id);
 
 #endif

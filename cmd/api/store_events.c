@@ -23,6 +23,8 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/stat.h"
+#include "proto/eml.h"
 
 #define LOG_PAGE     200  /* log entries per XREVRANGE */
 #define LOG_SCAN_MAX 5000 /* log entries read per scan when filtering */
@@ -131,6 +133,20 @@ int store_event_get(struct req *r, const char *id, const char *pid, struct rec *
     return rc;
 }
 
+/* Runs a script on one dead letter whose answer is 1 (done), 0 (not a dead
+ * letter) or -1 (no such event): 0, -SIMAP_ESTATE, -SIMAP_ENOTFOUND or
+ * -SIMAP_ECONN. */
+static int dead_letter_script(struct req *r, const char *name, int nkeys, int argc,
+                              const char **argv)
+{
+    redisReply *rep = store_script(r, name, nkeys, argc, argv, NULL);
+    if (rep == NULL)
+        return -SIMAP_ECONN;
+    long long res = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    freeReplyObject(rep);
+    return res > 0 ? 0 : res == 0 ? -SIMAP_ESTATE : -SIMAP_ENOTFOUND;
+}
+
 int store_event_replay(struct req *r, const char *id, const char *pid)
 {
     uint32_t k = event_shard(r->api, id);
@@ -141,12 +157,49 @@ int store_event_replay(struct req *r, const char *id, const char *pid)
     schema_key_dead(kdead, k);
     schema_key_ready_partners(kpartners, k);
     const char *argv[] = {kevt, kdead, kready, kpartners, id, pid};
-    redisReply *rep = store_script(r, "event_replay", 4, 6, argv, NULL);
-    if (rep == NULL)
+    return dead_letter_script(r, "event_replay", 4, 6, argv);
+}
+
+int store_event_delete(struct req *r, const char *id)
+{
+    uint32_t k = event_shard(r->api, id);
+    char kevt[SCHEMA_KEY_MAX], kdead[SCHEMA_SHARD_KEY_MAX];
+    if (schema_key_event(kevt, k, id) < 0)
+        return -SIMAP_ENOTFOUND;
+    schema_key_dead(kdead, k);
+    const char *argv[] = {kevt, kdead, id};
+    return dead_letter_script(r, "event_delete", 2, 3, argv);
+}
+
+int store_event_message(struct req *r, const char *id, char **raw, size_t *len)
+{
+    char key[SCHEMA_KEY_MAX], aad[SCHEMA_KEY_MAX];
+    *raw = NULL;
+    *len = 0;
+    if (schema_key_event(key, event_shard(r->api, id), id) < 0 || schema_aad_event(aad, id) < 0)
+        return -SIMAP_ENOTFOUND;
+    redisReply *rep = store_cmd(r, "HMGET %s type payload", key);
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        freeReplyObject(rep);
         return -SIMAP_ECONN;
-    long long res = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    }
+    const redisReply *type = rep->element[0], *payload = rep->element[1];
+    int rc = 0;
+    if (type->type != REDIS_REPLY_STRING)
+        rc = -SIMAP_ENOTFOUND;
+    else if (payload->type != REDIS_REPLY_STRING || payload->len == 0)
+        rc = -SIMAP_ESTATE;
+    char *plain = NULL;
+    size_t plen = 0;
+    if (rc == 0 && crypto_decrypt(r->api->keys, payload->str, aad, &plain, &plen) < 0)
+        rc = -SIMAP_ECRYPTO;
     freeReplyObject(rep);
-    return res > 0 ? 0 : res == 0 ? -SIMAP_ESTATE : -SIMAP_ENOTFOUND;
+    if (rc < 0)
+        return rc;
+    rc = eml_from_payload(plain, plen, raw, len);
+    crypto_wipe(plain, plen);
+    xfree(plain);
+    return rc == 0 ? 0 : -SIMAP_ESTATE;
 }
 
 /* ---- Delivery log ---- */
@@ -165,7 +218,8 @@ static int passes(const struct rec *e, const struct store_log_filter *f)
     return (f->tag == NULL || strcmp(rec_get(e, "tag"), f->tag) == 0) &&
            (f->type == NULL || strcmp(rec_get(e, "type"), f->type) == 0) &&
            (f->result == NULL || strcmp(rec_get(e, "result"), f->result) == 0) &&
-           (f->code == NULL || strcmp(rec_get(e, "code"), f->code) == 0);
+           (f->code == NULL || strcmp(rec_get(e, "code"), f->code) == 0) &&
+           (f->uid == NULL || strcmp(rec_get(e, "uid"), f->uid) == 0);
 }
 
 /* The state of event id now into state[32], "" when it is gone. */
@@ -233,45 +287,121 @@ int store_log_scan(struct req *r, const char *pid, const char *cursor,
 
 /* ---- Queues, dead letters, fleet ---- */
 
-int store_shard_stats(struct req *r, uint32_t k, long long v[5])
+int store_shard_queue(struct req *r, uint32_t k, int64_t now, int64_t retry_max, long long v[5],
+                      struct store_waiting **w, size_t *n, size_t *cap, int *complete)
 {
+    *complete = 1;
     char kp[SCHEMA_SHARD_KEY_MAX], ki[SCHEMA_SHARD_KEY_MAX], kr[SCHEMA_SHARD_KEY_MAX],
-        kd[SCHEMA_SHARD_KEY_MAX], prefix[SCHEMA_SHARD_KEY_MAX];
+        kd[SCHEMA_SHARD_KEY_MAX], prefix[SCHEMA_SHARD_KEY_MAX], nows[24], max[24];
     schema_key_ready_partners(kp, k);
     schema_key_inflight(ki, k);
     schema_key_retry(kr, k);
     schema_key_dead(kd, k);
     schema_key_shard_prefix(prefix, k);
-    const char *argv[] = {kp, ki, kr, kd, prefix, ""};
-    redisReply *st = store_script(r, "event_stats", 4, 6, argv, NULL);
-    if (st == NULL || st->type != REDIS_REPLY_ARRAY || st->elements < 5) {
-        freeReplyObject(st);
+    snprintf(nows, sizeof nows, "%lld", (long long)now);
+    snprintf(max, sizeof max, "%lld", (long long)retry_max);
+    const char *argv[] = {kp, ki, kr, kd, prefix, nows, max};
+    redisReply *rep = store_script(r, "event_partners", 4, 7, argv, NULL);
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 6 ||
+        (rep->elements - 6) % 4 != 0) {
+        freeReplyObject(rep);
         return -SIMAP_ECONN;
     }
     for (int i = 0; i < 5; i++)
-        v[i] = st->element[i]->integer;
-    freeReplyObject(st);
+        v[i] = rep->element[i]->integer;
+    *complete = rep->element[5]->integer == 1;
+    for (size_t i = 6; i + 3 < rep->elements; i += 4) {
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 256;
+            *w = xrealloc(*w, *cap * sizeof **w);
+        }
+        struct store_waiting *p = &(*w)[(*n)++];
+        snprintf(p->pid, sizeof p->pid, "%s", rep->element[i]->str);
+        p->ready = rep->element[i + 1]->integer;
+        p->retry = rep->element[i + 2]->integer;
+        p->oldest_at = strtoll(rep->element[i + 3]->str, NULL, 10);
+    }
+    freeReplyObject(rep);
     return 0;
 }
 
-void store_shard_ready(struct req *r, uint32_t k, struct rec_list *out)
+/* HMGET of fields[0..nf) on each of keys[0..n) in one round trip
+ * (user_mget.lua), into out[0..n): a record per key of the fields present.
+ * 0 or -SIMAP_ECONN (out then zeroed). */
+static int mget(struct req *r, char (*keys)[SCHEMA_KEY_MAX], size_t n, const char *const *fields,
+                size_t nf, struct rec *out)
 {
-    memset(out, 0, sizeof *out);
-    char kp[SCHEMA_SHARD_KEY_MAX];
-    schema_key_ready_partners(kp, k);
-    redisReply *ps = store_cmd(r, "LRANGE %s 0 -1", kp);
-    for (size_t i = 0; ps != NULL && ps->type == REDIS_REPLY_ARRAY && i < ps->elements; i++) {
-        const char *pid = ps->element[i]->str;
-        char key[SCHEMA_KEY_MAX];
-        long long n = 0;
-        if (schema_key_ready(key, k, pid) >= 0) {
-            redisReply *len = store_cmd(r, "LLEN %s", key);
-            n = len && len->type == REDIS_REPLY_INTEGER ? len->integer : 0;
-            freeReplyObject(len);
-        }
-        rec_list_add(out, pid, n, NULL);
+    memset(out, 0, n * sizeof *out);
+    if (n == 0)
+        return 0;
+    const char **argv = xcalloc(n + nf, sizeof *argv);
+    for (size_t i = 0; i < n; i++)
+        argv[i] = keys[i];
+    for (size_t j = 0; j < nf; j++)
+        argv[n + j] = fields[j];
+    redisReply *rep = store_script(r, "user_mget", (int)n, (int)(n + nf), argv, NULL);
+    xfree(argv);
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        freeReplyObject(rep);
+        return -SIMAP_ECONN;
     }
-    freeReplyObject(ps);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *v = rep->element[i];
+        for (size_t j = 0; v->type == REDIS_REPLY_ARRAY && j < v->elements && j < nf; j++)
+            if (v->element[j]->type == REDIS_REPLY_STRING)
+                rec_add(&out[i], fields[j], v->element[j]->str);
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+int store_circuits(struct req *r, int64_t limit, struct rec_list *out)
+{
+    static const char *const fields[] = {"url",   "state", "failures",  "opened_at",
+                                         "until", "node",  "updated_at"};
+    const size_t nf = sizeof fields / sizeof fields[0];
+    memset(out, 0, sizeof *out);
+    redisReply *z =
+        store_cmd(r, "ZREVRANGE %s 0 %lld WITHSCORES", SCHEMA_KEY_CIRCUITS, (long long)limit - 1);
+    if (z == NULL || z->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(z);
+        return -SIMAP_ECONN;
+    }
+    size_t n = z->elements / 2;
+    char(*keys)[SCHEMA_KEY_MAX] = xcalloc(n + 1, sizeof *keys);
+    struct rec *recs = xcalloc(n + 1, sizeof *recs);
+    for (size_t i = 0; i < n; i++)
+        schema_key_circuit(keys[i], z->element[2 * i]->str);
+    int rc = mget(r, keys, n, fields, nf, recs);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *sha = z->element[2 * i]->str;
+        if (recs[i].n == 0) { /* closed long enough ago to have expired */
+            rec_free(&recs[i]);
+            freeReplyObject(store_cmd(r, "ZREM %s %s", SCHEMA_KEY_CIRCUITS, sha));
+            continue;
+        }
+        rec_list_add(out, sha, strtoll(z->element[2 * i + 1]->str, NULL, 10), &recs[i]);
+    }
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++)
+            rec_free(&recs[i]);
+    xfree(recs);
+    xfree(keys);
+    freeReplyObject(z);
+    return rc;
+}
+
+int store_stat_minutes(struct req *r, int64_t first, size_t n, struct rec *out)
+{
+    const char *fields[3 + STAT_NBUCKETS] = {STAT_MAIL, STAT_DELIVERED, STAT_FAILED};
+    for (int i = 0; i < STAT_NBUCKETS; i++)
+        fields[3 + i] = stat_bucket_field(i);
+    char(*keys)[SCHEMA_KEY_MAX] = xcalloc(n + 1, sizeof *keys);
+    for (size_t i = 0; i < n; i++)
+        schema_key_stat(keys[i], first + (int64_t)i);
+    int rc = mget(r, keys, n, fields, 3 + STAT_NBUCKETS, out);
+    xfree(keys);
+    return rc;
 }
 
 int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,

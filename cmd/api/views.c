@@ -197,6 +197,12 @@ void view_partner(struct json_gen *g, const char *pid, const struct rec *p)
 
 void view_event(struct json_gen *g, const struct rec *e)
 {
+    view_event_open(g, e);
+    json_gen_object_close(g);
+}
+
+void view_event_open(struct json_gen *g, const struct rec *e)
+{
     json_gen_object_open(g);
     json_gen_key_str(g, "id", rec_get(e, "id"));
     json_gen_key_str(g, "type", rec_get(e, "type"));
@@ -212,7 +218,6 @@ void view_event(struct json_gen *g, const struct rec *e)
     str_or_null(g, "last_error", rec_get(e, "last_error"));
     view_time(g, "created_at", rec_get(e, "created_at"));
     view_time(g, "next_at", rec_get(e, "next_at"));
-    json_gen_object_close(g);
 }
 
 void view_dead_letter(struct json_gen *g, int64_t died_ms, const struct rec *e)
@@ -257,8 +262,14 @@ void view_node(struct json_gen *g, const char *id, const char *role, int64_t now
     json_gen_key_str(g, "id", id);
     json_gen_key_str(g, "role", role);
     json_gen_key_int(g, "heartbeat_age_ms", now_ms > beat_ms ? now_ms - beat_ms : 0);
+    json_gen_key_bool(g, "draining", strcmp(rec_get(n, "state"), "draining") == 0);
+    /* drain_requested holds the started_at of the incarnation asked. */
+    const char *asked = rec_get(n, "drain_requested");
+    json_gen_key_bool(g, "drain_requested",
+                      *asked != '\0' && strcmp(asked, rec_get(n, "started_at")) == 0);
     for (size_t f = 0; f < n->n; f++) {
-        if (strcmp(n->f[f], "role") == 0 || strcmp(n->f[f], "id") == 0)
+        if (strcmp(n->f[f], "role") == 0 || strcmp(n->f[f], "id") == 0 ||
+            strcmp(n->f[f], "drain_requested") == 0)
             continue;
         char *end;
         long long v = strtoll(n->v[f], &end, 10);
@@ -268,6 +279,37 @@ void view_node(struct json_gen *g, const char *id, const char *role, int64_t now
             json_gen_key_str(g, n->f[f], n->v[f]);
     }
     json_gen_object_close(g);
+}
+
+void view_admin_user_open(struct json_gen *g, const struct rec *u, const char *partner_name)
+{
+    json_gen_object_open(g);
+    json_gen_key_str(g, "uid", rec_get(u, "uid"));
+    json_gen_key_int(g, "partner_id", strtoll(rec_get(u, "pid"), NULL, 10));
+    str_or_null(g, "partner_name", partner_name);
+    json_gen_key_str(g, "provider", rec_get(u, "code"));
+    json_gen_key_str(g, "tag", rec_get(u, "tag"));
+    str_or_null(g, "email", rec_get(u, "email"));
+    str_or_null(g, "username", rec_get(u, "username"));
+    json_gen_key_str(g, "state", rec_get(u, "state"));
+    str_or_null(g, "last_error", rec_get(u, "last_error"));
+    view_time(g, "last_login_at", rec_get(u, "last_login_at"));
+    view_time(g, "last_email_at", rec_get(u, "last_email_at"));
+    view_time(g, "connected_at", rec_get(u, "connected_at"));
+    json_gen_key_bool(g, "archived", strcmp(rec_get(u, "archived"), "1") == 0);
+    view_time(g, "created_at", rec_get(u, "created_at"));
+    view_time(g, "updated_at", rec_get(u, "updated_at"));
+}
+
+void view_next_cursor(struct json_gen *g, const char *next)
+{
+    if (next == NULL) {
+        json_gen_key_null(g, "next_cursor");
+        return;
+    }
+    char *cursor = params_cursor_encode(next);
+    json_gen_key_str(g, "next_cursor", cursor);
+    xfree(cursor);
 }
 
 void view_provider_row(struct json_gen *g, const char *code, const struct rec *p)

@@ -39,6 +39,16 @@ void view_partner_open(struct json_gen *g, const char *pid, const struct rec *p)
 /* An event hash (without payload): id, type, state, attempts, ... */
 void view_event(struct json_gen *g, const struct rec *e);
 
+/* view_event() without closing the object, for members to follow. */
+void view_event_open(struct json_gen *g, const struct rec *e);
+
+/* A user as the admin API shows it across partners, object left open for
+ * members to follow: uid, partner_id, partner_name (null when unknown),
+ * provider, tag, email, username, state, last_error, last_login_at,
+ * last_email_at, connected_at, archived, created_at, updated_at. No
+ * credentials, no links. */
+void view_admin_user_open(struct json_gen *g, const struct rec *u, const char *partner_name);
+
 /* Writes a ms timestamp text as ISO 8601 text, or null when empty. */
 void view_time(struct json_gen *g, const char *key, const char *ms);
 
@@ -62,10 +72,16 @@ void view_dead_letter(struct json_gen *g, int64_t died_ms, const struct rec *e);
  * stream id) and its event's state now when state is not NULL. */
 void view_log_entry(struct json_gen *g, const char *log_id, const struct rec *e, const char *state);
 
-/* A node of the fleet: id, role, heartbeat age, then its si:node fields
- * (numbers as numbers). */
+/* A node of the fleet: id, role, heartbeat age, draining and
+ * drain_requested (booleans), then its si:node fields (numbers as
+ * numbers). */
 void view_node(struct json_gen *g, const char *id, const char *role, int64_t now_ms,
                int64_t beat_ms, const struct rec *n);
+
+/* "next_cursor": the opaque cursor of an index page that stopped after
+ * member next (params_cursor_encode()), or null when next is NULL (the
+ * last page). */
+void view_next_cursor(struct json_gen *g, const char *next);
 
 /* One entry of a list, named by id. view_partner() has this shape. */
 typedef void view_row_fn(struct json_gen *g, const char *id, const struct rec *rec);

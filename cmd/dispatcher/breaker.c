@@ -13,6 +13,7 @@ struct breaker {
     int failures;       /* consecutive, while CLOSED */
     int64_t period;     /* current open period, ms */
     int64_t open_until; /* OPEN: when the next probe may start */
+    int64_t opened_at;  /* when it last opened */
 };
 
 struct breakers {
@@ -20,6 +21,8 @@ struct breakers {
     int threshold;
     int64_t open_ms, max_open_ms;
     int count[BREAKER_NSTATES];
+    void (*on_change)(const struct breaker_change *c, void *data);
+    void *data;
 };
 
 struct breakers *breakers_new(int threshold, int64_t open_ms, int64_t max_open_ms)
@@ -32,6 +35,13 @@ struct breakers *breakers_new(int threshold, int64_t open_ms, int64_t max_open_m
     return b;
 }
 
+void breakers_on_change(struct breakers *b, void (*fn)(const struct breaker_change *c, void *data),
+                        void *data)
+{
+    b->on_change = fn;
+    b->data = data;
+}
+
 void breakers_free(struct breakers *b)
 {
     if (b == NULL)
@@ -40,11 +50,15 @@ void breakers_free(struct breakers *b)
     xfree(b);
 }
 
-static void set_state(struct breakers *b, struct breaker *k, enum breaker_state s)
+static void set_state(struct breakers *b, const char *url, struct breaker *k, enum breaker_state s)
 {
     b->count[k->state]--;
     b->count[s]++;
     k->state = s;
+    if (b->on_change != NULL) {
+        struct breaker_change c = {url, s, k->failures, k->opened_at, k->open_until, k->period};
+        b->on_change(&c, b->data);
+    }
 }
 
 static struct breaker *get(struct breakers *b, const char *url)
@@ -59,10 +73,11 @@ static struct breaker *get(struct breakers *b, const char *url)
     return k;
 }
 
-static void open_breaker(struct breakers *b, struct breaker *k, int64_t now)
+static void open_breaker(struct breakers *b, const char *url, struct breaker *k, int64_t now)
 {
+    k->opened_at = now;
     k->open_until = now + k->period;
-    set_state(b, k, BREAKER_OPEN);
+    set_state(b, url, k, BREAKER_OPEN);
 }
 
 int breaker_allow(struct breakers *b, const char *url, int64_t now, int64_t *wait_ms)
@@ -71,7 +86,7 @@ int breaker_allow(struct breakers *b, const char *url, int64_t now, int64_t *wai
     if (k == NULL || k->state == BREAKER_CLOSED)
         return 1;
     if (k->state == BREAKER_OPEN && now >= k->open_until) {
-        set_state(b, k, BREAKER_HALF_OPEN); /* this request is the probe */
+        set_state(b, url, k, BREAKER_HALF_OPEN); /* this request is the probe */
         return 1;
     }
     /* OPEN, or HALF_OPEN with the probe in flight: check back after a period. */
@@ -87,17 +102,17 @@ void breaker_record(struct breakers *b, const char *url, int ok, int64_t now)
         k->failures = 0;
         k->period = b->open_ms;
         if (k->state != BREAKER_CLOSED)
-            set_state(b, k, BREAKER_CLOSED);
+            set_state(b, url, k, BREAKER_CLOSED);
         return;
     }
     switch (k->state) {
     case BREAKER_CLOSED:
         if (++k->failures >= b->threshold)
-            open_breaker(b, k, now);
+            open_breaker(b, url, k, now);
         break;
     case BREAKER_HALF_OPEN:
         k->period = k->period * 2 > b->max_open_ms ? b->max_open_ms : k->period * 2;
-        open_breaker(b, k, now);
+        open_breaker(b, url, k, now);
         break;
     case BREAKER_OPEN: /* a request that started before it opened */
     case BREAKER_NSTATES:

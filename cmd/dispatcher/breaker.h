@@ -18,7 +18,9 @@
  * success resets it.
  *
  * Times are monotonic ms passed by the caller. Not thread-safe: the loop
- * owns it.
+ * owns it. Every change of state is told to the hook set with
+ * breakers_on_change() (the dispatcher publishes it to Redis for the
+ * dashboard, core/schema.h si:circuit:*).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -34,6 +36,22 @@ struct breakers;
 /* Returns a new set; threshold >= 1 consecutive failures open a breaker for
  * open_ms, doubling after each failed probe up to max_open_ms. */
 struct breakers *breakers_new(int threshold, int64_t open_ms, int64_t max_open_ms);
+
+/* A breaker's state as the change hook sees it. */
+struct breaker_change {
+    const char *url;
+    enum breaker_state state;
+    int failures;       /* consecutive failures counted */
+    int64_t opened_at;  /* monotonic ms it last opened, 0 never */
+    int64_t open_until; /* OPEN: monotonic ms the next probe may start */
+    int64_t period;     /* the current open period, ms */
+};
+
+/* Sets fn, called with each change of a breaker's state (from inside
+ * breaker_allow() or breaker_record(); c valid only during the call); NULL
+ * removes it. */
+void breakers_on_change(struct breakers *b, void (*fn)(const struct breaker_change *c, void *data),
+                        void *data);
 
 /* Frees the set. Accepts NULL. */
 void breakers_free(struct breakers *b);

@@ -499,6 +499,27 @@ static int is_owned(int k, void *data)
     return d->shards[k].owned && owner_may_act(d->owner);
 }
 
+/* A circuit changed: published for the dashboard (si:circuit:*), its
+ * monotonic times turned into wall-clock ones. Closed circuits are kept for
+ * CIRCUIT_KEEP_MS, so the operator sees what recovered. */
+static void on_breaker_change(const struct breaker_change *c, void *data)
+{
+    struct dispatcher *d = data;
+    int64_t wall = time_now_ms(), mono = time_mono_ms();
+    struct queue_circuit qc = {
+        .url = c->url,
+        .state = breaker_state_str(c->state),
+        .failures = c->failures,
+        .opened_at = c->opened_at > 0 ? wall - (mono - c->opened_at) : 0,
+        .until = c->state == BREAKER_OPEN ? wall + (c->open_until - mono) : 0,
+        .now = wall,
+        .node = node_id(d->node),
+        .keep_ms = CIRCUIT_KEEP_MS,
+    };
+    if (queue_circuit(d->q, &qc) < 0)
+        log_warn("cannot publish a circuit's state url=%s state=%s", c->url, qc.state);
+}
+
 struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
 {
     const struct config *cfg = node_config(n);
@@ -544,6 +565,7 @@ struct dispatcher *dispatch_new(struct ev_loop *loop, struct node *n)
     d->partners = partners_new(d->q, d->keys, PARTNER_TTL_MS, on_partner_loaded, d);
     d->breakers = breakers_new(BREAKER_FAILURES, dispatch_scaled(d, BREAKER_OPEN_MS) + 1,
                                dispatch_scaled(d, BREAKER_MAX_MS) + 1);
+    breakers_on_change(d->breakers, on_breaker_change, d);
     d->nshards = cfg->shards;
     d->shards = xcalloc((size_t)d->nshards, sizeof *d->shards);
     for (int k = 0; k < d->nshards; k++) {

@@ -38,6 +38,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/schema.h"
+#include "core/stat.h"
 #include "core/time.h"
 #include "proto/webhook.h"
 
@@ -335,6 +336,24 @@ static void on_committed(long long value, int err, void *data)
     js->h.on_job_freed(js->h.data);
 }
 
+/* The chart counters of the minute (core/stat.h): a delivered attempt and
+ * its request latency, or a failed one (retried or dead). Sent beside the
+ * log entry, without waiting for its reply. */
+static void count_attempt(const struct job *j)
+{
+    struct stat_call c;
+    stat_call_init(&c, time_now_ms());
+    if (j->result == R_DELIVERED) {
+        stat_call_add(&c, STAT_DELIVERED, 1);
+        stat_call_add(&c, stat_bucket_field(stat_bucket(j->latency_ms)), 1);
+    } else if (j->result == R_RETRY || j->result == R_DEAD) {
+        stat_call_add(&c, STAT_FAILED, 1);
+    } else {
+        return;
+    }
+    queue_stat(j->js->o.q, &c);
+}
+
 /* The delivery log entry of the attempt. Sent just before the state script
  * on the same connection, so whoever sees the event's new state finds the
  * entry too; it is written even when the claim turns out stale, as the
@@ -356,6 +375,7 @@ static void log_attempt(struct job *j)
         .next_at = j->op == OP_RETRY ? time_now_ms() + j->delay_ms : 0,
     };
     queue_log(j->js->o.q, &e);
+    count_attempt(j);
 }
 
 static void commit(struct job *j)

@@ -328,6 +328,7 @@ static void on_live(struct incarnation *inc, void *data)
 {
     (void)inc;
     struct owner *o = data;
+    reaper_live(o->reaper);
     for (int k = 0; k < o->nshards; k++)
         o->shards[k].next_acquire = 0;
     reconcile(o, time_mono_ms());

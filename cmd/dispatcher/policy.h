@@ -16,7 +16,8 @@
 #define BREAKER_FAILURES  5
 #define BREAKER_OPEN_MS   30000
 #define BREAKER_MAX_MS    600000
-#define COMMIT_TRIES      5   /* a result lost with the link is sent again */
-#define EID_MAX           256 /* longest event id we send */
+#define CIRCUIT_KEEP_MS   3600000 /* si:circuit:* of a closed circuit (dashboard) */
+#define COMMIT_TRIES      5       /* a result lost with the link is sent again */
+#define EID_MAX           256     /* longest event id we send */
 
 #endif

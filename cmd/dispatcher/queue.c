@@ -11,10 +11,12 @@
 
 #include <hiredis/hiredis.h>
 
+#include "core/crypto.h"
 #include "core/err.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
 #include "core/schema.h"
+#include "core/stat.h"
 #include "core/time.h"
 
 enum op_kind { OP_CLAIM, OP_INT, OP_TRACER, OP_PAIR, OP_STATS, OP_REPLY, OP_NONE };
@@ -445,4 +447,35 @@ int queue_log(struct queue *q, const struct queue_log_entry *e)
                           "error",  e->error, "next_at", next};
     struct op *o = op_new(OP_NONE, NULL);
     return send_argv(q, o, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+}
+
+int queue_stat(struct queue *q, struct stat_call *c)
+{
+    struct op *o = op_new(OP_NONE, NULL);
+    return send_script(q, o, "stat_add", 1, c->argc, c->argv, NULL);
+}
+
+int queue_circuit(struct queue *q, const struct queue_circuit *c)
+{
+    char sha[CRYPTO_SHA256_HEX_LEN + 1], key[SCHEMA_KEY_MAX];
+    if (crypto_sha256_hex(c->url, strlen(c->url), sha) < 0 || schema_key_circuit(key, sha) < 0)
+        return -SIMAP_EINVAL;
+    char failures[16], opened[24], until[24], now[24], keep[24];
+    snprintf(failures, sizeof failures, "%d", c->failures);
+    snprintf(opened, sizeof opened, "%lld", (long long)c->opened_at);
+    snprintf(until, sizeof until, "%lld", (long long)c->until);
+    snprintf(now, sizeof now, "%lld", (long long)c->now);
+    snprintf(keep, sizeof keep, "%lld", (long long)c->keep_ms);
+    const char *hset[] = {"HSET",     key,      "url",        c->url, "state", c->state,
+                          "failures", failures, "opened_at",  opened, "until", until,
+                          "node",     c->node,  "updated_at", now};
+    int is_closed = strcmp(c->state, "closed") == 0;
+    const char *expire[] = {is_closed ? "PEXPIRE" : "PERSIST", key, keep};
+    const char *zadd[] = {"ZADD", SCHEMA_KEY_CIRCUITS, now, sha};
+    int rc = send_argv(q, op_new(OP_NONE, NULL), (int)(sizeof hset / sizeof hset[0]), hset, NULL);
+    if (rc == 0)
+        rc = send_argv(q, op_new(OP_NONE, NULL), is_closed ? 3 : 2, expire, NULL);
+    if (rc == 0)
+        rc = send_argv(q, op_new(OP_NONE, NULL), 4, zadd, NULL);
+    return rc;
 }

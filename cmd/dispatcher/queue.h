@@ -162,4 +162,23 @@ struct queue_log_entry {
 
 int queue_log(struct queue *q, const struct queue_log_entry *e);
 
+/* stat_add.lua with c's arguments (core/stat.h); fire and forget. */
+struct stat_call;
+int queue_stat(struct queue *q, struct stat_call *c);
+
+/* A circuit breaker's new state, published for the dashboard
+ * (si:circuit:<sha256 hex of url> and its index si:circuits, core/schema.h);
+ * times are wall-clock ms (0: none). Three commands, fire and forget: HSET,
+ * PEXPIRE keep_ms once closed (PERSIST otherwise), ZADD. */
+struct queue_circuit {
+    const char *url; /* as stored: credentials masked */
+    const char *state;
+    int failures;
+    int64_t opened_at, until, now;
+    const char *node;
+    int64_t keep_ms;
+};
+
+int queue_circuit(struct queue *q, const struct queue_circuit *c);
+
 #endif

@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/node.h"
+#include "core/offload.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
 #include "core/schema.h"
@@ -76,6 +77,8 @@ struct leases {
     int rebalance_due;       /* users or fleet changed: place again soon */
     int64_t rebalanced_at;   /* monotonic ms of the last placement */
     uint64_t placed_version; /* fleet_version() it used */
+    struct offload *placer;  /* computes placements off the loop */
+    uint64_t removals;       /* users that left the registry, ever */
     double move_tokens;      /* token bucket of hand-overs */
     int64_t move_tokens_at;
     struct metric *m_moves, *m_placed, *m_fleet;
@@ -259,27 +262,70 @@ static void run_moves(struct leases *l)
     }
 }
 
-struct gather {
+/*
+ * Placement runs on a thread of its own (core/offload): at a million users
+ * fleet_place() takes most of a second, which on the loop would stall every
+ * session. The loop gathers a copy of the nodes and of the users' ids, the
+ * thread places them, and the loop applies the answer. Users that joined
+ * meanwhile are placed by the next run (their on_add asked for one); users
+ * that left meanwhile are skipped: while none left, the gathered entries
+ * are used as they are, otherwise each id is looked up again.
+ */
+struct placement {
+    struct fleet_node *nodes; /* copies; ids point into node_ids */
+    char (*node_ids)[FLEET_ID_MAX];
+    size_t nn, self;
     struct user_entry **us;
+    char *uids; /* m ids of SCHEMA_UID_LEN + 1 bytes each */
     const char **ids;
-    size_t n;
+    size_t m;
+    uint64_t removals; /* l->removals at the gather */
+    int32_t *owner;
+    size_t overflow;
+    int rc;
 };
+
+static void placement_free(struct placement *p)
+{
+    if (p == NULL)
+        return;
+    xfree(p->nodes);
+    xfree(p->node_ids);
+    xfree(p->us);
+    xfree(p->uids);
+    xfree(p->ids);
+    xfree(p->owner);
+    xfree(p);
+}
 
 static void gather_user(struct user_entry *u, void *data)
 {
-    struct gather *g = data;
-    g->us[g->n] = u;
-    g->ids[g->n] = u->uid;
-    g->n++;
+    struct placement *p = data;
+    char *id = p->uids + p->m * (SCHEMA_UID_LEN + 1);
+    snprintf(id, SCHEMA_UID_LEN + 1, "%s", u->uid);
+    p->us[p->m] = u;
+    p->ids[p->m] = id;
+    p->m++;
 }
 
-/* Applies the placement: every node computes the same from the same users
- * and fleet view (fleet_place() sorts both). */
+static void place_work(void *job)
+{
+    struct placement *p = job;
+    p->rc = fleet_place(p->nodes, p->nn, p->ids, p->m, p->owner, &p->overflow);
+}
+
+/* Starts a placement of the users over the fleet as read now; every node
+ * computes the same from the same users and fleet view (fleet_place() sorts
+ * both). */
 static void rebalance(struct leases *l)
 {
     struct watcher *w = l->w;
     if (l->draining || !fleet_loaded(l->fleet) || !users_loaded(w->users))
         return;
+    if (offload_busy(l->placer)) {
+        l->rebalance_due = 1; /* once the one under way is applied */
+        return;
+    }
     size_t nn;
     const struct fleet_node *nodes = fleet_nodes(l->fleet, &nn);
     size_t self = nn;
@@ -296,24 +342,48 @@ static void rebalance(struct leases *l)
     l->rebalance_due = 0;
     l->rebalanced_at = time_mono_ms();
     l->placed_version = fleet_version(l->fleet);
-    size_t total = users_count(w->users);
-    struct gather g = {xmalloc((total + 1) * sizeof *g.us), xmalloc((total + 1) * sizeof *g.ids),
-                       0};
-    users_foreach(w->users, gather_user, &g);
-    int32_t *owner = xmalloc((g.n + 1) * sizeof *owner);
-    size_t overflow = 0;
-    if (fleet_place(nodes, nn, g.ids, g.n, owner, &overflow) < 0) {
-        xfree(owner);
-        xfree(g.us);
-        xfree(g.ids);
+    struct placement *p = xcalloc(1, sizeof *p);
+    p->nn = nn;
+    p->self = self;
+    p->nodes = xmalloc(nn * sizeof *p->nodes);
+    p->node_ids = xmalloc(nn * sizeof *p->node_ids);
+    for (size_t i = 0; i < nn; i++) {
+        snprintf(p->node_ids[i], FLEET_ID_MAX, "%s", nodes[i].id);
+        p->nodes[i].id = p->node_ids[i];
+        p->nodes[i].capacity = nodes[i].capacity;
+    }
+    size_t total = users_count(w->users) + 1;
+    p->us = xmalloc(total * sizeof *p->us);
+    p->uids = xmalloc(total * (SCHEMA_UID_LEN + 1));
+    p->ids = xmalloc(total * sizeof *p->ids);
+    p->owner = xmalloc(total * sizeof *p->owner);
+    users_foreach(w->users, gather_user, p);
+    p->removals = l->removals;
+    if (offload_run(l->placer, place_work, p) < 0) {
+        log_warn("placement: no thread could be started; trying again in a second");
+        placement_free(p);
+        l->rebalance_due = 1;
+    }
+}
+
+/* The placement's answer, on the loop. */
+static void apply_placement(void *job, void *data)
+{
+    struct placement *p = job;
+    struct leases *l = data;
+    struct watcher *w = l->w;
+    if (p->rc < 0 || l->draining) {
+        placement_free(p);
         return;
     }
     int placed = 0, moving = 0;
-    for (size_t i = 0; i < g.n; i++) {
-        struct slot *sl = g.us[i]->data;
+    for (size_t i = 0; i < p->m; i++) {
+        struct user_entry *u =
+            p->removals == l->removals ? p->us[i] : users_find(w->users, p->ids[i]);
+        struct slot *sl = u != NULL ? u->data : NULL;
         if (sl == NULL)
             continue;
-        if (owner[i] == (int32_t)self) {
+        if (p->owner[i] == (int32_t)p->self) {
             placed++;
             if (sl->st == U_ELSEWHERE || sl->st == U_UNASSIGNED) {
                 set_slot(l, sl, U_PENDING);
@@ -323,7 +393,7 @@ static void rebalance(struct leases *l)
             }
             continue;
         }
-        enum slot_state to = owner[i] < 0 ? U_UNASSIGNED : U_ELSEWHERE;
+        enum slot_state to = p->owner[i] < 0 ? U_UNASSIGNED : U_ELSEWHERE;
         if (sl->st == U_HELD) {
             sl->move_to = to;
             if (sl->next == NULL)
@@ -335,15 +405,13 @@ static void rebalance(struct leases *l)
             set_slot(l, sl, to);
         }
     }
-    xfree(owner);
-    xfree(g.us);
-    xfree(g.ids);
     l->nplaced = placed;
     metric_set(l->m_placed, placed);
-    metric_set(w->m.unassigned, (double)overflow);
-    metric_set(l->m_fleet, (double)nn);
-    log_debug("placement users=%zu nodes=%zu placed=%d moving=%d overflow=%zu", g.n, nn, placed,
-              moving, overflow);
+    metric_set(w->m.unassigned, (double)p->overflow);
+    metric_set(l->m_fleet, (double)p->nn);
+    log_debug("placement users=%zu nodes=%zu placed=%d moving=%d overflow=%zu", p->m, p->nn, placed,
+              moving, p->overflow);
+    placement_free(p);
     run_moves(l);
 }
 
@@ -385,6 +453,7 @@ static void on_user_remove(struct user_entry *u, void *data)
     metric_set(l->w->m.users, (double)users_count(l->w->users));
     u->data = NULL;
     xfree(sl);
+    l->removals++;
     l->rebalance_due = 1;
 }
 
@@ -401,6 +470,7 @@ static void on_user_change(struct user_entry *u, void *data)
 static void on_live(struct incarnation *inc, void *data)
 {
     struct leases *l = data;
+    reaper_live(l->reaper);
     metric_set(l->w->m.generation, (double)incarnation_generation(inc));
     while (l->pending_list.next != &l->pending_list)
         acquire(l, l->pending_list.next);
@@ -567,6 +637,7 @@ struct leases *leases_new(struct watcher *w, struct metrics *m)
     list_init(&l->waiting_list);
     list_init(&l->moving_list);
     l->move_tokens_at = time_mono_ms();
+    l->placer = offload_new(w->loop, apply_placement, l);
     struct fleet_opts fo = {.role = "watcher", .self_id = node_id(w->node)};
     struct fleet_hooks fh = {.on_change = on_fleet_change, .data = l};
     l->fleet = fleet_new(w->loop, w->redis, &fo, &fh);
@@ -605,6 +676,7 @@ void leases_free(struct leases *l)
     struct watcher *w = l->w;
     rreq_owner_cancel(&l->reqs); /* answers still owed find nothing to act on */
     ev_timer_stop(w->loop, &l->tick);
+    placement_free(offload_free(l->placer));
     if (w->users != NULL)
         users_foreach(w->users, free_slot, NULL);
     users_free(w->users);

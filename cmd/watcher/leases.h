@@ -6,7 +6,9 @@
  *   users.c (who should be watched) + core/fleet (which watchers are live
  *   and active, their capacities) --placement (fleet_place, within a
  *   second of a membership change or of users coming or going, and every
- *   60 s anyway)--> each user is
+ *   60 s anyway; computed on a thread of its own through core/offload, so
+ *   a million users do not stall the sessions, and applied on the
+ *   loop)--> each user is
  *        another watcher's: ELSEWHERE (a session held here is handed over:
  *             LOGOUT, lease_release, at most SUPERIMAP_MAX_MOVES_PER_SEC)
  *        nobody's (the fleet is over capacity): UNASSIGNED (state
@@ -32,7 +34,7 @@
  *
  * Depends on: cmd/watcher/users (the registry it makes and hooks into),
  * cmd/watcher/imap_session, core/fleet, core/incarnation, core/lease,
- * core/rconn, core/metrics; the struct watcher it is given (loop, Redis,
+ * core/offload, core/rconn, core/metrics; the struct watcher it is given (loop, Redis,
  * config, metrics), whose inc and users it fills in and whose on_lost_lease
  * hook it sets. Runs on the loop.
  *

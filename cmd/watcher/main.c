@@ -142,7 +142,11 @@ static void describe(struct node *n, const char **argv, int *argc, void *data)
     argv[(*argc)++] = placed;
     argv[(*argc)++] = "users_unassigned";
     argv[(*argc)++] = unassigned;
+    /* users: those this watcher holds the lease of (one session each), as
+     * the admin fleet view shows them; users_known: all it read from Redis. */
     argv[(*argc)++] = "users";
+    argv[(*argc)++] = w->sessions_text;
+    argv[(*argc)++] = "users_known";
     argv[(*argc)++] = users;
 }
 

@@ -27,6 +27,7 @@
 #include "core/rconn.h"
 #include "core/rreq.h"
 #include "core/schema.h"
+#include "core/stat.h"
 #include "core/time.h"
 #include "proto/imap_parse.h"
 
@@ -403,6 +404,19 @@ static void tracer_detected(struct imap_session *s, const struct redisReply *rep
              s->user.code, m->uid, ms);
 }
 
+/* The chart counter of new mail (core/stat.h), for the minute it was
+ * recorded: one command behind record_mail's answer, sent without waiting
+ * for its own. A separate command, not part of record_mail, whose keys stay
+ * in the user's shard slot (core/schema.h). */
+static void count_mail(struct imap_session *s)
+{
+    struct stat_call c;
+    stat_call_init(&c, time_now_ms());
+    stat_call_add(&c, STAT_MAIL, 1);
+    if (callgate_script(s->w->calls, NULL, NULL, "stat_add", 1, c.argc, c.argv, NULL) < 0)
+        log_debugc("imap", "new mail not counted for the charts acct=%s", s->uid);
+}
+
 static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
 {
     struct sreq *q;
@@ -415,6 +429,7 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
     switch (event_result_of(reply, err)) {
     case EVENT_RECORDED:
         metric_inc(s->w->m.recorded);
+        count_mail(s);
         if (s->exists_mono != 0)
             metric_observe(s->w->m.record_latency,
                            (double)(time_mono_ms() - s->exists_mono) / 1000.0);

@@ -356,7 +356,12 @@ static void on_changes(struct rconn *rc, struct redisReply *reply, int err, void
         }
         struct check *c = xcalloc(1, sizeof *c + uid->len + 1);
         c->us = us;
-        c->is_update = op != NULL && strcmp(op->str, "update") == 0;
+        /* An archive and a restore also change what a session loaded (its
+         * cursor_epoch): read in one poll, both find the user a member and
+         * would leave a session whose cursor writes are all refused. */
+        c->is_update =
+            op != NULL && (strcmp(op->str, "update") == 0 || strcmp(op->str, "archive") == 0 ||
+                           strcmp(op->str, "restore") == 0);
         memcpy(c->uid, uid->str, uid->len);
         uint32_t k = hrw_shard(c->uid, (uint32_t)us->shards);
         char users[SCHEMA_SHARD_KEY_MAX];

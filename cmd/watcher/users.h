@@ -8,9 +8,11 @@
  *
  * A stream entry names a user (uid, op); whatever the op, the registry asks
  * the user's shard set (SISMEMBER) and adds or removes the user to match,
- * so entries may be replayed or reordered without harm. An "update" of a
- * user that stays a member is reported as a change (its credentials or
- * provider may differ: the session starts again).
+ * so entries may be replayed or reordered without harm. An "update", an
+ * "archive" or a "restore" of a user that is a member when asked is
+ * reported as a change (its credentials or provider may differ, or an
+ * archive and a restore read in one poll raised its cursor_epoch: the
+ * session starts again).
  *
  * Resync: the stream position is noted first, then every shard set is read
  * (SMEMBERS, pipelined); users seen are added, users not seen in any set are

@@ -2,6 +2,9 @@
 -- cursors, leases and queued events, one batch of users per call (the api
 -- calls it until it answers 'done').
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:conn:<pid>:<code>
 -- KEYS[2]  si:conn:<pid>:<code>:users
 -- KEYS[3]  si:partner:<pid>:conns
@@ -39,13 +42,14 @@ local shard_of = {}
 for i = 0, n - 1 do
     local uid, member = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
     local user = KEYS[6 + 3 * i]
-    local f = redis.call('HMGET', user, 'tag', 'email', 'pid', 'code', 'archived')
+    local f = redis.call('HMGET', user, 'tag', 'email', 'pid', 'code', 'archived', 'username')
     if f[3] then
         local count = string.gsub(user, ':user:.*$', ':count', 1)
         redis.call('HINCRBY', count, 'users', -1)
         if f[5] == '1' then
             redis.call('HINCRBY', count, 'archived', -1)
         end
+        ix_user(uid, {tag = f[1], email = f[2], username = f[6]}, nil)
     end
     if f[3] == pid and f[4] == code then
         local scope = 'si:tag:' .. pid .. ':' .. code .. ':'

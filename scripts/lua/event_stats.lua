@@ -1,5 +1,5 @@
 -- event_stats: the queue depths of one shard, for the dispatcher's metrics
--- and the dashboard.
+-- (the dashboard reads them, with more, from event_partners.lua).
 --
 -- KEYS[1]  si:{k}:ready_partners
 -- KEYS[2]  si:{k}:inflight

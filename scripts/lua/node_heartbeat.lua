@@ -6,7 +6,9 @@
 -- ARGV[2]  ms after which a silent node's hash expires (the fleet view forgets it)
 -- ARGV[3]  ms after which a silent node leaves the role's zset
 -- ARGV[4..] field, value pairs for si:node:<id> (role, host, pid, version, state, ...)
--- Returns  the Redis TIME in ms written as the heartbeat
+-- Returns  {the Redis TIME in ms written as the heartbeat, drain (1 when an
+--          operator asked this incarnation to drain: node_drain.lua set
+--          drain_requested to the started_at this beat writes, else 0)}
 --
 -- Atomic so that a reader never sees the zset entry without the node hash,
 -- and the heartbeat uses one clock (Redis TIME) for every node, whatever their
@@ -21,4 +23,9 @@ end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
-return now
+local f = redis.call('HMGET', KEYS[2], 'drain_requested', 'started_at')
+local drain = 0
+if f[1] and f[1] == f[2] then
+    drain = 1
+end
+return {now, drain}

@@ -1,5 +1,8 @@
 -- partner_create: a new partner with its API key lookup.
 --
+-- Also moves the partner's entry in si:ix:partner, the admin search index
+-- (ix_partner() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:partner:<pid>  (pid from INCR si:seq:partner, made by the api
 --          first because the encrypted fields' AAD names it)
 -- KEYS[2]  si:partners
@@ -26,11 +29,16 @@ end
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local fields = {'created_at', now, 'updated_at', now}
+local name = ''
 for i = 2, #ARGV, 2 do
     fields[#fields + 1] = ARGV[i]
     fields[#fields + 1] = ARGV[i + 1]
+    if ARGV[i] == 'name' then
+        name = ARGV[i + 1]
+    end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
+ix_partner(ARGV[1], nil, name)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('SET', KEYS[3], ARGV[1])
 return 'ok'

@@ -2,6 +2,9 @@
 -- (the api deletes them first, each with connection_delete), with its key
 -- lookups, delivery log and queued events.
 --
+-- Also moves the partner's entry in si:ix:partner, the admin search index
+-- (ix_partner() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:partner:<pid>
 -- KEYS[2]  si:partners
 -- KEYS[3]  si:partner:<pid>:conns
@@ -21,6 +24,7 @@ if redis.call('SCARD', KEYS[3]) > 0 then
     return {'has_connections'}
 end
 local pid = ARGV[1]
+ix_partner(pid, redis.call('HGET', KEYS[1], 'name') or '', nil)
 local out = {'ok'}
 local shard = 0
 for i = 7, #KEYS, 2 do

@@ -2,6 +2,9 @@
 -- on a webhook answered 403), as the original did: the user stops being
 -- watched, its tag and email become free for a new user, its history stays.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users          (the shard's set of users to watch)
 -- KEYS[3]  si:changes            (stream read by watchers)
@@ -27,7 +30,7 @@
 -- create of the same tag would fail) or a live user missing from its index,
 -- and so that the watcher's change record matches the write.
 local user = KEYS[1]
-local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived')
+local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived', 'username')
 if not f[1] then
     return -1
 end
@@ -57,6 +60,8 @@ if ARGV[3] ~= 'api' then
     fields[#fields + 1] = ARGV[3]
 end
 redis.call('HSET', user, unpack(fields))
+local names = {tag = f[3], email = f[4], username = f[6]}
+ix_user(uid, names, names)
 redis.call('HINCRBY', (string.gsub(user, ':user:.*$', ':count', 1)), 'archived', 1)
 redis.call('HINCRBY', user, 'cursor_epoch', 1)
 redis.call('SREM', KEYS[2], uid)

@@ -2,6 +2,9 @@
 -- the callback, or a PLAIN password the IMAP server just accepted): stores
 -- the user's credentials, marks it connected and queues user_connected.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes
@@ -29,7 +32,7 @@
 -- the credentials, connected_at, the shard's set of users to watch, the
 -- watchers' change record and the user_connected event move together.
 local user = KEYS[1]
-local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived')
+local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived', 'username')
 if not f[1] or f[1] ~= ARGV[3] or f[2] ~= ARGV[4] or f[5] == '1' then
     return {'gone'}
 end
@@ -68,6 +71,12 @@ if ARGV[8] == '1' then
     fields[#fields + 1] = ARGV[9]
 end
 redis.call('HSET', user, unpack(fields))
+local username = f[6]
+if ARGV[8] == '1' then
+    username = ARGV[9]
+end
+ix_user(uid, {tag = f[3], email = old_email, username = f[6]},
+        {tag = f[3], email = email, username = username})
 redis.call('SADD', KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op', 'update')
 return {'ok', user_event(KEYS[5], KEYS[6], KEYS[7], KEYS[8], {

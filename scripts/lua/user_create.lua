@@ -1,5 +1,8 @@
 -- user_create: a new user of a partner's connection.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:conn:<pid>:<code>
 -- KEYS[2]  si:conn:<pid>:<code>:users
 -- KEYS[3]  si:tag:<pid>:<code>:<lower tag>
@@ -59,6 +62,7 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[11], 'code', ARGV[12], 'tag'
            'last_login_at', '', 'last_email_at', '', 'created_at', now, 'updated_at', now,
            'enable_tracer', ARGV[9])
 user_index(KEYS, uid, k, ARGV[10], email, archived, complete)
+ix_user(uid, nil, {tag = ARGV[4], email = email, username = username})
 tracer_users(KEYS[6], uid, ARGV[9])
 local queued = 0
 if complete and archived ~= '1' then

@@ -5,6 +5,9 @@
 -- (the partner was told it must connect again: now it will not; its state
 -- is cleared).
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes
@@ -25,7 +28,7 @@
 -- exactly when its partner is told.
 local user = KEYS[1]
 local f = redis.call('HMGET', user, 'pid', 'code', 'tag', 'email', 'archived', 'connected_at',
-                     'state')
+                     'state', 'username')
 if not f[1] or f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then
     return {'gone'}
 end
@@ -50,6 +53,12 @@ if ARGV[5] == '1' and (f[4] or '') ~= '' then
     fields[#fields + 1] = ''
 end
 redis.call('HSET', user, unpack(fields))
+local email = f[4]
+if ARGV[5] == '1' then
+    email = ''
+end
+ix_user(uid, {tag = f[3], email = f[4], username = f[8]},
+        {tag = f[3], email = email, username = f[8]})
 redis.call('SREM', KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op', 'update')
 if not was or f[5] == '1' then

@@ -1,6 +1,9 @@
 -- user_import: a user brought over from the original SuperIMAP by
 -- superimap-import, with its own connected_at and its mail cursor.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:conn:<pid>:<code>
 -- KEYS[2]  si:conn:<pid>:<code>:users
 -- KEYS[3]  si:tag:<pid>:<code>:<lower tag>
@@ -64,7 +67,7 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
     if #KEYS < 10 then
         return {'exists'}
     end
-    local f = redis.call('HMGET', KEYS[5], 'tag', 'email', 'archived')
+    local f = redis.call('HMGET', KEYS[5], 'tag', 'email', 'archived', 'username')
     if string.lower(f[1] or '') ~= ARGV[17] or string.lower(f[2] or '') ~= ARGV[18] then
         return {'retry'}
     end
@@ -112,6 +115,8 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
     else
         redis.call('SREM', KEYS[6], uid)
     end
+    ix_user(uid, {tag = f[1], email = f[2], username = f[4]},
+            {tag = ARGV[3], email = email, username = ARGV[5]})
     cursor_forward()
     redis.call('XADD', KEYS[7], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', k, 'op', 'update')
     return {'updated'}
@@ -133,5 +138,6 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[10], 'code', ARGV[11], 'tag'
            'updated_at', now, 'enable_tracer', ARGV[8])
 cursor_forward()
 user_index(KEYS, uid, k, ARGV[9], email, archived, connected_at ~= '')
+ix_user(uid, nil, {tag = ARGV[3], email = email, username = ARGV[5]})
 tracer_users(KEYS[6], uid, ARGV[8])
 return {'ok'}

@@ -2,6 +2,9 @@
 -- archived=false): watched again when still connected, its tag and email
 -- taken again.
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes
@@ -23,7 +26,7 @@
 --
 -- Atomic so that a restore and a create of the same tag cannot both win, and
 -- no watcher sees the restored user with its old cursor.
-local f = redis.call('HMGET', KEYS[1], 'tag', 'email', 'archived', 'connected_at')
+local f = redis.call('HMGET', KEYS[1], 'tag', 'email', 'archived', 'connected_at', 'username')
 if not f[1] then
     return 'missing'
 end
@@ -54,6 +57,8 @@ end
 redis.call('HSET', KEYS[1], 'archived', '0', 'state', 'idle', 'last_error', '', 'updated_at',
            now)
 redis.call('HINCRBY', KEYS[1], 'cursor_epoch', 1)
+local names = {tag = f[1], email = email, username = f[5]}
+ix_user(uid, names, names)
 redis.call('DEL', (string.gsub(KEYS[1], ':user:', ':cur:', 1)))
 redis.call('HINCRBY', (string.gsub(KEYS[1], ':user:.*$', ':count', 1)), 'archived', -1)
 if f[4] and f[4] ~= '' then

@@ -1,6 +1,9 @@
 -- user_update: changes a user's fields, and archives or restores it when
 -- `archived` changes (the original's PUT/PATCH, "archived=false" restores).
 --
+-- Also moves the user's entries in si:ix:user, the admin search index
+-- (ix_user() of prelude/index.lua, which names it).
+--
 -- KEYS[1]  si:{k}:user:<uid>
 -- KEYS[2]  si:{k}:users
 -- KEYS[3]  si:changes
@@ -134,6 +137,8 @@ elseif was_archived and not archived then
     fields[#fields + 1] = ''
 end
 redis.call('HSET', user, unpack(fields))
+ix_user(uid, {tag = old_tag, email = old_email, username = f[5]},
+        {tag = tag, email = email, username = username})
 if op == 'archive' or op == 'restore' then
     -- See user_archive.lua and user_restore.lua.
     redis.call('HINCRBY', user, 'cursor_epoch', 1)

@@ -4,6 +4,9 @@
  * linked alone with libsuperimap.a.
  *
  *   - /proc readings of a process: resident set size and CPU time;
+ *   - a process started with its log in a file (an api with the benchmarks'
+ *     settings: bench_api, bench_dashboard; superimap-import), the HTTP port
+ *     read from that log, and its stop;
  *   - machine-readable results for tests/bench/run.sh, which builds
  *     docs/benchmarks.md from them. When BENCH_DATA_DIR is set, a benchmark
  *     appends "key value" lines to $BENCH_DATA_DIR/results.txt (keys are
@@ -17,12 +20,19 @@
 #ifndef TESTS_BENCH_BENCH_H
 #define TESTS_BENCH_BENCH_H
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "tests/unit/redis_fixture.h"
 
 #define BENCH_FN static __attribute__((unused))
 
@@ -92,6 +102,96 @@ __attribute__((format(printf, 2, 3))) BENCH_FN void bench_result(const char *key
     fputc('\n', f);
     va_end(ap);
     fclose(f);
+}
+
+/* Starts argv[0] with arguments argv and environment envp (both
+ * NULL-terminated), its stdout and stderr into logpath, killed if this
+ * process dies (PR_SET_PDEATHSIG). Returns its pid, or -1. */
+BENCH_FN pid_t bench_spawn(char *const *argv, char *const *envp, const char *logpath)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execve(argv[0], argv, envp);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Polls a node's log for its HTTP port (the "http listening" line) for
+ * 10 s: the port, or -1. */
+BENCH_FN int bench_log_port(const char *logpath)
+{
+    double until = fixture_now() + 10.0;
+    while (fixture_now() < until) {
+        FILE *f = fopen(logpath, "r");
+        char line[1024];
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            const char *p = strstr(line, "http listening");
+            if (p != NULL && (p = strstr(p, "port=")) != NULL) {
+                fclose(f);
+                return atoi(p + 5);
+            }
+        }
+        if (f != NULL)
+            fclose(f);
+        fixture_nap_ms(20);
+    }
+    return -1;
+}
+
+/* Starts superimap-api bin on Redis redis_url with encryption key key_hex,
+ * web root <src>/web, node id node_id, any port on 127.0.0.1, the admin
+ * token token, the rate limit off, log level info (bench_log_port() reads
+ * it) and the extra variables (NULL-terminated, may be NULL), its log into
+ * logpath. Returns its pid, or -1. */
+BENCH_FN pid_t bench_api_spawn(const char *bin, const char *redis_url, const char *key_hex,
+                               const char *src, const char *node_id, const char *token,
+                               const char *const *extra, const char *logpath)
+{
+    char url[200], key[100], web[600], id[100], tok[160];
+    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", redis_url);
+    snprintf(key, sizeof key, "SUPERIMAP_ENCRYPTION_KEY=%s", key_hex);
+    snprintf(web, sizeof web, "SUPERIMAP_WEB_ROOT=%s/web", src);
+    snprintf(id, sizeof id, "SUPERIMAP_NODE_ID=%s", node_id);
+    snprintf(tok, sizeof tok, "SUPERIMAP_ADMIN_TOKEN=%s", token);
+    char *envp[16] = {url,
+                      key,
+                      web,
+                      id,
+                      tok,
+                      (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
+                      (char *)"SUPERIMAP_API_RATE_LIMIT=0",
+                      (char *)"SUPERIMAP_LOG_LEVEL=info"};
+    size_t n = 8;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+        envp[n++] = (char *)extra[i];
+    envp[n] = NULL;
+    char *const argv[] = {(char *)bin, NULL};
+    return bench_spawn(argv, envp, logpath);
+}
+
+/* Stops pid with SIGTERM (SIGKILL after 10 s) and waits for it. */
+BENCH_FN void bench_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    double stop = fixture_now() + 10.0;
+    while (waitpid(pid, NULL, WNOHANG) == 0) {
+        if (fixture_now() > stop) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            break;
+        }
+        fixture_nap_ms(20);
+    }
 }
 
 #endif

@@ -2,7 +2,8 @@
  * superimap-api throughput with wrk (Debian package): GET user and POST user
  * (create, a new tag each time) with an API key, against a private
  * redis-server (tests/unit/redis_fixture.h) and one superimap-api started
- * here (SUPERIMAP_API_THREADS=16, rate limit off). Prints
+ * here (SUPERIMAP_API_THREADS=16, rate limit off; tests/bench/bench.h starts
+ * and stops it). Prints
  *
  *   | route | connections | requests/s | p50 ms | p99 ms | non-2xx |
  *
@@ -15,16 +16,11 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -37,61 +33,6 @@
 #define TOKEN "bench-admin-token-0123456789"
 
 static char logpath[160];
-
-static pid_t start_api(const struct redis_fixture *fx, const char *bin, const char *key_hex,
-                       const char *src)
-{
-    char url[200], key[100], web[600];
-    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", fx->url);
-    snprintf(key, sizeof key, "SUPERIMAP_ENCRYPTION_KEY=%s", key_hex);
-    snprintf(web, sizeof web, "SUPERIMAP_WEB_ROOT=%s/web", src);
-    char *const envp[] = {url,
-                          key,
-                          web,
-                          (char *)"SUPERIMAP_NODE_ID=bench-api",
-                          (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
-                          (char *)"SUPERIMAP_ADMIN_TOKEN=" TOKEN,
-                          (char *)"SUPERIMAP_API_RATE_LIMIT=0",
-                          (char *)"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
-                          (char *)"SUPERIMAP_API_THREADS=16",
-                          (char *)"SUPERIMAP_LOG_LEVEL=info",
-                          NULL};
-    char *const argv[] = {(char *)bin, NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execve(bin, argv, envp);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Polls the api's log for its port (the "http listening" line): 10 s. */
-static int api_port(void)
-{
-    double until = fixture_now() + 10.0;
-    while (fixture_now() < until) {
-        FILE *f = fopen(logpath, "r");
-        char line[1024];
-        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-            const char *p = strstr(line, "http listening");
-            if (p != NULL && (p = strstr(p, "port=")) != NULL) {
-                fclose(f);
-                return atoi(p + 5);
-            }
-        }
-        if (f != NULL)
-            fclose(f);
-        fixture_nap_ms(20);
-    }
-    return -1;
-}
 
 struct body {
     char text[8192];
@@ -205,8 +146,10 @@ int main(int argc, char **argv)
     crypto_random(raw, sizeof raw);
     crypto_hex_encode(raw, sizeof raw, key_hex);
     snprintf(logpath, sizeof logpath, "%s/api.log", fx.dir);
-    pid_t pid = start_api(&fx, bin, key_hex, src);
-    int port = api_port();
+    static const char *const extra[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1",
+                                        "SUPERIMAP_API_THREADS=16", NULL};
+    pid_t pid = bench_api_spawn(bin, fx.url, key_hex, src, "bench-api", TOKEN, extra, logpath);
+    int port = bench_log_port(logpath);
     int rc = 1;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct body b;
@@ -265,18 +208,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     curl_global_cleanup();
-    if (pid > 0) {
-        kill(pid, SIGTERM);
-        double stop = fixture_now() + 10.0;
-        while (waitpid(pid, NULL, WNOHANG) == 0) {
-            if (fixture_now() > stop) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                break;
-            }
-            fixture_nap_ms(20);
-        }
-    }
+    bench_stop(pid);
     redis_fixture_stop(&fx);
     return rc;
 }

@@ -120,20 +120,9 @@ static int run_import(const char *bin, const char *dir, const char *url, double 
                 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
         (char *)"SUPERIMAP_LOG_LEVEL=warn", NULL};
     double t0 = fixture_now();
-    pid_t pid = fork();
+    pid_t pid = bench_spawn(argv, envp, log);
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execve(bin, argv, envp);
-        _exit(127);
-    }
     int st = 0;
     waitpid(pid, &st, 0);
     *secs = fixture_now() - t0;

@@ -32,13 +32,17 @@
 #                    mail_webhook_p50_ms, mail_webhook_p99_ms
 #   bench_dispatcher dispatcher_webhooks_per_s
 #   bench_api        api_get_user_per_s
-#   bench_failover   failover_rewatch_s (kill to all of the dead watcher's
+#   bench_failover   failover_rewatch_1k_s, failover_victims_1k, failover_victims_10k,
+#                    failover_rewatch_s (kill to all of the dead watcher's
 #                    users watched again; without it, the time until the
 #                    watchers of failover.dat hold as many sessions as
 #                    before the kill), failover_mail_sent,
 #                    failover_mail_lost, failover_mail_duplicated
 #   bench_import     import_users, import_seconds (superimap-import's first
 #                    run over an export of that many users)
+#   bench_dashboard  dashboard_users, dashboard_partners, dashboard_fill_s,
+#                    dashboard_worst_p99_ms (the slowest p99 of the
+#                    dashboard's requests)
 #   bench_sentinel   sentinel_pause_s, sentinel_pause_acked_s (kill -9 of the
 #                    Redis primary to the first webhook of a mail delivered
 #                    after it, without and with MIN_REPLICAS_ACK=1),
@@ -249,6 +253,14 @@ summary() {
     fi
     row "failover: users of a killed watcher watched again" "≤ 45 s" "${v:+$v s after the kill$how}" \
         "$(yesno 'a <= 45' "${v:-0}")"
+    for n in 1k 10k; do
+        v=$(val "failover_rewatch_${n}_s")
+        [ "$n" = 10k ] && v=$(val failover_rewatch_s)
+        k=$(val "failover_victims_$n")
+        row "kill -9 of 1 of 3 watchers, $n users: its users back in IDLE" \
+            "≤ 3 s + its users / 20,000 logins/s" "${v:+$v s for $(num "${k:-0}") users}" \
+            "$(yesno 'a <= 3 + b / 20000' "${v:-99}" "${k:-0}")"
+    done
     sent=$(val failover_mail_sent)
     lost=$(val failover_mail_lost)
     dup=$(val failover_mail_duplicated)
@@ -259,6 +271,12 @@ summary() {
     n=$(val import_users)
     row "import of 100,000 users from SuperIMAP (superimap-import)" "< 60 s" \
         "${v:+$v s for $(num "${n:-0}") users}" "$(yesno 'a < 60 && b >= 100000' "${v:-0}" "${n:-0}")"
+    v=$(val dashboard_worst_p99_ms)
+    n=$(val dashboard_users)
+    p=$(val dashboard_partners)
+    row "admin dashboard: every page's requests, worst p99" "≤ 300 ms at 10,000 partners and 1,000,000 users" \
+        "${v:+$v ms at $(num "${p:-0}") partners and $(num "${n:-0}") users}" \
+        "$(yesno 'a <= 300 && b >= 1000000' "${v:-0}" "${n:-0}")"
     v=$(val redis_bytes_per_user)
     n=$(val redis_users)
     row "Redis memory per idle user (used_memory delta / users)" "≤ 1 KiB" \

@@ -1,8 +1,10 @@
 /*
  * libFuzzer driver of cmd/api/params: the parameter parsers of superimap-api
- * (form/query, JSON body, raw path), fed the same bytes. The first byte picks
- * which; the rest is the input. Checks that whatever they accept holds only
- * strict UTF-8 without NUL bytes, as params.h promises.
+ * (form/query, JSON body, raw path) and the admin API's index cursors, fed
+ * the same bytes. The first byte picks which (modulo 4: 0 form, 1 JSON, 3
+ * cursor, else path); the rest is the input. Checks that whatever they
+ * accept holds only strict UTF-8 without NUL bytes, as params.h promises,
+ * and that a cursor decodes only for its search and round-trips.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -30,13 +32,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     struct params p;
     params_init(&p);
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0:
         params_parse_form(&p, in, n, err, sizeof err);
         break;
     case 1:
         params_parse_json(&p, in, n, err, sizeof err);
         break;
+    case 3: {
+        /* An index cursor: what decodes starts with the prefix asked (the
+         * input's first character, or none) and survives a round trip. */
+        char prefix[2] = {(data[0] & 4) && n > 0 ? in[0] : '\0', '\0'};
+        char *text = xstrndup(in, n), *member, *back;
+        if (params_cursor_decode(text, prefix, &member) == 0) {
+            char *again = params_cursor_encode(member);
+            if (strncmp(member, prefix, strlen(prefix)) != 0 ||
+                params_cursor_decode(again, "", &back) < 0 || strcmp(back, member) != 0)
+                abort();
+            xfree(again);
+            xfree(back);
+        }
+        xfree(member);
+        xfree(text);
+        break;
+    }
     default: {
         struct path path;
         if (path_split(&path, in, n, err, sizeof err) == 0)

@@ -247,9 +247,29 @@ void harness_stop_all(void)
     }
 }
 
+/* An earlier run's log of the same name is kept as <log>.1, .2, ... (a test
+ * that restarts a node, or a suite whose tests reuse node ids, keeps every
+ * run's lines for SUPERIMAP_TEST_KEEP), and nothing reads its lines as the
+ * new run's. */
+static void keep_earlier_log(const char *log)
+{
+    if (access(log, F_OK) != 0)
+        return;
+    char old[sizeof((struct proc *)0)->log + 8];
+    for (int i = 1; i < 1000; i++) {
+        snprintf(old, sizeof old, "%s.%d", log, i);
+        if (access(old, F_OK) != 0) {
+            if (rename(log, old) == 0)
+                return;
+            break;
+        }
+    }
+    unlink(log);
+}
+
 int harness_spawn(struct proc *p, const char *const *argv, const char *const *env)
 {
-    unlink(p->log); /* so nothing reads an earlier run's lines before the child truncates it */
+    keep_earlier_log(p->log);
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -377,6 +397,11 @@ int harness_prefixed(void)
 {
     const char *tp = getenv("TEST_PREFIX");
     return tp != NULL && *tp != '\0';
+}
+
+int harness_ms(int ms)
+{
+    return harness_prefixed() ? ms * 4 : ms;
 }
 
 int harness_spawn_binary(struct proc *p, const char *binary, const char *const *base, size_t nbase,

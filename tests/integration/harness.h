@@ -77,6 +77,10 @@ int harness_spawn_binary(struct proc *p, const char *binary, const char *const *
 /* 1 when TEST_PREFIX wraps the binaries started (allow longer deadlines). */
 int harness_prefixed(void);
 
+/* A deadline of ms, stretched fourfold when TEST_PREFIX wraps the binaries
+ * (valgrind runs them many times slower). */
+int harness_ms(int ms);
+
 /* Runs argv with env (NULL: ours); does not wait for anything. */
 int harness_spawn(struct proc *p, const char *const *argv, const char *const *env);
 

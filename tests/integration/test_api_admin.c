@@ -68,6 +68,28 @@ static void test_admin_api_needs_the_bearer_token(void **state)
     api_resp_free(&r);
 }
 
+/* SUPERIMAP_WEB_ROOT that is not a directory: no static files, and every
+ * route still answers (the node's catch-all 404 once took them all). */
+static void test_routes_answer_without_a_web_root(void **state)
+{
+    (void)state;
+    struct proc bare;
+    const char *env[] = {"SUPERIMAP_ADMIN_TOKEN=" TEST_ADMIN_TOKEN, "SUPERIMAP_API_RATE_LIMIT=0",
+                         "SUPERIMAP_WEB_ROOT=/nonexistent/superimap-web", NULL};
+    start_api(&bare, &redis, "api-no-web", env);
+    assert_true(harness_log_contains(&bare, "SUPERIMAP_WEB_ROOT is not a directory"));
+    struct api_resp r = {0};
+    admin_json(&r, bare.port, "GET", "/admin/api/fleet", NULL);
+    assert_int_equal(r.status, 200);
+    api_call(&r, bare.port, "GET", "/api/v2/connections", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 401);
+    api_call(&r, bare.port, "GET", "/index.html", NULL, NULL, 0, NULL);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(err_code(&r), "not_found");
+    harness_proc_stop(&bare);
+    api_resp_free(&r);
+}
+
 static void test_providers_are_created_validated_updated_and_deleted(void **state)
 {
     (void)state;
@@ -598,6 +620,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_admin_api_needs_the_bearer_token, setup),
+        cmocka_unit_test_setup(test_routes_answer_without_a_web_root, setup),
         cmocka_unit_test_setup(test_providers_are_created_validated_updated_and_deleted, setup),
         cmocka_unit_test_setup(test_partner_key_and_secret_are_shown_once_and_stored_encrypted,
                                setup),

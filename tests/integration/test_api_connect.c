@@ -867,34 +867,46 @@ static redisReply *run_script(const char *name, int nkeys, int argc, const char 
     return r;
 }
 
-/* Users by state from the user hashes themselves (SCAN of every
- * si:{k}:user:<uid>): archived, else in its shard's users set, else
- * reauth_required by its state, else not connected. */
-static void states_by_scan(long long t[4])
+/* Calls each with the key and uid of every user hash (SCAN of every
+ * si:{k}:user:<uid>). */
+static void each_user(void (*each)(const char *key, const char *uid, void *data), void *data)
 {
-    memset(t, 0, 4 * sizeof t[0]);
     char cursor[32] = "0";
     do {
         redisReply *r = rcmd(&redis, "SCAN %s MATCH si:{*}:user:* COUNT 1000", cursor);
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const char *k = r->element[1]->element[i]->str;
-            const char *uid = strstr(k, ":user:") + 6;
-            redisReply *f = rcmd(&redis, "HMGET %s archived state", k);
-            char set[64];
-            snprintf(set, sizeof set, "%.*s:users", (int)(uid - 6 - k), k);
-            redisReply *w = rcmd(&redis, "SISMEMBER %s %s", set, uid);
-            const char *arch = f->element[0]->str, *st = f->element[1]->str;
-            int which = arch != NULL && strcmp(arch, "1") == 0             ? 0
-                        : w->integer == 1                                  ? 1
-                        : st != NULL && strcmp(st, "reauth_required") == 0 ? 2
-                                                                           : 3;
-            t[which]++;
-            freeReplyObject(f);
-            freeReplyObject(w);
+            each(k, strstr(k, ":user:") + 6, data);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
+}
+
+static void count_state(const char *k, const char *uid, void *data)
+{
+    long long *t = data;
+    redisReply *f = rcmd(&redis, "HMGET %s archived state", k);
+    char set[64];
+    snprintf(set, sizeof set, "%.*s:users", (int)(uid - 6 - k), k);
+    redisReply *w = rcmd(&redis, "SISMEMBER %s %s", set, uid);
+    const char *arch = f->element[0]->str, *st = f->element[1]->str;
+    int which = arch != NULL && strcmp(arch, "1") == 0             ? 0
+                : w->integer == 1                                  ? 1
+                : st != NULL && strcmp(st, "reauth_required") == 0 ? 2
+                                                                   : 3;
+    t[which]++;
+    freeReplyObject(f);
+    freeReplyObject(w);
+}
+
+/* Users by state from the user hashes themselves: archived, else in its
+ * shard's users set, else reauth_required by its state, else not
+ * connected. */
+static void states_by_scan(long long t[4])
+{
+    memset(t, 0, 4 * sizeof t[0]);
+    each_user(count_state, t);
 }
 
 /* Users by state as the api counts them: users_count.lua on every shard. */
@@ -919,9 +931,68 @@ static void states_counted(long long c[4])
     c[3] = users - c[0] - c[1] - c[2];
 }
 
-/* The counts the scripts keep equal the users as they are. */
+static int by_bytes(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The index entries a user hash makes, collected. */
+struct entries {
+    char **v;
+    size_t n, cap;
+};
+
+static void add_entries(const char *k, const char *uid, void *data)
+{
+    struct entries *e = data;
+    redisReply *f = rcmd(&redis, "HMGET %s email tag username", k);
+    for (int j = 0; j < 3; j++) {
+        const char *v = f->element[j]->str;
+        if (v == NULL || *v == '\0')
+            continue;
+        if (e->n == e->cap)
+            e->v = realloc(e->v, (e->cap = e->cap * 2 + 16) * sizeof *e->v);
+        size_t len = strlen(v) + 2 + SCHEMA_UID_LEN + 1;
+        char *m = malloc(len);
+        snprintf(m, len, "%c%s\x1f%s", "etl"[j], v, uid);
+        for (char *c = m; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        e->v[e->n++] = m;
+    }
+    freeReplyObject(f);
+}
+
+/* The admin search index si:ix:user holds exactly the entries the user
+ * hashes make: "<e|t|l><lower value>\x1f<uid>" for each non-empty email,
+ * tag and login username. */
+static void assert_index_exact(const char *after)
+{
+    struct entries e = {NULL, 0, 0};
+    each_user(add_entries, &e);
+    char **want = e.v;
+    size_t n = e.n;
+    if (n > 0)
+        qsort(want, n, sizeof *want, by_bytes);
+    redisReply *ix = rcmd(&redis, "ZRANGE si:ix:user 0 -1");
+    for (size_t i = 0; i < n || i < ix->elements; i++) {
+        const char *w = i < n ? want[i] : "(none)";
+        const char *g = i < ix->elements ? ix->element[i]->str : "(none)";
+        if (strcmp(w, g) != 0)
+            fail_msg("after %s: si:ix:user entry %zu is '%s', the user hashes make '%s'", after, i,
+                     g, w);
+    }
+    freeReplyObject(ix);
+    for (size_t i = 0; i < n; i++)
+        free(want[i]);
+    free(want);
+}
+
+/* The counts the scripts keep equal the users as they are, and so does the
+ * admin search index. */
 static void assert_states_exact(const char *after, const long long want[4])
 {
+    assert_index_exact(after);
     long long t[4], c[4];
     states_by_scan(t);
     states_counted(c);
@@ -1020,7 +1091,9 @@ static void import_user(const char *uid, const char *tag, int archived, int conn
  * died (user_reauth) and its user disconnected, a disconnect, an import and
  * a connection deleted with its users. After each step the counts the
  * scripts keep (users_count.lua over every shard) equal a scan of the user
- * hashes and what the test made; at the end the api's gauges show them. */
+ * hashes and what the test made, and the admin search index (si:ix:user)
+ * holds exactly the emails, tags and logins of the hashes (changes of them
+ * by PUT too); at the end the api's gauges show the counts. */
 static void test_users_by_state_stay_exact(void **state)
 {
     (void)state;
@@ -1079,6 +1152,13 @@ static void test_users_by_state_stay_exact(void **state)
     EXPECT(&r, 200, "PUT", USER);
     want[0] = 2, want[3] = 3;
     assert_states_exact("restores", want);
+    api_form(&r, api.port, "PUT", "/api/v2/connections/FAKE/users/s1", key,
+             "tag=S1b&email=S1b@Example.com");
+    EXPECT(&r, 200, "PUT", USER);
+    api_form(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/p2", key,
+             "login_username=User2b");
+    EXPECT(&r, 200, "PUT", USER);
+    assert_states_exact("a tag, an email and a login changed", want);
 
     /* s2's grant dies (what the watcher's refresh does on invalid_grant). */
     unsigned sh = hrw_shard(s2, 64);

@@ -22,7 +22,6 @@
 #include "core/schema.h"
 #include "core/scripts.h"
 
-extern char **environ;
 
 #define KEY1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define KEY2 "2222222222222222222222222222222222222222222222222222222222222222"
@@ -53,35 +52,9 @@ static int suite_teardown(void **state)
  * old; returns its exit status, its output into out. */
 static int rekey(char *out, size_t outlen, const char *const *args)
 {
-    struct proc p;
-    memset(&p, 0, sizeof p);
-    snprintf(p.log, sizeof p.log, "%s/rekey.log", redis.dir);
-    char bin[512], url[400];
-    harness_bin("superimap-api", bin, sizeof bin);
-    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", redis.url);
-    const char *argv[16] = {bin, "rekey"};
-    int argc = 2;
-    for (const char *const *a = args; *a != NULL && argc < 15; a++)
-        argv[argc++] = *a;
-    argv[argc] = NULL;
-    /* The test's environment (sanitizer options too) without its SUPERIMAP_*. */
-    const char *env[200];
-    int ne = 0;
-    for (char **e = environ; *e != NULL && ne < 190; e++)
-        if (strncmp(*e, "SUPERIMAP_", 10) != 0)
-            env[ne++] = *e;
-    env[ne++] = url;
-    env[ne++] = "SUPERIMAP_ENCRYPTION_KEY=" KEY2;
-    env[ne++] = "SUPERIMAP_ENCRYPTION_OLD_KEYS=" KEY1;
-    env[ne] = NULL;
-    assert_int_equal(harness_spawn(&p, argv, env), 0);
-    assert_int_equal(harness_proc_wait(&p, 60000), 0);
-    FILE *f = fopen(p.log, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, outlen - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    return p.exit_code;
+    static const char *const env[] = {"SUPERIMAP_ENCRYPTION_KEY=" KEY2,
+                                      "SUPERIMAP_ENCRYPTION_OLD_KEYS=" KEY1, NULL};
+    return api_command(&redis, "rekey", args, env, out, outlen);
 }
 
 /* Every encrypted field the test made: key, field, AAD. */

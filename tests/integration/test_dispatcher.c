@@ -120,11 +120,7 @@ static const char *log_field(const redisReply *entry, const char *field)
 /* A partner with fresh credentials registered with the receiver. */
 static void partner(const char *pid, const char *f1, const char *v1)
 {
-    char api_key[128], whsec[64];
-    snprintf(api_key, sizeof api_key, "key-of-%s-0123456789", pid);
-    wf_whsec(whsec, sizeof whsec);
-    wf_partner(rc, pid, base, api_key, whsec, f1, v1, NULL);
-    receiver_add_partner(rx, pid, api_key, whsec, NULL);
+    dx_partner(rc, rx, base, pid, f1, v1, NULL, NULL);
 }
 
 /* ---- Happy path ---- */

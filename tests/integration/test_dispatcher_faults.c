@@ -52,29 +52,14 @@ static int teardown(void **state)
     return dx_case_stop(&rx);
 }
 
-static void start_dispatcher_div(struct proc *p, const char *id, const char *timeout_ms,
-                                 const char *divisor)
-{
-    char timeout[64], div[64];
-    snprintf(timeout, sizeof timeout, "SUPERIMAP_WEBHOOK_TIMEOUT_MS=%s", timeout_ms);
-    snprintf(div, sizeof div, "SUPERIMAP_WEBHOOK_TIME_DIVISOR=%s", divisor);
-    const char *env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", div, timeout, NULL};
-    assert_int_equal(harness_node_start(p, &redis, "superimap-dispatcher", id, env), 0);
-    assert_int_equal(harness_wait_http(p->port, "/readyz", 200, 10000), 0);
-}
-
 static void start_dispatcher(struct proc *p, const char *id, const char *timeout_ms)
 {
-    start_dispatcher_div(p, id, timeout_ms, "100");
+    dx_start_dispatcher(p, &redis, id, timeout_ms, "100");
 }
 
 static void partner(const char *pid, const char *f1, const char *v1, const char *f2, const char *v2)
 {
-    char api_key[128], whsec[64];
-    snprintf(api_key, sizeof api_key, "key-of-%s-0123456789", pid);
-    wf_whsec(whsec, sizeof whsec);
-    wf_partner(rc, pid, base, api_key, whsec, f1, v1, f2, v2, NULL);
-    receiver_add_partner(rx, pid, api_key, whsec, NULL);
+    dx_partner(rc, rx, base, pid, f1, v1, f2, v2);
 }
 
 static int cmp_ll(const void *a, const void *b)
@@ -274,7 +259,7 @@ static void test_failing_url_opens_circuit_then_probe_closes_it(void **state)
      * 1.5 s and the schedule's first retry is 3 minutes away. */
     failing_partner_with_mail("41", "3600", 4100);
     struct proc d;
-    start_dispatcher_div(&d, "d-breaker", "5000", "20");
+    dx_start_dispatcher(&d, &redis, "d-breaker", "5000", "20");
     /* 5 failures open the circuit; the other 15 events are deferred without
      * a request and without spending an attempt. */
     long long deadline = harness_now_ms() + 10000;
@@ -327,7 +312,7 @@ static void test_circuit_open_outlasts_a_short_retry_schedule(void **state)
     (void)state;
     failing_partner_with_mail("42", "2", 4200);
     struct proc d;
-    start_dispatcher_div(&d, "d-hold", "5000", "20");
+    dx_start_dispatcher(&d, &redis, "d-hold", "5000", "20");
     /* 5 failures open the circuit (1.5 s); its first probe fails too and
      * opens it for 3 s: every other event has waited far past 100 ms. */
     assert_int_equal(receiver_wait(rx, "42", 6, 15000), 6);

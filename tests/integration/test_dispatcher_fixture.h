@@ -61,4 +61,32 @@ DX_FN int dx_case_stop(struct receiver **rx)
     return 0;
 }
 
+/* Partner pid written to Redis (wf_partner(): URLs under base, fields f1,
+ * f2 set to v1, v2 when not NULL) with fresh credentials, registered with
+ * receiver rx so it checks their signatures. */
+DX_FN void dx_partner(redisContext *rc, struct receiver *rx, const char *base, const char *pid,
+                      const char *f1, const char *v1, const char *f2, const char *v2)
+{
+    char api_key[128], whsec[64];
+    snprintf(api_key, sizeof api_key, "key-of-%s-0123456789", pid);
+    wf_whsec(whsec, sizeof whsec);
+    wf_partner(rc, pid, base, api_key, whsec, f1, v1, f2, v2, NULL);
+    receiver_add_partner(rx, pid, api_key, whsec, NULL);
+}
+
+/* Starts dispatcher p (node id) on Redis r with private webhook URLs
+ * allowed, requests timing out after timeout_ms and time divided by
+ * divisor (SUPERIMAP_WEBHOOK_TIME_DIVISOR: the breaker's and the retry
+ * schedule's periods shrink by it), and waits until it is ready. */
+DX_FN void dx_start_dispatcher(struct proc *p, const struct redis_srv *r, const char *id,
+                               const char *timeout_ms, const char *divisor)
+{
+    char timeout[64], div[64];
+    snprintf(timeout, sizeof timeout, "SUPERIMAP_WEBHOOK_TIMEOUT_MS=%s", timeout_ms);
+    snprintf(div, sizeof div, "SUPERIMAP_WEBHOOK_TIME_DIVISOR=%s", divisor);
+    const char *env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", div, timeout, NULL};
+    assert_int_equal(harness_node_start(p, r, "superimap-dispatcher", id, env), 0);
+    assert_int_equal(harness_wait_http(p->port, "/readyz", 200, 10000), 0);
+}
+
 #endif

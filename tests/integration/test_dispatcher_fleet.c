@@ -282,6 +282,14 @@ static void test_kill_9_shards_are_taken_over_and_their_events_delivered(void **
     wait_owners(20000);
     enqueue_all_shards(1);
     expect_each_delivered_once(20000); /* nothing in flight at the kill */
+    /* The survivors have seen its named connection (a peer killed before
+     * anyone saw it connected is left to its alive keys' expiry). */
+    long long seen_by = harness_now_ms() + 10000;
+    while ((harness_metric(fx.d[0].port, "superimap_fleet_peers_seen") < 2 ||
+            harness_metric(fx.d[2].port, "superimap_fleet_peers_seen") < 2) &&
+           harness_now_ms() < seen_by)
+        harness_poll_pause();
+    assert_true(harness_metric(fx.d[0].port, "superimap_fleet_peers_seen") >= 2);
     harness_proc_signal(&fx.d[1], SIGKILL);
     assert_int_equal(harness_proc_wait(&fx.d[1], 5000), 0);
     fx.running[1] = 0;

@@ -50,22 +50,21 @@ static int setup(void **state)
     return fx_suite_reset(&redis, &srv);
 }
 
-/* The watchers a test started; teardown stops them (not fake-imapd, which
- * the whole suite shares, so harness_stop_all() waits for the suite's end). */
-static struct proc *watchers[4];
+/* The watcher of the running test. It lives here, not on the test's stack:
+ * a failed assertion leaves the test function at once and teardown must
+ * still find the process to stop it (fake-imapd is the whole suite's, so
+ * harness_stop_all() waits for the suite's end). */
+static struct proc w;
 
 static int teardown(void **state)
 {
     (void)state;
-    for (int i = 0; i < 4; i++) {
-        if (watchers[i] != NULL)
-            harness_proc_stop(watchers[i]);
-        watchers[i] = NULL;
-    }
+    harness_proc_stop(&w);
+    memset(&w, 0, sizeof w);
     return 0;
 }
 
-static int start_watcher(struct proc *p, const char *const *more)
+static int start_watcher(const char *const *more)
 {
     static char ca[400];
     snprintf(ca, sizeof ca, "SUPERIMAP_CA_FILE=%s", srv.cert);
@@ -79,12 +78,7 @@ static int start_watcher(struct proc *p, const char *const *more)
     for (const char *const *m = more; m != NULL && *m != NULL && n < 15; m++)
         env[n++] = *m;
     env[n] = NULL;
-    for (int i = 0; i < 4; i++)
-        if (watchers[i] == NULL || watchers[i] == p) {
-            watchers[i] = p;
-            break;
-        }
-    return harness_node_start(p, &redis, "superimap-watcher", "w1", env);
+    return harness_node_start(&w, &redis, "superimap-watcher", "w1", env);
 }
 
 /* Provider "fk" on the plain listener (tls none) and "fks" on implicit TLS. */
@@ -161,8 +155,7 @@ static void test_stale_lease_cannot_record_and_watcher_comes_back(void **state)
     const char *uid = "00000000000000000000f001";
     providers();
     user(uid, "fk", 1);
-    struct proc w;
-    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(start_watcher(NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
     char lease[128];
     lease_of(uid, lease, sizeof lease);
@@ -211,8 +204,7 @@ static void test_lost_alive_key_fences_within_a_renewal(void **state)
     const char *uid = "00000000000000000000f002";
     providers();
     user(uid, "fks", 2);
-    struct proc w;
-    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(start_watcher(NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
     char lease[128], out[64];
     lease_of(uid, lease, sizeof lease);
@@ -250,8 +242,7 @@ static void test_uidvalidity_change_gives_new_baseline(void **state)
     providers();
     user(uid, "fk", 3);
     append("user3", 0); /* old mail: never announced */
-    struct proc w;
-    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(start_watcher(NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
     uint32_t m1 = append("user3", 1);
     assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 10000), 0);
@@ -288,8 +279,7 @@ static void test_users_over_capacity_are_unassigned_then_promoted(void **state)
     for (int i = 0; i < 3; i++)
         user(uids[i], "fk", 4 + i);
     const char *const more[] = {"SUPERIMAP_MAX_USERS=2", NULL};
-    struct proc w;
-    assert_int_equal(start_watcher(&w, more), 0);
+    assert_int_equal(start_watcher(more), 0);
     assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_sessions_watching", 2, 10000), 0);
     assert_int_equal(fx_wait_metric(w.port, "superimap_watcher_users_unassigned", 1, 5000), 0);
     int unassigned = -1, watching = 0;
@@ -321,6 +311,64 @@ static void test_users_over_capacity_are_unassigned_then_promoted(void **state)
     harness_proc_stop(&w);
 }
 
+/* An archive and a restore the watcher reads in one poll of si:changes: the
+ * user is a member again by then, but its cursor_epoch went up twice, so
+ * the running session could not write its cursor any more. It must start
+ * again under the new epoch, and mail after that be announced. */
+static void test_archive_and_restore_read_in_one_poll_restart_the_session(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000f009";
+    unsigned k = fx_shard(uid);
+    providers();
+    user(uid, "fk", 9);
+    assert_int_equal(start_watcher(NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 10000), 0);
+    append("user9", 1);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 10000), 0);
+    long long logins = fakeimap_stat(&srv, "logins");
+
+    /* Both as user_archive.lua and user_restore.lua write them, in one
+     * transaction, so that one XREAD returns both entries. */
+    redisContext *c = harness_redis_connect(&redis);
+    assert_non_null(c);
+    const char *cmds[] = {"MULTI",
+                          "HSET si:{%u}:user:%s archived 1 state archived",
+                          "HINCRBY si:{%u}:user:%s cursor_epoch 1",
+                          "SREM si:{%u}:users %s",
+                          "XADD si:changes * uid %s k %u op archive",
+                          "HSET si:{%u}:user:%s archived 0 state idle",
+                          "HINCRBY si:{%u}:user:%s cursor_epoch 1",
+                          "DEL si:{%u}:cur:%s",
+                          "SADD si:{%u}:users %s",
+                          "XADD si:changes * uid %s k %u op restore",
+                          "EXEC"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        redisReply *r = strncmp(cmds[i], "XADD", 4) == 0 ? redisCommand(c, cmds[i], uid, k)
+                        : strchr(cmds[i], '%') != NULL   ? redisCommand(c, cmds[i], k, uid)
+                                                         : redisCommand(c, cmds[i]);
+        assert_non_null(r);
+        assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+
+    /* A new session (a new login) that writes a cursor in the new epoch. */
+    assert_int_equal(fakeimap_wait_stat(&srv, "logins", logins + 1, 10000), 0);
+    char epoch[16], cur[16];
+    long long deadline = harness_now_ms() + 10000;
+    do {
+        fx_user_field(&redis, uid, "cursor_epoch", epoch, sizeof epoch);
+        get(cur, sizeof cur, "HGET si:{%u}:cur:%s epoch", k, uid);
+        if (strcmp(epoch, cur) == 0)
+            break;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    assert_string_equal(cur, epoch);
+    append("user9", 2);
+    assert_int_equal(fx_wait_ready(&redis, uid, PID, 2, 10000), 0);
+}
+
 static void test_throttling_and_refused_login_show_and_heal(void **state)
 {
     (void)state;
@@ -328,8 +376,7 @@ static void test_throttling_and_refused_login_show_and_heal(void **state)
     providers();
     user(uid, "fk", 7);
     assert_int_equal(fakeimap_faults(&srv, 1.0, 3, "limit"), 0);
-    struct proc w;
-    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(start_watcher(NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "throttled", 10000), 0);
     assert_true(
         harness_metric(w.port, "superimap_watcher_session_errors_total{kind=\"throttled\"}") >= 1);
@@ -361,8 +408,7 @@ static void test_xoauth2_logs_in_with_the_stored_access_token(void **state)
     assert_int_equal(fx_user_access_token(&redis, good, "token-user8", later), 0);
     assert_int_equal(fx_user(&redis, bad, PID, "fk", "t9", "user9", "refresh-user9"), 0);
     assert_int_equal(fx_user_access_token(&redis, bad, "token-user1", later), 0);
-    struct proc w;
-    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(start_watcher(NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, good, "state", "watching", 10000), 0);
     /* A refused token (error challenge, empty answer, NO [AUTHENTICATIONFAILED]) is
      * refreshed once; this provider has no token endpoint, so the user ends in error. */
@@ -393,8 +439,7 @@ static void test_logins_are_rate_limited_per_provider(void **state)
         user(uid, "fk", 20 + i);
     }
     const char *const more[] = {"SUPERIMAP_IMAP_LOGINS_PER_SEC=4", NULL};
-    struct proc w;
-    assert_int_equal(start_watcher(&w, more), 0);
+    assert_int_equal(start_watcher(more), 0);
     assert_int_equal(fakeimap_wait_stat(&srv, "logins", 1, 10000), 0);
     long long first = harness_now_ms();
     assert_int_equal(fakeimap_wait_stat(&srv, "logins", N, 15000), 0);
@@ -416,8 +461,7 @@ static void test_no_credentials_without_the_tls_the_provider_requires(void **sta
     int port = fakeimap_port(&bare, 0, 0, &host);
     assert_int_equal(fx_provider(&redis, "bare", host, port, "starttls"), 0);
     user(uid, "bare", 10);
-    struct proc w;
-    assert_int_equal(start_watcher(&w, NULL), 0);
+    assert_int_equal(start_watcher(NULL), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "error", 10000), 0);
     char err[256];
     fx_user_field(&redis, uid, "last_error", err, sizeof err);
@@ -439,6 +483,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_users_over_capacity_are_unassigned_then_promoted,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_archive_and_restore_read_in_one_poll_restart_the_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttling_and_refused_login_show_and_heal, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_xoauth2_logs_in_with_the_stored_access_token, setup,

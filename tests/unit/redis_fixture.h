@@ -34,6 +34,9 @@
 
 #include <hiredis/hiredis.h>
 
+#include "core/rsync.h"
+#include "core/scripts.h"
+
 #define FIXTURE_FN static __attribute__((unused))
 
 struct redis_fixture {
@@ -267,6 +270,27 @@ FIXTURE_FN void redis_fixture_stop(struct redis_fixture *fx)
     }
     rmdir(fx->dir);
     fx->dir[0] = '\0';
+}
+
+/* The fixture of the scripts' tests: the scripts' digests, a server
+ * (without a password) and a blocking core/rsync connection to it into *rs.
+ * 0 or -1. */
+FIXTURE_FN int redis_fixture_start_scripts(struct redis_fixture *fx, struct rsync **rs)
+{
+    *rs = NULL;
+    if (scripts_init() < 0 || redis_fixture_start(fx, NULL) < 0)
+        return -1;
+    struct rsync_opts o = {.url = fx->url, .timeout_ms = 5000};
+    *rs = rsync_new(&o);
+    return *rs != NULL ? 0 : -1;
+}
+
+/* Undoes redis_fixture_start_scripts(). */
+FIXTURE_FN void redis_fixture_stop_scripts(struct redis_fixture *fx, struct rsync *rs)
+{
+    rsync_free(rs);
+    redis_fixture_stop(fx);
+    scripts_shutdown();
 }
 
 #endif

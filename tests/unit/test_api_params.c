@@ -252,6 +252,38 @@ static void test_token_takes_letters_digits_and_the_given_punctuation(void **sta
     assert_false(params_is_token("abcde", 4, ""));
 }
 
+/* A cursor decodes to the member it was made from, only for the search
+ * it continues (its prefix), and nothing else decodes. */
+static void test_cursor_round_trips_and_refuses_other_searches(void **state)
+{
+    (void)state;
+    const char member[] = "ealice@example.com\x1f"
+                          "0123456789abcdef01234567";
+    char *c = params_cursor_encode(member), *m;
+    assert_null(strchr(c, '='));
+    assert_int_equal(params_cursor_decode(c, "eali", &m), 0);
+    assert_string_equal(m, member);
+    xfree(m);
+    assert_int_equal(params_cursor_decode(c, "", &m), 0);
+    xfree(m);
+    assert_int_equal(params_cursor_decode(c, "t", &m), -SIMAP_EINVAL);
+    assert_null(m);
+    assert_int_equal(params_cursor_decode(c, "ealicf", &m), -SIMAP_EINVAL);
+    xfree(c);
+    static const char *const bad[] = {"", "!!", "YQ=x", "AA", "YWJj+/"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(params_cursor_decode(bad[i], "", &m), -SIMAP_EINVAL);
+        assert_null(m);
+    }
+    char *big = xmalloc(PARAMS_CURSOR_MAX + 2);
+    memset(big, 'a', PARAMS_CURSOR_MAX + 1);
+    big[PARAMS_CURSOR_MAX + 1] = '\0';
+    c = params_cursor_encode(big);
+    assert_int_equal(params_cursor_decode(c, "", &m), -SIMAP_EINVAL);
+    xfree(c);
+    xfree(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_path_split_refuses_nul_bad_utf8_and_excess),
         cmocka_unit_test(test_printable_and_lowering),
         cmocka_unit_test(test_token_takes_letters_digits_and_the_given_punctuation),
+        cmocka_unit_test(test_cursor_round_trips_and_refuses_other_searches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

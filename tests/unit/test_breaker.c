@@ -110,6 +110,61 @@ static void test_late_failures_while_open_change_nothing(void **state)
     breakers_free(b);
 }
 
+/* What the change hook saw, in order. */
+struct seen {
+    int n;
+    enum breaker_state state[8];
+    int failures[8];
+    int64_t opened_at[8], until[8];
+};
+
+static void on_change(const struct breaker_change *c, void *data)
+{
+    struct seen *s = data;
+    assert_string_equal(c->url, URL);
+    assert_true(s->n < 8);
+    s->state[s->n] = c->state;
+    s->failures[s->n] = c->failures;
+    s->opened_at[s->n] = c->opened_at;
+    s->until[s->n] = c->open_until;
+    s->n++;
+}
+
+/* Every transition, and only transitions, reaches the hook (the dispatcher
+ * publishes them to si:circuit:*): open with the failures and the period's
+ * end, half-open at the probe, open again with the doubled period, closed. */
+static void test_change_hook_sees_every_transition(void **state)
+{
+    (void)state;
+    struct breakers *b = breakers_new(2, 1000, 8000);
+    struct seen s = {0};
+    breakers_on_change(b, on_change, &s);
+    int64_t wait;
+    breaker_record(b, URL, 0, 10);
+    assert_int_equal(s.n, 0); /* one failure: still closed, nothing to tell */
+    breaker_record(b, URL, 0, 20);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.state[0], BREAKER_OPEN);
+    assert_int_equal(s.failures[0], 2);
+    assert_int_equal(s.opened_at[0], 20);
+    assert_int_equal(s.until[0], 1020);
+    assert_int_equal(breaker_allow(b, URL, 500, &wait), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(breaker_allow(b, URL, 1020, &wait), 1);
+    assert_int_equal(s.state[1], BREAKER_HALF_OPEN);
+    breaker_record(b, URL, 0, 1100);
+    assert_int_equal(s.state[2], BREAKER_OPEN);
+    assert_int_equal(s.until[2], 3100);
+    assert_int_equal(breaker_allow(b, URL, 3100, &wait), 1);
+    breaker_record(b, URL, 1, 3200);
+    assert_int_equal(s.n, 5);
+    assert_int_equal(s.state[4], BREAKER_CLOSED);
+    assert_int_equal(s.failures[4], 0);
+    breaker_record(b, URL, 1, 3300);
+    assert_int_equal(s.n, 5); /* closed stays closed: no change */
+    breakers_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_one_probe_after_the_period_then_closes_on_success),
         cmocka_unit_test(test_failed_probe_doubles_period_up_to_cap),
         cmocka_unit_test(test_late_failures_while_open_change_nothing),
+        cmocka_unit_test(test_change_hook_sees_every_transition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -787,6 +787,139 @@ static void test_decrypt_rejects_garbage_without_crashing(void **state)
     crypto_keys_free(k);
 }
 
+/* ---- Password hashes ---- */
+
+static const struct crypto_scrypt_params cheap = {.log2n = 10, .r = 8, .p = 1};
+
+static void test_password_hash_round_trips_and_refuses_a_wrong_password(void **state)
+{
+    (void)state;
+    static const char pw[] = "correct horse battery staple";
+    char *h = crypto_password_hash(pw, strlen(pw), &cheap);
+    assert_non_null(h);
+    assert_int_equal(strncmp(h, "$scrypt$ln=10,r=8,p=1$", 22), 0);
+    assert_int_equal(strlen(h), 22 + 24 + 1 + 44); /* 16-byte salt, 32-byte hash */
+    assert_int_equal(crypto_password_verify(h, pw, strlen(pw)), 1);
+    assert_int_equal(crypto_password_verify(h, pw, strlen(pw) - 1), 0);
+    assert_int_equal(crypto_password_verify(h, "correct horse battery staplE", strlen(pw)), 0);
+    assert_int_equal(crypto_password_verify(h, "", 0), 0);
+    /* The salt is fresh: the same password never gives the same line. */
+    char *h2 = crypto_password_hash(pw, strlen(pw), &cheap);
+    assert_string_not_equal(h, h2);
+    assert_int_equal(crypto_password_verify(h2, pw, strlen(pw)), 1);
+    /* A NUL inside the password counts. */
+    static const char nul[] = "abc\0def-ghijkl";
+    char *h3 = crypto_password_hash(nul, sizeof nul - 1, &cheap);
+    assert_int_equal(crypto_password_verify(h3, nul, sizeof nul - 1), 1);
+    assert_int_equal(crypto_password_verify(h3, nul, 3), 0);
+    xfree(h);
+    xfree(h2);
+    xfree(h3);
+}
+
+static void test_password_hash_is_standard_scrypt_of_the_stored_salt(void **state)
+{
+    (void)state;
+    /* A line made by hand from OpenSSL's scrypt (RFC 7914) with the second
+     * vector's parameters verifies: the stored form is plain scrypt, so
+     * another implementation can check it. */
+    static const unsigned char salt[16] = "0123456789abcdef";
+    unsigned char want[32];
+    assert_int_equal(
+        EVP_PBE_scrypt("password", 8, salt, sizeof salt, 1024, 8, 16, 64u << 20, want, sizeof want),
+        1);
+    char *s64 = crypto_b64_encode(salt, sizeof salt);
+    char *h64 = crypto_b64_encode(want, sizeof want);
+    char stored[256];
+    snprintf(stored, sizeof stored, "$scrypt$ln=10,r=8,p=16$%s$%s", s64, h64);
+    assert_int_equal(crypto_password_verify(stored, "password", 8), 1);
+    assert_int_equal(crypto_password_verify(stored, "passwore", 8), 0);
+    xfree(s64);
+    xfree(h64);
+}
+
+static void test_an_unmatchable_hash_has_the_cost_and_form_but_matches_nothing(void **state)
+{
+    (void)state;
+    char *h = crypto_password_unmatchable(&cheap);
+    char *h2 = crypto_password_unmatchable(&cheap);
+    struct crypto_scrypt_params p;
+    assert_int_equal(crypto_scrypt_params_of(h, &p), 0);
+    assert_int_equal(p.log2n, 10);
+    assert_string_not_equal(h, h2);
+    assert_int_equal(crypto_password_verify(h, "", 0), 0);
+    assert_int_equal(crypto_password_verify(h, "0123456789ab", 12), 0);
+    struct crypto_scrypt_params bad = {.log2n = 9, .r = 8, .p = 1};
+    assert_null(crypto_password_unmatchable(&bad));
+    xfree(h);
+    xfree(h2);
+}
+
+static void test_password_hash_parameters_are_parsed_and_bounded(void **state)
+{
+    (void)state;
+    struct crypto_scrypt_params p;
+    char *h = crypto_password_hash("0123456789ab", 12, &cheap);
+    assert_int_equal(crypto_scrypt_params_of(h, &p), 0);
+    assert_int_equal(p.log2n, 10);
+    assert_int_equal(p.r, 8);
+    assert_int_equal(p.p, 1);
+    xfree(h);
+    static const char salt[] = "AAAAAAAAAAAAAAAAAAAAAA==";
+    static const char hash[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    char line[256];
+    snprintf(line, sizeof line, "$scrypt$ln=15,r=8,p=1$%s$%s", salt, hash);
+    assert_int_equal(crypto_scrypt_params_of(line, &p), 0);
+    assert_int_equal(p.log2n, 15);
+    /* Out of bounds: never hashed, whatever the cost asked. */
+    static const char *const params[] = {"ln=9,r=8,p=1",   "ln=21,r=8,p=1",  "ln=15,r=0,p=1",
+                                         "ln=15,r=33,p=1", "ln=15,r=8,p=0",  "ln=15,r=8,p=17",
+                                         "ln=20,r=8,p=1",  "ln=15,r=8",      "r=8,ln=15,p=1",
+                                         "ln=,r=8,p=1",    "ln=150,r=8,p=1", "ln=-1,r=8,p=1"};
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
+        snprintf(line, sizeof line, "$scrypt$%s$%s$%s", params[i], salt, hash);
+        if (crypto_scrypt_params_of(line, &p) != -SIMAP_EINVAL)
+            fail_msg("accepted %s", line);
+        assert_int_equal(crypto_password_verify(line, "x", 1), -SIMAP_EINVAL);
+    }
+}
+
+static void test_password_verify_refuses_malformed_stored_strings(void **state)
+{
+    (void)state;
+    char *h = crypto_password_hash("0123456789ab", 12, &cheap);
+    static const char *const bad[] = {
+        "",
+        "$scrypt$",
+        "$2y$10$abcdefghijklmnopqrstuv",
+        "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==",
+        "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$",
+        "$scrypt$ln=10,r=8,p=1$AAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        "=",
+        "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAA!==$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA$"
+        "=",
+        "$SCRYPT$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (crypto_password_verify(bad[i], "0123456789ab", 12) != -SIMAP_EINVAL)
+            fail_msg("accepted %s", bad[i]);
+    assert_int_equal(crypto_password_verify(NULL, "x", 1), -SIMAP_EINVAL);
+    /* Any one character changed: refused, or a mismatch, never a match. */
+    size_t n = strlen(h);
+    for (size_t i = 0; i < n; i++) {
+        char *c = xstrdup(h);
+        c[i] = c[i] == 'B' ? 'C' : 'B';
+        if (crypto_password_verify(c, "0123456789ab", 12) == 1)
+            fail_msg("matched with character %zu changed: %s", i, c);
+        xfree(c);
+    }
+    xfree(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -817,6 +950,11 @@ int main(void)
         cmocka_unit_test(test_decrypt_rejects_wrong_aad),
         cmocka_unit_test(test_rotation_old_key_decrypts_and_needs_rotation),
         cmocka_unit_test(test_decrypt_rejects_garbage_without_crashing),
+        cmocka_unit_test(test_password_hash_round_trips_and_refuses_a_wrong_password),
+        cmocka_unit_test(test_password_hash_is_standard_scrypt_of_the_stored_salt),
+        cmocka_unit_test(test_an_unmatchable_hash_has_the_cost_and_form_but_matches_nothing),
+        cmocka_unit_test(test_password_hash_parameters_are_parsed_and_bounded),
+        cmocka_unit_test(test_password_verify_refuses_malformed_stored_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

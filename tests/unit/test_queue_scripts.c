@@ -4,7 +4,8 @@
  * redis-server: enqueue (idempotent, wake-up), claim (round robin, per
  * partner slots, leases, fencing tokens), ack, retry, dead letters (cap and
  * age), replay, requeue of expired leases, promotion of due retries, stats,
- * and a randomized run that checks the queue invariants after every step.
+ * the dashboard's per-partner queue, delete of dead letters and the chart
+ * counters (stat_add.lua), and a randomized run that checks the queue invariants after every step.
  * Scripts get an explicit clock ("now" arguments) so time is exact.
  *
  * SPDX-License-Identifier: MIT
@@ -614,6 +615,86 @@ static void test_stats_counts_each_state_and_oldest_ready_age(void **state)
     freeReplyObject(r);
 }
 
+/* event_partners (the dashboard's queues): the same depths as event_stats,
+ * and per partner its ready and retry events and its oldest one's creation,
+ * with the retry set read only up to the limit. */
+static void test_partners_per_partner_counts_and_oldest(void **state)
+{
+    (void)state;
+    enqueue("a.1.1", "A", T0 - 3000);
+    enqueue("a.1.2", "A", T0 - 1000);
+    enqueue("b.1.1", "B", T0 - 5000);
+    enqueue("b.1.2", "B", T0 - 200);
+    enqueue("c.1.1", "C", T0 - 100);
+    redisReply *r = claim(T0, 2, 8, NULL, NULL); /* a.1.1, b.1.1 */
+    freeReplyObject(r);
+    assert_true(retry("a.1.1", "1", 1000, "1", T0) > 0);
+    assert_true(retry("b.1.1", "1", 2000, "1", T0) > 0);
+    char n[24];
+    ms(T0, n);
+    r = run("event_partners", 4, RP, INF, RETRY, DEAD, K, n, "10", NULL);
+    assert_int_equal(r->elements, 6 + 3 * 4);
+    assert_int_equal(r->element[0]->integer, 3); /* a.1.2, b.1.2, c.1.1 */
+    assert_int_equal(r->element[1]->integer, 0);
+    assert_int_equal(r->element[2]->integer, 2);
+    assert_int_equal(r->element[3]->integer, 0);
+    assert_int_equal(r->element[4]->integer, 1000); /* a.1.2 */
+    assert_int_equal(r->element[5]->integer, 1);    /* the retry set read whole */
+    /* Each partner once with its counts; A's and B's oldest events are the
+     * ones in retry. */
+    long long want_oldest[3] = {0};
+    for (size_t i = 6; i < r->elements; i += 4) {
+        const char *pid = r->element[i]->str;
+        long long ready = r->element[i + 1]->integer, rt = r->element[i + 2]->integer;
+        long long oldest = atoll(r->element[i + 3]->str);
+        assert_int_equal(ready, 1);
+        assert_int_equal(rt, pid[0] == 'C' ? 0 : 1);
+        want_oldest[pid[0] - 'A'] = oldest;
+    }
+    assert_int_equal(want_oldest[0], T0 - 3000);
+    assert_int_equal(want_oldest[1], T0 - 5000);
+    assert_int_equal(want_oldest[2], T0 - 100);
+    freeReplyObject(r);
+    /* A limit under the retry set's size: only the first due is read. */
+    r = run("event_partners", 4, RP, INF, RETRY, DEAD, K, n, "1", NULL);
+    assert_int_equal(r->element[5]->integer, 0);
+    long long retries = 0;
+    for (size_t i = 6; i < r->elements; i += 4)
+        retries += r->element[i + 2]->integer;
+    assert_int_equal(retries, 1);
+    freeReplyObject(r);
+}
+
+/* event_delete: a dead letter goes for good; anything else stays. */
+static void test_delete_removes_only_dead_letters(void **state)
+{
+    (void)state;
+    enqueue("a.1.1", "A", T0);
+    enqueue("a.1.2", "A", T0);
+    freeReplyObject(claim(T0, 1, 8, NULL, NULL));
+    assert_int_equal(dead("a.1.1", "1", 10, T0), 1);
+    assert_int_equal(run_int("event_delete", 2, K "evt:a.1.2", DEAD, "a.1.2", NULL), 0);
+    assert_int_equal(cmd_int("EXISTS " K "evt:a.1.2"), 1);
+    assert_int_equal(run_int("event_delete", 2, K "evt:a.1.1", DEAD, "a.1.1", NULL), 1);
+    assert_int_equal(cmd_int("EXISTS " K "evt:a.1.1"), 0);
+    assert_int_equal(cmd_int("ZCARD " DEAD), 0);
+    assert_int_equal(run_int("event_delete", 2, K "evt:a.1.1", DEAD, "a.1.1", NULL), -1);
+}
+
+/* stat_add: increments, and the key always has its TTL. */
+static void test_stat_add_increments_and_expires(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        run_int("stat_add", 1, "si:stat:100", "172800", "delivered", "1", "lat_50", "1", NULL), 1);
+    assert_int_equal(run_int("stat_add", 1, "si:stat:100", "172800", "delivered", "2", NULL), 1);
+    char v[32];
+    assert_string_equal(hget("si:stat:100", "delivered", v, sizeof v), "3");
+    assert_string_equal(hget("si:stat:100", "lat_50", v, sizeof v), "1");
+    long long ttl = cmd_int("TTL si:stat:100");
+    assert_true(ttl > 172000 && ttl <= 172800);
+}
+
 /* ---- Invariants under a random mix of operations ---- */
 
 /* Checks: a pid is in ready_partners (once) exactly when its list is
@@ -741,6 +822,9 @@ int main(void)
         cmocka_unit_test_setup(test_replay_queues_dead_letter_again_with_same_id, flush),
         cmocka_unit_test_setup(test_requeue_returns_expired_leases_and_fences_old_holder, flush),
         cmocka_unit_test_setup(test_stats_counts_each_state_and_oldest_ready_age, flush),
+        cmocka_unit_test_setup(test_partners_per_partner_counts_and_oldest, flush),
+        cmocka_unit_test_setup(test_delete_removes_only_dead_letters, flush),
+        cmocka_unit_test_setup(test_stat_add_increments_and_expires, flush),
         cmocka_unit_test_setup(test_random_operations_keep_queue_invariants, flush),
     };
     int rc_ = cmocka_run_group_tests(tests, setup, teardown);

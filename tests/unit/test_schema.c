@@ -47,6 +47,9 @@ static const char *const samples[][2] = {
     {"<sig>", "c2lnbmF0dXJl"},
     {"<state>", "c3RhdGU"},
     {"<token>", "0123abcd"},
+    {"<lower>", "ops@example.org"},
+    {"<unix minute>", "29000000"},
+    {"<sha256 hex of URL>", HEX},
 };
 
 static char *schema_text;
@@ -127,7 +130,7 @@ static void test_fixed_names_are_the_documented_keys(void **state)
     static const char *const fixed[] = {
         SCHEMA_KEY_META, SCHEMA_KEY_SEQ_PARTNER, SCHEMA_KEY_PROVIDERS, SCHEMA_KEY_PARTNERS,
         SCHEMA_KEY_GEN,  SCHEMA_KEY_CHANGES,     SCHEMA_KEY_WATCHERS,  SCHEMA_KEY_DISPATCHERS,
-        SCHEMA_KEY_APIS, SCHEMA_CHANNEL_WAKE,
+        SCHEMA_KEY_APIS, SCHEMA_CHANNEL_WAKE,    SCHEMA_KEY_ADMINS,    SCHEMA_KEY_CIRCUITS,
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         assert_layout(fixed[i], fixed[i], (int)strlen(fixed[i]));
@@ -170,6 +173,18 @@ static void test_global_keys_follow_the_table(void **state)
     assert_layout("si:node:<id>", out, n);
     n = schema_key_log(out, PID);
     assert_layout("si:log:<pid>", out, n);
+    n = schema_key_admin(out, "ops@example.org");
+    assert_layout("si:admin:<lower>", out, n);
+    n = schema_key_admin_sessions(out, "ops@example.org");
+    assert_layout("si:admin:<lower>:sessions", out, n);
+    n = schema_key_admin_session(out, HEX);
+    assert_layout("si:asess:<sha256 hex of cookie>", out, n);
+    n = schema_key_admin_fail(out, "ops@example.org");
+    assert_layout("si:admin_fail:<lower>", out, n);
+    n = schema_key_stat(out, 29000000);
+    assert_layout("si:stat:<unix minute>", out, n);
+    n = schema_key_circuit(out, HEX);
+    assert_layout("si:circuit:<sha256 hex of URL>", out, n);
 }
 
 static void test_role_keys_are_the_documented_ones(void **state)

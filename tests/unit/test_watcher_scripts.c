@@ -1,8 +1,9 @@
 /*
  * The watcher's Redis scripts against a real redis-server: leases fenced by
  * per-shard alive keys, cursor baselines, exactly-once record_mail,
- * lease-checked user state, OAuth2 tokens stored by compare-and-set, and
- * reauth_required with its one event.
+ * lease-checked user state, OAuth2 tokens stored by compare-and-set,
+ * reauth_required with its one event, and a node's heartbeat telling it of
+ * an operator's drain request.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -27,19 +28,13 @@ static struct rsync *rs;
 static int suite_setup(void **state)
 {
     (void)state;
-    if (scripts_init() < 0 || redis_fixture_start(&fx, NULL) < 0)
-        return -1;
-    struct rsync_opts o = {.url = fx.url, .timeout_ms = 5000};
-    rs = rsync_new(&o);
-    return rs ? 0 : -1;
+    return redis_fixture_start_scripts(&fx, &rs);
 }
 
 static int suite_teardown(void **state)
 {
     (void)state;
-    rsync_free(rs);
-    redis_fixture_stop(&fx);
-    scripts_shutdown();
+    redis_fixture_stop_scripts(&fx, rs);
     return 0;
 }
 
@@ -649,6 +644,50 @@ static void test_users_count_reads_the_counts_and_drops_reauth_users_who_left(vo
     assert_int_equal(c[3], 1);
 }
 
+/* One heartbeat of node w1 started at started_at; returns its drain flag. */
+static long long beat(const char *started_at)
+{
+    const char *argv[] = {"si:watchers", "si:node:w1", "w1",         "60000",   "3600000",
+                          "role",        "watcher",    "started_at", started_at};
+    redisReply *r = rsync_script(rs, "node_heartbeat", 2, 9, argv, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_true(r->element[0]->integer > 0);
+    long long drain = r->element[1]->integer;
+    freeReplyObject(r);
+    return drain;
+}
+
+/* A drain asked of a node reaches the incarnation asked at its next
+ * heartbeat, never a node restarted under the same id, and never
+ * re-creates the hash of a node that left. */
+static void test_drain_reaches_the_incarnation_asked_at_its_heartbeat(void **state)
+{
+    (void)state;
+    const char *key[] = {"si:node:w1"};
+    redisReply *r = rsync_script(rs, "node_drain", 1, 1, key, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    r = rsync_command(rs, "EXISTS si:node:w1");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+
+    assert_int_equal(beat("1000"), 0);
+    r = rsync_script(rs, "node_drain", 1, 1, key, NULL);
+    assert_non_null(r);
+    assert_string_equal(r->str, "1000");
+    freeReplyObject(r);
+    assert_int_equal(beat("1000"), 1);
+    assert_int_equal(beat("1000"), 1);
+    /* The same id started again before the hash expired. */
+    assert_int_equal(beat("2000"), 0);
+    r = rsync_command(rs, "PTTL si:node:w1");
+    assert_true(r->integer > 0);
+    freeReplyObject(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +705,7 @@ int main(void)
         cmocka_unit_test_setup(test_mail_of_a_user_no_longer_watched_is_not_recorded, flush),
         cmocka_unit_test_setup(test_user_state_written_by_holder_only, flush),
         cmocka_unit_test_setup(test_oauth2_tokens_store_only_over_the_secret_refreshed, flush),
+        cmocka_unit_test_setup(test_drain_reaches_the_incarnation_asked_at_its_heartbeat, flush),
         cmocka_unit_test_setup(test_user_reauth_marks_unwatches_and_queues_one_event, flush),
         cmocka_unit_test_setup(test_users_count_reads_the_counts_and_drops_reauth_users_who_left,
                                flush),
