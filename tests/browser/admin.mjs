@@ -217,15 +217,6 @@ async function main() {
     await clickConfirmed(page, '#user-archive');
     await page.waitForFunction(() => document.querySelector('#user-archived')?.textContent === 'yes');
     out.archived_state = await text(page, '#user-state');
-    // Restored only once its watcher has let it go (its lease gone), as an
-    // operator would see on the page.
-    const leaseDeadline = Date.now() + 20000;
-    while ((await text(page, '#user-lease')) !== '—' && Date.now() < leaseDeadline) {
-        await page.waitForNetworkIdle({idleTime: 500});
-        await view(page, `#/users/${env.USER_UID}`);
-    }
-    const lease = await text(page, '#user-lease');
-    out.archived_lease = lease === '—' ? null : lease;
     await page.click('#user-restore');
     await page.waitForFunction(() => document.querySelector('#user-archived')?.textContent === 'no');
     out.restored = true;
