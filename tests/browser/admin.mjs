@@ -87,6 +87,21 @@ async function view(page, r) {
         throw new Error(`${r}: ${await err.evaluate((e) => e.textContent)}`);
 }
 
+// The data-<key> of the rows matching selector on route r and on each next
+// page after it, a list per page.
+async function pages(page, r, selector, key) {
+    await view(page, r);
+    const all = [];
+    for (;;) {
+        all.push(await page.$$eval(selector, (rows, k) => rows.map((x) => x.dataset[k]), key));
+        if (!(await page.$('#next-page')) || all.length === 20)
+            return all;
+        const before = await page.evaluate(() => document.body.dataset.loaded);
+        await page.click('#next-page');
+        await page.waitForFunction((b) => (document.body.dataset.loaded || b) !== b, {}, before);
+    }
+}
+
 // Clicks selector, then the page dialog's Confirm.
 async function clickConfirmed(page, selector) {
     await page.click(selector);
@@ -157,6 +172,9 @@ async function main() {
     out.partner_found = (await page.$(`tr[data-partner-id="${out.partner_id}"]`)) !== null;
     await shot(page, 'partners');
 
+    step('partners a page at a time');
+    out.partner_pages = await pages(page, '#/partners?limit=1', 'tr[data-partner-id]', 'partnerId');
+
     step('edit the partner, rotate its key and secret');
     await view(page, `#/partners/${out.partner_id}`);
     await page.$eval('#partner-edit input[name=retry_schedule]', (e) => { e.value = '5,30,120'; });
@@ -200,6 +218,9 @@ async function main() {
     await clickConfirmed(page, 'button[data-delete-provider="DASHP"]');
     await page.waitForFunction(() => !document.querySelector('tr[data-provider="DASHP"]'));
 
+    step('users a page at a time');
+    out.user_pages = await pages(page, `#/users?by=email&limit=${Number(env.USERS_TOTAL) - 2}`, 'tr[data-uid]', 'uid');
+
     step('find the user by email, its state and delivered event');
     await view(page, `#/users?q=${encodeURIComponent(env.USER_EMAIL.slice(0, 6))}&by=email`);
     await page.waitForSelector(`tr[data-uid="${env.USER_UID}"]`);
@@ -222,12 +243,7 @@ async function main() {
     out.restored = true;
 
     step('dead letters a page at a time');
-    await view(page, '#/deliveries?limit=2');
-    const first = await page.$$eval('tr[data-dead-id]', (rows) => rows.map((r) => r.dataset.deadId));
-    await page.click('#older-dead');
-    await page.waitForFunction(() => /before=/.test(document.body.dataset.loaded || ''));
-    const second = await page.$$eval('tr[data-dead-id]', (rows) => rows.map((r) => r.dataset.deadId));
-    out.dead_pages = [first, second];
+    out.dead_pages = await pages(page, '#/deliveries?limit=2', 'tr[data-dead-id]', 'deadId');
 
     step('deliveries: the dead letters, an .eml, replay, delete');
     await view(page, '#/deliveries');
@@ -266,7 +282,7 @@ async function main() {
     out.chart_mail = Number(await page.$eval('#chart-mail', (e) => e.dataset.sumMail));
     await shot(page, 'charts');
 
-    step('admin accounts: create, disable, delete');
+    step('admin accounts: create, disable, enable, delete');
     await view(page, '#/admins');
     await page.waitForSelector(`tr[data-admin="${env.ADMIN_USER}"]`);
     await page.type('#admin-create input[name=username]', 'temp-admin');
@@ -276,6 +292,8 @@ async function main() {
     await clickConfirmed(page, 'button[data-toggle-admin="temp-admin"]');
     await page.waitForFunction(() => document.querySelector('tr[data-admin="temp-admin"]')?.textContent.includes('disabled'));
     await shot(page, 'admins');
+    await page.click('button[data-toggle-admin="temp-admin"]');
+    await page.waitForFunction(() => document.querySelector('tr[data-admin="temp-admin"] .badge')?.textContent === 'active');
     await clickConfirmed(page, 'button[data-delete-admin="temp-admin"]');
     await page.waitForFunction(() => !document.querySelector('tr[data-admin="temp-admin"]'));
     out.temp_admin_deleted = true;

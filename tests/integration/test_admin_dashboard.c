@@ -8,8 +8,10 @@
  * fleet lists the running nodes and the users each watcher holds; a partner
  * is created and its key read once, edited, its key rotated without grace
  * (the old one refused, the new one taken) and its webhook secret with an
- * hour's, then deleted; a provider is created, edited and deleted, an admin
- * account created, disabled and deleted; a user found by email shows its state
+ * hour's, then deleted; partners, users and dead letters are paged through
+ * (each seen once); a provider is created, edited and deleted, an admin
+ * account created, disabled, enabled and deleted; a user found by email
+ * shows its state
  * and its delivered event; it is archived and restored; a dead letter's .eml
  * is downloaded and it is replayed, another deleted, a third replayed from
  * its user's page (which shows why it failed); a watcher is drained from the
@@ -154,6 +156,27 @@ static const char *jat(yajl_val a, size_t i)
         return "";
     }
     return a->u.array.values[i]->u.string;
+}
+
+/* Checks pages (a JSON array of arrays of ids, as the browser read them)
+ * hold at most per_page ids each, n in all, each of want[0..n) once. */
+static void check_pages(yajl_val pages, size_t per_page, size_t n, const char *const *want)
+{
+    size_t total = 0;
+    assert_true(jlen(pages) >= 2);
+    for (size_t p = 0; p < jlen(pages); p++) {
+        assert_true(jlen(pages->u.array.values[p]) <= per_page);
+        total += jlen(pages->u.array.values[p]);
+    }
+    assert_int_equal(total, n);
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        for (size_t p = 0; p < jlen(pages); p++)
+            for (size_t j = 0; j < jlen(pages->u.array.values[p]); j++)
+                found += strcmp(jat(pages->u.array.values[p], j), want[i]) == 0;
+        if (found != 1)
+            fail_msg("%s is on %d pages, not 1", want[i], found);
+    }
 }
 
 /* Copies every screenshot the script named to SUPERIMAP_DASHBOARD_SHOTS,
@@ -331,20 +354,18 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_true(again >= 0);
     assert_int_equal(sys_wait_mail(&fleet, again, sys_ms(15000)), 0);
 
-    /* The dead letters in pages of 2: two, then the third. */
-    yajl_val pages = json_get(v, "dead_pages");
-    assert_int_equal(jlen(pages), 2);
-    assert_int_equal(jlen(pages->u.array.values[0]), 2);
-    assert_int_equal(jlen(pages->u.array.values[1]), 1);
-    for (int i = 0; i < DEAD; i++) {
-        int found = 0;
-        for (size_t p = 0; p < 2; p++) {
-            yajl_val ids = pages->u.array.values[p];
-            for (size_t j = 0; j < jlen(ids); j++)
-                found += strcmp(jat(ids, j), dead_id[i]) == 0;
-        }
-        assert_int_equal(found, 1);
-    }
+    /* Partners, users and dead letters page after page: each once. */
+    char pid[2][24];
+    snprintf(pid[0], sizeof pid[0], "%lld", fleet.partner_id);
+    snprintf(pid[1], sizeof pid[1], "%lld", (long long)jint(v, "partner_id"));
+    const char *const pids[] = {pid[0], pid[1]};
+    check_pages(json_get(v, "partner_pages"), 1, 2, pids);
+    const char *uids[NUSERS];
+    for (int i = 0; i < NUSERS; i++)
+        uids[i] = uid[i];
+    check_pages(json_get(v, "user_pages"), NUSERS - 2, NUSERS, uids);
+    const char *const deads[] = {dead_id[0], dead_id[1], dead_id[2]};
+    check_pages(json_get(v, "dead_pages"), 2, DEAD, deads);
 
     /* The .eml is the message delivered; both replays reached the receiver
      * under the dead letters' ids; the deleted one is gone. */

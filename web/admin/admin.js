@@ -333,11 +333,11 @@ function partnerFields(p) {
     ];
 }
 
-// Partners page: a search by name prefix and pages through the cursors
-// kept in the hash's query (#/partners?q=&cursor=).
+// Partners page: a search by name prefix and pages (50, or ?limit=) through
+// the cursors kept in the hash's query (#/partners?q=&cursor=).
 async function viewPartners(view, params) {
-    const q = params.get('q') || '', cursor = params.get('cursor') || '';
-    const res = await api('GET', '/admin/api/partners' + qs({q, cursor, limit: 50}));
+    const q = params.get('q') || '', cursor = params.get('cursor') || '', limit = params.get('limit') || '';
+    const res = await api('GET', '/admin/api/partners' + qs({q, cursor, limit: limit || 50}));
     const list = res.partners || [];
     const next = res.next_cursor;
     const rows = list.map((p) => h('tr', {'data-partner-id': p.id},
@@ -369,7 +369,7 @@ async function viewPartners(view, params) {
     view.replaceChildren(
         h('h1', {}, 'Partners'), search,
         table(['id', 'name', 'new mail webhook', 'created'], rows, 'partners'),
-        pager('#/partners', {q}, cursor, next),
+        pager('#/partners', {q, limit}, cursor, next),
         h('details', {}, h('summary', {}, 'New partner'), create));
 }
 
@@ -488,9 +488,11 @@ function editProvider(editor, p) {
 
 // ---- Users ----
 
+// Users across partners by email, tag or login prefix, 50 a page (or ?limit=).
 async function viewUsers(view, params) {
     const q = params.get('q') || '', by = params.get('by') || 'email', cursor = params.get('cursor') || '';
-    const res = await api('GET', '/admin/api/users' + qs({q, by, cursor, limit: 50}));
+    const limit = params.get('limit') || '';
+    const res = await api('GET', '/admin/api/users' + qs({q, by, cursor, limit: limit || 50}));
     const rows = (res.users || []).map((u) => h('tr', {'data-uid': u.uid},
         h('td', {}, h('a', {href: `#/users/${encodeURIComponent(u.uid)}`}, u.email || u.tag)),
         h('td', {}, u.tag), h('td', {}, u.username || '—'),
@@ -508,7 +510,7 @@ async function viewUsers(view, params) {
             h('option', {value: v, selected: v === by}, t))),
         h('button', {}, 'Search')),
         table(['email', 'tag', 'login', 'partner', 'provider', 'state', 'last error'], rows, 'users'),
-        pager('#/users', {q, by}, cursor, res.next_cursor));
+        pager('#/users', {q, by, limit}, cursor, res.next_cursor));
 }
 
 async function viewUser(view, uid) {
@@ -626,7 +628,7 @@ async function viewDeliveries(view, params) {
         h('p.pager', {},
             before ? h('a', {href: '#/deliveries' + qs({limit})}, '« Newest') : '',
             before && dead.next_before ? ' · ' : '',
-            dead.next_before ? h('a#older-dead', {href: '#/deliveries' + qs({limit, before: dead.next_before})}, 'Older dead letters »') : ''));
+            dead.next_before ? h('a#next-page', {href: '#/deliveries' + qs({limit, before: dead.next_before})}, 'Older dead letters »') : ''));
 }
 
 // ---- Charts ----
