@@ -11,6 +11,7 @@
 #   make valgrind     the same tests under valgrind (build/valgrind/)
 #   make fuzz         libFuzzer drivers, a bounded run of each
 #   make bench        benchmarks, printing tables
+#   make screenshots  docs/dashboard/*.png from the dashboard's browser test
 #   make compose-check  docker-compose.yml on podman: build, up, one mail to a
 #                     webhook through nginx, scale, down (root; tests/deploy/)
 #   make format / format-check / clean
@@ -73,7 +74,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(O)/bench/%)
 
-.PHONY: all deps run-deps run test tests check-asan valgrind fuzz bench format format-check clean readme-config
+.PHONY: all deps run-deps run test tests check-asan valgrind fuzz bench screenshots format format-check clean readme-config
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -206,6 +207,15 @@ fuzz: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@sh tests/bench/run.sh $(O)
+
+# `make screenshots`: the admin dashboard's views as its browser test
+# (tests/integration/test_admin_dashboard.c) sees them, into docs/dashboard/
+# for the README.
+screenshots: deps
+	@$(MAKE) --no-print-directory all $(O)/tests/integration/test_admin_dashboard
+	@mkdir -p docs/dashboard
+	@SUPERIMAP_DASHBOARD_SHOTS=$(CURDIR)/docs/dashboard TEST_FILTER=test_admin_dashboard \
+		sh tests/run-tests.sh $(O)
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
