@@ -210,10 +210,12 @@ struct dead_ref {
     char *id;
 };
 
+/* Newest first, and of one millisecond the highest id first (the order of
+ * ZREVRANGEBYSCORE within a shard), so that (died ms, id) is a cursor. */
 static int by_time_desc(const void *a, const void *b)
 {
     const struct dead_ref *x = a, *y = b;
-    return x->at < y->at ? 1 : x->at > y->at ? -1 : 0;
+    return x->at < y->at ? 1 : x->at > y->at ? -1 : -strcmp(x->id, y->id);
 }
 
 static void free_refs(struct dead_ref *refs, size_t n)
@@ -225,7 +227,7 @@ static void free_refs(struct dead_ref *refs, size_t n)
 
 static int dead_letters(struct req *r)
 {
-    static const char *const allowed[] = {"limit", "before", "partner_id", NULL};
+    static const char *const allowed[] = {"limit", "before", "after", "partner_id", NULL};
     int rc = input_only_known(r, allowed);
     if (rc != 0)
         return rc;
@@ -235,12 +237,19 @@ static int dead_letters(struct req *r)
         (rc = input_int(r, "before", 0, INT64_MAX, &before, &has)) != 0 ||
         (rc = input_int(r, "partner_id", 1, INT64_MAX, &partner, &has)) != 0)
         return rc;
+    /* after: the last id of the previous page, so that dead letters of the
+     * millisecond a page ended in are not skipped. */
+    const char *after = NULL;
+    if ((rc = input_text(r, "after", 256, &after)) != 0)
+        return rc;
+    if (after != NULL && !input_is_event_id(after))
+        return reply_invalid(r, "after", "is not an event id (next_after of the previous page)");
     /* The newest limit of every shard, merged, keep the newest limit. */
     size_t cap = (size_t)limit * 2 + 16, n = 0;
     struct dead_ref *refs = xcalloc(cap, sizeof *refs);
     for (uint32_t k = 0; k < r->api->shards; k++) {
         struct rec_list page;
-        if (store_dead_page(r, k, before, limit, &page) < 0) {
+        if (store_dead_page(r, k, before, after, limit, &page) < 0) {
             free_refs(refs, n);
             return reply_unavailable(r);
         }
@@ -263,9 +272,11 @@ static int dead_letters(struct req *r)
     json_gen_key_array(g, "dead_letters");
     size_t shown = 0;
     int64_t last = -1;
+    const char *last_id = NULL;
     for (size_t i = 0; i < n && shown < (size_t)limit; i++) {
         struct rec e;
         last = refs[i].at;
+        last_id = refs[i].id;
         if (store_event_get(r, refs[i].id, NULL, &e) == 0 &&
             (partner == 0 || strtoll(rec_get(&e, "pid"), NULL, 10) == partner)) {
             view_dead_letter(g, refs[i].at, &e);
@@ -274,10 +285,13 @@ static int dead_letters(struct req *r)
         rec_free(&e);
     }
     json_gen_array_close(g);
-    if (n > (size_t)limit || shown == (size_t)limit)
+    if (n > (size_t)limit || shown == (size_t)limit) {
         json_gen_key_int(g, "next_before", last);
-    else
+        json_gen_key_str(g, "next_after", last_id);
+    } else {
         json_gen_key_null(g, "next_before");
+        json_gen_key_null(g, "next_after");
+    }
     json_gen_object_close(g);
     free_refs(refs, n);
     return reply_gen(r, 200, g, NULL);

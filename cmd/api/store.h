@@ -341,10 +341,12 @@ int store_log_scan(struct req *r, const char *pid, const char *cursor,
 /* ---- store_events.c: queues, dead letters, fleet ---- */
 
 
-/* Up to limit dead letters of shard k that died before before_ms, newest
- * first: ids the event ids, scores the ms they died, no records. 0 or
- * -SIMAP_ECONN. */
-int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,
+/* Up to limit dead letters of shard k after the cursor (before_ms, after),
+ * newest first (and of one millisecond, highest id first): those that died
+ * before before_ms, and when after is not NULL also those that died at
+ * before_ms with an id below after. ids the event ids, scores the ms they
+ * died, no records. 0 or -SIMAP_ECONN. */
+int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, const char *after, int64_t limit,
                     struct rec_list *out);
 
 /* A partner with waiting events in one shard (GET /admin/api/queues). */

@@ -404,21 +404,39 @@ int store_stat_minutes(struct req *r, int64_t first, size_t n, struct rec *out)
     return rc;
 }
 
-int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, int64_t limit,
+int store_dead_page(struct req *r, uint32_t k, int64_t before_ms, const char *after, int64_t limit,
                     struct rec_list *out)
 {
     memset(out, 0, sizeof *out);
     char kd[SCHEMA_SHARD_KEY_MAX], max[32];
     schema_key_dead(kd, k);
-    snprintf(max, sizeof max, "(%lld", (long long)before_ms);
+    long long ties = 0;
+    if (after != NULL) {
+        /* The cursor's own millisecond is read again: as many more as it
+         * holds, those at or above after then skipped. */
+        redisReply *c =
+            store_cmd(r, "ZCOUNT %s %lld %lld", kd, (long long)before_ms, (long long)before_ms);
+        if (c == NULL || c->type != REDIS_REPLY_INTEGER) {
+            freeReplyObject(c);
+            return -SIMAP_ECONN;
+        }
+        ties = c->integer;
+        freeReplyObject(c);
+    }
+    snprintf(max, sizeof max, "%s%lld", after != NULL ? "" : "(", (long long)before_ms);
     redisReply *z = store_cmd(r, "ZREVRANGEBYSCORE %s %s -inf WITHSCORES LIMIT 0 %lld", kd, max,
-                              (long long)limit);
+                              (long long)limit + ties);
     if (z == NULL || z->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(z);
         return -SIMAP_ECONN;
     }
-    for (size_t i = 0; i + 1 < z->elements; i += 2)
-        rec_list_add(out, z->element[i]->str, strtoll(z->element[i + 1]->str, NULL, 10), NULL);
+    for (size_t i = 0; i + 1 < z->elements && out->n < (size_t)limit; i += 2) {
+        const char *id = z->element[i]->str;
+        long long at = strtoll(z->element[i + 1]->str, NULL, 10);
+        if (after != NULL && at == before_ms && strcmp(id, after) >= 0)
+            continue;
+        rec_list_add(out, id, at, NULL);
+    }
     freeReplyObject(z);
     return 0;
 }

@@ -229,10 +229,8 @@ static void test_dashboard_in_headless_chromium(void **state)
     long dead[DEAD];
     char dead_id[DEAD][160];
     for (int i = 0; i < DEAD; i++) {
-        /* One after the other: dead letters dying in the same millisecond
-         * would straddle a page of GET /admin/api/dead-letters, whose
-         * next_before is exclusive (reported), and the paging below would
-         * miss one. */
+        /* One after the other, each dead before the next is sent, so that
+         * dead_id[i] is the dead letter of u[1 + i]. */
         dead[i] = sys_deliver(&fleet, &u[1 + i], 0);
         assert_true(dead[i] >= 0);
         wait_dead_letters(&u[1], i + 1, dead_id);

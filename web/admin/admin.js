@@ -568,13 +568,13 @@ async function viewUser(view, uid) {
 // ---- Deliveries ----
 
 // Deliveries; dead letters 100 a page (or ?limit=), older pages by
-// #/deliveries?before=<ms>.
+// #/deliveries?before=<ms>&after=<id>.
 async function viewDeliveries(view, params) {
-    const before = params.get('before') || '', limit = params.get('limit') || '';
+    const before = params.get('before') || '', after = params.get('after') || '', limit = params.get('limit') || '';
     const [queues, circuits, dead] = await Promise.all([
         api('GET', '/admin/api/queues'),
         api('GET', '/admin/api/circuits').catch((e) => ({error: e})),
-        api('GET', '/admin/api/dead-letters' + qs({limit: limit || 100, before})),
+        api('GET', '/admin/api/dead-letters' + qs({limit: limit || 100, before, after})),
     ]);
     const t = queues.totals || {};
     const partnerRows = (queues.partners || []).map((p) => h('tr', {'data-queue-partner': p.partner_id},
@@ -628,7 +628,7 @@ async function viewDeliveries(view, params) {
         h('p.pager', {},
             before ? h('a', {href: '#/deliveries' + qs({limit})}, '« Newest') : '',
             before && dead.next_before ? ' · ' : '',
-            dead.next_before ? h('a#next-page', {href: '#/deliveries' + qs({limit, before: dead.next_before})}, 'Older dead letters »') : ''));
+            dead.next_before ? h('a#next-page', {href: '#/deliveries' + qs({limit, before: dead.next_before, after: dead.next_after})}, 'Older dead letters »') : ''));
 }
 
 // ---- Charts ----
