@@ -5,7 +5,8 @@
 #   make run-deps     only those the build, make run and make demo need
 #   make run          private Redis + api + watcher + dispatcher in the foreground
 #   make demo         the whole fleet on this machine, one mail to a signed webhook
-#   make soak         DURATION=<s> (600): the fleet under faults and restarts, a report
+#   make soak         DURATION=<s> (600) SOAK_PROFILE=default|full: the fleet under
+#                     faults and restarts, a report
 #   make test         unit and integration tests; ends with "N passed, N failed"
 #   make check-asan   the same tests on an ASan+UBSan build (build/asan/)
 #   make valgrind     the same tests under valgrind (build/valgrind/)
@@ -166,12 +167,15 @@ $(DEMO_TOOL): $(O)/obj/tests/demo/demo_tool.o $(O)/libsuperimap.a
 
 # `make soak DURATION=<seconds>`: the fleet on fake-imapd with faults and
 # watcher restarts, then a report (tests/soak/soak.c); not part of `make test`.
+# SOAK_PROFILE=full adds kill -9 and SIGSTOP of watchers and dispatchers,
+# Redis restarts, receiver outages and users archived or given new passwords.
 DURATION ?= 600
+SOAK_PROFILE ?= default
 SOAK_BIN := $(O)/tests/soak/soak
 .PHONY: soak
 soak: deps
 	@$(MAKE) --no-print-directory all $(SOAK_BIN)
-	@SUPERIMAP_BIN_DIR=$(abspath $(O)/bin) SUPERIMAP_SRC_DIR=$(CURDIR) $(SOAK_BIN) $(DURATION)
+	@SUPERIMAP_BIN_DIR=$(abspath $(O)/bin) SUPERIMAP_SRC_DIR=$(CURDIR) SOAK_PROFILE=$(SOAK_PROFILE) $(SOAK_BIN) $(DURATION)
 
 $(SOAK_BIN): $(O)/obj/tests/soak/soak.o $(HARNESS_OBJ) $(O)/libsuperimap.a
 	@mkdir -p $(dir $@)

@@ -354,6 +354,7 @@ report="$docs/benchmarks.md"
     echo "Written by \`make bench\` (tests/bench/run.sh): the performance budget of docs/architecture.md"
     echo "section 7 measured on this machine, plots, and every benchmark's tables. Timing"
     echo "figures depend on the machine and its load at the time: read them with the header."
+    echo "The soak (\`make soak\`, not run here) has its own report: [soak.md](soak.md)."
     echo
     cat "$data/header.md"
     if [ -n "${BENCH_FILTER:-}" ]; then
