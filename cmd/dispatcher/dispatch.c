@@ -331,10 +331,14 @@ static void on_owned(int k, int owned, void *data)
     struct shard *sh = &d->shards[k];
     sh->owned = owned ? 1 : 0;
     if (owned) {
-        /* Expired leases first, then claims (docs/architecture.md section 5). */
+        /* Expired leases first, then claims (docs/architecture.md section 5),
+         * started now rather than at the next tick: events waiting in the
+         * shard (or woken for it meanwhile) would wait up to a tick more. */
         sh->epoch++;
         sh->started = 0;
         sh->next_requeue = 0;
+        if (!sh->requeuing && d->redis_up && !d->closing && !d->draining)
+            start_requeue(sh);
     } else {
         sh->wants = 0;
         /* The owner reports the shard's depth now: zeros here keep sums
