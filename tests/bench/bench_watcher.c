@@ -39,9 +39,10 @@
  * webhooks go to the receiver of tests/integration/receiver.c (compiled in
  * here, on a thread of this process, signatures not checked), and one
  * superimap-dispatcher; messages are appended through fake-imapd's control
- * channel at 1,000 per second for LAT_SECONDS. From the append sent: to the
- * first Redis keyspace notification of the event hash (record_mail's HSET,
- * timestamped by a reader thread), and to the first receipt of its webhook;
+ * channel at 1,000 per second (BENCH_MAIL_RATE) for LAT_SECONDS. From the
+ * append sent: to the first Redis keyspace notification of the event hash
+ * (record_mail's HSET, timestamped by a reader thread), and to the first
+ * receipt of its webhook;
  * p50/p99/max of each. Also Redis's own cost per mail over that path (commands
  * and CPU, from INFO, net of the idle rate measured for 2 s just before;
  * docs/capacity.md).
@@ -94,8 +95,10 @@
 #define RAMP_STEPS         10
 #define RAMP_SETTLE_MS     300
 #define LAT_USERS          1000
-#define LAT_RATE           1000
+#define LAT_RATE_DEFAULT   1000 /* BENCH_MAIL_RATE changes it */
 #define LAT_SECONDS        5
+
+static int lat_rate = LAT_RATE_DEFAULT; /* mails per second of the latency run */
 
 static char bin[400];
 static char certdir[64];
@@ -764,7 +767,7 @@ static void lat_histogram(const double *rec, int nr, const double *hook, int nh)
     fprintf(f,
             "# new mail (fake-imapd APPEND) to event recorded and to webhook received, "
             "%d mails/s\n# ms_low ms_high recorded webhook\n",
-            LAT_RATE);
+            lat_rate);
     for (int b = lo; b <= hi; b++)
         fprintf(f, "%g %g %d %d\n", HIST_MIN_MS * pow(10, (double)b / HIST_PER_DECADE),
                 HIST_MIN_MS * pow(10, (double)(b + 1) / HIST_PER_DECADE), counts[0][b],
@@ -805,13 +808,13 @@ static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct 
     return rc;
 }
 
-/* Appends total messages at LAT_RATE, user i % LAT_USERS, recording when
+/* Appends total messages at lat_rate, user i % LAT_USERS, recording when
  * each was sent in sent[slot]. Returns the rate achieved, or -1. */
 static double lat_append(struct fake *f, int total, int per_user, double *sent)
 {
     double t0 = fixture_now();
     for (int i = 0; i < total; i++) {
-        double due = t0 + (double)i / LAT_RATE;
+        double due = t0 + (double)i / lat_rate;
         while (fixture_now() < due) {
             struct timespec ts = {0, 50000};
             nanosleep(&ts, NULL); /* pacing at the target rate */
@@ -860,7 +863,7 @@ static int run_latency(struct crypto_keys *keys)
     memset(&d, 0, sizeof d);
     struct receiver *rx = receiver_start("127.0.0.1", 0, 0);
     int rc = rx != NULL ? lat_setup(&w, &f, &d, rx, keys) : -1;
-    int total = LAT_RATE * LAT_SECONDS;
+    int total = lat_rate * LAT_SECONDS;
     int per_user = (total + LAT_USERS - 1) / LAT_USERS;
     int nslots = LAT_USERS * per_user;
     struct lat_reader lr = {.per_user = per_user};
@@ -998,6 +1001,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_watcher: %s not found (make all builds it)\n", path);
         return 1;
     }
+    const char *r = getenv("BENCH_MAIL_RATE");
+    if (r != NULL && atoi(r) >= 1 && atoi(r) <= 20000)
+        lat_rate = atoi(r);
     const char *s = getenv("BENCH_SCALE");
     double scale = s != NULL ? atof(s) : 1.0;
     if (scale <= 0 || scale > 1)
@@ -1057,7 +1063,7 @@ int main(int argc, char **argv)
            "receiver; appends through fake-imapd's control channel at %d/s for %d s. Latency "
            "from the append sent to the first keyspace notification of the event's HSET "
            "(recorded) and to the first receipt of its webhook.\n\n",
-           LAT_USERS, LAT_RATE, LAT_SECONDS);
+           LAT_USERS, lat_rate, LAT_SECONDS);
     printf("| stage | appended | rate achieved /s | arrived | p50 ms | p99 ms | max ms |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
