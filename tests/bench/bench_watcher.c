@@ -3,9 +3,10 @@
  * tables; nothing here judges the numbers.
  *
  * Idle sessions. For each scenario (1k, 5k, 10k and 19k plaintext sessions,
- * 10k implicit-TLS sessions, then three watchers holding 57k together) it
- * starts, per watcher, a private redis-server, a superimap-fake-imapd on its
- * own loopback address (127.0.0.1, .2, .3: each process stays under the
+ * 10k implicit-TLS sessions, then three watchers holding 57k together and six
+ * holding 100k) it starts, per watcher, a private redis-server, a
+ * superimap-fake-imapd on its own loopback address (127.0.0.1, .2, ...: each
+ * process stays under the
  * 20,000 file limit and each address has its own ephemeral ports) and the
  * watcher; reads the watcher's RSS and Redis's used_memory once it is ready
  * with no users; writes the users (hash, shard set, si:changes entry, as the
@@ -86,7 +87,7 @@
 #include "tests/unit/redis_fixture.h"
 
 #define SHARDS             64
-#define MAX_W              3
+#define MAX_W              6
 #define READY_S            20.0
 #define LOGINS_PER_WATCHER 20000
 #define ESTABLISH_S        240.0
@@ -1024,6 +1025,7 @@ int main(int argc, char **argv)
         {"19k plain", (int)(19000 * scale), 1, 0},
         {"10k TLS", (int)(10000 * scale), 1, 1},
         {"57k plain, 3 watchers", (int)(57000 * scale), 3, 0},
+        {"100k plain, 6 watchers", (int)(100000 * scale), 6, 0},
     };
     int rc = 0;
     printf("Idle IMAP sessions held by superimap-watcher against superimap-fake-imapd on one "
