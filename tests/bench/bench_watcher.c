@@ -6,9 +6,8 @@
  * 10k implicit-TLS sessions, then three watchers holding 57k together and six
  * holding 100k) it starts, per watcher, a private redis-server, a
  * superimap-fake-imapd on its own loopback address (127.0.0.1, .2, ...: each
- * process stays under the
- * 20,000 file limit and each address has its own ephemeral ports) and the
- * watcher; reads the watcher's RSS and Redis's used_memory once it is ready
+ * process stays under the 20,000 file limit and each address has its own
+ * ephemeral ports) and the watcher; reads the watcher's RSS and Redis's used_memory once it is ready
  * with no users; writes the users (hash, shard set, si:changes entry, as the
  * api does) and times how long until /metrics shows every session watching
  * (IDLE); lets it settle, reads RSS and used_memory again and the CPU time
