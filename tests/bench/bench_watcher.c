@@ -7,27 +7,26 @@
  * holding 100k) it starts, per watcher, a private redis-server, a
  * superimap-fake-imapd on its own loopback address (127.0.0.1, .2, ...: each
  * process stays under the 20,000 file limit and each address has its own
- * ephemeral ports) and the watcher; reads the watcher's RSS and Redis's used_memory once it is ready
- * with no users; writes the users (hash, shard set, si:changes entry, as the
- * api does) and times how long until /metrics shows every session watching
- * (IDLE); lets it settle, reads RSS and used_memory again and the CPU time
- * used over IDLE_SAMPLE_S idle seconds. RSS per session = (RSS with sessions - RSS without) /
- * sessions, which includes everything a user costs the watcher (registry
- * entry, lease slot, session, parser, libev, OpenSSL), not the kernel's
- * socket buffers. Redis per user = used_memory delta / users (user hash,
- * shard set member, change-stream entry, lease, cursor). The three-watcher
- * row uses three Redis servers: placement across watchers is the fleet
- * issue's; here each watcher takes every user it sees. Logins are not
- * paced beyond SUPERIMAP_IMAP_LOGINS_PER_SEC 20,000 per watcher, a login
- * storm: when renewals shared the Redis connection with the sessions,
- * three watchers at that rate queued their renewals behind tens of
- * thousands of session scripts for over 10 s on this loaded 2-core machine
- * and fenced themselves over and over, so logins were paced at 6,000/s on
- * the machine. Renewals now have their own connection and the sessions at
- * most 256 calls in flight (docs/watcher.md): unpaced, the three watchers
- * held 57,000 sessions within 21.1 s and none fenced (at 3c9ebea). The
- * fences column sums superimap_watcher_fences_total over the scenario's
- * watchers.
+ * ephemeral ports) and the watcher; reads the watcher's RSS and Redis's
+ * used_memory once it is ready with no users; writes the users (hash, shard
+ * set, si:changes entry, as the api does) and times how long until /metrics
+ * shows every session watching (IDLE); lets it settle, reads RSS and
+ * used_memory again and the CPU time used over IDLE_SAMPLE_S idle seconds. RSS
+ * per session = (RSS with sessions - RSS without) / sessions, which includes
+ * everything a user costs the watcher (registry entry, lease slot, session,
+ * parser, libev, OpenSSL), not the kernel's socket buffers. Redis per user =
+ * used_memory delta / users (user hash, shard set member, change-stream entry,
+ * lease, cursor). The three-watcher row uses three Redis servers: placement
+ * across watchers is the fleet issue's; here each watcher takes every user it
+ * sees. Logins are not paced beyond SUPERIMAP_IMAP_LOGINS_PER_SEC 20,000 per
+ * watcher, a login storm: when renewals shared the Redis connection with the
+ * sessions, three watchers at that rate queued their renewals behind tens of
+ * thousands of session scripts for over 10 s on this loaded 2-core machine and
+ * fenced themselves over and over, so logins were paced at 6,000/s on the
+ * machine. Renewals now have their own connection and the sessions at most 256
+ * calls in flight (docs/watcher.md): unpaced, the three watchers held 57,000
+ * sessions within 21.1 s and none fenced (at 3c9ebea). The fences column sums
+ * superimap_watcher_fences_total over the scenario's watchers.
  *
  * Ramp. One watcher gets 19k plaintext users, then (afresh) 10k TLS users,
  * in RAMP_STEPS equal steps: after each step, once every session is in IDLE
