@@ -326,6 +326,28 @@ async function main() {
     out.drained = true;
     await shot(page, 'fleet-drained');
 
+    step('an unattended fleet page stops refreshing itself; input resumes it');
+    let fleetCalls = 0;
+    const countFleet = (req) => {
+        if (new URL(req.url()).pathname === '/admin/api/fleet')
+            fleetCalls++;
+    };
+    page.on('request', countFleet);
+    // Eleven minutes without input, as the page's clock sees it.
+    await page.evaluate(() => {
+        const real = Date.now.bind(Date);
+        Date.now = () => real() + 11 * 60 * 1000;
+    });
+    // Two refresh periods and more: at most the refresh already under way.
+    await new Promise((resolve) => setTimeout(resolve, 11000));
+    out.idle_fleet_requests = fleetCalls;
+    const resumed = page.waitForRequest((req) => new URL(req.url()).pathname === '/admin/api/fleet',
+        {timeout: 10000});
+    await page.keyboard.press('Shift');
+    await resumed;
+    out.resumed_on_input = true;
+    page.off('request', countFleet);
+
     step('five wrong passwords lock the account');
     const ctx = await browser.createBrowserContext();
     const lp = await newPage(ctx);

@@ -416,6 +416,14 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_true(unlocked >= (LOCK_SEC - 2) * 1000);
 
     /* Signed out: back at the sign-in page, the session gone. */
+    /* The fleet page stopped refreshing once its clock said 11 minutes without
+     * input (the one refresh under way at most), and a key press resumed it. */
+    int64_t idle_requests = -1;
+    assert_int_equal(json_get_int(v, "idle_fleet_requests", &idle_requests), 0);
+    assert_true(idle_requests >= 0 && idle_requests <= 1);
+    int resumed = 0;
+    assert_int_equal(json_get_bool(v, "resumed_on_input", &resumed), 0);
+    assert_true(resumed);
     assert_string_equal(json_get_str(v, "after_sign_out"), "/admin/login");
     assert_string_equal(json_get_str(v, "revisit"), "/admin/login");
     assert_int_equal(jint(v, "session_status"), 401);

@@ -19,6 +19,11 @@
 
 const session = {username: '', csrf: ''};
 let refreshTimer = null;
+// The fleet page refreshes itself only while someone uses the page: each
+// refresh is a request that renews the session's idle end, so an
+// unattended tab would otherwise never be signed out.
+const REFRESH_IDLE_MS = 10 * 60 * 1000;
+let lastInput = Date.now();
 let notice = null; // said once the next view is drawn (after a move to it)
 
 // ---- DOM and formatting ----
@@ -305,8 +310,11 @@ async function viewFleet(view) {
         table(['role', 'id', 'version', 'started', 'last heartbeat', 'capacity', 'holds', 'state', ''], rows, 'nodes'),
         h('h2', {}, 'Users per watcher'),
         watchers.length ? watcherBars(watchers) : h('p.muted', {}, 'No watcher is running.'),
-        h('p.muted', {}, 'Bars: the users each watcher holds, on the scale of the busiest; after the slash, its capacity. Refreshed every 5 s.'));
-    refreshTimer = setTimeout(() => route(true), 5000);
+        h('p.muted', {}, 'Bars: the users each watcher holds, on the scale of the busiest; after the slash, its capacity. Refreshed every 5 s while the page is in use (not after 10 minutes without input, so that an unattended session still ends).'));
+    refreshTimer = setTimeout(() => {
+        if (Date.now() - lastInput < REFRESH_IDLE_MS)
+            route(true);
+    }, 5000);
 }
 
 function card(title, value, id, warn) {
@@ -813,6 +821,13 @@ async function start() {
     document.getElementById('whoami').textContent = session.username;
     document.getElementById('csrf-field').value = session.csrf;
     window.addEventListener('hashchange', () => route());
+    for (const ev of ['keydown', 'pointerdown', 'wheel', 'focus'])
+        window.addEventListener(ev, () => {
+            const idle = Date.now() - lastInput >= REFRESH_IDLE_MS;
+            lastInput = Date.now();
+            if (idle && document.body.dataset.view === 'fleet')
+                route(true); /* back from idle: the fleet refreshes again */
+        });
     await route();
 }
 
