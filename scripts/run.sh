@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: a private Redis (AOF on, data and socket under ./run/) and one
 # api, one watcher and one dispatcher in the foreground, each log line
-# prefixed with its role. The encryption key and admin token are generated
-# into ./run/ (mode 600) on the first start and reused after. Ctrl-C stops
+# prefixed with its role. The encryption key, the admin token and the
+# password of the dashboard's first account (admin) are generated into ./run/
+# (mode 600) on the first start and reused after. Ctrl-C stops
 # everything this script started, by PID: the nodes first (each drains), Redis
 # last.
 #
@@ -120,10 +121,26 @@ for i in 1 2 3; do
     done
 done
 
+# The dashboard's first account, once: user admin, its password in
+# run/admin.password (kept, like the key and the token, for the next start).
+if [ ! -s "$RUN/admin.password" ]; then
+    umask 077
+    openssl rand -hex 16 > "$RUN/admin.password.new"
+    umask 022
+    if "$BIN/superimap-api" admin-user add admin < "$RUN/admin.password.new" >/dev/null; then
+        mv "$RUN/admin.password.new" "$RUN/admin.password"
+    else
+        rm -f "$RUN/admin.password.new"
+        echo "make run: no dashboard account made (see above); make one with" \
+            "$BIN/superimap-api admin-user add NAME" >&2
+    fi
+fi
+
 cat <<MSG
 
   superimap is running (api, watcher and dispatcher ready).
     API:         http://$API_ADDR/api/v1/
+    Dashboard:   http://$API_ADDR/admin/   (user admin, password in run/admin.password)
     Admin token: $RUN/admin.token   (Authorization: Bearer \$(cat run/admin.token))
     Metrics:     http://$API_ADDR/metrics  http://$WATCHER_ADDR/metrics  http://$DISPATCHER_ADDR/metrics
     Redis:       redis-cli -s $RUN/redis.sock

@@ -322,6 +322,25 @@ static long admin_get(int port, const char *token, const char *path, char *out)
     return status;
 }
 
+/* POSTs the dashboard's sign-in form; the status (303 when signed in). */
+static long sign_in(int port, const char *user, const char *password)
+{
+    CURL *c = curl_easy_init();
+    char url[256], form[256], body[1024] = "";
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/admin/login", port);
+    snprintf(form, sizeof form, "username=%s&password=%s", user, password);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    return status;
+}
+
 /* A secret file of run/: its first line, which must be mode 600. */
 static void run_secret(const char *name, char *out, size_t outlen)
 {
@@ -398,9 +417,16 @@ static void test_make_run_starts_stops_and_keeps_its_secrets(void **state)
     struct ports p;
     pick_ports(&p);
     pid_t make = make_run_ready(&p);
-    char key[128], token[128];
+    char key[128], token[128], password[128];
     run_secret("encryption.key", key, sizeof key);
     run_secret("admin.token", token, sizeof token);
+    /* The dashboard's first account, as the banner says. */
+    run_secret("admin.password", password, sizeof password);
+    char *banner = slurp(make_log);
+    assert_non_null(strstr(banner, "(user admin, password in run/admin.password)"));
+    free(banner);
+    assert_int_equal(sign_in(p.api, "admin", password), 303);
+    assert_int_equal(sign_in(p.api, "admin", "not-the-password"), 401);
 
     /* A second make run on the same run/ is refused and leaves the first alone. */
     char second_log[128];
@@ -421,11 +447,14 @@ static void test_make_run_starts_stops_and_keeps_its_secrets(void **state)
     /* The next start reuses the key and the token. */
     pick_ports(&p);
     make = make_run_ready(&p);
-    char key2[128], token2[128];
+    char key2[128], token2[128], password2[128];
     run_secret("encryption.key", key2, sizeof key2);
     run_secret("admin.token", token2, sizeof token2);
+    run_secret("admin.password", password2, sizeof password2);
     assert_string_equal(key, key2);
     assert_string_equal(token, token2);
+    assert_string_equal(password, password2);
+    assert_int_equal(sign_in(p.api, "admin", password2), 303);
     ctrl_c(make);
 }
 
