@@ -270,24 +270,22 @@ static int dead_letters(struct req *r)
     struct json_gen *g = reply_gen_new();
     json_gen_object_open(g);
     json_gen_key_array(g, "dead_letters");
-    size_t shown = 0;
-    int64_t last = -1;
-    const char *last_id = NULL;
-    for (size_t i = 0; i < n && shown < (size_t)limit; i++) {
+    /* The merge is right only for its first limit entries (each shard gave
+     * its newest limit): the page is those, the ones of another partner (or
+     * gone meanwhile) left out, so a filtered page may hold fewer; the
+     * cursor is the last of them. */
+    size_t scan = n < (size_t)limit ? n : (size_t)limit;
+    for (size_t i = 0; i < scan; i++) {
         struct rec e;
-        last = refs[i].at;
-        last_id = refs[i].id;
         if (store_event_get(r, refs[i].id, NULL, &e) == 0 &&
-            (partner == 0 || strtoll(rec_get(&e, "pid"), NULL, 10) == partner)) {
+            (partner == 0 || strtoll(rec_get(&e, "pid"), NULL, 10) == partner))
             view_dead_letter(g, refs[i].at, &e);
-            shown++;
-        }
         rec_free(&e);
     }
     json_gen_array_close(g);
-    if (n > (size_t)limit || shown == (size_t)limit) {
-        json_gen_key_int(g, "next_before", last);
-        json_gen_key_str(g, "next_after", last_id);
+    if (n >= (size_t)limit && scan > 0) {
+        json_gen_key_int(g, "next_before", refs[scan - 1].at);
+        json_gen_key_str(g, "next_after", refs[scan - 1].id);
     } else {
         json_gen_key_null(g, "next_before");
         json_gen_key_null(g, "next_after");

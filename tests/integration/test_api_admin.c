@@ -634,6 +634,53 @@ static void test_fleet_queues_and_dead_letters(void **state)
     admin_json(&r, api.port, "GET", "/admin/api/dead-letters?before=2000&after=x%20y", NULL);
     EXPECT(&r, 400, "GET", "/admin/api/dead-letters");
 
+    /* One partner's dead letters, a page of 2 at a time, when another
+     * partner's newer ones fill a shard's first page: none is skipped. */
+    const char *ua = "00000000000000000000aa01", *ub = NULL;
+    static const char *const others[] = {"00000000000000000000bb01", "00000000000000000000bb02",
+                                         "00000000000000000000bb03", "00000000000000000000bb04"};
+    for (int i = 0; i < 4 && ub == NULL; i++)
+        if (hrw_shard(others[i], 64) != hrw_shard(ua, 64))
+            ub = others[i];
+    assert_non_null(ub);
+    struct {
+        const char *uid;
+        int n;
+        long long at, pid;
+    } dl[] = {{ua, 1, 5000, id},
+              {ua, 2, 4999, id},
+              {ua, 3, 4998, id + 1},
+              {ub, 1, 3000, id + 1},
+              {ub, 2, 2999, id + 1}};
+    for (size_t i = 0; i < sizeof dl / sizeof dl[0]; i++) {
+        unsigned ks = hrw_shard(dl[i].uid, 64);
+        freeReplyObject(rcmd(&redis,
+                             "HSET si:{%u}:evt:%s.1.%d id %s.1.%d type new_mail pid %lld "
+                             "state dead attempts 9 tag q code PLAIN",
+                             ks, dl[i].uid, dl[i].n, dl[i].uid, dl[i].n, dl[i].pid));
+        freeReplyObject(
+            rcmd(&redis, "ZADD si:{%u}:dead %lld %s.1.%d", ks, dl[i].at, dl[i].uid, dl[i].n));
+    }
+    int theirs = 0;
+    pages = 0;
+    snprintf(page, sizeof page, "/admin/api/dead-letters?limit=2&partner_id=%lld", id + 1);
+    for (;;) {
+        admin_json(&r, api.port, "GET", page, NULL);
+        EXPECT(&r, 200, "GET", "/admin/api/dead-letters");
+        list = json_get(r.json, "dead_letters");
+        for (size_t i = 0; i < list->u.array.len; i++) {
+            const char *got = json_get_str(json_get(list->u.array.values[i], "event"), "id");
+            theirs += strncmp(got, ua, 24) == 0 || strncmp(got, ub, 24) == 0;
+        }
+        int64_t next = 0;
+        if (json_get_int(r.json, "next_before", &next) != 0 || ++pages > 10)
+            break;
+        snprintf(page, sizeof page,
+                 "/admin/api/dead-letters?limit=2&partner_id=%lld&before=%lld&after=%s", id + 1,
+                 (long long)next, jstr(&r, "next_after"));
+    }
+    assert_int_equal(theirs, 3);
+
     char path[128];
     snprintf(path, sizeof path, "/admin/api/dead-letters/%s/replay", eid);
     admin_json(&r, api.port, "POST", path, NULL);
