@@ -26,8 +26,10 @@
 static const char *const *sort_units;
 static const struct fleet_node *sort_nodes;
 
-/* A unit in placement order: by key hash, then id, then input index. */
+/* A unit in placement order: by rank, then key hash, then id, then input
+ * index. */
 struct uord {
+    int64_t rank;
     uint64_t h;
     size_t i;
 };
@@ -35,6 +37,8 @@ struct uord {
 static int cmp_unit(const void *a, const void *b)
 {
     const struct uord *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
     if (x->h != y->h)
         return x->h < y->h ? -1 : 1;
     int c = strcmp(sort_units[x->i], sort_units[y->i]);
@@ -57,6 +61,12 @@ static int cmp_node_idx(const void *a, const void *b)
 int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *units, size_t m,
                 int32_t *owner, size_t *overflow)
 {
+    return fleet_place_ranked(nodes, n, units, NULL, m, owner, overflow);
+}
+
+int fleet_place_ranked(const struct fleet_node *nodes, size_t n, const char *const *units,
+                       const int64_t *ranks, size_t m, int32_t *owner, size_t *overflow)
+{
     if ((nodes == NULL && n > 0) || ((units == NULL || owner == NULL) && m > 0))
         return -SIMAP_EINVAL;
     for (size_t i = 0; i < n; i++)
@@ -78,7 +88,8 @@ int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *uni
     for (size_t i = 0; i < n; i++)
         norder[i] = i;
     for (size_t i = 0; i < m; i++)
-        uorder[i] = (struct uord){hrw_hash64(units[i], strlen(units[i])), i};
+        uorder[i] =
+            (struct uord){ranks != NULL ? ranks[i] : 0, hrw_hash64(units[i], strlen(units[i])), i};
     sort_nodes = nodes;
     qsort(norder, n, sizeof *norder, cmp_node_idx);
     sort_units = units;

@@ -81,6 +81,19 @@ struct fleet_node {
 int fleet_place(const struct fleet_node *nodes, size_t n, const char *const *units, size_t m,
                 int32_t *owner, size_t *overflow);
 
+/*
+ * fleet_place() with units taken in the order of ranks[i] first (lower
+ * first; NULL: all equal), then as fleet_place() does. When the nodes cannot
+ * take every unit, the units ranked last overflow, so a caller that ranks
+ * units by when they were admitted keeps overflow sticky: a unit admitted
+ * into a full fleet overflows itself instead of pushing out one placed
+ * before it, and room freed goes to the longest waiting. The order matters
+ * only where a node fills up (who spills to a next-best node, who
+ * overflows): while every node has room, each unit gets its best node.
+ */
+int fleet_place_ranked(const struct fleet_node *nodes, size_t n, const char *const *units,
+                       const int64_t *ranks, size_t m, int32_t *owner, size_t *overflow);
+
 /* ---- Membership ---- */
 
 /* A live node as last read. */

@@ -124,6 +124,75 @@ static void on_scripts_loaded(struct rreq *req, struct redisReply *reply, int er
     send_heartbeat(n);
 }
 
+static void start_setup(struct node *n);
+
+/* Schema 1 -> 2 (si:{k}:users from set to zset, scripts/lua/
+ * schema_users_zset.lua): one script per shard, each atomic and harmless
+ * to repeat, then schema_bump, which sets the version once no shard is left
+ * a set. Sent in one pipeline on the one connection, so they run in order;
+ * then the setup starts over and finds the new version. A node of the old
+ * version still running would fail on the new type: upgrading from schema 1
+ * means stopping every node first (README, "Upgrading"). */
+static void on_migrated(struct rreq *req, struct redisReply *reply, int err)
+{
+    struct node *n = setup_node(req);
+    if (err < 0)
+        return; /* connection lost: the reconnect's setup migrates again */
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        log_error("cannot migrate the Redis schema from version 1 to %d; not starting "
+                  "error=\"%s\"",
+                  NODE_SCHEMA_VERSION, reply != NULL && reply->str ? reply->str : "no reply");
+        n->exit_code = 2;
+        ev_break(n->loop, EVBREAK_ALL);
+        return;
+    }
+    log_info("migrated the Redis schema schema_from=1 schema_to=%d", NODE_SCHEMA_VERSION);
+    start_setup(n);
+}
+
+static void on_shard_migrated(struct rreq *req, struct redisReply *reply, int err)
+{
+    (void)req;
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        log_info("migrated a shard's users to a zset users=%lld", reply->integer);
+}
+
+static void migrate_schema_1(struct node *n)
+{
+    uint32_t shards = (uint32_t)n->cfg->shards;
+    log_info("migrating the Redis schema: si:{k}:users sets become zsets ranked by "
+             "admission schema_from=1 schema_to=%d shards=%u",
+             NODE_SCHEMA_VERSION, shards);
+    char(*keys)[SCHEMA_SHARD_KEY_MAX] = xcalloc(shards + 1, sizeof *keys);
+    const char **argv = xcalloc(shards + 4, sizeof *argv);
+    argv[0] = SCHEMA_KEY_META;
+    for (uint32_t k = 0; k < shards; k++) {
+        char prefix[SCHEMA_SHARD_KEY_MAX];
+        schema_key_shard_users(keys[k], k);
+        schema_key_shard_prefix(prefix, k);
+        const char *a[] = {keys[k], prefix};
+        struct rreq *r = setup_req_new(n, on_shard_migrated);
+        if (rconn_script(n->redis, rreq_on_reply, r, "schema_users_zset", 1, 2, a, NULL) < 0) {
+            rreq_abort(r);
+            log_warn("cannot queue schema_users_zset");
+        }
+        argv[1 + k] = keys[k];
+    }
+    char to[16];
+    snprintf(to, sizeof to, "%d", NODE_SCHEMA_VERSION);
+    argv[1 + shards] = "1";
+    argv[2 + shards] = to;
+    argv[3 + shards] = "set";
+    struct rreq *r = setup_req_new(n, on_migrated);
+    if (rconn_script(n->redis, rreq_on_reply, r, "schema_bump", (int)shards + 1, (int)shards + 4,
+                     argv, NULL) < 0) {
+        rreq_abort(r);
+        log_warn("cannot queue schema_bump");
+    }
+    xfree(argv);
+    xfree(keys);
+}
+
 static void on_meta(struct rreq *req, struct redisReply *reply, int err)
 {
     struct node *n = setup_node(req);
@@ -136,6 +205,10 @@ static void on_meta(struct rreq *req, struct redisReply *reply, int err)
     const char *shards = reply->element[1]->str ? reply->element[1]->str : "";
     if (reply->element[3]->integer == 1)
         log_info("initialised si:meta schema_version=%s shards=%s", schema, shards);
+    if (atoi(schema) == 1 && atoi(shards) == n->cfg->shards) {
+        migrate_schema_1(n);
+        return;
+    }
     if (atoi(schema) != NODE_SCHEMA_VERSION) {
         log_error("Redis holds schema version %s but this binary speaks version %d; "
                   "not starting schema_redis=%s schema_binary=%d",

@@ -33,8 +33,9 @@ struct metrics;
 struct node;
 struct rconn;
 
-/* Redis schema version this build reads and writes. */
-#define NODE_SCHEMA_VERSION 1
+/* Redis schema version this build reads and writes. A node finding version
+ * 1 migrates it (core/node.c migrate_schema_1()). */
+#define NODE_SCHEMA_VERSION 2
 /* Heartbeat period, and the silence after which a node counts as dead. */
 #define NODE_HEARTBEAT_MS   5000
 #define NODE_DEAD_MS        15000

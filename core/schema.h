@@ -73,7 +73,10 @@
  *                                          last complete pass), dropped (stale entries it
  *                                          removed), at (ms)
  *   si:{k}:user:<uid>               hash   see "User fields"
- *   si:{k}:users                    set    uids of shard k to watch (connected, not archived)
+ *   si:{k}:users                    zset   uids of shard k to watch (connected, not archived)
+ *                                          -> admission ms (Redis TIME when created, connected
+ *                                          or restored; prelude/admit.lua), the order the
+ *                                          watchers place them in (schema 1 had a set)
  *   si:{k}:reauth                   set    uids of shard k made reauth_required (user_reauth);
  *                                          users_count.lua drops those no longer in it
  *   si:{k}:count                    hash   users, archived: shard k's users and archived

@@ -2,7 +2,8 @@
 # Turns scripts/lua/*.lua into one C file, so every binary carries its Redis
 # scripts and needs nothing beside it. A prelude file (scripts/lua/prelude/
 # *.lua: local functions shared by the scripts, such as the queue invariant)
-# is embedded before each script that calls one of its functions, so what
+# is embedded before each script that calls one of its functions (itself or
+# through another prelude it needs), so what
 # Redis loads and names by SHA-1 is prelude + script; the other scripts are
 # embedded as they are.
 #
@@ -27,12 +28,25 @@ n=0
 for f in "$@"; do
     name=$(basename "$f" .lua)
     printf '    {"%s",\n' "$name"
+    # The preludes the script calls, and those they call in turn (until no
+    # more are added), put before it in the order given.
+    chosen=""
+    grown=1
+    while [ "$grown" = 1 ]; do
+        grown=0
+        for p in $preludes; do
+            case " $chosen " in *" $p "*) continue ;; esac
+            # The functions the prelude defines, as "name1|name2|...".
+            names=$(sed -n 's/^local function \([A-Za-z_][A-Za-z0-9_]*\).*/\1/p' "$p" | paste -sd '|' -)
+            # shellcheck disable=SC2086
+            if [ -n "$names" ] && cat "$f" $chosen | grep -Eq "(^|[^A-Za-z0-9_.:])($names)[(]"; then
+                chosen="$chosen $p"
+                grown=1
+            fi
+        done
+    done
     for p in $preludes; do
-        # The functions the prelude defines, as "name1|name2|...".
-        names=$(sed -n 's/^local function \([A-Za-z_][A-Za-z0-9_]*\).*/\1/p' "$p" | paste -sd '|' -)
-        if [ -n "$names" ] && grep -Eq "(^|[^A-Za-z0-9_.:])($names)[(]" "$f"; then
-            quote "$p"
-        fi
+        case " $chosen " in *" $p "*) quote "$p" ;; esac
     done
     quote "$f"
     printf '    },\n'

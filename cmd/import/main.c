@@ -111,6 +111,9 @@ static int check_meta(struct rsync *rs, const struct config *cfg, int dry_run, u
                 PROGRAM ": Redis holds schema %s with %s shards; this binary speaks schema %s "
                         "and SUPERIMAP_SHARDS is %s\n",
                 have_v, have_s, v, s);
+        if (strcmp(have_v, "1") == 0)
+            fprintf(stderr, PROGRAM ": start one node of this version to migrate schema 1 (README, "
+                                    "\"Upgrading from Redis schema 1\")\n");
         rc = -1;
     }
     *shards = (uint32_t)cfg->shards;

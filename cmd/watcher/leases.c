@@ -278,6 +278,7 @@ struct placement {
     struct user_entry **us;
     char *uids; /* m ids of SCHEMA_UID_LEN + 1 bytes each */
     const char **ids;
+    int64_t *ranks; /* each user's admission (user_entry.admitted) */
     size_t m;
     uint64_t removals; /* l->removals at the gather */
     int32_t *owner;
@@ -294,6 +295,7 @@ static void placement_free(struct placement *p)
     xfree(p->us);
     xfree(p->uids);
     xfree(p->ids);
+    xfree(p->ranks);
     xfree(p->owner);
     xfree(p);
 }
@@ -305,18 +307,20 @@ static void gather_user(struct user_entry *u, void *data)
     snprintf(id, SCHEMA_UID_LEN + 1, "%s", u->uid);
     p->us[p->m] = u;
     p->ids[p->m] = id;
+    p->ranks[p->m] = u->admitted;
     p->m++;
 }
 
 static void place_work(void *job)
 {
     struct placement *p = job;
-    p->rc = fleet_place(p->nodes, p->nn, p->ids, p->m, p->owner, &p->overflow);
+    p->rc = fleet_place_ranked(p->nodes, p->nn, p->ids, p->ranks, p->m, p->owner, &p->overflow);
 }
 
 /* Starts a placement of the users over the fleet as read now; every node
  * computes the same from the same users and fleet view (fleet_place() sorts
- * both). */
+ * both). Users are ranked by admission, so a full fleet leaves the users
+ * admitted last unwatched (issue #15 point 13: overflow is sticky). */
 static void rebalance(struct leases *l)
 {
     struct watcher *w = l->w;
@@ -356,6 +360,7 @@ static void rebalance(struct leases *l)
     p->us = xmalloc(total * sizeof *p->us);
     p->uids = xmalloc(total * (SCHEMA_UID_LEN + 1));
     p->ids = xmalloc(total * sizeof *p->ids);
+    p->ranks = xmalloc(total * sizeof *p->ranks);
     p->owner = xmalloc(total * sizeof *p->owner);
     users_foreach(w->users, gather_user, p);
     p->removals = l->removals;

@@ -27,7 +27,7 @@
 enum sync_phase {
     SYNC_NONE,     /* not loaded yet */
     SYNC_POSITION, /* XREVRANGE: where the stream ends now */
-    SYNC_SETS,     /* SMEMBERS of every shard */
+    SYNC_SETS,     /* ZRANGE of every shard */
     SYNC_DONE,     /* polling the stream */
 };
 
@@ -47,11 +47,11 @@ struct users {
     enum sync_phase phase;
     int loaded;           /* the first full load completed */
     uint32_t sync_mark;   /* entries seen by the current resync carry it */
-    int sync_remaining;   /* SMEMBERS replies still due */
+    int sync_remaining;   /* ZRANGE replies still due */
     int sync_failed;      /* one of them failed */
     int64_t next_sync_ms; /* monotonic time of the next full resync */
     int reading;          /* XREAD in flight */
-    int checks;           /* SISMEMBER replies still due */
+    int checks;           /* ZSCORE replies still due */
     char last_id[STREAM_ID_MAX];
 };
 
@@ -103,7 +103,20 @@ static int uid_ok(const char *s, size_t n)
     return 1;
 }
 
-static struct user_entry *add(struct users *us, const char *uid, size_t n)
+/* Parses a si:{k}:users score (ms, an integer; Redis may print it as a
+ * double); a malformed one ranks first, as 0. */
+static int64_t score_ms(const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        return 0;
+    char *end;
+    double v = strtod(r->str, &end);
+    if (end == r->str || v != v || v < 0 || v > 9e15)
+        return 0;
+    return (int64_t)v;
+}
+
+static struct user_entry *add(struct users *us, const char *uid, size_t n, int64_t admitted)
 {
     char tmp[USERS_UID_MAX + 1];
     memcpy(tmp, uid, n);
@@ -111,12 +124,14 @@ static struct user_entry *add(struct users *us, const char *uid, size_t n)
     struct user_entry *u = users_find(us, tmp);
     if (u != NULL) {
         u->seen = us->sync_mark;
+        u->admitted = admitted;
         return u;
     }
     if (us->count >= us->nbuckets)
         grow(us);
     u = xcalloc(1, sizeof *u + n + 1);
     memcpy(u->uid, tmp, n + 1);
+    u->admitted = admitted;
     u->k = hrw_shard(u->uid, (uint32_t)us->shards);
     u->seen = us->sync_mark;
     size_t b = bucket_of(us, u->uid);
@@ -198,32 +213,33 @@ static void on_members(struct rconn *rc, struct redisReply *reply, int err, void
     if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         us->sync_failed = 1;
     } else {
-        for (size_t i = 0; i < reply->elements; i++) {
+        /* member, score, member, score, ... */
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const redisReply *e = reply->element[i];
             if (e->type != REDIS_REPLY_STRING || !uid_ok(e->str, e->len)) {
-                log_warn("ignoring a malformed user id in a users set len=%zu",
+                log_warn("ignoring a malformed user id in a users zset len=%zu",
                          e->type == REDIS_REPLY_STRING ? e->len : 0);
                 continue;
             }
-            add(us, e->str, e->len);
+            add(us, e->str, e->len, score_ms(reply->element[i + 1]));
         }
     }
     if (us->sync_remaining == 0)
         sync_finish(us);
 }
 
-/* Reads every shard's set; sync_finish() runs when all have answered. */
+/* Reads every shard's zset; sync_finish() runs when all have answered. */
 static void read_sets(struct users *us)
 {
     us->phase = SYNC_SETS;
     us->sync_mark++;
     us->sync_failed = 0;
-    us->sync_remaining = 1; /* held until every SMEMBERS is queued */
+    us->sync_remaining = 1; /* held until every ZRANGE is queued */
     for (int k = 0; k < us->shards; k++) {
         us->sync_remaining++;
         char users[SCHEMA_SHARD_KEY_MAX];
         schema_key_shard_users(users, (uint32_t)k);
-        if (rconn_command(us->rc, on_members, us, "SMEMBERS %s", users) < 0) {
+        if (rconn_command(us->rc, on_members, us, "ZRANGE %s 0 -1 WITHSCORES", users) < 0) {
             us->sync_remaining--;
             us->sync_failed = 1;
         }
@@ -287,7 +303,8 @@ static void on_member_check(struct rconn *rc, struct redisReply *reply, int err,
     }
     struct users *us = c->us;
     us->checks--;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+    if (err < 0 || reply == NULL ||
+        (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)) {
         /* The next resync sets it right. */
         log_warn("cannot check a changed user uid=%s err=\"%s\"", c->uid,
                  err < 0 ? err_str(err) : "unexpected reply");
@@ -296,12 +313,14 @@ static void on_member_check(struct rconn *rc, struct redisReply *reply, int err,
         return;
     }
     struct user_entry *u = users_find(us, c->uid);
-    if (reply->integer == 1) {
+    if (reply->type == REDIS_REPLY_STRING) {
         if (u == NULL) {
             log_info("user added uid=%s", c->uid);
-            add(us, c->uid, strlen(c->uid));
-        } else if (c->is_update && us->hooks.on_change != NULL) {
-            us->hooks.on_change(u, us->hooks.data);
+            add(us, c->uid, strlen(c->uid), score_ms(reply));
+        } else {
+            u->admitted = score_ms(reply); /* a restore admits it again */
+            if (c->is_update && us->hooks.on_change != NULL)
+                us->hooks.on_change(u, us->hooks.data);
         }
     } else if (u != NULL) {
         log_info("user removed uid=%s", c->uid);
@@ -366,7 +385,7 @@ static void on_changes(struct rconn *rc, struct redisReply *reply, int err, void
         uint32_t k = hrw_shard(c->uid, (uint32_t)us->shards);
         char users[SCHEMA_SHARD_KEY_MAX];
         schema_key_shard_users(users, k);
-        if (rconn_command(us->rc, on_member_check, c, "SISMEMBER %s %s", users, c->uid) < 0) {
+        if (rconn_command(us->rc, on_member_check, c, "ZSCORE %s %s", users, c->uid) < 0) {
             xfree(c);
             us->next_sync_ms = time_mono_ms() + RESYNC_RETRY_MS;
             continue;

@@ -1,21 +1,24 @@
 /*
  * cmd/watcher/users: the users this watcher should consider, kept in memory
  * (docs/architecture.md section 4): loaded from every shard's
- * si:{k}:users set, then kept current from the si:changes stream, read with
+ * si:{k}:users zset, then kept current from the si:changes stream, read with
  * XREAD (no BLOCK: the node's one rconn is shared) every second, with a full
  * resync every few minutes that catches anything the stream lost (it is
  * trimmed with MAXLEN ~).
  *
  * A stream entry names a user (uid, op); whatever the op, the registry asks
- * the user's shard set (SISMEMBER) and adds or removes the user to match,
+ * the user's shard zset (ZSCORE) and adds or removes the user to match,
  * so entries may be replayed or reordered without harm. An "update", an
  * "archive" or a "restore" of a user that is a member when asked is
  * reported as a change (its credentials or provider may differ, or an
  * archive and a restore read in one poll raised its cursor_epoch: the
  * session starts again).
  *
- * Resync: the stream position is noted first, then every shard set is read
- * (SMEMBERS, pipelined); users seen are added, users not seen in any set are
+ * Each user carries its score there, the time it was admitted (scripts/lua/
+ * prelude/admit.lua), by which the lease manager ranks users for placement.
+ *
+ * Resync: the stream position is noted first, then every shard zset is read
+ * (ZRANGE WITHSCORES, pipelined); users seen are added, users not seen in any are
  * removed (only when every read succeeded), then the stream is read again
  * from the noted position, so a change made during the resync is applied
  * after it.
@@ -47,6 +50,7 @@ struct user_entry {
     struct user_entry *next; /* internal: hash chain */
     uint32_t k;              /* shard */
     uint32_t seen;           /* internal: resync mark */
+    int64_t admitted;        /* its si:{k}:users score: ms it was admitted */
     void *data;              /* the lease manager's state for this user */
     char uid[];              /* NUL-terminated */
 };

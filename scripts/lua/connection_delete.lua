@@ -28,7 +28,7 @@
 -- The first call marks the connection deleting=1, so it is invisible to the
 -- API and takes no new users from then on. Each batch is atomic: a user
 -- vanishes with its indexes (si:tag:, si:email:, found from its hash and
--- deleted when they still name it), its shard set entry, its shard's counts
+-- deleted when they still name it), its shard zset entry, its shard's counts
 -- (si:{k}:count, derived from its key, same {k}), its queued event ids and a
 -- 'delete' record for watchers, never half of them.
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -77,7 +77,7 @@ for j = 0, m - 1 do
     local users, ready, partners = KEYS[base + 1 + 6 * j], KEYS[base + 2 + 6 * j],
         KEYS[base + 3 + 6 * j]
     for uid, _ in pairs(gone) do
-        redis.call('SREM', users, uid)
+        redis.call('ZREM', users, uid)
     end
     for _, id in ipairs(redis.call('LRANGE', ready, 0, -1)) do
         if owned(id) then

@@ -34,7 +34,7 @@
 --          'old' the UID is not above the cursor (already recorded), 'nocursor'
 --          (none, or one of an earlier epoch of the user: written before an
 --          archive and a restore, see cursor_baseline.lua),
---          'unwatched' the user is no longer in its shard's users set
+--          'unwatched' the user is no longer in its shard's users zset
 --          (archived, disconnected or deleted since the watcher last looked:
 --          its mail is not announced, and the watcher drops the session)
 --
@@ -54,7 +54,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 0 t
 end
 -- si:{k}:users, derived from KEYS[7] (same {k} tag, so the same slot).
 local prefix, user = string.match(KEYS[7], '^(si:{[^}]*}:)user:(.+)$')
-if not prefix or redis.call('SISMEMBER', prefix .. 'users', user) == 0 then
+if not prefix or admitted(prefix .. 'users', user) == 0 then
     return {0, 'unwatched'}
 end
 local cur = redis.call('HMGET', KEYS[3], 'uidvalidity', 'last_uid', 'epoch')

@@ -20,7 +20,7 @@ for _, uid in ipairs(redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[1]) or 16)
                          'username', 'secret', 'oauth2_access_token')
     if f[1] ~= '1' then
         redis.call('SREM', KEYS[1], uid)
-    elseif redis.call('SISMEMBER', KEYS[2], uid) == 1 then
+    elseif admitted(KEYS[2], uid) == 1 then
         out[#out + 1] = uid
         for i = 2, 6 do
             out[#out + 1] = f[i] or ''

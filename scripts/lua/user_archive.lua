@@ -64,7 +64,7 @@ local names = {tag = f[3], email = f[4], username = f[6]}
 ix_user(uid, names, names)
 redis.call('HINCRBY', (string.gsub(user, ':user:.*$', ':count', 1)), 'archived', 1)
 redis.call('HINCRBY', user, 'cursor_epoch', 1)
-redis.call('SREM', KEYS[2], uid)
+redis.call('ZREM', KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op',
            'archive')
 return 1

@@ -77,7 +77,7 @@ if ARGV[8] == '1' then
 end
 ix_user(uid, {tag = f[3], email = old_email, username = f[6]},
         {tag = f[3], email = email, username = username})
-redis.call('SADD', KEYS[2], uid)
+admit(KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op', 'update')
 return {'ok', user_event(KEYS[5], KEYS[6], KEYS[7], KEYS[8], {
     type = 'user_connected', id = ARGV[14], pid = pid, uid = uid, code = code, tag = ARGV[5],

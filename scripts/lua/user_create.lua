@@ -30,7 +30,7 @@
 -- Uniqueness as the original: tag and email unique per connection,
 -- case-insensitive, among non-archived users. Atomic so that of many
 -- parallel creates of one tag exactly one wins, and a user never exists
--- without its index entries, its shard set entry and the watchers' record;
+-- without its index entries, its shard zset entry and the watchers' record;
 -- a live user created connected queues user_connected in the same step, so
 -- no failure of the api between two calls can lose the event.
 -- Connected on save when the credentials are complete (PLAIN: username and

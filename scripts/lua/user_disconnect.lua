@@ -59,7 +59,7 @@ if ARGV[5] == '1' then
 end
 ix_user(uid, {tag = f[3], email = f[4], username = f[8]},
         {tag = f[3], email = email, username = f[8]})
-redis.call('SREM', KEYS[2], uid)
+redis.call('ZREM', KEYS[2], uid)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op', 'update')
 if not was or f[5] == '1' then
     return {'ok', was and 1 or 0, 0}

@@ -43,7 +43,7 @@
 -- The record is user_create.lua's, but connected_at is the original's and
 -- no user_connected event is queued (the partner knows the user). Atomic so
 -- that a user is imported whole or not at all, with its index entries, its
--- shard set entry and its cursor: a watcher that sees the user also sees
+-- shard zset entry and its cursor: a watcher that sees the user also sees
 -- where its new mail starts.
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'deleting') == '1' then
     return {'missing'}
@@ -111,9 +111,9 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
         redis.call('HSET', KEYS[5], 'state', 'idle', 'last_error', '')
     end
     if archived ~= '1' and connected_at ~= '' then
-        redis.call('SADD', KEYS[6], uid)
+        admit(KEYS[6], uid)
     else
-        redis.call('SREM', KEYS[6], uid)
+        redis.call('ZREM', KEYS[6], uid)
     end
     ix_user(uid, {tag = f[1], email = f[2], username = f[4]},
             {tag = ARGV[3], email = email, username = ARGV[5]})

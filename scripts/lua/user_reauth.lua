@@ -18,7 +18,7 @@
 --          connected again), the user is gone, or it is reauth_required
 --          already (no second event)
 --
--- The user leaves its shard's users set (watchers drop its session at their
+-- The user leaves its shard's users zset (watchers drop its session at their
 -- next resync); connecting again (the api's connect callback) puts it back.
 -- It queues with enqueue() of prelude/queue.lua, as event_enqueue does.
 local u = redis.call('HMGET', KEYS[1], 'secret', 'state', 'code', 'tag')
@@ -28,7 +28,7 @@ end
 local now = now_ms()
 redis.call('HSET', KEYS[1], 'state', 'reauth_required', 'last_error', ARGV[2], 'connected_at', '',
            'oauth2_access_token', '', 'oauth2_expires_at', '', 'updated_at', tostring(now))
-redis.call('SREM', KEYS[2], ARGV[5])
+redis.call('ZREM', KEYS[2], ARGV[5])
 redis.call('SADD', KEYS[6], ARGV[5])
 if redis.call('EXISTS', KEYS[3]) == 0 then
     redis.call('HSET', KEYS[3], 'id', ARGV[3], 'pid', ARGV[4], 'type', 'user_reauth_required',

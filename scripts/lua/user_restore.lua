@@ -62,7 +62,7 @@ ix_user(uid, names, names)
 redis.call('DEL', (string.gsub(KEYS[1], ':user:', ':cur:', 1)))
 redis.call('HINCRBY', (string.gsub(KEYS[1], ':user:.*$', ':count', 1)), 'archived', -1)
 if f[4] and f[4] ~= '' then
-    redis.call('SADD', KEYS[2], uid)
+    admit(KEYS[2], uid)
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op',
            'restore')

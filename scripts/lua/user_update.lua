@@ -145,9 +145,9 @@ if op == 'archive' or op == 'restore' then
 end
 tracer_users(KEYS[2], uid, tracer)
 if connected_at ~= '' and not archived then
-    redis.call('SADD', KEYS[2], uid)
+    admit(KEYS[2], uid)
 else
-    redis.call('SREM', KEYS[2], uid)
+    redis.call('ZREM', KEYS[2], uid)
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', ARGV[2], 'op', op)
 local queued = 0

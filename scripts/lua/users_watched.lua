@@ -7,6 +7,6 @@
 -- Read-only; a script only so that one call reads every shard's set.
 local n = 0
 for _, key in ipairs(KEYS) do
-    n = n + redis.call('SCARD', key)
+    n = n + redis.call('ZCARD', key)
 end
 return n

@@ -191,7 +191,7 @@ static void fill_users(struct pipe *p, const struct crypto_keys *keys, unsigned 
             "last_login_at", when,    "last_email_at", when,       "created_at",   when,
             "updated_at",    when,    "enable_tracer", "0"};
         pipe_argv(p, (int)(sizeof hset / sizeof hset[0]), hset);
-        pipe_cmd(p, "SADD si:{%s}:users %s", k, uid);
+        pipe_cmd(p, "ZADD si:{%s}:users 0 %s", k, uid);
         pipe_cmd(p, "ZADD si:conn:%s:gmail:users 0 %s\x1f%s", pid, tag, uid);
         pipe_cmd(p, "SET si:tag:%s:gmail:%s %s", pid, tag, uid);
         pipe_cmd(p, "SET si:email:%s:gmail:%s %s", pid, email, uid);

@@ -292,7 +292,7 @@ static void print_idle(void)
            "window holds one round more or less. client\\|list is the reaper's listing "
            "(core/reaper): one per watcher every %d ms. Not in the window: each watcher's full "
            "re-read "
-           "of its users every %d min (one SMEMBERS per shard).\n\n",
+           "of its users every %d min (one ZRANGE per shard).\n\n",
            FX_SHARDS, INCARNATION_RENEW_MS / 1000, INCARNATION_RENEW_MS / 1000 + 1, REAPER_POLL_MS,
            USERS_RESYNC_MS / 60000);
 }

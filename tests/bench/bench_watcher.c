@@ -384,7 +384,7 @@ static int create_users(struct redis_fixture *fx, const char *code, int first, i
         const char *argv[] = {"HSET", key,   "uid", uid,        "pid", "1",      "code",
                               code,   "tag", login, "username", login, "secret", sealed};
         redisAppendCommandArgv(c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
-        redisAppendCommand(c, "SADD si:{%s}:users %s", k, uid);
+        redisAppendCommand(c, "ZADD si:{%s}:users 0 %s", k, uid);
         redisAppendCommand(c, "XADD si:changes * uid %s k %s op create", uid, k);
         xfree(sealed);
         pending += 3;

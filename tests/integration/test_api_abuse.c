@@ -422,7 +422,8 @@ static void check_indexes(long long pid, const char *code)
         int connected = u->element[3]->str && u->element[3]->str[0];
         redisReply *t = rcmd(&redis, "GET si:tag:%lld:%s:%s", pid, code, ltag);
         redisReply *e = rcmd(&redis, "GET si:email:%lld:%s:%s", pid, code, lemail);
-        redisReply *m = rcmd(&redis, "SISMEMBER si:{%u}:users %s", k, uid);
+        redisReply *m = rcmd(&redis, "ZSCORE si:{%u}:users %s", k, uid);
+        int listed = m->type == REDIS_REPLY_STRING;
         if (live) {
             live_users++;
             if (t->type != REDIS_REPLY_STRING || strcmp(t->str, uid) != 0)
@@ -432,15 +433,14 @@ static void check_indexes(long long pid, const char *code)
                 if (e->type != REDIS_REPLY_STRING || strcmp(e->str, uid) != 0)
                     fail_msg("live user %s is not in its email index (%s)", uid, lemail);
             }
-            if (m->integer != connected)
-                fail_msg("user %s: in the shard set %lld, connected %d", uid, m->integer,
-                         connected);
+            if (listed != connected)
+                fail_msg("user %s: in the shard zset %d, connected %d", uid, listed, connected);
         } else {
             if (t->type == REDIS_REPLY_STRING && strcmp(t->str, uid) == 0)
                 fail_msg("archived user %s still holds tag %s", uid, ltag);
             if (e->type == REDIS_REPLY_STRING && strcmp(e->str, uid) == 0)
                 fail_msg("archived user %s still holds email %s", uid, lemail);
-            if (m->integer != 0)
+            if (listed)
                 fail_msg("archived user %s is still watched", uid);
         }
         freeReplyObject(t);

@@ -304,8 +304,8 @@ static void test_oauth2_connect_consent_callback_then_disconnect(void **state)
     fx_user_field(&redis, s.uid, "oauth2_expires_at", v, sizeof v);
     assert_true(atoll(v) > harness_now_ms());
     assert_int_equal(events_of(s.uid, "connected"), 1);
-    redisReply *rep = rcmd(&redis, "SISMEMBER si:{%u}:users %s", hrw_shard(s.uid, 64), s.uid);
-    assert_int_equal(rep->integer, 1);
+    redisReply *rep = rcmd(&redis, "ZSCORE si:{%u}:users %s", hrw_shard(s.uid, 64), s.uid);
+    assert_int_equal(rep->type, REDIS_REPLY_STRING);
     freeReplyObject(rep);
 
     /* The state was single use: the same callback again changes nothing. */
@@ -887,12 +887,12 @@ static void count_state(const char *k, const char *uid, void *data)
 {
     long long *t = data;
     redisReply *f = rcmd(&redis, "HMGET %s archived state", k);
-    char set[64];
-    snprintf(set, sizeof set, "%.*s:users", (int)(uid - 6 - k), k);
-    redisReply *w = rcmd(&redis, "SISMEMBER %s %s", set, uid);
+    char zset[64];
+    snprintf(zset, sizeof zset, "%.*s:users", (int)(uid - 6 - k), k);
+    redisReply *w = rcmd(&redis, "ZRANK %s %s", zset, uid);
     const char *arch = f->element[0]->str, *st = f->element[1]->str;
     int which = arch != NULL && strcmp(arch, "1") == 0             ? 0
-                : w->integer == 1                                  ? 1
+                : w->type == REDIS_REPLY_INTEGER                   ? 1
                 : st != NULL && strcmp(st, "reauth_required") == 0 ? 2
                                                                    : 3;
     t[which]++;

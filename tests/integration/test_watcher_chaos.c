@@ -84,7 +84,7 @@ static void create_users(void)
         const char *argv[] = {"HSET", key,   "uid",      uid,   "pid",    PID,    "code",     code,
                               "tag",  login, "username", login, "secret", sealed, "archived", "0"};
         redisAppendCommandArgv(c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
-        redisAppendCommand(c, "SADD si:{%s}:users %s", k, uid);
+        redisAppendCommand(c, "ZADD si:{%s}:users 0 %s", k, uid);
         xfree(sealed);
     }
     for (int i = 0; i < 2 * users; i++) {

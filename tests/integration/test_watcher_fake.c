@@ -311,6 +311,47 @@ static void test_users_over_capacity_are_unassigned_then_promoted(void **state)
     harness_proc_stop(&w);
 }
 
+/* A Redis written by schema 1 kept each shard's users to watch in a set. A
+ * watcher of schema 2 migrates it before it starts (core/node.c): the sets
+ * become zsets scored by each user's connected_at, the version is bumped,
+ * and placement follows that order: with room for 2 of 3, the two connected
+ * first are watched and the last one is unassigned. */
+static void test_schema_1_is_migrated_and_its_users_ranked_by_connected_at(void **state)
+{
+    (void)state;
+    const char *uids[3] = {"00000000000000000000f011", "00000000000000000000f012",
+                           "00000000000000000000f013"};
+    const char *connected_at[3] = {"3000", "1000", "2000"};
+    providers();
+    for (int i = 0; i < 3; i++)
+        user(uids[i], "fk", 11 + i);
+    char out[64];
+    for (int i = 0; i < 3; i++) {
+        unsigned k = fx_shard(uids[i]);
+        get(out, sizeof out, "DEL si:{%u}:users", k);
+        get(out, sizeof out, "SADD si:{%u}:users %s", k, uids[i]);
+        get(out, sizeof out, "HSET si:{%u}:user:%s connected_at %s", k, uids[i], connected_at[i]);
+    }
+    get(out, sizeof out, "HSET si:meta schema_version 1 shards 64 created_at 1");
+
+    const char *const more[] = {"SUPERIMAP_MAX_USERS=2", NULL};
+    assert_int_equal(start_watcher(more), 0);
+    assert_int_equal(harness_wait_log(&w, "migrated the Redis schema", 10000), 0);
+    get(out, sizeof out, "HGET si:meta schema_version");
+    assert_string_equal(out, "2");
+    for (int i = 0; i < 3; i++) {
+        unsigned k = fx_shard(uids[i]);
+        get(out, sizeof out, "TYPE si:{%u}:users", k);
+        assert_string_equal(out, "zset");
+        get(out, sizeof out, "ZSCORE si:{%u}:users %s", k, uids[i]);
+        assert_string_equal(out, connected_at[i]);
+    }
+    assert_int_equal(fx_wait_user_field(&redis, uids[1], "state", "watching", 10000), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uids[2], "state", "watching", 10000), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uids[0], "state", "unassigned", 10000), 0);
+    harness_proc_stop(&w);
+}
+
 /* An archive and a restore the watcher reads in one poll of si:changes: the
  * user is a member again by then, but its cursor_epoch went up twice, so
  * the running session could not write its cursor any more. It must start
@@ -335,12 +376,12 @@ static void test_archive_and_restore_read_in_one_poll_restart_the_session(void *
     const char *cmds[] = {"MULTI",
                           "HSET si:{%u}:user:%s archived 1 state archived",
                           "HINCRBY si:{%u}:user:%s cursor_epoch 1",
-                          "SREM si:{%u}:users %s",
+                          "ZREM si:{%u}:users %s",
                           "XADD si:changes * uid %s k %u op archive",
                           "HSET si:{%u}:user:%s archived 0 state idle",
                           "HINCRBY si:{%u}:user:%s cursor_epoch 1",
                           "DEL si:{%u}:cur:%s",
-                          "SADD si:{%u}:users %s",
+                          "ZADD si:{%u}:users 1 %s",
                           "XADD si:changes * uid %s k %u op restore",
                           "EXEC"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
@@ -483,6 +524,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_users_over_capacity_are_unassigned_then_promoted,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_schema_1_is_migrated_and_its_users_ranked_by_connected_at, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_archive_and_restore_read_in_one_poll_restart_the_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttling_and_refused_login_show_and_heal, setup,

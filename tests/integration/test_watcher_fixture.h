@@ -133,7 +133,7 @@ FX_FN int fx_provider(const struct redis_srv *r, const char *code, const char *h
     return ok ? 0 : -1;
 }
 
-/* A user as the api stores it: hash, shard set, change stream entry. */
+/* A user as the api stores it: hash, shard zset, change stream entry. */
 FX_FN int fx_user(const struct redis_srv *r, const char *uid, const char *pid, const char *code,
                   const char *tag, const char *login, const char *password)
 {
@@ -152,7 +152,7 @@ FX_FN int fx_user(const struct redis_srv *r, const char *uid, const char *pid, c
     xfree(sealed);
     int ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
     freeReplyObject(rep);
-    rep = fx_cmd(r, "SADD si:{%s}:users %s", k, uid);
+    rep = fx_cmd(r, "ZADD si:{%s}:users 0 %s", k, uid);
     ok = ok && rep != NULL && rep->type == REDIS_REPLY_INTEGER;
     freeReplyObject(rep);
     rep = fx_cmd(r, "XADD si:changes MAXLEN ~ 100000 * uid %s k %s op create", uid, k);
@@ -221,13 +221,13 @@ FX_FN int fx_user_access_token(const struct redis_srv *r, const char *uid, const
 }
 
 /* Archives a user as scripts/lua/user_archive.lua does (the parts the
- * watcher sees): archived flag, out of the shard set, a change entry. */
+ * watcher sees): archived flag, out of the shard zset, a change entry. */
 FX_FN int fx_archive(const struct redis_srv *r, const char *uid)
 {
     unsigned k = fx_shard(uid);
     redisReply *rep = fx_cmd(r, "HSET si:{%u}:user:%s archived 1 state archived", k, uid);
     freeReplyObject(rep);
-    rep = fx_cmd(r, "SREM si:{%u}:users %s", k, uid);
+    rep = fx_cmd(r, "ZREM si:{%u}:users %s", k, uid);
     freeReplyObject(rep);
     rep = fx_cmd(r, "XADD si:changes MAXLEN ~ 100000 * uid %s k %u op archive", uid, k);
     int ok = rep != NULL && rep->type == REDIS_REPLY_STRING;

@@ -272,10 +272,10 @@ static void test_revoked_grant_gives_reauth_required_and_an_event(void **state)
                      200);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "reauth_required", 15000), 0);
     char out[512];
-    assert_int_equal(harness_redis_get(&redis, out, sizeof out, "SISMEMBER si:{%u}:users %s",
-                                       fx_shard(uid), uid),
-                     0);
-    assert_string_equal(out, "0");
+    assert_int_equal(
+        harness_redis_get(&redis, out, sizeof out, "ZSCORE si:{%u}:users %s", fx_shard(uid), uid),
+        0);
+    assert_string_equal(out, ""); /* not listed */
     fx_user_field(&redis, uid, "last_error", out, sizeof out);
     assert_non_null(strstr(out, "invalid_grant"));
     assert_int_equal(fx_wait_ready(&redis, uid, PID, 1, 5000), 0);
@@ -302,7 +302,7 @@ static void test_revoked_grant_gives_reauth_required_and_an_event(void **state)
     assert_int_equal(
         fx_wait_metric(w.port, "superimap_watcher_oauth2_reauth_required_total", 1, 5000), 0);
     /* Connecting again (what a connect callback writes: a new refresh token,
-     * connected_at, the users set, a change entry; state left as it was) makes
+     * connected_at, the users zset, a change entry; state left as it was) makes
      * the user watched again. */
     char fresh[128], aad[128];
     assert_int_equal(
@@ -315,7 +315,7 @@ static void test_revoked_grant_gives_reauth_required_and_an_event(void **state)
     freeReplyObject(fx_cmd(&redis, "HSET si:{%u}:user:%s secret %s connected_at %lld", k, uid,
                            sealed, (long long)time(NULL) * 1000));
     xfree(sealed);
-    freeReplyObject(fx_cmd(&redis, "SADD si:{%u}:users %s", k, uid));
+    freeReplyObject(fx_cmd(&redis, "ZADD si:{%u}:users 0 %s", k, uid));
     freeReplyObject(
         fx_cmd(&redis, "XADD si:changes MAXLEN ~ 100000 * uid %s k %u op update", uid, k));
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);

@@ -148,7 +148,7 @@ WF_FN int wf_shard(const char *uid)
     return (int)hrw_shard(uid, WF_SHARDS);
 }
 
-/* A user of partner pid: hash, shard's users set and tag index. */
+/* A user of partner pid: hash, shard's users zset and tag index. */
 WF_FN void wf_user(redisContext *c, const char *uid, const char *pid, const char *tag, int tracer)
 {
     int k = wf_shard(uid);
@@ -156,7 +156,7 @@ WF_FN void wf_user(redisContext *c, const char *uid, const char *pid, const char
                            "HSET si:{%d}:user:%s uid %s pid %s code gmail tag %s email %s@x.test "
                            "archived 0 state watching enable_tracer %s connected_at 1",
                            k, uid, uid, pid, tag, tag, tracer ? "1" : "0"));
-    freeReplyObject(wf_cmd(c, "SADD si:{%d}:users %s", k, uid));
+    freeReplyObject(wf_cmd(c, "ZADD si:{%d}:users 0 %s", k, uid));
     freeReplyObject(wf_cmd(c, "SET si:tag:%s:gmail:%s %s", pid, tag, uid));
 }
 

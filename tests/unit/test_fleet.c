@@ -182,6 +182,79 @@ static void test_units_over_fleet_capacity_are_counted_as_overflow(void **state)
     units_free(&u);
 }
 
+/* Issue #15 point 13: a full fleet's overflow is sticky when units are ranked
+ * by admission. 400 units ranked 0..399 fill two nodes of 150; then 50 new
+ * units (ranks 400..449) arrive, with ids whose hashes fall anywhere in the
+ * hash order: every one of the 300 placed before keeps its node, the new
+ * ones overflow. Unranked (the old order), some placed units are pushed out
+ * by new ones. Then 30 placed units leave: the 30 longest waiting take
+ * their room, in rank order. */
+static void test_ranked_overflow_is_sticky(void **state)
+{
+    (void)state;
+    struct units u;
+    units_make(&u, 450, 11);
+    int64_t *ranks = xmalloc(u.n * sizeof *ranks);
+    for (size_t i = 0; i < u.n; i++)
+        ranks[i] = (int64_t)i;
+    struct fleet_node nodes[] = {{"a", 150}, {"b", 150}};
+    int32_t *before = xmalloc(u.n * sizeof *before);
+    int32_t *after = xmalloc(u.n * sizeof *after);
+    size_t over = 0;
+
+    assert_int_equal(fleet_place_ranked(nodes, 2, u.ptrs, ranks, 400, before, &over), 0);
+    assert_int_equal(over, 100);
+    assert_int_equal(fleet_place_ranked(nodes, 2, u.ptrs, ranks, 450, after, &over), 0);
+    assert_int_equal(over, 150);
+    for (size_t i = 0; i < 400; i++)
+        assert_int_equal(after[i], before[i]); /* nobody placed moves or is pushed out */
+    for (size_t i = 400; i < 450; i++)
+        assert_int_equal(after[i], -1);
+
+    /* Without ranks the 50 new units take places from units placed before. */
+    assert_int_equal(fleet_place(nodes, 2, u.ptrs, 400, before, NULL), 0);
+    assert_int_equal(fleet_place(nodes, 2, u.ptrs, 450, after, NULL), 0);
+    size_t pushed_out = 0;
+    for (size_t i = 0; i < 400; i++)
+        pushed_out += before[i] >= 0 && after[i] < 0;
+    assert_true(pushed_out > 0);
+
+    /* 30 placed units leave (removed from the input by swapping in the
+     * waiting ones' ranks): the 30 lowest-ranked waiting units get in. */
+    assert_int_equal(fleet_place_ranked(nodes, 2, u.ptrs, ranks, 450, before, NULL), 0);
+    struct units left;
+    units_make(&left, 450, 11);
+    int64_t *lranks = xmalloc(left.n * sizeof *lranks);
+    size_t m = 0, removed = 0;
+    for (size_t i = 0; i < 450; i++) {
+        if (before[i] >= 0 && removed < 30) {
+            removed++;
+            continue;
+        }
+        left.ptrs[m] = u.ptrs[i];
+        lranks[m++] = ranks[i];
+    }
+    int32_t *later = xmalloc(m * sizeof *later);
+    assert_int_equal(fleet_place_ranked(nodes, 2, left.ptrs, lranks, m, later, &over), 0);
+    assert_int_equal(over, 120);
+    for (size_t j = 0; j < m; j++) {
+        if (lranks[j] < 300 || lranks[j] >= 450)
+            continue;
+        /* Waiting units were ranks 300..449 (the first 300 were placed). */
+        if (lranks[j] < 330)
+            assert_true(later[j] >= 0);
+        else
+            assert_int_equal(later[j], -1);
+    }
+    xfree(later);
+    xfree(lranks);
+    units_free(&left);
+    xfree(after);
+    xfree(before);
+    xfree(ranks);
+    units_free(&u);
+}
+
 static void test_zero_capacity_node_gets_nothing(void **state)
 {
     (void)state;
@@ -514,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_capacities_100_and_300_split_400_units_exactly),
         cmocka_unit_test(test_weights_give_capacity_shares_when_room_is_ample),
         cmocka_unit_test(test_units_over_fleet_capacity_are_counted_as_overflow),
+        cmocka_unit_test(test_ranked_overflow_is_sticky),
         cmocka_unit_test(test_zero_capacity_node_gets_nothing),
         cmocka_unit_test(test_join_moves_about_a_quarter_only_to_the_new_node),
         cmocka_unit_test(test_leave_moves_only_the_leavers_units),

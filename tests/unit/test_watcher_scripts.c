@@ -252,7 +252,7 @@ static long long record(const char *token, const char *uidvalidity, const char *
 /* u1 is one of shard 3's users to watch. */
 static void watch_u1(void)
 {
-    freeReplyObject(rsync_command(rs, "SADD si:{3}:users u1"));
+    freeReplyObject(rsync_command(rs, "ZADD si:{3}:users 0 u1"));
 }
 
 static void test_record_mail_exactly_once_in_uid_order(void **state)
@@ -471,7 +471,7 @@ static void test_mail_of_a_user_no_longer_watched_is_not_recorded(void **state)
     assert_int_equal(record("w1:1", "100", "1", why), 1);
     /* Archived (or disconnected) through the api: out of the users set,
      * before the watcher has seen the change. */
-    freeReplyObject(rsync_command(rs, "SREM si:{3}:users u1"));
+    freeReplyObject(rsync_command(rs, "ZREM si:{3}:users u1"));
     assert_int_equal(record("w1:1", "100", "2", why), 0);
     assert_string_equal(why, "unwatched");
     assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 1);
@@ -558,7 +558,7 @@ static void test_user_reauth_marks_unwatches_and_queues_one_event(void **state)
     redisReply *r = rsync_command(rs, "HSET si:{3}:user:u1 secret sealed-rt1 state watching "
                                       "code GMAIL tag t1 connected_at 5 oauth2_access_token x");
     freeReplyObject(r);
-    r = rsync_command(rs, "SADD si:{3}:users u1");
+    r = rsync_command(rs, "ZADD si:{3}:users 0 u1");
     freeReplyObject(r);
     /* Refused with a secret the user no longer has (connected again): nothing. */
     assert_int_equal(reauth("sealed-rt0", "u1.reauth.1"), 0);
@@ -569,8 +569,8 @@ static void test_user_reauth_marks_unwatches_and_queues_one_event(void **state)
     assert_string_equal(r->element[2]->str, "");
     assert_non_null(strstr(r->element[3]->str, "invalid_grant"));
     freeReplyObject(r);
-    r = rsync_command(rs, "SISMEMBER si:{3}:users u1");
-    assert_int_equal(r->integer, 0);
+    r = rsync_command(rs, "ZSCORE si:{3}:users u1");
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
     freeReplyObject(r);
     r = rsync_command(rs, "HMGET si:{3}:evt:u1.reauth.2 type pid uid code tag sha1 payload state");
     assert_string_equal(r->element[0]->str, "user_reauth_required");
@@ -623,7 +623,7 @@ static void test_users_count_reads_the_counts_and_drops_reauth_users_who_left(vo
     users_count(c);
     assert_int_equal(c[0] + c[1] + c[2] + c[3], 0);
     freeReplyObject(rsync_command(rs, "HSET si:{3}:count users 9 archived 2"));
-    freeReplyObject(rsync_command(rs, "SADD si:{3}:users u5 u6 u7"));
+    freeReplyObject(rsync_command(rs, "ZADD si:{3}:users 0 u5 0 u6 0 u7"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u1 state reauth_required"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u2 state reauth_required"));
     freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u3 state watching"));

@@ -27,7 +27,7 @@ end
 -- connection's user list and count; the shard's counts (si:{k}:count,
 -- users and archived, read by users_count.lua; derived from the user's key,
 -- same {k}); when live, its tag and email keys and, when connected, its
--- shard's users set (the watchers' list); and records the creation in
+-- shard's users zset (the watchers' list); and records the creation in
 -- si:changes.
 local function user_index(keys, uid, k, ltag, email, archived, connected)
     redis.call('ZADD', keys[2], 0, ltag .. '\31' .. uid)
@@ -43,7 +43,7 @@ local function user_index(keys, uid, k, ltag, email, archived, connected)
             redis.call('SET', keys[4], uid)
         end
         if connected then
-            redis.call('SADD', keys[6], uid)
+            admit(keys[6], uid)
         end
     end
     redis.call('XADD', keys[7], 'MAXLEN', '~', '100000', '*', 'uid', uid, 'k', k, 'op', 'create')
