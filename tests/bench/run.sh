@@ -235,6 +235,39 @@ timeline_rewatch_s() {
         END { if (t != "") print t }' "$data/failover.dat"
 }
 
+# memory_rows <plain budget> <TLS budget> [<more on the plain figure>]: the
+# rows of RSS per idle session against budgets in bytes.
+memory_rows() {
+    v=$(val watcher_session_bytes_plain)
+    n=$(val watcher_sessions_per_watcher)
+    row "memory per idle session, plain (RSS delta / sessions)" "≤ $(($1 / 1024)) KiB" \
+        "${v:+$(kib "$v") at $(num "${n:-0}") sessions${3:-}}" "$(yesno "a <= $1" "${v:-0}")"
+    v=$(val watcher_session_bytes_tls)
+    n=$(val watcher_sessions_tls)
+    row "memory per idle session, TLS (RSS delta / sessions)" "≤ $(($2 / 1024)) KiB" \
+        "${v:+$(kib "$v") at $(num "${n:-0}") sessions}" "$(yesno "a <= $2" "${v:-0}")"
+}
+
+# mail_at <prefix>: from <prefix>_rate, _appended and _webhooks, sets lost
+# (appended, not delivered) and at (the rate and the delivery, in words).
+mail_at() {
+    rate=$(val "$1_rate")
+    sent=$(val "$1_appended")
+    got=$(val "$1_webhooks")
+    lost=$(awk -v a="${sent:-0}" -v b="${got:-0}" 'BEGIN { print a - b }')
+    at="at $(num "${rate:-0}") mails/s, $(num "${got:-0}") of $(num "${sent:-0}") delivered"
+}
+
+# mail_row <what> <prefix>: the row of <prefix>_mail_sent, _lost and
+# _duplicated against 0 lost, 0 twice.
+mail_row() {
+    sent=$(val "$2_mail_sent")
+    lost=$(val "$2_mail_lost")
+    dup=$(val "$2_mail_duplicated")
+    row "$1" "0 lost, 0 twice" "${lost:+$(num "${sent:-0}") sent, $lost lost, ${dup:-?} twice}" \
+        "$(yesno 'a == 0 && b == 0' "${lost:-1}" "${dup:-1}")"
+}
+
 summary() {
     echo "| budget (docs/architecture.md section 7) | target | measured | met? |"
     echo "|---|---|---|---|"
@@ -245,19 +278,8 @@ summary() {
     n=$(val watcher_fleet_size)
     row "idle IMAP sessions, one machine" "≥ 57,000 with 3 watchers" \
         "${v:+$(num "$v") sessions held by ${n:-?} watchers}" "$(yesno 'a >= 57000' "${v:-0}")"
-    v=$(val watcher_session_bytes_plain)
-    n=$(val watcher_sessions_per_watcher)
-    row "memory per idle session, plain (RSS delta / sessions)" "≤ 4 KiB" \
-        "${v:+$(kib "$v") at $(num "${n:-0}") sessions}" "$(yesno 'a <= 4096' "${v:-0}")"
-    v=$(val watcher_session_bytes_tls)
-    n=$(val watcher_sessions_tls)
-    row "memory per idle session, TLS (RSS delta / sessions)" "≤ 24 KiB" \
-        "${v:+$(kib "$v") at $(num "${n:-0}") sessions}" "$(yesno 'a <= 24576' "${v:-0}")"
-    rate=$(val mail_rate)
-    sent=$(val mail_appended)
-    got=$(val mail_webhooks)
-    lost=$(awk -v a="${sent:-0}" -v b="${got:-0}" 'BEGIN { print a - b }')
-    at="at $(num "${rate:-0}") mails/s, $(num "${got:-0}") of $(num "${sent:-0}") delivered"
+    memory_rows 4096 24576
+    mail_at mail
     v=$(val mail_webhook_p50_ms)
     row "new mail → webhook received, p50" "≤ 5 ms at 1,000 mails/s" "${v:+$v ms ($at)}" \
         "$(yesno 'a <= 5 && b == 0' "${v:-0}" "$lost")"
@@ -277,12 +299,7 @@ summary() {
     fi
     row "failover: users of a killed watcher watched again" "≤ 45 s" "${v:+$v s after the kill$how}" \
         "$(yesno 'a <= 45' "${v:-0}")"
-    sent=$(val failover_mail_sent)
-    lost=$(val failover_mail_lost)
-    dup=$(val failover_mail_duplicated)
-    row "failover: mail sent meanwhile delivered, none twice" "0 lost, 0 twice" \
-        "${lost:+$(num "${sent:-0}") sent, $lost lost, ${dup:-?} twice}" \
-        "$(yesno 'a == 0 && b == 0' "${lost:-1}" "${dup:-1}")"
+    mail_row "failover: mail sent meanwhile delivered, none twice" failover
     v=$(val import_seconds)
     n=$(val import_users)
     row "import of 100,000 users from SuperIMAP (superimap-import)" "< 60 s" \
@@ -327,12 +344,7 @@ summary20() {
         "none after a kill -9; across a SIGSTOP never longer than the alive keys' life (15 s)" \
         "${v:+kill -9: $v s; SIGSTOP: ${o:-?} s (at most $(num "${u:-0}") users)}" \
         "$(yesno 'a == 0 && b <= 15' "${v:-1}" "${o:-99}")"
-    sent=$(val failover_sigstop_mail_sent)
-    lost=$(val failover_sigstop_mail_lost)
-    dup=$(val failover_sigstop_mail_duplicated)
-    row "SIGSTOP: mail appended through it recorded, none twice" "0 lost, 0 twice" \
-        "${lost:+$(num "${sent:-0}") sent, $lost lost, ${dup:-?} twice}" \
-        "$(yesno 'a == 0 && b == 0' "${lost:-1}" "${dup:-1}")"
+    mail_row "SIGSTOP: mail appended through it recorded, none twice" failover_sigstop
     v=$(val watcher_sessions_100k)
     n=$(val watcher_100k_watchers)
     e=$(val watcher_100k_established_s)
@@ -340,23 +352,11 @@ summary20() {
     row "idle IMAP sessions, one machine" "100,000 with 6 watchers (≤ 19,500 each), no fencing" \
         "${v:+$(num "$v") sessions held by ${n:-?} watchers, all in IDLE $e s from a cold start, ${f:-?} fences}" \
         "$(yesno 'a >= 100000 && b == 0' "${v:-0}" "${f:-1}")"
-    v=$(val watcher_session_bytes_plain)
-    n=$(val watcher_sessions_per_watcher)
     b=$(val watcher_100k_session_bytes)
-    row "memory per idle session, plain (RSS delta / sessions)" "≤ 1 KiB" \
-        "${v:+$(kib "$v") at $(num "${n:-0}") sessions${b:+ (six watchers at 100,000: $(kib "$b"))}}" \
-        "$(yesno 'a <= 1024' "${v:-99999}")"
-    v=$(val watcher_session_bytes_tls)
-    n=$(val watcher_sessions_tls)
-    row "memory per idle session, TLS (RSS delta / sessions)" "≤ 18 KiB" \
-        "${v:+$(kib "$v") at $(num "${n:-0}") sessions}" "$(yesno 'a <= 18432' "${v:-99999}")"
+    memory_rows 1024 18432 "${b:+ (six watchers at 100,000: $(kib "$b"))}"
+    mail_at mail_5000
     v=$(val mail_5000_webhook_p99_ms)
-    rate=$(val mail_5000_rate)
-    sent=$(val mail_5000_appended)
-    got=$(val mail_5000_webhooks)
-    lost=$(awk -v a="${sent:-0}" -v b="${got:-0}" 'BEGIN { print a - b }')
-    row "new mail → webhook received, p99" "≤ 20 ms at 5,000 mails/s" \
-        "${v:+$v ms (at $(num "${rate:-0}") mails/s, $(num "${got:-0}") of $(num "${sent:-0}") delivered)}" \
+    row "new mail → webhook received, p99" "≤ 20 ms at 5,000 mails/s" "${v:+$v ms ($at)}" \
         "$(yesno 'a <= 20 && b == 0' "${v:-99}" "$lost")"
 }
 
