@@ -665,6 +665,11 @@ static int stop_and_take_over(int sig, signed char *owner, struct takeover *t)
         struct timespec ts = {0, POLL_MS * 1000000L};
         nanosleep(&ts, NULL); /* polling interval */
     }
+    if (!continued) { /* no takeover: the stopped watcher goes on, to be stopped at the end */
+        harness_proc_signal(&w[0], SIGCONT);
+        frozen_watching = -1;
+        running[0] = 1;
+    }
     if (sig == SIGSTOP)
         t->fences = harness_metric(w[0].port, "superimap_watcher_fences_total") - fences0;
     for (int i = 0, n = atomic_load(&stream.n); i < n; i++)
