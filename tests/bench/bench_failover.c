@@ -21,10 +21,11 @@
  *      reaching IDLE, after the event). Through each, from PRE_KILL_S before
  *      until the fleet has settled, MAIL_RATE mails a second are appended to
  *      every user in turn (a thread, its own control connection): each must
- *      be recorded once (its user's cursor past it; events queued no more
- *      than messages). The sessions logged in at fake-imapd beyond one per
- *      user are polled too: the longest span a user had two, and how many
- *      did. After the SIGSTOP: the stopped watcher's fences (it must fence
+ *      be announced once (one superimap-dispatcher delivers the webhooks to
+ *      the receiver of tests/integration/receiver.c, compiled in here on a
+ *      thread; none received twice under one id). The sessions logged in
+ *      at fake-imapd beyond one per user are polled too: the longest span a
+ *      user had two, and how many did. After the SIGSTOP: the stopped watcher's fences (it must fence
  *      itself) and the reapings by the others (none: its Redis connection
  *      stays open).
  *   c. Users moved when a 4th watcher joins (3 -> 4) and when it drains
@@ -35,11 +36,11 @@
  *      all users are watched again (and POST_S more), the sessions in IDLE
  *      of each watcher (its /metrics; a killed one's 0 once dead, a stopped
  *      one's last reading), the sessions logged in at fake-imapd, and the
- *      mail appended and recorded per second. When BENCH_DATA_DIR is set,
- *      written to $BENCH_DATA_DIR/failover.dat (the kill -9 at 10,000 users)
- *      and failover_sigstop.dat:
+ *      mail appended and announced (webhooks received) per second. When
+ *      BENCH_DATA_DIR is set, written to $BENCH_DATA_DIR/failover.dat (the
+ *      kill -9 at 10,000 users) and failover_sigstop.dat:
  *
- *        # t_s watcher1 watcher2 watcher3 imap_sessions sent_per_s recorded_per_s
+ *        # t_s watcher1 watcher2 watcher3 imap_sessions sent_per_s webhooks_per_s
  *        -5.0 3337 3308 3355 10000 NaN NaN
  *        -4.5 3337 3308 3355 10000 98.6 100.6
  *        ...
@@ -52,14 +53,11 @@
  * Each process stays under the 20,000 open-file limit (fake-imapd about
  * 10,000 sessions, a watcher at most 5,000). Every child is started by the
  * integration harness (PR_SET_PDEATHSIG, stopped by its PID); every wait has
- * a deadline. The harness and fake-imapd client are compiled in from
- * tests/integration (benches link only libsuperimap.a).
+ * a deadline. The harness, the fake-imapd client and the receiver are
+ * tests/integration's, linked in (the Makefile's harness objects).
  *
  * SPDX-License-Identifier: MIT
  */
-#include "tests/integration/harness.c"
-#include "tests/integration/fakeimap.c"
-
 #include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -70,7 +68,11 @@
 #include "core/incarnation.h"
 #include "core/reaper.h"
 #include "tests/bench/bench.h"
+#include "tests/integration/fakeimap.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/receiver.h"
 #include "tests/integration/test_watcher_fixture.h"
+#include "tests/integration/webhook_fixture.h"
 
 #define PID           "3"
 #define MAX_USERS     10000
@@ -90,6 +92,8 @@
 
 static struct redis_srv redis;
 static struct fakeimap fake;
+static struct receiver *rx; /* partner PID's webhooks */
+static struct proc disp;    /* one dispatcher */
 static struct proc w[NW];
 static int running[NW];
 static char names[NW][16];
@@ -220,6 +224,24 @@ static void idle_for(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* The receiver and a dispatcher delivering partner PID's new_mail webhooks
+ * to it (no user_connected or user_disconnected webhooks: only mail is
+ * counted). 0 or -1. */
+static int start_receiver(void)
+{
+    rx = receiver_start("127.0.0.1", 0, 0);
+    redisContext *c = rx != NULL ? harness_redis_connect(&redis) : NULL;
+    if (c == NULL)
+        return -1;
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", receiver_port(rx));
+    wf_partner(c, PID, base, "bench-api-key-0123456789", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+               "user_connected_webhook_url", "", "user_disconnected_webhook_url", "", NULL);
+    redisFree(c);
+    static const char *const env[] = {"SUPERIMAP_WEBHOOK_ALLOW_PRIVATE=1", NULL};
+    return harness_node_start(&disp, &redis, "superimap-dispatcher", "bd1", env);
+}
+
 /* ---- a. Idle Redis load ---- */
 
 struct cmdstat {
@@ -322,7 +344,7 @@ static void print_idle(void)
  * MAIL_RATE messages a second are appended to the users in turn (user
  * i * 7919 mod users: every user, the victim's too, spread over the window),
  * on a control connection of the stream's own. What was appended is kept to
- * count what the fleet recorded (count_mail()).
+ * count what the fleet announced (count_mail()).
  */
 struct stream {
     struct fakeimap f; /* a copy of fake, with its own control connection */
@@ -390,36 +412,12 @@ static void stream_stop(void)
 struct sample {
     double t_s;
     double n[3];
-    long long sent, events, imap;
+    long long sent, hooks, imap;
 };
 
 static struct sample samples[MAX_SAMPLES];
 static int nsamples;
 static double frozen_watching = -1; /* the SIGSTOPped watcher's last reading, or -1 */
-
-/* Events queued in all (no dispatcher runs: they stay), one pipelined
- * LLEN per shard; -1 when Redis cannot be read. */
-static long long ready_events(void)
-{
-    redisContext *c = harness_redis_connect(&redis);
-    if (c == NULL)
-        return -1;
-    for (int k = 0; k < FX_SHARDS; k++)
-        redisAppendCommand(c, "LLEN si:{%d}:ready:%s", k, PID);
-    long long events = 0;
-    for (int k = 0; k < FX_SHARDS; k++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            events = -1;
-            break;
-        }
-        if (r->type == REDIS_REPLY_INTEGER && events >= 0)
-            events += r->integer;
-        freeReplyObject(r);
-    }
-    redisFree(c);
-    return events;
-}
 
 static void take_sample(double t_s)
 {
@@ -430,13 +428,13 @@ static void take_sample(double t_s)
     for (int i = 0; i < 3; i++)
         s->n[i] = i == 0 && frozen_watching >= 0 ? frozen_watching : watching(i);
     s->sent = atomic_load(&stream.n);
-    s->events = ready_events();
+    s->hooks = receiver_count(rx, NULL);
     s->imap = fakeimap_stat(&fake, "authenticated");
 }
 
 /* Writes the timeline to $BENCH_DATA_DIR/name: per row the sessions of
  * each watcher, the sessions logged in at fake-imapd, and the mail appended
- * and recorded (events queued) per second since the row before. */
+ * and announced (webhooks received) per second since the row before. */
 static int write_timeline(const char *name, const char *event)
 {
     const char *dir = getenv("BENCH_DATA_DIR");
@@ -451,16 +449,16 @@ static int write_timeline(const char *name, const char *event)
     }
     fprintf(f,
             "# %d users, %s of watcher 1 at t = 0; mail appended at %d/s\n"
-            "# t_s watcher1 watcher2 watcher3 imap_sessions sent_per_s recorded_per_s\n",
+            "# t_s watcher1 watcher2 watcher3 imap_sessions sent_per_s webhooks_per_s\n",
             nusers, event, MAIL_RATE);
     for (int s = 0; s < nsamples; s++) {
         /* Rates over the span since the row before: none in the first row. */
         const struct sample *x = &samples[s], *p = s > 0 ? &samples[s - 1] : NULL;
         double dt = p != NULL ? x->t_s - p->t_s : 0;
         fprintf(f, "%.2f %.0f %.0f %.0f %lld ", x->t_s, x->n[0], x->n[1], x->n[2], x->imap);
-        if (dt > 0 && x->events >= 0 && p->events >= 0)
+        if (dt > 0)
             fprintf(f, "%.1f %.1f\n", (double)(x->sent - p->sent) / dt,
-                    (double)(x->events - p->events) / dt);
+                    (double)(x->hooks - p->hooks) / dt);
         else
             fprintf(f, "NaN NaN\n");
     }
@@ -514,60 +512,78 @@ static int victims_back(const signed char *was, const signed char *owner, long l
 struct takeover {
     int users, victims;
     double victims_s, all_s;
-    int sent, to_victims, recorded; /* mail appended in the window, of it to its users, recorded */
-    long long events;
+    int sent, to_victims,
+        delivered;         /* mail appended in the window, of it to its users, announced */
+    long long twice;       /* webhooks received again under an id already received */
     double overlap_s;      /* longest span with more sessions logged in at fake-imapd than users */
     long long overlap_max; /* most sessions over the users at once */
     double cont_s;         /* SIGSTOP: the SIGCONT, from the stop */
     double fences, reaped; /* SIGSTOP: fences of the stopped watcher, reapings by the others */
 };
 
-/* The users' cursors (last_uid, 0 when none) into cur; 0 or -1. */
-static int read_cursors(uint32_t *cur)
+/* A stream message's key: user index and UID. */
+static uint64_t mail_key(int user, uint32_t uid)
 {
-    redisContext *c = harness_redis_connect(&redis);
-    if (c == NULL)
-        return -1;
-    for (int u = 0; u < nusers; u++) {
-        char uid[32];
-        uid_of(u, uid);
-        redisAppendCommand(c, "HGET si:{%u}:cur:%s last_uid", fx_shard(uid), uid);
-    }
-    int rc = 0;
-    for (int u = 0; u < nusers; u++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            rc = -1;
-            break;
-        }
-        cur[u] = r->type == REDIS_REPLY_STRING ? (uint32_t)strtoul(r->str, NULL, 10) : 0;
-        freeReplyObject(r);
-    }
-    redisFree(c);
-    return rc;
+    return (uint64_t)user << 32 | uid;
 }
 
-/* Counts the stream's mail recorded (its user's cursor past it) within
- * 30 s, and the events queued since events_before (nothing else was sent):
- * a message recorded twice would show as more events than messages. */
-static void count_mail(long long events_before, struct takeover *t)
+static int cmp_u64(const void *a, const void *b)
 {
-    int n = atomic_load(&stream.n), recorded = 0;
-    uint32_t *cur = xcalloc((size_t)nusers, sizeof *cur);
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The stream message of webhook id "<uid>.<uidvalidity>.<message UID>" (uid
+ * as uid_of() writes it), as mail_key(), or 0 when it is not one of ours. */
+static uint64_t id_key(const char *id)
+{
+    const char *b = strchr(id, 'b'), *dot = strrchr(id, '.');
+    if (b == NULL || dot == NULL)
+        return 0;
+    return mail_key(atoi(b + 1), (uint32_t)strtoul(dot + 1, NULL, 10));
+}
+
+/*
+ * Counts the stream's mail announced: a webhook received for it, polled
+ * for 30 s until every message has one; and the webhooks received again
+ * under an id already received (no dispatcher dies here, so any is a
+ * message announced twice).
+ */
+static void count_mail(struct takeover *t)
+{
+    int n = atomic_load(&stream.n);
+    uint64_t *keys = xmalloc((size_t)(n + 1) * sizeof *keys);
+    for (int i = 0; i < n; i++)
+        keys[i] = mail_key(stream.user[i], stream.uid[i]);
+    qsort(keys, (size_t)n, sizeof *keys, cmp_u64);
+    unsigned char *got = xcalloc((size_t)n + 1, 1);
     long long deadline = harness_now_ms() + 30000;
+    struct receiver_request *reqs = NULL;
     for (;;) {
-        recorded = 0;
-        if (read_cursors(cur) == 0)
-            for (int i = 0; i < n; i++)
-                recorded += cur[stream.user[i]] >= stream.uid[i];
-        if (recorded == n || harness_now_ms() > deadline)
+        size_t max = (size_t)receiver_count(rx, NULL) + 16;
+        reqs = xrealloc(reqs, max * sizeof *reqs);
+        size_t m = receiver_requests(rx, reqs, max);
+        memset(got, 0, (size_t)n);
+        t->delivered = 0;
+        t->twice = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint64_t k = id_key(reqs[i].id);
+            const uint64_t *hit = bsearch(&k, keys, (size_t)n, sizeof *keys, cmp_u64);
+            if (hit == NULL)
+                continue;
+            if (got[hit - keys]++ == 0)
+                t->delivered++;
+            else
+                t->twice++;
+        }
+        if (t->delivered == n || harness_now_ms() > deadline)
             break;
         harness_poll_pause();
     }
-    xfree(cur);
     t->sent = n;
-    t->recorded = recorded;
-    t->events = ready_events() - events_before;
+    xfree(reqs);
+    xfree(got);
+    xfree(keys);
 }
 
 /* Notes in t the sessions at fake-imapd beyond one per user: the longest
@@ -685,7 +701,7 @@ static int takeover(int sig, signed char *owner, struct takeover *t, const char 
 {
     memset(t, 0, sizeof *t);
     nsamples = 0;
-    long long events_before = ready_events();
+    receiver_clear(rx); /* the webhooks of this event's window only */
     if (stream_start() < 0)
         return -1;
     int rc = stop_and_take_over(sig, owner, t);
@@ -695,7 +711,7 @@ static int takeover(int sig, signed char *owner, struct takeover *t, const char 
         return -1;
     }
     t->users = nusers;
-    count_mail(events_before, t);
+    count_mail(t);
     if (write_timeline(dat, sig == SIGSTOP ? "SIGSTOP" : "kill -9") < 0)
         return -1;
     if (sig == SIGKILL && start_watcher(0) < 0)
@@ -715,21 +731,22 @@ static void print_takeovers(const struct takeover *k)
            "without a heartbeat (every 5 s); a node whose Redis connection closed is reaped "
            "after %d ms (core/reaper): a SIGSTOPped one's stays open, so its users wait for its "
            "alive keys to expire. Logins are paced at 20,000/s. Mail is appended at %d/s to "
-           "every user in turn from %d s before the event until the fleet has settled; no "
-           "dispatcher runs, so every recorded message stays queued as an event. The "
+           "every user in turn from %d s before the event until the fleet has settled; one "
+           "dispatcher delivers their webhooks to a receiver on a thread of this program: a "
+           "message is announced when its webhook is received, twice when its id comes again. The "
            "SIGSTOPped watcher gets SIGCONT %d ms after its users are watched again. Two "
            "sessions: more users logged in at fake-imapd than there are users.\n\n",
            INCARNATION_ALIVE_TTL_MS / 1000, INCARNATION_RENEW_MS / 1000, FLEET_DEAD_MS / 1000,
            REAPER_GRACE_MS, MAIL_RATE, PRE_KILL_S, CONT_AFTER_MS);
     printf("| users | event | on the watcher | its users watched again after s | all users "
-           "watched again after s | mail appended | of it to its users | recorded | lost | "
-           "events more than messages | longest with two sessions s | most users with two "
+           "watched again after s | mail appended | of it to its users | announced | lost | "
+           "announced twice | longest with two sessions s | most users with two "
            "sessions |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < 3; i++)
         printf("| %d | %s | %d | %.1f | %.1f | %d | %d | %d | %d | %lld | %.1f | %lld |\n",
                k[i].users, i < 2 ? "kill -9" : "SIGSTOP", k[i].victims, k[i].victims_s, k[i].all_s,
-               k[i].sent, k[i].to_victims, k[i].recorded, k[i].sent - k[i].recorded,
-               k[i].events - k[i].recorded, k[i].overlap_s, k[i].overlap_max);
+               k[i].sent, k[i].to_victims, k[i].delivered, k[i].sent - k[i].delivered, k[i].twice,
+               k[i].overlap_s, k[i].overlap_max);
     printf("\nSIGSTOP: SIGCONT %.1f s after the stop; the stopped watcher fenced itself %.0f "
            "time(s) after it; the other watchers reaped %.0f peers meanwhile (the reaper must "
            "not act on a stopped node: its Redis connection stays open).\n\n",
@@ -739,11 +756,9 @@ static void print_takeovers(const struct takeover *k)
     bench_result("failover_victims_1k", "%d", k[0].victims);
     bench_result("failover_victims_10k", "%d", k[1].victims);
     bench_result("failover_mail_sent", "%d", k[0].sent + k[1].sent);
-    bench_result("failover_mail_lost", "%d", k[0].sent - k[0].recorded + k[1].sent - k[1].recorded);
-    long long dup = 0;
-    for (int i = 0; i < 2; i++)
-        dup += k[i].events > k[i].recorded ? k[i].events - k[i].recorded : 0;
-    bench_result("failover_mail_duplicated", "%lld", dup);
+    bench_result("failover_mail_lost", "%d",
+                 k[0].sent - k[0].delivered + k[1].sent - k[1].delivered);
+    bench_result("failover_mail_duplicated", "%lld", k[0].twice + k[1].twice);
     bench_result("failover_overlap_s", "%.1f",
                  k[0].overlap_s > k[1].overlap_s ? k[0].overlap_s : k[1].overlap_s);
     bench_result("failover_sigstop_s", "%.1f", k[2].victims_s);
@@ -753,9 +768,8 @@ static void print_takeovers(const struct takeover *k)
     bench_result("failover_sigstop_fences", "%.0f", k[2].fences);
     bench_result("failover_sigstop_reaped", "%.0f", k[2].reaped);
     bench_result("failover_sigstop_mail_sent", "%d", k[2].sent);
-    bench_result("failover_sigstop_mail_lost", "%d", k[2].sent - k[2].recorded);
-    bench_result("failover_sigstop_mail_duplicated", "%lld",
-                 k[2].events > k[2].recorded ? k[2].events - k[2].recorded : 0);
+    bench_result("failover_sigstop_mail_lost", "%d", k[2].sent - k[2].delivered);
+    bench_result("failover_sigstop_mail_duplicated", "%lld", k[2].twice);
     bench_result("failover_sigstop_overlap_s", "%.1f", k[2].overlap_s);
     bench_result("failover_sigstop_overlap_users", "%lld", k[2].overlap_max);
 }
@@ -828,7 +842,8 @@ static int bench_run(void)
         goto out;
     const char *host = NULL;
     int port = fakeimap_port(&fake, 0, 0, &host);
-    if (fx_provider(&redis, "bf", host, port, "none") < 0 || add_users(1000) < 0)
+    if (fx_provider(&redis, "bf", host, port, "none") < 0 || add_users(1000) < 0 ||
+        start_receiver() < 0)
         goto out;
     for (int i = 0; i < 3; i++)
         if (start_watcher(i) < 0)
@@ -887,6 +902,8 @@ out:
     xfree(owner);
     for (int i = 0; i < NW; i++)
         harness_proc_stop(&w[i]);
+    harness_proc_stop(&disp);
+    receiver_stop(rx);
     fx_suite_stop(&redis, &fake);
     return rc;
 }

@@ -50,7 +50,8 @@
 #                    watchers of failover.dat hold as many sessions as
 #                    before the kill), failover_mail_sent,
 #                    failover_mail_lost, failover_mail_duplicated (mail
-#                    appended through both kills' windows), failover_overlap_s
+#                    appended through both kills' windows: not announced by a
+#                    webhook, announced twice), failover_overlap_s
 #                    (longest time a user had two IMAP sessions),
 #                    failover_sigstop_s (SIGSTOP to its users back in IDLE),
 #                    failover_sigstop_users, failover_sigstop_victims,
@@ -344,7 +345,7 @@ summary20() {
         "none after a kill -9; across a SIGSTOP never longer than the alive keys' life (15 s)" \
         "${v:+kill -9: $v s; SIGSTOP: ${o:-?} s (at most $(num "${u:-0}") users)}" \
         "$(yesno 'a == 0 && b <= 15' "${v:-1}" "${o:-99}")"
-    mail_row "SIGSTOP: mail appended through it recorded, none twice" failover_sigstop
+    mail_row "SIGSTOP: mail appended through it announced, none twice" failover_sigstop
     v=$(val watcher_sessions_100k)
     n=$(val watcher_100k_watchers)
     e=$(val watcher_100k_established_s)
