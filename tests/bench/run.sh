@@ -354,7 +354,8 @@ summary20() {
         "${v:+$(num "$v") sessions held by ${n:-?} watchers, all in IDLE $e s from a cold start, ${f:-?} fences}" \
         "$(yesno 'a >= 100000 && b == 0' "${v:-0}" "${f:-1}")"
     b=$(val watcher_100k_session_bytes)
-    memory_rows 1024 18432 "${b:+ (six watchers at 100,000: $(kib "$b"))}"
+    n=$(val watcher_sessions_100k)
+    memory_rows 1024 18432 "${b:+ ($(num "${n:-0}") in six watchers: $(kib "$b"))}"
     mail_at mail_5000
     v=$(val mail_5000_webhook_p99_ms)
     row "new mail → webhook received, p99" "≤ 20 ms at 5,000 mails/s" "${v:+$v ms ($at)}" \
