@@ -596,8 +596,11 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
         t0 = fixture_now();
         if (series != NULL)
             series_row(series, w, nw, t0);
-        for (int i = 0; i < nw && rc == 0; i++)
+        for (int i = 0; i < nw && rc == 0; i++) {
             rc = create_users(&w[i].fx, "b", 0, per, keys);
+            if (series != NULL)
+                series_row(series, w, nw, t0); /* the first watchers log in meanwhile */
+        }
         if (rc == 0)
             rc = wait_established(w, nw, per, t0, sc->name, series);
     }
