@@ -126,9 +126,9 @@ $(O)/bench/%: $(O)/obj/tests/bench/%.o $(O)/libsuperimap.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-# bench_oauth2 and bench_sentinel start their servers with the integration
-# harness.
-$(O)/bench/bench_oauth2 $(O)/bench/bench_sentinel: $(O)/bench/%: $(O)/obj/tests/bench/%.o $(HARNESS_OBJ) $(O)/libsuperimap.a
+# bench_failover, bench_oauth2 and bench_sentinel start their servers with the
+# integration harness.
+$(O)/bench/bench_failover $(O)/bench/bench_oauth2 $(O)/bench/bench_sentinel: $(O)/bench/%: $(O)/obj/tests/bench/%.o $(HARNESS_OBJ) $(O)/libsuperimap.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(CFLAGS) $(EXTRA_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)

@@ -26,7 +26,11 @@
  * machine. Renewals now have their own connection and the sessions at most 256
  * calls in flight (docs/watcher.md): unpaced, the three watchers held 57,000
  * sessions within 21.1 s and none fenced (at 3c9ebea). The fences column sums
- * superimap_watcher_fences_total over the scenario's watchers.
+ * superimap_watcher_fences_total over the scenario's watchers. The six
+ * watchers' scenario (100,000 sessions, each watcher ceil(100,000 / 6)) also
+ * records its cold start: every SERIES_MS from the first user written until
+ * every session is in IDLE, and once more settled and idle, the sessions in
+ * IDLE and the watchers' RSS, in all and each.
  *
  * Ramp. One watcher gets 19k plaintext users, then (afresh) 10k TLS users,
  * in RAMP_STEPS equal steps: after each step, once every session is in IDLE
@@ -38,18 +42,22 @@
  * webhooks go to the receiver of tests/integration/receiver.c (compiled in
  * here, on a thread of this process, signatures not checked), and one
  * superimap-dispatcher; messages are appended through fake-imapd's control
- * channel at 1,000 per second (BENCH_MAIL_RATE) for LAT_SECONDS. From the
- * append sent: to the first Redis keyspace notification of the event hash
- * (record_mail's HSET, timestamped by a reader thread), and to the first
- * receipt of its webhook;
- * p50/p99/max of each. Also Redis's own cost per mail over that path (commands
- * and CPU, from INFO, net of the idle rate measured for 2 s just before;
- * docs/capacity.md).
+ * channel at each rate of a sweep in turn on that one pipeline (500, 1,000,
+ * 2,000, 3,000 and 5,000 per second, LAT_SECONDS at 1,000/s and
+ * LAT_SWEEP_SECONDS at the others; BENCH_MAIL_RATE: that rate alone, for
+ * LAT_SECONDS). From the append sent: to the first Redis keyspace
+ * notification of the event hash (record_mail's HSET, timestamped by a
+ * reader thread), and to the first receipt of its webhook; p50, p90, p99,
+ * p99.9 and max of each, per rate. Also Redis's own cost per mail over that
+ * path at each rate (commands and CPU, from INFO, net of the idle rate
+ * measured for 2 s before the first; docs/capacity.md).
  *
  * With BENCH_DATA_DIR set (tests/bench/bench.h) it writes results.txt keys
  * and the plot data watcher_rss_plain.dat, watcher_rss_tls.dat ("sessions
- * rss_kib" after each ramp step) and latency.dat (histogram, "ms_low
- * ms_high recorded webhook").
+ * rss_kib" after each ramp step), sessions_100k.dat (the six watchers' cold
+ * start, "t_s sessions rss_kib rss_w1 ... rss_w6"), latency.dat (histogram
+ * of the 1,000/s round, "ms_low ms_high recorded webhook") and
+ * latency_rates.dat (a line per rate: tests/bench/plot_latency_rates.gp).
  *
  * Every child gets PR_SET_PDEATHSIG and is stopped by its PID. BENCH_SCALE
  * (a float, default 1) scales the session counts for quick runs; BENCH_ONLY
@@ -89,15 +97,19 @@
 #define READY_S            20.0
 #define LOGINS_PER_WATCHER 20000
 #define ESTABLISH_S        240.0
+#define SERIES_MS          500 /* between rows of the 100k scenario's cold-start series */
 #define SETTLE_S           3.0
 #define IDLE_SAMPLE_S      5.0
 #define RAMP_STEPS         10
 #define RAMP_SETTLE_MS     300
 #define LAT_USERS          1000
-#define LAT_RATE_DEFAULT   1000 /* BENCH_MAIL_RATE changes it */
-#define LAT_SECONDS        5
+#define LAT_RATE_DEFAULT   1000 /* the sweep's round of the histogram and section 7's row */
+#define LAT_SECONDS        5    /* of that round, or of a BENCH_MAIL_RATE run */
+#define LAT_SWEEP_SECONDS  3    /* of the sweep's other rounds */
+#define LAT_MAX_RATES      8
 
-static int lat_rate = LAT_RATE_DEFAULT; /* mails per second of the latency run */
+/* The latency run's mail rates, in turn on one pipeline (BENCH_MAIL_RATE: that one). */
+static const int lat_sweep[] = {500, 1000, 2000, 3000, 5000};
 
 static char bin[400];
 static char certdir[64];
@@ -413,6 +425,7 @@ struct scenario {
     int sessions; /* in all */
     int watchers;
     int tls;
+    const char *series; /* data file of the cold start's time series, or NULL */
 };
 
 /* A number of `INFO <section>` of a Redis server (field with its colon), or
@@ -449,12 +462,37 @@ static struct redis_work redis_work_now(const struct redis_fixture *fx)
     return w;
 }
 
-/* Polls every watcher's /metrics until each has per sessions watching,
- * setting est_s (from t0) of those that had none. */
-static int wait_established(struct watcher *w, int nw, int per, double t0, const char *name)
+/* One row of the cold-start series (sessions_100k.dat): seconds from t0,
+ * sessions watching in all, the watchers' VmRSS in all and each's (KiB). */
+static void series_row(FILE *series, const struct watcher *w, int nw, double t0)
 {
-    double deadline = t0 + ESTABLISH_S;
+    double watching = 0;
+    long rss[MAX_W], total = 0;
+    for (int i = 0; i < nw; i++) {
+        double n = metric(w[i].port, "superimap_watcher_sessions_watching");
+        watching += n > 0 ? n : 0;
+        rss[i] = bench_rss_kib(w[i].c.pid);
+        total += rss[i];
+    }
+    fprintf(series, "%.2f %.0f %ld", fixture_now() - t0, watching, total);
+    for (int i = 0; i < nw; i++)
+        fprintf(series, " %ld", rss[i]);
+    fputc('\n', series);
+    fflush(series);
+}
+
+/* Polls every watcher's /metrics until each has per sessions watching,
+ * setting est_s (from t0) of those that had none; with series (may be
+ * NULL), a series_row() every SERIES_MS meanwhile. */
+static int wait_established(struct watcher *w, int nw, int per, double t0, const char *name,
+                            FILE *series)
+{
+    double deadline = t0 + ESTABLISH_S, next_row = t0;
     for (;;) {
+        if (series != NULL && fixture_now() >= next_row) {
+            series_row(series, w, nw, t0);
+            next_row += SERIES_MS / 1000.0;
+        }
         int done = 0;
         for (int i = 0; i < nw; i++) {
             if (w[i].est_s > 0) {
@@ -467,8 +505,11 @@ static int wait_established(struct watcher *w, int nw, int per, double t0, const
                 done++;
             }
         }
-        if (done == nw)
+        if (done == nw) {
+            if (series != NULL)
+                series_row(series, w, nw, t0);
             return 0;
+        }
         if (fixture_now() > deadline) {
             fprintf(stderr, "bench_watcher: %s: sessions not all watching after %.0f s\n", name,
                     ESTABLISH_S);
@@ -491,9 +532,15 @@ static int wait_established(struct watcher *w, int nw, int per, double t0, const
 /* Machine-readable results of a scenario that held every session (bench.h;
  * later scenarios are larger, and the last line of a key wins). */
 static void idle_results(const struct scenario *sc, int sessions, double per_session,
-                         double redis_per_user)
+                         double redis_per_user, double est_s, double fences)
 {
-    if (sc->watchers > 1) {
+    if (sc->watchers == MAX_W) {
+        bench_result("watcher_sessions_100k", "%d", sessions);
+        bench_result("watcher_100k_watchers", "%d", sc->watchers);
+        bench_result("watcher_100k_established_s", "%.1f", est_s);
+        bench_result("watcher_100k_fences", "%.0f", fences);
+        bench_result("watcher_100k_session_bytes", "%.0f", per_session);
+    } else if (sc->watchers > 1) {
         bench_result("watcher_sessions_fleet", "%d", sessions);
         bench_result("watcher_fleet_size", "%d", sc->watchers);
     } else if (sc->tls) {
@@ -509,10 +556,12 @@ static void idle_results(const struct scenario *sc, int sessions, double per_ses
 
 static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
 {
-    int nw = sc->watchers, per = sc->sessions / nw;
+    int nw = sc->watchers, per = (sc->sessions + nw - 1) / nw; /* at least sessions in all */
     struct watcher w[MAX_W];
     struct fake f[MAX_W];
     long long mem0[MAX_W];
+    FILE *series = NULL;
+    double t0 = 0;
     memset(w, 0, sizeof w);
     memset(f, 0, sizeof f);
     int rc = 0;
@@ -533,11 +582,27 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
             freeReplyObject(r);
             mem0[i] = redis_used_memory(&w[i].fx);
         }
-        double t0 = fixture_now();
-        for (int i = 0; i < nw && rc == 0; i++)
+        series = sc->series != NULL ? bench_data_open(sc->series, "w") : NULL;
+        if (series != NULL) {
+            fprintf(series,
+                    "# %s from a cold start: seconds from the first user written, sessions in "
+                    "IDLE in all, VmRSS KiB of the %d watchers in all and of each\n# t_s "
+                    "sessions rss_kib",
+                    sc->name, nw);
+            for (int i = 0; i < nw; i++)
+                fprintf(series, " rss_w%d", i + 1);
+            fputc('\n', series);
+        }
+        t0 = fixture_now();
+        if (series != NULL)
+            series_row(series, w, nw, t0);
+        for (int i = 0; i < nw && rc == 0; i++) {
             rc = create_users(&w[i].fx, "b", 0, per, keys);
+            if (series != NULL)
+                series_row(series, w, nw, t0); /* the first watchers log in meanwhile */
+        }
         if (rc == 0)
-            rc = wait_established(w, nw, per, t0, sc->name);
+            rc = wait_established(w, nw, per, t0, sc->name, series);
     }
     if (rc == 0) {
         fixture_nap_ms((long)(SETTLE_S * 1000));
@@ -564,10 +629,14 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
                sc->name, per * nw, nw, sc->tls ? "TLS" : "plain", w[0].rss0, w[0].rss1, per_session,
                cpu / nw, est, fences, fr / 1024, redis_per_user);
         fflush(stdout);
-        idle_results(sc, per * nw, per_session, redis_per_user);
+        idle_results(sc, per * nw, per_session, redis_per_user, est, fences);
+        if (series != NULL)
+            series_row(series, w, nw, t0); /* settled and idle */
     } else {
         printf("| %s | failed: see stderr | | | | | | | | | | |\n", sc->name);
     }
+    if (series != NULL)
+        fclose(series);
     for (int i = 0; i < nw; i++) {
         stop(&w[i].c);
         fake_stop(&f[i]);
@@ -614,7 +683,7 @@ static int run_ramp(const char *name, int sessions, int tls, struct crypto_keys 
         w.est_s = 0;
         rc = create_users(&w.fx, "b", from, to - from, keys);
         if (rc == 0)
-            rc = wait_established(&w, 1, to, fixture_now(), name);
+            rc = wait_established(&w, 1, to, fixture_now(), name, NULL);
         if (rc == 0) {
             fixture_nap_ms(RAMP_SETTLE_MS);
             long rss = bench_rss_kib(w.c.pid);
@@ -643,25 +712,32 @@ static int run_ramp(const char *name, int sessions, int tls, struct crypto_keys 
 #define HIST_PER_DECADE 10
 #define HIST_BINS       60
 
+/* The round of the rate sweep under way: its messages are each user's
+ * message UIDs base + 1 .. base + per_user. */
+struct lat_round {
+    int base, per_user;
+};
+
 struct lat_reader {
     redisContext *sub;
     volatile int stop;
-    /* First arrival time by user index and message number (-1 until seen). */
-    double *seen; /* [LAT_USERS * per_user] */
-    int per_user;
+    pthread_mutex_t lock; /* guards round and seen against the next round's reset */
+    struct lat_round round;
+    /* First arrival time by user index and message number in the round (-1 until seen). */
+    double *seen; /* [LAT_USERS * round.per_user] */
 };
 
-/* The slot (user index * per_user + message number) of event id
- * "<uid>.<uidvalidity>.<message UID>", uid being %024x of user index + 1,
- * or -1 for an event not made here. */
-static int lat_slot(const char *eid, int per_user)
+/* The slot (user index * per_user + message number in the round) of event
+ * id "<uid>.<uidvalidity>.<message UID>", uid being %024x of user index + 1,
+ * or -1 for an event not made in this round. */
+static int lat_slot(const char *eid, struct lat_round r)
 {
     unsigned u = (unsigned)strtoul(eid, NULL, 16) - 1;
     const char *dot = strrchr(eid, '.');
-    long muid = dot ? strtol(dot + 1, NULL, 10) : 0;
-    if (u >= LAT_USERS || muid < 1 || muid > per_user)
+    long muid = dot ? strtol(dot + 1, NULL, 10) - r.base : 0;
+    if (u >= LAT_USERS || muid < 1 || muid > r.per_user)
         return -1;
-    return (int)u * per_user + (int)muid - 1;
+    return (int)u * r.per_user + (int)muid - 1;
 }
 
 static void *reader_main(void *arg)
@@ -677,9 +753,11 @@ static void *reader_main(void *arg)
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
             strcmp(r->element[3]->str, "hset") == 0) {
             const char *e = strstr(r->element[2]->str, ":evt:");
-            int slot = e != NULL ? lat_slot(e + 5, lr->per_user) : -1;
+            pthread_mutex_lock(&lr->lock);
+            int slot = e != NULL ? lat_slot(e + 5, lr->round) : -1;
             if (slot >= 0 && lr->seen[slot] < 0)
                 lr->seen[slot] = now;
+            pthread_mutex_unlock(&lr->lock);
         }
         freeReplyObject(r);
     }
@@ -731,12 +809,23 @@ static int lat_collect(const double *sent, const double *at, int n, double *lat)
     return nl;
 }
 
-/* One table row: stage, appended, rate, arrived, p50, p99, max. */
-static void lat_row(const char *stage, int total, double achieved, const double *lat, int nl)
+/* The q quantile (0 <= q <= 1) of the nl sorted latencies lat, or -1. */
+static double pct(const double *lat, int nl, double q)
 {
-    printf("| %s | %d | %.0f | %d | %.2f | %.2f | %.2f |\n", stage, total, achieved, nl,
-           nl ? lat[nl / 2] : -1, nl ? lat[(size_t)((double)nl * 0.99)] : -1,
-           nl ? lat[nl - 1] : -1);
+    if (nl == 0)
+        return -1;
+    size_t i = (size_t)((double)nl * q);
+    return lat[i < (size_t)nl ? i : (size_t)nl - 1];
+}
+
+/* One table row: rate asked, stage, appended, rate achieved, arrived, p50,
+ * p90, p99, p99.9, max. */
+static void lat_row(int rate, const char *stage, int total, double achieved, const double *lat,
+                    int nl)
+{
+    printf("| %d | %s | %d | %.0f | %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n", rate, stage, total,
+           achieved, nl, pct(lat, nl, 0.5), pct(lat, nl, 0.9), pct(lat, nl, 0.99),
+           pct(lat, nl, 0.999), pct(lat, nl, 1));
 }
 
 static int hist_bin(double ms)
@@ -747,7 +836,7 @@ static int hist_bin(double ms)
 
 /* Writes latency.dat: "ms_low ms_high recorded webhook" counts per bin,
  * from the first bin with a count to the last. */
-static void lat_histogram(const double *rec, int nr, const double *hook, int nh)
+static void lat_histogram(int rate, const double *rec, int nr, const double *hook, int nh)
 {
     FILE *f = bench_data_open("latency.dat", "w");
     if (f == NULL)
@@ -766,7 +855,7 @@ static void lat_histogram(const double *rec, int nr, const double *hook, int nh)
     fprintf(f,
             "# new mail (fake-imapd APPEND) to event recorded and to webhook received, "
             "%d mails/s\n# ms_low ms_high recorded webhook\n",
-            lat_rate);
+            rate);
     for (int b = lo; b <= hi; b++)
         fprintf(f, "%g %g %d %d\n", HIST_MIN_MS * pow(10, (double)b / HIST_PER_DECADE),
                 HIST_MIN_MS * pow(10, (double)(b + 1) / HIST_PER_DECADE), counts[0][b],
@@ -807,13 +896,13 @@ static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct 
     return rc;
 }
 
-/* Appends total messages at lat_rate, user i % LAT_USERS, recording when
- * each was sent in sent[slot]. Returns the rate achieved, or -1. */
-static double lat_append(struct fake *f, int total, int per_user, double *sent)
+/* Appends total messages at rate a second, user i % LAT_USERS, recording
+ * when each was sent in sent[slot]. Returns the rate achieved, or -1. */
+static double lat_append(struct fake *f, int rate, int total, int per_user, double *sent)
 {
     double t0 = fixture_now();
     for (int i = 0; i < total; i++) {
-        double due = t0 + (double)i / lat_rate;
+        double due = t0 + (double)i / rate;
         while (fixture_now() < due) {
             struct timespec ts = {0, 50000};
             nanosleep(&ts, NULL); /* pacing at the target rate */
@@ -830,7 +919,7 @@ static double lat_append(struct fake *f, int total, int per_user, double *sent)
 }
 
 /* The first receipt time of each slot's webhook into hook_at (-1 when none). */
-static void lat_webhooks(struct receiver *rx, int nslots, int per_user, double *hook_at)
+static void lat_webhooks(struct receiver *rx, int nslots, struct lat_round round, double *hook_at)
 {
     for (int i = 0; i < nslots; i++)
         hook_at[i] = -1;
@@ -838,133 +927,235 @@ static void lat_webhooks(struct receiver *rx, int nslots, int per_user, double *
     struct receiver_request *reqs = malloc(max * sizeof *reqs);
     size_t m = receiver_requests(rx, reqs, max);
     for (size_t i = 0; i < m; i++) {
-        int slot = lat_slot(reqs[i].id, per_user);
+        int slot = lat_slot(reqs[i].id, round);
         if (slot >= 0 && hook_at[slot] < 0)
             hook_at[slot] = (double)reqs[i].mono_us / 1e6;
     }
     free(reqs);
 }
 
-/*
- * New mail to recorded event and to webhook received: fake-imapd APPEND ->
- * watcher (IDLE EXISTS, FETCH, record_mail) -> Redis -> dispatcher -> the
- * receiver on a thread of this process. Times: the APPEND sent on the
- * control channel; the first keyspace notification of the event hash; the
- * first receipt of its webhook (CLOCK_MONOTONIC throughout).
- */
-static int run_latency(struct crypto_keys *keys)
-{
+/* The latency run's pipeline (lat_setup()) and what a round needs. */
+struct lat_ctx {
     struct watcher w;
     struct fake f;
     struct child d;
-    memset(&w, 0, sizeof w);
-    memset(&f, 0, sizeof f);
-    memset(&d, 0, sizeof d);
-    struct receiver *rx = receiver_start("127.0.0.1", 0, 0);
-    int rc = rx != NULL ? lat_setup(&w, &f, &d, rx, keys) : -1;
-    int total = lat_rate * LAT_SECONDS;
-    int per_user = (total + LAT_USERS - 1) / LAT_USERS;
-    int nslots = LAT_USERS * per_user;
-    struct lat_reader lr = {.per_user = per_user};
-    lr.seen = calloc((size_t)nslots, sizeof *lr.seen);
-    double *sent = calloc((size_t)nslots, sizeof *sent);
-    double *hook_at = calloc((size_t)nslots, sizeof *hook_at);
-    pthread_t th;
-    int have_thread = 0;
-    if (rc == 0) {
+    struct receiver *rx;
+    struct lat_reader lr;
+    double *sent, *hook_at, *rec, *hook; /* [the largest round's slots] */
+    double idle_cmd_s, idle_cpu_s;       /* Redis's rates with no mail */
+    int base;                            /* message UIDs per user of earlier rounds */
+};
+
+/* What one round measured, for the Redis table after the sweep. */
+struct lat_cost {
+    int rate;
+    double cmds, cpu_us;
+};
+
+/* The slots of a round at rate for seconds: every user gets as many. */
+static int lat_per_user(int rate, int seconds)
+{
+    return (rate * seconds + LAT_USERS - 1) / LAT_USERS;
+}
+
+/* Machine-readable results of a round: mail_<rate>_* for the sweep, and the
+ * keys of docs/architecture.md section 7's row (mail_*) for the 1,000/s
+ * round or a lone BENCH_MAIL_RATE one. */
+static void lat_results(int rate, int headline, double achieved, int total, const double *rec,
+                        int nr, const double *hook, int nh, const struct lat_cost *cost)
+{
+    char k[64];
+    snprintf(k, sizeof k, "mail_%d_rate", rate);
+    bench_result(k, "%.0f", achieved);
+    snprintf(k, sizeof k, "mail_%d_appended", rate);
+    bench_result(k, "%d", total);
+    snprintf(k, sizeof k, "mail_%d_webhooks", rate);
+    bench_result(k, "%d", nh);
+    if (nh > 0) {
+        snprintf(k, sizeof k, "mail_%d_webhook_p99_ms", rate);
+        bench_result(k, "%.2f", pct(hook, nh, 0.99));
+    }
+    FILE *f = bench_data_open("latency_rates.dat", "a");
+    if (f != NULL) {
+        fprintf(f, "%d %.2f %.2f %.2f %.2f %.2f %d %d %.2f %.2f %.2f %.2f %.2f %d %.0f\n", rate,
+                pct(hook, nh, 0.5), pct(hook, nh, 0.9), pct(hook, nh, 0.99), pct(hook, nh, 0.999),
+                pct(hook, nh, 1), nh, total, pct(rec, nr, 0.5), pct(rec, nr, 0.9),
+                pct(rec, nr, 0.99), pct(rec, nr, 0.999), pct(rec, nr, 1), nr, achieved);
+        fclose(f);
+    }
+    if (!headline)
+        return;
+    bench_result("redis_commands_per_mail", "%.1f", cost->cmds);
+    bench_result("redis_cpu_us_per_mail", "%.0f", cost->cpu_us);
+    bench_result("mail_rate", "%.0f", achieved);
+    bench_result("mail_appended", "%d", total);
+    if (nr > 0) {
+        bench_result("mail_recorded_p50_ms", "%.2f", pct(rec, nr, 0.5));
+        bench_result("mail_recorded_p99_ms", "%.2f", pct(rec, nr, 0.99));
+    }
+    bench_result("mail_webhooks", "%d", nh);
+    if (nh > 0) {
+        bench_result("mail_webhook_p50_ms", "%.2f", pct(hook, nh, 0.5));
+        bench_result("mail_webhook_p99_ms", "%.2f", pct(hook, nh, 0.99));
+    }
+}
+
+/*
+ * One round of the sweep: appends at rate for seconds, waits (30 s at most)
+ * for every event and webhook, prints its two rows and writes its results;
+ * headline marks the round whose histogram and mail_* keys the report
+ * shows. Returns 0, or -1 when a message was not recorded or delivered.
+ */
+static int lat_run_round(struct lat_ctx *x, int rate, int seconds, int headline,
+                         struct lat_cost *cost)
+{
+    struct lat_round round = {x->base, lat_per_user(rate, seconds)};
+    int total = round.per_user * LAT_USERS, nslots = total;
+    pthread_mutex_lock(&x->lr.lock);
+    x->lr.round = round;
+    for (int i = 0; i < nslots; i++)
+        x->lr.seen[i] = x->sent[i] = -1;
+    pthread_mutex_unlock(&x->lr.lock);
+    receiver_clear(x->rx);
+    x->base += round.per_user;
+    struct redis_work busy0 = redis_work_now(&x->w.fx);
+    double busy_t0 = fixture_now();
+    double achieved = lat_append(&x->f, rate, total, round.per_user, x->sent);
+    if (achieved < 0)
+        return -1;
+    double deadline = fixture_now() + 30;
+    while (fixture_now() < deadline) {
+        int seen = 0;
+        pthread_mutex_lock(&x->lr.lock);
         for (int i = 0; i < nslots; i++)
-            lr.seen[i] = sent[i] = -1;
-        lr.sub = redis_fixture_connect(&w.fx, 600000);
-        redisReply *r =
-            lr.sub ? redisCommand(lr.sub, "PSUBSCRIBE __keyspace@0__:si:*:evt:*") : NULL;
-        if (r == NULL)
-            rc = -1;
-        freeReplyObject(r);
-        if (rc == 0 && pthread_create(&th, NULL, reader_main, &lr) == 0)
-            have_thread = 1;
-        else
+            seen += x->lr.seen[i] >= 0;
+        pthread_mutex_unlock(&x->lr.lock);
+        if (seen >= total && receiver_count(x->rx, NULL) >= total)
+            break;
+        fixture_nap_ms(50);
+    }
+    struct redis_work busy1 = redis_work_now(&x->w.fx);
+    double busy_s = fixture_now() - busy_t0;
+    cost->rate = rate;
+    cost->cmds = (busy1.commands - busy0.commands - x->idle_cmd_s * busy_s) / total;
+    cost->cpu_us = (busy1.cpu_s - busy0.cpu_s - x->idle_cpu_s * busy_s) * 1e6 / total;
+    lat_webhooks(x->rx, nslots, round, x->hook_at);
+    pthread_mutex_lock(&x->lr.lock);
+    int nr = lat_collect(x->sent, x->lr.seen, nslots, x->rec);
+    pthread_mutex_unlock(&x->lr.lock);
+    int nh = lat_collect(x->sent, x->hook_at, nslots, x->hook);
+    lat_row(rate, "event recorded", total, achieved, x->rec, nr);
+    lat_row(rate, "webhook received", total, achieved, x->hook, nh);
+    fflush(stdout);
+    if (headline)
+        lat_histogram(rate, x->rec, nr, x->hook, nh);
+    lat_results(rate, headline, achieved, total, x->rec, nr, x->hook, nh, cost);
+    return nr < total || nh < total ? -1 : 0;
+}
+
+/* Starts the reader of keyspace notifications on a thread; 0 or -1. */
+static int lat_reader_start(struct lat_ctx *x, pthread_t *th)
+{
+    x->lr.sub = redis_fixture_connect(&x->w.fx, 600000);
+    redisReply *r =
+        x->lr.sub ? redisCommand(x->lr.sub, "PSUBSCRIBE __keyspace@0__:si:*:evt:*") : NULL;
+    int rc = r != NULL ? 0 : -1;
+    freeReplyObject(r);
+    if (rc == 0 && pthread_create(th, NULL, reader_main, &x->lr) != 0)
+        rc = -1;
+    return rc;
+}
+
+/*
+ * New mail to recorded event and to webhook received: fake-imapd APPEND ->
+ * watcher (IDLE EXISTS, FETCH, record_mail) -> Redis -> dispatcher -> the
+ * receiver on a thread of this process, at each rate of rates in turn on
+ * one pipeline. Times: the APPEND sent on the control channel; the first
+ * keyspace notification of the event hash; the first receipt of its
+ * webhook (CLOCK_MONOTONIC throughout).
+ */
+static int run_latency(struct crypto_keys *keys, const int *rates, int nrates)
+{
+    static struct lat_ctx x;
+    memset(&x, 0, sizeof x);
+    pthread_mutex_init(&x.lr.lock, NULL);
+    int most = 0;
+    for (int i = 0; i < nrates; i++) {
+        int n = lat_per_user(rates[i], LAT_SECONDS) * LAT_USERS;
+        most = n > most ? n : most;
+    }
+    x.lr.seen = calloc((size_t)most, sizeof *x.lr.seen);
+    x.sent = calloc((size_t)most, sizeof *x.sent);
+    x.hook_at = calloc((size_t)most, sizeof *x.hook_at);
+    x.rec = calloc((size_t)most, sizeof *x.rec);
+    x.hook = calloc((size_t)most, sizeof *x.hook);
+    struct lat_cost cost[LAT_MAX_RATES];
+    x.rx = receiver_start("127.0.0.1", 0, 0);
+    int rc = x.rx != NULL ? lat_setup(&x.w, &x.f, &x.d, x.rx, keys) : -1;
+    pthread_t th;
+    int have_thread = rc == 0 && lat_reader_start(&x, &th) == 0;
+    if (!have_thread)
+        rc = -1;
+    FILE *dat = rc == 0 ? bench_data_open("latency_rates.dat", "w") : NULL;
+    if (dat != NULL) {
+        fprintf(dat, "# new mail to webhook received (ms) and to event recorded, by mail rate\n"
+                     "# rate p50 p90 p99 p999 max delivered sent rec_p50 rec_p90 rec_p99 "
+                     "rec_p999 rec_max recorded achieved\n");
+        fclose(dat);
+    }
+    if (rc == 0) {
+        /* Redis's own cost per mail (record, queue, claim, delivery result)
+         * is net of what the idle pipeline costs over the same time
+         * (renewals, heartbeats, claims that find nothing), measured first. */
+        struct redis_work idle0 = redis_work_now(&x.w.fx);
+        double idle_t0 = fixture_now();
+        fixture_nap_ms(2000);
+        struct redis_work idle1 = redis_work_now(&x.w.fx);
+        double idle_s = fixture_now() - idle_t0;
+        x.idle_cmd_s = (idle1.commands - idle0.commands) / idle_s;
+        x.idle_cpu_s = (idle1.cpu_s - idle0.cpu_s) / idle_s;
+    }
+    int ran = 0;
+    for (int i = 0; i < nrates && rc == 0; i++, ran++) {
+        int headline = nrates == 1 || rates[i] == LAT_RATE_DEFAULT;
+        int seconds = headline ? LAT_SECONDS : LAT_SWEEP_SECONDS;
+        if (lat_run_round(&x, rates[i], seconds, headline, &cost[i]) < 0)
             rc = -1;
     }
-    /* Redis's own cost per mail (record, queue, claim, delivery result),
-     * net of what the idle fleet costs over the same time (renewals,
-     * heartbeats, claims that find nothing), measured just before. */
-    struct redis_work idle0 = redis_work_now(&w.fx);
-    double idle_t0 = fixture_now();
-    fixture_nap_ms(2000);
-    struct redis_work idle1 = redis_work_now(&w.fx);
-    double idle_s = fixture_now() - idle_t0;
-    struct redis_work busy0 = redis_work_now(&w.fx);
-    double busy_t0 = fixture_now();
-    double achieved = rc == 0 ? lat_append(&f, total, per_user, sent) : -1;
-    if (achieved < 0)
-        rc = -1;
-    if (rc == 0) {
-        double deadline = fixture_now() + 30;
-        int seen = 0;
-        while (fixture_now() < deadline) {
-            seen = 0;
-            for (int i = 0; i < nslots; i++)
-                seen += lr.seen[i] >= 0;
-            if (seen >= total && receiver_count(rx, NULL) >= total)
-                break;
-            fixture_nap_ms(50);
-        }
-        struct redis_work busy1 = redis_work_now(&w.fx);
-        double busy_s = fixture_now() - busy_t0;
-        double idle_cmd_s = (idle1.commands - idle0.commands) / idle_s;
-        double idle_cpu_s = (idle1.cpu_s - idle0.cpu_s) / idle_s;
-        double cmds = (busy1.commands - busy0.commands - idle_cmd_s * busy_s) / total;
-        double cpu_us = (busy1.cpu_s - busy0.cpu_s - idle_cpu_s * busy_s) * 1e6 / total;
-        bench_result("redis_commands_per_mail", "%.1f", cmds);
-        bench_result("redis_cpu_us_per_mail", "%.0f", cpu_us);
-        lat_webhooks(rx, nslots, per_user, hook_at);
-        double *rec = calloc((size_t)nslots, sizeof *rec);
-        double *hook = calloc((size_t)nslots, sizeof *hook);
-        int nr = lat_collect(sent, lr.seen, nslots, rec);
-        int nh = lat_collect(sent, hook_at, nslots, hook);
-        lat_row("event recorded", total, achieved, rec, nr);
-        lat_row("webhook received", total, achieved, hook, nh);
+    if (rc == 0)
         printf("\nThe watcher's superimap_watcher_new_mail_seconds_count: %.0f.\n",
-               metric(w.port, "superimap_watcher_new_mail_seconds_count"));
-        lat_histogram(rec, nr, hook, nh);
-        printf("\nRedis per mail, net of the idle fleet (%.0f commands/s, %.1f %% CPU, measured "
-               "over %.1f s just before):\n\n| per mail | commands | Redis CPU µs | mails/s one "
-               "Redis core would take |\n|---|---|---|---|\n| recorded, queued, claimed, "
-               "delivered, result written | %.1f | %.0f | %.0f |\n",
-               idle_cmd_s, idle_cpu_s * 100, idle_s, cmds, cpu_us, cpu_us > 0 ? 1e6 / cpu_us : 0);
-        printf("\n(The keyspace notifications this benchmark turns on to time the events cost "
-               "Redis CPU too: the figure is an upper bound.)\n");
-        bench_result("mail_rate", "%.0f", achieved);
-        bench_result("mail_appended", "%d", total);
-        if (nr > 0) {
-            bench_result("mail_recorded_p50_ms", "%.2f", rec[nr / 2]);
-            bench_result("mail_recorded_p99_ms", "%.2f", rec[(size_t)((double)nr * 0.99)]);
-        }
-        bench_result("mail_webhooks", "%d", nh);
-        if (nh > 0) {
-            bench_result("mail_webhook_p50_ms", "%.2f", hook[nh / 2]);
-            bench_result("mail_webhook_p99_ms", "%.2f", hook[(size_t)((double)nh * 0.99)]);
-        }
-        if (nr < total || nh < total)
-            rc = -1;
-        free(rec);
-        free(hook);
+               metric(x.w.port, "superimap_watcher_new_mail_seconds_count"));
+    if (ran > 0) {
+        printf("\nRedis per mail, net of the idle pipeline (%.0f commands/s, %.1f %% CPU, "
+               "measured over 2 s before the first rate):\n\n| mails/s | commands | Redis CPU "
+               "µs | mails/s one Redis core would take |\n|---:|---:|---:|---:|\n",
+               x.idle_cmd_s, x.idle_cpu_s * 100);
+        for (int i = 0; i < ran; i++)
+            printf("| %d | %.1f | %.0f | %.0f |\n", cost[i].rate, cost[i].cmds, cost[i].cpu_us,
+                   cost[i].cpu_us > 0 ? 1e6 / cost[i].cpu_us : 0);
+        printf("\n(Per mail: recorded, queued, claimed, delivered, result written. The keyspace "
+               "notifications this benchmark turns on to time the events cost Redis CPU too: the "
+               "figure is an upper bound.)\n");
     }
     if (have_thread) {
-        lr.stop = 1;
-        shutdown(lr.sub->fd, SHUT_RDWR); /* unblocks the reader's read */
+        x.lr.stop = 1;
+        shutdown(x.lr.sub->fd, SHUT_RDWR); /* unblocks the reader's read */
         pthread_join(th, NULL);
     }
-    if (lr.sub != NULL)
-        redisFree(lr.sub);
-    free(lr.seen);
-    free(sent);
-    free(hook_at);
-    stop(&d);
-    stop(&w.c);
-    fake_stop(&f);
-    redis_fixture_stop(&w.fx);
-    receiver_stop(rx);
+    if (x.lr.sub != NULL)
+        redisFree(x.lr.sub);
+    free(x.lr.seen);
+    free(x.sent);
+    free(x.hook_at);
+    free(x.rec);
+    free(x.hook);
+    stop(&x.d);
+    stop(&x.w.c);
+    fake_stop(&x.f);
+    redis_fixture_stop(&x.w.fx);
+    if (x.rx != NULL)
+        receiver_stop(x.rx);
+    pthread_mutex_destroy(&x.lr.lock);
     return rc;
 }
 
@@ -1000,9 +1191,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_watcher: %s not found (make all builds it)\n", path);
         return 1;
     }
+    int rates[LAT_MAX_RATES], nrates = 0;
     const char *r = getenv("BENCH_MAIL_RATE");
     if (r != NULL && atoi(r) >= 1 && atoi(r) <= 20000)
-        lat_rate = atoi(r);
+        rates[nrates++] = atoi(r);
+    for (size_t i = 0; nrates == 0 && i < sizeof lat_sweep / sizeof lat_sweep[0]; i++)
+        rates[i] = lat_sweep[i];
+    if (nrates == 0)
+        nrates = (int)(sizeof lat_sweep / sizeof lat_sweep[0]);
     const char *s = getenv("BENCH_SCALE");
     double scale = s != NULL ? atof(s) : 1.0;
     if (scale <= 0 || scale > 1)
@@ -1017,13 +1213,13 @@ int main(int argc, char **argv)
         return 1;
 
     const struct scenario sc[] = {
-        {"1k plain", (int)(1000 * scale), 1, 0},
-        {"5k plain", (int)(5000 * scale), 1, 0},
-        {"10k plain", (int)(10000 * scale), 1, 0},
-        {"19k plain", (int)(19000 * scale), 1, 0},
-        {"10k TLS", (int)(10000 * scale), 1, 1},
-        {"57k plain, 3 watchers", (int)(57000 * scale), 3, 0},
-        {"100k plain, 6 watchers", (int)(100000 * scale), 6, 0},
+        {"1k plain", (int)(1000 * scale), 1, 0, NULL},
+        {"5k plain", (int)(5000 * scale), 1, 0, NULL},
+        {"10k plain", (int)(10000 * scale), 1, 0, NULL},
+        {"19k plain", (int)(19000 * scale), 1, 0, NULL},
+        {"10k TLS", (int)(10000 * scale), 1, 1, NULL},
+        {"57k plain, 3 watchers", (int)(57000 * scale), 3, 0, NULL},
+        {"100k plain, 6 watchers", (int)(100000 * scale), MAX_W, 0, "sessions_100k.dat"},
     };
     int rc = 0;
     printf("Idle IMAP sessions held by superimap-watcher against superimap-fake-imapd on one "
@@ -1060,14 +1256,16 @@ int main(int argc, char **argv)
 
     printf("\nNew mail to recorded event and to webhook received: %d idle plaintext sessions "
            "of one partner (webhook_concurrency 8, the default), one dispatcher, a keep-alive "
-           "receiver; appends through fake-imapd's control channel at %d/s for %d s. Latency "
+           "receiver; appends through fake-imapd's control channel at each rate in turn (%d s "
+           "at %d/s, %d s at the others; every user gets as many), on one pipeline. Latency "
            "from the append sent to the first keyspace notification of the event's HSET "
            "(recorded) and to the first receipt of its webhook.\n\n",
-           LAT_USERS, lat_rate, LAT_SECONDS);
-    printf("| stage | appended | rate achieved /s | arrived | p50 ms | p99 ms | max ms |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|\n");
+           LAT_USERS, LAT_SECONDS, nrates == 1 ? rates[0] : LAT_RATE_DEFAULT, LAT_SWEEP_SECONDS);
+    printf("| mails/s | stage | appended | rate achieved /s | arrived | p50 ms | p90 ms | p99 ms "
+           "| p99.9 ms | max ms |\n");
+    printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
-    if ((only == NULL || strstr("latency", only) != NULL) && run_latency(keys) < 0)
+    if ((only == NULL || strstr("latency", only) != NULL) && run_latency(keys, rates, nrates) < 0)
         rc = 1;
     crypto_keys_free(keys);
     char rm[128];
