@@ -188,7 +188,7 @@ static void feed(struct imap_session *s, const char *data, size_t n)
     while (n > 0) {
         size_t used = 0;
         struct imap_response *r = NULL;
-        int rc = imap_parse_feed(s->parser, data, n, &used, &r);
+        int rc = imap_parse_feed(session_parser(s), data, n, &used, &r);
         if (rc == IMAP_AGAIN)
             return;
         if (rc < 0) {

@@ -98,7 +98,7 @@ struct mailbox_view {
 
 /* The user record, from LOAD. */
 struct user_record {
-    char *pid, *tag, *code;  /* partner id, user tag, provider code */
+    char *pid, *tag, *code;  /* partner id, user tag, provider code: one block, owned by pid */
     char *username, *secret; /* between LOAD and AUTH only; wiped */
     char *access;            /* OAuth2 access token, between LOAD (or S_TOKEN) and AUTH; wiped */
     int64_t access_exp_ms;   /* its expiry (wall ms), 0 when unknown */
@@ -112,7 +112,7 @@ struct imap_session {
     struct watcher *w;
     struct provider_waiter wait; /* in the provider's FIFO while QUEUED */
     struct provider *prov;       /* holding a connection slot when set */
-    struct imap_parser *parser;  /* while connected */
+    struct imap_parser *parser;  /* while a response may come; NULL when idle (session_parser()) */
     struct buf cont;             /* AUTH: the rest of a command after a synchronising stop */
     size_t cont_seg[IMAP_CMD_MAX_SYNC];
     size_t ncont, icont;
@@ -230,6 +230,15 @@ void session_send_command(struct imap_session *s, int built, enum sess_state st,
 
 /* Takes a CAPABILITY list. */
 void session_take_caps(struct imap_session *s, const struct imap_strlist *l);
+
+/* The connection's parser, made when missing: an idle session keeps none
+ * (session_release_buffers()), and the bytes that end its idleness make
+ * it again. */
+struct imap_parser *session_parser(struct imap_session *s);
+
+/* Entering IDLE or POLL_WAIT: frees the parser when it holds no partial
+ * response, the empty output buffer and OpenSSL's buffers. */
+void session_release_buffers(struct imap_session *s);
 
 /* ---- session_login.c: QUEUED .. AUTH ---- */
 

@@ -24,9 +24,6 @@
 #include "core/log.h"
 #include "core/metrics.h"
 
-/* A literal may pass RFC822.SIZE by this much. */
-#define LITERAL_SLACK (1u << 20)
-
 static void send_capability(struct imap_session *s)
 {
     session_new_tag(s);
@@ -84,8 +81,6 @@ void session_login_connect(struct imap_session *s)
         session_fail(s, F_NET, "%s", imap_conn_error());
         return;
     }
-    s->parser =
-        imap_parser_new((size_t)session_cfg(s)->max_email_size + LITERAL_SLACK, WATCHER_MAX_LINE);
     session_set_state(s, S_CONNECT);
     session_arm_ms(s, session_cfg(s)->imap_connect_timeout_ms);
     int rc = imap_conn_connect(&s->conn, (const struct sockaddr *)&p->addr, p->addrlen, p->host,

@@ -44,9 +44,7 @@ void session_store_free(struct imap_session *s)
     session_wipe_buf(&s->cont);
     buf_free(&s->conn.out);
     imap_parser_free(s->parser);
-    xfree(s->user.pid);
-    xfree(s->user.tag);
-    xfree(s->user.code);
+    xfree(s->user.pid); /* and code and tag: one block */
     xfree(s);
 }
 
@@ -148,6 +146,21 @@ static char *reply_str(const redisReply *r)
     return r->type == REDIS_REPLY_STRING ? r->str : NULL;
 }
 
+/* Keeps pid, code and tag in one block, owned through pid: an idle
+ * session's strings cost one malloc chunk, not three. */
+static void set_ids(struct user_record *u, const char *pid, const char *code, const char *tag)
+{
+    size_t np = strlen(pid) + 1, nc = strlen(code) + 1, nt = strlen(tag) + 1;
+    char *b = xmalloc(np + nc + nt);
+    memcpy(b, pid, np);
+    memcpy(b + np, code, nc);
+    memcpy(b + np + nc, tag, nt);
+    xfree(u->pid);
+    u->pid = b;
+    u->code = b + np;
+    u->tag = b + np + nc;
+}
+
 static void on_user(struct rreq *req, struct redisReply *reply, int err)
 {
     struct sreq *q;
@@ -204,12 +217,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
         return;
     }
     struct user_record *u = &s->user;
-    xfree(u->pid);
-    xfree(u->code);
-    xfree(u->tag);
-    u->pid = xstrdup(pid);
-    u->code = xstrdup(code);
-    u->tag = xstrdup(tag != NULL ? tag : "");
+    set_ids(u, pid, code, tag != NULL ? tag : "");
     session_wipe_str(&u->username);
     session_wipe_str(&u->secret);
     u->username = xstrdup(username);
