@@ -23,6 +23,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pool.h"
 #include "core/rconn.h"
 #include "core/time.h"
 
@@ -342,7 +343,7 @@ void imap_session_recheck(struct imap_session *s)
 struct imap_session *imap_session_new(struct watcher *w, const char *uid, uint32_t k)
 {
     size_t n = strlen(uid);
-    struct imap_session *s = xcalloc(1, sizeof *s + n + 1);
+    struct imap_session *s = pool_alloc(w->pool, sizeof *s + n + 1);
     memcpy(s->uid, uid, n + 1);
     s->w = w;
     s->k = k;

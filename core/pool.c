@@ -1,0 +1,115 @@
+/*
+ * core/pool: size-class pools for long-lived objects (see pool.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/pool.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "core/err.h"
+
+#define GRAIN    16
+#define NCLASSES (POOL_MAX / GRAIN)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_PASSTHROUGH 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_PASSTHROUGH 1
+#endif
+#endif
+#ifndef POOL_PASSTHROUGH
+#define POOL_PASSTHROUGH 0
+#endif
+
+/* A freed object, on its class's free list. */
+struct free_obj {
+    struct free_obj *next;
+};
+
+/* A block: its header, then objects of one class. */
+struct block {
+    struct block *next;
+    max_align_t align[]; /* the objects start here, aligned for any type */
+};
+
+struct pool_class {
+    struct free_obj *free; /* freed objects, reused first */
+    char *carve, *end;     /* the rest of the newest block */
+};
+
+struct pool {
+    struct pool_class cls[NCLASSES];
+    struct block *blocks;
+    size_t nblocks;
+};
+
+struct pool *pool_new(void)
+{
+    return xcalloc(1, sizeof(struct pool));
+}
+
+void pool_free(struct pool *p)
+{
+    if (p == NULL)
+        return;
+    while (p->blocks != NULL) {
+        struct block *b = p->blocks;
+        p->blocks = b->next;
+        xfree(b);
+    }
+    xfree(p);
+}
+
+/* The class of n bytes (0 < n <= POOL_MAX). */
+static size_t class_of(size_t n)
+{
+    return (n + GRAIN - 1) / GRAIN - 1;
+}
+
+void *pool_alloc(struct pool *p, size_t n)
+{
+    if (POOL_PASSTHROUGH || n == 0 || n > POOL_MAX)
+        return xcalloc(1, n > 0 ? n : 1);
+    struct pool_class *c = &p->cls[class_of(n)];
+    size_t size = (class_of(n) + 1) * GRAIN;
+    void *obj;
+    if (c->free != NULL) {
+        obj = c->free;
+        c->free = c->free->next;
+    } else {
+        if (c->carve == NULL || (size_t)(c->end - c->carve) < size) {
+            struct block *b = xmalloc(POOL_BLOCK);
+            b->next = p->blocks;
+            p->blocks = b;
+            p->nblocks++;
+            c->carve = (char *)b->align;
+            c->end = (char *)b + POOL_BLOCK;
+        }
+        obj = c->carve;
+        c->carve += size;
+    }
+    memset(obj, 0, size);
+    return obj;
+}
+
+void pool_release(struct pool *p, void *obj, size_t n)
+{
+    if (obj == NULL)
+        return;
+    if (POOL_PASSTHROUGH || n == 0 || n > POOL_MAX) {
+        xfree(obj);
+        return;
+    }
+    struct pool_class *c = &p->cls[class_of(n)];
+    struct free_obj *f = obj;
+    f->next = c->free;
+    c->free = f;
+}
+
+size_t pool_block_bytes(const struct pool *p)
+{
+    return p != NULL ? p->nblocks * POOL_BLOCK : 0;
+}
