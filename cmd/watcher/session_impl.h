@@ -84,12 +84,12 @@ struct pending_msg {
 /* The mailbox as this connection sees it, and the mail being recorded. */
 struct mailbox_view {
     uint32_t uidvalidity, uidnext;
-    uint32_t last_uid;        /* the cursor: highest UID recorded */
-    uint32_t base_uid;        /* the cursor cursor_baseline gave this connection */
-    uint32_t max_uid_seen;    /* S_UIDNEXT */
-    uint32_t force_too_large; /* a UID whose body overflowed the parser */
-    struct pending_msg *msgs; /* S_FETCH .. S_RECORD, in UID order */
-    size_t nmsgs, imsg, msgs_cap;
+    uint32_t last_uid;              /* the cursor: highest UID recorded */
+    uint32_t base_uid;              /* the cursor cursor_baseline gave this connection */
+    uint32_t max_uid_seen;          /* S_UIDNEXT */
+    uint32_t force_too_large;       /* a UID whose body overflowed the parser */
+    struct pending_msg *msgs;       /* S_FETCH .. S_RECORD, in UID order */
+    uint32_t nmsgs, imsg, msgs_cap; /* UIDs are 32-bit: so is any count of messages */
     union {
         struct imap_response *body; /* S_BODY: the FETCH with BODY[] (hashing == 0) */
         struct crypto_sha1 *hash;   /* S_HASH: the message's bytes so far (hashing == 1) */
@@ -114,8 +114,8 @@ struct imap_session {
     struct provider *prov;       /* holding a connection slot when set */
     struct imap_parser *parser;  /* while a response may come; NULL when idle (session_parser()) */
     struct buf cont;             /* AUTH: the rest of a command after a synchronising stop */
-    size_t cont_seg[IMAP_CMD_MAX_SYNC];
-    size_t ncont, icont;
+    uint32_t cont_seg[IMAP_CMD_MAX_SYNC]; /* its pieces' lengths (each under IMAP_CONN_OUT_MAX) */
+    unsigned char ncont, icont;           /* pieces, pieces sent */
     struct imap_tagger tagger;
     char tag[IMAP_TAG_SIZE]; /* of the command we wait for */
 

@@ -143,11 +143,11 @@ static int queue_with_stops(struct imap_session *s, struct buf *tmp,
         return rc;
     buf_init(&s->cont, IMAP_CONN_OUT_MAX);
     rc = buf_append(&s->cont, tmp->data + first, tmp->len - first);
-    s->ncont = sync->n;
+    s->ncont = (unsigned char)sync->n; /* at most IMAP_CMD_MAX_SYNC */
     s->icont = 0;
     for (size_t i = 0; i < sync->n; i++) {
         size_t end = i + 1 < sync->n ? sync->at[i + 1] : tmp->len;
-        s->cont_seg[i] = end - sync->at[i];
+        s->cont_seg[i] = (uint32_t)(end - sync->at[i]); /* tmp is bounded far below 4 GiB */
     }
     return rc;
 }
