@@ -3,10 +3,14 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS (not in POSIX.1-2008) */
 #include "core/pool.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/err.h"
 
@@ -29,7 +33,9 @@ struct free_obj {
     struct free_obj *next;
 };
 
-/* A block: its header, then objects of one class. */
+/* A block: its header, then objects of one class. Blocks are mapped, not
+ * malloc'd: page-aligned, they share no page with the heap's garbage, and
+ * the pages not carved yet are never touched, so never resident. */
 struct block {
     struct block *next;
     max_align_t align[]; /* the objects start here, aligned for any type */
@@ -58,7 +64,7 @@ void pool_free(struct pool *p)
     while (p->blocks != NULL) {
         struct block *b = p->blocks;
         p->blocks = b->next;
-        xfree(b);
+        munmap(b, POOL_BLOCK);
     }
     xfree(p);
 }
@@ -81,7 +87,13 @@ void *pool_alloc(struct pool *p, size_t n)
         c->free = c->free->next;
     } else {
         if (c->carve == NULL || (size_t)(c->end - c->carve) < size) {
-            struct block *b = xmalloc(POOL_BLOCK);
+            struct block *b =
+                mmap(NULL, POOL_BLOCK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (b == MAP_FAILED) {
+                fprintf(stderr, "superimap: out of memory mapping %d bytes\n", POOL_BLOCK);
+                fflush(stderr);
+                abort(); /* as xmalloc() does */
+            }
             b->next = p->blocks;
             p->blocks = b;
             p->nblocks++;

@@ -9,7 +9,8 @@
  * resident, and the watcher's RSS is its peak during the storm. A heap
  * profile of 5,000 idle sessions (docs/performance.md) found 2,137 pages
  * held for 5.0 MB of blocks. Here objects of one size class sit side by
- * side in blocks of POOL_BLOCK bytes, so they fill their pages.
+ * side in blocks of POOL_BLOCK bytes mapped apart from the heap (mmap), so
+ * they fill their pages; a block's pages not used yet are not resident.
  *
  * Size classes are multiples of 16 bytes up to POOL_MAX; a larger object is
  * an ordinary allocation. A freed object goes to its class's free list for
@@ -27,7 +28,7 @@
 
 #include <stddef.h>
 
-#define POOL_BLOCK (16 * 1024) /* bytes carved into objects of one class */
+#define POOL_BLOCK (64 * 1024) /* bytes mapped at once, carved into objects of one class */
 #define POOL_MAX   1024        /* the largest pooled object */
 
 struct pool;
@@ -46,7 +47,7 @@ void *pool_alloc(struct pool *p, size_t n);
 /* Gives back obj (NULL: nothing), of the n bytes it was allocated with. */
 void pool_release(struct pool *p, void *obj, size_t n);
 
-/* Bytes of blocks the pool holds (for tests and metrics). */
+/* Bytes of blocks the pool has mapped (for tests). */
 size_t pool_block_bytes(const struct pool *p);
 
 #endif

@@ -74,7 +74,7 @@ static void test_one_class_fills_its_blocks(void **state)
     char *o[N];
     for (int i = 0; i < N; i++)
         o[i] = pool_alloc(p, 617); /* a session: class 624 */
-    /* 500 of 624 bytes need 20 blocks of 16 KiB (26 a block), none more. */
+    /* 500 of 624 bytes need as many blocks as POOL_BLOCK holds, none more. */
     size_t per_block = (POOL_BLOCK - 16) / 624;
     assert_int_equal(pool_block_bytes(p) - before,
                      (size_t)((N + per_block - 1) / per_block) * POOL_BLOCK);
