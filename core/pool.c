@@ -50,6 +50,8 @@ struct pool {
     struct pool_class cls[NCLASSES];
     struct block *blocks;
     size_t nblocks;
+    size_t live; /* objects out; kept in every build, so that under ASan a release
+                    after pool_free() still touches the freed pool and is reported */
 };
 
 struct pool *pool_new(void)
@@ -77,6 +79,7 @@ static size_t class_of(size_t n)
 
 void *pool_alloc(struct pool *p, size_t n)
 {
+    p->live++;
     if (POOL_PASSTHROUGH || n == 0 || n > POOL_MAX)
         return xcalloc(1, n > 0 ? n : 1);
     struct pool_class *c = &p->cls[class_of(n)];
@@ -111,6 +114,7 @@ void pool_release(struct pool *p, void *obj, size_t n)
 {
     if (obj == NULL)
         return;
+    p->live--;
     if (POOL_PASSTHROUGH || n == 0 || n > POOL_MAX) {
         xfree(obj);
         return;
@@ -119,6 +123,11 @@ void pool_release(struct pool *p, void *obj, size_t n)
     struct free_obj *f = obj;
     f->next = c->free;
     c->free = f;
+}
+
+size_t pool_live(const struct pool *p)
+{
+    return p != NULL ? p->live : 0;
 }
 
 size_t pool_block_bytes(const struct pool *p)

@@ -47,6 +47,9 @@ void *pool_alloc(struct pool *p, size_t n);
 /* Gives back obj (NULL: nothing), of the n bytes it was allocated with. */
 void pool_release(struct pool *p, void *obj, size_t n);
 
+/* Objects allocated and not released yet (for tests). */
+size_t pool_live(const struct pool *p);
+
 /* Bytes of blocks the pool has mapped (for tests). */
 size_t pool_block_bytes(const struct pool *p);
 

@@ -2,7 +2,8 @@
  * Unit tests of core/pool: objects are zeroed, aligned and never overlap;
  * one class fills its blocks side by side (what keeps idle sessions' pages
  * dense); a released object is the next one of its class and comes back
- * zeroed; objects over POOL_MAX are ordinary allocations. Under
+ * zeroed; objects over POOL_MAX are ordinary allocations; the count of
+ * objects out. Under
  * AddressSanitizer the pool hands out ordinary allocations (pool.h), so the
  * checks of block use are skipped there and the rest still run.
  *
@@ -54,10 +55,12 @@ static void test_objects_are_zeroed_aligned_and_apart(void **state)
         for (int j = 0; j < 20; j++)
             for (size_t b = 0; b < sizes[i]; b++)
                 assert_int_equal(o[i][j][b], (unsigned char)(i * 20 + j + 1));
+    assert_int_equal(pool_live(p), NS * 20);
     for (size_t i = 0; i < NS; i++)
         for (int j = 0; j < 20; j++)
             pool_release(p, o[i][j], sizes[i]);
     pool_release(p, NULL, 16);
+    assert_int_equal(pool_live(p), 0);
     pool_free(p);
     pool_free(NULL);
 }
