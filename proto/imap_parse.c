@@ -229,16 +229,6 @@ void imap_parser_reset(struct imap_parser *p)
     p->errstr[0] = '\0';
 }
 
-void imap_parser_shrink(struct imap_parser *p)
-{
-    if (p == NULL || p->text.len != 0 || p->in_literal || p->nlits != 0)
-        return;
-    buf_free(&p->text);
-    xfree(p->lits);
-    p->lits = NULL;
-    p->lits_cap = 0;
-}
-
 const char *imap_parser_errstr(const struct imap_parser *p)
 {
     return p != NULL ? p->errstr : "";

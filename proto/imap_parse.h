@@ -272,10 +272,6 @@ void imap_parser_free(struct imap_parser *p);
  * connection starts from here). Keeps the limits. */
 void imap_parser_reset(struct imap_parser *p);
 
-/* Frees buffers kept for reuse when no partial response is held (call on
- * entering IDLE so idle sessions hold no read memory). */
-void imap_parser_shrink(struct imap_parser *p);
-
 /*
  * Feeds up to n bytes of data (borrowed; n may be 0). Consumes bytes up to
  * the end of the first complete response and sets *consumed to their count;

@@ -23,6 +23,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pool.h"
 #include "core/rconn.h"
 #include "core/time.h"
 
@@ -188,7 +189,7 @@ static void feed(struct imap_session *s, const char *data, size_t n)
     while (n > 0) {
         size_t used = 0;
         struct imap_response *r = NULL;
-        int rc = imap_parse_feed(s->parser, data, n, &used, &r);
+        int rc = imap_parse_feed(session_parser(s), data, n, &used, &r);
         if (rc == IMAP_AGAIN)
             return;
         if (rc < 0) {
@@ -342,7 +343,7 @@ void imap_session_recheck(struct imap_session *s)
 struct imap_session *imap_session_new(struct watcher *w, const char *uid, uint32_t k)
 {
     size_t n = strlen(uid);
-    struct imap_session *s = xcalloc(1, sizeof *s + n + 1);
+    struct imap_session *s = pool_alloc(w->pool, sizeof *s + n + 1);
     memcpy(s->uid, uid, n + 1);
     s->w = w;
     s->k = k;

@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "core/node.h"
 #include "core/offload.h"
+#include "core/pool.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
 #include "core/schema.h"
@@ -433,7 +434,7 @@ static void on_fleet_change(struct fleet *f, void *data)
 static void on_user_add(struct user_entry *u, void *data)
 {
     struct leases *l = data;
-    struct slot *sl = xcalloc(1, sizeof *sl);
+    struct slot *sl = pool_alloc(l->w->pool, sizeof *sl);
     sl->u = u;
     u->data = sl;
     sl->st = U_ELSEWHERE; /* until placement says otherwise */
@@ -457,7 +458,7 @@ static void on_user_remove(struct user_entry *u, void *data)
     list_del(sl);
     metric_set(l->w->m.users, (double)users_count(l->w->users));
     u->data = NULL;
-    xfree(sl);
+    pool_release(l->w->pool, sl, sizeof *sl);
     l->removals++;
     l->rebalance_due = 1;
 }
@@ -653,7 +654,7 @@ struct leases *leases_new(struct watcher *w, struct metrics *m)
     l->reaper = reaper_new(w->loop, w->redis, l->fleet, w->inc, &ro);
     struct users_hooks uh = {
         .on_add = on_user_add, .on_remove = on_user_remove, .on_change = on_user_change, .data = l};
-    w->users = users_new(w->loop, w->redis, w->shards, &uh);
+    w->users = users_new(w->loop, w->redis, w->pool, w->shards, &uh);
     w->on_lost_lease = on_lost_lease;
     ev_timer_init(&l->tick, on_tick, 1.0, 1.0);
     l->tick.data = l;
@@ -663,14 +664,14 @@ struct leases *leases_new(struct watcher *w, struct metrics *m)
 
 static void free_slot(struct user_entry *u, void *data)
 {
-    (void)data;
+    struct leases *l = data;
     struct slot *sl = u->data;
     if (sl == NULL)
         return;
     if (sl->s != NULL)
         imap_session_drop(sl->s, 0);
     list_del(sl);
-    xfree(sl);
+    pool_release(l->w->pool, sl, sizeof *sl);
     u->data = NULL;
 }
 
@@ -683,7 +684,7 @@ void leases_free(struct leases *l)
     ev_timer_stop(w->loop, &l->tick);
     placement_free(offload_free(l->placer));
     if (w->users != NULL)
-        users_foreach(w->users, free_slot, NULL);
+        users_foreach(w->users, free_slot, l);
     users_free(w->users);
     w->users = NULL;
     reaper_free(l->reaper);

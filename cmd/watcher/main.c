@@ -43,6 +43,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/node.h"
+#include "core/pool.h"
 #include "core/rconn.h"
 #include "core/time.h"
 
@@ -265,6 +266,7 @@ static int start(struct node *n, void *data)
                           "Round trip of Redis commands from this node", NULL,
                           metrics_latency_bounds, metrics_latency_nbounds);
     rconn_on_latency(watcher.sessions, on_sessions_latency, latency);
+    watcher.pool = pool_new();
     leases = leases_new(&watcher, node_metrics(n));
     struct providers_opts po = {
         .logins_per_sec = watcher.cfg->imap_logins_per_sec,
@@ -301,6 +303,8 @@ static void finish(struct node *n, void *data)
     curl_global_cleanup();
     watcher.providers = NULL;
     watcher.keys = NULL;
+    pool_free(watcher.pool); /* last: every user's objects are released by now */
+    watcher.pool = NULL;
 }
 
 int main(int argc, char **argv)

@@ -82,6 +82,28 @@ void session_set_pub(struct imap_session *s, enum pub_state st)
     s->pub = st;
 }
 
+/* ---- Memory of an idle connection ---- */
+
+/* A literal may pass RFC822.SIZE by this much. */
+#define LITERAL_SLACK (1u << 20)
+
+struct imap_parser *session_parser(struct imap_session *s)
+{
+    if (s->parser == NULL)
+        s->parser = imap_parser_new((size_t)session_cfg(s)->max_email_size + LITERAL_SLACK,
+                                    WATCHER_MAX_LINE);
+    return s->parser;
+}
+
+void session_release_buffers(struct imap_session *s)
+{
+    if (imap_parser_buffered(s->parser) == 0) {
+        imap_parser_free(s->parser);
+        s->parser = NULL;
+    }
+    imap_conn_shrink(&s->conn);
+}
+
 /* ---- Connection teardown ---- */
 
 void session_close(struct imap_session *s)

@@ -84,12 +84,12 @@ struct pending_msg {
 /* The mailbox as this connection sees it, and the mail being recorded. */
 struct mailbox_view {
     uint32_t uidvalidity, uidnext;
-    uint32_t last_uid;        /* the cursor: highest UID recorded */
-    uint32_t base_uid;        /* the cursor cursor_baseline gave this connection */
-    uint32_t max_uid_seen;    /* S_UIDNEXT */
-    uint32_t force_too_large; /* a UID whose body overflowed the parser */
-    struct pending_msg *msgs; /* S_FETCH .. S_RECORD, in UID order */
-    size_t nmsgs, imsg, msgs_cap;
+    uint32_t last_uid;              /* the cursor: highest UID recorded */
+    uint32_t base_uid;              /* the cursor cursor_baseline gave this connection */
+    uint32_t max_uid_seen;          /* S_UIDNEXT */
+    uint32_t force_too_large;       /* a UID whose body overflowed the parser */
+    struct pending_msg *msgs;       /* S_FETCH .. S_RECORD, in UID order */
+    uint32_t nmsgs, imsg, msgs_cap; /* UIDs are 32-bit: so is any count of messages */
     union {
         struct imap_response *body; /* S_BODY: the FETCH with BODY[] (hashing == 0) */
         struct crypto_sha1 *hash;   /* S_HASH: the message's bytes so far (hashing == 1) */
@@ -98,7 +98,7 @@ struct mailbox_view {
 
 /* The user record, from LOAD. */
 struct user_record {
-    char *pid, *tag, *code;  /* partner id, user tag, provider code */
+    char *pid, *tag, *code;  /* partner id, user tag, provider code: one block, owned by pid */
     char *username, *secret; /* between LOAD and AUTH only; wiped */
     char *access;            /* OAuth2 access token, between LOAD (or S_TOKEN) and AUTH; wiped */
     int64_t access_exp_ms;   /* its expiry (wall ms), 0 when unknown */
@@ -112,10 +112,10 @@ struct imap_session {
     struct watcher *w;
     struct provider_waiter wait; /* in the provider's FIFO while QUEUED */
     struct provider *prov;       /* holding a connection slot when set */
-    struct imap_parser *parser;  /* while connected */
+    struct imap_parser *parser;  /* while a response may come; NULL when idle (session_parser()) */
     struct buf cont;             /* AUTH: the rest of a command after a synchronising stop */
-    size_t cont_seg[IMAP_CMD_MAX_SYNC];
-    size_t ncont, icont;
+    uint32_t cont_seg[IMAP_CMD_MAX_SYNC]; /* its pieces' lengths (each under IMAP_CONN_OUT_MAX) */
+    unsigned char ncont, icont;           /* pieces, pieces sent */
     struct imap_tagger tagger;
     char tag[IMAP_TAG_SIZE]; /* of the command we wait for */
 
@@ -230,6 +230,15 @@ void session_send_command(struct imap_session *s, int built, enum sess_state st,
 
 /* Takes a CAPABILITY list. */
 void session_take_caps(struct imap_session *s, const struct imap_strlist *l);
+
+/* The connection's parser, made when missing: an idle session keeps none
+ * (session_release_buffers()), and the bytes that end its idleness make
+ * it again. */
+struct imap_parser *session_parser(struct imap_session *s);
+
+/* Entering IDLE or POLL_WAIT: frees the parser when it holds no partial
+ * response, the empty output buffer and OpenSSL's buffers. */
+void session_release_buffers(struct imap_session *s);
 
 /* ---- session_login.c: QUEUED .. AUTH ---- */
 

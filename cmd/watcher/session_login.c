@@ -24,9 +24,6 @@
 #include "core/log.h"
 #include "core/metrics.h"
 
-/* A literal may pass RFC822.SIZE by this much. */
-#define LITERAL_SLACK (1u << 20)
-
 static void send_capability(struct imap_session *s)
 {
     session_new_tag(s);
@@ -84,8 +81,6 @@ void session_login_connect(struct imap_session *s)
         session_fail(s, F_NET, "%s", imap_conn_error());
         return;
     }
-    s->parser =
-        imap_parser_new((size_t)session_cfg(s)->max_email_size + LITERAL_SLACK, WATCHER_MAX_LINE);
     session_set_state(s, S_CONNECT);
     session_arm_ms(s, session_cfg(s)->imap_connect_timeout_ms);
     int rc = imap_conn_connect(&s->conn, (const struct sockaddr *)&p->addr, p->addrlen, p->host,
@@ -148,11 +143,11 @@ static int queue_with_stops(struct imap_session *s, struct buf *tmp,
         return rc;
     buf_init(&s->cont, IMAP_CONN_OUT_MAX);
     rc = buf_append(&s->cont, tmp->data + first, tmp->len - first);
-    s->ncont = sync->n;
+    s->ncont = (unsigned char)sync->n; /* at most IMAP_CMD_MAX_SYNC */
     s->icont = 0;
     for (size_t i = 0; i < sync->n; i++) {
         size_t end = i + 1 < sync->n ? sync->at[i + 1] : tmp->len;
-        s->cont_seg[i] = end - sync->at[i];
+        s->cont_seg[i] = (uint32_t)(end - sync->at[i]); /* tmp is bounded far below 4 GiB */
     }
     return rc;
 }

@@ -303,8 +303,7 @@ static void enter_idle_or_poll(struct imap_session *s)
     }
     became_healthy(s);
     session_set_state(s, S_POLL_WAIT);
-    imap_parser_shrink(s->parser);
-    imap_conn_shrink(&s->conn);
+    session_release_buffers(s);
     session_arm_ms(s, (int64_t)session_cfg(s)->imap_poll_sec * 1000);
 }
 
@@ -327,8 +326,7 @@ void session_mailbox_idle_started(struct imap_session *s)
     }
     /* Idle sessions keep no buffers (docs/watcher.md). */
     s->w->idle_entries++;
-    imap_parser_shrink(s->parser);
-    imap_conn_shrink(&s->conn);
+    session_release_buffers(s);
     arm_idle_timer(s);
 }
 

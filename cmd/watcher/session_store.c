@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/node.h"
+#include "core/pool.h"
 #include "core/rconn.h"
 #include "core/rreq.h"
 #include "core/schema.h"
@@ -32,6 +33,34 @@
 #include "proto/imap_parse.h"
 
 /* ---- Lifetime ---- */
+
+/* Releases the block of pid, code and tag (none before the first LOAD). */
+static void release_ids(struct imap_session *s)
+{
+    struct user_record *u = &s->user;
+    if (u->pid == NULL)
+        return;
+    size_t n = strlen(u->pid) + strlen(u->code) + strlen(u->tag) + 3;
+    pool_release(s->w->pool, u->pid, n);
+    u->pid = u->code = u->tag = NULL;
+}
+
+/* Keeps pid, code and tag in one block of the watcher's pool, owned
+ * through pid: an idle session's strings cost one small object, not three
+ * malloc chunks among a login storm's garbage. */
+static void set_ids(struct imap_session *s, const char *pid, const char *code, const char *tag)
+{
+    size_t np = strlen(pid) + 1, nc = strlen(code) + 1, nt = strlen(tag) + 1;
+    char *b = pool_alloc(s->w->pool, np + nc + nt);
+    memcpy(b, pid, np);
+    memcpy(b + np, code, nc);
+    memcpy(b + np + nc, tag, nt);
+    release_ids(s);
+    struct user_record *u = &s->user;
+    u->pid = b;
+    u->code = b + np;
+    u->tag = b + np + nc;
+}
 
 void session_store_free(struct imap_session *s)
 {
@@ -44,10 +73,8 @@ void session_store_free(struct imap_session *s)
     session_wipe_buf(&s->cont);
     buf_free(&s->conn.out);
     imap_parser_free(s->parser);
-    xfree(s->user.pid);
-    xfree(s->user.tag);
-    xfree(s->user.code);
-    xfree(s);
+    release_ids(s);
+    pool_release(s->w->pool, s, sizeof *s + strlen(s->uid) + 1);
 }
 
 void session_store_maybe_free(struct imap_session *s)
@@ -204,12 +231,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
         return;
     }
     struct user_record *u = &s->user;
-    xfree(u->pid);
-    xfree(u->code);
-    xfree(u->tag);
-    u->pid = xstrdup(pid);
-    u->code = xstrdup(code);
-    u->tag = xstrdup(tag != NULL ? tag : "");
+    set_ids(s, pid, code, tag != NULL ? tag : "");
     session_wipe_str(&u->username);
     session_wipe_str(&u->secret);
     u->username = xstrdup(username);

@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/hrw.h"
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/rconn.h"
 #include "core/schema.h"
 #include "core/time.h"
@@ -34,6 +35,7 @@ enum sync_phase {
 struct users {
     struct ev_loop *loop;
     struct rconn *rc;
+    struct pool *pool; /* the entries' memory */
     int shards;
     struct users_hooks hooks;
 
@@ -68,6 +70,11 @@ struct user_entry *users_find(const struct users *us, const char *uid)
         if (strcmp(u->uid, uid) == 0)
             return u;
     return NULL;
+}
+
+static void entry_release(struct users *us, struct user_entry *u)
+{
+    pool_release(us->pool, u, sizeof *u + strlen(u->uid) + 1);
 }
 
 static void grow(struct users *us)
@@ -129,7 +136,7 @@ static struct user_entry *add(struct users *us, const char *uid, size_t n, int64
     }
     if (us->count >= us->nbuckets)
         grow(us);
-    u = xcalloc(1, sizeof *u + n + 1);
+    u = pool_alloc(us->pool, sizeof *u + n + 1);
     memcpy(u->uid, tmp, n + 1);
     u->admitted = admitted;
     u->k = hrw_shard(u->uid, (uint32_t)us->shards);
@@ -152,7 +159,7 @@ static void remove_entry(struct users *us, struct user_entry *u)
     us->count--;
     if (us->hooks.on_remove != NULL)
         us->hooks.on_remove(u, us->hooks.data);
-    xfree(u);
+    entry_release(us, u);
 }
 
 size_t users_count(const struct users *us)
@@ -434,12 +441,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- Life ---- */
 
-struct users *users_new(struct ev_loop *loop, struct rconn *rc, int shards,
+struct users *users_new(struct ev_loop *loop, struct rconn *rc, struct pool *pool, int shards,
                         const struct users_hooks *hooks)
 {
     struct users *us = xcalloc(1, sizeof *us);
     us->loop = loop;
     us->rc = rc;
+    us->pool = pool;
     us->shards = shards;
     if (hooks != NULL)
         us->hooks = *hooks;
@@ -459,7 +467,7 @@ void users_free(struct users *us)
         struct user_entry *u = us->buckets[i];
         while (u != NULL) {
             struct user_entry *next = u->next;
-            xfree(u);
+            entry_release(us, u);
             u = next;
         }
     }

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 struct ev_loop;
+struct pool;
 struct rconn;
 struct users;
 
@@ -65,8 +66,9 @@ struct users_hooks {
     void *data;
 };
 
-/* Returns a new, empty registry; borrows loop and rc, copies hooks. */
-struct users *users_new(struct ev_loop *loop, struct rconn *rc, int shards,
+/* Returns a new, empty registry; borrows loop, rc and pool (the entries'
+ * memory: it must outlive the registry), copies hooks. */
+struct users *users_new(struct ev_loop *loop, struct rconn *rc, struct pool *pool, int shards,
                         const struct users_hooks *hooks);
 
 /* Releases the registry and every entry, without calling on_remove (the

@@ -41,6 +41,7 @@ struct metric;
 struct metrics;
 struct node;
 struct oauth;
+struct pool;
 struct providers;
 struct rconn;
 struct users;
@@ -100,6 +101,8 @@ struct watcher {
     struct users *users;
     struct providers *providers;
     struct oauth *oauth; /* token refreshes */
+    struct pool *pool;   /* a held user's long-lived objects (core/pool): registry entry,
+                            lease slot, session, ids; freed last */
     struct watcher_metrics m;
 
     int capacity;  /* users this process takes: min(MAX_USERS, fd limit - reserve) */

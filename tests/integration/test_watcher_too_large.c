@@ -4,7 +4,9 @@
  * (computed here independently), which the watcher reads in parts
  * (BODY.PEEK[]<offset.length>, at most the limit each) and hashes without
  * keeping them; a message whose size is a multiple of the part ends with an
- * empty part. Dovecot is tested in test_watcher_dovecot.
+ * empty part. A session in IDLE keeps no parser (docs/performance.md): one
+ * made anew for a message just under the limit reads it whole, twice.
+ * Dovecot is tested in test_watcher_dovecot.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -127,12 +129,60 @@ static void test_a_multiple_of_the_part_ends_with_an_empty_part(void **state)
     check_big_mail("00000000000000000000e002", 2 * LIMIT, 3);
 }
 
+/* Waits until fake-imapd has received more than n IDLE commands. */
+static void wait_idles_over(long long n)
+{
+    long long deadline = harness_now_ms() + 15000;
+    while (fakeimap_stat(&srv, "idles") <= n) {
+        if (harness_now_ms() > deadline)
+            fail_msg("no IDLE past %lld after 15 s", n);
+        harness_poll_pause();
+    }
+}
+
+/* The parser an idle session freed is made again when mail ends the IDLE:
+ * a body of nearly the limit (one literal over many reads) comes whole into
+ * the event, for a first message and for one after the session went back
+ * to IDLE (and freed its parser again). */
+static void test_mail_after_idle_freed_the_parser_comes_whole(void **state)
+{
+    (void)state;
+    const char *uid = "00000000000000000000e003";
+    assert_int_equal(fx_user(&redis, uid, PID, "fk", "t1", "user1", "pass1"), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);
+    char uv[32];
+    assert_int_equal(harness_redis_get(&redis, uv, sizeof uv, "HGET si:{%u}:cur:%s uidvalidity",
+                                       fx_shard(uid), uid),
+                     0);
+    for (int i = 0; i < 2; i++) {
+        size_t n = LIMIT - 100 - (size_t)i;
+        long long idles = fakeimap_stat(&srv, "idles");
+        char *m = message(n);
+        uint32_t muid = 0;
+        assert_int_equal(fakeimap_append(&srv, "user1", m, n, &muid), 0);
+        assert_int_equal(fx_wait_ready(&redis, uid, PID, i + 1, 15000), 0);
+        char eid[128];
+        snprintf(eid, sizeof eid, "%s.%s.%u", uid, uv, (unsigned)muid);
+        yajl_val v = fx_event(&redis, uid, eid, NULL);
+        assert_non_null(v);
+        const char *text = json_get_str(v, "rfc822");
+        assert_non_null(text);
+        assert_int_equal(strlen(text), n);
+        assert_memory_equal(text, m, n);
+        json_free(v);
+        free(m);
+        wait_idles_over(idles); /* back in IDLE before the next one */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_too_large_mail_carries_the_sha1_of_its_bytes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_multiple_of_the_part_ends_with_an_empty_part, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mail_after_idle_freed_the_parser_comes_whole, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);

@@ -919,8 +919,7 @@ static void test_feed_stops_after_each_response(void **state)
     assert_int_equal(imap_parse_feed(p, "ISTS\r\n", 6, &used, &r), 0);
     assert_int_equal(r->number, 3);
     imap_response_free(r);
-    imap_parser_shrink(p);
-    assert_int_equal(imap_parser_buffered(p), 0);
+    assert_int_equal(imap_parser_buffered(p), 0); /* the watcher may free it now */
     imap_parser_free(p);
 }
 
