@@ -635,7 +635,7 @@ void node_free(struct node *n)
     ev_signal_stop(n->loop, &n->sigterm);
     ev_signal_stop(n->loop, &n->sigint);
     ev_signal_stop(n->loop, &n->sighup);
-    http_stop(n->http); /* before Redis: handlers read the node */
+    http_stop(n->http); /* before Redis: handlers read the node (node_main() stopped it) */
     rconn_free(n->redis);
     metrics_free(n->metrics);
     xfree(n);
@@ -802,6 +802,13 @@ int node_main(int argc, char **argv, const struct node_main_spec *spec)
         rc = spec->start != NULL ? spec->start(n, opts.hooks.data) : 0;
         if (rc == 0)
             rc = node_run(n);
+        /* The role's handlers and connection hooks run on civetweb's
+         * threads and use what finish frees (the api's client gates and
+         * keys): a request in flight at SIGTERM crashed the api after its
+         * drain. The server stops first: mg_stop() ends the reads in
+         * progress and waits for the handlers to return. */
+        http_stop(n->http);
+        n->http = NULL;
         if (spec->finish != NULL)
             spec->finish(n, opts.hooks.data);
         log_info("stopped exit_code=%d", rc);
