@@ -802,11 +802,13 @@ int node_main(int argc, char **argv, const struct node_main_spec *spec)
         rc = spec->start != NULL ? spec->start(n, opts.hooks.data) : 0;
         if (rc == 0)
             rc = node_run(n);
-        /* The role's handlers and connection hooks run on civetweb's
-         * threads and use what finish frees (the api's client gates and
-         * keys): a request in flight at SIGTERM crashed the api after its
-         * drain. The server stops first: mg_stop() ends the reads in
-         * progress and waits for the handlers to return. */
+        /* The role's handlers, connection and thread hooks run on
+         * civetweb's threads and use what finish frees: a request in flight
+         * at SIGTERM (the api's client gates), or a worker thread the
+         * kernel had not yet run opening its Redis connection (a->cfg),
+         * found the api zeroed and crashed it after its drain (issue #15
+         * point 17). The server stops first: mg_stop() ends the reads in
+         * progress and joins every worker. */
         http_stop(n->http);
         n->http = NULL;
         if (spec->finish != NULL)
