@@ -635,7 +635,7 @@ void node_free(struct node *n)
     ev_signal_stop(n->loop, &n->sigterm);
     ev_signal_stop(n->loop, &n->sigint);
     ev_signal_stop(n->loop, &n->sighup);
-    http_stop(n->http); /* before Redis: handlers read the node */
+    http_stop(n->http); /* before Redis: handlers read the node (node_main() stopped it) */
     rconn_free(n->redis);
     metrics_free(n->metrics);
     xfree(n);
@@ -802,6 +802,15 @@ int node_main(int argc, char **argv, const struct node_main_spec *spec)
         rc = spec->start != NULL ? spec->start(n, opts.hooks.data) : 0;
         if (rc == 0)
             rc = node_run(n);
+        /* The role's handlers, connection and thread hooks run on
+         * civetweb's threads and use what finish frees: a request in flight
+         * at SIGTERM (the api's client gates), or a worker thread the
+         * kernel had not yet run opening its Redis connection (a->cfg),
+         * found the api zeroed and crashed it after its drain (issue #15
+         * point 17). The server stops first: mg_stop() ends the reads in
+         * progress and joins every worker. */
+        http_stop(n->http);
+        n->http = NULL;
         if (spec->finish != NULL)
             spec->finish(n, opts.hooks.data);
         log_info("stopped exit_code=%d", rc);

@@ -131,7 +131,9 @@ struct node_main_spec {
     /* Optional, once the node exists and before the loop runs: add routes and
      * metrics. Returns 0, or an exit code to stop with. */
     int (*start)(struct node *n, void *data);
-    /* Optional, after the loop ended and before the node is freed. */
+    /* Optional, after the loop ended and the HTTP server stopped (no handler,
+     * connection hook or worker thread of the role runs any more; node_http()
+     * is NULL), before the node is freed. */
     void (*finish)(struct node *n, void *data);
 };
 

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -188,6 +190,69 @@ static void test_sigterm_removes_heartbeat_and_exits_zero(void **state)
     }
 }
 
+/* Sends all of text on fd. */
+static void send_all(int fd, const char *text)
+{
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, text + off, len - off, MSG_NOSIGNAL);
+        assert_true(n > 0);
+        off += (size_t)n;
+    }
+}
+
+/* Reads from fd until want has arrived (the socket's 1 s receive timeout
+ * bounds each read; the deadline bounds them all). */
+static void read_until(int fd, const char *want)
+{
+    char got[4096];
+    size_t len = 0;
+    long long deadline = harness_now_ms() + 10000;
+    got[0] = '\0';
+    while (strstr(got, want) == NULL && harness_now_ms() < deadline && len < sizeof got - 1) {
+        ssize_t n = recv(fd, got + len, sizeof got - 1 - len, 0);
+        if (n == 0)
+            break;
+        if (n > 0) {
+            len += (size_t)n;
+            got[len] = '\0';
+        }
+    }
+    if (strstr(got, want) == NULL)
+        fail_msg("never received '%s'; got '%s'", want, got);
+}
+
+/* Issue #15 point 17: the api's handlers and connection hooks run on
+ * civetweb's threads and use what its finish frees (client gates, keys).
+ * A request whose body was still being read when SIGTERM's drain ended
+ * crashed the api (SIGSEGV after "stopped exit_code=0"): the HTTP server
+ * now stops, ending that read, before the role frees anything. A worker
+ * thread is made to hold the connection (one request answered on it),
+ * then the next request's body, which carries the key and so is read
+ * first under the client's gate, comes only in part. */
+static void test_sigterm_with_a_request_in_flight(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        struct proc p;
+        assert_int_equal(harness_node_start(&p, &redis, "superimap-api", "api-inflight", NULL), 0);
+        assert_int_equal(harness_wait_http(p.port, "/readyz", 200, 10000), 0);
+        int fd = harness_connect_loopback(p.port);
+        assert_true(fd >= 0);
+        send_all(fd, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        read_until(fd, "{\"status\":\"ok\"}");
+        send_all(fd, "POST /api/v1/connections HTTP/1.1\r\nHost: t\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                     "Content-Length: 100\r\n\r\napi_key=x");
+        harness_proc_signal(&p, SIGTERM);
+        assert_int_equal(harness_proc_wait(&p, 15000), 0);
+        close(fd);
+        if (p.exit_code != 0 || !harness_log_contains(&p, "stopped exit_code=0"))
+            fail_msg("round %d: the api exited %d after SIGTERM with a request in flight (log %s)",
+                     round, p.exit_code, p.log);
+    }
+}
+
 static void test_redis_restart_under_running_node(void **state)
 {
     (void)state;
@@ -317,6 +382,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_endpoints_answer, flush, stop_all),
         cmocka_unit_test_setup_teardown(test_sigterm_removes_heartbeat_and_exits_zero, flush,
                                         stop_all),
+        cmocka_unit_test_setup_teardown(test_sigterm_with_a_request_in_flight, flush, stop_all),
         cmocka_unit_test_setup_teardown(test_redis_restart_under_running_node, flush, stop_all),
         cmocka_unit_test_setup_teardown(test_redis_down_at_start_then_up, flush, stop_all),
         cmocka_unit_test_teardown(test_bad_config_exits_2_naming_the_variable, stop_all),
