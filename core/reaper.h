@@ -46,7 +46,7 @@ struct reaper;
 struct rconn;
 
 #define REAPER_POLL_MS  500
-#define REAPER_GRACE_MS 1500
+#define REAPER_GRACE_MS 1000
 
 struct reaper_opts {
     const char *role;        /* "watcher" or "dispatcher" */
