@@ -842,14 +842,16 @@ static void test_max_sessions_per_user_answers_limit(void **state)
     assert_int_equal(fakeimap_prepare(&f, 0), 0);
     const char *extra[] = {"SUPERIMAP_FAKE_MAX_SESSIONS_PER_USER=2", NULL};
     assert_int_equal(fakeimap_start(&f, extra), 0);
+    /* One login at a time: sent together, the server may read the third
+     * before the second (it did, under ASan beside other work). */
     struct client c[3];
     for (int i = 0; i < 3; i++) {
         client_open(&c[i], "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), 0);
         expect_prefix(&c[i], "* OK ");
         client_send(&c[i], "a1 LOGIN user1 pass1\r\n");
+        if (i < 2)
+            expect_prefix(&c[i], "a1 OK ");
     }
-    expect_prefix(&c[0], "a1 OK ");
-    expect_prefix(&c[1], "a1 OK ");
     expect_line(&c[2], "a1 NO [LIMIT] Too many simultaneous connections.");
     for (int i = 0; i < 3; i++)
         client_close(&c[i]);
