@@ -82,8 +82,9 @@ void *pool_alloc(struct pool *p, size_t n)
     p->live++;
     if (POOL_PASSTHROUGH || n == 0 || n > POOL_MAX)
         return xcalloc(1, n > 0 ? n : 1);
-    struct pool_class *c = &p->cls[class_of(n)];
-    size_t size = (class_of(n) + 1) * GRAIN;
+    size_t k = class_of(n);
+    struct pool_class *c = &p->cls[k];
+    size_t size = (k + 1) * GRAIN;
     void *obj;
     if (c->free != NULL) {
         obj = c->free;

@@ -67,7 +67,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -76,7 +75,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -124,22 +122,8 @@ struct child {
 
 static pid_t spawn(const char *path, char *const *envp, const char *log)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        char *const argv[] = {(char *)path, NULL};
-        execve(path, argv, envp);
-        _exit(127);
-    }
-    return pid;
+    char *const argv[] = {(char *)path, NULL};
+    return bench_spawn(argv, envp, log);
 }
 
 static void stop(struct child *c)
