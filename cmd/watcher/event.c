@@ -29,7 +29,11 @@
 
 void event_id(const struct mail_event *m, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "%s.%" PRIu32 ".%" PRIu32, m->uid, m->uidvalidity, m->msg_uid);
+    char tag[CRYPTO_SHA1_HEX_LEN + 1] = "";
+    if (m->mailbox != NULL && crypto_sha1_hex(m->mailbox, strlen(m->mailbox), tag) == 0)
+        tag[8] = '\0';
+    snprintf(out, outlen, "%s.%" PRIu32 ".%" PRIu32 "%s%s", m->uid, m->uidvalidity, m->msg_uid,
+             tag[0] ? ".m" : "", tag);
 }
 
 /* ---- IMAP envelope to proto/envelope's borrowed view ---- */
@@ -112,6 +116,20 @@ int event_tracer_id(const struct imap_envelope *env, char id[EVENT_TRACER_ID_MAX
 
 /* ---- Payload ---- */
 
+static void write_gmail(struct json_gen *g, const struct imap_fetch *f)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%" PRIu64, f->gm_msgid);
+    json_gen_key_str(g, "gmail_msgid", n);
+    snprintf(n, sizeof n, "%" PRIu64, f->gm_thrid);
+    json_gen_key_str(g, "gmail_thrid", n);
+    json_gen_key(g, "gmail_labels");
+    json_gen_array_open(g);
+    for (size_t i = 0; i < f->gm_labels.n; i++)
+        json_gen_strn(g, f->gm_labels.items[i].data, f->gm_labels.items[i].len);
+    json_gen_array_close(g);
+}
+
 int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t *outlen)
 {
     *out = NULL;
@@ -147,6 +165,13 @@ int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t 
     json_gen_key_int(g, "uidvalidity", m->uidvalidity);
     json_gen_key_int(g, "size", (int64_t)m->size);
     json_gen_key_bool(g, "too_large", m->too_large);
+    if (m->mailbox_name != NULL) {
+        json_gen_key_str(g, "mailbox", m->mailbox_name);
+        if (m->special_use)
+            json_gen_key_str(g, "special_use", m->mailbox);
+    }
+    if (m->gm != NULL)
+        write_gmail(g, m->gm);
     json_gen_object_close(g);
     rc = json_gen_finish(g, out, outlen);
     json_gen_free(g);
@@ -188,14 +213,25 @@ int event_record(struct callgate *gate, const struct crypto_keys *keys, const st
     snprintf(uv, sizeof uv, "%" PRIu32, m->uidvalidity);
     snprintf(muid, sizeof muid, "%" PRIu32, m->msg_uid);
     snprintf(last, sizeof last, "%" PRIu32, m->last_uid);
-    char tracer[EVENT_TRACER_ID_MAX + 1];
-    const char *argv[] = {k_lease,    alive_key, k_cur,     k_evt,  k_ready,  k_partners, k_user,
-                          token,      uv,        muid,      eid,    m->pid,   last,       "type",
-                          "new_mail", "uid",     m->uid,    "code", m->code,  "tag",      m->tag,
-                          "sha1",     sha1,      "payload", sealed, "tracer", tracer};
-    int argc = (int)(sizeof argv / sizeof argv[0]);
-    if (!event_tracer_id(m->env, tracer))
-        argc -= 2;
+    char tracer[EVENT_TRACER_ID_MAX + 1], gm[24];
+    const char *argv[33] = {k_lease,    alive_key, k_cur,     k_evt,  k_ready, k_partners, k_user,
+                            token,      uv,        muid,      eid,    m->pid,  last,       "type",
+                            "new_mail", "uid",     m->uid,    "code", m->code, "tag",      m->tag,
+                            "sha1",     sha1,      "payload", sealed};
+    int argc = 25;
+    if (event_tracer_id(m->env, tracer)) {
+        argv[argc++] = "tracer";
+        argv[argc++] = tracer;
+    }
+    if (m->mailbox != NULL) {
+        argv[argc++] = "mailbox";
+        argv[argc++] = m->mailbox;
+    }
+    if (m->gm != NULL && m->gm_dedupe && (m->gm->has & IMAP_FETCH_GM_MSGID)) {
+        snprintf(gm, sizeof gm, "%" PRIu64, m->gm->gm_msgid);
+        argv[argc++] = "gm_msgid";
+        argv[argc++] = gm;
+    }
     r = callgate_script_acked(gate, cb, privdata, "record_mail", 7, argc, argv, NULL);
     xfree(sealed);
     return r;
@@ -208,6 +244,8 @@ enum event_result event_result_of(const struct redisReply *reply, int err)
     const redisReply *a = reply->element[0], *b = reply->element[1];
     if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_STRING)
         return EVENT_FAILED;
+    if (a->integer == 1 && strcmp(b->str, "duplicate") == 0)
+        return EVENT_DUPLICATE;
     if (a->integer == 1)
         return strcmp(b->str, "tracer") == 0 ? EVENT_TRACER : EVENT_RECORDED;
     if (strcmp(b->str, "old") == 0)

@@ -9,7 +9,18 @@
  *    "sha1":"<hex SHA-1 of the exact raw message>","user_tag":"...",
  *    "imap_provider_code":"...","envelope":{...},"decoded":{...},
  *    "rfc822":"...",["rfc822_base64":"...",]
- *    "uid":<message UID>,"uidvalidity":<n>,"size":<RFC822.SIZE>,"too_large":false}
+ *    "uid":<message UID>,"uidvalidity":<n>,"size":<RFC822.SIZE>,"too_large":false
+ *    [,"mailbox":"<server's name>"[,"special_use":"\\Junk"]]
+ *    [,"gmail_msgid":"<X-GM-MSGID>","gmail_thrid":"<X-GM-THRID>","gmail_labels":[...]]}
+ *
+ * Mail of INBOX has no "mailbox" member and its id is as above, as in the
+ * original; mail of any other watched mailbox has "mailbox" (and
+ * "special_use" when the user named it by its RFC 6154 attribute) and the
+ * id "<uid>.<uidvalidity>.<message UID>.m<8 hex digits>", the digits the
+ * start of the SHA-1 of the mailbox as configured (uidvalidity and UIDs are
+ * per mailbox, so the same numbers recur in two mailboxes). On a Gmail
+ * server (X-GM-EXT-1) the three gmail_ members carry the message's ids
+ * (64-bit decimal text: beyond what a JSON number keeps) and labels.
  *
  * envelope, decoded, rfc822 and rfc822_base64 as proto/envelope.h says. A
  * message above SUPERIMAP_MAX_EMAIL_SIZE is not kept: "too_large":true,
@@ -43,6 +54,7 @@
 struct callgate;
 struct crypto_keys;
 struct imap_envelope;
+struct imap_fetch;
 struct rconn;
 struct redisReply;
 
@@ -63,6 +75,12 @@ struct mail_event {
     int too_large;    /* size above SUPERIMAP_MAX_EMAIL_SIZE: no body */
     const char *sha1; /* too_large: hex SHA-1 of the message, hashed in parts; NULL when it
                          could not be read (the event id's SHA-1 stands in) */
+    const char *mailbox;      /* the mailbox as configured ("\\Junk", "Work"); NULL: INBOX */
+    const char *mailbox_name; /* its name on the server; NULL: INBOX */
+    int special_use;          /* mailbox is an RFC 6154 attribute */
+    const struct imap_fetch *gm; /* Gmail: the FETCH with X-GM-MSGID, X-GM-THRID and
+                                    X-GM-LABELS; NULL elsewhere */
+    int gm_dedupe; /* announce the X-GM-MSGID once per user (several labels watched) */
 };
 
 /*
@@ -77,7 +95,7 @@ int event_payload(const struct mail_event *m, char sha1[41], char **out, size_t 
 #define EVENT_TRACER_ID_MAX 64
 int event_tracer_id(const struct imap_envelope *env, char id[EVENT_TRACER_ID_MAX + 1]);
 
-/* Writes the event id "<uid>.<uidvalidity>.<msg_uid>" into out. */
+/* Writes the event id (above) into out. */
 void event_id(const struct mail_event *m, char *out, size_t outlen);
 
 /*
@@ -100,6 +118,7 @@ int event_record(struct callgate *gate, const struct crypto_keys *keys, const st
 enum event_result {
     EVENT_RECORDED,    /* {1, 'recorded'} */
     EVENT_TRACER,      /* {1, 'tracer', latency ms or ''}: a tracer detected, not announced */
+    EVENT_DUPLICATE,   /* {1, 'duplicate'}: a Gmail message announced under another label */
     EVENT_OLD,         /* {0, 'old'}: already recorded (a replay) */
     EVENT_STALE,       /* {0, 'stale'}: the lease is not ours any more */
     EVENT_UIDVALIDITY, /* {0, 'uidvalidity'}: re-baseline */

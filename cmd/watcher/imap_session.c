@@ -84,6 +84,8 @@ static const struct state_row states[S_COUNT] = {
     [S_CAPA] = {session_login_capa, NULL, command_timeout, 1, 0},
     [S_STARTTLS] = {session_login_starttls, NULL, command_timeout, 1, 0},
     [S_AUTH] = {session_login_auth, session_login_continue, command_timeout, 1, 0},
+    [S_LIST] = {session_boxes_listed, NULL, command_timeout, 1, 0},
+    [S_NOTIFY] = {session_boxes_notified, NULL, command_timeout, 1, 0},
     [S_EXAMINE] = {session_mailbox_examined, NULL, command_timeout, 1, 0},
     [S_UIDNEXT] = {session_mailbox_uidnext, NULL, command_timeout, 1, 0},
     [S_BASELINE] = {NULL, NULL, NULL, 0, 0},
@@ -99,6 +101,7 @@ static const struct state_row states[S_COUNT] = {
     [S_DONE] = {session_mailbox_idle_end, NULL, command_timeout, 1, 1},
     [S_POLL_WAIT] = {NULL, NULL, session_mailbox_poll, 0, 1},
     [S_NOOP] = {session_mailbox_noop, NULL, command_timeout, 1, 1},
+    [S_STATUS] = {session_boxes_statused, NULL, command_timeout, 1, 1},
     [S_WAIT] = {NULL, NULL, wait_over, 0, 0},
     [S_DEAD] = {NULL, NULL, NULL, 0, 0},
 };
@@ -175,8 +178,14 @@ static void handle(struct imap_session *s, struct imap_response *r)
         if (session_mailbox_fetch(s, r))
             return;
         break;
+    case IMAP_RESP_LIST:
+        session_boxes_list_item(s, r);
+        break;
+    case IMAP_RESP_STATUS:
+        session_boxes_status(s, r);
+        break;
     default:
-        break; /* EXPUNGE, FLAGS, LIST, ...: nothing for us */
+        break; /* EXPUNGE, FLAGS, LSUB, ...: nothing for us */
     }
     imap_response_free(r);
 }

@@ -39,6 +39,7 @@ struct record {
     enum provider_token_auth token_auth;
     enum provider_sasl sasl;
     int tracer_delete;
+    int mailbox_poll_s;
 };
 
 struct prov {
@@ -107,7 +108,7 @@ static void record_clear(struct record *rec)
 static int parse_record(struct record *rec, const redisReply *r)
 {
     const char *host = NULL, *port = NULL, *tls = NULL, *auth = NULL, *renew = NULL, *maxc = NULL,
-               *turl = NULL, *tauth = NULL, *sasl = NULL, *tdel = NULL;
+               *turl = NULL, *tauth = NULL, *sasl = NULL, *tdel = NULL, *mpoll = NULL;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *f = r->element[i], *v = r->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -132,6 +133,8 @@ static int parse_record(struct record *rec, const redisReply *r)
             sasl = v->str;
         else if (strcmp(f->str, "tracer_delete") == 0)
             tdel = v->str;
+        else if (strcmp(f->str, "mailbox_poll_s") == 0)
+            mpoll = v->str;
     }
     long n;
     if (host == NULL || host[0] == '\0' || strlen(host) > 255)
@@ -161,6 +164,12 @@ static int parse_record(struct record *rec, const redisReply *r)
             return -SIMAP_EINVAL;
         renew_s = n < 60 ? 60 : n > 1740 ? 1740 : n;
     }
+    long poll_s = PROVIDER_MAILBOX_POLL_S;
+    if (mpoll != NULL && mpoll[0] != '\0') {
+        if (parse_int(mpoll, 1, 86400, &n) < 0)
+            return -SIMAP_EINVAL;
+        poll_s = n < 10 ? 10 : n > 3600 ? 3600 : n;
+    }
     long max_conn = 0;
     if (maxc != NULL && maxc[0] != '\0' && parse_int(maxc, 0, 100000000, &max_conn) < 0)
         return -SIMAP_EINVAL;
@@ -186,6 +195,7 @@ static int parse_record(struct record *rec, const redisReply *r)
     rec->token_auth = ta;
     rec->sasl = sm;
     rec->tracer_delete = tdel != NULL && strcmp(tdel, "1") == 0;
+    rec->mailbox_poll_s = (int)poll_s;
     return 0;
 }
 
@@ -208,6 +218,7 @@ static void apply_record(struct prov *p, struct record *rec, const struct sockad
     pub->token_auth = rec->token_auth;
     pub->sasl = rec->sasl;
     pub->tracer_delete = rec->tracer_delete;
+    pub->mailbox_poll_s = rec->mailbox_poll_s;
     rec->host = rec->token_url = NULL;
 }
 

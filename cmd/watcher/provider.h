@@ -44,6 +44,7 @@ struct rconn;
 #define PROVIDER_REFRESH_MS   60000
 #define PROVIDER_CODE_MAX     64
 #define PROVIDER_IDLE_RENEW_S 1500 /* 25 min, below RFC 2177's 29 */
+#define PROVIDER_MAILBOX_POLL_S 60 /* STATUS of a user's other mailboxes without NOTIFY */
 
 enum provider_tls { PROVIDER_TLS_IMPLICIT, PROVIDER_TLS_STARTTLS, PROVIDER_TLS_NONE };
 enum provider_auth { PROVIDER_AUTH_PLAIN, PROVIDER_AUTH_OAUTH2 };
@@ -65,6 +66,7 @@ struct provider {
     int idle_renew_s;    /* re-issue IDLE this often, 60..1740 */
     int max_connections; /* 0: unlimited */
     int tracer_delete;   /* tracer mails of tracer users are deleted once detected */
+    int mailbox_poll_s;  /* without NOTIFY: a user's other mailboxes checked this often, 10..3600 */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     /* OAuth2 (auth oauth2) */

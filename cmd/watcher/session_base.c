@@ -20,10 +20,21 @@
 #include "core/metrics.h"
 
 static const char *const state_names[S_COUNT] = {
-    "NEW",  "LOAD",      "QUEUED", "TOKEN",   "CONNECT", "TLS",        "GREETING",
-    "CAPA", "STARTTLS",  "AUTH",   "EXAMINE", "UIDNEXT", "BASELINE",   "FETCH",
-    "BODY", "HASH",      "RECORD", "DELETE",  "EXPUNGE", "IDLE_START", "IDLE",
-    "DONE", "POLL_WAIT", "NOOP",   "WAIT",    "DEAD",
+    [S_NEW] = "NEW",         [S_LOAD] = "LOAD",
+    [S_QUEUED] = "QUEUED",   [S_TOKEN] = "TOKEN",
+    [S_CONNECT] = "CONNECT", [S_TLS] = "TLS",
+    [S_GREETING] = "GREETING", [S_CAPA] = "CAPA",
+    [S_STARTTLS] = "STARTTLS", [S_AUTH] = "AUTH",
+    [S_LIST] = "LIST",       [S_NOTIFY] = "NOTIFY",
+    [S_EXAMINE] = "EXAMINE", [S_UIDNEXT] = "UIDNEXT",
+    [S_BASELINE] = "BASELINE", [S_FETCH] = "FETCH",
+    [S_BODY] = "BODY",       [S_HASH] = "HASH",
+    [S_RECORD] = "RECORD",   [S_DELETE] = "DELETE",
+    [S_EXPUNGE] = "EXPUNGE", [S_IDLE_START] = "IDLE_START",
+    [S_IDLE] = "IDLE",       [S_DONE] = "DONE",
+    [S_POLL_WAIT] = "POLL_WAIT", [S_NOOP] = "NOOP",
+    [S_STATUS] = "STATUS",   [S_WAIT] = "WAIT",
+    [S_DEAD] = "DEAD",
 };
 
 const char *session_state_name(enum sess_state st)
@@ -126,6 +137,8 @@ void session_close(struct imap_session *s)
     session_token_detach(s);
     s->has_caps = s->cap_idle = s->cap_starttls = s->cap_sasl_ir = s->cap_auth_plain = 0;
     s->cap_logindisabled = s->cap_literal_plus = s->cap_uidplus = 0;
+    s->cap_notify = s->cap_special_use = s->cap_gmail = 0;
+    session_boxes_reset(s);
     s->tls_up = s->authed = s->selected = 0;
     s->need_fetch = s->probing = s->healthy = 0;
     s->mb.uidvalidity = s->mb.uidnext = s->mb.last_uid = s->mb.base_uid = s->mb.max_uid_seen = 0;
@@ -233,4 +246,7 @@ void session_take_caps(struct imap_session *s, const struct imap_strlist *l)
     s->cap_logindisabled = imap_strlist_has(l, "LOGINDISABLED");
     s->cap_literal_plus = imap_strlist_has(l, "LITERAL+");
     s->cap_uidplus = imap_strlist_has(l, "UIDPLUS");
+    s->cap_notify = imap_strlist_has(l, "NOTIFY");
+    s->cap_special_use = imap_strlist_has(l, "SPECIAL-USE");
+    s->cap_gmail = imap_strlist_has(l, "X-GM-EXT-1");
 }

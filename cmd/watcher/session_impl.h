@@ -55,7 +55,9 @@ enum sess_state {
     S_CAPA,       /* CAPABILITY sent */
     S_STARTTLS,   /* STARTTLS sent */
     S_AUTH,       /* LOGIN or AUTHENTICATE sent */
-    S_EXAMINE,    /* EXAMINE INBOX sent (SELECT when the provider deletes tracers) */
+    S_LIST,       /* LIST "" "*": the watched mailboxes' names (several watched) */
+    S_NOTIFY,     /* NOTIFY SET: news of the other watched mailboxes (RFC 5465) */
+    S_EXAMINE,    /* EXAMINE <mailbox> sent (SELECT INBOX when the provider deletes tracers) */
     S_UIDNEXT,    /* UID FETCH * (UID) sent: the server gave no UIDNEXT */
     S_BASELINE,   /* cursor_baseline in flight */
     S_FETCH,      /* UID FETCH last+1:* (UID RFC822.SIZE ENVELOPE) sent */
@@ -69,6 +71,7 @@ enum sess_state {
     S_DONE,       /* DONE sent, waiting for IDLE's tagged answer */
     S_POLL_WAIT,  /* no IDLE: connected, waiting for the next poll */
     S_NOOP,       /* no IDLE: NOOP sent */
+    S_STATUS,     /* STATUS <mailbox> (UIDNEXT UIDVALIDITY): another watched mailbox checked */
     S_WAIT,       /* not connected, backoff timer running */
     S_DEAD,       /* dropped; freed when nothing refers to it */
     S_COUNT
@@ -102,6 +105,31 @@ struct user_record {
     char *username, *secret; /* between LOAD and AUTH only; wiped */
     char *access;            /* OAuth2 access token, between LOAD (or S_TOKEN) and AUTH; wiped */
     int64_t access_exp_ms;   /* its expiry (wall ms), 0 when unknown */
+};
+
+/* One watched mailbox of a user who watches more than INBOX. */
+struct watch_box {
+    char *spec; /* as configured (proto/mailboxes): "INBOX", "\\Junk", "Work"; owned */
+    char *name; /* its name on the server (LIST); NULL while not found; owned */
+    uint32_t uidvalidity;  /* its cursor as this connection knows it: 0 until read */
+    uint32_t last_uid, base_uid;
+    unsigned special : 1;  /* spec is an RFC 6154 attribute */
+    unsigned dirty : 1;    /* may hold new mail: examine it and fetch */
+    unsigned missing : 1;  /* not on the server (LIST, EXAMINE or STATUS said so) */
+};
+
+/* The mailboxes of a user who watches more than INBOX (NULL otherwise:
+ * INBOX only costs nothing). s->mb describes the one selected. */
+struct box_set {
+    struct watch_box *b;
+    uint8_t n;       /* boxes, at most MAILBOXES_MAX */
+    uint8_t cur;     /* the one selected (s->mb describes it); n: none */
+    uint8_t primary; /* where the session waits in IDLE: the first one found */
+    uint8_t ask;     /* S_STATUS: the box asked */
+    unsigned notify : 1;      /* NOTIFY SET accepted: the others' news come as STATUS */
+    unsigned status_now : 1;  /* check the others with STATUS before the next IDLE */
+    int64_t status_due_mono;  /* the next such round (without NOTIFY) */
+    char *missing_pub;        /* mailboxes_missing as last written; NULL: none */
 };
 
 struct token_job;
@@ -153,6 +181,9 @@ struct imap_session {
     unsigned hash_bad : 1;      /* S_HASH: the server answered without our <offset> */
     unsigned no_partial : 1;    /* force_too_large's body overflowed a partial fetch too */
     unsigned selected : 1;      /* INBOX SELECTed (read-write): tracers may be deleted */
+    unsigned cap_notify : 1;    /* RFC 5465 NOTIFY */
+    unsigned cap_special_use : 1; /* RFC 6154 SPECIAL-USE: LIST ... RETURN (SPECIAL-USE) */
+    unsigned cap_gmail : 1;     /* X-GM-EXT-1 */
 
     uint32_t k;
     struct mailbox_view mb;
@@ -161,6 +192,7 @@ struct imap_session {
     int64_t idle_since_mono; /* IDLE began */
 
     struct user_record user;
+    struct box_set *boxes;     /* NULL: INBOX only */
     int64_t tok_due_ms;        /* OAuth2: refresh the access token at (wall ms); 0: not planned */
     struct token_job *tok_job; /* OAuth2: the refresh under way, or NULL */
 
@@ -275,10 +307,52 @@ int64_t session_token_due_in(const struct imap_session *s);
 /* The session lets go of its refresh (which still stores its result). */
 void session_token_detach(struct imap_session *s);
 
+/* ---- session_boxes.c: several mailboxes (LIST, NOTIFY, STATUS) ---- */
+
+/* Logged in: INBOX only, EXAMINE it; else LIST, NOTIFY when the server has
+ * it, then each mailbox in turn. */
+void session_boxes_start(struct imap_session *s);
+/* Tagged answers of S_LIST, S_NOTIFY and S_STATUS. */
+void session_boxes_listed(struct imap_session *s, const struct imap_response *r, int ok);
+void session_boxes_notified(struct imap_session *s, const struct imap_response *r, int ok);
+void session_boxes_statused(struct imap_session *s, const struct imap_response *r, int ok);
+/* Untagged LIST and STATUS responses. */
+void session_boxes_list_item(struct imap_session *s, const struct imap_response *r);
+void session_boxes_status(struct imap_session *s, const struct imap_response *r);
+/* EXAMINE of the selected mailbox refused: returns 1 when that mailbox was
+ * set aside as missing and the session went on, 0 when the caller fails. */
+int session_boxes_examine_refused(struct imap_session *s, const char *text);
+/* The selected mailbox's new mail is all recorded: on to another mailbox
+ * with news, back to the primary one, or IDLE. */
+void session_boxes_caught_up(struct imap_session *s);
+/* IDLE (or a poll's NOOP) ended: STATUS round when due, then fetch. */
+void session_boxes_resume(struct imap_session *s);
+/* When the next STATUS round is due, in ms from now; -1: none. */
+int64_t session_boxes_status_due_in(const struct imap_session *s);
+/* Just examined: 1 when the selected mailbox's cursor is known from earlier
+ * on this connection with the same UIDVALIDITY (no cursor_baseline). */
+int session_boxes_cursor_kept(struct imap_session *s);
+/* 1 when the selected mailbox was named by its RFC 6154 attribute. */
+int session_box_special(const struct imap_session *s);
+/* The selected mailbox: its name on the server ("INBOX" when INBOX only),
+ * and its spec for the cursor (NULL for INBOX). */
+const char *session_box_name(const struct imap_session *s);
+const char *session_box_spec(const struct imap_session *s);
+/* Builds s->boxes from a mailbox list's JSON (NULL: INBOX); returns 0, or
+ * -1 with why filled in when the list cannot be read. */
+int session_boxes_load(struct imap_session *s, const char *json, char *why, size_t whylen);
+/* A new connection: every mailbox to be found and examined again. */
+void session_boxes_reset(struct imap_session *s);
+void session_boxes_free(struct imap_session *s);
+
 /* ---- session_mailbox.c: EXAMINE .. NOOP ---- */
 
-/* Logged in: EXAMINE INBOX. */
+/* EXAMINE the selected mailbox (session_box_name()). */
 void session_mailbox_examine(struct imap_session *s);
+/* IDLE, or waiting for the next poll without it. */
+void session_mailbox_idle_or_poll(struct imap_session *s);
+/* UID FETCH of the selected mailbox's new mail. */
+void session_mailbox_fetch_new(struct imap_session *s);
 /* Tagged answers, one per state. */
 void session_mailbox_examined(struct imap_session *s, const struct imap_response *r, int ok);
 void session_mailbox_uidnext(struct imap_session *s, const struct imap_response *r, int ok);
@@ -296,6 +370,8 @@ void session_mailbox_idle_started(struct imap_session *s);
 int session_mailbox_fetch(struct imap_session *s, struct imap_response *r);
 /* EXISTS or RECENT: new mail. */
 void session_mailbox_news(struct imap_session *s);
+/* News elsewhere (another mailbox): out of IDLE, or a poll now. */
+void session_mailbox_wake(struct imap_session *s);
 /* Deadlines of S_IDLE (renewal, probe) and S_POLL_WAIT (the next poll). */
 void session_mailbox_idle_timer(struct imap_session *s);
 void session_mailbox_poll(struct imap_session *s);

@@ -225,7 +225,7 @@ void session_login_continue(struct imap_session *s)
 static void after_caps(struct imap_session *s)
 {
     if (s->authed) {
-        session_mailbox_examine(s);
+        session_boxes_start(s);
         return;
     }
     if (s->prov->tls == PROVIDER_TLS_STARTTLS && !s->tls_up) {
@@ -328,10 +328,10 @@ void session_login_auth(struct imap_session *s, const struct imap_response *r, i
     provider_login_ok(s->prov);
     if (r->code.kind == IMAP_CODE_CAPABILITY) {
         session_take_caps(s, &r->code.list);
-        session_mailbox_examine(s);
-    } else if (!s->cap_idle) {
-        send_capability(s); /* IDLE may appear after login */
+        session_boxes_start(s);
+    } else if (!s->cap_idle || (s->boxes != NULL && !s->cap_notify)) {
+        send_capability(s); /* IDLE (or NOTIFY) may appear after login */
     } else {
-        session_mailbox_examine(s);
+        session_boxes_start(s);
     }
 }

@@ -44,15 +44,16 @@
 #define HASH_PART (1u << 20)
 
 static void next_message(struct imap_session *s);
-static void enter_idle_or_poll(struct imap_session *s);
 
 void session_mailbox_examine(struct imap_session *s)
 {
-    struct imap_cmd_sync sync = {0};
+    const char *name = session_box_name(s);
     session_new_tag(s);
-    s->selected = s->prov->tracer_delete != 0;
-    int rc = s->selected ? imap_cmd_select(&s->conn.out, &sync, s->tag, "INBOX", 0)
-                         : imap_cmd_examine(&s->conn.out, &sync, s->tag, "INBOX", 0);
+    s->selected = s->prov->tracer_delete != 0 && strcmp(name, "INBOX") == 0;
+    int rc = s->selected ? imap_cmd_select(&s->conn.out, NULL, s->tag, name, 0)
+                         : imap_cmd_examine(&s->conn.out, NULL, s->tag, name, 0);
+    if (rc < 0 && session_boxes_examine_refused(s, "its name cannot be sent to this server"))
+        return;
     if (rc < 0) {
         session_fail(s, F_PROTO, "cannot build EXAMINE");
         return;
@@ -71,8 +72,29 @@ static void start_fetch(struct imap_session *s)
     s->need_fetch = 0;
     session_new_tag(s);
     uint32_t first = s->mb.last_uid == UINT32_MAX ? UINT32_MAX : s->mb.last_uid + 1;
-    session_send_command(s, imap_cmd_uid_fetch_envelopes(&s->conn.out, s->tag, first), S_FETCH,
-                         "cannot build UID FETCH");
+    session_send_command(s,
+                         imap_cmd_uid_fetch_envelopes_ext(&s->conn.out, s->tag, first,
+                                                          s->cap_gmail ? IMAP_CMD_FETCH_GMAIL : 0,
+                                                          0),
+                         S_FETCH, "cannot build UID FETCH");
+}
+
+void session_mailbox_fetch_new(struct imap_session *s)
+{
+    start_fetch(s);
+}
+
+/* Just examined, the cursor known: UIDNEXT says whether anything is new
+ * (every UID is below it), so a reconnect to a mailbox without news costs
+ * no FETCH. */
+static void fetch_if_new(struct imap_session *s)
+{
+    if (!s->need_fetch && s->mb.uidnext > 0 && s->mb.uidnext - 1 <= s->mb.last_uid) {
+        session_free_msgs(s);
+        session_boxes_caught_up(s);
+        return;
+    }
+    start_fetch(s);
 }
 
 static void on_baseline(struct imap_session *s, const char *why)
@@ -81,7 +103,7 @@ static void on_baseline(struct imap_session *s, const char *why)
         session_fail(s, F_REDIS, "%s", why);
         return;
     }
-    start_fetch(s);
+    fetch_if_new(s);
 }
 
 static void start_baseline(struct imap_session *s)
@@ -241,8 +263,7 @@ static void next_message(struct imap_session *s)
             start_fetch(s);
             return;
         }
-        s->exists_mono = 0;
-        enter_idle_or_poll(s);
+        session_boxes_caught_up(s);
         return;
     }
     struct pending_msg *m = &s->mb.msgs[s->mb.imsg];
@@ -290,10 +311,13 @@ static void arm_idle_timer(struct imap_session *s)
     int64_t tok = session_token_due_in(s);
     if (tok >= 0 && now + tok < at)
         at = now + tok;
+    int64_t status = session_boxes_status_due_in(s);
+    if (status >= 0 && now + status < at)
+        at = now + status;
     session_arm_ms(s, at - now);
 }
 
-static void enter_idle_or_poll(struct imap_session *s)
+void session_mailbox_idle_or_poll(struct imap_session *s)
 {
     if (s->cap_idle) {
         session_new_tag(s);
@@ -336,8 +360,11 @@ void session_mailbox_idle_timer(struct imap_session *s)
     int64_t now = time_mono_ms();
     int renew = now - s->idle_since_mono >= (int64_t)s->prov->idle_renew_s * 1000;
     int probe = now - s->last_rx_mono >= (int64_t)session_cfg(s)->imap_probe_sec * 1000;
-    if (renew || probe) {
+    int status = session_boxes_status_due_in(s) == 0;
+    if (renew || probe || status) {
         s->probing = probe;
+        if (s->boxes != NULL && (renew || probe))
+            s->boxes->status_now = 1; /* also notices a mailbox renamed or deleted */
         leave_idle(s);
     } else {
         arm_idle_timer(s);
@@ -364,10 +391,15 @@ void session_mailbox_news(struct imap_session *s)
     if (s->exists_mono == 0)
         s->exists_mono = time_mono_ms();
     s->need_fetch = 1;
+    session_mailbox_wake(s);
+}
+
+void session_mailbox_wake(struct imap_session *s)
+{
     if (s->state == S_IDLE)
         leave_idle(s);
     else if (s->state == S_POLL_WAIT)
-        start_fetch(s);
+        session_boxes_resume(s);
 }
 
 int session_mailbox_fetch(struct imap_session *s, struct imap_response *r)
@@ -402,13 +434,19 @@ int session_mailbox_fetch(struct imap_session *s, struct imap_response *r)
 void session_mailbox_examined(struct imap_session *s, const struct imap_response *r, int ok)
 {
     char text[200];
+    if (!ok && session_boxes_examine_refused(s, policy_server_text(r, text, sizeof text)))
+        return;
     if (!ok) {
-        session_fail(s, F_PROTO, "EXAMINE INBOX refused: %s",
+        session_fail(s, F_PROTO, "EXAMINE %s refused: %s", session_box_name(s),
                      policy_server_text(r, text, sizeof text));
         return;
     }
     if (s->mb.uidvalidity == 0) {
         session_fail(s, F_PROTO, "EXAMINE gave no UIDVALIDITY");
+        return;
+    }
+    if (session_boxes_cursor_kept(s)) {
+        fetch_if_new(s); /* examined before on this connection, same UIDVALIDITY */
         return;
     }
     if (s->mb.uidnext == 0) {
@@ -546,7 +584,7 @@ void session_mailbox_idle_end(struct imap_session *s, const struct imap_response
         log_warn("server refuses IDLE; polling instead acct=%s poll_sec=%d", s->uid,
                  session_cfg(s)->imap_poll_sec);
         s->cap_idle = 0;
-        enter_idle_or_poll(s);
+        session_mailbox_idle_or_poll(s);
         return;
     }
     if (!ok) {
@@ -556,7 +594,7 @@ void session_mailbox_idle_end(struct imap_session *s, const struct imap_response
     }
     /* IDLE over (ours or the server's): look for mail, then IDLE again.
      * A fetch after every renewal or probe also catches a lost EXISTS. */
-    start_fetch(s);
+    session_boxes_resume(s);
 }
 
 void session_mailbox_noop(struct imap_session *s, const struct imap_response *r, int ok)
@@ -566,5 +604,5 @@ void session_mailbox_noop(struct imap_session *s, const struct imap_response *r,
         session_fail(s, F_PROTO, "NOOP refused: %s", policy_server_text(r, text, sizeof text));
         return;
     }
-    start_fetch(s);
+    session_boxes_resume(s);
 }

@@ -31,6 +31,7 @@
 #include "core/stat.h"
 #include "core/time.h"
 #include "proto/imap_parse.h"
+#include "proto/mailboxes.h"
 
 /* ---- Lifetime ---- */
 
@@ -73,6 +74,7 @@ void session_store_free(struct imap_session *s)
     session_wipe_buf(&s->cont);
     buf_free(&s->conn.out);
     imap_parser_free(s->parser);
+    session_boxes_free(s);
     release_ids(s);
     pool_release(s->w->pool, s, sizeof *s + strlen(s->uid) + 1);
 }
@@ -182,7 +184,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     if (s == NULL)
         return;
     session_loaded_cb *done = q->done.loaded;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 12) {
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 14) {
         char why[256];
         snprintf(why, sizeof why, "cannot read the user: %s",
                  err < 0 ? err_str(err) : "unexpected reply");
@@ -195,7 +197,8 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
                *email = reply_str(reply->element[4]), *secret = reply_str(reply->element[5]),
                *archived = reply_str(reply->element[6]), *access = reply_str(reply->element[7]),
                *exp = reply_str(reply->element[8]), *state = reply_str(reply->element[9]),
-               *connected = reply_str(reply->element[10]), *epoch = reply_str(reply->element[11]);
+               *connected = reply_str(reply->element[10]), *epoch = reply_str(reply->element[11]),
+               *boxes = reply_str(reply->element[12]), *conn_boxes = reply_str(reply->element[13]);
     const char *why = NULL;
     if (pid == NULL || code == NULL || code[0] == '\0' || strlen(code) > PROVIDER_CODE_MAX)
         why = "user record incomplete (pid, code)";
@@ -214,6 +217,14 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     if (state != NULL && strcmp(state, "reauth_required") == 0 &&
         (connected == NULL || connected[0] == '\0')) {
         done(s, F_REAUTH, "the OAuth2 grant was refused: the user must connect again");
+        sreq_end(s);
+        return;
+    }
+    char bwhy[200];
+    if (session_boxes_load(s, boxes != NULL ? boxes : conn_boxes, bwhy, sizeof bwhy) < 0) {
+        char why2[256];
+        snprintf(why2, sizeof why2, "the user's mailboxes cannot be read: %s", bwhy);
+        done(s, F_CONFIG, why2);
         sreq_end(s);
         return;
     }
@@ -271,7 +282,9 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
                           "oauth2_expires_at",
                           "state",
                           "connected_at",
-                          "cursor_epoch"};
+                          "cursor_epoch",
+                          "mailboxes",
+                          "conn_mailboxes"};
     int rc = callgate_command_argv(s->w->calls, rreq_on_reply, &r->req,
                                    (int)(sizeof argv / sizeof argv[0]), argv, NULL);
     if (rc < 0)
@@ -319,6 +332,22 @@ void session_store_publish(struct imap_session *s, enum pub_state st, const char
     struct sreq *r = sreq_new(s, -1, on_user_state);
     if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "user_state", 3, argc, argv, NULL) < 0)
         sreq_cancel(r);
+}
+
+int session_store_publish_missing(struct imap_session *s, const char *json)
+{
+    if (!session_store_lease_usable(s))
+        return -SIMAP_ESTATE;
+    char lease[SCHEMA_KEY_MAX], alive[SCHEMA_KEY_MAX], user[SCHEMA_KEY_MAX];
+    lease_keys(s, lease, alive, sizeof alive);
+    schema_key_user(user, s->k, s->uid);
+    const char *argv[] = {lease, alive, user, incarnation_token(s->w->inc), "mailboxes_missing",
+                          json};
+    struct sreq *r = sreq_new(s, -1, on_user_state);
+    int rc = callgate_script(s->w->calls, rreq_on_reply, &r->req, "user_state", 3, 6, argv, NULL);
+    if (rc < 0)
+        sreq_cancel(r);
+    return rc;
 }
 
 /* ---- BASELINE ---- */
@@ -378,8 +407,10 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
     snprintf(uv, sizeof uv, "%" PRIu32, uidvalidity);
     snprintf(l, sizeof l, "%" PRIu32, last);
     snprintf(epoch, sizeof epoch, "%" PRIu32, s->cursor_epoch);
-    const char *argv[] = {lease, alive, cur, user, incarnation_token(s->w->inc), uv, l, epoch};
-    return callgate_script(s->w->calls, cb, privdata, "cursor_baseline", 4, 8, argv, NULL);
+    const char *spec = session_box_spec(s);
+    const char *argv[] = {
+        lease, alive, cur, user, incarnation_token(s->w->inc), uv, l, epoch, spec ? spec : ""};
+    return callgate_script(s->w->calls, cb, privdata, "cursor_baseline", 4, 9, argv, NULL);
 }
 
 int session_store_baseline(struct imap_session *s, session_baseline_cb *done)
@@ -469,6 +500,11 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
         metric_inc(s->w->m.duplicates);
         done(s, STORE_RECORDED, NULL);
         break;
+    case EVENT_DUPLICATE:
+        log_debugc("imap", "gmail message announced under another label already acct=%s uid=%" PRIu32,
+                   s->uid, m->uid);
+        done(s, STORE_RECORDED, NULL);
+        break;
     case EVENT_UNWATCHED:
         /* Archived or disconnected before users.c has seen it (it drops the
          * session within a second): the message is not announced. */
@@ -515,7 +551,13 @@ int session_store_record(struct imap_session *s, struct pending_msg *m, const st
         .raw_len = body != NULL ? body->len : 0,
         .too_large = too_large,
         .sha1 = sha1,
+        .mailbox = session_box_spec(s),
+        .special_use = session_box_special(s),
+        .gm = s->cap_gmail && m->env != NULL ? &m->env->fetch : NULL,
+        .gm_dedupe = s->boxes != NULL,
     };
+    if (ev.mailbox != NULL)
+        ev.mailbox_name = session_box_name(s);
     if (body != NULL && ev.size == 0)
         ev.size = body->len;
     if (too_large)
@@ -578,7 +620,11 @@ void session_store_recheck(struct imap_session *s, session_cursor_cb *done)
     if (callgate_script(s->w->calls, rreq_on_reply, &r->req, "lease_acquire", 2, 3, acquire, NULL) <
         0)
         sreq_cancel(r);
-    const char *hmget[] = {"HMGET", cur, "uidvalidity", "last_uid"};
+    const char *spec = session_box_spec(s);
+    char fuv[16 + MAILBOX_NAME_MAX], flast[16 + MAILBOX_NAME_MAX];
+    snprintf(fuv, sizeof fuv, "uidvalidity%s%s", spec ? ":" : "", spec ? spec : "");
+    snprintf(flast, sizeof flast, "last_uid%s%s", spec ? ":" : "", spec ? spec : "");
+    const char *hmget[] = {"HMGET", cur, fuv, flast};
     r = sreq_new(s, -1, on_recheck_cursor);
     r->done.cursor = done;
     if (callgate_command_argv(s->w->calls, rreq_on_reply, &r->req, 4, hmget, NULL) < 0)

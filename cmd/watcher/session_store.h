@@ -69,6 +69,10 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done);
  * while the lease is usable. Nothing comes back but a "stale" refusal. */
 void session_store_publish(struct imap_session *s, enum pub_state st, const char *error, int login);
 
+/* Writes the user's mailboxes_missing (json, "" to delete it) while the
+ * lease is usable. Returns 0, or a negative error when it was not sent. */
+int session_store_publish_missing(struct imap_session *s, const char *json);
+
 /* BASELINE answered: why NULL when s->mb.last_uid and base_uid hold the
  * cursor, else the reason (a Redis failure). Only in S_BASELINE. */
 typedef void session_baseline_cb(struct imap_session *s, const char *why);

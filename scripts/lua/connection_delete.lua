@@ -11,7 +11,8 @@
 -- KEYS[4]  si:provider:<code>
 -- KEYS[5]  si:changes
 -- then for each of the n users of this batch, 3 keys:
---          si:{k}:user:<uid>, si:{k}:cur:<uid>, si:{k}:lease:<uid>
+--          si:{k}:user:<uid>, si:{k}:cur:<uid>, si:{k}:lease:<uid> (and
+--          the Gmail ids si:{k}:gm:<uid> derived from the first)
 -- then for each of the m shards those users are in, 6 keys:
 --          si:{k}:users, si:{k}:ready:<pid>, si:{k}:ready_partners,
 --          si:{k}:retry, si:{k}:inflight, si:{k}:dead
@@ -61,7 +62,8 @@ for i = 0, n - 1 do
             redis.call('DEL', scope .. string.lower(f[2]))
         end
     end
-    redis.call('DEL', user, KEYS[7 + 3 * i], KEYS[8 + 3 * i])
+    redis.call('DEL', user, KEYS[7 + 3 * i], KEYS[8 + 3 * i],
+               (string.gsub(user, ':user:', ':gm:', 1)))
     redis.call('ZREM', KEYS[2], member)
     gone[uid] = true
     shard_of[uid] = string.match(user, '^si:{(%d+)}:')

@@ -9,6 +9,10 @@
 -- ARGV[2]  UIDVALIDITY the server reports now
 -- ARGV[3]  UIDNEXT - 1: the highest UID that is not new
 -- ARGV[4]  the user's cursor_epoch when the caller loaded it ('' for 0)
+-- ARGV[5]  optional: the watched mailbox as configured ("\\Junk", "Work");
+--          absent or '' for INBOX. INBOX's cursor is the fields uidvalidity,
+--          last_uid, epoch; another mailbox's are the same names followed by
+--          ':' and the mailbox (core/schema.h), in the same hash
 -- Returns  {status, uidvalidity, last_uid}: status 1 when the baseline was
 --          written (no cursor, or another UIDVALIDITY), 0 when the cursor
 --          already matched (its values are returned and the caller fetches
@@ -30,10 +34,11 @@ end
 if (redis.call('HGET', KEYS[4], 'cursor_epoch') or '0') ~= (ARGV[4] ~= '' and ARGV[4] or '0') then
     return {-2, '', ''}
 end
-local cur = redis.call('HMGET', KEYS[3], 'uidvalidity', 'last_uid')
+local sfx = (ARGV[5] ~= nil and ARGV[5] ~= '') and (':' .. ARGV[5]) or ''
+local cur = redis.call('HMGET', KEYS[3], 'uidvalidity' .. sfx, 'last_uid' .. sfx)
 if cur[1] == ARGV[2] and cur[2] then
     return {0, cur[1], cur[2]}
 end
-redis.call('HSET', KEYS[3], 'uidvalidity', ARGV[2], 'last_uid', ARGV[3], 'epoch',
-           ARGV[4] ~= '' and ARGV[4] or '0')
+redis.call('HSET', KEYS[3], 'uidvalidity' .. sfx, ARGV[2], 'last_uid' .. sfx, ARGV[3],
+           'epoch' .. sfx, ARGV[4] ~= '' and ARGV[4] or '0')
 return {1, ARGV[2], ARGV[3]}

@@ -16,7 +16,13 @@
 -- ARGV[7..] field, value pairs of the event hash (core/schema.h "Event
 --          fields": type, uid, code, tag, sha1, payload, created_at), and
 --          optionally 'tracer', <id>: the message's subject is "TRACER: <id>"
---          (not an event field)
+--          (not an event field); 'mailbox', <mailbox as configured>: a
+--          mailbox other than INBOX, whose cursor is the fields suffixed
+--          ':<mailbox>' (see cursor_baseline.lua; kept as an event field);
+--          'gm_msgid', <X-GM-MSGID>: a Gmail message, announced once per user
+--          whichever of the watched labels it shows up in (the per-user zset
+--          si:{k}:gm:<uid>, derived from KEYS[7], keeps the newest 10,000
+--          ids; not an event field)
 -- Returns  {1, 'recorded'}; {1, 'tracer', latency ms or ''} when the
 --          message is a tracer of a tracer-enabled user (enable_tracer 1 in
 --          KEYS[7]): the cursor advances, no event is queued (tracers are
@@ -31,6 +37,8 @@
 --          the cursor is below the caller's (Redis lost writes it
 --          acknowledged: the caller examines the mailbox again from this
 --          cursor, or the messages in between would never be announced),
+--          {1, 'duplicate'} when the Gmail message was announced already
+--          under another label (the cursor advances, nothing is queued),
 --          'old' the UID is not above the cursor (already recorded), 'nocursor'
 --          (none, or one of an earlier epoch of the user: written before an
 --          archive and a restore, see cursor_baseline.lua),
@@ -57,7 +65,18 @@ local prefix, user = string.match(KEYS[7], '^(si:{[^}]*}:)user:(.+)$')
 if not prefix or admitted(prefix .. 'users', user) == 0 then
     return {0, 'unwatched'}
 end
-local cur = redis.call('HMGET', KEYS[3], 'uidvalidity', 'last_uid', 'epoch')
+local mailbox, gm_msgid, tracer = nil, nil, nil
+for i = 7, #ARGV, 2 do
+    if ARGV[i] == 'tracer' then
+        tracer = ARGV[i + 1]
+    elseif ARGV[i] == 'mailbox' then
+        mailbox = ARGV[i + 1]
+    elseif ARGV[i] == 'gm_msgid' then
+        gm_msgid = ARGV[i + 1]
+    end
+end
+local sfx = (mailbox and mailbox ~= '') and (':' .. mailbox) or ''
+local cur = redis.call('HMGET', KEYS[3], 'uidvalidity' .. sfx, 'last_uid' .. sfx, 'epoch' .. sfx)
 if not cur[1] or not cur[2] or
     (cur[3] or '0') ~= (redis.call('HGET', KEYS[7], 'cursor_epoch') or '0') then
     return {0, 'nocursor'}
@@ -73,13 +92,7 @@ local uid = tonumber(ARGV[3])
 if not uid or uid <= last then
     return {0, 'old'}
 end
-redis.call('HSET', KEYS[3], 'last_uid', ARGV[3])
-local tracer = nil
-for i = 7, #ARGV, 2 do
-    if ARGV[i] == 'tracer' then
-        tracer = ARGV[i + 1]
-    end
-end
+redis.call('HSET', KEYS[3], 'last_uid' .. sfx, ARGV[3])
 if tracer and redis.call('HGET', KEYS[7], 'enable_tracer') == '1' then
     local rec = prefix .. 'tracer:' .. tracer
     local sent = tonumber(redis.call('HGET', rec, 'sent_at') or '')
@@ -95,13 +108,21 @@ end
 if redis.call('EXISTS', KEYS[4]) == 1 then
     return {0, 'old'}
 end
+if gm_msgid then
+    local seen = prefix .. 'gm:' .. user
+    if redis.call('ZSCORE', seen, gm_msgid) then
+        return {1, 'duplicate'}
+    end
+    redis.call('ZADD', seen, now_ms(), gm_msgid)
+    redis.call('ZREMRANGEBYRANK', seen, 0, -10001)
+end
 local now = tostring(now_ms())
 local fields = {'id', ARGV[4], 'pid', ARGV[5], 'attempts', '0', 'state', 'ready'}
 local has_created = false
 for i = 7, #ARGV, 2 do
     local name = ARGV[i]
     if name ~= 'id' and name ~= 'pid' and name ~= 'attempts' and name ~= 'state' and
-        name ~= 'tracer' then
+        name ~= 'tracer' and name ~= 'gm_msgid' then
         fields[#fields + 1] = name
         fields[#fields + 1] = ARGV[i + 1]
         if name == 'created_at' then
