@@ -1,6 +1,7 @@
 /*
  * proto/imap_cmd: IMAP command builder (RFC 3501 section 6, RFC 2177,
- * RFC 4616, RFC 4959, RFC 7888, XOAUTH2).
+ * RFC 4616, RFC 4959, RFC 5161, RFC 5465, RFC 6154, RFC 7162, RFC 7888,
+ * XOAUTH2, Gmail's X-GM-EXT-1).
  *
  * Commands with credentials are built in a scratch buffer that is wiped
  * (OPENSSL_cleanse) before it is freed, then appended to out in one piece,
@@ -159,9 +160,48 @@ int imap_cmd_sasl_cancel(struct buf *out)
 
 int imap_cmd_uid_fetch_envelopes(struct buf *out, const char *tag, uint32_t first)
 {
-    if (out == NULL || !valid_tag(tag) || first == 0)
+    return imap_cmd_uid_fetch_envelopes_ext(out, tag, first, 0, 0);
+}
+
+int imap_cmd_uid_fetch_envelopes_ext(struct buf *out, const char *tag, uint32_t first,
+                                     unsigned items, uint64_t changedsince)
+{
+    if (out == NULL || !valid_tag(tag) || first == 0 || (items & ~IMAP_CMD_FETCH_GMAIL) != 0 ||
+        changedsince > INT64_MAX)
         return -SIMAP_EINVAL;
-    return buf_printf(out, "%s UID FETCH %" PRIu32 ":* (UID RFC822.SIZE ENVELOPE)\r\n", tag, first);
+    char since[48] = "";
+    if (changedsince > 0)
+        snprintf(since, sizeof since, " (CHANGEDSINCE %" PRIu64 ")", changedsince);
+    return buf_printf(
+        out, "%s UID FETCH %" PRIu32 ":* (UID RFC822.SIZE ENVELOPE%s)%s\r\n", tag, first,
+        (items & IMAP_CMD_FETCH_GMAIL) ? " X-GM-MSGID X-GM-THRID X-GM-LABELS" : "", since);
+}
+
+int imap_cmd_list_all(struct buf *out, const char *tag, int special_use)
+{
+    if (out == NULL || !valid_tag(tag))
+        return -SIMAP_EINVAL;
+    return buf_printf(out, "%s LIST \"\" \"*\"%s\r\n", tag,
+                      special_use ? " RETURN (SPECIAL-USE)" : "");
+}
+
+/* A capability name ENABLE may carry (RFC 5161 capability = atom). */
+static int is_capability_char(char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '=' || ch == '+' || ch == '-' || ch == '.' || ch == '_';
+}
+
+int imap_cmd_enable(struct buf *out, const char *tag, const char *what)
+{
+    if (out == NULL || !valid_tag(tag) || what == NULL || what[0] == '\0')
+        return -SIMAP_EINVAL;
+    for (size_t i = 0; what[i] != '\0'; i++) {
+        int space_ok = what[i] == ' ' && i > 0 && what[i - 1] != ' ' && what[i + 1] != '\0';
+        if (!is_capability_char(what[i]) && !space_ok)
+            return -SIMAP_EINVAL;
+    }
+    return buf_printf(out, "%s ENABLE %s\r\n", tag, what);
 }
 
 int imap_cmd_uid_fetch_last(struct buf *out, const char *tag)
@@ -258,11 +298,75 @@ int imap_cmd_select(struct buf *out, struct imap_cmd_sync *sync, const char *tag
     return mailbox_cmd(out, sync, tag, "SELECT", mailbox, "\r\n", flags);
 }
 
-int imap_cmd_status(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
-                    const char *mailbox, unsigned flags)
+int imap_cmd_examine_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                               const char *mailbox, unsigned flags)
 {
-    return mailbox_cmd(out, sync, tag, "STATUS", mailbox, " (UIDNEXT UIDVALIDITY MESSAGES)\r\n",
-                       flags);
+    return mailbox_cmd(out, sync, tag, "EXAMINE", mailbox, " (CONDSTORE)\r\n", flags);
+}
+
+int imap_cmd_select_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                              const char *mailbox, unsigned flags)
+{
+    return mailbox_cmd(out, sync, tag, "SELECT", mailbox, " (CONDSTORE)\r\n", flags);
+}
+
+/* EXAMINE or SELECT with "(QRESYNC (uidvalidity modseq))". */
+static int open_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                        const char *verb, const char *mailbox, unsigned flags, uint32_t uidvalidity,
+                        uint64_t modseq)
+{
+    if (sync != NULL)
+        sync->n = 0;
+    if (uidvalidity == 0 || modseq == 0 || modseq > INT64_MAX)
+        return -SIMAP_EINVAL;
+    char tail[80];
+    snprintf(tail, sizeof tail, " (QRESYNC (%" PRIu32 " %" PRIu64 "))\r\n", uidvalidity, modseq);
+    return mailbox_cmd(out, sync, tag, verb, mailbox, tail, flags);
+}
+
+int imap_cmd_examine_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                             const char *mailbox, unsigned flags, uint32_t uidvalidity,
+                             uint64_t modseq)
+{
+    return open_qresync(out, sync, tag, "EXAMINE", mailbox, flags, uidvalidity, modseq);
+}
+
+int imap_cmd_select_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                            const char *mailbox, unsigned flags, uint32_t uidvalidity,
+                            uint64_t modseq)
+{
+    return open_qresync(out, sync, tag, "SELECT", mailbox, flags, uidvalidity, modseq);
+}
+
+int imap_cmd_status(struct buf *out, const char *tag, const char *mailbox, int condstore)
+{
+    return mailbox_cmd(
+        out, NULL, tag, "STATUS", mailbox,
+        condstore ? " (UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n" : " (UIDNEXT UIDVALIDITY)\r\n", 0);
+}
+
+int imap_cmd_notify_set(struct buf *out, const char *tag, const char *const *others, size_t n)
+{
+    if (out == NULL || !valid_tag(tag) || (n > 0 && others == NULL))
+        return -SIMAP_EINVAL;
+    struct buf tmp;
+    scratch_init(&tmp, out);
+    int rc = buf_printf(&tmp, "%s NOTIFY SET (SELECTED (MessageNew MessageExpunge))", tag);
+    if (rc == 0 && n > 0)
+        rc = buf_puts(&tmp, " (MAILBOXES (");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (others[i] == NULL)
+            rc = -SIMAP_EINVAL;
+        if (rc == 0 && i > 0)
+            rc = buf_append(&tmp, " ", 1);
+        if (rc == 0)
+            rc = put_string(&tmp, NULL, others[i], strlen(others[i]), 0);
+    }
+    if (rc == 0 && n > 0)
+        rc = buf_puts(&tmp, ") (MessageNew MessageExpunge MailboxName))");
+    if (rc == 0)
+        rc = buf_append(&tmp, "\r\n", 2);
+    return scratch_commit(out, &tmp, NULL, rc);
 }
 
 /* ---- SASL ---- */

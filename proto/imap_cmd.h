@@ -1,7 +1,9 @@
 /*
  * proto/imap_cmd: builds the IMAP commands superimap's watcher sends
  * (RFC 3501 section 6, RFC 2177 IDLE, RFC 4959 SASL-IR, RFC 4616 PLAIN,
- * Google's and Microsoft's XOAUTH2, RFC 7888 LITERAL+ / LITERAL-), each a
+ * Google's and Microsoft's XOAUTH2, RFC 7888 LITERAL+ / LITERAL-, RFC 5161
+ * ENABLE, RFC 5465 NOTIFY, RFC 6154 SPECIAL-USE, RFC 7162 CONDSTORE /
+ * QRESYNC, Gmail's X-GM-EXT-1), each a
  * complete command with its CRLF appended to a bounded struct buf. Pure: no
  * I/O, no logging, no global state (safe from any thread).
  *
@@ -148,15 +150,86 @@ int imap_cmd_examine(struct buf *out, struct imap_cmd_sync *sync, const char *ta
 int imap_cmd_select(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                     const char *mailbox, unsigned flags);
 
-/* "<tag> STATUS <mailbox> (UIDNEXT UIDVALIDITY MESSAGES)": the poll of a
- * server without IDLE. Arguments as for imap_cmd_examine(). */
-int imap_cmd_status(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
-                    const char *mailbox, unsigned flags);
+/* "<tag> EXAMINE <mailbox> (CONDSTORE)" and "<tag> SELECT <mailbox>
+ * (CONDSTORE)" (RFC 7162 section 3.1.8): opens the mailbox with mod-sequences
+ * on, so the answer carries [HIGHESTMODSEQ n] (or [NOMODSEQ]) and later
+ * FETCHes may use CHANGEDSINCE. Arguments as for imap_cmd_examine(). */
+int imap_cmd_examine_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                               const char *mailbox, unsigned flags);
+int imap_cmd_select_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                              const char *mailbox, unsigned flags);
+
+/*
+ * "<tag> EXAMINE <mailbox> (QRESYNC (<uidvalidity> <modseq>))" and the same
+ * with SELECT (RFC 7162 section 3.2.5): reopens a mailbox known at
+ * uidvalidity up to modseq; the server answers with "* VANISHED (EARLIER)
+ * uids" for what was expunged since and a FETCH (UID, FLAGS, MODSEQ) of
+ * every message changed since, new ones included. The session must have
+ * sent "ENABLE QRESYNC" first (imap_cmd_enable()), else the server answers
+ * BAD. uidvalidity must be non-zero and modseq from 1 to 2^63 - 1
+ * (-SIMAP_EINVAL). Other arguments as for imap_cmd_examine().
+ */
+int imap_cmd_examine_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                             const char *mailbox, unsigned flags, uint32_t uidvalidity,
+                             uint64_t modseq);
+int imap_cmd_select_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
+                            const char *mailbox, unsigned flags, uint32_t uidvalidity,
+                            uint64_t modseq);
+
+/*
+ * Commands below take no sync and no literal flags: they carry mailbox names
+ * as quoted strings only (" and \ escaped). A name that would need a literal
+ * (an 8-bit byte, CR, LF or NUL: not a name a server lists in modified UTF-7,
+ * RFC 3501 section 5.1.3) is refused with -SIMAP_EINVAL.
+ */
+
+/* "<tag> STATUS "<mailbox>" (UIDNEXT UIDVALIDITY)", with " HIGHESTMODSEQ"
+ * inside the parentheses when condstore (the server announced CONDSTORE):
+ * the check of a mailbox other than the selected one (RFC 3501 6.3.10). */
+int imap_cmd_status(struct buf *out, const char *tag, const char *mailbox, int condstore);
+
+/* "<tag> LIST "" "*"", or with special_use (the server announced SPECIAL-USE)
+ * "<tag> LIST "" "*" RETURN (SPECIAL-USE)" (RFC 6154 section 5.1): every
+ * mailbox, with the special-use attributes (\Junk, \Sent, ...) among each
+ * LIST response's attributes. */
+int imap_cmd_list_all(struct buf *out, const char *tag, int special_use);
+
+/*
+ * "<tag> NOTIFY SET (SELECTED (MessageNew MessageExpunge)) (MAILBOXES
+ * ("<a>" "<b>" ...) (MessageNew MessageExpunge MailboxName))" (RFC 5465):
+ * new mail and expunges in the selected mailbox come as usual (EXISTS,
+ * EXPUNGE), new mail in the n others (borrowed NUL-terminated names) as
+ * "* STATUS <mb> (MESSAGES n UIDNEXT u)", a rename or delete of one of them
+ * as a LIST response. With n == 0 only the SELECTED part is sent (others may
+ * be NULL then). Any name NULL or needing a literal: -SIMAP_EINVAL.
+ */
+int imap_cmd_notify_set(struct buf *out, const char *tag, const char *const *others, size_t n);
+
+/* "<tag> ENABLE <what>" (RFC 5161), e.g. what = "QRESYNC" or
+ * "CONDSTORE QRESYNC": one or more capability names (letters, digits, "=",
+ * "+", "-", ".", "_") separated by single spaces, else -SIMAP_EINVAL. The
+ * server answers "* ENABLED <what it enabled>" then OK. */
+int imap_cmd_enable(struct buf *out, const char *tag, const char *what);
 
 /* "<tag> UID FETCH <first>:* (UID RFC822.SIZE ENVELOPE)". first must be
  * non-zero. The server answers for the highest UID even when it is below
  * first ("n:*" is a range): the caller filters. */
 int imap_cmd_uid_fetch_envelopes(struct buf *out, const char *tag, uint32_t first);
+
+/* Bits of imap_cmd_uid_fetch_envelopes_ext()'s items. */
+#define IMAP_CMD_FETCH_GMAIL 0x1u /* X-GM-MSGID X-GM-THRID X-GM-LABELS (X-GM-EXT-1) */
+
+/*
+ * imap_cmd_uid_fetch_envelopes() with more: items IMAP_CMD_FETCH_GMAIL adds
+ * " X-GM-MSGID X-GM-THRID X-GM-LABELS" after ENVELOPE (Gmail's message id,
+ * thread id and labels); a non-zero changedsince (up to 2^63 - 1) appends
+ * " (CHANGEDSINCE <n>)" (RFC 7162 section 3.1.4: only the messages whose
+ * MODSEQ is above n, each answer with its MODSEQ; the session must have
+ * used CONDSTORE or QRESYNC). items 0 and changedsince 0 build exactly
+ * imap_cmd_uid_fetch_envelopes(). Unknown item bits: -SIMAP_EINVAL.
+ */
+int imap_cmd_uid_fetch_envelopes_ext(struct buf *out, const char *tag, uint32_t first,
+                                     unsigned items, uint64_t changedsince);
 
 /* "<tag> UID FETCH * (UID)": the UID of the highest-numbered message, for
  * a server whose EXAMINE gave no UIDNEXT. An empty mailbox may answer NO or

@@ -92,8 +92,10 @@ void imap_response_free(struct imap_response *r)
     imap_envelope_free(&r->fetch.envelope);
     imap_str_free(&r->fetch.body);
     imap_str_free(&r->fetch.body_section);
+    imap_strlist_free(&r->fetch.gm_labels);
     imap_str_free(&r->status.mailbox);
     xfree(r->search.items);
+    xfree(r->vanished.ranges);
     imap_str_free(&r->name);
     imap_values_free(r->values, r->nvalues);
     xfree(r);

@@ -1,8 +1,9 @@
 /*
  * proto/imap_parse: an incremental parser of IMAP server responses
  * (RFC 3501 section 7 and 9, with RFC 2177 IDLE, RFC 5530 response codes,
- * RFC 7162 MODSEQ and RFC 7888 / RFC 3516 literal forms), for a client that
- * only EXAMINEs, FETCHes and IDLEs. Pure: no sockets, no loop, no logging.
+ * RFC 7162 MODSEQ and VANISHED, Gmail's X-GM-EXT-1 FETCH items and RFC 7888 /
+ * RFC 3516 literal forms), for a client that only EXAMINEs, FETCHes, asks
+ * STATUS and LIST, and IDLEs. Pure: no sockets, no loop, no logging.
  *
  * The caller feeds bytes as they arrive, in any split, and gets complete
  * responses one at a time; feeding the same bytes in any split gives the same
@@ -147,10 +148,13 @@ struct imap_envelope {
 #define IMAP_FETCH_BODY         (1u << 5)
 #define IMAP_FETCH_BODY_ORIGIN  (1u << 6)
 #define IMAP_FETCH_MODSEQ       (1u << 7)
+#define IMAP_FETCH_GM_MSGID     (1u << 8)
+#define IMAP_FETCH_GM_THRID     (1u << 9)
+#define IMAP_FETCH_GM_LABELS    (1u << 10)
 
 /*
  * The attributes of one "* n FETCH (...)". An attribute sent twice keeps its
- * last value. Attributes not listed here (BODYSTRUCTURE, X-GM-LABELS, ...)
+ * last value. Attributes not listed here (BODYSTRUCTURE, X-GM-RAW, ...)
  * are parsed and dropped.
  */
 struct imap_fetch {
@@ -167,6 +171,13 @@ struct imap_fetch {
     struct imap_str body_section; /* text between the brackets, "" for BODY[] */
     uint32_t body_origin;         /* <origin>, with IMAP_FETCH_BODY_ORIGIN */
     uint64_t modseq;              /* MODSEQ (RFC 7162) */
+    /* Gmail's X-GM-EXT-1: X-GM-MSGID and X-GM-THRID (64-bit ids), and
+     * X-GM-LABELS, each label as sent: an atom ("\\Inbox", "\\Important",
+     * a modified UTF-7 name), or the contents of a quoted string (unescaped)
+     * or literal ("My label"); "()" gives none. */
+    uint64_t gm_msgid;
+    uint64_t gm_thrid;
+    struct imap_strlist gm_labels;
 };
 
 /* Bits of imap_mailbox_status.has. */
@@ -183,6 +194,11 @@ struct imap_mailbox_status {
     unsigned has; /* IMAP_STATUS_* bits */
     uint32_t messages, recent, uidnext, uidvalidity, unseen;
     uint64_t highestmodseq;
+};
+
+/* One range of UIDs, first <= last (a single UID has first == last). */
+struct imap_uid_range {
+    uint32_t first, last;
 };
 
 /* ---- Generic values (LIST, LSUB and untagged data we do not interpret) ---- */
@@ -217,6 +233,7 @@ enum imap_resp_kind {
     IMAP_RESP_STATUS,     /* status */
     IMAP_RESP_LIST,       /* name "LIST", values: attributes, delimiter, mailbox */
     IMAP_RESP_LSUB,       /* the same with name "LSUB" */
+    IMAP_RESP_VANISHED,   /* vanished (RFC 7162 "* VANISHED [(EARLIER)] uids") */
     IMAP_RESP_OTHER       /* name, values, and number when has_number */
 };
 
@@ -250,6 +267,11 @@ struct imap_response {
         size_t n;
         uint64_t modseq; /* RFC 7162 "(MODSEQ n)", 0 when absent */
     } search;
+    struct {
+        int earlier;                   /* 1 for "(EARLIER)": expunged before this command */
+        struct imap_uid_range *ranges; /* n ranges of expunged UIDs, in the order sent */
+        size_t n;
+    } vanished;
     struct imap_str name;      /* LIST, LSUB, OTHER: the response's atom as sent */
     struct imap_value *values; /* LIST, LSUB, OTHER: nvalues values after the name */
     size_t nvalues;

@@ -1,7 +1,7 @@
 /*
  * proto/imap_response: the recursive-descent parser of one complete IMAP
  * response (RFC 3501 section 9 grammar, with RFC 2177, RFC 5530, RFC 7162,
- * RFC 7888 and RFC 3516 additions). proto/imap_parse's framer calls it once
+ * RFC 7888, RFC 3516 and Gmail's X-GM-EXT-1 additions). proto/imap_parse's framer calls it once
  * the response's lines and literals are all buffered: it reads the text in
  * one pass and takes each literal's bytes over without copying them again.
  *
@@ -354,6 +354,28 @@ static int parse_flag_list(struct cursor *c, struct imap_strlist *l)
     }
 }
 
+/* "(" [astring *(SP astring)] ")": X-GM-LABELS, atoms kept as sent. */
+static int parse_astring_list(struct cursor *c, struct imap_strlist *l)
+{
+    size_t cap = 0;
+    int rc = open_paren(c);
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        skip_sp(c);
+        if (cur(c) == ')')
+            return close_paren(c);
+        if (at_eol(c) || cur(c) < 0)
+            return syntax_error(c, "unterminated list");
+        l->items = imap_grow_array(l->items, l->n, &cap, sizeof *l->items);
+        memset(&l->items[l->n], 0, sizeof l->items[l->n]);
+        rc = parse_string(c, &l->items[l->n], STR_ATOM);
+        if (rc < 0)
+            return rc;
+        l->n++;
+    }
+}
+
 /* ---- Response codes and text ---- */
 
 static const struct {
@@ -675,10 +697,20 @@ static int parse_fetch_att(struct cursor *c, struct imap_fetch *f)
         if (rc == 0)
             rc = close_paren(c);
         f->has |= IMAP_FETCH_MODSEQ;
+    } else if (sec == NULL && imap_word_eq(name, nlen, "X-GM-MSGID")) {
+        rc = parse_number(c, UINT64_MAX, &f->gm_msgid);
+        f->has |= IMAP_FETCH_GM_MSGID;
+    } else if (sec == NULL && imap_word_eq(name, nlen, "X-GM-THRID")) {
+        rc = parse_number(c, UINT64_MAX, &f->gm_thrid);
+        f->has |= IMAP_FETCH_GM_THRID;
+    } else if (sec == NULL && imap_word_eq(name, nlen, "X-GM-LABELS")) {
+        imap_strlist_free(&f->gm_labels);
+        rc = parse_astring_list(c, &f->gm_labels);
+        f->has |= IMAP_FETCH_GM_LABELS;
     } else {
         struct imap_value skip;
         memset(&skip, 0, sizeof skip);
-        rc = parse_value(c, &skip); /* BODYSTRUCTURE, X-GM-LABELS, ... */
+        rc = parse_value(c, &skip); /* BODYSTRUCTURE, X-GM-RAW, ... */
         imap_value_free(&skip);
     }
     return rc;
@@ -738,6 +770,62 @@ static int parse_search(struct cursor *c, struct imap_response *r)
         r->search.items = imap_grow_array(r->search.items, r->search.n, &cap, sizeof v);
         r->search.items[r->search.n++] = v;
     }
+}
+
+/* One uid of a VANISHED set: a non-zero number ("*" means nothing there). */
+static int parse_vanished_uid(struct cursor *c, uint32_t *v)
+{
+    if (cur(c) == '*')
+        return syntax_error(c, "\"*\" in VANISHED");
+    return parse_u32(c, 1, v);
+}
+
+/* SP ["(EARLIER)" SP] uid-set (RFC 7162 section 3.2.10), after "VANISHED". */
+static int parse_vanished(struct cursor *c, struct imap_response *r)
+{
+    int rc = need_sp(c);
+    if (rc < 0)
+        return rc;
+    if (cur(c) == '(') {
+        rc = open_paren(c);
+        if (rc < 0)
+            return rc;
+        const char *s = c->p;
+        if (!imap_word_eq(s, scan_atom(c), "EARLIER")) {
+            c->p = s;
+            return syntax_error(c, "expected EARLIER");
+        }
+        rc = close_paren(c);
+        if (rc == 0)
+            rc = need_sp(c);
+        if (rc < 0)
+            return rc;
+        r->vanished.earlier = 1;
+    }
+    size_t cap = 0;
+    for (;;) {
+        struct imap_uid_range range;
+        rc = parse_vanished_uid(c, &range.first);
+        range.last = range.first;
+        if (rc == 0 && cur(c) == ':') {
+            c->p++;
+            rc = parse_vanished_uid(c, &range.last);
+        }
+        if (rc < 0)
+            return rc;
+        if (range.last < range.first) { /* "9:7" is the same set as "7:9" */
+            uint32_t t = range.first;
+            range.first = range.last;
+            range.last = t;
+        }
+        r->vanished.ranges = imap_grow_array(r->vanished.ranges, r->vanished.n, &cap, sizeof range);
+        r->vanished.ranges[r->vanished.n++] = range;
+        if (cur(c) != ',')
+            break;
+        c->p++;
+    }
+    skip_sp(c);
+    return eat_eol(c);
 }
 
 static int parse_status(struct cursor *c, struct imap_mailbox_status *st)
@@ -895,6 +983,10 @@ static int parse_untagged(struct cursor *c, struct imap_response *r)
     if (imap_word_eq(s, n, "STATUS")) {
         r->kind = IMAP_RESP_STATUS;
         return parse_status(c, &r->status);
+    }
+    if (imap_word_eq(s, n, "VANISHED")) {
+        r->kind = IMAP_RESP_VANISHED;
+        return parse_vanished(c, r);
     }
     if (imap_word_eq(s, n, "LIST"))
         r->kind = IMAP_RESP_LIST;

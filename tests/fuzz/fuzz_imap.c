@@ -116,6 +116,11 @@ static void check_response(const struct imap_response *r)
     check(f->body.len <= (FUZZ_MAX_LITERAL > FUZZ_MAX_LINE ? FUZZ_MAX_LITERAL : FUZZ_MAX_LINE));
     check_str(&f->body_section);
     check(!(f->has & IMAP_FETCH_BODY) || f->body_section.data != NULL);
+    check_strlist(&f->gm_labels);
+    check(r->kind == IMAP_RESP_VANISHED || (r->vanished.n == 0 && !r->vanished.earlier));
+    for (size_t i = 0; i < r->vanished.n; i++)
+        check(r->vanished.ranges[i].first != 0 &&
+              r->vanished.ranges[i].first <= r->vanished.ranges[i].last);
     check_str(&r->status.mailbox);
     for (size_t i = 0; i < r->search.n; i++)
         check(r->search.items[i] != 0);

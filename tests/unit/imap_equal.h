@@ -84,6 +84,11 @@ static int imap_response_equal(const struct imap_response *a, const struct imap_
            envelope_equal(&fa->envelope, &fb->envelope) && imap_str_equal(&fa->body, &fb->body) &&
            imap_str_equal(&fa->body_section, &fb->body_section) &&
            fa->body_origin == fb->body_origin && fa->modseq == fb->modseq &&
+           fa->gm_msgid == fb->gm_msgid && fa->gm_thrid == fb->gm_thrid &&
+           strlist_equal(&fa->gm_labels, &fb->gm_labels) &&
+           a->vanished.earlier == b->vanished.earlier && a->vanished.n == b->vanished.n &&
+           (a->vanished.n == 0 || memcmp(a->vanished.ranges, b->vanished.ranges,
+                                         a->vanished.n * sizeof *a->vanished.ranges) == 0) &&
            imap_str_equal(&sa->mailbox, &sb->mailbox) && sa->has == sb->has &&
            sa->messages == sb->messages && sa->recent == sb->recent && sa->uidnext == sb->uidnext &&
            sa->uidvalidity == sb->uidvalidity && sa->unseen == sb->unseen &&

@@ -443,23 +443,185 @@ static void test_gmail_greeting_capability_and_xoauth2_failure(void **state)
     outcome_free(&o);
 }
 
-static void test_gmail_fetch_skips_x_gm_attributes(void **state)
+/* Google's X-GM-EXT-1 page: ids, and labels as atoms, quoted strings and a
+ * literal (a label with a CR would need one), kept as sent. */
+static void test_gmail_fetch_x_gm_attributes(void **state)
 {
     (void)state;
     struct outcome o;
-    parse_str("* 1 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 1278455344230334865 "
-              "X-GM-LABELS (\\Inbox \\Sent Important \"Muy Importante\") UID 4 "
-              "MODSEQ (4557) RFC822.SIZE 2100 FLAGS ())\r\n",
-              &o);
+    static const char in[] =
+        "* 1 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 1278455344230334866 "
+        "X-GM-LABELS (\\Inbox \\Sent Important \"Muy Importante\" \"a \\\"b\\\"\" &AOk-t&AOk-) "
+        "UID 4 MODSEQ (4557) RFC822.SIZE 2100 FLAGS ())\r\n"
+        "* 2 FETCH (UID 5 X-GM-LABELS () X-GM-MSGID 18446744073709551615)\r\n"
+        "* 3 FETCH (X-GM-LABELS (x {3}\r\na\rb \"\") UID 6)\r\n";
+    parse_every_way(in, sizeof in - 1, 4096, 4096, 1, &o);
     assert_int_equal(o.rc, 0);
-    assert_int_equal(o.n, 1);
+    assert_int_equal(o.n, 3);
     const struct imap_fetch *f = &o.v[0]->fetch;
     assert_int_equal(f->has, IMAP_FETCH_UID | IMAP_FETCH_MODSEQ | IMAP_FETCH_RFC822_SIZE |
-                                 IMAP_FETCH_FLAGS);
+                                 IMAP_FETCH_FLAGS | IMAP_FETCH_GM_MSGID | IMAP_FETCH_GM_THRID |
+                                 IMAP_FETCH_GM_LABELS);
     assert_int_equal(f->uid, 4);
     assert_int_equal(f->modseq, 4557);
     assert_int_equal(f->rfc822_size, 2100);
     assert_int_equal(f->flags.n, 0);
+    assert_true(f->gm_thrid == 1278455344230334865ull);
+    assert_true(f->gm_msgid == 1278455344230334866ull);
+    assert_int_equal(f->gm_labels.n, 6);
+    assert_str(&f->gm_labels.items[0], "\\Inbox");
+    assert_str(&f->gm_labels.items[1], "\\Sent");
+    assert_str(&f->gm_labels.items[2], "Important");
+    assert_str(&f->gm_labels.items[3], "Muy Importante");
+    assert_str(&f->gm_labels.items[4], "a \"b\"");
+    assert_str(&f->gm_labels.items[5], "&AOk-t&AOk-");
+    f = &o.v[1]->fetch;
+    assert_int_equal(f->has, IMAP_FETCH_UID | IMAP_FETCH_GM_LABELS | IMAP_FETCH_GM_MSGID);
+    assert_int_equal(f->gm_labels.n, 0);
+    assert_true(f->gm_msgid == UINT64_MAX);
+    f = &o.v[2]->fetch;
+    assert_int_equal(f->gm_labels.n, 3);
+    assert_str(&f->gm_labels.items[0], "x");
+    assert_str(&f->gm_labels.items[1], "a\rb");
+    assert_str(&f->gm_labels.items[2], "");
+    outcome_free(&o);
+    EXPECT_FAILURE("* 1 FETCH (X-GM-MSGID 18446744073709551616)\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* 1 FETCH (X-GM-THRID abc)\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* 1 FETCH (X-GM-LABELS \\Inbox)\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* 1 FETCH (X-GM-LABELS (\\Inbox (x)))\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* 1 FETCH (X-GM-LABELS (\\Inbox\r\n", -SIMAP_EPROTO);
+}
+
+/* RFC 7162 section 3.2.5.1's QRESYNC SELECT answer, and VANISHED during a
+ * session (without EARLIER). */
+static void test_qresync_select_answer_with_vanished_earlier(void **state)
+{
+    (void)state;
+    struct outcome o;
+    parse_str("* OK [CLOSED]\r\n"
+              "* 100 EXISTS\r\n"
+              "* OK [UIDVALIDITY 67890007] UIDVALIDITY\r\n"
+              "* OK [HIGHESTMODSEQ 90060115205545359] Highest mailbox mod-sequence\r\n"
+              "* VANISHED (EARLIER) 41,43:116,118,120:211,214:540\r\n"
+              "* 49 FETCH (UID 117 FLAGS (\\Seen \\Answered) MODSEQ (90060115194045001))\r\n"
+              "A02 OK [READ-WRITE] mailbox selected\r\n"
+              "* VANISHED 405,407,410,425\r\n"
+              "* VANISHED (earlier)  9:7 \r\n",
+              &o);
+    assert_int_equal(o.rc, 0);
+    assert_int_equal(o.n, 9);
+    assert_int_equal(o.v[0]->code.kind, IMAP_CODE_OTHER);
+    assert_str(&o.v[0]->code.name, "CLOSED");
+    assert_true(o.v[3]->code.modseq == 90060115205545359ull);
+    const struct imap_response *v = o.v[4];
+    assert_int_equal(v->kind, IMAP_RESP_VANISHED);
+    assert_int_equal(v->vanished.earlier, 1);
+    static const struct imap_uid_range want[] = {
+        {41, 41}, {43, 116}, {118, 118}, {120, 211}, {214, 540}};
+    assert_int_equal(v->vanished.n, 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(v->vanished.ranges[i].first, want[i].first);
+        assert_int_equal(v->vanished.ranges[i].last, want[i].last);
+    }
+    assert_int_equal(o.v[5]->fetch.uid, 117);
+    assert_true(o.v[5]->fetch.modseq == 90060115194045001ull);
+    assert_int_equal(o.v[7]->kind, IMAP_RESP_VANISHED);
+    assert_int_equal(o.v[7]->vanished.earlier, 0);
+    assert_int_equal(o.v[7]->vanished.n, 4);
+    assert_int_equal(o.v[7]->vanished.ranges[3].first, 425);
+    assert_int_equal(o.v[7]->vanished.ranges[3].last, 425);
+    assert_int_equal(o.v[8]->vanished.earlier, 1);
+    assert_int_equal(o.v[8]->vanished.n, 1);
+    assert_int_equal(o.v[8]->vanished.ranges[0].first, 7);
+    assert_int_equal(o.v[8]->vanished.ranges[0].last, 9);
+    outcome_free(&o);
+}
+
+static void test_bad_vanished_responses_are_protocol_errors(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE("* VANISHED\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED (EARLIER)\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED (LATER) 1\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED 0\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED 1:*\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED 1,\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED 1:\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED 4294967296\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* VANISHED 1 2\r\n", -SIMAP_EPROTO);
+}
+
+/* NOTIFY's "* STATUS" and a poll's answer carry only some items; the mailbox
+ * may be an atom, a quoted string or a literal. */
+static void test_status_with_some_items_only(void **state)
+{
+    (void)state;
+    struct outcome o;
+    static const char in[] = "* STATUS Junk (UIDNEXT 7)\r\n"
+                             "* STATUS \"Junk\" (MESSAGES 2 UIDNEXT 3)\r\n"
+                             "* STATUS {9}\r\nSpam \"x\"\\ (UIDVALIDITY 9 HIGHESTMODSEQ 12)\r\n"
+                             "* STATUS INBOX ()\r\n";
+    parse_every_way(in, sizeof in - 1, 4096, 4096, 1, &o);
+    assert_int_equal(o.rc, 0);
+    assert_int_equal(o.n, 4);
+    const struct imap_mailbox_status *st = &o.v[0]->status;
+    assert_str(&st->mailbox, "Junk");
+    assert_int_equal(st->has, IMAP_STATUS_UIDNEXT);
+    assert_int_equal(st->uidnext, 7);
+    assert_int_equal(st->messages, 0);
+    st = &o.v[1]->status;
+    assert_str(&st->mailbox, "Junk");
+    assert_int_equal(st->has, IMAP_STATUS_MESSAGES | IMAP_STATUS_UIDNEXT);
+    assert_int_equal(st->messages, 2);
+    assert_int_equal(st->uidnext, 3);
+    st = &o.v[2]->status;
+    assert_str(&st->mailbox, "Spam \"x\"\\");
+    assert_int_equal(st->has, IMAP_STATUS_UIDVALIDITY | IMAP_STATUS_HIGHESTMODSEQ);
+    assert_int_equal(st->uidvalidity, 9);
+    assert_int_equal(st->highestmodseq, 12);
+    assert_int_equal(o.v[3]->status.has, 0);
+    outcome_free(&o);
+    EXPECT_FAILURE("* STATUS Junk (UIDNEXT 0)\r\n", -SIMAP_EPROTO);
+    EXPECT_FAILURE("* STATUS Junk (UIDNEXT)\r\n", -SIMAP_EPROTO);
+}
+
+/* LIST with RFC 6154 attributes (Dovecot, Gmail), NOTIFY's LIST for a
+ * deleted mailbox and a renamed one (RFC 5465 section 5.4, OLDNAME). */
+static void test_list_with_special_use_attributes(void **state)
+{
+    (void)state;
+    struct outcome o;
+    parse_str("* LIST (\\HasNoChildren \\Junk) \"/\" Junk\r\n"
+              "* LIST (\\HasNoChildren \\Trash) \"/\" \"Deleted Items\"\r\n"
+              "* LIST (\\All \\HasNoChildren) \"/\" \"[Gmail]/All Mail\"\r\n"
+              "* LIST (\\NonExistent) \"/\" \"Old\"\r\n"
+              "* LIST () \"/\" \"New\" (\"OLDNAME\" (\"Old\"))\r\n"
+              "* LIST (\\Noselect) NIL \"\"\r\n",
+              &o);
+    assert_int_equal(o.rc, 0);
+    assert_int_equal(o.n, 6);
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(o.v[i]->kind, IMAP_RESP_LIST);
+        assert_true(o.v[i]->nvalues >= 3);
+        assert_int_equal(o.v[i]->values[0].type, IMAP_VALUE_LIST);
+    }
+    const struct imap_value *attrs = &o.v[0]->values[0];
+    assert_int_equal(attrs->n, 2);
+    assert_int_equal(attrs->items[1].type, IMAP_VALUE_ATOM);
+    assert_str(&attrs->items[1].str, "\\Junk");
+    assert_str(&o.v[0]->values[1].str, "/");
+    assert_int_equal(o.v[0]->values[2].type, IMAP_VALUE_ATOM);
+    assert_str(&o.v[0]->values[2].str, "Junk");
+    assert_str(&o.v[1]->values[0].items[1].str, "\\Trash");
+    assert_str(&o.v[1]->values[2].str, "Deleted Items");
+    assert_str(&o.v[2]->values[0].items[0].str, "\\All");
+    assert_str(&o.v[2]->values[2].str, "[Gmail]/All Mail");
+    assert_str(&o.v[3]->values[0].items[0].str, "\\NonExistent");
+    assert_int_equal(o.v[4]->values[0].n, 0);
+    assert_int_equal(o.v[4]->nvalues, 4);
+    assert_str(&o.v[4]->values[3].items[0].str, "OLDNAME");
+    assert_str(&o.v[4]->values[3].items[1].items[0].str, "Old");
+    assert_int_equal(o.v[5]->values[1].type, IMAP_VALUE_NIL);
     outcome_free(&o);
 }
 
@@ -1130,7 +1292,11 @@ int main(void)
         cmocka_unit_test(test_rfc2177_idle_example),
         cmocka_unit_test(test_dovecot_greeting_login_and_examine),
         cmocka_unit_test(test_gmail_greeting_capability_and_xoauth2_failure),
-        cmocka_unit_test(test_gmail_fetch_skips_x_gm_attributes),
+        cmocka_unit_test(test_gmail_fetch_x_gm_attributes),
+        cmocka_unit_test(test_qresync_select_answer_with_vanished_earlier),
+        cmocka_unit_test(test_bad_vanished_responses_are_protocol_errors),
+        cmocka_unit_test(test_status_with_some_items_only),
+        cmocka_unit_test(test_list_with_special_use_attributes),
         cmocka_unit_test(test_outlook_envelope_with_encoded_words_and_literal_subject),
         cmocka_unit_test(test_yahoo_capability_after_login_and_nil_in_odd_places),
         cmocka_unit_test(test_one_mib_literal_with_nul_and_crlf_is_kept_exactly),

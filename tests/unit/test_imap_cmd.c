@@ -95,14 +95,153 @@ static void test_examine_and_status_quote_the_mailbox(void **state)
     struct imap_cmd_sync sync = {7, {0}};
     assert_int_equal(imap_cmd_examine(&b, &sync, "A0001", "INBOX", 0), 0);
     assert_int_equal(sync.n, 0);
-    assert_int_equal(imap_cmd_status(&b, NULL, "A0002", "INBOX", 0), 0);
+    assert_int_equal(imap_cmd_status(&b, "A0002", "INBOX", 0), 0);
     assert_int_equal(imap_cmd_examine(&b, NULL, "A0003", "Boîte", IMAP_CMD_LITERAL_PLUS), 0);
     assert_buf(&b, "A0001 EXAMINE \"INBOX\"\r\n"
-                   "A0002 STATUS \"INBOX\" (UIDNEXT UIDVALIDITY MESSAGES)\r\n"
+                   "A0002 STATUS \"INBOX\" (UIDNEXT UIDVALIDITY)\r\n"
                    "A0003 EXAMINE {6+}\r\nBoîte\r\n");
     /* a literal that needs a stop cannot be built without a sync */
     size_t len = b.len;
     assert_int_equal(imap_cmd_examine(&b, NULL, "A0004", "Boîte", 0), -SIMAP_EINVAL);
+    assert_int_equal(b.len, len);
+    buf_free(&b);
+}
+
+static void test_list_all_with_and_without_special_use(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    assert_int_equal(imap_cmd_list_all(&b, "A0001", 0), 0);
+    assert_int_equal(imap_cmd_list_all(&b, "A0002", 1), 0);
+    assert_buf(&b, "A0001 LIST \"\" \"*\"\r\n"
+                   "A0002 LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n");
+    assert_int_equal(imap_cmd_list_all(&b, "A 3", 1), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_list_all(NULL, "A3", 1), -SIMAP_EINVAL);
+    buf_free(&b);
+}
+
+static void test_status_asks_uidnext_uidvalidity_and_modseq_with_condstore(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    assert_int_equal(imap_cmd_status(&b, "A0001", "Junk", 0), 0);
+    assert_int_equal(imap_cmd_status(&b, "A0002", "[Gmail]/Spam", 1), 0);
+    assert_int_equal(imap_cmd_status(&b, "A0003", "say \"hi\" \\o/", 0), 0);
+    assert_int_equal(imap_cmd_status(&b, "A0004", "Bo&AO4-te", 0), 0);
+    assert_buf(&b, "A0001 STATUS \"Junk\" (UIDNEXT UIDVALIDITY)\r\n"
+                   "A0002 STATUS \"[Gmail]/Spam\" (UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"
+                   "A0003 STATUS \"say \\\"hi\\\" \\\\o/\" (UIDNEXT UIDVALIDITY)\r\n"
+                   "A0004 STATUS \"Bo&AO4-te\" (UIDNEXT UIDVALIDITY)\r\n");
+    /* no sync: a name that needs a literal is refused, nothing written */
+    size_t len = b.len;
+    assert_int_equal(imap_cmd_status(&b, "A0005", "Boîte", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_status(&b, "A0005", NULL, 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_status(&b, "", "INBOX", 0), -SIMAP_EINVAL);
+    assert_int_equal(b.len, len);
+    buf_free(&b);
+}
+
+static void test_notify_set_selected_alone_and_with_other_mailboxes(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    const char *others[] = {"Junk", "a \"b\""};
+    assert_int_equal(imap_cmd_notify_set(&b, "A0001", NULL, 0), 0);
+    assert_int_equal(imap_cmd_notify_set(&b, "A0002", others, 1), 0);
+    assert_int_equal(imap_cmd_notify_set(&b, "A0003", others, 2), 0);
+    assert_buf(&b, "A0001 NOTIFY SET (SELECTED (MessageNew MessageExpunge))\r\n"
+                   "A0002 NOTIFY SET (SELECTED (MessageNew MessageExpunge)) "
+                   "(MAILBOXES (\"Junk\") (MessageNew MessageExpunge MailboxName))\r\n"
+                   "A0003 NOTIFY SET (SELECTED (MessageNew MessageExpunge)) "
+                   "(MAILBOXES (\"Junk\" \"a \\\"b\\\"\") (MessageNew MessageExpunge "
+                   "MailboxName))\r\n");
+    size_t len = b.len;
+    const char *bad8[] = {"Junk", "Boîte"};
+    const char *badnull[] = {"Junk", NULL};
+    assert_int_equal(imap_cmd_notify_set(&b, "A0004", bad8, 2), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_notify_set(&b, "A0004", badnull, 2), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_notify_set(&b, "A0004", NULL, 1), -SIMAP_EINVAL);
+    assert_int_equal(b.len, len);
+    buf_free(&b);
+}
+
+static void test_enable_takes_capability_names_only(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    assert_int_equal(imap_cmd_enable(&b, "A0001", "QRESYNC"), 0);
+    assert_int_equal(imap_cmd_enable(&b, "A0002", "CONDSTORE QRESYNC UTF8=ACCEPT"), 0);
+    assert_buf(&b, "A0001 ENABLE QRESYNC\r\n"
+                   "A0002 ENABLE CONDSTORE QRESYNC UTF8=ACCEPT\r\n");
+    static const char *const bad[] = {"",      " QRESYNC", "QRESYNC ", "A  B", "QRESYNC\r\nA1 NOOP",
+                                      "\"X\"", "(X)"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(imap_cmd_enable(&b, "A0003", bad[i]), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_enable(&b, "A0003", NULL), -SIMAP_EINVAL);
+    buf_free(&b);
+}
+
+static void test_examine_and_select_with_condstore_and_qresync(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    struct imap_cmd_sync sync = {3, {0}};
+    assert_int_equal(imap_cmd_examine_condstore(&b, &sync, "A0001", "Junk", 0), 0);
+    assert_int_equal(sync.n, 0);
+    assert_int_equal(imap_cmd_select_condstore(&b, NULL, "A0002", "INBOX", 0), 0);
+    assert_int_equal(
+        imap_cmd_examine_qresync(&b, NULL, "A0003", "Junk", 0, 67890007u, 90060115205545359ull), 0);
+    assert_int_equal(imap_cmd_select_qresync(&b, NULL, "A0004", "INBOX", 0, 4294967295u, INT64_MAX),
+                     0);
+    assert_buf(&b, "A0001 EXAMINE \"Junk\" (CONDSTORE)\r\n"
+                   "A0002 SELECT \"INBOX\" (CONDSTORE)\r\n"
+                   "A0003 EXAMINE \"Junk\" (QRESYNC (67890007 90060115205545359))\r\n"
+                   "A0004 SELECT \"INBOX\" (QRESYNC (4294967295 9223372036854775807))\r\n");
+    /* an 8-bit name goes as a literal with its stop, the parameters after */
+    size_t start = b.len;
+    assert_int_equal(imap_cmd_examine_qresync(&b, &sync, "A0005", "Boîte", 0, 7, 9), 0);
+    assert_int_equal(sync.n, 1);
+    assert_int_equal(sync.at[0], strlen("A0005 EXAMINE {6}\r\n"));
+    assert_memory_equal(b.data + start, "A0005 EXAMINE {6}\r\nBoîte (QRESYNC (7 9))\r\n",
+                        b.len - start);
+    size_t len = b.len;
+    assert_int_equal(imap_cmd_examine_qresync(&b, &sync, "A0006", "INBOX", 0, 0, 9), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_examine_qresync(&b, &sync, "A0006", "INBOX", 0, 7, 0), -SIMAP_EINVAL);
+    assert_int_equal(
+        imap_cmd_select_qresync(&b, &sync, "A0006", "INBOX", 0, 7, (uint64_t)INT64_MAX + 1),
+        -SIMAP_EINVAL);
+    assert_int_equal(sync.n, 0);
+    assert_int_equal(imap_cmd_examine_condstore(&b, NULL, "A0006", "Boîte", 0), -SIMAP_EINVAL);
+    assert_int_equal(b.len, len);
+    buf_free(&b);
+}
+
+static void test_uid_fetch_envelopes_with_gmail_items_and_changedsince(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, OUT_MAX);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes_ext(&b, "A0001", 5, 0, 0), 0);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes_ext(&b, "A0002", 5, IMAP_CMD_FETCH_GMAIL, 0), 0);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes_ext(&b, "A0003", 1, 0, 12345), 0);
+    assert_int_equal(
+        imap_cmd_uid_fetch_envelopes_ext(&b, "A0004", 9, IMAP_CMD_FETCH_GMAIL, INT64_MAX), 0);
+    assert_buf(&b, "A0001 UID FETCH 5:* (UID RFC822.SIZE ENVELOPE)\r\n"
+                   "A0002 UID FETCH 5:* (UID RFC822.SIZE ENVELOPE X-GM-MSGID X-GM-THRID "
+                   "X-GM-LABELS)\r\n"
+                   "A0003 UID FETCH 1:* (UID RFC822.SIZE ENVELOPE) (CHANGEDSINCE 12345)\r\n"
+                   "A0004 UID FETCH 9:* (UID RFC822.SIZE ENVELOPE X-GM-MSGID X-GM-THRID "
+                   "X-GM-LABELS) (CHANGEDSINCE 9223372036854775807)\r\n");
+    size_t len = b.len;
+    assert_int_equal(imap_cmd_uid_fetch_envelopes_ext(&b, "A0005", 0, 0, 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes_ext(&b, "A0005", 1, 0x2u, 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_uid_fetch_envelopes_ext(&b, "A0005", 1, 0, (uint64_t)INT64_MAX + 1),
+                     -SIMAP_EINVAL);
     assert_int_equal(b.len, len);
     buf_free(&b);
 }
@@ -409,7 +548,11 @@ static void test_full_buffer_gives_toobig_and_keeps_contents(void **state)
     assert_int_equal(imap_cmd_authenticate_plain(&b, &sync, "A0001", "user", "password", 1),
                      -SIMAP_ETOOBIG);
     assert_int_equal(imap_cmd_uid_fetch_envelopes(&b, "A0001", 1), -SIMAP_ETOOBIG);
-    assert_int_equal(imap_cmd_status(&b, &sync, "A0001", "INBOX", 0), -SIMAP_ETOOBIG);
+    assert_int_equal(imap_cmd_status(&b, "A0001", "INBOX", 0), -SIMAP_ETOOBIG);
+    assert_int_equal(imap_cmd_notify_set(&b, "A0001", NULL, 0), -SIMAP_ETOOBIG);
+    assert_int_equal(imap_cmd_list_all(&b, "A0001", 1), -SIMAP_ETOOBIG);
+    assert_int_equal(imap_cmd_examine_qresync(&b, &sync, "A0001", "INBOX", 0, 1, 1),
+                     -SIMAP_ETOOBIG);
     assert_buf(&b, "0123456789");
     assert_int_equal(imap_cmd_noop(&b, "A0001"), 0); /* what fits still goes */
     assert_buf(&b, "0123456789A0001 NOOP\r\n");
@@ -440,6 +583,12 @@ int main(void)
         cmocka_unit_test(test_tags_count_up_from_a0001_and_never_give_a0000),
         cmocka_unit_test(test_simple_commands_are_exact),
         cmocka_unit_test(test_examine_and_status_quote_the_mailbox),
+        cmocka_unit_test(test_list_all_with_and_without_special_use),
+        cmocka_unit_test(test_status_asks_uidnext_uidvalidity_and_modseq_with_condstore),
+        cmocka_unit_test(test_notify_set_selected_alone_and_with_other_mailboxes),
+        cmocka_unit_test(test_enable_takes_capability_names_only),
+        cmocka_unit_test(test_examine_and_select_with_condstore_and_qresync),
+        cmocka_unit_test(test_uid_fetch_envelopes_with_gmail_items_and_changedsince),
         cmocka_unit_test(test_invalid_arguments_are_refused_and_write_nothing),
         cmocka_unit_test(test_uid_fetch_last_asks_for_the_highest_uid_only),
         cmocka_unit_test(test_login_quotes_plain_ascii),
