@@ -219,6 +219,15 @@ static void register_metrics(struct metrics *m)
                                     "new_mail events recorded without body (too large)", NULL);
     wm->duplicates = metrics_counter(m, "superimap_watcher_mail_duplicates_total",
                                      "Messages record_mail had already recorded", NULL);
+    wm->box_status = metrics_counter(
+        m, "superimap_watcher_mailbox_status_total",
+        "STATUS commands sent: another watched mailbox checked (no NOTIFY, or an IDLE renewal)",
+        NULL);
+    wm->box_notify = metrics_counter(
+        m, "superimap_watcher_mailbox_notify_total",
+        "NOTIFY SET accepted: a connection told of new mail in several mailboxes", NULL);
+    wm->box_missing = metrics_counter(m, "superimap_watcher_mailbox_missing_total",
+                                      "Watched mailboxes set aside: not on the server", NULL);
     wm->stale =
         metrics_counter(m, "superimap_watcher_stale_total",
                         "Scripts that refused a stale lease (record_mail, user_state)", NULL);

@@ -39,6 +39,7 @@
 #include "cmd/watcher/session_store.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/time.h"
 #include "proto/mailboxes.h"
 
@@ -183,6 +184,7 @@ static void set_missing(struct imap_session *s, struct watch_box *b, const char 
 {
     b->missing = 1;
     b->dirty = 0;
+    metric_inc(s->w->m.box_missing);
     log_info("mailbox set aside until the next connection acct=%s mailbox=\"%s\" why=\"%s\"",
              s->uid, b->name != NULL ? b->name : b->spec, why);
     publish_missing(s);
@@ -370,7 +372,9 @@ void session_boxes_notified(struct imap_session *s, const struct imap_response *
 {
     char text[200];
     s->boxes->notify = ok != 0;
-    if (!ok)
+    if (ok)
+        metric_inc(s->w->m.box_notify);
+    else
         log_info("NOTIFY refused; other mailboxes checked with STATUS acct=%s poll_s=%d: %s",
                  s->uid, s->prov->mailbox_poll_s, policy_server_text(r, text, sizeof text));
     begin_scan(s);
@@ -431,6 +435,7 @@ static int ask_next(struct imap_session *s, uint8_t from)
             set_missing(s, b, "its name cannot be sent to this server");
             continue;
         }
+        metric_inc(s->w->m.box_status);
         session_send_command(s, rc, S_STATUS, "cannot build STATUS");
         return 1;
     }

@@ -68,6 +68,9 @@ struct watcher_metrics {
     struct metric *too_large;      /* counter: of those, too_large ones */
     struct metric *duplicates;     /* counter: record_mail said "old" */
     struct metric *stale;          /* counter: record_mail / user_state said "stale" */
+    struct metric *box_status;     /* counter: STATUS of another watched mailbox */
+    struct metric *box_notify;     /* counter: NOTIFY SET accepted */
+    struct metric *box_missing;    /* counter: watched mailboxes not found */
     struct metric *fences;         /* counter: self-fencings */
     struct metric *logins;         /* counter: successful logins */
     struct metric *err_auth;       /* counter: auth failures */

@@ -161,6 +161,18 @@ FX_FN int fx_user(const struct redis_srv *r, const char *uid, const char *pid, c
     return ok ? 0 : -1;
 }
 
+/* Tells the watchers that uid's record changed (op update on si:changes,
+ * as every api change of a user does): its session loads it again and
+ * reconnects. 0 or -1. */
+FX_FN int fx_touch_user(const struct redis_srv *r, const char *uid)
+{
+    redisReply *rep =
+        fx_cmd(r, "XADD si:changes MAXLEN ~ 100000 * uid %s k %u op update", uid, fx_shard(uid));
+    int ok = rep != NULL && rep->type == REDIS_REPLY_STRING;
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
 /* n users of partner pid at provider code, as fx_user(): user i (from 1)
  * has uid prefix followed by i in three digits, tag and login "user<i>" and
  * password "pass<i>", as superimap-fake-imapd's SUPERIMAP_FAKE_USERS has
