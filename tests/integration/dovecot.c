@@ -213,6 +213,9 @@ static int write_config(struct dovecot *d)
              "auth_failure_delay = 0\n"
              "first_valid_uid = 1\n"
              "mail_location = maildir:%s/mail/%s\n"
+             "mailbox_list_index = yes\n"
+             "namespace inbox {\n  inbox = yes\n"
+             "  mailbox Junk {\n    special_use = \\Junk\n  }\n}\n"
              "default_login_user = dovenull\n"
              "default_internal_user = dovecot\n"
              "%s"
@@ -395,6 +398,65 @@ int dovecot_deliver(const struct dovecot *d, const char *user, const void *msg, 
     if (rc != 0)
         fprintf(stderr, "doveadm save failed (%d): %s\n", rc, out);
     return rc == 0 ? 0 : -1;
+}
+
+int dovecot_deliver_to(const struct dovecot *d, const char *user, const char *mailbox,
+                       const void *msg, size_t n)
+{
+    const char *argv[] = {
+        "/usr/lib/dovecot/dovecot-lda", "-c", d->conf, "-d", user, "-m", mailbox, NULL};
+    char out[2048];
+    int rc = run(argv, msg, n, out, sizeof out);
+    if (rc != 0)
+        fprintf(stderr, "dovecot-lda -m %s failed (%d): %s\n", mailbox, rc, out);
+    return rc == 0 ? 0 : -1;
+}
+
+int dovecot_mailbox(const struct dovecot *d, const char *user, const char *op, const char *a,
+                    const char *b)
+{
+    int two = strcmp(op, "rename") == 0;
+    if ((!two && strcmp(op, "create") != 0 && strcmp(op, "delete") != 0) || a == NULL ||
+        (two && b == NULL)) {
+        fprintf(stderr, "dovecot_mailbox: bad arguments (%s)\n", op);
+        return -1;
+    }
+    const char *argv[] = {"doveadm", "-c", d->conf, "mailbox",      op,
+                          "-u",      user, a,       two ? b : NULL, NULL};
+    char out[1024];
+    int rc = run(argv, NULL, 0, out, sizeof out);
+    if (rc != 0)
+        fprintf(stderr, "doveadm mailbox %s failed (%d): %s\n", op, rc, out);
+    return rc == 0 ? 0 : -1;
+}
+
+/* The number after "name=" in doveadm's key=value output, or -1. */
+static long long status_field(const char *out, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(out, name); p != NULL; p = strstr(p + 1, name)) {
+        if ((p == out || p[-1] == ' ' || p[-1] == '\t') && p[n] == '=')
+            return strtoll(p + n + 1, NULL, 10);
+    }
+    return -1;
+}
+
+int dovecot_status(const struct dovecot *d, const char *user, const char *mailbox,
+                   unsigned long *uidnext, unsigned long *messages)
+{
+    const char *argv[] = {"doveadm",          "-c",    d->conf, "mailbox", "status", "-u", user,
+                          "uidnext messages", mailbox, NULL};
+    char out[512];
+    if (run(argv, NULL, 0, out, sizeof out) != 0)
+        return -1;
+    long long u = status_field(out, "uidnext"), m = status_field(out, "messages");
+    if (u < 0 || m < 0)
+        return -1;
+    if (uidnext != NULL)
+        *uidnext = (unsigned long)u;
+    if (messages != NULL)
+        *messages = (unsigned long)m;
+    return 0;
 }
 
 int dovecot_fetch(const struct dovecot *d, const char *user, const char *fields, char *out,

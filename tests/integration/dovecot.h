@@ -12,8 +12,18 @@
  * Dovecot's master must start as root; its mail processes run as uid 65534,
  * so the instance's directory is made traversable (0755) and the Maildir
  * root belongs to that uid. Mail is delivered with `doveadm save`, which
- * keeps the bytes given (CRLF messages are served as they were saved).
- * Dovecot announces new mail to IDLE about 0.5 s after delivery, by design.
+ * keeps the bytes given (CRLF messages are served as they were saved), or
+ * with dovecot-lda into a named mailbox. Dovecot announces new mail to IDLE
+ * about 0.5 s after delivery, by design.
+ *
+ * The one namespace (INBOX, Maildir "." hierarchy separator) declares a
+ * mailbox Junk with special_use \Junk (RFC 6154), not auto-created: LIST
+ * shows it, with its attribute, once dovecot_mailbox() creates it. With
+ * mailbox_list_index = yes Dovecot announces NOTIFY (RFC 5465; without the
+ * index it does not), so a NOTIFY SET session hears of new mail in another
+ * mailbox as "* STATUS <mb> (... UIDNEXT ...)". Measured on Dovecot 2.3.19:
+ * EXAMINE with (QRESYNC ...) needs ENABLE QRESYNC first, and a doveadm
+ * rename of a watched mailbox sends a NOTIFY session nothing.
  *
  * Every wait polls with a deadline; the server is stopped by its PID.
  *
@@ -86,11 +96,31 @@ int dovecot_deliver(const struct dovecot *d, const char *user, const void *msg, 
 int dovecot_fetch(const struct dovecot *d, const char *user, const char *fields, char *out,
                   size_t outlen);
 
-/* The UIDVALIDITY of user's INBOX (doveadm mailbox status), or 0. */
 /* Adds flag (e.g. "\\Deleted") to every message in user's INBOX, as the
  * user's own client would. Returns 0 or -1. */
 int dovecot_flag_all(const struct dovecot *d, const char *user, const char *flag);
 
+/* The UIDVALIDITY of user's INBOX (doveadm mailbox status), or 0. */
 unsigned long dovecot_uidvalidity(const struct dovecot *d, const char *user);
+
+/*
+ * Delivers msg[0..n) to user's mailbox as an MTA would, with
+ * `dovecot-lda -d user -m mailbox` (Sieve-less LDA; "INBOX" gives what
+ * dovecot_deliver() gives). A mailbox that does not exist is not created:
+ * the mail goes to INBOX and this still returns 0. Returns 0 or -1.
+ */
+int dovecot_deliver_to(const struct dovecot *d, const char *user, const char *mailbox,
+                       const void *msg, size_t n);
+
+/* `doveadm mailbox <op> -u user a [b]`: op "create" or "delete" (a, with
+ * its mail) or "rename" (a to b). Returns 0 or -1 (message on stderr). */
+int dovecot_mailbox(const struct dovecot *d, const char *user, const char *op, const char *a,
+                    const char *b);
+
+/* Reads mailbox's UIDNEXT and message count (doveadm mailbox status) into
+ * *uidnext and *messages (either may be NULL). Returns 0, or -1 when the
+ * mailbox does not exist or doveadm fails. */
+int dovecot_status(const struct dovecot *d, const char *user, const char *mailbox,
+                   unsigned long *uidnext, unsigned long *messages);
 
 #endif
