@@ -287,7 +287,10 @@ static void test_mail_while_stopped_is_announced_once(void **state)
     deliver("user4", "Junk", "before-j");
     deliver("user4", "INBOX", "before-i");
     assert_int_equal(fx_wait_ready(&redis, uid, PID, 2, 15000), 0);
-    harness_proc_stop(&w);
+    /* SIGTERM drains: lease released, so the next start takes it at once. */
+    harness_proc_signal(&w, SIGTERM);
+    assert_int_equal(harness_proc_wait(&w, 10000), 0);
+    assert_int_equal(w.exit_code, 0);
 
     deliver("user4", "Junk", "gap-j1");
     deliver("user4", "INBOX", "gap-i1");
