@@ -72,8 +72,8 @@ struct mail_event {
     const struct imap_envelope *env; /* NULL: every field NIL */
     const char *raw;                 /* exact bytes; NULL when too_large */
     size_t raw_len;
-    int too_large;    /* size above SUPERIMAP_MAX_EMAIL_SIZE: no body */
-    const char *sha1; /* too_large: hex SHA-1 of the message, hashed in parts; NULL when it
+    int too_large;            /* size above SUPERIMAP_MAX_EMAIL_SIZE: no body */
+    const char *sha1;         /* too_large: hex SHA-1 of the message, hashed in parts; NULL when it
                          could not be read (the event id's SHA-1 stands in) */
     const char *mailbox;      /* the mailbox as configured ("\\Junk", "Work"); NULL: INBOX */
     const char *mailbox_name; /* its name on the server; NULL: INBOX */

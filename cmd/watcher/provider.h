@@ -41,10 +41,10 @@ struct metrics;
 struct providers;
 struct rconn;
 
-#define PROVIDER_REFRESH_MS   60000
-#define PROVIDER_CODE_MAX     64
-#define PROVIDER_IDLE_RENEW_S 1500 /* 25 min, below RFC 2177's 29 */
-#define PROVIDER_MAILBOX_POLL_S 60 /* STATUS of a user's other mailboxes without NOTIFY */
+#define PROVIDER_REFRESH_MS     60000
+#define PROVIDER_CODE_MAX       64
+#define PROVIDER_IDLE_RENEW_S   1500 /* 25 min, below RFC 2177's 29 */
+#define PROVIDER_MAILBOX_POLL_S 60   /* STATUS of a user's other mailboxes without NOTIFY */
 
 enum provider_tls { PROVIDER_TLS_IMPLICIT, PROVIDER_TLS_STARTTLS, PROVIDER_TLS_NONE };
 enum provider_auth { PROVIDER_AUTH_PLAIN, PROVIDER_AUTH_OAUTH2 };

@@ -364,8 +364,8 @@ void session_boxes_listed(struct imap_session *s, const struct imap_response *r,
         if (i != bs->primary && !bs->b[i].missing)
             names[n++] = bs->b[i].name;
     session_new_tag(s);
-    session_send_command(s, imap_cmd_notify_set(&s->conn.out, s->tag, names, n),
-                         S_NOTIFY, "cannot build NOTIFY");
+    session_send_command(s, imap_cmd_notify_set(&s->conn.out, s->tag, names, n), S_NOTIFY,
+                         "cannot build NOTIFY");
 }
 
 void session_boxes_notified(struct imap_session *s, const struct imap_response *r, int ok)
@@ -405,10 +405,10 @@ void session_boxes_status(struct imap_session *s, const struct imap_response *r)
     if (b == NULL || b->missing || i == bs->cur)
         return;
     const struct imap_mailbox_status *st = &r->status;
-    int news = b->uidvalidity == 0 ||
-               ((st->has & IMAP_STATUS_UIDVALIDITY) && st->uidvalidity != b->uidvalidity) ||
-               ((st->has & IMAP_STATUS_UIDNEXT) && st->uidnext > 0 &&
-                st->uidnext - 1 > b->last_uid);
+    int news =
+        b->uidvalidity == 0 ||
+        ((st->has & IMAP_STATUS_UIDVALIDITY) && st->uidvalidity != b->uidvalidity) ||
+        ((st->has & IMAP_STATUS_UIDNEXT) && st->uidnext > 0 && st->uidnext - 1 > b->last_uid);
     if (!news || b->dirty)
         return;
     b->dirty = 1;
@@ -445,8 +445,7 @@ static int ask_next(struct imap_session *s, uint8_t from)
 void session_boxes_resume(struct imap_session *s)
 {
     struct box_set *bs = s->boxes;
-    if (bs != NULL &&
-        (bs->status_now || (!bs->notify && time_mono_ms() >= bs->status_due_mono))) {
+    if (bs != NULL && (bs->status_now || (!bs->notify && time_mono_ms() >= bs->status_due_mono))) {
         bs->status_now = 0;
         bs->status_due_mono = time_mono_ms() + poll_ms(s);
         if (ask_next(s, 0))

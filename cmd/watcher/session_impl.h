@@ -109,27 +109,27 @@ struct user_record {
 
 /* One watched mailbox of a user who watches more than INBOX. */
 struct watch_box {
-    char *spec; /* as configured (proto/mailboxes): "INBOX", "\\Junk", "Work"; owned */
-    char *name; /* its name on the server (LIST); NULL while not found; owned */
-    uint32_t uidvalidity;  /* its cursor as this connection knows it: 0 until read */
+    char *spec;           /* as configured (proto/mailboxes): "INBOX", "\\Junk", "Work"; owned */
+    char *name;           /* its name on the server (LIST); NULL while not found; owned */
+    uint32_t uidvalidity; /* its cursor as this connection knows it: 0 until read */
     uint32_t last_uid, base_uid;
-    unsigned special : 1;  /* spec is an RFC 6154 attribute */
-    unsigned dirty : 1;    /* may hold new mail: examine it and fetch */
-    unsigned missing : 1;  /* not on the server (LIST, EXAMINE or STATUS said so) */
+    unsigned special : 1; /* spec is an RFC 6154 attribute */
+    unsigned dirty : 1;   /* may hold new mail: examine it and fetch */
+    unsigned missing : 1; /* not on the server (LIST, EXAMINE or STATUS said so) */
 };
 
 /* The mailboxes of a user who watches more than INBOX (NULL otherwise:
  * INBOX only costs nothing). s->mb describes the one selected. */
 struct box_set {
     struct watch_box *b;
-    uint8_t n;       /* boxes, at most MAILBOXES_MAX */
-    uint8_t cur;     /* the one selected (s->mb describes it); n: none */
-    uint8_t primary; /* where the session waits in IDLE: the first one found */
-    uint8_t ask;     /* S_STATUS: the box asked */
-    unsigned notify : 1;      /* NOTIFY SET accepted: the others' news come as STATUS */
-    unsigned status_now : 1;  /* check the others with STATUS before the next IDLE */
-    int64_t status_due_mono;  /* the next such round (without NOTIFY) */
-    char *missing_pub;        /* mailboxes_missing as last written; NULL: none */
+    uint8_t n;               /* boxes, at most MAILBOXES_MAX */
+    uint8_t cur;             /* the one selected (s->mb describes it); n: none */
+    uint8_t primary;         /* where the session waits in IDLE: the first one found */
+    uint8_t ask;             /* S_STATUS: the box asked */
+    unsigned notify : 1;     /* NOTIFY SET accepted: the others' news come as STATUS */
+    unsigned status_now : 1; /* check the others with STATUS before the next IDLE */
+    int64_t status_due_mono; /* the next such round (without NOTIFY) */
+    char *missing_pub;       /* mailboxes_missing as last written; NULL: none */
 };
 
 struct token_job;
@@ -170,20 +170,20 @@ struct imap_session {
     unsigned authed : 1;
     unsigned need_fetch : 1;
     unsigned probing : 1;
-    unsigned watching : 1;      /* counted in the watching gauge */
-    unsigned healthy : 1;       /* reached IDLE or polling on this connection */
-    unsigned auth_strikes : 3;  /* code-less NO answers to our logins in a row */
-    unsigned idle_refusals : 3; /* IDLE commands refused in a row */
-    unsigned tok_force : 1;     /* OAuth2: refresh before the next login, whatever the expiry */
-    unsigned tok_forced : 1;    /* a refresh after a refused login was made: no second one */
-    unsigned hashing : 1;       /* mb holds a hash, not a body */
-    unsigned hash_more : 1;     /* S_HASH: the last part came whole, the message goes on */
-    unsigned hash_bad : 1;      /* S_HASH: the server answered without our <offset> */
-    unsigned no_partial : 1;    /* force_too_large's body overflowed a partial fetch too */
-    unsigned selected : 1;      /* INBOX SELECTed (read-write): tracers may be deleted */
-    unsigned cap_notify : 1;    /* RFC 5465 NOTIFY */
+    unsigned watching : 1;        /* counted in the watching gauge */
+    unsigned healthy : 1;         /* reached IDLE or polling on this connection */
+    unsigned auth_strikes : 3;    /* code-less NO answers to our logins in a row */
+    unsigned idle_refusals : 3;   /* IDLE commands refused in a row */
+    unsigned tok_force : 1;       /* OAuth2: refresh before the next login, whatever the expiry */
+    unsigned tok_forced : 1;      /* a refresh after a refused login was made: no second one */
+    unsigned hashing : 1;         /* mb holds a hash, not a body */
+    unsigned hash_more : 1;       /* S_HASH: the last part came whole, the message goes on */
+    unsigned hash_bad : 1;        /* S_HASH: the server answered without our <offset> */
+    unsigned no_partial : 1;      /* force_too_large's body overflowed a partial fetch too */
+    unsigned selected : 1;        /* INBOX SELECTed (read-write): tracers may be deleted */
+    unsigned cap_notify : 1;      /* RFC 5465 NOTIFY */
     unsigned cap_special_use : 1; /* RFC 6154 SPECIAL-USE: LIST ... RETURN (SPECIAL-USE) */
-    unsigned cap_gmail : 1;     /* X-GM-EXT-1 */
+    unsigned cap_gmail : 1;       /* X-GM-EXT-1 */
 
     uint32_t k;
     struct mailbox_view mb;

@@ -408,8 +408,8 @@ static int baseline_call(struct imap_session *s, uint32_t uidvalidity, uint32_t 
     snprintf(l, sizeof l, "%" PRIu32, last);
     snprintf(epoch, sizeof epoch, "%" PRIu32, s->cursor_epoch);
     const char *spec = session_box_spec(s);
-    const char *argv[] = {
-        lease, alive, cur, user, incarnation_token(s->w->inc), uv, l, epoch, spec ? spec : ""};
+    const char *argv[] = {lease, alive,           cur, user, incarnation_token(s->w->inc), uv, l,
+                          epoch, spec ? spec : ""};
     return callgate_script(s->w->calls, cb, privdata, "cursor_baseline", 4, 9, argv, NULL);
 }
 
@@ -501,7 +501,8 @@ static void on_recorded(struct rreq *req, struct redisReply *reply, int err)
         done(s, STORE_RECORDED, NULL);
         break;
     case EVENT_DUPLICATE:
-        log_debugc("imap", "gmail message announced under another label already acct=%s uid=%" PRIu32,
+        log_debugc("imap",
+                   "gmail message announced under another label already acct=%s uid=%" PRIu32,
                    s->uid, m->uid);
         done(s, STORE_RECORDED, NULL);
         break;

@@ -136,18 +136,18 @@ static void read_answer(struct client *c, struct answer *a)
 
 /* Builds a command with call (which appends to cmd_ under the new tag, named
  * tag), sends it, reads its answer into *a and expects OK. */
-#define COMMAND(c, a, call)                                                  \
-    do {                                                                     \
-        struct buf cmd_;                                                     \
-        buf_init(&cmd_, 4096);                                               \
-        imap_tag_next(&(c)->tags, (c)->tag);                                 \
-        const char *tag = (c)->tag;                                          \
-        assert_int_equal((call), 0);                                         \
-        send_buf((c), &cmd_);                                                \
-        buf_free(&cmd_);                                                     \
-        read_answer((c), (a));                                               \
-        if ((a)->tagged->cond != IMAP_COND_OK)                               \
-            fail_msg("%s: %s", #call, (a)->tagged->text.data);               \
+#define COMMAND(c, a, call)                                    \
+    do {                                                       \
+        struct buf cmd_;                                       \
+        buf_init(&cmd_, 4096);                                 \
+        imap_tag_next(&(c)->tags, (c)->tag);                   \
+        const char *tag = (c)->tag;                            \
+        assert_int_equal((call), 0);                           \
+        send_buf((c), &cmd_);                                  \
+        buf_free(&cmd_);                                       \
+        read_answer((c), (a));                                 \
+        if ((a)->tagged->cond != IMAP_COND_OK)                 \
+            fail_msg("%s: %s", #call, (a)->tagged->text.data); \
     } while (0)
 
 static void client_open(struct client *c, const char *user, const char *pass)
@@ -395,8 +395,8 @@ static void test_lda_into_inbox_stores_what_dovecot_deliver_stores(void **state)
     assert_int_equal(dovecot_deliver(&dv, "user7", mail, len), 0);
     assert_int_equal(dovecot_fetch(&dv, "user6", "uid size.physical text", by_lda, sizeof by_lda),
                      0);
-    assert_int_equal(
-        dovecot_fetch(&dv, "user7", "uid size.physical text", by_save, sizeof by_save), 0);
+    assert_int_equal(dovecot_fetch(&dv, "user7", "uid size.physical text", by_save, sizeof by_save),
+                     0);
     assert_non_null(strstr(by_lda, "Subject: mail 1"));
     assert_string_equal(by_lda, by_save);
 }

@@ -247,8 +247,8 @@ static void test_missing_renamed_and_deleted_mailboxes_are_reported(void **state
     struct proc w;
     assert_int_equal(start_watcher(&w), 0);
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);
-    assert_int_equal(
-        fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Nowhere\"]", 15000), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Nowhere\"]", 15000),
+                     0);
     deliver("user3", "Work", "work-1");
     json_free(wait_event(uid, "work-1", 15000));
 
@@ -321,8 +321,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inbox_and_junk_one_webhook_each, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_renamed_and_deleted_mailboxes_are_reported,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mail_while_stopped_is_announced_once, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mail_while_stopped_is_announced_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
