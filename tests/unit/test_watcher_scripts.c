@@ -482,6 +482,110 @@ static void test_mail_of_a_user_no_longer_watched_is_not_recorded(void **state)
     assert_int_equal(record("w1:1", "100", "2", why), 1);
 }
 
+/* record_mail of message uid of mailbox (NULL: INBOX) with X-GM-MSGID gm
+ * (NULL: none), cursor seen "0"; the reason into why. */
+static long long record_in(const char *mailbox, const char *uidvalidity, const char *uid,
+                           const char *gm, char *why)
+{
+    char evt[128], eid[96];
+    snprintf(eid, sizeof eid, "u1.%s.%s%s%s", uidvalidity, uid, mailbox ? ".m" : "",
+             mailbox ? mailbox : "");
+    snprintf(evt, sizeof evt, "si:{3}:evt:%s", eid);
+    const char *argv[24] = {
+        "si:{3}:lease:u1", "si:{3}:alive:w1:1", "si:{3}:cur:u1", evt,   "si:{3}:ready:p7",
+        "si:{3}:ready_partners", "si:{3}:user:u1", "w1:1",       uidvalidity, uid,
+        eid,               "p7",                "0",             "type",  "new_mail",
+        "payload",         "v1:x"};
+    int argc = 17;
+    if (mailbox != NULL) {
+        argv[argc++] = "mailbox";
+        argv[argc++] = mailbox;
+    }
+    if (gm != NULL) {
+        argv[argc++] = "gm_msgid";
+        argv[argc++] = gm;
+    }
+    return run("record_mail", 7, argc, argv, why, 32);
+}
+
+static long long baseline_of(const char *mailbox, const char *uidvalidity, const char *last)
+{
+    const char *argv[] = {"si:{3}:lease:u1", "si:{3}:alive:w1:1", "si:{3}:cur:u1",
+                          "si:{3}:user:u1",  "w1:1",             uidvalidity,
+                          last,              "",                 mailbox};
+    redisReply *r = rsync_script(rs, "cursor_baseline", 4, 9, argv, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    long long v = r->element[0]->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Each watched mailbox has its own cursor in the user's cursor hash (INBOX
+ * keeps the original fields), and a Gmail message seen under a second
+ * label advances that label's cursor without a second event. */
+static void test_record_mail_keeps_a_cursor_per_mailbox_and_gmail_ids_once(void **state)
+{
+    (void)state;
+    char why[32];
+    watch_u1();
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    assert_int_equal(baseline_of("", "100", "4"), 1);
+    assert_int_equal(record_in("\\Junk", "200", "1", NULL, why), 0);
+    assert_string_equal(why, "nocursor"); /* INBOX's cursor is not Junk's */
+    assert_int_equal(baseline_of("\\Junk", "200", "0"), 1);
+    assert_int_equal(baseline_of("\\Junk", "200", "9"), 0); /* kept */
+    assert_int_equal(record_in("\\Junk", "200", "1", NULL, why), 1);
+    assert_int_equal(record_in("\\Junk", "200", "1", NULL, why), 0);
+    assert_string_equal(why, "old");
+    assert_int_equal(record_in(NULL, "100", "5", NULL, why), 1);
+    redisReply *r = rsync_command(rs, "HMGET si:{3}:cur:u1 last_uid uidvalidity last_uid:\\Junk "
+                                      "uidvalidity:\\Junk");
+    assert_string_equal(r->element[0]->str, "5");
+    assert_string_equal(r->element[1]->str, "100");
+    assert_string_equal(r->element[2]->str, "1");
+    assert_string_equal(r->element[3]->str, "200");
+    freeReplyObject(r);
+    r = rsync_command(rs, "HGET si:{3}:evt:u1.200.1.m\\Junk mailbox");
+    assert_string_equal(r->str, "\\Junk");
+    freeReplyObject(r);
+
+    /* Gmail: the same X-GM-MSGID under a second label, once. */
+    assert_int_equal(baseline_of("Work", "300", "0"), 1);
+    assert_int_equal(record_in(NULL, "100", "6", "1234567890123456789", why), 1);
+    assert_int_equal(record_in("Work", "300", "1", "1234567890123456789", why), 1);
+    assert_string_equal(why, "duplicate");
+    assert_int_equal(record_in("Work", "300", "2", "1234567890123456790", why), 1);
+    assert_string_equal(why, "recorded");
+    assert_int_equal(redis_fixture_int(&fx, "LLEN si:{3}:ready:p7"), 4);
+    r = rsync_command(rs, "HGET si:{3}:cur:u1 last_uid:Work");
+    assert_string_equal(r->str, "2"); /* the duplicate's UID was passed too */
+    freeReplyObject(r);
+    assert_int_equal(redis_fixture_int(&fx, "ZCARD si:{3}:gm:u1"), 2);
+    r = rsync_command(rs, "HEXISTS si:{3}:evt:u1.300.1.mWork gm_msgid");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+}
+
+static void test_user_state_writes_and_clears_missing_mailboxes(void **state)
+{
+    (void)state;
+    freeReplyObject(rsync_command(rs, "HSET si:{3}:user:u1 state watching"));
+    set_alive("w1:1");
+    assert_int_equal(acquire("w1:1"), 1);
+    const char *set[] = {"si:{3}:lease:u1",   "si:{3}:alive:w1:1", "si:{3}:user:u1", "w1:1",
+                         "mailboxes_missing", "[\"Work\"]"};
+    assert_int_equal(run("user_state", 3, 6, set, NULL, 0), 1);
+    redisReply *r = rsync_command(rs, "HGET si:{3}:user:u1 mailboxes_missing");
+    assert_string_equal(r->str, "[\"Work\"]");
+    freeReplyObject(r);
+    const char *clear[] = {"si:{3}:lease:u1", "si:{3}:alive:w1:1", "si:{3}:user:u1", "w1:1",
+                           "mailboxes_missing", ""};
+    assert_int_equal(run("user_state", 3, 6, clear, NULL, 0), 1);
+    assert_int_equal(redis_fixture_int(&fx, "HEXISTS si:{3}:user:u1 mailboxes_missing"), 0);
+}
+
 static void test_user_state_written_by_holder_only(void **state)
 {
     (void)state;
@@ -696,6 +800,9 @@ int main(void)
         cmocka_unit_test_setup(test_fenced_caller_cannot_acquire, flush),
         cmocka_unit_test_setup(test_release_only_own_lease, flush),
         cmocka_unit_test_setup(test_record_mail_exactly_once_in_uid_order, flush),
+        cmocka_unit_test_setup(test_record_mail_keeps_a_cursor_per_mailbox_and_gmail_ids_once,
+                               flush),
+        cmocka_unit_test_setup(test_user_state_writes_and_clears_missing_mailboxes, flush),
         cmocka_unit_test_setup(test_record_mail_refuses_a_cursor_behind_the_caller, flush),
         cmocka_unit_test_setup(
             test_session_of_before_archive_and_restore_cannot_put_its_cursor_back, flush),
