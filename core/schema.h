@@ -13,7 +13,9 @@
  * under the original's secret key, as unguessable), so guessing one gives
  * nothing; a user's shard is k = hrw_shard(uid, S) and never changes. Event
  * ids are deterministic (a replay carries the same webhook-id):
- *   new_mail            <uid>.<uidvalidity>.<message UID>
+ *   new_mail            <uid>.<uidvalidity>.<message UID> (INBOX), or for another
+ *                       watched mailbox <uid>.<uidvalidity>.<message UID>.m<the first 8
+ *                       hex digits of the SHA-1 of the mailbox as configured>
  *   user_connected      <uid>.connected.<connected_at ms>
  *   user_disconnected   <uid>.disconnected.<ms>
  *   user_reauth_required <uid>.reauth.<ms>
@@ -92,7 +94,13 @@
  *                                          the deadline); EX 7 days
  *   si:tracers:<code>               list   "<k>:<id>" of the provider's latest tracers
  *                                          (LPUSH, LTRIM to 100), read by the admin API
- *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid, epoch (the user's cursor_epoch)
+ *   si:{k}:cur:<uid>                hash   uidvalidity, last_uid, epoch (the user's cursor_epoch):
+ *                                          INBOX's cursor; each other watched mailbox's is the
+ *                                          same three fields followed by ':' and the mailbox as
+ *                                          configured ("last_uid:\\Junk", "last_uid:Work")
+ *   si:{k}:gm:<uid>                 zset   X-GM-MSGID -> ms: the Gmail messages announced for
+ *                                          a user watching several labels (record_mail: one
+ *                                          event per message; the newest 10,000 kept)
  *   si:{k}:lease:<uid>              string <node>:<g> of the watcher acting for the user
  *   si:{k}:alive:<node>:<g>         string liveness of a node incarnation in shard k (PX 15 s)
  *   si:{k}:owner                    string <node>:<g> of the dispatcher owning shard k: the
@@ -210,7 +218,8 @@
  * in the body), payload (encrypted with AAD "si:evt:<eid>": the JSON object of
  * the body WITHOUT timestamp and signature, which the dispatcher adds at each
  * attempt), attempts, state (ready|inflight|retry|dead|delivered), last_status
- * (HTTP status or 0), last_error, created_at, next_at (ms of the next retry).
+ * (HTTP status or 0), last_error, created_at, next_at (ms of the next retry),
+ * mailbox (new_mail of a watched mailbox other than INBOX: as configured).
  * A delivered event loses its payload and expires 7 days later.
  *
  * Delivery log (XADD si:log:<pid> MAXLEN ~ 100000 *): one entry per attempt
