@@ -1304,11 +1304,11 @@ static void command(struct session *s, char *frame, size_t len)
         tagged_bad(s, tag, "Unknown command");
         return;
     }
+    s->env->counters->by_command[h - handlers]++;
     if (!(h->states & (1u << s->state))) {
         tagged_bad(s, tag, "Command not valid in this state");
         return;
     }
-    s->env->counters->by_command[h - handlers]++;
     enum fault_kind f = faults_roll(s->env->faults, FAULTS_GENERIC | h->faults);
     if (f != FAULT_NONE) {
         log_debugc("imap", "fault session=%lu command=%s fault=%s", s->id, h->name, faults_name(f));
