@@ -129,27 +129,41 @@ static int check_addr_list(const char *v, char *err, size_t errlen)
     return -1;
 }
 
-/* SUPERIMAP_FAKE_FAULTS: the kinds of cmd/fake-imapd/faults.c. */
-static int check_fault_list(const char *v, char *err, size_t errlen)
+/* A comma-separated list of words from kinds (",a,b,"); noun names one in
+ * the error. */
+static int check_words(const char *v, const char *kinds, const char *noun, char *err, size_t errlen)
 {
-    static const char kinds[] =
-        ",bad,no,gibberish,bye,drop,halfopen,noinbox,uidshift,trickle,authfail,limit,all,none,";
     while (*v) {
         const char *comma = strchr(v, ',');
         size_t len = comma ? (size_t)(comma - v) : strlen(v);
         char word[32];
         if (len == 0 || len + 3 > sizeof word) {
-            snprintf(err, errlen, "must be fault kinds, comma-separated: %s", kinds);
+            snprintf(err, errlen, "must be %s kinds, comma-separated: %s", noun, kinds);
             return -1;
         }
         snprintf(word, sizeof word, ",%.*s,", (int)len, v);
         if (strstr(kinds, word) == NULL) {
-            snprintf(err, errlen, "unknown fault '%.*s'; kinds: %s", (int)len, v, kinds);
+            snprintf(err, errlen, "unknown %s '%.*s'; kinds: %s", noun, (int)len, v, kinds);
             return -1;
         }
         v += len + (comma != NULL);
     }
     return 0;
+}
+
+/* SUPERIMAP_FAKE_FAULTS: the kinds of cmd/fake-imapd/faults.c. */
+static int check_fault_list(const char *v, char *err, size_t errlen)
+{
+    return check_words(
+        v, ",bad,no,gibberish,bye,drop,halfopen,noinbox,uidshift,trickle,authfail,limit,all,none,",
+        "fault", err, errlen);
+}
+
+/* SUPERIMAP_FAKE_PROFILES: the profiles of cmd/fake-imapd/server.c. */
+static int check_profile_list(const char *v, char *err, size_t errlen)
+{
+    return check_words(v, ",notify,special-use,condstore,qresync,x-gm-ext-1,all,none,", "profile",
+                       err, errlen);
 }
 
 static int check_probability(const char *v, char *err, size_t errlen)
@@ -368,6 +382,11 @@ const struct config_var config_vars[] = {
      check_fault_list,
      "Faults to inject, comma-separated: bad,no,gibberish,bye,drop,halfopen,noinbox,uidshift,"
      "trickle,authfail,limit (or all)"},
+    {"SUPERIMAP_FAKE_PROFILES", CONFIG_STR, FAKE, NULL, 0, 0, NULL, 0, OFF(fake_profiles),
+     check_profile_list,
+     "IMAP extensions to offer, comma-separated: notify (RFC 5465), special-use (RFC 6154), "
+     "condstore, qresync (RFC 7162), x-gm-ext-1 (Gmail), or all; unset: plain IMAP4rev1 with "
+     "IDLE"},
     {"SUPERIMAP_FAKE_FAULT_RATE", CONFIG_STR, FAKE, "0", 0, 0, NULL, 0, OFF(fake_fault_rate),
      check_probability, "Probability (0 to 1) that a command meets one of the faults"},
     {"SUPERIMAP_FAKE_FAULT_SEED", CONFIG_INT, FAKE, "1", 0, 2147483647, NULL, 0,

@@ -102,6 +102,7 @@ struct config {
     int fake_max_sessions_per_user;  /* logins past it get NO [LIMIT]; 0: unlimited */
     int fake_max_message;            /* largest message the control channel appends, bytes */
     const char *fake_faults;         /* comma-separated fault kinds; NULL: none */
+    const char *fake_profiles;       /* comma-separated profiles; NULL: none */
     const char *fake_fault_rate;     /* probability 0..1 of a fault per command, as text */
     int fake_fault_seed;             /* seed of the fault generator (deterministic) */
 

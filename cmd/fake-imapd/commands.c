@@ -36,6 +36,11 @@
 #define FI_RFC822      (1u << 11) /* RFC822 (sets \Seen) */
 #define FI_RFC822_HDR  (1u << 12) /* RFC822.HEADER */
 #define FI_RFC822_TEXT (1u << 13) /* RFC822.TEXT (sets \Seen) */
+#define FI_MODSEQ      (1u << 14) /* MODSEQ (RFC 7162) */
+#define FI_GM_MSGID    (1u << 15) /* X-GM-MSGID */
+#define FI_GM_THRID    (1u << 16) /* X-GM-THRID */
+#define FI_GM_LABELS   (1u << 17) /* X-GM-LABELS */
+#define FI_GMAIL       (FI_GM_MSGID | FI_GM_THRID | FI_GM_LABELS)
 #define FI_SETS_SEEN   (FI_BODY | FI_HEADER | FI_TEXT | FI_RFC822 | FI_RFC822_TEXT)
 #define FI_ANY_BODY    (FI_SETS_SEEN | FI_BODY_PEEK | FI_HEADER_PEEK | FI_TEXT_PEEK | FI_RFC822_HDR)
 
@@ -50,6 +55,7 @@ struct fetch_job {
     size_t next;    /* next index to send */
     int has_part;   /* BODY[]<offset.length>: part_off, part_len of BODY[] */
     uint32_t part_off, part_len;
+    uint64_t changedsince; /* (CHANGEDSINCE n): only messages with a greater MODSEQ; 0: all */
 };
 
 void commands_fetch_free(void *fetch)
@@ -78,16 +84,6 @@ static int arg_string(const struct command_token *t, char *out, size_t cap)
     if (t->kind != TOK_ATOM && t->kind != TOK_STRING)
         return -SIMAP_EINVAL;
     return command_copy(t, out, cap);
-}
-
-static int is_inbox(const struct command_token *t)
-{
-    if (t->len != 5 || (t->kind != TOK_ATOM && t->kind != TOK_STRING))
-        return 0;
-    for (int i = 0; i < 5; i++)
-        if ((t->p[i] | 0x20) != "inbox"[i])
-            return 0;
-    return 1;
 }
 
 static void cmd_capability(struct session *s, const char *tag, struct command *c,
@@ -140,7 +136,7 @@ static void cmd_starttls(struct session *s, const char *tag, struct command *c,
 
 /* Ends LOGIN or AUTHENTICATE: mb is the account the credentials name, or
  * NULL when they are wrong. */
-static void login_finish(struct session *s, const char *tag, struct mailbox *mb,
+static void login_finish(struct session *s, const char *tag, struct account *mb,
                          enum fault_kind fault)
 {
     const struct session_env *env = s->env;
@@ -197,7 +193,7 @@ static void sasl_response(struct session *s, const char *tag, const char *b64, s
         tagged_bad(s, tag, "Invalid base64 data");
         return;
     }
-    struct mailbox *mb = NULL;
+    struct account *mb = NULL;
     if (s->mech == MECH_PLAIN) {
         /* authzid NUL authcid NUL passwd (RFC 4616) */
         const char *authz = (const char *)raw;
@@ -235,7 +231,7 @@ static void sasl_response(struct session *s, const char *tag, const char *b64, s
             if (ulen < sizeof user && end != NULL && strcmp(end, "\x01\x01") == 0) {
                 memcpy(user, u, ulen);
                 user[ulen] = '\0';
-                struct mailbox *cand = mbox_get(s->env->store, user, 0);
+                struct account *cand = mbox_get(s->env->store, user, 0);
                 const char *pre = s->env->xoauth2_prefix;
                 size_t plen = strlen(pre);
                 if (cand != NULL && (size_t)(end - tok) == ulen + 6 &&
@@ -311,45 +307,133 @@ static void sasl_line(struct session *s, const char *line, size_t len)
     sasl_response(s, tag, line, len);
 }
 
+/* A mailbox argument (astring) copied into out (MBOX_NAME_MAX + 1 bytes). */
+static int arg_mailbox(const struct command_token *t, char *out)
+{
+    return arg_string(t, out, MBOX_NAME_MAX + 1);
+}
+
+/* An unsigned number token of at most 20 digits (a MODSEQ, RFC 7162). */
+static int arg_u64(const struct command_token *t, uint64_t *out)
+{
+    if (t->kind != TOK_ATOM || t->len == 0 || t->len > 20)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < t->len; i++) {
+        if (t->p[i] < '0' || t->p[i] > '9')
+            return -1;
+        uint64_t d = (uint64_t)(t->p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int has_condstore(const struct session *s)
+{
+    return (s->env->profiles & (PROFILE_CONDSTORE | PROFILE_QRESYNC)) != 0;
+}
+
+static void put_flags(struct session *s, const struct message *m);
+static void put_uid_list(struct session *s, uint32_t *uids, size_t n);
+
+/* QRESYNC after SELECT (RFC 7162 3.2.5): what changed in f since modseq,
+ * when the client's UIDVALIDITY uv is still f's. */
+static void qresync_changes(struct session *s, const struct folder *f, uint32_t uv, uint64_t modseq)
+{
+    if (uv != f->uidvalidity)
+        return;
+    size_t n = 0;
+    uint32_t *uids = xmalloc((f->ngone + 1) * sizeof *uids);
+    for (size_t i = 0; i < f->ngone; i++)
+        if (f->gone[i].modseq > modseq)
+            uids[n++] = f->gone[i].uid;
+    if (n > 0) {
+        session_reply(s, "* VANISHED (EARLIER) ");
+        put_uid_list(s, uids, n);
+        session_reply(s, "\r\n");
+    }
+    xfree(uids);
+    for (size_t i = 0; i < f->count; i++) {
+        const struct message *m = f->msgs[i];
+        if (m->modseq <= modseq)
+            continue;
+        session_reply(s, "* %zu FETCH (UID %u ", i + 1, (unsigned)m->uid);
+        put_flags(s, m);
+        session_reply(s, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
+    }
+}
+
+/* SELECT or EXAMINE name [(CONDSTORE) | (QRESYNC (uv modseq [uids]))]. */
 static void cmd_select(struct session *s, const char *tag, struct command *c, enum fault_kind fault)
 {
     int examine = command_is(&c->tok[1], "EXAMINE");
-    if (c->ntok != 3) {
+    char name[MBOX_NAME_MAX + 1];
+    int qresync = 0;
+    uint64_t uv = 0, since = 0;
+    if (c->ntok < 3 || arg_mailbox(&c->tok[2], name) < 0) {
         tagged_bad(s, tag, "Invalid arguments");
         return;
     }
-    struct mailbox *mb = s->mb;
-    if (!is_inbox(&c->tok[2]) || fault == FAULT_NOINBOX) {
+    if (c->ntok > 3) {
+        /* tok: ( CONDSTORE )  or  ( QRESYNC ( uv modseq [known-uids] ) ) */
+        const struct command_token *t = c->tok;
+        int n = c->ntok;
+        int ok = has_condstore(s) && t[3].kind == TOK_LPAREN && t[n - 1].kind == TOK_RPAREN;
+        if (ok && n == 6 && command_is(&t[4], "CONDSTORE")) {
+            s->is_condstore = 1;
+        } else if (ok && s->is_qresync && n >= 10 && n <= 11 && command_is(&t[4], "QRESYNC") &&
+                   t[5].kind == TOK_LPAREN && t[n - 2].kind == TOK_RPAREN &&
+                   arg_u64(&t[6], &uv) == 0 && uv > 0 && uv <= UINT32_MAX &&
+                   arg_u64(&t[7], &since) == 0 && since > 0 && (n == 10 || t[8].kind == TOK_ATOM)) {
+            qresync = 1;
+        } else {
+            tagged_bad(s, tag, "Invalid arguments");
+            return;
+        }
+    }
+    struct account *mb = s->mb;
+    struct folder *f = mbox_folder(mb, name);
+    if (f == NULL || fault == FAULT_NOINBOX) {
         s->state = ST_AUTH; /* a failed SELECT leaves no mailbox selected */
+        s->sel = NULL;
         session_reply(s, "%s NO [NONEXISTENT] Mailbox doesn't exist\r\n", tag);
         return;
     }
     if (fault == FAULT_UIDSHIFT) {
-        mbox_renumber(mb, mb->uidvalidity + 1);
-        log_info("uidvalidity changed by fault user=%s uidvalidity=%u", mb->user,
-                 (unsigned)mb->uidvalidity);
-        session_uidvalidity_changed(mb, s);
+        mbox_renumber(f, f->uidvalidity + 1);
+        log_info("uidvalidity changed by fault user=%s mailbox=%s uidvalidity=%u", mb->user,
+                 mbox_folder_name(f), (unsigned)f->uidvalidity);
+        session_folder_lost(mb, f, s, "UIDVALIDITY changed");
     }
     s->state = ST_SELECTED;
+    s->sel = f;
     s->is_readonly = (unsigned)examine;
     session_reply(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
     if (examine)
         session_reply(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
     else
         session_reply(s, "* OK [PERMANENTFLAGS (\\Seen)] Limited\r\n");
-    session_reply(s, "* %zu EXISTS\r\n* %zu RECENT\r\n", mb->count, mb->recent);
-    if (mb->unseen > 0) {
-        for (size_t i = 0; i < mb->count; i++) {
-            if (!(mb->msgs[i]->flags & MSG_SEEN)) {
+    session_reply(s, "* %zu EXISTS\r\n* %zu RECENT\r\n", f->count, f->recent);
+    if (f->unseen > 0) {
+        for (size_t i = 0; i < f->count; i++) {
+            if (!(f->msgs[i]->flags & MSG_SEEN)) {
                 session_reply(s, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
                 break;
             }
         }
     }
     session_reply(s, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
-                  (unsigned)mb->uidvalidity, (unsigned)mb->uidnext);
+                  (unsigned)f->uidvalidity, (unsigned)f->uidnext);
+    if (has_condstore(s))
+        session_reply(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+                      (unsigned long long)f->highestmodseq);
+    if (qresync)
+        qresync_changes(s, f, (uint32_t)uv, since);
     if (!examine)
-        mbox_clear_recent(mb);
+        mbox_clear_recent(f);
     session_reply(s, "%s OK [%s] %s completed\r\n", tag, examine ? "READ-ONLY" : "READ-WRITE",
                   examine ? "EXAMINE" : "SELECT");
 }
@@ -357,12 +441,14 @@ static void cmd_select(struct session *s, const char *tag, struct command *c, en
 static void cmd_status(struct session *s, const char *tag, struct command *c, enum fault_kind fault)
 {
     (void)fault;
-    struct mailbox *mb = s->mb;
-    if (c->ntok < 5 || c->tok[3].kind != TOK_LPAREN || c->tok[c->ntok - 1].kind != TOK_RPAREN) {
+    char name[MBOX_NAME_MAX + 1];
+    if (c->ntok < 5 || arg_mailbox(&c->tok[2], name) < 0 || c->tok[3].kind != TOK_LPAREN ||
+        c->tok[c->ntok - 1].kind != TOK_RPAREN) {
         tagged_bad(s, tag, "Invalid arguments");
         return;
     }
-    if (!is_inbox(&c->tok[2])) {
+    const struct folder *f = mbox_folder(s->mb, name);
+    if (f == NULL) {
         session_reply(s, "%s NO [NONEXISTENT] Mailbox doesn't exist\r\n", tag);
         return;
     }
@@ -372,39 +458,291 @@ static void cmd_status(struct session *s, const char *tag, struct command *c, en
         const struct command_token *t = &c->tok[i];
         const char *sep = i > 4 ? " " : "";
         if (command_is(t, "MESSAGES"))
-            buf_printf(&b, "%sMESSAGES %zu", sep, mb->count);
+            buf_printf(&b, "%sMESSAGES %zu", sep, f->count);
         else if (command_is(t, "RECENT"))
-            buf_printf(&b, "%sRECENT %zu", sep, mb->recent);
+            buf_printf(&b, "%sRECENT %zu", sep, f->recent);
         else if (command_is(t, "UIDNEXT"))
-            buf_printf(&b, "%sUIDNEXT %u", sep, (unsigned)mb->uidnext);
+            buf_printf(&b, "%sUIDNEXT %u", sep, (unsigned)f->uidnext);
         else if (command_is(t, "UIDVALIDITY"))
-            buf_printf(&b, "%sUIDVALIDITY %u", sep, (unsigned)mb->uidvalidity);
+            buf_printf(&b, "%sUIDVALIDITY %u", sep, (unsigned)f->uidvalidity);
         else if (command_is(t, "UNSEEN"))
-            buf_printf(&b, "%sUNSEEN %zu", sep, mb->unseen);
+            buf_printf(&b, "%sUNSEEN %zu", sep, f->unseen);
+        else if (command_is(t, "HIGHESTMODSEQ") && has_condstore(s))
+            buf_printf(&b, "%sHIGHESTMODSEQ %llu", sep, (unsigned long long)f->highestmodseq);
         else {
             buf_free(&b);
             tagged_bad(s, tag, "Invalid status item");
             return;
         }
     }
-    session_reply(s, "* STATUS INBOX (%s)\r\n%s OK STATUS completed\r\n", b.data ? b.data : "",
-                  tag);
+    session_reply(s, "* STATUS ");
+    session_put_mailbox(s, mbox_folder_name(f));
+    session_reply(s, " (%s)\r\n%s OK STATUS completed\r\n", b.data ? b.data : "", tag);
     buf_free(&b);
 }
 
+/* IMAP LIST pattern matching (RFC 3501 6.3.8): '*' matches anything, '%'
+ * anything but the delimiter '/'. INBOX matches in any case. */
+static int pattern_match(const char *pat, const char *name, int fold)
+{
+    for (; *pat != '\0'; pat++, name++) {
+        if (*pat == '*' || *pat == '%') {
+            for (const char *n = name;; n++) {
+                if (pattern_match(pat + 1, n, fold))
+                    return 1;
+                if (*n == '\0' || (*pat == '%' && *n == '/'))
+                    return 0;
+            }
+        }
+        char a = *pat, b = *name;
+        if (fold && a >= 'a' && a <= 'z')
+            a = (char)(a - 'a' + 'A');
+        if (a != b)
+            return 0;
+    }
+    return *name == '\0';
+}
+
+/* 1 when some folder of mb lies below f. */
+static int has_children(const struct account *mb, const struct folder *f)
+{
+    const char *name = mbox_folder_name(f);
+    size_t n = strlen(name);
+    for (const struct folder *o = &mb->inbox; o != NULL; o = o->next) {
+        const char *on = mbox_folder_name(o);
+        if (strncmp(on, name, n) == 0 && on[n] == '/')
+            return 1;
+    }
+    return 0;
+}
+
+/* The options of an extended LIST (RFC 5258): only SPECIAL-USE selects or
+ * returns anything here; CHILDREN and SUBSCRIBED are accepted as returned
+ * anyway. Reads ( opt ... ) at c->tok[*i]; 0 or -1. */
+static int list_options(const struct command *c, int *i, int *special_only)
+{
+    if (*i >= c->ntok || c->tok[*i].kind != TOK_LPAREN)
+        return -1;
+    for ((*i)++; *i < c->ntok && c->tok[*i].kind != TOK_RPAREN; (*i)++) {
+        const struct command_token *t = &c->tok[*i];
+        if (command_is(t, "SPECIAL-USE")) {
+            if (special_only != NULL)
+                *special_only = 1;
+        } else if (!command_is(t, "CHILDREN") && !command_is(t, "SUBSCRIBED")) {
+            return -1;
+        }
+    }
+    if (*i == c->ntok)
+        return -1;
+    (*i)++;
+    return 0;
+}
+
+/* LIST [(selection)] ref pattern [RETURN (options)]; LSUB ref pattern. */
 static void cmd_list(struct session *s, const char *tag, struct command *c, enum fault_kind fault)
 {
     (void)fault;
-    if (c->ntok != 4) {
+    const char *verb = command_is(&c->tok[1], "LSUB") ? "LSUB" : "LIST";
+    int extended = verb[1] == 'I' && (s->env->profiles & PROFILE_SPECIAL_USE);
+    int special_only = 0, i = 2;
+    char ref[MBOX_NAME_MAX + 1], pat[MBOX_NAME_MAX + 1], full[2 * MBOX_NAME_MAX + 2];
+    int bad = 0;
+    if (extended && i < c->ntok && c->tok[i].kind == TOK_LPAREN)
+        bad = list_options(c, &i, &special_only) < 0;
+    if (!bad && (i + 2 > c->ntok || arg_mailbox(&c->tok[i], ref) < 0 ||
+                 arg_mailbox(&c->tok[i + 1], pat) < 0))
+        bad = 1;
+    i += 2;
+    if (!bad && extended && i < c->ntok && command_is(&c->tok[i], "RETURN")) {
+        i++;
+        bad = list_options(c, &i, NULL) < 0;
+    }
+    if (bad || i != c->ntok) {
         tagged_bad(s, tag, "Invalid arguments");
         return;
     }
-    const char *name = command_is(&c->tok[1], "LSUB") ? "LSUB" : "LIST";
-    if (c->tok[3].len > 0)
-        session_reply(s, "* %s (\\HasNoChildren) \"/\" INBOX\r\n", name);
-    else /* an empty pattern asks for the hierarchy delimiter */
-        session_reply(s, "* %s (\\Noselect) \"/\" \"\"\r\n", name);
-    session_reply(s, "%s OK %s completed\r\n", tag, name);
+    if (pat[0] == '\0') { /* an empty pattern asks for the hierarchy delimiter */
+        session_reply(s, "* %s (\\Noselect) \"/\" \"\"\r\n%s OK %s completed\r\n", verb, tag, verb);
+        return;
+    }
+    snprintf(full, sizeof full, "%s%s", ref, pat);
+    for (const struct folder *f = &s->mb->inbox; f != NULL; f = f->next) {
+        const char *name = mbox_folder_name(f);
+        int is_inbox = f == &s->mb->inbox;
+        if (!pattern_match(full, name, is_inbox) || (special_only && f->special == FS_NONE))
+            continue;
+        const char *use =
+            (s->env->profiles & PROFILE_SPECIAL_USE) ? mbox_special_name(f->special) : NULL;
+        session_reply(s, "* %s (%s%s%s) \"/\" ", verb,
+                      has_children(s->mb, f) ? "\\HasChildren" : "\\HasNoChildren", use ? " " : "",
+                      use ? use : "");
+        session_put_mailbox(s, name);
+        session_reply(s, "\r\n");
+    }
+    session_reply(s, "%s OK %s completed\r\n", tag, verb);
+}
+
+/* ---- NOTIFY (RFC 5465) and ENABLE (RFC 5161) ---- */
+
+/* Reads the events of one filter at c->tok[*i]: NONE or ( event ... ),
+ * an event possibly followed by a parenthesised fetch-att list. Sets
+ * *new_, *name. 0, or -1 with *badevent for an event we do not know. */
+static int notify_events(const struct command *c, int *i, int *new_, int *name, int *badevent)
+{
+    if (*i < c->ntok && command_is(&c->tok[*i], "NONE")) {
+        (*i)++;
+        return 0;
+    }
+    if (*i >= c->ntok || c->tok[*i].kind != TOK_LPAREN)
+        return -1;
+    static const char *const known[] = {"MessageNew",
+                                        "MessageExpunge",
+                                        "FlagChange",
+                                        "MailboxName",
+                                        "SubscriptionChange",
+                                        "AnnotationChange",
+                                        "MailboxMetadataChange",
+                                        "ServerMetadataChange"};
+    for ((*i)++; *i < c->ntok && c->tok[*i].kind != TOK_RPAREN; (*i)++) {
+        const struct command_token *t = &c->tok[*i];
+        if (t->kind == TOK_LPAREN) { /* MessageNew's fetch attributes */
+            while (*i < c->ntok && c->tok[*i].kind != TOK_RPAREN)
+                (*i)++;
+            continue;
+        }
+        size_t k = 0;
+        while (k < sizeof known / sizeof known[0] && !command_is(t, known[k]))
+            k++;
+        if (k == sizeof known / sizeof known[0]) {
+            *badevent = 1;
+            return -1;
+        }
+        *new_ |= k == 0;
+        *name |= k == 3;
+    }
+    if (*i == c->ntok)
+        return -1;
+    (*i)++;
+    return 0;
+}
+
+static void notify_add(struct notify *n, const struct command_token *t, int *bad)
+{
+    char name[MBOX_NAME_MAX + 1];
+    if (arg_mailbox(t, name) < 0) {
+        *bad = 1;
+        return;
+    }
+    n->names = xrealloc(n->names, (n->n + 1) * sizeof *n->names);
+    n->names[n->n++] = xstrdup(name);
+}
+
+/* NOTIFY NONE | NOTIFY SET [STATUS] (filter events) ... where filter is
+ * SELECTED, SELECTED-DELAYED, PERSONAL, INBOXES or MAILBOXES mbox|(mbox ...). */
+static void cmd_notify(struct session *s, const char *tag, struct command *c, enum fault_kind fault)
+{
+    (void)fault;
+    if (c->ntok == 3 && command_is(&c->tok[2], "NONE")) {
+        session_notify_free(s->notify);
+        s->notify = NULL;
+        session_reply(s, "%s OK NOTIFY completed\r\n", tag);
+        return;
+    }
+    if (c->ntok < 4 || !command_is(&c->tok[2], "SET")) {
+        tagged_bad(s, tag, "Invalid arguments");
+        return;
+    }
+    struct notify *n = xcalloc(1, sizeof *n);
+    int i = 3, bad = 0, badevent = 0, status = 0, new_ = 0, renamed = 0;
+    if (command_is(&c->tok[i], "STATUS")) {
+        status = 1;
+        i++;
+    }
+    while (!bad && i < c->ntok) {
+        if (c->tok[i].kind != TOK_LPAREN || i + 1 >= c->ntok) {
+            bad = 1;
+            break;
+        }
+        const struct command_token *filter = &c->tok[++i];
+        i++;
+        int selected = command_is(filter, "SELECTED") || command_is(filter, "SELECTED-DELAYED");
+        if (command_is(filter, "PERSONAL")) {
+            n->is_personal = 1;
+        } else if (command_is(filter, "INBOXES")) {
+            notify_add(n, &(struct command_token){TOK_ATOM, "INBOX", 5}, &bad);
+        } else if (command_is(filter, "MAILBOXES") && i < c->ntok) {
+            if (c->tok[i].kind == TOK_LPAREN) {
+                for (i++; !bad && i < c->ntok && c->tok[i].kind != TOK_RPAREN; i++)
+                    notify_add(n, &c->tok[i], &bad);
+                i++;
+            } else {
+                notify_add(n, &c->tok[i++], &bad);
+            }
+        } else if (!selected) {
+            bad = 1;
+            break;
+        }
+        int fnew = 0, fname = 0;
+        if (!bad && notify_events(c, &i, &fnew, &fname, &badevent) < 0)
+            bad = 1;
+        if (!selected) {
+            new_ |= fnew;
+            renamed |= fname;
+        }
+        if (!bad && (i >= c->ntok || c->tok[i].kind != TOK_RPAREN))
+            bad = 1;
+        i++;
+    }
+    if (bad) {
+        session_notify_free(n);
+        if (badevent)
+            session_reply(s,
+                          "%s NO [BADEVENT (MessageNew MessageExpunge MailboxName)] "
+                          "Unsupported event\r\n",
+                          tag);
+        else
+            tagged_bad(s, tag, "Invalid arguments");
+        return;
+    }
+    n->wants_new = (unsigned)new_;
+    n->wants_name = (unsigned)renamed;
+    session_notify_free(s->notify);
+    s->notify = n;
+    if (status) { /* the current state of every watched mailbox first */
+        for (const struct folder *f = &s->mb->inbox; f != NULL; f = f->next) {
+            if (!session_watches(s, mbox_folder_name(f)) ||
+                (s->state == ST_SELECTED && s->sel == f))
+                continue;
+            session_reply(s, "* STATUS ");
+            session_put_mailbox(s, mbox_folder_name(f));
+            session_reply(s, " (MESSAGES %zu UIDNEXT %u UIDVALIDITY %u)\r\n", f->count,
+                          (unsigned)f->uidnext, (unsigned)f->uidvalidity);
+        }
+    }
+    session_reply(s, "%s OK NOTIFY completed\r\n", tag);
+}
+
+static void cmd_enable(struct session *s, const char *tag, struct command *c, enum fault_kind fault)
+{
+    (void)fault;
+    if (c->ntok < 3) {
+        tagged_bad(s, tag, "Invalid arguments");
+        return;
+    }
+    struct buf b;
+    buf_init(&b, 256);
+    for (int i = 2; i < c->ntok; i++) {
+        const struct command_token *t = &c->tok[i];
+        if (command_is(t, "QRESYNC") && (s->env->profiles & PROFILE_QRESYNC)) {
+            s->is_qresync = s->is_condstore = 1;
+            buf_puts(&b, " QRESYNC");
+        } else if (command_is(t, "CONDSTORE") && has_condstore(s)) {
+            s->is_condstore = 1;
+            buf_puts(&b, " CONDSTORE");
+        }
+    }
+    session_reply(s, "* ENABLED%s\r\n%s OK ENABLE completed\r\n", b.data ? b.data : "", tag);
+    buf_free(&b);
 }
 
 static void cmd_idle(struct session *s, const char *tag, struct command *c, enum fault_kind fault)
@@ -425,6 +763,7 @@ static void cmd_close(struct session *s, const char *tag, struct command *c, enu
 {
     (void)fault;
     s->state = ST_AUTH;
+    s->sel = NULL;
     session_reply(s, "%s OK %.*s completed\r\n", tag, (int)c->tok[1].len, c->tok[1].p);
 }
 
@@ -454,7 +793,7 @@ static int cmp_range(const void *a, const void *b)
 
 /* Turns a sequence set into sorted, merged [lo, hi) index pairs. Returns 0,
  * or -1 for bad syntax (or a sequence number past the end). */
-static int parse_set(const struct mailbox *mb, const struct command_token *t, int by_uid,
+static int parse_set(const struct folder *mb, const struct command_token *t, int by_uid,
                      struct fetch_job *f)
 {
     if (t->kind != TOK_ATOM || t->len == 0)
@@ -547,6 +886,10 @@ static unsigned fetch_item(const struct command_token *t)
         {"RFC822.TEXT", FI_RFC822_TEXT},
         {"ALL", FI_FLAGS | FI_INTERNAL | FI_SIZE | FI_ENVELOPE},
         {"FAST", FI_FLAGS | FI_INTERNAL | FI_SIZE},
+        {"MODSEQ", FI_MODSEQ},
+        {"X-GM-MSGID", FI_GM_MSGID},
+        {"X-GM-THRID", FI_GM_THRID},
+        {"X-GM-LABELS", FI_GM_LABELS},
     };
     for (size_t i = 0; i < sizeof items / sizeof items[0]; i++)
         if (command_is(t, items[i].name))
@@ -604,7 +947,7 @@ static void render_message(struct session *s, size_t i, const struct fetch_job *
 {
     unsigned items = f->items;
     struct session_counters *counters = s->env->counters;
-    struct mailbox *mb = s->mb;
+    struct folder *mb = s->sel;
     struct message *m = mb->msgs[i];
     int now_seen = 0;
     if (items & FI_ANY_BODY)
@@ -614,7 +957,8 @@ static void render_message(struct session *s, size_t i, const struct fetch_job *
         if (!s->is_readonly && mbox_set_flag(mb, i, MSG_SEEN)) {
             now_seen = 1;
             counters->seen_sets++;
-            log_info("message marked seen user=%s uid=%u", mb->user, (unsigned)m->uid);
+            log_info("message marked seen user=%s mailbox=%s uid=%u", s->mb->user,
+                     mbox_folder_name(mb), (unsigned)m->uid);
         }
     }
     session_reply(s, "* %zu FETCH (", i + 1);
@@ -641,6 +985,22 @@ static void render_message(struct session *s, size_t i, const struct fetch_job *
     if (items & FI_ENVELOPE) {
         session_reply(s, "%sENVELOPE ", sep);
         session_reply_bytes(s, m->envelope, m->envelope_len);
+        sep = " ";
+    }
+    if ((items & FI_MODSEQ) || s->is_condstore) { /* RFC 7162 3.1.4.1: in every FETCH */
+        session_reply(s, "%sMODSEQ (%llu)", sep, (unsigned long long)m->modseq);
+        sep = " ";
+    }
+    if (items & FI_GM_MSGID) {
+        session_reply(s, "%sX-GM-MSGID %llu", sep, (unsigned long long)m->gm_msgid);
+        sep = " ";
+    }
+    if (items & FI_GM_THRID) {
+        session_reply(s, "%sX-GM-THRID %llu", sep, (unsigned long long)m->gm_thrid);
+        sep = " ";
+    }
+    if (items & FI_GM_LABELS) {
+        session_reply(s, "%sX-GM-LABELS %s", sep, m->labels != NULL ? m->labels : "()");
         sep = " ";
     }
     size_t body = m->size - m->header_len;
@@ -681,12 +1041,105 @@ int commands_fetch_more(struct session *s)
         }
         if (f->next < f->ranges[2 * f->cur])
             f->next = f->ranges[2 * f->cur];
-        render_message(s, f->next, f);
-        progress = 1;
+        if (f->next >= s->sel->count) { /* expunged since the FETCH began */
+            f->cur = f->nranges;
+            continue;
+        }
+        if (s->sel->msgs[f->next]->modseq > f->changedsince) {
+            render_message(s, f->next, f);
+            progress = 1;
+        }
         if (++f->next >= f->ranges[2 * f->cur + 1])
             f->cur++;
     }
     return progress;
+}
+
+/* Puts uids[0..n) as a sorted sequence set with ranges ("1:3,5"). */
+static void put_uid_list(struct session *s, uint32_t *uids, size_t n)
+{
+    for (size_t i = 1; i < n; i++) /* insertion sort: the lists are short */
+        for (size_t k = i; k > 0 && uids[k - 1] > uids[k]; k--) {
+            uint32_t t = uids[k];
+            uids[k] = uids[k - 1];
+            uids[k - 1] = t;
+        }
+    for (size_t i = 0; i < n;) {
+        size_t k = i;
+        while (k + 1 < n && uids[k + 1] == uids[k] + 1)
+            k++;
+        session_reply(s, "%s%u", i > 0 ? "," : "", (unsigned)uids[i]);
+        if (k > i)
+            session_reply(s, ":%u", (unsigned)uids[k]);
+        i = k + 1;
+    }
+}
+
+/* The modifiers of a FETCH (RFC 7162): (CHANGEDSINCE n [VANISHED]) at
+ * c->tok[i..]. 0 or -1. */
+static int fetch_modifiers(struct session *s, const struct command *c, int i, int by_uid,
+                           struct fetch_job *f, int *vanished)
+{
+    if (i == c->ntok)
+        return 0;
+    if (!has_condstore(s) || c->tok[i].kind != TOK_LPAREN || c->tok[c->ntok - 1].kind != TOK_RPAREN)
+        return -1;
+    for (i++; i < c->ntok - 1; i++) {
+        if (command_is(&c->tok[i], "CHANGEDSINCE") && i + 1 < c->ntok - 1 &&
+            arg_u64(&c->tok[i + 1], &f->changedsince) == 0 && f->changedsince > 0)
+            i++;
+        else if (command_is(&c->tok[i], "VANISHED") && by_uid && s->is_qresync)
+            *vanished = 1;
+        else
+            return -1;
+    }
+    if (f->changedsince == 0) /* VANISHED needs CHANGEDSINCE; a modifier list needs one */
+        return -1;
+    f->items |= FI_MODSEQ;
+    s->is_condstore = 1; /* CHANGEDSINCE is a CONDSTORE enabling command */
+    return 0;
+}
+
+/* UID FETCH ... (CHANGEDSINCE n VANISHED): the UIDs of the set expunged
+ * after n, as "* VANISHED (EARLIER) set" before the FETCH answers. */
+static void fetch_vanished(struct session *s, const struct fetch_job *f,
+                           const struct command_token *set)
+{
+    const struct folder *fo = s->sel;
+    size_t n = 0;
+    uint32_t *uids = xmalloc((fo->ngone + 1) * sizeof *uids);
+    for (size_t i = 0; i < fo->ngone; i++) {
+        if (fo->gone[i].modseq <= f->changedsince)
+            continue;
+        /* within the set: a gone UID is in it when some range of the set covers it */
+        uint32_t uid = fo->gone[i].uid;
+        const char *p = set->p, *end = set->p + set->len;
+        while (p < end) {
+            const char *comma = memchr(p, ',', (size_t)(end - p));
+            const char *item_end = comma ? comma : end;
+            const char *colon = memchr(p, ':', (size_t)(item_end - p));
+            uint32_t a = UINT32_MAX, b;
+            const char *a_end = colon ? colon : item_end;
+            if (!(a_end - p == 1 && *p == '*'))
+                parse_number(p, (size_t)(a_end - p), &a);
+            b = a;
+            if (colon != NULL && !(item_end - colon == 2 && colon[1] == '*'))
+                parse_number(colon + 1, (size_t)(item_end - colon - 1), &b);
+            else if (colon != NULL)
+                b = UINT32_MAX;
+            if ((uid >= a && uid <= b) || (uid >= b && uid <= a)) {
+                uids[n++] = uid;
+                break;
+            }
+            p = comma ? comma + 1 : end;
+        }
+    }
+    if (n > 0) {
+        session_reply(s, "* VANISHED (EARLIER) ");
+        put_uid_list(s, uids, n);
+        session_reply(s, "\r\n");
+    }
+    xfree(uids);
 }
 
 static void cmd_fetch(struct session *s, const char *tag, struct command *c, int first,
@@ -702,35 +1155,48 @@ static void cmd_fetch(struct session *s, const char *tag, struct command *c, int
     snprintf(f->tag, sizeof f->tag, "%s", tag);
     f->items = by_uid ? FI_UID : 0;
     const struct command_token *it = &c->tok[first + 1];
-    int bad = 0;
+    int bad = 0, after = first + 2, vanished = 0;
     if (it->kind == TOK_LPAREN) {
-        if (c->tok[c->ntok - 1].kind != TOK_RPAREN || n < 4)
+        int close = first + 2;
+        while (close < c->ntok && c->tok[close].kind != TOK_RPAREN)
+            close++;
+        if (close == c->ntok || close == first + 2)
             bad = 1;
-        for (int i = first + 2; i < c->ntok - 1 && !bad; i++) {
+        for (int i = first + 2; i < close && !bad; i++) {
             unsigned bits = fetch_item(&c->tok[i]);
             if (bits == 0)
                 bits = partial_item(&c->tok[i], f);
             bad = bits == 0;
             f->items |= bits;
         }
+        after = close + 1;
     } else {
-        unsigned bits = n == 2 ? fetch_item(it) : 0;
-        if (bits == 0 && n == 2)
+        unsigned bits = fetch_item(it);
+        if (bits == 0)
             bits = partial_item(it, f);
         bad = bits == 0;
         f->items |= bits;
     }
+    if (((f->items & FI_MODSEQ) && !has_condstore(s)) ||
+        ((f->items & FI_GMAIL) && !(s->env->profiles & PROFILE_GMAIL)))
+        bad = 1;
+    if (!bad && fetch_modifiers(s, c, after, by_uid, f, &vanished) < 0)
+        bad = 1;
     if (bad) {
         commands_fetch_free(f);
         tagged_bad(s, tag, "Invalid fetch items");
         return;
     }
-    if (parse_set(s->mb, &c->tok[first], by_uid, f) < 0) {
+    if (f->items & FI_MODSEQ)
+        s->is_condstore = 1; /* FETCH MODSEQ is a CONDSTORE enabling command */
+    if (parse_set(s->sel, &c->tok[first], by_uid, f) < 0) {
         commands_fetch_free(f);
         tagged_bad(s, tag, "Invalid message set");
         return;
     }
     s->env->counters->fetches++;
+    if (vanished)
+        fetch_vanished(s, f, &c->tok[first]);
     if (fault == FAULT_TRICKLE) {
         s->is_trickle = 1;
         s->tick_due = 1;
@@ -766,28 +1232,43 @@ static const struct handler {
     const char *name;
     handler_fn fn;
     unsigned states;
-    unsigned faults; /* beyond FAULTS_GENERIC */
+    unsigned faults;   /* beyond FAULTS_GENERIC */
+    unsigned profiles; /* the command exists with one of these (0: always) */
+    const char *stat;  /* its counter in STATS */
 } handlers[] = {
-    {"CAPABILITY", cmd_capability, IN_ANY, 0},
-    {"NOOP", cmd_noop, IN_ANY, 0},
-    {"LOGOUT", cmd_logout, IN_ANY, 0},
-    {"ID", cmd_id, IN_ANY, 0},
-    {"STARTTLS", cmd_starttls, IN_NOTAUTH, 0},
-    {"LOGIN", cmd_login, IN_NOTAUTH, FAULT_BIT(FAULT_AUTHFAIL) | FAULT_BIT(FAULT_LIMIT)},
+    {"CAPABILITY", cmd_capability, IN_ANY, 0, 0, "cmd_capability"},
+    {"NOOP", cmd_noop, IN_ANY, 0, 0, "cmd_noop"},
+    {"LOGOUT", cmd_logout, IN_ANY, 0, 0, "cmd_logout"},
+    {"ID", cmd_id, IN_ANY, 0, 0, "cmd_id"},
+    {"STARTTLS", cmd_starttls, IN_NOTAUTH, 0, 0, "cmd_starttls"},
+    {"LOGIN", cmd_login, IN_NOTAUTH, FAULT_BIT(FAULT_AUTHFAIL) | FAULT_BIT(FAULT_LIMIT), 0,
+     "cmd_login"},
     {"AUTHENTICATE", cmd_authenticate, IN_NOTAUTH,
-     FAULT_BIT(FAULT_AUTHFAIL) | FAULT_BIT(FAULT_LIMIT)},
-    {"SELECT", cmd_select, IN_LOGGED, FAULT_BIT(FAULT_NOINBOX) | FAULT_BIT(FAULT_UIDSHIFT)},
-    {"EXAMINE", cmd_select, IN_LOGGED, FAULT_BIT(FAULT_NOINBOX) | FAULT_BIT(FAULT_UIDSHIFT)},
-    {"STATUS", cmd_status, IN_LOGGED, 0},
-    {"LIST", cmd_list, IN_LOGGED, 0},
-    {"LSUB", cmd_list, IN_LOGGED, 0},
-    {"IDLE", cmd_idle, IN_LOGGED, 0},
-    {"CHECK", cmd_noop, IN_SELECTED, 0},
-    {"CLOSE", cmd_close, IN_SELECTED, 0},
-    {"UNSELECT", cmd_close, IN_SELECTED, 0},
-    {"FETCH", cmd_fetch_seq, IN_SELECTED, FAULT_BIT(FAULT_TRICKLE)},
-    {"UID", cmd_uid, IN_SELECTED, FAULT_BIT(FAULT_TRICKLE)},
+     FAULT_BIT(FAULT_AUTHFAIL) | FAULT_BIT(FAULT_LIMIT), 0, "cmd_authenticate"},
+    {"SELECT", cmd_select, IN_LOGGED, FAULT_BIT(FAULT_NOINBOX) | FAULT_BIT(FAULT_UIDSHIFT), 0,
+     "cmd_select"},
+    {"EXAMINE", cmd_select, IN_LOGGED, FAULT_BIT(FAULT_NOINBOX) | FAULT_BIT(FAULT_UIDSHIFT), 0,
+     "cmd_examine"},
+    {"STATUS", cmd_status, IN_LOGGED, 0, 0, "cmd_status"},
+    {"LIST", cmd_list, IN_LOGGED, 0, 0, "cmd_list"},
+    {"LSUB", cmd_list, IN_LOGGED, 0, 0, "cmd_lsub"},
+    {"IDLE", cmd_idle, IN_LOGGED, 0, 0, "cmd_idle"},
+    {"CHECK", cmd_noop, IN_SELECTED, 0, 0, "cmd_check"},
+    {"CLOSE", cmd_close, IN_SELECTED, 0, 0, "cmd_close"},
+    {"UNSELECT", cmd_close, IN_SELECTED, 0, 0, "cmd_unselect"},
+    {"FETCH", cmd_fetch_seq, IN_SELECTED, FAULT_BIT(FAULT_TRICKLE), 0, "cmd_fetch"},
+    {"UID", cmd_uid, IN_SELECTED, FAULT_BIT(FAULT_TRICKLE), 0, "cmd_uid_fetch"},
+    {"NOTIFY", cmd_notify, IN_LOGGED, 0, PROFILE_NOTIFY, "cmd_notify"},
+    {"ENABLE", cmd_enable, IN_LOGGED, 0, PROFILE_CONDSTORE | PROFILE_QRESYNC, "cmd_enable"},
 };
+
+_Static_assert(sizeof handlers / sizeof handlers[0] <= SESSION_COMMANDS_MAX,
+               "SESSION_COMMANDS_MAX counts every handler");
+
+const char *commands_stat_name(size_t i)
+{
+    return i < sizeof handlers / sizeof handlers[0] ? handlers[i].stat : NULL;
+}
 
 static int valid_tag(const struct command_token *t)
 {
@@ -816,12 +1297,14 @@ static void command(struct session *s, char *frame, size_t len)
     }
     const struct handler *h = NULL;
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
-        if (command_is(&c.tok[1], handlers[i].name))
+        if (command_is(&c.tok[1], handlers[i].name) &&
+            (handlers[i].profiles == 0 || (handlers[i].profiles & s->env->profiles)))
             h = &handlers[i];
     if (h == NULL) {
         tagged_bad(s, tag, "Unknown command");
         return;
     }
+    s->env->counters->by_command[h - handlers]++;
     if (!(h->states & (1u << s->state))) {
         tagged_bad(s, tag, "Command not valid in this state");
         return;

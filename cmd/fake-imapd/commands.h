@@ -28,4 +28,8 @@ int commands_fetch_more(struct session *s);
  * (session_hooks.more_free) */
 void commands_fetch_free(void *fetch);
 
+/* The STATS name of per-command counter i ("cmd_list"), or NULL past the
+ * last: session_counters.by_command[i] counts that command. */
+const char *commands_stat_name(size_t i);
+
 #endif

@@ -6,24 +6,46 @@
  *
  *   APPEND <user> <nbytes>\n<nbytes raw bytes>  -> OK <uid>
  *       appends to user's INBOX (made on first use); sessions with it
- *       selected get "* n EXISTS"
+ *       selected get "* n EXISTS", sessions whose NOTIFY watches it "* STATUS"
+ *   APPENDTO <user> <mailbox> <nbytes>\n<bytes> -> OK <uid>   (into an existing mailbox)
+ *   APPENDLABELS <user> <label,label,...> <nbytes>\n<bytes>
+ *                                               -> OK <x-gm-msgid> <uid> <uid> ...
+ *       Gmail: one copy per label mailbox (made if missing; INBOX or \Inbox
+ *       for INBOX), all with the same X-GM-MSGID and X-GM-LABELS; a UID per label
+ *   MAILBOX <user> CREATE <mailbox> [\Junk|\Sent|\Trash|\Drafts|\Archive|\All|\Flagged]
+ *   MAILBOX <user> RENAME <mailbox> <new name>
+ *   MAILBOX <user> DELETE <mailbox>             -> OK        (never INBOX; sessions with it
+ *                                                             selected get BYE; NOTIFY
+ *                                                             sessions get "* LIST")
+ *   MAILBOXES <user>                            -> OK <mailbox>[:<\Special>] ...
+ *   EXPUNGE <user> <mailbox> <uid>              -> OK        (EXPUNGE, or VANISHED after
+ *                                                             ENABLE QRESYNC, to selected
+ *                                                             sessions; remembered for
+ *                                                             QRESYNC)
+ *   PROFILES [<profile,profile,...>|none|all]   -> OK <profiles>  (notify, special-use,
+ *                                                  condstore, qresync, x-gm-ext-1: see
+ *                                                  SUPERIMAP_FAKE_PROFILES; no argument
+ *                                                  reads them)
  *   USER <user> <password>                      -> OK        (makes or re-keys a user)
- *   UIDVALIDITY <user> <n>                      -> OK        (renumbers every UID; selected
+ *   UIDVALIDITY <user> <n> [<mailbox>]          -> OK        (renumbers every UID; selected
  *                                                             sessions get BYE)
  *   KICK <user>                                 -> OK <sessions closed>
  *   SESSIONS <user>                             -> OK current=<n> max=<n>
- *   INFO <user>                                 -> OK uidvalidity=<n> uidnext=<n> messages=<n>
+ *   INFO <user> [<mailbox>]                     -> OK uidvalidity=<n> uidnext=<n> messages=<n>
  *                                                  recent=<n> unseen=<n> current=<n> max=<n>
- *   FLAGS <user> <uid>                          -> OK [\Seen] [\Recent]
- *   MESSAGE <user> <uid>                        -> OK <nbytes>\n<nbytes raw bytes>
+ *                                                  highestmodseq=<n>
+ *   FLAGS <user> <uid> [<mailbox>]              -> OK [\Seen] [\Recent]
+ *   MESSAGE <user> <uid> [<mailbox>]            -> OK <nbytes>\n<nbytes raw bytes>
  *   STATS                                       -> OK logins=<n> sessions=<n>
  *                                                  max_sessions_per_user=<n> fetches=<n>
  *                                                  seen_sets=<n> appends=<n> connections=<n>
  *                                                  authenticated=<n> login_failures=<n>
  *                                                  commands=<n> bodies=<n> nonpeek=<n> faults=<n>
  *                                                  idles=<n> noops=<n> max_sessions=<n>
+ *                                                  cmd_capability=<n> ... cmd_enable=<n>
  *       (max_sessions: most connections open at once since RESET; idles
- *       counts IDLE commands, refused ones too)
+ *       counts IDLE commands, refused ones too; cmd_<command>: commands of
+ *       that name read, faults or not, cmd_uid_fetch for UID FETCH)
  *   RESET                                       -> OK        (zeroes the counters)
  *   FAULTS <rate> <seed> <kind,kind,...|all|none> -> OK
  *   FAULTS                                      -> OK rate=<r> seed=<n> list=<kinds> bad=<n> ...
@@ -33,6 +55,10 @@
  *                                                  to the default; no argument: reads it)
  *   PORTS                                       -> OK <host>:<port>/<none|implicit> ...
  *   PING                                        -> OK pong
+ *
+ * A mailbox name in a request is percent-encoded where it holds a space,
+ * a '%', a ',' (APPENDLABELS) or a control byte ("Old%20Mail"); replies
+ * encode names the same way.
  *
  * MESSAGE is the one multi-line reply: its line gives the byte count that
  * follows. Lines are at most 4,096 bytes; APPEND at most
@@ -158,7 +184,39 @@ static int parse_u32(const char *s, unsigned long *out)
     return 0;
 }
 
-static struct mailbox *existing(struct control *ctl, const char *user)
+/* Decodes %XX escapes of a mailbox name in place; 0, or -1 for a bad escape. */
+static int unescape(char *name)
+{
+    char *w = name;
+    for (const char *r = name; *r != '\0'; r++) {
+        if (*r != '%') {
+            *w++ = *r;
+            continue;
+        }
+        unsigned v;
+        if (sscanf(r + 1, "%2x", &v) != 1 || r[1] == '\0' || r[2] == '\0' || v == 0 ||
+            strchr("0123456789abcdefABCDEF", r[1]) == NULL ||
+            strchr("0123456789abcdefABCDEF", r[2]) == NULL)
+            return -1;
+        *w++ = (char)v;
+        r += 2;
+    }
+    *w = '\0';
+    return 0;
+}
+
+/* Appends name to out with spaces, '%', ',' and control bytes escaped. */
+static void escape(struct buf *out, const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        if (*p <= ' ' || *p == '%' || *p == ',' || *p == 0x7f)
+            buf_printf(out, "%%%02X", *p);
+        else
+            buf_printf(out, "%c", *p);
+    }
+}
+
+static struct account *existing(struct control *ctl, const char *user)
 {
     return mbox_get(server_store(ctl->srv), user, 0);
 }
@@ -170,10 +228,107 @@ static void do_stats(struct ctl_client *c)
     answer(c,
            "OK logins=%llu sessions=%ld max_sessions_per_user=%d fetches=%llu seen_sets=%llu "
            "appends=%llu connections=%llu authenticated=%ld login_failures=%llu commands=%llu "
-           "bodies=%llu nonpeek=%llu faults=%llu idles=%llu noops=%llu max_sessions=%ld\n",
+           "bodies=%llu nonpeek=%llu faults=%llu idles=%llu noops=%llu max_sessions=%ld",
            st.logins, st.sessions, st.max_sessions_per_user, st.fetches, st.seen_sets, st.appends,
            st.connections, st.authenticated, st.login_failures, st.commands, st.bodies, st.nonpeek,
            st.faults, st.idles, st.noops, st.max_sessions);
+    for (size_t i = 0; server_command_stat(i) != NULL; i++)
+        answer(c, " %s=%llu", server_command_stat(i), st.by_command[i]);
+    answer(c, "\n");
+}
+
+static const char *rc_reason(int rc)
+{
+    if (rc == -SIMAP_ENOTFOUND)
+        return "no such user, mailbox or message";
+    if (rc == -SIMAP_EINVAL)
+        return "invalid or taken name";
+    return err_str(rc);
+}
+
+/* MAILBOX <user> CREATE|RENAME|DELETE <mailbox> [<new name>|<\Special>] */
+static void do_mailbox(struct ctl_client *c, char **w, int n)
+{
+    static const char usage[] = "ERR usage: MAILBOX <user> CREATE <mailbox> [<\\Special>] | "
+                                "RENAME <mailbox> <new> | DELETE <mailbox>\n";
+    enum server_mailbox_op op;
+    unsigned special = FS_NONE;
+    if (n == 4 && strcmp(w[2], "CREATE") == 0)
+        op = SERVER_MB_CREATE;
+    else if (n == 5 && strcmp(w[2], "CREATE") == 0 && (special = mbox_special_of(w[4])) != FS_NONE)
+        op = SERVER_MB_CREATE;
+    else if (n == 5 && strcmp(w[2], "RENAME") == 0 && unescape(w[4]) == 0)
+        op = SERVER_MB_RENAME;
+    else if (n == 4 && strcmp(w[2], "DELETE") == 0)
+        op = SERVER_MB_DELETE;
+    else {
+        answer(c, usage);
+        return;
+    }
+    if (unescape(w[3]) < 0) {
+        answer(c, usage);
+        return;
+    }
+    int rc =
+        server_mailbox(c->ctl->srv, w[1], op, w[3], op == SERVER_MB_RENAME ? w[4] : NULL, special);
+    if (rc == 0) {
+        log_info("mailbox changed user=%s op=%s mailbox=\"%s\"", w[1], w[2], w[3]);
+        answer(c, "OK\n");
+    } else {
+        answer(c, "ERR %s\n", rc_reason(rc));
+    }
+}
+
+static void do_mailboxes(struct ctl_client *c, const char *user)
+{
+    struct account *mb = existing(c->ctl, user);
+    if (mb == NULL) {
+        answer(c, "ERR no such user\n");
+        return;
+    }
+    struct buf b;
+    buf_init(&b, (size_t)-1 / 2);
+    for (const struct folder *f = &mb->inbox; f != NULL; f = f->next) {
+        buf_puts(&b, " ");
+        escape(&b, mbox_folder_name(f));
+        if (f->special != FS_NONE)
+            buf_printf(&b, ":%s", mbox_special_name(f->special));
+    }
+    answer(c, "OK%s\n", b.data);
+    buf_free(&b);
+}
+
+static void do_profiles(struct ctl_client *c, char **w, int n)
+{
+    unsigned p;
+    if (n == 2) {
+        if (server_parse_profiles(w[1], &p) < 0) {
+            answer(c, "ERR usage: PROFILES [notify,special-use,condstore,qresync,x-gm-ext-1|"
+                      "all|none]\n");
+            return;
+        }
+        server_set_profiles(c->ctl->srv, p);
+        log_info("profiles set profiles=%s", w[1]);
+    }
+    struct buf b;
+    buf_init(&b, 256);
+    server_describe_profiles(server_profiles(c->ctl->srv), &b);
+    answer(c, "OK %s\n", b.data);
+    buf_free(&b);
+}
+
+/* The folder named w (escaped; NULL: INBOX) of user, or NULL after an ERR. */
+static struct folder *folder_arg(struct ctl_client *c, const char *user, char *w)
+{
+    struct account *mb = existing(c->ctl, user);
+    if (mb == NULL) {
+        answer(c, "ERR no such user\n");
+        return NULL;
+    }
+    struct folder *f = w == NULL ? &mb->inbox : unescape(w) == 0 ? mbox_folder(mb, w) : NULL;
+    if (f == NULL)
+        answer(c, "ERR no such mailbox\n");
+    return f;
 }
 
 static void do_faults(struct ctl_client *c, char **w, int n)
@@ -199,7 +354,7 @@ static void do_faults(struct ctl_client *c, char **w, int n)
     answer(c, "OK\n");
 }
 
-static void do_message(struct ctl_client *c, struct mailbox *mb, unsigned long uid, int flags)
+static void do_message(struct ctl_client *c, struct folder *mb, unsigned long uid, int flags)
 {
     size_t i = mbox_index_at_or_after(mb, (uint32_t)uid);
     if (i == mb->count || mb->msgs[i]->uid != uid) {
@@ -221,15 +376,16 @@ static void do_message(struct ctl_client *c, struct mailbox *mb, unsigned long u
 static void request(struct ctl_client *c, char *line)
 {
     struct control *ctl = c->ctl;
-    char *w[5];
-    int n = split(line, w, 5);
+    char *w[6];
+    int n = split(line, w, 6);
     if (n == 0) {
         answer(c, "ERR empty request\n");
         return;
     }
     const char *verb = w[0];
     unsigned long num;
-    struct mailbox *mb;
+    struct account *mb;
+    struct folder *f;
     if (strcmp(verb, "PING") == 0 && n == 1) {
         answer(c, "OK pong\n");
     } else if (strcmp(verb, "STATS") == 0 && n == 1) {
@@ -260,43 +416,117 @@ static void request(struct ctl_client *c, char *line)
             answer(c, "ERR invalid user name\n");
         else
             answer(c, "OK\n");
-    } else if (strcmp(verb, "UIDVALIDITY") == 0 && n == 3) {
-        int rc = parse_u32(w[2], &num) < 0 ? -SIMAP_EINVAL
-                                           : server_set_uidvalidity(ctl->srv, w[1], (uint32_t)num);
+    } else if (strcmp(verb, "PROFILES") == 0 && n <= 2) {
+        do_profiles(c, w, n);
+    } else if (strcmp(verb, "MAILBOX") == 0 && n >= 4) {
+        do_mailbox(c, w, n);
+    } else if (strcmp(verb, "MAILBOXES") == 0 && n == 2) {
+        do_mailboxes(c, w[1]);
+    } else if (strcmp(verb, "EXPUNGE") == 0 && n == 4) {
+        int rc = parse_u32(w[3], &num) < 0 || unescape(w[2]) < 0
+                     ? -SIMAP_EINVAL
+                     : server_expunge(ctl->srv, w[1], w[2], (uint32_t)num);
+        if (rc == 0)
+            answer(c, "OK\n");
+        else
+            answer(c, "ERR %s\n", rc_reason(rc));
+    } else if (strcmp(verb, "UIDVALIDITY") == 0 && (n == 3 || n == 4)) {
+        int rc = parse_u32(w[2], &num) < 0 || (n == 4 && unescape(w[3]) < 0)
+                     ? -SIMAP_EINVAL
+                     : server_set_uidvalidity(ctl->srv, w[1], n == 4 ? w[3] : NULL, (uint32_t)num);
         if (rc == 0)
             log_info("uidvalidity changed user=%s uidvalidity=%lu", w[1], num);
         if (rc == 0)
             answer(c, "OK\n");
         else
-            answer(c, "ERR %s\n", rc == -SIMAP_ENOTFOUND ? "no such user" : "invalid arguments");
+            answer(c, "ERR %s\n",
+                   rc == -SIMAP_ENOTFOUND ? "no such user or mailbox" : "invalid arguments");
     } else if (strcmp(verb, "KICK") == 0 && n == 2) {
         int k = server_kick(ctl->srv, w[1]);
         log_info("kicked user=%s sessions=%d", w[1], k);
         answer(c, "OK %d\n", k);
-    } else if ((strcmp(verb, "SESSIONS") == 0 || strcmp(verb, "INFO") == 0) && n == 2) {
+    } else if (strcmp(verb, "SESSIONS") == 0 && n == 2) {
         mb = existing(ctl, w[1]);
-        if (verb[0] == 'S')
-            answer(c, "OK current=%d max=%d\n", mb ? mb->sessions_now : 0,
-                   mb ? mb->sessions_max : 0);
-        else if (mb == NULL)
-            answer(c, "ERR no such user\n");
-        else
+        answer(c, "OK current=%d max=%d\n", mb ? mb->sessions_now : 0, mb ? mb->sessions_max : 0);
+    } else if (strcmp(verb, "INFO") == 0 && (n == 2 || n == 3)) {
+        if ((f = folder_arg(c, w[1], n == 3 ? w[2] : NULL)) != NULL) {
+            mb = existing(ctl, w[1]);
             answer(c,
                    "OK uidvalidity=%u uidnext=%u messages=%zu recent=%zu unseen=%zu current=%d "
-                   "max=%d\n",
-                   (unsigned)mb->uidvalidity, (unsigned)mb->uidnext, mb->count, mb->recent,
-                   mb->unseen, mb->sessions_now, mb->sessions_max);
-    } else if ((strcmp(verb, "FLAGS") == 0 || strcmp(verb, "MESSAGE") == 0) && n == 3) {
-        mb = existing(ctl, w[1]);
-        if (mb == NULL)
-            answer(c, "ERR no such user\n");
-        else if (parse_u32(w[2], &num) < 0)
+                   "max=%d highestmodseq=%llu\n",
+                   (unsigned)f->uidvalidity, (unsigned)f->uidnext, f->count, f->recent, f->unseen,
+                   mb->sessions_now, mb->sessions_max, (unsigned long long)f->highestmodseq);
+        }
+    } else if ((strcmp(verb, "FLAGS") == 0 || strcmp(verb, "MESSAGE") == 0) && (n == 3 || n == 4)) {
+        if ((f = folder_arg(c, w[1], n == 4 ? w[3] : NULL)) == NULL)
+            return;
+        if (parse_u32(w[2], &num) < 0)
             answer(c, "ERR invalid uid\n");
         else
-            do_message(c, mb, num, verb[0] == 'F');
+            do_message(c, f, num, verb[0] == 'F');
     } else {
         answer(c, "ERR unknown request or wrong arguments\n");
     }
+}
+
+/* APPEND, APPENDTO or APPENDLABELS at line[0..end), its payload from body
+ * (avail bytes there so far). Returns the payload bytes consumed (0 after a
+ * usage error: the line alone goes), or -1 to wait for more. */
+static long append(struct ctl_client *c, const char *line, size_t end, const char *body,
+                   size_t avail)
+{
+    char head[CTL_LINE_MAX + 1];
+    memcpy(head, line, end);
+    head[end] = '\0';
+    char *w[5];
+    int n = split(head, w, 5);
+    int to = strcmp(w[0], "APPENDTO") == 0, labels = strcmp(w[0], "APPENDLABELS") == 0;
+    unsigned long nbytes;
+    if (!(n == 3 && strcmp(w[0], "APPEND") == 0) && !(n == 4 && (to || labels))) {
+        answer(c, "ERR usage: APPEND <user> <nbytes> | APPENDTO <user> <mailbox> <nbytes> | "
+                  "APPENDLABELS <user> <label,...> <nbytes>\n");
+        return 0;
+    }
+    if (parse_u32(w[n - 1], &nbytes) < 0 || nbytes > c->ctl->max_message) {
+        answer(c, "ERR usage: %s ... <nbytes 0..%zu>\n", w[0], c->ctl->max_message);
+        return 0;
+    }
+    if (avail < nbytes)
+        return -1;
+    int rc;
+    if (labels) {
+        char *names[SERVER_LABELS_MAX + 1];
+        uint32_t uids[SERVER_LABELS_MAX];
+        uint64_t msgid = 0;
+        size_t k = 0;
+        char *save = NULL;
+        rc = 0;
+        for (char *l = strtok_r(w[2], ",", &save); l != NULL; l = strtok_r(NULL, ",", &save)) {
+            if (k == SERVER_LABELS_MAX + 1 || unescape(l) < 0)
+                rc = -SIMAP_EINVAL;
+            else
+                names[k++] = l;
+        }
+        if (rc == 0)
+            rc = server_append_labels(c->ctl->srv, w[1], (const char *const *)names, k, body,
+                                      nbytes, uids, &msgid);
+        if (rc == 0) {
+            answer(c, "OK %llu", (unsigned long long)msgid);
+            for (size_t i = 0; i < k; i++)
+                answer(c, " %u", (unsigned)uids[i]);
+            answer(c, "\n");
+        }
+    } else {
+        uint32_t uid;
+        rc = to && unescape(w[2]) < 0
+                 ? -SIMAP_EINVAL
+                 : server_append(c->ctl->srv, w[1], to ? w[2] : NULL, body, nbytes, &uid);
+        if (rc == 0)
+            answer(c, "OK %u\n", (unsigned)uid);
+    }
+    if (rc != 0)
+        answer(c, "ERR %s\n", rc == -SIMAP_EINVAL ? "invalid user or mailbox name" : rc_reason(rc));
+    return (long)nbytes;
 }
 
 /* Runs every complete request in c->in. APPEND's payload must be whole. */
@@ -317,27 +547,11 @@ static void process(struct ctl_client *c)
             break;
         }
         size_t end = linelen > 0 && line[linelen - 1] == '\r' ? linelen - 1 : linelen;
-        if (end > 7 && strncmp(line, "APPEND ", 7) == 0) {
-            char head[CTL_LINE_MAX + 1];
-            memcpy(head, line, end);
-            head[end] = '\0';
-            char *w[4];
-            unsigned long nbytes;
-            if (split(head, w, 4) != 3 || parse_u32(w[2], &nbytes) < 0 ||
-                nbytes > c->ctl->max_message) {
-                answer(c, "ERR usage: APPEND <user> <nbytes 0..%zu>\n", c->ctl->max_message);
-                off += linelen + 1;
-                continue;
-            }
-            if (c->in.len - off - linelen - 1 < nbytes)
+        if (end > 7 && strncmp(line, "APPEND", 6) == 0) {
+            int rc = append(c, line, end, nl + 1, c->in.len - off - linelen - 1);
+            if (rc < 0)
                 break; /* wait for the whole message */
-            uint32_t uid;
-            int rc = server_append(c->ctl->srv, w[1], nl + 1, nbytes, &uid);
-            if (rc == 0)
-                answer(c, "OK %u\n", (unsigned)uid);
-            else
-                answer(c, "ERR %s\n", rc == -SIMAP_EINVAL ? "invalid user name" : err_str(rc));
-            off += linelen + 1 + nbytes;
+            off += linelen + 1 + (size_t)rc;
             continue;
         }
         line[end] = '\0';

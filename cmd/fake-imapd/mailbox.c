@@ -1,6 +1,7 @@
 /*
  * The in-memory mail store of superimap-fake-imapd (see mailbox.h): a
- * core/strmap of mailboxes by user, each an array of messages in UID order.
+ * core/strmap of accounts by user, each a list of folders, each an array of
+ * messages in UID order.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cmd/fake-imapd/rfc822.h"
 #include "core/buf.h"
@@ -16,8 +18,10 @@
 #include "core/strmap.h"
 
 struct mbox_store {
-    struct strmap *boxes; /* user -> struct mailbox */
-    int users;            /* user1..userN exist */
+    struct strmap *boxes;      /* user -> struct account */
+    int users;                 /* user1..userN exist */
+    uint32_t next_uidvalidity; /* of the next folder made */
+    uint64_t gm_msgid;         /* the last X-GM-MSGID given */
 };
 
 struct mbox_store *mbox_store_new(int users)
@@ -25,6 +29,8 @@ struct mbox_store *mbox_store_new(int users)
     struct mbox_store *st = xcalloc(1, sizeof *st);
     st->boxes = strmap_new();
     st->users = users;
+    st->next_uidvalidity = 1000;
+    st->gm_msgid = 1500000000000000000ull; /* Gmail's ids are this large: 64 bits on the wire */
     return st;
 }
 
@@ -32,15 +38,28 @@ static void message_free(struct message *m)
 {
     xfree(m->data);
     xfree(m->envelope);
+    xfree(m->labels);
     xfree(m);
+}
+
+static void folder_clear(struct folder *f)
+{
+    for (size_t i = 0; i < f->count; i++)
+        message_free(f->msgs[i]);
+    xfree(f->msgs);
+    xfree(f->gone);
+    xfree(f->name);
 }
 
 static void mailbox_free(void *p)
 {
-    struct mailbox *mb = p;
-    for (size_t i = 0; i < mb->count; i++)
-        message_free(mb->msgs[i]);
-    xfree(mb->msgs);
+    struct account *mb = p;
+    for (struct folder *f = mb->inbox.next, *next; f != NULL; f = next) {
+        next = f->next;
+        folder_clear(f);
+        xfree(f);
+    }
+    folder_clear(&mb->inbox);
     xfree(mb->user);
     xfree(mb->password);
     xfree(mb);
@@ -79,9 +98,9 @@ static long user_number(const char *name)
     return *end == '\0' && k > 0 && k < 2147483647L ? k : 0;
 }
 
-static struct mailbox *create(struct mbox_store *st, const char *user)
+static struct account *create(struct mbox_store *st, const char *user)
 {
-    struct mailbox *mb = xcalloc(1, sizeof *mb);
+    struct account *mb = xcalloc(1, sizeof *mb);
     mb->user = xstrdup(user);
     long k = user_number(user);
     char pw[MBOX_USER_MAX + 8];
@@ -90,18 +109,18 @@ static struct mailbox *create(struct mbox_store *st, const char *user)
     else
         snprintf(pw, sizeof pw, "pass-%s", user);
     mb->password = xstrdup(pw);
-    mb->uidvalidity = 1;
-    mb->uidnext = 1;
+    mb->inbox.uidvalidity = 1;
+    mb->inbox.uidnext = 1;
     mb->sessions.prev = mb->sessions.next = &mb->sessions;
     strmap_put(st->boxes, user, mb);
     return mb;
 }
 
-struct mailbox *mbox_get(struct mbox_store *st, const char *user, int create_it)
+struct account *mbox_get(struct mbox_store *st, const char *user, int create_it)
 {
     if (!mbox_user_valid(user))
         return NULL;
-    struct mailbox *mb = strmap_get(st->boxes, user);
+    struct account *mb = strmap_get(st->boxes, user);
     if (mb != NULL)
         return mb;
     long k = user_number(user);
@@ -110,9 +129,9 @@ struct mailbox *mbox_get(struct mbox_store *st, const char *user, int create_it)
     return NULL;
 }
 
-struct mailbox *mbox_login(struct mbox_store *st, const char *user, const char *password)
+struct account *mbox_login(struct mbox_store *st, const char *user, const char *password)
 {
-    struct mailbox *mb = mbox_get(st, user, 0);
+    struct account *mb = mbox_get(st, user, 0);
     if (mb == NULL || strcmp(mb->password, password) != 0)
         return NULL;
     return mb;
@@ -120,7 +139,7 @@ struct mailbox *mbox_login(struct mbox_store *st, const char *user, const char *
 
 int mbox_set_password(struct mbox_store *st, const char *user, const char *password)
 {
-    struct mailbox *mb = mbox_get(st, user, 1);
+    struct account *mb = mbox_get(st, user, 1);
     if (mb == NULL)
         return -SIMAP_EINVAL;
     xfree(mb->password);
@@ -128,17 +147,18 @@ int mbox_set_password(struct mbox_store *st, const char *user, const char *passw
     return 0;
 }
 
-int mbox_append(struct mailbox *mb, const void *data, size_t n, int64_t now_ms, uint32_t *uid)
+int mbox_append(struct folder *f, const void *data, size_t n, int64_t now_ms, uint32_t *uid)
 {
-    if (mb->uidnext == UINT32_MAX)
+    if (f->uidnext == UINT32_MAX)
         return -SIMAP_ETOOBIG;
-    if (mb->count == mb->cap) {
-        mb->cap = mb->cap ? mb->cap * 2 : 8;
-        mb->msgs = xrealloc(mb->msgs, mb->cap * sizeof *mb->msgs);
+    if (f->count == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 8;
+        f->msgs = xrealloc(f->msgs, f->cap * sizeof *f->msgs);
     }
     struct message *m = xcalloc(1, sizeof *m);
-    m->uid = mb->uidnext++;
+    m->uid = f->uidnext++;
     m->flags = MSG_RECENT;
+    m->modseq = ++f->highestmodseq;
     m->internal_ms = now_ms;
     m->size = n;
     m->data = xmalloc(n + 1);
@@ -150,30 +170,30 @@ int mbox_append(struct mailbox *mb, const void *data, size_t n, int64_t now_ms, 
     rfc822_envelope(m->data, n, &env); /* cannot fail: the bound is never reached */
     m->envelope_len = env.len;
     m->envelope = buf_steal(&env);
-    mb->msgs[mb->count++] = m;
-    mb->recent++;
-    mb->unseen++;
+    f->msgs[f->count++] = m;
+    f->recent++;
+    f->unseen++;
     *uid = m->uid;
     return 0;
 }
 
-void mbox_renumber(struct mailbox *mb, uint32_t v)
+void mbox_renumber(struct folder *f, uint32_t v)
 {
-    uint32_t shift = mb->uidnext - 1;
-    if (shift > UINT32_MAX - mb->uidnext) /* keep UIDs in range: start again at 1 */
+    uint32_t shift = f->uidnext - 1;
+    if (shift > UINT32_MAX - f->uidnext) /* keep UIDs in range: start again at 1 */
         shift = 0;
-    mb->uidvalidity = v;
-    for (size_t i = 0; i < mb->count; i++)
-        mb->msgs[i]->uid += shift;
-    mb->uidnext += shift;
+    f->uidvalidity = v;
+    for (size_t i = 0; i < f->count; i++)
+        f->msgs[i]->uid += shift;
+    f->uidnext += shift;
 }
 
-size_t mbox_index_at_or_after(const struct mailbox *mb, uint32_t uid)
+size_t mbox_index_at_or_after(const struct folder *f, uint32_t uid)
 {
-    size_t lo = 0, hi = mb->count;
+    size_t lo = 0, hi = f->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (mb->msgs[mid]->uid < uid)
+        if (f->msgs[mid]->uid < uid)
             lo = mid + 1;
         else
             hi = mid;
@@ -181,31 +201,33 @@ size_t mbox_index_at_or_after(const struct mailbox *mb, uint32_t uid)
     return lo;
 }
 
-int mbox_set_flag(struct mailbox *mb, size_t i, unsigned flag)
+int mbox_set_flag(struct folder *f, size_t i, unsigned flag)
 {
-    struct message *m = mb->msgs[i];
+    struct message *m = f->msgs[i];
     if (m->flags & flag)
         return 0;
     m->flags |= flag;
     if (flag == MSG_SEEN)
-        mb->unseen--;
+        m->modseq = ++f->highestmodseq;
+    if (flag == MSG_SEEN)
+        f->unseen--;
     if (flag == MSG_RECENT)
-        mb->recent++;
+        f->recent++;
     return 1;
 }
 
-void mbox_clear_recent(struct mailbox *mb)
+void mbox_clear_recent(struct folder *f)
 {
-    for (size_t i = 0; i < mb->count; i++)
-        mb->msgs[i]->flags &= ~MSG_RECENT;
-    mb->recent = 0;
+    for (size_t i = 0; i < f->count; i++)
+        f->msgs[i]->flags &= ~MSG_RECENT;
+    f->recent = 0;
 }
 
 static void reset_max(const char *user, void *p, void *data)
 {
     (void)user;
     (void)data;
-    struct mailbox *mb = p;
+    struct account *mb = p;
     mb->sessions_max = mb->sessions_now;
 }
 
@@ -217,7 +239,7 @@ void mbox_store_reset_max(struct mbox_store *st)
 static void take_max(const char *user, void *p, void *data)
 {
     (void)user;
-    const struct mailbox *mb = p;
+    const struct account *mb = p;
     int *max = data;
     if (mb->sessions_max > *max)
         *max = mb->sessions_max;
@@ -228,4 +250,111 @@ int mbox_store_max_sessions(const struct mbox_store *st)
     int max = 0;
     strmap_each(st->boxes, take_max, &max);
     return max;
+}
+
+int mbox_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > MBOX_NAME_MAX || name[0] == '/' || name[n - 1] == '/')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+struct folder *mbox_folder(struct account *a, const char *name)
+{
+    if (strcasecmp(name, "INBOX") == 0)
+        return &a->inbox;
+    for (struct folder *f = a->inbox.next; f != NULL; f = f->next)
+        if (strcmp(f->name, name) == 0)
+            return f;
+    return NULL;
+}
+
+struct folder *mbox_folder_create(struct mbox_store *st, struct account *a, const char *name,
+                                  unsigned special)
+{
+    if (!mbox_name_valid(name) || special >= FS_COUNT || mbox_folder(a, name) != NULL)
+        return NULL;
+    struct folder *f = xcalloc(1, sizeof *f);
+    f->name = xstrdup(name);
+    f->special = special;
+    f->uidvalidity =
+        st->next_uidvalidity++; /* a folder made again is a new one (RFC 3501 2.3.1.1) */
+    f->uidnext = 1;
+    struct folder **tail = &a->inbox.next;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = f;
+    return f;
+}
+
+int mbox_folder_rename(struct account *a, struct folder *f, const char *name)
+{
+    if (f == &a->inbox || !mbox_name_valid(name) || mbox_folder(a, name) != NULL)
+        return -SIMAP_EINVAL;
+    xfree(f->name);
+    f->name = xstrdup(name);
+    return 0;
+}
+
+void mbox_folder_delete(struct account *a, struct folder *f)
+{
+    for (struct folder **pp = &a->inbox.next; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == f) {
+            *pp = f->next;
+            folder_clear(f);
+            xfree(f);
+            return;
+        }
+    }
+}
+
+long mbox_expunge(struct folder *f, uint32_t uid)
+{
+    size_t i = mbox_index_at_or_after(f, uid);
+    if (i == f->count || f->msgs[i]->uid != uid)
+        return -1;
+    struct message *m = f->msgs[i];
+    if (m->flags & MSG_RECENT)
+        f->recent--;
+    if (!(m->flags & MSG_SEEN))
+        f->unseen--;
+    message_free(m);
+    memmove(f->msgs + i, f->msgs + i + 1, (f->count - i - 1) * sizeof *f->msgs);
+    f->count--;
+    f->gone = xrealloc(f->gone, (f->ngone + 1) * sizeof *f->gone);
+    f->gone[f->ngone].uid = uid;
+    f->gone[f->ngone].modseq = ++f->highestmodseq;
+    f->ngone++;
+    return (long)i;
+}
+
+uint64_t mbox_next_gm_msgid(struct mbox_store *st)
+{
+    return ++st->gm_msgid;
+}
+
+static const char *const special_names[FS_COUNT] = {
+    NULL, "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+};
+
+const char *mbox_special_name(unsigned special)
+{
+    return special < FS_COUNT ? special_names[special] : NULL;
+}
+
+unsigned mbox_special_of(const char *attr)
+{
+    for (unsigned i = 1; i < FS_COUNT; i++)
+        if (strcasecmp(attr, special_names[i]) == 0)
+            return i;
+    return FS_NONE;
+}
+
+const char *mbox_folder_name(const struct folder *f)
+{
+    return f->name != NULL ? f->name : "INBOX";
 }

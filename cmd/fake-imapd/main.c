@@ -156,6 +156,9 @@ int main(int argc, char **argv)
     double rate = strtod(cfg.fake_fault_rate, NULL); /* checked by config_load() */
     faults_configure(server_faults(app.srv), rate, (uint64_t)cfg.fake_fault_seed,
                      cfg.fake_faults ? cfg.fake_faults : "");
+    unsigned profiles = 0;
+    server_parse_profiles(cfg.fake_profiles ? cfg.fake_profiles : "", &profiles); /* checked */
+    server_set_profiles(app.srv, profiles);
     if (listen_all(&cfg) < 0) {
         cleanup();
         return 1;

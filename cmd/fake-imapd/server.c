@@ -16,6 +16,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "cmd/fake-imapd/faults.h"
 #include "cmd/fake-imapd/mailbox.h"
 #include "cmd/fake-imapd/session.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -262,6 +264,65 @@ void server_stats(const struct server *srv, struct server_stats *st)
     st->max_sessions = c->max_sessions;
     st->authenticated = c->authenticated;
     st->max_sessions_per_user = c->max_sessions_per_user;
+    memcpy(st->by_command, c->by_command, sizeof st->by_command);
+}
+
+void server_set_profiles(struct server *srv, unsigned profiles)
+{
+    srv->env.profiles = profiles;
+}
+
+unsigned server_profiles(const struct server *srv)
+{
+    return srv->env.profiles;
+}
+
+int server_parse_profiles(const char *list, unsigned *profiles)
+{
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } names[] = {
+        {"notify", PROFILE_NOTIFY},
+        {"special-use", PROFILE_SPECIAL_USE},
+        {"condstore", PROFILE_CONDSTORE},
+        {"qresync", PROFILE_QRESYNC | PROFILE_CONDSTORE},
+        {"x-gm-ext-1", PROFILE_GMAIL},
+        {"all", PROFILE_ALL},
+        {"none", 0},
+    };
+    unsigned bits = 0;
+    const char *p = list;
+    while (*p != '\0') {
+        size_t len = strcspn(p, ",");
+        size_t i = 0;
+        while (i < sizeof names / sizeof names[0] &&
+               (strlen(names[i].name) != len || strncasecmp(p, names[i].name, len) != 0))
+            i++;
+        if (i == sizeof names / sizeof names[0])
+            return -SIMAP_EINVAL;
+        bits |= names[i].bits;
+        p += len + (p[len] == ',');
+    }
+    *profiles = bits;
+    return 0;
+}
+
+void server_describe_profiles(unsigned profiles, struct buf *out)
+{
+    static const char *const names[] = {"notify", "special-use", "condstore", "qresync",
+                                        "x-gm-ext-1"};
+    size_t start = out->len;
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (profiles & (1u << i))
+            buf_printf(out, "%s%s", out->len > start ? "," : "", names[i]);
+    if (out->len == start)
+        buf_puts(out, "none");
+}
+
+const char *server_command_stat(size_t i)
+{
+    return commands_stat_name(i);
 }
 
 void server_set_idle(struct server *srv, int on)
@@ -287,38 +348,160 @@ void server_reset_stats(struct server *srv)
     srv->faults_at_reset = faults_total(&srv->faults);
 }
 
-int server_append(struct server *srv, const char *user, const void *data, size_t n, uint32_t *uid)
+/* Tells every session of mb that f gained its last message. */
+static void announce_new(struct account *mb, const struct folder *f)
 {
-    struct mailbox *mb = mbox_get(srv->store, user, 1);
-    if (mb == NULL)
-        return -SIMAP_EINVAL;
-    int rc = mbox_append(mb, data, n, time_now_ms(), uid);
-    if (rc < 0)
-        return rc;
-    srv->appends++;
     struct mbox_link *next;
     for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = next) {
         next = l->next; /* the session may be closed (unlinked) by a fault */
-        session_notify_exists(l->owner);
+        session_notify_new(l->owner, f);
+    }
+}
+
+int server_append(struct server *srv, const char *user, const char *mailbox, const void *data,
+                  size_t n, uint32_t *uid)
+{
+    struct account *mb = mbox_get(srv->store, user, 1);
+    if (mb == NULL)
+        return -SIMAP_EINVAL;
+    struct folder *f = mbox_folder(mb, mailbox != NULL ? mailbox : "INBOX");
+    if (f == NULL)
+        return -SIMAP_ENOTFOUND;
+    int rc = mbox_append(f, data, n, time_now_ms(), uid);
+    if (rc < 0)
+        return rc;
+    struct message *m = f->msgs[f->count - 1];
+    m->gm_msgid = m->gm_thrid = mbox_next_gm_msgid(srv->store);
+    srv->appends++;
+    announce_new(mb, f);
+    return 0;
+}
+
+/* Appends label as X-GM-LABELS writes it to out: INBOX as \Inbox. */
+static void put_label(struct buf *out, const char *label)
+{
+    if (strcasecmp(label, "INBOX") == 0) {
+        buf_puts(out, "\\Inbox");
+        return;
+    }
+    buf_puts(out, "\"");
+    for (const char *p = label; *p != '\0'; p++)
+        buf_printf(out, "%s%c", *p == '"' || *p == '\\' ? "\\" : "", *p);
+    buf_puts(out, "\"");
+}
+
+int server_append_labels(struct server *srv, const char *user, const char *const *labels,
+                         size_t nlabels, const void *data, size_t n, uint32_t *uids,
+                         uint64_t *msgid)
+{
+    struct account *mb = mbox_get(srv->store, user, 1);
+    if (mb == NULL || nlabels == 0)
+        return -SIMAP_EINVAL;
+    struct folder *folders[SERVER_LABELS_MAX];
+    if (nlabels > SERVER_LABELS_MAX)
+        return -SIMAP_EINVAL;
+    for (size_t i = 0; i < nlabels; i++) {
+        const char *name = strcasecmp(labels[i], "\\Inbox") == 0 ? "INBOX" : labels[i];
+        folders[i] = mbox_folder(mb, name);
+        if (folders[i] == NULL)
+            folders[i] = mbox_folder_create(srv->store, mb, name, FS_NONE);
+        for (size_t k = 0; folders[i] != NULL && k < i; k++)
+            if (folders[k] == folders[i])
+                folders[i] = NULL; /* the same label twice */
+        if (folders[i] == NULL)
+            return -SIMAP_EINVAL;
+    }
+    struct buf list;
+    buf_init(&list, (size_t)-1 / 2);
+    buf_puts(&list, "(");
+    for (size_t i = 0; i < nlabels; i++) {
+        if (i > 0)
+            buf_puts(&list, " ");
+        put_label(&list, mbox_folder_name(folders[i]));
+    }
+    buf_puts(&list, ")");
+    *msgid = mbox_next_gm_msgid(srv->store);
+    for (size_t i = 0; i < nlabels; i++) {
+        int rc = mbox_append(folders[i], data, n, time_now_ms(), &uids[i]);
+        if (rc < 0) {
+            buf_free(&list);
+            return rc;
+        }
+        struct message *m = folders[i]->msgs[folders[i]->count - 1];
+        m->gm_msgid = m->gm_thrid = *msgid;
+        m->labels = xstrdup(list.data);
+        srv->appends++;
+    }
+    buf_free(&list);
+    for (size_t i = 0; i < nlabels; i++)
+        announce_new(mb, folders[i]);
+    return 0;
+}
+
+int server_expunge(struct server *srv, const char *user, const char *mailbox, uint32_t uid)
+{
+    struct account *mb = mbox_get(srv->store, user, 0);
+    struct folder *f = mb != NULL ? mbox_folder(mb, mailbox) : NULL;
+    if (f == NULL)
+        return -SIMAP_ENOTFOUND;
+    long i = mbox_expunge(f, uid);
+    if (i < 0)
+        return -SIMAP_ENOTFOUND;
+    struct mbox_link *next;
+    for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = next) {
+        next = l->next;
+        session_notify_expunge(l->owner, f, (size_t)i + 1, uid);
     }
     return 0;
 }
 
-int server_set_uidvalidity(struct server *srv, const char *user, uint32_t v)
+int server_mailbox(struct server *srv, const char *user, enum server_mailbox_op op,
+                   const char *name, const char *new_name, unsigned special)
+{
+    struct account *mb = mbox_get(srv->store, user, op == SERVER_MB_CREATE);
+    if (mb == NULL)
+        return op == SERVER_MB_CREATE ? -SIMAP_EINVAL : -SIMAP_ENOTFOUND;
+    struct folder *f = mbox_folder(mb, name);
+    if (op == SERVER_MB_CREATE)
+        return mbox_folder_create(srv->store, mb, name, special) != NULL ? 0 : -SIMAP_EINVAL;
+    if (f == NULL)
+        return -SIMAP_ENOTFOUND;
+    if (f == &mb->inbox)
+        return -SIMAP_EINVAL;
+    char *old = xstrdup(f->name);
+    if (op == SERVER_MB_RENAME && mbox_folder_rename(mb, f, new_name) < 0) {
+        xfree(old);
+        return -SIMAP_EINVAL;
+    }
+    if (op == SERVER_MB_DELETE) {
+        session_folder_lost(mb, f, NULL, "Mailbox deleted");
+        mbox_folder_delete(mb, f);
+    }
+    struct mbox_link *next;
+    for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = next) {
+        next = l->next;
+        session_notify_renamed(l->owner, old, op == SERVER_MB_RENAME ? new_name : NULL);
+    }
+    xfree(old);
+    return 0;
+}
+
+int server_set_uidvalidity(struct server *srv, const char *user, const char *mailbox, uint32_t v)
 {
     if (v == 0 || !mbox_user_valid(user))
         return -SIMAP_EINVAL;
-    struct mailbox *mb = mbox_get(srv->store, user, 0);
-    if (mb == NULL)
+    struct account *mb = mbox_get(srv->store, user, 0);
+    struct folder *f = mb != NULL ? mbox_folder(mb, mailbox != NULL ? mailbox : "INBOX") : NULL;
+    if (f == NULL)
         return -SIMAP_ENOTFOUND;
-    mbox_renumber(mb, v);
-    session_uidvalidity_changed(mb, NULL);
+    mbox_renumber(f, v);
+    session_folder_lost(mb, f, NULL, "UIDVALIDITY changed");
     return 0;
 }
 
 int server_kick(struct server *srv, const char *user)
 {
-    struct mailbox *mb = mbox_get(srv->store, user, 0);
+    struct account *mb = mbox_get(srv->store, user, 0);
     if (mb == NULL)
         return 0;
     int n = 0;

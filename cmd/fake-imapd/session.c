@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -74,7 +75,20 @@ static void capability_list(struct session *s, struct buf *b)
         if (s->env->require_tls && !s->is_tls)
             buf_puts(b, " LOGINDISABLED");
         buf_puts(b, " AUTH=PLAIN AUTH=XOAUTH2");
+        return;
     }
+    /* The profiles' extensions, after login only, as Dovecot announces them. */
+    unsigned p = s->env->profiles;
+    if (p & (PROFILE_CONDSTORE | PROFILE_QRESYNC))
+        buf_puts(b, " ENABLE CONDSTORE");
+    if (p & PROFILE_QRESYNC)
+        buf_puts(b, " QRESYNC");
+    if (p & PROFILE_NOTIFY)
+        buf_puts(b, " NOTIFY");
+    if (p & PROFILE_SPECIAL_USE)
+        buf_puts(b, " LIST-EXTENDED SPECIAL-USE");
+    if (p & PROFILE_GMAIL)
+        buf_puts(b, " X-GM-EXT-1");
 }
 
 void session_put_capability(struct session *s)
@@ -271,6 +285,7 @@ static void unlink_mailbox(struct session *s)
     s->mb->sessions_now--;
     s->env->counters->authenticated--;
     s->mb = NULL;
+    s->sel = NULL;
 }
 
 /* 1 when o's client has closed its side (FIN or reset received), whether or
@@ -281,7 +296,7 @@ static int client_gone(const struct session *o)
     return o->fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-void session_attach(struct session *s, struct mailbox *mb)
+void session_attach(struct session *s, struct account *mb)
 {
     /* A client that closed a session of this user before logging in again
      * has one session, even when this loop has not read that EOF yet (both
@@ -364,6 +379,7 @@ static void session_free(struct session *s)
     buf_free(&s->out);
     xfree(s->pending_tag);
     s->env->hooks.more_free(s->fetch);
+    session_notify_free(s->notify);
     xfree(s);
 }
 
@@ -489,38 +505,138 @@ int session_apply_fault(struct session *s, const char *tag, enum fault_kind f)
     }
 }
 
-/* UIDVALIDITY changed under the sessions that have mb selected: each is told
- * BYE and closed (except `except`, which is selecting it right now). */
-void session_uidvalidity_changed(struct mailbox *mb, struct session *except)
+/* A folder changed UIDVALIDITY or goes away under the sessions that have
+ * it selected: each is told BYE and closed (except `except`, which is
+ * selecting it right now). */
+void session_folder_lost(struct account *mb, const struct folder *f, struct session *except,
+                         const char *why)
 {
     struct mbox_link *next;
     for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = next) {
         next = l->next;
         struct session *o = l->owner;
-        if (o == except || o->state != ST_SELECTED || o->is_closing || o->close_after_flush)
+        if (o == except || o->state != ST_SELECTED || o->sel != f || o->is_closing ||
+            o->close_after_flush)
             continue;
         o->env->hooks.more_free(o->fetch);
         o->fetch = NULL;
-        session_reply(o, "* BYE [UNAVAILABLE] UIDVALIDITY changed\r\n");
+        session_reply(o, "* BYE [UNAVAILABLE] %s\r\n", why);
         o->close_after_flush = 1;
         o->discard_input = 1;
+        o->sel = NULL;
         session_wake(o);
     }
 }
 
-void session_notify_exists(struct session *s)
+/* 1 when an unsolicited answer may go to s now; rolls the unsolicited
+ * faults first (0 when one took its place: the session is woken). */
+static int may_push(struct session *s)
 {
-    if (s->state != ST_SELECTED || s->is_halfopen || s->close_after_flush)
-        return;
+    if (s->is_halfopen || s->close_after_flush || s->is_closing)
+        return 0;
     enum fault_kind f = faults_roll(s->env->faults, FAULTS_UNSOLICITED);
     if (f != FAULT_NONE)
-        log_debugc("imap", "fault session=%lu at=exists fault=%s", s->id, faults_name(f));
+        log_debugc("imap", "fault session=%lu at=push fault=%s", s->id, faults_name(f));
     if (session_apply_fault(s, "*", f)) { /* GIBBERISH writes its line and goes on */
+        session_wake(s);
+        return 0;
+    }
+    return 1;
+}
+
+int session_watches(const struct session *s, const char *name)
+{
+    const struct notify *n = s->notify;
+    if (n == NULL)
+        return 0;
+    if (n->is_personal)
+        return 1;
+    for (size_t i = 0; i < n->n; i++)
+        if (strcmp(n->names[i], name) == 0 ||
+            (strcasecmp(name, "INBOX") == 0 && strcasecmp(n->names[i], "INBOX") == 0))
+            return 1;
+    return 0;
+}
+
+void session_notify_new(struct session *s, const struct folder *f)
+{
+    if (s->state == ST_SELECTED && s->sel == f) {
+        if (!may_push(s))
+            return;
+        session_reply(s, "* %zu EXISTS\r\n* %zu RECENT\r\n", f->count, f->recent);
         session_wake(s);
         return;
     }
-    session_reply(s, "* %zu EXISTS\r\n* %zu RECENT\r\n", s->mb->count, s->mb->recent);
+    if (s->state == ST_NOTAUTH || !session_watches(s, mbox_folder_name(f)) ||
+        !s->notify->wants_new || !may_push(s))
+        return;
+    session_reply(s, "* STATUS ");
+    session_put_mailbox(s, mbox_folder_name(f));
+    session_reply(s, " (MESSAGES %zu UIDNEXT %u)\r\n", f->count, (unsigned)f->uidnext);
     session_wake(s);
+}
+
+void session_notify_expunge(struct session *s, const struct folder *f, size_t seq, uint32_t uid)
+{
+    if (s->state != ST_SELECTED || s->sel != f || !may_push(s))
+        return;
+    if (s->is_qresync)
+        session_reply(s, "* VANISHED %u\r\n", (unsigned)uid);
+    else
+        session_reply(s, "* %zu EXPUNGE\r\n", seq);
+    session_wake(s);
+}
+
+void session_notify_renamed(struct session *s, const char *old, const char *new_name)
+{
+    if (s->state == ST_NOTAUTH || !session_watches(s, old) || !s->notify->wants_name ||
+        !may_push(s))
+        return;
+    if (new_name == NULL) {
+        session_reply(s, "* LIST (\\NonExistent) \"/\" ");
+        session_put_mailbox(s, old);
+        session_reply(s, "\r\n");
+    } else {
+        session_reply(s, "* LIST () \"/\" ");
+        session_put_mailbox(s, new_name);
+        session_reply(s, " (\"OLDNAME\" (");
+        session_put_mailbox(s, old);
+        session_reply(s, "))\r\n");
+    }
+    session_wake(s);
+}
+
+void session_put_mailbox(struct session *s, const char *name)
+{
+    if (strcmp(name, "INBOX") == 0) {
+        session_reply(s, "INBOX");
+        return;
+    }
+    size_t n = strlen(name);
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)name[i] >= 0x80) {
+            session_reply(s, "{%zu}\r\n", n);
+            session_reply_bytes(s, name, n);
+            return;
+        }
+    }
+    session_reply_bytes(s, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '"' || name[i] == '\\')
+            session_reply_bytes(s, "\\", 1);
+        session_reply_bytes(s, name + i, 1);
+    }
+    session_reply_bytes(s, "\"", 1);
+}
+
+void session_notify_free(struct notify *n)
+{
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->n; i++)
+        xfree(n->names[i]);
+    xfree(n->names);
+    xfree(n);
 }
 
 void session_kick(struct session *s)

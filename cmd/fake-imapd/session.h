@@ -36,11 +36,33 @@
 #include "cmd/fake-imapd/mailbox.h"
 #include "core/buf.h"
 
-#define TAG_MAX 64 /* longest tag kept, NUL included */
+#define TAG_MAX              64 /* longest tag kept, NUL included */
+#define SESSION_COMMANDS_MAX 24 /* per-command counters */
 
 enum session_state { ST_NOTAUTH = 0, ST_AUTH, ST_SELECTED };
 enum session_wait { WAIT_COMMAND = 0, WAIT_IDLE_DONE, WAIT_SASL, WAIT_SASL_ERROR_ACK };
 enum sasl_mech { MECH_PLAIN = 1, MECH_XOAUTH2 };
+
+/* Profiles: extensions a server may be started with (SUPERIMAP_FAKE_PROFILES,
+ * or the control request PROFILES), each adding its capabilities and
+ * behaviour; none is today's plain IMAP4rev1 server. */
+#define PROFILE_NOTIFY      (1u << 0) /* RFC 5465 NOTIFY (subset) */
+#define PROFILE_SPECIAL_USE (1u << 1) /* RFC 6154 attributes in LIST, RFC 5258 RETURN */
+#define PROFILE_CONDSTORE   (1u << 2) /* RFC 7162 CONDSTORE, ENABLE */
+#define PROFILE_QRESYNC     (1u << 3) /* RFC 7162 QRESYNC (CONDSTORE too) */
+#define PROFILE_GMAIL       (1u << 4) /* Google's X-GM-EXT-1 */
+#define PROFILE_ALL         0x1fu
+
+/* What NOTIFY SET asked of a session (RFC 5465): allocated only by NOTIFY
+ * SET, so a session that never sends it pays one pointer. The SELECTED
+ * mailbox is always told EXISTS, filter or not. */
+struct notify {
+    unsigned is_personal : 1; /* PERSONAL: every folder of the account */
+    unsigned wants_new : 1;   /* MessageNew: "* STATUS" for a watched folder */
+    unsigned wants_name : 1;  /* MailboxName: "* LIST" on rename and delete */
+    size_t n;                 /* MAILBOXES names */
+    char **names;             /* as sent, NUL-terminated, owned */
+};
 
 struct session;
 
@@ -88,9 +110,13 @@ struct session {
     unsigned discard_input : 1;    /* drop what was read (STARTTLS, BYE) */
     unsigned is_queued : 1;        /* in set->resume: pump it at the next sweep */
     unsigned was_doubled : 1;      /* another session of its user logged in meanwhile */
+    unsigned is_condstore : 1;     /* CONDSTORE enabled (RFC 7162 3.1): MODSEQ in every FETCH */
+    unsigned is_qresync : 1;       /* ENABLE QRESYNC: VANISHED rather than EXPUNGE */
     int hs_events;                 /* what the handshake waits for */
     int ssl_retry_len;             /* an SSL_write to repeat with the same length (0: none) */
-    struct mailbox *mb;            /* once logged in */
+    struct account *mb;            /* once logged in */
+    struct folder *sel;            /* in ST_SELECTED: the selected folder of mb */
+    struct notify *notify;         /* after NOTIFY SET (NULL: none) */
     struct mbox_link link;
     struct buf in;  /* bytes read, not yet a whole command */
     struct buf out; /* bytes to write, from out_off */
@@ -115,10 +141,11 @@ struct session_counters {
     unsigned long long seen_sets;      /* times a message gained \Seen */
     unsigned long long idles;          /* IDLE commands (refused ones too) */
     unsigned long long noops;          /* NOOP commands */
-    long sessions;                     /* connections open now */
-    long max_sessions;                 /* most connections open at once */
-    long authenticated;                /* of which logged in */
-    int max_sessions_per_user;         /* most concurrent sessions of one user */
+    unsigned long long by_command[SESSION_COMMANDS_MAX]; /* by commands_stat_name() index */
+    long sessions;                                       /* connections open now */
+    long max_sessions;                                   /* most connections open at once */
+    long authenticated;                                  /* of which logged in */
+    int max_sessions_per_user;                           /* most concurrent sessions of one user */
 };
 
 /* What the sessions have of the server that made them: filled by the
@@ -134,6 +161,7 @@ struct session_env {
     int max_sessions_per_user;         /* 0: unlimited */
     size_t max_message;                /* largest message appended; bounds the write buffer */
     int no_idle;                       /* IDLE not offered (server_set_idle(srv, 0)) */
+    unsigned profiles;                 /* PROFILE_* (server_set_profiles()) */
     struct session_counters *counters; /* the server's */
     struct session_hooks hooks;        /* the commands */
 };
@@ -194,21 +222,43 @@ void session_gibberish(struct session *s);
 void session_wake(struct session *s);
 
 /* Links s to mb's sessions as logged in, updating the counters. */
-void session_attach(struct session *s, struct mailbox *mb);
+void session_attach(struct session *s, struct account *mb);
 
 /* Carries out fault f on s (tag answers BAD/NO). Returns 1 when the command
  * or event it replaced must not go on (BAD, NO, BYE, LIMIT, DROP, HALFOPEN),
  * 0 otherwise (NONE, GIBBERISH after its line, and the command-specific kinds). */
 int session_apply_fault(struct session *s, const char *tag, enum fault_kind f);
 
-/* UIDVALIDITY of mb changed: every session with it selected, except except,
- * is told BYE and closed after the write. */
-void session_uidvalidity_changed(struct mailbox *mb, struct session *except);
+/* Folder f of mb changed UIDVALIDITY or is being deleted: every session
+ * with it selected, except except, is told "* BYE [UNAVAILABLE] why" and
+ * closed after the write. */
+void session_folder_lost(struct account *mb, const struct folder *f, struct session *except,
+                         const char *why);
 
-/* Mail was appended to s's mailbox: a session with it selected (and still
- * answering) is told "* n EXISTS" and "* n RECENT" from the loop, unless an
- * unsolicited fault rolled for it takes their place. */
-void session_notify_exists(struct session *s);
+/* Mail was appended to folder f of s's account: s, when it has f selected
+ * (and still answers), is told "* n EXISTS" and "* n RECENT"; else, when
+ * its NOTIFY watches f for MessageNew, "* STATUS f (MESSAGES n UIDNEXT u)".
+ * From the loop; an unsolicited fault rolled for it may take their place. */
+void session_notify_new(struct session *s, const struct folder *f);
+
+/* Message seq (1-based) with uid left folder f: s, when it has f selected,
+ * is told "* seq EXPUNGE", or "* VANISHED uid" after ENABLE QRESYNC. */
+void session_notify_expunge(struct session *s, const struct folder *f, size_t seq, uint32_t uid);
+
+/* Folder old of s's account was renamed to new_name (NULL: deleted): s, when
+ * its NOTIFY watches old for MailboxName, is told "* LIST () "/" new
+ * ("OLDNAME" (old))", or "* LIST (\NonExistent) "/" old" for a delete. */
+void session_notify_renamed(struct session *s, const char *old, const char *new_name);
+
+/* 1 when s's NOTIFY watches the folder named name. */
+int session_watches(const struct session *s, const char *name);
+
+/* Queues a mailbox name as IMAP writes it: INBOX as the atom, others as a
+ * quoted string, or a literal when they hold 8-bit bytes. */
+void session_put_mailbox(struct session *s, const char *name);
+
+/* Frees a NOTIFY state; accepts NULL. */
+void session_notify_free(struct notify *n);
 
 /* Kicks s: a FETCH in progress is dropped, "* BYE [UNAVAILABLE] Kicked" is
  * written (once) and s closes after the write; a half-open s closes now. */

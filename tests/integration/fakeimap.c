@@ -346,7 +346,7 @@ static long long field(const char *reply, const char *name)
 
 long long fakeimap_stat(struct fakeimap *f, const char *name)
 {
-    char reply[1024];
+    char reply[4096];
     if (fakeimap_request(f, "STATS", reply, sizeof reply) != 0)
         return -1;
     return field(reply, name);
@@ -404,4 +404,111 @@ int fakeimap_wait_stat(struct fakeimap *f, const char *name, long long value, in
         harness_poll_pause();
     } while (harness_now_ms() < deadline);
     return -1;
+}
+
+/* Appends name to out (cap bytes) percent-encoded as the control channel
+ * wants mailbox names (cmd/fake-imapd/control.c); -1 when it does not fit. */
+static int put_name(char *out, size_t cap, const char *name)
+{
+    size_t w = strlen(out);
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        int n = *p <= ' ' || *p == '%' || *p == ',' || *p == 0x7f
+                    ? snprintf(out + w, cap - w, "%%%02X", *p)
+                    : snprintf(out + w, cap - w, "%c", *p);
+        if (n < 0 || (size_t)n >= cap - w)
+            return -1;
+        w += (size_t)n;
+    }
+    return 0;
+}
+
+int fakeimap_append_to(struct fakeimap *f, const char *user, const char *mailbox, const void *msg,
+                       size_t n, uint32_t *uid)
+{
+    char head[1024], reply[256];
+    snprintf(head, sizeof head, "APPENDTO %s ", user);
+    if (put_name(head, sizeof head, mailbox) < 0 ||
+        snprintf(head + strlen(head), sizeof head - strlen(head), " %zu", n) < 0 ||
+        exchange(f, head, msg, n, reply, sizeof reply) != 0)
+        return -1;
+    if (uid != NULL)
+        *uid = (uint32_t)strtoul(reply + 3, NULL, 10);
+    return 0;
+}
+
+int fakeimap_append_labels(struct fakeimap *f, const char *user, const char *const *labels,
+                           size_t nlabels, const void *msg, size_t n, uint64_t *msgid,
+                           uint32_t *uids)
+{
+    char head[4096], reply[1024];
+    snprintf(head, sizeof head, "APPENDLABELS %s ", user);
+    for (size_t i = 0; i < nlabels; i++) {
+        size_t len = strlen(head);
+        if (i > 0 && len + 1 < sizeof head) {
+            head[len] = ','; /* the separator; a ',' inside a label is encoded */
+            head[len + 1] = '\0';
+        }
+        if (put_name(head, sizeof head, labels[i]) < 0)
+            return -1;
+    }
+    snprintf(head + strlen(head), sizeof head - strlen(head), " %zu", n);
+    if (exchange(f, head, msg, n, reply, sizeof reply) != 0)
+        return -1;
+    char *p = reply + 3;
+    unsigned long long id = strtoull(p, &p, 10);
+    if (msgid != NULL)
+        *msgid = id;
+    for (size_t i = 0; i < nlabels; i++) {
+        unsigned long u = strtoul(p, &p, 10);
+        if (uids != NULL)
+            uids[i] = (uint32_t)u;
+    }
+    return 0;
+}
+
+int fakeimap_mailbox(struct fakeimap *f, const char *user, const char *op, const char *a,
+                     const char *b, const char *special_use)
+{
+    char req[1024], reply[256];
+    char verb[16];
+    size_t i;
+    for (i = 0; op[i] != '\0' && i + 1 < sizeof verb; i++)
+        verb[i] = (char)(op[i] >= 'a' && op[i] <= 'z' ? op[i] - 'a' + 'A' : op[i]);
+    verb[i] = '\0';
+    snprintf(req, sizeof req, "MAILBOX %s %s ", user, verb);
+    if (put_name(req, sizeof req, a) < 0)
+        return -1;
+    if (b != NULL && (snprintf(req + strlen(req), sizeof req - strlen(req), " ") < 0 ||
+                      put_name(req, sizeof req, b) < 0))
+        return -1;
+    if (special_use != NULL)
+        snprintf(req + strlen(req), sizeof req - strlen(req), " %s", special_use);
+    return fakeimap_request(f, req, reply, sizeof reply) == 0 ? 0 : -1;
+}
+
+int fakeimap_expunge(struct fakeimap *f, const char *user, const char *mailbox, uint32_t uid)
+{
+    char req[1024], reply[256];
+    snprintf(req, sizeof req, "EXPUNGE %s ", user);
+    if (put_name(req, sizeof req, mailbox) < 0)
+        return -1;
+    snprintf(req + strlen(req), sizeof req - strlen(req), " %u", (unsigned)uid);
+    return fakeimap_request(f, req, reply, sizeof reply) == 0 ? 0 : -1;
+}
+
+int fakeimap_profiles(struct fakeimap *f, const char *list)
+{
+    char req[256], reply[256];
+    snprintf(req, sizeof req, "PROFILES %s", list);
+    return fakeimap_request(f, req, reply, sizeof reply) == 0 ? 0 : -1;
+}
+
+long long fakeimap_info(struct fakeimap *f, const char *user, const char *mailbox, const char *name)
+{
+    char req[1024], reply[512];
+    snprintf(req, sizeof req, "INFO %s ", user);
+    if (put_name(req, sizeof req, mailbox) < 0 ||
+        fakeimap_request(f, req, reply, sizeof reply) != 0)
+        return -1;
+    return field(reply, name);
 }

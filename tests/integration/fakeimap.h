@@ -108,6 +108,37 @@ int fakeimap_is_seen(struct fakeimap *f, const char *user, uint32_t uid);
  * NUL-terminated) of *n bytes. 0 or -1. */
 int fakeimap_message(struct fakeimap *f, const char *user, uint32_t uid, char **data, size_t *n);
 
+/* APPENDTO: msg[0..n) into user's existing mailbox (any name: the control
+ * encoding is done here); *uid (may be NULL) gets its UID. 0 or -1. */
+int fakeimap_append_to(struct fakeimap *f, const char *user, const char *mailbox, const void *msg,
+                       size_t n, uint32_t *uid);
+
+/* APPENDLABELS (Gmail): msg[0..n) under labels[0..nlabels) (mailbox names,
+ * made when missing; "INBOX" for the inbox), one copy per label mailbox with
+ * one X-GM-MSGID (*msgid, may be NULL); uids (may be NULL) gets a UID per
+ * label. 0 or -1. */
+int fakeimap_append_labels(struct fakeimap *f, const char *user, const char *const *labels,
+                           size_t nlabels, const void *msg, size_t n, uint64_t *msgid,
+                           uint32_t *uids);
+
+/* MAILBOX: op "create" a (special_use "\\Junk"... or NULL), "rename" a to b,
+ * or "delete" a, of user. 0 or -1. */
+int fakeimap_mailbox(struct fakeimap *f, const char *user, const char *op, const char *a,
+                     const char *b, const char *special_use);
+
+/* EXPUNGE: removes uid from user's mailbox. 0 or -1. */
+int fakeimap_expunge(struct fakeimap *f, const char *user, const char *mailbox, uint32_t uid);
+
+/* PROFILES list ("notify,special-use", "all", "none"): the extensions
+ * sessions see from their next command on. A server can also start with
+ * them: "SUPERIMAP_FAKE_PROFILES=notify" in fakeimap_start()'s extra. 0 or -1. */
+int fakeimap_profiles(struct fakeimap *f, const char *list);
+
+/* One field of INFO <user> <mailbox> ("uidnext", "messages",
+ * "highestmodseq", ...), or -1. */
+long long fakeimap_info(struct fakeimap *f, const char *user, const char *mailbox,
+                        const char *name);
+
 /* Polls until STATS counter name reaches at least value or ms pass; 0 or -1. */
 int fakeimap_wait_stat(struct fakeimap *f, const char *name, long long value, int ms);
 

@@ -33,226 +33,35 @@
 
 #include "tests/integration/fakeimap.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/imapc.h"
 
-#define WAIT_MS 5000
+#define WAIT_MS IMAPC_WAIT_MS
 
 /* The server most tests share: plain and implicit TLS on 127.0.0.1 and
  * 127.0.0.2, STARTTLS offered, users user1..user100. */
 static struct fakeimap srv;
 
-/* ---- A blocking IMAP client with deadlines ---- */
-
-struct client {
-    int fd;
-    SSL_CTX *ctx;
-    SSL *ssl;
-    char buf[1 << 16];
-    size_t len;
-    int reads; /* reads that returned data */
-    char line[1 << 14];
-};
-
-static void client_handshake(struct client *c, const char *ca)
-{
-    c->ctx = SSL_CTX_new(TLS_client_method());
-    assert_non_null(c->ctx);
-    assert_int_equal(SSL_CTX_load_verify_locations(c->ctx, ca, NULL), 1);
-    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    c->ssl = SSL_new(c->ctx);
-    assert_non_null(c->ssl);
-    SSL_set_fd(c->ssl, c->fd);
-    SSL_set1_host(c->ssl, "localhost");
-    SSL_set_tlsext_host_name(c->ssl, "localhost");
-    if (SSL_connect(c->ssl) != 1) {
-        char text[256] = "";
-        ERR_error_string_n(ERR_get_error(), text, sizeof text);
-        fail_msg("TLS handshake failed: %s", text);
-    }
-    assert_int_equal(SSL_get_verify_result(c->ssl), X509_V_OK);
-}
-
-/* Connects; with tls, handshakes verifying the test certificate. */
-static void client_open(struct client *c, const char *host, int port, int tls)
-{
-    memset(c, 0, sizeof *c);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(c->fd >= 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    assert_int_equal(inet_pton(AF_INET, host, &sa.sin_addr), 1);
-    struct timeval tv = {WAIT_MS / 1000, 0};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        fail_msg("connect %s:%d: %s", host, port, strerror(errno));
-    if (tls)
-        client_handshake(c, srv.cert);
-}
-
-static void client_close(struct client *c)
-{
-    if (c->ssl != NULL)
-        SSL_free(c->ssl);
-    if (c->ctx != NULL)
-        SSL_CTX_free(c->ctx);
-    if (c->fd >= 0)
-        close(c->fd);
-    c->ssl = NULL;
-    c->ctx = NULL;
-    c->fd = -1;
-}
-
-/* Reads more within ms: returns bytes added, 0 at end of stream, -1 on
- * timeout (or error). */
-static int client_fill(struct client *c, int ms)
-{
-    if (c->len == sizeof c->buf)
-        fail_msg("client buffer full");
-    if (c->ssl == NULL || SSL_pending(c->ssl) == 0) {
-        struct pollfd p = {c->fd, POLLIN, 0};
-        if (poll(&p, 1, ms) <= 0)
-            return -1;
-    }
-    int n;
-    if (c->ssl != NULL) {
-        n = SSL_read(c->ssl, c->buf + c->len, (int)(sizeof c->buf - c->len));
-        if (n <= 0)
-            return SSL_get_error(c->ssl, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
-    } else {
-        n = (int)read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-        if (n < 0)
-            return errno == ECONNRESET ? 0 : -1;
-    }
-    if (n > 0) {
-        c->len += (size_t)n;
-        c->reads++;
-    }
-    return n;
-}
-
-/* The next line without CRLF, or NULL at end of stream or after ms. */
-static const char *client_line(struct client *c, int ms)
-{
-    long long deadline = harness_now_ms() + ms;
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->len);
-        if (nl != NULL) {
-            size_t n = (size_t)(nl - c->buf) + 1;
-            size_t keep = n >= 2 && nl[-1] == '\r' ? n - 2 : n - 1;
-            assert_true(keep < sizeof c->line);
-            memcpy(c->line, c->buf, keep);
-            c->line[keep] = '\0';
-            memmove(c->buf, c->buf + n, c->len - n);
-            c->len -= n;
-            return c->line;
-        }
-        long long left = deadline - harness_now_ms();
-        if (left <= 0 || client_fill(c, (int)left) <= 0)
-            return NULL;
-    }
-}
-
-/* Reads exactly n bytes into out. */
-static void client_bytes(struct client *c, char *out, size_t n)
-{
-    long long deadline = harness_now_ms() + WAIT_MS;
-    while (c->len < n) {
-        long long left = deadline - harness_now_ms();
-        if (left <= 0 || client_fill(c, (int)left) <= 0)
-            fail_msg("wanted %zu bytes, got %zu", n, c->len);
-    }
-    memcpy(out, c->buf, n);
-    memmove(c->buf, c->buf + n, c->len - n);
-    c->len -= n;
-}
-
-static void client_send(struct client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void client_send(struct client *c, const char *fmt, ...)
-{
-    char text[16384];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    if (c->ssl != NULL)
-        assert_int_equal(SSL_write(c->ssl, text, n), n);
-    else
-        assert_int_equal(send(c->fd, text, (size_t)n, MSG_NOSIGNAL), n);
-}
-
-static void expect_line(struct client *c, const char *want)
-{
-    const char *got = client_line(c, WAIT_MS);
-    if (got == NULL)
-        fail_msg("expected \"%s\", got end of stream or timeout", want);
-    if (strcmp(got, want) != 0)
-        fail_msg("expected \"%s\"\n     got \"%s\"", want, got);
-}
-
-static void expect_prefix(struct client *c, const char *want)
-{
-    const char *got = client_line(c, WAIT_MS);
-    if (got == NULL)
-        fail_msg("expected \"%s...\", got end of stream or timeout", want);
-    if (strncmp(got, want, strlen(want)) != 0)
-        fail_msg("expected \"%s...\"\n     got \"%s\"", want, got);
-}
-
-/* Expects the exact bytes want[0..n) next. */
-static void expect_bytes(struct client *c, const char *want, size_t n)
-{
-    char *got = malloc(n + 1);
-    assert_non_null(got);
-    client_bytes(c, got, n);
-    for (size_t i = 0; i < n; i++)
-        if (got[i] != want[i])
-            fail_msg("transcript differs at byte %zu of %zu:\nexpected: %.*s\n     got: %.*s", i, n,
-                     (int)(n - i), want + i, (int)(n - i), got + i);
-    free(got);
-}
-
-/* 1 when the server closes the connection within ms. */
-static int client_eof(struct client *c, int ms)
-{
-    long long deadline = harness_now_ms() + ms;
-    for (;;) {
-        long long left = deadline - harness_now_ms();
-        if (left <= 0)
-            return 0;
-        int n = client_fill(c, (int)left);
-        if (n == 0)
-            return 1;
-        if (n < 0)
-            return 0;
-    }
-}
-
 /* Connects to the shared server's first plain listener and reads the greeting. */
-static void client_plain(struct client *c)
+static void client_plain(struct imapc *c)
 {
     const char *host;
     int port = fakeimap_port(&srv, 0, 0, &host);
     assert_true(port > 0);
-    client_open(c, host, port, 0);
-    expect_prefix(c, "* OK [CAPABILITY IMAP4rev1 ");
+    imapc_open(c, host, port, NULL);
+    imapc_expect_prefix(c, "* OK [CAPABILITY IMAP4rev1 ");
 }
 
-static void client_login(struct client *c, const char *user, const char *pass)
+static void client_login(struct imapc *c, const char *user, const char *pass)
 {
-    client_send(c, "L1 LOGIN %s %s\r\n", user, pass);
-    expect_prefix(c, "L1 OK [CAPABILITY IMAP4rev1");
+    imapc_send(c, "L1 LOGIN %s %s\r\n", user, pass);
+    imapc_expect_prefix(c, "L1 OK [CAPABILITY IMAP4rev1");
 }
 
-static void client_examine(struct client *c, const char *cmd)
+static void client_examine(struct imapc *c, const char *cmd)
 {
-    client_send(c, "E1 %s INBOX\r\n", cmd);
+    imapc_send(c, "E1 %s INBOX\r\n", cmd);
     const char *l;
-    while ((l = client_line(c, WAIT_MS)) != NULL && strncmp(l, "E1 ", 3) != 0)
+    while ((l = imapc_line(c, WAIT_MS)) != NULL && strncmp(l, "E1 ", 3) != 0)
         ;
     assert_non_null(l);
     assert_non_null(strstr(l, "E1 OK ["));
@@ -303,23 +112,23 @@ static int setup(void **state)
 static void test_capability_lists_idle_literal_plus_sasl_ir_starttls(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
-    client_send(&c, "a1 CAPABILITY\r\n");
-    expect_line(&c, "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT STARTTLS "
-                    "AUTH=PLAIN AUTH=XOAUTH2");
-    expect_line(&c, "a1 OK CAPABILITY completed");
-    client_send(&c, "a2 NOOP\r\n");
-    expect_line(&c, "a2 OK NOOP completed");
-    client_send(&c, "a3 FROBNICATE\r\n");
-    expect_line(&c, "a3 BAD Unknown command");
-    client_send(&c, "a4 EXAMINE INBOX\r\n");
-    expect_line(&c, "a4 BAD Command not valid in this state");
-    client_send(&c, "a5 LOGOUT\r\n");
-    expect_line(&c, "* BYE superimap-fake-imapd logging out");
-    expect_line(&c, "a5 OK LOGOUT completed");
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
+    imapc_send(&c, "a1 CAPABILITY\r\n");
+    imapc_expect_line(&c, "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT STARTTLS "
+                          "AUTH=PLAIN AUTH=XOAUTH2");
+    imapc_expect_line(&c, "a1 OK CAPABILITY completed");
+    imapc_send(&c, "a2 NOOP\r\n");
+    imapc_expect_line(&c, "a2 OK NOOP completed");
+    imapc_send(&c, "a3 FROBNICATE\r\n");
+    imapc_expect_line(&c, "a3 BAD Unknown command");
+    imapc_send(&c, "a4 EXAMINE INBOX\r\n");
+    imapc_expect_line(&c, "a4 BAD Command not valid in this state");
+    imapc_send(&c, "a5 LOGOUT\r\n");
+    imapc_expect_line(&c, "* BYE superimap-fake-imapd logging out");
+    imapc_expect_line(&c, "a5 OK LOGOUT completed");
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
 }
 
 static void test_caps_noidle_hides_idle_and_refuses_it(void **state)
@@ -332,68 +141,70 @@ static void test_caps_noidle_hides_idle_and_refuses_it(void **state)
     assert_string_equal(reply, "OK noidle");
     assert_int_equal(fakeimap_request(&srv, "CAPS SOMETIMES", reply, sizeof reply), 1);
     assert_int_equal(fakeimap_reset(&srv), 0);
-    struct client c;
+    struct imapc c;
     const char *host;
     int port = fakeimap_port(&srv, 0, 0, &host);
     assert_true(port > 0);
-    client_open(&c, host, port, 0);
-    expect_line(&c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT STARTTLS AUTH=PLAIN "
-                    "AUTH=XOAUTH2] superimap-fake-imapd ready");
-    client_send(&c, "a1 LOGIN user2 pass2\r\n");
-    expect_line(&c, "a1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT] Logged in");
+    imapc_open(&c, host, port, NULL);
+    imapc_expect_line(&c,
+                      "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT STARTTLS AUTH=PLAIN "
+                      "AUTH=XOAUTH2] superimap-fake-imapd ready");
+    imapc_send(&c, "a1 LOGIN user2 pass2\r\n");
+    imapc_expect_line(&c, "a1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT] Logged in");
     client_examine(&c, "EXAMINE");
-    client_send(&c, "a2 IDLE\r\n");
-    expect_line(&c, "a2 BAD IDLE not supported");
-    client_send(&c, "a3 NOOP\r\n");
-    expect_line(&c, "a3 OK NOOP completed");
+    imapc_send(&c, "a2 IDLE\r\n");
+    imapc_expect_line(&c, "a2 BAD IDLE not supported");
+    imapc_send(&c, "a3 NOOP\r\n");
+    imapc_expect_line(&c, "a3 OK NOOP completed");
     assert_int_equal(fakeimap_stat(&srv, "idles"), 1);
     assert_int_equal(fakeimap_stat(&srv, "noops"), 1);
     assert_true(fakeimap_stat(&srv, "max_sessions") >= 1);
     assert_int_equal(fakeimap_request(&srv, "CAPS IDLE", reply, sizeof reply), 0);
     assert_string_equal(reply, "OK idle");
-    client_send(&c, "a4 CAPABILITY\r\n");
-    expect_line(&c, "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT");
-    expect_line(&c, "a4 OK CAPABILITY completed");
-    client_send(&c, "a5 IDLE\r\n");
-    expect_line(&c, "+ idling");
-    client_close(&c);
+    imapc_send(&c, "a4 CAPABILITY\r\n");
+    imapc_expect_line(&c, "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT");
+    imapc_expect_line(&c, "a4 OK CAPABILITY completed");
+    imapc_send(&c, "a5 IDLE\r\n");
+    imapc_expect_line(&c, "+ idling");
+    imapc_close(&c);
 }
 
 static void test_login_accepts_atoms_quoted_strings_and_literals(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
-    client_send(&c, "a1 LOGIN user1 pass1\r\n");
-    expect_line(&c, "a1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT] Logged in");
-    client_close(&c);
+    imapc_send(&c, "a1 LOGIN user1 pass1\r\n");
+    imapc_expect_line(&c,
+                      "a1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT] Logged in");
+    imapc_close(&c);
 
     client_plain(&c);
-    client_send(&c, "a1 LOGIN \"user2\" \"pass2\"\r\n");
-    expect_prefix(&c, "a1 OK ");
-    client_close(&c);
+    imapc_send(&c, "a1 LOGIN \"user2\" \"pass2\"\r\n");
+    imapc_expect_prefix(&c, "a1 OK ");
+    imapc_close(&c);
 
     /* A synchronizing literal waits for "+", a LITERAL+ one does not. */
     client_plain(&c);
-    client_send(&c, "a1 LOGIN {5}\r\n");
-    expect_line(&c, "+ Ready for literal data");
-    client_send(&c, "user3 {5+}\r\npass3\r\n");
-    expect_prefix(&c, "a1 OK ");
-    client_close(&c);
+    imapc_send(&c, "a1 LOGIN {5}\r\n");
+    imapc_expect_line(&c, "+ Ready for literal data");
+    imapc_send(&c, "user3 {5+}\r\npass3\r\n");
+    imapc_expect_prefix(&c, "a1 OK ");
+    imapc_close(&c);
 
     /* A password with a quote and a backslash: escapes in a quoted string. */
     char reply[256];
     assert_int_equal(fakeimap_request(&srv, "USER quoter pa\"s\\s", reply, sizeof reply), 0);
     client_plain(&c);
-    client_send(&c, "a1 LOGIN quoter \"pa\\\"s\\\\s\"\r\n");
-    expect_prefix(&c, "a1 OK ");
-    client_close(&c);
+    imapc_send(&c, "a1 LOGIN quoter \"pa\\\"s\\\\s\"\r\n");
+    imapc_expect_prefix(&c, "a1 OK ");
+    imapc_close(&c);
 }
 
 static void test_commands_split_byte_by_byte_or_pipelined_give_same_answers(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     /* Every byte its own segment: the framing must resume anywhere, a
      * literal's count and data included. */
@@ -403,97 +214,98 @@ static void test_commands_split_byte_by_byte_or_pipelined_give_same_answers(void
     for (size_t i = 0; i < sizeof login - 1; i++) {
         assert_int_equal(send(c.fd, login + i, 1, MSG_NOSIGNAL), 1);
         if (login[i] == '\n' && i < 16)
-            expect_line(&c, "+ Ready for literal data");
+            imapc_expect_line(&c, "+ Ready for literal data");
     }
-    expect_prefix(&c, "b1 OK [CAPABILITY ");
+    imapc_expect_prefix(&c, "b1 OK [CAPABILITY ");
     /* Three commands in one segment, answered in order. */
-    client_send(&c, "p1 NOOP\r\np2 EXAMINE INBOX\r\np3 LOGOUT\r\n");
-    expect_line(&c, "p1 OK NOOP completed");
+    imapc_send(&c, "p1 NOOP\r\np2 EXAMINE INBOX\r\np3 LOGOUT\r\n");
+    imapc_expect_line(&c, "p1 OK NOOP completed");
     const char *l;
-    while ((l = client_line(&c, WAIT_MS)) != NULL && strncmp(l, "p2 ", 3) != 0)
+    while ((l = imapc_line(&c, WAIT_MS)) != NULL && strncmp(l, "p2 ", 3) != 0)
         assert_int_equal(l[0], '*');
     assert_non_null(l);
-    expect_line(&c, "* BYE superimap-fake-imapd logging out");
-    expect_line(&c, "p3 OK LOGOUT completed");
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
+    imapc_expect_line(&c, "* BYE superimap-fake-imapd logging out");
+    imapc_expect_line(&c, "p3 OK LOGOUT completed");
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
 }
 
 static void test_login_refuses_wrong_password_and_unknown_user(void **state)
 {
     (void)state;
     long long failures = fakeimap_stat(&srv, "login_failures");
-    struct client c;
+    struct imapc c;
     client_plain(&c);
-    client_send(&c, "a1 LOGIN user1 wrong\r\n");
-    expect_line(&c, "a1 NO [AUTHENTICATIONFAILED] Authentication failed.");
-    client_send(&c, "a2 LOGIN user101 pass101\r\n"); /* past SUPERIMAP_FAKE_USERS */
-    expect_line(&c, "a2 NO [AUTHENTICATIONFAILED] Authentication failed.");
-    client_send(&c, "a3 LOGIN user1\r\n");
-    expect_line(&c, "a3 BAD Invalid arguments");
-    client_send(&c, "a4 LOGIN user1 pass1\r\n");
-    expect_prefix(&c, "a4 OK ");
-    client_close(&c);
+    imapc_send(&c, "a1 LOGIN user1 wrong\r\n");
+    imapc_expect_line(&c, "a1 NO [AUTHENTICATIONFAILED] Authentication failed.");
+    imapc_send(&c, "a2 LOGIN user101 pass101\r\n"); /* past SUPERIMAP_FAKE_USERS */
+    imapc_expect_line(&c, "a2 NO [AUTHENTICATIONFAILED] Authentication failed.");
+    imapc_send(&c, "a3 LOGIN user1\r\n");
+    imapc_expect_line(&c, "a3 BAD Invalid arguments");
+    imapc_send(&c, "a4 LOGIN user1 pass1\r\n");
+    imapc_expect_prefix(&c, "a4 OK ");
+    imapc_close(&c);
     assert_int_equal(fakeimap_stat(&srv, "login_failures"), failures + 2);
 }
 
 static void test_authenticate_plain_with_sasl_ir_and_continuation(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     /* base64("\0user4\0pass4") */
-    client_send(&c, "a1 AUTHENTICATE PLAIN AHVzZXI0AHBhc3M0\r\n");
-    expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
-    client_close(&c);
+    imapc_send(&c, "a1 AUTHENTICATE PLAIN AHVzZXI0AHBhc3M0\r\n");
+    imapc_expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
+    imapc_close(&c);
 
     client_plain(&c);
-    client_send(&c, "a1 AUTHENTICATE PLAIN\r\n");
-    expect_line(&c, "+ ");
-    client_send(&c, "AHVzZXI0AHBhc3M0\r\n");
-    expect_prefix(&c, "a1 OK ");
-    client_close(&c);
+    imapc_send(&c, "a1 AUTHENTICATE PLAIN\r\n");
+    imapc_expect_line(&c, "+ ");
+    imapc_send(&c, "AHVzZXI0AHBhc3M0\r\n");
+    imapc_expect_prefix(&c, "a1 OK ");
+    imapc_close(&c);
 
     client_plain(&c);
-    client_send(&c, "a1 AUTHENTICATE PLAIN\r\n");
-    expect_line(&c, "+ ");
-    client_send(&c, "*\r\n");
-    expect_line(&c, "a1 BAD Authentication canceled");
+    imapc_send(&c, "a1 AUTHENTICATE PLAIN\r\n");
+    imapc_expect_line(&c, "+ ");
+    imapc_send(&c, "*\r\n");
+    imapc_expect_line(&c, "a1 BAD Authentication canceled");
     /* base64("\0user4\0nope") */
-    client_send(&c, "a2 AUTHENTICATE PLAIN AHVzZXI0AG5vcGU=\r\n");
-    expect_line(&c, "a2 NO [AUTHENTICATIONFAILED] Authentication failed.");
-    client_close(&c);
+    imapc_send(&c, "a2 AUTHENTICATE PLAIN AHVzZXI0AG5vcGU=\r\n");
+    imapc_expect_line(&c, "a2 NO [AUTHENTICATIONFAILED] Authentication failed.");
+    imapc_close(&c);
 }
 
 static void test_authenticate_xoauth2_accepts_token_of_user(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     /* base64("user=user5\1auth=Bearer token-user5\1\1") */
-    client_send(&c, "a1 AUTHENTICATE XOAUTH2 "
-                    "dXNlcj11c2VyNQFhdXRoPUJlYXJlciB0b2tlbi11c2VyNQEB\r\n");
-    expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
-    client_close(&c);
+    imapc_send(&c, "a1 AUTHENTICATE XOAUTH2 "
+                   "dXNlcj11c2VyNQFhdXRoPUJlYXJlciB0b2tlbi11c2VyNQEB\r\n");
+    imapc_expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
+    imapc_close(&c);
 
     /* With SUPERIMAP_FAKE_XOAUTH2_PREFIX=at_, a provider's access token too. */
     client_plain(&c);
     /* base64("user=user5\1auth=Bearer at_from_the_provider\1\1") */
-    client_send(&c, "a1 AUTHENTICATE XOAUTH2 "
-                    "dXNlcj11c2VyNQFhdXRoPUJlYXJlciBhdF9mcm9tX3RoZV9wcm92aWRlcgEB\r\n");
-    expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
-    client_close(&c);
+    imapc_send(&c, "a1 AUTHENTICATE XOAUTH2 "
+                   "dXNlcj11c2VyNQFhdXRoPUJlYXJlciBhdF9mcm9tX3RoZV9wcm92aWRlcgEB\r\n");
+    imapc_expect_prefix(&c, "a1 OK [CAPABILITY IMAP4rev1");
+    imapc_close(&c);
 
     /* A wrong token: Google's error challenge, an empty answer, then NO. */
     client_plain(&c);
     /* base64("user=user5\1auth=Bearer token-user6\1\1") */
-    client_send(&c, "a1 AUTHENTICATE XOAUTH2 "
-                    "dXNlcj11c2VyNQFhdXRoPUJlYXJlciB0b2tlbi11c2VyNgEB\r\n");
-    expect_line(&c, "+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJodHRwczovL21h"
-                    "aWwuZ29vZ2xlLmNvbS8ifQ==");
-    client_send(&c, "\r\n");
-    expect_line(&c, "a1 NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)");
-    client_close(&c);
+    imapc_send(&c, "a1 AUTHENTICATE XOAUTH2 "
+                   "dXNlcj11c2VyNQFhdXRoPUJlYXJlciB0b2tlbi11c2VyNgEB\r\n");
+    imapc_expect_line(&c,
+                      "+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJodHRwczovL21h"
+                      "aWwuZ29vZ2xlLmNvbS8ifQ==");
+    imapc_send(&c, "\r\n");
+    imapc_expect_line(&c, "a1 NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)");
+    imapc_close(&c);
 }
 
 /* ---- Mailbox ---- */
@@ -507,38 +319,38 @@ static void test_examine_reports_counts_uidvalidity_uidnext_read_only(void **sta
     assert_int_equal(uid, 1);
     assert_int_equal(fakeimap_append(&srv, "user6", m, sizeof m - 1, &uid), 0);
     assert_int_equal(uid, 2);
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user6", "pass6");
-    client_send(&c, "a1 EXAMINE INBOX\r\n");
-    expect_line(&c, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-    expect_line(&c, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
-    expect_line(&c, "* 2 EXISTS");
-    expect_line(&c, "* 2 RECENT");
-    expect_line(&c, "* OK [UNSEEN 1] First unseen");
-    expect_line(&c, "* OK [UIDVALIDITY 1] UIDs valid");
-    expect_line(&c, "* OK [UIDNEXT 3] Predicted next UID");
-    expect_line(&c, "a1 OK [READ-ONLY] EXAMINE completed");
-    client_send(&c, "a2 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)\r\n");
-    expect_line(&c, "* STATUS INBOX (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 1 UNSEEN 2)");
-    expect_line(&c, "a2 OK STATUS completed");
-    client_send(&c, "a3 EXAMINE Drafts\r\n");
-    expect_line(&c, "a3 NO [NONEXISTENT] Mailbox doesn't exist");
-    client_send(&c, "a4 LIST \"\" *\r\n");
-    expect_line(&c, "* LIST (\\HasNoChildren) \"/\" INBOX");
-    expect_line(&c, "a4 OK LIST completed");
-    client_close(&c);
+    imapc_send(&c, "a1 EXAMINE INBOX\r\n");
+    imapc_expect_line(&c, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+    imapc_expect_line(&c, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+    imapc_expect_line(&c, "* 2 EXISTS");
+    imapc_expect_line(&c, "* 2 RECENT");
+    imapc_expect_line(&c, "* OK [UNSEEN 1] First unseen");
+    imapc_expect_line(&c, "* OK [UIDVALIDITY 1] UIDs valid");
+    imapc_expect_line(&c, "* OK [UIDNEXT 3] Predicted next UID");
+    imapc_expect_line(&c, "a1 OK [READ-ONLY] EXAMINE completed");
+    imapc_send(&c, "a2 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)\r\n");
+    imapc_expect_line(&c, "* STATUS INBOX (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 1 UNSEEN 2)");
+    imapc_expect_line(&c, "a2 OK STATUS completed");
+    imapc_send(&c, "a3 EXAMINE Drafts\r\n");
+    imapc_expect_line(&c, "a3 NO [NONEXISTENT] Mailbox doesn't exist");
+    imapc_send(&c, "a4 LIST \"\" *\r\n");
+    imapc_expect_line(&c, "* LIST (\\HasNoChildren) \"/\" INBOX");
+    imapc_expect_line(&c, "a4 OK LIST completed");
+    imapc_close(&c);
 }
 
 static void test_append_pushes_exists_to_idle_and_selected_sessions(void **state)
 {
     (void)state;
-    struct client idle, sel, other;
+    struct imapc idle, sel, other;
     client_plain(&idle);
     client_login(&idle, "user7", "pass7");
     client_examine(&idle, "EXAMINE");
-    client_send(&idle, "i1 IDLE\r\n");
-    expect_line(&idle, "+ idling");
+    imapc_send(&idle, "i1 IDLE\r\n");
+    imapc_expect_line(&idle, "+ idling");
     client_plain(&sel);
     client_login(&sel, "user7", "pass7");
     client_examine(&sel, "SELECT");
@@ -548,21 +360,21 @@ static void test_append_pushes_exists_to_idle_and_selected_sessions(void **state
 
     static const char m[] = "Subject: new\r\n\r\nhello\r\n";
     assert_int_equal(fakeimap_append(&srv, "user7", m, sizeof m - 1, NULL), 0);
-    expect_line(&idle, "* 1 EXISTS");
-    expect_line(&idle, "* 1 RECENT");
-    expect_line(&sel, "* 1 EXISTS");
-    expect_line(&sel, "* 1 RECENT");
-    assert_null(client_line(&other, 200)); /* another user's session hears nothing */
+    imapc_expect_line(&idle, "* 1 EXISTS");
+    imapc_expect_line(&idle, "* 1 RECENT");
+    imapc_expect_line(&sel, "* 1 EXISTS");
+    imapc_expect_line(&sel, "* 1 RECENT");
+    assert_null(imapc_line(&other, 200)); /* another user's session hears nothing */
 
-    client_send(&idle, "DONE\r\n");
-    expect_line(&idle, "i1 OK IDLE terminated");
-    client_send(&idle, "i2 IDLE\r\n");
-    expect_line(&idle, "+ idling");
-    client_send(&idle, "NOPE\r\n");
-    expect_line(&idle, "i2 BAD Expected DONE");
-    client_close(&idle);
-    client_close(&sel);
-    client_close(&other);
+    imapc_send(&idle, "DONE\r\n");
+    imapc_expect_line(&idle, "i1 OK IDLE terminated");
+    imapc_send(&idle, "i2 IDLE\r\n");
+    imapc_expect_line(&idle, "+ idling");
+    imapc_send(&idle, "NOPE\r\n");
+    imapc_expect_line(&idle, "i2 BAD Expected DONE");
+    imapc_close(&idle);
+    imapc_close(&sel);
+    imapc_close(&other);
 }
 
 /* A message with quotes, a group, an 8-bit subject, NUL and 8-bit bytes. */
@@ -583,11 +395,11 @@ static void test_uid_fetch_envelope_and_body_peek_are_byte_exact(void **state)
     size_t n = sizeof msg_hard - 1;
     uint32_t uid;
     assert_int_equal(fakeimap_append(&srv, "user9", msg_hard, n, &uid), 0);
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user9", "pass9");
     client_examine(&c, "EXAMINE");
-    client_send(&c, "f1 UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[])\r\n");
+    imapc_send(&c, "f1 UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[])\r\n");
     char want[4096];
     int len = snprintf(
         want, sizeof want,
@@ -600,10 +412,10 @@ static void test_uid_fetch_envelope_and_body_peek_are_byte_exact(void **state)
         "\"example.org\")(\"Bare Name\" NIL \"bare\" \"example.net\")) NIL \"<parent@example>\" "
         "\"<B27397-0100000@Blurdybloop.example>\") BODY[] {%zu}\r\n",
         n, n);
-    expect_bytes(&c, want, (size_t)len);
-    expect_bytes(&c, msg_hard, n);
-    expect_line(&c, ")");
-    expect_line(&c, "f1 OK Fetch completed");
+    imapc_expect_bytes(&c, want, (size_t)len);
+    imapc_expect_bytes(&c, msg_hard, n);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "f1 OK Fetch completed");
 
     /* The stored bytes are what was appended, and PEEK set no \Seen. */
     char *data;
@@ -613,7 +425,7 @@ static void test_uid_fetch_envelope_and_body_peek_are_byte_exact(void **state)
     assert_memory_equal(data, msg_hard, n);
     free(data);
     assert_int_equal(fakeimap_is_seen(&srv, "user9", uid), 0);
-    client_close(&c);
+    imapc_close(&c);
 }
 
 static void test_body_without_peek_sets_seen_only_when_selected(void **state)
@@ -624,33 +436,33 @@ static void test_body_without_peek_sets_seen_only_when_selected(void **state)
     assert_int_equal(fakeimap_append(&srv, "user10", m, sizeof m - 1, &uid), 0);
     long long seen0 = fakeimap_stat(&srv, "seen_sets");
     long long nonpeek0 = fakeimap_stat(&srv, "nonpeek");
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user10", "pass10");
     client_examine(&c, "EXAMINE"); /* read-only: BODY[] must not set \Seen */
-    client_send(&c, "f1 UID FETCH %u (BODY[])\r\n", (unsigned)uid);
-    expect_line(&c, "* 1 FETCH (UID 1 BODY[] {17}");
-    expect_bytes(&c, m, sizeof m - 1);
-    expect_line(&c, ")");
-    expect_line(&c, "f1 OK Fetch completed");
+    imapc_send(&c, "f1 UID FETCH %u (BODY[])\r\n", (unsigned)uid);
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 BODY[] {17}");
+    imapc_expect_bytes(&c, m, sizeof m - 1);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "f1 OK Fetch completed");
     assert_int_equal(fakeimap_is_seen(&srv, "user10", uid), 0);
     assert_int_equal(fakeimap_stat(&srv, "nonpeek"), nonpeek0 + 1);
 
     client_examine(&c, "SELECT");
-    client_send(&c, "f2 UID FETCH %u (BODY.PEEK[HEADER])\r\n", (unsigned)uid);
-    expect_line(&c, "* 1 FETCH (UID 1 BODY[HEADER] {14}");
-    expect_bytes(&c, "Subject: s\r\n\r\n", 14);
-    expect_line(&c, ")");
-    expect_line(&c, "f2 OK Fetch completed");
+    imapc_send(&c, "f2 UID FETCH %u (BODY.PEEK[HEADER])\r\n", (unsigned)uid);
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 BODY[HEADER] {14}");
+    imapc_expect_bytes(&c, "Subject: s\r\n\r\n", 14);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "f2 OK Fetch completed");
     assert_int_equal(fakeimap_is_seen(&srv, "user10", uid), 0);
-    client_send(&c, "f3 UID FETCH %u (BODY[TEXT])\r\n", (unsigned)uid);
-    expect_line(&c, "* 1 FETCH (UID 1 FLAGS (\\Seen) BODY[TEXT] {3}");
-    expect_bytes(&c, "x\r\n", 3);
-    expect_line(&c, ")");
-    expect_line(&c, "f3 OK Fetch completed");
+    imapc_send(&c, "f3 UID FETCH %u (BODY[TEXT])\r\n", (unsigned)uid);
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 FLAGS (\\Seen) BODY[TEXT] {3}");
+    imapc_expect_bytes(&c, "x\r\n", 3);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "f3 OK Fetch completed");
     assert_int_equal(fakeimap_is_seen(&srv, "user10", uid), 1);
     assert_int_equal(fakeimap_stat(&srv, "seen_sets"), seen0 + 1);
-    client_close(&c);
+    imapc_close(&c);
 }
 
 /* RFC 3501 6.4.5 partial fetches: BODY.PEEK[]<offset.length> answers
@@ -663,29 +475,29 @@ static void test_partial_body_fetches_give_parts_from_the_offset(void **state)
     uint32_t uid;
     assert_int_equal(fakeimap_append(&srv, "user21", m, sizeof m - 1, &uid), 0);
     long long bodies0 = fakeimap_stat(&srv, "bodies");
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user21", "pass21");
     client_examine(&c, "EXAMINE");
-    client_send(&c, "p1 UID FETCH %u BODY.PEEK[]<0.10>\r\n", (unsigned)uid);
-    expect_line(&c, "* 1 FETCH (UID 1 BODY[]<0> {10}");
-    expect_bytes(&c, m, 10);
-    expect_line(&c, ")");
-    expect_line(&c, "p1 OK Fetch completed");
-    client_send(&c, "p2 UID FETCH %u (UID BODY.PEEK[]<20.10>)\r\n", (unsigned)uid);
-    expect_line(&c, "* 1 FETCH (UID 1 BODY[]<20> {6}");
-    expect_bytes(&c, m + 20, 6);
-    expect_line(&c, ")");
-    expect_line(&c, "p2 OK Fetch completed");
-    client_send(&c, "p3 UID FETCH %u body[]<26.10>\r\n", (unsigned)uid);
-    expect_line(&c, "* 1 FETCH (UID 1 BODY[]<26> {0}");
-    expect_line(&c, ")");
-    expect_line(&c, "p3 OK Fetch completed");
-    client_send(&c, "p4 UID FETCH %u BODY.PEEK[]<1.0>\r\n", (unsigned)uid);
-    expect_line(&c, "p4 BAD Invalid fetch items");
+    imapc_send(&c, "p1 UID FETCH %u BODY.PEEK[]<0.10>\r\n", (unsigned)uid);
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 BODY[]<0> {10}");
+    imapc_expect_bytes(&c, m, 10);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "p1 OK Fetch completed");
+    imapc_send(&c, "p2 UID FETCH %u (UID BODY.PEEK[]<20.10>)\r\n", (unsigned)uid);
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 BODY[]<20> {6}");
+    imapc_expect_bytes(&c, m + 20, 6);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "p2 OK Fetch completed");
+    imapc_send(&c, "p3 UID FETCH %u body[]<26.10>\r\n", (unsigned)uid);
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 BODY[]<26> {0}");
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "p3 OK Fetch completed");
+    imapc_send(&c, "p4 UID FETCH %u BODY.PEEK[]<1.0>\r\n", (unsigned)uid);
+    imapc_expect_line(&c, "p4 BAD Invalid fetch items");
     assert_int_equal(fakeimap_stat(&srv, "bodies"), bodies0 + 3);
     assert_int_equal(fakeimap_is_seen(&srv, "user21", uid), 0);
-    client_close(&c);
+    imapc_close(&c);
 }
 
 static void test_uid_fetch_ranges_star_and_sequence_numbers(void **state)
@@ -694,36 +506,36 @@ static void test_uid_fetch_ranges_star_and_sequence_numbers(void **state)
     static const char m[] = "Subject: r\r\n\r\n";
     for (int i = 0; i < 3; i++)
         assert_int_equal(fakeimap_append(&srv, "user11", m, sizeof m - 1, NULL), 0);
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user11", "pass11");
     client_examine(&c, "EXAMINE");
     /* Past the last UID, "n:*" still names the last message (RFC 3501 6.4.8). */
-    client_send(&c, "f1 UID FETCH 9:* (UID)\r\n");
-    expect_line(&c, "* 3 FETCH (UID 3)");
-    expect_line(&c, "f1 OK Fetch completed");
-    client_send(&c, "f2 UID FETCH 3,1:1,2 RFC822.SIZE\r\n");
-    expect_line(&c, "* 1 FETCH (UID 1 RFC822.SIZE 14)");
-    expect_line(&c, "* 2 FETCH (UID 2 RFC822.SIZE 14)");
-    expect_line(&c, "* 3 FETCH (UID 3 RFC822.SIZE 14)");
-    expect_line(&c, "f2 OK Fetch completed");
-    client_send(&c, "f3 FETCH 2 (FLAGS)\r\n");
-    expect_line(&c, "* 2 FETCH (FLAGS (\\Recent))");
-    expect_line(&c, "f3 OK Fetch completed");
-    client_send(&c, "f4 UID FETCH 1 (INTERNALDATE)\r\n");
-    const char *l = client_line(&c, WAIT_MS);
+    imapc_send(&c, "f1 UID FETCH 9:* (UID)\r\n");
+    imapc_expect_line(&c, "* 3 FETCH (UID 3)");
+    imapc_expect_line(&c, "f1 OK Fetch completed");
+    imapc_send(&c, "f2 UID FETCH 3,1:1,2 RFC822.SIZE\r\n");
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 RFC822.SIZE 14)");
+    imapc_expect_line(&c, "* 2 FETCH (UID 2 RFC822.SIZE 14)");
+    imapc_expect_line(&c, "* 3 FETCH (UID 3 RFC822.SIZE 14)");
+    imapc_expect_line(&c, "f2 OK Fetch completed");
+    imapc_send(&c, "f3 FETCH 2 (FLAGS)\r\n");
+    imapc_expect_line(&c, "* 2 FETCH (FLAGS (\\Recent))");
+    imapc_expect_line(&c, "f3 OK Fetch completed");
+    imapc_send(&c, "f4 UID FETCH 1 (INTERNALDATE)\r\n");
+    const char *l = imapc_line(&c, WAIT_MS);
     assert_non_null(l);
     int day, year, hh, mm, ss;
     char mon[4];
     assert_int_equal(sscanf(l, "* 1 FETCH (UID 1 INTERNALDATE \"%2d-%3s-%4d %2d:%2d:%2d +0000\")",
                             &day, mon, &year, &hh, &mm, &ss),
                      6);
-    expect_line(&c, "f4 OK Fetch completed");
-    client_send(&c, "f5 UID FETCH 1 (BODYSTRUCTURE)\r\n");
-    expect_line(&c, "f5 BAD Invalid fetch items");
-    client_send(&c, "f6 FETCH 7 (UID)\r\n");
-    expect_line(&c, "f6 BAD Invalid message set");
-    client_close(&c);
+    imapc_expect_line(&c, "f4 OK Fetch completed");
+    imapc_send(&c, "f5 UID FETCH 1 (BODYSTRUCTURE)\r\n");
+    imapc_expect_line(&c, "f5 BAD Invalid fetch items");
+    imapc_send(&c, "f6 FETCH 7 (UID)\r\n");
+    imapc_expect_line(&c, "f6 BAD Invalid message set");
+    imapc_close(&c);
     assert_true(fakeimap_stat(&srv, "fetches") >= 4);
 }
 
@@ -732,20 +544,20 @@ static void test_uid_fetch_ranges_star_and_sequence_numbers(void **state)
 static void test_starttls_then_login_over_tls(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
-    client_send(&c, "t1 STARTTLS\r\n");
-    expect_line(&c, "t1 OK Begin TLS negotiation now");
-    client_handshake(&c, srv.cert);
-    client_send(&c, "t2 CAPABILITY\r\n");
-    expect_line(&c, "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT AUTH=PLAIN "
-                    "AUTH=XOAUTH2");
-    expect_line(&c, "t2 OK CAPABILITY completed");
-    client_send(&c, "t3 STARTTLS\r\n");
-    expect_line(&c, "t3 BAD STARTTLS not available");
+    imapc_send(&c, "t1 STARTTLS\r\n");
+    imapc_expect_line(&c, "t1 OK Begin TLS negotiation now");
+    imapc_handshake(&c, srv.cert);
+    imapc_send(&c, "t2 CAPABILITY\r\n");
+    imapc_expect_line(&c, "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT AUTH=PLAIN "
+                          "AUTH=XOAUTH2");
+    imapc_expect_line(&c, "t2 OK CAPABILITY completed");
+    imapc_send(&c, "t3 STARTTLS\r\n");
+    imapc_expect_line(&c, "t3 BAD STARTTLS not available");
     client_login(&c, "user12", "pass12");
     client_examine(&c, "EXAMINE");
-    client_close(&c);
+    imapc_close(&c);
 }
 
 static void test_implicit_tls_greets_and_fetches(void **state)
@@ -757,22 +569,22 @@ static void test_implicit_tls_greets_and_fetches(void **state)
     assert_string_equal(host, "127.0.0.2");
     static const char m[] = "Subject: tls\r\n\r\nover tls\r\n";
     assert_int_equal(fakeimap_append(&srv, "user13", m, sizeof m - 1, NULL), 0);
-    struct client c;
-    client_open(&c, host, port, 1);
-    expect_line(&c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT AUTH=PLAIN "
-                    "AUTH=XOAUTH2] superimap-fake-imapd ready");
+    struct imapc c;
+    imapc_open(&c, host, port, srv.cert);
+    imapc_expect_line(&c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT AUTH=PLAIN "
+                          "AUTH=XOAUTH2] superimap-fake-imapd ready");
     client_login(&c, "user13", "pass13");
     client_examine(&c, "EXAMINE");
-    client_send(&c, "f1 UID FETCH 1 BODY.PEEK[]\r\n");
-    expect_line(&c, "* 1 FETCH (UID 1 BODY[] {26}");
-    expect_bytes(&c, m, sizeof m - 1);
-    expect_line(&c, ")");
-    expect_line(&c, "f1 OK Fetch completed");
-    client_send(&c, "i1 IDLE\r\n");
-    expect_line(&c, "+ idling");
+    imapc_send(&c, "f1 UID FETCH 1 BODY.PEEK[]\r\n");
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 BODY[] {26}");
+    imapc_expect_bytes(&c, m, sizeof m - 1);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "f1 OK Fetch completed");
+    imapc_send(&c, "i1 IDLE\r\n");
+    imapc_expect_line(&c, "+ idling");
     assert_int_equal(fakeimap_append(&srv, "user13", m, sizeof m - 1, NULL), 0);
-    expect_line(&c, "* 2 EXISTS");
-    client_close(&c);
+    imapc_expect_line(&c, "* 2 EXISTS");
+    imapc_close(&c);
 }
 
 static void test_require_tls_disables_login_until_starttls(void **state)
@@ -784,18 +596,18 @@ static void test_require_tls_disables_login_until_starttls(void **state)
     snprintf(f.key, sizeof f.key, "%s", srv.key);
     const char *extra[] = {"SUPERIMAP_FAKE_REQUIRE_TLS=1", NULL};
     assert_int_equal(fakeimap_start(&f, extra), 0);
-    struct client c;
-    client_open(&c, "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), 0);
-    expect_line(&c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT STARTTLS "
-                    "LOGINDISABLED AUTH=PLAIN AUTH=XOAUTH2] superimap-fake-imapd ready");
-    client_send(&c, "a1 LOGIN user1 pass1\r\n");
-    expect_line(&c, "a1 NO [PRIVACYREQUIRED] Use STARTTLS first.");
-    client_send(&c, "a2 STARTTLS\r\n");
-    expect_line(&c, "a2 OK Begin TLS negotiation now");
-    client_handshake(&c, srv.cert);
-    client_send(&c, "a3 LOGIN user1 pass1\r\n");
-    expect_prefix(&c, "a3 OK ");
-    client_close(&c);
+    struct imapc c;
+    imapc_open(&c, "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), NULL);
+    imapc_expect_line(&c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT STARTTLS "
+                          "LOGINDISABLED AUTH=PLAIN AUTH=XOAUTH2] superimap-fake-imapd ready");
+    imapc_send(&c, "a1 LOGIN user1 pass1\r\n");
+    imapc_expect_line(&c, "a1 NO [PRIVACYREQUIRED] Use STARTTLS first.");
+    imapc_send(&c, "a2 STARTTLS\r\n");
+    imapc_expect_line(&c, "a2 OK Begin TLS negotiation now");
+    imapc_handshake(&c, srv.cert);
+    imapc_send(&c, "a3 LOGIN user1 pass1\r\n");
+    imapc_expect_prefix(&c, "a3 OK ");
+    imapc_close(&c);
     assert_int_equal(fakeimap_stop(&f, 0), 0);
 }
 
@@ -804,7 +616,7 @@ static void test_require_tls_disables_login_until_starttls(void **state)
 static void test_sessions_counter_tracks_current_and_max_per_user(void **state)
 {
     (void)state;
-    struct client c[3];
+    struct imapc c[3];
     for (int i = 0; i < 3; i++) {
         client_plain(&c[i]);
         client_login(&c[i], "user14", "pass14");
@@ -814,7 +626,7 @@ static void test_sessions_counter_tracks_current_and_max_per_user(void **state)
     assert_int_equal(cur, 3);
     assert_int_equal(max, 3);
     assert_true(fakeimap_stat(&srv, "max_sessions_per_user") >= 3);
-    client_close(&c[0]);
+    imapc_close(&c[0]);
     long long deadline = harness_now_ms() + WAIT_MS;
     do {
         assert_int_equal(fakeimap_sessions(&srv, "user14", &cur, &max), 0);
@@ -822,11 +634,11 @@ static void test_sessions_counter_tracks_current_and_max_per_user(void **state)
     assert_int_equal(cur, 2);
     assert_int_equal(max, 3);
     assert_int_equal(fakeimap_kick(&srv, "user14"), 2);
-    expect_line(&c[1], "* BYE [UNAVAILABLE] Kicked");
-    assert_true(client_eof(&c[1], WAIT_MS));
-    assert_true(client_eof(&c[2], WAIT_MS));
-    client_close(&c[1]);
-    client_close(&c[2]);
+    imapc_expect_line(&c[1], "* BYE [UNAVAILABLE] Kicked");
+    assert_true(imapc_eof(&c[1], WAIT_MS));
+    assert_true(imapc_eof(&c[2], WAIT_MS));
+    imapc_close(&c[1]);
+    imapc_close(&c[2]);
     assert_int_equal(fakeimap_sessions(&srv, "user14", &cur, &max), 0);
     assert_int_equal(cur, 0);
     assert_int_equal(fakeimap_reset(&srv), 0);
@@ -844,17 +656,17 @@ static void test_max_sessions_per_user_answers_limit(void **state)
     assert_int_equal(fakeimap_start(&f, extra), 0);
     /* One login at a time: sent together, the server may read the third
      * before the second (it did, under ASan beside other work). */
-    struct client c[3];
+    struct imapc c[3];
     for (int i = 0; i < 3; i++) {
-        client_open(&c[i], "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), 0);
-        expect_prefix(&c[i], "* OK ");
-        client_send(&c[i], "a1 LOGIN user1 pass1\r\n");
+        imapc_open(&c[i], "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), NULL);
+        imapc_expect_prefix(&c[i], "* OK ");
+        imapc_send(&c[i], "a1 LOGIN user1 pass1\r\n");
         if (i < 2)
-            expect_prefix(&c[i], "a1 OK ");
+            imapc_expect_prefix(&c[i], "a1 OK ");
     }
-    expect_line(&c[2], "a1 NO [LIMIT] Too many simultaneous connections.");
+    imapc_expect_line(&c[2], "a1 NO [LIMIT] Too many simultaneous connections.");
     for (int i = 0; i < 3; i++)
-        client_close(&c[i]);
+        imapc_close(&c[i]);
     assert_int_equal(fakeimap_stop(&f, 0), 0);
 }
 
@@ -866,30 +678,30 @@ static void test_uidvalidity_change_renumbers_and_closes_selected_sessions(void 
     static const char m[] = "Subject: u\r\n\r\n";
     for (int i = 0; i < 2; i++)
         assert_int_equal(fakeimap_append(&srv, "user15", m, sizeof m - 1, NULL), 0);
-    struct client c, d;
+    struct imapc c, d;
     client_plain(&c);
     client_login(&c, "user15", "pass15");
     client_examine(&c, "EXAMINE");
     client_plain(&d); /* logged in, nothing selected: unaffected */
     client_login(&d, "user15", "pass15");
     assert_int_equal(fakeimap_set_uidvalidity(&srv, "user15", 77), 0);
-    expect_line(&c, "* BYE [UNAVAILABLE] UIDVALIDITY changed");
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
-    client_send(&d, "e1 EXAMINE INBOX\r\n");
-    expect_line(&d, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-    expect_line(&d, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
-    expect_line(&d, "* 2 EXISTS");
-    expect_line(&d, "* 2 RECENT");
-    expect_line(&d, "* OK [UNSEEN 1] First unseen");
-    expect_line(&d, "* OK [UIDVALIDITY 77] UIDs valid");
-    expect_line(&d, "* OK [UIDNEXT 5] Predicted next UID");
-    expect_line(&d, "e1 OK [READ-ONLY] EXAMINE completed");
-    client_send(&d, "f1 UID FETCH 1:* (UID)\r\n");
-    expect_line(&d, "* 1 FETCH (UID 3)");
-    expect_line(&d, "* 2 FETCH (UID 4)");
-    expect_line(&d, "f1 OK Fetch completed");
-    client_close(&d);
+    imapc_expect_line(&c, "* BYE [UNAVAILABLE] UIDVALIDITY changed");
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
+    imapc_send(&d, "e1 EXAMINE INBOX\r\n");
+    imapc_expect_line(&d, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+    imapc_expect_line(&d, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+    imapc_expect_line(&d, "* 2 EXISTS");
+    imapc_expect_line(&d, "* 2 RECENT");
+    imapc_expect_line(&d, "* OK [UNSEEN 1] First unseen");
+    imapc_expect_line(&d, "* OK [UIDVALIDITY 77] UIDs valid");
+    imapc_expect_line(&d, "* OK [UIDNEXT 5] Predicted next UID");
+    imapc_expect_line(&d, "e1 OK [READ-ONLY] EXAMINE completed");
+    imapc_send(&d, "f1 UID FETCH 1:* (UID)\r\n");
+    imapc_expect_line(&d, "* 1 FETCH (UID 3)");
+    imapc_expect_line(&d, "* 2 FETCH (UID 4)");
+    imapc_expect_line(&d, "f1 OK Fetch completed");
+    imapc_close(&d);
     char reply[128];
     assert_int_equal(fakeimap_request(&srv, "UIDVALIDITY nobody 5", reply, sizeof reply), 1);
 }
@@ -899,21 +711,21 @@ static void test_uidvalidity_change_renumbers_and_closes_selected_sessions(void 
 static void test_fault_bad_no_gibberish_answer_commands(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "bad"), 0);
-    client_send(&c, "a1 NOOP\r\n");
-    expect_line(&c, "a1 BAD Fault injected");
+    imapc_send(&c, "a1 NOOP\r\n");
+    imapc_expect_line(&c, "a1 BAD Fault injected");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "no"), 0);
-    client_send(&c, "a2 NOOP\r\n");
-    expect_line(&c, "a2 NO Fault injected");
+    imapc_send(&c, "a2 NOOP\r\n");
+    imapc_expect_line(&c, "a2 NO Fault injected");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "gibberish"), 0);
-    client_send(&c, "a3 NOOP\r\n");
-    const char *l = client_line(&c, WAIT_MS);
+    imapc_send(&c, "a3 NOOP\r\n");
+    const char *l = imapc_line(&c, WAIT_MS);
     assert_non_null(l);
     assert_true(strncmp(l, "* ", 2) == 0 && strstr(l, "NOOP") == NULL);
-    expect_line(&c, "a3 OK NOOP completed");
-    client_close(&c);
+    imapc_expect_line(&c, "a3 OK NOOP completed");
+    imapc_close(&c);
     char reply[512];
     assert_int_equal(fakeimap_request(&srv, "FAULTS", reply, sizeof reply), 0);
     assert_non_null(strstr(reply, " bad=1 no=1 gibberish="));
@@ -922,52 +734,52 @@ static void test_fault_bad_no_gibberish_answer_commands(void **state)
 static void test_fault_bye_drop_halfopen_at_connect(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     const char *host;
     int port = fakeimap_port(&srv, 0, 0, &host);
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "bye"), 0);
-    client_open(&c, host, port, 0);
-    expect_line(&c, "* BYE [UNAVAILABLE] Fault injected");
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
+    imapc_open(&c, host, port, NULL);
+    imapc_expect_line(&c, "* BYE [UNAVAILABLE] Fault injected");
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
 
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "drop"), 0);
-    client_open(&c, host, port, 0);
-    assert_true(client_eof(&c, WAIT_MS));
+    imapc_open(&c, host, port, NULL);
+    assert_true(imapc_eof(&c, WAIT_MS));
     assert_int_equal(c.len, 0); /* not a byte */
-    client_close(&c);
+    imapc_close(&c);
 
     long long sessions = fakeimap_stat(&srv, "sessions");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "halfopen"), 0);
-    client_open(&c, host, port, 0);
+    imapc_open(&c, host, port, NULL);
     assert_int_equal(fakeimap_wait_stat(&srv, "sessions", sessions + 1, WAIT_MS), 0);
     assert_int_equal(fakeimap_faults(&srv, 0, 1, "none"), 0);
-    client_send(&c, "a1 NOOP\r\n");
-    assert_null(client_line(&c, 300)); /* open, silent */
+    imapc_send(&c, "a1 NOOP\r\n");
+    assert_null(imapc_line(&c, 300)); /* open, silent */
     assert_int_equal(c.len, 0);
-    client_close(&c);
+    imapc_close(&c);
 }
 
 static void test_fault_halfopen_and_bye_mid_session(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user16", "pass16");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "halfopen"), 0);
-    client_send(&c, "a1 NOOP\r\n");
-    assert_null(client_line(&c, 300));
-    assert_false(client_eof(&c, 10));
-    client_close(&c);
+    imapc_send(&c, "a1 NOOP\r\n");
+    assert_null(imapc_line(&c, 300));
+    assert_false(imapc_eof(&c, 10));
+    imapc_close(&c);
 
     assert_int_equal(fakeimap_faults(&srv, 0, 1, "none"), 0);
     client_plain(&c);
     client_login(&c, "user16", "pass16");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "bye"), 0);
-    client_send(&c, "a1 NOOP\r\n");
-    expect_line(&c, "* BYE [UNAVAILABLE] Fault injected");
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
+    imapc_send(&c, "a1 NOOP\r\n");
+    imapc_expect_line(&c, "* BYE [UNAVAILABLE] Fault injected");
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
 }
 
 static void test_fault_noinbox_and_uidshift_on_examine(void **state)
@@ -976,27 +788,27 @@ static void test_fault_noinbox_and_uidshift_on_examine(void **state)
     static const char m[] = "Subject: f\r\n\r\n";
     for (int i = 0; i < 2; i++)
         assert_int_equal(fakeimap_append(&srv, "user17", m, sizeof m - 1, NULL), 0);
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user17", "pass17");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "noinbox"), 0);
-    client_send(&c, "e1 EXAMINE INBOX\r\n");
-    expect_line(&c, "e1 NO [NONEXISTENT] Mailbox doesn't exist");
+    imapc_send(&c, "e1 EXAMINE INBOX\r\n");
+    imapc_expect_line(&c, "e1 NO [NONEXISTENT] Mailbox doesn't exist");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "uidshift"), 0);
-    client_send(&c, "e2 EXAMINE INBOX\r\n");
+    imapc_send(&c, "e2 EXAMINE INBOX\r\n");
     const char *l;
     int saw = 0;
-    while ((l = client_line(&c, WAIT_MS)) != NULL && strncmp(l, "e2 ", 3) != 0) {
+    while ((l = imapc_line(&c, WAIT_MS)) != NULL && strncmp(l, "e2 ", 3) != 0) {
         saw += strcmp(l, "* OK [UIDVALIDITY 2] UIDs valid") == 0;
         saw += strcmp(l, "* OK [UIDNEXT 5] Predicted next UID") == 0;
     }
     assert_int_equal(saw, 2);
     assert_int_equal(fakeimap_faults(&srv, 0, 1, "none"), 0);
-    client_send(&c, "f1 UID FETCH 1:* (UID)\r\n");
-    expect_line(&c, "* 1 FETCH (UID 3)");
-    expect_line(&c, "* 2 FETCH (UID 4)");
-    expect_line(&c, "f1 OK Fetch completed");
-    client_close(&c);
+    imapc_send(&c, "f1 UID FETCH 1:* (UID)\r\n");
+    imapc_expect_line(&c, "* 1 FETCH (UID 3)");
+    imapc_expect_line(&c, "* 2 FETCH (UID 4)");
+    imapc_expect_line(&c, "f1 OK Fetch completed");
+    imapc_close(&c);
 }
 
 static void test_fault_trickle_sends_body_in_small_pieces(void **state)
@@ -1007,64 +819,64 @@ static void test_fault_trickle_sends_body_in_small_pieces(void **state)
     memcpy(m, "Subject: t\r\n\r\n", 14);
     memcpy(m + sizeof m - 2, "\r\n", 2);
     assert_int_equal(fakeimap_append(&srv, "user18", m, sizeof m, NULL), 0);
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user18", "pass18");
     client_examine(&c, "EXAMINE");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "trickle"), 0);
     c.reads = 0;
-    client_send(&c, "f1 UID FETCH 1 BODY.PEEK[]\r\n");
-    expect_line(&c, "* 1 FETCH (UID 1 BODY[] {400}");
-    expect_bytes(&c, m, sizeof m);
-    expect_line(&c, ")");
-    expect_line(&c, "f1 OK Fetch completed");
+    imapc_send(&c, "f1 UID FETCH 1 BODY.PEEK[]\r\n");
+    imapc_expect_line(&c, "* 1 FETCH (UID 1 BODY[] {400}");
+    imapc_expect_bytes(&c, m, sizeof m);
+    imapc_expect_line(&c, ")");
+    imapc_expect_line(&c, "f1 OK Fetch completed");
     if (c.reads < 20) /* 400+ bytes, a few at a time */
         fail_msg("the answer came in %d reads", c.reads);
-    client_close(&c);
+    imapc_close(&c);
 }
 
 static void test_fault_authfail_and_limit(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "authfail"), 0);
-    client_send(&c, "a1 LOGIN user19 pass19\r\n");
-    expect_line(&c, "a1 NO [AUTHENTICATIONFAILED] Authentication failed.");
+    imapc_send(&c, "a1 LOGIN user19 pass19\r\n");
+    imapc_expect_line(&c, "a1 NO [AUTHENTICATIONFAILED] Authentication failed.");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "limit"), 0);
-    client_send(&c, "a2 LOGIN user19 pass19\r\n");
-    expect_line(&c, "a2 NO [LIMIT] Too many simultaneous connections.");
-    client_close(&c);
+    imapc_send(&c, "a2 LOGIN user19 pass19\r\n");
+    imapc_expect_line(&c, "a2 NO [LIMIT] Too many simultaneous connections.");
+    imapc_close(&c);
     const char *host;
     int port = fakeimap_port(&srv, 0, 0, &host);
-    client_open(&c, host, port, 0);
-    expect_line(&c, "* BYE [UNAVAILABLE] Server busy, try later");
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
+    imapc_open(&c, host, port, NULL);
+    imapc_expect_line(&c, "* BYE [UNAVAILABLE] Server busy, try later");
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
 }
 
 static void test_fault_gibberish_then_drop_while_idle(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "user20", "pass20");
     client_examine(&c, "EXAMINE");
-    client_send(&c, "i1 IDLE\r\n");
-    expect_line(&c, "+ idling");
+    imapc_send(&c, "i1 IDLE\r\n");
+    imapc_expect_line(&c, "+ idling");
     static const char m[] = "Subject: d\r\n\r\n";
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "gibberish"), 0);
     assert_int_equal(fakeimap_append(&srv, "user20", m, sizeof m - 1, NULL), 0);
-    const char *l = client_line(&c, WAIT_MS);
+    const char *l = imapc_line(&c, WAIT_MS);
     assert_non_null(l);
     assert_true(strncmp(l, "* ", 2) == 0 && strstr(l, "EXISTS") == NULL);
-    expect_line(&c, "* 1 EXISTS");
-    expect_line(&c, "* 1 RECENT");
+    imapc_expect_line(&c, "* 1 EXISTS");
+    imapc_expect_line(&c, "* 1 RECENT");
     assert_int_equal(fakeimap_faults(&srv, 1.0, 1, "drop"), 0);
     assert_int_equal(fakeimap_append(&srv, "user20", m, sizeof m - 1, NULL), 0);
-    assert_true(client_eof(&c, WAIT_MS));
+    assert_true(imapc_eof(&c, WAIT_MS));
     assert_int_equal(c.len, 0); /* no EXISTS: dropped instead */
-    client_close(&c);
+    imapc_close(&c);
 }
 
 static void test_faults_are_deterministic_for_a_seed(void **state)
@@ -1072,17 +884,17 @@ static void test_faults_are_deterministic_for_a_seed(void **state)
     (void)state;
     char run[2][41];
     for (int r = 0; r < 2; r++) {
-        struct client c;
+        struct imapc c;
         client_plain(&c);
         assert_int_equal(fakeimap_faults(&srv, 0.5, 42, "bad,no"), 0);
         for (int i = 0; i < 40; i++) {
-            client_send(&c, "n%d NOOP\r\n", i);
-            const char *l = client_line(&c, WAIT_MS);
+            imapc_send(&c, "n%d NOOP\r\n", i);
+            const char *l = imapc_line(&c, WAIT_MS);
             assert_non_null(l);
             run[r][i] = strstr(l, " OK ") ? 'o' : strstr(l, " BAD ") ? 'b' : 'n';
         }
         run[r][40] = '\0';
-        client_close(&c);
+        imapc_close(&c);
     }
     assert_string_equal(run[0], run[1]);
     assert_non_null(strchr(run[0], 'o'));
@@ -1095,27 +907,27 @@ static void test_faults_are_deterministic_for_a_seed(void **state)
 static void test_overlong_command_gets_bye_and_close(void **state)
 {
     (void)state;
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     char big[9000];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    client_send(&c, "a1 NOOP %s", big);
-    expect_line(&c, "* BYE [ALERT] Command too long");
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
+    imapc_send(&c, "a1 NOOP %s", big);
+    imapc_expect_line(&c, "* BYE [ALERT] Command too long");
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
 
     client_plain(&c);
-    client_send(&c, "a1 LOGIN {99999}\r\n");
-    expect_line(&c, "* BYE [ALERT] Command too long");
-    client_close(&c);
+    imapc_send(&c, "a1 LOGIN {99999}\r\n");
+    imapc_expect_line(&c, "* BYE [ALERT] Command too long");
+    imapc_close(&c);
 
     client_plain(&c);
-    client_send(&c, "a1 LOGIN \"unterminated\r\n");
-    expect_line(&c, "a1 BAD Invalid command syntax");
-    client_send(&c, "(bad-tag NOOP\r\n");
-    expect_line(&c, "* BAD Missing or invalid command");
-    client_close(&c);
+    imapc_send(&c, "a1 LOGIN \"unterminated\r\n");
+    imapc_expect_line(&c, "a1 BAD Invalid command syntax");
+    imapc_send(&c, "(bad-tag NOOP\r\n");
+    imapc_expect_line(&c, "* BAD Missing or invalid command");
+    imapc_close(&c);
 }
 
 static void test_control_channel_rejects_bad_requests(void **state)
@@ -1130,10 +942,10 @@ static void test_control_channel_rejects_bad_requests(void **state)
     assert_int_equal(fakeimap_request(&srv, "PING", reply, sizeof reply), 0);
     assert_string_equal(reply, "OK pong");
     assert_int_equal(fakeimap_append(&srv, "alice@example.org", "x", 1, NULL), 0);
-    struct client c;
+    struct imapc c;
     client_plain(&c);
     client_login(&c, "alice@example.org", "pass-alice@example.org");
-    client_close(&c);
+    imapc_close(&c);
 }
 
 /* ---- Scale ---- */
@@ -1187,16 +999,16 @@ static void test_sigterm_with_sessions_open_exits_zero(void **state)
     assert_int_equal(fakeimap_start(&f, NULL), 0);
     static const char m[] = "Subject: q\r\n\r\n";
     assert_int_equal(fakeimap_append(&f, "user1", m, sizeof m - 1, NULL), 0);
-    struct client c;
-    client_open(&c, "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), 0);
-    expect_prefix(&c, "* OK ");
+    struct imapc c;
+    imapc_open(&c, "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), NULL);
+    imapc_expect_prefix(&c, "* OK ");
     client_login(&c, "user1", "pass1");
     client_examine(&c, "EXAMINE");
-    client_send(&c, "i1 IDLE\r\n");
-    expect_line(&c, "+ idling");
+    imapc_send(&c, "i1 IDLE\r\n");
+    imapc_expect_line(&c, "+ idling");
     assert_int_equal(fakeimap_stop(&f, 1), 0); /* keeps the directory for the checks below */
-    assert_true(client_eof(&c, WAIT_MS));
-    client_close(&c);
+    assert_true(imapc_eof(&c, WAIT_MS));
+    imapc_close(&c);
     assert_true(harness_log_contains(&f.proc, "stopped exit_code=0"));
     struct stat st;
     assert_int_equal(stat(f.control, &st), -1); /* the socket file is gone */
@@ -1214,13 +1026,13 @@ static void test_faults_configured_from_the_environment(void **state)
     char reply[512];
     assert_int_equal(fakeimap_request(&f, "FAULTS", reply, sizeof reply), 0);
     assert_int_equal(strncmp(reply, "OK rate=1 seed=5 list=noinbox bad=0 ", 36), 0);
-    struct client c;
-    client_open(&c, "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), 0);
-    expect_prefix(&c, "* OK ");
+    struct imapc c;
+    imapc_open(&c, "127.0.0.1", fakeimap_port(&f, 0, 0, NULL), NULL);
+    imapc_expect_prefix(&c, "* OK ");
     client_login(&c, "user3", "pass3");
-    client_send(&c, "e1 EXAMINE INBOX\r\n");
-    expect_line(&c, "e1 NO [NONEXISTENT] Mailbox doesn't exist");
-    client_close(&c);
+    imapc_send(&c, "e1 EXAMINE INBOX\r\n");
+    imapc_expect_line(&c, "e1 NO [NONEXISTENT] Mailbox doesn't exist");
+    imapc_close(&c);
     assert_int_equal(fakeimap_stat(&f, "faults"), 1);
     assert_int_equal(fakeimap_stop(&f, 0), 0);
 }
