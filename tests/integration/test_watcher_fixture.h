@@ -161,6 +161,18 @@ FX_FN int fx_user(const struct redis_srv *r, const char *uid, const char *pid, c
     return ok ? 0 : -1;
 }
 
+/* uid's own list of mailboxes to watch (JSON as the api stores it). 0 or -1. */
+FX_FN int fx_user_mailboxes(const struct redis_srv *r, const char *uid, const char *json)
+{
+    char key[96];
+    snprintf(key, sizeof key, "si:{%u}:user:%s", fx_shard(uid), uid);
+    const char *argv[] = {"HSET", key, "mailboxes", json};
+    redisReply *rep = fx_cmdv(r, 4, argv, NULL);
+    int ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
 /* Tells the watchers that uid's record changed (op update on si:changes,
  * as every api change of a user does): its session loads it again and
  * reconnects. 0 or -1. */
@@ -373,6 +385,50 @@ FX_FN const char *fx_json_str(yajl_val v, ...)
     }
     va_end(ap);
     return last != NULL ? json_get_str(v, last) : NULL;
+}
+
+/* The decoded payload of the event of uid whose envelope subject is tag,
+ * searched among pid's ready events in uid's shard; NULL when none. Counts such events in *count. */
+FX_FN yajl_val fx_event_by_subject(const struct redis_srv *r, const char *pid, const char *uid,
+                                   const char *tag, int *count)
+{
+    char ids[8192];
+    fx_ready_ids(r, uid, pid, ids, sizeof ids);
+    yajl_val found = NULL;
+    *count = 0;
+    for (char *save = NULL, *id = strtok_r(ids, " ", &save); id != NULL;
+         id = strtok_r(NULL, " ", &save)) {
+        if (strncmp(id, uid, strlen(uid)) != 0)
+            continue;
+        yajl_val v = fx_event(r, uid, id, NULL);
+        const char *subject = v != NULL ? fx_json_str(v, "envelope", "subject", NULL) : NULL;
+        if (subject != NULL && strcmp(subject, tag) == 0) {
+            (*count)++;
+            if (found == NULL) {
+                found = v;
+                continue;
+            }
+        }
+        json_free(v);
+    }
+    return found;
+}
+
+/* Polls until uid's event with subject tag exists; returns it (json_free()
+ * it), or NULL after ms. */
+FX_FN yajl_val fx_wait_event_by_subject(const struct redis_srv *r, const char *pid, const char *uid,
+                                        const char *tag, int ms)
+{
+    long long deadline = harness_now_ms() + ms;
+    int n = 0;
+    do {
+        yajl_val v = fx_event_by_subject(r, pid, uid, tag, &n);
+        if (v != NULL)
+            return v;
+        harness_poll_pause();
+    } while (harness_now_ms() < deadline);
+    fprintf(stderr, "user %s: no event with subject %s after %d ms\n", uid, tag, ms);
+    return NULL;
 }
 
 /* Polls a metric until it is at least want; 0 or -1. */

@@ -91,13 +91,8 @@ static void add_user(const char *uid, const char *login, const char *mailboxes)
     char pass[16];
     snprintf(pass, sizeof pass, "pass%s", login + 4);
     assert_int_equal(fx_user(&redis, uid, PID, CODE, login, login, pass), 0);
-    if (mailboxes != NULL) {
-        const char *argv[] = {"HSET", NULL, "mailboxes", mailboxes};
-        char key[96];
-        snprintf(key, sizeof key, "si:{%u}:user:%s", fx_shard(uid), uid);
-        argv[1] = key;
-        freeReplyObject(fx_cmdv(&redis, 4, argv, NULL));
-    }
+    if (mailboxes != NULL)
+        assert_int_equal(fx_user_mailboxes(&redis, uid, mailboxes), 0);
 }
 
 static size_t make_mail(char *out, size_t outlen, const char *user, const char *tag)
@@ -128,45 +123,13 @@ static void box_tag(const char *spec, char out[16])
     snprintf(out, 16, "m%.8s", hex);
 }
 
-/* The decoded payload of the event of uid whose subject is tag, searched
- * among pid's ready events; NULL when none. Counts such events in *count. */
-static yajl_val event_with_subject(const char *uid, const char *tag, int *count)
-{
-    char ids[8192];
-    fx_ready_ids(&redis, uid, PID, ids, sizeof ids);
-    yajl_val found = NULL;
-    *count = 0;
-    for (char *save = NULL, *id = strtok_r(ids, " ", &save); id != NULL;
-         id = strtok_r(NULL, " ", &save)) {
-        if (strncmp(id, uid, strlen(uid)) != 0)
-            continue;
-        yajl_val v = fx_event(&redis, uid, id, NULL);
-        const char *subject = v != NULL ? fx_json_str(v, "envelope", "subject", NULL) : NULL;
-        if (subject != NULL && strcmp(subject, tag) == 0) {
-            (*count)++;
-            if (found == NULL) {
-                found = v;
-                continue;
-            }
-        }
-        json_free(v);
-    }
-    return found;
-}
-
-/* Polls until uid's event with subject tag exists; returns it (json_free). */
+/* uid's event with subject tag, waited for (json_free() it). */
 static yajl_val wait_event(const char *uid, const char *tag, int ms)
 {
-    long long deadline = harness_now_ms() + ms;
-    int n = 0;
-    do {
-        yajl_val v = event_with_subject(uid, tag, &n);
-        if (v != NULL)
-            return v;
-        harness_poll_pause();
-    } while (harness_now_ms() < deadline);
-    fail_msg("user %s: no event with subject %s after %d ms", uid, tag, ms);
-    return NULL;
+    yajl_val v = fx_wait_event_by_subject(&redis, PID, uid, tag, ms);
+    if (v == NULL)
+        fail_msg("user %s: no event with subject %s", uid, tag);
+    return v;
 }
 
 static void test_inbox_and_junk_one_webhook_each(void **state)
@@ -216,17 +179,17 @@ static void test_inbox_and_junk_one_webhook_each(void **state)
     yajl_val v2 = wait_event(inbox, "u2-inbox", 15000);
     json_free(v2);
     int n = 0;
-    assert_null(event_with_subject(inbox, "u2-junk", &n));
+    assert_null(fx_event_by_subject(&redis, PID, inbox, "u2-junk", &n));
     char out[64];
     assert_int_equal(harness_redis_get(&redis, out, sizeof out, "HEXISTS si:{%u}:cur:%s %s",
                                        fx_shard(inbox), inbox, "last_uid:\\Junk"),
                      0);
     assert_string_equal(out, "0");
     /* One of each for user1: nothing announced twice. */
-    vj = event_with_subject(both, "u1-junk", &n);
+    vj = fx_event_by_subject(&redis, PID, both, "u1-junk", &n);
     assert_int_equal(n, 1);
     json_free(vj);
-    vi = event_with_subject(both, "u1-inbox", &n);
+    vi = fx_event_by_subject(&redis, PID, both, "u1-inbox", &n);
     assert_int_equal(n, 1);
     json_free(vi);
     /* Dovecot has NOTIFY: Junk's news came without a STATUS poll. */
@@ -306,7 +269,7 @@ static void test_mail_while_stopped_is_announced_once(void **state)
                                        "gap-j2",   "after-j",  "after-i"};
     for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
         int n = 0;
-        yajl_val v = event_with_subject(uid, tags[i], &n);
+        yajl_val v = fx_event_by_subject(&redis, PID, uid, tags[i], &n);
         if (n != 1)
             fail_msg("%s announced %d times", tags[i], n);
         json_free(v);

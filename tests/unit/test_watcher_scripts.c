@@ -491,11 +491,23 @@ static long long record_in(const char *mailbox, const char *uidvalidity, const c
     snprintf(eid, sizeof eid, "u1.%s.%s%s%s", uidvalidity, uid, mailbox ? ".m" : "",
              mailbox ? mailbox : "");
     snprintf(evt, sizeof evt, "si:{3}:evt:%s", eid);
-    const char *argv[24] = {
-        "si:{3}:lease:u1", "si:{3}:alive:w1:1", "si:{3}:cur:u1", evt,   "si:{3}:ready:p7",
-        "si:{3}:ready_partners", "si:{3}:user:u1", "w1:1",       uidvalidity, uid,
-        eid,               "p7",                "0",             "type",  "new_mail",
-        "payload",         "v1:x"};
+    const char *argv[24] = {"si:{3}:lease:u1",
+                            "si:{3}:alive:w1:1",
+                            "si:{3}:cur:u1",
+                            evt,
+                            "si:{3}:ready:p7",
+                            "si:{3}:ready_partners",
+                            "si:{3}:user:u1",
+                            "w1:1",
+                            uidvalidity,
+                            uid,
+                            eid,
+                            "p7",
+                            "0",
+                            "type",
+                            "new_mail",
+                            "payload",
+                            "v1:x"};
     int argc = 17;
     if (mailbox != NULL) {
         argv[argc++] = "mailbox";
@@ -510,9 +522,15 @@ static long long record_in(const char *mailbox, const char *uidvalidity, const c
 
 static long long baseline_of(const char *mailbox, const char *uidvalidity, const char *last)
 {
-    const char *argv[] = {"si:{3}:lease:u1", "si:{3}:alive:w1:1", "si:{3}:cur:u1",
-                          "si:{3}:user:u1",  "w1:1",             uidvalidity,
-                          last,              "",                 mailbox};
+    const char *argv[] = {"si:{3}:lease:u1",
+                          "si:{3}:alive:w1:1",
+                          "si:{3}:cur:u1",
+                          "si:{3}:user:u1",
+                          "w1:1",
+                          uidvalidity,
+                          last,
+                          "",
+                          mailbox};
     redisReply *r = rsync_script(rs, "cursor_baseline", 4, 9, argv, NULL);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -580,8 +598,8 @@ static void test_user_state_writes_and_clears_missing_mailboxes(void **state)
     redisReply *r = rsync_command(rs, "HGET si:{3}:user:u1 mailboxes_missing");
     assert_string_equal(r->str, "[\"Work\"]");
     freeReplyObject(r);
-    const char *clear[] = {"si:{3}:lease:u1", "si:{3}:alive:w1:1", "si:{3}:user:u1", "w1:1",
-                           "mailboxes_missing", ""};
+    const char *clear[] = {
+        "si:{3}:lease:u1", "si:{3}:alive:w1:1", "si:{3}:user:u1", "w1:1", "mailboxes_missing", ""};
     assert_int_equal(run("user_state", 3, 6, clear, NULL, 0), 1);
     assert_int_equal(redis_fixture_int(&fx, "HEXISTS si:{3}:user:u1 mailboxes_missing"), 0);
 }
