@@ -155,7 +155,8 @@ void session_close(struct imap_session *s)
     session_boxes_reset(s);
     s->tls_up = s->authed = s->selected = 0;
     s->need_fetch = s->probing = s->healthy = 0;
-    s->mb.uidvalidity = s->mb.uidnext = s->mb.last_uid = s->mb.base_uid = s->mb.max_uid_seen = 0;
+    s->mb.uidvalidity = s->mb.uidnext = s->mb.last_uid = s->mb.base_uid = 0;
+    s->max_uid_seen = 0;
     s->exists_mono = 0;
     session_set_watching(s, 0);
     s->epoch++;

@@ -25,7 +25,7 @@
  * whose mailboxes exists fails as misconfigured (config backoff).
  *
  * A user who watches INBOX only has no box_set (s->boxes NULL): nothing here
- * runs for it and its session keeps its size.
+ * runs for it, and it costs its session one pointer.
  *
  * Depends on: session_mailbox (examine, fetch, IDLE), session_base,
  * session_store (mailboxes_missing), proto/mailboxes, proto/imap_cmd.

@@ -89,10 +89,9 @@ struct mailbox_view {
     uint32_t uidvalidity, uidnext;
     uint32_t last_uid;              /* the cursor: highest UID recorded */
     uint32_t base_uid;              /* the cursor cursor_baseline gave this connection */
-    uint32_t max_uid_seen;          /* S_UIDNEXT */
     uint32_t force_too_large;       /* a UID whose body overflowed the parser */
-    struct pending_msg *msgs;       /* S_FETCH .. S_RECORD, in UID order */
     uint32_t nmsgs, imsg, msgs_cap; /* UIDs are 32-bit: so is any count of messages */
+    struct pending_msg *msgs;       /* S_FETCH .. S_RECORD, in UID order */
     union {
         struct imap_response *body; /* S_BODY: the FETCH with BODY[] (hashing == 0) */
         struct crypto_sha1 *hash;   /* S_HASH: the message's bytes so far (hashing == 1) */
@@ -119,7 +118,7 @@ struct watch_box {
 };
 
 /* The mailboxes of a user who watches more than INBOX (NULL otherwise:
- * INBOX only costs nothing). s->mb describes the one selected. */
+ * INBOX only costs this pointer alone). s->mb describes the one selected. */
 struct box_set {
     struct watch_box *b;
     uint8_t n;               /* boxes, at most MAILBOXES_MAX */
@@ -150,11 +149,12 @@ struct imap_session {
     enum sess_state state; /* changed only through set_state() */
     enum pub_state pub;    /* last written to the user hash */
     unsigned epoch;        /* bumps per connection attempt: stale Redis answers are ignored */
+    int busy;              /* inside one of our callbacks */
     struct session_retry retry;
     struct rreq_owner redis; /* Redis calls in flight (core/rreq); moves on with epoch */
-    int busy;                /* inside one of our callbacks */
     uint32_t cursor_epoch;   /* LOAD: the user's archives and restores so far; only a session
                                 of the current one writes the cursor (cursor_baseline.lua) */
+    uint32_t max_uid_seen;   /* S_UIDNEXT: the highest UID the server gave */
     uint64_t gen;            /* generation that holds the lease */
 
     /* What the server said it can do (CAPABILITY), for this connection. */

@@ -409,8 +409,8 @@ int session_mailbox_fetch(struct imap_session *s, struct imap_response *r)
         return 1;
     }
     if (s->state == S_UIDNEXT && (r->fetch.has & IMAP_FETCH_UID)) {
-        if (r->fetch.uid > s->mb.max_uid_seen)
-            s->mb.max_uid_seen = r->fetch.uid;
+        if (r->fetch.uid > s->max_uid_seen)
+            s->max_uid_seen = r->fetch.uid;
         return 0;
     }
     if (s->state == S_HASH && s->hashing && (r->fetch.has & IMAP_FETCH_BODY) &&
@@ -451,7 +451,7 @@ void session_mailbox_examined(struct imap_session *s, const struct imap_response
     }
     if (s->mb.uidnext == 0) {
         session_new_tag(s);
-        s->mb.max_uid_seen = 0;
+        s->max_uid_seen = 0;
         session_send_command(s, imap_cmd_uid_fetch_last(&s->conn.out, s->tag), S_UIDNEXT,
                              "output buffer full");
         return;
@@ -464,7 +464,7 @@ void session_mailbox_uidnext(struct imap_session *s, const struct imap_response 
     (void)r;
     (void)ok;
     /* An empty mailbox may answer NO or BAD to "*": nothing is old then. */
-    s->mb.uidnext = s->mb.max_uid_seen + 1;
+    s->mb.uidnext = s->max_uid_seen + 1;
     start_baseline(s);
 }
 

@@ -220,8 +220,7 @@ static void test_mailbox_deleted_while_watched_is_reported(void **state)
     start_watcher();
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);
     assert_int_equal(fakeimap_mailbox(&srv, "user4", "delete", "Work", NULL, NULL), 0);
-    assert_int_equal(
-        fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Work\"]", 25000), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Work\"]", 25000), 0);
     append_to("user4", "Receipts", "receipt-1");
     json_free(wait_event(uid, "receipt-1", 25000));
     append_to("user4", "INBOX", "inbox-1");
