@@ -4,7 +4,8 @@
  *
  *   - without NOTIFY the other mailboxes are checked with STATUS every
  *     provider mailbox_poll_s, and their mail is announced; with NOTIFY no
- *     STATUS is sent and the news comes pushed;
+ *     STATUS is sent and the news comes pushed, and a deletion it reports
+ *     is checked and reported at once;
  *   - Gmail (X-GM-EXT-1): a message under two watched labels is announced
  *     once, with gmail_msgid, gmail_thrid and gmail_labels;
  *   - a mailbox deleted while watched is noticed by the next STATUS round and
@@ -171,6 +172,13 @@ static void test_notify_pushes_news_without_status(void **state)
     assert_int_equal(fakeimap_stat(&srv, "cmd_status"), 0);
     assert_true(fakeimap_stat(&srv, "cmd_notify") >= 1);
     assert_int_equal(fx_ready_count(&redis, uid, PID), 3);
+    /* A deletion NOTIFY reports (a LIST response) is checked at once with
+     * STATUS, not at the next round an hour away. */
+    assert_int_equal(fakeimap_mailbox(&srv, "user2", "delete", "Work", NULL, NULL), 0);
+    assert_int_equal(
+        fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Work\"]", 15000), 0);
+    append_to("user2", "Junk", "junk-2");
+    json_free(wait_event(uid, "junk-2", 15000));
 }
 
 static void test_gmail_message_under_two_labels_announced_once(void **state)
