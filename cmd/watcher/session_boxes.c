@@ -60,33 +60,26 @@ void session_boxes_free(struct imap_session *s)
     s->boxes = NULL;
 }
 
-int session_boxes_load(struct imap_session *s, const char *json, char *why, size_t whylen)
+int session_boxes_load(struct imap_session *s, const char *json, const char *missing, char *why,
+                       size_t whylen)
 {
-    char *pub = NULL;
-    if (s->boxes != NULL) {
-        pub = s->boxes->missing_pub; /* what the user hash holds stays known */
-        s->boxes->missing_pub = NULL;
-    }
     session_boxes_free(s);
     struct mailbox_list l = {0};
-    if (json == NULL || json[0] == '\0') {
-        xfree(pub);
-        return 0;
-    }
-    if (mailboxes_parse(json, strlen(json), &l, why, whylen) < 0) {
-        xfree(pub);
+    if (json != NULL && json[0] != '\0' && mailboxes_parse(json, strlen(json), &l, why, whylen) < 0)
         return -1;
-    }
-    if (mailboxes_inbox_only(&l)) {
+    int has_missing = missing != NULL && missing[0] != '\0';
+    if (l.n == 0 || mailboxes_inbox_only(&l)) {
         mailboxes_free(&l);
-        xfree(pub);
+        /* Left from a list watched before: INBOX is never missing. */
+        if (has_missing)
+            session_store_publish_missing(s, "");
         return 0;
     }
     struct box_set *bs = xcalloc(1, sizeof *bs);
     bs->b = xcalloc(l.n, sizeof *bs->b);
     bs->n = (uint8_t)l.n;
     bs->cur = bs->n;
-    bs->missing_pub = pub;
+    bs->missing_pub = has_missing ? xstrdup(missing) : NULL;
     for (size_t i = 0; i < l.n; i++) {
         bs->b[i].spec = xstrdup(l.items[i].name);
         bs->b[i].special = l.items[i].special != MB_NAME && l.items[i].special != MB_INBOX;

@@ -338,9 +338,12 @@ int session_box_special(const struct imap_session *s);
  * and its spec for the cursor (NULL for INBOX). */
 const char *session_box_name(const struct imap_session *s);
 const char *session_box_spec(const struct imap_session *s);
-/* Builds s->boxes from a mailbox list's JSON (NULL: INBOX); returns 0, or
- * -1 with why filled in when the list cannot be read. */
-int session_boxes_load(struct imap_session *s, const char *json, char *why, size_t whylen);
+/* Builds s->boxes from a mailbox list's JSON (NULL: INBOX), the user's
+ * mailboxes_missing as Redis holds it being missing (NULL: none; cleared
+ * when INBOX alone is watched now); returns 0, or -1 with why filled in
+ * when the list cannot be read. */
+int session_boxes_load(struct imap_session *s, const char *json, const char *missing, char *why,
+                       size_t whylen);
 /* A new connection: every mailbox to be found and examined again. */
 void session_boxes_reset(struct imap_session *s);
 void session_boxes_free(struct imap_session *s);

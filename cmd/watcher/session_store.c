@@ -184,7 +184,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
     if (s == NULL)
         return;
     session_loaded_cb *done = q->done.loaded;
-    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 14) {
+    if (err < 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 15) {
         char why[256];
         snprintf(why, sizeof why, "cannot read the user: %s",
                  err < 0 ? err_str(err) : "unexpected reply");
@@ -198,7 +198,8 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
                *archived = reply_str(reply->element[6]), *access = reply_str(reply->element[7]),
                *exp = reply_str(reply->element[8]), *state = reply_str(reply->element[9]),
                *connected = reply_str(reply->element[10]), *epoch = reply_str(reply->element[11]),
-               *boxes = reply_str(reply->element[12]), *conn_boxes = reply_str(reply->element[13]);
+               *boxes = reply_str(reply->element[12]), *conn_boxes = reply_str(reply->element[13]),
+               *missing = reply_str(reply->element[14]);
     const char *why = NULL;
     if (pid == NULL || code == NULL || code[0] == '\0' || strlen(code) > PROVIDER_CODE_MAX)
         why = "user record incomplete (pid, code)";
@@ -221,7 +222,7 @@ static void on_user(struct rreq *req, struct redisReply *reply, int err)
         return;
     }
     char bwhy[200];
-    if (session_boxes_load(s, boxes != NULL ? boxes : conn_boxes, bwhy, sizeof bwhy) < 0) {
+    if (session_boxes_load(s, boxes != NULL ? boxes : conn_boxes, missing, bwhy, sizeof bwhy) < 0) {
         char why2[256];
         snprintf(why2, sizeof why2, "the user's mailboxes cannot be read: %s", bwhy);
         done(s, F_CONFIG, why2);
@@ -284,7 +285,8 @@ int session_store_load_user(struct imap_session *s, session_loaded_cb *done)
                           "connected_at",
                           "cursor_epoch",
                           "mailboxes",
-                          "conn_mailboxes"};
+                          "conn_mailboxes",
+                          "mailboxes_missing"};
     int rc = callgate_command_argv(s->w->calls, rreq_on_reply, &r->req,
                                    (int)(sizeof argv / sizeof argv[0]), argv, NULL);
     if (rc < 0)

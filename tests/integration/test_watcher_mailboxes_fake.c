@@ -9,7 +9,8 @@
  *   - Gmail (X-GM-EXT-1): a message under two watched labels is announced
  *     once, with gmail_msgid, gmail_thrid and gmail_labels;
  *   - a mailbox deleted while watched is noticed by the next STATUS round and
- *     reported, the other mailboxes still watched;
+ *     reported, the other mailboxes still watched; the report goes once it is
+ *     back (also for a watcher started afresh) or no longer watched;
  *   - faults on LIST, NOTIFY, STATUS and EXAMINE end the connection, and the
  *     mail of both mailboxes is still announced exactly once.
  *
@@ -175,8 +176,7 @@ static void test_notify_pushes_news_without_status(void **state)
     /* A deletion NOTIFY reports (a LIST response) is checked at once with
      * STATUS, not at the next round an hour away. */
     assert_int_equal(fakeimap_mailbox(&srv, "user2", "delete", "Work", NULL, NULL), 0);
-    assert_int_equal(
-        fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Work\"]", 15000), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Work\"]", 15000), 0);
     append_to("user2", "Junk", "junk-2");
     json_free(wait_event(uid, "junk-2", 15000));
 }
@@ -234,6 +234,18 @@ static void test_mailbox_deleted_while_watched_is_reported(void **state)
     append_to("user4", "INBOX", "inbox-1");
     json_free(wait_event(uid, "inbox-1", 15000));
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 1000), 0);
+
+    /* A watcher started afresh reads the field Redis holds: back again, it
+     * goes; and a user who now watches INBOX alone never keeps one. */
+    harness_proc_stop(&w);
+    assert_int_equal(fakeimap_mailbox(&srv, "user4", "create", "Work", NULL, NULL), 0);
+    start_watcher();
+    assert_int_equal(fx_wait_user_field(&redis, uid, "mailboxes_missing", "", 15000), 0);
+    assert_int_equal(fakeimap_mailbox(&srv, "user4", "delete", "Work", NULL, NULL), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "mailboxes_missing", "[\"Work\"]", 25000), 0);
+    assert_int_equal(fx_user_mailboxes(&redis, uid, "[\"INBOX\"]"), 0);
+    assert_int_equal(fx_touch_user(&redis, uid), 0);
+    assert_int_equal(fx_wait_user_field(&redis, uid, "mailboxes_missing", "", 15000), 0);
 }
 
 static void test_faults_lose_and_repeat_nothing(void **state)
