@@ -459,6 +459,19 @@ void session_boxes_statused(struct imap_session *s, const struct imap_response *
     session_mailbox_fetch_new(s);
 }
 
+int session_boxes_pending(const struct imap_session *s)
+{
+    const struct box_set *bs = s->boxes;
+    if (bs == NULL)
+        return 0;
+    if (bs->status_now)
+        return 1;
+    for (uint8_t i = 0; i < bs->n; i++)
+        if (i != bs->cur && bs->b[i].dirty && !bs->b[i].missing)
+            return 1;
+    return 0;
+}
+
 int64_t session_boxes_status_due_in(const struct imap_session *s)
 {
     const struct box_set *bs = s->boxes;

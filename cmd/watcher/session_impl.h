@@ -327,6 +327,9 @@ int session_boxes_examine_refused(struct imap_session *s, const char *text);
 void session_boxes_caught_up(struct imap_session *s);
 /* IDLE (or a poll's NOOP) ended: STATUS round when due, then fetch. */
 void session_boxes_resume(struct imap_session *s);
+/* 1 when another mailbox has news or a STATUS round is asked for: IDLE
+ * must end at once. */
+int session_boxes_pending(const struct imap_session *s);
 /* When the next STATUS round is due, in ms from now; -1: none. */
 int64_t session_boxes_status_due_in(const struct imap_session *s);
 /* Just examined: 1 when the selected mailbox's cursor is known from earlier

@@ -343,7 +343,7 @@ void session_mailbox_idle_started(struct imap_session *s)
     became_healthy(s);
     s->idle_since_mono = time_mono_ms();
     s->probing = 0;
-    if (s->need_fetch) {
+    if (s->need_fetch || session_boxes_pending(s)) {
         /* Mail came while IDLE was starting: leave at once. */
         leave_idle(s);
         return;
