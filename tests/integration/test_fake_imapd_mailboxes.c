@@ -24,7 +24,7 @@
 #include "tests/integration/harness.h"
 #include "tests/integration/imapc.h"
 
-#define WAIT_MS IMAPC_WAIT_MS
+#define WAIT_MS  IMAPC_WAIT_MS
 #define QUIET_MS 200 /* a push that should not come: nothing within this */
 
 static struct fakeimap srv;
@@ -42,8 +42,9 @@ static void login(struct imapc *c, const char *user, const char *caps)
     imapc_expect_prefix(c, "* OK [CAPABILITY IMAP4rev1 ");
     imapc_send(c, "L1 LOGIN %s pass%s\r\n", user, user + 4);
     char want[512];
-    snprintf(want, sizeof want, "L1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT%s] "
-                                "Logged in",
+    snprintf(want, sizeof want,
+             "L1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE ID UNSELECT%s] "
+             "Logged in",
              caps);
     imapc_expect_line(c, want);
 }
@@ -208,7 +209,7 @@ static void test_folders_listed_statused_examined_without_profiles(void **state)
     assert_int_equal(fakeimap_stat(&srv, "cmd_status"), 3);
     assert_int_equal(fakeimap_stat(&srv, "cmd_examine"), 2);
     assert_int_equal(fakeimap_stat(&srv, "cmd_uid_fetch"), 2); /* refused ones too */
-    assert_int_equal(fakeimap_stat(&srv, "cmd_notify"), 0); /* unknown without the profile */
+    assert_int_equal(fakeimap_stat(&srv, "cmd_notify"), 0);    /* unknown without the profile */
     assert_int_equal(fakeimap_stat(&srv, "cmd_login"), 1);
 }
 
@@ -474,8 +475,7 @@ static void test_gmail_one_message_under_two_labels_has_one_msgid(void **state)
     const char *labels[] = {"INBOX", "Work"};
     uint64_t id = 0, id2 = 0;
     uint32_t uids[2] = {0, 0};
-    assert_int_equal(fakeimap_append_labels(&srv, u, labels, 2, msg, sizeof msg - 1, &id, uids),
-                     0);
+    assert_int_equal(fakeimap_append_labels(&srv, u, labels, 2, msg, sizeof msg - 1, &id, uids), 0);
     assert_true(id > 0);
     assert_int_equal(uids[0], 1);
     assert_int_equal(uids[1], 1);
@@ -485,6 +485,7 @@ static void test_gmail_one_message_under_two_labels_has_one_msgid(void **state)
     const char *one[] = {"INBOX"};
     assert_int_equal(fakeimap_append_labels(&srv, u, one, 1, msg, sizeof msg - 1, &id2, NULL), 0);
     assert_true(id2 != id);
+    assert_int_equal(fakeimap_append_to(&srv, u, "Work", msg, sizeof msg - 1, NULL), 0);
     struct imapc c;
     login(&c, u, "");
     run_to_tag(&c, "a1", "EXAMINE INBOX", "OK [READ-ONLY]");
@@ -502,9 +503,11 @@ static void test_gmail_one_message_under_two_labels_has_one_msgid(void **state)
              (unsigned long long)id2, (unsigned long long)id2);
     imapc_expect_line(&c, "b2 OK Fetch completed");
     run_to_tag(&c, "b3", "EXAMINE Work", "OK [READ-ONLY]");
-    imapc_send(&c, "b4 FETCH 1 (X-GM-MSGID X-GM-LABELS)\r\n");
+    imapc_send(&c, "b4 FETCH 1:* (X-GM-MSGID X-GM-LABELS)\r\n");
     expect_f(&c, "* 1 FETCH (X-GM-MSGID %llu X-GM-LABELS (\\Inbox \"Work\"))",
              (unsigned long long)id);
+    imapc_expect_prefix(&c, "* 2 FETCH (X-GM-MSGID "); /* a plain append: its folder's label */
+    assert_non_null(strstr(c.line, " X-GM-LABELS (\"Work\"))"));
     imapc_expect_line(&c, "b4 OK Fetch completed");
     imapc_close(&c);
 }
