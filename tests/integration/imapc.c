@@ -200,4 +200,3 @@ int imapc_eof(struct imapc *c, int ms)
             return 0;
     }
 }
-
