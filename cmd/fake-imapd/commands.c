@@ -999,8 +999,16 @@ static void render_message(struct session *s, size_t i, const struct fetch_job *
         session_reply(s, "%sX-GM-THRID %llu", sep, (unsigned long long)m->gm_thrid);
         sep = " ";
     }
-    if (items & FI_GM_LABELS) {
-        session_reply(s, "%sX-GM-LABELS %s", sep, m->labels != NULL ? m->labels : "()");
+    if (items & FI_GM_LABELS && m->labels != NULL) {
+        session_reply(s, "%sX-GM-LABELS %s", sep, m->labels);
+        sep = " ";
+    } else if (items & FI_GM_LABELS) { /* appended to one folder: its own label */
+        session_reply(s, "%sX-GM-LABELS (", sep);
+        if (mb == &s->mb->inbox)
+            session_reply(s, "\\Inbox");
+        else
+            session_put_mailbox(s, mbox_folder_name(mb));
+        session_reply(s, ")");
         sep = " ";
     }
     size_t body = m->size - m->header_len;

@@ -515,15 +515,16 @@ void session_folder_lost(struct account *mb, const struct folder *f, struct sess
     for (struct mbox_link *l = mb->sessions.next; l != &mb->sessions; l = next) {
         next = l->next;
         struct session *o = l->owner;
-        if (o == except || o->state != ST_SELECTED || o->sel != f || o->is_closing ||
-            o->close_after_flush)
+        if (o == except || o->sel != f)
+            continue;
+        o->sel = NULL; /* also when already leaving: f may be freed next */
+        if (o->state != ST_SELECTED || o->close_after_flush)
             continue;
         o->env->hooks.more_free(o->fetch);
         o->fetch = NULL;
         session_reply(o, "* BYE [UNAVAILABLE] %s\r\n", why);
         o->close_after_flush = 1;
         o->discard_input = 1;
-        o->sel = NULL;
         session_wake(o);
     }
 }

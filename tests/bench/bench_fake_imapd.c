@@ -85,7 +85,7 @@ static int control(const char *req, char *out, size_t outlen)
 
 static long stat_value(const char *name)
 {
-    char reply[1024], key[64];
+    char reply[4096], key[64]; /* the whole line: the per-command counters make it long */
     if (control("STATS", reply, sizeof reply) < 0)
         return -1;
     snprintf(key, sizeof key, " %s=", name);

@@ -485,6 +485,7 @@ static void test_gmail_one_message_under_two_labels_has_one_msgid(void **state)
     const char *one[] = {"INBOX"};
     assert_int_equal(fakeimap_append_labels(&srv, u, one, 1, msg, sizeof msg - 1, &id2, NULL), 0);
     assert_true(id2 != id);
+    assert_int_equal(fakeimap_append_to(&srv, u, "Work", msg, sizeof msg - 1, NULL), 0);
     struct imapc c;
     login(&c, u, "");
     run_to_tag(&c, "a1", "EXAMINE INBOX", "OK [READ-ONLY]");
@@ -502,9 +503,11 @@ static void test_gmail_one_message_under_two_labels_has_one_msgid(void **state)
              (unsigned long long)id2, (unsigned long long)id2);
     imapc_expect_line(&c, "b2 OK Fetch completed");
     run_to_tag(&c, "b3", "EXAMINE Work", "OK [READ-ONLY]");
-    imapc_send(&c, "b4 FETCH 1 (X-GM-MSGID X-GM-LABELS)\r\n");
+    imapc_send(&c, "b4 FETCH 1:* (X-GM-MSGID X-GM-LABELS)\r\n");
     expect_f(&c, "* 1 FETCH (X-GM-MSGID %llu X-GM-LABELS (\\Inbox \"Work\"))",
              (unsigned long long)id);
+    imapc_expect_prefix(&c, "* 2 FETCH (X-GM-MSGID "); /* a plain append: its folder's label */
+    assert_non_null(strstr(c.line, " X-GM-LABELS (\"Work\"))"));
     imapc_expect_line(&c, "b4 OK Fetch completed");
     imapc_close(&c);
 }
