@@ -72,7 +72,9 @@ int input_mailboxes(struct req *r, const char *name, char **out, int *has)
     }
     struct mailbox_list l;
     char why[160];
-    int bad = p->type != PARAM_STR && p->type != PARAM_OTHER;
+    /* A form sends the array's JSON text; a bare name is no list. */
+    int bad = (p->type != PARAM_STR && p->type != PARAM_OTHER) ||
+              (p->type == PARAM_STR && p->value[strspn(p->value, " \t\r\n")] != '[');
     if (bad)
         snprintf(why, sizeof why, "%s: must be an array of 1 to %d strings, or null", name,
                  MAILBOXES_MAX);
