@@ -671,6 +671,18 @@ static void test_mailboxes_are_stored_canonical_and_users_inherit_them(void **st
     api_resp_free(&r);
 }
 
+/* Sets (value NULL: deletes) user tag's mailboxes_missing as a watcher does. */
+static void watcher_wrote(const char *tag, const char *value)
+{
+    char uid[32], ukey[128];
+    uid_of(tag, uid);
+    user_key(uid, ukey, sizeof ukey);
+    if (value != NULL)
+        freeReplyObject(rcmd(&redis, "HSET %s mailboxes_missing %s", ukey, value));
+    else
+        freeReplyObject(rcmd(&redis, "HDEL %s mailboxes_missing", ukey));
+}
+
 static void test_mailboxes_missing_is_shown_as_the_watcher_wrote_it(void **state)
 {
     (void)state;
@@ -680,10 +692,7 @@ static void test_mailboxes_missing_is_shown_as_the_watcher_wrote_it(void **state
              "{\"tag\":\"m\",\"mailboxes\":[\"INBOX\",\"\\\\Junk\",\"Old\"]}");
     EXPECT(&r, 201, "POST", USERS);
     expect_list(&r, "mailboxes_missing", "[]");
-    char uid[32], ukey[128];
-    uid_of("m", uid);
-    user_key(uid, ukey, sizeof ukey);
-    freeReplyObject(rcmd(&redis, "HSET %s mailboxes_missing %s", ukey, "[\"\\\\Junk\",\"Old\"]"));
+    watcher_wrote("m", "[\"\\\\Junk\",\"Old\"]");
     api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/m", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     expect_list(&r, "mailboxes_missing", "[\"\\\\Junk\",\"Old\"]");
@@ -699,10 +708,7 @@ static void test_mailboxes_missing_is_shown_as_the_watcher_wrote_it(void **state
     api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/n", key, NULL);
     EXPECT(&r, 200, "GET", "/api/v1/connections/{code}/users/{tag}");
     assert_null(json_get(r.json, "mailboxes_missing"));
-    char nuid[32], nkey[128];
-    uid_of("n", nuid);
-    user_key(nuid, nkey, sizeof nkey);
-    freeReplyObject(rcmd(&redis, "HSET %s mailboxes_missing %s", nkey, "[\"INBOX\"]"));
+    watcher_wrote("n", "[\"INBOX\"]");
     api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/n", key, NULL);
     EXPECT(&r, 200, "GET", "/api/v1/connections/{code}/users/{tag}");
     expect_list(&r, "mailboxes_missing", "[\"INBOX\"]");
@@ -710,11 +716,11 @@ static void test_mailboxes_missing_is_shown_as_the_watcher_wrote_it(void **state
 
     /* Once all were found the watcher deletes it: [] again. A value that
      * is not a list (a hand's typo) reads as none. */
-    freeReplyObject(rcmd(&redis, "HDEL %s mailboxes_missing", ukey));
+    watcher_wrote("m", NULL);
     api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/m", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     expect_list(&r, "mailboxes_missing", "[]");
-    freeReplyObject(rcmd(&redis, "HSET %s mailboxes_missing %s", ukey, "Junk"));
+    watcher_wrote("m", "Junk");
     api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/m", key, NULL);
     EXPECT(&r, 200, "GET", USER);
     expect_list(&r, "mailboxes_missing", "[]");
