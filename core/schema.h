@@ -40,7 +40,9 @@
  *                                          users_count (archived users too, as the original),
  *                                          created_at, updated_at, deleting (1 while
  *                                          connection_delete runs: the connection is gone
- *                                          for the API and takes no new users)
+ *                                          for the API and takes no new users), mailboxes
+ *                                          (its users' default mailbox list, see "User
+ *                                          fields"; absent: ["INBOX"])
  *   si:conn:<pid>:<code>:users      zset   "<lower tag>\x1f<uid>" -> 0: every user, archived
  *                                          too, in tag order (tags hold no control characters)
  *   si:tag:<pid>:<code>:<lower tag> string uid of the live (non-archived) user with that tag
@@ -181,7 +183,10 @@
  * (implicit|starttls|none), smtp_domain (where tracer mails are submitted;
  * no smtp_host: no tracers), tracer_delete (0|1: watchers delete tracer
  * mails once detected), connections_count (connections using it; a
- * provider in use cannot be deleted or change auth), created_at, updated_at.
+ * provider in use cannot be deleted or change auth), mailbox_poll_s (10..3600,
+ * absent: 60; seconds between a watcher's STATUS checks of a user's mailboxes
+ * other than the selected one when the server has no NOTIFY, issue #21),
+ * created_at, updated_at.
  *
  * Partner fields: name; api_key (encrypted, AAD "si:partner:<pid>:api_key");
  * api_key_old (AAD "si:partner:<pid>:api_key_old") + api_key_old_until (ms)
@@ -212,6 +217,26 @@
  * last_email_at, created_at, updated_at, enable_tracer (0|1), cursor_epoch
  * (absent: 0; raised by every archive and restore, so a watcher's session of
  * an earlier epoch cannot write the user's cursor: scripts/lua/cursor_baseline.lua).
+ *
+ * Mailboxes of a user (issue #21). A mailbox list is the canonical compact
+ * JSON of proto/mailboxes.h: an array of 1 to 16 mailbox names and special-use
+ * attributes in their stored spelling, e.g. ["INBOX","\Junk"].
+ *   mailboxes          the user's own list (the partner's; overrides its
+ *                      connection's); absent: it inherits
+ *   conn_mailboxes     a copy of its connection's mailboxes, absent when the
+ *                      connection has none; written by user_create,
+ *                      user_import and user_connect, and by
+ *                      connection_mailboxes.lua after the connection's changed
+ *                      (the api runs it over si:conn:<pid>:<code>:users, 500
+ *                      users a call, XADDing an 'update' to si:changes for each
+ *                      user of its shard's users zset whose copy changed and
+ *                      who has no list of its own)
+ *   mailboxes_missing  written by the watcher: the entries of the list it
+ *                      watches that it could not find on the server (a name not
+ *                      listed or refused by EXAMINE, an attribute no mailbox
+ *                      has), as a list; HDEL'd when every entry was found
+ * A watcher watches mailboxes, else conn_mailboxes, else ["INBOX"]; it never
+ * reads si:conn. The api shows the same (cmd/api/views.c).
  *
  * Event fields: id, type (new_mail|user_connected|user_disconnected|
  * user_reauth_required|webhook_test), pid, uid (empty for webhook_test), code, tag, sha1 (hex, as

@@ -14,6 +14,7 @@
 #include "cmd/api/reply.h"
 #include "core/err.h"
 #include "core/netguard.h"
+#include "proto/mailboxes.h"
 
 #define EVENT_ID_MAX 200
 
@@ -54,6 +55,38 @@ int input_text(struct req *r, const char *name, size_t max, const char **out)
         return rc;
     if (!params_is_printable(*out, strlen(*out)))
         return reply_invalid(r, name, "must not contain control characters");
+    return 0;
+}
+
+int input_mailboxes(struct req *r, const char *name, char **out, int *has)
+{
+    *out = NULL;
+    *has = 0;
+    const struct param *p = params_get(&r->params, name);
+    if (p == NULL)
+        return 0;
+    *has = 1;
+    if (p->type == PARAM_NULL || (p->type == PARAM_STR && p->len == 0)) {
+        *out = xstrdup("");
+        return 0;
+    }
+    struct mailbox_list l;
+    char why[160];
+    /* A form sends the array's JSON text; a bare name is no list. */
+    int bad = (p->type != PARAM_STR && p->type != PARAM_OTHER) ||
+              (p->type == PARAM_STR && p->value[strspn(p->value, " \t\r\n")] != '[');
+    if (bad)
+        snprintf(why, sizeof why, "%s: must be an array of 1 to %d strings, or null", name,
+                 MAILBOXES_MAX);
+    else
+        bad = mailboxes_parse(p->value, p->len, &l, why, sizeof why) < 0;
+    if (bad) {
+        *has = 0;
+        return reply_error(r, 400, "invalid_parameter", name, "%s%s",
+                           r->version == 1 ? "Validation failed: " : "", why);
+    }
+    *out = mailboxes_to_json(&l);
+    mailboxes_free(&l);
     return 0;
 }
 

@@ -39,6 +39,12 @@ int input_fetch_url(struct req *r, const char *name, int allow_private, const ch
 /* An integer from min to max; *has 1 when present. */
 int input_int(struct req *r, const char *name, int64_t min, int64_t max, int64_t *out, int *has);
 
+/* A mailbox list (proto/mailboxes.h): a JSON array, or in a form its JSON
+ * text. Absent: *has 0. null or "": *has 1 and *out "" (back to the
+ * default). Else *has 1 and *out its canonical JSON, a new string (xfree()
+ * it). A bad list is answered 400 with the reason naming the entry. */
+int input_mailboxes(struct req *r, const char *name, char **out, int *has);
+
 /* A page of an index search (store_user_search(), store_partner_page()). */
 typedef int input_page_fn(struct req *r, const char *prefix, const char *after, int64_t limit,
                           struct rec_list *out, char **next);

@@ -205,7 +205,7 @@ static void gen_value(struct json_gen *g, yajl_val v)
     }
 }
 
-/* A nested object as compact JSON text (xfree() it), or NULL when it does
+/* A nested object or array as compact JSON text (xfree() it), or NULL when it does
  * not fit a body's size. */
 static char *object_text(yajl_val v)
 {
@@ -245,11 +245,9 @@ int params_parse_json(struct params *p, const char *s, size_t n, char *err, size
             t = PARAM_BOOL;
         } else if (YAJL_IS_NULL(v)) {
             t = PARAM_NULL;
-        } else if (YAJL_IS_ARRAY(v)) {
-            text = "array";
         } else {
             json_text = object_text(v);
-            text = json_text != NULL ? json_text : "object";
+            text = json_text != NULL ? json_text : YAJL_IS_ARRAY(v) ? "array" : "object";
         }
         rc = params_set(p, k, strlen(k), text, strlen(text), t);
         xfree(json_text);

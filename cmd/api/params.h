@@ -22,7 +22,7 @@
 #define PARAMS_NAME_MAX   128         /* bytes of one name */
 #define PATH_MAX_SEGS     16          /* segments of one path */
 #define PATH_SEG_MAX      4096        /* bytes of one decoded segment */
-#define PARAMS_OBJECT_MAX (64 * 1024) /* bytes of a nested JSON object kept as text */
+#define PARAMS_OBJECT_MAX (64 * 1024) /* bytes of a nested JSON object or array kept as text */
 #define PARAMS_CURSOR_MAX 4096        /* bytes of a decoded index cursor */
 
 /* What a value was in the request. Form and query values are all strings. */
@@ -31,8 +31,8 @@ enum param_type {
     PARAM_NUM,   /* a JSON number; value is its text ("12", "1.5e3") */
     PARAM_BOOL,  /* a JSON true or false; value is "true" or "false" */
     PARAM_NULL,  /* a JSON null; value is "" */
-    PARAM_OTHER, /* a JSON object or array; value is the object as compact JSON text,
-                    or "array" */
+    PARAM_OTHER, /* a JSON object or array; value is it as compact JSON text ("object" or
+                    "array" when over PARAMS_OBJECT_MAX) */
 };
 
 struct param {
@@ -83,9 +83,9 @@ int params_parse_form(struct params *p, const char *s, size_t n, char *err, size
 
 /*
  * Adds the members of the JSON object s[0..n): strings, numbers, booleans and
- * null by their type, nested objects (as their compact JSON text, for the
- * routes that take one) and arrays as PARAM_OTHER (a route that wants a
- * scalar refuses them). Returns 0, -SIMAP_EINVAL (not JSON, not an
+ * null by their type, nested objects and arrays as PARAM_OTHER with their
+ * compact JSON text (for the routes that take one: oauth2_authorize_params,
+ * mailboxes; a route that wants a scalar refuses them). Returns 0, -SIMAP_EINVAL (not JSON, not an
  * object, invalid UTF-8, \u0000, duplicate keys, a bad name) or
  * -SIMAP_ETOOBIG (nesting over 32, too many members), with the reason in err.
  */

@@ -136,7 +136,7 @@ static int load_user(struct req *r, const char *code, const char *tag, struct re
 static int send_user(struct req *r, int status, const struct rec *u)
 {
     struct json_gen *g = reply_gen_new();
-    view_user(g, r->api, u, r->partner.api_key);
+    view_user(g, r->api, u, r->partner.api_key, r->version);
     return reply_gen(r, status, g, NULL);
 }
 
@@ -182,6 +182,8 @@ static int opt_bool(struct req *r, const char *name, int *out)
     return 0;
 }
 
+/* Reads the user fields of the request into *in; in->mailboxes is then
+ * the caller's to xfree() whatever the result. */
 static int read_user_input(struct req *r, const struct rec *prov, struct store_user_input *in)
 {
     memset(in, 0, sizeof *in);
@@ -209,7 +211,9 @@ static int read_user_input(struct req *r, const struct rec *prov, struct store_u
     }
     if ((rc = opt_bool(r, "archived", &in->archived)) != 0)
         return rc;
-    return opt_bool(r, "enable_tracer", &in->enable_tracer);
+    if ((rc = opt_bool(r, "enable_tracer", &in->enable_tracer)) != 0)
+        return rc;
+    return input_mailboxes(r, "mailboxes", &in->mailboxes, &in->has_mailboxes);
 }
 
 /* Answers a failed user write: 409 naming the field taken (or saying the
@@ -241,10 +245,10 @@ static int user_create(struct req *r)
     char code[CODE_BUF];
     route_code(r, code);
     struct rec prov, conn;
+    struct store_user_input in = {.mailboxes = NULL};
     int rc = load_conn(r, code, &prov, &conn);
     if (rc != 0)
         goto out;
-    struct store_user_input in;
     if ((rc = read_user_input(r, &prov, &in)) != 0)
         goto out;
     if (!in.has_tag || *in.tag == '\0') {
@@ -261,6 +265,7 @@ static int user_create(struct req *r)
     else
         rc = send_user_by_uid(r, 201, code, uid);
 out:
+    xfree(in.mailboxes);
     rec_free(&prov);
     rec_free(&conn);
     return rc;
@@ -299,11 +304,11 @@ static int user_update(struct req *r)
     route_code(r, code);
     const char *pid = r->partner.pid;
     struct rec prov, conn, u;
+    struct store_user_input in = {.mailboxes = NULL};
     memset(&u, 0, sizeof u);
     int rc = load_conn(r, code, &prov, &conn);
     if (rc != 0 || (rc = load_user(r, code, r->arg[1], &u)) != 0)
         goto out;
-    struct store_user_input in;
     if ((rc = read_user_input(r, &prov, &in)) != 0)
         goto out;
     if (in.has_tag && *in.tag == '\0') {
@@ -312,8 +317,8 @@ static int user_update(struct req *r)
     }
     /* archived alone archives (as DELETE) or restores; anything else is the
      * general update. */
-    int only_archived =
-        !in.has_tag && !in.has_email && !in.has_username && !in.has_secret && in.enable_tracer < 0;
+    int only_archived = !in.has_tag && !in.has_email && !in.has_username && !in.has_secret &&
+                        in.enable_tracer < 0 && !in.has_mailboxes;
     const char *field = NULL;
     if (only_archived && in.archived == 1)
         rc = store_user_archive(r, &u);
@@ -329,6 +334,7 @@ static int user_update(struct req *r)
     snprintf(uid, sizeof uid, "%s", rec_get(&u, "uid"));
     rc = send_user_by_uid(r, 200, code, uid);
 out:
+    xfree(in.mailboxes);
     rec_free(&prov);
     rec_free(&conn);
     rec_free(&u);
@@ -352,7 +358,7 @@ static int stream_users(struct req *r, const struct rec_list *page, int *first)
     struct json_gen *g = reply_gen_new();
     json_gen_array_open(g);
     for (size_t i = 0; i < page->n; i++)
-        view_user_brief(g, &page->rec[i]);
+        view_user_brief(g, &page->rec[i], r->version);
     json_gen_array_close(g);
     char *out;
     size_t len;
@@ -453,7 +459,7 @@ static int user_list(struct req *r)
     struct json_gen *g = reply_gen_new();
     json_gen_array_open(g);
     for (size_t i = 0; i < users.n; i++)
-        view_user_brief(g, &users.rec[i]);
+        view_user_brief(g, &users.rec[i], r->version);
     json_gen_array_close(g);
     rec_list_free(&users);
     char headers[2048] = "";
@@ -474,7 +480,7 @@ static int send_connection(struct req *r, int status, const char *code)
     int rc = load_conn(r, code, &prov, &conn);
     if (rc == 0) {
         struct json_gen *g = reply_gen_new();
-        view_connection(g, code, &conn, is_oauth2(&prov) ? "oauth2" : "plain");
+        view_connection(g, code, &conn, is_oauth2(&prov) ? "oauth2" : "plain", r->version);
         rc = reply_gen(r, status, g, NULL);
     }
     rec_free(&prov);
@@ -483,16 +489,27 @@ static int send_connection(struct req *r, int status, const char *code)
 }
 
 /* The connection fields of the request as field/value pairs, in clear (the
- * store seals the client secret). Returns 0 with *n pairs in pairs[4], or
- * the status after replying. Plain providers take no fields (the original
- * ignored them). */
-static int connection_input(struct req *r, const struct rec *prov, const char *pairs[4], int *n)
+ * store seals the client secret). Returns 0 with *n pairs in pairs[6], or
+ * the status after replying. Plain providers take no OAuth2 fields (the
+ * original ignored them). mailboxes (issue #21), any provider: its
+ * canonical JSON in *mailboxes (xfree() it; NULL when absent), "" for null
+ * (the default again), left out when creating. */
+static int connection_input(struct req *r, const struct rec *prov, int creating,
+                            const char *pairs[6], int *n, char **mailboxes)
 {
     *n = 0;
+    int has_mailboxes;
+    int rc = input_mailboxes(r, "mailboxes", mailboxes, &has_mailboxes);
+    if (rc != 0)
+        return rc;
+    if (has_mailboxes && !(creating && **mailboxes == '\0')) {
+        pairs[(*n)++] = "mailboxes";
+        pairs[(*n)++] = *mailboxes;
+    }
     if (!is_oauth2(prov))
         return 0;
     const char *id, *secret;
-    int has_id, has_secret, rc;
+    int has_id, has_secret;
     if ((rc = opt_text(r, "oauth2_client_id", API_TEXT_MAX, 1, &id, &has_id)) != 0)
         return rc;
     if ((rc = opt_text(r, "oauth2_client_secret", API_SECRET_MAX, 0, &secret, &has_secret)) != 0)
@@ -525,13 +542,17 @@ static int connection_create(struct req *r)
     }
     char code[API_CODE_MAX + 1];
     snprintf(code, sizeof code, "%s", code0);
-    const char *pairs[4];
+    const char *pairs[6];
     int n;
-    rc = connection_input(r, &prov, pairs, &n);
+    char *mailboxes = NULL;
+    rc = connection_input(r, &prov, 1, pairs, &n, &mailboxes);
     rec_free(&prov);
-    if (rc != 0)
+    if (rc != 0) {
+        xfree(mailboxes);
         return rc;
+    }
     rc = store_conn_create(r, r->partner.pid, code, pairs, n);
+    xfree(mailboxes);
     if (rc == 0)
         return send_connection(r, 201, code);
     if (rc == -SIMAP_ECRYPTO)
@@ -555,7 +576,7 @@ static int connection_list(struct req *r)
     struct json_gen *g = reply_gen_new();
     json_gen_array_open(g);
     for (size_t i = 0; i < conns.n; i++)
-        view_connection(g, conns.id[i], &conns.rec[i], rec_get(&conns.rec[i], "auth"));
+        view_connection(g, conns.id[i], &conns.rec[i], rec_get(&conns.rec[i], "auth"), r->version);
     json_gen_array_close(g);
     rec_list_free(&conns);
     return reply_gen(r, 200, g, NULL);
@@ -573,12 +594,13 @@ static int connection_update(struct req *r)
     char code[CODE_BUF];
     route_code(r, code);
     struct rec prov, conn;
+    char *mailboxes = NULL;
     int rc = load_conn(r, code, &prov, &conn);
     if (rc != 0)
         goto out;
-    const char *pairs[4];
+    const char *pairs[6];
     int n;
-    if ((rc = connection_input(r, &prov, pairs, &n)) != 0)
+    if ((rc = connection_input(r, &prov, 0, pairs, &n, &mailboxes)) != 0)
         goto out;
     if (is_oauth2(&prov)) {
         /* The original validated the required connection fields on update. */
@@ -587,7 +609,7 @@ static int connection_update(struct req *r)
         for (int i = 0; i < n; i += 2) {
             if (strcmp(pairs[i], "oauth2_client_id") == 0)
                 id = pairs[i + 1];
-            else
+            else if (strcmp(pairs[i], "oauth2_client_secret") == 0)
                 secret = pairs[i + 1];
         }
         if (*id == '\0' || *secret == '\0') {
@@ -597,15 +619,24 @@ static int connection_update(struct req *r)
         }
     }
     rc = store_conn_update(r, r->partner.pid, code, pairs, n);
+    /* Sent again after a failure part way, the same list finishes the copy. */
+    int copying = rc == 0 && mailboxes != NULL;
+    if (copying)
+        rc = store_conn_propagate_mailboxes(r, r->partner.pid, code);
     if (rc == 0)
         rc = send_connection(r, 200, code);
     else if (rc == -SIMAP_ECRYPTO)
         rc = reply_error(r, 500, "internal", NULL, "encryption failed");
     else if (rc == -SIMAP_ENOTFOUND)
         rc = reply_error(r, 404, "not_found", NULL, "Connection not found.");
+    else if (copying)
+        rc = reply_error(r, 503, "unavailable", "mailboxes",
+                         "the connection was updated, but not all of its users yet: send the "
+                         "same update again");
     else
         rc = reply_unavailable(r);
 out:
+    xfree(mailboxes);
     rec_free(&prov);
     rec_free(&conn);
     return rc;

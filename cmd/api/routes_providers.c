@@ -43,6 +43,7 @@ static const char *const provider_params[] = {"code",
                                               "auth",
                                               "sasl",
                                               "idle_renew_s",
+                                              "mailbox_poll_s",
                                               "max_connections",
                                               "oauth2_authorize_url",
                                               "oauth2_token_url",
@@ -122,7 +123,7 @@ static int input_authorize_params(struct req *r, const char **out)
 struct provider_in {
     const char *pairs[48];
     int n;
-    char nums[4][24];
+    char nums[5][24];
 };
 
 static void pair(struct provider_in *in, const char *k, const char *v)
@@ -158,8 +159,8 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         return rc;
     const char *preset_name, *host, *tls, *auth, *sasl, *aurl, *turl, *uurl, *rurl, *scope,
         *aparams, *tauth, *shost, *stls, *sdomain;
-    int64_t port, renew, maxc, sport;
-    int has_port, has_renew, has_max, has_sport, tdel = -1;
+    int64_t port, renew, poll, maxc, sport;
+    int has_port, has_renew, has_poll, has_max, has_sport, tdel = -1;
     int oauth2_private = r->api->cfg->oauth2_allow_private;
     if ((rc = input_text(r, "preset", 32, &preset_name)) != 0 ||
         (rc = input_text(r, "imap_host", 253, &host)) != 0 ||
@@ -168,6 +169,7 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         (rc = input_text(r, "auth", 16, &auth)) != 0 ||
         (rc = input_text(r, "sasl", 16, &sasl)) != 0 ||
         (rc = input_int(r, "idle_renew_s", 60, 1740, &renew, &has_renew)) != 0 ||
+        (rc = input_int(r, "mailbox_poll_s", 10, 3600, &poll, &has_poll)) != 0 ||
         (rc = input_int(r, "max_connections", 0, 10000000, &maxc, &has_max)) != 0 ||
         (rc = input_url(r, "oauth2_authorize_url", &aurl)) != 0 ||
         (rc = input_fetch_url(r, "oauth2_token_url", oauth2_private, &turl)) != 0 ||
@@ -212,6 +214,7 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
         pair(in, "tls", "implicit");
         pair(in, "auth", "plain");
         pair(in, "idle_renew_s", "1500");
+        pair(in, "mailbox_poll_s", "60");
         pair(in, "max_connections", "0");
         pair(in, "smtp_tls", "starttls");
         pair(in, "tracer_delete", "0");
@@ -253,6 +256,10 @@ static int provider_input(struct req *r, int creating, const struct rec *cur,
     if (has_renew) {
         snprintf(in->nums[1], 24, "%lld", (long long)renew);
         pair(in, "idle_renew_s", in->nums[1]);
+    }
+    if (has_poll) {
+        snprintf(in->nums[4], 24, "%lld", (long long)poll);
+        pair(in, "mailbox_poll_s", in->nums[4]);
     }
     if (has_max) {
         snprintf(in->nums[2], 24, "%lld", (long long)maxc);

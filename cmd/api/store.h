@@ -144,17 +144,26 @@ int store_conn_get(struct req *r, const char *pid, const char *code, struct rec 
  * oauth2). 0 or -SIMAP_ECONN. */
 int store_conn_list(struct req *r, const char *pid, struct rec_list *out);
 
-/* Creates the connection with the pairs (oauth2_client_id,
- * oauth2_client_secret in clear, sealed here). 0, -SIMAP_ENOTFOUND (no
+/* Creates the connection with the pairs (at most 3: oauth2_client_id,
+ * oauth2_client_secret in clear, sealed here; mailboxes, canonical JSON). 0, -SIMAP_ENOTFOUND (no
  * such provider), -SIMAP_ESTATE (it exists), -SIMAP_EAUTH (the partner is
  * gone), -SIMAP_ECRYPTO or -SIMAP_ECONN. */
 int store_conn_create(struct req *r, const char *pid, const char *code, const char *const *pairs,
                       int n);
 
-/* Sets the pairs of the connection, as store_conn_create(). 0,
- * -SIMAP_ENOTFOUND, -SIMAP_ECRYPTO or -SIMAP_ECONN. */
+/* Sets the pairs of the connection, as store_conn_create(); a mailboxes of
+ * "" is deleted (the default again). 0, -SIMAP_ENOTFOUND, -SIMAP_ECRYPTO or
+ * -SIMAP_ECONN. */
 int store_conn_update(struct req *r, const char *pid, const char *code, const char *const *pairs,
                       int n);
+
+/* Copies the connection's mailboxes into the conn_mailboxes of each of its
+ * users, archived too (scripts/lua/connection_mailboxes.lua, 500 users a
+ * call), recording an update in si:changes for each watched user whose
+ * effective list changed. Idempotent: after a failure part way, calling it
+ * again finishes the job. 0, -SIMAP_ENOTFOUND (the connection went away) or
+ * -SIMAP_ECONN. */
+int store_conn_propagate_mailboxes(struct req *r, const char *pid, const char *code);
 
 /* Deletes connection code of partner pid with all its users, their cursors,
  * leases and queued events (scripts/lua/connection_delete.lua, in batches;
@@ -180,6 +189,9 @@ struct store_user_input {
     int has_tag, has_email, has_username, has_secret;
     int archived;
     int enable_tracer;
+    char *mailboxes;   /* the user's own list, canonical JSON ("": none, it inherits the
+                          connection's); owned by the caller */
+    int has_mailboxes; /* 1 when the request set or cleared mailboxes */
 };
 
 /* Creates a user (tag required) of the connection, whose provider uses

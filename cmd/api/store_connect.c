@@ -164,10 +164,11 @@ static int connect_once(struct req *r, const struct rec *u, const struct store_c
     const char *tag = rec_get(u, "tag");
     const char *email = in->email != NULL ? in->email : rec_get(u, "email");
     struct event_keys ek;
-    char kemail[SCHEMA_KEY_MAX];
+    char kemail[SCHEMA_KEY_MAX], kconn[SCHEMA_KEY_MAX];
     char *lemail = params_ascii_lower(xstrdup(email));
     int rc = store_event_keys(r, pid, uid, "connected", store_time_ms(r), &ek);
-    if (rc == 0 && schema_key_email(kemail, pid, code, lemail) < 0)
+    if (rc == 0 &&
+        (schema_key_email(kemail, pid, code, lemail) < 0 || schema_key_conn(kconn, pid, code) < 0))
         rc = -SIMAP_EINVAL;
     xfree(lemail);
     if (rc < 0)
@@ -184,6 +185,7 @@ static int connect_once(struct req *r, const struct rec *u, const struct store_c
                           ek.evt,
                           ek.ready,
                           ek.rp,
+                          kconn,
                           uid,
                           ek.k,
                           pid,
@@ -200,7 +202,7 @@ static int connect_once(struct req *r, const struct rec *u, const struct store_c
                           ek.eid,
                           sha1,
                           sealed};
-    redisReply *rep = store_script(r, "user_connect", 8, 24, argv, NULL);
+    redisReply *rep = store_script(r, "user_connect", 9, 25, argv, NULL);
     xfree(sealed);
     if (rep == NULL)
         return -SIMAP_ECONN;

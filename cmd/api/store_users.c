@@ -16,6 +16,7 @@
  */
 #include "cmd/api/store_impl.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "core/err.h"
 
 #define DELETE_BATCH  200
+#define MAILBOX_CHUNK 500 /* users per connection_mailboxes.lua call */
 #define WRITE_RETRIES 8
 #define SORT_BATCH    1000 /* users read per round trip when ordering by email */
 #define SORT_TTL_S    600  /* an email-ordered list outlives its request by no more */
@@ -101,14 +103,14 @@ static int seal_conn_pairs(struct req *r, const char *pid, const char *code,
 int store_conn_create(struct req *r, const char *pid, const char *code, const char *const *pairs,
                       int n)
 {
-    if (n > 4)
+    if (n > 6)
         return -SIMAP_EINVAL;
     char kprov[SCHEMA_KEY_MAX], kconn[SCHEMA_KEY_MAX], kconns[SCHEMA_KEY_MAX],
         kpartner[SCHEMA_KEY_MAX];
     if (schema_key_provider(kprov, code) < 0 || schema_key_conn(kconn, pid, code) < 0 ||
         schema_key_partner_conns(kconns, pid) < 0 || schema_key_partner(kpartner, pid) < 0)
         return -SIMAP_EINVAL;
-    const char *argv[9] = {kprov, kconn, kconns, kpartner, code};
+    const char *argv[11] = {kprov, kconn, kconns, kpartner, code};
     char *sealed;
     int rc = seal_conn_pairs(r, pid, code, pairs, n, argv + 5, &sealed);
     if (rc < 0) {
@@ -134,12 +136,12 @@ int store_conn_create(struct req *r, const char *pid, const char *code, const ch
 int store_conn_update(struct req *r, const char *pid, const char *code, const char *const *pairs,
                       int n)
 {
-    if (n > 4)
+    if (n > 6)
         return -SIMAP_EINVAL;
     char kconn[SCHEMA_KEY_MAX];
     if (schema_key_conn(kconn, pid, code) < 0)
         return -SIMAP_ENOTFOUND;
-    const char *argv[5] = {kconn};
+    const char *argv[7] = {kconn};
     char *sealed;
     int rc = seal_conn_pairs(r, pid, code, pairs, n, argv + 1, &sealed);
     if (rc < 0) {
@@ -155,6 +157,92 @@ int store_conn_update(struct req *r, const char *pid, const char *code, const ch
     return ok ? 0 : -SIMAP_ENOTFOUND;
 }
 
+/* The uid of a member of si:conn:<pid>:<code>:users ("<lower tag>\x1f<uid>")
+ * or of si:sort:<token> (the same after the email): what follows the last
+ * \x1f (tags and emails hold no control characters). */
+static const char *member_uid(const char *member)
+{
+    const char *sep = strrchr(member, '\x1f');
+    return sep ? sep + 1 : "";
+}
+
+/* One connection_mailboxes.lua over the users of page (zset members).
+ * 0, or -SIMAP_ENOTFOUND (the connection is gone), -SIMAP_ECONN. */
+static int mailboxes_chunk(struct req *r, const char *pid, const char *kconn, const char *code,
+                           const redisReply *page)
+{
+    size_t n = page->elements;
+    const char **argv = xcalloc(2 + 2 * n + 3 + 2 * n, sizeof *argv);
+    char(*keys)[SCHEMA_KEY_MAX] = xcalloc(2 * n + 1, sizeof *keys);
+    char(*ks)[16] = xcalloc(n + 1, sizeof *ks);
+    size_t a = 0;
+    argv[a++] = kconn;
+    argv[a++] = SCHEMA_KEY_CHANGES;
+    for (size_t i = 0; i < n; i++) {
+        const char *uid = member_uid(page->element[i]->str);
+        uint32_t k = store_shard(r->api, uid);
+        schema_key_user(keys[2 * i], k, uid);
+        schema_key_shard_users(keys[2 * i + 1], k);
+        argv[a++] = keys[2 * i];
+        argv[a++] = keys[2 * i + 1];
+        snprintf(ks[i], sizeof ks[i], "%" PRIu32, k);
+    }
+    int key_count = (int)a;
+    char sn[24];
+    snprintf(sn, sizeof sn, "%zu", n);
+    argv[a++] = pid;
+    argv[a++] = code;
+    argv[a++] = sn;
+    for (size_t i = 0; i < n; i++) {
+        argv[a++] = member_uid(page->element[i]->str);
+        argv[a++] = ks[i];
+    }
+    redisReply *rep = store_script(r, "connection_mailboxes", key_count, (int)a, argv, NULL);
+    xfree(ks);
+    xfree(keys);
+    xfree(argv);
+    int rc = -SIMAP_ECONN;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+        rep->element[0]->str != NULL)
+        rc = strcmp(rep->element[0]->str, "ok") == 0 ? 0 : -SIMAP_ENOTFOUND;
+    freeReplyObject(rep);
+    return rc;
+}
+
+int store_conn_propagate_mailboxes(struct req *r, const char *pid, const char *code)
+{
+    char kconn[SCHEMA_KEY_MAX], kusers[SCHEMA_KEY_MAX];
+    if (schema_key_conn(kconn, pid, code) < 0 || schema_key_conn_users(kusers, pid, code) < 0)
+        return -SIMAP_ENOTFOUND;
+    char *start = xstrdup("-");
+    int rc = 0;
+    for (;;) {
+        redisReply *page =
+            store_cmd(r, "ZRANGEBYLEX %s %s + LIMIT 0 %d", kusers, start, MAILBOX_CHUNK);
+        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(page);
+            rc = -SIMAP_ECONN;
+            break;
+        }
+        size_t n = page->elements;
+        if (n > 0)
+            rc = mailboxes_chunk(r, pid, kconn, code, page);
+        if (rc == 0 && n == MAILBOX_CHUNK) {
+            /* The next chunk starts after this one's last member. */
+            const char *last = page->element[n - 1]->str;
+            xfree(start);
+            start = xmalloc(strlen(last) + 2);
+            start[0] = '(';
+            memcpy(start + 1, last, strlen(last) + 1);
+        }
+        freeReplyObject(page);
+        if (rc < 0 || n < MAILBOX_CHUNK)
+            break;
+    }
+    xfree(start);
+    return rc;
+}
+
 /* Deletes the hashes of events connection_delete removed from the queues
  * (ids from index first of rep's elements). */
 static void delete_event_hashes(struct req *r, redisReply *rep, size_t first)
@@ -167,15 +255,6 @@ static void delete_event_hashes(struct req *r, redisReply *rep, size_t first)
         if (schema_key_event(key, store_shard(r->api, uid), id) >= 0)
             freeReplyObject(store_cmd(r, "UNLINK %s", key));
     }
-}
-
-/* The uid of a member of si:conn:<pid>:<code>:users ("<lower tag>\x1f<uid>")
- * or of si:sort:<token> (the same after the email): what follows the last
- * \x1f (tags and emails hold no control characters). */
-static const char *member_uid(const char *member)
-{
-    const char *sep = strrchr(member, '\x1f');
-    return sep ? sep + 1 : "";
 }
 
 /*
@@ -399,8 +478,9 @@ static int page_of(struct req *r, const char *pid, const char *zkey, const char 
         freeReplyObject(page);
         return 0;
     }
-    static const char *const fields[] = {"tag",          "email", "archived",
-                                         "connected_at", "state", "pid"};
+    static const char *const fields[] = {"tag",          "email",          "archived",
+                                         "connected_at", "state",          "pid",
+                                         "mailboxes",    "conn_mailboxes", "mailboxes_missing"};
     size_t nf = sizeof fields / sizeof fields[0];
     const char **argv = xcalloc(n + nf, sizeof *argv);
     char(*keys)[SCHEMA_KEY_MAX] = xcalloc(n, sizeof *keys);
@@ -421,13 +501,14 @@ static int page_of(struct req *r, const char *pid, const char *zkey, const char 
     }
     for (size_t i = 0; i < n; i++) {
         redisReply *row = users->element[i];
-        if (row->type != REDIS_REPLY_ARRAY || row->elements != 6 || row->element[5]->str == NULL ||
+        if (row->type != REDIS_REPLY_ARRAY || row->elements != nf || row->element[5]->str == NULL ||
             strcmp(row->element[5]->str, pid) != 0)
             continue;
         struct rec u;
         memset(&u, 0, sizeof u);
-        for (size_t j = 0; j < 5; j++)
-            rec_add(&u, fields[j], row->element[j]->str ? row->element[j]->str : "");
+        for (size_t j = 0; j < nf; j++)
+            if (j != 5) /* pid: checked above, not shown */
+                rec_add(&u, fields[j], row->element[j]->str ? row->element[j]->str : "");
         rec_list_add(out, page->element[i]->str, 0, &u);
     }
     if (more)
@@ -611,8 +692,9 @@ int store_user_create(struct req *r, const char *pid, const char *code, int oaut
                               ek.now,
                               ek.eid,
                               sha1,
-                              event};
-        rep = store_script(r, "user_create", 11, 27, argv, NULL);
+                              event,
+                              in->has_mailboxes ? in->mailboxes : ""};
+        rep = store_script(r, "user_create", 11, 28, argv, NULL);
         rc = rep == NULL ? -SIMAP_ECONN : 0;
     }
     keys_wipe_free(sealed);
@@ -771,8 +853,10 @@ static int update_once(struct req *r, const char *pid, const char *code, int oau
                               ue.on.now,
                               ue.sha1,
                               ue.on_payload,
-                              ue.off_payload};
-        rep = store_script(r, "user_update", 11, 30, argv, NULL);
+                              ue.off_payload,
+                              in->has_mailboxes ? "1" : "0",
+                              in->has_mailboxes ? in->mailboxes : ""};
+        rep = store_script(r, "user_update", 11, 32, argv, NULL);
         if (rep == NULL)
             rc = -SIMAP_ECONN;
     }

@@ -22,6 +22,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/time.h"
+#include "proto/mailboxes.h"
 
 void view_time(struct json_gen *g, const char *key, const char *ms)
 {
@@ -62,7 +63,64 @@ char *view_link(const struct api *a, const char *kind, const char *uid, int64_t 
     return url;
 }
 
-void view_user(struct json_gen *g, const struct api *a, const struct rec *u, const char *api_key)
+/* ---- Mailbox lists (issue #21) ---- */
+
+#define DEFAULT_MAILBOXES "[\"INBOX\"]"
+
+/* 1 when v is a mailbox list as the api and the watcher store them. A
+ * field set by hand to anything else is shown as if absent. */
+static int is_list(const char *v)
+{
+    struct mailbox_list l;
+    if (*v == '\0' || mailboxes_parse(v, strlen(v), &l, NULL, 0) < 0)
+        return 0;
+    mailboxes_free(&l);
+    return 1;
+}
+
+/* The list a user is watched in: its own, else its connection's copy,
+ * else ["INBOX"]. */
+static const char *effective_mailboxes(const struct rec *u)
+{
+    if (is_list(rec_get(u, "mailboxes")))
+        return rec_get(u, "mailboxes");
+    if (is_list(rec_get(u, "conn_mailboxes")))
+        return rec_get(u, "conn_mailboxes");
+    return DEFAULT_MAILBOXES;
+}
+
+/* v1 answers as the original until the partner uses mailboxes: the user's
+ * keys appear once the user or its connection has a list, or the watcher
+ * found some missing. */
+static int show_mailboxes(int version, const struct rec *u)
+{
+    return version != 1 || *rec_get(u, "mailboxes") != '\0' ||
+           *rec_get(u, "conn_mailboxes") != '\0' || *rec_get(u, "mailboxes_missing") != '\0';
+}
+
+static void key_raw(struct json_gen *g, const char *key, const char *json)
+{
+    json_gen_key_raw(g, key, json, strlen(json));
+}
+
+static void user_mailboxes(struct json_gen *g, int version, const struct rec *u, int own)
+{
+    if (!show_mailboxes(version, u))
+        return;
+    key_raw(g, "mailboxes", effective_mailboxes(u));
+    if (own) {
+        const char *v = rec_get(u, "mailboxes");
+        if (is_list(v))
+            key_raw(g, "mailboxes_own", v);
+        else
+            json_gen_key_null(g, "mailboxes_own");
+    }
+    const char *missing = rec_get(u, "mailboxes_missing");
+    key_raw(g, "mailboxes_missing", is_list(missing) ? missing : "[]");
+}
+
+void view_user(struct json_gen *g, const struct api *a, const struct rec *u, const char *api_key,
+               int version)
 {
     (void)api_key;
     const char *uid = rec_get(u, "uid");
@@ -85,12 +143,13 @@ void view_user(struct json_gen *g, const struct api *a, const struct rec *u, con
     json_gen_key_str(g, "imap_provider_code", rec_get(u, "code"));
     str_or_null(g, "login_username", rec_get(u, "username"));
     json_gen_key_bool(g, "enable_tracer", strcmp(rec_get(u, "enable_tracer"), "1") == 0);
+    user_mailboxes(g, version, u, 1);
     view_time(g, "created_at", rec_get(u, "created_at"));
     view_time(g, "updated_at", rec_get(u, "updated_at"));
     json_gen_object_close(g);
 }
 
-void view_user_brief(struct json_gen *g, const struct rec *u)
+void view_user_brief(struct json_gen *g, const struct rec *u, int version)
 {
     json_gen_object_open(g);
     json_gen_key_str(g, "tag", rec_get(u, "tag"));
@@ -98,10 +157,12 @@ void view_user_brief(struct json_gen *g, const struct rec *u)
     json_gen_key_bool(g, "archived", strcmp(rec_get(u, "archived"), "1") == 0);
     view_time(g, "connected_at", rec_get(u, "connected_at"));
     json_gen_key_str(g, "state", *rec_get(u, "state") ? rec_get(u, "state") : "idle");
+    user_mailboxes(g, version, u, 0);
     json_gen_object_close(g);
 }
 
-void view_connection(struct json_gen *g, const char *code, const struct rec *c, const char *auth)
+void view_connection(struct json_gen *g, const char *code, const struct rec *c, const char *auth,
+                     int version)
 {
     json_gen_object_open(g);
     json_gen_key_str(g, "imap_provider_code", code);
@@ -109,6 +170,9 @@ void view_connection(struct json_gen *g, const char *code, const struct rec *c, 
     json_gen_key_str(g, "auth", auth);
     str_or_null(g, "oauth2_client_id", rec_get(c, "oauth2_client_id"));
     json_gen_key_bool(g, "oauth2_client_secret_set", *rec_get(c, "oauth2_client_secret") != '\0');
+    const char *mailboxes = rec_get(c, "mailboxes");
+    if (version != 1 || *mailboxes != '\0')
+        key_raw(g, "mailboxes", is_list(mailboxes) ? mailboxes : DEFAULT_MAILBOXES);
     view_time(g, "created_at", rec_get(c, "created_at"));
     view_time(g, "updated_at", rec_get(c, "updated_at"));
     json_gen_object_close(g);
@@ -123,6 +187,9 @@ void view_provider(struct json_gen *g, const struct rec *p)
     json_gen_key_str(g, "tls", rec_get(p, "tls"));
     json_gen_key_str(g, "auth", rec_get(p, "auth"));
     int_field(g, "idle_renew_s", rec_get(p, "idle_renew_s"));
+    /* Providers made before issue #21 have none: the default. */
+    int_field(g, "mailbox_poll_s",
+              *rec_get(p, "mailbox_poll_s") ? rec_get(p, "mailbox_poll_s") : "60");
     int_field(g, "max_connections", rec_get(p, "max_connections"));
     str_or_null(g, "oauth2_authorize_url", rec_get(p, "oauth2_authorize_url"));
     str_or_null(g, "oauth2_token_url", rec_get(p, "oauth2_token_url"));

@@ -16,15 +16,25 @@ struct json_gen;
 
 /* Writes one user object (the original's keys first: tag, email,
  * connect_url, disconnect_url, connected_at; then archived, state,
- * last_error, last_login_at, last_email_at, imap_provider_code, created_at,
- * updated_at). Credentials are never written. api_key signs the links. */
-void view_user(struct json_gen *g, const struct api *a, const struct rec *u, const char *api_key);
+ * last_error, last_login_at, last_email_at, imap_provider_code,
+ * login_username, enable_tracer, mailboxes, mailboxes_own,
+ * mailboxes_missing, created_at, updated_at). Credentials are never
+ * written. api_key signs the links. version is the API's (1 or 2): under
+ * v1 the mailbox keys appear only once the user or its connection has a
+ * list, or the watcher reported some missing (issue #21), so the original's
+ * clients see its answers unchanged until the partner uses them. */
+void view_user(struct json_gen *g, const struct api *a, const struct rec *u, const char *api_key,
+               int version);
 
-/* The list entry of a user: tag, email, archived, connected_at, state. */
-void view_user_brief(struct json_gen *g, const struct rec *u);
+/* The list entry of a user: tag, email, archived, connected_at, state,
+ * mailboxes, mailboxes_missing (those two as in view_user()). */
+void view_user_brief(struct json_gen *g, const struct rec *u, int version);
 
-/* {imap_provider_code, users_count, auth, created_at, updated_at}. */
-void view_connection(struct json_gen *g, const char *code, const struct rec *c, const char *auth);
+/* {imap_provider_code, users_count, auth, oauth2_client_id,
+ * oauth2_client_secret_set, mailboxes, created_at, updated_at}; under v1
+ * mailboxes only once the connection has a list. */
+void view_connection(struct json_gen *g, const char *code, const struct rec *c, const char *auth,
+                     int version);
 
 /* A provider's fields (every stored field, numbers as numbers). */
 void view_provider(struct json_gen *g, const struct rec *p);

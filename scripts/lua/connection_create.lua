@@ -6,7 +6,8 @@
 -- KEYS[3]  si:partner:<pid>:conns
 -- KEYS[4]  si:partner:<pid>
 -- ARGV[1]  code
--- ARGV[2..] field, value pairs (oauth2_client_id, oauth2_client_secret encrypted)
+-- ARGV[2..] field, value pairs (oauth2_client_id, oauth2_client_secret encrypted,
+--          mailboxes: canonical JSON, proto/mailboxes.h)
 -- Returns  'ok', 'no_provider', 'no_partner' or 'exists'
 --
 -- Atomic so that two parallel creates make one connection, and the

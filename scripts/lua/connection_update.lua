@@ -1,8 +1,9 @@
 -- connection_update: changes a connection's fields (OAuth2 client id and
--- encrypted client secret).
+-- encrypted client secret, mailboxes).
 --
 -- KEYS[1]  si:conn:<pid>:<code>
--- ARGV[1..] field, value pairs
+-- ARGV[1..] field, value pairs; mailboxes '' deletes the field (the default
+--          list again; the api then runs connection_mailboxes.lua)
 -- Returns  'ok', or 'missing' when the connection does not exist or is being
 --          deleted
 --
@@ -15,8 +16,12 @@ local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local fields = {'updated_at', now}
 for i = 1, #ARGV, 2 do
-    fields[#fields + 1] = ARGV[i]
-    fields[#fields + 1] = ARGV[i + 1]
+    if ARGV[i] == 'mailboxes' and ARGV[i + 1] == '' then
+        redis.call('HDEL', KEYS[1], 'mailboxes')
+    else
+        fields[#fields + 1] = ARGV[i]
+        fields[#fields + 1] = ARGV[i + 1]
+    end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 return 'ok'

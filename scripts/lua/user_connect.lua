@@ -13,6 +13,8 @@
 -- KEYS[6]  si:{k}:evt:<eid>
 -- KEYS[7]  si:{k}:ready:<pid>
 -- KEYS[8]  si:{k}:ready_partners
+-- KEYS[9]  si:conn:<pid>:<code> (its mailboxes are copied into the user's
+--          conn_mailboxes, issue #21)
 -- ARGV[1]  uid       ARGV[2]  k        ARGV[3]  pid      ARGV[4]  code
 -- ARGV[5]  tag as the api read it (the event's payload names it)
 -- ARGV[6]  has email (0|1)             ARGV[7]  email
@@ -71,6 +73,7 @@ if ARGV[8] == '1' then
     fields[#fields + 1] = ARGV[9]
 end
 redis.call('HSET', user, unpack(fields))
+copy_conn_mailboxes(KEYS[9], user)
 local username = f[6]
 if ARGV[8] == '1' then
     username = ARGV[9]

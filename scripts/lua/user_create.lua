@@ -23,6 +23,9 @@
 -- ARGV[13] now ms: created_at, connected_at and the event's time
 -- ARGV[14] event id <uid>.connected.<now>   ARGV[15] sha1 of the tag
 -- ARGV[16] the user_connected payload (encrypted with AAD si:evt:<eid>)
+-- ARGV[17] the user's own mailboxes (canonical JSON, proto/mailboxes.h; ''
+--          for none: it inherits the connection's, copied into
+--          conn_mailboxes here and by connection_mailboxes.lua)
 -- Returns  {'ok', connected_at ms or '', queued (0|1)}, {'conflict',
 --          'tag'|'email'}, or {'missing'} when the connection is gone or
 --          being deleted
@@ -61,6 +64,10 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[11], 'code', ARGV[12], 'tag'
            connected_at, 'archived', archived, 'state', state, 'last_error', '',
            'last_login_at', '', 'last_email_at', '', 'created_at', now, 'updated_at', now,
            'enable_tracer', ARGV[9])
+if ARGV[17] ~= '' then
+    redis.call('HSET', KEYS[5], 'mailboxes', ARGV[17])
+end
+copy_conn_mailboxes(KEYS[1], KEYS[5])
 user_index(KEYS, uid, k, ARGV[10], email, archived, complete)
 ix_user(uid, nil, {tag = ARGV[4], email = email, username = username})
 tracer_users(KEYS[6], uid, ARGV[9])

@@ -40,6 +40,8 @@
 -- fleet moved on, or set for another UIDVALIDITY, stays: mail is never
 -- announced twice.
 --
+-- Both copy the connection's mailboxes into conn_mailboxes (issue #21).
+--
 -- The record is user_create.lua's, but connected_at is the original's and
 -- no user_connected event is queued (the partner knows the user). Atomic so
 -- that a user is imported whole or not at all, with its index entries, its
@@ -105,6 +107,7 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
     redis.call('HSET', KEYS[5], 'tag', ARGV[3], 'email', email, 'username', ARGV[5], 'secret',
                ARGV[6], 'connected_at', connected_at, 'archived', archived, 'enable_tracer',
                ARGV[8], 'updated_at', now)
+    copy_conn_mailboxes(KEYS[1], KEYS[5])
     if archived == '1' and not was_archived then
         redis.call('HSET', KEYS[5], 'state', 'archived')
     elseif archived ~= '1' and was_archived then
@@ -136,6 +139,7 @@ redis.call('HSET', KEYS[5], 'uid', uid, 'pid', ARGV[10], 'code', ARGV[11], 'tag'
            connected_at, 'archived', archived, 'state', state, 'last_error', '',
            'last_login_at', ARGV[13], 'last_email_at', ARGV[14], 'created_at', now,
            'updated_at', now, 'enable_tracer', ARGV[8])
+copy_conn_mailboxes(KEYS[1], KEYS[5])
 cursor_forward()
 user_index(KEYS, uid, k, ARGV[9], email, archived, connected_at ~= '')
 ix_user(uid, nil, {tag = ARGV[3], email = email, username = ARGV[5]})

@@ -27,6 +27,8 @@
 -- ARGV[16] now ms      ARGV[17] sha1 of the tag after the update
 -- ARGV[18] user_connected payload, ARGV[19] user_disconnected payload
 --          (each encrypted with AAD si:evt:<its event id>)
+-- ARGV[20] has mailboxes (0|1)  ARGV[21] the user's own mailboxes
+--          (canonical JSON; '' deletes them: it inherits its connection's)
 -- Returns  {'ok', connected_at before, connected_at after, now ms, op,
 --          queued (0|1)}, or
 --          {'missing'}, {'retry'} (the user changed since the api read it:
@@ -137,6 +139,13 @@ elseif was_archived and not archived then
     fields[#fields + 1] = ''
 end
 redis.call('HSET', user, unpack(fields))
+if ARGV[20] == '1' then
+    if ARGV[21] == '' then
+        redis.call('HDEL', user, 'mailboxes')
+    else
+        redis.call('HSET', user, 'mailboxes', ARGV[21])
+    end
+end
 ix_user(uid, {tag = old_tag, email = old_email, username = f[5]},
         {tag = tag, email = email, username = username})
 if op == 'archive' or op == 'restore' then

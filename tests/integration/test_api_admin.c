@@ -90,6 +90,56 @@ static void test_routes_answer_without_a_web_root(void **state)
     api_resp_free(&r);
 }
 
+/* mailbox_poll_s (issue #21): how often a watcher checks a user's other
+ * mailboxes with STATUS on a server without NOTIFY. */
+static void test_provider_mailbox_poll_interval(void **state)
+{
+    (void)state;
+    struct api_resp r = {0};
+    int64_t v = 0;
+    admin_json(&r, api.port, "POST", PROVS,
+               "{\"code\":\"P\",\"imap_host\":\"imap.example.com\",\"imap_port\":993}");
+    EXPECT(&r, 201, "POST", PROVS);
+    assert_int_equal(json_get_int(r.json, "mailbox_poll_s", &v), 0);
+    assert_int_equal(v, 60);
+    redisReply *h = rcmd(&redis, "HGET si:provider:P mailbox_poll_s");
+    assert_string_equal(h->str, "60");
+    freeReplyObject(h);
+    admin_json(&r, api.port, "POST", PROVS,
+               "{\"code\":\"Q\",\"imap_host\":\"imap.example.com\",\"imap_port\":993,"
+               "\"mailbox_poll_s\":10}");
+    EXPECT(&r, 201, "POST", PROVS);
+    assert_int_equal(json_get_int(r.json, "mailbox_poll_s", &v), 0);
+    assert_int_equal(v, 10);
+
+    static const char *const bad[] = {"{\"mailbox_poll_s\":9}", "{\"mailbox_poll_s\":3601}",
+                                      "{\"mailbox_poll_s\":\"often\"}", "{\"mailbox_poll_s\":1.5}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        admin_json(&r, api.port, "PATCH", "/admin/api/providers/P", bad[i]);
+        EXPECT(&r, 400, "PATCH", PROV);
+        assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "mailbox_poll_s");
+        assert_non_null(strstr(json_get_str(json_get(r.json, "error"), "message"), "10"));
+    }
+    admin_json(&r, api.port, "PUT", "/admin/api/providers/P", "{\"mailbox_poll_s\":3600}");
+    EXPECT(&r, 200, "PUT", PROV);
+    admin_json(&r, api.port, "GET", "/admin/api/providers/P", NULL);
+    EXPECT(&r, 200, "GET", PROV);
+    assert_int_equal(json_get_int(r.json, "mailbox_poll_s", &v), 0);
+    assert_int_equal(v, 3600);
+    /* Other updates keep it. */
+    admin_json(&r, api.port, "PATCH", "/admin/api/providers/P", "{\"imap_port\":143}");
+    EXPECT(&r, 200, "PATCH", PROV);
+    assert_int_equal(json_get_int(r.json, "mailbox_poll_s", &v), 0);
+    assert_int_equal(v, 3600);
+    /* A provider made before the field existed shows the default. */
+    freeReplyObject(rcmd(&redis, "HDEL si:provider:P mailbox_poll_s"));
+    admin_json(&r, api.port, "GET", "/admin/api/providers/P", NULL);
+    EXPECT(&r, 200, "GET", PROV);
+    assert_int_equal(json_get_int(r.json, "mailbox_poll_s", &v), 0);
+    assert_int_equal(v, 60);
+    api_resp_free(&r);
+}
+
 static void test_providers_are_created_validated_updated_and_deleted(void **state)
 {
     (void)state;
@@ -711,6 +761,7 @@ int main(void)
         cmocka_unit_test_setup(test_admin_api_needs_the_bearer_token, setup),
         cmocka_unit_test_setup(test_routes_answer_without_a_web_root, setup),
         cmocka_unit_test_setup(test_providers_are_created_validated_updated_and_deleted, setup),
+        cmocka_unit_test_setup(test_provider_mailbox_poll_interval, setup),
         cmocka_unit_test_setup(test_partner_key_and_secret_are_shown_once_and_stored_encrypted,
                                setup),
         cmocka_unit_test_setup(test_partner_create_keeps_a_brought_api_key, setup),

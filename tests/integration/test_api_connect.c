@@ -1212,6 +1212,54 @@ static void test_users_by_state_stay_exact(void **state)
 
 /* ---- Provider configuration ---- */
 
+/* The field of user uid's hash, "" when absent (static buffer). */
+static const char *user_field(const char *uid, const char *field)
+{
+    static char out[256];
+    redisReply *v = rcmd(&redis, "HGET si:{%u}:user:%s %s", hrw_shard(uid, 64), uid, field);
+    snprintf(out, sizeof out, "%s", v->type == REDIS_REPLY_STRING ? v->str : "");
+    freeReplyObject(v);
+    return out;
+}
+
+/* Issue #21: the scripts that make a user live from a connection copy the
+ * connection's mailboxes into the user's conn_mailboxes (watchers read only
+ * the user's hash): user_create, the PLAIN form's user_connect (a copy gone
+ * stale, set by hand here, is made current) and user_import. */
+static void test_connect_and_import_copy_the_connection_mailboxes(void **state)
+{
+    (void)state;
+    world(NULL);
+    assert_int_equal(scripts_init(), 0);
+    struct api_resp r = {0};
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN", key,
+             "{\"mailboxes\":[\"INBOX\",\"\\\\Junk\"]}");
+    EXPECT(&r, 200, "PUT", "/api/v2/connections/{code}");
+    char link[4096], uid[SCHEMA_UID_LEN + 1];
+    user_link("PLAIN", "mb", "connect", link, sizeof link, uid);
+    assert_string_equal(user_field(uid, "conn_mailboxes"), "[\"INBOX\",\"\\\\Junk\"]");
+    freeReplyObject(
+        rcmd(&redis, "HSET si:{%u}:user:%s conn_mailboxes stale", hrw_shard(uid, 64), uid));
+    form_connect("mb", "user2", "pass2");
+    assert_string_equal(user_field(uid, "conn_mailboxes"), "[\"INBOX\",\"\\\\Junk\"]");
+    assert_true(*user_field(uid, "connected_at") != '\0');
+
+    /* FAKE gets a list; an imported user copies it. */
+    api_json(&r, api.port, "PUT", "/api/v2/connections/FAKE", key, "{\"mailboxes\":[\"\\\\All\"]}");
+    EXPECT(&r, 200, "PUT", "/api/v2/connections/{code}");
+    const char *iuid = "bbbbbbbbbbbbbbbbbbbbbbb1";
+    import_user(iuid, "imb", 0, 1);
+    assert_string_equal(user_field(iuid, "conn_mailboxes"), "[\"\\\\All\"]");
+    api_json(&r, api.port, "GET", "/api/v2/connections/FAKE/users/imb", key, NULL);
+    EXPECT(&r, 200, "GET", USER);
+    char got[64];
+    yajl_val l = json_get(r.json, "mailboxes");
+    assert_true(YAJL_IS_ARRAY(l) && l->u.array.len == 1);
+    snprintf(got, sizeof got, "%s", l->u.array.values[0]->u.string);
+    assert_string_equal(got, "\\All");
+    api_resp_free(&r);
+}
+
 static void test_provider_presets_fill_the_published_values(void **state)
 {
     (void)state;
@@ -1296,6 +1344,7 @@ int main(void)
         cmocka_unit_test(test_browser_consent_and_plain_form),
         cmocka_unit_test(test_connected_user_is_watched_with_the_tokens_the_callback_stored),
         cmocka_unit_test(test_users_by_state_stay_exact),
+        cmocka_unit_test(test_connect_and_import_copy_the_connection_mailboxes),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

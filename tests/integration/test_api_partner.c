@@ -467,6 +467,417 @@ static void test_writes_reach_watchers_through_changes_and_shard_sets(void **sta
     api_resp_free(&r);
 }
 
+/* ---- Mailboxes (issue #21) ---- */
+
+/* The JSON text of list name in obj (compact), for comparing lists; "null"
+ * for null, "" when absent. */
+static void jraw(yajl_val obj, const char *name, char *out, size_t len)
+{
+    yajl_val v = json_get(obj, name);
+    out[0] = '\0';
+    if (v == NULL)
+        return;
+    if (YAJL_IS_NULL(v)) {
+        snprintf(out, len, "null");
+        return;
+    }
+    assert_true(YAJL_IS_ARRAY(v));
+    size_t off = (size_t)snprintf(out, len, "[");
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const char *sv = v->u.array.values[i]->u.string;
+        off += (size_t)snprintf(out + off, len - off, "%s\"", i ? "," : "");
+        for (const char *c = sv; *c; c++)
+            off += (size_t)snprintf(out + off, len - off, *c == '\\' ? "\\\\" : "%c", *c);
+        off += (size_t)snprintf(out + off, len - off, "\"");
+    }
+    snprintf(out + off, len - off, "]");
+}
+
+/* Asserts the answer's member name holds the list want (compact JSON). */
+static void expect_list(const struct api_resp *r, const char *name, const char *want)
+{
+    char got[1024];
+    jraw(r->json, name, got, sizeof got);
+    if (strcmp(got, want) != 0)
+        fail_msg("%s: want %s, got %s in %.400s", name, want, got, r->body);
+}
+
+/* The field of user tag of PLAIN in Redis, "" when absent (static buffer). */
+static const char *user_field(const char *tag, const char *field)
+{
+    static char out[1024];
+    char uid[32], ukey[128];
+    uid_of(tag, uid);
+    user_key(uid, ukey, sizeof ukey);
+    redisReply *v = rcmd(&redis, "HGET %s %s", ukey, field);
+    snprintf(out, sizeof out, "%s", v->type == REDIS_REPLY_STRING ? v->str : "");
+    freeReplyObject(v);
+    return out;
+}
+
+static void test_mailboxes_are_refused_with_the_entry_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *message;
+    } bad[] = {
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[\"INBOX\",\"\\\\Foo\"]}",
+         "mailboxes[1]: unknown special-use attribute \\Foo"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[]}",
+         "mailboxes: must hold 1 to 16 entries, not 0"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\","
+         "\"g\",\"h\",\"i\",\"j\",\"k\",\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]}",
+         "mailboxes: must hold 1 to 16 entries, not 17"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[\"Junk\",\"\\\\junk\",\"\\\\Junk\"]}",
+         "mailboxes[2]: the same mailbox as mailboxes[1]"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[\"inbox\",\"INBOX\"]}",
+         "mailboxes[1]: the same mailbox as mailboxes[0]"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[\"a\\u0007b\"]}",
+         "mailboxes[0]: control character in a mailbox name"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[\"\"]}",
+         "mailboxes[0]: empty mailbox name"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[7]}", "mailboxes[0]: must be a string"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":\"INBOX\"}",
+         "mailboxes: must be an array of 1 to 16 strings, or null"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":\"[\\\"INBOX\\\"\"}",
+         "mailboxes: must be an array of 1 to 16 strings (parse error: premature EOF near byte "
+         "8)"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":5}",
+         "mailboxes: must be an array of 1 to 16 strings, or null"},
+        {"{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":{\"a\":1}}",
+         "mailboxes: must be an array of 1 to 16 strings"},
+    };
+    struct api_resp r = {0};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        api_json(&r, api.port, "POST", CONN, key, bad[i].body);
+        EXPECT(&r, 400, "POST", CONN);
+        assert_string_equal(err_code(&r), "invalid_parameter");
+        assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "mailboxes");
+        const char *msg = json_get_str(json_get(r.json, "error"), "message");
+        if (strcmp(msg, bad[i].message) != 0)
+            fail_msg("case %zu: want \"%s\", got \"%s\"", i, bad[i].message, msg);
+    }
+    /* Nothing was created; the original's version answers in its words. */
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN", key, NULL);
+    EXPECT(&r, 404, "GET", CONN1);
+    api_form(&r, api.port, "POST", "/api/v1/connections", key,
+             "imap_provider_code=PLAIN&mailboxes=%5B%22%5C%5CSpam%22%5D");
+    EXPECT(&r, 400, "POST", "/api/v1/connections");
+    assert_string_equal(r.body, "Validation failed: mailboxes[0]: unknown special-use attribute "
+                                "\\Spam");
+
+    /* The same checks on users, create and update. */
+    make_connection(api.port, key, "PLAIN");
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
+             "{\"tag\":\"u\",\"mailboxes\":[\"INBOX\",\"\\\\Important\"]}");
+    EXPECT(&r, 400, "POST", USERS);
+    assert_string_equal(json_get_str(json_get(r.json, "error"), "message"),
+                        "mailboxes[1]: unknown special-use attribute \\Important");
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/u", key, NULL);
+    EXPECT(&r, 404, "GET", USER);
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, "{\"tag\":\"u\"}");
+    EXPECT(&r, 201, "POST", USERS);
+    api_json(&r, api.port, "PATCH", "/api/v2/connections/PLAIN/users/u", key,
+             "{\"mailboxes\":[\"Sent\",\"\\\\SENT\",\"sent\"]}");
+    /* Names keep their case (two mailboxes); the attribute is a third. */
+    EXPECT(&r, 200, "PATCH", USER);
+    assert_string_equal(user_field("u", "mailboxes"), "[\"Sent\",\"\\\\Sent\",\"sent\"]");
+    api_json(&r, api.port, "PATCH", "/api/v2/connections/PLAIN/users/u", key,
+             "{\"mailboxes\":[\"\\\\Sent\",\"\\\\SENT\"]}");
+    EXPECT(&r, 400, "PATCH", USER);
+    assert_string_equal(json_get_str(json_get(r.json, "error"), "message"),
+                        "mailboxes[1]: the same mailbox as mailboxes[0]");
+    assert_string_equal(user_field("u", "mailboxes"), "[\"Sent\",\"\\\\Sent\",\"sent\"]");
+    api_resp_free(&r);
+}
+
+static void test_mailboxes_are_stored_canonical_and_users_inherit_them(void **state)
+{
+    (void)state;
+    struct api_resp r = {0};
+    /* Without a list: ["INBOX"] under v2; v1 answers as the original. */
+    make_connection(api.port, key, "GMAIL_OAUTH2");
+    api_json(&r, api.port, "GET", "/api/v2/connections/GMAIL_OAUTH2", key, NULL);
+    EXPECT(&r, 200, "GET", CONN1);
+    expect_list(&r, "mailboxes", "[\"INBOX\"]");
+    api_json(&r, api.port, "GET", "/api/v1/connections/GMAIL_OAUTH2", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v1/connections/{code}");
+    assert_null(json_get(r.json, "mailboxes"));
+
+    api_json(&r, api.port, "POST", CONN, key,
+             "{\"imap_provider_code\":\"PLAIN\",\"mailboxes\":[\"inbox\",\"\\\\jUNK\","
+             "\"Entw\\u00fcrfe\"]}");
+    EXPECT(&r, 201, "POST", CONN);
+    expect_list(&r, "mailboxes", "[\"INBOX\",\"\\\\Junk\",\"Entw\xc3\xbcrfe\"]");
+    char ckey[128];
+    snprintf(ckey, sizeof ckey, "si:conn:%lld:PLAIN", pid);
+    redisReply *v = rcmd(&redis, "HGET %s mailboxes", ckey);
+    assert_string_equal(v->str, "[\"INBOX\",\"\\\\Junk\",\"Entw\xc3\xbcrfe\"]");
+    freeReplyObject(v);
+    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v1/connections/{code}");
+    expect_list(&r, "mailboxes", "[\"INBOX\",\"\\\\Junk\",\"Entw\xc3\xbcrfe\"]");
+
+    /* A user inherits the connection's list through its own copy. */
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
+             "tag=a&login_username=a&login_password=pw");
+    EXPECT(&r, 201, "POST", USERS);
+    expect_list(&r, "mailboxes", "[\"INBOX\",\"\\\\Junk\",\"Entw\xc3\xbcrfe\"]");
+    expect_list(&r, "mailboxes_own", "null");
+    expect_list(&r, "mailboxes_missing", "[]");
+    assert_string_equal(user_field("a", "conn_mailboxes"),
+                        "[\"INBOX\",\"\\\\Junk\",\"Entw\xc3\xbcrfe\"]");
+    assert_string_equal(user_field("a", "mailboxes"), "");
+
+    /* Its own list (a form sends it as JSON text) overrides the
+     * connection's; null inherits again. */
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
+             "tag=b&mailboxes=%5B%22%5C%5Cinbox%22%2C%22Archive%2F2026%22%5D");
+    EXPECT(&r, 201, "POST", USERS);
+    expect_list(&r, "mailboxes", "[\"INBOX\",\"Archive/2026\"]");
+    expect_list(&r, "mailboxes_own", "[\"INBOX\",\"Archive/2026\"]");
+    assert_string_equal(user_field("b", "mailboxes"), "[\"INBOX\",\"Archive/2026\"]");
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/a", key,
+             "{\"mailboxes\":[\"\\\\Sent\"]}");
+    EXPECT(&r, 200, "PUT", USER);
+    expect_list(&r, "mailboxes", "[\"\\\\Sent\"]");
+    expect_list(&r, "mailboxes_own", "[\"\\\\Sent\"]");
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN/users/a", key, "{\"mailboxes\":null}");
+    EXPECT(&r, 200, "PUT", USER);
+    expect_list(&r, "mailboxes", "[\"INBOX\",\"\\\\Junk\",\"Entw\xc3\xbcrfe\"]");
+    expect_list(&r, "mailboxes_own", "null");
+    assert_string_equal(user_field("a", "mailboxes"), "");
+    /* Only mailboxes sent: the rest of the user stays. */
+    assert_string_equal(user_field("a", "username"), "a");
+    assert_string_equal(user_field("a", "archived"), "0");
+
+    /* The list items carry the effective list too. */
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users", key, NULL);
+    EXPECT(&r, 200, "GET", USERS);
+    assert_int_equal(r.json->u.array.len, 2);
+    char got[256];
+    jraw(r.json->u.array.values[1], "mailboxes", got, sizeof got);
+    assert_string_equal(got, "[\"INBOX\",\"Archive/2026\"]");
+
+    /* A user of a connection without lists shows none under v1. */
+    api_json(&r, api.port, "POST", "/api/v1/connections/GMAIL_OAUTH2/users", key,
+             "{\"tag\":\"g\"}");
+    EXPECT(&r, 200, "POST", "/api/v1/connections/{code}/users");
+    assert_null(json_get(r.json, "mailboxes"));
+    assert_null(json_get(r.json, "mailboxes_own"));
+    api_json(&r, api.port, "GET", "/api/v2/connections/GMAIL_OAUTH2/users/g", key, NULL);
+    EXPECT(&r, 200, "GET", USER);
+    expect_list(&r, "mailboxes", "[\"INBOX\"]");
+    api_resp_free(&r);
+}
+
+/* Sets (value NULL: deletes) user tag's mailboxes_missing as a watcher does. */
+static void watcher_wrote(const char *tag, const char *value)
+{
+    char uid[32], ukey[128];
+    uid_of(tag, uid);
+    user_key(uid, ukey, sizeof ukey);
+    if (value != NULL)
+        freeReplyObject(rcmd(&redis, "HSET %s mailboxes_missing %s", ukey, value));
+    else
+        freeReplyObject(rcmd(&redis, "HDEL %s mailboxes_missing", ukey));
+}
+
+static void test_mailboxes_missing_is_shown_as_the_watcher_wrote_it(void **state)
+{
+    (void)state;
+    make_connection(api.port, key, "PLAIN");
+    struct api_resp r = {0};
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key,
+             "{\"tag\":\"m\",\"mailboxes\":[\"INBOX\",\"\\\\Junk\",\"Old\"]}");
+    EXPECT(&r, 201, "POST", USERS);
+    expect_list(&r, "mailboxes_missing", "[]");
+    watcher_wrote("m", "[\"\\\\Junk\",\"Old\"]");
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/m", key, NULL);
+    EXPECT(&r, 200, "GET", USER);
+    expect_list(&r, "mailboxes_missing", "[\"\\\\Junk\",\"Old\"]");
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users", key, NULL);
+    EXPECT(&r, 200, "GET", USERS);
+    char got[256];
+    jraw(r.json->u.array.values[0], "mailboxes_missing", got, sizeof got);
+    assert_string_equal(got, "[\"\\\\Junk\",\"Old\"]");
+
+    /* Under v1 too, and for a user of a connection without lists. */
+    api_json(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, "{\"tag\":\"n\"}");
+    EXPECT(&r, 201, "POST", USERS);
+    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/n", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v1/connections/{code}/users/{tag}");
+    assert_null(json_get(r.json, "mailboxes_missing"));
+    watcher_wrote("n", "[\"INBOX\"]");
+    api_json(&r, api.port, "GET", "/api/v1/connections/PLAIN/users/n", key, NULL);
+    EXPECT(&r, 200, "GET", "/api/v1/connections/{code}/users/{tag}");
+    expect_list(&r, "mailboxes_missing", "[\"INBOX\"]");
+    expect_list(&r, "mailboxes", "[\"INBOX\"]");
+
+    /* Once all were found the watcher deletes it: [] again. A value that
+     * is not a list (a hand's typo) reads as none. */
+    watcher_wrote("m", NULL);
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/m", key, NULL);
+    EXPECT(&r, 200, "GET", USER);
+    expect_list(&r, "mailboxes_missing", "[]");
+    watcher_wrote("m", "Junk");
+    api_json(&r, api.port, "GET", "/api/v2/connections/PLAIN/users/m", key, NULL);
+    EXPECT(&r, 200, "GET", USER);
+    expect_list(&r, "mailboxes_missing", "[]");
+    api_resp_free(&r);
+}
+
+#define PROPAGATE_USERS 1001 /* three chunks of connection_mailboxes.lua: 500, 500, 1 */
+
+/* The number of si:changes entries after id since with op update, and
+ * whether each names a distinct uid in want (NULL-terminated) and nothing
+ * else. */
+static size_t updates_since(const char *since, char **want, size_t nwant)
+{
+    redisReply *x = rcmd(&redis, "XRANGE si:changes (%s +", since);
+    size_t n = 0;
+    int *seen = calloc(nwant + 1, sizeof *seen);
+    for (size_t i = 0; i < x->elements; i++) {
+        redisReply *kv = x->element[i]->element[1];
+        if (strcmp(kv->element[5]->str, "update") != 0)
+            continue;
+        n++;
+        size_t j;
+        for (j = 0; j < nwant && strcmp(want[j], kv->element[1]->str) != 0; j++)
+            ;
+        if (j == nwant)
+            fail_msg("an update for %s, which should not reload", kv->element[1]->str);
+        if (seen[j]++)
+            fail_msg("two updates for %s", want[j]);
+        unsigned k = hrw_shard(want[j], 64);
+        assert_int_equal(atoi(kv->element[3]->str), (int)k);
+    }
+    free(seen);
+    freeReplyObject(x);
+    return n;
+}
+
+/* The id of the last si:changes entry ("0" when none), into out. */
+static void last_change(char out[64])
+{
+    redisReply *x = rcmd(&redis, "XREVRANGE si:changes + - COUNT 1");
+    snprintf(out, 64, "%s", x->elements ? x->element[0]->element[0]->str : "0");
+    freeReplyObject(x);
+}
+
+static void test_connection_update_copies_mailboxes_to_every_user(void **state)
+{
+    (void)state;
+    make_connection(api.port, key, "PLAIN");
+    struct api_resp r = {0};
+    /* Users: every third connected (watched), one in 7 not connected, the
+     * 10th ones archived, the 11th ones with a list of their own. */
+    char **uids = calloc(PROPAGATE_USERS, sizeof *uids);
+    char **reload = calloc(PROPAGATE_USERS, sizeof *reload);
+    size_t nreload = 0;
+    for (int i = 0; i < PROPAGATE_USERS; i++) {
+        char body[256], tag[16];
+        snprintf(tag, sizeof tag, "u%04d", i);
+        int connected = i % 7 != 0;
+        int archived = i % 10 == 9;
+        int own = i % 11 == 5;
+        snprintf(body, sizeof body, "tag=%s%s%s%s", tag,
+                 connected ? "&login_username=x&login_password=pw" : "",
+                 archived ? "&archived=1" : "", own ? "&mailboxes=%5B%22INBOX%22%5D" : "");
+        api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, body);
+        if (r.status != 201)
+            fail_msg("user %d: %d %s", i, r.status, r.body);
+        char uid[32];
+        if (!archived) {
+            uid_of(tag, uid);
+        } else {
+            /* An archived user holds no tag key: find it in the index. */
+            char z[128];
+            snprintf(z, sizeof z, "si:conn:%lld:PLAIN:users", pid);
+            redisReply *m = rcmd(&redis, "ZRANGEBYLEX %s [%s\x1f (%s\x1f\xff", z, tag, tag);
+            assert_int_equal(m->elements, 1);
+            snprintf(uid, sizeof uid, "%s", strchr(m->element[0]->str, '\x1f') + 1);
+            freeReplyObject(m);
+        }
+        uids[i] = strdup(uid);
+        if (connected && !archived && !own)
+            reload[nreload++] = uids[i];
+    }
+
+    char since[64];
+    last_change(since);
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN", key,
+             "{\"mailboxes\":[\"INBOX\",\"\\\\Junk\"]}");
+    EXPECT(&r, 200, "PUT", CONN1);
+    expect_list(&r, "mailboxes", "[\"INBOX\",\"\\\\Junk\"]");
+    for (int i = 0; i < PROPAGATE_USERS; i++) {
+        char ukey[128];
+        user_key(uids[i], ukey, sizeof ukey);
+        redisReply *v = rcmd(&redis, "HGET %s conn_mailboxes", ukey);
+        if (v->type != REDIS_REPLY_STRING || strcmp(v->str, "[\"INBOX\",\"\\\\Junk\"]") != 0)
+            fail_msg("user %d: conn_mailboxes not copied", i);
+        freeReplyObject(v);
+    }
+    /* One update per watched user whose list changed, none for the others. */
+    assert_int_equal(updates_since(since, reload, nreload), nreload);
+    assert_true(nreload > 500);
+
+    /* The same update again changes nothing and reloads no one. */
+    last_change(since);
+    api_json(&r, api.port, "PATCH", "/api/v2/connections/PLAIN", key,
+             "{\"mailboxes\":[\"inbox\",\"\\\\junk\"]}");
+    EXPECT(&r, 200, "PATCH", CONN1);
+    assert_int_equal(updates_since(since, reload, nreload), 0);
+
+    /* A failure part way (the 700th user's hash made unreadable: its chunk's
+     * script fails) is a 503; the first chunk is done, the last not; sent
+     * again once the fault is gone, the update finishes the job. */
+    char bad[128], saved[160];
+    user_key(uids[700], bad, sizeof bad);
+    snprintf(saved, sizeof saved, "%s:saved", bad);
+    freeReplyObject(rcmd(&redis, "RENAME %s %s", bad, saved));
+    freeReplyObject(rcmd(&redis, "SET %s x", bad));
+    last_change(since);
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN", key, "{\"mailboxes\":null}");
+    EXPECT(&r, 503, "PUT", CONN1);
+    assert_string_equal(json_get_str(json_get(r.json, "error"), "field"), "mailboxes");
+    char first[128], last[128];
+    user_key(uids[0], first, sizeof first);
+    user_key(uids[PROPAGATE_USERS - 1], last, sizeof last);
+    assert_int_equal(rint_(&redis, "HEXISTS %s conn_mailboxes", first), 0);
+    assert_int_equal(rint_(&redis, "HEXISTS %s conn_mailboxes", last), 1);
+    freeReplyObject(rcmd(&redis, "DEL %s", bad));
+    freeReplyObject(rcmd(&redis, "RENAME %s %s", saved, bad));
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN", key, "{\"mailboxes\":null}");
+    EXPECT(&r, 200, "PUT", CONN1);
+    expect_list(&r, "mailboxes", "[\"INBOX\"]");
+    char ckey[128];
+    snprintf(ckey, sizeof ckey, "si:conn:%lld:PLAIN", pid);
+    assert_int_equal(rint_(&redis, "HEXISTS %s mailboxes", ckey), 0);
+    for (int i = 0; i < PROPAGATE_USERS; i++) {
+        char ukey[128];
+        user_key(uids[i], ukey, sizeof ukey);
+        if (rint_(&redis, "HEXISTS %s conn_mailboxes", ukey) != 0)
+            fail_msg("user %d: conn_mailboxes left", i);
+    }
+    /* Across both tries, each watched user reloaded exactly once. */
+    assert_int_equal(updates_since(since, reload, nreload), nreload);
+
+    /* A user created now copies the connection's current list. */
+    api_json(&r, api.port, "PUT", "/api/v2/connections/PLAIN", key,
+             "{\"mailboxes\":[\"\\\\All\"]}");
+    EXPECT(&r, 200, "PUT", CONN1);
+    api_form(&r, api.port, "POST", "/api/v2/connections/PLAIN/users", key, "tag=late");
+    EXPECT(&r, 201, "POST", USERS);
+    expect_list(&r, "mailboxes", "[\"\\\\All\"]");
+    assert_string_equal(user_field("late", "conn_mailboxes"), "[\"\\\\All\"]");
+    for (int i = 0; i < PROPAGATE_USERS; i++)
+        free(uids[i]);
+    free(uids);
+    free(reload);
+    api_resp_free(&r);
+}
+
 static void test_connect_transitions_enqueue_user_events(void **state)
 {
     (void)state;
@@ -736,6 +1147,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_openapi_is_served_and_lists_every_route, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_compatibility_table_of_the_original, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mailboxes_are_refused_with_the_entry_named, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mailboxes_are_stored_canonical_and_users_inherit_them,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mailboxes_missing_is_shown_as_the_watcher_wrote_it,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_update_copies_mailboxes_to_every_user,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

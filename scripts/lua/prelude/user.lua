@@ -1,7 +1,7 @@
 -- prelude/user: local functions that scripts/embed-lua.sh puts before
--- user_create.lua, user_import.lua and user_update.lua (this file is not a
--- script of its own): what a user's record needs besides its hash, written
--- once.
+-- user_create.lua, user_import.lua, user_update.lua and user_connect.lua
+-- (this file is not a script of its own): what a user's record needs besides
+-- its hash, written once.
 --
 -- Both scripts take the same first seven KEYS: si:conn:<pid>:<code>, its
 -- :users zset, si:tag:<pid>:<code>:<lower tag>, si:email:<pid>:<code>:<lower
@@ -59,5 +59,18 @@ local function tracer_users(users_key, uid, enable_tracer)
         redis.call('SADD', key, uid)
     else
         redis.call('SREM', key, uid)
+    end
+end
+
+-- Copies the connection's mailbox list (field mailboxes of conn, the
+-- si:conn:<pid>:<code> hash) into the user's conn_mailboxes, or deletes it
+-- when the connection has none: watchers read a user's lists from its own
+-- hash only (issue #21; connection_mailboxes.lua keeps the copies current).
+local function copy_conn_mailboxes(conn, user)
+    local list = redis.call('HGET', conn, 'mailboxes')
+    if list then
+        redis.call('HSET', user, 'conn_mailboxes', list)
+    else
+        redis.call('HDEL', user, 'conn_mailboxes')
     end
 end
