@@ -390,8 +390,9 @@ static void on_baseline(struct rreq *req, struct redisReply *reply, int err)
     }
     s->mb.last_uid = s->mb.base_uid = (uint32_t)v;
     if (status == 1)
-        log_info("new mailbox baseline acct=%s uidvalidity=%" PRIu32 " last_uid=%" PRIu32, s->uid,
-                 s->mb.uidvalidity, s->mb.last_uid);
+        log_info("new mailbox baseline acct=%s mailbox=\"%s\" uidvalidity=%" PRIu32
+                 " last_uid=%" PRIu32,
+                 s->uid, session_box_name(s), s->mb.uidvalidity, s->mb.last_uid);
     done(s, NULL);
     sreq_end(s);
 }

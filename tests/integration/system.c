@@ -671,6 +671,12 @@ static int sha1_hex(const void *p, size_t n, char out[41])
 
 long sys_deliver(struct sys *s, const struct sys_user *u, size_t body_bytes)
 {
+    return sys_deliver_to(s, u, "INBOX", body_bytes);
+}
+
+long sys_deliver_to(struct sys *s, const struct sys_user *u, const char *mailbox, size_t body_bytes)
+{
+    int inbox = strcmp(mailbox, "INBOX") == 0;
     if (s->nmails == s->capmails) {
         size_t cap = s->capmails ? s->capmails * 2 : 256;
         struct sys_mail *m = realloc(s->mails, cap * sizeof *m);
@@ -684,6 +690,7 @@ long sys_deliver(struct sys *s, const struct sys_user *u, size_t body_bytes)
     memset(m, 0, sizeof *m);
     snprintf(m->tag, sizeof m->tag, "%s", u->tag);
     snprintf(m->code, sizeof m->code, "%s", u->code);
+    snprintf(m->mailbox, sizeof m->mailbox, "%s", inbox ? "" : mailbox);
     snprintf(m->subject, sizeof m->subject, "System test %ld for %s", i, u->tag);
     snprintf(m->from_mailbox, sizeof m->from_mailbox, "sender%ld", i);
     snprintf(m->from_host, sizeof m->from_host, "mx%ld.example.org", i % 7);
@@ -716,9 +723,11 @@ long sys_deliver(struct sys *s, const struct sys_user *u, size_t body_bytes)
     }
     int rc;
     if (u->on_fake)
-        rc = fakeimap_append(&s->fake, u->login, m->raw, m->len, NULL);
+        rc = inbox ? fakeimap_append(&s->fake, u->login, m->raw, m->len, NULL)
+                   : fakeimap_append_to(&s->fake, u->login, mailbox, m->raw, m->len, NULL);
     else
-        rc = dovecot_deliver(&s->dv, u->login, m->raw, m->len);
+        rc = inbox ? dovecot_deliver(&s->dv, u->login, m->raw, m->len)
+                   : dovecot_deliver_to(&s->dv, u->login, mailbox, m->raw, m->len);
     if (rc < 0) {
         fprintf(stderr, "system: cannot deliver mail %ld to %s\n", i, u->login);
         free(m->raw);
@@ -768,6 +777,7 @@ static long check_new_mail(struct sys *s, const struct receiver_request *q, cons
     const struct sys_mail *m = &s->mails[i];
     const char *sha1 = json_get_str(v, "sha1"), *rfc = json_get_str(v, "rfc822");
     const char *code = json_get_str(v, "imap_provider_code");
+    const char *mailbox = json_get_str(v, "mailbox");
     const char *subject = json_get_str(env, "subject");
     yajl_val f0 = YAJL_IS_ARRAY(from) && from->u.array.len == 1 ? from->u.array.values[0] : NULL;
     const char *fm = json_get_str(f0, "mailbox"), *fh = json_get_str(f0, "host");
@@ -796,6 +806,10 @@ static long check_new_mail(struct sys *s, const struct receiver_request *q, cons
                 fh ? fh : "null", m->from_mailbox, m->from_host);
     else if (uid <= 0)
         problem(s, "webhook %s (mail %ld): no uid", q->id, i);
+    else if (m->mailbox[0] ? mailbox == NULL || strcmp(mailbox, m->mailbox) != 0
+                           : json_get(v, "mailbox") != NULL)
+        problem(s, "webhook %s (mail %ld): mailbox %s, want %s", q->id, i,
+                mailbox ? mailbox : "none", m->mailbox[0] ? m->mailbox : "none (INBOX)");
     json_free(v);
     struct sys_mail *mm = &s->mails[i];
     mm->attempts++;

@@ -119,8 +119,9 @@ struct sys_user {
 struct sys_mail {
     char tag[64], code[32];
     char subject[128], from_mailbox[32], from_host[64], message_id[128];
-    char sha1[41]; /* hex SHA-1 of raw (OpenSSL) */
-    char *raw;     /* the exact bytes delivered */
+    char sha1[41];    /* hex SHA-1 of raw (OpenSSL) */
+    char mailbox[64]; /* where it was delivered; "" for INBOX (no "mailbox" in the body) */
+    char *raw;        /* the exact bytes delivered */
     size_t len;
     long long delivered_us; /* CLOCK_MONOTONIC when the delivery returned */
     int attempts;           /* new_mail webhooks about it, any answer */
@@ -281,6 +282,11 @@ int sys_wait_user_state(struct sys *s, const struct sys_user *u, const char *sta
  * remembers it. Returns its index in s->mails, or -1.
  */
 long sys_deliver(struct sys *s, const struct sys_user *u, size_t body_bytes);
+
+/* sys_deliver() into u's mailbox (an existing one; "INBOX" is
+ * sys_deliver()): its webhook must name it in "mailbox". */
+long sys_deliver_to(struct sys *s, const struct sys_user *u, const char *mailbox,
+                    size_t body_bytes);
 
 /* Reads and checks the webhooks received since the last call. Returns the
  * number of requests read. */
