@@ -203,6 +203,7 @@ static int send_user(struct req *r, int status, const struct rec *u)
         json_gen_key_str(g, "lease", lease);
     else
         json_gen_key_null(g, "lease");
+    view_admin_user_mailboxes(g, u);
     json_gen_object_close(g);
     if (write_events(r, g, u) < 0) {
         json_gen_free(g);

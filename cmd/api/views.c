@@ -368,6 +368,11 @@ void view_admin_user_open(struct json_gen *g, const struct rec *u, const char *p
     view_time(g, "updated_at", rec_get(u, "updated_at"));
 }
 
+void view_admin_user_mailboxes(struct json_gen *g, const struct rec *u)
+{
+    user_mailboxes(g, 2, u, 0);
+}
+
 void view_next_cursor(struct json_gen *g, const char *next)
 {
     if (next == NULL) {

@@ -59,6 +59,10 @@ void view_event_open(struct json_gen *g, const struct rec *e);
  * credentials, no links. */
 void view_admin_user_open(struct json_gen *g, const struct rec *u, const char *partner_name);
 
+/* The user's effective mailboxes and mailboxes_missing (the admin user
+ * detail; the partner view has its own rules for v1). */
+void view_admin_user_mailboxes(struct json_gen *g, const struct rec *u);
+
 /* Writes a ms timestamp text as ISO 8601 text, or null when empty. */
 void view_time(struct json_gen *g, const char *key, const char *ms);
 

@@ -228,6 +228,8 @@ async function main() {
     await page.click(`tr[data-uid="${env.USER_UID}"] a`);
     await page.waitForFunction((u) => document.body.dataset.loaded === `/users/${u}`, {}, env.USER_UID);
     out.user_state = await text(page, '#user-state');
+    out.user_mailboxes = await text(page, '#user-mailboxes');
+    out.user_mailboxes_missing = await text(page, '#user-mailboxes-missing');
     out.user_events = await page.$$eval('tr.event', (rows) => rows.map((r) => ({
         id: r.dataset.eventId, state: r.dataset.eventState,
         attempts: document.querySelectorAll(`tr.attempt[data-attempt-of="${r.dataset.eventId}"]`).length,

@@ -221,6 +221,26 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_true(delivered >= 0);
     assert_int_equal(sys_wait_mail(&fleet, delivered, sys_ms(15000)), 0);
 
+    /* u[0] watches a mailbox its server does not have: the user page shows
+     * what it watches and what was not found. */
+    struct api_resp mr = {0};
+    char mpath[256];
+    snprintf(mpath, sizeof mpath, "/api/v2/connections/%s/users/%s", SYS_FAKE, u[0].tag);
+    assert_int_equal(
+        sys_api(&fleet, &mr, "PATCH", mpath, "{\"mailboxes\":[\"INBOX\",\"Nowhere\"]}"), 200);
+    api_resp_free(&mr);
+    long long mdeadline = harness_now_ms() + sys_ms(20000);
+    int found = 0;
+    while (!found && harness_now_ms() < mdeadline) {
+        assert_int_equal(sys_get_user(&fleet, &u[0], &mr), 200);
+        yajl_val miss = json_get(mr.json, "mailboxes_missing");
+        found = YAJL_IS_ARRAY(miss) && miss->u.array.len == 1;
+        api_resp_free(&mr);
+        if (!found)
+            harness_poll_pause();
+    }
+    assert_true(found);
+
     /* Dead letters of u[1], u[2], u[3] (two attempts answered 500): one
      * replayed from the deliveries page, one deleted there, one replayed
      * from its user's page. */
@@ -328,8 +348,11 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_int_equal(sys_admin(&fleet, &r, "GET", "/admin/api/partners?q=csrf", NULL), 200);
     assert_null(strstr(r.body, "csrf-probe"));
 
-    /* The user page: its state and its delivered event with the attempt. */
+    /* The user page: its state, its mailboxes, and its delivered event
+     * with the attempt. */
     assert_string_equal(json_get_str(v, "user_state"), "watching");
+    assert_string_equal(json_get_str(v, "user_mailboxes"), "INBOX, Nowhere");
+    assert_string_equal(json_get_str(v, "user_mailboxes_missing"), "Nowhere");
     yajl_val evs = json_get(v, "user_events");
     int seen = 0;
     for (size_t i = 0; YAJL_IS_ARRAY(evs) && i < evs->u.array.len; i++) {

@@ -561,6 +561,8 @@ async function viewUser(view, uid) {
             h('dt', {}, 'Last mail'), h('dd', {}, when(u.last_email_at)),
             h('dt', {}, 'Connected'), h('dd', {}, when(u.connected_at)),
             h('dt', {}, 'Watched by'), h('dd#user-lease', {}, u.lease || '—'),
+            h('dt', {}, 'Mailboxes'), h('dd#user-mailboxes', {}, (u.mailboxes || ['INBOX']).join(', ')),
+            h('dt', {}, 'Not found'), h('dd#user-mailboxes-missing', {}, (u.mailboxes_missing || []).join(', ') || '—'),
             h('dt', {}, 'Archived'), h('dd#user-archived', {}, u.archived ? 'yes' : 'no'),
             h('dt', {}, 'Partner'), h('dd', {}, h('a', {href: `#/partners/${u.partner_id}`}, u.partner_name || u.partner_id)),
             h('dt', {}, 'Provider'), h('dd', {}, u.provider || '—'),
