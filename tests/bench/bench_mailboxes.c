@@ -44,8 +44,10 @@
  *    raw client built on proto/imap_cmd reconnects QRESYNC_USERS users one
  *    after the other as a QRESYNC watcher would (LOGIN, ENABLE QRESYNC,
  *    EXAMINE INBOX (QRESYNC (uidvalidity highestmodseq)), IDLE), with the
- *    UIDVALIDITY and HIGHESTMODSEQ fake-imapd's INFO gives: commands per
- *    reconnect counted the same way, bytes as the client sent and read them.
+ *    UIDVALIDITY and HIGHESTMODSEQ fake-imapd's INFO gives, and as the
+ *    UIDNEXT skip does when nothing is new (LOGIN, EXAMINE INBOX, IDLE), so
+ *    the two differ only by QRESYNC: commands per reconnect counted the same
+ *    way, bytes as the client sent and read them.
  *
  * With BENCH_DATA_DIR set it writes results.txt keys (tests/bench/run.sh's
  * header lists them). BENCH_SCALE (0 < s <= 1) scales USERS for quick runs;
@@ -580,10 +582,12 @@ struct storm_result {
     struct counters imap, redis; /* per reconnect */
 };
 
-/* One QRESYNC reconnect of user u, as a watcher would make it, adding the
- * bytes it sent and read to *in and *out (the server's view); 0 or -1. */
-static int qresync_once(const struct fake *f, int u, uint32_t uv, uint64_t modseq, double *sent,
-                        double *got)
+/* One reconnect of user u as a watcher would make it, with qresync a
+ * QRESYNC one (ENABLE QRESYNC, EXAMINE with uv and modseq), else with a
+ * plain EXAMINE; adds the bytes it sent and read to *sent and *got; 0 or
+ * -1. */
+static int raw_once(const struct fake *f, int u, int qresync, uint32_t uv, uint64_t modseq,
+                    double *sent, double *got)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
@@ -609,10 +613,14 @@ static int qresync_once(const struct fake *f, int u, uint32_t uv, uint64_t modse
         buf_reset(&out);
         if (step == 1)
             rc = imap_cmd_login(&out, &sync, "A1", user, pass, 0);
+        else if (step == 2 && !qresync)
+            continue;
         else if (step == 2)
             rc = imap_cmd_enable(&out, "A2", "QRESYNC");
-        else if (step == 3)
+        else if (step == 3 && qresync)
             rc = imap_cmd_examine_qresync(&out, &sync, "A3", "INBOX", 0, uv, modseq);
+        else if (step == 3)
+            rc = imap_cmd_examine(&out, &sync, "A3", "INBOX", 0);
         else if (step == 4)
             rc = imap_cmd_idle(&out, "A4");
         if (rc == 0 && out.len > 0 && write(fd, out.data, out.len) != (ssize_t)out.len)
@@ -644,8 +652,9 @@ static int qresync_once(const struct fake *f, int u, uint32_t uv, uint64_t modse
     return rc;
 }
 
-/* QRESYNC_USERS QRESYNC reconnects on f, one after the other. */
-static int run_qresync(struct fake *f, struct storm_result *res)
+/* QRESYNC_USERS reconnects of the raw client on f, one after the other:
+ * into res[0] with a plain EXAMINE, into res[1] with QRESYNC. */
+static int run_raw(struct fake *f, struct storm_result *res)
 {
     char reply[256];
     int rc = ctl(f, "PROFILES condstore,qresync", NULL, 0, reply, sizeof reply);
@@ -664,32 +673,34 @@ static int run_qresync(struct fake *f, struct storm_result *res)
             ms[i] = strtoull(q + 14, NULL, 10);
         }
     }
-    struct counters s0, s1;
-    if (rc == 0)
+    for (int q = 0; q < 2 && rc == 0; q++) {
+        struct storm_result *r = &res[q];
+        struct counters s0, s1;
         rc = ctl(f, "RESET", NULL, 0, reply, sizeof reply);
-    if (rc == 0)
-        rc = fake_stats(f, &s0);
-    double t0 = fixture_now();
-    for (int i = 0; i < n && rc == 0; i++)
-        rc = qresync_once(f, i, uv[i], ms[i], &res->bytes_in, &res->bytes_out);
-    double took = fixture_now() - t0;
-    if (rc == 0 && fake_stats(f, &s1) == 0) {
-        res->ran = res->ok = 1;
-        res->reconnects = n;
-        res->ms_each = took * 1000.0 / n;
-        cnt_delta(&s0, &s1, NULL, 0, n, &res->imap);
-        res->bytes_in /= n;
-        res->bytes_out /= n;
+        if (rc == 0)
+            rc = fake_stats(f, &s0);
+        double t0 = fixture_now();
+        for (int i = 0; i < n && rc == 0; i++)
+            rc = raw_once(f, i, q, uv[i], ms[i], &r->bytes_in, &r->bytes_out);
+        double took = fixture_now() - t0;
+        if (rc == 0 && fake_stats(f, &s1) == 0) {
+            r->ran = r->ok = 1;
+            r->reconnects = n;
+            r->ms_each = took * 1000.0 / n;
+            cnt_delta(&s0, &s1, NULL, 0, n, &r->imap);
+            r->bytes_in /= n;
+            r->bytes_out /= n;
+        }
     }
     free(uv);
     free(ms);
     return rc;
 }
 
-/* The storm with the watcher exe (NULL: this tree's); with qresync, the
- * QRESYNC client's reconnects after it on the same fake-imapd. */
+/* The storm with the watcher exe (NULL: this tree's); with raw (two
+ * results), the raw client's reconnects after it on the same fake-imapd. */
 static int run_storm(const char *exe, struct crypto_keys *keys, struct storm_result *res,
-                     struct storm_result *qres)
+                     struct storm_result *raw)
 {
     struct watcher w;
     struct fake f;
@@ -762,8 +773,8 @@ static int run_storm(const char *exe, struct crypto_keys *keys, struct storm_res
         res->bytes_in = conns > 0 ? res->bytes_in / conns : -1;
         res->bytes_out = conns > 0 ? res->bytes_out / conns : -1;
     }
-    if (rc == 0 && qres != NULL && run_qresync(&f, qres) < 0) {
-        fprintf(stderr, "bench_mailboxes: the QRESYNC client failed\n");
+    if (rc == 0 && raw != NULL && run_raw(&f, raw) < 0) {
+        fprintf(stderr, "bench_mailboxes: the raw client failed\n");
         rc = -1;
     }
     stop(&w.c);
@@ -877,10 +888,10 @@ int main(int argc, char **argv)
     print_ways(ways, wr, NWAYS);
 
     const char *names[] = {"UIDNEXT skip (this watcher)",
-                           "UID FETCH last+1:* always (watcher "
-                           "before the skip)",
-                           "QRESYNC (raw client, fake-imapd condstore,qresync)"};
-    static struct storm_result st[3];
+                           "UID FETCH last+1:* always (watcher before the skip)",
+                           "EXAMINE, no FETCH (raw client, fake-imapd condstore,qresync)",
+                           "QRESYNC (raw client, the same fake-imapd)"};
+    static struct storm_result st[4];
     int storm = only == NULL || strcmp(only, "storm") == 0;
     if (storm && run_storm(NULL, keys, &st[0], &st[2]) < 0)
         rc = 1;
@@ -892,14 +903,16 @@ int main(int argc, char **argv)
         "watcher shows all watching. Per reconnect: IMAP commands (fake-imapd's counters), "
         "bytes (the kernel's count of each connection fake-imapd holds once all are back, ss -ti), "
         "Redis commands until %d ms after all are back (INFO commandstats, net of the idle "
-        "rate over %d s before). QRESYNC: %d reconnects "
-        "of a raw client on the same fake-imapd (LOGIN, ENABLE QRESYNC, EXAMINE INBOX "
-        "(QRESYNC (uidvalidity highestmodseq)), IDLE), one after the other.\n\n",
+        "rate over %d s before). Then, on the same fake-imapd with CONDSTORE and QRESYNC "
+        "announced, %d reconnects of a raw client one after the other, each way: LOGIN, "
+        "EXAMINE INBOX, IDLE; and LOGIN, ENABLE QRESYNC, EXAMINE INBOX (QRESYNC (uidvalidity "
+        "highestmodseq)), IDLE; bytes as the client sent and read them.\n\n",
         users, SETTLE_MS, STORM_IDLE_S, QRESYNC_USERS < users ? QRESYNC_USERS : users);
-    print_storm(names, st, 3);
+    print_storm(names, st, 4);
     storm_results("skip", &st[0]);
     storm_results("fetch", &st[1]);
-    storm_results("qresync", &st[2]);
+    storm_results("examine", &st[2]);
+    storm_results("qresync", &st[3]);
     crypto_keys_free(keys);
     return rc;
 }

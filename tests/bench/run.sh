@@ -84,9 +84,11 @@
 #                    _imap_per_user_min, _redis_per_user, _redis_per_user_min,
 #                    and for notify and status _junk_p50_ms, _junk_p99_ms;
 #                    per reconnect of a storm, for <r> skip (this watcher),
-#                    fetch (the watcher of BENCH_OLD_REV) and qresync (a raw
-#                    client): storm_<r>_imap, storm_<r>_bytes, and for skip
-#                    and fetch storm_<r>_redis, storm_<r>_rewatch_s
+#                    fetch (the watcher of BENCH_OLD_REV), examine and
+#                    qresync (a raw client reconnecting with a plain EXAMINE,
+#                    and with ENABLE QRESYNC and EXAMINE (QRESYNC ...)):
+#                    storm_<r>_imap, storm_<r>_bytes, and for skip and fetch
+#                    storm_<r>_redis, storm_<r>_rewatch_s
 # and data files: watcher_rss_plain.dat, watcher_rss_tls.dat, latency.dat,
 # latency_rates.dat, sessions_100k.dat (bench_watcher),
 # dispatcher_concurrency.dat (bench_dispatcher), failover.dat (the kill -9
@@ -443,7 +445,7 @@ summary21() {
     echo "| per reconnect of a storm (no new mail) | IMAP commands | IMAP bytes | Redis commands | all watching again in s |"
     echo "|---|---:|---:|---:|---:|"
     for r in "UIDNEXT skip (this watcher)|skip" "UID FETCH always (watcher of $BENCH_OLD_REV)|fetch" \
-        "QRESYNC (raw client)|qresync"; do
+        "EXAMINE, no FETCH (raw client)|examine" "QRESYNC (raw client)|qresync"; do
         printf '| %s |' "${r%%|*}"
         for what in imap bytes redis rewatch_s; do
             v=$(val "storm_${r##*|}_$what")
