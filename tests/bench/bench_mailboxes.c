@@ -16,8 +16,8 @@
  *    accepted); the time from the users written until every session is
  *    watching; the watcher's RSS before the users and at the end of the
  *    steady window below, per session (read earlier, it still holds the
- *    login burst's heap: INBOX only, it fell by 10 MB about 3 s after all
- *    watching in one run); IMAP commands per user until watching (fake-imapd's cmd_*
+ *    login burst's heap: INBOX only, it fell by 10 MB between 3 and 6 s
+ *    after all watching in one run); IMAP commands per user until watching (fake-imapd's cmd_*
  *    counters, by name; until SETTLE_MS after all watching) and per user per
  *    minute over a steady WINDOW_S (for (c) WINDOW_STATUS_S, scaled to a
  *    minute) with its busiest second; Redis commands per user until settled
