@@ -65,342 +65,36 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <libgen.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/types.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "core/crypto.h"
-#include "core/err.h"
-#include "core/hrw.h"
-#include "tests/bench/bench.h"
+#include "tests/bench/rig.h"
 #include "tests/integration/receiver.c" /* the receiver, built into this program */
-#include "tests/integration/webhook_fixture.h"
-#include "tests/unit/redis_fixture.h"
 
-#define SHARDS             64
-#define MAX_W              6
-#define READY_S            20.0
-#define LOGINS_PER_WATCHER 20000
-#define ESTABLISH_S        240.0
-#define SERIES_MS          500 /* between rows of the 100k scenario's cold-start series */
-#define SETTLE_S           3.0
-#define IDLE_SAMPLE_S      5.0
-#define RAMP_STEPS         10
-#define RAMP_SETTLE_MS     300
-#define LAT_USERS          1000
-#define LAT_RATE_DEFAULT   1000 /* the sweep's round of the histogram and section 7's row */
-#define LAT_SECONDS        5    /* of that round, or of a BENCH_MAIL_RATE run */
-#define LAT_SWEEP_SECONDS  3    /* of the sweep's other rounds */
-#define LAT_MAX_RATES      8
+#define MAX_W             RIG_MAX_W
+#define SETTLE_S          3.0
+#define IDLE_SAMPLE_S     5.0
+#define RAMP_STEPS        10
+#define RAMP_SETTLE_MS    300
+#define LAT_USERS         1000
+#define LAT_RATE_DEFAULT  1000 /* the sweep's round of the histogram and section 7's row */
+#define LAT_SECONDS       5    /* of that round, or of a BENCH_MAIL_RATE run */
+#define LAT_SWEEP_SECONDS 3    /* of the sweep's other rounds */
+#define LAT_MAX_RATES     8
 
 /* The latency run's mail rates, in turn on one pipeline (BENCH_MAIL_RATE: that one). */
 static const int lat_sweep[] = {500, 1000, 2000, 3000, 5000};
 
-static char bin[400];
 static char certdir[64];
-static char cert[128], keyfile[128];
-
-/* ---- Processes ---- */
-
-struct child {
-    pid_t pid;
-    char log[300];
-};
-
-static pid_t spawn(const char *path, char *const *envp, const char *log)
-{
-    char *const argv[] = {(char *)path, NULL};
-    return bench_spawn(argv, envp, log);
-}
-
-static void stop(struct child *c)
-{
-    if (c->pid <= 0)
-        return;
-    kill(c->pid, SIGTERM);
-    double deadline = fixture_now() + 10;
-    while (waitpid(c->pid, NULL, WNOHANG) != c->pid) {
-        if (fixture_now() > deadline) {
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, NULL, 0);
-            break;
-        }
-        fixture_nap_ms(5);
-    }
-    c->pid = 0;
-}
-
-/* The text after needle in the first line of file path that has it. */
-static int log_find(const char *path, const char *needle, char *after, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char line[4096];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f) != NULL) {
-        char *p = strstr(line, needle);
-        if (p != NULL) {
-            found = 1;
-            if (after != NULL)
-                snprintf(after, len, "%s", p + strlen(needle));
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-/* ---- fake-imapd ---- */
-
-struct fake {
-    struct child c;
-    char addr[24];
-    char ctl[300];
-    int ctl_fd;
-    int port; /* plain, or implicit TLS when tls */
-};
-
-static int ctl_connect(const char *path)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof a.sun_path) {
-        close(fd);
-        return -1;
-    }
-    memcpy(a.sun_path, path, strlen(path) + 1);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
-        return fd;
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-/* Sends a request (and body) and reads the one-line reply. */
-static int ctl(struct fake *f, const char *req, const void *body, size_t n, char *reply,
-               size_t rlen)
-{
-    struct part {
-        const void *p;
-        size_t n;
-    } parts[3] = {{req, strlen(req)}, {"\n", 1}, {body, n}};
-    for (int i = 0; i < 3; i++) {
-        size_t off = 0;
-        while (off < parts[i].n) {
-            ssize_t w = write(f->ctl_fd, (const char *)parts[i].p + off, parts[i].n - off);
-            if (w <= 0)
-                return -1;
-            off += (size_t)w;
-        }
-    }
-    size_t got = 0;
-    while (got + 1 < rlen) {
-        ssize_t r = read(f->ctl_fd, reply + got, 1);
-        if (r <= 0)
-            return -1;
-        if (reply[got] == '\n')
-            break;
-        got++;
-    }
-    reply[got] = '\0';
-    return strncmp(reply, "OK", 2) == 0 ? 0 : -1;
-}
-
-static int fake_start(struct fake *f, const char *dir, int i, int users, int tls)
-{
-    memset(f, 0, sizeof *f);
-    snprintf(f->addr, sizeof f->addr, "127.0.0.%d", i + 1);
-    snprintf(f->ctl, sizeof f->ctl, "%s/fake%d.sock", dir, i);
-    snprintf(f->c.log, sizeof f->c.log, "%s/fake%d.log", dir, i);
-    char path[512], e_addr[64], e_ctl[340], e_users[64], e_cert[200], e_key[200];
-    snprintf(path, sizeof path, "%s/superimap-fake-imapd", bin);
-    snprintf(e_addr, sizeof e_addr, "SUPERIMAP_FAKE_ADDRS=%s", f->addr);
-    snprintf(e_ctl, sizeof e_ctl, "SUPERIMAP_FAKE_CONTROL=%s", f->ctl);
-    snprintf(e_users, sizeof e_users, "SUPERIMAP_FAKE_USERS=%d", users);
-    snprintf(e_cert, sizeof e_cert, "SUPERIMAP_FAKE_CERT=%s", cert);
-    snprintf(e_key, sizeof e_key, "SUPERIMAP_FAKE_KEY=%s", keyfile);
-    char *envp[] = {e_addr,
-                    e_ctl,
-                    e_users,
-                    (char *)"SUPERIMAP_FAKE_PORT=0",
-                    (char *)(tls ? "SUPERIMAP_FAKE_TLS_PORT=0" : "SUPERIMAP_FAKE_TLS_PORT=-1"),
-                    (char *)"SUPERIMAP_LOG_LEVEL=warn",
-                    tls ? e_cert : NULL,
-                    tls ? e_key : NULL,
-                    NULL};
-    f->c.pid = spawn(path, envp, f->c.log);
-    if (f->c.pid < 0)
-        return -1;
-    double deadline = fixture_now() + READY_S;
-    while ((f->ctl_fd = ctl_connect(f->ctl)) < 0) {
-        if (fixture_now() > deadline || waitpid(f->c.pid, NULL, WNOHANG) == f->c.pid) {
-            fprintf(stderr, "bench_watcher: fake-imapd did not start; see %s\n", f->c.log);
-            return -1;
-        }
-        fixture_nap_ms(10);
-    }
-    char reply[1024];
-    if (ctl(f, "PORTS", NULL, 0, reply, sizeof reply) < 0)
-        return -1;
-    /* "OK 127.0.0.2:4711/none 127.0.0.2:4712/implicit" */
-    const char *want = tls ? "/implicit" : "/none";
-    for (char *w = strtok(reply + 2, " "); w != NULL; w = strtok(NULL, " ")) {
-        char *slash = strchr(w, '/'), *colon = strrchr(w, ':');
-        if (slash != NULL && colon != NULL && strcmp(slash, want) == 0)
-            f->port = atoi(colon + 1);
-    }
-    return f->port > 0 ? 0 : -1;
-}
-
-static void fake_stop(struct fake *f)
-{
-    if (f->ctl_fd > 0)
-        close(f->ctl_fd);
-    f->ctl_fd = -1;
-    stop(&f->c);
-}
-
-/* ---- Watcher ---- */
-
-struct watcher {
-    struct child c;
-    struct redis_fixture fx;
-    int port; /* HTTP */
-    long rss0, rss1;
-    double est_s, cpu_pct;
-};
-
-/* Starts watcher i of a scenario, logging in at most LOGINS_PER_WATCHER
- * users a second. */
-static int watcher_start(struct watcher *w, int i, int max_users)
-{
-    char path[512], url[340], node[64], maxu[64], ca[200], logins[64];
-    snprintf(path, sizeof path, "%s/superimap-watcher", bin);
-    snprintf(w->c.log, sizeof w->c.log, "%s/watcher%d.log", w->fx.dir, i);
-    snprintf(url, sizeof url, "SUPERIMAP_REDIS_URL=%s", w->fx.url);
-    snprintf(node, sizeof node, "SUPERIMAP_NODE_ID=bench-w%d", i);
-    snprintf(maxu, sizeof maxu, "SUPERIMAP_MAX_USERS=%d", max_users);
-    snprintf(ca, sizeof ca, "SUPERIMAP_CA_FILE=%s", cert);
-    snprintf(logins, sizeof logins, "SUPERIMAP_IMAP_LOGINS_PER_SEC=%d", LOGINS_PER_WATCHER);
-    char *envp[] = {url,
-                    node,
-                    maxu,
-                    ca,
-                    (char *)"SUPERIMAP_ENCRYPTION_KEY=" WF_KEY,
-                    (char *)"SUPERIMAP_HTTP_ADDR=127.0.0.1:0",
-                    logins,
-                    (char *)"SUPERIMAP_REDIS_TIMEOUT_MS=30000",
-                    NULL};
-    w->c.pid = spawn(path, envp, w->c.log);
-    if (w->c.pid < 0)
-        return -1;
-    double deadline = fixture_now() + READY_S;
-    char after[256];
-    while (!log_find(w->c.log, "incarnation live", NULL, 0) ||
-           !log_find(w->c.log, "users loaded", NULL, 0)) {
-        if (fixture_now() > deadline || waitpid(w->c.pid, NULL, WNOHANG) == w->c.pid) {
-            fprintf(stderr, "bench_watcher: watcher not ready; see %s\n", w->c.log);
-            return -1;
-        }
-        fixture_nap_ms(20);
-    }
-    if (!log_find(w->c.log, "http listening", after, sizeof after))
-        return -1;
-    const char *p = strstr(after, "port=");
-    w->port = p ? atoi(p + 5) : 0;
-    return w->port > 0 ? 0 : -1;
-}
-
-/* GET /metrics and the value of series, or -1. */
-static double metric(int port, const char *series)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-    if (write(fd, req, sizeof req - 1) < 0) {
-        close(fd);
-        return -1;
-    }
-    static char body[1 << 20];
-    size_t got = 0;
-    ssize_t r;
-    while (got + 1 < sizeof body && (r = read(fd, body + got, sizeof body - got - 1)) > 0)
-        got += (size_t)r;
-    close(fd);
-    body[got] = '\0';
-    size_t n = strlen(series);
-    for (char *line = body; line != NULL && *line;) {
-        if (strncmp(line, series, n) == 0 && line[n] == ' ')
-            return atof(line + n + 1);
-        char *nl = strchr(line, '\n');
-        line = nl ? nl + 1 : NULL;
-    }
-    return -1;
-}
-
-/* Writes users first..first+n-1 (login user<i+1>) for provider code,
- * pipelined. */
-static int create_users(struct redis_fixture *fx, const char *code, int first, int n,
-                        struct crypto_keys *keys)
-{
-    redisContext *c = redis_fixture_connect(fx, 30000);
-    if (c == NULL)
-        return -1;
-    int pending = 0, rc = 0;
-    for (int i = first; i < first + n; i++) {
-        char uid[32], login[16], pass[16], aad[96], key[128], k[16];
-        snprintf(uid, sizeof uid, "%024x", i + 1);
-        snprintf(login, sizeof login, "user%d", i + 1);
-        snprintf(pass, sizeof pass, "pass%d", i + 1);
-        snprintf(aad, sizeof aad, "si:user:%s:secret", uid);
-        char *sealed = NULL;
-        if (crypto_encrypt(keys, pass, strlen(pass), aad, &sealed) < 0)
-            return -1;
-        snprintf(k, sizeof k, "%u", hrw_shard(uid, SHARDS));
-        snprintf(key, sizeof key, "si:{%s}:user:%s", k, uid);
-        const char *argv[] = {"HSET", key,   "uid", uid,        "pid", "1",      "code",
-                              code,   "tag", login, "username", login, "secret", sealed};
-        redisAppendCommandArgv(c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
-        redisAppendCommand(c, "ZADD si:{%s}:users 0 %s", k, uid);
-        redisAppendCommand(c, "XADD si:changes * uid %s k %s op create", uid, k);
-        xfree(sealed);
-        pending += 3;
-        if (pending >= 3000 || i == first + n - 1) {
-            while (pending > 0) {
-                redisReply *r = NULL;
-                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                    rc = -1;
-                    break;
-                }
-                if (r->type == REDIS_REPLY_ERROR)
-                    rc = -1;
-                freeReplyObject(r);
-                pending--;
-            }
-        }
-    }
-    redisFree(c);
-    return rc;
-}
 
 /* ---- Idle scenario ---- */
 
@@ -411,107 +105,6 @@ struct scenario {
     int tls;
     const char *series; /* data file of the cold start's time series, or NULL */
 };
-
-/* A number of `INFO <section>` of a Redis server (field with its colon), or
- * -1. */
-static double redis_info(const struct redis_fixture *fx, const char *section, const char *field)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "INFO %s", section);
-    redisReply *r = redis_fixture_cmd(fx, cmd);
-    double v = -1;
-    const char *p = r != NULL && r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
-    if (p != NULL)
-        v = atof(p + strlen(field));
-    freeReplyObject(r);
-    return v;
-}
-
-/* used_memory of a Redis server in bytes (INFO memory), or -1. */
-static long long redis_used_memory(const struct redis_fixture *fx)
-{
-    return (long long)redis_info(fx, "memory", "used_memory:");
-}
-
-/* Redis's work so far: commands processed and CPU seconds (user + system). */
-struct redis_work {
-    double commands, cpu_s;
-};
-
-static struct redis_work redis_work_now(const struct redis_fixture *fx)
-{
-    struct redis_work w = {redis_info(fx, "stats", "total_commands_processed:"),
-                           redis_info(fx, "cpu", "used_cpu_sys:") +
-                               redis_info(fx, "cpu", "used_cpu_user:")};
-    return w;
-}
-
-/* One row of the cold-start series (sessions_100k.dat): seconds from t0,
- * sessions watching in all, the watchers' VmRSS in all and each's (KiB). */
-static void series_row(FILE *series, const struct watcher *w, int nw, double t0)
-{
-    double watching = 0;
-    long rss[MAX_W], total = 0;
-    for (int i = 0; i < nw; i++) {
-        double n = metric(w[i].port, "superimap_watcher_sessions_watching");
-        watching += n > 0 ? n : 0;
-        rss[i] = bench_rss_kib(w[i].c.pid);
-        total += rss[i];
-    }
-    fprintf(series, "%.2f %.0f %ld", fixture_now() - t0, watching, total);
-    for (int i = 0; i < nw; i++)
-        fprintf(series, " %ld", rss[i]);
-    fputc('\n', series);
-    fflush(series);
-}
-
-/* Polls every watcher's /metrics until each has per sessions watching,
- * setting est_s (from t0) of those that had none; with series (may be
- * NULL), a series_row() every SERIES_MS meanwhile. */
-static int wait_established(struct watcher *w, int nw, int per, double t0, const char *name,
-                            FILE *series)
-{
-    double deadline = t0 + ESTABLISH_S, next_row = t0;
-    for (;;) {
-        if (series != NULL && fixture_now() >= next_row) {
-            series_row(series, w, nw, t0);
-            next_row += SERIES_MS / 1000.0;
-        }
-        int done = 0;
-        for (int i = 0; i < nw; i++) {
-            if (w[i].est_s > 0) {
-                done++;
-                continue;
-            }
-            double watching = metric(w[i].port, "superimap_watcher_sessions_watching");
-            if (watching >= per) {
-                w[i].est_s = fixture_now() - t0;
-                done++;
-            }
-        }
-        if (done == nw) {
-            if (series != NULL)
-                series_row(series, w, nw, t0);
-            return 0;
-        }
-        if (fixture_now() > deadline) {
-            fprintf(stderr, "bench_watcher: %s: sessions not all watching after %.0f s\n", name,
-                    ESTABLISH_S);
-            for (int i = 0; i < nw; i++)
-                fprintf(stderr,
-                        "  watcher %d: %.0f users, %.0f sessions, %.0f watching, %.0f "
-                        "unassigned, capacity %.0f, fences %.0f\n",
-                        i, metric(w[i].port, "superimap_watcher_users"),
-                        metric(w[i].port, "superimap_watcher_sessions"),
-                        metric(w[i].port, "superimap_watcher_sessions_watching"),
-                        metric(w[i].port, "superimap_watcher_users_unassigned"),
-                        metric(w[i].port, "superimap_watcher_capacity"),
-                        metric(w[i].port, "superimap_watcher_fences_total"));
-            return -1;
-        }
-        fixture_nap_ms(100);
-    }
-}
 
 /* Machine-readable results of a scenario that held every session (bench.h;
  * later scenarios are larger, and the last line of a key wins). */
@@ -552,9 +145,9 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
     for (int i = 0; i < nw && rc == 0; i++) {
         rc = redis_fixture_start(&w[i].fx, NULL);
         if (rc == 0)
-            rc = fake_start(&f[i], w[i].fx.dir, i, per, sc->tls);
+            rc = fake_start(&f[i], w[i].fx.dir, i, per, sc->tls, NULL);
         if (rc == 0)
-            rc = watcher_start(&w[i], i, per);
+            rc = watcher_start(&w[i], i, per, NULL);
     }
     if (rc == 0) {
         fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
@@ -581,7 +174,7 @@ static int run_idle(const struct scenario *sc, struct crypto_keys *keys)
         if (series != NULL)
             series_row(series, w, nw, t0);
         for (int i = 0; i < nw && rc == 0; i++) {
-            rc = create_users(&w[i].fx, "b", 0, per, keys);
+            rc = create_users(&w[i].fx, "b", 0, per, keys, NULL);
             if (series != NULL)
                 series_row(series, w, nw, t0); /* the first watchers log in meanwhile */
         }
@@ -647,9 +240,9 @@ static int run_ramp(const char *name, int sessions, int tls, struct crypto_keys 
     FILE *dat = bench_data_open(datname, "w");
     int rc = redis_fixture_start(&w.fx, NULL);
     if (rc == 0)
-        rc = fake_start(&f, w.fx.dir, 0, sessions, tls);
+        rc = fake_start(&f, w.fx.dir, 0, sessions, tls, NULL);
     if (rc == 0)
-        rc = watcher_start(&w, 0, sessions);
+        rc = watcher_start(&w, 0, sessions, NULL);
     if (rc == 0) {
         fixture_nap_ms(1000); /* settle before the baseline, not a wait for a condition */
         w.rss0 = bench_rss_kib(w.c.pid);
@@ -665,7 +258,7 @@ static int run_ramp(const char *name, int sessions, int tls, struct crypto_keys 
     for (int step = 1; step <= RAMP_STEPS && rc == 0; step++) {
         int from = sessions * (step - 1) / RAMP_STEPS, to = sessions * step / RAMP_STEPS;
         w.est_s = 0;
-        rc = create_users(&w.fx, "b", from, to - from, keys);
+        rc = create_users(&w.fx, "b", from, to - from, keys, NULL);
         if (rc == 0)
             rc = wait_established(&w, 1, to, fixture_now(), name, NULL);
         if (rc == 0) {
@@ -748,11 +341,6 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Starts a dispatcher on w's Redis; ready once its heartbeat is in
  * si:dispatchers. */
@@ -793,14 +381,6 @@ static int lat_collect(const double *sent, const double *at, int n, double *lat)
     return nl;
 }
 
-/* The q quantile (0 <= q <= 1) of the nl sorted latencies lat, or -1. */
-static double pct(const double *lat, int nl, double q)
-{
-    if (nl == 0)
-        return -1;
-    size_t i = (size_t)((double)nl * q);
-    return lat[i < (size_t)nl ? i : (size_t)nl - 1];
-}
 
 /* One table row: rate asked, stage, appended, rate achieved, arrived, p50,
  * p90, p99, p99.9, max. */
@@ -854,9 +434,9 @@ static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct 
 {
     int rc = redis_fixture_start(&w->fx, NULL);
     if (rc == 0)
-        rc = fake_start(f, w->fx.dir, 0, LAT_USERS, 0);
+        rc = fake_start(f, w->fx.dir, 0, LAT_USERS, 0, NULL);
     if (rc == 0)
-        rc = watcher_start(w, 0, LAT_USERS);
+        rc = watcher_start(w, 0, LAT_USERS, NULL);
     redisContext *c = rc == 0 ? redis_fixture_connect(&w->fx, 3000) : NULL;
     if (c == NULL)
         return -1;
@@ -868,7 +448,7 @@ static int lat_setup(struct watcher *w, struct fake *f, struct child *d, struct 
                            f->addr, f->port));
     freeReplyObject(wf_cmd(c, "CONFIG SET notify-keyspace-events Kh"));
     redisFree(c);
-    rc = create_users(&w->fx, "b", 0, LAT_USERS, keys);
+    rc = create_users(&w->fx, "b", 0, LAT_USERS, keys, NULL);
     if (rc == 0)
         rc = dispatcher_start(d, w);
     double deadline = fixture_now() + 120;
@@ -1166,15 +746,8 @@ int main(int argc, char **argv)
 {
     (void)argc;
     signal(SIGPIPE, SIG_IGN);
-    char copy[384];
-    snprintf(copy, sizeof copy, "%s", argv[0]);
-    snprintf(bin, sizeof bin, "%.384s/../bin", dirname(copy));
-    char path[512];
-    snprintf(path, sizeof path, "%s/superimap-fake-imapd", bin);
-    if (access(path, X_OK) != 0) {
-        fprintf(stderr, "bench_watcher: %s not found (make all builds it)\n", path);
+    if (rig_bin_init(argv[0]) < 0)
         return 1;
-    }
     int rates[LAT_MAX_RATES], nrates = 0;
     const char *r = getenv("BENCH_MAIL_RATE");
     if (r != NULL && atoi(r) >= 1 && atoi(r) <= 20000)

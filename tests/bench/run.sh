@@ -25,6 +25,14 @@
 # report: what bounds a target not met is in docs/performance.md, which the
 # report links to.
 #
+# bench_mailboxes compares this tree's watcher with the one of BENCH_OLD_REV
+# (71722af, the revision before a reconnect skipped the UID FETCH when
+# UIDNEXT shows nothing new): when bench_mailboxes is to run and
+# BENCH_OLD_WATCHER (that binary's path) is unset, its tree is exported
+# (git archive) into a temporary directory, its watcher built there and the
+# directory removed at exit. Without git or if the build fails, that
+# column is left out.
+#
 # Benchmarks report through BENCH_DATA_DIR, a temporary directory made and
 # removed here unless the caller sets one (then it is kept, to look at the
 # data; tests/bench/bench.h): they append "key value" lines to results.txt (the
@@ -69,6 +77,18 @@
 #                    Redis primary to the first webhook of a mail delivered
 #                    after it, without and with MIN_REPLICAS_ACK=1),
 #                    sentinel_steady_p50_ms, sentinel_steady_p50_acked_ms
+#   bench_mailboxes  mailboxes_users, and for each way <w> (inbox: INBOX
+#                    only; notify: INBOX+Junk with NOTIFY; status: INBOX+Junk
+#                    with STATUS polling) mailboxes_<w>_sessions,
+#                    _established_s, _session_bytes, _imap_per_user,
+#                    _imap_per_user_min, _redis_per_user, _redis_per_user_min,
+#                    and for notify and status _junk_p50_ms, _junk_p99_ms;
+#                    per reconnect of a storm, for <r> skip (this watcher),
+#                    fetch (the watcher of BENCH_OLD_REV), examine and
+#                    qresync (a raw client reconnecting with a plain EXAMINE,
+#                    and with ENABLE QRESYNC and EXAMINE (QRESYNC ...)):
+#                    storm_<r>_imap, storm_<r>_bytes, and for skip and fetch
+#                    storm_<r>_redis, storm_<r>_rewatch_s
 # and data files: watcher_rss_plain.dat, watcher_rss_tls.dat, latency.dat,
 # latency_rates.dat, sessions_100k.dat (bench_watcher),
 # dispatcher_concurrency.dat (bench_dispatcher), failover.dat (the kill -9
@@ -80,17 +100,35 @@ O=${1:-build}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 docs=${BENCH_DOCS:-$src/docs}
 
+BENCH_OLD_REV=${BENCH_OLD_REV:-71722af}
+tmpdata=""
+oldtree=""
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    if [ -n "$tmpdata" ]; then rm -rf "$tmpdata"; fi
+    if [ -n "$oldtree" ]; then rm -rf "$oldtree"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 if [ -n "${BENCH_DATA_DIR:-}" ]; then
     data=$BENCH_DATA_DIR # the caller's: kept, emptied of an earlier run's results
     mkdir -p "$data"
     rm -f "$data/results.txt" "$data"/*.dat
 else
     data=$(mktemp -d)
-    trap 'rm -rf "$data"' EXIT
-    trap 'exit 130' INT TERM
+    tmpdata=$data
     BENCH_DATA_DIR=$data
     export BENCH_DATA_DIR
 fi
+
+# 0 when benchmark $1 (a name, bench_x) is among those BENCH_FILTER selects.
+selected() {
+    [ -z "${BENCH_FILTER:-}" ] && return 0
+    for f in $BENCH_FILTER; do
+        case "$1" in *"$f"*) return 0 ;; esac
+    done
+    return 1
+}
 
 # ---- Header: machine, load, versions ----
 
@@ -146,6 +184,22 @@ echo
 cat "$data/header.md"
 echo
 
+# ---- The watcher of BENCH_OLD_REV, for bench_mailboxes ----
+
+if [ -x "$O/bench/bench_mailboxes" ] && selected bench_mailboxes && [ -z "${BENCH_OLD_WATCHER:-}" ]; then
+    oldtree=$(mktemp -d)
+    if git -C "$src" archive "$BENCH_OLD_REV" 2>"$data/old-watcher.log" | tar -x -C "$oldtree" &&
+        env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C "$oldtree" -j"$(nproc 2>/dev/null || echo 2)" \
+            O=build GIT_REV="$BENCH_OLD_REV" build/bin/superimap-watcher >>"$data/old-watcher.log" 2>&1; then
+        BENCH_OLD_WATCHER=$oldtree/build/bin/superimap-watcher
+        export BENCH_OLD_WATCHER
+    else
+        echo "The watcher of $BENCH_OLD_REV could not be built (bench_mailboxes leaves it out):"
+        tail -n 5 "$data/old-watcher.log"
+        echo
+    fi
+fi
+
 # ---- Run the benchmarks ----
 
 ran=""
@@ -156,13 +210,7 @@ for b in "$O"/bench/bench_*; do
     fi
     case "$b" in *.d | *.o) continue ;; esac
     name=$(basename "$b")
-    if [ -n "${BENCH_FILTER:-}" ]; then
-        keep=""
-        for f in $BENCH_FILTER; do
-            case "$name" in *"$f"*) keep=1 ;; esac
-        done
-        [ -n "$keep" ] || continue
-    fi
+    selected "$name" || continue
     echo "## $name"
     echo
     start=$(date +%s)
@@ -366,6 +414,48 @@ summary20() {
         "$(yesno 'a <= 20 && b == 0' "${v:-99}" "$lost")"
 }
 
+# Issue #21's figures (bench_mailboxes): the three ways side by side, and a
+# reconnect's cost by resync.
+summary21() {
+    u=$(val mailboxes_users)
+    echo "| ${u:+$(num "$u") users: }per way | INBOX only | INBOX+Junk, NOTIFY | INBOX+Junk, STATUS every 10 s |"
+    echo "|---|---:|---:|---:|"
+    for r in "IMAP sessions (fake-imapd)|sessions" "all watching, s from the users written|established_s" \
+        "watcher RSS per session, bytes|session_bytes" "IMAP commands per user to watching|imap_per_user" \
+        "IMAP commands per user per minute, steady|imap_per_user_min" \
+        "Redis commands per user to watching (scripts and their commands)|redis_per_user" \
+        "Redis commands per user per minute, steady|redis_per_user_min" \
+        "new mail in Junk to event recorded, p50 ms|junk_p50_ms" "the same, p99 ms|junk_p99_ms"; do
+        printf '| %s |' "${r%%|*}"
+        for w in inbox notify status; do
+            v=$(val "mailboxes_${w}_${r##*|}")
+            printf ' %s |' "${v:--}"
+        done
+        echo
+    done
+    echo
+    n=$(val mailboxes_notify_sessions)
+    p=$(val mailboxes_status_sessions)
+    echo "| issue #21 | target | measured | met? |"
+    echo "|---|---|---|---|"
+    t=${u:-10000} # bench_mailboxes' users at BENCH_SCALE 1
+    row "INBOX and Junk watched for $(num "$t") users" "$(num "$t") IMAP connections, not $(num "$((t * 2))")" \
+        "${n:+NOTIFY: $(num "$n"), STATUS: $(num "${p:-0}")}" \
+        "$(yesno 'a <= c && b <= c' "${n:-99999999}" "${p:-99999999}" "$t")"
+    echo
+    echo "| per reconnect of a storm (no new mail) | IMAP commands | IMAP bytes | Redis commands | all watching again in s |"
+    echo "|---|---:|---:|---:|---:|"
+    for r in "UIDNEXT skip (this watcher)|skip" "UID FETCH always (watcher of $BENCH_OLD_REV)|fetch" \
+        "EXAMINE, no FETCH (raw client)|examine" "QRESYNC (raw client)|qresync"; do
+        printf '| %s |' "${r%%|*}"
+        for what in imap bytes redis rewatch_s; do
+            v=$(val "storm_${r##*|}_$what")
+            printf ' %s |' "${v:--}"
+        done
+        echo
+    done
+}
+
 # ---- Plots ----
 
 # plot <svg name> <title> <script> <gnuplot -e assignments>: makes
@@ -485,6 +575,10 @@ report="$docs/benchmarks.md"
     echo "## Next targets (issue #20)"
     echo
     summary20
+    echo
+    echo "## Several mailboxes per user (issue #21)"
+    echo
+    summary21
     echo
     echo "Where a target is not met: [performance.md](performance.md) says what bounds it, from the"
     echo "runs it names."
