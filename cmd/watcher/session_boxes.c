@@ -37,26 +37,45 @@
 #include <strings.h>
 
 #include "cmd/watcher/session_store.h"
+#include "core/crypto.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pool.h"
 #include "core/time.h"
 #include "proto/mailboxes.h"
 
 /* ---- The set ---- */
+
+/* A resolved name other than the spec itself (an attribute's mailbox) is
+ * its own pooled string; a name spec points at its spec. */
+static void drop_name(struct imap_session *s, struct watch_box *b)
+{
+    if (b->name != NULL && b->name != b->spec)
+        pool_release(s->w->pool, b->name, strlen(b->name) + 1);
+    b->name = NULL;
+}
+
+static void set_name(struct imap_session *s, struct watch_box *b, const char *name)
+{
+    if (strcmp(name, b->spec) == 0) {
+        b->name = b->spec;
+        return;
+    }
+    size_t n = strlen(name) + 1;
+    b->name = pool_alloc(s->w->pool, n);
+    memcpy(b->name, name, n);
+}
 
 void session_boxes_free(struct imap_session *s)
 {
     struct box_set *bs = s->boxes;
     if (bs == NULL)
         return;
-    for (size_t i = 0; i < bs->n; i++) {
-        xfree(bs->b[i].spec);
-        xfree(bs->b[i].name);
-    }
-    xfree(bs->b);
+    for (size_t i = 0; i < bs->n; i++)
+        drop_name(s, &bs->b[i]);
     xfree(bs->missing_pub);
-    xfree(bs);
+    pool_release(s->w->pool, bs, bs->bytes);
     s->boxes = NULL;
 }
 
@@ -75,13 +94,24 @@ int session_boxes_load(struct imap_session *s, const char *json, const char *mis
             session_store_publish_missing(s, "");
         return 0;
     }
-    struct box_set *bs = xcalloc(1, sizeof *bs);
-    bs->b = xcalloc(l.n, sizeof *bs->b);
+    /* One pooled block (the set, its boxes, their specs): it lives as long
+     * as the user is held, so it stays out of a login storm's heap
+     * (core/pool.h). */
+    size_t bytes = sizeof(struct box_set) + l.n * sizeof(struct watch_box);
+    for (size_t i = 0; i < l.n; i++)
+        bytes += strlen(l.items[i].name) + 1;
+    struct box_set *bs = pool_alloc(s->w->pool, bytes);
+    bs->bytes = (uint16_t)bytes;
+    bs->b = (struct watch_box *)(bs + 1);
     bs->n = (uint8_t)l.n;
     bs->cur = bs->n;
     bs->missing_pub = has_missing ? xstrdup(missing) : NULL;
+    char *at = (char *)(bs->b + l.n);
     for (size_t i = 0; i < l.n; i++) {
-        bs->b[i].spec = xstrdup(l.items[i].name);
+        size_t n = strlen(l.items[i].name) + 1;
+        memcpy(at, l.items[i].name, n);
+        bs->b[i].spec = at;
+        at += n;
         bs->b[i].special = l.items[i].special != MB_NAME && l.items[i].special != MB_INBOX;
     }
     mailboxes_free(&l);
@@ -96,14 +126,13 @@ void session_boxes_reset(struct imap_session *s)
         return;
     for (size_t i = 0; i < bs->n; i++) {
         struct watch_box *b = &bs->b[i];
-        xfree(b->name);
-        b->name = NULL;
+        drop_name(s, b);
         b->uidvalidity = b->last_uid = b->base_uid = 0;
         b->dirty = b->missing = 0;
     }
     bs->cur = bs->n;
     bs->primary = 0;
-    bs->notify = bs->status_now = 0;
+    bs->notify = bs->status_now = bs->then_fetch = 0;
     bs->status_due_mono = 0;
 }
 
@@ -305,7 +334,7 @@ void session_boxes_list_item(struct imap_session *s, const struct imap_response 
             continue;
         int match = b->special ? has_attr(attrs, b->spec) : strcmp(b->spec, nm) == 0;
         if (match)
-            b->name = xstrdup(nm);
+            set_name(s, b, nm);
     }
 }
 
@@ -316,7 +345,11 @@ static void begin_scan(struct imap_session *s)
     struct box_set *bs = s->boxes;
     for (size_t i = 0; i < bs->n; i++)
         bs->b[i].dirty = bs->b[i].name != NULL && !bs->b[i].missing;
-    bs->status_due_mono = time_mono_ms() + poll_ms(s);
+    /* The first round at 0.5 to 1.5 times the interval: sessions that
+     * connect together (a storm) do not poll together ever after. */
+    uint32_t r;
+    crypto_random(&r, sizeof r);
+    bs->status_due_mono = time_mono_ms() + poll_ms(s) / 2 + (int64_t)(r % (uint32_t)poll_ms(s));
     next_box(s);
 }
 
@@ -332,7 +365,7 @@ void session_boxes_listed(struct imap_session *s, const struct imap_response *r,
     for (size_t i = 0; i < bs->n; i++) {
         struct watch_box *b = &bs->b[i];
         if (b->name == NULL && strcmp(b->spec, "INBOX") == 0)
-            b->name = xstrdup("INBOX"); /* always there, whatever LIST shows */
+            set_name(s, b, "INBOX"); /* always there, whatever LIST shows */
         b->missing = b->name == NULL;
         if (b->missing)
             continue;
@@ -435,6 +468,21 @@ static int ask_next(struct imap_session *s, uint8_t from)
     return 0;
 }
 
+/* After a STATUS round, or instead of one: the primary mailbox is fetched
+ * when it may hold news (EXISTS, an IDLE renewal or probe, a poll), else
+ * the session goes on to the mailboxes with news, or back to IDLE. */
+static void after_round(struct imap_session *s)
+{
+    struct box_set *bs = s->boxes;
+    if (bs == NULL || bs->then_fetch || s->need_fetch) {
+        if (bs != NULL)
+            bs->then_fetch = 0;
+        session_mailbox_fetch_new(s);
+        return;
+    }
+    session_boxes_caught_up(s);
+}
+
 void session_boxes_resume(struct imap_session *s)
 {
     struct box_set *bs = s->boxes;
@@ -444,7 +492,7 @@ void session_boxes_resume(struct imap_session *s)
         if (ask_next(s, 0))
             return;
     }
-    session_mailbox_fetch_new(s);
+    after_round(s);
 }
 
 void session_boxes_statused(struct imap_session *s, const struct imap_response *r, int ok)
@@ -455,8 +503,13 @@ void session_boxes_statused(struct imap_session *s, const struct imap_response *
         set_missing(s, &bs->b[bs->ask], policy_server_text(r, text, sizeof text));
     if (ask_next(s, (uint8_t)(bs->ask + 1)))
         return;
-    /* The round is over: the primary mailbox, then those with news. */
-    session_mailbox_fetch_new(s);
+    after_round(s);
+}
+
+void session_boxes_check_primary(struct imap_session *s)
+{
+    if (s->boxes != NULL)
+        s->boxes->then_fetch = 1;
 }
 
 int session_boxes_pending(const struct imap_session *s)

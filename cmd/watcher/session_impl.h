@@ -108,8 +108,9 @@ struct user_record {
 
 /* One watched mailbox of a user who watches more than INBOX. */
 struct watch_box {
-    char *spec;           /* as configured (proto/mailboxes): "INBOX", "\\Junk", "Work"; owned */
-    char *name;           /* its name on the server (LIST); NULL while not found; owned */
+    char *spec; /* as configured (proto/mailboxes): "INBOX", "\\Junk", "Work"; in the set's block */
+    char *name; /* its name on the server (LIST): spec itself, or a pooled string; NULL while
+                   not found */
     uint32_t uidvalidity; /* its cursor as this connection knows it: 0 until read */
     uint32_t last_uid, base_uid;
     unsigned special : 1; /* spec is an RFC 6154 attribute */
@@ -118,15 +119,19 @@ struct watch_box {
 };
 
 /* The mailboxes of a user who watches more than INBOX (NULL otherwise:
- * INBOX only costs this pointer alone). s->mb describes the one selected. */
+ * INBOX only costs this pointer alone), in one pooled block (core/pool: it
+ * lives as long as the user is held): the set, its boxes, their specs.
+ * s->mb describes the one selected. */
 struct box_set {
-    struct watch_box *b;
+    struct watch_box *b;     /* right after the set, in its block */
+    uint16_t bytes;          /* the block's size */
     uint8_t n;               /* boxes, at most MAILBOXES_MAX */
     uint8_t cur;             /* the one selected (s->mb describes it); n: none */
     uint8_t primary;         /* where the session waits in IDLE: the first one found */
     uint8_t ask;             /* S_STATUS: the box asked */
     unsigned notify : 1;     /* NOTIFY SET accepted: the others' news come as STATUS */
     unsigned status_now : 1; /* check the others with STATUS before the next IDLE */
+    unsigned then_fetch : 1; /* fetch the primary mailbox after that (renewal, probe, poll) */
     int64_t status_due_mono; /* the next such round (without NOTIFY) */
     char *missing_pub;       /* mailboxes_missing as last written; NULL: none */
 };
@@ -325,8 +330,12 @@ int session_boxes_examine_refused(struct imap_session *s, const char *text);
 /* The selected mailbox's new mail is all recorded: on to another mailbox
  * with news, back to the primary one, or IDLE. */
 void session_boxes_caught_up(struct imap_session *s);
-/* IDLE (or a poll's NOOP) ended: STATUS round when due, then fetch. */
+/* IDLE (or a poll's NOOP) ended: STATUS round when due, then the primary
+ * mailbox's fetch when it may hold news, else the others with news. */
 void session_boxes_resume(struct imap_session *s);
+/* The primary mailbox is to be fetched after the coming round whatever
+ * the news (an IDLE renewal or probe, a poll). */
+void session_boxes_check_primary(struct imap_session *s);
 /* 1 when another mailbox has news or a STATUS round is asked for: IDLE
  * must end at once. */
 int session_boxes_pending(const struct imap_session *s);

@@ -363,8 +363,11 @@ void session_mailbox_idle_timer(struct imap_session *s)
     int status = session_boxes_status_due_in(s) == 0;
     if (renew || probe || status) {
         s->probing = probe;
-        if (s->boxes != NULL && (renew || probe))
-            s->boxes->status_now = 1; /* also notices a mailbox renamed or deleted */
+        if (renew || probe) {
+            if (s->boxes != NULL)
+                s->boxes->status_now = 1;   /* also notices a mailbox renamed or deleted */
+            session_boxes_check_primary(s); /* catches a lost EXISTS */
+        }
         leave_idle(s);
     } else {
         arm_idle_timer(s);
@@ -374,6 +377,7 @@ void session_mailbox_idle_timer(struct imap_session *s)
 void session_mailbox_poll(struct imap_session *s)
 {
     session_token_tick(s);
+    session_boxes_check_primary(s);
     session_new_tag(s);
     if (imap_cmd_noop(&s->conn.out, s->tag) < 0) {
         session_fail(s, F_PROTO, "cannot build NOOP");

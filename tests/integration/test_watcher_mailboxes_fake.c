@@ -136,6 +136,17 @@ static void test_other_mailboxes_polled_with_status_without_notify(void **state)
     user(uid, 1, "[\"INBOX\",\"\\\\Junk\"]");
     start_watcher();
     assert_int_equal(fx_wait_user_field(&redis, uid, "state", "watching", 15000), 0);
+    /* Watching is written once IDLE began. A round without news costs its
+     * STATUS and the IDLE after it: no FETCH or EXAMINE of INBOX, whose
+     * news comes as EXISTS anyway. */
+    long long fetches = fakeimap_stat(&srv, "cmd_uid_fetch");
+    long long examines = fakeimap_stat(&srv, "cmd_examine");
+    long long status = fakeimap_stat(&srv, "cmd_status");
+    long long idles = fakeimap_stat(&srv, "idles");
+    assert_int_equal(fakeimap_wait_stat(&srv, "cmd_status", status + 1, 20000), 0);
+    assert_int_equal(fakeimap_wait_stat(&srv, "idles", idles + 1, 5000), 0);
+    assert_int_equal(fakeimap_stat(&srv, "cmd_uid_fetch"), fetches);
+    assert_int_equal(fakeimap_stat(&srv, "cmd_examine"), examines);
     append_to("user1", "Spam", "spam-1");
     yajl_val v = wait_event(uid, "spam-1", 25000);
     assert_string_equal(json_get_str(v, "mailbox"), "Spam");
