@@ -298,19 +298,13 @@ int imap_cmd_select(struct buf *out, struct imap_cmd_sync *sync, const char *tag
     return mailbox_cmd(out, sync, tag, "SELECT", mailbox, "\r\n", flags);
 }
 
-int imap_cmd_examine_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
-                               const char *mailbox, unsigned flags)
-{
-    return mailbox_cmd(out, sync, tag, "EXAMINE", mailbox, " (CONDSTORE)\r\n", flags);
-}
-
 int imap_cmd_select_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                               const char *mailbox, unsigned flags)
 {
     return mailbox_cmd(out, sync, tag, "SELECT", mailbox, " (CONDSTORE)\r\n", flags);
 }
 
-/* EXAMINE or SELECT with "(QRESYNC (uidvalidity modseq))". */
+/* EXAMINE with "(QRESYNC (uidvalidity modseq))". */
 static int open_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                         const char *verb, const char *mailbox, unsigned flags, uint32_t uidvalidity,
                         uint64_t modseq)
@@ -329,13 +323,6 @@ int imap_cmd_examine_qresync(struct buf *out, struct imap_cmd_sync *sync, const 
                              uint64_t modseq)
 {
     return open_qresync(out, sync, tag, "EXAMINE", mailbox, flags, uidvalidity, modseq);
-}
-
-int imap_cmd_select_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
-                            const char *mailbox, unsigned flags, uint32_t uidvalidity,
-                            uint64_t modseq)
-{
-    return open_qresync(out, sync, tag, "SELECT", mailbox, flags, uidvalidity, modseq);
 }
 
 int imap_cmd_status(struct buf *out, const char *tag, const char *mailbox, int condstore)

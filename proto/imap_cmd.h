@@ -150,18 +150,18 @@ int imap_cmd_examine(struct buf *out, struct imap_cmd_sync *sync, const char *ta
 int imap_cmd_select(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                     const char *mailbox, unsigned flags);
 
-/* "<tag> EXAMINE <mailbox> (CONDSTORE)" and "<tag> SELECT <mailbox>
- * (CONDSTORE)" (RFC 7162 section 3.1.8): opens the mailbox with mod-sequences
- * on, so the answer carries [HIGHESTMODSEQ n] (or [NOMODSEQ]) and later
- * FETCHes may use CHANGEDSINCE. Arguments as for imap_cmd_examine(). */
-int imap_cmd_examine_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
-                               const char *mailbox, unsigned flags);
+/* "<tag> SELECT <mailbox> (CONDSTORE)" (RFC 7162 section 3.1.8): opens the
+ * mailbox with mod-sequences on, so the answer carries [HIGHESTMODSEQ n] (or
+ * [NOMODSEQ]) and later FETCHes may use CHANGEDSINCE. Arguments as for
+ * imap_cmd_examine(). The watcher does not use RFC 7162 (docs/performance.md
+ * "Several mailboxes per user"); this and the QRESYNC EXAMINE below serve
+ * the tests and the benchmark that measured it. */
 int imap_cmd_select_condstore(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                               const char *mailbox, unsigned flags);
 
 /*
- * "<tag> EXAMINE <mailbox> (QRESYNC (<uidvalidity> <modseq>))" and the same
- * with SELECT (RFC 7162 section 3.2.5): reopens a mailbox known at
+ * "<tag> EXAMINE <mailbox> (QRESYNC (<uidvalidity> <modseq>))" (RFC 7162
+ * section 3.2.5): reopens a mailbox known at
  * uidvalidity up to modseq; the server answers with "* VANISHED (EARLIER)
  * uids" for what was expunged since and a FETCH (UID, FLAGS, MODSEQ) of
  * every message changed since, new ones included. The session must have
@@ -172,9 +172,6 @@ int imap_cmd_select_condstore(struct buf *out, struct imap_cmd_sync *sync, const
 int imap_cmd_examine_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
                              const char *mailbox, unsigned flags, uint32_t uidvalidity,
                              uint64_t modseq);
-int imap_cmd_select_qresync(struct buf *out, struct imap_cmd_sync *sync, const char *tag,
-                            const char *mailbox, unsigned flags, uint32_t uidvalidity,
-                            uint64_t modseq);
 
 /*
  * Commands below take no sync and no literal flags: they carry mailbox names

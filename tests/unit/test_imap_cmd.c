@@ -191,17 +191,15 @@ static void test_examine_and_select_with_condstore_and_qresync(void **state)
     struct buf b;
     buf_init(&b, OUT_MAX);
     struct imap_cmd_sync sync = {3, {0}};
-    assert_int_equal(imap_cmd_examine_condstore(&b, &sync, "A0001", "Junk", 0), 0);
+    assert_int_equal(imap_cmd_select_condstore(&b, &sync, "A0002", "INBOX", 0), 0);
     assert_int_equal(sync.n, 0);
-    assert_int_equal(imap_cmd_select_condstore(&b, NULL, "A0002", "INBOX", 0), 0);
     assert_int_equal(
         imap_cmd_examine_qresync(&b, NULL, "A0003", "Junk", 0, 67890007u, 90060115205545359ull), 0);
-    assert_int_equal(imap_cmd_select_qresync(&b, NULL, "A0004", "INBOX", 0, 4294967295u, INT64_MAX),
-                     0);
-    assert_buf(&b, "A0001 EXAMINE \"Junk\" (CONDSTORE)\r\n"
-                   "A0002 SELECT \"INBOX\" (CONDSTORE)\r\n"
+    assert_int_equal(
+        imap_cmd_examine_qresync(&b, NULL, "A0004", "INBOX", 0, 4294967295u, INT64_MAX), 0);
+    assert_buf(&b, "A0002 SELECT \"INBOX\" (CONDSTORE)\r\n"
                    "A0003 EXAMINE \"Junk\" (QRESYNC (67890007 90060115205545359))\r\n"
-                   "A0004 SELECT \"INBOX\" (QRESYNC (4294967295 9223372036854775807))\r\n");
+                   "A0004 EXAMINE \"INBOX\" (QRESYNC (4294967295 9223372036854775807))\r\n");
     /* an 8-bit name goes as a literal with its stop, the parameters after */
     size_t start = b.len;
     assert_int_equal(imap_cmd_examine_qresync(&b, &sync, "A0005", "Boîte", 0, 7, 9), 0);
@@ -213,10 +211,10 @@ static void test_examine_and_select_with_condstore_and_qresync(void **state)
     assert_int_equal(imap_cmd_examine_qresync(&b, &sync, "A0006", "INBOX", 0, 0, 9), -SIMAP_EINVAL);
     assert_int_equal(imap_cmd_examine_qresync(&b, &sync, "A0006", "INBOX", 0, 7, 0), -SIMAP_EINVAL);
     assert_int_equal(
-        imap_cmd_select_qresync(&b, &sync, "A0006", "INBOX", 0, 7, (uint64_t)INT64_MAX + 1),
+        imap_cmd_examine_qresync(&b, &sync, "A0006", "INBOX", 0, 7, (uint64_t)INT64_MAX + 1),
         -SIMAP_EINVAL);
     assert_int_equal(sync.n, 0);
-    assert_int_equal(imap_cmd_examine_condstore(&b, NULL, "A0006", "Boîte", 0), -SIMAP_EINVAL);
+    assert_int_equal(imap_cmd_select_condstore(&b, NULL, "A0006", "Boîte", 0), -SIMAP_EINVAL);
     assert_int_equal(b.len, len);
     buf_free(&b);
 }
