@@ -28,7 +28,7 @@ libhiredis-dev libev-dev libssl-dev libcurl4-openssl-dev libyajl-dev libcivetweb
 redis-server redis-tools"
 TEST_PACKAGES="$RUN_PACKAGES libcmocka-dev dovecot-imapd dovecot-lmtpd postfix clang
 libclang-rt-14-dev valgrind clang-format wrk gnuplot-nox docker-compose chromium nodejs
-heaptrack"
+heaptrack iproute2"
 # npm: Debian's package, unless a Node.js that bundles its own (NodeSource's,
 # which conflicts with Debian's npm) already provides the command.
 command -v npm >/dev/null 2>&1 || TEST_PACKAGES="$TEST_PACKAGES npm"
