@@ -54,8 +54,48 @@ const char *harness_bin(const char *binary, char *out, size_t outlen)
     return out;
 }
 
+/* The first port of the kernel's ephemeral range (connect() and bind(0)
+ * take theirs from it), or 32768 when it cannot be read. */
+static int ephemeral_low(void)
+{
+    int low = 32768, high = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%d %d", &low, &high) != 2 || low < 2048 || low > 65535)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+/* 1 when port can be bound on 127.0.0.1 now. */
+static int bindable(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
 int harness_free_port(void)
 {
+    /* Below the ephemeral range, so that no connection of this or another
+     * suite running at the same time (make test runs two) takes it between
+     * this check and the server's bind; picked at random so that two
+     * suites rarely try the same one. */
+    int low = ephemeral_low();
+    if (low > 12000) {
+        for (int i = 0; i < 64; i++) {
+            int port = 10000 + (int)(((unsigned)rand() ^ (unsigned)getpid() * 2654435761u) %
+                                     (unsigned)(low - 10000));
+            if (bindable(port))
+                return port;
+        }
+    }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
