@@ -367,8 +367,10 @@ void session_boxes_listed(struct imap_session *s, const struct imap_response *r,
         if (b->name == NULL && strcmp(b->spec, "INBOX") == 0)
             set_name(s, b, "INBOX"); /* always there, whatever LIST shows */
         b->missing = b->name == NULL;
-        if (b->missing)
+        if (b->missing) {
+            metric_inc(s->w->m.box_missing); /* as set_missing() counts the others */
             continue;
+        }
         if (found < 0)
             found = (int)i;
         else
